@@ -1,0 +1,41 @@
+# Two commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBS   := libcoap3-bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench debs clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test,speed]'
+	touch $(STAMP)
+
+# Debian packages the interop tests need (libcoap's command-line client).
+debs:
+	@command -v coap-client-notls >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS) >/dev/null; }
+
+test: $(STAMP) debs
+	$(VENV)/bin/ruff check src tests tools bench
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests tools bench
+	$(VENV)/bin/ruff format --check src tests tools bench
+
+demo: $(STAMP)
+	$(VENV)/bin/lwm2m demo
+
+bench: $(STAMP)
+	$(PY) bench/coap_loop.py
+	$(PY) bench/codecs.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from lwm2m.cli import main
+
+main()
