@@ -1,0 +1,311 @@
+"""CoAP message encode/decode (RFC 7252 §3).
+
+The codec is on the value object, as aiocoap does it: ``Message.decode(data)``
+and ``message.encode()``. Options are kept raw as ``(number, bytes)`` pairs in
+wire order; typed accessors read them on demand, which keeps the decode path
+short for the messages that only need the token and code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_str
+from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
+
+_TYPES = (Type.CON, Type.NON, Type.ACK, Type.RST)
+_CODES = {int(c): c for c in Code}
+PAYLOAD_MARKER = 0xFF
+MAX_TOKEN_LENGTH = 8
+
+
+class MessageError(ValueError):
+    """A datagram that is not a well-formed CoAP message (a message format error).
+
+    ``mid`` and ``type`` are set when the 4-byte header could be read, so that
+    an endpoint can answer a malformed CON with RST (RFC 7252 §4.2) and drop a
+    malformed NON (§4.3). ``version_ok`` is False for an unknown version, which
+    must be silently ignored (§3).
+    """
+
+    def __init__(
+        self, reason: str, *, mid: int | None = None, type: Type | None = None, version_ok: bool = True
+    ) -> None:
+        super().__init__(reason)
+        self.mid = mid
+        self.type = type
+        self.version_ok = version_ok
+
+
+Options = tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    type: Type
+    code: int  # a Code member where the number is registered, else the raw int
+    mid: int = 0
+    token: bytes = b""
+    options: Options = ()
+    payload: bytes = b""
+
+    # --- wire format ---------------------------------------------------------
+
+    @classmethod
+    def decode(cls, data: bytes) -> Message:
+        n = len(data)
+        if n < 4:
+            raise MessageError(f"truncated header: {n} bytes, need 4")
+        b0 = data[0]
+        mtype = _TYPES[(b0 >> 4) & 0x3]
+        mid = (data[2] << 8) | data[3]
+        if b0 >> 6 != 1:
+            raise MessageError(f"unknown CoAP version {b0 >> 6}", mid=mid, type=mtype, version_ok=False)
+        tkl = b0 & 0x0F
+        if tkl > MAX_TOKEN_LENGTH:
+            raise MessageError(f"reserved token length {tkl}", mid=mid, type=mtype)
+        raw_code = data[1]
+        code = _CODES.get(raw_code, raw_code)
+        pos = 4 + tkl
+        if pos > n:
+            raise MessageError("token runs past the end of the datagram", mid=mid, type=mtype)
+        token = data[4:pos]
+        if raw_code == 0 and n > 4:
+            # RFC 7252 §4.1: an Empty message has nothing after the Message ID.
+            raise MessageError("empty message with token, options or payload", mid=mid, type=mtype)
+        options: list[tuple[int, bytes]] = []
+        number = 0
+        payload = b""
+        while pos < n:
+            byte = data[pos]
+            if byte == PAYLOAD_MARKER:
+                if pos + 1 == n:
+                    raise MessageError("payload marker with an empty payload", mid=mid, type=mtype)
+                payload = data[pos + 1 :]
+                break
+            pos += 1
+            delta = byte >> 4
+            length = byte & 0x0F
+            if delta == 13:
+                if pos >= n:
+                    raise MessageError("option delta runs past the end", mid=mid, type=mtype)
+                delta = data[pos] + 13
+                pos += 1
+            elif delta == 14:
+                if pos + 1 >= n:
+                    raise MessageError("option delta runs past the end", mid=mid, type=mtype)
+                delta = ((data[pos] << 8) | data[pos + 1]) + 269
+                pos += 2
+            elif delta == 15:
+                raise MessageError("reserved option delta nibble 15", mid=mid, type=mtype)
+            if length == 13:
+                if pos >= n:
+                    raise MessageError("option length runs past the end", mid=mid, type=mtype)
+                length = data[pos] + 13
+                pos += 1
+            elif length == 14:
+                if pos + 1 >= n:
+                    raise MessageError("option length runs past the end", mid=mid, type=mtype)
+                length = ((data[pos] << 8) | data[pos + 1]) + 269
+                pos += 2
+            elif length == 15:
+                raise MessageError("reserved option length nibble 15", mid=mid, type=mtype)
+            number += delta
+            end = pos + length
+            if end > n:
+                raise MessageError(f"option {number} runs past the end of the datagram", mid=mid, type=mtype)
+            options.append((number, data[pos:end]))
+            pos = end
+        return cls(mtype, code, mid, bytes(token), tuple(options), bytes(payload))
+
+    def encode(self) -> bytes:
+        tkl = len(self.token)
+        if tkl > MAX_TOKEN_LENGTH:
+            raise ValueError(f"token of {tkl} bytes: at most {MAX_TOKEN_LENGTH}")
+        if not 0 <= self.mid <= 0xFFFF:
+            raise ValueError(f"message ID {self.mid} out of range 0..65535")
+        out = bytearray((0x40 | (int(self.type) << 4) | tkl, int(self.code), self.mid >> 8, self.mid & 0xFF))
+        out += self.token
+        options = self.options
+        if any(options[i][0] > options[i + 1][0] for i in range(len(options) - 1)):
+            options = tuple(sorted(options, key=lambda o: o[0]))  # stable: repeats keep their order
+        last = 0
+        for number, value in options:
+            delta = number - last
+            last = number
+            length = len(value)
+            dn, dext = _nibble(delta)
+            ln, lext = _nibble(length)
+            out.append((dn << 4) | ln)
+            out += dext
+            out += lext
+            out += value
+        if self.payload:
+            out.append(PAYLOAD_MARKER)
+            out += self.payload
+        return bytes(out)
+
+    # --- building --------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        type: Type,
+        code: int,
+        mid: int = 0,
+        token: bytes = b"",
+        *,
+        uri_path: str | Sequence[str] = (),
+        uri_query: Sequence[str] = (),
+        location_path: Sequence[str] = (),
+        content_format: int | None = None,
+        accept: int | None = None,
+        observe: int | None = None,
+        block1: BlockOption | None = None,
+        block2: BlockOption | None = None,
+        size1: int | None = None,
+        size2: int | None = None,
+        options: Iterable[tuple[int, bytes]] = (),
+        payload: bytes = b"",
+    ) -> Message:
+        """A message with the common options set by name (``uri_path`` may be ``"/3/0"``)."""
+        opts: list[tuple[int, bytes]] = []
+        if observe is not None:
+            opts.append((OptionNumber.OBSERVE, encode_uint(observe)))
+        opts += [(OptionNumber.LOCATION_PATH, s.encode()) for s in location_path]
+        if isinstance(uri_path, str):
+            uri_path = [s for s in uri_path.split("/") if s]
+        opts += [(OptionNumber.URI_PATH, s.encode()) for s in uri_path]
+        if content_format is not None:
+            opts.append((OptionNumber.CONTENT_FORMAT, encode_uint(content_format)))
+        opts += [(OptionNumber.URI_QUERY, s.encode()) for s in uri_query]
+        if accept is not None:
+            opts.append((OptionNumber.ACCEPT, encode_uint(accept)))
+        if block2 is not None:
+            opts.append((OptionNumber.BLOCK2, block2.encode()))
+        if block1 is not None:
+            opts.append((OptionNumber.BLOCK1, block1.encode()))
+        if size2 is not None:
+            opts.append((OptionNumber.SIZE2, encode_uint(size2)))
+        if size1 is not None:
+            opts.append((OptionNumber.SIZE1, encode_uint(size1)))
+        opts += options
+        opts.sort(key=lambda o: o[0])
+        return cls(type, code, mid, token, tuple(opts), payload)
+
+    def replace(self, **changes: object) -> Message:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_option(self, number: int, value: bytes | int | str) -> Message:
+        """This message with every ``number`` option replaced by one with ``value``."""
+        if isinstance(value, int):
+            value = encode_uint(value)
+        elif isinstance(value, str):
+            value = value.encode()
+        rest = [o for o in self.options if o[0] != number]
+        rest.append((number, value))
+        rest.sort(key=lambda o: o[0])
+        return replace(self, options=tuple(rest))
+
+    def without_option(self, number: int) -> Message:
+        return replace(self, options=tuple(o for o in self.options if o[0] != number))
+
+    # --- reading options -------------------------------------------------------
+
+    def option(self, number: int) -> bytes | None:
+        for n, v in self.options:
+            if n == number:
+                return v
+        return None
+
+    def option_values(self, number: int) -> list[bytes]:
+        return [v for n, v in self.options if n == number]
+
+    def has_option(self, number: int) -> bool:
+        return any(n == number for n, _ in self.options)
+
+    def _uint(self, number: int) -> int | None:
+        v = self.option(number)
+        return None if v is None else decode_uint(v)
+
+    def _strings(self, number: int) -> tuple[str, ...]:
+        return tuple(v.decode("utf-8", "replace") for n, v in self.options if n == number)
+
+    @property
+    def uri_path(self) -> tuple[str, ...]:
+        return self._strings(OptionNumber.URI_PATH)
+
+    @property
+    def uri_path_str(self) -> str:
+        return "/" + "/".join(self.uri_path)
+
+    @property
+    def uri_query(self) -> tuple[str, ...]:
+        return self._strings(OptionNumber.URI_QUERY)
+
+    @property
+    def location_path(self) -> tuple[str, ...]:
+        return self._strings(OptionNumber.LOCATION_PATH)
+
+    @property
+    def content_format(self) -> int | None:
+        return self._uint(OptionNumber.CONTENT_FORMAT)
+
+    @property
+    def accept(self) -> int | None:
+        return self._uint(OptionNumber.ACCEPT)
+
+    @property
+    def observe(self) -> int | None:
+        return self._uint(OptionNumber.OBSERVE)
+
+    @property
+    def size1(self) -> int | None:
+        return self._uint(OptionNumber.SIZE1)
+
+    @property
+    def size2(self) -> int | None:
+        return self._uint(OptionNumber.SIZE2)
+
+    @property
+    def block1(self) -> BlockOption | None:
+        v = self.option(OptionNumber.BLOCK1)
+        return None if v is None else BlockOption.decode(v)
+
+    @property
+    def block2(self) -> BlockOption | None:
+        v = self.option(OptionNumber.BLOCK2)
+        return None if v is None else BlockOption.decode(v)
+
+    # --- classification ----------------------------------------------------------
+
+    @property
+    def is_request(self) -> bool:
+        return 1 <= self.code <= 31
+
+    @property
+    def is_response(self) -> bool:
+        return 64 <= self.code <= 191
+
+    @property
+    def is_empty(self) -> bool:
+        return self.code == 0
+
+    def __str__(self) -> str:
+        name = self.code.name if isinstance(self.code, Code) else code_str(self.code)
+        return (
+            f"<{self.type.name} {name} mid={self.mid} token={self.token.hex() or '-'}"
+            f" options={len(self.options)} payload={len(self.payload)}B>"
+        )
+
+
+def _nibble(value: int) -> tuple[int, bytes]:
+    if value < 13:
+        return value, b""
+    if value < 269:
+        return 13, bytes((value - 13,))
+    if value < 65805:
+        v = value - 269
+        return 14, bytes((v >> 8, v & 0xFF))
+    raise ValueError(f"option delta or length {value} is too large")
