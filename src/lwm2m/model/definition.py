@@ -50,7 +50,9 @@ class ResourceDefinition:
     mandatory: bool = False
     units: str = ""
     range: str = ""  # RangeEnumeration as written (free text in the registry)
-    minimum: float | None = None  # numeric bounds parsed from ``range`` when it is min..max
+    # Numeric bounds parsed from ``range`` when it is clearly min..max (ints stay ints); for String
+    # and Opaque resources the registry means a length in bytes.
+    minimum: float | None = None
     maximum: float | None = None
     description: str = ""
 

@@ -47,6 +47,8 @@ class Path:
         parts = body.split("/")
         ids = []
         for p in parts:
+            if not p:
+                raise InvalidPath(f"invalid path {text!r}: empty ID between two slashes")
             if not p.isascii() or not p.isdigit():
                 raise InvalidPath(f"invalid path {text!r}: {p!r} is not a numeric ID")
             if len(p) > 1 and p[0] == "0":
