@@ -117,6 +117,8 @@ class Message:
                 raise MessageError(f"option {number} runs past the end of the datagram", mid=mid, type=mtype)
             options.append((number, data[pos:end]))
             pos = end
+        if cls is Message:
+            return _fast_message(mtype, code, mid, bytes(token), tuple(options), bytes(payload))
         return cls(mtype, code, mid, bytes(token), tuple(options), bytes(payload))
 
     def encode(self) -> bytes:
@@ -298,6 +300,75 @@ class Message:
             f"<{self.type.name} {name} mid={self.mid} token={self.token.hex() or '-'}"
             f" options={len(self.options)} payload={len(self.payload)}B>"
         )
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple:
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_MSG_SET = _slot_setters(Message, ("type", "code", "mid", "token", "options", "payload"))
+
+
+def _fast_message(
+    mtype: Type, code: int, mid: int, token: bytes, options: Options, payload: bytes
+) -> Message:
+    """``Message(...)`` without the frozen dataclass ``__init__``, which costs half of a decode.
+
+    The slot descriptors set the fields directly, as ``object.__setattr__`` in the
+    generated ``__init__`` would; used on the receive path only, with checked values.
+    """
+    msg = _new(Message)
+    st, sc, sm, stk, so, sp = _MSG_SET
+    st(msg, mtype)
+    sc(msg, code)
+    sm(msg, mid)
+    stk(msg, token)
+    so(msg, options)
+    sp(msg, payload)
+    return msg
+
+
+_new = object.__new__
+
+
+def encode_parts(
+    mtype: int, code: int, mid: int, token: bytes, options: Options | list[tuple[int, bytes]], payload: bytes
+) -> bytes:
+    """``Message(mtype, code, mid, token, options, payload).encode()`` without building the Message.
+
+    The endpoint's hot path (a piggybacked response) encodes through this; options
+    are expected in number order, as ``Message.build`` and ``with_option`` keep them.
+    """
+    tkl = len(token)
+    if tkl > MAX_TOKEN_LENGTH or not 0 <= mid <= 0xFFFF:
+        return Message(Type(mtype), code, mid, token, tuple(options), payload).encode()  # raises
+    head = bytes((0x40 | (mtype << 4) | tkl, code, mid >> 8, mid & 0xFF))
+    if not options:
+        if payload:
+            return b"".join((head, token, b"\xff", payload))
+        return head + token if tkl else head
+    out = bytearray(head)
+    out += token
+    last = 0
+    for number, value in options:
+        delta = number - last
+        if delta < 0:
+            return Message(Type(mtype), code, mid, token, tuple(options), payload).encode()  # sorts
+        last = number
+        length = len(value)
+        if delta < 13 and length < 13:
+            out.append((delta << 4) | length)
+        else:
+            dn, dext = _nibble(delta)
+            ln, lext = _nibble(length)
+            out.append((dn << 4) | ln)
+            out += dext
+            out += lext
+        out += value
+    if payload:
+        out.append(PAYLOAD_MARKER)
+        out += payload
+    return bytes(out)
 
 
 def _nibble(value: int) -> tuple[int, bytes]:

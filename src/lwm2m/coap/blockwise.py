@@ -1,0 +1,82 @@
+"""RFC 7959 block-wise helpers: request identity, slicing a body, reassembly state."""
+
+from __future__ import annotations
+
+from lwm2m.coap.message import Message, Options
+from lwm2m.coap.numbers import OptionNumber
+from lwm2m.coap.option import BlockOption, encode_uint
+
+# Options that do not change which resource and representation a request is about:
+# two requests differing only in these belong to one block-wise transfer (RFC 7959 §2.4, §2.5).
+_NOT_IDENTITY = frozenset(
+    (
+        OptionNumber.BLOCK1,
+        OptionNumber.BLOCK2,
+        OptionNumber.SIZE1,
+        OptionNumber.SIZE2,
+        OptionNumber.OBSERVE,
+        OptionNumber.NO_RESPONSE,
+    )
+)
+_BLOCK_AND_SIZE = frozenset(
+    (OptionNumber.BLOCK1, OptionNumber.BLOCK2, OptionNumber.SIZE1, OptionNumber.SIZE2)
+)
+
+
+def request_key(message: Message) -> tuple:
+    """The identity of a request for matching its blocks: method and identifying options."""
+    return (int(message.code), tuple(o for o in message.options if o[0] not in _NOT_IDENTITY))
+
+
+def strip(options: Options, numbers: frozenset[int] = _BLOCK_AND_SIZE) -> list[tuple[int, bytes]]:
+    return [o for o in options if o[0] not in numbers]
+
+
+def with_options(options: Options | list[tuple[int, bytes]], *extra: tuple[int, bytes]) -> Options:
+    """``options`` plus ``extra``, in option-number order (the sort is stable for repeats)."""
+    out = list(options)
+    out += extra
+    out.sort(key=lambda o: o[0])
+    return tuple(out)
+
+
+def block_slice(payload: bytes, num: int, szx: int) -> tuple[bytes, bool] | None:
+    """Block ``num`` of ``payload`` at size exponent ``szx`` and whether more follow; None if past the end."""
+    size = 1 << (szx + 4)
+    start = num * size
+    if start >= len(payload) and not (start == 0 and not payload):
+        return None
+    end = start + size
+    return payload[start:end], end < len(payload)
+
+
+def block2_options(
+    base: Options | list[tuple[int, bytes]], num: int, more: bool, szx: int, total: int
+) -> Options:
+    """Response options for one Block2 block; Size2 on the first block tells the whole size (§4)."""
+    extra = [(OptionNumber.BLOCK2, BlockOption(num, more, szx).encode())]
+    if num == 0:
+        extra.append((OptionNumber.SIZE2, encode_uint(total)))
+    return with_options(base, *extra)
+
+
+class Reassembly:
+    """A Block1 transfer being received (server side), or a Block2 body being fetched."""
+
+    __slots__ = ("buf", "expires")
+
+    def __init__(self, first: bytes, expires: float) -> None:
+        self.buf = bytearray(first)
+        self.expires = expires
+
+
+class Served:
+    """A large representation kept so that later Block2 requests get consistent blocks (§2.4)."""
+
+    __slots__ = ("base", "code", "expires", "payload")
+
+    def __init__(self, code: int, base: list[tuple[int, bytes]], payload: bytes, expires: float) -> None:
+        self.code = code
+        self.base = base  # the response options without Block2/Size2/Observe
+        self.payload = payload
+        self.expires = expires

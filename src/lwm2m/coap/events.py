@@ -1,0 +1,144 @@
+"""Events the CoAP endpoint reports to its application (past tense, frozen dataclasses).
+
+The endpoint queues them; the application drains them with ``Endpoint.next_event()``.
+``addr`` is the peer's address as the transport gave it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lwm2m.coap.message import Message
+from lwm2m.coap.option import BlockOption
+
+__all__ = [
+    "Addr",
+    "Event",
+    "NotificationReceived",
+    "ObservationCancelled",
+    "RequestFailed",
+    "RequestReceived",
+    "RequestTimedOut",
+    "ResetReceived",
+    "ResponseReceived",
+]
+
+Addr = Any  # any hashable peer address; a socket address tuple for UDP
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every endpoint event."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived(Event):
+    """A request to answer with ``Endpoint.respond``.
+
+    ``message`` is the request as received, with a Block1 transfer already
+    reassembled (its payload whole, its Block1 option removed; ``block1`` keeps
+    the last block's option, which the response echoes, RFC 7959 §2.3).
+    ``observe`` is the Observe option value of a GET/FETCH: 0 registers, 1
+    deregisters (RFC 7641 §2), None otherwise.
+    """
+
+    addr: Addr
+    message: Message
+    observe: int | None = None
+    block1: BlockOption | None = None
+    block2: BlockOption | None = None  # the Block2 option the client sent, if any
+
+    @property
+    def token(self) -> bytes:
+        return self.message.token
+
+    @property
+    def is_observe_registration(self) -> bool:
+        return self.observe == 0
+
+    @property
+    def is_observe_deregistration(self) -> bool:
+        return self.observe == 1
+
+    @property
+    def relation(self) -> tuple[Addr, bytes]:
+        """The handle of the observation this request may register, for ``Endpoint.notify``."""
+        return (self.addr, self.message.token)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived(Event):
+    """The (final, reassembled) response to a request we sent."""
+
+    addr: Addr
+    token: bytes
+    request: Message
+    response: Message
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationReceived(Event):
+    """A fresh notification for an observation we registered (RFC 7641 §3.2).
+
+    ``sequence`` is the Observe value; None for a final notification (an error
+    code or no Observe option), after which the observation is closed.
+    """
+
+    addr: Addr
+    token: bytes
+    response: Message
+    sequence: int | None
+
+    @property
+    def final(self) -> bool:
+        return self.sequence is None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTimedOut(Event):
+    """A request got no answer: MAX_RETRANSMIT reached for CON, or no response in time."""
+
+    addr: Addr
+    token: bytes
+    request: Message
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed(Event):
+    """A request ended without a usable response (e.g. a block-wise transfer broke off)."""
+
+    addr: Addr
+    token: bytes
+    request: Message
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResetReceived(Event):
+    """The peer answered one of our messages with RST (RFC 7252 §4.2).
+
+    ``token`` is the token of our request or response, when the message had one.
+    """
+
+    addr: Addr
+    token: bytes | None
+    mid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationCancelled(Event):
+    """A server-side observation ended without the application asking for it.
+
+    ``reason``: "reset" (RST to a notification, RFC 7641 §3.6), "deregistered"
+    (GET with Observe=1), "timeout" (a CON notification was never acknowledged,
+    §4.5), "evicted" (state limits).
+    """
+
+    addr: Addr
+    token: bytes
+    reason: str
+
+    @property
+    def relation(self) -> tuple[Addr, bytes]:
+        return (self.addr, self.token)

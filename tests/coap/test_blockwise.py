@@ -1,0 +1,336 @@
+"""RFC 7959 block-wise transfers between two in-memory endpoints, both directions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lwm2m.coap.endpoint import EndpointConfig
+from lwm2m.coap.events import RequestFailed, RequestReceived, ResponseReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.option import BlockOption
+
+C, S = ("10.0.0.1", 5683), ("10.0.0.2", 5683)
+BODY = bytes(range(256)) * 10 + b"tail"  # 2564 bytes: three 1 KiB blocks
+
+
+def serve_one(net: Any, response: Message) -> RequestReceived:
+    """Deliver, answer the one request the server got with ``response``, deliver again."""
+    net.deliver()
+    evs = net.events(net.s)
+    assert len(evs) == 1, evs
+    net.s.respond(evs[0], response, net.now)
+    net.deliver()
+    return evs[0]
+
+
+def only_response(net: Any) -> ResponseReceived:
+    (ev,) = net.events(net.c)
+    assert isinstance(ev, ResponseReceived), ev
+    return ev
+
+
+def raw_request(net: Any, msg: Message) -> Message:
+    net.s.receive_datagram(msg.encode(), C, net.now)
+    ((data, _),) = net.s.datagrams_to_send(net.now)
+    return Message.decode(data)
+
+
+# --- Block2: large responses ---------------------------------------------------------------------
+
+
+def test_block2_response_is_fetched_and_delivered_whole(net: Any) -> None:
+    token = net.c.request(Message.build(Type.CON, Code.GET, uri_path="/5/0/0"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, content_format=42, payload=BODY))
+    resp = only_response(net)
+    assert resp.token == token and resp.response.payload == BODY
+    assert resp.response.content_format == 42
+    assert not resp.response.has_option(OptionNumber.BLOCK2)
+    answers = net.sent_by(S)
+    assert [m.block2 for m in answers] == [
+        BlockOption(0, True, 6),
+        BlockOption(1, True, 6),
+        BlockOption(2, False, 6),
+    ]
+    assert answers[0].size2 == len(BODY)
+    assert all(m.content_format == 42 for m in answers)
+    follow_ups = net.sent_by(C)[1:]
+    assert [m.block2 for m in follow_ups] == [BlockOption(1, False, 6), BlockOption(2, False, 6)]
+    assert all(m.uri_path == ("5", "0", "0") and m.token == token for m in follow_ups)
+    assert net.events(net.s) == []  # later blocks come from the kept representation
+
+
+def test_block2_early_negotiation_by_the_client(net: Any) -> None:
+    req = Message.build(Type.CON, Code.GET, uri_path="/x", block2=BlockOption(0, False, 2))
+    net.c.request(req, S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=bytes(200)))
+    assert only_response(net).response.payload == bytes(200)
+    assert [m.block2.szx for m in net.sent_by(S)] == [2, 2, 2, 2]  # type: ignore[union-attr]
+
+
+def test_block2_server_prefers_smaller_blocks(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(block_szx=4))
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=BODY))
+    assert only_response(net).response.payload == BODY
+    assert len(net.sent_by(S)) == 11  # 2564 bytes in 256-byte blocks
+    assert {m.block2.szx for m in net.sent_by(S)} == {4}  # type: ignore[union-attr]
+
+
+def test_block2_later_block_at_a_larger_size_is_converted(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(block_szx=4))
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    net.deliver()
+    (ev,) = net.events(net.s)
+    net.drop = lambda sender, msg: True
+    net.s.respond(ev, Message.build(Type.ACK, Code.CONTENT, payload=BODY), 0.0)
+    net.deliver()
+    # Block 1 of 1024 bytes is blocks 4..7 of 256: the server answers block 4 at its size (§2.4).
+    ask = Message.build(Type.CON, Code.GET, 900, b"q", uri_path="/x", block2=BlockOption(1, False, 6))
+    resp = raw_request(net, ask)
+    assert resp.block2 == BlockOption(4, True, 4)
+    assert resp.payload == BODY[1024:1280]
+
+
+def test_block2_past_the_end_is_bad_option(net: Any) -> None:
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    net.deliver()
+    (ev,) = net.events(net.s)
+    net.s.respond(ev, Message.build(Type.ACK, Code.CONTENT, payload=BODY), 0.0)
+    net.s.datagrams_to_send(0.0)
+    ask = Message.build(Type.CON, Code.GET, 900, b"q", uri_path="/x", block2=BlockOption(9, False, 6))
+    assert raw_request(net, ask).code == Code.BAD_OPTION
+
+
+def test_block2_without_kept_representation_goes_to_the_application(net: Any) -> None:
+    ask = Message.build(Type.CON, Code.GET, 900, b"q", uri_path="/x", block2=BlockOption(1, False, 6))
+    net.s.receive_datagram(ask.encode(), C, 0.0)
+    (ev,) = net.events(net.s)
+    assert ev.block2 == BlockOption(1, False, 6)
+    net.s.respond(ev, Message.build(Type.ACK, Code.CONTENT, payload=BODY), 0.0)
+    ((data, _),) = net.s.datagrams_to_send(0.0)
+    resp = Message.decode(data)
+    assert resp.block2 == BlockOption(1, True, 6) and resp.payload == BODY[1024:2048]
+
+
+def test_block2_representation_change_fails_the_request(net: Any) -> None:
+    token = net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    net.deliver()
+    (ev,) = net.events(net.s)
+    net.drop = lambda sender, msg: sender == C and msg.block2 is not None
+    etag1 = [(OptionNumber.ETAG, b"1")]
+    net.s.respond(ev, Message.build(Type.ACK, Code.CONTENT, payload=BODY, options=etag1), 0.0)
+    net.deliver()
+    follow = [m for s, m, _ in net.log if s == C and m.block2 is not None][-1]
+    # The server's representation changed: block 1 comes with another ETag.
+    changed = Message.build(
+        Type.ACK,
+        Code.CONTENT,
+        follow.mid,
+        follow.token,
+        block2=BlockOption(1, True, 6),
+        options=[(OptionNumber.ETAG, b"2")],
+        payload=bytes(1024),
+    )
+    net.c.receive_datagram(changed.encode(), S, 0.1)
+    (failed,) = net.events(net.c)
+    assert isinstance(failed, RequestFailed) and failed.token == token
+
+
+def test_block2_body_over_the_limit_fails(make_net: Any) -> None:
+    net = make_net(client=EndpointConfig(max_body_size=2000))
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=BODY))
+    (failed,) = net.events(net.c)
+    assert isinstance(failed, RequestFailed)
+
+
+def test_block2_with_fetch_repeats_the_body(net: Any) -> None:
+    net.c.request(Message.build(Type.CON, Code.FETCH, uri_path="/x", payload=b"query"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=BODY))
+    assert only_response(net).response.payload == BODY
+    assert all(m.payload == b"query" for m in net.sent_by(C))
+
+
+# --- Block1: large requests -----------------------------------------------------------------------
+
+
+def test_block1_request_is_sent_in_blocks_and_reassembled(net: Any) -> None:
+    token = net.c.request(Message.build(Type.CON, Code.PUT, uri_path="/5/0/0", payload=BODY), S, 0.0)
+    ev = serve_one(net, Message(Type.ACK, Code.CHANGED))
+    assert ev.message.payload == BODY and ev.message.uri_path == ("5", "0", "0")
+    assert not ev.message.has_option(OptionNumber.BLOCK1) and ev.message.size1 is None
+    assert ev.block1 == BlockOption(2, False, 6)
+    sent = net.sent_by(C)
+    assert [m.block1 for m in sent] == [
+        BlockOption(0, True, 6),
+        BlockOption(1, True, 6),
+        BlockOption(2, False, 6),
+    ]
+    assert sent[0].size1 == len(BODY) and sent[1].size1 is None
+    assert [len(m.payload) for m in sent] == [1024, 1024, len(BODY) - 2048]
+    answers = net.sent_by(S)
+    assert [m.code for m in answers] == [Code.CONTINUE, Code.CONTINUE, Code.CHANGED]
+    assert answers[0].block1 == BlockOption(0, True, 6)
+    assert answers[-1].block1 == BlockOption(2, False, 6)  # the final response echoes it (§2.3)
+    resp = only_response(net)
+    assert resp.token == token and resp.response.code == Code.CHANGED and resp.request.payload == BODY
+
+
+def test_block1_server_asks_for_smaller_blocks(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(block_szx=4))
+    net.c.request(Message.build(Type.CON, Code.POST, uri_path="/x", payload=BODY), S, 0.0)
+    ev = serve_one(net, Message(Type.ACK, Code.CHANGED))
+    assert ev.message.payload == BODY
+    sent = net.sent_by(C)
+    # 1024 bytes in block 0, then 256-byte blocks numbered from offset 1024 (§2.5).
+    assert sent[0].block1 == BlockOption(0, True, 6)
+    assert sent[1].block1 == BlockOption(4, True, 4)
+    assert len(sent) == 1 + 7  # 1540 bytes left: six blocks of 256 and one of 4
+    assert net.sent_by(S)[0].block1 == BlockOption(0, True, 4)
+    assert only_response(net).response.code == Code.CHANGED
+
+
+def test_block1_client_with_small_blocks(make_net: Any) -> None:
+    net = make_net(client=EndpointConfig(block_szx=0))
+    net.c.request(Message.build(Type.CON, Code.PUT, uri_path="/x", payload=bytes(100)), S, 0.0)
+    ev = serve_one(net, Message(Type.ACK, Code.CHANGED))
+    assert ev.message.payload == bytes(100) and len(net.sent_by(C)) == 7
+
+
+def test_block1_and_block2_combined(net: Any) -> None:
+    net.c.request(Message.build(Type.CON, Code.POST, uri_path="/x", payload=BODY), S, 0.0)
+    ev = serve_one(net, Message.build(Type.ACK, Code.CHANGED, payload=BODY[::-1]))
+    assert ev.message.payload == BODY
+    resp = only_response(net)
+    assert resp.response.payload == BODY[::-1]
+
+
+def test_block1_lost_continue_is_replayed(net: Any) -> None:
+    drops = [0]
+
+    def drop_first_continue(sender: Any, msg: Message) -> bool:
+        if sender == S and msg.code == Code.CONTINUE and drops[0] == 0:
+            drops[0] += 1
+            return True
+        return False
+
+    net.drop = drop_first_continue
+    net.c.request(Message.build(Type.CON, Code.PUT, uri_path="/x", payload=BODY), S, 0.0)
+    net.advance(5.0)
+    (ev,) = net.events(net.s)
+    assert ev.message.payload == BODY
+
+
+def test_block1_out_of_sequence_is_4_08(net: Any) -> None:
+    msg = Message.build(
+        Type.CON, Code.PUT, 1, b"a", uri_path="/x", block1=BlockOption(2, True, 6), payload=bytes(1024)
+    )
+    resp = raw_request(net, msg)
+    assert resp.code == Code.REQUEST_ENTITY_INCOMPLETE and resp.mid == 1
+    # Block 0, then block 2 (block 1 missing)
+    first = Message.build(
+        Type.CON, Code.PUT, 2, b"a", uri_path="/x", block1=BlockOption(0, True, 6), payload=bytes(1024)
+    )
+    assert raw_request(net, first).code == Code.CONTINUE
+    gap = Message.build(
+        Type.CON, Code.PUT, 3, b"a", uri_path="/x", block1=BlockOption(2, False, 6), payload=b"z"
+    )
+    assert raw_request(net, gap).code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert net.events(net.s) == []
+
+
+def test_block1_transfers_are_kept_apart_by_resource(net: Any) -> None:
+    def block(mid: int, path: str, num: int, more: bool, fill: int) -> Message:
+        return Message.build(
+            Type.CON,
+            Code.PUT,
+            mid,
+            b"t",
+            uri_path=path,
+            block1=BlockOption(num, more, 0),
+            payload=bytes([fill]) * 16,
+        )
+
+    assert raw_request(net, block(1, "/a", 0, True, 1)).code == Code.CONTINUE
+    assert raw_request(net, block(2, "/b", 0, True, 2)).code == Code.CONTINUE
+    net.s.receive_datagram(block(3, "/a", 1, False, 3).encode(), C, 0.0)
+    (ev,) = net.events(net.s)
+    assert ev.message.uri_path == ("a",) and ev.message.payload == bytes([1]) * 16 + bytes([3]) * 16
+
+
+def test_block1_too_large_by_size1_is_4_13(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_body_size=2048))
+    msg = Message.build(
+        Type.CON,
+        Code.PUT,
+        1,
+        b"a",
+        uri_path="/x",
+        block1=BlockOption(0, True, 6),
+        size1=5000,
+        payload=bytes(1024),
+    )
+    resp = raw_request(net, msg)
+    assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 2048
+
+
+def test_block1_too_large_while_receiving_is_4_13(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_body_size=2048))
+    token = net.c.request(Message.build(Type.CON, Code.PUT, uri_path="/x", payload=BODY * 2), S, 0.0)
+    net.deliver()
+    assert net.events(net.s) == []
+    last = net.sent_by(S)[-1]
+    assert last.code == Code.REQUEST_ENTITY_TOO_LARGE and last.size1 == 2048
+    (resp,) = net.events(net.c)
+    assert isinstance(resp, ResponseReceived) and resp.token == token
+    assert resp.response.code == Code.REQUEST_ENTITY_TOO_LARGE
+
+
+def test_block1_wrong_block_size_is_bad_request(net: Any) -> None:
+    msg = Message.build(
+        Type.CON, Code.PUT, 1, b"a", uri_path="/x", block1=BlockOption(0, True, 6), payload=bytes(10)
+    )
+    assert raw_request(net, msg).code == Code.BAD_REQUEST
+
+
+def test_block1_reassembly_buffers_per_peer_are_limited(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_reassembly_per_peer=2))
+    codes = []
+    for i in range(3):
+        msg = Message.build(
+            Type.CON, Code.PUT, i, b"a", uri_path=f"/{i}", block1=BlockOption(0, True, 0), payload=bytes(16)
+        )
+        codes.append(raw_request(net, msg).code)
+    assert codes == [Code.CONTINUE, Code.CONTINUE, Code.SERVICE_UNAVAILABLE]
+
+
+def test_block1_reassembly_expires(net: Any) -> None:
+    first = Message.build(
+        Type.CON, Code.PUT, 1, b"a", uri_path="/x", block1=BlockOption(0, True, 0), payload=bytes(16)
+    )
+    assert raw_request(net, first).code == Code.CONTINUE
+    net.now = 300.0
+    net.s.handle_timer(net.now)
+    assert net.s.state_sizes()["reassembly"] == 0
+    nxt = Message.build(
+        Type.CON, Code.PUT, 2, b"a", uri_path="/x", block1=BlockOption(1, False, 0), payload=b"z"
+    )
+    assert raw_request(net, nxt).code == Code.REQUEST_ENTITY_INCOMPLETE
+
+
+def test_non_block1_transfer(net: Any) -> None:
+    net.c.request(Message.build(Type.NON, Code.PUT, uri_path="/x", payload=BODY), S, 0.0)
+    ev = serve_one(net, Message(Type.ACK, Code.CHANGED))
+    assert ev.message.payload == BODY
+    assert {m.type for m in net.sent_by(C)} == {Type.NON}
+    assert {m.type for m in net.sent_by(S)} == {Type.NON}
+    assert only_response(net).response.code == Code.CHANGED
+
+
+def test_non_block2_transfer(net: Any) -> None:
+    net.c.request(Message.build(Type.NON, Code.GET, uri_path="/x"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=BODY))
+    assert only_response(net).response.payload == BODY
+    assert {m.type for m in net.sent_by(C)} == {Type.NON}
+    assert net.c.get_timer() is None or net.c.state_sizes()["requests"] == 0
