@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import Protocol
 
+import cbor2
+
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.model.value import ResourceType
+from lwm2m.model.value import ResourceType, Value, check_value, infer_type
 
 
 class CodecError(ValueError):
@@ -64,3 +67,54 @@ def is_multiple(path: Path, models: ObjectRegistry | None) -> bool | None:
     assert path.object_id is not None and path.resource_id is not None
     d = models.resource(path.object_id, path.resource_id)
     return d.multiple if d is not None else None
+
+
+def check_under(records: Sequence[Record], base: Path) -> None:
+    """Raise CodecError unless every record lies at or under ``base`` (the request path)."""
+    n = len(base.ids)
+    ids = base.ids
+    for r in records:
+        if r.path.ids[:n] != ids:
+            raise CodecError(f"record {r.path} is not under the request path {base}")
+
+
+def wire_type(path: Path, value: object, models: ObjectRegistry | None) -> ResourceType:
+    """The type to encode ``value`` as: the model's type of ``path``, else the value's own type.
+
+    Executable resources (type ``none``) carry no value in the model; a value
+    given for one is sent as its own Python type.
+    """
+    t = resource_type(path, models)
+    if t is None or t is ResourceType.NONE:
+        try:
+            return infer_type(value)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise CodecError(f"{path}: {exc}") from None
+    return t
+
+
+def typed_value(path: Path, value: object, type_: ResourceType) -> Value:
+    """``value`` checked against (and coerced to) ``type_``; CodecError if it does not fit."""
+    try:
+        return check_value(value, type_)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise CodecError(f"{path}: {exc}") from None
+
+
+CBOR_MAX_DEPTH = 64  # far deeper than any LwM2M content; stops hostile nesting early
+
+
+def cbor_loads(data: bytes) -> object:
+    """Decode exactly one CBOR item; anything else (bad or trailing bytes, over-deep nesting) is a CodecError.
+
+    cbor2 raises many exception types from its tag decoders (datetime, decimal,
+    shared references, ...), so all of them become CodecError here.
+    """
+    fp = io.BytesIO(data)
+    try:
+        obj = cbor2.CBORDecoder(fp, max_depth=CBOR_MAX_DEPTH).decode()
+    except Exception as exc:
+        raise CodecError(f"invalid CBOR: {exc}") from None
+    if fp.tell() != len(data):
+        raise CodecError(f"invalid CBOR: {len(data) - fp.tell()} bytes after the data item")
+    return obj

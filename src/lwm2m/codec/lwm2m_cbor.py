@@ -1,0 +1,180 @@
+"""LwM2M-CBOR, content format 11544 (LwM2M-TS-Core 1.2 §7.4.7).
+
+Nested CBOR maps keyed by path IDs from the root, where a key may also be an
+array of IDs standing for several levels at once::
+
+    {3: {0: {0: "Open Mobile Alliance", 7: {0: 3800, 1: 5000}}}}
+    {[3, 0]: {0: "Open Mobile Alliance", 7: {0: 3800, 1: 5000}}}
+
+Values: String and Corelnk as text strings, Integer/Unsigned Integer/Time as
+integers, Float as a float, Boolean, Opaque as a byte string and Objlnk as the
+text ``"3:0"``. The format has no timestamps: records with a time cannot be
+encoded. An empty map (or ``null``) stands for a node without content.
+
+The encoder collapses every chain of single children into one array key
+(``{[3, 0, 7]: {0: 3800, 1: 5000}}``); the decoder accepts any split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import cbor2
+
+from lwm2m.codec.base import CodecError, ContentFormat, cbor_loads
+from lwm2m.codec.senml import NATIVE, TypeLookup, check_number, wire_value
+from lwm2m.model.path import MAX_ID, Path
+from lwm2m.model.record import Record, sort_records
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.model.value import ObjLink, ResourceType, Value, check_value
+
+
+def _leaf(value: Value, rtype: ResourceType) -> object:
+    if rtype is ResourceType.OBJLNK:
+        return str(value)
+    return value
+
+
+def _collapse(node: dict[int, object]) -> dict[object, object]:
+    """Turn ``{3: {0: {1: x}}}`` into ``{(3, 0, 1): x}``: one array key per chain of single children."""
+    out: dict[object, object] = {}
+    for k, child in node.items():
+        key: tuple[int, ...] = (k,)
+        while type(child) is dict and len(child) == 1:
+            ((k2, child),) = child.items()
+            key += (k2,)
+        out[key[0] if len(key) == 1 else key] = _collapse(child) if type(child) is dict else child
+    return out
+
+
+class LwM2MCBORCodec:
+    content_format = ContentFormat.LWM2M_CBOR
+    name = "lwm2m-cbor"
+
+    def encode(self, records: Sequence[Record], base: Path, models: ObjectRegistry | None = None) -> bytes:
+        base_ids = base.ids
+        nbase = len(base_ids)
+        types = TypeLookup(models)
+        root: dict[int, object] = {}
+        for r in records:
+            ids = r.path.ids
+            if ids[:nbase] != base_ids:
+                raise CodecError(f"{r.path} is not under the request path {base}")
+            if r.time is not None:
+                raise CodecError(f"{r.path}: LwM2M-CBOR has no timestamps (LwM2M-TS-Core 1.2 §7.4.7)")
+            node = root
+            for i in ids[:-1]:
+                child = node.setdefault(i, {})
+                if type(child) is not dict:
+                    raise CodecError(f"{r.path} lies under a resource that has a value")
+                node = child
+            value = r.value
+            if not ids:
+                if value is not None:
+                    raise CodecError("the root path cannot carry a value")
+                continue
+            last = ids[-1]
+            if value is None:
+                if type(node.setdefault(last, {})) is not dict:
+                    raise CodecError(f"{r.path} is given both with and without a value")
+                continue
+            if len(ids) < 3:
+                raise CodecError(f"{r.path} carries a value but is not a resource path")
+            if last in node:
+                raise CodecError(f"{r.path} is given twice or also has children")
+            rtype, value = wire_value(value, types(ids))
+            node[last] = _leaf(value, rtype)
+        return cbor2.dumps(_collapse(root))
+
+    def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]:
+        top = cbor_loads(data)
+        if type(top) is not dict:
+            raise CodecError(f"LwM2M-CBOR content must be a map, got {type(top).__name__}")
+        out: list[Record] = []
+        self._walk(top, (), base.ids, TypeLookup(models), out)
+        return sort_records(out)
+
+    def _walk(
+        self,
+        node: dict[object, object],
+        prefix: tuple[int, ...],
+        base_ids: tuple[int, ...],
+        types: TypeLookup,
+        out: list[Record],
+    ) -> None:
+        # Every level adds at least one ID and a path has at most four: recursion stays shallow
+        # even for hostile input (shared-reference cycles included).
+        for key, val in node.items():
+            if type(key) is int:
+                ids = (*prefix, key)
+            elif type(key) is tuple and key and all(type(i) is int for i in key):
+                ids = prefix + key
+            else:
+                raise CodecError(f"invalid LwM2M-CBOR key {key!r:.40}: expected an ID or an array of IDs")
+            if len(ids) > 4:
+                raise CodecError(f"LwM2M-CBOR path {ids!r:.60} is deeper than a resource instance")
+            for i in ids[len(prefix) :]:
+                if not 0 <= i <= MAX_ID:  # type: ignore[operator]
+                    raise CodecError(f"invalid ID {i} in LwM2M-CBOR content: IDs are 0..{MAX_ID}")
+            n = min(len(ids), len(base_ids))
+            if ids[:n] != base_ids[:n]:
+                raise CodecError(f"{Path(ids)} is not under the request path {Path(base_ids)}")
+            if type(val) is dict:
+                if val:
+                    self._walk(val, ids, base_ids, types, out)  # type: ignore[arg-type]
+                    continue
+                val = None
+            if len(ids) < len(base_ids):
+                raise CodecError(f"{Path(ids)} is not under the request path {Path(base_ids)}")
+            path = Path(ids)
+            if val is None:
+                out.append(Record(path))
+                continue
+            if len(ids) < 3:
+                raise CodecError(f"{path} carries a value but is not a resource path")
+            out.append(Record(path, self._value(path, val, types(ids))))
+
+    @staticmethod
+    def _tagged(path: Path, raw: object) -> int | float:
+        """A decimal fraction (tag 4, a valid CBOR number form) or a date/time (tag 0/1, for Time)."""
+        try:
+            if isinstance(raw, Decimal):
+                return float(raw)
+            assert isinstance(raw, datetime)
+            if raw.tzinfo is None:
+                raise CodecError(f"{path}: a date/time value needs a time zone")
+            ts = raw.timestamp()
+            return int(ts) if ts.is_integer() else ts
+        except (ValueError, OverflowError, ArithmeticError, OSError):
+            raise CodecError(f"{path}: invalid tagged number {raw!r:.40}") from None
+
+    @staticmethod
+    def _value(path: Path, raw: object, rtype: ResourceType | None) -> Value:
+        t = type(raw)
+        value: Value
+        if t is str or t is bool or t is bytes:
+            value = raw  # type: ignore[assignment]
+        elif t is int or t is float:
+            value = check_number(raw, f"{path}: the value")
+        elif t is Decimal or t is datetime:
+            value = LwM2MCBORCodec._tagged(path, raw)
+        else:
+            raise CodecError(f"{path}: unsupported LwM2M-CBOR value of type {t.__name__}")
+        if rtype is None or type(value) is NATIVE.get(rtype):
+            return value
+        if rtype is ResourceType.OBJLNK:
+            if type(value) is not str:
+                raise CodecError(f"{path}: an object link must be a text string such as 3:0")
+            try:
+                return ObjLink.parse(value)
+            except ValueError as exc:
+                raise CodecError(f"{path}: {exc}") from None
+        try:
+            return check_value(value, rtype)
+        except ValueError as exc:
+            raise CodecError(f"{path}: {exc}") from None
+
+
+LWM2M_CBOR = LwM2MCBORCodec()

@@ -1,0 +1,155 @@
+"""LwM2M-CBOR (11544): nested maps keyed by IDs or arrays of IDs (LwM2M-TS-Core 1.2 §7.4.7)."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+
+from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.lwm2m_cbor import LWM2M_CBOR
+from lwm2m.model import ObjectDefinition, ObjectRegistry, ObjLink, Path, Record, ResourceDefinition
+from lwm2m.model import ResourceType as T
+
+P = Path.parse
+S, N = T.STRING, T.INTEGER
+MODELS = ObjectRegistry(
+    [
+        ObjectDefinition(
+            3,
+            "Device",
+            {
+                rid: ResourceDefinition(rid, f"R{rid}", t, multiple=rid in (6, 7, 8, 11))
+                for rid, t in {
+                    0: S, 1: S, 7: N, 9: N, 13: T.TIME, 20: T.OPAQUE, 21: T.OBJLNK, 22: T.BOOLEAN,
+                }.items()
+            },
+        ),
+        ObjectDefinition(3303, "Temperature", {5700: ResourceDefinition(5700, "Value", T.FLOAT)}),
+    ]
+)  # fmt: skip
+
+OMA = b"Open Mobile Alliance".hex()
+RECS = [
+    Record(P("/3/0/0"), "Open Mobile Alliance"),
+    Record(P("/3/0/7/0"), 3800),
+    Record(P("/3/0/7/1"), 5000),
+]
+
+
+def test_identity() -> None:
+    assert LWM2M_CBOR.content_format is ContentFormat.LWM2M_CBOR == 11544
+    assert LWM2M_CBOR.name == "lwm2m-cbor"
+
+
+def test_nested_maps() -> None:
+    # {3: {0: {0: "Open Mobile Alliance", 7: {0: 3800, 1: 5000}}}}
+    data = bytes.fromhex("a103a100a20074" + OMA + "07a200190ed8011913" + "88")
+    assert LWM2M_CBOR.decode(data, P("/3/0"), MODELS) == RECS
+    assert LWM2M_CBOR.decode(data, P("/"), None) == RECS
+
+
+def test_encoder_collapses_single_child_chains_into_array_keys() -> None:
+    # {[3, 0]: {0: "Open Mobile Alliance", 7: {0: 3800, 1: 5000}}}
+    want = bytes.fromhex("a1820300a20074" + OMA + "07a200190ed801191388")
+    assert LWM2M_CBOR.encode(RECS, P("/3/0"), MODELS) == want
+    # A single resource: {[3, 0, 9]: 100}
+    assert LWM2M_CBOR.encode([Record(P("/3/0/9"), 100)], P("/3/0/9")) == bytes.fromhex("a183030009" + "1864")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {(3, 0, 0): "Open Mobile Alliance", (3, 0, 7): {0: 3800, 1: 5000}},
+        {(3,): {(0,): {0: "Open Mobile Alliance", (7, 0): 3800, (7, 1): 5000}}},
+        {(3, 0): {0: "Open Mobile Alliance"}, (3, 0, 7, 0): 3800, 3: {0: {7: {1: 5000}}}},
+    ],
+)
+def test_any_split_of_keys(data: dict[object, object]) -> None:
+    assert LWM2M_CBOR.decode(cbor2.dumps(data), P("/3/0"), MODELS) == RECS
+
+
+def test_indefinite_lengths() -> None:
+    # {_ [_ 3, 0, 9]: 100}
+    data = bytes.fromhex("bf9f030009ff1864ff")
+    assert LWM2M_CBOR.decode(data, P("/3"), MODELS) == [Record(P("/3/0/9"), 100)]
+
+
+def test_types() -> None:
+    recs = [
+        Record(P("/3/0/13"), 1700000000),
+        Record(P("/3/0/20"), b"\x00\xff"),
+        Record(P("/3/0/21"), ObjLink(3, 1)),
+        Record(P("/3/0/22"), False),
+        Record(P("/3303/0/5700"), 21.5),
+    ]
+    data = LWM2M_CBOR.encode(recs, P("/"), MODELS)
+    assert cbor2.loads(data) == {
+        (3, 0): {13: 1700000000, 20: b"\x00\xff", 21: "3:1", 22: False},
+        (3303, 0, 5700): 21.5,
+    }
+    assert LWM2M_CBOR.decode(data, P("/"), MODELS) == recs
+    # Tag 1 on a Time value, a decimal fraction (tag 4) for a Float, an integer for a Float.
+    data = cbor2.dumps(
+        {(3, 0, 13): cbor2.CBORTag(1, 1700000000), (3303, 0, 5700): cbor2.CBORTag(4, [-1, 215])}
+    )
+    assert LWM2M_CBOR.decode(data, P("/"), MODELS) == [Record(P("/3/0/13"), 1700000000), recs[-1]]
+    got = LWM2M_CBOR.decode(cbor2.dumps({(3303, 0, 5700): 21}), P("/"), MODELS)
+    assert got == [Record(P("/3303/0/5700"), 21.0)] and type(got[0].value) is float
+
+
+def test_empty_nodes() -> None:
+    recs = [Record(P("/3/0/7")), Record(P("/3303/0")), Record(P("/3303/1/5700"), 1.0)]
+    data = LWM2M_CBOR.encode(recs, P("/"), MODELS)
+    assert cbor2.loads(data) == {(3, 0, 7): {}, 3303: {0: {}, (1, 5700): 1.0}}
+    assert LWM2M_CBOR.decode(data, P("/"), MODELS) == recs
+    assert LWM2M_CBOR.decode(cbor2.dumps({(3, 0, 7): None}), P("/3"), MODELS) == [Record(P("/3/0/7"))]
+
+
+def test_no_timestamps() -> None:
+    with pytest.raises(CodecError):
+        LWM2M_CBOR.encode([Record(P("/3/0/9"), 1, 1700000000)], P("/"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        cbor2.dumps([1, 2]),
+        cbor2.dumps(0),
+        cbor2.dumps({(3, 0, 9): 1}) + b"\x00",
+        cbor2.dumps({(3, 0, 65536): 1}),
+        cbor2.dumps({(3, 0, -1): 1}),
+        cbor2.dumps({(3, 0, 9, 1, 2): 1}),
+        cbor2.dumps({(3, 0, 9): {1: {2: 3}}}),
+        cbor2.dumps({(): 1}),
+        cbor2.dumps({3: {(): {0: {9: 1}}}}),
+        cbor2.dumps({"3": {0: {9: 1}}}),
+        cbor2.dumps({3.0: {0: {9: 1}}}),
+        cbor2.dumps({(3, "0"): {9: 1}}),
+        cbor2.dumps({3: {0: [1]}}),
+        cbor2.dumps({(3, 0): 1}),
+        cbor2.dumps({(3, 0, 9): "x"}),
+        cbor2.dumps({(3, 0, 9): 2**64}),
+        cbor2.dumps({(3, 0, 21): "3"}),
+        cbor2.dumps({(3, 0, 20): "AQ"}),
+        cbor2.dumps({(3, 0, 9): cbor2.CBORTag(99, 1)}),
+        cbor2.dumps({(4, 0, 9): 1}),
+        cbor2.dumps({3: {}}),  # an empty node above the request path
+        b"\xa1" * 1000,
+        b"\xd8\x1c\xa1\x01\xd8\x1d\x00",  # a map that contains itself
+    ],
+)
+def test_bad_input_raises_codec_error(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        LWM2M_CBOR.decode(data, P("/3/0"), MODELS)
+
+
+def test_encode_errors() -> None:
+    with pytest.raises(CodecError):
+        LWM2M_CBOR.encode([Record(P("/4/0/0"), 1)], P("/3"))
+    with pytest.raises(CodecError):
+        LWM2M_CBOR.encode([Record(P("/3/0/9"), 1), Record(P("/3/0/9"), 2)], P("/3"))
+    with pytest.raises(CodecError):
+        LWM2M_CBOR.encode([Record(P("/3/0/7"), 1), Record(P("/3/0/7/0"), 2)], P("/3"))
+    with pytest.raises(CodecError):
+        LWM2M_CBOR.encode([Record(P("/3/0"), 1)], P("/3"))
