@@ -1,0 +1,62 @@
+"""Socket addresses in the one form the endpoint keys its state on.
+
+The sans-IO endpoint matches responses, duplicates and observations by address
+equality, so the address a user passes to ``request`` must compare equal to
+what ``recvfrom`` later reports for the same peer: ``(host, port)`` for IPv4
+and ``(host, port, flowinfo, scope_id)`` for IPv6, with the host in the
+canonical text form the kernel returns (``::1``, not ``0::1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from functools import lru_cache
+
+Addr = tuple  # (host, port) or (host, port, flowinfo, scope_id), as recvfrom returns it
+
+
+def is_ipv6(addr: Addr) -> bool:
+    return len(addr) == 4
+
+
+@lru_cache(maxsize=4096)
+def _numeric(host: str, port: int) -> Addr | None:
+    try:
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+        )
+    except socket.gaierror:
+        return None
+    return infos[0][4]
+
+
+def normalize(addr: Addr) -> Addr | None:
+    """The canonical form of an address whose host is an IP literal; None for names."""
+    if len(addr) == 4:
+        host, port, flowinfo, scope_id = addr
+        base = _numeric(host, int(port))
+        if base is None:
+            return None
+        return (base[0], base[1], flowinfo, scope_id or base[3])
+    host, port = addr
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return _numeric(host, int(port))
+
+
+async def resolve(addr: Addr, family: int = socket.AF_UNSPEC) -> Addr:
+    """``normalize`` for literals; a name goes through the loop's resolver (first answer wins)."""
+    found = normalize(addr)
+    if found is not None:
+        return found
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(addr[0], addr[1], family=family, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {addr[0]!r}")
+    return infos[0][4]
+
+
+def format_addr(addr: Addr) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,416 @@
+"""CoAP over UDP on asyncio: the sans-IO ``lwm2m.coap.endpoint.Endpoint`` on real sockets.
+
+``UdpDriver`` (driver.py) moves datagrams and time; this module adds the
+application API. A plain-function handler answers ``RequestReceived`` inside
+the driver's event callback, so the response leaves piggybacked on the ACK
+and the server path creates no coroutine and no future per request; only a
+coroutine handler costs a task per request.
+
+The application side is ``CoapUdpEndpoint``::
+
+    async with open_udp_endpoint("127.0.0.1", 0, handler=handler) as ep:
+        response = await ep.request(Message.build(Type.CON, Code.GET, uri_path="/3/0"), peer)
+        async with ep.observe(Message.build(Type.CON, Code.GET, uri_path="/3/0/9"), peer) as obs:
+            async for notification in obs:
+                ...
+
+``handler(event)`` gets each ``RequestReceived`` and returns the response
+``Message`` (type, Message ID and token are filled in by the endpoint), or
+None to answer later with ``ep.respond(event, message)``; it may also be a
+coroutine function, run as a task per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from lwm2m.coap.endpoint import Endpoint, EndpointConfig
+from lwm2m.coap.events import (
+    Event,
+    NotificationReceived,
+    RequestFailed,
+    RequestReceived,
+    RequestTimedOut,
+    ResetReceived,
+    ResponseReceived,
+)
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
+from lwm2m.transport.driver import UdpDriver
+from lwm2m.transport.reader import bind_udp
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[RequestReceived], "Message | Awaitable[Message | None] | None"]
+EventCallback = Callable[[Event], None]
+
+__all__ = [
+    "CoapUdpEndpoint",
+    "EndpointClosed",
+    "Handler",
+    "Observation",
+    "RequestAborted",
+    "RequestReset",
+    "RequestTimeout",
+    "open_udp_endpoint",
+]
+
+
+class RequestTimeout(TimeoutError):
+    """The peer never answered: the endpoint gave up retransmitting, or the caller's timeout ran out."""
+
+
+class RequestReset(ConnectionError):
+    """The peer answered the request with RST (RFC 7252 §4.2)."""
+
+
+class RequestAborted(ConnectionError):
+    """The exchange broke off (e.g. a block-wise transfer failed); the reason is the message."""
+
+
+class EndpointClosed(ConnectionError):
+    """The endpoint was closed while the request was outstanding."""
+
+
+_INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)
+
+
+class Observation:
+    """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
+
+    The first item is the response to the registration; iteration ends when the
+    server answers without an Observe option, or ends the relation with an
+    error code, or after ``cancel()``.
+    """
+
+    def __init__(self, owner: CoapUdpEndpoint, token: bytes) -> None:
+        self._owner = owner
+        self.token = token
+        self._items: deque[Message | BaseException] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._done = False
+
+    def _push(self, item: Message | BaseException, last: bool = False) -> None:
+        if self._done:
+            return
+        self._items.append(item)
+        if last:
+            self._done = True
+            self._owner._observations.pop(self.token, None)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def __aiter__(self) -> Observation:
+        return self
+
+    async def __anext__(self) -> Message:
+        while not self._items:
+            if self._done:
+                raise StopAsyncIteration
+            self._waiter = self._owner._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def next(self, timeout: float | None = None) -> Message:
+        """The next notification, waiting at most ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await self.__anext__()
+
+    def cancel(self) -> None:
+        """End the relation here; the endpoint answers the next notification with RST (RFC 7641 §3.6)."""
+        if self._done:
+            return
+        self._owner._cancel(self.token)
+        self._done = True
+        self._items.clear()
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)  # a waiting reader sees the end
+
+    async def __aenter__(self) -> Observation:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class CoapUdpEndpoint:
+    """A CoAP endpoint on UDP sockets: serves requests through ``handler`` and sends requests."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        endpoint: Endpoint,
+        socks: Sequence[socket.socket],
+        *,
+        handler: Handler | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self._loop = loop
+        self._handler = handler
+        self._extra = on_event
+        self._pending: dict[bytes, asyncio.Future[Message]] = {}
+        self._observations: dict[bytes, Observation] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._respond = endpoint.respond  # bound once: the per-request path
+        self._driver = UdpDriver(loop, endpoint, socks, self._dispatch)
+        self._driver.start()
+        self._families = frozenset(s.family for s in socks)
+        # A name resolves to the family we can reach when only one is bound.
+        self._family = next(iter(self._families)) if len(self._families) == 1 else socket.AF_UNSPEC
+        self._closed = False
+        self.endpoint = endpoint
+
+    @classmethod
+    async def create(
+        cls,
+        host: str | Sequence[str] = "127.0.0.1",
+        port: int = 0,
+        *,
+        handler: Handler | None = None,
+        on_event: EventCallback | None = None,
+        config: EndpointConfig | None = None,
+    ) -> CoapUdpEndpoint:
+        """Bind ``port`` on each of ``host`` (one name or several, e.g. ``("127.0.0.1", "::1")``)."""
+        hosts = [host] if isinstance(host, str) else list(host)
+        socks: list[socket.socket] = []
+        try:
+            for h in hosts:
+                s = bind_udp(h, port)
+                socks.append(s)
+                if port == 0:
+                    port = s.getsockname()[1]  # the other addresses get the same port
+        except BaseException:
+            for s in socks:
+                s.close()
+            raise
+        endpoint = Endpoint(config) if config is not None else Endpoint()
+        return cls(asyncio.get_running_loop(), endpoint, socks, handler=handler, on_event=on_event)
+
+    # --- addresses ---------------------------------------------------------------------
+
+    @property
+    def addresses(self) -> list[Addr]:
+        return self._driver.local_addresses()
+
+    @property
+    def port(self) -> int:
+        return self._driver.local_addresses()[0][1]
+
+    def uri(self, path: str = "") -> str:
+        return f"coap://{format_addr(self.addresses[0])}{path}"
+
+    # --- events from the endpoint ---------------------------------------------------
+
+    def _dispatch(self, event: Event, now: float) -> None:
+        if type(event) is RequestReceived:
+            handler = self._handler
+            if handler is None:
+                if self._extra is not None:
+                    self._extra(event)
+                return
+            try:
+                result = handler(event)
+            except Exception:
+                log.exception("request handler failed for %s", event.message)
+                result = _INTERNAL_ERROR
+            if result is None:
+                return
+            if type(result) is Message:
+                self._respond(event, result, now)
+                return
+            self._spawn(self._answer_later(event, result))  # type: ignore[arg-type]
+            return
+        if type(event) is ResponseReceived:
+            fut = self._pending.pop(event.token, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(event.response)
+                return
+            obs = self._observations.get(event.token)
+            if obs is not None:
+                # The registration's answer: without Observe, the server declined (RFC 7641 §3.1).
+                response = event.response
+                obs._push(response, last=response.observe is None or not _success(response.code))
+                return
+        elif type(event) is NotificationReceived:
+            obs = self._observations.get(event.token)
+            if obs is not None:
+                obs._push(event.response, last=event.final)
+                return
+        elif type(event) is RequestTimedOut:
+            if self._fail(event.token, RequestTimeout(f"no response from {format_addr(event.addr)}")):
+                return
+        elif type(event) is RequestFailed:
+            if self._fail(event.token, RequestAborted(event.reason)):
+                return
+        elif (
+            type(event) is ResetReceived
+            and event.token is not None
+            and self._fail(event.token, RequestReset("peer answered with RST"))
+        ):
+            return
+        if self._extra is not None:
+            self._extra(event)
+
+    def _fail(self, token: bytes, exc: BaseException) -> bool:
+        fut = self._pending.pop(token, None)
+        if fut is not None:
+            if not fut.done():
+                fut.set_exception(exc)
+            return True
+        obs = self._observations.get(token)
+        if obs is not None:
+            obs._push(exc, last=True)
+            return True
+        return False
+
+    async def _answer_later(self, event: RequestReceived, result: Awaitable[Message | None]) -> None:
+        try:
+            message = await result
+        except Exception:
+            log.exception("request handler failed for %s", event.message)
+            message = _INTERNAL_ERROR
+        if message is not None and not self._closed:
+            self.respond(event, message)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- application API -------------------------------------------------------------
+
+    def respond(self, event: RequestReceived, message: Message) -> None:
+        """Answer a request outside of the handler call (a separate response when the ACK left)."""
+        self._check_open()
+        now = self._driver.now()
+        self._driver.endpoint.respond(event, message, now)
+        self._driver.flush(now)
+
+    def notify(self, relation: tuple[Addr, bytes], message: Message, *, confirmable: bool = False) -> bool:
+        """Send a notification on ``RequestReceived.relation``; False if the relation has ended."""
+        self._check_open()
+        now = self._driver.now()
+        alive = self._driver.endpoint.notify(relation, message, now, confirmable=confirmable)
+        self._driver.flush(now)
+        return alive
+
+    async def request(self, message: Message, addr: Addr, *, timeout: float | None = None) -> Message:
+        """Send ``message`` to ``addr`` and return the response (block-wise transfers reassembled)."""
+        self._check_open()
+        addr = self._reachable(await resolve(addr, self._family))
+        now = self._driver.now()
+        token = self._driver.endpoint.request(message, addr, now)
+        fut: asyncio.Future[Message] = self._loop.create_future()
+        self._pending[token] = fut
+        self._driver.flush(now)
+        try:
+            if timeout is None:
+                return await fut
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            except TimeoutError:
+                raise RequestTimeout(f"no response from {format_addr(addr)} within {timeout:g} s") from None
+        finally:
+            if self._pending.pop(token, None) is not None:
+                self._cancel(token)  # given up by the caller: stop retransmitting
+
+    def observe(self, message: Message, addr: Addr) -> Observation:
+        """Register an observation (``message`` gets Observe: 0 if it lacks it); iterate for notifications."""
+        self._check_open()
+        if message.observe is None:
+            message = message.with_option(OptionNumber.OBSERVE, 0)
+        addr = self._reachable(_literal(addr))
+        now = self._driver.now()
+        token = self._driver.endpoint.request(message, addr, now)
+        obs = Observation(self, token)
+        self._observations[token] = obs
+        self._driver.flush(now)
+        return obs
+
+    def _cancel(self, token: bytes) -> None:
+        self._observations.pop(token, None)
+        if self._closed:
+            return
+        self._driver.endpoint.cancel(token)
+        self._driver.flush()
+
+    def _reachable(self, addr: Addr) -> Addr:
+        """``addr`` if one of our sockets can send there (else the request could only time out)."""
+        family = socket.AF_INET6 if is_ipv6(addr) else socket.AF_INET
+        if family not in self._families:
+            kind = "IPv6" if family == socket.AF_INET6 else "IPv4"
+            raise ValueError(f"no {kind} socket to send to {format_addr(addr)} from: bind one")
+        return addr
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EndpointClosed("the endpoint is closed")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._driver.close()
+        err = EndpointClosed("the endpoint was closed")
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._pending.clear()
+        for obs in list(self._observations.values()):
+            obs._push(err, last=True)
+        self._observations.clear()
+
+    async def __aenter__(self) -> CoapUdpEndpoint:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _success(code: int) -> bool:
+    return code >> 5 == 2
+
+
+def _literal(addr: Addr) -> Addr:
+    found = normalize(addr)
+    if found is None:
+        raise ValueError(f"observe needs an IP address, not a name: {addr[0]!r} (resolve it first)")
+    return found
+
+
+@contextlib.asynccontextmanager
+async def open_udp_endpoint(
+    host: str | Sequence[str] = "127.0.0.1",
+    port: int = 0,
+    *,
+    handler: Handler | None = None,
+    on_event: EventCallback | None = None,
+    config: EndpointConfig | None = None,
+) -> AsyncIterator[CoapUdpEndpoint]:
+    """``async with open_udp_endpoint(...) as ep``: a ``CoapUdpEndpoint`` closed on exit."""
+    ep = await CoapUdpEndpoint.create(host, port, handler=handler, on_event=on_event, config=config)
+    try:
+        yield ep
+    finally:
+        await ep.close()
