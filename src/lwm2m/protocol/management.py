@@ -1,0 +1,206 @@
+"""Device management and information reporting requests, mapped to CoAP.
+
+LwM2M-TS-Transport 1.2 §6.4 (Table 6.4.-1) gives the CoAP method of each
+operation: Read GET, Discover GET with Accept link-format, Write PUT
+(replace) or POST (partial update), Write-Attributes PUT with queries only,
+Execute POST on a resource, Create POST on an object, Delete DELETE,
+Read-Composite FETCH, Write-Composite iPATCH, Observe GET/FETCH with
+Observe 0, Cancel Observation GET/FETCH with Observe 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.path import ROOT, Path
+from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.attributes import AttributeChange
+
+
+class OperationError(ValueError):
+    """An operation that cannot be put into a CoAP request as asked."""
+
+
+def _records_payload(
+    records: Sequence[Record], base: Path, fmt: ContentFormat, models: ObjectRegistry | None
+) -> bytes:
+    return get_codec(fmt).encode(records, base, models)
+
+
+def _under(records: Sequence[Record], base: Path, what: str) -> None:
+    for r in records:
+        if not r.path.startswith(base):
+            raise OperationError(f"{what}: record {r.path} is not under {base}")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    path: Path
+    format: ContentFormat | None = None  # Accept; None lets the client choose
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        return Message.build(Type.CON, Code.GET, uri_path=_segments(self.path), accept=self.format)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverRequest:
+    path: Path
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if self.path.is_root or self.path.is_resource_instance:
+            raise OperationError(f"Discover: {self.path} must be an object, instance or resource")
+        return Message.build(Type.CON, Code.GET, uri_path=_segments(self.path), accept=ContentFormat.LINK)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    path: Path
+    records: tuple[Record, ...]
+    format: ContentFormat
+    replace: bool = True  # PUT replaces; POST is a partial update (LwM2M-TS-Core 1.2 §6.3.3)
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if self.path.is_root or self.path.is_object:
+            raise OperationError(f"Write: {self.path} must be an instance, resource or resource instance")
+        if not self.replace and self.path.level > 2 and not self.path.is_resource:
+            raise OperationError("Write: a partial update targets an instance or a multiple resource")
+        _under(self.records, self.path, "Write")
+        payload = _records_payload(self.records, self.path, self.format, models)
+        code = Code.PUT if self.replace else Code.POST
+        return Message.build(
+            Type.CON, code, uri_path=_segments(self.path), content_format=self.format, payload=payload
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAttributesRequest:
+    path: Path
+    change: AttributeChange
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if self.path.is_root:
+            raise OperationError("Write-Attributes: the root has no attributes")
+        self.change.check_level(self.path.level)
+        return Message.build(
+            Type.CON, Code.PUT, uri_path=_segments(self.path), uri_query=self.change.to_query()
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteRequest:
+    path: Path
+    arguments: str = ""  # LwM2M-TS-Core 1.2 §5.4.5: e.g. "0='x',1"
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if not self.path.is_resource:
+            raise OperationError(f"Execute: {self.path} must be a resource")
+        payload = self.arguments.encode()
+        fmt = ContentFormat.TEXT if payload else None
+        return Message.build(
+            Type.CON, Code.POST, uri_path=_segments(self.path), content_format=fmt, payload=payload
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    path: Path  # the object
+    records: tuple[Record, ...]
+    format: ContentFormat
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if not self.path.is_object:
+            raise OperationError(f"Create: {self.path} must be an object")
+        _under(self.records, self.path, "Create")
+        payload = _records_payload(self.records, self.path, self.format, models)
+        return Message.build(
+            Type.CON, Code.POST, uri_path=_segments(self.path), content_format=self.format, payload=payload
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    path: Path
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if not (self.path.is_instance or self.path.is_root):
+            raise OperationError(f"Delete: {self.path} must be an object instance")
+        return Message.build(Type.CON, Code.DELETE, uri_path=_segments(self.path))
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveRequest:
+    path: Path
+    format: ContentFormat | None = None
+    cancel: bool = False  # Observe=1 (active cancel, RFC 7641 §3.6)
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        return Message.build(
+            Type.CON,
+            Code.GET,
+            uri_path=_segments(self.path),
+            observe=1 if self.cancel else 0,
+            accept=self.format,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCompositeRequest:
+    """FETCH on the root with the paths as SenML names (LwM2M-TS-Core 1.2 §6.3.2)."""
+
+    paths: tuple[Path, ...]
+    request_format: ContentFormat = ContentFormat.SENML_CBOR
+    format: ContentFormat | None = ContentFormat.SENML_CBOR
+    observe: int | None = None  # 0: Observe-Composite, 1: cancel it
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if not self.paths:
+            raise OperationError("Read-Composite needs at least one path")
+        payload = _records_payload([Record(p) for p in self.paths], ROOT, self.request_format, models)
+        return Message.build(
+            Type.CON,
+            Code.FETCH,
+            observe=self.observe,
+            content_format=self.request_format,
+            accept=self.format,
+            payload=payload,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCompositeRequest:
+    """iPATCH on the root with the values to write (LwM2M-TS-Core 1.2 §6.3.8)."""
+
+    records: tuple[Record, ...]
+    format: ContentFormat = ContentFormat.SENML_CBOR
+
+    def to_message(self, models: ObjectRegistry | None = None) -> Message:
+        if not self.records:
+            raise OperationError("Write-Composite needs at least one record")
+        payload = _records_payload(self.records, ROOT, self.format, models)
+        return Message.build(Type.CON, Code.IPATCH, content_format=self.format, payload=payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a client answered: the CoAP code, decoded records, or a diagnostic."""
+
+    code: int
+    records: tuple[Record, ...] = ()
+    content_format: int | None = None
+    diagnostic: str = ""
+    location: Path | None = None  # Create: the new instance
+    payload: bytes = field(default=b"", repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.code >> 5 == 2
+
+
+def _segments(path: Path) -> list[str]:
+    return [str(i) for i in path.ids]

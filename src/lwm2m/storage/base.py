@@ -1,0 +1,249 @@
+"""What a server keeps: registrations, observations, the history of reported values.
+
+Each role is a Protocol with async methods, so that a Redis implementation
+(several server nodes sharing one store) fits the same interface as the
+in-process memory and SQLite ones. Every write is durable when the method
+returns, for the backends that are durable at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from lwm2m.model.jsonform import record_from_json, record_to_json, value_from_json
+from lwm2m.model.path import ROOT, Path
+from lwm2m.model.record import Record
+from lwm2m.model.value import ResourceType, infer_type
+from lwm2m.protocol.attributes import AttributeChange, Attributes
+from lwm2m.protocol.registration import Registration
+
+Source = Literal["notify", "send"]
+SOURCES: tuple[Source, ...] = ("notify", "send")
+
+
+class StoreError(RuntimeError):
+    """A store that cannot do what was asked (closed, corrupt, unreachable)."""
+
+
+# --- observations ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """An Observe (or Observe-Composite) the server holds with a client, keyed by its CoAP token."""
+
+    token: bytes
+    endpoint: str
+    registration_id: str  # the registration it was made under; a new Register ends it
+    paths: tuple[Path, ...]
+    composite: bool = False  # Observe-Composite (LwM2M-TS-Core 1.2 §6.4.4), even with one path
+    content_format: int | None = None
+    attributes: Attributes | None = None  # given with the Observe (LwM2M 1.2 §6.4.1), if any
+    created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.paths:
+            raise ValueError("an observation needs at least one path")
+        if not self.composite and len(self.paths) != 1:
+            raise ValueError("a single-path observation has exactly one path; set composite=True")
+
+    @property
+    def path(self) -> Path:
+        return self.paths[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token.hex(),
+            "endpoint": self.endpoint,
+            "registration_id": self.registration_id,
+            "paths": [str(p) for p in self.paths],
+            "composite": self.composite,
+            "content_format": self.content_format,
+            "attributes": None if self.attributes is None else self.attributes.to_query(),
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Observation:
+        attrs = data.get("attributes")
+        return cls(
+            token=bytes.fromhex(data["token"]),
+            endpoint=data["endpoint"],
+            registration_id=data["registration_id"],
+            paths=tuple(Path.parse(p) for p in data["paths"]),
+            composite=bool(data.get("composite", False)),
+            content_format=data.get("content_format"),
+            attributes=None if attrs is None else AttributeChange.parse_query(attrs).set,
+            created_at=float(data.get("created_at", 0.0)),
+        )
+
+
+# --- history -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One reported value.
+
+    ``time`` is when the value was measured: the record's own timestamp when
+    the client gave one (timestamped values of Send or Notify, LwM2M-TS-Core
+    1.2 §6.4.2), else ``received_at``. Queries order and filter on ``time``.
+    """
+
+    endpoint: str
+    record: Record
+    source: Source
+    received_at: float
+
+    @property
+    def time(self) -> float:
+        return self.received_at if self.record.time is None else self.record.time
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRetention:
+    """How much history to keep per endpoint; None means no limit of that kind.
+
+    Retention is by arrival: ``max_records`` keeps the newest records received
+    (a record is one resource value, so a notification of an instance counts
+    one per resource), ``max_age`` drops what was received longer ago than
+    that many seconds. A device with a wrong clock cannot make the server drop
+    or keep data by lying about ``time``.
+    """
+
+    max_records: int | None = 10_000
+    max_age: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_records is not None and self.max_records < 1:
+            raise ValueError(f"max_records must be at least 1, got {self.max_records}")
+        if self.max_age is not None and not self.max_age > 0:
+            raise ValueError(f"max_age must be positive, got {self.max_age}")
+
+
+# Types whose Python value the JSON record form alone cannot restore: Opaque is base64
+# text, Objlnk is "3:0", Float may be "nan" or an integral number.
+_TYPED = {ResourceType.OPAQUE.name, ResourceType.OBJLNK.name, ResourceType.FLOAT.name}
+
+
+def record_row(record: Record) -> tuple[bytes, str]:
+    """(JSON record form, value type name) of a record, as serialising backends store it."""
+    kind = "" if record.value is None else infer_type(record.value).name
+    return msgspec.json.encode(record_to_json(record)), kind if kind in _TYPED else ""
+
+
+def record_from_row(text: str | bytes, kind: str) -> Record:
+    """The record :func:`record_row` stored, with its value's Python type."""
+    data = msgspec.json.decode(text)
+    if kind not in _TYPED or "value" not in data:
+        return record_from_json(data)
+    value = data.pop("value")
+    record = record_from_json(data)
+    return Record(record.path, value_from_json(value, ResourceType[kind], str(record.path)), record.time)
+
+
+# --- the protocols -----------------------------------------------------------------------
+
+
+class RegistrationStore(Protocol):
+    """Registrations by endpoint name and by registration ID; one per endpoint."""
+
+    async def add(self, registration: Registration) -> Registration | None:
+        """Store a new registration; answer the one it replaced for that endpoint, if any."""
+        ...
+
+    async def get(self, endpoint: str) -> Registration | None: ...
+
+    async def get_by_id(self, registration_id: str) -> Registration | None: ...
+
+    async def update(self, registration: Registration) -> Registration | None:
+        """Replace the stored registration with the same endpoint and ID; answer the old one.
+
+        None, and nothing stored, when that registration is gone (expired,
+        de-registered or replaced by a new Register): the Update then gets 4.04.
+        """
+        ...
+
+    async def remove(self, endpoint: str, *, registration_id: str | None = None) -> Registration | None:
+        """Remove the endpoint's registration (only if its ID is ``registration_id``, when given)."""
+        ...
+
+    async def all(self) -> list[Registration]: ...
+
+    async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
+        """Registrations whose lifetime (plus ``grace``) ran out by ``now``, soonest expired first."""
+        ...
+
+
+class ObservationStore(Protocol):
+    """Observations by token; a token is unique across the server."""
+
+    async def add(self, observation: Observation) -> Observation | None:
+        """Store it; answer the observation it replaced with the same token, if any."""
+        ...
+
+    async def get(self, token: bytes) -> Observation | None: ...
+
+    async def for_endpoint(self, endpoint: str) -> list[Observation]:
+        """The endpoint's observations, oldest first."""
+        ...
+
+    async def remove(self, token: bytes) -> Observation | None: ...
+
+    async def remove_endpoint(self, endpoint: str) -> list[Observation]:
+        """Forget every observation of the endpoint (it re-registered or left); answer them."""
+        ...
+
+
+class HistoryStore(Protocol):
+    """Values clients reported by Notify or Send, bounded by a :class:`HistoryRetention`."""
+
+    retention: HistoryRetention
+
+    async def append(
+        self, endpoint: str, records: Iterable[Record], *, source: Source = "notify", received_at: float
+    ) -> None:
+        """Keep ``records`` (records without a value are skipped); enforces ``max_records``."""
+        ...
+
+    async def query(
+        self,
+        endpoint: str,
+        path: Path = ROOT,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[HistoryEntry]:
+        """Entries at or below ``path`` with ``since <= time < until``.
+
+        Newest first by default (the latest ``limit`` values); ``newest_first=False``
+        answers oldest first (the first ``limit`` values after ``since``). Equal
+        times keep arrival order.
+        """
+        ...
+
+    async def prune(self, now: float) -> int:
+        """Apply the retention limits now (``max_age`` needs this call); answer how many went."""
+        ...
+
+    async def clear(self, endpoint: str) -> int:
+        """Forget the endpoint's history; answer how many entries went."""
+        ...
+
+
+def check_query(limit: int | None, source: str | None = None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+
+
+def valued(records: Iterable[Record]) -> Sequence[Record]:
+    """The records worth keeping as history: those that carry a value."""
+    return [r for r in records if r.value is not None]

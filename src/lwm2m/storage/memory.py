@@ -1,0 +1,182 @@
+"""In-process stores: fast, for tests and for servers that may forget everything on restart."""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from lwm2m.model.path import ROOT, Path
+from lwm2m.model.record import Record
+from lwm2m.protocol.registration import Registration
+from lwm2m.storage.base import (
+    HistoryEntry,
+    HistoryRetention,
+    Observation,
+    Source,
+    check_query,
+    valued,
+)
+
+
+class MemoryRegistrationStore:
+    def __init__(self) -> None:
+        self._by_endpoint: dict[str, Registration] = {}
+        self._by_id: dict[str, str] = {}  # registration ID -> endpoint
+
+    async def add(self, registration: Registration) -> Registration | None:
+        old = self._by_endpoint.get(registration.endpoint)
+        if old is not None:
+            del self._by_id[old.registration_id]
+        clash = self._by_id.get(registration.registration_id)
+        if clash is not None:
+            raise ValueError(f"registration ID {registration.registration_id!r} is in use by {clash!r}")
+        self._by_endpoint[registration.endpoint] = registration
+        self._by_id[registration.registration_id] = registration.endpoint
+        return old
+
+    async def get(self, endpoint: str) -> Registration | None:
+        return self._by_endpoint.get(endpoint)
+
+    async def get_by_id(self, registration_id: str) -> Registration | None:
+        endpoint = self._by_id.get(registration_id)
+        return None if endpoint is None else self._by_endpoint[endpoint]
+
+    async def update(self, registration: Registration) -> Registration | None:
+        old = self._by_endpoint.get(registration.endpoint)
+        if old is None or old.registration_id != registration.registration_id:
+            return None
+        self._by_endpoint[registration.endpoint] = registration
+        return old
+
+    async def remove(self, endpoint: str, *, registration_id: str | None = None) -> Registration | None:
+        old = self._by_endpoint.get(endpoint)
+        if old is None or (registration_id is not None and old.registration_id != registration_id):
+            return None
+        del self._by_endpoint[endpoint]
+        del self._by_id[old.registration_id]
+        return old
+
+    async def all(self) -> list[Registration]:
+        return list(self._by_endpoint.values())
+
+    async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
+        found = [r for r in self._by_endpoint.values() if r.is_expired(now, grace)]
+        return sorted(found, key=lambda r: r.expires_at)
+
+
+class MemoryObservationStore:
+    def __init__(self) -> None:
+        self._by_token: dict[bytes, Observation] = {}  # insertion order is creation order
+        self._by_endpoint: dict[str, dict[bytes, None]] = {}
+
+    async def add(self, observation: Observation) -> Observation | None:
+        old = self._drop(observation.token)
+        self._by_token[observation.token] = observation
+        self._by_endpoint.setdefault(observation.endpoint, {})[observation.token] = None
+        return old
+
+    async def get(self, token: bytes) -> Observation | None:
+        return self._by_token.get(token)
+
+    async def for_endpoint(self, endpoint: str) -> list[Observation]:
+        return [self._by_token[t] for t in self._by_endpoint.get(endpoint, ())]
+
+    async def remove(self, token: bytes) -> Observation | None:
+        return self._drop(token)
+
+    async def remove_endpoint(self, endpoint: str) -> list[Observation]:
+        tokens = self._by_endpoint.pop(endpoint, {})
+        return [self._by_token.pop(t) for t in tokens]
+
+    def _drop(self, token: bytes) -> Observation | None:
+        old = self._by_token.pop(token, None)
+        if old is not None:
+            tokens = self._by_endpoint[old.endpoint]
+            del tokens[token]
+            if not tokens:
+                del self._by_endpoint[old.endpoint]
+        return old
+
+
+class MemoryHistoryStore:
+    def __init__(self, retention: HistoryRetention | None = None) -> None:
+        self.retention = retention or HistoryRetention()
+        # Per endpoint, entries in arrival order with a sequence number for stable sorting.
+        self._entries: dict[str, deque[tuple[int, HistoryEntry]]] = {}
+        self._seq = itertools.count()
+
+    async def append(
+        self, endpoint: str, records: Iterable[Record], *, source: Source = "notify", received_at: float
+    ) -> None:
+        check_query(None, source)
+        keep = valued(records)
+        if not keep:
+            return
+        entries = self._entries.get(endpoint)
+        if entries is None:
+            entries = self._entries[endpoint] = deque(maxlen=self.retention.max_records)
+        for r in keep:
+            entries.append((next(self._seq), HistoryEntry(endpoint, r, source, received_at)))
+
+    async def query(
+        self,
+        endpoint: str,
+        path: Path = ROOT,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[HistoryEntry]:
+        check_query(limit)
+        found = [
+            (e.time, seq, e)
+            for seq, e in self._entries.get(endpoint, ())
+            if e.record.path.startswith(path)
+            and (since is None or e.time >= since)
+            and (until is None or e.time < until)
+        ]
+        found.sort(key=lambda t: (t[0], t[1]), reverse=newest_first)
+        out = [e for _, _, e in found]
+        return out if limit is None else out[:limit]
+
+    async def prune(self, now: float) -> int:
+        removed = 0
+        max_age = self.retention.max_age
+        for endpoint in list(self._entries):
+            entries = self._entries[endpoint]
+            before = len(entries)
+            if max_age is not None:
+                cutoff = now - max_age
+                entries = deque(
+                    (x for x in entries if x[1].received_at >= cutoff), self.retention.max_records
+                )
+            elif entries.maxlen != self.retention.max_records:  # the limit was changed since
+                entries = deque(entries, self.retention.max_records)
+            removed += before - len(entries)
+            if entries:
+                self._entries[endpoint] = entries
+            else:
+                del self._entries[endpoint]
+        return removed
+
+    async def clear(self, endpoint: str) -> int:
+        return len(self._entries.pop(endpoint, ()))
+
+
+@dataclass
+class MemoryStore:
+    """The three memory stores together, shaped like :class:`~lwm2m.storage.sqlite.SqliteStore`."""
+
+    registrations: MemoryRegistrationStore = field(default_factory=MemoryRegistrationStore)
+    observations: MemoryObservationStore = field(default_factory=MemoryObservationStore)
+    history: MemoryHistoryStore = field(default_factory=MemoryHistoryStore)
+
+    @classmethod
+    def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:
+        return cls(history=MemoryHistoryStore(history_retention))
+
+    def close(self) -> None:
+        """Nothing to release; here so that code can close any store."""

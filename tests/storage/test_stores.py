@@ -1,0 +1,397 @@
+"""One contract for every store backend: memory and SQLite behave the same."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path as FsPath
+
+import pytest
+
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.model.value import ObjLink
+from lwm2m.protocol.attributes import Attributes
+from lwm2m.protocol.registration import ObjectLink, Registration
+from lwm2m.storage.base import (
+    HistoryRetention,
+    HistoryStore,
+    Observation,
+    ObservationStore,
+    RegistrationStore,
+    StoreError,
+)
+from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.sqlite import SqliteStore
+
+Store = MemoryStore | SqliteStore
+Factory = Callable[..., Store]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[Factory]:
+    opened: list[Store] = []
+
+    def make(retention: HistoryRetention | None = None) -> Store:
+        if request.param == "memory":
+            store: Store = MemoryStore.create(history_retention=retention)
+        else:
+            store = SqliteStore(tmp_path / "lwm2m.db", history_retention=retention)
+        opened.append(store)
+        return store
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(make_store: Factory) -> Store:
+    return make_store()
+
+
+def reg(endpoint: str = "dev", rid: str = "r1", *, at: float = 1000.0, lifetime: int = 60) -> Registration:
+    return Registration(
+        endpoint=endpoint,
+        registration_id=rid,
+        address=("192.0.2.1", 5683),
+        lifetime=lifetime,
+        lwm2m_version="1.1",
+        binding="U",
+        queue_mode=True,
+        sms="+1",
+        objects=(ObjectLink(1, 0), ObjectLink(3, 0), ObjectLink(3303, None, "1.1")),
+        root_path="/",
+        content_formats=(60, 110),
+        registered_at=at,
+        last_update=at,
+        extra=(("apn", "x"), ("flag", None)),
+    )
+
+
+def obs(token: bytes, endpoint: str = "dev", *paths: str, at: float = 1.0) -> Observation:
+    return Observation(
+        token=token,
+        endpoint=endpoint,
+        registration_id="r1",
+        paths=tuple(Path.parse(p) for p in paths or ("/3303/0/5700",)),
+        composite=len(paths) > 1,
+        content_format=112,
+        attributes=Attributes(pmin=1, gt=20.5) if token.startswith(b"a") else None,
+        created_at=at,
+    )
+
+
+def test_backends_satisfy_the_protocols(store: Store) -> None:
+    # Static conformance: these assignments are what a type checker verifies.
+    registrations: RegistrationStore = store.registrations
+    observations: ObservationStore = store.observations
+    history: HistoryStore = store.history
+    assert registrations and observations and history
+
+
+# --- registrations ----------------------------------------------------------------------------
+
+
+async def test_add_get(store: Store) -> None:
+    rs = store.registrations
+    assert await rs.add(reg()) is None
+    assert await rs.get("dev") == reg()
+    assert await rs.get_by_id("r1") == reg()
+    assert await rs.get("other") is None
+    assert await rs.get_by_id("nope") is None
+    assert await rs.all() == [reg()]
+
+
+async def test_new_registration_replaces_the_endpoints_old_one(store: Store) -> None:
+    rs = store.registrations
+    await rs.add(reg(rid="r1"))
+    await rs.add(reg("other", "o1"))
+    replaced = await rs.add(reg(rid="r2", at=2000.0))
+    assert replaced == reg(rid="r1")
+    assert await rs.get_by_id("r1") is None
+    assert await rs.get_by_id("r2") == reg(rid="r2", at=2000.0)
+    assert await rs.get("dev") == reg(rid="r2", at=2000.0)
+    assert sorted(r.endpoint for r in await rs.all()) == ["dev", "other"]
+
+
+async def test_registration_id_of_another_endpoint_is_refused(store: Store) -> None:
+    rs = store.registrations
+    await rs.add(reg("a", "same"))
+    with pytest.raises(ValueError, match="in use"):
+        await rs.add(reg("b", "same"))
+    assert await rs.get_by_id("same") == reg("a", "same")
+    assert await rs.get("b") is None
+
+
+async def test_update(store: Store) -> None:
+    rs = store.registrations
+    await rs.add(reg())
+    newer = reg(at=1000.0)
+    newer = Registration.from_dict({**newer.to_dict(), "last_update": 1500.0, "address": ["10.0.0.1", 9]})
+    assert await rs.update(newer) == reg()
+    assert await rs.get("dev") == newer
+    assert await rs.get_by_id("r1") == newer
+
+
+async def test_update_of_a_gone_registration_stores_nothing(store: Store) -> None:
+    rs = store.registrations
+    assert await rs.update(reg()) is None
+    assert await rs.get("dev") is None
+    await rs.add(reg(rid="r2"))
+    assert await rs.update(reg(rid="r1", at=5000.0)) is None  # replaced by a new Register meanwhile
+    assert await rs.get("dev") == reg(rid="r2")
+
+
+async def test_remove(store: Store) -> None:
+    rs = store.registrations
+    await rs.add(reg())
+    assert await rs.remove("dev", registration_id="other") is None
+    assert await rs.get("dev") == reg()
+    assert await rs.remove("dev", registration_id="r1") == reg()
+    assert await rs.remove("dev") is None
+    await rs.add(reg())
+    assert await rs.remove("dev") == reg()
+    assert await rs.get_by_id("r1") is None
+    assert await rs.all() == []
+
+
+async def test_expired(store: Store) -> None:
+    rs = store.registrations
+    await rs.add(reg("a", "1", at=0.0, lifetime=100))  # expires 100
+    await rs.add(reg("b", "2", at=0.0, lifetime=50))  # expires 50
+    await rs.add(reg("c", "3", at=80.0, lifetime=100))  # expires 180
+    assert await rs.expired(49.0) == []
+    assert [r.endpoint for r in await rs.expired(100.0)] == ["b", "a"]
+    assert [r.endpoint for r in await rs.expired(100.0, grace=30.0)] == ["b"]
+    # An Update moves the expiry.
+    a = await rs.get("a")
+    assert a is not None
+    await rs.update(Registration.from_dict({**a.to_dict(), "last_update": 150.0}))
+    assert [r.endpoint for r in await rs.expired(200.0)] == ["b", "c"]
+
+
+# --- observations -----------------------------------------------------------------------------
+
+
+async def test_observations(store: Store) -> None:
+    os_ = store.observations
+    single = obs(b"a1", "dev", at=1.0)
+    composite = obs(b"\x00\xff", "dev", "/3/0/9", "/3303/0/5700", "/1", at=2.0)
+    other = obs(b"b2", "other", at=3.0)
+    for o in (single, composite, other):
+        assert await os_.add(o) is None
+    assert await os_.get(b"a1") == single
+    assert await os_.get(b"\x00\xff") == composite
+    assert (await os_.get(b"\x00\xff")).composite  # type: ignore[union-attr]
+    assert await os_.get(b"zz") is None
+    assert await os_.for_endpoint("dev") == [single, composite]
+    assert await os_.for_endpoint("nobody") == []
+
+    again = obs(b"a1", "dev", "/3/0", at=9.0)
+    assert await os_.add(again) == single
+    assert await os_.for_endpoint("dev") == [composite, again]
+
+    assert await os_.remove(b"\x00\xff") == composite
+    assert await os_.remove(b"\x00\xff") is None
+    assert await os_.remove_endpoint("dev") == [again]
+    assert await os_.remove_endpoint("dev") == []
+    assert await os_.for_endpoint("other") == [other]
+
+
+async def test_observation_moving_to_another_endpoint(store: Store) -> None:
+    os_ = store.observations
+    await os_.add(obs(b"t", "a"))
+    await os_.add(obs(b"t", "b"))
+    assert await os_.for_endpoint("a") == []
+    assert await os_.for_endpoint("b") == [obs(b"t", "b")]
+
+
+def test_observation_checks_paths() -> None:
+    with pytest.raises(ValueError, match="at least one path"):
+        Observation(b"t", "e", "r", ())
+    with pytest.raises(ValueError, match="composite=True"):
+        Observation(b"t", "e", "r", (Path.parse("/1"), Path.parse("/2")))
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def rec(path: str, value: object, time: float | None = None) -> Record:
+    return Record(Path.parse(path), value, time)  # type: ignore[arg-type]
+
+
+async def test_history_values_keep_their_types(store: Store) -> None:
+    records = [
+        rec("/3/0/0", "ACME"),
+        rec("/3/0/9", 87),
+        rec("/3/0/13", 1_700_000_000),
+        rec("/3303/0/5700", 21.5),
+        rec("/3303/0/5701", 20.0),
+        rec("/3303/0/5702", math.inf),
+        rec("/5/0/0", b"\x00\x01binary"),
+        rec("/5/0/1", ""),
+        rec("/3/0/11/0", 0),
+        rec("/3/0/15", True),
+        rec("/18/0/1", ObjLink(3, 0)),
+        rec("/19/0/0", 2**64 - 1),
+        rec("/19/0/1", -(2**63)),
+        Record(Path.parse("/3/0")),  # no value: not history
+    ]
+    await store.history.append("dev", records, received_at=100.0)
+    got = {str(e.record.path): e.record.value for e in await store.history.query("dev")}
+    want = {str(r.path): r.value for r in records if r.value is not None}
+    assert got == want
+    for path, value in want.items():
+        assert type(got[path]) is type(value), path
+    nan = await store.history.append("dev", [rec("/1/0/1", math.nan)], received_at=101.0)
+    assert nan is None
+    [latest] = await store.history.query("dev", limit=1)
+    assert math.isnan(latest.record.value)  # type: ignore[arg-type]
+
+
+async def test_history_query_order_path_and_time(store: Store) -> None:
+    h = store.history
+    await h.append("dev", [rec("/3303/0/5700", 20.0)], received_at=10.0)
+    await h.append("dev", [rec("/3303/0/5700", 21.0), rec("/3303/1/5700", 5.0)], received_at=20.0)
+    await h.append("dev", [rec("/33/0/1", 1)], received_at=25.0)
+    # Send with timestamped values (LwM2M-TS-Core 1.2 §6.4.2): ordered by their own time.
+    await h.append(
+        "dev",
+        [rec("/3303/0/5700", 18.0, time=5.0), rec("/3303/0/5700", 19.0, time=7.0)],
+        source="send",
+        received_at=30.0,
+    )
+    await h.append("other", [rec("/3303/0/5700", 99.0)], received_at=15.0)
+
+    values = [e.record.value for e in await h.query("dev", Path.parse("/3303/0/5700"))]
+    assert values == [21.0, 20.0, 19.0, 18.0]
+    oldest = await h.query("dev", Path.parse("/3303/0"), newest_first=False)
+    assert [e.record.value for e in oldest] == [18.0, 19.0, 20.0, 21.0]
+    assert [e.time for e in oldest] == [5.0, 7.0, 10.0, 20.0]
+    assert [e.source for e in oldest] == ["send", "send", "notify", "notify"]
+    assert [e.received_at for e in oldest] == [30.0, 30.0, 10.0, 20.0]
+
+    # Equal times: arrival order, reversed when newest first.
+    assert [e.record.value for e in await h.query("dev", Path.parse("/3303"))] == [
+        5.0,
+        21.0,
+        20.0,
+        19.0,
+        18.0,
+    ]
+    assert [e.record.value for e in await h.query("dev", Path.parse("/33"))] == [1]  # not /3303
+    assert len(await h.query("dev")) == 6
+    assert [e.record.value for e in await h.query("dev", limit=2)] == [1, 5.0]
+    assert [e.record.value for e in await h.query("dev", limit=2, newest_first=False)] == [18.0, 19.0]
+    assert [e.record.value for e in await h.query("dev", since=10.0, until=25.0)] == [5.0, 21.0, 20.0]
+    assert await h.query("dev", limit=0) == []
+    assert await h.query("nobody") == []
+    assert all(e.endpoint == "dev" for e in await h.query("dev"))
+
+
+async def test_history_equal_times_keep_arrival_order(store: Store) -> None:
+    h = store.history
+    for i in range(5):
+        await h.append("dev", [rec("/1/0/1", i)], received_at=10.0)
+    assert [e.record.value for e in await h.query("dev")] == [4, 3, 2, 1, 0]
+    assert [e.record.value for e in await h.query("dev", newest_first=False)] == [0, 1, 2, 3, 4]
+
+
+async def test_history_bad_arguments(store: Store) -> None:
+    with pytest.raises(ValueError, match="source"):
+        await store.history.append("dev", [rec("/1/0/1", 1)], source="read", received_at=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit"):
+        await store.history.query("dev", limit=-1)
+
+
+async def test_history_count_retention(make_store: Factory) -> None:
+    store = make_store(HistoryRetention(max_records=3))
+    h = store.history
+    for i in range(5):
+        await h.append("dev", [rec("/1/0/1", i)], received_at=float(i))
+    await h.append("other", [rec("/1/0/1", 100)], received_at=0.0)
+    assert [e.record.value for e in await h.query("dev")] == [4, 3, 2]
+    # A batch bigger than the limit keeps its newest records.
+    await h.append("dev", [rec(f"/1/0/{i}", i) for i in range(10, 15)], received_at=9.0)
+    assert sorted(e.record.value for e in await h.query("dev")) == [12, 13, 14]  # type: ignore[type-var]
+    assert [e.record.value for e in await h.query("other")] == [100]
+    assert await h.prune(1e9) == 0
+
+
+async def test_history_age_retention(make_store: Factory) -> None:
+    store = make_store(HistoryRetention(max_records=None, max_age=100.0))
+    h = store.history
+    for t in (0.0, 50.0, 120.0, 200.0):
+        await h.append("dev", [rec("/1/0/1", int(t), time=1.0)], received_at=t)  # old device clock
+    await h.append("b", [rec("/1/0/1", 7)], received_at=10.0)
+    assert await h.prune(now=160.0) == 3  # received before 60
+    assert sorted(e.record.value for e in await h.query("dev")) == [120, 200]  # type: ignore[type-var]
+    assert await h.query("b") == []
+    assert await h.prune(now=160.0) == 0
+
+
+async def test_history_clear(store: Store) -> None:
+    await store.history.append("dev", [rec("/1/0/1", 1), rec("/1/0/2", 2)], received_at=1.0)
+    await store.history.append("x", [rec("/1/0/1", 1)], received_at=1.0)
+    assert await store.history.clear("dev") == 2
+    assert await store.history.query("dev") == []
+    assert len(await store.history.query("x")) == 1
+
+
+def test_retention_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="max_records"):
+        HistoryRetention(max_records=0)
+    with pytest.raises(ValueError, match="max_age"):
+        HistoryRetention(max_age=0)
+
+
+# --- SQLite durability -------------------------------------------------------------------------
+
+
+async def test_sqlite_reopened_without_close_keeps_everything(tmp_path: FsPath) -> None:
+    db = tmp_path / "crash.db"
+    first = SqliteStore(db)  # never closed: as if the process died here
+    await first.registrations.add(reg())
+    await first.registrations.add(reg("b", "rb"))
+    await first.registrations.update(Registration.from_dict({**reg().to_dict(), "lifetime": 5}))
+    await first.registrations.remove("b")
+    await first.observations.add(obs(b"a1"))
+    await first.observations.add(obs(b"c", "dev", "/1", "/3/0"))
+    await first.history.append("dev", [rec("/5/0/0", b"\x01"), rec("/3/0/9", 50, time=3.0)], received_at=9.0)
+
+    second = SqliteStore(db)
+    try:
+        assert await second.registrations.all() == [
+            Registration.from_dict({**reg().to_dict(), "lifetime": 5})
+        ]
+        assert await second.observations.for_endpoint("dev") == [obs(b"a1"), obs(b"c", "dev", "/1", "/3/0")]
+        entries = await second.history.query("dev", newest_first=False)
+        assert [(str(e.record.path), e.record.value, e.time) for e in entries] == [
+            ("/3/0/9", 50, 3.0),
+            ("/5/0/0", b"\x01", 9.0),
+        ]
+    finally:
+        second.close()
+        first.close()
+
+
+def test_sqlite_file_is_wal(tmp_path: FsPath) -> None:
+    with SqliteStore(tmp_path / "w.db"):
+        conn = sqlite3.connect(tmp_path / "w.db")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+
+
+def test_sqlite_refuses_newer_schema(tmp_path: FsPath) -> None:
+    conn = sqlite3.connect(tmp_path / "new.db")
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99 is newer"):
+        SqliteStore(tmp_path / "new.db")
+
+
+def test_sqlite_in_memory(tmp_path: FsPath) -> None:
+    with SqliteStore(":memory:") as s:
+        assert s.path == ":memory:"
