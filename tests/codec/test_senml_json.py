@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.codec.examples import DEVICE
 
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.senml_json import SENML_JSON
@@ -40,24 +41,6 @@ MODELS = registry(
     {3: {6, 7, 8, 11}},
 )
 
-DEVICE = [
-    Record(P("/3/0/0"), "Open Mobile Alliance"),
-    Record(P("/3/0/1"), "Lightweight M2M Client"),
-    Record(P("/3/0/2"), "345000123"),
-    Record(P("/3/0/3"), "1.0"),
-    Record(P("/3/0/6/0"), 1),
-    Record(P("/3/0/6/1"), 5),
-    Record(P("/3/0/7/0"), 3800),
-    Record(P("/3/0/7/1"), 5000),
-    Record(P("/3/0/8/0"), 125),
-    Record(P("/3/0/8/1"), 900),
-    Record(P("/3/0/9"), 100),
-    Record(P("/3/0/10"), 15),
-    Record(P("/3/0/11/0"), 0),
-    Record(P("/3/0/13"), 1367491215),
-    Record(P("/3/0/14"), "+02:00"),
-    Record(P("/3/0/16"), "U"),
-]
 
 # LwM2M-TS-Core 1.1 §7.4.4, the Device object instance read as SenML-JSON.
 DEVICE_JSON = """[

@@ -9,6 +9,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.codec.examples import DEVICE
 
 from lwm2m.codec.base import CodecError
 from lwm2m.codec.tlv import TLV
@@ -97,24 +98,6 @@ DEVICE_TLV = bytes.fromhex(
     "C6 0E 2B 30 32 3A 30 30"  # 14 UTC Offset "+02:00"
     "C1 10 55"  # 16 Supported Binding "U"
 )
-DEVICE = [
-    Record(P("/3/0/0"), "Open Mobile Alliance"),
-    Record(P("/3/0/1"), "Lightweight M2M Client"),
-    Record(P("/3/0/2"), "345000123"),
-    Record(P("/3/0/3"), "1.0"),
-    Record(P("/3/0/6/0"), 1),
-    Record(P("/3/0/6/1"), 5),
-    Record(P("/3/0/7/0"), 3800),
-    Record(P("/3/0/7/1"), 5000),
-    Record(P("/3/0/8/0"), 125),
-    Record(P("/3/0/8/1"), 900),
-    Record(P("/3/0/9"), 100),
-    Record(P("/3/0/10"), 15),
-    Record(P("/3/0/11/0"), 0),
-    Record(P("/3/0/13"), 1367491215),
-    Record(P("/3/0/14"), "+02:00"),
-    Record(P("/3/0/16"), "U"),
-]
 
 # LwM2M-TS-Core 1.2 §7.4.3.2 B): Read /2, two Access Control object instances.
 ACL_TLV = bytes.fromhex(
