@@ -6,13 +6,14 @@ import binascii
 import json
 import string
 import sys
+from collections.abc import Callable
 from pathlib import Path as FsPath
 
 import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
-from lwm2m.codec.base import CodecError
+from lwm2m.codec.base import Codec, CodecError
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
@@ -26,7 +27,7 @@ _FORMAT_HELP = (
 )
 
 
-def _codec(fmt: str):  # -> Codec
+def _codec(fmt: str) -> Codec:
     try:
         return get_codec(int(fmt) if fmt.isdigit() else fmt)
     except CodecError as exc:
@@ -45,6 +46,27 @@ def _models(dirs: tuple[str, ...]) -> ObjectRegistry:
         return build_registry(dirs)
     except (DDFError, OSError) as exc:
         fail(f"--model: {exc}")
+
+
+def _format_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--format, --path and --model, shared by decode and encode."""
+    for option in reversed(
+        (
+            click.option("--format", "-f", "fmt", required=True, help=_FORMAT_HELP),
+            click.option(
+                "--path", "-p", "path", default="/", show_default=True, help="the path the payload stands for"
+            ),
+            click.option(
+                "--model", "-m", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)"
+            ),
+        )
+    ):
+        command = option(command)
+    return command
+
+
+def _setup(fmt: str, path: str, model_dirs: tuple[str, ...]) -> tuple[Codec, Path, ObjectRegistry]:
+    return _codec(fmt), _path(path), _models(model_dirs)
 
 
 def _read_arg(arg: str) -> bytes | str:
@@ -71,15 +93,11 @@ def _hex_bytes(text: str) -> bytes:
 
 
 @main.command()
-@click.option("--format", "-f", "fmt", required=True, help=_FORMAT_HELP)
-@click.option("--path", "-p", "path", default="/", show_default=True, help="the path the payload stands for")
-@click.option("--model", "-m", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)")
+@_format_options
 @click.argument("payload")
 def decode(fmt: str, path: str, model_dirs: tuple[str, ...], payload: str) -> None:
     """Decode PAYLOAD (hex digits, or @FILE for raw bytes) and print its records as JSON."""
-    codec = _codec(fmt)
-    base = _path(path)
-    models = _models(model_dirs)
+    codec, base, models = _setup(fmt, path, model_dirs)
     raw = _read_arg(payload)
     data = _hex_bytes(raw) if isinstance(raw, str) else raw
     try:
@@ -90,15 +108,11 @@ def decode(fmt: str, path: str, model_dirs: tuple[str, ...], payload: str) -> No
 
 
 @main.command()
-@click.option("--format", "-f", "fmt", required=True, help=_FORMAT_HELP)
-@click.option("--path", "-p", "path", default="/", show_default=True, help="the path the payload stands for")
-@click.option("--model", "-m", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)")
+@_format_options
 @click.argument("records")
 def encode(fmt: str, path: str, model_dirs: tuple[str, ...], records: str) -> None:
     """Encode RECORDS (the JSON record form, or @FILE) and print the payload as hex."""
-    codec = _codec(fmt)
-    base = _path(path)
-    models = _models(model_dirs)
+    codec, base, models = _setup(fmt, path, model_dirs)
     raw = _read_arg(records)
     try:
         data = json.loads(raw)

@@ -41,6 +41,29 @@ class MessageError(ValueError):
 Options = tuple[tuple[int, bytes], ...]
 
 
+def _uint_option(number: OptionNumber) -> property:
+    def get(self: Message) -> int | None:
+        v = self.option(number)
+        return None if v is None else decode_uint(v)
+
+    return property(get, doc=f"The {number.name} option as an integer, or None.")
+
+
+def _strings_option(number: OptionNumber) -> property:
+    def get(self: Message) -> tuple[str, ...]:
+        return tuple(v.decode("utf-8", "replace") for n, v in self.options if n == number)
+
+    return property(get, doc=f"The {number.name} options as strings, in order.")
+
+
+def _block_option(number: OptionNumber) -> property:
+    def get(self: Message) -> BlockOption | None:
+        v = self.option(number)
+        return None if v is None else BlockOption.decode(v)
+
+    return property(get, doc=f"The {number.name} option, or None.")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     type: Type
@@ -227,58 +250,20 @@ class Message:
     def has_option(self, number: int) -> bool:
         return any(n == number for n, _ in self.options)
 
-    def _uint(self, number: int) -> int | None:
-        v = self.option(number)
-        return None if v is None else decode_uint(v)
-
-    def _strings(self, number: int) -> tuple[str, ...]:
-        return tuple(v.decode("utf-8", "replace") for n, v in self.options if n == number)
-
-    @property
-    def uri_path(self) -> tuple[str, ...]:
-        return self._strings(OptionNumber.URI_PATH)
+    uri_path = _strings_option(OptionNumber.URI_PATH)
+    uri_query = _strings_option(OptionNumber.URI_QUERY)
+    location_path = _strings_option(OptionNumber.LOCATION_PATH)
+    content_format = _uint_option(OptionNumber.CONTENT_FORMAT)
+    accept = _uint_option(OptionNumber.ACCEPT)
+    observe = _uint_option(OptionNumber.OBSERVE)
+    size1 = _uint_option(OptionNumber.SIZE1)
+    size2 = _uint_option(OptionNumber.SIZE2)
+    block1 = _block_option(OptionNumber.BLOCK1)
+    block2 = _block_option(OptionNumber.BLOCK2)
 
     @property
     def uri_path_str(self) -> str:
         return "/" + "/".join(self.uri_path)
-
-    @property
-    def uri_query(self) -> tuple[str, ...]:
-        return self._strings(OptionNumber.URI_QUERY)
-
-    @property
-    def location_path(self) -> tuple[str, ...]:
-        return self._strings(OptionNumber.LOCATION_PATH)
-
-    @property
-    def content_format(self) -> int | None:
-        return self._uint(OptionNumber.CONTENT_FORMAT)
-
-    @property
-    def accept(self) -> int | None:
-        return self._uint(OptionNumber.ACCEPT)
-
-    @property
-    def observe(self) -> int | None:
-        return self._uint(OptionNumber.OBSERVE)
-
-    @property
-    def size1(self) -> int | None:
-        return self._uint(OptionNumber.SIZE1)
-
-    @property
-    def size2(self) -> int | None:
-        return self._uint(OptionNumber.SIZE2)
-
-    @property
-    def block1(self) -> BlockOption | None:
-        v = self.option(OptionNumber.BLOCK1)
-        return None if v is None else BlockOption.decode(v)
-
-    @property
-    def block2(self) -> BlockOption | None:
-        v = self.option(OptionNumber.BLOCK2)
-        return None if v is None else BlockOption.decode(v)
 
     # --- classification ----------------------------------------------------------
 
