@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lwm2m.coap.linkformat import Link, LinkFormatError, parse_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
-from lwm2m.codec.base import ContentFormat
+from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
@@ -27,16 +28,17 @@ class OperationError(ValueError):
     """An operation that cannot be put into a CoAP request as asked."""
 
 
+class ResponseError(ValueError):
+    """A client's answer whose payload cannot be understood (wrong format, bad content)."""
+
+
 def _records_payload(
     records: Sequence[Record], base: Path, fmt: ContentFormat, models: ObjectRegistry | None
 ) -> bytes:
-    return get_codec(fmt).encode(records, base, models)
-
-
-def _under(records: Sequence[Record], base: Path, what: str) -> None:
-    for r in records:
-        if not r.path.startswith(base):
-            raise OperationError(f"{what}: record {r.path} is not under {base}")
+    try:
+        return get_codec(fmt).encode(records, base, models)
+    except CodecError as exc:
+        raise OperationError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,6 @@ class WriteRequest:
             raise OperationError(f"Write: {self.path} must be an instance, resource or resource instance")
         if not self.replace and self.path.level > 2 and not self.path.is_resource:
             raise OperationError("Write: a partial update targets an instance or a multiple resource")
-        _under(self.records, self.path, "Write")
         payload = _records_payload(self.records, self.path, self.format, models)
         code = Code.PUT if self.replace else Code.POST
         return Message.build(
@@ -116,7 +117,6 @@ class CreateRequest:
     def to_message(self, models: ObjectRegistry | None = None) -> Message:
         if not self.path.is_object:
             raise OperationError(f"Create: {self.path} must be an object")
-        _under(self.records, self.path, "Create")
         payload = _records_payload(self.records, self.path, self.format, models)
         return Message.build(
             Type.CON, Code.POST, uri_path=_segments(self.path), content_format=self.format, payload=payload
@@ -195,11 +195,78 @@ class Response:
     content_format: int | None = None
     diagnostic: str = ""
     location: Path | None = None  # Create: the new instance
+    links: tuple[Link, ...] = ()  # Discover
     payload: bytes = field(default=b"", repr=False)
 
     @property
     def success(self) -> bool:
         return self.code >> 5 == 2
+
+
+Request = (
+    ReadRequest
+    | DiscoverRequest
+    | WriteRequest
+    | WriteAttributesRequest
+    | ExecuteRequest
+    | CreateRequest
+    | DeleteRequest
+    | ObserveRequest
+    | ReadCompositeRequest
+    | WriteCompositeRequest
+)
+
+
+def decode_response(request: Request, message: Message, models: ObjectRegistry | None = None) -> Response:
+    """What ``message`` answers to ``request``: records for reads and notifications,
+    links for Discover, the new instance for Create, the diagnostic text of an error.
+
+    Raises ResponseError when a success carries a payload that cannot be decoded.
+    """
+    code = int(message.code)
+    payload = message.payload
+    fmt = message.content_format
+    if code >> 5 != 2:
+        return Response(
+            code, content_format=fmt, diagnostic=payload.decode("utf-8", "replace"), payload=payload
+        )
+    if isinstance(request, DiscoverRequest):
+        try:
+            links = tuple(parse_links(payload))
+        except LinkFormatError as exc:
+            raise ResponseError(f"Discover answer is not link format: {exc}") from None
+        return Response(code, content_format=fmt, links=links, payload=payload)
+    if isinstance(request, CreateRequest):
+        location = _location(message, request.path)
+        return Response(code, content_format=fmt, location=location, payload=payload)
+    if not isinstance(request, ReadRequest | ObserveRequest | ReadCompositeRequest) or not payload:
+        return Response(code, content_format=fmt, payload=payload)
+    if fmt is None:
+        # LwM2M-TS-Transport 1.2 §6.4: a payload without Content-Format is text/plain.
+        fmt = ContentFormat.TEXT
+    base = ROOT if isinstance(request, ReadCompositeRequest) else request.path
+    try:
+        records = get_codec(fmt).decode(payload, base, models)
+    except CodecError as exc:
+        raise ResponseError(f"cannot decode the answer ({fmt}): {exc}") from None
+    return Response(code, tuple(records), fmt, payload=payload)
+
+
+def _location(message: Message, object_path: Path) -> Path | None:
+    """The instance a 2.01 Created names in its Location-Path (``/3303/1`` or ``1``)."""
+    segments = [s for s in message.location_path if s]
+    if not segments:
+        return None
+    text = "/" + "/".join(segments)
+    if len(segments) == 1:
+        text = f"{object_path}/{segments[0]}"
+    try:
+        path = Path.parse(text)
+    except ValueError:
+        raise ResponseError(f"Create answered with a bad Location-Path {text!r}") from None
+    if not (path.is_instance and path.startswith(object_path)):
+        raise ResponseError(f"Create answered with a Location-Path {text!r} outside {object_path}")
+    return path
 
 
 def _segments(path: Path) -> list[str]:
