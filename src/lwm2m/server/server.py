@@ -1,0 +1,297 @@
+"""``LwM2MServer``: the server role as an asyncio object with an async Python API.
+
+    async with LwM2MServer(port=0) as server:
+        async for event in server.events():
+            if isinstance(event, ClientRegistered):
+                response = await server.read(event.registration.endpoint, "/3/0")
+
+Device-management calls return a :class:`~lwm2m.protocol.management.Response`
+(the client's CoAP code, decoded records, links or location). The request
+format follows the client's LwM2M version (SenML-CBOR for 1.1+, TLV for 1.0,
+LwM2M-TS-Core 1.2 §7.4) unless ``format=`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.codec.base import ContentFormat
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.attributes import AttributeChange
+from lwm2m.protocol.management import (
+    CreateRequest,
+    DeleteRequest,
+    DiscoverRequest,
+    ExecuteRequest,
+    ReadCompositeRequest,
+    ReadRequest,
+    Request,
+    Response,
+    WriteAttributesRequest,
+    WriteCompositeRequest,
+    WriteRequest,
+    decode_response,
+)
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.events import ServerEvent
+from lwm2m.server.registrar import Registrar
+from lwm2m.storage.memory import MemoryStore
+from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class UnknownEndpoint(LookupError):
+    """No client is registered under that endpoint name."""
+
+
+PREFERRED_FORMATS = (
+    ContentFormat.SENML_CBOR,
+    ContentFormat.LWM2M_CBOR,
+    ContentFormat.SENML_JSON,
+    ContentFormat.TLV,
+)
+
+
+def request_format(registration: Registration) -> ContentFormat:
+    """SenML-CBOR for LwM2M 1.1 and later, TLV for 1.0 (LwM2M-TS-Core 1.2 §7.4); a 1.1+ client
+    that lists its formats (``ct`` on the root link) gets the first of ours it names."""
+    if registration.lwm2m_version == "1.0":
+        return ContentFormat.TLV
+    listed = registration.content_formats
+    return next((f for f in PREFERRED_FORMATS if f in listed), ContentFormat.SENML_CBOR)
+
+
+class EventStream:
+    """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes."""
+
+    def __init__(self, subscribers: set[asyncio.Queue[ServerEvent]]) -> None:
+        self._queue: asyncio.Queue[ServerEvent] = asyncio.Queue()
+        self._subscribers = subscribers
+        subscribers.add(self._queue)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ServerEvent:
+        return await self._queue.get()
+
+    def close(self) -> None:
+        self._subscribers.discard(self._queue)
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LwM2MServer:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5683,
+        *,
+        store: Any = None,
+        models: ObjectRegistry | None = None,
+        expiry_interval: float = 1.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.store = store if store is not None else MemoryStore.create()
+        self.models = models if models is not None else load_catalogue()
+        self.registrar = Registrar(self.store.registrations, self.store.observations, self._emit)
+        self._expiry_interval = expiry_interval
+        self._subscribers: set[asyncio.Queue[ServerEvent]] = set()
+        self._endpoint: CoapUdpEndpoint | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._expiry: asyncio.Task[None] | None = None
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._endpoint = await self._stack.enter_async_context(
+            open_udp_endpoint(self.host, self.port, handler=self._on_request)
+        )
+        self.port = self._endpoint.port
+        self._expiry = asyncio.create_task(self._expire_loop())
+
+    async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+            self._expiry = None
+        await self._stack.aclose()
+        self._endpoint = None
+
+    async def __aenter__(self) -> LwM2MServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def uri(self) -> str:
+        assert self._endpoint is not None, "the server is not started"
+        return self._endpoint.uri()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._expiry_interval)
+            await self.registrar.expire()
+
+    # --- events -----------------------------------------------------------------------------
+
+    def _emit(self, event: ServerEvent) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def events(self) -> EventStream:
+        """Every event from now on (subscribed at this call), until the stream is closed."""
+        return EventStream(self._subscribers)
+
+    # --- CoAP requests from clients -----------------------------------------------------------
+
+    def _on_request(self, event: RequestReceived) -> Any:
+        message = event.message
+        if self.registrar.handles(message):
+            return self.registrar.handle(message, event.addr)
+        return Message.build(Type.ACK, Code.NOT_FOUND, payload=f"no resource {message.uri_path_str}".encode())
+
+    # --- registrations ----------------------------------------------------------------------
+
+    async def registration(self, endpoint: str) -> Registration:
+        registration = await self.store.registrations.get(endpoint)
+        if registration is None:
+            raise UnknownEndpoint(f"no client registered as {endpoint!r}")
+        return registration
+
+    async def registrations(self) -> list[Registration]:
+        return await self.store.registrations.all()
+
+    # --- device management (LwM2M-TS-Core 1.2 §6.3) -------------------------------------------
+
+    async def send(
+        self, endpoint: str, request: Request, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Response:
+        """Send ``request`` to the client and decode its answer."""
+        registration = await self.registration(endpoint)
+        assert self._endpoint is not None, "the server is not started"
+        message = request.to_message(self.models)
+        if registration.root_path not in ("", "/"):
+            root = [s for s in registration.root_path.split("/") if s]
+            message = Message.build(
+                message.type,
+                message.code,
+                uri_path=[*root, *message.uri_path],
+                options=[o for o in message.options if o[0] != OptionNumber.URI_PATH],
+                payload=message.payload,
+            )
+        addr = self.registrar.peers.get(endpoint, registration.address)
+        answer = await self._endpoint.request(message, addr, timeout=timeout)
+        return decode_response(request, answer, self.models)
+
+    def _format(self, registration: Registration, fmt: int | str | None) -> ContentFormat:
+        if fmt is None:
+            return request_format(registration)
+        return get_codec(fmt).content_format
+
+    async def read(
+        self,
+        endpoint: str,
+        path: str | Path,
+        *,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Response:
+        fmt = self._format(await self.registration(endpoint), format)
+        return await self.send(endpoint, ReadRequest(Path.parse(path), fmt), timeout=timeout)
+
+    async def discover(
+        self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Response:
+        return await self.send(endpoint, DiscoverRequest(Path.parse(path)), timeout=timeout)
+
+    async def write(
+        self,
+        endpoint: str,
+        path: str | Path,
+        records: Iterable[Record],
+        *,
+        replace: bool = True,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Response:
+        fmt = self._format(await self.registration(endpoint), format)
+        request = WriteRequest(Path.parse(path), tuple(records), fmt, replace=replace)
+        return await self.send(endpoint, request, timeout=timeout)
+
+    async def execute(
+        self, endpoint: str, path: str | Path, arguments: str = "", *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Response:
+        return await self.send(endpoint, ExecuteRequest(Path.parse(path), arguments), timeout=timeout)
+
+    async def create(
+        self,
+        endpoint: str,
+        path: str | Path,
+        records: Iterable[Record],
+        *,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Response:
+        fmt = self._format(await self.registration(endpoint), format)
+        return await self.send(
+            endpoint, CreateRequest(Path.parse(path), tuple(records), fmt), timeout=timeout
+        )
+
+    async def delete(
+        self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
+    ) -> Response:
+        return await self.send(endpoint, DeleteRequest(Path.parse(path)), timeout=timeout)
+
+    async def write_attributes(
+        self,
+        endpoint: str,
+        path: str | Path,
+        attributes: dict[str, object],
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Response:
+        change = AttributeChange.from_mapping(attributes)
+        return await self.send(endpoint, WriteAttributesRequest(Path.parse(path), change), timeout=timeout)
+
+    async def read_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[str | Path],
+        *,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Response:
+        fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
+        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt)
+        return await self.send(endpoint, request, timeout=timeout)
+
+    async def write_composite(
+        self,
+        endpoint: str,
+        records: Iterable[Record],
+        *,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Response:
+        fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
+        return await self.send(endpoint, WriteCompositeRequest(tuple(records), fmt), timeout=timeout)

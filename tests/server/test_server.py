@@ -1,0 +1,158 @@
+"""The server over real loopback sockets, with a client made of our CoAP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, RegistrationExpired
+from lwm2m.server.server import LwM2MServer, UnknownEndpoint
+from lwm2m.transport.udp import open_udp_endpoint
+
+P = Path.parse
+MODELS = load_catalogue()
+DEVICE = {P("/3/0/0"): "Open Mobile Alliance", P("/3/0/9"): 85}
+
+
+class Device:
+    """A minimal client: answers Read of /3/0 and its resources in the asked format."""
+
+    def __init__(self) -> None:
+        self.requests: list[Message] = []
+
+    def __call__(self, event: RequestReceived) -> Message:
+        msg = event.message
+        self.requests.append(msg)
+        path = P("/" + "/".join(msg.uri_path))
+        if msg.code == Code.GET:
+            records = [Record(p, v) for p, v in DEVICE.items() if p.startswith(path)]
+            if not records:
+                return Message.build(Type.ACK, Code.NOT_FOUND)
+            fmt = msg.accept if msg.accept is not None else CF.TLV
+            payload = get_codec(fmt).encode(records, path, MODELS)
+            return Message.build(Type.ACK, Code.CONTENT, content_format=fmt, payload=payload)
+        if msg.code == Code.POST and msg.uri_path == ("3", "0", "4"):
+            return Message.build(Type.ACK, Code.CHANGED)
+        return Message.build(Type.ACK, Code.METHOD_NOT_ALLOWED)
+
+
+def register(ep: str, lt: int = 300, version: str = "1.1") -> Message:
+    return Message.build(
+        Type.CON,
+        Code.POST,
+        uri_path="/rd",
+        uri_query=[f"ep={ep}", f"lt={lt}", f"lwm2m={version}", "b=U"],
+        content_format=CF.LINK,
+        payload=b"</1/0>,</3/0>,</3303/0>;ver=1.1",
+    )
+
+
+async def next_event(events, kind):  # type: ignore[no-untyped-def]
+    async def wait():  # type: ignore[no-untyped-def]
+        async for event in events:
+            if isinstance(event, kind):
+                return event
+        return None
+
+    return await asyncio.wait_for(wait(), 5)
+
+
+async def test_register_read_execute_update_deregister() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        device = Device()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            peer = ("127.0.0.1", server.port)
+            created = await client.request(register("dev-1"), peer)
+            assert created.code == Code.CREATED
+            assert created.location_path[0] == "rd"
+            registered = await next_event(events, ClientRegistered)
+            reg = registered.registration
+            assert (reg.endpoint, reg.lifetime, reg.lwm2m_version) == ("dev-1", 300, "1.1")
+            assert reg.object_ids == (1, 3, 3303)
+
+            response = await server.read("dev-1", "/3/0")
+            assert response.code == Code.CONTENT and response.content_format == CF.SENML_CBOR
+            assert {r.path: r.value for r in response.records} == DEVICE
+            tlv = await server.read("dev-1", "/3/0/9", format="tlv")
+            assert tlv.records == (Record(P("/3/0/9"), 85),)
+            missing = await server.read("dev-1", "/3/0/99")
+            assert missing.code == Code.NOT_FOUND
+            assert (await server.execute("dev-1", "/3/0/4")).code == Code.CHANGED
+
+            location = "/".join(created.location_path)
+            updated = await client.request(
+                Message.build(Type.CON, Code.POST, uri_path=location, uri_query=["lt=600"]), peer
+            )
+            assert updated.code == Code.CHANGED
+            assert (await next_event(events, ClientUpdated)).registration.lifetime == 600
+
+            gone = await client.request(Message.build(Type.CON, Code.DELETE, uri_path=location), peer)
+            assert gone.code == Code.DELETED
+            assert (await next_event(events, ClientDeregistered)).registration.endpoint == "dev-1"
+            with pytest.raises(UnknownEndpoint):
+                await server.read("dev-1", "/3/0")
+
+
+async def test_a_1_0_client_is_asked_in_tlv() -> None:
+    async with LwM2MServer(port=0) as server:
+        device = Device()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            await client.request(register("old", version="1.0"), ("127.0.0.1", server.port))
+            records = [Record(P("/3/0/14"), "+01:00")]
+            device_answer = await server.write("old", "/3/0", records)
+            assert device_answer.code == Code.METHOD_NOT_ALLOWED
+            assert device.requests[-1].content_format == CF.TLV
+
+
+@pytest.mark.parametrize(
+    ("message", "code", "needle"),
+    [
+        (Message.build(Type.CON, Code.POST, uri_path="/rd", uri_query=["lt=60"]), Code.BAD_REQUEST, b"ep"),
+        (
+            Message.build(Type.CON, Code.POST, uri_path="/rd", uri_query=["ep=x", "lt=soon"]),
+            Code.BAD_REQUEST,
+            b"lt",
+        ),
+        (
+            Message.build(Type.CON, Code.POST, uri_path="/rd/nope", uri_query=["lt=60"]),
+            Code.NOT_FOUND,
+            b"nope",
+        ),
+        (Message.build(Type.CON, Code.DELETE, uri_path="/rd/nope"), Code.NOT_FOUND, b"nope"),
+        (Message.build(Type.CON, Code.GET, uri_path="/elsewhere"), Code.NOT_FOUND, b"elsewhere"),
+    ],
+)
+async def test_bad_registration_requests_get_a_diagnostic(
+    message: Message, code: Code, needle: bytes
+) -> None:
+    async with LwM2MServer(port=0) as server, open_udp_endpoint("127.0.0.1", 0) as client:
+        answer = await client.request(message, ("127.0.0.1", server.port))
+        assert answer.code == code
+        assert needle in answer.payload
+
+
+async def test_a_new_register_replaces_the_old_and_expiry_removes_it() -> None:
+    async with LwM2MServer(port=0, expiry_interval=0.1) as server:
+        events = server.events()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=Device()) as client:
+            peer = ("127.0.0.1", server.port)
+            first = await client.request(register("dev-2", lt=60), peer)
+            second = await client.request(register("dev-2", lt=1), peer)
+            assert first.location_path != second.location_path
+            await next_event(events, ClientRegistered)
+            replaced = await next_event(events, ClientRegistered)
+            assert replaced.replaced is not None and replaced.replaced.lifetime == 60
+            assert [r.endpoint for r in await server.registrations()] == ["dev-2"]
+            expired = await next_event(events, RegistrationExpired)
+            assert expired.registration.endpoint == "dev-2"
+            assert await server.registrations() == []
