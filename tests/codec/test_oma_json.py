@@ -138,3 +138,16 @@ def test_encode_errors() -> None:
         OMA_JSON.encode([Record(P("/4/0/0"), 1)], P("/3"))
     with pytest.raises(CodecError):
         OMA_JSON.encode([Record(P("/3303/0/5700"), float("inf"))], P("/3303"), MODELS)
+
+
+def test_historical_example_with_base_time_after_the_entries() -> None:
+    # LwM2M-TS-Core 1.0 §6.4.4 timestamped values: bt may follow "e" in the object (spec values
+    # bt 25462634, t -5/-30/-50; text written out here).
+    data = (
+        b'{"bn":"/3303/0/5700","e":[{"v":22.4,"t":-5},{"v":22.9,"t":-30},{"v":24.1,"t":-50}],"bt":25462634}'
+    )
+    assert OMA_JSON.decode(data, P("/3303/0/5700"), MODELS) == [
+        Record(P("/3303/0/5700"), 24.1, 25462584),
+        Record(P("/3303/0/5700"), 22.9, 25462604),
+        Record(P("/3303/0/5700"), 22.4, 25462629),
+    ]

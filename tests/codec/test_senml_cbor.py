@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
+from tests.codec.examples import DEVICE
 
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.senml_cbor import SENML_CBOR
@@ -121,3 +122,63 @@ def test_composite_request_names_only() -> None:
 def test_bad_input_raises_codec_error(data: bytes) -> None:
     with pytest.raises(CodecError):
         SENML_CBOR.decode(data, P("/3"))
+
+
+# LwM2M-TS-Core 1.1 §7.4.5 example: the Device object instance /3/0 as SenML-CBOR. These are the
+# spec's own bytes (checked byte for byte against an independent public implementation's copy of
+# the example), not built here with cbor2.
+SPEC_DEVICE_CBOR = bytes.fromhex(
+    "90a321652f332f302f00613003744f70656e204d6f62696c6520416c6c69616e6365a200613103764c6967687477656967"
+    "6874204d324d20436c69656e74a20061320369333435303030313233a20061330363312e30a20063362f300201a2006336"
+    "2f310205a20063372f3002190ed8a20063372f3102191388a20063382f3002187da20063382f3102190384a20061390218"
+    "64a200623130020fa2006431312f300200a200623133021a5182428fa20062313403662b30323a3030a200623136036155"
+)
+
+
+@pytest.mark.parametrize("models", [MODELS, None])
+def test_device_example_spec_bytes(models: ObjectRegistry | None) -> None:
+    assert SENML_CBOR.decode(SPEC_DEVICE_CBOR, P("/3/0"), models) == DEVICE
+    # Our encoder writes the example exactly: bn on the first record, then n relative to it.
+    assert SENML_CBOR.encode(DEVICE, P("/3/0"), models) == SPEC_DEVICE_CBOR
+
+
+def test_read_composite_request_and_response() -> None:
+    # LwM2M-TS-Core 1.1 §6.3.8 / §7.4.5 Read-Composite: the request names the paths, the response
+    # carries their values (Manufacturer, Battery Level, Server Lifetime). Values are the spec
+    # example's; the CBOR bytes are written out here from RFC 8428 Table 4 labels.
+    request = bytes.fromhex("83" + "a100662f332f302f30" + "a100662f332f302f39" + "a100662f312f302f31")
+    paths = [Record(P("/1/0/1")), Record(P("/3/0/0")), Record(P("/3/0/9"))]
+    assert SENML_CBOR.decode(request, P("/"), MODELS) == paths
+    # [{-2: "/3/0/", 0: "0", 3: "Open Mobile Alliance"}, {0: "9", 2: 95}, {-2: "/1/0/", 0: "1", 2: 86400}]
+    response = bytes.fromhex(
+        "83" + "a321652f332f302f0061300374" + OMA + "a200613902185f" + "a321652f312f302f006131021a00015180"
+    )
+    want = [
+        Record(P("/1/0/1"), 86400),
+        Record(P("/3/0/0"), "Open Mobile Alliance"),
+        Record(P("/3/0/9"), 95),
+    ]
+    assert SENML_CBOR.decode(response, P("/"), MODELS) == want
+    assert SENML_CBOR.decode(SENML_CBOR.encode(want, P("/"), MODELS), P("/"), MODELS) == want
+
+
+def test_send_historical_values_with_base_time() -> None:
+    # LwM2M-TS-Core 1.1 §7.4.4/§7.4.5 timestamped Temperature values (bt 25462634, t -5/-30/-50),
+    # as SenML-CBOR: [{-2: "/3303/0/5700", -3: 25462634, 2: 22.4, 6: -5}, {2: 22.9, 6: -30},
+    # {2: 24.1, 6: -50}]. Built here from the spec's values, not the spec's bytes.
+    data = bytes.fromhex(
+        "83" + "a4" + "216c2f333330332f302f35373030" + "221a0184876a" + "02fb4036666666666666" + "0624"
+        "a2" + "02fb4036e66666666666" + "06381d" + "a2" + "02fb403819999999999a" + "063831"
+    )
+    assert cbor2.loads(data) == [
+        {-2: "/3303/0/5700", -3: 25462634, 2: 22.4, 6: -5},
+        {2: 22.9, 6: -30},
+        {2: 24.1, 6: -50},
+    ]
+    got = SENML_CBOR.decode(data, P("/3303/0/5700"), MODELS)
+    assert got == [
+        Record(P("/3303/0/5700"), 24.1, 25462584),
+        Record(P("/3303/0/5700"), 22.9, 25462604),
+        Record(P("/3303/0/5700"), 22.4, 25462629),
+    ]
+    assert SENML_CBOR.decode(SENML_CBOR.encode(got, P("/"), MODELS), P("/"), MODELS) == got

@@ -265,3 +265,33 @@ def test_encode_errors() -> None:
         SENML_JSON.encode([Record(P("/3303/0/5700"), float("nan"))], P("/3303"), MODELS)  # not in JSON
     with pytest.raises(CodecError):
         SENML_JSON.encode([Record(P("/9/0/0"), [1])], P("/9"))  # type: ignore[arg-type]
+
+
+def test_historical_example_with_base_time() -> None:
+    # LwM2M-TS-Core 1.1 §7.4.4 timestamped Temperature values (Send / notification storing): one bn
+    # and bt on the first record, then times relative to bt. The spec's values (bt 25462634,
+    # t -5/-30/-50); the JSON text is written out here. bt is under 2**28, so RFC 8428 would read it as
+    # relative to "now": the codec keeps the sum as given (see the module docstring of senml.py).
+    data = b'[{"bn":"/3303/0/5700","bt":25462634,"v":22.4,"t":-5},{"v":22.9,"t":-30},{"v":24.1,"t":-50}]'
+    want = [
+        Record(P("/3303/0/5700"), 24.1, 25462584),
+        Record(P("/3303/0/5700"), 22.9, 25462604),
+        Record(P("/3303/0/5700"), 22.4, 25462629),
+    ]
+    assert SENML_JSON.decode(data, P("/3303/0/5700"), MODELS) == want
+    assert SENML_JSON.decode(data, P("/"), MODELS) == want  # a Send carries its paths from the root
+    enc = SENML_JSON.encode(want, P("/"), MODELS)
+    assert enc == (
+        b'[{"bn":"/3303/0/","n":"5700","t":25462584,"v":24.1},{"n":"5700","t":25462604,"v":22.9},'
+        b'{"n":"5700","t":25462629,"v":22.4}]'
+    )
+    assert SENML_JSON.decode(enc, P("/"), MODELS) == want
+
+
+def test_write_composite_example() -> None:
+    # Write-Composite (LwM2M-TS-Core 1.1 §6.3): values for resources of several objects, each record
+    # named from the root (spec-style values; text written out here).
+    data = b'[{"n":"/3/0/14","vs":"+02:00"},{"n":"/1/0/1","v":86400}]'
+    want = [Record(P("/1/0/1"), 86400), Record(P("/3/0/14"), "+02:00")]
+    assert SENML_JSON.decode(data, P("/"), MODELS) == want
+    assert SENML_JSON.decode(SENML_JSON.encode(want, P("/"), MODELS), P("/"), MODELS) == want
