@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
 
 
@@ -29,4 +31,28 @@ class RegistrationExpired:
     registration: Registration
 
 
-ServerEvent = ClientRegistered | ClientUpdated | ClientDeregistered | RegistrationExpired
+@dataclass(frozen=True, slots=True)
+class NotificationReceived:
+    """A notification of an observation, decoded (LwM2M-TS-Core 1.2 §6.4.2)."""
+
+    endpoint: str
+    token: bytes
+    paths: tuple[Path, ...]
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationEnded:
+    endpoint: str
+    token: bytes
+    reason: str  # "cancelled", "error <code>", "timeout", …
+
+
+ServerEvent = (
+    ClientRegistered
+    | ClientUpdated
+    | ClientDeregistered
+    | RegistrationExpired
+    | NotificationReceived
+    | ObservationEnded
+)

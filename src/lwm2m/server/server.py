@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from lwm2m.protocol.management import (
     DeleteRequest,
     DiscoverRequest,
     ExecuteRequest,
+    ObserveRequest,
     ReadCompositeRequest,
     ReadRequest,
     Request,
@@ -44,7 +46,9 @@ from lwm2m.protocol.management import (
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.events import ServerEvent
+from lwm2m.server.observation import ServerObservation
 from lwm2m.server.registrar import Registrar
+from lwm2m.storage.base import HistoryEntry, Observation
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -53,6 +57,16 @@ DEFAULT_TIMEOUT = 30.0
 
 class UnknownEndpoint(LookupError):
     """No client is registered under that endpoint name."""
+
+
+class ObserveRefused(Exception):
+    """The client answered an Observe without starting an observation (an error, or no Observe option)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(
+            f"observe refused: {response.code >> 5}.{response.code & 31:02d} {response.diagnostic}"
+        )
+        self.response = response
 
 
 PREFERRED_FORMATS = (
@@ -189,19 +203,24 @@ class LwM2MServer:
         """Send ``request`` to the client and decode its answer."""
         registration = await self.registration(endpoint)
         assert self._endpoint is not None, "the server is not started"
-        message = request.to_message(self.models)
-        if registration.root_path not in ("", "/"):
-            root = [s for s in registration.root_path.split("/") if s]
-            message = Message.build(
-                message.type,
-                message.code,
-                uri_path=[*root, *message.uri_path],
-                options=[o for o in message.options if o[0] != OptionNumber.URI_PATH],
-                payload=message.payload,
-            )
+        message = self._rooted(registration, request.to_message(self.models))
         addr = self.registrar.peers.get(endpoint, registration.address)
         answer = await self._endpoint.request(message, addr, timeout=timeout)
         return decode_response(request, answer, self.models)
+
+    @staticmethod
+    def _rooted(registration: Registration, message: Message) -> Message:
+        """The request under the client's alternate root path, if it has one (§6.2.1)."""
+        if registration.root_path in ("", "/"):
+            return message
+        root = [s for s in registration.root_path.split("/") if s]
+        return Message.build(
+            message.type,
+            message.code,
+            uri_path=[*root, *message.uri_path],
+            options=[o for o in message.options if o[0] != OptionNumber.URI_PATH],
+            payload=message.payload,
+        )
 
     def _format(self, registration: Registration, fmt: int | str | None) -> ContentFormat:
         if fmt is None:
@@ -218,6 +237,61 @@ class LwM2MServer:
     ) -> Response:
         fmt = self._format(await self.registration(endpoint), format)
         return await self.send(endpoint, ReadRequest(Path.parse(path), fmt), timeout=timeout)
+
+    async def observe(
+        self,
+        endpoint: str,
+        path: str | Path,
+        *,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> ServerObservation:
+        """Observe ``path``; the result's ``response`` is the current value, iterate it for
+        notifications. Raises ObserveRefused when the client answers without observing."""
+        registration = await self.registration(endpoint)
+        assert self._endpoint is not None, "the server is not started"
+        request = ObserveRequest(Path.parse(path), self._format(registration, format))
+        addr = self.registrar.peers.get(endpoint, registration.address)
+        relation = self._endpoint.observe(self._rooted(registration, request.to_message(self.models)), addr)
+        try:
+            first = await relation.next(timeout)
+        except BaseException:
+            relation.cancel()
+            raise
+        response = decode_response(request, first, self.models)
+        if not response.success or first.observe is None:
+            relation.cancel()
+            raise ObserveRefused(response)
+        record = Observation(
+            relation.token,
+            endpoint,
+            registration.registration_id,
+            (request.path,),
+            content_format=response.content_format,
+            created_at=time.time(),
+        )
+        await self.store.observations.add(record)
+        return ServerObservation(
+            record,
+            request,
+            response,
+            relation,
+            models=self.models,
+            observations=self.store.observations,
+            history=self.store.history,
+            emit=self._emit,
+            cancel_actively=self._cancel_observation,
+        )
+
+    async def _cancel_observation(self, observation: ServerObservation) -> None:
+        request = ObserveRequest(observation.request.path, observation.request.format, cancel=True)
+        await self.send(observation.endpoint, request)
+
+    async def history(
+        self, endpoint: str, path: str | Path = "/", *, since: float | None = None, limit: int | None = None
+    ) -> list[HistoryEntry]:
+        """Stored values from notifications, newest first."""
+        return await self.store.history.query(endpoint, Path.parse(path), since=since, limit=limit)
 
     async def discover(
         self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT

@@ -1,0 +1,112 @@
+"""Observations held by the server (LwM2M-TS-Core 1.2 §6.4): each notification is
+decoded, kept in the history store, sent out as an event, and handed to whoever
+iterates the observation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.management import ObserveRequest, Response, ResponseError, decode_response
+from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
+from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
+from lwm2m.transport.udp import Observation as CoapObservation
+
+_END = object()
+
+
+class ServerObservation:
+    """``response`` is the first answer (the current value); iterate for later notifications.
+
+    Iteration ends when the client ends the relation or the observation is cancelled.
+    """
+
+    def __init__(
+        self,
+        record: Observation,
+        request: ObserveRequest,
+        response: Response,
+        relation: CoapObservation,
+        *,
+        models: ObjectRegistry,
+        observations: ObservationStore,
+        history: HistoryStore,
+        emit: Callable[[ServerEvent], None],
+        cancel_actively: Callable[[ServerObservation], Any],
+    ) -> None:
+        self.record = record
+        self.request = request
+        self.response = response
+        self._relation = relation
+        self._models = models
+        self._observations = observations
+        self._history = history
+        self._emit = emit
+        self._cancel_actively = cancel_actively
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._pump = asyncio.create_task(self._run())
+
+    @property
+    def endpoint(self) -> str:
+        return self.record.endpoint
+
+    @property
+    def token(self) -> bytes:
+        return self.record.token
+
+    async def _run(self) -> None:
+        reason = "ended by the client"
+        try:
+            async for message in self._relation:
+                try:
+                    response = decode_response(self.request, message, self._models)
+                except ResponseError as exc:
+                    reason = f"undecodable notification: {exc}"
+                    break
+                if not response.success:
+                    reason = f"error {message.code >> 5}.{message.code & 31:02d}"
+                    break
+                if response.records:
+                    await self._history.append(self.endpoint, response.records, received_at=time.time())
+                self._emit(
+                    NotificationReceived(self.endpoint, self.token, self.record.paths, response.records)
+                )
+                self._queue.put_nowait(response)
+        except (TimeoutError, ConnectionError) as exc:
+            reason = str(exc) or type(exc).__name__
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                await self._observations.remove(self.token)
+            self._emit(ObservationEnded(self.endpoint, self.token, reason))
+            self._queue.put_nowait(_END)
+
+    def __aiter__(self) -> ServerObservation:
+        return self
+
+    async def __anext__(self) -> Response:
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)
+            raise StopAsyncIteration
+        return item
+
+    async def next(self, timeout: float | None = None) -> Response:
+        async with asyncio.timeout(timeout):
+            return await self.__anext__()
+
+    async def cancel(self, *, active: bool = False) -> None:
+        """Passive cancel forgets the relation (the next notification gets RST, RFC 7641 §3.6);
+        active cancel also sends a GET with Observe=1."""
+        self._relation.cancel()
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        if active:
+            await self._cancel_actively(self)

@@ -1,0 +1,106 @@
+"""Observe through the server: current value, notifications decoded, history kept, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tests.server.test_server import next_event, register
+
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.server.events import NotificationReceived, ObservationEnded
+from lwm2m.server.server import LwM2MServer, ObserveRefused
+from lwm2m.transport.udp import open_udp_endpoint
+
+P = Path.parse
+MODELS = load_catalogue()
+TEMPERATURE = P("/3303/0/5700")
+
+
+class Thermometer:
+    def __init__(self) -> None:
+        self.value = 20.0
+        self.relations: list[RequestReceived] = []
+        self.cancels = 0
+
+    def payload(self, fmt: int) -> bytes:
+        return get_codec(fmt).encode([Record(TEMPERATURE, self.value)], TEMPERATURE, MODELS)
+
+    def __call__(self, event: RequestReceived) -> Message:
+        msg = event.message
+        if msg.uri_path != ("3303", "0", "5700"):
+            return Message.build(Type.ACK, Code.NOT_FOUND)
+        fmt = msg.accept or CF.SENML_CBOR
+        if msg.observe == 0:
+            self.relations.append(event)
+            return Message.build(
+                Type.ACK, Code.CONTENT, observe=0, content_format=fmt, payload=self.payload(fmt)
+            )
+        if msg.observe == 1:
+            self.cancels += 1
+        return Message.build(Type.ACK, Code.CONTENT, content_format=fmt, payload=self.payload(fmt))
+
+
+async def test_observe_notifications_history_and_passive_cancel() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        device = Thermometer()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            await client.request(register("thermo"), ("127.0.0.1", server.port))
+            observation = await server.observe("thermo", TEMPERATURE)
+            assert observation.response.records == (Record(TEMPERATURE, 20.0),)
+            (relation,) = device.relations
+            fmt = relation.message.accept
+            assert fmt == CF.SENML_CBOR
+            for value in (21.5, 22.0):
+                device.value = value
+                note = Message.build(Type.NON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+                assert client.notify(relation.relation, note)
+                got = await observation.next(timeout=5)
+                assert got.records == (Record(TEMPERATURE, value),)
+                event = await next_event(events, NotificationReceived)
+                assert event.endpoint == "thermo" and event.records == (Record(TEMPERATURE, value),)
+            history = await server.history("thermo", "/3303")
+            assert [e.record.value for e in history] == [22.0, 21.5]
+
+            await observation.cancel()
+            ended = await next_event(events, ObservationEnded)
+            assert ended.reason == "cancelled"
+            assert await server.store.observations.for_endpoint("thermo") == []
+            # The next notification is answered with RST, which ends the relation on the device.
+            device.value = 23.0
+            note = Message.build(Type.CON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+            client.notify(relation.relation, note)
+            for _ in range(50):
+                if not client.notify(relation.relation, note):
+                    break
+                await asyncio.sleep(0.05)
+            assert not client.notify(relation.relation, note)
+
+
+async def test_active_cancel_sends_observe_1() -> None:
+    async with LwM2MServer(port=0) as server:
+        device = Thermometer()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            await client.request(register("thermo-2"), ("127.0.0.1", server.port))
+            observation = await server.observe("thermo-2", TEMPERATURE, format="senml-json")
+            assert device.relations[0].message.accept == CF.SENML_JSON
+            await observation.cancel(active=True)
+            assert device.cancels == 1
+
+
+async def test_observe_of_a_missing_resource_is_refused() -> None:
+    async with (
+        LwM2MServer(port=0) as server,
+        open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client,
+    ):
+        await client.request(register("thermo-3"), ("127.0.0.1", server.port))
+        with pytest.raises(ObserveRefused, match=r"4\.04"):
+            await server.observe("thermo-3", "/3303/0/5701")
