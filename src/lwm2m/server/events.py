@@ -42,6 +42,14 @@ class NotificationReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class SendReceived:
+    """Values a client pushed with Send to ``/dp`` (LwM2M-TS-Core 1.2 §6.4.6)."""
+
+    endpoint: str
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ObservationEnded:
     endpoint: str
     token: bytes
@@ -54,5 +62,6 @@ ServerEvent = (
     | ClientDeregistered
     | RegistrationExpired
     | NotificationReceived
+    | SendReceived
     | ObservationEnded
 )

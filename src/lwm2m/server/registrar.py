@@ -54,6 +54,21 @@ class Registrar:
         # endpoint -> the socket address its last Register/Update came from, exactly as the
         # transport reports it (requests go back there: NAT-friendly, §6.2.2).
         self.peers: dict[str, Any] = {}
+        self._by_addr: dict[Any, str] = {}
+
+    def endpoint_at(self, addr: Any) -> str | None:
+        """The registered endpoint whose last Register/Update came from ``addr``."""
+        return self._by_addr.get(addr)
+
+    def _remember(self, endpoint: str, addr: Any) -> None:
+        self._forget(endpoint)
+        self.peers[endpoint] = addr
+        self._by_addr[addr] = endpoint
+
+    def _forget(self, endpoint: str) -> None:
+        old = self.peers.pop(endpoint, None)
+        if old is not None and self._by_addr.get(old) == endpoint:
+            del self._by_addr[old]
 
     def handles(self, message: Message) -> bool:
         path = message.uri_path
@@ -78,7 +93,7 @@ class Registrar:
         replaced = await self.registrations.add(registration)
         if replaced is not None:
             await self.observations.remove_endpoint(replaced.endpoint)
-        self.peers[registration.endpoint] = addr
+        self._remember(registration.endpoint, addr)
         self._emit(ClientRegistered(registration, replaced))
         return _answer(Code.CREATED, location=(RD, registration.registration_id))
 
@@ -90,7 +105,7 @@ class Registrar:
         updated = registration.updated(request, (addr[0], addr[1]), self._clock())
         if await self.registrations.update(updated) is None:
             return _answer(Code.NOT_FOUND, f"no registration {message.uri_path[1]!r}")
-        self.peers[updated.endpoint] = addr
+        self._remember(updated.endpoint, addr)
         self._emit(ClientUpdated(updated, registration))
         return _answer(Code.CHANGED)
 
@@ -105,7 +120,7 @@ class Registrar:
         if removed is None:
             return _answer(Code.NOT_FOUND, f"no registration {request.location!r}")
         await self.observations.remove_endpoint(removed.endpoint)
-        self.peers.pop(removed.endpoint, None)
+        self._forget(removed.endpoint)
         self._emit(ClientDeregistered(removed))
         return _answer(Code.DELETED)
 
@@ -119,7 +134,7 @@ class Registrar:
             if removed is None:
                 continue
             await self.observations.remove_endpoint(removed.endpoint)
-            self.peers.pop(removed.endpoint, None)
+            self._forget(removed.endpoint)
             self._emit(RegistrationExpired(removed))
             gone.append(removed)
         return gone

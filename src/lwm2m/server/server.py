@@ -22,10 +22,10 @@ from typing import Any
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
-from lwm2m.codec.base import ContentFormat
+from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
-from lwm2m.model.path import Path
+from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import AttributeChange
@@ -45,7 +45,7 @@ from lwm2m.protocol.management import (
     decode_response,
 )
 from lwm2m.protocol.registration import Registration
-from lwm2m.server.events import ServerEvent
+from lwm2m.server.events import SendReceived, ServerEvent
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.registrar import Registrar
 from lwm2m.storage.base import HistoryEntry, Observation
@@ -84,6 +84,13 @@ def request_format(registration: Registration) -> ContentFormat:
         return ContentFormat.TLV
     listed = registration.content_formats
     return next((f for f in PREFERRED_FORMATS if f in listed), ContentFormat.SENML_CBOR)
+
+
+SEND_FORMATS = frozenset((ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR))
+
+
+def _reply(code: Code, diagnostic: str = "") -> Message:
+    return Message.build(Type.ACK, code, payload=diagnostic.encode())
 
 
 class EventStream:
@@ -182,7 +189,27 @@ class LwM2MServer:
         message = event.message
         if self.registrar.handles(message):
             return self.registrar.handle(message, event.addr)
-        return Message.build(Type.ACK, Code.NOT_FOUND, payload=f"no resource {message.uri_path_str}".encode())
+        if message.uri_path == ("dp",):
+            return self._on_send(message, event.addr)
+        return _reply(Code.NOT_FOUND, f"no resource {message.uri_path_str}")
+
+    async def _on_send(self, message: Message, addr: Any) -> Message:
+        """Send (LwM2M-TS-Core 1.2 §6.4.6): a POST to /dp from a registered client."""
+        if message.code != Code.POST:
+            return _reply(Code.METHOD_NOT_ALLOWED, "Send is a POST to /dp")
+        endpoint = self.registrar.endpoint_at(addr)
+        if endpoint is None:
+            return _reply(Code.FORBIDDEN, "Send from a client that is not registered")
+        fmt = message.content_format
+        if fmt not in SEND_FORMATS:
+            return _reply(Code.UNSUPPORTED_CONTENT_FORMAT, "Send takes SenML-JSON, SenML-CBOR or LwM2M-CBOR")
+        try:
+            records = tuple(get_codec(fmt).decode(message.payload, ROOT, self.models))
+        except CodecError as exc:
+            return _reply(Code.BAD_REQUEST, f"cannot decode the Send payload: {exc}")
+        await self.store.history.append(endpoint, records, source="send", received_at=time.time())
+        self._emit(SendReceived(endpoint, records))
+        return _reply(Code.CHANGED)
 
     # --- registrations ----------------------------------------------------------------------
 
