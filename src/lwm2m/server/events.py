@@ -32,6 +32,20 @@ class RegistrationExpired:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientAwake:
+    """A queue-mode client can be reached now (it sent something)."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSleeping:
+    """A queue-mode client's awake time ran out; requests for it wait."""
+
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationReceived:
     """A notification of an observation, decoded (LwM2M-TS-Core 1.2 §6.4.2)."""
 
@@ -61,6 +75,8 @@ ServerEvent = (
     | ClientUpdated
     | ClientDeregistered
     | RegistrationExpired
+    | ClientAwake
+    | ClientSleeping
     | NotificationReceived
     | SendReceived
     | ObservationEnded

@@ -45,8 +45,16 @@ from lwm2m.protocol.management import (
     decode_response,
 )
 from lwm2m.protocol.registration import Registration
-from lwm2m.server.events import SendReceived, ServerEvent
+from lwm2m.server.events import (
+    ClientDeregistered,
+    ClientRegistered,
+    ClientUpdated,
+    RegistrationExpired,
+    SendReceived,
+    ServerEvent,
+)
 from lwm2m.server.observation import ServerObservation
+from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.storage.base import HistoryEntry, Observation
 from lwm2m.storage.memory import MemoryStore
@@ -126,6 +134,8 @@ class LwM2MServer:
         store: Any = None,
         models: ObjectRegistry | None = None,
         expiry_interval: float = 1.0,
+        awake_time: float = MAX_TRANSMIT_WAIT,
+        queue_timeout: float | None = 300.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -133,6 +143,9 @@ class LwM2MServer:
         self.models = models if models is not None else load_catalogue()
         self.registrar = Registrar(self.store.registrations, self.store.observations, self._emit)
         self._expiry_interval = expiry_interval
+        self.presence = Presence(self._publish, awake_time)
+        self.queue_timeout = queue_timeout
+        self._queue_mode: set[str] = set()  # endpoints registered in queue mode
         self._subscribers: set[asyncio.Queue[ServerEvent]] = set()
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -153,6 +166,7 @@ class LwM2MServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
             self._expiry = None
+        self.presence.close()
         await self._stack.aclose()
         self._endpoint = None
 
@@ -176,6 +190,22 @@ class LwM2MServer:
     # --- events -----------------------------------------------------------------------------
 
     def _emit(self, event: ServerEvent) -> None:
+        if isinstance(event, ClientRegistered | ClientUpdated):
+            # Register and Update wake a queue-mode client (LwM2M-TS-Transport 1.2 §6.5).
+            endpoint = event.registration.endpoint
+            if event.registration.queue_mode:
+                self._queue_mode.add(endpoint)
+                self._publish(event)
+                self.presence.seen(endpoint)
+                return
+            self._queue_mode.discard(endpoint)
+            self.presence.forget(endpoint)
+        elif isinstance(event, ClientDeregistered | RegistrationExpired):
+            self._queue_mode.discard(event.registration.endpoint)
+            self.presence.forget(event.registration.endpoint)
+        self._publish(event)
+
+    def _publish(self, event: ServerEvent) -> None:
         for queue in self._subscribers:
             queue.put_nowait(event)
 
@@ -187,6 +217,9 @@ class LwM2MServer:
 
     def _on_request(self, event: RequestReceived) -> Any:
         message = event.message
+        sender = self.registrar.endpoint_at(event.addr)
+        if sender is not None and sender in self._queue_mode:
+            self.presence.seen(sender)
         if self.registrar.handles(message):
             return self.registrar.handle(message, event.addr)
         if message.uri_path == ("dp",):
@@ -230,6 +263,8 @@ class LwM2MServer:
         """Send ``request`` to the client and decode its answer."""
         registration = await self.registration(endpoint)
         assert self._endpoint is not None, "the server is not started"
+        if registration.queue_mode:
+            await self.presence.wait_awake(endpoint, self.queue_timeout)
         message = self._rooted(registration, request.to_message(self.models))
         addr = self.registrar.peers.get(endpoint, registration.address)
         answer = await self._endpoint.request(message, addr, timeout=timeout)
@@ -278,6 +313,8 @@ class LwM2MServer:
         registration = await self.registration(endpoint)
         assert self._endpoint is not None, "the server is not started"
         request = ObserveRequest(Path.parse(path), self._format(registration, format))
+        if registration.queue_mode:
+            await self.presence.wait_awake(endpoint, self.queue_timeout)
         addr = self.registrar.peers.get(endpoint, registration.address)
         relation = self._endpoint.observe(self._rooted(registration, request.to_message(self.models)), addr)
         try:

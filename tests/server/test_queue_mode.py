@@ -1,0 +1,60 @@
+"""Queue mode: requests for a sleeping client wait for its next Update (LwM2M-TS-Transport 1.2 §6.5)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tests.server.test_server import Device, next_event
+
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.server.events import ClientAwake, ClientRegistered, ClientSleeping
+from lwm2m.server.presence import QueueTimeout
+from lwm2m.server.server import LwM2MServer
+from lwm2m.transport.udp import open_udp_endpoint
+
+
+def register_queued(ep: str) -> Message:
+    return Message.build(
+        Type.CON,
+        Code.POST,
+        uri_path="/rd",
+        uri_query=[f"ep={ep}", "lt=300", "lwm2m=1.1", "b=U", "Q"],
+        content_format=CF.LINK,
+        payload=b"</3/0>",
+    )
+
+
+async def test_a_request_for_a_sleeping_client_waits_for_its_update() -> None:
+    async with LwM2MServer(port=0, awake_time=0.3) as server:
+        events = server.events()
+        device = Device()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            peer = ("127.0.0.1", server.port)
+            created = await client.request(register_queued("sleepy"), peer)
+            assert (await next_event(events, ClientRegistered)).registration.queue_mode
+            await next_event(events, ClientAwake)
+            await next_event(events, ClientSleeping)
+
+            read = asyncio.create_task(server.read("sleepy", "/3/0/9"))
+            await asyncio.sleep(0.3)
+            assert not read.done() and device.requests == []  # held while the client sleeps
+
+            location = "/".join(created.location_path)
+            await client.request(Message.build(Type.CON, Code.POST, uri_path=location), peer)
+            await next_event(events, ClientAwake)
+            response = await asyncio.wait_for(read, 5)
+            assert response.code == Code.CONTENT and response.records[0].value == 85
+            await next_event(events, ClientSleeping)
+
+
+async def test_a_queued_request_expires() -> None:
+    async with LwM2MServer(port=0, awake_time=0.1, queue_timeout=0.3) as server:
+        events = server.events()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=Device()) as client:
+            await client.request(register_queued("sleepy-2"), ("127.0.0.1", server.port))
+            await next_event(events, ClientSleeping)
+            with pytest.raises(QueueTimeout, match="sleepy-2"):
+                await server.read("sleepy-2", "/3/0/9")
