@@ -22,7 +22,13 @@ debs:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS) >/dev/null; }
 
-test: $(STAMP) debs
+# npm packages the interop tests need (lwm2m-node-lib), kept in tests/peers.
+NODE_PEERS := tests/peers/node_modules/.installed
+$(NODE_PEERS): tests/peers/package.json
+	cd tests/peers && npm install --silent --no-audit --no-fund --no-package-lock
+	touch $(NODE_PEERS)
+
+test: $(STAMP) debs $(NODE_PEERS)
 	$(VENV)/bin/ruff check src tests tools bench
 	$(PY) -m pytest -q
 
@@ -38,4 +44,4 @@ bench: $(STAMP)
 	$(PY) bench/codecs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis tests/peers/node_modules
