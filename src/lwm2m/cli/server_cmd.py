@@ -1,0 +1,125 @@
+"""``lwm2m server``: the LwM2M server on CoAP and its REST API on HTTP, in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lwm2m.cli import main
+from lwm2m.cli.errors import fail
+from lwm2m.model.catalogue import build_registry
+from lwm2m.model.ddf import DDFError
+from lwm2m.transport.eventloop import run
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve anywhere
+
+
+def _open_store(data: str, store: str | None) -> Any:
+    if store == "memory":
+        from lwm2m.storage.memory import MemoryStore
+
+        return MemoryStore.create()
+    from lwm2m.storage.sqlite import SqliteStore
+
+    folder = Path(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(folder / "lwm2m.db")
+
+
+def _http_server(app: Any, host: str, port: int) -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        # uvicorn re-raises a captured SIGINT after shutting down, which would end the
+        # process with KeyboardInterrupt; this command handles the signals itself.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    # A stream of events never ends by itself: give open SSE connections a few seconds.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+    return _Server(config)
+
+
+async def serve(
+    host: str, coap_port: int, http_host: str, http_port: int, store: Any, models: Any, token: str | None
+) -> None:
+    from lwm2m.server.server import LwM2MServer
+    from lwm2m.web.app import create_app
+
+    async with LwM2MServer(host, coap_port, store=store, models=models) as server:
+        app = create_app(server, api_token=token)
+        http = _http_server(app, http_host, http_port)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, setattr, http, "should_exit", True)
+        task = asyncio.create_task(http.serve())
+        while not http.started and not task.done():
+            await asyncio.sleep(0.02)
+        if task.done():
+            await task  # the HTTP server failed to start: raise its error
+            raise OSError(f"cannot serve HTTP on {http_host}:{http_port}")
+        (sock,) = http.servers[0].sockets[:1]
+        bound = sock.getsockname()
+        web_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        base = f"http://{web_host}:{bound[1]}"
+        click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
+        click.echo(f"  API documentation: {base}/api/docs")
+        click.echo("Ctrl-C stops it.")
+        await task
+    click.echo("lwm2m server: stopped")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to serve CoAP on")
+@click.option("--coap-port", default=5683, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--http-host", default="127.0.0.1", show_default=True, help="address to serve the REST API on")
+@click.option("--http-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the SQLite database")
+@click.option("--store", type=click.Choice(["sqlite", "memory"]), default=None, help="memory: keep nothing")
+@click.option("--models", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)")
+@click.option(
+    "--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token the REST API requires"
+)
+def server(
+    host: str,
+    coap_port: int,
+    http_host: str,
+    http_port: int,
+    data: str,
+    store: str | None,
+    model_dirs: tuple[str, ...],
+    api_token: str | None,
+) -> None:
+    """Run the LwM2M server with its REST API and event stream."""
+    if not is_loopback(http_host) and not api_token:
+        # Anyone who reaches the API can write to every device: require a token off loopback.
+        fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
+    try:
+        models = build_registry(model_dirs)
+    except (DDFError, OSError) as exc:
+        fail(f"--models: {exc}")
+    try:
+        opened = _open_store(data, store)
+    except Exception as exc:  # sqlite3 and OS errors alike: name the folder
+        fail(f"--data {data}: {exc}")
+    try:
+        run(serve(host, coap_port, http_host, http_port, opened, models, api_token))
+    except OSError as exc:
+        fail(f"cannot serve: {exc.strerror or exc}")
+    finally:
+        opened.close()

@@ -1,0 +1,293 @@
+"""The REST API over an :class:`~lwm2m.server.server.LwM2MServer`, as a Starlette ASGI app.
+
+Every device operation answers HTTP 200 with the device's CoAP result in
+``code``; HTTP errors are kept for what failed around the device (see
+:mod:`lwm2m.web.errors`). Routes under ``/api/clients/{ep}/`` share one
+dispatcher, because LwM2M paths are numeric and the words ``discover``,
+``attributes``, ``observe``, ``composite`` and ``history`` cannot clash with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lwm2m.model.catalogue import object_to_dict
+from lwm2m.model.jsonform import records_from_json, value_from_json
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
+from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
+from lwm2m.web.observations import ObservationKeeper
+from lwm2m.web.openapi import docs_html, openapi_document
+from lwm2m.web.sse import event_stream
+from lwm2m.web.views import history_view, registration_view, response_view
+
+ACTIONS = ("discover", "attributes", "observe")
+
+
+class BearerAuth:
+    """Every ``/api`` request must carry ``Authorization: Bearer TOKEN`` (RFC 6750 §2.1)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api"):
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            # compare_digest: the time taken must not tell how much of the token matched.
+            if not hmac.compare_digest(given, self.expected):
+                response = JSONResponse(
+                    {"error": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="lwm2m"'},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# --- request parsing -------------------------------------------------------------------------
+
+
+def _timeout(request: Request) -> float:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"timeout: {raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise BadRequest(f"timeout: {raw!r} must be positive")
+    return value
+
+
+def _format(request: Request) -> int | str | None:
+    raw = request.query_params.get("format")
+    if raw is None or raw == "":
+        return None
+    return int(raw) if raw.isdigit() else raw
+
+
+def _bool(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name}: {raw!r} is not true or false")
+
+
+def _number(request: Request, name: str, kind: type[int] | type[float]) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: {raw!r} is not a number") from None
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _records(body: dict[str, Any], server: LwM2MServer) -> list[Record]:
+    if "records" not in body:
+        raise BadRequest('the body needs "records": [{"path": ..., "value": ...}, ...]')
+    return records_from_json(body["records"], server.models)
+
+
+def _write_records(body: dict[str, Any], path: Path, server: LwM2MServer) -> list[Record]:
+    """``{"records": [...]}``, or ``{"value": v}`` for the one resource at ``path``."""
+    if "value" in body:
+        if "records" in body:
+            raise BadRequest('give either "value" or "records", not both')
+        if not (path.is_resource or path.is_resource_instance):
+            raise BadRequest(f'"value" writes one resource; {path} is not a resource')
+        assert path.object_id is not None and path.resource_id is not None
+        definition = server.models.resource(path.object_id, path.resource_id)
+        value = value_from_json(body["value"], definition.type if definition else None, str(path))
+        return [Record(path, value)]
+    return _records(body, server)
+
+
+# --- endpoints ----------------------------------------------------------------------------------
+
+
+def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlette:
+    """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller)."""
+    keeper = ObservationKeeper()
+
+    def _view(registration: Registration) -> dict[str, Any]:
+        sleeping = registration.queue_mode and not server.presence.is_awake(registration.endpoint)
+        return registration_view(registration, sleeping=sleeping)
+
+    async def clients(request: Request) -> Response:
+        registrations = await server.registrations()
+        return JSONResponse([_view(r) for r in sorted(registrations, key=lambda r: r.endpoint)])
+
+    async def client(request: Request) -> Response:
+        return JSONResponse(_view(await server.registration(request.path_params["ep"])))
+
+    async def client_path(request: Request) -> Response:
+        ep = request.path_params["ep"]
+        segments = [s for s in request.path_params["rest"].split("/") if s]
+        await server.registration(ep)  # 404 before looking at the rest
+        if segments[:1] == ["composite"]:
+            return await composite(request, ep, segments[1:])
+        if segments[:1] == ["history"]:
+            return await history(request, ep, Path.parse("/" + "/".join(segments[1:])))
+        action = segments.pop() if segments and segments[-1] in ACTIONS else None
+        path = Path.parse("/" + "/".join(segments))
+        if action == "discover" and request.method == "GET":
+            return JSONResponse(response_view(await server.discover(ep, path, timeout=_timeout(request))))
+        if action == "attributes" and request.method == "PUT":
+            return await attributes(request, ep, path)
+        if action == "observe" and request.method in ("POST", "DELETE"):
+            return await observe(request, ep, path)
+        if action is None:
+            return await operation(request, ep, path)
+        return error(405, f"{request.method} is not allowed on .../{action}")
+
+    async def operation(request: Request, ep: str, path: Path) -> Response:
+        timeout = _timeout(request)
+        if request.method == "GET":
+            answer = await server.read(ep, path, format=_format(request), timeout=timeout)
+        elif request.method == "PUT":
+            records = _write_records(await _body(request), path, server)
+            replace = _bool(request, "replace", True)
+            answer = await server.write(
+                ep, path, records, replace=replace, format=_format(request), timeout=timeout
+            )
+        elif request.method == "POST":
+            body = await _body(request)
+            if path.is_object:
+                records = _records(body, server) if body else []
+                answer = await server.create(ep, path, records, format=_format(request), timeout=timeout)
+            elif path.is_resource:
+                args = body.get("args", "")
+                if not isinstance(args, str):
+                    raise BadRequest(f"args: {args!r} is not a string like \"0='x',1\"")
+                answer = await server.execute(ep, path, args, timeout=timeout)
+            else:
+                raise BadRequest(f"POST executes a resource or creates in an object; {path} is neither")
+        else:  # DELETE
+            answer = await server.delete(ep, path, timeout=timeout)
+        return JSONResponse(response_view(answer))
+
+    async def attributes(request: Request, ep: str, path: Path) -> Response:
+        # An attribute given without a value (``?gt``) is removed (LwM2M-TS-Core 1.2 §5.1.2).
+        given = {k: (v if v != "" else None) for k, v in request.query_params.multi_items() if k != "timeout"}
+        if not given:
+            raise BadRequest("give attributes as query parameters, e.g. ?pmin=10&pmax=60")
+        answer = await server.write_attributes(ep, path, given, timeout=_timeout(request))
+        return JSONResponse(response_view(answer))
+
+    async def observe(request: Request, ep: str, path: Path) -> Response:
+        if request.method == "DELETE":
+            active = _bool(request, "active", False)
+            if not await keeper.cancel(ep, path, active=active):
+                raise NotFound(f"no observation of {path} on {ep!r}")
+            return JSONResponse({"cancelled": str(path), "active": active})
+        try:
+            observation = await server.observe(ep, path, format=_format(request), timeout=_timeout(request))
+        except ObserveRefused as exc:
+            return JSONResponse(response_view(exc.response))
+        await keeper.keep(ep, path, observation)
+        return JSONResponse({**response_view(observation.response), "token": observation.token.hex()})
+
+    async def composite(request: Request, ep: str, rest: list[str]) -> Response:
+        if request.method != "POST" or rest not in (["read"], ["write"]):
+            return error(405, "use POST .../composite/read or POST .../composite/write")
+        body = await _body(request)
+        timeout = _timeout(request)
+        if rest == ["read"]:
+            paths = body.get("paths")
+            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+                raise BadRequest('the body needs "paths": ["/3/0/0", ...]')
+            answer = await server.read_composite(ep, paths, format=_format(request), timeout=timeout)
+        else:
+            records = _records(body, server)
+            answer = await server.write_composite(ep, records, format=_format(request), timeout=timeout)
+        return JSONResponse(response_view(answer))
+
+    async def history(request: Request, ep: str, path: Path) -> Response:
+        if request.method != "GET":
+            return error(405, "history is read-only")
+        limit = _number(request, "limit", int)
+        if limit is not None and limit < 0:
+            raise BadRequest(f"limit: {limit} must not be negative")
+        entries = await server.history(ep, path, since=_number(request, "since", float), limit=limit)
+        return JSONResponse({"records": [history_view(e) for e in entries]})
+
+    async def models(request: Request) -> Response:
+        listing = [{"id": d.id, "name": d.name, "version": d.version} for d in server.models]
+        return JSONResponse(sorted(listing, key=lambda d: (d["id"], d["version"] or "")))
+
+    async def model(request: Request) -> Response:
+        raw = request.path_params["id"]
+        definition = server.models.get(int(raw)) if raw.isdigit() else None
+        if definition is None:
+            raise NotFound(f"no object {raw!r} among the models")
+        return JSONResponse(object_to_dict(definition))
+
+    async def events(request: Request) -> Response:
+        return StreamingResponse(
+            event_stream(server, request.query_params.get("ep")),
+            media_type="text/event-stream",
+            # no-cache and no buffering: events must reach the browser as they happen.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(docs_html())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await keeper.close()
+
+    methods = ["GET", "PUT", "POST", "DELETE"]
+    routes = [
+        Route("/api/clients", clients, methods=["GET"]),
+        Route("/api/clients/{ep}", client, methods=["GET"]),
+        Route("/api/clients/{ep}/{rest:path}", client_path, methods=methods),
+        Route("/api/models", models, methods=["GET"]),
+        Route("/api/models/{id}", model, methods=["GET"]),
+        Route("/api/events", events, methods=["GET"]),
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        Route("/api/docs", docs, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    if api_token:
+        app.add_middleware(BearerAuth, token=api_token)
+    app.state.server = server
+    app.state.observations = keeper
+    return app

@@ -1,0 +1,252 @@
+"""A hand-written OpenAPI 3.1 description of the REST API, and a plain HTML page showing it.
+
+Written by hand rather than generated: the API is small, and one dispatcher
+serves several paths, which a generator could not see.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from lwm2m import __version__
+
+_EP = {
+    "name": "ep",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "endpoint name",
+}
+_PATH = {
+    "name": "path",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "LwM2M path without the leading slash, e.g. 3/0/1",
+}
+_FORMAT = {
+    "name": "format",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "content format, by name (tlv, senml-json, senml-cbor, …) or number",
+}
+_TIMEOUT = {
+    "name": "timeout",
+    "in": "query",
+    "schema": {"type": "number"},
+    "description": "seconds to wait for the device",
+}
+
+_RECORD = {
+    "type": "object",
+    "required": ["path"],
+    "properties": {
+        "path": {"type": "string", "example": "/3/0/9"},
+        "value": {"description": "typed by the object model; Opaque as base64, Objlnk as '3:0'"},
+        "time": {"type": "number", "description": "Unix seconds"},
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _device(summary: str, params: list[dict[str, Any]], body: str | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "parameters": params,
+        "responses": {
+            "200": _json(_ref("DeviceAnswer"), "the device's answer; its CoAP result is in code"),
+            "400": _json(_ref("Error"), "bad path, format or body"),
+            "404": _json(_ref("Error"), "unknown endpoint"),
+            "502": _json(_ref("Error"), "the device's answer cannot be decoded"),
+            "504": _json(_ref("Error"), "the device did not answer"),
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"content": {"application/json": {"schema": _ref(body)}}}
+    return op
+
+
+def _query(name: str, kind: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": {"type": kind}, "description": description}
+
+
+def openapi_document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "Record": _RECORD,
+        "Records": {"type": "object", "properties": {"records": {"type": "array", "items": _ref("Record")}}},
+        "WriteBody": {
+            "type": "object",
+            "description": 'either "records", or "value" for the one resource of the path',
+            "properties": {"records": {"type": "array", "items": _ref("Record")}, "value": {}},
+        },
+        "PostBody": {
+            "type": "object",
+            "description": '"args" to execute a resource, "records" to create in an object',
+            "properties": {
+                "args": {"type": "string", "example": "0='x',1"},
+                "records": {"type": "array", "items": _ref("Record")},
+            },
+        },
+        "Paths": {"type": "object", "properties": {"paths": {"type": "array", "items": {"type": "string"}}}},
+        "DeviceAnswer": {
+            "type": "object",
+            "required": ["code"],
+            "properties": {
+                "code": {"type": "string", "example": "2.05"},
+                "contentFormat": {"type": "integer"},
+                "records": {"type": "array", "items": _ref("Record")},
+                "location": {"type": "string", "description": "Create: the new instance"},
+                "links": {"type": "array", "items": {"type": "string"}, "example": ["</3/0>;pmin=10"]},
+                "diagnostic": {"type": "string"},
+            },
+        },
+        "Registration": {
+            "type": "object",
+            "properties": {
+                "endpoint": {"type": "string"},
+                "registrationId": {"type": "string"},
+                "address": {"type": "string", "example": "192.0.2.1:56830"},
+                "lifetime": {"type": "integer"},
+                "lwm2mVersion": {"type": "string"},
+                "binding": {"type": "string"},
+                "queueMode": {"type": "boolean"},
+                "objects": {"type": "array", "items": {"type": "object"}},
+                "registeredAt": {"type": "number"},
+                "lastUpdate": {"type": "number"},
+                "sleeping": {"type": "boolean"},
+            },
+        },
+    }
+    ep_path = [_EP, _PATH, _TIMEOUT]
+    paths: dict[str, Any] = {
+        "/api/clients": {
+            "get": {
+                "summary": "List registered clients",
+                "responses": {"200": _json({"type": "array", "items": _ref("Registration")})},
+            }
+        },
+        "/api/clients/{ep}": {
+            "get": {
+                "summary": "One client's registration",
+                "parameters": [_EP],
+                "responses": {"200": _json(_ref("Registration")), "404": _json(_ref("Error"))},
+            }
+        },
+        "/api/clients/{ep}/{path}": {
+            "get": _device("Read", [*ep_path, _FORMAT]),
+            "put": _device(
+                "Write (replace, or partial update with replace=false)",
+                [*ep_path, _FORMAT, _query("replace", "boolean", "PUT replaces (default), false updates")],
+                "WriteBody",
+            ),
+            "post": _device(
+                "Execute a resource, or Create an instance in an object", [*ep_path, _FORMAT], "PostBody"
+            ),
+            "delete": _device("Delete an object instance", ep_path),
+        },
+        "/api/clients/{ep}/{path}/discover": {"get": _device("Discover attributes and resources", ep_path)},
+        "/api/clients/{ep}/{path}/attributes": {
+            "put": _device(
+                "Write-Attributes: pmin, pmax, gt, lt, st, epmin, epmax, edge, con, hqmax as query "
+                "parameters; a name without a value removes the attribute",
+                ep_path,
+            )
+        },
+        "/api/clients/{ep}/{path}/observe": {
+            "post": _device(
+                "Observe: the current value; notifications arrive as SSE events", [*ep_path, _FORMAT]
+            ),
+            "delete": {
+                "summary": "Cancel an observation started here",
+                "parameters": [_EP, _PATH, _query("active", "boolean", "also send a cancelling GET")],
+                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+            },
+        },
+        "/api/clients/{ep}/composite/read": {
+            "post": _device("Read-Composite", [_EP, _TIMEOUT, _FORMAT], "Paths")
+        },
+        "/api/clients/{ep}/composite/write": {
+            "post": _device("Write-Composite", [_EP, _TIMEOUT, _FORMAT], "Records")
+        },
+        "/api/clients/{ep}/history/{path}": {
+            "get": {
+                "summary": "Stored values from notifications, newest first",
+                "parameters": [
+                    _EP,
+                    _PATH,
+                    _query("since", "number", "Unix seconds"),
+                    _query("limit", "integer", "at most this many records"),
+                ],
+                "responses": {"200": _json(_ref("Records")), "404": _json(_ref("Error"))},
+            }
+        },
+        "/api/models": {
+            "get": {
+                "summary": "Object definitions known to the server",
+                "responses": {"200": _json({"type": "array"})},
+            }
+        },
+        "/api/models/{id}": {
+            "get": {
+                "summary": "One object definition with its resources",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+            }
+        },
+        "/api/events": {
+            "get": {
+                "summary": "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, "
+                "SLEEPING, AWAKE, NOTIFICATION, SEND, OBSERVATION_ENDED",
+                "parameters": [_query("ep", "string", "only this endpoint's events")],
+                "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
+            }
+        },
+        "/api/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
+        },
+        "/api/docs": {
+            "get": {
+                "summary": "This document as a web page",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "lwm2m server REST API", "version": __version__},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        # The bearer token is required only when the server was started with one.
+        "security": [{}, {"bearer": []}],
+        "paths": paths,
+    }
+
+
+def docs_html() -> str:
+    """The paths and operations as a plain page: no scripts, nothing fetched from elsewhere."""
+    doc = openapi_document()
+    items = []
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
+            query = f" <small>?{html.escape(params)}</small>" if params else ""
+            summary = html.escape(op["summary"])
+            items.append(f"<li><code>{method.upper()} {html.escape(path)}</code>{query} — {summary}</li>")
+    title = html.escape(doc["info"]["title"])
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>\n'
+        f"<body><h1>{title}</h1>\n"
+        '<p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1).</p>\n'
+        f"<ul>\n{chr(10).join(items)}\n</ul></body></html>\n"
+    )

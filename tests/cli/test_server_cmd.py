@@ -1,0 +1,53 @@
+"""``lwm2m server`` as a user runs it: a subprocess serving CoAP and the REST API."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from tests.conftest import free_udp_port
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_serves_the_api_and_stops_on_sigint() -> None:
+    coap, http = free_udp_port(), free_tcp_port()
+    command = [sys.executable, "-m", "lwm2m", "server", "--coap-port", str(coap), "--http-port", str(http)]
+    proc = subprocess.Popen(
+        [*command, "--store", "memory"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"coap://127.0.0.1:{coap}" in line and f"http://127.0.0.1:{http}/api" in line, line
+        answer = httpx.get(f"http://127.0.0.1:{http}/api/clients", timeout=5)
+        assert answer.status_code == 200 and answer.json() == []
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_non_loopback_http_host_needs_a_token() -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "server", "--http-host", "0.0.0.0", "--http-port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--api-token" in done.stderr
+    assert time.monotonic() - started < 30
