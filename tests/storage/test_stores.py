@@ -188,16 +188,19 @@ async def test_observations(store: Store) -> None:
     assert await os_.get(b"zz") is None
     assert await os_.for_endpoint("dev") == [single, composite]
     assert await os_.for_endpoint("nobody") == []
+    assert await os_.all() == [single, composite, other]
 
     again = obs(b"a1", "dev", "/3/0", at=9.0)
     assert await os_.add(again) == single
     assert await os_.for_endpoint("dev") == [composite, again]
+    assert await os_.all() == [composite, other, again]  # a replaced token counts as new
 
     assert await os_.remove(b"\x00\xff") == composite
     assert await os_.remove(b"\x00\xff") is None
     assert await os_.remove_endpoint("dev") == [again]
     assert await os_.remove_endpoint("dev") == []
     assert await os_.for_endpoint("other") == [other]
+    assert await os_.all() == [other]
 
 
 async def test_observation_moving_to_another_endpoint(store: Store) -> None:
@@ -367,6 +370,7 @@ async def test_sqlite_reopened_without_close_keeps_everything(tmp_path: FsPath) 
             Registration.from_dict({**reg().to_dict(), "lifetime": 5})
         ]
         assert await second.observations.for_endpoint("dev") == [obs(b"a1"), obs(b"c", "dev", "/1", "/3/0")]
+        assert await second.observations.all() == [obs(b"a1"), obs(b"c", "dev", "/1", "/3/0")]
         entries = await second.history.query("dev", newest_first=False)
         assert [(str(e.record.path), e.record.value, e.time) for e in entries] == [
             ("/3/0/9", 50, 3.0),

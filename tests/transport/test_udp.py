@@ -107,6 +107,29 @@ async def test_observe(resources: Any) -> None:
         assert server.endpoint.observations() == []
 
 
+async def test_observation_resumed_by_a_new_endpoint_on_the_same_port(resources: Any) -> None:
+    async with await serve(resources) as server:
+        async with open_udp_endpoint() as before:
+            port = before.port
+            obs = before.observe(get("/large"), server.addresses[0])
+            await obs.next(timeout=5)
+            token = obs.token
+        # The observer is gone (as after kill -9); a new one on its port takes the token up.
+        async with open_udp_endpoint("127.0.0.1", port) as after:
+            resumed = after.resume_observation(server.addresses[0], token, get("/large", observe=0))
+            resources.set("/large", b"y" * 2500)  # CON, Block2: acknowledged and fetched whole
+            assert (await resumed.next(timeout=5)).payload == b"y" * 2500
+            resources.set("/large", b"z")
+            assert (await resumed.next(timeout=5)).payload == b"z"
+            resumed.cancel()
+            resources.set("/large", b"gone")
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if not server.endpoint.observations():
+                    break
+            assert server.endpoint.observations() == []
+
+
 async def test_observe_of_a_large_resource_fetches_the_rest(resources: Any) -> None:
     async with (
         await serve(resources) as server,

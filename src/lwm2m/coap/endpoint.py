@@ -65,6 +65,15 @@ Application side::
         Forget an outstanding request or a client-side observation (later
         notifications for it are answered with RST). No event follows.
 
+    resume_observation(addr, token: bytes, now: float, request: Message | None = None) -> None
+        Take up a client-side observation this endpoint did not register (e.g. one made
+        before a restart and kept in storage): later notifications from ``addr`` with
+        ``token`` become ``NotificationReceived`` events, the first one taken as fresh
+        whatever its sequence number (RFC 7641 §3.4). ``request`` is the registration,
+        used to fetch the rest of a Block2 notification (RFC 7959 §2.6); without it such
+        a notification is delivered as its first block, Block2 option kept. ``cancel``
+        ends it like any other observation.
+
     observations() -> list[tuple[addr, bytes]]      # server-side relations, for inspection
     state_sizes() -> dict[str, int]                   # entries held, by kind, for monitoring
 
@@ -302,6 +311,24 @@ class Endpoint(ServerSide, ClientSide):
             victims = [r for (a, t), r in self._requests.items() if t == token]
         for req in victims:
             self._drop_request(req)
+
+    def resume_observation(self, addr: Any, token: bytes, now: float, request: Message | None = None) -> None:
+        """Deliver notifications from ``addr`` with ``token`` again (see the module docstring)."""
+        self._now = now
+        if request is None:
+            # Code 0 marks "registration unknown": no Block2 follow-up can be built from it.
+            request = Message(_CON, 0, 0, token, (), b"")
+        else:
+            request = Message(_CON, request.code, 0, token, request.options, request.payload)
+        old = self._requests.get((addr, token))
+        if old is not None:
+            self._drop_request(old)
+        req = OutgoingRequest(addr, token, request)
+        req.observing = True
+        # Nothing is known of the sequence numbers sent so far: any notification is newer
+        # than "long ago" (RFC 7641 §3.4, the 128 s rule), after which the rule applies.
+        req.obs_time = -_INF
+        self._requests[(addr, token)] = req
 
     def observations(self) -> list[tuple[Any, bytes]]:
         """The server-side observation relations, as ``(addr, token)`` handles."""

@@ -274,9 +274,11 @@ class ClientSide:
         req.obs_seq = seq
         req.obs_time = now
         if b2 is not None and b2.more:
-            self._spawn_fetch(req, msg, seq, now)
-            return
-        if b2 is not None:
+            if req.request.code:
+                self._spawn_fetch(req, msg, seq, now)
+                return
+            # A resumed observation without its registration: nothing to fetch the rest with.
+        elif b2 is not None:
             msg = Message(msg.type, code, msg.mid, msg.token, tuple(strip(msg.options)), msg.payload)
         self._events.append(NotificationReceived(req.addr, req.token, msg, seq))
 

@@ -11,7 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.protocol.management import ObserveRequest, Response, ResponseError, decode_response
+from lwm2m.protocol.management import (
+    ObserveRequest,
+    ReadCompositeRequest,
+    Response,
+    ResponseError,
+    decode_response,
+)
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.udp import Observation as CoapObservation
@@ -22,14 +28,15 @@ _END = object()
 class ServerObservation:
     """``response`` is the first answer (the current value); iterate for later notifications.
 
+    An observation resumed after a restart has no first answer (``response`` is None).
     Iteration ends when the client ends the relation or the observation is cancelled.
     """
 
     def __init__(
         self,
         record: Observation,
-        request: ObserveRequest,
-        response: Response,
+        request: ObserveRequest | ReadCompositeRequest,
+        response: Response | None,
         relation: CoapObservation,
         *,
         models: ObjectRegistry,
@@ -48,6 +55,7 @@ class ServerObservation:
         self._emit = emit
         self._cancel_actively = cancel_actively
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._keep_record = False  # closed by a stopping server: a restart resumes it
         self._pump = asyncio.create_task(self._run())
 
     @property
@@ -82,8 +90,11 @@ class ServerObservation:
             reason = "cancelled"
             raise
         finally:
-            with contextlib.suppress(Exception):
-                await self._observations.remove(self.token)
+            if self._keep_record:
+                reason = "server stopped"
+            else:
+                with contextlib.suppress(Exception):
+                    await self._observations.remove(self.token)
             self._emit(ObservationEnded(self.endpoint, self.token, reason))
             self._queue.put_nowait(_END)
 
@@ -110,3 +121,9 @@ class ServerObservation:
             await self._pump
         if active:
             await self._cancel_actively(self)
+
+    async def close(self) -> None:
+        """Stop delivering here but keep the stored record, so that the server, started again,
+        resumes the observation: the client still holds it (RFC 7641 §3.6 needs a cancel)."""
+        self._keep_record = True
+        await self.cancel()

@@ -60,6 +60,10 @@ class Registrar:
         """The registered endpoint whose last Register/Update came from ``addr``."""
         return self._by_addr.get(addr)
 
+    def remember(self, endpoint: str, addr: Any) -> None:
+        """Take ``addr`` as the endpoint's address: a restarted server learns it from storage."""
+        self._remember(endpoint, addr)
+
     def _remember(self, endpoint: str, addr: Any) -> None:
         self._forget(endpoint)
         self.peers[endpoint] = addr

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -58,7 +59,9 @@ from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.storage.base import HistoryEntry, Observation
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.transport.address import normalize
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
+from lwm2m.transport.udp import Observation as CoapObservation
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -95,6 +98,22 @@ def request_format(registration: Registration) -> ContentFormat:
 
 
 SEND_FORMATS = frozenset((ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR))
+
+
+def _address(registration: Registration) -> Any:
+    """The registration's address in the form the transport reports senders."""
+    return normalize(registration.address) or registration.address
+
+
+def _observe_request(record: Observation) -> ObserveRequest | ReadCompositeRequest:
+    """The Observe (or Observe-Composite, §6.4.4) a stored observation was made with."""
+    fmt: ContentFormat | None = None
+    if record.content_format is not None:
+        with contextlib.suppress(ValueError):
+            fmt = ContentFormat(record.content_format)
+    if record.composite:
+        return ReadCompositeRequest(record.paths, fmt or ContentFormat.SENML_CBOR, fmt, observe=0)
+    return ObserveRequest(record.path, fmt)
 
 
 def _reply(code: Code, diagnostic: str = "") -> Message:
@@ -150,6 +169,7 @@ class LwM2MServer:
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
+        self._observations: dict[bytes, ServerObservation] = {}  # by token, until they end
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -158,6 +178,7 @@ class LwM2MServer:
             open_udp_endpoint(self.host, self.port, handler=self._on_request)
         )
         self.port = self._endpoint.port
+        await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
 
     async def stop(self) -> None:
@@ -167,6 +188,8 @@ class LwM2MServer:
                 await self._expiry
             self._expiry = None
         self.presence.close()
+        for observation in list(self._observations.values()):
+            await observation.close()  # the records stay: the next start resumes them
         await self._stack.aclose()
         self._endpoint = None
 
@@ -335,7 +358,16 @@ class LwM2MServer:
             created_at=time.time(),
         )
         await self.store.observations.add(record)
-        return ServerObservation(
+        return self._track(record, request, response, relation)
+
+    def _track(
+        self,
+        record: Observation,
+        request: ObserveRequest | ReadCompositeRequest,
+        response: Response | None,
+        relation: CoapObservation,
+    ) -> ServerObservation:
+        observation = ServerObservation(
             record,
             request,
             response,
@@ -346,10 +378,48 @@ class LwM2MServer:
             emit=self._emit,
             cancel_actively=self._cancel_observation,
         )
+        token = record.token
+        self._observations[token] = observation
+
+        def ended(_: object) -> None:
+            if self._observations.get(token) is observation:
+                del self._observations[token]
+
+        observation._pump.add_done_callback(ended)
+        return observation
+
+    def observations(self) -> list[ServerObservation]:
+        """The observations running now: made by ``observe()`` or resumed at ``start()``."""
+        return list(self._observations.values())
+
+    async def _resume_observations(self) -> None:
+        """Take up the observations stored before a restart. The clients still hold them
+        (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
+        sent to the same token, are decoded and delivered again instead of rejected with RST."""
+        assert self._endpoint is not None
+        registrations = {r.endpoint: r for r in await self.store.registrations.all()}
+        for registration in registrations.values():
+            # After a restart requests and Send are matched to the address kept in storage.
+            self.registrar.remember(registration.endpoint, _address(registration))
+        for record in await self.store.observations.all():
+            registration = registrations.get(record.endpoint)
+            if registration is None or registration.registration_id != record.registration_id:
+                await self.store.observations.remove(record.token)  # its registration is gone
+                continue
+            request = _observe_request(record)
+            message = self._rooted(registration, request.to_message(self.models))
+            try:
+                relation = self._endpoint.resume_observation(_address(registration), record.token, message)
+            except ValueError:
+                continue  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
+            self._track(record, request, None, relation)
 
     async def _cancel_observation(self, observation: ServerObservation) -> None:
-        request = ObserveRequest(observation.request.path, observation.request.format, cancel=True)
-        await self.send(observation.endpoint, request)
+        request = observation.request
+        if isinstance(request, ReadCompositeRequest):
+            await self.send(observation.endpoint, dataclasses.replace(request, observe=1))
+            return
+        await self.send(observation.endpoint, ObserveRequest(request.path, request.format, cancel=True))
 
     async def history(
         self, endpoint: str, path: str | Path = "/", *, since: float | None = None, limit: int | None = None

@@ -192,6 +192,10 @@ class ObservationStore(Protocol):
         """The endpoint's observations, oldest first."""
         ...
 
+    async def all(self) -> list[Observation]:
+        """Every observation, oldest first (a restarted server resumes them)."""
+        ...
+
     async def remove(self, token: bytes) -> Observation | None: ...
 
     async def remove_endpoint(self, endpoint: str) -> list[Observation]:

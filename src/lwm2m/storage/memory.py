@@ -83,6 +83,9 @@ class MemoryObservationStore:
     async def for_endpoint(self, endpoint: str) -> list[Observation]:
         return [self._by_token[t] for t in self._by_endpoint.get(endpoint, ())]
 
+    async def all(self) -> list[Observation]:
+        return list(self._by_token.values())
+
     async def remove(self, token: bytes) -> Observation | None:
         return self._drop(token)
 

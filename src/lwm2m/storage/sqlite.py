@@ -200,6 +200,10 @@ class SqliteObservationStore:
         ).fetchall()
         return [_observation(d) for (d,) in rows]
 
+    async def all(self) -> list[Observation]:
+        rows = self._conn.execute("SELECT data FROM observations ORDER BY seq").fetchall()
+        return [_observation(d) for (d,) in rows]
+
     async def remove(self, token: bytes) -> Observation | None:
         cur = self._conn.execute("DELETE FROM observations WHERE token = ? RETURNING data", (token,))
         row = _one(cur)

@@ -14,6 +14,9 @@ The application side is ``CoapUdpEndpoint``::
             async for notification in obs:
                 ...
 
+``ep.resume_observation(peer, token)`` takes up an observation registered before a
+restart: the same iterator, of the notifications only.
+
 ``handler(event)`` gets each ``RequestReceived`` and returns the response
 ``Message`` (type, Message ID and token are filled in by the endpoint), or
 None to answer later with ``ep.respond(event, message)``; it may also be a
@@ -85,7 +88,8 @@ _INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)
 class Observation:
     """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
 
-    The first item is the response to the registration; iteration ends when the
+    The first item is the response to the registration (none for a resumed observation,
+    ``CoapUdpEndpoint.resume_observation``); iteration ends when the
     server answers without an Observe option, or ends the relation with an
     error code, or after ``cancel()``.
     """
@@ -342,6 +346,21 @@ class CoapUdpEndpoint:
         obs = Observation(self, token)
         self._observations[token] = obs
         self._driver.flush(now)
+        return obs
+
+    def resume_observation(self, addr: Addr, token: bytes, request: Message | None = None) -> Observation:
+        """Take up an observation registered before a restart (token and address kept in storage).
+
+        The iterator yields the notifications from now on (there is no registration
+        response); ``request`` is the registration, for Block2 notifications (see
+        ``Endpoint.resume_observation``).
+        """
+        self._check_open()
+        addr = self._reachable(_literal(addr))
+        now = self._driver.now()
+        self._driver.endpoint.resume_observation(addr, token, now, request)
+        obs = Observation(self, token)
+        self._observations[token] = obs
         return obs
 
     def _cancel(self, token: bytes) -> None:

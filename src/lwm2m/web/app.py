@@ -271,6 +271,11 @@ def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlett
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Observations the server resumed after a restart: kept like API-started ones, so
+        # that DELETE cancels them and their notifications are drained.
+        for observation in server.observations():
+            if not observation.record.composite:
+                await keeper.keep(observation.endpoint, observation.record.path, observation)
         yield
         await keeper.close()
 

@@ -1,0 +1,470 @@
+"""LwM2M server under load over loopback: a registration storm, notification ingest, memory per client.
+
+The server (``LwM2MServer``) runs in this process, on uvloop if installed; the
+clients are simulated by a separate process (so it does not share the GIL with
+the server) on raw UDP sockets with a few hand-built CoAP datagrams:
+
+1. registration storm: ``--clients`` Registers (``POST /rd?ep=…``), each from its
+   own source port while the file-descriptor limit allows (else a pool of sockets
+   shares the names), ``--inflight`` outstanding at a time; time to the last 2.01;
+2. resident memory: the server's VmRSS before and after the storm, over the clients;
+3. notification ingest: ``--observers`` more clients register, the server observes
+   ``/3303/0/5700`` on each, and the clients send NON SenML-CBOR notifications as
+   fast as they can for ``--seconds``; counted are the ``NotificationReceived``
+   events the server emitted (so decoded and stored in the history).
+
+Rates are printed beside the bare asyncio UDP echo (``bench/coap_loop.py``)
+measured in the same run on the same loop, as ratios.
+
+    python bench/server_load.py [--clients 10000] [--seconds 5] [--store memory|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import multiprocessing as mp
+import os
+import resource
+import selectors
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+from coap_loop import HOST, free_port, measure
+
+LINKS = b"</1/0>,</3/0>,</3303/0>"
+PATH = "/3303/0/5700"
+CF_LINK_FORMAT = 40
+CF_SENML_CBOR = 112
+TARGET_REG_SECONDS = 5.0  # for 10,000 clients
+TARGET_NOTIFY_RATE = 50_000.0
+TARGET_BYTES_PER_REG = 10 * 1024
+
+
+# --- minimal CoAP encoding ---------------------------------------------------------------------
+
+
+def _ext(n: int) -> tuple[int, bytes]:
+    if n < 13:
+        return n, b""
+    if n < 269:
+        return 13, bytes((n - 13,))
+    return 14, (n - 269).to_bytes(2, "big")
+
+
+def option(delta: int, value: bytes) -> bytes:
+    d, dx = _ext(delta)
+    n, nx = _ext(len(value))
+    return bytes(((d << 4) | n,)) + dx + nx + value
+
+
+def register_datagram(mid: int, token: bytes, name: str) -> bytes:
+    """CON POST /rd?ep=name&lt=300&lwm2m=1.1&b=U with a link-format payload."""
+    return (
+        bytes((0x40 | len(token), 0x02))
+        + mid.to_bytes(2, "big")
+        + token
+        + option(11, b"rd")  # Uri-Path
+        + option(1, bytes((CF_LINK_FORMAT,)))  # Content-Format (12)
+        + option(3, b"ep=" + name.encode())  # Uri-Query (15)
+        + option(0, b"lt=300")
+        + option(0, b"lwm2m=1.1")
+        + option(0, b"b=U")
+        + b"\xff"
+        + LINKS
+    )
+
+
+def senml_value() -> bytes:
+    import cbor2
+
+    return cbor2.dumps([{-2: PATH, 2: 21.5}])
+
+
+# --- the clients (a separate process) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StormLoad:
+    created: int  # 2.01 answers
+    bad: int  # other answers
+    missing: int  # never answered before the deadline
+    retransmitted: int
+    sockets: int  # distinct source ports used
+    seconds: float  # first Register sent to last answer
+
+    @property
+    def rate(self) -> float:
+        return self.created / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BlastLoad:
+    sent: int
+    refused: int  # send() failed: socket buffer full
+    seconds: float
+
+
+class _Clients:
+    def __init__(self, port: int) -> None:
+        self.addr = (HOST, port)
+        self.sel = selectors.DefaultSelector()
+
+    def open(self, n: int, data: object = None) -> list[socket.socket]:
+        socks = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((HOST, 0))
+            s.connect(self.addr)
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ, data)
+            socks.append(s)
+        return socks
+
+    def register(self, names: list[str], pool: list[socket.socket], inflight: int, limit: float) -> StormLoad:
+        """Register ``names[i]`` from ``pool[i % len(pool)]``, ``inflight`` at a time."""
+        n = len(names)
+        outstanding: dict[int, tuple[socket.socket, bytes]] = {}
+        created = bad = retransmitted = 0
+        nxt = 0
+        npool = len(pool)
+        pool_set = set(pool)
+
+        def send_next() -> None:
+            nonlocal nxt
+            i = nxt
+            nxt += 1
+            s = pool[i % npool]
+            data = register_datagram(i & 0xFFFF, i.to_bytes(4, "big"), names[i])
+            outstanding[i] = (s, data)
+            with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                s.send(data)
+
+        start = time.monotonic()
+        last = start
+        deadline = start + limit
+        while nxt < min(inflight, n):
+            send_next()
+        select = self.sel.select
+        while outstanding and time.monotonic() < deadline:
+            events = select(0.25)
+            if not events:
+                for s, data in outstanding.values():  # a stall: retransmit (the server dedups)
+                    with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
+                        s.send(data)
+                    retransmitted += 1
+                continue
+            for key, _ in events:
+                s = key.fileobj
+                while s not in pool_set:  # a late answer to an earlier round: drop it
+                    try:
+                        s.recv(2048)  # type: ignore[union-attr]
+                    except (BlockingIOError, ConnectionRefusedError):
+                        break
+                if s not in pool_set:
+                    continue
+                while True:
+                    try:
+                        d = s.recv(2048)  # type: ignore[union-attr]
+                    except (BlockingIOError, ConnectionRefusedError):
+                        break
+                    tkl = d[0] & 0x0F
+                    kind = d[0] & 0x30
+                    if kind == 0x00:  # a separate response (CON): acknowledge it
+                        with contextlib.suppress(BlockingIOError):
+                            s.send(bytes((0x60, 0)) + d[2:4])  # type: ignore[union-attr]
+                    if d[1] == 0 or tkl != 4:
+                        continue  # an empty ACK
+                    i = int.from_bytes(d[4:8], "big")
+                    if outstanding.pop(i, None) is None:
+                        continue
+                    last = time.monotonic()
+                    if d[1] == 0x41:
+                        created += 1
+                    else:
+                        bad += 1
+                    if nxt < n:
+                        send_next()
+        return StormLoad(created, bad, len(outstanding) + n - nxt, retransmitted, npool, last - start)
+
+
+def clients_main(port: int, conn) -> None:
+    """Simulated clients, driven by commands on ``conn``; every wait is bounded."""
+    clients = _Clients(port)
+    conn.send(("ready",))
+    observers: list[socket.socket] = []
+    tokens: dict[socket.socket, bytes] = {}
+    payload = senml_value()
+    give_up = time.monotonic() + 600
+    while time.monotonic() < give_up:
+        if not conn.poll(1.0):
+            continue
+        cmd = conn.recv()
+        if cmd[0] == "quit":
+            break
+        if cmd[0] == "register":
+            _, n, inflight, prefix = cmd
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            want = n + 1000
+            if soft < want and soft < hard:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+                soft = min(want, hard)
+            npool = max(1, min(n, soft - 600))
+            # Sockets are opened in batches as the storm needs them would also do; opening them
+            # first keeps the socket calls out of the timed part.
+            pool = clients.open(npool, "storm")
+            names = [f"{prefix}{i:06d}" for i in range(n)]
+            load = clients.register(names, pool, inflight, limit=max(60.0, n / 200))
+            conn.send(("registered", load))
+        elif cmd[0] == "observers":
+            _, m = cmd
+            observers = clients.open(m, "obs")
+            names = [f"obs-{i:04d}" for i in range(m)]
+            load = clients.register(names, observers, m, limit=30.0)
+            conn.send(("observers", names if load.created == m else [], load))
+            # Answer the Observe GETs until told to go.
+            deadline = time.monotonic() + 120
+            go = None
+            while go is None and time.monotonic() < deadline:
+                for key, _ in clients.sel.select(0.2):
+                    s = key.fileobj
+                    while True:
+                        try:
+                            d = s.recv(2048)  # type: ignore[union-attr]
+                        except (BlockingIOError, ConnectionRefusedError):
+                            break
+                        if d[1] != 0x01:  # not a GET
+                            continue
+                        tkl = d[0] & 0x0F
+                        token = d[4 : 4 + tkl]
+                        tokens[s] = token  # type: ignore[index]
+                        ack = (
+                            bytes((0x60 | tkl, 0x45))
+                            + d[2:4]
+                            + token
+                            + option(6, b"\x01")  # Observe
+                            + option(6, bytes((CF_SENML_CBOR,)))  # Content-Format (12)
+                            + b"\xff"
+                            + payload
+                        )
+                        s.send(ack)  # type: ignore[union-attr]
+                if conn.poll():
+                    go = conn.recv()
+            if go is None or go[0] != "go":
+                break
+            conn.send(("blasted", blast(observers, tokens, payload, go[1])))
+    for key in list(clients.sel.get_map().values()):
+        with contextlib.suppress(OSError):
+            key.fileobj.close()  # type: ignore[union-attr]
+    conn.close()
+
+
+def blast(socks: list[socket.socket], tokens: dict[socket.socket, bytes], payload: bytes, seconds: float):
+    """NON 2.05 notifications round-robin over the observed sockets for ``seconds``."""
+    ready = [(s, tokens[s]) for s in socks if s in tokens]
+    tail = option(6, bytes((CF_SENML_CBOR,))) + b"\xff" + payload
+    heads = [(s.send, bytes((0x50 | len(t), 0x45)), t + b"\x63") for s, t in ready]
+    sent = refused = 0
+    seq = 2  # the Observe GET was answered with 1
+    start = time.monotonic()
+    end = start + seconds
+    while time.monotonic() < end:
+        mid = (seq & 0xFFFF).to_bytes(2, "big")
+        obs = seq.to_bytes(3, "big")
+        for send, head, tok in heads:
+            try:
+                send(head + mid + tok + obs + tail)
+                sent += 1
+            except (BlockingIOError, ConnectionRefusedError):
+                refused += 1
+        seq += 1
+    return BlastLoad(sent, refused, time.monotonic() - start)
+
+
+# --- the server (this process) ---------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    loop: str
+    echo_rate: float
+    storm: StormLoad
+    stored: int
+    rss_before: int
+    rss_after: int
+    observers: int
+    notifications: int
+    notify_seconds: float
+    blast: BlastLoad | None
+    backlog: int  # events still queued when the window closed
+    rss_ingest: int  # RSS when the ingest window closed
+
+    @property
+    def notify_rate(self) -> float:
+        return self.notifications / self.notify_seconds if self.notify_seconds else 0.0
+
+
+async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
+    from lwm2m.server.events import NotificationReceived
+    from lwm2m.server.server import LwM2MServer
+    from lwm2m.transport.eventloop import is_uvloop
+
+    loop = asyncio.get_running_loop()
+    echo = await measure("echo", args.seconds, args.warmup, args.inflight)
+
+    store = None
+    if args.store == "sqlite":
+        from lwm2m.storage.sqlite import SqliteStore
+
+        store = SqliteStore(store_path)  # type: ignore[arg-type]
+    server = LwM2MServer(HOST, free_port(), store=store)
+    await server.start()
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=clients_main, args=(server.port, child), daemon=True)
+    proc.start()
+    child.close()
+
+    async def recv(timeout: float) -> tuple:
+        if not await loop.run_in_executor(None, conn.poll, timeout):
+            raise TimeoutError("the clients process did not answer")
+        return conn.recv()
+
+    stream = server.events()
+    counted = 0
+    consumer: asyncio.Task[None] | None = None
+    try:
+        await recv(30)  # ready
+        gc.collect()
+        rss0 = rss_bytes()
+        conn.send(("register", args.clients, args.inflight, "client-"))
+        _, storm = await recv(max(90.0, args.clients / 150))
+        # Registration events are queued for our subscriber: drop them before measuring memory.
+        stream.close()
+        gc.collect()
+        rss1 = rss_bytes()
+        stored = len(await server.registrations())
+
+        conn.send(("observers", args.observers))
+        _, names, _ = await recv(60)
+        if not names:
+            raise RuntimeError("the observer clients could not register")
+        stream = server.events()
+
+        async def consume() -> None:
+            nonlocal counted
+            async for event in stream:
+                if type(event) is NotificationReceived:
+                    counted += 1
+
+        consumer = asyncio.create_task(consume())
+        observations = await asyncio.gather(*(server.observe(n, PATH, timeout=10) for n in names))
+        conn.send(("go", args.warmup + args.seconds + 0.5))
+        await asyncio.sleep(args.warmup)
+        c0, t0 = counted, time.monotonic()
+        await asyncio.sleep(args.seconds)
+        c1, t1 = counted, time.monotonic()
+        backlog = stream._queue.qsize()
+        rss2 = rss_bytes()
+        _, blasted = await recv(args.seconds + 30)
+        for obs in observations:
+            await obs.cancel()
+        return Results(
+            "uvloop" if is_uvloop(loop) else "asyncio",
+            echo.rate,
+            storm,
+            stored,
+            rss0,
+            rss1,
+            len(observations),
+            c1 - c0,
+            t1 - t0,
+            blasted,
+            backlog,
+            rss2,
+        )
+    finally:
+        if consumer is not None:
+            consumer.cancel()
+        stream.close()
+        with contextlib.suppress(Exception):
+            conn.send(("quit",))
+        await loop.run_in_executor(None, proc.join, 10)
+        if proc.is_alive():
+            proc.kill()
+        await server.stop()
+        if store is not None:
+            store.close()
+
+
+def report(r: Results, args: argparse.Namespace) -> None:
+    echo = r.echo_rate
+    print(f"loop {r.loop}, store {args.store}, loopback {HOST}")
+    print(f"  bare UDP echo        {echo:10,.0f} round trips/s ({args.inflight} in flight)")
+    s = r.storm
+    note = []
+    if s.bad:
+        note.append(f"{s.bad} not 2.01")
+    if s.missing:
+        note.append(f"{s.missing} unanswered")
+    if s.retransmitted:
+        note.append(f"{s.retransmitted} retransmitted")
+    target = TARGET_REG_SECONDS * args.clients / 10_000
+    verdict = "meets" if s.created == args.clients and s.seconds <= target else "misses"
+    print(
+        f"  registration storm   {s.rate:10,.0f} registrations/s   {s.created:,} in {s.seconds:.2f} s"
+        f" from {s.sockets:,} ports, {r.stored:,} stored   echo ratio {s.rate / echo:.2f}"
+        f"   ({verdict} {target:g} s target){'  (' + ', '.join(note) + ')' if note else ''}"
+    )
+    per = (r.rss_after - r.rss_before) / max(1, s.created)
+    verdict = "meets" if per <= TARGET_BYTES_PER_REG else "misses"
+    mb0, mb1 = r.rss_before / 2**20, r.rss_after / 2**20
+    print(
+        f"  memory / registration {per / 1024:9.2f} KB   RSS {mb0:.1f} -> {mb1:.1f} MB"
+        f"   ({verdict} 10 KB target; not a rate, no echo ratio)"
+    )
+    b = r.blast
+    sent = f", {b.sent / b.seconds:,.0f}/s sent ({b.refused:,} refused by a full socket)" if b else ""
+    verdict = "meets" if r.notify_rate >= TARGET_NOTIFY_RATE else "misses"
+    print(
+        f"  notification ingest  {r.notify_rate:10,.0f} notifications/s   {r.observers} observations,"
+        f" {r.notifications:,} in {r.notify_seconds:.2f} s{sent}   echo ratio {r.notify_rate / echo:.2f}"
+        f"   ({verdict} 50,000/s target; {r.backlog:,} events queued at the end)"
+    )
+    print(f"  RSS after ingest     {r.rss_ingest / 2**20:10.1f} MB (nothing iterates the observations)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lwm2m.transport.eventloop import run, uvloop_available
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=10_000, help="registrations in the storm")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time of echo and ingest")
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--observers", type=int, default=200, help="observed clients sending notifications")
+    parser.add_argument("--inflight", type=int, default=64, help="Registers (and echo requests) in flight")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    args = parser.parse_args(argv)
+    use_uvloop = uvloop_available() if args.loop == "auto" else args.loop == "uvloop"
+    with tempfile.TemporaryDirectory(prefix="lwm2m-bench-") as tmp:
+        results = run(run_all(args, os.path.join(tmp, "store.db")), use_uvloop=use_uvloop)
+    report(results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
