@@ -104,3 +104,29 @@ async def test_observe_of_a_missing_resource_is_refused() -> None:
         await client.request(register("thermo-3"), ("127.0.0.1", server.port))
         with pytest.raises(ObserveRefused, match=r"4\.04"):
             await server.observe("thermo-3", "/3303/0/5701")
+
+
+async def test_unread_notifications_are_bounded_but_all_reach_the_history() -> None:
+    from lwm2m.server.observation import BACKLOG
+
+    async with LwM2MServer(port=0) as server:
+        device = Thermometer()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            await client.request(register("chatty"), ("127.0.0.1", server.port))
+            observation = await server.observe("chatty", TEMPERATURE)
+            (relation,) = device.relations
+            fmt = relation.message.accept
+            count = BACKLOG + 44
+            for i in range(count):
+                device.value = float(i)
+                note = Message.build(Type.NON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+                client.notify(relation.relation, note)
+                if i % 50 == 0:
+                    await asyncio.sleep(0.01)
+            for _ in range(100):
+                if len(await server.history("chatty", limit=1000)) == count:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(await server.history("chatty", limit=1000)) == count
+            first_unread = await observation.next(timeout=1)
+            assert first_unread.records[0].value == float(count - BACKLOG)

@@ -24,23 +24,24 @@ class ObjectRegistry:
 
     def __init__(self, definitions: Iterable[ObjectDefinition] = ()) -> None:
         self._by_id: dict[int, dict[str, ObjectDefinition]] = {}
+        self._newest: dict[int, ObjectDefinition] = {}  # get(id) is on every decode: keep it a lookup
         for d in definitions:
             self.add(d)
 
     def add(self, definition: ObjectDefinition) -> None:
-        self._by_id.setdefault(definition.id, {})[definition.version] = definition
+        versions = self._by_id.setdefault(definition.id, {})
+        versions[definition.version] = definition
+        self._newest[definition.id] = versions[max(versions, key=_version_key)]
 
     def update(self, definitions: Iterable[ObjectDefinition]) -> None:
         for d in definitions:
             self.add(d)
 
     def get(self, object_id: int, version: str | None = None) -> ObjectDefinition | None:
+        if version is None:
+            return self._newest.get(object_id)
         versions = self._by_id.get(object_id)
-        if not versions:
-            return None
-        if version is not None:
-            return versions.get(version)
-        return versions[max(versions, key=_version_key)]
+        return versions.get(version) if versions else None
 
     def versions(self, object_id: int) -> list[str]:
         return sorted(self._by_id.get(object_id, {}), key=_version_key)
@@ -66,4 +67,5 @@ class ObjectRegistry:
         new = ObjectRegistry()
         for oid, versions in self._by_id.items():
             new._by_id[oid] = dict(versions)
+        new._newest = dict(self._newest)
         return new

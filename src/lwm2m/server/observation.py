@@ -23,6 +23,7 @@ from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.udp import Observation as CoapObservation
 
 _END = object()
+BACKLOG = 256  # unread notifications kept per observation
 
 
 class ServerObservation:
@@ -54,7 +55,9 @@ class ServerObservation:
         self._history = history
         self._emit = emit
         self._cancel_actively = cancel_actively
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        # Only the newest notifications wait for a reader: every one also goes to the
+        # history and the event stream, so a caller that never iterates costs bounded memory.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(BACKLOG)
         self._keep_record = False  # closed by a stopping server: a restart resumes it
         self._pump = asyncio.create_task(self._run())
 
@@ -83,7 +86,7 @@ class ServerObservation:
                 self._emit(
                     NotificationReceived(self.endpoint, self.token, self.record.paths, response.records)
                 )
-                self._queue.put_nowait(response)
+                self._offer(response)
         except (TimeoutError, ConnectionError) as exc:
             reason = str(exc) or type(exc).__name__
         except asyncio.CancelledError:
@@ -96,7 +99,12 @@ class ServerObservation:
                 with contextlib.suppress(Exception):
                     await self._observations.remove(self.token)
             self._emit(ObservationEnded(self.endpoint, self.token, reason))
-            self._queue.put_nowait(_END)
+            self._offer(_END)
+
+    def _offer(self, item: Any) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()  # drop the oldest unread notification
+        self._queue.put_nowait(item)
 
     def __aiter__(self) -> ServerObservation:
         return self
@@ -104,7 +112,7 @@ class ServerObservation:
     async def __anext__(self) -> Response:
         item = await self._queue.get()
         if item is _END:
-            self._queue.put_nowait(_END)
+            self._offer(_END)
             raise StopAsyncIteration
         return item
 
