@@ -1,1 +1,36 @@
-"""lwm2m.client."""
+"""The LwM2M client role: objects as Python classes, registration, reporting.
+
+``LwM2MClient`` runs one device; ``ObjectInstance`` is the base of every object
+(and the generic in-memory instance of any catalogued object).
+"""
+
+from lwm2m.client.client import ClientState, LwM2MClient, RegistrationFailed, ServerUri
+from lwm2m.client.errors import (
+    BadRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    OperationFailed,
+    Unauthorized,
+    UnsupportedContentFormat,
+)
+from lwm2m.client.instance import ObjectInstance, parse_arguments
+from lwm2m.client.objects import LwM2MObject, ObjectTree
+
+__all__ = [
+    "BadRequest",
+    "ClientState",
+    "LwM2MClient",
+    "LwM2MObject",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "NotFound",
+    "ObjectInstance",
+    "ObjectTree",
+    "OperationFailed",
+    "RegistrationFailed",
+    "ServerUri",
+    "Unauthorized",
+    "UnsupportedContentFormat",
+    "parse_arguments",
+]

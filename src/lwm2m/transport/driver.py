@@ -63,6 +63,9 @@ class UdpDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
+        # False while the application plays a sleeping device (LwM2M queue mode): datagrams
+        # that arrive are dropped as a radio that is off would never hear them.
+        self.receiving = True
 
     @property
     def endpoint(self) -> Any:
@@ -75,6 +78,8 @@ class UdpDriver:
     # --- the hot path -----------------------------------------------------------------
 
     def _on_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        if not self.receiving:
+            return
         endpoint = self._endpoint
         endpoint.receive_datagram(data, addr, now)
         next_event = endpoint.next_event

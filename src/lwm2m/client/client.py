@@ -1,0 +1,491 @@
+"""The LwM2M client: registers with a server, answers its requests, notifies and sends.
+
+::
+
+    async with LwM2MClient("sensor-1", "coap://127.0.0.1:5683", objects=[Temperature(0)]) as client:
+        await client.wait_registered()
+        client.tree.instance(3303, 0).set(5700, 22.5)  # observers are notified
+
+The registration follows LwM2M-TS-Core 1.2 §6.2: Register, an Update before
+the lifetime runs out (and at once when objects, the lifetime or the binding
+change, or when the Registration Update Trigger /1/x/8 is executed), a new
+Register when the server answers an Update with 4.04, retries with
+exponential back-off while the server is unreachable, De-register on stop.
+In queue mode (§6.5) the client sleeps ``awake_time`` seconds after its last
+exchange, hearing nothing, and wakes by sending an Update; notifications due
+while it sleeps are kept (the latest per observation) and sent on waking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+from lwm2m.client.core.security import Security
+from lwm2m.client.core.server import ServerAccount
+from lwm2m.client.handler import RequestHandler
+from lwm2m.client.instance import ObjectInstance
+from lwm2m.client.objects import LwM2MObject, ObjectTree
+from lwm2m.client.observer import Observer, RelationKey
+from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.events import Event, ObservationCancelled, RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import ROOT, Path
+from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.attributes import Attributes
+from lwm2m.protocol.registration import (
+    SUPPORTED_VERSIONS,
+    DeregisterRequest,
+    ObjectList,
+    RegisterRequest,
+    UpdateRequest,
+)
+from lwm2m.transport.address import resolve
+from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
+SEND_PATH = "dp"  # LwM2M-TS-Transport 1.2 §6.4: Send is a POST to /dp
+# Formats announced in the root link's ct (LwM2M-TS-Core 1.2 §6.2.1), preferred first.
+ANNOUNCED_FORMATS = (
+    ContentFormat.SENML_CBOR,
+    ContentFormat.SENML_JSON,
+    ContentFormat.LWM2M_CBOR,
+    ContentFormat.TLV,
+)
+
+
+class ClientState(Enum):
+    STOPPED = "stopped"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    SLEEPING = "sleeping"
+    RETRYING = "retrying"
+
+
+class RegistrationFailed(Exception):
+    """The server refused a Register or an Update; ``code`` is its answer."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ServerUri:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, uri: str) -> ServerUri:
+        parts = urlsplit(uri)
+        if parts.scheme not in ("coap", "coaps"):
+            raise ValueError(f"server URI {uri!r}: expected coap://HOST[:PORT]")
+        if not parts.hostname:
+            raise ValueError(f"server URI {uri!r} has no host")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"server URI {uri!r} has a bad port") from None
+        default = 5684 if parts.scheme == "coaps" else 5683
+        return cls(parts.scheme, parts.hostname, port or default)
+
+
+class LwM2MClient:
+    """One LwM2M client device on its own UDP port.
+
+    ``objects`` are instances (or whole :class:`LwM2MObject` with a factory);
+    a Security (0), Server (1) and Device (3) instance are added when not given.
+    ``lifetime`` and ``binding`` seed the Server object; afterwards that object is
+    what counts (the server may write it).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        server: str = "coap://127.0.0.1:5683",
+        objects: Iterable[ObjectInstance | LwM2MObject] = (),
+        *,
+        lifetime: int = 86400,
+        binding: str = "U",
+        queue_mode: bool = False,
+        lwm2m_version: str = "1.2",
+        awake_time: float = DEFAULT_AWAKE_TIME,
+        local_host: str | None = None,
+        local_port: int = 0,
+        models: ObjectRegistry | None = None,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+        coap_config: EndpointConfig | None = None,
+        on_request: Callable[[RequestReceived, Message], None] | None = None,
+        request_timeout: float | None = None,
+    ) -> None:
+        if lwm2m_version not in SUPPORTED_VERSIONS:
+            raise ValueError(
+                f"lwm2m_version {lwm2m_version!r}: expected one of {', '.join(SUPPORTED_VERSIONS)}"
+            )
+        if not endpoint:
+            raise ValueError("the endpoint name is empty")
+        self.endpoint_name = endpoint
+        self.server_uri = ServerUri.parse(server)
+        self.lwm2m_version = lwm2m_version
+        self.queue_mode = queue_mode
+        self.awake_time = awake_time
+        self.local_host = local_host
+        self.local_port = local_port
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.request_timeout = request_timeout
+        self._coap_config = coap_config
+        self.models = models or load_catalogue()
+        self.tree = ObjectTree(self.models)
+        for item in objects:
+            if isinstance(item, LwM2MObject):
+                obj = self.tree.declare(item.definition, item.factory)
+                for inst in item.instances.values():
+                    self.tree.add(inst)
+                del obj
+            else:
+                self.tree.add(item)
+        if not self.tree.instances(0):
+            self.tree.add(Security(0, uri=server, short_server_id=1))
+        if not self.tree.instances(1):
+            self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
+        if 3 not in self.tree.objects:
+            self.tree.add(
+                ObjectInstance(0, {0: "lwm2m", 1: "python", 16: binding}, object_id=3, models=self.models)
+            )
+        self.account = self._account()
+        self.handler = RequestHandler(self.tree, lwm2m_version=lwm2m_version, on_request=on_request)
+        self.observer: Observer | None = None
+        self.state = ClientState.STOPPED
+        self.location: str | None = None  # the registration's /rd/{location}
+        self.registrations = 0  # successful Registers
+        self.updates = 0  # successful Updates
+        self.errors = 0  # failed registration exchanges
+        self._coap: CoapUdpEndpoint | None = None
+        self._server_addr: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._registered = asyncio.Event()
+        self._objects_changed = False
+        self._params_changed = False
+        self._update_now = False
+        self._next_update = 0.0
+        self._sleep_timer: asyncio.TimerHandle | None = None
+        self._held: dict[RelationKey, tuple[Message, bool]] = {}  # notifications kept while asleep
+        self.tree.on_structure = self._structure_changed
+        self._wire_account(self.account)
+
+    # --- the server account -------------------------------------------------------------------
+
+    def _account(self) -> ServerAccount:
+        for inst in self.tree.instances(1):
+            if isinstance(inst, ServerAccount):
+                return inst
+        raise ValueError("object 1 (LwM2M Server) instances must be lwm2m.client.core.server.ServerAccount")
+
+    def _wire_account(self, account: ServerAccount) -> None:
+        account.on_update_trigger = lambda _: self.trigger_update()
+        account.on_registration_change = self._registration_params_changed
+
+    def _registration_params_changed(self, _: ServerAccount) -> None:
+        self._params_changed = True
+        self.trigger_update()
+
+    def _structure_changed(self) -> None:
+        self._objects_changed = True
+        if self._task is not None:
+            self.trigger_update()
+
+    def _defaults(self) -> Attributes:
+        return Attributes(pmin=self.account.default_pmin, pmax=self.account.default_pmax)
+
+    @property
+    def lifetime(self) -> int:
+        return self.account.lifetime
+
+    @property
+    def binding(self) -> str:
+        return self.account.binding
+
+    # --- life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        addr = await resolve((self.server_uri.host, self.server_uri.port))
+        self._server_addr = addr
+        host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
+        self._coap = await CoapUdpEndpoint.create(
+            host, self.local_port, handler=self._handle, on_event=self._on_event, config=self._coap_config
+        )
+        self.observer = Observer(self.handler, self._emit, defaults=self._defaults)
+        self.handler.observer = self.observer
+        self.tree.on_value = self.observer.value_changed
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"lwm2m-client-{self.endpoint_name}"
+        )
+
+    async def stop(self, *, deregister: bool = True) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._cancel_sleep()
+        coap = self._coap
+        if coap is not None:
+            if deregister and self.location is not None:
+                coap.receiving = True
+                with contextlib.suppress(Exception):
+                    await coap.request(
+                        DeregisterRequest(self.location).to_message(), self._server_addr, timeout=2.0
+                    )
+            await coap.close()
+        self._coap = None
+        self.location = None
+        self._registered.clear()
+        if self.observer is not None:
+            self.observer.close()
+        self.tree.on_value = None
+        self.state = ClientState.STOPPED
+
+    async def __aenter__(self) -> LwM2MClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._coap is None:
+            raise RuntimeError("the client is not started")
+        return self._coap.port
+
+    @property
+    def registered(self) -> bool:
+        return self.location is not None
+
+    async def wait_registered(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._registered.wait()
+
+    def trigger_update(self) -> None:
+        """Send an Update as soon as possible (Registration Update Trigger, object changes)."""
+        self._update_now = True
+        self._wake.set()
+
+    # --- the registration loop ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = self.retry_initial
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if self.location is None:
+                    await self._register()
+                elif self._update_now or loop.time() >= self._next_update:
+                    await self._update()
+                backoff = self.retry_initial
+            except (RequestTimeout, RequestReset, RequestAborted, RegistrationFailed, OSError) as exc:
+                if isinstance(exc, EndpointClosed):
+                    return
+                self.errors += 1
+                self.state = ClientState.RETRYING
+                delay = backoff * random.uniform(0.75, 1.25)
+                backoff = min(backoff * 2, self.retry_max)
+                log.info("%s: %s; retrying in %.1f s", self.endpoint_name, exc, delay)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                continue
+            self._wake.clear()
+            if self._update_now:
+                continue
+            delay = max(0.0, self._next_update - loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    def _schedule_next_update(self) -> None:
+        lifetime = self.lifetime
+        # Leave room for the exchange itself before the server would expire us.
+        margin = min(max(lifetime * 0.1, 1.0), 60.0)
+        self._next_update = asyncio.get_running_loop().time() + max(lifetime - margin, lifetime / 2)
+
+    async def _exchange(self, message: Message) -> Message:
+        assert self._coap is not None
+        self._coap.receiving = True
+        response = await self._coap.request(message, self._server_addr, timeout=self.request_timeout)
+        self._touch()
+        return response
+
+    async def _register(self) -> None:
+        self.state = ClientState.REGISTERING
+        self._objects_changed = self._params_changed = self._update_now = False
+        request = RegisterRequest(
+            ep=self.endpoint_name,
+            lt=self.lifetime,
+            lwm2m=self.lwm2m_version,
+            b=self.binding.replace("Q", "") or "U",
+            Q=self.queue_mode,
+            objects=self.tree.object_links(),
+            content_formats=() if self.lwm2m_version == "1.0" else tuple(int(f) for f in ANNOUNCED_FORMATS),
+        )
+        response = await self._exchange(request.to_message())
+        if response.code != Code.CREATED:
+            raise RegistrationFailed(f"Register refused: {_describe(response)}", response.code)
+        segments = [s for s in response.location_path if s]
+        if len(segments) < 2:
+            raise RegistrationFailed("Register answered without a location")
+        self.location = segments[-1]
+        self.registrations += 1
+        self._registered.set()
+        self.state = ClientState.REGISTERED
+        self._schedule_next_update()
+        log.info("%s registered at /rd/%s", self.endpoint_name, self.location)
+
+    async def _update(self) -> None:
+        assert self.location is not None
+        objects = ObjectList(self.tree.object_links()) if self._objects_changed else None
+        params = self._params_changed
+        self._objects_changed = self._params_changed = self._update_now = False
+        request = UpdateRequest(
+            self.location,
+            lt=self.lifetime if params else None,
+            b=(self.binding.replace("Q", "") or "U") if params else None,
+            objects=objects,
+        )
+        try:
+            response = await self._exchange(request.to_message(lwm2m_version=self.lwm2m_version))
+        except BaseException:
+            # Not sent: the next try carries the changes again.
+            self._objects_changed |= objects is not None
+            self._params_changed |= params
+            raise
+        if response.code == Code.NOT_FOUND:
+            # §6.2.2: the server forgot us; register anew, at once.
+            log.info("%s: Update answered 4.04; registering again", self.endpoint_name)
+            self.location = None
+            self._registered.clear()
+            self._update_now = True
+            return
+        if response.code >> 5 != 2:
+            self._objects_changed |= objects is not None
+            self._params_changed |= params
+            self.location = None  # a refused Update leaves the registration in doubt: register again
+            self._registered.clear()
+            raise RegistrationFailed(f"Update refused: {_describe(response)}", response.code)
+        self.updates += 1
+        self.state = ClientState.REGISTERED
+        self._schedule_next_update()
+        self._flush_held()
+
+    # --- queue mode ------------------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        """An exchange happened: stay awake ``awake_time`` more seconds (queue mode)."""
+        if not self.queue_mode or self._coap is None:
+            return
+        self._cancel_sleep()
+        self._sleep_timer = asyncio.get_running_loop().call_later(self.awake_time, self._fall_asleep)
+
+    def _cancel_sleep(self) -> None:
+        if self._sleep_timer is not None:
+            self._sleep_timer.cancel()
+            self._sleep_timer = None
+
+    def _fall_asleep(self) -> None:
+        self._sleep_timer = None
+        if self._coap is None or self.location is None:
+            return
+        self._coap.receiving = False
+        self.state = ClientState.SLEEPING
+        log.info("%s sleeps", self.endpoint_name)
+
+    @property
+    def sleeping(self) -> bool:
+        return self.state is ClientState.SLEEPING
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, {}
+        for key, (message, con) in held.items():
+            self._emit(key, message, con)
+
+    # --- serving ------------------------------------------------------------------------------------
+
+    def _handle(self, event: RequestReceived) -> Any:
+        self._touch()
+        return self.handler(event)
+
+    def _on_event(self, event: Event) -> None:
+        if type(event) is ObservationCancelled and self.observer is not None:
+            self.observer.remove(event.relation)
+
+    def _emit(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
+        coap = self._coap
+        if coap is None:
+            return False
+        if self.state is ClientState.SLEEPING:
+            # §6.5: keep the notification and wake up by sending an Update.
+            self._held[key] = (message, confirmable)
+            self.trigger_update()
+            return True
+        self._touch()
+        return coap.notify(key, message, confirmable=confirmable)
+
+    # --- information reporting: Send --------------------------------------------------------------------
+
+    async def send(
+        self,
+        paths: Sequence[str | Path] = (),
+        *,
+        records: Iterable[Record] = (),
+        format: ContentFormat = ContentFormat.SENML_CBOR,
+        timeout: float | None = None,
+    ) -> Message:
+        """Send (LwM2M-TS-Core 1.2 §6.4.6): POST /dp with the current values of ``paths``,
+        timestamped now, and/or ``records`` as given (historical values with their times).
+
+        Returns the server's answer; raises RequestTimeout when none came.
+        """
+        if self._coap is None:
+            raise RuntimeError("the client is not started")
+        now = time.time()
+        out: list[Record] = []
+        for p in paths:
+            out += [Record(r.path, r.value, now) for r in self.tree.read(Path.parse(p))]
+        out += list(records)
+        if not out:
+            raise ValueError("Send: nothing to send")
+        payload = get_codec(format).encode(out, ROOT, self.models)
+        message = Message.build(
+            Type.CON, Code.POST, uri_path=[SEND_PATH], content_format=format, payload=payload
+        )
+        if self.state is ClientState.SLEEPING:
+            self.trigger_update()
+        return await self._coap.request(message, self._server_addr, timeout=timeout or self.request_timeout)
+
+
+def _describe(response: Message) -> str:
+    text = response.payload.decode("utf-8", "replace") if response.payload else ""
+    code = f"{response.code >> 5}.{response.code & 31:02d}"
+    return f"{code} {text}".strip()

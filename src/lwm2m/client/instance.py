@@ -1,0 +1,275 @@
+"""Object instances on the client: resource values and the handlers the server's operations call.
+
+An object is a Python class: subclass :class:`ObjectInstance`, name the object
+with ``object_id`` (its definition comes from the catalogue), and override
+``read``, ``write`` or ``execute`` where the device does something real::
+
+    class Lamp(ObjectInstance):
+        object_id = 3311
+
+        def write(self, resource_id, value, *, replace=True):
+            super().write(resource_id, value, replace=replace)
+            if resource_id == 5850:
+                gpio.set(value)
+
+The base class is also the generic in-memory instance for any catalogued
+object: ``ObjectInstance(0, {5700: 21.5}, object_id=3303)``. Device-side
+changes go through :meth:`ObjectInstance.set`, which triggers notifications
+for the server's observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any, ClassVar
+
+from lwm2m.client.errors import BadRequest, MethodNotAllowed, NotFound
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.definition import ObjectDefinition, ResourceDefinition
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.model.value import ObjLink, ResourceType, Value, check_value, values_equal
+
+ResourceValue = Value | dict[int, Value]  # a multiple resource: resource instance ID -> value
+ChangeListener = Callable[["ObjectInstance", int], None]
+
+_DEFAULTS: dict[ResourceType, Value] = {
+    ResourceType.STRING: "",
+    ResourceType.CORELNK: "",
+    ResourceType.INTEGER: 0,
+    ResourceType.UNSIGNED_INTEGER: 0,
+    ResourceType.TIME: 0,
+    ResourceType.FLOAT: 0.0,
+    ResourceType.BOOLEAN: False,
+    ResourceType.OPAQUE: b"",
+    ResourceType.OBJLNK: ObjLink(0xFFFF, 0xFFFF),  # the null link
+}
+
+
+def default_value(resource: ResourceDefinition) -> Value | None:
+    """The zero value of a resource's type (None for executables)."""
+    return _DEFAULTS.get(resource.type)
+
+
+class ObjectInstance:
+    """One object instance: its resource values, and handlers for read, write and execute.
+
+    ``values`` maps resource IDs to values; a multiple resource takes a
+    ``{instance_id: value}`` dict (or a list, numbered from 0). Mandatory
+    readable resources missing from ``values`` start at their type's zero value,
+    so that a generic instance answers a Read of its object like a device would.
+    """
+
+    object_id: ClassVar[int | None] = None
+    version: ClassVar[str | None] = None  # None: the newest version the registry holds
+    # Executable resources this class acts on (beside the mandatory ones of the definition).
+    executable: ClassVar[tuple[int, ...]] = ()
+
+    def __init__(
+        self,
+        instance_id: int = 0,
+        values: Mapping[int, Any] | None = None,
+        *,
+        object_id: int | None = None,
+        definition: ObjectDefinition | None = None,
+        models: ObjectRegistry | None = None,
+    ) -> None:
+        if definition is None:
+            oid = object_id if object_id is not None else type(self).object_id
+            if oid is None:
+                raise TypeError(f"{type(self).__name__} needs an object_id or a definition")
+            definition = (models or load_catalogue()).get(oid, type(self).version)
+            if definition is None:
+                raise ValueError(f"object {oid} is not in the model registry: give its definition")
+        if not 0 <= instance_id <= 65534:
+            raise ValueError(f"invalid instance ID {instance_id}: must be 0..65534")
+        self.definition = definition
+        self.id = instance_id
+        self._values: dict[int, ResourceValue] = {}
+        self._listener: ChangeListener | None = None
+        for r in definition.resources.values():
+            if r.mandatory and r.operations.readable:
+                zero = default_value(r)
+                if zero is not None:
+                    self._values[r.id] = {} if r.multiple else zero
+        for rid, v in (values or {}).items():
+            self._values[rid] = self._checked(rid, v)
+
+    # --- identity --------------------------------------------------------------------
+
+    @property
+    def object(self) -> int:
+        return self.definition.id
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} /{self.definition.id}/{self.id}>"
+
+    # --- values ----------------------------------------------------------------------
+
+    def resource_definition(self, resource_id: int) -> ResourceDefinition:
+        """The definition of ``resource_id``; NotFound if the object has no such resource."""
+        r = self.definition.resources.get(resource_id)
+        if r is None:
+            raise NotFound(
+                f"/{self.definition.id}/{self.id}/{resource_id}: object has no resource {resource_id}"
+            )
+        return r
+
+    def _checked(self, resource_id: int, value: Any) -> ResourceValue:
+        r = self.resource_definition(resource_id)
+        if r.multiple:
+            if isinstance(value, list | tuple):
+                value = dict(enumerate(value))
+            if not isinstance(value, Mapping):
+                raise BadRequest(f"{self._path(resource_id)} is a multiple resource: give {{id: value}}")
+            return {int(k): self._one(r, v) for k, v in sorted(value.items())}
+        if isinstance(value, Mapping):
+            raise BadRequest(f"{self._path(resource_id)} is a single resource, not a multiple one")
+        return self._one(r, value)
+
+    def _one(self, r: ResourceDefinition, value: Any) -> Value:
+        if r.type is ResourceType.NONE:
+            raise MethodNotAllowed(f"{self._path(r.id)} is executable: it holds no value")
+        try:
+            return check_value(value, r.type)
+        except ValueError as exc:
+            raise BadRequest(f"{self._path(r.id)}: {exc}") from None
+
+    def _path(self, resource_id: int) -> str:
+        return f"/{self.definition.id}/{self.id}/{resource_id}"
+
+    def get(self, resource_id: int, default: Any = None) -> Any:
+        """The stored value of a resource (no handler runs), or ``default``."""
+        return self._values.get(resource_id, default)
+
+    def resource_ids(self) -> list[int]:
+        """The resources this instance has: those with a value, and its executable ones."""
+        ids = set(self._values)
+        for r in self.definition.resources.values():
+            if r.operations.executable and (r.mandatory or r.id in self.executable):
+                ids.add(r.id)
+        return sorted(ids)
+
+    def has_resource(self, resource_id: int) -> bool:
+        if resource_id in self._values:
+            return True
+        r = self.definition.resources.get(resource_id)
+        return r is not None and r.operations.executable and (r.mandatory or resource_id in self.executable)
+
+    def set(self, resource_id: int, value: Any, *, instance: int | None = None) -> None:
+        """Change a value from the device side (no permission check) and notify observers.
+
+        ``instance`` sets one instance of a multiple resource.
+        """
+        if instance is not None:
+            r = self.resource_definition(resource_id)
+            if not r.multiple:
+                raise ValueError(f"{self._path(resource_id)} is not a multiple resource")
+            current = dict(self._values.get(resource_id) or {})  # type: ignore[call-overload]
+            current[instance] = self._one(r, value)
+            new: ResourceValue = dict(sorted(current.items()))
+        else:
+            new = self._checked(resource_id, value)
+        old = self._values.get(resource_id)
+        self._values[resource_id] = new
+        if old is None or not _same(old, new):
+            self.changed(resource_id)
+
+    def remove(self, resource_id: int) -> None:
+        """Drop an optional resource's value (it is then absent from reads)."""
+        if self._values.pop(resource_id, None) is not None:
+            self.changed(resource_id)
+
+    def changed(self, resource_id: int) -> None:
+        """Tell observers that ``resource_id`` changed (``set`` calls this itself)."""
+        listener = self._listener
+        if listener is not None:
+            listener(self, resource_id)
+
+    def attach(self, listener: ChangeListener | None) -> None:
+        """Called by the client that serves this instance; ``listener`` hears every change."""
+        self._listener = listener
+
+    def values(self) -> Iterator[tuple[int, ResourceValue]]:
+        """The stored values, by resource ID."""
+        return iter(sorted(self._values.items()))
+
+    # --- handlers: override these --------------------------------------------------------
+
+    def read(self, resource_id: int) -> ResourceValue:
+        """The current value of a resource, for a Read or a notification.
+
+        Override to read a sensor; raise NotFound for a resource the device lacks.
+        """
+        try:
+            return self._values[resource_id]
+        except KeyError:
+            raise NotFound(f"{self._path(resource_id)} is not present") from None
+
+    def write(self, resource_id: int, value: ResourceValue, *, replace: bool = True) -> None:
+        """Store a value the server wrote (already checked against the resource type).
+
+        ``replace`` False on a multiple resource adds or changes the given
+        instances only (partial update, LwM2M-TS-Core 1.2 §6.3.3).
+        """
+        if not replace and isinstance(value, dict):
+            merged = dict(self._values.get(resource_id) or {})  # type: ignore[call-overload]
+            merged.update(value)
+            value = dict(sorted(merged.items()))
+        self.set(resource_id, value)
+
+    def execute(self, resource_id: int, arguments: str) -> Awaitable[None] | None:
+        """Run an executable resource; ``arguments`` as the server sent them (``0='x',1``).
+
+        The default does nothing and answers 2.04. A coroutine function may be
+        used; the answer then waits for it.
+        """
+        return None
+
+    def delete(self) -> None:
+        """Called before the instance is removed by a Delete; raise to refuse."""
+
+
+def _same(a: ResourceValue, b: ResourceValue) -> bool:
+    if isinstance(a, dict) or isinstance(b, dict):
+        if not (isinstance(a, dict) and isinstance(b, dict)) or a.keys() != b.keys():
+            return False
+        return all(values_equal(a[k], b[k]) for k in a)
+    return values_equal(a, b)
+
+
+def parse_arguments(text: str) -> dict[int, str | None]:
+    """Execute arguments (LwM2M-TS-Core 1.2 §5.4.5): ``0='x',1`` -> ``{0: "x", 1: None}``.
+
+    Raises BadRequest on anything else than digits, optionally ``='value'``, comma separated.
+    """
+    out: dict[int, str | None] = {}
+    i, n = 0, len(text)
+    while i < n:
+        j = i
+        while j < n and text[j].isdigit():
+            j += 1
+        if j == i:
+            raise BadRequest(f"bad execute arguments {text!r}: expected a digit at {i}")
+        key = int(text[i:j])
+        if key > 9:
+            raise BadRequest(f"bad execute arguments {text!r}: argument numbers are 0..9")
+        value: str | None = None
+        if j < n and text[j] == "=":
+            if j + 1 >= n or text[j + 1] != "'":
+                raise BadRequest(f"bad execute arguments {text!r}: a value is written '...'")
+            end = text.find("'", j + 2)
+            if end < 0:
+                raise BadRequest(f"bad execute arguments {text!r}: unterminated value")
+            value = text[j + 2 : end]
+            j = end + 1
+        if key in out:
+            raise BadRequest(f"bad execute arguments {text!r}: argument {key} given twice")
+        out[key] = value
+        if j < n:
+            if text[j] != ",":
+                raise BadRequest(f"bad execute arguments {text!r}: expected ',' at {j}")
+            j += 1
+            if j >= n:
+                raise BadRequest(f"bad execute arguments {text!r}: trailing ','")
+        i = j
+    return out
