@@ -54,6 +54,7 @@ class _Relation:
         "pending",
         "periodic",
         "poll",
+        "prev_value",
     )
 
     def __init__(
@@ -66,6 +67,7 @@ class _Relation:
         self.last_sent = 0.0
         self.last_eval = 0.0
         self.last_value: Any = None  # the last notified value of a single-value resource
+        self.prev_value: Any = None  # its value at the last evaluation (for edge)
         self.last_payload = b""
         self.pending: asyncio.TimerHandle | None = None  # a change waiting for pmin or epmin
         self.periodic: asyncio.TimerHandle | None = None  # pmax
@@ -123,7 +125,7 @@ class Observer:
             self._by_object.setdefault(oid, set()).add(key)
         now = self._loop.time()
         r.last_sent = r.last_eval = now
-        r.last_value = self._value(r)
+        r.last_value = r.prev_value = self._value(r)
         r.last_payload = self._payload(r)
         self._arm(r, self._attributes(r), now)
 
@@ -214,10 +216,12 @@ class Observer:
             return True
         new = self._value(r)
         old = r.last_value
-        if isinstance(new, bool) or isinstance(old, bool):
-            if attrs.edge is None or not isinstance(new, bool) or not isinstance(old, bool):
+        if isinstance(new, bool):
+            # edge compares with the value before this change, notified or not.
+            before, r.prev_value = r.prev_value, new
+            if attrs.edge is None or not isinstance(before, bool):
                 return new != old
-            return new != old and new is bool(attrs.edge)
+            return new != before and new is bool(attrs.edge)
         if not isinstance(new, int | float) or not isinstance(old, int | float):
             return new != old
         if attrs.gt is not None and (old <= attrs.gt) != (new <= attrs.gt):

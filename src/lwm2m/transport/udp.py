@@ -218,6 +218,15 @@ class CoapUdpEndpoint:
     def uri(self, path: str = "") -> str:
         return f"coap://{format_addr(self.addresses[0])}{path}"
 
+    @property
+    def receiving(self) -> bool:
+        """False drops every datagram that arrives (a sleeping device's radio is off)."""
+        return self._driver.receiving
+
+    @receiving.setter
+    def receiving(self, on: bool) -> None:
+        self._driver.receiving = on
+
     # --- events from the endpoint ---------------------------------------------------
 
     def _dispatch(self, event: Event, now: float) -> None:
