@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEBS   := libcoap3-bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench debs clean
@@ -16,11 +15,16 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test,speed]'
 	touch $(STAMP)
 
-# Debian packages the interop tests need (libcoap's command-line client).
+# Debian packages the tests need: libcoap's command-line clients (interop) and
+# Chromium (the console tests drive it through Playwright).
 debs:
-	@command -v coap-client-notls >/dev/null 2>&1 || { \
+	@missing=""; \
+	command -v coap-client-notls >/dev/null 2>&1 || missing="$$missing libcoap3-bin"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(DEBS) >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # npm packages the interop tests need (lwm2m-node-lib), kept in tests/peers.
 NODE_PEERS := tests/peers/node_modules/.installed

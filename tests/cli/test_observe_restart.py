@@ -1,5 +1,6 @@
-"""``kill -9`` of ``lwm2m server`` and a restart on the same data lose no observation: the
-device's next notification is decoded, sent out on the SSE stream and kept in the history."""
+"""``kill -9`` of ``lwm2m server``, or a clean stop by SIGTERM or SIGINT, and a restart on the
+same data lose no observation: the device's next notification is decoded, sent out on the SSE
+stream and kept in the history."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.cli.test_server_cmd import free_tcp_port
 from tests.cli.test_server_restart import start
 from tests.conftest import free_udp_port
@@ -20,7 +22,8 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.transport.udp import open_udp_endpoint
 
 
-async def test_observation_survives_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+async def test_observation_survives_a_stop(stop: signal.Signals, tmp_path: Path) -> None:
     coap, http = free_udp_port(), free_tcp_port()
     api = f"http://127.0.0.1:{http}/api"
     proc = start(coap, http, tmp_path)
@@ -34,8 +37,10 @@ async def test_observation_survives_kill_9(tmp_path: Path) -> None:
             (relation,) = device.relations
             fmt = relation.message.accept
 
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.send_signal(stop)
+            code = proc.wait(timeout=10)
+            if stop != signal.SIGKILL:
+                assert code == 0  # a clean stop, which keeps the observation's record
             proc = start(coap, http, tmp_path)
 
             async with web.stream("GET", f"{api}/events", params={"ep": "thermo"}, timeout=10) as stream:

@@ -117,3 +117,30 @@ def test_block2_notification_without_the_registration_is_its_first_block(net: An
     assert note.response.block2 is not None and note.response.block2.more
     assert len(net.sent_by(C)) == sent  # no fetch of an unknown resource
     assert isinstance(note, NotificationReceived)
+
+
+def test_moved_observation_takes_notifications_from_the_new_address(net: Any) -> None:
+    token, _ = register(net)
+    moved = ("10.0.0.7", 40000)  # the same client behind a NAT that picked a new port
+    assert net.c.move_observation(token, S, moved)
+    for mid, seq, payload in ((20, 7, b"a"), (21, 6, b"stale"), (22, 8, b"b")):
+        msg = Message.build(Type.CON, Code.CONTENT, mid, token, observe=seq, payload=payload)
+        net.c.receive_datagram(msg.encode(), moved, 1.0)
+    notes = notifications(net)
+    assert [(n.addr, n.response.payload) for n in notes] == [(moved, b"a"), (moved, b"b")]
+    sent = [Message.decode(d) for d, _ in net.c.datagrams_to_send(1.0)]
+    assert [m.type for m in sent] == [Type.ACK] * 3  # the stale one too, never RST
+    old = Message.build(Type.CON, Code.CONTENT, 23, token, observe=9, payload=b"old")
+    net.c.receive_datagram(old.encode(), S, 1.0)
+    ((data, _),) = net.c.datagrams_to_send(1.0)
+    assert Message.decode(data).type is Type.RST  # nothing is matched at the old address
+    net.c.cancel(token, moved)
+    assert net.c.state_sizes()["requests"] == 0
+
+
+def test_moving_what_is_not_an_observation_answers_false(net: Any) -> None:
+    assert not net.c.move_observation(b"none", S, C)
+    token = net.c.request(Message.build(Type.CON, Code.GET, uri_path="/3/0"), S, 0.0)
+    assert not net.c.move_observation(token, S, C)  # a plain request in flight stays where it is
+    net.c.resume_observation(S, b"tk", 0.0)
+    assert net.c.move_observation(b"tk", S, S)

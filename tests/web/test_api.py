@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -54,8 +55,9 @@ async def running() -> AsyncIterator[tuple[LwM2MServer, Gadget, CoapUdpEndpoint]
         yield server, gadget, device
 
 
-def client_for(server: LwM2MServer, token: str | None = None) -> httpx.AsyncClient:
-    app = create_app(server, api_token=token)
+def client_for(server: LwM2MServer, token: str | None = None, *, app: Any = None) -> httpx.AsyncClient:
+    if app is None:
+        app = create_app(server, api_token=token)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
 
 
@@ -165,8 +167,14 @@ async def test_models_and_openapi() -> None:
             "/api/clients/{ep}/{path}",
             "/api/events",
             "/api/clients/{ep}/{path}/observe",
+            "/api/clients/{ep}/composite/observe",
+            "/api/requests/{id}",
         ):
             assert path in doc["paths"]
+        read = doc["paths"]["/api/clients/{ep}/{path}"]["get"]
+        assert "202" in read["responses"] and "wait" in [p["name"] for p in read["parameters"]]
+        assert "REQUEST_DONE" in doc["paths"]["/api/events"]["get"]["summary"]
+        assert set(doc["paths"]["/api/clients/{ep}/composite/observe"]) == {"post", "delete"}
         page = await api.get("/api/docs")
         assert page.headers["content-type"].startswith("text/html") and "/api/clients" in page.text
 
@@ -198,52 +206,57 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, dict 
             yield name, json.loads(line.removeprefix("data: "))
 
 
-async def test_events_stream_registration_and_notification() -> None:
-    # httpx's ASGITransport buffers whole responses, so the stream is read from a real uvicorn.
+@contextlib.asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """``app`` on a real uvicorn at a free loopback port; yields its base URL. (httpx's
+    ASGITransport buffers whole responses, so an event stream needs a real server.)"""
     port = free_tcp_port()
-    gadget = Gadget()
-    async with LwM2MServer(port=0) as server:
-        app = create_app(server)
-        http = uvicorn.Server(uvicorn.Config(app, "127.0.0.1", port, log_level="warning"))
-        http.config.timeout_graceful_shutdown = 1
-        task = asyncio.create_task(http.serve())
-        try:
-            while not http.started:
-                await asyncio.sleep(0.02)
-            base = f"http://127.0.0.1:{port}"
-            async with (
-                open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
-                httpx.AsyncClient(base_url=base, timeout=5) as api,
-                api.stream("GET", "/api/events", params={"ep": "dev-sse"}) as stream,
-            ):
-                assert stream.headers["content-type"].startswith("text/event-stream")
-                events = sse_events(stream)
-                assert await asyncio.wait_for(anext(events), 5) == (":", None)  # subscribed
-                await device.request(register("other"), ("127.0.0.1", server.port))
-                await device.request(register("dev-sse"), ("127.0.0.1", server.port))
-                name, data = await asyncio.wait_for(anext(events), 5)
-                assert name == "REGISTRATION" and data is not None and data["endpoint"] == "dev-sse"
+    http = uvicorn.Server(uvicorn.Config(app, "127.0.0.1", port, log_level="warning"))
+    http.config.timeout_graceful_shutdown = 1
+    task = asyncio.create_task(http.serve())
+    try:
+        while not http.started:
+            assert not task.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        http.should_exit = True
+        await asyncio.wait_for(task, 10)
 
-                observed = await api.post("/api/clients/dev-sse/3303/0/5700/observe")
-                assert observed.json()["code"] == "2.05"
-                relation = gadget.thermometer.relations[0]
-                fmt = relation.message.accept
-                gadget.thermometer.value = 25.0
-                payload = gadget.thermometer.payload(fmt)
-                device.notify(
-                    relation.relation,
-                    Message.build(Type.NON, Code.CONTENT, content_format=fmt, payload=payload),
-                )
-                name, data = await asyncio.wait_for(anext(events), 5)
-                assert name == "NOTIFICATION" and data is not None
-                assert data["records"] == [{"path": str(TEMPERATURE), "value": 25.0}]
-                await events.aclose()
-            await asyncio.sleep(0.1)
-            # The closed connection ended the subscription.
-            assert len(server._subscribers) == 0
-        finally:
-            http.should_exit = True
-            await asyncio.wait_for(task, 10)
+
+async def test_events_stream_registration_and_notification() -> None:
+    gadget = Gadget()
+    async with LwM2MServer(port=0) as server, served(create_app(server)) as base:
+        async with (
+            open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
+            httpx.AsyncClient(base_url=base, timeout=5) as api,
+            api.stream("GET", "/api/events", params={"ep": "dev-sse"}) as stream,
+        ):
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(stream)
+            assert await asyncio.wait_for(anext(events), 5) == (":", None)  # subscribed
+            await device.request(register("other"), ("127.0.0.1", server.port))
+            await device.request(register("dev-sse"), ("127.0.0.1", server.port))
+            name, data = await asyncio.wait_for(anext(events), 5)
+            assert name == "REGISTRATION" and data is not None and data["endpoint"] == "dev-sse"
+
+            observed = await api.post("/api/clients/dev-sse/3303/0/5700/observe")
+            assert observed.json()["code"] == "2.05"
+            relation = gadget.thermometer.relations[0]
+            fmt = relation.message.accept
+            gadget.thermometer.value = 25.0
+            payload = gadget.thermometer.payload(fmt)
+            device.notify(
+                relation.relation,
+                Message.build(Type.NON, Code.CONTENT, content_format=fmt, payload=payload),
+            )
+            name, data = await asyncio.wait_for(anext(events), 5)
+            assert name == "NOTIFICATION" and data is not None
+            assert data["records"] == [{"path": str(TEMPERATURE), "value": 25.0}]
+            await events.aclose()
+        await asyncio.sleep(0.1)
+        # The closed connection ended the subscription.
+        assert len(server._subscribers) == 0
 
 
 @pytest.mark.parametrize("path", ["/api/clients/dev-1/3/0/observe"])

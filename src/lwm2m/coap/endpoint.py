@@ -74,6 +74,12 @@ Application side::
         a notification is delivered as its first block, Block2 option kept. ``cancel``
         ends it like any other observation.
 
+    move_observation(token: bytes, addr, new_addr) -> bool
+        Take the notifications of our observation ``token`` from ``new_addr`` instead of
+        ``addr`` (the peer's address changed, e.g. a NAT rebinding it announced with an
+        LwM2M Update). Sequence-number state is kept; answers False when there is no such
+        accepted (or resumed) observation at ``addr``.
+
     observations() -> list[tuple[addr, bytes]]      # server-side relations, for inspection
     state_sizes() -> dict[str, int]                   # entries held, by kind, for monitoring
 
@@ -329,6 +335,23 @@ class Endpoint(ServerSide, ClientSide):
         # than "long ago" (RFC 7641 §3.4, the 128 s rule), after which the rule applies.
         req.obs_time = -_INF
         self._requests[(addr, token)] = req
+
+    def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool:
+        """Match notifications of observation ``token`` on ``new_addr`` (see the module docstring)."""
+        req = self._requests.get((addr, token))
+        if req is None or not req.live or not req.observing:
+            return False
+        if new_addr == addr:
+            return True
+        other = self._requests.get((new_addr, token))
+        if other is not None:
+            self._drop_request(other)
+        del self._requests[(addr, token)]
+        # An accepted observation holds no transmission nor NSTART slot (both released with
+        # the registration's answer), so the address is only its key and the peer it names.
+        req.addr = new_addr
+        self._requests[(new_addr, token)] = req
+        return True
 
     def observations(self) -> list[tuple[Any, bytes]]:
         """The server-side observation relations, as ``(addr, token)`` handles."""

@@ -45,8 +45,10 @@ class ServerObservation:
         history: HistoryStore,
         emit: Callable[[ServerEvent], None],
         cancel_actively: Callable[[ServerObservation], Any],
+        address: Any = None,
     ) -> None:
         self.record = record
+        self.address = address  # where the client sends its notifications from, as last known
         self.request = request
         self.response = response
         self._relation = relation
@@ -59,6 +61,7 @@ class ServerObservation:
         # history and the event stream, so a caller that never iterates costs bounded memory.
         self._queue: asyncio.Queue[Any] = asyncio.Queue(BACKLOG)
         self._keep_record = False  # closed by a stopping server: a restart resumes it
+        self._end_reason: str | None = None  # why the server ended it, when it did
         self._pump = asyncio.create_task(self._run())
 
     @property
@@ -93,6 +96,8 @@ class ServerObservation:
             reason = "cancelled"
             raise
         finally:
+            if self._end_reason is not None:
+                reason = self._end_reason
             if self._keep_record:
                 reason = "server stopped"
             else:
@@ -129,6 +134,14 @@ class ServerObservation:
             await self._pump
         if active:
             await self._cancel_actively(self)
+
+    def end(self, reason: str) -> None:
+        """End it here because the client no longer holds it: it registered anew, de-registered
+        or expired (LwM2M-TS-Core 1.2 §6.4: the relations end with the registration). Nothing
+        is sent; iteration stops and ObservationEnded carries ``reason`` once the end is done."""
+        self._end_reason = reason
+        self._relation.cancel()
+        self._pump.cancel()
 
     async def close(self) -> None:
         """Stop delivering here but keep the stored record, so that the server, started again,

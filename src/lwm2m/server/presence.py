@@ -59,10 +59,14 @@ class Presence:
             raise QueueTimeout(f"{endpoint!r} did not wake up within {timeout} s") from None
 
     def forget(self, endpoint: str) -> None:
-        """The client is gone (de-registered, expired): no more awake/sleeping state."""
+        """The client is gone (de-registered, expired) or no longer in queue mode: no more
+        awake/sleeping state. Requests waiting for it are let go, to find out which."""
         timer = self._sleep_timers.pop(endpoint, None)
         if timer is not None:
             timer.cancel()
+        wakeup = self._wakeups.pop(endpoint, None)
+        if wakeup is not None:
+            wakeup.set()
 
     def close(self) -> None:
         for timer in self._sleep_timers.values():

@@ -213,6 +213,15 @@ class LwM2MServer:
     # --- events -----------------------------------------------------------------------------
 
     def _emit(self, event: ServerEvent) -> None:
+        if isinstance(event, ClientRegistered) and event.replaced is not None:
+            # A new Register ends the observations of the registration it replaces (§6.4).
+            self._end_observations(event.replaced, "registered again")
+        elif isinstance(event, ClientUpdated):
+            self._follow_address(event.registration.endpoint)
+        elif isinstance(event, ClientDeregistered):
+            self._end_observations(event.registration, "de-registered")
+        elif isinstance(event, RegistrationExpired):
+            self._end_observations(event.registration, "registration expired")
         if isinstance(event, ClientRegistered | ClientUpdated):
             # Register and Update wake a queue-mode client (LwM2M-TS-Transport 1.2 §6.5).
             endpoint = event.registration.endpoint
@@ -227,6 +236,32 @@ class LwM2MServer:
             self._queue_mode.discard(event.registration.endpoint)
             self.presence.forget(event.registration.endpoint)
         self._publish(event)
+
+    def _end_observations(self, registration: Registration, reason: str) -> None:
+        """End the live observations made under ``registration``: the client dropped them with
+        it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records."""
+        for observation in list(self._observations.values()):
+            record = observation.record
+            if (
+                record.endpoint == registration.endpoint
+                and record.registration_id == registration.registration_id
+            ):
+                observation.end(reason)
+
+    def _follow_address(self, endpoint: str) -> None:
+        """The client sent an Update from a new address (a NAT rebinding, LwM2M-TS-Core 1.2 §6.2.2):
+        its notifications come from there now, so its observations are matched there."""
+        addr = self.registrar.peers.get(endpoint)
+        if addr is None or self._endpoint is None:
+            return
+        addr = normalize(addr) or addr
+        for observation in list(self._observations.values()):
+            if observation.endpoint != endpoint or observation.address == addr:
+                continue
+            if observation.address is not None and self._endpoint.move_observation(
+                observation.token, observation.address, addr
+            ):
+                observation.address = addr
 
     def _publish(self, event: ServerEvent) -> None:
         for queue in self._subscribers:
@@ -284,14 +319,29 @@ class LwM2MServer:
         self, endpoint: str, request: Request, *, timeout: float | None = DEFAULT_TIMEOUT
     ) -> Response:
         """Send ``request`` to the client and decode its answer."""
-        registration = await self.registration(endpoint)
+        return await self._exchange(endpoint, request, timeout=timeout)
+
+    async def _exchange(
+        self, endpoint: str, request: Request, *, timeout: float | None, token: bytes = b""
+    ) -> Response:
+        registration = await self._reachable(endpoint)
         assert self._endpoint is not None, "the server is not started"
-        if registration.queue_mode:
-            await self.presence.wait_awake(endpoint, self.queue_timeout)
         message = self._rooted(registration, request.to_message(self.models))
+        if token:
+            message = message.replace(token=token)
         addr = self.registrar.peers.get(endpoint, registration.address)
         answer = await self._endpoint.request(message, addr, timeout=timeout)
         return decode_response(request, answer, self.models)
+
+    async def _reachable(self, endpoint: str) -> Registration:
+        """The client's registration once it can be reached: a sleeping queue-mode client is
+        waited for (LwM2M-TS-Core 1.2 §6.5), then looked up again, since it may have registered
+        anew, moved (its Update came from a new address) or left meanwhile."""
+        registration = await self.registration(endpoint)
+        if registration.queue_mode and not self.presence.is_awake(endpoint):
+            await self.presence.wait_awake(endpoint, self.queue_timeout)
+            registration = await self.registration(endpoint)
+        return registration
 
     @staticmethod
     def _rooted(registration: Registration, message: Message) -> Message:
@@ -334,31 +384,60 @@ class LwM2MServer:
         """Observe ``path``; the result's ``response`` is the current value, iterate it for
         notifications. Raises ObserveRefused when the client answers without observing."""
         registration = await self.registration(endpoint)
-        assert self._endpoint is not None, "the server is not started"
         request = ObserveRequest(Path.parse(path), self._format(registration, format))
-        if registration.queue_mode:
-            await self.presence.wait_awake(endpoint, self.queue_timeout)
+        return await self._observe(endpoint, request, timeout)
+
+    async def observe_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[str | Path],
+        *,
+        format: int | str | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> ServerObservation:
+        """Observe-Composite (LwM2M-TS-Core 1.2 §6.4.4): a FETCH on the root with Observe 0 and
+        the paths as a SenML list (SenML-CBOR unless ``format`` says otherwise), answered and
+        notified with the values of all of them. Ends, resumes and cancels like ``observe``."""
+        fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
+        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt, observe=0)
+        return await self._observe(endpoint, request, timeout)
+
+    async def _observe(
+        self, endpoint: str, request: ObserveRequest | ReadCompositeRequest, timeout: float | None
+    ) -> ServerObservation:
+        registration = await self._reachable(endpoint)
+        assert self._endpoint is not None, "the server is not started"
+        message = self._rooted(registration, request.to_message(self.models))
         addr = self.registrar.peers.get(endpoint, registration.address)
-        relation = self._endpoint.observe(self._rooted(registration, request.to_message(self.models)), addr)
+        relation = self._endpoint.observe(message, addr)
         try:
             first = await relation.next(timeout)
         except BaseException:
             relation.cancel()
             raise
-        response = decode_response(request, first, self.models)
+        try:
+            response = decode_response(request, first, self.models)
+        except BaseException:
+            relation.cancel()
+            raise
         if not response.success or first.observe is None:
             relation.cancel()
             raise ObserveRefused(response)
+        if isinstance(request, ReadCompositeRequest):
+            paths, composite = request.paths, True
+        else:
+            paths, composite = (request.path,), False
         record = Observation(
             relation.token,
             endpoint,
             registration.registration_id,
-            (request.path,),
+            paths,
+            composite=composite,
             content_format=response.content_format,
             created_at=time.time(),
         )
         await self.store.observations.add(record)
-        return self._track(record, request, response, relation)
+        return self._track(record, request, response, relation, normalize(addr) or addr)
 
     def _track(
         self,
@@ -366,6 +445,7 @@ class LwM2MServer:
         request: ObserveRequest | ReadCompositeRequest,
         response: Response | None,
         relation: CoapObservation,
+        address: Any,
     ) -> ServerObservation:
         observation = ServerObservation(
             record,
@@ -377,6 +457,7 @@ class LwM2MServer:
             history=self.store.history,
             emit=self._emit,
             cancel_actively=self._cancel_observation,
+            address=address,
         )
         token = record.token
         self._observations[token] = observation
@@ -408,18 +489,23 @@ class LwM2MServer:
                 continue
             request = _observe_request(record)
             message = self._rooted(registration, request.to_message(self.models))
+            addr = _address(registration)
             try:
-                relation = self._endpoint.resume_observation(_address(registration), record.token, message)
+                relation = self._endpoint.resume_observation(addr, record.token, message)
             except ValueError:
                 continue  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
-            self._track(record, request, None, relation)
+            self._track(record, request, None, relation, addr)
 
     async def _cancel_observation(self, observation: ServerObservation) -> None:
+        """Active cancel: the registration again with Observe 1 and the observation's token,
+        which is how the client finds the relation to drop (RFC 7641 §3.6)."""
         request = observation.request
+        cancel: Request
         if isinstance(request, ReadCompositeRequest):
-            await self.send(observation.endpoint, dataclasses.replace(request, observe=1))
-            return
-        await self.send(observation.endpoint, ObserveRequest(request.path, request.format, cancel=True))
+            cancel = dataclasses.replace(request, observe=1)
+        else:
+            cancel = ObserveRequest(request.path, request.format, cancel=True)
+        await self._exchange(observation.endpoint, cancel, timeout=DEFAULT_TIMEOUT, token=observation.token)
 
     async def history(
         self, endpoint: str, path: str | Path = "/", *, since: float | None = None, limit: int | None = None

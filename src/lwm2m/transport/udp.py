@@ -15,7 +15,8 @@ The application side is ``CoapUdpEndpoint``::
                 ...
 
 ``ep.resume_observation(peer, token)`` takes up an observation registered before a
-restart: the same iterator, of the notifications only.
+restart: the same iterator, of the notifications only. ``ep.move_observation(token,
+old_peer, new_peer)`` follows a peer whose address changed.
 
 ``handler(event)`` gets each ``RequestReceived`` and returns the response
 ``Message`` (type, Message ID and token are filled in by the endpoint), or
@@ -371,6 +372,14 @@ class CoapUdpEndpoint:
         obs = Observation(self, token)
         self._observations[token] = obs
         return obs
+
+    def move_observation(self, token: bytes, addr: Addr, new_addr: Addr) -> bool:
+        """Take the notifications of observation ``token`` from ``new_addr`` from now on (the
+        peer moved, e.g. behind a NAT); False when no observation ``token`` is held at ``addr``."""
+        self._check_open()
+        return self._driver.endpoint.move_observation(
+            token, _literal(addr), self._reachable(_literal(new_addr))
+        )
 
     def _cancel(self, token: bytes) -> None:
         self._observations.pop(token, None)

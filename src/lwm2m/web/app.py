@@ -5,6 +5,11 @@ Every device operation answers HTTP 200 with the device's CoAP result in
 :mod:`lwm2m.web.errors`). Routes under ``/api/clients/{ep}/`` share one
 dispatcher, because LwM2M paths are numeric and the words ``discover``,
 ``attributes``, ``observe``, ``composite`` and ``history`` cannot clash with them.
+
+An operation for a sleeping queue-mode client answers 202 with a request ID
+instead, and its outcome follows as a ``REQUEST_DONE`` event and at
+``GET /api/requests/{id}`` (:mod:`lwm2m.web.requests`); ``?wait=true`` holds
+the HTTP call until the client wakes up, as the Python API does.
 """
 
 from __future__ import annotations
@@ -12,28 +17,38 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from pathlib import Path as PathLib
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import object_to_dict
 from lwm2m.model.jsonform import records_from_json, value_from_json
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
+from lwm2m.protocol.attributes import AttributeChange
+from lwm2m.protocol.management import Response as DeviceAnswer
 from lwm2m.protocol.registration import Registration
+from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
 from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
-from lwm2m.web.observations import ObservationKeeper
+from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
 from lwm2m.web.openapi import docs_html, openapi_document
+from lwm2m.web.requests import RequestTable, TableFull, Work
 from lwm2m.web.sse import event_stream
 from lwm2m.web.views import history_view, registration_view, response_view
 
 ACTIONS = ("discover", "attributes", "observe")
+# The web console: static files shipped in the package, nothing loaded from elsewhere.
+CONSOLE_DIR = PathLib(__file__).parent / "console"
 
 
 class BearerAuth:
@@ -78,7 +93,9 @@ def _format(request: Request) -> int | str | None:
     raw = request.query_params.get("format")
     if raw is None or raw == "":
         return None
-    return int(raw) if raw.isdigit() else raw
+    fmt = int(raw) if raw.isdigit() else raw
+    get_codec(fmt)  # an unknown format is a 400 now, not a failure once a sleeping client wakes
+    return fmt
 
 
 def _bool(request: Request, name: str, default: bool) -> bool:
@@ -115,6 +132,35 @@ async def _body(request: Request) -> dict[str, Any]:
     return data
 
 
+def _paths(body: dict[str, Any]) -> list[Path]:
+    paths = body.get("paths")
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise BadRequest('the body needs "paths": ["/3/0/0", ...]')
+    return [Path.parse(p) for p in paths]
+
+
+def _query_paths(request: Request) -> list[Path]:
+    """``?paths=/3/0/9,/3303/0/5700`` (or the parameter repeated)."""
+    given = [p for raw in request.query_params.getlist("paths") for p in raw.split(",") if p.strip()]
+    if not given:
+        raise BadRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
+    return [Path.parse(p.strip()) for p in given]
+
+
+def _answer(call: Callable[[], Awaitable[DeviceAnswer]]) -> Work:
+    """Work that answers the device's answer in its JSON form."""
+
+    async def work() -> dict[str, Any]:
+        return response_view(await call())
+
+    return work
+
+
+def _observed(observation: ServerObservation) -> dict[str, Any]:
+    assert observation.response is not None  # a new observation has its first answer
+    return {**response_view(observation.response), "token": observation.token.hex()}
+
+
 def _records(body: dict[str, Any], server: LwM2MServer) -> list[Record]:
     if "records" not in body:
         raise BadRequest('the body needs "records": [{"path": ..., "value": ...}, ...]')
@@ -138,13 +184,21 @@ def _write_records(body: dict[str, Any], path: Path, server: LwM2MServer) -> lis
 # --- endpoints ----------------------------------------------------------------------------------
 
 
-def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlette:
-    """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller)."""
+def create_app(
+    server: LwM2MServer, *, api_token: str | None = None, requests: RequestTable | None = None
+) -> Starlette:
+    """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
+
+    ``requests`` holds the requests queued for sleeping clients (a default table if None).
+    """
     keeper = ObservationKeeper()
+    table = requests if requests is not None else RequestTable()
+
+    def _sleeping(registration: Registration) -> bool:
+        return registration.queue_mode and not server.presence.is_awake(registration.endpoint)
 
     def _view(registration: Registration) -> dict[str, Any]:
-        sleeping = registration.queue_mode and not server.presence.is_awake(registration.endpoint)
-        return registration_view(registration, sleeping=sleeping)
+        return registration_view(registration, sleeping=_sleeping(registration))
 
     async def clients(request: Request) -> Response:
         registrations = await server.registrations()
@@ -153,87 +207,155 @@ def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlett
     async def client(request: Request) -> Response:
         return JSONResponse(_view(await server.registration(request.path_params["ep"])))
 
+    async def device(request: Request, registration: Registration, work: Work) -> Response:
+        """Run ``work`` now; for a sleeping client, queue it and answer 202 (LwM2M-TS-Core 1.2 §6.5:
+        the request goes out when the client wakes up), unless ``?wait=true``."""
+        if _bool(request, "wait", False) or not _sleeping(registration):
+            return JSONResponse(await work())
+        try:
+            queued = table.submit(registration.endpoint, work)
+        except TableFull as exc:
+            return error(503, str(exc))
+        location = f"/api/requests/{queued.request_id}"
+        return JSONResponse(queued.to_json(), status_code=202, headers={"Location": location})
+
     async def client_path(request: Request) -> Response:
         ep = request.path_params["ep"]
         segments = [s for s in request.path_params["rest"].split("/") if s]
-        await server.registration(ep)  # 404 before looking at the rest
+        registration = await server.registration(ep)  # 404 before looking at the rest
         if segments[:1] == ["composite"]:
-            return await composite(request, ep, segments[1:])
+            return await composite(request, registration, segments[1:])
         if segments[:1] == ["history"]:
             return await history(request, ep, Path.parse("/" + "/".join(segments[1:])))
         action = segments.pop() if segments and segments[-1] in ACTIONS else None
         path = Path.parse("/" + "/".join(segments))
         if action == "discover" and request.method == "GET":
-            return JSONResponse(response_view(await server.discover(ep, path, timeout=_timeout(request))))
+            timeout = _timeout(request)
+            work = _answer(partial(server.discover, ep, path, timeout=timeout))
+            return await device(request, registration, work)
         if action == "attributes" and request.method == "PUT":
-            return await attributes(request, ep, path)
-        if action == "observe" and request.method in ("POST", "DELETE"):
-            return await observe(request, ep, path)
+            return await attributes(request, registration, path)
+        if action == "observe" and request.method == "POST":
+            return await observe(request, registration, path)
+        if action == "observe" and request.method == "DELETE":
+            return await cancel(request, registration, path, str(path))
         if action is None:
-            return await operation(request, ep, path)
+            return await operation(request, registration, path)
         return error(405, f"{request.method} is not allowed on .../{action}")
 
-    async def operation(request: Request, ep: str, path: Path) -> Response:
+    async def operation(request: Request, registration: Registration, path: Path) -> Response:
+        ep = registration.endpoint
         timeout = _timeout(request)
+        fmt = _format(request)
+        call: Callable[[], Awaitable[DeviceAnswer]]
         if request.method == "GET":
-            answer = await server.read(ep, path, format=_format(request), timeout=timeout)
+            call = partial(server.read, ep, path, format=fmt, timeout=timeout)
         elif request.method == "PUT":
             records = _write_records(await _body(request), path, server)
+            # replace=false is a partial update: a CoAP POST (LwM2M-TS-Core 1.2 §6.3.3).
             replace = _bool(request, "replace", True)
-            answer = await server.write(
-                ep, path, records, replace=replace, format=_format(request), timeout=timeout
-            )
+            call = partial(server.write, ep, path, records, replace=replace, format=fmt, timeout=timeout)
         elif request.method == "POST":
             body = await _body(request)
             if path.is_object:
                 records = _records(body, server) if body else []
-                answer = await server.create(ep, path, records, format=_format(request), timeout=timeout)
+                call = partial(server.create, ep, path, records, format=fmt, timeout=timeout)
             elif path.is_resource:
                 args = body.get("args", "")
                 if not isinstance(args, str):
                     raise BadRequest(f"args: {args!r} is not a string like \"0='x',1\"")
-                answer = await server.execute(ep, path, args, timeout=timeout)
+                call = partial(server.execute, ep, path, args, timeout=timeout)
             else:
                 raise BadRequest(f"POST executes a resource or creates in an object; {path} is neither")
         else:  # DELETE
-            answer = await server.delete(ep, path, timeout=timeout)
-        return JSONResponse(response_view(answer))
+            call = partial(server.delete, ep, path, timeout=timeout)
+        return await device(request, registration, _answer(call))
 
-    async def attributes(request: Request, ep: str, path: Path) -> Response:
+    async def attributes(request: Request, registration: Registration, path: Path) -> Response:
         # An attribute given without a value (``?gt``) is removed (LwM2M-TS-Core 1.2 §5.1.2).
-        given = {k: (v if v != "" else None) for k, v in request.query_params.multi_items() if k != "timeout"}
+        given = {
+            k: (v if v != "" else None)
+            for k, v in request.query_params.multi_items()
+            if k not in ("timeout", "wait")
+        }
         if not given:
             raise BadRequest("give attributes as query parameters, e.g. ?pmin=10&pmax=60")
-        answer = await server.write_attributes(ep, path, given, timeout=_timeout(request))
-        return JSONResponse(response_view(answer))
-
-    async def observe(request: Request, ep: str, path: Path) -> Response:
-        if request.method == "DELETE":
-            active = _bool(request, "active", False)
-            if not await keeper.cancel(ep, path, active=active):
-                raise NotFound(f"no observation of {path} on {ep!r}")
-            return JSONResponse({"cancelled": str(path), "active": active})
-        try:
-            observation = await server.observe(ep, path, format=_format(request), timeout=_timeout(request))
-        except ObserveRefused as exc:
-            return JSONResponse(response_view(exc.response))
-        await keeper.keep(ep, path, observation)
-        return JSONResponse({**response_view(observation.response), "token": observation.token.hex()})
-
-    async def composite(request: Request, ep: str, rest: list[str]) -> Response:
-        if request.method != "POST" or rest not in (["read"], ["write"]):
-            return error(405, "use POST .../composite/read or POST .../composite/write")
-        body = await _body(request)
+        AttributeChange.from_mapping(given)  # bad values are a 400 now, even for a sleeping client
         timeout = _timeout(request)
+        ep = registration.endpoint
+        work = _answer(partial(server.write_attributes, ep, path, given, timeout=timeout))
+        return await device(request, registration, work)
+
+    async def observe(request: Request, registration: Registration, path: Path) -> Response:
+        ep = registration.endpoint
+        fmt, timeout = _format(request), _timeout(request)
+
+        async def work() -> dict[str, Any]:
+            try:
+                observation = await server.observe(ep, path, format=fmt, timeout=timeout)
+            except ObserveRefused as exc:
+                return response_view(exc.response)
+            await keeper.keep(ep, path, observation)
+            return _observed(observation)
+
+        return await device(request, registration, work)
+
+    async def cancel(
+        request: Request, registration: Registration, key: ObservationKey, named: str | list[str]
+    ) -> Response:
+        """Cancel a kept observation: passive at once; active (``?active=true``) also tells the
+        client, which waits for a sleeping one like any request."""
+        ep = registration.endpoint
+        active = _bool(request, "active", False)
+        missing = f"no observation of {', '.join(named) if isinstance(named, list) else named} on {ep!r}"
+        if (ep, key) not in keeper:
+            raise NotFound(missing)
+
+        async def work() -> dict[str, Any]:
+            if not await keeper.cancel(ep, key, active=active):
+                raise NotFound(missing)
+            return {"cancelled": named, "active": active}
+
+        if not active:
+            return JSONResponse(await work())
+        return await device(request, registration, work)
+
+    async def composite(request: Request, registration: Registration, rest: list[str]) -> Response:
+        ep = registration.endpoint
+        if rest == ["observe"] and request.method in ("POST", "DELETE"):
+            return await composite_observe(request, registration)
+        if request.method != "POST" or rest not in (["read"], ["write"]):
+            return error(405, "use POST .../composite/read, .../composite/write or .../composite/observe")
+        body = await _body(request)
+        fmt, timeout = _format(request), _timeout(request)
         if rest == ["read"]:
-            paths = body.get("paths")
-            if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-                raise BadRequest('the body needs "paths": ["/3/0/0", ...]')
-            answer = await server.read_composite(ep, paths, format=_format(request), timeout=timeout)
+            paths = _paths(body)
+            work = _answer(partial(server.read_composite, ep, paths, format=fmt, timeout=timeout))
         else:
             records = _records(body, server)
-            answer = await server.write_composite(ep, records, format=_format(request), timeout=timeout)
-        return JSONResponse(response_view(answer))
+            work = _answer(partial(server.write_composite, ep, records, format=fmt, timeout=timeout))
+        return await device(request, registration, work)
+
+    async def composite_observe(request: Request, registration: Registration) -> Response:
+        """Observe-Composite (LwM2M-TS-Core 1.2 §6.4.4), kept under its set of paths: POST starts it
+        (``{"paths": [...]}``), DELETE ``?paths=...`` cancels it like a single-path observation."""
+        ep = registration.endpoint
+        if request.method == "DELETE":
+            paths = _query_paths(request)
+            key = composite_key(paths)
+            return await cancel(request, registration, key, [str(p) for p in key])
+        paths = _paths(await _body(request))
+        fmt, timeout = _format(request), _timeout(request)
+
+        async def work() -> dict[str, Any]:
+            try:
+                observation = await server.observe_composite(ep, paths, format=fmt, timeout=timeout)
+            except ObserveRefused as exc:
+                return response_view(exc.response)
+            await keeper.keep(ep, composite_key(paths), observation)
+            return _observed(observation)
+
+        return await device(request, registration, work)
 
     async def history(request: Request, ep: str, path: Path) -> Response:
         if request.method != "GET":
@@ -243,6 +365,13 @@ def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlett
             raise BadRequest(f"limit: {limit} must not be negative")
         entries = await server.history(ep, path, since=_number(request, "since", float), limit=limit)
         return JSONResponse({"records": [history_view(e) for e in entries]})
+
+    async def queued_request(request: Request) -> Response:
+        request_id = request.path_params["id"]
+        entry = table.get(request_id)
+        if entry is None:
+            raise NotFound(f"no request {request_id!r}: unknown, or its outcome expired")
+        return JSONResponse(entry.to_json())
 
     async def models(request: Request) -> Response:
         listing = [{"id": d.id, "name": d.name, "version": d.version} for d in server.models]
@@ -257,7 +386,7 @@ def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlett
 
     async def events(request: Request) -> Response:
         return StreamingResponse(
-            event_stream(server, request.query_params.get("ep")),
+            event_stream(server, request.query_params.get("ep"), requests=table),
             media_type="text/event-stream",
             # no-cache and no buffering: events must reach the browser as they happen.
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -274,16 +403,24 @@ def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlett
         # Observations the server resumed after a restart: kept like API-started ones, so
         # that DELETE cancels them and their notifications are drained.
         for observation in server.observations():
-            if not observation.record.composite:
-                await keeper.keep(observation.endpoint, observation.record.path, observation)
+            await keeper.keep(observation.endpoint, observation_key(observation), observation)
         yield
+        await table.close()
+        # The observations go on (their records too) until the server stops: a clean stop
+        # followed by a start resumes them, as after a crash.
         await keeper.close()
+
+    async def console(request: Request) -> Response:
+        return FileResponse(CONSOLE_DIR / "index.html")
 
     methods = ["GET", "PUT", "POST", "DELETE"]
     routes = [
+        Route("/", console, methods=["GET"]),
+        Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console"),
         Route("/api/clients", clients, methods=["GET"]),
         Route("/api/clients/{ep}", client, methods=["GET"]),
         Route("/api/clients/{ep}/{rest:path}", client_path, methods=methods),
+        Route("/api/requests/{id}", queued_request, methods=["GET"]),
         Route("/api/models", models, methods=["GET"]),
         Route("/api/models/{id}", model, methods=["GET"]),
         Route("/api/events", events, methods=["GET"]),
@@ -295,4 +432,5 @@ def create_app(server: LwM2MServer, *, api_token: str | None = None) -> Starlett
         app.add_middleware(BearerAuth, token=api_token)
     app.state.server = server
     app.state.observations = keeper
+    app.state.requests = table
     return app

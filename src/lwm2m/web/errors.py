@@ -3,10 +3,14 @@
 The device's own CoAP result (4.04, 4.05, …) is not an HTTP error: it travels in
 ``code`` with HTTP 200. The statuses here are for what went wrong before or
 around the device: an unknown endpoint (404), a bad request (400), a device
-that never answered (504) or answered something we cannot decode (502).
+that never answered or never woke up (504) or answered something we cannot
+decode (502). A request queued for a sleeping client reports the same status
+and message in its result (:func:`describe`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +21,7 @@ from lwm2m.model.jsonform import JsonFormError
 from lwm2m.model.path import InvalidPath
 from lwm2m.protocol.attributes import InvalidAttributes
 from lwm2m.protocol.management import OperationError, ResponseError
+from lwm2m.server.presence import QueueTimeout
 from lwm2m.server.server import UnknownEndpoint
 
 
@@ -32,40 +37,45 @@ def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return error(404, str(exc))
+def _as_is(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
-async def _bad_request(request: Request, exc: Exception) -> Response:
-    return error(400, str(exc) or type(exc).__name__)
-
-
-async def _bad_gateway(request: Request, exc: Exception) -> Response:
-    return error(502, f"the device's answer cannot be understood: {exc}")
-
-
-async def _reset(request: Request, exc: Exception) -> Response:
-    return error(502, f"the device refused the request: {exc or type(exc).__name__}")
-
-
-async def _timeout(request: Request, exc: Exception) -> Response:
-    return error(504, f"the device did not answer: {exc or 'timeout'}")
-
-
-# Starlette picks the handler by walking the raised exception's MRO, so ResponseError
-# (a ValueError) reaches the 502 handler before the ValueError one.
-EXCEPTION_HANDLERS = {
-    UnknownEndpoint: _not_found,
-    NotFound: _not_found,
-    ResponseError: _bad_gateway,
-    InvalidPath: _bad_request,
-    CodecError: _bad_request,
-    JsonFormError: _bad_request,
-    OperationError: _bad_request,
-    InvalidAttributes: _bad_request,
-    LinkFormatError: _bad_request,
-    BadRequest: _bad_request,
-    ValueError: _bad_request,
-    TimeoutError: _timeout,
-    ConnectionError: _reset,
+# (status, message) by exception type. Looked up along the raised exception's MRO, as
+# Starlette picks its handlers, so ResponseError (a ValueError) gets 502 before the
+# ValueError rule, and QueueTimeout (a TimeoutError) its own words.
+RULES: dict[type[BaseException], tuple[int, Callable[[BaseException], str]]] = {
+    UnknownEndpoint: (404, _as_is),
+    NotFound: (404, _as_is),
+    ResponseError: (502, lambda exc: f"the device's answer cannot be understood: {exc}"),
+    InvalidPath: (400, _as_is),
+    CodecError: (400, _as_is),
+    JsonFormError: (400, _as_is),
+    OperationError: (400, _as_is),
+    InvalidAttributes: (400, _as_is),
+    LinkFormatError: (400, _as_is),
+    BadRequest: (400, _as_is),
+    ValueError: (400, _as_is),
+    QueueTimeout: (504, lambda exc: f"the device did not wake up: {exc}"),
+    TimeoutError: (504, lambda exc: f"the device did not answer: {exc or 'timeout'}"),
+    ConnectionError: (502, lambda exc: f"the device refused the request: {exc or type(exc).__name__}"),
 }
+
+
+def describe(exc: BaseException) -> tuple[int, str] | None:
+    """The HTTP status and message the API gives for ``exc``; None for an unexpected error."""
+    for kind in type(exc).__mro__:
+        rule = RULES.get(kind)
+        if rule is not None:
+            status, message = rule
+            return status, message(exc)
+    return None
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    found = describe(exc)
+    assert found is not None  # registered only for the types of RULES
+    return error(*found)
+
+
+EXCEPTION_HANDLERS = dict.fromkeys(RULES, _handle)

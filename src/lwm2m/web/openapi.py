@@ -37,6 +37,13 @@ _TIMEOUT = {
     "schema": {"type": "number"},
     "description": "seconds to wait for the device",
 }
+_WAIT = {
+    "name": "wait",
+    "in": "query",
+    "schema": {"type": "boolean", "default": False},
+    "description": "for a sleeping queue-mode client: hold the HTTP call until it wakes up and "
+    "answers, instead of answering 202 with a request ID",
+}
 
 _RECORD = {
     "type": "object",
@@ -57,16 +64,27 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _device(summary: str, params: list[dict[str, Any]], body: str | None = None) -> dict[str, Any]:
+def _device(
+    summary: str, params: list[dict[str, Any]], body: str | None = None, answer: str = "DeviceAnswer"
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
-        "parameters": params,
+        "parameters": [*params, _WAIT],
         "responses": {
-            "200": _json(_ref("DeviceAnswer"), "the device's answer; its CoAP result is in code"),
+            "200": _json(_ref(answer), "the device's answer; its CoAP result is in code"),
+            "202": {
+                **_json(
+                    _ref("QueuedRequest"),
+                    "the client sleeps (queue mode): the request goes out when it wakes up; the "
+                    "outcome follows as a REQUEST_DONE event and at /api/requests/{id}",
+                ),
+                "headers": {"Location": {"schema": {"type": "string"}, "description": "/api/requests/{id}"}},
+            },
             "400": _json(_ref("Error"), "bad path, format or body"),
             "404": _json(_ref("Error"), "unknown endpoint"),
             "502": _json(_ref("Error"), "the device's answer cannot be decoded"),
-            "504": _json(_ref("Error"), "the device did not answer"),
+            "503": _json(_ref("Error"), "too many requests wait for sleeping clients"),
+            "504": _json(_ref("Error"), "the device did not answer, or did not wake up in time"),
         },
     }
     if body is not None:
@@ -76,6 +94,19 @@ def _device(summary: str, params: list[dict[str, Any]], body: str | None = None)
 
 def _query(name: str, kind: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "schema": {"type": kind}, "description": description}
+
+
+def _cancel(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+    active = _query("active", "boolean", "also tell the client (Observe 1); queued for a sleeping client")
+    return {
+        "summary": summary,
+        "parameters": [*params, active, _WAIT],
+        "responses": {
+            "200": _json({"type": "object"}),
+            "202": _json(_ref("QueuedRequest"), "active cancel of a sleeping client: queued"),
+            "404": _json(_ref("Error"), "no such observation"),
+        },
+    }
 
 
 def openapi_document() -> dict[str, Any]:
@@ -107,6 +138,41 @@ def openapi_document() -> dict[str, Any]:
                 "location": {"type": "string", "description": "Create: the new instance"},
                 "links": {"type": "array", "items": {"type": "string"}, "example": ["</3/0>;pmin=10"]},
                 "diagnostic": {"type": "string"},
+            },
+        },
+        "ObserveAnswer": {
+            "allOf": [
+                _ref("DeviceAnswer"),
+                {
+                    "type": "object",
+                    "properties": {
+                        "token": {"type": "string", "description": "the observation's CoAP token, hex"}
+                    },
+                },
+            ],
+            "description": "the current value; notifications follow as NOTIFICATION events",
+        },
+        "QueuedRequest": {
+            "type": "object",
+            "required": ["requestId", "endpoint", "status"],
+            "properties": {
+                "requestId": {"type": "string"},
+                "endpoint": {"type": "string"},
+                "status": {"type": "string", "enum": ["queued", "done", "failed"]},
+                "createdAt": {"type": "number", "description": "Unix seconds"},
+                "finishedAt": {"type": "number", "description": "Unix seconds"},
+                "result": {
+                    "description": "done: the answer the call would have given at once (e.g. "
+                    "DeviceAnswer); failed: the error and the HTTP status it would have had",
+                    "oneOf": [
+                        {"type": "object"},
+                        {
+                            "type": "object",
+                            "required": ["error", "httpStatus"],
+                            "properties": {"error": {"type": "string"}, "httpStatus": {"type": "integer"}},
+                        },
+                    ],
+                },
             },
         },
         "Registration": {
@@ -163,13 +229,46 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/clients/{ep}/{path}/observe": {
             "post": _device(
-                "Observe: the current value; notifications arrive as SSE events", [*ep_path, _FORMAT]
+                "Observe: the current value; notifications arrive as SSE events",
+                [*ep_path, _FORMAT],
+                answer="ObserveAnswer",
             ),
-            "delete": {
-                "summary": "Cancel an observation started here",
-                "parameters": [_EP, _PATH, _query("active", "boolean", "also send a cancelling GET")],
-                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
-            },
+            "delete": _cancel(
+                "Cancel an observation started here (or resumed after a restart)", [_EP, _PATH]
+            ),
+        },
+        "/api/clients/{ep}/composite/observe": {
+            "post": _device(
+                "Observe-Composite: one observation of several paths (a FETCH with Observe 0); the "
+                "current values, and notifications of all of them as SSE events",
+                [_EP, _TIMEOUT, _FORMAT],
+                "Paths",
+                answer="ObserveAnswer",
+            ),
+            "delete": _cancel(
+                "Cancel an Observe-Composite started here, named by its paths in any order",
+                [
+                    _EP,
+                    {
+                        "name": "paths",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "the observed paths, comma-separated (or the parameter repeated)",
+                        "example": "/3/0/9,/3303/0/5700",
+                    },
+                ],
+            ),
+        },
+        "/api/requests/{id}": {
+            "get": {
+                "summary": "A request queued for a sleeping client: still queued, done or failed",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json(_ref("QueuedRequest")),
+                    "404": _json(_ref("Error"), "unknown request, or its outcome expired"),
+                },
+            }
         },
         "/api/clients/{ep}/composite/read": {
             "post": _device("Read-Composite", [_EP, _TIMEOUT, _FORMAT], "Paths")
@@ -205,7 +304,8 @@ def openapi_document() -> dict[str, Any]:
         "/api/events": {
             "get": {
                 "summary": "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, "
-                "SLEEPING, AWAKE, NOTIFICATION, SEND, OBSERVATION_ENDED",
+                "SLEEPING, AWAKE, NOTIFICATION, SEND, OBSERVATION_ENDED, and REQUEST_DONE (a "
+                "QueuedRequest) when a request for a sleeping client finished",
                 "parameters": [_query("ep", "string", "only this endpoint's events")],
                 "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
             }

@@ -1,0 +1,869 @@
+// The lwm2m web console: plain JavaScript over the REST + SSE API (/api/...).
+// Nothing is fetched from outside the server, so the console works offline.
+"use strict";
+
+// --- small helpers -------------------------------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "class") node.className = v;
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const view = () => document.getElementById("view");
+
+function ago(seconds) {
+  if (!seconds) return "–";
+  const d = Math.max(0, Date.now() / 1000 - seconds);
+  if (d < 60) return `${Math.round(d)} s ago`;
+  if (d < 3600) return `${Math.round(d / 60)} min ago`;
+  if (d < 86400) return `${Math.round(d / 3600)} h ago`;
+  return new Date(seconds * 1000).toLocaleString();
+}
+
+const NUMERIC = new Set(["Integer", "Unsigned Integer", "Float", "Time"]);
+
+// --- state ------------------------------------------------------------------------------------
+
+const state = {
+  token: localStorage.getItem("lwm2m-token") || "",
+  clients: new Map(), // endpoint -> registration view
+  models: new Map(), // object id -> definition (or null when unknown)
+  events: [], // the SSE events seen since the console opened, newest last
+  listeners: new Set(),
+  values: new Map(), // "ep|/o/i/r" -> {value, time}
+  observing: new Set(), // "ep|path"
+  series: new Map(), // "ep|path" -> [[t, v], ...] for charts
+  pending: new Map(), // queued request id -> callback
+};
+
+// --- the API ---------------------------------------------------------------------------------
+
+function authHeaders() {
+  return state.token ? { Authorization: `Bearer ${state.token}` } : {};
+}
+
+async function askToken() {
+  const dialog = document.getElementById("token-dialog");
+  const input = document.getElementById("token-input");
+  input.value = state.token;
+  dialog.showModal();
+  await new Promise((resolve) => dialog.addEventListener("close", resolve, { once: true }));
+  state.token = input.value.trim();
+  localStorage.setItem("lwm2m-token", state.token);
+}
+
+async function api(path, { method = "GET", body, query } = {}) {
+  const qs = query ? `?${new URLSearchParams(query)}` : "";
+  const headers = authHeaders();
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(`/api${path}${qs}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 401) {
+    await askToken();
+    return api(path, { method, body, query });
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch (e) {
+    data = null;
+  }
+  return { status: res.status, data };
+}
+
+const enc = (s) => encodeURIComponent(s);
+const devicePath = (ep, path) => `/clients/${enc(ep)}${path}`;
+
+// A device operation: waits for a queued request (sleeping client) to finish.
+async function deviceCall(ep, path, options) {
+  const { status, data } = await api(devicePath(ep, path), options);
+  if (status === 202 && data && data.requestId) {
+    showResult(`queued for the sleeping client (request ${data.requestId})`, null);
+    return new Promise((resolve) => {
+      state.pending.set(data.requestId, (done) => resolve({ status: 200, data: done.result || done }));
+    });
+  }
+  return { status, data };
+}
+
+async function model(id) {
+  if (!state.models.has(id)) {
+    const { status, data } = await api(`/models/${id}`);
+    state.models.set(id, status === 200 ? data : null);
+  }
+  return state.models.get(id);
+}
+
+// --- events (SSE over fetch, so that the bearer token can be sent) ---------------------------
+
+function setLive(on) {
+  const live = document.getElementById("live");
+  live.textContent = on ? "live" : "offline";
+  live.classList.toggle("on", on);
+}
+
+function dispatchChunk(chunk) {
+  let name = "message";
+  let data = "";
+  for (const line of chunk.split("\n")) {
+    if (line.startsWith("event:")) name = line.slice(6).trim();
+    else if (line.startsWith("data:")) data += line.slice(5).trim();
+  }
+  if (!data) return;
+  let payload;
+  try {
+    payload = JSON.parse(data);
+  } catch (e) {
+    return;
+  }
+  const event = { name, data: payload, at: Date.now() };
+  state.events.push(event);
+  if (state.events.length > 2000) state.events.splice(0, state.events.length - 2000);
+  absorb(event);
+  for (const listener of state.listeners) listener(event);
+}
+
+// What every view needs from an event: the client table, live values, queued results.
+function absorb({ name, data }) {
+  const ep = data.endpoint;
+  if ((name === "REGISTRATION" || name === "UPDATE") && data.registration) {
+    state.clients.set(ep, data.registration);
+  } else if (name === "DEREGISTRATION" || name === "EXPIRED") {
+    state.clients.delete(ep);
+  } else if (name === "SLEEPING" || name === "AWAKE") {
+    const c = state.clients.get(ep);
+    if (c) c.sleeping = name === "SLEEPING";
+  } else if ((name === "NOTIFICATION" || name === "SEND") && data.records) {
+    storeRecords(ep, data.records, true);
+  } else if (name === "OBSERVATION_ENDED") {
+    for (const key of [...state.observing]) if (key.startsWith(`${ep}|`)) state.observing.delete(key);
+  } else if (name === "REQUEST_DONE") {
+    const callback = state.pending.get(data.requestId);
+    if (callback) {
+      state.pending.delete(data.requestId);
+      callback(data);
+    }
+  }
+}
+
+async function streamEvents() {
+  for (;;) {
+    try {
+      const res = await fetch("/api/events", { headers: authHeaders() });
+      if (res.status === 401) {
+        await askToken();
+        continue;
+      }
+      if (!res.ok || !res.body) throw new Error(`events: HTTP ${res.status}`);
+      setLive(true);
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          dispatchChunk(buffer.slice(0, cut));
+          buffer = buffer.slice(cut + 2);
+        }
+      }
+    } catch (e) {
+      // the server went away: try again shortly
+    }
+    setLive(false);
+    await sleep(2000);
+  }
+}
+
+// --- values ------------------------------------------------------------------------------------
+
+function resourcePath(path) {
+  return path.split("/").slice(0, 4).join("/");
+}
+
+function storeRecords(ep, records, live) {
+  const touched = new Set();
+  for (const r of records) {
+    if (!("value" in r)) continue;
+    const key = `${ep}|${r.path}`;
+    state.values.set(key, { value: r.value, time: r.time });
+    touched.add(resourcePath(r.path));
+    if (live && typeof r.value === "number") {
+      const skey = `${ep}|${r.path}`;
+      if (state.series.has(skey)) {
+        const t = r.time || Date.now() / 1000;
+        const s = state.series.get(skey);
+        s.push([t, r.value]);
+        if (s.length > 500) s.shift();
+      }
+    }
+  }
+  for (const p of touched) updateCell(ep, p, live);
+}
+
+function unitsOf(ep, path, resource) {
+  if (resource && resource.units) return resource.units;
+  // IPSO sensors name their unit in resource 5701 (Sensor Units) of the same instance.
+  const parts = path.split("/");
+  const units = state.values.get(`${ep}|/${parts[1]}/${parts[2]}/5701`);
+  return units ? String(units.value) : "";
+}
+
+function display(ep, path, resource) {
+  const single = state.values.get(`${ep}|${path}`);
+  if (single) {
+    const units = typeof single.value === "number" ? unitsOf(ep, path, resource) : "";
+    return units ? `${single.value} ${units}` : String(single.value);
+  }
+  const parts = [];
+  for (const [key, v] of state.values) {
+    if (key.startsWith(`${ep}|${path}/`)) parts.push(`${key.slice(ep.length + path.length + 2)}: ${v.value}`);
+  }
+  return parts.join("\n");
+}
+
+let currentDevice = null; // {ep, resources: Map(path -> resource definition)}
+
+function updateCell(ep, path, fresh) {
+  if (!currentDevice || currentDevice.ep !== ep) return;
+  const cell = document.querySelector(`[data-value="${CSS.escape(path)}"]`);
+  if (!cell) return;
+  cell.textContent = display(ep, path, currentDevice.resources.get(path));
+  if (fresh) {
+    cell.classList.remove("fresh");
+    void cell.offsetWidth;
+    cell.classList.add("fresh");
+  }
+  drawChart(ep, path);
+}
+
+// --- results -------------------------------------------------------------------------------------
+
+function showResult(title, answer) {
+  const box = document.getElementById("result");
+  if (!box) return;
+  box.replaceChildren();
+  const { status, data } = answer || {};
+  const code = data && data.code;
+  const ok = code ? code.startsWith("2.") : status && status < 300;
+  box.append(
+    el("div", {}, el("strong", {}, title), " ", code ? el("span", { class: `code ${ok ? "ok" : "bad"}` }, code) : ""),
+  );
+  if (answer) {
+    if (status >= 400 && data && data.error) box.append(el("div", { class: "error" }, `HTTP ${status}: ${data.error}`));
+    box.append(el("pre", { class: "result" }, JSON.stringify(data, null, 2)));
+  }
+}
+
+async function run(ep, title, path, options) {
+  showResult(`${title} ${path} …`, null);
+  const answer = await deviceCall(ep, path, options);
+  const { data } = answer;
+  if (data && data.records) storeRecords(ep, data.records, false);
+  showResult(`${title} ${path}`, answer);
+  return answer;
+}
+
+// --- fleet page ----------------------------------------------------------------------------------
+
+async function loadClients() {
+  const { status, data } = await api("/clients");
+  if (status === 200 && Array.isArray(data)) state.clients = new Map(data.map((c) => [c.endpoint, c]));
+}
+
+function objectIds(client) {
+  const ids = new Set();
+  for (const o of client.objects || []) ids.add(Number(o.path.split("/")[1]));
+  return ids;
+}
+
+async function renderFleet() {
+  await loadClients();
+  const nameFilter = el("input", { id: "filter-name", placeholder: "filter by name", type: "search" });
+  const objectFilter = el("select", { id: "filter-object" }, el("option", { value: "" }, "all objects"));
+  const count = el("span", { class: "muted", id: "fleet-count" });
+  const body = el("tbody", { id: "fleet" });
+  view().replaceChildren(
+    el("h1", {}, "Fleet"),
+    el("div", { class: "toolbar" }, nameFilter, objectFilter, count),
+    el(
+      "div",
+      { class: "panel" },
+      el(
+        "table",
+        {},
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            ["Endpoint", "LwM2M", "Binding", "Address", "Last seen", "State", "Objects"].map((h) => el("th", {}, h)),
+          ),
+        ),
+        body,
+      ),
+    ),
+  );
+
+  const known = new Set();
+  async function fillObjects() {
+    const ids = new Set();
+    for (const c of state.clients.values()) for (const id of objectIds(c)) ids.add(id);
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      if (known.has(id) || id === 0) continue;
+      known.add(id);
+      const m = await model(id);
+      const option = el("option", { value: String(id) }, `${id} ${m ? m.name : ""}`);
+      const after = [...objectFilter.options].find((o) => o.value && Number(o.value) > id);
+      objectFilter.insertBefore(option, after || null);
+    }
+  }
+
+  function rows() {
+    const name = nameFilter.value.trim().toLowerCase();
+    const oid = objectFilter.value ? Number(objectFilter.value) : null;
+    const clients = [...state.clients.values()]
+      .filter((c) => !name || c.endpoint.toLowerCase().includes(name))
+      .filter((c) => oid === null || objectIds(c).has(oid))
+      .sort((a, b) => a.endpoint.localeCompare(b.endpoint));
+    body.replaceChildren(
+      ...clients.map((c) => {
+        const st = c.sleeping ? "sleeping" : "online";
+        return el(
+          "tr",
+          { class: "client", "data-endpoint": c.endpoint, onclick: () => (location.hash = `#/device/${enc(c.endpoint)}`) },
+          el("td", {}, el("a", { href: `#/device/${enc(c.endpoint)}` }, c.endpoint)),
+          el("td", {}, c.lwm2mVersion),
+          el("td", {}, c.binding + (c.queueMode ? " (queue)" : "")),
+          el("td", {}, c.address),
+          el("td", { "data-seen": c.lastUpdate }, ago(c.lastUpdate)),
+          el("td", {}, el("span", { class: `state ${st}` }, st)),
+          el("td", { class: "muted" }, String(objectIds(c).size)),
+        );
+      }),
+    );
+    count.textContent = `${clients.length} of ${state.clients.size} clients`;
+  }
+
+  let scheduled = false;
+  const refresh = () => {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(() => {
+      scheduled = false;
+      rows();
+      fillObjects();
+    });
+  };
+  nameFilter.addEventListener("input", rows);
+  objectFilter.addEventListener("change", rows);
+  rows();
+  fillObjects();
+  const listener = (e) => {
+    if (["REGISTRATION", "UPDATE", "DEREGISTRATION", "EXPIRED", "SLEEPING", "AWAKE"].includes(e.name)) refresh();
+  };
+  state.listeners.add(listener);
+  const ticker = setInterval(() => {
+    for (const td of body.querySelectorAll("[data-seen]")) td.textContent = ago(Number(td.dataset.seen));
+  }, 1000);
+  return () => {
+    state.listeners.delete(listener);
+    clearInterval(ticker);
+  };
+}
+
+// --- device page -----------------------------------------------------------------------------------
+
+function groupObjects(reg) {
+  const objects = new Map();
+  for (const o of reg.objects || []) {
+    const [, oid, iid] = o.path.split("/");
+    const id = Number(oid);
+    if (!objects.has(id)) objects.set(id, { ver: o.ver, instances: [] });
+    if (iid !== undefined) objects.get(id).instances.push(Number(iid));
+    else if (o.ver) objects.get(id).ver = o.ver;
+  }
+  return new Map([...objects].sort((a, b) => a[0] - b[0]));
+}
+
+function typedInput(resource) {
+  const t = resource.type;
+  if (t === "Boolean") {
+    return el("select", {}, el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"));
+  }
+  if (NUMERIC.has(t)) return el("input", { type: "number", step: t === "Float" ? "any" : "1", placeholder: t });
+  return el("input", { type: "text", placeholder: t === "Opaque" ? "base64" : t === "Objlnk" ? "3:0" : t });
+}
+
+function typedValue(resource, input) {
+  const t = resource.type;
+  if (t === "Boolean") return input.value === "true";
+  if (NUMERIC.has(t)) return Number(input.value);
+  return input.value;
+}
+
+function attributesForm(ep, path, numeric) {
+  const names = ["pmin", "pmax", "epmin", "epmax", "con"].concat(numeric ? ["gt", "lt", "st", "edge"] : []);
+  const inputs = names.map((n) => el("input", { name: n, placeholder: n, type: "number", step: "any" }));
+  const form = el(
+    "form",
+    {
+      class: "attrs toolbar",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const query = {};
+        for (const i of inputs) if (i.value !== "") query[i.name] = i.value;
+        await run(ep, "Write-Attributes", `${path}/attributes`, { method: "PUT", query });
+        form.remove();
+      },
+    },
+    el("span", { class: "muted" }, `attributes of ${path}:`),
+    inputs,
+    el("button", { class: "primary" }, "Write attributes"),
+    el("button", { type: "button", onclick: () => form.remove() }, "Close"),
+  );
+  return form;
+}
+
+function resourceRow(ep, oid, iid, resource) {
+  const path = `/${oid}/${iid}/${resource.id}`;
+  const ops = resource.operations || "";
+  const actions = el("div", { class: "actions" });
+  const key = `${ep}|${path}`;
+  if (ops.includes("R")) {
+    actions.append(
+      el("button", { "data-op": "read", onclick: () => readResource(ep, path, oid, resource) }, "Read"),
+    );
+    const obs = el(
+      "button",
+      {
+        "data-op": "observe",
+        class: state.observing.has(key) ? "on" : "",
+        onclick: () => toggleObserve(ep, path, obs, resource),
+      },
+      state.observing.has(key) ? "Cancel" : "Observe",
+    );
+    actions.append(obs);
+  }
+  if (ops.includes("W")) {
+    const input = typedInput(resource);
+    actions.append(
+      input,
+      el(
+        "button",
+        {
+          "data-op": "write",
+          onclick: () => run(ep, "Write", path, { method: "PUT", body: { value: typedValue(resource, input) } }),
+        },
+        "Write",
+      ),
+    );
+  }
+  if (ops.includes("E")) {
+    const args = el("input", { type: "text", placeholder: "arguments" });
+    actions.append(
+      args,
+      el(
+        "button",
+        { "data-op": "execute", onclick: () => run(ep, "Execute", path, { method: "POST", body: { args: args.value } }) },
+        "Execute",
+      ),
+    );
+  }
+  if (ops.includes("R") || ops.includes("W")) {
+    actions.append(
+      el(
+        "button",
+        {
+          "data-op": "attributes",
+          onclick: (e) => e.target.closest("tr").after(
+            el("tr", {}, el("td", { colspan: "7" }, attributesForm(ep, path, NUMERIC.has(resource.type)))),
+          ),
+        },
+        "Attributes",
+      ),
+    );
+  }
+  const pick = ops.includes("R") ? el("input", { type: "checkbox", "data-composite": path }) : "";
+  return el(
+    "tr",
+    { "data-path": path },
+    el("td", {}, pick),
+    el("td", { class: "muted" }, String(resource.id)),
+    el("td", {}, resource.name, resource.units ? el("span", { class: "muted" }, ` [${resource.units}]`) : ""),
+    el("td", { class: "ops" }, `${resource.type}${resource.multiple ? "[]" : ""} · ${ops || "–"}`),
+    el("td", { class: "value", "data-value": path }, display(ep, path, resource)),
+    el("td", {}, actions),
+    el("td", { class: "chart-cell", "data-chart": path }),
+  );
+}
+
+async function readResource(ep, path, oid, resource) {
+  const parts = path.split("/");
+  const m = state.models.get(oid);
+  if (resource && !resource.units && typeof resource === "object" && m) {
+    const hasUnits = (m.resources || []).some((r) => r.id === 5701);
+    if (hasUnits && !state.values.has(`${ep}|/${parts[1]}/${parts[2]}/5701`)) {
+      const { data } = await deviceCall(ep, `/${parts[1]}/${parts[2]}/5701`, {});
+      if (data && data.records) storeRecords(ep, data.records, false);
+    }
+  }
+  return run(ep, "Read", path, {});
+}
+
+async function toggleObserve(ep, path, button, resource) {
+  const key = `${ep}|${path}`;
+  if (state.observing.has(key)) {
+    await run(ep, "Cancel observation", `${path}/observe`, { method: "DELETE" });
+    state.observing.delete(key);
+    button.textContent = "Observe";
+    button.classList.remove("on");
+    return;
+  }
+  const answer = await run(ep, "Observe", `${path}/observe`, { method: "POST" });
+  if (answer.status === 200 && answer.data && String(answer.data.code).startsWith("2.")) {
+    state.observing.add(key);
+    button.textContent = "Cancel";
+    button.classList.add("on");
+    if (resource && NUMERIC.has(resource.type)) await startChart(ep, path);
+  }
+}
+
+async function startChart(ep, path) {
+  const key = `${ep}|${path}`;
+  const { status, data } = await api(`/clients/${enc(ep)}/history${path}`, { query: { limit: 200 } });
+  const items = status === 200 ? (Array.isArray(data) ? data : data.values || data.history || data.records || []) : [];
+  const series = items
+    .filter((r) => typeof r.value === "number")
+    .map((r) => [r.time, r.value])
+    .sort((a, b) => a[0] - b[0]);
+  const current = state.values.get(key);
+  if (!series.length && current && typeof current.value === "number") series.push([Date.now() / 1000, current.value]);
+  state.series.set(key, series);
+  drawChart(ep, path);
+}
+
+function drawChart(ep, path) {
+  const key = `${ep}|${path}`;
+  const series = state.series.get(key);
+  const cell = document.querySelector(`[data-chart="${CSS.escape(path)}"]`);
+  if (!series || !cell) return;
+  const w = 220;
+  const h = 60;
+  const chart = svg("svg", { class: "chart", width: w, height: h, viewBox: `0 0 ${w} ${h}`, "data-points": series.length });
+  if (series.length) {
+    const ts = series.map((p) => p[0]);
+    const vs = series.map((p) => p[1]);
+    const t0 = Math.min(...ts);
+    const t1 = Math.max(...ts);
+    let v0 = Math.min(...vs);
+    let v1 = Math.max(...vs);
+    if (v0 === v1) {
+      v0 -= 1;
+      v1 += 1;
+    }
+    const x = (t) => (t1 === t0 ? w / 2 : 4 + ((t - t0) / (t1 - t0)) * (w - 8));
+    const y = (v) => h - 12 - ((v - v0) / (v1 - v0)) * (h - 20);
+    const d = series.map((p, i) => `${i ? "L" : "M"}${x(p[0]).toFixed(1)},${y(p[1]).toFixed(1)}`).join(" ");
+    chart.append(svg("path", { d }));
+    chart.append(svg("text", { x: 2, y: h - 1 }, `${v0.toFixed(1)}…${v1.toFixed(1)} (${series.length})`));
+  }
+  cell.replaceChildren(chart);
+}
+
+function createForm(ep, oid, m, instances) {
+  let next = 0;
+  while (instances.includes(next)) next++;
+  const writable = ((m && m.resources) || []).filter((r) => (r.operations || "").includes("W") && !r.multiple).slice(0, 3);
+  const sample = writable.map((r) => ({
+    path: `/${oid}/${next}/${r.id}`,
+    value: r.type === "Boolean" ? false : NUMERIC.has(r.type) ? 0 : "",
+  }));
+  const text = el("textarea", { rows: "5", cols: "70" }, JSON.stringify(sample, null, 1));
+  const form = el(
+    "form",
+    {
+      class: "panel",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        let records;
+        try {
+          records = JSON.parse(text.value);
+        } catch (err) {
+          showResult(`Create /${oid}: the records are not JSON (${err.message})`, null);
+          return;
+        }
+        await run(ep, "Create", `/${oid}`, { method: "POST", body: { records } });
+        form.remove();
+      },
+    },
+    el("div", { class: "muted" }, `New instance of /${oid}: its records`),
+    text,
+    el("div", {}, el("button", { class: "primary" }, "Create"), " ", el("button", { type: "button", onclick: () => form.remove() }, "Close")),
+  );
+  return form;
+}
+
+async function renderDevice(ep) {
+  const { status, data: reg } = await api(`/clients/${enc(ep)}`);
+  if (status !== 200) {
+    view().replaceChildren(el("h1", {}, ep), el("p", { class: "error" }, (reg && reg.error) || `HTTP ${status}`));
+    return () => {};
+  }
+  const resources = new Map();
+  currentDevice = { ep, resources };
+  const stateBadge = el("span", { class: `state ${reg.sleeping ? "sleeping" : "online"}`, id: "device-state" }, reg.sleeping ? "sleeping" : "online");
+  const objects = groupObjects(reg);
+  const sections = [];
+  for (const [oid, info] of objects) {
+    if (oid === 0 || oid === 21) continue;
+    const m = await model(oid);
+    const name = m ? m.name : `Object ${oid}`;
+    const section = el(
+      "section",
+      { class: "panel", "data-object": String(oid) },
+      el(
+        "div",
+        { class: "toolbar" },
+        el("h2", {}, `${name} `, el("span", { class: "muted" }, `/${oid}${info.ver ? ` v${info.ver}` : ""}`)),
+        el("button", { onclick: () => run(ep, "Discover", `/${oid}/discover`, {}) }, "Discover"),
+        el("button", { onclick: (e) => e.target.closest("section").append(createForm(ep, oid, m, info.instances)) }, "Create instance"),
+      ),
+    );
+    for (const iid of info.instances) {
+      const ipath = `/${oid}/${iid}`;
+      const tbody = el("tbody");
+      for (const r of (m && m.resources) || []) {
+        resources.set(`${ipath}/${r.id}`, r);
+        tbody.append(resourceRow(ep, oid, iid, r));
+      }
+      section.append(
+        el(
+          "div",
+          { class: "instance", "data-instance": ipath },
+          el(
+            "div",
+            { class: "toolbar" },
+            el("h3", {}, ipath),
+            el("button", { onclick: () => run(ep, "Read", ipath, {}) }, "Read instance"),
+            el("button", { onclick: () => run(ep, "Discover", `${ipath}/discover`, {}) }, "Discover"),
+            el(
+              "button",
+              { onclick: (e) => e.target.closest(".toolbar").after(attributesForm(ep, ipath, false)) },
+              "Attributes",
+            ),
+            el(
+              "button",
+              {
+                onclick: async () => {
+                  if (confirm(`Delete ${ipath} on ${ep}?`)) await run(ep, "Delete", ipath, { method: "DELETE" });
+                },
+              },
+              "Delete",
+            ),
+          ),
+          m
+            ? el(
+                "table",
+                {},
+                el("thead", {}, el("tr", {}, ["", "ID", "Resource", "Type", "Value", "Actions", "Chart"].map((h) => el("th", {}, h)))),
+                tbody,
+              )
+            : el("p", { class: "muted" }, "No model for this object: use Read instance."),
+        ),
+      );
+    }
+    sections.push(section);
+  }
+  const compositeButton = el(
+    "button",
+    {
+      id: "read-selected",
+      onclick: async () => {
+        const paths = [...document.querySelectorAll("[data-composite]:checked")].map((c) => c.dataset.composite);
+        if (!paths.length) return showResult("Select resources first (the boxes on the left)", null);
+        await run(ep, "Read-Composite", "/composite/read", { method: "POST", body: { paths } });
+      },
+    },
+    "Read selected",
+  );
+  view().replaceChildren(
+    el("h1", {}, ep, " ", stateBadge),
+    el(
+      "p",
+      { class: "muted" },
+      `LwM2M ${reg.lwm2mVersion} · binding ${reg.binding}${reg.queueMode ? " (queue mode)" : ""} · ${reg.address} · lifetime ${reg.lifetime} s · registered ${ago(reg.registeredAt)}`,
+    ),
+    el("div", { class: "toolbar" }, compositeButton, el("a", { href: "#/" }, "← fleet")),
+    el("div", { class: "panel", id: "result-panel" }, el("div", { id: "result", class: "muted" }, "Results of operations show here.")),
+    sections,
+  );
+  for (const key of state.observing) {
+    if (key.startsWith(`${ep}|`)) drawChart(ep, key.slice(ep.length + 1));
+  }
+  const listener = (e) => {
+    if (e.data.endpoint !== ep) return;
+    if (e.name === "SLEEPING" || e.name === "AWAKE") {
+      const asleep = e.name === "SLEEPING";
+      stateBadge.textContent = asleep ? "sleeping" : "online";
+      stateBadge.className = `state ${asleep ? "sleeping" : "online"}`;
+    } else if (e.name === "DEREGISTRATION" || e.name === "EXPIRED") {
+      stateBadge.textContent = "offline";
+      stateBadge.className = "state offline";
+    }
+  };
+  state.listeners.add(listener);
+  return () => {
+    state.listeners.delete(listener);
+    currentDevice = null;
+  };
+}
+
+// --- map -----------------------------------------------------------------------------------------------
+
+const POSITION = { 6: [0, 1], 3430: [1, 2] }; // object -> [latitude, longitude] resource IDs
+
+async function renderMap() {
+  await loadClients();
+  const points = [];
+  const status = el("p", { class: "muted" }, "Reading positions…");
+  view().replaceChildren(el("h1", {}, "Map"), status);
+  for (const c of state.clients.values()) {
+    const ids = objectIds(c);
+    const oid = ids.has(6) ? 6 : ids.has(3430) ? 3430 : null;
+    if (oid === null || c.sleeping) continue;
+    const [latId, lonId] = POSITION[oid];
+    const { data } = await deviceCall(c.endpoint, `/${oid}/0`, {});
+    const recs = (data && data.records) || [];
+    const lat = recs.find((r) => r.path === `/${oid}/0/${latId}`);
+    const lon = recs.find((r) => r.path === `/${oid}/0/${lonId}`);
+    if (lat && lon && typeof lat.value === "number" && typeof lon.value === "number") {
+      points.push({ ep: c.endpoint, lat: lat.value, lon: lon.value });
+    }
+  }
+  status.textContent = points.length
+    ? `${points.length} devices with a position (Location /6 or GNSS /3430). No map tiles: the console works offline.`
+    : "No device reports a position (Location /6 or GNSS /3430).";
+  if (!points.length) return () => {};
+  const w = 900;
+  const h = 520;
+  const pad = 40;
+  let [la0, la1] = [Math.min(...points.map((p) => p.lat)), Math.max(...points.map((p) => p.lat))];
+  let [lo0, lo1] = [Math.min(...points.map((p) => p.lon)), Math.max(...points.map((p) => p.lon))];
+  if (la1 - la0 < 1e-3) [la0, la1] = [la0 - 0.005, la1 + 0.005];
+  if (lo1 - lo0 < 1e-3) [lo0, lo1] = [lo0 - 0.005, lo1 + 0.005];
+  const x = (lon) => pad + ((lon - lo0) / (lo1 - lo0)) * (w - 2 * pad);
+  const y = (lat) => h - pad - ((lat - la0) / (la1 - la0)) * (h - 2 * pad);
+  const map = svg("svg", { width: w, height: h, viewBox: `0 0 ${w} ${h}` });
+  map.append(svg("text", { x: 6, y: h - 6 }, `lat ${la0.toFixed(4)}…${la1.toFixed(4)} · lon ${lo0.toFixed(4)}…${lo1.toFixed(4)}`));
+  for (const p of points) {
+    const go = () => (location.hash = `#/device/${enc(p.ep)}`);
+    map.append(svg("circle", { cx: x(p.lon), cy: y(p.lat), r: 6, "data-endpoint": p.ep, onclick: go }));
+    map.append(svg("text", { x: x(p.lon) + 8, y: y(p.lat) + 4 }, p.ep));
+  }
+  view().append(el("div", { class: "map panel" }, map));
+  return () => {};
+}
+
+// --- events page ---------------------------------------------------------------------------------------
+
+function renderEvents() {
+  const type = el("select", {}, el("option", { value: "" }, "all events"));
+  for (const n of ["REGISTRATION", "UPDATE", "DEREGISTRATION", "EXPIRED", "SLEEPING", "AWAKE", "NOTIFICATION", "SEND", "OBSERVATION_ENDED", "REQUEST_DONE"]) {
+    type.append(el("option", { value: n }, n));
+  }
+  const who = el("input", { type: "search", placeholder: "endpoint" });
+  const pause = el("button", {}, "Pause");
+  const list = el("ul", { class: "events", id: "event-log" });
+  let paused = false;
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume" : "Pause";
+    if (!paused) fill();
+  });
+  const line = (e) =>
+    el(
+      "li",
+      { "data-event": e.name },
+      el("span", { class: "muted" }, new Date(e.at).toLocaleTimeString(), " "),
+      el("span", { class: "name" }, e.name),
+      " ",
+      el("a", { href: `#/device/${enc(e.data.endpoint || "")}` }, e.data.endpoint || ""),
+      " ",
+      e.data.records ? e.data.records.map((r) => `${r.path}=${JSON.stringify(r.value)}`).join(" ") : e.data.reason || "",
+    );
+  const matches = (e) => (!type.value || e.name === type.value) && (!who.value || (e.data.endpoint || "").includes(who.value));
+  function fill() {
+    list.replaceChildren(...state.events.filter(matches).slice(-500).reverse().map(line));
+  }
+  type.addEventListener("change", fill);
+  who.addEventListener("input", fill);
+  view().replaceChildren(
+    el("h1", {}, "Events"),
+    el("div", { class: "toolbar" }, type, who, pause, el("span", { class: "muted" }, "since this page opened")),
+    el("div", { class: "panel" }, list),
+  );
+  fill();
+  const listener = (e) => {
+    if (!paused && matches(e)) {
+      list.prepend(line(e));
+      while (list.children.length > 500) list.lastChild.remove();
+    }
+  };
+  state.listeners.add(listener);
+  return () => state.listeners.delete(listener);
+}
+
+// --- router ----------------------------------------------------------------------------------------------
+
+let leave = () => {};
+
+async function route() {
+  leave();
+  leave = () => {};
+  const hash = location.hash || "#/";
+  let name = "fleet";
+  if (hash.startsWith("#/device/")) name = "device";
+  else if (hash === "#/map") name = "map";
+  else if (hash === "#/events") name = "events";
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
+  try {
+    if (name === "device") leave = await renderDevice(decodeURIComponent(hash.slice("#/device/".length)));
+    else if (name === "map") leave = await renderMap();
+    else if (name === "events") leave = renderEvents();
+    else leave = await renderFleet();
+  } catch (e) {
+    view().replaceChildren(el("h1", {}, "Error"), el("p", { class: "error" }, String(e)));
+  }
+}
+
+window.addEventListener("hashchange", route);
+streamEvents();
+route();

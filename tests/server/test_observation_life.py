@@ -1,0 +1,174 @@
+"""What happens to live observations when the client's registration changes: an Update from a
+new address keeps them (LwM2M-TS-Core 1.2 §6.2.2); a new Register, a De-register or an expiry
+ends them (§6.4), in the running server as well as in the store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from tests.server.test_observe import TEMPERATURE, Thermometer
+from tests.server.test_server import next_event, register
+
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.model.record import Record
+from lwm2m.server.events import ClientUpdated, NotificationReceived, ObservationEnded
+from lwm2m.server.server import LwM2MServer
+from lwm2m.transport.udp import open_udp_endpoint
+
+
+class _Side(asyncio.DatagramProtocol):
+    def __init__(self, receive: Any) -> None:
+        self.receive = receive
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.receive(data, addr)
+
+
+class Nat:
+    """A UDP relay between a device and the server, like a NAT: the server sees the device at
+    the relay's public port, which ``rebind()`` changes; datagrams to the old port are lost."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        self.server = server
+        self.device: Any = None
+        self.inside: Any = None
+        self.outside: Any = None
+
+    async def start(self) -> Nat:
+        loop = asyncio.get_running_loop()
+        self.inside, _ = await loop.create_datagram_endpoint(
+            lambda: _Side(self._from_device), local_addr=("127.0.0.1", 0)
+        )
+        await self.rebind()
+        return self
+
+    async def rebind(self) -> None:
+        loop = asyncio.get_running_loop()
+        old = self.outside
+        self.outside, _ = await loop.create_datagram_endpoint(
+            lambda: _Side(self._from_server), local_addr=("127.0.0.1", 0)
+        )
+        if old is not None:
+            old.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the device sends to."""
+        return self.inside.get_extra_info("sockname")
+
+    @property
+    def public(self) -> tuple[str, int]:
+        """Where the server sees the device."""
+        return self.outside.get_extra_info("sockname")
+
+    def _from_device(self, data: bytes, addr: Any) -> None:
+        self.device = addr
+        self.outside.sendto(data, self.server)
+
+    def _from_server(self, data: bytes, addr: Any) -> None:
+        if self.device is not None:
+            self.inside.sendto(data, self.device)
+
+    def close(self) -> None:
+        self.inside.close()
+        self.outside.close()
+
+
+async def test_observation_follows_an_update_from_a_new_address() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        device = Thermometer()
+        nat = await Nat(("127.0.0.1", server.port)).start()
+        try:
+            async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+                created = await client.request(register("mover"), nat.address, timeout=5)
+                observation = await server.observe("mover", TEMPERATURE)
+                (relation,) = device.relations
+                fmt = relation.message.accept
+                before = nat.public
+
+                await nat.rebind()
+                update = Message.build(Type.CON, Code.POST, uri_path="/".join(created.location_path))
+                assert (await client.request(update, nat.address, timeout=5)).code == Code.CHANGED
+                updated = await next_event(events, ClientUpdated)
+                assert updated.registration.address == nat.public != before
+
+                device.value = 30.5
+                note = Message.build(Type.CON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+                assert client.notify(relation.relation, note)
+                got = await observation.next(timeout=5)
+                assert got.records == (Record(TEMPERATURE, 30.5),)
+                assert (await next_event(events, NotificationReceived)).records == got.records
+                # Acknowledged from the new address, not rejected: the device keeps the relation.
+                await asyncio.sleep(0.05)
+                assert client.endpoint.observations() == [relation.relation]
+
+                read = await server.read("mover", TEMPERATURE, timeout=5)
+                assert read.code == Code.CONTENT
+                await observation.cancel(active=True)
+                assert device.cancels == 1
+                assert client.endpoint.observations() == []  # the cancel reached the relation
+        finally:
+            nat.close()
+
+
+async def _observed(server: LwM2MServer, client: Any, ep: str, lt: int = 300) -> tuple[Any, Message]:
+    created = await client.request(register(ep, lt=lt), ("127.0.0.1", server.port))
+    observation = await server.observe(ep, TEMPERATURE)
+    assert len(await server.store.observations.for_endpoint(ep)) == 1
+    return observation, created
+
+
+async def _ended(server: LwM2MServer, events: Any, observation: Any, reason: str) -> None:
+    ended = await next_event(events, ObservationEnded)
+    assert (ended.token, ended.reason) == (observation.token, reason)
+    with pytest.raises(StopAsyncIteration):
+        await observation.next(timeout=5)
+    assert server.observations() == []
+    assert await server.store.observations.for_endpoint(observation.endpoint) == []
+
+
+async def test_a_new_register_ends_the_live_observations() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        device = Thermometer()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            old, _ = await _observed(server, client, "again")
+            await client.request(register("again"), ("127.0.0.1", server.port))
+            await _ended(server, events, old, "registered again")
+            # The new registration observes afresh; the old relation's notifications get RST.
+            new = await server.observe("again", TEMPERATURE)
+            assert [o.token for o in server.observations()] == [new.token]
+            (stale, fresh) = device.relations
+            fmt = stale.message.accept
+            note = Message.build(Type.CON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+            client.notify(stale.relation, note)
+            for _ in range(50):
+                if stale.relation not in client.endpoint.observations():
+                    break
+                await asyncio.sleep(0.02)
+            assert client.endpoint.observations() == [fresh.relation]
+
+
+async def test_a_deregister_ends_the_live_observations() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client:
+            observation, created = await _observed(server, client, "leaving")
+            location = "/".join(created.location_path)
+            gone = await client.request(
+                Message.build(Type.CON, Code.DELETE, uri_path=location), ("127.0.0.1", server.port)
+            )
+            assert gone.code == Code.DELETED
+            await _ended(server, events, observation, "de-registered")
+
+
+async def test_an_expiry_ends_the_live_observations() -> None:
+    async with LwM2MServer(port=0, expiry_interval=0.05) as server:
+        events = server.events()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client:
+            observation, _ = await _observed(server, client, "fading", lt=1)
+            await _ended(server, events, observation, "registration expired")

@@ -1,0 +1,153 @@
+"""Observe-Composite through the server (LwM2M-TS-Core 1.2 §6.4.4): a FETCH on the root with
+Observe 0 and a SenML list of paths; notifications carry the values of all of them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path as FsPath
+
+from tests.server.test_server import next_event, register
+
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import ROOT, Path
+from lwm2m.model.record import Record
+from lwm2m.server.events import NotificationReceived, ObservationEnded
+from lwm2m.server.server import LwM2MServer
+from lwm2m.storage.sqlite import SqliteStore
+from lwm2m.transport.udp import open_udp_endpoint
+
+P = Path.parse
+MODELS = load_catalogue()
+BATTERY, TEMPERATURE = P("/3/0/9"), P("/3303/0/5700")
+
+
+class Composite:
+    """A device that answers Read-Composite and Observe-Composite (FETCH on the root) and
+    Write-Composite (iPATCH on the root); every request is kept in ``requests``."""
+
+    def __init__(self) -> None:
+        self.values: dict[Path, object] = {BATTERY: 85, TEMPERATURE: 20.0}
+        self.requests: list[RequestReceived] = []
+        self.relations: list[RequestReceived] = []  # FETCH with Observe 0
+        self.cancels: list[RequestReceived] = []  # FETCH with Observe 1
+        self.written: list[Record] = []
+
+    def paths(self, event: RequestReceived) -> list[Path]:
+        msg = event.message
+        fmt = msg.content_format if msg.content_format is not None else CF.SENML_CBOR
+        return [r.path for r in get_codec(fmt).decode(msg.payload, ROOT, MODELS)]
+
+    def payload(self, paths: list[Path], fmt: int) -> bytes:
+        records = [Record(p, v) for p, v in self.values.items() if any(p.startswith(q) for q in paths)]
+        return get_codec(fmt).encode(records, ROOT, MODELS)
+
+    def notification(self, relation: RequestReceived) -> Message:
+        fmt = relation.message.accept or CF.SENML_CBOR
+        payload = self.payload(self.paths(relation), fmt)
+        return Message.build(Type.NON, Code.CONTENT, content_format=fmt, payload=payload)
+
+    def __call__(self, event: RequestReceived) -> Message:
+        msg = event.message
+        self.requests.append(event)
+        if msg.uri_path == () and msg.code == Code.FETCH:
+            fmt = msg.accept or CF.SENML_CBOR
+            observe = None
+            if msg.observe == 0:
+                self.relations.append(event)
+                observe = 0
+            elif msg.observe == 1:
+                self.cancels.append(event)
+            payload = self.payload(self.paths(event), fmt)
+            return Message.build(Type.ACK, Code.CONTENT, observe=observe, content_format=fmt, payload=payload)
+        if msg.uri_path == () and msg.code == Code.IPATCH:
+            fmt = msg.content_format if msg.content_format is not None else CF.SENML_CBOR
+            self.written += get_codec(fmt).decode(msg.payload, ROOT, MODELS)
+            return Message.build(Type.ACK, Code.CHANGED)
+        return Message.build(Type.ACK, Code.NOT_FOUND)
+
+
+async def test_observe_composite_notifications_history_and_active_cancel() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        device = Composite()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            await client.request(register("multi"), ("127.0.0.1", server.port))
+            observation = await server.observe_composite("multi", ["/3303/0/5700", "/3/0/9"])
+            assert observation.response is not None
+            assert set(observation.response.records) == {Record(BATTERY, 85), Record(TEMPERATURE, 20.0)}
+            (relation,) = device.relations
+            msg = relation.message
+            assert (msg.code, msg.uri_path, msg.observe) == (Code.FETCH, (), 0)
+            assert msg.content_format == CF.SENML_CBOR and msg.accept == CF.SENML_CBOR
+            assert sorted(device.paths(relation)) == [BATTERY, TEMPERATURE]
+            (stored,) = await server.store.observations.for_endpoint("multi")
+            assert stored.composite and stored.paths == (TEMPERATURE, BATTERY)
+            assert stored.token == observation.token
+
+            device.values[TEMPERATURE] = 22.5
+            assert client.notify(relation.relation, device.notification(relation))
+            got = await observation.next(timeout=5)
+            assert set(got.records) == {Record(BATTERY, 85), Record(TEMPERATURE, 22.5)}
+            event = await next_event(events, NotificationReceived)
+            assert event.paths == (TEMPERATURE, BATTERY) and event.token == observation.token
+            history = await server.history("multi", "/3303")
+            assert [e.record.value for e in history] == [22.5]
+
+            await observation.cancel(active=True)
+            assert (await next_event(events, ObservationEnded)).reason == "cancelled"
+            (cancel,) = device.cancels
+            # RFC 7641 §3.6: the cancel carries the observation's token, so the device drops it.
+            assert cancel.message.token == observation.token and cancel.message.code == Code.FETCH
+            assert sorted(device.paths(cancel)) == [BATTERY, TEMPERATURE]
+            assert client.endpoint.observations() == []
+            assert await server.store.observations.for_endpoint("multi") == []
+
+
+async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> None:
+    device = Composite()
+    store = SqliteStore(tmp_path / "lwm2m.db")
+    try:
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            async with LwM2MServer(port=0, store=store) as server:
+                port = server.port
+                await client.request(register("multi-2"), ("127.0.0.1", port))
+                first = await server.observe_composite("multi-2", [BATTERY, TEMPERATURE], format="senml-json")
+                assert first.response is not None and first.response.content_format == CF.SENML_JSON
+            assert len(await store.observations.all()) == 1  # a clean stop keeps the record
+
+            async with LwM2MServer(port=port, store=store) as server:
+                (resumed,) = server.observations()
+                assert resumed.token == first.token and resumed.record.composite
+                (relation,) = device.relations
+                device.values[BATTERY] = 50
+                assert client.notify(relation.relation, device.notification(relation))
+                got = await resumed.next(timeout=5)
+                assert set(got.records) == {Record(BATTERY, 50), Record(TEMPERATURE, 20.0)}
+                await resumed.cancel(active=True)
+                assert device.cancels[0].message.accept == CF.SENML_JSON
+                assert client.endpoint.observations() == []
+    finally:
+        store.close()
+
+
+async def test_a_refused_observe_composite_raises_and_keeps_nothing() -> None:
+    from lwm2m.server.server import ObserveRefused
+
+    def refuse(event: RequestReceived) -> Message:
+        return Message.build(Type.ACK, Code.NOT_ACCEPTABLE)
+
+    async with LwM2MServer(port=0) as server, open_udp_endpoint("127.0.0.1", 0, handler=refuse) as client:
+        await client.request(register("picky"), ("127.0.0.1", server.port))
+        try:
+            await server.observe_composite("picky", [BATTERY])
+        except ObserveRefused as exc:
+            assert exc.response.code == Code.NOT_ACCEPTABLE
+        else:
+            raise AssertionError("the refusal was not raised")
+        await asyncio.sleep(0)
+        assert server.observations() == [] and await server.store.observations.all() == []
