@@ -74,6 +74,11 @@ def test_read_defaults_to_senml_cbor_from_1_1_and_tlv_for_1_0() -> None:
     out = answer(h10, request(Code.GET, "/3303/0"))
     assert out.content_format == CF.TLV
     assert decode(out, "/3303/0")[0].value == 21.5
+    # A 1.0 Read of one value without Accept: plain text, as 1.0 servers expect; a multiple
+    # resource stays TLV.
+    out = answer(h10, request(Code.GET, "/3303/0/5700"))
+    assert (out.content_format, out.payload) == (CF.TEXT, b"21.5")
+    assert answer(h10, request(Code.GET, "/3/0/11")).content_format == CF.TLV
 
 
 @pytest.mark.parametrize("fmt", [CF.TLV, CF.SENML_JSON, CF.SENML_CBOR, CF.OMA_JSON, CF.LWM2M_CBOR])

@@ -60,10 +60,18 @@ async def test_any_change_notifies_without_attributes() -> None:
     _, observer, sink, temp = setup()
     observer.add(KEY, (TEMP,), CF.SENML_CBOR, False)
     temp.set(5700, 21.0)
+    await asyncio.sleep(0)
     temp.set(5700, 21.0)  # no change, no notification
     temp.set(5701, "K")  # another resource: not observed
+    await asyncio.sleep(0)
     temp.set(5700, 22.0)
+    await asyncio.sleep(0)
     assert sink.values() == [21.0, 22.0]
+    # Changes within one step of the loop make one notification, of the latest value.
+    temp.set(5700, 23.0)
+    temp.set(5700, 24.0)
+    await asyncio.sleep(0)
+    assert sink.values() == [21.0, 22.0, 24.0]
 
 
 async def test_pmin_holds_changes_back_and_sends_the_latest() -> None:
@@ -95,6 +103,7 @@ async def test_gt_lt_st_conditions() -> None:
     observer.add(KEY, (TEMP,), CF.SENML_CBOR, False)
     for v in (21.0, 22.5, 23.5, 26.0, 27.0, 24.0, 21.5, 9.0, 9.5):
         temp.set(5700, v)
+        await asyncio.sleep(0)
     # 20 -> 23.5 is a step of 3.5 (st); 26 crosses gt; 27 is +1 (nothing); 24 crosses gt downwards;
     # 21.5 is -2.5 (nothing); 9 crosses lt; 9.5 nothing.
     assert sink.values() == [23.5, 26.0, 24.0, 9.0]
@@ -109,6 +118,7 @@ async def test_edge_on_a_boolean() -> None:
     observer.add(KEY, (path,), CF.SENML_CBOR, False)
     for v in (True, False, True, False):
         switch.set(5500, v)
+        await asyncio.sleep(0)
     assert sink.values(path) == [True, True]
 
 
@@ -117,6 +127,7 @@ async def test_con_and_server_defaults() -> None:
     attrs(handler, "/3303/0/5700", "con=1")
     observer.add(KEY, (TEMP,), CF.SENML_CBOR, False)
     temp.set(5700, 30.0)
+    await asyncio.sleep(0)
     await asyncio.sleep(1.15)
     assert [con for _, _, con in sink.items] == [True, True]  # the change, then pmax from the defaults
 
@@ -145,6 +156,7 @@ async def test_composite_relation_and_removal() -> None:
     paths = (TEMP, Path.parse("/3200/0/5500"))
     observer.add(KEY, paths, CF.SENML_CBOR, True)
     temp.set(5700, 19.0)
+    await asyncio.sleep(0)
     records = get_codec(CF.SENML_CBOR).decode(sink.items[0][1].payload, ROOT, MODELS)
     assert {str(r.path): r.value for r in records} == {"/3303/0/5700": 19.0, "/3200/0/5500": False}
     single = (("127.0.0.1", 40000), b"t2")
@@ -160,4 +172,5 @@ async def test_a_relation_the_endpoint_dropped_is_forgotten() -> None:
     observer.add(KEY, (TEMP,), CF.SENML_CBOR, False)
     sink.alive = False
     temp.set(5700, 1.0)
+    await asyncio.sleep(0)
     assert len(observer) == 0

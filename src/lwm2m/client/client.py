@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -29,6 +30,7 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
+from lwm2m.client.core.device import Device
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
 from lwm2m.client.handler import RequestHandler
@@ -38,7 +40,7 @@ from lwm2m.client.observer import Observer, RelationKey
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import Event, ObservationCancelled, RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
@@ -49,6 +51,7 @@ from lwm2m.protocol.attributes import Attributes
 from lwm2m.protocol.registration import (
     SUPPORTED_VERSIONS,
     DeregisterRequest,
+    ObjectLink,
     ObjectList,
     RegisterRequest,
     UpdateRequest,
@@ -143,6 +146,8 @@ class LwM2MClient:
             raise ValueError("the endpoint name is empty")
         self.endpoint_name = endpoint
         self.server_uri = ServerUri.parse(server)
+        if self.server_uri.scheme == "coaps":
+            raise ValueError(f"server {server!r}: coaps:// needs DTLS, which this client does not have yet")
         self.lwm2m_version = lwm2m_version
         self.queue_mode = queue_mode
         self.awake_time = awake_time
@@ -167,14 +172,13 @@ class LwM2MClient:
         if not self.tree.instances(1):
             self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
         if 3 not in self.tree.objects:
-            self.tree.add(
-                ObjectInstance(0, {0: "lwm2m", 1: "python", 16: binding}, object_id=3, models=self.models)
-            )
+            self.tree.add(Device(manufacturer="lwm2m", model_number="python", binding_modes=binding))
         self.account = self._account()
         self.handler = RequestHandler(self.tree, lwm2m_version=lwm2m_version, on_request=on_request)
         self.observer: Observer | None = None
         self.state = ClientState.STOPPED
         self.location: str | None = None  # the registration's /rd/{location}
+        self._location_path: tuple[str, ...] = ()  # every segment the server gave
         self.registrations = 0  # successful Registers
         self.updates = 0  # successful Updates
         self.errors = 0  # failed registration exchanges
@@ -213,6 +217,13 @@ class LwM2MClient:
         if self._task is not None:
             self.trigger_update()
 
+    def _object_links(self) -> tuple[ObjectLink, ...]:
+        links = self.tree.object_links()
+        if self.lwm2m_version == "1.0":
+            # LwM2M 1.0 registrations carry no object versions.
+            links = tuple(ObjectLink(o.object_id, o.instance_id) for o in links if o.instance_id is not None)
+        return links
+
     def _defaults(self) -> Attributes:
         return Attributes(pmin=self.account.default_pmin, pmax=self.account.default_pmax)
 
@@ -249,13 +260,21 @@ class LwM2MClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._cancel_sleep()
+        for inst in self.tree:
+            close = getattr(inst, "close", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
         coap = self._coap
         if coap is not None:
             if deregister and self.location is not None:
                 coap.receiving = True
                 with contextlib.suppress(Exception):
                     await coap.request(
-                        DeregisterRequest(self.location).to_message(), self._server_addr, timeout=2.0
+                        self._at_location(DeregisterRequest(self.location).to_message()),
+                        self._server_addr,
+                        timeout=2.0,
                     )
             await coap.close()
         self._coap = None
@@ -347,16 +366,19 @@ class LwM2MClient:
             lwm2m=self.lwm2m_version,
             b=self.binding.replace("Q", "") or "U",
             Q=self.queue_mode,
-            objects=self.tree.object_links(),
+            objects=self._object_links(),
             content_formats=() if self.lwm2m_version == "1.0" else tuple(int(f) for f in ANNOUNCED_FORMATS),
         )
         response = await self._exchange(request.to_message())
         if response.code != Code.CREATED:
             raise RegistrationFailed(f"Register refused: {_describe(response)}", response.code)
-        segments = [s for s in response.location_path if s]
-        if len(segments) < 2:
+        # Some servers put "rd/5" in one Location-Path option; RFC 7252 §5.10.7 wants one per
+        # segment. Both are taken, and Update and De-register go to exactly that path.
+        segments = [p for s in response.location_path for p in s.split("/") if p]
+        if not segments:
             raise RegistrationFailed("Register answered without a location")
         self.location = segments[-1]
+        self._location_path = tuple(segments)
         self.registrations += 1
         self._registered.set()
         self.state = ClientState.REGISTERED
@@ -365,7 +387,7 @@ class LwM2MClient:
 
     async def _update(self) -> None:
         assert self.location is not None
-        objects = ObjectList(self.tree.object_links()) if self._objects_changed else None
+        objects = ObjectList(self._object_links()) if self._objects_changed else None
         params = self._params_changed
         self._objects_changed = self._params_changed = self._update_now = False
         request = UpdateRequest(
@@ -375,7 +397,9 @@ class LwM2MClient:
             objects=objects,
         )
         try:
-            response = await self._exchange(request.to_message(lwm2m_version=self.lwm2m_version))
+            response = await self._exchange(
+                self._at_location(request.to_message(lwm2m_version=self.lwm2m_version))
+            )
         except BaseException:
             # Not sent: the next try carries the changes again.
             self._objects_changed |= objects is not None
@@ -398,6 +422,13 @@ class LwM2MClient:
         self.state = ClientState.REGISTERED
         self._schedule_next_update()
         self._flush_held()
+
+    def _at_location(self, message: Message) -> Message:
+        """``message`` sent to the registration's Location-Path as the server gave it."""
+        options = [o for o in message.options if o[0] != OptionNumber.URI_PATH]
+        options += [(OptionNumber.URI_PATH, s.encode()) for s in self._location_path]
+        options.sort(key=lambda o: o[0])
+        return dataclasses.replace(message, options=tuple(options))
 
     # --- queue mode ------------------------------------------------------------------------------
 

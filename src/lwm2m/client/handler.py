@@ -98,9 +98,18 @@ class RequestHandler:
         except Exception as exc:  # a handler bug must not take the client down
             log.exception("request %s failed", event.message)
             answer = _reply(Code.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
-        if self.on_request is not None and isinstance(answer, Message):
-            self.on_request(event, answer)
+        if self.on_request is not None:
+            if isinstance(answer, Message):
+                self.on_request(event, answer)
+            else:
+                answer = self._heard_later(event, answer)
         return answer
+
+    async def _heard_later(self, event: RequestReceived, answer: Awaitable[Message]) -> Message:
+        message = await answer
+        if self.on_request is not None:
+            self.on_request(event, message)
+        return message
 
     def _dispatch(self, event: RequestReceived) -> Message | Awaitable[Message]:
         msg = event.message
@@ -175,7 +184,24 @@ class RequestHandler:
         return Message.build(Type.ACK, Code.CONTENT, content_format=fmt, payload=payload)
 
     def read(self, path: Path, accept: int | None) -> Message:
+        if accept is None and self.lwm2m_version == "1.0" and self._single_value(path):
+            # LwM2M 1.0 servers commonly read one value without Accept and expect plain text
+            # (opaque for Opaque), as Wakaama's client answers; TLV for everything else.
+            r = self.models.resource(path.ids[0], path.ids[2])
+            accept = (
+                ContentFormat.OPAQUE
+                if r is not None and r.type is ResourceType.OPAQUE
+                else ContentFormat.TEXT
+            )
         return self.content((path,), self.response_format(accept), False)
+
+    def _single_value(self, path: Path) -> bool:
+        if len(path.ids) == 4:
+            return True
+        if len(path.ids) != 3:
+            return False
+        r = self.models.resource(path.ids[0], path.ids[2])
+        return r is not None and not r.multiple
 
     def observe(
         self, event: RequestReceived, paths: tuple[Path, ...], accept: int | None, *, composite: bool

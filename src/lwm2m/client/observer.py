@@ -105,6 +105,8 @@ class Observer:
         self._loop = loop or asyncio.get_event_loop()
         self._relations: dict[RelationKey, _Relation] = {}
         self._by_object: dict[int, set[RelationKey]] = {}
+        self._dirty: set[RelationKey] = set()
+        self._flush_scheduled = False
         self.sent = 0
 
     def __len__(self) -> int:
@@ -152,9 +154,22 @@ class Observer:
         if not keys:
             return
         changed = Path.of(instance.definition.id, instance.id, resource_id)
-        for key in list(keys):
+        for key in keys:
             r = self._relations.get(key)
             if r is not None and r.covers(changed):
+                self._dirty.add(key)
+        if self._dirty and not self._flush_scheduled:
+            # Changes made in one step of the loop (a Location fix, a firmware state and its
+            # result) make one notification, not one per resource.
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_changes)
+
+    def _flush_changes(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for key in dirty:
+            r = self._relations.get(key)
+            if r is not None:
                 self._changed(r)
 
     def removed(self, path: Path) -> None:

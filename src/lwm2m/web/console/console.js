@@ -631,6 +631,18 @@ function createForm(ep, oid, m, instances) {
   return form;
 }
 
+// Fill the page with the device's current values, one instance at a time (quietly).
+async function readAll(ep, objects) {
+  for (const [oid, info] of objects) {
+    if (oid === 0 || oid === 21) continue;
+    for (const iid of info.instances) {
+      if (!currentDevice || currentDevice.ep !== ep) return;
+      const { status, data } = await api(devicePath(ep, `/${oid}/${iid}`));
+      if (status === 200 && data && data.records) storeRecords(ep, data.records, false);
+    }
+  }
+}
+
 async function renderDevice(ep) {
   const { status, data: reg } = await api(`/clients/${enc(ep)}`);
   if (status !== 200) {
@@ -646,15 +658,16 @@ async function renderDevice(ep) {
     if (oid === 0 || oid === 21) continue;
     const m = await model(oid);
     const name = m ? m.name : `Object ${oid}`;
+    // The Server object's many settings stay folded; device objects are open.
     const section = el(
-      "section",
-      { class: "panel", "data-object": String(oid) },
+      "details",
+      { class: "panel", "data-object": String(oid), open: oid !== 1 },
       el(
-        "div",
+        "summary",
         { class: "toolbar" },
         el("h2", {}, `${name} `, el("span", { class: "muted" }, `/${oid}${info.ver ? ` v${info.ver}` : ""}`)),
         el("button", { onclick: () => run(ep, "Discover", `/${oid}/discover`, {}) }, "Discover"),
-        el("button", { onclick: (e) => e.target.closest("section").append(createForm(ep, oid, m, info.instances)) }, "Create instance"),
+        el("button", { onclick: (e) => e.target.closest("details").append(createForm(ep, oid, m, info.instances)) }, "Create instance"),
       ),
     );
     for (const iid of info.instances) {
@@ -723,11 +736,12 @@ async function renderDevice(ep) {
     ),
     el("div", { class: "toolbar" }, compositeButton, el("a", { href: "#/" }, "← fleet")),
     el("div", { class: "panel", id: "result-panel" }, el("div", { id: "result", class: "muted" }, "Results of operations show here.")),
-    sections,
+    ...sections,
   );
   for (const key of state.observing) {
     if (key.startsWith(`${ep}|`)) drawChart(ep, key.slice(ep.length + 1));
   }
+  if (!reg.sleeping) readAll(ep, objects);
   const listener = (e) => {
     if (e.data.endpoint !== ep) return;
     if (e.name === "SLEEPING" || e.name === "AWAKE") {

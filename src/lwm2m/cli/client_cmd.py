@@ -1,0 +1,307 @@
+"""``lwm2m client``: one LwM2M device from the command line, showing what the server asks of it.
+
+Every request the server sends is shown as it is answered (method, path, the
+LwM2M operation, response code), and so is each change of the registration
+(registering, registered, updated, retrying, asleep in queue mode). SIGINT or
+SIGTERM de-registers and stops.
+
+The objects come from a device profile. ``default`` is built in: a Device (3)
+and a Temperature sensor (3303). The fleet simulator's profiles
+(:data:`lwm2m.simulator.profiles.PROFILES`: name -> a callable taking
+``endpoint=`` and returning the device's object instances) are offered too;
+objects with a ``tick(Tick)`` method are moved every few seconds of real time,
+as the simulator moves them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import click
+
+from lwm2m import __version__
+from lwm2m.cli import main
+from lwm2m.cli.errors import fail
+
+ObjectsFactory = Callable[..., Iterable[Any]]  # a profile: endpoint= -> the instances of one device
+
+DEFAULT_PROFILE = "default"
+OPERATIONS_BY_METHOD = {3: "Write", 4: "Delete", 7: "Write-Composite"}  # PUT, DELETE, iPATCH
+TICK_SECONDS = 5.0  # how often simulated values move
+
+
+def default_objects(endpoint: str = "device") -> list[Any]:
+    """The built-in device: its Device object and one temperature sensor."""
+    from lwm2m.client import ObjectInstance
+
+    device = {0: "lwm2m", 1: "lwm2m-python", 2: endpoint, 3: __version__, 16: "U"}
+    return [
+        ObjectInstance(0, device, object_id=3),
+        ObjectInstance(0, {5700: 21.5, 5701: "Cel", 5750: "room"}, object_id=3303),
+    ]
+
+
+def profiles() -> dict[str, ObjectsFactory]:
+    """Every profile ``--profile`` accepts, by name."""
+    found: dict[str, ObjectsFactory] = {DEFAULT_PROFILE: default_objects}
+    try:
+        module = importlib.import_module("lwm2m.simulator.profiles")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lwm2m.simulator.profiles":
+            raise  # the module is there but broken: show why
+        return found
+    offered = getattr(module, "PROFILES", None)
+    if isinstance(offered, Mapping):
+        for name, factory in offered.items():
+            if isinstance(name, str) and callable(factory):
+                found.setdefault(name, factory)
+    return found
+
+
+async def move_values(objects: Iterable[Any], every: float = TICK_SECONDS) -> None:
+    """Step the simulated objects (those with a ``tick`` method) in real time."""
+    parts = [o for o in objects if callable(getattr(o, "tick", None))]
+    if not parts:
+        return
+    from lwm2m.simulator.values import Tick, hour_of_day
+
+    rng = random.Random()
+    last = time.time()
+    while True:
+        await asyncio.sleep(every)
+        now = time.time()
+        tick = Tick(now, hour_of_day(now, time.localtime().tm_gmtoff), now - last, rng)
+        last = now
+        for part in parts:
+            part.tick(tick)
+
+
+# --- what is shown --------------------------------------------------------------------------------
+
+
+def code_text(code: int) -> str:
+    from lwm2m.coap.numbers import Code
+
+    number = f"{code >> 5}.{code & 31:02d}"
+    try:
+        return f"{number} {Code(code).name.replace('_', ' ').title()}"
+    except ValueError:
+        return number
+
+
+def format_name(number: int) -> str:
+    """A content format's name (``senml-cbor``), or its number when it has none here."""
+    from lwm2m.codec.formats import format_names
+
+    names = {n: name for name, n in format_names().items()}
+    return names.get(number, str(number))
+
+
+def operation(event: Any) -> str:
+    """The LwM2M operation a request stands for (LwM2M-TS-Transport 1.2 §6.4, Table 6.4.-1)."""
+    msg = event.message
+    code, depth = int(msg.code), len(msg.uri_path)
+    if code == 1:  # GET
+        if msg.accept == 40:
+            return "Discover"
+        return {0: "Observe", 1: "Cancel Observation"}.get(event.observe, "Read")
+    if code == 2:  # POST
+        return {1: "Create", 2: "Write (update)", 3: "Execute"}.get(depth, "POST")
+    if code == 3 and msg.uri_query and not msg.payload:
+        return "Write-Attributes"
+    if code == 5:  # FETCH
+        return "Observe-Composite" if event.observe == 0 else "Read-Composite"
+    return OPERATIONS_BY_METHOD.get(code, "?")
+
+
+def request_line(event: Any, answer: Any) -> str:
+    from lwm2m.coap.numbers import Code
+
+    msg = event.message
+    try:
+        method = Code(msg.code).name
+    except ValueError:
+        method = f"{msg.code >> 5}.{msg.code & 31:02d}"
+    path = "/" + "/".join(msg.uri_path)
+    if msg.uri_query:
+        path += "?" + "&".join(msg.uri_query)
+    details = [operation(event)]
+    if msg.accept is not None:
+        details.append(f"accept {format_name(msg.accept)}")
+    if msg.payload:
+        shown = "" if msg.content_format is None else f" {format_name(msg.content_format)}"
+        details.append(f"{len(msg.payload)} bytes{shown}")
+    code = int(answer.code)
+    style = "green" if code >> 5 == 2 else "red"
+    line = f"{escape(method)} {escape(path)} ({', '.join(details)}) → [{style}]{code_text(code)}[/{style}]"
+    if code >> 5 != 2 and answer.payload:
+        line += f" ({escape(answer.payload.decode('utf-8', 'replace'))})"
+    return line
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup made literal."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+class Display:
+    """Lines on stdout: colours on a terminal, plain text in a pipe."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(highlight=False, soft_wrap=True)
+
+    def show(self, text: str) -> None:
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
+
+    def request(self, event: Any, answer: Any) -> None:
+        self.show(request_line(event, answer))
+
+
+async def watch_registration(client: Any, display: Display) -> None:
+    """Show each change of the client's registration state."""
+    from lwm2m.client import ClientState
+
+    last: tuple[Any, ...] = (None, None, 0, 0, 0)
+    while True:
+        now = (client.state, client.location, client.registrations, client.updates, client.errors)
+        if now != last:
+            state, location, registrations, updates, errors = now
+            was = last[0]
+            if state is ClientState.REGISTERING and was is not ClientState.REGISTERING:
+                display.show(f"registering with {client.server_uri.scheme}://{_hostport(client)}")
+            elif state is ClientState.REGISTERED and registrations > last[2]:
+                mode = ", queue mode" if client.queue_mode else ""
+                display.show(
+                    f"[bold]registered[/bold] at /rd/{escape(str(location))} "
+                    f"(lifetime {client.lifetime} s, LwM2M {client.lwm2m_version}{mode})"
+                )
+            elif state is ClientState.REGISTERED and updates > last[3]:
+                display.show("registration updated" + (" (awake)" if was is ClientState.SLEEPING else ""))
+            elif state is ClientState.RETRYING and (was is not ClientState.RETRYING or errors > last[4]):
+                display.show(f"[yellow]not registered[/yellow] (attempt {errors} failed); retrying")
+            elif state is ClientState.SLEEPING and was is not ClientState.SLEEPING:
+                display.show("asleep (queue mode): requests wait until the next update")
+            last = now
+        await asyncio.sleep(0.05)
+
+
+def _hostport(client: Any) -> str:
+    host = client.server_uri.host
+    return f"[{host}]:{client.server_uri.port}" if ":" in host else f"{host}:{client.server_uri.port}"
+
+
+async def run_client(client: Any, display: Display) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await client.start()
+    watcher = asyncio.create_task(watch_registration(client, display))
+    mover = asyncio.create_task(move_values(client.tree))
+    display.show(
+        f"lwm2m client: endpoint {escape(client.endpoint_name)} on UDP port {client.port}, "
+        f"server {client.server_uri.scheme}://{_hostport(client)}"
+    )
+    display.show("Ctrl-C de-registers and stops it.")
+    try:
+        await stop.wait()
+    finally:
+        location = client.location
+        if location is not None:
+            display.show(f"de-registering from /rd/{escape(location)}")
+        mover.cancel()
+        await client.stop()
+        watcher.cancel()
+    display.show("lwm2m client: stopped")
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+class _Integer(click.ParamType):
+    """An integer within bounds; anything else is a one-line error naming the value."""
+
+    name = "integer"
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        option = param.opts[0] if param is not None and param.opts else "value"
+        try:
+            number = value if isinstance(value, int) else int(str(value), 10)
+        except ValueError:
+            number = self.lo - 1
+        if not self.lo <= number <= self.hi:
+            fail(f"{option} {value}: expected an integer from {self.lo} to {self.hi}")
+        return number
+
+
+@main.command()
+@click.option("--server", "server_uri", required=True, help="the LwM2M server, coap://HOST[:PORT]")
+@click.option("--endpoint", required=True, help="the client's endpoint name")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="the device's objects")
+@click.option("--lifetime", default=300, show_default=True, type=_Integer(1, 0xFFFFFFFF), help="seconds")
+@click.option("--lwm2m-version", default="1.2", show_default=True, help="1.0, 1.1 or 1.2")
+@click.option("--queue-mode", is_flag=True, help="sleep between exchanges (LwM2M queue mode)")
+@click.option("--port", default=0, show_default=True, type=_Integer(0, 65535), help="local UDP port (0: any)")
+def client(
+    server_uri: str,
+    endpoint: str,
+    profile: str,
+    lifetime: int,
+    lwm2m_version: str,
+    queue_mode: bool,
+    port: int,
+) -> None:
+    """Run one LwM2M device and show what the server asks of it."""
+    from lwm2m.client import LwM2MClient, ServerUri
+    from lwm2m.protocol.registration import SUPPORTED_VERSIONS
+    from lwm2m.transport.eventloop import run
+
+    known = profiles()
+    try:
+        uri = ServerUri.parse(server_uri)
+    except ValueError as exc:
+        fail(f"--server {server_uri}: {exc}")
+    if uri.scheme != "coap":
+        fail(f"--server {server_uri}: only coap:// is served by this command (no DTLS)")
+    if not endpoint.strip():
+        fail("--endpoint: the endpoint name is empty")
+    if profile not in known:
+        fail(f"--profile {profile}: no such profile; known: {', '.join(known)}")
+    if lwm2m_version not in SUPPORTED_VERSIONS:
+        fail(f"--lwm2m-version {lwm2m_version}: expected one of {', '.join(SUPPORTED_VERSIONS)}")
+    try:
+        objects = list(known[profile](endpoint=endpoint))
+    except Exception as exc:  # a profile that cannot build its device: name it
+        fail(f"--profile {profile}: {exc}")
+
+    display = Display()
+    device = LwM2MClient(
+        endpoint,
+        server_uri,
+        objects,
+        lifetime=lifetime,
+        queue_mode=queue_mode,
+        lwm2m_version=lwm2m_version,
+        local_port=port,
+        on_request=display.request,
+    )
+    try:
+        run(run_client(device, display))
+    except socket.gaierror as exc:
+        fail(f"--server {server_uri}: cannot resolve {uri.host}: {exc.strerror or exc}")
+    except OSError as exc:
+        fail(f"--port {port}: {exc.strerror or exc}")

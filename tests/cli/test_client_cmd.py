@@ -1,0 +1,153 @@
+"""``lwm2m client`` as a user runs it: a subprocess device against our server in the test's process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import pytest
+from click.testing import CliRunner
+from tests.conftest import free_udp_port
+from tests.server.test_server import next_event
+
+from lwm2m.cli import main
+from lwm2m.cli.client_cmd import profiles
+from lwm2m.coap.numbers import Code
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.server.events import ClientDeregistered, ClientRegistered
+from lwm2m.server.server import LwM2MServer
+
+
+async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -> str:
+    async with asyncio.timeout(10):
+        while True:
+            line = (await stream.readline()).decode()
+            if not line:
+                raise AssertionError(f"the client's output ended before {text!r}: {seen}")
+            seen.append(line)
+            if text in line:
+                return line
+
+
+async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sigint() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "client",
+            "--server",
+            f"coap://127.0.0.1:{server.port}",
+            "--endpoint",
+            "cli-dev",
+            "--lifetime",
+            "60",
+            "--lwm2m-version",
+            "1.1",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        seen: list[str] = []
+        try:
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert (registration.endpoint, registration.lifetime) == ("cli-dev", 60)
+            assert registration.lwm2m_version == "1.1"
+            assert {3, 3303} <= set(registration.object_ids)
+            await _line_with(proc.stdout, f"registered at {registration.location}", seen)
+
+            answer = await server.read("cli-dev", "/3303/0/5700", timeout=5)
+            assert answer.code == Code.CONTENT
+            assert answer.records == (Record(Path.parse("/3303/0/5700"), 21.5),)
+            line = await _line_with(proc.stdout, "/3303/0/5700", seen)
+            assert "GET /3303/0/5700" in line and "Read" in line and "2.05 Content" in line, line
+
+            missing = await server.read("cli-dev", "/3303/9", timeout=5)
+            assert missing.code == Code.NOT_FOUND
+            line = await _line_with(proc.stdout, "/3303/9", seen)
+            assert "4.04 Not Found" in line, line
+
+            proc.send_signal(signal.SIGINT)
+            deregistered = await next_event(events, ClientDeregistered)
+            assert deregistered.registration.endpoint == "cli-dev"
+            async with asyncio.timeout(10):
+                rest, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            out = "".join(seen) + rest.decode()
+            assert "de-registering" in out and "stopped" in out, out
+            assert await server.registrations() == []
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_client_keeps_retrying_while_no_server_answers_and_stops_on_sigterm() -> None:
+    port = free_udp_port()  # nothing listens there
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "client",
+        "--server",
+        f"coap://127.0.0.1:{port}",
+        "--endpoint",
+        "lonely",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        await _line_with(proc.stdout, "registering with coap://127.0.0.1", seen)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            rest, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert "stopped" in rest.decode()
+        assert "de-registering" not in rest.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--server", "http://127.0.0.1:5"], "--server http://127.0.0.1:5"),
+        (["--server", "coap://127.0.0.1:99999"], "--server coap://127.0.0.1:99999"),
+        (["--server", "coaps://127.0.0.1:5"], "--server coaps://127.0.0.1:5"),
+        (["--endpoint", " "], "--endpoint"),
+        (["--profile", "toaster"], "--profile toaster"),
+        (["--lifetime", "0"], "--lifetime 0"),
+        (["--lifetime", "soon"], "--lifetime soon"),
+        (["--lwm2m-version", "2.0"], "--lwm2m-version 2.0"),
+        (["--port", "70000"], "--port 70000"),
+    ],
+)
+def test_bad_option_values_get_a_one_line_error(args: list[str], named: str) -> None:
+    base = {"--server": "coap://127.0.0.1:1", "--endpoint": "dev"}
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    argv = ["client", *(x for k, v in {**base, **given}.items() for x in (k, v))]
+    result = CliRunner().invoke(main, argv, prog_name="lwm2m")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("lwm2m client: error: ") and named in result.stderr, result.stderr
+
+
+def test_the_default_profile_and_the_simulator_profiles_are_offered() -> None:
+    known = profiles()
+    default = known["default"](endpoint="dev-7")
+    assert {inst.definition.id for inst in default} == {3, 3303}
+    assert default[0].get(2) == "dev-7"  # the serial number
+    simulator = pytest.importorskip("lwm2m.simulator.profiles")
+    assert set(simulator.PROFILES) <= set(known)
+    for name in simulator.PROFILES:
+        objects = known[name](endpoint="dev-7")
+        assert 3 in {inst.definition.id for inst in objects}, name
