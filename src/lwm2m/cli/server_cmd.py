@@ -28,7 +28,7 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve anywhere
 
 
-def _open_store(data: str, store: str | None) -> Any:
+def open_store(data: str, store: str | None) -> Any:
     if store == "memory":
         from lwm2m.storage.memory import MemoryStore
 
@@ -40,7 +40,7 @@ def _open_store(data: str, store: str | None) -> Any:
     return SqliteStore(folder / "lwm2m.db")
 
 
-def _http_server(app: Any, host: str, port: int) -> Any:
+def http_server(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -55,6 +55,20 @@ def _http_server(app: Any, host: str, port: int) -> Any:
     return _Server(config)
 
 
+async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None], str]:
+    """Start uvicorn's ``http`` server; its task and base URL once it listens."""
+    task = asyncio.create_task(http.serve())
+    while not http.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():
+        await task  # the HTTP server failed to start: raise its error
+        raise OSError(f"cannot serve HTTP on {host}:{port}")
+    (sock,) = http.servers[0].sockets[:1]
+    bound = sock.getsockname()
+    web_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return task, f"http://{web_host}:{bound[1]}"
+
+
 async def serve(
     host: str, coap_port: int, http_host: str, http_port: int, store: Any, models: Any, token: str | None
 ) -> None:
@@ -63,20 +77,11 @@ async def serve(
 
     async with LwM2MServer(host, coap_port, store=store, models=models) as server:
         app = create_app(server, api_token=token)
-        http = _http_server(app, http_host, http_port)
+        http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, setattr, http, "should_exit", True)
-        task = asyncio.create_task(http.serve())
-        while not http.started and not task.done():
-            await asyncio.sleep(0.02)
-        if task.done():
-            await task  # the HTTP server failed to start: raise its error
-            raise OSError(f"cannot serve HTTP on {http_host}:{http_port}")
-        (sock,) = http.servers[0].sockets[:1]
-        bound = sock.getsockname()
-        web_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        base = f"http://{web_host}:{bound[1]}"
+        task, base = await start_http(http, http_host, http_port)
         click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
         click.echo(f"  API documentation: {base}/api/docs")
         click.echo("Ctrl-C stops it.")
@@ -114,7 +119,7 @@ def server(
     except (DDFError, OSError) as exc:
         fail(f"--models: {exc}")
     try:
-        opened = _open_store(data, store)
+        opened = open_store(data, store)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
