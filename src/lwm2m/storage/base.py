@@ -19,6 +19,7 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import ResourceType, infer_type
 from lwm2m.protocol.attributes import AttributeChange, Attributes
+from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.registration import Registration
 
 Source = Literal["notify", "send"]
@@ -238,6 +239,23 @@ class HistoryStore(Protocol):
 
     async def clear(self, endpoint: str) -> int:
         """Forget the endpoint's history; answer how many entries went."""
+        ...
+
+
+class BootstrapConfigStore(Protocol):
+    """Bootstrap configurations by endpoint name; ``DEFAULT_ENDPOINT`` ("*") holds the one for
+    endpoints that have none of their own (LwM2M-TS-Core 1.2 §6.1.2)."""
+
+    async def get(self, endpoint: str) -> BootstrapConfig | None: ...
+
+    async def put(self, endpoint: str, config: BootstrapConfig) -> BootstrapConfig | None:
+        """Store ``config`` for ``endpoint``; answer the one it replaced, if any."""
+        ...
+
+    async def remove(self, endpoint: str) -> BootstrapConfig | None: ...
+
+    async def all(self) -> dict[str, BootstrapConfig]:
+        """Every configuration by endpoint name, in name order."""
         ...
 
 

@@ -18,6 +18,7 @@ from lwm2m.storage.base import (
     check_query,
     valued,
 )
+from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
 
 
 class MemoryRegistrationStore:
@@ -176,6 +177,7 @@ class MemoryStore:
     registrations: MemoryRegistrationStore = field(default_factory=MemoryRegistrationStore)
     observations: MemoryObservationStore = field(default_factory=MemoryObservationStore)
     history: MemoryHistoryStore = field(default_factory=MemoryHistoryStore)
+    bootstrap_configs: MemoryBootstrapConfigStore = field(default_factory=MemoryBootstrapConfigStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

@@ -36,6 +36,7 @@ from lwm2m.storage.base import (
     record_row,
     valued,
 )
+from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 
 SCHEMA_VERSION = 1
 _DELETE_REGISTRATION = "DELETE FROM registrations WHERE endpoint = ?"
@@ -368,6 +369,7 @@ class SqliteStore:
         self.registrations = SqliteRegistrationStore(conn)
         self.observations = SqliteObservationStore(conn)
         self.history = SqliteHistoryStore(conn, history_retention)
+        self.bootstrap_configs = SqliteBootstrapConfigStore(conn)
 
     def close(self) -> None:
         self._conn.close()

@@ -1,0 +1,564 @@
+"""What a bootstrap server writes into one device: its Bootstrap Information (LwM2M-TS-Core 1.2 §6.1.2).
+
+A :class:`BootstrapConfig` names the paths to delete first, the server
+accounts to write (a Security (0) and a Server (1) instance each, §E.1, §E.2),
+Access Control (2) instances (§E.3), optional extra object values, and
+whether to start with a Bootstrap-Discover. Its JSON form is the body of
+``PUT /api/bootstrap/{ep}``::
+
+    {"servers": [{"uri": "coaps://host:5684", "shortServerId": 101, "lifetime": 300,
+                  "binding": "U", "security": {"mode": "psk", "identity": "dev-1", "key": "<hex>"}}],
+     "deletePaths": ["/0", "/1"], "bootstrapDiscover": true,
+     "accessControl": [{"objectId": 3, "objectInstanceId": 0, "acl": {"101": 31}, "owner": 101}],
+     "objects": {"records": [{"path": "/3/0/14", "value": "+01:00"}]}}
+
+Security modes: ``psk`` (``identity``, ``key``), ``rpk`` (``publicKey``,
+``privateKey``, ``serverPublicKey``), ``x509`` (``certificate``,
+``privateKey``, ``serverCertificate``: DER, hex) and ``nosec``. Keys are hex.
+
+:meth:`BootstrapConfig.from_json` checks everything and raises
+:class:`ConfigError` naming the first bad field, so that a configuration that
+would leave a device without a usable server account is refused before any
+device sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from lwm2m.model.jsonform import JsonFormError, record_from_json, record_to_json
+from lwm2m.model.path import MAX_ID, InvalidPath, Path
+from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
+
+DEFAULT_ENDPOINT = "*"  # the configuration for endpoints that have none of their own
+BOOTSTRAP_OWNER = 65535  # Access Control Owner of instances managed by the bootstrap server (§E.3)
+SECURITY_MODES = {"psk": 0, "rpk": 1, "x509": 2, "nosec": 3}  # resource /0/x/2 (§E.1)
+SECURE_SCHEMES = ("coaps", "coaps+tcp")
+PLAIN_SCHEMES = ("coap", "coap+tcp")
+BINDING_LETTERS = "UTSNMHQ"  # LwM2M 1.2 binding letters, and Q of 1.0 (§E.2, resource 7)
+MAX_KEY_BYTES = 1024  # a DER certificate fits; anything longer is a mistake
+MAX_IDENTITY_BYTES = 128
+
+
+class ConfigError(ValueError):
+    """A bootstrap configuration that cannot be used; the message names the field and why."""
+
+
+def _fail(where: str, problem: str) -> ConfigError:
+    return ConfigError(f"{where}: {problem}" if where else problem)
+
+
+# --- reading JSON ----------------------------------------------------------------------------
+
+
+def _object(data: Any, where: str, known: Iterable[str]) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise _fail(where, f"expected an object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise _fail(where, f"unknown field {unknown[0]!r} (known: {', '.join(known)})")
+    return data
+
+
+def _int(data: Mapping[str, Any], name: str, where: str, lo: int, hi: int, default: Any = ...) -> Any:
+    if name not in data or data[name] is None:
+        if default is ...:
+            raise _fail(where, f"{name} is missing")
+        return default
+    value = data[name]
+    if type(value) is not int or not lo <= value <= hi:
+        raise _fail(f"{where}.{name}", f"{value!r} is not an integer from {lo} to {hi}")
+    return value
+
+
+def _str(data: Mapping[str, Any], name: str, where: str, default: Any = ...) -> Any:
+    if name not in data or data[name] is None:
+        if default is ...:
+            raise _fail(where, f"{name} is missing")
+        return default
+    value = data[name]
+    if not isinstance(value, str):
+        raise _fail(f"{where}.{name}", f"{value!r} is not a string")
+    return value
+
+
+def _bool(data: Mapping[str, Any], name: str, where: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise _fail(f"{where}.{name}", f"{value!r} is not true or false")
+    return value
+
+
+def _hex(data: Mapping[str, Any], name: str, where: str) -> bytes:
+    text = _str(data, name, where, "")
+    try:
+        value = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        raise _fail(f"{where}.{name}", "not hexadecimal") from None
+    if len(value) > MAX_KEY_BYTES:
+        raise _fail(f"{where}.{name}", f"{len(value)} bytes; at most {MAX_KEY_BYTES}")
+    return value
+
+
+def _list(data: Mapping[str, Any], name: str, where: str) -> list[Any]:
+    value = data.get(name, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(f"{where}.{name}" if where else name, "expected a list")
+    return value
+
+
+# --- the parts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """How the device secures its link to one server: the Security (0) instance's mode and keys."""
+
+    mode: str = "nosec"
+    identity: str = ""  # PSK identity (psk)
+    key: bytes = field(default=b"", repr=False)  # PSK key (psk) or private key (rpk, x509)
+    public_key: bytes = b""  # client public key (rpk) or DER certificate (x509)
+    server_public_key: bytes = b""  # server public key (rpk) or DER certificate (x509)
+
+    _FIELDS = {
+        "psk": ("mode", "identity", "key"),
+        "rpk": ("mode", "publicKey", "privateKey", "serverPublicKey"),
+        "x509": ("mode", "certificate", "privateKey", "serverCertificate"),
+        "nosec": ("mode",),
+    }
+
+    @property
+    def mode_number(self) -> int:
+        return SECURITY_MODES[self.mode]
+
+    @property
+    def identity_resource(self) -> bytes:
+        """Resource 3, Public Key or Identity: the PSK identity, or the client's key or certificate."""
+        return self.identity.encode() if self.mode == "psk" else self.public_key
+
+    def check(self, where: str) -> None:
+        if self.mode not in SECURITY_MODES:
+            raise _fail(f"{where}.mode", f"{self.mode!r}: expected one of {', '.join(SECURITY_MODES)}")
+        if self.mode == "psk":
+            if not self.identity:
+                raise _fail(where, "a PSK needs an identity")
+            if len(self.identity.encode()) > MAX_IDENTITY_BYTES:
+                raise _fail(f"{where}.identity", f"longer than {MAX_IDENTITY_BYTES} bytes")
+            if not self.key:
+                raise _fail(where, "a PSK needs a key (hex)")
+        elif self.mode in ("rpk", "x509"):
+            names = ("publicKey", "privateKey") if self.mode == "rpk" else ("certificate", "privateKey")
+            if not self.public_key:
+                raise _fail(where, f"mode {self.mode} needs {names[0]} (hex)")
+            if not self.key:
+                raise _fail(where, f"mode {self.mode} needs {names[1]} (hex)")
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> SecurityConfig:
+        if not isinstance(data, Mapping):
+            raise _fail(where, f"expected an object, got {type(data).__name__}")
+        mode = data.get("mode", "nosec")
+        if mode not in SECURITY_MODES:
+            raise _fail(f"{where}.mode", f"{mode!r}: expected one of {', '.join(SECURITY_MODES)}")
+        data = _object(data, where, cls._FIELDS[mode])
+        if mode == "psk":
+            config = cls(mode, identity=_str(data, "identity", where, ""), key=_hex(data, "key", where))
+        elif mode == "rpk":
+            config = cls(
+                mode,
+                key=_hex(data, "privateKey", where),
+                public_key=_hex(data, "publicKey", where),
+                server_public_key=_hex(data, "serverPublicKey", where),
+            )
+        elif mode == "x509":
+            config = cls(
+                mode,
+                key=_hex(data, "privateKey", where),
+                public_key=_hex(data, "certificate", where),
+                server_public_key=_hex(data, "serverCertificate", where),
+            )
+        else:
+            config = cls()
+        config.check(where)
+        return config
+
+    def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
+        """The JSON form; ``secrets=False`` leaves out the PSK and private keys."""
+        out: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "psk":
+            out["identity"] = self.identity
+            if secrets:
+                out["key"] = self.key.hex()
+        elif self.mode in ("rpk", "x509"):
+            public, server = (
+                ("publicKey", "serverPublicKey")
+                if self.mode == "rpk"
+                else ("certificate", "serverCertificate")
+            )
+            out[public] = self.public_key.hex()
+            if secrets:
+                out["privateKey"] = self.key.hex()
+            if self.server_public_key:
+                out[server] = self.server_public_key.hex()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """One LwM2M server account: a Security (0) and a Server (1) instance sharing ``short_server_id``."""
+
+    uri: str
+    short_server_id: int
+    lifetime: int = 86400
+    binding: str = "U"
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    default_pmin: int | None = None
+    default_pmax: int | None = None
+    notification_storing: bool = True
+    security_instance_id: int | None = None  # None: chosen when the session runs
+    server_instance_id: int | None = None
+
+    _FIELDS = (
+        "uri",
+        "shortServerId",
+        "lifetime",
+        "binding",
+        "security",
+        "defaultMinPeriod",
+        "defaultMaxPeriod",
+        "notificationStoring",
+        "securityInstanceId",
+        "serverInstanceId",
+    )
+
+    def check(self, where: str) -> None:
+        parts = urlsplit(self.uri)
+        if parts.scheme not in SECURE_SCHEMES + PLAIN_SCHEMES:
+            raise _fail(f"{where}.uri", f"{self.uri!r}: expected coap:// or coaps:// (or +tcp)")
+        try:
+            parts.port  # noqa: B018  (raises ValueError for a bad port)
+        except ValueError:
+            raise _fail(f"{where}.uri", f"{self.uri!r} has a bad port") from None
+        if not parts.hostname:
+            raise _fail(f"{where}.uri", f"{self.uri!r} has no host")
+        if not 1 <= self.short_server_id <= MAX_ID:
+            raise _fail(f"{where}.shortServerId", f"{self.short_server_id} is not from 1 to {MAX_ID}")
+        if self.lifetime <= 0:
+            raise _fail(f"{where}.lifetime", f"{self.lifetime} is not a positive number of seconds")
+        letters = self.binding
+        if not letters or set(letters) - set(BINDING_LETTERS) or len(set(letters)) != len(letters):
+            raise _fail(
+                f"{where}.binding", f"{letters!r}: letters {', '.join(BINDING_LETTERS)}, each at most once"
+            )
+        self.security.check(f"{where}.security")
+        secure = parts.scheme in SECURE_SCHEMES
+        if secure and self.security.mode == "nosec":
+            raise _fail(where, f"{self.uri} is coaps: give security mode psk, rpk or x509, not nosec")
+        if not secure and self.security.mode != "nosec":
+            raise _fail(where, f"{self.uri} is plain coap: security mode {self.security.mode} needs coaps://")
+        if (
+            self.default_pmin is not None
+            and self.default_pmax is not None
+            and self.default_pmin > self.default_pmax
+        ):
+            raise _fail(
+                where, f"defaultMinPeriod {self.default_pmin} is over defaultMaxPeriod {self.default_pmax}"
+            )
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ServerConfig:
+        data = _object(data, where, cls._FIELDS)
+        config = cls(
+            uri=_str(data, "uri", where),
+            short_server_id=_int(data, "shortServerId", where, 1, MAX_ID),
+            lifetime=_int(data, "lifetime", where, 1, 0x7FFFFFFF, 86400),
+            binding=_str(data, "binding", where, "U"),
+            security=SecurityConfig.from_json(data.get("security", {"mode": "nosec"}), f"{where}.security"),
+            default_pmin=_int(data, "defaultMinPeriod", where, 0, 0x7FFFFFFF, None),
+            default_pmax=_int(data, "defaultMaxPeriod", where, 0, 0x7FFFFFFF, None),
+            notification_storing=_bool(data, "notificationStoring", where, True),
+            security_instance_id=_int(data, "securityInstanceId", where, 0, MAX_ID, None),
+            server_instance_id=_int(data, "serverInstanceId", where, 0, MAX_ID, None),
+        )
+        config.check(where)
+        return config
+
+    def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "uri": self.uri,
+            "shortServerId": self.short_server_id,
+            "lifetime": self.lifetime,
+            "binding": self.binding,
+            "security": self.security.to_json(secrets=secrets),
+        }
+        if self.default_pmin is not None:
+            out["defaultMinPeriod"] = self.default_pmin
+        if self.default_pmax is not None:
+            out["defaultMaxPeriod"] = self.default_pmax
+        if not self.notification_storing:
+            out["notificationStoring"] = False
+        if self.security_instance_id is not None:
+            out["securityInstanceId"] = self.security_instance_id
+        if self.server_instance_id is not None:
+            out["serverInstanceId"] = self.server_instance_id
+        return out
+
+    def security_records(self, instance_id: int) -> tuple[Record, ...]:
+        """The Security (0) instance for this account (§E.1)."""
+        base = Path.of(0, instance_id)
+        sec = self.security
+        values: list[tuple[int, Any]] = [
+            (0, self.uri),
+            (1, False),  # not the bootstrap server
+            (2, sec.mode_number),
+            (3, sec.identity_resource),
+            (4, sec.server_public_key),
+            (5, sec.key),
+            (10, self.short_server_id),
+        ]
+        return tuple(Record(base.child(rid), value) for rid, value in values)
+
+    def server_records(self, instance_id: int) -> tuple[Record, ...]:
+        """The Server (1) instance for this account (§E.2)."""
+        base = Path.of(1, instance_id)
+        values: list[tuple[int, Any]] = [(0, self.short_server_id), (1, self.lifetime)]
+        if self.default_pmin is not None:
+            values.append((2, self.default_pmin))
+        if self.default_pmax is not None:
+            values.append((3, self.default_pmax))
+        values += [(6, self.notification_storing), (7, self.binding)]
+        return tuple(Record(base.child(rid), value) for rid, value in values)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessControlConfig:
+    """One Access Control (2) instance: who may do what on ``/object_id/object_instance_id`` (§E.3)."""
+
+    object_id: int
+    object_instance_id: int
+    acl: tuple[tuple[int, int], ...] = ()  # (Short Server ID, 0 for the default; rights bits)
+    owner: int = BOOTSTRAP_OWNER
+    instance_id: int | None = None
+
+    _FIELDS = ("objectId", "objectInstanceId", "acl", "owner", "instanceId")
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> AccessControlConfig:
+        data = _object(data, where, cls._FIELDS)
+        raw = data.get("acl") or {}
+        if not isinstance(raw, Mapping):
+            raise _fail(f"{where}.acl", 'expected {"SHORT_SERVER_ID": RIGHTS, ...}')
+        acl: list[tuple[int, int]] = []
+        for key, rights in raw.items():
+            text = str(key)
+            if not text.isascii() or not text.isdigit() or int(text) > MAX_ID:
+                raise _fail(f"{where}.acl", f"{key!r} is not a Short Server ID (0 for the default)")
+            if type(rights) is not int or not 0 <= rights <= 31:
+                raise _fail(f"{where}.acl.{key}", f"{rights!r}: rights are bits 0..31 (R1 W2 E4 D8 C16)")
+            acl.append((int(text), rights))
+        return cls(
+            object_id=_int(data, "objectId", where, 1, MAX_ID),
+            object_instance_id=_int(data, "objectInstanceId", where, 0, 65535),
+            acl=tuple(sorted(acl)),
+            owner=_int(data, "owner", where, 1, 65535, BOOTSTRAP_OWNER),
+            instance_id=_int(data, "instanceId", where, 0, MAX_ID, None),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "objectId": self.object_id,
+            "objectInstanceId": self.object_instance_id,
+            "acl": {str(ssid): rights for ssid, rights in self.acl},
+            "owner": self.owner,
+        }
+        if self.instance_id is not None:
+            out["instanceId"] = self.instance_id
+        return out
+
+    def records(self, instance_id: int) -> tuple[Record, ...]:
+        base = Path.of(2, instance_id)
+        out = [Record(base.child(0), self.object_id), Record(base.child(1), self.object_instance_id)]
+        out += [Record(base.child(2).child(ssid), rights) for ssid, rights in self.acl]
+        out.append(Record(base.child(3), self.owner))
+        return tuple(out)
+
+
+# --- the whole -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceWrite:
+    """One Bootstrap-Write: a whole instance, or one resource of another object."""
+
+    path: Path
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapConfig:
+    servers: tuple[ServerConfig, ...]
+    delete_paths: tuple[Path, ...] = ()
+    bootstrap_discover: bool = False
+    access_control: tuple[AccessControlConfig, ...] = ()
+    records: tuple[Record, ...] = ()  # values of other objects, written instance by instance
+
+    _FIELDS = ("servers", "deletePaths", "bootstrapDiscover", "accessControl", "objects")
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Raise ConfigError unless the configuration leaves the device a usable server account."""
+        if not self.servers:
+            raise ConfigError(
+                "servers: no LwM2M server given: the device would be left without a server account"
+            )
+        ssids: dict[int, int] = {}
+        for i, server in enumerate(self.servers):
+            where = f"servers[{i}]"
+            server.check(where)
+            if server.short_server_id in ssids:
+                raise _fail(
+                    f"{where}.shortServerId",
+                    f"{server.short_server_id} is already used by servers[{ssids[server.short_server_id]}]",
+                )
+            ssids[server.short_server_id] = i
+        for name, ids in (
+            ("securityInstanceId", [s.security_instance_id for s in self.servers]),
+            ("serverInstanceId", [s.server_instance_id for s in self.servers]),
+            ("accessControl[].instanceId", [a.instance_id for a in self.access_control]),
+        ):
+            given = [i for i in ids if i is not None]
+            if len(set(given)) != len(given):
+                raise ConfigError(f"{name}: the same instance ID is given twice")
+        for path in self.delete_paths:
+            if path.level > 2:
+                raise _fail("deletePaths", f"{path}: delete /, an object or an instance")
+        for i, aco in enumerate(self.access_control):
+            if aco.object_id in (0, 21):
+                raise _fail(
+                    f"accessControl[{i}].objectId", f"{aco.object_id}: Security and OSCORE have no ACL"
+                )
+            if aco.owner != BOOTSTRAP_OWNER and aco.owner not in ssids:
+                known = ", ".join(map(str, ssids))
+                raise _fail(
+                    f"accessControl[{i}].owner",
+                    f"{aco.owner} is not a shortServerId of servers[] ({known}) nor {BOOTSTRAP_OWNER}",
+                )
+            for ssid, _ in aco.acl:
+                if ssid != 0 and ssid not in ssids:
+                    raise _fail(f"accessControl[{i}].acl", f"{ssid} is not a server's shortServerId")
+        for r in self.records:
+            if r.path.level < 3 or r.value is None:
+                raise _fail("objects.records", f"{r.path}: give resource values")
+            if r.path.ids[0] in (0, 1, 2):
+                raise _fail(
+                    "objects.records",
+                    f"{r.path}: Security, Server and Access Control come from servers[] and accessControl[]",
+                )
+
+    # --- JSON -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, data: Any, models: ObjectRegistry | None = None) -> BootstrapConfig:
+        """Parse and check the JSON form; ConfigError names the first problem."""
+        data = _object(data, "", cls._FIELDS)
+        servers = tuple(
+            ServerConfig.from_json(s, f"servers[{i}]") for i, s in enumerate(_list(data, "servers", ""))
+        )
+        paths: list[Path] = []
+        for raw in _list(data, "deletePaths", ""):
+            try:
+                paths.append(Path.parse(raw))
+            except InvalidPath as exc:
+                raise _fail("deletePaths", str(exc)) from None
+        acos = tuple(
+            AccessControlConfig.from_json(a, f"accessControl[{i}]")
+            for i, a in enumerate(_list(data, "accessControl", ""))
+        )
+        records: list[Record] = []
+        objects = data.get("objects")
+        if objects is not None:
+            objects = _object(objects, "objects", ("records",))
+            for item in _list(objects, "records", "objects"):
+                try:
+                    records.append(record_from_json(item, models))
+                except (JsonFormError, InvalidPath, ValueError) as exc:
+                    raise _fail("objects.records", str(exc)) from None
+        return cls(
+            servers=servers,
+            delete_paths=tuple(paths),
+            bootstrap_discover=_bool(data, "bootstrapDiscover", "", False),
+            access_control=acos,
+            records=tuple(records),
+        )
+
+    def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"servers": [s.to_json(secrets=secrets) for s in self.servers]}
+        if self.delete_paths:
+            out["deletePaths"] = [str(p) for p in self.delete_paths]
+        if self.bootstrap_discover:
+            out["bootstrapDiscover"] = True
+        if self.access_control:
+            out["accessControl"] = [a.to_json() for a in self.access_control]
+        if self.records:
+            out["objects"] = {"records": [record_to_json(r) for r in self.records]}
+        return out
+
+    # --- the writes -------------------------------------------------------------------------
+
+    def writes(self, *, bootstrap_security_id: int | None = 0) -> list[InstanceWrite]:
+        """Every Bootstrap-Write of the session in order: the Security, Server and Access Control
+        instances, then the resources of other objects.
+
+        Instance IDs not given in the configuration are the lowest free ones; Security
+        instance IDs keep clear of ``bootstrap_security_id``, the bootstrap server's own
+        account (which §6.1.7.6 keeps through a Bootstrap-Delete). Without a
+        Bootstrap-Discover it is taken to be at /0/0, where clients usually keep it.
+        """
+        out: list[InstanceWrite] = []
+        taken = {s.security_instance_id for s in self.servers} - {None}
+        if bootstrap_security_id is not None:
+            taken.add(bootstrap_security_id)
+        security_ids = _allocate([s.security_instance_id for s in self.servers], taken)
+        server_ids = _allocate([s.server_instance_id for s in self.servers], set())
+        for server, sec_id in zip(self.servers, security_ids, strict=True):
+            out.append(InstanceWrite(Path.of(0, sec_id), server.security_records(sec_id)))
+        for server, srv_id in zip(self.servers, server_ids, strict=True):
+            out.append(InstanceWrite(Path.of(1, srv_id), server.server_records(srv_id)))
+        aco_ids = _allocate([a.instance_id for a in self.access_control], set())
+        for aco, aco_id in zip(self.access_control, aco_ids, strict=True):
+            out.append(InstanceWrite(Path.of(2, aco_id), aco.records(aco_id)))
+        # Other objects are written resource by resource: a Bootstrap-Write of a whole instance
+        # could wipe the device's other values there, which the configuration did not mean.
+        by_resource: dict[Path, list[Record]] = {}
+        for r in self.records:
+            by_resource.setdefault(r.path.resource_path(), []).append(r)
+        out += [InstanceWrite(path, tuple(recs)) for path, recs in sorted(by_resource.items())]
+        return out
+
+    def pack(self, *, bootstrap_security_id: int | None = 0) -> list[Record]:
+        """Every value of :meth:`writes` in one list: the content of a Bootstrap-Pack (§6.1.7.7)."""
+        return [r for w in self.writes(bootstrap_security_id=bootstrap_security_id) for r in w.records]
+
+
+def _allocate(given: list[int | None], taken: set[int | None]) -> list[int]:
+    """The instance IDs: those given, and the lowest free ones for the others."""
+    used = set(taken) | {i for i in given if i is not None}
+    out: list[int] = []
+    candidate = 0
+    for i in given:
+        if i is not None:
+            out.append(i)
+            continue
+        while candidate in used:
+            candidate += 1
+        used.add(candidate)
+        out.append(candidate)
+    return out
