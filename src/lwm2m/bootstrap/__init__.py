@@ -1,1 +1,32 @@
-"""lwm2m.bootstrap."""
+"""The LwM2M bootstrap server role (LwM2M-TS-Core 1.2 §6.1): per-endpoint configurations written
+into devices over the Bootstrap Interface.
+
+``BootstrapServer`` serves Bootstrap-Request and Bootstrap-Pack-Request and runs
+each session; its events (``BootstrapStarted``, ``BootstrapFinished``,
+``BootstrapFailed``) carry a ``BootstrapSession`` record.
+"""
+
+from lwm2m.bootstrap.events import (
+    BootstrapEvent,
+    BootstrapFailed,
+    BootstrapFinished,
+    BootstrapSession,
+    BootstrapStarted,
+    EventStream,
+)
+from lwm2m.bootstrap.server import DEFAULT_PORT, BootstrapServer
+from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, ConfigError
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "DEFAULT_PORT",
+    "BootstrapConfig",
+    "BootstrapEvent",
+    "BootstrapFailed",
+    "BootstrapFinished",
+    "BootstrapServer",
+    "BootstrapSession",
+    "BootstrapStarted",
+    "ConfigError",
+    "EventStream",
+]

@@ -17,7 +17,14 @@ def _register() -> None:
     # Subcommand modules import heavier layers; keep `lwm2m --help` quick.
     import importlib
 
-    for name in ("client_cmd", "codec_cmd", "demo_cmd", "models_cmd", "server_cmd"):
+    for name in (
+        "client_cmd",
+        "codec_cmd",
+        "demo_cmd",
+        "models_cmd",
+        "security_cmd",
+        "server_cmd",
+    ):
         importlib.import_module(f"lwm2m.cli.{name}")
 
 

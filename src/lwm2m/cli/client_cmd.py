@@ -178,7 +178,9 @@ async def watch_registration(client: Any, display: Display) -> None:
         if now != last:
             state, location, registrations, updates, errors = now
             was = last[0]
-            if state is ClientState.REGISTERING and was is not ClientState.REGISTERING:
+            if state is ClientState.BOOTSTRAPPING and was is not ClientState.BOOTSTRAPPING:
+                display.show(f"bootstrapping with {escape(_bootstrap_server(client))}")
+            elif state is ClientState.REGISTERING and was is not ClientState.REGISTERING:
                 display.show(f"registering with {client.server_uri.scheme}://{_hostport(client)}")
             elif state is ClientState.REGISTERED and registrations > last[2]:
                 mode = ", queue mode" if client.queue_mode else ""
@@ -197,8 +199,15 @@ async def watch_registration(client: Any, display: Display) -> None:
 
 
 def _hostport(client: Any) -> str:
+    if client.server_uri is None:  # not bootstrapped yet
+        return "(from the bootstrap server)"
     host = client.server_uri.host
     return f"[{host}]:{client.server_uri.port}" if ":" in host else f"{host}:{client.server_uri.port}"
+
+
+def _bootstrap_server(client: Any) -> str:
+    account = client.bootstrapper.account()
+    return str(account.get(0, "")) if account is not None else "?"
 
 
 async def run_client(client: Any, display: Display) -> None:
@@ -209,10 +218,12 @@ async def run_client(client: Any, display: Display) -> None:
     await client.start()
     watcher = asyncio.create_task(watch_registration(client, display))
     mover = asyncio.create_task(move_values(client.tree))
-    display.show(
-        f"lwm2m client: endpoint {escape(client.endpoint_name)} on UDP port {client.port}, "
+    where = (
         f"server {client.server_uri.scheme}://{_hostport(client)}"
+        if client.server_uri is not None
+        else f"bootstrap server {escape(_bootstrap_server(client))}"
     )
+    display.show(f"lwm2m client: endpoint {escape(client.endpoint_name)} on UDP port {client.port}, {where}")
     display.show("Ctrl-C de-registers and stops it.")
     try:
         await stop.wait()
@@ -248,22 +259,71 @@ class _Integer(click.ParamType):
         return number
 
 
+def dtls_credentials(
+    server_uri: str,
+    scheme: str,
+    psk_identity: str | None,
+    psk_key: str | None,
+    cert: str | None,
+    key: str | None,
+    ca: str | None,
+) -> dict[str, Any]:
+    """``LwM2MClient``'s psk= or certificate= from the options; coaps:// needs exactly one kind."""
+    from lwm2m.transport.dtls.config import PskCredentials, X509Credentials
+
+    psk_given = psk_identity is not None or psk_key is not None
+    cert_given = cert is not None or key is not None or ca is not None
+    if scheme != "coaps":
+        if psk_given or cert_given:
+            fail("--psk-identity/--psk-key and --cert/--key/--ca go with a coaps:// server")
+        return {}
+    if psk_given == cert_given:
+        fail(f"--server {server_uri}: give --psk-identity with --psk-key, or --cert with --key and --ca")
+    if psk_given:
+        if psk_identity is None or psk_key is None:
+            fail("give --psk-identity and --psk-key together")
+        try:
+            return {"psk": PskCredentials.from_hex(psk_identity, psk_key)}
+        except ValueError as exc:
+            fail(f"--psk-key: {exc}")
+    if cert is None or key is None or ca is None:
+        fail("give --cert, --key and --ca together")
+    try:
+        return {"certificate": X509Credentials.from_files(cert, key, ca)}
+    except OSError as exc:
+        fail(f"cannot read the certificate files: {exc}")
+
+
 @main.command()
-@click.option("--server", "server_uri", required=True, help="the LwM2M server, coap://HOST[:PORT]")
+@click.option("--server", "server_uri", default=None, help="the LwM2M server, coap[s]://HOST[:PORT]")
+@click.option(
+    "--bootstrap", "bootstrap_uri", default=None, help="the bootstrap server, coap://HOST[:PORT] (port 5685)"
+)
 @click.option("--endpoint", required=True, help="the client's endpoint name")
 @click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="the device's objects")
 @click.option("--lifetime", default=300, show_default=True, type=_Integer(1, 0xFFFFFFFF), help="seconds")
 @click.option("--lwm2m-version", default="1.2", show_default=True, help="1.0, 1.1 or 1.2")
 @click.option("--queue-mode", is_flag=True, help="sleep between exchanges (LwM2M queue mode)")
 @click.option("--port", default=0, show_default=True, type=_Integer(0, 65535), help="local UDP port (0: any)")
+@click.option("--psk-identity", default=None, help="coaps://: the PSK identity")
+@click.option("--psk-key", default=None, envvar="LWM2M_PSK_KEY", help="coaps://: the PSK, in hex")
+@click.option("--cert", default=None, help="coaps://: the client's certificate (PEM)")
+@click.option("--key", "cert_key", default=None, help="coaps://: the private key of --cert (PEM)")
+@click.option("--ca", default=None, help="coaps://: authorities (PEM) the server's certificate must chain to")
 def client(
-    server_uri: str,
+    server_uri: str | None,
+    bootstrap_uri: str | None,
     endpoint: str,
     profile: str,
     lifetime: int,
     lwm2m_version: str,
     queue_mode: bool,
     port: int,
+    psk_identity: str | None,
+    psk_key: str | None,
+    cert: str | None,
+    cert_key: str | None,
+    ca: str | None,
 ) -> None:
     """Run one LwM2M device and show what the server asks of it."""
     from lwm2m.client import LwM2MClient, ServerUri
@@ -271,12 +331,17 @@ def client(
     from lwm2m.transport.eventloop import run
 
     known = profiles()
-    try:
-        uri = ServerUri.parse(server_uri)
-    except ValueError as exc:
-        fail(f"--server {server_uri}: {exc}")
-    if uri.scheme != "coap":
-        fail(f"--server {server_uri}: only coap:// is served by this command (no DTLS)")
+    if server_uri is None and bootstrap_uri is None:
+        fail("give --server URI, or --bootstrap URI to be given a server by a bootstrap server")
+    option, given = ("--server", server_uri) if server_uri is not None else ("--bootstrap", bootstrap_uri)
+    for name, text in (("--server", server_uri), ("--bootstrap", bootstrap_uri)):
+        try:
+            if text is not None:
+                ServerUri.parse(text)
+        except ValueError as exc:
+            fail(f"{name} {text}: {exc}")
+    uri = ServerUri.parse(given)
+    credentials = dtls_credentials(given, uri.scheme, psk_identity, psk_key, cert, cert_key, ca)
     if not endpoint.strip():
         fail("--endpoint: the endpoint name is empty")
     if profile not in known:
@@ -289,19 +354,24 @@ def client(
         fail(f"--profile {profile}: {exc}")
 
     display = Display()
-    device = LwM2MClient(
-        endpoint,
-        server_uri,
-        objects,
-        lifetime=lifetime,
-        queue_mode=queue_mode,
-        lwm2m_version=lwm2m_version,
-        local_port=port,
-        on_request=display.request,
-    )
+    try:
+        device = LwM2MClient(
+            endpoint,
+            server_uri,
+            objects,
+            lifetime=lifetime,
+            queue_mode=queue_mode,
+            lwm2m_version=lwm2m_version,
+            local_port=port,
+            on_request=display.request,
+            bootstrap=bootstrap_uri,
+            **credentials,
+        )
+    except ValueError as exc:  # e.g. a coaps:// bootstrap server this client cannot reach yet
+        fail(str(exc))
     try:
         run(run_client(device, display))
     except socket.gaierror as exc:
-        fail(f"--server {server_uri}: cannot resolve {uri.host}: {exc.strerror or exc}")
+        fail(f"{option} {given}: cannot resolve {uri.host}: {exc.strerror or exc}")
     except OSError as exc:
         fail(f"--port {port}: {exc.strerror or exc}")

@@ -55,6 +55,22 @@ def http_server(app: Any, host: str, port: int) -> Any:
     return _Server(config)
 
 
+def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, ca: str | None) -> Any:
+    """The server's X.509 credentials from ``--dtls-cert/--dtls-key/--dtls-ca``, or None."""
+    if cert is None and key is None and ca is None:
+        return None
+    if coaps_port is None:
+        fail("--dtls-cert, --dtls-key and --dtls-ca need --coaps-port")
+    if cert is None or key is None or ca is None:
+        fail("give --dtls-cert, --dtls-key and --dtls-ca together")
+    from lwm2m.transport.dtls.config import X509Credentials
+
+    try:
+        return X509Credentials.from_files(cert, key, ca)
+    except OSError as exc:
+        fail(f"cannot read the DTLS certificate files: {exc}")
+
+
 async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None], str]:
     """Start uvicorn's ``http`` server; its task and base URL once it listens."""
     task = asyncio.create_task(http.serve())
@@ -70,12 +86,21 @@ async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None
 
 
 async def serve(
-    host: str, coap_port: int, http_host: str, http_port: int, store: Any, models: Any, token: str | None
+    host: str,
+    coap_port: int,
+    http_host: str,
+    http_port: int,
+    store: Any,
+    models: Any,
+    token: str | None,
+    coaps_port: int | None = None,
+    certificate: Any = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
-    async with LwM2MServer(host, coap_port, store=store, models=models) as server:
+    server_options: dict[str, Any] = {"coaps_port": coaps_port, "certificate": certificate}
+    async with LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server:
         app = create_app(server, api_token=token)
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
@@ -83,6 +108,8 @@ async def serve(
             loop.add_signal_handler(sig, setattr, http, "should_exit", True)
         task, base = await start_http(http, http_host, http_port)
         click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
+        if server.coaps_uri is not None:
+            click.echo(f"  CoAP over DTLS on {server.coaps_uri} (credentials: lwm2m security add)")
         click.echo(f"  API documentation: {base}/api/docs")
         click.echo("Ctrl-C stops it.")
         await task
@@ -100,6 +127,12 @@ async def serve(
 @click.option(
     "--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token the REST API requires"
 )
+@click.option(
+    "--coaps-port", default=None, type=click.IntRange(0, 65535), help="also serve CoAP over DTLS (e.g. 5684)"
+)
+@click.option("--dtls-cert", default=None, help="the server's certificate (PEM) for X.509 clients")
+@click.option("--dtls-key", default=None, help="the private key of --dtls-cert (PEM)")
+@click.option("--dtls-ca", default=None, help="authorities (PEM) that client certificates must chain to")
 def server(
     host: str,
     coap_port: int,
@@ -109,6 +142,10 @@ def server(
     store: str | None,
     model_dirs: tuple[str, ...],
     api_token: str | None,
+    coaps_port: int | None,
+    dtls_cert: str | None,
+    dtls_key: str | None,
+    dtls_ca: str | None,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
     if not is_loopback(http_host) and not api_token:
@@ -118,13 +155,16 @@ def server(
         models = build_registry(model_dirs)
     except (DDFError, OSError) as exc:
         fail(f"--models: {exc}")
+    certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
     try:
         opened = open_store(data, store)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
-        run(serve(host, coap_port, http_host, http_port, opened, models, api_token))
+        run(serve(host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate))
     except OSError as exc:
         fail(f"cannot serve: {exc.strerror or exc}")
+    except ImportError as exc:  # --coaps-port without the dtls extra
+        fail(str(exc))
     finally:
         opened.close()

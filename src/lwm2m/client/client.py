@@ -30,9 +30,11 @@ from enum import Enum
 from typing import Any
 from urllib.parse import urlsplit
 
+from lwm2m.client.bootstrap import BootstrapFailed, ClientBootstrap
 from lwm2m.client.core.device import Device
-from lwm2m.client.core.security import Security
+from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.core.server import ServerAccount
+from lwm2m.client.errors import MethodNotAllowed
 from lwm2m.client.handler import RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
@@ -57,12 +59,15 @@ from lwm2m.protocol.registration import (
     UpdateRequest,
 )
 from lwm2m.transport.address import resolve
+from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
+from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 SEND_PATH = "dp"  # LwM2M-TS-Transport 1.2 §6.4: Send is a POST to /dp
+DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
 # Formats announced in the root link's ct (LwM2M-TS-Core 1.2 §6.2.1), preferred first.
 ANNOUNCED_FORMATS = (
     ContentFormat.SENML_CBOR,
@@ -78,6 +83,7 @@ class ClientState(Enum):
     REGISTERED = "registered"
     SLEEPING = "sleeping"
     RETRYING = "retrying"
+    BOOTSTRAPPING = "bootstrapping"
 
 
 class RegistrationFailed(Exception):
@@ -116,12 +122,19 @@ class LwM2MClient:
     a Security (0), Server (1) and Device (3) instance are added when not given.
     ``lifetime`` and ``binding`` seed the Server object; afterwards that object is
     what counts (the server may write it).
+
+    ``bootstrap`` (``coap://host:5685``) adds a bootstrap server account (or give a
+    ``Security(..., bootstrap=True)`` instance). Without ``server`` the client then starts
+    with that account only: it bootstraps (LwM2M-TS-Core 1.2 §6.1, see
+    :mod:`lwm2m.client.bootstrap`), then registers with the server it was given. With
+    both, it registers first and bootstraps after ``bootstrap_after_failures`` failed
+    attempts in a row, or when a server executes the Bootstrap-Request Trigger (/1/x/9).
     """
 
     def __init__(
         self,
         endpoint: str,
-        server: str = "coap://127.0.0.1:5683",
+        server: str | None = None,
         objects: Iterable[ObjectInstance | LwM2MObject] = (),
         *,
         lifetime: int = 86400,
@@ -137,6 +150,12 @@ class LwM2MClient:
         coap_config: EndpointConfig | None = None,
         on_request: Callable[[RequestReceived, Message], None] | None = None,
         request_timeout: float | None = None,
+        bootstrap: str | None = None,
+        bootstrap_timeout: float = 60.0,
+        bootstrap_pack: bool = False,
+        bootstrap_after_failures: int = 3,
+        psk: PskCredentials | None = None,
+        certificate: X509Credentials | None = None,
     ) -> None:
         if lwm2m_version not in SUPPORTED_VERSIONS:
             raise ValueError(
@@ -145,9 +164,20 @@ class LwM2MClient:
         if not endpoint:
             raise ValueError("the endpoint name is empty")
         self.endpoint_name = endpoint
-        self.server_uri = ServerUri.parse(server)
-        if self.server_uri.scheme == "coaps":
-            raise ValueError(f"server {server!r}: coaps:// needs DTLS, which this client does not have yet")
+        self.server_uri: ServerUri | None = None  # None until a bootstrap gives a server account
+        if server is not None:
+            self.server_uri = ServerUri.parse(server)
+            if (self.server_uri.scheme == "coaps") != (psk is not None or certificate is not None):
+                raise ValueError(f"server {server!r}: coaps:// takes psk= or certificate=, coap:// neither")
+        # DTLS credentials (RFC 7252 §9.1): a PSK or a certificate, never both.
+        self._dtls: DtlsClientConfig | None = None
+        if server is not None and (psk is not None or certificate is not None):
+            self._dtls = DtlsClientConfig(psk=psk, certificate=certificate)
+        if bootstrap is not None and _unusable(bootstrap):
+            raise ValueError(f"bootstrap {bootstrap!r}: {_unusable(bootstrap)}")
+        self.bootstrap_timeout = bootstrap_timeout
+        self.bootstrap_pack = bootstrap_pack
+        self.bootstrap_after_failures = bootstrap_after_failures
         self.lwm2m_version = lwm2m_version
         self.queue_mode = queue_mode
         self.awake_time = awake_time
@@ -167,14 +197,34 @@ class LwM2MClient:
                 del obj
             else:
                 self.tree.add(item)
-        if not self.tree.instances(0):
-            self.tree.add(Security(0, uri=server, short_server_id=1))
-        if not self.tree.instances(1):
-            self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
+        securities = self.tree.instances(0)
+        if bootstrap is not None and not any(i.get(Security.BOOTSTRAP) for i in securities):
+            # The bootstrap server account first, at /0/0 where bootstrap servers expect it.
+            free = self.tree.objects[0].free_id() if securities else 0
+            self.tree.add(Security(free, uri=bootstrap, bootstrap=True, short_server_id=None))
+        if server is None and not any(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
+            server = DEFAULT_SERVER
+            self.server_uri = ServerUri.parse(server)
+        if server is not None:
+            if all(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
+                free = self.tree.objects[0].free_id() if 0 in self.tree.objects else 0
+                self.tree.add(Security(free, uri=server, short_server_id=1, **_credentials(psk, certificate)))
+            if not self.tree.instances(1):
+                self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
         if 3 not in self.tree.objects:
             self.tree.add(Device(manufacturer="lwm2m", model_number="python", binding_modes=binding))
-        self.account = self._account()
+        self.account: ServerAccount | None = self._account()
         self.handler = RequestHandler(self.tree, lwm2m_version=lwm2m_version, on_request=on_request)
+        self.bootstrapper = ClientBootstrap(
+            self.tree, self.handler, endpoint=endpoint, lwm2m_version=lwm2m_version, unusable=_unusable
+        )
+        if self.server_uri is None and (found := self.bootstrapper.usable_account()) is not None:
+            # Server accounts given as objects beside the bootstrap account (factory bootstrap).
+            self.account, security = found
+            self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
+        self.bootstraps = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
+        self._bootstrap_now = False
+        self._failed_in_a_row = 0
         self.observer: Observer | None = None
         self.state = ClientState.STOPPED
         self.location: str | None = None  # the registration's /rd/{location}
@@ -194,19 +244,25 @@ class LwM2MClient:
         self._sleep_timer: asyncio.TimerHandle | None = None
         self._held: dict[RelationKey, tuple[Message, bool]] = {}  # notifications kept while asleep
         self.tree.on_structure = self._structure_changed
-        self._wire_account(self.account)
+        if self.account is not None:
+            self._wire_account(self.account)
 
     # --- the server account -------------------------------------------------------------------
 
-    def _account(self) -> ServerAccount:
-        for inst in self.tree.instances(1):
+    def _account(self) -> ServerAccount | None:
+        """The first server account; None when there is none yet (it comes from a bootstrap)."""
+        instances = self.tree.instances(1)
+        for inst in instances:
             if isinstance(inst, ServerAccount):
                 return inst
+        if not instances:
+            return None
         raise ValueError("object 1 (LwM2M Server) instances must be lwm2m.client.core.server.ServerAccount")
 
     def _wire_account(self, account: ServerAccount) -> None:
         account.on_update_trigger = lambda _: self.trigger_update()
         account.on_registration_change = self._registration_params_changed
+        account.on_bootstrap_trigger = lambda _: self.request_bootstrap()
 
     def _registration_params_changed(self, _: ServerAccount) -> None:
         self._params_changed = True
@@ -225,32 +281,50 @@ class LwM2MClient:
         return links
 
     def _defaults(self) -> Attributes:
+        if self.account is None:
+            return Attributes()
         return Attributes(pmin=self.account.default_pmin, pmax=self.account.default_pmax)
 
     @property
     def lifetime(self) -> int:
-        return self.account.lifetime
+        return self.account.lifetime if self.account is not None else 86400
 
     @property
     def binding(self) -> str:
-        return self.account.binding
+        return self.account.binding if self.account is not None else "U"
 
     # --- life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         if self._task is not None:
             return
-        addr = await resolve((self.server_uri.host, self.server_uri.port))
-        self._server_addr = addr
+        first = self.server_uri or self._bootstrap_uri()
+        if first is None:
+            raise ValueError(f"{self.endpoint_name}: no server account and no bootstrap server account")
+        addr = await resolve((first.host, first.port))
+        self._server_addr = addr if self.server_uri is not None else None
         host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
-        self._coap = await CoapUdpEndpoint.create(
-            host, self.local_port, handler=self._handle, on_event=self._on_event, config=self._coap_config
-        )
+        self._coap = await self._open_coap(host)
         self.observer = Observer(self.handler, self._emit, defaults=self._defaults)
         self.handler.observer = self.observer
         self.tree.on_value = self.observer.value_changed
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"lwm2m-client-{self.endpoint_name}"
+        )
+
+    async def _open_coap(self, host: str) -> CoapUdpEndpoint:
+        """Plain CoAP, or CoAP over DTLS for a coaps:// server (a session per peer, made on demand)."""
+        if self._dtls is not None:
+            return await CoapDtlsEndpoint.create(
+                host,
+                self.local_port,
+                client=self._dtls,
+                handler=self._handle,
+                on_event=self._on_event,
+                config=self._coap_config,
+            )
+        return await CoapUdpEndpoint.create(
+            host, self.local_port, handler=self._handle, on_event=self._on_event, config=self._coap_config
         )
 
     async def stop(self, *, deregister: bool = True) -> None:
@@ -318,15 +392,26 @@ class LwM2MClient:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                if self.location is None:
+                if self._bootstrap_due():
+                    await self._bootstrap()
+                elif self.location is None:
                     await self._register()
                 elif self._update_now or loop.time() >= self._next_update:
                     await self._update()
                 backoff = self.retry_initial
-            except (RequestTimeout, RequestReset, RequestAborted, RegistrationFailed, OSError) as exc:
+                self._failed_in_a_row = 0
+            except (
+                RequestTimeout,
+                RequestReset,
+                RequestAborted,
+                RegistrationFailed,
+                BootstrapFailed,
+                OSError,
+            ) as exc:
                 if isinstance(exc, EndpointClosed):
                     return
                 self.errors += 1
+                self._failed_in_a_row += 1
                 self.state = ClientState.RETRYING
                 delay = backoff * random.uniform(0.75, 1.25)
                 backoff = min(backoff * 2, self.retry_max)
@@ -337,12 +422,78 @@ class LwM2MClient:
                         await self._wake.wait()
                 continue
             self._wake.clear()
-            if self._update_now:
+            if self._update_now or self._bootstrap_now:
                 continue
             delay = max(0.0, self._next_update - loop.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    # --- bootstrap (LwM2M-TS-Core 1.2 §6.1) ---------------------------------------------------------
+
+    def request_bootstrap(self) -> None:
+        """Bootstrap again as soon as possible: the Bootstrap-Request Trigger (/1/x/9, §E.2)."""
+        if self.bootstrapper.account() is None:
+            raise MethodNotAllowed("no bootstrap server account to bootstrap with")
+        self._bootstrap_now = True
+        self._wake.set()
+
+    def _bootstrap_uri(self) -> ServerUri | None:
+        account = self.bootstrapper.account()
+        if account is None:
+            return None
+        try:
+            return ServerUri.parse(str(account.get(Security.URI, "")))
+        except ValueError:
+            return None
+
+    def _bootstrap_due(self) -> bool:
+        if self._bootstrap_now:
+            return True
+        if self.location is not None:
+            return False
+        if self.account is None or self._server_addr is None:
+            return True  # nothing to register with: only a bootstrap can help
+        # §6.1.4: a client that can no longer register with any server bootstraps again.
+        failed = self._failed_in_a_row >= self.bootstrap_after_failures
+        return failed and self.bootstrapper.account() is not None
+
+    async def _bootstrap(self) -> None:
+        """A client-initiated bootstrap, then the account it gave is the one registered with."""
+        assert self._coap is not None
+        self._bootstrap_now = False
+        uri = self._bootstrap_uri()
+        if uri is None:
+            raise BootstrapFailed(
+                "no usable bootstrap server account (a Security instance with Bootstrap-Server)"
+            )
+        if self.location is not None:
+            # Leaving the server whose account the bootstrap may replace (§6.1.4, server-initiated).
+            with contextlib.suppress(Exception):
+                await self._exchange(self._at_location(DeregisterRequest(self.location).to_message()))
+            self.location = None
+            self._registered.clear()
+        self.state = ClientState.BOOTSTRAPPING
+        self._coap.receiving = True
+        addr = await resolve((uri.host, uri.port))
+        await self.bootstrapper.run(
+            self._coap,
+            addr,
+            timeout=self.bootstrap_timeout,
+            request_timeout=self.request_timeout,
+            pack=self.bootstrap_pack,
+        )
+        self.bootstraps += 1
+        found = self.bootstrapper.usable_account()
+        if found is None:
+            raise BootstrapFailed("the bootstrap gave no usable server account")
+        self.account, security = found
+        self._wire_account(self.account)
+        self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
+        self._server_addr = await resolve((self.server_uri.host, self.server_uri.port))
+        self._objects_changed = self._params_changed = False
+        self._update_now = True  # register at once
+        log.info("%s bootstrapped: registering with %s", self.endpoint_name, security.get(Security.URI))
 
     def _schedule_next_update(self) -> None:
         lifetime = self.lifetime
@@ -465,6 +616,8 @@ class LwM2MClient:
 
     def _handle(self, event: RequestReceived) -> Any:
         self._touch()
+        if self.bootstrapper.serving(event.addr):
+            return self.bootstrapper(event)
         return self.handler(event)
 
     def _on_event(self, event: Event) -> None:
@@ -514,6 +667,31 @@ class LwM2MClient:
         if self.state is ClientState.SLEEPING:
             self.trigger_update()
         return await self._coap.request(message, self._server_addr, timeout=timeout or self.request_timeout)
+
+
+def _unusable(uri: str) -> str | None:
+    """Why this client cannot reach the server at ``uri``; None when it can."""
+    try:
+        parsed = ServerUri.parse(uri)
+    except ValueError as exc:
+        return str(exc)
+    if parsed.scheme == "coaps":
+        return "coaps:// needs DTLS, which this client does not have yet"
+    return None
+
+
+def _credentials(psk: PskCredentials | None, certificate: X509Credentials | None) -> dict[str, Any]:
+    """The Security object's mode and keys for the given DTLS credentials (LwM2M-TS-Core 1.2 §E.1)."""
+    if psk is not None:
+        return {"mode": SecurityMode.PSK, "identity": psk.identity.encode(), "secret_key": psk.key}
+    if certificate is not None:
+        return {
+            "mode": SecurityMode.CERTIFICATE,
+            "identity": certificate.certificate,
+            "secret_key": certificate.private_key,
+            "server_key": certificate.trusted,
+        }
+    return {}
 
 
 def _describe(response: Message) -> str:

@@ -57,9 +57,12 @@ from lwm2m.server.events import (
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
 from lwm2m.server.registrar import Registrar
-from lwm2m.storage.base import HistoryEntry, Observation
-from lwm2m.storage.memory import MemoryStore
+from lwm2m.server.security import SecurityPolicy
+from lwm2m.storage.base import HistoryEntry, Observation, SecurityInfo
+from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
 from lwm2m.transport.address import normalize
+from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits, X509Credentials
+from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.transport.udp import Observation as CoapObservation
 
@@ -155,12 +158,28 @@ class LwM2MServer:
         expiry_interval: float = 1.0,
         awake_time: float = MAX_TRANSMIT_WAIT,
         queue_timeout: float | None = 300.0,
+        coaps_port: int | None = None,
+        security: Any = None,
+        certificate: X509Credentials | None = None,
+        dtls_limits: SessionLimits | None = None,
     ) -> None:
+        """``coaps_port`` also serves CoAP over DTLS there (0: any free port); ``security`` is the
+        SecurityStore (default: the store's own); ``certificate`` is the server's for X.509
+        clients, with the authorities their certificates must chain to."""
         self.host = host
         self.port = port
+        self.coaps_port = coaps_port
         self.store = store if store is not None else MemoryStore.create()
         self.models = models if models is not None else load_catalogue()
         self.registrar = Registrar(self.store.registrations, self.store.observations, self._emit)
+        if security is None:
+            security = getattr(self.store, "security", None)
+        self.security = SecurityPolicy(security if security is not None else MemorySecurityStore())
+        self.security.on_revoked = self._revoked
+        self._certificate = certificate
+        self._dtls_limits = dtls_limits
+        self._coaps: CoapDtlsEndpoint | None = None
+        self._secure: set[str] = set()  # endpoints that register over DTLS: requests go there too
         self._expiry_interval = expiry_interval
         self.presence = Presence(self._publish, awake_time)
         self.queue_timeout = queue_timeout
@@ -178,6 +197,18 @@ class LwM2MServer:
             open_udp_endpoint(self.host, self.port, handler=self._on_request)
         )
         self.port = self._endpoint.port
+        await self.security.load()
+        self._secure.update(info.endpoint for info in await self.security.all())
+        if self.coaps_port is not None:
+            config = DtlsServerConfig(
+                psk_lookup=self.security.psk_for,
+                certificate=self._certificate,
+                limits=self._dtls_limits or SessionLimits(),
+            )
+            self._coaps = await self._stack.enter_async_context(
+                open_dtls_endpoint(self.host, self.coaps_port, server=config, handler=self._on_secure_request)
+            )
+            self.coaps_port = self._coaps.port
         await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
 
@@ -191,7 +222,9 @@ class LwM2MServer:
         for observation in list(self._observations.values()):
             await observation.close()  # the records stay: the next start resumes them
         await self._stack.aclose()
+        self.security.close()
         self._endpoint = None
+        self._coaps = None
 
     async def __aenter__(self) -> LwM2MServer:
         await self.start()
@@ -204,6 +237,23 @@ class LwM2MServer:
     def uri(self) -> str:
         assert self._endpoint is not None, "the server is not started"
         return self._endpoint.uri()
+
+    @property
+    def coaps_uri(self) -> str | None:
+        """The ``coaps://`` URI, when the server serves DTLS."""
+        return None if self._coaps is None else self._coaps.uri()
+
+    @property
+    def dtls(self) -> CoapDtlsEndpoint | None:
+        """The DTLS endpoint (sessions, identities), when the server serves DTLS."""
+        return self._coaps
+
+    def _transport(self, endpoint: str) -> CoapUdpEndpoint:
+        """The endpoint a client is reached on: DTLS if it registers over DTLS."""
+        if endpoint in self._secure and self._coaps is not None:
+            return self._coaps
+        assert self._endpoint is not None, "the server is not started"
+        return self._endpoint
 
     async def _expire_loop(self) -> None:
         while True:
@@ -255,10 +305,11 @@ class LwM2MServer:
         if addr is None or self._endpoint is None:
             return
         addr = normalize(addr) or addr
+        transport = self._transport(endpoint)
         for observation in list(self._observations.values()):
             if observation.endpoint != endpoint or observation.address == addr:
                 continue
-            if observation.address is not None and self._endpoint.move_observation(
+            if observation.address is not None and transport.move_observation(
                 observation.token, observation.address, addr
             ):
                 observation.address = addr
@@ -279,10 +330,47 @@ class LwM2MServer:
         if sender is not None and sender in self._queue_mode:
             self.presence.seen(sender)
         if self.registrar.handles(message):
-            return self.registrar.handle(message, event.addr)
+            return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
             return self._on_send(message, event.addr)
         return _reply(Code.NOT_FOUND, f"no resource {message.uri_path_str}")
+
+    def _on_secure_request(self, event: RequestReceived) -> Any:
+        """A request over DTLS: the Registration Interface checks the peer's identity."""
+        if self.registrar.handles(event.message):
+            assert self._coaps is not None
+            identity = self._coaps.peer_identity(event.addr)
+            return self._registration(event.message, event.addr, identity, secure=True)
+        return self._on_request(event)
+
+    async def _registration(
+        self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
+    ) -> Message:
+        refusal, message, endpoint = await self.security.check(
+            message, identity, secure=secure, registrations=self.store.registrations
+        )
+        if refusal is not None:
+            return refusal
+        answer = await self.registrar.handle(message, addr)
+        if endpoint is not None and answer.code in (Code.CREATED, Code.CHANGED):
+            if secure:
+                self._secure.add(endpoint)
+            else:
+                self._secure.discard(endpoint)
+        return answer
+
+    def _revoked(self, info: SecurityInfo) -> None:
+        """Security information changed or went: end the DTLS sessions made with the old one."""
+        if self._coaps is None:
+            return
+        for session in self._coaps.sessions():
+            identity = session.identity
+            if identity is None:
+                continue
+            if (info.x509 and identity.kind == "x509" and identity.name == info.endpoint) or (
+                not info.x509 and identity.kind == "psk" and identity.name == info.psk_identity
+            ):
+                self._coaps.close_session(session.addr)
 
     async def _on_send(self, message: Message, addr: Any) -> Message:
         """Send (LwM2M-TS-Core 1.2 §6.4.6): a POST to /dp from a registered client."""
@@ -330,7 +418,7 @@ class LwM2MServer:
         if token:
             message = message.replace(token=token)
         addr = self.registrar.peers.get(endpoint, registration.address)
-        answer = await self._endpoint.request(message, addr, timeout=timeout)
+        answer = await self._transport(endpoint).request(message, addr, timeout=timeout)
         return decode_response(request, answer, self.models)
 
     async def _reachable(self, endpoint: str) -> Registration:
@@ -409,7 +497,7 @@ class LwM2MServer:
         assert self._endpoint is not None, "the server is not started"
         message = self._rooted(registration, request.to_message(self.models))
         addr = self.registrar.peers.get(endpoint, registration.address)
-        relation = self._endpoint.observe(message, addr)
+        relation = self._transport(endpoint).observe(message, addr)
         try:
             first = await relation.next(timeout)
         except BaseException:
@@ -491,7 +579,7 @@ class LwM2MServer:
             message = self._rooted(registration, request.to_message(self.models))
             addr = _address(registration)
             try:
-                relation = self._endpoint.resume_observation(addr, record.token, message)
+                relation = self._transport(record.endpoint).resume_observation(addr, record.token, message)
             except ValueError:
                 continue  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
             self._track(record, request, None, relation, addr)

@@ -1,4 +1,4 @@
-"""What a server keeps: registrations, observations, the history of reported values.
+"""What a server keeps: registrations, observations, the history of reported values, security info.
 
 Each role is a Protocol with async methods, so that a Redis implementation
 (several server nodes sharing one store) fits the same interface as the
@@ -9,7 +9,7 @@ returns, for the backends that are durable at all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -147,6 +147,71 @@ def record_from_row(text: str | bytes, kind: str) -> Record:
     return Record(record.path, value_from_json(value, ResourceType[kind], str(record.path)), record.time)
 
 
+# --- security information ------------------------------------------------------------------
+
+MAX_STORED_PSK = 64  # bytes; a TLS library may take less (Mbed TLS 2.28: 32)
+
+
+class IdentityInUse(ValueError):
+    """The PSK identity already belongs to another endpoint."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityInfo:
+    """How one endpoint must authenticate over DTLS (LwM2M-TS-Core 1.2 §7.1): a PSK identity and
+    key, or (``x509``) a certificate whose subject CN is the endpoint name, signed by an
+    authority the server trusts. ``repr`` never shows the key."""
+
+    endpoint: str
+    psk_identity: str | None = None
+    psk_key: bytes | None = field(default=None, repr=False)
+    x509: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.endpoint:
+            raise ValueError("the endpoint name is empty")
+        if self.x509:
+            if self.psk_identity is not None or self.psk_key is not None:
+                raise ValueError("give a PSK or x509, not both")
+            return
+        if not self.psk_identity or not self.psk_key:
+            raise ValueError("a PSK needs an identity and a key")
+        if len(self.psk_key) > MAX_STORED_PSK:
+            raise ValueError(f"a PSK has at most {MAX_STORED_PSK} bytes")
+
+    @property
+    def mode(self) -> Literal["psk", "x509"]:
+        return "x509" if self.x509 else "psk"
+
+    @property
+    def key_hint(self) -> str | None:
+        """Enough of the key to tell two apart, never the key: its first byte and its length."""
+        if self.psk_key is None:
+            return None
+        return f"{self.psk_key[:1].hex()}… ({len(self.psk_key)} bytes)"
+
+    def to_dict(self, *, with_key: bool = False) -> dict[str, Any]:
+        """The JSON form; the key itself only with ``with_key`` (for the stores, never for display)."""
+        out: dict[str, Any] = {"endpoint": self.endpoint, "mode": self.mode, "x509": self.x509}
+        if not self.x509:
+            out["pskIdentity"] = self.psk_identity
+            if with_key:
+                out["pskKey"] = self.psk_key.hex() if self.psk_key is not None else None
+            else:
+                out["pskKeyHint"] = self.key_hint
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SecurityInfo:
+        key = data.get("pskKey")
+        return cls(
+            endpoint=data["endpoint"],
+            psk_identity=data.get("pskIdentity"),
+            psk_key=None if key is None else bytes.fromhex(key),
+            x509=bool(data.get("x509", False)),
+        )
+
+
 # --- the protocols -----------------------------------------------------------------------
 
 
@@ -256,6 +321,25 @@ class BootstrapConfigStore(Protocol):
 
     async def all(self) -> dict[str, BootstrapConfig]:
         """Every configuration by endpoint name, in name order."""
+        ...
+
+
+class SecurityStore(Protocol):
+    """Security information by endpoint name, and by PSK identity (unique across endpoints)."""
+
+    async def put(self, info: SecurityInfo) -> SecurityInfo | None:
+        """Store ``info`` for its endpoint; answer what it replaced. ValueError when its PSK
+        identity belongs to another endpoint."""
+        ...
+
+    async def get(self, endpoint: str) -> SecurityInfo | None: ...
+
+    async def get_by_identity(self, psk_identity: str) -> SecurityInfo | None: ...
+
+    async def remove(self, endpoint: str) -> SecurityInfo | None: ...
+
+    async def all(self) -> list[SecurityInfo]:
+        """Every entry, by endpoint name."""
         ...
 
 

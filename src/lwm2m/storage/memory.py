@@ -13,7 +13,9 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.storage.base import (
     HistoryEntry,
     HistoryRetention,
+    IdentityInUse,
     Observation,
+    SecurityInfo,
     Source,
     check_query,
     valued,
@@ -170,13 +172,49 @@ class MemoryHistoryStore:
         return len(self._entries.pop(endpoint, ()))
 
 
+class MemorySecurityStore:
+    def __init__(self) -> None:
+        self._by_endpoint: dict[str, SecurityInfo] = {}
+        self._by_identity: dict[str, str] = {}  # PSK identity -> endpoint
+
+    async def put(self, info: SecurityInfo) -> SecurityInfo | None:
+        if info.psk_identity is not None:
+            owner = self._by_identity.get(info.psk_identity)
+            if owner is not None and owner != info.endpoint:
+                raise IdentityInUse(f"PSK identity {info.psk_identity!r} is in use by {owner!r}")
+        old = self._by_endpoint.get(info.endpoint)
+        if old is not None and old.psk_identity is not None:
+            del self._by_identity[old.psk_identity]
+        self._by_endpoint[info.endpoint] = info
+        if info.psk_identity is not None:
+            self._by_identity[info.psk_identity] = info.endpoint
+        return old
+
+    async def get(self, endpoint: str) -> SecurityInfo | None:
+        return self._by_endpoint.get(endpoint)
+
+    async def get_by_identity(self, psk_identity: str) -> SecurityInfo | None:
+        endpoint = self._by_identity.get(psk_identity)
+        return None if endpoint is None else self._by_endpoint[endpoint]
+
+    async def remove(self, endpoint: str) -> SecurityInfo | None:
+        old = self._by_endpoint.pop(endpoint, None)
+        if old is not None and old.psk_identity is not None:
+            del self._by_identity[old.psk_identity]
+        return old
+
+    async def all(self) -> list[SecurityInfo]:
+        return [self._by_endpoint[e] for e in sorted(self._by_endpoint)]
+
+
 @dataclass
 class MemoryStore:
-    """The three memory stores together, shaped like :class:`~lwm2m.storage.sqlite.SqliteStore`."""
+    """The memory stores together, shaped like :class:`~lwm2m.storage.sqlite.SqliteStore`."""
 
     registrations: MemoryRegistrationStore = field(default_factory=MemoryRegistrationStore)
     observations: MemoryObservationStore = field(default_factory=MemoryObservationStore)
     history: MemoryHistoryStore = field(default_factory=MemoryHistoryStore)
+    security: MemorySecurityStore = field(default_factory=MemorySecurityStore)
     bootstrap_configs: MemoryBootstrapConfigStore = field(default_factory=MemoryBootstrapConfigStore)
 
     @classmethod

@@ -28,7 +28,9 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.storage.base import (
     HistoryEntry,
     HistoryRetention,
+    IdentityInUse,
     Observation,
+    SecurityInfo,
     Source,
     StoreError,
     check_query,
@@ -73,6 +75,12 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_endpoint_time ON history (endpoint, time);
 CREATE INDEX IF NOT EXISTS history_endpoint ON history (endpoint);  -- (endpoint, seq): count retention
 CREATE INDEX IF NOT EXISTS history_received_at ON history (received_at);  -- age retention
+
+CREATE TABLE IF NOT EXISTS security (
+    endpoint TEXT PRIMARY KEY,
+    psk_identity TEXT UNIQUE,       -- NULL for certificate entries
+    data BLOB NOT NULL              -- SecurityInfo.to_dict(with_key=True) as JSON
+);
 """
 
 
@@ -106,6 +114,10 @@ def _registration(data: bytes) -> Registration:
 
 def _observation(data: bytes) -> Observation:
     return Observation.from_dict(msgspec.json.decode(data))
+
+
+def _security(data: bytes) -> SecurityInfo:
+    return SecurityInfo.from_dict(msgspec.json.decode(data))
 
 
 class SqliteRegistrationStore:
@@ -326,8 +338,48 @@ class SqliteHistoryStore:
         return cur.rowcount
 
 
+class SqliteSecurityStore:
+    """Security information, keys included, in the database file: keep that file private."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def put(self, info: SecurityInfo) -> SecurityInfo | None:
+        try:
+            with _transaction(self._conn) as c:
+                old = _one(
+                    c.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (info.endpoint,))
+                )
+                c.execute(
+                    "INSERT INTO security (endpoint, psk_identity, data) VALUES (?, ?, ?)",
+                    (info.endpoint, info.psk_identity, _json(info.to_dict(with_key=True))),
+                )
+        except sqlite3.IntegrityError:
+            raise IdentityInUse(f"PSK identity {info.psk_identity!r} is in use by another endpoint") from None
+        return None if old is None else _security(old[0])
+
+    async def get(self, endpoint: str) -> SecurityInfo | None:
+        row = self._conn.execute("SELECT data FROM security WHERE endpoint = ?", (endpoint,)).fetchone()
+        return None if row is None else _security(row[0])
+
+    async def get_by_identity(self, psk_identity: str) -> SecurityInfo | None:
+        row = self._conn.execute(
+            "SELECT data FROM security WHERE psk_identity = ?", (psk_identity,)
+        ).fetchone()
+        return None if row is None else _security(row[0])
+
+    async def remove(self, endpoint: str) -> SecurityInfo | None:
+        row = _one(self._conn.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (endpoint,)))
+        return None if row is None else _security(row[0])
+
+    async def all(self) -> list[SecurityInfo]:
+        rows = self._conn.execute("SELECT data FROM security ORDER BY endpoint").fetchall()
+        return [_security(d) for (d,) in rows]
+
+
 class SqliteStore:
-    """One SQLite database file with the three stores: ``.registrations``, ``.observations``, ``.history``.
+    """One SQLite database file with the stores: ``.registrations``, ``.observations``, ``.history``,
+    ``.security``.
 
     ``path`` ``":memory:"`` gives a private, non-durable database (for tests).
     """
@@ -369,6 +421,7 @@ class SqliteStore:
         self.registrations = SqliteRegistrationStore(conn)
         self.observations = SqliteObservationStore(conn)
         self.history = SqliteHistoryStore(conn, history_retention)
+        self.security = SqliteSecurityStore(conn)
         self.bootstrap_configs = SqliteBootstrapConfigStore(conn)
 
     def close(self) -> None:

@@ -63,6 +63,7 @@ __all__ = [
     "RequestAborted",
     "RequestReset",
     "RequestTimeout",
+    "bind_sockets",
     "open_udp_endpoint",
 ]
 
@@ -191,18 +192,7 @@ class CoapUdpEndpoint:
         config: EndpointConfig | None = None,
     ) -> CoapUdpEndpoint:
         """Bind ``port`` on each of ``host`` (one name or several, e.g. ``("127.0.0.1", "::1")``)."""
-        hosts = [host] if isinstance(host, str) else list(host)
-        socks: list[socket.socket] = []
-        try:
-            for h in hosts:
-                s = bind_udp(h, port)
-                socks.append(s)
-                if port == 0:
-                    port = s.getsockname()[1]  # the other addresses get the same port
-        except BaseException:
-            for s in socks:
-                s.close()
-            raise
+        socks = bind_sockets(host, port)
         endpoint = Endpoint(config) if config is not None else Endpoint()
         return cls(asyncio.get_running_loop(), endpoint, socks, handler=handler, on_event=on_event)
 
@@ -423,6 +413,23 @@ class CoapUdpEndpoint:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def bind_sockets(host: str | Sequence[str], port: int) -> list[socket.socket]:
+    """One socket bound to ``port`` on each of ``host``; port 0 picks one free on all of them."""
+    hosts = [host] if isinstance(host, str) else list(host)
+    socks: list[socket.socket] = []
+    try:
+        for h in hosts:
+            s = bind_udp(h, port)
+            socks.append(s)
+            if port == 0:
+                port = s.getsockname()[1]  # the other addresses get the same port
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
 
 
 def _success(code: int) -> bool:

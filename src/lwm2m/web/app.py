@@ -43,6 +43,7 @@ from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
 from lwm2m.web.openapi import docs_html, openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
+from lwm2m.web.security import security_routes
 from lwm2m.web.sse import event_stream
 from lwm2m.web.views import history_view, registration_view, response_view
 
@@ -423,6 +424,7 @@ def create_app(
         Route("/api/requests/{id}", queued_request, methods=["GET"]),
         Route("/api/models", models, methods=["GET"]),
         Route("/api/models/{id}", model, methods=["GET"]),
+        *security_routes(server),
         Route("/api/events", events, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/api/docs", docs, methods=["GET"]),

@@ -175,6 +175,27 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
         },
+        "SecurityInfo": {
+            "type": "object",
+            "description": "how an endpoint authenticates over DTLS; the key itself is never shown",
+            "properties": {
+                "endpoint": {"type": "string"},
+                "mode": {"type": "string", "enum": ["psk", "x509"]},
+                "pskIdentity": {"type": "string"},
+                "pskKeyHint": {"type": "string", "example": "a1… (16 bytes)"},
+                "x509": {"type": "boolean"},
+            },
+        },
+        "SecurityBody": {
+            "type": "object",
+            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes), or "x509": '
+            "true (a certificate with the endpoint as subject CN, from an authority the server trusts)",
+            "properties": {
+                "pskIdentity": {"type": "string"},
+                "pskKey": {"type": "string", "example": "000102030405060708090a0b0c0d0e0f"},
+                "x509": {"type": "boolean"},
+            },
+        },
         "Registration": {
             "type": "object",
             "properties": {
@@ -300,6 +321,35 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                 "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
             }
+        },
+        "/api/security/clients": {
+            "get": {
+                "summary": "Security information of every endpoint (keys never shown)",
+                "responses": {"200": _json({"type": "array", "items": _ref("SecurityInfo")})},
+            }
+        },
+        "/api/security/clients/{ep}": {
+            "get": {
+                "summary": "One endpoint's security information",
+                "parameters": [_EP],
+                "responses": {"200": _json(_ref("SecurityInfo")), "404": _json(_ref("Error"))},
+            },
+            "put": {
+                "summary": "Set an endpoint's PSK or X.509 expectation; ends sessions made with an old one",
+                "parameters": [_EP],
+                "requestBody": {"content": {"application/json": {"schema": _ref("SecurityBody")}}},
+                "responses": {
+                    "200": _json(_ref("SecurityInfo"), "replaced"),
+                    "201": _json(_ref("SecurityInfo"), "created"),
+                    "400": _json(_ref("Error")),
+                    "409": _json(_ref("Error"), "the PSK identity belongs to another endpoint"),
+                },
+            },
+            "delete": {
+                "summary": "Remove an endpoint's security information and end its DTLS sessions",
+                "parameters": [_EP],
+                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+            },
         },
         "/api/events": {
             "get": {

@@ -1,0 +1,383 @@
+"""``BootstrapServer``: the LwM2M bootstrap server role as an asyncio object.
+
+::
+
+    async with BootstrapServer(port=0, store=MemoryStore.create()) as bs:
+        await bs.set_config("dev-1", BootstrapConfig.from_json({...}))
+        async for event in bs.events():
+            if isinstance(event, BootstrapFinished):
+                ...
+
+On a Bootstrap-Request (LwM2M-TS-Core 1.2 §6.1.7.1) it answers 2.04 and runs
+the session of the endpoint's configuration (or of the default one,
+:data:`~lwm2m.protocol.bootstrap_config.DEFAULT_ENDPOINT`): an optional
+Bootstrap-Discover, the Bootstrap-Deletes, a Bootstrap-Write per Security,
+Server and Access Control instance and per extra resource, then
+Bootstrap-Finish. An error code from the client, no answer, or a session that
+runs too long ends it with :class:`~lwm2m.bootstrap.events.BootstrapFailed`
+and no Bootstrap-Finish: the client then drops what it was given and asks
+again (§6.1.4). A Bootstrap-Pack-Request (§6.1.7.7) is answered with every
+value at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from lwm2m.bootstrap.events import (
+    BootstrapEvent,
+    BootstrapFailed,
+    BootstrapFinished,
+    BootstrapSession,
+    BootstrapStarted,
+    EventStream,
+)
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import ROOT
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.bootstrap import (
+    BS,
+    BSPACK,
+    WRITE_FORMATS,
+    BootstrapDeleteRequest,
+    BootstrapDiscoverRequest,
+    BootstrapError,
+    BootstrapFinishRequest,
+    BootstrapPackRequest,
+    BootstrapRequest,
+    BootstrapWriteRequest,
+    Discovery,
+    DownlinkRequest,
+    decode_bootstrap_response,
+)
+from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
+from lwm2m.protocol.management import Response, ResponseError
+from lwm2m.storage.memory import MemoryBootstrapConfigStore
+from lwm2m.transport.address import format_addr
+from lwm2m.transport.udp import (
+    CoapUdpEndpoint,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+    open_udp_endpoint,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5685  # LwM2M-TS-Transport 1.2 §6: the bootstrap server's CoAP port
+REQUEST_TIMEOUT = 30.0  # seconds for one answer, retransmissions included
+SESSION_TIMEOUT = 120.0  # seconds for a whole session
+HISTORY = 200  # ended sessions kept for sessions()
+
+
+class SessionFailed(Exception):
+    """A step of the session went wrong; the message is the session's failure reason."""
+
+
+def _reply(code: Code, diagnostic: str = "") -> Message:
+    return Message.build(Type.ACK, code, payload=diagnostic.encode())
+
+
+def _code(code: int) -> str:
+    try:
+        name = Code(code).name.replace("_", " ").title()
+    except ValueError:
+        name = ""
+    return f"{code >> 5}.{code & 31:02d} {name}".strip()
+
+
+class BootstrapServer:
+    """The bootstrap server on one UDP port.
+
+    ``store`` is a :class:`~lwm2m.storage.base.BootstrapConfigStore`, or a store
+    bundle that has one as ``bootstrap_configs`` (``MemoryStore``, ``SqliteStore``);
+    by default configurations live in memory.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        *,
+        store: Any = None,
+        models: ObjectRegistry | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
+        session_timeout: float = SESSION_TIMEOUT,
+        history: int = HISTORY,
+    ) -> None:
+        self.host = host
+        self.port = port
+        if store is None:
+            store = MemoryBootstrapConfigStore()
+        self.configs = getattr(store, "bootstrap_configs", store)
+        self.models = models if models is not None else load_catalogue()
+        self.request_timeout = request_timeout
+        self.session_timeout = session_timeout
+        self._subscribers: set[asyncio.Queue[BootstrapEvent]] = set()
+        self._running: dict[str, tuple[BootstrapSession, asyncio.Task[None]]] = {}
+        self._ended: deque[BootstrapSession] = deque(maxlen=history)
+        self._endpoint: CoapUdpEndpoint | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._stopping = False
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._endpoint = await self._stack.enter_async_context(
+            open_udp_endpoint(self.host, self.port, handler=self._on_request)
+        )
+        self.port = self._endpoint.port
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for _, task in list(self._running.values()):
+            task.cancel()
+        for _, task in list(self._running.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._stack.aclose()
+        self._endpoint = None
+
+    async def __aenter__(self) -> BootstrapServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def uri(self) -> str:
+        assert self._endpoint is not None, "the bootstrap server is not started"
+        return self._endpoint.uri()
+
+    # --- configurations ---------------------------------------------------------------------
+
+    async def set_config(self, endpoint: str, config: BootstrapConfig) -> BootstrapConfig | None:
+        """Store ``config`` for ``endpoint`` (``"*"``: the default); answer the one it replaced."""
+        if not endpoint:
+            raise ValueError("the endpoint name is empty")
+        return await self.configs.put(endpoint, config)
+
+    async def config_for(self, endpoint: str) -> BootstrapConfig | None:
+        """The configuration a Bootstrap-Request of ``endpoint`` gets: its own, else the default."""
+        found = await self.configs.get(endpoint)
+        if found is None and endpoint != DEFAULT_ENDPOINT:
+            found = await self.configs.get(DEFAULT_ENDPOINT)
+        return found
+
+    # --- events and sessions ----------------------------------------------------------------
+
+    def events(self) -> EventStream:
+        """Every event from now on (subscribed at this call), until the stream is closed."""
+        return EventStream(self._subscribers)
+
+    def _publish(self, event: BootstrapEvent) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def sessions(self) -> list[BootstrapSession]:
+        """Running sessions, then the recently ended ones, newest first."""
+        running = sorted((s for s, _ in self._running.values()), key=lambda s: -s.started_at)
+        return running + list(reversed(self._ended))
+
+    def _end(self, session: BootstrapSession, status: str, reason: str = "") -> BootstrapSession:
+        ended = dataclasses.replace(session, status=status, reason=reason, ended_at=time.time())  # type: ignore[arg-type]
+        self._ended.append(ended)
+        current = self._running.get(session.endpoint)
+        if current is not None and current[0].session_id == session.session_id:
+            del self._running[session.endpoint]
+        self._publish(BootstrapFinished(ended) if status == "finished" else BootstrapFailed(ended))
+        log.info("bootstrap of %s %s%s", session.endpoint, status, f": {reason}" if reason else "")
+        return ended
+
+    def _refused(self, endpoint: str, addr: Any, reason: str, kind: str = "session") -> None:
+        """A request that starts no session (no configuration): kept and told as a failure."""
+        session = BootstrapSession(
+            secrets.token_hex(6),
+            endpoint,
+            format_addr(addr),
+            time.time(),
+            kind=kind,  # type: ignore[arg-type]
+        )
+        self._end(session, "failed", reason)
+
+    # --- CoAP requests from clients -----------------------------------------------------------
+
+    def _on_request(self, event: RequestReceived) -> Any:
+        path = event.message.uri_path
+        if path == (BS,):
+            return self._on_bootstrap_request(event)
+        if path == (BSPACK,):
+            return self._on_pack_request(event)
+        return _reply(Code.NOT_FOUND, f"no resource {event.message.uri_path_str}: this is a bootstrap server")
+
+    async def _on_bootstrap_request(self, event: RequestReceived) -> Message:
+        try:
+            request = BootstrapRequest.from_message(event.message)
+        except BootstrapError as exc:
+            return _reply(exc.code, str(exc))
+        config = await self.config_for(request.ep)
+        if config is None:
+            # §6.1.7.1: 4.00 Bad Request for an endpoint the server has nothing for.
+            reason = f"no bootstrap configuration for {request.ep!r} and no default one"
+            self._refused(request.ep, event.addr, reason)
+            return _reply(Code.BAD_REQUEST, reason)
+        fmt = request.pct if request.pct in WRITE_FORMATS else None
+        session = BootstrapSession(secrets.token_hex(6), request.ep, format_addr(event.addr), time.time())
+        if request.pct is not None and fmt is None:
+            session = dataclasses.replace(
+                session, steps=(f"pct={request.pct} is not a write format here: SenML-CBOR instead",)
+            )
+            fmt = ContentFormat.SENML_CBOR  # pct exists from 1.1 on, where SenML-CBOR is the norm
+        # The session starts once the 2.04 has left (this coroutine's answer is sent first).
+        asyncio.get_running_loop().call_soon(self._start_session, session, config, event.addr, fmt)
+        return _reply(Code.CHANGED)
+
+    def _start_session(
+        self, session: BootstrapSession, config: BootstrapConfig, addr: Any, fmt: ContentFormat | None
+    ) -> None:
+        if self._endpoint is None:
+            return
+        previous = self._running.pop(session.endpoint, None)
+        if previous is not None:
+            # A client that asks again gave up on the running session (§6.1.4: it retries).
+            previous[1].cancel()
+        task = asyncio.get_running_loop().create_task(
+            self._session(session, config, addr, fmt), name=f"bootstrap-{session.endpoint}"
+        )
+        self._running[session.endpoint] = (session, task)
+        self._publish(BootstrapStarted(session))
+
+    async def _session(
+        self, session: BootstrapSession, config: BootstrapConfig, addr: Any, fmt: ContentFormat | None
+    ) -> None:
+        runner = _SessionRunner(self, session, addr, fmt)
+        try:
+            async with asyncio.timeout(self.session_timeout):
+                await runner.run(config)
+        except SessionFailed as exc:
+            self._end(runner.session, "failed", str(exc))
+        except TimeoutError:
+            self._end(runner.session, "failed", f"the session took longer than {self.session_timeout:g} s")
+        except asyncio.CancelledError:
+            reason = "the server stopped" if self._stopping else "a new Bootstrap-Request came"
+            self._end(runner.session, "failed", reason)
+            raise
+        except Exception as exc:  # a bug must end the session, not leave it running
+            log.exception("bootstrap session of %s", session.endpoint)
+            self._end(runner.session, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            self._end(runner.session, "finished")
+
+    async def _on_pack_request(self, event: RequestReceived) -> Message:
+        try:
+            request = BootstrapPackRequest.from_message(event.message)
+        except BootstrapError as exc:
+            return _reply(exc.code, str(exc))
+        config = await self.config_for(request.ep)
+        if config is None:
+            reason = f"no bootstrap configuration for {request.ep!r} and no default one"
+            self._refused(request.ep, event.addr, reason, kind="pack")
+            return _reply(Code.BAD_REQUEST, reason)
+        try:
+            payload = get_codec(request.format).encode(config.pack(), ROOT, self.models)
+        except CodecError as exc:
+            self._refused(request.ep, event.addr, f"cannot encode the pack: {exc}", kind="pack")
+            return _reply(Code.INTERNAL_SERVER_ERROR, f"cannot encode the pack: {exc}")
+        session = BootstrapSession(
+            secrets.token_hex(6),
+            request.ep,
+            format_addr(event.addr),
+            time.time(),
+            steps=(f"Bootstrap-Pack ({len(config.pack())} values) -> 2.05",),
+            kind="pack",
+        )
+        self._publish(BootstrapStarted(session))
+        self._end(session, "finished")
+        return Message.build(Type.ACK, Code.CONTENT, content_format=request.format, payload=payload)
+
+
+class _SessionRunner:
+    """The operations of one session, sent one after the other to the client at ``addr``."""
+
+    def __init__(
+        self, server: BootstrapServer, session: BootstrapSession, addr: Any, fmt: ContentFormat | None
+    ) -> None:
+        self.server = server
+        self.session = session
+        self.addr = addr
+        self.format = fmt
+
+    def _step(self, text: str) -> None:
+        self.session = dataclasses.replace(self.session, steps=(*self.session.steps, text))
+        running = self.server._running.get(self.session.endpoint)
+        if running is not None and running[0].session_id == self.session.session_id:
+            self.server._running[self.session.endpoint] = (self.session, running[1])
+
+    async def send(self, request: DownlinkRequest, *, accept: Iterable[int] = ()) -> Response:
+        """Send one operation; SessionFailed unless the client answers with success (or a code in
+        ``accept``)."""
+        endpoint = self.server._endpoint
+        if endpoint is None:
+            raise SessionFailed("the server stopped")
+        what = request.describe()
+        try:
+            message = request.to_message(self.server.models)
+        except BootstrapError as exc:
+            raise SessionFailed(f"{what}: {exc}") from None
+        try:
+            answer = await endpoint.request(message, self.addr, timeout=self.server.request_timeout)
+        except RequestTimeout:
+            self._step(f"{what} -> no answer")
+            raise SessionFailed(
+                f"{what}: no answer from {format_addr(self.addr)} within {self.server.request_timeout:g} s"
+            ) from None
+        except RequestReset:
+            self._step(f"{what} -> RST")
+            raise SessionFailed(f"{what}: the client answered with RST") from None
+        except RequestAborted as exc:
+            raise SessionFailed(f"{what}: {exc}") from None
+        try:
+            response = decode_bootstrap_response(request, answer, self.server.models)
+        except ResponseError as exc:
+            self._step(f"{what} -> {_code(answer.code)} (unreadable)")
+            raise SessionFailed(f"{what}: {exc}") from None
+        self._step(f"{what} -> {_code(response.code)}")
+        if not response.success and response.code not in set(accept):
+            detail = f": {response.diagnostic}" if response.diagnostic else ""
+            if isinstance(request, BootstrapFinishRequest) and response.code == Code.NOT_ACCEPTABLE:
+                raise SessionFailed(
+                    f"{what}: {_code(response.code)}: the client found the configuration inconsistent{detail}"
+                )
+            raise SessionFailed(f"{what}: {_code(response.code)}{detail}")
+        return response
+
+    async def run(self, config: BootstrapConfig) -> None:
+        bootstrap_security_id: int | None = 0
+        if config.bootstrap_discover:
+            response = await self.send(BootstrapDiscoverRequest(ROOT))
+            discovery = Discovery.from_links(response.links)
+            bootstrap_security_id = discovery.bootstrap_security_id
+            if self.format is None and discovery.version not in (None, "1.0"):
+                self.format = ContentFormat.SENML_CBOR
+        fmt = self.format or ContentFormat.TLV  # without pct or Discover: a 1.0 client reads TLV
+        for path in config.delete_paths:
+            # 4.04: nothing there to delete, which is what was wanted.
+            await self.send(BootstrapDeleteRequest(path), accept=(Code.NOT_FOUND,))
+        for write in config.writes(bootstrap_security_id=bootstrap_security_id):
+            await self.send(BootstrapWriteRequest(write.path, write.records, fmt))
+        await self.send(BootstrapFinishRequest())

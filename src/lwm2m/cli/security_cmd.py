@@ -1,0 +1,201 @@
+"""``lwm2m security``: the endpoints' DTLS credentials, as the server checks them (LwM2M-TS-Core 1.2 §7.1).
+
+::
+
+    lwm2m security add sensor-1 --psk-identity sensor-1 --psk-key 000102030405060708090a0b0c0d0e0f
+    lwm2m security add sensor-2 --psk-identity sensor-2 --generate   # prints the new key, once
+    lwm2m security add camera-1 --x509          # a certificate with CN=camera-1, from a trusted CA
+    lwm2m security list
+    lwm2m security remove sensor-1
+
+By default the entries go into the server's database (``--data``, the same
+folder as ``lwm2m server``; a running server picks them up from the next
+handshake). ``--api URL`` goes through a running server's REST API instead,
+which also ends the DTLS sessions made with a changed or removed entry.
+A key given is never printed back, and ``list`` shows only a hint of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from lwm2m.cli import main
+from lwm2m.cli.errors import fail
+
+GENERATED_KEY_BYTES = 16
+
+
+def _api_call(api: str, token: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    url = api.rstrip("/") + path
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            detail = exc.reason
+        return exc.code, {"error": detail}
+    except (urllib.error.URLError, OSError) as exc:
+        fail(f"--api {api}: {getattr(exc, 'reason', exc)}")
+
+
+def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    from lwm2m.cli.server_cmd import open_store
+
+    try:
+        store = open_store(data, None)
+    except Exception as exc:
+        fail(f"--data {data}: {exc}")
+    try:
+        return asyncio.run(work(store.security))
+    finally:
+        store.close()
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    if entry.get("x509"):
+        return f"{entry['endpoint']}: X.509 (certificate CN={entry['endpoint']})"
+    return f"{entry['endpoint']}: PSK identity {entry['pskIdentity']!r}, key {entry['pskKeyHint']}"
+
+
+_common = [
+    click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the server's database"),
+    click.option("--api", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8080"),
+    click.option("--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token of the REST API"),
+]
+
+
+def _options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_common):
+        f = option(f)
+    return f
+
+
+@main.group()
+def security() -> None:
+    """DTLS credentials of endpoints: a PSK (identity and key) or an X.509 certificate."""
+
+
+@security.command("add")
+@click.argument("endpoint")
+@click.option("--psk-identity", default=None, help="the PSK identity the device presents")
+@click.option("--psk-key", default=None, envvar="LWM2M_PSK_KEY", help="the key, as hexadecimal digits")
+@click.option("--generate", is_flag=True, help=f"make a random {GENERATED_KEY_BYTES}-byte key and print it")
+@click.option(
+    "--x509", is_flag=True, help="a certificate with CN=ENDPOINT, from an authority the server trusts"
+)
+@_options
+def add(
+    endpoint: str,
+    psk_identity: str | None,
+    psk_key: str | None,
+    generate: bool,
+    x509: bool,
+    data: str,
+    api: str | None,
+    api_token: str | None,
+) -> None:
+    """Set ENDPOINT's credentials (replacing any it had)."""
+    from lwm2m.storage.base import IdentityInUse, SecurityInfo
+    from lwm2m.transport.dtls.config import MAX_PSK_LENGTH
+
+    if x509:
+        if psk_identity or psk_key or generate:
+            fail("give --x509 or a PSK (--psk-identity with --psk-key or --generate), not both")
+        body: dict[str, Any] = {"x509": True}
+    else:
+        if not psk_identity:
+            fail("give --psk-identity with --psk-key or --generate, or --x509")
+        if generate == (psk_key is not None):
+            fail("give either --psk-key or --generate")
+        if generate:
+            psk_key = secrets.token_hex(GENERATED_KEY_BYTES)
+        assert psk_key is not None
+        try:
+            key = bytes.fromhex(psk_key)
+        except ValueError:
+            fail("--psk-key: expected hexadecimal digits")
+        if not 1 <= len(key) <= MAX_PSK_LENGTH:
+            fail(f"--psk-key: a key has 1 to {MAX_PSK_LENGTH} bytes, not {len(key)}")
+        body = {"pskIdentity": psk_identity, "pskKey": psk_key}
+    if api is not None:
+        status, answer = _api_call(api, api_token, "PUT", f"/api/security/clients/{endpoint}", body)
+        if status >= 300:
+            fail(f"the server refused: {answer.get('error', status)}")
+        shown = answer
+    else:
+        try:
+            info = SecurityInfo.from_dict({"endpoint": endpoint, **body})
+        except ValueError as exc:
+            fail(str(exc))
+
+        async def put(store: Any) -> None:
+            await store.put(info)
+
+        try:
+            _with_store(data, put)
+        except IdentityInUse as exc:
+            fail(str(exc))
+        shown = info.to_dict()
+    click.echo(f"set {_describe(shown)}")
+    if generate:
+        # The one time the key is shown: the device needs it.
+        click.echo(f"generated key (give it to the device; it is not shown again): {psk_key}")
+
+
+@security.command("list")
+@_options
+def list_(data: str, api: str | None, api_token: str | None) -> None:
+    """Every endpoint's credentials (keys are never shown, only a hint)."""
+    if api is not None:
+        status, answer = _api_call(api, api_token, "GET", "/api/security/clients")
+        if status >= 300:
+            fail(f"the server refused: {answer.get('error', status)}")
+        entries = answer
+    else:
+
+        async def all_entries(store: Any) -> list[dict[str, Any]]:
+            return [info.to_dict() for info in await store.all()]
+
+        entries = _with_store(data, all_entries)
+    if not entries:
+        click.echo("no security information")
+    for entry in entries:
+        click.echo(_describe(entry))
+
+
+@security.command("remove")
+@click.argument("endpoint")
+@_options
+def remove(endpoint: str, data: str, api: str | None, api_token: str | None) -> None:
+    """Remove ENDPOINT's credentials: it can no longer register over DTLS."""
+    if api is not None:
+        status, answer = _api_call(api, api_token, "DELETE", f"/api/security/clients/{endpoint}")
+        if status == 404:
+            fail(f"no security information for {endpoint!r}")
+        if status >= 300:
+            fail(f"the server refused: {answer.get('error', status)}")
+    else:
+
+        async def drop(store: Any) -> Any:
+            return await store.remove(endpoint)
+
+        if _with_store(data, drop) is None:
+            fail(f"no security information for {endpoint!r}")
+    click.echo(f"removed {endpoint}")

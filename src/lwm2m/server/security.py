@@ -1,0 +1,201 @@
+"""Who may register as which endpoint: the server's side of LwM2M security (LwM2M-TS-Core 1.2 §7.1).
+
+The rules, checked on every request of the Registration Interface (§6.2):
+
+- An endpoint with security information registers over DTLS only; over plain
+  CoAP its Register, Update and De-register get 4.03.
+- Over DTLS the peer's authenticated identity must be the endpoint's: its PSK
+  identity, or a certificate whose subject CN is the endpoint name (the
+  certificate chain itself was checked in the handshake). Else 4.03; an Update
+  or De-register therefore comes from the identity the registration was made
+  with, whatever session carries it.
+- A DTLS client that leaves ep out of its Register gets the endpoint name its
+  credentials stand for (§6.2.1 allows it).
+
+The TLS library asks for PSKs during the handshake and must be answered at
+once, so keys are served from a cache loaded at start and kept current by
+``put``/``remove``; an identity the cache does not know, or knows from longer
+ago than ``cache_ttl``, is looked up in the store in the background, so that
+an entry another process wrote (``lwm2m security add`` on the database) works
+from the client's next handshake on. The authorization checks always read
+the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.protocol.registration import RD
+from lwm2m.storage.base import SecurityInfo, SecurityStore
+from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PeerIdentity
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SecurityPolicy"]
+
+_MAX_CACHED_MISSES = 10_000
+_MAX_LOOKUPS = 256  # store look-ups in flight at once
+
+
+def _forbidden(diagnostic: str) -> Message:
+    return Message.build(Type.ACK, Code.FORBIDDEN, payload=diagnostic.encode())
+
+
+def _query(message: Message, name: str) -> str | None:
+    prefix = name + "="
+    for item in message.uri_query:
+        if item.startswith(prefix):
+            return item[len(prefix) :]
+    return None
+
+
+class SecurityPolicy:
+    """The security store, a PSK cache for handshakes, and the registration checks."""
+
+    def __init__(self, store: SecurityStore, *, cache_ttl: float = 10.0) -> None:
+        self.store = store
+        self.cache_ttl = cache_ttl
+        # PSK identity -> (key or None for "not known", endpoint, when it was read)
+        self._psk: dict[str, tuple[bytes | None, str | None, float]] = {}
+        self._misses = 0
+        self._lookups: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_revoked: Callable[[SecurityInfo], None] | None = None
+
+    async def load(self) -> None:
+        now = time.monotonic()
+        for info in await self.store.all():
+            if info.psk_identity is not None:
+                self._psk[info.psk_identity] = (info.psk_key, info.endpoint, now)
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    # --- entries -------------------------------------------------------------------------------
+
+    async def put(self, info: SecurityInfo) -> SecurityInfo | None:
+        if info.psk_key is not None and len(info.psk_key) > MAX_PSK_LENGTH:
+            raise ValueError(f"a PSK has at most {MAX_PSK_LENGTH} bytes here")
+        old = await self.store.put(info)
+        if old is not None and old.psk_identity is not None:
+            self._psk.pop(old.psk_identity, None)
+        if info.psk_identity is not None:
+            self._psk[info.psk_identity] = (info.psk_key, info.endpoint, time.monotonic())
+        if old is not None and (old.psk_identity, old.psk_key, old.x509) != (
+            info.psk_identity,
+            info.psk_key,
+            info.x509,
+        ):
+            self._revoked(old)
+        return old
+
+    async def remove(self, endpoint: str) -> SecurityInfo | None:
+        old = await self.store.remove(endpoint)
+        if old is not None:
+            if old.psk_identity is not None:
+                self._psk.pop(old.psk_identity, None)
+            self._revoked(old)
+        return old
+
+    async def get(self, endpoint: str) -> SecurityInfo | None:
+        return await self.store.get(endpoint)
+
+    async def all(self) -> list[SecurityInfo]:
+        return await self.store.all()
+
+    def _revoked(self, old: SecurityInfo) -> None:
+        if self.on_revoked is not None:
+            self.on_revoked(old)
+
+    # --- the handshake's PSK callback ----------------------------------------------------------
+
+    def psk_for(self, identity: str) -> bytes | None:
+        """The key of a PSK identity, from the cache (a stale or missing entry is read again)."""
+        entry = self._psk.get(identity)
+        if entry is None or time.monotonic() - entry[2] > self.cache_ttl:
+            self._refresh(identity)
+        return None if entry is None else entry[0]
+
+    def _refresh(self, identity: str) -> None:
+        if identity in self._lookups or len(self._lookups) >= _MAX_LOOKUPS:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._lookups.add(identity)
+        task = loop.create_task(self._read(identity))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, identity: str) -> None:
+        try:
+            info = await self.store.get_by_identity(identity)
+        except Exception:
+            log.exception("security store look-up failed")
+            return
+        finally:
+            self._lookups.discard(identity)
+        now = time.monotonic()
+        if info is not None:
+            self._psk[identity] = (info.psk_key, info.endpoint, now)
+            return
+        if identity in self._psk and self._psk[identity][0] is not None:
+            del self._psk[identity]  # removed by another process
+        if self._misses >= _MAX_CACHED_MISSES:
+            self._psk = {k: v for k, v in self._psk.items() if v[0] is not None}
+            self._misses = 0
+        self._psk[identity] = (None, None, now)
+        self._misses += 1
+
+    # --- registration checks ------------------------------------------------------------------
+
+    async def check(
+        self, message: Message, identity: PeerIdentity | None, *, secure: bool, registrations: Any
+    ) -> tuple[Message | None, Message, str | None]:
+        """Check a Registration Interface request: (a 4.03 refusal or None, the request to
+        hand on, the endpoint name it concerns when known)."""
+        path = message.uri_path
+        if len(path) == 1 and path[0] == RD:
+            endpoint = _query(message, "ep")
+            if endpoint is None and secure and identity is not None:
+                endpoint = await self._endpoint_of(identity)
+                if endpoint is not None:
+                    options = [*message.options, (OptionNumber.URI_QUERY, f"ep={endpoint}".encode())]
+                    message = dataclasses.replace(message, options=tuple(sorted(options, key=lambda o: o[0])))
+        elif len(path) == 2:
+            registration = await registrations.get_by_id(path[1])
+            endpoint = None if registration is None else registration.endpoint
+        else:
+            endpoint = None
+        if not endpoint:
+            return None, message, None  # the registrar answers 4.00 or 4.04
+        info = await self.store.get(endpoint)
+        if not secure:
+            if info is not None:
+                return _forbidden(f"endpoint {endpoint!r} must use DTLS"), message, endpoint
+            return None, message, endpoint
+        if identity is None or info is None or not _matches(info, identity):
+            what = "no identity" if identity is None else f"identity {identity}"
+            return _forbidden(f"{what} may not act as endpoint {endpoint!r}"), message, endpoint
+        return None, message, endpoint
+
+    async def _endpoint_of(self, identity: PeerIdentity) -> str | None:
+        if identity.kind == "x509":
+            return identity.name
+        info = await self.store.get_by_identity(identity.name)
+        return None if info is None else info.endpoint
+
+
+def _matches(info: SecurityInfo, identity: PeerIdentity) -> bool:
+    if info.x509:
+        return identity.kind == "x509" and identity.name == info.endpoint
+    return identity.kind == "psk" and identity.name == info.psk_identity

@@ -1,0 +1,55 @@
+"""DTLS 1.2 for CoAP (``coaps://``): a session layer of ours over a narrow TLS backend interface.
+
+``config`` (credentials, cipher suites, limits) and ``events`` import no TLS
+library; the Mbed TLS backend is loaded when an endpoint is made, and a
+missing ``dtls`` extra then raises ``DtlsUnavailable``.
+"""
+
+from lwm2m.transport.dtls.backend import DtlsError, DtlsUnavailable, HandshakeError, SessionClosed
+from lwm2m.transport.dtls.config import (
+    CERTIFICATE_SUITES,
+    MAX_PSK_LENGTH,
+    PSK_SUITES,
+    CipherSuite,
+    DtlsClientConfig,
+    DtlsServerConfig,
+    PeerIdentity,
+    PskCredentials,
+    SessionLimits,
+    X509Credentials,
+)
+from lwm2m.transport.dtls.endpoint import (
+    CoapDtlsEndpoint,
+    DtlsHandshakeError,
+    NoDtlsSession,
+    open_dtls_endpoint,
+)
+from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
+from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
+
+__all__ = [
+    "CERTIFICATE_SUITES",
+    "MAX_PSK_LENGTH",
+    "PSK_SUITES",
+    "CipherSuite",
+    "CoapDtlsEndpoint",
+    "DtlsClientConfig",
+    "DtlsError",
+    "DtlsHandshakeError",
+    "DtlsLayer",
+    "DtlsServerConfig",
+    "DtlsUnavailable",
+    "HandshakeError",
+    "HandshakeFailed",
+    "NoDtlsSession",
+    "PeerIdentity",
+    "PskCredentials",
+    "SessionClosed",
+    "SessionEnded",
+    "SessionEstablished",
+    "SessionEvent",
+    "SessionInfo",
+    "SessionLimits",
+    "X509Credentials",
+    "open_dtls_endpoint",
+]

@@ -1,0 +1,206 @@
+"""What a DTLS endpoint is configured with: credentials, cipher suites, session limits.
+
+Values only (frozen dataclasses); no TLS library is imported here, so that
+these names can be used where the ``dtls`` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+__all__ = [
+    "CERTIFICATE_SUITES",
+    "MAX_PSK_LENGTH",
+    "PSK_SUITES",
+    "CipherSuite",
+    "DtlsClientConfig",
+    "DtlsServerConfig",
+    "PeerIdentity",
+    "PskCredentials",
+    "PskLookup",
+    "SessionLimits",
+    "X509Credentials",
+]
+
+# Mbed TLS 2.28 (MBEDTLS_PSK_MAX_LEN) takes keys of at most 32 bytes; LwM2M keys are
+# usually 16. A longer key would fail every handshake, so it is refused up front.
+MAX_PSK_LENGTH = 32
+
+
+class CipherSuite(StrEnum):
+    """The cipher suites LwM2M uses: the CCM_8 ones are mandatory to implement for CoAP over DTLS
+    (RFC 7252 §9.1.3.1 for PSK, §9.1.3.3 for certificates; RFC 7925 §4.2)."""
+
+    PSK_WITH_AES_128_CCM_8 = "TLS-PSK-WITH-AES-128-CCM-8"
+    PSK_WITH_AES_128_CBC_SHA256 = "TLS-PSK-WITH-AES-128-CBC-SHA256"
+    ECDHE_ECDSA_WITH_AES_128_CCM_8 = "TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8"
+    ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 = "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256"
+
+
+PSK_SUITES = (CipherSuite.PSK_WITH_AES_128_CCM_8, CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
+CERTIFICATE_SUITES = (
+    CipherSuite.ECDHE_ECDSA_WITH_AES_128_CCM_8,
+    CipherSuite.ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+)
+
+
+def check_psk(identity: str, key: bytes) -> None:
+    if not identity:
+        raise ValueError("the PSK identity is empty")
+    if len(identity.encode("utf-8")) > 128:
+        raise ValueError("the PSK identity is longer than 128 bytes")
+    if not 1 <= len(key) <= MAX_PSK_LENGTH:
+        raise ValueError(f"a PSK has 1 to {MAX_PSK_LENGTH} bytes, not {len(key)}")
+
+
+@dataclass(frozen=True, slots=True)
+class PskCredentials:
+    """A pre-shared key and the identity it is known by (RFC 4279). ``repr`` never shows the key."""
+
+    identity: str
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        check_psk(self.identity, self.key)
+
+    @classmethod
+    def from_hex(cls, identity: str, key_hex: str) -> PskCredentials:
+        try:
+            key = bytes.fromhex(key_hex)
+        except ValueError:
+            raise ValueError("the PSK must be given as hexadecimal digits") from None
+        return cls(identity, key)
+
+
+def _read(value: bytes | str | os.PathLike[str]) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
+
+
+@dataclass(frozen=True, slots=True)
+class X509Credentials:
+    """An own certificate chain (PEM or DER, own certificate first) with its private key, and the
+    certificates of the authorities a peer's certificate must chain to. ``repr`` hides the key."""
+
+    certificate: bytes
+    private_key: bytes = field(repr=False)
+    trusted: bytes = b""  # PEM, one or more CA certificates; empty: the peer is not verified
+
+    @classmethod
+    def from_files(
+        cls,
+        certificate: str | os.PathLike[str],
+        private_key: str | os.PathLike[str],
+        trusted: str | os.PathLike[str] | None = None,
+    ) -> X509Credentials:
+        return cls(_read(certificate), _read(private_key), b"" if trusted is None else _read(trusted))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """Who the peer proved to be in the handshake.
+
+    ``kind`` "psk": ``name`` is the PSK identity it used; "x509": ``name`` is the
+    subject's common name (CN) of its certificate, ``subject`` the whole subject.
+    """
+
+    kind: Literal["psk", "x509"]
+    name: str
+    subject: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+PskLookup = Callable[[str], "bytes | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """Bounds on the state a DTLS endpoint keeps, and its handshake timers.
+
+    ``handshake_timeout_min``/``max``: the retransmission timer of a handshake flight,
+    doubling from min to max (RFC 6347 §4.2.4.1 suggests 1 s and 60 s); a handshake
+    that has not ended ``handshake_lifetime`` seconds after it began is dropped.
+    ``idle_timeout``: a session that has been silent that long leaves memory; it is
+    kept as saved state (``max_parked`` of them, the least recently used go first)
+    and taken up again without a handshake when its peer sends another record.
+    """
+
+    max_sessions: int = 10_000
+    max_handshakes: int = 1_000
+    max_parked: int = 100_000
+    idle_timeout: float = 300.0
+    handshake_timeout_min: float = 1.0
+    handshake_timeout_max: float = 60.0
+    handshake_lifetime: float = 120.0
+    mtu: int = 1280  # IPv6's minimum link MTU: handshake flights are cut to fit it
+    max_queued: int = 64  # datagrams waiting for a client's handshake to end
+
+    def __post_init__(self) -> None:
+        for name in ("max_sessions", "max_handshakes", "mtu", "max_queued"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_parked < 0:
+            raise ValueError("max_parked must not be negative")
+        if not 0 < self.handshake_timeout_min <= self.handshake_timeout_max:
+            raise ValueError("need 0 < handshake_timeout_min <= handshake_timeout_max")
+        if self.idle_timeout <= 0 or self.handshake_lifetime <= 0:
+            raise ValueError("idle_timeout and handshake_lifetime must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsServerConfig:
+    """The accepting side: PSKs found per identity by ``psk_lookup`` (called during the handshake,
+    so it must answer at once: a dictionary or an in-memory cache), and/or a certificate that
+    clients see, with ``certificate.trusted`` the authorities their certificates must chain to
+    (a client certificate is required when ``certificate`` is given)."""
+
+    psk_lookup: PskLookup | None = None
+    certificate: X509Credentials | None = None
+    ciphers: tuple[CipherSuite, ...] = ()  # default: the PSK and/or certificate suites configured
+    limits: SessionLimits = field(default_factory=SessionLimits)
+
+    def __post_init__(self) -> None:
+        if self.psk_lookup is None and self.certificate is None:
+            raise ValueError("a DTLS server needs psk_lookup, a certificate, or both")
+
+    @property
+    def cipher_suites(self) -> tuple[CipherSuite, ...]:
+        if self.ciphers:
+            return self.ciphers
+        suites: tuple[CipherSuite, ...] = ()
+        if self.psk_lookup is not None:
+            suites += PSK_SUITES
+        if self.certificate is not None:
+            suites += CERTIFICATE_SUITES
+        return suites
+
+
+@dataclass(frozen=True, slots=True)
+class DtlsClientConfig:
+    """The connecting side: a PSK or a certificate. With a certificate, ``certificate.trusted``
+    holds the authorities the server's certificate must chain to, and ``server_name``
+    (if given) must match it."""
+
+    psk: PskCredentials | None = None
+    certificate: X509Credentials | None = None
+    ciphers: tuple[CipherSuite, ...] = ()
+    server_name: str | None = None
+    limits: SessionLimits = field(default_factory=SessionLimits)
+
+    def __post_init__(self) -> None:
+        if (self.psk is None) == (self.certificate is None):
+            raise ValueError("a DTLS client needs either a PSK or a certificate")
+
+    @property
+    def cipher_suites(self) -> tuple[CipherSuite, ...]:
+        if self.ciphers:
+            return self.ciphers
+        return PSK_SUITES if self.psk is not None else CERTIFICATE_SUITES

@@ -1,0 +1,46 @@
+"""Events of the DTLS session layer, reported beside the CoAP endpoint's own events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lwm2m.transport.dtls.config import PeerIdentity
+
+__all__ = ["HandshakeFailed", "SessionEnded", "SessionEstablished", "SessionEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """Base class of the DTLS layer's events; ``addr`` is the peer's socket address."""
+
+    addr: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEstablished(SessionEvent):
+    """A handshake ended and the peer authenticated as ``identity``.
+
+    ``replaced`` is the identity of the session this one took over at the same
+    address (a peer that shook hands again), or None."""
+
+    identity: PeerIdentity | None
+    cipher_suite: str | None = None
+    replaced: PeerIdentity | None = None
+    resumed: bool = False  # taken up again from saved state, without a handshake
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeFailed(SessionEvent):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded(SessionEvent):
+    """``reason``: "closed" (close_notify or a fatal alert from the peer), "error",
+    "idle" (silent for ``idle_timeout``; the session may have been kept as saved state),
+    "evicted" (the session cap), "replaced" (a new handshake from the same address
+    authenticated), "local" (closed by the application)."""
+
+    identity: PeerIdentity | None
+    reason: str

@@ -1,0 +1,534 @@
+"""The DTLS session layer: between the UDP driver and the sans-IO CoAP endpoint (RFC 6347).
+
+``DtlsLayer`` has the driver's side of ``lwm2m.coap.endpoint.Endpoint``
+(``receive_datagram``, ``datagrams_to_send``, ``get_timer``, ``handle_timer``,
+``next_event``), so ``UdpDriver`` moves its datagrams unchanged: records
+from a peer are decrypted by that peer's session and the plaintext goes to the
+CoAP endpoint under the peer's address; what the CoAP endpoint sends is
+encrypted by the session of the address it goes to. The application calls
+(``request``, ``respond``, ``notify``, ...) go straight to the CoAP endpoint.
+
+Sessions are keyed by the peer's socket address, many on one socket:
+
+- A server keeps nothing for a ClientHello until it carries a valid cookie
+  (HelloVerifyRequest, §4.2.1); datagrams from unknown addresses that are no
+  ClientHello are dropped.
+- Handshakes in progress are bounded (``max_handshakes``; the oldest goes
+  first), each with a retransmission timer (§4.2.4) and a lifetime.
+- A ClientHello from an address that has a session starts a second handshake
+  beside it; the old session keeps working and is replaced only when the new
+  handshake has authenticated the peer (so a forged ClientHello cannot end it).
+- Established sessions are bounded (``max_sessions``) and leave memory when idle
+  for ``idle_timeout`` or when the least recently used must make room. When the
+  backend can save them they are kept as saved state (``max_parked``) and
+  taken up again without a handshake when the peer sends its next record.
+- A client (``client`` factory given) starts a handshake on the first datagram
+  the CoAP endpoint sends to an address without a session, and holds the
+  datagrams (``max_queued``) until it ends.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lwm2m.transport.dtls.backend import ClientFactory, Connection, DtlsError, HandshakeError, ServerFactory
+from lwm2m.transport.dtls.backend import SessionClosed as _SessionClosed
+from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
+from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
+from lwm2m.transport.dtls.records import ContentType, datagrams, epoch, is_client_hello
+
+__all__ = ["DtlsLayer", "SessionInfo"]
+
+Addr = Any
+Role = Literal["server", "client"]
+
+_SLACK = 0.005  # the library's clock and ours tick apart; wake it just after its deadline
+_POLL = 0.02  # asked too early (its clock was behind): look again this much later
+_APPLICATION_DATA = ContentType.APPLICATION_DATA
+_HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
+_HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only in the record header
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What the application may know about a session (never its keys)."""
+
+    addr: Addr
+    role: Role
+    identity: PeerIdentity | None
+    cipher_suite: str | None
+    established: bool
+    last_seen: float
+
+
+class _Session:
+    __slots__ = (
+        "addr",
+        "cipher",
+        "conn",
+        "deadline",
+        "hello",
+        "identity",
+        "last_seen",
+        "queue",
+        "role",
+        "rto",
+        "timer_at",
+    )
+
+    def __init__(self, conn: Connection, addr: Addr, role: Role, now: float) -> None:
+        self.conn = conn
+        self.addr = addr
+        self.role = role
+        self.identity: PeerIdentity | None = None
+        self.cipher: str | None = None
+        self.last_seen = now
+        self.deadline = 0.0  # a handshake's end of life
+        self.rto = 0.0
+        self.timer_at: float | None = None
+        self.hello = b""  # the ClientHello that started a server handshake, without its record header
+        self.queue: deque[bytes] | None = None  # a client's datagrams waiting for the handshake
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            self.addr, self.role, self.identity, self.cipher, self.conn.established, self.last_seen
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parked:
+    state: bytes
+    role: Role
+    identity: PeerIdentity | None
+    cipher: str | None
+
+
+def _client_id(addr: Addr) -> bytes:
+    """The transport address a cookie is bound to (RFC 6347 §4.2.1)."""
+    return f"{addr[0]}|{addr[1]}".encode()
+
+
+class DtlsLayer:
+    """DTLS sessions per peer address around one CoAP ``Endpoint`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        server: ServerFactory | None = None,
+        client: ClientFactory | None = None,
+        limits: SessionLimits | None = None,
+    ) -> None:
+        if server is None and client is None:
+            raise ValueError("a DTLS layer needs a server factory, a client factory, or both")
+        self.inner = inner
+        # The application side is the CoAP endpoint's own.
+        self.request = inner.request
+        self.respond = inner.respond
+        self.notify = inner.notify
+        self.cancel = inner.cancel
+        self.resume_observation = inner.resume_observation
+        self.move_observation = inner.move_observation
+        self.observations = inner.observations
+        self._inner_next = inner.next_event
+        self._server = server
+        self._client = client
+        self.limits = limits or SessionLimits()
+        self._sessions: OrderedDict[Addr, _Session] = OrderedDict()  # least recently heard first
+        self._handshakes: dict[Addr, _Session] = {}  # oldest first
+        self._parked: OrderedDict[Addr, _Parked] = OrderedDict()
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque[SessionEvent] = deque()
+        self._heap: list[tuple[float, int, _Session]] = []
+        self._seq = 0
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "hello_verify_sent",
+                "handshakes_started",
+                "handshakes_done",
+                "handshakes_failed",
+                "sessions_resumed",
+                "sessions_parked",
+                "sessions_evicted",
+                "dropped_unknown_peer",
+                "dropped_no_session",
+                "dropped_bad_hello",
+            ),
+            0,
+        )
+
+    # === the driver's side ======================================================================
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """Take one datagram from ``addr``; never raises, whatever ``data`` holds."""
+        if data and data[0] == _APPLICATION_DATA:
+            s = self._sessions.get(addr)
+            if s is not None:
+                self._receive_records(s, data, now)
+                return
+        try:
+            self._receive_other(data, addr, now)
+        except DtlsError:
+            self.counters["dropped_bad_hello"] += 1
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
+        plain = self.inner.datagrams_to_send(now)
+        out = self._out
+        self._out = []
+        if not plain:
+            return out
+        sessions = self._sessions
+        for data, addr in plain:
+            s = sessions.get(addr)
+            if s is None:
+                s = self._session_for_sending(addr, now)
+                if s is None:
+                    self.counters["dropped_no_session"] += 1
+                    continue
+            if s.queue is not None:  # a client's handshake in progress
+                s.queue.append(data)
+                continue
+            try:
+                out.append((s.conn.write(data), addr))
+            except _SessionClosed:
+                self._end(s, "error")
+        if self._out:  # handshakes started just now
+            out += self._out
+            self._out = []
+        return out
+
+    def get_timer(self) -> float | None:
+        when = self.inner.get_timer()
+        heap = self._heap
+        while heap:
+            at, _, s = heap[0]
+            if s.timer_at == at and self._handshakes.get(s.addr) is s:
+                if when is None or at < when:
+                    when = at
+                break
+            heapq.heappop(heap)
+        if self._sessions:
+            idle = next(iter(self._sessions.values())).last_seen + self.limits.idle_timeout
+            if when is None or idle < when:
+                when = idle
+        return when
+
+    def handle_timer(self, now: float) -> None:
+        due = self.inner.get_timer()
+        if due is not None and due <= now:
+            self.inner.handle_timer(now)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, _, s = heapq.heappop(heap)
+            if s.timer_at != at or self._handshakes.get(s.addr) is not s:
+                continue
+            s.timer_at = None
+            if now >= s.deadline:
+                self._fail(s, "handshake timed out")
+            else:
+                self._drive(s, now, timer=True)
+        sessions = self._sessions
+        idle = self.limits.idle_timeout
+        while sessions:
+            first = next(iter(sessions.values()))
+            if first.last_seen + idle > now:
+                break
+            self._park(first, "idle")
+
+    def next_event(self) -> Any:
+        if self._events:
+            return self._events.popleft()
+        return self._inner_next()
+
+    # === the application's side =================================================================
+
+    def connect(self, addr: Addr, now: float) -> bool:
+        """Make sure a session with ``addr`` exists or is being made (client role); True if it is up."""
+        if addr in self._sessions:
+            return True
+        s = self._session_for_sending(addr, now)
+        if s is None:
+            raise DtlsError(f"no DTLS session with {addr} and no client credentials to make one")
+        return s.queue is None
+
+    def established(self, addr: Addr) -> bool:
+        return addr in self._sessions or addr in self._parked
+
+    def connecting(self, addr: Addr) -> bool:
+        return addr in self._handshakes
+
+    @property
+    def can_connect(self) -> bool:
+        return self._client is not None
+
+    def session(self, addr: Addr) -> SessionInfo | None:
+        s = self._sessions.get(addr)
+        if s is not None:
+            return s.info()
+        p = self._parked.get(addr)
+        if p is not None:
+            return SessionInfo(addr, p.role, p.identity, p.cipher, True, 0.0)
+        s = self._handshakes.get(addr)
+        return None if s is None else s.info()
+
+    def peer_identity(self, addr: Addr) -> PeerIdentity | None:
+        """The identity the peer at ``addr`` authenticated with, or None without a session."""
+        s = self._sessions.get(addr)
+        if s is not None:
+            return s.identity
+        p = self._parked.get(addr)
+        return None if p is None else p.identity
+
+    def sessions(self) -> Iterator[SessionInfo]:
+        for s in self._sessions.values():
+            yield s.info()
+
+    def close(self, addr: Addr, *, notify: bool = True) -> bool:
+        """End the session with ``addr`` (a close_notify alert goes out with ``notify``)."""
+        self._parked.pop(addr, None)
+        hs = self._handshakes.pop(addr, None)
+        if hs is not None:
+            hs.timer_at = None
+        s = self._sessions.pop(addr, None)
+        if s is None:
+            return hs is not None
+        if notify:
+            alert = s.conn.close()
+            if alert:
+                self._out.append((alert, addr))
+        self._events.append(SessionEnded(addr, s.identity, "local"))
+        return True
+
+    def close_all(self, role: Role | None = None) -> None:
+        for addr in [a for a, s in self._sessions.items() if role is None or s.role == role]:
+            self.close(addr)
+
+    def state_sizes(self) -> dict[str, int]:
+        sizes = dict(self.inner.state_sizes())
+        sizes.update(
+            dtls_sessions=len(self._sessions),
+            dtls_handshakes=len(self._handshakes),
+            dtls_parked=len(self._parked),
+            dtls_heap=len(self._heap),
+            dtls_out=len(self._out),
+            dtls_events=len(self._events),
+        )
+        return sizes
+
+    # === receiving ==============================================================================
+
+    def _receive_records(self, s: _Session, data: bytes, now: float) -> None:
+        conn = s.conn
+        addr = s.addr
+        if data:
+            conn.feed(data)
+        s.last_seen = now
+        self._sessions.move_to_end(addr)
+        receive = self.inner.receive_datagram
+        try:
+            while (plain := conn.read()) is not None:
+                receive(plain, addr, now)
+        except _SessionClosed as exc:
+            reason = "closed" if "close" in str(exc).lower() else "error"
+            self._end(s, reason)
+            return
+        out = conn.outgoing()  # e.g. the last flight again, for a peer that missed it (§4.2.4)
+        if out:
+            self._out.append((out, addr))
+
+    def _receive_other(self, data: bytes, addr: Addr, now: float) -> None:
+        if not data:
+            return
+        hs = self._handshakes.get(addr)
+        s = self._sessions.get(addr)
+        if is_client_hello(data):
+            if self._server is None:
+                self.counters["dropped_bad_hello"] += 1
+                return
+            if hs is not None and hs.role == "server" and hs.hello == data[_HELLO_HEADER:]:
+                hs.conn.feed(data)  # our flight was lost: the library sends it again
+                self._drive(hs, now)
+                return
+            self._hello(data, addr, now)
+            return
+        if hs is not None and (s is None or data[0] in _HANDSHAKE_TYPES or epoch(data) == 0):
+            hs.conn.feed(data)
+            self._drive(hs, now)
+            return
+        if s is None:
+            s = self._unpark(addr, now)
+            if s is None:
+                self.counters["dropped_unknown_peer"] += 1
+                return
+        self._receive_records(s, data, now)
+
+    def _hello(self, data: bytes, addr: Addr, now: float) -> None:
+        assert self._server is not None
+        conn, reply = self._server.accept(data, _client_id(addr))
+        if conn is None:
+            if reply:
+                self._out.append((reply, addr))
+                self.counters["hello_verify_sent"] += 1
+            else:
+                self.counters["dropped_bad_hello"] += 1
+            return
+        # A valid cookie: the sender owns this address. Only now is state kept.
+        old = self._handshakes.pop(addr, None)
+        if old is not None:
+            old.timer_at = None
+        while len(self._handshakes) >= self.limits.max_handshakes:
+            self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
+        hs = _Session(conn, addr, "server", now)
+        hs.hello = data[_HELLO_HEADER:]
+        hs.deadline = now + self.limits.handshake_lifetime
+        self._handshakes[addr] = hs
+        self.counters["handshakes_started"] += 1
+        self._drive(hs, now)
+
+    # === handshakes =============================================================================
+
+    def _drive(self, hs: _Session, now: float, *, timer: bool = False) -> None:
+        conn = hs.conn
+        try:
+            done = conn.handshake()
+        except HandshakeError as exc:
+            alert = conn.outgoing()
+            if alert:
+                self._out.append((alert, hs.addr))
+            self._fail(hs, str(exc))
+            return
+        flight = conn.outgoing()
+        limits = self.limits
+        if flight:
+            for datagram in datagrams(flight, limits.mtu):
+                self._out.append((datagram, hs.addr))
+            if timer:
+                hs.rto = min(hs.rto * 2, limits.handshake_timeout_max)  # §4.2.4.1: double on timeout
+            else:
+                hs.rto = limits.handshake_timeout_min
+            self._arm(hs, now + hs.rto + _SLACK)
+        elif timer:
+            self._arm(hs, now + _POLL)
+        if done:
+            self._establish(hs, now)
+
+    def _arm(self, hs: _Session, at: float) -> None:
+        at = min(at, hs.deadline)
+        hs.timer_at = at
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, hs))
+        if len(self._heap) > 4 * len(self._handshakes) + 64:
+            # Drop the entries of handshakes that ended or were re-armed since.
+            live = self._handshakes
+            self._heap = [e for e in self._heap if e[2].timer_at == e[0] and live.get(e[2].addr) is e[2]]
+            heapq.heapify(self._heap)
+
+    def _establish(self, hs: _Session, now: float) -> None:
+        addr = hs.addr
+        if self._handshakes.get(addr) is hs:
+            del self._handshakes[addr]
+        hs.timer_at = None
+        conn = hs.conn
+        hs.identity = conn.identity()
+        hs.cipher = conn.cipher_suite()
+        hs.last_seen = now
+        self.counters["handshakes_done"] += 1
+        old = self._sessions.pop(addr, None)
+        self._parked.pop(addr, None)
+        if old is not None:
+            self._events.append(SessionEnded(addr, old.identity, "replaced"))
+        self._make_room()
+        self._sessions[addr] = hs
+        self._events.append(
+            SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity)
+        )
+        queue, hs.queue = hs.queue, None
+        if queue:
+            for data in queue:
+                try:
+                    self._out.append((conn.write(data), addr))
+                except _SessionClosed:
+                    self._end(hs, "error")
+                    return
+        self._receive_records(hs, b"", now)  # records that came with the last flight
+
+    def _fail(self, hs: _Session, reason: str) -> None:
+        addr = hs.addr
+        if self._handshakes.get(addr) is hs:
+            del self._handshakes[addr]
+        hs.timer_at = None
+        hs.queue = None
+        self.counters["handshakes_failed"] += 1
+        self._events.append(HandshakeFailed(addr, reason))
+
+    def _session_for_sending(self, addr: Addr, now: float) -> _Session | None:
+        """The session to send to ``addr`` with: taken up again if saved, else (client) a new handshake."""
+        s = self._unpark(addr, now)
+        if s is not None:
+            return s
+        hs = self._handshakes.get(addr)
+        if hs is not None:
+            return hs if hs.queue is not None else None
+        if self._client is None:
+            return None
+        while len(self._handshakes) >= self.limits.max_handshakes:
+            self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
+        hs = _Session(self._client.connect(), addr, "client", now)
+        hs.deadline = now + self.limits.handshake_lifetime
+        hs.queue = deque(maxlen=self.limits.max_queued)
+        self._handshakes[addr] = hs
+        self.counters["handshakes_started"] += 1
+        self._drive(hs, now)
+        return hs if hs.queue is not None else self._sessions.get(addr)
+
+    # === leaving memory =========================================================================
+
+    def _make_room(self) -> None:
+        while len(self._sessions) >= self.limits.max_sessions:
+            self.counters["sessions_evicted"] += 1
+            self._park(next(iter(self._sessions.values())), "evicted")
+
+    def _park(self, s: _Session, reason: str) -> None:
+        """Take ``s`` out of memory: kept as saved state when it can be, else ended."""
+        del self._sessions[s.addr]
+        limit = self.limits.max_parked
+        state = s.conn.save() if limit else None
+        if state is None:
+            self._events.append(SessionEnded(s.addr, s.identity, reason))
+            return
+        parked = self._parked
+        parked.pop(s.addr, None)
+        while len(parked) >= limit:
+            addr, gone = parked.popitem(last=False)
+            self._events.append(SessionEnded(addr, gone.identity, "evicted"))
+        parked[s.addr] = _Parked(state, s.role, s.identity, s.cipher)
+        self.counters["sessions_parked"] += 1
+
+    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+        p = self._parked.pop(addr, None)
+        if p is None:
+            return None
+        factory = self._server if p.role == "server" else self._client
+        if factory is None:
+            return None
+        try:
+            conn = factory.restore(p.state)
+        except DtlsError:
+            self._events.append(SessionEnded(addr, p.identity, "error"))
+            return None
+        s = _Session(conn, addr, p.role, now)
+        s.identity = p.identity
+        s.cipher = p.cipher
+        self._make_room()
+        self._sessions[addr] = s
+        self.counters["sessions_resumed"] += 1
+        return s
+
+    def _end(self, s: _Session, reason: str) -> None:
+        if self._sessions.get(s.addr) is s:
+            del self._sessions[s.addr]
+        self._events.append(SessionEnded(s.addr, s.identity, reason))

@@ -1,0 +1,81 @@
+"""``/api/security/clients``: PSK and X.509 entries set, shown without keys, removed; a device then
+registers over DTLS with the key given through the API."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from tests.server.test_server import register
+from tests.web.test_api import client_for
+
+from lwm2m.coap.numbers import Code
+from lwm2m.server.server import LwM2MServer
+from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials, open_dtls_endpoint
+
+KEY_HEX = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+
+
+async def test_put_list_get_delete_and_register(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with LwM2MServer(port=0, coaps_port=0) as server, client_for(server) as api:
+        assert (await api.get("/api/security/clients")).json() == []
+        url = "/api/security/clients/dev-1"
+        created = await api.put(url, json={"pskIdentity": "dev-1-id", "pskKey": KEY_HEX})
+        assert created.status_code == 201
+        assert created.json() == {
+            "endpoint": "dev-1",
+            "mode": "psk",
+            "x509": False,
+            "pskIdentity": "dev-1-id",
+            "pskKeyHint": "a1… (16 bytes)",
+        }
+        assert (await api.put("/api/security/clients/cam-1", json={"x509": True})).status_code == 201
+        listing = (await api.get("/api/security/clients")).text
+        assert [e["endpoint"] for e in (await api.get("/api/security/clients")).json()] == ["cam-1", "dev-1"]
+        assert KEY_HEX[4:] not in listing and KEY_HEX[4:] not in (await api.get(url)).text
+
+        # The device registers over DTLS with that key.
+        config = DtlsClientConfig(psk=PskCredentials.from_hex("dev-1-id", KEY_HEX))
+        async with open_dtls_endpoint(client=config) as device:
+            peer = ("127.0.0.1", server.coaps_port)
+            assert (await device.request(register("dev-1"), peer, timeout=5)).code == Code.CREATED
+
+        # Replacing answers 200; removing answers 200, then 404.
+        replaced = await api.put(url, json={"pskIdentity": "dev-1-id", "pskKey": "00" * 16})
+        assert replaced.status_code == 200
+        assert (await api.delete(url)).json() == {"removed": "dev-1"}
+        assert (await api.delete(url)).status_code == 404
+        assert (await api.get(url)).status_code == 404
+    assert KEY_HEX[4:] not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"pskIdentity": "x"}, 400),
+        ({"pskIdentity": "x", "pskKey": "zz"}, 400),
+        ({"pskIdentity": "x", "pskKey": "abc"}, 400),  # odd number of digits
+        ({"pskIdentity": "x", "pskKey": "00" * 33}, 400),  # longer than the TLS library takes
+        ({"pskIdentity": "x", "pskKey": "0011", "x509": True}, 400),
+        ({"x509": "yes"}, 400),
+        ({"psk": "x"}, 400),
+        ({"pskIdentity": "taken", "pskKey": "0011"}, 409),
+    ],
+)
+async def test_bad_bodies_are_refused_without_echoing_the_key(body: dict, status: int) -> None:
+    async with LwM2MServer(port=0) as server, client_for(server) as api:
+        await api.put("/api/security/clients/other", json={"pskIdentity": "taken", "pskKey": "ff" * 16})
+        answer = await api.put("/api/security/clients/dev-1", json=body)
+        assert answer.status_code == status, answer.text
+        key = body.get("pskKey")
+        if isinstance(key, str) and len(key) > 4:
+            assert key not in answer.text
+        assert (await api.put("/api/security/clients/dev-1", content=b"[1]")).status_code == 400
+
+
+async def test_openapi_lists_the_security_routes() -> None:
+    async with LwM2MServer(port=0) as server, client_for(server) as api:
+        paths = (await api.get("/api/openapi.json")).json()["paths"]
+        assert set(paths["/api/security/clients/{ep}"]) == {"get", "put", "delete"}
+        assert "get" in paths["/api/security/clients"]
