@@ -46,6 +46,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/coap_loop.py
 	$(PY) bench/codecs.py
+	$(PY) bench/dtls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis tests/peers/node_modules

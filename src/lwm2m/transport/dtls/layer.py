@@ -30,6 +30,7 @@ Sessions are keyed by the peer's socket address, many on one socket:
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 from lwm2m.transport.dtls.records import ContentType, datagrams, epoch, is_client_hello
 
-__all__ = ["DtlsLayer", "SessionInfo"]
+__all__ = ["MAX_DATAGRAM", "DtlsLayer", "SessionInfo"]
+
+log = logging.getLogger(__name__)
 
 Addr = Any
 Role = Literal["server", "client"]
@@ -51,6 +54,9 @@ _POLL = 0.02  # asked too early (its clock was behind): look again this much lat
 _APPLICATION_DATA = ContentType.APPLICATION_DATA
 _HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
 _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only in the record header
+# The largest datagram taken: a full record (2^14 bytes of plaintext, RFC 6347 §4.1) fits; CoAP over
+# DTLS stays far below (RFC 7252 §4.6), and the TLS library's input buffer is not much larger.
+MAX_DATAGRAM = 16384 + 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,8 @@ class DtlsLayer:
                 "dropped_unknown_peer",
                 "dropped_no_session",
                 "dropped_bad_hello",
+                "dropped_oversize",
+                "errors",
             ),
             0,
         )
@@ -165,15 +173,21 @@ class DtlsLayer:
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         """Take one datagram from ``addr``; never raises, whatever ``data`` holds."""
-        if data and data[0] == _APPLICATION_DATA:
-            s = self._sessions.get(addr)
-            if s is not None:
-                self._receive_records(s, data, now)
-                return
+        if len(data) > MAX_DATAGRAM:
+            self.counters["dropped_oversize"] += 1
+            return
         try:
+            if data and data[0] == _APPLICATION_DATA:
+                s = self._sessions.get(addr)
+                if s is not None:
+                    self._receive_records(s, data, now)
+                    return
             self._receive_other(data, addr, now)
         except DtlsError:
             self.counters["dropped_bad_hello"] += 1
+        except Exception:  # a fault of ours or of the TLS library must not take the node down
+            self.counters["errors"] += 1
+            log.exception("DTLS: datagram from %s dropped", addr)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
         plain = self.inner.datagrams_to_send(now)
@@ -194,7 +208,7 @@ class DtlsLayer:
                 continue
             try:
                 out.append((s.conn.write(data), addr))
-            except _SessionClosed:
+            except Exception:  # SessionClosed, or a fault in the library: the session is unusable
                 self._end(s, "error")
         if self._out:  # handshakes started just now
             out += self._out

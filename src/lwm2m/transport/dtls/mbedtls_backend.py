@@ -23,6 +23,7 @@ Things the binding decides that shape this module:
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Mapping
 
@@ -122,7 +123,8 @@ class _Connection:
         self.psk_identity: str | None = None  # set by the server's PSK callback
 
     def feed(self, datagram: bytes) -> None:
-        self._buf.receive_from_network(datagram)
+        with contextlib.suppress(BufferError):  # more than the input buffer holds: garbage, dropped
+            self._buf.receive_from_network(datagram)
 
     def handshake(self) -> bool:
         if self.established:
@@ -259,7 +261,10 @@ class _ServerFactory:
             buf = self._context.wrap_buffers()
             buf.setmtu(self._mtu)
         buf.setcookieparam(client_id)
-        buf.receive_from_network(datagram)
+        try:
+            buf.receive_from_network(datagram)
+        except BufferError:
+            return None, b""
         conn = _Connection(buf, self)
         self.current = conn
         try:
