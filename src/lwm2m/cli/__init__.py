@@ -24,6 +24,7 @@ def _register() -> None:
         "models_cmd",
         "security_cmd",
         "server_cmd",
+        "simulate_cmd",
     ):
         importlib.import_module(f"lwm2m.cli.{name}")
 

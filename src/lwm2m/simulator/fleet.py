@@ -1,0 +1,430 @@
+"""Many virtual LwM2M devices in one process: a :class:`Fleet`.
+
+::
+
+    async with Fleet("coap://127.0.0.1:5683", count=1000, profile="mixed", rate=200) as fleet:
+        await fleet.wait_registered(timeout=60)
+        print(fleet.stats())
+
+Each device is an :class:`~lwm2m.client.client.LwM2MClient` on its own UDP
+port, named ``{prefix}-{index:05d}``. Devices are started (and so register)
+at up to ``rate`` per second. One task moves every simulated value: every
+``tick`` seconds it steps the devices whose turn it is, each device once per
+``update_interval`` (devices are spread over the interval so the work is
+even), plus the devices a Write or Execute changed since the last tick. That
+loop, the clients' own registration tasks and their sockets are all there is:
+no task per device per resource, so ten thousand devices fit in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import random
+import re
+import time
+from dataclasses import dataclass
+
+from lwm2m.client.client import LwM2MClient, ServerUri
+from lwm2m.client.instance import ObjectInstance
+from lwm2m.coap.config import EndpointConfig
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.registration import SUPPORTED_VERSIONS
+from lwm2m.simulator.profiles import DeviceSpec, Profile, build_device, get_profile
+from lwm2m.simulator.values import Tick, hour_of_day
+from lwm2m.transport.address import resolve
+
+log = logging.getLogger(__name__)
+
+_PREFIX = re.compile(r"[A-Za-z0-9._~:-]+")  # endpoint names travel in a URI query: keep them plain
+STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stops
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStats:
+    """Counters of a fleet, summed over its devices."""
+
+    devices: int  # how many the fleet runs
+    started: int  # clients started so far (sockets open)
+    registered: int  # registered now
+    registrations: int  # successful Registers
+    updates: int  # successful registration Updates
+    requests: int  # requests from the server served
+    notifications: int  # notifications sent
+    errors: int  # failed registration exchanges
+    ticks: int  # ticks of the value loop
+    elapsed: float  # seconds since the fleet started
+
+
+class SimulatedDevice:
+    """One virtual device: its LwM2M client and the object instances the fleet's ticks move."""
+
+    __slots__ = ("_fleet", "_last", "client", "endpoint", "firmware", "index", "objects", "parts", "profile")
+
+    def __init__(self, fleet: Fleet, index: int, endpoint: str, start: Tick) -> None:
+        self._fleet = fleet
+        self.index = index
+        self.endpoint = endpoint
+        spec = DeviceSpec(
+            index,
+            endpoint,
+            start,
+            fleet.models,
+            binding="UQ" if fleet.queue_mode else "U",
+            on_reboot=self.reboot,
+            install_seconds=fleet.install_seconds,
+        )
+        built = build_device(fleet.profile, spec)
+        self.profile: Profile = built.profile
+        self.objects = built.objects
+        self.parts = built.parts
+        self.firmware = built.firmware
+        wake = self.wake
+        for part in self.parts:
+            part.on_wake = wake
+        self._last = start.now
+        self.client = LwM2MClient(
+            endpoint,
+            fleet.client_uri,
+            built.objects,
+            lifetime=fleet.lifetime,
+            queue_mode=fleet.queue_mode,
+            lwm2m_version=fleet.lwm2m_version,
+            local_host=fleet.local_host,
+            models=fleet.models,
+            coap_config=fleet.coap_config,
+        )
+
+    def __repr__(self) -> str:
+        return f"<SimulatedDevice {self.endpoint} {self.profile.name}>"
+
+    def instance(self, object_id: int, instance_id: int = 0) -> ObjectInstance | None:
+        return self.client.tree.instance(object_id, instance_id)
+
+    def wake(self) -> None:
+        """Step this device at the fleet's next tick (a Write or Execute changed it)."""
+        self._fleet._dirty.add(self)
+
+    def step(self, now: float, hour: float, rng: random.Random) -> None:
+        t = Tick(now, hour, max(0.0, now - self._last), rng)
+        self._last = now
+        for part in self.parts:
+            part.tick(t)
+
+    def reboot(self) -> None:
+        """Executed Reboot (3/0/4): go silent, then register again from a new port, as a device does."""
+        self._fleet._spawn(self._reboot())
+
+    async def _reboot(self) -> None:
+        # The Device object calls this once its 2.04 has left.
+        await self.client.stop(deregister=False)
+        await asyncio.sleep(self._fleet.reboot_seconds)
+        if not self._fleet.stopping:
+            await self.client.start()
+
+
+class Fleet:
+    """``count`` simulated devices of ``profile`` registering with ``server_uri``.
+
+    ``rate``: devices started per second (None: as fast as sockets open).
+    ``seed``: the same seed gives the same devices and, tick for tick, the same values.
+    ``time_scale``: simulated seconds per real second (60: a day passes in 24 minutes).
+    ``utc_offset``: seconds east of UTC of the devices' local time (None: this machine's).
+    ``dedup_entries``: CoAP exchanges each device remembers to recognise retransmissions.
+    ``freeze_gc``: move the devices' objects out of the cyclic garbage collector's reach
+    (``gc.freeze()``) as they start; with thousands of devices a full collection otherwise
+    pauses the whole process for a second or more. For a process that runs a fleet until
+    it exits (the ``lwm2m simulate`` command); it affects every object of the process.
+    """
+
+    def __init__(
+        self,
+        server_uri: str,
+        *,
+        count: int,
+        profile: str | Profile = "mixed",
+        prefix: str = "sim",
+        rate: float | None = 100.0,
+        lifetime: int = 300,
+        lwm2m_version: str = "1.1",
+        queue_mode: bool = False,
+        seed: int | None = None,
+        tick: float = 1.0,
+        update_interval: float = 10.0,
+        time_scale: float = 1.0,
+        start_time: float | None = None,
+        utc_offset: float | None = None,
+        local_host: str | None = None,
+        models: ObjectRegistry | None = None,
+        reboot_seconds: float = 1.0,
+        install_seconds: float = 2.0,
+        dedup_entries: int = 16,
+        freeze_gc: bool = False,
+    ) -> None:
+        if type(count) is not int or count < 1:
+            raise ValueError(f"count {count!r}: expected a whole number of devices, 1 or more")
+        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"prefix {prefix!r}: use letters, digits and . _ ~ : - only")
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate {rate!r}: expected devices per second above 0")
+        if type(lifetime) is not int or lifetime < 1:
+            raise ValueError(f"lifetime {lifetime!r}: expected whole seconds, 1 or more")
+        if lwm2m_version not in SUPPORTED_VERSIONS:
+            versions = ", ".join(SUPPORTED_VERSIONS)
+            raise ValueError(f"lwm2m_version {lwm2m_version!r}: expected one of {versions}")
+        if not tick > 0:
+            raise ValueError(f"tick {tick!r}: expected seconds above 0")
+        if not update_interval >= tick:
+            raise ValueError(f"update_interval {update_interval!r}: expected at least the tick ({tick} s)")
+        if not time_scale > 0:
+            raise ValueError(f"time_scale {time_scale!r}: expected a factor above 0")
+        if type(dedup_entries) is not int or dedup_entries < 1:
+            raise ValueError(f"dedup_entries {dedup_entries!r}: expected a whole number, 1 or more")
+        self.server_uri = server_uri
+        self.client_uri = server_uri  # the same with the host resolved once for all devices
+        self._server = ServerUri.parse(server_uri)
+        self.count = count
+        self.prefix = prefix
+        self.rate = rate
+        self.lifetime = lifetime
+        self.lwm2m_version = lwm2m_version
+        self.queue_mode = queue_mode
+        self.seed = seed
+        self.tick = tick
+        self.update_interval = update_interval
+        self.time_scale = time_scale
+        self.local_host = local_host
+        self.models = models if models is not None else load_catalogue()
+        self.reboot_seconds = reboot_seconds
+        self.install_seconds = install_seconds
+        # A constrained device remembers few exchanges for duplicate detection (RFC 7252 §4.5):
+        # with the endpoint's default (up to 100,000, each kept for 247 s) a fleet read every
+        # second would grow by some 70 KB per device in four minutes, and every full garbage
+        # collection would walk those entries.
+        self.coap_config = EndpointConfig(max_dedup_entries=dedup_entries)
+        self.freeze_gc = freeze_gc
+        self._start_time = start_time
+        self.utc_offset = float(time.localtime().tm_gmtoff) if utc_offset is None else utc_offset
+        self.rng = random.Random(seed)
+        self.devices: list[SimulatedDevice] = []
+        self._by_name: dict[str, SimulatedDevice] = {}
+        # Each device steps once per update_interval: at the tick of its bucket.
+        buckets = max(1, round(update_interval / tick))
+        self._buckets: list[list[SimulatedDevice]] = [[] for _ in range(buckets)]
+        self._dirty: set[SimulatedDevice] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._starter: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._t0 = 0.0  # loop time of start()
+        self._sim0 = 0.0  # simulated time at start()
+        self.ticks = 0
+        self.tick_errors = 0
+        self.start_error: OSError | None = None  # why starting devices stopped early
+        self.stopping = False
+        self._hurry = False
+        self.stopped = 0  # devices stopped by stop()
+
+    # --- identity and lookup ---------------------------------------------------------------------
+
+    def endpoint_name(self, index: int) -> str:
+        return f"{self.prefix}-{index:05d}"
+
+    def device(self, endpoint: str) -> SimulatedDevice:
+        """The device named ``endpoint``; KeyError if it is not (yet) started."""
+        return self._by_name[endpoint]
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    # --- time --------------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The simulated Unix time."""
+        if self._loop is None:
+            return self._start_time if self._start_time is not None else time.time()
+        return self._sim0 + (self._loop.time() - self._t0) * self.time_scale
+
+    def hour(self, now: float | None = None) -> float:
+        return hour_of_day(self.now() if now is None else now, self.utc_offset)
+
+    # --- life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the value loop and the devices (in the background, at ``rate``); returns at once."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._sim0 = self._start_time if self._start_time is not None else time.time()
+        # Resolve the server's name once, not once per device.
+        addr = await resolve((self._server.host, self._server.port))
+        host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        self.client_uri = f"{self._server.scheme}://{host}:{addr[1]}"
+        self._starter = self._loop.create_task(self._start_devices(), name="fleet-starter")
+        self._ticker = self._loop.create_task(self._tick_loop(), name="fleet-ticker")
+
+    async def stop(self, *, deregister: bool = True, timeout: float | None = 30.0) -> None:
+        """Stop the value loop and every device, de-registering them ``STOP_CONCURRENCY`` at a time.
+
+        After ``timeout`` seconds (or once :meth:`hurry` was called) the devices left
+        stop without de-registering: an unreachable server must not hold the process.
+        """
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        for task in (self._starter, self._ticker, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._starter, self._ticker, *list(self._tasks)):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._starter = self._ticker = None
+        gate = asyncio.Semaphore(STOP_CONCURRENCY)
+
+        async def stop_one(device: SimulatedDevice) -> None:
+            async with gate:
+                late = self._hurry or (deadline is not None and loop.time() >= deadline)
+                try:
+                    await device.firmware.close()
+                    await device.client.stop(deregister=deregister and not late)
+                except Exception:
+                    log.exception("%s: stopping failed", device.endpoint)
+                self.stopped += 1
+
+        await asyncio.gather(*(stop_one(d) for d in self.devices))
+
+    def hurry(self) -> None:
+        """Make a running :meth:`stop` stop the remaining devices without de-registering them."""
+        self._hurry = True
+
+    async def __aenter__(self) -> Fleet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _spawn(self, coro: object) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_devices(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for index in range(self.count):
+            if self.rate is not None:
+                delay = t0 + index / self.rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif index % 64 == 63:
+                await asyncio.sleep(0)  # let answers in while thousands start
+            now = self.now()
+            device = SimulatedDevice(
+                self, index, self.endpoint_name(index), Tick(now, self.hour(now), 0.0, self.rng)
+            )
+            try:
+                await device.client.start()
+            except OSError as exc:
+                # Out of ports or file descriptors: run the devices that did start.
+                self.start_error = exc
+                log.error("device %s could not start: %s; %d devices run", device.endpoint, exc, index)
+                return
+            self.devices.append(device)
+            self._by_name[device.endpoint] = device
+            self._buckets[index % len(self._buckets)].append(device)
+            if self.freeze_gc and (index % 500 == 499 or index == self.count - 1):
+                gc.freeze()
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += self.tick
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                due = loop.time()  # fell behind: do not try to catch up in a burst
+                await asyncio.sleep(0)
+            self.step()
+
+    def step(self) -> None:
+        """One tick: move the devices whose turn it is and those a server request changed."""
+        now = self.now()
+        hour = self.hour(now)
+        rng = self.rng
+        bucket = self._buckets[self.ticks % len(self._buckets)]
+        self.ticks += 1
+        dirty, self._dirty = self._dirty, set()
+        for device in bucket:
+            dirty.discard(device)
+            self._step(device, now, hour, rng)
+        for device in dirty:
+            self._step(device, now, hour, rng)
+
+    def _step(self, device: SimulatedDevice, now: float, hour: float, rng: random.Random) -> None:
+        try:
+            device.step(now, hour, rng)
+        except Exception:
+            self.tick_errors += 1
+            if self.tick_errors <= 10:
+                log.exception("%s: a simulated value failed to move", device.endpoint)
+
+    # --- progress ------------------------------------------------------------------------------------
+
+    @property
+    def started(self) -> int:
+        return len(self.devices)
+
+    @property
+    def registered(self) -> int:
+        return sum(1 for d in self.devices if d.client.location is not None)
+
+    @property
+    def starting(self) -> bool:
+        """Whether devices are still being started."""
+        return self._starter is not None and not self._starter.done()
+
+    def stats(self) -> FleetStats:
+        registered = registrations = updates = requests = notifications = errors = 0
+        for d in self.devices:
+            c = d.client
+            if c.location is not None:
+                registered += 1
+            registrations += c.registrations
+            updates += c.updates
+            errors += c.errors
+            requests += c.handler.served
+            if c.observer is not None:
+                notifications += c.observer.sent
+        elapsed = self._loop.time() - self._t0 if self._loop is not None else 0.0
+        return FleetStats(
+            self.count,
+            len(self.devices),
+            registered,
+            registrations,
+            updates,
+            requests,
+            notifications,
+            errors,
+            self.ticks,
+            elapsed,
+        )
+
+    async def wait_registered(self, timeout: float | None = None, *, poll: float = 0.05) -> None:
+        """Wait until every device has started and is registered (TimeoutError after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.start_error is not None and not self.starting:
+                    raise self.start_error
+                if len(self.devices) == self.count and self.registered == self.count:
+                    return
+                await asyncio.sleep(poll)

@@ -1,0 +1,197 @@
+"""A fleet of simulated devices against our server, over loopback UDP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.server.server import LwM2MServer
+from lwm2m.simulator import Fleet, FleetStats
+from lwm2m.simulator.objects import LampController
+
+P = Path.parse
+
+
+@asynccontextmanager
+async def fleet_and_server(**options: Any) -> AsyncIterator[tuple[LwM2MServer, Fleet]]:
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        options.setdefault("rate", None)
+        options.setdefault("local_host", "127.0.0.1")
+        async with Fleet(server.uri, **options) as fleet:
+            await fleet.wait_registered(timeout=10)
+            yield server, fleet
+
+
+def value(response: Any) -> Any:
+    assert response.code >> 5 == 2, response
+    (record,) = response.records
+    return record.value
+
+
+async def eventually(check: Any, timeout: float = 3.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def test_a_fleet_registers_is_read_and_deregisters() -> None:
+    async with fleet_and_server(count=20, profile="mixed", seed=4, prefix="city") as (server, fleet):
+        registrations = await server.registrations()
+        assert sorted(r.endpoint for r in registrations) == [f"city-{i:05d}" for i in range(20)]
+        weather = [d for d in fleet.devices if d.profile.name == "ipso-weather"]
+        assert weather, "the seed gives a weather station"
+        temperature = value(await server.read(weather[0].endpoint, "/3303/0/5700"))
+        assert isinstance(temperature, float) and -40.0 <= temperature <= 60.0
+        model = value(await server.read(weather[0].endpoint, "/3/0/1"))
+        assert model == "WS-300"
+        stats = fleet.stats()
+        assert isinstance(stats, FleetStats)
+        assert (stats.devices, stats.started, stats.registered, stats.registrations) == (20, 20, 20, 20)
+        assert stats.requests == 2 and stats.errors == 0
+
+
+async def test_stopping_the_fleet_deregisters_every_device() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        fleet = Fleet(server.uri, count=12, profile="ucifi-parking", rate=None, local_host="127.0.0.1")
+        async with fleet:
+            await fleet.wait_registered(timeout=10)
+            assert len(await server.registrations()) == 12
+        assert await server.registrations() == []
+        assert fleet.stopped == 12
+
+
+async def test_switching_a_street_light_off_and_on_changes_its_power() -> None:
+    options = {"count": 2, "profile": "ucifi-streetlight", "tick": 0.05, "update_interval": 5.0}
+    async with fleet_and_server(**options) as (server, fleet):
+        ep = fleet.devices[1].endpoint
+        lamp = fleet.devices[1].instance(3416)
+        assert isinstance(lamp, LampController)
+        wattage = lamp.get(36)
+
+        async def power() -> float:
+            return float(value(await server.read(ep, "/3418/0/4")))
+
+        answer = await server.write(ep, "/3416/0/1", [Record(P("/3416/0/1"), 100)])
+        assert answer.code >> 5 == 2, answer
+
+        async def is_on() -> bool:
+            return await power() > 0.8 * wattage
+
+        await eventually(is_on)
+        answer = await server.write(ep, "/3416/0/1", [Record(P("/3416/0/1"), 0)])
+        assert answer.code >> 5 == 2, answer
+
+        async def is_off() -> bool:
+            return await power() < 1.0
+
+        await eventually(is_off)
+        assert value(await server.read(ep, "/3416/0/3")) == 0  # dimming level
+        assert value(await server.read(ep, "/3416/0/54")) is True  # manual override
+
+
+async def test_observing_a_moving_value_with_pmin_and_pmax_gets_notifications() -> None:
+    options = {
+        "count": 3,
+        "profile": "ipso-weather",
+        "tick": 0.05,
+        "update_interval": 0.05,
+        "time_scale": 3600.0,  # an hour a second: the temperature moves at every tick
+        "seed": 2,
+    }
+    async with fleet_and_server(**options) as (server, fleet):
+        ep = fleet.devices[0].endpoint
+        answer = await server.write_attributes(ep, "/3303/0/5700", {"pmin": 1, "pmax": 3})
+        assert answer.code >> 5 == 2, answer
+        observation = await server.observe(ep, "/3303/0/5700")
+        loop = asyncio.get_running_loop()
+        times, values = [loop.time()], [value(observation.response)]
+        for _ in range(2):
+            notification = await observation.next(timeout=3)
+            times.append(loop.time())
+            values.append(value(notification))
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # The value changes at every tick: pmin spaces the notifications (about 1 s), never
+        # more than pmax apart.
+        assert all(0.8 <= g <= 3.5 for g in gaps), gaps
+        assert min(gaps) < 2.0
+        assert len(set(values)) > 1
+        assert fleet.stats().notifications >= 2
+        await observation.cancel()
+
+
+async def test_a_firmware_update_goes_through_the_states() -> None:
+    options = {"count": 1, "profile": "ucifi-water-meter", "install_seconds": 0.3}
+    async with fleet_and_server(**options) as (server, fleet):
+        ep = fleet.devices[0].endpoint
+        assert value(await server.read(ep, "/5/0/3")) == 0  # Idle
+        answer = await server.write(ep, "/5/0/0", [Record(P("/5/0/0"), b"WM-15 firmware 2.4.1\x00\x01")])
+        assert answer.code >> 5 == 2, answer
+        assert value(await server.read(ep, "/5/0/3")) == 2  # Downloaded
+        answer = await server.execute(ep, "/5/0/2")
+        assert answer.code >> 5 == 2, answer
+        assert value(await server.read(ep, "/5/0/3")) == 3  # Updating
+
+        async def done() -> bool:
+            return value(await server.read(ep, "/5/0/3")) == 0
+
+        await eventually(done)
+        assert value(await server.read(ep, "/5/0/5")) == 1  # Update Result: success
+        assert value(await server.read(ep, "/3/0/3")) == "2.4.1"  # the new firmware version
+        answer = await server.execute(ep, "/5/0/2")
+        assert answer.code == 0x85  # 4.05: nothing downloaded
+
+
+async def test_a_reboot_registers_again() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        fleet = Fleet(
+            server.uri, count=2, profile="ipso-weather", rate=None, local_host="127.0.0.1", reboot_seconds=0.1
+        )
+        async with fleet:
+            await fleet.wait_registered(timeout=10)
+            device = fleet.devices[0]
+            before = await server.registration(device.endpoint)
+            answer = await server.execute(device.endpoint, "/3/0/4")
+            assert answer.code >> 5 == 2, answer
+
+            async def again() -> bool:
+                return device.client.registrations == 2 and device.client.registered
+
+            await eventually(again)
+            after = await server.registration(device.endpoint)
+            assert after.address[1] != before.address[1]  # a new socket, as after a restart
+
+
+async def test_devices_start_at_the_rate_asked() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        loop = asyncio.get_running_loop()
+        fleet = Fleet(server.uri, count=6, profile="ucifi-parking", rate=20.0, local_host="127.0.0.1")
+        started = loop.time()
+        async with fleet:
+            await asyncio.sleep(0.12)
+            elapsed = loop.time() - started
+            assert 1 <= fleet.started <= elapsed * 20 + 1  # one every 50 ms, the first at once
+            await fleet.wait_registered(timeout=10)
+            assert loop.time() - started >= 0.24  # six at 20/s: the last one 0.25 s after the first
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"count": 0}, "count 0"),
+        ({"count": 1, "profile": "ucifi-toaster"}, "unknown profile 'ucifi-toaster'"),
+        ({"count": 1, "prefix": "a b"}, "prefix 'a b'"),
+        ({"count": 1, "rate": 0}, "rate 0"),
+        ({"count": 1, "lwm2m_version": "2.0"}, "lwm2m_version '2.0'"),
+        ({"count": 1, "tick": 1.0, "update_interval": 0.5}, "update_interval 0.5"),
+    ],
+)
+def test_bad_fleet_options_name_the_value(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Fleet("coap://127.0.0.1:5999", **options)
