@@ -1,86 +1,90 @@
-"""``lwm2m demo`` in a real process on a free port, queried over CoAP, stopped by SIGINT."""
+"""``lwm2m demo`` in a real process on free ports: the server, the console and a fleet; SIGINT stops it."""
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 from tests.conftest import free_udp_port
 
-from lwm2m.coap.linkformat import parse_links
-from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
-from lwm2m.transport.udp import open_udp_endpoint
+
+def free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def _start(port: int) -> subprocess.Popen[str]:
+def get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status, response.read()
+
+
+def test_demo_runs_server_console_and_fleet_and_stops_on_sigint(tmp_path: Path) -> None:
+    coap, http = free_udp_port(), free_tcp_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lwm2m", "demo", "--coap-port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "demo",
+            "--coap-port",
+            str(coap),
+            "--http-port",
+            str(http),
+            "--count",
+            "6",
+            "--rate",
+            "100",
+            "--data",
+            str(tmp_path / "demo-data"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert f"127.0.0.1:{port}" in line, line + proc.stderr.read()
-    return proc
-
-
-async def test_demo_serves_the_catalogue_and_decoder_then_stops_cleanly() -> None:
-    port = free_udp_port()
-    proc = _start(port)
-    peer = ("127.0.0.1", port)
     try:
-        async with open_udp_endpoint("127.0.0.1", 0) as ep:
-            core = await ep.request(Message.build(Type.CON, Code.GET, uri_path="/.well-known/core"), peer)
-            targets = {link.target for link in parse_links(core.payload)}
-            assert {"/models", "/decode", "/models/3303", "/models/3416"} <= targets
-
-            temp = await ep.request(Message.build(Type.CON, Code.GET, uri_path="/models/3303"), peer)
-            definition = json.loads(temp.payload)
-            assert definition["name"] == "Temperature"
-            assert any(r["id"] == 5700 and r["type"] == "Float" for r in definition["resources"])
-
-            decode = Message.build(
-                Type.CON,
-                Code.POST,
-                uri_path="/decode",
-                uri_query=["path=/3303/0/5700"],
-                content_format=0,
-                payload=b"21.5",
-            )
-            answer = await ep.request(decode, peer)
-            assert answer.code == Code.CONTENT
-            assert json.loads(answer.payload) == [{"path": "/3303/0/5700", "value": 21.5}]
-
-            bad = await ep.request(decode.replace(payload=b"warm"), peer)
-            assert bad.code == Code.BAD_REQUEST and b"Float" in bad.payload
-            missing = await ep.request(Message.build(Type.CON, Code.GET, uri_path="/models/99999"), peer)
-            assert missing.code == Code.NOT_FOUND
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"console on (http://\S+)/", line)
+        assert match, line + proc.stderr.read()  # type: ignore[union-attr]
+        base = match.group(1)
+        assert base == f"http://127.0.0.1:{http}"
+        status, page = get(f"{base}/")
+        assert status == 200 and b"console.js" in page
+        status, script = get(f"{base}/console/console.js")
+        assert status == 200 and b"streamEvents" in script
+        deadline = time.monotonic() + 20
+        clients: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            clients = json.loads(get(f"{base}/api/clients")[1])
+            if len(clients) == 6:
+                break
+            time.sleep(0.2)
+        assert len(clients) == 6, clients
+        assert all(str(c["endpoint"]).startswith("demo-") for c in clients)
+        # The default store is SQLite in the demo's own data folder.
+        assert (tmp_path / "demo-data" / "lwm2m.db").is_file()
     finally:
         proc.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in out
 
 
-def test_demo_refuses_a_port_in_use() -> None:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "lwm2m", "demo", "--coap-port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+def test_demo_names_a_bad_profile() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "demo", "--profile", "toaster"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
-    assert f"127.0.0.1:{port}" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--profile 'toaster'" in proc.stderr and "mixed" in proc.stderr

@@ -1,0 +1,131 @@
+"""The web console in a real browser: Debian's Chromium driven by Playwright, against
+the server, its HTTP app and a simulated fleet, all on loopback in this process.
+
+Screenshots of the fleet, device and street light pages go to ``test-output/console/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from lwm2m.cli.server_cmd import http_server, start_http
+from lwm2m.server.server import LwM2MServer
+from lwm2m.simulator.fleet import Fleet
+from lwm2m.web.app import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
+# Flags that let Chromium run as root without a network or a sandbox (see PEERS.md).
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is installed by `make test`")
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is installed by `make test`"
+)
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[str]:
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        http = http_server(create_app(server), "127.0.0.1", 0)
+        task, base = await start_http(http, "127.0.0.1", 0)
+        # Every device steps its values every 0.2 s, so that the console sees them move.
+        fleets = [
+            Fleet(server.uri, count=2, profile=name, prefix=prefix, seed=7, tick=0.2, update_interval=0.2)
+            for name, prefix in (("ipso-weather", "weather"), ("ucifi-streetlight", "light"))
+        ]
+        try:
+            for fleet in fleets:
+                await fleet.__aenter__()
+            yield base
+        finally:
+            for fleet in fleets:
+                await fleet.__aexit__(None, None, None)
+            http.should_exit = True
+            await task
+
+
+async def text_of(page: object, selector: str) -> str:
+    return await page.inner_text(selector)  # type: ignore[attr-defined,no-any-return]
+
+
+async def wait_for_text(page: object, selector: str, pattern: str, timeout: float = 10.0) -> str:
+    """Wait until the text of ``selector`` matches ``pattern``; return it."""
+    async with asyncio.timeout(timeout):
+        while True:
+            text = await text_of(page, selector)
+            if re.search(pattern, text):
+                return text
+            await asyncio.sleep(0.1)
+
+
+async def test_console_fleet_device_observe_and_switch_a_light_off(site: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tmp_path = SHOTS
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            # The fleet page lists the devices as they register (SSE keeps it live).
+            await page.goto(f"{site}/")
+            await wait_for_text(page, "#fleet-count", r"^4 of 4 clients")
+            fleet_text = await text_of(page, "#fleet")
+            assert "weather-" in fleet_text and "light-" in fleet_text and "online" in fleet_text
+            await page.select_option("#filter-object", "3416")  # the street lights only
+            await wait_for_text(page, "#fleet-count", r"^2 of 4 clients")
+            await page.select_option("#filter-object", "")
+            await page.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
+
+            # A temperature device: Read shows a number and its unit.
+            await page.click("tr.client[data-endpoint^='weather'] a")
+            row = page.locator('[data-path="/3303/0/5700"]')
+            await row.wait_for()
+            cell = '[data-value="/3303/0/5700"]'
+            await row.locator('[data-op="read"]').click()
+            await wait_for_text(page, "#result", r"Read /3303/0/5700 2\.05")
+            first = await wait_for_text(page, cell, r"^-?\d+(\.\d+)? Cel$")
+            # Observe: the value changes on the page with the device's notifications.
+            await row.locator('[data-op="observe"]').click()
+            await wait_for_text(page, "#result", r"Observe /3303/0/5700/observe 2\.05")
+            await wait_for_text(page, cell, rf"^(?!{re.escape(first)}$)-?\d+(\.\d+)? Cel$", timeout=15)
+            await page.wait_for_selector('[data-chart="/3303/0/5700"] svg path')
+            await page.screenshot(path=str(tmp_path / "device.png"), full_page=True)
+
+            # A street light: command it to 40 %, then off, and watch its dimming level follow.
+            await page.goto(f"{site}/#/")
+            await page.click("tr.client[data-endpoint^='light'] a")
+            level = page.locator('[data-path="/3416/0/3"]')
+            await level.wait_for()
+            await level.locator('[data-op="observe"]').click()
+            await wait_for_text(page, "#result", r"Observe /3416/0/3/observe 2\.05")
+            command = page.locator('[data-path="/3416/0/1"]')
+            for target in ("40", "0"):
+                await command.locator("input[type=number]").fill(target)
+                await command.locator('[data-op="write"]').click()
+                await wait_for_text(page, "#result", r"Write /3416/0/1 2\.04")
+                await wait_for_text(page, '[data-value="/3416/0/3"]', rf"^{target} /100$", timeout=10)
+            await page.screenshot(path=str(tmp_path / "streetlight.png"), full_page=True)
+
+            # The event log shows what happened.
+            await page.goto(f"{site}/#/events")
+            await page.wait_for_selector("#event-log li")
+            assert errors == []
+        finally:
+            await browser.close()
+    assert (tmp_path / "fleet.png").stat().st_size > 10_000
+    assert (tmp_path / "device.png").stat().st_size > 10_000
