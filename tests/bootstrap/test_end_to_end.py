@@ -8,12 +8,16 @@ from tests.bootstrap.test_server import next_event
 from tests.conftest import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
+from lwm2m.bootstrap.server import security_info
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
 from lwm2m.client.core.security import Security
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.numbers import Code
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.storage.memory import MemorySecurityStore
+from lwm2m.transport.dtls.config import PskCredentials
 
 FAST = EndpointConfig(ack_timeout=0.2, max_retransmit=1)
 
@@ -143,3 +147,96 @@ async def test_server_reads_what_it_needs_and_the_session_log_is_kept() -> None:
         (session,) = bs.sessions()
         assert session.to_json()["status"] == "finished"
         assert session.to_json()["steps"][-1] == "Bootstrap-Finish -> 2.04 Changed"
+
+
+async def test_over_dtls_psk_the_client_registers_with_the_keys_it_was_given() -> None:
+    """The issue's end-to-end case: bootstrap credentials only; the bootstrap server hands out a
+    coaps:// account with a PSK it also gives the LwM2M server; the client registers over DTLS."""
+    async with LwM2MServer("127.0.0.1", 0, coaps_port=0) as server, BootstrapServer(port=0) as bs:
+        assert server.coaps_uri is not None
+        key = "5f3a9c0e11d24b7f8a6e2c4d9b0f7a13"
+        config = BootstrapConfig.from_json(
+            {
+                "servers": [
+                    {
+                        "uri": server.coaps_uri,
+                        "shortServerId": 101,
+                        "lifetime": 60,
+                        "security": {"mode": "psk", "identity": "secure-1-id", "key": key},
+                    }
+                ],
+                "deletePaths": ["/0", "/1"],
+            }
+        )
+        await bs.set_config("secure-1", config)
+        await server.security.put(security_info("secure-1", config))
+        events = server.events()
+        async with LwM2MClient("secure-1", bootstrap=bs.uri, objects=[temperature()]) as client:
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert registration.endpoint == "secure-1"
+            assert client.server_uri is not None and client.server_uri.scheme == "coaps"
+            read = await server.read("secure-1", "/3303/0/5700")
+            assert read.code == Code.CONTENT and read.records[0].value == 21.5
+            # The registration came over DTLS, authenticated by the PSK the bootstrap gave.
+            assert registration.address[1] == client.port
+
+
+async def test_a_wrong_psk_never_registers_and_the_client_bootstraps_again() -> None:
+    async with LwM2MServer("127.0.0.1", 0, coaps_port=0) as server, BootstrapServer(port=0) as bs:
+        assert server.coaps_uri is not None
+        handed_out = {"mode": "psk", "identity": "wrong-1-id", "key": "00" * 16}
+        config = BootstrapConfig.from_json(
+            {"servers": [{"uri": server.coaps_uri, "shortServerId": 1, "security": handed_out}]}
+        )
+        await bs.set_config("wrong-1", config)
+        await server.security.put(SecurityInfo("wrong-1", "wrong-1-id", b"\x01" * 16))  # not that key
+        bs_events = bs.events()
+        client = LwM2MClient(
+            "wrong-1", bootstrap=bs.uri, retry_initial=0.05, retry_max=0.2, bootstrap_after_failures=2,
+            coap_config=FAST, request_timeout=1.0,
+        )  # fmt: skip
+        async with client:
+            await next_event(bs_events, BootstrapFinished)
+            await next_event(bs_events, BootstrapFinished, timeout=15)  # asked again after failing
+            assert not client.registered and client.bootstraps >= 2
+
+
+async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
+    """The bootstrap server's own PSK for the device, then the LwM2M server's PSK it hands out."""
+    bootstrap_key, server_key = bytes(range(16)), bytes(range(16, 32))
+    credentials = MemorySecurityStore()
+    await credentials.put(SecurityInfo("full-1", "full-1-bs", bootstrap_key))
+    await credentials.put(SecurityInfo("other-1", "other-1-bs", bootstrap_key))
+    async with (
+        LwM2MServer("127.0.0.1", 0, coaps_port=0) as server,
+        BootstrapServer(port=0, coaps_port=0, security=credentials) as bs,
+    ):
+        assert server.coaps_uri is not None and bs.coaps_uri is not None
+        handed_out = {"mode": "psk", "identity": "full-1-dm", "key": server_key.hex()}
+        config = BootstrapConfig.from_json(
+            {
+                "servers": [
+                    {"uri": server.coaps_uri, "shortServerId": 9, "lifetime": 60, "security": handed_out}
+                ]
+            }
+        )
+        await bs.set_config("full-1", config)
+        await server.security.put(security_info("full-1", config))
+        events, bs_events = server.events(), bs.events()
+        psk = PskCredentials("full-1-bs", bootstrap_key)
+        async with LwM2MClient("full-1", bootstrap=bs.coaps_uri, psk=psk) as client:
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert registration.endpoint == "full-1"
+            assert (await server.read("full-1", "/1/0/0")).records[0].value == 9
+            finished = await next_event(bs_events, BootstrapFinished)
+            assert finished.session.address.startswith("127.0.0.1:")
+            assert client.server_uri is not None and client.server_uri.scheme == "coaps"
+
+        # An endpoint with bootstrap credentials never bootstraps over plain CoAP, nor as another.
+        async with LwM2MClient("full-1", bootstrap=bs.uri, retry_initial=10):
+            refused = await next_event(bs_events, BootstrapFailed)
+            assert "bootstraps over DTLS" in refused.reason
+        other = PskCredentials("other-1-bs", bootstrap_key)
+        async with LwM2MClient("full-1", bootstrap=bs.coaps_uri, psk=other, retry_initial=10):
+            refused = await next_event(bs_events, BootstrapFailed)
+            assert refused.reason == "these DTLS credentials are 'other-1''s, not 'full-1''s"

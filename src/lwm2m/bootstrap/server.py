@@ -83,6 +83,23 @@ SESSION_TIMEOUT = 120.0  # seconds for a whole session
 HISTORY = 200  # ended sessions kept for sessions()
 
 
+def security_info(endpoint: str, config: BootstrapConfig) -> Any:
+    """What an LwM2M server must hold to accept the device ``config`` sets up over DTLS: a
+    ``SecurityInfo`` with the PSK (or X.509) of its first secured server account. None for an
+    all-NoSec configuration, and for the default one (no endpoint name to file it under)."""
+    from lwm2m.storage.base import SecurityInfo
+
+    if endpoint == DEFAULT_ENDPOINT:
+        return None
+    for server in config.servers:
+        security = server.security
+        if security.mode == "psk":
+            return SecurityInfo(endpoint, security.identity, security.key)
+        if security.mode == "x509":
+            return SecurityInfo(endpoint, x509=True)
+    return None
+
+
 class SessionFailed(Exception):
     """A step of the session went wrong; the message is the session's failure reason."""
 
@@ -100,11 +117,18 @@ def _code(code: int) -> str:
 
 
 class BootstrapServer:
-    """The bootstrap server on one UDP port.
+    """The bootstrap server on one UDP port, and on a DTLS one with ``coaps_port``.
 
     ``store`` is a :class:`~lwm2m.storage.base.BootstrapConfigStore`, or a store
     bundle that has one as ``bootstrap_configs`` (``MemoryStore``, ``SqliteStore``);
     by default configurations live in memory.
+
+    ``security`` is the bootstrap server's own security store (a
+    :class:`~lwm2m.storage.base.SecurityStore`): the PSK each endpoint bootstraps with
+    over DTLS (or ``x509``: a certificate whose CN is the endpoint, when ``certificate``
+    is given). An endpoint found there may bootstrap over DTLS only, and only as
+    itself: its Bootstrap-Request over plain CoAP, or naming another endpoint, gets 4.03
+    (the configuration holds the keys of its server accounts).
     """
 
     def __init__(
@@ -117,9 +141,19 @@ class BootstrapServer:
         request_timeout: float = REQUEST_TIMEOUT,
         session_timeout: float = SESSION_TIMEOUT,
         history: int = HISTORY,
+        coaps_port: int | None = None,
+        security: Any = None,
+        certificate: Any = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.coaps_port = coaps_port
+        self.security = security
+        self._certificate = certificate
+        self._psk: dict[str, tuple[bytes, str]] = {}  # PSK identity -> (key, endpoint), for handshakes
+        self._psk_loaded = 0.0
+        self._psk_loading: asyncio.Task[None] | None = None
+        self._coaps: Any = None
         if store is None:
             store = MemoryBootstrapConfigStore()
         self.configs = getattr(store, "bootstrap_configs", store)
@@ -141,6 +175,39 @@ class BootstrapServer:
             open_udp_endpoint(self.host, self.port, handler=self._on_request)
         )
         self.port = self._endpoint.port
+        if self.coaps_port is not None:
+            await self._start_dtls(self.coaps_port)
+
+    async def _start_dtls(self, port: int) -> None:
+        from lwm2m.transport.dtls.config import DtlsServerConfig
+        from lwm2m.transport.dtls.endpoint import open_dtls_endpoint
+
+        if self.security is None and self._certificate is None:
+            raise ValueError("coaps_port needs security= (the bootstrap PSKs) or certificate=")
+        await self._load_psks()
+        config = DtlsServerConfig(
+            psk_lookup=self._psk_for if self.security is not None else None, certificate=self._certificate
+        )
+        self._coaps = await self._stack.enter_async_context(
+            open_dtls_endpoint(self.host, port, server=config, handler=self._on_secure_request)
+        )
+        self.coaps_port = self._coaps.port
+
+    async def _load_psks(self) -> None:
+        if self.security is None:
+            return
+        infos = await self.security.all()
+        self._psk = {i.psk_identity: (i.psk_key, i.endpoint) for i in infos if i.psk_identity and i.psk_key}
+        self._psk_loaded = time.monotonic()
+
+    def _psk_for(self, identity: str) -> bytes | None:
+        """The key of a PSK identity, answered at once (the handshake waits on it). An identity not
+        known here makes a reload from the store, for the client's next handshake."""
+        found = self._psk.get(identity)
+        if found is None and self._psk_loading is None and time.monotonic() - self._psk_loaded > 1.0:
+            self._psk_loading = asyncio.get_running_loop().create_task(self._load_psks())
+            self._psk_loading.add_done_callback(lambda _: setattr(self, "_psk_loading", None))
+        return found[0] if found is not None else None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -151,6 +218,9 @@ class BootstrapServer:
                 await task
         await self._stack.aclose()
         self._endpoint = None
+        self._coaps = None
+        if self._psk_loading is not None:
+            self._psk_loading.cancel()
 
     async def __aenter__(self) -> BootstrapServer:
         await self.start()
@@ -163,6 +233,10 @@ class BootstrapServer:
     def uri(self) -> str:
         assert self._endpoint is not None, "the bootstrap server is not started"
         return self._endpoint.uri()
+
+    @property
+    def coaps_uri(self) -> str | None:
+        return None if self._coaps is None else self._coaps.uri()
 
     # --- configurations ---------------------------------------------------------------------
 
@@ -218,18 +292,51 @@ class BootstrapServer:
     # --- CoAP requests from clients -----------------------------------------------------------
 
     def _on_request(self, event: RequestReceived) -> Any:
+        return self._serve(event, self._endpoint, None)
+
+    def _on_secure_request(self, event: RequestReceived) -> Any:
+        identity = self._coaps.peer_identity(event.addr) if self._coaps is not None else None
+        if identity is None:
+            return _reply(Code.FORBIDDEN, "no authenticated DTLS session")
+        if identity.kind == "psk":
+            found = self._psk.get(identity.name)
+            endpoint = found[1] if found is not None else None
+        else:
+            endpoint = identity.name  # an X.509 client's certificate CN is its endpoint name
+        if endpoint is None:
+            return _reply(Code.FORBIDDEN, f"PSK identity {identity.name!r} belongs to no endpoint")
+        return self._serve(event, self._coaps, endpoint)
+
+    def _serve(self, event: RequestReceived, transport: Any, secured_as: str | None) -> Any:
         path = event.message.uri_path
         if path == (BS,):
-            return self._on_bootstrap_request(event)
+            return self._on_bootstrap_request(event, transport, secured_as)
         if path == (BSPACK,):
-            return self._on_pack_request(event)
+            return self._on_pack_request(event, secured_as)
         return _reply(Code.NOT_FOUND, f"no resource {event.message.uri_path_str}: this is a bootstrap server")
 
-    async def _on_bootstrap_request(self, event: RequestReceived) -> Message:
+    async def _refusal(self, endpoint: str, secured_as: str | None) -> str | None:
+        """Why ``endpoint`` may not bootstrap on this channel, or None: the credentials' endpoint
+        only over DTLS, and an endpoint with bootstrap credentials only over DTLS."""
+        if secured_as is not None:
+            if endpoint != secured_as:
+                return f"these DTLS credentials are {secured_as!r}'s, not {endpoint!r}'s"
+            return None
+        if self.security is not None and await self.security.get(endpoint) is not None:
+            return f"{endpoint!r} has bootstrap credentials: it bootstraps over DTLS (coaps://)"
+        return None
+
+    async def _on_bootstrap_request(
+        self, event: RequestReceived, transport: Any, secured_as: str | None
+    ) -> Message:
         try:
-            request = BootstrapRequest.from_message(event.message)
+            request = BootstrapRequest.from_message(event.message, endpoint=secured_as)
         except BootstrapError as exc:
             return _reply(exc.code, str(exc))
+        refusal = await self._refusal(request.ep, secured_as)
+        if refusal is not None:
+            self._refused(request.ep, event.addr, refusal)
+            return _reply(Code.FORBIDDEN, refusal)
         config = await self.config_for(request.ep)
         if config is None:
             # §6.1.7.1: 4.00 Bad Request for an endpoint the server has nothing for.
@@ -244,28 +351,33 @@ class BootstrapServer:
             )
             fmt = ContentFormat.SENML_CBOR  # pct exists from 1.1 on, where SenML-CBOR is the norm
         # The session starts once the 2.04 has left (this coroutine's answer is sent first).
-        asyncio.get_running_loop().call_soon(self._start_session, session, config, event.addr, fmt)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self._start_session, session, config, event.addr, fmt, transport)
         return _reply(Code.CHANGED)
 
     def _start_session(
-        self, session: BootstrapSession, config: BootstrapConfig, addr: Any, fmt: ContentFormat | None
+        self,
+        session: BootstrapSession,
+        config: BootstrapConfig,
+        addr: Any,
+        fmt: ContentFormat | None,
+        transport: Any,
     ) -> None:
-        if self._endpoint is None:
+        if self._endpoint is None or self._stopping:
             return
         previous = self._running.pop(session.endpoint, None)
         if previous is not None:
             # A client that asks again gave up on the running session (§6.1.4: it retries).
             previous[1].cancel()
         task = asyncio.get_running_loop().create_task(
-            self._session(session, config, addr, fmt), name=f"bootstrap-{session.endpoint}"
+            self._session(_SessionRunner(self, session, addr, fmt, transport), config),
+            name=f"bootstrap-{session.endpoint}",
         )
         self._running[session.endpoint] = (session, task)
         self._publish(BootstrapStarted(session))
 
-    async def _session(
-        self, session: BootstrapSession, config: BootstrapConfig, addr: Any, fmt: ContentFormat | None
-    ) -> None:
-        runner = _SessionRunner(self, session, addr, fmt)
+    async def _session(self, runner: _SessionRunner, config: BootstrapConfig) -> None:
+        session = runner.session
         try:
             async with asyncio.timeout(self.session_timeout):
                 await runner.run(config)
@@ -283,11 +395,15 @@ class BootstrapServer:
         else:
             self._end(runner.session, "finished")
 
-    async def _on_pack_request(self, event: RequestReceived) -> Message:
+    async def _on_pack_request(self, event: RequestReceived, secured_as: str | None) -> Message:
         try:
-            request = BootstrapPackRequest.from_message(event.message)
+            request = BootstrapPackRequest.from_message(event.message, endpoint=secured_as)
         except BootstrapError as exc:
             return _reply(exc.code, str(exc))
+        refusal = await self._refusal(request.ep, secured_as)
+        if refusal is not None:
+            self._refused(request.ep, event.addr, refusal, kind="pack")
+            return _reply(Code.FORBIDDEN, refusal)
         config = await self.config_for(request.ep)
         if config is None:
             reason = f"no bootstrap configuration for {request.ep!r} and no default one"
@@ -315,12 +431,18 @@ class _SessionRunner:
     """The operations of one session, sent one after the other to the client at ``addr``."""
 
     def __init__(
-        self, server: BootstrapServer, session: BootstrapSession, addr: Any, fmt: ContentFormat | None
+        self,
+        server: BootstrapServer,
+        session: BootstrapSession,
+        addr: Any,
+        fmt: ContentFormat | None,
+        transport: CoapUdpEndpoint,
     ) -> None:
         self.server = server
         self.session = session
         self.addr = addr
         self.format = fmt
+        self.transport = transport  # plain CoAP, or the DTLS endpoint the client's session is on
 
     def _step(self, text: str) -> None:
         self.session = dataclasses.replace(self.session, steps=(*self.session.steps, text))
@@ -331,8 +453,8 @@ class _SessionRunner:
     async def send(self, request: DownlinkRequest, *, accept: Iterable[int] = ()) -> Response:
         """Send one operation; SessionFailed unless the client answers with success (or a code in
         ``accept``)."""
-        endpoint = self.server._endpoint
-        if endpoint is None:
+        endpoint = self.transport
+        if self.server._endpoint is None:
             raise SessionFailed("the server stopped")
         what = request.describe()
         try:

@@ -18,6 +18,7 @@ def _register() -> None:
     import importlib
 
     for name in (
+        "bootstrap_cmd",
         "client_cmd",
         "codec_cmd",
         "demo_cmd",

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,18 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
         fail(f"cannot read the DTLS certificate files: {exc}")
 
 
+@contextlib.asynccontextmanager
+async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any) -> AsyncIterator[Any]:
+    """A bootstrap server on ``port`` sharing the LwM2M server's store (None: no bootstrap server)."""
+    if port is None:
+        yield None
+        return
+    from lwm2m.bootstrap import BootstrapServer
+
+    async with BootstrapServer(host, port, store=store, models=models) as bootstrap:
+        yield bootstrap
+
+
 async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None], str]:
     """Start uvicorn's ``http`` server; its task and base URL once it listens."""
     task = asyncio.create_task(http.serve())
@@ -95,13 +107,17 @@ async def serve(
     token: str | None,
     coaps_port: int | None = None,
     certificate: Any = None,
+    bootstrap_port: int | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
     server_options: dict[str, Any] = {"coaps_port": coaps_port, "certificate": certificate}
-    async with LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server:
-        app = create_app(server, api_token=token)
+    async with (
+        LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
+        bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
+    ):
+        app = create_app(server, api_token=token, bootstrap=bootstrap)
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,6 +126,8 @@ async def serve(
         click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
         if server.coaps_uri is not None:
             click.echo(f"  CoAP over DTLS on {server.coaps_uri} (credentials: lwm2m security add)")
+        if bootstrap is not None:
+            click.echo(f"  bootstrap server on {bootstrap.uri} (configurations: {base}/api/bootstrap)")
         click.echo(f"  API documentation: {base}/api/docs")
         click.echo("Ctrl-C stops it.")
         await task
@@ -133,6 +151,12 @@ async def serve(
 @click.option("--dtls-cert", default=None, help="the server's certificate (PEM) for X.509 clients")
 @click.option("--dtls-key", default=None, help="the private key of --dtls-cert (PEM)")
 @click.option("--dtls-ca", default=None, help="authorities (PEM) that client certificates must chain to")
+@click.option(
+    "--bootstrap-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="also run the bootstrap server on this CoAP port (e.g. 5685), with one REST API",
+)
 def server(
     host: str,
     coap_port: int,
@@ -146,6 +170,7 @@ def server(
     dtls_cert: str | None,
     dtls_key: str | None,
     dtls_ca: str | None,
+    bootstrap_port: int | None,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
     if not is_loopback(http_host) and not api_token:
@@ -161,7 +186,8 @@ def server(
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
-        run(serve(host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate))
+        served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
+        run(serve(*served, bootstrap_port=bootstrap_port))
     except OSError as exc:
         fail(f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra

@@ -62,7 +62,8 @@ DEVICE_OBJECT = 3
 ACCOUNT_OBJECTS = (SECURITY_OBJECT, SERVER_OBJECT, ACCESS_CONTROL_OBJECT, OSCORE_OBJECT)
 SECURE_SCHEMES = ("coaps", "coaps+tcp")
 
-Unusable = Callable[[str], str | None]  # a server URI -> why this client cannot reach it, or None
+# A Security instance -> why this client cannot reach its server (scheme, credentials), or None.
+Unusable = Callable[[ObjectInstance], str | None]
 
 
 class BootstrapFailed(Exception):
@@ -151,7 +152,7 @@ class ClientBootstrap:
         self.models = tree.models
         self.endpoint = endpoint
         self.lwm2m_version = lwm2m_version
-        self.unusable: Unusable = unusable or (lambda uri: None)
+        self.unusable: Unusable = unusable or (lambda security: None)
         self.session: _Session | None = None
         self.last_error: str | None = None
         # Instances a Bootstrap-Write creates are of the classes the client acts on.
@@ -205,7 +206,8 @@ class ClientBootstrap:
             return f"{where}: {uri} is plain coap but the security mode is {mode}"
         if mode == SecurityMode.PSK and not (sec.get(Security.IDENTITY) and sec.get(Security.SECRET_KEY)):
             return f"{where}: PSK mode without identity or key"
-        return self.unusable(uri)
+        problem = self.unusable(sec)
+        return f"{where}: {problem}" if problem else None
 
     def check(self) -> list[str]:
         """What makes the configuration inconsistent (LwM2M-TS-Core 1.2 §6.1.7.2); empty if nothing."""

@@ -173,8 +173,19 @@ class LwM2MClient:
         self._dtls: DtlsClientConfig | None = None
         if server is not None and (psk is not None or certificate is not None):
             self._dtls = DtlsClientConfig(psk=psk, certificate=certificate)
-        if bootstrap is not None and _unusable(bootstrap):
-            raise ValueError(f"bootstrap {bootstrap!r}: {_unusable(bootstrap)}")
+        if bootstrap is not None:
+            scheme = ServerUri.parse(bootstrap).scheme
+            # Without a server, psk= or certificate= are the bootstrap server account's credentials.
+            if server is None and (scheme == "coaps") != (psk is not None or certificate is not None):
+                raise ValueError(
+                    f"bootstrap {bootstrap!r}: coaps:// takes psk= or certificate=, coap:// neither"
+                )
+            if server is not None and scheme == "coaps":
+                # psk= and certificate= are the server's then; the bootstrap account needs its own keys.
+                raise ValueError(
+                    f"bootstrap {bootstrap!r}: with a server too, give the coaps:// bootstrap account as"
+                    " a Security(..., bootstrap=True) instance with its keys"
+                )
         self.bootstrap_timeout = bootstrap_timeout
         self.bootstrap_pack = bootstrap_pack
         self.bootstrap_after_failures = bootstrap_after_failures
@@ -201,7 +212,8 @@ class LwM2MClient:
         if bootstrap is not None and not any(i.get(Security.BOOTSTRAP) for i in securities):
             # The bootstrap server account first, at /0/0 where bootstrap servers expect it.
             free = self.tree.objects[0].free_id() if securities else 0
-            self.tree.add(Security(free, uri=bootstrap, bootstrap=True, short_server_id=None))
+            keys = _credentials(psk, certificate) if server is None else {}
+            self.tree.add(Security(free, uri=bootstrap, bootstrap=True, short_server_id=None, **keys))
         if server is None and not any(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
             server = DEFAULT_SERVER
             self.server_uri = ServerUri.parse(server)
@@ -222,7 +234,11 @@ class LwM2MClient:
             # Server accounts given as objects beside the bootstrap account (factory bootstrap).
             self.account, security = found
             self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
+        if self._dtls is None and self.server_uri is None and (bs := self.bootstrapper.account()) is not None:
+            self._dtls = _dtls_for(bs)  # the first exchange is with the bootstrap server
         self.bootstraps = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
+        self._bind_host = ""  # the local address, once started
+        self._retired: set[asyncio.Task[None]] = set()  # endpoints closing after a credentials change
         self._bootstrap_now = False
         self._failed_in_a_row = 0
         self.observer: Observer | None = None
@@ -303,7 +319,7 @@ class LwM2MClient:
             raise ValueError(f"{self.endpoint_name}: no server account and no bootstrap server account")
         addr = await resolve((first.host, first.port))
         self._server_addr = addr if self.server_uri is not None else None
-        host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
+        host = self._bind_host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
         self._coap = await self._open_coap(host)
         self.observer = Observer(self.handler, self._emit, defaults=self._defaults)
         self.handler.observer = self.observer
@@ -352,6 +368,10 @@ class LwM2MClient:
                     )
             await coap.close()
         self._coap = None
+        for retiring in list(self._retired):
+            retiring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retiring
         self.location = None
         self._registered.clear()
         if self.observer is not None:
@@ -474,6 +494,10 @@ class LwM2MClient:
             self.location = None
             self._registered.clear()
         self.state = ClientState.BOOTSTRAPPING
+        account = self.bootstrapper.account()
+        assert account is not None
+        await self._connect_for(account)
+        assert self._coap is not None
         self._coap.receiving = True
         addr = await resolve((uri.host, uri.port))
         await self.bootstrapper.run(
@@ -491,14 +515,33 @@ class LwM2MClient:
         self._wire_account(self.account)
         self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
         self._server_addr = await resolve((self.server_uri.host, self.server_uri.port))
+        await self._connect_for(security)
         self._objects_changed = self._params_changed = False
         self._update_now = True  # register at once
         log.info("%s bootstrapped: registering with %s", self.endpoint_name, security.get(Security.URI))
 
+    async def _connect_for(self, security: ObjectInstance) -> None:
+        """Talk to the server of ``security`` from an endpoint with its credentials: plain CoAP, or
+        DTLS with its PSK or certificate (LwM2M-TS-Core 1.2 §E.1: Security Mode, resources 3-5)."""
+        try:
+            dtls = _dtls_for(security)
+        except ValueError as exc:
+            raise BootstrapFailed(f"/0/{security.id}: {exc}") from None
+        if self._coap is not None and dtls == self._dtls:
+            return
+        old, self._dtls = self._coap, dtls
+        self._coap = await self._open_coap(self._bind_host)
+        if old is not None:
+            # Kept a little: a retransmitted request of the previous peer still gets its answer.
+            task = asyncio.get_running_loop().create_task(_close_later(old, 5.0))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+
     def _schedule_next_update(self) -> None:
         lifetime = self.lifetime
-        # Leave room for the exchange itself before the server would expire us.
-        margin = min(max(lifetime * 0.1, 1.0), 60.0)
+        # Leave room for retransmissions to a busy server before it would expire us: a quarter
+        # of the lifetime, between 1 s and 60 s.
+        margin = min(max(lifetime * 0.25, 1.0), 60.0)
         self._next_update = asyncio.get_running_loop().time() + max(lifetime - margin, lifetime / 2)
 
     async def _exchange(self, message: Message) -> Message:
@@ -669,15 +712,43 @@ class LwM2MClient:
         return await self._coap.request(message, self._server_addr, timeout=timeout or self.request_timeout)
 
 
-def _unusable(uri: str) -> str | None:
-    """Why this client cannot reach the server at ``uri``; None when it can."""
+def _unusable(security: ObjectInstance) -> str | None:
+    """Why this client cannot reach the server of a Security instance; None when it can."""
+    uri = str(security.get(Security.URI, ""))
     try:
-        parsed = ServerUri.parse(uri)
+        ServerUri.parse(uri)
+        _dtls_for(security)
     except ValueError as exc:
-        return str(exc)
-    if parsed.scheme == "coaps":
-        return "coaps:// needs DTLS, which this client does not have yet"
+        return f"{uri}: {exc}"
     return None
+
+
+def _dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
+    """The DTLS credentials a Security instance gives (§E.1); None for NoSec. ValueError if unusable."""
+    mode = security.get(Security.MODE, SecurityMode.NO_SEC)
+    identity = security.get(Security.IDENTITY) or b""
+    secret = security.get(Security.SECRET_KEY) or b""
+    if mode == SecurityMode.NO_SEC:
+        return None
+    if mode == SecurityMode.PSK:
+        try:
+            name = identity.decode()
+        except UnicodeDecodeError:
+            raise ValueError("the PSK identity is not UTF-8 text") from None
+        return DtlsClientConfig(psk=PskCredentials(name, secret))
+    if mode == SecurityMode.CERTIFICATE:
+        if not identity or not secret:
+            raise ValueError("certificate mode without a certificate or a private key")
+        trusted = security.get(Security.SERVER_KEY) or b""
+        return DtlsClientConfig(certificate=X509Credentials(identity, secret, trusted))
+    raise ValueError(f"security mode {mode} is not supported by this client")
+
+
+async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+    finally:
+        await endpoint.close()
 
 
 def _credentials(psk: PskCredentials | None, certificate: X509Credentials | None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ PLAIN_SCHEMES = ("coap", "coap+tcp")
 BINDING_LETTERS = "UTSNMHQ"  # LwM2M 1.2 binding letters, and Q of 1.0 (§E.2, resource 7)
 MAX_KEY_BYTES = 1024  # a DER certificate fits; anything longer is a mistake
 MAX_IDENTITY_BYTES = 128
+MAX_PSK_BYTES = 64  # what the LwM2M server's security store takes (RFC 4279 allows more, DTLS stacks less)
 
 
 class ConfigError(ValueError):
@@ -152,6 +153,8 @@ class SecurityConfig:
                 raise _fail(f"{where}.identity", f"longer than {MAX_IDENTITY_BYTES} bytes")
             if not self.key:
                 raise _fail(where, "a PSK needs a key (hex)")
+            if len(self.key) > MAX_PSK_BYTES:
+                raise _fail(f"{where}.key", f"{len(self.key)} bytes; a PSK has at most {MAX_PSK_BYTES}")
         elif self.mode in ("rpk", "x509"):
             names = ("publicKey", "privateKey") if self.mode == "rpk" else ("certificate", "privateKey")
             if not self.public_key:

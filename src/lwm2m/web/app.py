@@ -29,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import object_to_dict
 from lwm2m.model.jsonform import records_from_json, value_from_json
@@ -39,6 +40,7 @@ from lwm2m.protocol.management import Response as DeviceAnswer
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
+from lwm2m.web.bootstrap_api import bootstrap_routes, with_bootstrap_events
 from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
 from lwm2m.web.openapi import docs_html, openapi_document
@@ -186,11 +188,16 @@ def _write_records(body: dict[str, Any], path: Path, server: LwM2MServer) -> lis
 
 
 def create_app(
-    server: LwM2MServer, *, api_token: str | None = None, requests: RequestTable | None = None
+    server: LwM2MServer,
+    *,
+    api_token: str | None = None,
+    requests: RequestTable | None = None,
+    bootstrap: BootstrapServer | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
-    ``requests`` holds the requests queued for sleeping clients (a default table if None).
+    ``requests`` holds the requests queued for sleeping clients (a default table if None);
+    ``bootstrap``, a bootstrap server beside it, adds ``/api/bootstrap`` and its events.
     """
     keeper = ObservationKeeper()
     table = requests if requests is not None else RequestTable()
@@ -386,8 +393,11 @@ def create_app(
         return JSONResponse(object_to_dict(definition))
 
     async def events(request: Request) -> Response:
+        stream = event_stream(server, request.query_params.get("ep"), requests=table)
+        if bootstrap is not None:
+            stream = with_bootstrap_events(stream, bootstrap, request.query_params.get("ep"))
         return StreamingResponse(
-            event_stream(server, request.query_params.get("ep"), requests=table),
+            stream,
             media_type="text/event-stream",
             # no-cache and no buffering: events must reach the browser as they happen.
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -425,6 +435,7 @@ def create_app(
         Route("/api/models", models, methods=["GET"]),
         Route("/api/models/{id}", model, methods=["GET"]),
         *security_routes(server),
+        *(bootstrap_routes(bootstrap, security=server.security) if bootstrap is not None else ()),
         Route("/api/events", events, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/api/docs", docs, methods=["GET"]),

@@ -351,11 +351,49 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
             },
         },
+        "/api/bootstrap": {
+            "get": {
+                "summary": "With a bootstrap server (--bootstrap-port): its configurations, keys never "
+                "shown ('*' is the default), and its running and recent sessions with status and times",
+                "parameters": [
+                    _query("ep", "string", "only this endpoint's sessions"),
+                    _query("limit", "integer", "at most this many sessions (50)"),
+                ],
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
+        "/api/bootstrap/{ep}": {
+            "get": {
+                "summary": "One endpoint's bootstrap configuration and its recent sessions",
+                "parameters": [_EP],
+                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+            },
+            "put": {
+                "summary": "Set the bootstrap configuration of an endpoint ('*': the default): servers[] "
+                "with uri, shortServerId, lifetime, binding, security {mode psk|rpk|x509|nosec, ...}; "
+                "deletePaths, bootstrapDiscover, accessControl, objects.records. Also provisions the "
+                "LwM2M server's security store unless ?provision=false",
+                "parameters": [_EP, _query("provision", "boolean", "false: leave the security store alone")],
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {
+                    "200": _json({"type": "object"}, "replaced"),
+                    "201": _json({"type": "object"}, "created"),
+                    "400": _json(_ref("Error"), "not usable, e.g. no server account; the message says why"),
+                    "409": _json(_ref("Error"), "stored, but its PSK identity belongs to another endpoint"),
+                },
+            },
+            "delete": {
+                "summary": "Remove an endpoint's bootstrap configuration",
+                "parameters": [_EP],
+                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+            },
+        },
         "/api/events": {
             "get": {
                 "summary": "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, "
                 "SLEEPING, AWAKE, NOTIFICATION, SEND, OBSERVATION_ENDED, and REQUEST_DONE (a "
-                "QueuedRequest) when a request for a sleeping client finished",
+                "QueuedRequest) when a request for a sleeping client finished; with a bootstrap "
+                "server also BOOTSTRAP_STARTED, BOOTSTRAP_FINISHED and BOOTSTRAP_FAILED",
                 "parameters": [_query("ep", "string", "only this endpoint's events")],
                 "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
             }
