@@ -7,6 +7,7 @@ Screenshots of the fleet, device and street light pages go to ``test-output/cons
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -129,3 +130,44 @@ async def test_console_fleet_device_observe_and_switch_a_light_off(site: str) ->
             await browser.close()
     assert (tmp_path / "fleet.png").stat().st_size > 10_000
     assert (tmp_path / "device.png").stat().st_size > 10_000
+
+
+async def test_console_bootstrap_page_adds_a_configuration_and_shows_the_session() -> None:
+    from lwm2m.bootstrap import BootstrapServer
+    from lwm2m.client import LwM2MClient
+    from lwm2m.storage.memory import MemoryStore
+
+    store = MemoryStore.create()
+    async with (
+        LwM2MServer("127.0.0.1", 0, store=store) as server,
+        BootstrapServer("127.0.0.1", 0, store=store) as bootstrap,
+    ):
+        http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)
+        task, base = await start_http(http, "127.0.0.1", 0)
+        try:
+            async with playwright_api.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                try:
+                    await page.goto(f"{base}/#/bootstrap")
+                    await wait_for_text(page, "#view", r"0 configurations")
+                    server_account = {"uri": server.uri, "shortServerId": 7, "lifetime": 60}
+                    config = json.dumps({"servers": [{**server_account, "security": {"mode": "nosec"}}]})
+                    await page.fill("input[placeholder^=endpoint]", "fresh-device")
+                    await page.fill("textarea", config)
+                    await page.click("text=Save")
+                    await page.wait_for_selector('[data-config="fresh-device"]')
+                    # A device with only a bootstrap account gets the configuration and registers.
+                    async with LwM2MClient("fresh-device", bootstrap=bootstrap.uri) as client:
+                        await client.wait_registered(10)
+                        await wait_for_text(page, "#bootstrap-sessions", r"fresh-device.*finished")
+                    SHOTS.mkdir(parents=True, exist_ok=True)
+                    await page.screenshot(path=str(SHOTS / "bootstrap.png"), full_page=True)
+                    assert errors == []
+                finally:
+                    await browser.close()
+        finally:
+            http.should_exit = True
+            await task
