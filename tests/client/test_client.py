@@ -221,3 +221,26 @@ async def test_older_versions_register_and_answer_in_their_default_format(versio
         assert read.code == Code.CONTENT
         assert read.content_format == (11542 if version == "1.0" else 112)
         assert [r.value for r in read.records] == [21.5, "Cel"]
+
+
+async def test_observe_composite_and_active_cancel_end_to_end() -> None:
+    temp = temperature()
+    switch = ObjectInstance(0, {5500: False}, object_id=3200)
+    async with (
+        LwM2MServer("127.0.0.1", 0) as server,
+        LwM2MClient("combo", server.uri, [temp, switch]) as client,
+    ):
+        await client.wait_registered(5)
+        observation = await server.observe_composite("combo", ["/3303/0/5700", "/3200/0/5500"])
+        assert observation.response is not None
+        assert {str(r.path) for r in observation.response.records} == {"/3303/0/5700", "/3200/0/5500"}
+        switch.set(5500, True)
+        notified = await observation.next(2)
+        assert {str(r.path): r.value for r in notified.records} == {
+            "/3303/0/5700": 21.5,
+            "/3200/0/5500": True,
+        }
+        assert client.observer is not None and len(client.observer) == 1
+        await observation.cancel(active=True)
+        await asyncio.sleep(0.2)
+        assert len(client.observer) == 0
