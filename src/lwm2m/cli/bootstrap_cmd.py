@@ -29,7 +29,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
-from lwm2m.cli.security_cmd import _api_call  # the same JSON over HTTP, errors as one line
+from lwm2m.cli.remote import api_call, store_options
 from lwm2m.cli.server_cmd import http_server, is_loopback, open_store, start_http
 from lwm2m.transport.eventloop import run
 
@@ -155,17 +155,7 @@ def _describe(endpoint: str, config: dict[str, Any]) -> str:
     return f"{name}: " + "; ".join(servers) + (f" [{', '.join(extra)}]" if extra else "")
 
 
-_common = [
-    click.option("--data", default=DEFAULT_DATA, show_default=True, help="folder of the database"),
-    click.option("--api", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8081"),
-    click.option("--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token of the REST API"),
-]
-
-
-def _with_common(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_common):
-        f = option(f)
-    return f
+_with_common = store_options(DEFAULT_DATA, "folder of the database", "http://127.0.0.1:8081")
 
 
 @bootstrap.group()
@@ -248,7 +238,7 @@ def config_add(
     provisioned = False
     if api is not None:
         query = "?provision=false" if no_provision else ""
-        status, answer = _api_call(api, api_token, "PUT", f"/api/bootstrap/{_quote(endpoint)}{query}", body)
+        status, answer = api_call(api, api_token, "PUT", f"/api/bootstrap/{_quote(endpoint)}{query}", body)
         if status >= 400:
             fail(f"the server refused it ({status}): {answer.get('error')}")
         provisioned = bool(answer.get("provisioned"))
@@ -285,7 +275,7 @@ def _quote(endpoint: str) -> str:
 def config_list(data: str, api: str | None, api_token: str | None) -> None:
     """Show every configuration (never its keys) and the recent sessions, with --api."""
     if api is not None:
-        status, answer = _api_call(api, api_token, "GET", "/api/bootstrap")
+        status, answer = api_call(api, api_token, "GET", "/api/bootstrap")
         if status >= 400:
             fail(f"the server refused it ({status}): {answer.get('error')}")
         configs = [(c["endpoint"], c["config"]) for c in answer["configs"]]
@@ -308,7 +298,7 @@ def config_list(data: str, api: str | None, api_token: str | None) -> None:
 def config_remove(endpoint: str, data: str, api: str | None, api_token: str | None) -> None:
     """Remove ENDPOINT's configuration."""
     if api is not None:
-        status, answer = _api_call(api, api_token, "DELETE", f"/api/bootstrap/{_quote(endpoint)}")
+        status, answer = api_call(api, api_token, "DELETE", f"/api/bootstrap/{_quote(endpoint)}")
         if status == 404:
             fail(f"no bootstrap configuration for {endpoint!r}")
         if status >= 400:

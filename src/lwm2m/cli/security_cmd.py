@@ -18,10 +18,7 @@ A key given is never printed back, and ``list`` shows only a hint of it.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,30 +26,9 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
+from lwm2m.cli.remote import api_call, store_options
 
 GENERATED_KEY_BYTES = 16
-
-
-def _api_call(api: str, token: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    url = api.rstrip("/") + path
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            detail = exc.reason
-        return exc.code, {"error": detail}
-    except (urllib.error.URLError, OSError) as exc:
-        fail(f"--api {api}: {getattr(exc, 'reason', exc)}")
 
 
 def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -74,17 +50,7 @@ def _describe(entry: dict[str, Any]) -> str:
     return f"{entry['endpoint']}: PSK identity {entry['pskIdentity']!r}, key {entry['pskKeyHint']}"
 
 
-_common = [
-    click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the server's database"),
-    click.option("--api", default=None, help="a running server's base URL, e.g. http://127.0.0.1:8080"),
-    click.option("--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token of the REST API"),
-]
-
-
-def _options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_common):
-        f = option(f)
-    return f
+_options = store_options(".lwm2m-data", "folder of the server's database", "http://127.0.0.1:8080")
 
 
 @main.group()
@@ -135,7 +101,7 @@ def add(
             fail(f"--psk-key: a key has 1 to {MAX_PSK_LENGTH} bytes, not {len(key)}")
         body = {"pskIdentity": psk_identity, "pskKey": psk_key}
     if api is not None:
-        status, answer = _api_call(api, api_token, "PUT", f"/api/security/clients/{endpoint}", body)
+        status, answer = api_call(api, api_token, "PUT", f"/api/security/clients/{endpoint}", body)
         if status >= 300:
             fail(f"the server refused: {answer.get('error', status)}")
         shown = answer
@@ -164,7 +130,7 @@ def add(
 def list_(data: str, api: str | None, api_token: str | None) -> None:
     """Every endpoint's credentials (keys are never shown, only a hint)."""
     if api is not None:
-        status, answer = _api_call(api, api_token, "GET", "/api/security/clients")
+        status, answer = api_call(api, api_token, "GET", "/api/security/clients")
         if status >= 300:
             fail(f"the server refused: {answer.get('error', status)}")
         entries = answer
@@ -186,7 +152,7 @@ def list_(data: str, api: str | None, api_token: str | None) -> None:
 def remove(endpoint: str, data: str, api: str | None, api_token: str | None) -> None:
     """Remove ENDPOINT's credentials: it can no longer register over DTLS."""
     if api is not None:
-        status, answer = _api_call(api, api_token, "DELETE", f"/api/security/clients/{endpoint}")
+        status, answer = api_call(api, api_token, "DELETE", f"/api/security/clients/{endpoint}")
         if status == 404:
             fail(f"no security information for {endpoint!r}")
         if status >= 300:
