@@ -6,13 +6,18 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.simulator.test_security import served
 
+from lwm2m.bootstrap import BootstrapServer
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
 from lwm2m.server.server import LwM2MServer
+from lwm2m.storage.sqlite import SqliteStore
+from lwm2m.web.app import create_app
 
 
 async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -> str:
@@ -109,6 +114,119 @@ async def test_simulate_stops_by_itself_after_its_duration() -> None:
                 await proc.wait()
 
 
+async def _simulate(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        "simulate",
+        "--local-host",
+        "127.0.0.1",
+        "--rate",
+        "500",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+    )
+
+
+async def _interrupt(proc: asyncio.subprocess.Process, seen: list[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(15):
+        rest, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return "".join(seen) + rest.decode()
+
+
+async def test_simulate_over_dtls_gives_the_server_a_key_per_device_through_its_api() -> None:
+    async with (
+        LwM2MServer("127.0.0.1", 0, coaps_port=0) as server,
+        served(create_app(server, api_token="sim-token")) as base,
+    ):
+        assert server.coaps_uri is not None
+        proc = await _simulate(
+            "--server",
+            server.coaps_uri,
+            "--security",
+            "psk",
+            "--api",
+            base,
+            "--count",
+            "8",
+            "--prefix",
+            "dtls",
+            env={"LWM2M_API_TOKEN": "sim-token"},
+        )
+        assert proc.stdout is not None
+        seen: list[str] = []
+        try:
+            line = await _line_with(proc.stdout, f"gave {base}/api/security/clients", seen)
+            assert "8 LwM2M server PSKs" in line, line
+            await _line_with(proc.stdout, "registered 8/8 in", seen)
+            assert "DTLS with a PSK each" in seen[0], seen
+            stored = await server.security.all()
+            assert sorted((s.endpoint, s.psk_identity) for s in stored) == [
+                (f"dtls-{i:05d}", f"dtls-{i:05d}") for i in range(8)
+            ]
+            assert len(await server.registrations()) == 8
+            answer = await server.read("dtls-00005", "/3/0/0", timeout=5)
+            assert answer.code == Code.CONTENT
+            out = await _interrupt(proc, seen)
+            assert "stopped 8 devices" in out and await server.registrations() == []
+            for info in stored:  # keys never shown
+                assert info.psk_key is not None and info.psk_key.hex() not in out
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_simulate_bootstraps_with_configurations_and_keys_written_into_data(tmp_path: Path) -> None:
+    """Plain-CoAP bootstrap, DTLS to the LwM2M server: the command writes each device's
+    configuration and server PSK into the database the servers read (``--data``)."""
+    store = SqliteStore(tmp_path / "lwm2m.db")
+    try:
+        async with (
+            LwM2MServer("127.0.0.1", 0, coaps_port=0, store=store) as server,
+            BootstrapServer(port=0, store=store) as bs,
+        ):
+            assert server.coaps_uri is not None
+            proc = await _simulate(
+                "--bootstrap",
+                bs.uri,
+                "--server",
+                server.coaps_uri,
+                "--security",
+                "psk",
+                "--data",
+                str(tmp_path),
+                "--count",
+                "4",
+                "--lifetime",
+                "60",
+            )
+            assert proc.stdout is not None
+            seen: list[str] = []
+            try:
+                line = await _line_with(proc.stdout, f"wrote into {tmp_path}", seen)
+                assert "4 bootstrap configurations, 4 LwM2M server PSKs" in line, line
+                await _line_with(proc.stdout, "registered 4/4 in", seen)
+                assert f"bootstrapping from {bs.uri}, then registering with {server.coaps_uri}" in seen[0]
+                registrations = await server.registrations()
+                assert sorted(r.endpoint for r in registrations) == [f"sim-{i:05d}" for i in range(4)]
+                assert {r.lifetime for r in registrations} == {60}
+                assert len([s for s in bs.sessions() if s.status == "finished"]) == 4
+                out = await _interrupt(proc, seen)
+                assert "4 bootstraps," in out, out
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -126,6 +244,21 @@ async def test_simulate_stops_by_itself_after_its_duration() -> None:
         (["--prefix", "a b"], "--prefix 'a b'"),
         (["--speed", "nan"], "--speed nan"),
         (["--seed", "x"], "--seed x"),
+        (["--security", "psk"], "--security psk: the server coap://127.0.0.1:5683 is plain CoAP"),
+        (["--security", "psk", "--server", "coap://127.0.0.1:5"], "the server coap://127.0.0.1:5 is plain"),
+        (["--server", "coaps://127.0.0.1:5"], "--server coaps://127.0.0.1:5: coaps:// needs --security psk"),
+        (
+            ["--bootstrap", "coaps://127.0.0.1:5"],
+            "--bootstrap coaps://127.0.0.1:5: coaps:// needs --security",
+        ),
+        (["--security", "psk", "--bootstrap", "coap://127.0.0.1:5"], "--security psk with --bootstrap"),
+        (["--security", "tls"], "--security tls: expected one of nosec, psk"),
+        (["--bootstrap", "udp://127.0.0.1:5"], "--bootstrap udp://127.0.0.1:5"),
+        (["--api", "http://127.0.0.1:9"], "--api http://127.0.0.1:9: nothing to give it"),
+        (
+            ["--security", "psk", "--server", "coaps://127.0.0.1:5", "--api", "ftp://x"],
+            "--api ftp://x: API URL 'ftp://x': expected http://HOST[:PORT]",
+        ),
     ],
 )
 def test_bad_option_values_get_a_one_line_error(args: list[str], named: str) -> None:

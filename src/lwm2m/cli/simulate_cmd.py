@@ -6,6 +6,17 @@ their rates). SIGINT or SIGTERM de-registers every device and stops; a second
 one stops without waiting for the de-registrations. When the output is not a
 terminal the same facts come as plain lines: one when registering is done,
 one every ``--report-every`` seconds, and one at the end.
+
+``--security psk`` gives every device a PSK of its own (16 random bytes, the
+endpoint name as identity) for a ``coaps://`` server; ``--bootstrap URI`` makes
+every device bootstrap first and register with the server it is given. What
+the servers must know (the keys; with ``--bootstrap`` and ``--server``, a
+bootstrap configuration per device naming that server) goes through ``--api``
+(the REST API of ``lwm2m server`` or ``lwm2m bootstrap``) or, without it, into
+the database in ``--data``, as ``lwm2m security add`` and ``lwm2m bootstrap
+config add`` do. A ``coaps://`` bootstrap server's own PSKs have no REST API:
+they go into ``DATA/bootstrap``, where ``lwm2m bootstrap --coaps-port`` reads
+them. Keys are never printed: only how many went where.
 """
 
 from __future__ import annotations
@@ -17,7 +28,10 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,12 +39,15 @@ from lwm2m.cli import main
 from lwm2m.cli.errors import fail
 from lwm2m.client.client import ServerUri
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
-from lwm2m.simulator.fleet import Fleet, FleetStats
+from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetStats
 from lwm2m.simulator.profiles import PROFILES
+from lwm2m.simulator.provision import ApiError, JsonApi, Provisioned, provision_api, provision_stores
 from lwm2m.transport.eventloop import run
 
 SPARE_FILES = 64  # descriptors beyond one per device: the loop, stdio, the resolver
 SETTLE_SECONDS = 5.0  # registering is over when all started and none registered for this long
+DEFAULT_SERVER = "coap://127.0.0.1:5683"
+DEFAULT_DATA = ".lwm2m-data"  # the folder lwm2m server, lwm2m security and lwm2m bootstrap use
 
 
 def _number(
@@ -220,7 +237,12 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-async def simulate(fleet: Fleet, duration: float | None, report_every: float) -> None:
+Provision = Callable[[], Awaitable[str]]  # gives the servers the fleet's keys; says what went where
+
+
+async def simulate(
+    fleet: Fleet, duration: float | None, report_every: float, provision: Provision | None = None
+) -> None:
     display = Display(fleet, report_every)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -233,10 +255,18 @@ async def simulate(fleet: Fleet, duration: float | None, report_every: float) ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     rate = "as fast as possible" if fleet.rate is None else f"up to {fleet.rate:g}/s"
+    if fleet.bootstrap_uri is None:
+        goal = f"registering with {fleet.server_uri}"
+    else:
+        server = fleet.server_uri or "the server it hands out"
+        goal = f"bootstrapping from {fleet.bootstrap_uri}, then registering with {server}"
+    security = ", DTLS with a PSK each" if fleet.security == "psk" else ""
     display.line(
         f"lwm2m simulate: {fleet.count} devices ({fleet.profile.name}) named {fleet.endpoint_name(0)}…"
-        f" registering with {fleet.server_uri}, {rate}"
+        f" {goal}{security}, {rate}"
     )
+    if provision is not None:
+        display.line(await provision())
     until = None if duration is None else loop.time() + duration
     await fleet.start()
     try:
@@ -250,15 +280,114 @@ async def simulate(fleet: Fleet, duration: float | None, report_every: float) ->
         started = time.monotonic()
         await fleet.stop()
         stats = fleet.stats()
+        bootstraps = f" {stats.bootstraps} bootstraps," if fleet.bootstrap_uri is not None else ""
         display.line(
             f"lwm2m simulate: stopped {stats.started} devices in {time.monotonic() - started:.1f} s;"
-            f" served {stats.requests} requests, sent {stats.notifications} notifications,"
+            f"{bootstraps} served {stats.requests} requests, sent {stats.notifications} notifications,"
             f" {stats.errors} errors"
         )
 
 
+def _provisioner(fleet: Fleet, api: str | None, token: str | None, data: str) -> Provision | None:
+    """What gives the servers the fleet's keys and bootstrap configurations (None: nothing to give)."""
+    configs = fleet.bootstrap_uri is not None and fleet.server_uri is not None
+    if not (fleet.server_psk or fleet.bootstrap_psk or configs):
+        if api is not None:
+            fail(f"--api {api}: nothing to give it (that takes --security psk, or --bootstrap with --server)")
+        return None
+    client = None
+    if api is not None:
+        try:
+            client = JsonApi(api, token)
+        except ValueError as exc:
+            fail(f"--api {api}: {exc}")
+
+    async def provision() -> str:
+        lines = []
+        if client is not None and (fleet.server_psk or configs):
+            try:
+                done = await provision_api(fleet, client)
+            except ApiError as exc:
+                fail(f"--api {exc}")
+            where = "/api/bootstrap" if fleet.bootstrap_uri is not None else "/api/security/clients"
+            lines.append(f"gave {client.base}{where} {done.describe()}")
+            if done.not_provisioned:
+                lines.append(
+                    f"warning: the bootstrap server did not give the LwM2M server {done.not_provisioned}"
+                    " of the keys: those devices cannot register until it has them (lwm2m security add)"
+                )
+        on_disk = fleet.bootstrap_psk or client is None
+        if on_disk:
+            lines.append(await _into_data(fleet, data, server=client is None))
+        return "\n".join(lines)
+
+    return provision
+
+
+def _open(folder: str) -> Any:
+    from lwm2m.cli.server_cmd import open_store
+
+    try:
+        return open_store(folder, None)
+    except Exception as exc:  # sqlite3 and OS errors alike: name the folder
+        fail(f"--data {folder}: {exc}")
+
+
+async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
+    """Write into the database in ``data`` (the LwM2M server's keys and the bootstrap configurations
+    when ``server``) and ``data/bootstrap`` (a coaps:// bootstrap server's own keys)."""
+    store = _open(data) if server else None
+    own = _open(str(Path(data) / "bootstrap")) if fleet.bootstrap_psk else None
+    try:
+        done: Provisioned = await provision_stores(
+            fleet, store, bootstrap_security=None if own is None else own.security
+        )
+    except ValueError as exc:  # a PSK identity another endpoint has
+        fail(f"--data {data}: {exc}")
+    finally:
+        for opened in (store, own):
+            if opened is not None:
+                opened.close()
+    return f"wrote into {data}: {done.describe()}"
+
+
 @main.command("simulate")
-@click.option("--server", "server_uri", default="coap://127.0.0.1:5683", show_default=True, metavar="URI")
+@click.option(
+    "--server",
+    "server_uri",
+    default=None,
+    metavar="URI",
+    help=f"the LwM2M server [default: {DEFAULT_SERVER}]; with --bootstrap, the one each device's"
+    " bootstrap configuration names (none: the bootstrap server's own configurations decide)",
+)
+@click.option(
+    "--security",
+    default="nosec",
+    show_default=True,
+    metavar="MODE",
+    help="psk: DTLS with a key per device (identity: the endpoint name) to coaps:// servers",
+)
+@click.option(
+    "--bootstrap",
+    "bootstrap_uri",
+    default=None,
+    metavar="URI",
+    help="every device bootstraps from this server first, coap:// or coaps:// (e.g. coap://127.0.0.1:5685)",
+)
+@click.option(
+    "--api",
+    default=None,
+    metavar="URL",
+    help="REST API that takes the keys (and bootstrap configurations), e.g. http://127.0.0.1:8080",
+)
+@click.option("--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token of the REST API")
+@click.option(
+    "--data",
+    default=DEFAULT_DATA,
+    show_default=True,
+    metavar="DIR",
+    help="without --api: the database folder of lwm2m server/bootstrap to write the keys into",
+)
 @click.option("--count", "-n", default="10", show_default=True, metavar="N", help="how many devices")
 @click.option(
     "--profile",
@@ -284,7 +413,12 @@ async def simulate(fleet: Fleet, duration: float | None, report_every: float) ->
     "--report-every", default="10", show_default=True, metavar="SECONDS", help="summary period off a terminal"
 )
 def simulate_command(
-    server_uri: str,
+    server_uri: str | None,
+    security: str,
+    bootstrap_uri: str | None,
+    api: str | None,
+    api_token: str | None,
+    data: str,
     count: str,
     profile: str,
     prefix: str,
@@ -300,10 +434,27 @@ def simulate_command(
     report_every: str,
 ) -> None:
     """Run many virtual devices (IPSO and uCIFI profiles) in one process, each on its own UDP port."""
-    try:
-        ServerUri.parse(server_uri)
-    except ValueError as exc:
-        fail(f"--server {server_uri}: {exc}")
+    if security not in SECURITY_MODES:
+        fail(f"--security {security}: expected one of {', '.join(SECURITY_MODES)}")
+    if server_uri is None and bootstrap_uri is None:
+        server_uri = DEFAULT_SERVER
+    schemes: dict[str, str] = {}
+    for option, uri in (("--server", server_uri), ("--bootstrap", bootstrap_uri)):
+        if uri is not None:
+            try:
+                schemes[option] = ServerUri.parse(uri).scheme
+            except ValueError as exc:
+                fail(f"{option} {uri}: {exc}")
+            if schemes[option] == "coaps" and security != "psk":
+                fail(f"{option} {uri}: coaps:// needs --security psk (a key per device)")
+    if security == "psk":
+        if schemes.get("--server") == "coap":
+            fail(f"--security psk: the server {server_uri} is plain CoAP; give a coaps:// one (port 5684)")
+        if "coaps" not in schemes.values():
+            fail(
+                "--security psk with --bootstrap: give --server coaps://… (the server the devices are"
+                " handed, with their keys) or a coaps:// bootstrap server"
+            )
     n = int(_number("--count", count, integer=True, low=1, high=60000))
     if profile not in PROFILES:
         fail(f"--profile {profile}: no such profile; expected one of {', '.join(PROFILES)}")
@@ -333,10 +484,14 @@ def simulate_command(
             time_scale=scale,
             local_host=local_host,
             freeze_gc=True,  # the devices live as long as the process
+            security=security,
+            bootstrap=bootstrap_uri,
         )
     except ValueError as exc:
         fail(f"--{exc}")  # only the prefix is left to check: "prefix 'a b': …"
+    provision = _provisioner(fleet, api, api_token, data)
     try:
-        run(simulate(fleet, stop_after, every))
+        run(simulate(fleet, stop_after, every, provision))
     except OSError as exc:
-        fail(f"--server {server_uri}: {exc.strerror or exc}")
+        first = f"--bootstrap {bootstrap_uri}" if bootstrap_uri is not None else f"--server {server_uri}"
+        fail(f"{first}: {exc.strerror or exc}")

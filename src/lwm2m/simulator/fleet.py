@@ -14,6 +14,12 @@ at up to ``rate`` per second. One task moves every simulated value: every
 even), plus the devices a Write or Execute changed since the last tick. That
 loop, the clients' own registration tasks and their sockets are all there is:
 no task per device per resource, so ten thousand devices fit in one process.
+
+With ``security="psk"`` each device has a PSK of its own (16 random bytes, its
+endpoint name as identity) for a ``coaps://`` server; with ``bootstrap=URI`` each
+starts with only a bootstrap server account and registers with the server its
+bootstrap gives it. :mod:`lwm2m.simulator.provision` gives the servers those
+keys and configurations before the fleet starts.
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ import gc
 import logging
 import random
 import re
+import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lwm2m.client.client import LwM2MClient, ServerUri
 from lwm2m.client.instance import ObjectInstance
@@ -34,13 +43,18 @@ from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.profiles import DeviceSpec, Profile, build_device, get_profile
+from lwm2m.simulator.provision import DeviceKey
 from lwm2m.simulator.values import Tick, hour_of_day
 from lwm2m.transport.address import resolve
+from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PskCredentials
 
 log = logging.getLogger(__name__)
 
 _PREFIX = re.compile(r"[A-Za-z0-9._~:-]+")  # endpoint names travel in a URI query: keep them plain
 STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stops
+SECURITY_MODES = ("nosec", "psk")
+KEY_BYTES = 16  # a PSK per device and server; LwM2M keys are usually 16 bytes
+SHORT_SERVER_ID = 101  # of the server account a bootstrap configuration of the fleet hands out
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +68,10 @@ class FleetStats:
     updates: int  # successful registration Updates
     requests: int  # requests from the server served
     notifications: int  # notifications sent
-    errors: int  # failed registration exchanges
+    errors: int  # failed registration exchanges (bootstraps included)
     ticks: int  # ticks of the value loop
     elapsed: float  # seconds since the fleet started
+    bootstraps: int = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
 
 
 class SimulatedDevice:
@@ -86,17 +101,7 @@ class SimulatedDevice:
         for part in self.parts:
             part.on_wake = wake
         self._last = start.now
-        self.client = LwM2MClient(
-            endpoint,
-            fleet.client_uri,
-            built.objects,
-            lifetime=fleet.lifetime,
-            queue_mode=fleet.queue_mode,
-            lwm2m_version=fleet.lwm2m_version,
-            local_host=fleet.local_host,
-            models=fleet.models,
-            coap_config=fleet.coap_config,
-        )
+        self.client = fleet._client(endpoint, built.objects)
 
     def __repr__(self) -> str:
         return f"<SimulatedDevice {self.endpoint} {self.profile.name}>"
@@ -138,11 +143,21 @@ class Fleet:
     (``gc.freeze()``) as they start; with thousands of devices a full collection otherwise
     pauses the whole process for a second or more. For a process that runs a fleet until
     it exits (the ``lwm2m simulate`` command); it affects every object of the process.
+
+    ``security``: ``"nosec"``, or ``"psk"``: every device has a PSK of its own (``KEY_BYTES``
+    random bytes, its endpoint name as identity) for each ``coaps://`` server, found in
+    :meth:`server_keys` and :meth:`bootstrap_server_keys`. ``keys`` and ``bootstrap_keys``
+    give some or all of them by endpoint name instead (e.g. those a store holds already).
+    ``bootstrap``: the devices start with only an account on this bootstrap server
+    (LwM2M-TS-Core 1.2 §6.1) and register with the server it gives them; ``server_uri``
+    (or None: whatever the bootstrap server hands out) is then the server the fleet's
+    :meth:`bootstrap_config` names. The servers must know the keys and configurations
+    before the devices start: :mod:`lwm2m.simulator.provision`.
     """
 
     def __init__(
         self,
-        server_uri: str,
+        server_uri: str | None,
         *,
         count: int,
         profile: str | Profile = "mixed",
@@ -163,6 +178,10 @@ class Fleet:
         install_seconds: float = 2.0,
         dedup_entries: int = 16,
         freeze_gc: bool = False,
+        security: str = "nosec",
+        bootstrap: str | None = None,
+        keys: Mapping[str, bytes] | None = None,
+        bootstrap_keys: Mapping[str, bytes] | None = None,
     ) -> None:
         if type(count) is not int or count < 1:
             raise ValueError(f"count {count!r}: expected a whole number of devices, 1 or more")
@@ -184,9 +203,29 @@ class Fleet:
             raise ValueError(f"time_scale {time_scale!r}: expected a factor above 0")
         if type(dedup_entries) is not int or dedup_entries < 1:
             raise ValueError(f"dedup_entries {dedup_entries!r}: expected a whole number, 1 or more")
+        if security not in SECURITY_MODES:
+            raise ValueError(f"security {security!r}: expected one of {', '.join(SECURITY_MODES)}")
+        if server_uri is None and bootstrap is None:
+            raise ValueError("server_uri None: give a server, a bootstrap server, or both")
+        self._server = None if server_uri is None else ServerUri.parse(server_uri)
+        self._bootstrap = None if bootstrap is None else ServerUri.parse(bootstrap)
+        for name, text, uri in (
+            ("server", server_uri, self._server),
+            ("bootstrap", bootstrap, self._bootstrap),
+        ):
+            if uri is not None and uri.scheme == "coaps" and security != "psk":
+                raise ValueError(f"{name} {text}: coaps:// needs security 'psk'")
+        if self._server is not None and self._server.scheme == "coap" and security == "psk":
+            raise ValueError(f"security 'psk': the server {server_uri} is plain CoAP; give a coaps:// one")
+        self.security = security
+        self.server_psk = self._server is not None and self._server.scheme == "coaps"
+        self.bootstrap_psk = self._bootstrap is not None and self._bootstrap.scheme == "coaps"
+        if security == "psk" and not (self.server_psk or self.bootstrap_psk):
+            raise ValueError("security 'psk': neither the server nor the bootstrap server is coaps://")
         self.server_uri = server_uri
         self.client_uri = server_uri  # the same with the host resolved once for all devices
-        self._server = ServerUri.parse(server_uri)
+        self.bootstrap_uri = bootstrap
+        self.client_bootstrap_uri = bootstrap  # the same, resolved
         self.count = count
         self.prefix = prefix
         self.rate = rate
@@ -210,6 +249,9 @@ class Fleet:
         self._start_time = start_time
         self.utc_offset = float(time.localtime().tm_gmtoff) if utc_offset is None else utc_offset
         self.rng = random.Random(seed)
+        # Keys come from the OS's generator, never from the seed: the seed is no secret.
+        self._keys = self._new_keys(keys) if self.server_psk else {}
+        self._bootstrap_keys = self._new_keys(bootstrap_keys) if self.bootstrap_psk else {}
         self.devices: list[SimulatedDevice] = []
         self._by_name: dict[str, SimulatedDevice] = {}
         # Each device steps once per update_interval: at the tick of its bucket.
@@ -233,6 +275,74 @@ class Fleet:
 
     def endpoint_name(self, index: int) -> str:
         return f"{self.prefix}-{index:05d}"
+
+    def endpoint_names(self) -> list[str]:
+        """Every device's endpoint name, in the order they start."""
+        return [self.endpoint_name(i) for i in range(self.count)]
+
+    # --- keys and bootstrap configurations ---------------------------------------------------------
+
+    def _new_keys(self, given: Mapping[str, bytes] | None) -> dict[str, bytes]:
+        given = given or {}
+        _check_keys(given)
+        return {ep: given.get(ep) or secrets.token_bytes(KEY_BYTES) for ep in self.endpoint_names()}
+
+    def adopt_keys(self, keys: Mapping[str, bytes], *, bootstrap: bool = False) -> None:
+        """Use these keys (by endpoint name) instead of those the fleet made, before it starts:
+        for the LwM2M server, or (``bootstrap``) for the bootstrap server."""
+        if self._loop is not None:
+            raise RuntimeError("the fleet has started: its keys are in use")
+        mine = self._bootstrap_keys if bootstrap else self._keys
+        _check_keys(keys)
+        mine.update((ep, key) for ep, key in keys.items() if ep in mine)
+
+    def server_keys(self) -> list[DeviceKey]:
+        """The devices' PSKs for the LwM2M server (none unless it is ``coaps://``): what its
+        security store must hold, e.g. through ``PUT /api/security/clients/{ep}``."""
+        return [DeviceKey(ep, ep, key) for ep, key in self._keys.items()]
+
+    def bootstrap_server_keys(self) -> list[DeviceKey]:
+        """The devices' PSKs for the bootstrap server (none unless it is ``coaps://``): what the
+        bootstrap server's own security store must hold."""
+        return [DeviceKey(ep, ep, key) for ep, key in self._bootstrap_keys.items()]
+
+    def bootstrap_config(self, endpoint: str) -> dict[str, Any]:
+        """The bootstrap configuration of ``endpoint`` (its JSON form, the body of ``PUT
+        /api/bootstrap/{ep}``): an account on the fleet's server, with the device's PSK for a
+        ``coaps://`` one."""
+        if self.server_uri is None:
+            raise ValueError("the fleet has no server to hand out (server_uri is None)")
+        security: dict[str, Any] = {"mode": "nosec"}
+        if self.server_psk:
+            security = {"mode": "psk", "identity": endpoint, "key": self._keys[endpoint].hex()}
+        server = {
+            "uri": self.server_uri,
+            "shortServerId": SHORT_SERVER_ID,
+            "lifetime": self.lifetime,
+            "binding": "U",
+            "security": security,
+        }
+        return {"servers": [server], "deletePaths": ["/0", "/1"]}
+
+    def _client(self, endpoint: str, objects: Any) -> LwM2MClient:
+        """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
+        options: dict[str, Any] = {
+            "lifetime": self.lifetime,
+            "queue_mode": self.queue_mode,
+            "lwm2m_version": self.lwm2m_version,
+            "local_host": self.local_host,
+            "models": self.models,
+            "coap_config": self.coap_config,
+        }
+        if self.client_bootstrap_uri is not None:
+            key = self._bootstrap_keys.get(endpoint)
+            psk = None if key is None else PskCredentials(endpoint, key)
+            return LwM2MClient(
+                endpoint, None, objects, bootstrap=self.client_bootstrap_uri, psk=psk, **options
+            )
+        key = self._keys.get(endpoint)
+        psk = None if key is None else PskCredentials(endpoint, key)
+        return LwM2MClient(endpoint, self.client_uri, objects, psk=psk, **options)
 
     def device(self, endpoint: str) -> SimulatedDevice:
         """The device named ``endpoint``; KeyError if it is not (yet) started."""
@@ -261,10 +371,12 @@ class Fleet:
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._sim0 = self._start_time if self._start_time is not None else time.time()
-        # Resolve the server's name once, not once per device.
-        addr = await resolve((self._server.host, self._server.port))
-        host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-        self.client_uri = f"{self._server.scheme}://{host}:{addr[1]}"
+        # Resolve the server's name once, not once per device (a bootstrap server's, when the
+        # devices bootstrap: the server's comes in their configurations).
+        if self._bootstrap is not None:
+            self.client_bootstrap_uri = await _resolved(self._bootstrap)
+        elif self._server is not None:
+            self.client_uri = await _resolved(self._server)
         self._starter = self._loop.create_task(self._start_devices(), name="fleet-starter")
         self._ticker = self._loop.create_task(self._tick_loop(), name="fleet-ticker")
 
@@ -394,9 +506,10 @@ class Fleet:
         return self._starter is not None and not self._starter.done()
 
     def stats(self) -> FleetStats:
-        registered = registrations = updates = requests = notifications = errors = 0
+        registered = registrations = updates = requests = notifications = errors = bootstraps = 0
         for d in self.devices:
             c = d.client
+            bootstraps += c.bootstraps
             if c.location is not None:
                 registered += 1
             registrations += c.registrations
@@ -417,6 +530,7 @@ class Fleet:
             errors,
             self.ticks,
             elapsed,
+            bootstraps,
         )
 
     async def wait_registered(self, timeout: float | None = None, *, poll: float = 0.05) -> None:
@@ -428,3 +542,15 @@ class Fleet:
                 if len(self.devices) == self.count and self.registered == self.count:
                     return
                 await asyncio.sleep(poll)
+
+
+def _check_keys(keys: Mapping[str, bytes]) -> None:
+    for endpoint, key in keys.items():
+        if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_PSK_LENGTH:
+            raise ValueError(f"the key of {endpoint!r}: expected 1 to {MAX_PSK_LENGTH} bytes")
+
+
+async def _resolved(uri: ServerUri) -> str:
+    addr = await resolve((uri.host, uri.port))
+    host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+    return f"{uri.scheme}://{host}:{addr[1]}"

@@ -1,0 +1,292 @@
+"""What the servers must know before a fleet can talk to them: its keys and bootstrap configurations.
+
+A fleet with ``security="psk"`` has a PSK per device (16 random bytes, the
+identity is the endpoint name), one for its LwM2M server and, when it
+bootstraps over ``coaps://``, another for its bootstrap server. A fleet that
+bootstraps gives each device a bootstrap configuration naming the server it
+is to register with (with its PSK, over ``coaps://``). They get there either
+
+- through a running server's REST API (:func:`provision_api`):
+  ``PUT /api/security/clients/{ep}`` with ``{"pskIdentity", "pskKey"}`` for the LwM2M
+  server's keys, or ``PUT /api/bootstrap/{ep}`` with the configuration, which also gives
+  the LwM2M server the key when the bootstrap server has its store (``lwm2m server
+  --bootstrap-port``, or ``lwm2m bootstrap`` sharing its ``--data``); or
+- straight into stores (:func:`provision_stores`), such as the database in the
+  ``--data`` folder of ``lwm2m server`` and ``lwm2m bootstrap``: a running server reads
+  a new entry at the next handshake. A device whose entry is already there keeps
+  its key, so running the same fleet again needs no new keys.
+
+The bootstrap server's own PSKs (for a ``coaps://`` bootstrap server) have no REST
+API: they go into its store (``DATA/bootstrap`` for ``lwm2m bootstrap --coaps-port``).
+Keys are never logged or shown: only counts are reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+from lwm2m.protocol.bootstrap_config import BootstrapConfig
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.transport.dtls.config import PskCredentials
+
+if TYPE_CHECKING:
+    from lwm2m.simulator.fleet import Fleet
+
+__all__ = [
+    "ApiError",
+    "DeviceKey",
+    "JsonApi",
+    "Provisioned",
+    "provision_api",
+    "provision_stores",
+]
+
+API_CONNECTIONS = 8  # HTTP connections in parallel: a few keep the server busy without a storm
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """One device's PSK for one server. ``repr`` never shows the key."""
+
+    endpoint: str
+    identity: str
+    key: bytes = field(repr=False)
+
+    @property
+    def credentials(self) -> PskCredentials:
+        return PskCredentials(self.identity, self.key)
+
+    def security_info(self) -> SecurityInfo:
+        return SecurityInfo(self.endpoint, self.identity, self.key)
+
+    def to_json(self) -> dict[str, str]:
+        """The body of ``PUT /api/security/clients/{ep}``."""
+        return {"pskIdentity": self.identity, "pskKey": self.key.hex()}
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    """What was stored where; counts only."""
+
+    server_keys: int = 0  # PSKs the LwM2M server's security store got (or already had)
+    configs: int = 0  # bootstrap configurations stored
+    bootstrap_keys: int = 0  # PSKs the bootstrap server's own security store got (or had)
+    kept: int = 0  # keys found already stored for these endpoints, and used again
+    not_provisioned: int = 0  # configurations the bootstrap API stored without telling the LwM2M server
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        parts = []
+        if self.configs:
+            parts.append(f"{self.configs} bootstrap configurations")
+        if self.server_keys:
+            parts.append(f"{self.server_keys} LwM2M server PSKs")
+        if self.bootstrap_keys:
+            parts.append(f"{self.bootstrap_keys} bootstrap server PSKs")
+        text = ", ".join(parts) or "nothing"
+        if self.kept:
+            text += f" ({self.kept} keys already stored, kept)"
+        return f"{text} in {self.seconds:.2f} s"
+
+
+class ApiError(Exception):
+    """The REST API refused a call, or could not be reached; the message says which and why."""
+
+
+class JsonApi:
+    """JSON calls to a running server's REST API over keep-alive HTTP/1.1 (stdlib ``http.client``),
+    one connection per worker thread, so thousands of PUTs go by in seconds."""
+
+    def __init__(self, base: str, token: str | None = None, *, timeout: float = 10.0) -> None:
+        parts = urlsplit(base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"API URL {base!r}: expected http://HOST[:PORT]")
+        try:
+            parts.port  # noqa: B018 - checks it
+        except ValueError:
+            raise ValueError(f"API URL {base!r} has a bad port") from None
+        self.base = base.rstrip("/")
+        self._parts = parts
+        self._prefix = parts.path.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            kind = (
+                http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
+            )
+            conn = kind(self._parts.hostname, self._parts.port, timeout=self._timeout)
+            self._local.conn = conn
+        return conn
+
+    def _close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One call, blocking (in a worker thread): the status and the decoded JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.request(method, self._prefix + path, body=data, headers=headers)
+                answer = conn.getresponse()
+                raw = answer.read()
+                break
+            except (http.client.HTTPException, OSError) as exc:
+                self._close()  # a keep-alive connection the server closed: once more on a new one
+                if attempt == 2 or isinstance(exc, (ConnectionRefusedError, TimeoutError)):
+                    raise ApiError(f"{self.base}: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            decoded = json.loads(raw or b"null")
+        except ValueError:
+            decoded = None
+        return answer.status, decoded
+
+    async def put_each(
+        self, items: Sequence[tuple[str, Any]], *, workers: int = API_CONNECTIONS
+    ) -> list[Any]:
+        """``PUT`` each ``(path, body)``, ``workers`` at a time; the answers in order. ApiError at the
+        first refusal (naming the path's last segment, the endpoint), and the rest are not sent."""
+        if not items:
+            return []
+        workers = max(1, min(workers, len(items)))
+        answers: list[Any] = [None] * len(items)
+        failed = threading.Event()
+
+        def stripe(start: int) -> None:
+            try:
+                for i in range(start, len(items), workers):
+                    if failed.is_set():
+                        return
+                    path, body = items[i]
+                    status, answer = self.call("PUT", path, body)
+                    if status >= 400:
+                        failed.set()
+                        detail = answer.get("error") if isinstance(answer, dict) else answer
+                        name = path.rsplit("/", 1)[-1]
+                        raise ApiError(f"{self.base}: PUT for {name!r} refused ({status}): {detail}")
+                    answers[i] = answer
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                self._close()
+
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(workers, thread_name_prefix="lwm2m-provision") as pool:
+            results = await asyncio.gather(
+                *(loop.run_in_executor(pool, stripe, w) for w in range(workers)), return_exceptions=True
+            )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return answers
+
+
+def _ep(endpoint: str) -> str:
+    return quote(endpoint, safe="")
+
+
+async def provision_api(fleet: Fleet, api: JsonApi, *, workers: int = API_CONNECTIONS) -> Provisioned:
+    """Give the server behind ``api`` what ``fleet`` needs: its bootstrap configurations when the
+    fleet bootstraps and has a server to hand out, else its LwM2M server PSKs. The bootstrap
+    server's own PSKs are not part of it (no REST API): see :func:`provision_stores`."""
+    t0 = time.perf_counter()
+    if fleet.bootstrap_uri is not None:
+        if fleet.server_uri is None:
+            return Provisioned(seconds=time.perf_counter() - t0)
+        names = fleet.endpoint_names()
+        items = [(f"/api/bootstrap/{_ep(ep)}", fleet.bootstrap_config(ep)) for ep in names]
+        answers = await api.put_each(items, workers=workers)
+        told = sum(1 for a in answers if isinstance(a, dict) and a.get("provisioned"))
+        keys = len(fleet.server_keys())
+        return Provisioned(
+            server_keys=told if keys else 0,
+            configs=len(items),
+            not_provisioned=keys - told if keys else 0,
+            seconds=time.perf_counter() - t0,
+        )
+    keys = fleet.server_keys()
+    await api.put_each(
+        [(f"/api/security/clients/{_ep(k.endpoint)}", k.to_json()) for k in keys], workers=workers
+    )
+    return Provisioned(server_keys=len(keys), seconds=time.perf_counter() - t0)
+
+
+async def _stored_keys(security: Any, names: Iterable[str]) -> dict[str, bytes]:
+    """The PSKs ``security`` holds for these endpoints under their own name as identity."""
+    wanted = set(names)
+    return {
+        info.endpoint: info.psk_key
+        for info in await security.all()
+        if info.endpoint in wanted and info.psk_identity == info.endpoint and info.psk_key
+    }
+
+
+async def provision_stores(
+    fleet: Fleet,
+    store: Any = None,
+    *,
+    bootstrap_security: Any = None,
+) -> Provisioned:
+    """Write what ``fleet`` needs into stores, before it starts: ``store`` has ``.security`` (the
+    LwM2M server's SecurityStore) and, for a fleet that bootstraps, ``.bootstrap_configs`` (those
+    of ``lwm2m.storage``: the database of ``lwm2m server`` and ``lwm2m bootstrap``);
+    ``bootstrap_security`` is the bootstrap server's own SecurityStore, for a ``coaps://`` one.
+    An endpoint that already has a PSK there (its name as identity) keeps it: the fleet takes it."""
+    t0 = time.perf_counter()
+    names = fleet.endpoint_names()
+    kept = server_keys = written_configs = bootstrap_keys = 0
+    security = getattr(store, "security", None)
+    if fleet.bootstrap_psk and bootstrap_security is not None:
+        found = await _stored_keys(bootstrap_security, names)
+        fleet.adopt_keys(found, bootstrap=True)
+        kept += len(found)
+        for key in fleet.bootstrap_server_keys():
+            if key.endpoint not in found:
+                await bootstrap_security.put(key.security_info())
+            bootstrap_keys += 1
+    if fleet.server_psk and security is not None:
+        found = await _stored_keys(security, names)
+        fleet.adopt_keys(found)
+        kept += len(found)
+        for key in fleet.server_keys():
+            if key.endpoint not in found:
+                await security.put(key.security_info())
+            server_keys += 1
+    bootstrap_configs = getattr(store, "bootstrap_configs", None)
+    if store is not None and fleet.bootstrap_uri is not None and fleet.server_uri is not None:
+        if bootstrap_configs is None:
+            raise ValueError("the store has no bootstrap configurations")
+        for ep in names:
+            await bootstrap_configs.put(
+                ep, BootstrapConfig.from_json(fleet.bootstrap_config(ep), fleet.models)
+            )
+            written_configs += 1
+    return Provisioned(
+        server_keys=server_keys,
+        configs=written_configs,
+        bootstrap_keys=bootstrap_keys,
+        kept=kept,
+        seconds=time.perf_counter() - t0,
+    )
