@@ -116,6 +116,9 @@ def _code(code: int) -> str:
     return f"{code >> 5}.{code & 31:02d} {name}".strip()
 
 
+PSK_REFRESH = 10.0  # seconds a loaded key is trusted without looking at the store again
+
+
 class BootstrapServer:
     """The bootstrap server on one UDP port, and on a DTLS one with ``coaps_port``.
 
@@ -202,9 +205,11 @@ class BootstrapServer:
 
     def _psk_for(self, identity: str) -> bytes | None:
         """The key of a PSK identity, answered at once (the handshake waits on it). An identity not
-        known here makes a reload from the store, for the client's next handshake."""
+        known here, or keys older than PSK_REFRESH seconds, make a reload from the store for the
+        client's next handshake (another process may have changed them)."""
         found = self._psk.get(identity)
-        if found is None and self._psk_loading is None and time.monotonic() - self._psk_loaded > 1.0:
+        age = time.monotonic() - self._psk_loaded
+        if self._psk_loading is None and (age > PSK_REFRESH or (found is None and age > 1.0)):
             self._psk_loading = asyncio.get_running_loop().create_task(self._load_psks())
             self._psk_loading.add_done_callback(lambda _: setattr(self, "_psk_loading", None))
         return found[0] if found is not None else None
