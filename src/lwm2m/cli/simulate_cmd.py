@@ -37,7 +37,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
-from lwm2m.client.client import ServerUri
+from lwm2m.client.connection import ServerUri
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetStats
 from lwm2m.simulator.profiles import PROFILES

@@ -4,13 +4,15 @@
 (and the generic in-memory instance of any catalogued object).
 """
 
-from lwm2m.client.client import ClientState, LwM2MClient, RegistrationFailed, ServerUri
+from lwm2m.client.client import ClientState, LwM2MClient
+from lwm2m.client.connection import ServerUri
 from lwm2m.client.errors import (
     BadRequest,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
     OperationFailed,
+    RegistrationFailed,
     Unauthorized,
     UnsupportedContentFormat,
 )

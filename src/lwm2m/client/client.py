@@ -25,16 +25,15 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from urllib.parse import urlsplit
 
 from lwm2m.client.bootstrap import BootstrapFailed, ClientBootstrap
+from lwm2m.client.connection import ServerUri, credentials, dtls_for, unusable
 from lwm2m.client.core.device import Device
-from lwm2m.client.core.security import Security, SecurityMode
+from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.errors import MethodNotAllowed
+from lwm2m.client.errors import MethodNotAllowed, RegistrationFailed
 from lwm2m.client.handler import RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
@@ -84,35 +83,6 @@ class ClientState(Enum):
     SLEEPING = "sleeping"
     RETRYING = "retrying"
     BOOTSTRAPPING = "bootstrapping"
-
-
-class RegistrationFailed(Exception):
-    """The server refused a Register or an Update; ``code`` is its answer."""
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class ServerUri:
-    scheme: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, uri: str) -> ServerUri:
-        parts = urlsplit(uri)
-        if parts.scheme not in ("coap", "coaps"):
-            raise ValueError(f"server URI {uri!r}: expected coap://HOST[:PORT]")
-        if not parts.hostname:
-            raise ValueError(f"server URI {uri!r} has no host")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"server URI {uri!r} has a bad port") from None
-        default = 5684 if parts.scheme == "coaps" else 5683
-        return cls(parts.scheme, parts.hostname, port or default)
 
 
 class LwM2MClient:
@@ -212,7 +182,7 @@ class LwM2MClient:
         if bootstrap is not None and not any(i.get(Security.BOOTSTRAP) for i in securities):
             # The bootstrap server account first, at /0/0 where bootstrap servers expect it.
             free = self.tree.objects[0].free_id() if securities else 0
-            keys = _credentials(psk, certificate) if server is None else {}
+            keys = credentials(psk, certificate) if server is None else {}
             self.tree.add(Security(free, uri=bootstrap, bootstrap=True, short_server_id=None, **keys))
         if server is None and not any(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
             server = DEFAULT_SERVER
@@ -220,7 +190,7 @@ class LwM2MClient:
         if server is not None:
             if all(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
                 free = self.tree.objects[0].free_id() if 0 in self.tree.objects else 0
-                self.tree.add(Security(free, uri=server, short_server_id=1, **_credentials(psk, certificate)))
+                self.tree.add(Security(free, uri=server, short_server_id=1, **credentials(psk, certificate)))
             if not self.tree.instances(1):
                 self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
         if 3 not in self.tree.objects:
@@ -228,14 +198,14 @@ class LwM2MClient:
         self.account: ServerAccount | None = self._account()
         self.handler = RequestHandler(self.tree, lwm2m_version=lwm2m_version, on_request=on_request)
         self.bootstrapper = ClientBootstrap(
-            self.tree, self.handler, endpoint=endpoint, lwm2m_version=lwm2m_version, unusable=_unusable
+            self.tree, self.handler, endpoint=endpoint, lwm2m_version=lwm2m_version, unusable=unusable
         )
         if self.server_uri is None and (found := self.bootstrapper.usable_account()) is not None:
             # Server accounts given as objects beside the bootstrap account (factory bootstrap).
             self.account, security = found
             self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
         if self._dtls is None and self.server_uri is None and (bs := self.bootstrapper.account()) is not None:
-            self._dtls = _dtls_for(bs)  # the first exchange is with the bootstrap server
+            self._dtls = dtls_for(bs)  # the first exchange is with the bootstrap server
         self.bootstraps = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
         self._bind_host = ""  # the local address, once started
         self._retired: set[asyncio.Task[None]] = set()  # endpoints closing after a credentials change
@@ -524,7 +494,7 @@ class LwM2MClient:
         """Talk to the server of ``security`` from an endpoint with its credentials: plain CoAP, or
         DTLS with its PSK or certificate (LwM2M-TS-Core 1.2 §E.1: Security Mode, resources 3-5)."""
         try:
-            dtls = _dtls_for(security)
+            dtls = dtls_for(security)
         except ValueError as exc:
             raise BootstrapFailed(f"/0/{security.id}: {exc}") from None
         if self._coap is not None and dtls == self._dtls:
@@ -712,57 +682,11 @@ class LwM2MClient:
         return await self._coap.request(message, self._server_addr, timeout=timeout or self.request_timeout)
 
 
-def _unusable(security: ObjectInstance) -> str | None:
-    """Why this client cannot reach the server of a Security instance; None when it can."""
-    uri = str(security.get(Security.URI, ""))
-    try:
-        ServerUri.parse(uri)
-        _dtls_for(security)
-    except ValueError as exc:
-        return f"{uri}: {exc}"
-    return None
-
-
-def _dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
-    """The DTLS credentials a Security instance gives (§E.1); None for NoSec. ValueError if unusable."""
-    mode = security.get(Security.MODE, SecurityMode.NO_SEC)
-    identity = security.get(Security.IDENTITY) or b""
-    secret = security.get(Security.SECRET_KEY) or b""
-    if mode == SecurityMode.NO_SEC:
-        return None
-    if mode == SecurityMode.PSK:
-        try:
-            name = identity.decode()
-        except UnicodeDecodeError:
-            raise ValueError("the PSK identity is not UTF-8 text") from None
-        return DtlsClientConfig(psk=PskCredentials(name, secret))
-    if mode == SecurityMode.CERTIFICATE:
-        if not identity or not secret:
-            raise ValueError("certificate mode without a certificate or a private key")
-        trusted = security.get(Security.SERVER_KEY) or b""
-        return DtlsClientConfig(certificate=X509Credentials(identity, secret, trusted))
-    raise ValueError(f"security mode {mode} is not supported by this client")
-
-
 async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:
     try:
         await asyncio.sleep(delay)
     finally:
         await endpoint.close()
-
-
-def _credentials(psk: PskCredentials | None, certificate: X509Credentials | None) -> dict[str, Any]:
-    """The Security object's mode and keys for the given DTLS credentials (LwM2M-TS-Core 1.2 §E.1)."""
-    if psk is not None:
-        return {"mode": SecurityMode.PSK, "identity": psk.identity.encode(), "secret_key": psk.key}
-    if certificate is not None:
-        return {
-            "mode": SecurityMode.CERTIFICATE,
-            "identity": certificate.certificate,
-            "secret_key": certificate.private_key,
-            "server_key": certificate.trusted,
-        }
-    return {}
 
 
 def _describe(response: Message) -> str:

@@ -44,3 +44,11 @@ class NotAcceptable(OperationFailed):
 
 class UnsupportedContentFormat(OperationFailed):
     code = Code.UNSUPPORTED_CONTENT_FORMAT
+
+
+class RegistrationFailed(Exception):
+    """The server refused a Register or an Update; ``code`` is its answer."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lwm2m.client.client import LwM2MClient, ServerUri
+from lwm2m.client.client import LwM2MClient
+from lwm2m.client.connection import ServerUri
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.model.catalogue import load_catalogue
