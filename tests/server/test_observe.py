@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path as FsPath
 
 import pytest
 from tests.server.test_server import next_event, register
@@ -130,3 +131,50 @@ async def test_unread_notifications_are_bounded_but_all_reach_the_history() -> N
             assert len(await server.history("chatty", limit=1000)) == count
             first_unread = await observation.next(timeout=1)
             assert first_unread.records[0].value == float(count - BACKLOG)
+
+
+async def test_notifications_reach_a_sqlite_history_in_batches_and_all_by_stop(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lwm2m.server import server as server_module
+    from lwm2m.storage.sqlite import SqliteStore
+
+    db = tmp_path / "server.db"
+    store = SqliteStore(db)
+    reader = SqliteStore(db)  # another connection: sees what is committed
+    try:
+        async with LwM2MServer(port=0, store=store) as server:
+            device = Thermometer()
+            async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+                await client.request(register("batched"), ("127.0.0.1", server.port))
+                observation = await server.observe("batched", TEMPERATURE)
+                (relation,) = device.relations
+                fmt = relation.message.accept
+                for i in range(20):
+                    device.value = float(i)
+                    note = Message.build(
+                        Type.NON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt)
+                    )
+                    client.notify(relation.relation, note)
+                got = [(await observation.next(timeout=5)).records[0].value for _ in range(20)]
+                assert got == [float(i) for i in range(20)]
+                # The server's own queries see every value at once; the file has them a
+                # moment later (HISTORY_FLUSH_DELAY), without any further notification.
+                assert len(await server.history("batched", limit=100)) == 20
+                for _ in range(100):
+                    if len(await reader.history.query("batched")) == 20:
+                        break
+                    await asyncio.sleep(0.02)
+                assert len(await reader.history.query("batched")) == 20
+                monkeypatch.setattr(server_module, "HISTORY_FLUSH_DELAY", 3600.0)
+                device.value = 99.0
+                note = Message.build(Type.NON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+                client.notify(relation.relation, note)
+                assert (await observation.next(timeout=5)).records[0].value == 99.0
+                assert len(await reader.history.query("batched")) == 20  # not written yet
+        # stop() wrote the last one, without waiting for the delay
+        values = [e.record.value for e in await reader.history.query("batched", limit=1)]
+        assert values == [99.0]
+    finally:
+        reader.close()
+        store.close()

@@ -343,6 +343,20 @@ async def test_history_clear(store: Store) -> None:
     assert len(await store.history.query("x")) == 1
 
 
+async def test_history_add_is_seen_at_once_and_keeps_arrival_order(make_store: Factory) -> None:
+    store = make_store(HistoryRetention(max_records=4))
+    h = store.history
+    h.add("dev", [rec("/1/0/1", 0), rec("/1/0", None)], received_at=10.0)  # no value: not history
+    await h.append("dev", [rec("/1/0/1", 1)], received_at=10.0)
+    for i in range(2, 6):
+        h.add("dev", [rec("/1/0/1", i)], received_at=10.0)
+    assert [e.record.value for e in await h.query("dev")] == [5, 4, 3, 2]  # before any flush
+    await h.flush()
+    assert [e.record.value for e in await h.query("dev", newest_first=False)] == [2, 3, 4, 5]
+    with pytest.raises(ValueError, match="source"):
+        h.add("dev", [rec("/1/0/1", 1)], source="read", received_at=1.0)  # type: ignore[arg-type]
+
+
 def test_retention_limits_are_checked() -> None:
     with pytest.raises(ValueError, match="max_records"):
         HistoryRetention(max_records=0)
@@ -399,3 +413,41 @@ def test_sqlite_refuses_newer_schema(tmp_path: FsPath) -> None:
 def test_sqlite_in_memory(tmp_path: FsPath) -> None:
     with SqliteStore(":memory:") as s:
         assert s.path == ":memory:"
+
+
+async def test_sqlite_history_add_is_durable_at_flush_or_when_the_batch_is_full(tmp_path: FsPath) -> None:
+    from lwm2m.storage.sqlite import MAX_PENDING
+
+    db = tmp_path / "batched.db"
+    first = SqliteStore(db)
+    other = SqliteStore(db)  # another connection sees only what is committed
+    try:
+        first.history.add("dev", [rec("/3303/0/5700", 1.5)], received_at=1.0)
+        assert await other.history.query("dev") == []
+        await first.history.flush()
+        assert [e.record.value for e in await other.history.query("dev")] == [1.5]
+        for i in range(MAX_PENDING):
+            first.history.add("big", [rec("/3303/0/5700", float(i))], received_at=2.0)
+        assert len(await other.history.query("big")) == MAX_PENDING  # written without a flush
+        first.history.add("dev", [rec("/3303/0/5700", 2.5)], received_at=3.0)
+    finally:
+        first.close()  # writes what add() kept back
+    assert [e.record.value for e in await other.history.query("dev")] == [2.5, 1.5]
+    other.close()
+
+
+async def test_sqlite_history_add_keeps_what_a_failed_write_held(tmp_path: FsPath) -> None:
+    store = SqliteStore(tmp_path / "locked.db")
+    blocker = sqlite3.connect(tmp_path / "locked.db", timeout=0)
+    try:
+        store.history.add("dev", [rec("/3303/0/5700", 1.5)], received_at=1.0)
+        store._conn.execute("PRAGMA busy_timeout=0")
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        with pytest.raises(sqlite3.OperationalError):
+            await store.history.flush()
+        blocker.execute("ROLLBACK")
+        await store.history.flush()
+        assert [e.record.value for e in await store.history.query("dev")] == [1.5]
+    finally:
+        blocker.close()
+        store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,26 @@ from lwm2m.cli.errors import fail
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
 from lwm2m.transport.eventloop import run
+
+# The cyclic garbage collector's thresholds for a long-running server: see tune_gc.
+GC_THRESHOLDS = (20_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Fit the garbage collector to a server that runs for days under load; call it once
+    start-up is done.
+
+    With the default first threshold (700 container objects more than freed) a young
+    collection runs every few milliseconds under load, so the objects of every request
+    in flight (tasks, futures, timers, messages) outlive two of them and reach the oldest
+    generation: at 10,000 reads/s full collections came twice a second, up to 0.2 s
+    each. At 20,000 nearly all of them are gone before a collection looks. Freezing
+    moves what start-up made (the object catalogue, the web app) out of the collector's
+    sight, so the full collections that still come have less to walk.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def is_loopback(host: str) -> bool:
@@ -123,6 +144,7 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, setattr, http, "should_exit", True)
         task, base = await start_http(http, http_host, http_port)
+        tune_gc()
         click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
         if server.coaps_uri is not None:
             click.echo(f"  CoAP over DTLS on {server.coaps_uri} (credentials: lwm2m security add)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import Protocol
 
@@ -49,6 +49,20 @@ class Codec(Protocol):
     ) -> bytes: ...
 
     def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]: ...
+
+
+def decoder_for(codec: Codec, base: Path, models: ObjectRegistry | None) -> Callable[[bytes], list[Record]]:
+    """``codec.decode`` fixed to ``base`` and ``models``, for many payloads in a row (the
+    notifications of one observation): codecs that can remember something between them
+    (SenML's names) offer a ``decoder(base, models)`` method, the others decode each afresh."""
+    make = getattr(codec, "decoder", None)
+    if make is not None:
+        return make(base, models)  # type: ignore[no-any-return]
+
+    def decode(data: bytes) -> list[Record]:
+        return codec.decode(data, base, models)
+
+    return decode
 
 
 def resource_type(path: Path, models: ObjectRegistry | None) -> ResourceType | None:

@@ -232,6 +232,184 @@ def check_number(x: object, what: str) -> int | float:
 # --- decoding -----------------------------------------------------------------------------------
 
 
+_Name = tuple[Path, object, "ResourceType | None", "type | None"]
+
+# A decoder forgets the names it learnt past this many, so that a client that makes up a new
+# name in every pack costs bounded memory.
+NAME_CACHE_SIZE = 256
+
+
+class PackDecoder:
+    """Records of decoded SenML packs under one base path, typed by one registry.
+
+    Remembers what it learnt of each resolved name (the path, whether it lies under
+    the base, the resource's type): the notifications of one observation name the
+    same few resources in every pack, so from the second pack on a record costs one
+    dict lookup instead of parsing, checking and a model lookup. It answers exactly
+    what a fresh decoder would, errors included; a name's type is looked up again
+    when the registry's definition of its object changes.
+
+    ``slots`` maps the serialisation's labels to slot numbers (``Labels.slots``);
+    ``opaque`` turns a ``vd`` field into bytes (base64url in JSON, a byte string in CBOR).
+    """
+
+    __slots__ = ("_base", "_base_ids", "_bn", "_models", "_n", "_names", "_nbase", "_opaque", "_slots", "_v")
+
+    def __init__(
+        self,
+        base: Path,
+        models: ObjectRegistry | None,
+        slots: dict[str | int, int],
+        opaque: Callable[[object], bytes],
+    ) -> None:
+        self._base = base
+        self._base_ids = base.ids
+        self._nbase = len(base.ids)
+        self._models = models
+        self._slots = slots
+        self._opaque = opaque
+        by_slot = {slot: label for label, slot in slots.items()}
+        self._bn, self._n, self._v = by_slot[_BN], by_slot[_N], by_slot[_V]
+        # resolved name -> (path, the object's definition the type came from, the resource type,
+        # the Python type its values have when they need no check)
+        self._names: dict[str, _Name] = {}
+
+    def _learn(self, name: str) -> _Name:
+        path = parse_name(name) if name else ROOT
+        ids = path.ids
+        if ids[: self._nbase] != self._base_ids:
+            raise CodecError(f"{path} is not under the request path {self._base}")
+        definition: object = None
+        rtype = None
+        models = self._models
+        if models is not None and len(ids) >= 3:
+            definition = models.get(ids[0])
+            if definition is not None:
+                d = definition.resource(ids[2])  # type: ignore[attr-defined]
+                if d is not None and d.type is not ResourceType.NONE:
+                    rtype = d.type
+        names = self._names
+        if len(names) >= NAME_CACHE_SIZE:
+            names.clear()
+        entry = names[name] = (path, definition, rtype, NATIVE.get(rtype) if rtype is not None else None)
+        return entry
+
+    def decode(self, pack: object) -> list[Record]:
+        """The records of ``pack`` (a list of label -> value dicts), sorted by path then time."""
+        if type(pack) is not list:
+            raise CodecError(f"a SenML pack must be an array of records, got {type(pack).__name__}")
+        slot_of = self._slots.get
+        names = self._names
+        models = self._models
+        l_bn, l_n, l_v = self._bn, self._n, self._v
+        bn = ""
+        bt: int | float | None = None
+        bv: int | float | None = None
+        out: list[Record] = []
+        append = out.append
+        for item in pack:
+            if type(item) is not dict:
+                raise CodecError(f"a SenML record must be a map, got {type(item).__name__}")
+            if len(item) == 2:
+                # The usual record of a notification: a name known from an earlier pack and a
+                # number. Anything else, or any doubt, takes the full way below.
+                raw = item.get(l_v)
+                tr = type(raw)
+                if tr is float or (tr is int and INT64_MIN <= raw <= UINT64_MAX):  # type: ignore[operator]
+                    x = item.get(l_bn)
+                    if type(x) is str:
+                        bn = name = x
+                    else:
+                        x = item.get(l_n)
+                        name = bn + x if type(x) is str else None
+                    entry = names.get(name) if name is not None else None
+                    if entry is not None:
+                        path, definition, rtype, native = entry
+                        ids = path.ids
+                        if len(ids) >= 3 and (models is None or models.get(ids[0]) is definition):
+                            value = raw if bv is None else bv + raw
+                            if rtype is not None and type(value) is not native:
+                                value = checked(path, value, rtype)
+                            append(Record(path, value, bt))
+                            continue
+            n = ""
+            t = None
+            kind = -1
+            raw: object = None
+            for label, x in item.items():
+                slot = slot_of(label)
+                if slot is None:
+                    # RFC 8428 §4.4: labels ending in "_" must be understood; we understand none.
+                    if type(label) is str and label.endswith("_"):
+                        raise CodecError(f"unsupported must-understand SenML field {label[:20]!r}")
+                    continue
+                if slot >= _V and slot <= _VLO:
+                    if kind != -1:
+                        raise CodecError("a SenML record carries more than one value field")
+                    kind, raw = slot, x
+                elif slot == _N:
+                    if type(x) is not str:
+                        raise CodecError("a SenML name (n) must be a string")
+                    n = x
+                elif slot == _BN:
+                    if type(x) is not str:
+                        raise CodecError("a SenML base name (bn) must be a string")
+                    bn = x
+                elif slot == _T:
+                    t = check_number(x, "a SenML time (t)")
+                elif slot == _BT:
+                    bt = check_number(x, "a SenML base time (bt)")
+                elif slot == _BV:
+                    bv = check_number(x, "a SenML base value (bv)")
+                elif type(x) is not int or x > _SENML_VERSION:  # bver
+                    raise CodecError(f"unsupported SenML version {x!r}")
+            name = bn + n
+            entry = names.get(name)
+            if entry is None:
+                entry = self._learn(name)
+            path, definition, rtype, native = entry
+            if t is not None:
+                time = t if bt is None else bt + t
+                if time != time or time in (math.inf, -math.inf):
+                    raise CodecError("a SenML time must be finite")
+            else:
+                time = bt
+            if kind == -1:
+                append(Record(path, None, time))
+                continue
+            ids = path.ids
+            if len(ids) < 3:
+                raise CodecError(f"{path} carries a value but is not a resource path")
+            value: Value
+            if kind == _V:
+                value = check_number(raw, "a SenML value (v)")
+                if bv is not None:
+                    value = bv + value
+            elif kind == _VS:
+                if type(raw) is not str:
+                    raise CodecError("a SenML string value (vs) must be a string")
+                value = raw
+            elif kind == _VB:
+                if type(raw) is not bool:
+                    raise CodecError("a SenML boolean value (vb) must be true or false")
+                value = raw
+            elif kind == _VD:
+                value = self._opaque(raw)
+            else:
+                if type(raw) is not str:
+                    raise CodecError("an object link value (vlo) must be a string such as 3:0")
+                try:
+                    value = ObjLink.parse(raw)
+                except ValueError as exc:
+                    raise CodecError(str(exc)) from None
+            if models is not None and models.get(ids[0]) is not definition:
+                path, definition, rtype, native = self._learn(name)  # the object's definition changed
+            if rtype is not None and type(value) is not native:
+                value = checked(path, value, rtype)
+            append(Record(path, value, time))
+        return out if len(out) < 2 else sort_records(out)
+
+
 def decode_pack(
     pack: object,
     base: Path,
@@ -241,95 +419,9 @@ def decode_pack(
 ) -> list[Record]:
     """Records of a decoded SenML pack (a list of label → value dicts), sorted by path then time.
 
-    ``slots`` maps the serialisation's labels to slot numbers (``Labels.slots``);
-    ``opaque`` turns a ``vd`` field into bytes (base64url in JSON, a byte string in CBOR).
+    One pack: see :class:`PackDecoder` for many under the same base.
     """
-    if type(pack) is not list:
-        raise CodecError(f"a SenML pack must be an array of records, got {type(pack).__name__}")
-    base_ids = base.ids
-    nbase = len(base_ids)
-    types = TypeLookup(models)
-    bn = ""
-    bt: int | float | None = None
-    bv: int | float | None = None
-    out: list[Record] = []
-    append = out.append
-    for item in pack:
-        if type(item) is not dict:
-            raise CodecError(f"a SenML record must be a map, got {type(item).__name__}")
-        n = ""
-        t = None
-        kind = -1
-        raw: object = None
-        for label, x in item.items():
-            slot = slots.get(label)
-            if slot is None:
-                # RFC 8428 §4.4: labels ending in "_" must be understood; we understand none.
-                if type(label) is str and label.endswith("_"):
-                    raise CodecError(f"unsupported must-understand SenML field {label[:20]!r}")
-                continue
-            if slot >= _V and slot <= _VLO:
-                if kind != -1:
-                    raise CodecError("a SenML record carries more than one value field")
-                kind, raw = slot, x
-            elif slot == _N:
-                if type(x) is not str:
-                    raise CodecError("a SenML name (n) must be a string")
-                n = x
-            elif slot == _BN:
-                if type(x) is not str:
-                    raise CodecError("a SenML base name (bn) must be a string")
-                bn = x
-            elif slot == _T:
-                t = check_number(x, "a SenML time (t)")
-            elif slot == _BT:
-                bt = check_number(x, "a SenML base time (bt)")
-            elif slot == _BV:
-                bv = check_number(x, "a SenML base value (bv)")
-            elif type(x) is not int or x > _SENML_VERSION:  # bver
-                raise CodecError(f"unsupported SenML version {x!r}")
-        path = parse_name(bn + n) if bn or n else ROOT
-        ids = path.ids
-        if ids[:nbase] != base_ids:
-            raise CodecError(f"{path} is not under the request path {base}")
-        if t is not None:
-            time = t if bt is None else bt + t
-            if time != time or time in (math.inf, -math.inf):
-                raise CodecError("a SenML time must be finite")
-        else:
-            time = bt
-        if kind == -1:
-            append(Record(path, None, time))
-            continue
-        if len(ids) < 3:
-            raise CodecError(f"{path} carries a value but is not a resource path")
-        value: Value
-        if kind == _V:
-            value = check_number(raw, "a SenML value (v)")
-            if bv is not None:
-                value = bv + value
-        elif kind == _VS:
-            if type(raw) is not str:
-                raise CodecError("a SenML string value (vs) must be a string")
-            value = raw
-        elif kind == _VB:
-            if type(raw) is not bool:
-                raise CodecError("a SenML boolean value (vb) must be true or false")
-            value = raw
-        elif kind == _VD:
-            value = opaque(raw)
-        else:
-            if type(raw) is not str:
-                raise CodecError("an object link value (vlo) must be a string such as 3:0")
-            try:
-                value = ObjLink.parse(raw)
-            except ValueError as exc:
-                raise CodecError(str(exc)) from None
-        rtype = types(ids)
-        if rtype is not None and type(value) is not NATIVE.get(rtype):
-            value = checked(path, value, rtype)
-        append(Record(path, value, time))
-    return sort_records(out)
+    return PackDecoder(base, models, slots, opaque).decode(pack)
 
 
 # --- encoding -----------------------------------------------------------------------------------

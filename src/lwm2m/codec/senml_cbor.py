@@ -7,12 +7,12 @@ keeps its string key. Encoded with cbor2 (DESIGN.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cbor2
 
 from lwm2m.codec.base import CodecError, ContentFormat, cbor_loads
-from lwm2m.codec.senml import CBOR_LABELS, decode_pack, encode_pack
+from lwm2m.codec.senml import CBOR_LABELS, PackDecoder, decode_pack, encode_pack
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
@@ -39,6 +39,16 @@ class SenMLCBORCodec:
 
     def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]:
         return decode_pack(cbor_loads(data), base, models, _SLOTS, _opaque)
+
+    def decoder(self, base: Path, models: ObjectRegistry | None = None) -> Callable[[bytes], list[Record]]:
+        """``decode`` for many payloads under ``base`` (the notifications of one observation),
+        faster from the second on: see :class:`~lwm2m.codec.senml.PackDecoder`."""
+        pack = PackDecoder(base, models, _SLOTS, _opaque).decode
+
+        def decode(data: bytes) -> list[Record]:
+            return pack(cbor_loads(data))
+
+        return decode
 
 
 SENML_CBOR = SenMLCBORCodec()

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
 from lwm2m.codec.base import CodecError, ContentFormat
-from lwm2m.codec.senml import JSON_LABELS, b64_decode, b64url_encode, decode_pack, encode_pack
+from lwm2m.codec.senml import JSON_LABELS, PackDecoder, b64_decode, b64url_encode, decode_pack, encode_pack
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
@@ -40,6 +40,15 @@ class SenMLJSONCodec:
 
     def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]:
         return decode_pack(json_loads(data), base, models, _SLOTS, b64_decode)
+
+    def decoder(self, base: Path, models: ObjectRegistry | None = None) -> Callable[[bytes], list[Record]]:
+        """``decode`` for many payloads under ``base``: see :class:`~lwm2m.codec.senml.PackDecoder`."""
+        pack = PackDecoder(base, models, _SLOTS, b64_decode).decode
+
+        def decode(data: bytes) -> list[Record]:
+            return pack(json_loads(data))
+
+        return decode
 
 
 SENML_JSON = SenMLJSONCodec()

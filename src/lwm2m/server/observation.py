@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from lwm2m.model.registry import ObjectRegistry
@@ -15,9 +15,10 @@ from lwm2m.protocol.management import (
     ObserveRequest,
     ReadCompositeRequest,
     Response,
+    ResponseDecoder,
     ResponseError,
-    decode_response,
 )
+from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.udp import Observation as CoapObservation
@@ -46,7 +47,12 @@ class ServerObservation:
         emit: Callable[[ServerEvent], None],
         cancel_actively: Callable[[ServerObservation], Any],
         address: Any = None,
+        listeners: Collection[object] | None = None,
+        history_added: Callable[[], None] | None = None,
     ) -> None:
+        """``listeners``, when given, is the server's live collection of event subscribers: no
+        NotificationReceived is built while it is empty. ``history_added`` is called after each
+        ``history.add``, for the server to flush the history soon after."""
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
         self.request = request
@@ -57,9 +63,12 @@ class ServerObservation:
         self._history = history
         self._emit = emit
         self._cancel_actively = cancel_actively
+        self._listeners = listeners
+        self._history_added = history_added
+        self._decode = ResponseDecoder(request, models)
         # Only the newest notifications wait for a reader: every one also goes to the
         # history and the event stream, so a caller that never iterates costs bounded memory.
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(BACKLOG)
+        self._backlog: Backlog[Any] = Backlog(BACKLOG)
         self._keep_record = False  # closed by a stopping server: a restart resumes it
         self._end_reason: str | None = None  # why the server ended it, when it did
         self._pump = asyncio.create_task(self._run())
@@ -74,22 +83,43 @@ class ServerObservation:
 
     async def _run(self) -> None:
         reason = "ended by the client"
+        endpoint, token, paths = self.endpoint, self.token, self.record.paths
+        decode = self._decode
+        history = self._history
+        add = getattr(history, "add", None)  # a store without it gets append(), awaited
+        added = self._history_added
+        listeners = self._listeners
+        emit = self._emit
+        backlog = self._backlog
+        offer = backlog.put
         try:
             async for message in self._relation:
+                code = int(message.code)
+                if code >> 5 != 2:
+                    reason = f"error {code >> 5}.{code & 31:02d}"
+                    break
                 try:
-                    response = decode_response(self.request, message, self._models)
+                    fmt, records = decode.content(message)
                 except ResponseError as exc:
                     reason = f"undecodable notification: {exc}"
                     break
-                if not response.success:
-                    reason = f"error {message.code >> 5}.{message.code & 31:02d}"
-                    break
-                if response.records:
-                    await self._history.append(self.endpoint, response.records, received_at=time.time())
-                self._emit(
-                    NotificationReceived(self.endpoint, self.token, self.record.paths, response.records)
-                )
-                self._offer(response)
+                if records:
+                    if add is not None:
+                        add(endpoint, records, received_at=time.time())
+                        if added is not None:
+                            added()
+                    else:
+                        await history.append(endpoint, records, received_at=time.time())
+                if listeners is None or listeners:
+                    emit(NotificationReceived(endpoint, token, paths, records))
+                if backlog.waited_on:
+                    offer(Response(code, records, fmt, payload=message.payload))
+                else:
+                    # Kept for a reader to come, maybe for long: as a tuple of bytes and
+                    # numbers, which the garbage collector stops tracking, instead of a
+                    # Response with its records, which would end in the oldest generation
+                    # and make full collections come more often. Decoded again if read.
+                    offer((code, fmt, message.payload))
         except (TimeoutError, ConnectionError) as exc:
             reason = str(exc) or type(exc).__name__
         except asyncio.CancelledError:
@@ -104,22 +134,26 @@ class ServerObservation:
                 with contextlib.suppress(Exception):
                     await self._observations.remove(self.token)
             self._emit(ObservationEnded(self.endpoint, self.token, reason))
-            self._offer(_END)
-
-    def _offer(self, item: Any) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()  # drop the oldest unread notification
-        self._queue.put_nowait(item)
+            self._backlog.put(_END)
 
     def __aiter__(self) -> ServerObservation:
         return self
 
     async def __anext__(self) -> Response:
-        item = await self._queue.get()
-        if item is _END:
-            self._offer(_END)
-            raise StopAsyncIteration
-        return item
+        backlog = self._backlog
+        if not backlog:
+            await backlog.wait()
+        if backlog.peek() is _END:
+            raise StopAsyncIteration  # left in place: the next call ends too
+        item = backlog.pop()
+        if type(item) is tuple:
+            code, fmt, payload = item
+            try:
+                records = self._decode.records(fmt, payload) if payload else ()
+            except ResponseError as exc:  # the object definitions changed since
+                return Response(code, (), fmt, diagnostic=str(exc), payload=payload)
+            return Response(code, records, fmt, payload=payload)
+        return item  # type: ignore[no-any-return]
 
     async def next(self, timeout: float | None = None) -> Response:
         async with asyncio.timeout(timeout):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -46,10 +47,12 @@ from lwm2m.protocol.management import (
     decode_response,
 )
 from lwm2m.protocol.registration import Registration
+from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import (
     ClientDeregistered,
     ClientRegistered,
     ClientUpdated,
+    NotificationReceived,
     RegistrationExpired,
     SendReceived,
     ServerEvent,
@@ -67,6 +70,12 @@ from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.transport.udp import Observation as CoapObservation
 
 DEFAULT_TIMEOUT = 30.0
+# Notifications go to the history store in batches (HistoryStore.add), flushed this long after
+# the first of a batch: what a crash of the process may lose (a batching store also flushes
+# when its batch is full).
+HISTORY_FLUSH_DELAY = 0.1
+
+log = logging.getLogger(__name__)
 
 
 class UnknownEndpoint(LookupError):
@@ -124,21 +133,30 @@ def _reply(code: Code, diagnostic: str = "") -> Message:
 
 
 class EventStream:
-    """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes."""
+    """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes.
 
-    def __init__(self, subscribers: set[asyncio.Queue[ServerEvent]]) -> None:
-        self._queue: asyncio.Queue[ServerEvent] = asyncio.Queue()
+    Events wait here until read, however many: a subscriber that stops reading without
+    closing its stream makes the server's memory grow.
+    """
+
+    def __init__(self, subscribers: set[Backlog[ServerEvent]]) -> None:
+        self._backlog: Backlog[ServerEvent] = Backlog()
         self._subscribers = subscribers
-        subscribers.add(self._queue)
+        subscribers.add(self._backlog)
+
+    @property
+    def pending(self) -> int:
+        """Events received and not read yet."""
+        return len(self._backlog)
 
     def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> ServerEvent:
-        return await self._queue.get()
+        return await self._backlog.get()
 
     def close(self) -> None:
-        self._subscribers.discard(self._queue)
+        self._subscribers.discard(self._backlog)
 
     async def __aenter__(self) -> EventStream:
         return self
@@ -184,7 +202,9 @@ class LwM2MServer:
         self.presence = Presence(self._publish, awake_time)
         self.queue_timeout = queue_timeout
         self._queue_mode: set[str] = set()  # endpoints registered in queue mode
-        self._subscribers: set[asyncio.Queue[ServerEvent]] = set()
+        self._subscribers: set[Backlog[ServerEvent]] = set()
+        self._flush: asyncio.TimerHandle | None = None  # the history flush to come, if one is due
+        self._flushing: set[asyncio.Task[None]] = set()
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
@@ -221,6 +241,12 @@ class LwM2MServer:
         self.presence.close()
         for observation in list(self._observations.values()):
             await observation.close()  # the records stay: the next start resumes them
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        for task in list(self._flushing):
+            await task
+        await self._flush_history()  # all that was added so far
         await self._stack.aclose()
         self.security.close()
         self._endpoint = None
@@ -263,6 +289,10 @@ class LwM2MServer:
     # --- events -----------------------------------------------------------------------------
 
     def _emit(self, event: ServerEvent) -> None:
+        if type(event) is NotificationReceived:  # by far the most frequent: nothing else to do
+            for backlog in self._subscribers:
+                backlog.put(event)
+            return
         if isinstance(event, ClientRegistered) and event.replaced is not None:
             # A new Register ends the observations of the registration it replaces (§6.4).
             self._end_observations(event.replaced, "registered again")
@@ -315,8 +345,32 @@ class LwM2MServer:
                 observation.address = addr
 
     def _publish(self, event: ServerEvent) -> None:
-        for queue in self._subscribers:
-            queue.put_nowait(event)
+        for backlog in self._subscribers:
+            backlog.put(event)
+
+    # --- history ----------------------------------------------------------------------------
+
+    def _history_added(self) -> None:
+        """An observation gave notifications to ``history.add``: flush them a little later, so
+        that one commit takes many (a batching store also flushes when its batch is full)."""
+        if self._flush is None:
+            loop = asyncio.get_running_loop()
+            self._flush = loop.call_later(HISTORY_FLUSH_DELAY, self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush = None  # what is added from now on takes the next flush
+        task = asyncio.ensure_future(self._flush_history())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush_history(self) -> None:
+        flush = getattr(self.store.history, "flush", None)
+        if flush is None:
+            return
+        try:
+            await flush()
+        except Exception:
+            log.exception("could not write notifications to the history store")
 
     def events(self) -> EventStream:
         """Every event from now on (subscribed at this call), until the stream is closed."""
@@ -546,6 +600,8 @@ class LwM2MServer:
             emit=self._emit,
             cancel_actively=self._cancel_observation,
             address=address,
+            listeners=self._subscribers,
+            history_added=self._history_added,
         )
         token = record.token
         self._observations[token] = observation

@@ -3,12 +3,13 @@
 Each role is a Protocol with async methods, so that a Redis implementation
 (several server nodes sharing one store) fits the same interface as the
 in-process memory and SQLite ones. Every write is durable when the method
-returns, for the backends that are durable at all.
+returns, for the backends that are durable at all; the one exception is
+``HistoryStore.add``, durable at the next ``flush()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -280,6 +281,22 @@ class HistoryStore(Protocol):
         """Keep ``records`` (records without a value are skipped); enforces ``max_records``."""
         ...
 
+    def add(
+        self, endpoint: str, records: Iterable[Record], *, source: Source = "notify", received_at: float
+    ) -> None:
+        """``append`` without waiting: what the server does with each notification.
+
+        ``query`` sees the records at once, but a backend that writes in batches may
+        hold them until the next ``flush()`` (or until its batch is full), so a crash
+        can lose what was added since. The server flushes a tenth of a second after
+        the first notification of a batch, and when it stops.
+        """
+        ...
+
+    async def flush(self) -> None:
+        """Make durable what ``add`` kept back."""
+        ...
+
     async def query(
         self,
         endpoint: str,
@@ -348,8 +365,3 @@ def check_query(limit: int | None, source: str | None = None) -> None:
         raise ValueError(f"limit must not be negative, got {limit}")
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
-
-
-def valued(records: Iterable[Record]) -> Sequence[Record]:
-    """The records worth keeping as history: those that carry a value."""
-    return [r for r in records if r.value is not None]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
@@ -18,7 +18,6 @@ from lwm2m.storage.base import (
     SecurityInfo,
     Source,
     check_query,
-    valued,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
 
@@ -106,25 +105,38 @@ class MemoryObservationStore:
         return old
 
 
+# One history entry: (path IDs, value, record time, received at, source). Plain tuples of
+# numbers and strings, which the garbage collector stops tracking after one look: a
+# history of millions of values then costs no time in full collections.
+_Row = tuple[tuple[int, ...], Any, float | None, float, str]
+
+
 class MemoryHistoryStore:
     def __init__(self, retention: HistoryRetention | None = None) -> None:
         self.retention = retention or HistoryRetention()
-        # Per endpoint, entries in arrival order with a sequence number for stable sorting.
-        self._entries: dict[str, deque[tuple[int, HistoryEntry]]] = {}
-        self._seq = itertools.count()
+        # Per endpoint, entries in arrival order (which breaks ties between equal times).
+        self._entries: dict[str, deque[_Row]] = {}
 
     async def append(
         self, endpoint: str, records: Iterable[Record], *, source: Source = "notify", received_at: float
     ) -> None:
-        check_query(None, source)
-        keep = valued(records)
-        if not keep:
-            return
+        self.add(endpoint, records, source=source, received_at=received_at)
+
+    def add(
+        self, endpoint: str, records: Iterable[Record], *, source: Source = "notify", received_at: float
+    ) -> None:
+        if source != "notify":
+            check_query(None, source)
         entries = self._entries.get(endpoint)
-        if entries is None:
-            entries = self._entries[endpoint] = deque(maxlen=self.retention.max_records)
-        for r in keep:
-            entries.append((next(self._seq), HistoryEntry(endpoint, r, source, received_at)))
+        for r in records:
+            if r.value is None:
+                continue
+            if entries is None:
+                entries = self._entries[endpoint] = deque(maxlen=self.retention.max_records)
+            entries.append((r.path.ids, r.value, r.time, received_at, source))
+
+    async def flush(self) -> None:
+        """Nothing is kept back here."""
 
     async def query(
         self,
@@ -137,16 +149,28 @@ class MemoryHistoryStore:
         newest_first: bool = True,
     ) -> list[HistoryEntry]:
         check_query(limit)
-        found = [
-            (e.time, seq, e)
-            for seq, e in self._entries.get(endpoint, ())
-            if e.record.path.startswith(path)
-            and (since is None or e.time >= since)
-            and (until is None or e.time < until)
-        ]
-        found.sort(key=lambda t: (t[0], t[1]), reverse=newest_first)
-        out = [e for _, _, e in found]
-        return out if limit is None else out[:limit]
+        entries = self._entries.get(endpoint, ())
+        prefix = path.ids
+        n = len(prefix)
+        # A stable sort on time alone: equal times keep the order they are met in, which is
+        # arrival order, or its reverse for newest first.
+        found = []
+        for row in reversed(entries) if newest_first else entries:
+            ids, _, t, at, _ = row
+            when = at if t is None else t
+            if ids[:n] == prefix and (since is None or when >= since) and (until is None or when < until):
+                found.append((when, row))
+        found.sort(key=_first, reverse=newest_first)
+        if limit is not None:
+            found = found[:limit]
+        paths: dict[tuple[int, ...], Path] = {}
+        out = []
+        for _, (ids, value, t, at, source) in found:
+            p = paths.get(ids)
+            if p is None:
+                p = paths[ids] = Path(ids)
+            out.append(HistoryEntry(endpoint, Record(p, value, t), source, at))  # type: ignore[arg-type]
+        return out
 
     async def prune(self, now: float) -> int:
         removed = 0
@@ -156,9 +180,7 @@ class MemoryHistoryStore:
             before = len(entries)
             if max_age is not None:
                 cutoff = now - max_age
-                entries = deque(
-                    (x for x in entries if x[1].received_at >= cutoff), self.retention.max_records
-                )
+                entries = deque((e for e in entries if e[3] >= cutoff), self.retention.max_records)
             elif entries.maxlen != self.retention.max_records:  # the limit was changed since
                 entries = deque(entries, self.retention.max_records)
             removed += before - len(entries)
@@ -170,6 +192,10 @@ class MemoryHistoryStore:
 
     async def clear(self, endpoint: str) -> int:
         return len(self._entries.pop(endpoint, ()))
+
+
+def _first(item: tuple[float, _Row]) -> float:
+    return item[0]
 
 
 class MemorySecurityStore:
