@@ -129,7 +129,10 @@ async def _serve(conn, use_uvloop: bool) -> None:
             pass
         return conn.recv()
 
+    from lwm2m.cli.server_cmd import tune_gc
+
     async with LwM2MServer(HOST, free_port()) as server:
+        tune_gc()  # as `lwm2m server` runs
         conn.send(("ready", server.uri))
         while True:
             cmd = await recv()
