@@ -296,6 +296,105 @@ def test_mid_is_new_again_after_exchange_lifetime(net: Any) -> None:
     assert len(net.events(net.s)) == 2
 
 
+def test_reply_to_an_expired_message_is_not_replayed_for_a_new_one(net: Any) -> None:
+    first = get().replace(mid=10, token=b"a").encode()
+    net.s.receive_datagram(first, C, 0.0)
+    net.s.respond(served_request(net), content(b"old"), 0.0)
+    net.s.datagrams_to_send(0.0)
+    # After EXCHANGE_LIFETIME the peer may use the ID again; a duplicate of the new message
+    # must wait for its own answer, not get the old one.
+    second = get().replace(mid=10, token=b"b").encode()
+    net.s.receive_datagram(second, C, 300.0)
+    assert served_request(net).message.token == b"b"
+    net.s.receive_datagram(second, C, 300.5)
+    assert net.s.datagrams_to_send(300.5) == []
+
+
+def test_dedup_keeps_the_newest_half_when_full_and_stays_bounded(make_net: Any) -> None:
+    cfg = EndpointConfig(max_dedup_entries=10, empty_ack_delay=None)
+    net = make_net(server=cfg)
+    answers = {}
+    for mid in range(23):
+        net.s.receive_datagram(get().replace(mid=mid, token=b"t").encode(), C, 0.0)
+        net.s.respond(served_request(net), content(b"%d" % mid), 0.0)
+        ((answers[mid], _),) = net.s.datagrams_to_send(0.0)
+        assert net.s.state_sizes()["dedup"] <= cfg.max_dedup_entries
+    # The latest max_dedup_entries / 2 are always remembered: duplicates get their answer again.
+    for mid in range(23 - 5, 23):
+        net.s.receive_datagram(get().replace(mid=mid, token=b"t").encode(), C, 1.0)
+        assert net.s.datagrams_to_send(1.0) == [(answers[mid], C)]
+    assert net.events(net.s) == []
+    # The oldest went with their generation: the same IDs are new requests again.
+    net.s.receive_datagram(get().replace(mid=0, token=b"t").encode(), C, 1.0)
+    assert len(net.events(net.s)) == 1
+
+
+def test_cached_answer_survives_a_generation_change(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_dedup_entries=4))
+    data = get().replace(mid=100, token=b"x").encode()
+    net.s.receive_datagram(data, C, 0.0)
+    ev = served_request(net)
+    # Two more requests fill the current generation: the next one starts a new generation
+    # and the first request's entry (still unanswered) is now in the older one.
+    for mid in (101, 102):
+        net.s.receive_datagram(get().replace(mid=mid).encode(), C, 0.0)
+    net.events(net.s)
+    net.s.respond(ev, content(b"late"), 0.1)
+    ((ack, _),) = net.s.datagrams_to_send(0.1)
+    assert Message.decode(ack).type is Type.ACK
+    net.s.receive_datagram(data, C, 0.2)
+    assert net.s.datagrams_to_send(0.2) == [(ack, C)]
+
+
+def test_request_answered_after_the_timer_was_consulted_is_still_piggybacked(net: Any) -> None:
+    net.s.receive_datagram(get().replace(mid=7, token=b"t").encode(), C, 0.0)
+    ev = served_request(net)
+    assert net.s.get_timer() == pytest.approx(1.0)  # the empty-ACK deadline
+    assert net.s.state_sizes()["unacked"] == 1
+    net.s.handle_timer(0.5)  # nothing due yet
+    net.s.respond(ev, content(), 0.6)
+    ((data, _),) = net.s.datagrams_to_send(0.6)
+    assert Message.decode(data).type is Type.ACK
+    assert net.s.get_timer() is None and net.s.state_sizes()["unacked"] == 0
+
+
+def test_empty_acks_follow_arrival_order(net: Any) -> None:
+    for mid, t in ((1, 0.0), (2, 0.25), (3, 0.5)):
+        net.s.receive_datagram(get().replace(mid=mid, token=b"t%d" % mid).encode(), C, t)
+        if mid == 2:
+            net.s.get_timer()  # the first two move on to the timer's queue; the third comes later
+    events = net.events(net.s)
+    net.s.respond(events[1], content(), 0.6)  # answered in time: piggybacked
+    net.s.datagrams_to_send(0.6)
+    acked = []
+    while (t := net.s.get_timer()) is not None:
+        net.s.handle_timer(t)
+        acked += [(Message.decode(d).mid, t) for d, _ in net.s.datagrams_to_send(t)]
+    assert acked == [(1, pytest.approx(1.0)), (3, pytest.approx(1.5))]
+
+
+def test_requests_from_one_peer_share_one_address_object(net: Any) -> None:
+    for mid in range(3):
+        addr = ("10.0.0.1", 5683)  # a fresh tuple each time, as a socket gives it
+        net.s.receive_datagram(get().replace(mid=mid).encode(), addr, 0.0)
+    events = net.events(net.s)
+    assert all(ev.addr == C for ev in events)
+    assert len({id(ev.addr) for ev in events}) == 1
+
+
+def test_fast_path_events_are_plain_request_events(net: Any) -> None:
+    import dataclasses
+
+    net.s.receive_datagram(get().replace(mid=1, token=b"t").encode(), C, 0.0)
+    ev = served_request(net)
+    assert type(ev) is RequestReceived and type(ev.message) is Message
+    assert ev == RequestReceived(C, ev.message) and hash(ev) == hash(RequestReceived(C, ev.message))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.addr = S  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.message.mid = 2  # type: ignore[misc]
+
+
 # --- NSTART ----------------------------------------------------------------------------------------
 
 

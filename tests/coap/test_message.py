@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.coap.message import Message, MessageError, encode_parts
+from lwm2m.coap.message import Message, MessageError, decode_message, encode_parts
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
 
@@ -269,6 +269,51 @@ def test_message_error_is_a_value_error() -> None:
     assert issubclass(MessageError, ValueError)
 
 
+@pytest.mark.parametrize(
+    ("data", "reason", "mid", "version_ok"),
+    [
+        (b"", "truncated header", None, True),
+        (bytes((0x40, 1, 0)), "truncated header", None, True),
+        (bytes((0x80, 1, 0, 7)), "unknown CoAP version 2", 7, False),
+        (bytes((0x49, 1, 0, 7)) + bytes(9), "reserved token length 9", 7, True),
+        (bytes((0x44, 1, 0, 7, 1, 2)), "token runs past the end", 7, True),
+    ],
+)
+def test_header_errors_keep_what_the_endpoint_needs(
+    data: bytes, reason: str, mid: int | None, version_ok: bool
+) -> None:
+    with pytest.raises(MessageError, match=reason) as info:
+        Message.decode(data)
+    assert info.value.mid == mid and info.value.version_ok is version_ok
+    if mid is not None:
+        assert info.value.type is Type.CON
+
+
+def test_decoded_messages_are_plain_messages_from_any_buffer() -> None:
+    msg = Message.build(Type.CON, Code.GET, 9, b"tk", uri_path="/3/0", payload=b"p")
+    for data in (msg.encode(), bytearray(msg.encode()), memoryview(msg.encode())):
+        back = Message.decode(data)
+        assert type(back) is Message and back == msg and hash(back) == hash(msg)
+        assert type(back.token) is bytes and type(back.payload) is bytes
+        assert all(type(v) is bytes for _, v in back.options)
+
+
+def test_decode_summary_marks_option_numbers_and_non_requests() -> None:
+    req = Message.build(Type.CON, Code.GET, 1, uri_path="/a/b", accept=60, observe=0)
+    _, summary = decode_message(req.encode())
+    assert summary == (1 << 6) | (1 << 11) | (1 << 17)
+    assert decode_message(Message(Type.NON, Code.POST, 1).encode())[1] == 0
+    for other in (
+        Message(Type.ACK, Code.CONTENT, 1),
+        Message(Type.RST, Code.EMPTY, 1),
+        Message(Type.CON, Code.EMPTY, 1),
+        Message(Type.CON, Code.CONTENT, 1),
+    ):
+        assert decode_message(other.encode())[1] & 1, other
+    high = Message(Type.CON, Code.GET, 1, options=((11, b"x"), (2048, b"y")))
+    assert decode_message(high.encode())[1] == (1 << 11) | (1 << 63)
+
+
 # --- property tests ----------------------------------------------------------------------------
 
 option_numbers = st.integers(min_value=1, max_value=2000)
@@ -339,3 +384,14 @@ def test_encode_parts_rejects_what_encode_rejects() -> None:
         encode_parts(Type.CON, Code.GET, 1, bytes(9), (), b"")
     with pytest.raises(ValueError):
         encode_parts(Type.CON, Code.GET, 0x10000, b"", (), b"")
+
+
+@given(messages())
+@settings(max_examples=300)
+def test_decode_summary_matches_the_options(msg: Message) -> None:
+    decoded, summary = decode_message(msg.encode())
+    assert decoded == msg
+    expected = 0 if msg.type in (Type.CON, Type.NON) and 1 <= msg.code <= 31 else 1
+    for number, _ in msg.options:
+        expected |= 1 << number if number < 63 else 1 << 63
+    assert summary == expected

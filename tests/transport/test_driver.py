@@ -114,3 +114,51 @@ async def test_sends_route_by_address_family() -> None:
         data, src = p6.recvfrom(100)
         assert data == b"six" and src[:2] == s6.getsockname()[:2]
     driver.close()
+
+
+@pytest.mark.both_loops
+async def test_not_receiving_drops_datagrams_until_switched_back() -> None:
+    loop = asyncio.get_running_loop()
+    ep = Scripted()
+    sock = bind_udp("127.0.0.1", 0)
+    driver = UdpDriver(loop, ep, [sock], lambda e, now: None)
+    driver.start()
+    driver.receiving = False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.settimeout(5)
+        peer.sendto(b"asleep", sock.getsockname())
+        await asyncio.sleep(0.05)
+        assert "receive" not in ep.calls
+        driver.receiving = True
+        peer.sendto(b"awake", sock.getsockname())
+        reply = await loop.run_in_executor(None, peer.recv, 100)
+    assert reply == b"re:awake"
+    assert ep.calls.count("receive") == 1
+    driver.close()
+
+
+@pytest.mark.both_loops
+async def test_a_failing_event_handler_spoils_neither_later_events_nor_sends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    ep = Scripted()
+    seen: list[Any] = []
+
+    def on_event(event: Any, now: float) -> None:
+        seen.append(event)
+        if event == ("got", b"one"):
+            raise RuntimeError("boom")
+
+    sock = bind_udp("127.0.0.1", 0)
+    driver = UdpDriver(loop, ep, [sock], on_event)
+    driver.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.settimeout(5)
+        peer.sendto(b"one", sock.getsockname())
+        peer.sendto(b"two", sock.getsockname())
+        replies = {await loop.run_in_executor(None, peer.recv, 100) for _ in range(2)}
+    assert replies == {b"re:one", b"re:two"}
+    assert seen == [("got", b"one"), ("got", b"two")]
+    assert "event handler failed" in caplog.text
+    driver.close()

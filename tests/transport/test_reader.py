@@ -127,6 +127,40 @@ async def test_sender_queues_on_eagain_and_keeps_order() -> None:
     real.close()
 
 
+class _FillingSocket(_FullSocket):
+    """Takes ``room`` datagrams, then is full."""
+
+    def __init__(self, real: socket.socket, room: int) -> None:
+        super().__init__(real)
+        self.full = False
+        self.room = room
+
+    def sendto(self, data: bytes, addr: tuple) -> int:
+        if self.room == 0:
+            self.full = True
+        self.room -= 1
+        return super().sendto(data, addr)
+
+
+async def test_send_all_queues_the_rest_on_eagain_and_keeps_order() -> None:
+    loop = asyncio.get_running_loop()
+    real = bind_udp("127.0.0.1", 0)
+    fake = _FillingSocket(real, room=2)
+    sender = DatagramSender(loop, fake)  # type: ignore[arg-type]
+    sender.send_all([(b"%d" % i, ("127.0.0.1", 9)) for i in range(5)])
+    assert fake.sent == [b"0", b"1"] and sender.pending == 3
+    sender.send_all([(b"5", ("127.0.0.1", 9))])  # behind the backlog, not before it
+    assert sender.pending == 4
+    fake.full = False
+    for _ in range(100):
+        await asyncio.sleep(0.005)
+        if not sender.pending:
+            break
+    assert fake.sent == [b"0", b"1", b"2", b"3", b"4", b"5"]
+    sender.close()
+    real.close()
+
+
 def test_bind_ipv6_is_v6_only() -> None:
     sock = bind_udp("::1", 0)
     try:

@@ -217,16 +217,17 @@ async def test_caller_timeout_stops_retransmission() -> None:
 async def test_lost_response_is_retransmitted_and_deduplicated(resources: Any) -> None:
     """A server whose first answer is dropped: the client's retransmission gets the cached reply."""
     async with await serve(resources) as server, open_udp_endpoint(config=FAST) as client:
-        real_send = server._driver._send4  # type: ignore[attr-defined]
+        real_send_all = server._driver._send_all  # type: ignore[attr-defined]
         dropped: list[bytes] = []
 
-        def lossy(data: bytes, addr: tuple) -> None:
+        def lossy(datagrams: list[tuple[bytes, tuple]]) -> None:
             if not dropped:
-                dropped.append(data)
-                return
-            real_send(data, addr)
+                dropped.append(datagrams[0][0])
+                datagrams = datagrams[1:]
+            if datagrams:
+                real_send_all(datagrams)
 
-        server._driver._send4 = lossy  # type: ignore[attr-defined]
+        server._driver._send_all = lossy  # type: ignore[attr-defined]
         response = await client.request(get("/small"), server.addresses[0], timeout=5)
         assert response.payload == b"hello"
         assert len(dropped) == 1

@@ -30,6 +30,7 @@ I/O side (the transport loop)::
     get_timer() -> float | None                                 # earliest deadline, or None
     handle_timer(now: float) -> None                            # call when now >= get_timer()
     next_event() -> Event | None                                # drain until None
+    events: deque[Event]                  # the queue next_event() pops from (drain it directly)
 
 Application side::
 
@@ -127,8 +128,8 @@ from lwm2m.coap.events import (
     ObservationCancelled,
     RequestReceived,
 )
-from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, Transmission, empty
-from lwm2m.coap.message import Message, MessageError
+from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, SeenMessages, Transmission, empty
+from lwm2m.coap.message import Message, MessageError, decode_message
 from lwm2m.coap.numbers import OptionNumber, Type
 from lwm2m.coap.observe import Relation
 from lwm2m.coap.requesting import ClientSide
@@ -139,14 +140,46 @@ __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
 _KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
 _INF = float("inf")
-_decode = Message.decode
+_decode = decode_message
 _new = object.__new__
 _EV_FIELDS = ("addr", "message", "observe", "block1", "block2")
+
+
+class _RequestFields(Event):
+    """``RequestReceived``'s layout with plain attribute stores (see ``message._Fields``).
+
+    Same base, same slots: a ``__class__`` assignment makes one a ``RequestReceived``.
+    Both of the frozen dataclass's ``__setattr__`` and ``__delattr__`` are undone, or
+    the interpreter would not specialise the stores.
+    """
+
+    __slots__ = _EV_FIELDS
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
+
+
+def _twin_works() -> bool:
+    try:
+        probe = _new(_RequestFields)
+        probe.__class__ = RequestReceived  # type: ignore[assignment]
+    except TypeError:
+        return False
+    return RequestReceived.__slots__ == _EV_FIELDS  # type: ignore[attr-defined]
+
+
+_EV_TWIN = _twin_works()
 _EV_SET = tuple(RequestReceived.__dict__[f].__set__ for f in _EV_FIELDS)
 
 
 def _request_received(addr: Any, msg: Message) -> RequestReceived:
     """``RequestReceived(addr, msg)`` for the hot path, without the frozen dataclass ``__init__``."""
+    if _EV_TWIN:
+        ev = _new(_RequestFields)
+        ev.addr = addr
+        ev.message = msg
+        ev.observe = ev.block1 = ev.block2 = None
+        ev.__class__ = RequestReceived  # type: ignore[assignment]
+        return ev  # type: ignore[return-value]
     ev = _new(RequestReceived)
     sa, sm, so, s1, s2 = _EV_SET
     sa(ev, addr)
@@ -175,20 +208,47 @@ class Endpoint(ServerSide, ClientSide):
         # Seconds until an unanswered CON request gets an empty ACK; inf: never.
         self._ack_delay = _INF if config.empty_ack_delay is None else config.empty_ack_delay
         self._critical_known = _KNOWN_OPTIONS | config.extra_critical_options
+        # What takes a message off the plain request path, in decode_message's summary: not
+        # being a request (bit 0), Observe, Block2, Block1, any critical option we do not
+        # know, and any option number from 63 up (looked at one by one there).
+        attention = 1 | (1 << 6) | (1 << 23) | (1 << 27) | (1 << 63)
+        for number in range(1, 63, 2):
+            if number not in self._critical_known:
+                attention |= 1 << number
+        self._attention = attention
         self._next_mid = self._rng.randrange(0x10000)
         self._out: list[tuple[bytes, Any]] = []
         self._events: deque[Event] = deque()
+        self.events = self._events  # the queue next_event() pops from, for drivers to drain directly
         self._heap: list[tuple[float, int, Any]] = []
         self._seq = 0  # heap tie-breaker
-        # (addr, mid) -> [expires, cached reply or None, empty-ACK deadline]: duplicate
-        # detection (§4.5); the third item matters while the entry is in _unacked.
-        self._dedup: dict[tuple[Any, int], list] = {}
-        # The same entries in arrival order, to evict and expire the oldest in O(1). (Deleting
-        # from the front of a plain dict makes ``next(iter(d))`` scan the holes it leaves.)
-        self._dedup_order: deque[tuple[tuple[Any, int], list]] = deque()
-        # (addr, mid) -> its dedup entry: CON requests the application has not answered
-        # yet. Insertion order is deadline order (the delay is constant).
-        self._unacked: OrderedDict[tuple[Any, int], list] = OrderedDict()
+        # Duplicate detection (§4.5), in two generations of per-peer records (SeenMessages:
+        # Message ID -> expiry, and the reply to replay). New entries go to the current
+        # generation; the older one only answers lookups. When the current one has lived
+        # ``_dedup_span`` (every entry of the older one has then expired) or holds half of
+        # ``max_dedup_entries``, the older one is dropped whole and the current one takes its
+        # place. Lookups check the expiry, so it is exact; the memory goes in bulk, with no
+        # per-message bookkeeping. Per message there is one lookup by address and the rest by
+        # Message ID (an int: no tuple to build or hash), and nothing is stored that the
+        # garbage collector would have to follow.
+        self._dedup: dict[Any, SeenMessages] = {}
+        self._dedup_old: dict[Any, SeenMessages] = {}
+        self._dedup_count = 0  # entries added to the current generation
+        self._dedup_old_count = 0
+        self._dedup_span = max(self._lifetime, self._non_lifetime)
+        self._dedup_half = max(1, self._max_dedup // 2)
+        self._dedup_due = -_INF  # when the current generation has lived _dedup_span
+        # CON requests the application has not answered yet, in arrival order (which is
+        # deadline order: the delay is constant). They arrive in _fresh, (addr, mid) -> the
+        # SeenMessages holding them, a plain dict where an answer given at once (the common
+        # case) finds them cheaply, all with arrival time _fresh_at. The ones still there when
+        # time moves on or the timer is consulted go on to _unacked, (addr, mid) -> arrival
+        # time, an OrderedDict, whose oldest entry stays O(1) to reach however answers punch
+        # holes in it (in a plain dict, finding the first live entry would be a scan over them).
+        self._fresh: dict[tuple[Any, int], SeenMessages] = {}
+        self._fresh_at = -_INF
+        self._unacked: OrderedDict[tuple[Any, int], float] = OrderedDict()
+        self._fresh_room = self._max_pending  # entries _fresh may take before _make_room acts
         self._tx: dict[tuple[Any, int], Transmission] = {}
         # (addr, mid) -> (expires, owner): NON messages we sent that an RST may answer
         self._non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] = OrderedDict()
@@ -224,8 +284,10 @@ class Endpoint(ServerSide, ClientSide):
                 break
             heapq.heappop(heap)
         best = heap[0][0] if heap else _INF
+        if self._fresh:
+            self._settle()
         if self._unacked:
-            first = next(iter(self._unacked.values()))[2]
+            first = next(iter(self._unacked.values())) + self._ack_delay
             if first < best:
                 best = first
         return None if best == _INF else best
@@ -233,13 +295,16 @@ class Endpoint(ServerSide, ClientSide):
     def handle_timer(self, now: float) -> None:
         """Retransmit, send due empty ACKs, time out requests and forget expired state."""
         self._now = now
+        if self._fresh:
+            self._settle()
         unacked = self._unacked
+        delay = self._ack_delay
         while unacked:
-            key, seen = next(iter(unacked.items()))
-            if seen[2] > now:
+            key, arrival = next(iter(unacked.items()))
+            if arrival + delay > now:
                 break
             del unacked[key]
-            self._send_empty_ack(key, seen)
+            self._send_empty_ack(key)
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, obj = heapq.heappop(heap)
@@ -254,7 +319,7 @@ class Endpoint(ServerSide, ClientSide):
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         """Take one datagram from ``addr``; never raises, whatever ``data`` holds."""
         try:
-            msg = _decode(data)
+            msg, summary = _decode(data)
         except MessageError as exc:
             # §4.2: a malformed CON is rejected with RST; §4.3: anything else is dropped,
             # and an unknown version silently ignored (§3).
@@ -262,41 +327,43 @@ class Endpoint(ServerSide, ClientSide):
                 self._out.append((empty(EMPTY_RST, exc.mid), addr))
             return
         self._now = now
-        try:
-            mtype = msg.type
-            if 0 < msg.code < 32 and (mtype is _CON or mtype is _NON):
-                # The hot path, inline: a request, deduplicated, handed to the application.
-                key = (addr, msg.mid)
-                dedup = self._dedup
-                seen = dedup.get(key)
-                if seen is not None and seen[0] > now:
-                    # §4.5: a duplicate CON gets the same ACK or RST again; a duplicate NON is dropped.
-                    if mtype is _CON and seen[1] is not None:
-                        self._out.append((seen[1], addr))
-                    return
-                order = self._dedup_order
-                if len(order) >= self._max_dedup:
-                    old_key, old = order.popleft()
-                    if dedup.get(old_key) is old:
-                        del dedup[old_key]
-                elif order and order[0][1][0] <= now:
-                    self._sweep(now)
-                seen = [now + (self._lifetime if mtype is _CON else self._non_lifetime), None, 0.0]
-                dedup[key] = seen
-                order.append((key, seen))
-                known = self._critical_known
-                for number, _ in msg.options:
-                    if number == 6 or number == 23 or number == 27 or (number & 1 and number not in known):
-                        self._on_request(msg, addr, key, seen, now)
-                        return
-                if mtype is _CON:
-                    unacked = self._unacked
-                    if len(unacked) >= self._max_pending:
-                        self._ack_oldest()
-                    seen[2] = now + self._ack_delay  # inf when never
-                    unacked[key] = seen
-                self._events.append(_request_received(addr, msg))
+        mtype = msg.type
+        if not summary & self._attention:
+            # The hot path, inline: a plain request (no Observe, no Block, no unknown critical
+            # option), deduplicated and handed to the application. Nothing here can fail on
+            # what the datagram holds.
+            mid = msg.mid
+            if self._dedup_count >= self._dedup_half or now >= self._dedup_due:
+                self._rotate_dedup(now)
+            seen = self._dedup.get(addr)
+            if seen is None:
+                seen = self._dedup_peer(addr)
+            addr = seen.addr
+            expires = seen.expires
+            if (mid in expires or ((older := seen.older) is not None and mid in older.expires)) and (
+                self._duplicate(seen, mid, mtype, now)
+            ):
                 return
+            self._dedup_count += 1
+            if mtype is _CON:
+                expires[mid] = now + self._lifetime
+                fresh = self._fresh
+                if now != self._fresh_at or len(fresh) >= self._fresh_room:
+                    fresh = self._make_room(now)
+                fresh[(addr, mid)] = seen
+            else:
+                expires[mid] = now + self._non_lifetime
+            if _EV_TWIN:
+                ev = _new(_RequestFields)
+                ev.addr = addr
+                ev.message = msg
+                ev.observe = ev.block1 = ev.block2 = None
+                ev.__class__ = RequestReceived
+                self._events.append(ev)
+            else:
+                self._events.append(_request_received(addr, msg))
+            return
+        try:
             self._dispatch(msg, addr, now)
         except (ValueError, KeyError, IndexError, TypeError, OverflowError):
             # A datagram that parses but carries nonsense (e.g. a broken option value in a
@@ -360,8 +427,8 @@ class Endpoint(ServerSide, ClientSide):
     def state_sizes(self) -> dict[str, int]:
         """How much state the endpoint holds, by kind (for monitoring and tests)."""
         return {
-            "dedup": len(self._dedup),
-            "unacked": len(self._unacked),
+            "dedup": self._dedup_count + self._dedup_old_count,
+            "unacked": len(self._fresh) + len(self._unacked),
             "tx": len(self._tx),
             "non_sent": len(self._non_sent),
             "requests": len(self._requests),
@@ -395,48 +462,115 @@ class Endpoint(ServerSide, ClientSide):
             if mtype is _CON:
                 self._out.append((empty(EMPTY_RST, msg.mid), addr))
             return
-        key = (addr, msg.mid)
-        seen = self._dedup.get(key)
-        if seen is not None and seen[0] > now:
-            # §4.5: a duplicate CON gets the same ACK or RST again; a duplicate NON is dropped.
-            if mtype is _CON and seen[1] is not None:
-                self._out.append((seen[1], addr))
+        mid = msg.mid
+        if self._dedup_count >= self._dedup_half or now >= self._dedup_due:
+            self._rotate_dedup(now)
+        seen = self._dedup.get(addr)
+        if seen is None:
+            seen = self._dedup_peer(addr)
+        if self._duplicate(seen, mid, mtype, now):
             return
-        seen = self._new_seen(key, mtype, now)
-        if code <= 31:
-            self._on_request(msg, addr, key, seen, now)
-        elif 64 <= code <= 191:
-            self._on_separate_response(msg, addr, seen, now)
-        elif mtype is _CON:
-            # A reserved code class (1, 6, 7): a CON we cannot handle is rejected (§4.2).
-            seen[1] = rst = empty(EMPTY_RST, msg.mid)
-            self._out.append((rst, addr))
+        addr = seen.addr
+        expires = now + (self._lifetime if mtype is _CON else self._non_lifetime)
+        seen.expires[mid] = expires
+        self._dedup_count += 1
+        # The handlers below fill in record[1], the reply to replay for a duplicate.
+        record: list = [expires, None]
+        try:
+            if code <= 31:
+                self._on_request(msg, addr, seen, record, now)
+            elif 64 <= code <= 191:
+                self._on_separate_response(msg, addr, record, now)
+            elif mtype is _CON:
+                # A reserved code class (1, 6, 7): a CON we cannot handle is rejected (§4.2).
+                record[1] = rst = empty(EMPTY_RST, msg.mid)
+                self._out.append((rst, addr))
+        finally:
+            if record[1] is not None:
+                self._cache_reply(addr, mid, record[1])
 
-    def _new_seen(self, key: tuple[Any, int], mtype: Type, now: float) -> list:
-        """Record a new CON or NON for duplicate detection: [expires, cached reply]."""
-        dedup, order = self._dedup, self._dedup_order
-        if order and (len(order) >= self._max_dedup or order[0][1][0] <= now):
-            self._trim_dedup(now)
-        seen = [now + (self._lifetime if mtype is _CON else self._non_lifetime), None, 0.0]
-        dedup[key] = seen
-        order.append((key, seen))
+    def _dedup_peer(self, addr: Any) -> SeenMessages:
+        """The record of ``addr`` in the current duplicate-detection generation, made now."""
+        seen = self._dedup[addr] = SeenMessages(addr, self._dedup_old.get(addr))
         return seen
 
-    def _trim_dedup(self, now: float) -> None:
-        """Make room for one entry: the oldest goes when full; expired state goes anyway."""
-        dedup, order = self._dedup, self._dedup_order
-        if len(order) >= self._max_dedup:
-            old_key, old = order.popleft()
-            if dedup.get(old_key) is old:
-                del dedup[old_key]
-        if order and order[0][1][0] <= now:
-            self._sweep(now)
+    def _duplicate(self, seen: SeenMessages, mid: int, mtype: Type, now: float) -> bool:
+        """Whether message ``mid`` from ``seen``'s peer came within its lifetime (§4.5): then a CON
+        gets the same ACK or RST again (once there is one), and a NON is dropped."""
+        holder: SeenMessages | None = seen
+        expires = seen.expires.get(mid)
+        if expires is None:
+            holder = seen.older
+            if holder is None:
+                return False
+            expires = holder.expires.get(mid)
+            if expires is None:
+                return False
+        if expires <= now:
+            # Over: the ID is new again, and the reply to the old message must not answer it.
+            holder.replies.pop(mid, None)  # type: ignore[union-attr]
+            return False
+        if mtype is _CON:
+            reply = holder.replies.get(mid)  # type: ignore[union-attr]
+            if reply is not None:
+                self._out.append((reply, seen.addr))
+        return True
 
-    def _ack_oldest(self) -> None:
-        # Too many unanswered requests: acknowledge the oldest now, so its answer goes as a
-        # separate response and the entry can go.
-        oldest, seen = self._unacked.popitem(last=False)
-        self._send_empty_ack(oldest, seen)
+    def _rotate_dedup(self, now: float) -> None:
+        """Start a new duplicate-detection generation; the current one becomes the older one.
+
+        Called when the current one is full (the older one's entries go, expired or not:
+        the cap wins) or has lived ``_dedup_span`` (the older one's entries have all expired;
+        if two spans have passed, the current one's too).
+        """
+        if now >= self._dedup_due + self._dedup_span:
+            self._dedup_old = {}
+            self._dedup_old_count = 0
+        else:
+            self._dedup_old = old = self._dedup
+            self._dedup_old_count = self._dedup_count
+            for seen in old.values():
+                seen.older = None  # the generation before is gone
+        self._dedup = {}
+        self._dedup_count = 0
+        self._dedup_due = now + self._dedup_span
+        self._sweep(now)
+
+    def _cache_reply(self, addr: Any, mid: int, reply: bytes) -> None:
+        """Keep ``reply`` (an ACK or RST) to replay for duplicates of message ``mid`` (§4.5)."""
+        seen = self._dedup.get(addr)
+        if seen is None:
+            seen = self._dedup_old.get(addr)
+        while seen is not None:
+            if mid in seen.expires:
+                seen.replies[mid] = reply
+                return
+            seen = seen.older
+        # Gone with its generation already: nothing to replay.
+
+    def _make_room(self, now: float) -> dict[tuple[Any, int], SeenMessages]:
+        """_fresh, ready to take a request that arrived at ``now``."""
+        if now != self._fresh_at:
+            self._settle()
+            self._fresh_at = now
+        if len(self._fresh) >= self._fresh_room:
+            self._settle()
+            unacked = self._unacked
+            if len(unacked) >= self._max_pending:
+                # Too many unanswered requests: acknowledge the oldest now, so its answer goes
+                # as a separate response and the entry can go.
+                oldest, _ = unacked.popitem(last=False)
+                self._send_empty_ack(oldest)
+                self._fresh_room = self._max_pending - len(unacked)
+        return self._fresh
+
+    def _settle(self) -> None:
+        """Move the requests still unanswered in _fresh to the end of _unacked, in order."""
+        fresh = self._fresh
+        if fresh:
+            self._unacked.update(dict.fromkeys(fresh, self._fresh_at))
+            self._fresh = {}
+        self._fresh_room = self._max_pending - len(self._unacked)
 
     # === transmission and timers ===================================================================
 
@@ -506,12 +640,10 @@ class Endpoint(ServerSide, ClientSide):
                 return token
 
     def _sweep(self, now: float) -> None:
-        """Forget expired duplicate-detection entries and stale block-wise state."""
-        dedup, order = self._dedup, self._dedup_order
-        while order and order[0][1][0] <= now:
-            key, seen = order.popleft()
-            if dedup.get(key) is seen:
-                del dedup[key]
+        """Forget expired duplicate-detection generations and stale block-wise state."""
+        if now >= self._dedup_due and (self._dedup_count or self._dedup_old_count):
+            self._rotate_dedup(now)  # sweeps again, with the generations settled
+            return
         non_sent = self._non_sent
         while non_sent:
             key, entry = non_sent.popitem(last=False)

@@ -1,4 +1,5 @@
-"""Per-exchange records of the endpoint: our CON transmissions, our requests, per-peer NSTART state."""
+"""Per-exchange records of the endpoint: our CON transmissions, our requests, per-peer NSTART state,
+the Message IDs seen per peer."""
 
 from __future__ import annotations
 
@@ -96,3 +97,22 @@ class PeerState:
     def __init__(self) -> None:
         self.inflight = 0
         self.queue: deque[OutgoingRequest] = deque()
+
+
+class SeenMessages:
+    """One peer's recent Message IDs in one generation of duplicate detection (RFC 7252 §4.5).
+
+    ``expires`` maps a Message ID to the time its exchange ends; ``replies`` holds the
+    ACK or RST to send again for a duplicate CON. ``older`` is the same peer's record in
+    the older generation, while that generation lasts. Ints, floats and bytes only: the
+    garbage collector has nothing to follow per message.
+    """
+
+    __slots__ = ("addr", "expires", "older", "replies")
+
+    def __init__(self, addr: Any, older: SeenMessages | None) -> None:
+        # The peer's address as first seen: one tuple per peer for every event and key.
+        self.addr = addr if older is None else older.addr
+        self.expires: dict[int, float] = {}
+        self.replies: dict[int, bytes] = {}
+        self.older = older

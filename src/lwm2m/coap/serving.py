@@ -19,7 +19,7 @@ from lwm2m.coap.events import (
     ObservationCancelled,
     RequestReceived,
 )
-from lwm2m.coap.exchange import EMPTY_ACK, empty
+from lwm2m.coap.exchange import EMPTY_ACK, SeenMessages, empty
 from lwm2m.coap.message import Message, encode_parts
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.coap.observe import Relation
@@ -49,11 +49,17 @@ class ServerSide:
             or len(payload) > self._block_size
         ):
             code, options, payload = self._shape_response(event, code, options, payload, now)
-        key = (addr, req.mid)
-        seen = self._unacked.pop(key, None)
-        if seen is not None:
+        mid = req.mid
+        key = (addr, mid)
+        seen = self._fresh.pop(key, None)
+        unacked = self._unacked
+        if seen is not None or (unacked and unacked.pop(key, None) is not None):
             # The common case: piggybacked in the ACK, which is also cached for duplicates (§4.5).
-            seen[1] = data = encode_parts(_ACK, code, req.mid, req.token, options, payload)
+            data = encode_parts(_ACK, code, mid, req.token, options, payload)
+            if seen is not None:
+                seen.replies[mid] = data
+            else:
+                self._cache_reply(addr, mid, data)
             self._out.append((data, addr))
             return
         mid = self._alloc_mid()
@@ -135,7 +141,9 @@ class ServerSide:
         self._out.append((data, addr))
         return True
 
-    def _on_request(self, msg: Message, addr: Any, key: tuple[Any, int], seen: list, now: float) -> None:
+    def _on_request(self, msg: Message, addr: Any, peer: SeenMessages, seen: list, now: float) -> None:
+        """A request off the plain path, recorded in ``peer``; ``seen[1]`` gets the reply to replay
+        for duplicates."""
         known = self._critical_known
         special = False
         for number, _ in msg.options:
@@ -171,11 +179,10 @@ class ServerSide:
             if block2 is not None and block2.num and self._serve_block2(msg, addr, block2, seen, now):
                 return
         if msg.type is _CON:
-            unacked = self._unacked
-            if len(unacked) >= self._max_pending:
-                self._ack_oldest()
-            seen[2] = now + self._ack_delay
-            unacked[key] = seen
+            fresh = self._fresh
+            if now != self._fresh_at or len(fresh) >= self._fresh_room:
+                fresh = self._make_room(now)
+            fresh[(addr, msg.mid)] = peer
         self._events.append(RequestReceived(addr, msg, observe, block1, block2))
 
     def _answer(
@@ -189,8 +196,9 @@ class ServerSide:
             data = encode_parts(_NON, code, self._alloc_mid(), msg.token, tuple(options), payload)
         self._out.append((data, addr))
 
-    def _send_empty_ack(self, key: tuple[Any, int], seen: list) -> None:
-        seen[1] = data = empty(EMPTY_ACK, key[1])
+    def _send_empty_ack(self, key: tuple[Any, int]) -> None:
+        data = empty(EMPTY_ACK, key[1])
+        self._cache_reply(key[0], key[1], data)
         self._out.append((data, key[0]))
 
     # --- Block1, server side (RFC 7959 §2.3) -----------------------------------------------------

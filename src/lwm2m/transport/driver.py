@@ -1,26 +1,35 @@
 """The loop around a sans-IO endpoint: datagrams in, events out, datagrams out, one timer.
 
-Per wake-up of a socket every pending datagram goes to ``receive_datagram``,
-and the events it raised go to ``on_event`` at once (so an application that
-answers a request inside ``on_event`` gets its response piggybacked on the
-ACK); then ``datagrams_to_send`` goes out and the one timer handle is
-re-armed from ``get_timer()``. Nothing here creates a coroutine or a future.
+Per wake-up of a socket every pending datagram goes straight from the reader to
+``receive_datagram``; then the events they raised go to ``on_event`` (so an
+application that answers a request inside ``on_event`` gets its response
+piggybacked on the ACK), ``datagrams_to_send`` goes out and the one timer handle
+is re-armed from ``get_timer()``. Nothing here creates a coroutine or a future,
+and per datagram there is no call between the reader and the endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from lwm2m.transport.address import Addr
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 
+log = logging.getLogger(__name__)
+
 
 class SansIOEndpoint(Protocol):
-    """The I/O side of ``lwm2m.coap.endpoint.Endpoint``, which is all the driver needs."""
+    """The I/O side of ``lwm2m.coap.endpoint.Endpoint``, which is all the driver needs.
+
+    An endpoint whose ``events`` attribute is the ``deque`` that ``next_event`` pops from
+    (``Endpoint``'s is) has it drained directly, without a call per event.
+    """
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]: ...
@@ -35,9 +44,11 @@ EventCallback = Callable[[Any, float], None]  # (event, now)
 class UdpDriver:
     """Moves datagrams and time between UDP sockets and one sans-IO ``Endpoint``.
 
-    ``on_event(event, now)`` receives every event the endpoint raises, synchronously. After
-    the application has called ``request``/``respond``/``notify``/``cancel`` on
-    the endpoint outside of ``on_event``, it calls ``flush()``.
+    ``on_event(event, now)`` receives every event the endpoint raises, synchronously: those
+    of a wake-up's datagrams once they have all been received, those of a timer when it
+    fires. An exception from it is logged and the next event goes on. After the
+    application has called ``request``/``respond``/``notify``/``cancel`` on the endpoint
+    outside of ``on_event``, it calls ``flush()``.
     """
 
     def __init__(
@@ -51,21 +62,40 @@ class UdpDriver:
             raise ValueError("at least one socket")
         self._loop = loop
         self._endpoint = endpoint
+        queue = getattr(endpoint, "events", None)
+        self._events: deque[Any] | None = queue if isinstance(queue, deque) else None
         self._on_event = on_event
         self.sockets = tuple(socks)
-        self._readers = [DatagramReader(loop, s, self._on_datagram, self._on_batch) for s in self.sockets]
+        receive = endpoint.receive_datagram
+        self._readers = [DatagramReader(loop, s, receive, self._on_batch) for s in self.sockets]
         senders = {s.family: DatagramSender(loop, s) for s in self.sockets}
         first = next(iter(senders.values()))
         # Route by the shape of the address: IPv6 socket addresses have four fields.
         self._send4 = senders.get(socket.AF_INET, first).send
         self._send6 = senders.get(socket.AF_INET6, first).send
         self._senders = list(senders.values())
+        # One socket (the usual case): every datagram goes through it, no routing.
+        self._send_all = first.send_all if len(self._senders) == 1 else None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
-        # False while the application plays a sleeping device (LwM2M queue mode): datagrams
-        # that arrive are dropped as a radio that is off would never hear them.
-        self.receiving = True
+        self._receiving = True
+
+    @property
+    def receiving(self) -> bool:
+        """False while the application plays a sleeping device (LwM2M queue mode): datagrams
+        that arrive are dropped, as a radio that is off would never hear them."""
+        return self._receiving
+
+    @receiving.setter
+    def receiving(self, on: bool) -> None:
+        on = bool(on)
+        if on == self._receiving:
+            return
+        self._receiving = on
+        handler = self._endpoint.receive_datagram if on else _drop
+        for r in self._readers:
+            r.on_datagram = handler
 
     @property
     def endpoint(self) -> Any:
@@ -77,29 +107,45 @@ class UdpDriver:
 
     # --- the hot path -----------------------------------------------------------------
 
-    def _on_datagram(self, data: bytes, addr: Addr, now: float) -> None:
-        if not self.receiving:
-            return
-        endpoint = self._endpoint
-        endpoint.receive_datagram(data, addr, now)
-        next_event = endpoint.next_event
-        on_event = self._on_event
-        while (event := next_event()) is not None:
-            on_event(event, now)
-
     def _on_batch(self, now: float) -> None:
+        """After a wake-up's datagrams: their events to the application, then the answers out."""
+        self._deliver(now)
         self._transmit(now)
+
+    def _deliver(self, now: float) -> None:
+        """Every queued event to ``on_event``; one that fails is logged, the rest go on."""
+        events = self._events
+        on_event = self._on_event
+        if events is not None:
+            popleft = events.popleft
+            while events:
+                event = popleft()
+                try:
+                    on_event(event, now)
+                except Exception:
+                    log.exception("event handler failed for %s", type(event).__name__)
+        else:
+            next_event = self._endpoint.next_event
+            while (event := next_event()) is not None:
+                try:
+                    on_event(event, now)
+                except Exception:
+                    log.exception("event handler failed for %s", type(event).__name__)
 
     def _transmit(self, now: float) -> None:
         out = self._endpoint.datagrams_to_send(now)
         if out:
-            send4 = self._send4
-            send6 = self._send6
-            for data, addr in out:
-                if len(addr) == 2:
-                    send4(data, addr)
-                else:
-                    send6(data, addr)
+            send_all = self._send_all
+            if send_all is not None:
+                send_all(out)
+            else:
+                send4 = self._send4
+                send6 = self._send6
+                for data, addr in out:
+                    if len(addr) == 2:
+                        send4(data, addr)
+                    else:
+                        send6(data, addr)
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -134,9 +180,7 @@ class UdpDriver:
             self._arm_timer()
             return
         endpoint.handle_timer(now)
-        on_event = self._on_event
-        while (event := endpoint.next_event()) is not None:
-            on_event(event, now)
+        self._deliver(now)
         self._transmit(now)
 
     # --- for the application --------------------------------------------------------
@@ -150,10 +194,7 @@ class UdpDriver:
             return
         if now is None:
             now = self._loop.time()
-        endpoint = self._endpoint
-        on_event = self._on_event
-        while (event := endpoint.next_event()) is not None:
-            on_event(event, now)
+        self._deliver(now)
         self._transmit(now)
 
     def local_addresses(self) -> list[Addr]:
@@ -174,3 +215,7 @@ class UdpDriver:
             self._timer = None
         for s in self.sockets:
             s.close()
+
+
+def _drop(data: bytes, addr: Addr, now: float) -> None:
+    """The readers' handler while not receiving."""

@@ -72,9 +72,12 @@ def _receive_buffer() -> tuple[bytearray, memoryview]:
 
 
 class DatagramReader:
-    """Calls ``on_datagram(data, addr, now)`` for each datagram, then ``on_batch(now)`` per wake-up."""
+    """Calls ``on_datagram(data, addr, now)`` for each datagram, then ``on_batch(now)`` per wake-up.
 
-    __slots__ = ("_buf", "_fd", "_loop", "_on_batch", "_on_datagram", "_sock", "_view", "max_batch")
+    ``on_datagram`` may be replaced at any time (it is read once per wake-up).
+    """
+
+    __slots__ = ("_buf", "_fd", "_loop", "_on_batch", "_sock", "_view", "max_batch", "on_datagram")
 
     def __init__(
         self,
@@ -88,7 +91,7 @@ class DatagramReader:
         self._loop = loop
         self._sock = sock
         self._fd = -1
-        self._on_datagram = on_datagram
+        self.on_datagram = on_datagram
         self._on_batch = on_batch
         self._buf, self._view = _receive_buffer()
         self.max_batch = max_batch
@@ -106,7 +109,7 @@ class DatagramReader:
         recv = self._sock.recvfrom_into
         buf = self._buf
         view = self._view
-        on_datagram = self._on_datagram
+        on_datagram = self.on_datagram
         now = self._loop.time()
         got = 0
         for _ in range(self.max_batch):
@@ -121,7 +124,7 @@ class DatagramReader:
                 continue
             got += 1
             try:
-                on_datagram(bytes(view[:n]), addr, now)
+                on_datagram(view[:n].tobytes(), addr, now)
             except Exception:
                 log.exception("datagram from %s dropped: handler failed", addr)
         if got:
@@ -154,6 +157,27 @@ class DatagramSender:
             self._loop.add_writer(self._fd, self._on_writable)
         except OSError as exc:
             log.debug("UDP send to %s failed: %s", addr, exc)
+
+    def send_all(self, datagrams: list[tuple[bytes, Addr]]) -> None:
+        """``send`` each of ``datagrams`` in order, with one method call for the lot."""
+        if self._writing:
+            for data, addr in datagrams:
+                self._queue(data, addr)
+            return
+        sendto = self._sock.sendto
+        rest = iter(datagrams)
+        for data, addr in rest:
+            try:
+                sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                self._queue(data, addr)
+                for later, to in rest:
+                    self._queue(later, to)
+                self._writing = True
+                self._loop.add_writer(self._fd, self._on_writable)
+                return
+            except OSError as exc:
+                log.debug("UDP send to %s failed: %s", addr, exc)
 
     def _queue(self, data: bytes, addr: Addr) -> None:
         if len(self._backlog) < self.MAX_BACKLOG:
