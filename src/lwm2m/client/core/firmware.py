@@ -35,13 +35,12 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from lwm2m.client.errors import BadRequest, MethodNotAllowed
 from lwm2m.client.instance import ObjectInstance, ResourceValue
@@ -49,6 +48,14 @@ from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.transport.address import resolve
+from lwm2m.transport.http import (
+    HttpBodyTooLarge,
+    HttpError,
+    HttpNameError,
+    HttpRedirectError,
+    HttpStatusError,
+    http_get,
+)
 from lwm2m.transport.udp import RequestAborted, RequestReset, open_udp_endpoint
 
 if TYPE_CHECKING:
@@ -493,111 +500,25 @@ async def fetch_coap(parts: SplitResult, max_size: int = DEFAULT_MAX_PACKAGE) ->
     raise FirmwareError(UpdateResult.CONNECTION_LOST, answer)
 
 
-MAX_REDIRECTS = 3
-MAX_HEADER_LINES = 100
-
-
 async def fetch_http(
     parts: SplitResult, max_size: int = DEFAULT_MAX_PACKAGE, ssl_context: ssl.SSLContext | None = None
 ) -> bytes:
-    """GET an ``http://`` or ``https://`` URI with a plain HTTP/1.1 request (RFC 9112), following
-    up to three redirects; the body may come with Content-Length, chunked, or up to the close."""
-    for _ in range(MAX_REDIRECTS + 1):
-        status, headers, body = await _http_get(parts, max_size, ssl_context)
-        location = headers.get("location")
-        if status in (301, 302, 303, 307, 308) and location:
-            parts = urlsplit(urljoin(parts.geturl(), location))
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise FirmwareError(UpdateResult.UNSUPPORTED_PROTOCOL, f"redirected to {location!r}")
-            continue
-        if status == 200:
-            return body
-        if 400 <= status < 500:
-            raise FirmwareError(UpdateResult.INVALID_URI, f"{parts.geturl()} answered HTTP {status}")
-        raise FirmwareError(UpdateResult.CONNECTION_LOST, f"{parts.geturl()} answered HTTP {status}")
-    raise FirmwareError(UpdateResult.INVALID_URI, "too many redirects")
-
-
-async def _http_get(
-    parts: SplitResult, max_size: int, ssl_context: ssl.SSLContext | None
-) -> tuple[int, dict[str, str], bytes]:
-    secure = parts.scheme == "https"
-    host = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
-    context = (ssl_context or ssl.create_default_context()) if secure else None
+    """GET an ``http://`` or ``https://`` URI (``lwm2m.transport.http``), its failures as Update Results."""
     try:
-        reader, writer = await asyncio.open_connection(host, port, ssl=context)
-    except socket.gaierror as exc:
-        raise FirmwareError(UpdateResult.INVALID_URI, f"cannot resolve {host!r}: {exc}") from None
-    try:
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        authority = f"[{host}]" if ":" in host else host
-        if parts.port is not None:
-            authority += f":{parts.port}"
-        request = (
-            f"GET {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: lwm2m-client\r\n"
-            "Accept-Encoding: identity\r\nConnection: close\r\n\r\n"
-        )
-        writer.write(request.encode("ascii", "strict"))
-        await writer.drain()
-        status = _status(await reader.readline())
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADER_LINES):
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = line.decode("latin-1").partition(":")
-            if not sep:
-                raise FirmwareError(UpdateResult.CONNECTION_LOST, "malformed HTTP header")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            raise FirmwareError(UpdateResult.CONNECTION_LOST, "too many HTTP headers")
-        if status != 200:
-            return status, headers, b""
-        return status, headers, await _body(reader, headers, max_size)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-
-
-def _status(line: bytes) -> int:
-    parts = line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-        raise FirmwareError(UpdateResult.CONNECTION_LOST, f"not an HTTP response: {line[:40]!r}")
-    return int(parts[1])
-
-
-def _too_big(size: int, max_size: int) -> None:
-    if size > max_size:
-        raise FirmwareError(UpdateResult.NOT_ENOUGH_STORAGE, f"package over {max_size} bytes")
-
-
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str], max_size: int) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        out = bytearray()
-        while True:
-            size_line = (await reader.readline()).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise FirmwareError(UpdateResult.CONNECTION_LOST, "malformed chunk size") from None
-            if size == 0:
-                return bytes(out)
-            _too_big(len(out) + size, max_size)
-            out += await reader.readexactly(size)
-            await reader.readline()  # the CRLF after each chunk
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise FirmwareError(UpdateResult.CONNECTION_LOST, f"bad Content-Length {length!r}")
-        _too_big(int(length), max_size)
-        return await reader.readexactly(int(length))
-    body = bytearray()  # no length: the body ends with the connection
-    while chunk := await reader.read(1 << 16):
-        body += chunk
-        _too_big(len(body), max_size)
-    return bytes(body)
+        return await http_get(parts, max_size=max_size, ssl_context=ssl_context)
+    except HttpNameError as exc:
+        raise FirmwareError(UpdateResult.INVALID_URI, str(exc)) from None
+    except HttpStatusError as exc:
+        # A 4xx: nothing (for us) at that URI; anything else: the server failed us.
+        result = UpdateResult.INVALID_URI if 400 <= exc.status < 500 else UpdateResult.CONNECTION_LOST
+        raise FirmwareError(result, str(exc)) from None
+    except HttpRedirectError as exc:
+        result = UpdateResult.UNSUPPORTED_PROTOCOL if exc.unsupported else UpdateResult.INVALID_URI
+        raise FirmwareError(result, str(exc)) from None
+    except HttpBodyTooLarge:
+        raise FirmwareError(UpdateResult.NOT_ENOUGH_STORAGE, f"package over {max_size} bytes") from None
+    except HttpError as exc:
+        raise FirmwareError(UpdateResult.CONNECTION_LOST, str(exc)) from None
 
 
 def _coap_code(code: int) -> str:
