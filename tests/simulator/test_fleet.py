@@ -14,7 +14,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.server import LwM2MServer
 from lwm2m.simulator import Fleet, FleetStats
-from lwm2m.simulator.objects import LampController
+from lwm2m.simulator.lighting import LampController
 
 P = Path.parse
 

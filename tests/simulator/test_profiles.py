@@ -12,7 +12,8 @@ import pytest
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.value import ResourceType, check_value
-from lwm2m.simulator.objects import ElectricalMonitor, LampController, ParkingSensor, WaterMeter
+from lwm2m.simulator.lighting import ElectricalMonitor, LampController
+from lwm2m.simulator.objects import ParkingSensor, WaterMeter
 from lwm2m.simulator.profiles import PROFILES, BuiltDevice, DeviceSpec, build_device, get_profile
 from lwm2m.simulator.values import DAY, Tick, hour_of_day
 

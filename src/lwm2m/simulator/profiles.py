@@ -32,16 +32,14 @@ from lwm2m.client.core.firmware import FirmwareUpdate
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
+from lwm2m.simulator.lighting import ElectricalMonitor, LampController, Photocell
 from lwm2m.simulator.objects import (
     AirQuality,
     Battery,
-    ElectricalMonitor,
     Installer,
-    LampController,
     LpwanLink,
     NoiseSensor,
     ParkingSensor,
-    Photocell,
     Sensor,
     Simulated,
     Wake,
