@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
+from lwm2m.server.backlog import Backlog
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,3 +82,36 @@ ServerEvent = (
     | SendReceived
     | ObservationEnded
 )
+
+
+class EventStream:
+    """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes.
+
+    Events wait here until read, however many: a subscriber that stops reading without
+    closing its stream makes the server's memory grow.
+    """
+
+    def __init__(self, subscribers: set[Backlog[ServerEvent]]) -> None:
+        self._backlog: Backlog[ServerEvent] = Backlog()
+        self._subscribers = subscribers
+        subscribers.add(self._backlog)
+
+    @property
+    def pending(self) -> int:
+        """Events received and not read yet."""
+        return len(self._backlog)
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> ServerEvent:
+        return await self._backlog.get()
+
+    def close(self) -> None:
+        self._subscribers.discard(self._backlog)
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()

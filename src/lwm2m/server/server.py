@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from lwm2m.coap.events import RequestReceived
@@ -28,22 +28,12 @@ from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
-from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.protocol.attributes import AttributeChange
 from lwm2m.protocol.management import (
-    CreateRequest,
-    DeleteRequest,
-    DiscoverRequest,
-    ExecuteRequest,
     ObserveRequest,
     ReadCompositeRequest,
-    ReadRequest,
     Request,
     Response,
-    WriteAttributesRequest,
-    WriteCompositeRequest,
-    WriteRequest,
     decode_response,
 )
 from lwm2m.protocol.registration import Registration
@@ -52,11 +42,13 @@ from lwm2m.server.events import (
     ClientDeregistered,
     ClientRegistered,
     ClientUpdated,
+    EventStream,
     NotificationReceived,
     RegistrationExpired,
     SendReceived,
     ServerEvent,
 )
+from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
 from lwm2m.server.registrar import Registrar
@@ -69,7 +61,6 @@ from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.transport.udp import Observation as CoapObservation
 
-DEFAULT_TIMEOUT = 30.0
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
 # the first of a batch: what a crash of the process may lose (a batching store also flushes
 # when its batch is full).
@@ -90,23 +81,6 @@ class ObserveRefused(Exception):
             f"observe refused: {response.code >> 5}.{response.code & 31:02d} {response.diagnostic}"
         )
         self.response = response
-
-
-PREFERRED_FORMATS = (
-    ContentFormat.SENML_CBOR,
-    ContentFormat.LWM2M_CBOR,
-    ContentFormat.SENML_JSON,
-    ContentFormat.TLV,
-)
-
-
-def request_format(registration: Registration) -> ContentFormat:
-    """SenML-CBOR for LwM2M 1.1 and later, TLV for 1.0 (LwM2M-TS-Core 1.2 §7.4); a 1.1+ client
-    that lists its formats (``ct`` on the root link) gets the first of ours it names."""
-    if registration.lwm2m_version == "1.0":
-        return ContentFormat.TLV
-    listed = registration.content_formats
-    return next((f for f in PREFERRED_FORMATS if f in listed), ContentFormat.SENML_CBOR)
 
 
 SEND_FORMATS = frozenset((ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR))
@@ -132,40 +106,7 @@ def _reply(code: Code, diagnostic: str = "") -> Message:
     return Message.build(Type.ACK, code, payload=diagnostic.encode())
 
 
-class EventStream:
-    """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes.
-
-    Events wait here until read, however many: a subscriber that stops reading without
-    closing its stream makes the server's memory grow.
-    """
-
-    def __init__(self, subscribers: set[Backlog[ServerEvent]]) -> None:
-        self._backlog: Backlog[ServerEvent] = Backlog()
-        self._subscribers = subscribers
-        subscribers.add(self._backlog)
-
-    @property
-    def pending(self) -> int:
-        """Events received and not read yet."""
-        return len(self._backlog)
-
-    def __aiter__(self) -> EventStream:
-        return self
-
-    async def __anext__(self) -> ServerEvent:
-        return await self._backlog.get()
-
-    def close(self) -> None:
-        self._subscribers.discard(self._backlog)
-
-    async def __aenter__(self) -> EventStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-
-class LwM2MServer:
+class LwM2MServer(DeviceManagement):
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -499,22 +440,6 @@ class LwM2MServer:
             payload=message.payload,
         )
 
-    def _format(self, registration: Registration, fmt: int | str | None) -> ContentFormat:
-        if fmt is None:
-            return request_format(registration)
-        return get_codec(fmt).content_format
-
-    async def read(
-        self,
-        endpoint: str,
-        path: str | Path,
-        *,
-        format: int | str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Response:
-        fmt = self._format(await self.registration(endpoint), format)
-        return await self.send(endpoint, ReadRequest(Path.parse(path), fmt), timeout=timeout)
-
     async def observe(
         self,
         endpoint: str,
@@ -656,80 +581,3 @@ class LwM2MServer:
     ) -> list[HistoryEntry]:
         """Stored values from notifications, newest first."""
         return await self.store.history.query(endpoint, Path.parse(path), since=since, limit=limit)
-
-    async def discover(
-        self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> Response:
-        return await self.send(endpoint, DiscoverRequest(Path.parse(path)), timeout=timeout)
-
-    async def write(
-        self,
-        endpoint: str,
-        path: str | Path,
-        records: Iterable[Record],
-        *,
-        replace: bool = True,
-        format: int | str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Response:
-        fmt = self._format(await self.registration(endpoint), format)
-        request = WriteRequest(Path.parse(path), tuple(records), fmt, replace=replace)
-        return await self.send(endpoint, request, timeout=timeout)
-
-    async def execute(
-        self, endpoint: str, path: str | Path, arguments: str = "", *, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> Response:
-        return await self.send(endpoint, ExecuteRequest(Path.parse(path), arguments), timeout=timeout)
-
-    async def create(
-        self,
-        endpoint: str,
-        path: str | Path,
-        records: Iterable[Record],
-        *,
-        format: int | str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Response:
-        fmt = self._format(await self.registration(endpoint), format)
-        return await self.send(
-            endpoint, CreateRequest(Path.parse(path), tuple(records), fmt), timeout=timeout
-        )
-
-    async def delete(
-        self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> Response:
-        return await self.send(endpoint, DeleteRequest(Path.parse(path)), timeout=timeout)
-
-    async def write_attributes(
-        self,
-        endpoint: str,
-        path: str | Path,
-        attributes: dict[str, object],
-        *,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Response:
-        change = AttributeChange.from_mapping(attributes)
-        return await self.send(endpoint, WriteAttributesRequest(Path.parse(path), change), timeout=timeout)
-
-    async def read_composite(
-        self,
-        endpoint: str,
-        paths: Sequence[str | Path],
-        *,
-        format: int | str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Response:
-        fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
-        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt)
-        return await self.send(endpoint, request, timeout=timeout)
-
-    async def write_composite(
-        self,
-        endpoint: str,
-        records: Iterable[Record],
-        *,
-        format: int | str | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> Response:
-        fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
-        return await self.send(endpoint, WriteCompositeRequest(tuple(records), fmt), timeout=timeout)
