@@ -4,7 +4,7 @@
 (and the generic in-memory instance of any catalogued object).
 """
 
-from lwm2m.client.client import ClientState, LwM2MClient
+from lwm2m.client.client import LwM2MClient
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.errors import (
     BadRequest,
@@ -18,6 +18,7 @@ from lwm2m.client.errors import (
 )
 from lwm2m.client.instance import ObjectInstance, parse_arguments
 from lwm2m.client.objects import LwM2MObject, ObjectTree
+from lwm2m.client.reporting import ClientState
 
 __all__ = [
     "BadRequest",

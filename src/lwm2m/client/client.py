@@ -23,9 +23,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-import time
-from collections.abc import Callable, Iterable, Sequence
-from enum import Enum
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from lwm2m.client.bootstrap import BootstrapFailed, ClientBootstrap
@@ -38,15 +36,13 @@ from lwm2m.client.handler import RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.observer import Observer, RelationKey
+from lwm2m.client.reporting import ClientState, Reporting
 from lwm2m.coap.config import EndpointConfig
-from lwm2m.coap.events import Event, ObservationCancelled, RequestReceived
+from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.numbers import Code, OptionNumber
 from lwm2m.codec.base import ContentFormat
-from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
-from lwm2m.model.path import ROOT, Path
-from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import Attributes
 from lwm2m.protocol.registration import (
@@ -65,7 +61,6 @@ from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted,
 log = logging.getLogger(__name__)
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
-SEND_PATH = "dp"  # LwM2M-TS-Transport 1.2 §6.4: Send is a POST to /dp
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
 # Formats announced in the root link's ct (LwM2M-TS-Core 1.2 §6.2.1), preferred first.
 ANNOUNCED_FORMATS = (
@@ -76,16 +71,7 @@ ANNOUNCED_FORMATS = (
 )
 
 
-class ClientState(Enum):
-    STOPPED = "stopped"
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    SLEEPING = "sleeping"
-    RETRYING = "retrying"
-    BOOTSTRAPPING = "bootstrapping"
-
-
-class LwM2MClient:
+class LwM2MClient(Reporting):
     """One LwM2M client device on its own UDP port.
 
     ``objects`` are instances (or whole :class:`LwM2MObject` with a factory);
@@ -593,93 +579,6 @@ class LwM2MClient:
         options += [(OptionNumber.URI_PATH, s.encode()) for s in self._location_path]
         options.sort(key=lambda o: o[0])
         return dataclasses.replace(message, options=tuple(options))
-
-    # --- queue mode ------------------------------------------------------------------------------
-
-    def _touch(self) -> None:
-        """An exchange happened: stay awake ``awake_time`` more seconds (queue mode)."""
-        if not self.queue_mode or self._coap is None:
-            return
-        self._cancel_sleep()
-        self._sleep_timer = asyncio.get_running_loop().call_later(self.awake_time, self._fall_asleep)
-
-    def _cancel_sleep(self) -> None:
-        if self._sleep_timer is not None:
-            self._sleep_timer.cancel()
-            self._sleep_timer = None
-
-    def _fall_asleep(self) -> None:
-        self._sleep_timer = None
-        if self._coap is None or self.location is None:
-            return
-        self._coap.receiving = False
-        self.state = ClientState.SLEEPING
-        log.info("%s sleeps", self.endpoint_name)
-
-    @property
-    def sleeping(self) -> bool:
-        return self.state is ClientState.SLEEPING
-
-    def _flush_held(self) -> None:
-        held, self._held = self._held, {}
-        for key, (message, con) in held.items():
-            self._emit(key, message, con)
-
-    # --- serving ------------------------------------------------------------------------------------
-
-    def _handle(self, event: RequestReceived) -> Any:
-        self._touch()
-        if self.bootstrapper.serving(event.addr):
-            return self.bootstrapper(event)
-        return self.handler(event)
-
-    def _on_event(self, event: Event) -> None:
-        if type(event) is ObservationCancelled and self.observer is not None:
-            self.observer.remove(event.relation)
-
-    def _emit(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
-        coap = self._coap
-        if coap is None:
-            return False
-        if self.state is ClientState.SLEEPING:
-            # §6.5: keep the notification and wake up by sending an Update.
-            self._held[key] = (message, confirmable)
-            self.trigger_update()
-            return True
-        self._touch()
-        return coap.notify(key, message, confirmable=confirmable)
-
-    # --- information reporting: Send --------------------------------------------------------------------
-
-    async def send(
-        self,
-        paths: Sequence[str | Path] = (),
-        *,
-        records: Iterable[Record] = (),
-        format: ContentFormat = ContentFormat.SENML_CBOR,
-        timeout: float | None = None,
-    ) -> Message:
-        """Send (LwM2M-TS-Core 1.2 §6.4.6): POST /dp with the current values of ``paths``,
-        timestamped now, and/or ``records`` as given (historical values with their times).
-
-        Returns the server's answer; raises RequestTimeout when none came.
-        """
-        if self._coap is None:
-            raise RuntimeError("the client is not started")
-        now = time.time()
-        out: list[Record] = []
-        for p in paths:
-            out += [Record(r.path, r.value, now) for r in self.tree.read(Path.parse(p))]
-        out += list(records)
-        if not out:
-            raise ValueError("Send: nothing to send")
-        payload = get_codec(format).encode(out, ROOT, self.models)
-        message = Message.build(
-            Type.CON, Code.POST, uri_path=[SEND_PATH], content_format=format, payload=payload
-        )
-        if self.state is ClientState.SLEEPING:
-            self.trigger_update()
-        return await self._coap.request(message, self._server_addr, timeout=timeout or self.request_timeout)
 
 
 async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:
