@@ -757,8 +757,8 @@ def test_hostile_input_never_raises_and_state_stays_bounded() -> None:
 def test_fast_event_constructor_matches_the_dataclass() -> None:
     import dataclasses
 
-    from lwm2m.coap import endpoint
+    from lwm2m.coap import events
 
     msg = get().replace(mid=1, token=b"t")
-    assert tuple(f.name for f in dataclasses.fields(RequestReceived)) == endpoint._EV_FIELDS
-    assert endpoint._request_received(C, msg) == RequestReceived(C, msg)
+    assert tuple(f.name for f in dataclasses.fields(RequestReceived)) == events._REQUEST_FIELDS
+    assert events.request_received(C, msg) == RequestReceived(C, msg)

@@ -1,6 +1,6 @@
 """The sans-IO CoAP endpoint: RFC 7252 reliability, RFC 7959 block-wise, RFC 7641 observe.
 
-This module holds the I/O side, duplicate detection and transmission; the server side
+This module holds the I/O side and transmission (duplicate detection is in ``dedup.py``); the server side
 (answers, Block1/Block2 serving, observe relations) is in ``serving.py`` and the client
 side (our requests and what answers them) in ``requesting.py``, as mixins of ``Endpoint``.
 
@@ -123,10 +123,14 @@ from lwm2m.coap.blockwise import (
     Served,
 )
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.dedup import Deduplication
 from lwm2m.coap.events import (
+    REQUEST_TWIN,
     Event,
     ObservationCancelled,
+    RequestFields,
     RequestReceived,
+    request_received,
 )
 from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, SeenMessages, Transmission, empty
 from lwm2m.coap.message import Message, MessageError, decode_message
@@ -142,58 +146,13 @@ _KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
 _INF = float("inf")
 _decode = decode_message
 _new = object.__new__
-_EV_FIELDS = ("addr", "message", "observe", "block1", "block2")
-
-
-class _RequestFields(Event):
-    """``RequestReceived``'s layout with plain attribute stores (see ``message._Fields``).
-
-    Same base, same slots: a ``__class__`` assignment makes one a ``RequestReceived``.
-    Both of the frozen dataclass's ``__setattr__`` and ``__delattr__`` are undone, or
-    the interpreter would not specialise the stores.
-    """
-
-    __slots__ = _EV_FIELDS
-    __setattr__ = object.__setattr__
-    __delattr__ = object.__delattr__
-
-
-def _twin_works() -> bool:
-    try:
-        probe = _new(_RequestFields)
-        probe.__class__ = RequestReceived  # type: ignore[assignment]
-    except TypeError:
-        return False
-    return RequestReceived.__slots__ == _EV_FIELDS  # type: ignore[attr-defined]
-
-
-_EV_TWIN = _twin_works()
-_EV_SET = tuple(RequestReceived.__dict__[f].__set__ for f in _EV_FIELDS)
-
-
-def _request_received(addr: Any, msg: Message) -> RequestReceived:
-    """``RequestReceived(addr, msg)`` for the hot path, without the frozen dataclass ``__init__``."""
-    if _EV_TWIN:
-        ev = _new(_RequestFields)
-        ev.addr = addr
-        ev.message = msg
-        ev.observe = ev.block1 = ev.block2 = None
-        ev.__class__ = RequestReceived  # type: ignore[assignment]
-        return ev  # type: ignore[return-value]
-    ev = _new(RequestReceived)
-    sa, sm, so, s1, s2 = _EV_SET
-    sa(ev, addr)
-    sm(ev, msg)
-    so(ev, None)
-    s1(ev, None)
-    s2(ev, None)
-    return ev
+_RequestFields, _EV_TWIN, _request_received = RequestFields, REQUEST_TWIN, request_received
 
 
 DEFAULT_CONFIG = EndpointConfig()
 
 
-class Endpoint(ServerSide, ClientSide):
+class Endpoint(ServerSide, ClientSide, Deduplication):
     """A CoAP endpoint without I/O; see the module docstring for the API."""
 
     def __init__(self, config: EndpointConfig = DEFAULT_CONFIG, *, rng: random.Random | None = None) -> None:
@@ -488,65 +447,6 @@ class Endpoint(ServerSide, ClientSide):
         finally:
             if record[1] is not None:
                 self._cache_reply(addr, mid, record[1])
-
-    def _dedup_peer(self, addr: Any) -> SeenMessages:
-        """The record of ``addr`` in the current duplicate-detection generation, made now."""
-        seen = self._dedup[addr] = SeenMessages(addr, self._dedup_old.get(addr))
-        return seen
-
-    def _duplicate(self, seen: SeenMessages, mid: int, mtype: Type, now: float) -> bool:
-        """Whether message ``mid`` from ``seen``'s peer came within its lifetime (§4.5): then a CON
-        gets the same ACK or RST again (once there is one), and a NON is dropped."""
-        holder: SeenMessages | None = seen
-        expires = seen.expires.get(mid)
-        if expires is None:
-            holder = seen.older
-            if holder is None:
-                return False
-            expires = holder.expires.get(mid)
-            if expires is None:
-                return False
-        if expires <= now:
-            # Over: the ID is new again, and the reply to the old message must not answer it.
-            holder.replies.pop(mid, None)  # type: ignore[union-attr]
-            return False
-        if mtype is _CON:
-            reply = holder.replies.get(mid)  # type: ignore[union-attr]
-            if reply is not None:
-                self._out.append((reply, seen.addr))
-        return True
-
-    def _rotate_dedup(self, now: float) -> None:
-        """Start a new duplicate-detection generation; the current one becomes the older one.
-
-        Called when the current one is full (the older one's entries go, expired or not:
-        the cap wins) or has lived ``_dedup_span`` (the older one's entries have all expired;
-        if two spans have passed, the current one's too).
-        """
-        if now >= self._dedup_due + self._dedup_span:
-            self._dedup_old = {}
-            self._dedup_old_count = 0
-        else:
-            self._dedup_old = old = self._dedup
-            self._dedup_old_count = self._dedup_count
-            for seen in old.values():
-                seen.older = None  # the generation before is gone
-        self._dedup = {}
-        self._dedup_count = 0
-        self._dedup_due = now + self._dedup_span
-        self._sweep(now)
-
-    def _cache_reply(self, addr: Any, mid: int, reply: bytes) -> None:
-        """Keep ``reply`` (an ACK or RST) to replay for duplicates of message ``mid`` (§4.5)."""
-        seen = self._dedup.get(addr)
-        if seen is None:
-            seen = self._dedup_old.get(addr)
-        while seen is not None:
-            if mid in seen.expires:
-                seen.replies[mid] = reply
-                return
-            seen = seen.older
-        # Gone with its generation already: nothing to replay.
 
     def _make_room(self, now: float) -> dict[tuple[Any, int], SeenMessages]:
         """_fresh, ready to take a request that arrived at ``now``."""
