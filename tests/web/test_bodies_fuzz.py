@@ -63,7 +63,7 @@ class Api:
                 assert answer.code == Code.CREATED
                 app = create_app(server, bootstrap=bs)
                 async with httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://api", timeout=30
+                    transport=httpx.ASGITransport(app=app), base_url="http://localhost", timeout=30
                 ) as client:
                     self.client = client
                     ready.set()
