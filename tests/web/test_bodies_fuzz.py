@@ -254,3 +254,9 @@ def test_attributes_as_query_parameters(api: Api, attrs: list[tuple[str, str]]) 
 def test_query_parameters_of_a_write(api: Api, name: str, value: str) -> None:
     query = str(httpx.QueryParams([(name, value)] + ([("timeout", "2")] if name != "timeout" else [])))
     check(api.send("PUT", f"/api/clients/dev-1/3/0/1?{query}", b'{"value": "x"}'))
+
+
+@pytest.mark.parametrize("raw", ["9" * 5000, "\u0663", "99999", "-1", "3.0"])
+def test_model_ids_that_are_no_object_id_are_404(api: Api, raw: str) -> None:
+    answer = api.send("GET", f"/api/models/{raw}", b"")
+    assert answer.status_code == 404 and "error" in answer.json()

@@ -387,7 +387,7 @@ def create_app(
 
     async def model(request: Request) -> Response:
         raw = request.path_params["id"]
-        definition = server.models.get(int(raw)) if raw.isdigit() else None
+        definition = server.models.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 6 else None
         if definition is None:
             raise NotFound(f"no object {raw!r} among the models")
         return JSONResponse(object_to_dict(definition))
