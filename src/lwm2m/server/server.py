@@ -451,7 +451,7 @@ class LwM2MServer(DeviceManagement):
         """Observe ``path``; the result's ``response`` is the current value, iterate it for
         notifications. Raises ObserveRefused when the client answers without observing."""
         registration = await self.registration(endpoint)
-        request = ObserveRequest(Path.parse(path), self._format(registration, format))
+        request = ObserveRequest(Path.parse(path), self._accept(registration, format))
         return await self._observe(endpoint, request, timeout)
 
     async def observe_composite(
