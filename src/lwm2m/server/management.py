@@ -27,6 +27,7 @@ from lwm2m.protocol.management import (
     WriteAttributesRequest,
     WriteCompositeRequest,
     WriteRequest,
+    path_list_format,
 )
 from lwm2m.protocol.registration import Registration
 
@@ -156,7 +157,9 @@ class DeviceManagement:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
         fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
-        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt)
+        # The format asked for is the answer's (Accept); the path list goes in SenML (§6.3.2).
+        body = path_list_format(fmt, (await self.registration(endpoint)).content_formats)
+        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt)
         return await self.send(endpoint, request, timeout=timeout)
 
     async def write_composite(
