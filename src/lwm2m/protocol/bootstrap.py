@@ -374,6 +374,21 @@ def parse_downlink(msg: Message, models: ObjectRegistry | None = None) -> Downli
     raise BootstrapError(f"{msg.uri_path_str}: not a bootstrap operation", Code.METHOD_NOT_ALLOWED)
 
 
+def downlink_name(msg: Message) -> str:
+    """The name of the Bootstrap Interface operation a request from the bootstrap server stands
+    for (§6.1.7), for logs: ``POST /bs`` is Bootstrap-Finish, not a Create."""
+    code = msg.code
+    if msg.uri_path == (BS,):
+        return "Bootstrap-Finish" if code == Code.POST else "not a bootstrap operation"
+    if code == Code.GET:
+        return "Bootstrap-Discover" if msg.accept == ContentFormat.LINK else "Bootstrap-Read"
+    if code == Code.PUT:
+        return "Bootstrap-Write"
+    if code == Code.DELETE:
+        return "Bootstrap-Delete"
+    return "not a bootstrap operation"
+
+
 def decode_bootstrap_response(
     request: DownlinkRequest, message: Message, models: ObjectRegistry | None = None
 ) -> Response:
