@@ -435,10 +435,11 @@ class BootstrapServer:
         # §6.1.7.7: a pack comes without a Discover; it is placed on what is known of the device.
         layout = self.layout_of(request.ep) or config.assumed_layout()
         try:
-            pack = config.pack(layout)
+            plan = config.plan(layout)
         except ConfigError as exc:
             self._refused(request.ep, event.addr, str(exc), kind="pack")
             return _reply(Code.BAD_REQUEST, str(exc))
+        pack = [r for w in plan.writes for r in w.records]
         try:
             payload = get_codec(request.format).encode(pack, ROOT, self.models)
         except CodecError as exc:
@@ -454,6 +455,7 @@ class BootstrapServer:
         )
         self._publish(BootstrapStarted(session))
         self._end(session, "finished")
+        self._remember(request.ep, plan.after)  # the next pack puts each account where this one did
         return Message.build(Type.ACK, Code.CONTENT, content_format=request.format, payload=payload)
 
 
