@@ -100,6 +100,30 @@ async def test_a_device_that_refuses_discover_fails_the_session_with_a_hint() ->
         assert device.lines() == ["GET /"]
 
 
+@pytest.mark.parametrize("account", [1, 7])
+async def test_a_second_bootstrap_writes_over_the_accounts_the_first_left(account: int) -> None:
+    """A re-bootstrap (the device asked again, e.g. after /1/x/9): the Discover now lists the
+    accounts the first session wrote; each server's account is written where it is."""
+    config = BootstrapConfig.from_json({"servers": SERVERS})
+    async with BootstrapServer(port=0) as bs, aio_device(device_with_account_at(account)) as (device, ctx):
+        await bs.set_config("again", config)
+        events = bs.events()
+        await bootstrap_request(ctx, bs.port, "ep=again")
+        await next_event(events, BootstrapFinished)
+        first = [s.line for s in device.seen if s.method == "PUT"]
+        security = [line.split()[1] for line in first if line.startswith("PUT /0/")]
+        server = [line.split()[1] for line in first if line.startswith("PUT /1/")]
+        links = [f"</0/{account}>"]
+        links += [f'<{p}>;ssid={ssid};uri="coap://x"' for p, ssid in zip(security, (101, 102), strict=True)]
+        links += [f"<{p}>;ssid={ssid}" for p, ssid in zip(server, (101, 102), strict=True)]
+        device.discover = ("</>;lwm2m=1.1," + ",".join(links)).encode()
+        device.seen.clear()
+        await bootstrap_request(ctx, bs.port, "ep=again")
+        await next_event(events, BootstrapFinished)
+        assert [s.line for s in device.seen if s.method in ("PUT", "DELETE")] == first
+        assert not any(s.path == f"/0/{account}" for s in device.seen)
+
+
 async def _pack(ctx: Any, port: int, ep: str) -> dict[str, Any]:
     request = aiocoap.Message(
         code=aiocoap.GET, uri=f"coap://127.0.0.1:{port}/bspack?ep={ep}", accept=int(CF.SENML_CBOR)
