@@ -150,8 +150,8 @@ def _describe(endpoint: str, config: dict[str, Any]) -> str:
     extra = []
     if config.get("deletePaths"):
         extra.append("delete " + " ".join(config["deletePaths"]))
-    if config.get("bootstrapDiscover"):
-        extra.append("discover first")
+    if config.get("bootstrapDiscover", True) is False:
+        extra.append("no discover: bootstrap account assumed at /0/0")
     return f"{name}: " + "; ".join(servers) + (f" [{', '.join(extra)}]" if extra else "")
 
 
@@ -184,7 +184,12 @@ def config() -> None:
     show_default=True,
     help="paths to Bootstrap-Delete first (repeatable)",
 )
-@click.option("--discover", is_flag=True, help="start with a Bootstrap-Discover")
+@click.option(
+    "--discover/--no-discover",
+    default=True,
+    show_default=True,
+    help="start with a Bootstrap-Discover (finds the device's bootstrap account, which is kept)",
+)
 @click.option("--no-provision", is_flag=True, help="leave the LwM2M server's security store alone")
 @_with_common
 def config_add(

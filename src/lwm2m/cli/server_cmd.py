@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import math
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +22,16 @@ from lwm2m.transport.eventloop import run
 
 # The cyclic garbage collector's thresholds for a long-running server: see tune_gc.
 GC_THRESHOLDS = (20_000, 10, 10)
+# How long a queue-mode client is reachable after it sent something: MAX_TRANSMIT_WAIT of RFC 7252
+# §4.8.2 with the default transmission parameters (LwM2M-TS-Core 1.2 §6.5).
+DEFAULT_AWAKE_TIME = 93.0
+
+
+def positive_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A positive, finite number of seconds; the option is named otherwise."""
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"{value:g}: give a positive number of seconds")
+    return value
 
 
 def tune_gc() -> None:
@@ -129,11 +140,16 @@ async def serve(
     coaps_port: int | None = None,
     certificate: Any = None,
     bootstrap_port: int | None = None,
+    awake_time: float = DEFAULT_AWAKE_TIME,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
-    server_options: dict[str, Any] = {"coaps_port": coaps_port, "certificate": certificate}
+    server_options: dict[str, Any] = {
+        "coaps_port": coaps_port,
+        "certificate": certificate,
+        "awake_time": awake_time,
+    }
     async with (
         LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
@@ -179,6 +195,14 @@ async def serve(
     type=click.IntRange(0, 65535),
     help="also run the bootstrap server on this CoAP port (e.g. 5685), with one REST API",
 )
+@click.option(
+    "--awake-time",
+    default=DEFAULT_AWAKE_TIME,
+    show_default=True,
+    type=float,
+    callback=positive_seconds,
+    help="seconds a queue-mode client stays reachable after it sent something (LwM2M 1.2 §6.5)",
+)
 def server(
     host: str,
     coap_port: int,
@@ -193,6 +217,7 @@ def server(
     dtls_key: str | None,
     dtls_ca: str | None,
     bootstrap_port: int | None,
+    awake_time: float,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
     if not is_loopback(http_host) and not api_token:
@@ -209,7 +234,7 @@ def server(
         fail(f"--data {data}: {exc}")
     try:
         served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
-        run(serve(*served, bootstrap_port=bootstrap_port))
+        run(serve(*served, bootstrap_port=bootstrap_port, awake_time=awake_time))
     except OSError as exc:
         fail(f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra

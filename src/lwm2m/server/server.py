@@ -35,6 +35,7 @@ from lwm2m.protocol.management import (
     Request,
     Response,
     decode_response,
+    path_list_format,
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
@@ -98,7 +99,7 @@ def _observe_request(record: Observation) -> ObserveRequest | ReadCompositeReque
         with contextlib.suppress(ValueError):
             fmt = ContentFormat(record.content_format)
     if record.composite:
-        return ReadCompositeRequest(record.paths, fmt or ContentFormat.SENML_CBOR, fmt, observe=0)
+        return ReadCompositeRequest(record.paths, path_list_format(fmt), fmt, observe=0)
     return ObserveRequest(record.path, fmt)
 
 
@@ -451,7 +452,7 @@ class LwM2MServer(DeviceManagement):
         """Observe ``path``; the result's ``response`` is the current value, iterate it for
         notifications. Raises ObserveRefused when the client answers without observing."""
         registration = await self.registration(endpoint)
-        request = ObserveRequest(Path.parse(path), self._format(registration, format))
+        request = ObserveRequest(Path.parse(path), self._accept(registration, format))
         return await self._observe(endpoint, request, timeout)
 
     async def observe_composite(
@@ -466,7 +467,8 @@ class LwM2MServer(DeviceManagement):
         the paths as a SenML list (SenML-CBOR unless ``format`` says otherwise), answered and
         notified with the values of all of them. Ends, resumes and cancels like ``observe``."""
         fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
-        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt, observe=0)
+        body = path_list_format(fmt, (await self.registration(endpoint)).content_formats)
+        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt, observe=0)
         return await self._observe(endpoint, request, timeout)
 
     async def _observe(

@@ -371,8 +371,8 @@ def openapi_document() -> dict[str, Any]:
             "put": {
                 "summary": "Set the bootstrap configuration of an endpoint ('*': the default): servers[] "
                 "with uri, shortServerId, lifetime, binding, security {mode psk|rpk|x509|nosec, ...}; "
-                "deletePaths, bootstrapDiscover, accessControl, objects.records. Also provisions the "
-                "LwM2M server's security store unless ?provision=false",
+                "deletePaths, bootstrapDiscover (default true), bootstrapAccountId, accessControl, "
+                "objects.records. Also provisions the LwM2M server's security store unless ?provision=false",
                 "parameters": [_EP, _query("provision", "boolean", "false: leave the security store alone")],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": {
