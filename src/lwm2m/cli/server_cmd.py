@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from lwm2m.cli import main
-from lwm2m.cli.errors import fail
+from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
 from lwm2m.transport.eventloop import run
@@ -105,12 +105,18 @@ async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any)
 
 
 async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None], str]:
-    """Start uvicorn's ``http`` server; its task and base URL once it listens."""
-    task = asyncio.create_task(http.serve())
+    """Start uvicorn's ``http`` server; its task and base URL once it listens. The socket is
+    bound first, so that a port in use is an OSError naming the address (``bind_failure``)."""
+    from lwm2m.transport.listen import bind_tcp
+
+    sock = bind_tcp(host, port)
+    task = asyncio.create_task(http.serve(sockets=[sock]))
     while not http.started and not task.done():
         await asyncio.sleep(0.02)
     if task.done():
-        await task  # the HTTP server failed to start: raise its error
+        sock.close()
+        with contextlib.suppress(SystemExit):  # uvicorn exits on a failed start-up; it logged why
+            await task
         raise OSError(f"cannot serve HTTP on {host}:{port}")
     (sock,) = http.servers[0].sockets[:1]
     bound = sock.getsockname()
@@ -305,7 +311,8 @@ def server(
         served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
         run(serve(*served, bootstrap_port=bootstrap_port, registration=registration))
     except OSError as exc:
-        fail(f"cannot serve: {exc.strerror or exc}")
+        ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--bootstrap-port": bootstrap_port}
+        fail(bind_failure(exc, {**ports, "--http-port": http_port}) or f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
         fail(str(exc))
     finally:

@@ -162,6 +162,15 @@ class LwM2MServer(DeviceManagement):
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # A port in use (the OSError names the address) or a bad store: close what was opened.
+            await self._stack.aclose()
+            self._endpoint = self._coaps = None
+            raise
+
+    async def _start(self) -> None:
         self._endpoint = await self._stack.enter_async_context(
             open_udp_endpoint(self.host, self.port, handler=self._on_request)
         )
