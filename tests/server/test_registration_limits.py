@@ -273,6 +273,7 @@ def test_ipv6_sources_share_a_bucket_per_64() -> None:
     [
         ({"max_endpoint_length": 256}, "max_endpoint_length must be 1..255"),
         ({"max_endpoint_length": 0}, "max_endpoint_length must be 1..255"),
+        ({"max_endpoint_length": "64"}, "max_endpoint_length must be 1..255"),
         ({"max_lifetime": 0}, "max_lifetime must be a positive integer"),
         ({"max_payload": -1}, "max_payload must be a positive integer"),
         ({"max_links": 1.5}, "max_links must be a positive integer"),
@@ -283,6 +284,7 @@ def test_ipv6_sources_share_a_bucket_per_64() -> None:
         ({"rate": float("inf")}, "rate must be a positive number"),
         ({"rate": float("nan")}, "rate must be a positive number"),
         ({"rate": "fast"}, "rate must be a positive number"),
+        ({"rate": True}, "rate must be a positive number"),
     ],
 )
 def test_limits_are_validated(options: dict[str, Any], message: str) -> None:

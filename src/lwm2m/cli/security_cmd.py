@@ -165,7 +165,8 @@ def list_(data: str, api: str | None, api_token: str | None) -> None:
 @click.argument("endpoint")
 @_options
 def remove(endpoint: str, data: str, api: str | None, api_token: str | None) -> None:
-    """Remove ENDPOINT's credentials: it can no longer register over DTLS."""
+    """Remove ENDPOINT's credentials: it can no longer register over DTLS (nor, if it was NoSec, over
+    plain CoAP on a server run with --nosec-endpoints deny)."""
     if api is not None:
         status, answer = api_call(api, api_token, "DELETE", f"/api/security/clients/{endpoint}")
         if status == 404:

@@ -86,7 +86,8 @@ class RegistrationLimits:
     max_sources: int = 10_000
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_endpoint_length <= MAX_ENDPOINT_LENGTH:
+        length = self.max_endpoint_length
+        if type(length) is not int or not 1 <= length <= MAX_ENDPOINT_LENGTH:
             raise ValueError(
                 f"max_endpoint_length must be 1..{MAX_ENDPOINT_LENGTH}, got {self.max_endpoint_length!r}"
             )
@@ -94,7 +95,8 @@ class RegistrationLimits:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.rate is not None and not (isinstance(self.rate, int | float) and 0 < self.rate < math.inf):
+        rate = self.rate
+        if rate is not None and (type(rate) not in (int, float) or not 0 < rate < math.inf):
             raise ValueError(f"rate must be a positive number of registrations per second, got {self.rate!r}")
 
 
