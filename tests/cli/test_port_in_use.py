@@ -1,5 +1,6 @@
 """A port in use, for every command that listens: one line naming the port and the option that sets
-it, exit 2, no traceback. (``lwm2m simulate`` binds only ports the system picks.)"""
+it, exit 2, no traceback. ``lwm2m simulate`` binds only ports the system picks, on an address
+``--local-host`` names: one it cannot bind is a line too."""
 
 from __future__ import annotations
 
@@ -62,6 +63,18 @@ def test_a_port_in_use_is_one_line(
     assert f"error: {option} {port}: " in done.stderr
     assert f":{port} is already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "no-such-host.invalid"])
+def test_simulate_names_a_local_host_it_cannot_bind(host: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "simulate", "--server", "coap://127.0.0.1:9", "--local-host", host],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and f"error: --local-host {host}: cannot bind there: " in done.stderr
 
 
 async def test_the_server_names_the_address_and_closes_what_it_opened() -> None:
