@@ -28,7 +28,7 @@ import click
 
 from lwm2m import __version__
 from lwm2m.cli import main
-from lwm2m.cli.errors import fail
+from lwm2m.cli.errors import bind_failure, fail
 
 ObjectsFactory = Callable[..., Iterable[Any]]  # a profile: endpoint= -> the instances of one device
 
@@ -383,4 +383,4 @@ def client(
     except socket.gaierror as exc:
         fail(f"{option} {given}: cannot resolve {uri.host}: {exc.strerror or exc}")
     except OSError as exc:
-        fail(f"--port {port}: {exc.strerror or exc}")
+        fail(bind_failure(exc, {"--port": port}) or f"--port {port}: {exc.strerror or exc}")
