@@ -1,8 +1,11 @@
 # Two commands: `make demo` and `make test` (see README.md).
+# `make demo` installs only what the demo runs on (the package with its web and speed extras);
+# `make test` adds the test tools, the Debian peers (libcoap, Chromium), tinydtls and the npm peer.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint bench debs clean
@@ -10,6 +13,10 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[web,speed]'
+	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml | $(PY) debs
 	$(PY) -m pip install --quiet -e '.[test,speed]'
@@ -44,7 +51,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests tools bench
 	$(VENV)/bin/ruff format --check src tests tools bench
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/lwm2m demo
 
 bench: $(STAMP)

@@ -119,7 +119,7 @@ async def test_session_steps_in_order_with_their_content() -> None:
 
 
 async def test_without_pct_or_discover_a_1_0_client_gets_tlv() -> None:
-    config = {k: v for k, v in CONFIG.items() if k != "bootstrapDiscover"}
+    config = {**CONFIG, "bootstrapDiscover": False}
     async with BootstrapServer(port=0) as bs, aio_device() as (device, ctx):
         await bs.set_config("old", BootstrapConfig.from_json(config))
         events = bs.events()

@@ -295,3 +295,41 @@ async def test_an_inconsistent_bootstrap_pack_changes_nothing() -> None:
                 client.bootstrapper.last_error or ""
             )
             assert client.tree.instances(1) == [] and [i.id for i in client.tree.instances(0)] == [0]
+
+
+async def test_the_bootstrap_account_is_never_made_a_server_account_nor_deleted() -> None:
+    """A Bootstrap-Write over the bootstrap account that clears Bootstrap-Server is refused, and
+    Bootstrap-Delete of /, /0 or /0/7 leaves it (LwM2M-TS-Core 1.2 §6.1.7.6)."""
+    async with scripted() as bs:
+        factory = Security(7, uri=bs.uri, bootstrap=True, short_server_id=None)
+        async with LwM2MClient("kept", objects=[factory], bootstrap_timeout=5) as client:
+            await bs.next_request()
+            over = await bs.send(BootstrapWriteRequest(P("/0/7"), security(7, "coap://h", 101)))
+            assert over.code == Code.BAD_REQUEST and b"bootstrap server account" in over.payload
+            flag = BootstrapWriteRequest(P("/0/7/1"), (Record(P("/0/7/1"), False),))
+            assert await bs.code(flag) == Code.BAD_REQUEST
+            whole = BootstrapWriteRequest(P("/0"), security(7, "coap://h", 101))
+            assert await bs.code(whole) == Code.BAD_REQUEST
+            # Updating the account itself (its URI) stays possible.
+            uri = BootstrapWriteRequest(P("/0/7/0"), (Record(P("/0/7/0"), bs.uri),))
+            assert await bs.code(uri) == Code.CHANGED
+            assert await bs.code(BootstrapDeleteRequest(P("/0/7"))) == Code.BAD_REQUEST
+            assert await bs.code(BootstrapDeleteRequest(P("/0"))) == Code.DELETED
+            assert await bs.code(BootstrapDeleteRequest()) == Code.DELETED
+            assert client.tree.instance(0, 7) is factory and factory.get(Security.BOOTSTRAP) is True
+
+
+async def test_a_pack_landing_on_the_bootstrap_account_goes_to_a_free_instance() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as lwm2m, scripted() as bs:
+        events = lwm2m.events()
+        # A server that does not know the device's layout put the account at /0/1.
+        bs.pack = get_codec(CF.SENML_CBOR).encode(
+            [*security(1, lwm2m.uri, 101), *server(0, 101)], P("/"), MODELS
+        )
+        factory = Security(1, uri=bs.uri, bootstrap=True, short_server_id=None)
+        async with LwM2MClient("moved", objects=[factory], bootstrap_pack=True) as client:
+            await next_registration(events)
+            assert client.tree.instance(0, 1) is factory and factory.get(Security.BOOTSTRAP) is True
+            moved = client.tree.instance(0, 0)
+            assert moved is not None and moved.get(Security.URI) == lwm2m.uri
+            assert moved.get(Security.SHORT_SERVER_ID) == 101

@@ -10,7 +10,7 @@ import pytest
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
-from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError, DeviceLayout, LayoutConflict
 
 P = Path.parse
 MODELS = load_catalogue()
@@ -163,7 +163,8 @@ def test_writes_in_order_with_instance_ids_clear_of_the_bootstrap_account() -> N
     assert server == {0: 101, 1: 300, 6: True, 7: "U"}
     assert Record(P("/2/0/2/101"), 31) in writes[4].records
     # The bootstrap account found elsewhere by a Discover: /0/0 is free then.
-    assert [str(w.path) for w in config.writes(bootstrap_security_id=3)][:2] == ["/0/0", "/0/1"]
+    found = DeviceLayout(frozenset({3}), known=True)
+    assert [str(w.path) for w in config.writes(found)][:2] == ["/0/0", "/0/1"]
     pinned = _bad(["servers", 1, "securityInstanceId"], 0)
     assert [str(w.path) for w in BootstrapConfig.from_json(pinned).writes()][:2] == ["/0/1", "/0/0"]
 
@@ -173,3 +174,83 @@ def test_pack_holds_every_value() -> None:
     pack = config.pack()
     assert len(pack) == sum(len(w.records) for w in config.writes())
     assert Record(P("/3/0/15"), "Europe/Paris") in pack
+
+
+# --- placing a configuration on a device: its bootstrap account is never touched (§6.1.7.6) ---
+
+TWO = {"servers": FULL["servers"]}
+
+
+def _paths(items: Any) -> list[str]:
+    return [str(getattr(i, "path", i)) for i in items]
+
+
+@pytest.mark.parametrize("account", [1, 7])
+def test_new_accounts_keep_clear_of_a_discovered_bootstrap_account(account: int) -> None:
+    layout = DeviceLayout(frozenset({account}), known=True)
+    plan = BootstrapConfig.from_json(FULL, MODELS).plan(layout)
+    security = [w.path for w in plan.writes if w.path.ids[0] == 0]
+    assert security == [P("/0/0"), P("/0/2") if account == 1 else P("/0/1")]
+    assert all(p != P(f"/0/{account}") for p in plan.deletes)
+    assert plan.after.bootstrap_accounts == {account}
+    assert dict(plan.after.security) == {0: 101, security[1].ids[1]: 102}
+
+
+def test_a_server_account_already_there_is_written_over_and_free_ids_taken_for_the_others() -> None:
+    # No deletes: /0/0 + /1/2 hold server 101, /0/3 + /1/0 server 7, /0/1 is the bootstrap account.
+    layout = DeviceLayout(frozenset({1}), {0: 101, 3: 7}, {2: 101, 0: 7}, known=True)
+    plan = BootstrapConfig.from_json(TWO, MODELS).plan(layout)
+    assert _paths(plan.writes) == ["/0/0", "/0/2", "/1/2", "/1/1"]
+    assert plan.deletes == ()
+    # The same configuration again finds its own accounts where it left them (a re-bootstrap).
+    again = BootstrapConfig.from_json(TWO, MODELS).plan(plan.after)
+    assert _paths(again.writes) == _paths(plan.writes) and again.deletes == ()
+
+
+def test_another_instance_holding_a_configured_short_server_id_is_deleted() -> None:
+    layout = DeviceLayout(frozenset({0}), {3: 101}, {4: 101}, known=True)
+    pinned = copy.deepcopy(TWO)
+    pinned["servers"][0].update(securityInstanceId=5, serverInstanceId=6)
+    plan = BootstrapConfig.from_json(pinned, MODELS).plan(layout)
+    assert _paths(plan.deletes) == ["/0/3", "/1/4"]
+    assert _paths(plan.writes)[:1] == ["/0/5"]
+
+
+def test_explicit_ids_or_deletes_naming_the_bootstrap_account_are_refused_with_the_reason() -> None:
+    layout = DeviceLayout(frozenset({7}), known=True)
+    pinned = BootstrapConfig.from_json(_bad(["servers", 1, "securityInstanceId"], 7), MODELS)
+    with pytest.raises(
+        LayoutConflict, match=r"servers\[1\]\.securityInstanceId: /0/7 is the device's bootstrap"
+    ):
+        pinned.plan(layout)
+    deleting = BootstrapConfig.from_json({**TWO, "deletePaths": ["/0/7"]}, MODELS)
+    with pytest.raises(LayoutConflict, match=r"deletePaths: /0/7 is the device's bootstrap server account"):
+        deleting.plan(layout)
+    # Without a Discover the layout is assumed, and explicit IDs are the user's to choose.
+    assert _paths(pinned.writes())[:2] == ["/0/1", "/0/7"]
+    # Deleting / or /0 is fine: the device keeps its bootstrap account (§6.1.7.6).
+    BootstrapConfig.from_json({**TWO, "deletePaths": ["/", "/0"]}, MODELS).plan(layout)
+
+
+def test_a_configuration_that_says_where_the_bootstrap_account_is_is_checked_at_input() -> None:
+    with pytest.raises(ConfigError, match=r"securityInstanceId: /0/3 is the device's bootstrap"):
+        BootstrapConfig.from_json(
+            {**_bad(["servers", 0, "securityInstanceId"], 3), "bootstrapAccountId": 3}, MODELS
+        )
+    with pytest.raises(ConfigError, match=r"deletePaths: /0/3 is the device's bootstrap"):
+        BootstrapConfig.from_json({**TWO, "deletePaths": ["/0/3"], "bootstrapAccountId": 3}, MODELS)
+    with pytest.raises(ConfigError, match="bootstrapAccountId"):
+        BootstrapConfig.from_json({**TWO, "bootstrapAccountId": -1}, MODELS)
+    config = BootstrapConfig.from_json({**TWO, "bootstrapAccountId": 0}, MODELS)
+    assert {r.path.ids[1] for r in config.pack() if r.path.ids[0] == 0} == {1, 2}
+    config = BootstrapConfig.from_json({**TWO, "bootstrapAccountId": 1}, MODELS)
+    assert {r.path.ids[1] for r in config.pack() if r.path.ids[0] == 0} == {0, 2}
+    assert config.to_json()["bootstrapAccountId"] == 1
+    assert BootstrapConfig.from_json(config.to_json(), MODELS) == config
+
+
+def test_discover_is_the_default_and_only_false_is_written_out() -> None:
+    assert BootstrapConfig.from_json(TWO, MODELS).bootstrap_discover is True
+    off = BootstrapConfig.from_json({**TWO, "bootstrapDiscover": False}, MODELS)
+    assert off.bootstrap_discover is False and off.to_json()["bootstrapDiscover"] is False
+    assert "bootstrapDiscover" not in BootstrapConfig.from_json(TWO, MODELS).to_json()

@@ -7,6 +7,8 @@ import pytest
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.protocol.registration import (
+    LIFETIME_CEILING,
+    MAX_ENDPOINT_LENGTH,
     DeregisterRequest,
     ObjectLink,
     ObjectList,
@@ -499,3 +501,55 @@ def test_registration_ids_are_short_random_and_url_safe() -> None:
         assert 8 <= len(i) <= 16
         assert all(c.isalnum() or c in "-_" for c in i)
     assert Registration.from_request(RegisterRequest("a"), ("h", 1), 0.0).registration_id
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+def test_endpoint_names_are_bounded_in_utf8_bytes() -> None:
+    longest = "é" * 127 + "a"  # 255 bytes of UTF-8, 128 characters
+    assert RegisterRequest.from_message(register(f"ep={longest}")).ep == longest
+    for name in ("é" * 128, "a" * 256, "x" * 5000):
+        with pytest.raises(
+            RegistrationError, match=r"ep\) has \d+ bytes; this server takes at most 255"
+        ) as exc:
+            RegisterRequest.from_message(register(f"ep={name}"))
+        assert exc.value.code == Code.BAD_REQUEST
+    with pytest.raises(RegistrationError, match="at most 8"):
+        RegisterRequest.from_message(register("ep=nine-byte"), max_endpoint_length=8)
+    assert MAX_ENDPOINT_LENGTH == 255
+
+
+@pytest.mark.parametrize("lt", ["0", "000", "-1", "1.5", "1e3", "abc", " 60", "\uff16\uff10", "0x10"])
+def test_lifetime_must_be_a_positive_integer(lt: str) -> None:
+    with pytest.raises(RegistrationError, match="is not a positive integer") as exc:
+        RegisterRequest.from_message(register("ep=a", f"lt={lt}"))
+    assert exc.value.code == Code.BAD_REQUEST
+    with pytest.raises(RegistrationError, match="is not a positive integer"):
+        UpdateRequest.from_message(update("x", f"lt={lt}"))
+
+
+def test_huge_lifetimes_are_read_without_error() -> None:
+    assert RegisterRequest.from_message(register("ep=a", "lt=0060")).lt == 60
+    for text in ("999999999999999999999999999999", "9" * 5000, str(LIFETIME_CEILING + 1)):
+        assert RegisterRequest.from_message(register("ep=a", f"lt={text}")).lt == LIFETIME_CEILING
+        assert UpdateRequest.from_message(update("x", f"lt={text}")).lt == LIFETIME_CEILING
+    # A long bad value is cut short in the diagnostic.
+    with pytest.raises(RegistrationError) as exc:
+        RegisterRequest.from_message(register("ep=a", "lt=" + "x" * 3000))
+    assert len(str(exc.value)) < 200
+
+
+def test_link_count_is_capped() -> None:
+    payload = ",".join(f"</3303/{i}>" for i in range(10)).encode()
+    assert len(ObjectList.parse(payload, max_links=10).objects) == 10
+    with pytest.raises(RegistrationError, match="payload has 11 links; this server takes at most 10"):
+        ObjectList.parse(payload + b",</1/0>", max_links=10)
+    # The root link counts too: it is a link of the payload.
+    with pytest.raises(RegistrationError, match="11 links"):
+        RegisterRequest.from_message(register("ep=a", payload=b'</>;rt="oma.lwm2m",' + payload), max_links=10)
+    with pytest.raises(RegistrationError, match="11 links"):
+        UpdateRequest.from_message(update("x", payload=payload + b",</1/0>", ct=40), max_links=10)
+    assert UpdateRequest.from_message(update("x", payload=payload, ct=40), max_links=10).objects is not None
+    # Without a cap, as before.
+    assert len(ObjectList.parse(",".join(f"</1/{i}>" for i in range(3000))).objects) == 3000

@@ -103,18 +103,24 @@ def parse_or_registration_error(msg: Message) -> None:
 @pytest.mark.parametrize(
     ("query", "payload"),
     [
-        ([b"ep=dev", b"lt=" + b"9" * 5000], b""),
         ([b"ep=dev"], b"</3/" + b"9" * 5000 + b">"),
         ([b"ep=dev"], b"</" + b"9" * 5000 + b">"),
         ([b"ep=dev"], b"</>;ct=" + b"9" * 5000),
     ],
-    ids=["lifetime", "instance-id", "object-id", "content-format"],
+    ids=["instance-id", "object-id", "content-format"],
 )
 def test_thousands_of_digits_are_registration_errors(query: list[bytes], payload: bytes) -> None:
     options = [(OptionNumber.URI_PATH, b"rd"), *((OptionNumber.URI_QUERY, q) for q in query)]
     msg = Message(Type.CON, Code.POST, 1, b"t", tuple(options), payload)
     with pytest.raises(RegistrationError):
         RegisterRequest.from_message(msg)
+
+
+def test_a_lifetime_of_thousands_of_digits_is_no_foreign_error() -> None:
+    query = (b"ep=dev", b"lt=" + b"9" * 5000)
+    options = [(OptionNumber.URI_PATH, b"rd"), *((OptionNumber.URI_QUERY, q) for q in query)]
+    with contextlib.suppress(RegistrationError):  # clamped or refused, as the server is configured
+        RegisterRequest.from_message(Message(Type.CON, Code.POST, 1, b"t", tuple(options)))
 
 
 @FUZZ

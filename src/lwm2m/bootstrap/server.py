@@ -10,14 +10,18 @@
 
 On a Bootstrap-Request (LwM2M-TS-Core 1.2 §6.1.7.1) it answers 2.04 and runs
 the session of the endpoint's configuration (or of the default one,
-:data:`~lwm2m.protocol.bootstrap_config.DEFAULT_ENDPOINT`): an optional
-Bootstrap-Discover, the Bootstrap-Deletes, a Bootstrap-Write per Security,
-Server and Access Control instance and per extra resource, then
-Bootstrap-Finish. An error code from the client, no answer, or a session that
-runs too long ends it with :class:`~lwm2m.bootstrap.events.BootstrapFailed`
-and no Bootstrap-Finish: the client then drops what it was given and asks
-again (§6.1.4). A Bootstrap-Pack-Request (§6.1.7.7) is answered with every
-value at once.
+:data:`~lwm2m.protocol.bootstrap_config.DEFAULT_ENDPOINT`): a Bootstrap-Discover
+(§6.1.7.3; unless the configuration turns it off) to find the device's bootstrap
+server account and the instances it holds, the Bootstrap-Deletes, a Bootstrap-Write
+per Security, Server and Access Control instance and per extra resource, then
+Bootstrap-Finish. The bootstrap server account is never written nor deleted
+(§6.1.7.6); a configuration that would do it ends the session with the reason.
+An error code from the client, no answer, or a session that runs too long ends
+it with :class:`~lwm2m.bootstrap.events.BootstrapFailed` and no Bootstrap-Finish:
+the client then drops what it was given and asks again (§6.1.4). A
+Bootstrap-Pack-Request (§6.1.7.7) is answered with every value at once, placed on
+the layout the last session's Discover found for that endpoint (a pack comes
+without one), else on the configuration's ``bootstrapAccountId``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import dataclasses
 import logging
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -63,7 +67,7 @@ from lwm2m.protocol.bootstrap import (
     DownlinkRequest,
     decode_bootstrap_response,
 )
-from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
+from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, ConfigError, DeviceLayout
 from lwm2m.protocol.management import Response, ResponseError
 from lwm2m.storage.memory import MemoryBootstrapConfigStore
 from lwm2m.transport.address import format_addr
@@ -81,6 +85,7 @@ DEFAULT_PORT = 5685  # LwM2M-TS-Transport 1.2 §6: the bootstrap server's CoAP p
 REQUEST_TIMEOUT = 30.0  # seconds for one answer, retransmissions included
 SESSION_TIMEOUT = 120.0  # seconds for a whole session
 HISTORY = 200  # ended sessions kept for sessions()
+LAYOUTS = 10_000  # device layouts remembered for Bootstrap-Packs, the least recently used dropped
 
 
 def security_info(endpoint: str, config: BootstrapConfig) -> Any:
@@ -166,6 +171,7 @@ class BootstrapServer:
         self._subscribers: set[asyncio.Queue[BootstrapEvent]] = set()
         self._running: dict[str, tuple[BootstrapSession, asyncio.Task[None]]] = {}
         self._ended: deque[BootstrapSession] = deque(maxlen=history)
+        self._layouts: OrderedDict[str, DeviceLayout] = OrderedDict()
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._stopping = False
@@ -257,6 +263,18 @@ class BootstrapServer:
         if found is None and endpoint != DEFAULT_ENDPOINT:
             found = await self.configs.get(DEFAULT_ENDPOINT)
         return found
+
+    def layout_of(self, endpoint: str) -> DeviceLayout | None:
+        """What the last session's Bootstrap-Discover (and its writes) left on ``endpoint``."""
+        return self._layouts.get(endpoint)
+
+    def _remember(self, endpoint: str, layout: DeviceLayout) -> None:
+        if not layout.known:
+            return
+        self._layouts[endpoint] = layout
+        self._layouts.move_to_end(endpoint)
+        while len(self._layouts) > LAYOUTS:
+            self._layouts.popitem(last=False)
 
     # --- events and sessions ----------------------------------------------------------------
 
@@ -414,8 +432,16 @@ class BootstrapServer:
             reason = f"no bootstrap configuration for {request.ep!r} and no default one"
             self._refused(request.ep, event.addr, reason, kind="pack")
             return _reply(Code.BAD_REQUEST, reason)
+        # §6.1.7.7: a pack comes without a Discover; it is placed on what is known of the device.
+        layout = self.layout_of(request.ep) or config.assumed_layout()
         try:
-            payload = get_codec(request.format).encode(config.pack(), ROOT, self.models)
+            plan = config.plan(layout)
+        except ConfigError as exc:
+            self._refused(request.ep, event.addr, str(exc), kind="pack")
+            return _reply(Code.BAD_REQUEST, str(exc))
+        pack = [r for w in plan.writes for r in w.records]
+        try:
+            payload = get_codec(request.format).encode(pack, ROOT, self.models)
         except CodecError as exc:
             self._refused(request.ep, event.addr, f"cannot encode the pack: {exc}", kind="pack")
             return _reply(Code.INTERNAL_SERVER_ERROR, f"cannot encode the pack: {exc}")
@@ -424,11 +450,12 @@ class BootstrapServer:
             request.ep,
             format_addr(event.addr),
             time.time(),
-            steps=(f"Bootstrap-Pack ({len(config.pack())} values) -> 2.05",),
+            steps=(f"Bootstrap-Pack ({len(pack)} values) -> 2.05",),
             kind="pack",
         )
         self._publish(BootstrapStarted(session))
         self._end(session, "finished")
+        self._remember(request.ep, plan.after)  # the next pack puts each account where this one did
         return Message.build(Type.ACK, Code.CONTENT, content_format=request.format, payload=payload)
 
 
@@ -494,17 +521,32 @@ class _SessionRunner:
         return response
 
     async def run(self, config: BootstrapConfig) -> None:
-        bootstrap_security_id: int | None = 0
+        layout = config.assumed_layout()
         if config.bootstrap_discover:
-            response = await self.send(BootstrapDiscoverRequest(ROOT))
+            # §6.1.7.3 (Bootstrap-Discover, since LwM2M 1.0): which Security instance is the
+            # bootstrap server account, and which instances exist, before anything is written.
+            try:
+                response = await self.send(BootstrapDiscoverRequest(ROOT))
+            except SessionFailed as exc:
+                raise SessionFailed(
+                    f"{exc} (without a Discover the device's bootstrap account is unknown; "
+                    "set bootstrapDiscover false to assume it at /0/0)"
+                ) from None
             discovery = Discovery.from_links(response.links)
-            bootstrap_security_id = discovery.bootstrap_security_id
+            layout = discovery.layout()
+            kept = ", ".join(f"/0/{i}" for i in sorted(layout.bootstrap_accounts)) or "none listed"
+            self._step(f"bootstrap server account: {kept} (kept)")
             if self.format is None and discovery.version not in (None, "1.0"):
                 self.format = ContentFormat.SENML_CBOR
+        try:
+            plan = config.plan(layout)
+        except ConfigError as exc:
+            raise SessionFailed(str(exc)) from None
         fmt = self.format or ContentFormat.TLV  # without pct or Discover: a 1.0 client reads TLV
-        for path in config.delete_paths:
+        for path in plan.deletes:
             # 4.04: nothing there to delete, which is what was wanted.
             await self.send(BootstrapDeleteRequest(path), accept=(Code.NOT_FOUND,))
-        for write in config.writes(bootstrap_security_id=bootstrap_security_id):
+        for write in plan.writes:
             await self.send(BootstrapWriteRequest(write.path, write.records, fmt))
         await self.send(BootstrapFinishRequest())
+        self.server._remember(self.session.endpoint, plan.after)

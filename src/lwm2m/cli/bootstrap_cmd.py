@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from lwm2m.cli import main
-from lwm2m.cli.errors import fail
+from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.remote import api_call, store_options
 from lwm2m.cli.server_cmd import http_server, is_loopback, open_store, start_http
 from lwm2m.transport.eventloop import run
@@ -117,7 +117,8 @@ def bootstrap(
             serve_bootstrap(host, coap_port, http_host, http_port, opened, api_token, coaps_port, credentials)
         )
     except OSError as exc:
-        fail(f"cannot serve: {exc.strerror or exc}")
+        ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--http-port": http_port}
+        fail(bind_failure(exc, ports) or f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
         fail(str(exc))
     finally:
@@ -150,8 +151,8 @@ def _describe(endpoint: str, config: dict[str, Any]) -> str:
     extra = []
     if config.get("deletePaths"):
         extra.append("delete " + " ".join(config["deletePaths"]))
-    if config.get("bootstrapDiscover"):
-        extra.append("discover first")
+    if config.get("bootstrapDiscover", True) is False:
+        extra.append("no discover: bootstrap account assumed at /0/0")
     return f"{name}: " + "; ".join(servers) + (f" [{', '.join(extra)}]" if extra else "")
 
 
@@ -184,7 +185,12 @@ def config() -> None:
     show_default=True,
     help="paths to Bootstrap-Delete first (repeatable)",
 )
-@click.option("--discover", is_flag=True, help="start with a Bootstrap-Discover")
+@click.option(
+    "--discover/--no-discover",
+    default=True,
+    show_default=True,
+    help="start with a Bootstrap-Discover (finds the device's bootstrap account, which is kept)",
+)
 @click.option("--no-provision", is_flag=True, help="leave the LwM2M server's security store alone")
 @_with_common
 def config_add(

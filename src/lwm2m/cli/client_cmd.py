@@ -28,7 +28,7 @@ import click
 
 from lwm2m import __version__
 from lwm2m.cli import main
-from lwm2m.cli.errors import fail
+from lwm2m.cli.errors import bind_failure, fail
 
 ObjectsFactory = Callable[..., Iterable[Any]]  # a profile: endpoint= -> the instances of one device
 
@@ -104,9 +104,14 @@ def format_name(number: int) -> str:
     return names.get(number, str(number))
 
 
-def operation(event: Any) -> str:
-    """The LwM2M operation a request stands for (LwM2M-TS-Transport 1.2 §6.4, Table 6.4.-1)."""
+def operation(event: Any, bootstrap: bool = False) -> str:
+    """The LwM2M operation a request stands for (LwM2M-TS-Transport 1.2 §6.4, Table 6.4.-1);
+    ``bootstrap``: a request of the bootstrap server in a session (LwM2M-TS-Core 1.2 §6.1.7)."""
     msg = event.message
+    if bootstrap:
+        from lwm2m.protocol.bootstrap import downlink_name
+
+        return downlink_name(msg)
     code, depth = int(msg.code), len(msg.uri_path)
     if code == 1:  # GET
         if msg.accept == 40:
@@ -121,7 +126,7 @@ def operation(event: Any) -> str:
     return OPERATIONS_BY_METHOD.get(code, "?")
 
 
-def request_line(event: Any, answer: Any) -> str:
+def request_line(event: Any, answer: Any, bootstrap: bool = False) -> str:
     from lwm2m.coap.numbers import Code
 
     msg = event.message
@@ -132,7 +137,7 @@ def request_line(event: Any, answer: Any) -> str:
     path = "/" + "/".join(msg.uri_path)
     if msg.uri_query:
         path += "?" + "&".join(msg.uri_query)
-    details = [operation(event)]
+    details = [operation(event, bootstrap)]
     if msg.accept is not None:
         details.append(f"accept {format_name(msg.accept)}")
     if msg.payload:
@@ -164,8 +169,11 @@ class Display:
     def show(self, text: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
 
+    client: Any = None  # the LwM2MClient shown, to tell its bootstrap server's requests apart
+
     def request(self, event: Any, answer: Any) -> None:
-        self.show(request_line(event, answer))
+        bootstrap = self.client is not None and self.client.bootstrapper.serving(event.addr)
+        self.show(request_line(event, answer, bootstrap))
 
 
 async def watch_registration(client: Any, display: Display) -> None:
@@ -369,9 +377,10 @@ def client(
         )
     except ValueError as exc:  # e.g. a coaps:// bootstrap server this client cannot reach yet
         fail(str(exc))
+    display.client = device
     try:
         run(run_client(device, display))
     except socket.gaierror as exc:
         fail(f"{option} {given}: cannot resolve {uri.host}: {exc.strerror or exc}")
     except OSError as exc:
-        fail(f"--port {port}: {exc.strerror or exc}")
+        fail(bind_failure(exc, {"--port": port}) or f"--port {port}: {exc.strerror or exc}")

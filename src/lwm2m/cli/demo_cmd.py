@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from lwm2m.cli import main
-from lwm2m.cli.errors import fail
+from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.server_cmd import http_server, open_store, start_http
 from lwm2m.transport.eventloop import run
 
@@ -79,6 +79,7 @@ def demo(host: str, coap_port: int, http_port: int, data: str, count: int, profi
     try:
         run(demo_session(host, coap_port, http_port, store, count, profile, rate))
     except OSError as exc:
-        fail(f"cannot serve: {exc.strerror or exc}")
+        ports = {"--coap-port": coap_port, "--http-port": http_port}
+        fail(bind_failure(exc, ports) or f"cannot serve: {exc.strerror or exc}")
     finally:
         store.close()

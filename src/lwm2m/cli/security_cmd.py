@@ -5,6 +5,7 @@
     lwm2m security add sensor-1 --psk-identity sensor-1 --psk-key 000102030405060708090a0b0c0d0e0f
     lwm2m security add sensor-2 --psk-identity sensor-2 --generate   # prints the new key, once
     lwm2m security add camera-1 --x509          # a certificate with CN=camera-1, from a trusted CA
+    lwm2m security add meter-7 --nosec          # plain CoAP, under lwm2m server --nosec-endpoints deny
     lwm2m security list
     lwm2m security remove sensor-1
 
@@ -47,6 +48,8 @@ def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
 def _describe(entry: dict[str, Any]) -> str:
     if entry.get("x509"):
         return f"{entry['endpoint']}: X.509 (certificate CN={entry['endpoint']})"
+    if entry.get("mode") == "nosec":
+        return f"{entry['endpoint']}: NoSec (plain CoAP, no authentication)"
     return f"{entry['endpoint']}: PSK identity {entry['pskIdentity']!r}, key {entry['pskKeyHint']}"
 
 
@@ -55,7 +58,7 @@ _options = store_options(".lwm2m-data", "folder of the server's database", "http
 
 @main.group()
 def security() -> None:
-    """DTLS credentials of endpoints: a PSK (identity and key) or an X.509 certificate."""
+    """Credentials of endpoints: a PSK (identity and key), an X.509 certificate, or NoSec."""
 
 
 @security.command("add")
@@ -66,6 +69,11 @@ def security() -> None:
 @click.option(
     "--x509", is_flag=True, help="a certificate with CN=ENDPOINT, from an authority the server trusts"
 )
+@click.option(
+    "--nosec",
+    is_flag=True,
+    help="plain CoAP without authentication: what lwm2m server --nosec-endpoints deny takes",
+)
 @_options
 def add(
     endpoint: str,
@@ -73,6 +81,7 @@ def add(
     psk_key: str | None,
     generate: bool,
     x509: bool,
+    nosec: bool,
     data: str,
     api: str | None,
     api_token: str | None,
@@ -81,13 +90,19 @@ def add(
     from lwm2m.storage.base import IdentityInUse, SecurityInfo
     from lwm2m.transport.dtls.config import MAX_PSK_LENGTH
 
-    if x509:
+    if x509 and nosec:
+        fail("give --x509 or --nosec, not both")
+    if nosec:
+        if psk_identity or psk_key or generate:
+            fail("give --nosec or a PSK (--psk-identity with --psk-key or --generate), not both")
+        body: dict[str, Any] = {"mode": "nosec"}
+    elif x509:
         if psk_identity or psk_key or generate:
             fail("give --x509 or a PSK (--psk-identity with --psk-key or --generate), not both")
-        body: dict[str, Any] = {"x509": True}
+        body = {"x509": True}
     else:
         if not psk_identity:
-            fail("give --psk-identity with --psk-key or --generate, or --x509")
+            fail("give --psk-identity with --psk-key or --generate, --x509 or --nosec")
         if generate == (psk_key is not None):
             fail("give either --psk-key or --generate")
         if generate:
@@ -150,7 +165,8 @@ def list_(data: str, api: str | None, api_token: str | None) -> None:
 @click.argument("endpoint")
 @_options
 def remove(endpoint: str, data: str, api: str | None, api_token: str | None) -> None:
-    """Remove ENDPOINT's credentials: it can no longer register over DTLS."""
+    """Remove ENDPOINT's credentials: it can no longer register over DTLS (nor, if it was NoSec, over
+    plain CoAP on a server run with --nosec-endpoints deny)."""
     if api is not None:
         status, answer = api_call(api, api_token, "DELETE", f"/api/security/clients/{endpoint}")
         if status == 404:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import math
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,13 +15,23 @@ from typing import Any
 import click
 
 from lwm2m.cli import main
-from lwm2m.cli.errors import fail
+from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
 from lwm2m.transport.eventloop import run
 
 # The cyclic garbage collector's thresholds for a long-running server: see tune_gc.
 GC_THRESHOLDS = (20_000, 10, 10)
+# How long a queue-mode client is reachable after it sent something: MAX_TRANSMIT_WAIT of RFC 7252
+# §4.8.2 with the default transmission parameters (LwM2M-TS-Core 1.2 §6.5).
+DEFAULT_AWAKE_TIME = 93.0
+
+
+def positive_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """A positive, finite number of seconds; the option is named otherwise."""
+    if not math.isfinite(value) or value <= 0:
+        raise click.BadParameter(f"{value:g}: give a positive number of seconds")
+    return value
 
 
 def tune_gc() -> None:
@@ -105,17 +116,112 @@ async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any)
 
 
 async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None], str]:
-    """Start uvicorn's ``http`` server; its task and base URL once it listens."""
-    task = asyncio.create_task(http.serve())
+    """Start uvicorn's ``http`` server; its task and base URL once it listens. The socket is
+    bound first, so that a port in use is an OSError naming the address (``bind_failure``)."""
+    from lwm2m.transport.listen import bind_tcp
+
+    sock = bind_tcp(host, port)
+    task = asyncio.create_task(http.serve(sockets=[sock]))
     while not http.started and not task.done():
         await asyncio.sleep(0.02)
     if task.done():
-        await task  # the HTTP server failed to start: raise its error
+        sock.close()
+        with contextlib.suppress(SystemExit):  # uvicorn exits on a failed start-up; it logged why
+            await task
         raise OSError(f"cannot serve HTTP on {host}:{port}")
     (sock,) = http.servers[0].sockets[:1]
     bound = sock.getsockname()
     web_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     return task, f"http://{web_host}:{bound[1]}"
+
+
+def registration_options(command: Any) -> Any:
+    """The options bounding what clients may register (``RegistrationLimits``) and who may use
+    plain CoAP; ``registration_config`` turns them into the server's keyword arguments."""
+    from lwm2m.server.registrar import RegistrationLimits
+
+    d = RegistrationLimits()
+    options = [
+        click.option(
+            "--max-lifetime",
+            default=d.max_lifetime,
+            show_default=True,
+            type=click.IntRange(1),
+            help="seconds: a longer registration lifetime is shortened to this",
+        ),
+        click.option(
+            "--max-registrations",
+            default=d.max_registrations,
+            show_default=True,
+            type=click.IntRange(1),
+            help="registrations held at most; a new endpoint beyond them gets 4.29",
+        ),
+        click.option(
+            "--max-endpoint-length",
+            default=d.max_endpoint_length,
+            show_default=True,
+            type=click.IntRange(1, d.max_endpoint_length),
+            help="bytes (UTF-8) of an endpoint name",
+        ),
+        click.option(
+            "--max-links",
+            default=d.max_links,
+            show_default=True,
+            type=click.IntRange(1),
+            help="links in a Register or Update payload",
+        ),
+        click.option(
+            "--max-registration-payload",
+            default=d.max_payload,
+            show_default=True,
+            type=click.IntRange(1),
+            help="bytes of a Register or Update payload; more gets 4.13",
+        ),
+        click.option(
+            "--registration-rate",
+            default=d.rate,
+            show_default=True,
+            type=click.FloatRange(0, min_open=False),
+            help="new registrations per second from one source address, 0 for no limit; more get 4.29",
+        ),
+        click.option(
+            "--registration-burst",
+            default=d.burst,
+            show_default=True,
+            type=click.IntRange(1),
+            help="registrations one source address may make at once before --registration-rate applies",
+        ),
+        click.option(
+            "--nosec-endpoints",
+            type=click.Choice(["allow", "deny"]),
+            default="allow",
+            show_default=True,
+            help="deny: plain CoAP only for endpoints listed with lwm2m security add --nosec",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def registration_config(options: dict[str, Any]) -> dict[str, Any]:
+    """``LwM2MServer`` keyword arguments from the values of ``registration_options``."""
+    from lwm2m.server.registrar import RegistrationLimits
+
+    rate = options["registration_rate"]
+    try:
+        limits = RegistrationLimits(
+            max_endpoint_length=options["max_endpoint_length"],
+            max_lifetime=options["max_lifetime"],
+            max_payload=options["max_registration_payload"],
+            max_links=options["max_links"],
+            max_registrations=options["max_registrations"],
+            rate=rate or None,
+            burst=options["registration_burst"],
+        )
+    except ValueError as exc:
+        fail(f"registration limits: {exc}")
+    return {"registration_limits": limits, "nosec_endpoints": options["nosec_endpoints"]}
 
 
 async def serve(
@@ -129,11 +235,18 @@ async def serve(
     coaps_port: int | None = None,
     certificate: Any = None,
     bootstrap_port: int | None = None,
+    awake_time: float = DEFAULT_AWAKE_TIME,
+    registration: dict[str, Any] | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
-    server_options: dict[str, Any] = {"coaps_port": coaps_port, "certificate": certificate}
+    server_options: dict[str, Any] = {
+        "coaps_port": coaps_port,
+        "certificate": certificate,
+        "awake_time": awake_time,
+    }
+    server_options.update(registration or {})
     async with (
         LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
@@ -179,6 +292,15 @@ async def serve(
     type=click.IntRange(0, 65535),
     help="also run the bootstrap server on this CoAP port (e.g. 5685), with one REST API",
 )
+@click.option(
+    "--awake-time",
+    default=DEFAULT_AWAKE_TIME,
+    show_default=True,
+    type=float,
+    callback=positive_seconds,
+    help="seconds a queue-mode client stays reachable after it sent something (LwM2M 1.2 §6.5)",
+)
+@registration_options
 def server(
     host: str,
     coap_port: int,
@@ -193,6 +315,8 @@ def server(
     dtls_key: str | None,
     dtls_ca: str | None,
     bootstrap_port: int | None,
+    awake_time: float,
+    **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
     if not is_loopback(http_host) and not api_token:
@@ -203,15 +327,17 @@ def server(
     except (DDFError, OSError) as exc:
         fail(f"--models: {exc}")
     certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
+    registration = registration_config(limits)
     try:
         opened = open_store(data, store)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
         served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
-        run(serve(*served, bootstrap_port=bootstrap_port))
+        run(serve(*served, bootstrap_port=bootstrap_port, awake_time=awake_time, registration=registration))
     except OSError as exc:
-        fail(f"cannot serve: {exc.strerror or exc}")
+        ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--bootstrap-port": bootstrap_port}
+        fail(bind_failure(exc, {**ports, "--http-port": http_port}) or f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
         fail(str(exc))
     finally:

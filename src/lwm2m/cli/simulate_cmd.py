@@ -66,6 +66,17 @@ def _number(
     return value
 
 
+def _check_local_host(host: str) -> None:
+    """The devices bind ports the system picks, so none can be in use; the address itself may not
+    be this machine's, and then each device would fail alone: say it once, up front."""
+    from lwm2m.transport.reader import bind_udp
+
+    try:
+        bind_udp(host, 0).close()
+    except OSError as exc:
+        fail(f"--local-host {host}: cannot bind there: {exc.strerror or exc}")
+
+
 def _file_limit(count: int) -> None:
     """Make room for one socket per device, raising the soft descriptor limit up to the hard one."""
     need = count + SPARE_FILES
@@ -468,6 +479,8 @@ def simulate_command(
     stop_after = None if duration is None else _number("--duration", duration, integer=False, low=0.1)
     every = _number("--report-every", report_every, integer=False, low=0.1)
     _file_limit(n)
+    if local_host is not None:
+        _check_local_host(local_host)
     try:
         fleet = Fleet(
             server_uri,

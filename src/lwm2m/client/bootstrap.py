@@ -349,8 +349,14 @@ class ClientBootstrap:
             base = Path.of(oid, iid)
             for rid, value in self.tree._group(inst, base, records, check_access=False).items():
                 inst.write(rid, value)
+            if current is not None and current is self.account() and not inst.get(Security.BOOTSTRAP):
+                raise BadRequest(self._keeps_account(path))
             return lambda: self._store(oid, iid, inst)
         self.tree._group(current, path, records, check_access=False)  # raises before any change
+        if current is self.account() and any(
+            r.path.level >= 3 and r.path.ids[2] == Security.BOOTSTRAP and not r.value for r in records
+        ):
+            raise BadRequest(self._keeps_account(path))
 
         def in_place() -> None:
             if self.session is not None:
@@ -359,6 +365,15 @@ class ClientBootstrap:
             self.tree.write(path, records, replace=path.is_resource, check_access=False)
 
         return in_place
+
+    @staticmethod
+    def _keeps_account(path: Path) -> str:
+        # The account a new bootstrap goes through (/1/x/9 included) is kept: §6.1.7.6 spares it
+        # from Bootstrap-Delete, and a Write that turned it into a server account would lose it.
+        return (
+            f"{path}: /0/{path.ids[1]} is this client's bootstrap server account; "
+            "a Bootstrap-Write may update it, not make it a server account"
+        )
 
     def _object(self, oid: int) -> Any:
         obj = self.tree.objects.get(oid)
@@ -406,6 +421,36 @@ class ClientBootstrap:
                 del self.handler.attributes[p]
             if self.handler.observer is not None:
                 self.handler.observer.removed(path)
+
+    def _clear_of_account(self, by_target: dict[Path, list[Record]]) -> dict[Path, list[Record]]:
+        """The pack's instances with a server account that would land on this client's bootstrap
+        server account moved to a free Security instance: a pack is asked for without a
+        Bootstrap-Discover, so its server may not know where that account is, and Security
+        instances are told apart by their Short Server ID, not by their instance ID (§E.1)."""
+        account = self.account()
+        if account is None:
+            return by_target
+        own = Path.of(SECURITY_OBJECT, account.id)
+        records = by_target.get(own)
+        if records is None or any(r.path.ids[2:] == (Security.BOOTSTRAP,) and r.value for r in records):
+            return by_target
+        taken = set(self.tree.objects[SECURITY_OBJECT].instances) | {
+            t.ids[1] for t in by_target if t.ids[0] == SECURITY_OBJECT
+        }
+        free = next(i for i in range(len(taken) + 1) if i not in taken)
+        moved = Path.of(SECURITY_OBJECT, free)
+        log.info(
+            "%s: the Bootstrap-Pack's %s goes to %s (%s is the bootstrap account)",
+            self.endpoint,
+            own,
+            moved,
+            own,
+        )
+        out = {t: recs for t, recs in by_target.items() if t != own}
+        out[moved] = [
+            Record(Path((SECURITY_OBJECT, free, *r.path.ids[2:])), r.value, r.time) for r in records
+        ]
+        return out
 
     # --- the session ------------------------------------------------------------------------------
 
@@ -494,6 +539,7 @@ class ClientBootstrap:
             oid = r.path.ids[0]
             target = Path(r.path.ids[:2]) if oid in ACCOUNT_OBJECTS else r.path.resource_path()
             by_target.setdefault(target, []).append(r)
+        by_target = self._clear_of_account(by_target)
         try:
             for target, recs in by_target.items():
                 self.write(target, recs)

@@ -62,13 +62,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
-# Formats announced in the root link's ct (LwM2M-TS-Core 1.2 §6.2.1), preferred first.
-ANNOUNCED_FORMATS = (
-    ContentFormat.SENML_CBOR,
-    ContentFormat.SENML_JSON,
-    ContentFormat.LWM2M_CBOR,
-    ContentFormat.TLV,
-)
+# The format announced in the root link's ct (LwM2M-TS-Core 1.2 §6.2.1): the one preferred, as a
+# bare integer as in the Core TS's registration examples (</>;rt="oma.lwm2m";ct=110). Some servers
+# (Wakaama) refuse a quoted list; the client still takes every format it implements.
+ANNOUNCED_FORMAT = ContentFormat.SENML_CBOR
 
 
 class LwM2MClient(Reporting):
@@ -517,7 +514,7 @@ class LwM2MClient(Reporting):
             b=self.binding.replace("Q", "") or "U",
             Q=self.queue_mode,
             objects=self._object_links(),
-            content_formats=() if self.lwm2m_version == "1.0" else tuple(int(f) for f in ANNOUNCED_FORMATS),
+            content_formats=() if self.lwm2m_version == "1.0" else (int(ANNOUNCED_FORMAT),),
         )
         response = await self._exchange(request.to_message())
         if response.code != Code.CREATED:

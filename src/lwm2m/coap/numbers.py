@@ -49,6 +49,7 @@ class Code(IntEnum):
     PRECONDITION_FAILED = _code(4, 12)
     REQUEST_ENTITY_TOO_LARGE = _code(4, 13)
     UNSUPPORTED_CONTENT_FORMAT = _code(4, 15)
+    TOO_MANY_REQUESTS = _code(4, 29)  # RFC 8516
 
     INTERNAL_SERVER_ERROR = _code(5, 0)
     NOT_IMPLEMENTED = _code(5, 1)

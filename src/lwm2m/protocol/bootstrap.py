@@ -33,6 +33,7 @@ from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import ROOT, InvalidPath, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
+from lwm2m.protocol.bootstrap_config import DeviceLayout
 from lwm2m.protocol.management import Response, ResponseError
 
 BS = "bs"  # Bootstrap-Request and Bootstrap-Finish: /bs
@@ -373,6 +374,21 @@ def parse_downlink(msg: Message, models: ObjectRegistry | None = None) -> Downli
     raise BootstrapError(f"{msg.uri_path_str}: not a bootstrap operation", Code.METHOD_NOT_ALLOWED)
 
 
+def downlink_name(msg: Message) -> str:
+    """The name of the Bootstrap Interface operation a request from the bootstrap server stands
+    for (§6.1.7), for logs: ``POST /bs`` is Bootstrap-Finish, not a Create."""
+    code = msg.code
+    if msg.uri_path == (BS,):
+        return "Bootstrap-Finish" if code == Code.POST else "not a bootstrap operation"
+    if code == Code.GET:
+        return "Bootstrap-Discover" if msg.accept == ContentFormat.LINK else "Bootstrap-Read"
+    if code == Code.PUT:
+        return "Bootstrap-Write"
+    if code == Code.DELETE:
+        return "Bootstrap-Delete"
+    return "not a bootstrap operation"
+
+
 def decode_bootstrap_response(
     request: DownlinkRequest, message: Message, models: ObjectRegistry | None = None
 ) -> Response:
@@ -458,3 +474,32 @@ class Discovery:
             if i.path.ids[0] == SECURITY_OBJECT and i.ssid is None:
                 return i.path.ids[1]
         return None
+
+    def layout(self) -> DeviceLayout:
+        """What the device holds, for placing a configuration on it.
+
+        Every Security instance listed without ``ssid`` counts as a bootstrap server account
+        (§6.1.7.3 lists ``ssid`` for every other one): never written over, never deleted.
+        """
+        bootstrap: set[int] = set()
+        security: dict[int, int] = {}
+        servers: dict[int, int | None] = {}
+        others: dict[int, set[int]] = {}
+        for i in self.instances:
+            oid, iid = i.path.ids[0], i.path.ids[1]
+            if oid == SECURITY_OBJECT:
+                if i.ssid is None:
+                    bootstrap.add(iid)
+                else:
+                    security[iid] = i.ssid
+            elif oid == SERVER_OBJECT:
+                servers[iid] = i.ssid
+            else:
+                others.setdefault(oid, set()).add(iid)
+        return DeviceLayout(
+            frozenset(bootstrap),
+            security,
+            servers,
+            {oid: frozenset(ids) for oid, ids in others.items()},
+            known=True,
+        )

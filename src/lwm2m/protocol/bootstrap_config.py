@@ -3,7 +3,7 @@
 A :class:`BootstrapConfig` names the paths to delete first, the server
 accounts to write (a Security (0) and a Server (1) instance each, §E.1, §E.2),
 Access Control (2) instances (§E.3), optional extra object values, and
-whether to start with a Bootstrap-Discover. Its JSON form is the body of
+whether to start with a Bootstrap-Discover (the default). Its JSON form is the body of
 ``PUT /api/bootstrap/{ep}``::
 
     {"servers": [{"uri": "coaps://host:5684", "shortServerId": 101, "lifetime": 300,
@@ -20,6 +20,15 @@ Security modes: ``psk`` (``identity``, ``key``), ``rpk`` (``publicKey``,
 :class:`ConfigError` naming the first bad field, so that a configuration that
 would leave a device without a usable server account is refused before any
 device sees it.
+
+Instance IDs: :meth:`BootstrapConfig.plan` places the configuration on what the device
+holds (a :class:`DeviceLayout`, from its Bootstrap-Discover, §6.1.7.3). The device's
+bootstrap server account is never written nor deleted (§6.1.7.6 keeps it through a
+Bootstrap-Delete, and without it the Bootstrap-Request Trigger /1/x/9 cannot work); a
+server account goes to the Security and Server instances that already hold its Short
+Server ID, else to free instance IDs. An explicit instance ID that is the device's
+bootstrap account is refused with :class:`LayoutConflict` (a failed session), or at input
+when the configuration itself says where that account is (``bootstrapAccountId``).
 """
 
 from __future__ import annotations
@@ -47,6 +56,10 @@ MAX_PSK_BYTES = 64  # what the LwM2M server's security store takes (RFC 4279 all
 
 class ConfigError(ValueError):
     """A bootstrap configuration that cannot be used; the message names the field and why."""
+
+
+class LayoutConflict(ConfigError):
+    """A configuration that would write or delete the device's bootstrap server account."""
 
 
 def _fail(where: str, problem: str) -> ConfigError:
@@ -407,14 +420,64 @@ class InstanceWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceLayout:
+    """The accounts and instances a device holds, as far as the bootstrap server knows them.
+
+    From a Bootstrap-Discover (LwM2M-TS-Core 1.2 §6.1.7.3): every Security instance carries
+    ``ssid`` and ``uri`` except the bootstrap server account's, every Server instance ``ssid``.
+    ``known`` is False for a layout assumed without one (the bootstrap account at /0/0, where
+    clients usually keep it): explicit instance IDs are then taken as they are given.
+    """
+
+    bootstrap_accounts: frozenset[int] = frozenset({0})  # Security instance IDs never touched
+    security: Mapping[int, int] = field(default_factory=dict)  # Security instance -> its ssid
+    servers: Mapping[int, int | None] = field(default_factory=dict)  # Server instance -> its ssid
+    instances: Mapping[int, frozenset[int]] = field(default_factory=dict)  # other objects' instances
+    known: bool = False
+
+    @classmethod
+    def assumed(cls, bootstrap_account_id: int | None = None) -> DeviceLayout:
+        """Without a Discover: the account where the configuration says, else at /0/0."""
+        if bootstrap_account_id is None:
+            return cls()
+        return cls(frozenset({bootstrap_account_id}), known=True)
+
+    def instance_ids(self, object_id: int) -> frozenset[int]:
+        if object_id == 0:
+            return self.bootstrap_accounts | frozenset(self.security)
+        if object_id == 1:
+            return frozenset(self.servers)
+        return self.instances.get(object_id, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapPlan:
+    """The Bootstrap-Deletes and -Writes of one session, and the layout they leave."""
+
+    deletes: tuple[Path, ...]
+    writes: tuple[InstanceWrite, ...]
+    after: DeviceLayout
+
+
+@dataclass(frozen=True, slots=True)
 class BootstrapConfig:
     servers: tuple[ServerConfig, ...]
     delete_paths: tuple[Path, ...] = ()
-    bootstrap_discover: bool = False
+    bootstrap_discover: bool = True
     access_control: tuple[AccessControlConfig, ...] = ()
     records: tuple[Record, ...] = ()  # values of other objects, written instance by instance
+    # The Security instance of the device's own bootstrap server account, when known ahead
+    # (a factory layout): what a Bootstrap-Pack (no Discover there) keeps clear of.
+    bootstrap_account_id: int | None = None
 
-    _FIELDS = ("servers", "deletePaths", "bootstrapDiscover", "accessControl", "objects")
+    _FIELDS = (
+        "servers",
+        "deletePaths",
+        "bootstrapDiscover",
+        "bootstrapAccountId",
+        "accessControl",
+        "objects",
+    )
 
     def __post_init__(self) -> None:
         self.check()
@@ -443,9 +506,14 @@ class BootstrapConfig:
             given = [i for i in ids if i is not None]
             if len(set(given)) != len(given):
                 raise ConfigError(f"{name}: the same instance ID is given twice")
+        if self.bootstrap_account_id is not None and not 0 <= self.bootstrap_account_id <= MAX_ID:
+            raise _fail("bootstrapAccountId", f"{self.bootstrap_account_id} is not from 0 to {MAX_ID}")
         for path in self.delete_paths:
             if path.level > 2:
                 raise _fail("deletePaths", f"{path}: delete /, an object or an instance")
+        if self.bootstrap_account_id is not None:
+            # Known at input: the same refusals a Discover-based session would make.
+            _check_layout(self, DeviceLayout.assumed(self.bootstrap_account_id), "bootstrapAccountId")
         for i, aco in enumerate(self.access_control):
             if aco.object_id in (0, 21):
                 raise _fail(
@@ -500,17 +568,20 @@ class BootstrapConfig:
         return cls(
             servers=servers,
             delete_paths=tuple(paths),
-            bootstrap_discover=_bool(data, "bootstrapDiscover", "", False),
+            bootstrap_discover=_bool(data, "bootstrapDiscover", "", True),
             access_control=acos,
             records=tuple(records),
+            bootstrap_account_id=_int(data, "bootstrapAccountId", "", 0, MAX_ID, None),
         )
 
     def to_json(self, *, secrets: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"servers": [s.to_json(secrets=secrets) for s in self.servers]}
         if self.delete_paths:
             out["deletePaths"] = [str(p) for p in self.delete_paths]
-        if self.bootstrap_discover:
-            out["bootstrapDiscover"] = True
+        if not self.bootstrap_discover:
+            out["bootstrapDiscover"] = False  # the default is to discover
+        if self.bootstrap_account_id is not None:
+            out["bootstrapAccountId"] = self.bootstrap_account_id
         if self.access_control:
             out["accessControl"] = [a.to_json() for a in self.access_control]
         if self.records:
@@ -519,42 +590,157 @@ class BootstrapConfig:
 
     # --- the writes -------------------------------------------------------------------------
 
-    def writes(self, *, bootstrap_security_id: int | None = 0) -> list[InstanceWrite]:
-        """Every Bootstrap-Write of the session in order: the Security, Server and Access Control
-        instances, then the resources of other objects.
+    def assumed_layout(self) -> DeviceLayout:
+        """The device's layout as far as the configuration alone tells (no Discover)."""
+        return DeviceLayout.assumed(self.bootstrap_account_id)
 
-        Instance IDs not given in the configuration are the lowest free ones; Security
-        instance IDs keep clear of ``bootstrap_security_id``, the bootstrap server's own
-        account (which §6.1.7.6 keeps through a Bootstrap-Delete). Without a
-        Bootstrap-Discover it is taken to be at /0/0, where clients usually keep it.
+    def plan(self, layout: DeviceLayout | None = None) -> BootstrapPlan:
+        """The Bootstrap-Deletes and -Writes that put this configuration on a device of ``layout``
+        (by default :meth:`assumed_layout`).
+
+        Raises LayoutConflict when a delete path or an explicit securityInstanceId names the
+        device's bootstrap server account (LwM2M-TS-Core 1.2 §6.1.7.6: it is never removed).
+        Otherwise: a server account is written over the Security and Server instances that hold
+        its Short Server ID already (after the deletes), else at the lowest free instance IDs,
+        never at the bootstrap account's; other instances with that Short Server ID are deleted
+        so that the device is left one account per server (§6.1.7.2 checks it on Finish).
         """
+        layout = layout if layout is not None else self.assumed_layout()
+        if layout.known:
+            _check_layout(self, layout, "on this device")
+        protected = layout.bootstrap_accounts
+        security = dict(layout.security)
+        servers = dict(layout.servers)
+        others = {oid: set(ids) for oid, ids in layout.instances.items()}
+        for path in self.delete_paths:
+            _forget(path, security, servers, others)
+        deletes = list(self.delete_paths)
+
+        used: set[int] = {s.security_instance_id for s in self.servers} - {None}  # type: ignore[misc]
+        security_ids: list[int] = []
+        for server in self.servers:
+            chosen = server.security_instance_id
+            if chosen is None:
+                chosen = _reuse(security, server.short_server_id, used)
+            if chosen is None:
+                chosen = _lowest_free(protected | set(security) | used)
+            used.add(chosen)
+            security_ids.append(chosen)
+        used_srv: set[int] = {s.server_instance_id for s in self.servers} - {None}  # type: ignore[misc]
+        server_ids: list[int] = []
+        for server in self.servers:
+            chosen = server.server_instance_id
+            if chosen is None:
+                chosen = _reuse(servers, server.short_server_id, used_srv)
+            if chosen is None:
+                chosen = _lowest_free(set(servers) | used_srv)
+            used_srv.add(chosen)
+            server_ids.append(chosen)
+        # Another instance holding a configured Short Server ID would make a second account for
+        # that server: it goes.
+        configured = {s.short_server_id for s in self.servers}
+        for oid, held, chosen_ids in ((0, security, security_ids), (1, servers, server_ids)):
+            for iid, ssid in sorted(held.items()):
+                if ssid in configured and iid not in chosen_ids:
+                    deletes.append(Path.of(oid, iid))
+                    del held[iid]
+
         out: list[InstanceWrite] = []
-        taken = {s.security_instance_id for s in self.servers} - {None}
-        if bootstrap_security_id is not None:
-            taken.add(bootstrap_security_id)
-        security_ids = _allocate([s.security_instance_id for s in self.servers], taken)
-        server_ids = _allocate([s.server_instance_id for s in self.servers], set())
         for server, sec_id in zip(self.servers, security_ids, strict=True):
             out.append(InstanceWrite(Path.of(0, sec_id), server.security_records(sec_id)))
+            security[sec_id] = server.short_server_id
         for server, srv_id in zip(self.servers, server_ids, strict=True):
             out.append(InstanceWrite(Path.of(1, srv_id), server.server_records(srv_id)))
-        aco_ids = _allocate([a.instance_id for a in self.access_control], set())
+            servers[srv_id] = server.short_server_id
+        acl_taken = others.setdefault(2, set())
+        aco_ids = _allocate([a.instance_id for a in self.access_control], set(acl_taken))
         for aco, aco_id in zip(self.access_control, aco_ids, strict=True):
             out.append(InstanceWrite(Path.of(2, aco_id), aco.records(aco_id)))
+            acl_taken.add(aco_id)
         # Other objects are written resource by resource: a Bootstrap-Write of a whole instance
         # could wipe the device's other values there, which the configuration did not mean.
         by_resource: dict[Path, list[Record]] = {}
         for r in self.records:
             by_resource.setdefault(r.path.resource_path(), []).append(r)
         out += [InstanceWrite(path, tuple(recs)) for path, recs in sorted(by_resource.items())]
-        return out
+        after = DeviceLayout(
+            protected,
+            security,
+            servers,
+            {oid: frozenset(ids) for oid, ids in others.items()},
+            layout.known,
+        )
+        return BootstrapPlan(tuple(deletes), tuple(out), after)
 
-    def pack(self, *, bootstrap_security_id: int | None = 0) -> list[Record]:
-        """Every value of :meth:`writes` in one list: the content of a Bootstrap-Pack (§6.1.7.7)."""
-        return [r for w in self.writes(bootstrap_security_id=bootstrap_security_id) for r in w.records]
+    def writes(self, layout: DeviceLayout | None = None) -> list[InstanceWrite]:
+        """Every Bootstrap-Write of the session in order: the Security, Server and Access Control
+        instances, then the resources of other objects (see :meth:`plan`)."""
+        return list(self.plan(layout).writes)
+
+    def pack(self, layout: DeviceLayout | None = None) -> list[Record]:
+        """Every value of :meth:`writes` in one list: the content of a Bootstrap-Pack (§6.1.7.7).
+
+        A pack is asked for without a Discover: ``layout`` is what the bootstrap server learnt
+        of the device before, else what the configuration says (``bootstrapAccountId``)."""
+        return [r for w in self.plan(layout).writes for r in w.records]
 
 
-def _allocate(given: list[int | None], taken: set[int | None]) -> list[int]:
+def _check_layout(config: BootstrapConfig, layout: DeviceLayout, where: str) -> None:
+    """LayoutConflict when ``config`` would delete or overwrite a bootstrap account of ``layout``."""
+    for account in sorted(layout.bootstrap_accounts):
+        own = f"/0/{account} is the device's bootstrap server account"
+        if Path.of(0, account) in config.delete_paths:
+            raise LayoutConflict(
+                f"deletePaths: {own} ({where}); LwM2M-TS-Core 1.2 §6.1.7.6: it is never deleted"
+            )
+        for i, server in enumerate(config.servers):
+            if server.security_instance_id == account:
+                raise LayoutConflict(
+                    f"servers[{i}].securityInstanceId: {own} ({where}); writing a server account "
+                    "there would lose it (and with it the Bootstrap-Request Trigger /1/x/9)"
+                )
+
+
+def _forget(
+    path: Path, security: dict[int, int], servers: dict[int, Any], others: dict[int, set[int]]
+) -> None:
+    """What a Bootstrap-Delete of ``path`` removes (§6.1.7.6: never the bootstrap account, which
+    is not in ``security``, nor the Device object)."""
+    if path.is_root:
+        security.clear()
+        servers.clear()
+        for oid in others:
+            if oid != 3:
+                others[oid].clear()
+        return
+    oid = path.ids[0]
+    held: Any = security if oid == 0 else servers if oid == 1 else others.get(oid)
+    if held is None:
+        return
+    if path.is_object:
+        held.clear()
+    elif isinstance(held, dict):
+        held.pop(path.ids[1], None)
+    else:
+        held.discard(path.ids[1])
+
+
+def _reuse(held: Mapping[int, Any], ssid: int, used: set[int]) -> int | None:
+    """The instance that holds ``ssid`` already, when no other account of the session took it."""
+    for iid, holder in sorted(held.items()):
+        if holder == ssid and iid not in used:
+            return iid
+    return None
+
+
+def _lowest_free(taken: set[int]) -> int:
+    candidate = 0
+    while candidate in taken:
+        candidate += 1
+    return candidate
+
+
+def _allocate(given: list[int | None], taken: set[int]) -> list[int]:
     """The instance IDs: those given, and the lowest free ones for the others."""
     used = set(taken) | {i for i in given if i is not None}
     out: list[int] = []

@@ -149,9 +149,31 @@ class ObserveRequest:
         )
 
 
+# The formats a composite request's path list goes in: a SenML pack of names (LwM2M-TS-Core 1.2
+# §6.3.2 Read-Composite, §6.4.4 Observe-Composite). The answer's format (Accept) is another matter:
+# it may be LwM2M-CBOR too, which clients refuse (4.15) as the format of the path list.
+PATH_LIST_FORMATS = (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON)
+
+
+def path_list_format(accept: int | None, advertised: Sequence[int] = ()) -> ContentFormat:
+    """The Content-Format of a composite request's path list, the answer being asked in ``accept``:
+    that SenML format when it is one, else SenML-CBOR, or SenML-JSON for a client whose
+    registration (``ct``, §6.2.1) lists SenML-JSON and not SenML-CBOR."""
+    for fmt in PATH_LIST_FORMATS:
+        if accept == fmt:
+            return fmt
+    if ContentFormat.SENML_JSON in advertised and ContentFormat.SENML_CBOR not in advertised:
+        return ContentFormat.SENML_JSON
+    return ContentFormat.SENML_CBOR
+
+
 @dataclass(frozen=True, slots=True)
 class ReadCompositeRequest:
-    """FETCH on the root with the paths as SenML names (LwM2M-TS-Core 1.2 §6.3.2)."""
+    """FETCH on the root with the paths as SenML names (LwM2M-TS-Core 1.2 §6.3.2).
+
+    ``request_format`` is the Content-Format of the path list (see :func:`path_list_format`),
+    ``format`` the Accept: the format of the answer and of its notifications.
+    """
 
     paths: tuple[Path, ...]
     request_format: ContentFormat = ContentFormat.SENML_CBOR

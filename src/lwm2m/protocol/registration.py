@@ -42,6 +42,13 @@ _BINDING_LETTERS = {"1.0": "USQ", "1.1": "UTSN", "1.2": "UTSNMH"}
 _ALL_LETTERS = "UTSNMHQ"
 _KNOWN_PARAMS = ("ep", "lt", "lwm2m", "b", "sms", "Q")
 
+# The longest Endpoint Client Name taken, in bytes of UTF-8. LwM2M sets no bound, but CoAP
+# caps a Uri-Query option at 255 bytes (RFC 7252 §5.10) and stores key on the name.
+MAX_ENDPOINT_LENGTH = 255
+# A lifetime beyond this is as good as forever: larger values of lt are read as this one
+# (a server clamps far lower; Python's int() of thousands of digits would be an error).
+LIFETIME_CEILING = 2**63 - 1
+
 
 class RegistrationError(ValueError):
     """A Register, Update or De-register request with a bad parameter or payload.
@@ -97,11 +104,14 @@ class ObjectList:
     content_formats: tuple[int, ...] = ()
 
     @classmethod
-    def parse(cls, payload: bytes | str) -> ObjectList:
+    def parse(cls, payload: bytes | str, *, max_links: int | None = None) -> ObjectList:
+        """The object list of a payload; more than ``max_links`` links (when given) is an error."""
         try:
             links = parse_links(payload)
         except LinkFormatError as exc:
             raise RegistrationError(f"payload is not link format: {exc}") from None
+        if max_links is not None and len(links) > max_links:
+            raise RegistrationError(f"payload has {len(links)} links; this server takes at most {max_links}")
         # LwM2M-TS-Core 1.2 §6.2.1: a link with rt="oma.lwm2m" names the alternate path
         # (and "</>" the default one); it may carry ct, the content formats the client
         # supports. Clients put it first, but nothing forbids another position.
@@ -206,11 +216,13 @@ def _lifetime(params: Mapping[str, str | None]) -> int | None:
     text = _need_value(params, "lt", "Lifetime")
     if text is None:
         return None
-    if len(text) > 4000:  # int() refuses thousands of digits with its own ValueError
-        raise RegistrationError(f"Lifetime lt has {len(text)} characters: not a number of seconds")
-    if not text.isascii() or not text.isdigit() or int(text) <= 0:
-        raise RegistrationError(f"Lifetime lt={text!r} is not a positive integer of seconds")
-    return int(text)
+    digits = text.lstrip("0")
+    if not text.isascii() or not text.isdigit() or not digits:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise RegistrationError(f"Lifetime lt={shown!r} is not a positive integer of seconds")
+    if len(digits) > 19:  # more than LIFETIME_CEILING has
+        return LIFETIME_CEILING
+    return min(int(digits), LIFETIME_CEILING)
 
 
 def _version(params: Mapping[str, str | None]) -> str:
@@ -265,13 +277,13 @@ def _query_item(name: str, value: str | None) -> str:
     return name if value is None else f"{name}={value}"
 
 
-def _payload(msg: Message) -> ObjectList | None:
+def _payload(msg: Message, max_links: int | None) -> ObjectList | None:
     if not msg.payload:
         return None
     fmt = msg.content_format
     if fmt is not None and fmt != LINK_FORMAT:
         raise RegistrationError(f"payload content format {fmt}: expected {LINK_FORMAT} (link format)")
-    return ObjectList.parse(msg.payload)
+    return ObjectList.parse(msg.payload, max_links=max_links)
 
 
 def _location(msg: Message, operation: str) -> str:
@@ -305,12 +317,21 @@ class RegisterRequest:
     extra: Params = ()  # parameters this version does not define, kept for the application
 
     @classmethod
-    def from_message(cls, msg: Message, *, endpoint: str | None = None) -> Self:
+    def from_message(
+        cls,
+        msg: Message,
+        *,
+        endpoint: str | None = None,
+        max_links: int | None = None,
+        max_endpoint_length: int = MAX_ENDPOINT_LENGTH,
+    ) -> Self:
         """Parse a Register request.
 
         ``endpoint`` is the name the server derived from the client's credentials:
         LwM2M-TS-Core 1.2 §6.2.1 lets a client omit ep when the server can tell
         it from the security session. Without it, a missing ep is an error.
+        A name longer than ``max_endpoint_length`` bytes (UTF-8) or a payload of
+        more than ``max_links`` links is an error too.
         """
         _check_method(msg, Code.POST, "Register")
         if msg.uri_path != (RD,):
@@ -324,12 +345,17 @@ class RegisterRequest:
             ep = endpoint
         else:
             raise RegistrationError("Endpoint Client Name (ep) is missing")
+        size = len(ep.encode("utf-8", "surrogatepass"))
+        if size > max_endpoint_length:
+            raise RegistrationError(
+                f"Endpoint Client Name (ep) has {size} bytes; this server takes at most {max_endpoint_length}"
+            )
         lwm2m = _version(params)
         lt = _lifetime(params)
         text = _need_value(params, "b", "Binding")
         binding, legacy_queue = _binding(text, lwm2m) if text is not None else (DEFAULT_BINDING, False)
         queue = _queue_flag(params) or legacy_queue
-        objects = _payload(msg) or ObjectList()
+        objects = _payload(msg, max_links) or ObjectList()
         return cls(
             ep=ep,
             lt=DEFAULT_LIFETIME if lt is None else lt,
@@ -390,8 +416,11 @@ class UpdateRequest:
     extra: Params = ()
 
     @classmethod
-    def from_message(cls, msg: Message, *, lwm2m_version: str | None = None) -> Self:
-        """Parse an Update; ``lwm2m_version`` (the registration's) checks the binding letters for it."""
+    def from_message(
+        cls, msg: Message, *, lwm2m_version: str | None = None, max_links: int | None = None
+    ) -> Self:
+        """Parse an Update; ``lwm2m_version`` (the registration's) checks the binding letters for
+        it; a payload of more than ``max_links`` links is an error."""
         _check_method(msg, Code.POST, "Update")
         location = _location(msg, "Update")
         params = _parse_query(msg.uri_query)
@@ -404,7 +433,7 @@ class UpdateRequest:
             b=binding,
             Q=True if queue else None,
             sms=_need_value(params, "sms", "SMS Number"),
-            objects=_payload(msg),
+            objects=_payload(msg, max_links),
             extra=_extra(params, ("lt", "b", "sms", "Q")),
         )
 

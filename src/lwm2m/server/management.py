@@ -27,6 +27,7 @@ from lwm2m.protocol.management import (
     WriteAttributesRequest,
     WriteCompositeRequest,
     WriteRequest,
+    path_list_format,
 )
 from lwm2m.protocol.registration import Registration
 
@@ -49,6 +50,19 @@ def request_format(registration: Registration) -> ContentFormat:
     return next((f for f in PREFERRED_FORMATS if f in listed), ContentFormat.SENML_CBOR)
 
 
+def read_format(registration: Registration) -> ContentFormat | None:
+    """The Accept of a Read or Observe the user asked no format for.
+
+    None (no Accept) for an LwM2M 1.0 client: the client then answers in the format it
+    chooses (LwM2M 1.0 TS §6.4; text/plain for a single resource, TLV for several), and the
+    answer is decoded by its Content-Format. Some 1.0 clients never answer a Read asking
+    for TLV (lwm2m-node-lib). A 1.1+ client gets :func:`request_format`.
+    """
+    if registration.lwm2m_version == "1.0":
+        return None
+    return request_format(registration)
+
+
 class DeviceManagement:
     """Read, Discover, Write, Execute, Create, Delete, Write-Attributes and the composite operations."""
 
@@ -63,6 +77,12 @@ class DeviceManagement:
             return request_format(registration)
         return get_codec(fmt).content_format
 
+    def _accept(self, registration: Registration, fmt: int | str | None) -> ContentFormat | None:
+        """The Accept of a Read or Observe: ``fmt`` when asked for, else :func:`read_format`."""
+        if fmt is None:
+            return read_format(registration)
+        return get_codec(fmt).content_format
+
     async def read(
         self,
         endpoint: str,
@@ -71,7 +91,7 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self._format(await self.registration(endpoint), format)
+        fmt = self._accept(await self.registration(endpoint), format)
         return await self.send(endpoint, ReadRequest(Path.parse(path), fmt), timeout=timeout)
 
     async def discover(
@@ -137,7 +157,9 @@ class DeviceManagement:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
         fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
-        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt)
+        # The format asked for is the answer's (Accept); the path list goes in SenML (§6.3.2).
+        body = path_list_format(fmt, (await self.registration(endpoint)).content_formats)
+        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt)
         return await self.send(endpoint, request, timeout=timeout)
 
     async def write_composite(

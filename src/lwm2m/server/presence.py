@@ -8,6 +8,7 @@ for a sleeping client wait until it wakes up, or give up after a bound.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 
 from lwm2m.server.events import ClientAwake, ClientSleeping, ServerEvent
@@ -23,6 +24,8 @@ class Presence:
     """Which queue-mode clients are awake now; wakes the requests waiting for them."""
 
     def __init__(self, emit: Callable[[ServerEvent], None], awake_time: float = MAX_TRANSMIT_WAIT) -> None:
+        if not math.isfinite(awake_time) or awake_time <= 0:
+            raise ValueError(f"awake_time {awake_time!r}: a positive number of seconds")
         self._emit = emit
         self.awake_time = awake_time
         self._sleep_timers: dict[str, asyncio.TimerHandle] = {}

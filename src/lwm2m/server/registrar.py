@@ -4,17 +4,31 @@ Turns Register, Update and De-register requests into store changes and
 events, and answers them: 2.01 Created with the location ``/rd/{id}``, 2.04
 Changed, 2.02 Deleted; 4.00 with a diagnostic for bad parameters or payload,
 4.04 for an unknown location.
+
+It also holds the server to its :class:`RegistrationLimits`: a name, a
+payload or an object list too large gets 4.00 or 4.13, a lifetime beyond the
+maximum is shortened, and a source address that registers too fast, or a
+server that holds as many registrations as it may, gets 4.29 Too Many
+Requests (RFC 8516) with a Max-Age saying when to try again. Each refusal is
+logged (logger ``lwm2m.server.registrar``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.option import encode_uint
 from lwm2m.protocol.registration import (
+    MAX_ENDPOINT_LENGTH,
     RD,
     DeregisterRequest,
     RegisterRequest,
@@ -31,9 +45,172 @@ from lwm2m.server.events import (
 )
 from lwm2m.storage.base import ObservationStore, RegistrationStore
 
+log = logging.getLogger(__name__)
+
+__all__ = ["Registrar", "RegistrationLimits", "RegistrationRate"]
+
+# 4.29 Too Many Requests (RFC 8516 §3): Max-Age tells the client when to try again.
+TOO_MANY_REQUESTS = Code.TOO_MANY_REQUESTS
+# When the server holds all the registrations it may, room comes back as registrations expire
+# or leave: a client is told to wait this long (seconds) before it tries again.
+FULL_RETRY_AFTER = 60
+_SHOWN_NAME = 64  # characters of an endpoint name that a log line shows
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationLimits:
+    """What the server takes from clients on the Registration Interface (LwM2M-TS-Core 1.2 §6.2).
+
+    ``max_endpoint_length``: bytes (UTF-8) of an Endpoint Client Name, at most 255 (a CoAP
+    Uri-Query option holds 255 bytes, RFC 7252 §5.10). ``max_lifetime``: seconds; a larger
+    ``lt`` is shortened to it. ``max_payload``: bytes of a Register or Update payload (the
+    object list). ``max_links``: links in that payload; a device with many objects and
+    instances sends tens to a few hundred. ``max_registrations``: registrations the server
+    holds; a new endpoint beyond them gets 4.29. ``rate``/``burst``: new registrations
+    (Register requests) per second from one source address, and how many may come at once
+    (a token bucket per IPv4 address or IPv6 /64; None: no limit). ``max_sources``: source
+    addresses the rate table remembers (the least recently seen go first); an address idle
+    for ``burst / rate`` seconds leaves it.
+    """
+
+    max_endpoint_length: int = MAX_ENDPOINT_LENGTH
+    max_lifetime: int = 604_800  # one week
+    max_payload: int = 65_536
+    max_links: int = 1_024
+    max_registrations: int = 1_000_000
+    # A NAT with a fleet behind it, or ``lwm2m simulate`` at its default 100/s, stays under
+    # this; one host hammering the server is slowed down. UDP sources can be forged, so this
+    # is a brake, not a defence: max_registrations is what bounds memory.
+    rate: float | None = 100.0
+    burst: int = 1_000
+    max_sources: int = 10_000
+
+    def __post_init__(self) -> None:
+        length = self.max_endpoint_length
+        if type(length) is not int or not 1 <= length <= MAX_ENDPOINT_LENGTH:
+            raise ValueError(
+                f"max_endpoint_length must be 1..{MAX_ENDPOINT_LENGTH}, got {self.max_endpoint_length!r}"
+            )
+        for name in ("max_lifetime", "max_payload", "max_links", "max_registrations", "burst", "max_sources"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        rate = self.rate
+        if rate is not None and (type(rate) not in (int, float) or not 0 < rate < math.inf):
+            raise ValueError(f"rate must be a positive number of registrations per second, got {self.rate!r}")
+
+
+def _source(host: str) -> str:
+    """The rate table's key for a source address: the IPv4 address, or the /64 of an IPv6 one
+    (a single subscriber typically holds a whole /64)."""
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+
+
+class RegistrationRate:
+    """A token bucket per source address: ``burst`` registrations at once, then ``rate`` a second.
+
+    The table is bounded twice: at ``max_sources`` entries (the least recently seen address
+    goes first) and in time, as ``sweep`` (run from a timer) drops every address idle for
+    ``burst / rate`` seconds, whose bucket is full again and so no different from a new one.
+    Entries stay ordered by last use, so a sweep stops at the first address still in use.
+    """
+
+    def __init__(self, rate: float, burst: int, max_sources: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_sources = max_sources
+        self._idle = burst / rate  # seconds after which a bucket is full again
+        self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, when)
+        self._limited: set[str] = set()  # sources refused since their last accepted Register
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, host: str, now: float) -> float:
+        """Take a token for a registration from ``host``: 0.0 when there was one, else the
+        seconds until there is."""
+        key = _source(host)
+        entry = self._buckets.pop(key, None)
+        if entry is None:
+            tokens = float(self.burst)
+            if len(self._buckets) >= self.max_sources:
+                self.sweep(now)
+                if len(self._buckets) >= self.max_sources:
+                    oldest = next(iter(self._buckets))
+                    del self._buckets[oldest]
+                    self._limited.discard(oldest)
+        else:
+            tokens = min(float(self.burst), entry[0] + (now - entry[1]) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            self._limited.discard(key)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def first_refusal(self, host: str) -> bool:
+        """Whether this is the first refusal of ``host`` since it was last let through (its
+        later ones are logged at DEBUG only, so that a flood does not flood the log)."""
+        key = _source(host)
+        if key in self._limited:
+            return False
+        self._limited.add(key)
+        return True
+
+    def sweep(self, now: float) -> int:
+        """Drop the addresses idle for ``burst / rate`` seconds; answer how many went."""
+        buckets = self._buckets
+        gone = 0
+        while buckets:
+            key = next(iter(buckets))
+            if now - buckets[key][1] < self._idle:
+                break
+            del buckets[key]
+            self._limited.discard(key)
+            gone += 1
+        return gone
+
 
 def _answer(code: Code, diagnostic: str = "", location: tuple[str, ...] = ()) -> Message:
     return Message.build(Type.ACK, code, location_path=location, payload=diagnostic.encode())
+
+
+def _retry_later(diagnostic: str, seconds: float) -> Message:
+    """4.29 with Max-Age: the seconds to wait before trying again (RFC 8516 §3)."""
+    max_age = encode_uint(max(1, math.ceil(seconds)))
+    return Message.build(
+        Type.ACK, TOO_MANY_REQUESTS, options=[(OptionNumber.MAX_AGE, max_age)], payload=diagnostic.encode()
+    )
+
+
+def _shown(name: str | None) -> str:
+    """An endpoint name for a log line: quoted, and cut short when it is long."""
+    if name is None:
+        return "?"
+    return repr(name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME] + "…")
+
+
+def _subject(message: Message) -> str:
+    """What a refused request concerns, for its log line: the ep it names or the registration."""
+    path = message.uri_path
+    if len(path) == 2:
+        return f"at /{RD}/{path[1][:_SHOWN_NAME]}"
+    return f"ep {_shown(_ep_of(message))}"
+
+
+def _ep_of(message: Message) -> str | None:
+    for item in message.uri_query:
+        if item.startswith("ep="):
+            return item[3:]
+    return None
 
 
 class Registrar:
@@ -46,11 +223,18 @@ class Registrar:
         emit: Callable[[ServerEvent], None],
         *,
         clock: Callable[[], float] = time.time,
+        limits: RegistrationLimits | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registrations = registrations
         self.observations = observations
         self._emit = emit
         self._clock = clock
+        self.limits = limits if limits is not None else RegistrationLimits()
+        self._monotonic = monotonic
+        self.rate: RegistrationRate | None = None
+        if self.limits.rate is not None:
+            self.rate = RegistrationRate(self.limits.rate, self.limits.burst, self.limits.max_sources)
         # endpoint -> the socket address its last Register/Update came from, exactly as the
         # transport reports it (requests go back there: NAT-friendly, §6.2.2).
         self.peers: dict[str, Any] = {}
@@ -78,6 +262,46 @@ class Registrar:
         path = message.uri_path
         return bool(path) and path[0] == RD
 
+    def admit(self, message: Message, addr: Any) -> Message | None:
+        """The checks that come before any look-up: the rate of Register requests from the
+        sender's address and the payload size. A refusal to answer with, or None."""
+        path = message.uri_path
+        register = len(path) == 1 and message.code == Code.POST
+        if register and self.rate is not None:
+            wait = self.rate.take(addr[0], self._monotonic())
+            if wait:
+                level = logging.WARNING if self.rate.first_refusal(addr[0]) else logging.DEBUG
+                log.log(
+                    level,
+                    "Register refused from %s (ep %s): over %g registrations/s (burst %d) from its address",
+                    _host_port(addr),
+                    _shown(_ep_of(message)),
+                    self.limits.rate,
+                    self.limits.burst,
+                )
+                return _retry_later(
+                    f"too many registrations from this address: at most {self.limits.rate:g}/s", wait
+                )
+        size = len(message.payload)
+        if size > self.limits.max_payload and len(path) in (1, 2) and message.code == Code.POST:
+            operation = "Register" if register else "Update"
+            log.info(
+                "%s refused from %s (%s): payload of %d bytes, more than %d",
+                operation,
+                _host_port(addr),
+                _subject(message),
+                size,
+                self.limits.max_payload,
+            )
+            # RFC 7959 §2.9.3: Size1 in a 4.13 gives the largest body the server takes.
+            return Message.build(
+                Type.ACK,
+                Code.REQUEST_ENTITY_TOO_LARGE,
+                size1=self.limits.max_payload,
+                payload=f"{operation} payload of {size} bytes: at most {self.limits.max_payload}".encode(),
+            )
+        return None
+
     async def handle(self, message: Message, addr: Any) -> Message:
         path = message.uri_path
         try:
@@ -88,11 +312,49 @@ class Registrar:
                     return await self._deregister(message)
                 return await self._update(message, addr)
         except RegistrationError as exc:
+            if len(path) == 1:
+                operation = "Register"
+            else:
+                operation = "De-register" if message.code == Code.DELETE else "Update"
+            log.info("%s refused from %s (%s): %s", operation, _host_port(addr), _subject(message), exc)
             return _answer(exc.code, str(exc))
         return _answer(Code.NOT_FOUND, f"no registration at {message.uri_path_str}")
 
+    def _lifetime(self, asked: int, endpoint: str, addr: Any) -> int:
+        """The lifetime kept: at most ``max_lifetime``. LwM2M gives the server no way to answer
+        another lifetime (the 2.01 of Register, LwM2M-TS-Core 1.2 §6.2.1, and the 2.04 of
+        Update, §6.2.2, carry none), so the shorter one is kept silently: a client that waits
+        longer to update finds its registration gone (4.04) and registers again."""
+        limit = self.limits.max_lifetime
+        if asked <= limit:
+            return asked
+        log.info(
+            "lifetime of %s from %s shortened from %d s to %d s (the maximum)",
+            _shown(endpoint),
+            _host_port(addr),
+            asked,
+            limit,
+        )
+        return limit
+
     async def _register(self, message: Message, addr: Any) -> Message:
-        request = RegisterRequest.from_message(message)
+        limits = self.limits
+        request = RegisterRequest.from_message(
+            message, max_links=limits.max_links, max_endpoint_length=limits.max_endpoint_length
+        )
+        if request.ep not in self.peers and len(self.peers) >= limits.max_registrations:
+            log.warning(
+                "Register refused from %s (ep %s): the server holds %d registrations, its maximum",
+                _host_port(addr),
+                _shown(request.ep),
+                len(self.peers),
+            )
+            return _retry_later(
+                f"this server holds its maximum of {limits.max_registrations} registrations", FULL_RETRY_AFTER
+            )
+        lifetime = self._lifetime(request.lt, request.ep, addr)
+        if lifetime != request.lt:
+            request = dataclasses.replace(request, lt=lifetime)
         registration = Registration.from_request(request, (addr[0], addr[1]), self._clock())
         replaced = await self.registrations.add(registration)
         if replaced is not None:
@@ -105,7 +367,13 @@ class Registrar:
         registration = await self.registrations.get_by_id(message.uri_path[1])
         if registration is None:
             return _answer(Code.NOT_FOUND, f"no registration {message.uri_path[1]!r}")
-        request = UpdateRequest.from_message(message, lwm2m_version=registration.lwm2m_version)
+        request = UpdateRequest.from_message(
+            message, lwm2m_version=registration.lwm2m_version, max_links=self.limits.max_links
+        )
+        if request.lt is not None:
+            lifetime = self._lifetime(request.lt, registration.endpoint, addr)
+            if lifetime != request.lt:
+                request = dataclasses.replace(request, lt=lifetime)
         updated = registration.updated(request, (addr[0], addr[1]), self._clock())
         if await self.registrations.update(updated) is None:
             return _answer(Code.NOT_FOUND, f"no registration {message.uri_path[1]!r}")
@@ -129,7 +397,10 @@ class Registrar:
         return _answer(Code.DELETED)
 
     async def expire(self) -> list[Registration]:
-        """Remove every registration past its lifetime, with its observations (§6.2.1)."""
+        """Remove every registration past its lifetime, with its observations (§6.2.1); forget
+        the source addresses that stopped registering."""
+        if self.rate is not None:
+            self.rate.sweep(self._monotonic())
         gone = []
         for registration in await self.registrations.expired(self._clock()):
             removed = await self.registrations.remove(
@@ -142,3 +413,8 @@ class Registrar:
             self._emit(RegistrationExpired(removed))
             gone.append(removed)
         return gone
+
+
+def _host_port(addr: Any) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -2,8 +2,13 @@
 
 The rules, checked on every request of the Registration Interface (§6.2):
 
-- An endpoint with security information registers over DTLS only; over plain
-  CoAP its Register, Update and De-register get 4.03.
+- An endpoint with security information (a PSK or X.509) registers over DTLS
+  only; over plain CoAP its Register, Update and De-register get 4.03.
+- Plain CoAP (NoSec) authenticates nobody: anyone who knows an endpoint name
+  can register under it, from any address, and so replace its registration.
+  With ``nosec_endpoints="deny"`` plain CoAP is taken only from endpoints listed
+  with mode ``nosec``; the others get 4.03. With ``"allow"`` (the default)
+  every endpoint without security information may use it.
 - Over DTLS the peer's authenticated identity must be the endpoint's: its PSK
   identity, or a certificate whose subject CN is the endpoint name (the
   certificate chain itself was checked in the handshake). Else 4.03; an Update
@@ -28,7 +33,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
@@ -38,7 +43,10 @@ from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PeerIdentity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SecurityPolicy"]
+__all__ = ["NOSEC_POLICIES", "NosecPolicy", "SecurityPolicy"]
+
+NosecPolicy = Literal["allow", "deny"]
+NOSEC_POLICIES: tuple[NosecPolicy, ...] = ("allow", "deny")
 
 _MAX_CACHED_MISSES = 10_000
 _MAX_LOOKUPS = 256  # store look-ups in flight at once
@@ -59,8 +67,13 @@ def _query(message: Message, name: str) -> str | None:
 class SecurityPolicy:
     """The security store, a PSK cache for handshakes, and the registration checks."""
 
-    def __init__(self, store: SecurityStore, *, cache_ttl: float = 10.0) -> None:
+    def __init__(
+        self, store: SecurityStore, *, cache_ttl: float = 10.0, nosec_endpoints: NosecPolicy = "allow"
+    ) -> None:
+        if nosec_endpoints not in NOSEC_POLICIES:
+            raise ValueError(f"nosec_endpoints must be 'allow' or 'deny', got {nosec_endpoints!r}")
         self.store = store
+        self.nosec_endpoints = nosec_endpoints
         self.cache_ttl = cache_ttl
         # PSK identity -> (key or None for "not known", endpoint, when it was read)
         self._psk: dict[str, tuple[bytes | None, str | None, float]] = {}
@@ -159,10 +172,16 @@ class SecurityPolicy:
     # --- registration checks ------------------------------------------------------------------
 
     async def check(
-        self, message: Message, identity: PeerIdentity | None, *, secure: bool, registrations: Any
+        self,
+        message: Message,
+        identity: PeerIdentity | None,
+        *,
+        secure: bool,
+        registrations: Any,
+        addr: Any = None,
     ) -> tuple[Message | None, Message, str | None]:
-        """Check a Registration Interface request: (a 4.03 refusal or None, the request to
-        hand on, the endpoint name it concerns when known)."""
+        """Check a Registration Interface request from ``addr``: (a 4.03 refusal or None, the
+        request to hand on, the endpoint name it concerns when known)."""
         path = message.uri_path
         if len(path) == 1 and path[0] == RD:
             endpoint = _query(message, "ep")
@@ -180,11 +199,29 @@ class SecurityPolicy:
             return None, message, None  # the registrar answers 4.00 or 4.04
         info = await self.store.get(endpoint)
         if not secure:
-            if info is not None:
-                return _forbidden(f"endpoint {endpoint!r} must use DTLS"), message, endpoint
-            return None, message, endpoint
+            if info is None and self.nosec_endpoints == "deny":
+                refusal = "is not listed for plain CoAP (mode nosec): it must use DTLS"
+            elif info is not None and info.mode != "nosec":
+                refusal = "must use DTLS"
+            else:
+                return None, message, endpoint
+            log.info(
+                "%s refused from %s over plain CoAP: endpoint %s %s",
+                _operation(message),
+                _address(addr),
+                _shown(endpoint),
+                refusal,
+            )
+            return _forbidden(f"endpoint {endpoint!r} {refusal}"), message, endpoint
         if identity is None or info is None or not _matches(info, identity):
             what = "no identity" if identity is None else f"identity {identity}"
+            log.info(
+                "%s refused from %s over DTLS: %s may not act as endpoint %s",
+                _operation(message),
+                _address(addr),
+                what,
+                _shown(endpoint),
+            )
             return _forbidden(f"{what} may not act as endpoint {endpoint!r}"), message, endpoint
         return None, message, endpoint
 
@@ -196,6 +233,25 @@ class SecurityPolicy:
 
 
 def _matches(info: SecurityInfo, identity: PeerIdentity) -> bool:
-    if info.x509:
+    if info.mode == "x509":
         return identity.kind == "x509" and identity.name == info.endpoint
-    return identity.kind == "psk" and identity.name == info.psk_identity
+    if info.mode == "psk":
+        return identity.kind == "psk" and identity.name == info.psk_identity
+    return False  # nosec: no DTLS identity stands for the endpoint
+
+
+def _operation(message: Message) -> str:
+    if len(message.uri_path) == 1:
+        return "Register"
+    return "De-register" if message.code == Code.DELETE else "Update"
+
+
+def _address(addr: Any) -> str:
+    if addr is None:
+        return "?"
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= 64 else name[:64] + "…")

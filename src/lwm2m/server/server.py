@@ -35,6 +35,7 @@ from lwm2m.protocol.management import (
     Request,
     Response,
     decode_response,
+    path_list_format,
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
@@ -51,8 +52,8 @@ from lwm2m.server.events import (
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
-from lwm2m.server.registrar import Registrar
-from lwm2m.server.security import SecurityPolicy
+from lwm2m.server.registrar import Registrar, RegistrationLimits
+from lwm2m.server.security import NosecPolicy, SecurityPolicy
 from lwm2m.storage.base import HistoryEntry, Observation, SecurityInfo
 from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
 from lwm2m.transport.address import normalize
@@ -98,7 +99,7 @@ def _observe_request(record: Observation) -> ObserveRequest | ReadCompositeReque
         with contextlib.suppress(ValueError):
             fmt = ContentFormat(record.content_format)
     if record.composite:
-        return ReadCompositeRequest(record.paths, fmt or ContentFormat.SENML_CBOR, fmt, observe=0)
+        return ReadCompositeRequest(record.paths, path_list_format(fmt), fmt, observe=0)
     return ObserveRequest(record.path, fmt)
 
 
@@ -121,19 +122,27 @@ class LwM2MServer(DeviceManagement):
         security: Any = None,
         certificate: X509Credentials | None = None,
         dtls_limits: SessionLimits | None = None,
+        registration_limits: RegistrationLimits | None = None,
+        nosec_endpoints: NosecPolicy = "allow",
     ) -> None:
         """``coaps_port`` also serves CoAP over DTLS there (0: any free port); ``security`` is the
         SecurityStore (default: the store's own); ``certificate`` is the server's for X.509
-        clients, with the authorities their certificates must chain to."""
+        clients, with the authorities their certificates must chain to. ``registration_limits``
+        bounds what clients may register; ``nosec_endpoints="deny"`` takes plain-CoAP
+        registrations only from endpoints listed in the security store with mode ``nosec``."""
         self.host = host
         self.port = port
         self.coaps_port = coaps_port
         self.store = store if store is not None else MemoryStore.create()
         self.models = models if models is not None else load_catalogue()
-        self.registrar = Registrar(self.store.registrations, self.store.observations, self._emit)
+        self.registrar = Registrar(
+            self.store.registrations, self.store.observations, self._emit, limits=registration_limits
+        )
         if security is None:
             security = getattr(self.store, "security", None)
-        self.security = SecurityPolicy(security if security is not None else MemorySecurityStore())
+        self.security = SecurityPolicy(
+            security if security is not None else MemorySecurityStore(), nosec_endpoints=nosec_endpoints
+        )
         self.security.on_revoked = self._revoked
         self._certificate = certificate
         self._dtls_limits = dtls_limits
@@ -154,12 +163,21 @@ class LwM2MServer(DeviceManagement):
     # --- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            # A port in use (the OSError names the address) or a bad store: close what was opened.
+            await self._stack.aclose()
+            self._endpoint = self._coaps = None
+            raise
+
+    async def _start(self) -> None:
         self._endpoint = await self._stack.enter_async_context(
             open_udp_endpoint(self.host, self.port, handler=self._on_request)
         )
         self.port = self._endpoint.port
         await self.security.load()
-        self._secure.update(info.endpoint for info in await self.security.all())
+        self._secure.update(info.endpoint for info in await self.security.all() if info.mode != "nosec")
         if self.coaps_port is not None:
             config = DtlsServerConfig(
                 psk_lookup=self.security.psk_for,
@@ -341,8 +359,11 @@ class LwM2MServer(DeviceManagement):
     async def _registration(
         self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
     ) -> Message:
+        limited = self.registrar.admit(message, addr)
+        if limited is not None:
+            return limited
         refusal, message, endpoint = await self.security.check(
-            message, identity, secure=secure, registrations=self.store.registrations
+            message, identity, secure=secure, registrations=self.store.registrations, addr=addr
         )
         if refusal is not None:
             return refusal
@@ -362,8 +383,8 @@ class LwM2MServer(DeviceManagement):
             identity = session.identity
             if identity is None:
                 continue
-            if (info.x509 and identity.kind == "x509" and identity.name == info.endpoint) or (
-                not info.x509 and identity.kind == "psk" and identity.name == info.psk_identity
+            if (info.mode == "x509" and identity.kind == "x509" and identity.name == info.endpoint) or (
+                info.mode == "psk" and identity.kind == "psk" and identity.name == info.psk_identity
             ):
                 self._coaps.close_session(session.addr)
 
@@ -451,7 +472,7 @@ class LwM2MServer(DeviceManagement):
         """Observe ``path``; the result's ``response`` is the current value, iterate it for
         notifications. Raises ObserveRefused when the client answers without observing."""
         registration = await self.registration(endpoint)
-        request = ObserveRequest(Path.parse(path), self._format(registration, format))
+        request = ObserveRequest(Path.parse(path), self._accept(registration, format))
         return await self._observe(endpoint, request, timeout)
 
     async def observe_composite(
@@ -466,7 +487,8 @@ class LwM2MServer(DeviceManagement):
         the paths as a SenML list (SenML-CBOR unless ``format`` says otherwise), answered and
         notified with the values of all of them. Ends, resumes and cancels like ``observe``."""
         fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
-        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), fmt, fmt, observe=0)
+        body = path_list_format(fmt, (await self.registration(endpoint)).content_formats)
+        request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt, observe=0)
         return await self._observe(endpoint, request, timeout)
 
     async def _observe(

@@ -159,21 +159,25 @@ class IdentityInUse(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SecurityInfo:
-    """How one endpoint must authenticate over DTLS (LwM2M-TS-Core 1.2 §7.1): a PSK identity and
-    key, or (``x509``) a certificate whose subject CN is the endpoint name, signed by an
-    authority the server trusts. ``repr`` never shows the key."""
+    """How one endpoint must authenticate (LwM2M-TS-Core 1.2 §7.1): over DTLS with a PSK identity
+    and key, or (``x509``) a certificate whose subject CN is the endpoint name, signed by an
+    authority the server trusts; or (``nosec``) not at all, over plain CoAP, which a server that
+    denies plain CoAP to unlisted endpoints then takes from it. ``repr`` never shows the key."""
 
     endpoint: str
     psk_identity: str | None = None
     psk_key: bytes | None = field(default=None, repr=False)
     x509: bool = False
+    nosec: bool = False
 
     def __post_init__(self) -> None:
         if not self.endpoint:
             raise ValueError("the endpoint name is empty")
-        if self.x509:
+        if self.x509 or self.nosec:
+            if self.x509 and self.nosec:
+                raise ValueError("give x509 or nosec, not both")
             if self.psk_identity is not None or self.psk_key is not None:
-                raise ValueError("give a PSK or x509, not both")
+                raise ValueError(f"give a PSK or {'x509' if self.x509 else 'nosec'}, not both")
             return
         if not self.psk_identity or not self.psk_key:
             raise ValueError("a PSK needs an identity and a key")
@@ -181,8 +185,8 @@ class SecurityInfo:
             raise ValueError(f"a PSK has at most {MAX_STORED_PSK} bytes")
 
     @property
-    def mode(self) -> Literal["psk", "x509"]:
-        return "x509" if self.x509 else "psk"
+    def mode(self) -> Literal["psk", "x509", "nosec"]:
+        return "x509" if self.x509 else "nosec" if self.nosec else "psk"
 
     @property
     def key_hint(self) -> str | None:
@@ -194,7 +198,7 @@ class SecurityInfo:
     def to_dict(self, *, with_key: bool = False) -> dict[str, Any]:
         """The JSON form; the key itself only with ``with_key`` (for the stores, never for display)."""
         out: dict[str, Any] = {"endpoint": self.endpoint, "mode": self.mode, "x509": self.x509}
-        if not self.x509:
+        if self.mode == "psk":
             out["pskIdentity"] = self.psk_identity
             if with_key:
                 out["pskKey"] = self.psk_key.hex() if self.psk_key is not None else None
@@ -208,19 +212,21 @@ class SecurityInfo:
         if not isinstance(data, Mapping):
             raise ValueError(f"security information must be an object, got {type(data).__name__}")
         endpoint, identity = data.get("endpoint"), data.get("pskIdentity")
-        key, x509 = data.get("pskKey"), data.get("x509", False)
+        key, x509, mode = data.get("pskKey"), data.get("x509", False), data.get("mode")
         if not isinstance(endpoint, str):
             raise ValueError(f"endpoint: {endpoint!r:.40} is not a string")
         if identity is not None and not isinstance(identity, str):
             raise ValueError(f"pskIdentity: {identity!r:.40} is not a string")
         if not isinstance(x509, bool):
             raise ValueError(f"x509: {x509!r:.40} is not true or false")
+        if mode is not None and not isinstance(mode, str):
+            raise ValueError(f"mode: {mode!r:.40} is not psk, x509 or nosec")
         if key is not None:
             try:
                 key = bytes.fromhex(key)  # never echoed: it is a secret
             except (TypeError, ValueError):
                 raise ValueError("pskKey: not a string of hexadecimal digits") from None
-        return cls(endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509)
+        return cls(endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec")
 
 
 # --- the protocols -----------------------------------------------------------------------

@@ -94,7 +94,7 @@ CREATE INDEX IF NOT EXISTS history_received_at ON history (received_at);  -- age
 
 CREATE TABLE IF NOT EXISTS security (
     endpoint TEXT PRIMARY KEY,
-    psk_identity TEXT UNIQUE,       -- NULL for certificate entries
+    psk_identity TEXT UNIQUE,       -- NULL for certificate and nosec entries
     data BLOB NOT NULL              -- SecurityInfo.to_dict(with_key=True) as JSON
 );
 """

@@ -48,10 +48,18 @@ def bind_udp(host: str, port: int, *, reuse_port: bool = False) -> socket.socket
                 sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
         sock.setblocking(False)
         sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        # The address in the error (its filename), so that a caller can say which port it was.
+        raise OSError(exc.errno, exc.strerror, f"{_show(host)}:{port}") from None
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _show(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 _local = threading.local()

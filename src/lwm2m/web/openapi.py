@@ -177,10 +177,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "SecurityInfo": {
             "type": "object",
-            "description": "how an endpoint authenticates over DTLS; the key itself is never shown",
+            "description": "how an endpoint authenticates (over DTLS, or nosec: plain CoAP); "
+            "the key itself is never shown",
             "properties": {
                 "endpoint": {"type": "string"},
-                "mode": {"type": "string", "enum": ["psk", "x509"]},
+                "mode": {"type": "string", "enum": ["psk", "x509", "nosec"]},
                 "pskIdentity": {"type": "string"},
                 "pskKeyHint": {"type": "string", "example": "a1… (16 bytes)"},
                 "x509": {"type": "boolean"},
@@ -188,9 +189,11 @@ def openapi_document() -> dict[str, Any]:
         },
         "SecurityBody": {
             "type": "object",
-            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes), or "x509": '
-            "true (a certificate with the endpoint as subject CN, from an authority the server trusts)",
+            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes), "x509": '
+            "true (a certificate with the endpoint as subject CN, from an authority the server trusts), "
+            'or "mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)',
             "properties": {
+                "mode": {"type": "string", "enum": ["psk", "x509", "nosec"]},
                 "pskIdentity": {"type": "string"},
                 "pskKey": {"type": "string", "example": "000102030405060708090a0b0c0d0e0f"},
                 "x509": {"type": "boolean"},
@@ -371,8 +374,8 @@ def openapi_document() -> dict[str, Any]:
             "put": {
                 "summary": "Set the bootstrap configuration of an endpoint ('*': the default): servers[] "
                 "with uri, shortServerId, lifetime, binding, security {mode psk|rpk|x509|nosec, ...}; "
-                "deletePaths, bootstrapDiscover, accessControl, objects.records. Also provisions the "
-                "LwM2M server's security store unless ?provision=false",
+                "deletePaths, bootstrapDiscover (default true), bootstrapAccountId, accessControl, "
+                "objects.records. Also provisions the LwM2M server's security store unless ?provision=false",
                 "parameters": [_EP, _query("provision", "boolean", "false: leave the security store alone")],
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
                 "responses": {

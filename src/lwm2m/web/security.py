@@ -1,8 +1,9 @@
 """``/api/security/clients``: the security information of endpoints (LwM2M-TS-Core 1.2 §7.1).
 
-``PUT /api/security/clients/{ep}`` with ``{"pskIdentity": "...", "pskKey": "<hex>"}`` or
-``{"x509": true}`` sets it (201 when new, 200 when it replaced an entry); ``GET`` lists or
-shows it and ``DELETE`` removes it. A key goes in and never comes back out: answers
+``PUT /api/security/clients/{ep}`` with ``{"pskIdentity": "...", "pskKey": "<hex>"}``,
+``{"x509": true}`` (or ``{"mode": "x509"}``) or ``{"mode": "nosec"}`` (plain CoAP, for a
+server run with ``--nosec-endpoints deny``) sets it (201 when new, 200 when it replaced an
+entry); ``GET`` lists or shows it and ``DELETE`` removes it. A key goes in and never comes back out: answers
 show ``pskKeyHint`` (its first byte and length) instead, and nothing here logs it.
 A changed or removed entry ends the DTLS sessions made with the old one.
 """
@@ -23,6 +24,7 @@ from lwm2m.web.errors import BadRequest, NotFound, error
 __all__ = ["security_info_from_json", "security_routes"]
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
+_MODES = ("psk", "x509", "nosec")
 
 
 def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo:
@@ -32,16 +34,25 @@ def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     if body.get("endpoint", endpoint) != endpoint:
         raise BadRequest("the body's endpoint differs from the one in the path")
+    mode = body.get("mode")
+    if mode is not None and mode not in _MODES:
+        raise BadRequest(f'"mode" must be one of {", ".join(_MODES)}')
     x509 = body.get("x509", False)
     if not isinstance(x509, bool):
         raise BadRequest('"x509" must be true or false')
-    if x509:
+    if x509 and mode not in (None, "x509"):
+        raise BadRequest(f'"x509": true contradicts "mode": "{mode}"')
+    if mode == "nosec":
+        if "pskIdentity" in body or "pskKey" in body:
+            raise BadRequest('mode nosec takes no "pskIdentity" or "pskKey"')
+        return SecurityInfo(endpoint, nosec=True)
+    if x509 or mode == "x509":
         if "pskIdentity" in body or "pskKey" in body:
             raise BadRequest('give "x509": true or a PSK, not both')
         return _checked(endpoint, None, None, x509=True)
     identity, key = body.get("pskIdentity"), body.get("pskKey")
     if not isinstance(identity, str) or not identity:
-        raise BadRequest('give "pskIdentity" and "pskKey" (hex), or "x509": true')
+        raise BadRequest('give "pskIdentity" and "pskKey" (hex), "x509": true or "mode": "nosec"')
     if not isinstance(key, str) or not _HEX.fullmatch(key) or len(key) % 2:
         raise BadRequest('"pskKey" must be an even number of hexadecimal digits')
     return _checked(endpoint, identity, bytes.fromhex(key))
