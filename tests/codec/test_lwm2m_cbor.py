@@ -204,3 +204,71 @@ def test_half_precision_float_and_null_resource_instance() -> None:
     assert LWM2M_CBOR.decode(data, P("/3303"), MODELS) == [Record(P("/3303/0/5700"), 2.5)]
     data = cbor2.dumps({(3, 0, 7): {0: None, 1: 5000}})
     assert LWM2M_CBOR.decode(data, P("/3/0"), MODELS) == [Record(P("/3/0/7/0")), Record(P("/3/0/7/1"), 5000)]
+
+
+# --- repeated keys: one tree, nothing dropped ---------------------------------------------------
+
+# A Send seen from a client: top-level key 3 twice, around 3303 (four values).
+REPEATED_TOP_KEY = (
+    "bf03bf00bf0065616e6a61790d1a6b15b279ffff190ce7bf00bf191644fa41100000ffff03bf00bf07bf00197eebffffffff"
+)
+
+
+@pytest.mark.parametrize("models", [MODELS, None], ids=["model", "no-model"])
+def test_repeated_top_level_key_merges_into_one_tree(models: ObjectRegistry | None) -> None:
+    records = LWM2M_CBOR.decode(bytes.fromhex(REPEATED_TOP_KEY), Path(()), models)
+    assert [str(r.path) for r in records] == ["/3/0/0", "/3/0/7/0", "/3/0/13", "/3303/0/5700"]
+    values = {str(r.path): r.value for r in records}
+    assert values["/3/0/0"] == "anjay"
+    assert values["/3/0/7/0"] == 32491
+    assert values["/3/0/13"] == 1796584057
+    assert values["/3303/0/5700"] == 9.0
+
+
+def _pairs_map(*pairs: tuple[bytes, bytes]) -> bytes:
+    """An indefinite-length CBOR map from encoded (key, value) pairs, repeats kept."""
+    return b"\xbf" + b"".join(k + v for k, v in pairs) + b"\xff"
+
+
+D = cbor2.dumps
+
+
+def test_repeated_keys_at_every_level_merge() -> None:
+    inner = _pairs_map((D(0), D("a")), (D(0), D("a")), (D(1), D("b")))  # /3/0/0 twice, same value
+    data = _pairs_map((D(3), _pairs_map((D(0), inner), (D(0), D({9: 5})))), (D([3, 0, 7]), D({0: 1})))
+    records = LWM2M_CBOR.decode(data, Path(()))
+    assert records == [
+        Record(P("/3/0/0"), "a"),
+        Record(P("/3/0/1"), "b"),
+        Record(P("/3/0/7/0"), 1),
+        Record(P("/3/0/9"), 5),
+    ]
+
+
+def test_array_keys_that_name_the_same_path_merge() -> None:
+    # No repeated CBOR key, yet the same path twice: [3, 0] and 3 -> 0.
+    data = D({(3, 0): {0: "a", 1: "b"}, 3: {0: {0: "a"}}})
+    assert LWM2M_CBOR.decode(data, Path(())) == [Record(P("/3/0/0"), "a"), Record(P("/3/0/1"), "b")]
+
+
+def test_empty_node_merges_with_content_given_under_a_repeat() -> None:
+    data = _pairs_map((D(3), D({0: {}})), (D(3), D({0: {1: "x"}})), (D(4), D({})), (D(4), D({})))
+    assert LWM2M_CBOR.decode(data, Path(())) == [Record(P("/3/0/1"), "x"), Record(P("/4"))]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (_pairs_map((D(3), D({0: {0: "a"}})), (D(3), D({0: {0: "b"}}))), "given twice with different values"),
+        (D({(3, 0, 0): "a", 3: {0: {0: "b"}}}), "given twice with different values"),
+        (D({(3, 0, 7): 5, (3, 0, 7, 0): 1}), "has a value and also children"),
+        (_pairs_map((D(3), D({0: {7: 5}})), (D(3), D({0: {7: {}}}))), "both with a value and as a node"),
+        (_pairs_map((D(3), D({0: {0: "a"}})), (D(3), D({0: {1: "bb"}})))[:-1], "ends inside"),
+        (_pairs_map((D(3), D({0: {0: "a"}})), (D(3), b"\x1c")), "reserved initial byte"),
+        (_pairs_map((D(3), D({0: {0: "a"}})), (D(3), D({}))) + b"\x00", "after the data item"),
+    ],
+    ids=["same-key", "array-key", "value-and-children", "value-and-node", "cut", "reserved", "trailing"],
+)
+def test_what_cannot_be_read_whole_is_a_codec_error_with_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(CodecError, match=reason):
+        LWM2M_CBOR.decode(data, Path(()))

@@ -182,3 +182,11 @@ def test_send_historical_values_with_base_time() -> None:
         Record(P("/3303/0/5700"), 22.4, 25462629),
     ]
     assert SENML_CBOR.decode(SENML_CBOR.encode(got, P("/"), MODELS), P("/"), MODELS) == got
+
+
+def test_a_record_with_a_repeated_label_is_refused() -> None:
+    # [{0: "/3/0/1", 3: "a", 0: "/3/0/2", 3: "b"}]: as a dict it would keep one of two values.
+    record = b"\xa4" + cbor2.dumps(0) + cbor2.dumps("/3/0/1") + cbor2.dumps(3) + cbor2.dumps("a")
+    record += cbor2.dumps(0) + cbor2.dumps("/3/0/2") + cbor2.dumps(3) + cbor2.dumps("b")
+    with pytest.raises(CodecError, match=r"[Dd]uplicate"):
+        SENML_CBOR.decode(b"\x81" + record, Path(()))

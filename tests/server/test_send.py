@@ -52,3 +52,27 @@ async def test_send_refusals() -> None:
         bad = await client.request(send(b"[{", CF.SENML_JSON), peer)
         assert bad.code == Code.BAD_REQUEST and b"cannot decode" in bad.payload
         assert (await client.request(send(payload, CF.SENML_JSON), peer)).code == Code.CHANGED
+
+
+async def test_send_in_lwm2m_cbor_with_a_repeated_key_keeps_every_value() -> None:
+    # A client's Send with the top-level key 3 twice, around 3303: four values, one tree.
+    payload = bytes.fromhex(
+        "bf03bf00bf0065616e6a61790d1a6b15b279ffff190ce7bf00bf191644fa41100000ffff03bf00bf07bf00197eebffffffff"
+    )
+    async with LwM2MServer(port=0) as server, open_udp_endpoint("127.0.0.1", 0) as client:
+        events = server.events()
+        peer = ("127.0.0.1", server.port)
+        await client.request(register("repeater"), peer)
+        assert (await client.request(send(payload, CF.LWM2M_CBOR), peer)).code == Code.CHANGED
+        event = await next_event(events, SendReceived)
+        assert {str(r.path): r.value for r in event.records} == {
+            "/3/0/0": "anjay",
+            "/3/0/13": 1796584057,
+            "/3303/0/5700": 9.0,
+            "/3/0/7/0": 32491,
+        }
+        # The same path twice with different values cannot be read whole: 4.00 with the reason.
+        conflict = bytes.fromhex("bf03a100a1006161" + "03a100a1006162" + "ff")  # /3/0/0 "a", then "b"
+        bad = await client.request(send(conflict, CF.LWM2M_CBOR), peer)
+        assert bad.code == Code.BAD_REQUEST
+        assert b"/3/0/0 is given twice with different values" in bad.payload

@@ -36,6 +36,7 @@ _WS = " \t\r\n"
 # LwM2M-TS-Core 1.2 §5.1.2 (Table 5.1.2-1): attribute value kinds.
 _INT_ATTRS = ("pmin", "pmax", "epmin", "epmax", "hqmax", "dim", "edge", "con", "ssid")
 _FLOAT_ATTRS = ("gt", "lt", "st")
+_MAX_DIGITS = 40  # an integer attribute with more digits is out of any range LwM2M defines
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +94,10 @@ class Link:
         s = v.strip()
         body = s[1:] if s[:1] in "+-" else s
         if not body or not body.isascii() or not body.isdigit():
-            raise LinkFormatError(f"attribute {name}={v!r} is not an integer")
+            raise LinkFormatError(f"attribute {name}={v[:40]!r} is not an integer")
+        if len(body) > _MAX_DIGITS:
+            # Far beyond any attribute's range, and int() refuses very long digit strings.
+            raise LinkFormatError(f"attribute {name}={v[:40]!r}... has {len(body)} digits: out of range")
         return int(s)
 
     def get_float(self, name: str) -> float | None:
@@ -123,8 +127,8 @@ class Link:
         if v is None:
             return ()
         parts = v.split()
-        if not parts or not all(p.isascii() and p.isdigit() for p in parts):
-            raise LinkFormatError(f"attribute ct={v!r} is not a list of content-format numbers")
+        if not parts or not all(p.isascii() and p.isdigit() and len(p) <= _MAX_DIGITS for p in parts):
+            raise LinkFormatError(f"attribute ct={v[:40]!r} is not a list of content-format numbers")
         return tuple(int(p) for p in parts)
 
     @property

@@ -52,6 +52,7 @@ def _uint_option(number: OptionNumber) -> property:
         v = self.option(number)
         return None if v is None else decode_uint(v)
 
+    # Never raises: any byte string reads as a big-endian integer (RFC 7252 §3.2).
     return property(get, doc=f"The {number.name} option as an integer, or None.")
 
 
@@ -59,15 +60,25 @@ def _strings_option(number: OptionNumber) -> property:
     def get(self: Message) -> tuple[str, ...]:
         return tuple(v.decode("utf-8", "replace") for n, v in self.options if n == number)
 
+    # Never raises: bytes that are not UTF-8 read with U+FFFD in their place.
     return property(get, doc=f"The {number.name} options as strings, in order.")
 
 
 def _block_option(number: OptionNumber) -> property:
     def get(self: Message) -> BlockOption | None:
         v = self.option(number)
-        return None if v is None else BlockOption.decode(v)
+        if v is None:
+            return None
+        try:
+            return BlockOption.decode(v)
+        except ValueError as exc:
+            # A value over 3 bytes or with SZX 7 (RFC 7959 §2.2) is a message format error of
+            # this message, not of the caller: the endpoint answers it like any other.
+            raise MessageError(
+                f"bad {number.name} option {v.hex()}: {exc}", mid=self.mid, type=self.type
+            ) from None
 
-    return property(get, doc=f"The {number.name} option, or None.")
+    return property(get, doc=f"The {number.name} option, or None; MessageError if its value is malformed.")
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,12 +121,14 @@ CBOR_MAX_DEPTH = 64  # far deeper than any LwM2M content; stops hostile nesting 
 def cbor_loads(data: bytes) -> object:
     """Decode exactly one CBOR item; anything else (bad or trailing bytes, over-deep nesting) is a CodecError.
 
-    cbor2 raises many exception types from its tag decoders (datetime, decimal,
-    shared references, ...), so all of them become CodecError here.
+    A map with a repeated key is refused too: decoded into a dict it would keep
+    only the last value and lose the others without a word (RFC 8949 §5.6 calls
+    such a map invalid). cbor2 raises many exception types from its tag decoders
+    (datetime, decimal, shared references, ...), so all of them become CodecError here.
     """
     fp = io.BytesIO(data)
     try:
-        obj = cbor2.CBORDecoder(fp, max_depth=CBOR_MAX_DEPTH).decode()
+        obj = cbor2.CBORDecoder(fp, max_depth=CBOR_MAX_DEPTH, allow_duplicate_keys=False).decode()
     except Exception as exc:
         raise CodecError(f"invalid CBOR: {exc}") from None
     if fp.tell() != len(data):

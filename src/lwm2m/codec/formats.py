@@ -44,11 +44,11 @@ def _name_of(fmt: int | str) -> str:
         return name
     if isinstance(fmt, str):
         key = fmt.strip().lower().replace("_", "-")
-        if key.isdigit():
+        if key.isascii() and key.isdigit() and len(key) <= 9:
             return _name_of(int(key))
         if key in _FORMATS:
             return key
-    raise CodecError(f"unknown content format {fmt!r}; known formats: {_known()}")
+    raise CodecError(f"unknown content format {fmt!r:.40}; known formats: {_known()}")
 
 
 def get_codec(fmt: int | str) -> Codec:

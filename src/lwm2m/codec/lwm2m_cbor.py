@@ -12,7 +12,11 @@ text ``"3:0"``. The format has no timestamps: records with a time cannot be
 encoded. An empty map (or ``null``) stands for a node without content.
 
 The encoder collapses every chain of single children into one array key
-(``{[3, 0, 7]: {0: 3800, 1: 5000}}``); the decoder accepts any split.
+(``{[3, 0, 7]: {0: 3800, 1: 5000}}``); the decoder accepts any split, and
+merges the subtrees of a key that appears more than once in a map (some
+clients write ``{3: {...}, 3303: {...}, 3: {...}}`` in a Send) into one
+tree. A path given twice with different values, or with a value and also
+with children, is a CodecError: no value is dropped without one.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from decimal import Decimal
 
 import cbor2
 
-from lwm2m.codec.base import CodecError, ContentFormat, cbor_loads
+from lwm2m.codec.base import CBOR_MAX_DEPTH, CodecError, ContentFormat, cbor_loads
 from lwm2m.codec.senml import NATIVE, TypeLookup, check_number, wire_value
 from lwm2m.model.path import MAX_ID, Path
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.model.value import ObjLink, ResourceType, Value, check_value
+from lwm2m.model.value import ObjLink, ResourceType, Value, check_value, values_equal
 
 
 def _leaf(value: Value, rtype: ResourceType) -> object:
@@ -89,16 +93,23 @@ class LwM2MCBORCodec:
         return cbor2.dumps(_collapse(root))
 
     def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]:
-        top = cbor_loads(data)
-        if type(top) is not dict:
+        data = bytes(data)
+        try:
+            top: object = cbor_loads(data)
+        except CodecError:
+            # cbor2 refuses a map with a repeated key (a dict would keep only its last value);
+            # read the maps as lists of pairs instead, which either merges the repeats or
+            # fails with the payload's own fault.
+            top = _read_pairs(data)
+        if type(top) is not dict and type(top) is not _Pairs:
             raise CodecError(f"LwM2M-CBOR content must be a map, got {type(top).__name__}")
         out: list[Record] = []
-        self._walk(top, (), base.ids, TypeLookup(models), out)
-        return sort_records(out)
+        self._walk(top, (), base.ids, TypeLookup(models), out)  # type: ignore[arg-type]
+        return _merged(sort_records(out))
 
     def _walk(
         self,
-        node: dict[object, object],
+        node: dict[object, object] | _Pairs,
         prefix: tuple[int, ...],
         base_ids: tuple[int, ...],
         types: TypeLookup,
@@ -106,7 +117,7 @@ class LwM2MCBORCodec:
     ) -> None:
         # Every level adds at least one ID and a path has at most four: recursion stays shallow
         # even for hostile input (shared-reference cycles included).
-        for key, val in node.items():
+        for key, val in node.items() if type(node) is dict else node:
             if type(key) is int:
                 ids = (*prefix, key)
             elif type(key) is tuple and key and all(type(i) is int for i in key):
@@ -121,7 +132,7 @@ class LwM2MCBORCodec:
             n = min(len(ids), len(base_ids))
             if ids[:n] != base_ids[:n]:
                 raise CodecError(f"{Path(ids)} is not under the request path {Path(base_ids)}")
-            if type(val) is dict:
+            if type(val) is dict or type(val) is _Pairs:
                 if val:
                     self._walk(val, ids, base_ids, types, out)  # type: ignore[arg-type]
                     continue
@@ -175,6 +186,138 @@ class LwM2MCBORCodec:
             return check_value(value, rtype)
         except ValueError as exc:
             raise CodecError(f"{path}: {exc}") from None
+
+
+def _merged(records: list[Record]) -> list[Record]:
+    """Sorted records as one tree: repeats of a path merged, empty nodes that have children dropped.
+
+    A map key may come more than once, and array keys may split a path in several ways,
+    so one path can arrive more than once. The same value twice is one record; two
+    different values, or a value on a node that also has children, cannot both hold.
+    """
+    if len(records) < 2:
+        return records
+    out = [records[0]]
+    for r in records[1:]:
+        prev = out[-1]
+        ids, pids = r.path.ids, prev.path.ids
+        if ids == pids:
+            if prev.value is None and r.value is None:
+                continue
+            if prev.value is not None and r.value is not None and values_equal(prev.value, r.value):
+                continue
+            if prev.value is None or r.value is None:
+                raise CodecError(f"{r.path} is given both with a value and as a node with content")
+            shown = f"{prev.value!r:.40}, {r.value!r:.40}"
+            raise CodecError(f"{r.path} is given twice with different values ({shown})")
+        if ids[: len(pids)] == pids:
+            if prev.value is not None:
+                raise CodecError(f"{prev.path} has a value and also children ({r.path})")
+            out[-1] = r  # an empty map for a node whose content comes under another key
+            continue
+        out.append(r)
+    return out
+
+
+# --- reading maps with repeated keys ------------------------------------------------------------
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A CBOR map as its (key, value) pairs in order, repeats kept."""
+
+    __slots__ = ()
+
+
+_BREAK = 0xFF
+
+
+def _head(data: bytes, pos: int) -> tuple[int, int, int | None, int]:
+    """The major type, additional info, argument (None if indefinite) and the position after
+    the head of the item at ``pos`` (RFC 8949 §3)."""
+    if pos >= len(data):
+        raise CodecError("invalid CBOR: the payload ends inside a data item")
+    ib = data[pos]
+    major, info = ib >> 5, ib & 0x1F
+    pos += 1
+    if info < 24:
+        return major, info, info, pos
+    if info <= 27:
+        n = 1 << (info - 24)
+        if pos + n > len(data):
+            raise CodecError("invalid CBOR: the payload ends inside a data item")
+        return major, info, int.from_bytes(data[pos : pos + n], "big"), pos + n
+    if info == 31 and major in (2, 3, 4, 5, 7):
+        return major, info, None, pos
+    raise CodecError(f"invalid CBOR: reserved initial byte 0x{ib:02x}")
+
+
+def _skip(data: bytes, pos: int, depth: int) -> int:
+    """The position after the data item at ``pos``; CodecError if it is not well-formed."""
+    if depth > CBOR_MAX_DEPTH:
+        raise CodecError("invalid CBOR: nested too deeply")
+    major, info, arg, pos = _head(data, pos)
+    if major in (0, 1):
+        return pos
+    if major in (2, 3):
+        if arg is not None:
+            if pos + arg > len(data):
+                raise CodecError("invalid CBOR: a string runs past the end of the payload")
+            return pos + arg
+        while True:  # indefinite-length string: definite chunks of the same type up to a break
+            if pos < len(data) and data[pos] == _BREAK:
+                return pos + 1
+            chunk_major, _, chunk, pos = _head(data, pos)
+            if chunk_major != major or chunk is None:
+                raise CodecError("invalid CBOR: bad chunk in an indefinite-length string")
+            if pos + chunk > len(data):
+                raise CodecError("invalid CBOR: a string runs past the end of the payload")
+            pos += chunk
+    if major in (4, 5):
+        items = 1 if major == 4 else 2
+        if arg is not None:
+            for _ in range(arg * items):  # each item takes a byte: the end of data stops a huge count
+                pos = _skip(data, pos, depth + 1)
+            return pos
+        while True:
+            if pos < len(data) and data[pos] == _BREAK:
+                return pos + 1
+            for _ in range(items):
+                pos = _skip(data, pos, depth + 1)
+    if major == 6:
+        return _skip(data, pos, depth + 1)
+    if arg is None:
+        raise CodecError("invalid CBOR: unexpected break")
+    if info == 24 and arg < 32:
+        raise CodecError("invalid CBOR: simple value in the wrong form")
+    return pos
+
+
+def _item(data: bytes, pos: int, depth: int) -> tuple[object, int]:
+    """The data item at ``pos`` and the position after it: maps as :class:`_Pairs`, anything
+    else through cbor2 (as the fast path decodes it), arrays as tuples (they are keys here)."""
+    if depth > CBOR_MAX_DEPTH:
+        raise CodecError("invalid CBOR: nested too deeply")
+    major, _, arg, after = _head(data, pos)
+    if major != 5:
+        end = _skip(data, pos, depth)
+        value = cbor_loads(data[pos:end])
+        return (tuple(value) if type(value) is list else value), end
+    pairs = _Pairs()
+    pos = after
+    while arg is None or len(pairs) < arg:
+        if arg is None and pos < len(data) and data[pos] == _BREAK:
+            return pairs, pos + 1
+        key, pos = _item(data, pos, depth + 1)
+        value, pos = _item(data, pos, depth + 1)
+        pairs.append((key, value))
+    return pairs, pos
+
+
+def _read_pairs(data: bytes) -> object:
+    top, end = _item(data, 0, 0)
+    if end != len(data):
+        raise CodecError(f"invalid CBOR: {len(data) - end} bytes after the data item")
+    return top
 
 
 LWM2M_CBOR = LwM2MCBORCodec()

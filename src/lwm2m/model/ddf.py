@@ -205,7 +205,10 @@ def parse_ddf(
     the description texts are left out (the bundled catalogue holds facts only).
     """
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates: not Unicode text
+            raise DDFError(source, f"not Unicode text: {exc.reason} at {exc.start}") from None
     # A BOM or blank lines before the XML declaration would make expat refuse the
     # declaration; neither carries meaning here (every registry file is UTF-8).
     if data.startswith(_BOM):
@@ -219,13 +222,23 @@ def parse_ddf(
         raise DDFError(source, f"refused unsafe XML ({type(exc).__name__}): DDF files need no DTD") from None
     except ParseError as exc:
         raise DDFError(source, f"not well-formed XML: {exc}") from None
+    except LookupError as exc:
+        # An XML declaration naming an encoding Python does not know (encoding="UTF-9").
+        raise DDFError(source, f"unknown encoding in the XML declaration: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        # A known codec that is no text encoding (rot13, hex, ...) or bytes it cannot decode.
+        raise DDFError(source, f"cannot decode the document: {exc}") from None
     if root.tag != "LWM2M":
         raise DDFError(source, f"the root element is <{root.tag}>, expected <LWM2M>")
     objects = root.findall("Object")
     if not objects:
         raise DDFError(source, "<LWM2M> holds no <Object>")
     reader = _Reader(source, descriptions)
-    return [reader.object(o) for o in objects]
+    try:
+        return [reader.object(o) for o in objects]
+    except RecursionError:
+        # itertext() recurses: markup nested thousands deep inside a text element.
+        raise DDFError(source, "elements nested too deeply") from None
 
 
 def load_ddf_file(path: str | os.PathLike[str], *, descriptions: bool = True) -> list[ObjectDefinition]:

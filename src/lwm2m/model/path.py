@@ -53,6 +53,8 @@ class Path:
                 raise InvalidPath(f"invalid path {text!r}: {p!r} is not a numeric ID")
             if len(p) > 1 and p[0] == "0":
                 raise InvalidPath(f"invalid path {text!r}: {p!r} has a leading zero")
+            if len(p) > 5:  # over MAX_ID; int() would refuse thousands of digits with its own error
+                raise InvalidPath(f"invalid path {text[:40]!r}: ID {p[:10]!r}... is over {MAX_ID}")
             ids.append(int(p))
         if len(ids) > 4:
             raise InvalidPath(f"invalid path {text!r}: at most 4 levels (object/instance/resource/instance)")

@@ -57,7 +57,7 @@ class ObjLink:
     @classmethod
     def parse(cls, text: str) -> ObjLink:
         parts = text.strip().split(":")
-        if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
             raise ValueError(f"invalid object link {text!r}: expected OBJECT:INSTANCE like 3:0")
         return cls(int(parts[0]), int(parts[1]))
 
@@ -88,8 +88,13 @@ def check_value(value: Value, type_: ResourceType) -> Value:
         if type(value) is int and 0 <= value <= UINT64_MAX:
             return value
     elif type_ is ResourceType.FLOAT:
-        if type(value) in (int, float):
-            return float(value)
+        if type(value) is float:
+            return value
+        if type(value) is int:
+            try:
+                return float(value)
+            except OverflowError:  # beyond a double's range: not a Float value (below)
+                pass
     elif type_ is ResourceType.BOOLEAN:
         if type(value) is bool:
             return value
@@ -103,7 +108,7 @@ def check_value(value: Value, type_: ResourceType) -> Value:
             return ObjLink.parse(value)
     elif type_ is ResourceType.NONE:
         return value
-    raise ValueError(f"{value!r} is not a valid {type_.value} value")
+    raise ValueError(f"{value!r:.60} is not a valid {type_.value} value")
 
 
 def infer_type(value: Value) -> ResourceType:

@@ -95,8 +95,8 @@ def _endpoint(params: dict[str, str | None], endpoint: str | None) -> str:
 
 
 def _format_number(text: str | None, what: str) -> int:
-    if text is None or not text.isascii() or not text.isdigit() or int(text) > 0xFFFF:
-        raise BootstrapError(f"{what} {text!r} is not a content format number")
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > 0xFFFF:
+        raise BootstrapError(f"{what} {text!r:.40} is not a content format number")
     return int(text)
 
 

@@ -180,7 +180,7 @@ class SecurityConfig:
         if not isinstance(data, Mapping):
             raise _fail(where, f"expected an object, got {type(data).__name__}")
         mode = data.get("mode", "nosec")
-        if mode not in SECURITY_MODES:
+        if type(mode) is not str or mode not in SECURITY_MODES:
             raise _fail(f"{where}.mode", f"{mode!r}: expected one of {', '.join(SECURITY_MODES)}")
         data = _object(data, where, cls._FIELDS[mode])
         if mode == "psk":
@@ -254,7 +254,10 @@ class ServerConfig:
     )
 
     def check(self, where: str) -> None:
-        parts = urlsplit(self.uri)
+        try:
+            parts = urlsplit(self.uri)
+        except ValueError as exc:  # an unclosed IPv6 bracket, ...
+            raise _fail(f"{where}.uri", f"{self.uri!r}: {exc}") from None
         if parts.scheme not in SECURE_SCHEMES + PLAIN_SCHEMES:
             raise _fail(f"{where}.uri", f"{self.uri!r}: expected coap:// or coaps:// (or +tcp)")
         try:
@@ -373,7 +376,7 @@ class AccessControlConfig:
         acl: list[tuple[int, int]] = []
         for key, rights in raw.items():
             text = str(key)
-            if not text.isascii() or not text.isdigit() or int(text) > MAX_ID:
+            if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > MAX_ID:
                 raise _fail(f"{where}.acl", f"{key!r} is not a Short Server ID (0 for the default)")
             if type(rights) is not int or not 0 <= rights <= 31:
                 raise _fail(f"{where}.acl.{key}", f"{rights!r}: rights are bits 0..31 (R1 W2 E4 D8 C16)")

@@ -167,6 +167,8 @@ def _object_link(link: Link, root: str) -> ObjectLink:
     if parts[0] != "" or not 2 <= len(parts) <= 3:
         raise RegistrationError(f"payload: <{link.target}> is not an object or object instance path")
     ids: list[int] = []
+    if len(target) > 12:  # longer than /65534/65534; int() refuses thousands of digits on its own
+        raise RegistrationError(f"payload: <{link.target[:40]}...> is not an object or object instance path")
     for p in parts[1:]:
         if not p.isascii() or not p.isdigit() or (len(p) > 1 and p[0] == "0") or int(p) > MAX_ID:
             raise RegistrationError(f"payload: <{link.target}> is not an object or object instance path")

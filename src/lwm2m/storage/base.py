@@ -208,14 +208,25 @@ class SecurityInfo:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SecurityInfo:
-        key = data.get("pskKey")
-        return cls(
-            endpoint=data["endpoint"],
-            psk_identity=data.get("pskIdentity"),
-            psk_key=None if key is None else bytes.fromhex(key),
-            x509=bool(data.get("x509", False)),
-            nosec=data.get("mode") == "nosec",
-        )
+        """The entry of a JSON form (``to_dict(with_key=True)``); ValueError names what is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"security information must be an object, got {type(data).__name__}")
+        endpoint, identity = data.get("endpoint"), data.get("pskIdentity")
+        key, x509, mode = data.get("pskKey"), data.get("x509", False), data.get("mode")
+        if not isinstance(endpoint, str):
+            raise ValueError(f"endpoint: {endpoint!r:.40} is not a string")
+        if identity is not None and not isinstance(identity, str):
+            raise ValueError(f"pskIdentity: {identity!r:.40} is not a string")
+        if not isinstance(x509, bool):
+            raise ValueError(f"x509: {x509!r:.40} is not true or false")
+        if mode is not None and not isinstance(mode, str):
+            raise ValueError(f"mode: {mode!r:.40} is not psk, x509 or nosec")
+        if key is not None:
+            try:
+                key = bytes.fromhex(key)  # never echoed: it is a secret
+            except (TypeError, ValueError):
+                raise ValueError("pskKey: not a string of hexadecimal digits") from None
+        return cls(endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec")
 
 
 # --- the protocols -----------------------------------------------------------------------

@@ -96,7 +96,7 @@ def _format(request: Request) -> int | str | None:
     raw = request.query_params.get("format")
     if raw is None or raw == "":
         return None
-    fmt = int(raw) if raw.isdigit() else raw
+    fmt = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw  # else get_codec names it
     get_codec(fmt)  # an unknown format is a 400 now, not a failure once a sleeping client wakes
     return fmt
 
@@ -128,8 +128,8 @@ async def _body(request: Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # syntax, UTF-8, an over-long number, deep nesting
+        raise BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
     return data
@@ -387,7 +387,7 @@ def create_app(
 
     async def model(request: Request) -> Response:
         raw = request.path_params["id"]
-        definition = server.models.get(int(raw)) if raw.isdigit() else None
+        definition = server.models.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 6 else None
         if definition is None:
             raise NotFound(f"no object {raw!r} among the models")
         return JSONResponse(object_to_dict(definition))

@@ -106,7 +106,7 @@ def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> lis
             return JSONResponse({"removed": ep})
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
             raise BadRequest("the body is not JSON") from None
         try:
             config = BootstrapConfig.from_json(body, bootstrap.models)

@@ -20,6 +20,7 @@ from lwm2m.codec.base import CodecError
 from lwm2m.model.jsonform import JsonFormError
 from lwm2m.model.path import InvalidPath
 from lwm2m.protocol.attributes import InvalidAttributes
+from lwm2m.protocol.bootstrap_config import ConfigError
 from lwm2m.protocol.management import OperationError, ResponseError
 from lwm2m.server.presence import QueueTimeout
 from lwm2m.server.server import UnknownEndpoint
@@ -54,6 +55,7 @@ RULES: dict[type[BaseException], tuple[int, Callable[[BaseException], str]]] = {
     OperationError: (400, _as_is),
     InvalidAttributes: (400, _as_is),
     LinkFormatError: (400, _as_is),
+    ConfigError: (400, _as_is),  # a bootstrap configuration refused after parsing (set_config)
     BadRequest: (400, _as_is),
     ValueError: (400, _as_is),
     QueueTimeout: (504, lambda exc: f"the device did not wake up: {exc}"),

@@ -49,13 +49,21 @@ def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo
     if x509 or mode == "x509":
         if "pskIdentity" in body or "pskKey" in body:
             raise BadRequest('give "x509": true or a PSK, not both')
-        return SecurityInfo(endpoint, x509=True)
+        return _checked(endpoint, None, None, x509=True)
     identity, key = body.get("pskIdentity"), body.get("pskKey")
     if not isinstance(identity, str) or not identity:
         raise BadRequest('give "pskIdentity" and "pskKey" (hex), "x509": true or "mode": "nosec"')
     if not isinstance(key, str) or not _HEX.fullmatch(key) or len(key) % 2:
         raise BadRequest('"pskKey" must be an even number of hexadecimal digits')
-    return SecurityInfo(endpoint, identity, bytes.fromhex(key))
+    return _checked(endpoint, identity, bytes.fromhex(key))
+
+
+def _checked(endpoint: str, identity: str | None, key: bytes | None, *, x509: bool = False) -> SecurityInfo:
+    """The entry, with what SecurityInfo refuses (a key too long, ...) as a BadRequest."""
+    try:
+        return SecurityInfo(endpoint, identity, key, x509=x509)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def security_routes(server: LwM2MServer) -> list[Route]:
@@ -78,7 +86,7 @@ def security_routes(server: LwM2MServer) -> list[Route]:
             return JSONResponse({"removed": ep})
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
             raise BadRequest("the body is not JSON") from None
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")
