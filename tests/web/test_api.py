@@ -106,7 +106,7 @@ async def test_bad_requests_name_the_bad_value() -> None:
             api.get("/api/clients/dev-1/3/x"),
             api.get("/api/clients/dev-1/3/0", params={"format": "klingon"}),
             api.put("/api/clients/dev-1/3/0/9", json={"value": "lots"}),
-            api.put("/api/clients/dev-1/3/0", content=b"{nope"),
+            api.put("/api/clients/dev-1/3/0", content=b"{nope", headers={"Content-Type": "application/json"}),
             api.put("/api/clients/dev-1/3/0/9/attributes", params={"pmin": "soon"}),
             api.get("/api/clients/dev-1/3/0", params={"timeout": "later"}),
         ]

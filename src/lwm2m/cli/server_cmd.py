@@ -7,7 +7,7 @@ import contextlib
 import gc
 import ipaddress
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,38 @@ async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None
     return task, f"http://{web_host}:{bound[1]}"
 
 
+def guard_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--allowed-host`` and ``--cors-origin``: what the REST API's guard lets in (lwm2m.web.guard)."""
+    command = click.option(
+        "--cors-origin",
+        "cors_origins",
+        multiple=True,
+        metavar="ORIGIN",
+        help="a web origin (scheme://host:port) allowed to call the REST API from a browser (repeatable)",
+    )(command)
+    return click.option(
+        "--allowed-host",
+        "allowed_hosts",
+        multiple=True,
+        metavar="NAME",
+        help="a host name the REST API is reached by, besides its address and localhost (repeatable)",
+    )(command)
+
+
+def check_guard_options(allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
+    from lwm2m.web.guard import normalize_origin, split_host
+
+    for name in allowed_hosts:
+        parts = split_host(name)
+        if parts is None or parts[1] is not None:
+            fail(f"--allowed-host {name!r}: give a host name or address, without a port")
+    for origin in cors_origins:
+        try:
+            normalize_origin(origin)
+        except ValueError as exc:
+            fail(f"--cors-origin: {exc}")
+
+
 async def serve(
     host: str,
     coap_port: int,
@@ -129,6 +161,8 @@ async def serve(
     coaps_port: int | None = None,
     certificate: Any = None,
     bootstrap_port: int | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
@@ -138,7 +172,8 @@ async def serve(
         LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
     ):
-        app = create_app(server, api_token=token, bootstrap=bootstrap)
+        guard = {"bind_host": http_host, "allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
+        app = create_app(server, api_token=token, bootstrap=bootstrap, **guard)
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -179,6 +214,7 @@ async def serve(
     type=click.IntRange(0, 65535),
     help="also run the bootstrap server on this CoAP port (e.g. 5685), with one REST API",
 )
+@guard_options
 def server(
     host: str,
     coap_port: int,
@@ -193,8 +229,11 @@ def server(
     dtls_key: str | None,
     dtls_ca: str | None,
     bootstrap_port: int | None,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
+    check_guard_options(allowed_hosts, cors_origins)
     if not is_loopback(http_host) and not api_token:
         # Anyone who reaches the API can write to every device: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
@@ -209,7 +248,8 @@ def server(
         fail(f"--data {data}: {exc}")
     try:
         served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
-        run(serve(*served, bootstrap_port=bootstrap_port))
+        guard = {"allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
+        run(serve(*served, bootstrap_port=bootstrap_port, **guard))
     except OSError as exc:
         fail(f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
