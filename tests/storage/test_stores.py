@@ -19,8 +19,10 @@ from lwm2m.storage.base import (
     HistoryStore,
     Observation,
     ObservationStore,
+    RegistrationPage,
     RegistrationStore,
     StoreError,
+    prefix_upper,
 )
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
@@ -170,6 +172,76 @@ async def test_expired(store: Store) -> None:
     assert a is not None
     await rs.update(Registration.from_dict({**a.to_dict(), "last_update": 150.0}))
     assert [r.endpoint for r in await rs.expired(200.0)] == ["b", "c"]
+
+
+async def _walk(rs: RegistrationStore, limit: int, **filters: object) -> tuple[list[str], int]:
+    """Every page from the start: the endpoints in order and how many pages it took."""
+    names: list[str] = []
+    after, pages = None, 0
+    while True:
+        page = await rs.page(after, limit, **filters)  # type: ignore[arg-type]
+        pages += 1
+        names += [r.endpoint for r in page.registrations]
+        if page.next is None:
+            return names, pages
+        assert page.next > (after or "")  # always moves on
+        after = page.next
+
+
+async def test_pages_in_endpoint_order(store: Store) -> None:
+    rs = store.registrations
+    assert await rs.page() == RegistrationPage([], None)
+    names = [f"dev-{i:03d}" for i in range(250)] + ["a", "b-1", "b-2", "é", "Z", "dev-0999"]
+    for i, name in enumerate(reversed(names)):
+        await rs.add(reg(name, f"r{i}"))
+    ordered = sorted(names)  # code-point order, the same as SQLite's BINARY collation
+    first = await rs.page(None, 3)
+    assert [r.endpoint for r in first.registrations] == ordered[:3] and first.next == ordered[2]
+    assert first.registrations[0] == await rs.get(ordered[0])
+    assert await _walk(rs, 7) == (ordered, -(-len(names) // 7))
+    # An exact fit ends with next None: no empty page after the last.
+    assert (await _walk(rs, len(names)))[1] == 1
+    last = await rs.page(ordered[-2], 5)
+    assert [r.endpoint for r in last.registrations] == ordered[-1:] and last.next is None
+    # After an endpoint that is no longer there, or never was.
+    assert [r.endpoint for r in (await rs.page("b-10", 2)).registrations] == ["b-2", "dev-000"]
+    with pytest.raises(ValueError):
+        await rs.page(None, 0)
+
+
+async def test_pages_follow_adds_and_removes(store: Store) -> None:
+    rs = store.registrations
+    for i in range(40):
+        await rs.add(reg(f"n{i:02d}", f"r{i}"))
+    for i in range(0, 40, 2):
+        await rs.remove(f"n{i:02d}")
+    await rs.add(reg("n05", "r-new"))  # a new registration of a listed endpoint: still once
+    await rs.add(reg("m", "r-m"))
+    names, _ = await _walk(rs, 6)
+    assert names == ["m"] + [f"n{i:02d}" for i in range(1, 40, 2)]
+
+
+async def test_pages_with_a_prefix_and_a_filter(store: Store) -> None:
+    rs = store.registrations
+    for i in range(300):
+        await rs.add(reg(f"{'lamp' if i % 3 else 'meter'}-{i:03d}", f"r{i}"))
+    await rs.add(reg("lam", "r-lam"))
+    await rs.add(reg("lamq", "r-lamq"))
+    lamps = sorted(f"lamp-{i:03d}" for i in range(300) if i % 3)
+    assert (await _walk(rs, 50, prefix="lamp"))[0] == lamps
+    assert (await _walk(rs, 50, prefix="lamp-29"))[0] == [n for n in lamps if n.startswith("lamp-29")]
+    assert await rs.page(None, 10, prefix="nothing") == RegistrationPage([], None)
+    assert (await rs.page("lamp-200", 1, prefix="lamp")).registrations[0].endpoint == "lamp-202"
+    # A filter that matches little: short pages with a next, never one walk of everything.
+    rare = {"meter-150", "lamp-298"}
+    names, pages = await _walk(rs, 10, match=lambda r: r.endpoint in rare, scan=40)
+    assert names == sorted(rare) and pages >= 302 // 40
+    empty = await rs.page(None, 10, match=lambda r: False, scan=40)
+    assert empty.registrations == [] and empty.next is not None
+    # The filter sees whole registrations.
+    few = await rs.page(None, 5, match=lambda r: r.supports(3303) and r.endpoint.endswith("7"))
+    expected = ["lamp-007", "lamp-017", "lamp-037", "lamp-047", "lamp-067"]
+    assert [r.endpoint for r in few.registrations] == expected
 
 
 # --- observations -----------------------------------------------------------------------------
@@ -451,3 +523,10 @@ async def test_sqlite_history_add_keeps_what_a_failed_write_held(tmp_path: FsPat
     finally:
         blocker.close()
         store.close()
+
+
+def test_prefix_upper() -> None:
+    assert prefix_upper("") is None
+    assert prefix_upper("ab") == "ac"
+    assert prefix_upper("a\U0010ffff") == "b"
+    assert prefix_upper("\U0010ffff") is None

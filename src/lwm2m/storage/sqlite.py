@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -35,20 +35,26 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
 from lwm2m.storage.base import (
+    PAGE_SCAN,
     HistoryEntry,
     HistoryRetention,
     IdentityInUse,
     Observation,
+    RegistrationPage,
     SecurityInfo,
     Source,
     StoreError,
     check_query,
+    collect_page,
+    prefix_upper,
     record_from_row,
     record_row,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 
 SCHEMA_VERSION = 1
+# Registrations a page decodes between two yields to the event loop (~1-2 ms).
+SQLITE_PAGE_CHUNK = 128
 # HistoryStore.add keeps rows back until flush() or until this many wait: one commit for them all.
 MAX_PENDING = 2048
 # SQLite's page cache for the connection, KiB: the history's indexes are written all over.
@@ -201,6 +207,29 @@ class SqliteRegistrationStore:
     async def all(self) -> list[Registration]:
         rows = self._conn.execute("SELECT data FROM registrations ORDER BY rowid").fetchall()
         return [_registration(d) for (d,) in rows]
+
+    async def page(
+        self,
+        after: str | None = None,
+        limit: int = 100,
+        *,
+        prefix: str = "",
+        match: Callable[[Registration], bool] | None = None,
+        scan: int = PAGE_SCAN,
+    ) -> RegistrationPage:
+        # The endpoint is the primary key: its index gives the order and the range, so a
+        # chunk reads only its own rows (``endpoint > ? ... LIMIT ?``), wherever it starts.
+        upper = prefix_upper(prefix)
+        where = "endpoint > ? AND endpoint >= ?" + ("" if upper is None else " AND endpoint < ?")
+        query = f"SELECT data FROM registrations WHERE {where} ORDER BY endpoint LIMIT ?"
+
+        range_end = () if upper is None else (upper,)
+
+        def fetch(cursor: str | None, n: int) -> list[Registration]:
+            rows = self._conn.execute(query, (cursor or "", prefix, *range_end, n))
+            return [_registration(data) for (data,) in rows]
+
+        return await collect_page(fetch, after, limit, match, chunk=SQLITE_PAGE_CHUNK, scan=scan)
 
     async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
         rows = self._conn.execute(
