@@ -30,7 +30,7 @@ def test_server_serves_the_api_and_stops_on_sigint() -> None:
         line = proc.stdout.readline()
         assert f"coap://127.0.0.1:{coap}" in line and f"http://127.0.0.1:{http}/api" in line, line
         answer = httpx.get(f"http://127.0.0.1:{http}/api/clients", timeout=5)
-        assert answer.status_code == 200 and answer.json() == []
+        assert answer.status_code == 200 and answer.json() == {"clients": [], "next": None}
         assert "access-control-allow-origin" not in answer.headers
         named = httpx.get(f"http://127.0.0.1:{http}/api/clients", headers={"Host": "lwm2m.lan"}, timeout=5)
         assert named.status_code == 200

@@ -14,6 +14,7 @@ the HTTP call until the client wakes up, as the Python API does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -22,6 +23,7 @@ from functools import partial
 from pathlib import Path as PathLib
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -44,6 +46,7 @@ from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
 from lwm2m.web.bootstrap_api import bootstrap_routes, with_bootstrap_events
 from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
 from lwm2m.web.guard import LocalApiGuard
+from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
 from lwm2m.web.openapi import docs_html, openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
@@ -216,8 +219,21 @@ def create_app(
         return registration_view(registration, sleeping=_sleeping(registration))
 
     async def clients(request: Request) -> Response:
-        registrations = await server.registrations()
-        return JSONResponse([_view(r) for r in sorted(registrations, key=lambda r: r.endpoint)])
+        """A page of the clients in endpoint order, from the store's index (never the whole
+        fleet at once: listing must not hold up CoAP traffic)."""
+        query = client_query(request.query_params)
+        online = query.online
+        match = query.matcher(None if online is None else (lambda r: _sleeping(r) is not online))
+        page = await server.store.registrations.page(
+            query.after, query.limit, prefix=query.prefix, match=match
+        )
+        views = []
+        for start in range(0, len(page.registrations), VIEW_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # a long page is turned into JSON a slice at a time
+            views += [_view(r) for r in page.registrations[start : start + VIEW_CHUNK]]
+        body = {"clients": views, "next": None if page.next is None else encode_cursor(page.next)}
+        return Response(msgspec.json.encode(body), media_type="application/json")
 
     async def client(request: Request) -> Response:
         return JSONResponse(_view(await server.registration(request.path_params["ep"])))
