@@ -447,6 +447,8 @@ async function renderFleet() {
     } finally {
       if (mine === generation) loading = false;
     }
+    // Still at the end of the table (a short page, or a scroll during the load): go on.
+    if (mine === generation && endInView && next && !closed) setTimeout(() => loadMore(false), 0);
   }
 
   const known = new Set();
@@ -476,8 +478,10 @@ async function renderFleet() {
   stateFilter.addEventListener("change", refilter);
   more.addEventListener("click", () => loadMore(false));
   // Infinite scroll: the next page loads when the end of the table comes into view.
+  let endInView = false;
   const watcher = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting) && next) loadMore(false);
+    endInView = entries[entries.length - 1].isIntersecting;
+    if (endInView && next) loadMore(false);
   });
 
   let scheduled = false;
