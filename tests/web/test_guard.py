@@ -124,6 +124,8 @@ async def test_a_wildcard_bind_takes_any_address_literal_but_no_name() -> None:
     assert guard._host_allowed("2001:db8::1", scope)
     assert guard._host_allowed("localhost", scope)
     assert not guard._host_allowed("evil.example", scope)
+    named = LocalApiGuard(create_app, bind_host="lwm2m.lan")  # type: ignore[arg-type]
+    assert named._host_allowed("lwm2m.lan", scope) and not named._host_allowed("evil.example", scope)
 
 
 async def test_no_cors_headers_unless_an_origin_is_given() -> None:

@@ -129,3 +129,14 @@ def test_cursors_round_trip() -> None:
     for name in ("lamp-0001", "é/ü", "a b", "x" * 255):
         assert decode_cursor(encode_cursor(name)) == name
         assert "=" not in encode_cursor(name)
+
+
+async def test_the_openapi_document_describes_the_pages() -> None:
+    async with LwM2MServer(port=0) as server, client_for(server) as api:
+        doc = (await api.get("/api/openapi.json")).json()
+        listing = doc["paths"]["/api/clients"]["get"]
+        names = [p["name"] for p in listing["parameters"]]
+        assert names == ["limit", "cursor", "endpoint", "object", "online"]
+        assert listing["parameters"][0]["schema"]["maximum"] == 1000
+        page = doc["components"]["schemas"]["ClientPage"]
+        assert page["required"] == ["clients", "next"] and "400" in listing["responses"]

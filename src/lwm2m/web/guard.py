@@ -186,8 +186,8 @@ class LocalApiGuard:
         return None
 
     def _host_allowed(self, host: str, scope: Scope) -> bool:
-        if host == "localhost" or host in self.allowed_hosts:
-            return True
+        if host == "localhost" or host in self.allowed_hosts or host == self.bind_host:
+            return True  # the bound address, even when given as a name, is the user's choice
         served = scope.get("server")
         served_host = str(served[0]).lower() if served else None
         if host == served_host:
