@@ -53,8 +53,8 @@ from lwm2m.storage.base import (
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 
 SCHEMA_VERSION = 1
-# Registrations a page decodes between two yields to the event loop (~1-2 ms).
-SQLITE_PAGE_CHUNK = 128
+# Registrations a page reads and decodes between two yields to the event loop (~1 ms).
+SQLITE_PAGE_CHUNK = 64
 # HistoryStore.add keeps rows back until flush() or until this many wait: one commit for them all.
 MAX_PENDING = 2048
 # SQLite's page cache for the connection, KiB: the history's indexes are written all over.
