@@ -1,7 +1,7 @@
 """CoAP round-trip time while the REST API lists a large fleet: ``GET /api/clients`` page by page.
 
-The server (``LwM2MServer`` with the memory store, and its REST API on uvicorn) runs in
-this process on one event loop, as ``lwm2m server`` runs them. Other processes (so
+The server (``LwM2MServer`` with the memory store, or ``--store sqlite``, and its REST API
+on uvicorn) runs in this process on one event loop, as ``lwm2m server`` runs them. Other processes (so
 they do not share the GIL with the server) do the rest:
 
 1. ``--clients`` Registers over loopback CoAP, from raw UDP sockets (the registration
@@ -16,7 +16,7 @@ Printed: p50/p99/max of the CoAP round trip in each phase, the listing's duratio
 page count, and the longest stall of the server's event loop seen by a timer. Target:
 max RTT during a listing of 100,000 registrations under 50 ms.
 
-    python bench/api_listing.py [--clients 100000] [--limit 1000] [--seconds 5]
+    python bench/api_listing.py [--clients 100000] [--limit 1000] [--seconds 5] [--store memory|sqlite]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import resource
 import socket
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -186,7 +187,12 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Phase], int, float]:
 
     loop = asyncio.get_running_loop()
     ctx = mp.get_context("spawn")
-    server = LwM2MServer(HOST, free_port())
+    store = None
+    if args.store == "sqlite":
+        from lwm2m.storage.sqlite import SqliteStore
+
+        store = SqliteStore(os.path.join(args.tmp, "store.db"))
+    server = LwM2MServer(HOST, free_port(), store=store)
     await server.start()
     http = http_server(create_app(server), HOST, 0)
     http_task, base = await start_http(http, HOST, 0)
@@ -254,6 +260,8 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Phase], int, float]:
         http.should_exit = True
         await http_task
         await server.stop()
+        if store is not None:
+            store.close()
 
 
 def report(phases: list[Phase], registered: int, storm_seconds: float, args: argparse.Namespace) -> bool:
@@ -296,10 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each baseline")
     parser.add_argument("--inflight", type=int, default=64, help="Registers in flight")
     parser.add_argument("--sockets", type=int, default=2000, help="source ports the Registers come from")
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args(argv)
     use_uvloop = uvloop_available() if args.loop == "auto" else args.loop == "uvloop"
-    phases, registered, storm_seconds = run(run_all(args), use_uvloop=use_uvloop)
+    with tempfile.TemporaryDirectory() as tmp:
+        args.tmp = tmp
+        phases, registered, storm_seconds = run(run_all(args), use_uvloop=use_uvloop)
     return 0 if report(phases, registered, storm_seconds, args) else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from lwm2m.storage.base import (
     prefix_upper,
 )
 from lwm2m.storage.memory import MemoryStore
-from lwm2m.storage.sqlite import SqliteStore
+from lwm2m.storage.sqlite import SqliteStore, sqlite_glob
 
 Store = MemoryStore | SqliteStore
 Factory = Callable[..., Store]
@@ -242,6 +243,60 @@ async def test_pages_with_a_prefix_and_a_filter(store: Store) -> None:
     few = await rs.page(None, 5, match=lambda r: r.supports(3303) and r.endpoint.endswith("7"))
     expected = ["lamp-007", "lamp-017", "lamp-037", "lamp-047", "lamp-067"]
     assert [r.endpoint for r in few.registrations] == expected
+
+
+GLOB_NAMES = ["a[b", "a[b]c", "ab", "abc", "ab-1", "ac-1", "b!c", "bxc", "x*y", "xay", "é-1", "É-1", "]z"]
+
+
+@pytest.mark.parametrize(
+    "glob",
+    [
+        "a*",
+        "a?",
+        "*-1",
+        "a[b",
+        "a[[]b]c",
+        "[ab]*",
+        "[!a]*",
+        "b[!x]c",
+        "x[*]y",
+        "*[é]*",
+        "[]]z",
+        "*",
+        "?",
+        "[",
+        "é*",
+    ],
+)
+async def test_pages_by_glob_match_fnmatch(store: Store, glob: str) -> None:
+    rs = store.registrations
+    for i, name in enumerate(GLOB_NAMES):
+        await rs.add(reg(name, f"r{i}"))
+    expected = sorted(n for n in GLOB_NAMES if fnmatch.fnmatchcase(n, glob))
+    assert (await _walk(rs, 2, glob=glob))[0] == expected
+    # With a prefix too: both must hold.
+    assert (await _walk(rs, 2, prefix="a", glob=glob))[0] == [n for n in expected if n.startswith("a")]
+
+
+async def test_a_glob_walk_is_bounded_and_reads_only_its_names(store: Store) -> None:
+    rs = store.registrations
+    for i in range(500):
+        await rs.add(reg(f"node-{i:03d}", f"r{i}"))
+    names, pages = await _walk(rs, 100, glob="node-?7?", scan=64)
+    assert names == [f"node-{i:03d}" for i in range(500) if (i // 10) % 10 == 7]
+    assert pages >= 500 // 64
+    assert await rs.page(None, 5, prefix="x", glob="node-*") == RegistrationPage([], None)
+    assert (await _walk(rs, 100, prefix="node-4", glob="*9", match=lambda r: r.endpoint < "node-450"))[0] == [
+        f"node-4{i}9" for i in range(5)
+    ]
+
+
+def test_sqlite_glob_is_a_superset_of_the_glob() -> None:
+    assert sqlite_glob("a*b?c") == "a*b?c"
+    assert sqlite_glob("a[!xy]b") == "a?b"
+    assert sqlite_glob("[]]z") == "?z"
+    assert sqlite_glob("a[b") == "a[[]b"
+    assert sqlite_glob("a]b") == "a]b"
 
 
 # --- observations -----------------------------------------------------------------------------

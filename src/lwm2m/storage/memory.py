@@ -18,10 +18,13 @@ from lwm2m.storage.base import (
     IdentityInUse,
     Observation,
     RegistrationPage,
+    Row,
     SecurityInfo,
     Source,
     check_query,
     collect_page,
+    glob_matcher,
+    name_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
 from lwm2m.storage.sortedkeys import SortedKeys
@@ -81,20 +84,28 @@ class MemoryRegistrationStore:
         limit: int = 100,
         *,
         prefix: str = "",
+        glob: str | None = None,
         match: Callable[[Registration], bool] | None = None,
         scan: int = PAGE_SCAN,
     ) -> RegistrationPage:
+        start = name_range(prefix, glob)
+        if start is None:
+            return RegistrationPage([], None)
         by_endpoint = self._by_endpoint
+        named = None if glob is None else glob_matcher(glob)
 
-        def fetch(cursor: str | None, n: int) -> list[Registration]:
-            found = []
-            for endpoint in islice(self._order.after(cursor, start=prefix), n):
-                if not endpoint.startswith(prefix):
-                    break  # the keys with the prefix are contiguous: past them
-                found.append(by_endpoint[endpoint])
+        def fetch(cursor: str | None, n: int) -> list[Row]:
+            found: list[Row] = []
+            for endpoint in islice(self._order.after(cursor, start=start), n):
+                if not endpoint.startswith(start):
+                    break  # the keys with a prefix are contiguous: past them
+                found.append((endpoint, by_endpoint[endpoint] if named is None or named(endpoint) else None))
             return found
 
-        return await collect_page(fetch, after, limit, match, chunk=MEMORY_PAGE_CHUNK, scan=scan)
+        filtered = glob is not None or match is not None
+        return await collect_page(
+            fetch, after, limit, match, chunk=MEMORY_PAGE_CHUNK, filtered=filtered, scan=scan
+        )
 
     async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
         found = [r for r in self._by_endpoint.values() if r.is_expired(now, grace)]

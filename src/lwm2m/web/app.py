@@ -225,7 +225,7 @@ def create_app(
         online = query.online
         match = query.matcher(None if online is None else (lambda r: _sleeping(r) is not online))
         page = await server.store.registrations.page(
-            query.after, query.limit, prefix=query.prefix, match=match
+            query.after, query.limit, prefix=query.prefix, glob=query.glob, match=match
         )
         views = []
         for start in range(0, len(page.registrations), VIEW_CHUNK):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -22,6 +20,7 @@ MAX_LIMIT = 1000
 VIEW_CHUNK = 100  # registrations turned into JSON between two yields to the event loop
 GLOB_CHARS = "*?["
 MAX_CURSOR = 2048  # characters; an endpoint name is far shorter
+MAX_NAME_FILTER = 1024  # characters of the endpoint filter
 
 
 def encode_cursor(endpoint: str) -> str:
@@ -49,17 +48,14 @@ class ClientQuery:
     limit: int = DEFAULT_LIMIT
     after: str | None = None
     prefix: str = ""
-    pattern: re.Pattern[str] | None = None  # the glob, when the endpoint filter is one
+    glob: str | None = None  # the endpoint filter, when it is a glob (the store applies it)
     object_id: int | None = None
     online: bool | None = None
 
     def matcher(self, state: Callable[[Registration], bool] | None) -> Callable[[Registration], bool] | None:
-        """The filter a page applies beyond the prefix (None when there is none): the glob, the
+        """The filter a page applies beyond the endpoint name (None when there is none): the
         object, and ``state`` (the caller's online test, which needs the server)."""
         tests: list[Callable[[Registration], bool]] = []
-        if self.pattern is not None:
-            glob = self.pattern.match
-            tests.append(lambda r: glob(r.endpoint) is not None)
         if self.object_id is not None:
             object_id = self.object_id
             tests.append(lambda r: r.supports(object_id))
@@ -83,12 +79,10 @@ def client_query(params: Mapping[str, str]) -> ClientQuery:
     raw_cursor = params.get("cursor")
     after = None if raw_cursor is None or raw_cursor == "" else decode_cursor(raw_cursor)
     name = params.get("endpoint") or ""
-    prefix, pattern = name, None
-    cut = min((name.index(c) for c in GLOB_CHARS if c in name), default=-1)
-    if cut >= 0:
-        # The glob's literal head bounds the walk of the index; the rest is matched row by row.
-        prefix = name[:cut]
-        pattern = re.compile(fnmatch.translate(name), re.DOTALL)
+    if len(name) > MAX_NAME_FILTER:
+        raise BadRequest(f"endpoint: a filter of {len(name)} characters is longer than any endpoint name")
+    # A glob's literal head bounds the walk of the index; the store matches the rest by name.
+    prefix, glob = (name, None) if not any(c in name for c in GLOB_CHARS) else ("", name)
     object_id = None
     raw_object = params.get("object")
     if raw_object:
@@ -101,4 +95,4 @@ def client_query(params: Mapping[str, str]) -> ClientQuery:
         if raw_online.lower() not in ("true", "false"):
             raise BadRequest(f"online: {raw_online[:40]!r} is not true or false")
         online = raw_online.lower() == "true"
-    return ClientQuery(limit, after, prefix, pattern, object_id, online)
+    return ClientQuery(limit, after, prefix, glob, object_id, online)
