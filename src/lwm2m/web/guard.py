@@ -178,11 +178,9 @@ class LocalApiGuard:
             kind = content_type.partition(";")[0].strip().lower()
             if kind == "" or kind in SIMPLE_CONTENT_TYPES:
                 log.warning("refused %s %s: body of type %r", method, scope["path"], content_type)
-                return _refuse(
-                    415,
-                    f"a {method} body must be application/json (or application/octet-stream), "
-                    f"not {content_type or 'without a Content-Type'!r}",
-                )
+                given = f"not {content_type!r}" if content_type else "with a Content-Type"
+                wanted = "application/json (or application/octet-stream)"
+                return _refuse(415, f"a {method} body must be sent as {wanted}, {given}")
         return None
 
     def _host_allowed(self, host: str, scope: Scope) -> bool:
