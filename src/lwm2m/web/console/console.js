@@ -903,8 +903,14 @@ async function renderMap() {
   // Only the awake clients with Location or GNSS, asked of the server by filter.
   const located = new Map();
   for (const object of ["6", "3430"]) {
-    const page = await clientPage({ object, online: "true", limit: String(MAP_MAX) });
-    for (const c of page.clients) located.set(c.endpoint, c);
+    // A filtered page may come back short with a next: follow it, up to MAP_MAX devices.
+    const query = { object, online: "true", limit: String(MAP_MAX) };
+    for (let round = 0; round < 50 && located.size < MAP_MAX; round++) {
+      const page = await clientPage(query);
+      for (const c of page.clients) if (located.size < MAP_MAX) located.set(c.endpoint, c);
+      if (!page.next) break;
+      query.cursor = page.next;
+    }
   }
   for (const c of located.values()) {
     const ids = objectIds(c);
