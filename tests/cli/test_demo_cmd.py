@@ -64,7 +64,7 @@ def test_demo_runs_server_console_and_fleet_and_stops_on_sigint(tmp_path: Path) 
         deadline = time.monotonic() + 20
         clients: list[dict[str, object]] = []
         while time.monotonic() < deadline:
-            clients = json.loads(get(f"{base}/api/clients")[1])
+            clients = json.loads(get(f"{base}/api/clients")[1])["clients"]
             if len(clients) == 6:
                 break
             time.sleep(0.2)

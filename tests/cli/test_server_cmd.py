@@ -21,15 +21,24 @@ def free_tcp_port() -> int:
 def test_server_serves_the_api_and_stops_on_sigint() -> None:
     coap, http = free_udp_port(), free_tcp_port()
     command = [sys.executable, "-m", "lwm2m", "server", "--coap-port", str(coap), "--http-port", str(http)]
+    guard = ["--allowed-host", "lwm2m.lan", "--cors-origin", "http://dash.example:3000"]
     proc = subprocess.Popen(
-        [*command, "--store", "memory"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, "--store", "memory", *guard], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert f"coap://127.0.0.1:{coap}" in line and f"http://127.0.0.1:{http}/api" in line, line
         answer = httpx.get(f"http://127.0.0.1:{http}/api/clients", timeout=5)
-        assert answer.status_code == 200 and answer.json() == []
+        assert answer.status_code == 200 and answer.json() == {"clients": [], "next": None}
+        assert "access-control-allow-origin" not in answer.headers
+        named = httpx.get(f"http://127.0.0.1:{http}/api/clients", headers={"Host": "lwm2m.lan"}, timeout=5)
+        assert named.status_code == 200
+        evil = httpx.get(f"http://127.0.0.1:{http}/api/clients", headers={"Host": "evil.example"}, timeout=5)
+        assert evil.status_code == 421
+        dash = {"Origin": "http://dash.example:3000"}
+        cors = httpx.get(f"http://127.0.0.1:{http}/api/clients", headers=dash, timeout=5)
+        assert cors.headers["access-control-allow-origin"] == "http://dash.example:3000"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == 0, err
@@ -51,3 +60,14 @@ def test_a_non_loopback_http_host_needs_a_token() -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--api-token" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_bad_guard_options_are_named() -> None:
+    for option, value in (("--cors-origin", "dash.example"), ("--allowed-host", "lwm2m.lan:80")):
+        done = subprocess.run(
+            [sys.executable, "-m", "lwm2m", "server", "--http-port", "1", option, value],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2 and option in done.stderr and value in done.stderr, done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -19,11 +20,13 @@ from lwm2m.storage.base import (
     HistoryStore,
     Observation,
     ObservationStore,
+    RegistrationPage,
     RegistrationStore,
     StoreError,
+    prefix_upper,
 )
 from lwm2m.storage.memory import MemoryStore
-from lwm2m.storage.sqlite import SqliteStore
+from lwm2m.storage.sqlite import SqliteStore, sqlite_glob
 
 Store = MemoryStore | SqliteStore
 Factory = Callable[..., Store]
@@ -170,6 +173,130 @@ async def test_expired(store: Store) -> None:
     assert a is not None
     await rs.update(Registration.from_dict({**a.to_dict(), "last_update": 150.0}))
     assert [r.endpoint for r in await rs.expired(200.0)] == ["b", "c"]
+
+
+async def _walk(rs: RegistrationStore, limit: int, **filters: object) -> tuple[list[str], int]:
+    """Every page from the start: the endpoints in order and how many pages it took."""
+    names: list[str] = []
+    after, pages = None, 0
+    while True:
+        page = await rs.page(after, limit, **filters)  # type: ignore[arg-type]
+        pages += 1
+        names += [r.endpoint for r in page.registrations]
+        if page.next is None:
+            return names, pages
+        assert page.next > (after or "")  # always moves on
+        after = page.next
+
+
+async def test_pages_in_endpoint_order(store: Store) -> None:
+    rs = store.registrations
+    assert await rs.page() == RegistrationPage([], None)
+    names = [f"dev-{i:03d}" for i in range(250)] + ["a", "b-1", "b-2", "é", "Z", "dev-0999"]
+    for i, name in enumerate(reversed(names)):
+        await rs.add(reg(name, f"r{i}"))
+    ordered = sorted(names)  # code-point order, the same as SQLite's BINARY collation
+    first = await rs.page(None, 3)
+    assert [r.endpoint for r in first.registrations] == ordered[:3] and first.next == ordered[2]
+    assert first.registrations[0] == await rs.get(ordered[0])
+    assert await _walk(rs, 7) == (ordered, -(-len(names) // 7))
+    # An exact fit ends with next None: no empty page after the last.
+    assert (await _walk(rs, len(names)))[1] == 1
+    last = await rs.page(ordered[-2], 5)
+    assert [r.endpoint for r in last.registrations] == ordered[-1:] and last.next is None
+    # After an endpoint that is no longer there, or never was.
+    assert [r.endpoint for r in (await rs.page("b-10", 2)).registrations] == ["b-2", "dev-000"]
+    with pytest.raises(ValueError):
+        await rs.page(None, 0)
+
+
+async def test_pages_follow_adds_and_removes(store: Store) -> None:
+    rs = store.registrations
+    for i in range(40):
+        await rs.add(reg(f"n{i:02d}", f"r{i}"))
+    for i in range(0, 40, 2):
+        await rs.remove(f"n{i:02d}")
+    await rs.add(reg("n05", "r-new"))  # a new registration of a listed endpoint: still once
+    await rs.add(reg("m", "r-m"))
+    names, _ = await _walk(rs, 6)
+    assert names == ["m"] + [f"n{i:02d}" for i in range(1, 40, 2)]
+
+
+async def test_pages_with_a_prefix_and_a_filter(store: Store) -> None:
+    rs = store.registrations
+    for i in range(300):
+        await rs.add(reg(f"{'lamp' if i % 3 else 'meter'}-{i:03d}", f"r{i}"))
+    await rs.add(reg("lam", "r-lam"))
+    await rs.add(reg("lamq", "r-lamq"))
+    lamps = sorted(f"lamp-{i:03d}" for i in range(300) if i % 3)
+    assert (await _walk(rs, 50, prefix="lamp"))[0] == lamps
+    assert (await _walk(rs, 50, prefix="lamp-29"))[0] == [n for n in lamps if n.startswith("lamp-29")]
+    assert await rs.page(None, 10, prefix="nothing") == RegistrationPage([], None)
+    assert (await rs.page("lamp-200", 1, prefix="lamp")).registrations[0].endpoint == "lamp-202"
+    # A filter that matches little: short pages with a next, never one walk of everything.
+    rare = {"meter-150", "lamp-298"}
+    names, pages = await _walk(rs, 10, match=lambda r: r.endpoint in rare, scan=40)
+    assert names == sorted(rare) and pages >= 302 // 40
+    empty = await rs.page(None, 10, match=lambda r: False, scan=40)
+    assert empty.registrations == [] and empty.next is not None
+    # The filter sees whole registrations.
+    few = await rs.page(None, 5, match=lambda r: r.supports(3303) and r.endpoint.endswith("7"))
+    expected = ["lamp-007", "lamp-017", "lamp-037", "lamp-047", "lamp-067"]
+    assert [r.endpoint for r in few.registrations] == expected
+
+
+GLOB_NAMES = ["a[b", "a[b]c", "ab", "abc", "ab-1", "ac-1", "b!c", "bxc", "x*y", "xay", "é-1", "É-1", "]z"]
+
+
+@pytest.mark.parametrize(
+    "glob",
+    [
+        "a*",
+        "a?",
+        "*-1",
+        "a[b",
+        "a[[]b]c",
+        "[ab]*",
+        "[!a]*",
+        "b[!x]c",
+        "x[*]y",
+        "*[é]*",
+        "[]]z",
+        "*",
+        "?",
+        "[",
+        "é*",
+    ],
+)
+async def test_pages_by_glob_match_fnmatch(store: Store, glob: str) -> None:
+    rs = store.registrations
+    for i, name in enumerate(GLOB_NAMES):
+        await rs.add(reg(name, f"r{i}"))
+    expected = sorted(n for n in GLOB_NAMES if fnmatch.fnmatchcase(n, glob))
+    assert (await _walk(rs, 2, glob=glob))[0] == expected
+    # With a prefix too: both must hold.
+    assert (await _walk(rs, 2, prefix="a", glob=glob))[0] == [n for n in expected if n.startswith("a")]
+
+
+async def test_a_glob_walk_is_bounded_and_reads_only_its_names(store: Store) -> None:
+    rs = store.registrations
+    for i in range(500):
+        await rs.add(reg(f"node-{i:03d}", f"r{i}"))
+    names, pages = await _walk(rs, 100, glob="node-?7?", scan=64)
+    assert names == [f"node-{i:03d}" for i in range(500) if (i // 10) % 10 == 7]
+    assert pages >= 500 // 64
+    assert await rs.page(None, 5, prefix="x", glob="node-*") == RegistrationPage([], None)
+    assert (await _walk(rs, 100, prefix="node-4", glob="*9", match=lambda r: r.endpoint < "node-450"))[0] == [
+        f"node-4{i}9" for i in range(5)
+    ]
+
+
+def test_sqlite_glob_is_a_superset_of_the_glob() -> None:
+    assert sqlite_glob("a*b?c") == "a*b?c"
+    assert sqlite_glob("a[!xy]b") == "a?b"
+    assert sqlite_glob("[]]z") == "?z"
+    assert sqlite_glob("a[b") == "a[[]b"
+    assert sqlite_glob("a]b") == "a]b"
 
 
 # --- observations -----------------------------------------------------------------------------
@@ -451,3 +578,10 @@ async def test_sqlite_history_add_keeps_what_a_failed_write_held(tmp_path: FsPat
     finally:
         blocker.close()
         store.close()
+
+
+def test_prefix_upper() -> None:
+    assert prefix_upper("") is None
+    assert prefix_upper("ab") == "ac"
+    assert prefix_upper("a\U0010ffff") == "b"
+    assert prefix_upper("\U0010ffff") is None

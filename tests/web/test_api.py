@@ -64,7 +64,7 @@ def client_for(server: LwM2MServer, token: str | None = None, *, app: Any = None
 async def test_clients_read_write_execute_discover_attributes() -> None:
     async with running() as (server, gadget, _), client_for(server) as api:
         listing = (await api.get("/api/clients")).json()
-        assert [c["endpoint"] for c in listing] == ["dev-1"]
+        assert [c["endpoint"] for c in listing["clients"]] == ["dev-1"] and listing["next"] is None
         one = (await api.get("/api/clients/dev-1")).json()
         assert one["lwm2mVersion"] == "1.1" and one["sleeping"] is False
         assert one["address"].startswith("127.0.0.1:")
@@ -106,7 +106,7 @@ async def test_bad_requests_name_the_bad_value() -> None:
             api.get("/api/clients/dev-1/3/x"),
             api.get("/api/clients/dev-1/3/0", params={"format": "klingon"}),
             api.put("/api/clients/dev-1/3/0/9", json={"value": "lots"}),
-            api.put("/api/clients/dev-1/3/0", content=b"{nope"),
+            api.put("/api/clients/dev-1/3/0", content=b"{nope", headers={"Content-Type": "application/json"}),
             api.put("/api/clients/dev-1/3/0/9/attributes", params={"pmin": "soon"}),
             api.get("/api/clients/dev-1/3/0", params={"timeout": "later"}),
         ]
@@ -185,7 +185,7 @@ async def test_a_token_is_required_when_set() -> None:
         wrong = await api.get("/api/clients", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
         right = await api.get("/api/clients", headers={"Authorization": "Bearer s3cret"})
-        assert right.status_code == 200 and right.json() == []
+        assert right.status_code == 200 and right.json() == {"clients": [], "next": None}
 
 
 def free_tcp_port() -> int:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -84,12 +85,13 @@ async def test_console_fleet_device_observe_and_switch_a_light_off(site: str) ->
         try:
             # The fleet page lists the devices as they register (SSE keeps it live).
             await page.goto(f"{site}/")
-            await wait_for_text(page, "#fleet-count", r"^4 of 4 clients")
+            await wait_for_text(page, "#fleet-count", r"^4 clients$")
             fleet_text = await text_of(page, "#fleet")
             assert "weather-" in fleet_text and "light-" in fleet_text and "online" in fleet_text
             await page.select_option("#filter-object", "3416")  # the street lights only
-            await wait_for_text(page, "#fleet-count", r"^2 of 4 clients")
+            await wait_for_text(page, "#fleet-count", r"^2 clients$")
             await page.select_option("#filter-object", "")
+            await wait_for_text(page, "#fleet-count", r"^4 clients$")
             await page.screenshot(path=str(tmp_path / "fleet.png"), full_page=True)
 
             # A temperature device: Read shows a number and its unit.
@@ -165,6 +167,60 @@ async def test_console_bootstrap_page_adds_a_configuration_and_shows_the_session
                         await wait_for_text(page, "#bootstrap-sessions", r"fresh-device.*finished")
                     SHOTS.mkdir(parents=True, exist_ok=True)
                     await page.screenshot(path=str(SHOTS / "bootstrap.png"), full_page=True)
+                    assert errors == []
+                finally:
+                    await browser.close()
+        finally:
+            http.should_exit = True
+            await task
+
+
+async def test_console_fleet_loads_pages_and_filters_on_the_server() -> None:
+    from lwm2m.protocol.registration import ObjectLink, Registration
+
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        for n in range(250):
+            links = (ObjectLink(3, 0), *((ObjectLink(3303, 0),) if n % 10 == 0 else ()))
+            name = f"node-{n:03d}"
+            now = time.time()  # not expired: the server drops registrations past their lifetime
+            added = Registration(
+                name, f"r{n}", ("192.0.2.1", 5683), objects=links, registered_at=now, last_update=now
+            )
+            await server.store.registrations.add(added)
+        http = http_server(create_app(server), "127.0.0.1", 0)
+        task, base = await start_http(http, "127.0.0.1", 0)
+        try:
+            async with playwright_api.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                # A short window: the end of the table is out of view, so only "More" loads more.
+                page = await browser.new_page(viewport={"width": 1280, "height": 600})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                asked: list[str] = []
+                page.on("request", lambda r: asked.append(r.url) if "/api/clients" in r.url else None)
+                try:
+                    await page.goto(f"{base}/")
+                    await wait_for_text(page, "#fleet-count", r"^100 clients shown, more to load$")
+                    assert await page.locator("tr.client").count() == 100
+                    # "More", clicked where it is: Playwright's click would scroll to it, and the
+                    # end of the table coming into view loads pages on its own.
+                    await page.eval_on_selector("#fleet-more", "button => button.click()")
+                    await wait_for_text(page, "#fleet-count", r"^200 clients shown, more to load$")
+                    # Infinite scroll: the end of the table in view loads the next page.
+                    await page.locator("#fleet-end").scroll_into_view_if_needed()
+                    await wait_for_text(page, "#fleet-count", r"^250 clients$")
+                    assert await page.locator("#fleet-more").is_hidden()
+                    # The filter goes to the server (once typing stops), as a prefix or a glob.
+                    await page.fill("#filter-name", "node-24")
+                    await wait_for_text(page, "#fleet-count", r"^10 clients$")
+                    await page.fill("#filter-name", "node-?[05]0")
+                    await wait_for_text(page, "#fleet-count", r"^10 clients$")
+                    await page.fill("#filter-name", "")
+                    await page.select_option("#filter-object", "3303")
+                    await wait_for_text(page, "#fleet-count", r"^25 clients$")
+                    assert any("endpoint=node-24" in url for url in asked)
+                    assert any("object=3303" in url for url in asked)
+                    assert all("limit=100" in url for url in asked)
                     assert errors == []
                 finally:
                     await browser.close()

@@ -17,14 +17,21 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
-from lwm2m.cli.server_cmd import http_server, open_store, start_http
+from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_store, start_http
 from lwm2m.transport.eventloop import run
 
 DEMO_DATA = ".lwm2m-demo"
 
 
 async def demo_session(
-    host: str, coap_port: int, http_port: int, store: Any, count: int, profile: str, rate: float
+    host: str,
+    coap_port: int,
+    http_port: int,
+    store: Any,
+    count: int,
+    profile: str,
+    rate: float,
+    guard: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.simulator.fleet import Fleet
@@ -35,7 +42,7 @@ async def demo_session(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with LwM2MServer(host, coap_port, store=store) as server:
-        http = http_server(create_app(server), host, http_port)
+        http = http_server(create_app(server, bind_host=host, **(guard or {})), host, http_port)
         task, base = await start_http(http, host, http_port)
         try:
             click.echo(f"lwm2m demo: console on {base}/  (REST API {base}/api, CoAP {server.uri})")
@@ -66,8 +73,20 @@ async def demo_session(
     type=click.FloatRange(min=0.1),
     help="devices started per second",
 )
-def demo(host: str, coap_port: int, http_port: int, data: str, count: int, profile: str, rate: float) -> None:
+@guard_options
+def demo(
+    host: str,
+    coap_port: int,
+    http_port: int,
+    data: str,
+    count: int,
+    profile: str,
+    rate: float,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+) -> None:
     """Run the server with its web console and a simulated fleet."""
+    check_guard_options(allowed_hosts, cors_origins)
     from lwm2m.simulator.profiles import PROFILES
 
     if profile not in PROFILES:
@@ -77,7 +96,8 @@ def demo(host: str, coap_port: int, http_port: int, data: str, count: int, profi
     except Exception as exc:
         fail(f"--data {data}: {exc}")
     try:
-        run(demo_session(host, coap_port, http_port, store, count, profile, rate))
+        guard = {"allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
+        run(demo_session(host, coap_port, http_port, store, count, profile, rate, guard))
     except OSError as exc:
         ports = {"--coap-port": coap_port, "--http-port": http_port}
         fail(bind_failure(exc, ports) or f"cannot serve: {exc.strerror or exc}")

@@ -8,7 +8,7 @@ import gc
 import ipaddress
 import math
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +224,38 @@ def registration_config(options: dict[str, Any]) -> dict[str, Any]:
     return {"registration_limits": limits, "nosec_endpoints": options["nosec_endpoints"]}
 
 
+def guard_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--allowed-host`` and ``--cors-origin``: what the REST API's guard lets in (lwm2m.web.guard)."""
+    command = click.option(
+        "--cors-origin",
+        "cors_origins",
+        multiple=True,
+        metavar="ORIGIN",
+        help="a web origin (scheme://host:port) allowed to call the REST API from a browser (repeatable)",
+    )(command)
+    return click.option(
+        "--allowed-host",
+        "allowed_hosts",
+        multiple=True,
+        metavar="NAME",
+        help="a host name the REST API is reached by, besides its address and localhost (repeatable)",
+    )(command)
+
+
+def check_guard_options(allowed_hosts: tuple[str, ...], cors_origins: tuple[str, ...]) -> None:
+    from lwm2m.web.guard import normalize_origin, split_host
+
+    for name in allowed_hosts:
+        parts = split_host(name)
+        if parts is None or parts[1] is not None:
+            fail(f"--allowed-host {name!r}: give a host name or address, without a port")
+    for origin in cors_origins:
+        try:
+            normalize_origin(origin)
+        except ValueError as exc:
+            fail(f"--cors-origin: {exc}")
+
+
 async def serve(
     host: str,
     coap_port: int,
@@ -237,6 +269,8 @@ async def serve(
     bootstrap_port: int | None = None,
     awake_time: float = DEFAULT_AWAKE_TIME,
     registration: dict[str, Any] | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
@@ -251,7 +285,8 @@ async def serve(
         LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
     ):
-        app = create_app(server, api_token=token, bootstrap=bootstrap)
+        guard = {"bind_host": http_host, "allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
+        app = create_app(server, api_token=token, bootstrap=bootstrap, **guard)
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -301,6 +336,7 @@ async def serve(
     help="seconds a queue-mode client stays reachable after it sent something (LwM2M 1.2 §6.5)",
 )
 @registration_options
+@guard_options
 def server(
     host: str,
     coap_port: int,
@@ -316,9 +352,12 @@ def server(
     dtls_ca: str | None,
     bootstrap_port: int | None,
     awake_time: float,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
+    check_guard_options(allowed_hosts, cors_origins)
     if not is_loopback(http_host) and not api_token:
         # Anyone who reaches the API can write to every device: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
@@ -334,7 +373,16 @@ def server(
         fail(f"--data {data}: {exc}")
     try:
         served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
-        run(serve(*served, bootstrap_port=bootstrap_port, awake_time=awake_time, registration=registration))
+        guard = {"allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
+        run(
+            serve(
+                *served,
+                bootstrap_port=bootstrap_port,
+                awake_time=awake_time,
+                registration=registration,
+                **guard,
+            )
+        )
     except OSError as exc:
         ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--bootstrap-port": bootstrap_port}
         fail(bind_failure(exc, {**ports, "--http-port": http_port}) or f"cannot serve: {exc.strerror or exc}")

@@ -9,7 +9,10 @@ returns, for the backends that are durable at all; the one exception is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -229,6 +232,96 @@ class SecurityInfo:
         return cls(endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec")
 
 
+# --- pages of registrations ------------------------------------------------------------------
+
+PAGE_SCAN = 20_000  # registrations a filtered page examines at most before it answers short
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationPage:
+    """Registrations in endpoint order, and the endpoint to go on after (None: no more)."""
+
+    registrations: list[Registration]
+    next: str | None
+
+
+def prefix_upper(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (None: no such bound)."""
+    stripped = prefix.rstrip(chr(0x10FFFF))
+    if not stripped:
+        return None
+    return stripped[:-1] + chr(ord(stripped[-1]) + 1)
+
+
+def glob_head(glob: str) -> str:
+    """The literal start of an ``fnmatch`` glob: every name it matches starts with it."""
+    cut = min((glob.index(c) for c in "*?[" if c in glob), default=len(glob))
+    return glob[:cut]
+
+
+def name_range(prefix: str, glob: str | None) -> str | None:
+    """The one prefix that every name starting with ``prefix`` and matching ``glob`` has (the
+    range of the index to walk); None when no name can do both."""
+    head = "" if glob is None else glob_head(glob)
+    start = max(prefix, head)
+    return start if start.startswith(prefix) and start.startswith(head) else None
+
+
+def glob_matcher(glob: str) -> Callable[[str], bool]:
+    """``fnmatch.fnmatchcase`` semantics (case-sensitive ``*``, ``?``, ``[seq]``, ``[!seq]``)."""
+    match = re.compile(fnmatch.translate(glob)).match
+    return lambda name: match(name) is not None
+
+
+# A page's rows: each examined endpoint, with its registration, or None when the store's own
+# test of the name (the glob) already turned it down without reading the rest.
+Row = tuple[str, Registration | None]
+
+
+async def collect_page(
+    fetch: Callable[[str | None, int], list[Row]],
+    after: str | None,
+    limit: int,
+    match: Callable[[Registration], bool] | None,
+    *,
+    chunk: int,
+    filtered: bool,
+    scan: int = PAGE_SCAN,
+) -> RegistrationPage:
+    """A page built from ``fetch(after, n)`` (the next ``n`` rows after ``after`` in endpoint
+    order), ``chunk`` at a time, yielding to the event loop between chunks.
+
+    A filter that matches little (``filtered``: the rows' own or ``match``) makes the page
+    stop after ``scan`` rows and answer short, with ``next`` where it stopped: one call
+    never walks the whole index.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    found: list[Registration] = []
+    examined = 0
+    cursor = after
+    while True:
+        n = min(chunk, max(scan - examined, 1))
+        if not filtered:
+            n = min(n, limit - len(found))
+        rows = fetch(cursor, n + 1)  # one more than used: tells whether the index goes on
+        more = len(rows) > n
+        del rows[n:]
+        for index, (endpoint, registration) in enumerate(rows):
+            examined += 1
+            cursor = endpoint
+            if registration is not None and (match is None or match(registration)):
+                found.append(registration)
+                if len(found) == limit:
+                    rest = more or index < len(rows) - 1
+                    return RegistrationPage(found, cursor if rest else None)
+        if not more:
+            return RegistrationPage(found, None)
+        if examined >= scan:
+            return RegistrationPage(found, cursor)
+        await asyncio.sleep(0)  # let CoAP traffic through between chunks
+
+
 # --- the protocols -----------------------------------------------------------------------
 
 
@@ -256,6 +349,24 @@ class RegistrationStore(Protocol):
         ...
 
     async def all(self) -> list[Registration]: ...
+
+    async def page(
+        self,
+        after: str | None = None,
+        limit: int = 100,
+        *,
+        prefix: str = "",
+        glob: str | None = None,
+        match: Callable[[Registration], bool] | None = None,
+        scan: int = PAGE_SCAN,
+    ) -> RegistrationPage:
+        """Up to ``limit`` registrations whose endpoint is above ``after``, starts with
+        ``prefix`` and matches ``glob`` (``fnmatch`` syntax, case-sensitive), that ``match``
+        accepts, in endpoint order, from an index (never a sort of every registration).
+        Walks the index in chunks, yielding to the event loop between them, and answers
+        short after examining ``scan`` registrations; ``next`` is the endpoint to continue
+        after, None when the index has no more."""
+        ...
 
     async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
         """Registrations whose lifetime (plus ``grace``) ran out by ``now``, soonest expired first."""

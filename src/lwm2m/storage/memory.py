@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
 from lwm2m.storage.base import (
+    PAGE_SCAN,
     HistoryEntry,
     HistoryRetention,
     IdentityInUse,
     Observation,
+    RegistrationPage,
+    Row,
     SecurityInfo,
     Source,
     check_query,
+    collect_page,
+    glob_matcher,
+    name_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
+from lwm2m.storage.sortedkeys import SortedKeys
+
+# Registrations a page walks between two yields to the event loop (~0.2 ms with a filter).
+MEMORY_PAGE_CHUNK = 512
 
 
 class MemoryRegistrationStore:
     def __init__(self) -> None:
         self._by_endpoint: dict[str, Registration] = {}
         self._by_id: dict[str, str] = {}  # registration ID -> endpoint
+        self._order = SortedKeys()  # the endpoints, for pages
 
     async def add(self, registration: Registration) -> Registration | None:
         old = self._by_endpoint.get(registration.endpoint)
@@ -36,6 +48,8 @@ class MemoryRegistrationStore:
             raise ValueError(f"registration ID {registration.registration_id!r} is in use by {clash!r}")
         self._by_endpoint[registration.endpoint] = registration
         self._by_id[registration.registration_id] = registration.endpoint
+        if old is None:
+            self._order.add(registration.endpoint)
         return old
 
     async def get(self, endpoint: str) -> Registration | None:
@@ -58,10 +72,40 @@ class MemoryRegistrationStore:
             return None
         del self._by_endpoint[endpoint]
         del self._by_id[old.registration_id]
+        self._order.discard(endpoint)
         return old
 
     async def all(self) -> list[Registration]:
         return list(self._by_endpoint.values())
+
+    async def page(
+        self,
+        after: str | None = None,
+        limit: int = 100,
+        *,
+        prefix: str = "",
+        glob: str | None = None,
+        match: Callable[[Registration], bool] | None = None,
+        scan: int = PAGE_SCAN,
+    ) -> RegistrationPage:
+        start = name_range(prefix, glob)
+        if start is None:
+            return RegistrationPage([], None)
+        by_endpoint = self._by_endpoint
+        named = None if glob is None else glob_matcher(glob)
+
+        def fetch(cursor: str | None, n: int) -> list[Row]:
+            found: list[Row] = []
+            for endpoint in islice(self._order.after(cursor, start=start), n):
+                if not endpoint.startswith(start):
+                    break  # the keys with a prefix are contiguous: past them
+                found.append((endpoint, by_endpoint[endpoint] if named is None or named(endpoint) else None))
+            return found
+
+        filtered = glob is not None or match is not None
+        return await collect_page(
+            fetch, after, limit, match, chunk=MEMORY_PAGE_CHUNK, filtered=filtered, scan=scan
+        )
 
     async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
         found = [r for r in self._by_endpoint.values() if r.is_expired(now, grace)]

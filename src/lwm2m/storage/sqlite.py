@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
@@ -35,20 +35,29 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
 from lwm2m.storage.base import (
+    PAGE_SCAN,
     HistoryEntry,
     HistoryRetention,
     IdentityInUse,
     Observation,
+    RegistrationPage,
+    Row,
     SecurityInfo,
     Source,
     StoreError,
     check_query,
+    collect_page,
+    glob_matcher,
+    name_range,
+    prefix_upper,
     record_from_row,
     record_row,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 
 SCHEMA_VERSION = 1
+# Registrations a page reads and decodes between two yields to the event loop (~1 ms).
+SQLITE_PAGE_CHUNK = 64
 # HistoryStore.add keeps rows back until flush() or until this many wait: one commit for them all.
 MAX_PENDING = 2048
 # SQLite's page cache for the connection, KiB: the history's indexes are written all over.
@@ -128,6 +137,32 @@ def _json(obj: object) -> bytes:
     return msgspec.json.encode(obj)
 
 
+def sqlite_glob(glob: str) -> str:
+    """An ``fnmatch`` glob as a SQLite GLOB pattern matching at least the same names: ``*`` and
+    ``?`` as they are, a ``[...]`` class as ``?``, a literal ``[`` (one left open) as ``[[]``."""
+    out = []
+    i = 0
+    while i < len(glob):
+        c = glob[i]
+        if c == "[":
+            # fnmatch's rule: "!" then "]" may open the class; the next "]" closes it.
+            j = i + 1
+            if j < len(glob) and glob[j] == "!":
+                j += 1
+            if j < len(glob) and glob[j] == "]":
+                j += 1
+            close = glob.find("]", j)
+            if close < 0:
+                out.append("[[]")
+            else:
+                out.append("?")
+                i = close
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
 def _registration(data: bytes) -> Registration:
     return Registration.from_dict(msgspec.json.decode(data))
 
@@ -201,6 +236,48 @@ class SqliteRegistrationStore:
     async def all(self) -> list[Registration]:
         rows = self._conn.execute("SELECT data FROM registrations ORDER BY rowid").fetchall()
         return [_registration(d) for (d,) in rows]
+
+    async def page(
+        self,
+        after: str | None = None,
+        limit: int = 100,
+        *,
+        prefix: str = "",
+        glob: str | None = None,
+        match: Callable[[Registration], bool] | None = None,
+        scan: int = PAGE_SCAN,
+    ) -> RegistrationPage:
+        start = name_range(prefix, glob)
+        if start is None:
+            return RegistrationPage([], None)
+        # The endpoint is the primary key: its index gives the order and the range, so a
+        # chunk reads only its own rows (``endpoint > ? ... LIMIT ?``), wherever it starts.
+        # SQLite's GLOB (a superset of the glob here: each [class] becomes ?) spares reading
+        # and decoding the rows whose names cannot match; the exact test follows in Python.
+        upper = prefix_upper(start)
+        where = "endpoint > ? AND endpoint >= ?" + ("" if upper is None else " AND endpoint < ?")
+        data = "data" if glob is None else "CASE WHEN endpoint GLOB ? THEN data END"
+        query = f"SELECT endpoint, {data} FROM registrations WHERE {where} ORDER BY endpoint LIMIT ?"
+        head = () if glob is None else (sqlite_glob(glob),)
+        range_end = () if upper is None else (upper,)
+        named = None if glob is None else glob_matcher(glob)
+
+        def fetch(cursor: str | None, n: int) -> list[Row]:
+            rows = self._conn.execute(query, (*head, cursor or "", start, *range_end, n))
+            return [
+                (
+                    endpoint,
+                    None
+                    if blob is None or (named is not None and not named(endpoint))
+                    else _registration(blob),
+                )
+                for endpoint, blob in rows
+            ]
+
+        filtered = glob is not None or match is not None
+        # Rows turned down by GLOB cost little: a filtered walk takes bigger chunks.
+        chunk = SQLITE_PAGE_CHUNK if glob is None else SQLITE_PAGE_CHUNK * 4
+        return await collect_page(fetch, after, limit, match, chunk=chunk, filtered=filtered, scan=scan)
 
     async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
         rows = self._conn.execute(

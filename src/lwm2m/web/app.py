@@ -14,15 +14,18 @@ the HTTP call until the client wakes up, as the Python API does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from pathlib import Path as PathLib
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -42,6 +45,8 @@ from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
 from lwm2m.web.bootstrap_api import bootstrap_routes, with_bootstrap_events
 from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
+from lwm2m.web.guard import LocalApiGuard
+from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
 from lwm2m.web.openapi import docs_html, openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
@@ -193,11 +198,16 @@ def create_app(
     api_token: str | None = None,
     requests: RequestTable | None = None,
     bootstrap: BootstrapServer | None = None,
+    bind_host: str | None = None,
+    allowed_hosts: Iterable[str] = (),
+    cors_origins: Iterable[str] = (),
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
     ``requests`` holds the requests queued for sleeping clients (a default table if None);
     ``bootstrap``, a bootstrap server beside it, adds ``/api/bootstrap`` and its events.
+    ``bind_host``, ``allowed_hosts`` and ``cors_origins`` configure the
+    :class:`~lwm2m.web.guard.LocalApiGuard` every request passes, token or not.
     """
     keeper = ObservationKeeper()
     table = requests if requests is not None else RequestTable()
@@ -209,8 +219,21 @@ def create_app(
         return registration_view(registration, sleeping=_sleeping(registration))
 
     async def clients(request: Request) -> Response:
-        registrations = await server.registrations()
-        return JSONResponse([_view(r) for r in sorted(registrations, key=lambda r: r.endpoint)])
+        """A page of the clients in endpoint order, from the store's index (never the whole
+        fleet at once: listing must not hold up CoAP traffic)."""
+        query = client_query(request.query_params)
+        online = query.online
+        match = query.matcher(None if online is None else (lambda r: _sleeping(r) is not online))
+        page = await server.store.registrations.page(
+            query.after, query.limit, prefix=query.prefix, glob=query.glob, match=match
+        )
+        views = []
+        for start in range(0, len(page.registrations), VIEW_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # a long page is turned into JSON a slice at a time
+            views += [_view(r) for r in page.registrations[start : start + VIEW_CHUNK]]
+        body = {"clients": views, "next": None if page.next is None else encode_cursor(page.next)}
+        return Response(msgspec.json.encode(body), media_type="application/json")
 
     async def client(request: Request) -> Response:
         return JSONResponse(_view(await server.registration(request.path_params["ep"])))
@@ -440,9 +463,24 @@ def create_app(
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/api/docs", docs, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    # The guard is outermost: a refused request never reaches the token check or a route, and
+    # CORS preflights (which carry no token) are answered before the token check.
+    middleware = [
+        Middleware(
+            LocalApiGuard,  # type: ignore[arg-type]
+            bind_host=bind_host,
+            allowed_hosts=tuple(allowed_hosts),
+            cors_origins=tuple(cors_origins),
+        )
+    ]
     if api_token:
-        app.add_middleware(BearerAuth, token=api_token)
+        middleware.append(Middleware(BearerAuth, token=api_token))  # type: ignore[arg-type]
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
     app.state.server = server
     app.state.observations = keeper
     app.state.requests = table

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -201,11 +202,19 @@ async def with_bootstrap_events(
 
 
 def create_bootstrap_app(
-    bootstrap: BootstrapServer, *, api_token: str | None = None, security: Any = None
+    bootstrap: BootstrapServer,
+    *,
+    api_token: str | None = None,
+    security: Any = None,
+    bind_host: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    cors_origins: tuple[str, ...] = (),
 ) -> Starlette:
     """The REST API of a bootstrap server that runs without an LwM2M server (``lwm2m bootstrap``):
-    ``/api/bootstrap`` and an ``/api/events`` stream of the bootstrap events."""
+    ``/api/bootstrap`` and an ``/api/events`` stream of the bootstrap events, behind the same
+    :class:`~lwm2m.web.guard.LocalApiGuard` as the server's API."""
     from lwm2m.web.app import BearerAuth
+    from lwm2m.web.guard import LocalApiGuard
 
     async def events(request: Request) -> Response:
         return StreamingResponse(
@@ -215,8 +224,10 @@ def create_bootstrap_app(
         )
 
     routes = [*bootstrap_routes(bootstrap, security=security), Route("/api/events", events, methods=["GET"])]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    guard = {"bind_host": bind_host, "allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
+    middleware = [Middleware(LocalApiGuard, **guard)]  # type: ignore[arg-type]
     if api_token:
-        app.add_middleware(BearerAuth, token=api_token)
+        middleware.append(Middleware(BearerAuth, token=api_token))  # type: ignore[arg-type]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.state.bootstrap = bootstrap
     return app

@@ -128,6 +128,14 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "Paths": {"type": "object", "properties": {"paths": {"type": "array", "items": {"type": "string"}}}},
+        "ClientPage": {
+            "type": "object",
+            "required": ["clients", "next"],
+            "properties": {
+                "clients": {"type": "array", "items": _ref("Registration")},
+                "next": {"type": ["string", "null"], "description": "cursor of the next page, or null"},
+            },
+        },
         "DeviceAnswer": {
             "type": "object",
             "required": ["code"],
@@ -220,8 +228,26 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/clients": {
             "get": {
-                "summary": "List registered clients",
-                "responses": {"200": _json({"type": "array", "items": _ref("Registration")})},
+                "summary": "A page of the registered clients, in endpoint order",
+                "description": "Pass the answer's next as cursor for the following page. A page with "
+                "filters may hold fewer than limit clients (even none) and still have a next: the "
+                "server stops after examining a bounded number of registrations.",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                        "description": "clients per page",
+                    },
+                    _query("cursor", "string", "the next of the previous page (opaque)"),
+                    _query("endpoint", "string", "endpoint name prefix, or a glob when it has * ? or ["),
+                    _query("object", "integer", "only clients whose links include this object ID"),
+                    _query("online", "boolean", "true: awake clients; false: sleeping (queue mode) ones"),
+                ],
+                "responses": {
+                    "200": _json(_ref("ClientPage")),
+                    "400": _json(_ref("Error"), "bad limit, cursor or filter"),
+                },
             }
         },
         "/api/clients/{ep}": {

@@ -47,7 +47,6 @@ const NUMERIC = new Set(["Integer", "Unsigned Integer", "Float", "Time"]);
 
 const state = {
   token: localStorage.getItem("lwm2m-token") || "",
-  clients: new Map(), // endpoint -> registration view
   models: new Map(), // object id -> definition (or null when unknown)
   events: [], // the SSE events seen since the console opened, newest last
   listeners: new Set(),
@@ -147,17 +146,11 @@ function dispatchChunk(chunk) {
   for (const listener of state.listeners) listener(event);
 }
 
-// What every view needs from an event: the client table, live values, queued results.
+// What every view needs from an event: live values, observations, queued results.
 function absorb({ name, data }) {
   const ep = data.endpoint;
-  if ((name === "REGISTRATION" || name === "UPDATE") && data.registration) {
-    state.clients.set(ep, data.registration);
-  } else if (name === "DEREGISTRATION" || name === "EXPIRED") {
-    state.clients.delete(ep);
-  } else if (name === "SLEEPING" || name === "AWAKE") {
-    const c = state.clients.get(ep);
-    if (c) c.sleeping = name === "SLEEPING";
-  } else if ((name === "NOTIFICATION" || name === "SEND") && data.records) {
+  // The client table belongs to the fleet page, which loads it by pages: no whole fleet here.
+  if ((name === "NOTIFICATION" || name === "SEND") && data.records) {
     storeRecords(ep, data.records, true);
   } else if (name === "OBSERVATION_ENDED") {
     for (const key of [...state.observing]) if (key.startsWith(`${ep}|`)) state.observing.delete(key);
@@ -292,9 +285,46 @@ async function run(ep, title, path, options) {
 
 // --- fleet page ----------------------------------------------------------------------------------
 
-async function loadClients() {
-  const { status, data } = await api("/clients");
-  if (status === 200 && Array.isArray(data)) state.clients = new Map(data.map((c) => [c.endpoint, c]));
+const PAGE = 100; // clients asked for per page
+const FILTER_DELAY = 300; // ms of quiet typing before the filter goes to the server
+
+// A page of GET /api/clients: {clients, next}. The server walks its index by endpoint name and
+// may answer a filtered page short (with a next), so that listing never holds it up.
+async function clientPage(query) {
+  const { status, data } = await api("/clients", { query });
+  if (status !== 200 || !data || !Array.isArray(data.clients)) return { clients: [], next: null, status, data };
+  return data;
+}
+
+// The same filters as the server's, for clients that register while the page is open.
+function globRegex(glob) {
+  let out = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*") out += ".*";
+    else if (c === "?") out += ".";
+    else if (c === "[") {
+      const close = glob.indexOf("]", i + 2);
+      if (close < 0) out += "\\[";
+      else {
+        let set = glob.slice(i + 1, close).replace(/\\/g, "\\\\");
+        if (set.startsWith("!")) set = "^" + set.slice(1);
+        out += `[${set}]`;
+        i = close;
+      }
+    } else out += c.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`, "s");
+}
+
+function filterTest({ endpoint, object, online }) {
+  const name = endpoint || "";
+  const glob = /[*?[]/.test(name) ? globRegex(name) : null;
+  const oid = object === "" || object === undefined ? null : Number(object);
+  return (c) =>
+    (glob ? glob.test(c.endpoint) : c.endpoint.startsWith(name)) &&
+    (oid === null || objectIds(c).has(oid)) &&
+    (online === "" || online === undefined || String(!c.sleeping) === online);
 }
 
 function objectIds(client) {
@@ -303,15 +333,37 @@ function objectIds(client) {
   return ids;
 }
 
+// The endpoint a cursor stands for (base64url of its UTF-8 form, as the server makes them).
+function cursorName(cursor) {
+  const bytes = Uint8Array.from(atob(cursor.replace(/-/g, "+").replace(/_/g, "/")), (ch) => ch.charCodeAt(0));
+  return new TextDecoder().decode(bytes);
+}
+
+// Code-point order, as the server sorts endpoint names (not localeCompare).
+const byName = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
 async function renderFleet() {
-  await loadClients();
-  const nameFilter = el("input", { id: "filter-name", placeholder: "filter by name", type: "search" });
+  const nameFilter = el("input", {
+    id: "filter-name",
+    placeholder: "name prefix or glob*",
+    title: "endpoint name prefix, or a glob with *, ? or [...]",
+    type: "search",
+  });
   const objectFilter = el("select", { id: "filter-object" }, el("option", { value: "" }, "all objects"));
+  const stateFilter = el(
+    "select",
+    { id: "filter-state" },
+    el("option", { value: "" }, "any state"),
+    el("option", { value: "true" }, "online"),
+    el("option", { value: "false" }, "sleeping"),
+  );
   const count = el("span", { class: "muted", id: "fleet-count" });
   const body = el("tbody", { id: "fleet" });
+  const more = el("button", { id: "fleet-more", type: "button", hidden: true }, "More");
+  const sentinel = el("div", { id: "fleet-end" });
   view().replaceChildren(
     el("h1", {}, "Fleet"),
-    el("div", { class: "toolbar" }, nameFilter, objectFilter, count),
+    el("div", { class: "toolbar" }, nameFilter, objectFilter, stateFilter, count),
     el(
       "div",
       { class: "panel" },
@@ -329,13 +381,80 @@ async function renderFleet() {
         ),
         body,
       ),
+      more,
+      sentinel,
     ),
   );
+
+  // The listing shown: the pages loaded so far for the current filter, in endpoint order.
+  let shown = new Map(); // endpoint -> registration view
+  let next = null; // cursor of the next page, null when everything matching is shown
+  let generation = 0; // bumped by each new filter: answers for an older one are dropped
+  let loading = false;
+  let closed = false;
+  const filters = () => ({ endpoint: nameFilter.value.trim(), object: objectFilter.value, online: stateFilter.value });
+  let matches = filterTest(filters());
+
+  function row(c) {
+    const st = c.sleeping ? "sleeping" : "online";
+    return el(
+      "tr",
+      { class: "client", "data-endpoint": c.endpoint, onclick: () => (location.hash = `#/device/${enc(c.endpoint)}`) },
+      el("td", {}, el("a", { href: `#/device/${enc(c.endpoint)}` }, c.endpoint)),
+      el("td", {}, c.lwm2mVersion),
+      el("td", {}, c.binding + (c.queueMode ? " (queue)" : "")),
+      el("td", {}, c.address),
+      el("td", { "data-seen": c.lastUpdate }, ago(c.lastUpdate)),
+      el("td", {}, el("span", { class: `state ${st}` }, st)),
+      el("td", { class: "muted" }, String(objectIds(c).size)),
+    );
+  }
+
+  function rows() {
+    const clients = [...shown.values()].sort((a, b) => byName(a.endpoint, b.endpoint));
+    body.replaceChildren(...clients.map(row));
+    count.textContent = `${clients.length} clients${next ? " shown, more to load" : ""}`;
+    more.hidden = !next;
+  }
+
+  async function loadMore(fresh) {
+    if (loading && !fresh) return;
+    const mine = fresh ? ++generation : generation;
+    if (!fresh && !next) return;
+    loading = true;
+    try {
+      const f = filters();
+      const query = { limit: String(PAGE) };
+      if (f.endpoint) query.endpoint = f.endpoint;
+      if (f.object) query.object = f.object;
+      if (f.online) query.online = f.online;
+      // A sparse filter can answer short pages: go on until a page's worth is shown or the end.
+      let wanted = PAGE;
+      let cursor = fresh ? null : next;
+      for (let round = 0; round < 20 && wanted > 0; round++) {
+        if (cursor) query.cursor = cursor;
+        const page = await clientPage(query);
+        if (mine !== generation || closed) return;
+        if (fresh && round === 0) shown = new Map();
+        for (const c of page.clients) shown.set(c.endpoint, c);
+        wanted -= page.clients.length;
+        next = page.next;
+        cursor = page.next;
+        if (!cursor) break;
+      }
+      rows();
+      fillObjects();
+    } finally {
+      if (mine === generation) loading = false;
+    }
+    // Still at the end of the table (a short page, or a scroll during the load): go on.
+    if (mine === generation && endInView && next && !closed) setTimeout(() => loadMore(false), 0);
+  }
 
   const known = new Set();
   async function fillObjects() {
     const ids = new Set();
-    for (const c of state.clients.values()) for (const id of objectIds(c)) ids.add(id);
+    for (const c of shown.values()) for (const id of objectIds(c)) ids.add(id);
     for (const id of [...ids].sort((a, b) => a - b)) {
       if (known.has(id) || id === 0) continue;
       known.add(id);
@@ -346,31 +465,24 @@ async function renderFleet() {
     }
   }
 
-  function rows() {
-    const name = nameFilter.value.trim().toLowerCase();
-    const oid = objectFilter.value ? Number(objectFilter.value) : null;
-    const clients = [...state.clients.values()]
-      .filter((c) => !name || c.endpoint.toLowerCase().includes(name))
-      .filter((c) => oid === null || objectIds(c).has(oid))
-      .sort((a, b) => a.endpoint.localeCompare(b.endpoint));
-    body.replaceChildren(
-      ...clients.map((c) => {
-        const st = c.sleeping ? "sleeping" : "online";
-        return el(
-          "tr",
-          { class: "client", "data-endpoint": c.endpoint, onclick: () => (location.hash = `#/device/${enc(c.endpoint)}`) },
-          el("td", {}, el("a", { href: `#/device/${enc(c.endpoint)}` }, c.endpoint)),
-          el("td", {}, c.lwm2mVersion),
-          el("td", {}, c.binding + (c.queueMode ? " (queue)" : "")),
-          el("td", {}, c.address),
-          el("td", { "data-seen": c.lastUpdate }, ago(c.lastUpdate)),
-          el("td", {}, el("span", { class: `state ${st}` }, st)),
-          el("td", { class: "muted" }, String(objectIds(c).size)),
-        );
-      }),
-    );
-    count.textContent = `${clients.length} of ${state.clients.size} clients`;
+  let timer = null;
+  function refilter() {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      matches = filterTest(filters());
+      loadMore(true);
+    }, FILTER_DELAY);
   }
+  nameFilter.addEventListener("input", refilter);
+  objectFilter.addEventListener("change", refilter);
+  stateFilter.addEventListener("change", refilter);
+  more.addEventListener("click", () => loadMore(false));
+  // Infinite scroll: the next page loads when the end of the table comes into view.
+  let endInView = false;
+  const watcher = new IntersectionObserver((entries) => {
+    endInView = entries[entries.length - 1].isIntersecting;
+    if (endInView && next) loadMore(false);
+  });
 
   let scheduled = false;
   const refresh = () => {
@@ -382,18 +494,36 @@ async function renderFleet() {
       fillObjects();
     });
   };
-  nameFilter.addEventListener("input", rows);
-  objectFilter.addEventListener("change", rows);
-  rows();
-  fillObjects();
+  // Live changes: a client already shown follows its events; a new one that matches joins the
+  // table when it falls within what is loaded (before the next cursor's position, or anywhere
+  // once the last page is in).
+  const within = (ep) => next === null || byName(ep, cursorName(next)) <= 0;
   const listener = (e) => {
-    if (["REGISTRATION", "UPDATE", "DEREGISTRATION", "EXPIRED", "SLEEPING", "AWAKE"].includes(e.name)) refresh();
+    const ep = e.data.endpoint;
+    if ((e.name === "REGISTRATION" || e.name === "UPDATE") && e.data.registration) {
+      const c = e.data.registration; // awake: a Register or an Update wakes a queue-mode client
+      if (matches(c) && (shown.has(ep) || within(ep))) shown.set(ep, c);
+      else shown.delete(ep);
+      refresh();
+    } else if (e.name === "DEREGISTRATION" || e.name === "EXPIRED") {
+      if (shown.delete(ep)) refresh();
+    } else if ((e.name === "SLEEPING" || e.name === "AWAKE") && shown.has(ep)) {
+      const c = shown.get(ep);
+      c.sleeping = e.name === "SLEEPING";
+      if (!matches(c)) shown.delete(ep);
+      refresh();
+    }
   };
   state.listeners.add(listener);
+  await loadMore(true);
+  watcher.observe(sentinel); // after the first page, so that it is not loaded twice over
   const ticker = setInterval(() => {
     for (const td of body.querySelectorAll("[data-seen]")) td.textContent = ago(Number(td.dataset.seen));
   }, 1000);
   return () => {
+    closed = true;
+    clearTimeout(timer);
+    watcher.disconnect();
     state.listeners.delete(listener);
     clearInterval(ticker);
   };
@@ -764,12 +894,25 @@ async function renderDevice(ep) {
 
 const POSITION = { 6: [0, 1], 3430: [1, 2] }; // object -> [latitude, longitude] resource IDs
 
+const MAP_MAX = 1000; // devices read for the map, at most
+
 async function renderMap() {
-  await loadClients();
   const points = [];
   const status = el("p", { class: "muted" }, "Reading positions…");
   view().replaceChildren(el("h1", {}, "Map"), status);
-  for (const c of state.clients.values()) {
+  // Only the awake clients with Location or GNSS, asked of the server by filter.
+  const located = new Map();
+  for (const object of ["6", "3430"]) {
+    // A filtered page may come back short with a next: follow it, up to MAP_MAX devices.
+    const query = { object, online: "true", limit: String(MAP_MAX) };
+    for (let round = 0; round < 50 && located.size < MAP_MAX; round++) {
+      const page = await clientPage(query);
+      for (const c of page.clients) if (located.size < MAP_MAX) located.set(c.endpoint, c);
+      if (!page.next) break;
+      query.cursor = page.next;
+    }
+  }
+  for (const c of located.values()) {
     const ids = objectIds(c);
     const oid = ids.has(6) ? 6 : ids.has(3430) ? 3430 : null;
     if (oid === null || c.sleeping) continue;
