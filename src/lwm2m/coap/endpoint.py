@@ -155,6 +155,7 @@ __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
 _KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
 _INF = float("inf")
+_DEDUP_ENTRY = 200  # bytes a duplicate-detection entry holds, roughly (key, expiry, cached reply)
 _decode = decode_message
 _new = object.__new__
 _RequestFields, _EV_TWIN, _request_received = RequestFields, REQUEST_TWIN, request_received
@@ -240,6 +241,9 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         # time without a datagram arriving, and no timer is armed while nothing is held.
         self._sweep_at = _INF
         self._rx_at = -_INF  # the time of the latest datagram: no Message ID was recorded after it
+        # Bytes (estimated) that handle_timer let go of so far, for the transport to know when
+        # to give memory back to the system.
+        self.released = 0
         self._now = 0.0  # the latest time the application or the timer told, for cancel()
         self.rejected_after_decode = 0  # well-formed datagrams whose content we could not use
 
@@ -298,7 +302,11 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 self._retransmit(obj, now)
             else:
                 self._request_expired(obj)
+        held = self._block_bytes + _DEDUP_ENTRY * (self._dedup_count + self._dedup_old_count)
         self._sweep(now)
+        held -= self._block_bytes + _DEDUP_ENTRY * (self._dedup_count + self._dedup_old_count)
+        if held > 0:
+            self.released += held
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         """Take one datagram from ``addr``; never raises, whatever ``data`` holds."""

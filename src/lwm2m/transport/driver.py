@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from lwm2m.transport.address import Addr
+from lwm2m.transport.memory import Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class UdpDriver:
         self._timer_at: float | None = None
         self._closed = False
         self._receiving = True
+        self._trimmer = Trimmer()
 
     @property
     def receiving(self) -> bool:
@@ -180,6 +182,10 @@ class UdpDriver:
             self._arm_timer()
             return
         endpoint.handle_timer(now)
+        released = getattr(endpoint, "released", None)
+        if released is not None:
+            # State the timer let go of: once it adds up, hand the pages back to the system.
+            self._trimmer.check(released, now)
         self._deliver(now)
         self._transmit(now)
 
