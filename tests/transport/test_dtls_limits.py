@@ -98,7 +98,7 @@ def test_trimmer_runs_after_enough_was_released_and_not_too_often() -> None:
     trimmer.check(99, 0.0)
     assert trimmer.trims == 0
     can_trim = malloc_trim()
-    trimmer.check(100, 1.0)
-    trimmer.check(300, 2.0)  # within the interval: waits
-    trimmer.check(300, 6.0)
+    assert trimmer.check(100, 1.0) is None
+    assert trimmer.check(300, 2.0) == 4.0  # within the interval: owed, in 4 s
+    assert trimmer.check(300, 6.0) is None
     assert trimmer.trims == (2 if can_trim else 0)

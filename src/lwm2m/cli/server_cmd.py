@@ -92,6 +92,27 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
         fail(f"cannot read the DTLS certificate files: {exc}")
 
 
+def state_limits(exchange_lifetime: float | None, handshake_lifetime: float | None) -> dict[str, Any]:
+    """``LwM2MServer`` options from ``--exchange-lifetime`` and ``--dtls-handshake-lifetime``."""
+    options: dict[str, Any] = {}
+    if exchange_lifetime is not None:
+        from lwm2m.coap.config import EndpointConfig
+
+        default = EndpointConfig()
+        non_lifetime = min(default.non_lifetime or exchange_lifetime, exchange_lifetime)
+        options["coap_config"] = EndpointConfig(
+            exchange_lifetime=exchange_lifetime, non_lifetime=non_lifetime
+        )
+    if handshake_lifetime is not None:
+        from lwm2m.transport.dtls.config import SessionLimits
+
+        timeout_max = min(SessionLimits().handshake_timeout_max, handshake_lifetime)
+        options["dtls_limits"] = SessionLimits(
+            handshake_lifetime=handshake_lifetime, handshake_timeout_max=timeout_max
+        )
+    return options
+
+
 @contextlib.asynccontextmanager
 async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any) -> AsyncIterator[Any]:
     """A bootstrap server on ``port`` sharing the LwM2M server's store (None: no bootstrap server)."""
@@ -129,11 +150,12 @@ async def serve(
     coaps_port: int | None = None,
     certificate: Any = None,
     bootstrap_port: int | None = None,
+    limits: dict[str, Any] | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
-    server_options: dict[str, Any] = {"coaps_port": coaps_port, "certificate": certificate}
+    server_options: dict[str, Any] = {"coaps_port": coaps_port, "certificate": certificate, **(limits or {})}
     async with (
         LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
@@ -179,6 +201,19 @@ async def serve(
     type=click.IntRange(0, 65535),
     help="also run the bootstrap server on this CoAP port (e.g. 5685), with one REST API",
 )
+@click.option(
+    "--exchange-lifetime",
+    default=None,
+    type=click.FloatRange(1.0, 3600.0),
+    help="seconds CoAP state is kept for: duplicate detection, unfinished block-wise transfers "
+    "[default: 247, RFC 7252 EXCHANGE_LIFETIME]",
+)
+@click.option(
+    "--dtls-handshake-lifetime",
+    default=None,
+    type=click.FloatRange(1.0, 3600.0),
+    help="seconds a DTLS handshake may take before it is dropped [default: 120]",
+)
 def server(
     host: str,
     coap_port: int,
@@ -193,6 +228,8 @@ def server(
     dtls_key: str | None,
     dtls_ca: str | None,
     bootstrap_port: int | None,
+    exchange_lifetime: float | None,
+    dtls_handshake_lifetime: float | None,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
     if not is_loopback(http_host) and not api_token:
@@ -209,7 +246,13 @@ def server(
         fail(f"--data {data}: {exc}")
     try:
         served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
-        run(serve(*served, bootstrap_port=bootstrap_port))
+        run(
+            serve(
+                *served,
+                bootstrap_port=bootstrap_port,
+                limits=state_limits(exchange_lifetime, dtls_handshake_lifetime),
+            )
+        )
     except OSError as exc:
         fail(f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra

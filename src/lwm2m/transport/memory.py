@@ -64,9 +64,12 @@ class Trimmer:
         self._at = -float("inf")
         self.trims = 0
 
-    def check(self, released: int, now: float) -> None:
-        if released - self._mark < self._after or now - self._at < self._interval:
-            return
+    def check(self, released: int, now: float) -> float | None:
+        """Trim if due; else the seconds until a trim that is owed may run (None: none owed)."""
+        if released - self._mark < self._after:
+            return None
+        if now - self._at < self._interval:
+            return self._at + self._interval - now
         self._mark = released
         self._at = now
         start = time.perf_counter()
@@ -77,3 +80,4 @@ class Trimmer:
                 released >> 20,
                 (time.perf_counter() - start) * 1e3,
             )
+        return None
