@@ -9,7 +9,8 @@ from this process, over loopback only, each bounded in count and in time:
    were asked for; the endpoint's budget for all block-wise bodies is 32 MiB.
 2. Junk registrations from plain CoAP: ``--registrations`` (20,000) Registers with
    lt=30 from a pool of sockets, then one with lt=999999999999999999999999999999, one
-   with a 5,000-character endpoint name and one with 6,000 links (58 KB). Printed: the
+   with a 5,000-character endpoint name and one with 6,000 links (58 KB), these two with
+   lt=30 so that they count in the memory after expiry too. Printed: the
    answers by code (how many were accepted, 2.01, and refused).
 3. DTLS handshakes: (a) ``--hellos`` (155,000) ClientHellos without a cookie (answered
    with a HelloVerifyRequest, no state kept), then (b) ``--stalled`` (20,000) ClientHellos
@@ -285,8 +286,8 @@ def registration_flood(
         "lt=999999999999999999999999999999": register(
             1, b"s1", b"junk-lifetime", lt=b"999999999999999999999999999999"
         ),
-        "5,000-character name": register(2, b"s2", b"n" * 5000),
-        "6,000 links (58 KB)": register(
+        "5,000-character name, lt=30": register(2, b"s2", b"n" * 5000),
+        "6,000 links (58 KB), lt=30": register(
             3, b"s3", b"junk-links", links=b",".join(f"</{i}/0>".encode() for i in range(6000))
         ),
     }

@@ -67,7 +67,7 @@ def test_stalled_handshakes_end_at_their_lifetime_by_the_timer_alone() -> None:
 
 
 def test_the_handshake_cap_follows_the_memory_budget() -> None:
-    assert SessionLimits().handshake_cap(HANDSHAKE_COST) == (64 << 20) // HANDSHAKE_COST == 1365
+    assert SessionLimits().handshake_cap(HANDSHAKE_COST) == (64 << 20) // HANDSHAKE_COST == 728
     assert SessionLimits(max_handshakes=10).handshake_cap(HANDSHAKE_COST) == 10
     limits = SessionLimits(handshake_memory=3 * HANDSHAKE_COST)
     layer = server(limits)

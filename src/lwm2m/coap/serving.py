@@ -239,7 +239,7 @@ class ServerSide:
             self._continue(msg, addr, seen, BlockOption(0, True, szx), now)
             return None
         r = self._reassembly.get(rkey)
-        if r is None or r.expires <= now or b1.num * b1.size != len(r.buf):
+        if r is None or r.expires <= now or b1.num * b1.size != r.size:
             # §2.9.2: a block out of sequence, or a transfer we do not (any longer) know.
             self._drop_reassembly(rkey)
             self._answer(msg, addr, seen, Code.REQUEST_ENTITY_INCOMPLETE, (), b"", now)
@@ -257,7 +257,7 @@ class ServerSide:
             self._drop_reassembly(rkey)
             self._answer(msg, addr, seen, Code.BAD_REQUEST, (), b"block size mismatch", now)
             return None
-        if len(r.buf) + len(payload) > limit:
+        if r.size + len(payload) > limit:
             self._drop_reassembly(rkey)
             self._too_large(msg, addr, seen, now)
             return None
@@ -267,7 +267,7 @@ class ServerSide:
             self._drop_reassembly(rkey)
             self._answer(msg, addr, seen, Code.SERVICE_UNAVAILABLE, (), b"block-wise memory exhausted", now)
             return None
-        r.buf += payload
+        r.add(payload)
         self._block_bytes += len(payload)
         if b1.more:
             # Touched: move to the end so that expiry order stays insertion order.
@@ -275,7 +275,7 @@ class ServerSide:
             self._reassembly.move_to_end(rkey)
             self._continue(msg, addr, seen, BlockOption(b1.num, True, szx), now)
             return None
-        body = bytes(r.buf)
+        body = r.body()
         fmt = r.fmt
         self._drop_reassembly(rkey)
         return self._reassembled(msg, body, fmt)
@@ -309,7 +309,7 @@ class ServerSide:
     def _drop_reassembly(self, rkey: tuple) -> None:
         r = self._reassembly.pop(rkey, None)
         if r is not None:
-            self._block_bytes -= len(r.buf)
+            self._block_bytes -= r.size
             addr = rkey[0]
             n = self._reasm_per_peer[addr] - 1
             if n:

@@ -89,7 +89,7 @@ class Connection(Protocol):
 
 
 # Memory one handshake in progress holds when a backend does not say (Mbed TLS's, measured).
-DEFAULT_HANDSHAKE_COST = 48 << 10
+DEFAULT_HANDSHAKE_COST = 90 << 10
 
 
 class ServerFactory(Protocol):

@@ -134,8 +134,9 @@ class SessionLimits:
 
     ``handshake_memory``: what all handshakes in progress together may hold. The cap on
     their number is this divided by the backend's measured cost of one handshake in
-    progress (Mbed TLS 2.28: about 46 KiB, its input and output record buffers mostly,
-    so 64 MiB allow 1,365), or ``max_handshakes`` if that is lower. Beyond it the oldest
+    progress (Mbed TLS 2.28: 46 KiB held by each, 88 KiB of RSS per handshake while a
+    flood keeps replacing them; taken as 90 KiB, so 64 MiB allow 728), or
+    ``max_handshakes`` if that is lower. Beyond it the oldest
     handshake in progress is dropped for a new one (a peer that answers its flights in
     time finishes long before it becomes the oldest).
     """
