@@ -3,6 +3,8 @@ number follows the memory budget, and an ended handshake lets go of its connecti
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 
 from lwm2m.coap.endpoint import Endpoint
@@ -13,6 +15,7 @@ from lwm2m.transport.dtls import (
     HandshakeFailed,
     PskCredentials,
     SessionLimits,
+    open_dtls_endpoint,
 )
 from lwm2m.transport.dtls.mbedtls_backend import HANDSHAKE_COST, MbedtlsBackend
 from lwm2m.transport.dtls.records import is_client_hello
@@ -102,3 +105,30 @@ def test_trimmer_runs_after_enough_was_released_and_not_too_often() -> None:
     assert trimmer.check(300, 2.0) == 4.0  # within the interval: owed, in 4 s
     assert trimmer.check(300, 6.0) is None
     assert trimmer.trims == (2 if can_trim else 0)
+
+
+async def test_a_stalled_handshake_ends_by_the_driver_timer_over_real_sockets() -> None:
+    """The cookie exchange completes, then the client goes silent: the server's handshake ends
+    at its lifetime with no further datagram, through the timer the UDP driver arms."""
+    # The library would go on retransmitting past 1 s: the lifetime is what ends the handshake.
+    limits = SessionLimits(handshake_lifetime=1.0, handshake_timeout_min=0.5, handshake_timeout_max=4.0)
+    config = DtlsServerConfig(psk_lookup={"dev": KEY}.get, limits=limits)
+    failed: list[HandshakeFailed] = []
+    on_session = lambda e: failed.append(e) if isinstance(e, HandshakeFailed) else None  # noqa: E731
+    async with open_dtls_endpoint(server=config, on_session=on_session) as ep:
+        loop = asyncio.get_running_loop()
+        client = MbedtlsBackend().client(DtlsClientConfig(psk=PskCredentials("dev", KEY))).connect()
+        client.handshake()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+            raw.setblocking(False)
+            await loop.sock_sendto(raw, client.outgoing(), ep.addresses[0])
+            client.feed(await asyncio.wait_for(loop.sock_recv(raw, 4096), 5))
+            client.handshake()
+            await loop.sock_sendto(raw, client.outgoing(), ep.addresses[0])  # with the cookie
+            await asyncio.wait_for(loop.sock_recv(raw, 4096), 5)  # the server's flight: unanswered
+            assert ep.dtls.state_sizes()["dtls_handshakes"] == 1
+            for _ in range(100):  # at most 10 s; the lifetime is 1 s
+                if not ep.dtls.state_sizes()["dtls_handshakes"]:
+                    break
+                await asyncio.sleep(0.1)
+        assert [e.reason for e in failed] == ["handshake timed out"]
