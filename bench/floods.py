@@ -5,8 +5,9 @@ ports, short expiries so that the run takes a few minutes) as a subprocess and r
 from this process, over loopback only, each bounded in count and in time:
 
 1. Block1 transfers that never finish: ``--transfers`` (400) PUTs of ``--blocks`` (1,000)
-   blocks of 1 KiB each, every block with M=1, from 4 transfers per source port. 400 MB
-   were asked for; the endpoint's budget for all block-wise bodies is 32 MiB.
+   blocks of 1 KiB each, every block with M=1, 4 transfers per source port, every block
+   sent whatever the answer. 400 MB were asked for; the endpoint's budget for all
+   block-wise bodies is 32 MiB (a refused transfer's later blocks get 4.08).
 2. Junk registrations from plain CoAP: ``--registrations`` (20,000) Registers with
    lt=30 from a pool of sockets, then one with lt=999999999999999999999999999999, one
    with a 5,000-character endpoint name and one with 6,000 links (58 KB), these two with
@@ -44,8 +45,6 @@ from dataclasses import dataclass, field
 from coap_loop import HOST, free_port
 from server_load import option
 
-CONTINUE = (2 << 5) | 31
-CREATED = (2 << 5) | 1
 LINKS = b"</1/0>,</3/0>,</3303/0>"
 
 
@@ -186,52 +185,40 @@ def block1_datagram(mid: int, token: bytes, path: bytes, num: int, payload: byte
 
 
 def block1_flood(server: Server, transfers: int, blocks: int, seconds: float, row: Row) -> None:
+    """Every block of every transfer is sent, whatever the answers (an attacker does not
+    listen); the answers are counted by code."""
     socks = [udp() for _ in range((transfers + 3) // 4)]
     sel = selectors.DefaultSelector()
     for s in socks:
         sel.register(s, selectors.EVENT_READ)
-    alive = {}  # (socket, token) -> transfer number
-    for i in range(transfers):
-        alive[(socks[i // 4], i.to_bytes(4, "big"))] = i
     payload = bytes(1024)
     dest = (HOST, server.coap)
     end = time.monotonic() + seconds
-    sent = 0
+    sent = rounds = 0
     for num in range(blocks):
-        if not alive or time.monotonic() > end:
+        if time.monotonic() > end:
             break
-        waiting = set(alive)
-        for n, (s, token) in enumerate(list(alive)):
-            i = alive[(s, token)]
+        rounds += 1
+        waiting = 0
+        for i in range(transfers):
+            s = socks[i // 4]
             mid = (num * 4 + i % 4) & 0xFFFF
-            s.sendto(block1_datagram(mid, token, str(i % 4).encode(), num, payload), dest)
+            s.sendto(block1_datagram(mid, i.to_bytes(4, "big"), str(i % 4).encode(), num, payload), dest)
             sent += 1
-            if n % 64 == 63:  # let the server keep up: UDP drops what overflows its buffer
-                for rs, data in drain(sel, 0):
-                    waiting.discard(_answer(rs, data, alive, row))
+            waiting += 1
+            if i % 64 == 63:  # let the server keep up: UDP drops what overflows its buffer
+                for _, data in drain(sel, 0):
+                    waiting -= 1
+                    row.answers[code_name(data[1])] += 1
         deadline = time.monotonic() + 1.0
-        while waiting and time.monotonic() < deadline:
-            for rs, data in drain(sel, 0.05):
-                waiting.discard(_answer(rs, data, alive, row))
-        for key in waiting:  # lost on the way: that transfer cannot go on
-            alive.pop(key, None)
-            row.answers["lost"] += 1
-    row.sent = f"{sent:,} blocks, {transfers} transfers"
+        while waiting > 0 and time.monotonic() < deadline:
+            for _, data in drain(sel, 0.05):
+                waiting -= 1
+                row.answers[code_name(data[1])] += 1
+        row.answers["no answer"] += max(0, waiting)
+    row.sent = f"{sent:,} blocks, {transfers}x{rounds}"
     for s in socks:
         s.close()
-
-
-def _answer(s: socket.socket, data: bytes, alive: dict, row: Row) -> tuple | None:
-    if len(data) < 4:
-        return None
-    key = (s, data[4 : 4 + (data[0] & 0x0F)])
-    code = data[1]
-    if code != CONTINUE:
-        row.answers[code_name(code)] += 1
-        alive.pop(key, None)
-    else:
-        row.answers["2.31"] += 1
-    return key
 
 
 # --- 2. junk registrations ----------------------------------------------------------------------
