@@ -51,3 +51,14 @@ def test_a_non_loopback_http_host_needs_a_token() -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--api-token" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def test_expiry_options_reach_the_endpoints_configuration() -> None:
+    from lwm2m.cli.server_cmd import state_limits
+
+    assert state_limits(None, None) == {}
+    options = state_limits(30.0, 20.0)
+    coap, dtls = options["coap_config"], options["dtls_limits"]
+    assert coap.exchange_lifetime == coap.non_lifetime == coap.reassembly_lifetime == 30.0
+    assert dtls.handshake_lifetime == 20.0 and dtls.handshake_timeout_max == 20.0
+    assert state_limits(600.0, None)["coap_config"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME
