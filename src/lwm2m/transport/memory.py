@@ -8,6 +8,11 @@ timer: 80 MiB stayed resident after they were freed; ``malloc_trim(0)`` gave bac
 all but 1 MiB. So after a large release (``TRIM_AFTER`` bytes, estimated by the
 endpoints' ``released`` counters) the driver asks glibc to trim, at most once per
 ``TRIM_INTERVAL`` seconds. Elsewhere than glibc this does nothing.
+
+CPython's own small-object arenas are not the C library's to trim: after a flood of
+small objects (20,000 registrations that expired, a Block1 flood's duplicate-detection
+entries) a few MiB stay in arenas that some survivor keeps, though the bytes allocated
+are back to their level before the flood.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def malloc_trim() -> bool:
 
 class Trimmer:
     """Calls ``malloc_trim`` once ``released`` has grown by ``after`` bytes since the last call,
-    at most once per ``interval`` seconds (a trim walks the whole heap: a few ms on a big one)."""
+    at most once per ``interval`` seconds (a trim walks the whole heap: 12 ms measured on a
+    400 MB heap with half of it free in 1 KB holes)."""
 
     __slots__ = ("_after", "_at", "_interval", "_mark", "trims")
 
