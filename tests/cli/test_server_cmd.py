@@ -71,3 +71,14 @@ def test_bad_guard_options_are_named() -> None:
             timeout=30,
         )
         assert done.returncode == 2 and option in done.stderr and value in done.stderr, done.stderr
+
+
+def test_expiry_options_reach_the_endpoints_configuration() -> None:
+    from lwm2m.cli.server_cmd import state_limits
+
+    assert state_limits(None, None) == {}
+    options = state_limits(30.0, 20.0)
+    coap, dtls = options["coap_config"], options["dtls_limits"]
+    assert coap.exchange_lifetime == coap.non_lifetime == coap.reassembly_lifetime == 30.0
+    assert dtls.handshake_lifetime == 20.0 and dtls.handshake_timeout_max == 20.0
+    assert state_limits(600.0, None)["coap_config"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME

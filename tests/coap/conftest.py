@@ -59,6 +59,12 @@ class Net:
             self.deliver()
         self.now = max(self.now, until)
 
+    def idle(self, ep: Endpoint) -> bool:
+        """No timer of ``ep`` but the expiry of state it holds (duplicate detection, a span
+        after the latest datagram): nothing to retransmit, acknowledge or time out."""
+        timer = ep.get_timer()
+        return timer is None or timer >= self.now + min(ep.config.exchange_lifetime, ep.config.non_lifetime)
+
     def sent_by(self, addr: Any) -> list[Message]:
         return [m for sender, m, _ in self.log if sender == addr]
 

@@ -334,3 +334,195 @@ def test_non_block2_transfer(net: Any) -> None:
     assert only_response(net).response.payload == BODY
     assert {m.type for m in net.sent_by(C)} == {Type.NON}
     assert net.c.get_timer() is None or net.c.state_sizes()["requests"] == 0
+
+
+# --- bounded memory: expiry by the timer and the byte budget --------------------------------------
+
+
+def block1(mid: int, num: int, more: bool, path: str = "/x", szx: int = 0, **kw: Any) -> Message:
+    payload = bytes(16 << szx) if more else b"end"
+    option = BlockOption(num, more, szx)
+    return Message.build(Type.CON, Code.PUT, mid, b"t", uri_path=path, block1=option, payload=payload, **kw)
+
+
+def test_abandoned_block1_transfer_is_forgotten_by_the_timer(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(reassembly_lifetime=30.0))
+    assert raw_request(net, block1(1, 0, True)).code == Code.CONTINUE
+    net.now = 10.0
+    assert raw_request(net, block1(2, 1, True)).code == Code.CONTINUE
+    sizes = net.s.state_sizes()
+    assert sizes["reassembly"] == 1 and sizes["block_bytes"] == 32
+    # No datagram comes again: the timer alone forgets the transfer, 30 s after its last block.
+    # The sweep armed for the first block's expiry finds the transfer touched since, and
+    # waits for its new expiry.
+    net.now = net.s.get_timer()
+    assert net.now <= 30.0
+    net.s.handle_timer(net.now)
+    assert net.s.state_sizes()["reassembly"] == 1
+    assert net.s.get_timer() == 40.0
+    net.now = net.s.get_timer()
+    net.s.handle_timer(net.now)
+    sizes = net.s.state_sizes()
+    assert sizes["reassembly"] == 0 and sizes["block_bytes"] == 0
+    # Duplicate detection goes too, one EXCHANGE_LIFETIME after the last datagram; then the
+    # endpoint holds nothing and asks for no timer.
+    while (timer := net.s.get_timer()) is not None:
+        assert timer <= 10.0 + net.s.config.exchange_lifetime
+        net.now = timer
+        net.s.handle_timer(net.now)
+    assert net.s.state_sizes()["dedup"] == 0
+    assert net.s.datagrams_to_send(net.now) == [] and net.s.next_event() is None
+
+
+def test_reassembly_lifetime_defaults_to_the_exchange_lifetime() -> None:
+    config = EndpointConfig(exchange_lifetime=50.0)
+    assert config.reassembly_lifetime == 50.0
+    assert EndpointConfig().max_block_bytes == 32 << 20
+
+
+def test_byte_budget_refuses_new_block1_transfers_with_5_03(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_block_bytes=64))
+    assert raw_request(net, block1(1, 0, True, "/a", szx=1)).code == Code.CONTINUE  # 32 bytes
+    assert raw_request(net, block1(2, 0, True, "/b", szx=1)).code == Code.CONTINUE  # 64: full
+    refused = raw_request(net, block1(3, 0, True, "/c", szx=1))
+    assert refused.code == Code.SERVICE_UNAVAILABLE
+    assert net.s.state_sizes()["reassembly"] == 2
+    # A block that would take the total over the budget ends its own transfer; the other stays.
+    assert raw_request(net, block1(4, 1, True, "/a", szx=1)).code == Code.SERVICE_UNAVAILABLE
+    assert net.s.state_sizes()["block_bytes"] == 32
+    net.s.receive_datagram(block1(5, 1, False, "/b", szx=1).encode(), C, net.now)
+    (ev,) = net.events(net.s)  # delivered whole to the application
+    assert ev.message.payload == bytes(32) + b"end"
+    assert net.s.state_sizes()["block_bytes"] == 0
+    # Room again: a new transfer is taken.
+    assert raw_request(net, block1(6, 0, True, "/c", szx=1)).code == Code.CONTINUE
+
+
+def test_byte_budget_refuses_a_transfer_announced_larger_than_the_room_left(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_block_bytes=1000))
+    assert raw_request(net, block1(1, 0, True, size1=1001)).code == Code.SERVICE_UNAVAILABLE
+    assert raw_request(net, block1(2, 0, True, size1=1000)).code == Code.CONTINUE
+
+
+def test_served_block2_bodies_stay_under_the_budget_and_expire(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_block_bytes=6000))
+    for i in range(3):  # three 2564-byte bodies: only two fit
+        net.c.request(Message.build(Type.CON, Code.GET, uri_path=f"/{i}"), S, net.now)
+        net.deliver()
+        (ev,) = net.events(net.s)
+        # Keep the client from fetching the rest: the server holds the body for later blocks.
+        net.c.cancel(ev.message.token)
+        net.s.respond(ev, Message.build(Type.ACK, Code.CONTENT, payload=BODY), net.now)
+        net.s.datagrams_to_send(net.now)
+        net.c.datagrams_to_send(net.now)
+    sizes = net.s.state_sizes()
+    assert sizes["served"] == 2 and sizes["block_bytes"] == 2 * len(BODY)
+    # The timer forgets them one EXCHANGE_LIFETIME later, with no request coming.
+    net.now = net.s.config.exchange_lifetime + 1
+    net.s.handle_timer(net.now)
+    assert net.s.state_sizes()["served"] == 0 and net.s.state_sizes()["block_bytes"] == 0
+
+
+def test_served_body_larger_than_the_budget_is_not_kept(make_net: Any) -> None:
+    net = make_net(server=EndpointConfig(max_block_bytes=1000))
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/5/0/0"), S, 0.0)
+    net.deliver()
+    (ev,) = net.events(net.s)
+    net.s.respond(ev, Message.build(Type.ACK, Code.CONTENT, payload=BODY), 0.0)
+    net.deliver()
+    assert net.s.state_sizes()["served"] == 0
+    # Each later block is asked of the application again, and the client gets the body whole.
+    for _ in range(2):
+        (again,) = net.events(net.s)
+        assert again.block2 is not None and again.block2.num > 0
+        net.s.respond(again, Message.build(Type.ACK, Code.CONTENT, payload=BODY), net.now)
+        net.deliver()
+    assert only_response(net).response.payload == BODY
+    assert net.s.state_sizes()["block_bytes"] == 0
+
+
+def test_fetched_block2_body_over_the_budget_fails_the_request(make_net: Any) -> None:
+    net = make_net(client=EndpointConfig(max_block_bytes=2000))
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=BODY))
+    (ev,) = net.events(net.c)
+    assert isinstance(ev, RequestFailed) and "max_block_bytes" in ev.reason
+    assert net.c.state_sizes()["block_bytes"] == 0 and net.c.state_sizes()["requests"] == 0
+
+
+def test_fetched_block2_bytes_are_given_back(net: Any) -> None:
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, 0.0)
+    serve_one(net, Message.build(Type.ACK, Code.CONTENT, payload=BODY))
+    assert only_response(net).response.payload == BODY
+    assert net.c.state_sizes()["block_bytes"] == 0
+
+
+def test_block1_bytes_are_given_back_whatever_ends_the_transfer(net: Any) -> None:
+    net.c.request(Message.build(Type.CON, Code.PUT, uri_path="/x", payload=BODY), S, 0.0)
+    serve_one(net, Message(Type.ACK, Code.CHANGED))
+    assert net.s.state_sizes()["block_bytes"] == 0
+    assert raw_request(net, block1(1, 0, True, "/y")).code == Code.CONTINUE
+    assert raw_request(net, block1(2, 5, True, "/y")).code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert net.s.state_sizes()["block_bytes"] == 0
+
+
+def test_duplicate_detection_is_forgotten_by_the_timer(net: Any) -> None:
+    for _ in range(5):
+        net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, net.now)
+        serve_one(net, Message(Type.ACK, Code.CONTENT))
+        net.events(net.c)
+        net.now += 1.0
+    assert net.s.state_sizes()["dedup"] == 5
+    last = 4.0  # the time of the latest request
+    net.advance(last + net.s.config.exchange_lifetime)
+    assert net.s.state_sizes()["dedup"] == 0 and net.s.get_timer() is None
+    # A message ID seen long ago is new again, and detection works as before.
+    net.c.request(Message.build(Type.CON, Code.GET, uri_path="/x"), S, net.now)
+    serve_one(net, Message(Type.ACK, Code.CONTENT))
+    assert net.s.state_sizes()["dedup"] == 1 and net.s.get_timer() is not None
+
+
+def test_duplicate_is_still_detected_until_its_lifetime_ends(net: Any) -> None:
+    msg = Message.build(Type.CON, Code.GET, 7, b"t", uri_path="/x")
+    net.s.receive_datagram(msg.encode(), C, 0.0)
+    (ev,) = net.events(net.s)
+    net.s.respond(ev, Message(Type.ACK, Code.CONTENT, payload=b"1"), 0.0)
+    first = net.s.datagrams_to_send(0.0)
+    net.now = net.s.config.exchange_lifetime - 1
+    net.s.handle_timer(net.now)  # a sweep before the entry's end keeps it
+    net.s.receive_datagram(msg.encode(), C, net.now)
+    assert net.s.datagrams_to_send(net.now) == first and net.events(net.s) == []
+
+
+# --- Block1 with Content-Format on a later block (some clients send it so) -------------------------
+
+
+def test_block1_content_format_first_on_a_later_block_is_accepted(net: Any) -> None:
+    assert raw_request(net, block1(1, 0, True)).code == Code.CONTINUE
+    assert raw_request(net, block1(2, 1, True, content_format=11542)).code == Code.CONTINUE
+    net.s.receive_datagram(block1(3, 2, False).encode(), C, net.now)
+    (ev,) = net.events(net.s)
+    assert ev.message.payload == bytes(32) + b"end"
+    assert ev.message.content_format == 11542  # the format travels with the body
+
+
+def test_block1_content_format_on_the_last_block_only(net: Any) -> None:
+    assert raw_request(net, block1(1, 0, True)).code == Code.CONTINUE
+    net.s.receive_datagram(block1(2, 1, False, content_format=40).encode(), C, net.now)
+    (ev,) = net.events(net.s)
+    assert ev.message.content_format == 40 and ev.message.payload == bytes(16) + b"end"
+
+
+def test_block1_same_content_format_on_every_block(net: Any) -> None:
+    assert raw_request(net, block1(1, 0, True, content_format=40)).code == Code.CONTINUE
+    net.s.receive_datagram(block1(2, 1, False, content_format=40).encode(), C, net.now)
+    (ev,) = net.events(net.s)
+    assert ev.message.content_format == 40
+
+
+def test_block1_with_two_different_content_formats_is_4_08(net: Any) -> None:
+    assert raw_request(net, block1(1, 0, True, content_format=40)).code == Code.CONTINUE
+    assert raw_request(net, block1(2, 1, True)).code == Code.CONTINUE
+    refused = raw_request(net, block1(3, 2, False, content_format=11542))
+    assert refused.code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert net.events(net.s) == [] and net.s.state_sizes()["reassembly"] == 0

@@ -72,7 +72,7 @@ def test_piggybacked_response(net: Any) -> None:
     assert resp.response.mid == resp.request.mid == ev.message.mid
     assert resp.request.uri_path == ("3", "0", "0")
     assert len(net.log) == 2
-    assert net.c.get_timer() is None and net.s.get_timer() is None
+    assert net.idle(net.c) and net.idle(net.s)
 
 
 def test_request_keeps_a_given_token(net: Any) -> None:
@@ -152,7 +152,7 @@ def test_respond_without_empty_ack_delay_always_piggybacks(make_net: Any) -> Non
     net.c.request(get(), S, 0.0)
     net.deliver()
     ev = served_request(net)
-    assert net.s.get_timer() is None
+    assert net.idle(net.s)
     net.now = 1.9
     net.s.respond(ev, content(), net.now)
     net.deliver()
@@ -164,7 +164,7 @@ def test_non_request_gets_non_response(net: Any) -> None:
     net.deliver()
     ev = served_request(net)
     assert ev.message.type is Type.NON
-    assert net.s.get_timer() is None  # nothing to acknowledge
+    assert net.idle(net.s)  # nothing to acknowledge
     net.s.respond(ev, content(b"n"), 0.0)
     net.deliver()
     resp = net.sent_by(S)[-1]
@@ -204,7 +204,7 @@ def test_retransmission_back_off_then_timeout(net: Any) -> None:
     (ev,) = net.events(net.c)
     assert isinstance(ev, RequestTimedOut) and ev.token == token and ev.addr == S
     # Given up after the last timeout: 31 initial timeouts after the first send.
-    assert net.c.state_sizes()["requests"] == 0 and net.c.get_timer() is None
+    assert net.c.state_sizes()["requests"] == 0 and net.idle(net.c)
 
 
 def test_retransmission_timing_is_seeded() -> None:
@@ -355,7 +355,7 @@ def test_request_answered_after_the_timer_was_consulted_is_still_piggybacked(net
     net.s.respond(ev, content(), 0.6)
     ((data, _),) = net.s.datagrams_to_send(0.6)
     assert Message.decode(data).type is Type.ACK
-    assert net.s.get_timer() is None and net.s.state_sizes()["unacked"] == 0
+    assert net.idle(net.s) and net.s.state_sizes()["unacked"] == 0
 
 
 def test_empty_acks_follow_arrival_order(net: Any) -> None:
@@ -491,7 +491,7 @@ def test_rst_to_a_request(net: Any) -> None:
     net.c.receive_datagram(Message(Type.RST, Code.EMPTY, mid).encode(), S, 0.1)
     (ev,) = net.events(net.c)
     assert isinstance(ev, ResetReceived) and ev.token == token and ev.mid == mid
-    assert net.c.get_timer() is None
+    assert net.idle(net.c)
 
 
 def test_rst_to_a_separate_response(net: Any) -> None:

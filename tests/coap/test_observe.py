@@ -83,7 +83,7 @@ def test_registration_and_non_notifications(net: Any) -> None:
     assert [n.sequence for n in got] == [first_seq + 1, first_seq + 2, first_seq + 3]
     assert all(n.token == token and n.addr == S and not n.final for n in got)
     assert {m.type for m in net.sent_by(S)[1:]} == {Type.NON}
-    assert net.c.get_timer() is None  # an observation has no timeout
+    assert net.idle(net.c)  # an observation has no timeout
 
 
 def test_con_notifications_are_acknowledged(net: Any) -> None:

@@ -45,7 +45,7 @@ def test_resumed_observation_delivers_con_and_non_notifications(net: Any) -> Non
     assert all(n.sequence is not None for n in notes)
     assert net.sent_by(C)[-1].type is Type.ACK  # the CON one is acknowledged
     assert net.s.observations() == [(C, token)]
-    assert net.c.datagrams_to_send(net.now) == [] and net.c.get_timer() is None  # nothing sent by us
+    assert net.c.datagrams_to_send(net.now) == [] and net.idle(net.c)  # nothing sent by us
 
 
 def test_first_notification_is_fresh_whatever_its_sequence(net: Any) -> None:

@@ -103,6 +103,27 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
         fail(f"cannot read the DTLS certificate files: {exc}")
 
 
+def state_limits(exchange_lifetime: float | None, handshake_lifetime: float | None) -> dict[str, Any]:
+    """``LwM2MServer`` options from ``--exchange-lifetime`` and ``--dtls-handshake-lifetime``."""
+    options: dict[str, Any] = {}
+    if exchange_lifetime is not None:
+        from lwm2m.coap.config import EndpointConfig
+
+        default = EndpointConfig()
+        non_lifetime = min(default.non_lifetime or exchange_lifetime, exchange_lifetime)
+        options["coap_config"] = EndpointConfig(
+            exchange_lifetime=exchange_lifetime, non_lifetime=non_lifetime
+        )
+    if handshake_lifetime is not None:
+        from lwm2m.transport.dtls.config import SessionLimits
+
+        timeout_max = min(SessionLimits().handshake_timeout_max, handshake_lifetime)
+        options["dtls_limits"] = SessionLimits(
+            handshake_lifetime=handshake_lifetime, handshake_timeout_max=timeout_max
+        )
+    return options
+
+
 @contextlib.asynccontextmanager
 async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any) -> AsyncIterator[Any]:
     """A bootstrap server on ``port`` sharing the LwM2M server's store (None: no bootstrap server)."""
@@ -271,6 +292,7 @@ async def serve(
     registration: dict[str, Any] | None = None,
     allowed_hosts: tuple[str, ...] = (),
     cors_origins: tuple[str, ...] = (),
+    limits: dict[str, Any] | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
@@ -279,8 +301,9 @@ async def serve(
         "coaps_port": coaps_port,
         "certificate": certificate,
         "awake_time": awake_time,
+        **(registration or {}),
+        **(limits or {}),
     }
-    server_options.update(registration or {})
     async with (
         LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
@@ -337,6 +360,19 @@ async def serve(
 )
 @registration_options
 @guard_options
+@click.option(
+    "--exchange-lifetime",
+    default=None,
+    type=click.FloatRange(1.0, 3600.0),
+    help="seconds CoAP state is kept for: duplicate detection, unfinished block-wise transfers "
+    "[default: 247, RFC 7252 EXCHANGE_LIFETIME]",
+)
+@click.option(
+    "--dtls-handshake-lifetime",
+    default=None,
+    type=click.FloatRange(1.0, 3600.0),
+    help="seconds a DTLS handshake may take before it is dropped [default: 120]",
+)
 def server(
     host: str,
     coap_port: int,
@@ -354,6 +390,8 @@ def server(
     awake_time: float,
     allowed_hosts: tuple[str, ...],
     cors_origins: tuple[str, ...],
+    exchange_lifetime: float | None,
+    dtls_handshake_lifetime: float | None,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -380,6 +418,7 @@ def server(
                 bootstrap_port=bootstrap_port,
                 awake_time=awake_time,
                 registration=registration,
+                limits=state_limits(exchange_lifetime, dtls_handshake_lifetime),
                 **guard,
             )
         )

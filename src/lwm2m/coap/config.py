@@ -13,8 +13,8 @@ __all__ = ["EndpointConfig"]
 class EndpointConfig:
     """Transmission parameters (RFC 7252 §4.8) and the limits that keep state bounded.
 
-    ``exchange_lifetime``, ``non_lifetime`` (RFC 7252 §4.8.2), ``processing_delay``
-    and ``response_timeout`` are derived unless given; ``dataclasses.replace`` keeps
+    ``exchange_lifetime``, ``non_lifetime`` (RFC 7252 §4.8.2), ``processing_delay``,
+    ``response_timeout`` and ``reassembly_lifetime`` are derived unless given; ``dataclasses.replace`` keeps
     the derived values, so pass them as None there to derive them again.
     """
 
@@ -35,6 +35,12 @@ class EndpointConfig:
     response_timeout: float | None = None
     block_szx: int = MAX_SZX  # preferred block size 2**(szx+4): 6 is 1024 bytes (RFC 7959 §2.2)
     max_body_size: int = 1 << 20  # largest reassembled Block1 or Block2 body
+    # All block-wise bodies held at once: Block1 reassembly, Block2 bodies served and fetched.
+    # Over it, a new Block1 transfer is refused with 5.03 (RFC 7959 §2.9.3 leaves 4.13 for a
+    # body too large in itself), a served body is not cached, a fetch fails.
+    max_block_bytes: int = 32 << 20
+    # How long a Block1 transfer is kept after its last block; default exchange_lifetime.
+    reassembly_lifetime: float | None = None
     token_length: int = 8  # random bytes per generated token (§5.3.1)
     notification_con_interval: float = 86400.0  # RFC 7641 §4.5: a CON notification at least daily
     extra_critical_options: frozenset[int] = field(default_factory=frozenset)  # handled by the app
@@ -65,6 +71,13 @@ class EndpointConfig:
             object.__setattr__(self, "non_lifetime", self.max_transmit_span + self.max_latency)
         if self.response_timeout is None:
             object.__setattr__(self, "response_timeout", self.exchange_lifetime)
+        if self.reassembly_lifetime is None:
+            object.__setattr__(self, "reassembly_lifetime", self.exchange_lifetime)
+        if self.max_body_size < 1 or self.max_block_bytes < 1:
+            raise ValueError("max_body_size and max_block_bytes must be positive")
+        for name in ("exchange_lifetime", "non_lifetime", "reassembly_lifetime", "response_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
 
     @property
     def max_transmit_span(self) -> float:

@@ -16,6 +16,7 @@ from lwm2m.coap.exchange import SeenMessages
 from lwm2m.coap.numbers import Type
 
 _CON = Type.CON
+_INF = float("inf")
 
 
 class Deduplication:
@@ -27,6 +28,8 @@ class Deduplication:
     _dedup_old_count: int
     _dedup_due: float
     _dedup_span: float
+    _dedup_old_until: float
+    _rx_at: float
     _out: Any
 
     if TYPE_CHECKING:
@@ -67,12 +70,15 @@ class Deduplication:
         the cap wins) or has lived ``_dedup_span`` (the older one's entries have all expired;
         if two spans have passed, the current one's too).
         """
-        if now >= self._dedup_due + self._dedup_span:
+        if now >= self._dedup_due + self._dedup_span or self._rx_at + self._dedup_span <= now:
             self._dedup_old = {}
             self._dedup_old_count = 0
+            self._dedup_old_until = _INF
         else:
             self._dedup_old = old = self._dedup
             self._dedup_old_count = self._dedup_count
+            # Its entries were all recorded by the latest datagram: gone one span after it.
+            self._dedup_old_until = self._rx_at + self._dedup_span
             for seen in old.values():
                 seen.older = None  # the generation before is gone
         self._dedup = {}

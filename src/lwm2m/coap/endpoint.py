@@ -14,9 +14,20 @@ transmission parameters (ack_timeout, ack_random_factor, max_retransmit, nstart,
 exchange_lifetime / non_lifetime derived unless given), ``empty_ack_delay``,
 ``response_timeout``, the preferred block size ``block_szx``, ``max_body_size`` and
 the caps on state (``max_dedup_entries``, ``max_pending_requests``, ``max_peers``,
-``max_reassembly_buffers``/``_per_peer``, ``max_block_cache``,
-``max_observations``/``_per_peer``, ``max_queued_requests_per_peer``). ``rng`` makes
+``max_reassembly_buffers``/``_per_peer``, ``max_block_cache``, ``max_block_bytes`` for
+all block-wise bodies together, ``max_observations``/``_per_peer``,
+``max_queued_requests_per_peer``) and ``reassembly_lifetime``. ``rng`` makes
 tokens, message IDs and retransmission jitter reproducible in tests.
+
+State fed by the network leaves memory on time through ``handle_timer``, whether or
+not more datagrams come: duplicate-detection entries one lifetime after the latest
+datagram, a Block1 transfer ``reassembly_lifetime`` after its last block, a served
+Block2 body EXCHANGE_LIFETIME after it was made. ``get_timer`` asks for the next such
+expiry only while something is held. Over ``max_block_bytes`` a new Block1 transfer
+is refused with 5.03, a block that would pass it ends its transfer with 5.03
+(transfers in progress keep their bytes rather than being evicted by newcomers), the
+oldest served bodies give way to a new one (their later blocks are asked of the
+application again), and a Block2 fetch fails with ``RequestFailed``.
 
 One object serves one local socket and any number of peers. It never touches a
 socket or a clock: every method that needs time takes ``now: float`` (seconds,
@@ -144,6 +155,7 @@ __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
 _KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
 _INF = float("inf")
+_DEDUP_ENTRY = 200  # bytes a duplicate-detection entry holds, roughly (key, expiry, cached reply)
 _decode = decode_message
 _new = object.__new__
 _RequestFields, _EV_TWIN, _request_received = RequestFields, REQUEST_TWIN, request_received
@@ -197,6 +209,7 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         self._dedup_span = max(self._lifetime, self._non_lifetime)
         self._dedup_half = max(1, self._max_dedup // 2)
         self._dedup_due = -_INF  # when the current generation has lived _dedup_span
+        self._dedup_old_until = _INF  # when every entry of the older generation has expired
         # CON requests the application has not answered yet, in arrival order (which is
         # deadline order: the delay is constant). They arrive in _fresh, (addr, mid) -> the
         # SeenMessages holding them, a plain dict where an answer given at once (the common
@@ -218,7 +231,20 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         self._served: OrderedDict[tuple, Served] = OrderedDict()
         self._relations: dict[tuple[Any, bytes], Relation] = {}
         self._obs_per_peer: dict[Any, int] = {}
-        self._now = 0.0  # the latest time we were told, for cancel(), which takes none
+        # Bytes of every block-wise body held (Block1 reassembly, Block2 served and fetched),
+        # against max_block_bytes.
+        self._block_bytes = 0
+        self._max_block_bytes = config.max_block_bytes
+        self._reasm_lifetime = config.reassembly_lifetime
+        # When handle_timer next has state to forget (duplicate detection, reassembly, served
+        # bodies, NON messages sent): the first expiry of what is held, so that it goes on
+        # time without a datagram arriving, and no timer is armed while nothing is held.
+        self._sweep_at = _INF
+        self._rx_at = -_INF  # the time of the latest datagram: no Message ID was recorded after it
+        # Bytes (estimated) that handle_timer let go of so far, for the transport to know when
+        # to give memory back to the system.
+        self.released = 0
+        self._now = 0.0  # the latest time the application or the timer told, for cancel()
         self.rejected_after_decode = 0  # well-formed datagrams whose content we could not use
 
     # === I/O side =================================================================================
@@ -235,7 +261,8 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        """The earliest time at which ``handle_timer`` has work (retransmission, empty ACK, timeout)."""
+        """The earliest time at which ``handle_timer`` has work (retransmission, empty ACK, timeout,
+        state to forget)."""
         heap = self._heap
         while heap:
             deadline, _, obj = heap[0]
@@ -243,6 +270,8 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 break
             heapq.heappop(heap)
         best = heap[0][0] if heap else _INF
+        if self._sweep_at < best:
+            best = self._sweep_at
         if self._fresh:
             self._settle()
         if self._unacked:
@@ -273,7 +302,11 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 self._retransmit(obj, now)
             else:
                 self._request_expired(obj)
+        held = self._block_bytes + _DEDUP_ENTRY * (self._dedup_count + self._dedup_old_count)
         self._sweep(now)
+        held -= self._block_bytes + _DEDUP_ENTRY * (self._dedup_count + self._dedup_old_count)
+        if held > 0:
+            self.released += held
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None:
         """Take one datagram from ``addr``; never raises, whatever ``data`` holds."""
@@ -285,7 +318,7 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             if exc.version_ok and exc.type is _CON and exc.mid is not None:
                 self._out.append((empty(EMPTY_RST, exc.mid), addr))
             return
-        self._now = now
+        self._rx_at = now
         mtype = msg.type
         if not summary & self._attention:
             # The hot path, inline: a plain request (no Observe, no Block, no unknown critical
@@ -393,6 +426,7 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             "requests": len(self._requests),
             "peers": len(self._peers),
             "reassembly": len(self._reassembly),
+            "block_bytes": self._block_bytes,
             "served": len(self._served),
             "relations": len(self._relations),
             "heap": len(self._heap),
@@ -524,7 +558,10 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         non_sent = self._non_sent
         if len(non_sent) >= self.config.max_dedup_entries:
             non_sent.popitem(last=False)
-        non_sent[(addr, mid)] = (now + self._non_lifetime, owner)
+        expires = now + self._non_lifetime
+        non_sent[(addr, mid)] = (expires, owner)
+        if expires < self._sweep_at:
+            self._sweep_at = expires
 
     def _alloc_mid(self) -> int:
         mid = self._next_mid
@@ -540,10 +577,29 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 return token
 
     def _sweep(self, now: float) -> None:
-        """Forget expired duplicate-detection generations and stale block-wise state."""
-        if now >= self._dedup_due and (self._dedup_count or self._dedup_old_count):
-            self._rotate_dedup(now)  # sweeps again, with the generations settled
-            return
+        """Forget expired duplicate-detection entries and stale block-wise state, then set
+        ``_sweep_at`` to the next expiry of what is left. Runs from ``handle_timer``, so that
+        state goes on time whether or not datagrams keep coming."""
+        if self._dedup_count or self._dedup_old_count:
+            if self._rx_at + self._dedup_span <= now:
+                # Nothing has arrived for a whole span: every entry of both generations has
+                # expired (§4.5); the next datagram starts a new generation.
+                self._dedup = {}
+                self._dedup_old = {}
+                self._dedup_count = self._dedup_old_count = 0
+                self._dedup_due = -_INF
+                self._dedup_old_until = _INF
+            elif now >= self._dedup_due:
+                self._rotate_dedup(now)  # sweeps again, with the generations settled
+                return
+            elif self._dedup_old_count and now >= self._dedup_old_until:
+                self._dedup_old = {}
+                self._dedup_old_count = 0
+                self._dedup_old_until = _INF
+                for seen in self._dedup.values():
+                    seen.older = None
+        elif now >= self._dedup_due or self._rx_at + self._dedup_span <= now:
+            self._dedup_due = -_INF  # an empty generation has had its time: the next datagram starts one
         non_sent = self._non_sent
         while non_sent:
             key, entry = non_sent.popitem(last=False)
@@ -563,3 +619,17 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 served[key] = entry
                 served.move_to_end(key, last=False)
                 break
+            self._block_bytes -= len(entry.payload)
+        # The next time there is something to forget.
+        at = _INF
+        if self._dedup_due != -_INF:
+            at = min(self._dedup_due, self._rx_at + self._dedup_span)
+        if self._dedup_old_count and self._dedup_old_until < at:
+            at = self._dedup_old_until
+        if non_sent:
+            at = min(at, next(iter(non_sent.values()))[0])
+        if self._reassembly:
+            at = min(at, next(iter(self._reassembly.values())).expires)
+        if served:
+            at = min(at, next(iter(served.values())).expires)
+        self._sweep_at = at

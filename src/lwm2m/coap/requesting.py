@@ -219,15 +219,19 @@ class ClientSide:
         elif etag != req.b2_etag:
             self._fail(req, "representation changed during the Block2 transfer")  # §2.4
             return None
-        buf += msg.payload
-        if len(buf) > self.config.max_body_size:
+        if len(buf) + len(msg.payload) > self.config.max_body_size:
             self._fail(req, "Block2 body larger than max_body_size")
             return None
+        if self._block_bytes + len(msg.payload) > self._max_block_bytes:
+            self._fail(req, "block-wise memory exhausted (max_block_bytes)")
+            return None
+        buf += msg.payload
+        self._block_bytes += len(msg.payload)
         if b2.more:
             self._send(req, *self._block2_next(req, b2.szx), now)
             return None
         first = req.b2_first or msg
-        req.b2_buf = None
+        self._free_block2(req)
         options = tuple(strip(first.options))
         return Message(first.type, first.code, first.mid, first.token, options, bytes(buf))
 
@@ -249,6 +253,7 @@ class ClientSide:
         child.parent = parent
         child.parent_seq = seq
         child.b2_buf = bytearray(first.payload)
+        self._block_bytes += len(first.payload)
         child.b2_first = first
         child.b2_etag = first.option(OptionNumber.ETAG)
         self._requests[(parent.addr, token)] = child
@@ -365,7 +370,7 @@ class ClientSide:
             return
         peer.inflight -= 1
         if now is None:
-            now = self._now
+            now = max(self._now, self._rx_at)
         nstart = self.config.nstart
         while peer.queue and peer.inflight < nstart:
             nxt = peer.queue.popleft()
@@ -374,8 +379,18 @@ class ClientSide:
         if peer.inflight <= 0 and not peer.queue:
             del self._peers[req.addr]
 
+    def _free_block2(self, req: OutgoingRequest) -> None:
+        """Give back the bytes of the Block2 body ``req`` was collecting."""
+        buf = req.b2_buf
+        if buf is not None:
+            self._block_bytes -= len(buf)
+            req.b2_buf = None
+            req.b2_first = None
+
     def _drop_request(self, req: OutgoingRequest, now: float | None = None) -> None:
         req.live = False
+        if req.b2_buf is not None:
+            self._free_block2(req)
         key = (req.addr, req.token)
         if self._requests.get(key) is req:
             del self._requests[key]

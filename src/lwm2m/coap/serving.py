@@ -9,6 +9,7 @@ from typing import Any
 from lwm2m.coap.blockwise import (
     Reassembly,
     Served,
+    block1_key,
     block2_options,
     block_slice,
     request_key,
@@ -30,6 +31,7 @@ _OBSERVE = OptionNumber.OBSERVE
 _BLOCK1 = OptionNumber.BLOCK1
 _BLOCK2 = OptionNumber.BLOCK2
 _SIZE1 = OptionNumber.SIZE1
+_CONTENT_FORMAT = OptionNumber.CONTENT_FORMAT
 
 
 class ServerSide:
@@ -205,8 +207,9 @@ class ServerSide:
 
     def _on_block1(self, msg: Message, addr: Any, b1: BlockOption, seen: list, now: float) -> Message | None:
         limit = self.config.max_body_size
-        rkey = (addr, *request_key(msg))
+        rkey = (addr, *block1_key(msg))
         payload = msg.payload
+        fmt = msg.option(_CONTENT_FORMAT)
         szx = min(b1.szx, self._szx)  # the server may ask for smaller blocks (§2.5)
         if b1.num == 0:
             self._drop_reassembly(rkey)
@@ -215,45 +218,73 @@ class ServerSide:
                 self._too_large(msg, addr, seen, now)
                 return None
             if not b1.more:
-                return self._reassembled(msg, payload)
+                return self._reassembled(msg, payload, fmt)
             if len(payload) != b1.size:
                 self._answer(msg, addr, seen, Code.BAD_REQUEST, (), b"block size mismatch", now)
                 return None
-            if not self._reassembly_room(addr):
-                self._answer(msg, addr, seen, Code.SERVICE_UNAVAILABLE, (), b"", now)
+            if not self._reassembly_room(addr) or self._block_bytes + max(len(payload), size1 or 0) > (
+                self._max_block_bytes
+            ):
+                # Too many transfers, or the bytes of all of them at the budget: refused for now
+                # (RFC 7252 §5.9.3.4); transfers in progress keep their room.
+                busy = b"too many block-wise transfers"
+                self._answer(msg, addr, seen, Code.SERVICE_UNAVAILABLE, (), busy, now)
                 return None
-            self._reassembly[rkey] = Reassembly(payload, now + self._lifetime)
+            expires = now + self._reasm_lifetime
+            self._reassembly[rkey] = Reassembly(payload, expires, fmt)
+            self._block_bytes += len(payload)
             self._reasm_per_peer[addr] = self._reasm_per_peer.get(addr, 0) + 1
+            if expires < self._sweep_at:
+                self._sweep_at = expires
             self._continue(msg, addr, seen, BlockOption(0, True, szx), now)
             return None
         r = self._reassembly.get(rkey)
-        if r is None or r.expires <= now or b1.num * b1.size != len(r.buf):
+        if r is None or r.expires <= now or b1.num * b1.size != r.size:
             # §2.9.2: a block out of sequence, or a transfer we do not (any longer) know.
             self._drop_reassembly(rkey)
             self._answer(msg, addr, seen, Code.REQUEST_ENTITY_INCOMPLETE, (), b"", now)
             return None
+        if fmt is not None:
+            if r.fmt is None:
+                r.fmt = fmt  # the format may first appear on a later block
+            elif decode_uint(fmt) != decode_uint(r.fmt):
+                self._drop_reassembly(rkey)
+                self._answer(
+                    msg, addr, seen, Code.REQUEST_ENTITY_INCOMPLETE, (), b"Content-Format changed", now
+                )
+                return None
         if b1.more and len(payload) != b1.size:
             self._drop_reassembly(rkey)
             self._answer(msg, addr, seen, Code.BAD_REQUEST, (), b"block size mismatch", now)
             return None
-        if len(r.buf) + len(payload) > limit:
+        if r.size + len(payload) > limit:
             self._drop_reassembly(rkey)
             self._too_large(msg, addr, seen, now)
             return None
-        r.buf += payload
+        if self._block_bytes + len(payload) > self._max_block_bytes:
+            # Over the budget of all block-wise bodies: this transfer ends (the client may try
+            # again later); the others keep what they have.
+            self._drop_reassembly(rkey)
+            self._answer(msg, addr, seen, Code.SERVICE_UNAVAILABLE, (), b"block-wise memory exhausted", now)
+            return None
+        r.add(payload)
+        self._block_bytes += len(payload)
         if b1.more:
             # Touched: move to the end so that expiry order stays insertion order.
-            r.expires = now + self._lifetime
+            r.expires = now + self._reasm_lifetime
             self._reassembly.move_to_end(rkey)
             self._continue(msg, addr, seen, BlockOption(b1.num, True, szx), now)
             return None
-        body = bytes(r.buf)
+        body = r.body()
+        fmt = r.fmt
         self._drop_reassembly(rkey)
-        return self._reassembled(msg, body)
+        return self._reassembled(msg, body, fmt)
 
     @staticmethod
-    def _reassembled(msg: Message, body: bytes) -> Message:
+    def _reassembled(msg: Message, body: bytes, fmt: bytes | None) -> Message:
         options = tuple(o for o in msg.options if o[0] != _BLOCK1 and o[0] != _SIZE1)
+        if fmt is not None and not any(o[0] == _CONTENT_FORMAT for o in options):
+            options = with_options(options, (_CONTENT_FORMAT, fmt))
         return Message(msg.type, msg.code, msg.mid, msg.token, options, body)
 
     def _continue(self, msg: Message, addr: Any, seen: list, b1: BlockOption, now: float) -> None:
@@ -276,7 +307,9 @@ class ServerSide:
         return True
 
     def _drop_reassembly(self, rkey: tuple) -> None:
-        if self._reassembly.pop(rkey, None) is not None:
+        r = self._reassembly.pop(rkey, None)
+        if r is not None:
+            self._block_bytes -= r.size
             addr = rkey[0]
             n = self._reasm_per_peer[addr] - 1
             if n:
@@ -325,9 +358,24 @@ class ServerSide:
 
     def _cache_served(self, key: tuple, code: int, base: list, payload: bytes, now: float) -> None:
         served = self._served
-        if served.pop(key, None) is None and len(served) >= self.config.max_block_cache:
-            served.popitem(last=False)
-        served[key] = Served(code, base, payload, now + self._lifetime)
+        old = served.pop(key, None)
+        if old is not None:
+            self._block_bytes -= len(old.payload)
+        elif len(served) >= self.config.max_block_cache:
+            self._block_bytes -= len(served.popitem(last=False)[1].payload)
+        size = len(payload)
+        budget = self._max_block_bytes
+        while served and self._block_bytes + size > budget:
+            # Over the budget: the oldest bodies go first (a later block of theirs is asked
+            # of the application again).
+            self._block_bytes -= len(served.popitem(last=False)[1].payload)
+        if self._block_bytes + size > budget:
+            return  # not kept: later blocks are made from the application's answer again
+        expires = now + self._lifetime
+        served[key] = Served(code, base, payload, expires)
+        self._block_bytes += size
+        if expires < self._sweep_at:
+            self._sweep_at = expires
 
     # --- observe, server side (RFC 7641 §4) ------------------------------------------------------
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
@@ -124,6 +125,7 @@ class LwM2MServer(DeviceManagement):
         dtls_limits: SessionLimits | None = None,
         registration_limits: RegistrationLimits | None = None,
         nosec_endpoints: NosecPolicy = "allow",
+        coap_config: EndpointConfig | None = None,
     ) -> None:
         """``coaps_port`` also serves CoAP over DTLS there (0: any free port); ``security`` is the
         SecurityStore (default: the store's own); ``certificate`` is the server's for X.509
@@ -146,6 +148,7 @@ class LwM2MServer(DeviceManagement):
         self.security.on_revoked = self._revoked
         self._certificate = certificate
         self._dtls_limits = dtls_limits
+        self._coap_config = coap_config  # transmission parameters and state limits of both endpoints
         self._coaps: CoapDtlsEndpoint | None = None
         self._secure: set[str] = set()  # endpoints that register over DTLS: requests go there too
         self._expiry_interval = expiry_interval
@@ -173,7 +176,7 @@ class LwM2MServer(DeviceManagement):
 
     async def _start(self) -> None:
         self._endpoint = await self._stack.enter_async_context(
-            open_udp_endpoint(self.host, self.port, handler=self._on_request)
+            open_udp_endpoint(self.host, self.port, handler=self._on_request, config=self._coap_config)
         )
         self.port = self._endpoint.port
         await self.security.load()
@@ -185,7 +188,13 @@ class LwM2MServer(DeviceManagement):
                 limits=self._dtls_limits or SessionLimits(),
             )
             self._coaps = await self._stack.enter_async_context(
-                open_dtls_endpoint(self.host, self.coaps_port, server=config, handler=self._on_secure_request)
+                open_dtls_endpoint(
+                    self.host,
+                    self.coaps_port,
+                    server=config,
+                    handler=self._on_secure_request,
+                    config=self._coap_config,
+                )
             )
             self.coaps_port = self._coaps.port
         await self._resume_observations()

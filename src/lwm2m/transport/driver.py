@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from lwm2m.transport.address import Addr
+from lwm2m.transport.memory import Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ class UdpDriver:
         self._timer_at: float | None = None
         self._closed = False
         self._receiving = True
+        self._trimmer = Trimmer()
+        self._trim_handle: asyncio.TimerHandle | None = None
 
     @property
     def receiving(self) -> bool:
@@ -180,8 +183,24 @@ class UdpDriver:
             self._arm_timer()
             return
         endpoint.handle_timer(now)
+        self._trim(now)
         self._deliver(now)
         self._transmit(now)
+
+    def _trim(self, now: float) -> None:
+        """Once the state the timer let go of adds up, hand the freed pages back to the system;
+        a trim owed but not yet allowed runs later, even if no timer of the endpoint comes."""
+        released = getattr(self._endpoint, "released", None)
+        if released is None:
+            return
+        wait = self._trimmer.check(released, now)
+        if wait is not None and self._trim_handle is None:
+            self._trim_handle = self._loop.call_later(wait, self._trim_later)
+
+    def _trim_later(self) -> None:
+        self._trim_handle = None
+        if not self._closed:
+            self._trim(self._loop.time())
 
     # --- for the application --------------------------------------------------------
 
@@ -213,6 +232,9 @@ class UdpDriver:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._trim_handle is not None:
+            self._trim_handle.cancel()
+            self._trim_handle = None
         for s in self.sockets:
             s.close()
 

@@ -131,10 +131,19 @@ class SessionLimits:
     ``idle_timeout``: a session that has been silent that long leaves memory; it is
     kept as saved state (``max_parked`` of them, the least recently used go first)
     and taken up again without a handshake when its peer sends another record.
+
+    ``handshake_memory``: what all handshakes in progress together may hold. The cap on
+    their number is this divided by the backend's measured cost of one handshake in
+    progress (Mbed TLS 2.28: 46 KiB held by each, 88 KiB of RSS per handshake while a
+    flood keeps replacing them; taken as 90 KiB, so 64 MiB allow 728), or
+    ``max_handshakes`` if that is lower. Beyond it the oldest
+    handshake in progress is dropped for a new one (a peer that answers its flights in
+    time finishes long before it becomes the oldest).
     """
 
     max_sessions: int = 10_000
-    max_handshakes: int = 1_000
+    max_handshakes: int | None = None  # default: from handshake_memory
+    handshake_memory: int = 64 << 20
     max_parked: int = 100_000
     idle_timeout: float = 300.0
     handshake_timeout_min: float = 1.0
@@ -143,10 +152,17 @@ class SessionLimits:
     mtu: int = 1280  # IPv6's minimum link MTU: handshake flights are cut to fit it
     max_queued: int = 64  # datagrams waiting for a client's handshake to end
 
+    def handshake_cap(self, cost: int) -> int:
+        """How many handshakes may be in progress when each holds ``cost`` bytes."""
+        cap = max(1, self.handshake_memory // max(1, cost))
+        return cap if self.max_handshakes is None else min(cap, self.max_handshakes)
+
     def __post_init__(self) -> None:
-        for name in ("max_sessions", "max_handshakes", "mtu", "max_queued"):
+        for name in ("max_sessions", "mtu", "max_queued", "handshake_memory"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_handshakes is not None and self.max_handshakes < 1:
+            raise ValueError("max_handshakes must be at least 1")
         if self.max_parked < 0:
             raise ValueError("max_parked must not be negative")
         if not 0 < self.handshake_timeout_min <= self.handshake_timeout_max:

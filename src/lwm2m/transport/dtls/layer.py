@@ -13,8 +13,11 @@ Sessions are keyed by the peer's socket address, many on one socket:
 - A server keeps nothing for a ClientHello until it carries a valid cookie
   (HelloVerifyRequest, §4.2.1); datagrams from unknown addresses that are no
   ClientHello are dropped.
-- Handshakes in progress are bounded (``max_handshakes``; the oldest goes
-  first), each with a retransmission timer (§4.2.4) and a lifetime.
+- Handshakes in progress are bounded by ``handshake_memory`` (the backend's cost
+  of one handshake tells how many fit) and ``max_handshakes``; the oldest goes
+  first. Each has a retransmission timer (§4.2.4) and a lifetime
+  (``handshake_lifetime``) that the timer ends, datagrams or not; an ended
+  handshake's connection is let go at once, whatever timer entries remain.
 - A ClientHello from an address that has a session starts a second handshake
   beside it; the old session keeps working and is replaced only when the new
   handshake has authenticated the peer (so a forged ClientHello cannot end it).
@@ -36,7 +39,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lwm2m.transport.dtls.backend import ClientFactory, Connection, DtlsError, HandshakeError, ServerFactory
+from lwm2m.transport.dtls.backend import (
+    DEFAULT_HANDSHAKE_COST,
+    ClientFactory,
+    Connection,
+    DtlsError,
+    HandshakeError,
+    ServerFactory,
+)
 from lwm2m.transport.dtls.backend import SessionClosed as _SessionClosed
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
@@ -113,6 +123,17 @@ class _Parked:
     cipher: str | None
 
 
+class _Ended:
+    """The connection of a handshake that ended: the library's buffers are let go at once,
+    though entries of the timer heap may still name the session until they are popped."""
+
+    __slots__ = ()
+    established = False
+
+
+_ENDED: Any = _Ended()
+
+
 def _client_id(addr: Addr) -> bytes:
     """The transport address a cookie is bound to (RFC 6347 §4.2.1)."""
     return f"{addr[0]}|{addr[1]}".encode()
@@ -144,6 +165,12 @@ class DtlsLayer:
         self._server = server
         self._client = client
         self.limits = limits or SessionLimits()
+        costs = [
+            getattr(f, "handshake_cost", DEFAULT_HANDSHAKE_COST) for f in (server, client) if f is not None
+        ]
+        self.handshake_cost = max(costs)
+        self.max_handshakes = self.limits.handshake_cap(self.handshake_cost)
+        self._released = 0  # estimated bytes let go of by ended handshakes and sessions
         self._sessions: OrderedDict[Addr, _Session] = OrderedDict()  # least recently heard first
         self._handshakes: dict[Addr, _Session] = {}  # oldest first
         self._parked: OrderedDict[Addr, _Parked] = OrderedDict()
@@ -307,6 +334,7 @@ class DtlsLayer:
         hs = self._handshakes.pop(addr, None)
         if hs is not None:
             hs.timer_at = None
+            self._let_go(hs)
         s = self._sessions.pop(addr, None)
         if s is None:
             return hs is not None
@@ -314,12 +342,19 @@ class DtlsLayer:
             alert = s.conn.close()
             if alert:
                 self._out.append((alert, addr))
+        self._let_go(s)
         self._events.append(SessionEnded(addr, s.identity, "local"))
         return True
 
     def close_all(self, role: Role | None = None) -> None:
         for addr in [a for a, s in self._sessions.items() if role is None or s.role == role]:
             self.close(addr)
+
+    @property
+    def released(self) -> int:
+        """Bytes let go of so far (estimated), this layer's and the CoAP endpoint's: the
+        transport gives memory back to the system after a large amount was released."""
+        return self._released + getattr(self.inner, "released", 0)
 
     def state_sizes(self) -> dict[str, int]:
         sizes = dict(self.inner.state_sizes())
@@ -394,7 +429,8 @@ class DtlsLayer:
         old = self._handshakes.pop(addr, None)
         if old is not None:
             old.timer_at = None
-        while len(self._handshakes) >= self.limits.max_handshakes:
+            self._let_go(old)
+        while len(self._handshakes) >= self.max_handshakes:
             self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
         hs = _Session(conn, addr, "server", now)
         hs.hello = data[_HELLO_HEADER:]
@@ -476,8 +512,15 @@ class DtlsLayer:
             del self._handshakes[addr]
         hs.timer_at = None
         hs.queue = None
+        self._let_go(hs)
         self.counters["handshakes_failed"] += 1
         self._events.append(HandshakeFailed(addr, reason))
+
+    def _let_go(self, s: _Session) -> None:
+        """Drop the connection of ``s`` now: stale timer entries must not keep its buffers."""
+        if s.conn is not _ENDED:
+            s.conn = _ENDED
+            self._released += self.handshake_cost
 
     def _session_for_sending(self, addr: Addr, now: float) -> _Session | None:
         """The session to send to ``addr`` with: taken up again if saved, else (client) a new handshake."""
@@ -489,7 +532,7 @@ class DtlsLayer:
             return hs if hs.queue is not None else None
         if self._client is None:
             return None
-        while len(self._handshakes) >= self.limits.max_handshakes:
+        while len(self._handshakes) >= self.max_handshakes:
             self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
         hs = _Session(self._client.connect(), addr, "client", now)
         hs.deadline = now + self.limits.handshake_lifetime
@@ -511,6 +554,7 @@ class DtlsLayer:
         del self._sessions[s.addr]
         limit = self.limits.max_parked
         state = s.conn.save() if limit else None
+        self._let_go(s)
         if state is None:
             self._events.append(SessionEnded(s.addr, s.identity, reason))
             return
@@ -545,4 +589,5 @@ class DtlsLayer:
     def _end(self, s: _Session, reason: str) -> None:
         if self._sessions.get(s.addr) is s:
             del self._sessions[s.addr]
+        self._let_go(s)
         self._events.append(SessionEnded(s.addr, s.identity, reason))

@@ -1,0 +1,489 @@
+"""Memory of ``lwm2m server`` under three floods, and after them: does it come back down?
+
+Starts ``lwm2m server`` (memory store, plain CoAP and CoAP over DTLS on free loopback
+ports, short expiries so that the run takes a few minutes) as a subprocess and replays,
+from this process, over loopback only, each bounded in count and in time:
+
+1. Block1 transfers that never finish: ``--transfers`` (400) PUTs of ``--blocks`` (1,000)
+   blocks of 1 KiB each, every block with M=1, 4 transfers per source port, every block
+   sent whatever the answer. 400 MB were asked for; the endpoint's budget for all
+   block-wise bodies is 32 MiB (a refused transfer's later blocks get 4.08).
+2. Junk registrations from plain CoAP: ``--registrations`` (20,000) Registers with
+   lt=30 from a pool of sockets, then one with lt=999999999999999999999999999999, one
+   with a 5,000-character endpoint name and one with 6,000 links (58 KB), these two with
+   lt=30 so that they count in the memory after expiry too. Printed: the
+   answers by code (how many were accepted, 2.01, and refused).
+3. DTLS handshakes: (a) ``--hellos`` (155,000) ClientHellos without a cookie (answered
+   with a HelloVerifyRequest, no state kept), then (b) ``--stalled`` (20,000) ClientHellos
+   that complete the cookie exchange and then go silent (state kept until the handshake's
+   lifetime; their number capped by the DTLS memory budget).
+
+For each flood the server's VmRSS (``/proc/PID/status``) before, at its peak (sampled every
+0.1 s) and after the flood once its expiry has passed, in a table. The after/before ratio
+should stay within 1.2.
+
+    python bench/floods.py [--transfers 400] [--blocks 1000] [--registrations 20000]
+                           [--hellos 155000] [--stalled 20000] [--seconds 90]
+                           [--exchange-lifetime 30] [--handshake-lifetime 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from coap_loop import HOST, free_port
+from server_load import option
+
+LINKS = b"</1/0>,</3/0>,</3303/0>"
+
+
+def code_name(code: int) -> str:
+    return f"{code >> 5}.{code & 31:02d}"
+
+
+# --- the server and its memory -------------------------------------------------------------------
+
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Sampler(threading.Thread):
+    """Polls the server's RSS every 0.1 s; ``peak`` since the last ``reset``."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self.stop = False
+
+    def reset(self) -> None:
+        self.peak = rss(self.pid)
+
+    def run(self) -> None:
+        while not self.stop:
+            try:
+                self.peak = max(self.peak, rss(self.pid))
+            except (OSError, RuntimeError):
+                return
+            time.sleep(0.1)
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    coap: int
+    coaps: int
+    log: str
+
+    @classmethod
+    def start(cls, exchange_lifetime: float, handshake_lifetime: float) -> Server:
+        coap, coaps, http = free_port(), free_port(), free_port()
+        log = tempfile.NamedTemporaryFile(prefix="floods-server-", suffix=".log", delete=False)  # noqa: SIM115
+        command = [
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "server",
+            "--store",
+            "memory",
+            "--host",
+            HOST,
+            "--coap-port",
+            str(coap),
+            "--http-port",
+            str(http),
+            "--coaps-port",
+            str(coaps),
+            "--exchange-lifetime",
+            str(exchange_lifetime),
+            "--dtls-handshake-lifetime",
+            str(handshake_lifetime),
+        ]
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(log.name) as f:
+                if "REST API on" in f.read():
+                    return cls(proc, coap, coaps, log.name)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        proc.kill()
+        with open(log.name) as f:
+            raise RuntimeError(f"lwm2m server did not start:\n{f.read()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@dataclass
+class Row:
+    flood: str
+    sent: str
+    answers: Counter = field(default_factory=Counter)
+    before: int = 0
+    peak: int = 0
+    after: int = 0
+    waited: float = 0.0
+
+
+def udp(bind: str = HOST) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((bind, 0))
+    s.setblocking(False)
+    return s
+
+
+def drain(sel: selectors.BaseSelector, timeout: float) -> Iterator[tuple[socket.socket, bytes]]:
+    """Datagrams that arrive on the registered sockets within ``timeout`` (less once idle)."""
+    for key, _ in sel.select(timeout):
+        s = key.fileobj
+        while True:
+            try:
+                data = s.recv(65536)  # type: ignore[union-attr]
+            except BlockingIOError:
+                break
+            yield s, data  # type: ignore[misc]
+
+
+# --- 1. Block1 transfers that never finish ---------------------------------------------------------
+
+
+def block1_datagram(mid: int, token: bytes, path: bytes, num: int, payload: bytes) -> bytes:
+    value = (num << 4) | 0x08 | 6  # M=1, SZX=6 (1024 bytes), RFC 7959 §2.2
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return (
+        bytes((0x40 | len(token), 0x03))  # CON PUT
+        + mid.to_bytes(2, "big")
+        + token
+        + option(11, b"flood")  # Uri-Path
+        + option(0, path)
+        + option(16, raw)  # Block1 (27)
+        + b"\xff"
+        + payload
+    )
+
+
+def block1_flood(server: Server, transfers: int, blocks: int, seconds: float, row: Row) -> None:
+    """Every block of every transfer is sent, whatever the answers (an attacker does not
+    listen); the answers are counted by code."""
+    socks = [udp() for _ in range((transfers + 3) // 4)]
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    payload = bytes(1024)
+    dest = (HOST, server.coap)
+    end = time.monotonic() + seconds
+    sent = rounds = 0
+    for num in range(blocks):
+        if time.monotonic() > end:
+            break
+        rounds += 1
+        waiting = 0
+        for i in range(transfers):
+            s = socks[i // 4]
+            mid = (num * 4 + i % 4) & 0xFFFF
+            s.sendto(block1_datagram(mid, i.to_bytes(4, "big"), str(i % 4).encode(), num, payload), dest)
+            sent += 1
+            waiting += 1
+            if i % 64 == 63:  # let the server keep up: UDP drops what overflows its buffer
+                for _, data in drain(sel, 0):
+                    waiting -= 1
+                    row.answers[code_name(data[1])] += 1
+        deadline = time.monotonic() + 1.0
+        while waiting > 0 and time.monotonic() < deadline:
+            for _, data in drain(sel, 0.05):
+                waiting -= 1
+                row.answers[code_name(data[1])] += 1
+        row.answers["no answer"] += max(0, waiting)
+    row.sent = f"{sent:,} blocks, {transfers}x{rounds}"
+    for s in socks:
+        s.close()
+
+
+# --- 2. junk registrations ----------------------------------------------------------------------
+
+
+def register(mid: int, token: bytes, name: bytes, lt: bytes = b"30", links: bytes = LINKS) -> bytes:
+    return (
+        bytes((0x40 | len(token), 0x02))  # CON POST
+        + mid.to_bytes(2, "big")
+        + token
+        + option(11, b"rd")
+        + option(1, b"\x28")  # Content-Format 40 (link format)
+        + option(3, b"ep=" + name)
+        + option(0, b"lt=" + lt)
+        + option(0, b"lwm2m=1.1")
+        + option(0, b"b=U")
+        + b"\xff"
+        + links
+    )
+
+
+def registration_flood(
+    server: Server, count: int, seconds: float, row: Row, specials: dict[str, str]
+) -> None:
+    socks = [udp() for _ in range(64)]
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    dest = (HOST, server.coap)
+    inflight: dict[tuple[socket.socket, bytes], float] = {}
+    end = time.monotonic() + seconds
+    n = 0
+    window = 128
+    while (n < count or inflight) and time.monotonic() < end:
+        while n < count and len(inflight) < window:
+            s = socks[n % len(socks)]
+            token = n.to_bytes(4, "big")
+            s.sendto(register(n & 0xFFFF, token, f"junk-{n:07d}".encode()), dest)
+            inflight[(s, token)] = time.monotonic() + 5.0
+            n += 1
+        for s, data in drain(sel, 0.05):
+            key = (s, data[4 : 4 + (data[0] & 0x0F)])
+            if inflight.pop(key, None) is not None:
+                row.answers[code_name(data[1])] += 1
+        now = time.monotonic()
+        for key in [k for k, t in inflight.items() if t < now]:
+            del inflight[key]
+            row.answers["no answer"] += 1
+    row.sent = f"{n:,} Registers (lt=30)"
+    # The three of the issue, one at a time.
+    junk = {
+        "lt=999999999999999999999999999999": register(
+            1, b"s1", b"junk-lifetime", lt=b"999999999999999999999999999999"
+        ),
+        "5,000-character name, lt=30": register(2, b"s2", b"n" * 5000),
+        "6,000 links (58 KB), lt=30": register(
+            3, b"s3", b"junk-links", links=b",".join(f"</{i}/0>".encode() for i in range(6000))
+        ),
+    }
+    s = socks[0]
+    for label, data in junk.items():
+        s.sendto(data, dest)
+        answer = "no answer"
+        for _, reply in drain(sel, 3.0):
+            answer = code_name(reply[1])
+            if len(reply) > 4 + (reply[0] & 0x0F):
+                diag = reply[4 + (reply[0] & 0x0F) :].split(b"\xff", 1)
+                if len(diag) == 2 and diag[1]:
+                    answer += f" ({diag[1][:60].decode(errors='replace')})"
+            break
+        specials[f"{label}: {len(data):,} bytes"] = answer
+    for s in socks:
+        s.close()
+
+
+# --- 3. DTLS handshakes ---------------------------------------------------------------------------
+
+
+def _clients():  # type: ignore[no-untyped-def]
+    from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials
+    from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+
+    return MbedtlsBackend().client(DtlsClientConfig(psk=PskCredentials("flood", bytes(16))))
+
+
+def hello_flood(server: Server, count: int, seconds: float, row: Row) -> None:
+    """ClientHellos without a cookie: each gets a HelloVerifyRequest, none leaves state."""
+    conn = _clients().connect()
+    conn.handshake()
+    hello = conn.outgoing()
+    socks = [udp() for _ in range(64)]
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
+    dest = (HOST, server.coaps)
+    end = time.monotonic() + seconds
+    n = 0
+    while n < count and time.monotonic() < end:
+        for s in socks:
+            s.sendto(hello, dest)
+        n += len(socks)
+        got = 0
+        deadline = time.monotonic() + 0.5
+        while got < len(socks) and time.monotonic() < deadline:
+            for _, data in drain(sel, 0.05):
+                got += 1
+                row.answers["HelloVerifyRequest" if data[13:14] == b"\x03" else "other"] += 1
+        row.answers["no answer"] += len(socks) - got
+    row.sent = f"{n:,} ClientHellos"
+    for s in socks:
+        s.close()
+
+
+def stalled_flood(server: Server, count: int, seconds: float, row: Row) -> None:
+    """ClientHellos that complete the cookie exchange, then silence: state on the server."""
+    factory = _clients()
+    dest = (HOST, server.coaps)
+    end = time.monotonic() + seconds
+    n = 0
+    batch = 200
+    while n < count and time.monotonic() < end:
+        socks = [udp() for _ in range(min(batch, count - n))]
+        sel = selectors.DefaultSelector()
+        conns = {}
+        for s in socks:
+            sel.register(s, selectors.EVENT_READ)
+            c = factory.connect()
+            c.handshake()
+            s.sendto(c.outgoing(), dest)
+            conns[s] = c
+        pending = set(socks)
+        deadline = time.monotonic() + 2.0
+        while pending and time.monotonic() < deadline:
+            for s, data in drain(sel, 0.05):
+                if s not in pending:
+                    continue  # the server's flight after the cookie: not answered, ever
+                pending.discard(s)
+                c = conns[s]
+                c.feed(data)
+                try:
+                    c.handshake()
+                except Exception:
+                    row.answers["failed"] += 1
+                    continue
+                s.sendto(c.outgoing(), dest)  # ClientHello with the cookie
+                row.answers["cookie exchanged"] += 1
+        row.answers["no HelloVerifyRequest"] += len(pending)
+        n += len(socks)
+        time.sleep(0.02)  # the server's flights arrive; nobody reads them
+        for s in socks:
+            sel.unregister(s)
+            s.close()
+    row.sent = f"{n:,} handshakes stalled"
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def settle(server: Server, seconds: float) -> int:
+    """The server's RSS after ``seconds`` (its timers have run meanwhile)."""
+    time.sleep(seconds)
+    return rss(server.proc.pid)
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:7.1f}"
+
+
+def report(rows: list[Row], specials: dict[str, str], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"expiries: --exchange-lifetime {args.exchange_lifetime:g} s (duplicate detection, Block1 "
+        f"reassembly, served Block2 bodies), --dtls-handshake-lifetime {args.handshake_lifetime:g} s, "
+        "registrations lt=30 s"
+    )
+    print(f"{'flood':<30} {'sent':<32} {'before':>7} {'peak':>7} {'after':>7}  {'after/before':>12}  (MiB)")
+    for r in rows:
+        ratio = r.after / r.before if r.before else 0.0
+        flag = "ok" if ratio <= 1.2 else "OVER 1.2"
+        print(
+            f"{r.flood:<30} {r.sent:<32} {mib(r.before)} {mib(r.peak)} {mib(r.after)}  {ratio:12.2f}  {flag}"
+            f"  (after {r.waited:.0f} s)"
+        )
+    print()
+    for r in rows:
+        answers = ", ".join(f"{k}: {v:,}" for k, v in sorted(r.answers.items()))
+        print(f"{r.flood}: {answers}")
+    for label, answer in specials.items():
+        print(f"  Register with {label} -> {answer}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transfers", type=int, default=400)
+    parser.add_argument("--blocks", type=int, default=1000)
+    parser.add_argument("--registrations", type=int, default=20_000)
+    parser.add_argument("--hellos", type=int, default=155_000)
+    parser.add_argument("--stalled", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=90.0, help="time bound of each flood")
+    parser.add_argument("--exchange-lifetime", type=float, default=30.0)
+    parser.add_argument("--handshake-lifetime", type=float, default=20.0)
+    parser.add_argument("--floods", default="block1,registrations,dtls")
+    args = parser.parse_args(argv)
+    floods = set(args.floods.split(","))
+    server = Server.start(args.exchange_lifetime, args.handshake_lifetime)
+    sampler = Sampler(server.proc.pid)
+    sampler.start()
+    rows: list[Row] = []
+    specials: dict[str, str] = {}
+    margin = 8.0  # the timer's sweep, then the trim (at most every 2 s)
+    try:
+        time.sleep(2.0)
+
+        def run(name: str, flood, *flood_args, wait: float) -> None:  # type: ignore[no-untyped-def]
+            row = Row(name, "")
+            row.before = rss(server.proc.pid)
+            sampler.reset()
+            started = time.monotonic()
+            flood(server, *flood_args, row)
+            print(
+                f"{name}: {time.monotonic() - started:.1f} s, peak so far {mib(sampler.peak)} MiB", flush=True
+            )
+            row.peak = sampler.peak
+            row.after = settle(server, wait)
+            row.waited = wait
+            rows.append(row)
+
+        if "block1" in floods:
+            run(
+                "1. Block1, never finished",
+                block1_flood,
+                args.transfers,
+                args.blocks,
+                args.seconds,
+                wait=args.exchange_lifetime + margin,
+            )
+        if "registrations" in floods:
+            row_flood = registration_flood
+
+            def registrations(server: Server, count: int, seconds: float, row: Row) -> None:
+                row_flood(server, count, seconds, row, specials)
+
+            run(
+                "2. junk registrations",
+                registrations,
+                args.registrations,
+                args.seconds,
+                wait=30.0 + margin,
+            )
+        if "dtls" in floods:
+            run("3a. ClientHello, no cookie", hello_flood, args.hellos, args.seconds, wait=margin)
+            run(
+                "3b. DTLS stalled after cookie",
+                stalled_flood,
+                args.stalled,
+                args.seconds,
+                wait=args.handshake_lifetime + margin,
+            )
+    finally:
+        sampler.stop = True
+        server.stop()
+    report(rows, specials, args)
+    os.unlink(server.log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
