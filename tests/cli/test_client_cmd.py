@@ -14,7 +14,10 @@ from tests.server.test_server import next_event
 
 from lwm2m.cli import main
 from lwm2m.cli.client_cmd import profiles
+from lwm2m.client import LwM2MClient
+from lwm2m.client.core import Device, Security, ServerAccount
 from lwm2m.coap.numbers import Code
+from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
@@ -30,6 +33,12 @@ async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -
             seen.append(line)
             if text in line:
                 return line
+
+
+def _mandatory_readable(object_id: int) -> set[int]:
+    definition = load_catalogue().get(object_id)
+    assert definition is not None
+    return {r.id for r in definition.resources.values() if r.mandatory and r.operations.readable}
 
 
 async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sigint() -> None:
@@ -66,6 +75,14 @@ async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sig
             assert answer.records == (Record(Path.parse("/3303/0/5700"), 21.5),)
             line = await _line_with(proc.stdout, "/3303/0/5700", seen)
             assert "GET /3303/0/5700" in line and "Read" in line and "2.05 Content" in line, line
+
+            # The built-in device is the core Device: every mandatory readable resource of object 3
+            # in the catalogue (Error Code, Supported Binding, ...) and Current Time answer.
+            device = await server.read("cli-dev", "/3/0", timeout=5)
+            assert device.code == Code.CONTENT
+            got = {r.path.ids[2] for r in device.records}
+            assert _mandatory_readable(3) <= got, got
+            assert {0, 1, 2, 3, 13} <= got, got
 
             missing = await server.read("cli-dev", "/3303/9", timeout=5)
             assert missing.code == Code.NOT_FOUND
@@ -151,3 +168,22 @@ def test_the_default_profile_and_the_simulator_profiles_are_offered() -> None:
     for name in simulator.PROFILES:
         objects = known[name](endpoint="dev-7")
         assert 3 in {inst.definition.id for inst in objects}, name
+
+
+@pytest.mark.parametrize("name", list(profiles()))
+def test_every_profile_builds_its_core_objects_with_their_mandatory_resources(name: str) -> None:
+    objects = list(profiles()[name](endpoint="dev-7"))
+    client = LwM2MClient("dev-7", "coap://127.0.0.1:1", objects)  # adds the server account
+    catalogue = load_catalogue()
+    for object_id, core in ((0, Security), (1, ServerAccount), (3, Device)):
+        instances = client.tree.instances(object_id)
+        assert instances, (name, object_id)
+        definition = catalogue.get(object_id)
+        assert definition is not None
+        for inst in instances:
+            assert isinstance(inst, core), (name, object_id, type(inst))
+            for r in definition.resources.values():
+                if r.mandatory:
+                    assert inst.has_resource(r.id), (name, f"/{object_id}/{inst.id}/{r.id} {r.name}")
+                if r.mandatory and r.operations.readable:
+                    inst.read(r.id)  # answers, no 4.04

@@ -5,8 +5,10 @@ LwM2M operation, response code), and so is each change of the registration
 (registering, registered, updated, retrying, asleep in queue mode). SIGINT or
 SIGTERM de-registers and stops.
 
-The objects come from a device profile. ``default`` is built in: a Device (3)
-and a Temperature sensor (3303). The fleet simulator's profiles
+The objects come from a device profile. ``default`` is built in: the SDK's core
+Device (3) with every mandatory resource (Error Code, Current Time, Reboot, ...)
+and a Temperature sensor (3303); the client adds the core Security (0) and
+Server (1) instances of each server account. The fleet simulator's profiles
 (:data:`lwm2m.simulator.profiles.PROFILES`: name -> a callable taking
 ``endpoint=`` and returning the device's object instances) are offered too;
 objects with a ``tick(Tick)`` method are moved every few seconds of real time,
@@ -38,14 +40,19 @@ TICK_SECONDS = 5.0  # how often simulated values move
 
 
 def default_objects(endpoint: str = "device") -> list[Any]:
-    """The built-in device: its Device object and one temperature sensor."""
+    """The built-in device: the core Device object (LwM2M-TS-Core 1.2 §E.4, with its mandatory
+    resources) and one temperature sensor. Security and Server come from the client's accounts."""
     from lwm2m.client import ObjectInstance
+    from lwm2m.client.core import Device
 
-    device = {0: "lwm2m", 1: "lwm2m-python", 2: endpoint, 3: __version__, 16: "U"}
-    return [
-        ObjectInstance(0, device, object_id=3),
-        ObjectInstance(0, {5700: 21.5, 5701: "Cel", 5750: "room"}, object_id=3303),
-    ]
+    device = Device(
+        manufacturer="lwm2m",
+        model_number="lwm2m-python",
+        serial_number=endpoint,
+        firmware_version=__version__,
+        binding_modes="U",
+    )
+    return [device, ObjectInstance(0, {5700: 21.5, 5701: "Cel", 5750: "room"}, object_id=3303)]
 
 
 def profiles() -> dict[str, ObjectsFactory]:
