@@ -88,7 +88,9 @@ class Observer:
 
     ``emit(relation, message, confirmable)`` sends a notification and says
     whether the relation still exists; ``defaults()`` gives the attributes that
-    apply where no level sets one (pmin/pmax of the Server object).
+    apply where no level sets one (pmin/pmax of the Server object). With
+    ``server_of(relation)`` (the Short Server ID of the server that observes), each
+    relation follows its own server's attributes and ``defaults(server_id)`` (§5.1.1).
     """
 
     def __init__(
@@ -96,12 +98,14 @@ class Observer:
         handler: RequestHandler,
         emit: Emit,
         *,
-        defaults: Callable[[], Attributes] = Attributes,
+        defaults: Callable[..., Attributes] = Attributes,
+        server_of: Callable[[RelationKey], int | None] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.handler = handler
         self._emit = emit
         self._defaults = defaults
+        self._server_of = server_of
         self._loop = loop or asyncio.get_event_loop()
         self._relations: dict[RelationKey, _Relation] = {}
         self._by_object: dict[int, set[RelationKey]] = {}
@@ -189,10 +193,14 @@ class Observer:
     # --- timing -------------------------------------------------------------------------------
 
     def _attributes(self, r: _Relation) -> Attributes:
-        defaults = self._defaults()
+        if self._server_of is None:
+            server, defaults = None, self._defaults()
+        else:
+            server = self._server_of(r.key)
+            defaults = self._defaults(server)
         if r.composite:
             return defaults
-        return self.handler.effective_attributes(r.paths[0], defaults)
+        return self.handler.effective_attributes(r.paths[0], defaults, server)
 
     def _changed(self, r: _Relation) -> None:
         attrs = self._attributes(r)
