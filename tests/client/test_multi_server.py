@@ -12,12 +12,19 @@ from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
 from lwm2m.client.core.access_control import CREATE_INSTANCE
+from lwm2m.client.handler import RequestHandler
+from lwm2m.client.objects import ObjectTree
 from lwm2m.coap.config import EndpointConfig
-from lwm2m.coap.numbers import Code
-from lwm2m.model.path import Path
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
-from lwm2m.server.events import ClientDeregistered, ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.events import ClientDeregistered, ClientRegistered, NotificationReceived
+from lwm2m.server.server import LwM2MServer, ObserveRefused
 
 FAST = EndpointConfig(ack_timeout=0.5, max_retransmit=2)
 R, W, C = AccessRight.READ, AccessRight.WRITE, AccessRight.CREATE
@@ -116,6 +123,16 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
                 for key, r in client.observer._relations.items()
             }
             assert pmax == {101: 30, 102: 31}
+            # A change reaches each observing server.
+            device = client.tree.instance(3, 0)
+            assert device is not None
+            device.set(0, "changed")
+            for events in (events101, events102):
+                note = await next_event(events, NotificationReceived)
+                assert note.records[0].value == "changed", note
+            # A server without the R right on an instance cannot observe it.
+            with pytest.raises(ObserveRefused):
+                await s102.observe("multi", "/3303/0/5700")
 
             # Send goes to the first server unless another is named.
             assert (await client.send(["/3/0/0"])).code == Code.CHANGED
@@ -183,3 +200,53 @@ async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_
             assert write.code == Code.UNAUTHORIZED
             write = await s101.write("bs-multi", "/3/0/13", [Record(Path.parse("/3/0/13"), 1000)])
             assert write.code == Code.CHANGED
+
+
+def _handler_with_two_accounts() -> tuple[RequestHandler, ObjectTree]:
+    tree = ObjectTree(load_catalogue())
+    for n, ssid in enumerate((101, 102)):
+        tree.add(Security(n, uri=f"coap://127.0.0.{n + 1}", short_server_id=ssid))
+        tree.add(ServerAccount(n, short_server_id=ssid))
+    for inst in acl_for_102():
+        tree.add(inst)
+    tree.add(temperature())
+    tree.add(ObjectInstance(0, {0: "ACME", 11: {0: 0}, 16: "U"}, object_id=3))
+    return RequestHandler(tree), tree
+
+
+def _request(code: Code, path: str, **kw: object) -> RequestReceived:
+    msg = Message.build(Type.CON, code, 1, b"tk", uri_path=path, **kw)  # type: ignore[arg-type]
+    return RequestReceived(("127.0.0.1", 5683), msg)
+
+
+def _code(handler: RequestHandler, event: RequestReceived, server: int | None) -> Code:
+    out = handler(event, server)
+    assert isinstance(out, Message)
+    return Code(out.code)
+
+
+def test_composite_operations_are_decided_path_by_path() -> None:
+    h, tree = _handler_with_two_accounts()
+    senml = get_codec(CF.SENML_CBOR)
+    both = senml.encode([Record(Path.parse("/3/0/0")), Record(Path.parse("/3303/0/5700"))], ROOT, h.models)
+    fetch = _request(Code.FETCH, "", content_format=CF.SENML_CBOR, payload=both)
+    assert _code(h, fetch, 101) == Code.CONTENT
+    assert _code(h, fetch, 102) == Code.UNAUTHORIZED  # /3303/0 is not 102's to read
+    one = senml.encode([Record(Path.parse("/3/0/0")), Record(Path.parse("/3304/0"))], ROOT, h.models)
+    fetch = _request(Code.FETCH, "", content_format=CF.SENML_CBOR, payload=one)
+    assert _code(h, fetch, 102) == Code.CONTENT  # /3304 does not exist: left out, as without ACL
+    write = senml.encode([Record(Path.parse("/3/0/14"), "+01:00")], ROOT, h.models)
+    ipatch = _request(Code.IPATCH, "", content_format=CF.SENML_CBOR, payload=write)
+    assert _code(h, ipatch, 102) == Code.UNAUTHORIZED
+    assert _code(h, ipatch, 101) == Code.CHANGED
+    # A request from no server of the client has no rights once there are several.
+    assert _code(h, _request(Code.GET, "/3/0/0"), None) == Code.UNAUTHORIZED
+    # Write-Attributes belong to the server that wrote them.
+    attrs = _request(Code.PUT, "/3/0/0", uri_query=["pmin=7"])
+    assert _code(h, attrs, 102) == Code.CHANGED
+    assert h.effective_attributes(Path.parse("/3/0/0"), server_id=102).pmin == 7
+    assert h.effective_attributes(Path.parse("/3/0/0"), server_id=101).pmin is None
+    # The bootstrap server is not subject to Access Control.
+    h.bootstrap = True
+    assert _code(h, _request(Code.GET, "/3303/0/5700"), None) == Code.CONTENT
+    assert len(tree.instances(2)) == 3

@@ -277,6 +277,8 @@ class LwM2MClient(Reporting):
 
     def server_id_of(self, addr: Any) -> int | None:
         """The Short Server ID of the server at ``addr`` (a request's or a relation's peer), or None."""
+        if self.account is not None and addr == self._server_addr:  # the common case, no parsing
+            return self.account.short_server_id
         addr = normalize(addr) or addr
         if self.account is not None and addr == self._server_addr:
             return self.account.short_server_id

@@ -282,7 +282,8 @@ class RequestHandler:
         if not paths:
             raise BadRequest("Read-Composite: no path given")
         for p in paths:  # §7.3: each path of a composite operation is decided alone
-            self.check(p, Operation.OBSERVE if event.observe == 0 else Operation.READ)
+            if self.tree.exists(p):  # what does not exist is left out of the answer anyway
+                self.check(p, Operation.OBSERVE if event.observe == 0 else Operation.READ)
         if event.observe == 0:
             return self.observe(event, paths, msg.accept, composite=True)
         if event.observe == 1 and self.observer is not None:
