@@ -280,7 +280,7 @@ class Observer:
             r.pending.cancel()
             r.pending = None
         try:
-            message = self.handler.content(r.paths, r.fmt, r.composite)
+            message = self._content(r)
         except OperationFailed as exc:
             # The resource went away or can no longer be read: the error ends the relation.
             self._emit(r.key, Message(Type.ACK, exc.code, payload=str(exc).encode()), False)
@@ -301,6 +301,13 @@ class Observer:
         if pmax and pmax >= pmin:
             r.periodic = self._loop.call_at(now + pmax, self._send_later, r.key)
 
+    def _content(self, r: _Relation) -> Message:
+        if self._server_of is not None:
+            # The notification is served to the relation's server: a Read of a whole object
+            # shows it only the instances it may read (LwM2M-TS-Core 1.2 §7.3.2).
+            self.handler.server_id = self._server_of(r.key)
+        return self.handler.content(r.paths, r.fmt, r.composite)
+
     def _value(self, r: _Relation) -> Any:
         """The value of a single-value resource relation (None for anything else)."""
         path = r.paths[0]
@@ -319,6 +326,6 @@ class Observer:
 
     def _payload(self, r: _Relation) -> bytes:
         try:
-            return self.handler.content(r.paths, r.fmt, r.composite).payload
+            return self._content(r).payload
         except OperationFailed:
             return b""
