@@ -7,9 +7,11 @@ import asyncio
 
 import pytest
 from tests.bootstrap.test_server import next_event
+from tests.transport.test_dtls import KEY
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
 from lwm2m.client.core.access_control import CREATE_INSTANCE
 from lwm2m.client.handler import RequestHandler
@@ -25,6 +27,8 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, NotificationReceived
 from lwm2m.server.server import LwM2MServer, ObserveRefused
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.transport.dtls import PskCredentials
 
 FAST = EndpointConfig(ack_timeout=0.5, max_retransmit=2)
 R, W, C = AccessRight.READ, AccessRight.WRITE, AccessRight.CREATE
@@ -250,3 +254,33 @@ def test_composite_operations_are_decided_path_by_path() -> None:
     h.bootstrap = True
     assert _code(h, _request(Code.GET, "/3303/0/5700"), None) == Code.CONTENT
     assert len(tree.instances(2)) == 3
+
+
+async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer(port=0, coaps_port=0) as s102:
+        await s102.security.put(SecurityInfo("mixed", "mixed-id", KEY))
+        assert s102.coaps_uri is not None
+        events101, events102 = s101.events(), s102.events()
+        secure = Security(
+            1, uri=s102.coaps_uri, short_server_id=102, **credentials(PskCredentials("mixed-id", KEY), None)
+        )
+        objects = [
+            Security(0, uri=s101.uri, short_server_id=101),
+            ServerAccount(0, short_server_id=101, lifetime=120),
+            secure,
+            ServerAccount(1, short_server_id=102, lifetime=140),
+            *acl_for_102(),
+            temperature(),
+        ]
+        async with LwM2MClient("mixed", objects=objects, coap_config=FAST) as client:
+            await next_event(events101, ClientRegistered)
+            reg102 = (await next_event(events102, ClientRegistered)).registration
+            assert reg102.lifetime == 140
+            [other] = client.others
+            assert other.coap is not None and other.coap is not client._coap  # a DTLS endpoint of its own
+            # Requests over the DTLS session are server 102's: the ACL applies to them.
+            assert (await s102.read("mixed", "/3/0/0", timeout=5)).code == Code.CONTENT
+            write = await s102.write("mixed", "/3/0/13", [Record(Path.parse("/3/0/13"), 1000)], timeout=5)
+            assert write.code == Code.UNAUTHORIZED
+            assert (await client.send(["/3/0/0"], server=102)).code == Code.CHANGED
+        await next_event(events102, ClientDeregistered)
