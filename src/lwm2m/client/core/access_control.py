@@ -201,7 +201,8 @@ def allowed(tree: ObjectTree, server_id: int, path: Path | str, operation: Opera
       owner may write it; servers neither create nor delete its instances.
     - On an object (no instance in the path), the operation is allowed when some
       instance grants it; the handler then leaves out the instances that do not (§7.3.2).
-    - Otherwise the rights of the instance's Access Control instance decide.
+    - Otherwise the rights of the instance's Access Control instance decide; a Server (1)
+      instance without one is its own server's (Read, Write, Execute).
     """
     path = Path.parse(path)
     operation = Operation(operation)
