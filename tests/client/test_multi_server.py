@@ -7,10 +7,11 @@ import asyncio
 
 import pytest
 from tests.bootstrap.test_server import next_event
+from tests.conftest import free_udp_port
 from tests.transport.test_dtls import KEY
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
 from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
 from lwm2m.client.core.access_control import CREATE_INSTANCE
@@ -284,3 +285,26 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
             assert write.code == Code.UNAUTHORIZED
             assert (await client.send(["/3/0/0"], server=102)).code == Code.CHANGED
         await next_event(events102, ClientDeregistered)
+
+
+async def test_an_unreachable_server_backs_off_alone() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as s101:
+        events = s101.events()
+        silent = f"coap://127.0.0.1:{free_udp_port()}"  # nothing answers there
+        objects = [
+            Security(0, uri=s101.uri, short_server_id=101),
+            ServerAccount(0, short_server_id=101, lifetime=120),
+            Security(1, uri=silent, short_server_id=102),
+            ServerAccount(1, short_server_id=102, lifetime=120),
+            temperature(),
+        ]
+        quick = EndpointConfig(ack_timeout=0.1, max_retransmit=0)
+        async with LwM2MClient("lonely-2", objects=objects, coap_config=quick, retry_initial=0.05) as client:
+            await next_event(events, ClientRegistered)
+            await client.wait_registered(5)
+            [other] = client.others
+            async with asyncio.timeout(5):
+                while other.errors < 2:
+                    await asyncio.sleep(0.02)
+            assert other.state is ClientState.RETRYING and not other.registered
+            assert client.state is ClientState.REGISTERED  # the first server's registration stands
