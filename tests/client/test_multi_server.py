@@ -26,7 +26,7 @@ from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
-from lwm2m.server.events import ClientDeregistered, ClientRegistered, NotificationReceived
+from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, NotificationReceived
 from lwm2m.server.server import LwM2MServer, ObserveRefused
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
@@ -308,3 +308,21 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
                     await asyncio.sleep(0.02)
             assert other.state is ClientState.RETRYING and not other.registered
             assert client.state is ClientState.REGISTERED  # the first server's registration stands
+
+
+async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
+        events101, events102 = s101.events(), s102.events()
+        objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
+        client = LwM2MClient("queued", objects=objects, queue_mode=True, awake_time=0.3, coap_config=FAST)
+        async with client:
+            assert (await next_event(events101, ClientRegistered)).registration.queue_mode
+            assert (await next_event(events102, ClientRegistered)).registration.queue_mode
+            [other] = client.others
+            async with asyncio.timeout(5):
+                while not (client.sleeping and other.state is ClientState.SLEEPING):
+                    await asyncio.sleep(0.02)
+            client.trigger_update()  # waking: each server hears an Update
+            await next_event(events101, ClientUpdated)
+            await next_event(events102, ClientUpdated)
+            assert (await s102.read("queued", "/3/0/0", timeout=5)).code == Code.CONTENT

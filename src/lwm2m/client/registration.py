@@ -100,7 +100,7 @@ class ServerRegistration:
         self.security = security
         self.server_uri = ServerUri.parse(str(security.get(Security.URI, "")))
         self.addr: Any = None
-        self.state = ClientState.STOPPED
+        self._state = ClientState.STOPPED
         self.location: str | None = None
         self._location_path: tuple[str, ...] = ()
         self.registrations = 0
@@ -122,6 +122,17 @@ class ServerRegistration:
         return (
             f"<ServerRegistration {self.short_server_id} {self.server_uri.scheme}://{self.server_uri.host}>"
         )
+
+    @property
+    def state(self) -> ClientState:
+        """Its registration's state; asleep with the client's socket in queue mode (§6.5)."""
+        if self._own is None and self._state is ClientState.REGISTERED and self.client.sleeping:
+            return ClientState.SLEEPING
+        return self._state
+
+    @state.setter
+    def state(self, state: ClientState) -> None:
+        self._state = state
 
     @property
     def short_server_id(self) -> int:
