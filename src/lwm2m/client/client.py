@@ -498,6 +498,8 @@ class LwM2MClient(Reporting):
             return True  # nothing to register with: only a bootstrap can help
         # §6.1.4: a client that can no longer register with any server bootstraps again.
         failed = self._failed_in_a_row >= self.bootstrap_after_failures
+        if any(other.registered for other in self.others):
+            return False  # registered with another server: not "no server at all" (§6.1.4)
         return failed and self.bootstrapper.account() is not None
 
     async def _bootstrap(self) -> None:

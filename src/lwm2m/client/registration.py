@@ -154,35 +154,34 @@ class ServerRegistration:
     # --- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resolve the server, open an endpoint of its own when it needs one, start the loop."""
+        """Start the loop: it resolves the server and opens an endpoint of its own when it needs one
+        (a name that does not resolve yet is retried with back-off, as an unreachable server)."""
         if self._task is not None:
             return
-        self.addr = await resolve((self.server_uri.host, self.server_uri.port))
-        dtls = dtls_for(self.security)
-        shared = self.client._coap
-        family_ok = shared is not None and (len(self.addr) == 4) == (":" in self.client._bind_host)
-        if dtls is not None or self.client._dtls is not None or not family_ok:
-            host = "::" if len(self.addr) == 4 else "0.0.0.0"
-            if self.client.local_host is not None and family_ok:
-                host = self.client.local_host
-            handler = self._serve
-            if dtls is not None:
-                self._own = await CoapDtlsEndpoint.create(
-                    host,
-                    0,
-                    client=dtls,
-                    handler=handler,
-                    on_event=self.client._on_event,
-                    config=self.client._coap_config,
-                )
-            else:
-                self._own = await CoapUdpEndpoint.create(
-                    host, 0, handler=handler, on_event=self.client._on_event, config=self.client._coap_config
-                )
         self.state = ClientState.REGISTERING
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"lwm2m-client-{self.client.endpoint_name}-{self.short_server_id}"
         )
+
+    async def _connect(self) -> None:
+        addr = await resolve((self.server_uri.host, self.server_uri.port))
+        dtls = dtls_for(self.security)
+        shared = self.client._coap
+        family_ok = shared is not None and (len(addr) == 4) == (":" in self.client._bind_host)
+        if dtls is not None or self.client._dtls is not None or not family_ok:
+            host = "::" if len(addr) == 4 else "0.0.0.0"
+            if self.client.local_host is not None and family_ok:
+                host = self.client.local_host
+            config = self.client._coap_config
+            if dtls is not None:
+                self._own = await CoapDtlsEndpoint.create(
+                    host, 0, client=dtls, handler=self._serve, on_event=self.client._on_event, config=config
+                )
+            else:
+                self._own = await CoapUdpEndpoint.create(
+                    host, 0, handler=self._serve, on_event=self.client._on_event, config=config
+                )
+        self.addr = addr
 
     def _serve(self, event: Any) -> Any:
         """A request on this registration's own endpoint: this server's."""
@@ -228,6 +227,8 @@ class ServerRegistration:
         loop = asyncio.get_running_loop()
         while True:
             try:
+                if self.addr is None:
+                    await self._connect()
                 if self.location is None:
                     await self._register()
                 elif self._update_now or loop.time() >= self._next_update:
