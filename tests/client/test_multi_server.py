@@ -251,6 +251,12 @@ def test_composite_operations_are_decided_path_by_path() -> None:
     assert _code(h, attrs, 102) == Code.CHANGED
     assert h.effective_attributes(Path.parse("/3/0/0"), server_id=102).pmin == 7
     assert h.effective_attributes(Path.parse("/3/0/0"), server_id=101).pmin is None
+    # Discover: governed by the R bit in LwM2M 1.0 only (object 2's definition from 1.1 on).
+    discover = _request(Code.GET, "/3303/0", accept=CF.LINK)
+    assert _code(h, discover, 102) == Code.CONTENT
+    h.lwm2m_version = "1.0"
+    assert _code(h, discover, 102) == Code.UNAUTHORIZED
+    assert _code(h, _request(Code.GET, "/3/0", accept=CF.LINK), 102) == Code.CONTENT
     # The bootstrap server is not subject to Access Control.
     h.bootstrap = True
     assert _code(h, _request(Code.GET, "/3303/0/5700"), None) == Code.CONTENT

@@ -171,7 +171,9 @@ class RequestHandler:
         code = msg.code
         if code == Code.GET:
             if msg.accept == ContentFormat.LINK:
-                self.check(path, Operation.DISCOVER)
+                # Object 2's R bit covers Discover in LwM2M 1.0 ("Read, Observe, Discover,
+                # Write-Attributes"); from 1.1 on it names Read, Observe, Write-Attributes only.
+                self.check(path, Operation.READ if self.lwm2m_version == "1.0" else Operation.DISCOVER)
                 return self.discover(path)
             if event.observe == 0:
                 self.check(path, Operation.OBSERVE)
