@@ -13,8 +13,11 @@ from tests.conftest import free_udp_port
 from tests.server.test_server import next_event
 
 from lwm2m.cli import main
-from lwm2m.cli.client_cmd import profiles
+from lwm2m.cli.client_cmd import profiles, server_accounts
+from lwm2m.client import LwM2MClient
+from lwm2m.client.core import Device, Security, ServerAccount
 from lwm2m.coap.numbers import Code
+from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
@@ -30,6 +33,12 @@ async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -
             seen.append(line)
             if text in line:
                 return line
+
+
+def _mandatory_readable(object_id: int) -> set[int]:
+    definition = load_catalogue().get(object_id)
+    assert definition is not None
+    return {r.id for r in definition.resources.values() if r.mandatory and r.operations.readable}
 
 
 async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sigint() -> None:
@@ -66,6 +75,14 @@ async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sig
             assert answer.records == (Record(Path.parse("/3303/0/5700"), 21.5),)
             line = await _line_with(proc.stdout, "/3303/0/5700", seen)
             assert "GET /3303/0/5700" in line and "Read" in line and "2.05 Content" in line, line
+
+            # The built-in device is the core Device: every mandatory readable resource of object 3
+            # in the catalogue (Error Code, Supported Binding, ...) and Current Time answer.
+            device = await server.read("cli-dev", "/3/0", timeout=5)
+            assert device.code == Code.CONTENT
+            got = {r.path.ids[2] for r in device.records}
+            assert _mandatory_readable(3) <= got, got
+            assert {0, 1, 2, 3, 13} <= got, got
 
             missing = await server.read("cli-dev", "/3303/9", timeout=5)
             assert missing.code == Code.NOT_FOUND
@@ -151,3 +168,99 @@ def test_the_default_profile_and_the_simulator_profiles_are_offered() -> None:
     for name in simulator.PROFILES:
         objects = known[name](endpoint="dev-7")
         assert 3 in {inst.definition.id for inst in objects}, name
+
+
+@pytest.mark.parametrize("name", list(profiles()))
+def test_every_profile_builds_its_core_objects_with_their_mandatory_resources(name: str) -> None:
+    objects = list(profiles()[name](endpoint="dev-7"))
+    client = LwM2MClient("dev-7", "coap://127.0.0.1:1", objects)  # adds the server account
+    catalogue = load_catalogue()
+    for object_id, core in ((0, Security), (1, ServerAccount), (3, Device)):
+        instances = client.tree.instances(object_id)
+        assert instances, (name, object_id)
+        definition = catalogue.get(object_id)
+        assert definition is not None
+        for inst in instances:
+            assert isinstance(inst, core), (name, object_id, type(inst))
+            for r in definition.resources.values():
+                if r.mandatory:
+                    assert inst.has_resource(r.id), (name, f"/{object_id}/{inst.id}/{r.id} {r.name}")
+                if r.mandatory and r.operations.readable:
+                    inst.read(r.id)  # answers, no 4.04
+
+
+async def test_client_registers_with_every_server_given() -> None:
+    async with LwM2MServer(port=0) as first, LwM2MServer(port=0) as second:
+        events1, events2 = first.events(), second.events()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "client",
+            "--server",
+            f"coap://127.0.0.1:{first.port}",
+            "--server",
+            f"7=coap://127.0.0.1:{second.port}",
+            "--endpoint",
+            "cli-two",
+            "--lifetime",
+            "60",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        assert proc.stdout is not None
+        seen: list[str] = []
+        try:
+            reg1 = (await next_event(events1, ClientRegistered)).registration
+            reg2 = (await next_event(events2, ClientRegistered)).registration
+            assert reg1.endpoint == reg2.endpoint == "cli-two"
+            await _line_with(proc.stdout, f"registered with server 7 (coap://127.0.0.1:{second.port})", seen)
+            # Each server reads its own account: Short Server IDs 101 (the default) and 7 (given).
+            own1 = await first.read("cli-two", "/1/0/0", timeout=5)
+            own2 = await second.read("cli-two", "/1/1/0", timeout=5)
+            assert (own1.records[0].value, own2.records[0].value) == (101, 7)
+            # The first server owns the device; the second may read and write it but not delete.
+            assert (await second.read("cli-two", "/3303/0/5700", timeout=5)).code == Code.CONTENT
+            assert (await second.read("cli-two", "/1/0/0", timeout=5)).code == Code.UNAUTHORIZED
+            assert (await second.delete("cli-two", "/3303/0", timeout=5)).code == Code.UNAUTHORIZED
+            line = await _line_with(proc.stdout, "DELETE /3303/0", seen)
+            assert "4.01 Unauthorized" in line, line
+            assert (await first.delete("cli-two", "/3303/0", timeout=5)).code == Code.DELETED
+
+            proc.send_signal(signal.SIGINT)
+            assert (await next_event(events1, ClientDeregistered)).registration.endpoint == "cli-two"
+            assert (await next_event(events2, ClientDeregistered)).registration.endpoint == "cli-two"
+            async with asyncio.timeout(10):
+                _, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def test_server_options_give_short_server_ids() -> None:
+    assert server_accounts(["coap://a", "101=coap://b", "coap://c"]) == [
+        (102, "coap://a"),
+        (101, "coap://b"),
+        (103, "coap://c"),
+    ]
+    assert server_accounts(["coap://x:1"]) == [(101, "coap://x:1")]
+
+
+@pytest.mark.parametrize(
+    ("servers", "named"),
+    [
+        (["0=coap://127.0.0.1:1"], "--server 0=coap://127.0.0.1:1"),
+        (["abc=coap://127.0.0.1:1"], "--server abc=coap://127.0.0.1:1"),
+        (["5=coap://127.0.0.1:1", "5=coap://127.0.0.1:2"], "Short Server ID 5 is given twice"),
+        (["5=http://127.0.0.1:1"], "--server 5=http://127.0.0.1:1"),
+    ],
+)
+def test_bad_server_options_get_a_one_line_error(servers: list[str], named: str) -> None:
+    argv = ["client", "--endpoint", "dev", *(x for s in servers for x in ("--server", s))]
+    result = CliRunner().invoke(main, argv, prog_name="lwm2m")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr, result.stderr

@@ -5,8 +5,16 @@ LwM2M operation, response code), and so is each change of the registration
 (registering, registered, updated, retrying, asleep in queue mode). SIGINT or
 SIGTERM de-registers and stops.
 
-The objects come from a device profile. ``default`` is built in: a Device (3)
-and a Temperature sensor (3303). The fleet simulator's profiles
+``--server`` may be repeated: ``--server coap://a:5683 --server 7=coap://b:5683``
+registers with both (LwM2M-TS-Core 1.2 §6.2), each account a core Security and
+Server instance with its Short Server ID (101, 102, ... unless ``SSID=`` gives
+one); Access Control (object 2) then decides each server's requests: the first
+server owns the device's instances, the others may read, write and execute them.
+
+The objects come from a device profile. ``default`` is built in: the SDK's core
+Device (3) with every mandatory resource (Error Code, Current Time, Reboot, ...)
+and a Temperature sensor (3303); the client adds the core Security (0) and
+Server (1) instances of each server account. The fleet simulator's profiles
 (:data:`lwm2m.simulator.profiles.PROFILES`: name -> a callable taking
 ``endpoint=`` and returning the device's object instances) are offered too;
 objects with a ``tick(Tick)`` method are moved every few seconds of real time,
@@ -38,14 +46,19 @@ TICK_SECONDS = 5.0  # how often simulated values move
 
 
 def default_objects(endpoint: str = "device") -> list[Any]:
-    """The built-in device: its Device object and one temperature sensor."""
+    """The built-in device: the core Device object (LwM2M-TS-Core 1.2 §E.4, with its mandatory
+    resources) and one temperature sensor. Security and Server come from the client's accounts."""
     from lwm2m.client import ObjectInstance
+    from lwm2m.client.core import Device
 
-    device = {0: "lwm2m", 1: "lwm2m-python", 2: endpoint, 3: __version__, 16: "U"}
-    return [
-        ObjectInstance(0, device, object_id=3),
-        ObjectInstance(0, {5700: 21.5, 5701: "Cel", 5750: "room"}, object_id=3303),
-    ]
+    device = Device(
+        manufacturer="lwm2m",
+        model_number="lwm2m-python",
+        serial_number=endpoint,
+        firmware_version=__version__,
+        binding_modes="U",
+    )
+    return [device, ObjectInstance(0, {5700: 21.5, 5701: "Cel", 5750: "room"}, object_id=3303)]
 
 
 def profiles() -> dict[str, ObjectsFactory]:
@@ -181,6 +194,7 @@ async def watch_registration(client: Any, display: Display) -> None:
     from lwm2m.client import ClientState
 
     last: tuple[Any, ...] = (None, None, 0, 0, 0)
+    shown: dict[int, tuple[int, int, int]] = {}  # what was shown of each further registration
     while True:
         now = (client.state, client.location, client.registrations, client.updates, client.errors)
         if now != last:
@@ -203,6 +217,23 @@ async def watch_registration(client: Any, display: Display) -> None:
             elif state is ClientState.SLEEPING and was is not ClientState.SLEEPING:
                 display.show("asleep (queue mode): requests wait until the next update")
             last = now
+        for other in client.others:
+            seen = (other.registrations, other.updates, other.errors)
+            before = shown.get(id(other), (0, 0, 0))
+            if seen != before:
+                where = f"server {other.short_server_id} ({other.server_uri.scheme}://{other.server_uri.host}:{other.server_uri.port})"
+                if seen[0] > before[0]:
+                    display.show(
+                        f"[bold]registered[/bold] with {escape(where)} at /rd/{escape(str(other.location))}"
+                    )
+                elif seen[1] > before[1]:
+                    display.show(f"registration with {escape(where)} updated")
+                elif seen[2] > before[2]:
+                    display.show(
+                        f"[yellow]not registered[/yellow] with {escape(where)}"
+                        f" (attempt {seen[2]} failed); retrying"
+                    )
+                shown[id(other)] = seen
         await asyncio.sleep(0.05)
 
 
@@ -239,6 +270,11 @@ async def run_client(client: Any, display: Display) -> None:
         location = client.location
         if location is not None:
             display.show(f"de-registering from /rd/{escape(location)}")
+        for other in client.others:
+            if other.location is not None:
+                display.show(
+                    f"de-registering from server {other.short_server_id} at /rd/{escape(other.location)}"
+                )
         mover.cancel()
         await client.stop()
         watcher.cancel()
@@ -302,8 +338,84 @@ def dtls_credentials(
         fail(f"cannot read the certificate files: {exc}")
 
 
+FIRST_SHORT_SERVER_ID = 101  # the Short Server ID of the first --server given without one
+
+
+def server_accounts(given: Iterable[str]) -> list[tuple[int, str]]:
+    """``--server [SSID=]URI`` options as (Short Server ID, URI): those without an ID get 101,
+    102, ... in order, skipping the IDs given explicitly. A bad value is a one-line error."""
+    from lwm2m.client import ServerUri
+
+    parsed: list[tuple[int | None, str]] = []
+    for text in given:
+        head, sep, tail = text.partition("=")
+        ssid: int | None = None
+        uri = text
+        if sep and "://" not in head:
+            if not head.isdigit() or not 1 <= int(head) <= 65534:
+                fail(f"--server {text}: the Short Server ID {head!r} must be an integer from 1 to 65534")
+            ssid, uri = int(head), tail
+        try:
+            ServerUri.parse(uri)
+        except ValueError as exc:
+            fail(f"--server {text}: {exc}")
+        parsed.append((ssid, uri))
+    taken = [ssid for ssid, _ in parsed if ssid is not None]
+    for ssid in taken:
+        if taken.count(ssid) > 1:
+            fail(f"--server {ssid}=...: Short Server ID {ssid} is given twice")
+    out: list[tuple[int, str]] = []
+    next_id = FIRST_SHORT_SERVER_ID
+    for ssid, uri in parsed:
+        if ssid is None:
+            while next_id in taken:
+                next_id += 1
+            ssid = next_id
+            taken.append(ssid)
+        out.append((ssid, uri))
+    return out
+
+
+def account_objects(
+    servers: list[tuple[int, str]], keys: dict[str, Any], lifetime: int, binding: str = "U"
+) -> list[Any]:
+    """A core Security and Server instance per server account, paired by Short Server ID
+    (LwM2M-TS-Core 1.2 §E.1, §E.2); coaps:// accounts carry the DTLS credentials ``keys``."""
+    from lwm2m.client.connection import ServerUri, credentials
+    from lwm2m.client.core import Security, ServerAccount
+
+    objects: list[Any] = []
+    for n, (ssid, uri) in enumerate(servers):
+        secure = ServerUri.parse(uri).scheme == "coaps"
+        objects.append(Security(n, uri=uri, short_server_id=ssid, **(credentials(**keys) if secure else {})))
+        objects.append(ServerAccount(n, short_server_id=ssid, lifetime=lifetime, binding=binding))
+    return objects
+
+
+def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
+    """With several servers, Access Control decides (LwM2M-TS-Core 1.2 §7.3): an ACL instance for
+    each instance of the device, owned by the first server, the others allowed to read, write and
+    execute (the default, ACL resource instance 0). Server instances are each server's own."""
+    from lwm2m.client.core import AccessControl, AccessRight
+
+    everyone = AccessRight.READ | AccessRight.WRITE | AccessRight.EXECUTE
+    targets = sorted(
+        (inst.definition.id, inst.id) for inst in objects if inst.definition.id not in (0, 1, 2, 21)
+    )
+    return [
+        AccessControl(n, target_object=oid, target_instance=iid, acl={0: everyone}, owner=owner)
+        for n, (oid, iid) in enumerate(targets)
+    ]
+
+
 @main.command()
-@click.option("--server", "server_uri", default=None, help="the LwM2M server, coap[s]://HOST[:PORT]")
+@click.option(
+    "--server",
+    "server_uris",
+    multiple=True,
+    help="an LwM2M server, [SSID=]coap[s]://HOST[:PORT]; repeat it to register with several"
+    " (Short Server IDs 101, 102, ... unless given)",
+)
 @click.option(
     "--bootstrap", "bootstrap_uri", default=None, help="the bootstrap server, coap://HOST[:PORT] (port 5685)"
 )
@@ -319,7 +431,7 @@ def dtls_credentials(
 @click.option("--key", "cert_key", default=None, help="coaps://: the private key of --cert (PEM)")
 @click.option("--ca", default=None, help="coaps://: authorities (PEM) the server's certificate must chain to")
 def client(
-    server_uri: str | None,
+    server_uris: tuple[str, ...],
     bootstrap_uri: str | None,
     endpoint: str,
     profile: str,
@@ -339,17 +451,27 @@ def client(
     from lwm2m.transport.eventloop import run
 
     known = profiles()
-    if server_uri is None and bootstrap_uri is None:
+    if not server_uris and bootstrap_uri is None:
         fail("give --server URI, or --bootstrap URI to be given a server by a bootstrap server")
-    option, given = ("--server", server_uri) if server_uri is not None else ("--bootstrap", bootstrap_uri)
-    for name, text in (("--server", server_uri), ("--bootstrap", bootstrap_uri)):
+    servers = server_accounts(server_uris)
+    if bootstrap_uri is not None:
         try:
-            if text is not None:
-                ServerUri.parse(text)
+            ServerUri.parse(bootstrap_uri)
         except ValueError as exc:
-            fail(f"{name} {text}: {exc}")
+            fail(f"--bootstrap {bootstrap_uri}: {exc}")
+    if servers and bootstrap_uri is not None and ServerUri.parse(bootstrap_uri).scheme == "coaps":
+        fail(f"--bootstrap {bootstrap_uri}: with --server, the bootstrap server is a coap:// one")
+    option, given = ("--server", servers[0][1]) if servers else ("--bootstrap", bootstrap_uri or "")
     uri = ServerUri.parse(given)
-    credentials = dtls_credentials(given, uri.scheme, psk_identity, psk_key, cert, cert_key, ca)
+    secure = [u for _, u in servers if ServerUri.parse(u).scheme == "coaps"]
+    if servers:
+        # The DTLS options go with the coaps:// servers (all of them share these credentials).
+        keyed = secure[0] if secure else servers[0][1]
+        credentials = dtls_credentials(
+            keyed, "coaps" if secure else "coap", psk_identity, psk_key, cert, cert_key, ca
+        )
+    else:
+        credentials = dtls_credentials(given, uri.scheme, psk_identity, psk_key, cert, cert_key, ca)
     if not endpoint.strip():
         fail("--endpoint: the endpoint name is empty")
     if profile not in known:
@@ -360,12 +482,17 @@ def client(
         objects = list(known[profile](endpoint=endpoint))
     except Exception as exc:  # a profile that cannot build its device: name it
         fail(f"--profile {profile}: {exc}")
+    if servers:
+        keys = {"psk": credentials.get("psk"), "certificate": credentials.get("certificate")}
+        acl = default_acl(objects, servers[0][0]) if len(servers) > 1 else []
+        objects = [*account_objects(servers, keys, lifetime), *objects, *acl]
+        credentials = {}  # they are in the accounts now
 
     display = Display()
     try:
         device = LwM2MClient(
             endpoint,
-            server_uri,
+            None,
             objects,
             lifetime=lifetime,
             queue_mode=queue_mode,

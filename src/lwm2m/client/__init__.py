@@ -18,6 +18,7 @@ from lwm2m.client.errors import (
 )
 from lwm2m.client.instance import ObjectInstance, parse_arguments
 from lwm2m.client.objects import LwM2MObject, ObjectTree
+from lwm2m.client.registration import ServerRegistration
 from lwm2m.client.reporting import ClientState
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "ObjectTree",
     "OperationFailed",
     "RegistrationFailed",
+    "ServerRegistration",
     "ServerUri",
     "Unauthorized",
     "UnsupportedContentFormat",

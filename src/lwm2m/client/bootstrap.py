@@ -417,8 +417,7 @@ class ClientBootstrap:
             inst.delete()
             self.tree.remove(oid, inst.id)
             path = Path.of(oid, inst.id)
-            for p in [p for p in self.handler.attributes if p.startswith(path)]:
-                del self.handler.attributes[p]
+            self.handler.forget_attributes(path)
             if self.handler.observer is not None:
                 self.handler.observer.removed(path)
 

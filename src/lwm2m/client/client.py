@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -36,12 +35,12 @@ from lwm2m.client.handler import RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.observer import Observer, RelationKey
+from lwm2m.client.registration import ServerRegistration, at_location, register_request, update_delay
 from lwm2m.client.reporting import ClientState, Reporting
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber
-from lwm2m.codec.base import ContentFormat
+from lwm2m.coap.numbers import Code
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import Attributes
@@ -50,10 +49,9 @@ from lwm2m.protocol.registration import (
     DeregisterRequest,
     ObjectLink,
     ObjectList,
-    RegisterRequest,
     UpdateRequest,
 )
-from lwm2m.transport.address import resolve
+from lwm2m.transport.address import normalize, resolve
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
@@ -62,10 +60,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
-# The format announced in the root link's ct (LwM2M-TS-Core 1.2 §6.2.1): the one preferred, as a
-# bare integer as in the Core TS's registration examples (</>;rt="oma.lwm2m";ct=110). Some servers
-# (Wakaama) refuse a quoted list; the client still takes every format it implements.
-ANNOUNCED_FORMAT = ContentFormat.SENML_CBOR
 
 
 class LwM2MClient(Reporting):
@@ -82,6 +76,13 @@ class LwM2MClient(Reporting):
     :mod:`lwm2m.client.bootstrap`), then registers with the server it was given. With
     both, it registers first and bootstraps after ``bootstrap_after_failures`` failed
     attempts in a row, or when a server executes the Bootstrap-Request Trigger (/1/x/9).
+
+    Several servers: give each account as a ``Security`` and a ``ServerAccount`` instance of the
+    same Short Server ID (or let a bootstrap server write them). The client registers with
+    every one (LwM2M-TS-Core 1.2 §6.2): the first through its own loop (``state``,
+    ``location``, ...), each further one through a :class:`ServerRegistration` in
+    ``others``. Each request is then the request of the server it came from, and Access
+    Control (object 2, §7.3) decides it.
     """
 
     def __init__(
@@ -167,8 +168,12 @@ class LwM2MClient(Reporting):
             free = self.tree.objects[0].free_id() if securities else 0
             keys = credentials(psk, certificate) if server is None else {}
             self.tree.add(Security(free, uri=bootstrap, bootstrap=True, short_server_id=None, **keys))
+        given_accounts = [i for i in self.tree.instances(0) if not i.get(Security.BOOTSTRAP)]
         if server is None and not any(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
-            server = DEFAULT_SERVER
+            if given_accounts and self.tree.instances(1):
+                server = str(given_accounts[0].get(Security.URI, ""))  # accounts given as objects
+            else:
+                server = DEFAULT_SERVER
             self.server_uri = ServerUri.parse(server)
         if server is not None:
             if all(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
@@ -183,10 +188,13 @@ class LwM2MClient(Reporting):
         self.bootstrapper = ClientBootstrap(
             self.tree, self.handler, endpoint=endpoint, lwm2m_version=lwm2m_version, unusable=unusable
         )
-        if self.server_uri is None and (found := self.bootstrapper.usable_account()) is not None:
-            # Server accounts given as objects beside the bootstrap account (factory bootstrap).
+        if (self.server_uri is None or given_accounts) and (found := self.bootstrapper.usable_account()):
+            # Server accounts given as objects (factory bootstrap): the first usable one is the
+            # one this object registers with; the others get a ServerRegistration each.
             self.account, security = found
             self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
+            if self._dtls is None:
+                self._dtls = dtls_for(security)
         if self._dtls is None and self.server_uri is None and (bs := self.bootstrapper.account()) is not None:
             self._dtls = dtls_for(bs)  # the first exchange is with the bootstrap server
         self.bootstraps = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
@@ -212,6 +220,7 @@ class LwM2MClient(Reporting):
         self._next_update = 0.0
         self._sleep_timer: asyncio.TimerHandle | None = None
         self._held: dict[RelationKey, tuple[Message, bool]] = {}  # notifications kept while asleep
+        self.others: list[ServerRegistration] = []  # registrations with the further server accounts
         self.tree.on_structure = self._structure_changed
         if self.account is not None:
             self._wire_account(self.account)
@@ -241,6 +250,8 @@ class LwM2MClient(Reporting):
         self._objects_changed = True
         if self._task is not None:
             self.trigger_update()
+        for other in self.others:
+            other.objects_changed()
 
     def _object_links(self) -> tuple[ObjectLink, ...]:
         links = self.tree.object_links()
@@ -249,10 +260,59 @@ class LwM2MClient(Reporting):
             links = tuple(ObjectLink(o.object_id, o.instance_id) for o in links if o.instance_id is not None)
         return links
 
-    def _defaults(self) -> Attributes:
-        if self.account is None:
+    def _defaults(self, server_id: int | None = None) -> Attributes:
+        """pmin/pmax where no attribute sets them: the observing server's /1/x/2 and /1/x/3."""
+        account = self.account
+        if server_id is not None:
+            account = self._account_of(server_id) or account
+        if account is None:
             return Attributes()
-        return Attributes(pmin=self.account.default_pmin, pmax=self.account.default_pmax)
+        return Attributes(pmin=account.default_pmin, pmax=account.default_pmax)
+
+    def _account_of(self, server_id: int) -> ServerAccount | None:
+        for inst in self.tree.instances(1):
+            if isinstance(inst, ServerAccount) and inst.short_server_id == server_id:
+                return inst
+        return None
+
+    def server_id_of(self, addr: Any) -> int | None:
+        """The Short Server ID of the server at ``addr`` (a request's or a relation's peer), or None."""
+        if self.account is not None and addr == self._server_addr:  # the common case, no parsing
+            return self.account.short_server_id
+        addr = normalize(addr) or addr
+        if self.account is not None and addr == self._server_addr:
+            return self.account.short_server_id
+        for other in self.others:
+            if addr == other.addr:
+                return other.short_server_id
+        return None
+
+    def registration_of(self, server_id: int) -> ServerRegistration | None:
+        for other in self.others:
+            if other.short_server_id == server_id:
+                return other
+        return None
+
+    async def _start_others(self) -> None:
+        """A registration with each further usable server account (§6.2: every server)."""
+        accounts = [
+            (srv, sec)
+            for srv, sec in self.bootstrapper.server_accounts()
+            if sec is not None and isinstance(srv, ServerAccount) and not unusable(sec)
+        ]
+        if len(accounts) > 1 and 2 not in self.tree.objects:
+            # §7.3: Access Control decides the operations of each server once there are several.
+            self.tree.declare(2)
+        for srv, sec in accounts:
+            if srv is self.account or self.registration_of(srv.short_server_id) is not None:
+                continue
+            other = ServerRegistration(self, srv, sec)
+            self.others.append(other)
+            await other.start()
+
+    async def _stop_others(self, *, deregister: bool = True) -> None:
+        others, self.others = self.others, []
+        await asyncio.gather(*(o.stop(deregister=deregister) for o in others), return_exceptions=True)
 
     @property
     def lifetime(self) -> int:
@@ -274,12 +334,16 @@ class LwM2MClient(Reporting):
         self._server_addr = addr if self.server_uri is not None else None
         host = self._bind_host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
         self._coap = await self._open_coap(host)
-        self.observer = Observer(self.handler, self._emit, defaults=self._defaults)
+        self.observer = Observer(
+            self.handler, self._emit, defaults=self._defaults, server_of=lambda key: self.server_id_of(key[0])
+        )
         self.handler.observer = self.observer
         self.tree.on_value = self.observer.value_changed
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"lwm2m-client-{self.endpoint_name}"
         )
+        if self.server_uri is not None:
+            await self._start_others()
 
     async def _open_coap(self, host: str) -> CoapUdpEndpoint:
         """Plain CoAP, or CoAP over DTLS for a coaps:// server (a session per peer, made on demand)."""
@@ -303,6 +367,7 @@ class LwM2MClient(Reporting):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._cancel_sleep()
+        await self._stop_others(deregister=deregister)
         for inst in self.tree:
             close = getattr(inst, "close", None)
             if close is not None:
@@ -354,9 +419,13 @@ class LwM2MClient(Reporting):
             await self._registered.wait()
 
     def trigger_update(self) -> None:
-        """Send an Update as soon as possible (Registration Update Trigger, object changes)."""
+        """Send an Update as soon as possible (Registration Update Trigger, object changes); asleep in
+        queue mode, every server hears the client is awake again (§6.5)."""
         self._update_now = True
         self._wake.set()
+        if self.state is ClientState.SLEEPING:
+            for other in self.others:
+                other.trigger_update()
 
     # --- the registration loop ----------------------------------------------------------------------
 
@@ -429,6 +498,8 @@ class LwM2MClient(Reporting):
             return True  # nothing to register with: only a bootstrap can help
         # §6.1.4: a client that can no longer register with any server bootstraps again.
         failed = self._failed_in_a_row >= self.bootstrap_after_failures
+        if any(other.registered for other in self.others):
+            return False  # registered with another server: not "no server at all" (§6.1.4)
         return failed and self.bootstrapper.account() is not None
 
     async def _bootstrap(self) -> None:
@@ -440,6 +511,7 @@ class LwM2MClient(Reporting):
             raise BootstrapFailed(
                 "no usable bootstrap server account (a Security instance with Bootstrap-Server)"
             )
+        await self._stop_others()  # the bootstrap may replace their accounts too
         if self.location is not None:
             # Leaving the server whose account the bootstrap may replace (§6.1.4, server-initiated).
             with contextlib.suppress(Exception):
@@ -472,6 +544,7 @@ class LwM2MClient(Reporting):
         self._objects_changed = self._params_changed = False
         self._update_now = True  # register at once
         log.info("%s bootstrapped: registering with %s", self.endpoint_name, security.get(Security.URI))
+        await self._start_others()  # a configuration with several servers: a registration each
 
     async def _connect_for(self, security: ObjectInstance) -> None:
         """Talk to the server of ``security`` from an endpoint with its credentials: plain CoAP, or
@@ -491,11 +564,7 @@ class LwM2MClient(Reporting):
             task.add_done_callback(self._retired.discard)
 
     def _schedule_next_update(self) -> None:
-        lifetime = self.lifetime
-        # Leave room for retransmissions to a busy server before it would expire us: a quarter
-        # of the lifetime, between 1 s and 60 s.
-        margin = min(max(lifetime * 0.25, 1.0), 60.0)
-        self._next_update = asyncio.get_running_loop().time() + max(lifetime - margin, lifetime / 2)
+        self._next_update = asyncio.get_running_loop().time() + update_delay(self.lifetime)
 
     async def _exchange(self, message: Message) -> Message:
         assert self._coap is not None
@@ -507,15 +576,8 @@ class LwM2MClient(Reporting):
     async def _register(self) -> None:
         self.state = ClientState.REGISTERING
         self._objects_changed = self._params_changed = self._update_now = False
-        request = RegisterRequest(
-            ep=self.endpoint_name,
-            lt=self.lifetime,
-            lwm2m=self.lwm2m_version,
-            b=self.binding.replace("Q", "") or "U",
-            Q=self.queue_mode,
-            objects=self._object_links(),
-            content_formats=() if self.lwm2m_version == "1.0" else (int(ANNOUNCED_FORMAT),),
-        )
+        assert self.account is not None
+        request = register_request(self, self.account)
         response = await self._exchange(request.to_message())
         if response.code != Code.CREATED:
             raise RegistrationFailed(f"Register refused: {_describe(response)}", response.code)
@@ -572,10 +634,7 @@ class LwM2MClient(Reporting):
 
     def _at_location(self, message: Message) -> Message:
         """``message`` sent to the registration's Location-Path as the server gave it."""
-        options = [o for o in message.options if o[0] != OptionNumber.URI_PATH]
-        options += [(OptionNumber.URI_PATH, s.encode()) for s in self._location_path]
-        options.sort(key=lambda o: o[0])
-        return dataclasses.replace(message, options=tuple(options))
+        return at_location(message, self._location_path)
 
 
 async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:

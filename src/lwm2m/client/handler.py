@@ -6,7 +6,13 @@ Read GET, Discover GET with Accept link-format, Write PUT (replace) or POST
 resource, Create POST on an object, Delete DELETE, Read-Composite and
 Observe-Composite FETCH on the root, Write-Composite iPATCH on the root.
 The response codes follow LwM2M-TS-Core 1.2 §6.3: 2.05, 2.04, 2.01, 2.02,
-4.00, 4.04, 4.05, 4.06 and 4.15.
+4.00, 4.01, 4.04, 4.05, 4.06 and 4.15.
+
+With more than one server account, Access Control (LwM2M-TS-Core 1.2 §7.3)
+decides every operation of a server, named by its Short Server ID: 4.01
+without the right; Read and Observe of a whole object leave out the
+instances the server may not read (§7.3.2); a Create makes an Access Control
+instance owned by its server. Write-Attributes are kept per server (§5.1.1).
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from lwm2m.client.core import access_control as acl
+from lwm2m.client.core.access_control import Operation
 from lwm2m.client.errors import (
     BadRequest,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
     OperationFailed,
+    Unauthorized,
     UnsupportedContentFormat,
 )
 from lwm2m.client.instance import parse_arguments
@@ -66,7 +75,7 @@ class RequestHandler:
 
     Called with each ``RequestReceived``; returns the response ``Message``, or
     an awaitable of it when an Execute handler is a coroutine.
-    ``attributes`` holds what Write-Attributes set, by path.
+    ``attributes`` holds what Write-Attributes of the server being served set, by path.
     """
 
     def __init__(
@@ -82,16 +91,61 @@ class RequestHandler:
         self.lwm2m_version = lwm2m_version
         self.default_format = default_format(lwm2m_version)
         self.observer = observer
-        self.attributes: dict[Path, Attributes] = {}
+        # What Write-Attributes set, by the Short Server ID of the server that set them (§5.1.1:
+        # attributes belong to a server); None is the server of a client with one account.
+        self._attributes: dict[int | None, dict[Path, Attributes]] = {}
+        self.server_id: int | None = None  # the server whose request is being answered
         self.on_request = on_request  # hears every request and its answer (for a console or a log)
         self.bootstrap = False  # True while the bootstrap server is talking: objects 0 and 21 visible
         self.served = 0
 
+    # --- attributes, per server ------------------------------------------------------------
+
+    @property
+    def attributes(self) -> dict[Path, Attributes]:
+        """The attributes the server being served set, by path."""
+        return self.attributes_of(self.server_id)
+
+    def attributes_of(self, server_id: int | None) -> dict[Path, Attributes]:
+        found = self._attributes.get(server_id)
+        if found is None:
+            found = self._attributes[server_id] = {}
+        return found
+
+    def forget_attributes(self, path: Path) -> None:
+        """Drop every server's attributes at ``path`` and below (the instance is gone)."""
+        for attrs in self._attributes.values():
+            for p in [p for p in attrs if p.startswith(path)]:
+                del attrs[p]
+
+    # --- access control (LwM2M-TS-Core 1.2 §7.3) ----------------------------------------------
+
+    def check(self, path: Path, operation: Operation) -> None:
+        """4.01 when the server being served may not do ``operation`` on ``path``."""
+        if self.bootstrap or self.server_id is None or not acl.enforced(self.tree):
+            return  # the bootstrap server, or a single server account: no access control
+        if not acl.allowed(self.tree, self.server_id, path, operation):
+            raise Unauthorized(f"{operation.value} on {path}: no access right for server {self.server_id}")
+
+    def _readable(self, records: list[Record], path: Path) -> list[Record]:
+        """A Read of a whole object shows only the instances the server may read (§7.3.2)."""
+        if len(path.ids) != 1 or self.server_id is None or self.bootstrap or not acl.enforced(self.tree):
+            return records
+        shown = set(acl.readable_instances(self.tree, self.server_id, path.ids[0]))
+        return [r for r in records if r.path.ids[1] in shown]
+
     # --- entry ------------------------------------------------------------------------------
 
-    def __call__(self, event: RequestReceived) -> Message | Awaitable[Message]:
+    def __call__(self, event: RequestReceived, server_id: int | None = None) -> Message | Awaitable[Message]:
+        """Answer ``event``; ``server_id`` is the Short Server ID of the server that sent it
+        (None: the client's only server, or the server is unknown and access control is off)."""
         self.served += 1
+        self.server_id = server_id
         try:
+            if server_id is None and not self.bootstrap and acl.enforced(self.tree):
+                # §7.3: with several accounts every request is decided by its server; one from
+                # an address of none of them has no rights.
+                raise Unauthorized("the request comes from none of the client's servers")
             answer = self._dispatch(event)
         except OperationFailed as exc:
             answer = _reply(exc.code, str(exc))
@@ -117,19 +171,27 @@ class RequestHandler:
         code = msg.code
         if code == Code.GET:
             if msg.accept == ContentFormat.LINK:
+                # Object 2's R bit covers Discover in LwM2M 1.0 ("Read, Observe, Discover,
+                # Write-Attributes"); from 1.1 on it names Read, Observe, Write-Attributes only.
+                self.check(path, Operation.READ if self.lwm2m_version == "1.0" else Operation.DISCOVER)
                 return self.discover(path)
             if event.observe == 0:
+                self.check(path, Operation.OBSERVE)
                 return self.observe(event, (path,), msg.accept, composite=False)
             if event.observe == 1 and self.observer is not None:
                 self.observer.remove(event.relation)
+            self.check(path, Operation.READ)
             return self.read(path, msg.accept)
         if code == Code.PUT:
             if msg.uri_query and not msg.payload:
+                self.check(path, Operation.WRITE_ATTRIBUTES)
                 return self.write_attributes(path, msg.uri_query)
+            self.check(path, Operation.WRITE)
             return self.write(path, msg, replace=True)
         if code == Code.POST:
             return self._post(path, msg)
         if code == Code.DELETE:
+            self.check(path, Operation.DELETE)
             return self.delete(path)
         if code == Code.FETCH and path.is_root:
             return self.read_composite(event)
@@ -180,7 +242,7 @@ class RequestHandler:
                     continue  # a composite read leaves out what does not exist
             payload = self.encode(records, ROOT, fmt)
         else:
-            payload = self.encode(self.tree.read(paths[0]), paths[0], fmt)
+            payload = self.encode(self._readable(self.tree.read(paths[0]), paths[0]), paths[0], fmt)
         return Message.build(Type.ACK, Code.CONTENT, content_format=fmt, payload=payload)
 
     def read(self, path: Path, accept: int | None) -> Message:
@@ -221,6 +283,9 @@ class RequestHandler:
         paths = tuple(r.path for r in self._decode_composite(msg))
         if not paths:
             raise BadRequest("Read-Composite: no path given")
+        for p in paths:  # §7.3: each path of a composite operation is decided alone
+            if self.tree.exists(p):  # what does not exist is left out of the answer anyway
+                self.check(p, Operation.OBSERVE if event.observe == 0 else Operation.READ)
         if event.observe == 0:
             return self.observe(event, paths, msg.accept, composite=True)
         if event.observe == 1 and self.observer is not None:
@@ -274,6 +339,7 @@ class RequestHandler:
             if len(r.path.ids) < 3:
                 raise BadRequest(f"Write-Composite: {r.path} is not a resource")
             target = r.path if len(r.path.ids) == 3 else r.path.parent
+            self.check(r.path, Operation.WRITE)
             by_instance.setdefault(target, []).append(r)
         # LwM2M-TS-Core 1.2 §6.3.8: all or nothing; check each target first.
         for target, recs in by_instance.items():
@@ -289,16 +355,20 @@ class RequestHandler:
     def _post(self, path: Path, msg: Message) -> Message | Awaitable[Message]:
         level = len(path.ids)
         if level == 1:
+            self.check(path, Operation.CREATE)
             return self.create(path, msg)
         if level == 2:
+            self.check(path, Operation.WRITE)
             return self.write(path, msg, replace=False)
         if level == 3:
             _, inst = self.tree.resolve(path)
             assert inst is not None
             r = inst.resource_definition(path.ids[2])
             if r.operations.executable:
+                self.check(path, Operation.EXECUTE)
                 return self.execute(path, msg.payload)
             if r.multiple and msg.payload:
+                self.check(path, Operation.WRITE)
                 return self.write(path, msg, replace=False)
             raise MethodNotAllowed(f"{path} is not executable")
         raise MethodNotAllowed(f"POST on {path}")
@@ -344,6 +414,9 @@ class RequestHandler:
             except CodecError as exc:
                 raise BadRequest(f"cannot decode the payload: {exc}") from None
         inst = self.tree.create(object_id, records, instance_id)
+        if self.server_id is not None and not self.bootstrap:
+            # §7.3: the creating server owns the new instance (full rights, manages its ACL).
+            acl.created(self.tree, self.server_id, object_id, inst.id)
         return Message.build(Type.ACK, Code.CREATED, location_path=[str(object_id), str(inst.id)])
 
     # --- delete ----------------------------------------------------------------------------
@@ -357,8 +430,8 @@ class RequestHandler:
             raise MethodNotAllowed(f"{path}: the only instance of a mandatory object cannot be deleted")
         inst.delete()
         self.tree.remove(obj.id, inst.id)
-        for p in [p for p in self.attributes if p.startswith(path)]:
-            del self.attributes[p]
+        acl.removed(self.tree, obj.id, inst.id)  # its Access Control instance governs nothing now
+        self.forget_attributes(path)
         if self.observer is not None:
             self.observer.removed(path)
         return _DELETED
@@ -434,12 +507,16 @@ class RequestHandler:
             self.observer.attributes_changed(path)
         return _CHANGED
 
-    def effective_attributes(self, path: Path, defaults: Attributes = _NO_ATTRIBUTES) -> Attributes:
-        """The attributes in force at ``path``: its own over its instance's over its object's (§5.1.1)."""
+    def effective_attributes(
+        self, path: Path, defaults: Attributes = _NO_ATTRIBUTES, server_id: int | None = None
+    ) -> Attributes:
+        """The attributes ``server_id`` set in force at ``path``: its own over its instance's over
+        its object's (§5.1.1)."""
         out = defaults
         ids = path.ids
+        attributes = self._attributes.get(server_id) or {}
         for n in range(1, len(ids) + 1):
-            a = self.attributes.get(Path.of(*ids[:n]))
+            a = attributes.get(Path.of(*ids[:n]))
             if a:
                 out = a.merged_over(out)
         return out

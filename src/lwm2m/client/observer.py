@@ -88,7 +88,9 @@ class Observer:
 
     ``emit(relation, message, confirmable)`` sends a notification and says
     whether the relation still exists; ``defaults()`` gives the attributes that
-    apply where no level sets one (pmin/pmax of the Server object).
+    apply where no level sets one (pmin/pmax of the Server object). With
+    ``server_of(relation)`` (the Short Server ID of the server that observes), each
+    relation follows its own server's attributes and ``defaults(server_id)`` (§5.1.1).
     """
 
     def __init__(
@@ -96,12 +98,14 @@ class Observer:
         handler: RequestHandler,
         emit: Emit,
         *,
-        defaults: Callable[[], Attributes] = Attributes,
+        defaults: Callable[..., Attributes] = Attributes,
+        server_of: Callable[[RelationKey], int | None] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.handler = handler
         self._emit = emit
         self._defaults = defaults
+        self._server_of = server_of
         self._loop = loop or asyncio.get_event_loop()
         self._relations: dict[RelationKey, _Relation] = {}
         self._by_object: dict[int, set[RelationKey]] = {}
@@ -189,10 +193,14 @@ class Observer:
     # --- timing -------------------------------------------------------------------------------
 
     def _attributes(self, r: _Relation) -> Attributes:
-        defaults = self._defaults()
+        if self._server_of is None:
+            server, defaults = None, self._defaults()
+        else:
+            server = self._server_of(r.key)
+            defaults = self._defaults(server)
         if r.composite:
             return defaults
-        return self.handler.effective_attributes(r.paths[0], defaults)
+        return self.handler.effective_attributes(r.paths[0], defaults, server)
 
     def _changed(self, r: _Relation) -> None:
         attrs = self._attributes(r)
@@ -272,7 +280,7 @@ class Observer:
             r.pending.cancel()
             r.pending = None
         try:
-            message = self.handler.content(r.paths, r.fmt, r.composite)
+            message = self._content(r)
         except OperationFailed as exc:
             # The resource went away or can no longer be read: the error ends the relation.
             self._emit(r.key, Message(Type.ACK, exc.code, payload=str(exc).encode()), False)
@@ -293,6 +301,13 @@ class Observer:
         if pmax and pmax >= pmin:
             r.periodic = self._loop.call_at(now + pmax, self._send_later, r.key)
 
+    def _content(self, r: _Relation) -> Message:
+        if self._server_of is not None:
+            # The notification is served to the relation's server: a Read of a whole object
+            # shows it only the instances it may read (LwM2M-TS-Core 1.2 §7.3.2).
+            self.handler.server_id = self._server_of(r.key)
+        return self.handler.content(r.paths, r.fmt, r.composite)
+
     def _value(self, r: _Relation) -> Any:
         """The value of a single-value resource relation (None for anything else)."""
         path = r.paths[0]
@@ -311,6 +326,6 @@ class Observer:
 
     def _payload(self, r: _Relation) -> bytes:
         try:
-            return self.handler.content(r.paths, r.fmt, r.composite).payload
+            return self._content(r).payload
         except OperationFailed:
             return b""

@@ -25,9 +25,11 @@ from lwm2m.model.record import Record
 
 if TYPE_CHECKING:
     from lwm2m.client.bootstrap import ClientBootstrap
+    from lwm2m.client.core.server import ServerAccount
     from lwm2m.client.handler import RequestHandler
     from lwm2m.client.objects import ObjectTree
     from lwm2m.client.observer import Observer
+    from lwm2m.client.registration import ServerRegistration
     from lwm2m.model.registry import ObjectRegistry
     from lwm2m.transport.udp import CoapUdpEndpoint
 
@@ -64,8 +66,14 @@ class Reporting:
         _server_addr: Any
         _sleep_timer: asyncio.TimerHandle | None
         _held: dict[RelationKey, tuple[Message, bool]]
+        account: ServerAccount | None
+        others: list[ServerRegistration]
 
         def trigger_update(self) -> None: ...
+
+        def server_id_of(self, addr: Any) -> int | None: ...
+
+        def registration_of(self, server_id: int) -> ServerRegistration | None: ...
 
     # --- queue mode ------------------------------------------------------------------------------
 
@@ -104,7 +112,8 @@ class Reporting:
         self._touch()
         if self.bootstrapper.serving(event.addr):
             return self.bootstrapper(event)
-        return self.handler(event)
+        # The request is its server's, known by its address (LwM2M-TS-Core 1.2 §7.3).
+        return self.handler(event, self.server_id_of(event.addr))
 
     def _on_event(self, event: Event) -> None:
         if type(event) is ObservationCancelled and self.observer is not None:
@@ -112,6 +121,12 @@ class Reporting:
 
     def _emit(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
         coap = self._coap
+        if self.others:
+            # A relation of a server reached from an endpoint of its own goes out there.
+            server = self.server_id_of(key[0])
+            other = self.registration_of(server) if server is not None else None
+            if other is not None:
+                coap = other.coap
         if coap is None:
             return False
         if self.state is ClientState.SLEEPING:
@@ -131,14 +146,22 @@ class Reporting:
         records: Iterable[Record] = (),
         format: ContentFormat = ContentFormat.SENML_CBOR,
         timeout: float | None = None,
+        server: int | None = None,
     ) -> Message:
         """Send (LwM2M-TS-Core 1.2 §6.4.6): POST /dp with the current values of ``paths``,
         timestamped now, and/or ``records`` as given (historical values with their times).
+        ``server`` is the Short Server ID of the server to send to (default: the first).
 
         Returns the server's answer; raises RequestTimeout when none came.
         """
         if self._coap is None:
             raise RuntimeError("the client is not started")
+        coap, addr = self._coap, self._server_addr
+        if server is not None and (self.account is None or server != self.account.short_server_id):
+            other = self.registration_of(server)
+            if other is None or other.coap is None:
+                raise ValueError(f"Send: no registration with server {server}")
+            coap, addr = other.coap, other.addr
         now = time.time()
         out: list[Record] = []
         for p in paths:
@@ -152,4 +175,4 @@ class Reporting:
         )
         if self.state is ClientState.SLEEPING:
             self.trigger_update()
-        return await self._coap.request(message, self._server_addr, timeout=timeout or self.request_timeout)
+        return await coap.request(message, addr, timeout=timeout or self.request_timeout)

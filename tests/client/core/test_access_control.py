@@ -144,3 +144,17 @@ async def test_access_control_instances_read_over_the_wire() -> None:
     async with running(aco) as (server, _):
         got = values(await server.read("core-test", "/2/0", format="tlv"))
     assert got == {"/2/0/0": 3, "/2/0/1": 0, "/2/0/2/1": 7, "/2/0/3": 1}
+
+
+def test_each_server_manages_its_own_server_instance_unless_an_acl_says_otherwise() -> None:
+    tree = tree_with(A, B)
+    # /1/0 is A's account, /1/1 B's: without ACL instances each server reaches only its own.
+    assert allowed(tree, A, "/1/0/1", Operation.WRITE)
+    assert allowed(tree, A, "/1/0/8", Operation.EXECUTE)
+    assert not allowed(tree, A, "/1/0", Operation.DELETE)
+    assert not allowed(tree, B, "/1/0/1", Operation.READ)
+    assert allowed(tree, B, "/1/1/1", Operation.READ)
+    # An ACL instance for /1/0 decides instead.
+    tree.add(AccessControl(0, target_object=1, target_instance=0, acl={B: R}, owner=B))
+    assert allowed(tree, B, "/1/0/1", Operation.READ)
+    assert not allowed(tree, A, "/1/0/1", Operation.READ)

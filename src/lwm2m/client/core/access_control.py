@@ -27,6 +27,7 @@ ACCESS_CONTROL_OBJECT = 2
 CREATE_INSTANCE = 65535  # Object Instance ID of the instance that governs Create (§7.3.1)
 BOOTSTRAP_OWNER = 65535  # MAX_ID owner: the instance is managed in the bootstrap phase only (§E.3)
 DEFAULT_ACL = 0  # ACL resource instance 0 holds the default rights (§E.3)
+SERVER_OBJECT, SHORT_SERVER_ID = 1, 0
 # Security and OSCORE: never reachable by an LwM2M server (§6.2.1, §E.1).
 _NEVER = frozenset({0, 21})
 
@@ -200,7 +201,8 @@ def allowed(tree: ObjectTree, server_id: int, path: Path | str, operation: Opera
       owner may write it; servers neither create nor delete its instances.
     - On an object (no instance in the path), the operation is allowed when some
       instance grants it; the handler then leaves out the instances that do not (§7.3.2).
-    - Otherwise the rights of the instance's Access Control instance decide.
+    - Otherwise the rights of the instance's Access Control instance decide; a Server (1)
+      instance without one is its own server's (Read, Write, Execute).
     """
     path = Path.parse(path)
     operation = Operation(operation)
@@ -219,8 +221,22 @@ def allowed(tree: ObjectTree, server_id: int, path: Path | str, operation: Opera
         return bool(rights(tree, server_id, object_id, CREATE_INSTANCE) & AccessRight.CREATE)
     need = operation.right
     if len(ids) == 1:
-        return any(rights(tree, server_id, object_id, inst.id) & need for inst in tree.instances(object_id))
-    return bool(rights(tree, server_id, object_id, ids[1]) & need)
+        return any(_rights(tree, server_id, object_id, inst.id) & need for inst in tree.instances(object_id))
+    return bool(_rights(tree, server_id, object_id, ids[1]) & need)
+
+
+def _rights(tree: ObjectTree, server_id: int, object_id: int, instance_id: int) -> AccessRight:
+    """:func:`rights`, and a server's own account: without an Access Control instance for it, the
+    Server (1) instance of a Short Server ID is managed by that server (its lifetime, binding,
+    Registration Update Trigger, §E.2), as a bootstrap server would have set its ACL."""
+    aco = find(tree, object_id, instance_id)
+    if aco is not None:
+        return instance_rights(aco, server_id)
+    if object_id == SERVER_OBJECT:
+        inst = tree.instance(object_id, instance_id)
+        if inst is not None and inst.get(SHORT_SERVER_ID) == server_id:
+            return AccessRight.READ | AccessRight.WRITE | AccessRight.EXECUTE
+    return AccessRight.NONE
 
 
 def _on_access_control(tree: ObjectTree, server_id: int, ids: tuple[int, ...], operation: Operation) -> bool:
