@@ -96,6 +96,19 @@ def code_text(code: int) -> str:
         return number
 
 
+def failure_text(exc: BaseException | None) -> str:
+    """Why a registration attempt failed: a refusal with the server's code and diagnostic
+    (``registration refused: 4.00 Bad Request "..."``), or what went wrong on the way."""
+    from lwm2m.client.errors import RegistrationFailed
+
+    if isinstance(exc, RegistrationFailed) and exc.code is not None:
+        shown = f"registration refused: {code_text(exc.code)}"
+        return f'{shown} "{exc.diagnostic}"' if exc.diagnostic else shown
+    if exc is None:
+        return "not registered"
+    return f"not registered: {exc or type(exc).__name__}"
+
+
 def format_name(number: int) -> str:
     """A content format's name (``senml-cbor``), or its number when it has none here."""
     from lwm2m.codec.formats import format_names
@@ -199,7 +212,9 @@ async def watch_registration(client: Any, display: Display) -> None:
             elif state is ClientState.REGISTERED and updates > last[3]:
                 display.show("registration updated" + (" (awake)" if was is ClientState.SLEEPING else ""))
             elif state is ClientState.RETRYING and (was is not ClientState.RETRYING or errors > last[4]):
-                display.show(f"[yellow]not registered[/yellow] (attempt {errors} failed); retrying")
+                display.show(
+                    f"[yellow]{escape(failure_text(client.last_error))}[/yellow] (attempt {errors}); retrying"
+                )
             elif state is ClientState.SLEEPING and was is not ClientState.SLEEPING:
                 display.show("asleep (queue mode): requests wait until the next update")
             last = now

@@ -17,6 +17,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
+from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.cli.server_cmd import http_server, open_store, start_http
 from lwm2m.transport.eventloop import run
 
@@ -66,8 +67,20 @@ async def demo_session(
     type=click.FloatRange(min=0.1),
     help="devices started per second",
 )
-def demo(host: str, coap_port: int, http_port: int, data: str, count: int, profile: str, rate: float) -> None:
+# WARNING: the fleet's own registrations and updates would otherwise fill the console.
+@log_level_option(default="WARNING")
+def demo(
+    host: str,
+    coap_port: int,
+    http_port: int,
+    data: str,
+    count: int,
+    profile: str,
+    rate: float,
+    log_level: str,
+) -> None:
     """Run the server with its web console and a simulated fleet."""
+    configure_logging(log_level)
     from lwm2m.simulator.profiles import PROFILES
 
     if profile not in PROFILES:

@@ -16,6 +16,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
+from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
 from lwm2m.transport.eventloop import run
@@ -301,6 +302,7 @@ async def serve(
     help="seconds a queue-mode client stays reachable after it sent something (LwM2M 1.2 §6.5)",
 )
 @registration_options
+@log_level_option()
 def server(
     host: str,
     coap_port: int,
@@ -316,9 +318,11 @@ def server(
     dtls_ca: str | None,
     bootstrap_port: int | None,
     awake_time: float,
+    log_level: str,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
+    configure_logging(log_level)
     if not is_loopback(http_host) and not api_token:
         # Anyone who reaches the API can write to every device: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
