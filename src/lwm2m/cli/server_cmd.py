@@ -277,7 +277,12 @@ async def serve(
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the SQLite database")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default=None, help="memory: keep nothing")
-@click.option("--models", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)")
+@click.option(
+    "--models",
+    "model_dirs",
+    multiple=True,
+    help="folder or file of DDF XML (repeatable): objects the bundled catalogue lacks",
+)
 @click.option(
     "--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token the REST API requires"
 )
