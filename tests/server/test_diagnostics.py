@@ -212,3 +212,21 @@ async def test_no_message_lines_unless_debug(caplog: pytest.LogCaptureFixture) -
     wire = [r.getMessage() for r in caplog.records if r.name == "lwm2m.transport.wire"]
     assert any(line.startswith(f"in  127.0.0.1:{port} CON POST ") and " /rd " in line for line in wire), wire
     assert any(line.startswith(f"out 127.0.0.1:{port} ACK 2.01 Created ") for line in wire), wire
+
+
+async def test_debug_shows_coap_messages_inside_dtls_in_plaintext(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="lwm2m")
+    async with LwM2MServer(port=0, coaps_port=0) as server:
+        await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
+        assert server.coaps_port
+        psk = DtlsClientConfig(psk=PskCredentials("dev-1-id", KEY))
+        async with open_dtls_endpoint(client=psk) as client:
+            created = await client.request(register("dev-1"), ("127.0.0.1", server.coaps_port), timeout=5)
+            assert created.code == Code.CREATED
+            here = f"127.0.0.1:{client.port}"
+    wire = [r.getMessage() for r in caplog.records if r.name == "lwm2m.transport.wire"]
+    assert any(line.startswith(f"in  {here} CON POST ") and " /rd " in line for line in wire), wire
+    assert any(line.startswith(f"out {here} ACK 2.01 Created ") for line in wire), wire
+    assert not any("undecodable" in line for line in wire), "records are traced after decryption"
+    established = [r.getMessage() for r in caplog.records if r.name == "lwm2m.transport.dtls"]
+    assert any(line.startswith(f"DTLS session with {here} established: identity ") for line in established)
