@@ -127,3 +127,32 @@ async def test_client_prints_the_code_and_diagnostic_of_a_refused_registration()
                 await proc.communicate()
     diagnostic = "Endpoint Client Name (ep) has 15 bytes; this server takes at most 8"
     assert f'registration refused: 4.00 Bad Request "{diagnostic}"' in line, seen
+
+
+async def test_client_prints_the_code_and_diagnostic_of_a_refused_bootstrap() -> None:
+    from lwm2m.bootstrap import BootstrapServer
+
+    async with BootstrapServer(port=0) as bs:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "lwm2m",
+            "client",
+            "--bootstrap",
+            bs.uri,
+            "--endpoint",
+            "nobody",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        )
+        assert proc.stdout is not None
+        seen: list[str] = []
+        try:
+            line = await _line_with(proc.stdout, "refused", seen)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(15):
+                await proc.communicate()
+    diagnostic = "no bootstrap configuration for 'nobody' and no default one"
+    assert f'Bootstrap-Request refused: 4.00 Bad Request "{diagnostic}"' in line, seen
