@@ -147,3 +147,11 @@ async def test_the_server_reads_the_position_of_a_running_street_light() -> None
             answer = await server.read(registration.endpoint, "/6/0", timeout=5)
             values = {str(r.path): r.value for r in answer.records}
             assert in_box(LYON, values["/6/0/0"], values["/6/0/1"], km=3.0)
+
+
+def test_ten_thousand_lights_stay_within_a_few_km_and_never_share_a_spot() -> None:
+    from lwm2m.simulator.geography import street_light_position
+
+    spots = {street_light_position(LYON, i) for i in range(10_000)}
+    assert len(spots) == 10_000
+    assert all(in_box(LYON, lat, lon, km=4.0) for lat, lon in spots)

@@ -26,10 +26,10 @@ __all__ = [
 
 EARTH_RADIUS = 6_371_000.0  # metres, the mean radius
 LIGHT_SPACING = 35.0  # metres between lights along a street (30-40 m is usual for residential streets)
-STREET_LIGHTS = 24  # lights on one street of a district
-BLOCK = 6 * LIGHT_SPACING  # metres between parallel streets (210 m)
-STREETS_EACH_WAY = 6  # a district: 6 streets east-west and 6 north-south, crossing
-DISTRICT = 1_200.0  # metres between the corners of neighbouring districts
+STREET_LIGHTS = 16  # lights on one street of a district: 525 m of street
+BLOCK = 4 * LIGHT_SPACING  # metres between parallel streets (140 m: a city block)
+STREETS_EACH_WAY = 4  # a district: 4 streets one way and 4 the other, crossing
+DISTRICT = 700.0  # metres between the corners of neighbouring districts
 KERB = 8.0  # metres from the street's axis to its row of lights (the lights stand on one side)
 SCATTER = 1_500.0  # metres: the spread of scattered devices around the centre
 SCATTER_MAX = 4_000.0  # metres: none further than this from the centre
