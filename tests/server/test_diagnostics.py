@@ -230,3 +230,28 @@ async def test_debug_shows_coap_messages_inside_dtls_in_plaintext(caplog: pytest
     assert not any("undecodable" in line for line in wire), "records are traced after decryption"
     established = [r.getMessage() for r in caplog.records if r.name == "lwm2m.transport.dtls"]
     assert any(line.startswith(f"DTLS session with {here} established: identity ") for line in established)
+
+
+def test_the_count_of_a_flood_is_told_with_the_next_event_after_it() -> None:
+    from lwm2m.transport.dtls.events import SessionEstablished
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("lwm2m.transport.dtls")
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        log = SessionLog(window=10.0, burst=1)
+        for i in range(5):
+            log.event(HandshakeFailed(("192.0.2.1", i), "bad"), now=float(i))
+        assert len(records) == 1
+        log.event(SessionEstablished(("192.0.2.2", 1), None), now=9.0)
+        assert len(records) == 1  # still within the window
+        log.event(SessionEstablished(("192.0.2.2", 1), None), now=10.5)
+        assert [r.levelno for r in records] == [logging.INFO, logging.WARNING]
+        assert records[1].getMessage().startswith("4 more DTLS handshake or session failures")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)

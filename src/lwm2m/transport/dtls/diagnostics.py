@@ -28,7 +28,8 @@ def _addr(addr: Any) -> str:
 
 class SessionLog:
     """Turns the DTLS layer's session events into log lines, at most ``burst`` failure lines
-    per ``window`` seconds and one line that counts those left out."""
+    per ``window`` seconds and one line that counts those left out (written with the first
+    event after the window, or at :meth:`flush`)."""
 
     def __init__(self, window: float = 10.0, burst: int = 5) -> None:
         self.window = window
@@ -39,6 +40,8 @@ class SessionLog:
         self._latest = ""
 
     def event(self, event: SessionEvent, now: float) -> None:
+        if self._suppressed and now >= self._window_end:
+            self.flush()  # a flood that ended: tell its count with the next event of any kind
         kind = type(event)
         if kind is HandshakeFailed:
             self._failure(now, "DTLS handshake with %s failed: %s", _addr(event.addr), event.reason)  # type: ignore[attr-defined]
