@@ -119,12 +119,7 @@ def _refuse(operation: str, addr: Any, code: int, diagnostic: str) -> Message:
     return _reply(code, diagnostic)  # type: ignore[arg-type]
 
 
-def _code(code: int) -> str:
-    try:
-        name = Code(code).name.replace("_", " ").title()
-    except ValueError:
-        name = ""
-    return f"{code >> 5}.{code & 31:02d} {name}".strip()
+_code = code_text  # "2.04 Changed", for the session's steps
 
 
 PSK_REFRESH = 10.0  # seconds a loaded key is trusted without looking at the store again

@@ -87,13 +87,10 @@ async def move_values(objects: Iterable[Any], every: float = TICK_SECONDS) -> No
 
 
 def code_text(code: int) -> str:
-    from lwm2m.coap.numbers import Code
+    """``2.05 Content``: the code and its name."""
+    from lwm2m.coap.numbers import code_text as text
 
-    number = f"{code >> 5}.{code & 31:02d}"
-    try:
-        return f"{number} {Code(code).name.replace('_', ' ').title()}"
-    except ValueError:
-        return number
+    return text(code)
 
 
 def failure_text(exc: BaseException | None) -> str:
