@@ -134,7 +134,8 @@ async def test_payload_size_gets_4_13_with_size1(caplog: pytest.LogCaptureFixtur
         assert too_big.code == Code.REQUEST_ENTITY_TOO_LARGE and too_big.size1 == 400
         assert len((await server.registration("dev-1")).objects) == 2
     lines = refusals(caplog)
-    assert len(lines) == 2 and "(ep 'dev-1'): payload of 429 bytes, more than 400" in lines[0]
+    assert len(lines) == 2
+    assert "(ep 'dev-1'): 4.13 Request Entity Too Large: payload of 429 bytes, more than 400" in lines[0]
     assert lines[1].startswith("Update refused") and "(at /rd/" in lines[1]
 
 

@@ -196,4 +196,4 @@ def test_parking_occupancy_toggles_sometimes() -> None:
 
 def test_profiles_are_callable_for_a_single_client() -> None:
     objects = PROFILES["ucifi-air-quality"](seed=1)
-    assert [o.object for o in objects] == [3, 5, 3428, 3433]
+    assert [o.object for o in objects] == [3, 5, 3428, 3433, 6]

@@ -46,7 +46,7 @@ from lwm2m.bootstrap.events import (
 )
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, Type, code_text
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
@@ -113,12 +113,13 @@ def _reply(code: Code, diagnostic: str = "") -> Message:
     return Message.build(Type.ACK, code, payload=diagnostic.encode())
 
 
-def _code(code: int) -> str:
-    try:
-        name = Code(code).name.replace("_", " ").title()
-    except ValueError:
-        name = ""
-    return f"{code >> 5}.{code & 31:02d} {name}".strip()
+def _refuse(operation: str, addr: Any, code: int, diagnostic: str) -> Message:
+    """A refusal that starts no session, logged as the LwM2M server logs its own."""
+    log.info("%s refused from %s: %s: %s", operation, format_addr(addr), code_text(code), diagnostic)
+    return _reply(code, diagnostic)  # type: ignore[arg-type]
+
+
+_code = code_text  # "2.04 Changed", for the session's steps
 
 
 PSK_REFRESH = 10.0  # seconds a loaded key is trusted without looking at the store again
@@ -291,17 +292,29 @@ class BootstrapServer:
         running = sorted((s for s, _ in self._running.values()), key=lambda s: -s.started_at)
         return running + list(reversed(self._ended))
 
-    def _end(self, session: BootstrapSession, status: str, reason: str = "") -> BootstrapSession:
+    def _end(
+        self, session: BootstrapSession, status: str, reason: str = "", code: int | None = None
+    ) -> BootstrapSession:
+        """End ``session``; ``code`` is the answer that refused its request, for the log line."""
         ended = dataclasses.replace(session, status=status, reason=reason, ended_at=time.time())  # type: ignore[arg-type]
         self._ended.append(ended)
         current = self._running.get(session.endpoint)
         if current is not None and current[0].session_id == session.session_id:
             del self._running[session.endpoint]
         self._publish(BootstrapFinished(ended) if status == "finished" else BootstrapFailed(ended))
-        log.info("bootstrap of %s %s%s", session.endpoint, status, f": {reason}" if reason else "")
+        log.info(
+            "bootstrap %s of %r from %s %s%s",
+            "session" if session.kind == "session" else "pack",
+            session.endpoint,
+            session.address,
+            status,
+            f": {code_text(code)}: {reason}" if code is not None else f": {reason}" if reason else "",
+        )
         return ended
 
-    def _refused(self, endpoint: str, addr: Any, reason: str, kind: str = "session") -> None:
+    def _refused(
+        self, endpoint: str, addr: Any, reason: str, kind: str = "session", code: int = Code.BAD_REQUEST
+    ) -> None:
         """A request that starts no session (no configuration): kept and told as a failure."""
         session = BootstrapSession(
             secrets.token_hex(6),
@@ -310,7 +323,7 @@ class BootstrapServer:
             time.time(),
             kind=kind,  # type: ignore[arg-type]
         )
-        self._end(session, "failed", reason)
+        self._end(session, "failed", reason, code)
 
     # --- CoAP requests from clients -----------------------------------------------------------
 
@@ -320,14 +333,15 @@ class BootstrapServer:
     def _on_secure_request(self, event: RequestReceived) -> Any:
         identity = self._coaps.peer_identity(event.addr) if self._coaps is not None else None
         if identity is None:
-            return _reply(Code.FORBIDDEN, "no authenticated DTLS session")
+            return _refuse("Bootstrap request", event.addr, Code.FORBIDDEN, "no authenticated DTLS session")
         if identity.kind == "psk":
             found = self._psk.get(identity.name)
             endpoint = found[1] if found is not None else None
         else:
             endpoint = identity.name  # an X.509 client's certificate CN is its endpoint name
         if endpoint is None:
-            return _reply(Code.FORBIDDEN, f"PSK identity {identity.name!r} belongs to no endpoint")
+            diagnostic = f"PSK identity {identity.name!r} belongs to no endpoint"
+            return _refuse("Bootstrap request", event.addr, Code.FORBIDDEN, diagnostic)
         return self._serve(event, self._coaps, endpoint)
 
     def _serve(self, event: RequestReceived, transport: Any, secured_as: str | None) -> Any:
@@ -336,7 +350,8 @@ class BootstrapServer:
             return self._on_bootstrap_request(event, transport, secured_as)
         if path == (BSPACK,):
             return self._on_pack_request(event, secured_as)
-        return _reply(Code.NOT_FOUND, f"no resource {event.message.uri_path_str}: this is a bootstrap server")
+        diagnostic = f"no resource {event.message.uri_path_str}: this is a bootstrap server"
+        return _refuse("request", event.addr, Code.NOT_FOUND, diagnostic)
 
     async def _refusal(self, endpoint: str, secured_as: str | None) -> str | None:
         """Why ``endpoint`` may not bootstrap on this channel, or None: the credentials' endpoint
@@ -355,10 +370,10 @@ class BootstrapServer:
         try:
             request = BootstrapRequest.from_message(event.message, endpoint=secured_as)
         except BootstrapError as exc:
-            return _reply(exc.code, str(exc))
+            return _refuse("Bootstrap-Request", event.addr, exc.code, str(exc))
         refusal = await self._refusal(request.ep, secured_as)
         if refusal is not None:
-            self._refused(request.ep, event.addr, refusal)
+            self._refused(request.ep, event.addr, refusal, code=Code.FORBIDDEN)
             return _reply(Code.FORBIDDEN, refusal)
         config = await self.config_for(request.ep)
         if config is None:
@@ -397,6 +412,7 @@ class BootstrapServer:
             name=f"bootstrap-{session.endpoint}",
         )
         self._running[session.endpoint] = (session, task)
+        log.info("bootstrap session of %r from %s started", session.endpoint, session.address)
         self._publish(BootstrapStarted(session))
 
     async def _session(self, runner: _SessionRunner, config: BootstrapConfig) -> None:
@@ -422,10 +438,10 @@ class BootstrapServer:
         try:
             request = BootstrapPackRequest.from_message(event.message, endpoint=secured_as)
         except BootstrapError as exc:
-            return _reply(exc.code, str(exc))
+            return _refuse("Bootstrap-Pack-Request", event.addr, exc.code, str(exc))
         refusal = await self._refusal(request.ep, secured_as)
         if refusal is not None:
-            self._refused(request.ep, event.addr, refusal, kind="pack")
+            self._refused(request.ep, event.addr, refusal, kind="pack", code=Code.FORBIDDEN)
             return _reply(Code.FORBIDDEN, refusal)
         config = await self.config_for(request.ep)
         if config is None:
@@ -443,7 +459,13 @@ class BootstrapServer:
         try:
             payload = get_codec(request.format).encode(pack, ROOT, self.models)
         except CodecError as exc:
-            self._refused(request.ep, event.addr, f"cannot encode the pack: {exc}", kind="pack")
+            self._refused(
+                request.ep,
+                event.addr,
+                f"cannot encode the pack: {exc}",
+                kind="pack",
+                code=Code.INTERNAL_SERVER_ERROR,
+            )
             return _reply(Code.INTERNAL_SERVER_ERROR, f"cannot encode the pack: {exc}")
         session = BootstrapSession(
             secrets.token_hex(6),

@@ -29,6 +29,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
+from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.cli.remote import api_call, store_options
 from lwm2m.cli.server_cmd import http_server, is_loopback, open_store, start_http
 from lwm2m.transport.eventloop import run
@@ -87,6 +88,7 @@ async def serve_bootstrap(
 @click.option(
     "--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token the REST API requires"
 )
+@log_level_option()
 @click.pass_context
 def bootstrap(
     ctx: click.Context,
@@ -98,10 +100,12 @@ def bootstrap(
     data: str,
     store: str | None,
     api_token: str | None,
+    log_level: str,
 ) -> None:
     """Run the bootstrap server with its REST API, or manage its configurations (config ...)."""
     if ctx.invoked_subcommand is not None:
         return
+    configure_logging(log_level)
     if not is_loopback(http_host) and not api_token:
         # Anyone who reaches the API can hand out server accounts: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")

@@ -100,13 +100,23 @@ async def move_values(objects: Iterable[Any], every: float = TICK_SECONDS) -> No
 
 
 def code_text(code: int) -> str:
-    from lwm2m.coap.numbers import Code
+    """``2.05 Content``: the code and its name."""
+    from lwm2m.coap.numbers import code_text as text
 
-    number = f"{code >> 5}.{code & 31:02d}"
-    try:
-        return f"{number} {Code(code).name.replace('_', ' ').title()}"
-    except ValueError:
-        return number
+    return text(code)
+
+
+def failure_text(exc: BaseException | None) -> str:
+    """Why a registration attempt failed: a refusal with the server's code and diagnostic
+    (``registration refused: 4.00 Bad Request "..."``), or what went wrong on the way."""
+    from lwm2m.client.errors import RegistrationFailed
+
+    if isinstance(exc, RegistrationFailed) and exc.code is not None:
+        shown = f"registration refused: {code_text(exc.code)}"
+        return f'{shown} "{exc.diagnostic}"' if exc.diagnostic else shown
+    if exc is None:
+        return "not registered"
+    return f"not registered: {exc or type(exc).__name__}"
 
 
 def format_name(number: int) -> str:
@@ -213,7 +223,9 @@ async def watch_registration(client: Any, display: Display) -> None:
             elif state is ClientState.REGISTERED and updates > last[3]:
                 display.show("registration updated" + (" (awake)" if was is ClientState.SLEEPING else ""))
             elif state is ClientState.RETRYING and (was is not ClientState.RETRYING or errors > last[4]):
-                display.show(f"[yellow]not registered[/yellow] (attempt {errors} failed); retrying")
+                display.show(
+                    f"[yellow]{escape(failure_text(client.last_error))}[/yellow] (attempt {errors}); retrying"
+                )
             elif state is ClientState.SLEEPING and was is not ClientState.SLEEPING:
                 display.show("asleep (queue mode): requests wait until the next update")
             last = now

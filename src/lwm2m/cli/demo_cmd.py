@@ -17,6 +17,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
+from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_store, start_http
 from lwm2m.transport.eventloop import run
 
@@ -74,6 +75,8 @@ async def demo_session(
     help="devices started per second",
 )
 @guard_options
+# WARNING: the fleet's own registrations and updates would otherwise fill the console.
+@log_level_option(default="WARNING")
 def demo(
     host: str,
     coap_port: int,
@@ -84,8 +87,10 @@ def demo(
     rate: float,
     allowed_hosts: tuple[str, ...],
     cors_origins: tuple[str, ...],
+    log_level: str,
 ) -> None:
     """Run the server with its web console and a simulated fleet."""
+    configure_logging(log_level)
     check_guard_options(allowed_hosts, cors_origins)
     from lwm2m.simulator.profiles import PROFILES
 

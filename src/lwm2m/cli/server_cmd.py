@@ -16,6 +16,7 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
+from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
 from lwm2m.transport.eventloop import run
@@ -334,7 +335,12 @@ async def serve(
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the SQLite database")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default=None, help="memory: keep nothing")
-@click.option("--models", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)")
+@click.option(
+    "--models",
+    "model_dirs",
+    multiple=True,
+    help="folder or file of DDF XML (repeatable): objects the bundled catalogue lacks",
+)
 @click.option(
     "--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token the REST API requires"
 )
@@ -373,6 +379,7 @@ async def serve(
     type=click.FloatRange(1.0, 3600.0),
     help="seconds a DTLS handshake may take before it is dropped [default: 120]",
 )
+@log_level_option()
 def server(
     host: str,
     coap_port: int,
@@ -392,9 +399,11 @@ def server(
     cors_origins: tuple[str, ...],
     exchange_lifetime: float | None,
     dtls_handshake_lifetime: float | None,
+    log_level: str,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
+    configure_logging(log_level)
     check_guard_options(allowed_hosts, cors_origins)
     if not is_loopback(http_host) and not api_token:
         # Anyone who reaches the API can write to every device: require a token off loopback.

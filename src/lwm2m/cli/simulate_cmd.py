@@ -40,6 +40,7 @@ from lwm2m.cli.errors import fail
 from lwm2m.client.connection import ServerUri
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetStats
+from lwm2m.simulator.geography import CITIES
 from lwm2m.simulator.profiles import PROFILES
 from lwm2m.simulator.provision import ApiError, JsonApi, Provisioned, provision_api, provision_stores
 from lwm2m.transport.eventloop import run
@@ -409,6 +410,12 @@ async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
     help="kind of device: " + ", ".join(PROFILES),
 )
 @click.option("--prefix", default="sim", show_default=True, help="endpoint names are PREFIX-00000, …")
+@click.option(
+    "--city",
+    type=click.Choice([c.name for c in CITIES], case_sensitive=False),
+    default=None,
+    help="where devices with a Location (6) stand (default: one chosen by --prefix)",
+)
 @click.option("--rate", default="100", show_default=True, metavar="R", help="devices registering per second")
 @click.option("--lifetime", default="300", show_default=True, metavar="SECONDS", help="registration lifetime")
 @click.option("--lwm2m-version", default="1.1", show_default=True, metavar="V", help="1.0, 1.1 or 1.2")
@@ -433,6 +440,7 @@ def simulate_command(
     count: str,
     profile: str,
     prefix: str,
+    city: str | None,
     rate: str,
     lifetime: str,
     lwm2m_version: str,
@@ -499,6 +507,7 @@ def simulate_command(
             freeze_gc=True,  # the devices live as long as the process
             security=security,
             bootstrap=bootstrap_uri,
+            city=city,
         )
     except ValueError as exc:
         fail(f"--{exc}")  # only the prefix is left to check: "prefix 'a b': …"

@@ -32,7 +32,7 @@ from lwm2m.client.objects import ObjectTree
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, Type, code_text
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import ROOT, Path
@@ -75,8 +75,9 @@ def _reply(code: int, diagnostic: str = "") -> Message:
 
 
 def _describe(message: Message) -> str:
+    """``4.00 Bad Request "..."``: the code and the diagnostic payload (RFC 7252 §5.5.2)."""
     text = message.payload.decode("utf-8", "replace") if message.payload else ""
-    return f"{message.code >> 5}.{message.code & 31:02d} {text}".strip()
+    return f'{code_text(message.code)} "{text}"' if text else code_text(message.code)
 
 
 def _copy(values: dict[int, ResourceValue]) -> dict[int, ResourceValue]:

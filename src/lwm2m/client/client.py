@@ -40,7 +40,7 @@ from lwm2m.client.reporting import ClientState, Reporting
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code
+from lwm2m.coap.numbers import Code, code_text
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import Attributes
@@ -209,6 +209,7 @@ class LwM2MClient(Reporting):
         self.registrations = 0  # successful Registers
         self.updates = 0  # successful Updates
         self.errors = 0  # failed registration exchanges
+        self.last_error: Exception | None = None  # why the latest one failed
         self._coap: CoapUdpEndpoint | None = None
         self._server_addr: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -453,6 +454,7 @@ class LwM2MClient(Reporting):
                 if isinstance(exc, EndpointClosed):
                     return
                 self.errors += 1
+                self.last_error = exc
                 self._failed_in_a_row += 1
                 self.state = ClientState.RETRYING
                 delay = backoff * random.uniform(0.75, 1.25)
@@ -580,7 +582,9 @@ class LwM2MClient(Reporting):
         request = register_request(self, self.account)
         response = await self._exchange(request.to_message())
         if response.code != Code.CREATED:
-            raise RegistrationFailed(f"Register refused: {_describe(response)}", response.code)
+            raise RegistrationFailed(
+                f"Register refused: {_describe(response)}", response.code, _diagnostic(response)
+            )
         # Some servers put "rd/5" in one Location-Path option; RFC 7252 §5.10.7 wants one per
         # segment. Both are taken, and Update and De-register go to exactly that path.
         segments = [p for s in response.location_path for p in s.split("/") if p]
@@ -626,7 +630,9 @@ class LwM2MClient(Reporting):
             self._params_changed |= params
             self.location = None  # a refused Update leaves the registration in doubt: register again
             self._registered.clear()
-            raise RegistrationFailed(f"Update refused: {_describe(response)}", response.code)
+            raise RegistrationFailed(
+                f"Update refused: {_describe(response)}", response.code, _diagnostic(response)
+            )
         self.updates += 1
         self.state = ClientState.REGISTERED
         self._schedule_next_update()
@@ -644,7 +650,11 @@ async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:
         await endpoint.close()
 
 
+def _diagnostic(response: Message) -> str:
+    return response.payload.decode("utf-8", "replace") if response.payload else ""
+
+
 def _describe(response: Message) -> str:
-    text = response.payload.decode("utf-8", "replace") if response.payload else ""
-    code = f"{response.code >> 5}.{response.code & 31:02d}"
-    return f"{code} {text}".strip()
+    """``4.00 Bad Request "lifetime ..."``: the code and the diagnostic payload (RFC 7252 §5.5.2)."""
+    text = _diagnostic(response)
+    return f'{code_text(response.code)} "{text}"' if text else code_text(response.code)

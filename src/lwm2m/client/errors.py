@@ -47,8 +47,10 @@ class UnsupportedContentFormat(OperationFailed):
 
 
 class RegistrationFailed(Exception):
-    """The server refused a Register or an Update; ``code`` is its answer."""
+    """The server refused a Register or an Update; ``code`` is its answer and ``diagnostic``
+    the reason its payload gave (RFC 7252 §5.5.2), if any."""
 
-    def __init__(self, message: str, code: int | None = None) -> None:
+    def __init__(self, message: str, code: int | None = None, diagnostic: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.diagnostic = diagnostic

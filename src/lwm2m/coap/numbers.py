@@ -91,6 +91,15 @@ def code_str(code: int) -> str:
     return f"{code >> 5}.{code & 0x1F:02d}"
 
 
+def code_text(code: int) -> str:
+    """``4.00 Bad Request`` for 128: the number and, for a registered code, its name."""
+    try:
+        name = Code(code).name.replace("_", " ").title()
+    except ValueError:
+        return code_str(code)
+    return f"{code_str(code)} {name}"
+
+
 def is_request_code(code: int) -> bool:
     return 1 <= code <= 31
 

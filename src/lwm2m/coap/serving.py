@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lwm2m.coap.blockwise import (
@@ -22,7 +23,7 @@ from lwm2m.coap.events import (
 )
 from lwm2m.coap.exchange import EMPTY_ACK, SeenMessages, empty
 from lwm2m.coap.message import Message, encode_parts
-from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
 from lwm2m.coap.observe import Relation
 from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
 
@@ -32,6 +33,15 @@ _BLOCK1 = OptionNumber.BLOCK1
 _BLOCK2 = OptionNumber.BLOCK2
 _SIZE1 = OptionNumber.SIZE1
 _CONTENT_FORMAT = OptionNumber.CONTENT_FORMAT
+
+log = logging.getLogger(__name__)
+# Why the endpoint refused a request, for the codes it answers without a diagnostic payload.
+_REASONS = {
+    Code.BAD_OPTION: "an unrecognized critical option (RFC 7252 §5.4.1)",
+    Code.REQUEST_ENTITY_INCOMPLETE: "a Block1 block out of order or of an unknown transfer (RFC 7959 §2.9.2)",
+    Code.REQUEST_ENTITY_TOO_LARGE: "a body larger than the endpoint takes (RFC 7959 §2.9.3)",
+    Code.SERVICE_UNAVAILABLE: "no room for another Block1 transfer from this peer",
+}
 
 
 class ServerSide:
@@ -191,6 +201,8 @@ class ServerSide:
         self, msg: Message, addr: Any, seen: list, code: int, options: Any, payload: bytes, now: float
     ) -> None:
         """A response made by the endpoint itself: piggybacked for CON, a NON for a NON."""
+        if code >= 128:  # a refusal (4.xx, 5.xx): not on the request path of a good request
+            _log_refusal(msg, addr, code, payload)
         if msg.type is _CON:
             data = encode_parts(_ACK, code, msg.mid, msg.token, tuple(options), payload)
             seen[1] = data
@@ -423,3 +435,20 @@ class ServerSide:
         if rel.tx is not None and rel.tx.live:
             self._kill_tx(rel.tx)
         rel.tx = None
+
+
+def _log_refusal(msg: Message, addr: Any, code: int, payload: bytes) -> None:
+    reason = payload.decode("utf-8", "replace") if payload else _REASONS.get(code, "")  # type: ignore[call-overload]
+    try:
+        host, port = addr[0], addr[1]
+        where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    except (TypeError, IndexError, KeyError):  # any hashable names a peer in the sans-IO API
+        where = repr(addr)
+    log.info(
+        "%s %s refused from %s: %s: %s",
+        Code(msg.code).name if 1 <= msg.code <= 7 else code_text(msg.code),
+        msg.uri_path_str or "/",
+        where,
+        code_text(code),
+        reason,
+    )

@@ -27,7 +27,16 @@ from lwm2m.model.definition import ResourceDefinition
 from lwm2m.model.path import MAX_ID, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.model.value import INT64_MAX, INT64_MIN, UINT64_MAX, ObjLink, ResourceType, Value, infer_type
+from lwm2m.model.value import (
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    ObjLink,
+    ResourceType,
+    UntypedBytes,
+    Value,
+    infer_type,
+)
 
 # Type byte bits 7-6 (LwM2M-TS-Core 1.2 §7.4.3, Table 7.4.3.-1).
 OBJECT_INSTANCE = 0x00
@@ -478,9 +487,9 @@ _EXPECTED = {
 
 
 def _decode_value(b: bytes, path: Path, rdef: ResourceDefinition | None) -> Value:
-    """A value as the model types it; Opaque bytes when the type is unknown or Opaque."""
+    """A value as the model types it; Opaque bytes for Opaque, untyped bytes without a model."""
     if rdef is None:
-        return b
+        return UntypedBytes(b)
     dec = _DECODERS.get(rdef.type._value_)
     if dec is None:  # Opaque, or none (executable): the bytes as they are
         return b

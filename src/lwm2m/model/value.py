@@ -65,6 +65,19 @@ class ObjLink:
         return f"{self.object_id}:{self.instance_id}"
 
 
+class UntypedBytes(bytes):
+    """The bytes of a value whose LwM2M type is unknown: TLV carries no type (LwM2M-TS-Core 1.2
+    §7.4.3), so without the object's model a decoder cannot tell an Integer from a String.
+
+    A ``bytes`` (Opaque to everything that takes bytes); the JSON form shows it with the
+    readings that fit (:func:`lwm2m.model.jsonform.readings`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"UntypedBytes({bytes(self)!r})"
+
+
 Value = str | int | float | bool | bytes | ObjLink
 
 INT64_MIN = -(2**63)

@@ -10,7 +10,9 @@ payload or an object list too large gets 4.00 or 4.13, a lifetime beyond the
 maximum is shortened, and a source address that registers too fast, or a
 server that holds as many registrations as it may, gets 4.29 Too Many
 Requests (RFC 8516) with a Max-Age saying when to try again. Each refusal is
-logged (logger ``lwm2m.server.registrar``).
+logged with its code and reason, and each registration, update, de-registration
+and expiry with the endpoint and its address (logger ``lwm2m.server.registrar``,
+INFO).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
 from lwm2m.coap.option import encode_uint
 from lwm2m.protocol.registration import (
     MAX_ENDPOINT_LENGTH,
@@ -273,9 +275,10 @@ class Registrar:
                 level = logging.WARNING if self.rate.first_refusal(addr[0]) else logging.DEBUG
                 log.log(
                     level,
-                    "Register refused from %s (ep %s): over %g registrations/s (burst %d) from its address",
+                    "Register refused from %s (ep %s): %s: over %g registrations/s (burst %d) from there",
                     _host_port(addr),
                     _shown(_ep_of(message)),
+                    code_text(TOO_MANY_REQUESTS),
                     self.limits.rate,
                     self.limits.burst,
                 )
@@ -286,10 +289,11 @@ class Registrar:
         if size > self.limits.max_payload and len(path) in (1, 2) and message.code == Code.POST:
             operation = "Register" if register else "Update"
             log.info(
-                "%s refused from %s (%s): payload of %d bytes, more than %d",
+                "%s refused from %s (%s): %s: payload of %d bytes, more than %d",
                 operation,
                 _host_port(addr),
                 _subject(message),
+                code_text(Code.REQUEST_ENTITY_TOO_LARGE),
                 size,
                 self.limits.max_payload,
             )
@@ -309,15 +313,16 @@ class Registrar:
                 return await self._register(message, addr)
             if len(path) == 2:
                 if message.code == Code.DELETE:
-                    return await self._deregister(message)
+                    return await self._deregister(message, addr)
                 return await self._update(message, addr)
         except RegistrationError as exc:
             if len(path) == 1:
                 operation = "Register"
             else:
                 operation = "De-register" if message.code == Code.DELETE else "Update"
-            log.info("%s refused from %s (%s): %s", operation, _host_port(addr), _subject(message), exc)
+            _refused(operation, addr, message, exc.code, str(exc))
             return _answer(exc.code, str(exc))
+        _refused("request", addr, message, Code.NOT_FOUND, f"no registration at {message.uri_path_str}")
         return _answer(Code.NOT_FOUND, f"no registration at {message.uri_path_str}")
 
     def _lifetime(self, asked: int, endpoint: str, addr: Any) -> int:
@@ -344,9 +349,10 @@ class Registrar:
         )
         if request.ep not in self.peers and len(self.peers) >= limits.max_registrations:
             log.warning(
-                "Register refused from %s (ep %s): the server holds %d registrations, its maximum",
+                "Register refused from %s (ep %s): %s: the server holds %d registrations, its maximum",
                 _host_port(addr),
                 _shown(request.ep),
+                code_text(TOO_MANY_REQUESTS),
                 len(self.peers),
             )
             return _retry_later(
@@ -360,13 +366,24 @@ class Registrar:
         if replaced is not None:
             await self.observations.remove_endpoint(replaced.endpoint)
         self._remember(registration.endpoint, addr)
+        log.info(
+            "registered %s from %s at /%s/%s (lifetime %d s, LwM2M %s, binding %s%s)",
+            _shown(registration.endpoint),
+            _host_port(addr),
+            RD,
+            registration.registration_id,
+            registration.lifetime,
+            registration.lwm2m_version,
+            registration.binding,
+            ", replacing its previous registration" if replaced is not None else "",
+        )
         self._emit(ClientRegistered(registration, replaced))
         return _answer(Code.CREATED, location=(RD, registration.registration_id))
 
     async def _update(self, message: Message, addr: Any) -> Message:
         registration = await self.registrations.get_by_id(message.uri_path[1])
         if registration is None:
-            return _answer(Code.NOT_FOUND, f"no registration {message.uri_path[1]!r}")
+            return self._unknown("Update", addr, message)
         request = UpdateRequest.from_message(
             message, lwm2m_version=registration.lwm2m_version, max_links=self.limits.max_links
         )
@@ -376,25 +393,40 @@ class Registrar:
                 request = dataclasses.replace(request, lt=lifetime)
         updated = registration.updated(request, (addr[0], addr[1]), self._clock())
         if await self.registrations.update(updated) is None:
-            return _answer(Code.NOT_FOUND, f"no registration {message.uri_path[1]!r}")
+            return self._unknown("Update", addr, message)
         self._remember(updated.endpoint, addr)
+        moved = tuple(updated.address) != tuple(registration.address)
+        log.info(
+            "updated %s from %s%s",
+            _shown(updated.endpoint),
+            _host_port(addr),
+            f" (it was at {_host_port(registration.address)})" if moved else "",
+        )
         self._emit(ClientUpdated(updated, registration))
         return _answer(Code.CHANGED)
 
-    async def _deregister(self, message: Message) -> Message:
+    async def _deregister(self, message: Message, addr: Any) -> Message:
         request = DeregisterRequest.from_message(message)
         registration = await self.registrations.get_by_id(request.location)
         if registration is None:
-            return _answer(Code.NOT_FOUND, f"no registration {request.location!r}")
+            return self._unknown("De-register", addr, message)
         removed = await self.registrations.remove(
             registration.endpoint, registration_id=registration.registration_id
         )
         if removed is None:
-            return _answer(Code.NOT_FOUND, f"no registration {request.location!r}")
+            return self._unknown("De-register", addr, message)
         await self.observations.remove_endpoint(removed.endpoint)
         self._forget(removed.endpoint)
+        log.info("de-registered %s from %s", _shown(removed.endpoint), _host_port(addr))
         self._emit(ClientDeregistered(removed))
         return _answer(Code.DELETED)
+
+    @staticmethod
+    def _unknown(operation: str, addr: Any, message: Message) -> Message:
+        """4.04 for an Update or De-register at a location that holds no registration (§6.2.2)."""
+        diagnostic = f"no registration {message.uri_path[1]!r}"
+        _refused(operation, addr, message, Code.NOT_FOUND, diagnostic)
+        return _answer(Code.NOT_FOUND, diagnostic)
 
     async def expire(self) -> list[Registration]:
         """Remove every registration past its lifetime, with its observations (§6.2.1); forget
@@ -410,9 +442,27 @@ class Registrar:
                 continue
             await self.observations.remove_endpoint(removed.endpoint)
             self._forget(removed.endpoint)
+            log.info(
+                "registration of %s (last from %s) expired after %d s without an update",
+                _shown(removed.endpoint),
+                _host_port(removed.address),
+                removed.lifetime,
+            )
             self._emit(RegistrationExpired(removed))
             gone.append(removed)
         return gone
+
+
+def _refused(operation: str, addr: Any, message: Message, code: int, reason: str) -> None:
+    """The log line of a refused request: what, from where, about whom, the code and why."""
+    log.info(
+        "%s refused from %s (%s): %s: %s",
+        operation,
+        _host_port(addr),
+        _subject(message),
+        code_text(code),
+        reason,
+    )
 
 
 def _host_port(addr: Any) -> str:

@@ -206,7 +206,7 @@ class SecurityPolicy:
             else:
                 return None, message, endpoint
             log.info(
-                "%s refused from %s over plain CoAP: endpoint %s %s",
+                "%s refused from %s over plain CoAP: 4.03 Forbidden: endpoint %s %s",
                 _operation(message),
                 _address(addr),
                 _shown(endpoint),
@@ -216,7 +216,7 @@ class SecurityPolicy:
         if identity is None or info is None or not _matches(info, identity):
             what = "no identity" if identity is None else f"identity {identity}"
             log.info(
-                "%s refused from %s over DTLS: %s may not act as endpoint %s",
+                "%s refused from %s over DTLS: 4.03 Forbidden: %s may not act as endpoint %s",
                 _operation(message),
                 _address(addr),
                 what,

@@ -24,7 +24,7 @@ from typing import Any
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_str, code_text
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
@@ -57,7 +57,7 @@ from lwm2m.server.registrar import Registrar, RegistrationLimits
 from lwm2m.server.security import NosecPolicy, SecurityPolicy
 from lwm2m.storage.base import HistoryEntry, Observation, SecurityInfo
 from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
-from lwm2m.transport.address import normalize
+from lwm2m.transport.address import format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits, X509Credentials
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
@@ -106,6 +106,15 @@ def _observe_request(record: Observation) -> ObserveRequest | ReadCompositeReque
 
 def _reply(code: Code, diagnostic: str = "") -> Message:
     return Message.build(Type.ACK, code, payload=diagnostic.encode())
+
+
+_METHODS = frozenset(c for c in Code if c.is_request)
+
+
+def _refuse(operation: str, addr: Any, code: Code, diagnostic: str) -> Message:
+    """A refusal, logged as the registrar logs its own: what, from where, the code and why."""
+    log.info("%s refused from %s: %s: %s", operation, format_addr(addr), code_text(code), diagnostic)
+    return _reply(code, diagnostic)
 
 
 class LwM2MServer(DeviceManagement):
@@ -355,7 +364,8 @@ class LwM2MServer(DeviceManagement):
             return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
             return self._on_send(message, event.addr)
-        return _reply(Code.NOT_FOUND, f"no resource {message.uri_path_str}")
+        method = Code(message.code).name if message.code in _METHODS else code_str(message.code)
+        return _refuse(f"{method} request", event.addr, Code.NOT_FOUND, f"no resource {message.uri_path_str}")
 
     def _on_secure_request(self, event: RequestReceived) -> Any:
         """A request over DTLS: the Registration Interface checks the peer's identity."""
@@ -400,17 +410,22 @@ class LwM2MServer(DeviceManagement):
     async def _on_send(self, message: Message, addr: Any) -> Message:
         """Send (LwM2M-TS-Core 1.2 §6.4.6): a POST to /dp from a registered client."""
         if message.code != Code.POST:
-            return _reply(Code.METHOD_NOT_ALLOWED, "Send is a POST to /dp")
+            return _refuse("Send", addr, Code.METHOD_NOT_ALLOWED, "Send is a POST to /dp")
         endpoint = self.registrar.endpoint_at(addr)
         if endpoint is None:
-            return _reply(Code.FORBIDDEN, "Send from a client that is not registered")
+            return _refuse("Send", addr, Code.FORBIDDEN, "Send from a client that is not registered")
         fmt = message.content_format
         if fmt not in SEND_FORMATS:
-            return _reply(Code.UNSUPPORTED_CONTENT_FORMAT, "Send takes SenML-JSON, SenML-CBOR or LwM2M-CBOR")
+            return _refuse(
+                "Send",
+                addr,
+                Code.UNSUPPORTED_CONTENT_FORMAT,
+                "Send takes SenML-JSON, SenML-CBOR or LwM2M-CBOR",
+            )
         try:
             records = tuple(get_codec(fmt).decode(message.payload, ROOT, self.models))
         except CodecError as exc:
-            return _reply(Code.BAD_REQUEST, f"cannot decode the Send payload: {exc}")
+            return _refuse("Send", addr, Code.BAD_REQUEST, f"cannot decode the Send payload: {exc}")
         await self.store.history.append(endpoint, records, source="send", received_at=time.time())
         self._emit(SendReceived(endpoint, records))
         return _reply(Code.CHANGED)

@@ -43,6 +43,7 @@ from lwm2m.coap.config import EndpointConfig
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
+from lwm2m.simulator.geography import CITIES, City, city_for
 from lwm2m.simulator.profiles import DeviceSpec, Profile, build_device, get_profile
 from lwm2m.simulator.provision import DeviceKey
 from lwm2m.simulator.values import Tick, hour_of_day
@@ -92,6 +93,7 @@ class SimulatedDevice:
             binding="UQ" if fleet.queue_mode else "U",
             on_reboot=self.reboot,
             install_seconds=fleet.install_seconds,
+            city=fleet.city,
         )
         built = build_device(fleet.profile, spec)
         self.profile: Profile = built.profile
@@ -132,6 +134,17 @@ class SimulatedDevice:
             await self.client.start()
 
 
+def _city(city: City | str | None, prefix: str) -> City:
+    if isinstance(city, City):
+        return city
+    if city is None:
+        return city_for(prefix)
+    for known in CITIES:
+        if known.name.lower() == city.lower():
+            return known
+    raise ValueError(f"city {city!r}: expected one of {', '.join(c.name for c in CITIES)}")
+
+
 class Fleet:
     """``count`` simulated devices of ``profile`` registering with ``server_uri``.
 
@@ -139,6 +152,8 @@ class Fleet:
     ``seed``: the same seed gives the same devices and, tick for tick, the same values.
     ``time_scale``: simulated seconds per real second (60: a day passes in 24 minutes).
     ``utc_offset``: seconds east of UTC of the devices' local time (None: this machine's).
+    ``city``: where the devices with a Location (6) stand, a :class:`~lwm2m.simulator.geography.City`
+    or the name of one of ``CITIES`` (None: one chosen by the prefix, the same every run).
     ``dedup_entries``: CoAP exchanges each device remembers to recognise retransmissions.
     ``freeze_gc``: move the devices' objects out of the cyclic garbage collector's reach
     (``gc.freeze()``) as they start; with thousands of devices a full collection otherwise
@@ -183,6 +198,7 @@ class Fleet:
         bootstrap: str | None = None,
         keys: Mapping[str, bytes] | None = None,
         bootstrap_keys: Mapping[str, bytes] | None = None,
+        city: City | str | None = None,
     ) -> None:
         if type(count) is not int or count < 1:
             raise ValueError(f"count {count!r}: expected a whole number of devices, 1 or more")
@@ -229,6 +245,7 @@ class Fleet:
         self.client_bootstrap_uri = bootstrap  # the same, resolved
         self.count = count
         self.prefix = prefix
+        self.city = _city(city, prefix)
         self.rate = rate
         self.lifetime = lifetime
         self.lwm2m_version = lwm2m_version

@@ -3,17 +3,21 @@
 ==================== ==========================================================================
 profile              objects (besides Security 0, Server 1, Device 3 and Firmware Update 5)
 ==================== ==========================================================================
-ipso-weather         Temperature 3303, Humidity 3304, Barometer 3315
+ipso-weather         Temperature 3303, Humidity 3304, Barometer 3315, Location 6
 ucifi-streetlight    Outdoor lamp controller 3416, Electrical monitor 3418, Photocell 3419,
-                     Luminaire asset 3417
+                     Luminaire asset 3417, Location 6
 ucifi-water-meter    Water meter 3424, Battery 3411, LPWAN Communication 3412
-ucifi-air-quality    Air quality 3428, Noise sensor 3433
-ucifi-parking        Parking Sensor 3431
+ucifi-air-quality    Air quality 3428, Noise sensor 3433, Location 6
+ucifi-parking        Parking Sensor 3431, Location 6
 mixed                each device one of the above (30% street lights, 25% water meters, …)
 ==================== ==========================================================================
 
 ``build_device(profile, spec)`` makes the object instances of one device;
 the client adds Security (0) and Server (1) itself.
+
+Devices with a Location (6) stand in the city of ``spec.city`` (see ``geography``): street
+lights along a grid of straight streets, a light every 35 m, the others scattered over a few
+kilometres around the centre. Water meters sit in cellars and have no position fix.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from types import MappingProxyType
 
 from lwm2m.client.core.device import BatteryStatus, Device, PowerSource
 from lwm2m.client.core.firmware import FirmwareUpdate
+from lwm2m.client.core.location import Location
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
+from lwm2m.simulator.geography import City, city_for, scattered_position, street_light_position
 from lwm2m.simulator.lighting import ElectricalMonitor, LampController, Photocell
 from lwm2m.simulator.objects import (
     AirQuality,
@@ -61,6 +67,11 @@ class DeviceSpec:
     binding: str = "U"
     on_reboot: Wake | None = None
     install_seconds: float = 2.0  # how long a firmware update takes
+    city: City | None = None  # where devices with a Location stand (None: one chosen by the endpoint)
+
+    @property
+    def place(self) -> City:
+        return self.city if self.city is not None else city_for(self.endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +140,23 @@ POLLUTANTS: Mapping[int, Walk] = MappingProxyType(
 NOISE = Walk(52.0, 30.0, 130.0, swing=9.0, peaks=(13.0,), noise=3.0, decimals=1)  # dB(A): 43 at night
 
 
+def _location(spec: DeviceSpec, position: tuple[float, float], radius: float) -> Location:
+    """A fixed installation's Location (6): its position, ``radius`` metres of accuracy, the fix
+    taken when the simulation starts."""
+    latitude, longitude = position
+    return Location(
+        latitude=latitude,
+        longitude=longitude,
+        radius=radius,
+        timestamp=int(spec.start.now),
+        models=spec.models,
+    )
+
+
+def _scattered(spec: DeviceSpec) -> Location:
+    return _location(spec, scattered_position(spec.place, spec.endpoint), radius=10.0)
+
+
 def _weather(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstance]:
     rng, m = spec.start.rng, spec.models
     climate = rng.uniform(-6.0, 6.0)  # devices are spread over a region
@@ -150,6 +178,7 @@ def _weather(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstance]:
             start=spec.start,
             models=m,
         ),
+        _scattered(spec),
     ]
 
 
@@ -185,7 +214,9 @@ def _streetlight(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstanc
         object_id=3417,
         models=m,
     )
-    return [photocell, lamp, monitor, asset]
+    # Slot by the device's index in the fleet: in a mixed fleet the other kinds leave gaps in the rows.
+    where = _location(spec, street_light_position(spec.place, spec.index), radius=5.0)
+    return [photocell, lamp, monitor, asset, where]
 
 
 def _eui(spec: DeviceSpec) -> str:
@@ -216,11 +247,12 @@ def _air_quality(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstanc
     return [
         AirQuality(0, walks=walks, start=spec.start, models=m),
         NoiseSensor(0, walk=noise, start=spec.start, models=m),
+        _scattered(spec),
     ]
 
 
 def _parking(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstance]:
-    return [ParkingSensor(0, start=spec.start, models=spec.models)]
+    return [ParkingSensor(0, start=spec.start, models=spec.models), _scattered(spec)]
 
 
 _BASE = (3, 5)
@@ -231,7 +263,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             Profile(
                 "ipso-weather",
                 "weather station: temperature, humidity and pressure with daily cycles",
-                (*_BASE, 3303, 3304, 3315),
+                (*_BASE, 6, 3303, 3304, 3315),
                 "WS-300",
                 "weather station",
                 builder=_weather,
@@ -239,7 +271,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             Profile(
                 "ucifi-streetlight",
                 "street light: lamp controller driven by a photocell, power and energy metering",
-                (*_BASE, 3416, 3417, 3418, 3419),
+                (*_BASE, 6, 3416, 3417, 3418, 3419),
                 "SLC-200",
                 "outdoor lamp controller",
                 builder=_streetlight,
@@ -256,7 +288,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             Profile(
                 "ucifi-air-quality",
                 "air quality and noise: rush-hour peaks of particulates, NO2 and sound level",
-                (*_BASE, 3428, 3433),
+                (*_BASE, 6, 3428, 3433),
                 "AQ-40",
                 "air quality sensor",
                 builder=_air_quality,
@@ -264,7 +296,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             Profile(
                 "ucifi-parking",
                 "parking space sensor: cars come and go, busier by day",
-                (*_BASE, 3431),
+                (*_BASE, 6, 3431),
                 "PS-10",
                 "parking sensor",
                 battery=True,
@@ -273,7 +305,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             Profile(
                 "mixed",
                 "a city: 30% street lights, 25% water meters, 20% parking, 15% weather, 10% air quality",
-                (*_BASE, 3303, 3304, 3315, 3411, 3412, 3416, 3417, 3418, 3419, 3424, 3428, 3431, 3433),
+                (*_BASE, 6, 3303, 3304, 3315, 3411, 3412, 3416, 3417, 3418, 3419, 3424, 3428, 3431, 3433),
                 blend=(
                     ("ucifi-streetlight", 0.30),
                     ("ucifi-water-meter", 0.25),

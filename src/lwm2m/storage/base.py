@@ -21,7 +21,7 @@ import msgspec
 from lwm2m.model.jsonform import record_from_json, record_to_json, value_from_json
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
-from lwm2m.model.value import ResourceType, infer_type
+from lwm2m.model.value import ResourceType, UntypedBytes, infer_type
 from lwm2m.protocol.attributes import AttributeChange, Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.registration import Registration
@@ -135,19 +135,29 @@ class HistoryRetention:
 _TYPED = {ResourceType.OPAQUE.name, ResourceType.OBJLNK.name, ResourceType.FLOAT.name}
 
 
+# Bytes of unknown type (TLV without a model): restored as such, so their readings show again.
+_UNTYPED = "UNTYPED"
+
+
 def record_row(record: Record) -> tuple[bytes, str]:
     """(JSON record form, value type name) of a record, as serialising backends store it."""
-    kind = "" if record.value is None else infer_type(record.value).name
+    value = record.value
+    if type(value) is UntypedBytes:
+        return msgspec.json.encode(record_to_json(record, untyped=False)), _UNTYPED
+    kind = "" if value is None else infer_type(value).name
     return msgspec.json.encode(record_to_json(record)), kind if kind in _TYPED else ""
 
 
 def record_from_row(text: str | bytes, kind: str) -> Record:
     """The record :func:`record_row` stored, with its value's Python type."""
     data = msgspec.json.decode(text)
-    if kind not in _TYPED or "value" not in data:
+    if (kind not in _TYPED and kind != _UNTYPED) or "value" not in data:
         return record_from_json(data)
     value = data.pop("value")
     record = record_from_json(data)
+    if kind == _UNTYPED:
+        raw = value_from_json(value, ResourceType.OPAQUE, str(record.path))
+        return Record(record.path, UntypedBytes(raw), record.time)  # type: ignore[arg-type]
     return Record(record.path, value_from_json(value, ResourceType[kind], str(record.path)), record.time)
 
 

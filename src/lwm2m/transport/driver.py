@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
 from lwm2m.transport.memory import Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
@@ -62,6 +63,9 @@ class UdpDriver:
         if not socks:
             raise ValueError("at least one socket")
         self._loop = loop
+        if wire.log.isEnabledFor(logging.DEBUG):
+            # Asked once: with DEBUG off nothing stands between the sockets and the endpoint.
+            endpoint = wire.traced(endpoint)
         self._endpoint = endpoint
         queue = getattr(endpoint, "events", None)
         self._events: deque[Any] | None = queue if isinstance(queue, deque) else None

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import object_to_dict
-from lwm2m.model.jsonform import records_from_json, value_from_json
+from lwm2m.model.jsonform import records_from_json, typed_from_json
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.attributes import AttributeChange
@@ -52,7 +52,7 @@ from lwm2m.web.openapi import docs_html, openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
 from lwm2m.web.security import security_routes
 from lwm2m.web.sse import event_stream
-from lwm2m.web.views import history_view, registration_view, response_view
+from lwm2m.web.views import ADD_MODEL, history_view, model_hint, registration_view, response_view
 
 ACTIONS = ("discover", "attributes", "observe")
 # The web console: static files shipped in the package, nothing loaded from elsewhere.
@@ -155,11 +155,18 @@ def _query_paths(request: Request) -> list[Path]:
     return [Path.parse(p.strip()) for p in given]
 
 
-def _answer(call: Callable[[], Awaitable[DeviceAnswer]]) -> Work:
-    """Work that answers the device's answer in its JSON form."""
+def _answer(
+    call: Callable[[], Awaitable[DeviceAnswer]], hint: Callable[[DeviceAnswer], str | None] | None = None
+) -> Work:
+    """Work that answers the device's answer in its JSON form (with ``hint``'s note, if any)."""
 
     async def work() -> dict[str, Any]:
-        return response_view(await call())
+        answer = await call()
+        out = response_view(answer)
+        note = hint(answer) if hint is not None else None
+        if note:
+            out["hint"] = note
+        return out
 
     return work
 
@@ -176,7 +183,8 @@ def _records(body: dict[str, Any], server: LwM2MServer) -> list[Record]:
 
 
 def _write_records(body: dict[str, Any], path: Path, server: LwM2MServer) -> list[Record]:
-    """``{"records": [...]}``, or ``{"value": v}`` for the one resource at ``path``."""
+    """``{"records": [...]}``, or ``{"value": v}`` for the one resource at ``path`` (with
+    ``"type"``, its LwM2M type, for a resource without a model)."""
     if "value" in body:
         if "records" in body:
             raise BadRequest('give either "value" or "records", not both')
@@ -184,7 +192,8 @@ def _write_records(body: dict[str, Any], path: Path, server: LwM2MServer) -> lis
             raise BadRequest(f'"value" writes one resource; {path} is not a resource')
         assert path.object_id is not None and path.resource_id is not None
         definition = server.models.resource(path.object_id, path.resource_id)
-        value = value_from_json(body["value"], definition.type if definition else None, str(path))
+        model = definition.type if definition else None
+        value = typed_from_json(body["value"], body.get("type"), model, str(path))
         return [Record(path, value)]
     return _records(body, server)
 
@@ -281,6 +290,9 @@ def create_app(
         call: Callable[[], Awaitable[DeviceAnswer]]
         if request.method == "GET":
             call = partial(server.read, ep, path, format=fmt, timeout=timeout)
+            # Values of an object without a model: say what they are and how to add the model.
+            work = _answer(call, lambda answer: model_hint(server.models, path, answer.records))
+            return await device(request, registration, work)
         elif request.method == "PUT":
             records = _write_records(await _body(request), path, server)
             # replace=false is a partial update: a CoAP POST (LwM2M-TS-Core 1.2 §6.3.3).
@@ -412,7 +424,7 @@ def create_app(
         raw = request.path_params["id"]
         definition = server.models.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 6 else None
         if definition is None:
-            raise NotFound(f"no object {raw!r} among the models")
+            raise NotFound(f"no object {raw!r} among the models: to add one, {ADD_MODEL}")
         return JSONResponse(object_to_dict(definition))
 
     async def events(request: Request) -> Response:

@@ -10,6 +10,7 @@ import html
 from typing import Any
 
 from lwm2m import __version__
+from lwm2m.model.jsonform import TYPE_NAMES
 
 _EP = {
     "name": "ep",
@@ -52,6 +53,27 @@ _RECORD = {
         "path": {"type": "string", "example": "/3/0/9"},
         "value": {"description": "typed by the object model; Opaque as base64, Objlnk as '3:0'"},
         "time": {"type": "number", "description": "Unix seconds"},
+        "type": {
+            "type": "string",
+            "enum": list(TYPE_NAMES),
+            "description": "writes: the value's LwM2M type, for a resource without a model "
+            "(opaque: base64; time: Unix seconds or an ISO 8601 date-time)",
+        },
+        "raw": {
+            "type": "string",
+            "description": "reads: the bytes of a value of unknown type (TLV without a model), hex",
+        },
+        "readings": {
+            "type": "object",
+            "description": "reads: what those bytes read as under each type they fit",
+            "properties": {
+                "integer": {"type": "integer"},
+                "unsigned": {"type": "integer"},
+                "float": {},
+                "boolean": {"type": "boolean"},
+                "string": {"type": "string"},
+            },
+        },
     },
 }
 
@@ -117,7 +139,11 @@ def openapi_document() -> dict[str, Any]:
         "WriteBody": {
             "type": "object",
             "description": 'either "records", or "value" for the one resource of the path',
-            "properties": {"records": {"type": "array", "items": _ref("Record")}, "value": {}},
+            "properties": {
+                "records": {"type": "array", "items": _ref("Record")},
+                "value": {},
+                "type": {"type": "string", "enum": list(TYPE_NAMES), "description": "the value's LwM2M type"},
+            },
         },
         "PostBody": {
             "type": "object",
@@ -146,6 +172,7 @@ def openapi_document() -> dict[str, Any]:
                 "location": {"type": "string", "description": "Create: the new instance"},
                 "links": {"type": "array", "items": {"type": "string"}, "example": ["</3/0>;pmin=10"]},
                 "diagnostic": {"type": "string"},
+                "hint": {"type": "string", "description": "reads of objects without a model: how to add one"},
             },
         },
         "ObserveAnswer": {

@@ -14,6 +14,7 @@ import time
 from typing import ClassVar
 
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import values_equal
 
 KMH_PER_MS = 3.6
@@ -72,6 +73,7 @@ class Location(ObjectInstance):
         speed: float | None = None,
         velocity: bytes | None = None,
         timestamp: int | None = None,
+        models: ObjectRegistry | None = None,
     ) -> None:
         _check_position(latitude, longitude)
         given = {
@@ -83,7 +85,7 @@ class Location(ObjectInstance):
             self.TIMESTAMP: int(time.time()) if timestamp is None else timestamp,
             self.SPEED: speed,
         }
-        super().__init__(instance_id, {rid: v for rid, v in given.items() if v is not None})
+        super().__init__(instance_id, {rid: v for rid, v in given.items() if v is not None}, models=models)
 
     @property
     def latitude(self) -> float:

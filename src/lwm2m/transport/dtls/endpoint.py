@@ -36,6 +36,7 @@ from lwm2m.coap.message import Message
 from lwm2m.transport.address import Addr, format_addr, normalize, resolve
 from lwm2m.transport.dtls.backend import Backend, ClientFactory, DtlsError, ServerFactory, default_backend
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity, SessionLimits
+from lwm2m.transport.dtls.diagnostics import SessionLog
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
 from lwm2m.transport.udp import (
@@ -80,6 +81,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
     ) -> None:
         self.dtls = DtlsLayer(endpoint, server=server, client=client, limits=limits)
         self._on_session = on_session
+        self._session_log = SessionLog()  # failures and alerts, logged with a bound
         self._connecting: dict[Addr, list[asyncio.Future[PeerIdentity | None]]] = {}
         super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)
         self.endpoint = endpoint  # the CoAP endpoint; ``dtls`` is the layer around it
@@ -179,6 +181,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         super()._dispatch(event, now)
 
     def _session_event(self, event: SessionEvent) -> None:
+        self._session_log.event(event, self._driver.now())
         waiting = self._connecting.pop(event.addr, None)
         if waiting:
             for fut in waiting:
@@ -227,6 +230,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                 if not fut.done():
                     fut.set_exception(DtlsHandshakeError("the endpoint was closed"))
         self._connecting.clear()
+        self._session_log.flush()
         await super().close()
 
     async def __aenter__(self) -> CoapDtlsEndpoint:

@@ -1,0 +1,99 @@
+"""Log lines for DTLS sessions (logger ``lwm2m.transport.dtls``), bounded under a flood.
+
+A handshake failure or a session ended by an alert or an error is worth a line, but anyone
+can send ClientHellos: a flood of bad handshakes must not become a flood of log lines. So
+the first ``burst`` failures of a ``window`` are logged one by one (INFO), the rest only
+counted, and the count is told in one line when the next window opens (or at close).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lwm2m.transport.address import format_addr
+from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
+
+__all__ = ["SessionLog"]
+
+log = logging.getLogger("lwm2m.transport.dtls")
+
+
+def _addr(addr: Any) -> str:
+    try:
+        return format_addr(addr)
+    except (TypeError, IndexError, KeyError):
+        return repr(addr)
+
+
+class SessionLog:
+    """Turns the DTLS layer's session events into log lines, at most ``burst`` failure lines
+    per ``window`` seconds and one line that counts those left out (written with the first
+    event after the window, or at :meth:`flush`)."""
+
+    def __init__(self, window: float = 10.0, burst: int = 5) -> None:
+        self.window = window
+        self.burst = burst
+        self._window_end = float("-inf")
+        self._logged = 0
+        self._suppressed = 0
+        self._latest = ""
+
+    def event(self, event: SessionEvent, now: float) -> None:
+        if self._suppressed and now >= self._window_end:
+            self.flush()  # a flood that ended: tell its count with the next event of any kind
+        kind = type(event)
+        if kind is HandshakeFailed:
+            self._failure(now, "DTLS handshake with %s failed: %s", _addr(event.addr), event.reason)  # type: ignore[attr-defined]
+        elif kind is SessionEnded:
+            reason = event.reason  # type: ignore[attr-defined]
+            if reason == "error":
+                self._failure(
+                    now, "DTLS session with %s (%s) ended by an error", _addr(event.addr), _who(event)
+                )
+            elif reason == "closed":
+                # The peer sent close_notify or a fatal alert (RFC 5246 §7.2); only an authenticated
+                # session gets here, so these lines need no bound of their own.
+                log.info(
+                    "DTLS session with %s (%s) closed by the peer (close_notify or an alert)",
+                    _addr(event.addr),
+                    _who(event),
+                )
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("DTLS session with %s (%s) ended: %s", _addr(event.addr), _who(event), reason)
+        elif kind is SessionEstablished and log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "DTLS session with %s established: %s, %s%s",
+                _addr(event.addr),
+                _who(event),
+                event.cipher_suite,  # type: ignore[attr-defined]
+                " (resumed)" if event.resumed else "",  # type: ignore[attr-defined]
+            )
+
+    def _failure(self, now: float, fmt: str, *args: Any) -> None:
+        if now >= self._window_end:
+            self.flush()
+            self._window_end = now + self.window
+            self._logged = 0
+        if self._logged < self.burst:
+            self._logged += 1
+            log.info(fmt, *args)
+        else:
+            self._suppressed += 1
+            self._latest = fmt % args
+
+    def flush(self) -> None:
+        """Tell the failures left out so far, if any."""
+        if self._suppressed:
+            log.warning(
+                "%d more DTLS handshake or session failures in %g s not logged one by one (the latest: %s)",
+                self._suppressed,
+                self.window,
+                self._latest,
+            )
+            self._suppressed = 0
+
+
+def _who(event: Any) -> str:
+    identity = getattr(event, "identity", None)
+    return "no identity" if identity is None else f"identity {identity}"
