@@ -227,3 +227,142 @@ async def test_console_fleet_loads_pages_and_filters_on_the_server() -> None:
         finally:
             http.should_exit = True
             await task
+
+
+async def test_console_device_results_beside_rows_typed_writes_and_units(site: str) -> None:
+    """Results under the row they belong to with the code by name; an empty number or an
+    unchosen boolean is not written; a Time shows as a local date and is written through a
+    date-time input; numbers carry their units."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        writes: list[tuple[str, str | None]] = []
+        page.on("request", lambda r: writes.append((r.url, r.post_data)) if r.method == "PUT" else None)
+        try:
+            await page.goto(f"{site}/")
+            await wait_for_text(page, "#fleet-count", r"^4 clients$")
+            await page.click("tr.client[data-endpoint^='weather'] a")
+            row = page.locator('[data-path="/3303/0/5700"]')
+            await row.wait_for()
+
+            # Read: the result sits in a row right under the resource's, code by name.
+            await row.locator('[data-op="read"]').click()
+            beside = '[data-path="/3303/0/5700"] + tr.inline-result[data-result-for="/3303/0/5700"]'
+            text = await wait_for_text(page, beside, r"Read /3303/0/5700 2\.05 Content")
+            assert re.search(r"/3303/0/5700 = -?\d+(\.\d+)? Cel", text)
+            await wait_for_text(page, '[data-value="/3303/0/5700"]', r"^-?\d+(\.\d+)? Cel$")
+            # An instance's operation: under the instance's header.
+            await page.locator('[data-instance="/3303/0"] [data-op="read-instance"]').click()
+            instance = '[data-instance="/3303/0"] > .inline-result'
+            await wait_for_text(page, instance, r"Read /3303/0 2\.05 Content")
+            await page.locator('[data-instance="/3303/0"] > .toolbar [data-op="discover"]').click()
+            await wait_for_text(page, instance, r"Discover /3303/0/discover 2\.05")
+
+            # The Server object (folded): an empty number cannot be written, units in the input.
+            await page.click('details[data-object="1"] > summary h2')
+            lifetime = page.locator('[data-path="/1/0/1"]')
+            await lifetime.wait_for()
+            number = lifetime.locator("input[type=number]")
+            write = lifetime.locator('[data-op="write"]')
+            assert await number.get_attribute("placeholder") == "Integer (s)"
+            assert await write.is_disabled()
+            assert await write.get_attribute("title") == "enter a number"
+            await page.eval_on_selector('[data-path="/1/0/1"] [data-op="write"]', "b => b.click()")
+            await number.fill("120")
+            assert await write.is_enabled()
+            await number.fill("")
+            assert await write.is_disabled()
+            # A boolean: nothing chosen in advance, so nothing to write until true or false is.
+            storing = page.locator('[data-path="/1/0/6"]')
+            choice = storing.locator("select")
+            assert await choice.input_value() == ""
+            assert await storing.locator('[data-op="write"]').is_disabled()
+            await choice.select_option("true")
+            await storing.locator('[data-op="write"]').click()
+            await wait_for_text(
+                page, '[data-path="/1/0/6"] + tr.inline-result', r"Write /1/0/6 2\.04 Changed"
+            )
+            assert [body for url, body in writes if url.endswith("/1/0/6")] == ['{"value":true}']
+            assert not [url for url, _ in writes if url.endswith("/1/0/1")]
+
+            # Current Time: a local date, written through a date-time input as Unix seconds.
+            clock = page.locator('[data-path="/3/0/13"]')
+            shown = await wait_for_text(page, '[data-value="/3/0/13"]', r"\d{4}")
+            assert not re.fullmatch(r"\d+", shown.strip())  # not the bare Unix seconds
+            picker = clock.locator('input[type="datetime-local"]')
+            await picker.fill("2031-05-17T10:20:30")
+            await clock.locator('[data-op="write"]').click()
+            under = '[data-path="/3/0/13"] + tr.inline-result'
+            await wait_for_text(page, under, r"Write /3/0/13 2\.04 Changed")
+            sent = await page.evaluate("Math.round(new Date('2031-05-17T10:20:30').getTime() / 1000)")
+            assert [json.loads(b or "{}") for u, b in writes if u.endswith("/3/0/13")] == [{"value": sent}]
+            await clock.locator('[data-op="read"]').click()
+            await wait_for_text(page, under, r"Read /3/0/13 2\.05 Content")
+            expected = await page.evaluate(
+                f"[0, 1, 2, 3, 4, 5].map((d) => new Date(({sent} + d) * 1000).toLocaleString())"
+            )
+            value = await text_of(page, '[data-value="/3/0/13"]')
+            assert value in expected, (value, expected)
+            await page.locator('[data-path="/3/0/13"]').scroll_into_view_if_needed()
+            await page.screenshot(path=str(SHOTS / "device-results.png"))
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def test_console_events_page_shows_the_backlog_and_says_when_it_waits(site: str) -> None:
+    """The four devices registered before the page opened: their events show at once, from
+    the server's backlog; the page says when it waits or reconnects."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            # The stream refused: the page says it reconnects, and shows no event.
+            await page.route("**/api/events*", lambda route: route.abort())
+            await page.goto(f"{site}/#/events")
+            await wait_for_text(page, "#event-status", r"^reconnecting…")
+            await wait_for_text(page, "#event-log", r"reconnecting…")
+            assert await page.locator("#event-log li[data-event]").count() == 0
+            await page.screenshot(path=str(SHOTS / "events-reconnecting.png"))
+            # Back: the registrations of the four devices come from the backlog, not live.
+            await page.unroute("**/api/events*")
+            await page.wait_for_selector("#event-log li[data-event=REGISTRATION]", timeout=10_000)
+            registered = page.locator("#event-log li.backlog[data-event=REGISTRATION]")
+            assert await registered.count() == 4
+            await wait_for_text(page, "#event-status", r"^live · \d+ shown \(the server's last \d+ before")
+            await page.screenshot(path=str(SHOTS / "events.png"))
+            # A filter that matches nothing yet: the page says it is waiting for events.
+            await page.fill("#event-endpoint", "nobody-yet")
+            await wait_for_text(page, "#event-status", r"^connected: no event matches the filter yet")
+            await wait_for_text(page, "#event-log", r"waiting for events…")
+            assert errors == []
+        finally:
+            await browser.close()
+
+
+async def test_console_events_page_waits_on_a_quiet_server() -> None:
+    async with LwM2MServer("127.0.0.1", 0) as server:
+        http = http_server(create_app(server), "127.0.0.1", 0)
+        task, base = await start_http(http, "127.0.0.1", 0)
+        try:
+            async with playwright_api.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 600})
+                try:
+                    await page.goto(f"{base}/#/events")
+                    await wait_for_text(page, "#event-status", r"^connected, no events yet: waiting for")
+                    await page.screenshot(path=str(SHOTS / "events-waiting.png"))
+                    async with Fleet(server.uri, count=1, profile="ipso-weather", prefix="late", seed=3):
+                        await page.wait_for_selector("#event-log li[data-event=REGISTRATION]:not(.backlog)")
+                        await wait_for_text(page, "#event-status", r"^live · [1-9]")
+                finally:
+                    await browser.close()
+        finally:
+            http.should_exit = True
+            await task
