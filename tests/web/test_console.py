@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from lwm2m.cli.server_cmd import http_server, start_http
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.server.registrar import RegistrationLimits
 from lwm2m.server.server import LwM2MServer
 from lwm2m.simulator.fleet import Fleet
 from lwm2m.web.app import create_app
@@ -214,7 +217,11 @@ async def test_console_fleet_loads_pages_and_filters_on_the_server() -> None:
                     await page.fill("#filter-name", "node-24")
                     await wait_for_text(page, "#fleet-count", r"^10 clients$")
                     await page.fill("#filter-name", "node-?[05]0")
-                    await wait_for_text(page, "#fleet-count", r"^10 clients$")
+                    await wait_for_text(page, "#fleet-count", r"^5 clients$")
+                    shown = await page.eval_on_selector_all(
+                        "#fleet tr.client", "rows => rows.map((r) => r.dataset.endpoint)"
+                    )
+                    assert shown == ["node-000", "node-050", "node-100", "node-150", "node-200"]
                     await page.fill("#filter-name", "")
                     await page.select_option("#filter-object", "3303")
                     await wait_for_text(page, "#fleet-count", r"^25 clients$")
@@ -361,6 +368,117 @@ async def test_console_events_page_waits_on_a_quiet_server() -> None:
                     async with Fleet(server.uri, count=1, profile="ipso-weather", prefix="late", seed=3):
                         await page.wait_for_selector("#event-log li[data-event=REGISTRATION]:not(.backlog)")
                         await wait_for_text(page, "#event-status", r"^live · [1-9]")
+                finally:
+                    await browser.close()
+        finally:
+            http.should_exit = True
+            await task
+
+
+class _Registering(asyncio.DatagramProtocol):
+    """Raw CoAP Registers from one socket, ``window`` in flight; ``done`` when all have 2.01."""
+
+    def __init__(self, names: list[str], window: int) -> None:
+        self.names = names
+        self.window = window
+        self.waiting: dict[int, bytes] = {}  # message ID -> the datagram, until answered
+        self.next = 0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def send_next(self) -> None:
+        while self.next < len(self.names) and len(self.waiting) < self.window:
+            mid = self.next
+            datagram = Message.build(
+                Type.CON,
+                Code.POST,
+                mid=mid,
+                token=mid.to_bytes(2, "big"),
+                uri_path="/rd",
+                uri_query=[f"ep={self.names[mid]}", "lt=600", "lwm2m=1.1", "b=U"],
+                content_format=40,  # application/link-format
+                payload=b"</1/0>,</3/0>",
+            ).encode()
+            self.waiting[mid] = datagram
+            self.next += 1
+            assert self.transport is not None
+            self.transport.sendto(datagram)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.send_next()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        answer = Message.decode(data)
+        if answer.code == Code.CREATED and self.waiting.pop(answer.mid, None) is not None:
+            self.send_next()
+            if not self.waiting and self.next == len(self.names) and not self.done.done():
+                self.done.set_result(None)
+
+    def resend(self) -> None:
+        assert self.transport is not None
+        for datagram in self.waiting.values():
+            self.transport.sendto(datagram)
+
+
+async def register_raw(port: int, names: list[str], sockets: int = 4, window: int = 32) -> None:
+    """Register ``names`` with the server at ``port`` cheaply: raw CoAP from a few sockets."""
+    loop = asyncio.get_running_loop()
+    shares = [names[i::sockets] for i in range(sockets)]
+    protocols = []
+    for share in shares:
+        _, protocol = await loop.create_datagram_endpoint(
+            lambda share=share: _Registering(share, window), remote_addr=("127.0.0.1", port)
+        )
+        protocols.append(protocol)
+    try:
+        async with asyncio.timeout(120):
+            for protocol in protocols:
+                while True:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(protocol.done), 2)
+                        break
+                    except TimeoutError:
+                        protocol.resend()  # a datagram lost under load: CON again, same ID
+    finally:
+        for protocol in protocols:
+            if protocol.transport is not None:
+                protocol.transport.close()
+
+
+async def test_console_fleet_of_ten_thousand_filters_by_name() -> None:
+    """10,000 registrations: the fleet page shows its first page, and a name filter typed a key
+    at a time shows exactly the matching rows (bench/console_filter.py times it)."""
+    limits = RegistrationLimits(rate=None)  # 10,000 Registers from one address
+    async with LwM2MServer("127.0.0.1", 0, registration_limits=limits) as server:
+        await register_raw(server.port, [f"dev-{n:05d}" for n in range(10_000)])
+        assert len((await server.store.registrations.page(None, 10_001)).registrations) == 10_000
+        http = http_server(create_app(server), "127.0.0.1", 0)
+        task, base = await start_http(http, "127.0.0.1", 0)
+        try:
+            async with playwright_api.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                try:
+                    await page.goto(f"{base}/")
+                    await wait_for_text(page, "#fleet-count", r"^100 clients shown, more to load$")
+                    await page.type("#filter-name", "dev-0421", delay=40)
+                    await wait_for_text(page, "#fleet-count", r"^10 clients$")
+                    shown = await page.eval_on_selector_all(
+                        "#fleet tr.client", "rows => rows.map((r) => r.dataset.endpoint)"
+                    )
+                    assert shown == [f"dev-0421{n}" for n in range(10)]
+                    await page.fill("#filter-name", "")
+                    await page.type("#filter-name", "dev-*777", delay=40)
+                    await wait_for_text(page, "#fleet-count", r"^10 clients$")
+                    shown = await page.eval_on_selector_all(
+                        "#fleet tr.client", "rows => rows.map((r) => r.dataset.endpoint)"
+                    )
+                    assert shown == [f"dev-0{n}777" for n in range(10)]
+                    await page.screenshot(path=str(SHOTS / "fleet-filtered.png"))
+                    assert errors == []
                 finally:
                     await browser.close()
         finally:

@@ -383,7 +383,10 @@ async function run(ep, title, path, options, target) {
 // --- fleet page ----------------------------------------------------------------------------------
 
 const PAGE = 100; // clients asked for per page
-const FILTER_DELAY = 300; // ms of quiet typing before the filter goes to the server
+// ms of quiet typing before the filter goes to the server: short, as the answer must show
+// within 200 ms of the last key (bench/console_filter.py measures it over 10,000 devices);
+// meanwhile the rows already loaded are narrowed at once.
+const FILTER_DELAY = 100;
 
 // A page of GET /api/clients: {clients, next}. The server walks its index by endpoint name and
 // may answer a filtered page short (with a next), so that listing never holds it up.
@@ -507,11 +510,13 @@ async function renderFleet() {
     );
   }
 
+  let asking = false; // a new filter is on its way to the server
   function rows() {
-    const clients = [...shown.values()].sort((a, b) => byName(a.endpoint, b.endpoint));
+    const clients = [...shown.values()].filter(matches).sort((a, b) => byName(a.endpoint, b.endpoint));
     body.replaceChildren(...clients.map(row));
-    count.textContent = `${clients.length} clients${next ? " shown, more to load" : ""}`;
-    more.hidden = !next;
+    if (asking) count.textContent = `${clients.length} loaded clients match, asking the server…`;
+    else count.textContent = `${clients.length} clients${next ? " shown, more to load" : ""}`;
+    more.hidden = !next || asking;
   }
 
   async function loadMore(fresh) {
@@ -532,7 +537,10 @@ async function renderFleet() {
         if (cursor) query.cursor = cursor;
         const page = await clientPage(query);
         if (mine !== generation || closed) return;
-        if (fresh && round === 0) shown = new Map();
+        if (fresh && round === 0) {
+          shown = new Map();
+          asking = false;
+        }
         for (const c of page.clients) shown.set(c.endpoint, c);
         wanted -= page.clients.length;
         next = page.next;
@@ -565,10 +573,10 @@ async function renderFleet() {
   let timer = null;
   function refilter() {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      matches = filterTest(filters());
-      loadMore(true);
-    }, FILTER_DELAY);
+    matches = filterTest(filters());
+    asking = true;
+    rows(); // the loaded rows that match, at once
+    timer = setTimeout(() => loadMore(true), FILTER_DELAY);
   }
   nameFilter.addEventListener("input", refilter);
   objectFilter.addEventListener("change", refilter);
