@@ -275,6 +275,7 @@ async def test_console_device_results_beside_rows_typed_writes_and_units(site: s
             number = lifetime.locator("input[type=number]")
             write = lifetime.locator('[data-op="write"]')
             assert await number.get_attribute("placeholder") == "Integer (s)"
+            await wait_for_text(page, '[data-value="/1/0/1"]', r"^\d+ s$")  # the catalogue's units
             assert await write.is_disabled()
             assert await write.get_attribute("title") == "enter a number"
             await page.eval_on_selector('[data-path="/1/0/1"] [data-op="write"]', "b => b.click()")

@@ -66,6 +66,9 @@ async def test_backlog_first_then_live_events_and_bad_values_refused() -> None:
             name, data = await asyncio.wait_for(anext(events), 5)
             assert name == "REGISTRATION" and data is not None and data["endpoint"] == "early-1"
             await events.aclose()
+        documented = (await api.get("/api/openapi.json")).json()["paths"]["/api/events"]["get"]
+        backlog = [p for p in documented["parameters"] if p["name"] == "backlog"]
+        assert backlog and backlog[0]["schema"]["maximum"] == 200
         for bad in ("201", "-1", "many"):
             refused = await api.get("/api/events", params={"backlog": bad})
             assert refused.status_code == 400 and "backlog" in refused.json()["error"]
