@@ -43,7 +43,7 @@ from lwm2m.protocol.management import Response as DeviceAnswer
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
-from lwm2m.web.bootstrap_api import bootstrap_routes, with_bootstrap_events
+from lwm2m.web.bootstrap_api import bootstrap_event_view, bootstrap_routes, with_bootstrap_events
 from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
 from lwm2m.web.guard import LocalApiGuard
 from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
@@ -51,7 +51,7 @@ from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_
 from lwm2m.web.openapi import docs_html, openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
 from lwm2m.web.security import security_routes
-from lwm2m.web.sse import event_stream
+from lwm2m.web.sse import RECENT_EVENTS, RecentEvents, event_stream
 from lwm2m.web.views import ADD_MODEL, history_view, model_hint, registration_view, response_view
 
 ACTIONS = ("discover", "attributes", "observe")
@@ -220,6 +220,7 @@ def create_app(
     """
     keeper = ObservationKeeper()
     table = requests if requests is not None else RequestTable()
+    recent = RecentEvents()  # followed from the app's start (lifespan) to its stop
 
     def _sleeping(registration: Registration) -> bool:
         return registration.queue_mode and not server.presence.is_awake(registration.endpoint)
@@ -428,7 +429,11 @@ def create_app(
         return JSONResponse(object_to_dict(definition))
 
     async def events(request: Request) -> Response:
-        stream = event_stream(server, request.query_params.get("ep"), requests=table)
+        backlog = _number(request, "backlog", int) or 0
+        if not 0 <= backlog <= RECENT_EVENTS:
+            raise BadRequest(f"backlog: {backlog} is not between 0 and {RECENT_EVENTS}")
+        ep = request.query_params.get("ep")
+        stream = event_stream(server, ep, requests=table, recent=recent, backlog=backlog)
         if bootstrap is not None:
             stream = with_bootstrap_events(stream, bootstrap, request.query_params.get("ep"))
         return StreamingResponse(
@@ -450,7 +455,12 @@ def create_app(
         # that DELETE cancels them and their notifications are drained.
         for observation in server.observations():
             await keeper.keep(observation.endpoint, observation_key(observation), observation)
+        recent.follow_server(server, table)
+        if bootstrap is not None:
+            started = bootstrap.events()
+            recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
         yield
+        await recent.close()
         await table.close()
         # The observations go on (their records too) until the server stops: a clean stop
         # followed by a start resumes them, as after a crash.

@@ -450,8 +450,22 @@ def openapi_document() -> dict[str, Any]:
                 "SLEEPING, AWAKE, NOTIFICATION, SEND, OBSERVATION_ENDED, and REQUEST_DONE (a "
                 "QueuedRequest) when a request for a sleeping client finished; with a bootstrap "
                 "server also BOOTSTRAP_STARTED, BOOTSTRAP_FINISHED and BOOTSTRAP_FAILED",
-                "parameters": [_query("ep", "string", "only this endpoint's events")],
-                "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}},
+                "parameters": [
+                    _query("ep", "string", "only this endpoint's events"),
+                    {
+                        **_query(
+                            "backlog",
+                            "integer",
+                            "first send up to this many of the last events the server kept (it keeps "
+                            "200), oldest first, each with receivedAt (Unix seconds); then live events",
+                        ),
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 200, "default": 0},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "event stream", "content": {"text/event-stream": {}}},
+                    "400": _json(_ref("Error"), "backlog is not an integer from 0 to 200"),
+                },
             }
         },
         "/api/openapi.json": {

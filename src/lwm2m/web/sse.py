@@ -1,11 +1,20 @@
-"""Server events as Server-Sent Events (text/event-stream, WHATWG HTML §9.2)."""
+"""Server events as Server-Sent Events (text/event-stream, WHATWG HTML §9.2).
+
+:class:`RecentEvents` keeps the last events the stream carried (200 by default), so that a
+client opening ``/api/events?backlog=N`` sees what happened just before it came: the stream
+starts with those events (oldest first, each with ``receivedAt``, the Unix time the server
+had it), then goes on live.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.requests import RequestCompleted, RequestTable
@@ -13,11 +22,95 @@ from lwm2m.web.views import event_endpoint, event_view
 
 KEEPALIVE_INTERVAL = 15.0
 REQUEST_DONE = "REQUEST_DONE"
+RECENT_EVENTS = 200  # kept for ?backlog=, and the most a client may ask for
+
+T = TypeVar("T")
+View = Callable[[Any], tuple[str, dict[str, Any]]]
 
 
 def format_event(name: str, data: object) -> bytes:
     # json.dumps never emits a newline, so the data fits on one "data:" line.
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _request_view(finished: RequestCompleted) -> tuple[str, dict[str, Any]]:
+    return REQUEST_DONE, finished.request.to_json()
+
+
+class RecentEvents:
+    """A ring of the last ``size`` events of the API's stream, from the sources it follows.
+
+    Events are kept as they came (the objects, not their JSON): turning them into JSON costs
+    only when a client asks for the backlog, not on every notification.
+    """
+
+    def __init__(self, size: int = RECENT_EVENTS) -> None:
+        if size < 0:
+            raise ValueError(f"size: {size} must not be negative")
+        self.size = size
+        # (arrival time, event, its view, its endpoint's getter)
+        self._ring: deque[tuple[float, Any, View, Callable[[Any], str | None]]] = deque(maxlen=size)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def add(self, event: Any, view: View, endpoint_of: Callable[[Any], str | None]) -> None:
+        self._ring.append((time.time(), event, view, endpoint_of))
+
+    def follow(
+        self,
+        source: AsyncIterator[T],
+        view: Callable[[T], tuple[str, dict[str, Any]]],
+        endpoint_of: Callable[[T], str | None],
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        """Keep every event of ``source`` (already subscribed) until :meth:`close`."""
+
+        async def pump() -> None:
+            try:
+                async for event in source:
+                    self.add(event, view, endpoint_of)
+            finally:
+                if close is not None:
+                    close()
+
+        self._tasks.append(asyncio.ensure_future(pump()))
+
+    def follow_server(self, server: LwM2MServer, requests: RequestTable | None = None) -> None:
+        """The server's events and the outcomes of ``requests``, as :func:`event_stream` sends them."""
+        stream = server.events()
+        self.follow(stream, event_view, event_endpoint, stream.close)
+        if requests is not None:
+            queue = requests.subscribe()
+
+            async def finished() -> AsyncIterator[RequestCompleted]:
+                while True:
+                    yield await queue.get()
+
+            self.follow(finished(), _request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
+
+    def backlog(self, count: int, endpoint: str | None = None) -> list[bytes]:
+        """The last ``count`` events (of ``endpoint`` only if given), oldest first, as SSE."""
+        chosen: list[tuple[float, Any, View]] = []
+        for at, event, view, endpoint_of in reversed(self._ring):
+            if len(chosen) >= count:
+                break
+            if endpoint is None or endpoint_of(event) == endpoint:
+                chosen.append((at, event, view))
+        out = []
+        for at, event, view in reversed(chosen):
+            name, data = view(event)
+            out.append(format_event(name, {**data, "receivedAt": round(at, 3)}))
+        return out
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def event_stream(
@@ -26,15 +119,21 @@ async def event_stream(
     *,
     requests: RequestTable | None = None,
     keepalive: float = KEEPALIVE_INTERVAL,
+    recent: RecentEvents | None = None,
+    backlog: int = 0,
 ) -> AsyncIterator[bytes]:
     """Every server event, and every outcome of a queued request of ``requests`` (as
-    ``REQUEST_DONE``), of ``endpoint`` only if given, from now on.
+    ``REQUEST_DONE``), of ``endpoint`` only if given, from now on; first the last ``backlog``
+    events of ``recent``.
 
     Subscribes at the first iteration and unsubscribes when the consumer stops
     (Starlette cancels the stream when the HTTP client disconnects).
     """
     stream = server.events()
     done = requests.subscribe() if requests is not None else None
+    # Taken in the same step as the subscription: what came before is in the ring (unless its
+    # pump has not run yet), what comes after only in the live stream, so nothing twice.
+    earlier = recent.backlog(backlog, endpoint) if recent is not None and backlog > 0 else []
     next_event: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
     next_done: asyncio.Future[RequestCompleted] | None = (
         asyncio.ensure_future(done.get()) if done is not None else None
@@ -42,6 +141,8 @@ async def event_stream(
     try:
         # An opening comment tells the client the subscription is live.
         yield b": subscribed\n\n"
+        for chunk in earlier:
+            yield chunk
         while True:
             waiting = {next_event} if next_done is None else {next_event, next_done}
             ready, _ = await asyncio.wait(waiting, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED)
@@ -59,7 +160,7 @@ async def event_stream(
                 assert done is not None
                 next_done = asyncio.ensure_future(done.get())
                 if endpoint is None or finished.endpoint == endpoint:
-                    yield format_event(REQUEST_DONE, finished.request.to_json())
+                    yield format_event(*_request_view(finished))
     finally:
         # Cancelled, not awaited: a generator being closed should not wait on anything.
         for future in (next_event, next_done):

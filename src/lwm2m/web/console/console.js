@@ -54,7 +54,11 @@ const state = {
   observing: new Set(), // "ep|path"
   series: new Map(), // "ep|path" -> [[t, v], ...] for charts
   pending: new Map(), // queued request id -> callback
+  link: "connecting", // the event stream: "connecting", "live" or "reconnecting"
+  linkListeners: new Set(),
 };
+
+const BACKLOG = 200; // events the server kept, asked for on opening the stream
 
 // --- the API ---------------------------------------------------------------------------------
 
@@ -98,10 +102,12 @@ const enc = (s) => encodeURIComponent(s);
 const devicePath = (ep, path) => `/clients/${enc(ep)}${path}`;
 
 // A device operation: waits for a queued request (sleeping client) to finish.
-async function deviceCall(ep, path, options) {
+async function deviceCall(ep, path, options, target) {
   const { status, data } = await api(devicePath(ep, path), options);
   if (status === 202 && data && data.requestId) {
-    showResult(`queued for the sleeping client (request ${data.requestId})`, null);
+    const note = `${path}: queued for the sleeping client (request ${data.requestId})`;
+    showResult(note, null, ep);
+    if (target) showInline(target, note, null, ep);
     return new Promise((resolve) => {
       state.pending.set(data.requestId, (done) => resolve({ status: 200, data: done.result || done }));
     });
@@ -119,10 +125,12 @@ async function model(id) {
 
 // --- events (SSE over fetch, so that the bearer token can be sent) ---------------------------
 
-function setLive(on) {
+function setLink(link) {
+  state.link = link;
   const live = document.getElementById("live");
-  live.textContent = on ? "live" : "offline";
-  live.classList.toggle("on", on);
+  live.textContent = link === "live" ? "live" : link === "reconnecting" ? "reconnecting…" : "connecting…";
+  live.classList.toggle("on", link === "live");
+  for (const listener of state.linkListeners) listener(link);
 }
 
 function dispatchChunk(chunk) {
@@ -139,7 +147,9 @@ function dispatchChunk(chunk) {
   } catch (e) {
     return;
   }
-  const event = { name, data: payload, at: Date.now() };
+  // An event of the backlog carries the time the server had it (receivedAt, Unix seconds).
+  const earlier = typeof payload.receivedAt === "number";
+  const event = { name, data: payload, at: earlier ? payload.receivedAt * 1000 : Date.now(), earlier };
   state.events.push(event);
   if (state.events.length > 2000) state.events.splice(0, state.events.length - 2000);
   absorb(event);
@@ -147,10 +157,11 @@ function dispatchChunk(chunk) {
 }
 
 // What every view needs from an event: live values, observations, queued results.
-function absorb({ name, data }) {
+function absorb({ name, data, earlier }) {
   const ep = data.endpoint;
   // The client table belongs to the fleet page, which loads it by pages: no whole fleet here.
-  if ((name === "NOTIFICATION" || name === "SEND") && data.records) {
+  // Values of the backlog are older than what a Read may have shown: only live ones count.
+  if ((name === "NOTIFICATION" || name === "SEND") && data.records && !earlier) {
     storeRecords(ep, data.records, true);
   } else if (name === "OBSERVATION_ENDED") {
     for (const key of [...state.observing]) if (key.startsWith(`${ep}|`)) state.observing.delete(key);
@@ -166,13 +177,16 @@ function absorb({ name, data }) {
 async function streamEvents() {
   for (;;) {
     try {
-      const res = await fetch("/api/events", { headers: authHeaders() });
+      // The stream opens with the last events the server kept (a backlog), then goes on live;
+      // after a reconnection the backlog replaces what this page had, so nothing shows twice.
+      const res = await fetch(`/api/events?backlog=${BACKLOG}`, { headers: authHeaders() });
       if (res.status === 401) {
         await askToken();
         continue;
       }
       if (!res.ok || !res.body) throw new Error(`events: HTTP ${res.status}`);
-      setLive(true);
+      state.events = [];
+      setLink("live");
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -189,7 +203,7 @@ async function streamEvents() {
     } catch (e) {
       // the server went away: try again shortly
     }
-    setLive(false);
+    setLink("reconnecting");
     await sleep(2000);
   }
 }
@@ -228,15 +242,33 @@ function unitsOf(ep, path, resource) {
   return units ? String(units.value) : "";
 }
 
+// A Time (LwM2M-TS-Core 1.2 §C.2: Unix seconds) as a local date and time.
+function localTime(seconds) {
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime()) ? String(seconds) : d.toLocaleString();
+}
+
+// One value as the page shows it: a Time as a local date, a number with its units.
+function valueText(ep, path, resource, value) {
+  if (resource && resource.type === "Time" && typeof value === "number") return localTime(value);
+  if (typeof value !== "number") return typeof value === "string" ? value : JSON.stringify(value);
+  const units = unitsOf(ep, path, resource);
+  return units ? `${value} ${units}` : String(value);
+}
+
+function recordText(ep, record) {
+  const resource = currentDevice && currentDevice.ep === ep ? currentDevice.resources.get(resourcePath(record.path)) : null;
+  return "value" in record ? valueText(ep, record.path, resource, record.value) : JSON.stringify(record);
+}
+
 function display(ep, path, resource) {
   const single = state.values.get(`${ep}|${path}`);
-  if (single) {
-    const units = typeof single.value === "number" ? unitsOf(ep, path, resource) : "";
-    return units ? `${single.value} ${units}` : String(single.value);
-  }
+  if (single) return valueText(ep, path, resource, single.value);
   const parts = [];
   for (const [key, v] of state.values) {
-    if (key.startsWith(`${ep}|${path}/`)) parts.push(`${key.slice(ep.length + path.length + 2)}: ${v.value}`);
+    if (key.startsWith(`${ep}|${path}/`)) {
+      parts.push(`${key.slice(ep.length + path.length + 2)}: ${valueText(ep, path, resource, v.value)}`);
+    }
   }
   return parts.join("\n");
 }
@@ -258,35 +290,103 @@ function updateCell(ep, path, fresh) {
 
 // --- results -------------------------------------------------------------------------------------
 
-function showResult(title, answer) {
-  const box = document.getElementById("result");
-  if (!box) return;
-  box.replaceChildren();
+// CoAP response codes by name (RFC 7252 §12.1.2, RFC 7959 §2.9, RFC 8132 §6), shown as "2.05 Content".
+const CODE_NAMES = {
+  "2.01": "Created", "2.02": "Deleted", "2.03": "Valid", "2.04": "Changed", "2.05": "Content",
+  "2.31": "Continue", "4.00": "Bad Request", "4.01": "Unauthorized", "4.02": "Bad Option",
+  "4.03": "Forbidden", "4.04": "Not Found", "4.05": "Method Not Allowed", "4.06": "Not Acceptable",
+  "4.08": "Request Entity Incomplete", "4.09": "Conflict", "4.12": "Precondition Failed",
+  "4.13": "Request Entity Too Large", "4.15": "Unsupported Content-Format", "4.22": "Unprocessable Entity",
+  "5.00": "Internal Server Error", "5.01": "Not Implemented", "5.02": "Bad Gateway",
+  "5.03": "Service Unavailable", "5.04": "Gateway Timeout", "5.05": "Proxying Not Supported",
+};
+
+function codeText(code) {
+  const c = String(code);
+  return /\s/.test(c) || !CODE_NAMES[c] ? c : `${c} ${CODE_NAMES[c]}`;
+}
+
+// One result: the operation and path, its CoAP code by name (or the HTTP error), the details.
+function resultNodes(title, answer, ep) {
   const { status, data } = answer || {};
   const code = data && data.code;
-  const ok = code ? code.startsWith("2.") : status && status < 300;
-  box.append(
-    el("div", {}, el("strong", {}, title), " ", code ? el("span", { class: `code ${ok ? "ok" : "bad"}` }, code) : ""),
-  );
-  if (answer) {
-    if (status >= 400 && data && data.error) box.append(el("div", { class: "error" }, `HTTP ${status}: ${data.error}`));
-    box.append(el("pre", { class: "result" }, JSON.stringify(data, null, 2)));
+  const ok = code ? String(code).startsWith("2.") : status && status < 300;
+  const nodes = [
+    el(
+      "div",
+      { class: "result-head" },
+      el("strong", {}, title),
+      " ",
+      code ? el("span", { class: `code ${ok ? "ok" : "bad"}` }, codeText(code)) : "",
+      answer && !code && status ? el("span", { class: `code ${ok ? "ok" : "bad"}` }, `HTTP ${status}`) : "",
+    ),
+  ];
+  if (!answer) return nodes;
+  if (status >= 400 && data && data.error) nodes.push(el("div", { class: "error" }, `HTTP ${status}: ${data.error}`));
+  if (data && data.diagnostic) nodes.push(el("div", { class: "error" }, data.diagnostic));
+  if (data && Array.isArray(data.records) && data.records.length) {
+    const lines = data.records.map((r) => `${r.path} = ${recordText(ep, r)}`);
+    nodes.push(el("pre", { class: "result" }, lines.join("\n")));
+  } else if (data && !data.code) {
+    nodes.push(el("pre", { class: "result" }, JSON.stringify(data, null, 2)));
+  } else if (data && (data.links || data.location)) {
+    nodes.push(el("pre", { class: "result" }, data.location ? `created ${data.location}` : data.links.join("\n")));
+  }
+  return nodes;
+}
+
+// The last result, in a bar that stays in view at the top of the page.
+function showResult(title, answer, ep) {
+  const box = document.getElementById("result");
+  if (!box) return;
+  box.classList.remove("muted");
+  box.replaceChildren(...resultNodes(title, answer, ep));
+}
+
+// The same result beside what it belongs to: under a resource's row, an instance's or an
+// object's header. A newer result of the same place replaces the older one.
+function showInline(target, title, answer, ep) {
+  if (!target || !target.isConnected) return;
+  const nodes = resultNodes(title, answer, ep);
+  const close = el("button", { type: "button", class: "close", title: "close", onclick: (e) => e.target.closest(".inline-result").remove() }, "×");
+  if (target.tagName === "TR") {
+    let row = target.nextElementSibling;
+    if (!row || !row.classList.contains("inline-result")) {
+      row = el("tr", { class: "inline-result", "data-result-for": target.dataset.path || "" });
+      target.after(row);
+    }
+    row.replaceChildren(el("td", {}), el("td", { colspan: "6" }, close, ...nodes));
+  } else {
+    let box = [...target.children].find((c) => c.classList.contains("inline-result"));
+    if (!box) {
+      box = el("div", { class: "inline-result", "data-result-for": target.dataset.instance || target.dataset.object || "" });
+      const header = target.querySelector(":scope > .toolbar, :scope > summary");
+      if (header) header.after(box);
+      else target.prepend(box);
+    }
+    box.replaceChildren(close, ...nodes);
   }
 }
 
-async function run(ep, title, path, options) {
-  showResult(`${title} ${path} …`, null);
-  const answer = await deviceCall(ep, path, options);
+async function run(ep, title, path, options, target) {
+  const head = `${title} ${path}`;
+  showResult(`${head} …`, null, ep);
+  if (target) showInline(target, `${head} …`, null, ep);
+  const answer = await deviceCall(ep, path, options, target);
   const { data } = answer;
   if (data && data.records) storeRecords(ep, data.records, false);
-  showResult(`${title} ${path}`, answer);
+  showResult(head, answer, ep);
+  if (target) showInline(target, head, answer, ep);
   return answer;
 }
 
 // --- fleet page ----------------------------------------------------------------------------------
 
 const PAGE = 100; // clients asked for per page
-const FILTER_DELAY = 300; // ms of quiet typing before the filter goes to the server
+// ms of quiet typing before the filter goes to the server: short, as the answer must show
+// within 200 ms of the last key (bench/console_filter.py measures it over 10,000 devices);
+// meanwhile the rows already loaded are narrowed at once.
+const FILTER_DELAY = 100;
 
 // A page of GET /api/clients: {clients, next}. The server walks its index by endpoint name and
 // may answer a filtered page short (with a next), so that listing never holds it up.
@@ -410,11 +510,13 @@ async function renderFleet() {
     );
   }
 
+  let asking = false; // a new filter is on its way to the server
   function rows() {
-    const clients = [...shown.values()].sort((a, b) => byName(a.endpoint, b.endpoint));
+    const clients = [...shown.values()].filter(matches).sort((a, b) => byName(a.endpoint, b.endpoint));
     body.replaceChildren(...clients.map(row));
-    count.textContent = `${clients.length} clients${next ? " shown, more to load" : ""}`;
-    more.hidden = !next;
+    if (asking) count.textContent = `${clients.length} loaded clients match, asking the server…`;
+    else count.textContent = `${clients.length} clients${next ? " shown, more to load" : ""}`;
+    more.hidden = !next || asking;
   }
 
   async function loadMore(fresh) {
@@ -435,7 +537,10 @@ async function renderFleet() {
         if (cursor) query.cursor = cursor;
         const page = await clientPage(query);
         if (mine !== generation || closed) return;
-        if (fresh && round === 0) shown = new Map();
+        if (fresh && round === 0) {
+          shown = new Map();
+          asking = false;
+        }
         for (const c of page.clients) shown.set(c.endpoint, c);
         wanted -= page.clients.length;
         next = page.next;
@@ -468,10 +573,10 @@ async function renderFleet() {
   let timer = null;
   function refilter() {
     clearTimeout(timer);
-    timer = setTimeout(() => {
-      matches = filterTest(filters());
-      loadMore(true);
-    }, FILTER_DELAY);
+    matches = filterTest(filters());
+    asking = true;
+    rows(); // the loaded rows that match, at once
+    timer = setTimeout(() => loadMore(true), FILTER_DELAY);
   }
   nameFilter.addEventListener("input", refilter);
   objectFilter.addEventListener("change", refilter);
@@ -543,23 +648,51 @@ function groupObjects(reg) {
   return new Map([...objects].sort((a, b) => a[0] - b[0]));
 }
 
+// The input a Write takes: a boolean has no value chosen in advance, a Time is a local date and
+// time, a number says its units.
 function typedInput(resource) {
   const t = resource.type;
   if (t === "Boolean") {
-    return el("select", {}, el("option", { value: "true" }, "true"), el("option", { value: "false" }, "false"));
+    return el(
+      "select",
+      { "data-input": "boolean" },
+      el("option", { value: "", disabled: true, selected: true }, "choose…"),
+      el("option", { value: "true" }, "true"),
+      el("option", { value: "false" }, "false"),
+    );
   }
-  if (NUMERIC.has(t)) return el("input", { type: "number", step: t === "Float" ? "any" : "1", placeholder: t });
+  if (t === "Time") return el("input", { type: "datetime-local", step: "1", "data-input": "time" });
+  if (NUMERIC.has(t)) {
+    const units = resource.units ? ` (${resource.units})` : "";
+    return el("input", { type: "number", step: t === "Float" ? "any" : "1", placeholder: `${t}${units}` });
+  }
   return el("input", { type: "text", placeholder: t === "Opaque" ? "base64" : t === "Objlnk" ? "3:0" : t });
+}
+
+// Why the input cannot be written as it is, or "" when it can.
+function inputProblem(resource, input) {
+  const t = resource.type;
+  if (t === "Boolean") return input.value === "" ? "choose true or false" : "";
+  if (t === "Time") return input.value === "" || !input.validity.valid ? "enter a date and time" : "";
+  if (NUMERIC.has(t)) {
+    if (input.validity.badInput) return "not a number";
+    if (input.value === "") return "enter a number";
+    if (!Number.isFinite(Number(input.value))) return "not a number";
+    if (t !== "Float" && !Number.isInteger(Number(input.value))) return "enter a whole number";
+  }
+  return "";
 }
 
 function typedValue(resource, input) {
   const t = resource.type;
   if (t === "Boolean") return input.value === "true";
+  // datetime-local is the user's local time; the device takes Unix seconds.
+  if (t === "Time") return Math.round(new Date(input.value).getTime() / 1000);
   if (NUMERIC.has(t)) return Number(input.value);
   return input.value;
 }
 
-function attributesForm(ep, path, numeric) {
+function attributesForm(ep, path, numeric, target) {
   const names = ["pmin", "pmax", "epmin", "epmax", "con"].concat(numeric ? ["gt", "lt", "st", "edge"] : []);
   const inputs = names.map((n) => el("input", { name: n, placeholder: n, type: "number", step: "any" }));
   const form = el(
@@ -570,8 +703,12 @@ function attributesForm(ep, path, numeric) {
         e.preventDefault();
         const query = {};
         for (const i of inputs) if (i.value !== "") query[i.name] = i.value;
-        await run(ep, "Write-Attributes", `${path}/attributes`, { method: "PUT", query });
+        if (!Object.keys(query).length) {
+          showInline(target, `Write-Attributes ${path}: give at least one attribute`, null, ep);
+          return;
+        }
         form.remove();
+        await run(ep, "Write-Attributes", `${path}/attributes`, { method: "PUT", query }, target);
       },
     },
     el("span", { class: "muted" }, `attributes of ${path}:`),
@@ -589,14 +726,14 @@ function resourceRow(ep, oid, iid, resource) {
   const key = `${ep}|${path}`;
   if (ops.includes("R")) {
     actions.append(
-      el("button", { "data-op": "read", onclick: () => readResource(ep, path, oid, resource) }, "Read"),
+      el("button", { "data-op": "read", onclick: (e) => readResource(ep, path, oid, resource, e.target.closest("tr")) }, "Read"),
     );
     const obs = el(
       "button",
       {
         "data-op": "observe",
         class: state.observing.has(key) ? "on" : "",
-        onclick: () => toggleObserve(ep, path, obs, resource),
+        onclick: () => toggleObserve(ep, path, obs, resource, obs.closest("tr")),
       },
       state.observing.has(key) ? "Cancel" : "Observe",
     );
@@ -604,17 +741,30 @@ function resourceRow(ep, oid, iid, resource) {
   }
   if (ops.includes("W")) {
     const input = typedInput(resource);
-    actions.append(
-      input,
-      el(
-        "button",
-        {
-          "data-op": "write",
-          onclick: () => run(ep, "Write", path, { method: "PUT", body: { value: typedValue(resource, input) } }),
+    // Nothing to write (an empty number, no boolean chosen): the button stays disabled and
+    // says why; no request goes out.
+    const write = el(
+      "button",
+      {
+        "data-op": "write",
+        onclick: (e) => {
+          const problem = inputProblem(resource, input);
+          const tr = e.target.closest("tr");
+          if (problem) return showInline(tr, `Write ${path}: ${problem}`, null, ep);
+          return run(ep, "Write", path, { method: "PUT", body: { value: typedValue(resource, input) } }, tr);
         },
-        "Write",
-      ),
+      },
+      "Write",
     );
+    const check = () => {
+      const problem = inputProblem(resource, input);
+      write.disabled = Boolean(problem);
+      write.title = problem || `write ${path}`;
+    };
+    input.addEventListener("input", check);
+    input.addEventListener("change", check);
+    check();
+    actions.append(input, write);
   }
   if (ops.includes("E")) {
     const args = el("input", { type: "text", placeholder: "arguments" });
@@ -622,7 +772,10 @@ function resourceRow(ep, oid, iid, resource) {
       args,
       el(
         "button",
-        { "data-op": "execute", onclick: () => run(ep, "Execute", path, { method: "POST", body: { args: args.value } }) },
+        {
+          "data-op": "execute",
+          onclick: (e) => run(ep, "Execute", path, { method: "POST", body: { args: args.value } }, e.target.closest("tr")),
+        },
         "Execute",
       ),
     );
@@ -633,9 +786,10 @@ function resourceRow(ep, oid, iid, resource) {
         "button",
         {
           "data-op": "attributes",
-          onclick: (e) => e.target.closest("tr").after(
-            el("tr", {}, el("td", { colspan: "7" }, attributesForm(ep, path, NUMERIC.has(resource.type)))),
-          ),
+          onclick: (e) => {
+            const tr = e.target.closest("tr");
+            tr.after(el("tr", {}, el("td", { colspan: "7" }, attributesForm(ep, path, NUMERIC.has(resource.type), tr))));
+          },
         },
         "Attributes",
       ),
@@ -655,7 +809,7 @@ function resourceRow(ep, oid, iid, resource) {
   );
 }
 
-async function readResource(ep, path, oid, resource) {
+async function readResource(ep, path, oid, resource, target) {
   const parts = path.split("/");
   const m = state.models.get(oid);
   if (resource && !resource.units && typeof resource === "object" && m) {
@@ -665,19 +819,19 @@ async function readResource(ep, path, oid, resource) {
       if (data && data.records) storeRecords(ep, data.records, false);
     }
   }
-  return run(ep, "Read", path, {});
+  return run(ep, "Read", path, {}, target);
 }
 
-async function toggleObserve(ep, path, button, resource) {
+async function toggleObserve(ep, path, button, resource, target) {
   const key = `${ep}|${path}`;
   if (state.observing.has(key)) {
-    await run(ep, "Cancel observation", `${path}/observe`, { method: "DELETE" });
+    await run(ep, "Cancel observation", `${path}/observe`, { method: "DELETE" }, target);
     state.observing.delete(key);
     button.textContent = "Observe";
     button.classList.remove("on");
     return;
   }
-  const answer = await run(ep, "Observe", `${path}/observe`, { method: "POST" });
+  const answer = await run(ep, "Observe", `${path}/observe`, { method: "POST" }, target);
   if (answer.status === 200 && answer.data && String(answer.data.code).startsWith("2.")) {
     state.observing.add(key);
     button.textContent = "Cancel";
@@ -747,11 +901,12 @@ function createForm(ep, oid, m, instances) {
         try {
           records = JSON.parse(text.value);
         } catch (err) {
-          showResult(`Create /${oid}: the records are not JSON (${err.message})`, null);
+          showInline(form.closest("details"), `Create /${oid}: the records are not JSON (${err.message})`, null, ep);
           return;
         }
-        await run(ep, "Create", `/${oid}`, { method: "POST", body: { records } });
+        const section = form.closest("details");
         form.remove();
+        await run(ep, "Create", `/${oid}`, { method: "POST", body: { records } }, section);
       },
     },
     el("div", { class: "muted" }, `New instance of /${oid}: its records`),
@@ -796,8 +951,30 @@ async function renderDevice(ep) {
         "summary",
         { class: "toolbar" },
         el("h2", {}, `${name} `, el("span", { class: "muted" }, `/${oid}${info.ver ? ` v${info.ver}` : ""}`)),
-        el("button", { onclick: () => run(ep, "Discover", `/${oid}/discover`, {}) }, "Discover"),
-        el("button", { onclick: (e) => e.target.closest("details").append(createForm(ep, oid, m, info.instances)) }, "Create instance"),
+        el(
+          "button",
+          {
+            "data-op": "discover",
+            onclick: (e) => {
+              e.preventDefault(); // a button in a summary would fold the object
+              run(ep, "Discover", `/${oid}/discover`, {}, e.target.closest("details"));
+            },
+          },
+          "Discover",
+        ),
+        el(
+          "button",
+          {
+            "data-op": "create",
+            onclick: (e) => {
+              e.preventDefault();
+              const section = e.target.closest("details");
+              section.open = true;
+              section.append(createForm(ep, oid, m, info.instances));
+            },
+          },
+          "Create instance",
+        ),
       ),
     );
     for (const iid of info.instances) {
@@ -815,18 +992,23 @@ async function renderDevice(ep) {
             "div",
             { class: "toolbar" },
             el("h3", {}, ipath),
-            el("button", { onclick: () => run(ep, "Read", ipath, {}) }, "Read instance"),
-            el("button", { onclick: () => run(ep, "Discover", `${ipath}/discover`, {}) }, "Discover"),
+            el("button", { "data-op": "read-instance", onclick: (e) => run(ep, "Read", ipath, {}, e.target.closest(".instance")) }, "Read instance"),
+            el("button", { "data-op": "discover", onclick: (e) => run(ep, "Discover", `${ipath}/discover`, {}, e.target.closest(".instance")) }, "Discover"),
             el(
               "button",
-              { onclick: (e) => e.target.closest(".toolbar").after(attributesForm(ep, ipath, false)) },
+              {
+                "data-op": "attributes",
+                onclick: (e) => e.target.closest(".toolbar").after(attributesForm(ep, ipath, false, e.target.closest(".instance"))),
+              },
               "Attributes",
             ),
             el(
               "button",
               {
-                onclick: async () => {
-                  if (confirm(`Delete ${ipath} on ${ep}?`)) await run(ep, "Delete", ipath, { method: "DELETE" });
+                "data-op": "delete",
+                onclick: async (e) => {
+                  const box = e.target.closest(".instance");
+                  if (confirm(`Delete ${ipath} on ${ep}?`)) await run(ep, "Delete", ipath, { method: "DELETE" }, box);
                 },
               },
               "Delete",
@@ -865,7 +1047,11 @@ async function renderDevice(ep) {
       `LwM2M ${reg.lwm2mVersion} · binding ${reg.binding}${reg.queueMode ? " (queue mode)" : ""} · ${reg.address} · lifetime ${reg.lifetime} s · registered ${ago(reg.registeredAt)}`,
     ),
     el("div", { class: "toolbar" }, compositeButton, el("a", { href: "#/" }, "← fleet")),
-    el("div", { class: "panel", id: "result-panel" }, el("div", { id: "result", class: "muted" }, "Results of operations show here.")),
+    el(
+      "div",
+      { class: "panel sticky", id: "result-panel" },
+      el("div", { id: "result", class: "muted" }, "Results show under the row they belong to; the last one also here."),
+    ),
     ...sections,
   );
   for (const key of state.observing) {
@@ -952,26 +1138,28 @@ async function renderMap() {
 // --- events page ---------------------------------------------------------------------------------------
 
 function renderEvents() {
-  const type = el("select", {}, el("option", { value: "" }, "all events"));
+  const type = el("select", { id: "event-type" }, el("option", { value: "" }, "all events"));
   for (const n of [
     "REGISTRATION", "UPDATE", "DEREGISTRATION", "EXPIRED", "SLEEPING", "AWAKE", "NOTIFICATION", "SEND",
     "OBSERVATION_ENDED", "REQUEST_DONE", "BOOTSTRAP_STARTED", "BOOTSTRAP_FINISHED", "BOOTSTRAP_FAILED",
   ]) {
     type.append(el("option", { value: n }, n));
   }
-  const who = el("input", { type: "search", placeholder: "endpoint" });
+  const who = el("input", { type: "search", placeholder: "endpoint", id: "event-endpoint" });
   const pause = el("button", {}, "Pause");
+  const status = el("span", { class: "muted", id: "event-status" });
   const list = el("ul", { class: "events", id: "event-log" });
   let paused = false;
   pause.addEventListener("click", () => {
     paused = !paused;
     pause.textContent = paused ? "Resume" : "Pause";
     if (!paused) fill();
+    else say();
   });
   const line = (e) =>
     el(
       "li",
-      { "data-event": e.name },
+      { "data-event": e.name, class: e.earlier ? "backlog" : "" },
       el("span", { class: "muted" }, new Date(e.at).toLocaleTimeString(), " "),
       el("span", { class: "name" }, e.name),
       " ",
@@ -980,25 +1168,51 @@ function renderEvents() {
       e.data.records ? e.data.records.map((r) => `${r.path}=${JSON.stringify(r.value)}`).join(" ") : e.data.reason || "",
     );
   const matches = (e) => (!type.value || e.name === type.value) && (!who.value || (e.data.endpoint || "").includes(who.value));
+  // What the page is waiting for, always in words: the stream's state and what it has shown.
+  function say() {
+    const shown = list.querySelectorAll("li[data-event]").length;
+    const earlier = state.events.filter((e) => e.earlier).length;
+    let text;
+    if (state.link === "connecting") text = "waiting for events… (connecting to the server)";
+    else if (state.link === "reconnecting") text = "reconnecting… (the event stream was lost; events resume once it is back)";
+    else if (paused) text = "paused: new events are not shown until Resume";
+    else if (!state.events.length) text = "connected, no events yet: waiting for events…";
+    else if (!shown) text = "connected: no event matches the filter yet, waiting for events…";
+    else text = `live · ${shown} shown${earlier ? ` (the server's last ${earlier} before this page opened, then live)` : ""}`;
+    status.textContent = text;
+    status.dataset.link = state.link;
+    list.classList.toggle("empty", !shown);
+    if (!shown) list.replaceChildren(el("li", { class: "waiting" }, text));
+  }
   function fill() {
     list.replaceChildren(...state.events.filter(matches).slice(-500).reverse().map(line));
+    say();
   }
   type.addEventListener("change", fill);
   who.addEventListener("input", fill);
   view().replaceChildren(
     el("h1", {}, "Events"),
-    el("div", { class: "toolbar" }, type, who, pause, el("span", { class: "muted" }, "since this page opened")),
+    el("div", { class: "toolbar" }, type, who, pause, status),
     el("div", { class: "panel" }, list),
   );
   fill();
   const listener = (e) => {
     if (!paused && matches(e)) {
+      const waiting = list.querySelector("li.waiting");
+      if (waiting) waiting.remove();
       list.prepend(line(e));
       while (list.children.length > 500) list.lastChild.remove();
     }
+    say();
   };
+  // A new connection starts again from the server's backlog: show the page afresh.
+  const linkListener = () => fill();
   state.listeners.add(listener);
-  return () => state.listeners.delete(listener);
+  state.linkListeners.add(linkListener);
+  return () => {
+    state.listeners.delete(listener);
+    state.linkListeners.delete(linkListener);
+  };
 }
 
 // --- bootstrap page ---------------------------------------------------------------------------------------
