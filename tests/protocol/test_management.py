@@ -171,3 +171,13 @@ def test_error_answers_carry_their_diagnostic() -> None:
 def test_an_undecodable_answer_is_a_response_error() -> None:
     with pytest.raises(ResponseError, match="cannot decode"):
         decode_response(ReadRequest(P("/3/0")), _answer(Code.CONTENT, b"\xff\x00", CF.SENML_JSON), MODELS)
+
+
+def test_a_response_code_prints_as_the_spec_writes_it() -> None:
+    answer = Message.build(Type.ACK, 69, payload=b"1", content_format=CF.TEXT)
+    response = decode_response(ReadRequest(Path.parse("/3/0/9")), answer)
+    assert str(response.code) == "2.05 Content" and response.code == 69 and response.code is Code.CONTENT
+    refused = decode_response(ReadRequest(Path.parse("/3/0/9")), Message.build(Type.ACK, 132))
+    assert f"{refused.code}" == "4.04 Not Found" and not refused.success
+    odd = decode_response(ReadRequest(Path.parse("/3/0/9")), Message.build(Type.ACK, 71))
+    assert odd.code == 71

@@ -80,10 +80,18 @@ class Code(IntEnum):
 
     @property
     def dotted(self) -> str:
+        """``2.05``: the number alone, as RFC 7252 §3 writes codes."""
         return code_str(self)
 
     def __str__(self) -> str:
-        return code_str(self)
+        # What a user prints: "2.05 Content", "4.04 Not Found", "0.01 GET".
+        return _TEXTS[self]
+
+    def __format__(self, spec: str) -> str:
+        # f"{code}" and f"{code:<20}" give the text; a numeric spec ("d", "x", "02x") the number.
+        if spec and spec[-1] in "bcdoxXn":
+            return int.__format__(self, spec)
+        return format(_TEXTS[self], spec)
 
 
 def code_str(code: int) -> str:
@@ -91,13 +99,26 @@ def code_str(code: int) -> str:
     return f"{code >> 5}.{code & 0x1F:02d}"
 
 
+def _text(code: Code) -> str:
+    if code.is_request:
+        return f"{code_str(code)} {code.name}"  # methods by their RFC 7252 §5.8 names
+    return f"{code_str(code)} {code.name.replace('_', ' ').title()}"
+
+
+_TEXTS: dict[int, str] = {int(c): _text(c) for c in Code}
+# Every code byte to its Code member, or the int itself where none is registered.
+_MEMBERS: tuple[int, ...] = tuple(Code(i) if i in _TEXTS else i for i in range(256))
+
+
 def code_text(code: int) -> str:
     """``4.00 Bad Request`` for 128: the number and, for a registered code, its name."""
-    try:
-        name = Code(code).name.replace("_", " ").title()
-    except ValueError:
-        return code_str(code)
-    return f"{code_str(code)} {name}"
+    text = _TEXTS.get(code)
+    return code_str(code) if text is None else text
+
+
+def as_code(code: int) -> int:
+    """The Code member for a registered code (which prints as ``2.05 Content``), else ``code``."""
+    return _MEMBERS[code] if 0 <= code < 256 else code
 
 
 def is_request_code(code: int) -> bool:

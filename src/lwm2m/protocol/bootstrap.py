@@ -27,7 +27,7 @@ from typing import Self
 
 from lwm2m.coap.linkformat import Link, LinkFormatError, parse_links
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, Type, as_code
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import ROOT, InvalidPath, Path
@@ -394,7 +394,7 @@ def decode_bootstrap_response(
 ) -> Response:
     """What ``message`` answers to ``request``: links for a Discover, records for a Read, the
     diagnostic text of an error. Raises ResponseError for a success that cannot be decoded."""
-    code = int(message.code)
+    code = as_code(message.code)
     payload = message.payload
     fmt = message.content_format
     if code >> 5 != 2:

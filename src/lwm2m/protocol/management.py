@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from lwm2m.coap.linkformat import Link, LinkFormatError, parse_links
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, Type, as_code
 from lwm2m.codec.base import CodecError, ContentFormat, decoder_for
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import ROOT, Path
@@ -212,7 +212,7 @@ class WriteCompositeRequest:
 class Response:
     """What a client answered: the CoAP code, decoded records, or a diagnostic."""
 
-    code: int
+    code: int  # a Code where registered: int(code) == 69, print(code) shows "2.05 Content"
     records: tuple[Record, ...] = ()
     content_format: int | None = None
     diagnostic: str = ""
@@ -245,7 +245,7 @@ def decode_response(request: Request, message: Message, models: ObjectRegistry |
 
     Raises ResponseError when a success carries a payload that cannot be decoded.
     """
-    code = int(message.code)
+    code = as_code(message.code)  # prints as "2.05 Content"
     payload = message.payload
     fmt = message.content_format
     if code >> 5 != 2:
@@ -294,7 +294,7 @@ class ResponseDecoder:
         self._decoders: dict[int, Callable[[bytes], list[Record]]] = {}
 
     def __call__(self, message: Message) -> Response:
-        code = int(message.code)
+        code = as_code(message.code)
         if code >> 5 != 2 or self._base is None:
             return decode_response(self._request, message, self._models)
         fmt, records = self.content(message)

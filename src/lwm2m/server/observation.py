@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
+from lwm2m.coap.numbers import as_code
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.management import (
     ObserveRequest,
@@ -113,7 +114,7 @@ class ServerObservation:
                 if listeners is None or listeners:
                     emit(NotificationReceived(endpoint, token, paths, records))
                 if backlog.waited_on:
-                    offer(Response(code, records, fmt, payload=message.payload))
+                    offer(Response(as_code(code), records, fmt, payload=message.payload))
                 else:
                     # Kept for a reader to come, maybe for long: as a tuple of bytes and
                     # numbers, which the garbage collector stops tracking, instead of a
@@ -148,6 +149,7 @@ class ServerObservation:
         item = backlog.pop()
         if type(item) is tuple:
             code, fmt, payload = item
+            code = as_code(code)
             try:
                 records = self._decode.records(fmt, payload) if payload else ()
             except ResponseError as exc:  # the object definitions changed since
