@@ -44,7 +44,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
 from lwm2m.web.bootstrap_api import bootstrap_routes, with_bootstrap_events
-from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
+from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, MethodNotAllowed, NotFound, error
 from lwm2m.web.guard import LocalApiGuard
 from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
@@ -54,7 +54,16 @@ from lwm2m.web.security import security_routes
 from lwm2m.web.sse import event_stream
 from lwm2m.web.views import history_view, registration_view, response_view
 
-ACTIONS = ("discover", "attributes", "observe")
+# RFC 9110 §9.3's methods and PATCH (RFC 5789), for a route whose view answers 405 itself.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+PATH_METHODS = ("GET", "PUT", "POST", "DELETE")
+# The words after a LwM2M path, with the methods each takes.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "discover": ("GET",),
+    "attributes": ("PUT",),
+    "observe": ("POST", "DELETE"),
+}
+COMPOSITE: dict[str, tuple[str, ...]] = {"read": ("POST",), "write": ("POST",), "observe": ("POST", "DELETE")}
 # The web console: static files shipped in the package, nothing loaded from elsewhere.
 CONSOLE_DIR = PathLib(__file__).parent / "console"
 
@@ -153,6 +162,12 @@ def _query_paths(request: Request) -> list[Path]:
     if not given:
         raise BadRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
     return [Path.parse(p.strip()) for p in given]
+
+
+def _allow(request: Request, methods: tuple[str, ...], what: str) -> None:
+    """405 with ``Allow`` unless the request's method is one of ``methods`` (RFC 9110 §15.5.6)."""
+    if request.method not in methods:
+        raise MethodNotAllowed(request.method, methods, what)
 
 
 def _answer(call: Callable[[], Awaitable[DeviceAnswer]]) -> Work:
@@ -257,22 +272,29 @@ def create_app(
         if segments[:1] == ["composite"]:
             return await composite(request, registration, segments[1:])
         if segments[:1] == ["history"]:
+            _allow(request, ("GET",), "history, which is read-only")
             return await history(request, ep, Path.parse("/" + "/".join(segments[1:])))
         action = segments.pop() if segments and segments[-1] in ACTIONS else None
         path = Path.parse("/" + "/".join(segments))
-        if action == "discover" and request.method == "GET":
+        if action is None:
+            # Execute is on a resource, Create in an object (LwM2M-TS-Core 1.2 §6.3.5, §6.3.6).
+            takes_post = path.is_object or path.is_resource
+            _allow(
+                request,
+                ("GET", "PUT", "POST", "DELETE") if takes_post else ("GET", "PUT", "DELETE"),
+                str(path),
+            )
+            return await operation(request, registration, path)
+        _allow(request, ACTIONS[action], f"{path}/{action}")
+        if action == "discover":
             timeout = _timeout(request)
             work = _answer(partial(server.discover, ep, path, timeout=timeout))
             return await device(request, registration, work)
-        if action == "attributes" and request.method == "PUT":
+        if action == "attributes":
             return await attributes(request, registration, path)
-        if action == "observe" and request.method == "POST":
+        if request.method == "POST":
             return await observe(request, registration, path)
-        if action == "observe" and request.method == "DELETE":
-            return await cancel(request, registration, path, str(path))
-        if action is None:
-            return await operation(request, registration, path)
-        return error(405, f"{request.method} is not allowed on .../{action}")
+        return await cancel(request, registration, path, str(path))
 
     async def operation(request: Request, registration: Registration, path: Path) -> Response:
         ep = registration.endpoint
@@ -291,13 +313,11 @@ def create_app(
             if path.is_object:
                 records = _records(body, server) if body else []
                 call = partial(server.create, ep, path, records, format=fmt, timeout=timeout)
-            elif path.is_resource:
+            else:  # a resource: client_path lets POST through only for an object or a resource
                 args = body.get("args", "")
                 if not isinstance(args, str):
                     raise BadRequest(f"args: {args!r} is not a string like \"0='x',1\"")
                 call = partial(server.execute, ep, path, args, timeout=timeout)
-            else:
-                raise BadRequest(f"POST executes a resource or creates in an object; {path} is neither")
         else:  # DELETE
             call = partial(server.delete, ep, path, timeout=timeout)
         return await device(request, registration, _answer(call))
@@ -353,10 +373,11 @@ def create_app(
 
     async def composite(request: Request, registration: Registration, rest: list[str]) -> Response:
         ep = registration.endpoint
-        if rest == ["observe"] and request.method in ("POST", "DELETE"):
+        if len(rest) != 1 or rest[0] not in COMPOSITE:
+            raise NotFound(f"no such resource: {request.url.path} (composite/read, /write or /observe)")
+        _allow(request, COMPOSITE[rest[0]], f"composite/{rest[0]}")
+        if rest == ["observe"]:
             return await composite_observe(request, registration)
-        if request.method != "POST" or rest not in (["read"], ["write"]):
-            return error(405, "use POST .../composite/read, .../composite/write or .../composite/observe")
         body = await _body(request)
         fmt, timeout = _format(request), _timeout(request)
         if rest == ["read"]:
@@ -389,8 +410,6 @@ def create_app(
         return await device(request, registration, work)
 
     async def history(request: Request, ep: str, path: Path) -> Response:
-        if request.method != "GET":
-            return error(405, "history is read-only")
         limit = _number(request, "limit", int)
         if limit is not None and limit < 0:
             raise BadRequest(f"limit: {limit} must not be negative")
@@ -447,13 +466,13 @@ def create_app(
     async def console(request: Request) -> Response:
         return FileResponse(CONSOLE_DIR / "index.html")
 
-    methods = ["GET", "PUT", "POST", "DELETE"]
     routes = [
         Route("/", console, methods=["GET"]),
         Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console"),
         Route("/api/clients", clients, methods=["GET"]),
         Route("/api/clients/{ep}", client, methods=["GET"]),
-        Route("/api/clients/{ep}/{rest:path}", client_path, methods=methods),
+        # Every method reaches the dispatcher, which knows what each path takes (its 405 says).
+        Route("/api/clients/{ep}/{rest:path}", client_path, methods=ANY_METHOD),
         Route("/api/requests/{id}", queued_request, methods=["GET"]),
         Route("/api/models", models, methods=["GET"]),
         Route("/api/models/{id}", model, methods=["GET"]),
