@@ -36,7 +36,7 @@ from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import object_to_dict
 from lwm2m.model.jsonform import records_from_json, value_from_json
-from lwm2m.model.path import Path
+from lwm2m.model.path import InvalidPath, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.attributes import AttributeChange
 from lwm2m.protocol.management import Response as DeviceAnswer
@@ -56,7 +56,23 @@ from lwm2m.web.views import history_view, registration_view, response_view
 
 # RFC 9110 §9.3's methods and PATCH (RFC 5789), for a route whose view answers 405 itself.
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
-PATH_METHODS = ("GET", "PUT", "POST", "DELETE")
+
+
+def path_methods(path: Path) -> tuple[str, ...]:
+    """The methods a LwM2M path takes (LwM2M-TS-Core 1.2 §6.3): Read anywhere; Write on an
+    instance, resource or resource instance; Create (POST) in an object; Execute (POST) on a
+    resource; Delete an object instance (or, for bootstrap clean-up, the root)."""
+    if path.is_root:
+        return ("GET", "DELETE")
+    if path.is_object:
+        return ("GET", "POST")
+    if path.is_instance:
+        return ("GET", "PUT", "DELETE")
+    if path.is_resource:
+        return ("GET", "PUT", "POST")
+    return ("GET", "PUT")
+
+
 # The words after a LwM2M path, with the methods each takes.
 ACTIONS: dict[str, tuple[str, ...]] = {
     "discover": ("GET",),
@@ -162,6 +178,15 @@ def _query_paths(request: Request) -> list[Path]:
     if not given:
         raise BadRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
     return [Path.parse(p.strip()) for p in given]
+
+
+def _path(segments: list[str]) -> Path:
+    """The LwM2M path of URL segments, each a bare ID (Path.parse alone would forgive spaces)."""
+    text = "/" + "/".join(segments)
+    path = Path.parse(text)
+    if str(path) != text:
+        raise InvalidPath(f"invalid path {text[:40]!r}: IDs are decimal numbers, e.g. /3/0/1")
+    return path
 
 
 def _allow(request: Request, methods: tuple[str, ...], what: str) -> None:
@@ -273,17 +298,11 @@ def create_app(
             return await composite(request, registration, segments[1:])
         if segments[:1] == ["history"]:
             _allow(request, ("GET",), "history, which is read-only")
-            return await history(request, ep, Path.parse("/" + "/".join(segments[1:])))
+            return await history(request, ep, _path(segments[1:]))
         action = segments.pop() if segments and segments[-1] in ACTIONS else None
-        path = Path.parse("/" + "/".join(segments))
+        path = _path(segments)
         if action is None:
-            # Execute is on a resource, Create in an object (LwM2M-TS-Core 1.2 §6.3.5, §6.3.6).
-            takes_post = path.is_object or path.is_resource
-            _allow(
-                request,
-                ("GET", "PUT", "POST", "DELETE") if takes_post else ("GET", "PUT", "DELETE"),
-                str(path),
-            )
+            _allow(request, path_methods(path), str(path))
             return await operation(request, registration, path)
         _allow(request, ACTIONS[action], f"{path}/{action}")
         if action == "discover":
@@ -313,7 +332,7 @@ def create_app(
             if path.is_object:
                 records = _records(body, server) if body else []
                 call = partial(server.create, ep, path, records, format=fmt, timeout=timeout)
-            else:  # a resource: client_path lets POST through only for an object or a resource
+            else:  # a resource: path_methods lets POST through only for an object or a resource
                 args = body.get("args", "")
                 if not isinstance(args, str):
                     raise BadRequest(f"args: {args!r} is not a string like \"0='x',1\"")
@@ -446,10 +465,10 @@ def create_app(
         )
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(bootstrap=bootstrap is not None))
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(docs_html())
+        return HTMLResponse(docs_html(bootstrap=bootstrap is not None))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

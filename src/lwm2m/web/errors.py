@@ -73,7 +73,7 @@ RULES: dict[type[BaseException], tuple[int, Callable[[BaseException], str]]] = {
     BadRequest: (400, _as_is),
     ValueError: (400, _as_is),
     QueueTimeout: (504, lambda exc: f"the device did not wake up: {exc}"),
-    TimeoutError: (504, lambda exc: f"the device did not answer: {exc or 'timeout'}"),
+    TimeoutError: (504, lambda exc: f"the device did not answer: {str(exc) or 'timeout'}"),
     ConnectionError: (502, lambda exc: f"the device refused the request: {exc or type(exc).__name__}"),
 }
 

@@ -10,6 +10,8 @@ import html
 from typing import Any
 
 from lwm2m import __version__
+from lwm2m.codec.formats import format_names
+from lwm2m.protocol.attributes import ATTRIBUTE_NAMES, FLAG_ATTRIBUTES, FLOAT_ATTRIBUTES
 
 _EP = {
     "name": "ep",
@@ -18,23 +20,62 @@ _EP = {
     "schema": {"type": "string"},
     "description": "endpoint name",
 }
+# An ID is 0-65534 without leading zeros (65535 is reserved, LwM2M-TS-Core 1.2 §7.1).
+_ID = r"(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
 _PATH = {
     "name": "path",
     "in": "path",
     "required": True,
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "pattern": f"^{_ID}(/{_ID}){{0,3}}$"},
     "description": "LwM2M path without the leading slash, e.g. 3/0/1",
 }
+
+
+def _path(levels: str, description: str) -> dict[str, Any]:
+    """The path parameter for an operation that takes paths of ``levels`` IDs (a regex count)."""
+    pattern = f"^{_ID}(/{_ID}/{_ID})?$" if levels == "1|3" else f"^{_ID}(/{_ID}){{{levels}}}$"
+    return {**_PATH, "schema": {"type": "string", "pattern": pattern}, "description": description}
+
+
+# The levels each operation takes (LwM2M-TS-Core 1.2 §6.3); others answer 405 with Allow.
+_WRITE_PATH = _path("1,3", "an instance, resource or resource instance, e.g. 3/0/14")
+_POST_PATH = _path("1|3", "an object (Create) or a resource (Execute), e.g. 3/0/4")
+_DELETE_PATH = _path("1", "an object instance, e.g. 3303/1")
+_DISCOVER_PATH = _path("0,2", "an object, instance or resource, e.g. 3/0")
+# A resource value as JSON, typed by the object model: Opaque as base64, Objlnk as "3:0".
+_SCALAR = {"type": ["string", "number", "boolean"], "description": "typed by the object model"}
+# Write-Attributes takes each attribute as a query parameter; an empty value removes it.
+_ATTRIBUTES = [
+    {
+        "name": name,
+        "in": "query",
+        "schema": {
+            "anyOf": [
+                # thresholds may be negative (a temperature); a step may not
+                {"type": "number", **({"minimum": 0} if name == "st" else {})}
+                if name in FLOAT_ATTRIBUTES
+                else {"type": "integer", "minimum": 0, **({"maximum": 1} if name in FLAG_ATTRIBUTES else {})},
+                {"type": "string", "maxLength": 0},
+            ]
+        },
+    }
+    for name in ATTRIBUTE_NAMES
+]
+_RESOURCE_PATH = f"^/{_ID}/{_ID}/{_ID}(/{_ID})?$"
+_ONE_PATH = f"^/{_ID}(/{_ID}){{0,3}}$"
+_PATH_PAIRS = f"^/{_ID}(/{_ID}){{0,3}}(,/{_ID}(/{_ID}){{0,3}})*$"
+
+
 _FORMAT = {
     "name": "format",
     "in": "query",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "enum": ["", *format_names(), *map(str, format_names().values())]},
     "description": "content format, by name (tlv, senml-json, senml-cbor, …) or number",
 }
 _TIMEOUT = {
     "name": "timeout",
     "in": "query",
-    "schema": {"type": "number"},
+    "schema": {"type": "number", "exclusiveMinimum": 0},
     "description": "seconds to wait for the device",
 }
 _WAIT = {
@@ -65,7 +106,12 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _device(
-    summary: str, params: list[dict[str, Any]], body: str | None = None, answer: str = "DeviceAnswer"
+    summary: str,
+    params: list[dict[str, Any]],
+    body: str | None = None,
+    answer: str = "DeviceAnswer",
+    *,
+    not_allowed: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -87,8 +133,16 @@ def _device(
             "504": _json(_ref("Error"), "the device did not answer, or did not wake up in time"),
         },
     }
+    if not_allowed:
+        op["responses"]["405"] = {
+            **_json(_ref("Error"), "the operation does not apply at this level of path"),
+            "headers": {"Allow": {"schema": {"type": "string"}, "description": "the methods the path takes"}},
+        }
     if body is not None:
-        op["requestBody"] = {"content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {
+            "required": body != "PostBody",
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
     return op
 
 
@@ -103,31 +157,73 @@ def _cancel(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
         "parameters": [*params, active, _WAIT],
         "responses": {
             "200": _json({"type": "object"}),
+            "400": _json(_ref("Error"), "bad path or parameter"),
             "202": _json(_ref("QueuedRequest"), "active cancel of a sleeping client: queued"),
             "404": _json(_ref("Error"), "no such observation"),
         },
     }
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
+    """The document of the routes an app serves: ``/api/bootstrap`` only with a bootstrap server."""
     schemas: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "Record": _RECORD,
         "Records": {"type": "object", "properties": {"records": {"type": "array", "items": _ref("Record")}}},
-        "WriteBody": {
+        "WriteRecord": {
             "type": "object",
-            "description": 'either "records", or "value" for the one resource of the path',
-            "properties": {"records": {"type": "array", "items": _ref("Record")}, "value": {}},
-        },
-        "PostBody": {
-            "type": "object",
-            "description": '"args" to execute a resource, "records" to create in an object',
+            "required": ["path", "value"],
+            "additionalProperties": False,
             "properties": {
-                "args": {"type": "string", "example": "0='x',1"},
-                "records": {"type": "array", "items": _ref("Record")},
+                "path": {"type": "string", "pattern": _RESOURCE_PATH, "example": "/3/0/14"},
+                "value": _SCALAR,
+                "time": {"type": "number", "description": "Unix seconds"},
             },
         },
-        "Paths": {"type": "object", "properties": {"paths": {"type": "array", "items": {"type": "string"}}}},
+        "WriteRecords": {
+            "type": "object",
+            "required": ["records"],
+            "additionalProperties": False,
+            "properties": {"records": {"type": "array", "minItems": 1, "items": _ref("WriteRecord")}},
+        },
+        "WriteBody": {
+            "description": '"records", or "value" for the one resource (or resource instance) of the path',
+            "oneOf": [
+                _ref("WriteRecords"),
+                {
+                    "type": "object",
+                    "required": ["value"],
+                    "additionalProperties": False,
+                    "properties": {"value": _SCALAR},
+                },
+            ],
+        },
+        "PostBody": {
+            "description": 'on a resource: Execute with "args" (or none); in an object: Create with '
+            '"records" of the new instance (or none)',
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["args"],
+                    "additionalProperties": False,
+                    "properties": {"args": {"type": "string", "example": "0='x',1"}},
+                },
+                _ref("WriteRecords"),
+                {"type": "object", "additionalProperties": False, "maxProperties": 0},
+            ],
+        },
+        "Paths": {
+            "type": "object",
+            "required": ["paths"],
+            "properties": {
+                "paths": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "pattern": _ONE_PATH},
+                    "example": ["/3/0/9", "/3303/0/5700"],
+                }
+            },
+        },
         "ClientPage": {
             "type": "object",
             "required": ["clients", "next"],
@@ -196,16 +292,44 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "SecurityBody": {
-            "type": "object",
-            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes), "x509": '
-            "true (a certificate with the endpoint as subject CN, from an authority the server trusts), "
-            'or "mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)',
-            "properties": {
-                "mode": {"type": "string", "enum": ["psk", "x509", "nosec"]},
-                "pskIdentity": {"type": "string"},
-                "pskKey": {"type": "string", "example": "000102030405060708090a0b0c0d0e0f"},
-                "x509": {"type": "boolean"},
-            },
+            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes: the most Mbed TLS 2.28 '
+            'takes 32), "x509": true (a certificate with the endpoint as subject CN, from an authority '
+            'the server trusts), or "mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)',
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["pskIdentity", "pskKey"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "mode": {"const": "psk"},
+                        "x509": {"const": False},
+                        "pskIdentity": {"type": "string", "minLength": 1},
+                        "pskKey": {
+                            "type": "string",
+                            "pattern": "^([0-9a-fA-F]{2}){1,32}$",
+                            "example": "000102030405060708090a0b0c0d0e0f",
+                        },
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["x509"],
+                    "additionalProperties": False,
+                    "properties": {"x509": {"const": True}, "mode": {"const": "x509"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["mode"],
+                    "additionalProperties": False,
+                    "properties": {"mode": {"const": "x509"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["mode"],
+                    "additionalProperties": False,
+                    "properties": {"mode": {"const": "nosec"}, "x509": {"const": False}},
+                },
+            ],
         },
         "Registration": {
             "type": "object",
@@ -239,9 +363,24 @@ def openapi_document() -> dict[str, Any]:
                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                         "description": "clients per page",
                     },
-                    _query("cursor", "string", "the next of the previous page (opaque)"),
-                    _query("endpoint", "string", "endpoint name prefix, or a glob when it has * ? or ["),
-                    _query("object", "integer", "only clients whose links include this object ID"),
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "cursor", "maxLength": 2048},
+                        "description": "the next of the previous page (opaque)",
+                    },
+                    {
+                        "name": "endpoint",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 1024},
+                        "description": "endpoint name prefix, or a glob when it has * ? or [",
+                    },
+                    {
+                        "name": "object",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 65535},
+                        "description": "only clients whose links include this object ID",
+                    },
                     _query("online", "boolean", "true: awake clients; false: sleeping (queue mode) ones"),
                 ],
                 "responses": {
@@ -261,20 +400,33 @@ def openapi_document() -> dict[str, Any]:
             "get": _device("Read", [*ep_path, _FORMAT]),
             "put": _device(
                 "Write (replace, or partial update with replace=false)",
-                [*ep_path, _FORMAT, _query("replace", "boolean", "PUT replaces (default), false updates")],
+                [
+                    _EP,
+                    _WRITE_PATH,
+                    _TIMEOUT,
+                    _FORMAT,
+                    _query("replace", "boolean", "false: a partial update (instance, resource)"),
+                ],
                 "WriteBody",
+                not_allowed=True,
             ),
             "post": _device(
-                "Execute a resource, or Create an instance in an object", [*ep_path, _FORMAT], "PostBody"
+                "Execute a resource, or Create an instance in an object",
+                [_EP, _POST_PATH, _TIMEOUT, _FORMAT],
+                "PostBody",
+                not_allowed=True,
             ),
-            "delete": _device("Delete an object instance", ep_path),
+            "delete": _device("Delete an object instance", [_EP, _DELETE_PATH, _TIMEOUT], not_allowed=True),
         },
-        "/api/clients/{ep}/{path}/discover": {"get": _device("Discover attributes and resources", ep_path)},
+        "/api/clients/{ep}/{path}/discover": {
+            "get": _device("Discover attributes and resources", [_EP, _DISCOVER_PATH, _TIMEOUT])
+        },
         "/api/clients/{ep}/{path}/attributes": {
             "put": _device(
-                "Write-Attributes: pmin, pmax, gt, lt, st, epmin, epmax, edge, con, hqmax as query "
-                "parameters; a name without a value removes the attribute",
-                ep_path,
+                "Write-Attributes: at least one of pmin, pmax, gt, lt, st, epmin, epmax, edge, con, "
+                "hqmax; a name with an empty value removes the attribute. gt, lt, st and edge go on a "
+                "resource; pmax >= pmin, epmax > epmin, lt + 2*st < gt (LwM2M-TS-Core 1.2 §5.1.2)",
+                [*ep_path, *_ATTRIBUTES],
             )
         },
         "/api/clients/{ep}/{path}/observe": {
@@ -303,7 +455,7 @@ def openapi_document() -> dict[str, Any]:
                         "name": "paths",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "pattern": _PATH_PAIRS},
                         "description": "the observed paths, comma-separated (or the parameter repeated)",
                         "example": "/3/0/9,/3303/0/5700",
                     },
@@ -324,7 +476,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _device("Read-Composite", [_EP, _TIMEOUT, _FORMAT], "Paths")
         },
         "/api/clients/{ep}/composite/write": {
-            "post": _device("Write-Composite", [_EP, _TIMEOUT, _FORMAT], "Records")
+            "post": _device("Write-Composite", [_EP, _TIMEOUT, _FORMAT], "WriteRecords")
         },
         "/api/clients/{ep}/history/{path}": {
             "get": {
@@ -333,9 +485,18 @@ def openapi_document() -> dict[str, Any]:
                     _EP,
                     _PATH,
                     _query("since", "number", "Unix seconds"),
-                    _query("limit", "integer", "at most this many records"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "at most this many records",
+                    },
                 ],
-                "responses": {"200": _json(_ref("Records")), "404": _json(_ref("Error"))},
+                "responses": {
+                    "200": _json(_ref("Records")),
+                    "400": _json(_ref("Error"), "bad path, since or limit"),
+                    "404": _json(_ref("Error")),
+                },
             }
         },
         "/api/models": {
@@ -366,7 +527,10 @@ def openapi_document() -> dict[str, Any]:
             "put": {
                 "summary": "Set an endpoint's PSK or X.509 expectation; ends sessions made with an old one",
                 "parameters": [_EP],
-                "requestBody": {"content": {"application/json": {"schema": _ref("SecurityBody")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SecurityBody")}},
+                },
                 "responses": {
                     "200": _json(_ref("SecurityInfo"), "replaced"),
                     "201": _json(_ref("SecurityInfo"), "created"),
@@ -380,6 +544,8 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
             },
         },
+    }
+    bootstrap_paths: dict[str, Any] = {
         "/api/bootstrap": {
             "get": {
                 "summary": "With a bootstrap server (--bootstrap-port): its configurations, keys never "
@@ -417,6 +583,10 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
             },
         },
+    }
+    if bootstrap:
+        paths.update(bootstrap_paths)
+    paths |= {
         "/api/events": {
             "get": {
                 "summary": "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, "
@@ -450,9 +620,9 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def docs_html() -> str:
+def docs_html(*, bootstrap: bool = False) -> str:
     """The paths and operations as a plain page: no scripts, nothing fetched from elsewhere."""
-    doc = openapi_document()
+    doc = openapi_document(bootstrap=bootstrap)
     items = []
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
