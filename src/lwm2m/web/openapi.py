@@ -22,26 +22,6 @@ _EP = {
 }
 # An ID is 0-65534 without leading zeros (65535 is reserved, LwM2M-TS-Core 1.2 §7.1).
 _ID = r"(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
-_PATH = {
-    "name": "path",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": f"^{_ID}(/{_ID}){{0,3}}$"},
-    "description": "LwM2M path without the leading slash, e.g. 3/0/1",
-}
-
-
-def _path(levels: str, description: str) -> dict[str, Any]:
-    """The path parameter for an operation that takes paths of ``levels`` IDs (a regex count)."""
-    pattern = f"^{_ID}(/{_ID}/{_ID})?$" if levels == "1|3" else f"^{_ID}(/{_ID}){{{levels}}}$"
-    return {**_PATH, "schema": {"type": "string", "pattern": pattern}, "description": description}
-
-
-# The levels each operation takes (LwM2M-TS-Core 1.2 §6.3); others answer 405 with Allow.
-_WRITE_PATH = _path("1,3", "an instance, resource or resource instance, e.g. 3/0/14")
-_POST_PATH = _path("1|3", "an object (Create) or a resource (Execute), e.g. 3/0/4")
-_DELETE_PATH = _path("1", "an object instance, e.g. 3303/1")
-_DISCOVER_PATH = _path("0,2", "an object, instance or resource, e.g. 3/0")
 # A resource value as JSON, typed by the object model: Opaque as base64, Objlnk as "3:0".
 _SCALAR = {"type": ["string", "number", "boolean"], "description": "typed by the object model"}
 # Write-Attributes takes each attribute as a query parameter; an empty value removes it.
@@ -61,6 +41,8 @@ _ATTRIBUTES = [
     }
     for name in ATTRIBUTE_NAMES
 ]
+# gt, lt, st and edge belong on a resource (LwM2M-TS-Core 1.2 §5.1.2).
+_RESOURCE_ATTRIBUTES = ("gt", "lt", "st", "edge")
 _RESOURCE_PATH = f"^/{_ID}/{_ID}/{_ID}(/{_ID})?$"
 _ONE_PATH = f"^/{_ID}(/{_ID}){{0,3}}$"
 _PATH_PAIRS = f"^/{_ID}(/{_ID}){{0,3}}(,/{_ID}(/{_ID}){{0,3}})*$"
@@ -110,8 +92,6 @@ def _device(
     params: list[dict[str, Any]],
     body: str | None = None,
     answer: str = "DeviceAnswer",
-    *,
-    not_allowed: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -133,14 +113,9 @@ def _device(
             "504": _json(_ref("Error"), "the device did not answer, or did not wake up in time"),
         },
     }
-    if not_allowed:
-        op["responses"]["405"] = {
-            **_json(_ref("Error"), "the operation does not apply at this level of path"),
-            "headers": {"Allow": {"schema": {"type": "string"}, "description": "the methods the path takes"}},
-        }
     if body is not None:
         op["requestBody"] = {
-            "required": body != "PostBody",
+            "required": body not in ("CreateBody", "ExecuteBody"),
             "content": {"application/json": {"schema": _ref(body)}},
         }
     return op
@@ -162,6 +137,92 @@ def _cancel(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
             "404": _json(_ref("Error"), "no such observation"),
         },
     }
+
+
+_ID_RANGE = {"minimum": 0, "maximum": 65534}
+_LEVELS = ("objectId", "instanceId", "resourceId", "resourceInstanceId")
+
+
+def _ids(level: int) -> list[dict[str, Any]]:
+    """The path parameters of a LwM2M path of ``level`` IDs (0-65534: 65535 is reserved)."""
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 65534},
+        }
+        for name in _LEVELS[:level]
+    ]
+
+
+def _device_paths() -> dict[str, Any]:
+    """The device routes, one template per path level, each with the operations that level
+    takes (LwM2M-TS-Core 1.2 §6.3): the server answers other methods 405 with this Allow."""
+    paths: dict[str, Any] = {}
+    for level in range(1, 5):
+        ids = "/".join("{" + name + "}" for name in _LEVELS[:level])
+        base = f"/api/clients/{{ep}}/{ids}"
+        params = [_EP, *_ids(level), _TIMEOUT]
+        ops: dict[str, Any] = {"get": _device("Read", [*params, _FORMAT])}
+        if level >= 2:
+            replace = [_query("replace", "boolean", "false: a partial update")] if level in (2, 3) else []
+            ops["put"] = _device(
+                "Write (replace, or a partial update with replace=false)",
+                [*params, _FORMAT, *replace],
+                "WriteRecords" if level == 2 else "WriteBody",
+            )
+        if level == 1:
+            ops["post"] = _device(
+                "Create an instance (records: its resources)", [*params, _FORMAT], "CreateBody"
+            )
+        if level == 3:
+            ops["post"] = _device("Execute", params, "ExecuteBody")
+        if level == 2:
+            ops["delete"] = _device("Delete the instance", params)
+        paths[base] = ops
+        if level <= 3:
+            paths[f"{base}/discover"] = {"get": _device("Discover attributes and resources", params)}
+        attributes = [a for a in _ATTRIBUTES if level >= 3 or a["name"] not in _RESOURCE_ATTRIBUTES]
+        paths[f"{base}/attributes"] = {
+            "put": _device(
+                "Write-Attributes: at least one of the attributes; an empty value removes one. "
+                "pmax >= pmin, epmax > epmin, lt + 2*st < gt (LwM2M-TS-Core 1.2 §5.1.2)",
+                [*params, *attributes],
+            )
+        }
+        paths[f"{base}/observe"] = {
+            "post": _device(
+                "Observe: the current value; notifications arrive as SSE events",
+                [*params, _FORMAT],
+                answer="ObserveAnswer",
+            ),
+            "delete": _cancel(
+                "Cancel an observation started here (or resumed after a restart)", [_EP, *_ids(level)]
+            ),
+        }
+        paths[f"/api/clients/{{ep}}/history/{ids}"] = {
+            "get": {
+                "summary": "Stored values from notifications, newest first",
+                "parameters": [
+                    _EP,
+                    *_ids(level),
+                    _query("since", "number", "Unix seconds"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "at most this many records",
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("Records")),
+                    "400": _json(_ref("Error"), "bad since or limit"),
+                    "404": _json(_ref("Error")),
+                },
+            }
+        }
+    return paths
 
 
 def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
@@ -198,19 +259,16 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
                 },
             ],
         },
-        "PostBody": {
-            "description": 'on a resource: Execute with "args" (or none); in an object: Create with '
-            '"records" of the new instance (or none)',
-            "oneOf": [
-                {
-                    "type": "object",
-                    "required": ["args"],
-                    "additionalProperties": False,
-                    "properties": {"args": {"type": "string", "example": "0='x',1"}},
-                },
-                _ref("WriteRecords"),
-                {"type": "object", "additionalProperties": False, "maxProperties": 0},
-            ],
+        "CreateBody": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"records": {"type": "array", "items": _ref("WriteRecord")}},
+            "description": "the new instance's resources (none: the client's defaults)",
+        },
+        "ExecuteBody": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"args": {"type": "string", "example": "0='x',1"}},
         },
         "Paths": {
             "type": "object",
@@ -292,8 +350,8 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
             },
         },
         "SecurityBody": {
-            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes: the most Mbed TLS 2.28 '
-            'takes 32), "x509": true (a certificate with the endpoint as subject CN, from an authority '
+            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes, as Mbed TLS '
+            '2.28 takes), "x509": true (a certificate with the endpoint as subject CN, from an authority '
             'the server trusts), or "mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)',
             "oneOf": [
                 {
@@ -348,7 +406,6 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
             },
         },
     }
-    ep_path = [_EP, _PATH, _TIMEOUT]
     paths: dict[str, Any] = {
         "/api/clients": {
             "get": {
@@ -396,49 +453,7 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Registration")), "404": _json(_ref("Error"))},
             }
         },
-        "/api/clients/{ep}/{path}": {
-            "get": _device("Read", [*ep_path, _FORMAT]),
-            "put": _device(
-                "Write (replace, or partial update with replace=false)",
-                [
-                    _EP,
-                    _WRITE_PATH,
-                    _TIMEOUT,
-                    _FORMAT,
-                    _query("replace", "boolean", "false: a partial update (instance, resource)"),
-                ],
-                "WriteBody",
-                not_allowed=True,
-            ),
-            "post": _device(
-                "Execute a resource, or Create an instance in an object",
-                [_EP, _POST_PATH, _TIMEOUT, _FORMAT],
-                "PostBody",
-                not_allowed=True,
-            ),
-            "delete": _device("Delete an object instance", [_EP, _DELETE_PATH, _TIMEOUT], not_allowed=True),
-        },
-        "/api/clients/{ep}/{path}/discover": {
-            "get": _device("Discover attributes and resources", [_EP, _DISCOVER_PATH, _TIMEOUT])
-        },
-        "/api/clients/{ep}/{path}/attributes": {
-            "put": _device(
-                "Write-Attributes: at least one of pmin, pmax, gt, lt, st, epmin, epmax, edge, con, "
-                "hqmax; a name with an empty value removes the attribute. gt, lt, st and edge go on a "
-                "resource; pmax >= pmin, epmax > epmin, lt + 2*st < gt (LwM2M-TS-Core 1.2 §5.1.2)",
-                [*ep_path, *_ATTRIBUTES],
-            )
-        },
-        "/api/clients/{ep}/{path}/observe": {
-            "post": _device(
-                "Observe: the current value; notifications arrive as SSE events",
-                [*ep_path, _FORMAT],
-                answer="ObserveAnswer",
-            ),
-            "delete": _cancel(
-                "Cancel an observation started here (or resumed after a restart)", [_EP, _PATH]
-            ),
-        },
+        **_device_paths(),
         "/api/clients/{ep}/composite/observe": {
             "post": _device(
                 "Observe-Composite: one observation of several paths (a FETCH with Observe 0); the "
@@ -477,27 +492,6 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
         },
         "/api/clients/{ep}/composite/write": {
             "post": _device("Write-Composite", [_EP, _TIMEOUT, _FORMAT], "WriteRecords")
-        },
-        "/api/clients/{ep}/history/{path}": {
-            "get": {
-                "summary": "Stored values from notifications, newest first",
-                "parameters": [
-                    _EP,
-                    _PATH,
-                    _query("since", "number", "Unix seconds"),
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 0},
-                        "description": "at most this many records",
-                    },
-                ],
-                "responses": {
-                    "200": _json(_ref("Records")),
-                    "400": _json(_ref("Error"), "bad path, since or limit"),
-                    "404": _json(_ref("Error")),
-                },
-            }
         },
         "/api/models": {
             "get": {
