@@ -44,11 +44,12 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
 from lwm2m.web.bootstrap_api import bootstrap_routes, with_bootstrap_events
+from lwm2m.web.docs import INIT_JS, STATIC_PREFIX, interactive_html, plain_html, swagger_ui_dir
 from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, MethodNotAllowed, NotFound, error
 from lwm2m.web.guard import LocalApiGuard
 from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
-from lwm2m.web.openapi import docs_html, openapi_document
+from lwm2m.web.openapi import openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
 from lwm2m.web.security import security_routes
 from lwm2m.web.sse import event_stream
@@ -85,14 +86,19 @@ CONSOLE_DIR = PathLib(__file__).parent / "console"
 
 
 class BearerAuth:
-    """Every ``/api`` request must carry ``Authorization: Bearer TOKEN`` (RFC 6750 §2.1)."""
+    """Every ``/api`` request but the OpenAPI document and its page must carry
+    ``Authorization: Bearer TOKEN`` (RFC 6750 §2.1)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api"):
+        path = scope.get("path", "")
+        # The document and its page describe the API and hold nothing secret; a browser opening
+        # the page cannot send a bearer token, but the page's "Authorize" can for the calls.
+        public = path == "/api/openapi.json" or path == "/api/docs" or path.startswith("/api/docs/")
+        if scope["type"] == "http" and path.startswith("/api") and not public:
             given = dict(scope["headers"]).get(b"authorization", b"")
             # compare_digest: the time taken must not tell how much of the token matched.
             if not hmac.compare_digest(given, self.expected):
@@ -250,6 +256,7 @@ def create_app(
     :class:`~lwm2m.web.guard.LocalApiGuard` every request passes, token or not.
     """
     keeper = ObservationKeeper()
+    swagger_dir = swagger_ui_dir()
     table = requests if requests is not None else RequestTable()
 
     def _sleeping(registration: Registration) -> bool:
@@ -468,7 +475,13 @@ def create_app(
         return JSONResponse(openapi_document(bootstrap=bootstrap is not None))
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(docs_html(bootstrap=bootstrap is not None))
+        doc = openapi_document(bootstrap=bootstrap is not None)
+        if swagger_dir is None:
+            return HTMLResponse(plain_html(doc))
+        return HTMLResponse(interactive_html(doc["info"]["title"]))
+
+    async def docs_init(request: Request) -> Response:
+        return Response(INIT_JS, media_type="text/javascript")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -500,6 +513,14 @@ def create_app(
         Route("/api/events", events, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/api/docs", docs, methods=["GET"]),
+        *(
+            [
+                Route("/api/docs/init.js", docs_init, methods=["GET"]),
+                Mount(STATIC_PREFIX, StaticFiles(directory=swagger_dir), name="swagger-ui"),
+            ]
+            if swagger_dir is not None
+            else []
+        ),
     ]
     # The guard is outermost: a refused request never reaches the token check or a route, and
     # CORS preflights (which carry no token) are answered before the token check.

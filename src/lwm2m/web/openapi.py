@@ -1,4 +1,4 @@
-"""A hand-written OpenAPI 3.1 description of the REST API, and a plain HTML page showing it.
+"""A hand-written OpenAPI 3.1 description of the REST API (shown at ``/api/docs``).
 
 Written by hand rather than generated: the API is small, and one dispatcher
 serves several paths, which a generator could not see.
@@ -6,7 +6,6 @@ serves several paths, which a generator could not see.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from lwm2m import __version__
@@ -596,7 +595,7 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
         },
         "/api/docs": {
             "get": {
-                "summary": "This document as a web page",
+                "summary": "This document as an interactive web page (Swagger UI, served from here)",
                 "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
             }
         },
@@ -612,22 +611,3 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
         "security": [{}, {"bearer": []}],
         "paths": paths,
     }
-
-
-def docs_html(*, bootstrap: bool = False) -> str:
-    """The paths and operations as a plain page: no scripts, nothing fetched from elsewhere."""
-    doc = openapi_document(bootstrap=bootstrap)
-    items = []
-    for path, operations in doc["paths"].items():
-        for method, op in operations.items():
-            params = ", ".join(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
-            query = f" <small>?{html.escape(params)}</small>" if params else ""
-            summary = html.escape(op["summary"])
-            items.append(f"<li><code>{method.upper()} {html.escape(path)}</code>{query} — {summary}</li>")
-    title = html.escape(doc["info"]["title"])
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>\n'
-        f"<body><h1>{title}</h1>\n"
-        '<p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1).</p>\n'
-        f"<ul>\n{chr(10).join(items)}\n</ul></body></html>\n"
-    )
