@@ -545,9 +545,14 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
                 "shown ('*' is the default), and its running and recent sessions with status and times",
                 "parameters": [
                     _query("ep", "string", "only this endpoint's sessions"),
-                    _query("limit", "integer", "at most this many sessions (50)"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+                        "description": "at most this many sessions (50)",
+                    },
                 ],
-                "responses": {"200": _json({"type": "object"})},
+                "responses": {"200": _json({"type": "object"}), "400": _json(_ref("Error"), "bad limit")},
             }
         },
         "/api/bootstrap/{ep}": {
