@@ -33,6 +33,7 @@ def test_inheritance_more_specific_level_wins() -> None:
         (["gt=abc"], "must be a number"),
         (["gt=nan"], "must be a number"),
         (["pmin=-1"], "must not be negative"),
+        (["st=-0.5"], "must not be negative"),
         (["edge=2"], "must be 0 or 1"),
         (["pmin=1", "pmin=2"], "given twice"),
     ],
@@ -40,6 +41,12 @@ def test_inheritance_more_specific_level_wins() -> None:
 def test_bad_attributes_are_named(query: list[str], message: str) -> None:
     with pytest.raises(InvalidAttributes, match=message):
         AttributeChange.parse_query(query)
+
+
+def test_thresholds_may_be_below_zero() -> None:
+    # A temperature's thresholds (LwM2M-TS-Core 1.2 §5.1.2): only the step must not be negative.
+    change = AttributeChange.parse_query(["lt=-10.5", "gt=-2"])
+    assert (change.set.lt, change.set.gt) == (-10.5, -2.0)
 
 
 @pytest.mark.parametrize(

@@ -164,19 +164,19 @@ async def test_models_and_openapi() -> None:
         assert doc["openapi"].startswith("3.1")
         for path in (
             "/api/clients",
-            "/api/clients/{ep}/{path}",
+            "/api/clients/{ep}/{objectId}/{instanceId}/{resourceId}",
             "/api/events",
-            "/api/clients/{ep}/{path}/observe",
+            "/api/clients/{ep}/{objectId}/{instanceId}/observe",
             "/api/clients/{ep}/composite/observe",
             "/api/requests/{id}",
         ):
             assert path in doc["paths"]
-        read = doc["paths"]["/api/clients/{ep}/{path}"]["get"]
+        read = doc["paths"]["/api/clients/{ep}/{objectId}/{instanceId}/{resourceId}"]["get"]
         assert "202" in read["responses"] and "wait" in [p["name"] for p in read["parameters"]]
         assert "REQUEST_DONE" in doc["paths"]["/api/events"]["get"]["summary"]
         assert set(doc["paths"]["/api/clients/{ep}/composite/observe"]) == {"post", "delete"}
         page = await api.get("/api/docs")
-        assert page.headers["content-type"].startswith("text/html") and "/api/clients" in page.text
+        assert page.headers["content-type"].startswith("text/html") and "/api/openapi.json" in page.text
 
 
 async def test_a_token_is_required_when_set() -> None:
@@ -279,3 +279,40 @@ async def test_a_queue_mode_client_shows_as_sleeping() -> None:
         assert awake["queueMode"] is True and awake["sleeping"] is False
         await asyncio.sleep(0.4)
         assert (await api.get("/api/clients/sleepy")).json()["sleeping"] is True
+
+
+async def test_every_refusal_is_json_and_405_says_what_the_path_takes() -> None:
+    async with running() as (server, _, _), client_for(server) as api:
+        for url in (
+            "/nowhere",
+            "/api/nowhere",
+            "/console/missing.js",
+            "/api/clients/dev-1/composite/nothing",
+        ):
+            answer = await api.get(url)
+            assert answer.status_code == 404 and "error" in answer.json(), url
+        cases = {
+            ("PATCH", "/api/clients/dev-1/3"): "GET, POST",  # Read, Create
+            ("PUT", "/api/clients/dev-1/3"): "GET, POST",
+            ("POST", "/api/clients/dev-1/3/0"): "GET, PUT, DELETE",
+            ("DELETE", "/api/clients/dev-1/3/0/9"): "GET, PUT, POST",  # Execute on a resource
+            ("POST", "/api/clients/dev-1/3/0/7/0"): "GET, PUT",
+            ("POST", "/api/clients/dev-1/3/0/discover"): "GET",
+            ("GET", "/api/clients/dev-1/3/0/observe"): "POST, DELETE",
+            ("GET", "/api/clients/dev-1/composite/read"): "POST",
+            ("POST", "/api/clients/dev-1/history/3/0/9"): "GET",
+            ("DELETE", "/api/clients"): "GET, HEAD",
+            ("POST", "/api/openapi.json"): "GET, HEAD",
+        }
+        for (method, url), allow in cases.items():
+            answer = await api.request(method, url)
+            assert answer.status_code == 405, (method, url)
+            given = answer.headers["allow"].split(", ")  # Starlette's own 405s list in any order
+            assert sorted(given) == sorted(allow.split(", ")) and len(set(given)) == len(given), (method, url)
+            assert answer.headers["content-type"] == "application/json" and answer.json()["error"], (
+                method,
+                url,
+            )
+        # A path segment that is not a bare ID is a 400, not the root.
+        spaced = await api.get("/api/clients/dev-1/%C2%85")
+        assert spaced.status_code == 400 and "IDs are decimal numbers" in spaced.json()["error"]

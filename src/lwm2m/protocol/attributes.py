@@ -29,14 +29,16 @@ def _number(name: str, text: str) -> int | float:
             v: int | float = float(text)
             if v != v or v in (float("inf"), float("-inf")):
                 raise ValueError
-            return v
-        v = int(text)
+        else:
+            v = int(text)
     except ValueError:
         kind = "a number" if name in FLOAT_ATTRIBUTES else "an integer"
         raise InvalidAttributes(f"attribute {name}={text!r}: value must be {kind}") from None
     if name in FLAG_ATTRIBUTES and v not in (0, 1):
         raise InvalidAttributes(f"attribute {name}={text!r}: value must be 0 or 1")
-    if v < 0:
+    # gt and lt are thresholds on the value, which may be below zero (§5.1.2); a step (st), a
+    # period or a count may not.
+    if v < 0 and name not in ("gt", "lt"):
         raise InvalidAttributes(f"attribute {name}={text!r}: value must not be negative")
     return v
 

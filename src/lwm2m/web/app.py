@@ -36,7 +36,7 @@ from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import object_to_dict
 from lwm2m.model.jsonform import records_from_json, typed_from_json
-from lwm2m.model.path import Path
+from lwm2m.model.path import InvalidPath, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.attributes import AttributeChange
 from lwm2m.protocol.management import Response as DeviceAnswer
@@ -44,30 +44,61 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
 from lwm2m.web.bootstrap_api import bootstrap_event_view, bootstrap_routes, with_bootstrap_events
-from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
+from lwm2m.web.docs import INIT_JS, STATIC_PREFIX, interactive_html, plain_html, swagger_ui_dir
+from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, MethodNotAllowed, NotFound, error
 from lwm2m.web.guard import LocalApiGuard
 from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
-from lwm2m.web.openapi import docs_html, openapi_document
+from lwm2m.web.openapi import openapi_document
 from lwm2m.web.requests import RequestTable, TableFull, Work
 from lwm2m.web.security import security_routes
 from lwm2m.web.sse import RECENT_EVENTS, RecentEvents, event_stream
 from lwm2m.web.views import ADD_MODEL, history_view, model_hint, registration_view, response_view
 
-ACTIONS = ("discover", "attributes", "observe")
+# RFC 9110 §9.3's methods and PATCH (RFC 5789), for a route whose view answers 405 itself.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+
+
+def path_methods(path: Path) -> tuple[str, ...]:
+    """The methods a LwM2M path takes (LwM2M-TS-Core 1.2 §6.3): Read anywhere; Write on an
+    instance, resource or resource instance; Create (POST) in an object; Execute (POST) on a
+    resource; Delete an object instance (or, for bootstrap clean-up, the root)."""
+    if path.is_root:
+        return ("GET", "DELETE")
+    if path.is_object:
+        return ("GET", "POST")
+    if path.is_instance:
+        return ("GET", "PUT", "DELETE")
+    if path.is_resource:
+        return ("GET", "PUT", "POST")
+    return ("GET", "PUT")
+
+
+# The words after a LwM2M path, with the methods each takes.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    "discover": ("GET",),
+    "attributes": ("PUT",),
+    "observe": ("POST", "DELETE"),
+}
+COMPOSITE: dict[str, tuple[str, ...]] = {"read": ("POST",), "write": ("POST",), "observe": ("POST", "DELETE")}
 # The web console: static files shipped in the package, nothing loaded from elsewhere.
 CONSOLE_DIR = PathLib(__file__).parent / "console"
 
 
 class BearerAuth:
-    """Every ``/api`` request must carry ``Authorization: Bearer TOKEN`` (RFC 6750 §2.1)."""
+    """Every ``/api`` request but the OpenAPI document and its page must carry
+    ``Authorization: Bearer TOKEN`` (RFC 6750 §2.1)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/api"):
+        path = scope.get("path", "")
+        # The document and its page describe the API and hold nothing secret; a browser opening
+        # the page cannot send a bearer token, but the page's "Authorize" can for the calls.
+        public = path == "/api/openapi.json" or path == "/api/docs" or path.startswith("/api/docs/")
+        if scope["type"] == "http" and path.startswith("/api") and not public:
             given = dict(scope["headers"]).get(b"authorization", b"")
             # compare_digest: the time taken must not tell how much of the token matched.
             if not hmac.compare_digest(given, self.expected):
@@ -155,6 +186,21 @@ def _query_paths(request: Request) -> list[Path]:
     return [Path.parse(p.strip()) for p in given]
 
 
+def _path(segments: list[str]) -> Path:
+    """The LwM2M path of URL segments, each a bare ID (Path.parse alone would forgive spaces)."""
+    text = "/" + "/".join(segments)
+    path = Path.parse(text)
+    if str(path) != text:
+        raise InvalidPath(f"invalid path {text[:40]!r}: IDs are decimal numbers, e.g. /3/0/1")
+    return path
+
+
+def _allow(request: Request, methods: tuple[str, ...], what: str) -> None:
+    """405 with ``Allow`` unless the request's method is one of ``methods`` (RFC 9110 §15.5.6)."""
+    if request.method not in methods:
+        raise MethodNotAllowed(request.method, methods, what)
+
+
 def _answer(
     call: Callable[[], Awaitable[DeviceAnswer]], hint: Callable[[DeviceAnswer], str | None] | None = None
 ) -> Work:
@@ -219,6 +265,7 @@ def create_app(
     :class:`~lwm2m.web.guard.LocalApiGuard` every request passes, token or not.
     """
     keeper = ObservationKeeper()
+    swagger_dir = swagger_ui_dir()
     table = requests if requests is not None else RequestTable()
     recent = RecentEvents()  # followed from the app's start (lifespan) to its stop
 
@@ -267,22 +314,23 @@ def create_app(
         if segments[:1] == ["composite"]:
             return await composite(request, registration, segments[1:])
         if segments[:1] == ["history"]:
-            return await history(request, ep, Path.parse("/" + "/".join(segments[1:])))
+            _allow(request, ("GET",), "history, which is read-only")
+            return await history(request, ep, _path(segments[1:]))
         action = segments.pop() if segments and segments[-1] in ACTIONS else None
-        path = Path.parse("/" + "/".join(segments))
-        if action == "discover" and request.method == "GET":
+        path = _path(segments)
+        if action is None:
+            _allow(request, path_methods(path), str(path))
+            return await operation(request, registration, path)
+        _allow(request, ACTIONS[action], f"{path}/{action}")
+        if action == "discover":
             timeout = _timeout(request)
             work = _answer(partial(server.discover, ep, path, timeout=timeout))
             return await device(request, registration, work)
-        if action == "attributes" and request.method == "PUT":
+        if action == "attributes":
             return await attributes(request, registration, path)
-        if action == "observe" and request.method == "POST":
+        if request.method == "POST":
             return await observe(request, registration, path)
-        if action == "observe" and request.method == "DELETE":
-            return await cancel(request, registration, path, str(path))
-        if action is None:
-            return await operation(request, registration, path)
-        return error(405, f"{request.method} is not allowed on .../{action}")
+        return await cancel(request, registration, path, str(path))
 
     async def operation(request: Request, registration: Registration, path: Path) -> Response:
         ep = registration.endpoint
@@ -304,13 +352,11 @@ def create_app(
             if path.is_object:
                 records = _records(body, server) if body else []
                 call = partial(server.create, ep, path, records, format=fmt, timeout=timeout)
-            elif path.is_resource:
+            else:  # a resource: path_methods lets POST through only for an object or a resource
                 args = body.get("args", "")
                 if not isinstance(args, str):
                     raise BadRequest(f"args: {args!r} is not a string like \"0='x',1\"")
                 call = partial(server.execute, ep, path, args, timeout=timeout)
-            else:
-                raise BadRequest(f"POST executes a resource or creates in an object; {path} is neither")
         else:  # DELETE
             call = partial(server.delete, ep, path, timeout=timeout)
         return await device(request, registration, _answer(call))
@@ -366,10 +412,11 @@ def create_app(
 
     async def composite(request: Request, registration: Registration, rest: list[str]) -> Response:
         ep = registration.endpoint
-        if rest == ["observe"] and request.method in ("POST", "DELETE"):
+        if len(rest) != 1 or rest[0] not in COMPOSITE:
+            raise NotFound(f"no such resource: {request.url.path} (composite/read, /write or /observe)")
+        _allow(request, COMPOSITE[rest[0]], f"composite/{rest[0]}")
+        if rest == ["observe"]:
             return await composite_observe(request, registration)
-        if request.method != "POST" or rest not in (["read"], ["write"]):
-            return error(405, "use POST .../composite/read, .../composite/write or .../composite/observe")
         body = await _body(request)
         fmt, timeout = _format(request), _timeout(request)
         if rest == ["read"]:
@@ -402,8 +449,6 @@ def create_app(
         return await device(request, registration, work)
 
     async def history(request: Request, ep: str, path: Path) -> Response:
-        if request.method != "GET":
-            return error(405, "history is read-only")
         limit = _number(request, "limit", int)
         if limit is not None and limit < 0:
             raise BadRequest(f"limit: {limit} must not be negative")
@@ -444,10 +489,16 @@ def create_app(
         )
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document())
+        return JSONResponse(openapi_document(bootstrap=bootstrap is not None))
 
     async def docs(request: Request) -> Response:
-        return HTMLResponse(docs_html())
+        doc = openapi_document(bootstrap=bootstrap is not None)
+        if swagger_dir is None:
+            return HTMLResponse(plain_html(doc))
+        return HTMLResponse(interactive_html(doc["info"]["title"]))
+
+    async def docs_init(request: Request) -> Response:
+        return Response(INIT_JS, media_type="text/javascript")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -469,13 +520,13 @@ def create_app(
     async def console(request: Request) -> Response:
         return FileResponse(CONSOLE_DIR / "index.html")
 
-    methods = ["GET", "PUT", "POST", "DELETE"]
     routes = [
         Route("/", console, methods=["GET"]),
         Mount("/console", StaticFiles(directory=CONSOLE_DIR), name="console"),
         Route("/api/clients", clients, methods=["GET"]),
         Route("/api/clients/{ep}", client, methods=["GET"]),
-        Route("/api/clients/{ep}/{rest:path}", client_path, methods=methods),
+        # Every method reaches the dispatcher, which knows what each path takes (its 405 says).
+        Route("/api/clients/{ep}/{rest:path}", client_path, methods=ANY_METHOD),
         Route("/api/requests/{id}", queued_request, methods=["GET"]),
         Route("/api/models", models, methods=["GET"]),
         Route("/api/models/{id}", model, methods=["GET"]),
@@ -484,6 +535,14 @@ def create_app(
         Route("/api/events", events, methods=["GET"]),
         Route("/api/openapi.json", openapi, methods=["GET"]),
         Route("/api/docs", docs, methods=["GET"]),
+        *(
+            [
+                Route("/api/docs/init.js", docs_init, methods=["GET"]),
+                Mount(STATIC_PREFIX, StaticFiles(directory=swagger_dir), name="swagger-ui"),
+            ]
+            if swagger_dir is not None
+            else []
+        ),
     ]
     # The guard is outermost: a refused request never reaches the token check or a route, and
     # CORS preflights (which carry no token) are answered before the token check.

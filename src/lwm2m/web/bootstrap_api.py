@@ -135,8 +135,8 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return SESSIONS_SHOWN
-    if not raw.isdigit():
-        raise BadRequest(f"limit: {raw!r} is not a number")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise BadRequest(f"limit: {raw[:40]!r} is not a number of sessions")
     return int(raw)
 
 

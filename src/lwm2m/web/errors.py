@@ -10,8 +10,11 @@ and message in its result (:func:`describe`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -25,6 +28,8 @@ from lwm2m.protocol.management import OperationError, ResponseError
 from lwm2m.server.presence import QueueTimeout
 from lwm2m.server.server import UnknownEndpoint
 
+log = logging.getLogger("lwm2m.web")
+
 
 class BadRequest(ValueError):
     """A query parameter or body the API cannot use; the message names the bad value."""
@@ -34,8 +39,17 @@ class NotFound(LookupError):
     """Something the API was asked about that it does not hold (an observation, a model)."""
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class MethodNotAllowed(Exception):
+    """A method the resource does not take; ``allow`` lists those it takes (RFC 9110 §15.5.6:
+    a 405 carries ``Allow``)."""
+
+    def __init__(self, method: str, allow: Iterable[str], what: str) -> None:
+        self.allow = tuple(allow)
+        super().__init__(f"{method} is not allowed on {what}; use {', '.join(self.allow)}")
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _as_is(exc: BaseException) -> str:
@@ -59,7 +73,7 @@ RULES: dict[type[BaseException], tuple[int, Callable[[BaseException], str]]] = {
     BadRequest: (400, _as_is),
     ValueError: (400, _as_is),
     QueueTimeout: (504, lambda exc: f"the device did not wake up: {exc}"),
-    TimeoutError: (504, lambda exc: f"the device did not answer: {exc or 'timeout'}"),
+    TimeoutError: (504, lambda exc: f"the device did not answer: {str(exc) or 'timeout'}"),
     ConnectionError: (502, lambda exc: f"the device refused the request: {exc or type(exc).__name__}"),
 }
 
@@ -80,4 +94,36 @@ async def _handle(request: Request, exc: Exception) -> Response:
     return error(*found)
 
 
-EXCEPTION_HANDLERS = dict.fromkeys(RULES, _handle)
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MethodNotAllowed)
+    return error(405, str(exc), {"Allow": ", ".join(exc.allow)})
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, a method the route does not take, a missing
+    static file) in the API's one error shape, keeping their headers (``Allow`` on a 405)."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code in (204, 304):  # no body allowed (RFC 9110 §15.3.5, §15.4.5)
+        return Response(status_code=exc.status_code, headers=headers)
+    if exc.status_code == 404:
+        message = f"no such resource: {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}; use {headers.get('Allow', '')}"
+    else:
+        message = exc.detail or HTTPStatus(exc.status_code).phrase
+    return error(exc.status_code, message, headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered in the error shape without its details."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error(500, "internal server error (the server log has the details)")
+
+
+EXCEPTION_HANDLERS: dict[object, Callable[[Request, Exception], object]] = {
+    **dict.fromkeys(RULES, _handle),
+    MethodNotAllowed: _not_allowed,
+    HTTPException: _http,
+    Exception: _unexpected,
+}

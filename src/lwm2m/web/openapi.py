@@ -1,4 +1,4 @@
-"""A hand-written OpenAPI 3.1 description of the REST API, and a plain HTML page showing it.
+"""A hand-written OpenAPI 3.1 description of the REST API (shown at ``/api/docs``).
 
 Written by hand rather than generated: the API is small, and one dispatcher
 serves several paths, which a generator could not see.
@@ -6,11 +6,12 @@ serves several paths, which a generator could not see.
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from lwm2m import __version__
+from lwm2m.codec.formats import format_names
 from lwm2m.model.jsonform import TYPE_NAMES
+from lwm2m.protocol.attributes import ATTRIBUTE_NAMES, FLAG_ATTRIBUTES, FLOAT_ATTRIBUTES
 
 _EP = {
     "name": "ep",
@@ -19,23 +20,44 @@ _EP = {
     "schema": {"type": "string"},
     "description": "endpoint name",
 }
-_PATH = {
-    "name": "path",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "LwM2M path without the leading slash, e.g. 3/0/1",
-}
+# An ID is 0-65534 without leading zeros (65535 is reserved, LwM2M-TS-Core 1.2 §7.1).
+_ID = r"(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
+# A resource value as JSON, typed by the object model: Opaque as base64, Objlnk as "3:0".
+_SCALAR = {"type": ["string", "number", "boolean"], "description": "typed by the object model"}
+# Write-Attributes takes each attribute as a query parameter; an empty value removes it.
+_ATTRIBUTES = [
+    {
+        "name": name,
+        "in": "query",
+        "schema": {
+            "anyOf": [
+                # thresholds may be negative (a temperature); a step may not
+                {"type": "number", **({"minimum": 0} if name == "st" else {})}
+                if name in FLOAT_ATTRIBUTES
+                else {"type": "integer", "minimum": 0, **({"maximum": 1} if name in FLAG_ATTRIBUTES else {})},
+                {"type": "string", "maxLength": 0},
+            ]
+        },
+    }
+    for name in ATTRIBUTE_NAMES
+]
+# gt, lt, st and edge belong on a resource (LwM2M-TS-Core 1.2 §5.1.2).
+_RESOURCE_ATTRIBUTES = ("gt", "lt", "st", "edge")
+_RESOURCE_PATH = f"^/{_ID}/{_ID}/{_ID}(/{_ID})?$"
+_ONE_PATH = f"^/{_ID}(/{_ID}){{0,3}}$"
+_PATH_PAIRS = f"^/{_ID}(/{_ID}){{0,3}}(,/{_ID}(/{_ID}){{0,3}})*$"
+
+
 _FORMAT = {
     "name": "format",
     "in": "query",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "enum": ["", *format_names(), *map(str, format_names().values())]},
     "description": "content format, by name (tlv, senml-json, senml-cbor, …) or number",
 }
 _TIMEOUT = {
     "name": "timeout",
     "in": "query",
-    "schema": {"type": "number"},
+    "schema": {"type": "number", "exclusiveMinimum": 0},
     "description": "seconds to wait for the device",
 }
 _WAIT = {
@@ -44,6 +66,13 @@ _WAIT = {
     "schema": {"type": "boolean", "default": False},
     "description": "for a sleeping queue-mode client: hold the HTTP call until it wakes up and "
     "answers, instead of answering 202 with a request ID",
+}
+
+# A written value may say its LwM2M type: for a resource of an object without a model.
+_VALUE_TYPE = {
+    "type": "string",
+    "enum": list(TYPE_NAMES),
+    "description": "the value's LwM2M type (opaque: base64; time: Unix seconds or an ISO 8601 date-time)",
 }
 
 _RECORD = {
@@ -87,7 +116,10 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _device(
-    summary: str, params: list[dict[str, Any]], body: str | None = None, answer: str = "DeviceAnswer"
+    summary: str,
+    params: list[dict[str, Any]],
+    body: str | None = None,
+    answer: str = "DeviceAnswer",
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
@@ -110,7 +142,10 @@ def _device(
         },
     }
     if body is not None:
-        op["requestBody"] = {"content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {
+            "required": body not in ("CreateBody", "ExecuteBody"),
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
     return op
 
 
@@ -125,35 +160,157 @@ def _cancel(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
         "parameters": [*params, active, _WAIT],
         "responses": {
             "200": _json({"type": "object"}),
+            "400": _json(_ref("Error"), "bad path or parameter"),
             "202": _json(_ref("QueuedRequest"), "active cancel of a sleeping client: queued"),
             "404": _json(_ref("Error"), "no such observation"),
         },
     }
 
 
-def openapi_document() -> dict[str, Any]:
+_ID_RANGE = {"minimum": 0, "maximum": 65534}
+_LEVELS = ("objectId", "instanceId", "resourceId", "resourceInstanceId")
+
+
+def _ids(level: int) -> list[dict[str, Any]]:
+    """The path parameters of a LwM2M path of ``level`` IDs (0-65534: 65535 is reserved)."""
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 65534},
+        }
+        for name in _LEVELS[:level]
+    ]
+
+
+def _device_paths() -> dict[str, Any]:
+    """The device routes, one template per path level, each with the operations that level
+    takes (LwM2M-TS-Core 1.2 §6.3): the server answers other methods 405 with this Allow."""
+    paths: dict[str, Any] = {}
+    for level in range(1, 5):
+        ids = "/".join("{" + name + "}" for name in _LEVELS[:level])
+        base = f"/api/clients/{{ep}}/{ids}"
+        params = [_EP, *_ids(level), _TIMEOUT]
+        ops: dict[str, Any] = {"get": _device("Read", [*params, _FORMAT])}
+        if level >= 2:
+            replace = [_query("replace", "boolean", "false: a partial update")] if level in (2, 3) else []
+            ops["put"] = _device(
+                "Write (replace, or a partial update with replace=false)",
+                [*params, _FORMAT, *replace],
+                "WriteRecords" if level == 2 else "WriteBody",
+            )
+        if level == 1:
+            ops["post"] = _device(
+                "Create an instance (records: its resources)", [*params, _FORMAT], "CreateBody"
+            )
+        if level == 3:
+            ops["post"] = _device("Execute", params, "ExecuteBody")
+        if level == 2:
+            ops["delete"] = _device("Delete the instance", params)
+        paths[base] = ops
+        if level <= 3:
+            paths[f"{base}/discover"] = {"get": _device("Discover attributes and resources", params)}
+        attributes = [a for a in _ATTRIBUTES if level >= 3 or a["name"] not in _RESOURCE_ATTRIBUTES]
+        paths[f"{base}/attributes"] = {
+            "put": _device(
+                "Write-Attributes: at least one of the attributes; an empty value removes one. "
+                "pmax >= pmin, epmax > epmin, lt + 2*st < gt (LwM2M-TS-Core 1.2 §5.1.2)",
+                [*params, *attributes],
+            )
+        }
+        paths[f"{base}/observe"] = {
+            "post": _device(
+                "Observe: the current value; notifications arrive as SSE events",
+                [*params, _FORMAT],
+                answer="ObserveAnswer",
+            ),
+            "delete": _cancel(
+                "Cancel an observation started here (or resumed after a restart)", [_EP, *_ids(level)]
+            ),
+        }
+        paths[f"/api/clients/{{ep}}/history/{ids}"] = {
+            "get": {
+                "summary": "Stored values from notifications, newest first",
+                "parameters": [
+                    _EP,
+                    *_ids(level),
+                    _query("since", "number", "Unix seconds"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "at most this many records",
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("Records")),
+                    "400": _json(_ref("Error"), "bad since or limit"),
+                    "404": _json(_ref("Error")),
+                },
+            }
+        }
+    return paths
+
+
+def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
+    """The document of the routes an app serves: ``/api/bootstrap`` only with a bootstrap server."""
     schemas: dict[str, Any] = {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         "Record": _RECORD,
         "Records": {"type": "object", "properties": {"records": {"type": "array", "items": _ref("Record")}}},
+        "WriteRecord": {
+            "type": "object",
+            "required": ["path", "value"],
+            "additionalProperties": False,
+            "properties": {
+                "path": {"type": "string", "pattern": _RESOURCE_PATH, "example": "/3/0/14"},
+                "value": _SCALAR,
+                "time": {"type": "number", "description": "Unix seconds"},
+                "type": _VALUE_TYPE,
+            },
+        },
+        "WriteRecords": {
+            "type": "object",
+            "required": ["records"],
+            "additionalProperties": False,
+            "properties": {"records": {"type": "array", "minItems": 1, "items": _ref("WriteRecord")}},
+        },
         "WriteBody": {
+            "description": '"records", or "value" for the one resource (or resource instance) of the path',
+            "oneOf": [
+                _ref("WriteRecords"),
+                {
+                    "type": "object",
+                    "required": ["value"],
+                    "additionalProperties": False,
+                    "properties": {"value": _SCALAR, "type": _VALUE_TYPE},
+                },
+            ],
+        },
+        "CreateBody": {
             "type": "object",
-            "description": 'either "records", or "value" for the one resource of the path',
+            "additionalProperties": False,
+            "properties": {"records": {"type": "array", "items": _ref("WriteRecord")}},
+            "description": "the new instance's resources (none: the client's defaults)",
+        },
+        "ExecuteBody": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"args": {"type": "string", "example": "0='x',1"}},
+        },
+        "Paths": {
+            "type": "object",
+            "required": ["paths"],
             "properties": {
-                "records": {"type": "array", "items": _ref("Record")},
-                "value": {},
-                "type": {"type": "string", "enum": list(TYPE_NAMES), "description": "the value's LwM2M type"},
+                "paths": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "pattern": _ONE_PATH},
+                    "example": ["/3/0/9", "/3303/0/5700"],
+                }
             },
         },
-        "PostBody": {
-            "type": "object",
-            "description": '"args" to execute a resource, "records" to create in an object',
-            "properties": {
-                "args": {"type": "string", "example": "0='x',1"},
-                "records": {"type": "array", "items": _ref("Record")},
-            },
-        },
-        "Paths": {"type": "object", "properties": {"paths": {"type": "array", "items": {"type": "string"}}}},
         "ClientPage": {
             "type": "object",
             "required": ["clients", "next"],
@@ -223,16 +380,44 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "SecurityBody": {
-            "type": "object",
-            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes), "x509": '
-            "true (a certificate with the endpoint as subject CN, from an authority the server trusts), "
-            'or "mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)',
-            "properties": {
-                "mode": {"type": "string", "enum": ["psk", "x509", "nosec"]},
-                "pskIdentity": {"type": "string"},
-                "pskKey": {"type": "string", "example": "000102030405060708090a0b0c0d0e0f"},
-                "x509": {"type": "boolean"},
-            },
+            "description": 'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes, as Mbed TLS '
+            '2.28 takes), "x509": true (a certificate with the endpoint as subject CN, from an authority '
+            'the server trusts), or "mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)',
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["pskIdentity", "pskKey"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "mode": {"const": "psk"},
+                        "x509": {"const": False},
+                        "pskIdentity": {"type": "string", "minLength": 1},
+                        "pskKey": {
+                            "type": "string",
+                            "pattern": "^([0-9a-fA-F]{2}){1,32}$",
+                            "example": "000102030405060708090a0b0c0d0e0f",
+                        },
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["x509"],
+                    "additionalProperties": False,
+                    "properties": {"x509": {"const": True}, "mode": {"const": "x509"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["mode"],
+                    "additionalProperties": False,
+                    "properties": {"mode": {"const": "x509"}},
+                },
+                {
+                    "type": "object",
+                    "required": ["mode"],
+                    "additionalProperties": False,
+                    "properties": {"mode": {"const": "nosec"}, "x509": {"const": False}},
+                },
+            ],
         },
         "Registration": {
             "type": "object",
@@ -251,7 +436,6 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
-    ep_path = [_EP, _PATH, _TIMEOUT]
     paths: dict[str, Any] = {
         "/api/clients": {
             "get": {
@@ -266,9 +450,24 @@ def openapi_document() -> dict[str, Any]:
                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                         "description": "clients per page",
                     },
-                    _query("cursor", "string", "the next of the previous page (opaque)"),
-                    _query("endpoint", "string", "endpoint name prefix, or a glob when it has * ? or ["),
-                    _query("object", "integer", "only clients whose links include this object ID"),
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "format": "cursor", "maxLength": 2048},
+                        "description": "the next of the previous page (opaque)",
+                    },
+                    {
+                        "name": "endpoint",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 1024},
+                        "description": "endpoint name prefix, or a glob when it has * ? or [",
+                    },
+                    {
+                        "name": "object",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 65535},
+                        "description": "only clients whose links include this object ID",
+                    },
                     _query("online", "boolean", "true: awake clients; false: sleeping (queue mode) ones"),
                 ],
                 "responses": {
@@ -284,36 +483,7 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Registration")), "404": _json(_ref("Error"))},
             }
         },
-        "/api/clients/{ep}/{path}": {
-            "get": _device("Read", [*ep_path, _FORMAT]),
-            "put": _device(
-                "Write (replace, or partial update with replace=false)",
-                [*ep_path, _FORMAT, _query("replace", "boolean", "PUT replaces (default), false updates")],
-                "WriteBody",
-            ),
-            "post": _device(
-                "Execute a resource, or Create an instance in an object", [*ep_path, _FORMAT], "PostBody"
-            ),
-            "delete": _device("Delete an object instance", ep_path),
-        },
-        "/api/clients/{ep}/{path}/discover": {"get": _device("Discover attributes and resources", ep_path)},
-        "/api/clients/{ep}/{path}/attributes": {
-            "put": _device(
-                "Write-Attributes: pmin, pmax, gt, lt, st, epmin, epmax, edge, con, hqmax as query "
-                "parameters; a name without a value removes the attribute",
-                ep_path,
-            )
-        },
-        "/api/clients/{ep}/{path}/observe": {
-            "post": _device(
-                "Observe: the current value; notifications arrive as SSE events",
-                [*ep_path, _FORMAT],
-                answer="ObserveAnswer",
-            ),
-            "delete": _cancel(
-                "Cancel an observation started here (or resumed after a restart)", [_EP, _PATH]
-            ),
-        },
+        **_device_paths(),
         "/api/clients/{ep}/composite/observe": {
             "post": _device(
                 "Observe-Composite: one observation of several paths (a FETCH with Observe 0); the "
@@ -330,7 +500,7 @@ def openapi_document() -> dict[str, Any]:
                         "name": "paths",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "pattern": _PATH_PAIRS},
                         "description": "the observed paths, comma-separated (or the parameter repeated)",
                         "example": "/3/0/9,/3303/0/5700",
                     },
@@ -351,19 +521,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _device("Read-Composite", [_EP, _TIMEOUT, _FORMAT], "Paths")
         },
         "/api/clients/{ep}/composite/write": {
-            "post": _device("Write-Composite", [_EP, _TIMEOUT, _FORMAT], "Records")
-        },
-        "/api/clients/{ep}/history/{path}": {
-            "get": {
-                "summary": "Stored values from notifications, newest first",
-                "parameters": [
-                    _EP,
-                    _PATH,
-                    _query("since", "number", "Unix seconds"),
-                    _query("limit", "integer", "at most this many records"),
-                ],
-                "responses": {"200": _json(_ref("Records")), "404": _json(_ref("Error"))},
-            }
+            "post": _device("Write-Composite", [_EP, _TIMEOUT, _FORMAT], "WriteRecords")
         },
         "/api/models": {
             "get": {
@@ -393,7 +551,10 @@ def openapi_document() -> dict[str, Any]:
             "put": {
                 "summary": "Set an endpoint's PSK or X.509 expectation; ends sessions made with an old one",
                 "parameters": [_EP],
-                "requestBody": {"content": {"application/json": {"schema": _ref("SecurityBody")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SecurityBody")}},
+                },
                 "responses": {
                     "200": _json(_ref("SecurityInfo"), "replaced"),
                     "201": _json(_ref("SecurityInfo"), "created"),
@@ -407,15 +568,22 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
             },
         },
+    }
+    bootstrap_paths: dict[str, Any] = {
         "/api/bootstrap": {
             "get": {
                 "summary": "With a bootstrap server (--bootstrap-port): its configurations, keys never "
                 "shown ('*' is the default), and its running and recent sessions with status and times",
                 "parameters": [
                     _query("ep", "string", "only this endpoint's sessions"),
-                    _query("limit", "integer", "at most this many sessions (50)"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+                        "description": "at most this many sessions (50)",
+                    },
                 ],
-                "responses": {"200": _json({"type": "object"})},
+                "responses": {"200": _json({"type": "object"}), "400": _json(_ref("Error"), "bad limit")},
             }
         },
         "/api/bootstrap/{ep}": {
@@ -444,6 +612,10 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
             },
         },
+    }
+    if bootstrap:
+        paths.update(bootstrap_paths)
+    paths |= {
         "/api/events": {
             "get": {
                 "summary": "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, "
@@ -473,7 +645,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "/api/docs": {
             "get": {
-                "summary": "This document as a web page",
+                "summary": "This document as an interactive web page (Swagger UI, served from here)",
                 "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
             }
         },
@@ -489,22 +661,3 @@ def openapi_document() -> dict[str, Any]:
         "security": [{}, {"bearer": []}],
         "paths": paths,
     }
-
-
-def docs_html() -> str:
-    """The paths and operations as a plain page: no scripts, nothing fetched from elsewhere."""
-    doc = openapi_document()
-    items = []
-    for path, operations in doc["paths"].items():
-        for method, op in operations.items():
-            params = ", ".join(p["name"] for p in op.get("parameters", []) if p["in"] == "query")
-            query = f" <small>?{html.escape(params)}</small>" if params else ""
-            summary = html.escape(op["summary"])
-            items.append(f"<li><code>{method.upper()} {html.escape(path)}</code>{query} — {summary}</li>")
-    title = html.escape(doc["info"]["title"])
-    return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>\n'
-        f"<body><h1>{title}</h1>\n"
-        '<p>Machine-readable: <a href="/api/openapi.json">/api/openapi.json</a> (OpenAPI 3.1).</p>\n'
-        f"<ul>\n{chr(10).join(items)}\n</ul></body></html>\n"
-    )

@@ -35,7 +35,7 @@ def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo
     if body.get("endpoint", endpoint) != endpoint:
         raise BadRequest("the body's endpoint differs from the one in the path")
     mode = body.get("mode")
-    if mode is not None and mode not in _MODES:
+    if "mode" in body and mode not in _MODES:  # null too: a mode given must be one of them
         raise BadRequest(f'"mode" must be one of {", ".join(_MODES)}')
     x509 = body.get("x509", False)
     if not isinstance(x509, bool):
