@@ -39,6 +39,7 @@ from lwm2m.protocol.management import (
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import (
+    EVENT_BACKLOG,
     ClientDeregistered,
     ClientRegistered,
     ClientUpdated,
@@ -313,9 +314,10 @@ class LwM2MServer(DeviceManagement):
         except Exception:
             log.exception("could not write notifications to the history store")
 
-    def events(self) -> EventStream:
-        """Every event from now on (subscribed at this call), until the stream is closed."""
-        return EventStream(self._subscribers)
+    def events(self, *, backlog: int = EVENT_BACKLOG) -> EventStream:
+        """Every event from now on (subscribed at this call), until the stream is closed; at most
+        ``backlog`` unread ones wait, the oldest are dropped beyond (``EventStream.dropped``)."""
+        return EventStream(self._subscribers, backlog)
 
     # --- CoAP requests from clients -----------------------------------------------------------
 

@@ -13,6 +13,7 @@ from lwm2m.web.views import event_endpoint, event_view
 
 KEEPALIVE_INTERVAL = 15.0
 REQUEST_DONE = "REQUEST_DONE"
+EVENTS_DROPPED = "EVENTS_DROPPED"
 
 
 def format_event(name: str, data: object) -> bytes:
@@ -31,9 +32,12 @@ async def event_stream(
     ``REQUEST_DONE``), of ``endpoint`` only if given, from now on.
 
     Subscribes at the first iteration and unsubscribes when the consumer stops
-    (Starlette cancels the stream when the HTTP client disconnects).
+    (Starlette cancels the stream when the HTTP client disconnects). A client that reads
+    slower than events come loses the oldest beyond the server's backlog: an
+    ``EVENTS_DROPPED`` event says how many, before the next event it gets.
     """
     stream = server.events()
+    dropped = 0
     done = requests.subscribe() if requests is not None else None
     next_event: asyncio.Future[Any] = asyncio.ensure_future(anext(stream))
     next_done: asyncio.Future[RequestCompleted] | None = (
@@ -52,6 +56,9 @@ async def event_stream(
             if next_event in ready:
                 event = next_event.result()
                 next_event = asyncio.ensure_future(anext(stream))
+                if stream.dropped != dropped:
+                    yield format_event(EVENTS_DROPPED, {"count": stream.dropped - dropped})
+                    dropped = stream.dropped
                 if endpoint is None or event_endpoint(event) == endpoint:
                     yield format_event(*event_view(event))
             if next_done is not None and next_done in ready:

@@ -1,0 +1,91 @@
+"""What the server keeps for readers of its events is bounded, however slowly they read."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lwm2m.server.backlog import Backlog
+from lwm2m.server.events import EVENT_BACKLOG, ClientAwake, EventStream, ServerEvent
+from lwm2m.server.server import LwM2MServer
+from lwm2m.web.sse import EVENTS_DROPPED, event_stream
+
+
+def test_backlog_counts_what_it_drops() -> None:
+    backlog: Backlog[int] = Backlog(3)
+    for i in range(10):
+        backlog.put(i)
+    assert len(backlog) == 3
+    assert backlog.dropped == 7
+    assert [backlog.pop() for _ in range(3)] == [7, 8, 9]  # the newest stay
+
+
+def test_unbounded_backlog_drops_nothing() -> None:
+    backlog: Backlog[int] = Backlog()
+    for i in range(1000):
+        backlog.put(i)
+    assert len(backlog) == 1000 and backlog.dropped == 0
+
+
+async def test_event_stream_keeps_at_most_its_backlog() -> None:
+    subscribers: set[Backlog[ServerEvent]] = set()
+    stream = EventStream(subscribers, backlog=100)
+    for i in range(1000):
+        for backlog in subscribers:
+            backlog.put(ClientAwake(f"ep-{i}"))
+    assert stream.pending == 100
+    assert stream.dropped == 900
+    first = await anext(stream)
+    assert first == ClientAwake("ep-900")  # the oldest unread that is left
+    stream.close()
+    assert not subscribers
+
+
+async def test_server_events_are_bounded_by_default() -> None:
+    async with LwM2MServer(port=0) as server:
+        events = server.events()
+        for i in range(EVENT_BACKLOG + 500):
+            server._publish(ClientAwake(f"ep-{i}"))
+        assert events.pending == EVENT_BACKLOG
+        assert events.dropped == 500
+        small = server.events(backlog=10)
+        for i in range(25):
+            server._publish(ClientAwake(f"again-{i}"))
+        assert small.pending == 10 and small.dropped == 15
+        events.close()
+        small.close()
+
+
+class _Server:
+    """What ``event_stream`` needs of a server: ``events()``, here with a small backlog."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Backlog[Any]] = set()
+
+    def events(self) -> EventStream:
+        return EventStream(self.subscribers, backlog=5)
+
+    def publish(self, event: Any) -> None:
+        for backlog in self.subscribers:
+            backlog.put(event)
+
+
+async def test_sse_tells_a_slow_client_what_it_lost() -> None:
+    server = _Server()
+    stream = event_stream(server, keepalive=60)  # type: ignore[arg-type]
+    assert await anext(stream) == b": subscribed\n\n"
+    # The client reads nothing while 20 events come: only the newest 5 are kept.
+    for i in range(20):
+        server.publish(ClientAwake(f"ep-{i}"))
+    await asyncio.sleep(0)
+    chunks = [await anext(stream) for _ in range(6)]
+    # First what was lost, then the newest 5, in order.
+    assert chunks[0] == f'event: {EVENTS_DROPPED}\ndata: {{"count": 15}}\n\n'.encode()
+    awake = [c.decode() for c in chunks[1:]]
+    assert awake == [f'event: AWAKE\ndata: {{"endpoint": "ep-{i}"}}\n\n' for i in range(15, 20)]
+    # Later events come without a drop notice.
+    server.publish(ClientAwake("late"))
+    assert await anext(stream) == b'event: AWAKE\ndata: {"endpoint": "late"}\n\n'
+    assert sum(len(b) for b in server.subscribers) <= 5
+    await stream.aclose()
+    assert not server.subscribers
