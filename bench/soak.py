@@ -48,17 +48,18 @@ HOST = "127.0.0.1"
 OBSERVED = "3303/0/5700"
 SRC = Path(__file__).resolve().parent.parent / "src"
 
-# The server, under tracemalloc: a thread compares a snapshot each period with the one taken
-# at the end of the warm-up and appends the largest growths by traceback to a file.
-TRACED_SERVER = r"""
-import os, sys, threading, time, tracemalloc
-tracemalloc.start(int(os.environ["SOAK_FRAMES"]))
-out, period = os.environ["SOAK_TRACE"], float(os.environ["SOAK_PERIOD"])
+# The server as ``lwm2m server`` runs it, plus a thread that writes, every few seconds, its
+# RSS, what SQLite allocated (its page cache is capped: CACHE_KIB in storage/sqlite.py) and
+# Python's allocated blocks to a stats file. With SOAK_FRAMES it also runs under tracemalloc
+# and appends, each period, the allocations grown most since the end of the warm-up.
+SERVER = r"""
+import json, os, sys, threading, time
+frames = int(os.environ.get("SOAK_FRAMES") or 0)
+if frames:
+    import tracemalloc
+    tracemalloc.start(frames)
+stats_file, period = os.environ["SOAK_STATS"], float(os.environ["SOAK_PERIOD"])
 warm = int(os.environ["SOAK_WARMUP"])
-ignore = [
-    tracemalloc.Filter(False, tracemalloc.__file__),
-    tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
-]
 
 def sqlite_memory():
     # SQLite's own allocations (page cache, statements) are not Python's: ask the library.
@@ -77,7 +78,20 @@ def rss():
                 return int(line.split()[1]) / 1024
     return float("nan")
 
-def watch():
+def stats():
+    while True:
+        line = json.dumps({"rss": rss(), "sqlite": sqlite_memory(), "blocks": sys.getallocatedblocks()})
+        with open(stats_file + ".tmp", "w") as f:
+            f.write(line)
+        os.replace(stats_file + ".tmp", stats_file)
+        time.sleep(2.0)
+
+def trace():
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+    ]
+    out = os.environ["SOAK_TRACE"]
     base = None
     n = 0
     while True:
@@ -88,23 +102,32 @@ def watch():
         snap = tracemalloc.take_snapshot().filter_traces(ignore)
         with open(out, "a") as f:
             f.write(
-                f"=== minute {n}: RSS {rss_now:.1f} MB, Python traced {current / 1e6:.1f} MB"
+                f"=== period {n}: RSS {rss_now:.1f} MB, Python traced {current / 1e6:.1f} MB"
                 f" (peak {peak / 1e6:.1f} MB), SQLite {sqlite_now:.1f} MB\n"
             )
             if base is not None:
-                stats = snap.compare_to(base, "traceback")
-                f.write(f"--- grown since minute {warm}, largest first\n")
-                for stat in stats[:12]:
+                grown = snap.compare_to(base, "traceback")
+                f.write(f"--- grown since period {warm}, largest first\n")
+                for stat in grown[:12]:
                     f.write(f"{stat.size_diff / 1e3:+.1f} kB, {stat.count_diff:+d} blocks\n")
-                    for line in stat.traceback.format(limit=int(os.environ["SOAK_FRAMES"])):
+                    for line in stat.traceback.format(limit=frames):
                         f.write(f"    {line}\n")
         if n == warm:
             base = snap
 
-threading.Thread(target=watch, daemon=True).start()
+threading.Thread(target=stats, daemon=True).start()
+if frames:
+    threading.Thread(target=trace, daemon=True).start()
 from lwm2m.cli import main
 main(sys.argv[1:], prog_name="lwm2m")
 """
+
+
+def server_stats(path: Path) -> dict[str, float]:
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
 
 
 def free_port(kind: int) -> int:
@@ -242,6 +265,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=2, help="minutes before the growth is measured")
     parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument(
+        "--history-records", type=int, default=None, help="the server's --history-records (values per device)"
+    )
     parser.add_argument("--sse", choices=("none", "read", "stall"), default="none")
     parser.add_argument("--update-interval", type=float, default=1.0, help="seconds between value changes")
     parser.add_argument(
@@ -267,18 +293,15 @@ def main() -> None:
     ]
     if args.store == "memory":
         server_args += ["--store", "memory"]
+    if args.history_records is not None:
+        server_args += ["--history-records", str(args.history_records)]
+    stats_file = folder / "server-stats.json"
+    env.update(SOAK_STATS=str(stats_file), SOAK_PERIOD=str(args.period), SOAK_WARMUP=str(args.warmup))
     if args.tracemalloc:
         trace = Path(args.trace_file).resolve()
         trace.unlink(missing_ok=True)
-        env.update(
-            SOAK_FRAMES=str(args.tracemalloc),
-            SOAK_TRACE=str(trace),
-            SOAK_PERIOD=str(args.period),
-            SOAK_WARMUP=str(args.warmup),
-        )
-        command = [sys.executable, "-c", TRACED_SERVER, *server_args]
-    else:
-        command = [sys.executable, "-m", "lwm2m", *server_args]
+        env.update(SOAK_FRAMES=str(args.tracemalloc), SOAK_TRACE=str(trace))
+    command = [sys.executable, "-c", SERVER, *server_args]
     api = Api(f"http://{HOST}:{http_port}")
     print(
         f"soak: {args.devices} devices, values every {args.update_interval:g} s, {args.store} store,"
@@ -332,11 +355,15 @@ def main() -> None:
             if args.sse != "none":
                 reader = EventReader(http_port, stall=args.sse == "stall")
                 reader.start()
-            print(f"{'minute':>6} {'RSS MB':>8} {'change':>8} {'notifications':>14}", flush=True)
+            print(
+                f"{'minute':>6} {'RSS MB':>8} {'change':>8} {'SQLite MB':>9} {'RSS-SQLite':>10}"
+                f" {'Python blocks':>13} {'notifications':>13}",
+                flush=True,
+            )
             samples: list[float] = []
+            rest: list[float] = []  # RSS less what SQLite holds (its page cache has a fixed cap)
             t0 = time.monotonic()
-            sent0 = notifications_sent(sim_log) or 0
-            last_sent = sent0
+            last_sent = notifications_sent(sim_log) or 0
             minutes = round(args.minutes)
             for minute in range(1, minutes + 1):
                 time.sleep(max(0.0, t0 + minute * args.period - time.monotonic()))
@@ -346,23 +373,31 @@ def main() -> None:
                 rss = rss_mb(server.pid)
                 change = rss - samples[-1] if samples else 0.0
                 samples.append(rss)
+                stats = server_stats(stats_file)
+                sqlite = stats.get("sqlite", float("nan"))
+                rest.append(rss - sqlite)
                 sent = notifications_sent(sim_log) or last_sent
-                print(f"{minute:>6} {rss:>8.1f} {change:>+8.1f} {sent - last_sent:>14}", flush=True)
+                print(
+                    f"{minute:>6} {rss:>8.1f} {change:>+8.1f} {sqlite:>9.1f} {rss - sqlite:>10.1f}"
+                    f" {stats.get('blocks', 0):>13,} {sent - last_sent:>13}",
+                    flush=True,
+                )
                 last_sent = sent
             if reader is not None:
                 state = f"{reader.events} events read" if not reader.stall else "stalled"
                 print(f"SSE client: {state}" + (f", error {reader.error}" if reader.error else ""))
             print(f"the fleet: {last_line(sim_log, 'registered ')}")
-    if len(samples) > args.warmup:
-        base = samples[args.warmup - 1] if args.warmup else samples[0]
-        end = samples[-1]
-        span = len(samples) - max(args.warmup, 1)
-        high, low = max(samples[args.warmup - 1 :]), min(samples[args.warmup - 1 :])
-        print(
-            f"growth after warm-up (minute {max(args.warmup, 1)} -> {len(samples)}): "
-            f"{end - base:+.1f} MB ({(end - base) / base * 100:+.1f}%), {(end - base) / span:+.2f} MB/min;"
-            f" range {low:.1f}-{high:.1f} MB ({(high - low) / base * 100:.1f}% of {base:.1f} MB)"
-        )
+    if len(samples) > max(args.warmup, 1):
+        first = max(args.warmup, 1)
+        for name, series in (("RSS", samples), ("RSS less SQLite", rest)):
+            base, end = series[first - 1], series[-1]
+            span = len(series) - first
+            high, low = max(series[first - 1 :]), min(series[first - 1 :])
+            print(
+                f"{name} after warm-up (minute {first} -> {len(series)}): {end - base:+.1f} MB"
+                f" ({(end - base) / base * 100:+.1f}%), {(end - base) / span:+.2f} MB/min;"
+                f" range {low:.1f}-{high:.1f} MB ({(high - low) / base * 100:.1f}% of {base:.1f} MB)"
+            )
     if args.tracemalloc:
         print(f"allocations by traceback: {Path(args.trace_file).resolve()}")
     if args.keep:

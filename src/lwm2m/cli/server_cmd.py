@@ -17,6 +17,7 @@ from lwm2m.cli import main
 from lwm2m.cli.errors import fail
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
+from lwm2m.storage.base import HistoryRetention
 from lwm2m.transport.eventloop import run
 
 # The cyclic garbage collector's thresholds for a long-running server: see tune_gc.
@@ -49,16 +50,19 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve anywhere
 
 
-def open_store(data: str, store: str | None) -> Any:
+def open_store(data: str, store: str | None, *, history_records: int | None = None) -> Any:
+    """The store of ``--data``/``--store``; ``history_records`` values kept per device in the
+    history (None: the store's default)."""
+    retention = None if history_records is None else HistoryRetention(max_records=history_records)
     if store == "memory":
         from lwm2m.storage.memory import MemoryStore
 
-        return MemoryStore.create()
+        return MemoryStore.create(history_retention=retention)
     from lwm2m.storage.sqlite import SqliteStore
 
     folder = Path(data)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder / "lwm2m.db")
+    return SqliteStore(folder / "lwm2m.db", history_retention=retention)
 
 
 def http_server(app: Any, host: str, port: int) -> Any:
@@ -163,6 +167,13 @@ async def serve(
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the SQLite database")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default=None, help="memory: keep nothing")
+@click.option(
+    "--history-records",
+    default=HistoryRetention().max_records,
+    show_default=True,
+    type=click.IntRange(1),
+    help="values kept per device in the history, the oldest dropped first (with --store memory, in RAM)",
+)
 @click.option("--models", "model_dirs", multiple=True, help="folder or file of DDF XML (repeatable)")
 @click.option(
     "--api-token", default=None, envvar="LWM2M_API_TOKEN", help="bearer token the REST API requires"
@@ -186,6 +197,7 @@ def server(
     http_port: int,
     data: str,
     store: str | None,
+    history_records: int,
     model_dirs: tuple[str, ...],
     api_token: str | None,
     coaps_port: int | None,
@@ -204,7 +216,7 @@ def server(
         fail(f"--models: {exc}")
     certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
     try:
-        opened = open_store(data, store)
+        opened = open_store(data, store, history_records=history_records)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
