@@ -1,13 +1,22 @@
-"""What the server keeps for readers of its events is bounded, however slowly they read."""
+"""What the server keeps for readers of its events is bounded, however slowly they read; so is
+its history, by age when the store's retention says so."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import pytest
+
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.server import server as server_module
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import EVENT_BACKLOG, ClientAwake, EventStream, ServerEvent
 from lwm2m.server.server import LwM2MServer
+from lwm2m.storage.base import HistoryRetention
+from lwm2m.storage.memory import MemoryStore
 from lwm2m.web.sse import EVENTS_DROPPED, event_stream
 
 
@@ -89,3 +98,20 @@ async def test_sse_tells_a_slow_client_what_it_lost() -> None:
     assert sum(len(b) for b in server.subscribers) <= 5
     await stream.aclose()
     assert not server.subscribers
+
+
+async def test_the_server_prunes_history_older_than_max_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "HISTORY_PRUNE_INTERVAL", 0.02)
+    store = MemoryStore.create(history_retention=HistoryRetention(max_records=None, max_age=60.0))
+    now = time.time()
+    temperature = Path.parse("/3303/0/5700")
+    for i in range(100):
+        store.history.add("old", [Record(temperature, float(i))], received_at=now - 3600 + i)
+        store.history.add("new", [Record(temperature, float(i))], received_at=now - 30)
+    async with LwM2MServer(port=0, store=store, expiry_interval=0.01):
+        for _ in range(500):
+            if not await store.history.query("old"):
+                break
+            await asyncio.sleep(0.01)
+        assert await store.history.query("old") == []
+        assert len(await store.history.query("new")) == 100
