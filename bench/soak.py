@@ -8,9 +8,18 @@ device through the REST API (``POST /api/clients/{ep}/3303/0/5700/observe``), so
 takes about one notification per device per second, and then watches for ``--minutes``:
 
 - each minute, the server's VmRSS (``/proc/PID/status``), how much it grew since the last
-  minute, and the notifications the fleet sent meanwhile;
+  minute, what SQLite allocated (``sqlite3_memory_used``, asked by a thread in the server),
+  the RSS less that, Python's allocated blocks, and the notifications the fleet sent;
 - at the end, the growth from the end of the warm-up (``--warmup`` minutes) to the end, in %
-  and in MB per minute: a steady fleet should leave it flat (within ±5%).
+  and in MB per minute, of the RSS, of the RSS less SQLite, and of the RSS from the minute
+  SQLite's page cache reached its cap: a steady fleet should leave them flat (within ±5%).
+
+What fills up at first, and then stays: SQLite's page cache (``CACHE_KIB`` in
+``storage/sqlite.py``: some 35 MB, full after about 4 minutes at 900 notifications/s, later
+at a slower ingest), the CoAP duplicate detection (``max_dedup_entries``), and the history
+up to its retention (``--history-records`` per device, on disk with SQLite, in RAM with the
+memory store: with the default 10,000 a 1,000-device fleet takes hours to fill it, so a
+memory-store soak passes a small one, e.g. ``--history-records 100``).
 
 ``--sse read`` also keeps a client on ``/api/events`` (as the web console does) reading
 every event; ``--sse stall`` opens one that never reads (a browser tab that froze): the
