@@ -7,9 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path as FsPath
 
 import httpx
+import pytest
 from tests.conftest import free_udp_port
+
+from lwm2m.cli.server_cmd import open_store
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
 
 
 def free_tcp_port() -> int:
@@ -82,3 +88,27 @@ def test_expiry_options_reach_the_endpoints_configuration() -> None:
     assert coap.exchange_lifetime == coap.non_lifetime == coap.reassembly_lifetime == 30.0
     assert dtls.handshake_lifetime == 20.0 and dtls.handshake_timeout_max == 20.0
     assert state_limits(600.0, None)["coap_config"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_history_records_bounds_the_history_per_device(kind: str, tmp_path: FsPath) -> None:
+    store = open_store(str(tmp_path), kind, history_records=3)
+    try:
+        for i in range(50):
+            store.history.add("dev", [Record(Path.parse("/3303/0/5700"), float(i))], received_at=1000.0 + i)
+        await store.history.flush()
+        kept = await store.history.query("dev")
+        assert [e.record.value for e in kept] == [49.0, 48.0, 47.0]
+    finally:
+        store.close()
+
+
+def test_history_records_must_be_positive() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "server", "--history-records", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "--history-records" in done.stderr

@@ -19,6 +19,7 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.server.events import ClientSleeping
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
+from lwm2m.web import requests as requests_module
 from lwm2m.web.app import create_app
 from lwm2m.web.requests import RequestTable, TableFull
 
@@ -196,4 +197,23 @@ async def test_the_table_is_bounded_in_size_and_age() -> None:
     await asyncio.sleep(0.01)
     now[0] += 61.0
     assert table.get(third.request_id) is None and len(table) == 0  # outcomes expire
+    await table.close()
+
+
+async def test_a_subscriber_that_never_reads_holds_a_bounded_number_of_outcomes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(requests_module, "MAX_UNREAD_OUTCOMES", 5)
+    table = RequestTable(capacity=100)
+    stalled = table.subscribe()
+
+    async def fast() -> dict[str, Any]:
+        return {"code": "2.04"}
+
+    for i in range(20):
+        table.submit(f"ep-{i}", fast)
+    await asyncio.sleep(0.01)
+    assert stalled.qsize() == 5  # the first five; the others were not kept for it
+    assert [stalled.get_nowait().endpoint for _ in range(5)] == [f"ep-{i}" for i in range(5)]
+    table.unsubscribe(stalled)
     await table.close()

@@ -19,6 +19,7 @@ from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
+from lwm2m.storage.base import HistoryRetention
 from lwm2m.transport.eventloop import run
 
 # The cyclic garbage collector's thresholds for a long-running server: see tune_gc.
@@ -61,16 +62,19 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve anywhere
 
 
-def open_store(data: str, store: str | None) -> Any:
+def open_store(data: str, store: str | None, *, history_records: int | None = None) -> Any:
+    """The store of ``--data``/``--store``; ``history_records`` values kept per device in the
+    history (None: the store's default)."""
+    retention = None if history_records is None else HistoryRetention(max_records=history_records)
     if store == "memory":
         from lwm2m.storage.memory import MemoryStore
 
-        return MemoryStore.create()
+        return MemoryStore.create(history_retention=retention)
     from lwm2m.storage.sqlite import SqliteStore
 
     folder = Path(data)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder / "lwm2m.db")
+    return SqliteStore(folder / "lwm2m.db", history_retention=retention)
 
 
 def http_server(app: Any, host: str, port: int) -> Any:
@@ -336,6 +340,13 @@ async def serve(
 @click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the SQLite database")
 @click.option("--store", type=click.Choice(["sqlite", "memory"]), default=None, help="memory: keep nothing")
 @click.option(
+    "--history-records",
+    default=HistoryRetention().max_records,
+    show_default=True,
+    type=click.IntRange(1),
+    help="values kept per device in the history, the oldest dropped first (with --store memory, in RAM)",
+)
+@click.option(
     "--models",
     "model_dirs",
     multiple=True,
@@ -387,6 +398,7 @@ def server(
     http_port: int,
     data: str,
     store: str | None,
+    history_records: int,
     model_dirs: tuple[str, ...],
     api_token: str | None,
     coaps_port: int | None,
@@ -415,7 +427,7 @@ def server(
     certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
     registration = registration_config(limits)
     try:
-        opened = open_store(data, store)
+        opened = open_store(data, store, history_records=history_records)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:

@@ -18,11 +18,12 @@ T = TypeVar("T")
 class Backlog(Generic[T]):
     """Items in arrival order; ``maxlen`` keeps only the newest that many (None: no bound)."""
 
-    __slots__ = ("_items", "_waiters")
+    __slots__ = ("_items", "_waiters", "dropped")
 
     def __init__(self, maxlen: int | None = None) -> None:
         self._items: deque[T] = deque(maxlen=maxlen)
         self._waiters: list[asyncio.Future[None]] = []
+        self.dropped = 0  # oldest items pushed out by newer ones, as maxlen says
 
     def __len__(self) -> int:
         return len(self._items)
@@ -33,7 +34,10 @@ class Backlog(Generic[T]):
         return bool(self._waiters)
 
     def put(self, item: T) -> None:
-        self._items.append(item)
+        items = self._items
+        if len(items) == items.maxlen:  # full: the append pushes the oldest out
+            self.dropped += 1
+        items.append(item)
         if self._waiters:
             # Every waiter looks again; those that find nothing wait anew. Waking all of
             # them also covers a waiter cancelled after it was woken.

@@ -84,15 +84,23 @@ ServerEvent = (
 )
 
 
+# Events kept for a subscriber that reads slower than they come: with 1,000 devices
+# notifying once a second, about ten seconds' worth.
+EVENT_BACKLOG = 10_000
+
+
 class EventStream:
     """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes.
 
-    Events wait here until read, however many: a subscriber that stops reading without
-    closing its stream makes the server's memory grow.
+    Events wait here until read, up to ``backlog`` of them: beyond, the oldest unread event
+    is dropped (and counted in ``dropped``), so that a subscriber that stops reading without
+    closing its stream (a stalled SSE client) costs the server bounded memory.
     """
 
-    def __init__(self, subscribers: set[Backlog[ServerEvent]]) -> None:
-        self._backlog: Backlog[ServerEvent] = Backlog()
+    def __init__(self, subscribers: set[Backlog[ServerEvent]], backlog: int = EVENT_BACKLOG) -> None:
+        if backlog < 1:
+            raise ValueError(f"backlog must be at least 1, got {backlog}")
+        self._backlog: Backlog[ServerEvent] = Backlog(backlog)
         self._subscribers = subscribers
         subscribers.add(self._backlog)
 
@@ -100,6 +108,11 @@ class EventStream:
     def pending(self) -> int:
         """Events received and not read yet."""
         return len(self._backlog)
+
+    @property
+    def dropped(self) -> int:
+        """Events lost so far because ``backlog`` unread ones were waiting already."""
+        return self._backlog.dropped
 
     def __aiter__(self) -> EventStream:
         return self

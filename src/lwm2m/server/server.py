@@ -41,6 +41,7 @@ from lwm2m.protocol.management import (
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import (
+    EVENT_BACKLOG,
     ClientDeregistered,
     ClientRegistered,
     ClientUpdated,
@@ -67,6 +68,9 @@ from lwm2m.transport.udp import Observation as CoapObservation
 # the first of a batch: what a crash of the process may lose (a batching store also flushes
 # when its batch is full).
 HISTORY_FLUSH_DELAY = 0.1
+# Retention by age (HistoryRetention.max_age) is applied this often, seconds; retention by
+# count is applied as values are added.
+HISTORY_PRUNE_INTERVAL = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +263,25 @@ class LwM2MServer(DeviceManagement):
         return self._endpoint
 
     async def _expire_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
         while True:
             await asyncio.sleep(self._expiry_interval)
             await self.registrar.expire()
+            if loop.time() >= prune_at:
+                prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
+                await self._prune_history()
+
+    async def _prune_history(self) -> None:
+        """Drop history older than the store's ``retention.max_age``, if it has one."""
+        history = self.store.history
+        retention = getattr(history, "retention", None)
+        if retention is None or retention.max_age is None:
+            return
+        try:
+            await history.prune(time.time())
+        except Exception:
+            log.exception("could not prune the history store")
 
     # --- events -----------------------------------------------------------------------------
 
@@ -349,9 +369,10 @@ class LwM2MServer(DeviceManagement):
         except Exception:
             log.exception("could not write notifications to the history store")
 
-    def events(self) -> EventStream:
-        """Every event from now on (subscribed at this call), until the stream is closed."""
-        return EventStream(self._subscribers)
+    def events(self, *, backlog: int = EVENT_BACKLOG) -> EventStream:
+        """Every event from now on (subscribed at this call), until the stream is closed; at most
+        ``backlog`` unread ones wait, the oldest are dropped beyond (``EventStream.dropped``)."""
+        return EventStream(self._subscribers, backlog)
 
     # --- CoAP requests from clients -----------------------------------------------------------
 

@@ -217,16 +217,21 @@ class MemoryHistoryStore:
         return out
 
     async def prune(self, now: float) -> int:
+        """Apply the retention. By age, values go from the oldest arrival on while they are too
+        old (the server calls this every minute: it costs what it removes, not what it keeps),
+        so a value given an earlier ``received_at`` than one added before it stays until that
+        one goes."""
         removed = 0
         max_age = self.retention.max_age
         for endpoint in list(self._entries):
             entries = self._entries[endpoint]
             before = len(entries)
+            if entries.maxlen != self.retention.max_records:  # the limit was changed since
+                entries = deque(entries, self.retention.max_records)
             if max_age is not None:
                 cutoff = now - max_age
-                entries = deque((e for e in entries if e[3] >= cutoff), self.retention.max_records)
-            elif entries.maxlen != self.retention.max_records:  # the limit was changed since
-                entries = deque(entries, self.retention.max_records)
+                while entries and entries[0][3] < cutoff:
+                    entries.popleft()
             removed += before - len(entries)
             if entries:
                 self._entries[endpoint] = entries

@@ -621,7 +621,8 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
                 "summary": "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, "
                 "SLEEPING, AWAKE, NOTIFICATION, SEND, OBSERVATION_ENDED, and REQUEST_DONE (a "
                 "QueuedRequest) when a request for a sleeping client finished; with a bootstrap "
-                "server also BOOTSTRAP_STARTED, BOOTSTRAP_FINISHED and BOOTSTRAP_FAILED",
+                "server also BOOTSTRAP_STARTED, BOOTSTRAP_FINISHED and BOOTSTRAP_FAILED; "
+                "EVENTS_DROPPED ({count}) when the client read too slowly and that many were lost",
                 "parameters": [
                     _query("ep", "string", "only this endpoint's events"),
                     {

@@ -29,6 +29,9 @@ Work = Callable[[], Awaitable[dict[str, Any]]]
 
 MAX_REQUESTS = 1024  # entries kept, queued and finished together
 RESULT_TTL = 3600.0  # seconds a finished request's outcome stays readable
+# Outcomes waiting for a subscriber that does not read (a stalled event stream): the newer
+# ones are dropped beyond this, so that it costs bounded memory.
+MAX_UNREAD_OUTCOMES = MAX_REQUESTS
 
 
 class TableFull(RuntimeError):
@@ -131,7 +134,8 @@ class RequestTable:
         if entry.request_id in self._entries:
             self._entries[entry.request_id] = finished
         for queue in self._listeners:
-            queue.put_nowait(RequestCompleted(finished))
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(RequestCompleted(finished))
 
     def _prune(self) -> None:
         horizon = self._clock() - self.keep
@@ -151,8 +155,9 @@ class RequestTable:
         return False
 
     def subscribe(self) -> asyncio.Queue[RequestCompleted]:
-        """A queue that receives every RequestCompleted from now on; give it back to ``unsubscribe``."""
-        queue: asyncio.Queue[RequestCompleted] = asyncio.Queue()
+        """A queue that receives every RequestCompleted from now on (up to MAX_UNREAD_OUTCOMES
+        unread); give it back to ``unsubscribe``."""
+        queue: asyncio.Queue[RequestCompleted] = asyncio.Queue(MAX_UNREAD_OUTCOMES)
         self._listeners.add(queue)
         return queue
 

@@ -22,6 +22,7 @@ from lwm2m.web.views import event_endpoint, event_view
 
 KEEPALIVE_INTERVAL = 15.0
 REQUEST_DONE = "REQUEST_DONE"
+EVENTS_DROPPED = "EVENTS_DROPPED"
 RECENT_EVENTS = 200  # kept for ?backlog=, and the most a client may ask for
 
 T = TypeVar("T")
@@ -127,9 +128,12 @@ async def event_stream(
     events of ``recent``.
 
     Subscribes at the first iteration and unsubscribes when the consumer stops
-    (Starlette cancels the stream when the HTTP client disconnects).
+    (Starlette cancels the stream when the HTTP client disconnects). A client that reads
+    slower than events come loses the oldest beyond the server's backlog: an
+    ``EVENTS_DROPPED`` event says how many, before the next event it gets.
     """
     stream = server.events()
+    dropped = 0
     done = requests.subscribe() if requests is not None else None
     # Taken in the same step as the subscription: what came before is in the ring (unless its
     # pump has not run yet), what comes after only in the live stream, so nothing twice.
@@ -153,6 +157,9 @@ async def event_stream(
             if next_event in ready:
                 event = next_event.result()
                 next_event = asyncio.ensure_future(anext(stream))
+                if stream.dropped != dropped:
+                    yield format_event(EVENTS_DROPPED, {"count": stream.dropped - dropped})
+                    dropped = stream.dropped
                 if endpoint is None or event_endpoint(event) == endpoint:
                     yield format_event(*event_view(event))
             if next_done is not None and next_done in ready:
