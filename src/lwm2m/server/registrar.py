@@ -15,6 +15,7 @@ logged (logger ``lwm2m.server.registrar``).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import logging
@@ -54,6 +55,10 @@ TOO_MANY_REQUESTS = Code.TOO_MANY_REQUESTS
 # When the server holds all the registrations it may, room comes back as registrations expire
 # or leave: a client is told to wait this long (seconds) before it tries again.
 FULL_RETRY_AFTER = 60
+# The expiry sweep reads this many expired registrations from the store at a time, and works
+# for at most this long (seconds, about one batch) before it lets the event loop run.
+EXPIRY_BATCH = 64
+EXPIRY_SLICE = 0.002
 _SHOWN_NAME = 64  # characters of an endpoint name that a log line shows
 
 
@@ -398,21 +403,39 @@ class Registrar:
 
     async def expire(self) -> list[Registration]:
         """Remove every registration past its lifetime, with its observations (§6.2.1); forget
-        the source addresses that stopped registering."""
+        the source addresses that stopped registering.
+
+        The store answers the expired registrations from its expiry index, ``EXPIRY_BATCH`` at
+        a time; after ``EXPIRY_SLICE`` seconds of work the sweep lets the event loop run before
+        it reads the next batch, so even 100,000 registrations expiring at once (a restart on
+        an old database) hold CoAP traffic up for a couple of milliseconds at a time, never
+        for the whole sweep."""
         if self.rate is not None:
             self.rate.sweep(self._monotonic())
-        gone = []
-        for registration in await self.registrations.expired(self._clock()):
-            removed = await self.registrations.remove(
-                registration.endpoint, registration_id=registration.registration_id
-            )
-            if removed is None:
-                continue
-            await self.observations.remove_endpoint(removed.endpoint)
-            self._forget(removed.endpoint)
-            self._emit(RegistrationExpired(removed))
-            gone.append(removed)
-        return gone
+        now = self._clock()
+        gone: list[Registration] = []
+        started = time.perf_counter()
+        while True:
+            batch = await self.registrations.expired(now, limit=EXPIRY_BATCH)
+            progress = False
+            for registration in batch:
+                removed = await self.registrations.remove(
+                    registration.endpoint, registration_id=registration.registration_id
+                )
+                if removed is not None:
+                    progress = True
+                    await self.observations.remove_endpoint(removed.endpoint)
+                    self._forget(removed.endpoint)
+                    self._emit(RegistrationExpired(removed))
+                    gone.append(removed)
+                if time.perf_counter() - started > EXPIRY_SLICE:
+                    break  # what is left of the batch is read again after the pause
+            else:
+                if len(batch) < EXPIRY_BATCH or not progress:
+                    return gone
+            # Read afresh after the pause: what ran meanwhile may have updated or removed some.
+            await asyncio.sleep(0)
+            started = time.perf_counter()
 
 
 def _host_port(addr: Any) -> str:

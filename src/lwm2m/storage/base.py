@@ -368,8 +368,14 @@ class RegistrationStore(Protocol):
         after, None when the index has no more."""
         ...
 
-    async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
-        """Registrations whose lifetime (plus ``grace``) ran out by ``now``, soonest expired first."""
+    async def expired(
+        self, now: float, grace: float = 0.0, *, limit: int | None = None
+    ) -> list[Registration]:
+        """Registrations whose lifetime (plus ``grace``) ran out by ``now`` (``expires_at <= now -
+        grace``), soonest expired first (equal expiry times in no set order); at most ``limit``.
+
+        Read from an index on the expiry time: the cost grows with what expired, not with the
+        registrations held, so a sweep can run every second beside a million live ones."""
         ...
 
 
