@@ -92,7 +92,7 @@ async def test_the_loop_runs_between_slices_and_an_update_meanwhile_counts(
     await asyncio.sleep(0)
     gone = await registrar.expire()
     task.cancel()
-    assert ticks >= expired - 1  # the loop ran between registrations
+    assert ticks >= len(gone) - 1  # the loop ran between registrations
     assert saved not in {r.endpoint for r in gone}
     assert len(gone) == expired - 1
     assert await store.registrations.get(saved) is not None
