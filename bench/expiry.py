@@ -97,6 +97,7 @@ def fill_sqlite(path: str, count: int, base: float, per_second: float) -> None:
 
 
 async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
+    from lwm2m.cli.server_cmd import tune_gc
     from lwm2m.server.server import LwM2MServer
     from lwm2m.storage.memory import MemoryStore
     from lwm2m.storage.sqlite import SqliteStore
@@ -131,8 +132,8 @@ async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
     registrar.expire = timed  # type: ignore[method-assign]
     shift = base - LEAD - time.time()
     registrar._clock = lambda: time.time() + shift
-    gc.collect()
-    gc.freeze()  # what start-up made, as `lwm2m server` does (tune_gc)
+    thresholds = gc.get_threshold()
+    tune_gc()  # as `lwm2m server` does once started: the fleet filled in is start-up's
     watch = StallWatch()
     await server.start()
     try:
@@ -143,6 +144,7 @@ async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
         await server.stop()
         store.close()
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
     walls = [c[0] for c in costs] or [0.0]
     return Run(
         kind,

@@ -72,6 +72,7 @@ async def test_every_expired_registration_goes_in_batches(store: Store) -> None:
 async def test_the_loop_runs_between_slices_and_an_update_meanwhile_counts(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(registrar_module, "EXPIRY_BATCH", 1)
     monkeypatch.setattr(registrar_module, "EXPIRY_SLICE", 0.0)  # a pause after each registration
     expired = 20
     registrar, _ = await _fill(store, 30, expired)

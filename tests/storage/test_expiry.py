@@ -97,6 +97,23 @@ async def test_a_refused_register_leaves_the_index_as_it_was(store: Store) -> No
     assert [r.endpoint for r in await rs.expired(100.0)] == ["a", "b"]
 
 
+async def test_remove_expired_takes_a_batch(store: Store) -> None:
+    rs = store.registrations
+    for i in range(10):
+        await rs.add(reg(f"d{i}", f"r{i}", at=float(100 - i)))  # d9 expires first, at 151
+    taken = await rs.remove_expired(154.5, limit=3)
+    assert [r.endpoint for r in taken] == ["d9", "d8", "d7"]
+    for r in taken:
+        assert await rs.get(r.endpoint) is None
+        assert await rs.get_by_id(r.registration_id) is None
+    assert [r.endpoint for r in await rs.remove_expired(154.5, limit=3)] == ["d6"]
+    assert await rs.remove_expired(154.5, limit=3) == []
+    assert await rs.remove_expired(1000.0, limit=0) == []
+    assert len(await rs.all()) == 6
+    # The names are free again: a new Register of one is a new registration.
+    assert await rs.add(reg("d9", "r9", at=500.0)) is None
+
+
 async def test_equal_expiry_times_are_all_answered_once(store: Store) -> None:
     rs = store.registrations
     for i in range(50):
@@ -126,6 +143,8 @@ ops = st.lists(
         st.tuples(st.just("remove"), st.sampled_from(ENDPOINTS)),
         # The sweep's own use: read expired ones (maybe a batch) and remove them
         st.tuples(st.just("sweep"), st.integers(0, 80), st.one_of(st.none(), st.integers(0, 3))),
+        # The registrar's step: take (remove and answer) a batch
+        st.tuples(st.just("take"), st.integers(0, 80), st.integers(0, 3)),
         st.tuples(
             st.just("query"), st.integers(0, 80), st.integers(0, 10), st.one_of(st.none(), st.integers(0, 4))
         ),
@@ -160,6 +179,14 @@ async def _check(store: Store, operations: list[tuple]) -> None:  # type: ignore
             model[endpoint] = new
         elif kind == "remove":
             assert await rs.remove(op[1]) == model.pop(op[1], None)
+        elif kind == "take":
+            _, now, limit = op
+            got = await rs.remove_expired(float(now), limit=limit)
+            want = _scan(model, float(now), 0.0)[:limit]
+            assert [r.expires_at for r in got] == [r.expires_at for r in want]
+            assert {r.endpoint for r in got} == {r.endpoint for r in want} or _ties(got, want)
+            for r in got:
+                assert model.pop(r.endpoint) == r
         else:
             now = float(op[1])
             grace = float(op[2]) if kind == "query" else 0.0

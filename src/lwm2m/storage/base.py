@@ -378,6 +378,13 @@ class RegistrationStore(Protocol):
         registrations held, so a sweep can run every second beside a million live ones."""
         ...
 
+    async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
+        """Remove the registrations ``expired(now, grace, limit=limit)`` would answer, in one
+        atomic step, and answer them, soonest expired first: an Update racing the expiry
+        sweep lands either before (the registration is not expired and stays) or after (it
+        finds no registration: 4.04, and the client registers again, §6.2.2)."""
+        ...
+
 
 class ObservationStore(Protocol):
     """Observations by token; a token is unique across the server."""

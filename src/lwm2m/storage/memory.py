@@ -130,6 +130,15 @@ class MemoryRegistrationStore:
             found.append(by_endpoint[endpoint])
         return found
 
+    async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
+        found = await self.expired(now, grace, limit=limit)
+        for r in found:
+            del self._by_endpoint[r.endpoint]
+            del self._by_id[r.registration_id]
+            self._order.discard(r.endpoint)
+            self._expiry.discard((r.expires_at, r.endpoint))
+        return found
+
 
 class MemoryObservationStore:
     def __init__(self) -> None:

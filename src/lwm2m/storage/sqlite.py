@@ -291,6 +291,23 @@ class SqliteRegistrationStore:
         ).fetchall()
         return [_registration(d) for (d,) in rows]
 
+    async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
+        check_query(limit)
+        # One statement, one commit for the batch: a commit per registration cost the sweep
+        # ~4x the CPU, and filled the WAL (whose checkpoints stall the caller) as fast.
+        rows = self._conn.execute(
+            "DELETE FROM registrations WHERE endpoint IN (SELECT endpoint FROM registrations"
+            " WHERE expires_at <= ? ORDER BY expires_at LIMIT ?) RETURNING data",
+            (now - grace, limit),
+        ).fetchall()
+        found = [_registration(d) for (d,) in rows]
+        found.sort(key=_expires_at)  # RETURNING keeps no order
+        return found
+
+
+def _expires_at(registration: Registration) -> float:
+    return registration.expires_at
+
 
 class SqliteObservationStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
