@@ -130,13 +130,15 @@ async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
         return gone
 
     registrar.expire = timed  # type: ignore[method-assign]
-    shift = base - LEAD - time.time()
-    registrar._clock = lambda: time.time() + shift
     thresholds = gc.get_threshold()
-    tune_gc()  # as `lwm2m server` does once started: the fleet filled in is start-up's
     watch = StallWatch()
     await server.start()
     try:
+        tune_gc()  # as `lwm2m server` does once started: the fleet filled in is start-up's
+        # Only now, with everything started, does the clock reach the registrations' expiry
+        # times: the first expire LEAD seconds into the measurement.
+        shift = base - LEAD - time.time()
+        registrar._clock = lambda: time.time() + shift
         watch.start()
         await asyncio.sleep(args.seconds)
         stall = await watch.stop()
