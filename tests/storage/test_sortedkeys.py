@@ -49,3 +49,21 @@ def test_a_large_set_stays_in_chunks() -> None:
 def test_load_is_checked() -> None:
     with pytest.raises(ValueError):
         SortedKeys(load=1)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 20), st.sampled_from("abc")), max_size=200))
+def test_tuple_keys_as_the_expiry_index_uses_them(operations: list[tuple[bool, int, str]]) -> None:
+    keys: SortedKeys[tuple[float, str]] = SortedKeys(load=2)
+    model: set[tuple[float, str]] = set()
+    for adding, t, name in operations:
+        key = (float(t), name)
+        if adding:
+            assert keys.add(key) is (key not in model)
+            model.add(key)
+        else:
+            assert keys.discard(key) is (key in model)
+            model.discard(key)
+    assert list(keys) == sorted(model)
+    assert list(keys.after()) == sorted(model)
+    assert list(keys.after((10.0, "b"))) == [k for k in sorted(model) if k > (10.0, "b")]
+    assert "a" not in keys  # another type: not a key, not an error

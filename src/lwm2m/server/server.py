@@ -175,6 +175,8 @@ class LwM2MServer(DeviceManagement):
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
         self._observations: dict[bytes, ServerObservation] = {}  # by token, until they end
+        # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
+        self._observed: dict[str, dict[bytes, ServerObservation]] = {}
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -317,12 +319,8 @@ class LwM2MServer(DeviceManagement):
     def _end_observations(self, registration: Registration, reason: str) -> None:
         """End the live observations made under ``registration``: the client dropped them with
         it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records."""
-        for observation in list(self._observations.values()):
-            record = observation.record
-            if (
-                record.endpoint == registration.endpoint
-                and record.registration_id == registration.registration_id
-            ):
+        for observation in list(self._observed.get(registration.endpoint, {}).values()):
+            if observation.record.registration_id == registration.registration_id:
                 observation.end(reason)
 
     def _follow_address(self, endpoint: str) -> None:
@@ -333,8 +331,8 @@ class LwM2MServer(DeviceManagement):
             return
         addr = normalize(addr) or addr
         transport = self._transport(endpoint)
-        for observation in list(self._observations.values()):
-            if observation.endpoint != endpoint or observation.address == addr:
+        for observation in list(self._observed.get(endpoint, {}).values()):
+            if observation.address == addr:
                 continue
             if observation.address is not None and transport.move_observation(
                 observation.token, observation.address, addr
@@ -597,10 +595,16 @@ class LwM2MServer(DeviceManagement):
         )
         token = record.token
         self._observations[token] = observation
+        self._observed.setdefault(record.endpoint, {})[token] = observation
 
         def ended(_: object) -> None:
             if self._observations.get(token) is observation:
                 del self._observations[token]
+            mine = self._observed.get(record.endpoint)
+            if mine is not None and mine.get(token) is observation:
+                del mine[token]
+                if not mine:
+                    del self._observed[record.endpoint]
 
         observation._pump.add_done_callback(ended)
         return observation

@@ -378,8 +378,21 @@ class RegistrationStore(Protocol):
         after, None when the index has no more."""
         ...
 
-    async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
-        """Registrations whose lifetime (plus ``grace``) ran out by ``now``, soonest expired first."""
+    async def expired(
+        self, now: float, grace: float = 0.0, *, limit: int | None = None
+    ) -> list[Registration]:
+        """Registrations whose lifetime (plus ``grace``) ran out by ``now`` (``expires_at <= now -
+        grace``), soonest expired first (equal expiry times in no set order); at most ``limit``.
+
+        Read from an index on the expiry time: the cost grows with what expired, not with the
+        registrations held, so a sweep can run every second beside a million live ones."""
+        ...
+
+    async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
+        """Remove the registrations ``expired(now, grace, limit=limit)`` would answer, in one
+        atomic step, and answer them, soonest expired first: an Update racing the expiry
+        sweep lands either before (the registration is not expired and stays) or after (it
+        finds no registration: 4.04, and the client registers again, §6.2.2)."""
         ...
 
 

@@ -37,17 +37,23 @@ class MemoryRegistrationStore:
     def __init__(self) -> None:
         self._by_endpoint: dict[str, Registration] = {}
         self._by_id: dict[str, str] = {}  # registration ID -> endpoint
-        self._order = SortedKeys()  # the endpoints, for pages
+        self._order: SortedKeys[str] = SortedKeys()  # the endpoints, for pages
+        # (expiry, endpoint) of every registration, soonest first: a sweep reads only what
+        # expired, never the live ones. Kept exact (no stale entries to purge later), so an
+        # Update flood grows nothing and no change ever rebuilds the index.
+        self._expiry: SortedKeys[tuple[float, str]] = SortedKeys()
 
     async def add(self, registration: Registration) -> Registration | None:
         old = self._by_endpoint.get(registration.endpoint)
+        clash = self._by_id.get(registration.registration_id)
+        if clash is not None and (old is None or old.registration_id != registration.registration_id):
+            raise ValueError(f"registration ID {registration.registration_id!r} is in use by {clash!r}")
         if old is not None:
             del self._by_id[old.registration_id]
-        clash = self._by_id.get(registration.registration_id)
-        if clash is not None:
-            raise ValueError(f"registration ID {registration.registration_id!r} is in use by {clash!r}")
+            self._expiry.discard((old.expires_at, old.endpoint))
         self._by_endpoint[registration.endpoint] = registration
         self._by_id[registration.registration_id] = registration.endpoint
+        self._expiry.add((registration.expires_at, registration.endpoint))
         if old is None:
             self._order.add(registration.endpoint)
         return old
@@ -64,6 +70,9 @@ class MemoryRegistrationStore:
         if old is None or old.registration_id != registration.registration_id:
             return None
         self._by_endpoint[registration.endpoint] = registration
+        if registration.expires_at != old.expires_at:
+            self._expiry.discard((old.expires_at, old.endpoint))
+            self._expiry.add((registration.expires_at, registration.endpoint))
         return old
 
     async def remove(self, endpoint: str, *, registration_id: str | None = None) -> Registration | None:
@@ -73,6 +82,7 @@ class MemoryRegistrationStore:
         del self._by_endpoint[endpoint]
         del self._by_id[old.registration_id]
         self._order.discard(endpoint)
+        self._expiry.discard((old.expires_at, endpoint))
         return old
 
     async def all(self) -> list[Registration]:
@@ -107,9 +117,27 @@ class MemoryRegistrationStore:
             fetch, after, limit, match, chunk=MEMORY_PAGE_CHUNK, filtered=filtered, scan=scan
         )
 
-    async def expired(self, now: float, grace: float = 0.0) -> list[Registration]:
-        found = [r for r in self._by_endpoint.values() if r.is_expired(now, grace)]
-        return sorted(found, key=lambda r: r.expires_at)
+    async def expired(
+        self, now: float, grace: float = 0.0, *, limit: int | None = None
+    ) -> list[Registration]:
+        check_query(limit)
+        cutoff = now - grace
+        by_endpoint = self._by_endpoint
+        found = []
+        for expires_at, endpoint in islice(self._expiry, limit):
+            if expires_at > cutoff:
+                break
+            found.append(by_endpoint[endpoint])
+        return found
+
+    async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
+        found = await self.expired(now, grace, limit=limit)
+        for r in found:
+            del self._by_endpoint[r.endpoint]
+            del self._by_id[r.registration_id]
+            self._order.discard(r.endpoint)
+            self._expiry.discard((r.expires_at, r.endpoint))
+        return found
 
 
 class MemoryObservationStore:
