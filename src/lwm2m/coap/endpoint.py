@@ -144,11 +144,13 @@ from lwm2m.coap.events import (
     request_received,
 )
 from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, SeenMessages, Transmission, empty
+from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message, MessageError, decode_message
 from lwm2m.coap.numbers import OptionNumber, Type
 from lwm2m.coap.observe import Relation
 from lwm2m.coap.requesting import ClientSide
 from lwm2m.coap.serving import ServerSide
+from lwm2m.coap.serving import log as refusals_log
 
 __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 
@@ -246,6 +248,8 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         self.released = 0
         self._now = 0.0  # the latest time the application or the timer told, for cancel()
         self.rejected_after_decode = 0  # well-formed datagrams whose content we could not use
+        # The requests the endpoint refuses itself (4.xx, 5.xx) are logged within a budget.
+        self._refusal_log = LogBudget(refusals_log)
 
     # === I/O side =================================================================================
 
@@ -632,4 +636,9 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             at = min(at, next(iter(self._reassembly.values())).expires)
         if served:
             at = min(at, next(iter(served.values())).expires)
+        refusals = self._refusal_log
+        refusals.tick(now)
+        due = refusals.next_due()
+        if due is not None and due < at:
+            at = due
         self._sweep_at = at
