@@ -97,7 +97,7 @@ def test_client_hellos_without_cookie_keep_nothing() -> None:
 
 
 def test_trimmer_runs_after_enough_was_released_and_not_too_often() -> None:
-    trimmer = Trimmer(after=100, interval=5.0)
+    trimmer = Trimmer(after=100, interval=5.0, collect_interval=20.0)
     trimmer.check(99, 0.0)
     assert trimmer.trims == 0
     can_trim = malloc_trim()

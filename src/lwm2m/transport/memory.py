@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 TRIM_AFTER = 8 << 20
 TRIM_INTERVAL = 2.0
-COLLECT_INTERVAL = 20.0
+COLLECT_INTERVAL = 5.0
 
 
 def _load_trim() -> Callable[[int], int] | None:
