@@ -394,7 +394,7 @@ def registration_flood(
             answer = code_name(reply[1])
             diag = reply[4 + (reply[0] & 0x0F) :].split(b"\xff", 1)
             if len(diag) == 2 and diag[1]:
-                answer += f" ({diag[1][:60].decode(errors='replace')})"
+                answer += f" ({diag[1][:90].decode(errors='replace')})"
             if reply[1] == 0x41:  # 2.01 Created: the lifetime the server kept, from its REST API
                 answer += f", kept with {kept_lifetime(server, name)}"
         s.close()
