@@ -613,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
         sampler.stop = True
         server.stop()
     report(rows, specials, args)
+    with open(server.log, errors="replace") as f:
+        lines = f.read().splitlines()
+    counts = sum(" not logged one by one " in line for line in lines)
+    print(f"server log: {len(lines):,} lines, {counts} of them counts of lines left out under a flood")
     os.unlink(server.log)
     return 0
 
