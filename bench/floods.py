@@ -9,10 +9,12 @@ from this process, over loopback only, each bounded in count and in time:
    sent whatever the answer. 400 MB were asked for; the endpoint's budget for all
    block-wise bodies is 32 MiB (a refused transfer's later blocks get 4.08).
 2. Junk registrations from plain CoAP: ``--registrations`` (20,000) Registers with
-   lt=30 from a pool of sockets, then one with lt=999999999999999999999999999999, one
-   with a 5,000-character endpoint name and one with 6,000 links (58 KB), these two with
-   lt=30 so that they count in the memory after expiry too. Printed: the
-   answers by code (how many were accepted, 2.01, and refused).
+   lt=30 from a pool of sockets on one address (they meet the per-address rate limit:
+   4.29), then, each from an address of its own (127.0.0.2, .3, .4), one with
+   lt=999999999999999999999999999999 (kept, with the lifetime shortened to the maximum: the
+   bench reads the lifetime kept from ``GET /api/clients/{ep}``), one with a 5,000-character
+   endpoint name (4.00) and one with 6,000 links in 58 KB (4.13). Printed: the answers by
+   code.
 3. DTLS handshakes: (a) ``--hellos`` (155,000) ClientHellos without a cookie (answered
    with a HelloVerifyRequest, no state kept), then (b) ``--stalled`` (20,000) ClientHellos
    that complete the cookie exchange and then go silent (state kept until the handshake's
@@ -25,27 +27,100 @@ should stay within 1.2.
     python bench/floods.py [--transfers 400] [--blocks 1000] [--registrations 20000]
                            [--hellos 155000] [--stalled 20000] [--seconds 90]
                            [--exchange-lifetime 30] [--handshake-lifetime 20]
+
+To find what stays after a flood, set ``FLOODS_DIAG`` to a directory: before each flood and
+after its expiry the server (on SIGUSR1) writes there, and the bench prints, glibc's heap
+figures (mallinfo2, and the resident part of its heap) and CPython's small-object arenas
+(``sys._debugmallocstats``); with ``FLOODS_GC=1`` the figures again after a full garbage
+collection and a ``malloc_trim``, which shows what only CPython's free lists held. With
+``FLOODS_TRACEMALLOC=1`` too, the server runs with ``tracemalloc`` on (slower) and the bench
+prints the Python memory traced before and after and the lines that hold most of what the
+flood left behind (``FLOODS_TRACEMALLOC_FRAMES``, default 1, frames kept per allocation).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from coap_loop import HOST, free_port
 from server_load import option
 
 LINKS = b"</1/0>,</3/0>,</3303/0>"
+TRACE_DIR = os.environ.get("FLOODS_DIAG")
+# The server with diagnostics: ``lwm2m`` as ``python -m lwm2m`` runs it, with a SIGUSR1
+# handler that writes the allocators' figures (glibc's mallinfo2, CPython's arenas) and, with
+# FLOODS_TRACEMALLOC set, a tracemalloc snapshot, to the next numbered files of FLOODS_DIAG.
+TRACED_SERVER = """
+import ctypes, os, signal, sys, tracemalloc
+if os.environ.get("FLOODS_TRACEMALLOC"):
+    tracemalloc.start(int(os.environ.get("FLOODS_TRACEMALLOC_FRAMES", "1")))
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+count = [0]
+def figures():
+    # glibc heap (mallinfo2, and the resident part of [heap]), CPython arenas, RSS
+    info = libc.mallinfo2()
+    saved = os.dup(2)
+    with open(os.path.join(os.environ["FLOODS_DIAG"], "pymalloc"), "w+") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        arenas = [l.split("=")[1].strip() for l in f if l.startswith("# arenas allocated current")]
+    heap = "?"
+    with open("/proc/self/smaps") as f:
+        mapping = ""
+        for l in f:
+            if not l[0].isupper() or l.startswith(("VmFlags",)):
+                mapping = l
+            elif l.startswith("Rss:") and mapping.rstrip().endswith("[heap]"):
+                heap = "%.1f MiB" % (int(l.split()[1]) / 1024)
+    with open("/proc/self/status") as f:
+        rss = [int(l.split()[1]) for l in f if l.startswith("VmRSS")][0]
+    return "RSS %.1f MiB: glibc heap %.1f MiB (resident %s, in use %.1f MiB), %s pymalloc arenas" % (
+        rss / 1024, info.arena / 2**20, heap, info.uordblks / 2**20, arenas[0] if arenas else "?")
+def dump(signum, frame):
+    count[0] += 1
+    base = os.path.join(os.environ["FLOODS_DIAG"], "%d" % count[0])
+    text = figures()
+    if os.environ.get("FLOODS_GC"):
+        import gc
+        gc.collect()
+        libc.malloc_trim(0)
+        text += "; after gc.collect() and malloc_trim: " + figures()
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(base + ".snapshot")
+    with open(base + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(base + ".tmp", base + ".txt")
+signal.signal(signal.SIGUSR1, dump)
+sys.argv[0] = "lwm2m"
+from lwm2m.cli import main
+main()
+"""
 
 
 def code_name(code: int) -> str:
@@ -90,6 +165,8 @@ class Server:
     coap: int
     coaps: int
     log: str
+    http: int = 0
+    snapshots: int = 0
 
     @classmethod
     def start(cls, exchange_lifetime: float, handshake_lifetime: float) -> Server:
@@ -97,8 +174,7 @@ class Server:
         log = tempfile.NamedTemporaryFile(prefix="floods-server-", suffix=".log", delete=False)  # noqa: SIM115
         command = [
             sys.executable,
-            "-m",
-            "lwm2m",
+            *(["-c", TRACED_SERVER] if TRACE_DIR else ["-m", "lwm2m"]),
             "server",
             "--store",
             "memory",
@@ -120,13 +196,32 @@ class Server:
         while time.monotonic() < deadline:
             with open(log.name) as f:
                 if "REST API on" in f.read():
-                    return cls(proc, coap, coaps, log.name)
+                    return cls(proc, coap, coaps, log.name, http)
             if proc.poll() is not None:
                 break
             time.sleep(0.1)
         proc.kill()
         with open(log.name) as f:
             raise RuntimeError(f"lwm2m server did not start:\n{f.read()}")
+
+    def snapshot(self) -> Any:
+        """The allocators' figures and a tracemalloc snapshot of the server (or None) with
+        FLOODS_DIAG set; else None."""
+        if not TRACE_DIR:
+            return None
+        import tracemalloc
+
+        self.snapshots += 1
+        base = os.path.join(TRACE_DIR, str(self.snapshots))
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(base + ".txt"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no figures at {base}.txt")
+            time.sleep(0.2)
+        with open(base + ".txt") as f:
+            print(f"  allocators: {f.read()}", flush=True)
+        return tracemalloc.Snapshot.load(base + ".snapshot") if os.path.exists(base + ".snapshot") else None
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -268,30 +363,52 @@ def registration_flood(
             del inflight[key]
             row.answers["no answer"] += 1
     row.sent = f"{n:,} Registers (lt=30)"
-    # The three of the issue, one at a time.
-    junk = {
-        "lt=999999999999999999999999999999": register(
-            1, b"s1", b"junk-lifetime", lt=b"999999999999999999999999999999"
-        ),
-        "5,000-character name, lt=30": register(2, b"s2", b"n" * 5000),
-        "6,000 links (58 KB), lt=30": register(
-            3, b"s3", b"junk-links", links=b",".join(f"</{i}/0>".encode() for i in range(6000))
-        ),
-    }
-    s = socks[0]
-    for label, data in junk.items():
-        s.sendto(data, dest)
-        answer = "no answer"
-        for _, reply in drain(sel, 3.0):
-            answer = code_name(reply[1])
-            if len(reply) > 4 + (reply[0] & 0x0F):
-                diag = reply[4 + (reply[0] & 0x0F) :].split(b"\xff", 1)
-                if len(diag) == 2 and diag[1]:
-                    answer += f" ({diag[1][:60].decode(errors='replace')})"
-            break
-        specials[f"{label}: {len(data):,} bytes"] = answer
     for s in socks:
         s.close()
+    # The three of the issue, one at a time, each from a source address of its own (all of
+    # 127/8 is loopback on Linux): they meet the registration limits, not the rate limit that
+    # the flood above ran into.
+    junk = {
+        "lt=999999999999999999999999999999": (
+            "127.0.0.2",
+            "junk-lifetime",
+            register(1, b"s1", b"junk-lifetime", lt=b"999999999999999999999999999999"),
+        ),
+        "5,000-character name, lt=30": ("127.0.0.3", "n" * 5000, register(2, b"s2", b"n" * 5000)),
+        "6,000 links (58 KB), lt=30": (
+            "127.0.0.4",
+            "junk-links",
+            register(3, b"s3", b"junk-links", links=b",".join(f"</{i}/0>".encode() for i in range(6000))),
+        ),
+    }
+    for label, (source, name, data) in junk.items():
+        s = udp(source)
+        s.setblocking(True)
+        s.settimeout(3.0)
+        s.sendto(data, dest)
+        try:
+            reply = s.recv(65536)
+        except TimeoutError:
+            answer = "no answer"
+        else:
+            answer = code_name(reply[1])
+            diag = reply[4 + (reply[0] & 0x0F) :].split(b"\xff", 1)
+            if len(diag) == 2 and diag[1]:
+                answer += f" ({diag[1][:90].decode(errors='replace')})"
+            if reply[1] == 0x41:  # 2.01 Created: the lifetime the server kept, from its REST API
+                answer += f", kept with {kept_lifetime(server, name)}"
+        s.close()
+        specials[f"{label}: {len(data):,} bytes from {source}"] = answer
+
+
+def kept_lifetime(server: Server, endpoint: str) -> str:
+    """``lifetime`` of ``GET /api/clients/{endpoint}``."""
+    url = f"http://{HOST}:{server.http}/api/clients/{urllib.parse.quote(endpoint)}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return f"lifetime {json.load(answer)['lifetime']:,} s (GET /api/clients/{endpoint})"
+    except (OSError, ValueError, KeyError) as exc:
+        return f"lifetime unknown ({exc})"
 
 
 # --- 3. DTLS handshakes ---------------------------------------------------------------------------
@@ -383,6 +500,17 @@ def settle(server: Server, seconds: float) -> int:
     return rss(server.proc.pid)
 
 
+def traced(name: str, before: Any, after: Any) -> None:
+    """What tracemalloc saw the flood leave behind: Python memory before and after, and the
+    lines holding most of the new blocks."""
+    total = [sum(s.size for s in snap.statistics("filename")) for snap in (before, after)]
+    print(f"{name}: traced Python memory {mib(total[0])} -> {mib(total[1])} MiB; grown most at:")
+    stats = after.compare_to(before, "lineno")
+    stats.sort(key=lambda stat: -stat.count_diff)
+    for stat in stats[:25]:
+        print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+8d} blocks  {stat.traceback}")
+
+
 def mib(n: int) -> str:
     return f"{n / 2**20:7.1f}"
 
@@ -434,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def run(name: str, flood, *flood_args, wait: float) -> None:  # type: ignore[no-untyped-def]
             row = Row(name, "")
+            before = server.snapshot()
             row.before = rss(server.proc.pid)
             sampler.reset()
             started = time.monotonic()
@@ -445,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
             row.after = settle(server, wait)
             row.waited = wait
             rows.append(row)
+            after = server.snapshot()
+            if before is not None and after is not None:
+                traced(name, before, after)
 
         if "block1" in floods:
             run(
@@ -481,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:
         sampler.stop = True
         server.stop()
     report(rows, specials, args)
+    with open(server.log, errors="replace") as f:
+        lines = f.read().splitlines()
+    counts = sum(" not logged one by one " in line for line in lines)
+    print(f"server log: {len(lines):,} lines, {counts} of them counts of lines left out under a flood")
     os.unlink(server.log)
     return 0
 

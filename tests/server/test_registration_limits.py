@@ -297,3 +297,39 @@ def test_default_limits() -> None:
     d = RegistrationLimits()
     assert (d.max_endpoint_length, d.max_lifetime, d.max_registrations) == (255, 604_800, 1_000_000)
     assert (d.max_payload, d.max_links, d.rate, d.burst) == (65_536, 1_024, 100.0, 1_000)
+
+
+async def test_a_flood_of_refusals_is_logged_within_a_budget(caplog: pytest.LogCaptureFixture) -> None:
+    """10,000 Updates at unknown locations and 10,000 too-long names within 10 s of a virtual
+    clock: a few lines per kind of refusal, then one count each (told by the periodic expiry)."""
+    from lwm2m.server.registrar import Registrar
+    from lwm2m.storage.memory import MemoryStore
+
+    caplog.set_level(logging.INFO, LOG)
+    clock = [1000.0]
+    store = MemoryStore.create()
+    registrar = Registrar(
+        store.registrations,
+        store.observations,
+        lambda event: None,
+        limits=RegistrationLimits(max_endpoint_length=16, rate=None),
+        monotonic=lambda: clock[0],
+    )
+    for i in range(10_000):
+        clock[0] = 1000.0 + i * 0.0005
+        peer = (f"192.0.2.{i % 250}", 5683)
+        gone = await registrar.handle(update(("rd", f"nowhere{i}")), peer)
+        assert gone.code == Code.NOT_FOUND
+        long = await registrar.handle(raw_register("x" * 17, "lt=60"), peer)
+        assert long.code == Code.BAD_REQUEST
+    lines = refusals(caplog)
+    assert len(lines) == 40  # 20 of each kind
+    assert sum("4.04 Not Found" in line for line in lines) == 20
+    clock[0] = 1011.0
+    await registrar.expire()
+    counts = [r.getMessage() for r in caplog.records if r.name == LOG and r.levelno == logging.WARNING]
+    assert sorted(line.split(" in 10 s ")[0] for line in counts) == [
+        "9980 more Registration Interface requests refused with 4.00 Bad Request",
+        "9980 more Registration Interface requests refused with 4.04 Not Found",
+    ]
+    assert len(caplog.records) <= 45

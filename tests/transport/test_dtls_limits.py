@@ -97,14 +97,19 @@ def test_client_hellos_without_cookie_keep_nothing() -> None:
 
 
 def test_trimmer_runs_after_enough_was_released_and_not_too_often() -> None:
-    trimmer = Trimmer(after=100, interval=5.0)
+    trimmer = Trimmer(after=100, interval=5.0, collect_interval=20.0)
     trimmer.check(99, 0.0)
     assert trimmer.trims == 0
     can_trim = malloc_trim()
     assert trimmer.check(100, 1.0) is None
     assert trimmer.check(300, 2.0) == 4.0  # within the interval: owed, in 4 s
-    assert trimmer.check(300, 6.0) is None
+    assert trimmer.check(300, 6.0) == 15.0  # trimmed; the garbage collection is owed until 21 s
     assert trimmer.trims == (2 if can_trim else 0)
+    assert trimmer.collections == 1
+    assert trimmer.check(300, 21.0) is None  # the owed collection, and a trim after it
+    assert trimmer.collections == 2
+    assert trimmer.check(300, 50.0) is None  # nothing released since: nothing owed
+    assert trimmer.collections == 2
 
 
 async def test_a_stalled_handshake_ends_by_the_driver_timer_over_real_sockets() -> None:

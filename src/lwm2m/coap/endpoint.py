@@ -144,11 +144,13 @@ from lwm2m.coap.events import (
     request_received,
 )
 from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, SeenMessages, Transmission, empty
+from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message, MessageError, decode_message
 from lwm2m.coap.numbers import OptionNumber, Type
 from lwm2m.coap.observe import Relation
 from lwm2m.coap.requesting import ClientSide
 from lwm2m.coap.serving import ServerSide
+from lwm2m.coap.serving import log as refusals_log
 
 __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 
@@ -241,11 +243,20 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         # time without a datagram arriving, and no timer is armed while nothing is held.
         self._sweep_at = _INF
         self._rx_at = -_INF  # the time of the latest datagram: no Message ID was recorded after it
+        # The expiries of Message IDs recorded at _exp_at (CON, NON): one float object shared by
+        # the entries of a batch of datagrams (the transport reads a batch at one ``now``), not
+        # one per entry. Under a flood the duplicate-detection entries are the bulk of the small
+        # objects alive at once; the fewer they are, the fewer of CPython's arenas the flood
+        # fills, and the fewer stay held by some survivor once the entries have gone.
+        self._exp_at = -_INF
+        self._exp_con = self._exp_non = -_INF
         # Bytes (estimated) that handle_timer let go of so far, for the transport to know when
         # to give memory back to the system.
         self.released = 0
         self._now = 0.0  # the latest time the application or the timer told, for cancel()
         self.rejected_after_decode = 0  # well-formed datagrams whose content we could not use
+        # The requests the endpoint refuses itself (4.xx, 5.xx) are logged within a budget.
+        self._refusal_log = LogBudget(refusals_log)
 
     # === I/O side =================================================================================
 
@@ -337,14 +348,16 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             ):
                 return
             self._dedup_count += 1
+            if now != self._exp_at:
+                self._expiries(now)
             if mtype is _CON:
-                expires[mid] = now + self._lifetime
+                expires[mid] = self._exp_con
                 fresh = self._fresh
                 if now != self._fresh_at or len(fresh) >= self._fresh_room:
                     fresh = self._make_room(now)
                 fresh[(addr, mid)] = seen
             else:
-                expires[mid] = now + self._non_lifetime
+                expires[mid] = self._exp_non
             if _EV_TWIN:
                 ev = _new(_RequestFields)
                 ev.addr = addr
@@ -464,7 +477,9 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         if self._duplicate(seen, mid, mtype, now):
             return
         addr = seen.addr
-        expires = now + (self._lifetime if mtype is _CON else self._non_lifetime)
+        if now != self._exp_at:
+            self._expiries(now)
+        expires = self._exp_con if mtype is _CON else self._exp_non
         seen.expires[mid] = expires
         self._dedup_count += 1
         # The handlers below fill in record[1], the reply to replay for a duplicate.
@@ -481,6 +496,13 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         finally:
             if record[1] is not None:
                 self._cache_reply(addr, mid, record[1])
+
+    def _expiries(self, now: float) -> None:
+        """The expiries of the Message IDs recorded at ``now`` (§4.5: EXCHANGE_LIFETIME for a
+        CON, NON_LIFETIME for a NON)."""
+        self._exp_at = now
+        self._exp_con = now + self._lifetime
+        self._exp_non = now + self._non_lifetime
 
     def _make_room(self, now: float) -> dict[tuple[Any, int], SeenMessages]:
         """_fresh, ready to take a request that arrived at ``now``."""
@@ -632,4 +654,9 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             at = min(at, next(iter(self._reassembly.values())).expires)
         if served:
             at = min(at, next(iter(served.values())).expires)
+        refusals = self._refusal_log
+        refusals.tick(now)
+        due = refusals.next_due()
+        if due is not None and due < at:
+            at = due
         self._sweep_at = at

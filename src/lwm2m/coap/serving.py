@@ -202,13 +202,32 @@ class ServerSide:
     ) -> None:
         """A response made by the endpoint itself: piggybacked for CON, a NON for a NON."""
         if code >= 128:  # a refusal (4.xx, 5.xx): not on the request path of a good request
-            _log_refusal(msg, addr, code, payload)
+            self._log_refusal(msg, addr, code, payload, now)
         if msg.type is _CON:
             data = encode_parts(_ACK, code, msg.mid, msg.token, tuple(options), payload)
             seen[1] = data
         else:
             data = encode_parts(_NON, code, self._alloc_mid(), msg.token, tuple(options), payload)
         self._out.append((data, addr))
+
+    def _log_refusal(self, msg: Message, addr: Any, code: int, payload: bytes, now: float) -> None:
+        """One line per refusal, within the endpoint's budget: a sender that floods the endpoint
+        with bad requests gets a count, not a line per datagram."""
+        budget = self._refusal_log
+        if not budget.log(
+            _category(code),
+            now,
+            logging.INFO,
+            "%s %s refused from %s: %s: %s",
+            Code(msg.code).name if 1 <= msg.code <= 7 else code_text(msg.code),
+            msg.uri_path_str or "/",
+            _where(addr),
+            code_text(code),
+            payload.decode("utf-8", "replace") if payload else _REASONS.get(code, ""),  # type: ignore[call-overload]
+        ):
+            due = budget.next_due()
+            if due is not None and due < self._sweep_at:
+                self._sweep_at = due  # the count is told from handle_timer once the window ends
 
     def _send_empty_ack(self, key: tuple[Any, int]) -> None:
         data = empty(EMPTY_ACK, key[1])
@@ -437,18 +456,20 @@ class ServerSide:
         rel.tx = None
 
 
-def _log_refusal(msg: Message, addr: Any, code: int, payload: bytes) -> None:
-    reason = payload.decode("utf-8", "replace") if payload else _REASONS.get(code, "")  # type: ignore[call-overload]
+_CATEGORIES: dict[int, str] = {}
+
+
+def _category(code: int) -> str:
+    """The log budget's category of a refusal: one per response code."""
+    category = _CATEGORIES.get(code)
+    if category is None:
+        category = _CATEGORIES[code] = f"CoAP requests refused with {code_text(code)}"
+    return category
+
+
+def _where(addr: Any) -> str:
     try:
         host, port = addr[0], addr[1]
-        where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     except (TypeError, IndexError, KeyError):  # any hashable names a peer in the sans-IO API
-        where = repr(addr)
-    log.info(
-        "%s %s refused from %s: %s: %s",
-        Code(msg.code).name if 1 <= msg.code <= 7 else code_text(msg.code),
-        msg.uri_path_str or "/",
-        where,
-        code_text(code),
-        reason,
-    )
+        return repr(addr)

@@ -12,7 +12,9 @@ server that holds as many registrations as it may, gets 4.29 Too Many
 Requests (RFC 8516) with a Max-Age saying when to try again. Each refusal is
 logged with its code and reason, and each registration, update, de-registration
 and expiry with the endpoint and its address (logger ``lwm2m.server.registrar``,
-INFO).
+INFO). Refusals and shortened lifetimes, which any sender can cause as fast as it
+sends, are logged within a :class:`~lwm2m.coap.logbudget.LogBudget`: under a flood,
+a few lines and then a count.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
 from lwm2m.coap.option import encode_uint
@@ -250,6 +253,7 @@ class Registrar:
         # transport reports it (requests go back there: NAT-friendly, §6.2.2).
         self.peers: dict[str, Any] = {}
         self._by_addr: dict[Any, str] = {}
+        self._log = LogBudget(log)  # refusals and shortened lifetimes: bounded under a flood
 
     def endpoint_at(self, addr: Any) -> str | None:
         """The registered endpoint whose last Register/Update came from ``addr``."""
@@ -282,7 +286,9 @@ class Registrar:
             wait = self.rate.take(addr[0], self._monotonic())
             if wait:
                 level = logging.WARNING if self.rate.first_refusal(addr[0]) else logging.DEBUG
-                log.log(
+                self._log.log(
+                    "Registers refused for their rate",
+                    self._monotonic(),
                     level,
                     "Register refused from %s (ep %s): %s: over %g registrations/s (burst %d) from there",
                     _host_port(addr),
@@ -297,7 +303,10 @@ class Registrar:
         size = len(message.payload)
         if size > self.limits.max_payload and len(path) in (1, 2) and message.code == Code.POST:
             operation = "Register" if register else "Update"
-            log.info(
+            self._log.log(
+                f"{operation}s refused for their size",
+                self._monotonic(),
+                logging.INFO,
                 "%s refused from %s (%s): %s: payload of %d bytes, more than %d",
                 operation,
                 _host_port(addr),
@@ -329,9 +338,9 @@ class Registrar:
                 operation = "Register"
             else:
                 operation = "De-register" if message.code == Code.DELETE else "Update"
-            _refused(operation, addr, message, exc.code, str(exc))
+            self._refused(operation, addr, message, exc.code, str(exc))
             return _answer(exc.code, str(exc))
-        _refused("request", addr, message, Code.NOT_FOUND, f"no registration at {message.uri_path_str}")
+        self._refused("request", addr, message, Code.NOT_FOUND, f"no registration at {message.uri_path_str}")
         return _answer(Code.NOT_FOUND, f"no registration at {message.uri_path_str}")
 
     def _lifetime(self, asked: int, endpoint: str, addr: Any) -> int:
@@ -342,7 +351,10 @@ class Registrar:
         limit = self.limits.max_lifetime
         if asked <= limit:
             return asked
-        log.info(
+        self._log.log(
+            "lifetimes shortened",
+            self._monotonic(),
+            logging.INFO,
             "lifetime of %s from %s shortened from %d s to %d s (the maximum)",
             _shown(endpoint),
             _host_port(addr),
@@ -357,7 +369,10 @@ class Registrar:
             message, max_links=limits.max_links, max_endpoint_length=limits.max_endpoint_length
         )
         if request.ep not in self.peers and len(self.peers) >= limits.max_registrations:
-            log.warning(
+            self._log.log(
+                "Registers refused by a full server",
+                self._monotonic(),
+                logging.WARNING,
                 "Register refused from %s (ep %s): %s: the server holds %d registrations, its maximum",
                 _host_port(addr),
                 _shown(request.ep),
@@ -430,12 +445,25 @@ class Registrar:
         self._emit(ClientDeregistered(removed))
         return _answer(Code.DELETED)
 
-    @staticmethod
-    def _unknown(operation: str, addr: Any, message: Message) -> Message:
+    def _unknown(self, operation: str, addr: Any, message: Message) -> Message:
         """4.04 for an Update or De-register at a location that holds no registration (§6.2.2)."""
         diagnostic = f"no registration {message.uri_path[1]!r}"
-        _refused(operation, addr, message, Code.NOT_FOUND, diagnostic)
+        self._refused(operation, addr, message, Code.NOT_FOUND, diagnostic)
         return _answer(Code.NOT_FOUND, diagnostic)
+
+    def _refused(self, operation: str, addr: Any, message: Message, code: int, reason: str) -> None:
+        """The log line of a refused request: what, from where, about whom, the code and why."""
+        self._log.log(
+            f"Registration Interface requests refused with {code_text(code)}",
+            self._monotonic(),
+            logging.INFO,
+            "%s refused from %s (%s): %s: %s",
+            operation,
+            _host_port(addr),
+            _subject(message),
+            code_text(code),
+            reason,
+        )
 
     async def expire(self) -> list[Registration]:
         """Remove every registration past its lifetime, with its observations (§6.2.1); forget
@@ -446,6 +474,7 @@ class Registrar:
         it takes the next batch, so even 100,000 registrations expiring at once (a restart on
         an old database) hold CoAP traffic up for a couple of milliseconds at a time, never
         for the whole sweep."""
+        self._log.tick(self._monotonic())  # the count of a flood of refusals, once its window ended
         if self.rate is not None:
             self.rate.sweep(self._monotonic())
         now = self._clock()
@@ -472,18 +501,6 @@ class Registrar:
                 # A timer, not sleep(0): the loop first serves what arrived and what is due.
                 await asyncio.sleep(EXPIRY_PAUSE)
                 started = time.perf_counter()
-
-
-def _refused(operation: str, addr: Any, message: Message, code: int, reason: str) -> None:
-    """The log line of a refused request: what, from where, about whom, the code and why."""
-    log.info(
-        "%s refused from %s (%s): %s: %s",
-        operation,
-        _host_port(addr),
-        _subject(message),
-        code_text(code),
-        reason,
-    )
 
 
 def _host_port(addr: Any) -> str:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.protocol.registration import RD
@@ -81,6 +82,7 @@ class SecurityPolicy:
         self._lookups: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_revoked: Callable[[SecurityInfo], None] | None = None
+        self._log = LogBudget(log)  # 4.03 refusals: a flood of them gives a few lines and a count
 
     async def load(self) -> None:
         now = time.monotonic()
@@ -89,6 +91,7 @@ class SecurityPolicy:
                 self._psk[info.psk_identity] = (info.psk_key, info.endpoint, now)
 
     def close(self) -> None:
+        self._log.flush()
         for task in self._tasks:
             task.cancel()
 
@@ -205,7 +208,10 @@ class SecurityPolicy:
                 refusal = "must use DTLS"
             else:
                 return None, message, endpoint
-            log.info(
+            self._log.log(
+                "plain CoAP registration requests refused with 4.03 Forbidden",
+                time.monotonic(),
+                logging.INFO,
                 "%s refused from %s over plain CoAP: 4.03 Forbidden: endpoint %s %s",
                 _operation(message),
                 _address(addr),
@@ -215,7 +221,10 @@ class SecurityPolicy:
             return _forbidden(f"endpoint {endpoint!r} {refusal}"), message, endpoint
         if identity is None or info is None or not _matches(info, identity):
             what = "no identity" if identity is None else f"identity {identity}"
-            log.info(
+            self._log.log(
+                "DTLS registration requests refused with 4.03 Forbidden",
+                time.monotonic(),
+                logging.INFO,
                 "%s refused from %s over DTLS: 4.03 Forbidden: %s may not act as endpoint %s",
                 _operation(message),
                 _address(addr),

@@ -9,27 +9,35 @@ all but 1 MiB. So after a large release (``TRIM_AFTER`` bytes, estimated by the
 endpoints' ``released`` counters) the driver asks glibc to trim, at most once per
 ``TRIM_INTERVAL`` seconds. Elsewhere than glibc this does nothing.
 
-CPython's own small-object arenas are not the C library's to trim: after a flood of
-small objects (20,000 registrations that expired, a Block1 flood's duplicate-detection
-entries) a few MiB stay in arenas that some survivor keeps, though the bytes allocated
-are back to their level before the flood.
+CPython's own small-object arenas (1 MiB each) are not the C library's to trim: one goes
+back to the system when the last object in it is freed. After a flood of small objects
+(20,000 registrations that expired, a Block1 flood's duplicate-detection entries) the
+objects CPython keeps in its free lists for reuse (tuples, floats, lists, dicts: the last
+ones freed, so the flood's) held 4 of 11 such arenas in the Block1 flood of
+``bench/floods.py``. So the trim first runs a full garbage collection, which empties those
+free lists (and collects any cycle the flood left). A full collection stops the loop
+for a while on a large heap (about 80 ms per million objects here), so it runs at most
+once per ``COLLECT_INTERVAL``; one owed meanwhile runs when the interval has passed, so
+the last release of a flood always gets one.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["TRIM_AFTER", "TRIM_INTERVAL", "Trimmer", "malloc_trim"]
+__all__ = ["COLLECT_INTERVAL", "TRIM_AFTER", "TRIM_INTERVAL", "Trimmer", "malloc_trim"]
 
 log = logging.getLogger(__name__)
 
 TRIM_AFTER = 8 << 20
 TRIM_INTERVAL = 2.0
+COLLECT_INTERVAL = 5.0
 
 
 def _load_trim() -> Callable[[int], int] | None:
@@ -59,31 +67,64 @@ def malloc_trim() -> bool:
 class Trimmer:
     """Calls ``malloc_trim`` once ``released`` has grown by ``after`` bytes since the last call,
     at most once per ``interval`` seconds (a trim walks the whole heap: 12 ms measured on a
-    400 MB heap with half of it free in 1 KB holes)."""
+    400 MB heap with half of it free in 1 KB holes), with a full garbage collection first, at
+    most once per ``collect_interval`` seconds (owed until then)."""
 
-    __slots__ = ("_after", "_at", "_interval", "_mark", "trims")
+    __slots__ = (
+        "_after",
+        "_at",
+        "_collect_interval",
+        "_collected",
+        "_interval",
+        "_mark",
+        "_owed",
+        "collections",
+        "trims",
+    )
 
-    def __init__(self, after: int = TRIM_AFTER, interval: float = TRIM_INTERVAL) -> None:
+    def __init__(
+        self,
+        after: int = TRIM_AFTER,
+        interval: float = TRIM_INTERVAL,
+        collect_interval: float = COLLECT_INTERVAL,
+    ) -> None:
         self._after = after
         self._interval = interval
+        self._collect_interval = collect_interval
         self._mark = 0
         self._at = -float("inf")
+        self._collected = -float("inf")
+        self._owed = False  # a collection, after a release
         self.trims = 0
+        self.collections = 0
 
     def check(self, released: int, now: float) -> float | None:
-        """Trim if due; else the seconds until a trim that is owed may run (None: none owed)."""
-        if released - self._mark < self._after:
+        """Trim (and collect) if due; else the seconds until what is owed may run (None: nothing
+        owed)."""
+        due = released - self._mark >= self._after
+        if due:
+            if now - self._at < self._interval:
+                return self._at + self._interval - now
+            self._mark = released
+            self._at = now
+            self._owed = True
+        elif not self._owed:
             return None
-        if now - self._at < self._interval:
-            return self._at + self._interval - now
-        self._mark = released
-        self._at = now
+        collect = now - self._collected >= self._collect_interval
+        if not (due or collect):
+            return self._collected + self._collect_interval - now
         start = time.perf_counter()
+        if collect:
+            gc.collect()  # empties the free lists, so that the arenas only they held can go
+            self._collected = now
+            self._owed = False
+            self.collections += 1
         if malloc_trim():
             self.trims += 1
             log.debug(
-                "malloc_trim after %d MiB released: %.1f ms",
+                "%smalloc_trim after %d MiB released: %.1f ms",
+                "garbage collection and " if collect else "",
                 released >> 20,
                 (time.perf_counter() - start) * 1e3,
             )
-        return None
+        return None if not self._owed else self._collected + self._collect_interval - now

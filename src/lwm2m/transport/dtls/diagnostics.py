@@ -3,7 +3,8 @@
 A handshake failure or a session ended by an alert or an error is worth a line, but anyone
 can send ClientHellos: a flood of bad handshakes must not become a flood of log lines. So
 the first ``burst`` failures of a ``window`` are logged one by one (INFO), the rest only
-counted, and the count is told in one line when the next window opens (or at close).
+counted, and the count is told in one line when the next window opens (or at close): a
+:class:`~lwm2m.coap.logbudget.LogBudget`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from lwm2m.coap.logbudget import LogBudget
 from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 
 __all__ = ["SessionLog"]
 
 log = logging.getLogger("lwm2m.transport.dtls")
+_FAILURES = "DTLS handshake or session failures"
 
 
 def _addr(addr: Any) -> str:
@@ -34,14 +37,10 @@ class SessionLog:
     def __init__(self, window: float = 10.0, burst: int = 5) -> None:
         self.window = window
         self.burst = burst
-        self._window_end = float("-inf")
-        self._logged = 0
-        self._suppressed = 0
-        self._latest = ""
+        self._budget = LogBudget(log, window, burst)
 
     def event(self, event: SessionEvent, now: float) -> None:
-        if self._suppressed and now >= self._window_end:
-            self.flush()  # a flood that ended: tell its count with the next event of any kind
+        self._budget.tick(now)  # a flood that ended: tell its count with the next event of any kind
         kind = type(event)
         if kind is HandshakeFailed:
             self._failure(now, "DTLS handshake with %s failed: %s", _addr(event.addr), event.reason)  # type: ignore[attr-defined]
@@ -71,27 +70,19 @@ class SessionLog:
             )
 
     def _failure(self, now: float, fmt: str, *args: Any) -> None:
-        if now >= self._window_end:
-            self.flush()
-            self._window_end = now + self.window
-            self._logged = 0
-        if self._logged < self.burst:
-            self._logged += 1
-            log.info(fmt, *args)
-        else:
-            self._suppressed += 1
-            self._latest = fmt % args
+        self._budget.log(_FAILURES, now, logging.INFO, fmt, *args)
+
+    def tick(self, now: float) -> None:
+        """Tell the count of a flood of failures whose window has ended (for a timer)."""
+        self._budget.tick(now)
+
+    def next_due(self) -> float | None:
+        """When :meth:`tick` has a count to tell, or None."""
+        return self._budget.next_due()
 
     def flush(self) -> None:
         """Tell the failures left out so far, if any."""
-        if self._suppressed:
-            log.warning(
-                "%d more DTLS handshake or session failures in %g s not logged one by one (the latest: %s)",
-                self._suppressed,
-                self.window,
-                self._latest,
-            )
-            self._suppressed = 0
+        self._budget.flush()
 
 
 def _who(event: Any) -> str:
