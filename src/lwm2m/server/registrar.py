@@ -390,17 +390,18 @@ class Registrar:
         if replaced is not None:
             await self.observations.remove_endpoint(replaced.endpoint)
         self._remember(registration.endpoint, addr)
-        log.info(
-            "registered %s from %s at /%s/%s (lifetime %d s, LwM2M %s, binding %s%s)",
-            _shown(registration.endpoint),
-            _host_port(addr),
-            RD,
-            registration.registration_id,
-            registration.lifetime,
-            registration.lwm2m_version,
-            registration.binding,
-            ", replacing its previous registration" if replaced is not None else "",
-        )
+        if log.isEnabledFor(logging.INFO):  # the arguments cost more than the check: storms matter
+            log.info(
+                "registered %s from %s at /%s/%s (lifetime %d s, LwM2M %s, binding %s%s)",
+                _shown(registration.endpoint),
+                _host_port(addr),
+                RD,
+                registration.registration_id,
+                registration.lifetime,
+                registration.lwm2m_version,
+                registration.binding,
+                ", replacing its previous registration" if replaced is not None else "",
+            )
         self._emit(ClientRegistered(registration, replaced))
         return _answer(Code.CREATED, location=(RD, registration.registration_id))
 
@@ -419,13 +420,14 @@ class Registrar:
         if await self.registrations.update(updated) is None:
             return self._unknown("Update", addr, message)
         self._remember(updated.endpoint, addr)
-        moved = tuple(updated.address) != tuple(registration.address)
-        log.info(
-            "updated %s from %s%s",
-            _shown(updated.endpoint),
-            _host_port(addr),
-            f" (it was at {_host_port(registration.address)})" if moved else "",
-        )
+        if log.isEnabledFor(logging.INFO):
+            moved = tuple(updated.address) != tuple(registration.address)
+            log.info(
+                "updated %s from %s%s",
+                _shown(updated.endpoint),
+                _host_port(addr),
+                f" (it was at {_host_port(registration.address)})" if moved else "",
+            )
         self._emit(ClientUpdated(updated, registration))
         return _answer(Code.CHANGED)
 
