@@ -485,3 +485,29 @@ async def test_console_fleet_of_ten_thousand_filters_by_name() -> None:
         finally:
             http.should_exit = True
             await task
+
+
+async def test_console_says_how_to_add_the_model_of_an_unknown_object() -> None:
+    from tests.web.test_unmodelled import VENDOR, vendor_device
+
+    async with vendor_device() as (server, _):
+        http = http_server(create_app(server), "127.0.0.1", 0)
+        task, base = await start_http(http, "127.0.0.1", 0)
+        try:
+            async with playwright_api.async_playwright() as p:
+                browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                try:
+                    await page.goto(f"{base}/#/device/vendor-1")
+                    hint = f'details[data-object="{VENDOR}"] [data-hint=no-model]'
+                    await page.wait_for_selector(hint)
+                    text = await text_of(page, hint)
+                    assert f"no model of object {VENDOR}" in text and "lwm2m server --models" in text
+                    # A modelled object of the same device carries no such note.
+                    assert await page.query_selector('details[data-object="3"] [data-hint=no-model]') is None
+                    await page.screenshot(path=str(SHOTS / "unknown-object.png"))
+                finally:
+                    await browser.close()
+        finally:
+            http.should_exit = True
+            await task

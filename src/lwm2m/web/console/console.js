@@ -977,6 +977,17 @@ async function renderDevice(ep) {
         ),
       ),
     );
+    if (!m) {
+      // Without a definition the server cannot name or type this object's resources: say how to add one.
+      section.append(
+        el(
+          "p",
+          { class: "hint", "data-hint": "no-model" },
+          `The server has no model of object ${oid}: its resources are shown as the device sends them (TLV values as raw bytes with their possible readings). `,
+          `To name and type them, start the server with its DDF file: lwm2m server --models PATH (a DDF XML file or a folder of them).`,
+        ),
+      );
+    }
     for (const iid of info.instances) {
       const ipath = `/${oid}/${iid}`;
       const tbody = el("tbody");
