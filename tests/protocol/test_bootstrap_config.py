@@ -130,6 +130,7 @@ def _bad(path: list[Any], value: Any) -> dict[str, Any]:
         (_bad(["servers", 0, "securityInstanceId"], 3), None),
         (_bad(["deletePaths"], ["/0/1/2"]), "deletePaths"),
         (_bad(["deletePaths"], ["/x"]), "deletePaths"),
+        (_bad(["deletePaths"], ["/3/0/"]), "deletePaths: '/3/0/': write it as /3/0"),
         (_bad(["accessControl", 0, "owner"], 7), r"accessControl\[0\]\.owner: 7 is not a shortServerId"),
         (_bad(["accessControl", 0, "acl"], {"9": 1}), "9 is not a server"),
         (_bad(["accessControl", 0, "acl"], {"101": 99}), "rights"),

@@ -2,18 +2,17 @@
 
 The served document is used as it is, except that the endpoint parameter is narrowed to
 the devices the test registered (``LWM2M_TEST_ENDPOINTS``), so that device operations reach
-a device and bootstrap configurations are found (the test stores one for each and ``*``),
-and the device timeout is kept between 1 and 2 s (a device on loopback answers at once; a
-shorter one is a 504 by design).
+a device, and the device timeout is kept between 1 and 2 s (a device on loopback answers
+at once; a shorter one is a 504 by design).
 
 Some rules tie two parts of a request together, which a JSON schema cannot say and the
 document says in words: a value's type comes from the object model of its path, a written
 record lies under the path written, a format must be able to carry what is written (link
 format carries no values, CBOR one), an attribute change names at least one attribute and
-keeps pmin <= pmax, epmin < epmax, lt + 2*st < gt; a bootstrap configuration's server accounts
-have distinct shortServerIds and instance IDs, a coaps:// URI with a security mode other than
-nosec (coap:// with nosec), defaultMinPeriod <= defaultMaxPeriod, ACL keys and owners among
-its shortServerIds, no account written over the bootstrap account it names. A request that
+keeps pmin <= pmax, epmin < epmax, lt + 2*st < gt; a bootstrap configuration's server
+accounts have distinct shortServerIds and instance IDs and defaultMinPeriod <= defaultMaxPeriod,
+its ACL keys and owners are among its shortServerIds, and it writes no account over the
+bootstrap account it names. A request that
 breaks one of them is a 400 naming the rule; only those 400s are excused from the check that
 schema-valid requests are accepted.
 """
@@ -57,8 +56,6 @@ CROSS_FIELD = re.compile(
             # lwm2m.protocol.bootstrap_config: rules across the fields of a configuration
             r"is already used by servers\[",
             r"the same instance ID is given twice",
-            r"is coaps: give security mode",
-            r"is plain coap: security mode",
             r"is over defaultMaxPeriod",
             r"is not a shortServerId of servers\[\]",
             r"is not a server's shortServerId",
@@ -83,19 +80,12 @@ schemathesis.openapi.format("cursor", st.text(max_size=20).map(encode_cursor))
 @schemathesis.hook
 def before_load_schema(ctx: Any, raw_schema: dict[str, Any]) -> None:
     for template, operations in raw_schema.get("paths", {}).items():
-        for method, operation in operations.items():
-            # The devices' routes go to the devices; reading or removing a bootstrap configuration
-            # goes to those the test stored for them and "*" (a PUT takes any endpoint name, and
-            # elsewhere, in security, any endpoint name is valid).
-            if template.startswith("/api/clients/{ep}"):
-                names = ENDPOINTS
-            elif template == "/api/bootstrap/{ep}" and method in ("get", "delete"):
-                names = ["*", *ENDPOINTS]
-            else:
-                continue
+        if not template.startswith("/api/clients/{ep}"):
+            continue  # elsewhere (security, bootstrap) any endpoint name is valid
+        for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "ep" and parameter["in"] == "path":
-                    parameter["schema"] = {"type": "string", "enum": names}
+                    parameter["schema"] = {"type": "string", "enum": ENDPOINTS}
 
 
 @schemathesis.hook

@@ -51,8 +51,6 @@ async def live() -> AsyncIterator[str]:
         try:
             for client in clients:
                 await client.start()
-            for ep in ("*", *ENDPOINTS):  # configurations that GET and DELETE /api/bootstrap/{ep} find
-                await bootstrap.set_config(ep, BootstrapConfig.from_json(CONFIG, MODELS))
             async with asyncio.timeout(10):
                 while len((await server.store.registrations.page(None, 10)).registrations) < len(clients):
                     await asyncio.sleep(0.05)
@@ -141,8 +139,13 @@ def _with(path: list[Any], value: Any) -> dict[str, Any]:
         _with(["servers", 0, "notificationStoring"], None),
         _with(["servers", 3, "security", "privateKey"], ""),
         _with(["servers", 1, "shortServerId"], 65535),
+        _with(["servers", 1, "uri"], "coaps://h"),  # coaps needs a key
+        _with(["servers", 0, "uri"], "coap://h"),  # a key needs coaps
+        _with(["servers", 0, "security"], {"mode": "nosec"}),
         _with(["servers"], []),
         _with(["deletePaths"], ["/0/1/2"]),
+        _with(["deletePaths"], [""]),  # Path.parse would take it as /
+        _with(["deletePaths"], ["3/0"]),
         _with(["accessControl", 0, "acl"], []),
         _with(["accessControl", 0, "acl"], {"0101": 1}),
         _with(["accessControl", 0, "acl"], None),

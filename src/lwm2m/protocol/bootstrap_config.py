@@ -568,9 +568,12 @@ class BootstrapConfig:
         paths: list[Path] = []
         for raw in _list(data, "deletePaths", ""):
             try:
-                paths.append(Path.parse(raw))
+                path = Path.parse(raw)
             except InvalidPath as exc:
                 raise _fail("deletePaths", str(exc)) from None
+            if str(path) != raw:  # Path.parse forgives "", "3/0", "/3/0/" and spaces; a body says it once
+                raise _fail("deletePaths", f"{raw[:40]!r}: write it as {path}")
+            paths.append(path)
         acos = tuple(
             AccessControlConfig.from_json(a, f"accessControl[{i}]")
             for i, a in enumerate(_list(data, "accessControl", ""))

@@ -308,25 +308,20 @@ _INT32 = {"minimum": 0, "maximum": 0x7FFFFFFF}
 def _bootstrap_schemas() -> dict[str, Any]:
     """The body of ``PUT /api/bootstrap/{ep}`` (:meth:`BootstrapConfig.from_json`, which refuses
     unknown fields at every level) and the answers of the bootstrap routes."""
+    nosec = {"type": "object", "additionalProperties": False, "properties": {"mode": {"const": "nosec"}}}
+    secure = [
+        {
+            "type": "object",
+            "required": ["mode", *[k for k, v in keys.items() if v["type"] == "string"]],
+            "additionalProperties": False,
+            "properties": {"mode": {"const": mode}, **keys},
+        }
+        for mode, keys in _MODE_KEYS.items()
+    ]
     security = {
         "description": "the Security (0) instance's mode and keys (LwM2M-TS-Core 1.2 §E.1); "
-        "keys are never shown back. coap:// URIs take nosec, coaps:// the others",
-        "oneOf": [
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {"mode": {"const": "nosec"}},
-            },
-            *(
-                {
-                    "type": "object",
-                    "required": ["mode", *[k for k, v in keys.items() if v["type"] == "string"]],
-                    "additionalProperties": False,
-                    "properties": {"mode": {"const": mode}, **keys},
-                }
-                for mode, keys in _MODE_KEYS.items()
-            ),
-        ],
+        "keys are never shown back. coap:// URIs take nosec (the default), coaps:// the others",
+        "oneOf": [nosec, *secure],
     }
     server = {
         "type": "object",
@@ -354,6 +349,14 @@ def _bootstrap_schemas() -> dict[str, Any]:
             "securityInstanceId": _or_null({"type": "integer", **_ID_RANGE}),
             "serverInstanceId": _or_null({"type": "integer", **_ID_RANGE}),
         },
+        # The scheme decides the security: plain CoAP with nosec, DTLS (coaps) with a key.
+        "oneOf": [
+            {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": nosec}},
+            {
+                "required": ["security"],
+                "properties": {"uri": {"pattern": "^coaps(\\+tcp)?:"}, "security": {"oneOf": secure}},
+            },
+        ],
     }
     access = {
         "type": "object",
