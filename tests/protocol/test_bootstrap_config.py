@@ -104,8 +104,10 @@ def _bad(path: list[Any], value: Any) -> dict[str, Any]:
         ({"deletePaths": ["/"]}, "without a server account"),
         ([], "expected an object"),
         (_bad(["servers", 0, "uri"], "http://x"), r"servers\[0\]\.uri: 'http://x': expected coap"),
-        (_bad(["servers", 0, "uri"], "coaps://"), "has no host"),
-        (_bad(["servers", 0, "uri"], "coap://h:99999"), "bad port"),
+        (_bad(["servers", 0, "uri"], "coaps://"), "expected coap.*a host"),
+        (_bad(["servers", 0, "uri"], "coap://h:99999"), "expected coap.*a port"),
+        (_bad(["servers", 0, "uri"], " coap://h"), "expected coap"),  # nothing a device would trip on
+        (_bad(["servers", 0, "uri"], "coap://[:]"), "IPv6"),
         (_bad(["servers", 0, "uri"], KeyError), "uri is missing"),
         (_bad(["servers", 0, "shortServerId"], 0), "shortServerId: 0 is not an integer from 1"),
         (_bad(["servers", 1, "shortServerId"], 101), r"servers\[1\]\.shortServerId: 101 is already used"),
@@ -116,6 +118,8 @@ def _bad(path: list[Any], value: Any) -> dict[str, Any]:
         (_bad(["servers", 0, "security", "mode"], "magic"), "mode: 'magic'"),
         (_bad(["servers", 0, "security", "key"], "zz"), r"security\.key: not hexadecimal"),
         (_bad(["servers", 0, "security", "key"], ""), "needs a key"),
+        (_bad(["servers", 0, "security", "key"], "0a 0b"), "not hexadecimal"),  # bytes.fromhex takes it
+        (_bad(["servers", 0, "security", "key"], "0:a:0b"), None),  # colons anywhere: fine
         (_bad(["servers", 0, "security", "identity"], ""), "needs an identity"),
         (_bad(["servers", 0, "security", "extra"], 1), "unknown field 'extra'"),
         (_bad(["servers", 0, "security"], {"mode": "nosec"}), "coaps: give security mode"),
@@ -126,9 +130,13 @@ def _bad(path: list[Any], value: Any) -> dict[str, Any]:
         (_bad(["servers", 0, "securityInstanceId"], 3), None),
         (_bad(["deletePaths"], ["/0/1/2"]), "deletePaths"),
         (_bad(["deletePaths"], ["/x"]), "deletePaths"),
+        (_bad(["deletePaths"], ["/3/0/"]), "deletePaths: '/3/0/': write it as /3/0"),
         (_bad(["accessControl", 0, "owner"], 7), r"accessControl\[0\]\.owner: 7 is not a shortServerId"),
         (_bad(["accessControl", 0, "acl"], {"9": 1}), "9 is not a server"),
         (_bad(["accessControl", 0, "acl"], {"101": 99}), "rights"),
+        (_bad(["accessControl", 0, "acl"], []), "expected"),
+        (_bad(["accessControl", 0, "acl"], {"0101": 1}), "not a Short Server ID"),
+        (_bad(["accessControl", 0, "acl"], None), None),  # null: no ACL entries
         (_bad(["accessControl", 0, "objectId"], 21), "Security and OSCORE"),
         (_bad(["objects", "records"], [{"path": "/0/1/0", "value": "coap://x"}]), "come from servers"),
         (_bad(["objects", "records"], [{"path": "/3/0", "value": 1}]), "objects.records"),

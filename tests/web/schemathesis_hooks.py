@@ -9,7 +9,10 @@ Some rules tie two parts of a request together, which a JSON schema cannot say a
 document says in words: a value's type comes from the object model of its path, a written
 record lies under the path written, a format must be able to carry what is written (link
 format carries no values, CBOR one), an attribute change names at least one attribute and
-keeps pmin <= pmax, epmin < epmax, lt + 2*st < gt. A request that
+keeps pmin <= pmax, epmin < epmax, lt + 2*st < gt; a bootstrap configuration's server
+accounts have distinct shortServerIds and instance IDs and defaultMinPeriod <= defaultMaxPeriod,
+its ACL keys and owners are among its shortServerIds, and it writes no account over the
+bootstrap account it names. A request that
 breaks one of them is a 400 naming the rule; only those 400s are excused from the check that
 schema-valid requests are accepted.
 """
@@ -50,6 +53,20 @@ CROSS_FIELD = re.compile(
             r"must be less than gt",
             r"can only be set on a resource",
             r"the model types this resource",  # a given "type" must agree with the object model
+            # lwm2m.protocol.bootstrap_config: rules across the fields of a configuration
+            r"is already used by servers\[",
+            r"the same instance ID is given twice",
+            r"is over defaultMaxPeriod",
+            r"is not a shortServerId of servers\[\]",
+            r"is not a server's shortServerId",
+            r"is the device's bootstrap server account",
+            # ... and two a pattern does not say: a binding letter given twice (a pattern would need
+            # a back-reference), a PSK identity's limit in UTF-8 bytes (maxLength counts characters)
+            r"each at most once",
+            r"longer than \d+ bytes",
+            # an IPv6 address in brackets: the pattern takes hex digits, colons and dots, and
+            # urlsplit then checks the address itself
+            r"does not appear to be an IPv4 or IPv6 address",
         )
     )
 )

@@ -147,3 +147,7 @@ async def test_with_an_lwm2m_server_the_credentials_are_provisioned() -> None:
         assert clash.status_code == 409 and "security store" in clash.json()["error"]
         plain = {"servers": [{"uri": server.uri, "shortServerId": 1}]}
         assert (await api.put("/api/bootstrap/dev-4", json=plain)).json()["provisioned"] is False
+        # A provision that is neither true nor false is refused before anything is stored.
+        unclear = await api.put("/api/bootstrap/dev-5", params={"provision": "null"}, json=psk_config())
+        assert unclear.status_code == 400 and "provision: 'null'" in unclear.json()["error"]
+        assert (await api.get("/api/bootstrap/dev-5")).status_code == 404

@@ -33,6 +33,7 @@ when the configuration itself says where that account is (``bootstrapAccountId``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,19 @@ BINDING_LETTERS = "UTSNMHQ"  # LwM2M 1.2 binding letters, and Q of 1.0 (§E.2, r
 MAX_KEY_BYTES = 1024  # a DER certificate fits; anything longer is a mistake
 MAX_IDENTITY_BYTES = 128
 MAX_PSK_BYTES = 64  # what the LwM2M server's security store takes (RFC 4279 allows more, DTLS stacks less)
+# Hex digits in pairs, colons anywhere ("0a:1b" as tools print keys): what _hex takes, also the
+# pattern of the keys in the OpenAPI document.
+HEX_BYTE = "[0-9A-Fa-f]:*[0-9A-Fa-f]:*"
+_HEX = re.compile(f":*({HEX_BYTE})*")
+# A server URI as written to the device (Security /0/x/0): scheme, a host name, an IPv4 or a
+# bracketed IPv6 address, an optional port, then a path of printable characters; the OpenAPI
+# document gives the same pattern.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URI_PATTERN = rf"^coaps?(\+tcp)?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:{_PORT})?(/[!-~]*)?$"
+# An ACL key: a Short Server ID, or 0 for the default (LwM2M-TS-Core 1.2 §E.3), no leading zero.
+ACL_KEY_PATTERN = (
+    r"^(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])$"
+)
 
 
 class ConfigError(ValueError):
@@ -109,10 +123,9 @@ def _bool(data: Mapping[str, Any], name: str, where: str, default: bool) -> bool
 
 def _hex(data: Mapping[str, Any], name: str, where: str) -> bytes:
     text = _str(data, name, where, "")
-    try:
-        value = bytes.fromhex(text.replace(":", ""))
-    except ValueError:
-        raise _fail(f"{where}.{name}", "not hexadecimal") from None
+    if not _HEX.fullmatch(text):  # bytes.fromhex alone would also take spaces and tabs
+        raise _fail(f"{where}.{name}", "not hexadecimal")
+    value = bytes.fromhex(text.replace(":", ""))
     if len(value) > MAX_KEY_BYTES:
         raise _fail(f"{where}.{name}", f"{len(value)} bytes; at most {MAX_KEY_BYTES}")
     return value
@@ -254,6 +267,10 @@ class ServerConfig:
     )
 
     def check(self, where: str) -> None:
+        if not re.fullmatch(URI_PATTERN, self.uri):
+            raise _fail(
+                f"{where}.uri", f"{self.uri[:200]!r}: expected coap:// or coaps:// (or +tcp), a host, a port"
+            )
         try:
             parts = urlsplit(self.uri)
         except ValueError as exc:  # an unclosed IPv6 bracket, ...
@@ -370,13 +387,15 @@ class AccessControlConfig:
     @classmethod
     def from_json(cls, data: Any, where: str) -> AccessControlConfig:
         data = _object(data, where, cls._FIELDS)
-        raw = data.get("acl") or {}
+        raw = data.get("acl")
+        if raw is None:
+            raw = {}
         if not isinstance(raw, Mapping):
             raise _fail(f"{where}.acl", 'expected {"SHORT_SERVER_ID": RIGHTS, ...}')
         acl: list[tuple[int, int]] = []
         for key, rights in raw.items():
             text = str(key)
-            if not text.isascii() or not text.isdigit() or len(text) > 5 or int(text) > MAX_ID:
+            if not re.fullmatch(ACL_KEY_PATTERN, text):
                 raise _fail(f"{where}.acl", f"{key!r} is not a Short Server ID (0 for the default)")
             if type(rights) is not int or not 0 <= rights <= 31:
                 raise _fail(f"{where}.acl.{key}", f"{rights!r}: rights are bits 0..31 (R1 W2 E4 D8 C16)")
@@ -549,9 +568,12 @@ class BootstrapConfig:
         paths: list[Path] = []
         for raw in _list(data, "deletePaths", ""):
             try:
-                paths.append(Path.parse(raw))
+                path = Path.parse(raw)
             except InvalidPath as exc:
                 raise _fail("deletePaths", str(exc)) from None
+            if str(path) != raw:  # Path.parse forgives "", "3/0", "/3/0/" and spaces; a body says it once
+                raise _fail("deletePaths", f"{raw[:40]!r}: write it as {path}")
+            paths.append(path)
         acos = tuple(
             AccessControlConfig.from_json(a, f"accessControl[{i}]")
             for i, a in enumerate(_list(data, "accessControl", ""))

@@ -105,6 +105,7 @@ def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> lis
             if await bootstrap.configs.remove(ep) is None:
                 raise NotFound(f"no bootstrap configuration for {ep!r}")
             return JSONResponse({"removed": ep})
+        provision = _provision(request)  # a bad value is refused before anything is stored
         try:
             body = await request.json()
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
@@ -117,7 +118,7 @@ def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> lis
         view = _config_view(ep, config)
         view["provisioned"] = False
         info = security_info(ep, config)
-        if security is not None and info is not None and request.query_params.get("provision") != "false":
+        if security is not None and info is not None and provision:
             try:
                 await security.put(info)
             except ValueError as exc:  # the PSK identity belongs to another endpoint
@@ -129,6 +130,16 @@ def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> lis
         Route("/api/bootstrap", listing, methods=["GET"]),
         Route("/api/bootstrap/{ep}", one, methods=["GET", "PUT", "DELETE"]),
     ]
+
+
+def _provision(request: Request) -> bool:
+    """``?provision=``: true (the default) or false, as the API's other flags (1/0, yes/no too)."""
+    raw = request.query_params.get("provision")
+    if raw is None or raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"provision: {raw[:40]!r} is not true or false")
 
 
 def _limit(request: Request) -> int:

@@ -12,6 +12,15 @@ from lwm2m import __version__
 from lwm2m.codec.formats import format_names
 from lwm2m.model.jsonform import TYPE_NAMES
 from lwm2m.protocol.attributes import ATTRIBUTE_NAMES, FLAG_ATTRIBUTES, FLOAT_ATTRIBUTES
+from lwm2m.protocol.bootstrap_config import (
+    ACL_KEY_PATTERN,
+    BINDING_LETTERS,
+    HEX_BYTE,
+    MAX_IDENTITY_BYTES,
+    MAX_KEY_BYTES,
+    MAX_PSK_BYTES,
+    URI_PATTERN,
+)
 
 _EP = {
     "name": "ep",
@@ -251,6 +260,259 @@ def _device_paths() -> dict[str, Any]:
             }
         }
     return paths
+
+
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field of the bootstrap configuration: null is taken as not given."""
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def _hex(least: int, most: int, description: str) -> dict[str, Any]:
+    """Bytes as hex digits in pairs, colons allowed anywhere, ``least`` to ``most`` bytes."""
+    return {
+        "type": "string",
+        "pattern": f"^:*({HEX_BYTE}){{{least},{most}}}$",
+        "description": description,
+    }
+
+
+_MODE_KEYS: dict[str, dict[str, Any]] = {
+    "psk": {
+        "identity": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDENTITY_BYTES,
+            "description": f"PSK identity, at most {MAX_IDENTITY_BYTES} bytes in UTF-8",
+        },
+        "key": _hex(1, MAX_PSK_BYTES, "the pre-shared key"),
+    },
+    "rpk": {
+        "publicKey": _hex(1, MAX_KEY_BYTES, "the device's public key"),
+        "privateKey": _hex(1, MAX_KEY_BYTES, "the device's private key"),
+        "serverPublicKey": _or_null(_hex(0, MAX_KEY_BYTES, "the server's public key")),
+    },
+    "x509": {
+        "certificate": _hex(1, MAX_KEY_BYTES, "the device's certificate, DER"),
+        "privateKey": _hex(1, MAX_KEY_BYTES, "the device's private key, DER"),
+        "serverCertificate": _or_null(_hex(0, MAX_KEY_BYTES, "the server's certificate, DER")),
+    },
+}
+# Object IDs 3 and up: Security (0), Server (1) and Access Control (2) come from servers[]
+# and accessControl[].
+_OTHER_OBJECT = (
+    r"([3-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
+)
+_INT32 = {"minimum": 0, "maximum": 0x7FFFFFFF}
+
+
+def _bootstrap_schemas() -> dict[str, Any]:
+    """The body of ``PUT /api/bootstrap/{ep}`` (:meth:`BootstrapConfig.from_json`, which refuses
+    unknown fields at every level) and the answers of the bootstrap routes."""
+    nosec = {"type": "object", "additionalProperties": False, "properties": {"mode": {"const": "nosec"}}}
+    secure = [
+        {
+            "type": "object",
+            "required": ["mode", *[k for k, v in keys.items() if v["type"] == "string"]],
+            "additionalProperties": False,
+            "properties": {"mode": {"const": mode}, **keys},
+        }
+        for mode, keys in _MODE_KEYS.items()
+    ]
+    security = {
+        "description": "the Security (0) instance's mode and keys (LwM2M-TS-Core 1.2 §E.1); "
+        "keys are never shown back. coap:// URIs take nosec (the default), coaps:// the others",
+        "oneOf": [nosec, *secure],
+    }
+    server = {
+        "type": "object",
+        "description": "one LwM2M server account: a Security (0) and a Server (1) instance (§E.1, §E.2)",
+        "required": ["uri", "shortServerId"],
+        "additionalProperties": False,
+        "properties": {
+            "uri": {"type": "string", "pattern": URI_PATTERN, "example": "coaps://lwm2m.example:5684"},
+            "shortServerId": {"type": "integer", "minimum": 1, "maximum": 65534},
+            "lifetime": _or_null({"type": "integer", "minimum": 1, "maximum": 0x7FFFFFFF, "default": 86400}),
+            "binding": _or_null(
+                {
+                    "type": "string",
+                    "pattern": f"^[{BINDING_LETTERS}]{{1,{len(BINDING_LETTERS)}}}$",
+                    "default": "U",
+                    "description": f"letters of {BINDING_LETTERS}, each at most once",
+                }
+            ),
+            "security": security,
+            "defaultMinPeriod": _or_null(
+                {"type": "integer", **_INT32, "description": "at most defaultMaxPeriod"}
+            ),
+            "defaultMaxPeriod": _or_null({"type": "integer", **_INT32}),
+            "notificationStoring": {"type": "boolean", "default": True},
+            "securityInstanceId": _or_null({"type": "integer", **_ID_RANGE}),
+            "serverInstanceId": _or_null({"type": "integer", **_ID_RANGE}),
+        },
+        # The scheme decides the security: plain CoAP with nosec, DTLS (coaps) with a key.
+        "oneOf": [
+            {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": nosec}},
+            {
+                "required": ["security"],
+                "properties": {"uri": {"pattern": "^coaps(\\+tcp)?:"}, "security": {"oneOf": secure}},
+            },
+        ],
+    }
+    access = {
+        "type": "object",
+        "description": "one Access Control (2) instance (§E.3)",
+        "required": ["objectId", "objectInstanceId"],
+        "additionalProperties": False,
+        "properties": {
+            "objectId": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 65534,
+                "not": {"const": 21},
+                "description": "not Security (0) nor OSCORE (21), which have no ACL",
+            },
+            "objectInstanceId": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "acl": _or_null(
+                {
+                    "type": "object",
+                    "description": "rights (R1 W2 E4 D8 C16) by shortServerId of servers[], 0: default",
+                    "propertyNames": {"pattern": ACL_KEY_PATTERN},
+                    "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 31},
+                }
+            ),
+            "owner": _or_null(
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 65535,
+                    "default": 65535,
+                    "description": "a shortServerId of servers[], or 65535: the bootstrap server",
+                }
+            ),
+            "instanceId": _or_null({"type": "integer", **_ID_RANGE}),
+        },
+    }
+    record = {
+        "type": "object",
+        "required": ["path", "value"],
+        "additionalProperties": False,
+        "properties": {
+            "path": {"type": "string", "pattern": f"^/{_OTHER_OBJECT}/{_ID}/{_ID}(/{_ID})?$"},
+            "value": _SCALAR,
+            "time": {"type": ["number", "null"], "description": "Unix seconds"},
+            "type": {**_VALUE_TYPE, "type": ["string", "null"], "enum": [*TYPE_NAMES, None]},
+        },
+    }
+    config = {
+        "type": "object",
+        "description": "what the bootstrap server writes into the device (LwM2M-TS-Core 1.2 §6.1.2). "
+        "Fields not given (or null) take their default; shortServerIds and explicit instance IDs are "
+        "unique, ACL keys and owners name servers[] shortServerIds",
+        "required": ["servers"],
+        "additionalProperties": False,
+        "properties": {
+            "servers": {"type": "array", "minItems": 1, "items": server},
+            "deletePaths": _or_null(
+                {
+                    "type": "array",
+                    "description": "deleted first: /, an object or an instance (never the device's "
+                    "bootstrap server account)",
+                    "items": {"type": "string", "pattern": f"^/({_ID}(/{_ID})?)?$"},
+                }
+            ),
+            "bootstrapDiscover": {"type": "boolean", "default": True},
+            "bootstrapAccountId": _or_null(
+                {
+                    "type": "integer",
+                    **_ID_RANGE,
+                    "description": "the Security instance of the device's bootstrap server account",
+                }
+            ),
+            "accessControl": _or_null({"type": "array", "items": access}),
+            "objects": _or_null(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "records": _or_null(
+                            {
+                                "type": "array",
+                                "items": record,
+                                "description": "resource values of other objects, typed by the object model",
+                            }
+                        )
+                    },
+                }
+            ),
+        },
+    }
+    session = {
+        "type": "object",
+        "required": ["id", "endpoint", "address", "kind", "status", "startedAt", "endedAt", "steps"],
+        "properties": {
+            "id": {"type": "string"},
+            "endpoint": {"type": "string"},
+            "address": {"type": "string"},
+            "kind": {"type": "string", "enum": ["session", "pack"]},
+            "status": {"type": "string", "enum": ["running", "finished", "failed"]},
+            "startedAt": {"type": "number"},
+            "endedAt": {"type": ["number", "null"]},
+            "steps": {"type": "array", "items": {"type": "string"}},
+            "reason": {"type": "string"},
+        },
+    }
+    view = {
+        "type": "object",
+        "required": ["endpoint", "default", "config"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "default": {"type": "boolean", "description": "'*': for endpoints without their own"},
+            "config": {
+                "type": "object",
+                "required": ["servers"],
+                "description": "the configuration as given, without PSKs and private keys",
+            },
+        },
+    }
+    return {
+        "BootstrapConfig": config,
+        "BootstrapSession": session,
+        "BootstrapConfigView": view,
+        "BootstrapConfigStored": {
+            "allOf": [
+                _ref("BootstrapConfigView"),
+                {
+                    "type": "object",
+                    "required": ["provisioned"],
+                    "properties": {
+                        "provisioned": {
+                            "type": "boolean",
+                            "description": "the LwM2M server's security store got its credentials",
+                        }
+                    },
+                },
+            ]
+        },
+        "BootstrapConfigSessions": {
+            "allOf": [
+                _ref("BootstrapConfigView"),
+                {
+                    "type": "object",
+                    "required": ["sessions"],
+                    "properties": {"sessions": {"type": "array", "items": _ref("BootstrapSession")}},
+                },
+            ]
+        },
+        "BootstrapListing": {
+            "type": "object",
+            "required": ["server", "configs", "sessions"],
+            "properties": {
+                "server": {"type": "object", "properties": {"uri": {"type": "string"}}},
+                "configs": {"type": "array", "items": _ref("BootstrapConfigView")},
+                "sessions": {"type": "array", "items": _ref("BootstrapSession")},
+            },
+        },
+    }
 
 
 def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
@@ -583,14 +845,20 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
                         "description": "at most this many sessions (50)",
                     },
                 ],
-                "responses": {"200": _json({"type": "object"}), "400": _json(_ref("Error"), "bad limit")},
+                "responses": {
+                    "200": _json(_ref("BootstrapListing")),
+                    "400": _json(_ref("Error"), "bad limit"),
+                },
             }
         },
         "/api/bootstrap/{ep}": {
             "get": {
                 "summary": "One endpoint's bootstrap configuration and its recent sessions",
                 "parameters": [_EP],
-                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+                "responses": {
+                    "200": _json(_ref("BootstrapConfigSessions")),
+                    "404": _json(_ref("Error"), "no configuration for this endpoint"),
+                },
             },
             "put": {
                 "summary": "Set the bootstrap configuration of an endpoint ('*': the default): servers[] "
@@ -598,10 +866,13 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
                 "deletePaths, bootstrapDiscover (default true), bootstrapAccountId, accessControl, "
                 "objects.records. Also provisions the LwM2M server's security store unless ?provision=false",
                 "parameters": [_EP, _query("provision", "boolean", "false: leave the security store alone")],
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BootstrapConfig")}},
+                },
                 "responses": {
-                    "200": _json({"type": "object"}, "replaced"),
-                    "201": _json({"type": "object"}, "created"),
+                    "200": _json(_ref("BootstrapConfigStored"), "replaced"),
+                    "201": _json(_ref("BootstrapConfigStored"), "created"),
                     "400": _json(_ref("Error"), "not usable, e.g. no server account; the message says why"),
                     "409": _json(_ref("Error"), "stored, but its PSK identity belongs to another endpoint"),
                 },
@@ -609,12 +880,22 @@ def openapi_document(*, bootstrap: bool = False) -> dict[str, Any]:
             "delete": {
                 "summary": "Remove an endpoint's bootstrap configuration",
                 "parameters": [_EP],
-                "responses": {"200": _json({"type": "object"}), "404": _json(_ref("Error"))},
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["removed"],
+                            "properties": {"removed": {"type": "string"}},
+                        }
+                    ),
+                    "404": _json(_ref("Error"), "no configuration for this endpoint"),
+                },
             },
         },
     }
     if bootstrap:
         paths.update(bootstrap_paths)
+        schemas.update(_bootstrap_schemas())
     paths |= {
         "/api/events": {
             "get": {
