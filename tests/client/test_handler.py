@@ -148,6 +148,9 @@ def test_write_replace_partial_and_resource_instance() -> None:
     assert answer(h, missing).code == Code.NOT_FOUND
     empty = request(Code.PUT, "/3311/0/5851", content_format=CF.TEXT, payload=b"")
     assert answer(h, empty).code == Code.BAD_REQUEST
+    # A resource instance whose payload carries no value for it: 4.00, not a failing handler.
+    none = request(Code.PUT, "/3311/0/5851/0", content_format=CF.SENML_CBOR, payload=b"\x80")
+    assert answer(h, none).code == Code.BAD_REQUEST
 
 
 def test_execute_with_arguments() -> None:

@@ -243,6 +243,8 @@ class ObjectTree:
         assert inst is not None
         changes = self._group(inst, path, records, check_access)
         if len(ids) == 4:
+            if len(changes) != 1:  # the payload carried no value for this resource instance
+                raise BadRequest(f"Write: no value for {path}")
             ((rid, value),) = changes.items()
             inst.write(rid, value, replace=False)
             return
