@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+from tests.helpers.ports import free_udp_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -18,14 +18,6 @@ def registry_dir() -> Path:
     if not (REGISTRY_DIR / "index.csv").is_file():
         pytest.fail(f"the OMA registry snapshot is missing: expected it at {REGISTRY_DIR}")
     return REGISTRY_DIR
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port the OS says is free now (never 5683: a user may run a server there)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from typing import Any
 
 import aiocoap
 import pytest
-from tests.bootstrap.aio_device import RecordingDevice, aio_device, bootstrap_request
-from tests.bootstrap.test_server import next_event, senml
+from tests.helpers.aio_device import RecordingDevice, aio_device, bootstrap_request
+from tests.helpers.bootstrap import senml
+from tests.helpers.events import next_event
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
 from lwm2m.client import LwM2MClient, ObjectInstance

@@ -4,8 +4,8 @@ BootstrapServer gave it, and the server reads it (LwM2M-TS-Core 1.2 §6.1, §6.2
 from __future__ import annotations
 
 import pytest
-from tests.bootstrap.test_server import next_event
-from tests.conftest import free_udp_port
+from tests.helpers.events import next_event
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
 from lwm2m.bootstrap.server import security_info

@@ -8,10 +8,11 @@ import socket
 from typing import Any
 
 import aiocoap
-import cbor2
 import pytest
-from tests.bootstrap.aio_device import RecordingDevice, aio_device, bootstrap_request
-from tests.conftest import free_udp_port
+from tests.helpers.aio_device import RecordingDevice, aio_device, bootstrap_request
+from tests.helpers.bootstrap import senml
+from tests.helpers.events import next_event
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import (
     DEFAULT_ENDPOINT,
@@ -44,25 +45,6 @@ CONFIG = {
     "accessControl": [{"objectId": 3, "objectInstanceId": 0, "acl": {"102": 1}, "owner": 101}],
     "objects": {"records": [{"path": "/3/0/14", "value": "+01:00"}]},
 }
-
-
-async def next_event(events: Any, kind: type, timeout: float = 5.0) -> Any:
-    async with asyncio.timeout(timeout):
-        async for event in events:
-            if isinstance(event, kind):
-                return event
-    raise AssertionError("event stream ended")
-
-
-def senml(payload: bytes) -> dict[str, Any]:
-    """A SenML-CBOR pack decoded with cbor2 alone: {full name: value}."""
-    out: dict[str, Any] = {}
-    base = ""
-    for record in cbor2.loads(payload):
-        base = record.get(-2, base)
-        value = next(record[k] for k in (2, 3, 4, 8) if k in record)
-        out[base + record.get(0, "")] = value
-    return out
 
 
 async def test_session_steps_in_order_with_their_content() -> None:

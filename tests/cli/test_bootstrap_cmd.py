@@ -13,9 +13,8 @@ from typing import Any
 
 import httpx
 from click.testing import CliRunner
-from tests.bootstrap.test_server import next_event
-from tests.cli.test_server_cmd import free_tcp_port
-from tests.conftest import free_udp_port
+from tests.helpers.events import next_event
+from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.cli import main
 from lwm2m.client import LwM2MClient

@@ -8,8 +8,8 @@ import os
 import signal
 import sys
 
-from tests.cli.test_client_cmd import _line_with
-from tests.server.test_server import next_event
+from tests.helpers.cli import line_with
+from tests.helpers.server import next_event
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.coap.message import Message
@@ -56,7 +56,7 @@ async def test_the_bootstrap_log_names_each_operation() -> None:
         assert proc.stdout is not None
         seen: list[str] = []
         try:
-            finish = await _line_with(proc.stdout, "POST /bs", seen)
+            finish = await line_with(proc.stdout, "POST /bs", seen)
             await next_event(events, ClientRegistered)
         finally:
             proc.send_signal(signal.SIGINT)

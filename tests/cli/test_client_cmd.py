@@ -9,8 +9,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from tests.conftest import free_udp_port
-from tests.server.test_server import next_event
+from tests.helpers.cli import line_with
+from tests.helpers.ports import free_udp_port
+from tests.helpers.server import next_event
 
 from lwm2m.cli import main
 from lwm2m.cli.client_cmd import profiles, server_accounts
@@ -22,17 +23,6 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
-
-
-async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -> str:
-    async with asyncio.timeout(10):
-        while True:
-            line = (await stream.readline()).decode()
-            if not line:
-                raise AssertionError(f"the client's output ended before {text!r}: {seen}")
-            seen.append(line)
-            if text in line:
-                return line
 
 
 def _mandatory_readable(object_id: int) -> set[int]:
@@ -68,12 +58,12 @@ async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sig
             assert (registration.endpoint, registration.lifetime) == ("cli-dev", 60)
             assert registration.lwm2m_version == "1.1"
             assert {3, 3303} <= set(registration.object_ids)
-            await _line_with(proc.stdout, f"registered at {registration.location}", seen)
+            await line_with(proc.stdout, f"registered at {registration.location}", seen)
 
             answer = await server.read("cli-dev", "/3303/0/5700", timeout=5)
             assert answer.code == Code.CONTENT
             assert answer.records == (Record(Path.parse("/3303/0/5700"), 21.5),)
-            line = await _line_with(proc.stdout, "/3303/0/5700", seen)
+            line = await line_with(proc.stdout, "/3303/0/5700", seen)
             assert "GET /3303/0/5700" in line and "Read" in line and "2.05 Content" in line, line
 
             # The built-in device is the core Device: every mandatory readable resource of object 3
@@ -86,7 +76,7 @@ async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sig
 
             missing = await server.read("cli-dev", "/3303/9", timeout=5)
             assert missing.code == Code.NOT_FOUND
-            line = await _line_with(proc.stdout, "/3303/9", seen)
+            line = await line_with(proc.stdout, "/3303/9", seen)
             assert "4.04 Not Found" in line, line
 
             proc.send_signal(signal.SIGINT)
@@ -121,7 +111,7 @@ async def test_client_keeps_retrying_while_no_server_answers_and_stops_on_sigter
     assert proc.stdout is not None
     seen: list[str] = []
     try:
-        await _line_with(proc.stdout, "registering with coap://127.0.0.1", seen)
+        await line_with(proc.stdout, "registering with coap://127.0.0.1", seen)
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             rest, err = await proc.communicate()
@@ -215,7 +205,7 @@ async def test_client_registers_with_every_server_given() -> None:
             reg1 = (await next_event(events1, ClientRegistered)).registration
             reg2 = (await next_event(events2, ClientRegistered)).registration
             assert reg1.endpoint == reg2.endpoint == "cli-two"
-            await _line_with(proc.stdout, f"registered with server 7 (coap://127.0.0.1:{second.port})", seen)
+            await line_with(proc.stdout, f"registered with server 7 (coap://127.0.0.1:{second.port})", seen)
             # Each server reads its own account: Short Server IDs 101 (the default) and 7 (given).
             own1 = await first.read("cli-two", "/1/0/0", timeout=5)
             own2 = await second.read("cli-two", "/1/1/0", timeout=5)
@@ -224,7 +214,7 @@ async def test_client_registers_with_every_server_given() -> None:
             assert (await second.read("cli-two", "/3303/0/5700", timeout=5)).code == Code.CONTENT
             assert (await second.read("cli-two", "/1/0/0", timeout=5)).code == Code.UNAUTHORIZED
             assert (await second.delete("cli-two", "/3303/0", timeout=5)).code == Code.UNAUTHORIZED
-            line = await _line_with(proc.stdout, "DELETE /3303/0", seen)
+            line = await line_with(proc.stdout, "DELETE /3303/0", seen)
             assert "4.01 Unauthorized" in line, line
             assert (await first.delete("cli-two", "/3303/0", timeout=5)).code == Code.DELETED
 

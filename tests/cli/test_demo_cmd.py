@@ -11,15 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import free_udp_port
-
-
-def free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers.ports import free_tcp_port, free_udp_port
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from tests.cli.test_client_cmd import _line_with
-from tests.conftest import free_udp_port
-from tests.server.test_server import register
+from tests.helpers.cli import line_with
+from tests.helpers.ports import free_udp_port
+from tests.helpers.server import register
 
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
@@ -58,7 +58,7 @@ async def _start_server(*options: str) -> tuple[asyncio.subprocess.Process, int]
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
-    await _line_with(proc.stdout, "Ctrl-C stops it", [])
+    await line_with(proc.stdout, "Ctrl-C stops it", [])
     return proc, port
 
 
@@ -120,7 +120,7 @@ async def test_client_prints_the_code_and_diagnostic_of_a_refused_registration()
         assert proc.stdout is not None
         seen: list[str] = []
         try:
-            line = await _line_with(proc.stdout, "refused", seen)
+            line = await line_with(proc.stdout, "refused", seen)
         finally:
             proc.send_signal(signal.SIGINT)
             async with asyncio.timeout(15):
@@ -149,7 +149,7 @@ async def test_client_prints_the_code_and_diagnostic_of_a_refused_bootstrap() ->
         assert proc.stdout is not None
         seen: list[str] = []
         try:
-            line = await _line_with(proc.stdout, "refused", seen)
+            line = await line_with(proc.stdout, "refused", seen)
         finally:
             proc.send_signal(signal.SIGINT)
             async with asyncio.timeout(15):

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.cli.test_server_cmd import free_tcp_port
-from tests.cli.test_server_restart import start
-from tests.conftest import free_udp_port
-from tests.server.test_observe import Thermometer
-from tests.server.test_server import register
-from tests.web.test_api import sse_events
+from tests.helpers.cli import start
+from tests.helpers.devices import Thermometer
+from tests.helpers.ports import free_tcp_port, free_udp_port
+from tests.helpers.server import register
+from tests.helpers.web import sse_events
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type

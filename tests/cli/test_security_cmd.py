@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from click.testing import CliRunner, Result
-from tests.cli.test_server_cmd import free_tcp_port
-from tests.conftest import free_udp_port
-from tests.server.test_server import register
+from tests.helpers.ports import free_tcp_port, free_udp_port
+from tests.helpers.server import register
 
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code

@@ -10,8 +10,7 @@ import sys
 import httpx
 import pytest
 from click.testing import CliRunner
-from tests.cli.test_server_cmd import free_tcp_port
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.cli import main
 from lwm2m.client import LwM2MClient

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,17 +10,11 @@ from pathlib import Path as FsPath
 
 import httpx
 import pytest
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.cli.server_cmd import open_store
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_server_serves_the_api_and_stops_on_sigint() -> None:

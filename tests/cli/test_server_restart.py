@@ -4,31 +4,15 @@ the client is listed again and a Read reaches it at the address it registered fr
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
-from tests.cli.test_server_cmd import free_tcp_port
-from tests.conftest import free_udp_port
-from tests.server.test_server import Device, register
+from tests.helpers.cli import start
+from tests.helpers.ports import free_tcp_port, free_udp_port
+from tests.helpers.server import Device, register
 
 from lwm2m.coap.numbers import Code
 from lwm2m.transport.udp import open_udp_endpoint
-
-
-def start(coap: int, http: int, data: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "lwm2m", "server", "--coap-port", str(coap), "--http-port", str(http)]
-    proc = subprocess.Popen(
-        [*command, "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert f"coap://127.0.0.1:{coap}" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
-    return proc
 
 
 async def test_registrations_survive_kill_9(tmp_path: Path) -> None:

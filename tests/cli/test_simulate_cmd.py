@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.simulator.test_security import served
+from tests.helpers.simulator import served
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.cli import main

@@ -7,7 +7,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.conftest import free_udp_port
+from tests.helpers.client import temperature
+from tests.helpers.events import next_event
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
 from lwm2m.coap.config import EndpointConfig
@@ -29,18 +31,6 @@ from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
 
 FAST = EndpointConfig(ack_timeout=0.2, max_retransmit=1)  # a lost exchange times out within 0.9 s
-
-
-async def next_event(events: Any, kind: type, timeout: float = 5.0) -> Any:
-    async with asyncio.timeout(timeout):
-        async for event in events:
-            if isinstance(event, kind):
-                return event
-    raise AssertionError("event stream ended")
-
-
-def temperature(value: float = 21.5) -> ObjectInstance:
-    return ObjectInstance(0, {5700: value, 5701: "Cel"}, object_id=3303)
 
 
 async def test_register_update_on_lifetime_and_deregister() -> None:

@@ -20,7 +20,7 @@ import aiocoap
 import aiocoap.resource as aioresource
 import cbor2
 import pytest
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import LwM2MClient, ObjectInstance
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.coap.events import RequestReceived

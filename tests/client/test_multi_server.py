@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.bootstrap.test_server import next_event
-from tests.conftest import free_udp_port
-from tests.transport.test_dtls import KEY
+from tests.helpers.events import next_event
+from tests.helpers.pki import KEY
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance

@@ -8,7 +8,7 @@ import asyncio
 import socket
 
 import pytest
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.coap.message import Message

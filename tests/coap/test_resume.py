@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from tests.coap.test_observe import BIG, C, S, content, notifications, register
+from tests.helpers.coap import BIG, C, S, content, notifications, register
 
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.events import NotificationReceived, ObservationCancelled

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.codec.examples import DEVICE
+from tests.helpers.codec_examples import DEVICE
 
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.oma_json import OMA_JSON

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from tests.codec.examples import DEVICE
+from tests.helpers.codec_examples import DEVICE
 
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.senml_cbor import SENML_CBOR

@@ -9,7 +9,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.codec.examples import DEVICE
+from tests.helpers.codec_examples import DEVICE
 
 from lwm2m.codec.base import CodecError
 from lwm2m.codec.tlv import TLV

@@ -11,8 +11,8 @@ from typing import Any
 
 import cbor2
 import pytest
-from tests.server.test_server import next_event
-from tests.web.test_api import client_for
+from tests.helpers.server import next_event
+from tests.helpers.web import client_for
 
 from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.coap.events import RequestReceived

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tests.server.test_server import register
-from tests.transport.test_dtls import KEY, OTHER_KEY
+from tests.helpers.pki import KEY, OTHER_KEY
+from tests.helpers.server import register
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFinished, BootstrapServer
 from lwm2m.client import LwM2MClient

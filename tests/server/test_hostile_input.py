@@ -7,7 +7,7 @@ import asyncio
 import random
 import socket
 
-from tests.server.test_server import Device, register
+from tests.helpers.server import Device, register
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type

@@ -9,8 +9,8 @@ from __future__ import annotations
 import aiocoap
 import aiocoap.resource as aioresource
 import cbor2
-from tests.conftest import free_udp_port
-from tests.server.test_server import next_event
+from tests.helpers.ports import free_udp_port
+from tests.helpers.server import next_event
 
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.model.path import Path
@@ -97,7 +97,7 @@ async def test_aiocoap_client_driven_through_the_rest_api_reads_notifies_sends_a
     import asyncio
 
     import httpx
-    from tests.web.test_api import served
+    from tests.helpers.web import served
 
     from lwm2m.web.app import create_app
 

@@ -7,10 +7,10 @@ import logging
 from pathlib import Path
 
 import pytest
-from tests.server.test_security import coaps, deregister, psk, update
-from tests.server.test_server import Device, register
-from tests.transport.test_dtls import KEY
-from tests.web.test_api import client_for
+from tests.helpers.pki import KEY
+from tests.helpers.security import coaps, deregister, psk, update
+from tests.helpers.server import Device, register
+from tests.helpers.web import client_for
 
 from lwm2m.coap.numbers import Code
 from lwm2m.protocol.registration import RegisterRequest, Registration

@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.server.test_observe import TEMPERATURE, Thermometer
-from tests.server.test_server import next_event, register
+from tests.helpers.devices import TEMPERATURE, Thermometer
+from tests.helpers.server import next_event, register
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type

@@ -5,26 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from tests.server.test_server import Device, next_event
+from tests.helpers.server import Device, next_event, register_queued
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
-from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.server.events import ClientAwake, ClientRegistered, ClientSleeping
 from lwm2m.server.presence import QueueTimeout
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
-
-
-def register_queued(ep: str) -> Message:
-    return Message.build(
-        Type.CON,
-        Code.POST,
-        uri_path="/rd",
-        uri_query=[f"ep={ep}", "lt=300", "lwm2m=1.1", "b=U", "Q"],
-        content_format=CF.LINK,
-        payload=b"</3/0>",
-    )
 
 
 async def test_a_request_for_a_sleeping_client_waits_for_its_update() -> None:

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.server.test_server import Device, register
-from tests.transport.test_dtls import KEY, OTHER_KEY, make_pki
+from tests.helpers.pki import KEY, OTHER_KEY, make_pki
+from tests.helpers.security import coaps, deregister, psk, update
+from tests.helpers.server import Device, register
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
@@ -20,24 +21,11 @@ from lwm2m.transport.dtls import (
     CoapDtlsEndpoint,
     DtlsClientConfig,
     DtlsHandshakeError,
-    PskCredentials,
     open_dtls_endpoint,
 )
 from lwm2m.transport.udp import open_udp_endpoint
 
 KEY_2 = bytes(range(100, 116))
-
-
-def update(location: tuple[str, ...]) -> Message:
-    return Message.build(Type.CON, Code.POST, uri_path=list(location), uri_query=["lt=600"])
-
-
-def deregister(location: tuple[str, ...]) -> Message:
-    return Message.build(Type.CON, Code.DELETE, uri_path=list(location))
-
-
-def psk(identity: str, key: bytes) -> DtlsClientConfig:
-    return DtlsClientConfig(psk=PskCredentials(identity, key))
 
 
 @pytest.fixture
@@ -46,11 +34,6 @@ async def server() -> AsyncIterator[LwM2MServer]:
         await s.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         await s.security.put(SecurityInfo("dev-2", "dev-2-id", KEY_2))
         yield s
-
-
-def coaps(server: LwM2MServer) -> tuple[str, int]:
-    assert server.coaps_port
-    return ("127.0.0.1", server.coaps_port)
 
 
 async def test_registration_bound_to_the_psk_identity(server: LwM2MServer) -> None:

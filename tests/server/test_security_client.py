@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.client.test_client import next_event, temperature
-from tests.transport.test_dtls import KEY, OTHER_KEY, make_pki
+from tests.helpers.client import temperature
+from tests.helpers.events import next_event
+from tests.helpers.pki import KEY, OTHER_KEY, make_pki
 
 from lwm2m.client import LwM2MClient
 from lwm2m.client.core.security import SecurityMode

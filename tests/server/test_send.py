@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.server.test_server import next_event, register
+from tests.helpers.server import next_event, register
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type

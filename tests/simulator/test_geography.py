@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 
 import pytest
-from tests.simulator.test_profiles import MIDNIGHT, MODELS
+from tests.helpers.simulator import MIDNIGHT, MODELS
 
 from lwm2m.client.core.location import Location
 from lwm2m.server.server import LwM2MServer

@@ -8,17 +8,15 @@ from __future__ import annotations
 import random
 
 import pytest
+from tests.helpers.simulator import MIDNIGHT, MODELS
 
 from lwm2m.client.instance import ObjectInstance
-from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.value import ResourceType, check_value
 from lwm2m.simulator.lighting import ElectricalMonitor, LampController
 from lwm2m.simulator.objects import ParkingSensor, WaterMeter
 from lwm2m.simulator.profiles import PROFILES, BuiltDevice, DeviceSpec, build_device, get_profile
 from lwm2m.simulator.values import DAY, Tick, hour_of_day
 
-MODELS = load_catalogue()
-MIDNIGHT = 1_700_006_400.0  # a UTC midnight
 STEP = 600.0
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_udp_port
+from tests.helpers.simulator import served
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.coap.numbers import Code
@@ -25,29 +21,6 @@ from lwm2m.web.app import create_app
 from lwm2m.web.bootstrap_api import create_bootstrap_app
 
 TOKEN = "fleet-token"
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    """``app`` on uvicorn at a free loopback port, in this process; yields its base URL."""
-    port = free_tcp_port()
-    http = uvicorn.Server(uvicorn.Config(app, "127.0.0.1", port, log_level="warning"))
-    http.config.timeout_graceful_shutdown = 1
-    task = asyncio.create_task(http.serve())
-    try:
-        while not http.started:
-            assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        http.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 def fleet_options(**options: Any) -> dict[str, Any]:

@@ -11,17 +11,9 @@ import socket
 import threading
 import time
 
-from tests.client.test_client import next_event, temperature
-from tests.transport.test_dtls import (
-    KEY,
-    SERVER,
-    Wire,
-    ask,
-    client_layer,
-    get,
-    psk_client,
-    server_layer,
-)
+from tests.helpers.client import temperature
+from tests.helpers.events import next_event
+from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, psk_client, server_layer
 
 from lwm2m.client import LwM2MClient
 from lwm2m.server.events import ClientRegistered

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.transport.test_interop_libcoap import run_process
+from tests.helpers.libcoap import run_process
 
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers.libcoap import ProcessResult, run_process
 
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -22,26 +22,6 @@ async def our_server(resources: Any) -> AsyncIterator[CoapUdpEndpoint]:
     async with open_udp_endpoint("127.0.0.1", 0, handler=resources) as ep:
         resources.attach(ep)
         yield ep
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run_process(*argv: str, timeout: float = 20.0) -> ProcessResult:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    return ProcessResult(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 async def coap_client(binary: str, *args: str, timeout: float = 20, ok: bool = True) -> ProcessResult:

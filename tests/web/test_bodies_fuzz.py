@@ -19,8 +19,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.server.test_server import register
-from tests.web.test_api import Gadget
+from tests.helpers.server import register
+from tests.helpers.web import Gadget
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.coap.numbers import Code

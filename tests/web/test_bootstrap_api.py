@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
-from tests.web.test_api import served, sse_events
+from tests.helpers.web import served, sse_events
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.client import LwM2MClient

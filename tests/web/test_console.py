@@ -488,7 +488,7 @@ async def test_console_fleet_of_ten_thousand_filters_by_name() -> None:
 
 
 async def test_console_says_how_to_add_the_model_of_an_unknown_object() -> None:
-    from tests.web.test_unmodelled import VENDOR, vendor_device
+    from tests.helpers.unmodelled import VENDOR, vendor_device
 
     async with vendor_device() as (server, _):
         http = http_server(create_app(server), "127.0.0.1", 0)

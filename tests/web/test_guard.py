@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from tests.web.test_api import client_for, running, served
+from tests.helpers.web import client_for, running, served
 
 from lwm2m.coap.numbers import Code
 from lwm2m.server.server import LwM2MServer

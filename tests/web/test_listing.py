@@ -6,7 +6,7 @@ import fnmatch
 import time
 
 import pytest
-from tests.web.test_api import client_for, running
+from tests.helpers.web import client_for, running
 
 from lwm2m.protocol.registration import ObjectLink, Registration
 from lwm2m.server.server import LwM2MServer

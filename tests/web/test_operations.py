@@ -8,9 +8,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 
-from tests.server.test_observe_composite import BATTERY, MODELS, TEMPERATURE, Composite
-from tests.server.test_server import register
-from tests.web.test_api import client_for
+from tests.helpers.composite import BATTERY, MODELS, TEMPERATURE, Composite
+from tests.helpers.server import register
+from tests.helpers.web import client_for
 
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message

@@ -9,10 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.server.test_observe import TEMPERATURE
-from tests.server.test_queue_mode import register_queued
-from tests.server.test_server import next_event
-from tests.web.test_api import Gadget, client_for, served, sse_events
+from tests.helpers.devices import TEMPERATURE
+from tests.helpers.server import next_event, register_queued
+from tests.helpers.web import Gadget, client_for, served, sse_events
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from tests.server.test_server import register
-from tests.web.test_api import client_for
+from tests.helpers.server import register
+from tests.helpers.web import client_for
 
 from lwm2m.coap.numbers import Code
 from lwm2m.server.server import LwM2MServer

@@ -7,8 +7,8 @@ import asyncio
 
 import httpx
 import pytest
-from tests.server.test_server import register
-from tests.web.test_api import served, sse_events
+from tests.helpers.server import register
+from tests.helpers.web import served, sse_events
 
 from lwm2m.coap.numbers import Code
 from lwm2m.server.server import LwM2MServer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.client.core.support import running, values
+from tests.helpers.client_core import running, values
 
 from lwm2m.client.core.access_control import (
     AccessControl,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.client.core.support import record, running, values
+from tests.helpers.client_core import record, running, values
 
 from lwm2m.client.core.connectivity import ConnectivityMonitoring, NetworkBearer
 from lwm2m.coap.numbers import Code

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from tests.client.core.support import record, running, values
+from tests.helpers.client_core import record, running, values
 
 from lwm2m.client.core.device import BatteryStatus, Device, ErrorCode, PowerSource
 from lwm2m.coap.events import RequestReceived

@@ -8,7 +8,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from tests.client.core.support import record, running, values
+from tests.helpers.client_core import record, running, values
 
 from lwm2m.client.core.device import Device
 from lwm2m.client.core.firmware import (

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiocoap
 import aiocoap.interfaces
-from tests.conftest import free_udp_port
+from tests.helpers.ports import free_udp_port
 
 
 @dataclass(frozen=True)

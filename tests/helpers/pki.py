@@ -1,0 +1,142 @@
+"""DTLS test material: keys, a certificate authority, in-memory DTLS layers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.coap.events import RequestReceived, ResponseReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.transport.dtls import (
+    DtlsClientConfig,
+    DtlsLayer,
+    DtlsServerConfig,
+    PskCredentials,
+    SessionLimits,
+    X509Credentials,
+)
+from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+
+KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
+OTHER_KEY = bytes.fromhex("ffeeddccbbaa99887766554433221100")
+
+
+def get(path: str) -> Message:
+    return Message.build(Type.CON, Code.GET, uri_path=path)
+
+
+def psk_server(keys: dict[str, bytes], limits: SessionLimits | None = None) -> DtlsServerConfig:
+    return DtlsServerConfig(psk_lookup=keys.get, limits=limits or SessionLimits())
+
+
+def psk_client(identity: str, key: bytes, **kw: Any) -> DtlsClientConfig:
+    return DtlsClientConfig(psk=PskCredentials(identity, key), **kw)
+
+
+# A small PKI made with the backend's own library.
+@dataclass(frozen=True)
+class Pki:
+    ca_pem: bytes
+    issue: Callable[[str], X509Credentials]  # credentials for a common name, trusting the CA
+
+
+def make_pki(ca_name: str = "Test CA") -> Pki:
+    from mbedtls import hashlib, pk
+    from mbedtls.x509 import CRT, CSR, BasicConstraints
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
+    later = now + dt.timedelta(days=2)
+    ca_key = pk.ECC(pk.Curve.SECP256R1)
+    ca_key.generate()
+    ca = CRT.selfsign(
+        CSR.new(ca_key, f"CN={ca_name}", hashlib.sha256()), ca_key, now, later, 1, BasicConstraints(True, -1)
+    )
+    ca_pem = ca.to_PEM().encode()
+    serial = iter(range(2, 1_000_000))
+
+    def issue(common_name: str) -> X509Credentials:
+        key = pk.ECC(pk.Curve.SECP256R1)
+        key.generate()
+        csr = CSR.new(key, f"O=lwm2m tests,CN={common_name}", hashlib.sha256())
+        crt = ca.sign(csr, ca_key, now, later, next(serial))
+        return X509Credentials(crt.to_PEM().encode(), key.export_key("PEM").encode(), ca_pem)
+
+    return Pki(ca_pem, issue)
+
+
+SERVER = ("127.0.0.1", 5999)
+
+
+class Wire:
+    """DTLS layers joined in memory: ``pump`` carries datagrams until none is left."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[Any, DtlsLayer] = {}
+        self.drop: Callable[[bytes, Any, Any], bool] = lambda data, src, dst: False
+        self.sent: list[tuple[bytes, Any, Any]] = []
+
+    def add(self, addr: Any, layer: DtlsLayer) -> DtlsLayer:
+        self.nodes[addr] = layer
+        return layer
+
+    def pump(self, now: float | None = None) -> None:
+        for _ in range(100):
+            moved = False
+            for src, layer in list(self.nodes.items()):
+                t = time.monotonic() if now is None else now
+                for data, dst in layer.datagrams_to_send(t):
+                    self.sent.append((data, src, dst))
+                    moved = True
+                    if dst in self.nodes and not self.drop(data, src, dst):
+                        self.nodes[dst].receive_datagram(data, src, t)
+                for layer2 in self.nodes.values():
+                    answer_requests(layer2, t)
+            if not moved:
+                return
+
+    def tick(self, now: float) -> None:
+        for layer in self.nodes.values():
+            due = layer.get_timer()
+            if due is not None and due <= now:
+                layer.handle_timer(now)
+        self.pump(now)
+
+
+def answer_requests(layer: DtlsLayer, now: float) -> None:
+    """Serve every pending request with the sender's identity; keep the other events."""
+    kept = []
+    while (event := layer.next_event()) is not None:
+        if isinstance(event, RequestReceived):
+            identity = layer.peer_identity(event.addr)
+            reply = Message.build(Type.ACK, Code.CONTENT, payload=str(identity).encode())
+            layer.respond(event, reply, now)
+        else:
+            kept.append(event)
+    layer.seen = [*getattr(layer, "seen", []), *kept]  # type: ignore[attr-defined]
+
+
+def server_layer(keys: dict[str, bytes], limits: SessionLimits | None = None) -> DtlsLayer:
+    config = psk_server(keys, limits)
+    return DtlsLayer(Endpoint(), server=MbedtlsBackend().server(config), limits=config.limits)
+
+
+def client_layer(identity: str, key: bytes, limits: SessionLimits | None = None) -> DtlsLayer:
+    config = psk_client(identity, key, limits=limits or SessionLimits())
+    return DtlsLayer(Endpoint(), client=MbedtlsBackend().client(config), limits=config.limits)
+
+
+def ask(wire: Wire, client_addr: Any, now: float | None = None) -> Message | None:
+    """A GET from the client at ``client_addr`` to SERVER over the wire; its response, if any."""
+    layer = wire.nodes[client_addr]
+    t = time.monotonic() if now is None else now
+    token = layer.request(get("/who"), SERVER, t)
+    wire.pump(now)
+    for event in layer.seen:  # type: ignore[attr-defined]
+        if isinstance(event, ResponseReceived) and event.token == token:
+            return event.response
+    return None
