@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from tests.helpers.browser import browser_page
 
 from lwm2m.cli.server_cmd import http_server, start_http
 from lwm2m.client import LwM2MClient
@@ -18,9 +19,6 @@ from lwm2m.client.instance import ObjectInstance
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
 from lwm2m.web.docs import swagger_ui_dir
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 needs_swagger = pytest.mark.skipif(swagger_ui_dir() is None, reason="swagger-ui-py comes with the web extra")
 
@@ -62,9 +60,7 @@ async def test_the_page_and_its_assets_are_served_here(site: str) -> None:
 @needs_swagger
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is installed by `make test`")
 async def test_swagger_ui_shows_the_operations_and_tries_one_out(site: str) -> None:
-    playwright_api = pytest.importorskip(
-        "playwright.async_api", reason="playwright is installed by `make test`"
-    )
+    pytest.importorskip("playwright.async_api", reason="playwright is installed by `make test`")
     local = urlsplit(site).netloc
     elsewhere: list[str] = []
 
@@ -76,38 +72,31 @@ async def test_swagger_ui_shows_the_operations_and_tries_one_out(site: str) -> N
             elsewhere.append(url)
             await route.abort()  # type: ignore[attr-defined]
 
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.route("**/*", only_loopback)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            await page.goto(f"{site}/api/docs")
-            # Every operation of the document is listed.
-            await page.wait_for_selector(".opblock-summary-path", timeout=20_000)
-            shown = await page.locator(".opblock-summary-path").all_inner_texts()
-            doc = json.loads(await (await page.request.get(f"{site}/api/openapi.json")).text())
-            operations = sum(len(ops) for ops in doc["paths"].values())
-            assert len(shown) == operations and "/api/clients" in [s.strip() for s in shown]
+    async with browser_page(1280, 900) as (page, errors):
+        await page.route("**/*", only_loopback)
+        await page.goto(f"{site}/api/docs")
+        # Every operation of the document is listed.
+        await page.wait_for_selector(".opblock-summary-path", timeout=20_000)
+        shown = await page.locator(".opblock-summary-path").all_inner_texts()
+        doc = json.loads(await (await page.request.get(f"{site}/api/openapi.json")).text())
+        operations = sum(len(ops) for ops in doc["paths"].values())
+        assert len(shown) == operations and "/api/clients" in [s.strip() for s in shown]
 
-            # Authorize with the token, then "Try it out" on GET /api/clients.
-            await page.click("button.authorize")
-            await page.fill(".auth-container input", "s3cret")
-            await page.click(".auth-btn-wrapper button.authorize")
-            await page.click("button.btn-done")
-            block = page.locator(".opblock-get", has=page.locator('[data-path="/api/clients"]'))
-            await block.locator(".opblock-summary").click()
-            await block.locator("button.try-out__btn").click()
-            await block.locator("button.execute").click()
-            live = block.locator(".responses-inner .live-responses-table tbody")
-            answer = live.locator(".response-col_status").first
-            await answer.wait_for(timeout=20_000)
-            assert (await answer.inner_text()).strip() == "200"
-            body = await live.locator(".microlight").first.inner_text()
-            assert "docs-1" in body
-        finally:
-            await browser.close()
+        # Authorize with the token, then "Try it out" on GET /api/clients.
+        await page.click("button.authorize")
+        await page.fill(".auth-container input", "s3cret")
+        await page.click(".auth-btn-wrapper button.authorize")
+        await page.click("button.btn-done")
+        block = page.locator(".opblock-get", has=page.locator('[data-path="/api/clients"]'))
+        await block.locator(".opblock-summary").click()
+        await block.locator("button.try-out__btn").click()
+        await block.locator("button.execute").click()
+        live = block.locator(".responses-inner .live-responses-table tbody")
+        answer = live.locator(".response-col_status").first
+        await answer.wait_for(timeout=20_000)
+        assert (await answer.inner_text()).strip() == "200"
+        body = await live.locator(".microlight").first.inner_text()
+        assert "docs-1" in body
     assert not elsewhere, elsewhere
     assert not errors, errors
 
