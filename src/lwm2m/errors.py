@@ -23,9 +23,26 @@ registration from :class:`LookupError`, so code written against the builtins kee
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class LwM2MError(Exception):
     """The root: anything the package raises on purpose."""
+
+
+def _as_code(code: int) -> int:
+    # The Code member for a registered code, so a code prints as "4.00 Bad Request"; imported
+    # here, not at the top, because the CoAP layer imports this module.
+    from lwm2m.coap.numbers import as_code
+
+    return as_code(code)
+
+
+def _code_str(code: int) -> str:
+    return f"{code >> 5}.{code & 0x1F:02d}"
+
+
+# --- the categories ---------------------------------------------------------------------
 
 
 class CodecError(LwM2MError, ValueError):
@@ -41,26 +58,29 @@ class ProtocolError(LwM2MError, ValueError):
 
 
 class ConfigError(LwM2MError, ValueError):
-    """A configuration refused on construction; the message names the bad value."""
+    """A configuration refused on construction; the message names the field and why."""
 
 
 class DeviceError(LwM2MError):
-    """An operation answered with a CoAP error code; ``code`` is that code."""
+    """An operation answered (or to be answered) with a CoAP error code; ``code`` is that code.
+
+    A client's object handler raises it (or one of the subclasses below) to answer the server
+    with that code and the message as diagnostic payload (LwM2M-TS-Core 1.2 §6.3).
+    """
 
     code: int = 0xA0  # 5.00 Internal Server Error
 
     def __init__(self, message: str = "", code: int | None = None) -> None:
         super().__init__(message)
-        if code is not None:
-            self.code = code
+        self.code = _as_code(type(self).code if code is None else code)
 
 
 class NotRegistered(LwM2MError, LookupError):
-    """No registration for that endpoint (it never registered, deregistered or expired)."""
+    """No client is registered under that endpoint name."""
 
 
 class RequestTimeout(LwM2MError, TimeoutError):
-    """No answer in time."""
+    """The peer never answered: the endpoint gave up retransmitting, or the caller's timeout ran out."""
 
 
 class TransportError(LwM2MError, ConnectionError):
@@ -72,10 +92,284 @@ class SecurityError(LwM2MError):
 
 
 class StoreError(LwM2MError, RuntimeError):
-    """A store that cannot serve the request (unreachable, closed, corrupt)."""
+    """A store that cannot do what was asked (closed, corrupt, unreachable)."""
 
 
 class ApiError(LwM2MError):
     """A REST API request that cannot be served; ``status`` is its HTTP status."""
 
     status: int = 400
+
+
+# --- codec (content formats, link format) ----------------------------------------------
+
+
+class LinkFormatError(CodecError):
+    """Text that is not RFC 6690 link format, or an attribute value of the wrong kind."""
+
+
+# --- model --------------------------------------------------------------------------------
+
+
+class InvalidPath(ModelError):
+    """A path string or ID that is not a valid LwM2M path."""
+
+
+class DDFError(ModelError):
+    """A DDF file that cannot be read; the message names the file and the problem."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type[DDFError], tuple[str, str]]:
+        # Keep it picklable (e.g. across a process pool) despite the two-argument constructor.
+        return type(self), (self.source, self.problem)
+
+
+class JsonFormError(ModelError):
+    """JSON that is not a valid list of records."""
+
+
+# --- protocol -----------------------------------------------------------------------------
+
+
+class MessageError(ProtocolError):
+    """A datagram that is not a well-formed CoAP message (a message format error).
+
+    ``mid`` and ``type`` are set when the 4-byte header could be read, so that
+    an endpoint can answer a malformed CON with RST (RFC 7252 §4.2) and drop a
+    malformed NON (§4.3). ``version_ok`` is False for an unknown version, which
+    must be silently ignored (§3).
+    """
+
+    def __init__(
+        self, reason: str, *, mid: int | None = None, type: int | None = None, version_ok: bool = True
+    ) -> None:
+        super().__init__(reason)
+        self.mid = mid
+        self.type = type
+        self.version_ok = version_ok
+
+
+class RegistrationError(ProtocolError):
+    """A Register, Update or De-register request with a bad parameter or payload.
+
+    ``str(error)`` is the diagnostic for the response payload; ``code`` the
+    response code (4.00 Bad Request unless said otherwise).
+    """
+
+    def __init__(self, diagnostic: str, code: int = 0x80) -> None:
+        super().__init__(diagnostic)
+        self.code = _as_code(code)
+
+
+class BootstrapError(ProtocolError):
+    """A bootstrap request with a bad method, path, parameter or payload.
+
+    ``str(error)`` is the diagnostic for the response payload; ``code`` the response code.
+    """
+
+    def __init__(self, diagnostic: str, code: int = 0x80) -> None:
+        super().__init__(diagnostic)
+        self.code = _as_code(code)
+
+
+class InvalidAttributes(ProtocolError):
+    """An attribute name or value that LwM2M does not allow."""
+
+
+class OperationError(ProtocolError):
+    """An operation that cannot be put into a CoAP request as asked."""
+
+
+class ResponseError(ProtocolError):
+    """A client's answer whose payload cannot be understood (wrong format, bad content)."""
+
+
+class LayoutConflict(ConfigError):
+    """A bootstrap configuration that would write or delete the device's bootstrap server account."""
+
+
+# --- answers with a CoAP error code ------------------------------------------------------
+
+
+class BadRequest(DeviceError):
+    code = 0x80  # 4.00
+
+
+class Unauthorized(DeviceError):
+    code = 0x81  # 4.01
+
+
+class NotFound(DeviceError):
+    code = 0x84  # 4.04
+
+
+class MethodNotAllowed(DeviceError):
+    code = 0x85  # 4.05
+
+
+class NotAcceptable(DeviceError):
+    code = 0x86  # 4.06
+
+
+class UnsupportedContentFormat(DeviceError):
+    code = 0x8F  # 4.15
+
+
+class ObserveRefused(DeviceError):
+    """The client answered an Observe without starting an observation (an error, or no Observe
+    option); ``response`` is its answer."""
+
+    def __init__(self, response: object) -> None:
+        code: int = getattr(response, "code", 0)
+        diagnostic: str = getattr(response, "diagnostic", "")
+        super().__init__(f"observe refused: {_code_str(code)} {diagnostic}", code)
+        self.response = response
+
+
+class RegistrationFailed(LwM2MError):
+    """The server refused a Register or an Update; ``code`` is its answer and ``diagnostic``
+    the reason its payload gave (RFC 7252 §5.5.2), if any."""
+
+    def __init__(self, message: str, code: int | None = None, diagnostic: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.diagnostic = diagnostic
+
+
+class ClientBootstrapError(LwM2MError):
+    """A client bootstrap that did not end with an accepted Bootstrap-Finish; the message says why."""
+
+
+class BootstrapSessionError(ProtocolError):
+    """A step of a bootstrap server's session went wrong; the message is the session's failure reason."""
+
+
+class FirmwareError(LwM2MError):
+    """Raised by a firmware download or hook: the process ends with Update Result ``result``."""
+
+    def __init__(self, result: object, message: str = "") -> None:
+        name: str = getattr(result, "name", str(result))
+        super().__init__(message or name.lower().replace("_", " "))
+        self.result = result
+
+
+# --- requests to devices ----------------------------------------------------------------
+
+
+class QueueTimeout(RequestTimeout):
+    """A request for a sleeping client expired before the client woke up."""
+
+
+class RequestReset(TransportError):
+    """The peer answered the request with RST (RFC 7252 §4.2)."""
+
+
+class RequestAborted(TransportError):
+    """The exchange broke off (e.g. a block-wise transfer failed); the reason is the message."""
+
+
+class EndpointClosed(TransportError):
+    """The endpoint was closed while the request was outstanding."""
+
+
+# --- security -----------------------------------------------------------------------------
+
+
+class DtlsError(SecurityError):
+    """A DTLS connection failed or cannot be made."""
+
+
+class HandshakeError(DtlsError):
+    """The handshake failed: a bad key, an untrusted certificate, a timeout, a protocol error."""
+
+
+class SessionClosed(DtlsError):
+    """An established session ended: the peer closed it or it broke."""
+
+
+class DtlsUnavailable(SecurityError, ImportError):
+    """No TLS library for DTLS is installed (the ``dtls`` extra)."""
+
+
+class DtlsHandshakeError(RequestAborted, SecurityError):
+    """The DTLS handshake with the peer of a request failed (its reason is the message)."""
+
+
+class IdentityInUse(SecurityError, ValueError):
+    """The PSK identity already belongs to another endpoint."""
+
+
+# --- outgoing HTTP --------------------------------------------------------------------------
+
+
+class HttpError(TransportError):
+    """A GET that did not give a body."""
+
+
+class HttpNameError(HttpError):
+    """The host name does not resolve."""
+
+
+class HttpStatusError(HttpError):
+    """The server answered with a status other than 200."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"{url} answered HTTP {status}")
+        self.status = status
+
+
+class HttpRedirectError(HttpError):
+    """A redirect to something that is not HTTP(S) (``unsupported``), or too many of them."""
+
+    def __init__(self, message: str, *, unsupported: bool) -> None:
+        super().__init__(message)
+        self.unsupported = unsupported
+
+
+class HttpBodyTooLarge(HttpError):
+    """The body is longer than the caller allows."""
+
+
+class HttpProtocolError(HttpError):
+    """The answer is not well-formed HTTP/1.1."""
+
+
+# --- the REST API ---------------------------------------------------------------------------
+
+
+class InvalidRequest(ApiError):
+    """A query parameter or body the API cannot use; the message names the bad value."""
+
+    status = 400
+
+
+class ResourceNotFound(ApiError, LookupError):
+    """Something the API was asked about that it does not hold (an observation, a model)."""
+
+    status = 404
+
+
+class UnsupportedMethod(ApiError):
+    """A method the resource does not take; ``allow`` lists those it takes (RFC 9110 §15.5.6:
+    a 405 carries ``Allow``)."""
+
+    status = 405
+
+    def __init__(self, method: str, allow: Iterable[str], what: str) -> None:
+        self.allow = tuple(allow)
+        super().__init__(f"{method} is not allowed on {what}; use {', '.join(self.allow)}")
+
+
+class TableFull(ApiError):
+    """Every entry of the request table is a request still waiting for its client."""
+
+    status = 503
+
+
+class RemoteApiError(TransportError):
+    """A running server's REST API refused a call, or could not be reached; the message says
+    which and why (the CLI's and the simulator's calls to a server)."""

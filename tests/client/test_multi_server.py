@@ -23,11 +23,12 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import ObserveRefused
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, NotificationReceived
-from lwm2m.server.server import LwM2MServer, ObserveRefused
+from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
 

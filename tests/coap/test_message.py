@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.coap.message import Message, MessageError, decode_message, encode_parts
+from lwm2m.coap.message import Message, decode_message, encode_parts
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
+from lwm2m.errors import MessageError
 
 # --- header ------------------------------------------------------------------------------------
 

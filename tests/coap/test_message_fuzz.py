@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.coap.message import Message, MessageError
+from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import MessageError
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

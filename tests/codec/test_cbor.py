@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import CodecError
 from lwm2m.codec.cbor import CBOR
+from lwm2m.errors import CodecError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, ObjLink, Path, Record, ResourceDefinition
 from lwm2m.model import ResourceType as T
 from lwm2m.model.value import INT64_MAX, INT64_MIN, UINT64_MAX, values_equal

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import format_names, get_codec
+from lwm2m.errors import CodecError
 
 
 @pytest.mark.parametrize(

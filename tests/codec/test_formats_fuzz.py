@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import CodecError, decoder_for
+from lwm2m.codec.base import decoder_for
 from lwm2m.codec.formats import format_names, get_codec
+from lwm2m.errors import CodecError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, Path, Record, ResourceDefinition
 from lwm2m.model import ResourceType as T
 

@@ -13,8 +13,8 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import CodecError
 from lwm2m.codec.lwm2m_cbor import LWM2M_CBOR
+from lwm2m.errors import CodecError
 from lwm2m.model import Path, Record, sort_records
 from lwm2m.model.value import values_equal
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import CodecError
 from lwm2m.codec.opaque import OPAQUE
+from lwm2m.errors import CodecError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, Path, Record, ResourceDefinition
 from lwm2m.model import ResourceType as T
 

@@ -6,8 +6,9 @@ import cbor2
 import pytest
 from tests.helpers.codec_examples import DEVICE
 
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.senml_cbor import SENML_CBOR
+from lwm2m.errors import CodecError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, ObjLink, Path, Record, ResourceDefinition
 from lwm2m.model import ResourceType as T
 

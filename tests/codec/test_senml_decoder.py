@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import CodecError, decoder_for
+from lwm2m.codec.base import decoder_for
 from lwm2m.codec.senml import NAME_CACHE_SIZE
 from lwm2m.codec.senml_cbor import SENML_CBOR
 from lwm2m.codec.senml_json import SENML_JSON
 from lwm2m.codec.text import TEXT
+from lwm2m.errors import CodecError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, ObjLink, Path, Record, ResourceDefinition
 from lwm2m.model import ResourceType as T
 

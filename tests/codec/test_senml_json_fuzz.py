@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import CodecError
 from lwm2m.codec.oma_json import OMA_JSON
 from lwm2m.codec.senml_json import SENML_JSON, json_loads
+from lwm2m.errors import CodecError
 from lwm2m.model import Path, Record
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

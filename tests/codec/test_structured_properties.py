@@ -14,11 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.codec.base import Codec, CodecError
+from lwm2m.codec.base import Codec
 from lwm2m.codec.lwm2m_cbor import LWM2M_CBOR
 from lwm2m.codec.oma_json import OMA_JSON
 from lwm2m.codec.senml_cbor import SENML_CBOR
 from lwm2m.codec.senml_json import SENML_JSON
+from lwm2m.errors import CodecError
 from lwm2m.model import (
     ObjectDefinition,
     ObjectRegistry,

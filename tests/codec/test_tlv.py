@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.codec_examples import DEVICE
 
-from lwm2m.codec.base import CodecError
 from lwm2m.codec.tlv import TLV
+from lwm2m.errors import CodecError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, ObjLink, Path, Record, ResourceDefinition
 from lwm2m.model import ResourceType as T
 from lwm2m.model.value import INT64_MAX, INT64_MIN, UINT64_MAX, values_equal

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lwm2m.errors import DDFError
 from lwm2m.model.catalogue import (
     CATALOGUE_FILE,
     GROUPS,
@@ -22,7 +23,6 @@ from lwm2m.model.catalogue import (
     object_to_dict,
     objects_in_group,
 )
-from lwm2m.model.ddf import DDFError
 from lwm2m.model.definition import ObjectDefinition
 
 REPO = Path(__file__).resolve().parents[2]

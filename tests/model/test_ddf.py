@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lwm2m.model.ddf import DDFError, load_ddf, load_ddf_dir, load_ddf_file, parse_ddf, parse_range
+from lwm2m.errors import DDFError
+from lwm2m.model.ddf import load_ddf, load_ddf_dir, load_ddf_file, parse_ddf, parse_range
 from lwm2m.model.definition import ObjectDefinition, Operations
 from lwm2m.model.value import ResourceType
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.model.ddf import DDFError, parse_ddf
+from lwm2m.errors import DDFError
+from lwm2m.model.ddf import parse_ddf
 from lwm2m.model.definition import ObjectDefinition
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,9 +4,10 @@ import math
 
 import pytest
 
+from lwm2m.errors import JsonFormError
 from lwm2m.model import ObjectDefinition, ObjectRegistry, ObjLink, Path, Record, ResourceDefinition
 from lwm2m.model.definition import Operations
-from lwm2m.model.jsonform import JsonFormError, records_from_json, records_to_json
+from lwm2m.model.jsonform import records_from_json, records_to_json
 from lwm2m.model.value import ResourceType as T
 
 MODELS = ObjectRegistry(

@@ -8,10 +8,10 @@ import math
 import pytest
 
 from lwm2m.codec.tlv import TLV
+from lwm2m.errors import JsonFormError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.jsonform import (
     TYPE_NAMES,
-    JsonFormError,
     readings,
     record_from_json,
     record_to_json,

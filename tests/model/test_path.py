@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lwm2m.model.path import MAX_ID, ROOT, InvalidPath, Path
+from lwm2m.errors import InvalidPath
+from lwm2m.model.path import MAX_ID, ROOT, Path
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lwm2m.protocol.attributes import AttributeChange, Attributes, InvalidAttributes
+from lwm2m.errors import InvalidAttributes
+from lwm2m.protocol.attributes import AttributeChange, Attributes
 
 
 def test_query_round_trip_and_removal() -> None:

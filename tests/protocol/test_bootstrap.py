@@ -9,13 +9,13 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import BootstrapError, ResponseError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.bootstrap import (
     BootstrapDeleteRequest,
     BootstrapDiscoverRequest,
-    BootstrapError,
     BootstrapFinishRequest,
     BootstrapPackRequest,
     BootstrapReadRequest,
@@ -25,7 +25,6 @@ from lwm2m.protocol.bootstrap import (
     decode_bootstrap_response,
     parse_downlink,
 )
-from lwm2m.protocol.management import ResponseError
 
 P = Path.parse
 MODELS = load_catalogue()

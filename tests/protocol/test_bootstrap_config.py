@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from lwm2m.errors import ConfigError, LayoutConflict
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
-from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError, DeviceLayout, LayoutConflict
+from lwm2m.protocol.bootstrap_config import BootstrapConfig, DeviceLayout
 
 P = Path.parse
 MODELS = load_catalogue()

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
-from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfig
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODELS = load_catalogue()

@@ -9,13 +9,9 @@ from hypothesis import strategies as st
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import BootstrapError
 from lwm2m.model.catalogue import load_catalogue
-from lwm2m.protocol.bootstrap import (
-    BootstrapError,
-    BootstrapPackRequest,
-    BootstrapRequest,
-    parse_downlink,
-)
+from lwm2m.protocol.bootstrap import BootstrapPackRequest, BootstrapRequest, parse_downlink
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MODELS = load_catalogue()

@@ -8,6 +8,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import OperationError, ResponseError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
@@ -18,10 +19,8 @@ from lwm2m.protocol.management import (
     DiscoverRequest,
     ExecuteRequest,
     ObserveRequest,
-    OperationError,
     ReadCompositeRequest,
     ReadRequest,
-    ResponseError,
     WriteAttributesRequest,
     WriteCompositeRequest,
     WriteRequest,

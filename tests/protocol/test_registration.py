@@ -6,6 +6,7 @@ import pytest
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import RegistrationError
 from lwm2m.protocol.registration import (
     LIFETIME_CEILING,
     MAX_ENDPOINT_LENGTH,
@@ -14,7 +15,6 @@ from lwm2m.protocol.registration import (
     ObjectList,
     RegisterRequest,
     Registration,
-    RegistrationError,
     UpdateRequest,
     new_registration_id,
 )

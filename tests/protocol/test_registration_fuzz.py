@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import RegistrationError
 from lwm2m.protocol.registration import (
     DeregisterRequest,
     ObjectList,
     RegisterRequest,
     Registration,
-    RegistrationError,
     UpdateRequest,
 )
 

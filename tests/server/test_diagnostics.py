@@ -15,10 +15,11 @@ from lwm2m.bootstrap import BootstrapConfig, BootstrapFinished, BootstrapServer
 from lwm2m.client import LwM2MClient
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_text
+from lwm2m.errors import DtlsHandshakeError
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
-from lwm2m.transport.dtls import DtlsClientConfig, DtlsHandshakeError, PskCredentials, open_dtls_endpoint
+from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials, open_dtls_endpoint
 from lwm2m.transport.dtls.diagnostics import SessionLog
 from lwm2m.transport.dtls.events import HandshakeFailed
 from lwm2m.transport.udp import open_udp_endpoint

@@ -12,9 +12,10 @@ from tests.helpers.server import next_event, register
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.errors import ObserveRefused
 from lwm2m.model.record import Record
 from lwm2m.server.events import NotificationReceived, ObservationEnded
-from lwm2m.server.server import LwM2MServer, ObserveRefused
+from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
 
 

@@ -85,7 +85,7 @@ async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> No
 
 
 async def test_a_refused_observe_composite_raises_and_keeps_nothing() -> None:
-    from lwm2m.server.server import ObserveRefused
+    from lwm2m.errors import ObserveRefused
 
     def refuse(event: RequestReceived) -> Message:
         return Message.build(Type.ACK, Code.NOT_ACCEPTABLE)

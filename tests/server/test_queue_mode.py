@@ -9,8 +9,8 @@ from tests.helpers.server import Device, next_event, register_queued
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import QueueTimeout
 from lwm2m.server.events import ClientAwake, ClientRegistered, ClientSleeping
-from lwm2m.server.presence import QueueTimeout
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
 

@@ -15,14 +15,10 @@ from tests.helpers.server import Device, register
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import DtlsHandshakeError
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
-from lwm2m.transport.dtls import (
-    CoapDtlsEndpoint,
-    DtlsClientConfig,
-    DtlsHandshakeError,
-    open_dtls_endpoint,
-)
+from lwm2m.transport.dtls import CoapDtlsEndpoint, DtlsClientConfig, open_dtls_endpoint
 from lwm2m.transport.udp import open_udp_endpoint
 
 KEY_2 = bytes(range(100, 116))

@@ -8,9 +8,10 @@ from tests.helpers.server import DEVICE, Device, P, next_event, register
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.errors import NotRegistered
 from lwm2m.model.record import Record
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, RegistrationExpired
-from lwm2m.server.server import LwM2MServer, UnknownEndpoint
+from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
 
 
@@ -47,7 +48,7 @@ async def test_register_read_execute_update_deregister() -> None:
             gone = await client.request(Message.build(Type.CON, Code.DELETE, uri_path=location), peer)
             assert gone.code == Code.DELETED
             assert (await next_event(events, ClientDeregistered)).registration.endpoint == "dev-1"
-            with pytest.raises(UnknownEndpoint):
+            with pytest.raises(NotRegistered):
                 await server.read("dev-1", "/3/0")
 
 

@@ -11,11 +11,12 @@ from tests.helpers.simulator import served
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.coap.numbers import Code
+from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.simulator import Fleet
 from lwm2m.simulator.fleet import KEY_BYTES
-from lwm2m.simulator.provision import ApiError, JsonApi, provision_api, provision_stores
+from lwm2m.simulator.provision import JsonApi, provision_api, provision_stores
 from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
 from lwm2m.web.app import create_app
 from lwm2m.web.bootstrap_api import create_bootstrap_app
@@ -70,7 +71,7 @@ async def test_a_refused_key_names_the_endpoint_and_the_reason() -> None:
     ):
         assert server.coaps_uri is not None
         fleet = Fleet(server.coaps_uri, **fleet_options(count=3, security="psk"))
-        with pytest.raises(ApiError, match=r"'sim-0000\d' refused \(401\)"):
+        with pytest.raises(RemoteApiError, match=r"'sim-0000\d' refused \(401\)"):
             await provision_api(fleet, JsonApi(base, "wrong token"))
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from lwm2m.errors import StoreError
 from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
-from lwm2m.storage.base import StoreError
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
 

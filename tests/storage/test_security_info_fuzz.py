@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lwm2m.errors import ConfigError
 from lwm2m.storage.base import SecurityInfo
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -28,11 +29,11 @@ fields = st.fixed_dictionaries(
 )
 
 
-def from_dict_or_value_error(data: object) -> None:
+def from_dict_or_config_error(data: object) -> None:
     try:
         info = SecurityInfo.from_dict(data)  # type: ignore[arg-type]
-    except ValueError as exc:
-        assert type(exc) is ValueError
+    except ConfigError as exc:
+        assert type(exc) is ConfigError
         key = data.get("pskKey") if isinstance(data, dict) else None
         if isinstance(key, str) and len(key) >= 6:
             assert key not in str(exc)
@@ -62,10 +63,10 @@ def test_wrong_kinds_are_value_errors(data: object) -> None:
 @FUZZ
 @given(fields)
 def test_any_fields(data: dict[str, object]) -> None:
-    from_dict_or_value_error(data)
+    from_dict_or_config_error(data)
 
 
 @FUZZ
 @given(json_values)
 def test_any_json_value(data: object) -> None:
-    from_dict_or_value_error(data)
+    from_dict_or_config_error(data)

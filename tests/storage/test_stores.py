@@ -10,6 +10,7 @@ from pathlib import Path as FsPath
 
 import pytest
 
+from lwm2m.errors import StoreError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import ObjLink
@@ -22,7 +23,6 @@ from lwm2m.storage.base import (
     ObservationStore,
     RegistrationPage,
     RegistrationStore,
-    StoreError,
     prefix_upper,
 )
 from lwm2m.storage.memory import MemoryStore

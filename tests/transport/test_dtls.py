@@ -31,10 +31,10 @@ from lwm2m.coap.endpoint import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import DtlsHandshakeError, RequestTimeout
 from lwm2m.transport.dtls import (
     CipherSuite,
     DtlsClientConfig,
-    DtlsHandshakeError,
     DtlsLayer,
     DtlsServerConfig,
     HandshakeFailed,
@@ -48,7 +48,6 @@ from lwm2m.transport.dtls import (
 )
 from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
 from lwm2m.transport.dtls.records import datagrams, is_client_hello, records
-from lwm2m.transport.udp import RequestTimeout
 
 FAST_HANDSHAKE = SessionLimits(handshake_timeout_min=0.05, handshake_timeout_max=0.4, handshake_lifetime=3.0)
 

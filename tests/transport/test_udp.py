@@ -13,12 +13,8 @@ from lwm2m.coap.endpoint import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
-from lwm2m.transport.udp import (
-    CoapUdpEndpoint,
-    EndpointClosed,
-    RequestTimeout,
-    open_udp_endpoint,
-)
+from lwm2m.errors import EndpointClosed, RequestTimeout
+from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 FAST = EndpointConfig(ack_timeout=0.05, ack_random_factor=1.0, max_retransmit=2, empty_ack_delay=0.05)
 

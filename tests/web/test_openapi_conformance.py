@@ -25,8 +25,9 @@ from lwm2m.bootstrap import BootstrapServer
 from lwm2m.cli.server_cmd import http_server, start_http
 from lwm2m.client import LwM2MClient
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
-from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError
+from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
 from lwm2m.web.openapi import openapi_document

@@ -15,12 +15,13 @@ from tests.helpers.web import Gadget, client_for, served, sse_events
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import TableFull
 from lwm2m.server.events import ClientSleeping
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web import requests as requests_module
 from lwm2m.web.app import create_app
-from lwm2m.web.requests import RequestTable, TableFull
+from lwm2m.web.requests import RequestTable
 
 
 async def asleep(server: LwM2MServer, device: CoapUdpEndpoint, ep: str) -> Message:

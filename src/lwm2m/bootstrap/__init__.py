@@ -15,7 +15,8 @@ from lwm2m.bootstrap.events import (
     EventStream,
 )
 from lwm2m.bootstrap.server import DEFAULT_PORT, BootstrapServer
-from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, ConfigError
+from lwm2m.errors import ConfigError
+from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
 
 __all__ = [
     "DEFAULT_ENDPOINT",

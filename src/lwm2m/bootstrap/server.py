@@ -47,8 +47,18 @@ from lwm2m.bootstrap.events import (
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_text
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import (
+    BootstrapError,
+    BootstrapSessionError,
+    CodecError,
+    ConfigError,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+    ResponseError,
+)
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT
 from lwm2m.model.registry import ObjectRegistry
@@ -58,7 +68,6 @@ from lwm2m.protocol.bootstrap import (
     WRITE_FORMATS,
     BootstrapDeleteRequest,
     BootstrapDiscoverRequest,
-    BootstrapError,
     BootstrapFinishRequest,
     BootstrapPackRequest,
     BootstrapRequest,
@@ -67,17 +76,11 @@ from lwm2m.protocol.bootstrap import (
     DownlinkRequest,
     decode_bootstrap_response,
 )
-from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, ConfigError, DeviceLayout
-from lwm2m.protocol.management import Response, ResponseError
+from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, DeviceLayout
+from lwm2m.protocol.management import Response
 from lwm2m.storage.memory import MemoryBootstrapConfigStore
 from lwm2m.transport.address import format_addr
-from lwm2m.transport.udp import (
-    CoapUdpEndpoint,
-    RequestAborted,
-    RequestReset,
-    RequestTimeout,
-    open_udp_endpoint,
-)
+from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +106,6 @@ def security_info(endpoint: str, config: BootstrapConfig) -> Any:
         if security.mode == "x509":
             return SecurityInfo(endpoint, x509=True)
     return None
-
-
-class SessionFailed(Exception):
-    """A step of the session went wrong; the message is the session's failure reason."""
 
 
 def _reply(code: Code, diagnostic: str = "") -> Message:
@@ -193,7 +192,7 @@ class BootstrapServer:
         from lwm2m.transport.dtls.endpoint import open_dtls_endpoint
 
         if self.security is None and self._certificate is None:
-            raise ValueError("coaps_port needs security= (the bootstrap PSKs) or certificate=")
+            raise ConfigError("coaps_port needs security= (the bootstrap PSKs) or certificate=")
         await self._load_psks()
         config = DtlsServerConfig(
             psk_lookup=self._psk_for if self.security is not None else None, certificate=self._certificate
@@ -255,7 +254,7 @@ class BootstrapServer:
     async def set_config(self, endpoint: str, config: BootstrapConfig) -> BootstrapConfig | None:
         """Store ``config`` for ``endpoint`` (``"*"``: the default); answer the one it replaced."""
         if not endpoint:
-            raise ValueError("the endpoint name is empty")
+            raise ConfigError("the endpoint name is empty")
         return await self.configs.put(endpoint, config)
 
     async def config_for(self, endpoint: str) -> BootstrapConfig | None:
@@ -420,7 +419,7 @@ class BootstrapServer:
         try:
             async with asyncio.timeout(self.session_timeout):
                 await runner.run(config)
-        except SessionFailed as exc:
+        except BootstrapSessionError as exc:
             self._end(runner.session, "failed", str(exc))
         except TimeoutError:
             self._end(runner.session, "failed", f"the session took longer than {self.session_timeout:g} s")
@@ -505,41 +504,41 @@ class _SessionRunner:
             self.server._running[self.session.endpoint] = (self.session, running[1])
 
     async def send(self, request: DownlinkRequest, *, accept: Iterable[int] = ()) -> Response:
-        """Send one operation; SessionFailed unless the client answers with success (or a code in
+        """Send one operation; BootstrapSessionError unless the client answers with success (or a code in
         ``accept``)."""
         endpoint = self.transport
         if self.server._endpoint is None:
-            raise SessionFailed("the server stopped")
+            raise BootstrapSessionError("the server stopped")
         what = request.describe()
         try:
             message = request.to_message(self.server.models)
         except BootstrapError as exc:
-            raise SessionFailed(f"{what}: {exc}") from None
+            raise BootstrapSessionError(f"{what}: {exc}") from None
         try:
             answer = await endpoint.request(message, self.addr, timeout=self.server.request_timeout)
         except RequestTimeout:
             self._step(f"{what} -> no answer")
-            raise SessionFailed(
+            raise BootstrapSessionError(
                 f"{what}: no answer from {format_addr(self.addr)} within {self.server.request_timeout:g} s"
             ) from None
         except RequestReset:
             self._step(f"{what} -> RST")
-            raise SessionFailed(f"{what}: the client answered with RST") from None
+            raise BootstrapSessionError(f"{what}: the client answered with RST") from None
         except RequestAborted as exc:
-            raise SessionFailed(f"{what}: {exc}") from None
+            raise BootstrapSessionError(f"{what}: {exc}") from None
         try:
             response = decode_bootstrap_response(request, answer, self.server.models)
         except ResponseError as exc:
             self._step(f"{what} -> {_code(answer.code)} (unreadable)")
-            raise SessionFailed(f"{what}: {exc}") from None
+            raise BootstrapSessionError(f"{what}: {exc}") from None
         self._step(f"{what} -> {_code(response.code)}")
         if not response.success and response.code not in set(accept):
             detail = f": {response.diagnostic}" if response.diagnostic else ""
             if isinstance(request, BootstrapFinishRequest) and response.code == Code.NOT_ACCEPTABLE:
-                raise SessionFailed(
+                raise BootstrapSessionError(
                     f"{what}: {_code(response.code)}: the client found the configuration inconsistent{detail}"
                 )
-            raise SessionFailed(f"{what}: {_code(response.code)}{detail}")
+            raise BootstrapSessionError(f"{what}: {_code(response.code)}{detail}")
         return response
 
     async def run(self, config: BootstrapConfig) -> None:
@@ -549,8 +548,8 @@ class _SessionRunner:
             # bootstrap server account, and which instances exist, before anything is written.
             try:
                 response = await self.send(BootstrapDiscoverRequest(ROOT))
-            except SessionFailed as exc:
-                raise SessionFailed(
+            except BootstrapSessionError as exc:
+                raise BootstrapSessionError(
                     f"{exc} (without a Discover the device's bootstrap account is unknown; "
                     "set bootstrapDiscover false to assume it at /0/0)"
                 ) from None
@@ -563,7 +562,7 @@ class _SessionRunner:
         try:
             plan = config.plan(layout)
         except ConfigError as exc:
-            raise SessionFailed(str(exc)) from None
+            raise BootstrapSessionError(str(exc)) from None
         fmt = self.format or ContentFormat.TLV  # without pct or Discover: a 1.0 client reads TLV
         for path in plan.deletes:
             # 4.04: nothing there to delete, which is what was wanted.

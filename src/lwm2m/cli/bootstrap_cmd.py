@@ -215,7 +215,8 @@ def config_add(
 ) -> None:
     """Set the configuration ENDPOINT gets ('*': every endpoint without one)."""
     from lwm2m.bootstrap.server import security_info
-    from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError
+    from lwm2m.errors import ConfigError
+    from lwm2m.protocol.bootstrap_config import BootstrapConfig
 
     if not endpoint:
         fail("the endpoint name is empty")

@@ -109,7 +109,7 @@ def code_text(code: int) -> str:
 def failure_text(exc: BaseException | None) -> str:
     """Why a registration attempt failed: a refusal with the server's code and diagnostic
     (``registration refused: 4.00 Bad Request "..."``), or what went wrong on the way."""
-    from lwm2m.client.errors import RegistrationFailed
+    from lwm2m.errors import RegistrationFailed
 
     if isinstance(exc, RegistrationFailed) and exc.code is not None:
         shown = f"registration refused: {code_text(exc.code)}"

@@ -13,12 +13,12 @@ import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
-from lwm2m.codec.base import Codec, CodecError
+from lwm2m.codec.base import Codec
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import CodecError, DDFError, InvalidPath, JsonFormError
 from lwm2m.model.catalogue import build_registry
-from lwm2m.model.ddf import DDFError
-from lwm2m.model.jsonform import JsonFormError, records_from_json, records_to_json
-from lwm2m.model.path import InvalidPath, Path
+from lwm2m.model.jsonform import records_from_json, records_to_json
+from lwm2m.model.path import Path
 from lwm2m.model.registry import ObjectRegistry
 
 _FORMAT_HELP = (

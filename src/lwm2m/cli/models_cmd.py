@@ -13,8 +13,8 @@ from rich.text import Text
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
+from lwm2m.errors import DDFError
 from lwm2m.model.catalogue import GROUPS, build_registry, group_of, object_to_dict
-from lwm2m.model.ddf import DDFError
 from lwm2m.model.definition import ObjectDefinition
 from lwm2m.model.path import MAX_ID
 from lwm2m.model.registry import ObjectRegistry

@@ -87,7 +87,8 @@ def add(
     api_token: str | None,
 ) -> None:
     """Set ENDPOINT's credentials (replacing any it had)."""
-    from lwm2m.storage.base import IdentityInUse, SecurityInfo
+    from lwm2m.errors import IdentityInUse
+    from lwm2m.storage.base import SecurityInfo
     from lwm2m.transport.dtls.config import MAX_PSK_LENGTH
 
     if x509 and nosec:

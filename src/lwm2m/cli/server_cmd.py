@@ -17,8 +17,8 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
+from lwm2m.errors import DDFError
 from lwm2m.model.catalogue import build_registry
-from lwm2m.model.ddf import DDFError
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.transport.eventloop import run
 

@@ -38,11 +38,12 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
 from lwm2m.client.connection import ServerUri
+from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetStats
 from lwm2m.simulator.geography import CITIES
 from lwm2m.simulator.profiles import PROFILES
-from lwm2m.simulator.provision import ApiError, JsonApi, Provisioned, provision_api, provision_stores
+from lwm2m.simulator.provision import JsonApi, Provisioned, provision_api, provision_stores
 from lwm2m.transport.eventloop import run
 
 SPARE_FILES = 64  # descriptors beyond one per device: the loop, stdio, the resolver
@@ -319,7 +320,7 @@ def _provisioner(fleet: Fleet, api: str | None, token: str | None, data: str) ->
         if client is not None and (fleet.server_psk or configs):
             try:
                 done = await provision_api(fleet, client)
-            except ApiError as exc:
+            except RemoteApiError as exc:
                 fail(f"--api {exc}")
             where = "/api/bootstrap" if fleet.bootstrap_uri is not None else "/api/security/clients"
             lines.append(f"gave {client.base}{where} {done.describe()}")

@@ -6,24 +6,25 @@
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.connection import ServerUri
-from lwm2m.client.errors import (
-    BadRequest,
-    MethodNotAllowed,
-    NotAcceptable,
-    NotFound,
-    OperationFailed,
-    RegistrationFailed,
-    Unauthorized,
-    UnsupportedContentFormat,
-)
 from lwm2m.client.instance import ObjectInstance, parse_arguments
 from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.registration import ServerRegistration
 from lwm2m.client.reporting import ClientState
+from lwm2m.errors import (
+    BadRequest,
+    DeviceError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    RegistrationFailed,
+    Unauthorized,
+    UnsupportedContentFormat,
+)
 
 __all__ = [
     "BadRequest",
     "ClientState",
+    "DeviceError",
     "LwM2MClient",
     "LwM2MObject",
     "MethodNotAllowed",
@@ -31,7 +32,6 @@ __all__ = [
     "NotFound",
     "ObjectInstance",
     "ObjectTree",
-    "OperationFailed",
     "RegistrationFailed",
     "ServerRegistration",
     "ServerUri",

@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.errors import BadRequest, MethodNotAllowed, NotFound, OperationFailed
 from lwm2m.client.handler import RequestHandler, default_format
 from lwm2m.client.instance import ObjectInstance, ResourceValue
 from lwm2m.client.objects import ObjectTree
@@ -33,8 +32,20 @@ from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_text
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import (
+    BadRequest,
+    BootstrapError,
+    ClientBootstrapError,
+    CodecError,
+    DeviceError,
+    MethodNotAllowed,
+    NotFound,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+)
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.bootstrap import (
@@ -44,7 +55,6 @@ from lwm2m.protocol.bootstrap import (
     SERVER_OBJECT,
     BootstrapDeleteRequest,
     BootstrapDiscoverRequest,
-    BootstrapError,
     BootstrapFinishRequest,
     BootstrapPackRequest,
     BootstrapReadRequest,
@@ -53,7 +63,7 @@ from lwm2m.protocol.bootstrap import (
     parse_downlink,
 )
 from lwm2m.transport.address import normalize
-from lwm2m.transport.udp import CoapUdpEndpoint, RequestAborted, RequestReset, RequestTimeout
+from lwm2m.transport.udp import CoapUdpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +74,6 @@ SECURE_SCHEMES = ("coaps", "coaps+tcp")
 
 # A Security instance -> why this client cannot reach its server (scheme, credentials), or None.
 Unusable = Callable[[ObjectInstance], str | None]
-
-
-class BootstrapFailed(Exception):
-    """A bootstrap that did not end with an accepted Bootstrap-Finish; the message says why."""
 
 
 def _reply(code: int, diagnostic: str = "") -> Message:
@@ -129,7 +135,7 @@ class _Session:
             self.snapshot.restore()
             self.restored = True
         if not self.finished.done():
-            self.finished.set_exception(BootstrapFailed(reason))
+            self.finished.set_exception(ClientBootstrapError(reason))
 
 
 def _scheme(uri: str) -> str:
@@ -245,7 +251,7 @@ class ClientBootstrap:
     def __call__(self, event: RequestReceived) -> Message:
         try:
             answer = self._dispatch(event.message)
-        except OperationFailed as exc:
+        except DeviceError as exc:
             answer = _reply(exc.code, str(exc))
         except BootstrapError as exc:
             answer = _reply(exc.code, str(exc))
@@ -414,7 +420,7 @@ class ClientBootstrap:
                     self._remove(oid, inst)
 
     def _remove(self, oid: int, inst: ObjectInstance) -> None:
-        with contextlib.suppress(OperationFailed):  # an instance the device will not give up stays
+        with contextlib.suppress(DeviceError):  # an instance the device will not give up stays
             inst.delete()
             self.tree.remove(oid, inst.id)
             path = Path.of(oid, inst.id)
@@ -465,10 +471,12 @@ class ClientBootstrap:
     ) -> None:
         """One bootstrap with the bootstrap server at ``addr``: a session that ends with an accepted
         Bootstrap-Finish within ``timeout`` seconds, or (``pack``) one Bootstrap-Pack-Request.
-        Raises BootstrapFailed, with everything put back, otherwise."""
+        Raises ClientBootstrapError, with everything put back, otherwise."""
         account = self.account()
         if account is None:
-            raise BootstrapFailed("no bootstrap server account (a Security instance with Bootstrap-Server)")
+            raise ClientBootstrapError(
+                "no bootstrap server account (a Security instance with Bootstrap-Server)"
+            )
         hold_off = account.get(Security.HOLD_OFF) or 0
         if hold_off:
             await asyncio.sleep(int(hold_off))  # §E.1 Client Hold Off Time
@@ -479,7 +487,7 @@ class ClientBootstrap:
             else:
                 await self._session(coap, addr, session, timeout, request_timeout)
             self.last_error = None
-        except BootstrapFailed as exc:
+        except ClientBootstrapError as exc:
             session.fail(str(exc))
             self.last_error = str(exc)
             raise
@@ -509,28 +517,28 @@ class ClientBootstrap:
         try:
             answer = await coap.request(request.to_message(), addr, timeout=request_timeout)
         except (RequestTimeout, RequestReset, RequestAborted, OSError) as exc:
-            raise BootstrapFailed(f"Bootstrap-Request: {exc}") from None
+            raise ClientBootstrapError(f"Bootstrap-Request: {exc}") from None
         if answer.code != Code.CHANGED:
-            raise BootstrapFailed(f"Bootstrap-Request refused: {_describe(answer)}")
+            raise ClientBootstrapError(f"Bootstrap-Request refused: {_describe(answer)}")
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(session.finished)
         except TimeoutError:
-            raise BootstrapFailed(f"no Bootstrap-Finish within {timeout:g} s") from None
+            raise ClientBootstrapError(f"no Bootstrap-Finish within {timeout:g} s") from None
 
     async def _pack(self, coap: CoapUdpEndpoint, addr: Any, request_timeout: float | None) -> None:
         request = BootstrapPackRequest(self.endpoint, ContentFormat.SENML_CBOR)
         try:
             answer = await coap.request(request.to_message(), addr, timeout=request_timeout)
         except (RequestTimeout, RequestReset, RequestAborted, OSError) as exc:
-            raise BootstrapFailed(f"Bootstrap-Pack-Request: {exc}") from None
+            raise ClientBootstrapError(f"Bootstrap-Pack-Request: {exc}") from None
         if answer.code != Code.CONTENT:
-            raise BootstrapFailed(f"Bootstrap-Pack-Request refused: {_describe(answer)}")
+            raise ClientBootstrapError(f"Bootstrap-Pack-Request refused: {_describe(answer)}")
         fmt = answer.content_format if answer.content_format is not None else ContentFormat.SENML_CBOR
         try:
             records = get_codec(fmt).decode(answer.payload, ROOT, self.models)
         except CodecError as exc:
-            raise BootstrapFailed(f"the Bootstrap-Pack cannot be decoded: {exc}") from None
+            raise ClientBootstrapError(f"the Bootstrap-Pack cannot be decoded: {exc}") from None
         # §6.1.7.7: the pack stands for the Bootstrap-Writes of what it carries, then a Finish.
         by_target: dict[Path, list[Record]] = {}
         for r in records:
@@ -543,8 +551,8 @@ class ClientBootstrap:
         try:
             for target, recs in by_target.items():
                 self.write(target, recs)
-        except OperationFailed as exc:
-            raise BootstrapFailed(f"the Bootstrap-Pack cannot be applied: {exc}") from None
+        except DeviceError as exc:
+            raise ClientBootstrapError(f"the Bootstrap-Pack cannot be applied: {exc}") from None
         problems = self.check()
         if problems:
-            raise BootstrapFailed("the Bootstrap-Pack is not consistent: " + "; ".join(problems))
+            raise ClientBootstrapError("the Bootstrap-Pack is not consistent: " + "; ".join(problems))

@@ -25,12 +25,11 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from lwm2m.client.bootstrap import BootstrapFailed, ClientBootstrap
+from lwm2m.client.bootstrap import ClientBootstrap
 from lwm2m.client.connection import ServerUri, credentials, dtls_for, unusable
 from lwm2m.client.core.device import Device
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.errors import MethodNotAllowed, RegistrationFailed
 from lwm2m.client.handler import RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
@@ -41,6 +40,15 @@ from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, code_text
+from lwm2m.errors import (
+    ClientBootstrapError,
+    EndpointClosed,
+    MethodNotAllowed,
+    RegistrationFailed,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+)
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import Attributes
@@ -54,7 +62,7 @@ from lwm2m.protocol.registration import (
 from lwm2m.transport.address import normalize, resolve
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
-from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
+from lwm2m.transport.udp import CoapUdpEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -448,7 +456,7 @@ class LwM2MClient(Reporting):
                 RequestReset,
                 RequestAborted,
                 RegistrationFailed,
-                BootstrapFailed,
+                ClientBootstrapError,
                 OSError,
             ) as exc:
                 if isinstance(exc, EndpointClosed):
@@ -510,7 +518,7 @@ class LwM2MClient(Reporting):
         self._bootstrap_now = False
         uri = self._bootstrap_uri()
         if uri is None:
-            raise BootstrapFailed(
+            raise ClientBootstrapError(
                 "no usable bootstrap server account (a Security instance with Bootstrap-Server)"
             )
         await self._stop_others()  # the bootstrap may replace their accounts too
@@ -537,7 +545,7 @@ class LwM2MClient(Reporting):
         self.bootstraps += 1
         found = self.bootstrapper.usable_account()
         if found is None:
-            raise BootstrapFailed("the bootstrap gave no usable server account")
+            raise ClientBootstrapError("the bootstrap gave no usable server account")
         self.account, security = found
         self._wire_account(self.account)
         self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
@@ -554,7 +562,7 @@ class LwM2MClient(Reporting):
         try:
             dtls = dtls_for(security)
         except ValueError as exc:
-            raise BootstrapFailed(f"/0/{security.id}: {exc}") from None
+            raise ClientBootstrapError(f"/0/{security.id}: {exc}") from None
         if self._coap is not None and dtls == self._dtls:
             return
         old, self._dtls = self._coap, dtls

@@ -23,27 +23,29 @@ from typing import TYPE_CHECKING
 
 from lwm2m.client.core import access_control as acl
 from lwm2m.client.core.access_control import Operation
-from lwm2m.client.errors import (
-    BadRequest,
-    MethodNotAllowed,
-    NotAcceptable,
-    NotFound,
-    OperationFailed,
-    Unauthorized,
-    UnsupportedContentFormat,
-)
 from lwm2m.client.instance import parse_arguments
 from lwm2m.client.objects import BOOTSTRAP_ONLY_OBJECTS, ObjectTree
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
-from lwm2m.codec.base import Codec, CodecError, ContentFormat
+from lwm2m.codec.base import Codec, ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import (
+    BadRequest,
+    CodecError,
+    DeviceError,
+    InvalidAttributes,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    Unauthorized,
+    UnsupportedContentFormat,
+)
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import ResourceType
-from lwm2m.protocol.attributes import AttributeChange, Attributes, InvalidAttributes
+from lwm2m.protocol.attributes import AttributeChange, Attributes
 
 if TYPE_CHECKING:
     from lwm2m.client.observer import Observer
@@ -147,7 +149,7 @@ class RequestHandler:
                 # an address of none of them has no rights.
                 raise Unauthorized("the request comes from none of the client's servers")
             answer = self._dispatch(event)
-        except OperationFailed as exc:
+        except DeviceError as exc:
             answer = _reply(exc.code, str(exc))
         except Exception as exc:  # a handler bug must not take the client down
             log.exception("request %s failed", event.message)
@@ -393,7 +395,7 @@ class RequestHandler:
     async def _finish(self, result: Awaitable[None]) -> Message:
         try:
             await result
-        except OperationFailed as exc:
+        except DeviceError as exc:
             return _reply(exc.code, str(exc))
         return _CHANGED
 

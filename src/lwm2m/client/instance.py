@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from lwm2m.client.errors import BadRequest, MethodNotAllowed, NotFound
+from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.definition import ObjectDefinition, ResourceDefinition
 from lwm2m.model.registry import ObjectRegistry

@@ -2,7 +2,7 @@
 
 :class:`ObjectTree` is what the request handler reads and writes; it knows
 nothing of CoAP. Reads give :class:`~lwm2m.model.record.Record` lists in path
-order, writes take them, and the errors of ``lwm2m.client.errors`` carry the
+order, writes take them, and the errors of ``lwm2m.errors`` carry the
 CoAP code of each refusal (LwM2M-TS-Core 1.2 §6.3, §6.4).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from lwm2m.client.errors import BadRequest, MethodNotAllowed, NotFound
 from lwm2m.client.instance import ObjectInstance, ResourceValue
+from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
 from lwm2m.model.definition import ObjectDefinition
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record

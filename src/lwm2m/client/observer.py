@@ -24,10 +24,10 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lwm2m.client.errors import OperationFailed
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat
+from lwm2m.errors import DeviceError
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import Attributes
 
@@ -281,7 +281,7 @@ class Observer:
             r.pending = None
         try:
             message = self._content(r)
-        except OperationFailed as exc:
+        except DeviceError as exc:
             # The resource went away or can no longer be read: the error ends the relation.
             self._emit(r.key, Message(Type.ACK, exc.code, payload=str(exc).encode()), False)
             self.remove(r.key)
@@ -318,7 +318,7 @@ class Observer:
             return None
         try:
             value = inst.read(path.ids[2])
-        except OperationFailed:
+        except DeviceError:
             return None
         if isinstance(value, dict):
             return value.get(path.ids[3]) if len(path.ids) == 4 else None
@@ -327,5 +327,5 @@ class Observer:
     def _payload(self, r: _Relation) -> bytes:
         try:
             return self._content(r).payload
-        except OperationFailed:
+        except DeviceError:
             return b""

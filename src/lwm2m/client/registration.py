@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 from lwm2m.client.connection import ServerUri, dtls_for
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.errors import RegistrationFailed
 from lwm2m.client.reporting import ClientState
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber
 from lwm2m.codec.base import ContentFormat
+from lwm2m.errors import EndpointClosed, RegistrationFailed, RequestAborted, RequestReset, RequestTimeout
 from lwm2m.protocol.registration import DeregisterRequest, ObjectList, RegisterRequest, UpdateRequest
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
-from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
+from lwm2m.transport.udp import CoapUdpEndpoint
 
 if TYPE_CHECKING:
     from lwm2m.client.client import LwM2MClient

@@ -145,12 +145,13 @@ from lwm2m.coap.events import (
 )
 from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, SeenMessages, Transmission, empty
 from lwm2m.coap.logbudget import LogBudget
-from lwm2m.coap.message import Message, MessageError, decode_message
+from lwm2m.coap.message import Message, decode_message
 from lwm2m.coap.numbers import OptionNumber, Type
 from lwm2m.coap.observe import Relation
 from lwm2m.coap.requesting import ClientSide
 from lwm2m.coap.serving import ServerSide
 from lwm2m.coap.serving import log as refusals_log
+from lwm2m.errors import MessageError
 
 __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lwm2m.errors import LinkFormatError
+
 __all__ = ["Link", "LinkFormatError", "parse_links", "serialize_links"]
-
-
-class LinkFormatError(ValueError):
-    """Text that is not RFC 6690 link format, or an attribute value of the wrong kind."""
 
 
 # RFC 6690 §2: ptokenchar, the characters a value may use without quotes.

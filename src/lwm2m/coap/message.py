@@ -19,29 +19,12 @@ from dataclasses import dataclass, replace
 
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_str
 from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
+from lwm2m.errors import MessageError
 
 _TYPES = (Type.CON, Type.NON, Type.ACK, Type.RST)
 _CODES = {int(c): c for c in Code}
 PAYLOAD_MARKER = 0xFF
 MAX_TOKEN_LENGTH = 8
-
-
-class MessageError(ValueError):
-    """A datagram that is not a well-formed CoAP message (a message format error).
-
-    ``mid`` and ``type`` are set when the 4-byte header could be read, so that
-    an endpoint can answer a malformed CON with RST (RFC 7252 §4.2) and drop a
-    malformed NON (§4.3). ``version_ok`` is False for an unknown version, which
-    must be silently ignored (§3).
-    """
-
-    def __init__(
-        self, reason: str, *, mid: int | None = None, type: Type | None = None, version_ok: bool = True
-    ) -> None:
-        super().__init__(reason)
-        self.mid = mid
-        self.type = type
-        self.version_ok = version_ok
 
 
 Options = tuple[tuple[int, bytes], ...]

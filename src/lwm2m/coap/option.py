@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lwm2m.errors import ProtocolError
+
 
 def encode_uint(value: int) -> bytes:
     """Shortest big-endian form; 0 is the empty string (RFC 7252 §3.2)."""
@@ -46,11 +48,11 @@ class BlockOption:
     @classmethod
     def decode(cls, data: bytes) -> BlockOption:
         if len(data) > 3:
-            raise ValueError("block option longer than 3 bytes")
+            raise ProtocolError("block option longer than 3 bytes")
         v = decode_uint(data)
         szx = v & 0x7
         if szx == 7:
-            raise ValueError("block size exponent 7 is reserved")
+            raise ProtocolError("block size exponent 7 is reserved")
         return cls(v >> 4, bool(v & 0x8), szx)
 
     def encode(self) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lwm2m.codec.base import CodecError
+from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import Value

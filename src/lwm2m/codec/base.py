@@ -9,14 +9,11 @@ from typing import Protocol
 
 import cbor2
 
+from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import ResourceType, Value, check_value, infer_type
-
-
-class CodecError(ValueError):
-    """Content that cannot be encoded or decoded in the asked format."""
 
 
 class ContentFormat(IntEnum):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import importlib
 
-from lwm2m.codec.base import Codec, CodecError, ContentFormat
+from lwm2m.codec.base import Codec, ContentFormat
+from lwm2m.errors import CodecError
 
 # name -> (content format, module, attribute)
 _FORMATS: dict[str, tuple[ContentFormat, str, str]] = {

@@ -27,8 +27,9 @@ from decimal import Decimal
 
 import cbor2
 
-from lwm2m.codec.base import CBOR_MAX_DEPTH, CodecError, ContentFormat, cbor_loads
+from lwm2m.codec.base import CBOR_MAX_DEPTH, ContentFormat, cbor_loads
 from lwm2m.codec.senml import NATIVE, TypeLookup, check_number, wire_value
+from lwm2m.errors import CodecError
 from lwm2m.model.path import MAX_ID, Path
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry

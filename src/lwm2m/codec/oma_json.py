@@ -19,9 +19,10 @@ from collections.abc import Sequence
 
 import msgspec
 
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.senml import TypeLookup, b64_decode, check_number, parse_name, wire_value
 from lwm2m.codec.senml_json import json_loads
+from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lwm2m.codec._single import check_single_base, single_value
-from lwm2m.codec.base import CodecError, ContentFormat, resource_type
+from lwm2m.codec.base import ContentFormat, resource_type
+from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry

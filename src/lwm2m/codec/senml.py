@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lwm2m.codec.base import CodecError
+from lwm2m.errors import CodecError
 from lwm2m.model.path import MAX_ID, ROOT, Path
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry

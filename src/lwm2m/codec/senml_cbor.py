@@ -11,8 +11,9 @@ from collections.abc import Callable, Sequence
 
 import cbor2
 
-from lwm2m.codec.base import CodecError, ContentFormat, cbor_loads
+from lwm2m.codec.base import ContentFormat, cbor_loads
 from lwm2m.codec.senml import CBOR_LABELS, PackDecoder, decode_pack, encode_pack
+from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry

@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.senml import JSON_LABELS, PackDecoder, b64_decode, b64url_encode, decode_pack, encode_pack
+from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry

@@ -22,7 +22,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping, Sequence
 
-from lwm2m.codec.base import CodecError, ContentFormat, typed_value
+from lwm2m.codec.base import ContentFormat, typed_value
+from lwm2m.errors import CodecError
 from lwm2m.model.definition import ResourceDefinition
 from lwm2m.model.path import MAX_ID, Path
 from lwm2m.model.record import Record

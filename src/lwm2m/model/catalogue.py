@@ -20,7 +20,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from lwm2m.model.ddf import DDFError, load_ddf, sort_definitions
+from lwm2m.errors import DDFError, ModelError
+from lwm2m.model.ddf import load_ddf, sort_definitions
 from lwm2m.model.definition import ObjectDefinition, Operations, ResourceDefinition
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import ResourceType
@@ -148,7 +149,7 @@ def object_from_dict(data: Mapping[str, Any]) -> ObjectDefinition:
             description=data.get("description", ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"invalid object definition {data.get('id', '?')!r}: {exc!r}") from None
+        raise ModelError(f"invalid object definition {data.get('id', '?')!r}: {exc!r}") from None
 
 
 def dump_catalogue(definitions: Iterable[ObjectDefinition]) -> str:
@@ -171,7 +172,7 @@ def catalogue_definitions() -> tuple[ObjectDefinition, ...]:
     text = resources.files(__package__).joinpath(CATALOGUE_FILE).read_text(encoding="utf-8")
     data = json.loads(text)
     if data.get("format") != FORMAT:
-        raise ValueError(f"{CATALOGUE_FILE}: format {data.get('format')!r}, expected {FORMAT}")
+        raise ModelError(f"{CATALOGUE_FILE}: format {data.get('format')!r}, expected {FORMAT}")
     return tuple(object_from_dict(o) for o in data["objects"])
 
 
@@ -188,7 +189,7 @@ def load_catalogue() -> ObjectRegistry:
 def objects_in_group(group: str, registry: ObjectRegistry | None = None) -> list[ObjectDefinition]:
     """The objects of one group (``core``, ``ipso``, ``ucifi``, …) in a registry, the catalogue by default."""
     if group not in GROUPS:
-        raise ValueError(f"unknown group {group!r}: expected one of {', '.join(GROUPS)}")
+        raise ModelError(f"unknown group {group!r}: expected one of {', '.join(GROUPS)}")
     reg = registry if registry is not None else _catalogue_registry()
     return [d for d in reg if group_of(d.id) == group]
 

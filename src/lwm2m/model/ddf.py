@@ -22,6 +22,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from lwm2m.errors import DDFError
 from lwm2m.model.definition import ObjectDefinition, Operations, ResourceDefinition
 from lwm2m.model.path import MAX_ID
 from lwm2m.model.value import ResourceType
@@ -50,19 +51,6 @@ _NUMERIC_TYPES = (
     ResourceType.TIME,
     ResourceType.BOOLEAN,
 )
-
-
-class DDFError(ValueError):
-    """A DDF file that cannot be read; the message names the file and the problem."""
-
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"{source}: {problem}")
-        self.source = source
-        self.problem = problem
-
-    def __reduce__(self) -> tuple[type[DDFError], tuple[str, str]]:
-        # Keep it picklable (e.g. across a process pool) despite the two-argument constructor.
-        return type(self), (self.source, self.problem)
 
 
 def _number(text: str) -> int | float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
+from lwm2m.errors import ModelError
 from lwm2m.model.value import ResourceType
 
 
@@ -25,7 +26,7 @@ class Operations(Enum):
         try:
             return cls(t)
         except ValueError:
-            raise ValueError(f"unknown operations {text!r}: expected R, W, RW, E or empty") from None
+            raise ModelError(f"unknown operations {text!r}: expected R, W, RW, E or empty") from None
 
     @property
     def readable(self) -> bool:

@@ -31,7 +31,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from lwm2m.model.path import InvalidPath, Path
+from lwm2m.errors import InvalidPath, JsonFormError
+from lwm2m.model.path import Path
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import ObjLink, ResourceType, UntypedBytes, Value, check_value
@@ -50,10 +51,6 @@ TYPE_NAMES: dict[str, ResourceType] = {
 }
 _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
-
-
-class JsonFormError(ValueError):
-    """JSON that is not a valid list of records."""
 
 
 def value_to_json(value: Value) -> Any:
@@ -171,7 +168,7 @@ def value_from_json(raw: Any, type_: ResourceType | None, where: str = "value") 
         if type_ in (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.TIME) and isinstance(
             raw, bool
         ):
-            raise ValueError(f"{raw!r} is not an integer")
+            raise JsonFormError(f"{raw!r} is not an integer")
         return check_value(raw, type_)
     except ValueError as exc:
         if isinstance(exc, JsonFormError):

@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import total_ordering
 
+from lwm2m.errors import InvalidPath
+
 MAX_ID = 65534
-
-
-class InvalidPath(ValueError):
-    """A path string or ID that is not a valid LwM2M path."""
 
 
 @total_ordering

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+from lwm2m.errors import ModelError
+
 
 class ResourceType(Enum):
     STRING = "String"
@@ -39,7 +41,7 @@ class ResourceType(Enum):
         for member in cls:
             if member.value.lower() == t.lower():
                 return member
-        raise ValueError(f"unknown resource type {text!r}")
+        raise ModelError(f"unknown resource type {text!r}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -52,13 +54,13 @@ class ObjLink:
     def __post_init__(self) -> None:
         for v in (self.object_id, self.instance_id):
             if type(v) is not int or not 0 <= v <= 0xFFFF:
-                raise ValueError(f"invalid object link part {v!r}: must be 0..65535")
+                raise ModelError(f"invalid object link part {v!r}: must be 0..65535")
 
     @classmethod
     def parse(cls, text: str) -> ObjLink:
         parts = text.strip().split(":")
         if len(parts) != 2 or not all(p.isascii() and p.isdigit() and len(p) <= 5 for p in parts):
-            raise ValueError(f"invalid object link {text!r}: expected OBJECT:INSTANCE like 3:0")
+            raise ModelError(f"invalid object link {text!r}: expected OBJECT:INSTANCE like 3:0")
         return cls(int(parts[0]), int(parts[1]))
 
     def __str__(self) -> str:
@@ -86,7 +88,7 @@ UINT64_MAX = 2**64 - 1
 
 
 def check_value(value: Value, type_: ResourceType) -> Value:
-    """Return ``value`` coerced to the Python value of ``type_``; raise ValueError if it can't be."""
+    """Return ``value`` coerced to the Python value of ``type_``; raise ModelError if it cannot be."""
     if type_ in (ResourceType.STRING, ResourceType.CORELNK):
         if isinstance(value, str):
             return value
@@ -121,7 +123,7 @@ def check_value(value: Value, type_: ResourceType) -> Value:
             return ObjLink.parse(value)
     elif type_ is ResourceType.NONE:
         return value
-    raise ValueError(f"{value!r:.60} is not a valid {type_.value} value")
+    raise ModelError(f"{value!r:.60} is not a valid {type_.value} value")
 
 
 def infer_type(value: Value) -> ResourceType:
@@ -138,7 +140,7 @@ def infer_type(value: Value) -> ResourceType:
         return ResourceType.OPAQUE
     if isinstance(value, ObjLink):
         return ResourceType.OBJLNK
-    raise ValueError(f"{value!r} is not an LwM2M value")
+    raise ModelError(f"{value!r} is not an LwM2M value")
 
 
 def values_equal(a: Value, b: Value) -> bool:

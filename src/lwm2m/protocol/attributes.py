@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 
+from lwm2m.errors import InvalidAttributes
+
 INT_ATTRIBUTES = ("pmin", "pmax", "epmin", "epmax", "hqmax")
 FLOAT_ATTRIBUTES = ("gt", "lt", "st")
 FLAG_ATTRIBUTES = ("edge", "con")  # 0 or 1 (LwM2M 1.2)
 ATTRIBUTE_NAMES = INT_ATTRIBUTES[:2] + FLOAT_ATTRIBUTES + INT_ATTRIBUTES[2:4] + FLAG_ATTRIBUTES + ("hqmax",)
 # gt, lt and st only make sense on a numeric resource (§5.1.2, Table 5.1.2.-1).
 RESOURCE_ONLY = frozenset(FLOAT_ATTRIBUTES) | {"edge"}
-
-
-class InvalidAttributes(ValueError):
-    """An attribute name or value that LwM2M does not allow."""
 
 
 def _number(name: str, text: str) -> int | float:

@@ -25,16 +25,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
-from lwm2m.coap.linkformat import Link, LinkFormatError, parse_links
+from lwm2m.coap.linkformat import Link, parse_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, as_code
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
-from lwm2m.model.path import ROOT, InvalidPath, Path
+from lwm2m.errors import BootstrapError, CodecError, InvalidPath, LinkFormatError, ResponseError
+from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.bootstrap_config import DeviceLayout
-from lwm2m.protocol.management import Response, ResponseError
+from lwm2m.protocol.management import Response
 
 BS = "bs"  # Bootstrap-Request and Bootstrap-Finish: /bs
 BSPACK = "bspack"  # Bootstrap-Pack-Request: /bspack
@@ -58,17 +59,6 @@ WRITE_FORMATS = frozenset(
 # A Bootstrap-Pack names every path it carries: a SenML or LwM2M-CBOR document (§6.1.7.7).
 PACK_FORMATS = frozenset({ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.LWM2M_CBOR})
 _REQUEST_PARAMS = ("ep", "pct")
-
-
-class BootstrapError(ValueError):
-    """A bootstrap request with a bad method, path, parameter or payload.
-
-    ``str(error)`` is the diagnostic for the response payload; ``code`` the response code.
-    """
-
-    def __init__(self, diagnostic: str, code: Code = Code.BAD_REQUEST) -> None:
-        super().__init__(diagnostic)
-        self.code = code
 
 
 def _query(msg: Message) -> dict[str, str | None]:

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from lwm2m.model.jsonform import JsonFormError, record_from_json, record_to_json
-from lwm2m.model.path import MAX_ID, InvalidPath, Path
+from lwm2m.errors import ConfigError, InvalidPath, JsonFormError, LayoutConflict
+from lwm2m.model.jsonform import record_from_json, record_to_json
+from lwm2m.model.path import MAX_ID, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 
@@ -66,14 +67,6 @@ URI_PATTERN = rf"^coaps?(\+tcp)?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~-]+)(:{_PORT
 ACL_KEY_PATTERN = (
     r"^(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])$"
 )
-
-
-class ConfigError(ValueError):
-    """A bootstrap configuration that cannot be used; the message names the field and why."""
-
-
-class LayoutConflict(ConfigError):
-    """A configuration that would write or delete the device's bootstrap server account."""
 
 
 def _fail(where: str, problem: str) -> ConfigError:

@@ -22,9 +22,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
-from lwm2m.coap.linkformat import Link, LinkFormatError, parse_links, serialize_links
+from lwm2m.coap.linkformat import Link, parse_links, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import LinkFormatError, RegistrationError
 from lwm2m.model.path import MAX_ID
 
 RD = "rd"  # the resource directory path segment: /rd, /rd/{id}
@@ -48,18 +49,6 @@ MAX_ENDPOINT_LENGTH = 255
 # A lifetime beyond this is as good as forever: larger values of lt are read as this one
 # (a server clamps far lower; Python's int() of thousands of digits would be an error).
 LIFETIME_CEILING = 2**63 - 1
-
-
-class RegistrationError(ValueError):
-    """A Register, Update or De-register request with a bad parameter or payload.
-
-    ``str(error)`` is the diagnostic for the response payload; ``code`` the
-    response code (4.00 Bad Request unless said otherwise).
-    """
-
-    def __init__(self, diagnostic: str, code: Code = Code.BAD_REQUEST) -> None:
-        super().__init__(diagnostic)
-        self.code = code
 
 
 def new_registration_id() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lwm2m.errors import ConfigError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
@@ -99,7 +100,7 @@ class EventStream:
 
     def __init__(self, subscribers: set[Backlog[ServerEvent]], backlog: int = EVENT_BACKLOG) -> None:
         if backlog < 1:
-            raise ValueError(f"backlog must be at least 1, got {backlog}")
+            raise ConfigError(f"backlog must be at least 1, got {backlog}")
         self._backlog: Backlog[ServerEvent] = Backlog(backlog)
         self._subscribers = subscribers
         subscribers.add(self._backlog)

@@ -11,14 +11,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from lwm2m.coap.numbers import as_code
+from lwm2m.errors import ResponseError
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.protocol.management import (
-    ObserveRequest,
-    ReadCompositeRequest,
-    Response,
-    ResponseDecoder,
-    ResponseError,
-)
+from lwm2m.protocol.management import ObserveRequest, ReadCompositeRequest, Response, ResponseDecoder
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore

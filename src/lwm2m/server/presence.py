@@ -11,13 +11,10 @@ import asyncio
 import math
 from collections.abc import Callable
 
+from lwm2m.errors import ConfigError, QueueTimeout
 from lwm2m.server.events import ClientAwake, ClientSleeping, ServerEvent
 
 MAX_TRANSMIT_WAIT = 93.0  # RFC 7252 §4.8.2 with the default transmission parameters
-
-
-class QueueTimeout(TimeoutError):
-    """A request for a sleeping client expired before the client woke up."""
 
 
 class Presence:
@@ -25,7 +22,7 @@ class Presence:
 
     def __init__(self, emit: Callable[[ServerEvent], None], awake_time: float = MAX_TRANSMIT_WAIT) -> None:
         if not math.isfinite(awake_time) or awake_time <= 0:
-            raise ValueError(f"awake_time {awake_time!r}: a positive number of seconds")
+            raise ConfigError(f"awake_time {awake_time!r}: a positive number of seconds")
         self._emit = emit
         self.awake_time = awake_time
         self._sleep_timers: dict[str, asyncio.TimerHandle] = {}

@@ -33,13 +33,13 @@ from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
 from lwm2m.coap.option import encode_uint
+from lwm2m.errors import ConfigError, RegistrationError
 from lwm2m.protocol.registration import (
     MAX_ENDPOINT_LENGTH,
     RD,
     DeregisterRequest,
     RegisterRequest,
     Registration,
-    RegistrationError,
     UpdateRequest,
 )
 from lwm2m.server.events import (
@@ -102,16 +102,18 @@ class RegistrationLimits:
     def __post_init__(self) -> None:
         length = self.max_endpoint_length
         if type(length) is not int or not 1 <= length <= MAX_ENDPOINT_LENGTH:
-            raise ValueError(
+            raise ConfigError(
                 f"max_endpoint_length must be 1..{MAX_ENDPOINT_LENGTH}, got {self.max_endpoint_length!r}"
             )
         for name in ("max_lifetime", "max_payload", "max_links", "max_registrations", "burst", "max_sources"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         rate = self.rate
         if rate is not None and (type(rate) not in (int, float) or not 0 < rate < math.inf):
-            raise ValueError(f"rate must be a positive number of registrations per second, got {self.rate!r}")
+            raise ConfigError(
+                f"rate must be a positive number of registrations per second, got {self.rate!r}"
+            )
 
 
 def _source(host: str) -> str:

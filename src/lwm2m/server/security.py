@@ -38,6 +38,7 @@ from typing import Any, Literal
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import RD
 from lwm2m.storage.base import SecurityInfo, SecurityStore
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PeerIdentity
@@ -72,7 +73,7 @@ class SecurityPolicy:
         self, store: SecurityStore, *, cache_ttl: float = 10.0, nosec_endpoints: NosecPolicy = "allow"
     ) -> None:
         if nosec_endpoints not in NOSEC_POLICIES:
-            raise ValueError(f"nosec_endpoints must be 'allow' or 'deny', got {nosec_endpoints!r}")
+            raise ConfigError(f"nosec_endpoints must be 'allow' or 'deny', got {nosec_endpoints!r}")
         self.store = store
         self.nosec_endpoints = nosec_endpoints
         self.cache_ttl = cache_ttl
@@ -99,7 +100,7 @@ class SecurityPolicy:
 
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
         if info.psk_key is not None and len(info.psk_key) > MAX_PSK_LENGTH:
-            raise ValueError(f"a PSK has at most {MAX_PSK_LENGTH} bytes here")
+            raise ConfigError(f"a PSK has at most {MAX_PSK_LENGTH} bytes here")
         old = await self.store.put(info)
         if old is not None and old.psk_identity is not None:
             self._psk.pop(old.psk_identity, None)

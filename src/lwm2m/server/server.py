@@ -25,8 +25,9 @@ from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_str, code_text
-from lwm2m.codec.base import CodecError, ContentFormat
+from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import CodecError, NotRegistered, ObserveRefused
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.registry import ObjectRegistry
@@ -73,20 +74,6 @@ HISTORY_FLUSH_DELAY = 0.1
 HISTORY_PRUNE_INTERVAL = 60.0
 
 log = logging.getLogger(__name__)
-
-
-class UnknownEndpoint(LookupError):
-    """No client is registered under that endpoint name."""
-
-
-class ObserveRefused(Exception):
-    """The client answered an Observe without starting an observation (an error, or no Observe option)."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(
-            f"observe refused: {response.code >> 5}.{response.code & 31:02d} {response.diagnostic}"
-        )
-        self.response = response
 
 
 SEND_FORMATS = frozenset((ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR))
@@ -454,7 +441,7 @@ class LwM2MServer(DeviceManagement):
     async def registration(self, endpoint: str) -> Registration:
         registration = await self.store.registrations.get(endpoint)
         if registration is None:
-            raise UnknownEndpoint(f"no client registered as {endpoint!r}")
+            raise NotRegistered(f"no client registered as {endpoint!r}")
         return registration
 
     async def registrations(self) -> list[Registration]:

@@ -27,8 +27,8 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 
-from lwm2m.client.errors import BadRequest
 from lwm2m.client.instance import ObjectInstance, ResourceValue
+from lwm2m.errors import BadRequest
 from lwm2m.model.definition import ResourceDefinition
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import ResourceType

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls.config import PskCredentials
@@ -42,10 +43,10 @@ if TYPE_CHECKING:
     from lwm2m.simulator.fleet import Fleet
 
 __all__ = [
-    "ApiError",
     "DeviceKey",
     "JsonApi",
     "Provisioned",
+    "RemoteApiError",
     "provision_api",
     "provision_stores",
 ]
@@ -96,10 +97,6 @@ class Provisioned:
         if self.kept:
             text += f" ({self.kept} keys already stored, kept)"
         return f"{text} in {self.seconds:.2f} s"
-
-
-class ApiError(Exception):
-    """The REST API refused a call, or could not be reached; the message says which and why."""
 
 
 class JsonApi:
@@ -155,7 +152,7 @@ class JsonApi:
             except (http.client.HTTPException, OSError) as exc:
                 self._close()  # a keep-alive connection the server closed: once more on a new one
                 if attempt == 2 or isinstance(exc, (ConnectionRefusedError, TimeoutError)):
-                    raise ApiError(f"{self.base}: {getattr(exc, 'strerror', None) or exc}") from None
+                    raise RemoteApiError(f"{self.base}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             decoded = json.loads(raw or b"null")
         except ValueError:
@@ -165,7 +162,7 @@ class JsonApi:
     async def put_each(
         self, items: Sequence[tuple[str, Any]], *, workers: int = API_CONNECTIONS
     ) -> list[Any]:
-        """``PUT`` each ``(path, body)``, ``workers`` at a time; the answers in order. ApiError at the
+        """``PUT`` each ``(path, body)``, ``workers`` at a time; the answers in order. RemoteApiError at the
         first refusal (naming the path's last segment, the endpoint), and the rest are not sent."""
         if not items:
             return []
@@ -184,7 +181,7 @@ class JsonApi:
                         failed.set()
                         detail = answer.get("error") if isinstance(answer, dict) else answer
                         name = path.rsplit("/", 1)[-1]
-                        raise ApiError(f"{self.base}: PUT for {name!r} refused ({status}): {detail}")
+                        raise RemoteApiError(f"{self.base}: PUT for {name!r} refused ({status}): {detail}")
                     answers[i] = answer
             except BaseException:
                 failed.set()

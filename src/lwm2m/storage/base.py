@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from lwm2m.errors import ConfigError
 from lwm2m.model.jsonform import record_from_json, record_to_json, value_from_json
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
@@ -28,10 +29,6 @@ from lwm2m.protocol.registration import Registration
 
 Source = Literal["notify", "send"]
 SOURCES: tuple[Source, ...] = ("notify", "send")
-
-
-class StoreError(RuntimeError):
-    """A store that cannot do what was asked (closed, corrupt, unreachable)."""
 
 
 # --- observations ------------------------------------------------------------------------
@@ -125,9 +122,9 @@ class HistoryRetention:
 
     def __post_init__(self) -> None:
         if self.max_records is not None and self.max_records < 1:
-            raise ValueError(f"max_records must be at least 1, got {self.max_records}")
+            raise ConfigError(f"max_records must be at least 1, got {self.max_records}")
         if self.max_age is not None and not self.max_age > 0:
-            raise ValueError(f"max_age must be positive, got {self.max_age}")
+            raise ConfigError(f"max_age must be positive, got {self.max_age}")
 
 
 # Types whose Python value the JSON record form alone cannot restore: Opaque is base64
@@ -166,10 +163,6 @@ def record_from_row(text: str | bytes, kind: str) -> Record:
 MAX_STORED_PSK = 64  # bytes; a TLS library may take less (Mbed TLS 2.28: 32)
 
 
-class IdentityInUse(ValueError):
-    """The PSK identity already belongs to another endpoint."""
-
-
 @dataclass(frozen=True, slots=True)
 class SecurityInfo:
     """How one endpoint must authenticate (LwM2M-TS-Core 1.2 §7.1): over DTLS with a PSK identity
@@ -185,17 +178,17 @@ class SecurityInfo:
 
     def __post_init__(self) -> None:
         if not self.endpoint:
-            raise ValueError("the endpoint name is empty")
+            raise ConfigError("the endpoint name is empty")
         if self.x509 or self.nosec:
             if self.x509 and self.nosec:
-                raise ValueError("give x509 or nosec, not both")
+                raise ConfigError("give x509 or nosec, not both")
             if self.psk_identity is not None or self.psk_key is not None:
-                raise ValueError(f"give a PSK or {'x509' if self.x509 else 'nosec'}, not both")
+                raise ConfigError(f"give a PSK or {'x509' if self.x509 else 'nosec'}, not both")
             return
         if not self.psk_identity or not self.psk_key:
-            raise ValueError("a PSK needs an identity and a key")
+            raise ConfigError("a PSK needs an identity and a key")
         if len(self.psk_key) > MAX_STORED_PSK:
-            raise ValueError(f"a PSK has at most {MAX_STORED_PSK} bytes")
+            raise ConfigError(f"a PSK has at most {MAX_STORED_PSK} bytes")
 
     @property
     def mode(self) -> Literal["psk", "x509", "nosec"]:
@@ -223,22 +216,22 @@ class SecurityInfo:
     def from_dict(cls, data: Mapping[str, Any]) -> SecurityInfo:
         """The entry of a JSON form (``to_dict(with_key=True)``); ValueError names what is wrong."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"security information must be an object, got {type(data).__name__}")
+            raise ConfigError(f"security information must be an object, got {type(data).__name__}")
         endpoint, identity = data.get("endpoint"), data.get("pskIdentity")
         key, x509, mode = data.get("pskKey"), data.get("x509", False), data.get("mode")
         if not isinstance(endpoint, str):
-            raise ValueError(f"endpoint: {endpoint!r:.40} is not a string")
+            raise ConfigError(f"endpoint: {endpoint!r:.40} is not a string")
         if identity is not None and not isinstance(identity, str):
-            raise ValueError(f"pskIdentity: {identity!r:.40} is not a string")
+            raise ConfigError(f"pskIdentity: {identity!r:.40} is not a string")
         if not isinstance(x509, bool):
-            raise ValueError(f"x509: {x509!r:.40} is not true or false")
+            raise ConfigError(f"x509: {x509!r:.40} is not true or false")
         if mode is not None and not isinstance(mode, str):
-            raise ValueError(f"mode: {mode!r:.40} is not psk, x509 or nosec")
+            raise ConfigError(f"mode: {mode!r:.40} is not psk, x509 or nosec")
         if key is not None:
             try:
                 key = bytes.fromhex(key)  # never echoed: it is a secret
             except (TypeError, ValueError):
-                raise ValueError("pskKey: not a string of hexadecimal digits") from None
+                raise ConfigError("pskKey: not a string of hexadecimal digits") from None
         return cls(endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec")
 
 

@@ -12,8 +12,8 @@ import time
 
 import msgspec
 
-from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError
-from lwm2m.storage.base import StoreError
+from lwm2m.errors import ConfigError, StoreError
+from lwm2m.protocol.bootstrap_config import BootstrapConfig
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bootstrap_configs (

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from lwm2m.errors import IdentityInUse
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
@@ -15,7 +16,6 @@ from lwm2m.storage.base import (
     PAGE_SCAN,
     HistoryEntry,
     HistoryRetention,
-    IdentityInUse,
     Observation,
     RegistrationPage,
     Row,

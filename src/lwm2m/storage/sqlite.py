@@ -31,6 +31,7 @@ from typing import Literal
 
 import msgspec
 
+from lwm2m.errors import ConfigError, IdentityInUse, StoreError
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
@@ -38,13 +39,11 @@ from lwm2m.storage.base import (
     PAGE_SCAN,
     HistoryEntry,
     HistoryRetention,
-    IdentityInUse,
     Observation,
     RegistrationPage,
     Row,
     SecurityInfo,
     Source,
-    StoreError,
     check_query,
     collect_page,
     glob_matcher,
@@ -563,7 +562,7 @@ class SqliteStore:
         busy_timeout: float = 5.0,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
+            raise ConfigError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.path = os.fspath(path)
         # isolation_level=None: autocommit, so a single statement is committed when it
         # returns and multi-statement writes say BEGIN/COMMIT themselves.

@@ -14,41 +14,17 @@ import socket
 import ssl
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from lwm2m.errors import (
+    HttpBodyTooLarge,
+    HttpNameError,
+    HttpProtocolError,
+    HttpRedirectError,
+    HttpStatusError,
+)
+
 MAX_REDIRECTS = 3
 MAX_HEADER_LINES = 100
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class HttpError(Exception):
-    """A GET that did not give a body."""
-
-
-class HttpNameError(HttpError):
-    """The host name does not resolve."""
-
-
-class HttpStatusError(HttpError):
-    """The server answered with a status other than 200."""
-
-    def __init__(self, url: str, status: int) -> None:
-        super().__init__(f"{url} answered HTTP {status}")
-        self.status = status
-
-
-class HttpRedirectError(HttpError):
-    """A redirect to something that is not HTTP(S) (``unsupported``), or too many of them."""
-
-    def __init__(self, message: str, *, unsupported: bool) -> None:
-        super().__init__(message)
-        self.unsupported = unsupported
-
-
-class HttpBodyTooLarge(HttpError):
-    """The body is longer than the caller allows."""
-
-
-class HttpProtocolError(HttpError):
-    """The answer is not well-formed HTTP/1.1."""
 
 
 async def http_get(

@@ -46,6 +46,7 @@ from lwm2m.coap.events import (
 )
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import EndpointClosed, RequestAborted, RequestReset, RequestTimeout
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
@@ -66,22 +67,6 @@ __all__ = [
     "bind_sockets",
     "open_udp_endpoint",
 ]
-
-
-class RequestTimeout(TimeoutError):
-    """The peer never answered: the endpoint gave up retransmitting, or the caller's timeout ran out."""
-
-
-class RequestReset(ConnectionError):
-    """The peer answered the request with RST (RFC 7252 §4.2)."""
-
-
-class RequestAborted(ConnectionError):
-    """The exchange broke off (e.g. a block-wise transfer failed); the reason is the message."""
-
-
-class EndpointClosed(ConnectionError):
-    """The endpoint was closed while the request was outstanding."""
 
 
 _INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from lwm2m.coap.message import MessageError, decode_message
+from lwm2m.coap.message import decode_message
 from lwm2m.coap.numbers import Code, Type, code_text
+from lwm2m.errors import MessageError
 
 __all__ = ["WireTrace", "describe", "log", "traced"]
 

@@ -34,23 +34,31 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import (
+    InvalidPath,
+    InvalidRequest,
+    ObserveRefused,
+    ResourceNotFound,
+    TableFull,
+    UnsupportedMethod,
+)
 from lwm2m.model.catalogue import object_to_dict
 from lwm2m.model.jsonform import records_from_json, typed_from_json
-from lwm2m.model.path import InvalidPath, Path
+from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.attributes import AttributeChange
 from lwm2m.protocol.management import Response as DeviceAnswer
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
-from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer, ObserveRefused
+from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer
 from lwm2m.web.bootstrap_api import bootstrap_event_view, bootstrap_routes, with_bootstrap_events
 from lwm2m.web.docs import INIT_JS, STATIC_PREFIX, interactive_html, plain_html, swagger_ui_dir
-from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, MethodNotAllowed, NotFound, error
+from lwm2m.web.errors import EXCEPTION_HANDLERS, error
 from lwm2m.web.guard import LocalApiGuard
 from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.observations import ObservationKeeper, ObservationKey, composite_key, observation_key
 from lwm2m.web.openapi import openapi_document
-from lwm2m.web.requests import RequestTable, TableFull, Work
+from lwm2m.web.requests import RequestTable, Work
 from lwm2m.web.security import security_routes
 from lwm2m.web.sse import RECENT_EVENTS, RecentEvents, event_stream
 from lwm2m.web.views import ADD_MODEL, history_view, model_hint, registration_view, response_view
@@ -122,9 +130,9 @@ def _timeout(request: Request) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise BadRequest(f"timeout: {raw!r} is not a number of seconds") from None
+        raise InvalidRequest(f"timeout: {raw!r} is not a number of seconds") from None
     if not value > 0:
-        raise BadRequest(f"timeout: {raw!r} must be positive")
+        raise InvalidRequest(f"timeout: {raw!r} must be positive")
     return value
 
 
@@ -145,7 +153,7 @@ def _bool(request: Request, name: str, default: bool) -> bool:
         return True
     if raw.lower() in ("false", "0", "no"):
         return False
-    raise BadRequest(f"{name}: {raw!r} is not true or false")
+    raise InvalidRequest(f"{name}: {raw!r} is not true or false")
 
 
 def _number(request: Request, name: str, kind: type[int] | type[float]) -> Any:
@@ -155,7 +163,7 @@ def _number(request: Request, name: str, kind: type[int] | type[float]) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise BadRequest(f"{name}: {raw!r} is not a number") from None
+        raise InvalidRequest(f"{name}: {raw!r} is not a number") from None
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -165,16 +173,16 @@ async def _body(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # syntax, UTF-8, an over-long number, deep nesting
-        raise BadRequest(f"the body is not JSON: {str(exc)[:200]}") from None
+        raise InvalidRequest(f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
-        raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}")
     return data
 
 
 def _paths(body: dict[str, Any]) -> list[Path]:
     paths = body.get("paths")
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-        raise BadRequest('the body needs "paths": ["/3/0/0", ...]')
+        raise InvalidRequest('the body needs "paths": ["/3/0/0", ...]')
     return [Path.parse(p) for p in paths]
 
 
@@ -182,7 +190,7 @@ def _query_paths(request: Request) -> list[Path]:
     """``?paths=/3/0/9,/3303/0/5700`` (or the parameter repeated)."""
     given = [p for raw in request.query_params.getlist("paths") for p in raw.split(",") if p.strip()]
     if not given:
-        raise BadRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
+        raise InvalidRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
     return [Path.parse(p.strip()) for p in given]
 
 
@@ -198,7 +206,7 @@ def _path(segments: list[str]) -> Path:
 def _allow(request: Request, methods: tuple[str, ...], what: str) -> None:
     """405 with ``Allow`` unless the request's method is one of ``methods`` (RFC 9110 §15.5.6)."""
     if request.method not in methods:
-        raise MethodNotAllowed(request.method, methods, what)
+        raise UnsupportedMethod(request.method, methods, what)
 
 
 def _answer(
@@ -224,7 +232,7 @@ def _observed(observation: ServerObservation) -> dict[str, Any]:
 
 def _records(body: dict[str, Any], server: LwM2MServer) -> list[Record]:
     if "records" not in body:
-        raise BadRequest('the body needs "records": [{"path": ..., "value": ...}, ...]')
+        raise InvalidRequest('the body needs "records": [{"path": ..., "value": ...}, ...]')
     return records_from_json(body["records"], server.models)
 
 
@@ -233,9 +241,9 @@ def _write_records(body: dict[str, Any], path: Path, server: LwM2MServer) -> lis
     ``"type"``, its LwM2M type, for a resource without a model)."""
     if "value" in body:
         if "records" in body:
-            raise BadRequest('give either "value" or "records", not both')
+            raise InvalidRequest('give either "value" or "records", not both')
         if not (path.is_resource or path.is_resource_instance):
-            raise BadRequest(f'"value" writes one resource; {path} is not a resource')
+            raise InvalidRequest(f'"value" writes one resource; {path} is not a resource')
         assert path.object_id is not None and path.resource_id is not None
         definition = server.models.resource(path.object_id, path.resource_id)
         model = definition.type if definition else None
@@ -355,7 +363,7 @@ def create_app(
             else:  # a resource: path_methods lets POST through only for an object or a resource
                 args = body.get("args", "")
                 if not isinstance(args, str):
-                    raise BadRequest(f"args: {args!r} is not a string like \"0='x',1\"")
+                    raise InvalidRequest(f"args: {args!r} is not a string like \"0='x',1\"")
                 call = partial(server.execute, ep, path, args, timeout=timeout)
         else:  # DELETE
             call = partial(server.delete, ep, path, timeout=timeout)
@@ -369,7 +377,7 @@ def create_app(
             if k not in ("timeout", "wait")
         }
         if not given:
-            raise BadRequest("give attributes as query parameters, e.g. ?pmin=10&pmax=60")
+            raise InvalidRequest("give attributes as query parameters, e.g. ?pmin=10&pmax=60")
         AttributeChange.from_mapping(given)  # bad values are a 400 now, even for a sleeping client
         timeout = _timeout(request)
         ep = registration.endpoint
@@ -399,11 +407,11 @@ def create_app(
         active = _bool(request, "active", False)
         missing = f"no observation of {', '.join(named) if isinstance(named, list) else named} on {ep!r}"
         if (ep, key) not in keeper:
-            raise NotFound(missing)
+            raise ResourceNotFound(missing)
 
         async def work() -> dict[str, Any]:
             if not await keeper.cancel(ep, key, active=active):
-                raise NotFound(missing)
+                raise ResourceNotFound(missing)
             return {"cancelled": named, "active": active}
 
         if not active:
@@ -413,7 +421,9 @@ def create_app(
     async def composite(request: Request, registration: Registration, rest: list[str]) -> Response:
         ep = registration.endpoint
         if len(rest) != 1 or rest[0] not in COMPOSITE:
-            raise NotFound(f"no such resource: {request.url.path} (composite/read, /write or /observe)")
+            raise ResourceNotFound(
+                f"no such resource: {request.url.path} (composite/read, /write or /observe)"
+            )
         _allow(request, COMPOSITE[rest[0]], f"composite/{rest[0]}")
         if rest == ["observe"]:
             return await composite_observe(request, registration)
@@ -451,7 +461,7 @@ def create_app(
     async def history(request: Request, ep: str, path: Path) -> Response:
         limit = _number(request, "limit", int)
         if limit is not None and limit < 0:
-            raise BadRequest(f"limit: {limit} must not be negative")
+            raise InvalidRequest(f"limit: {limit} must not be negative")
         entries = await server.history(ep, path, since=_number(request, "since", float), limit=limit)
         return JSONResponse({"records": [history_view(e) for e in entries]})
 
@@ -459,7 +469,7 @@ def create_app(
         request_id = request.path_params["id"]
         entry = table.get(request_id)
         if entry is None:
-            raise NotFound(f"no request {request_id!r}: unknown, or its outcome expired")
+            raise ResourceNotFound(f"no request {request_id!r}: unknown, or its outcome expired")
         return JSONResponse(entry.to_json())
 
     async def models(request: Request) -> Response:
@@ -470,13 +480,13 @@ def create_app(
         raw = request.path_params["id"]
         definition = server.models.get(int(raw)) if raw.isascii() and raw.isdigit() and len(raw) < 6 else None
         if definition is None:
-            raise NotFound(f"no object {raw!r} among the models: to add one, {ADD_MODEL}")
+            raise ResourceNotFound(f"no object {raw!r} among the models: to add one, {ADD_MODEL}")
         return JSONResponse(object_to_dict(definition))
 
     async def events(request: Request) -> Response:
         backlog = _number(request, "backlog", int) or 0
         if not 0 <= backlog <= RECENT_EVENTS:
-            raise BadRequest(f"backlog: {backlog} is not between 0 and {RECENT_EVENTS}")
+            raise InvalidRequest(f"backlog: {backlog} is not between 0 and {RECENT_EVENTS}")
         ep = request.query_params.get("ep")
         stream = event_stream(server, ep, requests=table, recent=recent, backlog=backlog)
         if bootstrap is not None:

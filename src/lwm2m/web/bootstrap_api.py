@@ -34,8 +34,9 @@ from starlette.routing import Route
 
 from lwm2m.bootstrap.events import BootstrapEvent, BootstrapFailed, BootstrapFinished, BootstrapStarted
 from lwm2m.bootstrap.server import BootstrapServer, security_info
-from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, ConfigError
-from lwm2m.web.errors import EXCEPTION_HANDLERS, BadRequest, NotFound, error
+from lwm2m.errors import ConfigError, InvalidRequest, ResourceNotFound
+from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
+from lwm2m.web.errors import EXCEPTION_HANDLERS, error
 from lwm2m.web.sse import KEEPALIVE_INTERVAL, format_event
 
 __all__ = [
@@ -95,7 +96,7 @@ def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> lis
         if request.method == "GET":
             config = await bootstrap.configs.get(ep)
             if config is None:
-                raise NotFound(f"no bootstrap configuration for {ep!r}")
+                raise ResourceNotFound(f"no bootstrap configuration for {ep!r}")
             view = _config_view(ep, config)
             view["sessions"] = [s.to_json() for s in bootstrap.sessions() if s.endpoint == ep][
                 :SESSIONS_SHOWN
@@ -103,13 +104,13 @@ def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> lis
             return JSONResponse(view)
         if request.method == "DELETE":
             if await bootstrap.configs.remove(ep) is None:
-                raise NotFound(f"no bootstrap configuration for {ep!r}")
+                raise ResourceNotFound(f"no bootstrap configuration for {ep!r}")
             return JSONResponse({"removed": ep})
         provision = _provision(request)  # a bad value is refused before anything is stored
         try:
             body = await request.json()
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
-            raise BadRequest("the body is not JSON") from None
+            raise InvalidRequest("the body is not JSON") from None
         try:
             config = BootstrapConfig.from_json(body, bootstrap.models)
         except ConfigError as exc:
@@ -139,7 +140,7 @@ def _provision(request: Request) -> bool:
         return True
     if raw.lower() in ("false", "0", "no"):
         return False
-    raise BadRequest(f"provision: {raw[:40]!r} is not true or false")
+    raise InvalidRequest(f"provision: {raw[:40]!r} is not true or false")
 
 
 def _limit(request: Request) -> int:
@@ -147,7 +148,7 @@ def _limit(request: Request) -> int:
     if raw is None:
         return SESSIONS_SHOWN
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise BadRequest(f"limit: {raw[:40]!r} is not a number of sessions")
+        raise InvalidRequest(f"limit: {raw[:40]!r} is not a number of sessions")
     return int(raw)
 
 

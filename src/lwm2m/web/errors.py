@@ -11,41 +11,31 @@ and message in its result (:func:`describe`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from http import HTTPStatus
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lwm2m.coap.linkformat import LinkFormatError
-from lwm2m.codec.base import CodecError
-from lwm2m.model.jsonform import JsonFormError
-from lwm2m.model.path import InvalidPath
-from lwm2m.protocol.attributes import InvalidAttributes
-from lwm2m.protocol.bootstrap_config import ConfigError
-from lwm2m.protocol.management import OperationError, ResponseError
-from lwm2m.server.presence import QueueTimeout
-from lwm2m.server.server import UnknownEndpoint
+from lwm2m.errors import (
+    ApiError,
+    CodecError,
+    ConfigError,
+    DeviceError,
+    ModelError,
+    NotRegistered,
+    ProtocolError,
+    QueueTimeout,
+    RequestTimeout,
+    ResponseError,
+    SecurityError,
+    StoreError,
+    TransportError,
+    UnsupportedMethod,
+)
 
 log = logging.getLogger("lwm2m.web")
-
-
-class BadRequest(ValueError):
-    """A query parameter or body the API cannot use; the message names the bad value."""
-
-
-class NotFound(LookupError):
-    """Something the API was asked about that it does not hold (an observation, a model)."""
-
-
-class MethodNotAllowed(Exception):
-    """A method the resource does not take; ``allow`` lists those it takes (RFC 9110 §15.5.6:
-    a 405 carries ``Allow``)."""
-
-    def __init__(self, method: str, allow: Iterable[str], what: str) -> None:
-        self.allow = tuple(allow)
-        super().__init__(f"{method} is not allowed on {what}; use {', '.join(self.allow)}")
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -56,30 +46,38 @@ def _as_is(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-# (status, message) by exception type. Looked up along the raised exception's MRO, as
-# Starlette picks its handlers, so ResponseError (a ValueError) gets 502 before the
-# ValueError rule, and QueueTimeout (a TimeoutError) its own words.
+# (status, message) by exception type, looked up along the raised exception's MRO as
+# Starlette picks its handlers: ResponseError (a ProtocolError) gets 502 before the
+# ProtocolError rule, QueueTimeout its own words before RequestTimeout. Only the package's
+# error tree and the builtin timeout/connection failures of I/O are here: any other exception
+# (a ValueError, a KeyError) is a bug and answers 500 with a log line.
 RULES: dict[type[BaseException], tuple[int, Callable[[BaseException], str]]] = {
-    UnknownEndpoint: (404, _as_is),
-    NotFound: (404, _as_is),
+    NotRegistered: (404, _as_is),
     ResponseError: (502, lambda exc: f"the device's answer cannot be understood: {exc}"),
-    InvalidPath: (400, _as_is),
     CodecError: (400, _as_is),
-    JsonFormError: (400, _as_is),
-    OperationError: (400, _as_is),
-    InvalidAttributes: (400, _as_is),
-    LinkFormatError: (400, _as_is),
-    ConfigError: (400, _as_is),  # a bootstrap configuration refused after parsing (set_config)
-    BadRequest: (400, _as_is),
-    ValueError: (400, _as_is),
+    ModelError: (400, _as_is),
+    ProtocolError: (400, _as_is),
+    ConfigError: (400, _as_is),  # e.g. a bootstrap configuration refused after parsing
+    SecurityError: (400, _as_is),  # e.g. a PSK identity that belongs to another endpoint
+    DeviceError: (502, lambda exc: f"the device refused the request: {exc}"),
+    StoreError: (503, lambda exc: f"the store cannot serve the request: {exc}"),
     QueueTimeout: (504, lambda exc: f"the device did not wake up: {exc}"),
+    RequestTimeout: (504, lambda exc: f"the device did not answer: {str(exc) or 'timeout'}"),
     TimeoutError: (504, lambda exc: f"the device did not answer: {str(exc) or 'timeout'}"),
+    TransportError: (502, lambda exc: f"the device refused the request: {exc or type(exc).__name__}"),
     ConnectionError: (502, lambda exc: f"the device refused the request: {exc or type(exc).__name__}"),
 }
 
 
+def _status(exc: BaseException) -> tuple[int, str]:
+    assert isinstance(exc, ApiError)
+    return exc.status, _as_is(exc)
+
+
 def describe(exc: BaseException) -> tuple[int, str] | None:
     """The HTTP status and message the API gives for ``exc``; None for an unexpected error."""
+    if isinstance(exc, ApiError):
+        return _status(exc)
     for kind in type(exc).__mro__:
         rule = RULES.get(kind)
         if rule is not None:
@@ -95,7 +93,7 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MethodNotAllowed)
+    assert isinstance(exc, UnsupportedMethod)
     return error(405, str(exc), {"Allow": ", ".join(exc.allow)})
 
 
@@ -123,7 +121,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS: dict[object, Callable[[Request, Exception], object]] = {
     **dict.fromkeys(RULES, _handle),
-    MethodNotAllowed: _not_allowed,
+    ApiError: _handle,
+    UnsupportedMethod: _not_allowed,
     HTTPException: _http,
     Exception: _unexpected,
 }

@@ -35,6 +35,8 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lwm2m.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Content types of a body a page may send anywhere without a preflight (Fetch Standard §2.2.2,
@@ -92,10 +94,10 @@ def normalize_origin(origin: str) -> str:
     """``scheme://host[:port]`` lowercased, the default port dropped; ValueError if it is not one."""
     scheme, sep, rest = origin.strip().lower().partition("://")
     if not sep or scheme not in _DEFAULT_PORTS or not rest or "/" in rest:
-        raise ValueError(f"{origin!r} is not an origin like http://host:port")
+        raise ConfigError(f"{origin!r} is not an origin like http://host:port")
     parts = split_host(rest)
     if parts is None:
-        raise ValueError(f"{origin!r} is not an origin like http://host:port")
+        raise ConfigError(f"{origin!r} is not an origin like http://host:port")
     host, port = parts
     shown = f"[{host}]" if ":" in host else host
     if port is None or port == _DEFAULT_PORTS[scheme]:

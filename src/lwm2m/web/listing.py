@@ -12,8 +12,8 @@ import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from lwm2m.errors import InvalidRequest
 from lwm2m.protocol.registration import Registration
-from lwm2m.web.errors import BadRequest
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -29,14 +29,14 @@ def encode_cursor(endpoint: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     if not cursor or len(cursor) > MAX_CURSOR:
-        raise BadRequest(f"cursor: {cursor[:40]!r} is not a cursor from a previous page")
+        raise InvalidRequest(f"cursor: {cursor[:40]!r} is not a cursor from a previous page")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         endpoint = raw.decode("utf-8")
     except (binascii.Error, ValueError):
-        raise BadRequest(f"cursor: {cursor[:40]!r} is not a cursor from a previous page") from None
+        raise InvalidRequest(f"cursor: {cursor[:40]!r} is not a cursor from a previous page") from None
     if encode_cursor(endpoint) != cursor:  # one spelling per cursor: no padding, no stray bits
-        raise BadRequest(f"cursor: {cursor[:40]!r} is not a cursor from a previous page")
+        raise InvalidRequest(f"cursor: {cursor[:40]!r} is not a cursor from a previous page")
     return endpoint
 
 
@@ -69,30 +69,32 @@ class ClientQuery:
 
 
 def client_query(params: Mapping[str, str]) -> ClientQuery:
-    """The query of a listing, or BadRequest naming the bad value."""
+    """The query of a listing, or InvalidRequest naming the bad value."""
     raw_limit = params.get("limit")
     limit = DEFAULT_LIMIT
     if raw_limit is not None:
         if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-            raise BadRequest(f"limit: {raw_limit[:40]!r} is not a number of clients from 1 to {MAX_LIMIT}")
+            raise InvalidRequest(
+                f"limit: {raw_limit[:40]!r} is not a number of clients from 1 to {MAX_LIMIT}"
+            )
         limit = int(raw_limit)
     raw_cursor = params.get("cursor")
     after = None if raw_cursor is None or raw_cursor == "" else decode_cursor(raw_cursor)
     name = params.get("endpoint") or ""
     if len(name) > MAX_NAME_FILTER:
-        raise BadRequest(f"endpoint: a filter of {len(name)} characters is longer than any endpoint name")
+        raise InvalidRequest(f"endpoint: a filter of {len(name)} characters is longer than any endpoint name")
     # A glob's literal head bounds the walk of the index; the store matches the rest by name.
     prefix, glob = (name, None) if not any(c in name for c in GLOB_CHARS) else ("", name)
     object_id = None
     raw_object = params.get("object")
     if raw_object:
         if not (raw_object.isascii() and raw_object.isdigit()) or int(raw_object) > 65535:
-            raise BadRequest(f"object: {raw_object[:40]!r} is not an object ID (0-65535)")
+            raise InvalidRequest(f"object: {raw_object[:40]!r} is not an object ID (0-65535)")
         object_id = int(raw_object)
     online = None
     raw_online = params.get("online")
     if raw_online:
         if raw_online.lower() not in ("true", "false"):
-            raise BadRequest(f"online: {raw_online[:40]!r} is not true or false")
+            raise InvalidRequest(f"online: {raw_online[:40]!r} is not true or false")
         online = raw_online.lower() == "true"
     return ClientQuery(limit, after, prefix, glob, object_id, online)

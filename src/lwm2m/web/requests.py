@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from lwm2m.errors import ConfigError, TableFull
 from lwm2m.web.errors import describe
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ RESULT_TTL = 3600.0  # seconds a finished request's outcome stays readable
 # Outcomes waiting for a subscriber that does not read (a stalled event stream): the newer
 # ones are dropped beyond this, so that it costs bounded memory.
 MAX_UNREAD_OUTCOMES = MAX_REQUESTS
-
-
-class TableFull(RuntimeError):
-    """Every entry of the table is a request still waiting for its client: no room for another."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +87,7 @@ class RequestTable:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
+            raise ConfigError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self.keep = keep
         self._clock = clock

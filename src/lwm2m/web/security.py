@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from lwm2m.errors import IdentityInUse, InvalidRequest, ResourceNotFound
 from lwm2m.server.server import LwM2MServer
-from lwm2m.storage.base import IdentityInUse, SecurityInfo
-from lwm2m.web.errors import BadRequest, NotFound, error
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.web.errors import error
 
 __all__ = ["security_info_from_json", "security_routes"]
 
@@ -28,42 +29,42 @@ _MODES = ("psk", "x509", "nosec")
 
 
 def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo:
-    """The entry a PUT body describes; BadRequest names what is wrong (never echoing the key)."""
+    """The entry a PUT body describes; InvalidRequest names what is wrong (never echoing the key)."""
     unknown = set(body) - {"pskIdentity", "pskKey", "x509", "endpoint", "mode"}
     if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     if body.get("endpoint", endpoint) != endpoint:
-        raise BadRequest("the body's endpoint differs from the one in the path")
+        raise InvalidRequest("the body's endpoint differs from the one in the path")
     mode = body.get("mode")
     if "mode" in body and mode not in _MODES:  # null too: a mode given must be one of them
-        raise BadRequest(f'"mode" must be one of {", ".join(_MODES)}')
+        raise InvalidRequest(f'"mode" must be one of {", ".join(_MODES)}')
     x509 = body.get("x509", False)
     if not isinstance(x509, bool):
-        raise BadRequest('"x509" must be true or false')
+        raise InvalidRequest('"x509" must be true or false')
     if x509 and mode not in (None, "x509"):
-        raise BadRequest(f'"x509": true contradicts "mode": "{mode}"')
+        raise InvalidRequest(f'"x509": true contradicts "mode": "{mode}"')
     if mode == "nosec":
         if "pskIdentity" in body or "pskKey" in body:
-            raise BadRequest('mode nosec takes no "pskIdentity" or "pskKey"')
+            raise InvalidRequest('mode nosec takes no "pskIdentity" or "pskKey"')
         return SecurityInfo(endpoint, nosec=True)
     if x509 or mode == "x509":
         if "pskIdentity" in body or "pskKey" in body:
-            raise BadRequest('give "x509": true or a PSK, not both')
+            raise InvalidRequest('give "x509": true or a PSK, not both')
         return _checked(endpoint, None, None, x509=True)
     identity, key = body.get("pskIdentity"), body.get("pskKey")
     if not isinstance(identity, str) or not identity:
-        raise BadRequest('give "pskIdentity" and "pskKey" (hex), "x509": true or "mode": "nosec"')
+        raise InvalidRequest('give "pskIdentity" and "pskKey" (hex), "x509": true or "mode": "nosec"')
     if not isinstance(key, str) or not _HEX.fullmatch(key) or len(key) % 2:
-        raise BadRequest('"pskKey" must be an even number of hexadecimal digits')
+        raise InvalidRequest('"pskKey" must be an even number of hexadecimal digits')
     return _checked(endpoint, identity, bytes.fromhex(key))
 
 
 def _checked(endpoint: str, identity: str | None, key: bytes | None, *, x509: bool = False) -> SecurityInfo:
-    """The entry, with what SecurityInfo refuses (a key too long, ...) as a BadRequest."""
+    """The entry, with what SecurityInfo refuses (a key too long, ...) as a InvalidRequest."""
     try:
         return SecurityInfo(endpoint, identity, key, x509=x509)
     except ValueError as exc:
-        raise BadRequest(str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
 
 
 def security_routes(server: LwM2MServer) -> list[Route]:
@@ -77,19 +78,19 @@ def security_routes(server: LwM2MServer) -> list[Route]:
         if request.method == "GET":
             info = await policy.get(ep)
             if info is None:
-                raise NotFound(f"no security information for {ep!r}")
+                raise ResourceNotFound(f"no security information for {ep!r}")
             return JSONResponse(info.to_dict())
         if request.method == "DELETE":
             removed = await policy.remove(ep)
             if removed is None:
-                raise NotFound(f"no security information for {ep!r}")
+                raise ResourceNotFound(f"no security information for {ep!r}")
             return JSONResponse({"removed": ep})
         try:
             body = await request.json()
         except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
-            raise BadRequest("the body is not JSON") from None
+            raise InvalidRequest("the body is not JSON") from None
         if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object")
+            raise InvalidRequest("the body must be a JSON object")
         info = security_info_from_json(ep, body)
         try:
             replaced = await policy.put(info)

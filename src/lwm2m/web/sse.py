@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
+from lwm2m.errors import ConfigError
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.requests import RequestCompleted, RequestTable
 from lwm2m.web.views import event_endpoint, event_view
@@ -47,7 +48,7 @@ class RecentEvents:
 
     def __init__(self, size: int = RECENT_EVENTS) -> None:
         if size < 0:
-            raise ValueError(f"size: {size} must not be negative")
+            raise ConfigError(f"size: {size} must not be negative")
         self.size = size
         # (arrival time, event, its view, its endpoint's getter)
         self._ring: deque[tuple[float, Any, View, Callable[[Any], str | None]]] = deque(maxlen=size)

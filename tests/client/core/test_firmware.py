@@ -11,18 +11,11 @@ import pytest
 from tests.helpers.client_core import record, running, values
 
 from lwm2m.client.core.device import Device
-from lwm2m.client.core.firmware import (
-    DeliveryMethod,
-    FirmwareError,
-    FirmwareUpdate,
-    Protocol,
-    State,
-    UpdateResult,
-)
-from lwm2m.client.errors import MethodNotAllowed
+from lwm2m.client.core.firmware import DeliveryMethod, FirmwareUpdate, Protocol, State, UpdateResult
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import FirmwareError, MethodNotAllowed
 from lwm2m.server.observation import ServerObservation
 from lwm2m.transport.udp import open_udp_endpoint
 

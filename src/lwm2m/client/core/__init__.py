@@ -3,10 +3,11 @@
 from lwm2m.client.core.access_control import AccessControl, AccessRight
 from lwm2m.client.core.connectivity import ConnectivityMonitoring, NetworkBearer
 from lwm2m.client.core.device import Device
-from lwm2m.client.core.firmware import FirmwareError, FirmwareUpdate, State, UpdateResult
+from lwm2m.client.core.firmware import FirmwareUpdate, State, UpdateResult
 from lwm2m.client.core.location import Location
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.core.server import ServerAccount
+from lwm2m.errors import FirmwareError
 
 __all__ = [
     "AccessControl",

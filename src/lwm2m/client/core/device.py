@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from enum import IntEnum
 from typing import Any, ClassVar
 
-from lwm2m.client.errors import BadRequest, NotFound
 from lwm2m.client.instance import ObjectInstance, ResourceValue
+from lwm2m.errors import BadRequest, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -42,21 +42,25 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from lwm2m.client.errors import BadRequest, MethodNotAllowed
 from lwm2m.client.instance import ObjectInstance, ResourceValue
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
-from lwm2m.transport.address import resolve
-from lwm2m.transport.http import (
+from lwm2m.errors import (
+    BadRequest,
+    FirmwareError,
     HttpBodyTooLarge,
     HttpError,
     HttpNameError,
     HttpRedirectError,
     HttpStatusError,
-    http_get,
+    MethodNotAllowed,
+    RequestAborted,
+    RequestReset,
 )
-from lwm2m.transport.udp import RequestAborted, RequestReset, open_udp_endpoint
+from lwm2m.transport.address import resolve
+from lwm2m.transport.http import http_get
+from lwm2m.transport.udp import open_udp_endpoint
 
 if TYPE_CHECKING:
     from lwm2m.client.core.device import Device
@@ -123,14 +127,6 @@ MAX_URI_LENGTH = 255  # Package URI range 0..255 (§E.6)
 DEFAULT_MAX_PACKAGE = 16 << 20
 
 Check = Callable[[bytes], "bool | Awaitable[bool]"]
-
-
-class FirmwareError(Exception):
-    """Raised by a download or a hook: the process ends with Update Result ``result``."""
-
-    def __init__(self, result: UpdateResult, message: str = "") -> None:
-        super().__init__(message or result.name.lower().replace("_", " "))
-        self.result = result
 
 
 class FirmwareUpdate(ObjectInstance):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from lwm2m.errors import DtlsError, DtlsUnavailable, HandshakeError, SessionClosed
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity
 
 __all__ = [
@@ -24,22 +25,6 @@ __all__ = [
     "SessionClosed",
     "default_backend",
 ]
-
-
-class DtlsError(Exception):
-    """A DTLS connection failed or cannot be made."""
-
-
-class HandshakeError(DtlsError):
-    """The handshake failed: a bad key, an untrusted certificate, a timeout, a protocol error."""
-
-
-class SessionClosed(DtlsError):
-    """An established session ended: the peer closed it or it broke."""
-
-
-class DtlsUnavailable(ImportError):
-    """No TLS library for DTLS is installed (the ``dtls`` extra)."""
 
 
 class Connection(Protocol):

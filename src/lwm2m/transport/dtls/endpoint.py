@@ -33,21 +33,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import Event
 from lwm2m.coap.message import Message
+from lwm2m.errors import DtlsError, DtlsHandshakeError, RequestAborted, RequestTimeout
 from lwm2m.transport.address import Addr, format_addr, normalize, resolve
-from lwm2m.transport.dtls.backend import Backend, ClientFactory, DtlsError, ServerFactory, default_backend
+from lwm2m.transport.dtls.backend import Backend, ClientFactory, ServerFactory, default_backend
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.diagnostics import SessionLog
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
-from lwm2m.transport.udp import (
-    CoapUdpEndpoint,
-    EventCallback,
-    Handler,
-    Observation,
-    RequestAborted,
-    RequestTimeout,
-    bind_sockets,
-)
+from lwm2m.transport.udp import CoapUdpEndpoint, EventCallback, Handler, Observation, bind_sockets
 
 __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls_endpoint"]
 
@@ -57,10 +50,6 @@ _SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed))
 
 class NoDtlsSession(RequestAborted):
     """No DTLS session with the peer, and no client credentials to make one."""
-
-
-class DtlsHandshakeError(RequestAborted):
-    """The DTLS handshake with the peer failed (its reason is the message)."""
 
 
 class CoapDtlsEndpoint(CoapUdpEndpoint):

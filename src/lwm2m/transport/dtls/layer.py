@@ -39,15 +39,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lwm2m.transport.dtls.backend import (
-    DEFAULT_HANDSHAKE_COST,
-    ClientFactory,
-    Connection,
-    DtlsError,
-    HandshakeError,
-    ServerFactory,
-)
-from lwm2m.transport.dtls.backend import SessionClosed as _SessionClosed
+from lwm2m.errors import DtlsError, HandshakeError
+from lwm2m.errors import SessionClosed as _SessionClosed
+from lwm2m.transport.dtls.backend import DEFAULT_HANDSHAKE_COST, ClientFactory, Connection, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 from lwm2m.transport.dtls.records import ContentType, datagrams, epoch, is_client_hello

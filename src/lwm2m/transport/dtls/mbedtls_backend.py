@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from mbedtls import pk, tls, x509
 from mbedtls.exceptions import TLSError
 
-from lwm2m.transport.dtls.backend import DtlsError, HandshakeError, SessionClosed
+from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
 from lwm2m.transport.dtls.config import (
     DtlsClientConfig,
     DtlsServerConfig,
