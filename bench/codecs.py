@@ -16,8 +16,8 @@ import json
 import time
 from collections.abc import Callable
 
-from lwm2m.codec.base import CodecError
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import CodecError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.jsonform import records_to_json
 from lwm2m.model.path import Path

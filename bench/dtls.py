@@ -73,7 +73,7 @@ def _udp(port: int) -> socket.socket:
 
 
 def handshakes(port: int, seconds: float, warmup: float, concurrency: int, conn: Any) -> None:
-    from lwm2m.transport.dtls import HandshakeError
+    from lwm2m.errors import HandshakeError
 
     factory = _client_factory()
     sel = selectors.DefaultSelector()
