@@ -1,0 +1,31 @@
+// Hash routing: "#/" the fleet, "#/device/EP", "#/map", "#/events", "#/bootstrap". A page is
+// a function that fills the view and returns (or resolves to) the function that leaves it:
+// listeners, timers and observers a page set up end when another page opens.
+
+import { el, view } from "./dom.js";
+
+const NAMED = { "#/map": "map", "#/events": "events", "#/bootstrap": "bootstrap" };
+
+// The page a location hash names and its argument (a device page's endpoint, still encoded).
+export function pageOf(hash) {
+  if (hash.startsWith("#/device/")) return { name: "device", arg: hash.slice("#/device/".length) };
+  return { name: NAMED[hash] || "fleet", arg: undefined };
+}
+
+// Opens the page of the location's hash now and on each change; `pages` maps a name to its page.
+export function startRouter(pages) {
+  let leave = () => {};
+  async function route() {
+    leave();
+    leave = () => {};
+    const { name, arg } = pageOf(location.hash || "#/");
+    for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
+    try {
+      leave = await pages[name](arg);
+    } catch (e) {
+      view().replaceChildren(el("h1", {}, "Error"), el("p", { class: "error" }, String(e)));
+    }
+  }
+  window.addEventListener("hashchange", route);
+  route();
+}
