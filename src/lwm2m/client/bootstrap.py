@@ -30,11 +30,11 @@ from lwm2m.client.handler import RequestHandler, default_format
 from lwm2m.client.instance import ObjectInstance, ResourceValue
 from lwm2m.client.objects import ObjectTree
 from lwm2m.coap.events import RequestReceived
-from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_text
 from lwm2m.codec.base import CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import Link, serialize_links
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.bootstrap import (

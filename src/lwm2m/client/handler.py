@@ -35,11 +35,11 @@ from lwm2m.client.errors import (
 from lwm2m.client.instance import parse_arguments
 from lwm2m.client.objects import BOOTSTRAP_ONLY_OBJECTS, ObjectTree
 from lwm2m.coap.events import RequestReceived
-from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.codec.base import Codec, CodecError, ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import Link, serialize_links
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import ResourceType

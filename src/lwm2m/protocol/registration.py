@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
-from lwm2m.coap.linkformat import Link, LinkFormatError, parse_links, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.linkformat import Link, LinkFormatError, parse_links, serialize_links
 from lwm2m.model.path import MAX_ID
 
 RD = "rd"  # the resource directory path segment: /rd, /rd/{id}

@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lwm2m.coap.linkformat import LinkFormatError
 from lwm2m.codec.base import CodecError
+from lwm2m.codec.linkformat import LinkFormatError
 from lwm2m.model.jsonform import JsonFormError
 from lwm2m.model.path import InvalidPath
 from lwm2m.protocol.attributes import InvalidAttributes

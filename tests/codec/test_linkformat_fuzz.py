@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.coap.linkformat import LinkFormatError, parse_links
 from lwm2m.codec.base import CodecError
 from lwm2m.codec.link import LINK, link_paths
+from lwm2m.codec.linkformat import LinkFormatError, parse_links
 from lwm2m.model.path import Path
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
