@@ -36,7 +36,7 @@ def api_call(api: str, token: str | None, method: str, path: str, body: Any = No
     try:
         answer = asyncio.run(call())
     except HttpError as exc:
-        fail(f"--api {api}: {exc}")
+        fail(f"--api {exc}")  # the message starts with the URL
     decoded = answer.json()
     if answer.ok:
         return answer.status, decoded
