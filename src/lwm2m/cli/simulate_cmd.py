@@ -39,7 +39,7 @@ from lwm2m.cli import main
 from lwm2m.cli.errors import fail
 from lwm2m.client.connection import ServerUri
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
-from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetStats
+from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetConfig, FleetStats
 from lwm2m.simulator.geography import CITIES
 from lwm2m.simulator.profiles import PROFILES
 from lwm2m.simulator.provision import ApiError, JsonApi, Provisioned, provision_api, provision_stores
@@ -492,22 +492,24 @@ def simulate_command(
     try:
         fleet = Fleet(
             server_uri,
-            count=n,
-            profile=profile,
-            prefix=prefix,
-            rate=per_second,
-            lifetime=life,
-            lwm2m_version=lwm2m_version,
-            queue_mode=queue_mode,
-            seed=seed_value,
-            tick=min(1.0, interval),
-            update_interval=interval,
-            time_scale=scale,
-            local_host=local_host,
-            freeze_gc=True,  # the devices live as long as the process
-            security=security,
-            bootstrap=bootstrap_uri,
-            city=city,
+            FleetConfig(
+                count=n,
+                profile=profile,
+                prefix=prefix,
+                rate=per_second,
+                lifetime=life,
+                lwm2m_version=lwm2m_version,
+                queue_mode=queue_mode,
+                seed=seed_value,
+                tick=min(1.0, interval),
+                update_interval=interval,
+                time_scale=scale,
+                local_host=local_host,
+                freeze_gc=True,  # the devices live as long as the process
+                security=security,
+                bootstrap=bootstrap_uri,
+                city=city,
+            ),
         )
     except ValueError as exc:
         fail(f"--{exc}")  # only the prefix is left to check: "prefix 'a b': …"

@@ -26,17 +26,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
-from lwm2m.storage.base import SecurityInfo
-from lwm2m.transport.dtls.config import PskCredentials
+from lwm2m.simulator.fleet import DeviceKey, Fleet
 from lwm2m.transport.http import HttpClient, HttpError, url_path
-
-if TYPE_CHECKING:
-    from lwm2m.simulator.fleet import Fleet
 
 __all__ = [
     "ApiError",
@@ -48,26 +44,6 @@ __all__ = [
 ]
 
 API_CONNECTIONS = 8  # HTTP connections in parallel: a few keep the server busy without a storm
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKey:
-    """One device's PSK for one server. ``repr`` never shows the key."""
-
-    endpoint: str
-    identity: str
-    key: bytes = field(repr=False)
-
-    @property
-    def credentials(self) -> PskCredentials:
-        return PskCredentials(self.identity, self.key)
-
-    def security_info(self) -> SecurityInfo:
-        return SecurityInfo(self.endpoint, self.identity, self.key)
-
-    def to_json(self) -> dict[str, str]:
-        """The body of ``PUT /api/security/clients/{ep}``."""
-        return {"pskIdentity": self.identity, "pskKey": self.key.hex()}
 
 
 @dataclass(frozen=True, slots=True)
