@@ -34,7 +34,7 @@ from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import Event
 from lwm2m.coap.message import Message
 from lwm2m.transport.address import Addr, format_addr, normalize, resolve
-from lwm2m.transport.dtls.backend import Backend, ClientFactory, DtlsError, ServerFactory, default_backend
+from lwm2m.transport.dtls.backend import Backend, ClientFactory, DtlsError, DtlsUnavailable, ServerFactory
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.diagnostics import SessionLog
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
@@ -53,6 +53,17 @@ __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls
 
 SessionCallback = Callable[[SessionEvent], None]
 _SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed))
+
+
+def default_backend() -> Backend:
+    """The installed backend: Mbed TLS through python-mbedtls (``pip install 'lwm2m[dtls]'``)."""
+    try:
+        from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+    except ImportError as exc:
+        raise DtlsUnavailable(
+            "DTLS needs python-mbedtls: install the dtls extra (pip install 'lwm2m[dtls]')"
+        ) from exc
+    return MbedtlsBackend()
 
 
 class NoDtlsSession(RequestAborted):
