@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -44,6 +44,9 @@ from lwm2m.simulator.geography import CITIES
 from lwm2m.simulator.profiles import PROFILES
 from lwm2m.simulator.provision import ApiError, JsonApi, Provisioned, provision_api, provision_stores
 from lwm2m.transport.eventloop import run
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 SPARE_FILES = 64  # descriptors beyond one per device: the loop, stdio, the resolver
 SETTLE_SECONDS = 5.0  # registering is over when all started and none registered for this long
@@ -228,7 +231,7 @@ class Display:
             if live is not None:
                 live.stop()
 
-    def _table(self, stats: FleetStats, rates: Rates) -> object:
+    def _table(self, stats: FleetStats, rates: Rates) -> Table:
         from rich.table import Table
 
         table = Table(title=f"{self.fleet.count} devices, {self.fleet.profile.name}", title_justify="left")

@@ -290,7 +290,8 @@ def _location(msg: Message, operation: str) -> str:
     path = msg.uri_path
     if len(path) != 2 or path[0] != RD or not path[1]:
         raise RegistrationError(f"{operation}: /{'/'.join(path)} is not a registration", Code.NOT_FOUND)
-    return path[1]
+    location: str = path[1]
+    return location
 
 
 def _check_method(msg: Message, code: Code, operation: str) -> None:

@@ -144,11 +144,11 @@ async def provision_api(fleet: Fleet, api: JsonApi, *, workers: int = API_CONNEC
         items = [(url_path("api", "bootstrap", ep), fleet.bootstrap_config(ep)) for ep in names]
         answers = await api.put_each(items, workers=workers)
         told = sum(1 for a in answers if isinstance(a, dict) and a.get("provisioned"))
-        keys = len(fleet.server_keys())
+        wanted = len(fleet.server_keys())
         return Provisioned(
-            server_keys=told if keys else 0,
+            server_keys=told if wanted else 0,
             configs=len(items),
-            not_provisioned=keys - told if keys else 0,
+            not_provisioned=wanted - told if wanted else 0,
             seconds=time.perf_counter() - t0,
         )
     keys = fleet.server_keys()

@@ -94,7 +94,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         self._on_session = on_session
         self._session_log = SessionLog()  # failures and alerts, logged with a bound
         self._connecting: dict[Addr, list[asyncio.Future[PeerIdentity | None]]] = {}
-        super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)
+        # The DTLS layer stands in for the CoAP endpoint it wraps (the same sans-IO calls).
+        super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)  # type: ignore[arg-type]
         self.endpoint = endpoint  # the CoAP endpoint; ``dtls`` is the layer around it
 
     @classmethod
