@@ -253,7 +253,7 @@ class Results:
 
 
 async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
-    from lwm2m.simulator import Fleet
+    from lwm2m.simulator import Fleet, FleetConfig
     from lwm2m.transport.eventloop import is_uvloop
 
     loop = asyncio.get_running_loop()
@@ -275,14 +275,16 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
         _, uri = await recv(60)
         fleet = Fleet(
             uri,
-            count=args.count,
-            profile=args.profile,
-            rate=args.rate,
-            lifetime=args.lifetime,
-            seed=1,
-            local_host=HOST,
-            freeze_gc=True,  # as lwm2m simulate runs it
-            dedup_entries=args.dedup,
+            FleetConfig(
+                count=args.count,
+                profile=args.profile,
+                rate=args.rate,
+                lifetime=args.lifetime,
+                seed=1,
+                local_host=HOST,
+                freeze_gc=True,  # as lwm2m simulate runs it
+                dedup_entries=args.dedup,
+            ),
         )
         # The value loop's own cost: time spent in step().
         spent = [0.0, 0]

@@ -30,14 +30,6 @@ class LwM2MError(Exception):
     """The root: anything the package raises on purpose."""
 
 
-def _as_code(code: int) -> int:
-    # The Code member for a registered code, so a code prints as "4.00 Bad Request"; imported
-    # here, not at the top, because the CoAP layer imports this module.
-    from lwm2m.coap.numbers import as_code
-
-    return as_code(code)
-
-
 def _code_str(code: int) -> str:
     return f"{code >> 5}.{code & 0x1F:02d}"
 
@@ -72,7 +64,7 @@ class DeviceError(LwM2MError):
 
     def __init__(self, message: str = "", code: int | None = None) -> None:
         super().__init__(message)
-        self.code = _as_code(type(self).code if code is None else code)
+        self.code = type(self).code if code is None else code
 
 
 class NotRegistered(LwM2MError, LookupError):
@@ -162,7 +154,7 @@ class RegistrationError(ProtocolError):
 
     def __init__(self, diagnostic: str, code: int = 0x80) -> None:
         super().__init__(diagnostic)
-        self.code = _as_code(code)
+        self.code = code
 
 
 class BootstrapError(ProtocolError):
@@ -173,7 +165,7 @@ class BootstrapError(ProtocolError):
 
     def __init__(self, diagnostic: str, code: int = 0x80) -> None:
         super().__init__(diagnostic)
-        self.code = _as_code(code)
+        self.code = code
 
 
 class InvalidAttributes(ProtocolError):
@@ -307,7 +299,7 @@ class IdentityInUse(SecurityError, ValueError):
 
 
 class HttpError(TransportError):
-    """A GET that did not give a body."""
+    """A request that did not give an answer (or, for ``HttpClient.get``, not a body)."""
 
 
 class HttpNameError(HttpError):

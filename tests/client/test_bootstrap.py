@@ -15,11 +15,11 @@ from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
 from lwm2m.coap.events import RequestReceived
-from lwm2m.coap.linkformat import parse_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import parse_links
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record

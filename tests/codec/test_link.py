@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lwm2m.coap.linkformat import Link
 from lwm2m.codec.link import LINK, decode_links, encode_links, link_paths
+from lwm2m.codec.linkformat import Link
 from lwm2m.errors import CodecError
 from lwm2m.model import Path, Record
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lwm2m.coap.linkformat import parse_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import parse_links
 from lwm2m.errors import BootstrapError, ResponseError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path

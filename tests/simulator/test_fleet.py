@@ -13,7 +13,7 @@ import pytest
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.server import LwM2MServer
-from lwm2m.simulator import Fleet, FleetStats
+from lwm2m.simulator import Fleet, FleetConfig, FleetStats
 from lwm2m.simulator.lighting import LampController
 
 P = Path.parse
@@ -24,7 +24,7 @@ async def fleet_and_server(**options: Any) -> AsyncIterator[tuple[LwM2MServer, F
     async with LwM2MServer("127.0.0.1", 0) as server:
         options.setdefault("rate", None)
         options.setdefault("local_host", "127.0.0.1")
-        async with Fleet(server.uri, **options) as fleet:
+        async with Fleet(server.uri, FleetConfig(**options)) as fleet:
             await fleet.wait_registered(timeout=10)
             yield server, fleet
 
@@ -59,7 +59,9 @@ async def test_a_fleet_registers_is_read_and_deregisters() -> None:
 
 async def test_stopping_the_fleet_deregisters_every_device() -> None:
     async with LwM2MServer("127.0.0.1", 0) as server:
-        fleet = Fleet(server.uri, count=12, profile="ucifi-parking", rate=None, local_host="127.0.0.1")
+        fleet = Fleet(
+            server.uri, FleetConfig(count=12, profile="ucifi-parking", rate=None, local_host="127.0.0.1")
+        )
         async with fleet:
             await fleet.wait_registered(timeout=10)
             assert len(await server.registrations()) == 12
@@ -151,7 +153,10 @@ async def test_a_firmware_update_goes_through_the_states() -> None:
 async def test_a_reboot_registers_again() -> None:
     async with LwM2MServer("127.0.0.1", 0) as server:
         fleet = Fleet(
-            server.uri, count=2, profile="ipso-weather", rate=None, local_host="127.0.0.1", reboot_seconds=0.1
+            server.uri,
+            FleetConfig(
+                count=2, profile="ipso-weather", rate=None, local_host="127.0.0.1", reboot_seconds=0.1
+            ),
         )
         async with fleet:
             await fleet.wait_registered(timeout=10)
@@ -171,7 +176,9 @@ async def test_a_reboot_registers_again() -> None:
 async def test_devices_start_at_the_rate_asked() -> None:
     async with LwM2MServer("127.0.0.1", 0) as server:
         loop = asyncio.get_running_loop()
-        fleet = Fleet(server.uri, count=6, profile="ucifi-parking", rate=20.0, local_host="127.0.0.1")
+        fleet = Fleet(
+            server.uri, FleetConfig(count=6, profile="ucifi-parking", rate=20.0, local_host="127.0.0.1")
+        )
         started = loop.time()
         async with fleet:
             await asyncio.sleep(0.12)
@@ -194,4 +201,4 @@ async def test_devices_start_at_the_rate_asked() -> None:
 )
 def test_bad_fleet_options_name_the_value(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Fleet("coap://127.0.0.1:5999", **options)
+        Fleet("coap://127.0.0.1:5999", FleetConfig(**options))

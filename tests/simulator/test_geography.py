@@ -14,7 +14,7 @@ from tests.helpers.simulator import MIDNIGHT, MODELS
 
 from lwm2m.client.core.location import Location
 from lwm2m.server.server import LwM2MServer
-from lwm2m.simulator.fleet import Fleet
+from lwm2m.simulator.fleet import Fleet, FleetConfig
 from lwm2m.simulator.geography import CITIES, LIGHT_SPACING, STREET_LIGHTS, City, city_for, scattered_position
 from lwm2m.simulator.profiles import PROFILES, BuiltDevice, DeviceSpec, build_device
 from lwm2m.simulator.values import Tick, hour_of_day
@@ -128,17 +128,18 @@ def test_positions_are_the_same_every_run_and_spread_out() -> None:
 def test_a_fleet_stands_in_one_city_chosen_by_its_prefix_or_named() -> None:
     assert city_for("demo") == city_for("demo") and city_for("demo") in CITIES
     assert len({city_for(f"p{i}") for i in range(50)}) == len(CITIES)
-    fleet = Fleet("coap://127.0.0.1:5683", count=1, prefix="demo")
+    fleet = Fleet("coap://127.0.0.1:5683", FleetConfig(count=1, prefix="demo"))
     assert fleet.city == city_for("demo")
-    assert Fleet("coap://127.0.0.1:5683", count=1, city="munich").city.name == "Munich"
+    assert Fleet("coap://127.0.0.1:5683", FleetConfig(count=1, city="munich")).city.name == "Munich"
     with pytest.raises(ValueError, match="city 'Atlantis': expected one of Amsterdam"):
-        Fleet("coap://127.0.0.1:5683", count=1, city="Atlantis")
+        Fleet("coap://127.0.0.1:5683", FleetConfig(count=1, city="Atlantis"))
 
 
 async def test_the_server_reads_the_position_of_a_running_street_light() -> None:
     async with LwM2MServer(port=0) as server:
         fleet = Fleet(
-            server.uri, count=3, profile="ucifi-streetlight", rate=None, local_host="127.0.0.1", city="Lyon"
+            server.uri,
+            FleetConfig(count=3, profile="ucifi-streetlight", rate=None, local_host="127.0.0.1", city="Lyon"),
         )
         async with fleet:
             await fleet.wait_registered(timeout=10)

@@ -14,7 +14,7 @@ from lwm2m.coap.numbers import Code
 from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.server.server import LwM2MServer
-from lwm2m.simulator import Fleet
+from lwm2m.simulator import Fleet, FleetConfig
 from lwm2m.simulator.fleet import KEY_BYTES
 from lwm2m.simulator.provision import JsonApi, provision_api, provision_stores
 from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
@@ -34,7 +34,7 @@ async def test_a_psk_fleet_registers_over_dtls_with_keys_given_through_the_rest_
         served(create_app(server, api_token=TOKEN)) as base,
     ):
         assert server.coaps_uri is not None
-        fleet = Fleet(server.coaps_uri, **fleet_options(count=6, prefix="psk", security="psk"))
+        fleet = Fleet(server.coaps_uri, FleetConfig(**fleet_options(count=6, prefix="psk", security="psk")))
         keys = fleet.server_keys()
         assert [k.endpoint for k in keys] == [f"psk-{i:05d}" for i in range(6)]
         assert all(k.identity == k.endpoint and len(k.key) == KEY_BYTES for k in keys)
@@ -70,7 +70,7 @@ async def test_a_refused_key_names_the_endpoint_and_the_reason() -> None:
         served(create_app(server, api_token=TOKEN)) as base,
     ):
         assert server.coaps_uri is not None
-        fleet = Fleet(server.coaps_uri, **fleet_options(count=3, security="psk"))
+        fleet = Fleet(server.coaps_uri, FleetConfig(**fleet_options(count=3, security="psk")))
         with pytest.raises(RemoteApiError, match=r"'sim-0000\d' refused \(401\)"):
             await provision_api(fleet, JsonApi(base, "wrong token"))
 
@@ -85,8 +85,14 @@ async def test_a_fleet_bootstraps_over_dtls_and_registers_over_dtls() -> None:
         assert server.coaps_uri is not None
         fleet = Fleet(
             server.coaps_uri,
-            **fleet_options(
-                count=5, prefix="bs", security="psk", bootstrap=f"coaps://127.0.0.1:{bs_port}", lifetime=60
+            FleetConfig(
+                **fleet_options(
+                    count=5,
+                    prefix="bs",
+                    security="psk",
+                    bootstrap=f"coaps://127.0.0.1:{bs_port}",
+                    lifetime=60,
+                )
             ),
         )
         assert fleet.server_psk and fleet.bootstrap_psk
@@ -124,7 +130,9 @@ async def test_a_fleet_bootstraps_over_coap_with_configurations_written_into_the
     """Plain CoAP throughout; configurations straight into the store the bootstrap server reads."""
     store = MemoryStore.create()
     async with LwM2MServer("127.0.0.1", 0) as server, BootstrapServer(port=0, store=store) as bs:
-        fleet = Fleet(server.uri, **fleet_options(count=4, bootstrap=bs.uri, lwm2m_version="1.0"))
+        fleet = Fleet(
+            server.uri, FleetConfig(**fleet_options(count=4, bootstrap=bs.uri, lwm2m_version="1.0"))
+        )
         assert fleet.server_keys() == [] and fleet.bootstrap_server_keys() == []
         done = await provision_stores(fleet, store)
         assert (done.configs, done.server_keys) == (4, 0)
@@ -140,9 +148,9 @@ async def test_a_fleet_bootstraps_over_coap_with_configurations_written_into_the
 
 async def test_keys_already_stored_are_kept_on_the_next_run() -> None:
     store = MemoryStore.create()
-    first = Fleet("coaps://127.0.0.1:5999", count=3, security="psk")
+    first = Fleet("coaps://127.0.0.1:5999", FleetConfig(count=3, security="psk"))
     assert (await provision_stores(first, store)).server_keys == 3
-    again = Fleet("coaps://127.0.0.1:5999", count=4, security="psk")
+    again = Fleet("coaps://127.0.0.1:5999", FleetConfig(count=4, security="psk"))
     done = await provision_stores(again, store)
     assert (done.server_keys, done.kept) == (4, 3)
     assert [k.key for k in again.server_keys()[:3]] == [k.key for k in first.server_keys()]
@@ -152,7 +160,8 @@ async def test_keys_already_stored_are_kept_on_the_next_run() -> None:
 
 def test_a_bootstrap_configuration_names_the_server_with_the_devices_key() -> None:
     fleet = Fleet(
-        "coaps://lwm2m.example:5684", count=2, security="psk", bootstrap="coap://bs.example", lifetime=90
+        "coaps://lwm2m.example:5684",
+        FleetConfig(count=2, security="psk", bootstrap="coap://bs.example", lifetime=90),
     )
     body = fleet.bootstrap_config("sim-00001")
     parsed = BootstrapConfig.from_json(body)
@@ -179,4 +188,4 @@ def test_bad_security_options_name_the_value(
     server: str | None, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        Fleet(server, count=1, **options)
+        Fleet(server, FleetConfig(count=1, **options))

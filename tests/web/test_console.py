@@ -21,7 +21,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.server.registrar import RegistrationLimits
 from lwm2m.server.server import LwM2MServer
-from lwm2m.simulator.fleet import Fleet
+from lwm2m.simulator.fleet import Fleet, FleetConfig
 from lwm2m.web.app import create_app
 
 pytest.importorskip("playwright.async_api", reason="playwright is installed by `make test`")
@@ -37,7 +37,10 @@ async def site() -> AsyncIterator[str]:
         task, base = await start_http(http, "127.0.0.1", 0)
         # Every device steps its values every 0.2 s, so that the console sees them move.
         fleets = [
-            Fleet(server.uri, count=2, profile=name, prefix=prefix, seed=7, tick=0.2, update_interval=0.2)
+            Fleet(
+                server.uri,
+                FleetConfig(count=2, profile=name, prefix=prefix, seed=7, tick=0.2, update_interval=0.2),
+            )
             for name, prefix in (("ipso-weather", "weather"), ("ucifi-streetlight", "light"))
         ]
         try:
@@ -314,7 +317,9 @@ async def test_console_events_page_waits_on_a_quiet_server() -> None:
                 await page.goto(f"{base}/#/events")
                 await wait_for_text(page, "#event-status", r"^connected, no events yet: waiting for")
                 await page.screenshot(path=str(SHOTS / "events-waiting.png"))
-                async with Fleet(server.uri, count=1, profile="ipso-weather", prefix="late", seed=3):
+                async with Fleet(
+                    server.uri, FleetConfig(count=1, profile="ipso-weather", prefix="late", seed=3)
+                ):
                     await page.wait_for_selector("#event-log li[data-event=REGISTRATION]:not(.backlog)")
                     await wait_for_text(page, "#event-status", r"^live · [1-9]")
         finally:

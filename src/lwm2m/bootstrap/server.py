@@ -46,7 +46,7 @@ from lwm2m.bootstrap.events import (
 )
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type, code_text
+from lwm2m.coap.numbers import Code, Type, as_code, code_text
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.errors import (
@@ -108,8 +108,8 @@ def security_info(endpoint: str, config: BootstrapConfig) -> Any:
     return None
 
 
-def _reply(code: Code, diagnostic: str = "") -> Message:
-    return Message.build(Type.ACK, code, payload=diagnostic.encode())
+def _reply(code: int, diagnostic: str = "") -> Message:
+    return Message.build(Type.ACK, as_code(code), payload=diagnostic.encode())
 
 
 def _refuse(operation: str, addr: Any, code: int, diagnostic: str) -> Message:

@@ -35,7 +35,7 @@ async def demo_session(
     guard: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
-    from lwm2m.simulator.fleet import Fleet
+    from lwm2m.simulator.fleet import Fleet, FleetConfig
     from lwm2m.web.app import create_app
 
     stop = asyncio.Event()
@@ -47,7 +47,9 @@ async def demo_session(
         task, base = await start_http(http, host, http_port)
         try:
             click.echo(f"lwm2m demo: console on {base}/  (REST API {base}/api, CoAP {server.uri})")
-            fleet = Fleet(server.uri, count=count, profile=profile, prefix="demo", rate=rate, lifetime=120)
+            fleet = Fleet(
+                server.uri, FleetConfig(count=count, profile=profile, prefix="demo", rate=rate, lifetime=120)
+            )
             async with fleet:
                 click.echo(f"  {count} simulated devices ({profile}) registering; Ctrl-C stops everything.")
                 await stop.wait()

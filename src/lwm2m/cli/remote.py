@@ -3,39 +3,46 @@ options, and JSON calls to a running server's REST API with errors as one line."
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from lwm2m.cli.errors import fail
+from lwm2m.errors import HttpError
+from lwm2m.transport.http import HttpClient
+
+TIMEOUT = 10.0  # seconds a call may take
 
 
 def api_call(api: str, token: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """``method path`` on the REST API at ``api``: the HTTP status and the decoded JSON answer
-    (``{"error": ...}`` for an HTTP error). An unreachable server ends the command with a message."""
-    url = api.rstrip("/") + path
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
+    (``{"error": ...}`` for an answer other than 2xx). An unreachable server ends the command with
+    a message. The call goes through the package's HTTP client (``lwm2m.transport.http``)."""
+    headers = {"Accept": "application/json"}
     if token:
-        request.add_header("Authorization", f"Bearer {token}")
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            detail = exc.reason
-        return exc.code, {"error": detail}
-    except (urllib.error.URLError, OSError) as exc:
-        fail(f"--api {api}: {getattr(exc, 'reason', exc)}")
+        client = HttpClient(api, headers=headers, timeout=TIMEOUT, keep_alive=False)
+    except ValueError as exc:
+        fail(f"--api {exc}")
+
+    async def call() -> Any:
+        async with client:
+            if body is None:
+                return await client.request(method, path)
+            return await client.request(method, path, json=body)
+
+    try:
+        answer = asyncio.run(call())
+    except HttpError as exc:
+        fail(f"--api {exc}")  # the message starts with the URL
+    decoded = answer.json()
+    if answer.ok:
+        return answer.status, decoded
+    detail = decoded.get("error") if isinstance(decoded, dict) else None
+    return answer.status, {"error": detail or answer.reason or answer.status}
 
 
 def store_options(

@@ -28,6 +28,7 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
 from lwm2m.cli.remote import api_call, store_options
+from lwm2m.transport.http import url_path
 
 GENERATED_KEY_BYTES = 16
 
@@ -117,7 +118,8 @@ def add(
             fail(f"--psk-key: a key has 1 to {MAX_PSK_LENGTH} bytes, not {len(key)}")
         body = {"pskIdentity": psk_identity, "pskKey": psk_key}
     if api is not None:
-        status, answer = api_call(api, api_token, "PUT", f"/api/security/clients/{endpoint}", body)
+        where = url_path("api", "security", "clients", endpoint)
+        status, answer = api_call(api, api_token, "PUT", where, body)
         if status >= 300:
             fail(f"the server refused: {answer.get('error', status)}")
         shown = answer
@@ -169,7 +171,7 @@ def remove(endpoint: str, data: str, api: str | None, api_token: str | None) -> 
     """Remove ENDPOINT's credentials: it can no longer register over DTLS (nor, if it was NoSec, over
     plain CoAP on a server run with --nosec-endpoints deny)."""
     if api is not None:
-        status, answer = api_call(api, api_token, "DELETE", f"/api/security/clients/{endpoint}")
+        status, answer = api_call(api, api_token, "DELETE", url_path("api", "security", "clients", endpoint))
         if status == 404:
             fail(f"no security information for {endpoint!r}")
         if status >= 300:

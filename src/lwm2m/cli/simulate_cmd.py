@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,11 +40,14 @@ from lwm2m.cli.errors import fail
 from lwm2m.client.connection import ServerUri
 from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
-from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetStats
+from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetConfig, FleetStats
 from lwm2m.simulator.geography import CITIES
 from lwm2m.simulator.profiles import PROFILES
 from lwm2m.simulator.provision import JsonApi, Provisioned, provision_api, provision_stores
 from lwm2m.transport.eventloop import run
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 SPARE_FILES = 64  # descriptors beyond one per device: the loop, stdio, the resolver
 SETTLE_SECONDS = 5.0  # registering is over when all started and none registered for this long
@@ -229,7 +232,7 @@ class Display:
             if live is not None:
                 live.stop()
 
-    def _table(self, stats: FleetStats, rates: Rates) -> object:
+    def _table(self, stats: FleetStats, rates: Rates) -> Table:
         from rich.table import Table
 
         table = Table(title=f"{self.fleet.count} devices, {self.fleet.profile.name}", title_justify="left")
@@ -493,22 +496,24 @@ def simulate_command(
     try:
         fleet = Fleet(
             server_uri,
-            count=n,
-            profile=profile,
-            prefix=prefix,
-            rate=per_second,
-            lifetime=life,
-            lwm2m_version=lwm2m_version,
-            queue_mode=queue_mode,
-            seed=seed_value,
-            tick=min(1.0, interval),
-            update_interval=interval,
-            time_scale=scale,
-            local_host=local_host,
-            freeze_gc=True,  # the devices live as long as the process
-            security=security,
-            bootstrap=bootstrap_uri,
-            city=city,
+            FleetConfig(
+                count=n,
+                profile=profile,
+                prefix=prefix,
+                rate=per_second,
+                lifetime=life,
+                lwm2m_version=lwm2m_version,
+                queue_mode=queue_mode,
+                seed=seed_value,
+                tick=min(1.0, interval),
+                update_interval=interval,
+                time_scale=scale,
+                local_host=local_host,
+                freeze_gc=True,  # the devices live as long as the process
+                security=security,
+                bootstrap=bootstrap_uri,
+                city=city,
+            ),
         )
     except ValueError as exc:
         fail(f"--{exc}")  # only the prefix is left to check: "prefix 'a b': …"

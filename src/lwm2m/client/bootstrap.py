@@ -29,11 +29,11 @@ from lwm2m.client.handler import RequestHandler, default_format
 from lwm2m.client.instance import ObjectInstance, ResourceValue
 from lwm2m.client.objects import ObjectTree
 from lwm2m.coap.events import RequestReceived
-from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type, code_text
+from lwm2m.coap.numbers import Code, Type, as_code, code_text
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import Link, serialize_links
 from lwm2m.errors import (
     BadRequest,
     BootstrapError,
@@ -77,7 +77,7 @@ Unusable = Callable[[ObjectInstance], str | None]
 
 
 def _reply(code: int, diagnostic: str = "") -> Message:
-    return Message(Type.ACK, code, payload=diagnostic.encode())
+    return Message(Type.ACK, as_code(code), payload=diagnostic.encode())
 
 
 def _describe(message: Message) -> str:

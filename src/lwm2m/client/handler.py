@@ -26,11 +26,11 @@ from lwm2m.client.core.access_control import Operation
 from lwm2m.client.instance import parse_arguments
 from lwm2m.client.objects import BOOTSTRAP_ONLY_OBJECTS, ObjectTree
 from lwm2m.coap.events import RequestReceived
-from lwm2m.coap.linkformat import Link, serialize_links
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type, as_code
 from lwm2m.codec.base import Codec, ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import Link, serialize_links
 from lwm2m.errors import (
     BadRequest,
     CodecError,
@@ -63,8 +63,8 @@ def default_format(lwm2m_version: str) -> ContentFormat:
     return ContentFormat.TLV if lwm2m_version == "1.0" else ContentFormat.SENML_CBOR
 
 
-def _reply(code: Code, diagnostic: str = "") -> Message:
-    return Message(Type.ACK, code, payload=diagnostic.encode())
+def _reply(code: int, diagnostic: str = "") -> Message:
+    return Message(Type.ACK, as_code(code), payload=diagnostic.encode())
 
 
 _CHANGED = Message(Type.ACK, Code.CHANGED)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, Type, as_code
 from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import DeviceError
 from lwm2m.model.path import Path
@@ -283,7 +283,7 @@ class Observer:
             message = self._content(r)
         except DeviceError as exc:
             # The resource went away or can no longer be read: the error ends the relation.
-            self._emit(r.key, Message(Type.ACK, exc.code, payload=str(exc).encode()), False)
+            self._emit(r.key, Message(Type.ACK, as_code(exc.code), payload=str(exc).encode()), False)
             self.remove(r.key)
             return
         attrs = self._attributes(r)

@@ -10,6 +10,7 @@ cbor2 sees them, so decoding never recurses.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import cbor2
 
@@ -55,7 +56,7 @@ class CborCodec:
                 raise CodecError("CBOR tag 1 (epoch time) must hold a number")
         elif data[0] >> 5 not in _SCALAR_MAJORS:
             raise CodecError("content format 60 holds one single value, not an array, a map or a tag")
-        value = cbor_loads(data)
+        value: Any = cbor_loads(data)
         if type(value) not in _PLAIN:
             raise CodecError(f"CBOR value {value!r} is not an LwM2M value")
         type_ = resource_type(base, models)

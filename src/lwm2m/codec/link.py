@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from lwm2m.coap.linkformat import Link, parse_links, serialize_links
 from lwm2m.codec.base import ContentFormat, check_under
+from lwm2m.codec.linkformat import Link, parse_links, serialize_links
 from lwm2m.errors import CodecError, InvalidPath, LinkFormatError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import cbor2
 
@@ -105,12 +106,12 @@ class LwM2MCBORCodec:
         if type(top) is not dict and type(top) is not _Pairs:
             raise CodecError(f"LwM2M-CBOR content must be a map, got {type(top).__name__}")
         out: list[Record] = []
-        self._walk(top, (), base.ids, TypeLookup(models), out)  # type: ignore[arg-type]
+        self._walk(top, (), base.ids, TypeLookup(models), out)
         return _merged(sort_records(out))
 
     def _walk(
         self,
-        node: dict[object, object] | _Pairs,
+        node: dict[Any, Any] | _Pairs,
         prefix: tuple[int, ...],
         base_ids: tuple[int, ...],
         types: TypeLookup,
@@ -128,14 +129,14 @@ class LwM2MCBORCodec:
             if len(ids) > 4:
                 raise CodecError(f"LwM2M-CBOR path {ids!r:.60} is deeper than a resource instance")
             for i in ids[len(prefix) :]:
-                if not 0 <= i <= MAX_ID:  # type: ignore[operator]
+                if not 0 <= i <= MAX_ID:
                     raise CodecError(f"invalid ID {i} in LwM2M-CBOR content: IDs are 0..{MAX_ID}")
             n = min(len(ids), len(base_ids))
             if ids[:n] != base_ids[:n]:
                 raise CodecError(f"{Path(ids)} is not under the request path {Path(base_ids)}")
             if type(val) is dict or type(val) is _Pairs:
                 if val:
-                    self._walk(val, ids, base_ids, types, out)  # type: ignore[arg-type]
+                    self._walk(val, ids, base_ids, types, out)
                     continue
                 val = None
             if len(ids) < len(base_ids):
@@ -223,7 +224,7 @@ def _merged(records: list[Record]) -> list[Record]:
 # --- reading maps with repeated keys ------------------------------------------------------------
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list[tuple[Any, Any]]):
     """A CBOR map as its (key, value) pairs in order, repeats kept."""
 
     __slots__ = ()

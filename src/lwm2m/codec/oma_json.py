@@ -73,7 +73,7 @@ class OMAJSONCodec:
                 elif rtype is ResourceType.OBJLNK:
                     e["ov"] = str(value)
                 else:
-                    e["v"] = _finite(value, f"{r.path}: {value}")  # type: ignore[arg-type]
+                    e["v"] = _finite(value, f"{r.path}: {value!s}")  # type: ignore[arg-type]
             if r.time is not None:
                 e["t"] = _finite(r.time, f"{r.path}: time {r.time}")
             entries.append(e)
@@ -86,6 +86,7 @@ class OMAJSONCodec:
         bn = doc.get("bn", "")
         if type(bn) is not str:
             raise CodecError("the base name (bn) must be a string")
+        time: int | float | None
         bt = doc.get("bt")
         if bt is not None:
             bt = check_number(bt, "the base time (bt)")

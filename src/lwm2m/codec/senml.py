@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from lwm2m.errors import CodecError
 from lwm2m.model.path import MAX_ID, ROOT, Path
@@ -285,7 +286,7 @@ class PackDecoder:
         if models is not None and len(ids) >= 3:
             definition = models.get(ids[0])
             if definition is not None:
-                d = definition.resource(ids[2])  # type: ignore[attr-defined]
+                d = definition.resource(ids[2])
                 if d is not None and d.type is not ResourceType.NONE:
                     rtype = d.type
         names = self._names
@@ -305,6 +306,11 @@ class PackDecoder:
         bn = ""
         bt: int | float | None = None
         bv: int | float | None = None
+        # Declared once for the two ways through a record below (the types the checks ensure).
+        raw: Any
+        name: str | None
+        value: Any
+        time: int | float | None
         out: list[Record] = []
         append = out.append
         for item in pack:
@@ -315,7 +321,7 @@ class PackDecoder:
                 # number. Anything else, or any doubt, takes the full way below.
                 raw = item.get(l_v)
                 tr = type(raw)
-                if tr is float or (tr is int and INT64_MIN <= raw <= UINT64_MAX):  # type: ignore[operator]
+                if tr is float or (tr is int and INT64_MIN <= raw <= UINT64_MAX):
                     x = item.get(l_bn)
                     if type(x) is str:
                         bn = name = x
@@ -335,7 +341,7 @@ class PackDecoder:
             n = ""
             t = None
             kind = -1
-            raw: object = None
+            raw = None
             for label, x in item.items():
                 slot = slot_of(label)
                 if slot is None:
@@ -380,7 +386,6 @@ class PackDecoder:
             ids = path.ids
             if len(ids) < 3:
                 raise CodecError(f"{path} carries a value but is not a resource path")
-            value: Value
             if kind == _V:
                 value = check_number(raw, "a SenML value (v)")
                 if bv is not None:

@@ -439,9 +439,11 @@ def _dec_uint(b: bytes) -> int | None:
 def _dec_float(b: bytes) -> float | None:
     n = len(b)
     if n == 4:
-        return _F32.unpack(b)[0]
+        value: float = _F32.unpack(b)[0]
+        return value
     if n == 8:
-        return _F64.unpack(b)[0]
+        value = _F64.unpack(b)[0]
+        return value
     return None
 
 

@@ -134,7 +134,7 @@ def typed_from_json(raw: Any, given: Any, model: ResourceType | None, where: str
         return value_from_json(raw, model, where)
     type_ = type_from_json(given, f"{where}: type")
     agree = model is None or model is ResourceType.NONE or model is type_
-    if not agree and {model, type_} != {ResourceType.STRING, ResourceType.CORELNK}:
+    if model is not None and not agree and {model, type_} != {ResourceType.STRING, ResourceType.CORELNK}:
         raise JsonFormError(f"{where}: the model types this resource {model.value}, not {given}")
     if type_ is ResourceType.TIME and isinstance(raw, str):
         try:
@@ -154,7 +154,8 @@ def value_from_json(raw: Any, type_: ResourceType | None, where: str = "value") 
     if raw is None or isinstance(raw, list | dict):
         raise JsonFormError(f"{where}: {raw!r} is not a resource value")
     if type_ is None:
-        return raw
+        untyped: Value = raw  # a JSON scalar, as it came
+        return untyped
     try:
         if type_ is ResourceType.OPAQUE:
             if not isinstance(raw, str):

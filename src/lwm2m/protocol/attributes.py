@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from lwm2m.errors import InvalidAttributes
 
@@ -73,10 +74,11 @@ class Attributes:
 
     def merged_over(self, inherited: Attributes) -> Attributes:
         """These attributes, with ``inherited`` (from a higher level) filling the gaps."""
-        return replace(inherited, **dict(self.items()))
+        values: dict[str, Any] = dict(self.items())  # each a field of its own type
+        return replace(inherited, **values)
 
     def apply(self, change: AttributeChange) -> Attributes:
-        values = dict(self.items())
+        values: dict[str, Any] = dict(self.items())
         for name in change.unset:
             values.pop(name, None)
         values.update(change.set.items())
@@ -105,7 +107,7 @@ class AttributeChange:
 
     @classmethod
     def parse_query(cls, query: Iterable[str]) -> AttributeChange:
-        values: dict[str, int | float] = {}
+        values: dict[str, Any] = {}  # int or float, as the attribute's field
         unset: set[str] = set()
         for item in query:
             name, sep, text = item.partition("=")

@@ -25,11 +25,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
-from lwm2m.coap.linkformat import Link, parse_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, as_code
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import Link, parse_links
 from lwm2m.errors import BootstrapError, CodecError, InvalidPath, LinkFormatError, ResponseError
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record

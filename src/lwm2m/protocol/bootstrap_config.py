@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -631,7 +632,7 @@ class BootstrapConfig:
             _forget(path, security, servers, others)
         deletes = list(self.delete_paths)
 
-        used: set[int] = {s.security_instance_id for s in self.servers} - {None}  # type: ignore[misc]
+        used = {i for s in self.servers if (i := s.security_instance_id) is not None}
         security_ids: list[int] = []
         for server in self.servers:
             chosen = server.security_instance_id
@@ -641,7 +642,7 @@ class BootstrapConfig:
                 chosen = _lowest_free(protected | set(security) | used)
             used.add(chosen)
             security_ids.append(chosen)
-        used_srv: set[int] = {s.server_instance_id for s in self.servers} - {None}  # type: ignore[misc]
+        used_srv = {i for s in self.servers if (i := s.server_instance_id) is not None}
         server_ids: list[int] = []
         for server in self.servers:
             chosen = server.server_instance_id
@@ -748,7 +749,7 @@ def _reuse(held: Mapping[int, Any], ssid: int, used: set[int]) -> int | None:
     return None
 
 
-def _lowest_free(taken: set[int]) -> int:
+def _lowest_free(taken: AbstractSet[int]) -> int:
     candidate = 0
     while candidate in taken:
         candidate += 1

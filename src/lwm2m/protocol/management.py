@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from lwm2m.coap.linkformat import Link, parse_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, as_code
 from lwm2m.codec.base import ContentFormat, decoder_for
 from lwm2m.codec.formats import get_codec
+from lwm2m.codec.linkformat import Link, parse_links
 from lwm2m.errors import CodecError, LinkFormatError, OperationError, ResponseError
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record

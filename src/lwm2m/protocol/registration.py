@@ -22,9 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
-from lwm2m.coap.linkformat import Link, parse_links, serialize_links
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.linkformat import Link, parse_links, serialize_links
 from lwm2m.errors import LinkFormatError, RegistrationError
 from lwm2m.model.path import MAX_ID
 
@@ -279,7 +279,8 @@ def _location(msg: Message, operation: str) -> str:
     path = msg.uri_path
     if len(path) != 2 or path[0] != RD or not path[1]:
         raise RegistrationError(f"{operation}: /{'/'.join(path)} is not a registration", Code.NOT_FOUND)
-    return path[1]
+    location: str = path[1]
+    return location
 
 
 def _check_method(msg: Message, code: Code, operation: str) -> None:

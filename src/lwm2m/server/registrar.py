@@ -31,7 +31,7 @@ from typing import Any
 
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
+from lwm2m.coap.numbers import Code, OptionNumber, Type, as_code, code_text
 from lwm2m.coap.option import encode_uint
 from lwm2m.errors import ConfigError, RegistrationError
 from lwm2m.protocol.registration import (
@@ -195,8 +195,8 @@ class RegistrationRate:
         return gone
 
 
-def _answer(code: Code, diagnostic: str = "", location: tuple[str, ...] = ()) -> Message:
-    return Message.build(Type.ACK, code, location_path=location, payload=diagnostic.encode())
+def _answer(code: int, diagnostic: str = "", location: tuple[str, ...] = ()) -> Message:
+    return Message.build(Type.ACK, as_code(code), location_path=location, payload=diagnostic.encode())
 
 
 def _retry_later(diagnostic: str, seconds: float) -> Message:

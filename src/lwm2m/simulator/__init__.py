@@ -5,7 +5,7 @@
 ``ucifi-air-quality``, ``ucifi-parking`` and ``mixed``).
 """
 
-from lwm2m.simulator.fleet import Fleet, FleetStats, SimulatedDevice
+from lwm2m.simulator.fleet import Fleet, FleetConfig, FleetStats, SimulatedDevice
 from lwm2m.simulator.profiles import PROFILES, BuiltDevice, DeviceSpec, Profile, build_device, get_profile
 from lwm2m.simulator.values import Tick, Walk
 
@@ -14,6 +14,7 @@ __all__ = [
     "BuiltDevice",
     "DeviceSpec",
     "Fleet",
+    "FleetConfig",
     "FleetStats",
     "Profile",
     "SimulatedDevice",

@@ -2,7 +2,8 @@
 
 ::
 
-    async with Fleet("coap://127.0.0.1:5683", count=1000, profile="mixed", rate=200) as fleet:
+    config = FleetConfig(count=1000, profile="mixed", rate=200)
+    async with Fleet("coap://127.0.0.1:5683", config) as fleet:
         await fleet.wait_registered(timeout=60)
         print(fleet.stats())
 
@@ -32,21 +33,22 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lwm2m.client.client import LwM2MClient
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.geography import CITIES, City, city_for
 from lwm2m.simulator.profiles import DeviceSpec, Profile, build_device, get_profile
-from lwm2m.simulator.provision import DeviceKey
 from lwm2m.simulator.values import Tick, hour_of_day
+from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PskCredentials
 
@@ -57,6 +59,26 @@ STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stop
 SECURITY_MODES = ("nosec", "psk")
 KEY_BYTES = 16  # a PSK per device and server; LwM2M keys are usually 16 bytes
 SHORT_SERVER_ID = 101  # of the server account a bootstrap configuration of the fleet hands out
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """One device's PSK for one server. ``repr`` never shows the key."""
+
+    endpoint: str
+    identity: str
+    key: bytes = field(repr=False)
+
+    @property
+    def credentials(self) -> PskCredentials:
+        return PskCredentials(self.identity, self.key)
+
+    def security_info(self) -> SecurityInfo:
+        return SecurityInfo(self.endpoint, self.identity, self.key)
+
+    def to_json(self) -> dict[str, str]:
+        """The body of ``PUT /api/security/clients/{ep}``."""
+        return {"pskIdentity": self.identity, "pskKey": self.key.hex()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +164,33 @@ def _city(city: City | str | None, prefix: str) -> City:
     for known in CITIES:
         if known.name.lower() == city.lower():
             return known
-    raise ValueError(f"city {city!r}: expected one of {', '.join(c.name for c in CITIES)}")
+    raise ConfigError(f"city {city!r}: expected one of {', '.join(c.name for c in CITIES)}")
 
 
-class Fleet:
-    """``count`` simulated devices of ``profile`` registering with ``server_uri``.
+def _uri(text: str | None) -> ServerUri | None:
+    try:
+        return None if text is None else ServerUri.parse(text)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """What a :class:`Fleet` runs: ``count`` simulated devices of ``profile`` registering with
+    ``server_uri``. Every value is checked on construction (ConfigError naming it).
 
     ``rate``: devices started per second (None: as fast as sockets open).
     ``seed``: the same seed gives the same devices and, tick for tick, the same values.
+    ``tick``: seconds between two steps of the value loop; each device steps once per
+    ``update_interval`` (at least one tick).
     ``time_scale``: simulated seconds per real second (60: a day passes in 24 minutes).
+    ``start_time``: the simulated Unix time at start (None: now).
     ``utc_offset``: seconds east of UTC of the devices' local time (None: this machine's).
     ``city``: where the devices with a Location (6) stand, a :class:`~lwm2m.simulator.geography.City`
     or the name of one of ``CITIES`` (None: one chosen by the prefix, the same every run).
     ``dedup_entries``: CoAP exchanges each device remembers to recognise retransmissions.
+    ``reboot_seconds``: how long a device stays silent after an executed Reboot;
+    ``install_seconds``: how long its firmware update takes.
     ``freeze_gc``: move the devices' objects out of the cyclic garbage collector's reach
     (``gc.freeze()``) as they start; with thousands of devices a full collection otherwise
     pauses the whole process for a second or more. For a process that runs a fleet until
@@ -162,118 +198,154 @@ class Fleet:
 
     ``security``: ``"nosec"``, or ``"psk"``: every device has a PSK of its own (``KEY_BYTES``
     random bytes, its endpoint name as identity) for each ``coaps://`` server, found in
-    :meth:`server_keys` and :meth:`bootstrap_server_keys`. ``keys`` and ``bootstrap_keys``
-    give some or all of them by endpoint name instead (e.g. those a store holds already).
-    ``bootstrap``: the devices start with only an account on this bootstrap server
-    (LwM2M-TS-Core 1.2 §6.1) and register with the server it gives them; ``server_uri``
+    :meth:`Fleet.server_keys` and :meth:`Fleet.bootstrap_server_keys`. ``keys`` and
+    ``bootstrap_keys`` give some or all of them by endpoint name instead (e.g. those a store
+    holds already). ``bootstrap``: the devices start with only an account on this bootstrap
+    server (LwM2M-TS-Core 1.2 §6.1) and register with the server it gives them; ``server_uri``
     (or None: whatever the bootstrap server hands out) is then the server the fleet's
-    :meth:`bootstrap_config` names. The servers must know the keys and configurations
-    before the devices start: :mod:`lwm2m.simulator.provision`.
+    :meth:`Fleet.bootstrap_config` names.
     """
 
-    def __init__(
-        self,
-        server_uri: str | None,
-        *,
-        count: int,
-        profile: str | Profile = "mixed",
-        prefix: str = "sim",
-        rate: float | None = 100.0,
-        lifetime: int = 300,
-        lwm2m_version: str = "1.1",
-        queue_mode: bool = False,
-        seed: int | None = None,
-        tick: float = 1.0,
-        update_interval: float = 10.0,
-        time_scale: float = 1.0,
-        start_time: float | None = None,
-        utc_offset: float | None = None,
-        local_host: str | None = None,
-        models: ObjectRegistry | None = None,
-        reboot_seconds: float = 1.0,
-        install_seconds: float = 2.0,
-        dedup_entries: int = 16,
-        freeze_gc: bool = False,
-        security: str = "nosec",
-        bootstrap: str | None = None,
-        keys: Mapping[str, bytes] | None = None,
-        bootstrap_keys: Mapping[str, bytes] | None = None,
-        city: City | str | None = None,
-    ) -> None:
-        if type(count) is not int or count < 1:
-            raise ValueError(f"count {count!r}: expected a whole number of devices, 1 or more")
-        self.profile = profile if isinstance(profile, Profile) else get_profile(profile)
-        if not _PREFIX.fullmatch(prefix):
-            raise ValueError(f"prefix {prefix!r}: use letters, digits and . _ ~ : - only")
-        if rate is not None and not rate > 0:
-            raise ValueError(f"rate {rate!r}: expected devices per second above 0")
-        if type(lifetime) is not int or lifetime < 1:
-            raise ValueError(f"lifetime {lifetime!r}: expected whole seconds, 1 or more")
-        if lwm2m_version not in SUPPORTED_VERSIONS:
+    server_uri: str | None = None
+    count: int = 1
+    profile: str | Profile = "mixed"
+    prefix: str = "sim"
+    rate: float | None = 100.0
+    lifetime: int = 300
+    lwm2m_version: str = "1.1"
+    queue_mode: bool = False
+    seed: int | None = None
+    tick: float = 1.0
+    update_interval: float = 10.0
+    time_scale: float = 1.0
+    start_time: float | None = None
+    utc_offset: float | None = None
+    local_host: str | None = None
+    models: ObjectRegistry | None = field(default=None, repr=False, compare=False)
+    reboot_seconds: float = 1.0
+    install_seconds: float = 2.0
+    dedup_entries: int = 16
+    freeze_gc: bool = False
+    security: str = "nosec"
+    bootstrap: str | None = None
+    keys: Mapping[str, bytes] | None = field(default=None, repr=False, compare=False)
+    bootstrap_keys: Mapping[str, bytes] | None = field(default=None, repr=False, compare=False)
+    city: City | str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.count) is not int or self.count < 1:
+            raise ConfigError(f"count {self.count!r}: expected a whole number of devices, 1 or more")
+        if not isinstance(self.profile, Profile):
+            try:
+                get_profile(self.profile)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        if not isinstance(self.prefix, str) or not _PREFIX.fullmatch(self.prefix):
+            raise ConfigError(f"prefix {self.prefix!r}: use letters, digits and . _ ~ : - only")
+        if self.rate is not None and not self.rate > 0:
+            raise ConfigError(f"rate {self.rate!r}: expected devices per second above 0")
+        if type(self.lifetime) is not int or self.lifetime < 1:
+            raise ConfigError(f"lifetime {self.lifetime!r}: expected whole seconds, 1 or more")
+        if self.lwm2m_version not in SUPPORTED_VERSIONS:
             versions = ", ".join(SUPPORTED_VERSIONS)
-            raise ValueError(f"lwm2m_version {lwm2m_version!r}: expected one of {versions}")
-        if not tick > 0:
-            raise ValueError(f"tick {tick!r}: expected seconds above 0")
-        if not update_interval >= tick:
-            raise ValueError(f"update_interval {update_interval!r}: expected at least the tick ({tick} s)")
-        if not time_scale > 0:
-            raise ValueError(f"time_scale {time_scale!r}: expected a factor above 0")
-        if type(dedup_entries) is not int or dedup_entries < 1:
-            raise ValueError(f"dedup_entries {dedup_entries!r}: expected a whole number, 1 or more")
-        if security not in SECURITY_MODES:
-            raise ValueError(f"security {security!r}: expected one of {', '.join(SECURITY_MODES)}")
-        if server_uri is None and bootstrap is None:
-            raise ValueError("server_uri None: give a server, a bootstrap server, or both")
-        self._server = None if server_uri is None else ServerUri.parse(server_uri)
-        self._bootstrap = None if bootstrap is None else ServerUri.parse(bootstrap)
+            raise ConfigError(f"lwm2m_version {self.lwm2m_version!r}: expected one of {versions}")
+        if not self.tick > 0:
+            raise ConfigError(f"tick {self.tick!r}: expected seconds above 0")
+        if not self.update_interval >= self.tick:
+            raise ConfigError(
+                f"update_interval {self.update_interval!r}: expected at least the tick ({self.tick} s)"
+            )
+        if not self.time_scale > 0:
+            raise ConfigError(f"time_scale {self.time_scale!r}: expected a factor above 0")
+        for name in ("reboot_seconds", "install_seconds"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ConfigError(f"{name} {value!r}: expected seconds, 0 or more")
+        if type(self.dedup_entries) is not int or self.dedup_entries < 1:
+            raise ConfigError(f"dedup_entries {self.dedup_entries!r}: expected a whole number, 1 or more")
+        if self.security not in SECURITY_MODES:
+            raise ConfigError(f"security {self.security!r}: expected one of {', '.join(SECURITY_MODES)}")
+        _check_keys(self.keys or {})
+        _check_keys(self.bootstrap_keys or {})
+        _city(self.city, self.prefix)
+        server, bootstrap = _uri(self.server_uri), _uri(self.bootstrap)
         for name, text, uri in (
-            ("server", server_uri, self._server),
-            ("bootstrap", bootstrap, self._bootstrap),
+            ("server", self.server_uri, server),
+            ("bootstrap", self.bootstrap, bootstrap),
         ):
-            if uri is not None and uri.scheme == "coaps" and security != "psk":
-                raise ValueError(f"{name} {text}: coaps:// needs security 'psk'")
-        if self._server is not None and self._server.scheme == "coap" and security == "psk":
-            raise ValueError(f"security 'psk': the server {server_uri} is plain CoAP; give a coaps:// one")
+            if uri is not None and uri.scheme == "coaps" and self.security != "psk":
+                raise ConfigError(f"{name} {text}: coaps:// needs security 'psk'")
+        if server is not None and server.scheme == "coap" and self.security == "psk":
+            raise ConfigError(
+                f"security 'psk': the server {self.server_uri} is plain CoAP; give a coaps:// one"
+            )
+
+
+class Fleet:
+    """The simulated devices a :class:`FleetConfig` describes: ``Fleet(config)``, or
+    ``Fleet(server_uri, config)`` for that config with that server (None: the config's;
+    ``Fleet(server_uri)``: one device with the defaults). The servers must know the keys and
+    configurations before the devices start: :mod:`lwm2m.simulator.provision`.
+    """
+
+    def __init__(self, server: str | FleetConfig | None, config: FleetConfig | None = None, /) -> None:
+        if isinstance(server, FleetConfig):
+            if config is not None:
+                raise TypeError("Fleet(config) or Fleet(server_uri, config), not two configs")
+            config = server
+        elif config is None:
+            config = FleetConfig(server_uri=server)
+        elif server is not None:
+            config = replace(config, server_uri=server)
+        self.config = config
+        if config.server_uri is None and config.bootstrap is None:
+            raise ConfigError("server_uri None: give a server, a bootstrap server, or both")
+        server_uri, bootstrap, security = config.server_uri, config.bootstrap, config.security
+        self._server = _uri(server_uri)
+        self._bootstrap = _uri(bootstrap)
+        self.profile = config.profile if isinstance(config.profile, Profile) else get_profile(config.profile)
         self.security = security
         self.server_psk = self._server is not None and self._server.scheme == "coaps"
         self.bootstrap_psk = self._bootstrap is not None and self._bootstrap.scheme == "coaps"
+        # Checked here, with the server known: a config may leave the server to Fleet(server, config).
         if security == "psk" and not (self.server_psk or self.bootstrap_psk):
-            raise ValueError("security 'psk': neither the server nor the bootstrap server is coaps://")
+            raise ConfigError("security 'psk': neither the server nor the bootstrap server is coaps://")
         self.server_uri = server_uri
         self.client_uri = server_uri  # the same with the host resolved once for all devices
         self.bootstrap_uri = bootstrap
         self.client_bootstrap_uri = bootstrap  # the same, resolved
-        self.count = count
-        self.prefix = prefix
-        self.city = _city(city, prefix)
-        self.rate = rate
-        self.lifetime = lifetime
-        self.lwm2m_version = lwm2m_version
-        self.queue_mode = queue_mode
-        self.seed = seed
-        self.tick = tick
-        self.update_interval = update_interval
-        self.time_scale = time_scale
-        self.local_host = local_host
-        self.models = models if models is not None else load_catalogue()
-        self.reboot_seconds = reboot_seconds
-        self.install_seconds = install_seconds
+        self.count = config.count
+        self.prefix = config.prefix
+        self.city = _city(config.city, config.prefix)
+        self.rate = config.rate
+        self.lifetime = config.lifetime
+        self.lwm2m_version = config.lwm2m_version
+        self.queue_mode = config.queue_mode
+        self.seed = seed = config.seed
+        self.tick = config.tick
+        self.update_interval = config.update_interval
+        self.time_scale = config.time_scale
+        self.local_host = config.local_host
+        self.models = config.models if config.models is not None else load_catalogue()
+        self.reboot_seconds = config.reboot_seconds
+        self.install_seconds = config.install_seconds
         # A constrained device remembers few exchanges for duplicate detection (RFC 7252 §4.5):
         # with the endpoint's default (up to 100,000, each kept for 247 s) a fleet read every
         # second would grow by some 70 KB per device in four minutes, and every full garbage
         # collection would walk those entries.
-        self.coap_config = EndpointConfig(max_dedup_entries=dedup_entries)
-        self.freeze_gc = freeze_gc
-        self._start_time = start_time
+        self.coap_config = EndpointConfig(max_dedup_entries=config.dedup_entries)
+        self.freeze_gc = config.freeze_gc
+        self._start_time = config.start_time
+        utc_offset = config.utc_offset
         self.utc_offset = float(time.localtime().tm_gmtoff) if utc_offset is None else utc_offset
         self.rng = random.Random(seed)
         # Keys come from the OS's generator, never from the seed: the seed is no secret.
-        self._keys = self._new_keys(keys) if self.server_psk else {}
-        self._bootstrap_keys = self._new_keys(bootstrap_keys) if self.bootstrap_psk else {}
+        self._keys = self._new_keys(config.keys) if self.server_psk else {}
+        self._bootstrap_keys = self._new_keys(config.bootstrap_keys) if self.bootstrap_psk else {}
         self.devices: list[SimulatedDevice] = []
         self._by_name: dict[str, SimulatedDevice] = {}
         # Each device steps once per update_interval: at the tick of its bucket.
-        buckets = max(1, round(update_interval / tick))
+        buckets = max(1, round(self.update_interval / self.tick))
         self._buckets: list[list[SimulatedDevice]] = [[] for _ in range(buckets)]
         self._dirty: set[SimulatedDevice] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -440,9 +512,9 @@ class Fleet:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _spawn(self, coro: object) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None
-        task = self._loop.create_task(coro)  # type: ignore[arg-type]
+        task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -565,7 +637,7 @@ class Fleet:
 def _check_keys(keys: Mapping[str, bytes]) -> None:
     for endpoint, key in keys.items():
         if not isinstance(key, bytes) or not 1 <= len(key) <= MAX_PSK_LENGTH:
-            raise ValueError(f"the key of {endpoint!r}: expected 1 to {MAX_PSK_LENGTH} bytes")
+            raise ConfigError(f"the key of {endpoint!r}: expected 1 to {MAX_PSK_LENGTH} bytes")
 
 
 async def _resolved(uri: ServerUri) -> str:

@@ -24,23 +24,16 @@ Keys are never logged or shown: only counts are reported.
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
 
-from lwm2m.errors import RemoteApiError
+from lwm2m.errors import HttpError, RemoteApiError
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
-from lwm2m.storage.base import SecurityInfo
-from lwm2m.transport.dtls.config import PskCredentials
-
-if TYPE_CHECKING:
-    from lwm2m.simulator.fleet import Fleet
+from lwm2m.simulator.fleet import DeviceKey, Fleet
+from lwm2m.transport.http import HttpClient, url_path
 
 __all__ = [
     "DeviceKey",
@@ -52,26 +45,6 @@ __all__ = [
 ]
 
 API_CONNECTIONS = 8  # HTTP connections in parallel: a few keep the server busy without a storm
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceKey:
-    """One device's PSK for one server. ``repr`` never shows the key."""
-
-    endpoint: str
-    identity: str
-    key: bytes = field(repr=False)
-
-    @property
-    def credentials(self) -> PskCredentials:
-        return PskCredentials(self.identity, self.key)
-
-    def security_info(self) -> SecurityInfo:
-        return SecurityInfo(self.endpoint, self.identity, self.key)
-
-    def to_json(self) -> dict[str, str]:
-        """The body of ``PUT /api/security/clients/{ep}``."""
-        return {"pskIdentity": self.identity, "pskKey": self.key.hex()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,64 +73,30 @@ class Provisioned:
 
 
 class JsonApi:
-    """JSON calls to a running server's REST API over keep-alive HTTP/1.1 (stdlib ``http.client``),
-    one connection per worker thread, so thousands of PUTs go by in seconds."""
+    """JSON calls to a running server's REST API through the package's HTTP client
+    (:class:`~lwm2m.transport.http.HttpClient`), over kept-alive connections, so thousands of PUTs
+    go by in seconds."""
 
     def __init__(self, base: str, token: str | None = None, *, timeout: float = 10.0) -> None:
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"API URL {base!r}: expected http://HOST[:PORT]")
-        try:
-            parts.port  # noqa: B018 - checks it
-        except ValueError:
-            raise ValueError(f"API URL {base!r} has a bad port") from None
-        self.base = base.rstrip("/")
-        self._parts = parts
-        self._prefix = parts.path.rstrip("/")
-        self._token = token
-        self._timeout = timeout
-        self._local = threading.local()
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            kind = (
-                http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
-            )
-            conn = kind(self._parts.hostname, self._parts.port, timeout=self._timeout)
-            self._local.conn = conn
-        return conn
-
-    def _close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """One call, blocking (in a worker thread): the status and the decoded JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                conn.request(method, self._prefix + path, body=data, headers=headers)
-                answer = conn.getresponse()
-                raw = answer.read()
-                break
-            except (http.client.HTTPException, OSError) as exc:
-                self._close()  # a keep-alive connection the server closed: once more on a new one
-                if attempt == 2 or isinstance(exc, (ConnectionRefusedError, TimeoutError)):
-                    raise RemoteApiError(f"{self.base}: {getattr(exc, 'strerror', None) or exc}") from None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         try:
-            decoded = json.loads(raw or b"null")
-        except ValueError:
-            decoded = None
-        return answer.status, decoded
+            self._http = HttpClient(base, headers=headers, timeout=timeout)
+        except ValueError as exc:
+            raise ValueError(f"API {exc}") from None
+        self.base = base.rstrip("/")
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One call: the status and the decoded JSON answer (None when it is not JSON)."""
+        try:
+            if body is None:
+                answer = await self._http.request(method, path)
+            else:
+                answer = await self._http.request(method, path, json=body)
+        except HttpError as exc:
+            raise RemoteApiError(f"{self.base}: {exc}") from None
+        return answer.status, answer.json()
 
     async def put_each(
         self, items: Sequence[tuple[str, Any]], *, workers: int = API_CONNECTIONS
@@ -168,40 +107,26 @@ class JsonApi:
             return []
         workers = max(1, min(workers, len(items)))
         answers: list[Any] = [None] * len(items)
-        failed = threading.Event()
 
-        def stripe(start: int) -> None:
-            try:
-                for i in range(start, len(items), workers):
-                    if failed.is_set():
-                        return
-                    path, body = items[i]
-                    status, answer = self.call("PUT", path, body)
-                    if status >= 400:
-                        failed.set()
-                        detail = answer.get("error") if isinstance(answer, dict) else answer
-                        name = path.rsplit("/", 1)[-1]
-                        raise RemoteApiError(f"{self.base}: PUT for {name!r} refused ({status}): {detail}")
-                    answers[i] = answer
-            except BaseException:
-                failed.set()
-                raise
-            finally:
-                self._close()
+        async def stripe(start: int) -> None:
+            for i in range(start, len(items), workers):
+                path, body = items[i]
+                status, answer = await self.call("PUT", path, body)
+                if status >= 300:
+                    detail = answer.get("error") if isinstance(answer, dict) else answer
+                    name = unquote(path.rsplit("/", 1)[-1])
+                    raise RemoteApiError(f"{self.base}: PUT for {name!r} refused ({status}): {detail}")
+                answers[i] = answer
 
-        loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(workers, thread_name_prefix="lwm2m-provision") as pool:
-            results = await asyncio.gather(
-                *(loop.run_in_executor(pool, stripe, w) for w in range(workers)), return_exceptions=True
-            )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        tasks = [asyncio.create_task(stripe(w)) for w in range(workers)]
+        try:
+            await asyncio.gather(*tasks)  # the first failure ends the others
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._http.close()
         return answers
-
-
-def _ep(endpoint: str) -> str:
-    return quote(endpoint, safe="")
 
 
 async def provision_api(fleet: Fleet, api: JsonApi, *, workers: int = API_CONNECTIONS) -> Provisioned:
@@ -213,19 +138,19 @@ async def provision_api(fleet: Fleet, api: JsonApi, *, workers: int = API_CONNEC
         if fleet.server_uri is None:
             return Provisioned(seconds=time.perf_counter() - t0)
         names = fleet.endpoint_names()
-        items = [(f"/api/bootstrap/{_ep(ep)}", fleet.bootstrap_config(ep)) for ep in names]
+        items = [(url_path("api", "bootstrap", ep), fleet.bootstrap_config(ep)) for ep in names]
         answers = await api.put_each(items, workers=workers)
         told = sum(1 for a in answers if isinstance(a, dict) and a.get("provisioned"))
-        keys = len(fleet.server_keys())
+        wanted = len(fleet.server_keys())
         return Provisioned(
-            server_keys=told if keys else 0,
+            server_keys=told if wanted else 0,
             configs=len(items),
-            not_provisioned=keys - told if keys else 0,
+            not_provisioned=wanted - told if wanted else 0,
             seconds=time.perf_counter() - t0,
         )
     keys = fleet.server_keys()
     await api.put_each(
-        [(f"/api/security/clients/{_ep(k.endpoint)}", k.to_json()) for k in keys], workers=workers
+        [(url_path("api", "security", "clients", k.endpoint), k.to_json()) for k in keys], workers=workers
     )
     return Provisioned(server_keys=len(keys), seconds=time.perf_counter() - t0)
 

@@ -239,8 +239,8 @@ class UdpDriver:
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None
-        for s in self.sockets:
-            s.close()
+        for sock in self.sockets:
+            sock.close()
 
 
 def _drop(data: bytes, addr: Addr, now: float) -> None:

@@ -3,8 +3,9 @@
 The session layer (``layer.py``) owns sockets' worth of datagrams, peers,
 timers, limits and routing; a backend only turns bytes into bytes for one
 connection at a time. Mbed TLS through python-mbedtls is the one backend today
-(``mbedtls_backend.py``); another library (an OpenSSL binding, say) fits by
-implementing these three Protocols.
+(``mbedtls_backend.py``, chosen by ``endpoint.default_backend``); another library (an
+OpenSSL binding, say) fits by implementing these three Protocols. This module imports no
+backend, so a backend may import it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ __all__ = [
     "HandshakeError",
     "ServerFactory",
     "SessionClosed",
-    "default_backend",
 ]
 
 
@@ -108,14 +108,3 @@ class Backend(Protocol):
     def server(self, config: DtlsServerConfig) -> ServerFactory: ...
 
     def client(self, config: DtlsClientConfig) -> ClientFactory: ...
-
-
-def default_backend() -> Backend:
-    """The installed backend: Mbed TLS through python-mbedtls (``pip install 'lwm2m[dtls]'``)."""
-    try:
-        from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
-    except ImportError as exc:
-        raise DtlsUnavailable(
-            "DTLS needs python-mbedtls: install the dtls extra (pip install 'lwm2m[dtls]')"
-        ) from exc
-    return MbedtlsBackend()

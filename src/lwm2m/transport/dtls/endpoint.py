@@ -33,9 +33,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import Event
 from lwm2m.coap.message import Message
-from lwm2m.errors import DtlsError, DtlsHandshakeError, RequestAborted, RequestTimeout
+from lwm2m.errors import DtlsError, DtlsHandshakeError, DtlsUnavailable, RequestAborted, RequestTimeout
 from lwm2m.transport.address import Addr, format_addr, normalize, resolve
-from lwm2m.transport.dtls.backend import Backend, ClientFactory, ServerFactory, default_backend
+from lwm2m.transport.dtls.backend import Backend, ClientFactory, ServerFactory
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.diagnostics import SessionLog
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
@@ -46,6 +46,17 @@ __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls
 
 SessionCallback = Callable[[SessionEvent], None]
 _SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed))
+
+
+def default_backend() -> Backend:
+    """The installed backend: Mbed TLS through python-mbedtls (``pip install 'lwm2m[dtls]'``)."""
+    try:
+        from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+    except ImportError as exc:
+        raise DtlsUnavailable(
+            "DTLS needs python-mbedtls: install the dtls extra (pip install 'lwm2m[dtls]')"
+        ) from exc
+    return MbedtlsBackend()
 
 
 class NoDtlsSession(RequestAborted):
@@ -72,7 +83,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         self._on_session = on_session
         self._session_log = SessionLog()  # failures and alerts, logged with a bound
         self._connecting: dict[Addr, list[asyncio.Future[PeerIdentity | None]]] = {}
-        super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)
+        # The DTLS layer stands in for the CoAP endpoint it wraps (the same sans-IO calls).
+        super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)  # type: ignore[arg-type]
         self.endpoint = endpoint  # the CoAP endpoint; ``dtls`` is the layer around it
 
     @classmethod

@@ -169,7 +169,8 @@ class _Connection:
 
     def read(self) -> bytes | None:
         try:
-            n = self._buf.readinto(_READ_VIEW, _MAX_RECORD)
+            # python-mbedtls's stubs ask for bytes; it writes into any writable buffer.
+            n = self._buf.readinto(_READ_VIEW, _MAX_RECORD)  # type: ignore[arg-type]
         except (tls.WantReadError, tls.WantWriteError):
             return None
         except tls.RaggedEOF:
@@ -192,7 +193,7 @@ class _Connection:
         return self._identity
 
     def cipher_suite(self) -> str | None:
-        return self._buf.cipher()
+        return self._buf.cipher()  # type: ignore[return-value]  # a str at run time, bytes in its stubs
 
     def close(self) -> bytes:
         try:
@@ -203,7 +204,8 @@ class _Connection:
 
     def save(self) -> bytes | None:
         try:
-            return bytes(self._buf.__getstate__()["connection"])
+            # Its __getstate__ is typed NoReturn (pickling refused); the DTLS buffer's gives a dict.
+            return bytes(self._buf.__getstate__()["connection"])  # type: ignore[index]
         except Exception:
             return None
 
@@ -212,13 +214,15 @@ class _Connection:
             crt = self._buf.getpeercert(binary_form=False)
         except Exception:
             return None
-        return None if crt is None else str(crt.subject)
+        return None if crt is None else str(crt.subject)  # type: ignore[attr-defined]  # a Certificate
 
 
 def _restore(context: tls._BaseContext, state: bytes, server_name: str | None) -> tls.TLSWrappedBuffer:
     buf = tls.TLSWrappedBuffer.__new__(tls.TLSWrappedBuffer)
     try:
-        buf.__setstate__({"connection": state, "context": context, "server_hostname": server_name})
+        buf.__setstate__(  # type: ignore[attr-defined]  # defined at run time, not in its stubs
+            {"connection": state, "context": context, "server_hostname": server_name}
+        )
     except Exception as exc:
         raise DtlsError(f"cannot restore the session: {_reason(exc)}") from None
     return buf

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.coap.linkformat import Link, parse_links, serialize_links
+from lwm2m.codec.linkformat import Link, parse_links, serialize_links
 from lwm2m.errors import LinkFormatError
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lwm2m.coap.linkformat import parse_links
 from lwm2m.codec.link import LINK, link_paths
+from lwm2m.codec.linkformat import parse_links
 from lwm2m.errors import CodecError, LinkFormatError
 from lwm2m.model.path import Path
 
