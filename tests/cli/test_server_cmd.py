@@ -12,7 +12,7 @@ import httpx
 import pytest
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
-from lwm2m.cli.server_cmd import open_store
+from lwm2m.cli.server_cmd import open_data
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 
@@ -85,7 +85,7 @@ def test_expiry_options_reach_the_endpoints_configuration() -> None:
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_history_records_bounds_the_history_per_device(kind: str, tmp_path: FsPath) -> None:
-    store = open_store(str(tmp_path), kind, history_records=3)
+    store = open_data(str(tmp_path), kind, history_records=3)
     try:
         for i in range(50):
             store.history.add("dev", [Record(Path.parse("/3303/0/5700"), float(i))], received_at=1000.0 + i)

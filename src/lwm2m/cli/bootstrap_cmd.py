@@ -31,7 +31,7 @@ from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.cli.remote import api_call, store_options
-from lwm2m.cli.server_cmd import http_server, is_loopback, open_store, start_http
+from lwm2m.cli.server_cmd import http_server, is_loopback, open_data, start_http
 from lwm2m.transport.eventloop import run
 
 DEFAULT_DATA = ".lwm2m-data"
@@ -110,9 +110,9 @@ def bootstrap(
         # Anyone who reaches the API can hand out server accounts: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
     try:
-        opened = open_store(data, store)
+        opened = open_data(data, store)
         # The bootstrap server's own credentials, apart from the LwM2M server's in DATA.
-        own = open_store(str(PathLib(data) / "bootstrap"), store) if coaps_port is not None else None
+        own = open_data(str(PathLib(data) / "bootstrap"), store) if coaps_port is not None else None
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     credentials = own.security if own is not None else None
@@ -136,7 +136,7 @@ def bootstrap(
 
 def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
     try:
-        store = open_store(data, None)
+        store = open_data(data, None)
     except Exception as exc:
         fail(f"--data {data}: {exc}")
     try:

@@ -18,7 +18,7 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
-from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_store, start_http
+from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_data, start_http
 from lwm2m.transport.eventloop import run
 
 DEMO_DATA = ".lwm2m-demo"
@@ -97,7 +97,7 @@ def demo(
     if profile not in PROFILES:
         fail(f"--profile {profile!r}: expected one of {', '.join(sorted(PROFILES))}")
     try:
-        store = open_store(data, None)
+        store = open_data(data, None)
     except Exception as exc:
         fail(f"--data {data}: {exc}")
     try:

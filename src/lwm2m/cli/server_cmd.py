@@ -19,6 +19,7 @@ from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.model.catalogue import build_registry
 from lwm2m.model.ddf import DDFError
+from lwm2m.storage import Store, open_store
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.transport.eventloop import run
 
@@ -62,19 +63,21 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve anywhere
 
 
-def open_store(data: str, store: str | None, *, history_records: int | None = None) -> Any:
-    """The store of ``--data``/``--store``; ``history_records`` values kept per device in the
-    history (None: the store's default)."""
-    retention = None if history_records is None else HistoryRetention(max_records=history_records)
-    if store == "memory":
-        from lwm2m.storage.memory import MemoryStore
-
-        return MemoryStore.create(history_retention=retention)
-    from lwm2m.storage.sqlite import SqliteStore
-
+def store_url(data: str, kind: str | None) -> str:
+    """The store URL of ``--data``/``--store``: ``memory://``, or the SQLite file ``lwm2m.db`` in
+    the folder ``data`` (created if missing)."""
+    if kind == "memory":
+        return "memory://"
     folder = Path(data)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder / "lwm2m.db", history_retention=retention)
+    return f"sqlite://{(folder / 'lwm2m.db').absolute()}"
+
+
+def open_data(data: str, kind: str | None, *, history_records: int | None = None) -> Store:
+    """The store of ``--data``/``--store`` (``lwm2m.storage.open_store``); ``history_records``
+    values kept per device in the history (None: the store's default)."""
+    retention = None if history_records is None else HistoryRetention(max_records=history_records)
+    return open_store(store_url(data, kind), history_retention=retention)
 
 
 def http_server(app: Any, host: str, port: int) -> Any:
@@ -427,7 +430,7 @@ def server(
     certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
     registration = registration_config(limits)
     try:
-        opened = open_store(data, store, history_records=history_records)
+        opened = open_data(data, store, history_records=history_records)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
