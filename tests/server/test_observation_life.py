@@ -128,7 +128,7 @@ async def _ended(server: LwM2MServer, events: Any, observation: Any, reason: str
     with pytest.raises(StopAsyncIteration):
         await observation.next(timeout=5)
     assert server.observations() == []
-    assert server._observed == {}  # the index by endpoint lets go of it too
+    assert server.observation_manager._by_endpoint == {}  # the index by endpoint lets go of it too
     assert await server.store.observations.for_endpoint(observation.endpoint) == []
 
 
