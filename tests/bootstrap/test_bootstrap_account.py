@@ -20,6 +20,7 @@ from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.client.core.security import Security
 from lwm2m.coap.numbers import Code
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
 
@@ -186,8 +187,8 @@ async def test_our_client_keeps_its_bootstrap_account_and_bootstraps_again_throu
     account: int, pack: bool
 ) -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as first,
-        LwM2MServer("127.0.0.1", 0) as second,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as first,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as second,
         BootstrapServer(port=0) as bs,
     ):
         await bs.set_config("factory", _plain(first, 101, deletePaths=["/0", "/1"]))

@@ -77,10 +77,10 @@ def test_expiry_options_reach_the_endpoints_configuration() -> None:
 
     assert state_limits(None, None) == {}
     options = state_limits(30.0, 20.0)
-    coap, dtls = options["coap_config"], options["dtls_limits"]
+    coap, dtls = options["coap"], options["dtls_limits"]
     assert coap.exchange_lifetime == coap.non_lifetime == coap.reassembly_lifetime == 30.0
     assert dtls.handshake_lifetime == 20.0 and dtls.handshake_timeout_max == 20.0
-    assert state_limits(600.0, None)["coap_config"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME
+    assert state_limits(600.0, None)["coap"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])

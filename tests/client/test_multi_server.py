@@ -26,6 +26,7 @@ from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, NotificationReceived
 from lwm2m.server.server import LwM2MServer, ObserveRefused
 from lwm2m.storage.base import SecurityInfo
@@ -57,7 +58,10 @@ def acl_for_102() -> list[ObjectInstance]:
 
 
 async def test_two_servers_each_a_registration_and_access_control_decides() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+    ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
         client = LwM2MClient("multi", objects=objects, coap_config=FAST, retry_initial=0.2)
@@ -157,7 +161,7 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
 
 
 async def test_a_single_server_has_every_right() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s102:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102:
         events = s102.events()
         objects = [*accounts((102, s102)), *acl_for_102(), temperature()]
         async with LwM2MClient("single", objects=objects, coap_config=FAST) as client:
@@ -173,8 +177,8 @@ async def test_a_single_server_has_every_right() -> None:
 
 async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_holds() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as s101,
-        LwM2MServer("127.0.0.1", 0) as s102,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
         BootstrapServer(port=0) as bs,
     ):
         config = BootstrapConfig.from_json(
@@ -264,7 +268,10 @@ def test_composite_operations_are_decided_path_by_path() -> None:
 
 
 async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer(port=0, coaps_port=0) as s102:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s102,
+    ):
         await s102.security.put(SecurityInfo("mixed", "mixed-id", KEY))
         assert s102.coaps_uri is not None
         events101, events102 = s101.events(), s102.events()
@@ -294,7 +301,7 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
 
 
 async def test_an_unreachable_server_backs_off_alone() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101:
         events = s101.events()
         silent = f"coap://127.0.0.1:{free_udp_port()}"  # nothing answers there
         objects = [
@@ -317,7 +324,10 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
 
 
 async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+    ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
         client = LwM2MClient("queued", objects=objects, queue_mode=True, awake_time=0.3, coap_config=FAST)

@@ -24,6 +24,7 @@ from tests.helpers.web import Gadget
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web import errors
@@ -55,7 +56,7 @@ class Api:
         async def serve() -> None:
             gadget = Gadget()
             async with (
-                LwM2MServer(port=0) as server,
+                LwM2MServer(ServerConfig(port=0)) as server,
                 BootstrapServer(port=0) as bs,
                 open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
             ):

@@ -11,6 +11,7 @@ from tests.helpers.web import served, sse_events
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.client import LwM2MClient
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
 from lwm2m.web.bootstrap_api import create_bootstrap_app
@@ -85,7 +86,7 @@ async def test_bad_configurations_are_400_with_the_reason() -> None:
 
 async def test_sessions_with_status_and_time_and_the_events_on_the_stream() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(port=0) as bs,
         served(create_app(server, bootstrap=bs)) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as api,
@@ -132,7 +133,7 @@ async def test_failed_session_is_listed_with_its_reason_and_told_as_an_event() -
 
 async def test_with_an_lwm2m_server_the_credentials_are_provisioned() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(port=0) as bs,
         api_for(create_app(server, bootstrap=bs)) as api,
     ):

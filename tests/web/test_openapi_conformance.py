@@ -27,6 +27,7 @@ from lwm2m.client import LwM2MClient
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.protocol.bootstrap_config import BootstrapConfig, ConfigError
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
 from lwm2m.web.openapi import openapi_document
@@ -41,7 +42,7 @@ MODELS = load_catalogue()
 @pytest.fixture
 async def live() -> AsyncIterator[str]:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer("127.0.0.1", 0, store=server.store, models=server.models) as bootstrap,
     ):
         http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)

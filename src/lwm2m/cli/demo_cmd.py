@@ -34,6 +34,7 @@ async def demo_session(
     rate: float,
     guard: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.server import LwM2MServer
     from lwm2m.simulator.fleet import Fleet
     from lwm2m.web.app import create_app
@@ -42,7 +43,7 @@ async def demo_session(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with LwM2MServer(host, coap_port, store=store) as server:
+    async with LwM2MServer(ServerConfig(host=host, port=coap_port), store) as server:
         http = http_server(create_app(server, bind_host=host, **(guard or {})), host, http_port)
         task, base = await start_http(http, host, http_port)
         try:

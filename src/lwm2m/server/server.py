@@ -1,6 +1,6 @@
 """``LwM2MServer``: the server role as an asyncio object with an async Python API.
 
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         async for event in server.events():
             if isinstance(event, ClientRegistered):
                 response = await server.read(event.registration.endpoint, "/3/0")
@@ -20,7 +20,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_str, code_text
@@ -37,6 +36,7 @@ from lwm2m.protocol.management import (
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import (
     EVENT_BACKLOG,
     ClientDeregistered,
@@ -50,13 +50,13 @@ from lwm2m.server.events import (
 )
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
 from lwm2m.server.observation import ObservationManager, ServerObservation
-from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
-from lwm2m.server.registrar import Registrar, RegistrationLimits
-from lwm2m.server.security import NosecPolicy, SecurityPolicy
-from lwm2m.storage.base import HistoryEntry, SecurityInfo
-from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
+from lwm2m.server.presence import Presence
+from lwm2m.server.registrar import Registrar
+from lwm2m.server.security import SecurityPolicy
+from lwm2m.storage.base import HistoryEntry, SecurityInfo, Store
+from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr, normalize
-from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits, X509Credentials
+from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -114,48 +114,29 @@ class LwM2MServer:
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 5683,
+        config: ServerConfig | None = None,
+        store: Store | None = None,
         *,
-        store: Any = None,
         models: ObjectRegistry | None = None,
-        expiry_interval: float = 1.0,
-        awake_time: float = MAX_TRANSMIT_WAIT,
-        queue_timeout: float | None = 300.0,
-        coaps_port: int | None = None,
-        security: Any = None,
-        certificate: X509Credentials | None = None,
-        dtls_limits: SessionLimits | None = None,
-        registration_limits: RegistrationLimits | None = None,
-        nosec_endpoints: NosecPolicy = "allow",
-        coap_config: EndpointConfig | None = None,
     ) -> None:
-        """``coaps_port`` also serves CoAP over DTLS there (0: any free port); ``security`` is the
-        SecurityStore (default: the store's own); ``certificate`` is the server's for X.509
-        clients, with the authorities their certificates must chain to. ``registration_limits``
-        bounds what clients may register; ``nosec_endpoints="deny"`` takes plain-CoAP
-        registrations only from endpoints listed in the security store with mode ``nosec``."""
-        self.host = host
-        self.port = port
-        self.coaps_port = coaps_port
-        self.store = store if store is not None else MemoryStore.create()
+        """``config`` sets the server up (default: ``ServerConfig()``); ``store`` holds its
+        registrations, observations, history and security information (default: in memory);
+        ``models`` are the object definitions (default: the bundled catalogue)."""
+        config = config if config is not None else ServerConfig()
+        self.config = config
+        self.host = config.host
+        self.port = config.port  # the bound one once started
+        self.coaps_port = config.coaps_port
+        self.store: Store = store if store is not None else MemoryStore.create()
         self.models = models if models is not None else load_catalogue()
         self.registrar = Registrar(
-            self.store.registrations, self.store.observations, self._emit, limits=registration_limits
+            self.store.registrations, self.store.observations, self._emit, limits=config.registration_limits
         )
-        if security is None:
-            security = getattr(self.store, "security", None)
-        self.security = SecurityPolicy(
-            security if security is not None else MemorySecurityStore(), nosec_endpoints=nosec_endpoints
-        )
+        self.security = SecurityPolicy(self.store.security, nosec_endpoints=config.nosec_endpoints)
         self.security.on_revoked = self._revoked
-        self._certificate = certificate
-        self._dtls_limits = dtls_limits
-        self._coap_config = coap_config  # transmission parameters and state limits of both endpoints
         self._coaps: CoapDtlsEndpoint | None = None
         self._secure: set[str] = set()  # endpoints that register over DTLS: requests go there too
-        self._expiry_interval = expiry_interval
-        self.presence = Presence(self._publish, awake_time)
+        self.presence = Presence(self._publish, config.awake_time)
         self._queue_mode: set[str] = set()  # endpoints registered in queue mode
         self._subscribers: set[Backlog[ServerEvent]] = set()
         self.management = DeviceManagement(
@@ -164,7 +145,7 @@ class LwM2MServer:
             presence=self.presence,
             peers=self.registrar.peers,
             channel=self._transport,
-            queue_timeout=queue_timeout,
+            queue_timeout=config.queue_timeout,
         )
         self.observation_manager = ObservationManager(
             self.management,
@@ -212,7 +193,7 @@ class LwM2MServer:
 
     async def _start(self) -> None:
         self._endpoint = await self._stack.enter_async_context(
-            open_udp_endpoint(self.host, self.port, handler=self._on_request, config=self._coap_config)
+            open_udp_endpoint(self.host, self.port, handler=self._on_request, config=self.config.coap)
         )
         self.port = self._endpoint.port
         await self.security.load()
@@ -220,8 +201,8 @@ class LwM2MServer:
         if self.coaps_port is not None:
             config = DtlsServerConfig(
                 psk_lookup=self.security.psk_for,
-                certificate=self._certificate,
-                limits=self._dtls_limits or SessionLimits(),
+                certificate=self.config.certificate,
+                limits=self.config.dtls_limits or SessionLimits(),
             )
             self._coaps = await self._stack.enter_async_context(
                 open_dtls_endpoint(
@@ -229,7 +210,7 @@ class LwM2MServer:
                     self.coaps_port,
                     server=config,
                     handler=self._on_secure_request,
-                    config=self._coap_config,
+                    config=self.config.coap,
                 )
             )
             self.coaps_port = self._coaps.port
@@ -288,7 +269,7 @@ class LwM2MServer:
         loop = asyncio.get_running_loop()
         prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
         while True:
-            await asyncio.sleep(self._expiry_interval)
+            await asyncio.sleep(self.config.expiry_interval)
             await self.registrar.expire()
             if loop.time() >= prune_at:
                 prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
