@@ -132,8 +132,9 @@ async def test_client_prints_the_code_and_diagnostic_of_a_refused_registration()
 
 async def test_client_prints_the_code_and_diagnostic_of_a_refused_bootstrap() -> None:
     from lwm2m.bootstrap import BootstrapServer
+    from lwm2m.bootstrap.config import BootstrapServerConfig
 
-    async with BootstrapServer(port=0) as bs:
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tests.helpers.simulator import served
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
@@ -190,7 +191,7 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
     try:
         async with (
             LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0), store) as server,
-            BootstrapServer(port=0, store=store) as bs,
+            BootstrapServer(BootstrapServerConfig(port=0), store) as bs,
         ):
             assert server.coaps_uri is not None
             proc = await _simulate(

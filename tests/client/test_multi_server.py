@@ -11,6 +11,7 @@ from tests.helpers.pki import KEY
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
 from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
@@ -179,7 +180,7 @@ async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_
     async with (
         LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
         LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
-        BootstrapServer(port=0) as bs,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         config = BootstrapConfig.from_json(
             {

@@ -12,6 +12,7 @@ from tests.helpers.pki import KEY, OTHER_KEY
 from tests.helpers.server import register
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFinished, BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import LwM2MClient
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_text
@@ -159,7 +160,10 @@ def test_a_flood_of_handshake_failures_is_counted_not_logged_line_by_line(
 
 async def test_bootstrap_sessions_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         config = {"servers": [{"uri": server.uri, "shortServerId": 101, "lifetime": 120, "binding": "U"}]}
         await bs.set_config("bs-diag", BootstrapConfig.from_json(config))
         bs_events, events = bs.events(), server.events()

@@ -10,6 +10,7 @@ from tests.helpers.ports import free_udp_port
 from tests.helpers.simulator import served
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.coap.numbers import Code
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.server.config import ServerConfig
@@ -93,7 +94,7 @@ async def test_a_fleet_bootstraps_over_dtls_and_registers_over_dtls() -> None:
         own = await provision_stores(fleet, bootstrap_security=bootstrap_keys)
         assert (own.bootstrap_keys, own.server_keys, own.configs) == (5, 0, 0)
         async with (
-            BootstrapServer(port=0, coaps_port=bs_port, security=bootstrap_keys) as bs,
+            BootstrapServer(BootstrapServerConfig(port=0, coaps_port=bs_port), security=bootstrap_keys) as bs,
             served(create_bootstrap_app(bs, security=server.security)) as base,
         ):
             done = await provision_api(fleet, JsonApi(base))
@@ -125,7 +126,7 @@ async def test_a_fleet_bootstraps_over_coap_with_configurations_written_into_the
     store = MemoryStore.create()
     async with (
         LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
-        BootstrapServer(port=0, store=store) as bs,
+        BootstrapServer(BootstrapServerConfig(port=0), store) as bs,
     ):
         fleet = Fleet(server.uri, **fleet_options(count=4, bootstrap=bs.uri, lwm2m_version="1.0"))
         assert fleet.server_keys() == [] and fleet.bootstrap_server_keys() == []

@@ -23,6 +23,7 @@ from tests.helpers.server import register
 from tests.helpers.web import Gadget
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
@@ -57,7 +58,7 @@ class Api:
             gadget = Gadget()
             async with (
                 LwM2MServer(ServerConfig(port=0)) as server,
-                BootstrapServer(port=0) as bs,
+                BootstrapServer(BootstrapServerConfig(port=0)) as bs,
                 open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
             ):
                 answer = await device.request(register("dev-1"), ("127.0.0.1", server.port))

@@ -121,13 +121,14 @@ async def test_console_fleet_device_observe_and_switch_a_light_off(site: str) ->
 
 async def test_console_bootstrap_page_adds_a_configuration_and_shows_the_session() -> None:
     from lwm2m.bootstrap import BootstrapServer
+    from lwm2m.bootstrap.config import BootstrapServerConfig
     from lwm2m.client import LwM2MClient
     from lwm2m.storage.memory import MemoryStore
 
     store = MemoryStore.create()
     async with (
         LwM2MServer(ServerConfig(host="127.0.0.1", port=0), store) as server,
-        BootstrapServer("127.0.0.1", 0, store=store) as bootstrap,
+        BootstrapServer(BootstrapServerConfig(host="127.0.0.1", port=0), store) as bootstrap,
     ):
         http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)

@@ -190,11 +190,12 @@ def test_host_and_origin_parsing() -> None:
 
 
 async def test_the_bootstrap_api_on_its_own_has_the_guard_too() -> None:
+    from lwm2m.bootstrap.config import BootstrapServerConfig
     from lwm2m.bootstrap.server import BootstrapServer
     from lwm2m.web.bootstrap_api import create_bootstrap_app
 
     config = {"servers": [{"uri": "coap://127.0.0.1:5683", "shortServerId": 101}]}
-    async with BootstrapServer(port=0) as bs:
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         app = create_bootstrap_app(bs)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
             url = "/api/bootstrap/dev-1"

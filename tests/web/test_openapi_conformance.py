@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.cli.server_cmd import http_server, start_http
 from lwm2m.client import LwM2MClient
 from lwm2m.client.instance import ObjectInstance
@@ -43,7 +44,9 @@ MODELS = load_catalogue()
 async def live() -> AsyncIterator[str]:
     async with (
         LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
-        BootstrapServer("127.0.0.1", 0, store=server.store, models=server.models) as bootstrap,
+        BootstrapServer(
+            BootstrapServerConfig(host="127.0.0.1", port=0), server.store, models=server.models
+        ) as bootstrap,
     ):
         http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)

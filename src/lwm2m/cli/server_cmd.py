@@ -135,14 +135,17 @@ def state_limits(exchange_lifetime: float | None, handshake_lifetime: float | No
 
 
 @contextlib.asynccontextmanager
-async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any) -> AsyncIterator[Any]:
+async def bootstrap_beside(host: str, port: int | None, store: Store, models: Any) -> AsyncIterator[Any]:
     """A bootstrap server on ``port`` sharing the LwM2M server's store (None: no bootstrap server)."""
     if port is None:
         yield None
         return
     from lwm2m.bootstrap import BootstrapServer
+    from lwm2m.bootstrap.config import BootstrapServerConfig
 
-    async with BootstrapServer(host, port, store=store, models=models) as bootstrap:
+    async with BootstrapServer(
+        BootstrapServerConfig(host=host, port=port), store, models=models
+    ) as bootstrap:
         yield bootstrap
 
 
