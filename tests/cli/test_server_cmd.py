@@ -12,7 +12,7 @@ import httpx
 import pytest
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
-from lwm2m.cli.server_cmd import open_data
+from lwm2m.cli.server_cmd import open_data, store_url
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 
@@ -94,6 +94,22 @@ async def test_history_records_bounds_the_history_per_device(kind: str, tmp_path
         assert [e.record.value for e in kept] == [49.0, 48.0, 47.0]
     finally:
         store.close()
+
+
+def test_data_and_store_options_name_a_store_url(tmp_path: FsPath) -> None:
+    assert store_url(str(tmp_path / "unused"), "memory") == "memory://"
+    assert not (tmp_path / "unused").exists()
+    folder = tmp_path / "data"
+    assert store_url(str(folder), None) == f"sqlite://{folder / 'lwm2m.db'}"
+    assert folder.is_dir()  # created for the database
+
+
+def test_a_data_folder_that_is_a_file_is_one_line_naming_it(tmp_path: FsPath) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    command = [sys.executable, "-m", "lwm2m", "server", "--data", str(taken / "sub")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "--data" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_history_records_must_be_positive() -> None:
