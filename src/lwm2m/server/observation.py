@@ -196,7 +196,7 @@ class ServerObservation:
         await self.cancel()
 
 
-def _address(registration: Registration) -> Any:
+def address_of(registration: Registration) -> Any:
     """The registration's address in the form the transport reports senders."""
     return normalize(registration.address) or registration.address
 
@@ -352,7 +352,7 @@ class ObservationManager:
                 continue
             request = stored_request(record)
             message = rooted(registration, request.to_message(self._models))
-            addr = _address(registration)
+            addr = address_of(registration)
             try:
                 relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
             except ValueError:

@@ -49,13 +49,13 @@ from lwm2m.server.events import (
     ServerEvent,
 )
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
-from lwm2m.server.observation import ObservationManager, ServerObservation
+from lwm2m.server.observation import ObservationManager, ServerObservation, address_of
 from lwm2m.server.presence import Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.server.security import SecurityPolicy
 from lwm2m.storage.base import HistoryEntry, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
-from lwm2m.transport.address import format_addr, normalize
+from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
@@ -86,11 +86,6 @@ class ObserveRefused(Exception):
 
 
 SEND_FORMATS = frozenset((ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR))
-
-
-def _address(registration: Registration) -> Any:
-    """The registration's address in the form the transport reports senders."""
-    return normalize(registration.address) or registration.address
 
 
 def _reply(code: Code, diagnostic: str = "") -> Message:
@@ -495,7 +490,7 @@ class LwM2MServer:
         registrations = {r.endpoint: r for r in await self.store.registrations.all()}
         for registration in registrations.values():
             # After a restart requests and Send are matched to the address kept in storage.
-            self.registrar.remember(registration.endpoint, _address(registration))
+            self.registrar.remember(registration.endpoint, address_of(registration))
         await self.observation_manager.resume(registrations)
 
     async def history(
