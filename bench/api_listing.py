@@ -182,6 +182,7 @@ class StallWatch:
 
 async def run_all(args: argparse.Namespace) -> tuple[list[Phase], int, float]:
     from lwm2m.cli.server_cmd import http_server, start_http, tune_gc
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.registrar import RegistrationLimits
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
@@ -194,7 +195,9 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Phase], int, float]:
 
         store = SqliteStore(os.path.join(args.tmp, "store.db"))
     # 100,000 Registers from one address: the per-address rate limit would spread them over minutes.
-    server = LwM2MServer(HOST, free_port(), store=store, registration_limits=RegistrationLimits(rate=None))
+    server = LwM2MServer(
+        ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None)), store
+    )
     await server.start()
     http = http_server(create_app(server), HOST, 0)
     http_task, base = await start_http(http, HOST, 0)

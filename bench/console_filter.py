@@ -119,13 +119,16 @@ async def measure(
 
 async def run_all(args: argparse.Namespace) -> tuple[int, float, dict[str, list[float]]]:
     from lwm2m.cli.server_cmd import http_server, start_http
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.registrar import RegistrationLimits
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
     loop = asyncio.get_running_loop()
     ctx = mp.get_context("spawn")
-    server = LwM2MServer(HOST, free_port(), registration_limits=RegistrationLimits(rate=None))
+    server = LwM2MServer(
+        ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None))
+    )
     await server.start()
     http = http_server(create_app(server), HOST, 0)
     http_task, base = await start_http(http, HOST, 0)

@@ -98,6 +98,7 @@ def fill_sqlite(path: str, count: int, base: float, per_second: float) -> None:
 
 async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
     from lwm2m.cli.server_cmd import tune_gc
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.server import LwM2MServer
     from lwm2m.storage.memory import MemoryStore
     from lwm2m.storage.sqlite import SqliteStore
@@ -116,7 +117,7 @@ async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
         fill_sqlite(path, count, base, args.per_second)
         store = SqliteStore(path)
     fill_seconds = time.perf_counter() - started
-    server = LwM2MServer(HOST, free_port(), store=store)
+    server = LwM2MServer(ServerConfig(host=HOST, port=free_port()), store)
     registrar = server.registrar
     for r in registrations(count, base, args.per_second):  # the addresses a server learns
         registrar.remember(r.endpoint, r.address)

@@ -330,6 +330,7 @@ class Results:
 
 
 async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.events import NotificationReceived
     from lwm2m.server.server import LwM2MServer
     from lwm2m.transport.eventloop import is_uvloop
@@ -345,7 +346,9 @@ async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
     from lwm2m.server.registrar import RegistrationLimits
 
     # Every device registers from 127.0.0.1 at full speed: no per-address registration rate.
-    server = LwM2MServer(HOST, free_port(), store=store, registration_limits=RegistrationLimits(rate=None))
+    server = LwM2MServer(
+        ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None)), store
+    )
     await server.start()
     if args.gc == "server":
         from lwm2m.cli.server_cmd import tune_gc

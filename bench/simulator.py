@@ -120,6 +120,7 @@ def _percentile(values: list[float], p: float) -> float:
 
 
 async def _serve(conn, use_uvloop: bool) -> None:
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.server import LwM2MServer
 
     loop = asyncio.get_running_loop()
@@ -133,7 +134,9 @@ async def _serve(conn, use_uvloop: bool) -> None:
     from lwm2m.server.registrar import RegistrationLimits
 
     # Every device registers from 127.0.0.1 at --rate: no per-address registration rate.
-    async with LwM2MServer(HOST, free_port(), registration_limits=RegistrationLimits(rate=None)) as server:
+    async with LwM2MServer(
+        ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None))
+    ) as server:
         tune_gc()  # as `lwm2m server` runs
         conn.send(("ready", server.uri))
         while True:

@@ -16,10 +16,12 @@ from tests.helpers.bootstrap import senml
 from tests.helpers.events import next_event
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.client.core.security import Security
 from lwm2m.coap.numbers import Code
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
 
@@ -47,7 +49,10 @@ def puts_and_deletes(device: RecordingDevice, object_id: int) -> list[str]:
 async def test_write_and_finish_never_touch_the_bootstrap_account(account: int, deletes: list[str]) -> None:
     config = BootstrapConfig.from_json({"servers": SERVERS, "deletePaths": deletes})
     assert config.bootstrap_discover  # the default
-    async with BootstrapServer(port=0) as bs, aio_device(device_with_account_at(account)) as (device, ctx):
+    async with (
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+        aio_device(device_with_account_at(account)) as (device, ctx),
+    ):
         await bs.set_config("dev", config)
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=dev&pct=112")
@@ -79,7 +84,10 @@ async def test_write_and_finish_never_touch_the_bootstrap_account(account: int, 
 async def test_a_configuration_that_would_lose_the_bootstrap_account_fails_before_any_change(
     config: dict[str, Any], words: str
 ) -> None:
-    async with BootstrapServer(port=0) as bs, aio_device(device_with_account_at(7)) as (device, ctx):
+    async with (
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+        aio_device(device_with_account_at(7)) as (device, ctx),
+    ):
         await bs.set_config("dev", BootstrapConfig.from_json(config))
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=dev")
@@ -91,7 +99,7 @@ async def test_a_configuration_that_would_lose_the_bootstrap_account_fails_befor
 async def test_a_device_that_refuses_discover_fails_the_session_with_a_hint() -> None:
     device = RecordingDevice()
     device.answers["GET /"] = aiocoap.Message(code=aiocoap.METHOD_NOT_ALLOWED)
-    async with BootstrapServer(port=0) as bs, aio_device(device) as (device, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device(device) as (device, ctx):
         await bs.set_config("dev", BootstrapConfig.from_json({"servers": SERVERS}))
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=dev")
@@ -106,7 +114,10 @@ async def test_a_second_bootstrap_writes_over_the_accounts_the_first_left(accoun
     """A re-bootstrap (the device asked again, e.g. after /1/x/9): the Discover now lists the
     accounts the first session wrote; each server's account is written where it is."""
     config = BootstrapConfig.from_json({"servers": SERVERS})
-    async with BootstrapServer(port=0) as bs, aio_device(device_with_account_at(account)) as (device, ctx):
+    async with (
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+        aio_device(device_with_account_at(account)) as (device, ctx),
+    ):
         await bs.set_config("again", config)
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=again")
@@ -140,7 +151,10 @@ def security_ids(values: dict[str, Any]) -> set[int]:
 
 @pytest.mark.parametrize("account", [1, 7])
 async def test_a_pack_keeps_clear_of_the_account_a_previous_discover_found(account: int) -> None:
-    async with BootstrapServer(port=0) as bs, aio_device(device_with_account_at(account)) as (_, ctx):
+    async with (
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+        aio_device(device_with_account_at(account)) as (_, ctx),
+    ):
         await bs.set_config("dev", BootstrapConfig.from_json({"servers": SERVERS}))
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=dev")
@@ -157,7 +171,7 @@ async def test_a_pack_keeps_clear_of_the_account_a_previous_discover_found(accou
 @pytest.mark.parametrize("account", [1, 7])
 async def test_a_pack_keeps_clear_of_the_account_the_configuration_names(account: int) -> None:
     config = BootstrapConfig.from_json({"servers": SERVERS, "bootstrapAccountId": account})
-    async with BootstrapServer(port=0) as bs, aio_device() as (device, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device() as (device, ctx):
         await bs.set_config("factory", config)
         values = await _pack(ctx, bs.port, "factory")
         assert account not in security_ids(values) and len(security_ids(values)) == 2
@@ -186,9 +200,9 @@ async def test_our_client_keeps_its_bootstrap_account_and_bootstraps_again_throu
     account: int, pack: bool
 ) -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as first,
-        LwM2MServer("127.0.0.1", 0) as second,
-        BootstrapServer(port=0) as bs,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as first,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as second,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         await bs.set_config("factory", _plain(first, 101, deletePaths=["/0", "/1"]))
         bs_events, first_events, second_events = bs.events(), first.events(), second.events()

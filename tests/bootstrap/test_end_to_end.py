@@ -8,11 +8,13 @@ from tests.helpers.events import next_event
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.bootstrap.server import security_info
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
 from lwm2m.client.core.security import Security
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
@@ -38,7 +40,10 @@ def temperature() -> ObjectInstance:
 
 @pytest.mark.parametrize(("version", "pack"), [("1.2", False), ("1.0", False), ("1.2", True)])
 async def test_bootstrap_only_client_registers_with_the_server_it_was_given(version: str, pack: bool) -> None:
-    async with LwM2MServer("127.0.0.1", 0) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         await bs.set_config("e2e", plain_config(server))
         bs_events, events = bs.events(), server.events()
         client = LwM2MClient(
@@ -78,9 +83,9 @@ async def test_bootstrap_only_client_registers_with_the_server_it_was_given(vers
 
 async def test_bootstrap_request_trigger_moves_the_client_to_another_server() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as first,
-        LwM2MServer("127.0.0.1", 0) as second,
-        BootstrapServer(port=0) as bs,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as first,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as second,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         await bs.set_config("mover", plain_config(first))
         first_events, second_events = first.events(), second.events()
@@ -98,7 +103,10 @@ async def test_bootstrap_request_trigger_moves_the_client_to_another_server() ->
 
 async def test_client_that_cannot_register_anymore_bootstraps_again() -> None:
     dead = f"coap://127.0.0.1:{free_udp_port()}"  # nobody answers there
-    async with LwM2MServer("127.0.0.1", 0) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         await bs.set_config("fallback", plain_config(server))
         events = server.events()
         client = LwM2MClient(
@@ -118,7 +126,7 @@ async def test_client_that_cannot_register_anymore_bootstraps_again() -> None:
 
 
 async def test_unknown_endpoint_is_refused_and_the_client_keeps_asking() -> None:
-    async with BootstrapServer(port=0) as bs:
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         events = bs.events()
         client = LwM2MClient("nobody", bootstrap=bs.uri, retry_initial=0.05, retry_max=0.1)
         async with client:
@@ -132,7 +140,10 @@ async def test_unknown_endpoint_is_refused_and_the_client_keeps_asking() -> None
 
 
 async def test_server_reads_what_it_needs_and_the_session_log_is_kept() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         config = BootstrapConfig.from_json(
             {
                 "servers": [{"uri": server.uri, "shortServerId": 7, "lifetime": 60}],
@@ -152,7 +163,10 @@ async def test_server_reads_what_it_needs_and_the_session_log_is_kept() -> None:
 async def test_over_dtls_psk_the_client_registers_with_the_keys_it_was_given() -> None:
     """The issue's end-to-end case: bootstrap credentials only; the bootstrap server hands out a
     coaps:// account with a PSK it also gives the LwM2M server; the client registers over DTLS."""
-    async with LwM2MServer("127.0.0.1", 0, coaps_port=0) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         assert server.coaps_uri is not None
         key = "5f3a9c0e11d24b7f8a6e2c4d9b0f7a13"
         config = BootstrapConfig.from_json(
@@ -182,7 +196,10 @@ async def test_over_dtls_psk_the_client_registers_with_the_keys_it_was_given() -
 
 
 async def test_a_wrong_psk_never_registers_and_the_client_bootstraps_again() -> None:
-    async with LwM2MServer("127.0.0.1", 0, coaps_port=0) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         assert server.coaps_uri is not None
         handed_out = {"mode": "psk", "identity": "wrong-1-id", "key": "00" * 16}
         config = BootstrapConfig.from_json(
@@ -208,8 +225,8 @@ async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
     await credentials.put(SecurityInfo("full-1", "full-1-bs", bootstrap_key))
     await credentials.put(SecurityInfo("other-1", "other-1-bs", bootstrap_key))
     async with (
-        LwM2MServer("127.0.0.1", 0, coaps_port=0) as server,
-        BootstrapServer(port=0, coaps_port=0, security=credentials) as bs,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0, coaps_port=0), security=credentials) as bs,
     ):
         assert server.coaps_uri is not None and bs.coaps_uri is not None
         handed_out = {"mode": "psk", "identity": "full-1-dm", "key": server_key.hex()}

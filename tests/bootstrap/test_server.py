@@ -22,6 +22,7 @@ from lwm2m.bootstrap import (
     BootstrapServer,
     BootstrapStarted,
 )
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.catalogue import load_catalogue
@@ -48,7 +49,7 @@ CONFIG = {
 
 
 async def test_session_steps_in_order_with_their_content() -> None:
-    async with BootstrapServer(port=0) as bs, aio_device() as (device, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device() as (device, ctx):
         await bs.set_config("dev-1", BootstrapConfig.from_json(CONFIG, MODELS))
         events = bs.events()
         answer = await bootstrap_request(ctx, bs.port, "ep=dev-1&pct=112")
@@ -102,7 +103,7 @@ async def test_session_steps_in_order_with_their_content() -> None:
 
 async def test_without_pct_or_discover_a_1_0_client_gets_tlv() -> None:
     config = {**CONFIG, "bootstrapDiscover": False}
-    async with BootstrapServer(port=0) as bs, aio_device() as (device, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device() as (device, ctx):
         await bs.set_config("old", BootstrapConfig.from_json(config))
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=old")
@@ -119,7 +120,7 @@ async def test_without_pct_or_discover_a_1_0_client_gets_tlv() -> None:
 
 async def test_a_discovered_1_1_client_gets_senml_and_ids_around_its_bootstrap_account() -> None:
     device = RecordingDevice(discover=b'</>;lwm2m=1.1,</0/0>;ssid=7;uri="coap://x",</0/3>,</1/0>;ssid=7')
-    async with BootstrapServer(port=0) as bs, aio_device(device) as (device, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device(device) as (device, ctx):
         await bs.set_config("dev", BootstrapConfig.from_json(CONFIG))
         events = bs.events()
         await bootstrap_request(ctx, bs.port, "ep=dev")
@@ -130,7 +131,7 @@ async def test_a_discovered_1_1_client_gets_senml_and_ids_around_its_bootstrap_a
 
 
 async def test_default_configuration_serves_unknown_endpoints_and_none_means_4_00() -> None:
-    async with BootstrapServer(port=0) as bs, aio_device() as (device, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device() as (device, ctx):
         events = bs.events()
         refused = await bootstrap_request(ctx, bs.port, "ep=stranger")
         assert refused.code == aiocoap.BAD_REQUEST
@@ -171,7 +172,10 @@ async def test_default_configuration_serves_unknown_endpoints_and_none_means_4_0
 async def test_bad_client_answers_end_the_session_with_the_reason(
     line: str, answer: Any, reason: str
 ) -> None:
-    async with BootstrapServer(port=0, request_timeout=0.5) as bs, aio_device() as (device, ctx):
+    async with (
+        BootstrapServer(BootstrapServerConfig(port=0, request_timeout=0.5)) as bs,
+        aio_device() as (device, ctx),
+    ):
         device.answers[line] = answer
         await bs.set_config("dev", BootstrapConfig.from_json(CONFIG))
         events = bs.events()
@@ -186,7 +190,7 @@ async def test_bad_client_answers_end_the_session_with_the_reason(
 
 async def test_a_session_that_runs_too_long_fails() -> None:
     async with (
-        BootstrapServer(port=0, request_timeout=5, session_timeout=0.4) as bs,
+        BootstrapServer(BootstrapServerConfig(port=0, request_timeout=5, session_timeout=0.4)) as bs,
         aio_device() as (dev, ctx),
     ):
         dev.answers["PUT /0/1"] = None
@@ -198,7 +202,10 @@ async def test_a_session_that_runs_too_long_fails() -> None:
 
 
 async def test_a_new_bootstrap_request_replaces_the_running_session() -> None:
-    async with BootstrapServer(port=0, request_timeout=5) as bs, aio_device() as (device, ctx):
+    async with (
+        BootstrapServer(BootstrapServerConfig(port=0, request_timeout=5)) as bs,
+        aio_device() as (device, ctx),
+    ):
         device.answers["PUT /0/1"] = None
         await bs.set_config("again", BootstrapConfig.from_json(CONFIG))
         events = bs.events()
@@ -217,7 +224,7 @@ async def test_a_new_bootstrap_request_replaces_the_running_session() -> None:
 
 
 async def test_bootstrap_pack_carries_every_value() -> None:
-    async with BootstrapServer(port=0) as bs, aio_device() as (_, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device() as (_, ctx):
         await bs.set_config("packed", BootstrapConfig.from_json(CONFIG))
         events = bs.events()
         request = aiocoap.Message(
@@ -238,7 +245,7 @@ async def test_bootstrap_pack_carries_every_value() -> None:
 
 
 async def test_bad_input_never_stops_the_bootstrap_server() -> None:
-    async with BootstrapServer(port=0) as bs, aio_device() as (_, ctx):
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, aio_device() as (_, ctx):
         await bs.set_config("dev", BootstrapConfig.from_json(CONFIG))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
             for junk in (b"", b"\x00", b"\xff" * 40, bytes(range(256)), b"\x40\x02\x00\x01\xb2bs"):
@@ -254,7 +261,7 @@ async def test_bad_input_never_stops_the_bootstrap_server() -> None:
 
 
 async def test_stop_ends_running_sessions() -> None:
-    bs = BootstrapServer(port=free_udp_port(), request_timeout=5)
+    bs = BootstrapServer(BootstrapServerConfig(port=free_udp_port(), request_timeout=5))
     await bs.start()
     async with aio_device() as (device, ctx):
         device.answers["PUT /0/1"] = None

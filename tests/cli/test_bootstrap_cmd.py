@@ -18,6 +18,7 @@ from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.cli import main
 from lwm2m.client import LwM2MClient
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.sqlite import SqliteStore
@@ -105,7 +106,7 @@ async def test_bootstrap_command_and_client_command_set_a_device_up(tmp_path: Pa
     data = str(tmp_path / "data")
     bs_port, http = free_udp_port(), free_tcp_port()
     env = {**os.environ, "NO_COLOR": "1"}
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         add = ("bootstrap", "config", "add", "cli-dev", "--server", server.uri, "--discover", "--data", data)
         added = await asyncio.to_thread(invoke, *add)  # the command runs an event loop of its own
@@ -193,7 +194,7 @@ async def test_one_command_sets_a_device_up_over_dtls_psk(tmp_path: Path) -> Non
     own = ("security", "add", "dtls-dev", "--psk-identity", "dtls-dev-bs", "--psk-key", bootstrap_key)
     assert (await asyncio.to_thread(invoke, *own, "--data", str(data / "bootstrap"))).exit_code == 0
     with SqliteStore(data / "lwm2m.db") as db:
-        async with LwM2MServer("127.0.0.1", 0, store=db, coaps_port=coaps) as server:
+        async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=coaps), db) as server:
             events = server.events()
             bs = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "lwm2m", "bootstrap", "--coap-port", str(bs_port),

@@ -12,10 +12,12 @@ from tests.helpers.cli import line_with
 from tests.helpers.server import next_event
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.protocol.bootstrap import downlink_name
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 
@@ -33,7 +35,10 @@ def test_every_bootstrap_operation_has_its_name() -> None:
 
 
 async def test_the_bootstrap_log_names_each_operation() -> None:
-    async with LwM2MServer(port=0) as server, BootstrapServer(port=0) as bs:
+    async with (
+        LwM2MServer(ServerConfig(port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
+    ):
         config = {
             "servers": [{"uri": server.uri, "shortServerId": 101, "lifetime": 60}],
             "deletePaths": ["/0"],

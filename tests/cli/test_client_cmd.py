@@ -21,6 +21,7 @@ from lwm2m.coap.numbers import Code
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
 
@@ -32,7 +33,7 @@ def _mandatory_readable(object_id: int) -> set[int]:
 
 
 async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sigint() -> None:
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -180,7 +181,7 @@ def test_every_profile_builds_its_core_objects_with_their_mandatory_resources(na
 
 
 async def test_client_registers_with_every_server_given() -> None:
-    async with LwM2MServer(port=0) as first, LwM2MServer(port=0) as second:
+    async with LwM2MServer(ServerConfig(port=0)) as first, LwM2MServer(ServerConfig(port=0)) as second:
         events1, events2 = first.events(), second.events()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

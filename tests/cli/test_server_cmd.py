@@ -12,7 +12,7 @@ import httpx
 import pytest
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
-from lwm2m.cli.server_cmd import open_store
+from lwm2m.cli.server_cmd import open_data, store_url
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 
@@ -77,15 +77,15 @@ def test_expiry_options_reach_the_endpoints_configuration() -> None:
 
     assert state_limits(None, None) == {}
     options = state_limits(30.0, 20.0)
-    coap, dtls = options["coap_config"], options["dtls_limits"]
+    coap, dtls = options["coap"], options["dtls_limits"]
     assert coap.exchange_lifetime == coap.non_lifetime == coap.reassembly_lifetime == 30.0
     assert dtls.handshake_lifetime == 20.0 and dtls.handshake_timeout_max == 20.0
-    assert state_limits(600.0, None)["coap_config"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME
+    assert state_limits(600.0, None)["coap"].non_lifetime == 145.0  # RFC 7252 NON_LIFETIME
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
 async def test_history_records_bounds_the_history_per_device(kind: str, tmp_path: FsPath) -> None:
-    store = open_store(str(tmp_path), kind, history_records=3)
+    store = open_data(str(tmp_path), kind, history_records=3)
     try:
         for i in range(50):
             store.history.add("dev", [Record(Path.parse("/3303/0/5700"), float(i))], received_at=1000.0 + i)
@@ -94,6 +94,22 @@ async def test_history_records_bounds_the_history_per_device(kind: str, tmp_path
         assert [e.record.value for e in kept] == [49.0, 48.0, 47.0]
     finally:
         store.close()
+
+
+def test_data_and_store_options_name_a_store_url(tmp_path: FsPath) -> None:
+    assert store_url(str(tmp_path / "unused"), "memory") == "memory://"
+    assert not (tmp_path / "unused").exists()
+    folder = tmp_path / "data"
+    assert store_url(str(folder), None) == f"sqlite://{folder / 'lwm2m.db'}"
+    assert folder.is_dir()  # created for the database
+
+
+def test_a_data_folder_that_is_a_file_is_one_line_naming_it(tmp_path: FsPath) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    command = [sys.executable, "-m", "lwm2m", "server", "--data", str(taken / "sub")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "--data" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_history_records_must_be_positive() -> None:

@@ -30,6 +30,7 @@ from lwm2m.protocol.bootstrap import (
     BootstrapReadRequest,
     BootstrapWriteRequest,
 )
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
@@ -105,7 +106,7 @@ def links(answer: Message) -> dict[str, dict[str, str | None]]:
 
 
 async def test_every_operation_of_a_session_is_answered() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as lwm2m, scripted() as bs:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
         async with LwM2MClient("scripted", bootstrap=bs.uri, objects=[temperature()]) as client:
             request = (await bs.next_request()).message
@@ -221,7 +222,7 @@ async def test_finish_with_no_usable_account_is_4_06_and_nothing_stays() -> None
 
 
 async def test_a_failed_session_restores_the_accounts_the_client_had() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as lwm2m, scripted() as bs:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
         client = LwM2MClient(
             "restored", lwm2m.uri, [temperature()], bootstrap=bs.uri, lifetime=300, bootstrap_timeout=0.5
@@ -271,7 +272,7 @@ async def test_a_1_0_client_sends_no_pct_and_has_no_bootstrap_read() -> None:
 
 
 async def test_trigger_without_a_bootstrap_account_is_refused() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as lwm2m:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m:
         events = lwm2m.events()
         async with LwM2MClient("plain", lwm2m.uri):
             await next_registration(events)
@@ -320,7 +321,7 @@ async def test_the_bootstrap_account_is_never_made_a_server_account_nor_deleted(
 
 
 async def test_a_pack_landing_on_the_bootstrap_account_goes_to_a_free_instance() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as lwm2m, scripted() as bs:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
         # A server that does not know the device's layout put the account at /0/1.
         bs.pack = get_codec(CF.SENML_CBOR).encode(

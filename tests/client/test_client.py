@@ -19,6 +19,7 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import RegisterRequest, UpdateRequest
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import (
     ClientDeregistered,
     ClientRegistered,
@@ -34,7 +35,7 @@ FAST = EndpointConfig(ack_timeout=0.2, max_retransmit=1)  # a lost exchange time
 
 
 async def test_register_update_on_lifetime_and_deregister() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as server:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
         client = LwM2MClient("life", server.uri, [temperature()], lifetime=2)
         await client.start()
@@ -51,7 +52,7 @@ async def test_register_update_on_lifetime_and_deregister() -> None:
 
 
 async def test_object_lifetime_and_trigger_changes_send_updates() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as server:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
         async with LwM2MClient("changes", server.uri, [temperature()], lifetime=300) as client:
             await client.wait_registered(5)
@@ -156,7 +157,7 @@ async def test_register_refused_is_retried_and_reported() -> None:
 
 
 async def test_queue_mode_sleeps_holds_notifications_and_wakes_with_an_update() -> None:
-    async with LwM2MServer("127.0.0.1", 0, awake_time=0.3) as server:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0, awake_time=0.3)) as server:
         events = server.events()
         temp = temperature()
         async with LwM2MClient(
@@ -180,7 +181,7 @@ async def test_queue_mode_sleeps_holds_notifications_and_wakes_with_an_update() 
 
 async def test_send_and_block_wise_read_and_write() -> None:
     display = ObjectInstance(0, {5527: "x" * 3000}, object_id=3341)  # Addressable Text Display
-    async with LwM2MServer("127.0.0.1", 0) as server:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
         async with LwM2MClient("big", server.uri, [temperature(), display]) as client:
             await client.wait_registered(5)
@@ -201,7 +202,7 @@ async def test_send_and_block_wise_read_and_write() -> None:
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
 async def test_older_versions_register_and_answer_in_their_default_format(version: str) -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
         LwM2MClient("v" + version, server.uri, [temperature()], lwm2m_version=version) as client,
     ):
         await client.wait_registered(5)
@@ -217,7 +218,7 @@ async def test_observe_composite_and_active_cancel_end_to_end() -> None:
     temp = temperature()
     switch = ObjectInstance(0, {5500: False}, object_id=3200)
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
         LwM2MClient("combo", server.uri, [temp, switch]) as client,
     ):
         await client.wait_registered(5)

@@ -11,6 +11,7 @@ from tests.helpers.pki import KEY
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
 from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
@@ -27,6 +28,7 @@ from lwm2m.errors import ObserveRefused
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, NotificationReceived
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
@@ -58,7 +60,10 @@ def acl_for_102() -> list[ObjectInstance]:
 
 
 async def test_two_servers_each_a_registration_and_access_control_decides() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+    ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
         client = LwM2MClient("multi", objects=objects, coap_config=FAST, retry_initial=0.2)
@@ -158,7 +163,7 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
 
 
 async def test_a_single_server_has_every_right() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s102:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102:
         events = s102.events()
         objects = [*accounts((102, s102)), *acl_for_102(), temperature()]
         async with LwM2MClient("single", objects=objects, coap_config=FAST) as client:
@@ -174,9 +179,9 @@ async def test_a_single_server_has_every_right() -> None:
 
 async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_holds() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as s101,
-        LwM2MServer("127.0.0.1", 0) as s102,
-        BootstrapServer(port=0) as bs,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         config = BootstrapConfig.from_json(
             {
@@ -265,7 +270,10 @@ def test_composite_operations_are_decided_path_by_path() -> None:
 
 
 async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer(port=0, coaps_port=0) as s102:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s102,
+    ):
         await s102.security.put(SecurityInfo("mixed", "mixed-id", KEY))
         assert s102.coaps_uri is not None
         events101, events102 = s101.events(), s102.events()
@@ -295,7 +303,7 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
 
 
 async def test_an_unreachable_server_backs_off_alone() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101:
         events = s101.events()
         silent = f"coap://127.0.0.1:{free_udp_port()}"  # nothing answers there
         objects = [
@@ -318,7 +326,10 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
 
 
 async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+    ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
         client = LwM2MClient("queued", objects=objects, queue_mode=True, awake_time=0.3, coap_config=FAST)

@@ -11,6 +11,7 @@ from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.management import Response
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 
 ENDPOINT = "core-test"
@@ -22,7 +23,7 @@ async def running(
 ) -> AsyncIterator[tuple[LwM2MServer, LwM2MClient]]:
     """Our server on a free port and a client serving ``objects``, registered."""
     async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(LwM2MServer("127.0.0.1", 0))
+        server = await stack.enter_async_context(LwM2MServer(ServerConfig(host="127.0.0.1", port=0)))
         client = LwM2MClient(ENDPOINT, server.uri, objects=objects, lifetime=30, **client_args)
         await stack.enter_async_context(client)
         await client.wait_registered(5)

@@ -9,6 +9,7 @@ from lwm2m.client import LwM2MClient, ObjectInstance
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.definition import ObjectDefinition, Operations, ResourceDefinition
 from lwm2m.model.value import ResourceType as T
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 
@@ -30,7 +31,7 @@ def device_models():  # type: ignore[no-untyped-def]
 async def vendor_device() -> AsyncIterator[tuple[LwM2MServer, LwM2MClient]]:
     values = {1: b"\x01\x02\xff", 2: 42, 3: "hello", 4: 21.5, 5: True, 6: -2}
     models = device_models()
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         client = LwM2MClient(
             "vendor-1",

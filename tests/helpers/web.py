@@ -18,6 +18,7 @@ from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web.app import create_app
@@ -48,7 +49,10 @@ class Gadget:
 @contextlib.asynccontextmanager
 async def running() -> AsyncIterator[tuple[LwM2MServer, Gadget, CoapUdpEndpoint]]:
     gadget = Gadget()
-    async with LwM2MServer(port=0) as server, open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device:
+    async with (
+        LwM2MServer(ServerConfig(port=0)) as server,
+        open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
+    ):
         answer = await device.request(register("dev-1"), ("127.0.0.1", server.port))
         assert answer.code == Code.CREATED
         yield server, gadget, device

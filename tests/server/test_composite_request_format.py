@@ -23,6 +23,7 @@ from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.management import path_list_format
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered, NotificationReceived
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
@@ -86,7 +87,10 @@ async def test_composite_requests_carry_a_senml_path_list_and_ask_for_the_format
     ct: str, asked: str | None, body: CF, accept: CF
 ) -> None:
     script = Scripted()
-    async with LwM2MServer(port=0) as server, open_udp_endpoint("127.0.0.1", 0, handler=script) as device:
+    async with (
+        LwM2MServer(ServerConfig(port=0)) as server,
+        open_udp_endpoint("127.0.0.1", 0, handler=script) as device,
+    ):
         assert (await device.request(_registration(ct), ("127.0.0.1", server.port))).code == Code.CREATED
         read = await server.read_composite("cbor-dev", PATHS, format=asked, timeout=5)
         assert read.code == Code.CONTENT and read.content_format == accept
@@ -112,7 +116,7 @@ async def test_composite_requests_carry_a_senml_path_list_and_ask_for_the_format
 
 
 async def test_our_client_answers_composite_reads_and_observations_asked_in_lwm2m_cbor() -> None:
-    async with LwM2MServer("127.0.0.1", 0) as server:
+    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
         sensor = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
         async with LwM2MClient("composite-1", server.uri, [sensor]) as client, client_for(server) as api:

@@ -17,6 +17,7 @@ from tests.helpers.server import next_event
 from lwm2m.coap.numbers import Code
 from lwm2m.model.path import Path as LwPath
 from lwm2m.model.record import Record
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 
@@ -31,7 +32,7 @@ def node_client() -> Path:
 
 
 async def test_node_client_registers_as_1_0_and_a_single_resource_read_succeeds(node_client: Path) -> None:
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         proc = subprocess.Popen(
             ["node", str(node_client), "127.0.0.1", str(server.port), "node-1"],

@@ -14,6 +14,7 @@ from tests.helpers.server import next_event, register
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.model.record import Record
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientUpdated, NotificationReceived, ObservationEnded
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
@@ -78,7 +79,7 @@ class Nat:
 
 
 async def test_observation_follows_an_update_from_a_new_address() -> None:
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         device = Thermometer()
         nat = await Nat(("127.0.0.1", server.port)).start()
@@ -128,12 +129,12 @@ async def _ended(server: LwM2MServer, events: Any, observation: Any, reason: str
     with pytest.raises(StopAsyncIteration):
         await observation.next(timeout=5)
     assert server.observations() == []
-    assert server._observed == {}  # the index by endpoint lets go of it too
+    assert server.observation_manager._by_endpoint == {}  # the index by endpoint lets go of it too
     assert await server.store.observations.for_endpoint(observation.endpoint) == []
 
 
 async def test_a_new_register_ends_the_live_observations() -> None:
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         device = Thermometer()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
@@ -155,7 +156,7 @@ async def test_a_new_register_ends_the_live_observations() -> None:
 
 
 async def test_a_deregister_ends_the_live_observations() -> None:
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         events = server.events()
         async with open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client:
             observation, created = await _observed(server, client, "leaving")
@@ -168,7 +169,7 @@ async def test_a_deregister_ends_the_live_observations() -> None:
 
 
 async def test_an_expiry_ends_the_live_observations() -> None:
-    async with LwM2MServer(port=0, expiry_interval=0.05) as server:
+    async with LwM2MServer(ServerConfig(port=0, expiry_interval=0.05)) as server:
         events = server.events()
         async with open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client:
             observation, _ = await _observed(server, client, "fading", lt=1)

@@ -16,6 +16,7 @@ from tests.helpers.server import Device, register
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import DtlsHandshakeError
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import CoapDtlsEndpoint, DtlsClientConfig, open_dtls_endpoint
@@ -26,7 +27,7 @@ KEY_2 = bytes(range(100, 116))
 
 @pytest.fixture
 async def server() -> AsyncIterator[LwM2MServer]:
-    async with LwM2MServer(port=0, coaps_port=0) as s:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s:
         await s.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         await s.security.put(SecurityInfo("dev-2", "dev-2-id", KEY_2))
         yield s
@@ -117,7 +118,7 @@ async def test_keys_written_by_another_process_work_from_the_next_handshake(tmp_
     from lwm2m.storage.sqlite import SqliteStore
 
     with SqliteStore(tmp_path / "lwm2m.db") as store:
-        async with LwM2MServer(port=0, coaps_port=0, store=store) as server:
+        async with LwM2MServer(ServerConfig(port=0, coaps_port=0), store) as server:
             with SqliteStore(tmp_path / "lwm2m.db") as other:  # e.g. `lwm2m security add`
                 await other.security.put(SecurityInfo("late-1", "late-1-id", KEY))
             endpoint: CoapDtlsEndpoint
@@ -131,7 +132,9 @@ async def test_keys_written_by_another_process_work_from_the_next_handshake(tmp_
 
 async def test_x509_registration_needs_the_endpoint_as_common_name() -> None:
     pki = make_pki()
-    async with LwM2MServer(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server")) as server:
+    async with LwM2MServer(
+        ServerConfig(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server"))
+    ) as server:
         await server.security.put(SecurityInfo("sensor-7", x509=True))
         await server.security.put(SecurityInfo("sensor-8", x509=True))
         async with open_dtls_endpoint(client=DtlsClientConfig(certificate=pki.issue("sensor-7"))) as client:

@@ -16,6 +16,7 @@ from tests.helpers.pki import KEY, OTHER_KEY, make_pki
 from lwm2m.client import LwM2MClient
 from lwm2m.client.core.security import SecurityMode
 from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
@@ -23,7 +24,7 @@ from lwm2m.transport.dtls import PskCredentials
 
 
 async def test_psk_client_registers_is_read_and_deregisters() -> None:
-    async with LwM2MServer(port=0, coaps_port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("dtls-1", "dtls-1-id", KEY))
         events = server.events()
         assert server.coaps_uri is not None
@@ -42,7 +43,9 @@ async def test_psk_client_registers_is_read_and_deregisters() -> None:
 
 async def test_certificate_client_registers() -> None:
     pki = make_pki()
-    async with LwM2MServer(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server")) as server:
+    async with LwM2MServer(
+        ServerConfig(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server"))
+    ) as server:
         await server.security.put(SecurityInfo("cert-1", x509=True))
         events = server.events()
         assert server.coaps_uri is not None
@@ -53,7 +56,7 @@ async def test_certificate_client_registers() -> None:
 
 
 async def test_a_wrong_key_never_registers_and_the_client_keeps_trying() -> None:
-    async with LwM2MServer(port=0, coaps_port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("dtls-2", "dtls-2-id", KEY))
         assert server.dtls is not None and server.coaps_uri is not None
         client = LwM2MClient(
@@ -74,7 +77,7 @@ def test_coaps_needs_credentials_and_coap_takes_none() -> None:
 
 
 async def test_lwm2m_client_command_over_dtls(tmp_path: Path) -> None:
-    async with LwM2MServer(port=0, coaps_port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("cli-dtls", "cli-dtls-id", KEY))
         events = server.events()
         proc = await asyncio.create_subprocess_exec(

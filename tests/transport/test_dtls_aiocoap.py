@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
 
@@ -28,7 +29,7 @@ OTHER_KEY = b"other-key-16bytes"
 
 @pytest.fixture
 async def server() -> AsyncIterator[LwM2MServer]:
-    async with LwM2MServer(port=0, coaps_port=0) as s:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s:
         await s.security.put(SecurityInfo("tiny-1", "tiny-1-id", KEY))
         await s.security.put(SecurityInfo("tiny-2", "tiny-2-id", OTHER_KEY))
         yield s

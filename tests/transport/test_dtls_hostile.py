@@ -16,6 +16,7 @@ from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, psk_client, server_layer
 
 from lwm2m.client import LwM2MClient
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
@@ -101,7 +102,7 @@ def test_client_hellos_without_a_valid_cookie_keep_no_state() -> None:
 
 async def test_a_flood_of_client_hellos_and_garbage_while_a_device_registers() -> None:
     hello = client_hello()
-    async with LwM2MServer(port=0, coaps_port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("steady", "steady-id", KEY))
         assert server.coaps_port and server.dtls is not None and server.coaps_uri
         target = ("127.0.0.1", server.coaps_port)

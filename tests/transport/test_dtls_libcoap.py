@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from tests.helpers.libcoap import run_process
 
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
 
@@ -31,7 +32,7 @@ def coap_client_dtls() -> str:
 
 @pytest.fixture
 async def server() -> AsyncIterator[LwM2MServer]:
-    async with LwM2MServer(port=0, coaps_port=0) as s:
+    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s:
         await s.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         await s.security.put(SecurityInfo("dev-2", "dev-2-id", KEY_2))
         yield s

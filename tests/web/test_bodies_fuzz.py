@@ -23,7 +23,9 @@ from tests.helpers.server import register
 from tests.helpers.web import Gadget
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web import errors
@@ -55,8 +57,8 @@ class Api:
         async def serve() -> None:
             gadget = Gadget()
             async with (
-                LwM2MServer(port=0) as server,
-                BootstrapServer(port=0) as bs,
+                LwM2MServer(ServerConfig(port=0)) as server,
+                BootstrapServer(BootstrapServerConfig(port=0)) as bs,
                 open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
             ):
                 answer = await device.request(register("dev-1"), ("127.0.0.1", server.port))

@@ -10,7 +10,9 @@ import httpx
 from tests.helpers.web import served, sse_events
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import LwM2MClient
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
 from lwm2m.web.bootstrap_api import create_bootstrap_app
@@ -38,7 +40,7 @@ def api_for(app: Any) -> httpx.AsyncClient:
 
 
 async def test_put_get_list_delete_and_keys_never_come_back() -> None:
-    async with BootstrapServer(port=0) as bs, api_for(create_bootstrap_app(bs)) as api:
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, api_for(create_bootstrap_app(bs)) as api:
         created = await api.put("/api/bootstrap/dev-1", json=psk_config())
         assert created.status_code == 201
         assert created.json()["config"]["servers"][0]["security"] == {"mode": "psk", "identity": "dev-1-id"}
@@ -63,7 +65,7 @@ async def test_put_get_list_delete_and_keys_never_come_back() -> None:
 
 
 async def test_bad_configurations_are_400_with_the_reason() -> None:
-    async with BootstrapServer(port=0) as bs, api_for(create_bootstrap_app(bs)) as api:
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs, api_for(create_bootstrap_app(bs)) as api:
         cases = [
             ({"servers": []}, "without a server account"),
             ({"deletePaths": ["/0"]}, "without a server account"),
@@ -85,8 +87,8 @@ async def test_bad_configurations_are_400_with_the_reason() -> None:
 
 async def test_sessions_with_status_and_time_and_the_events_on_the_stream() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
-        BootstrapServer(port=0) as bs,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
         served(create_app(server, bootstrap=bs)) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as api,
     ):
@@ -115,7 +117,7 @@ async def test_sessions_with_status_and_time_and_the_events_on_the_stream() -> N
 
 async def test_failed_session_is_listed_with_its_reason_and_told_as_an_event() -> None:
     async with (
-        BootstrapServer(port=0) as bs,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
         served(create_bootstrap_app(bs)) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as api,
         api.stream("GET", "/api/events") as stream,
@@ -132,8 +134,8 @@ async def test_failed_session_is_listed_with_its_reason_and_told_as_an_event() -
 
 async def test_with_an_lwm2m_server_the_credentials_are_provisioned() -> None:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
-        BootstrapServer(port=0) as bs,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0)) as bs,
         api_for(create_app(server, bootstrap=bs)) as api,
     ):
         created = await api.put("/api/bootstrap/dev-1", json=psk_config())

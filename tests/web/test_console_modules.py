@@ -19,6 +19,7 @@ import pytest
 from tests.helpers.browser import browser_page
 from tests.helpers.web import served
 
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import CONSOLE_DIR, create_app
 from lwm2m.web.listing import encode_cursor
@@ -125,7 +126,10 @@ def test_the_import_pattern_finds_each_form_of_import() -> None:
 
 @pytest.fixture
 async def base() -> AsyncIterator[str]:
-    async with LwM2MServer("127.0.0.1", 0) as server, served(create_app(server)) as url:
+    async with (
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        served(create_app(server)) as url,
+    ):
         yield url
 
 

@@ -8,6 +8,7 @@ import pytest
 from tests.helpers.web import client_for, running, served
 
 from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.web.app import create_app
@@ -57,7 +58,7 @@ async def test_a_cross_site_execute_never_reaches_the_device() -> None:
 
 
 async def test_a_cross_site_delete_keeps_the_key() -> None:
-    async with LwM2MServer(port=0) as server, client_for(server) as api:
+    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", b"\x01" * 16))
         for headers in ({"Origin": EVIL}, {"Origin": "null"}, {"Host": "evil.example"}):
             refused = await api.delete("/api/security/clients/dev-1", headers=headers)
@@ -83,7 +84,11 @@ async def test_a_cross_site_delete_keeps_the_key() -> None:
     ],
 )
 async def test_a_foreign_host_gets_421(host: str) -> None:
-    async with LwM2MServer(port=0) as server, served(create_app(server)) as base, httpx.AsyncClient() as http:
+    async with (
+        LwM2MServer(ServerConfig(port=0)) as server,
+        served(create_app(server)) as base,
+        httpx.AsyncClient() as http,
+    ):
         for path in ("/api/clients", "/", "/console/console.js", "/api/openapi.json"):
             answer = await http.get(base + path, headers={"Host": host})
             assert answer.status_code == 421, (path, answer.text)
@@ -92,7 +97,7 @@ async def test_a_foreign_host_gets_421(host: str) -> None:
 
 async def test_hosts_of_a_loopback_api() -> None:
     async with (
-        LwM2MServer(port=0) as server,
+        LwM2MServer(ServerConfig(port=0)) as server,
         served(create_app(server, bind_host="127.0.0.1", allowed_hosts=["lwm2m.lan"])) as base,
         httpx.AsyncClient() as http,
     ):
@@ -129,7 +134,7 @@ async def test_a_wildcard_bind_takes_any_address_literal_but_no_name() -> None:
 
 
 async def test_no_cors_headers_unless_an_origin_is_given() -> None:
-    async with LwM2MServer(port=0) as server, client_for(server) as api:
+    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
         plain = await api.get("/api/clients")
         assert not any(k.lower().startswith("access-control") for k in plain.headers)
         preflight = await api.options(
@@ -185,11 +190,12 @@ def test_host_and_origin_parsing() -> None:
 
 
 async def test_the_bootstrap_api_on_its_own_has_the_guard_too() -> None:
+    from lwm2m.bootstrap.config import BootstrapServerConfig
     from lwm2m.bootstrap.server import BootstrapServer
     from lwm2m.web.bootstrap_api import create_bootstrap_app
 
     config = {"servers": [{"uri": "coap://127.0.0.1:5683", "shortServerId": 101}]}
-    async with BootstrapServer(port=0) as bs:
+    async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         app = create_bootstrap_app(bs)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
             url = "/api/bootstrap/dev-1"

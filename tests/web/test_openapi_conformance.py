@@ -22,12 +22,14 @@ from typing import Any
 import pytest
 
 from lwm2m.bootstrap import BootstrapServer
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.cli.server_cmd import http_server, start_http
 from lwm2m.client import LwM2MClient
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
 from lwm2m.web.openapi import openapi_document
@@ -42,8 +44,10 @@ MODELS = load_catalogue()
 @pytest.fixture
 async def live() -> AsyncIterator[str]:
     async with (
-        LwM2MServer("127.0.0.1", 0) as server,
-        BootstrapServer("127.0.0.1", 0, store=server.store, models=server.models) as bootstrap,
+        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        BootstrapServer(
+            BootstrapServerConfig(host="127.0.0.1", port=0), server.store, models=server.models
+        ) as bootstrap,
     ):
         http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)

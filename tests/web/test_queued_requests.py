@@ -16,6 +16,7 @@ from tests.helpers.web import Gadget, client_for, served, sse_events
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import TableFull
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientSleeping
 from lwm2m.server.server import LwM2MServer
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
@@ -51,7 +52,7 @@ async def outcome(api: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
 async def test_a_read_of_a_sleeping_client_is_queued_and_reported() -> None:
     gadget = Gadget()
     async with (
-        LwM2MServer(port=0, awake_time=0.2) as server,
+        LwM2MServer(ServerConfig(port=0, awake_time=0.2)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
         served(create_app(server)) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as api,
@@ -90,7 +91,7 @@ async def test_a_read_of_a_sleeping_client_is_queued_and_reported() -> None:
 
 async def test_a_queued_request_that_expires_fails_with_504() -> None:
     async with (
-        LwM2MServer(port=0, awake_time=0.1, queue_timeout=0.3) as server,
+        LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=0.3)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -105,7 +106,7 @@ async def test_a_queued_request_that_expires_fails_with_504() -> None:
 
 async def test_a_request_queued_for_a_client_that_expires_fails_at_once() -> None:
     async with (
-        LwM2MServer(port=0, awake_time=0.1, queue_timeout=30, expiry_interval=0.05) as server,
+        LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=30, expiry_interval=0.05)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -124,7 +125,7 @@ async def test_a_request_queued_for_a_client_that_expires_fails_at_once() -> Non
 
 async def test_wait_true_holds_the_call_until_the_client_wakes() -> None:
     async with (
-        LwM2MServer(port=0, awake_time=0.1, queue_timeout=5) as server,
+        LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=5)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -139,7 +140,7 @@ async def test_wait_true_holds_the_call_until_the_client_wakes() -> None:
 
 async def test_a_bad_request_for_a_sleeping_client_is_refused_at_once() -> None:
     async with (
-        LwM2MServer(port=0, awake_time=0.1) as server,
+        LwM2MServer(ServerConfig(port=0, awake_time=0.1)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -157,7 +158,7 @@ async def test_a_bad_request_for_a_sleeping_client_is_refused_at_once() -> None:
 async def test_a_queued_observe_is_kept_and_cancelled_like_any() -> None:
     gadget = Gadget()
     async with (
-        LwM2MServer(port=0, awake_time=0.2) as server,
+        LwM2MServer(ServerConfig(port=0, awake_time=0.2)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
         client_for(server) as api,
     ):

@@ -8,6 +8,7 @@ from tests.helpers.unmodelled import VENDOR, vendor_device
 from tests.helpers.web import client_for
 
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 
 
@@ -72,7 +73,7 @@ async def test_bad_types_are_400_with_the_reason() -> None:
 
 
 async def test_an_unknown_model_says_how_to_add_one() -> None:
-    async with LwM2MServer(port=0) as server, client_for(server) as api:
+    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
         missing = await api.get(f"/api/models/{VENDOR}")
         assert missing.status_code == 404
         text = missing.json()["error"]

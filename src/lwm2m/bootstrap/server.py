@@ -2,7 +2,7 @@
 
 ::
 
-    async with BootstrapServer(port=0, store=MemoryStore.create()) as bs:
+    async with BootstrapServer(BootstrapServerConfig(port=0), MemoryStore.create()) as bs:
         await bs.set_config("dev-1", BootstrapConfig.from_json({...}))
         async for event in bs.events():
             if isinstance(event, BootstrapFinished):
@@ -36,6 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import Any
 
+from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
     BootstrapFailed,
@@ -78,16 +79,13 @@ from lwm2m.protocol.bootstrap import (
 )
 from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig, DeviceLayout
 from lwm2m.protocol.management import Response
-from lwm2m.storage.memory import MemoryBootstrapConfigStore
+from lwm2m.storage.base import BootstrapConfigStore, SecurityStore, Store
+from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 5685  # LwM2M-TS-Transport 1.2 §6: the bootstrap server's CoAP port
-REQUEST_TIMEOUT = 30.0  # seconds for one answer, retransmissions included
-SESSION_TIMEOUT = 120.0  # seconds for a whole session
-HISTORY = 200  # ended sessions kept for sessions()
 LAYOUTS = 10_000  # device layouts remembered for Bootstrap-Packs, the least recently used dropped
 
 
@@ -127,9 +125,9 @@ PSK_REFRESH = 10.0  # seconds a loaded key is trusted without looking at the sto
 class BootstrapServer:
     """The bootstrap server on one UDP port, and on a DTLS one with ``coaps_port``.
 
-    ``store`` is a :class:`~lwm2m.storage.base.BootstrapConfigStore`, or a store
-    bundle that has one as ``bootstrap_configs`` (``MemoryStore``, ``SqliteStore``);
-    by default configurations live in memory.
+    ``config`` sets it up (:class:`~lwm2m.bootstrap.config.BootstrapServerConfig`); the
+    configurations live in ``store``'s ``bootstrap_configs`` (a :class:`~lwm2m.storage.base.Store`;
+    by default in memory).
 
     ``security`` is the bootstrap server's own security store (a
     :class:`~lwm2m.storage.base.SecurityStore`): the PSK each endpoint bootstraps with
@@ -141,36 +139,31 @@ class BootstrapServer:
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
+        config: BootstrapServerConfig | None = None,
+        store: Store | None = None,
         *,
-        store: Any = None,
+        security: SecurityStore | None = None,
         models: ObjectRegistry | None = None,
-        request_timeout: float = REQUEST_TIMEOUT,
-        session_timeout: float = SESSION_TIMEOUT,
-        history: int = HISTORY,
-        coaps_port: int | None = None,
-        security: Any = None,
-        certificate: Any = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.coaps_port = coaps_port
+        config = config if config is not None else BootstrapServerConfig()
+        self.config = config
+        self.host = config.host
+        self.port = config.port  # the bound one once started
+        self.coaps_port = config.coaps_port
         self.security = security
-        self._certificate = certificate
         self._psk: dict[str, tuple[bytes, str]] = {}  # PSK identity -> (key, endpoint), for handshakes
         self._psk_loaded = 0.0
         self._psk_loading: asyncio.Task[None] | None = None
         self._coaps: Any = None
         if store is None:
-            store = MemoryBootstrapConfigStore()
-        self.configs = getattr(store, "bootstrap_configs", store)
+            store = MemoryStore.create()
+        self.configs: BootstrapConfigStore = store.bootstrap_configs
         self.models = models if models is not None else load_catalogue()
-        self.request_timeout = request_timeout
-        self.session_timeout = session_timeout
+        self.request_timeout = config.request_timeout
+        self.session_timeout = config.session_timeout
         self._subscribers: set[asyncio.Queue[BootstrapEvent]] = set()
         self._running: dict[str, tuple[BootstrapSession, asyncio.Task[None]]] = {}
-        self._ended: deque[BootstrapSession] = deque(maxlen=history)
+        self._ended: deque[BootstrapSession] = deque(maxlen=config.history)
         self._layouts: OrderedDict[str, DeviceLayout] = OrderedDict()
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -191,11 +184,12 @@ class BootstrapServer:
         from lwm2m.transport.dtls.config import DtlsServerConfig
         from lwm2m.transport.dtls.endpoint import open_dtls_endpoint
 
-        if self.security is None and self._certificate is None:
+        if self.security is None and self.config.certificate is None:
             raise ConfigError("coaps_port needs security= (the bootstrap PSKs) or certificate=")
         await self._load_psks()
         config = DtlsServerConfig(
-            psk_lookup=self._psk_for if self.security is not None else None, certificate=self._certificate
+            psk_lookup=self._psk_for if self.security is not None else None,
+            certificate=self.config.certificate,
         )
         self._coaps = await self._stack.enter_async_context(
             open_dtls_endpoint(self.host, port, server=config, handler=self._on_secure_request)
@@ -380,7 +374,7 @@ class BootstrapServer:
             reason = f"no bootstrap configuration for {request.ep!r} and no default one"
             self._refused(request.ep, event.addr, reason)
             return _reply(Code.BAD_REQUEST, reason)
-        fmt = request.pct if request.pct in WRITE_FORMATS else None
+        fmt = ContentFormat(request.pct) if request.pct in WRITE_FORMATS else None
         session = BootstrapSession(secrets.token_hex(6), request.ep, format_addr(event.addr), time.time())
         if request.pct is not None and fmt is None:
             session = dataclasses.replace(

@@ -31,7 +31,8 @@ from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.cli.remote import api_call, store_options
-from lwm2m.cli.server_cmd import http_server, is_loopback, open_store, start_http
+from lwm2m.cli.server_cmd import http_server, is_loopback, open_data, start_http
+from lwm2m.storage.base import SecurityStore, Store
 from lwm2m.transport.eventloop import run
 
 DEFAULT_DATA = ".lwm2m-data"
@@ -43,18 +44,18 @@ async def serve_bootstrap(
     coap_port: int,
     http_host: str,
     http_port: int,
-    store: Any,
+    store: Store,
     token: str | None,
     coaps_port: int | None = None,
-    credentials: Any = None,
+    credentials: SecurityStore | None = None,
 ) -> None:
     from lwm2m.bootstrap import BootstrapServer
+    from lwm2m.bootstrap.config import BootstrapServerConfig
     from lwm2m.web.bootstrap_api import create_bootstrap_app
 
-    dtls = {"coaps_port": coaps_port, "security": credentials}
-    async with BootstrapServer(host, coap_port, store=store, **dtls) as bootstrap:
-        security = getattr(store, "security", None)
-        app = create_bootstrap_app(bootstrap, api_token=token, security=security)
+    config = BootstrapServerConfig(host=host, port=coap_port, coaps_port=coaps_port)
+    async with BootstrapServer(config, store, security=credentials) as bootstrap:
+        app = create_bootstrap_app(bootstrap, api_token=token, security=store.security)
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,9 +111,9 @@ def bootstrap(
         # Anyone who reaches the API can hand out server accounts: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
     try:
-        opened = open_store(data, store)
+        opened = open_data(data, store)
         # The bootstrap server's own credentials, apart from the LwM2M server's in DATA.
-        own = open_store(str(PathLib(data) / "bootstrap"), store) if coaps_port is not None else None
+        own = open_data(str(PathLib(data) / "bootstrap"), store) if coaps_port is not None else None
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     credentials = own.security if own is not None else None
@@ -136,7 +137,7 @@ def bootstrap(
 
 def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
     try:
-        store = open_store(data, None)
+        store = open_data(data, None)
     except Exception as exc:
         fail(f"--data {data}: {exc}")
     try:

@@ -18,7 +18,7 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
-from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_store, start_http
+from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_data, start_http
 from lwm2m.transport.eventloop import run
 
 DEMO_DATA = ".lwm2m-demo"
@@ -34,6 +34,7 @@ async def demo_session(
     rate: float,
     guard: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
+    from lwm2m.server.config import ServerConfig
     from lwm2m.server.server import LwM2MServer
     from lwm2m.simulator.fleet import Fleet, FleetConfig
     from lwm2m.web.app import create_app
@@ -42,7 +43,7 @@ async def demo_session(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with LwM2MServer(host, coap_port, store=store) as server:
+    async with LwM2MServer(ServerConfig(host=host, port=coap_port), store) as server:
         http = http_server(create_app(server, bind_host=host, **(guard or {})), host, http_port)
         task, base = await start_http(http, host, http_port)
         try:
@@ -99,7 +100,7 @@ def demo(
     if profile not in PROFILES:
         fail(f"--profile {profile!r}: expected one of {', '.join(sorted(PROFILES))}")
     try:
-        store = open_store(data, None)
+        store = open_data(data, None)
     except Exception as exc:
         fail(f"--data {data}: {exc}")
     try:

@@ -34,10 +34,10 @@ GENERATED_KEY_BYTES = 16
 
 
 def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    from lwm2m.cli.server_cmd import open_store
+    from lwm2m.cli.server_cmd import open_data
 
     try:
-        store = open_store(data, None)
+        store = open_data(data, None)
     except Exception as exc:
         fail(f"--data {data}: {exc}")
     try:

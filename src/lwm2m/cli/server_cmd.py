@@ -10,17 +10,21 @@ import math
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
-from lwm2m.errors import DDFError
+from lwm2m.errors import ConfigError, DDFError
 from lwm2m.model.catalogue import build_registry
+from lwm2m.storage import Store, open_store
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.transport.eventloop import run
+
+if TYPE_CHECKING:
+    from lwm2m.server.config import ServerConfig
 
 # The cyclic garbage collector's thresholds for a long-running server: see tune_gc.
 GC_THRESHOLDS = (20_000, 10, 10)
@@ -62,19 +66,21 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve anywhere
 
 
-def open_store(data: str, store: str | None, *, history_records: int | None = None) -> Any:
-    """The store of ``--data``/``--store``; ``history_records`` values kept per device in the
-    history (None: the store's default)."""
-    retention = None if history_records is None else HistoryRetention(max_records=history_records)
-    if store == "memory":
-        from lwm2m.storage.memory import MemoryStore
-
-        return MemoryStore.create(history_retention=retention)
-    from lwm2m.storage.sqlite import SqliteStore
-
+def store_url(data: str, kind: str | None) -> str:
+    """The store URL of ``--data``/``--store``: ``memory://``, or the SQLite file ``lwm2m.db`` in
+    the folder ``data`` (created if missing)."""
+    if kind == "memory":
+        return "memory://"
     folder = Path(data)
     folder.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(folder / "lwm2m.db", history_retention=retention)
+    return f"sqlite://{(folder / 'lwm2m.db').absolute()}"
+
+
+def open_data(data: str, kind: str | None, *, history_records: int | None = None) -> Store:
+    """The store of ``--data``/``--store`` (``lwm2m.storage.open_store``); ``history_records``
+    values kept per device in the history (None: the store's default)."""
+    retention = None if history_records is None else HistoryRetention(max_records=history_records)
+    return open_store(store_url(data, kind), history_retention=retention)
 
 
 def http_server(app: Any, host: str, port: int) -> Any:
@@ -109,16 +115,14 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
 
 
 def state_limits(exchange_lifetime: float | None, handshake_lifetime: float | None) -> dict[str, Any]:
-    """``LwM2MServer`` options from ``--exchange-lifetime`` and ``--dtls-handshake-lifetime``."""
+    """``ServerConfig`` fields from ``--exchange-lifetime`` and ``--dtls-handshake-lifetime``."""
     options: dict[str, Any] = {}
     if exchange_lifetime is not None:
         from lwm2m.coap.config import EndpointConfig
 
         default = EndpointConfig()
         non_lifetime = min(default.non_lifetime or exchange_lifetime, exchange_lifetime)
-        options["coap_config"] = EndpointConfig(
-            exchange_lifetime=exchange_lifetime, non_lifetime=non_lifetime
-        )
+        options["coap"] = EndpointConfig(exchange_lifetime=exchange_lifetime, non_lifetime=non_lifetime)
     if handshake_lifetime is not None:
         from lwm2m.transport.dtls.config import SessionLimits
 
@@ -130,14 +134,17 @@ def state_limits(exchange_lifetime: float | None, handshake_lifetime: float | No
 
 
 @contextlib.asynccontextmanager
-async def bootstrap_beside(host: str, port: int | None, store: Any, models: Any) -> AsyncIterator[Any]:
+async def bootstrap_beside(host: str, port: int | None, store: Store, models: Any) -> AsyncIterator[Any]:
     """A bootstrap server on ``port`` sharing the LwM2M server's store (None: no bootstrap server)."""
     if port is None:
         yield None
         return
     from lwm2m.bootstrap import BootstrapServer
+    from lwm2m.bootstrap.config import BootstrapServerConfig
 
-    async with BootstrapServer(host, port, store=store, models=models) as bootstrap:
+    async with BootstrapServer(
+        BootstrapServerConfig(host=host, port=port), store, models=models
+    ) as bootstrap:
         yield bootstrap
 
 
@@ -163,7 +170,7 @@ async def start_http(http: Any, host: str, port: int) -> tuple[asyncio.Task[None
 
 def registration_options(command: Any) -> Any:
     """The options bounding what clients may register (``RegistrationLimits``) and who may use
-    plain CoAP; ``registration_config`` turns them into the server's keyword arguments."""
+    plain CoAP; ``registration_config`` turns them into ``ServerConfig`` fields."""
     from lwm2m.server.registrar import RegistrationLimits
 
     d = RegistrationLimits()
@@ -231,7 +238,7 @@ def registration_options(command: Any) -> Any:
 
 
 def registration_config(options: dict[str, Any]) -> dict[str, Any]:
-    """``LwM2MServer`` keyword arguments from the values of ``registration_options``."""
+    """``ServerConfig`` fields from the values of ``registration_options``."""
     from lwm2m.server.registrar import RegistrationLimits
 
     rate = options["registration_rate"]
@@ -283,34 +290,22 @@ def check_guard_options(allowed_hosts: tuple[str, ...], cors_origins: tuple[str,
 
 
 async def serve(
-    host: str,
-    coap_port: int,
+    config: ServerConfig,
     http_host: str,
     http_port: int,
-    store: Any,
+    store: Store,
     models: Any,
     token: str | None,
-    coaps_port: int | None = None,
-    certificate: Any = None,
     bootstrap_port: int | None = None,
-    awake_time: float = DEFAULT_AWAKE_TIME,
-    registration: dict[str, Any] | None = None,
     allowed_hosts: tuple[str, ...] = (),
     cors_origins: tuple[str, ...] = (),
-    limits: dict[str, Any] | None = None,
 ) -> None:
     from lwm2m.server.server import LwM2MServer
     from lwm2m.web.app import create_app
 
-    server_options: dict[str, Any] = {
-        "coaps_port": coaps_port,
-        "certificate": certificate,
-        "awake_time": awake_time,
-        **(registration or {}),
-        **(limits or {}),
-    }
+    host = config.host
     async with (
-        LwM2MServer(host, coap_port, store=store, models=models, **server_options) as server,
+        LwM2MServer(config, store, models=models) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
     ):
         guard = {"bind_host": http_host, "allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
@@ -424,22 +419,35 @@ def server(
         models = build_registry(model_dirs)
     except (DDFError, OSError) as exc:
         fail(f"--models: {exc}")
-    certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
-    registration = registration_config(limits)
+    from lwm2m.server.config import ServerConfig
+
     try:
-        opened = open_store(data, store, history_records=history_records)
+        config = ServerConfig(
+            host=host,
+            port=coap_port,
+            coaps_port=coaps_port,
+            certificate=dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca),
+            awake_time=awake_time,
+            **registration_config(limits),
+            **state_limits(exchange_lifetime, dtls_handshake_lifetime),
+        )
+    except ConfigError as exc:
+        fail(str(exc))
+    try:
+        opened = open_data(data, store, history_records=history_records)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
-        served = (host, coap_port, http_host, http_port, opened, models, api_token, coaps_port, certificate)
         guard = {"allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
         run(
             serve(
-                *served,
+                config,
+                http_host,
+                http_port,
+                opened,
+                models,
+                api_token,
                 bootstrap_port=bootstrap_port,
-                awake_time=awake_time,
-                registration=registration,
-                limits=state_limits(exchange_lifetime, dtls_handshake_lifetime),
                 **guard,
             )
         )

@@ -341,10 +341,10 @@ def _provisioner(fleet: Fleet, api: str | None, token: str | None, data: str) ->
 
 
 def _open(folder: str) -> Any:
-    from lwm2m.cli.server_cmd import open_store
+    from lwm2m.cli.server_cmd import open_data
 
     try:
-        return open_store(folder, None)
+        return open_data(folder, None)
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {folder}: {exc}")
 

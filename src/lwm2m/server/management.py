@@ -1,19 +1,24 @@
-"""Device management (LwM2M-TS-Core 1.2 §6.3): the typed operations of :class:`LwM2MServer`.
+"""Device management (LwM2M-TS-Core 1.2 §6.3): the typed operations the server holds a part for.
 
-A mixin, as ``ServerSide``/``ClientSide`` are for the CoAP endpoint: each operation
-builds its request (``lwm2m.protocol.management``) and hands it to the server's
-``send``, which waits for a sleeping client, picks the socket and decodes the answer.
+Each operation builds its request (``lwm2m.protocol.management``) and hands it to
+:meth:`DeviceManagement.send`, which waits for a sleeping client (queue mode, §6.5),
+puts the request under the client's root path, picks the socket the client is
+reached on and decodes the answer. The part owns none of the registrations: it
+looks them up through the server and reaches clients through the server's sockets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import OptionNumber
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import AttributeChange
 from lwm2m.protocol.management import (
     CreateRequest,
@@ -27,9 +32,11 @@ from lwm2m.protocol.management import (
     WriteAttributesRequest,
     WriteCompositeRequest,
     WriteRequest,
+    decode_response,
     path_list_format,
 )
 from lwm2m.protocol.registration import Registration
+from lwm2m.server.presence import Presence
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -63,25 +70,99 @@ def read_format(registration: Registration) -> ContentFormat | None:
     return request_format(registration)
 
 
+class Channel(Protocol):
+    """What device management needs of a socket: a request and its answer (``CoapUdpEndpoint``)."""
+
+    async def request(self, message: Message, addr: Any, *, timeout: float | None = None) -> Message: ...
+
+
+def rooted(registration: Registration, message: Message) -> Message:
+    """The request under the client's alternate root path, if it has one (§6.2.1)."""
+    if registration.root_path in ("", "/"):
+        return message
+    root = [s for s in registration.root_path.split("/") if s]
+    return Message.build(
+        message.type,
+        message.code,
+        uri_path=[*root, *message.uri_path],
+        options=[o for o in message.options if o[0] != OptionNumber.URI_PATH],
+        payload=message.payload,
+    )
+
+
 class DeviceManagement:
-    """Read, Discover, Write, Execute, Create, Delete, Write-Attributes and the composite operations."""
+    """Read, Discover, Write, Execute, Create, Delete, Write-Attributes and the composite operations.
 
-    if TYPE_CHECKING:
+    ``lookup`` answers the endpoint's registration (or raises when it has none), ``peers`` the
+    address each endpoint's last Register/Update came from, ``channel`` the socket it is reached
+    on; ``presence`` tells whether a queue-mode client is awake, and ``queue_timeout`` is how
+    long a request waits for one to wake (None: as long as it takes).
+    """
 
-        async def registration(self, endpoint: str) -> Registration: ...
+    def __init__(
+        self,
+        lookup: Callable[[str], Awaitable[Registration]],
+        *,
+        models: ObjectRegistry,
+        presence: Presence,
+        peers: Mapping[str, Any],
+        channel: Callable[[str], Channel],
+        queue_timeout: float | None,
+    ) -> None:
+        self._lookup = lookup
+        self._models = models
+        self._presence = presence
+        self._peers = peers
+        self._channel = channel
+        self.queue_timeout = queue_timeout
 
-        async def send(self, endpoint: str, request: Request, *, timeout: float | None = ...) -> Response: ...
+    # --- sending ----------------------------------------------------------------------------
 
-    def _format(self, registration: Registration, fmt: int | str | None) -> ContentFormat:
+    async def send(
+        self,
+        endpoint: str,
+        request: Request,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        token: bytes = b"",
+    ) -> Response:
+        """Send ``request`` to the client and decode its answer; ``token``, when given, is the
+        request's CoAP token (an active Observe cancel reuses the observation's, RFC 7641 §3.6)."""
+        registration = await self.reachable(endpoint)
+        message = rooted(registration, request.to_message(self._models))
+        if token:
+            message = message.replace(token=token)
+        addr = self._peers.get(endpoint, registration.address)
+        answer = await self._channel(endpoint).request(message, addr, timeout=timeout)
+        return decode_response(request, answer, self._models)
+
+    async def reachable(self, endpoint: str) -> Registration:
+        """The client's registration once it can be reached: a sleeping queue-mode client is
+        waited for (LwM2M-TS-Core 1.2 §6.5), then looked up again, since it may have registered
+        anew, moved (its Update came from a new address) or left meanwhile."""
+        registration = await self._lookup(endpoint)
+        if registration.queue_mode and not self._presence.is_awake(endpoint):
+            await self._presence.wait_awake(endpoint, self.queue_timeout)
+            registration = await self._lookup(endpoint)
+        return registration
+
+    # --- formats ----------------------------------------------------------------------------
+
+    @staticmethod
+    def format_for(registration: Registration, fmt: int | str | None) -> ContentFormat:
+        """The Content-Format of a request body: ``fmt`` when asked for, else :func:`request_format`."""
         if fmt is None:
             return request_format(registration)
         return get_codec(fmt).content_format
 
-    def _accept(self, registration: Registration, fmt: int | str | None) -> ContentFormat | None:
+    @staticmethod
+    def accept_for(registration: Registration, fmt: int | str | None) -> ContentFormat | None:
         """The Accept of a Read or Observe: ``fmt`` when asked for, else :func:`read_format`."""
         if fmt is None:
             return read_format(registration)
         return get_codec(fmt).content_format
+
+    # --- operations -------------------------------------------------------------------------
 
     async def read(
         self,
@@ -91,7 +172,7 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self._accept(await self.registration(endpoint), format)
+        fmt = self.accept_for(await self._lookup(endpoint), format)
         return await self.send(endpoint, ReadRequest(Path.parse(path), fmt), timeout=timeout)
 
     async def discover(
@@ -109,7 +190,7 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self._format(await self.registration(endpoint), format)
+        fmt = self.format_for(await self._lookup(endpoint), format)
         request = WriteRequest(Path.parse(path), tuple(records), fmt, replace=replace)
         return await self.send(endpoint, request, timeout=timeout)
 
@@ -127,7 +208,7 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self._format(await self.registration(endpoint), format)
+        fmt = self.format_for(await self._lookup(endpoint), format)
         return await self.send(
             endpoint, CreateRequest(Path.parse(path), tuple(records), fmt), timeout=timeout
         )
@@ -158,7 +239,7 @@ class DeviceManagement:
     ) -> Response:
         fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
         # The format asked for is the answer's (Accept); the path list goes in SenML (§6.3.2).
-        body = path_list_format(fmt, (await self.registration(endpoint)).content_formats)
+        body = path_list_format(fmt, (await self._lookup(endpoint)).content_formats)
         request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt)
         return await self.send(endpoint, request, timeout=timeout)
 

@@ -1,22 +1,41 @@
 """Observations held by the server (LwM2M-TS-Core 1.2 §6.4): each notification is
 decoded, kept in the history store, sent out as an event, and handed to whoever
-iterates the observation."""
+iterates the observation.
+
+:class:`ObservationManager` is the server's part that starts them, indexes the running
+ones by token and by endpoint, resumes the stored ones after a restart, ends them with
+their registration and follows a client that moved; :class:`ServerObservation` is one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Protocol
 
+from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import as_code
+from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import ResponseError
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.protocol.management import ObserveRequest, ReadCompositeRequest, Response, ResponseDecoder
+from lwm2m.protocol.management import (
+    ObserveRequest,
+    ReadCompositeRequest,
+    Request,
+    Response,
+    ResponseDecoder,
+    decode_response,
+    path_list_format,
+)
+from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
+from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
+from lwm2m.transport.address import normalize
 from lwm2m.transport.udp import Observation as CoapObservation
 
 _END = object()
@@ -81,8 +100,7 @@ class ServerObservation:
         reason = "ended by the client"
         endpoint, token, paths = self.endpoint, self.token, self.record.paths
         decode = self._decode
-        history = self._history
-        add = getattr(history, "add", None)  # a store without it gets append(), awaited
+        add = self._history.add
         added = self._history_added
         listeners = self._listeners
         emit = self._emit
@@ -100,12 +118,9 @@ class ServerObservation:
                     reason = f"undecodable notification: {exc}"
                     break
                 if records:
-                    if add is not None:
-                        add(endpoint, records, received_at=time.time())
-                        if added is not None:
-                            added()
-                    else:
-                        await history.append(endpoint, records, received_at=time.time())
+                    add(endpoint, records, received_at=time.time())
+                    if added is not None:
+                        added()
                 if listeners is None or listeners:
                     emit(NotificationReceived(endpoint, token, paths, records))
                 if backlog.waited_on:
@@ -179,3 +194,209 @@ class ServerObservation:
         resumes the observation: the client still holds it (RFC 7641 §3.6 needs a cancel)."""
         self._keep_record = True
         await self.cancel()
+
+
+def address_of(registration: Registration) -> Any:
+    """The registration's address in the form the transport reports senders."""
+    return normalize(registration.address) or registration.address
+
+
+def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest:
+    """The Observe (or Observe-Composite, §6.4.4) a stored observation was made with."""
+    fmt: ContentFormat | None = None
+    if record.content_format is not None:
+        with contextlib.suppress(ValueError):
+            fmt = ContentFormat(record.content_format)
+    if record.composite:
+        return ReadCompositeRequest(record.paths, path_list_format(fmt), fmt, observe=0)
+    return ObserveRequest(record.path, fmt)
+
+
+class Relations(Protocol):
+    """What the observation manager needs of a socket: its observe relations (``CoapUdpEndpoint``)."""
+
+    def observe(self, message: Message, addr: Any) -> CoapObservation: ...
+
+    def resume_observation(
+        self, addr: Any, token: bytes, request: Message | None = None
+    ) -> CoapObservation: ...
+
+    def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool: ...
+
+
+class ObservationManager:
+    """The server's running observations, by token and by endpoint, and their life cycle.
+
+    ``management`` reaches the clients (it waits for a sleeping one and cancels actively),
+    ``relations`` answers the socket an endpoint is reached on, ``peers`` the address its
+    last Register/Update came from. Each observation stores its record in ``observations``,
+    its notifications in ``history`` (then calls ``history_added``) and sends its events to
+    ``emit``; ``listeners`` is the live collection of event subscribers.
+    """
+
+    def __init__(
+        self,
+        management: DeviceManagement,
+        *,
+        models: ObjectRegistry,
+        observations: ObservationStore,
+        history: HistoryStore,
+        emit: Callable[[ServerEvent], None],
+        relations: Callable[[str], Relations],
+        peers: Mapping[str, Any],
+        listeners: Collection[object] | None = None,
+        history_added: Callable[[], None] | None = None,
+    ) -> None:
+        self._management = management
+        self._models = models
+        self._store = observations
+        self._history = history
+        self._emit = emit
+        self._relations = relations
+        self._peers = peers
+        self._listeners = listeners
+        self._history_added = history_added
+        self._running: dict[bytes, ServerObservation] = {}  # by token, until they end
+        # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
+        self._by_endpoint: dict[str, dict[bytes, ServerObservation]] = {}
+
+    def running(self) -> list[ServerObservation]:
+        """The observations running now: started here or resumed."""
+        return list(self._running.values())
+
+    def of(self, endpoint: str) -> list[ServerObservation]:
+        """The endpoint's running observations."""
+        return list(self._by_endpoint.get(endpoint, {}).values())
+
+    async def start(
+        self, endpoint: str, request: ObserveRequest | ReadCompositeRequest, timeout: float | None
+    ) -> ServerObservation | Response:
+        """Send the Observe (or Observe-Composite) and keep the observation the client starts;
+        the client's answer instead when it starts none (an error, or no Observe option)."""
+        registration = await self._management.reachable(endpoint)
+        message = rooted(registration, request.to_message(self._models))
+        addr = self._peers.get(endpoint, registration.address)
+        relation = self._relations(endpoint).observe(message, addr)
+        try:
+            first = await relation.next(timeout)
+            response = decode_response(request, first, self._models)
+        except BaseException:
+            relation.cancel()
+            raise
+        if not response.success or first.observe is None:
+            relation.cancel()
+            return response
+        if isinstance(request, ReadCompositeRequest):
+            paths, composite = request.paths, True
+        else:
+            paths, composite = (request.path,), False
+        record = Observation(
+            relation.token,
+            endpoint,
+            registration.registration_id,
+            paths,
+            composite=composite,
+            content_format=response.content_format,
+            created_at=time.time(),
+        )
+        await self._store.add(record)
+        return self._track(record, request, response, relation, normalize(addr) or addr)
+
+    def _track(
+        self,
+        record: Observation,
+        request: ObserveRequest | ReadCompositeRequest,
+        response: Response | None,
+        relation: CoapObservation,
+        address: Any,
+    ) -> ServerObservation:
+        observation = ServerObservation(
+            record,
+            request,
+            response,
+            relation,
+            models=self._models,
+            observations=self._store,
+            history=self._history,
+            emit=self._emit,
+            cancel_actively=self._cancel,
+            address=address,
+            listeners=self._listeners,
+            history_added=self._history_added,
+        )
+        token = record.token
+        self._running[token] = observation
+        self._by_endpoint.setdefault(record.endpoint, {})[token] = observation
+
+        def ended(_: object) -> None:
+            if self._running.get(token) is observation:
+                del self._running[token]
+            mine = self._by_endpoint.get(record.endpoint)
+            if mine is not None and mine.get(token) is observation:
+                del mine[token]
+                if not mine:
+                    del self._by_endpoint[record.endpoint]
+
+        observation._pump.add_done_callback(ended)
+        return observation
+
+    async def resume(self, registrations: Mapping[str, Registration]) -> None:
+        """Take up the observations stored before a restart. The clients still hold them
+        (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
+        sent to the same token, are decoded and delivered again instead of rejected with RST.
+        A record whose registration is gone is dropped."""
+        for record in await self._store.all():
+            registration = registrations.get(record.endpoint)
+            if registration is None or registration.registration_id != record.registration_id:
+                await self._store.remove(record.token)  # its registration is gone
+                continue
+            request = stored_request(record)
+            message = rooted(registration, request.to_message(self._models))
+            addr = address_of(registration)
+            try:
+                relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
+            except ValueError:
+                continue  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
+            self._track(record, request, None, relation, addr)
+
+    async def _cancel(self, observation: ServerObservation) -> None:
+        """Active cancel: the registration again with Observe 1 and the observation's token,
+        which is how the client finds the relation to drop (RFC 7641 §3.6)."""
+        request = observation.request
+        cancel: Request
+        if isinstance(request, ReadCompositeRequest):
+            cancel = dataclasses.replace(request, observe=1)
+        else:
+            cancel = ObserveRequest(request.path, request.format, cancel=True)
+        await self._management.send(
+            observation.endpoint, cancel, timeout=DEFAULT_TIMEOUT, token=observation.token
+        )
+
+    def end_registration(self, registration: Registration, reason: str) -> None:
+        """End the live observations made under ``registration``: the client dropped them with
+        it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records."""
+        for observation in list(self._by_endpoint.get(registration.endpoint, {}).values()):
+            if observation.record.registration_id == registration.registration_id:
+                observation.end(reason)
+
+    def follow(self, endpoint: str, addr: Any) -> None:
+        """The client sent an Update from ``addr``, a new address (a NAT rebinding,
+        LwM2M-TS-Core 1.2 §6.2.2): its notifications come from there now, so its observations
+        are matched there."""
+        mine = self._by_endpoint.get(endpoint)
+        if not mine:
+            return
+        addr = normalize(addr) or addr
+        relations = self._relations(endpoint)
+        for observation in list(mine.values()):
+            if observation.address == addr:
+                continue
+            if observation.address is not None and relations.move_observation(
+                observation.token, observation.address, addr
+            ):
+                observation.address = addr
+
+    async def close(self) -> None:
+        """Stop delivering; the stored records stay, so that the next start resumes them."""
+        for observation in list(self._running.values()):
+            await observation.close()

@@ -1,6 +1,6 @@
 """``LwM2MServer``: the server role as an asyncio object with an async Python API.
 
-    async with LwM2MServer(port=0) as server:
+    async with LwM2MServer(ServerConfig(port=0)) as server:
         async for event in server.events():
             if isinstance(event, ClientRegistered):
                 response = await server.read(event.registration.endpoint, "/3/0")
@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type, code_str, code_text
+from lwm2m.coap.numbers import Code, Type, code_str, code_text
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
 from lwm2m.errors import CodecError, NotRegistered, ObserveRefused
@@ -34,13 +32,12 @@ from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.management import (
     ObserveRequest,
     ReadCompositeRequest,
-    Request,
     Response,
-    decode_response,
     path_list_format,
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
+from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import (
     EVENT_BACKLOG,
     ClientDeregistered,
@@ -53,17 +50,16 @@ from lwm2m.server.events import (
     ServerEvent,
 )
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
-from lwm2m.server.observation import ServerObservation
-from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
-from lwm2m.server.registrar import Registrar, RegistrationLimits
-from lwm2m.server.security import NosecPolicy, SecurityPolicy
-from lwm2m.storage.base import HistoryEntry, Observation, SecurityInfo
-from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
-from lwm2m.transport.address import format_addr, normalize
-from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits, X509Credentials
+from lwm2m.server.observation import ObservationManager, ServerObservation, address_of
+from lwm2m.server.presence import Presence
+from lwm2m.server.registrar import Registrar
+from lwm2m.server.security import SecurityPolicy
+from lwm2m.storage.base import HistoryEntry, SecurityInfo, Store
+from lwm2m.storage.memory import MemoryStore
+from lwm2m.transport.address import format_addr
+from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
-from lwm2m.transport.udp import Observation as CoapObservation
 
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
 # the first of a batch: what a crash of the process may lose (a batching store also flushes
@@ -79,22 +75,6 @@ log = logging.getLogger(__name__)
 SEND_FORMATS = frozenset((ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR, ContentFormat.LWM2M_CBOR))
 
 
-def _address(registration: Registration) -> Any:
-    """The registration's address in the form the transport reports senders."""
-    return normalize(registration.address) or registration.address
-
-
-def _observe_request(record: Observation) -> ObserveRequest | ReadCompositeRequest:
-    """The Observe (or Observe-Composite, §6.4.4) a stored observation was made with."""
-    fmt: ContentFormat | None = None
-    if record.content_format is not None:
-        with contextlib.suppress(ValueError):
-            fmt = ContentFormat(record.content_format)
-    if record.composite:
-        return ReadCompositeRequest(record.paths, path_list_format(fmt), fmt, observe=0)
-    return ObserveRequest(record.path, fmt)
-
-
 def _reply(code: Code, diagnostic: str = "") -> Message:
     return Message.build(Type.ACK, code, payload=diagnostic.encode())
 
@@ -108,62 +88,79 @@ def _refuse(operation: str, addr: Any, code: Code, diagnostic: str) -> Message:
     return _reply(code, diagnostic)
 
 
-class LwM2MServer(DeviceManagement):
+class LwM2MServer:
+    """The server role. It holds its parts, each owning its state: the ``registrar`` (the
+    Registration Interface, §6.2), ``management`` (device management, §6.3, whose operations
+    are this object's ``read``, ``write``, …), ``observation_manager`` (§6.4), ``presence``
+    (queue mode, §6.5) and ``security`` (the security store and the registration checks)."""
+
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        port: int = 5683,
+        config: ServerConfig | None = None,
+        store: Store | None = None,
         *,
-        store: Any = None,
         models: ObjectRegistry | None = None,
-        expiry_interval: float = 1.0,
-        awake_time: float = MAX_TRANSMIT_WAIT,
-        queue_timeout: float | None = 300.0,
-        coaps_port: int | None = None,
-        security: Any = None,
-        certificate: X509Credentials | None = None,
-        dtls_limits: SessionLimits | None = None,
-        registration_limits: RegistrationLimits | None = None,
-        nosec_endpoints: NosecPolicy = "allow",
-        coap_config: EndpointConfig | None = None,
     ) -> None:
-        """``coaps_port`` also serves CoAP over DTLS there (0: any free port); ``security`` is the
-        SecurityStore (default: the store's own); ``certificate`` is the server's for X.509
-        clients, with the authorities their certificates must chain to. ``registration_limits``
-        bounds what clients may register; ``nosec_endpoints="deny"`` takes plain-CoAP
-        registrations only from endpoints listed in the security store with mode ``nosec``."""
-        self.host = host
-        self.port = port
-        self.coaps_port = coaps_port
-        self.store = store if store is not None else MemoryStore.create()
+        """``config`` sets the server up (default: ``ServerConfig()``); ``store`` holds its
+        registrations, observations, history and security information (default: in memory);
+        ``models`` are the object definitions (default: the bundled catalogue)."""
+        config = config if config is not None else ServerConfig()
+        self.config = config
+        self.host = config.host
+        self.port = config.port  # the bound one once started
+        self.coaps_port = config.coaps_port
+        self.store: Store = store if store is not None else MemoryStore.create()
         self.models = models if models is not None else load_catalogue()
         self.registrar = Registrar(
-            self.store.registrations, self.store.observations, self._emit, limits=registration_limits
+            self.store.registrations, self.store.observations, self._emit, limits=config.registration_limits
         )
-        if security is None:
-            security = getattr(self.store, "security", None)
-        self.security = SecurityPolicy(
-            security if security is not None else MemorySecurityStore(), nosec_endpoints=nosec_endpoints
-        )
+        self.security = SecurityPolicy(self.store.security, nosec_endpoints=config.nosec_endpoints)
         self.security.on_revoked = self._revoked
-        self._certificate = certificate
-        self._dtls_limits = dtls_limits
-        self._coap_config = coap_config  # transmission parameters and state limits of both endpoints
         self._coaps: CoapDtlsEndpoint | None = None
         self._secure: set[str] = set()  # endpoints that register over DTLS: requests go there too
-        self._expiry_interval = expiry_interval
-        self.presence = Presence(self._publish, awake_time)
-        self.queue_timeout = queue_timeout
+        self.presence = Presence(self._publish, config.awake_time)
         self._queue_mode: set[str] = set()  # endpoints registered in queue mode
         self._subscribers: set[Backlog[ServerEvent]] = set()
+        self.management = DeviceManagement(
+            self.registration,
+            models=self.models,
+            presence=self.presence,
+            peers=self.registrar.peers,
+            channel=self._transport,
+            queue_timeout=config.queue_timeout,
+        )
+        self.observation_manager = ObservationManager(
+            self.management,
+            models=self.models,
+            observations=self.store.observations,
+            history=self.store.history,
+            emit=self._emit,
+            relations=self._transport,
+            peers=self.registrar.peers,
+            listeners=self._subscribers,
+            history_added=self._history_added,
+        )
+        # The operations are the part's own bound methods: no extra call on the way to a device.
+        self.send = self.management.send
+        self.read = self.management.read
+        self.discover = self.management.discover
+        self.write = self.management.write
+        self.execute = self.management.execute
+        self.create = self.management.create
+        self.delete = self.management.delete
+        self.write_attributes = self.management.write_attributes
+        self.read_composite = self.management.read_composite
+        self.write_composite = self.management.write_composite
         self._flush: asyncio.TimerHandle | None = None  # the history flush to come, if one is due
         self._flushing: set[asyncio.Task[None]] = set()
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
-        self._observations: dict[bytes, ServerObservation] = {}  # by token, until they end
-        # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
-        self._observed: dict[str, dict[bytes, ServerObservation]] = {}
+
+    @property
+    def queue_timeout(self) -> float | None:
+        """Seconds a request waits for a sleeping queue-mode client to wake (None: no limit)."""
+        return self.management.queue_timeout
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -178,7 +175,7 @@ class LwM2MServer(DeviceManagement):
 
     async def _start(self) -> None:
         self._endpoint = await self._stack.enter_async_context(
-            open_udp_endpoint(self.host, self.port, handler=self._on_request, config=self._coap_config)
+            open_udp_endpoint(self.host, self.port, handler=self._on_request, config=self.config.coap)
         )
         self.port = self._endpoint.port
         await self.security.load()
@@ -186,8 +183,8 @@ class LwM2MServer(DeviceManagement):
         if self.coaps_port is not None:
             config = DtlsServerConfig(
                 psk_lookup=self.security.psk_for,
-                certificate=self._certificate,
-                limits=self._dtls_limits or SessionLimits(),
+                certificate=self.config.certificate,
+                limits=self.config.dtls_limits or SessionLimits(),
             )
             self._coaps = await self._stack.enter_async_context(
                 open_dtls_endpoint(
@@ -195,7 +192,7 @@ class LwM2MServer(DeviceManagement):
                     self.coaps_port,
                     server=config,
                     handler=self._on_secure_request,
-                    config=self._coap_config,
+                    config=self.config.coap,
                 )
             )
             self.coaps_port = self._coaps.port
@@ -209,8 +206,7 @@ class LwM2MServer(DeviceManagement):
                 await self._expiry
             self._expiry = None
         self.presence.close()
-        for observation in list(self._observations.values()):
-            await observation.close()  # the records stay: the next start resumes them
+        await self.observation_manager.close()  # the records stay: the next start resumes them
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -255,7 +251,7 @@ class LwM2MServer(DeviceManagement):
         loop = asyncio.get_running_loop()
         prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
         while True:
-            await asyncio.sleep(self._expiry_interval)
+            await asyncio.sleep(self.config.expiry_interval)
             await self.registrar.expire()
             if loop.time() >= prune_at:
                 prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
@@ -264,8 +260,7 @@ class LwM2MServer(DeviceManagement):
     async def _prune_history(self) -> None:
         """Drop history older than the store's ``retention.max_age``, if it has one."""
         history = self.store.history
-        retention = getattr(history, "retention", None)
-        if retention is None or retention.max_age is None:
+        if history.retention.max_age is None:
             return
         try:
             await history.prune(time.time())
@@ -304,27 +299,14 @@ class LwM2MServer(DeviceManagement):
         self._publish(event)
 
     def _end_observations(self, registration: Registration, reason: str) -> None:
-        """End the live observations made under ``registration``: the client dropped them with
-        it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records."""
-        for observation in list(self._observed.get(registration.endpoint, {}).values()):
-            if observation.record.registration_id == registration.registration_id:
-                observation.end(reason)
+        self.observation_manager.end_registration(registration, reason)
 
     def _follow_address(self, endpoint: str) -> None:
-        """The client sent an Update from a new address (a NAT rebinding, LwM2M-TS-Core 1.2 §6.2.2):
-        its notifications come from there now, so its observations are matched there."""
+        """The client sent an Update, maybe from a new address (LwM2M-TS-Core 1.2 §6.2.2)."""
         addr = self.registrar.peers.get(endpoint)
         if addr is None or self._endpoint is None:
             return
-        addr = normalize(addr) or addr
-        transport = self._transport(endpoint)
-        for observation in list(self._observed.get(endpoint, {}).values()):
-            if observation.address == addr:
-                continue
-            if observation.address is not None and transport.move_observation(
-                observation.token, observation.address, addr
-            ):
-                observation.address = addr
+        self.observation_manager.follow(endpoint, addr)
 
     def _publish(self, event: ServerEvent) -> None:
         for backlog in self._subscribers:
@@ -346,11 +328,8 @@ class LwM2MServer(DeviceManagement):
         task.add_done_callback(self._flushing.discard)
 
     async def _flush_history(self) -> None:
-        flush = getattr(self.store.history, "flush", None)
-        if flush is None:
-            return
         try:
-            await flush()
+            await self.store.history.flush()
         except Exception:
             log.exception("could not write notifications to the history store")
 
@@ -447,49 +426,7 @@ class LwM2MServer(DeviceManagement):
     async def registrations(self) -> list[Registration]:
         return await self.store.registrations.all()
 
-    # --- device management (LwM2M-TS-Core 1.2 §6.3) -------------------------------------------
-
-    async def send(
-        self, endpoint: str, request: Request, *, timeout: float | None = DEFAULT_TIMEOUT
-    ) -> Response:
-        """Send ``request`` to the client and decode its answer."""
-        return await self._exchange(endpoint, request, timeout=timeout)
-
-    async def _exchange(
-        self, endpoint: str, request: Request, *, timeout: float | None, token: bytes = b""
-    ) -> Response:
-        registration = await self._reachable(endpoint)
-        assert self._endpoint is not None, "the server is not started"
-        message = self._rooted(registration, request.to_message(self.models))
-        if token:
-            message = message.replace(token=token)
-        addr = self.registrar.peers.get(endpoint, registration.address)
-        answer = await self._transport(endpoint).request(message, addr, timeout=timeout)
-        return decode_response(request, answer, self.models)
-
-    async def _reachable(self, endpoint: str) -> Registration:
-        """The client's registration once it can be reached: a sleeping queue-mode client is
-        waited for (LwM2M-TS-Core 1.2 §6.5), then looked up again, since it may have registered
-        anew, moved (its Update came from a new address) or left meanwhile."""
-        registration = await self.registration(endpoint)
-        if registration.queue_mode and not self.presence.is_awake(endpoint):
-            await self.presence.wait_awake(endpoint, self.queue_timeout)
-            registration = await self.registration(endpoint)
-        return registration
-
-    @staticmethod
-    def _rooted(registration: Registration, message: Message) -> Message:
-        """The request under the client's alternate root path, if it has one (§6.2.1)."""
-        if registration.root_path in ("", "/"):
-            return message
-        root = [s for s in registration.root_path.split("/") if s]
-        return Message.build(
-            message.type,
-            message.code,
-            uri_path=[*root, *message.uri_path],
-            options=[o for o in message.options if o[0] != OptionNumber.URI_PATH],
-            payload=message.payload,
-        )
+    # --- observations (LwM2M-TS-Core 1.2 §6.4) ---------------------------------------------------
 
     async def observe(
         self,
@@ -502,7 +439,7 @@ class LwM2MServer(DeviceManagement):
         """Observe ``path``; the result's ``response`` is the current value, iterate it for
         notifications. Raises ObserveRefused when the client answers without observing."""
         registration = await self.registration(endpoint)
-        request = ObserveRequest(Path.parse(path), self._accept(registration, format))
+        request = ObserveRequest(Path.parse(path), self.management.accept_for(registration, format))
         return await self._observe(endpoint, request, timeout)
 
     async def observe_composite(
@@ -524,115 +461,24 @@ class LwM2MServer(DeviceManagement):
     async def _observe(
         self, endpoint: str, request: ObserveRequest | ReadCompositeRequest, timeout: float | None
     ) -> ServerObservation:
-        registration = await self._reachable(endpoint)
         assert self._endpoint is not None, "the server is not started"
-        message = self._rooted(registration, request.to_message(self.models))
-        addr = self.registrar.peers.get(endpoint, registration.address)
-        relation = self._transport(endpoint).observe(message, addr)
-        try:
-            first = await relation.next(timeout)
-        except BaseException:
-            relation.cancel()
-            raise
-        try:
-            response = decode_response(request, first, self.models)
-        except BaseException:
-            relation.cancel()
-            raise
-        if not response.success or first.observe is None:
-            relation.cancel()
-            raise ObserveRefused(response)
-        if isinstance(request, ReadCompositeRequest):
-            paths, composite = request.paths, True
-        else:
-            paths, composite = (request.path,), False
-        record = Observation(
-            relation.token,
-            endpoint,
-            registration.registration_id,
-            paths,
-            composite=composite,
-            content_format=response.content_format,
-            created_at=time.time(),
-        )
-        await self.store.observations.add(record)
-        return self._track(record, request, response, relation, normalize(addr) or addr)
-
-    def _track(
-        self,
-        record: Observation,
-        request: ObserveRequest | ReadCompositeRequest,
-        response: Response | None,
-        relation: CoapObservation,
-        address: Any,
-    ) -> ServerObservation:
-        observation = ServerObservation(
-            record,
-            request,
-            response,
-            relation,
-            models=self.models,
-            observations=self.store.observations,
-            history=self.store.history,
-            emit=self._emit,
-            cancel_actively=self._cancel_observation,
-            address=address,
-            listeners=self._subscribers,
-            history_added=self._history_added,
-        )
-        token = record.token
-        self._observations[token] = observation
-        self._observed.setdefault(record.endpoint, {})[token] = observation
-
-        def ended(_: object) -> None:
-            if self._observations.get(token) is observation:
-                del self._observations[token]
-            mine = self._observed.get(record.endpoint)
-            if mine is not None and mine.get(token) is observation:
-                del mine[token]
-                if not mine:
-                    del self._observed[record.endpoint]
-
-        observation._pump.add_done_callback(ended)
-        return observation
+        started = await self.observation_manager.start(endpoint, request, timeout)
+        if isinstance(started, Response):
+            raise ObserveRefused(started)
+        return started
 
     def observations(self) -> list[ServerObservation]:
         """The observations running now: made by ``observe()`` or resumed at ``start()``."""
-        return list(self._observations.values())
+        return self.observation_manager.running()
 
     async def _resume_observations(self) -> None:
-        """Take up the observations stored before a restart. The clients still hold them
-        (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
-        sent to the same token, are decoded and delivered again instead of rejected with RST."""
+        """Take up the observations stored before a restart (``ObservationManager.resume``)."""
         assert self._endpoint is not None
         registrations = {r.endpoint: r for r in await self.store.registrations.all()}
         for registration in registrations.values():
             # After a restart requests and Send are matched to the address kept in storage.
-            self.registrar.remember(registration.endpoint, _address(registration))
-        for record in await self.store.observations.all():
-            registration = registrations.get(record.endpoint)
-            if registration is None or registration.registration_id != record.registration_id:
-                await self.store.observations.remove(record.token)  # its registration is gone
-                continue
-            request = _observe_request(record)
-            message = self._rooted(registration, request.to_message(self.models))
-            addr = _address(registration)
-            try:
-                relation = self._transport(record.endpoint).resume_observation(addr, record.token, message)
-            except ValueError:
-                continue  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
-            self._track(record, request, None, relation, addr)
-
-    async def _cancel_observation(self, observation: ServerObservation) -> None:
-        """Active cancel: the registration again with Observe 1 and the observation's token,
-        which is how the client finds the relation to drop (RFC 7641 §3.6)."""
-        request = observation.request
-        cancel: Request
-        if isinstance(request, ReadCompositeRequest):
-            cancel = dataclasses.replace(request, observe=1)
-        else:
-            cancel = ObserveRequest(request.path, request.format, cancel=True)
-        await self._exchange(observation.endpoint, cancel, timeout=DEFAULT_TIMEOUT, token=observation.token)
+            self.registrar.remember(registration.endpoint, address_of(registration))
+        await self.observation_manager.resume(registrations)
 
     async def history(
         self, endpoint: str, path: str | Path = "/", *, since: float | None = None, limit: int | None = None

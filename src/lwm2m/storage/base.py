@@ -2,7 +2,8 @@
 
 Each role is a Protocol with async methods, so that a Redis implementation
 (several server nodes sharing one store) fits the same interface as the
-in-process memory and SQLite ones. Every write is durable when the method
+in-process memory and SQLite ones; :class:`Store` groups the role stores of one
+backend (``lwm2m.storage.open_store`` opens one from a URL). Every write is durable when the method
 returns, for the backends that are durable at all; the one exception is
 ``HistoryStore.add``, durable at the next ``flush()``.
 """
@@ -508,3 +509,27 @@ def check_query(limit: int | None, source: str | None = None) -> None:
         raise ValueError(f"limit must not be negative, got {limit}")
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+
+
+class Store(Protocol):
+    """The role stores of one backend, opened together and closed together: what the server,
+    the bootstrap server and the web API share (``MemoryStore``, ``SqliteStore``)."""
+
+    @property
+    def registrations(self) -> RegistrationStore: ...
+
+    @property
+    def observations(self) -> ObservationStore: ...
+
+    @property
+    def history(self) -> HistoryStore: ...
+
+    @property
+    def security(self) -> SecurityStore: ...
+
+    @property
+    def bootstrap_configs(self) -> BootstrapConfigStore: ...
+
+    def close(self) -> None:
+        """Make durable what is kept back and release the backend; the store is unusable after."""
+        ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 DEFAULT_LOAD = 512
 
@@ -42,15 +42,16 @@ class SortedKeys(Generic[K]):
         return self._size
 
     def __contains__(self, key: object) -> bool:
+        probe = cast(K, key)  # any object: a TypeError below when it does not compare with the keys
         try:
-            i = bisect_left(self._maxes, key)
+            i = bisect_left(self._maxes, probe)
         except TypeError:  # not comparable with the keys: not one of them
             return False
         if i == len(self._maxes):
             return False
         chunk = self._chunks[i]
-        j = bisect_left(chunk, key)
-        return j < len(chunk) and chunk[j] == key
+        j = bisect_left(chunk, probe)
+        return j < len(chunk) and bool(chunk[j] == key)
 
     def add(self, key: K) -> bool:
         """Insert ``key``; False (and nothing changed) when it is already there."""

@@ -27,7 +27,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -121,7 +121,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def _one(cur: sqlite3.Cursor) -> tuple | None:
+def _one(cur: sqlite3.Cursor) -> tuple[Any, ...] | None:
     # fetchall, not fetchone: a DELETE ... RETURNING stays an active statement (and
     # its autocommit transaction open) until it has been stepped to the end.
     rows = cur.fetchall()
@@ -386,7 +386,8 @@ class SqliteHistoryStore:
                     texts.clear()
                 text = texts[ids] = str(r.path)
             tv = type(value)
-            if r.time is None and (tv in _AS_IS or (tv is float and value - value == 0)):
+            # tv is float there, which mypy does not carry over to value: a finite float.
+            if r.time is None and (tv in _AS_IS or (tv is float and value - value == 0)):  # type: ignore[operator]
                 # What record_row makes of the usual value, sooner (a notification's path repeats).
                 data = _encode({"path": text, "value": value})
                 kind = "FLOAT" if tv is float else ""

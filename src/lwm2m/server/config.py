@@ -1,0 +1,95 @@
+"""``ServerConfig``: what an :class:`~lwm2m.server.server.LwM2MServer` is set up with.
+
+A frozen dataclass with defaults, checked on construction: a bad value is a
+:class:`~lwm2m.errors.ConfigError` that names it. The stores are not configuration:
+they come opened (``lwm2m.storage.open_store``) and go beside it, ``LwM2MServer(config, store)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lwm2m.coap.config import EndpointConfig
+from lwm2m.errors import ConfigError
+from lwm2m.server.presence import MAX_TRANSMIT_WAIT
+from lwm2m.server.registrar import RegistrationLimits
+from lwm2m.server.security import NOSEC_POLICIES, NosecPolicy
+from lwm2m.transport.dtls.config import SessionLimits, X509Credentials
+
+__all__ = ["ServerConfig"]
+
+
+def _port(name: str, value: object) -> None:
+    if type(value) is not int or not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a port number 0..65535 (0: any free port), got {value!r}")
+
+
+def _seconds(name: str, value: object, *, zero: bool = False) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+        or (value == 0 and not zero)
+    ):
+        kind = "a finite number of seconds, 0 or more" if zero else "a positive, finite number of seconds"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The LwM2M server's addresses, limits and policies.
+
+    ``host``/``port``: where CoAP is served (port 0: any free port; the server's ``port`` is the
+    bound one once started). ``coaps_port``: also serve CoAP over DTLS there (None: no DTLS);
+    ``certificate``: the server's X.509 credentials for certificate clients, with the
+    authorities their certificates must chain to (needs ``coaps_port``); ``dtls_limits``: the
+    DTLS session limits and handshake timers (None: the defaults). ``coap``: transmission
+    parameters and state limits of both CoAP endpoints (None: RFC 7252's defaults).
+    ``registration_limits``: what clients may register (LwM2M-TS-Core 1.2 §6.2);
+    ``nosec_endpoints`` ``"deny"``: plain-CoAP registrations only from endpoints listed in the
+    security store with mode ``nosec``. ``awake_time``: seconds a queue-mode client is taken to
+    be reachable after it sent something, ``queue_timeout``: seconds a request waits for a
+    sleeping one to wake (None: no limit; LwM2M-TS-Core 1.2 §6.5). ``expiry_interval``: seconds
+    between two sweeps of expired registrations.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5683
+    coaps_port: int | None = None
+    certificate: X509Credentials | None = None
+    dtls_limits: SessionLimits | None = None
+    coap: EndpointConfig | None = None
+    registration_limits: RegistrationLimits = field(default_factory=RegistrationLimits)
+    nosec_endpoints: NosecPolicy = "allow"
+    awake_time: float = MAX_TRANSMIT_WAIT
+    queue_timeout: float | None = 300.0
+    expiry_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"host must be an address or host name, got {self.host!r}")
+        _port("port", self.port)
+        if self.coaps_port is not None:
+            _port("coaps_port", self.coaps_port)
+        if self.certificate is not None:
+            if not isinstance(self.certificate, X509Credentials):
+                raise ConfigError(
+                    f"certificate must be X509Credentials, got {type(self.certificate).__name__}"
+                )
+            if self.coaps_port is None:
+                raise ConfigError("certificate needs coaps_port: X.509 clients come over DTLS")
+        if self.dtls_limits is not None and not isinstance(self.dtls_limits, SessionLimits):
+            raise ConfigError(f"dtls_limits must be SessionLimits, got {type(self.dtls_limits).__name__}")
+        if self.coap is not None and not isinstance(self.coap, EndpointConfig):
+            raise ConfigError(f"coap must be an EndpointConfig, got {type(self.coap).__name__}")
+        if not isinstance(self.registration_limits, RegistrationLimits):
+            kind = type(self.registration_limits).__name__
+            raise ConfigError(f"registration_limits must be RegistrationLimits, got {kind}")
+        if self.nosec_endpoints not in NOSEC_POLICIES:
+            raise ConfigError(f"nosec_endpoints must be 'allow' or 'deny', got {self.nosec_endpoints!r}")
+        _seconds("awake_time", self.awake_time)
+        if self.queue_timeout is not None:
+            _seconds("queue_timeout", self.queue_timeout, zero=True)
+        _seconds("expiry_interval", self.expiry_interval)

@@ -1,0 +1,212 @@
+"""ObservationManager alone: observations started, indexed, resumed, ended with their
+registration and followed to a new address, over fake observe relations (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import Path
+from lwm2m.protocol.management import ObserveRequest, ReadCompositeRequest, Response
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
+from lwm2m.server.management import DeviceManagement
+from lwm2m.server.observation import ObservationManager, ServerObservation, stored_request
+from lwm2m.server.presence import Presence
+from lwm2m.storage.base import Observation
+from lwm2m.storage.memory import MemoryStore
+
+MODELS = load_catalogue()
+ADDR = ("10.0.0.1", 5683)
+
+
+def _value(value: bytes, observe: int | None) -> Message:
+    return Message.build(Type.ACK, Code.CONTENT, content_format=CF.TEXT, observe=observe, payload=value)
+
+
+class Relation:
+    """An observe relation fed by the test."""
+
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+        self.items: asyncio.Queue[Message | None] = asyncio.Queue()
+        self.cancelled = False
+
+    async def next(self, timeout: float | None = None) -> Message:
+        item = await self.items.get()
+        assert item is not None
+        return item
+
+    def __aiter__(self) -> Relation:
+        return self
+
+    async def __anext__(self) -> Message:
+        item = await self.items.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.items.put_nowait(None)
+
+
+class Socket:
+    """The relations side of a socket, and the requests side for an active cancel."""
+
+    def __init__(self) -> None:
+        self.relations: list[tuple[Message, Any, Relation]] = []
+        self.moved: list[tuple[bytes, Any, Any]] = []
+        self.requests: list[Message] = []
+        self.first: Message = _value(b"20", 0)
+
+    def observe(self, message: Message, addr: Any) -> Relation:
+        relation = Relation(bytes([len(self.relations) + 1]))
+        relation.items.put_nowait(self.first)
+        self.relations.append((message, addr, relation))
+        return relation
+
+    def resume_observation(self, addr: Any, token: bytes, request: Message | None = None) -> Relation:
+        relation = Relation(token)
+        assert request is not None
+        self.relations.append((request, addr, relation))
+        return relation
+
+    def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool:
+        self.moved.append((token, addr, new_addr))
+        return True
+
+    async def request(self, message: Message, addr: Any, *, timeout: float | None = None) -> Message:
+        self.requests.append(message)
+        return _value(b"20", None)
+
+
+class Parts:
+    def __init__(self, registration: Registration) -> None:
+        self.registration = registration
+        self.store = MemoryStore.create()
+        self.socket = Socket()
+        self.events: list[ServerEvent] = []
+        self.presence = Presence(self.events.append)
+
+        async def lookup(endpoint: str) -> Registration:
+            return self.registration
+
+        self.management = DeviceManagement(
+            lookup,
+            models=MODELS,
+            presence=self.presence,
+            peers={},
+            channel=lambda endpoint: self.socket,
+            queue_timeout=None,
+        )
+        self.manager = ObservationManager(
+            self.management,
+            models=MODELS,
+            observations=self.store.observations,
+            history=self.store.history,
+            emit=self.events.append,
+            relations=lambda endpoint: self.socket,  # type: ignore[arg-type,return-value]
+            peers={},
+        )
+
+
+def _registration(registration_id: str = "r1") -> Registration:
+    return Registration(endpoint="dev-1", registration_id=registration_id, address=ADDR, lwm2m_version="1.1")
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_an_observation_is_stored_indexed_and_its_notifications_kept() -> None:
+    parts = Parts(_registration())
+    started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3303/0/5700"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation) and started.response is not None
+    assert parts.manager.running() == [started] and parts.manager.of("dev-1") == [started]
+    stored = await parts.store.observations.all()
+    assert [o.token for o in stored] == [started.token] and stored[0].registration_id == "r1"
+    (_, _, relation) = parts.socket.relations[0]
+    relation.items.put_nowait(_value(b"21.5", 1))
+    notification = await started.next(1.0)
+    assert [r.value for r in notification.records] == [21.5]
+    assert [e.record.value for e in await parts.store.history.query("dev-1")] == [21.5]
+    assert any(isinstance(e, NotificationReceived) for e in parts.events)
+    await parts.manager.close()
+
+
+async def test_an_answer_without_observe_starts_nothing() -> None:
+    parts = Parts(_registration())
+    parts.socket.first = _value(b"20", None)
+    refused = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3303/0/5700"), CF.TEXT), 1.0)
+    assert isinstance(refused, Response) and refused.code == Code.CONTENT
+    assert parts.manager.running() == [] and await parts.store.observations.all() == []
+    assert parts.socket.relations[0][2].cancelled
+
+
+async def test_a_new_registration_ends_the_observations_of_the_old_one() -> None:
+    parts = Parts(_registration())
+    started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    parts.manager.end_registration(_registration("another"), "not this one")
+    await _settle()
+    assert parts.manager.running() == [started]
+    parts.manager.end_registration(_registration("r1"), "registered again")
+    await _settle()
+    assert parts.manager.running() == [] and parts.manager._by_endpoint == {}
+    (ended,) = [e for e in parts.events if isinstance(e, ObservationEnded)]
+    assert ended.reason == "registered again"
+
+
+async def test_a_client_that_moved_is_followed() -> None:
+    parts = Parts(_registration())
+    started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    parts.manager.follow("dev-1", ("10.0.0.7", 6000))
+    assert parts.socket.moved == [(started.token, ADDR, ("10.0.0.7", 6000))]
+    assert started.address == ("10.0.0.7", 6000)
+    parts.manager.follow("dev-1", ("10.0.0.7", 6000))  # already there: nothing to move
+    assert len(parts.socket.moved) == 1
+    await parts.manager.close()
+
+
+async def test_stored_observations_are_resumed_and_orphans_dropped() -> None:
+    parts = Parts(_registration())
+    paths = (Path.parse("/3/0/9"), Path.parse("/3303/0/5700"))
+    await parts.store.observations.add(
+        Observation(b"\x0a", "dev-1", "r1", paths, composite=True, content_format=112)
+    )
+    await parts.store.observations.add(Observation(b"\x0b", "gone", "r9", (Path.parse("/3/0/9"),)))
+    await parts.manager.resume({"dev-1": parts.registration})
+    (resumed,) = parts.manager.running()
+    assert resumed.token == b"\x0a" and resumed.response is None
+    assert isinstance(resumed.request, ReadCompositeRequest) and resumed.request.paths == paths
+    assert [o.token for o in await parts.store.observations.all()] == [b"\x0a"]
+    await parts.manager.close()
+    assert [o.token for o in await parts.store.observations.all()] == [b"\x0a"]  # kept for a restart
+
+
+async def test_an_active_cancel_sends_observe_1_with_the_token() -> None:
+    parts = Parts(_registration())
+    started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    await _settle()  # the observation is delivering
+    await started.cancel(active=True)
+    (cancel,) = parts.socket.requests
+    assert cancel.observe == 1 and cancel.token == started.token
+    await _settle()
+    assert parts.manager.running() == [] and await parts.store.observations.all() == []
+
+
+def test_stored_request_keeps_the_format() -> None:
+    single = stored_request(Observation(b"\x01", "dev-1", "r1", (Path.parse("/3/0/9"),), content_format=0))
+    assert isinstance(single, ObserveRequest) and single.format == CF.TEXT
+    unknown = stored_request(
+        Observation(b"\x01", "dev-1", "r1", (Path.parse("/3/0/9"),), content_format=9999)
+    )
+    assert isinstance(unknown, ObserveRequest) and unknown.format is None
