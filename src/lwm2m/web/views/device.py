@@ -67,7 +67,7 @@ async def operation(request: Request, registration: Registration, path: Path) ->
 
 
 async def discover(request: Request, registration: Registration, path: Path) -> Response:
-    """Discover (LwM2M-TS-Core 1.2 §6.3.6): the attributes and resources under ``path``."""
+    """Discover: the attributes and resources under ``path``, as the device links them."""
     server = api_context(request).server
     work = answer(partial(server.discover, registration.endpoint, path, timeout=timeout(request)))
     return await run(request, registration, work)
