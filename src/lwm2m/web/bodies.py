@@ -51,8 +51,10 @@ class Body(Struct, kw_only=True, rename="camel", omit_defaults=True):
     """A JSON object of the API, keys in camelCase."""
 
 
-class Strict(Body, forbid_unknown_fields=True):
-    """A request body that refuses fields it does not know."""
+class Closed(Body, forbid_unknown_fields=True):
+    """A JSON object with these fields and no other: a request body whose parser refuses other
+    fields, or an answer the API never adds a field to (the document says
+    ``additionalProperties: false``, so a test sees an undocumented field)."""
 
 
 # --- shared pieces ----------------------------------------------------------------------------
@@ -90,13 +92,13 @@ def _hex(least: int, most: int, description: str) -> Any:
 # --- answers -----------------------------------------------------------------------------------
 
 
-class Error(Body):
+class Error(Closed):
     """What failed around the device (the device's own result travels in ``code``)."""
 
     error: str
 
 
-class Readings(Body):
+class Readings(Closed):
     """Reads: what the bytes of a value of unknown type read as under each type they fit."""
 
     integer: int | UnsetType = UNSET
@@ -106,7 +108,7 @@ class Readings(Body):
     string: str | UnsetType = UNSET
 
 
-class Record(Body):
+class Record(Closed):
     """One value of a LwM2M path, in the one JSON form of records."""
 
     path: Annotated[str, Meta(examples=["/3/0/9"])]
@@ -134,13 +136,13 @@ class Record(Body):
     readings: Readings | UnsetType = UNSET
 
 
-class Records(Body):
+class Records(Closed):
     """Stored values, newest first."""
 
     records: list[Record]
 
 
-class DeviceAnswer(Body):
+class DeviceAnswer(Closed):
     """A device's answer: its CoAP result in ``code`` (RFC 7252 §3) and what it carried."""
 
     code: Annotated[str, Meta(examples=["2.05"])]
@@ -161,21 +163,21 @@ class ObserveAnswer(DeviceAnswer):
     token: Annotated[str, Meta(description="the observation's CoAP token, hex")] | UnsetType = UNSET
 
 
-class Cancelled(Body):
+class Cancelled(Closed):
     """A cancelled observation: its path, or the paths of an Observe-Composite."""
 
     cancelled: str | list[str]
     active: Annotated[bool, Meta(description="the client was told (Observe 1)")]
 
 
-class RequestFailure(Body):
+class RequestFailure(Closed):
     """A queued request that failed: the error and the HTTP status the call would have had."""
 
     error: str
     http_status: int
 
 
-class QueuedRequest(Body):
+class QueuedRequest(Closed):
     """A request for a sleeping queue-mode client (LwM2M-TS-Core 1.2 §6.5): it goes out when the
     client wakes up; its outcome follows as a REQUEST_DONE event."""
 
@@ -190,14 +192,21 @@ class QueuedRequest(Body):
             Meta(
                 description="done: the answer the call would have given at once (e.g. DeviceAnswer); "
                 "failed: the error and the HTTP status it would have had",
-                extra_json_schema={"anyOf": [ref("DeviceAnswer"), ref("Cancelled"), ref("RequestFailure")]},
+                extra_json_schema={
+                    "anyOf": [
+                        ref("DeviceAnswer"),
+                        ref("ObserveAnswer"),
+                        ref("Cancelled"),
+                        ref("RequestFailure"),
+                    ]
+                },
             ),
         ]
         | UnsetType
     ) = UNSET
 
 
-class Registration(Body):
+class Registration(Closed):
     """A client's registration (LwM2M-TS-Core 1.2 §6.2.1)."""
 
     endpoint: str
@@ -213,14 +222,14 @@ class Registration(Body):
     sleeping: bool
 
 
-class ClientPage(Body):
+class ClientPage(Closed):
     """A page of clients in endpoint order."""
 
     clients: list[Registration]
     next: Annotated[str | None, Meta(description="cursor of the next page, or null")]
 
 
-class ModelSummary(Body):
+class ModelSummary(Closed):
     """An object definition the server knows, by ID and version."""
 
     id: int
@@ -228,27 +237,27 @@ class ModelSummary(Body):
     version: str | None
 
 
-class Removed(Body):
+class Removed(Closed):
     """The endpoint whose entry was removed."""
 
     removed: str
 
 
-class SecurityInfo(Body):
+class SecurityInfo(Closed):
     """How an endpoint authenticates (over DTLS, or nosec: plain CoAP); the key itself is never
     shown."""
 
-    endpoint: str | UnsetType = UNSET
-    mode: Literal["psk", "x509", "nosec"] | UnsetType = UNSET
-    psk_identity: str | UnsetType = UNSET
+    endpoint: str
+    mode: Literal["psk", "x509", "nosec"]
+    x509: bool
+    psk_identity: Annotated[str, Meta(description="PSK mode")] | UnsetType = UNSET
     psk_key_hint: Annotated[str, Meta(examples=["a1… (16 bytes)"])] | UnsetType = UNSET
-    x509: bool | UnsetType = UNSET
 
 
 # --- device requests ---------------------------------------------------------------------------
 
 
-class WriteRecord(Strict):
+class WriteRecord(Closed):
     """One resource value to write."""
 
     path: Annotated[str, Meta(pattern=RESOURCE_PATH, examples=["/3/0/14"])]
@@ -257,13 +266,13 @@ class WriteRecord(Strict):
     type_: ValueType | UnsetType = msgspec.field(default=UNSET, name="type")
 
 
-class WriteRecords(Strict):
+class WriteRecords(Closed):
     """Values to write, each with its path."""
 
     records: Annotated[list[WriteRecord], Meta(min_length=1)]
 
 
-class WriteValue(Strict):
+class WriteValue(Closed):
     """The value of the one resource (or resource instance) of the path."""
 
     value: Annotated[Scalar, Meta(description=SCALAR_NOTE)]
@@ -275,13 +284,13 @@ class WriteBody(OneOf):
     description = '"records", or "value" for the one resource (or resource instance) of the path'
 
 
-class CreateBody(Strict):
+class CreateBody(Closed):
     """The new instance's resources (none: the client's defaults)."""
 
     records: list[WriteRecord] | UnsetType = UNSET
 
 
-class ExecuteBody(Strict):
+class ExecuteBody(Closed):
     """Execute's arguments (LwM2M-TS-Core 1.2 §5.4.5)."""
 
     args: Annotated[str, Meta(examples=["0='x',1"])] | UnsetType = UNSET
@@ -304,7 +313,7 @@ PskKey = Annotated[
 NotX509 = Annotated[bool, Meta(extra_json_schema={"const": False})]
 
 
-class PskBody(Strict):
+class PskBody(Closed):
     """A pre-shared key: its identity and the key as hex, at most 32 bytes (as Mbed TLS 2.28 takes)."""
 
     psk_identity: Annotated[str, Meta(min_length=1)]
@@ -313,20 +322,20 @@ class PskBody(Strict):
     x509: NotX509 | UnsetType = UNSET
 
 
-class X509Body(Strict):
+class X509Body(Closed):
     """A certificate with the endpoint as subject CN, from an authority the server trusts."""
 
     x509: Annotated[bool, Meta(extra_json_schema={"const": True})]
     mode: Literal["x509"] | UnsetType = UNSET
 
 
-class X509ModeBody(Strict):
+class X509ModeBody(Closed):
     """The same as ``"x509": true``."""
 
     mode: Literal["x509"]
 
 
-class NosecBody(Strict):
+class NosecBody(Closed):
     """Plain CoAP, taken under ``--nosec-endpoints deny``."""
 
     mode: Literal["nosec"]
@@ -345,13 +354,13 @@ class SecurityBody(OneOf):
 # --- bootstrap (LwM2M-TS-Core 1.2 §6.1, Appendix E) ----------------------------------------------
 
 
-class NosecSecurity(Strict):
+class NosecSecurity(Closed):
     """No security: a coap:// server."""
 
     mode: Literal["nosec"] | UnsetType = UNSET
 
 
-class PskSecurity(Strict):
+class PskSecurity(Closed):
     """A pre-shared key (RFC 4279)."""
 
     mode: Literal["psk"]
@@ -366,7 +375,7 @@ class PskSecurity(Strict):
     key: _hex(1, MAX_PSK_BYTES, "the pre-shared key")  # type: ignore[valid-type]
 
 
-class RpkSecurity(Strict):
+class RpkSecurity(Closed):
     """Raw public keys (RFC 7250)."""
 
     mode: Literal["rpk"]
@@ -375,7 +384,7 @@ class RpkSecurity(Strict):
     server_public_key: _hex(0, MAX_KEY_BYTES, "the server's public key") | UnsetType | None = UNSET  # type: ignore[valid-type]
 
 
-class X509Security(Strict):
+class X509Security(Closed):
     """Certificates (RFC 5280), DER."""
 
     mode: Literal["x509"]
@@ -395,7 +404,7 @@ class ServerSecurity(OneOf):
 SECURE = [ref(m.__name__) for m in ServerSecurity.members[1:]]
 
 
-class ServerAccount(Strict):
+class ServerAccount(Closed):
     """One LwM2M server account: a Security (0) and a Server (1) instance (§E.1, §E.2)."""
 
     uri: Annotated[str, Meta(pattern=URI_PATTERN, examples=["coaps://lwm2m.example:5684"])]
@@ -442,7 +451,7 @@ Account = Annotated[
 ]
 
 
-class AccessControl(Strict):
+class AccessControl(Closed):
     """One Access Control (2) instance (§E.3)."""
 
     object_id: Annotated[
@@ -479,7 +488,7 @@ class AccessControl(Strict):
     instance_id: ObjectId | UnsetType | None = UNSET
 
 
-class BootstrapRecord(Strict):
+class BootstrapRecord(Closed):
     """A resource value of another object, typed by the object model."""
 
     path: Annotated[str, Meta(pattern=f"^/{OTHER_OBJECT}/{ID}/{ID}(/{ID})?$")]
@@ -488,7 +497,7 @@ class BootstrapRecord(Strict):
     type_: ValueType | UnsetType | None = msgspec.field(default=UNSET, name="type")
 
 
-class BootstrapObjects(Strict):
+class BootstrapObjects(Closed):
     """Other objects' values."""
 
     records: (
@@ -501,7 +510,7 @@ class BootstrapObjects(Strict):
     ) = UNSET
 
 
-class BootstrapConfig(Strict):
+class BootstrapConfig(Closed):
     """What the bootstrap server writes into the device (LwM2M-TS-Core 1.2 §6.1.2). Fields not given
     (or null) take their default; shortServerIds and explicit instance IDs are unique, ACL keys and
     owners name servers[] shortServerIds."""
@@ -533,7 +542,7 @@ class BootstrapConfig(Strict):
     objects: BootstrapObjects | UnsetType | None = UNSET
 
 
-class BootstrapSession(Body):
+class BootstrapSession(Closed):
     """A bootstrap session, running or recently ended."""
 
     id: str
@@ -547,7 +556,7 @@ class BootstrapSession(Body):
     reason: str | UnsetType = UNSET
 
 
-class BootstrapConfigView(Body):
+class BootstrapConfigView(Closed):
     """A stored configuration, without its keys."""
 
     endpoint: str
@@ -573,13 +582,13 @@ class BootstrapConfigSessions(BootstrapConfigView):
     sessions: list[BootstrapSession]
 
 
-class BootstrapServerInfo(Body):
+class BootstrapServerInfo(Closed):
     """The bootstrap server."""
 
     uri: str | UnsetType = UNSET
 
 
-class BootstrapListing(Body):
+class BootstrapListing(Closed):
     """Every configuration and the recent sessions."""
 
     server: BootstrapServerInfo
