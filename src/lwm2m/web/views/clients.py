@@ -20,9 +20,10 @@ async def clients(request: Request) -> Response:
     """A page of the clients in endpoint order, from the store's index (never the whole
     fleet at once: listing must not hold up CoAP traffic)."""
     api = api_context(request)
+    sleeping = api.sleeping  # once per page, not per registration
     query = client_query(request.query_params)
     online = query.online
-    match = query.matcher(None if online is None else (lambda r: api.sleeping(r) is not online))
+    match = query.matcher(None if online is None else (lambda r: sleeping(r) is not online))
     page = await api.server.store.registrations.page(
         query.after, query.limit, prefix=query.prefix, glob=query.glob, match=match
     )
@@ -31,8 +32,7 @@ async def clients(request: Request) -> Response:
         if start:
             await asyncio.sleep(0)  # a long page is turned into JSON a slice at a time
         views += [
-            registration_view(r, sleeping=api.sleeping(r))
-            for r in page.registrations[start : start + VIEW_CHUNK]
+            registration_view(r, sleeping=sleeping(r)) for r in page.registrations[start : start + VIEW_CHUNK]
         ]
     body = {"clients": views, "next": None if page.next is None else encode_cursor(page.next)}
     return Response(msgspec.json.encode(body), media_type="application/json")
