@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import uvicorn
 from tests.helpers.devices import Thermometer
+from tests.helpers.openapi import answer_problems, template_of
 from tests.helpers.ports import free_tcp_port
 from tests.helpers.server import Device, register
 
@@ -59,9 +60,31 @@ async def running() -> AsyncIterator[tuple[LwM2MServer, Gadget, CoapUdpEndpoint]
 
 
 def client_for(server: LwM2MServer, token: str | None = None, *, app: Any = None) -> httpx.AsyncClient:
+    """An API client of ``app`` (the server's API by default) that checks every answer against
+    the app's OpenAPI document: a documented status, and a body that matches its schema."""
     if app is None:
         app = create_app(server, api_token=token)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+    hooks = {"response": [conforms(app)]}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api", event_hooks=hooks)
+
+
+def conforms(app: Any) -> Callable[[httpx.Response], Awaitable[None]]:
+    """An httpx response hook: AssertionError for an answer its document does not allow."""
+    api = getattr(getattr(app, "state", None), "api", None)
+    document = getattr(api, "document", None)
+
+    async def check(response: httpx.Response) -> None:
+        path = response.url.path
+        if document is None or template_of(document, path) is None:
+            return  # not an API operation (the console, a refused URL)
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return
+        await response.aread()
+        method = response.request.method
+        problems = answer_problems(document, method, path, response.status_code, response.content)
+        assert not problems, (method, str(response.url), response.text[:300], problems)
+
+    return check
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, dict | None]]:

@@ -53,6 +53,7 @@ CROSS_FIELD = re.compile(
             r"must be less than gt",
             r"can only be set on a resource",
             r"the model types this resource",  # a given "type" must agree with the object model
+            r"is neither Unix seconds nor an ISO 8601 date-time",  # a value of the "type" time
             # lwm2m.protocol.bootstrap_config: rules across the fields of a configuration
             r"is already used by servers\[",
             r"the same instance ID is given twice",

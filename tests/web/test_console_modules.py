@@ -21,8 +21,9 @@ from tests.helpers.web import served
 
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
-from lwm2m.web.app import CONSOLE_DIR, create_app
+from lwm2m.web.app import create_app
 from lwm2m.web.listing import encode_cursor
+from lwm2m.web.views.console import CONSOLE_DIR
 
 # Where the app serves the console's files (web/app.py's Mount).
 PREFIX = "/console/"

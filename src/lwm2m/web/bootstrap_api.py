@@ -1,216 +1,21 @@
-"""``/api/bootstrap``: the bootstrap server's configurations and recent sessions (LwM2M-TS-Core 1.2 §6.1).
-
-- ``GET /api/bootstrap``: ``{"server": {...}, "configs": [...], "sessions": [...]}``: every
-  configuration (``*`` is the default one for endpoints that have none) and the running and
-  recently ended sessions with their status, times, steps and failure reason.
-- ``PUT /api/bootstrap/{ep}`` with the configuration's JSON form
-  (:mod:`lwm2m.protocol.bootstrap_config`): 201 when new, 200 when it replaced one, 400 with
-  the first problem when it is not usable (e.g. it leaves the device without a server account).
-- ``GET /api/bootstrap/{ep}``: the configuration and the endpoint's recent sessions;
-  ``DELETE /api/bootstrap/{ep}`` removes the configuration.
-
-Keys go in and never come back out: answers leave out PSKs and private keys. When the
-bootstrap server runs beside an LwM2M server (``lwm2m server --bootstrap-port``), a PUT
-also gives that server's security store the credentials handed out (``?provision=false``
-does not), so that the device it sets up can register over DTLS.
-
-Events ``BOOTSTRAP_STARTED``, ``BOOTSTRAP_FINISHED`` and ``BOOTSTRAP_FAILED`` join the
-``/api/events`` stream (:func:`with_bootstrap_events`), or make it alone for a bootstrap
-server on its own (:func:`create_bootstrap_app`).
-"""
+"""The REST API of a bootstrap server on its own (``lwm2m bootstrap``): ``/api/bootstrap`` and
+an ``/api/events`` stream of the bootstrap events (:mod:`lwm2m.web.views.bootstrap`); beside
+an LwM2M server, :func:`lwm2m.web.app.create_app` serves the same routes."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
-from lwm2m.bootstrap.events import BootstrapEvent, BootstrapFailed, BootstrapFinished, BootstrapStarted
-from lwm2m.bootstrap.server import BootstrapServer, security_info
-from lwm2m.errors import ConfigError, InvalidRequest, ResourceNotFound
-from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
-from lwm2m.web.errors import EXCEPTION_HANDLERS, error
-from lwm2m.web.sse import KEEPALIVE_INTERVAL, format_event
+from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.web.auth import BearerAuth
+from lwm2m.web.errors import EXCEPTION_HANDLERS
+from lwm2m.web.guard import LocalApiGuard
+from lwm2m.web.routes import BOOTSTRAP_ROUTES, starlette_routes
 
-__all__ = [
-    "EVENT_NAMES",
-    "bootstrap_event_stream",
-    "bootstrap_event_view",
-    "bootstrap_routes",
-    "create_bootstrap_app",
-    "with_bootstrap_events",
-]
-
-EVENT_NAMES: dict[type, str] = {
-    BootstrapStarted: "BOOTSTRAP_STARTED",
-    BootstrapFinished: "BOOTSTRAP_FINISHED",
-    BootstrapFailed: "BOOTSTRAP_FAILED",
-}
-SESSIONS_SHOWN = 50
-
-
-def bootstrap_event_view(event: BootstrapEvent) -> tuple[str, dict[str, Any]]:
-    """The SSE event name and its JSON data."""
-    data: dict[str, Any] = {"endpoint": event.endpoint, "session": event.session.to_json()}
-    if isinstance(event, BootstrapFailed):
-        data["reason"] = event.reason
-    return EVENT_NAMES[type(event)], data
-
-
-def _config_view(endpoint: str, config: BootstrapConfig) -> dict[str, Any]:
-    return {
-        "endpoint": endpoint,
-        "default": endpoint == DEFAULT_ENDPOINT,
-        "config": config.to_json(secrets=False),
-    }
-
-
-def bootstrap_routes(bootstrap: BootstrapServer, *, security: Any = None) -> list[Route]:
-    """The ``/api/bootstrap`` routes; ``security`` (an LwM2M server's security store or policy,
-    with ``async put(SecurityInfo)``) is given the credentials each configuration hands out."""
-
-    async def listing(request: Request) -> Response:
-        configs = await bootstrap.configs.all()
-        sessions = bootstrap.sessions()
-        ep = request.query_params.get("ep")
-        if ep is not None:
-            sessions = [s for s in sessions if s.endpoint == ep]
-        shown = _limit(request)
-        return JSONResponse(
-            {
-                "server": {"uri": bootstrap.uri},
-                "configs": [_config_view(e, c) for e, c in configs.items()],
-                "sessions": [s.to_json() for s in sessions[:shown]],
-            }
-        )
-
-    async def one(request: Request) -> Response:
-        ep = request.path_params["ep"]
-        if request.method == "GET":
-            config = await bootstrap.configs.get(ep)
-            if config is None:
-                raise ResourceNotFound(f"no bootstrap configuration for {ep!r}")
-            view = _config_view(ep, config)
-            view["sessions"] = [s.to_json() for s in bootstrap.sessions() if s.endpoint == ep][
-                :SESSIONS_SHOWN
-            ]
-            return JSONResponse(view)
-        if request.method == "DELETE":
-            if await bootstrap.configs.remove(ep) is None:
-                raise ResourceNotFound(f"no bootstrap configuration for {ep!r}")
-            return JSONResponse({"removed": ep})
-        provision = _provision(request)  # a bad value is refused before anything is stored
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
-            raise InvalidRequest("the body is not JSON") from None
-        try:
-            config = BootstrapConfig.from_json(body, bootstrap.models)
-        except ConfigError as exc:
-            return error(400, str(exc))
-        replaced = await bootstrap.set_config(ep, config)
-        view = _config_view(ep, config)
-        view["provisioned"] = False
-        info = security_info(ep, config)
-        if security is not None and info is not None and provision:
-            try:
-                await security.put(info)
-            except ValueError as exc:  # the PSK identity belongs to another endpoint
-                return error(409, f"stored, but the LwM2M server's security store refused it: {exc}")
-            view["provisioned"] = True
-        return JSONResponse(view, status_code=200 if replaced is not None else 201)
-
-    return [
-        Route("/api/bootstrap", listing, methods=["GET"]),
-        Route("/api/bootstrap/{ep}", one, methods=["GET", "PUT", "DELETE"]),
-    ]
-
-
-def _provision(request: Request) -> bool:
-    """``?provision=``: true (the default) or false, as the API's other flags (1/0, yes/no too)."""
-    raw = request.query_params.get("provision")
-    if raw is None or raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise InvalidRequest(f"provision: {raw[:40]!r} is not true or false")
-
-
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return SESSIONS_SHOWN
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
-        raise InvalidRequest(f"limit: {raw[:40]!r} is not a number of sessions")
-    return int(raw)
-
-
-# --- events --------------------------------------------------------------------------------
-
-
-async def bootstrap_event_stream(
-    bootstrap: BootstrapServer, endpoint: str | None = None, *, keepalive: float = KEEPALIVE_INTERVAL
-) -> AsyncIterator[bytes]:
-    """The bootstrap events (of ``endpoint`` only, if given) as Server-Sent Events, from now on."""
-    stream = bootstrap.events()
-    try:
-        yield b": subscribed\n\n"
-        while True:
-            try:
-                async with asyncio.timeout(keepalive):
-                    event = await anext(stream)
-            except TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if endpoint is None or event.endpoint == endpoint:
-                yield format_event(*bootstrap_event_view(event))
-    finally:
-        stream.close()
-
-
-async def with_bootstrap_events(
-    stream: AsyncIterator[bytes], bootstrap: BootstrapServer, endpoint: str | None = None
-) -> AsyncIterator[bytes]:
-    """``stream`` (the LwM2M server's SSE bytes) with the bootstrap events mixed in."""
-    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
-    events = bootstrap.events()
-
-    async def server_side() -> None:
-        try:
-            async for chunk in stream:
-                await queue.put(chunk)
-        except Exception as exc:
-            await queue.put(exc)
-
-    async def bootstrap_side() -> None:
-        async for event in events:
-            if endpoint is None or event.endpoint == endpoint:
-                await queue.put(format_event(*bootstrap_event_view(event)))
-
-    tasks = [asyncio.ensure_future(server_side()), asyncio.ensure_future(bootstrap_side())]
-    try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        events.close()
-
-
-# --- a bootstrap server on its own -----------------------------------------------------------
+__all__ = ["create_bootstrap_app"]
 
 
 def create_bootstrap_app(
@@ -224,22 +29,15 @@ def create_bootstrap_app(
 ) -> Starlette:
     """The REST API of a bootstrap server that runs without an LwM2M server (``lwm2m bootstrap``):
     ``/api/bootstrap`` and an ``/api/events`` stream of the bootstrap events, behind the same
-    :class:`~lwm2m.web.guard.LocalApiGuard` as the server's API."""
-    from lwm2m.web.app import BearerAuth
-    from lwm2m.web.guard import LocalApiGuard
-
-    async def events(request: Request) -> Response:
-        return StreamingResponse(
-            bootstrap_event_stream(bootstrap, request.query_params.get("ep")),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    routes = [*bootstrap_routes(bootstrap, security=security), Route("/api/events", events, methods=["GET"])]
+    :class:`~lwm2m.web.guard.LocalApiGuard` as the server's API. ``security`` (an LwM2M
+    server's security store or policy, with ``async put(SecurityInfo)``) is given the
+    credentials each configuration hands out."""
+    routes = starlette_routes(BOOTSTRAP_ROUTES, bootstrap=True, swagger_dir=None, console_files=False)
     guard = {"bind_host": bind_host, "allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
     middleware = [Middleware(LocalApiGuard, **guard)]  # type: ignore[arg-type]
     if api_token:
         middleware.append(Middleware(BearerAuth, token=api_token))  # type: ignore[arg-type]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.state.bootstrap = bootstrap
+    app.state.bootstrap_security = security
     return app

@@ -13,16 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
-from lwm2m.errors import IdentityInUse, InvalidRequest, ResourceNotFound
-from lwm2m.server.server import LwM2MServer
+from lwm2m.errors import InvalidRequest
 from lwm2m.storage.base import SecurityInfo
-from lwm2m.web.errors import error
 
-__all__ = ["security_info_from_json", "security_routes"]
+__all__ = ["security_info_from_json"]
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _MODES = ("psk", "x509", "nosec")
@@ -65,40 +59,3 @@ def _checked(endpoint: str, identity: str | None, key: bytes | None, *, x509: bo
         return SecurityInfo(endpoint, identity, key, x509=x509)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-
-
-def security_routes(server: LwM2MServer) -> list[Route]:
-    policy = server.security
-
-    async def listing(request: Request) -> Response:
-        return JSONResponse([info.to_dict() for info in await policy.all()])
-
-    async def one(request: Request) -> Response:
-        ep = request.path_params["ep"]
-        if request.method == "GET":
-            info = await policy.get(ep)
-            if info is None:
-                raise ResourceNotFound(f"no security information for {ep!r}")
-            return JSONResponse(info.to_dict())
-        if request.method == "DELETE":
-            removed = await policy.remove(ep)
-            if removed is None:
-                raise ResourceNotFound(f"no security information for {ep!r}")
-            return JSONResponse({"removed": ep})
-        try:
-            body = await request.json()
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
-            raise InvalidRequest("the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("the body must be a JSON object")
-        info = security_info_from_json(ep, body)
-        try:
-            replaced = await policy.put(info)
-        except IdentityInUse as exc:
-            return error(409, str(exc))
-        return JSONResponse(info.to_dict(), status_code=200 if replaced is not None else 201)
-
-    return [
-        Route("/api/security/clients", listing, methods=["GET"]),
-        Route("/api/security/clients/{ep}", one, methods=["GET", "PUT", "DELETE"]),
-    ]

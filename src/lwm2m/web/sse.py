@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from lwm2m.errors import ConfigError
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.requests import RequestCompleted, RequestTable
-from lwm2m.web.views import event_endpoint, event_view
+from lwm2m.web.shapes import event_endpoint, event_view
 
 KEEPALIVE_INTERVAL = 15.0
 REQUEST_DONE = "REQUEST_DONE"

@@ -1,0 +1,596 @@
+"""The JSON bodies of the REST API as msgspec structs: what a request sends and what an answer
+carries. The OpenAPI document's schemas are generated from them
+(``msgspec.json.schema_components``, :mod:`lwm2m.web.openapi`).
+
+A field that may be left out is ``UNSET``; a rule a struct cannot say (a pattern across
+fields, exactly one of several shapes) is given with ``Meta(extra_json_schema=...)`` or as a
+:class:`OneOf`, and the parsers of the views enforce it with a message naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from lwm2m.model.jsonform import TYPE_NAMES
+from lwm2m.protocol.bootstrap_config import (
+    ACL_KEY_PATTERN,
+    BINDING_LETTERS,
+    HEX_BYTE,
+    MAX_IDENTITY_BYTES,
+    MAX_KEY_BYTES,
+    MAX_PSK_BYTES,
+    URI_PATTERN,
+)
+
+REF = "#/components/schemas/{name}"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(name=name)}
+
+
+class OneOf:
+    """A body that is exactly one of several structs (JSON Schema ``oneOf``), as a component of
+    the document named after the subclass; ``description`` says when each applies."""
+
+    members: ClassVar[tuple[type[Struct], ...]] = ()
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        out: dict[str, Any] = {"oneOf": [ref(m.__name__) for m in cls.members]}
+        if cls.description:
+            out["description"] = cls.description
+        return out
+
+
+class Body(Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """A JSON object of the API, keys in camelCase."""
+
+
+class Closed(Body, forbid_unknown_fields=True):
+    """A JSON object with these fields and no other: a request body whose parser refuses other
+    fields, or an answer the API never adds a field to (the document says
+    ``additionalProperties: false``, so a test sees an undocumented field)."""
+
+
+# --- shared pieces ----------------------------------------------------------------------------
+
+# An ID is 0-65534 without leading zeros (65535 is reserved, LwM2M-TS-Core 1.2 §7.1).
+ID = r"(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
+RESOURCE_PATH = f"^/{ID}/{ID}/{ID}(/{ID})?$"
+ONE_PATH = f"^/{ID}(/{ID}){{0,3}}$"
+PATH_LIST = f"^/{ID}(/{ID}){{0,3}}(,/{ID}(/{ID}){{0,3}})*$"
+# Object IDs 3 and up: Security (0), Server (1) and Access Control (2) come from servers[]
+# and accessControl[] of a bootstrap configuration.
+OTHER_OBJECT = r"([3-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
+INT32 = 0x7FFFFFFF
+
+ObjectId = Annotated[int, Meta(ge=0, le=65534)]
+# A resource value as JSON, typed by the object model: Opaque as base64, Objlnk as "3:0".
+Scalar = Annotated[Any, Meta(extra_json_schema={"type": ["string", "number", "boolean"]})]
+SCALAR_NOTE = "typed by the object model"
+# A written value may say its LwM2M type: for a resource of an object without a model.
+ValueType = Annotated[
+    str,
+    Meta(
+        description="the value's LwM2M type (opaque: base64; time: Unix seconds or an ISO 8601 date-time)",
+        extra_json_schema={"enum": list(TYPE_NAMES)},
+    ),
+]
+UnixTime = Annotated[float, Meta(description="Unix seconds")]
+
+
+def _hex(least: int, most: int, description: str) -> Any:
+    """Bytes as hex digits in pairs, colons allowed anywhere, ``least`` to ``most`` bytes."""
+    return Annotated[str, Meta(pattern=f"^:*({HEX_BYTE}){{{least},{most}}}$", description=description)]
+
+
+# --- answers -----------------------------------------------------------------------------------
+
+
+class Error(Closed):
+    """What failed around the device (the device's own result travels in ``code``)."""
+
+    error: str
+
+
+class Readings(Closed):
+    """Reads: what the bytes of a value of unknown type read as under each type they fit."""
+
+    integer: int | UnsetType = UNSET
+    unsigned: int | UnsetType = UNSET
+    float_: Any = msgspec.field(default=UNSET, name="float")
+    boolean: bool | UnsetType = UNSET
+    string: str | UnsetType = UNSET
+
+
+class Record(Closed):
+    """One value of a LwM2M path, in the one JSON form of records."""
+
+    path: Annotated[str, Meta(examples=["/3/0/9"])]
+    value: Annotated[
+        Any, Meta(description="typed by the object model; Opaque as base64, Objlnk as '3:0'")
+    ] = UNSET
+    time: UnixTime | UnsetType = UNSET
+    type_: (
+        Annotated[
+            str,
+            Meta(
+                description="writes: the value's LwM2M type, for a resource without a model "
+                "(opaque: base64; time: Unix seconds or an ISO 8601 date-time)",
+                extra_json_schema={"enum": list(TYPE_NAMES)},
+            ),
+        ]
+        | UnsetType
+    ) = msgspec.field(default=UNSET, name="type")
+    raw: (
+        Annotated[
+            str, Meta(description="reads: the bytes of a value of unknown type (TLV without a model), hex")
+        ]
+        | UnsetType
+    ) = UNSET
+    readings: Readings | UnsetType = UNSET
+
+
+class Records(Closed):
+    """Stored values, newest first."""
+
+    records: list[Record]
+
+
+class DeviceAnswer(Closed):
+    """A device's answer: its CoAP result in ``code`` (RFC 7252 §3) and what it carried."""
+
+    code: Annotated[str, Meta(examples=["2.05"])]
+    content_format: int | UnsetType = UNSET
+    records: list[Record] | UnsetType = UNSET
+    location: Annotated[str, Meta(description="Create: the new instance")] | UnsetType = UNSET
+    links: Annotated[list[str], Meta(examples=[["</3/0>;pmin=10"]])] | UnsetType = UNSET
+    diagnostic: str | UnsetType = UNSET
+    hint: Annotated[str, Meta(description="reads of objects without a model: how to add one")] | UnsetType = (
+        UNSET
+    )
+
+
+class ObserveAnswer(DeviceAnswer):
+    """The current value (and the observation's token when the device took it); notifications
+    follow as NOTIFICATION events."""
+
+    token: Annotated[str, Meta(description="the observation's CoAP token, hex")] | UnsetType = UNSET
+
+
+class Cancelled(Closed):
+    """A cancelled observation: its path, or the paths of an Observe-Composite."""
+
+    cancelled: str | list[str]
+    active: Annotated[bool, Meta(description="the client was told (Observe 1)")]
+
+
+class RequestFailure(Closed):
+    """A queued request that failed: the error and the HTTP status the call would have had."""
+
+    error: str
+    http_status: int
+
+
+class QueuedRequest(Closed):
+    """A request for a sleeping queue-mode client (LwM2M-TS-Core 1.2 §6.5): it goes out when the
+    client wakes up; its outcome follows as a REQUEST_DONE event."""
+
+    request_id: str
+    endpoint: str
+    status: Literal["queued", "done", "failed"]
+    created_at: UnixTime
+    finished_at: UnixTime | UnsetType = UNSET
+    result: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="done: the answer the call would have given at once (e.g. DeviceAnswer); "
+                "failed: the error and the HTTP status it would have had",
+                extra_json_schema={
+                    "anyOf": [
+                        ref("DeviceAnswer"),
+                        ref("ObserveAnswer"),
+                        ref("Cancelled"),
+                        ref("RequestFailure"),
+                    ]
+                },
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class Registration(Closed):
+    """A client's registration (LwM2M-TS-Core 1.2 §6.2.1)."""
+
+    endpoint: str
+    registration_id: str
+    address: Annotated[str, Meta(examples=["192.0.2.1:56830"])]
+    lifetime: int
+    lwm2m_version: str
+    binding: str
+    queue_mode: bool
+    objects: list[dict[str, Any]]
+    registered_at: float
+    last_update: float
+    sleeping: bool
+
+
+class ClientPage(Closed):
+    """A page of clients in endpoint order."""
+
+    clients: list[Registration]
+    next: Annotated[str | None, Meta(description="cursor of the next page, or null")]
+
+
+class ModelSummary(Closed):
+    """An object definition the server knows, by ID and version."""
+
+    id: int
+    name: str
+    version: str | None
+
+
+class Removed(Closed):
+    """The endpoint whose entry was removed."""
+
+    removed: str
+
+
+class SecurityInfo(Closed):
+    """How an endpoint authenticates (over DTLS, or nosec: plain CoAP); the key itself is never
+    shown."""
+
+    endpoint: str
+    mode: Literal["psk", "x509", "nosec"]
+    x509: bool
+    psk_identity: Annotated[str, Meta(description="PSK mode")] | UnsetType = UNSET
+    psk_key_hint: Annotated[str, Meta(examples=["a1… (16 bytes)"])] | UnsetType = UNSET
+
+
+# --- device requests ---------------------------------------------------------------------------
+
+
+class WriteRecord(Closed):
+    """One resource value to write."""
+
+    path: Annotated[str, Meta(pattern=RESOURCE_PATH, examples=["/3/0/14"])]
+    value: Annotated[Scalar, Meta(description=SCALAR_NOTE)]
+    time: UnixTime | UnsetType = UNSET
+    type_: ValueType | UnsetType = msgspec.field(default=UNSET, name="type")
+
+
+class WriteRecords(Closed):
+    """Values to write, each with its path."""
+
+    records: Annotated[list[WriteRecord], Meta(min_length=1)]
+
+
+class WriteValue(Closed):
+    """The value of the one resource (or resource instance) of the path."""
+
+    value: Annotated[Scalar, Meta(description=SCALAR_NOTE)]
+    type_: ValueType | UnsetType = msgspec.field(default=UNSET, name="type")
+
+
+class WriteBody(OneOf):
+    members = (WriteRecords, WriteValue)
+    description = '"records", or "value" for the one resource (or resource instance) of the path'
+
+
+class CreateBody(Closed):
+    """The new instance's resources (none: the client's defaults)."""
+
+    records: list[WriteRecord] | UnsetType = UNSET
+
+
+class ExecuteBody(Closed):
+    """Execute's arguments (LwM2M-TS-Core 1.2 §5.4.5)."""
+
+    args: Annotated[str, Meta(examples=["0='x',1"])] | UnsetType = UNSET
+
+
+class Paths(Body):
+    """The paths of a composite operation."""
+
+    paths: Annotated[
+        list[Annotated[str, Meta(pattern=ONE_PATH)]],
+        Meta(min_length=1, examples=[["/3/0/9", "/3303/0/5700"]]),
+    ]
+
+
+# --- security requests ---------------------------------------------------------------------------
+
+PskKey = Annotated[
+    str, Meta(pattern="^([0-9a-fA-F]{2}){1,32}$", examples=["000102030405060708090a0b0c0d0e0f"])
+]
+NotX509 = Annotated[bool, Meta(extra_json_schema={"const": False})]
+
+
+class PskBody(Closed):
+    """A pre-shared key: its identity and the key as hex, at most 32 bytes (as Mbed TLS 2.28 takes)."""
+
+    psk_identity: Annotated[str, Meta(min_length=1)]
+    psk_key: PskKey
+    mode: Literal["psk"] | UnsetType = UNSET
+    x509: NotX509 | UnsetType = UNSET
+
+
+class X509Body(Closed):
+    """A certificate with the endpoint as subject CN, from an authority the server trusts."""
+
+    x509: Annotated[bool, Meta(extra_json_schema={"const": True})]
+    mode: Literal["x509"] | UnsetType = UNSET
+
+
+class X509ModeBody(Closed):
+    """The same as ``"x509": true``."""
+
+    mode: Literal["x509"]
+
+
+class NosecBody(Closed):
+    """Plain CoAP, taken under ``--nosec-endpoints deny``."""
+
+    mode: Literal["nosec"]
+    x509: NotX509 | UnsetType = UNSET
+
+
+class SecurityBody(OneOf):
+    members = (PskBody, X509Body, X509ModeBody, NosecBody)
+    description = (
+        'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes, as Mbed TLS 2.28 takes), "x509": true '
+        "(a certificate with the endpoint as subject CN, from an authority the server trusts), or "
+        '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)'
+    )
+
+
+# --- bootstrap (LwM2M-TS-Core 1.2 §6.1, Appendix E) ----------------------------------------------
+
+
+class NosecSecurity(Closed):
+    """No security: a coap:// server."""
+
+    mode: Literal["nosec"] | UnsetType = UNSET
+
+
+class PskSecurity(Closed):
+    """A pre-shared key (RFC 4279)."""
+
+    mode: Literal["psk"]
+    identity: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=MAX_IDENTITY_BYTES,
+            description=f"PSK identity, at most {MAX_IDENTITY_BYTES} bytes in UTF-8",
+        ),
+    ]
+    key: _hex(1, MAX_PSK_BYTES, "the pre-shared key")  # type: ignore[valid-type]
+
+
+class RpkSecurity(Closed):
+    """Raw public keys (RFC 7250)."""
+
+    mode: Literal["rpk"]
+    public_key: _hex(1, MAX_KEY_BYTES, "the device's public key")  # type: ignore[valid-type]
+    private_key: _hex(1, MAX_KEY_BYTES, "the device's private key")  # type: ignore[valid-type]
+    server_public_key: _hex(0, MAX_KEY_BYTES, "the server's public key") | UnsetType | None = UNSET  # type: ignore[valid-type]
+
+
+class X509Security(Closed):
+    """Certificates (RFC 5280), DER."""
+
+    mode: Literal["x509"]
+    certificate: _hex(1, MAX_KEY_BYTES, "the device's certificate, DER")  # type: ignore[valid-type]
+    private_key: _hex(1, MAX_KEY_BYTES, "the device's private key, DER")  # type: ignore[valid-type]
+    server_certificate: _hex(0, MAX_KEY_BYTES, "the server's certificate, DER") | UnsetType | None = UNSET  # type: ignore[valid-type]
+
+
+class ServerSecurity(OneOf):
+    members = (NosecSecurity, PskSecurity, RpkSecurity, X509Security)
+    description = (
+        "the Security (0) instance's mode and keys (LwM2M-TS-Core 1.2 §E.1); keys are never shown back. "
+        "coap:// URIs take nosec (the default), coaps:// the others"
+    )
+
+
+SECURE = [ref(m.__name__) for m in ServerSecurity.members[1:]]
+
+
+class ServerAccount(Closed):
+    """One LwM2M server account: a Security (0) and a Server (1) instance (§E.1, §E.2)."""
+
+    uri: Annotated[str, Meta(pattern=URI_PATTERN, examples=["coaps://lwm2m.example:5684"])]
+    short_server_id: Annotated[int, Meta(ge=1, le=65534)]
+    lifetime: (
+        Annotated[int, Meta(ge=1, le=INT32, extra_json_schema={"default": 86400})] | UnsetType | None
+    ) = UNSET
+    binding: (
+        Annotated[
+            str,
+            Meta(
+                pattern=f"^[{BINDING_LETTERS}]{{1,{len(BINDING_LETTERS)}}}$",
+                description=f"letters of {BINDING_LETTERS}, each at most once",
+                extra_json_schema={"default": "U"},
+            ),
+        ]
+        | UnsetType
+        | None
+    ) = UNSET
+    security: Annotated[Any, Meta(extra_json_schema=ref("ServerSecurity"))] = UNSET
+    default_min_period: (
+        Annotated[int, Meta(ge=0, le=INT32, description="at most defaultMaxPeriod")] | UnsetType | None
+    ) = UNSET
+    default_max_period: Annotated[int, Meta(ge=0, le=INT32)] | UnsetType | None = UNSET
+    notification_storing: Annotated[bool, Meta(extra_json_schema={"default": True})] | UnsetType = UNSET
+    security_instance_id: ObjectId | UnsetType | None = UNSET
+    server_instance_id: ObjectId | UnsetType | None = UNSET
+
+
+# The scheme decides the security: plain CoAP with nosec, DTLS (coaps) with a key.
+Account = Annotated[
+    ServerAccount,
+    Meta(
+        extra_json_schema={
+            "oneOf": [
+                {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": ref("NosecSecurity")}},
+                {
+                    "required": ["security"],
+                    "properties": {"uri": {"pattern": "^coaps(\\+tcp)?:"}, "security": {"oneOf": SECURE}},
+                },
+            ]
+        }
+    ),
+]
+
+
+class AccessControl(Closed):
+    """One Access Control (2) instance (§E.3)."""
+
+    object_id: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=65534,
+            description="not Security (0) nor OSCORE (21), which have no ACL",
+            extra_json_schema={"not": {"const": 21}},
+        ),
+    ]
+    object_instance_id: Annotated[int, Meta(ge=0, le=65535)]
+    acl: (
+        Annotated[
+            dict[Annotated[str, Meta(pattern=ACL_KEY_PATTERN)], Annotated[int, Meta(ge=0, le=31)]],
+            Meta(description="rights (R1 W2 E4 D8 C16) by shortServerId of servers[], 0: default"),
+        ]
+        | UnsetType
+        | None
+    ) = UNSET
+    owner: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=65535,
+                description="a shortServerId of servers[], or 65535: the bootstrap server",
+                extra_json_schema={"default": 65535},
+            ),
+        ]
+        | UnsetType
+        | None
+    ) = UNSET
+    instance_id: ObjectId | UnsetType | None = UNSET
+
+
+class BootstrapRecord(Closed):
+    """A resource value of another object, typed by the object model."""
+
+    path: Annotated[str, Meta(pattern=f"^/{OTHER_OBJECT}/{ID}/{ID}(/{ID})?$")]
+    value: Annotated[Scalar, Meta(description=SCALAR_NOTE)]
+    time: Annotated[float | None, Meta(description="Unix seconds")] | UnsetType = UNSET
+    type_: ValueType | UnsetType | None = msgspec.field(default=UNSET, name="type")
+
+
+class BootstrapObjects(Closed):
+    """Other objects' values."""
+
+    records: (
+        Annotated[
+            list[BootstrapRecord],
+            Meta(description="resource values of other objects, typed by the object model"),
+        ]
+        | UnsetType
+        | None
+    ) = UNSET
+
+
+class BootstrapConfig(Closed):
+    """What the bootstrap server writes into the device (LwM2M-TS-Core 1.2 §6.1.2). Fields not given
+    (or null) take their default; shortServerIds and explicit instance IDs are unique, ACL keys and
+    owners name servers[] shortServerIds."""
+
+    servers: Annotated[list[Account], Meta(min_length=1)]
+    delete_paths: (
+        Annotated[
+            list[Annotated[str, Meta(pattern=f"^/({ID}(/{ID})?)?$")]],
+            Meta(
+                description="deleted first: /, an object or an instance "
+                "(never the device's bootstrap server account)"
+            ),
+        ]
+        | UnsetType
+        | None
+    ) = UNSET
+    bootstrap_discover: Annotated[bool, Meta(extra_json_schema={"default": True})] | UnsetType = UNSET
+    bootstrap_account_id: (
+        Annotated[
+            int,
+            Meta(
+                ge=0, le=65534, description="the Security instance of the device's bootstrap server account"
+            ),
+        ]
+        | UnsetType
+        | None
+    ) = UNSET
+    access_control: list[AccessControl] | UnsetType | None = UNSET
+    objects: BootstrapObjects | UnsetType | None = UNSET
+
+
+class BootstrapSession(Closed):
+    """A bootstrap session, running or recently ended."""
+
+    id: str
+    endpoint: str
+    address: str
+    kind: Literal["session", "pack"]
+    status: Literal["running", "finished", "failed"]
+    started_at: float
+    ended_at: float | None
+    steps: list[str]
+    reason: str | UnsetType = UNSET
+
+
+class BootstrapConfigView(Closed):
+    """A stored configuration, without its keys."""
+
+    endpoint: str
+    default: Annotated[bool, Meta(description="'*': for endpoints without their own")]
+    config: Annotated[
+        dict[str, Any],
+        Meta(
+            description="the configuration as given, without PSKs and private keys",
+            extra_json_schema={"required": ["servers"]},
+        ),
+    ]
+
+
+class BootstrapConfigStored(BootstrapConfigView):
+    """The configuration stored, and whether the LwM2M server's security store got its credentials."""
+
+    provisioned: Annotated[bool, Meta(description="the LwM2M server's security store got its credentials")]
+
+
+class BootstrapConfigSessions(BootstrapConfigView):
+    """A configuration and its endpoint's recent sessions."""
+
+    sessions: list[BootstrapSession]
+
+
+class BootstrapServerInfo(Closed):
+    """The bootstrap server."""
+
+    uri: str | UnsetType = UNSET
+
+
+class BootstrapListing(Closed):
+    """Every configuration and the recent sessions."""
+
+    server: BootstrapServerInfo
+    configs: list[BootstrapConfigView]
+    sessions: list[BootstrapSession]

@@ -1,0 +1,142 @@
+"""The query parameters and JSON bodies of the REST API, checked before any work: a bad value
+is a :class:`~lwm2m.web.errors.InvalidRequest` (400) naming it, even for a sleeping client whose
+request would only go out later."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from lwm2m.codec.formats import get_codec
+from lwm2m.errors import InvalidPath, InvalidRequest, UnsupportedMethod
+from lwm2m.model.jsonform import records_from_json, typed_from_json
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
+from lwm2m.server.server import DEFAULT_TIMEOUT
+
+__all__ = [
+    "allow",
+    "body_records",
+    "flag",
+    "json_body",
+    "lwm2m_path",
+    "number",
+    "query_format",
+    "query_paths",
+    "request_paths",
+    "timeout",
+    "write_records",
+]
+
+
+def timeout(request: Request) -> float:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"timeout: {raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise InvalidRequest(f"timeout: {raw!r} must be positive")
+    return value
+
+
+def query_format(request: Request) -> int | str | None:
+    raw = request.query_params.get("format")
+    if raw is None or raw == "":
+        return None
+    fmt = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else raw  # else get_codec names it
+    get_codec(fmt)  # an unknown format is a 400 now, not a failure once a sleeping client wakes
+    return fmt
+
+
+def flag(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise InvalidRequest(f"{name}: {raw!r} is not true or false")
+
+
+def number(request: Request, name: str, kind: type[int] | type[float]) -> Any:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: {raw!r} is not a number") from None
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is ``{}``."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # syntax, UTF-8, an over-long number, deep nesting
+        raise InvalidRequest(f"the body is not JSON: {str(exc)[:200]}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def request_paths(body: dict[str, Any]) -> list[Path]:
+    """``{"paths": [...]}`` of a composite request."""
+    paths = body.get("paths")
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise InvalidRequest('the body needs "paths": ["/3/0/0", ...]')
+    return [Path.parse(p) for p in paths]
+
+
+def query_paths(request: Request) -> list[Path]:
+    """``?paths=/3/0/9,/3303/0/5700`` (or the parameter repeated)."""
+    given = [p for raw in request.query_params.getlist("paths") for p in raw.split(",") if p.strip()]
+    if not given:
+        raise InvalidRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
+    return [Path.parse(p.strip()) for p in given]
+
+
+def lwm2m_path(segments: list[str]) -> Path:
+    """The LwM2M path of URL segments, each a bare ID (Path.parse alone would forgive spaces)."""
+    text = "/" + "/".join(segments)
+    path = Path.parse(text)
+    if str(path) != text:
+        raise InvalidPath(f"invalid path {text[:40]!r}: IDs are decimal numbers, e.g. /3/0/1")
+    return path
+
+
+def allow(method: str, methods: tuple[str, ...], what: str) -> None:
+    """405 with ``Allow`` unless ``method`` is one of ``methods`` (RFC 9110 §15.5.6)."""
+    if method not in methods:
+        raise UnsupportedMethod(method, methods, what)
+
+
+def body_records(body: dict[str, Any], models: ObjectRegistry) -> list[Record]:
+    if "records" not in body:
+        raise InvalidRequest('the body needs "records": [{"path": ..., "value": ...}, ...]')
+    return records_from_json(body["records"], models)
+
+
+def write_records(body: dict[str, Any], path: Path, models: ObjectRegistry) -> list[Record]:
+    """``{"records": [...]}``, or ``{"value": v}`` for the one resource at ``path`` (with
+    ``"type"``, its LwM2M type, for a resource without a model)."""
+    if "value" in body:
+        if "records" in body:
+            raise InvalidRequest('give either "value" or "records", not both')
+        if not (path.is_resource or path.is_resource_instance):
+            raise InvalidRequest(f'"value" writes one resource; {path} is not a resource')
+        assert path.object_id is not None and path.resource_id is not None
+        definition = models.resource(path.object_id, path.resource_id)
+        model = definition.type if definition else None
+        value = typed_from_json(body["value"], body.get("type"), model, str(path))
+        return [Record(path, value)]
+    return body_records(body, models)

@@ -1,0 +1,633 @@
+"""The route table of the REST API: every URL, the methods it takes and the view of each, in
+one place (datasette's ``_routes()``). :func:`starlette_routes` serves it;
+:mod:`lwm2m.web.openapi` documents it.
+
+LwM2M paths are numeric, so the words after them (``discover``, ``attributes``,
+``observe``) and before them (``composite``, ``history``) cannot clash with an ID: one
+Starlette route takes every URL under ``/api/clients/{ep}/``, looks the endpoint up (404
+before anything else) and :func:`resolve` picks the view of the rest, with a 405 naming the
+methods that URL takes. The table lists those URLs one template per LwM2M path level, as the
+document shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal, Protocol
+
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from lwm2m.errors import ResourceNotFound
+from lwm2m.model.path import Path
+from lwm2m.protocol.registration import Registration
+from lwm2m.web import bodies
+from lwm2m.web.apidoc import (
+    ACTIVE,
+    ATTRIBUTES,
+    CANCEL_ANSWERS,
+    EP,
+    FORMAT,
+    LEVEL_PARAMS,
+    RESOURCE_ATTRIBUTES,
+    TIMEOUT,
+    WAIT,
+    Answer,
+    Doc,
+    Param,
+    device_answers,
+)
+from lwm2m.web.context import api_context
+from lwm2m.web.docs import STATIC_PREFIX
+from lwm2m.web.params import allow, lwm2m_path
+from lwm2m.web.sse import RECENT_EVENTS
+from lwm2m.web.views import (
+    bootstrap,
+    clients,
+    composite,
+    console,
+    device,
+    docs,
+    events,
+    history,
+    models,
+    observations,
+    requests,
+    security,
+)
+
+__all__ = [
+    "ACTIONS",
+    "ANY_METHOD",
+    "BOOTSTRAP_ROUTES",
+    "CLIENT_PREFIX",
+    "COMPOSITE",
+    "LEVELS",
+    "REFUSED",
+    "ROUTES",
+    "ApiRoute",
+    "ClientView",
+    "Operation",
+    "client_path",
+    "path_methods",
+    "resolve",
+    "starlette_routes",
+]
+
+View = Callable[[Request], Awaitable[Response]]
+# A view under /api/clients/{ep}/: the request and the client's registration.
+ClientView = Callable[[Request, Registration], Awaitable[Response]]
+
+
+class PathView(Protocol):
+    """A view of a LwM2M path under a client, as the table holds it (resolve binds the path)."""
+
+    def __call__(self, request: Request, registration: Registration, path: Path) -> Awaitable[Response]: ...
+
+
+# RFC 9110 §9.3's methods and PATCH (RFC 5789), for a route whose view answers 405 itself.
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+CLIENT_PREFIX = "/api/clients/{ep}/"
+# The path parameters of a LwM2M path's IDs, by level.
+LEVELS = ("objectId", "instanceId", "resourceId", "resourceInstanceId")
+
+
+def path_methods(path: Path) -> tuple[str, ...]:
+    """The methods a LwM2M path takes (LwM2M-TS-Core 1.2 §6.3): Read anywhere; Write on an
+    instance, resource or resource instance; Create (POST) in an object; Execute (POST) on a
+    resource; Delete an object instance (or, for bootstrap clean-up, the root)."""
+    if path.is_root:
+        return ("GET", "DELETE")
+    if path.is_object:
+        return ("GET", "POST")
+    if path.is_instance:
+        return ("GET", "PUT", "DELETE")
+    if path.is_resource:
+        return ("GET", "PUT", "POST")
+    return ("GET", "PUT")
+
+
+# The words after a LwM2M path, and the views of the methods each takes.
+ACTIONS: dict[str, dict[str, PathView]] = {
+    "discover": {"GET": device.discover},
+    "attributes": {"PUT": device.attributes},
+    "observe": {"POST": observations.observe, "DELETE": observations.cancel_path},
+}
+# The words after composite/, and the views of the methods each takes.
+COMPOSITE: dict[str, dict[str, ClientView]] = {
+    "read": {"POST": composite.read},
+    "write": {"POST": composite.write},
+    "observe": {"POST": observations.composite_observe, "DELETE": observations.composite_cancel},
+}
+
+
+def resolve(method: str, url: str, segments: list[str]) -> ClientView:
+    """The view of ``method`` on the URL segments after ``/api/clients/{ep}/`` (``url``: the
+    whole path, for messages). ResourceNotFound for no such URL, InvalidPath for a LwM2M path that is
+    not one, UnsupportedMethod (405 with ``Allow``) for a method the URL does not take."""
+    if segments[:1] == ["composite"]:
+        rest = segments[1:]
+        if len(rest) != 1 or rest[0] not in COMPOSITE:
+            raise ResourceNotFound(f"no such resource: {url} (composite/read, /write or /observe)")
+        views = COMPOSITE[rest[0]]
+        allow(method, tuple(views), f"composite/{rest[0]}")
+        return views[method]
+    if segments[:1] == ["history"]:
+        allow(method, ("GET",), "history, which is read-only")
+        return partial(history.history, path=lwm2m_path(segments[1:]))
+    action = segments[-1] if segments and segments[-1] in ACTIONS else None
+    path = lwm2m_path(segments[:-1] if action is not None else segments)
+    if action is None:
+        allow(method, path_methods(path), str(path))
+        return partial(device.operation, path=path)
+    actions = ACTIONS[action]
+    allow(method, tuple(actions), f"{path}/{action}")
+    return partial(actions[method], path=path)
+
+
+async def client_path(request: Request) -> Response:
+    """Every URL under ``/api/clients/{ep}/``: the endpoint must be registered (404 before
+    anything else), then :func:`resolve` picks the view."""
+    registration = await api_context(request).server.registration(request.path_params["ep"])
+    segments = [s for s in request.path_params["rest"].split("/") if s]
+    view = resolve(request.method, request.url.path, segments)
+    return await view(request, registration)
+
+
+# --- the table ------------------------------------------------------------------------------
+
+AnyView = Callable[..., Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One method of a URL: its view and what the document says of it."""
+
+    view: AnyView
+    doc: Doc
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoute:
+    """One URL template and its operations by method.
+
+    ``client``: served through :func:`client_path` (a template under ``/api/clients/{ep}/``,
+    its views take the registration). ``needs``: served only with a bootstrap server beside
+    the LwM2M server, or only when Swagger UI's files are installed. ``documented``: False for
+    the files of the page that shows the document.
+    """
+
+    path: str
+    operations: Mapping[str, Operation]
+    client: bool = False
+    needs: Literal["", "bootstrap", "swagger"] = ""
+    documented: bool = True
+
+    @property
+    def views(self) -> dict[str, AnyView]:
+        return {method: op.view for method, op in self.operations.items()}
+
+
+def _ids(level: int) -> str:
+    return "/".join("{" + name + "}" for name in LEVELS[:level])
+
+
+_LEVEL_NAMES = ("the root", "an object", "an instance", "a resource", "a resource instance")
+
+
+def _level_ops(level: int, example: str) -> dict[str, Operation]:
+    """The operations of a LwM2M path of ``level`` IDs (LwM2M-TS-Core 1.2 §6.3), with the
+    methods :func:`path_methods` lets through."""
+    params = (EP, *LEVEL_PARAMS[:level], TIMEOUT, WAIT)
+    replace = (Param("replace", bool, "false: a partial update"),) if level in (2, 3) else ()
+    docs: dict[str, Doc] = {
+        "GET": Doc(f"Read {_LEVEL_NAMES[level]}", (*params, FORMAT), device_answers()),
+        "PUT": Doc(
+            "Write (replace, or a partial update with replace=false)",
+            (*params, FORMAT, *replace),
+            device_answers(),
+            body=bodies.WriteRecords if level <= 2 else bodies.WriteBody,
+        ),
+        "POST": (
+            Doc(
+                "Create an instance (records: its resources)",
+                (*params, FORMAT),
+                device_answers(),
+                body=bodies.CreateBody,
+                body_required=False,
+            )
+            if level == 1
+            else Doc("Execute", params, device_answers(), body=bodies.ExecuteBody, body_required=False)
+        ),
+        "DELETE": Doc(
+            "Delete the instance" if level else "Delete every object instance (a bootstrap clean-up)",
+            params,
+            device_answers(),
+        ),
+    }
+    return {m: Operation(device.operation, docs[m]) for m in path_methods(Path.parse(example))}
+
+
+def _action_ops(level: int) -> dict[str, dict[str, Operation]]:
+    params = (EP, *LEVEL_PARAMS[:level], TIMEOUT, WAIT)
+    attributes = tuple(a for a in ATTRIBUTES if level >= 3 or a.name not in RESOURCE_ATTRIBUTES)
+    docs: dict[str, dict[str, Doc]] = {
+        "discover": {"GET": Doc("Discover attributes and resources", params, device_answers())},
+        "attributes": {
+            "PUT": Doc(
+                "Write-Attributes: at least one of the attributes; an empty value removes one. "
+                "pmax >= pmin, epmax > epmin, lt + 2*st < gt (LwM2M-TS-Core 1.2 §5.1.2)",
+                (*params, *attributes),
+                device_answers(),
+            )
+        },
+        "observe": {
+            "POST": Doc(
+                "Observe: the current value; notifications arrive as SSE events",
+                (*params, FORMAT),
+                device_answers(bodies.ObserveAnswer),
+            ),
+            "DELETE": Doc(
+                "Cancel an observation started here (or resumed after a restart)",
+                (EP, *LEVEL_PARAMS[:level], ACTIVE, WAIT),
+                CANCEL_ANSWERS,
+            ),
+        },
+    }
+    return {
+        action: {m: Operation(view, docs[action][m]) for m, view in views.items()}
+        for action, views in ACTIONS.items()
+    }
+
+
+def _history_doc(level: int) -> Doc:
+    return Doc(
+        "Stored values from notifications, newest first",
+        (
+            EP,
+            *LEVEL_PARAMS[:level],
+            Param("since", float, "Unix seconds"),
+            Param("limit", Annotated[int, Meta(ge=0)], "at most this many records"),
+        ),
+        {
+            200: Answer("OK", bodies.Records),
+            400: Answer("bad since or limit", bodies.Error),
+            404: Answer("unknown endpoint", bodies.Error),
+        },
+    )
+
+
+_COMPOSITE_DOCS: dict[str, dict[str, Doc]] = {
+    "read": {"POST": Doc("Read-Composite", (EP, TIMEOUT, FORMAT, WAIT), device_answers(), body=bodies.Paths)},
+    "write": {
+        "POST": Doc(
+            "Write-Composite", (EP, TIMEOUT, FORMAT, WAIT), device_answers(), body=bodies.WriteRecords
+        )
+    },
+    "observe": {
+        "POST": Doc(
+            "Observe-Composite: one observation of several paths (a FETCH with Observe 0); the current "
+            "values, and notifications of all of them as SSE events",
+            (EP, TIMEOUT, FORMAT, WAIT),
+            device_answers(bodies.ObserveAnswer),
+            body=bodies.Paths,
+        ),
+        "DELETE": Doc(
+            "Cancel an Observe-Composite started here, named by its paths in any order",
+            (
+                EP,
+                Param(
+                    "paths",
+                    Annotated[str, Meta(pattern=bodies.PATH_LIST)],
+                    "the observed paths, comma-separated (or the parameter repeated)",
+                    required=True,
+                    example="/3/0/9,/3303/0/5700",
+                ),
+                ACTIVE,
+                WAIT,
+            ),
+            CANCEL_ANSWERS,
+        ),
+    },
+}
+
+
+# Words the dispatcher takes at a level where the operation never applies: Discover of the
+# root or of a resource instance, Write-Attributes of the root. The operation refuses them
+# (400, lwm2m.protocol.management), so the table and the document leave them out.
+REFUSED = frozenset({("discover", 0), ("discover", 4), ("attributes", 0)})
+
+
+def _client_routes() -> list[ApiRoute]:
+    """The templates under a client, one per LwM2M path level (0: the root), as :func:`resolve`
+    serves them."""
+    examples = ("/", "/3", "/3/0", "/3/0/1", "/3/0/1/0")
+    table: list[ApiRoute] = []
+    for level, example in enumerate(examples):
+        ids = _ids(level)
+        table.append(ApiRoute(CLIENT_PREFIX + ids, _level_ops(level, example), client=True))
+        for action, ops in _action_ops(level).items():
+            if (action, level) in REFUSED:
+                continue
+            table.append(ApiRoute(CLIENT_PREFIX + "/".join(filter(None, (ids, action))), ops, client=True))
+        history_path = CLIENT_PREFIX + "/".join(filter(None, ("history", ids)))
+        history_op = Operation(history.history, _history_doc(level))
+        table.append(ApiRoute(history_path, {"GET": history_op}, client=True))
+    for word, views in COMPOSITE.items():
+        ops = {m: Operation(view, _COMPOSITE_DOCS[word][m]) for m, view in views.items()}
+        table.append(ApiRoute(f"{CLIENT_PREFIX}composite/{word}", ops, client=True))
+    return table
+
+
+def _get(view: AnyView, doc: Doc) -> dict[str, Operation]:
+    return {"GET": Operation(view, doc)}
+
+
+def _not_found(description: str = "not found") -> Answer:
+    return Answer(description, bodies.Error)
+
+
+_CLIENTS = Doc(
+    "A page of the registered clients, in endpoint order",
+    (
+        Param(
+            "limit",
+            Annotated[int, Meta(ge=1, le=1000, extra_json_schema={"default": 100})],
+            "clients per page",
+        ),
+        Param(
+            "cursor",
+            Annotated[str, Meta(max_length=2048, extra_json_schema={"format": "cursor"})],
+            "the next of the previous page (opaque)",
+        ),
+        Param(
+            "endpoint",
+            Annotated[str, Meta(max_length=1024)],
+            "endpoint name prefix, or a glob when it has * ? or [",
+        ),
+        Param(
+            "object",
+            Annotated[int, Meta(ge=0, le=65535)],
+            "only clients whose links include this object ID",
+        ),
+        Param("online", bool, "true: awake clients; false: sleeping (queue mode) ones"),
+    ),
+    {200: Answer("OK", bodies.ClientPage), 400: Answer("bad limit, cursor or filter", bodies.Error)},
+    description="Pass the answer's next as cursor for the following page. A page with filters may hold fewer "
+    "than limit clients (even none) and still have a next: the server stops after examining a bounded "
+    "number of registrations.",
+)
+_SECURITY_ONE = {
+    "GET": Operation(
+        security.one,
+        Doc(
+            "One endpoint's security information",
+            (EP,),
+            {200: Answer("OK", bodies.SecurityInfo), 404: _not_found()},
+        ),
+    ),
+    "PUT": Operation(
+        security.put,
+        Doc(
+            "Set an endpoint's PSK or X.509 expectation; ends sessions made with an old one",
+            (EP,),
+            {
+                200: Answer("replaced", bodies.SecurityInfo),
+                201: Answer("created", bodies.SecurityInfo),
+                400: Answer("bad body", bodies.Error),
+                409: Answer("the PSK identity belongs to another endpoint", bodies.Error),
+            },
+            body=bodies.SecurityBody,
+        ),
+    ),
+    "DELETE": Operation(
+        security.remove,
+        Doc(
+            "Remove an endpoint's security information and end its DTLS sessions",
+            (EP,),
+            {200: Answer("removed", bodies.Removed), 404: _not_found()},
+        ),
+    ),
+}
+_BOOTSTRAP_ONE = {
+    "GET": Operation(
+        bootstrap.one,
+        Doc(
+            "One endpoint's bootstrap configuration and its recent sessions",
+            (EP,),
+            {
+                200: Answer("OK", bodies.BootstrapConfigSessions),
+                404: _not_found("no configuration for this endpoint"),
+            },
+        ),
+    ),
+    "PUT": Operation(
+        bootstrap.put,
+        Doc(
+            "Set the bootstrap configuration of an endpoint ('*': the default): servers[] with uri, "
+            "shortServerId, lifetime, binding, security {mode psk|rpk|x509|nosec, ...}; deletePaths, "
+            "bootstrapDiscover (default true), bootstrapAccountId, accessControl, objects.records. Also "
+            "provisions the LwM2M server's security store unless ?provision=false",
+            (EP, Param("provision", bool, "false: leave the security store alone")),
+            {
+                200: Answer("replaced", bodies.BootstrapConfigStored),
+                201: Answer("created", bodies.BootstrapConfigStored),
+                400: Answer("not usable, e.g. no server account; the message says why", bodies.Error),
+                409: Answer("stored, but its PSK identity belongs to another endpoint", bodies.Error),
+            },
+            body=bodies.BootstrapConfig,
+        ),
+    ),
+    "DELETE": Operation(
+        bootstrap.remove,
+        Doc(
+            "Remove an endpoint's bootstrap configuration",
+            (EP,),
+            {200: Answer("removed", bodies.Removed), 404: _not_found("no configuration for this endpoint")},
+        ),
+    ),
+}
+_EVENTS = Doc(
+    "Server-Sent Events: REGISTRATION, UPDATE, DEREGISTRATION, EXPIRED, SLEEPING, AWAKE, NOTIFICATION, "
+    "SEND, OBSERVATION_ENDED, and REQUEST_DONE (a QueuedRequest) when a request for a sleeping client "
+    "finished; with a bootstrap server also BOOTSTRAP_STARTED, BOOTSTRAP_FINISHED and BOOTSTRAP_FAILED; "
+    "EVENTS_DROPPED ({count}) when the client read too slowly and that many were lost",
+    (
+        Param("ep", str, "only this endpoint's events"),
+        Param(
+            "backlog",
+            Annotated[int, Meta(ge=0, le=RECENT_EVENTS, extra_json_schema={"default": 0})],
+            f"first send up to this many of the last events the server kept (it keeps {RECENT_EVENTS}), "
+            "oldest first, each with receivedAt (Unix seconds); then live events",
+        ),
+    ),
+    {
+        200: Answer("event stream", media="text/event-stream"),
+        400: Answer(f"backlog is not an integer from 0 to {RECENT_EVENTS}", bodies.Error),
+    },
+)
+
+ROUTES: tuple[ApiRoute, ...] = (
+    ApiRoute("/api/clients", _get(clients.clients, _CLIENTS)),
+    ApiRoute(
+        "/api/clients/{ep}",
+        _get(
+            clients.client,
+            Doc(
+                "One client's registration",
+                (EP,),
+                {200: Answer("OK", bodies.Registration), 404: _not_found("unknown endpoint")},
+            ),
+        ),
+    ),
+    *_client_routes(),
+    ApiRoute(
+        "/api/requests/{id}",
+        _get(
+            requests.queued_request,
+            Doc(
+                "A request queued for a sleeping client: still queued, done or failed",
+                (Param("id", str, where="path", required=True),),
+                {
+                    200: Answer("OK", bodies.QueuedRequest),
+                    404: _not_found("unknown request, or its outcome expired"),
+                },
+            ),
+        ),
+    ),
+    ApiRoute(
+        "/api/models",
+        _get(
+            models.models,
+            Doc("Object definitions known to the server", (), {200: Answer("OK", list[bodies.ModelSummary])}),
+        ),
+    ),
+    ApiRoute(
+        "/api/models/{id}",
+        _get(
+            models.model,
+            Doc(
+                "One object definition with its resources",
+                (Param("id", int, where="path", required=True),),
+                {200: Answer("OK", dict[str, Any]), 404: _not_found("no such object among the models")},
+            ),
+        ),
+    ),
+    ApiRoute(
+        "/api/security/clients",
+        _get(
+            security.listing,
+            Doc(
+                "Security information of every endpoint (keys never shown)",
+                (),
+                {200: Answer("OK", list[bodies.SecurityInfo])},
+            ),
+        ),
+    ),
+    ApiRoute("/api/security/clients/{ep}", _SECURITY_ONE),
+    ApiRoute(
+        "/api/bootstrap",
+        _get(
+            bootstrap.listing,
+            Doc(
+                "With a bootstrap server (--bootstrap-port): its configurations, keys never shown "
+                "('*' is the default), and its running and recent sessions with status and times",
+                (
+                    Param("ep", str, "only this endpoint's sessions"),
+                    Param(
+                        "limit",
+                        Annotated[int, Meta(ge=0, le=999_999_999)],
+                        f"at most this many sessions ({bootstrap.SESSIONS_SHOWN})",
+                    ),
+                ),
+                {200: Answer("OK", bodies.BootstrapListing), 400: Answer("bad limit", bodies.Error)},
+            ),
+        ),
+        needs="bootstrap",
+    ),
+    ApiRoute("/api/bootstrap/{ep}", _BOOTSTRAP_ONE, needs="bootstrap"),
+    ApiRoute("/api/events", _get(events.events, _EVENTS)),
+    ApiRoute(
+        "/api/openapi.json", _get(docs.openapi, Doc("This document", (), {200: Answer("OK", dict[str, Any])}))
+    ),
+    ApiRoute(
+        "/api/docs",
+        _get(
+            docs.docs,
+            Doc(
+                "This document as an interactive web page (Swagger UI, served from here)",
+                (),
+                {200: Answer("HTML", media="text/html")},
+            ),
+        ),
+    ),
+    ApiRoute(
+        "/api/docs/init.js",
+        _get(
+            docs.docs_init, Doc("The page's script", (), {200: Answer("JavaScript", media="text/javascript")})
+        ),
+        needs="swagger",
+        documented=False,
+    ),
+)
+# The routes of a bootstrap server on its own: its configurations and its events.
+BOOTSTRAP_ROUTES: tuple[ApiRoute, ...] = (
+    *(route for route in ROUTES if route.needs == "bootstrap"),
+    ApiRoute(
+        "/api/events",
+        _get(
+            bootstrap.events,
+            Doc(
+                "Server-Sent Events: BOOTSTRAP_STARTED, BOOTSTRAP_FINISHED and BOOTSTRAP_FAILED",
+                (Param("ep", str, "only this endpoint's events"),),
+                {200: Answer("event stream", media="text/event-stream")},
+            ),
+        ),
+    ),
+)
+
+
+def _by_method(views: Mapping[str, AnyView]) -> View:
+    """One endpoint for the methods of a URL, so that a 405 lists them all in ``Allow``."""
+    if len(views) == 1:
+        (only,) = views.values()
+        return only
+    table = dict(views)
+
+    async def endpoint(request: Request) -> Response:
+        # HEAD is a GET without content (RFC 9110 §9.3.2); Starlette lets it in with GET.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await table[method](request)
+
+    return endpoint
+
+
+def starlette_routes(
+    table: tuple[ApiRoute, ...], *, bootstrap: bool, swagger_dir: FilePath | None, console_files: bool = True
+) -> list[BaseRoute]:
+    """The Starlette routes of ``table``: those its app serves (``bootstrap``: with a bootstrap
+    server; ``swagger_dir``: Swagger UI's files), the console's page and files."""
+    served = [r for r in table if r.needs != "bootstrap" or bootstrap]
+    served = [r for r in served if r.needs != "swagger" or swagger_dir is not None]
+    out: list[BaseRoute] = []
+    if console_files:
+        out += [
+            Route("/", console.console, methods=["GET"]),
+            Mount("/console", StaticFiles(directory=console.CONSOLE_DIR), name="console"),
+        ]
+    for route in served:
+        if route.client:
+            continue
+        out.append(Route(route.path, _by_method(route.views), methods=list(route.views)))
+        if route.path == "/api/clients/{ep}" and any(r.client for r in served):
+            # Every method reaches the dispatcher, which knows what each URL takes (its 405 says).
+            out.append(Route("/api/clients/{ep}/{rest:path}", client_path, methods=list(ANY_METHOD)))
+    if swagger_dir is not None:
+        out.append(Mount(STATIC_PREFIX, StaticFiles(directory=swagger_dir), name="swagger-ui"))
+    return out

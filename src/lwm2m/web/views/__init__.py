@@ -1,0 +1,3 @@
+"""The REST API's views: importable functions that take the app's state from
+``request.app.state.api`` (:class:`~lwm2m.web.context.ApiContext`). The route table that
+maps URLs to them is :mod:`lwm2m.web.routes`."""

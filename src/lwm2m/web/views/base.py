@@ -1,0 +1,51 @@
+"""What every device operation shares: the device's answer in its JSON form, and running the
+operation now or, for a sleeping queue-mode client, later (202 with a request ID)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from lwm2m.errors import TableFull
+from lwm2m.protocol.management import Response as DeviceAnswer
+from lwm2m.protocol.registration import Registration
+from lwm2m.web.context import api_context
+from lwm2m.web.errors import error
+from lwm2m.web.params import flag
+from lwm2m.web.requests import Work
+from lwm2m.web.shapes import response_view
+
+__all__ = ["answer", "run"]
+
+
+def answer(
+    call: Callable[[], Awaitable[DeviceAnswer]], hint: Callable[[DeviceAnswer], str | None] | None = None
+) -> Work:
+    """Work that answers the device's answer in its JSON form (with ``hint``'s note, if any)."""
+
+    async def work() -> dict[str, Any]:
+        got = await call()
+        out = response_view(got)
+        note = hint(got) if hint is not None else None
+        if note:
+            out["hint"] = note
+        return out
+
+    return work
+
+
+async def run(request: Request, registration: Registration, work: Work) -> Response:
+    """Run ``work`` now; for a sleeping client, queue it and answer 202 (LwM2M-TS-Core 1.2 §6.5:
+    the request goes out when the client wakes up), unless ``?wait=true``."""
+    api = api_context(request)
+    if flag(request, "wait", False) or not api.sleeping(registration):
+        return JSONResponse(await work())
+    try:
+        queued = api.requests.submit(registration.endpoint, work)
+    except TableFull as exc:
+        return error(503, str(exc))
+    location = f"/api/requests/{queued.request_id}"
+    return JSONResponse(queued.to_json(), status_code=202, headers={"Location": location})

@@ -1,0 +1,38 @@
+"""``GET /api/events``: the server's events (and the bootstrap server's, beside it) as
+Server-Sent Events (WHATWG HTML §9.2), after up to ``backlog`` recent ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from lwm2m.errors import InvalidRequest
+from lwm2m.web.context import api_context
+from lwm2m.web.params import number
+from lwm2m.web.sse import RECENT_EVENTS, event_stream
+from lwm2m.web.views.bootstrap import with_bootstrap_events
+
+__all__ = ["events", "streaming"]
+
+
+def streaming(stream: AsyncIterator[bytes]) -> Response:
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        # no-cache and no buffering: events must reach the browser as they happen.
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def events(request: Request) -> Response:
+    api = api_context(request)
+    backlog = number(request, "backlog", int) or 0
+    if not 0 <= backlog <= RECENT_EVENTS:
+        raise InvalidRequest(f"backlog: {backlog} is not between 0 and {RECENT_EVENTS}")
+    ep = request.query_params.get("ep")
+    stream = event_stream(api.server, ep, requests=api.requests, recent=api.recent, backlog=backlog)
+    if api.bootstrap is not None:
+        stream = with_bootstrap_events(stream, api.bootstrap, ep)
+    return streaming(stream)
