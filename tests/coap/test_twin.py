@@ -87,3 +87,13 @@ def test_the_endpoint_plain_request_path_both_ways(monkeypatch: pytest.MonkeyPat
     ep.respond(ev, Message(Type.ACK, Code.CONTENT, payload=b"ok"), 0.0)
     ((data, addr),) = ep.datagrams_to_send(0.0)
     assert addr == C and Message.decode(data).payload == b"ok"
+
+
+def test_fast_event_constructor_matches_the_dataclass() -> None:
+    import dataclasses
+
+    from lwm2m.coap import events
+
+    msg = Message.build(Type.CON, Code.GET, uri_path="/3/0/0").replace(mid=1, token=b"t")
+    assert tuple(f.name for f in dataclasses.fields(RequestReceived)) == events._REQUEST_FIELDS
+    assert events.request_received(C, msg) == RequestReceived(C, msg)

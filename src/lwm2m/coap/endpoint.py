@@ -562,9 +562,9 @@ class Endpoint:
             return
         mid = msg.mid
         seen = self._dedup.record(addr, mid, mtype is _CON, now)
-        if not isinstance(seen, SeenMessages):
+        if type(seen) is not _Seen:
             if seen:  # a duplicate CON: the reply again (§4.5)
-                self._out.append((seen, addr))
+                self._out.append((cast(bytes, seen), addr))
             return
         addr = seen.addr
         # The handlers below fill in record[0], the reply to replay for a duplicate.

@@ -23,7 +23,8 @@ class Unanswered:
     consulted go on to ``unacked``, (addr, mid) -> arrival time, an OrderedDict, whose oldest
     entry stays O(1) to reach however answers punch holes in it (in a plain dict, finding the
     first live entry would be a scan over them). The endpoint's plain request path reads
-    ``fresh``, ``fresh_at`` and ``room`` directly, and calls ``make_room`` only when they say so.
+    ``fresh``, ``fresh_at`` and ``room`` directly, and calls ``make_room`` only when they say so;
+    an answer takes its request out of ``fresh`` (or, held longer, ``unacked``) itself.
     """
 
     __slots__ = ("_delay", "_max_pending", "fresh", "fresh_at", "room", "unacked")
@@ -71,15 +72,6 @@ class Unanswered:
             self.unacked.update(dict.fromkeys(fresh, self.fresh_at))
             self.fresh = {}
         self.room = self._max_pending - len(self.unacked)
-
-    def answer(self, key: Key) -> SeenMessages | bool:
-        """Take out request ``key`` being answered: its record if it came in the latest batch,
-        True if it was held longer, False if it is not held (already acknowledged)."""
-        seen = self.fresh.pop(key, None)
-        if seen is not None:
-            return seen
-        unacked = self.unacked
-        return bool(unacked) and unacked.pop(key, None) is not None
 
     def next_due(self) -> float:
         """When the oldest request held is to be acknowledged (inf: none held)."""
