@@ -269,12 +269,15 @@ class Endpoint:
     def get_timer(self) -> float | None:
         """The earliest time at which ``handle_timer`` has work (retransmission, empty ACK, timeout,
         state to forget)."""
-        best = self._exchanges.next_deadline()
+        exchanges = self._exchanges
+        best = exchanges.next_deadline() if exchanges.heap else _INF
         if self._sweep_at < best:
             best = self._sweep_at
-        first = self._unanswered.next_due()
-        if first < best:
-            best = first
+        un = self._unanswered
+        if un.fresh or un.unacked:  # (the common case after a batch: every request answered)
+            first = un.next_due()
+            if first < best:
+                best = first
         return None if best == _INF else best
 
     def handle_timer(self, now: float) -> None:
