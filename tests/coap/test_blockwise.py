@@ -526,3 +526,98 @@ def test_block1_with_two_different_content_formats_is_4_08(net: Any) -> None:
     refused = raw_request(net, block1(3, 2, False, content_format=11542))
     assert refused.code == Code.REQUEST_ENTITY_INCOMPLETE
     assert net.events(net.s) == [] and net.s.state_sizes()["reassembly"] == 0
+
+
+# --- the block-wise state alone (BlockTransfers), on a virtual clock ------------------------------------
+
+
+def _block1(num: int, more: bool, payload: bytes, szx: int = 0, **opts: Any) -> Message:
+    msg = Message(Type.CON, Code.PUT, num, b"t", ((11, b"x"),), payload)
+    msg = msg.with_option(OptionNumber.BLOCK1, BlockOption(num, more, szx).encode())
+    for number, value in opts.get("extra", ()):
+        msg = msg.with_option(number, value)
+    return msg
+
+
+def _transfers(**kw: Any) -> Any:
+    from lwm2m.coap.blockwise import BlockTransfers
+
+    defaults: dict[str, Any] = {"szx": 0, "reassembly_lifetime": 10.0, "served_lifetime": 20.0}
+    defaults.update(kw)
+    return BlockTransfers(**defaults)
+
+
+def test_transfers_reassemble_block1_and_answer_continue() -> None:
+    bt = _transfers()
+    first = _block1(0, True, b"a" * 16)
+    assert bt.receive_block1(first, C, first.block1, 0.0) == (
+        Code.CONTINUE,
+        ((OptionNumber.BLOCK1, BlockOption(0, True, 0).encode()),),
+        b"",
+    )
+    assert bt.bytes == 16 and bt.next_expiry() == 10.0
+    last = _block1(1, False, b"b" * 5)
+    whole = bt.receive_block1(last, C, last.block1, 5.0)
+    assert isinstance(whole, Message) and whole.payload == b"a" * 16 + b"b" * 5
+    assert whole.block1 is None and bt.bytes == 0 and not bt.reassembly
+
+
+def test_transfers_refuse_out_of_order_oversize_and_over_budget_blocks() -> None:
+    bt = _transfers(max_body_size=40, max_bytes=32)
+    stray = _block1(2, True, b"x" * 16)
+    assert bt.receive_block1(stray, C, stray.block1, 0.0)[0] == Code.REQUEST_ENTITY_INCOMPLETE
+    big = _block1(0, True, b"x" * 16).with_option(OptionNumber.SIZE1, 41)
+    code, options, _ = bt.receive_block1(big, C, big.block1, 0.0)
+    assert code == Code.REQUEST_ENTITY_TOO_LARGE and options == ((OptionNumber.SIZE1, bytes([40])),)
+    one = _block1(0, True, b"x" * 16)
+    bt.receive_block1(one, C, one.block1, 0.0)
+    other = Message(Type.CON, Code.PUT, 0, b"u", ((11, b"y"),), b"y" * 16).with_option(
+        OptionNumber.BLOCK1, BlockOption(0, True, 0).encode()
+    )
+    bt.receive_block1(other, C, other.block1, 0.0)
+    assert bt.bytes == 32
+    third = Message(Type.CON, Code.PUT, 0, b"v", ((11, b"z"),), b"z" * 16).with_option(
+        OptionNumber.BLOCK1, BlockOption(0, True, 0).encode()
+    )
+    assert bt.receive_block1(third, C, third.block1, 0.0)[0] == Code.SERVICE_UNAVAILABLE
+    nxt = _block1(1, True, b"x" * 16)
+    assert bt.receive_block1(nxt, C, nxt.block1, 0.0)[0] == Code.SERVICE_UNAVAILABLE  # over the budget
+    assert bt.bytes == 16  # that transfer ended; the other keeps its bytes
+
+
+def test_transfers_expire_on_the_timer() -> None:
+    bt = _transfers()
+    first = _block1(0, True, b"a" * 16)
+    bt.receive_block1(first, C, first.block1, 0.0)
+    bt.keep_served((C, 1, ()), Code.CONTENT, [], b"p" * 100, 1.0)
+    assert bt.bytes == 116 and bt.next_expiry() == 10.0
+    bt.expire(10.0)
+    assert not bt.reassembly and bt.bytes == 100 and bt.next_expiry() == 21.0
+    bt.expire(21.0)
+    assert not bt.served and bt.bytes == 0 and bt.next_expiry() == float("inf")
+
+
+def test_transfers_serve_later_block2_blocks_from_the_kept_body() -> None:
+    bt = _transfers()
+    get = Message(Type.CON, Code.GET, 1, b"t", ((11, b"x"),))
+    sliced = bt.slice_response(C, get, None, Code.CONTENT, (), b"0123456789abcdefXYZ", 0.0)
+    assert sliced is not None
+    options, chunk = sliced
+    assert chunk == b"0123456789abcdef" and (OptionNumber.SIZE2, bytes([19])) in options
+    later = get.with_option(OptionNumber.BLOCK2, BlockOption(1, False, 0).encode())
+    code, options, chunk = bt.serve_block2(later, C, later.block2, 1.0)
+    assert code == Code.CONTENT and chunk == b"XYZ"
+    past = get.with_option(OptionNumber.BLOCK2, BlockOption(5, False, 0).encode())
+    assert bt.serve_block2(past, C, past.block2, 1.0)[0] == Code.BAD_OPTION
+    assert bt.serve_block2(later, C, later.block2, 20.0) is None  # its lifetime is over
+
+
+def test_transfers_share_one_budget_with_bodies_being_fetched() -> None:
+    bt = _transfers(max_bytes=100)
+    bt.keep_served((C, 1, ()), Code.CONTENT, [], b"p" * 60, 0.0)
+    assert not bt.reserve(50)
+    bt.keep_served((C, 2, ()), Code.CONTENT, [], b"q" * 60, 0.0)  # the oldest body gives way
+    assert len(bt.served) == 1 and bt.bytes == 60
+    assert bt.reserve(40) and bt.bytes == 100
+    bt.release(40)
+    assert bt.bytes == 60

@@ -752,13 +752,3 @@ def test_hostile_input_never_raises_and_state_stays_bounded() -> None:
     sizes = ep.state_sizes()
     assert sizes["dedup"] == 0 and sizes["unacked"] == 0 and sizes["reassembly"] == 0 and sizes["served"] == 0
     assert sizes["tx"] == 0
-
-
-def test_fast_event_constructor_matches_the_dataclass() -> None:
-    import dataclasses
-
-    from lwm2m.coap import events
-
-    msg = get().replace(mid=1, token=b"t")
-    assert tuple(f.name for f in dataclasses.fields(RequestReceived)) == events._REQUEST_FIELDS
-    assert events.request_received(C, msg) == RequestReceived(C, msg)

@@ -123,7 +123,7 @@ def test_sequence_wraps_at_2_24(net: Any) -> None:
 
 def test_server_sequence_wraps(net: Any) -> None:
     _, ev = register(net)
-    net.s._relations[ev.relation].seq = 0xFFFFFF - 1
+    net.s._relations.table[ev.relation].seq = 0xFFFFFF - 1
     net.now = 200.0  # past the 128 s window since the registration response (seq 1)
     for _ in range(3):
         net.s.notify(ev.relation, content(b"x"), net.now)
@@ -296,3 +296,44 @@ def test_rst_to_a_replaced_con_notification_still_cancels(net: Any) -> None:
     net.s.receive_datagram(Message(Type.RST, Code.EMPTY, old.mid).encode(), C, net.now)
     assert net.events(net.s) == [ObservationCancelled(C, token, "reset")]
     assert net.s.state_sizes()["tx"] == 0
+
+
+# --- the relations table alone (§4.1), without endpoints ------------------------------------------------
+
+
+def test_relations_register_within_the_caps_and_evict_the_oldest() -> None:
+    from lwm2m.coap.observe import Relations
+
+    rels = Relations(max_observations=3, max_per_peer=2, max_peers=2)
+    a, b, c = ("a", 1), ("b", 1), ("c", 1)
+    r1, evicted = rels.add(a, b"1", (1, ()), 0.0)
+    assert r1 is not None and evicted is None and rels.get((a, b"1")) is r1
+    rels.add(a, b"2", (1, ()), 0.0)
+    assert rels.add(a, b"3", (1, ()), 0.0) == (None, None)  # per peer
+    rels.add(b, b"1", (1, ()), 0.0)
+    assert rels.add(c, b"1", (1, ()), 0.0) == (None, None)  # peers with relations
+    r4, evicted = rels.add(b, b"2", (1, ()), 0.0)  # over max_observations: the oldest goes
+    assert r4 is not None and evicted is r1
+    assert len(rels) == 3 and not rels.current(r1) and rels.current(r4)
+    assert rels.per_peer == {a: 1, b: 2}
+
+
+def test_relations_remove_only_the_registered_record() -> None:
+    from lwm2m.coap.observe import Relations
+
+    rels = Relations(max_observations=10, max_per_peer=10, max_peers=10)
+    old, _ = rels.add("a", b"t", (1, ()), 0.0)
+    assert old is not None and rels.remove(old)
+    new, _ = rels.add("a", b"t", (1, ()), 1.0)
+    assert new is not None
+    assert not rels.remove(old)  # a stale record leaves the new registration alone
+    assert rels.current(new) and rels.per_peer == {"a": 1}
+    assert rels.remove(new) and rels.per_peer == {} and len(rels) == 0
+
+
+def test_relation_sequence_numbers_wrap_at_24_bits() -> None:
+    from lwm2m.coap.observe import Relation
+
+    rel = Relation("a", b"t", (1, ()), 0.0)
+    rel.seq = 0xFFFFFF
+    assert rel.next_seq() == 0 and rel.next_seq() == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lwm2m.coap.option import MAX_SZX
+from lwm2m.errors import ConfigError
 
 __all__ = ["EndpointConfig"]
 
@@ -57,15 +58,17 @@ class EndpointConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.block_szx <= MAX_SZX:
-            raise ValueError(f"block_szx {self.block_szx} out of range 0..{MAX_SZX}")
+            raise ConfigError(f"block_szx {self.block_szx} out of range 0..{MAX_SZX}")
         if self.nstart < 1:
-            raise ValueError("nstart must be at least 1")
+            raise ConfigError(f"nstart {self.nstart} must be at least 1")
         if not 0 <= self.token_length <= 8:
-            raise ValueError("token_length must be 0..8")
-        if self.processing_delay is None:
-            object.__setattr__(self, "processing_delay", self.ack_timeout)
+            raise ConfigError(f"token_length {self.token_length} must be 0..8")
+        processing_delay = self.processing_delay
+        if processing_delay is None:
+            processing_delay = self.ack_timeout
+            object.__setattr__(self, "processing_delay", processing_delay)
         if self.exchange_lifetime is None:
-            lifetime = self.max_transmit_span + 2 * self.max_latency + self.processing_delay
+            lifetime = self.max_transmit_span + 2 * self.max_latency + processing_delay
             object.__setattr__(self, "exchange_lifetime", lifetime)
         if self.non_lifetime is None:
             object.__setattr__(self, "non_lifetime", self.max_transmit_span + self.max_latency)
@@ -74,10 +77,13 @@ class EndpointConfig:
         if self.reassembly_lifetime is None:
             object.__setattr__(self, "reassembly_lifetime", self.exchange_lifetime)
         if self.max_body_size < 1 or self.max_block_bytes < 1:
-            raise ValueError("max_body_size and max_block_bytes must be positive")
+            raise ConfigError(
+                f"max_body_size {self.max_body_size} and max_block_bytes {self.max_block_bytes}"
+                " must be positive"
+            )
         for name in ("exchange_lifetime", "non_lifetime", "reassembly_lifetime", "response_timeout"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
+                raise ConfigError(f"{name} {getattr(self, name)} must be positive")
 
     @property
     def max_transmit_span(self) -> float:

@@ -1,99 +1,209 @@
-"""Duplicate detection of the endpoint (RFC 7252 §4.5): a message ID seen from a peer within
-EXCHANGE_LIFETIME (CON) or NON_LIFETIME (NON) is a duplicate; a duplicate CON gets the same
-ACK or RST again, a duplicate NON is dropped.
+"""Duplicate detection (RFC 7252 §4.5): a Message ID seen from a peer within EXCHANGE_LIFETIME
+(CON) or NON_LIFETIME (NON) is a duplicate; a duplicate CON gets the same ACK or RST again, a
+duplicate NON is dropped.
 
-Two generations of per-peer records keyed by message ID: the current one takes new
-entries; when it is full (half of ``max_dedup_entries``) or has lived its span it becomes
-the older one and the one before goes whole. Expiry is still checked on every lookup.
-A mixin of :class:`~lwm2m.coap.endpoint.Endpoint`, on the state it holds.
+Two generations of per-peer records keyed by Message ID: the current one takes new entries;
+when it is full (half of ``max_entries``) or has lived its span it becomes the older one and
+the one before goes whole. Expiry is still checked on every lookup, so it is exact; the memory
+goes in bulk, with no per-message bookkeeping. Per message there is one lookup by address and
+the rest by Message ID (an int: no tuple to build or hash), and nothing is stored that the
+garbage collector would have to follow.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from lwm2m.coap.exchange import SeenMessages
-from lwm2m.coap.numbers import Type
-
-_CON = Type.CON
 _INF = float("inf")
 
 
-class Deduplication:
-    """Mixin of :class:`~lwm2m.coap.endpoint.Endpoint`: it works on the state the endpoint holds."""
+class SeenMessages:
+    """One peer's recent Message IDs in one generation of duplicate detection.
 
-    _dedup: dict[Any, SeenMessages]
-    _dedup_old: dict[Any, SeenMessages]
-    _dedup_count: int
-    _dedup_old_count: int
-    _dedup_due: float
-    _dedup_span: float
-    _dedup_old_until: float
-    _rx_at: float
-    _out: Any
+    ``expires`` maps a Message ID to the time its exchange ends; ``replies`` holds the
+    ACK or RST to send again for a duplicate CON. ``older`` is the same peer's record in
+    the older generation, while that generation lasts. Ints, floats and bytes only: the
+    garbage collector has nothing to follow per message.
+    """
 
-    if TYPE_CHECKING:
+    __slots__ = ("addr", "expires", "older", "replies")
 
-        def _sweep(self, now: float) -> None: ...
+    def __init__(self, addr: Any, older: SeenMessages | None) -> None:
+        # The peer's address as first seen: one tuple per peer for every event and key.
+        self.addr: Any = addr if older is None else older.addr
+        self.expires: dict[int, float] = {}
+        self.replies: dict[int, bytes] = {}
+        self.older = older
 
-    def _dedup_peer(self, addr: Any) -> SeenMessages:
-        """The record of ``addr`` in the current duplicate-detection generation, made now."""
-        seen = self._dedup[addr] = SeenMessages(addr, self._dedup_old.get(addr))
+
+class Deduplicator:
+    """The Message IDs seen per peer, in two generations, with the replies to replay.
+
+    ``rx_at`` is the time of the latest datagram, set by the endpoint for every one: no
+    Message ID was recorded after it. ``on_rotate(now)`` is called after a new generation
+    started while recording, so that the owner can re-plan its expiry timer.
+    """
+
+    __slots__ = (
+        "_con_lifetime",
+        "_exp_at",
+        "_exp_con",
+        "_exp_non",
+        "_non_lifetime",
+        "_on_rotate",
+        "count",
+        "current",
+        "due",
+        "half",
+        "old_count",
+        "old_until",
+        "older",
+        "rx_at",
+        "span",
+    )
+
+    def __init__(
+        self,
+        con_lifetime: float,
+        non_lifetime: float,
+        max_entries: int,
+        on_rotate: Callable[[float], None] | None = None,
+    ) -> None:
+        self._con_lifetime = con_lifetime
+        self._non_lifetime = non_lifetime
+        self._on_rotate = on_rotate
+        self.current: dict[Any, SeenMessages] = {}
+        self.older: dict[Any, SeenMessages] = {}
+        self.count = 0  # entries added to the current generation
+        self.old_count = 0
+        self.span = max(con_lifetime, non_lifetime)
+        self.half = max(1, max_entries // 2)
+        self.due = -_INF  # when the current generation has lived ``span``
+        self.old_until = _INF  # when every entry of the older generation has expired
+        self.rx_at = -_INF
+        # The expiries of Message IDs recorded at _exp_at (CON, NON): one float object shared by
+        # the entries of a batch of datagrams (the transport reads a batch at one ``now``), not
+        # one per entry. Under a flood these entries are the bulk of the small objects alive at
+        # once; the fewer they are, the fewer of CPython's arenas the flood fills, and the fewer
+        # stay held by some survivor once the entries have gone.
+        self._exp_at = -_INF
+        self._exp_con = self._exp_non = -_INF
+
+    def __len__(self) -> int:
+        return self.count + self.old_count
+
+    def record(self, addr: Any, mid: int, con: bool, now: float) -> SeenMessages | bytes | None:
+        """Record message ``mid`` from ``addr`` arriving at ``now``, unless it is a duplicate.
+
+        Returns the peer's record (a new message), or, for a duplicate, the reply to send again
+        (``b""`` when there is none: a NON, or a CON not answered yet) -- None when the
+        duplicate is a NON, which is dropped silently."""
+        if self.count >= self.half or now >= self.due:
+            self.rotate(now)
+            if self._on_rotate is not None:
+                self._on_rotate(now)
+        seen = self.current.get(addr)
+        if seen is None:
+            seen = self.current[addr] = SeenMessages(addr, self.older.get(addr))
+        expires = seen.expires
+        if mid in expires or ((older := seen.older) is not None and mid in older.expires):
+            reply = self._duplicate(seen, mid, now)
+            if reply is not None:
+                return reply if con else None
+        self.count += 1
+        if now != self._exp_at:
+            self._expiries(now)
+        expires[mid] = self._exp_con if con else self._exp_non
         return seen
 
-    def _duplicate(self, seen: SeenMessages, mid: int, mtype: Type, now: float) -> bool:
-        """Whether message ``mid`` from ``seen``'s peer came within its lifetime (§4.5): then a CON
-        gets the same ACK or RST again (once there is one), and a NON is dropped."""
-        holder: SeenMessages | None = seen
+    def _duplicate(self, seen: SeenMessages, mid: int, now: float) -> bytes | None:
+        """The reply to replay if ``mid`` came within its lifetime (``b""``: none yet), else None."""
+        holder = seen
         expires = seen.expires.get(mid)
         if expires is None:
+            if seen.older is None:
+                return None
             holder = seen.older
-            if holder is None:
-                return False
             expires = holder.expires.get(mid)
             if expires is None:
-                return False
+                return None
         if expires <= now:
             # Over: the ID is new again, and the reply to the old message must not answer it.
-            holder.replies.pop(mid, None)  # type: ignore[union-attr]
-            return False
-        if mtype is _CON:
-            reply = holder.replies.get(mid)  # type: ignore[union-attr]
-            if reply is not None:
-                self._out.append((reply, seen.addr))
-        return True
+            holder.replies.pop(mid, None)
+            return None
+        return holder.replies.get(mid, b"")
 
-    def _rotate_dedup(self, now: float) -> None:
-        """Start a new duplicate-detection generation; the current one becomes the older one.
+    def _expiries(self, now: float) -> None:
+        """The expiries of the Message IDs recorded at ``now`` (§4.5: EXCHANGE_LIFETIME for a CON,
+        NON_LIFETIME for a NON)."""
+        self._exp_at = now
+        self._exp_con = now + self._con_lifetime
+        self._exp_non = now + self._non_lifetime
 
-        Called when the current one is full (the older one's entries go, expired or not:
-        the cap wins) or has lived ``_dedup_span`` (the older one's entries have all expired;
-        if two spans have passed, the current one's too).
-        """
-        if now >= self._dedup_due + self._dedup_span or self._rx_at + self._dedup_span <= now:
-            self._dedup_old = {}
-            self._dedup_old_count = 0
-            self._dedup_old_until = _INF
-        else:
-            self._dedup_old = old = self._dedup
-            self._dedup_old_count = self._dedup_count
-            # Its entries were all recorded by the latest datagram: gone one span after it.
-            self._dedup_old_until = self._rx_at + self._dedup_span
-            for seen in old.values():
-                seen.older = None  # the generation before is gone
-        self._dedup = {}
-        self._dedup_count = 0
-        self._dedup_due = now + self._dedup_span
-        self._sweep(now)
-
-    def _cache_reply(self, addr: Any, mid: int, reply: bytes) -> None:
-        """Keep ``reply`` (an ACK or RST) to replay for duplicates of message ``mid`` (§4.5)."""
-        seen = self._dedup.get(addr)
+    def cache_reply(self, addr: Any, mid: int, reply: bytes) -> None:
+        """Keep ``reply`` (an ACK or RST) to replay for duplicates of message ``mid``."""
+        seen = self.current.get(addr)
         if seen is None:
-            seen = self._dedup_old.get(addr)
+            seen = self.older.get(addr)
         while seen is not None:
             if mid in seen.expires:
                 seen.replies[mid] = reply
                 return
             seen = seen.older
         # Gone with its generation already: nothing to replay.
+
+    def rotate(self, now: float) -> None:
+        """Start a new generation; the current one becomes the older one.
+
+        Called when the current one is full (the older one's entries go, expired or not: the
+        cap wins) or has lived ``span`` (the older one's entries have all expired; if two spans
+        have passed, the current one's too).
+        """
+        if now >= self.due + self.span or self.rx_at + self.span <= now:
+            self.older = {}
+            self.old_count = 0
+            self.old_until = _INF
+        else:
+            self.older = old = self.current
+            self.old_count = self.count
+            # Its entries were all recorded by the latest datagram: gone one span after it.
+            self.old_until = self.rx_at + self.span
+            for seen in old.values():
+                seen.older = None  # the generation before is gone
+        self.current = {}
+        self.count = 0
+        self.due = now + self.span
+
+    def expire(self, now: float) -> None:
+        """Forget what has expired by ``now``; run from the owner's timer, whether or not
+        datagrams keep coming."""
+        if self.count or self.old_count:
+            if self.rx_at + self.span <= now:
+                # Nothing has arrived for a whole span: every entry of both generations has
+                # expired (§4.5); the next datagram starts a new generation.
+                self.current = {}
+                self.older = {}
+                self.count = self.old_count = 0
+                self.due = -_INF
+                self.old_until = _INF
+            elif now >= self.due:
+                self.rotate(now)
+                self.expire(now)  # again, with the generations settled
+            elif self.old_count and now >= self.old_until:
+                self.older = {}
+                self.old_count = 0
+                self.old_until = _INF
+                for seen in self.current.values():
+                    seen.older = None
+        elif now >= self.due or self.rx_at + self.span <= now:
+            self.due = -_INF  # an empty generation has had its time: the next datagram starts one
+
+    def next_expiry(self) -> float:
+        """When ``expire`` next has something to do (inf: nothing held)."""
+        at = _INF
+        if self.due != -_INF:
+            at = min(self.due, self.rx_at + self.span)
+        if self.old_count and self.old_until < at:
+            at = self.old_until
+        return at

@@ -1,8 +1,12 @@
 """The sans-IO CoAP endpoint: RFC 7252 reliability, RFC 7959 block-wise, RFC 7641 observe.
 
-This module holds the I/O side and transmission (duplicate detection is in ``dedup.py``); the server side
-(answers, Block1/Block2 serving, observe relations) is in ``serving.py`` and the client
-side (our requests and what answers them) in ``requesting.py``, as mixins of ``Endpoint``.
+``Endpoint`` is the protocol logic: it reads datagrams, answers and sends requests, and holds
+its state in parts that own it, each tested alone: ``Deduplicator`` (``dedup.py``, the
+Message IDs seen and replies to replay), ``Unanswered`` (``unanswered.py``, CON requests the
+application has not answered yet), ``Exchanges`` (``exchange.py``: our transmissions and
+retransmissions, requests, NSTART, tokens, Message IDs, deadlines), ``Relations``
+(``observe.py``, server-side observations) and ``BlockTransfers`` (``blockwise.py``, every
+block-wise body held, within one byte budget).
 
 API (stable; the transport and the LwM2M roles code against it)
 ----------------------------------------------------------------
@@ -124,50 +128,71 @@ and deregistration by a GET with Observe=1 (RFC 7641 §3.6).
 
 from __future__ import annotations
 
-import heapq
+import logging
 import random
-from collections import OrderedDict, deque
-from typing import Any
+from collections import deque
+from typing import Any, cast
 
-from lwm2m.coap.blockwise import (
-    Reassembly,
-    Served,
-)
+from lwm2m.coap.blockwise import BlockTransfers, block2_options, request_key, strip, with_options
 from lwm2m.coap.config import EndpointConfig
-from lwm2m.coap.dedup import Deduplication
+from lwm2m.coap.dedup import Deduplicator, SeenMessages
 from lwm2m.coap.events import (
-    REQUEST_TWIN,
     Event,
+    NotificationReceived,
     ObservationCancelled,
+    RequestFailed,
     RequestFields,
     RequestReceived,
+    RequestTimedOut,
+    ResetReceived,
+    ResponseReceived,
     request_received,
 )
-from lwm2m.coap.exchange import EMPTY_RST, OutgoingRequest, PeerState, SeenMessages, Transmission, empty
+from lwm2m.coap.exchange import EMPTY_ACK, EMPTY_RST, Exchanges, OutgoingRequest, Transmission, empty
 from lwm2m.coap.logbudget import LogBudget
-from lwm2m.coap.message import Message, decode_message
-from lwm2m.coap.numbers import OptionNumber, Type
-from lwm2m.coap.observe import Relation
-from lwm2m.coap.requesting import ClientSide
-from lwm2m.coap.serving import ServerSide
-from lwm2m.coap.serving import log as refusals_log
+from lwm2m.coap.message import Message, Options, decode_message, encode_parts
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
+from lwm2m.coap.observe import Relation, Relations, is_fresh
+from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
+from lwm2m.coap.unanswered import Unanswered
 from lwm2m.errors import MessageError
 
 __all__ = ["DEFAULT_CONFIG", "Endpoint", "EndpointConfig"]
 
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
+_OBSERVE = OptionNumber.OBSERVE
+_BLOCK1 = OptionNumber.BLOCK1
+_BLOCK2 = OptionNumber.BLOCK2
+_SIZE1 = OptionNumber.SIZE1
 _KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
 _INF = float("inf")
 _DEDUP_ENTRY = 200  # bytes a duplicate-detection entry holds, roughly (key, expiry, cached reply)
 _decode = decode_message
 _new = object.__new__
-_RequestFields, _EV_TWIN, _request_received = RequestFields, REQUEST_TWIN, request_received
+_RequestFields, _request_received = RequestFields, request_received
+_Seen = SeenMessages
 
+# The logger of the requests the endpoint refuses itself; its name predates this module and
+# logging configurations refer to it.
+log = logging.getLogger("lwm2m.coap.serving")
+# Why the endpoint refused a request, for the codes it answers without a diagnostic payload.
+_REASONS: dict[int, str] = {
+    Code.BAD_OPTION: "an unrecognized critical option (RFC 7252 §5.4.1)",
+    Code.REQUEST_ENTITY_INCOMPLETE: "a Block1 block out of order or of an unknown transfer (RFC 7959 §2.9.2)",
+    Code.REQUEST_ENTITY_TOO_LARGE: "a body larger than the endpoint takes (RFC 7959 §2.9.3)",
+    Code.SERVICE_UNAVAILABLE: "no room for another Block1 transfer from this peer",
+}
 
 DEFAULT_CONFIG = EndpointConfig()
 
 
-class Endpoint(ServerSide, ClientSide, Deduplication):
+def _lifetime(value: float | None) -> float:
+    # EndpointConfig derives every lifetime it was not given (RFC 7252 §4.8.2).
+    assert value is not None
+    return value
+
+
+class Endpoint:
     """A CoAP endpoint without I/O; see the module docstring for the API."""
 
     def __init__(self, config: EndpointConfig = DEFAULT_CONFIG, *, rng: random.Random | None = None) -> None:
@@ -175,12 +200,8 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         self._rng = rng if rng is not None else random.Random()
         self._szx = config.block_szx
         self._block_size = config.block_size
-        self._lifetime = config.exchange_lifetime
-        self._max_dedup = config.max_dedup_entries
-        self._max_pending = config.max_pending_requests
-        self._non_lifetime = config.non_lifetime
-        # Seconds until an unanswered CON request gets an empty ACK; inf: never.
-        self._ack_delay = _INF if config.empty_ack_delay is None else config.empty_ack_delay
+        lifetime = _lifetime(config.exchange_lifetime)
+        non_lifetime = _lifetime(config.non_lifetime)
         self._critical_known = _KNOWN_OPTIONS | config.extra_critical_options
         # What takes a message off the plain request path, in decode_message's summary: not
         # being a request (bit 0), Observe, Block2, Block1, any critical option we do not
@@ -190,74 +211,48 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             if number not in self._critical_known:
                 attention |= 1 << number
         self._attention = attention
-        self._next_mid = self._rng.randrange(0x10000)
         self._out: list[tuple[bytes, Any]] = []
         self._events: deque[Event] = deque()
         self.events = self._events  # the queue next_event() pops from, for drivers to drain directly
-        self._heap: list[tuple[float, int, Any]] = []
-        self._seq = 0  # heap tie-breaker
-        # Duplicate detection (§4.5), in two generations of per-peer records (SeenMessages:
-        # Message ID -> expiry, and the reply to replay). New entries go to the current
-        # generation; the older one only answers lookups. When the current one has lived
-        # ``_dedup_span`` (every entry of the older one has then expired) or holds half of
-        # ``max_dedup_entries``, the older one is dropped whole and the current one takes its
-        # place. Lookups check the expiry, so it is exact; the memory goes in bulk, with no
-        # per-message bookkeeping. Per message there is one lookup by address and the rest by
-        # Message ID (an int: no tuple to build or hash), and nothing is stored that the
-        # garbage collector would have to follow.
-        self._dedup: dict[Any, SeenMessages] = {}
-        self._dedup_old: dict[Any, SeenMessages] = {}
-        self._dedup_count = 0  # entries added to the current generation
-        self._dedup_old_count = 0
-        self._dedup_span = max(self._lifetime, self._non_lifetime)
-        self._dedup_half = max(1, self._max_dedup // 2)
-        self._dedup_due = -_INF  # when the current generation has lived _dedup_span
-        self._dedup_old_until = _INF  # when every entry of the older generation has expired
-        # CON requests the application has not answered yet, in arrival order (which is
-        # deadline order: the delay is constant). They arrive in _fresh, (addr, mid) -> the
-        # SeenMessages holding them, a plain dict where an answer given at once (the common
-        # case) finds them cheaply, all with arrival time _fresh_at. The ones still there when
-        # time moves on or the timer is consulted go on to _unacked, (addr, mid) -> arrival
-        # time, an OrderedDict, whose oldest entry stays O(1) to reach however answers punch
-        # holes in it (in a plain dict, finding the first live entry would be a scan over them).
-        self._fresh: dict[tuple[Any, int], SeenMessages] = {}
-        self._fresh_at = -_INF
-        self._unacked: OrderedDict[tuple[Any, int], float] = OrderedDict()
-        self._fresh_room = self._max_pending  # entries _fresh may take before _make_room acts
-        self._tx: dict[tuple[Any, int], Transmission] = {}
-        # (addr, mid) -> (expires, owner): NON messages we sent that an RST may answer
-        self._non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] = OrderedDict()
-        self._requests: dict[tuple[Any, bytes], OutgoingRequest] = {}
-        self._peers: dict[Any, PeerState] = {}
-        self._reassembly: OrderedDict[tuple, Reassembly] = OrderedDict()
-        self._reasm_per_peer: dict[Any, int] = {}
-        self._served: OrderedDict[tuple, Served] = OrderedDict()
-        self._relations: dict[tuple[Any, bytes], Relation] = {}
-        self._obs_per_peer: dict[Any, int] = {}
-        # Bytes of every block-wise body held (Block1 reassembly, Block2 served and fetched),
-        # against max_block_bytes.
-        self._block_bytes = 0
-        self._max_block_bytes = config.max_block_bytes
-        self._reasm_lifetime = config.reassembly_lifetime
+        # The parts, each owning its state (RFC 7252 §4.5 duplicate detection; §5.2.2 pending
+        # answers; §4.2-§4.7 our exchanges; RFC 7641 relations; RFC 7959 bodies).
+        self._dedup = Deduplicator(lifetime, non_lifetime, config.max_dedup_entries, self._sweep)
+        self._unanswered = Unanswered(config.max_pending_requests, config.empty_ack_delay)
+        self._exchanges = Exchanges(
+            self._rng,
+            ack_timeout=config.ack_timeout,
+            ack_random_factor=config.ack_random_factor,
+            max_retransmit=config.max_retransmit,
+            nstart=config.nstart,
+            non_lifetime=non_lifetime,
+            max_non_sent=config.max_dedup_entries,
+            token_length=config.token_length,
+        )
+        self._relations = Relations(
+            config.max_observations, config.max_observations_per_peer, config.max_peers
+        )
+        self._blocks = BlockTransfers(
+            szx=config.block_szx,
+            max_body_size=config.max_body_size,
+            max_bytes=config.max_block_bytes,
+            reassembly_lifetime=_lifetime(config.reassembly_lifetime),
+            served_lifetime=lifetime,
+            max_reassembly_buffers=config.max_reassembly_buffers,
+            max_reassembly_per_peer=config.max_reassembly_per_peer,
+            max_peers=config.max_peers,
+            max_served=config.max_block_cache,
+        )
         # When handle_timer next has state to forget (duplicate detection, reassembly, served
         # bodies, NON messages sent): the first expiry of what is held, so that it goes on
         # time without a datagram arriving, and no timer is armed while nothing is held.
         self._sweep_at = _INF
-        self._rx_at = -_INF  # the time of the latest datagram: no Message ID was recorded after it
-        # The expiries of Message IDs recorded at _exp_at (CON, NON): one float object shared by
-        # the entries of a batch of datagrams (the transport reads a batch at one ``now``), not
-        # one per entry. Under a flood the duplicate-detection entries are the bulk of the small
-        # objects alive at once; the fewer they are, the fewer of CPython's arenas the flood
-        # fills, and the fewer stay held by some survivor once the entries have gone.
-        self._exp_at = -_INF
-        self._exp_con = self._exp_non = -_INF
         # Bytes (estimated) that handle_timer let go of so far, for the transport to know when
         # to give memory back to the system.
         self.released = 0
-        self._now = 0.0  # the latest time the application or the timer told, for cancel()
+        self._now = 0.0  # the latest time the application or the timer told
         self.rejected_after_decode = 0  # well-formed datagrams whose content we could not use
         # The requests the endpoint refuses itself (4.xx, 5.xx) are logged within a budget.
-        self._refusal_log = LogBudget(refusals_log)
+        self._refusal_log = LogBudget(log)
 
     # === I/O side =================================================================================
 
@@ -275,19 +270,13 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
     def get_timer(self) -> float | None:
         """The earliest time at which ``handle_timer`` has work (retransmission, empty ACK, timeout,
         state to forget)."""
-        heap = self._heap
-        while heap:
-            deadline, _, obj = heap[0]
-            if obj.live and obj.deadline == deadline:
-                break
-            heapq.heappop(heap)
-        best = heap[0][0] if heap else _INF
+        exchanges = self._exchanges
+        best = exchanges.next_deadline() if exchanges.heap else _INF
         if self._sweep_at < best:
             best = self._sweep_at
-        if self._fresh:
-            self._settle()
-        if self._unacked:
-            first = next(iter(self._unacked.values())) + self._ack_delay
+        un = self._unanswered
+        if un.fresh or un.unacked:  # (the common case after a batch: every request answered)
+            first = un.next_due()
             if first < best:
                 best = first
         return None if best == _INF else best
@@ -295,28 +284,18 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
     def handle_timer(self, now: float) -> None:
         """Retransmit, send due empty ACKs, time out requests and forget expired state."""
         self._now = now
-        if self._fresh:
-            self._settle()
-        unacked = self._unacked
-        delay = self._ack_delay
-        while unacked:
-            key, arrival = next(iter(unacked.items()))
-            if arrival + delay > now:
-                break
-            del unacked[key]
+        for key in self._unanswered.due(now):
             self._send_empty_ack(key)
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, obj = heapq.heappop(heap)
-            if not obj.live or obj.deadline != deadline:
-                continue
+        exchanges = self._exchanges
+        while (obj := exchanges.pop_due(now)) is not None:
             if isinstance(obj, Transmission):
                 self._retransmit(obj, now)
             else:
                 self._request_expired(obj)
-        held = self._block_bytes + _DEDUP_ENTRY * (self._dedup_count + self._dedup_old_count)
+        dedup = self._dedup
+        held = self._blocks.bytes + _DEDUP_ENTRY * len(dedup)
         self._sweep(now)
-        held -= self._block_bytes + _DEDUP_ENTRY * (self._dedup_count + self._dedup_old_count)
+        held -= self._blocks.bytes + _DEDUP_ENTRY * len(dedup)
         if held > 0:
             self.released += held
 
@@ -330,37 +309,29 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             if exc.version_ok and exc.type is _CON and exc.mid is not None:
                 self._out.append((empty(EMPTY_RST, exc.mid), addr))
             return
-        self._rx_at = now
-        mtype = msg.type
+        dedup = self._dedup
+        dedup.rx_at = now
         if not summary & self._attention:
             # The hot path, inline: a plain request (no Observe, no Block, no unknown critical
             # option), deduplicated and handed to the application. Nothing here can fail on
             # what the datagram holds.
             mid = msg.mid
-            if self._dedup_count >= self._dedup_half or now >= self._dedup_due:
-                self._rotate_dedup(now)
-            seen = self._dedup.get(addr)
-            if seen is None:
-                seen = self._dedup_peer(addr)
-            addr = seen.addr
-            expires = seen.expires
-            if (mid in expires or ((older := seen.older) is not None and mid in older.expires)) and (
-                self._duplicate(seen, mid, mtype, now)
-            ):
+            con = msg.type is _CON
+            seen = dedup.record(addr, mid, con, now)
+            if type(seen) is not _Seen:
+                if seen:  # a duplicate CON: the reply again (§4.5)
+                    self._out.append((cast(bytes, seen), addr))
                 return
-            self._dedup_count += 1
-            if now != self._exp_at:
-                self._expiries(now)
-            if mtype is _CON:
-                expires[mid] = self._exp_con
-                fresh = self._fresh
-                if now != self._fresh_at or len(fresh) >= self._fresh_room:
-                    fresh = self._make_room(now)
-                fresh[(addr, mid)] = seen
-            else:
-                expires[mid] = self._exp_non
-            if _EV_TWIN:
-                ev = _new(_RequestFields)
+            addr = seen.addr
+            if con:
+                un = self._unanswered
+                if now != un.fresh_at or len(un.fresh) >= un.room:
+                    evicted = un.make_room(now)
+                    if evicted is not None:
+                        self._send_empty_ack(evicted)
+                un.fresh[(addr, mid)] = seen
+            if _RequestFields is not None:
+                ev: Any = _new(_RequestFields)
                 ev.addr = addr
                 ev.message = msg
                 ev.observe = ev.block1 = ev.block2 = None
@@ -379,15 +350,135 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             if msg.type is _CON:
                 self._out.append((empty(EMPTY_RST, msg.mid), addr))
 
-    # === application side (request in requesting.py; respond, notify in serving.py) =============
+    # === application side =========================================================================
+
+    def request(self, message: Message, addr: Any, now: float) -> bytes:
+        """Send a request (see the module docstring); returns its token."""
+        self._now = now
+        exchanges = self._exchanges
+        token = message.token
+        if not token:
+            token = exchanges.new_token(addr)
+        key = (addr, token)
+        old = exchanges.requests.get(key)
+        if old is not None:
+            self._drop_request(old)
+        if message.type is not _CON and message.type is not _NON:
+            message = Message(_CON, message.code, 0, token, message.options, message.payload)
+        elif message.token != token:
+            message = Message(
+                message.type, message.code, message.mid, token, message.options, message.payload
+            )
+        req = OutgoingRequest(addr, token, message)
+        exchanges.requests[key] = req
+        if req.con:
+            peer = exchanges.peer(addr)
+            if peer.inflight >= self.config.nstart:
+                if len(peer.queue) >= self.config.max_queued_requests_per_peer:
+                    del exchanges.requests[key]
+                    req.live = False
+                    self._events.append(RequestFailed(addr, token, message, "too many queued requests"))
+                    return token
+                peer.queue.append(req)
+                return token
+        self._start(req, now)
+        return token
+
+    def respond(self, event: RequestReceived, response: Message, now: float) -> None:
+        """Answer ``event``; type, message ID and token of ``response`` are filled in here."""
+        req = event.message
+        addr = event.addr
+        code = response.code
+        options: Options | list[tuple[int, bytes]] = response.options
+        payload = response.payload
+        if (
+            event.block1 is not None
+            or event.observe is not None
+            or event.block2 is not None
+            or len(payload) > self._block_size
+        ):
+            code, options, payload = self._shape_response(event, code, options, payload, now)
+        mid = req.mid
+        key = (addr, mid)
+        un = self._unanswered
+        seen = un.fresh.pop(key, None)
+        if seen is not None or (un.unacked and un.unacked.pop(key, None) is not None):
+            # The common case: piggybacked in the ACK, which is also cached for duplicates (§4.5).
+            data = encode_parts(_ACK, code, mid, req.token, options, payload)
+            if seen is not None:
+                seen.replies[mid] = data
+            else:
+                self._dedup.cache_reply(addr, mid, data)
+            self._out.append((data, addr))
+            return
+        exchanges = self._exchanges
+        mid = exchanges.alloc_mid()
+        if req.type is _CON:
+            # §5.2.2: the ACK went out empty already; the response is a CON of its own.
+            data = encode_parts(_CON, code, mid, req.token, options, payload)
+            exchanges.add_tx(addr, mid, req.token, data, None, now)
+        else:
+            data = encode_parts(_NON, code, mid, req.token, options, payload)
+        self._out.append((data, addr))
+
+    def notify(
+        self, relation: tuple[Any, bytes], message: Message, now: float, *, confirmable: bool = False
+    ) -> bool:
+        """Send a notification on ``relation``; False if that observation has ended."""
+        rel = self._relations.get(relation)
+        if rel is None:
+            return False
+        addr = rel.addr
+        code = message.code
+        options: Options | list[tuple[int, bytes]] = strip(message.options, frozenset((_OBSERVE,)))
+        payload = message.payload
+        final = code >> 5 != 2
+        if final:
+            # RFC 7641 §3.2, §4.2: an error ends the observation; it carries no Observe option.
+            self._remove_relation(rel)
+        else:
+            options.append((_OBSERVE, encode_uint(rel.next_seq())))  # type: ignore[union-attr]
+            options.sort(key=lambda o: o[0])  # type: ignore[union-attr]
+        if len(payload) > self._block_size:
+            # RFC 7959 §2.6: the notification carries the first block; the client GETs the rest.
+            total = len(payload)
+            base = strip(options, frozenset((_OBSERVE, _BLOCK2, OptionNumber.SIZE2)))
+            self._blocks.keep_served((addr, *rel.cache_key), code, base, payload, now)
+            self._plan(self._blocks.next_expiry())
+            options = block2_options(options, 0, True, self._szx, total)
+            payload = payload[: self._block_size]
+        else:
+            options = tuple(options)
+        if message.type is _CON or now - rel.last_con >= self.config.notification_con_interval:
+            confirmable = True
+        exchanges = self._exchanges
+        mid = exchanges.alloc_mid()
+        if confirmable:
+            rel.last_con = now
+            data = encode_parts(_CON, code, mid, rel.token, options, payload)
+            old = rel.tx
+            tx = exchanges.add_tx(addr, mid, rel.token, data, None if final else rel, now)
+            if old is not None and old.live:
+                # RFC 7641 §4.5.2: the new state replaces the one still being retransmitted,
+                # keeping its retransmission counter and timeout.
+                exchanges.replace_tx(old, tx, now)
+                self._remember_non(addr, old.mid, rel, now)  # an RST to it still cancels (§3.6)
+            if not final:
+                rel.tx = tx
+        else:
+            data = encode_parts(_NON, code, mid, rel.token, options, payload)
+            self._remember_non(addr, mid, None if final else rel, now)
+        self._out.append((data, addr))
+        return True
 
     def cancel(self, token: bytes, addr: Any = None) -> None:
         """Forget our request or observation with ``token`` (at ``addr``, or at any peer)."""
+        requests = self._exchanges.requests
         if addr is not None:
-            req = self._requests.get((addr, token))
+            req = requests.get((addr, token))
             victims = [req] if req is not None else []
         else:
-            victims = [r for (a, t), r in self._requests.items() if t == token]
+            victims = [r for (a, t), r in requests.items() if t == token]
         for req in victims:
             self._drop_request(req)
 
@@ -399,7 +490,8 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
             request = Message(_CON, 0, 0, token, (), b"")
         else:
             request = Message(_CON, request.code, 0, token, request.options, request.payload)
-        old = self._requests.get((addr, token))
+        requests = self._exchanges.requests
+        old = requests.get((addr, token))
         if old is not None:
             self._drop_request(old)
         req = OutgoingRequest(addr, token, request)
@@ -407,43 +499,46 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
         # Nothing is known of the sequence numbers sent so far: any notification is newer
         # than "long ago" (RFC 7641 §3.4, the 128 s rule), after which the rule applies.
         req.obs_time = -_INF
-        self._requests[(addr, token)] = req
+        requests[(addr, token)] = req
 
     def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool:
         """Match notifications of observation ``token`` on ``new_addr`` (see the module docstring)."""
-        req = self._requests.get((addr, token))
+        requests = self._exchanges.requests
+        req = requests.get((addr, token))
         if req is None or not req.live or not req.observing:
             return False
         if new_addr == addr:
             return True
-        other = self._requests.get((new_addr, token))
+        other = requests.get((new_addr, token))
         if other is not None:
             self._drop_request(other)
-        del self._requests[(addr, token)]
+        del requests[(addr, token)]
         # An accepted observation holds no transmission nor NSTART slot (both released with
         # the registration's answer), so the address is only its key and the peer it names.
         req.addr = new_addr
-        self._requests[(new_addr, token)] = req
+        requests[(new_addr, token)] = req
         return True
 
     def observations(self) -> list[tuple[Any, bytes]]:
         """The server-side observation relations, as ``(addr, token)`` handles."""
-        return list(self._relations)
+        return list(self._relations.table)
 
     def state_sizes(self) -> dict[str, int]:
         """How much state the endpoint holds, by kind (for monitoring and tests)."""
+        exchanges = self._exchanges
+        blocks = self._blocks
         return {
-            "dedup": self._dedup_count + self._dedup_old_count,
-            "unacked": len(self._fresh) + len(self._unacked),
-            "tx": len(self._tx),
-            "non_sent": len(self._non_sent),
-            "requests": len(self._requests),
-            "peers": len(self._peers),
-            "reassembly": len(self._reassembly),
-            "block_bytes": self._block_bytes,
-            "served": len(self._served),
+            "dedup": len(self._dedup),
+            "unacked": len(self._unanswered),
+            "tx": len(exchanges.tx),
+            "non_sent": len(exchanges.non_sent),
+            "requests": len(exchanges.requests),
+            "peers": len(exchanges.peers),
+            "reassembly": len(blocks.reassembly),
+            "block_bytes": blocks.bytes,
+            "served": len(blocks.served),
             "relations": len(self._relations),
-            "heap": len(self._heap),
+            "heap": len(exchanges.heap),
             "events": len(self._events),
             "out": len(self._out),
         }
@@ -470,21 +565,14 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 self._out.append((empty(EMPTY_RST, msg.mid), addr))
             return
         mid = msg.mid
-        if self._dedup_count >= self._dedup_half or now >= self._dedup_due:
-            self._rotate_dedup(now)
-        seen = self._dedup.get(addr)
-        if seen is None:
-            seen = self._dedup_peer(addr)
-        if self._duplicate(seen, mid, mtype, now):
+        seen = self._dedup.record(addr, mid, mtype is _CON, now)
+        if type(seen) is not _Seen:
+            if seen:  # a duplicate CON: the reply again (§4.5)
+                self._out.append((cast(bytes, seen), addr))
             return
         addr = seen.addr
-        if now != self._exp_at:
-            self._expiries(now)
-        expires = self._exp_con if mtype is _CON else self._exp_non
-        seen.expires[mid] = expires
-        self._dedup_count += 1
-        # The handlers below fill in record[1], the reply to replay for a duplicate.
-        record: list = [expires, None]
+        # The handlers below fill in record[0], the reply to replay for a duplicate.
+        record: list[bytes | None] = [None]
         try:
             if code <= 31:
                 self._on_request(msg, addr, seen, record, now)
@@ -492,172 +580,546 @@ class Endpoint(ServerSide, ClientSide, Deduplication):
                 self._on_separate_response(msg, addr, record, now)
             elif mtype is _CON:
                 # A reserved code class (1, 6, 7): a CON we cannot handle is rejected (§4.2).
-                record[1] = rst = empty(EMPTY_RST, msg.mid)
+                record[0] = rst = empty(EMPTY_RST, msg.mid)
                 self._out.append((rst, addr))
         finally:
-            if record[1] is not None:
-                self._cache_reply(addr, mid, record[1])
+            if record[0] is not None:
+                self._dedup.cache_reply(addr, mid, record[0])
 
-    def _expiries(self, now: float) -> None:
-        """The expiries of the Message IDs recorded at ``now`` (§4.5: EXCHANGE_LIFETIME for a
-        CON, NON_LIFETIME for a NON)."""
-        self._exp_at = now
-        self._exp_con = now + self._lifetime
-        self._exp_non = now + self._non_lifetime
+    # --- requests to us (server side) -------------------------------------------------------------
 
-    def _make_room(self, now: float) -> dict[tuple[Any, int], SeenMessages]:
-        """_fresh, ready to take a request that arrived at ``now``."""
-        if now != self._fresh_at:
-            self._settle()
-            self._fresh_at = now
-        if len(self._fresh) >= self._fresh_room:
-            self._settle()
-            unacked = self._unacked
-            if len(unacked) >= self._max_pending:
-                # Too many unanswered requests: acknowledge the oldest now, so its answer goes
-                # as a separate response and the entry can go.
-                oldest, _ = unacked.popitem(last=False)
-                self._send_empty_ack(oldest)
-                self._fresh_room = self._max_pending - len(unacked)
-        return self._fresh
+    def _on_request(
+        self, msg: Message, addr: Any, peer: SeenMessages, record: list[bytes | None], now: float
+    ) -> None:
+        """A request off the plain path, recorded in ``peer``; ``record[0]`` gets the reply to
+        replay for duplicates."""
+        known = self._critical_known
+        special = False
+        for number, _ in msg.options:
+            if number & 1 and number not in known:
+                # §5.4.1: an unrecognized critical option in a request is answered with 4.02.
+                self._answer(msg, addr, record, Code.BAD_OPTION, (), b"", now)
+                return
+            if number == 6 or number == 23 or number == 27:
+                special = True
+        observe = None
+        block1 = block2 = None
+        if special:
+            try:
+                raw = msg.option(_OBSERVE)
+                if raw is not None and msg.code in (Code.GET, Code.FETCH):
+                    observe = decode_uint(raw)
+                    if observe > 0xFFFFFF:
+                        raise ValueError("observe value too large")
+                block1 = msg.block1
+                block2 = msg.block2
+            except ValueError:
+                self._answer(msg, addr, record, Code.BAD_REQUEST, (), b"bad Block or Observe option", now)
+                return
+            if observe == 1:
+                rel = self._relations.get((addr, msg.token))
+                if rel is not None:
+                    # RFC 7641 §3.6: a GET with Observe=1 deregisters, then is served as usual.
+                    self._remove_relation(rel)
+                    self._events.append(ObservationCancelled(addr, msg.token, "deregistered"))
+            blocks = self._blocks
+            if block1 is not None:
+                got = blocks.receive_block1(msg, addr, block1, now)
+                self._plan(blocks.next_expiry())
+                if not isinstance(got, Message):
+                    self._answer(msg, addr, record, *got, now)
+                    return
+                msg = got
+            if block2 is not None and block2.num:
+                answer = blocks.serve_block2(msg, addr, block2, now)
+                if answer is not None:
+                    self._answer(msg, addr, record, *answer, now)
+                    return
+        if msg.type is _CON:
+            evicted = self._unanswered.add((addr, msg.mid), peer, now)
+            if evicted is not None:
+                self._send_empty_ack(evicted)
+        self._events.append(RequestReceived(addr, msg, observe, block1, block2))
 
-    def _settle(self) -> None:
-        """Move the requests still unanswered in _fresh to the end of _unacked, in order."""
-        fresh = self._fresh
-        if fresh:
-            self._unacked.update(dict.fromkeys(fresh, self._fresh_at))
-            self._fresh = {}
-        self._fresh_room = self._max_pending - len(self._unacked)
+    def _answer(
+        self,
+        msg: Message,
+        addr: Any,
+        record: list[bytes | None],
+        code: int,
+        options: Options,
+        payload: bytes,
+        now: float,
+    ) -> None:
+        """A response made by the endpoint itself: piggybacked for CON, a NON for a NON."""
+        if code >= 128:  # a refusal (4.xx, 5.xx): not on the request path of a good request
+            self._log_refusal(msg, addr, code, payload, now)
+        if msg.type is _CON:
+            data = encode_parts(_ACK, code, msg.mid, msg.token, options, payload)
+            record[0] = data
+        else:
+            data = encode_parts(_NON, code, self._exchanges.alloc_mid(), msg.token, options, payload)
+        self._out.append((data, addr))
+
+    def _log_refusal(self, msg: Message, addr: Any, code: int, payload: bytes, now: float) -> None:
+        """One line per refusal, within the endpoint's budget: a sender that floods the endpoint
+        with bad requests gets a count, not a line per datagram."""
+        budget = self._refusal_log
+        if not budget.log(
+            _category(code),
+            now,
+            logging.INFO,
+            "%s %s refused from %s: %s: %s",
+            Code(msg.code).name if 1 <= msg.code <= 7 else code_text(msg.code),
+            msg.uri_path_str or "/",
+            _where(addr),
+            code_text(code),
+            payload.decode("utf-8", "replace") if payload else _REASONS.get(code, ""),
+        ):
+            due = budget.next_due()
+            if due is not None:
+                self._plan(due)  # the count is told from handle_timer once the window ends
+
+    def _send_empty_ack(self, key: tuple[Any, int]) -> None:
+        data = empty(EMPTY_ACK, key[1])
+        self._dedup.cache_reply(key[0], key[1], data)
+        self._out.append((data, key[0]))
+
+    def _shape_response(
+        self,
+        event: RequestReceived,
+        code: int,
+        options: Options | list[tuple[int, bytes]],
+        payload: bytes,
+        now: float,
+    ) -> tuple[int, Options | list[tuple[int, bytes]], bytes]:
+        """Block1 echo, Observe registration and Block2 slicing of a response."""
+        if event.block1 is not None:
+            # RFC 7959 §2.3: the final response to a Block1 transfer echoes the last block.
+            options = with_options(strip(options, frozenset((_BLOCK1,))), (_BLOCK1, event.block1.encode()))
+        if event.observe is not None:
+            options = self._observe_on_respond(event, code, options, now)
+        b2 = event.block2
+        if len(payload) > self._block_size or (b2 is not None and (b2.num or b2.szx < self._szx)):
+            blocks = self._blocks
+            sliced = blocks.slice_response(event.addr, event.message, b2, code, options, payload, now)
+            self._plan(blocks.next_expiry())
+            if sliced is None:
+                return Code.BAD_OPTION, (), b"block number past the end"
+            options, payload = sliced
+        return code, options, payload
+
+    def _observe_on_respond(
+        self, event: RequestReceived, code: int, options: Options | list[tuple[int, bytes]], now: float
+    ) -> Options:
+        addr, token = event.addr, event.message.token
+        rest = strip(options, frozenset((_OBSERVE,)))
+        wants = len(rest) != len(options)
+        rel = self._relations.get((addr, token))
+        if event.observe == 0 and wants and code >> 5 == 2:
+            if rel is None:
+                rel, evicted = self._relations.add(addr, token, request_key(event.message), now)
+                if evicted is not None:
+                    self._end_relation_tx(evicted)
+                    self._events.append(ObservationCancelled(evicted.addr, evicted.token, "evicted"))
+                if rel is None:
+                    return tuple(rest)  # not registered: the client sees no Observe option (§4.1)
+            return with_options(rest, (_OBSERVE, encode_uint(rel.next_seq())))
+        if event.observe == 0 and rel is not None:
+            self._remove_relation(rel)  # a refused re-registration ends the old one (§4.1)
+        return tuple(rest)
+
+    def _remove_relation(self, rel: Relation) -> None:
+        if self._relations.remove(rel):
+            self._end_relation_tx(rel)
+
+    def _end_relation_tx(self, rel: Relation) -> None:
+        if rel.tx is not None and rel.tx.live:
+            self._exchanges.kill_tx(rel.tx)
+        rel.tx = None
+
+    # --- answers to our messages (client side) -------------------------------------------------------
+
+    def _on_piggybacked(self, msg: Message, addr: Any, now: float) -> None:
+        tx = self._exchanges.tx.get((addr, msg.mid))
+        if tx is None or tx.token != msg.token or not isinstance(tx.owner, OutgoingRequest):
+            return  # a late or duplicate ACK, or one not matching our token (§5.3.2): ignored
+        req = tx.owner
+        self._exchanges.kill_tx(tx)
+        req.tx = None
+        self._on_response(req, msg, now)
+
+    def _on_empty_ack(self, addr: Any, mid: int, now: float) -> None:
+        tx = self._exchanges.pop_tx(addr, mid)
+        if tx is None:
+            return
+        owner = tx.owner
+        if isinstance(owner, OutgoingRequest):
+            # §5.2.2: the response comes separately; the exchange no longer counts for NSTART.
+            owner.tx = None
+            self._release(owner, now)
+            if not owner.observing:
+                timeout = self.config.response_timeout
+                assert timeout is not None  # derived by EndpointConfig
+                owner.deadline = now + timeout
+                self._exchanges.push(owner.deadline, owner)
+        elif isinstance(owner, Relation) and owner.tx is tx:
+            owner.tx = None
+
+    def _on_reset(self, addr: Any, mid: int) -> None:
+        exchanges = self._exchanges
+        tx = exchanges.pop_tx(addr, mid)
+        if tx is not None:
+            owner, token = tx.owner, tx.token
+        else:
+            owner = exchanges.pop_non(addr, mid)
+            if owner is None:
+                return
+            token = owner.token
+        if isinstance(owner, Relation):
+            # RFC 7641 §3.6: an RST to a notification cancels the observation.
+            if self._relations.current(owner):
+                self._remove_relation(owner)
+                self._events.append(ObservationCancelled(addr, owner.token, "reset"))
+            return
+        if isinstance(owner, OutgoingRequest):
+            if not owner.live:
+                return
+            self._drop_request(owner)
+            if owner.parent is not None:
+                parent = owner.parent
+                if parent.live:
+                    self._events.append(
+                        RequestFailed(addr, parent.token, parent.request, "block fetch reset")
+                    )
+                return
+        self._events.append(ResetReceived(addr, token, mid))
+
+    def _on_separate_response(self, msg: Message, addr: Any, record: list[bytes | None], now: float) -> None:
+        req = self._exchanges.requests.get((addr, msg.token))
+        if req is None or not req.live or (req.tx is None and req.deadline == _INF and not req.observing):
+            # §5.3.2 / RFC 7641 §3.6: a response or notification nobody waits for gets RST.
+            rst = empty(EMPTY_RST, msg.mid)
+            record[0] = rst
+            self._out.append((rst, addr))
+            return
+        if msg.type is _CON:
+            record[0] = ack = empty(EMPTY_ACK, msg.mid)
+            self._out.append((ack, addr))
+        if req.tx is not None:
+            # A separate response can overtake the (lost) empty ACK: it acknowledges too.
+            self._exchanges.kill_tx(req.tx)
+            req.tx = None
+        self._on_response(req, msg, now)
+
+    def _on_response(self, req: OutgoingRequest, msg: Message, now: float) -> None:
+        if req.observing:
+            self._on_notification(req, msg, now)
+            return
+        code = msg.code
+        try:
+            if req.b1_sent and code == Code.CONTINUE:
+                self._next_block1(req, msg, now)
+                return
+            req.b1_sent = 0
+            if req.observe and code >> 5 == 2 and msg.has_option(_OBSERVE):
+                # RFC 7641 §3.1: the registration is accepted; the token stays open.
+                self._release(req, now)
+                req.observing = True
+                req.deadline = _INF
+                req.obs_seq = msg.observe or 0
+                req.obs_time = now
+                b2 = msg.block2
+                if b2 is not None and b2.more:
+                    self._spawn_fetch(req, msg, None, now)
+                else:
+                    self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
+                return
+            b2 = msg.block2 if code >> 5 == 2 else None
+        except ValueError:
+            self._fail(req, "malformed Block or Observe option in the response")
+            return
+        if b2 is not None and (b2.more or req.b2_buf is not None):
+            whole = self._on_block2(req, msg, b2, now)
+            if whole is None:
+                return
+            msg = whole
+        self._finish(req, msg, now)
+
+    def _next_block1(self, req: OutgoingRequest, msg: Message, now: float) -> None:
+        b1 = msg.block1
+        body = req.request.payload
+        nxt = req.b1_offset + req.b1_sent
+        if b1 is None or nxt >= len(body):
+            self._fail(req, "2.31 Continue that does not fit the Block1 transfer")
+            return
+        req.b1_offset = nxt
+        req.b1_szx = min(req.b1_szx, b1.szx)  # RFC 7959 §2.5: follow the server's smaller size
+        options, payload = self._block1_part(req)
+        self._send(req, options, payload, now)
+
+    def _block1_part(self, req: OutgoingRequest) -> tuple[Options, bytes]:
+        body = req.request.payload
+        size = 1 << (req.b1_szx + 4)
+        off = req.b1_offset
+        chunk = body[off : off + size]
+        req.b1_sent = len(chunk)
+        num = off // size
+        extra = [(_BLOCK1, BlockOption(num, off + size < len(body), req.b1_szx).encode())]
+        if num == 0:
+            extra.append((_SIZE1, encode_uint(len(body))))
+        return with_options(strip(req.request.options), *extra), chunk
+
+    def _on_block2(self, req: OutgoingRequest, msg: Message, b2: BlockOption, now: float) -> Message | None:
+        """Collect one Block2 block; ask for the next, or return the whole response."""
+        etag = msg.option(OptionNumber.ETAG)
+        buf = req.b2_buf
+        if buf is None:
+            if b2.num != 0:
+                self._fail(req, "Block2 response does not start at block 0")
+                return None
+            buf = req.b2_buf = bytearray()
+            req.b2_first = msg
+            req.b2_etag = etag
+        elif b2.num * b2.size != len(buf):
+            self._fail(req, "Block2 block out of sequence")
+            return None
+        elif etag != req.b2_etag:
+            self._fail(req, "representation changed during the Block2 transfer")  # RFC 7959 §2.4
+            return None
+        if len(buf) + len(msg.payload) > self.config.max_body_size:
+            self._fail(req, "Block2 body larger than max_body_size")
+            return None
+        if not self._blocks.reserve(len(msg.payload)):
+            self._fail(req, "block-wise memory exhausted (max_block_bytes)")
+            return None
+        buf += msg.payload
+        if b2.more:
+            self._send(req, *self._block2_next(req, b2.szx), now)
+            return None
+        first = req.b2_first or msg
+        self._free_block2(req)
+        options = tuple(strip(first.options))
+        return Message(first.type, first.code, first.mid, first.token, options, bytes(buf))
+
+    def _block2_next(self, req: OutgoingRequest, szx: int) -> tuple[Options, bytes]:
+        assert req.b2_buf is not None
+        num = len(req.b2_buf) >> (szx + 4)
+        base = strip(req.request.options, frozenset((_BLOCK1, _BLOCK2, _SIZE1, OptionNumber.SIZE2, _OBSERVE)))
+        options = with_options(base, (_BLOCK2, BlockOption(num, False, szx).encode()))
+        # The request body is sent again only where it identifies the resource (FETCH, RFC 8132).
+        payload = req.request.payload if req.request.code == Code.FETCH else b""
+        return options, payload
+
+    def _spawn_fetch(self, parent: OutgoingRequest, first: Message, seq: int | None, now: float) -> None:
+        """Fetch the rest of a Block2 notification or registration response with a new token
+        (RFC 7959 §2.6)."""
+        exchanges = self._exchanges
+        token = exchanges.new_token(parent.addr)
+        base = Message(_CON, parent.request.code, 0, token, parent.request.options, parent.request.payload)
+        child = OutgoingRequest(parent.addr, token, base)
+        child.observe = False
+        child.parent = parent
+        child.parent_seq = seq
+        child.b2_buf = bytearray(first.payload)
+        self._blocks.hold(len(first.payload))
+        child.b2_first = first
+        child.b2_etag = first.option(OptionNumber.ETAG)
+        exchanges.requests[(parent.addr, token)] = child
+        b2 = first.block2
+        assert b2 is not None
+        child.b2_szx = b2.szx
+        self._enqueue(child, now)
+
+    def _on_notification(self, req: OutgoingRequest, msg: Message, now: float) -> None:
+        code = msg.code
+        try:
+            seq = msg.observe if code >> 5 == 2 else None
+            b2 = msg.block2 if seq is not None else None
+        except ValueError:
+            return
+        if seq is None:
+            # RFC 7641 §3.2: an error or a response without Observe ends the observation.
+            self._drop_request(req)
+            self._events.append(NotificationReceived(req.addr, req.token, msg, None))
+            return
+        if not is_fresh(req.obs_seq, req.obs_time, seq, now):
+            return  # reordered: older than what we already have (RFC 7641 §3.4)
+        req.obs_seq = seq
+        req.obs_time = now
+        if b2 is not None and b2.more:
+            if req.request.code:
+                self._spawn_fetch(req, msg, seq, now)
+                return
+            # A resumed observation without its registration: nothing to fetch the rest with.
+        elif b2 is not None:
+            msg = Message(msg.type, code, msg.mid, msg.token, tuple(strip(msg.options)), msg.payload)
+        self._events.append(NotificationReceived(req.addr, req.token, msg, seq))
+
+    def _finish(self, req: OutgoingRequest, msg: Message, now: float) -> None:
+        self._drop_request(req, now)
+        parent = req.parent
+        if parent is None:
+            self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
+        elif parent.live:
+            if req.parent_seq is None:
+                self._events.append(ResponseReceived(parent.addr, parent.token, parent.request, msg))
+            else:
+                self._events.append(NotificationReceived(parent.addr, parent.token, msg, req.parent_seq))
+
+    def _fail(self, req: OutgoingRequest, reason: str) -> None:
+        self._drop_request(req)
+        target = req.parent if req.parent is not None else req
+        if target.live or target is req:
+            self._events.append(RequestFailed(req.addr, target.token, target.request, reason))
+
+    def _request_expired(self, req: OutgoingRequest) -> None:
+        if req.observing:
+            return
+        self._drop_request(req)
+        if req.parent is None:
+            self._events.append(RequestTimedOut(req.addr, req.token, req.request))
+        elif req.parent.live:
+            parent = req.parent
+            self._events.append(
+                RequestFailed(req.addr, parent.token, parent.request, "block fetch timed out")
+            )
+
+    # --- sending our requests -------------------------------------------------------------------
+
+    def _enqueue(self, req: OutgoingRequest, now: float) -> None:
+        if req.con:
+            peer = self._exchanges.peer(req.addr)
+            if peer.inflight >= self.config.nstart:
+                peer.queue.append(req)
+                return
+        self._start(req, now)
+
+    def _start(self, req: OutgoingRequest, now: float) -> None:
+        if req.b2_buf is not None:
+            options, payload = self._block2_next(req, req.b2_szx)
+        elif len(req.request.payload) > self._block_size:
+            req.b1_szx = self._szx
+            options, payload = self._block1_part(req)
+        else:
+            options, payload = req.request.options, req.request.payload
+        mid = self._send(req, options, payload, now)
+        r = req.request
+        req.request = Message(r.type, r.code, mid, r.token, r.options, r.payload)
+
+    def _send(self, req: OutgoingRequest, options: Options, payload: bytes, now: float) -> int:
+        exchanges = self._exchanges
+        mid = exchanges.alloc_mid()
+        addr = req.addr
+        r = req.request
+        data = encode_parts(r.type, r.code, mid, req.token, options, payload)
+        if req.con:
+            req.tx = exchanges.add_tx(addr, mid, req.token, data, req, now)
+            exchanges.take_slot(req)
+        else:
+            timeout = self.config.response_timeout
+            assert timeout is not None  # derived by EndpointConfig
+            req.deadline = now + timeout
+            exchanges.push(req.deadline, req)
+            self._remember_non(addr, mid, req, now)
+        self._out.append((data, addr))
+        return mid
+
+    def _release(self, req: OutgoingRequest, now: float | None = None) -> None:
+        """Give back the request's NSTART slot and start queued requests (RFC 7252 §4.7)."""
+        exchanges = self._exchanges
+        peer = exchanges.release_slot(req)
+        if peer is None:
+            return
+        if now is None:
+            now = max(self._now, self._dedup.rx_at)
+        while (nxt := exchanges.next_queued(peer)) is not None:
+            self._start(nxt, now)
+        exchanges.forget_idle(req.addr, peer)
+
+    def _free_block2(self, req: OutgoingRequest) -> None:
+        """Give back the bytes of the Block2 body ``req`` was collecting."""
+        buf = req.b2_buf
+        if buf is not None:
+            self._blocks.release(len(buf))
+            req.b2_buf = None
+            req.b2_first = None
+
+    def _drop_request(self, req: OutgoingRequest, now: float | None = None) -> None:
+        req.live = False
+        if req.b2_buf is not None:
+            self._free_block2(req)
+        exchanges = self._exchanges
+        key = (req.addr, req.token)
+        if exchanges.requests.get(key) is req:
+            del exchanges.requests[key]
+        if req.tx is not None:
+            exchanges.kill_tx(req.tx)
+            req.tx = None
+        if req.counted:
+            self._release(req, now)
+        else:
+            exchanges.unqueue(req)
 
     # === transmission and timers ===================================================================
 
-    def _add_tx(self, addr: Any, mid: int, token: bytes, data: bytes, owner: Any, now: float) -> Transmission:
-        cfg = self.config
-        # §4.2: the first timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR].
-        timeout = cfg.ack_timeout * (1.0 + (cfg.ack_random_factor - 1.0) * self._rng.random())
-        tx = Transmission(addr, mid, token, data, owner, timeout, now)
-        self._tx[(addr, mid)] = tx
-        self._push(tx.deadline, tx)
-        return tx
-
-    def _kill_tx(self, tx: Transmission) -> None:
-        tx.live = False
-        key = (tx.addr, tx.mid)
-        if self._tx.get(key) is tx:
-            del self._tx[key]
-
     def _retransmit(self, tx: Transmission, now: float) -> None:
-        if tx.retries >= self.config.max_retransmit:
-            self._kill_tx(tx)
-            owner = tx.owner
-            if isinstance(owner, OutgoingRequest):
-                if owner.tx is tx:
-                    owner.tx = None
-                self._request_expired(owner)
-            elif isinstance(owner, Relation) and self._relations.get((owner.addr, owner.token)) is owner:
-                # RFC 7641 §4.5: a client that does not acknowledge is no longer interested.
-                self._remove_relation(owner)
-                self._events.append(ObservationCancelled(owner.addr, owner.token, "timeout"))
+        if self._exchanges.back_off(tx, now):
+            self._out.append((tx.data, tx.addr))
             return
-        # §4.2: double the timeout at every retransmission.
-        tx.retries += 1
-        tx.timeout *= 2
-        tx.deadline = now + tx.timeout
-        self._push(tx.deadline, tx)
-        self._out.append((tx.data, tx.addr))
-
-    def _push(self, deadline: float, obj: Any) -> None:
-        heap = self._heap
-        if len(heap) > 1024 and len(heap) > 4 * (len(self._tx) + len(self._requests)):
-            # Drop entries of finished transmissions, so the heap tracks live state only.
-            heap[:] = [e for e in heap if e[2].live and e[2].deadline == e[0]]
-            heapq.heapify(heap)
-        self._seq += 1
-        heapq.heappush(heap, (deadline, self._seq, obj))
+        owner = tx.owner
+        if isinstance(owner, OutgoingRequest):
+            if owner.tx is tx:
+                owner.tx = None
+            self._request_expired(owner)
+        elif isinstance(owner, Relation) and self._relations.current(owner):
+            # RFC 7641 §4.5: a client that does not acknowledge is no longer interested.
+            self._remove_relation(owner)
+            self._events.append(ObservationCancelled(owner.addr, owner.token, "timeout"))
 
     def _remember_non(self, addr: Any, mid: int, owner: Any, now: float) -> None:
-        if owner is None:
-            return
-        non_sent = self._non_sent
-        if len(non_sent) >= self.config.max_dedup_entries:
-            non_sent.popitem(last=False)
-        expires = now + self._non_lifetime
-        non_sent[(addr, mid)] = (expires, owner)
-        if expires < self._sweep_at:
+        expires = self._exchanges.remember_non(addr, mid, owner, now)
+        if expires is not None and expires < self._sweep_at:
             self._sweep_at = expires
 
-    def _alloc_mid(self) -> int:
-        mid = self._next_mid
-        self._next_mid = (mid + 1) & 0xFFFF
-        return mid
-
-    def _new_token(self, addr: Any) -> bytes:
-        n = self.config.token_length
-        requests = self._requests
-        while True:
-            token = self._rng.getrandbits(8 * n).to_bytes(n, "big") if n else b""
-            if (addr, token) not in requests or not n:
-                return token
+    def _plan(self, at: float) -> None:
+        """Have handle_timer run by ``at``, when something held expires then."""
+        if at < self._sweep_at:
+            self._sweep_at = at
 
     def _sweep(self, now: float) -> None:
-        """Forget expired duplicate-detection entries and stale block-wise state, then set
-        ``_sweep_at`` to the next expiry of what is left. Runs from ``handle_timer``, so that
-        state goes on time whether or not datagrams keep coming."""
-        if self._dedup_count or self._dedup_old_count:
-            if self._rx_at + self._dedup_span <= now:
-                # Nothing has arrived for a whole span: every entry of both generations has
-                # expired (§4.5); the next datagram starts a new generation.
-                self._dedup = {}
-                self._dedup_old = {}
-                self._dedup_count = self._dedup_old_count = 0
-                self._dedup_due = -_INF
-                self._dedup_old_until = _INF
-            elif now >= self._dedup_due:
-                self._rotate_dedup(now)  # sweeps again, with the generations settled
-                return
-            elif self._dedup_old_count and now >= self._dedup_old_until:
-                self._dedup_old = {}
-                self._dedup_old_count = 0
-                self._dedup_old_until = _INF
-                for seen in self._dedup.values():
-                    seen.older = None
-        elif now >= self._dedup_due or self._rx_at + self._dedup_span <= now:
-            self._dedup_due = -_INF  # an empty generation has had its time: the next datagram starts one
-        non_sent = self._non_sent
-        while non_sent:
-            key, entry = non_sent.popitem(last=False)
-            if entry[0] > now:
-                non_sent[key] = entry
-                non_sent.move_to_end(key, last=False)
-                break
-        while self._reassembly:
-            rkey = next(iter(self._reassembly))
-            if self._reassembly[rkey].expires > now:
-                break
-            self._drop_reassembly(rkey)
-        served = self._served
-        while served:
-            key, entry = served.popitem(last=False)
-            if entry.expires > now:
-                served[key] = entry
-                served.move_to_end(key, last=False)
-                break
-            self._block_bytes -= len(entry.payload)
-        # The next time there is something to forget.
-        at = _INF
-        if self._dedup_due != -_INF:
-            at = min(self._dedup_due, self._rx_at + self._dedup_span)
-        if self._dedup_old_count and self._dedup_old_until < at:
-            at = self._dedup_old_until
-        if non_sent:
-            at = min(at, next(iter(non_sent.values()))[0])
-        if self._reassembly:
-            at = min(at, next(iter(self._reassembly.values())).expires)
-        if served:
-            at = min(at, next(iter(served.values())).expires)
+        """Forget expired duplicate-detection entries, NON messages sent and stale block-wise
+        state, then set ``_sweep_at`` to the next expiry of what is left. Runs from
+        ``handle_timer``, so that state goes on time whether or not datagrams keep coming."""
+        dedup = self._dedup
+        exchanges = self._exchanges
+        blocks = self._blocks
+        dedup.expire(now)
+        exchanges.expire(now)
+        blocks.expire(now)
+        at = min(dedup.next_expiry(), exchanges.next_expiry(), blocks.next_expiry())
         refusals = self._refusal_log
         refusals.tick(now)
         due = refusals.next_due()
         if due is not None and due < at:
             at = due
         self._sweep_at = at
+
+
+_CATEGORIES: dict[int, str] = {}
+
+
+def _category(code: int) -> str:
+    """The log budget's category of a refusal: one per response code."""
+    category = _CATEGORIES.get(code)
+    if category is None:
+        category = _CATEGORIES[code] = f"CoAP requests refused with {code_text(code)}"
+    return category
+
+
+def _where(addr: Any) -> str:
+    try:
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    except (TypeError, IndexError, KeyError):  # any hashable names a peer in the sans-IO API
+        return repr(addr)

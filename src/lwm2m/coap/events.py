@@ -11,6 +11,7 @@ from typing import Any
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.option import BlockOption
+from lwm2m.coap.twin import slot_setters, unfrozen_twin
 
 __all__ = [
     "Addr",
@@ -148,43 +149,21 @@ class ObservationCancelled(Event):
 
 _new = object.__new__
 _REQUEST_FIELDS = ("addr", "message", "observe", "block1", "block2")
-
-
-class RequestFields(Event):
-    """``RequestReceived``'s layout with plain attribute stores (see ``message._Fields``).
-
-    Same base, same slots: a ``__class__`` assignment makes one a ``RequestReceived``.
-    Both of the frozen dataclass's ``__setattr__`` and ``__delattr__`` are undone, or
-    the interpreter would not specialise the stores.
-    """
-
-    __slots__ = _REQUEST_FIELDS
-    __setattr__ = object.__setattr__
-    __delattr__ = object.__delattr__
-
-
-def _twin_works() -> bool:
-    try:
-        probe = _new(RequestFields)
-        probe.__class__ = RequestReceived  # type: ignore[assignment]
-    except TypeError:
-        return False
-    return RequestReceived.__slots__ == _REQUEST_FIELDS  # type: ignore[attr-defined]
-
-
-REQUEST_TWIN = _twin_works()
-_REQUEST_SET = tuple(RequestReceived.__dict__[f].__set__ for f in _REQUEST_FIELDS)
+# RequestReceived's unfrozen twin (see lwm2m.coap.twin); None where the interpreter refuses it.
+RequestFields = unfrozen_twin(RequestReceived)
+_REQUEST_SET = slot_setters(RequestReceived)
 
 
 def request_received(addr: Any, msg: Message) -> RequestReceived:
     """``RequestReceived(addr, msg)`` for the hot path, without the frozen dataclass ``__init__``."""
-    if REQUEST_TWIN:
+    ev: Any
+    if RequestFields is not None:
         ev = _new(RequestFields)
         ev.addr = addr
         ev.message = msg
         ev.observe = ev.block1 = ev.block2 = None
-        ev.__class__ = RequestReceived  # type: ignore[assignment]
-        return ev  # type: ignore[return-value]
+        ev.__class__ = RequestReceived
+        return ev  # type: ignore[no-any-return]
     ev = _new(RequestReceived)
     sa, sm, so, s1, s2 = _REQUEST_SET
     sa(ev, addr)
@@ -192,4 +171,4 @@ def request_received(addr: Any, msg: Message) -> RequestReceived:
     so(ev, None)
     s1(ev, None)
     s2(ev, None)
-    return ev
+    return ev  # type: ignore[no-any-return]

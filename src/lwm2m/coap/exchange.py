@@ -1,10 +1,13 @@
-"""Per-exchange records of the endpoint: our CON transmissions, our requests, per-peer NSTART state,
-the Message IDs seen per peer."""
+"""Our outgoing exchanges: CON transmissions with retransmission, NON messages an RST may answer,
+the requests we wait on, per-peer NSTART accounting, tokens and Message IDs (RFC 7252 §4.2-§4.4,
+§4.7, §5.3.1), with one deadline heap for all of them."""
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
+import heapq
+import random
+from collections import OrderedDict, deque
+from typing import Any, Protocol
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
@@ -19,6 +22,13 @@ def empty(first_byte: int, mid: int) -> bytes:
     return bytes((first_byte, 0, mid >> 8, mid & 0xFF))
 
 
+class Timed(Protocol):
+    """What the deadline heap holds: an entry is current while live with its deadline unchanged."""
+
+    live: bool
+    deadline: float
+
+
 class Transmission:
     """A CON message of ours awaiting ACK or RST (RFC 7252 §4.2): retransmitted with back-off."""
 
@@ -26,7 +36,7 @@ class Transmission:
 
     def __init__(
         self, addr: Any, mid: int, token: bytes, data: bytes, owner: Any, timeout: float, now: float
-    ):
+    ) -> None:
         self.addr = addr
         self.mid = mid
         self.token = token
@@ -99,20 +109,209 @@ class PeerState:
         self.queue: deque[OutgoingRequest] = deque()
 
 
-class SeenMessages:
-    """One peer's recent Message IDs in one generation of duplicate detection (RFC 7252 §4.5).
+class Exchanges:
+    """The endpoint's outgoing side as state: what it sent and waits on, and when to act.
 
-    ``expires`` maps a Message ID to the time its exchange ends; ``replies`` holds the
-    ACK or RST to send again for a duplicate CON. ``older`` is the same peer's record in
-    the older generation, while that generation lasts. Ints, floats and bytes only: the
-    garbage collector has nothing to follow per message.
+    ``tx``: (addr, Message ID) -> our CON awaiting ACK/RST. ``non_sent``: (addr, Message ID) ->
+    (expiry, owner) for NON messages an RST may still answer (NON_LIFETIME). ``requests``:
+    (addr, token) -> our open request. ``peers``: NSTART state of peers with CON requests in
+    flight or queued. The deadline heap holds transmissions (retransmission due) and requests
+    (response wait); entries are dropped lazily once no longer current.
     """
 
-    __slots__ = ("addr", "expires", "older", "replies")
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        ack_timeout: float = 2.0,
+        ack_random_factor: float = 1.5,
+        max_retransmit: int = 4,
+        nstart: int = 1,
+        non_lifetime: float = 145.0,
+        max_non_sent: int = 100_000,
+        token_length: int = 8,
+    ) -> None:
+        self._rng = rng
+        self._ack_timeout = ack_timeout
+        self._ack_random_factor = ack_random_factor
+        self._max_retransmit = max_retransmit
+        self.nstart = nstart
+        self._non_lifetime = non_lifetime
+        self._max_non_sent = max_non_sent
+        self._token_length = token_length
+        self._next_mid = rng.randrange(0x10000)
+        self.tx: dict[tuple[Any, int], Transmission] = {}
+        self.non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] = OrderedDict()
+        self.requests: dict[tuple[Any, bytes], OutgoingRequest] = {}
+        self.peers: dict[Any, PeerState] = {}
+        self.heap: list[tuple[float, int, Any]] = []
+        self._seq = 0  # heap tie-breaker
 
-    def __init__(self, addr: Any, older: SeenMessages | None) -> None:
-        # The peer's address as first seen: one tuple per peer for every event and key.
-        self.addr = addr if older is None else older.addr
-        self.expires: dict[int, float] = {}
-        self.replies: dict[int, bytes] = {}
-        self.older = older
+    # --- identifiers (RFC 7252 §4.4, §5.3.1) ---------------------------------------------------
+
+    def alloc_mid(self) -> int:
+        mid = self._next_mid
+        self._next_mid = (mid + 1) & 0xFFFF
+        return mid
+
+    def new_token(self, addr: Any) -> bytes:
+        """A random token not in use with ``addr`` (empty when tokens are configured off)."""
+        n = self._token_length
+        requests = self.requests
+        while True:
+            token = self._rng.getrandbits(8 * n).to_bytes(n, "big") if n else b""
+            if (addr, token) not in requests or not n:
+                return token
+
+    # --- CON transmissions (RFC 7252 §4.2) -------------------------------------------------------
+
+    def add_tx(self, addr: Any, mid: int, token: bytes, data: bytes, owner: Any, now: float) -> Transmission:
+        # §4.2: the first timeout is random in [ACK_TIMEOUT, ACK_TIMEOUT * ACK_RANDOM_FACTOR].
+        timeout = self._ack_timeout * (1.0 + (self._ack_random_factor - 1.0) * self._rng.random())
+        tx = Transmission(addr, mid, token, data, owner, timeout, now)
+        self.tx[(addr, mid)] = tx
+        self.push(tx.deadline, tx)
+        return tx
+
+    def kill_tx(self, tx: Transmission) -> None:
+        tx.live = False
+        key = (tx.addr, tx.mid)
+        if self.tx.get(key) is tx:
+            del self.tx[key]
+
+    def pop_tx(self, addr: Any, mid: int) -> Transmission | None:
+        """The transmission an empty ACK or RST for ``mid`` ends, taken out (None if unknown)."""
+        tx = self.tx.pop((addr, mid), None)
+        if tx is not None:
+            tx.live = False
+        return tx
+
+    def back_off(self, tx: Transmission, now: float) -> bool:
+        """Plan the next retransmission of ``tx``; False (and ``tx`` ended) when MAX_RETRANSMIT
+        is reached. The caller sends ``tx.data`` again on True."""
+        if tx.retries >= self._max_retransmit:
+            self.kill_tx(tx)
+            return False
+        # §4.2: double the timeout at every retransmission.
+        tx.retries += 1
+        tx.timeout *= 2
+        tx.deadline = now + tx.timeout
+        self.push(tx.deadline, tx)
+        return True
+
+    def replace_tx(self, old: Transmission, new: Transmission, now: float) -> None:
+        """``new`` takes over the retransmission counter and timeout of ``old``, which ends
+        (RFC 7641 §4.5.2: a newer notification replaces the one still being retransmitted)."""
+        self.kill_tx(old)
+        new.retries = old.retries
+        new.timeout = old.timeout
+        new.deadline = now + old.timeout
+        self.push(new.deadline, new)
+
+    # --- deadlines ---------------------------------------------------------------------------------
+
+    def push(self, deadline: float, obj: Timed) -> None:
+        heap = self.heap
+        if len(heap) > 1024 and len(heap) > 4 * (len(self.tx) + len(self.requests)):
+            # Drop entries of finished transmissions, so the heap tracks live state only.
+            heap[:] = [e for e in heap if e[2].live and e[2].deadline == e[0]]
+            heapq.heapify(heap)
+        self._seq += 1
+        heapq.heappush(heap, (deadline, self._seq, obj))
+
+    def next_deadline(self) -> float:
+        """The earliest current deadline (inf: none)."""
+        heap = self.heap
+        while heap:
+            deadline, _, obj = heap[0]
+            if obj.live and obj.deadline == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return INF
+
+    def pop_due(self, now: float) -> Transmission | OutgoingRequest | None:
+        """The next transmission or request whose deadline has come by ``now``, taken off the heap."""
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            deadline, _, obj = heapq.heappop(heap)
+            if obj.live and obj.deadline == deadline:
+                return obj  # type: ignore[no-any-return]
+        return None
+
+    # --- NON messages (RFC 7252 §4.3) --------------------------------------------------------------
+
+    def remember_non(self, addr: Any, mid: int, owner: Any, now: float) -> float | None:
+        """Keep NON message ``mid`` for NON_LIFETIME, so an RST to it finds ``owner``; returns
+        its expiry (None: nothing kept, the message has no owner)."""
+        if owner is None:
+            return None
+        non_sent = self.non_sent
+        if len(non_sent) >= self._max_non_sent:
+            non_sent.popitem(last=False)
+        expires = now + self._non_lifetime
+        non_sent[(addr, mid)] = (expires, owner)
+        return expires
+
+    def pop_non(self, addr: Any, mid: int) -> Any:
+        """The owner of our NON message ``mid`` to ``addr``, forgotten (None if unknown)."""
+        entry = self.non_sent.pop((addr, mid), None)
+        return None if entry is None else entry[1]
+
+    def expire(self, now: float) -> None:
+        """Forget NON messages whose lifetime is over."""
+        non_sent = self.non_sent
+        while non_sent:
+            key, entry = non_sent.popitem(last=False)
+            if entry[0] > now:
+                non_sent[key] = entry
+                non_sent.move_to_end(key, last=False)
+                break
+
+    def next_expiry(self) -> float:
+        """When ``expire`` next has something to forget (inf: nothing held)."""
+        non_sent = self.non_sent
+        return next(iter(non_sent.values()))[0] if non_sent else INF
+
+    # --- NSTART (RFC 7252 §4.7) ------------------------------------------------------------------
+
+    def peer(self, addr: Any) -> PeerState:
+        peer = self.peers.get(addr)
+        if peer is None:
+            peer = self.peers[addr] = PeerState()
+        return peer
+
+    def take_slot(self, req: OutgoingRequest) -> None:
+        """``req`` (a CON just sent) holds one of its peer's NSTART slots until released."""
+        if not req.counted:
+            req.counted = True
+            self.peer(req.addr).inflight += 1
+
+    def release_slot(self, req: OutgoingRequest) -> PeerState | None:
+        """Give back ``req``'s NSTART slot; the peer whose queue may now move, if any."""
+        if not req.counted:
+            return None
+        req.counted = False
+        peer = self.peers.get(req.addr)
+        if peer is None:
+            return None
+        peer.inflight -= 1
+        return peer
+
+    def next_queued(self, peer: PeerState) -> OutgoingRequest | None:
+        """The next live queued request ``peer`` has room for, taken off its queue."""
+        while peer.queue and peer.inflight < self.nstart:
+            nxt = peer.queue.popleft()
+            if nxt.live:
+                return nxt
+        return None
+
+    def forget_idle(self, addr: Any, peer: PeerState) -> None:
+        if peer.inflight <= 0 and not peer.queue and self.peers.get(addr) is peer:
+            del self.peers[addr]
+
+    def unqueue(self, req: OutgoingRequest) -> None:
+        """Take ``req`` (holding no slot) off its peer's queue, if it waits there."""
+        peer = self.peers.get(req.addr)
+        if peer is not None and req in peer.queue:
+            peer.queue.remove(req)
+            self.forget_idle(req.addr, peer)

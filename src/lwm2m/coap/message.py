@@ -16,9 +16,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_str
 from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
+from lwm2m.coap.twin import slot_setters, unfrozen_twin
 from lwm2m.errors import MessageError
 
 _TYPES = (Type.CON, Type.NON, Type.ACK, Type.RST)
@@ -225,34 +227,11 @@ class Message:
         )
 
 
-class _Fields:
-    """``Message``'s memory layout without its frozen ``__setattr__``.
-
-    The receive path fills one with plain slot stores (which the interpreter
-    specialises) and then makes it a ``Message`` by ``__class__`` assignment:
-    some 40% cheaper than the frozen dataclass ``__init__`` or the slot
-    descriptors' ``__set__``. The two classes have the same slots in the same
-    order on the same base, which is what ``__class__`` assignment requires;
-    the check below falls back to the descriptors should a Python refuse it.
-    """
-
-    __slots__ = Message.__slots__
-
-
+# The receive path builds a Message through its unfrozen twin (see lwm2m.coap.twin), or through
+# the slot descriptors where the interpreter refuses that.
 _new = object.__new__
-_MSG_SET = tuple(Message.__dict__[f].__set__ for f in Message.__slots__)
-
-
-def _layout_compatible() -> bool:
-    try:
-        probe = _new(_Fields)
-        probe.__class__ = Message  # type: ignore[assignment]
-    except TypeError:
-        return False
-    return True
-
-
-_TWIN = _layout_compatible()
+_Fields = unfrozen_twin(Message)
+_MSG_SET = slot_setters(Message)
 
 # Every code byte to its Code member, or the int itself where none is registered.
 _CODE_OF = tuple(_CODES.get(i, i) for i in range(256))
@@ -304,7 +283,8 @@ def decode_message(data: bytes) -> tuple[Message, int]:
         data = bytes(data)  # slices of bytes are bytes: the fields need no copy each
     n = len(data)
     try:
-        mtype, pos, summary = _FIRST[data[0]]  # the type, where the token ends, ACK/RST
+        # The type, where the token ends, ACK/RST; None (a TypeError here) for a format error.
+        mtype, pos, summary = _FIRST[data[0]]  # type: ignore[misc]
     except (IndexError, TypeError):
         raise _header_error(data) from None  # too short, unknown version or token length 9-15
     if pos > n:
@@ -376,7 +356,8 @@ def decode_message(data: bytes) -> tuple[Message, int]:
             raise MessageError(f"option {number} runs past the end of the datagram", mid=mid, type=mtype)
         options = tuple(found)
     code = _CODE_OF[raw_code]
-    if _TWIN:
+    msg: Any
+    if _Fields is not None:
         msg = _new(_Fields)
         msg.type = mtype
         msg.code = code
@@ -384,7 +365,7 @@ def decode_message(data: bytes) -> tuple[Message, int]:
         msg.token = token
         msg.options = options
         msg.payload = payload
-        msg.__class__ = Message  # type: ignore[assignment]
+        msg.__class__ = Message
     else:
         msg = _new(Message)
         st, sc, sm, stk, so, sp = _MSG_SET
@@ -394,7 +375,7 @@ def decode_message(data: bytes) -> tuple[Message, int]:
         stk(msg, token)
         so(msg, options)
         sp(msg, payload)
-    return msg, summary  # type: ignore[return-value]
+    return msg, summary
 
 
 def encode_parts(
