@@ -12,6 +12,7 @@ from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
 from lwm2m.client.core.access_control import CREATE_INSTANCE
@@ -60,7 +61,9 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
     async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
-        client = LwM2MClient("multi", objects=objects, coap_config=FAST, retry_initial=0.2)
+        client = LwM2MClient(
+            "multi", objects=objects, config=ClientConfig(coap_config=FAST, retry_initial=0.2)
+        )
         async with client:
             reg101 = (await next_event(events101, ClientRegistered)).registration
             reg102 = (await next_event(events102, ClientRegistered)).registration
@@ -160,7 +163,7 @@ async def test_a_single_server_has_every_right() -> None:
     async with LwM2MServer("127.0.0.1", 0) as s102:
         events = s102.events()
         objects = [*accounts((102, s102)), *acl_for_102(), temperature()]
-        async with LwM2MClient("single", objects=objects, coap_config=FAST) as client:
+        async with LwM2MClient("single", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
             await next_event(events, ClientRegistered)
             assert client.others == []
             write = await s102.write("single", "/3/0/13", [Record(Path.parse("/3/0/13"), 1000)])
@@ -193,7 +196,10 @@ async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_
         await bs.set_config("bs-multi", config)
         events101, events102 = s101.events(), s102.events()
         client = LwM2MClient(
-            "bs-multi", bootstrap=bs.uri, objects=[temperature()], coap_config=FAST, retry_initial=0.2
+            "bs-multi",
+            bootstrap=bs.uri,
+            objects=[temperature()],
+            config=ClientConfig(coap_config=FAST, retry_initial=0.2),
         )
         async with client:
             reg101 = (await next_event(events101, ClientRegistered)).registration
@@ -279,7 +285,7 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
             *acl_for_102(),
             temperature(),
         ]
-        async with LwM2MClient("mixed", objects=objects, coap_config=FAST) as client:
+        async with LwM2MClient("mixed", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
             await next_event(events101, ClientRegistered)
             reg102 = (await next_event(events102, ClientRegistered)).registration
             assert reg102.lifetime == 140
@@ -305,7 +311,9 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
             temperature(),
         ]
         quick = EndpointConfig(ack_timeout=0.1, max_retransmit=0)
-        async with LwM2MClient("lonely-2", objects=objects, coap_config=quick, retry_initial=0.05) as client:
+        async with LwM2MClient(
+            "lonely-2", objects=objects, config=ClientConfig(coap_config=quick, retry_initial=0.05)
+        ) as client:
             await next_event(events, ClientRegistered)
             await client.wait_registered(5)
             [other] = client.others
@@ -320,7 +328,9 @@ async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
     async with LwM2MServer("127.0.0.1", 0) as s101, LwM2MServer("127.0.0.1", 0) as s102:
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
-        client = LwM2MClient("queued", objects=objects, queue_mode=True, awake_time=0.3, coap_config=FAST)
+        client = LwM2MClient(
+            "queued", objects=objects, config=ClientConfig(queue_mode=True, awake_time=0.3, coap_config=FAST)
+        )
         async with client:
             assert (await next_event(events101, ClientRegistered)).registration.queue_mode
             assert (await next_event(events102, ClientRegistered)).registration.queue_mode

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lwm2m.client.bootstrap import BootstrapFailed, ClientBootstrap
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri, credentials, dtls_for, unusable
 from lwm2m.client.core.device import Device
 from lwm2m.client.core.security import Security
@@ -37,28 +38,26 @@ from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.observer import Observer, RelationKey
 from lwm2m.client.registration import ServerRegistration, at_location, register_request, update_delay
 from lwm2m.client.reporting import ClientState, Reporting
-from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, code_text
+from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import Attributes
 from lwm2m.protocol.registration import (
-    SUPPORTED_VERSIONS,
     DeregisterRequest,
     ObjectLink,
     ObjectList,
     UpdateRequest,
 )
 from lwm2m.transport.address import normalize, resolve
-from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
+from lwm2m.transport.dtls.config import DtlsClientConfig
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
 
 
@@ -91,32 +90,16 @@ class LwM2MClient(Reporting):
         server: str | None = None,
         objects: Iterable[ObjectInstance | LwM2MObject] = (),
         *,
-        lifetime: int = 86400,
-        binding: str = "U",
-        queue_mode: bool = False,
-        lwm2m_version: str = "1.2",
-        awake_time: float = DEFAULT_AWAKE_TIME,
-        local_host: str | None = None,
-        local_port: int = 0,
-        models: ObjectRegistry | None = None,
-        retry_initial: float = 1.0,
-        retry_max: float = 60.0,
-        coap_config: EndpointConfig | None = None,
-        on_request: Callable[[RequestReceived, Message], None] | None = None,
-        request_timeout: float | None = None,
         bootstrap: str | None = None,
-        bootstrap_timeout: float = 60.0,
-        bootstrap_pack: bool = False,
-        bootstrap_after_failures: int = 3,
-        psk: PskCredentials | None = None,
-        certificate: X509Credentials | None = None,
+        models: ObjectRegistry | None = None,
+        on_request: Callable[[RequestReceived, Message], None] | None = None,
+        config: ClientConfig | None = None,
     ) -> None:
-        if lwm2m_version not in SUPPORTED_VERSIONS:
-            raise ValueError(
-                f"lwm2m_version {lwm2m_version!r}: expected one of {', '.join(SUPPORTED_VERSIONS)}"
-            )
+        config = config or ClientConfig()
+        self.config = config
+        psk, certificate = config.psk, config.certificate
         if not endpoint:
-            raise ValueError("the endpoint name is empty")
+            raise ConfigError("the endpoint name is empty")
         self.endpoint_name = endpoint
         self.server_uri: ServerUri | None = None  # None until a bootstrap gives a server account
         if server is not None:
@@ -140,18 +123,7 @@ class LwM2MClient(Reporting):
                     f"bootstrap {bootstrap!r}: with a server too, give the coaps:// bootstrap account as"
                     " a Security(..., bootstrap=True) instance with its keys"
                 )
-        self.bootstrap_timeout = bootstrap_timeout
-        self.bootstrap_pack = bootstrap_pack
-        self.bootstrap_after_failures = bootstrap_after_failures
-        self.lwm2m_version = lwm2m_version
-        self.queue_mode = queue_mode
-        self.awake_time = awake_time
-        self.local_host = local_host
-        self.local_port = local_port
-        self.retry_initial = retry_initial
-        self.retry_max = retry_max
-        self.request_timeout = request_timeout
-        self._coap_config = coap_config
+        lifetime, binding, lwm2m_version = config.lifetime, config.binding, config.lwm2m_version
         self.models = models or load_catalogue()
         self.tree = ObjectTree(self.models)
         for item in objects:
@@ -256,7 +228,7 @@ class LwM2MClient(Reporting):
 
     def _object_links(self) -> tuple[ObjectLink, ...]:
         links = self.tree.object_links()
-        if self.lwm2m_version == "1.0":
+        if self.config.lwm2m_version == "1.0":
             # LwM2M 1.0 registrations carry no object versions.
             links = tuple(ObjectLink(o.object_id, o.instance_id) for o in links if o.instance_id is not None)
         return links
@@ -333,7 +305,7 @@ class LwM2MClient(Reporting):
             raise ValueError(f"{self.endpoint_name}: no server account and no bootstrap server account")
         addr = await resolve((first.host, first.port))
         self._server_addr = addr if self.server_uri is not None else None
-        host = self._bind_host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
+        host = self._bind_host = self.config.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
         self._coap = await self._open_coap(host)
         self.observer = Observer(
             self.handler, self._emit, defaults=self._defaults, server_of=lambda key: self.server_id_of(key[0])
@@ -351,14 +323,18 @@ class LwM2MClient(Reporting):
         if self._dtls is not None:
             return await CoapDtlsEndpoint.create(
                 host,
-                self.local_port,
+                self.config.local_port,
                 client=self._dtls,
                 handler=self._handle,
                 on_event=self._on_event,
-                config=self._coap_config,
+                config=self.config.coap_config,
             )
         return await CoapUdpEndpoint.create(
-            host, self.local_port, handler=self._handle, on_event=self._on_event, config=self._coap_config
+            host,
+            self.config.local_port,
+            handler=self._handle,
+            on_event=self._on_event,
+            config=self.config.coap_config,
         )
 
     async def stop(self, *, deregister: bool = True) -> None:
@@ -431,7 +407,7 @@ class LwM2MClient(Reporting):
     # --- the registration loop ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = self.retry_initial
+        backoff = self.config.retry_initial
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -441,7 +417,7 @@ class LwM2MClient(Reporting):
                     await self._register()
                 elif self._update_now or loop.time() >= self._next_update:
                     await self._update()
-                backoff = self.retry_initial
+                backoff = self.config.retry_initial
                 self._failed_in_a_row = 0
             except (
                 RequestTimeout,
@@ -458,7 +434,7 @@ class LwM2MClient(Reporting):
                 self._failed_in_a_row += 1
                 self.state = ClientState.RETRYING
                 delay = backoff * random.uniform(0.75, 1.25)
-                backoff = min(backoff * 2, self.retry_max)
+                backoff = min(backoff * 2, self.config.retry_max)
                 log.info("%s: %s; retrying in %.1f s", self.endpoint_name, exc, delay)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -499,7 +475,7 @@ class LwM2MClient(Reporting):
         if self.account is None or self._server_addr is None:
             return True  # nothing to register with: only a bootstrap can help
         # §6.1.4: a client that can no longer register with any server bootstraps again.
-        failed = self._failed_in_a_row >= self.bootstrap_after_failures
+        failed = self._failed_in_a_row >= self.config.bootstrap_after_failures
         if any(other.registered for other in self.others):
             return False  # registered with another server: not "no server at all" (§6.1.4)
         return failed and self.bootstrapper.account() is not None
@@ -530,9 +506,9 @@ class LwM2MClient(Reporting):
         await self.bootstrapper.run(
             self._coap,
             addr,
-            timeout=self.bootstrap_timeout,
-            request_timeout=self.request_timeout,
-            pack=self.bootstrap_pack,
+            timeout=self.config.bootstrap_timeout,
+            request_timeout=self.config.request_timeout,
+            pack=self.config.bootstrap_pack,
         )
         self.bootstraps += 1
         found = self.bootstrapper.usable_account()
@@ -571,7 +547,7 @@ class LwM2MClient(Reporting):
     async def _exchange(self, message: Message) -> Message:
         assert self._coap is not None
         self._coap.receiving = True
-        response = await self._coap.request(message, self._server_addr, timeout=self.request_timeout)
+        response = await self._coap.request(message, self._server_addr, timeout=self.config.request_timeout)
         self._touch()
         return response
 
@@ -611,7 +587,7 @@ class LwM2MClient(Reporting):
         )
         try:
             response = await self._exchange(
-                self._at_location(request.to_message(lwm2m_version=self.lwm2m_version))
+                self._at_location(request.to_message(lwm2m_version=self.config.lwm2m_version))
             )
         except BaseException:
             # Not sent: the next try carries the changes again.

@@ -55,11 +55,11 @@ def register_request(client: LwM2MClient, account: ServerAccount) -> RegisterReq
     return RegisterRequest(
         ep=client.endpoint_name,
         lt=account.lifetime,
-        lwm2m=client.lwm2m_version,
+        lwm2m=client.config.lwm2m_version,
         b=account.binding.replace("Q", "") or "U",
-        Q=client.queue_mode,
+        Q=client.config.queue_mode,
         objects=client._object_links(),
-        content_formats=() if client.lwm2m_version == "1.0" else (int(ANNOUNCED_FORMAT),),
+        content_formats=() if client.config.lwm2m_version == "1.0" else (int(ANNOUNCED_FORMAT),),
     )
 
 
@@ -170,9 +170,9 @@ class ServerRegistration:
         family_ok = shared is not None and (len(addr) == 4) == (":" in self.client._bind_host)
         if dtls is not None or self.client._dtls is not None or not family_ok:
             host = "::" if len(addr) == 4 else "0.0.0.0"
-            if self.client.local_host is not None and family_ok:
-                host = self.client.local_host
-            config = self.client._coap_config
+            if self.client.config.local_host is not None and family_ok:
+                host = self.client.config.local_host
+            config = self.client.config.coap_config
             if dtls is not None:
                 self._own = await CoapDtlsEndpoint.create(
                     host, 0, client=dtls, handler=self._serve, on_event=self.client._on_event, config=config
@@ -223,7 +223,7 @@ class ServerRegistration:
 
     async def _run(self) -> None:
         client = self.client
-        backoff = client.retry_initial
+        backoff = client.config.retry_initial
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -233,14 +233,14 @@ class ServerRegistration:
                     await self._register()
                 elif self._update_now or loop.time() >= self._next_update:
                     await self._update()
-                backoff = client.retry_initial
+                backoff = client.config.retry_initial
             except (RequestTimeout, RequestReset, RequestAborted, RegistrationFailed, OSError) as exc:
                 if isinstance(exc, EndpointClosed):
                     return
                 self.errors += 1
                 self.state = ClientState.RETRYING
                 delay = backoff * random.uniform(0.75, 1.25)
-                backoff = min(backoff * 2, client.retry_max)
+                backoff = min(backoff * 2, client.config.retry_max)
                 log.info(
                     "%s (server %d): %s; retrying in %.1f s",
                     client.endpoint_name,
@@ -265,7 +265,7 @@ class ServerRegistration:
         if coap is None:
             raise EndpointClosed("the client is stopped")
         coap.receiving = True
-        response = await coap.request(message, self.addr, timeout=self.client.request_timeout)
+        response = await coap.request(message, self.addr, timeout=self.client.config.request_timeout)
         self.client._touch()
         return response
 
@@ -300,7 +300,9 @@ class ServerRegistration:
         )
         try:
             response = await self._exchange(
-                at_location(request.to_message(lwm2m_version=client.lwm2m_version), self._location_path)
+                at_location(
+                    request.to_message(lwm2m_version=client.config.lwm2m_version), self._location_path
+                )
             )
         except BaseException:
             self._objects_changed |= objects is not None

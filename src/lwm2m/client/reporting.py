@@ -79,10 +79,10 @@ class Reporting:
 
     def _touch(self) -> None:
         """An exchange happened: stay awake ``awake_time`` more seconds (queue mode)."""
-        if not self.queue_mode or self._coap is None:
+        if not self.config.queue_mode or self._coap is None:
             return
         self._cancel_sleep()
-        self._sleep_timer = asyncio.get_running_loop().call_later(self.awake_time, self._fall_asleep)
+        self._sleep_timer = asyncio.get_running_loop().call_later(self.config.awake_time, self._fall_asleep)
 
     def _cancel_sleep(self) -> None:
         if self._sleep_timer is not None:
@@ -175,4 +175,4 @@ class Reporting:
         )
         if self.state is ClientState.SLEEPING:
             self.trigger_update()
-        return await coap.request(message, addr, timeout=timeout or self.request_timeout)
+        return await coap.request(message, addr, timeout=timeout or self.config.request_timeout)
