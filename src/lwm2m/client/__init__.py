@@ -5,6 +5,7 @@
 """
 
 from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.errors import (
     BadRequest,
@@ -23,6 +24,7 @@ from lwm2m.client.reporting import ClientState
 
 __all__ = [
     "BadRequest",
+    "ClientConfig",
     "ClientState",
     "LwM2MClient",
     "LwM2MObject",
