@@ -19,8 +19,7 @@ from lwm2m.client.errors import (
 )
 from lwm2m.client.instance import ObjectInstance, parse_arguments
 from lwm2m.client.objects import LwM2MObject, ObjectTree
-from lwm2m.client.registration import ServerRegistration
-from lwm2m.client.reporting import ClientState
+from lwm2m.client.registration import ClientState, ServerRegistration
 
 __all__ = [
     "BadRequest",
