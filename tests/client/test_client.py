@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.helpers.client import temperature
+from tests.helpers.client import temperature, until
 from tests.helpers.events import next_event
 from tests.helpers.ports import free_udp_port
 
@@ -133,7 +133,7 @@ async def test_unreachable_server_is_retried_with_back_off() -> None:
     )
     await client.start()
     try:
-        await asyncio.sleep(2.2)
+        await until(lambda: client.errors >= 2)
         assert not client.registered and client.errors >= 2
         assert client.state in (ClientState.RETRYING, ClientState.REGISTERING)
         script = ScriptedServer()
@@ -154,7 +154,7 @@ async def test_register_refused_is_retried_and_reported() -> None:
         open_udp_endpoint("127.0.0.1", 0, handler=refuse) as rd,
         LwM2MClient("refused", rd.uri(), config=ClientConfig(retry_initial=0.1, retry_max=0.2)) as client,
     ):
-        await asyncio.sleep(0.5)
+        await until(lambda: client.errors >= 2)
         assert not client.registered and client.errors >= 2
 
 
@@ -170,7 +170,7 @@ async def test_queue_mode_sleeps_holds_notifications_and_wakes_with_an_update() 
             assert reg.queue_mode
             observation = await server.observe("dozy", "/3303/0/5700")
             await next_event(events, ClientSleeping)
-            await asyncio.sleep(0.6)
+            await until(lambda: client.state is ClientState.SLEEPING)
             assert client.state is ClientState.SLEEPING
             temp.set(5700, 30.0)  # due while asleep: the client wakes with an Update
             await next_event(events, ClientUpdated)
@@ -237,5 +237,5 @@ async def test_observe_composite_and_active_cancel_end_to_end() -> None:
         }
         assert client.observer is not None and len(client.observer) == 1
         await observation.cancel(active=True)
-        await asyncio.sleep(0.2)
+        await until(lambda: len(client.observer) == 0)
         assert len(client.observer) == 0

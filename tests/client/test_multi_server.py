@@ -3,9 +3,8 @@ request is its server's, and Access Control (object 2) decides what each server 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from tests.helpers.client import until
 from tests.helpers.events import next_event
 from tests.helpers.pki import KEY
 from tests.helpers.ports import free_udp_port
@@ -151,9 +150,7 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
             # An Update trigger on /1/1/8 (server 102's account) updates that registration.
             before = other.updates
             assert (await s102.execute("multi", "/1/1/8")).code == Code.CHANGED
-            async with asyncio.timeout(5):
-                while other.updates == before:
-                    await asyncio.sleep(0.02)
+            await until(lambda: other.updates != before)
         # Stop de-registers from both.
         assert (await next_event(events101, ClientDeregistered)).registration.endpoint == "multi"
         assert (await next_event(events102, ClientDeregistered)).registration.endpoint == "multi"
@@ -317,9 +314,7 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
             await next_event(events, ClientRegistered)
             await client.wait_registered(5)
             [other] = client.others
-            async with asyncio.timeout(5):
-                while other.errors < 2:
-                    await asyncio.sleep(0.02)
+            await until(lambda: other.errors >= 2)
             assert other.state is ClientState.RETRYING and not other.registered
             assert client.state is ClientState.REGISTERED  # the first server's registration stands
 
@@ -335,9 +330,7 @@ async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
             assert (await next_event(events101, ClientRegistered)).registration.queue_mode
             assert (await next_event(events102, ClientRegistered)).registration.queue_mode
             [other] = client.others
-            async with asyncio.timeout(5):
-                while not (client.sleeping and other.state is ClientState.SLEEPING):
-                    await asyncio.sleep(0.02)
+            await until(lambda: client.sleeping and other.state is ClientState.SLEEPING)
             client.trigger_update()  # waking: each server hears an Update
             await next_event(events101, ClientUpdated)
             await next_event(events102, ClientUpdated)
