@@ -69,22 +69,26 @@ class LwM2MClient:
 
     ``objects`` are instances (or whole :class:`LwM2MObject` with a factory);
     a Security (0), Server (1) and Device (3) instance are added when not given.
-    ``lifetime`` and ``binding`` seed the Server object; afterwards that object is
-    what counts (the server may write it).
+    ``config`` (:class:`ClientConfig`) holds the rest: its ``lifetime`` and ``binding`` seed
+    the Server object; afterwards that object is what counts (the server may write it).
 
     ``bootstrap`` (``coap://host:5685``) adds a bootstrap server account (or give a
     ``Security(..., bootstrap=True)`` instance). Without ``server`` the client then starts
     with that account only: it bootstraps (LwM2M-TS-Core 1.2 §6.1, see
     :mod:`lwm2m.client.bootstrap`), then registers with the server it was given. With
-    both, it registers first and bootstraps after ``bootstrap_after_failures`` failed
+    both, it registers first and bootstraps after ``config.bootstrap_after_failures`` failed
     attempts in a row, or when a server executes the Bootstrap-Request Trigger (/1/x/9).
 
     Several servers: give each account as a ``Security`` and a ``ServerAccount`` instance of the
     same Short Server ID (or let a bootstrap server write them). The client registers with
-    every one (LwM2M-TS-Core 1.2 §6.2): the first through its own loop (``state``,
-    ``location``, ...), each further one through a :class:`ServerRegistration` in
-    ``others``. Each request is then the request of the server it came from, and Access
+    every one (LwM2M-TS-Core 1.2 §6.2), each through a :class:`ServerRegistration`: the first
+    is ``registration`` (its ``state``, ``location``, ... are the client's), the further ones
+    are in ``others``. Each request is then the request of the server it came from, and Access
     Control (object 2, §7.3) decides it.
+
+    Its parts: ``queue`` (:class:`QueueMode`, §6.5), ``reporter`` (:class:`Reporter`: the
+    observe relations, their timing, notifications held while asleep) and the registrations.
+    The sans-IO parts are driven from here, on the loop's clock.
     """
 
     def __init__(
@@ -177,7 +181,6 @@ class LwM2MClient:
         self._bind_host = ""  # the local address, once started
         self._retired: set[asyncio.Task[None]] = set()  # endpoints closing after a credentials change
         self._coap: CoapUdpEndpoint | None = None
-        self._started = False
         # The parts: queue mode (§6.5), notifications (§6.4), the registration with the first
         # server account and one with each further account (§6.2).
         self.queue = QueueMode(config.awake_time, enabled=config.queue_mode, fall_asleep=self._fall_asleep)
@@ -432,11 +435,8 @@ class LwM2MClient:
         """An exchange happened: stay awake ``awake_time`` more seconds (queue mode)."""
         if not self.queue.enabled or self._coap is None:
             return
-        self.queue.touch(self._coap_time())
+        self.queue.touch(asyncio.get_running_loop().time())
         self._queue_timer.update()
-
-    def _coap_time(self) -> float:
-        return asyncio.get_running_loop().time()
 
     def _fall_asleep(self) -> bool:
         """The awake window ended: sleep, hearing nothing, if registered."""

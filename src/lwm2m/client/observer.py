@@ -106,7 +106,8 @@ class Observer:
     Sans-IO (DESIGN.md): it never reads a clock. New relations, attribute changes and value
     changes are taken in at the next ``handle_timer(now)``, which also sends what pmin, pmax,
     epmin and epmax make due; ``get_timer()`` is when to call it next (:data:`IMMEDIATELY`
-    while inputs wait). ``on_timer()`` is called when ``get_timer()`` became earlier through an
+    while inputs wait). Timers are deadlines kept as data, so a notification costs no timer
+    handle of the event loop. ``on_timer()`` is called when ``get_timer()`` became earlier through an
     input, so the driver (the client's loop) can call ``handle_timer`` sooner.
     """
 
@@ -130,6 +131,7 @@ class Observer:
         self._new: set[RelationKey] = set()  # relations just made, to start
         self._rearm: set[RelationKey] = set()  # relations whose attributes changed
         self._immediate = False  # inputs wait for handle_timer
+        self._earliest: float | None = None  # no deadline of any relation is before this
         self.sent = 0
 
     def __len__(self) -> int:
@@ -142,15 +144,9 @@ class Observer:
     # --- the driver's side ------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """When ``handle_timer`` is due next: IMMEDIATELY, a deadline, or None for never."""
-        if self._immediate:
-            return IMMEDIATELY
-        best: float | None = None
-        for r in self._relations.values():
-            t = r.next_deadline()
-            if t is not None and (best is None or t < best):
-                best = t
-        return best
+        """When ``handle_timer`` is due next: IMMEDIATELY, a deadline, or None for never. It may
+        be early (a deadline dropped since): then ``handle_timer`` finds nothing and moves it on."""
+        return IMMEDIATELY if self._immediate else self._earliest
 
     def handle_timer(self, now: float) -> None:
         """Take in what changed, then send what is due at ``now``."""
@@ -174,11 +170,23 @@ class Observer:
                 r = self._relations.get(key)
                 if r is not None:
                     self._changed(r, now)
+        earliest = self._earliest
+        if earliest is None or earliest > now:
+            return  # nothing due: no pass over the relations
+        self._earliest = None
         for r in list(self._relations.values()):
             t = r.next_deadline()
             while t is not None and t <= now and self._relations.get(r.key) is r:
                 self._fire(r, now)
                 t = r.next_deadline()
+            if t is not None and self._relations.get(r.key) is r:
+                self._armed(t)
+
+    def _armed(self, t: float) -> None:
+        """A deadline was set: ``_earliest`` stays a lower bound of them all (a deadline dropped
+        or moved later leaves it early: that handle_timer finds nothing due and moves it on)."""
+        if self._earliest is None or t < self._earliest:
+            self._earliest = t
 
     def _wake(self) -> None:
         if not self._immediate:
@@ -206,6 +214,8 @@ class Observer:
         if r is None:
             return
         r.cancel_timers()
+        if not self._relations:
+            self._earliest = None
         self._new.discard(key)
         self._rearm.discard(key)
         self._dirty.discard(key)
@@ -280,6 +290,7 @@ class Observer:
         if attrs.epmin and now - r.last_eval < attrs.epmin:
             if r.pending is None:
                 r.pending, r.pending_kind = r.last_eval + attrs.epmin, _EVALUATE
+                self._armed(r.pending)
             return
         self._evaluate(r, attrs, now)
 
@@ -292,6 +303,7 @@ class Observer:
             self._send(r, now)
         elif r.pending is None:
             r.pending, r.pending_kind = due, _SEND
+            self._armed(due)
 
     def _conditions(self, r: _Relation, attrs: Attributes) -> bool:
         """Whether the change of a relation's value meets its gt/lt/st/edge (§5.1.2)."""
@@ -320,8 +332,10 @@ class Observer:
         pmax, pmin = attrs.pmax, attrs.pmin or 0
         if pmax and pmax >= pmin:
             r.periodic = r.last_sent + pmax
+            self._armed(r.periodic)
         if attrs.epmax:
             r.poll = now + attrs.epmax
+            self._armed(r.poll)
 
     def _poll(self, r: _Relation, now: float) -> None:
         """epmax: read the value again and treat a difference as a change."""
@@ -333,6 +347,7 @@ class Observer:
             r.last_eval = now
         if r.poll is None and self._relations.get(r.key) is r and attrs.epmax:
             r.poll = now + attrs.epmax
+            self._armed(r.poll)
 
     def _send(self, r: _Relation, now: float) -> None:
         r.pending = None
@@ -355,6 +370,7 @@ class Observer:
         pmax, pmin = attrs.pmax, attrs.pmin or 0
         if pmax and pmax >= pmin:
             r.periodic = now + pmax
+            self._armed(r.periodic)
 
     def _content(self, r: _Relation) -> Message:
         if self._server_of is not None:

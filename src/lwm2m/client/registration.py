@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import random
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.client.bootstrap import BootstrapFailed
 from lwm2m.client.connection import ServerUri, dtls_for
@@ -39,8 +39,14 @@ from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, EndpointClosed, RequestAborted, RequestReset, RequestTimeout
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.config import ClientConfig
+    from lwm2m.client.handler import RequestHandler
     from lwm2m.client.instance import ObjectInstance
+    from lwm2m.client.queue_mode import QueueMode
+    from lwm2m.client.reporting import Reporter
+    from lwm2m.coap.events import Event
+    from lwm2m.protocol.registration import ObjectLink
+    from lwm2m.transport.dtls.config import DtlsClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class ClientState(Enum):
     BOOTSTRAPPING = "bootstrapping"
 
 
-def register_request(client: LwM2MClient, account: ServerAccount) -> RegisterRequest:
+def register_request(client: Host, account: ServerAccount) -> RegisterRequest:
     """The Register of ``client`` with the server of ``account`` (§6.2.1)."""
     return RegisterRequest(
         ep=client.endpoint_name,
@@ -111,6 +117,35 @@ def update_delay(lifetime: int) -> float:
     return max(lifetime - margin, lifetime / 2)
 
 
+class Host(Protocol):
+    """What a registration uses of its client (:class:`~lwm2m.client.client.LwM2MClient`),
+    named here so that this module need not import the client's."""
+
+    endpoint_name: str
+    config: ClientConfig
+    handler: RequestHandler
+    queue: QueueMode
+    reporter: Reporter
+    _coap: CoapUdpEndpoint | None  # the client's own endpoint, shared by plain CoAP servers
+    _bind_host: str
+    _dtls: DtlsClientConfig | None
+
+    @property
+    def sleeping(self) -> bool: ...
+
+    def object_links(self) -> tuple[ObjectLink, ...]: ...
+
+    def touch(self) -> None: ...
+
+    def trigger_update(self) -> None: ...
+
+    def request_bootstrap(self) -> None: ...
+
+    def _on_event(self, event: Event) -> None: ...
+
+    async def _bootstrap_if_due(self) -> bool: ...
+
+
 class ServerRegistration:
     """The registration of ``client`` with the server of one account: the loop of §6.2.
 
@@ -121,7 +156,7 @@ class ServerRegistration:
 
     def __init__(
         self,
-        client: LwM2MClient,
+        client: Host,
         account: ServerAccount | None,
         security: ObjectInstance | None,
         *,
