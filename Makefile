@@ -43,13 +43,16 @@ $(NODE_PEERS): tests/peers/package.json
 	cd tests/peers && npm install --silent --no-audit --no-fund --no-package-lock
 	touch $(NODE_PEERS)
 
+# mypy checks what [tool.mypy] in pyproject.toml names, strictly where it says; a type error fails the target.
 test: $(STAMP) debs $(NODE_PEERS)
 	$(VENV)/bin/ruff check src tests tools bench
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests tools bench
 	$(VENV)/bin/ruff format --check src tests tools bench
+	$(PY) -m mypy
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/lwm2m demo

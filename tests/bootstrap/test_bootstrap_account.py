@@ -18,6 +18,7 @@ from tests.helpers.events import next_event
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import Security
 from lwm2m.coap.numbers import Code
 from lwm2m.codec.base import ContentFormat as CF
@@ -208,7 +209,9 @@ async def test_our_client_keeps_its_bootstrap_account_and_bootstraps_again_throu
         bs_events, first_events, second_events = bs.events(), first.events(), second.events()
         factory = Security(account, uri=bs.uri, bootstrap=True, short_server_id=None)
         temperature = ObjectInstance(0, {5700: 20.0}, object_id=3303)
-        client = LwM2MClient("factory", objects=[factory, temperature], bootstrap_pack=pack)
+        client = LwM2MClient(
+            "factory", objects=[factory, temperature], config=ClientConfig(bootstrap_pack=pack)
+        )
         async with client:
             await next_event(first_events, ClientRegistered)
             await next_event(bs_events, BootstrapFinished)

@@ -11,6 +11,7 @@ from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished,
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.bootstrap.server import security_info
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import Security
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.numbers import Code
@@ -47,7 +48,10 @@ async def test_bootstrap_only_client_registers_with_the_server_it_was_given(vers
         await bs.set_config("e2e", plain_config(server))
         bs_events, events = bs.events(), server.events()
         client = LwM2MClient(
-            "e2e", bootstrap=bs.uri, objects=[temperature()], lwm2m_version=version, bootstrap_pack=pack
+            "e2e",
+            bootstrap=bs.uri,
+            objects=[temperature()],
+            config=ClientConfig(lwm2m_version=version, bootstrap_pack=pack),
         )
         assert client.server_uri is None and client.account is None
         async with client:
@@ -114,9 +118,7 @@ async def test_client_that_cannot_register_anymore_bootstraps_again() -> None:
             dead,
             [temperature()],
             bootstrap=bs.uri,
-            coap_config=FAST,
-            retry_initial=0.05,
-            bootstrap_after_failures=2,
+            config=ClientConfig(coap_config=FAST, retry_initial=0.05, bootstrap_after_failures=2),
         )
         async with client:
             registration = (await next_event(events, ClientRegistered, timeout=10)).registration
@@ -128,7 +130,9 @@ async def test_client_that_cannot_register_anymore_bootstraps_again() -> None:
 async def test_unknown_endpoint_is_refused_and_the_client_keeps_asking() -> None:
     async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         events = bs.events()
-        client = LwM2MClient("nobody", bootstrap=bs.uri, retry_initial=0.05, retry_max=0.1)
+        client = LwM2MClient(
+            "nobody", bootstrap=bs.uri, config=ClientConfig(retry_initial=0.05, retry_max=0.1)
+        )
         async with client:
             first = await next_event(events, BootstrapFailed)
             second = await next_event(events, BootstrapFailed)
@@ -208,10 +212,14 @@ async def test_a_wrong_psk_never_registers_and_the_client_bootstraps_again() -> 
         await bs.set_config("wrong-1", config)
         await server.security.put(SecurityInfo("wrong-1", "wrong-1-id", b"\x01" * 16))  # not that key
         bs_events = bs.events()
-        client = LwM2MClient(
-            "wrong-1", bootstrap=bs.uri, retry_initial=0.05, retry_max=0.2, bootstrap_after_failures=2,
-            coap_config=FAST, request_timeout=1.0,
-        )  # fmt: skip
+        config = ClientConfig(
+            retry_initial=0.05,
+            retry_max=0.2,
+            bootstrap_after_failures=2,
+            coap_config=FAST,
+            request_timeout=1.0,
+        )
+        client = LwM2MClient("wrong-1", bootstrap=bs.uri, config=config)
         async with client:
             await next_event(bs_events, BootstrapFinished)
             await next_event(bs_events, BootstrapFinished, timeout=15)  # asked again after failing
@@ -241,7 +249,7 @@ async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
         await server.security.put(security_info("full-1", config))
         events, bs_events = server.events(), bs.events()
         psk = PskCredentials("full-1-bs", bootstrap_key)
-        async with LwM2MClient("full-1", bootstrap=bs.coaps_uri, psk=psk) as client:
+        async with LwM2MClient("full-1", bootstrap=bs.coaps_uri, config=ClientConfig(psk=psk)) as client:
             registration = (await next_event(events, ClientRegistered)).registration
             assert registration.endpoint == "full-1"
             assert (await server.read("full-1", "/1/0/0")).records[0].value == 9
@@ -250,10 +258,12 @@ async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
             assert client.server_uri is not None and client.server_uri.scheme == "coaps"
 
         # An endpoint with bootstrap credentials never bootstraps over plain CoAP, nor as another.
-        async with LwM2MClient("full-1", bootstrap=bs.uri, retry_initial=10):
+        async with LwM2MClient("full-1", bootstrap=bs.uri, config=ClientConfig(retry_initial=10)):
             refused = await next_event(bs_events, BootstrapFailed)
             assert "bootstraps over DTLS" in refused.reason
         other = PskCredentials("other-1-bs", bootstrap_key)
-        async with LwM2MClient("full-1", bootstrap=bs.coaps_uri, psk=other, retry_initial=10):
+        async with LwM2MClient(
+            "full-1", bootstrap=bs.coaps_uri, config=ClientConfig(psk=other, retry_initial=10)
+        ):
             refused = await next_event(bs_events, BootstrapFailed)
             assert refused.reason == "these DTLS credentials are 'other-1''s, not 'full-1''s"

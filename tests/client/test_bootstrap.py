@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
 from lwm2m.coap.events import RequestReceived
@@ -189,7 +190,10 @@ async def next_registration(events: Any) -> Any:
     ],
 )
 async def test_bad_bootstrap_requests_are_refused_and_change_nothing(message: Message, code: int) -> None:
-    async with scripted() as bs, LwM2MClient("strict", bootstrap=bs.uri, bootstrap_timeout=5) as client:
+    async with (
+        scripted() as bs,
+        LwM2MClient("strict", bootstrap=bs.uri, config=ClientConfig(bootstrap_timeout=5)) as client,
+    ):
         await bs.next_request()
         before = {(i.definition.id, i.id) for i in client.tree}
         assert await bs.code(message) == code
@@ -198,7 +202,9 @@ async def test_bad_bootstrap_requests_are_refused_and_change_nothing(message: Me
 
 async def test_finish_with_no_usable_account_is_4_06_and_nothing_stays() -> None:
     async with scripted() as bs:
-        client = LwM2MClient("inconsistent", bootstrap=bs.uri, objects=[temperature()], retry_initial=0.05)
+        client = LwM2MClient(
+            "inconsistent", bootstrap=bs.uri, objects=[temperature()], config=ClientConfig(retry_initial=0.05)
+        )
         async with client:
             await bs.next_request()
             sensor = client.tree.instance(3303, 0)
@@ -225,7 +231,11 @@ async def test_a_failed_session_restores_the_accounts_the_client_had() -> None:
     async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
         client = LwM2MClient(
-            "restored", lwm2m.uri, [temperature()], bootstrap=bs.uri, lifetime=300, bootstrap_timeout=0.5
+            "restored",
+            lwm2m.uri,
+            [temperature()],
+            bootstrap=bs.uri,
+            config=ClientConfig(lifetime=300, bootstrap_timeout=0.5),
         )
         async with client:
             await next_registration(events)
@@ -263,7 +273,10 @@ async def test_requests_from_elsewhere_during_a_session_see_no_security() -> Non
 
 
 async def test_a_1_0_client_sends_no_pct_and_has_no_bootstrap_read() -> None:
-    async with scripted() as bs, LwM2MClient("old", bootstrap=bs.uri, lwm2m_version="1.0"):
+    async with (
+        scripted() as bs,
+        LwM2MClient("old", bootstrap=bs.uri, config=ClientConfig(lwm2m_version="1.0")),
+    ):
         request = (await bs.next_request()).message
         assert request.uri_query == ("ep=old",)
         assert await bs.code(BootstrapReadRequest(P("/1"))) == Code.METHOD_NOT_ALLOWED
@@ -283,7 +296,9 @@ async def test_an_inconsistent_bootstrap_pack_changes_nothing() -> None:
     async with scripted() as bs:
         records = [*server(0, 101), *security(1, "coaps://secured", 101)]  # NoSec on coaps
         bs.pack = get_codec(CF.SENML_CBOR).encode(records, P("/"), MODELS)
-        client = LwM2MClient("packed", bootstrap=bs.uri, bootstrap_pack=True, retry_initial=0.05)
+        client = LwM2MClient(
+            "packed", bootstrap=bs.uri, config=ClientConfig(bootstrap_pack=True, retry_initial=0.05)
+        )
         async with client:
             request = (await bs.next_request()).message
             assert (request.code, request.uri_path, request.uri_query) == (
@@ -303,7 +318,7 @@ async def test_the_bootstrap_account_is_never_made_a_server_account_nor_deleted(
     Bootstrap-Delete of /, /0 or /0/7 leaves it (LwM2M-TS-Core 1.2 §6.1.7.6)."""
     async with scripted() as bs:
         factory = Security(7, uri=bs.uri, bootstrap=True, short_server_id=None)
-        async with LwM2MClient("kept", objects=[factory], bootstrap_timeout=5) as client:
+        async with LwM2MClient("kept", objects=[factory], config=ClientConfig(bootstrap_timeout=5)) as client:
             await bs.next_request()
             over = await bs.send(BootstrapWriteRequest(P("/0/7"), security(7, "coap://h", 101)))
             assert over.code == Code.BAD_REQUEST and b"bootstrap server account" in over.payload
@@ -328,7 +343,9 @@ async def test_a_pack_landing_on_the_bootstrap_account_goes_to_a_free_instance()
             [*security(1, lwm2m.uri, 101), *server(0, 101)], P("/"), MODELS
         )
         factory = Security(1, uri=bs.uri, bootstrap=True, short_server_id=None)
-        async with LwM2MClient("moved", objects=[factory], bootstrap_pack=True) as client:
+        async with LwM2MClient(
+            "moved", objects=[factory], config=ClientConfig(bootstrap_pack=True)
+        ) as client:
             await next_registration(events)
             assert client.tree.instance(0, 1) is factory and factory.get(Security.BOOTSTRAP) is True
             moved = client.tree.instance(0, 0)

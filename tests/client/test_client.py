@@ -7,11 +7,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from tests.helpers.client import temperature
+from tests.helpers.client import temperature, until
 from tests.helpers.events import next_event
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
@@ -37,7 +38,7 @@ FAST = EndpointConfig(ack_timeout=0.2, max_retransmit=1)  # a lost exchange time
 async def test_register_update_on_lifetime_and_deregister() -> None:
     async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
-        client = LwM2MClient("life", server.uri, [temperature()], lifetime=2)
+        client = LwM2MClient("life", server.uri, [temperature()], config=ClientConfig(lifetime=2))
         await client.start()
         reg = (await next_event(events, ClientRegistered)).registration
         assert (reg.endpoint, reg.lifetime, reg.lwm2m_version) == ("life", 2, "1.2")
@@ -54,7 +55,9 @@ async def test_register_update_on_lifetime_and_deregister() -> None:
 async def test_object_lifetime_and_trigger_changes_send_updates() -> None:
     async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
-        async with LwM2MClient("changes", server.uri, [temperature()], lifetime=300) as client:
+        async with LwM2MClient(
+            "changes", server.uri, [temperature()], config=ClientConfig(lifetime=300)
+        ) as client:
             await client.wait_registered(5)
             await next_event(events, ClientRegistered)
             client.tree.add(ObjectInstance(1, {5700: 5.0}, object_id=3303))
@@ -109,7 +112,9 @@ class ScriptedServer:
 async def test_update_answered_4_04_registers_again() -> None:
     script = ScriptedServer(Code.NOT_FOUND)
     async with open_udp_endpoint("127.0.0.1", 0, handler=script) as rd:
-        async with LwM2MClient("forgotten", rd.uri(), [temperature()], lifetime=300) as client:
+        async with LwM2MClient(
+            "forgotten", rd.uri(), [temperature()], config=ClientConfig(lifetime=300)
+        ) as client:
             await client.wait_registered(5)
             client.trigger_update()
             await script.wait(lambda: len(script.registers) == 2)
@@ -125,13 +130,11 @@ async def test_unreachable_server_is_retried_with_back_off() -> None:
         "patient",
         f"coap://127.0.0.1:{port}",
         [temperature()],
-        coap_config=FAST,
-        retry_initial=0.2,
-        retry_max=0.4,
+        config=ClientConfig(coap_config=FAST, retry_initial=0.2, retry_max=0.4),
     )
     await client.start()
     try:
-        await asyncio.sleep(2.2)
+        await until(lambda: client.errors >= 2)
         assert not client.registered and client.errors >= 2
         assert client.state in (ClientState.RETRYING, ClientState.REGISTERING)
         script = ScriptedServer()
@@ -150,9 +153,9 @@ async def test_register_refused_is_retried_and_reported() -> None:
 
     async with (
         open_udp_endpoint("127.0.0.1", 0, handler=refuse) as rd,
-        LwM2MClient("refused", rd.uri(), retry_initial=0.1, retry_max=0.2) as client,
+        LwM2MClient("refused", rd.uri(), config=ClientConfig(retry_initial=0.1, retry_max=0.2)) as client,
     ):
-        await asyncio.sleep(0.5)
+        await until(lambda: client.errors >= 2)
         assert not client.registered and client.errors >= 2
 
 
@@ -161,14 +164,14 @@ async def test_queue_mode_sleeps_holds_notifications_and_wakes_with_an_update() 
         events = server.events()
         temp = temperature()
         async with LwM2MClient(
-            "dozy", server.uri, [temp], queue_mode=True, awake_time=0.4, lifetime=300
+            "dozy", server.uri, [temp], config=ClientConfig(queue_mode=True, awake_time=0.4, lifetime=300)
         ) as client:
             await client.wait_registered(5)
             reg = (await next_event(events, ClientRegistered)).registration
             assert reg.queue_mode
             observation = await server.observe("dozy", "/3303/0/5700")
             await next_event(events, ClientSleeping)
-            await asyncio.sleep(0.6)
+            await until(lambda: client.state is ClientState.SLEEPING)
             assert client.state is ClientState.SLEEPING
             temp.set(5700, 30.0)  # due while asleep: the client wakes with an Update
             await next_event(events, ClientUpdated)
@@ -203,7 +206,9 @@ async def test_send_and_block_wise_read_and_write() -> None:
 async def test_older_versions_register_and_answer_in_their_default_format(version: str) -> None:
     async with (
         LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
-        LwM2MClient("v" + version, server.uri, [temperature()], lwm2m_version=version) as client,
+        LwM2MClient(
+            "v" + version, server.uri, [temperature()], config=ClientConfig(lwm2m_version=version)
+        ) as client,
     ):
         await client.wait_registered(5)
         reg = await server.registration("v" + version)
@@ -233,5 +238,5 @@ async def test_observe_composite_and_active_cancel_end_to_end() -> None:
         }
         assert client.observer is not None and len(client.observer) == 1
         await observation.cancel(active=True)
-        await asyncio.sleep(0.2)
+        await until(lambda: len(client.observer) == 0)
         assert len(client.observer) == 0

@@ -23,6 +23,7 @@ import pytest
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 
 TEXT, LINK, SENML_CBOR, TLV = 0, 40, 112, 11542
 TOLERANCE = 0.3  # seconds of scheduling slack allowed around pmin and pmax
@@ -163,7 +164,9 @@ async def world() -> AsyncIterator[World]:
     ctx, directory, port = await aiocoap_server()
     device = Device()
     temperature = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
-    client = LwM2MClient("aio-dev", f"coap://127.0.0.1:{port}", objects=[device, temperature], lifetime=60)
+    client = LwM2MClient(
+        "aio-dev", f"coap://127.0.0.1:{port}", objects=[device, temperature], config=ClientConfig(lifetime=60)
+    )
     try:
         await client.start()
         await client.wait_registered(5)
@@ -238,7 +241,9 @@ async def test_registers_with_the_aiocoap_server_and_deregisters_on_stop() -> No
     ctx, directory, port = await aiocoap_server()
     try:
         objects = [ObjectInstance(0, {5700: 21.5}, object_id=3303)]
-        client = LwM2MClient("aio-reg", f"coap://127.0.0.1:{port}", objects=objects, lifetime=90)
+        client = LwM2MClient(
+            "aio-reg", f"coap://127.0.0.1:{port}", objects=objects, config=ClientConfig(lifetime=90)
+        )
         async with client:
             await client.wait_registered(5)
             location, query, links = await directory.next("register")

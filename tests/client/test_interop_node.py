@@ -21,6 +21,7 @@ import pytest
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 
@@ -89,9 +90,8 @@ async def test_node_server_registers_a_1_0_client_and_reads_a_resource(node_serv
         "node-dev",
         f"coap://127.0.0.1:{node_server.port}",
         objects=[temperature],
-        lifetime=60,
-        lwm2m_version="1.0",
         on_request=lambda event, answer: requests.append((event, answer)),
+        config=ClientConfig(lifetime=60, lwm2m_version="1.0"),
     )
     async with client:
         await client.wait_registered(5)

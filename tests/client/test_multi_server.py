@@ -3,9 +3,8 @@ request is its server's, and Access Control (object 2) decides what each server 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
+from tests.helpers.client import until
 from tests.helpers.events import next_event
 from tests.helpers.pki import KEY
 from tests.helpers.ports import free_udp_port
@@ -13,6 +12,7 @@ from tests.helpers.ports import free_udp_port
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
 from lwm2m.client.core.access_control import CREATE_INSTANCE
@@ -66,7 +66,9 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
     ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
-        client = LwM2MClient("multi", objects=objects, coap_config=FAST, retry_initial=0.2)
+        client = LwM2MClient(
+            "multi", objects=objects, config=ClientConfig(coap_config=FAST, retry_initial=0.2)
+        )
         async with client:
             reg101 = (await next_event(events101, ClientRegistered)).registration
             reg102 = (await next_event(events102, ClientRegistered)).registration
@@ -154,9 +156,7 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
             # An Update trigger on /1/1/8 (server 102's account) updates that registration.
             before = other.updates
             assert (await s102.execute("multi", "/1/1/8")).code == Code.CHANGED
-            async with asyncio.timeout(5):
-                while other.updates == before:
-                    await asyncio.sleep(0.02)
+            await until(lambda: other.updates != before)
         # Stop de-registers from both.
         assert (await next_event(events101, ClientDeregistered)).registration.endpoint == "multi"
         assert (await next_event(events102, ClientDeregistered)).registration.endpoint == "multi"
@@ -166,7 +166,7 @@ async def test_a_single_server_has_every_right() -> None:
     async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102:
         events = s102.events()
         objects = [*accounts((102, s102)), *acl_for_102(), temperature()]
-        async with LwM2MClient("single", objects=objects, coap_config=FAST) as client:
+        async with LwM2MClient("single", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
             await next_event(events, ClientRegistered)
             assert client.others == []
             write = await s102.write("single", "/3/0/13", [Record(Path.parse("/3/0/13"), 1000)])
@@ -199,7 +199,10 @@ async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_
         await bs.set_config("bs-multi", config)
         events101, events102 = s101.events(), s102.events()
         client = LwM2MClient(
-            "bs-multi", bootstrap=bs.uri, objects=[temperature()], coap_config=FAST, retry_initial=0.2
+            "bs-multi",
+            bootstrap=bs.uri,
+            objects=[temperature()],
+            config=ClientConfig(coap_config=FAST, retry_initial=0.2),
         )
         async with client:
             reg101 = (await next_event(events101, ClientRegistered)).registration
@@ -288,7 +291,7 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
             *acl_for_102(),
             temperature(),
         ]
-        async with LwM2MClient("mixed", objects=objects, coap_config=FAST) as client:
+        async with LwM2MClient("mixed", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
             await next_event(events101, ClientRegistered)
             reg102 = (await next_event(events102, ClientRegistered)).registration
             assert reg102.lifetime == 140
@@ -314,13 +317,13 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
             temperature(),
         ]
         quick = EndpointConfig(ack_timeout=0.1, max_retransmit=0)
-        async with LwM2MClient("lonely-2", objects=objects, coap_config=quick, retry_initial=0.05) as client:
+        async with LwM2MClient(
+            "lonely-2", objects=objects, config=ClientConfig(coap_config=quick, retry_initial=0.05)
+        ) as client:
             await next_event(events, ClientRegistered)
             await client.wait_registered(5)
             [other] = client.others
-            async with asyncio.timeout(5):
-                while other.errors < 2:
-                    await asyncio.sleep(0.02)
+            await until(lambda: other.errors >= 2)
             assert other.state is ClientState.RETRYING and not other.registered
             assert client.state is ClientState.REGISTERED  # the first server's registration stands
 
@@ -332,14 +335,14 @@ async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
     ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
-        client = LwM2MClient("queued", objects=objects, queue_mode=True, awake_time=0.3, coap_config=FAST)
+        client = LwM2MClient(
+            "queued", objects=objects, config=ClientConfig(queue_mode=True, awake_time=0.3, coap_config=FAST)
+        )
         async with client:
             assert (await next_event(events101, ClientRegistered)).registration.queue_mode
             assert (await next_event(events102, ClientRegistered)).registration.queue_mode
             [other] = client.others
-            async with asyncio.timeout(5):
-                while not (client.sleeping and other.state is ClientState.SLEEPING):
-                    await asyncio.sleep(0.02)
+            await until(lambda: client.sleeping and other.state is ClientState.SLEEPING)
             client.trigger_update()  # waking: each server hears an Update
             await next_event(events101, ClientUpdated)
             await next_event(events102, ClientUpdated)

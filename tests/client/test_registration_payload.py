@@ -11,6 +11,7 @@ import pytest
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.coap.message import Message
 
 
@@ -24,7 +25,7 @@ async def first_register(version: str) -> tuple[bytes, Message]:
             "bytes-1",
             f"coap://127.0.0.1:{port}",
             [ObjectInstance(0, {5700: 1.0}, object_id=3303)],
-            lwm2m_version=version,
+            config=ClientConfig(lwm2m_version=version),
         )
         await client.start()
         try:

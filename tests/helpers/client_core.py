@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
@@ -24,7 +25,9 @@ async def running(
     """Our server on a free port and a client serving ``objects``, registered."""
     async with contextlib.AsyncExitStack() as stack:
         server = await stack.enter_async_context(LwM2MServer(ServerConfig(host="127.0.0.1", port=0)))
-        client = LwM2MClient(ENDPOINT, server.uri, objects=objects, lifetime=30, **client_args)
+        client = LwM2MClient(
+            ENDPOINT, server.uri, objects=objects, **client_args, config=ClientConfig(lifetime=30)
+        )
         await stack.enter_async_context(client)
         await client.wait_registered(5)
         yield server, client

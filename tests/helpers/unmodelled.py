@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client.config import ClientConfig
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.definition import ObjectDefinition, Operations, ResourceDefinition
 from lwm2m.model.value import ResourceType as T
@@ -37,8 +38,8 @@ async def vendor_device() -> AsyncIterator[tuple[LwM2MServer, LwM2MClient]]:
             "vendor-1",
             server=server.uri,
             objects=[ObjectInstance(0, values, definition=models.get(VENDOR))],
-            lwm2m_version="1.1",
             models=models,
+            config=ClientConfig(lwm2m_version="1.1"),
         )
         async with client:
             async for event in events:

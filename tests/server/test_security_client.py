@@ -14,6 +14,7 @@ from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, OTHER_KEY, make_pki
 
 from lwm2m.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import SecurityMode
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
@@ -29,7 +30,7 @@ async def test_psk_client_registers_is_read_and_deregisters() -> None:
         events = server.events()
         assert server.coaps_uri is not None
         psk = PskCredentials("dtls-1-id", KEY)
-        client = LwM2MClient("dtls-1", server.coaps_uri, [temperature()], psk=psk)
+        client = LwM2MClient("dtls-1", server.coaps_uri, [temperature()], config=ClientConfig(psk=psk))
         async with client:
             registration = (await next_event(events, ClientRegistered)).registration
             assert registration.endpoint == "dtls-1"
@@ -49,7 +50,9 @@ async def test_certificate_client_registers() -> None:
         await server.security.put(SecurityInfo("cert-1", x509=True))
         events = server.events()
         assert server.coaps_uri is not None
-        async with LwM2MClient("cert-1", server.coaps_uri, certificate=pki.issue("cert-1")):
+        async with LwM2MClient(
+            "cert-1", server.coaps_uri, config=ClientConfig(certificate=pki.issue("cert-1"))
+        ):
             await next_event(events, ClientRegistered)
             answer = await server.read("cert-1", "/3/0/0", timeout=5)
             assert answer.code == Code.CONTENT
@@ -60,7 +63,9 @@ async def test_a_wrong_key_never_registers_and_the_client_keeps_trying() -> None
         await server.security.put(SecurityInfo("dtls-2", "dtls-2-id", KEY))
         assert server.dtls is not None and server.coaps_uri is not None
         client = LwM2MClient(
-            "dtls-2", server.coaps_uri, psk=PskCredentials("dtls-2-id", OTHER_KEY), retry_initial=0.05
+            "dtls-2",
+            server.coaps_uri,
+            config=ClientConfig(psk=PskCredentials("dtls-2-id", OTHER_KEY), retry_initial=0.05),
         )
         async with client:
             await asyncio.sleep(0.5)
@@ -73,7 +78,7 @@ def test_coaps_needs_credentials_and_coap_takes_none() -> None:
     with pytest.raises(ValueError, match="coaps"):
         LwM2MClient("x", "coaps://127.0.0.1:5684")
     with pytest.raises(ValueError, match="coaps"):
-        LwM2MClient("x", "coap://127.0.0.1:5683", psk=PskCredentials("x", KEY))
+        LwM2MClient("x", "coap://127.0.0.1:5683", config=ClientConfig(psk=PskCredentials("x", KEY)))
 
 
 async def test_lwm2m_client_command_over_dtls(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, psk_client, server_layer
 
 from lwm2m.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
 from lwm2m.server.server import LwM2MServer
@@ -142,7 +143,7 @@ async def test_a_flood_of_client_hellos_and_garbage_while_a_device_registers() -
             await asyncio.sleep(0.5)
             events = server.events()
             psk = PskCredentials("steady-id", KEY)
-            client = LwM2MClient("steady", server.coaps_uri, [temperature()], psk=psk)
+            client = LwM2MClient("steady", server.coaps_uri, [temperature()], config=ClientConfig(psk=psk))
             async with client:
                 await next_event(events, ClientRegistered, timeout=10)
                 assert (await server.read("steady", "/3303/0/5700", timeout=5)).success

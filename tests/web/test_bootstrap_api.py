@@ -12,6 +12,7 @@ from tests.helpers.web import served, sse_events
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.server import LwM2MServer
 from lwm2m.web.app import create_app
@@ -124,7 +125,7 @@ async def test_failed_session_is_listed_with_its_reason_and_told_as_an_event() -
     ):
         events = sse_events(stream)
         assert await asyncio.wait_for(anext(events), 5) == (":", None)
-        async with LwM2MClient("unknown-dev", bootstrap=bs.uri, retry_initial=10):
+        async with LwM2MClient("unknown-dev", bootstrap=bs.uri, config=ClientConfig(retry_initial=10)):
             name, data = await asyncio.wait_for(anext(events), 5)
         assert name == "BOOTSTRAP_FAILED" and "no bootstrap configuration" in data["reason"]
         await events.aclose()

@@ -37,6 +37,7 @@ import click
 from lwm2m import __version__
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
+from lwm2m.client.config import ClientConfig
 
 ObjectsFactory = Callable[..., Iterable[Any]]  # a profile: endpoint= -> the instances of one device
 
@@ -215,10 +216,10 @@ async def watch_registration(client: Any, display: Display) -> None:
             elif state is ClientState.REGISTERING and was is not ClientState.REGISTERING:
                 display.show(f"registering with {client.server_uri.scheme}://{_hostport(client)}")
             elif state is ClientState.REGISTERED and registrations > last[2]:
-                mode = ", queue mode" if client.queue_mode else ""
+                mode = ", queue mode" if client.config.queue_mode else ""
                 display.show(
                     f"[bold]registered[/bold] at /rd/{escape(str(location))} "
-                    f"(lifetime {client.lifetime} s, LwM2M {client.lwm2m_version}{mode})"
+                    f"(lifetime {client.lifetime} s, LwM2M {client.config.lwm2m_version}{mode})"
                 )
             elif state is ClientState.REGISTERED and updates > last[3]:
                 display.show("registration updated" + (" (awake)" if was is ClientState.SLEEPING else ""))
@@ -324,7 +325,7 @@ def dtls_credentials(
     key: str | None,
     ca: str | None,
 ) -> dict[str, Any]:
-    """``LwM2MClient``'s psk= or certificate= from the options; coaps:// needs exactly one kind."""
+    """``ClientConfig``'s psk= or certificate= from the options; coaps:// needs exactly one kind."""
     from lwm2m.transport.dtls.config import PskCredentials, X509Credentials
 
     psk_given = psk_identity is not None or psk_key is not None
@@ -506,13 +507,15 @@ def client(
             endpoint,
             None,
             objects,
-            lifetime=lifetime,
-            queue_mode=queue_mode,
-            lwm2m_version=lwm2m_version,
-            local_port=port,
             on_request=display.request,
             bootstrap=bootstrap_uri,
-            **credentials,
+            config=ClientConfig(
+                lifetime=lifetime,
+                queue_mode=queue_mode,
+                lwm2m_version=lwm2m_version,
+                local_port=port,
+                **credentials,
+            ),
         )
     except ValueError as exc:  # e.g. a coaps:// bootstrap server this client cannot reach yet
         fail(str(exc))

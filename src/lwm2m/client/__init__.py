@@ -5,11 +5,11 @@
 """
 
 from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.instance import ObjectInstance, parse_arguments
 from lwm2m.client.objects import LwM2MObject, ObjectTree
-from lwm2m.client.registration import ServerRegistration
-from lwm2m.client.reporting import ClientState
+from lwm2m.client.registration import ClientState, ServerRegistration
 from lwm2m.errors import (
     BadRequest,
     DeviceError,
@@ -23,6 +23,7 @@ from lwm2m.errors import (
 
 __all__ = [
     "BadRequest",
+    "ClientConfig",
     "ClientState",
     "DeviceError",
     "LwM2MClient",

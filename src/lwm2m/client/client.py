@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from lwm2m.client.bootstrap import ClientBootstrap
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri, credentials, dtls_for, unusable
 from lwm2m.client.core.device import Device
 from lwm2m.client.core.security import Security
@@ -34,63 +35,59 @@ from lwm2m.client.handler import RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.observer import Observer, RelationKey
-from lwm2m.client.registration import ServerRegistration, at_location, register_request, update_delay
-from lwm2m.client.reporting import ClientState, Reporting
-from lwm2m.coap.config import EndpointConfig
-from lwm2m.coap.events import RequestReceived
+from lwm2m.client.queue_mode import QueueMode
+from lwm2m.client.registration import ClientState, ServerRegistration, at_location
+from lwm2m.client.reporting import Reporter
+from lwm2m.client.timer import LoopTimer
+from lwm2m.coap.events import Event, ObservationCancelled, RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, code_text
-from lwm2m.errors import (
-    ClientBootstrapError,
-    EndpointClosed,
-    MethodNotAllowed,
-    RegistrationFailed,
-    RequestAborted,
-    RequestReset,
-    RequestTimeout,
-)
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat
+from lwm2m.codec.formats import get_codec
+from lwm2m.errors import ClientBootstrapError, ConfigError, MethodNotAllowed
 from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import ROOT, Path
+from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.attributes import Attributes
-from lwm2m.protocol.registration import (
-    SUPPORTED_VERSIONS,
-    DeregisterRequest,
-    ObjectLink,
-    ObjectList,
-    UpdateRequest,
-)
+from lwm2m.protocol.registration import DeregisterRequest, ObjectLink
 from lwm2m.transport.address import normalize, resolve
-from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
+from lwm2m.transport.dtls.config import DtlsClientConfig
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
+SEND_PATH = "dp"  # LwM2M-TS-Transport 1.2 §6.4: Send is a POST to /dp
+
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
 
 
-class LwM2MClient(Reporting):
+class LwM2MClient:
     """One LwM2M client device on its own UDP port.
 
     ``objects`` are instances (or whole :class:`LwM2MObject` with a factory);
     a Security (0), Server (1) and Device (3) instance are added when not given.
-    ``lifetime`` and ``binding`` seed the Server object; afterwards that object is
-    what counts (the server may write it).
+    ``config`` (:class:`ClientConfig`) holds the rest: its ``lifetime`` and ``binding`` seed
+    the Server object; afterwards that object is what counts (the server may write it).
 
     ``bootstrap`` (``coap://host:5685``) adds a bootstrap server account (or give a
     ``Security(..., bootstrap=True)`` instance). Without ``server`` the client then starts
     with that account only: it bootstraps (LwM2M-TS-Core 1.2 §6.1, see
     :mod:`lwm2m.client.bootstrap`), then registers with the server it was given. With
-    both, it registers first and bootstraps after ``bootstrap_after_failures`` failed
+    both, it registers first and bootstraps after ``config.bootstrap_after_failures`` failed
     attempts in a row, or when a server executes the Bootstrap-Request Trigger (/1/x/9).
 
     Several servers: give each account as a ``Security`` and a ``ServerAccount`` instance of the
     same Short Server ID (or let a bootstrap server write them). The client registers with
-    every one (LwM2M-TS-Core 1.2 §6.2): the first through its own loop (``state``,
-    ``location``, ...), each further one through a :class:`ServerRegistration` in
-    ``others``. Each request is then the request of the server it came from, and Access
+    every one (LwM2M-TS-Core 1.2 §6.2), each through a :class:`ServerRegistration`: the first
+    is ``registration`` (its ``state``, ``location``, ... are the client's), the further ones
+    are in ``others``. Each request is then the request of the server it came from, and Access
     Control (object 2, §7.3) decides it.
+
+    Its parts: ``queue`` (:class:`QueueMode`, §6.5), ``reporter`` (:class:`Reporter`: the
+    observe relations, their timing, notifications held while asleep) and the registrations.
+    The sans-IO parts are driven from here, on the loop's clock.
     """
 
     def __init__(
@@ -99,38 +96,22 @@ class LwM2MClient(Reporting):
         server: str | None = None,
         objects: Iterable[ObjectInstance | LwM2MObject] = (),
         *,
-        lifetime: int = 86400,
-        binding: str = "U",
-        queue_mode: bool = False,
-        lwm2m_version: str = "1.2",
-        awake_time: float = DEFAULT_AWAKE_TIME,
-        local_host: str | None = None,
-        local_port: int = 0,
-        models: ObjectRegistry | None = None,
-        retry_initial: float = 1.0,
-        retry_max: float = 60.0,
-        coap_config: EndpointConfig | None = None,
-        on_request: Callable[[RequestReceived, Message], None] | None = None,
-        request_timeout: float | None = None,
         bootstrap: str | None = None,
-        bootstrap_timeout: float = 60.0,
-        bootstrap_pack: bool = False,
-        bootstrap_after_failures: int = 3,
-        psk: PskCredentials | None = None,
-        certificate: X509Credentials | None = None,
+        models: ObjectRegistry | None = None,
+        on_request: Callable[[RequestReceived, Message], None] | None = None,
+        config: ClientConfig | None = None,
     ) -> None:
-        if lwm2m_version not in SUPPORTED_VERSIONS:
-            raise ValueError(
-                f"lwm2m_version {lwm2m_version!r}: expected one of {', '.join(SUPPORTED_VERSIONS)}"
-            )
+        config = config or ClientConfig()
+        self.config = config
+        psk, certificate = config.psk, config.certificate
         if not endpoint:
-            raise ValueError("the endpoint name is empty")
+            raise ConfigError("the endpoint name is empty")
         self.endpoint_name = endpoint
         self.server_uri: ServerUri | None = None  # None until a bootstrap gives a server account
         if server is not None:
             self.server_uri = ServerUri.parse(server)
             if (self.server_uri.scheme == "coaps") != (psk is not None or certificate is not None):
-                raise ValueError(f"server {server!r}: coaps:// takes psk= or certificate=, coap:// neither")
+                raise ConfigError(f"server {server!r}: coaps:// takes psk= or certificate=, coap:// neither")
         # DTLS credentials (RFC 7252 §9.1): a PSK or a certificate, never both.
         self._dtls: DtlsClientConfig | None = None
         if server is not None and (psk is not None or certificate is not None):
@@ -139,27 +120,16 @@ class LwM2MClient(Reporting):
             scheme = ServerUri.parse(bootstrap).scheme
             # Without a server, psk= or certificate= are the bootstrap server account's credentials.
             if server is None and (scheme == "coaps") != (psk is not None or certificate is not None):
-                raise ValueError(
+                raise ConfigError(
                     f"bootstrap {bootstrap!r}: coaps:// takes psk= or certificate=, coap:// neither"
                 )
             if server is not None and scheme == "coaps":
                 # psk= and certificate= are the server's then; the bootstrap account needs its own keys.
-                raise ValueError(
+                raise ConfigError(
                     f"bootstrap {bootstrap!r}: with a server too, give the coaps:// bootstrap account as"
                     " a Security(..., bootstrap=True) instance with its keys"
                 )
-        self.bootstrap_timeout = bootstrap_timeout
-        self.bootstrap_pack = bootstrap_pack
-        self.bootstrap_after_failures = bootstrap_after_failures
-        self.lwm2m_version = lwm2m_version
-        self.queue_mode = queue_mode
-        self.awake_time = awake_time
-        self.local_host = local_host
-        self.local_port = local_port
-        self.retry_initial = retry_initial
-        self.retry_max = retry_max
-        self.request_timeout = request_timeout
-        self._coap_config = coap_config
+        lifetime, binding, lwm2m_version = config.lifetime, config.binding, config.lwm2m_version
         self.models = models or load_catalogue()
         self.tree = ObjectTree(self.models)
         for item in objects:
@@ -191,7 +161,8 @@ class LwM2MClient(Reporting):
                 self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
         if 3 not in self.tree.objects:
             self.tree.add(Device(manufacturer="lwm2m", model_number="python", binding_modes=binding))
-        self.account: ServerAccount | None = self._account()
+        account = self._account()
+        primary_security: ObjectInstance | None = None
         self.handler = RequestHandler(self.tree, lwm2m_version=lwm2m_version, on_request=on_request)
         self.bootstrapper = ClientBootstrap(
             self.tree, self.handler, endpoint=endpoint, lwm2m_version=lwm2m_version, unusable=unusable
@@ -199,40 +170,80 @@ class LwM2MClient(Reporting):
         if (self.server_uri is None or given_accounts) and (found := self.bootstrapper.usable_account()):
             # Server accounts given as objects (factory bootstrap): the first usable one is the
             # one this object registers with; the others get a ServerRegistration each.
-            self.account, security = found
-            self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
+            account, primary_security = found
+            self.server_uri = ServerUri.parse(str(primary_security.get(Security.URI)))
             if self._dtls is None:
-                self._dtls = dtls_for(security)
+                self._dtls = dtls_for(primary_security)
         if self._dtls is None and self.server_uri is None and (bs := self.bootstrapper.account()) is not None:
             self._dtls = dtls_for(bs)  # the first exchange is with the bootstrap server
         self.bootstraps = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
         self._bind_host = ""  # the local address, once started
         self._retired: set[asyncio.Task[None]] = set()  # endpoints closing after a credentials change
-        self._bootstrap_now = False
-        self._failed_in_a_row = 0
-        self.observer: Observer | None = None
-        self.state = ClientState.STOPPED
-        self.location: str | None = None  # the registration's /rd/{location}
-        self._location_path: tuple[str, ...] = ()  # every segment the server gave
-        self.registrations = 0  # successful Registers
-        self.updates = 0  # successful Updates
-        self.errors = 0  # failed registration exchanges
-        self.last_error: Exception | None = None  # why the latest one failed
         self._coap: CoapUdpEndpoint | None = None
-        self._server_addr: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._registered = asyncio.Event()
-        self._objects_changed = False
-        self._params_changed = False
-        self._update_now = False
-        self._next_update = 0.0
-        self._sleep_timer: asyncio.TimerHandle | None = None
-        self._held: dict[RelationKey, tuple[Message, bool]] = {}  # notifications kept while asleep
+        # The parts: queue mode (§6.5), notifications (§6.4), the registration with the first
+        # server account and one with each further account (§6.2).
+        self.queue = QueueMode(config.awake_time, enabled=config.queue_mode, fall_asleep=self._fall_asleep)
+        self._queue_timer = LoopTimer(self.queue)
+        self.reporter = Reporter(
+            self.handler,
+            self._notify,
+            asleep=lambda: self.sleeping,
+            wake_up=self.trigger_update,
+            defaults=self._defaults,
+            server_of=lambda key: self.server_id_of(key[0]),
+            on_timer=self._reports_due,
+        )
+        self._report_timer = LoopTimer(self.reporter)
+        self.registration = ServerRegistration(self, None, None, primary=True)
         self.others: list[ServerRegistration] = []  # registrations with the further server accounts
         self.tree.on_structure = self._structure_changed
-        if self.account is not None:
-            self._wire_account(self.account)
+        if account is not None:
+            self.registration.bind(account, primary_security)
+
+    @property
+    def account(self) -> ServerAccount | None:
+        """The first server account; None until a bootstrap gives one."""
+        return self.registration.account
+
+    # --- the first registration's state, as callers watch it ------------------------------------
+
+    @property
+    def state(self) -> ClientState:
+        return self.registration.state
+
+    @property
+    def location(self) -> str | None:
+        """The registration's /rd/{location}."""
+        return self.registration.location
+
+    @property
+    def registrations(self) -> int:
+        """Successful Registers."""
+        return self.registration.registrations
+
+    @property
+    def updates(self) -> int:
+        """Successful Updates."""
+        return self.registration.updates
+
+    @property
+    def errors(self) -> int:
+        """Failed registration exchanges."""
+        return self.registration.errors
+
+    @property
+    def last_error(self) -> Exception | None:
+        """Why the latest one failed."""
+        return self.registration.last_error
+
+    @property
+    def observer(self) -> Observer:
+        """The observe relations and their timing."""
+        return self.reporter.observer
+
+    @property
+    def sleeping(self) -> bool:
+        return self.registration.state is ClientState.SLEEPING
 
     # --- the server account -------------------------------------------------------------------
 
@@ -244,27 +255,19 @@ class LwM2MClient(Reporting):
                 return inst
         if not instances:
             return None
-        raise ValueError("object 1 (LwM2M Server) instances must be lwm2m.client.core.server.ServerAccount")
-
-    def _wire_account(self, account: ServerAccount) -> None:
-        account.on_update_trigger = lambda _: self.trigger_update()
-        account.on_registration_change = self._registration_params_changed
-        account.on_bootstrap_trigger = lambda _: self.request_bootstrap()
-
-    def _registration_params_changed(self, _: ServerAccount) -> None:
-        self._params_changed = True
-        self.trigger_update()
+        raise ConfigError("object 1 (LwM2M Server) instances must be lwm2m.client.core.server.ServerAccount")
 
     def _structure_changed(self) -> None:
-        self._objects_changed = True
-        if self._task is not None:
+        self.registration.objects_dirty = True
+        if self.registration.running:
             self.trigger_update()
         for other in self.others:
             other.objects_changed()
 
-    def _object_links(self) -> tuple[ObjectLink, ...]:
+    def object_links(self) -> tuple[ObjectLink, ...]:
+        """The objects and instances a Register or Update lists (§6.2.1)."""
         links = self.tree.object_links()
-        if self.lwm2m_version == "1.0":
+        if self.config.lwm2m_version == "1.0":
             # LwM2M 1.0 registrations carry no object versions.
             links = tuple(ObjectLink(o.object_id, o.instance_id) for o in links if o.instance_id is not None)
         return links
@@ -283,6 +286,10 @@ class LwM2MClient(Reporting):
             if isinstance(inst, ServerAccount) and inst.short_server_id == server_id:
                 return inst
         return None
+
+    @property
+    def _server_addr(self) -> Any:
+        return self.registration.addr
 
     def server_id_of(self, addr: Any) -> int | None:
         """The Short Server ID of the server at ``addr`` (a request's or a relation's peer), or None."""
@@ -334,48 +341,41 @@ class LwM2MClient(Reporting):
     # --- life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self.registration.running:
             return
         first = self.server_uri or self._bootstrap_uri()
         if first is None:
-            raise ValueError(f"{self.endpoint_name}: no server account and no bootstrap server account")
+            raise ConfigError(f"{self.endpoint_name}: no server account and no bootstrap server account")
         addr = await resolve((first.host, first.port))
-        self._server_addr = addr if self.server_uri is not None else None
-        host = self._bind_host = self.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
+        self.registration.addr = addr if self.server_uri is not None else None
+        host = self._bind_host = self.config.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
         self._coap = await self._open_coap(host)
-        self.observer = Observer(
-            self.handler, self._emit, defaults=self._defaults, server_of=lambda key: self.server_id_of(key[0])
-        )
-        self.handler.observer = self.observer
-        self.tree.on_value = self.observer.value_changed
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"lwm2m-client-{self.endpoint_name}"
-        )
+        self.handler.observer = self.reporter.observer
+        self.tree.on_value = self.reporter.observer.value_changed
+        await self.registration.start()
         if self.server_uri is not None:
             await self._start_others()
 
     async def _open_coap(self, host: str) -> CoapUdpEndpoint:
         """Plain CoAP, or CoAP over DTLS for a coaps:// server (a session per peer, made on demand)."""
+        config = self.config
         if self._dtls is not None:
             return await CoapDtlsEndpoint.create(
                 host,
-                self.local_port,
+                config.local_port,
                 client=self._dtls,
                 handler=self._handle,
                 on_event=self._on_event,
-                config=self._coap_config,
+                config=config.coap_config,
             )
         return await CoapUdpEndpoint.create(
-            host, self.local_port, handler=self._handle, on_event=self._on_event, config=self._coap_config
+            host, config.local_port, handler=self._handle, on_event=self._on_event, config=config.coap_config
         )
 
     async def stop(self, *, deregister: bool = True) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._cancel_sleep()
+        await self.registration.cancel()
+        self.queue.stop()
+        self._queue_timer.close()
         await self._stop_others(deregister=deregister)
         for inst in self.tree:
             close = getattr(inst, "close", None)
@@ -385,26 +385,19 @@ class LwM2MClient(Reporting):
                     await result
         coap = self._coap
         if coap is not None:
-            if deregister and self.location is not None:
-                coap.receiving = True
-                with contextlib.suppress(Exception):
-                    await coap.request(
-                        self._at_location(DeregisterRequest(self.location).to_message()),
-                        self._server_addr,
-                        timeout=2.0,
-                    )
+            if deregister:
+                await self.registration.deregister()
             await coap.close()
         self._coap = None
         for retiring in list(self._retired):
             retiring.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retiring
-        self.location = None
-        self._registered.clear()
-        if self.observer is not None:
-            self.observer.close()
+        self.registration.forget()
+        self.reporter.close()
+        self._report_timer.close()
         self.tree.on_value = None
-        self.state = ClientState.STOPPED
+        self.registration.state = ClientState.STOPPED
 
     async def __aenter__(self) -> LwM2MClient:
         await self.start()
@@ -424,62 +417,103 @@ class LwM2MClient(Reporting):
         return self.location is not None
 
     async def wait_registered(self, timeout: float | None = None) -> None:
-        async with asyncio.timeout(timeout):
-            await self._registered.wait()
+        await self.registration.wait_registered(timeout)
 
     def trigger_update(self) -> None:
         """Send an Update as soon as possible (Registration Update Trigger, object changes); asleep in
         queue mode, every server hears the client is awake again (§6.5)."""
-        self._update_now = True
-        self._wake.set()
-        if self.state is ClientState.SLEEPING:
+        sleeping = self.sleeping
+        self.registration.trigger_update()
+        if sleeping:
             for other in self.others:
                 other.trigger_update()
 
-    # --- the registration loop ----------------------------------------------------------------------
+    # --- queue mode (LwM2M-TS-Core 1.2 §6.5) --------------------------------------------------------
 
-    async def _run(self) -> None:
-        backoff = self.retry_initial
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                if self._bootstrap_due():
-                    await self._bootstrap()
-                elif self.location is None:
-                    await self._register()
-                elif self._update_now or loop.time() >= self._next_update:
-                    await self._update()
-                backoff = self.retry_initial
-                self._failed_in_a_row = 0
-            except (
-                RequestTimeout,
-                RequestReset,
-                RequestAborted,
-                RegistrationFailed,
-                ClientBootstrapError,
-                OSError,
-            ) as exc:
-                if isinstance(exc, EndpointClosed):
-                    return
-                self.errors += 1
-                self.last_error = exc
-                self._failed_in_a_row += 1
-                self.state = ClientState.RETRYING
-                delay = backoff * random.uniform(0.75, 1.25)
-                backoff = min(backoff * 2, self.retry_max)
-                log.info("%s: %s; retrying in %.1f s", self.endpoint_name, exc, delay)
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-                continue
-            self._wake.clear()
-            if self._update_now or self._bootstrap_now:
-                continue
-            delay = max(0.0, self._next_update - loop.time())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+    def touch(self) -> None:
+        """An exchange happened: stay awake ``awake_time`` more seconds (queue mode)."""
+        if not self.queue.enabled or self._coap is None:
+            return
+        self.queue.touch(asyncio.get_running_loop().time())
+        self._queue_timer.update()
+
+    def _fall_asleep(self) -> bool:
+        """The awake window ended: sleep, hearing nothing, if registered."""
+        if self._coap is None or self.location is None:
+            return False
+        self._coap.receiving = False
+        log.info("%s sleeps", self.endpoint_name)
+        return True
+
+    # --- serving and notifying ----------------------------------------------------------------------
+
+    def _handle(self, event: RequestReceived) -> Any:
+        self.touch()
+        if self.bootstrapper.serving(event.addr):
+            return self.bootstrapper(event)
+        # The request is its server's, known by its address (LwM2M-TS-Core 1.2 §7.3).
+        return self.handler(event, self.server_id_of(event.addr))
+
+    def _on_event(self, event: Event) -> None:
+        if type(event) is ObservationCancelled:
+            self.reporter.observer.remove(event.relation)
+
+    def _reports_due(self) -> None:
+        self._report_timer.update()
+
+    def _notify(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
+        """A notification on the wire, from the endpoint its server is reached from."""
+        coap = self._coap
+        if self.others:
+            # A relation of a server reached from an endpoint of its own goes out there.
+            server = self.server_id_of(key[0])
+            other = self.registration_of(server) if server is not None else None
+            if other is not None:
+                coap = other.coap
+        if coap is None:
+            return False
+        self.touch()
+        return coap.notify(key, message, confirmable=confirmable)
+
+    # --- information reporting: Send ----------------------------------------------------------------
+
+    async def send(
+        self,
+        paths: Sequence[str | Path] = (),
+        *,
+        records: Iterable[Record] = (),
+        format: ContentFormat = ContentFormat.SENML_CBOR,
+        timeout: float | None = None,
+        server: int | None = None,
+    ) -> Message:
+        """Send (LwM2M-TS-Core 1.2 §6.4.6): POST /dp with the current values of ``paths``,
+        timestamped now, and/or ``records`` as given (historical values with their times).
+        ``server`` is the Short Server ID of the server to send to (default: the first).
+
+        Returns the server's answer; raises RequestTimeout when none came.
+        """
+        if self._coap is None:
+            raise RuntimeError("the client is not started")
+        coap, addr = self._coap, self._server_addr
+        if server is not None and (self.account is None or server != self.account.short_server_id):
+            other = self.registration_of(server)
+            if other is None or other.coap is None:
+                raise ValueError(f"Send: no registration with server {server}")
+            coap, addr = other.coap, other.addr
+        now = time.time()
+        out: list[Record] = []
+        for p in paths:
+            out += [Record(r.path, r.value, now) for r in self.tree.read(Path.parse(p))]
+        out += list(records)
+        if not out:
+            raise ValueError("Send: nothing to send")
+        payload = get_codec(format).encode(out, ROOT, self.models)
+        message = Message.build(
+            Type.CON, Code.POST, uri_path=[SEND_PATH], content_format=format, payload=payload
+        )
+        if self.sleeping:
+            self.trigger_update()
+        return await coap.request(message, addr, timeout=timeout or self.config.request_timeout)
 
     # --- bootstrap (LwM2M-TS-Core 1.2 §6.1) ---------------------------------------------------------
 
@@ -487,8 +521,7 @@ class LwM2MClient(Reporting):
         """Bootstrap again as soon as possible: the Bootstrap-Request Trigger (/1/x/9, §E.2)."""
         if self.bootstrapper.account() is None:
             raise MethodNotAllowed("no bootstrap server account to bootstrap with")
-        self._bootstrap_now = True
-        self._wake.set()
+        self.registration.request_bootstrap()
 
     def _bootstrap_uri(self) -> ServerUri | None:
         account = self.bootstrapper.account()
@@ -500,35 +533,47 @@ class LwM2MClient(Reporting):
             return None
 
     def _bootstrap_due(self) -> bool:
-        if self._bootstrap_now:
+        registration = self.registration
+        if registration.bootstrap_now:
             return True
-        if self.location is not None:
+        if registration.location is not None:
             return False
-        if self.account is None or self._server_addr is None:
+        if registration.account is None or registration.addr is None:
             return True  # nothing to register with: only a bootstrap can help
         # §6.1.4: a client that can no longer register with any server bootstraps again.
-        failed = self._failed_in_a_row >= self.bootstrap_after_failures
+        failed = registration.failed_in_a_row >= self.config.bootstrap_after_failures
         if any(other.registered for other in self.others):
             return False  # registered with another server: not "no server at all" (§6.1.4)
         return failed and self.bootstrapper.account() is not None
 
+    async def _bootstrap_if_due(self) -> bool:
+        """The first step of the first registration's loop: a bootstrap when one is due."""
+        if not self._bootstrap_due():
+            return False
+        await self._bootstrap()
+        return True
+
     async def _bootstrap(self) -> None:
         """A client-initiated bootstrap, then the account it gave is the one registered with."""
         assert self._coap is not None
-        self._bootstrap_now = False
+        registration = self.registration
+        registration.bootstrap_now = False
         uri = self._bootstrap_uri()
         if uri is None:
             raise ClientBootstrapError(
                 "no usable bootstrap server account (a Security instance with Bootstrap-Server)"
             )
         await self._stop_others()  # the bootstrap may replace their accounts too
-        if self.location is not None:
+        if registration.location is not None:
             # Leaving the server whose account the bootstrap may replace (§6.1.4, server-initiated).
             with contextlib.suppress(Exception):
-                await self._exchange(self._at_location(DeregisterRequest(self.location).to_message()))
-            self.location = None
-            self._registered.clear()
-        self.state = ClientState.BOOTSTRAPPING
+                await registration.exchange(
+                    at_location(
+                        DeregisterRequest(registration.location).to_message(), registration.location_path
+                    )
+                )
+            registration.forget()
+        registration.state = ClientState.BOOTSTRAPPING
         account = self.bootstrapper.account()
         assert account is not None
         await self._connect_for(account)
@@ -538,21 +583,21 @@ class LwM2MClient(Reporting):
         await self.bootstrapper.run(
             self._coap,
             addr,
-            timeout=self.bootstrap_timeout,
-            request_timeout=self.request_timeout,
-            pack=self.bootstrap_pack,
+            timeout=self.config.bootstrap_timeout,
+            request_timeout=self.config.request_timeout,
+            pack=self.config.bootstrap_pack,
         )
         self.bootstraps += 1
         found = self.bootstrapper.usable_account()
         if found is None:
             raise ClientBootstrapError("the bootstrap gave no usable server account")
-        self.account, security = found
-        self._wire_account(self.account)
+        server_account, security = found
+        registration.bind(server_account, security)
         self.server_uri = ServerUri.parse(str(security.get(Security.URI)))
-        self._server_addr = await resolve((self.server_uri.host, self.server_uri.port))
+        registration.addr = await resolve((self.server_uri.host, self.server_uri.port))
         await self._connect_for(security)
-        self._objects_changed = self._params_changed = False
-        self._update_now = True  # register at once
+        registration.objects_dirty = registration.params_dirty = False
+        registration.update_now = True  # register at once
         log.info("%s bootstrapped: registering with %s", self.endpoint_name, security.get(Security.URI))
         await self._start_others()  # a configuration with several servers: a registration each
 
@@ -573,96 +618,9 @@ class LwM2MClient(Reporting):
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
 
-    def _schedule_next_update(self) -> None:
-        self._next_update = asyncio.get_running_loop().time() + update_delay(self.lifetime)
-
-    async def _exchange(self, message: Message) -> Message:
-        assert self._coap is not None
-        self._coap.receiving = True
-        response = await self._coap.request(message, self._server_addr, timeout=self.request_timeout)
-        self._touch()
-        return response
-
-    async def _register(self) -> None:
-        self.state = ClientState.REGISTERING
-        self._objects_changed = self._params_changed = self._update_now = False
-        assert self.account is not None
-        request = register_request(self, self.account)
-        response = await self._exchange(request.to_message())
-        if response.code != Code.CREATED:
-            raise RegistrationFailed(
-                f"Register refused: {_describe(response)}", response.code, _diagnostic(response)
-            )
-        # Some servers put "rd/5" in one Location-Path option; RFC 7252 §5.10.7 wants one per
-        # segment. Both are taken, and Update and De-register go to exactly that path.
-        segments = [p for s in response.location_path for p in s.split("/") if p]
-        if not segments:
-            raise RegistrationFailed("Register answered without a location")
-        self.location = segments[-1]
-        self._location_path = tuple(segments)
-        self.registrations += 1
-        self._registered.set()
-        self.state = ClientState.REGISTERED
-        self._schedule_next_update()
-        log.info("%s registered at /rd/%s", self.endpoint_name, self.location)
-
-    async def _update(self) -> None:
-        assert self.location is not None
-        objects = ObjectList(self._object_links()) if self._objects_changed else None
-        params = self._params_changed
-        self._objects_changed = self._params_changed = self._update_now = False
-        request = UpdateRequest(
-            self.location,
-            lt=self.lifetime if params else None,
-            b=(self.binding.replace("Q", "") or "U") if params else None,
-            objects=objects,
-        )
-        try:
-            response = await self._exchange(
-                self._at_location(request.to_message(lwm2m_version=self.lwm2m_version))
-            )
-        except BaseException:
-            # Not sent: the next try carries the changes again.
-            self._objects_changed |= objects is not None
-            self._params_changed |= params
-            raise
-        if response.code == Code.NOT_FOUND:
-            # §6.2.2: the server forgot us; register anew, at once.
-            log.info("%s: Update answered 4.04; registering again", self.endpoint_name)
-            self.location = None
-            self._registered.clear()
-            self._update_now = True
-            return
-        if response.code >> 5 != 2:
-            self._objects_changed |= objects is not None
-            self._params_changed |= params
-            self.location = None  # a refused Update leaves the registration in doubt: register again
-            self._registered.clear()
-            raise RegistrationFailed(
-                f"Update refused: {_describe(response)}", response.code, _diagnostic(response)
-            )
-        self.updates += 1
-        self.state = ClientState.REGISTERED
-        self._schedule_next_update()
-        self._flush_held()
-
-    def _at_location(self, message: Message) -> Message:
-        """``message`` sent to the registration's Location-Path as the server gave it."""
-        return at_location(message, self._location_path)
-
 
 async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:
     try:
         await asyncio.sleep(delay)
     finally:
         await endpoint.close()
-
-
-def _diagnostic(response: Message) -> str:
-    return response.payload.decode("utf-8", "replace") if response.payload else ""
-
-
-def _describe(response: Message) -> str:
-    """``4.00 Bad Request "lifetime ..."``: the code and the diagnostic payload (RFC 7252 §5.5.2)."""
-    text = _diagnostic(response)
-    return f'{code_text(response.code)} "{text}"' if text else code_text(response.code)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.errors import ConfigError
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
 
 
@@ -22,13 +23,13 @@ class ServerUri:
     def parse(cls, uri: str) -> ServerUri:
         parts = urlsplit(uri)
         if parts.scheme not in ("coap", "coaps"):
-            raise ValueError(f"server URI {uri!r}: expected coap://HOST[:PORT]")
+            raise ConfigError(f"server URI {uri!r}: expected coap://HOST[:PORT]")
         if not parts.hostname:
-            raise ValueError(f"server URI {uri!r} has no host")
+            raise ConfigError(f"server URI {uri!r} has no host")
         try:
             port = parts.port
         except ValueError:
-            raise ValueError(f"server URI {uri!r} has a bad port") from None
+            raise ConfigError(f"server URI {uri!r} has a bad port") from None
         default = 5684 if parts.scheme == "coaps" else 5683
         return cls(parts.scheme, parts.hostname, port or default)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from lwm2m.client.core import access_control as acl
 from lwm2m.client.core.access_control import Operation
@@ -47,10 +47,25 @@ from lwm2m.model.record import Record
 from lwm2m.model.value import ResourceType
 from lwm2m.protocol.attributes import AttributeChange, Attributes
 
-if TYPE_CHECKING:
-    from lwm2m.client.observer import Observer
-
 log = logging.getLogger(__name__)
+
+
+class Relations(Protocol):
+    """What the handler tells the observe relations (``lwm2m.client.observer.Observer``): it
+    names only this, so the observer may depend on the handler and not the reverse."""
+
+    def add(
+        self, key: tuple[Any, bytes], paths: tuple[Path, ...], fmt: ContentFormat, composite: bool
+    ) -> None: ...
+
+    def remove(self, key: tuple[Any, bytes]) -> None: ...
+
+    def removed(self, path: Path) -> None: ...
+
+    def attributes_changed(self, path: Path) -> None: ...
+
+    def __len__(self) -> int: ...
+
 
 _NUMERIC = frozenset({ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.FLOAT})
 # Formats that carry many records with their paths; composite operations need one of these.
@@ -85,7 +100,7 @@ class RequestHandler:
         tree: ObjectTree,
         *,
         lwm2m_version: str = "1.2",
-        observer: Observer | None = None,
+        observer: Relations | None = None,
         on_request: Callable[[RequestReceived, Message], None] | None = None,
     ) -> None:
         self.tree = tree

@@ -21,7 +21,7 @@ for the server's observations.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
 from lwm2m.model.catalogue import load_catalogue
@@ -164,7 +164,7 @@ class ObjectInstance:
             r = self.resource_definition(resource_id)
             if not r.multiple:
                 raise ValueError(f"{self._path(resource_id)} is not a multiple resource")
-            current = dict(self._values.get(resource_id) or {})  # type: ignore[call-overload]
+            current = dict(cast("dict[int, Value]", self._values.get(resource_id) or {}))
             current[instance] = self._one(r, value)
             new: ResourceValue = dict(sorted(current.items()))
         else:
@@ -212,7 +212,7 @@ class ObjectInstance:
         instances only (partial update, LwM2M-TS-Core 1.2 §6.3.3).
         """
         if not replace and isinstance(value, dict):
-            merged = dict(self._values.get(resource_id) or {})  # type: ignore[call-overload]
+            merged = dict(cast("dict[int, Value]", self._values.get(resource_id) or {}))
             merged.update(value)
             value = dict(sorted(merged.items()))
         self.set(resource_id, value)

@@ -257,8 +257,8 @@ class ObjectTree:
             # LwM2M-TS-Core 1.2 §6.3.3: a replace of an instance drops the writable
             # optional resources the payload does not carry.
             for rid in list(inst.resource_ids()):
-                r = inst.definition.resources.get(rid)
-                if r is not None and r.operations.writable and not r.mandatory and rid not in changes:
+                rd = inst.definition.resources.get(rid)
+                if rd is not None and rd.operations.writable and not rd.mandatory and rid not in changes:
                     inst.remove(rid)
         for rid, value in changes.items():
             # Within an instance each resource given is replaced whole; a POST on a multiple

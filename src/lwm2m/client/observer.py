@@ -19,11 +19,11 @@ Server object's Default Minimum/Maximum Period (/1/x/2, /1/x/3).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lwm2m.client.timer import IMMEDIATELY
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, as_code
 from lwm2m.codec.base import ContentFormat
@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 RelationKey = tuple[Any, bytes]  # (peer address, token), as the CoAP endpoint names a relation
 Emit = Callable[[RelationKey, Message, bool], bool]  # (relation, notification, confirmable) -> alive
 
+# What a relation's ``pending`` deadline does when it comes.
+_EVALUATE = 1  # a change held back by epmin: evaluate it
+_SEND = 2  # a notification held back by pmin: send it
+
 
 class _Relation:
     __slots__ = (
@@ -52,6 +56,7 @@ class _Relation:
         "last_value",
         "paths",
         "pending",
+        "pending_kind",
         "periodic",
         "poll",
         "prev_value",
@@ -69,18 +74,24 @@ class _Relation:
         self.last_value: Any = None  # the last notified value of a single-value resource
         self.prev_value: Any = None  # its value at the last evaluation (for edge)
         self.last_payload = b""
-        self.pending: asyncio.TimerHandle | None = None  # a change waiting for pmin or epmin
-        self.periodic: asyncio.TimerHandle | None = None  # pmax
-        self.poll: asyncio.TimerHandle | None = None  # epmax
+        # Timers as deadlines (loop-clock seconds), None when not armed.
+        self.pending: float | None = None  # a change waiting for pmin or epmin
+        self.pending_kind = 0  # _EVALUATE or _SEND
+        self.periodic: float | None = None  # pmax
+        self.poll: float | None = None  # epmax
 
     def cancel_timers(self) -> None:
-        for h in (self.pending, self.periodic, self.poll):
-            if h is not None:
-                h.cancel()
         self.pending = self.periodic = self.poll = None
 
     def covers(self, changed: Path) -> bool:
         return any(p.startswith(changed) or changed.startswith(p) for p in self.paths)
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for t in (self.pending, self.periodic, self.poll):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
 
 class Observer:
@@ -91,6 +102,13 @@ class Observer:
     apply where no level sets one (pmin/pmax of the Server object). With
     ``server_of(relation)`` (the Short Server ID of the server that observes), each
     relation follows its own server's attributes and ``defaults(server_id)`` (§5.1.1).
+
+    Sans-IO (DESIGN.md): it never reads a clock. New relations, attribute changes and value
+    changes are taken in at the next ``handle_timer(now)``, which also sends what pmin, pmax,
+    epmin and epmax make due; ``get_timer()`` is when to call it next (:data:`IMMEDIATELY`
+    while inputs wait). Timers are deadlines kept as data, so a notification costs no timer
+    handle of the event loop. ``on_timer()`` is called when ``get_timer()`` became earlier through an
+    input, so the driver (the client's loop) can call ``handle_timer`` sooner.
     """
 
     def __init__(
@@ -100,17 +118,20 @@ class Observer:
         *,
         defaults: Callable[..., Attributes] = Attributes,
         server_of: Callable[[RelationKey], int | None] | None = None,
-        loop: asyncio.AbstractEventLoop | None = None,
+        on_timer: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
         self._emit = emit
         self._defaults = defaults
         self._server_of = server_of
-        self._loop = loop or asyncio.get_event_loop()
+        self._on_timer = on_timer
         self._relations: dict[RelationKey, _Relation] = {}
         self._by_object: dict[int, set[RelationKey]] = {}
-        self._dirty: set[RelationKey] = set()
-        self._flush_scheduled = False
+        self._dirty: set[RelationKey] = set()  # relations whose values changed
+        self._new: set[RelationKey] = set()  # relations just made, to start
+        self._rearm: set[RelationKey] = set()  # relations whose attributes changed
+        self._immediate = False  # inputs wait for handle_timer
+        self._earliest: float | None = None  # no deadline of any relation is before this
         self.sent = 0
 
     def __len__(self) -> int:
@@ -120,26 +141,84 @@ class Observer:
     def relations(self) -> list[tuple[RelationKey, tuple[Path, ...]]]:
         return [(r.key, r.paths) for r in self._relations.values()]
 
+    # --- the driver's side ------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` is due next: IMMEDIATELY, a deadline, or None for never. It may
+        be early (a deadline dropped since): then ``handle_timer`` finds nothing and moves it on."""
+        return IMMEDIATELY if self._immediate else self._earliest
+
+    def handle_timer(self, now: float) -> None:
+        """Take in what changed, then send what is due at ``now``."""
+        if self._immediate:
+            self._immediate = False
+            new, self._new = self._new, set()
+            for key in new:
+                r = self._relations.get(key)
+                if r is not None:
+                    r.last_sent = r.last_eval = now
+                    self._arm(r, self._attributes(r), now)
+            rearm, self._rearm = self._rearm, set()
+            for key in rearm - new:
+                r = self._relations.get(key)
+                if r is not None:
+                    self._arm(r, self._attributes(r), now)
+            # Changes made in one step of the loop (a Location fix, a firmware state and its
+            # result) make one notification, not one per resource.
+            dirty, self._dirty = self._dirty, set()
+            for key in dirty:
+                r = self._relations.get(key)
+                if r is not None:
+                    self._changed(r, now)
+        earliest = self._earliest
+        if earliest is None or earliest > now:
+            return  # nothing due: no pass over the relations
+        self._earliest = None
+        for r in list(self._relations.values()):
+            t = r.next_deadline()
+            while t is not None and t <= now and self._relations.get(r.key) is r:
+                self._fire(r, now)
+                t = r.next_deadline()
+            if t is not None and self._relations.get(r.key) is r:
+                self._armed(t)
+
+    def _armed(self, t: float) -> None:
+        """A deadline was set: ``_earliest`` stays a lower bound of them all (a deadline dropped
+        or moved later leaves it early: that handle_timer finds nothing due and moves it on)."""
+        if self._earliest is None or t < self._earliest:
+            self._earliest = t
+
+    def _wake(self) -> None:
+        if not self._immediate:
+            self._immediate = True
+            if self._on_timer is not None:
+                self._on_timer()
+
     # --- relations ------------------------------------------------------------------------
 
     def add(self, key: RelationKey, paths: tuple[Path, ...], fmt: ContentFormat, composite: bool) -> None:
-        """A relation the handler just answered (the answer counts as the first notification)."""
+        """A relation the handler just answered (the answer counts as the first notification:
+        its time is that of the next ``handle_timer``)."""
         self.remove(key)
         r = _Relation(key, paths, fmt, composite)
         self._relations[key] = r
         for oid in {p.ids[0] for p in paths if p.ids}:
             self._by_object.setdefault(oid, set()).add(key)
-        now = self._loop.time()
-        r.last_sent = r.last_eval = now
         r.last_value = r.prev_value = self._value(r)
         r.last_payload = self._payload(r)
-        self._arm(r, self._attributes(r), now)
+        self._new.add(key)
+        self._wake()
 
     def remove(self, key: RelationKey) -> None:
         r = self._relations.pop(key, None)
         if r is None:
             return
         r.cancel_timers()
+        if not self._relations:
+            self._earliest = None
+        self._new.discard(key)
+        self._rearm.discard(key)
+        self._dirty.discard(key)
         for oid in {p.ids[0] for p in r.paths if p.ids}:
             keys = self._by_object.get(oid)
             if keys is not None:
@@ -162,19 +241,8 @@ class Observer:
             r = self._relations.get(key)
             if r is not None and r.covers(changed):
                 self._dirty.add(key)
-        if self._dirty and not self._flush_scheduled:
-            # Changes made in one step of the loop (a Location fix, a firmware state and its
-            # result) make one notification, not one per resource.
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush_changes)
-
-    def _flush_changes(self) -> None:
-        self._flush_scheduled = False
-        dirty, self._dirty = self._dirty, set()
-        for key in dirty:
-            r = self._relations.get(key)
-            if r is not None:
-                self._changed(r)
+        if self._dirty:
+            self._wake()
 
     def removed(self, path: Path) -> None:
         """``path`` (an instance) is gone: its single-path observations end with 4.04 (RFC 7641 §3.2)."""
@@ -184,11 +252,11 @@ class Observer:
                 self.remove(r.key)
 
     def attributes_changed(self, path: Path) -> None:
-        now = self._loop.time()
-        for r in list(self._relations.values()):
+        for r in self._relations.values():
             if r.covers(path):
-                r.cancel_timers()
-                self._arm(r, self._attributes(r), now)
+                self._rearm.add(r.key)
+        if self._rearm:
+            self._wake()
 
     # --- timing -------------------------------------------------------------------------------
 
@@ -202,20 +270,29 @@ class Observer:
             return defaults
         return self.handler.effective_attributes(r.paths[0], defaults, server)
 
-    def _changed(self, r: _Relation) -> None:
+    def _fire(self, r: _Relation, now: float) -> None:
+        """The earliest of the relation's deadlines came."""
+        t = r.next_deadline()
+        if t == r.pending:
+            kind, r.pending = r.pending_kind, None
+            if kind == _EVALUATE:
+                self._evaluate(r, self._attributes(r), now)
+            else:
+                self._send(r, now)
+        elif t == r.periodic:
+            r.periodic = None
+            self._send(r, now)
+        else:
+            self._poll(r, now)
+
+    def _changed(self, r: _Relation, now: float) -> None:
         attrs = self._attributes(r)
-        now = self._loop.time()
         if attrs.epmin and now - r.last_eval < attrs.epmin:
             if r.pending is None:
-                r.pending = self._loop.call_at(r.last_eval + attrs.epmin, self._evaluate_later, r.key)
+                r.pending, r.pending_kind = r.last_eval + attrs.epmin, _EVALUATE
+                self._armed(r.pending)
             return
         self._evaluate(r, attrs, now)
-
-    def _evaluate_later(self, key: RelationKey) -> None:
-        r = self._relations.get(key)
-        if r is not None:
-            r.pending = None
-            self._evaluate(r, self._attributes(r), self._loop.time())
 
     def _evaluate(self, r: _Relation, attrs: Attributes, now: float) -> None:
         r.last_eval = now
@@ -225,13 +302,8 @@ class Observer:
         if due <= now:
             self._send(r, now)
         elif r.pending is None:
-            r.pending = self._loop.call_at(due, self._send_later, r.key)
-
-    def _send_later(self, key: RelationKey) -> None:
-        r = self._relations.get(key)
-        if r is not None:
-            r.pending = None
-            self._send(r, self._loop.time())
+            r.pending, r.pending_kind = due, _SEND
+            self._armed(due)
 
     def _conditions(self, r: _Relation, attrs: Attributes) -> bool:
         """Whether the change of a relation's value meets its gt/lt/st/edge (§5.1.2)."""
@@ -254,31 +326,31 @@ class Observer:
         return attrs.st is not None and abs(new - old) >= attrs.st
 
     def _arm(self, r: _Relation, attrs: Attributes, now: float) -> None:
+        """(Re)start a relation's timers: at its start (the answer was its first notification,
+        §5.1.2 counts pmin and pmax from it) and when its attributes change."""
+        r.cancel_timers()
         pmax, pmin = attrs.pmax, attrs.pmin or 0
         if pmax and pmax >= pmin:
-            r.periodic = self._loop.call_at(r.last_sent + pmax, self._send_later, r.key)
+            r.periodic = r.last_sent + pmax
+            self._armed(r.periodic)
         if attrs.epmax:
-            r.poll = self._loop.call_at(now + attrs.epmax, self._poll, r.key)
+            r.poll = now + attrs.epmax
+            self._armed(r.poll)
 
-    def _poll(self, key: RelationKey) -> None:
+    def _poll(self, r: _Relation, now: float) -> None:
         """epmax: read the value again and treat a difference as a change."""
-        r = self._relations.get(key)
-        if r is None:
-            return
         r.poll = None
         attrs = self._attributes(r)
-        now = self._loop.time()
         if self._payload(r) != r.last_payload:
             self._evaluate(r, attrs, now)
         else:
             r.last_eval = now
-        if r.poll is None and key in self._relations and attrs.epmax:
-            r.poll = self._loop.call_at(now + attrs.epmax, self._poll, key)
+        if r.poll is None and self._relations.get(r.key) is r and attrs.epmax:
+            r.poll = now + attrs.epmax
+            self._armed(r.poll)
 
     def _send(self, r: _Relation, now: float) -> None:
-        if r.pending is not None:
-            r.pending.cancel()
-            r.pending = None
+        r.pending = None
         try:
             message = self._content(r)
         except DeviceError as exc:
@@ -294,12 +366,11 @@ class Observer:
         r.last_sent = now
         r.last_payload = message.payload
         r.last_value = self._value(r)
-        if r.periodic is not None:
-            r.periodic.cancel()
-            r.periodic = None
+        r.periodic = None
         pmax, pmin = attrs.pmax, attrs.pmin or 0
         if pmax and pmax >= pmin:
-            r.periodic = self._loop.call_at(now + pmax, self._send_later, r.key)
+            r.periodic = now + pmax
+            self._armed(r.periodic)
 
     def _content(self, r: _Relation) -> Message:
         if self._server_of is not None:

@@ -2,11 +2,11 @@
 
 A client registers with every server it has an account for: each Security (0)
 instance that is not the bootstrap account, paired with the Server (1)
-instance of the same Short Server ID. :class:`~lwm2m.client.client.LwM2MClient`
-runs the registration with its first account itself (with bootstrap, queue mode
-and the state its callers watch); each further account gets a
-:class:`ServerRegistration`: its own loop with its own lifetime, binding,
-Updates, 4.04 re-registration, exponential back-off and De-register on stop.
+instance of the same Short Server ID. Each account gets a :class:`ServerRegistration`:
+its own loop with its own lifetime, binding, Updates, 4.04 re-registration,
+exponential back-off and De-register on stop. :class:`~lwm2m.client.client.LwM2MClient`
+holds one for its first account (``registration``: with bootstrap, queue mode and the state
+its callers watch) and one for each further account (``others``); the loop is the same.
 
 A plain CoAP server is reached from the client's own endpoint (one socket for
 all plain servers): requests are told apart by the server's address. A coaps://
@@ -22,24 +22,37 @@ import contextlib
 import dataclasses
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.client.connection import ServerUri, dtls_for
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.reporting import ClientState
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber
+from lwm2m.coap.numbers import Code, OptionNumber, code_text
 from lwm2m.codec.base import ContentFormat
-from lwm2m.errors import EndpointClosed, RegistrationFailed, RequestAborted, RequestReset, RequestTimeout
+from lwm2m.errors import (
+    ClientBootstrapError,
+    EndpointClosed,
+    RegistrationFailed,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+)
 from lwm2m.protocol.registration import DeregisterRequest, ObjectList, RegisterRequest, UpdateRequest
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
 
 if TYPE_CHECKING:
-    from lwm2m.client.client import LwM2MClient
+    from lwm2m.client.config import ClientConfig
+    from lwm2m.client.handler import RequestHandler
     from lwm2m.client.instance import ObjectInstance
+    from lwm2m.client.queue_mode import QueueMode
+    from lwm2m.client.reporting import Reporter
+    from lwm2m.coap.events import Event
+    from lwm2m.protocol.registration import ObjectLink
+    from lwm2m.transport.dtls.config import DtlsClientConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +63,25 @@ DEREGISTER_TIMEOUT = 2.0  # seconds a De-register on stop may take
 ANNOUNCED_FORMAT = ContentFormat.SENML_CBOR
 
 
-def register_request(client: LwM2MClient, account: ServerAccount) -> RegisterRequest:
+class ClientState(Enum):
+    STOPPED = "stopped"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    SLEEPING = "sleeping"
+    RETRYING = "retrying"
+    BOOTSTRAPPING = "bootstrapping"
+
+
+def register_request(client: Host, account: ServerAccount) -> RegisterRequest:
     """The Register of ``client`` with the server of ``account`` (§6.2.1)."""
     return RegisterRequest(
         ep=client.endpoint_name,
         lt=account.lifetime,
-        lwm2m=client.lwm2m_version,
+        lwm2m=client.config.lwm2m_version,
         b=account.binding.replace("Q", "") or "U",
-        Q=client.queue_mode,
-        objects=client._object_links(),
-        content_formats=() if client.lwm2m_version == "1.0" else (int(ANNOUNCED_FORMAT),),
+        Q=client.config.queue_mode,
+        objects=client.object_links(),
+        content_formats=() if client.config.lwm2m_version == "1.0" else (int(ANNOUNCED_FORMAT),),
     )
 
 
@@ -67,9 +89,9 @@ def location_of(response: Message) -> tuple[str, ...]:
     """The registration's Location-Path segments. Some servers put "rd/5" in one option; RFC 7252
     §5.10.7 wants one per segment: both are taken. RegistrationFailed without one."""
     if response.code != Code.CREATED:
-        text = response.payload.decode("utf-8", "replace") if response.payload else ""
-        code = f"{response.code >> 5}.{response.code & 31:02d}"
-        raise RegistrationFailed(f"Register refused: {code} {text}".strip(), response.code)
+        raise RegistrationFailed(
+            f"Register refused: {describe(response)}", response.code, diagnostic(response)
+        )
     segments = tuple(p for s in response.location_path for p in s.split("/") if p)
     if not segments:
         raise RegistrationFailed("Register answered without a location")
@@ -84,6 +106,16 @@ def at_location(message: Message, location_path: tuple[str, ...]) -> Message:
     return dataclasses.replace(message, options=tuple(options))
 
 
+def diagnostic(response: Message) -> str:
+    return response.payload.decode("utf-8", "replace") if response.payload else ""
+
+
+def describe(response: Message) -> str:
+    """``4.00 Bad Request "lifetime ..."``: the code and the diagnostic payload (RFC 7252 §5.5.2)."""
+    text = diagnostic(response)
+    return f'{code_text(response.code)} "{text}"' if text else code_text(response.code)
+
+
 def update_delay(lifetime: int) -> float:
     """Seconds from a registration to its Update: room for retransmissions to a busy server
     before it would expire us, a quarter of the lifetime between 1 s and 60 s."""
@@ -91,42 +123,101 @@ def update_delay(lifetime: int) -> float:
     return max(lifetime - margin, lifetime / 2)
 
 
-class ServerRegistration:
-    """The registration of ``client`` with the server of one further account."""
+class Host(Protocol):
+    """What a registration uses of its client (:class:`~lwm2m.client.client.LwM2MClient`),
+    named here so that this module need not import the client's."""
 
-    def __init__(self, client: LwM2MClient, account: ServerAccount, security: ObjectInstance) -> None:
+    endpoint_name: str
+    config: ClientConfig
+    handler: RequestHandler
+    queue: QueueMode
+    reporter: Reporter
+    _coap: CoapUdpEndpoint | None  # the client's own endpoint, shared by plain CoAP servers
+    _bind_host: str
+    _dtls: DtlsClientConfig | None
+
+    @property
+    def sleeping(self) -> bool: ...
+
+    def object_links(self) -> tuple[ObjectLink, ...]: ...
+
+    def touch(self) -> None: ...
+
+    def trigger_update(self) -> None: ...
+
+    def request_bootstrap(self) -> None: ...
+
+    def _on_event(self, event: Event) -> None: ...
+
+    async def _bootstrap_if_due(self) -> bool: ...
+
+
+class ServerRegistration:
+    """The registration of ``client`` with the server of one account: the loop of §6.2.
+
+    The ``primary`` one (the client's first account) runs on the client's own endpoint and
+    also bootstraps when due (§6.1.4) and wakes the client from queue-mode sleep; its account
+    is None until a bootstrap gives one. Any other one may open an endpoint of its own.
+    """
+
+    def __init__(
+        self,
+        client: Host,
+        account: ServerAccount | None,
+        security: ObjectInstance | None,
+        *,
+        primary: bool = False,
+    ) -> None:
         self.client = client
-        self.account = account
-        self.security = security
-        self.server_uri = ServerUri.parse(str(security.get(Security.URI, "")))
+        self.primary = primary
+        self.account: ServerAccount | None = None
+        self.security: ObjectInstance | None = None
+        self.server_uri: ServerUri | None = None
         self.addr: Any = None
         self._state = ClientState.STOPPED
-        self.location: str | None = None
-        self._location_path: tuple[str, ...] = ()
-        self.registrations = 0
-        self.updates = 0
-        self.errors = 0
+        self.location: str | None = None  # the registration's /rd/{location}
+        self.location_path: tuple[str, ...] = ()  # every segment the server gave
+        self.registrations = 0  # successful Registers
+        self.updates = 0  # successful Updates
+        self.errors = 0  # failed registration exchanges
+        self.failed_in_a_row = 0
+        self.last_error: Exception | None = None  # why the latest one failed
+        self.bootstrap_now = False  # a bootstrap was asked for (primary only)
         self._own: CoapUdpEndpoint | None = None  # an endpoint of its own (DTLS, other family)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._registered = asyncio.Event()
-        self._update_now = False
-        self._objects_changed = False
-        self._params_changed = False
+        self.update_now = False
+        self.objects_dirty = False
+        self.params_dirty = False
         self._next_update = 0.0
-        account.on_update_trigger = lambda _: self.trigger_update()
+        if account is not None:
+            self.bind(account, security)
+
+    def bind(self, account: ServerAccount, security: ObjectInstance | None) -> None:
+        """Register with the server of ``account`` (a bootstrap may give the primary a new one)."""
+        self.account = account
+        self.security = security
+        if security is not None:
+            self.server_uri = ServerUri.parse(str(security.get(Security.URI, "")))
+        client = self.client
+        account.on_update_trigger = lambda _: (
+            client.trigger_update if self.primary else self.trigger_update
+        )()
         account.on_registration_change = self._params_written
         account.on_bootstrap_trigger = lambda _: client.request_bootstrap()
 
     def __repr__(self) -> str:
-        return (
-            f"<ServerRegistration {self.short_server_id} {self.server_uri.scheme}://{self.server_uri.host}>"
-        )
+        uri = self.server_uri
+        where = f"{uri.scheme}://{uri.host}" if uri is not None else "-"
+        return f"<ServerRegistration {self.short_server_id} {where}>"
 
     @property
     def state(self) -> ClientState:
         """Its registration's state; asleep with the client's socket in queue mode (§6.5)."""
-        if self._own is None and self._state is ClientState.REGISTERED and self.client.sleeping:
+        asleep = self._own is None and self._state is ClientState.REGISTERED and self.client.queue.asleep
+        # A further registration sleeps with the first one, whose Update wakes the client.
+        if asleep and (self.primary or self.client.sleeping):
             return ClientState.SLEEPING
         return self._state
 
@@ -135,8 +226,8 @@ class ServerRegistration:
         self._state = state
 
     @property
-    def short_server_id(self) -> int:
-        return self.account.short_server_id
+    def short_server_id(self) -> int | None:
+        return self.account.short_server_id if self.account is not None else None
 
     @property
     def coap(self) -> CoapUdpEndpoint | None:
@@ -154,144 +245,185 @@ class ServerRegistration:
     # --- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the loop: it resolves the server and opens an endpoint of its own when it needs one
-        (a name that does not resolve yet is retried with back-off, as an unreachable server)."""
+        """Start the loop. A further account's loop resolves the server and opens an endpoint of
+        its own when it needs one (a name that does not resolve yet is retried with back-off, as
+        an unreachable server)."""
         if self._task is not None:
             return
-        self.state = ClientState.REGISTERING
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"lwm2m-client-{self.client.endpoint_name}-{self.short_server_id}"
-        )
+        name = f"lwm2m-client-{self.client.endpoint_name}"
+        if not self.primary:
+            self.state = ClientState.REGISTERING
+            name += f"-{self.short_server_id}"
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
 
     async def _connect(self) -> None:
+        assert self.server_uri is not None and self.security is not None
         addr = await resolve((self.server_uri.host, self.server_uri.port))
         dtls = dtls_for(self.security)
-        shared = self.client._coap
-        family_ok = shared is not None and (len(addr) == 4) == (":" in self.client._bind_host)
-        if dtls is not None or self.client._dtls is not None or not family_ok:
+        client = self.client
+        shared = client._coap
+        family_ok = shared is not None and (len(addr) == 4) == (":" in client._bind_host)
+        if dtls is not None or client._dtls is not None or not family_ok:
             host = "::" if len(addr) == 4 else "0.0.0.0"
-            if self.client.local_host is not None and family_ok:
-                host = self.client.local_host
-            config = self.client._coap_config
+            if client.config.local_host is not None and family_ok:
+                host = client.config.local_host
+            config = client.config.coap_config
             if dtls is not None:
                 self._own = await CoapDtlsEndpoint.create(
-                    host, 0, client=dtls, handler=self._serve, on_event=self.client._on_event, config=config
+                    host, 0, client=dtls, handler=self._serve, on_event=client._on_event, config=config
                 )
             else:
                 self._own = await CoapUdpEndpoint.create(
-                    host, 0, handler=self._serve, on_event=self.client._on_event, config=config
+                    host, 0, handler=self._serve, on_event=client._on_event, config=config
                 )
         self.addr = addr
 
     def _serve(self, event: Any) -> Any:
         """A request on this registration's own endpoint: this server's."""
-        self.client._touch()
+        self.client.touch()
         return self.client.handler(event, self.short_server_id)
 
-    async def stop(self, *, deregister: bool = True) -> None:
+    async def cancel(self) -> None:
+        """Stop the loop (the registration stays, as the server knows it)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def deregister(self) -> None:
+        """De-register (§6.2.3) if registered, briefly, whatever the answer."""
         coap = self.coap
-        if deregister and self.location is not None and coap is not None:
+        if self.location is not None and coap is not None:
             coap.receiving = True
             with contextlib.suppress(Exception):
-                message = at_location(DeregisterRequest(self.location).to_message(), self._location_path)
+                message = at_location(DeregisterRequest(self.location).to_message(), self.location_path)
                 await coap.request(message, self.addr, timeout=DEREGISTER_TIMEOUT)
+
+    def forget(self) -> None:
+        """The registration is gone (de-registered, or left to expire)."""
+        self.location = None
+        self._registered.clear()
+
+    async def stop(self, *, deregister: bool = True) -> None:
+        await self.cancel()
+        if deregister:
+            await self.deregister()
         if self._own is not None:
             await self._own.close()
             self._own = None
-        self.location = None
-        self._registered.clear()
+        self.forget()
         self.state = ClientState.STOPPED
 
     def trigger_update(self) -> None:
-        self._update_now = True
+        self.update_now = True
+        self._wake.set()
+
+    def request_bootstrap(self) -> None:
+        self.bootstrap_now = True
         self._wake.set()
 
     def objects_changed(self) -> None:
-        self._objects_changed = True
+        self.objects_dirty = True
         self.trigger_update()
 
     def _params_written(self, _: ServerAccount) -> None:
-        self._params_changed = True
-        self.trigger_update()
+        self.params_dirty = True
+        (self.client.trigger_update if self.primary else self.trigger_update)()
 
     # --- the loop -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
         client = self.client
-        backoff = client.retry_initial
+        backoff = client.config.retry_initial
         loop = asyncio.get_running_loop()
         while True:
             try:
-                if self.addr is None:
-                    await self._connect()
-                if self.location is None:
-                    await self._register()
-                elif self._update_now or loop.time() >= self._next_update:
-                    await self._update()
-                backoff = client.retry_initial
-            except (RequestTimeout, RequestReset, RequestAborted, RegistrationFailed, OSError) as exc:
+                # The primary bootstraps first when that is due (LwM2M-TS-Core 1.2 §6.1.4).
+                if not (self.primary and await client._bootstrap_if_due()):
+                    if self.addr is None:
+                        await self._connect()
+                    if self.location is None:
+                        await self._register()
+                    elif self.update_now or loop.time() >= self._next_update:
+                        await self._update()
+                backoff = client.config.retry_initial
+                self.failed_in_a_row = 0
+            except (
+                RequestTimeout,
+                RequestReset,
+                RequestAborted,
+                RegistrationFailed,
+                ClientBootstrapError,
+                OSError,
+            ) as exc:
                 if isinstance(exc, EndpointClosed):
                     return
                 self.errors += 1
+                self.last_error = exc
+                self.failed_in_a_row += 1
                 self.state = ClientState.RETRYING
                 delay = backoff * random.uniform(0.75, 1.25)
-                backoff = min(backoff * 2, client.retry_max)
-                log.info(
-                    "%s (server %d): %s; retrying in %.1f s",
-                    client.endpoint_name,
-                    self.short_server_id,
-                    exc,
-                    delay,
-                )
+                backoff = min(backoff * 2, client.config.retry_max)
+                log.info("%s: %s; retrying in %.1f s", self._name(), exc, delay)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 continue
             self._wake.clear()
-            if self._update_now:
+            if self.update_now or self.bootstrap_now:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, self._next_update - loop.time())):
                     await self._wake.wait()
 
-    async def _exchange(self, message: Message) -> Message:
+    def _name(self) -> str:
+        if self.primary:
+            return self.client.endpoint_name
+        return f"{self.client.endpoint_name} (server {self.short_server_id})"
+
+    async def exchange(self, message: Message) -> Message:
+        """A request to this server, from the endpoint it is reached from."""
         coap = self.coap
         if coap is None:
             raise EndpointClosed("the client is stopped")
         coap.receiving = True
-        response = await coap.request(message, self.addr, timeout=self.client.request_timeout)
-        self.client._touch()
+        response = await coap.request(message, self.addr, timeout=self.client.config.request_timeout)
+        self.client.touch()
         return response
 
+    def _schedule_next_update(self) -> None:
+        assert self.account is not None
+        self._next_update = asyncio.get_running_loop().time() + update_delay(self.account.lifetime)
+
     async def _register(self) -> None:
+        assert self.account is not None
         self.state = ClientState.REGISTERING
-        self._objects_changed = self._params_changed = self._update_now = False
-        response = await self._exchange(register_request(self.client, self.account).to_message())
-        self._location_path = location_of(response)
-        self.location = self._location_path[-1]
+        self.objects_dirty = self.params_dirty = self.update_now = False
+        response = await self.exchange(register_request(self.client, self.account).to_message())
+        self.location_path = location_of(response)
+        self.location = self.location_path[-1]
         self.registrations += 1
         self._registered.set()
         self.state = ClientState.REGISTERED
-        self._next_update = asyncio.get_running_loop().time() + update_delay(self.account.lifetime)
-        log.info(
-            "%s registered with server %d at /rd/%s",
-            self.client.endpoint_name,
-            self.short_server_id,
-            self.location,
-        )
+        self._schedule_next_update()
+        if self.primary:
+            self.client.queue.wake()
+            log.info("%s registered at /rd/%s", self.client.endpoint_name, self.location)
+        else:
+            log.info("%s registered at /rd/%s", self._name(), self.location)
 
     async def _update(self) -> None:
-        assert self.location is not None
+        assert self.location is not None and self.account is not None
         client = self.client
-        objects = ObjectList(client._object_links()) if self._objects_changed else None
-        params = self._params_changed
-        self._objects_changed = self._params_changed = self._update_now = False
+        objects = ObjectList(client.object_links()) if self.objects_dirty else None
+        params = self.params_dirty
+        self.objects_dirty = self.params_dirty = self.update_now = False
         request = UpdateRequest(
             self.location,
             lt=self.account.lifetime if params else None,
@@ -299,26 +431,30 @@ class ServerRegistration:
             objects=objects,
         )
         try:
-            response = await self._exchange(
-                at_location(request.to_message(lwm2m_version=client.lwm2m_version), self._location_path)
+            response = await self.exchange(
+                at_location(request.to_message(lwm2m_version=client.config.lwm2m_version), self.location_path)
             )
         except BaseException:
-            self._objects_changed |= objects is not None
-            self._params_changed |= params
+            # Not sent: the next try carries the changes again.
+            self.objects_dirty |= objects is not None
+            self.params_dirty |= params
             raise
         if response.code == Code.NOT_FOUND:
             # §6.2.2: the server forgot us; register anew, at once.
-            self.location = None
-            self._registered.clear()
-            self._update_now = True
+            log.info("%s: Update answered 4.04; registering again", self._name())
+            self.forget()
+            self.update_now = True
             return
         if response.code >> 5 != 2:
-            self._objects_changed |= objects is not None
-            self._params_changed |= params
-            self.location = None
-            self._registered.clear()
-            code = f"{response.code >> 5}.{response.code & 31:02d}"
-            raise RegistrationFailed(f"Update refused: {code}", response.code)
+            self.objects_dirty |= objects is not None
+            self.params_dirty |= params
+            self.forget()  # a refused Update leaves the registration in doubt: register again
+            raise RegistrationFailed(
+                f"Update refused: {describe(response)}", response.code, diagnostic(response)
+            )
         self.updates += 1
         self.state = ClientState.REGISTERED
-        self._next_update = asyncio.get_running_loop().time() + update_delay(self.account.lifetime)
+        self._schedule_next_update()
+        if self.primary:
+            client.queue.wake()
+            client.reporter.flush()  # what was held while asleep (§6.5)

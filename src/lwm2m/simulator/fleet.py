@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lwm2m.client.client import LwM2MClient
+from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.coap.config import EndpointConfig
@@ -416,23 +417,21 @@ class Fleet:
 
     def _client(self, endpoint: str, objects: Any) -> LwM2MClient:
         """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
-        options: dict[str, Any] = {
-            "lifetime": self.lifetime,
-            "queue_mode": self.queue_mode,
-            "lwm2m_version": self.lwm2m_version,
-            "local_host": self.local_host,
-            "models": self.models,
-            "coap_config": self.coap_config,
-        }
-        if self.client_bootstrap_uri is not None:
-            key = self._bootstrap_keys.get(endpoint)
-            psk = None if key is None else PskCredentials(endpoint, key)
+        bootstrap = self.client_bootstrap_uri
+        key = (self._bootstrap_keys if bootstrap is not None else self._keys).get(endpoint)
+        config = ClientConfig(
+            lifetime=self.lifetime,
+            queue_mode=self.queue_mode,
+            lwm2m_version=self.lwm2m_version,
+            local_host=self.local_host,
+            coap_config=self.coap_config,
+            psk=None if key is None else PskCredentials(endpoint, key),
+        )
+        if bootstrap is not None:
             return LwM2MClient(
-                endpoint, None, objects, bootstrap=self.client_bootstrap_uri, psk=psk, **options
+                endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config
             )
-        key = self._keys.get(endpoint)
-        psk = None if key is None else PskCredentials(endpoint, key)
-        return LwM2MClient(endpoint, self.client_uri, objects, psk=psk, **options)
+        return LwM2MClient(endpoint, self.client_uri, objects, models=self.models, config=config)
 
     def device(self, endpoint: str) -> SimulatedDevice:
         """The device named ``endpoint``; KeyError if it is not (yet) started."""

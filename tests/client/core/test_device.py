@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from tests.helpers.client import until
 from tests.helpers.client_core import record, running, values
 
 from lwm2m.client.core.device import BatteryStatus, Device, ErrorCode, PowerSource
@@ -87,10 +88,7 @@ async def test_factory_reset_is_offered_only_with_a_hook() -> None:
         assert isinstance(device, Device)
         device.on_factory_reset = lambda: resets.append("reset")
         assert (await server.execute("core-test", "/3/0/5")).code == Code.CHANGED
-        for _ in range(50):
-            if resets:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(resets), timeout=0.5)
     assert resets == ["reset"]
 
 

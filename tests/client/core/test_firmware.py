@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
+from tests.helpers.client import until
 from tests.helpers.client_core import record, running, values
 
 from lwm2m.client.core.device import Device
@@ -24,9 +25,7 @@ PACKAGE = b"FW" + os.urandom(2998)  # 3000 bytes: block-wise at 1024-byte blocks
 
 async def settle(fw: FirmwareUpdate, *states: State, timeout: float = 2.0) -> None:
     """Wait until ``fw`` is in one of ``states`` and its work is done."""
-    async with asyncio.timeout(timeout):
-        while fw.state not in states or fw._tasks:
-            await asyncio.sleep(0.005)
+    await until(lambda: fw.state in states and not fw._tasks, timeout, every=0.005)
 
 
 class Installer:

@@ -11,11 +11,11 @@ Timestamp (5), and observers are told only once all of them hold the new fix::
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.model.value import values_equal
+from lwm2m.model.value import Value, values_equal
 
 KMH_PER_MS = 3.6
 
@@ -136,7 +136,7 @@ class Location(ObjectInstance):
         for rid, value in checked.items():
             old = self._values.get(rid)
             self._values[rid] = value
-            if old is None or isinstance(old, dict) or not values_equal(old, value):
+            if old is None or isinstance(old, dict) or not values_equal(old, cast("Value", value)):
                 changed.append(rid)
         for rid in changed:
             self.changed(rid)

@@ -1,0 +1,135 @@
+"""LoopTimer: a sans-IO part driven at the times it asks for, on a stand-in for the asyncio loop
+with a virtual clock (call_at, call_soon and time are all LoopTimer uses of a loop)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from lwm2m.client.timer import IMMEDIATELY, LoopTimer
+
+
+class Handle:
+    def __init__(self, when: float, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.when, self.callback, self.args = when, callback, args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualLoop:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.handles: list[Handle] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> Handle:
+        handle = Handle(when, callback, args)
+        self.handles.append(handle)
+        return handle
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> Handle:
+        return self.call_at(IMMEDIATELY, callback, *args)
+
+    def armed(self) -> list[Handle]:
+        return [h for h in self.handles if not h.cancelled]
+
+    def run_until(self, t: float) -> None:
+        """Run the handles due by ``t`` in time order, the clock following them."""
+        while due := sorted((h for h in self.armed() if h.when <= t), key=lambda h: h.when):
+            handle = due[0]
+            self.handles.remove(handle)
+            self.now = max(self.now, handle.when)
+            handle.callback(*handle.args)
+        self.now = t
+
+
+class Part:
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.calls: list[float] = []
+
+    def get_timer(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: float) -> None:
+        self.calls.append(now)
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+
+
+def make() -> tuple[VirtualLoop, Part, LoopTimer]:
+    loop = VirtualLoop()
+    part = Part()
+    return loop, part, LoopTimer(part, loop)  # type: ignore[arg-type]
+
+
+def test_it_calls_the_part_at_its_deadline_never_before() -> None:
+    loop, part, timer = make()
+    part.deadline = 101.0
+    timer.update()
+    loop.run_until(100.9)
+    assert part.calls == []
+    loop.run_until(102.0)
+    assert part.calls == [101.0] and part.deadline is None and loop.armed() == []
+
+
+def test_an_early_run_of_the_loop_still_shows_the_part_its_deadline() -> None:
+    loop, part, timer = make()
+    part.deadline = 101.0
+    timer.update()
+    [handle] = loop.armed()
+    loop.handles.clear()
+    loop.now = 100.999  # asyncio may run a timer up to its clock resolution early
+    handle.callback(*handle.args)
+    assert part.calls == [101.0] and part.deadline is None
+
+
+def test_immediately_is_the_next_step_and_close_cancels() -> None:
+    loop, part, timer = make()
+    part.deadline = IMMEDIATELY
+    timer.update()
+    assert part.calls == []
+    loop.run_until(loop.now)
+    assert part.calls == [100.0]
+    part.deadline = 105.0
+    timer.update()
+    timer.close()
+    loop.run_until(110.0)
+    assert part.calls == [100.0]
+
+
+def test_a_later_deadline_keeps_the_armed_timer_which_then_re_arms() -> None:
+    loop, part, timer = make()
+    part.deadline = 101.0
+    timer.update()
+    part.deadline = 103.0  # moved later (an exchange in queue mode): no new timer now
+    timer.update()
+    assert len(loop.armed()) == 1
+    loop.run_until(102.0)
+    assert part.calls == [101.0] and part.deadline == 103.0  # early call: nothing due yet
+    assert [h.when for h in loop.armed()] == [103.0]
+    loop.run_until(104.0)
+    assert part.calls == [101.0, 103.0] and part.deadline is None
+
+
+def test_an_earlier_deadline_replaces_the_armed_timer() -> None:
+    loop, part, timer = make()
+    part.deadline = 105.0
+    timer.update()
+    part.deadline = 101.0
+    timer.update()
+    assert [h.when for h in loop.armed()] == [101.0]
+
+
+async def test_on_the_running_loop() -> None:
+    part = Part()
+    timer = LoopTimer(part)
+    part.deadline = IMMEDIATELY
+    timer.update()
+    await asyncio.sleep(0)
+    assert len(part.calls) == 1
