@@ -24,6 +24,7 @@ registration from :class:`LookupError`, so code written against the builtins kee
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 
 class LwM2MError(Exception):
@@ -219,7 +220,7 @@ class ObserveRefused(DeviceError):
         code: int = getattr(response, "code", 0)
         diagnostic: str = getattr(response, "diagnostic", "")
         super().__init__(f"observe refused: {_code_str(code)} {diagnostic}", code)
-        self.response = response
+        self.response: Any = response
 
 
 class RegistrationFailed(LwM2MError):
@@ -246,7 +247,7 @@ class FirmwareError(LwM2MError):
     def __init__(self, result: object, message: str = "") -> None:
         name: str = getattr(result, "name", str(result))
         super().__init__(message or name.lower().replace("_", " "))
-        self.result = result
+        self.result: Any = result
 
 
 # --- requests to devices ----------------------------------------------------------------

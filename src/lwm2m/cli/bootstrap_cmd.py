@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path as PathLib
 from typing import Any
 
@@ -135,7 +135,7 @@ def bootstrap(
 # --- configurations ------------------------------------------------------------------------------
 
 
-def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+def _with_store(data: str, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     try:
         store = open_data(data, None)
     except Exception as exc:

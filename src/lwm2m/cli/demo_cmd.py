@@ -44,7 +44,14 @@ async def demo_session(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with LwM2MServer(ServerConfig(host=host, port=coap_port), store) as server:
-        http = http_server(create_app(server, bind_host=host, **(guard or {})), host, http_port)
+        guard = guard or {}
+        app = create_app(
+            server,
+            bind_host=host,
+            allowed_hosts=guard.get("allowed_hosts", ()),
+            cors_origins=guard.get("cors_origins", ()),
+        )
+        http = http_server(app, host, http_port)
         task, base = await start_http(http, host, http_port)
         try:
             click.echo(f"lwm2m demo: console on {base}/  (REST API {base}/api, CoAP {server.uri})")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
@@ -33,7 +33,7 @@ from lwm2m.transport.http import url_path
 GENERATED_KEY_BYTES = 16
 
 
-def _with_store(data: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+def _with_store(data: str, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     from lwm2m.cli.server_cmd import open_data
 
     try:

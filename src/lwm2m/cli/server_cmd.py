@@ -308,8 +308,14 @@ async def serve(
         LwM2MServer(config, store, models=models) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
     ):
-        guard = {"bind_host": http_host, "allowed_hosts": allowed_hosts, "cors_origins": cors_origins}
-        app = create_app(server, api_token=token, bootstrap=bootstrap, **guard)
+        app = create_app(
+            server,
+            api_token=token,
+            bootstrap=bootstrap,
+            bind_host=http_host,
+            allowed_hosts=allowed_hosts,
+            cors_origins=cors_origins,
+        )
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
