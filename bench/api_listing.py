@@ -1,6 +1,6 @@
 """CoAP round-trip time while the REST API lists a large fleet: ``GET /api/clients`` page by page.
 
-The server (``LwM2MServer`` with the memory store, or ``--store sqlite``, and its REST API
+The server (``Server`` with the memory store, or ``--store sqlite``, and its REST API
 on uvicorn) runs in this process on one event loop, as ``lwm2m server`` runs them. Other processes (so
 they do not share the GIL with the server) do the rest:
 
@@ -184,7 +184,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Phase], int, float]:
     from lwm2m.cli.server_cmd import http_server, start_http, tune_gc
     from lwm2m.server.config import ServerConfig
     from lwm2m.server.registrar import RegistrationLimits
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
     from lwm2m.web.app import create_app
 
     loop = asyncio.get_running_loop()
@@ -195,7 +195,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Phase], int, float]:
 
         store = SqliteStore(os.path.join(args.tmp, "store.db"))
     # 100,000 Registers from one address: the per-address rate limit would spread them over minutes.
-    server = LwM2MServer(
+    server = Server(
         ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None)), store
     )
     await server.start()

@@ -1,7 +1,7 @@
 """The console's fleet page over 10,000 devices: time from the last key of a name filter to
 the table showing the filtered rows.
 
-The server (``LwM2MServer`` with the memory store, the registration rate limit lifted, and its
+The server (``Server`` with the memory store, the registration rate limit lifted, and its
 REST API on uvicorn) runs in this process; another process registers ``--clients`` endpoints
 ``client-000000``… with raw CoAP Registers from ``--sockets`` source ports (the storm of
 ``bench/server_load.py``). Debian's Chromium, driven by Playwright, opens the fleet page and
@@ -121,12 +121,12 @@ async def run_all(args: argparse.Namespace) -> tuple[int, float, dict[str, list[
     from lwm2m.cli.server_cmd import http_server, start_http
     from lwm2m.server.config import ServerConfig
     from lwm2m.server.registrar import RegistrationLimits
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
     from lwm2m.web.app import create_app
 
     loop = asyncio.get_running_loop()
     ctx = mp.get_context("spawn")
-    server = LwM2MServer(
+    server = Server(
         ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None))
     )
     await server.start()

@@ -1,6 +1,6 @@
 """How long the registration expiry sweep holds up the server's event loop, at fleet scale.
 
-An ``LwM2MServer`` (memory store, and SQLite) is given ``--count`` registrations directly in
+An ``Server`` (memory store, and SQLite) is given ``--count`` registrations directly in
 its store, with expiry times spread so that about ``--per-second`` of them (default 1%) run
 out each second, and runs for ``--seconds`` with its expiry sweep as in production (the
 server's own loop, once a second). Beside it a 1 ms timer measures how late the loop lets
@@ -99,7 +99,7 @@ def fill_sqlite(path: str, count: int, base: float, per_second: float) -> None:
 async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
     from lwm2m.cli.server_cmd import tune_gc
     from lwm2m.server.config import ServerConfig
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
     from lwm2m.storage.memory import MemoryStore
     from lwm2m.storage.sqlite import SqliteStore
 
@@ -117,7 +117,7 @@ async def measure(kind: str, count: int, args: argparse.Namespace) -> Run:
         fill_sqlite(path, count, base, args.per_second)
         store = SqliteStore(path)
     fill_seconds = time.perf_counter() - started
-    server = LwM2MServer(ServerConfig(host=HOST, port=free_port()), store)
+    server = Server(ServerConfig(host=HOST, port=free_port()), store)
     registrar = server.registrar
     for r in registrations(count, base, args.per_second):  # the addresses a server learns
         registrar.remember(r.endpoint, r.address)

@@ -1,6 +1,6 @@
 """LwM2M server under load over loopback: a registration storm, notification ingest, memory per client.
 
-The server (``LwM2MServer``) runs in this process, on uvloop if installed; the
+The server (``Server``) runs in this process, on uvloop if installed; the
 clients are simulated by a separate process (so it does not share the GIL with
 the server) on raw UDP sockets with a few hand-built CoAP datagrams:
 
@@ -332,7 +332,7 @@ class Results:
 async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
     from lwm2m.server.config import ServerConfig
     from lwm2m.server.events import NotificationReceived
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
     from lwm2m.transport.eventloop import is_uvloop
 
     loop = asyncio.get_running_loop()
@@ -346,7 +346,7 @@ async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
     from lwm2m.server.registrar import RegistrationLimits
 
     # Every device registers from 127.0.0.1 at full speed: no per-address registration rate.
-    server = LwM2MServer(
+    server = Server(
         ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None)), store
     )
     await server.start()

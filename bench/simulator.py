@@ -1,7 +1,7 @@
 """The fleet simulator under load: registration time, staying registered, reads served, memory and CPU.
 
 The simulated devices (``lwm2m.simulator.Fleet``) run in this process, on
-uvloop if installed; our server (``LwM2MServer``, memory store) runs in a
+uvloop if installed; our server (``Server``, memory store) runs in a
 separate process so its CPU is not counted here, and so does the load
 generator, which lives in the server's process and reads one resource of
 every device once per second through the server's Python API (so over CoAP),
@@ -121,7 +121,7 @@ def _percentile(values: list[float], p: float) -> float:
 
 async def _serve(conn, use_uvloop: bool) -> None:
     from lwm2m.server.config import ServerConfig
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
 
     loop = asyncio.get_running_loop()
 
@@ -134,7 +134,7 @@ async def _serve(conn, use_uvloop: bool) -> None:
     from lwm2m.server.registrar import RegistrationLimits
 
     # Every device registers from 127.0.0.1 at --rate: no per-address registration rate.
-    async with LwM2MServer(
+    async with Server(
         ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None))
     ) as server:
         tune_gc()  # as `lwm2m server` runs

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from pathlib import Path
 
@@ -64,6 +65,22 @@ def test_no_exception_class_outside_the_error_module(module: Path) -> None:
                     f"{module.relative_to(SRC)}:{node.lineno} defines {node.name}({name}): "
                     "exceptions belong in lwm2m/errors.py"
                 )
+
+
+MODULES = sorted(
+    ".".join(("lwm2m", *p.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+    for p in SRC.rglob("*.py")
+    if p.name != "__main__.py"
+)
+
+
+def test_every_exception_class_of_the_package_is_defined_in_the_error_module() -> None:
+    # Importing every module also finds subclasses of our own errors defined elsewhere.
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__.startswith("lwm2m"):
+                assert cls.__module__ == "lwm2m.errors", f"{cls.__module__}.{cls.__name__}"
 
 
 def test_device_error_carries_its_code() -> None:

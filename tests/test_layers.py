@@ -302,19 +302,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
-# Circles in packages being reworked on their own (the client's reporting and observer parts,
-# the web app's bootstrap API): tolerated here until that work lands, then this set is emptied.
-KNOWN_CIRCLES: frozenset[tuple[str, ...]] = frozenset(
-    {
-        ("lwm2m.client.client", "lwm2m.client.registration", "lwm2m.client.reporting"),
-        ("lwm2m.client.handler", "lwm2m.client.observer"),
-        ("lwm2m.web.app", "lwm2m.web.bootstrap_api"),
-    }
-)
-
-
 def test_no_import_circles() -> None:
-    cycles = [c for c in _cycles(_graph()) if tuple(c) not in KNOWN_CIRCLES]
+    cycles = _cycles(_graph())
     assert not cycles, "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 

@@ -86,8 +86,8 @@ def test_readme_block_runs(index: int, tmp_path: Path) -> None:
 
 def test_a_fragment_is_not_a_program() -> None:
     fragment = (
-        "from lwm2m.server.server import LwM2MServer\n\n"
-        "async with LwM2MServer(port=5683) as server:\n"
+        "from lwm2m.server.role import Server\n\n"
+        "async with Server(port=5683) as server:\n"
         "    print(await server.read('ep', '/3/0'))\n"
     )
     assert program_problems(fragment)  # top-level async with: not even valid Python

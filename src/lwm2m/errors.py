@@ -292,6 +292,10 @@ class DtlsHandshakeError(RequestAborted, SecurityError):
     """The DTLS handshake with the peer of a request failed (its reason is the message)."""
 
 
+class NoDtlsSession(RequestAborted, SecurityError):
+    """No DTLS session with the peer, and no client credentials to make one."""
+
+
 class IdentityInUse(SecurityError, ValueError):
     """The PSK identity already belongs to another endpoint."""
 

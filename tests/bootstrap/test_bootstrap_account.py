@@ -1,7 +1,7 @@
 """The device's bootstrap server account survives every bootstrap (LwM2M-TS-Core 1.2 §6.1.7.3,
 §6.1.7.6, §6.1.7.7): a Bootstrap-Discover finds it, nothing is written over it or deleted, the
 configurations that would do it are refused with the reason, and a Bootstrap-Pack keeps clear of
-it. Against a scripted device on aiocoap, and against our LwM2MClient with its bootstrap account
+it. Against a scripted device on aiocoap, and against our Client with its bootstrap account
 at /0/1 or /0/7, re-bootstrapping through the Bootstrap-Request Trigger /1/x/9."""
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from tests.helpers.events import next_event
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import Security
 from lwm2m.coap.numbers import Code
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 SERVERS = [
     {"uri": "coap://one.example", "shortServerId": 101},
@@ -182,13 +182,13 @@ async def test_a_pack_keeps_clear_of_the_account_the_configuration_names(account
 # --- our own client, its factory bootstrap account at a non-zero instance ------------------------
 
 
-def _plain(server: LwM2MServer, ssid: int, **extra: Any) -> BootstrapConfig:
+def _plain(server: Server, ssid: int, **extra: Any) -> BootstrapConfig:
     return BootstrapConfig.from_json(
         {"servers": [{"uri": server.uri, "shortServerId": ssid, "lifetime": 120}], **extra}
     )
 
 
-def _accounts(client: LwM2MClient) -> dict[int, tuple[bool, Any]]:
+def _accounts(client: Client) -> dict[int, tuple[bool, Any]]:
     return {
         s.id: (bool(s.get(Security.BOOTSTRAP)), s.get(Security.SHORT_SERVER_ID))
         for s in client.tree.instances(0)
@@ -201,17 +201,15 @@ async def test_our_client_keeps_its_bootstrap_account_and_bootstraps_again_throu
     account: int, pack: bool
 ) -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as first,
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as second,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as first,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as second,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         await bs.set_config("factory", _plain(first, 101, deletePaths=["/0", "/1"]))
         bs_events, first_events, second_events = bs.events(), first.events(), second.events()
         factory = Security(account, uri=bs.uri, bootstrap=True, short_server_id=None)
         temperature = ObjectInstance(0, {5700: 20.0}, object_id=3303)
-        client = LwM2MClient(
-            "factory", objects=[factory, temperature], config=ClientConfig(bootstrap_pack=pack)
-        )
+        client = Client("factory", objects=[factory, temperature], config=ClientConfig(bootstrap_pack=pack))
         async with client:
             await next_event(first_events, ClientRegistered)
             await next_event(bs_events, BootstrapFinished)

@@ -1,4 +1,4 @@
-"""A client with only bootstrap credentials ends up registered with our LwM2MServer using what the
+"""A client with only bootstrap credentials ends up registered with our Server using what the
 BootstrapServer gave it, and the server reads it (LwM2M-TS-Core 1.2 §6.1, §6.2)."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from tests.helpers.ports import free_udp_port
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFailed, BootstrapFinished, BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.bootstrap.server import security_info
-from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ClientState, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import Security
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.storage.memory import MemorySecurityStore
 from lwm2m.transport.dtls.config import PskCredentials
@@ -25,7 +25,7 @@ from lwm2m.transport.dtls.config import PskCredentials
 FAST = EndpointConfig(ack_timeout=0.2, max_retransmit=1)
 
 
-def plain_config(server: LwM2MServer, ssid: int = 101, lifetime: int = 120) -> BootstrapConfig:
+def plain_config(server: Server, ssid: int = 101, lifetime: int = 120) -> BootstrapConfig:
     return BootstrapConfig.from_json(
         {
             "servers": [{"uri": server.uri, "shortServerId": ssid, "lifetime": lifetime, "binding": "U"}],
@@ -42,12 +42,12 @@ def temperature() -> ObjectInstance:
 @pytest.mark.parametrize(("version", "pack"), [("1.2", False), ("1.0", False), ("1.2", True)])
 async def test_bootstrap_only_client_registers_with_the_server_it_was_given(version: str, pack: bool) -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         await bs.set_config("e2e", plain_config(server))
         bs_events, events = bs.events(), server.events()
-        client = LwM2MClient(
+        client = Client(
             "e2e",
             bootstrap=bs.uri,
             objects=[temperature()],
@@ -87,13 +87,13 @@ async def test_bootstrap_only_client_registers_with_the_server_it_was_given(vers
 
 async def test_bootstrap_request_trigger_moves_the_client_to_another_server() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as first,
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as second,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as first,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as second,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         await bs.set_config("mover", plain_config(first))
         first_events, second_events = first.events(), second.events()
-        async with LwM2MClient("mover", bootstrap=bs.uri, objects=[temperature()]) as client:
+        async with Client("mover", bootstrap=bs.uri, objects=[temperature()]) as client:
             await next_event(first_events, ClientRegistered)
             await bs.set_config("mover", plain_config(second, ssid=202))
             # The server executes the Bootstrap-Request Trigger (§E.2, /1/x/9).
@@ -108,12 +108,12 @@ async def test_bootstrap_request_trigger_moves_the_client_to_another_server() ->
 async def test_client_that_cannot_register_anymore_bootstraps_again() -> None:
     dead = f"coap://127.0.0.1:{free_udp_port()}"  # nobody answers there
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         await bs.set_config("fallback", plain_config(server))
         events = server.events()
-        client = LwM2MClient(
+        client = Client(
             "fallback",
             dead,
             [temperature()],
@@ -130,9 +130,7 @@ async def test_client_that_cannot_register_anymore_bootstraps_again() -> None:
 async def test_unknown_endpoint_is_refused_and_the_client_keeps_asking() -> None:
     async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         events = bs.events()
-        client = LwM2MClient(
-            "nobody", bootstrap=bs.uri, config=ClientConfig(retry_initial=0.05, retry_max=0.1)
-        )
+        client = Client("nobody", bootstrap=bs.uri, config=ClientConfig(retry_initial=0.05, retry_max=0.1))
         async with client:
             first = await next_event(events, BootstrapFailed)
             second = await next_event(events, BootstrapFailed)
@@ -145,7 +143,7 @@ async def test_unknown_endpoint_is_refused_and_the_client_keeps_asking() -> None
 
 async def test_server_reads_what_it_needs_and_the_session_log_is_kept() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         config = BootstrapConfig.from_json(
@@ -156,7 +154,7 @@ async def test_server_reads_what_it_needs_and_the_session_log_is_kept() -> None:
         )
         await bs.set_config("logged", config)
         events = server.events()
-        async with LwM2MClient("logged", bootstrap=bs.uri):
+        async with Client("logged", bootstrap=bs.uri):
             await next_event(events, ClientRegistered)
             assert (await server.read("logged", "/3/0/14")).records[0].value == "+02:00"
         (session,) = bs.sessions()
@@ -168,7 +166,7 @@ async def test_over_dtls_psk_the_client_registers_with_the_keys_it_was_given() -
     """The issue's end-to-end case: bootstrap credentials only; the bootstrap server hands out a
     coaps:// account with a PSK it also gives the LwM2M server; the client registers over DTLS."""
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         assert server.coaps_uri is not None
@@ -189,7 +187,7 @@ async def test_over_dtls_psk_the_client_registers_with_the_keys_it_was_given() -
         await bs.set_config("secure-1", config)
         await server.security.put(security_info("secure-1", config))
         events = server.events()
-        async with LwM2MClient("secure-1", bootstrap=bs.uri, objects=[temperature()]) as client:
+        async with Client("secure-1", bootstrap=bs.uri, objects=[temperature()]) as client:
             registration = (await next_event(events, ClientRegistered)).registration
             assert registration.endpoint == "secure-1"
             assert client.server_uri is not None and client.server_uri.scheme == "coaps"
@@ -201,7 +199,7 @@ async def test_over_dtls_psk_the_client_registers_with_the_keys_it_was_given() -
 
 async def test_a_wrong_psk_never_registers_and_the_client_bootstraps_again() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         assert server.coaps_uri is not None
@@ -219,7 +217,7 @@ async def test_a_wrong_psk_never_registers_and_the_client_bootstraps_again() -> 
             coap_config=FAST,
             request_timeout=1.0,
         )
-        client = LwM2MClient("wrong-1", bootstrap=bs.uri, config=config)
+        client = Client("wrong-1", bootstrap=bs.uri, config=config)
         async with client:
             await next_event(bs_events, BootstrapFinished)
             await next_event(bs_events, BootstrapFinished, timeout=15)  # asked again after failing
@@ -233,7 +231,7 @@ async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
     await credentials.put(SecurityInfo("full-1", "full-1-bs", bootstrap_key))
     await credentials.put(SecurityInfo("other-1", "other-1-bs", bootstrap_key))
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0, coaps_port=0), security=credentials) as bs,
     ):
         assert server.coaps_uri is not None and bs.coaps_uri is not None
@@ -249,7 +247,7 @@ async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
         await server.security.put(security_info("full-1", config))
         events, bs_events = server.events(), bs.events()
         psk = PskCredentials("full-1-bs", bootstrap_key)
-        async with LwM2MClient("full-1", bootstrap=bs.coaps_uri, config=ClientConfig(psk=psk)) as client:
+        async with Client("full-1", bootstrap=bs.coaps_uri, config=ClientConfig(psk=psk)) as client:
             registration = (await next_event(events, ClientRegistered)).registration
             assert registration.endpoint == "full-1"
             assert (await server.read("full-1", "/1/0/0")).records[0].value == 9
@@ -258,12 +256,10 @@ async def test_everything_over_dtls_psk_bootstrap_server_included() -> None:
             assert client.server_uri is not None and client.server_uri.scheme == "coaps"
 
         # An endpoint with bootstrap credentials never bootstraps over plain CoAP, nor as another.
-        async with LwM2MClient("full-1", bootstrap=bs.uri, config=ClientConfig(retry_initial=10)):
+        async with Client("full-1", bootstrap=bs.uri, config=ClientConfig(retry_initial=10)):
             refused = await next_event(bs_events, BootstrapFailed)
             assert "bootstraps over DTLS" in refused.reason
         other = PskCredentials("other-1-bs", bootstrap_key)
-        async with LwM2MClient(
-            "full-1", bootstrap=bs.coaps_uri, config=ClientConfig(psk=other, retry_initial=10)
-        ):
+        async with Client("full-1", bootstrap=bs.coaps_uri, config=ClientConfig(psk=other, retry_initial=10)):
             refused = await next_event(bs_events, BootstrapFailed)
             assert refused.reason == "these DTLS credentials are 'other-1''s, not 'full-1''s"

@@ -17,10 +17,10 @@ from tests.helpers.events import next_event
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.cli import main
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.sqlite import SqliteStore
 
 
@@ -106,7 +106,7 @@ async def test_bootstrap_command_and_client_command_set_a_device_up(tmp_path: Pa
     data = str(tmp_path / "data")
     bs_port, http = free_udp_port(), free_tcp_port()
     env = {**os.environ, "NO_COLOR": "1"}
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         add = ("bootstrap", "config", "add", "cli-dev", "--server", server.uri, "--discover", "--data", data)
         added = await asyncio.to_thread(invoke, *add)  # the command runs an event loop of its own
@@ -156,7 +156,7 @@ def test_server_with_a_bootstrap_port_serves_both_with_one_api() -> None:
         assert httpx.put(f"{base}/api/bootstrap/bad", json={"servers": []}, timeout=5).status_code == 400
 
         async def device() -> None:
-            async with LwM2MClient("both", bootstrap=f"coap://127.0.0.1:{bs_port}") as client:
+            async with Client("both", bootstrap=f"coap://127.0.0.1:{bs_port}") as client:
                 await client.wait_registered(10)
 
         asyncio.run(device())
@@ -194,7 +194,7 @@ async def test_one_command_sets_a_device_up_over_dtls_psk(tmp_path: Path) -> Non
     own = ("security", "add", "dtls-dev", "--psk-identity", "dtls-dev-bs", "--psk-key", bootstrap_key)
     assert (await asyncio.to_thread(invoke, *own, "--data", str(data / "bootstrap"))).exit_code == 0
     with SqliteStore(data / "lwm2m.db") as db:
-        async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=coaps), db) as server:
+        async with Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=coaps), db) as server:
             events = server.events()
             bs = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "lwm2m", "bootstrap", "--coap-port", str(bs_port),

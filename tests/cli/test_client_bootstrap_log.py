@@ -19,7 +19,7 @@ from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.protocol.bootstrap import downlink_name
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 
 def test_every_bootstrap_operation_has_its_name() -> None:
@@ -36,7 +36,7 @@ def test_every_bootstrap_operation_has_its_name() -> None:
 
 async def test_the_bootstrap_log_names_each_operation() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         config = {

@@ -15,7 +15,7 @@ from tests.helpers.server import next_event
 
 from lwm2m.cli import main
 from lwm2m.cli.client_cmd import profiles, server_accounts
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.core import Device, Security, ServerAccount
 from lwm2m.coap.numbers import Code
 from lwm2m.model.catalogue import load_catalogue
@@ -23,7 +23,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 
 def _mandatory_readable(object_id: int) -> set[int]:
@@ -33,7 +33,7 @@ def _mandatory_readable(object_id: int) -> set[int]:
 
 
 async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sigint() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -164,7 +164,7 @@ def test_the_default_profile_and_the_simulator_profiles_are_offered() -> None:
 @pytest.mark.parametrize("name", list(profiles()))
 def test_every_profile_builds_its_core_objects_with_their_mandatory_resources(name: str) -> None:
     objects = list(profiles()[name](endpoint="dev-7"))
-    client = LwM2MClient("dev-7", "coap://127.0.0.1:1", objects)  # adds the server account
+    client = Client("dev-7", "coap://127.0.0.1:1", objects)  # adds the server account
     catalogue = load_catalogue()
     for object_id, core in ((0, Security), (1, ServerAccount), (3, Device)):
         instances = client.tree.instances(object_id)
@@ -181,7 +181,7 @@ def test_every_profile_builds_its_core_objects_with_their_mandatory_resources(na
 
 
 async def test_client_registers_with_every_server_given() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as first, LwM2MServer(ServerConfig(port=0)) as second:
+    async with Server(ServerConfig(port=0)) as first, Server(ServerConfig(port=0)) as second:
         events1, events2 = first.events(), second.events()
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -19,7 +19,7 @@ from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.registrar import RegistrationLimits
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 # time, level, logger name, message
@@ -104,7 +104,7 @@ async def test_server_info_logs_registrations_and_no_messages() -> None:
 
 async def test_client_prints_the_code_and_diagnostic_of_a_refused_registration() -> None:
     limits = RegistrationLimits(max_endpoint_length=8)
-    async with LwM2MServer(ServerConfig(port=0, registration_limits=limits)) as server:
+    async with Server(ServerConfig(port=0, registration_limits=limits)) as server:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

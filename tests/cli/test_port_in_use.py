@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.listen import bind_tcp
 
 
@@ -82,7 +82,7 @@ async def test_the_server_names_the_address_and_closes_what_it_opened() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
         holder.bind(("127.0.0.1", 0))
         port = holder.getsockname()[1]
-        server = LwM2MServer(ServerConfig(port=0, coaps_port=port))
+        server = Server(ServerConfig(port=0, coaps_port=port))
         with pytest.raises(OSError) as exc:
             await server.start()
         assert exc.value.filename == f"127.0.0.1:{port}"

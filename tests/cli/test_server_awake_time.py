@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.cli import main
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT, Presence
 
@@ -49,7 +49,7 @@ async def test_a_queue_mode_client_is_shown_asleep_after_the_awake_time_given() 
         line = await asyncio.to_thread(proc.stdout.readline)
         assert f"coap://127.0.0.1:{coap}" in line, line
         async with (
-            LwM2MClient("queued", f"coap://127.0.0.1:{coap}", config=ClientConfig(queue_mode=True)) as client,
+            Client("queued", f"coap://127.0.0.1:{coap}", config=ClientConfig(queue_mode=True)) as client,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{http}") as api,
         ):
             await client.wait_registered(10)

@@ -17,7 +17,7 @@ from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.web.app import create_app
 
@@ -34,7 +34,7 @@ async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -
 
 
 async def test_simulate_registers_the_fleet_reports_and_deregisters_on_sigint() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -87,7 +87,7 @@ async def test_simulate_registers_the_fleet_reports_and_deregisters_on_sigint() 
 
 
 async def test_simulate_stops_by_itself_after_its_duration() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -143,7 +143,7 @@ async def _interrupt(proc: asyncio.subprocess.Process, seen: list[str]) -> str:
 
 async def test_simulate_over_dtls_gives_the_server_a_key_per_device_through_its_api() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
         served(create_app(server, api_token="sim-token")) as base,
     ):
         assert server.coaps_uri is not None
@@ -190,7 +190,7 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
     store = SqliteStore(tmp_path / "lwm2m.db")
     try:
         async with (
-            LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0), store) as server,
+            Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0), store) as server,
             BootstrapServer(BootstrapServerConfig(port=0), store) as bs,
         ):
             assert server.coaps_uri is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
@@ -33,7 +33,7 @@ from lwm2m.protocol.bootstrap import (
 )
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 P = Path.parse
@@ -107,9 +107,9 @@ def links(answer: Message) -> dict[str, dict[str, str | None]]:
 
 
 async def test_every_operation_of_a_session_is_answered() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
-        async with LwM2MClient("scripted", bootstrap=bs.uri, objects=[temperature()]) as client:
+        async with Client("scripted", bootstrap=bs.uri, objects=[temperature()]) as client:
             request = (await bs.next_request()).message
             assert request.code == Code.POST and request.uri_query == ("ep=scripted", "pct=112")
 
@@ -192,7 +192,7 @@ async def next_registration(events: Any) -> Any:
 async def test_bad_bootstrap_requests_are_refused_and_change_nothing(message: Message, code: int) -> None:
     async with (
         scripted() as bs,
-        LwM2MClient("strict", bootstrap=bs.uri, config=ClientConfig(bootstrap_timeout=5)) as client,
+        Client("strict", bootstrap=bs.uri, config=ClientConfig(bootstrap_timeout=5)) as client,
     ):
         await bs.next_request()
         before = {(i.definition.id, i.id) for i in client.tree}
@@ -202,7 +202,7 @@ async def test_bad_bootstrap_requests_are_refused_and_change_nothing(message: Me
 
 async def test_finish_with_no_usable_account_is_4_06_and_nothing_stays() -> None:
     async with scripted() as bs:
-        client = LwM2MClient(
+        client = Client(
             "inconsistent", bootstrap=bs.uri, objects=[temperature()], config=ClientConfig(retry_initial=0.05)
         )
         async with client:
@@ -228,9 +228,9 @@ async def test_finish_with_no_usable_account_is_4_06_and_nothing_stays() -> None
 
 
 async def test_a_failed_session_restores_the_accounts_the_client_had() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
-        client = LwM2MClient(
+        client = Client(
             "restored",
             lwm2m.uri,
             [temperature()],
@@ -262,7 +262,7 @@ async def test_a_failed_session_restores_the_accounts_the_client_had() -> None:
 
 
 async def test_requests_from_elsewhere_during_a_session_see_no_security() -> None:
-    async with scripted() as bs, LwM2MClient("private", bootstrap=bs.uri) as client:
+    async with scripted() as bs, Client("private", bootstrap=bs.uri) as client:
         await bs.next_request()
         async with open_udp_endpoint("127.0.0.1", 0) as other:
             peer = ("127.0.0.1", client.port)
@@ -275,7 +275,7 @@ async def test_requests_from_elsewhere_during_a_session_see_no_security() -> Non
 async def test_a_1_0_client_sends_no_pct_and_has_no_bootstrap_read() -> None:
     async with (
         scripted() as bs,
-        LwM2MClient("old", bootstrap=bs.uri, config=ClientConfig(lwm2m_version="1.0")),
+        Client("old", bootstrap=bs.uri, config=ClientConfig(lwm2m_version="1.0")),
     ):
         request = (await bs.next_request()).message
         assert request.uri_query == ("ep=old",)
@@ -285,9 +285,9 @@ async def test_a_1_0_client_sends_no_pct_and_has_no_bootstrap_read() -> None:
 
 
 async def test_trigger_without_a_bootstrap_account_is_refused() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as lwm2m:
         events = lwm2m.events()
-        async with LwM2MClient("plain", lwm2m.uri):
+        async with Client("plain", lwm2m.uri):
             await next_registration(events)
             assert (await lwm2m.execute("plain", "/1/0/9")).code == Code.METHOD_NOT_ALLOWED
 
@@ -296,7 +296,7 @@ async def test_an_inconsistent_bootstrap_pack_changes_nothing() -> None:
     async with scripted() as bs:
         records = [*server(0, 101), *security(1, "coaps://secured", 101)]  # NoSec on coaps
         bs.pack = get_codec(CF.SENML_CBOR).encode(records, P("/"), MODELS)
-        client = LwM2MClient(
+        client = Client(
             "packed", bootstrap=bs.uri, config=ClientConfig(bootstrap_pack=True, retry_initial=0.05)
         )
         async with client:
@@ -318,7 +318,7 @@ async def test_the_bootstrap_account_is_never_made_a_server_account_nor_deleted(
     Bootstrap-Delete of /, /0 or /0/7 leaves it (LwM2M-TS-Core 1.2 §6.1.7.6)."""
     async with scripted() as bs:
         factory = Security(7, uri=bs.uri, bootstrap=True, short_server_id=None)
-        async with LwM2MClient("kept", objects=[factory], config=ClientConfig(bootstrap_timeout=5)) as client:
+        async with Client("kept", objects=[factory], config=ClientConfig(bootstrap_timeout=5)) as client:
             await bs.next_request()
             over = await bs.send(BootstrapWriteRequest(P("/0/7"), security(7, "coap://h", 101)))
             assert over.code == Code.BAD_REQUEST and b"bootstrap server account" in over.payload
@@ -336,16 +336,14 @@ async def test_the_bootstrap_account_is_never_made_a_server_account_nor_deleted(
 
 
 async def test_a_pack_landing_on_the_bootstrap_account_goes_to_a_free_instance() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as lwm2m, scripted() as bs:
         events = lwm2m.events()
         # A server that does not know the device's layout put the account at /0/1.
         bs.pack = get_codec(CF.SENML_CBOR).encode(
             [*security(1, lwm2m.uri, 101), *server(0, 101)], P("/"), MODELS
         )
         factory = Security(1, uri=bs.uri, bootstrap=True, short_server_id=None)
-        async with LwM2MClient(
-            "moved", objects=[factory], config=ClientConfig(bootstrap_pack=True)
-        ) as client:
+        async with Client("moved", objects=[factory], config=ClientConfig(bootstrap_pack=True)) as client:
             await next_registration(events)
             assert client.tree.instance(0, 1) is factory and factory.get(Security.BOOTSTRAP) is True
             moved = client.tree.instance(0, 0)

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import DEFAULT_AWAKE_TIME, ClientConfig
+from lwm2m.client.role import Client
 from lwm2m.errors import ConfigError
 from lwm2m.transport.dtls.config import PskCredentials, X509Credentials
 
@@ -66,7 +66,7 @@ def test_psk_and_certificate_together_are_refused() -> None:
 def test_config_errors_are_value_errors_and_the_client_takes_the_config() -> None:
     with pytest.raises(ValueError, match="lwm2m_version"):
         ClientConfig(lwm2m_version="0.9")
-    client = LwM2MClient("ep", "coap://127.0.0.1:5683", config=ClientConfig(lifetime=120, binding="UQ"))
+    client = Client("ep", "coap://127.0.0.1:5683", config=ClientConfig(lifetime=120, binding="UQ"))
     assert client.config.lifetime == 120 and client.lifetime == 120 and client.binding == "UQ"
     with pytest.raises(ConfigError, match="endpoint name"):
-        LwM2MClient("", "coap://127.0.0.1:5683")
+        Client("", "coap://127.0.0.1:5683")

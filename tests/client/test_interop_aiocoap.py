@@ -1,4 +1,4 @@
-"""Our LwM2MClient against an LwM2M server written here on aiocoap (a CoAP stack we did not write).
+"""Our Client against an LwM2M server written here on aiocoap (a CoAP stack we did not write).
 
 The aiocoap side keeps a small registration directory (POST /rd, then POST and
 DELETE on /rd/{id}) and sends its device-management requests to the address the
@@ -22,7 +22,7 @@ import cbor2
 import pytest
 from tests.helpers.ports import free_udp_port
 
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 
 TEXT, LINK, SENML_CBOR, TLV = 0, 40, 112, 11542
@@ -103,7 +103,7 @@ class RegistrationResource(aioresource.Resource):
 class World:
     ctx: aiocoap.Context
     directory: Directory
-    client: LwM2MClient
+    client: Client
     device: Device
     remote: Any = None
 
@@ -164,7 +164,7 @@ async def world() -> AsyncIterator[World]:
     ctx, directory, port = await aiocoap_server()
     device = Device()
     temperature = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
-    client = LwM2MClient(
+    client = Client(
         "aio-dev", f"coap://127.0.0.1:{port}", objects=[device, temperature], config=ClientConfig(lifetime=60)
     )
     try:
@@ -241,7 +241,7 @@ async def test_registers_with_the_aiocoap_server_and_deregisters_on_stop() -> No
     ctx, directory, port = await aiocoap_server()
     try:
         objects = [ObjectInstance(0, {5700: 21.5}, object_id=3303)]
-        client = LwM2MClient(
+        client = Client(
             "aio-reg", f"coap://127.0.0.1:{port}", objects=objects, config=ClientConfig(lifetime=90)
         )
         async with client:

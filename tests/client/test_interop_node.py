@@ -1,4 +1,4 @@
-"""Our LwM2MClient (as LwM2M 1.0) against lwm2m-node-lib's server (npm, installed by the Makefile).
+"""Our Client (as LwM2M 1.0) against lwm2m-node-lib's server (npm, installed by the Makefile).
 
 tests/peers/node_server.js runs the lwm2m-node-lib server, prints a JSON line
 for each thing it sees and reads a resource when told on stdin. Two of its
@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.helpers.ports import free_udp_port
 
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
@@ -86,7 +86,7 @@ async def node_server() -> AsyncIterator[NodeServer]:
 async def test_node_server_registers_a_1_0_client_and_reads_a_resource(node_server: NodeServer) -> None:
     requests: list[tuple[RequestReceived, Message]] = []
     temperature = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
-    client = LwM2MClient(
+    client = Client(
         "node-dev",
         f"coap://127.0.0.1:{node_server.port}",
         objects=[temperature],

@@ -11,7 +11,7 @@ from tests.helpers.ports import free_udp_port
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
-from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ClientState, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import credentials
 from lwm2m.client.core import AccessControl, AccessRight, Security, ServerAccount
@@ -30,7 +30,7 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, NotificationReceived
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
 
@@ -38,7 +38,7 @@ FAST = EndpointConfig(ack_timeout=0.5, max_retransmit=2)
 R, W, C = AccessRight.READ, AccessRight.WRITE, AccessRight.CREATE
 
 
-def accounts(*servers: tuple[int, LwM2MServer], lifetime: int = 120) -> list[ObjectInstance]:
+def accounts(*servers: tuple[int, Server], lifetime: int = 120) -> list[ObjectInstance]:
     out: list[ObjectInstance] = []
     for n, (ssid, server) in enumerate(servers):
         out.append(Security(n, uri=server.uri, short_server_id=ssid))
@@ -61,14 +61,12 @@ def acl_for_102() -> list[ObjectInstance]:
 
 async def test_two_servers_each_a_registration_and_access_control_decides() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s102,
     ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
-        client = LwM2MClient(
-            "multi", objects=objects, config=ClientConfig(coap_config=FAST, retry_initial=0.2)
-        )
+        client = Client("multi", objects=objects, config=ClientConfig(coap_config=FAST, retry_initial=0.2))
         async with client:
             reg101 = (await next_event(events101, ClientRegistered)).registration
             reg102 = (await next_event(events102, ClientRegistered)).registration
@@ -163,10 +161,10 @@ async def test_two_servers_each_a_registration_and_access_control_decides() -> N
 
 
 async def test_a_single_server_has_every_right() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as s102:
         events = s102.events()
         objects = [*accounts((102, s102)), *acl_for_102(), temperature()]
-        async with LwM2MClient("single", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
+        async with Client("single", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
             await next_event(events, ClientRegistered)
             assert client.others == []
             write = await s102.write("single", "/3/0/13", [Record(Path.parse("/3/0/13"), 1000)])
@@ -179,8 +177,8 @@ async def test_a_single_server_has_every_right() -> None:
 
 async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_holds() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s102,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         config = BootstrapConfig.from_json(
@@ -198,7 +196,7 @@ async def test_a_bootstrap_with_two_servers_gives_two_registrations_and_its_acl_
         )
         await bs.set_config("bs-multi", config)
         events101, events102 = s101.events(), s102.events()
-        client = LwM2MClient(
+        client = Client(
             "bs-multi",
             bootstrap=bs.uri,
             objects=[temperature()],
@@ -274,8 +272,8 @@ def test_composite_operations_are_decided_path_by_path() -> None:
 
 async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
-        LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s102,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        Server(ServerConfig(port=0, coaps_port=0)) as s102,
     ):
         await s102.security.put(SecurityInfo("mixed", "mixed-id", KEY))
         assert s102.coaps_uri is not None
@@ -291,7 +289,7 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
             *acl_for_102(),
             temperature(),
         ]
-        async with LwM2MClient("mixed", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
+        async with Client("mixed", objects=objects, config=ClientConfig(coap_config=FAST)) as client:
             await next_event(events101, ClientRegistered)
             reg102 = (await next_event(events102, ClientRegistered)).registration
             assert reg102.lifetime == 140
@@ -306,7 +304,7 @@ async def test_a_coaps_server_beside_a_plain_one_gets_its_own_dtls_endpoint() ->
 
 
 async def test_an_unreachable_server_backs_off_alone() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as s101:
         events = s101.events()
         silent = f"coap://127.0.0.1:{free_udp_port()}"  # nothing answers there
         objects = [
@@ -317,7 +315,7 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
             temperature(),
         ]
         quick = EndpointConfig(ack_timeout=0.1, max_retransmit=0)
-        async with LwM2MClient(
+        async with Client(
             "lonely-2", objects=objects, config=ClientConfig(coap_config=quick, retry_initial=0.05)
         ) as client:
             await next_event(events, ClientRegistered)
@@ -330,12 +328,12 @@ async def test_an_unreachable_server_backs_off_alone() -> None:
 
 async def test_queue_mode_sleeps_and_wakes_towards_every_server() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s101,
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as s102,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s101,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as s102,
     ):
         events101, events102 = s101.events(), s102.events()
         objects = [*accounts((101, s101), (102, s102)), *acl_for_102(), temperature()]
-        client = LwM2MClient(
+        client = Client(
             "queued", objects=objects, config=ClientConfig(queue_mode=True, awake_time=0.3, coap_config=FAST)
         )
         async with client:

@@ -10,7 +10,7 @@ import socket
 import pytest
 from tests.helpers.ports import free_udp_port
 
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.coap.message import Message
 
@@ -21,7 +21,7 @@ async def first_register(version: str) -> tuple[bytes, Message]:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", port))
         sock.setblocking(False)
-        client = LwM2MClient(
+        client = Client(
             "bytes-1",
             f"coap://127.0.0.1:{port}",
             [ObjectInstance(0, {5700: 1.0}, object_id=3303)],

@@ -9,7 +9,7 @@ from typing import Any
 from tests.helpers.coap import BIG, C, S, content, notifications, register
 
 from lwm2m.coap.endpoint import Endpoint
-from lwm2m.coap.events import NotificationReceived, ObservationCancelled
+from lwm2m.coap.events import CoapNotificationReceived, ObservationCancelled
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 
@@ -116,7 +116,7 @@ def test_block2_notification_without_the_registration_is_its_first_block(net: An
     assert note.response.payload == BIG[:1024]
     assert note.response.block2 is not None and note.response.block2.more
     assert len(net.sent_by(C)) == sent  # no fetch of an unknown resource
-    assert isinstance(note, NotificationReceived)
+    assert isinstance(note, CoapNotificationReceived)
 
 
 def test_moved_observation_takes_notifications_from_the_new_address(net: Any) -> None:

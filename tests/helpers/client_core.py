@@ -6,26 +6,24 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.client.role import Client
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.management import Response
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 ENDPOINT = "core-test"
 
 
 @contextlib.asynccontextmanager
-async def running(
-    *objects: ObjectInstance, **client_args: Any
-) -> AsyncIterator[tuple[LwM2MServer, LwM2MClient]]:
+async def running(*objects: ObjectInstance, **client_args: Any) -> AsyncIterator[tuple[Server, Client]]:
     """Our server on a free port and a client serving ``objects``, registered."""
     async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(LwM2MServer(ServerConfig(host="127.0.0.1", port=0)))
-        client = LwM2MClient(
+        server = await stack.enter_async_context(Server(ServerConfig(host="127.0.0.1", port=0)))
+        client = Client(
             ENDPOINT, server.uri, objects=objects, **client_args, config=ClientConfig(lifetime=30)
         )
         await stack.enter_async_context(client)

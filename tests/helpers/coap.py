@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lwm2m.coap.events import NotificationReceived, RequestReceived, ResponseReceived
+from lwm2m.coap.events import CoapNotificationReceived, RequestReceived, ResponseReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 
@@ -30,7 +30,7 @@ def register(net: Any, payload: bytes = b"0", path: str = "/3303/0/5700") -> tup
     return token, ev
 
 
-def notifications(net: Any) -> list[NotificationReceived]:
+def notifications(net: Any) -> list[CoapNotificationReceived]:
     evs = net.events(net.c)
-    assert all(isinstance(e, NotificationReceived) for e in evs), evs
+    assert all(isinstance(e, CoapNotificationReceived) for e in evs), evs
     return evs

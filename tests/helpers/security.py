@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials
 
 
@@ -20,6 +20,6 @@ def psk(identity: str, key: bytes) -> DtlsClientConfig:
     return DtlsClientConfig(psk=PskCredentials(identity, key))
 
 
-def coaps(server: LwM2MServer) -> tuple[str, int]:
+def coaps(server: Server) -> tuple[str, int]:
     assert server.coaps_port
     return ("127.0.0.1", server.coaps_port)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.definition import ObjectDefinition, Operations, ResourceDefinition
 from lwm2m.model.value import ResourceType as T
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 VENDOR = 32769  # a private object ID (LwM2M-TS-Core 1.2 §7.1.1: 32769-42800), in no catalogue
 
@@ -29,12 +29,12 @@ def device_models():  # type: ignore[no-untyped-def]
 
 
 @contextlib.asynccontextmanager
-async def vendor_device() -> AsyncIterator[tuple[LwM2MServer, LwM2MClient]]:
+async def vendor_device() -> AsyncIterator[tuple[Server, Client]]:
     values = {1: b"\x01\x02\xff", 2: 42, 3: "hello", 4: 21.5, 5: True, 6: -2}
     models = device_models()
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
-        client = LwM2MClient(
+        client = Client(
             "vendor-1",
             server=server.uri,
             objects=[ObjectInstance(0, values, definition=models.get(VENDOR))],

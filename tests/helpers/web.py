@@ -20,7 +20,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web.app import create_app
 
@@ -48,10 +48,10 @@ class Gadget:
 
 
 @contextlib.asynccontextmanager
-async def running() -> AsyncIterator[tuple[LwM2MServer, Gadget, CoapUdpEndpoint]]:
+async def running() -> AsyncIterator[tuple[Server, Gadget, CoapUdpEndpoint]]:
     gadget = Gadget()
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
     ):
         answer = await device.request(register("dev-1"), ("127.0.0.1", server.port))
@@ -59,7 +59,7 @@ async def running() -> AsyncIterator[tuple[LwM2MServer, Gadget, CoapUdpEndpoint]
         yield server, gadget, device
 
 
-def client_for(server: LwM2MServer, token: str | None = None, *, app: Any = None) -> httpx.AsyncClient:
+def client_for(server: Server, token: str | None = None, *, app: Any = None) -> httpx.AsyncClient:
     """An API client of ``app`` (the server's API by default) that checks every answer against
     the app's OpenAPI document: a documented status, and a body that matches its schema."""
     if app is None:

@@ -14,7 +14,7 @@ import pytest
 from tests.helpers.server import next_event
 from tests.helpers.web import client_for
 
-from lwm2m.client import LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ObjectInstance
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
@@ -25,7 +25,7 @@ from lwm2m.model.record import Record
 from lwm2m.protocol.management import path_list_format
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered, NotificationReceived
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 P = Path.parse
@@ -88,7 +88,7 @@ async def test_composite_requests_carry_a_senml_path_list_and_ask_for_the_format
 ) -> None:
     script = Scripted()
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=script) as device,
     ):
         assert (await device.request(_registration(ct), ("127.0.0.1", server.port))).code == Code.CREATED
@@ -116,10 +116,10 @@ async def test_composite_requests_carry_a_senml_path_list_and_ask_for_the_format
 
 
 async def test_our_client_answers_composite_reads_and_observations_asked_in_lwm2m_cbor() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
         sensor = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
-        async with LwM2MClient("composite-1", server.uri, [sensor]) as client, client_for(server) as api:
+        async with Client("composite-1", server.uri, [sensor]) as client, client_for(server) as api:
             await next_event(events, ClientRegistered)
             url = "/api/clients/composite-1/composite"
             body: dict[str, Any] = {"paths": ["/3303/0/5700", "/3303/0/5701"]}

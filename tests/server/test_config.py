@@ -14,7 +14,7 @@ from lwm2m.errors import ConfigError
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT
 from lwm2m.server.registrar import RegistrationLimits
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.memory import MemoryStore
 
 
@@ -77,7 +77,7 @@ async def test_the_server_takes_its_settings_from_the_config() -> None:
         registration_limits=RegistrationLimits(rate=None),
         coap=EndpointConfig(exchange_lifetime=30.0, non_lifetime=30.0),
     )
-    server = LwM2MServer(config, store)
+    server = Server(config, store)
     assert server.config is config and server.store is store
     assert server.presence.awake_time == 5.0 and server.queue_timeout == 7.0
     assert server.security.nosec_endpoints == "deny" and server.registrar.rate is None

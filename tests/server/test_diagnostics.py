@@ -13,13 +13,13 @@ from tests.helpers.server import register
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapFinished, BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_text
 from lwm2m.errors import DtlsHandshakeError
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials, open_dtls_endpoint
 from lwm2m.transport.dtls.diagnostics import SessionLog
@@ -36,7 +36,7 @@ async def test_registration_update_and_deregistration_are_logged_with_endpoint_a
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
         peer = ("127.0.0.1", server.port)
         created = await device.request(register("diag-1"), peer, timeout=5)
         assert created.code == Code.CREATED
@@ -55,7 +55,7 @@ async def test_registration_update_and_deregistration_are_logged_with_endpoint_a
 async def test_expiry_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
     async with (
-        LwM2MServer(ServerConfig(port=0, expiry_interval=0.05)) as server,
+        Server(ServerConfig(port=0, expiry_interval=0.05)) as server,
         open_udp_endpoint() as device,
     ):
         port = device.port
@@ -75,7 +75,7 @@ async def test_refused_registration_is_logged_with_its_code_and_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
         peer = ("127.0.0.1", server.port)
         bad = Message.build(
             Type.CON, Code.POST, uri_path="/rd", uri_query=["ep=diag-2", "lt=0"], payload=b"</3/0>"
@@ -93,7 +93,7 @@ async def test_refused_registration_is_logged_with_its_code_and_reason(
         f"Update refused from {here} (at /rd/unknown): 4.04 Not Found: no registration 'unknown'"
         in messages(caplog, "lwm2m.server.registrar")
     )
-    assert messages(caplog, "lwm2m.server.server") == [
+    assert messages(caplog, "lwm2m.server.role") == [
         f"GET request refused from {here}: 4.04 Not Found: no resource /nothing"
     ]
 
@@ -102,7 +102,7 @@ async def test_block1_out_of_order_is_logged_as_4_08(caplog: pytest.LogCaptureFi
     caplog.set_level(logging.INFO, logger="lwm2m")
     from lwm2m.coap.option import BlockOption
 
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
         port = device.port
         # Block 2 of a transfer the server never saw the start of (RFC 7959 §2.9.2).
         orphan = Message.build(
@@ -121,7 +121,7 @@ async def test_block1_out_of_order_is_logged_as_4_08(caplog: pytest.LogCaptureFi
 
 async def test_security_refusal_is_logged_as_4_03(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
         await server.security.put(SecurityInfo("locked", "locked-id", KEY))
         answer = await device.request(register("locked"), ("127.0.0.1", server.port), timeout=5)
     assert answer.code == Code.FORBIDDEN
@@ -131,7 +131,7 @@ async def test_security_refusal_is_logged_as_4_03(caplog: pytest.LogCaptureFixtu
 
 async def test_dtls_handshake_failure_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         assert server.coaps_port
         wrong = DtlsClientConfig(psk=PskCredentials("dev-1-id", OTHER_KEY))
@@ -162,13 +162,13 @@ def test_a_flood_of_handshake_failures_is_counted_not_logged_line_by_line(
 async def test_bootstrap_sessions_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
     ):
         config = {"servers": [{"uri": server.uri, "shortServerId": 101, "lifetime": 120, "binding": "U"}]}
         await bs.set_config("bs-diag", BootstrapConfig.from_json(config))
         bs_events, events = bs.events(), server.events()
-        async with LwM2MClient("bs-diag", bootstrap=bs.uri):
+        async with Client("bs-diag", bootstrap=bs.uri):
             async for event in bs_events:
                 if isinstance(event, BootstrapFinished):
                     break
@@ -206,14 +206,14 @@ def test_describe_gives_one_line_per_coap_message() -> None:
 
 async def test_no_message_lines_unless_debug(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
         assert (
             await device.request(register("quiet"), ("127.0.0.1", server.port), timeout=5)
         ).code == Code.CREATED
     assert not [r for r in caplog.records if r.name == "lwm2m.transport.wire"]
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint() as device:
         port = device.port
         assert (
             await device.request(register("loud"), ("127.0.0.1", server.port), timeout=5)
@@ -225,7 +225,7 @@ async def test_no_message_lines_unless_debug(caplog: pytest.LogCaptureFixture) -
 
 async def test_debug_shows_coap_messages_inside_dtls_in_plaintext(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="lwm2m")
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         assert server.coaps_port
         psk = DtlsClientConfig(psk=PskCredentials("dev-1-id", KEY))

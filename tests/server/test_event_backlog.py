@@ -11,11 +11,11 @@ import pytest
 
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
-from lwm2m.server import server as server_module
+from lwm2m.server import role as server_module
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import EVENT_BACKLOG, ClientAwake, EventStream, ServerEvent
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.web.sse import EVENTS_DROPPED, event_stream
@@ -52,7 +52,7 @@ async def test_event_stream_keeps_at_most_its_backlog() -> None:
 
 
 async def test_server_events_are_bounded_by_default() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         for i in range(EVENT_BACKLOG + 500):
             server._publish(ClientAwake(f"ep-{i}"))
@@ -109,7 +109,7 @@ async def test_the_server_prunes_history_older_than_max_age(monkeypatch: pytest.
     for i in range(100):
         store.history.add("old", [Record(temperature, float(i))], received_at=now - 3600 + i)
         store.history.add("new", [Record(temperature, float(i))], received_at=now - 30)
-    async with LwM2MServer(ServerConfig(port=0, expiry_interval=0.01), store):
+    async with Server(ServerConfig(port=0, expiry_interval=0.01), store):
         for _ in range(500):
             if not await store.history.query("old"):
                 break

@@ -12,7 +12,7 @@ from tests.helpers.server import Device, register
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 SEEDS = [
@@ -40,7 +40,7 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 
 async def test_garbage_does_not_stop_the_server() -> None:
     rng = random.Random(2026)
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         target = ("127.0.0.1", server.port)
         senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
         try:

@@ -17,7 +17,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 P = Path.parse
 MANUFACTURER = b"Open Mobile Alliance"
@@ -42,7 +42,7 @@ class DeviceInstance(aioresource.Resource):
 
 
 async def test_aiocoap_client_registers_is_read_in_tlv_and_senml_cbor_and_deregisters() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         site = aioresource.Site()
         device = DeviceInstance()
@@ -102,7 +102,7 @@ async def test_aiocoap_client_driven_through_the_rest_api_reads_notifies_sends_a
 
     from lwm2m.web.app import create_app
 
-    async with LwM2MServer(ServerConfig(port=0)) as server, served(create_app(server)) as base:
+    async with Server(ServerConfig(port=0)) as server, served(create_app(server)) as base:
         site = aioresource.Site()
         device = DeviceInstance()
         thermometer = Thermometer()

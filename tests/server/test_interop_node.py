@@ -19,7 +19,7 @@ from lwm2m.model.path import Path as LwPath
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 PEERS = Path(__file__).resolve().parents[1] / "peers"
 
@@ -32,7 +32,7 @@ def node_client() -> Path:
 
 
 async def test_node_client_registers_as_1_0_and_a_single_resource_read_succeeds(node_client: Path) -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         proc = subprocess.Popen(
             ["node", str(node_client), "127.0.0.1", str(server.port), "node-1"],

@@ -15,8 +15,8 @@ from tests.helpers.web import client_for
 from lwm2m.coap.numbers import Code
 from lwm2m.protocol.registration import RegisterRequest, Registration
 from lwm2m.server.config import ServerConfig
+from lwm2m.server.role import Server
 from lwm2m.server.security import SecurityPolicy
-from lwm2m.server.server import LwM2MServer
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.storage.memory import MemorySecurityStore, MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
@@ -58,12 +58,12 @@ def test_the_policy_is_validated() -> None:
     with pytest.raises(ValueError, match="nosec_endpoints must be 'allow' or 'deny'"):
         SecurityPolicy(MemorySecurityStore(), nosec_endpoints="maybe")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nosec_endpoints"):
-        LwM2MServer(ServerConfig(port=0, nosec_endpoints="Deny"))  # type: ignore[arg-type]
+        Server(ServerConfig(port=0, nosec_endpoints="Deny"))  # type: ignore[arg-type]
 
 
 async def test_deny_takes_plain_coap_only_from_listed_endpoints(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, LOG)
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0, nosec_endpoints="deny")) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0, nosec_endpoints="deny")) as server:
         await server.security.put(SecurityInfo("meter-1", nosec=True))
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         peer = ("127.0.0.1", server.port)
@@ -99,7 +99,7 @@ async def test_deny_takes_plain_coap_only_from_listed_endpoints(caplog: pytest.L
 
 
 async def test_allow_takes_every_endpoint_without_security_information() -> None:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         assert server.security.nosec_endpoints == "allow"
         await server.security.put(SecurityInfo("meter-1", nosec=True))
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
@@ -111,7 +111,7 @@ async def test_allow_takes_every_endpoint_without_security_information() -> None
 
 
 async def test_a_nosec_endpoint_cannot_register_over_dtls_with_another_identity() -> None:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0, nosec_endpoints="deny")) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0, nosec_endpoints="deny")) as server:
         await server.security.put(SecurityInfo("meter-1", nosec=True))
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         async with open_dtls_endpoint(client=psk("dev-1-id", KEY)) as client:
@@ -127,13 +127,13 @@ async def test_a_restarted_server_reaches_nosec_endpoints_over_plain_coap() -> N
     async with open_udp_endpoint(handler=Device()) as device:
         request = RegisterRequest.from_message(register("meter-1"))
         await store.registrations.add(Registration.from_request(request, ("127.0.0.1", device.port), 1e12))
-        async with LwM2MServer(ServerConfig(port=0, coaps_port=0, nosec_endpoints="deny"), store) as server:
+        async with Server(ServerConfig(port=0, coaps_port=0, nosec_endpoints="deny"), store) as server:
             response = await server.read("meter-1", "/3/0/0", timeout=5)
             assert response.success and response.records[0].value == "Open Mobile Alliance"
 
 
 async def test_put_nosec_through_the_api() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         url = "/api/security/clients/meter-1"
         created = await api.put(url, json={"mode": "nosec"})
         assert created.status_code == 201

@@ -16,7 +16,7 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientUpdated, NotificationReceived, ObservationEnded
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 
@@ -79,7 +79,7 @@ class Nat:
 
 
 async def test_observation_follows_an_update_from_a_new_address() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         device = Thermometer()
         nat = await Nat(("127.0.0.1", server.port)).start()
@@ -116,14 +116,14 @@ async def test_observation_follows_an_update_from_a_new_address() -> None:
             nat.close()
 
 
-async def _observed(server: LwM2MServer, client: Any, ep: str, lt: int = 300) -> tuple[Any, Message]:
+async def _observed(server: Server, client: Any, ep: str, lt: int = 300) -> tuple[Any, Message]:
     created = await client.request(register(ep, lt=lt), ("127.0.0.1", server.port))
     observation = await server.observe(ep, TEMPERATURE)
     assert len(await server.store.observations.for_endpoint(ep)) == 1
     return observation, created
 
 
-async def _ended(server: LwM2MServer, events: Any, observation: Any, reason: str) -> None:
+async def _ended(server: Server, events: Any, observation: Any, reason: str) -> None:
     ended = await next_event(events, ObservationEnded)
     assert (ended.token, ended.reason) == (observation.token, reason)
     with pytest.raises(StopAsyncIteration):
@@ -134,7 +134,7 @@ async def _ended(server: LwM2MServer, events: Any, observation: Any, reason: str
 
 
 async def test_a_new_register_ends_the_live_observations() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         device = Thermometer()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
@@ -156,7 +156,7 @@ async def test_a_new_register_ends_the_live_observations() -> None:
 
 
 async def test_a_deregister_ends_the_live_observations() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         async with open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client:
             observation, created = await _observed(server, client, "leaving")
@@ -169,7 +169,7 @@ async def test_a_deregister_ends_the_live_observations() -> None:
 
 
 async def test_an_expiry_ends_the_live_observations() -> None:
-    async with LwM2MServer(ServerConfig(port=0, expiry_interval=0.05)) as server:
+    async with Server(ServerConfig(port=0, expiry_interval=0.05)) as server:
         events = server.events()
         async with open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client:
             observation, _ = await _observed(server, client, "fading", lt=1)

@@ -16,12 +16,12 @@ from lwm2m.errors import ObserveRefused
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import NotificationReceived, ObservationEnded
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 
 async def test_observe_notifications_history_and_passive_cancel() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         device = Thermometer()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
@@ -58,7 +58,7 @@ async def test_observe_notifications_history_and_passive_cancel() -> None:
 
 
 async def test_active_cancel_sends_observe_1() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         device = Thermometer()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
             await client.request(register("thermo-2"), ("127.0.0.1", server.port))
@@ -70,7 +70,7 @@ async def test_active_cancel_sends_observe_1() -> None:
 
 async def test_observe_of_a_missing_resource_is_refused() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Thermometer()) as client,
     ):
         await client.request(register("thermo-3"), ("127.0.0.1", server.port))
@@ -81,7 +81,7 @@ async def test_observe_of_a_missing_resource_is_refused() -> None:
 async def test_unread_notifications_are_bounded_but_all_reach_the_history() -> None:
     from lwm2m.server.observation import BACKLOG
 
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         device = Thermometer()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
             await client.request(register("chatty"), ("127.0.0.1", server.port))
@@ -107,14 +107,14 @@ async def test_unread_notifications_are_bounded_but_all_reach_the_history() -> N
 async def test_notifications_reach_a_sqlite_history_in_batches_and_all_by_stop(
     tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lwm2m.server import server as server_module
+    from lwm2m.server import role as server_module
     from lwm2m.storage.sqlite import SqliteStore
 
     db = tmp_path / "server.db"
     store = SqliteStore(db)
     reader = SqliteStore(db)  # another connection: sees what is committed
     try:
-        async with LwM2MServer(ServerConfig(port=0), store) as server:
+        async with Server(ServerConfig(port=0), store) as server:
             device = Thermometer()
             async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
                 await client.request(register("batched"), ("127.0.0.1", server.port))

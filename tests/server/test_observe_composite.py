@@ -16,13 +16,13 @@ from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import NotificationReceived, ObservationEnded
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.transport.udp import open_udp_endpoint
 
 
 async def test_observe_composite_notifications_history_and_active_cancel() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         device = Composite()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
@@ -63,14 +63,14 @@ async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> No
     store = SqliteStore(tmp_path / "lwm2m.db")
     try:
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
-            async with LwM2MServer(ServerConfig(port=0), store) as server:
+            async with Server(ServerConfig(port=0), store) as server:
                 port = server.port
                 await client.request(register("multi-2"), ("127.0.0.1", port))
                 first = await server.observe_composite("multi-2", [BATTERY, TEMPERATURE], format="senml-json")
                 assert first.response is not None and first.response.content_format == CF.SENML_JSON
             assert len(await store.observations.all()) == 1  # a clean stop keeps the record
 
-            async with LwM2MServer(ServerConfig(port=port), store) as server:
+            async with Server(ServerConfig(port=port), store) as server:
                 (resumed,) = server.observations()
                 assert resumed.token == first.token and resumed.record.composite
                 (relation,) = device.relations
@@ -92,7 +92,7 @@ async def test_a_refused_observe_composite_raises_and_keeps_nothing() -> None:
         return Message.build(Type.ACK, Code.NOT_ACCEPTABLE)
 
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=refuse) as client,
     ):
         await client.request(register("picky"), ("127.0.0.1", server.port))

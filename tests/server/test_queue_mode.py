@@ -12,12 +12,12 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import QueueTimeout
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientAwake, ClientRegistered, ClientSleeping
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 
 async def test_a_request_for_a_sleeping_client_waits_for_its_update() -> None:
-    async with LwM2MServer(ServerConfig(port=0, awake_time=0.3)) as server:
+    async with Server(ServerConfig(port=0, awake_time=0.3)) as server:
         events = server.events()
         device = Device()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
@@ -40,7 +40,7 @@ async def test_a_request_for_a_sleeping_client_waits_for_its_update() -> None:
 
 
 async def test_a_queued_request_expires() -> None:
-    async with LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=0.3)) as server:
+    async with Server(ServerConfig(port=0, awake_time=0.1, queue_timeout=0.3)) as server:
         events = server.events()
         async with open_udp_endpoint("127.0.0.1", 0, handler=Device()) as client:
             await client.request(register_queued("sleepy-2"), ("127.0.0.1", server.port))

@@ -22,7 +22,7 @@ from lwm2m.model.record import Record
 from lwm2m.protocol.management import ReadRequest
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 PEERS = Path(__file__).resolve().parents[1] / "peers"
 
@@ -84,7 +84,7 @@ async def test_no_format_asked_means_no_accept_for_1_0_and_any_answer_is_decoded
     version: str, accept: int | None, answer: tuple[int | None, bytes], value: str
 ) -> None:
     device = RawDevice(version)
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
         await device.register(server.port)
         await next_event(events, ClientRegistered)
@@ -108,7 +108,7 @@ def node_client() -> Path:
 
 
 async def test_lwm2m_node_lib_answers_a_read_that_names_no_format(node_client: Path) -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         proc = subprocess.Popen(
             ["node", str(node_client), "127.0.0.1", str(server.port), "node-nofmt"],

@@ -8,7 +8,7 @@ import pytest
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 
@@ -18,7 +18,7 @@ from lwm2m.transport.udp import open_udp_endpoint
 )
 async def test_both_forms_of_ct_are_read(ct: bytes, formats: tuple[int, ...]) -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0) as device,
     ):
         payload = b'</>;rt="oma.lwm2m";' + ct + b",</3/0>,</3303/0>"

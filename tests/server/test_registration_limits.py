@@ -17,7 +17,7 @@ from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.coap.option import decode_uint
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.registrar import FULL_RETRY_AFTER, RegistrationLimits, RegistrationRate
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 LOG = "lwm2m.server.registrar"
@@ -48,9 +48,9 @@ def update(location: tuple[str, ...], *query: str, payload: bytes = b"") -> Mess
 @asynccontextmanager
 async def server_and_device(
     limits: RegistrationLimits, host: str = "127.0.0.1"
-) -> AsyncIterator[tuple[LwM2MServer, CoapUdpEndpoint, tuple[str, int]]]:
+) -> AsyncIterator[tuple[Server, CoapUdpEndpoint, tuple[str, int]]]:
     async with (
-        LwM2MServer(ServerConfig(port=0, registration_limits=limits)) as server,
+        Server(ServerConfig(port=0, registration_limits=limits)) as server,
         open_udp_endpoint(host, 0) as device,
     ):
         yield server, device, ("127.0.0.1", server.port)
@@ -246,7 +246,7 @@ def test_rate_table_is_bounded_in_size_and_time() -> None:
 async def test_the_expiry_timer_sweeps_the_rate_table() -> None:
     clock = [0.0]
     limits = RegistrationLimits(rate=10.0, burst=10)
-    async with LwM2MServer(ServerConfig(port=0, registration_limits=limits, expiry_interval=0.05)) as server:
+    async with Server(ServerConfig(port=0, registration_limits=limits, expiry_interval=0.05)) as server:
         server.registrar._monotonic = lambda: clock[0]
         async with open_udp_endpoint("127.0.0.1", 0) as device:
             peer = ("127.0.0.1", server.port)

@@ -17,7 +17,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import DtlsHandshakeError
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import CoapDtlsEndpoint, DtlsClientConfig, open_dtls_endpoint
 from lwm2m.transport.udp import open_udp_endpoint
@@ -26,14 +26,14 @@ KEY_2 = bytes(range(100, 116))
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LwM2MServer]:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s:
+async def server() -> AsyncIterator[Server]:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as s:
         await s.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         await s.security.put(SecurityInfo("dev-2", "dev-2-id", KEY_2))
         yield s
 
 
-async def test_registration_bound_to_the_psk_identity(server: LwM2MServer) -> None:
+async def test_registration_bound_to_the_psk_identity(server: Server) -> None:
     device = Device()
     async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=device) as client:
         created = await client.request(register("dev-1"), coaps(server), timeout=5)
@@ -47,7 +47,7 @@ async def test_registration_bound_to_the_psk_identity(server: LwM2MServer) -> No
         assert (await client.request(deregister(location), coaps(server), timeout=5)).code == Code.DELETED
 
 
-async def test_registration_as_another_endpoint_is_refused(server: LwM2MServer) -> None:
+async def test_registration_as_another_endpoint_is_refused(server: Server) -> None:
     async with open_dtls_endpoint(client=psk("dev-1-id", KEY)) as client:
         refused = await client.request(register("dev-2"), coaps(server), timeout=5)
         assert refused.code == Code.FORBIDDEN
@@ -56,7 +56,7 @@ async def test_registration_as_another_endpoint_is_refused(server: LwM2MServer) 
     assert await server.registrations() == []
 
 
-async def test_plain_coap_registration_of_a_secured_endpoint_is_refused(server: LwM2MServer) -> None:
+async def test_plain_coap_registration_of_a_secured_endpoint_is_refused(server: Server) -> None:
     async with open_udp_endpoint() as client:
         peer = ("127.0.0.1", server.port)
         refused = await client.request(register("dev-1"), peer, timeout=5)
@@ -65,7 +65,7 @@ async def test_plain_coap_registration_of_a_secured_endpoint_is_refused(server: 
         assert (await client.request(register("plain-1"), peer, timeout=5)).code == Code.CREATED
 
 
-async def test_update_and_deregister_need_the_registering_identity(server: LwM2MServer) -> None:
+async def test_update_and_deregister_need_the_registering_identity(server: Server) -> None:
     async with (
         open_dtls_endpoint(client=psk("dev-1-id", KEY)) as one,
         open_dtls_endpoint(client=psk("dev-2-id", KEY_2)) as two,
@@ -87,7 +87,7 @@ async def test_update_and_deregister_need_the_registering_identity(server: LwM2M
             assert (await again.request(deregister(location), coaps(server), timeout=5)).code == Code.DELETED
 
 
-async def test_register_without_ep_takes_the_endpoint_of_the_identity(server: LwM2MServer) -> None:
+async def test_register_without_ep_takes_the_endpoint_of_the_identity(server: Server) -> None:
     message = Message.build(
         Type.CON, Code.POST, uri_path="/rd", uri_query=["lt=300", "lwm2m=1.2", "b=U"], payload=b"</3/0>"
     )
@@ -97,7 +97,7 @@ async def test_register_without_ep_takes_the_endpoint_of_the_identity(server: Lw
     assert registration.endpoint == "dev-2" and registration.lifetime == 300
 
 
-async def test_removed_security_info_ends_the_session_and_the_key(server: LwM2MServer) -> None:
+async def test_removed_security_info_ends_the_session_and_the_key(server: Server) -> None:
     async with open_dtls_endpoint(client=psk("dev-1-id", KEY)) as client:
         assert (await client.request(register("dev-1"), coaps(server), timeout=5)).code == Code.CREATED
         assert server.dtls is not None and len(server.dtls.sessions()) == 1
@@ -118,7 +118,7 @@ async def test_keys_written_by_another_process_work_from_the_next_handshake(tmp_
     from lwm2m.storage.sqlite import SqliteStore
 
     with SqliteStore(tmp_path / "lwm2m.db") as store:
-        async with LwM2MServer(ServerConfig(port=0, coaps_port=0), store) as server:
+        async with Server(ServerConfig(port=0, coaps_port=0), store) as server:
             with SqliteStore(tmp_path / "lwm2m.db") as other:  # e.g. `lwm2m security add`
                 await other.security.put(SecurityInfo("late-1", "late-1-id", KEY))
             endpoint: CoapDtlsEndpoint
@@ -132,9 +132,7 @@ async def test_keys_written_by_another_process_work_from_the_next_handshake(tmp_
 
 async def test_x509_registration_needs_the_endpoint_as_common_name() -> None:
     pki = make_pki()
-    async with LwM2MServer(
-        ServerConfig(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server"))
-    ) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server"))) as server:
         await server.security.put(SecurityInfo("sensor-7", x509=True))
         await server.security.put(SecurityInfo("sensor-8", x509=True))
         async with open_dtls_endpoint(client=DtlsClientConfig(certificate=pki.issue("sensor-7"))) as client:

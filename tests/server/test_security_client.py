@@ -1,4 +1,4 @@
-"""LwM2MClient over DTLS (``coaps://``) against LwM2MServer: PSK and certificates, the server reaching the
+"""Client over DTLS (``coaps://``) against Server: PSK and certificates, the server reaching the
 client over its session, a wrong key that never registers, and ``lwm2m client`` with PSK options."""
 
 from __future__ import annotations
@@ -13,24 +13,24 @@ from tests.helpers.client import temperature
 from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, OTHER_KEY, make_pki
 
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.security import SecurityMode
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
 
 
 async def test_psk_client_registers_is_read_and_deregisters() -> None:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("dtls-1", "dtls-1-id", KEY))
         events = server.events()
         assert server.coaps_uri is not None
         psk = PskCredentials("dtls-1-id", KEY)
-        client = LwM2MClient("dtls-1", server.coaps_uri, [temperature()], config=ClientConfig(psk=psk))
+        client = Client("dtls-1", server.coaps_uri, [temperature()], config=ClientConfig(psk=psk))
         async with client:
             registration = (await next_event(events, ClientRegistered)).registration
             assert registration.endpoint == "dtls-1"
@@ -44,25 +44,21 @@ async def test_psk_client_registers_is_read_and_deregisters() -> None:
 
 async def test_certificate_client_registers() -> None:
     pki = make_pki()
-    async with LwM2MServer(
-        ServerConfig(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server"))
-    ) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0, certificate=pki.issue("lwm2m-server"))) as server:
         await server.security.put(SecurityInfo("cert-1", x509=True))
         events = server.events()
         assert server.coaps_uri is not None
-        async with LwM2MClient(
-            "cert-1", server.coaps_uri, config=ClientConfig(certificate=pki.issue("cert-1"))
-        ):
+        async with Client("cert-1", server.coaps_uri, config=ClientConfig(certificate=pki.issue("cert-1"))):
             await next_event(events, ClientRegistered)
             answer = await server.read("cert-1", "/3/0/0", timeout=5)
             assert answer.code == Code.CONTENT
 
 
 async def test_a_wrong_key_never_registers_and_the_client_keeps_trying() -> None:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("dtls-2", "dtls-2-id", KEY))
         assert server.dtls is not None and server.coaps_uri is not None
-        client = LwM2MClient(
+        client = Client(
             "dtls-2",
             server.coaps_uri,
             config=ClientConfig(psk=PskCredentials("dtls-2-id", OTHER_KEY), retry_initial=0.05),
@@ -76,13 +72,13 @@ async def test_a_wrong_key_never_registers_and_the_client_keeps_trying() -> None
 
 def test_coaps_needs_credentials_and_coap_takes_none() -> None:
     with pytest.raises(ValueError, match="coaps"):
-        LwM2MClient("x", "coaps://127.0.0.1:5684")
+        Client("x", "coaps://127.0.0.1:5684")
     with pytest.raises(ValueError, match="coaps"):
-        LwM2MClient("x", "coap://127.0.0.1:5683", config=ClientConfig(psk=PskCredentials("x", KEY)))
+        Client("x", "coap://127.0.0.1:5683", config=ClientConfig(psk=PskCredentials("x", KEY)))
 
 
 async def test_lwm2m_client_command_over_dtls(tmp_path: Path) -> None:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("cli-dtls", "cli-dtls-id", KEY))
         events = server.events()
         proc = await asyncio.create_subprocess_exec(

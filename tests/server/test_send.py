@@ -13,7 +13,7 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import SendReceived
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 P = Path.parse
@@ -30,7 +30,7 @@ def send(payload: bytes, fmt: int) -> Message:
 
 
 async def test_send_from_a_registered_client() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
         events = server.events()
         peer = ("127.0.0.1", server.port)
         await client.request(register("sender"), peer)
@@ -44,7 +44,7 @@ async def test_send_from_a_registered_client() -> None:
 
 
 async def test_send_refusals() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
         peer = ("127.0.0.1", server.port)
         payload = get_codec(CF.SENML_JSON).encode(VALUES, ROOT, MODELS)
         assert (await client.request(send(payload, CF.SENML_JSON), peer)).code == Code.FORBIDDEN
@@ -60,7 +60,7 @@ async def test_send_in_lwm2m_cbor_with_a_repeated_key_keeps_every_value() -> Non
     payload = bytes.fromhex(
         "bf03bf00bf0065616e6a61790d1a6b15b279ffff190ce7bf00bf191644fa41100000ffff03bf00bf07bf00197eebffffffff"
     )
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
         events = server.events()
         peer = ("127.0.0.1", server.port)
         await client.request(register("repeater"), peer)

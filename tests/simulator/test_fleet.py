@@ -13,7 +13,7 @@ import pytest
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.simulator import Fleet, FleetConfig, FleetStats
 from lwm2m.simulator.lighting import LampController
 
@@ -21,8 +21,8 @@ P = Path.parse
 
 
 @asynccontextmanager
-async def fleet_and_server(**options: Any) -> AsyncIterator[tuple[LwM2MServer, Fleet]]:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+async def fleet_and_server(**options: Any) -> AsyncIterator[tuple[Server, Fleet]]:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         options.setdefault("rate", None)
         options.setdefault("local_host", "127.0.0.1")
         async with Fleet(server.uri, FleetConfig(**options)) as fleet:
@@ -59,7 +59,7 @@ async def test_a_fleet_registers_is_read_and_deregisters() -> None:
 
 
 async def test_stopping_the_fleet_deregisters_every_device() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         fleet = Fleet(
             server.uri, FleetConfig(count=12, profile="ucifi-parking", rate=None, local_host="127.0.0.1")
         )
@@ -152,7 +152,7 @@ async def test_a_firmware_update_goes_through_the_states() -> None:
 
 
 async def test_a_reboot_registers_again() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         fleet = Fleet(
             server.uri,
             FleetConfig(
@@ -175,7 +175,7 @@ async def test_a_reboot_registers_again() -> None:
 
 
 async def test_devices_start_at_the_rate_asked() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         loop = asyncio.get_running_loop()
         fleet = Fleet(
             server.uri, FleetConfig(count=6, profile="ucifi-parking", rate=20.0, local_host="127.0.0.1")

@@ -14,7 +14,7 @@ from tests.helpers.simulator import MIDNIGHT, MODELS
 
 from lwm2m.client.core.location import Location
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.simulator.fleet import Fleet, FleetConfig
 from lwm2m.simulator.geography import CITIES, LIGHT_SPACING, STREET_LIGHTS, City, city_for, scattered_position
 from lwm2m.simulator.profiles import PROFILES, BuiltDevice, DeviceSpec, build_device
@@ -137,7 +137,7 @@ def test_a_fleet_stands_in_one_city_chosen_by_its_prefix_or_named() -> None:
 
 
 async def test_the_server_reads_the_position_of_a_running_street_light() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         fleet = Fleet(
             server.uri,
             FleetConfig(count=3, profile="ucifi-streetlight", rate=None, local_host="127.0.0.1", city="Lyon"),

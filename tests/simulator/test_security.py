@@ -15,7 +15,7 @@ from lwm2m.coap.numbers import Code
 from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.simulator import Fleet, FleetConfig
 from lwm2m.simulator.fleet import KEY_BYTES
 from lwm2m.simulator.provision import JsonApi, provision_api, provision_stores
@@ -32,7 +32,7 @@ def fleet_options(**options: Any) -> dict[str, Any]:
 
 async def test_a_psk_fleet_registers_over_dtls_with_keys_given_through_the_rest_api() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
         served(create_app(server, api_token=TOKEN)) as base,
     ):
         assert server.coaps_uri is not None
@@ -68,7 +68,7 @@ async def test_a_psk_fleet_registers_over_dtls_with_keys_given_through_the_rest_
 
 async def test_a_refused_key_names_the_endpoint_and_the_reason() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,
         served(create_app(server, api_token=TOKEN)) as base,
     ):
         assert server.coaps_uri is not None
@@ -83,7 +83,7 @@ async def test_a_fleet_bootstraps_over_dtls_and_registers_over_dtls() -> None:
     that API also gives the LwM2M server."""
     bootstrap_keys = MemorySecurityStore()
     bs_port = free_udp_port()
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server:
         assert server.coaps_uri is not None
         fleet = Fleet(
             server.coaps_uri,
@@ -132,7 +132,7 @@ async def test_a_fleet_bootstraps_over_coap_with_configurations_written_into_the
     """Plain CoAP throughout; configurations straight into the store the bootstrap server reads."""
     store = MemoryStore.create()
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0), store) as bs,
     ):
         fleet = Fleet(

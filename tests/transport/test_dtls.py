@@ -31,14 +31,13 @@ from lwm2m.coap.endpoint import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
-from lwm2m.errors import DtlsHandshakeError, RequestTimeout
+from lwm2m.errors import DtlsHandshakeError, NoDtlsSession, RequestTimeout
 from lwm2m.transport.dtls import (
     CipherSuite,
     DtlsClientConfig,
     DtlsLayer,
     DtlsServerConfig,
     HandshakeFailed,
-    NoDtlsSession,
     PeerIdentity,
     SessionEnded,
     SessionEstablished,

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 
 aiocoap = pytest.importorskip("aiocoap")
@@ -28,14 +28,14 @@ OTHER_KEY = b"other-key-16bytes"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LwM2MServer]:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s:
+async def server() -> AsyncIterator[Server]:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as s:
         await s.security.put(SecurityInfo("tiny-1", "tiny-1-id", KEY))
         await s.security.put(SecurityInfo("tiny-2", "tiny-2-id", OTHER_KEY))
         yield s
 
 
-async def register(server: LwM2MServer, identity: str, key: bytes, ep: str) -> object:
+async def register(server: Server, identity: str, key: bytes, ep: str) -> object:
     context = await aiocoap.Context.create_client_context()
     try:
         base = f"coaps://127.0.0.1:{server.coaps_port}"
@@ -53,7 +53,7 @@ async def register(server: LwM2MServer, identity: str, key: bytes, ep: str) -> o
         await context.shutdown()
 
 
-async def test_aiocoap_tinydtls_registers_over_dtls_psk(server: LwM2MServer) -> None:
+async def test_aiocoap_tinydtls_registers_over_dtls_psk(server: Server) -> None:
     response = await register(server, "tiny-1-id", KEY, "tiny-1")
     assert str(response.code) == "2.01 Created", response  # type: ignore[attr-defined]
     (registration,) = await server.registrations()
@@ -61,13 +61,13 @@ async def test_aiocoap_tinydtls_registers_over_dtls_psk(server: LwM2MServer) -> 
     assert {o.path for o in registration.objects} == {"/3/0", "/3303/0"}
 
 
-async def test_aiocoap_tinydtls_with_another_endpoints_identity_gets_4_03(server: LwM2MServer) -> None:
+async def test_aiocoap_tinydtls_with_another_endpoints_identity_gets_4_03(server: Server) -> None:
     response = await register(server, "tiny-2-id", OTHER_KEY, "tiny-1")
     assert str(response.code) == "4.03 Forbidden", response  # type: ignore[attr-defined]
     assert await server.registrations() == []
 
 
-async def test_aiocoap_tinydtls_with_a_wrong_key_does_not_register(server: LwM2MServer) -> None:
+async def test_aiocoap_tinydtls_with_a_wrong_key_does_not_register(server: Server) -> None:
     with pytest.raises(Exception):  # noqa: B017 (aiocoap reports a failed handshake in several ways)
         async with asyncio.timeout(20):
             await register(server, "tiny-1-id", b"wrong-key-16byte", "tiny-1")

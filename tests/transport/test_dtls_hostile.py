@@ -15,11 +15,11 @@ from tests.helpers.client import temperature
 from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, psk_client, server_layer
 
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
 from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
@@ -103,7 +103,7 @@ def test_client_hellos_without_a_valid_cookie_keep_no_state() -> None:
 
 async def test_a_flood_of_client_hellos_and_garbage_while_a_device_registers() -> None:
     hello = client_hello()
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("steady", "steady-id", KEY))
         assert server.coaps_port and server.dtls is not None and server.coaps_uri
         target = ("127.0.0.1", server.coaps_port)
@@ -143,7 +143,7 @@ async def test_a_flood_of_client_hellos_and_garbage_while_a_device_registers() -
             await asyncio.sleep(0.5)
             events = server.events()
             psk = PskCredentials("steady-id", KEY)
-            client = LwM2MClient("steady", server.coaps_uri, [temperature()], config=ClientConfig(psk=psk))
+            client = Client("steady", server.coaps_uri, [temperature()], config=ClientConfig(psk=psk))
             async with client:
                 await next_event(events, ClientRegistered, timeout=10)
                 assert (await server.read("steady", "/3303/0/5700", timeout=5)).success

@@ -12,7 +12,7 @@ import pytest
 from tests.helpers.libcoap import run_process
 
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 
 COAP_CLIENT_DTLS = "coap-client-openssl"
@@ -31,14 +31,14 @@ def coap_client_dtls() -> str:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LwM2MServer]:
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as s:
+async def server() -> AsyncIterator[Server]:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as s:
         await s.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
         await s.security.put(SecurityInfo("dev-2", "dev-2-id", KEY_2))
         yield s
 
 
-async def register(binary: str, server: LwM2MServer, identity: str, key: bytes, ep: str) -> str:
+async def register(binary: str, server: Server, identity: str, key: bytes, ep: str) -> str:
     uri = f"coaps://127.0.0.1:{server.coaps_port}/rd?ep={ep}&lt=300&lwm2m=1.1&b=U"
     result = await run_process(
         binary, "-m", "post", "-u", identity, "-k", key.decode(), "-t", "40", "-e", "</3/0>", "-B", "5", uri
@@ -47,7 +47,7 @@ async def register(binary: str, server: LwM2MServer, identity: str, key: bytes, 
     return result.stdout + result.stderr
 
 
-async def test_libcoap_registers_with_the_right_key(coap_client_dtls: str, server: LwM2MServer) -> None:
+async def test_libcoap_registers_with_the_right_key(coap_client_dtls: str, server: Server) -> None:
     output = await register(coap_client_dtls, server, "dev-1-id", KEY, "dev-1")
     assert output.strip() == "", output  # 2.01 Created has no payload: nothing printed
     (registration,) = await server.registrations()
@@ -56,7 +56,7 @@ async def test_libcoap_registers_with_the_right_key(coap_client_dtls: str, serve
     assert server.dtls.dtls.counters["handshakes_done"] == 1
 
 
-async def test_libcoap_handshake_fails_with_a_wrong_key(coap_client_dtls: str, server: LwM2MServer) -> None:
+async def test_libcoap_handshake_fails_with_a_wrong_key(coap_client_dtls: str, server: Server) -> None:
     output = await register(coap_client_dtls, server, "dev-1-id", b"wrong-secret-123", "dev-1")
     assert "alert" in output and "bad record mac" in output, output
     assert await server.registrations() == []
@@ -64,7 +64,7 @@ async def test_libcoap_handshake_fails_with_a_wrong_key(coap_client_dtls: str, s
 
 
 async def test_libcoap_gets_403_with_another_endpoints_identity(
-    coap_client_dtls: str, server: LwM2MServer
+    coap_client_dtls: str, server: Server
 ) -> None:
     output = await register(coap_client_dtls, server, "dev-2-id", KEY_2, "dev-1")
     assert "4.03" in output, output

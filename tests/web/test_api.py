@@ -1,4 +1,4 @@
-"""The REST API against a real LwM2MServer on loopback and a simulated device."""
+"""The REST API against a real Server on loopback and a simulated device."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web.app import create_app
 
@@ -78,7 +78,7 @@ async def test_bad_requests_name_the_bad_value() -> None:
 
 async def test_a_silent_device_gives_504() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=lambda event: None) as device,
         client_for(server) as api,
     ):
@@ -113,7 +113,7 @@ async def test_observe_history_and_cancel() -> None:
 
 
 async def test_models_and_openapi() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         models = (await api.get("/api/models")).json()
         assert {"id": 3, "name": "Device"}.items() <= next(m for m in models if m["id"] == 3).items()
         device = (await api.get("/api/models/3")).json()
@@ -139,7 +139,7 @@ async def test_models_and_openapi() -> None:
 
 
 async def test_a_token_is_required_when_set() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server, token="s3cret") as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server, token="s3cret") as api:
         assert (await api.get("/api/clients")).status_code == 401
         wrong = await api.get("/api/clients", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
@@ -149,7 +149,7 @@ async def test_a_token_is_required_when_set() -> None:
 
 async def test_events_stream_registration_and_notification() -> None:
     gadget = Gadget()
-    async with LwM2MServer(ServerConfig(port=0)) as server, served(create_app(server)) as base:
+    async with Server(ServerConfig(port=0)) as server, served(create_app(server)) as base:
         async with (
             open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
             httpx.AsyncClient(base_url=base, timeout=5) as api,
@@ -193,7 +193,7 @@ async def test_a_queue_mode_client_shows_as_sleeping() -> None:
     from tests.helpers.server import register_queued
 
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.2)) as server,
+        Server(ServerConfig(port=0, awake_time=0.2)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Device()) as device,
         client_for(server) as api,
     ):

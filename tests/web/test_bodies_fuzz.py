@@ -26,7 +26,7 @@ from lwm2m.bootstrap import BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web import errors
 from lwm2m.web.app import create_app
@@ -57,7 +57,7 @@ class Api:
         async def serve() -> None:
             gadget = Gadget()
             async with (
-                LwM2MServer(ServerConfig(port=0)) as server,
+                Server(ServerConfig(port=0)) as server,
                 BootstrapServer(BootstrapServerConfig(port=0)) as bs,
                 open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
             ):

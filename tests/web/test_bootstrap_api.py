@@ -11,10 +11,10 @@ from tests.helpers.web import served, sse_events
 
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.app import create_app
 from lwm2m.web.bootstrap_api import create_bootstrap_app
 
@@ -88,7 +88,7 @@ async def test_bad_configurations_are_400_with_the_reason() -> None:
 
 async def test_sessions_with_status_and_time_and_the_events_on_the_stream() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
         served(create_app(server, bootstrap=bs)) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as api,
@@ -98,7 +98,7 @@ async def test_sessions_with_status_and_time_and_the_events_on_the_stream() -> N
         async with api.stream("GET", "/api/events", params={"ep": "web-dev"}) as stream:
             events = sse_events(stream)
             assert await asyncio.wait_for(anext(events), 5) == (":", None)
-            async with LwM2MClient("web-dev", bootstrap=bs.uri):
+            async with Client("web-dev", bootstrap=bs.uri):
                 seen: list[tuple[str, Any]] = []
                 while not any(name == "REGISTRATION" for name, _ in seen):
                     seen.append(await asyncio.wait_for(anext(events), 5))
@@ -125,7 +125,7 @@ async def test_failed_session_is_listed_with_its_reason_and_told_as_an_event() -
     ):
         events = sse_events(stream)
         assert await asyncio.wait_for(anext(events), 5) == (":", None)
-        async with LwM2MClient("unknown-dev", bootstrap=bs.uri, config=ClientConfig(retry_initial=10)):
+        async with Client("unknown-dev", bootstrap=bs.uri, config=ClientConfig(retry_initial=10)):
             name, data = await asyncio.wait_for(anext(events), 5)
         assert name == "BOOTSTRAP_FAILED" and "no bootstrap configuration" in data["reason"]
         await events.aclose()
@@ -135,7 +135,7 @@ async def test_failed_session_is_listed_with_its_reason_and_told_as_an_event() -
 
 async def test_with_an_lwm2m_server_the_credentials_are_provisioned() -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(BootstrapServerConfig(port=0)) as bs,
         api_for(create_app(server, bootstrap=bs)) as api,
     ):

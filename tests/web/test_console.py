@@ -21,7 +21,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.registrar import RegistrationLimits
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.simulator.fleet import Fleet, FleetConfig
 from lwm2m.web.app import create_app
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 async def site() -> AsyncIterator[str]:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         http = http_server(create_app(server), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)
         # Every device steps its values every 0.2 s, so that the console sees them move.
@@ -125,12 +125,12 @@ async def test_console_fleet_device_observe_and_switch_a_light_off(site: str) ->
 async def test_console_bootstrap_page_adds_a_configuration_and_shows_the_session() -> None:
     from lwm2m.bootstrap import BootstrapServer
     from lwm2m.bootstrap.config import BootstrapServerConfig
-    from lwm2m.client import LwM2MClient
+    from lwm2m.client import Client
     from lwm2m.storage.memory import MemoryStore
 
     store = MemoryStore.create()
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0), store) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0), store) as server,
         BootstrapServer(BootstrapServerConfig(host="127.0.0.1", port=0), store) as bootstrap,
     ):
         http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)
@@ -146,7 +146,7 @@ async def test_console_bootstrap_page_adds_a_configuration_and_shows_the_session
                 await page.click("text=Save")
                 await page.wait_for_selector('[data-config="fresh-device"]')
                 # A device with only a bootstrap account gets the configuration and registers.
-                async with LwM2MClient("fresh-device", bootstrap=bootstrap.uri) as client:
+                async with Client("fresh-device", bootstrap=bootstrap.uri) as client:
                     await client.wait_registered(10)
                     await wait_for_text(page, "#bootstrap-sessions", r"fresh-device.*finished")
                 SHOTS.mkdir(parents=True, exist_ok=True)
@@ -160,7 +160,7 @@ async def test_console_bootstrap_page_adds_a_configuration_and_shows_the_session
 async def test_console_fleet_loads_pages_and_filters_on_the_server() -> None:
     from lwm2m.protocol.registration import ObjectLink, Registration
 
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         for n in range(250):
             links = (ObjectLink(3, 0), *((ObjectLink(3303, 0),) if n % 10 == 0 else ()))
             name = f"node-{n:03d}"
@@ -311,7 +311,7 @@ async def test_console_events_page_shows_the_backlog_and_says_when_it_waits(site
 
 
 async def test_console_events_page_waits_on_a_quiet_server() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         http = http_server(create_app(server), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)
         try:
@@ -404,7 +404,7 @@ async def test_console_fleet_of_ten_thousand_filters_by_name() -> None:
     """10,000 registrations: the fleet page shows its first page, and a name filter typed a key
     at a time shows exactly the matching rows (bench/console_filter.py times it)."""
     limits = RegistrationLimits(rate=None)  # 10,000 Registers from one address
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0, registration_limits=limits)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0, registration_limits=limits)) as server:
         await register_raw(server.port, [f"dev-{n:05d}" for n in range(10_000)])
         assert len((await server.store.registrations.page(None, 10_001)).registrations) == 10_000
         http = http_server(create_app(server), "127.0.0.1", 0)

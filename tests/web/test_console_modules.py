@@ -20,7 +20,7 @@ from tests.helpers.browser import browser_page
 from tests.helpers.web import served
 
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.app import create_app
 from lwm2m.web.listing import encode_cursor
 from lwm2m.web.views.console import CONSOLE_DIR
@@ -128,7 +128,7 @@ def test_the_import_pattern_finds_each_form_of_import() -> None:
 @pytest.fixture
 async def base() -> AsyncIterator[str]:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         served(create_app(server)) as url,
     ):
         yield url

@@ -14,10 +14,10 @@ import pytest
 from tests.helpers.browser import browser_page
 
 from lwm2m.cli.server_cmd import http_server, start_http
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.app import create_app
 from lwm2m.web.docs import swagger_ui_dir
 
@@ -26,10 +26,10 @@ needs_swagger = pytest.mark.skipif(swagger_ui_dir() is None, reason="swagger-ui-
 
 @pytest.fixture
 async def site() -> AsyncIterator[str]:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         http = http_server(create_app(server, api_token="s3cret"), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)
-        client = LwM2MClient("docs-1", server.uri, [ObjectInstance(0, {5700: 21.5}, object_id=3303)])
+        client = Client("docs-1", server.uri, [ObjectInstance(0, {5700: 21.5}, object_id=3303)])
         await client.start()
         try:
             async with asyncio.timeout(10):
@@ -106,7 +106,7 @@ async def test_without_swagger_ui_the_page_lists_the_operations_and_says_how(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("lwm2m.web.app.swagger_ui_dir", lambda: None)
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         app = create_app(server)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
             page = await http.get("/api/docs")

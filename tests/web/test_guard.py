@@ -9,7 +9,7 @@ from tests.helpers.web import client_for, running, served
 
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.web.app import create_app
 from lwm2m.web.guard import LocalApiGuard, normalize_origin, split_host
@@ -58,7 +58,7 @@ async def test_a_cross_site_execute_never_reaches_the_device() -> None:
 
 
 async def test_a_cross_site_delete_keeps_the_key() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         await server.security.put(SecurityInfo("dev-1", "dev-1-id", b"\x01" * 16))
         for headers in ({"Origin": EVIL}, {"Origin": "null"}, {"Host": "evil.example"}):
             refused = await api.delete("/api/security/clients/dev-1", headers=headers)
@@ -85,7 +85,7 @@ async def test_a_cross_site_delete_keeps_the_key() -> None:
 )
 async def test_a_foreign_host_gets_421(host: str) -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         served(create_app(server)) as base,
         httpx.AsyncClient() as http,
     ):
@@ -97,7 +97,7 @@ async def test_a_foreign_host_gets_421(host: str) -> None:
 
 async def test_hosts_of_a_loopback_api() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         served(create_app(server, bind_host="127.0.0.1", allowed_hosts=["lwm2m.lan"])) as base,
         httpx.AsyncClient() as http,
     ):
@@ -134,7 +134,7 @@ async def test_a_wildcard_bind_takes_any_address_literal_but_no_name() -> None:
 
 
 async def test_no_cors_headers_unless_an_origin_is_given() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         plain = await api.get("/api/clients")
         assert not any(k.lower().startswith("access-control") for k in plain.headers)
         preflight = await api.options(

@@ -10,7 +10,7 @@ from tests.helpers.web import client_for, running
 
 from lwm2m.protocol.registration import ObjectLink, Registration
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.listing import decode_cursor, encode_cursor
 
 
@@ -28,7 +28,7 @@ def registration(
     )
 
 
-async def fill(server: LwM2MServer, names: list[str]) -> None:
+async def fill(server: Server, names: list[str]) -> None:
     for n, name in enumerate(names):
         sensor = (3303,) if n % 4 == 0 else ()
         await server.store.registrations.add(registration(name, n, queue=n % 5 == 0, objects=(1, 3, *sensor)))
@@ -55,7 +55,7 @@ NAMES = (
 
 
 async def test_pages_walk_every_client_once_in_order() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         await fill(server, NAMES)
         first = (await api.get("/api/clients")).json()
         assert len(first["clients"]) == 100 and first["next"]
@@ -73,7 +73,7 @@ async def test_pages_walk_every_client_once_in_order() -> None:
 
 
 async def test_filters() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         await fill(server, NAMES)
 
         def expect(test: object) -> list[str]:
@@ -121,7 +121,7 @@ async def test_the_online_state_is_the_one_the_views_show() -> None:
     ],
 )
 async def test_bad_queries_are_400(params: dict[str, str], needle: str) -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         answer = await api.get("/api/clients", params=params)
         assert answer.status_code == 400 and needle in answer.json()["error"]
 
@@ -133,7 +133,7 @@ def test_cursors_round_trip() -> None:
 
 
 async def test_the_openapi_document_describes_the_pages() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         doc = (await api.get("/api/openapi.json")).json()
         listing = doc["paths"]["/api/clients"]["get"]
         names = [p["name"] for p in listing["parameters"]]

@@ -25,13 +25,13 @@ from tests.helpers.openapi import component_validator
 from lwm2m.bootstrap import BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.cli.server_cmd import http_server, start_http
-from lwm2m.client import LwM2MClient
+from lwm2m.client import Client
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.app import create_app
 from lwm2m.web.openapi import openapi_document
 
@@ -45,7 +45,7 @@ MODELS = load_catalogue()
 @pytest.fixture
 async def live() -> AsyncIterator[str]:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
         BootstrapServer(
             BootstrapServerConfig(host="127.0.0.1", port=0), server.store, models=server.models
         ) as bootstrap,
@@ -53,7 +53,7 @@ async def live() -> AsyncIterator[str]:
         http = http_server(create_app(server, bootstrap=bootstrap), "127.0.0.1", 0)
         task, base = await start_http(http, "127.0.0.1", 0)
         temperature = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
-        clients = [LwM2MClient(ep, server.uri, [temperature]) for ep in ENDPOINTS]
+        clients = [Client(ep, server.uri, [temperature]) for ep in ENDPOINTS]
         try:
             for client in clients:
                 await client.start()

@@ -20,7 +20,7 @@ from lwm2m.codec.formats import get_codec
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web.app import create_app
@@ -55,10 +55,10 @@ class Workshop(Composite):
 
 
 @contextlib.asynccontextmanager
-async def workshop() -> AsyncIterator[tuple[LwM2MServer, Workshop, CoapUdpEndpoint]]:
+async def workshop() -> AsyncIterator[tuple[Server, Workshop, CoapUdpEndpoint]]:
     device = Workshop()
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=device) as client,
     ):
         assert (await client.request(register("shop"), ("127.0.0.1", server.port))).code == Code.CREATED
@@ -160,7 +160,7 @@ async def test_a_resumed_composite_observation_is_cancelled_through_the_api(tmp_
     store = SqliteStore(tmp_path / "lwm2m.db")
     try:
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
-            async with LwM2MServer(ServerConfig(port=0), store) as server:
+            async with Server(ServerConfig(port=0), store) as server:
                 port = server.port
                 await client.request(register("shop-2"), ("127.0.0.1", port))
                 app = create_app(server)
@@ -169,7 +169,7 @@ async def test_a_resumed_composite_observation_is_cancelled_through_the_api(tmp_
                     observed = await api.post("/api/clients/shop-2/composite/observe", json=paths)
                     assert observed.status_code == 200
                 # The API stopped first, then the server: the observation is kept for the next start.
-            async with LwM2MServer(ServerConfig(port=port), store) as server:
+            async with Server(ServerConfig(port=port), store) as server:
                 app = create_app(server)
                 async with app.router.lifespan_context(app), client_for(server, app=app) as api:
                     query = {"paths": "/3303/0/5700,/3/0/9", "active": "true"}

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from lwm2m.errors import InvalidPath, InvalidRequest, UnsupportedMethod
 from lwm2m.model.path import Path
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import DEFAULT_TIMEOUT, LwM2MServer
+from lwm2m.server.role import DEFAULT_TIMEOUT, Server
 from lwm2m.web import params
 from lwm2m.web.context import ApiContext
 
@@ -74,7 +74,7 @@ async def test_bodies() -> None:
 
 
 async def test_the_context_tells_a_sleeping_client() -> None:
-    server = LwM2MServer(ServerConfig(host="127.0.0.1", port=0))
+    server = Server(ServerConfig(host="127.0.0.1", port=0))
     api = ApiContext(server)
 
     class Registration:

@@ -18,14 +18,14 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import TableFull
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientSleeping
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web import requests as requests_module
 from lwm2m.web.app import create_app
 from lwm2m.web.requests import RequestTable
 
 
-async def asleep(server: LwM2MServer, device: CoapUdpEndpoint, ep: str) -> Message:
+async def asleep(server: Server, device: CoapUdpEndpoint, ep: str) -> Message:
     """Register ``ep`` in queue mode and wait until the server takes it for asleep."""
     events = server.events()
     created = await device.request(register_queued(ep), ("127.0.0.1", server.port))
@@ -34,7 +34,7 @@ async def asleep(server: LwM2MServer, device: CoapUdpEndpoint, ep: str) -> Messa
     return created
 
 
-async def wake(server: LwM2MServer, device: CoapUdpEndpoint, created: Message) -> None:
+async def wake(server: Server, device: CoapUdpEndpoint, created: Message) -> None:
     """The client's Update: it is awake again (LwM2M-TS-Transport 1.2 §6.5)."""
     update = Message.build(Type.CON, Code.POST, uri_path="/".join(created.location_path))
     assert (await device.request(update, ("127.0.0.1", server.port))).code == Code.CHANGED
@@ -52,7 +52,7 @@ async def outcome(api: httpx.AsyncClient, request_id: str) -> dict[str, Any]:
 async def test_a_read_of_a_sleeping_client_is_queued_and_reported() -> None:
     gadget = Gadget()
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.2)) as server,
+        Server(ServerConfig(port=0, awake_time=0.2)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
         served(create_app(server)) as base,
         httpx.AsyncClient(base_url=base, timeout=5) as api,
@@ -91,7 +91,7 @@ async def test_a_read_of_a_sleeping_client_is_queued_and_reported() -> None:
 
 async def test_a_queued_request_that_expires_fails_with_504() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=0.3)) as server,
+        Server(ServerConfig(port=0, awake_time=0.1, queue_timeout=0.3)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -106,7 +106,7 @@ async def test_a_queued_request_that_expires_fails_with_504() -> None:
 
 async def test_a_request_queued_for_a_client_that_expires_fails_at_once() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=30, expiry_interval=0.05)) as server,
+        Server(ServerConfig(port=0, awake_time=0.1, queue_timeout=30, expiry_interval=0.05)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -125,7 +125,7 @@ async def test_a_request_queued_for_a_client_that_expires_fails_at_once() -> Non
 
 async def test_wait_true_holds_the_call_until_the_client_wakes() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.1, queue_timeout=5)) as server,
+        Server(ServerConfig(port=0, awake_time=0.1, queue_timeout=5)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -140,7 +140,7 @@ async def test_wait_true_holds_the_call_until_the_client_wakes() -> None:
 
 async def test_a_bad_request_for_a_sleeping_client_is_refused_at_once() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.1)) as server,
+        Server(ServerConfig(port=0, awake_time=0.1)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
         client_for(server) as api,
     ):
@@ -158,7 +158,7 @@ async def test_a_bad_request_for_a_sleeping_client_is_refused_at_once() -> None:
 async def test_a_queued_observe_is_kept_and_cancelled_like_any() -> None:
     gadget = Gadget()
     async with (
-        LwM2MServer(ServerConfig(port=0, awake_time=0.2)) as server,
+        Server(ServerConfig(port=0, awake_time=0.2)) as server,
         open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
         client_for(server) as api,
     ):

@@ -17,7 +17,7 @@ from lwm2m.bootstrap import BootstrapServer
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.errors import InvalidPath, ResourceNotFound, UnsupportedMethod
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web import bodies
 from lwm2m.web.app import create_app
 from lwm2m.web.openapi import openapi_document
@@ -65,7 +65,7 @@ def _served_and_documented(app: Any) -> tuple[set[tuple[str, str]], set[tuple[st
 
 @pytest.mark.parametrize("with_bootstrap", [False, True])
 def test_every_route_the_app_serves_is_documented(with_bootstrap: bool) -> None:
-    server = LwM2MServer(ServerConfig(host="127.0.0.1", port=0))
+    server = Server(ServerConfig(host="127.0.0.1", port=0))
     bootstrap = BootstrapServer(BootstrapServerConfig(host="127.0.0.1", port=0)) if with_bootstrap else None
     app = create_app(server, bootstrap=bootstrap)
     assert app.state.api.document == openapi_document(bootstrap=with_bootstrap)
@@ -75,7 +75,7 @@ def test_every_route_the_app_serves_is_documented(with_bootstrap: bool) -> None:
 
 def test_a_route_outside_the_table_fails_the_check() -> None:
     """The check above sees a route added to the app but not to the table."""
-    app = create_app(LwM2MServer(ServerConfig(host="127.0.0.1", port=0)))
+    app = create_app(Server(ServerConfig(host="127.0.0.1", port=0)))
     app.router.routes.append(Route("/api/extra", lambda request: None, methods=["GET"]))
     served, documented = _served_and_documented(app)
     assert served - documented == {("/api/extra", "GET")}

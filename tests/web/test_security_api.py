@@ -11,7 +11,7 @@ from tests.helpers.web import client_for
 
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials, open_dtls_endpoint
 
 KEY_HEX = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
@@ -19,7 +19,7 @@ KEY_HEX = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 
 async def test_put_list_get_delete_and_register(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    async with LwM2MServer(ServerConfig(port=0, coaps_port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0, coaps_port=0)) as server, client_for(server) as api:
         assert (await api.get("/api/security/clients")).json() == []
         url = "/api/security/clients/dev-1"
         created = await api.put(url, json={"pskIdentity": "dev-1-id", "pskKey": KEY_HEX})
@@ -65,7 +65,7 @@ async def test_put_list_get_delete_and_register(caplog: pytest.LogCaptureFixture
     ],
 )
 async def test_bad_bodies_are_refused_without_echoing_the_key(body: dict, status: int) -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         await api.put("/api/security/clients/other", json={"pskIdentity": "taken", "pskKey": "ff" * 16})
         answer = await api.put("/api/security/clients/dev-1", json=body)
         assert answer.status_code == status, answer.text
@@ -79,7 +79,7 @@ async def test_bad_bodies_are_refused_without_echoing_the_key(body: dict, status
 
 
 async def test_openapi_lists_the_security_routes() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         paths = (await api.get("/api/openapi.json")).json()["paths"]
         assert set(paths["/api/security/clients/{ep}"]) == {"get", "put", "delete"}
         assert "get" in paths["/api/security/clients"]

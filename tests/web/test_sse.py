@@ -12,7 +12,7 @@ from tests.helpers.web import served, sse_events
 
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web.app import create_app
 from lwm2m.web.sse import RecentEvents
@@ -36,7 +36,7 @@ def test_the_ring_keeps_the_newest_and_filters_by_endpoint() -> None:
 
 async def test_backlog_first_then_live_events_and_bad_values_refused() -> None:
     async with (
-        LwM2MServer(ServerConfig(port=0)) as server,
+        Server(ServerConfig(port=0)) as server,
         served(create_app(server)) as base,
         open_udp_endpoint("127.0.0.1", 0) as device,
         httpx.AsyncClient(base_url=base, timeout=5) as api,

@@ -9,7 +9,7 @@ from tests.helpers.web import client_for
 
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 
 
 async def test_tlv_values_of_an_unknown_object_show_raw_bytes_and_readings() -> None:
@@ -73,7 +73,7 @@ async def test_bad_types_are_400_with_the_reason() -> None:
 
 
 async def test_an_unknown_model_says_how_to_add_one() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, client_for(server) as api:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         missing = await api.get(f"/api/models/{VENDOR}")
         assert missing.status_code == 404
         text = missing.json()["error"]

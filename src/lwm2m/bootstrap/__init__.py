@@ -9,11 +9,11 @@ Bootstrap-Pack-Request and runs each session; its events (``BootstrapStarted``, 
 from lwm2m.bootstrap.config import DEFAULT_PORT, BootstrapServerConfig
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
+    BootstrapEventStream,
     BootstrapFailed,
     BootstrapFinished,
     BootstrapSession,
     BootstrapStarted,
-    EventStream,
 )
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.errors import ConfigError
@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_PORT",
     "BootstrapConfig",
     "BootstrapEvent",
+    "BootstrapEventStream",
     "BootstrapFailed",
     "BootstrapFinished",
     "BootstrapServer",
@@ -31,5 +32,4 @@ __all__ = [
     "BootstrapSession",
     "BootstrapStarted",
     "ConfigError",
-    "EventStream",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from lwm2m.errors import ConfigError
 from lwm2m.transport.dtls.config import X509Credentials
+from lwm2m.transport.listen import check_listener
 
 __all__ = ["DEFAULT_PORT", "HISTORY", "REQUEST_TIMEOUT", "SESSION_TIMEOUT", "BootstrapServerConfig"]
 
@@ -20,11 +21,6 @@ DEFAULT_PORT = 5685  # LwM2M-TS-Transport 1.2 §6: the bootstrap server's CoAP p
 REQUEST_TIMEOUT = 30.0  # seconds for one answer, retransmissions included
 SESSION_TIMEOUT = 120.0  # seconds for a whole session
 HISTORY = 200  # ended sessions kept for sessions()
-
-
-def _port(name: str, value: object) -> None:
-    if type(value) is not int or not 0 <= value <= 65535:
-        raise ConfigError(f"{name} must be a port number 0..65535 (0: any free port), got {value!r}")
 
 
 def _seconds(name: str, value: object) -> None:
@@ -58,18 +54,7 @@ class BootstrapServerConfig:
     history: int = HISTORY
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host:
-            raise ConfigError(f"host must be an address or host name, got {self.host!r}")
-        _port("port", self.port)
-        if self.coaps_port is not None:
-            _port("coaps_port", self.coaps_port)
-        if self.certificate is not None:
-            if not isinstance(self.certificate, X509Credentials):
-                raise ConfigError(
-                    f"certificate must be X509Credentials, got {type(self.certificate).__name__}"
-                )
-            if self.coaps_port is None:
-                raise ConfigError("certificate needs coaps_port: X.509 clients come over DTLS")
+        check_listener(self.host, self.port, self.coaps_port, self.certificate)
         _seconds("request_timeout", self.request_timeout)
         _seconds("session_timeout", self.session_timeout)
         if type(self.history) is not int or self.history < 0:

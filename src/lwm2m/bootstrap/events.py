@@ -84,7 +84,7 @@ class BootstrapFailed:
 BootstrapEvent = BootstrapStarted | BootstrapFinished | BootstrapFailed
 
 
-class EventStream:
+class BootstrapEventStream:
     """An async iterator over bootstrap events; ``close()`` (or ``async with``) unsubscribes."""
 
     def __init__(self, subscribers: set[asyncio.Queue[BootstrapEvent]]) -> None:
@@ -92,7 +92,7 @@ class EventStream:
         self._subscribers = subscribers
         subscribers.add(self._queue)
 
-    def __aiter__(self) -> EventStream:
+    def __aiter__(self) -> BootstrapEventStream:
         return self
 
     async def __anext__(self) -> BootstrapEvent:
@@ -101,7 +101,7 @@ class EventStream:
     def close(self) -> None:
         self._subscribers.discard(self._queue)
 
-    async def __aenter__(self) -> EventStream:
+    async def __aenter__(self) -> BootstrapEventStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -39,11 +39,11 @@ from typing import Any
 from lwm2m.bootstrap.config import BootstrapServerConfig
 from lwm2m.bootstrap.events import (
     BootstrapEvent,
+    BootstrapEventStream,
     BootstrapFailed,
     BootstrapFinished,
     BootstrapSession,
     BootstrapStarted,
-    EventStream,
 )
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
@@ -272,9 +272,9 @@ class BootstrapServer:
 
     # --- events and sessions ----------------------------------------------------------------
 
-    def events(self) -> EventStream:
+    def events(self) -> BootstrapEventStream:
         """Every event from now on (subscribed at this call), until the stream is closed."""
-        return EventStream(self._subscribers)
+        return BootstrapEventStream(self._subscribers)
 
     def _publish(self, event: BootstrapEvent) -> None:
         for queue in self._subscribers:

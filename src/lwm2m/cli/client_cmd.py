@@ -182,7 +182,7 @@ def escape(text: str) -> str:
     return rich_escape(text)
 
 
-class Display:
+class ClientDisplay:
     """Lines on stdout: colours on a terminal, plain text in a pipe."""
 
     def __init__(self) -> None:
@@ -193,14 +193,14 @@ class Display:
     def show(self, text: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {text}")
 
-    client: Any = None  # the LwM2MClient shown, to tell its bootstrap server's requests apart
+    client: Any = None  # the Client shown, to tell its bootstrap server's requests apart
 
     def request(self, event: Any, answer: Any) -> None:
         bootstrap = self.client is not None and self.client.bootstrapper.serving(event.addr)
         self.show(request_line(event, answer, bootstrap))
 
 
-async def watch_registration(client: Any, display: Display) -> None:
+async def watch_registration(client: Any, display: ClientDisplay) -> None:
     """Show each change of the client's registration state."""
     from lwm2m.client import ClientState
 
@@ -262,7 +262,7 @@ def _bootstrap_server(client: Any) -> str:
     return str(account.get(0, "")) if account is not None else "?"
 
 
-async def run_client(client: Any, display: Display) -> None:
+async def run_client(client: Any, display: ClientDisplay) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -459,7 +459,7 @@ def client(
     ca: str | None,
 ) -> None:
     """Run one LwM2M device and show what the server asks of it."""
-    from lwm2m.client import LwM2MClient, ServerUri
+    from lwm2m.client import Client, ServerUri
     from lwm2m.protocol.registration import SUPPORTED_VERSIONS
     from lwm2m.transport.eventloop import run
 
@@ -501,9 +501,9 @@ def client(
         objects = [*account_objects(servers, keys, lifetime), *objects, *acl]
         credentials = {}  # they are in the accounts now
 
-    display = Display()
+    display = ClientDisplay()
     try:
-        device = LwM2MClient(
+        device = Client(
             endpoint,
             None,
             objects,

@@ -35,7 +35,7 @@ async def demo_session(
     guard: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     from lwm2m.server.config import ServerConfig
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
     from lwm2m.simulator.fleet import Fleet, FleetConfig
     from lwm2m.web.app import create_app
 
@@ -43,7 +43,7 @@ async def demo_session(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with LwM2MServer(ServerConfig(host=host, port=coap_port), store) as server:
+    async with Server(ServerConfig(host=host, port=coap_port), store) as server:
         guard = guard or {}
         app = create_app(
             server,

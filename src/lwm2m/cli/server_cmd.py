@@ -300,12 +300,12 @@ async def serve(
     allowed_hosts: tuple[str, ...] = (),
     cors_origins: tuple[str, ...] = (),
 ) -> None:
-    from lwm2m.server.server import LwM2MServer
+    from lwm2m.server.role import Server
     from lwm2m.web.app import create_app
 
     host = config.host
     async with (
-        LwM2MServer(config, store, models=models) as server,
+        Server(config, store, models=models) as server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
     ):
         app = create_app(

@@ -119,7 +119,7 @@ def summary_line(stats: FleetStats, rates: Rates) -> str:
     )
 
 
-class Display:
+class FleetDisplay:
     """What the command shows: rich progress and a live table on a terminal, plain lines otherwise."""
 
     def __init__(self, fleet: Fleet, report_every: float) -> None:
@@ -259,7 +259,7 @@ Provision = Callable[[], Awaitable[str]]  # gives the servers the fleet's keys; 
 async def simulate(
     fleet: Fleet, duration: float | None, report_every: float, provision: Provision | None = None
 ) -> None:
-    display = Display(fleet, report_every)
+    display = FleetDisplay(fleet, report_every)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -1,15 +1,15 @@
 """The LwM2M client role: objects as Python classes, registration, reporting.
 
-``LwM2MClient`` runs one device; ``ObjectInstance`` is the base of every object
+``Client`` runs one device; ``ObjectInstance`` is the base of every object
 (and the generic in-memory instance of any catalogued object).
 """
 
-from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.instance import ObjectInstance, parse_arguments
 from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.registration import ClientState, ServerRegistration
+from lwm2m.client.role import Client
 from lwm2m.errors import (
     BadRequest,
     DeviceError,
@@ -23,10 +23,10 @@ from lwm2m.errors import (
 
 __all__ = [
     "BadRequest",
+    "Client",
     "ClientConfig",
     "ClientState",
     "DeviceError",
-    "LwM2MClient",
     "LwM2MObject",
     "MethodNotAllowed",
     "NotAcceptable",

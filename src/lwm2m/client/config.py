@@ -4,7 +4,7 @@
 ::
 
     config = ClientConfig(lifetime=300, queue_mode=True, psk=PskCredentials("dev-1", key))
-    client = LwM2MClient("dev-1", "coaps://lwm2m.example:5684", objects, config=config)
+    client = Client("dev-1", "coaps://lwm2m.example:5684", objects, config=config)
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A client registers with every server it has an account for: each Security (0)
 instance that is not the bootstrap account, paired with the Server (1)
 instance of the same Short Server ID. Each account gets a :class:`ServerRegistration`:
 its own loop with its own lifetime, binding, Updates, 4.04 re-registration,
-exponential back-off and De-register on stop. :class:`~lwm2m.client.client.LwM2MClient`
+exponential back-off and De-register on stop. :class:`~lwm2m.client.role.Client`
 holds one for its first account (``registration``: with bootstrap, queue mode and the state
 its callers watch) and one for each further account (``others``); the loop is the same.
 
@@ -124,7 +124,7 @@ def update_delay(lifetime: int) -> float:
 
 
 class Host(Protocol):
-    """What a registration uses of its client (:class:`~lwm2m.client.client.LwM2MClient`),
+    """What a registration uses of its client (:class:`~lwm2m.client.role.Client`),
     named here so that this module need not import the client's."""
 
     endpoint_name: str

@@ -12,7 +12,7 @@ from typing import Protocol
 IMMEDIATELY = float("-inf")
 
 
-class Timed(Protocol):
+class TimerDriven(Protocol):
     def get_timer(self) -> float | None: ...
 
     def handle_timer(self, now: float) -> None: ...
@@ -24,7 +24,7 @@ class LoopTimer:
 
     __slots__ = ("_handle", "_loop", "_part", "_when")
 
-    def __init__(self, part: Timed, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, part: TimerDriven, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._part = part
         self._loop = loop
         self._handle: asyncio.Handle | None = None

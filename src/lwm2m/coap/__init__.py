@@ -1,2 +1,38 @@
-"""Sans-IO CoAP: RFC 7252 messages and endpoint, RFC 7959 block-wise, RFC 7641 observe,
-RFC 6690 link format. No sockets, no asyncio, no clock: time comes in as ``now``."""
+"""Sans-IO CoAP (RFC 7252, RFC 7959 block-wise, RFC 7641 observe): messages, reliability and
+exchanges as plain objects that take bytes and ``now`` and give bytes, events and deadlines.
+No sockets, no asyncio, no clock; ``lwm2m.transport`` runs them on sockets."""
+
+from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.endpoint import Endpoint
+from lwm2m.coap.events import (
+    CoapNotificationReceived,
+    Event,
+    ObservationCancelled,
+    RequestFailed,
+    RequestReceived,
+    RequestTimedOut,
+    ResetReceived,
+    ResponseReceived,
+)
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
+from lwm2m.coap.option import BlockOption
+
+__all__ = [
+    "BlockOption",
+    "CoapNotificationReceived",
+    "Code",
+    "Endpoint",
+    "EndpointConfig",
+    "Event",
+    "Message",
+    "ObservationCancelled",
+    "OptionNumber",
+    "RequestFailed",
+    "RequestReceived",
+    "RequestTimedOut",
+    "ResetReceived",
+    "ResponseReceived",
+    "Type",
+    "code_text",
+]

@@ -58,7 +58,7 @@ Application side::
         payload larger than the block size goes out Block1; a Block2 response is
         fetched block by block and delivered whole. With Observe=0 the token stays
         open: the first answer is a ``ResponseReceived``, every later notification a
-        ``NotificationReceived``.
+        ``CoapNotificationReceived``.
         Outcome events: ResponseReceived | RequestTimedOut | ResetReceived | RequestFailed.
 
     respond(event: RequestReceived, response: Message, now: float) -> None
@@ -84,7 +84,7 @@ Application side::
     resume_observation(addr, token: bytes, now: float, request: Message | None = None) -> None
         Take up a client-side observation this endpoint did not register (e.g. one made
         before a restart and kept in storage): later notifications from ``addr`` with
-        ``token`` become ``NotificationReceived`` events, the first one taken as fresh
+        ``token`` become ``CoapNotificationReceived`` events, the first one taken as fresh
         whatever its sequence number (RFC 7641 §3.4). ``request`` is the registration,
         used to fetch the rest of a Block2 notification (RFC 7959 §2.6); without it such
         a notification is delivered as its first block, Block2 option kept. ``cancel``
@@ -108,7 +108,7 @@ Events (``lwm2m.coap.events``, frozen dataclasses)::
     RequestReceived(addr, message, observe, block1, block2)   # Block1 already reassembled;
                                                       # .relation, .is_observe_registration
     ResponseReceived(addr, token, request, response)  # Block2 already reassembled
-    NotificationReceived(addr, token, response, sequence)   # sequence None (.final): ended
+    CoapNotificationReceived(addr, token, response, sequence)   # sequence None (.final): ended
     RequestTimedOut(addr, token, request)
     RequestFailed(addr, token, request, reason)       # e.g. a Block2 body over the limit
     ResetReceived(addr, token, mid)                   # an RST answered one of our messages
@@ -137,8 +137,8 @@ from lwm2m.coap.blockwise import BlockTransfers, block2_options, request_key, st
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.dedup import Deduplicator, SeenMessages
 from lwm2m.coap.events import (
+    CoapNotificationReceived,
     Event,
-    NotificationReceived,
     ObservationCancelled,
     RequestFailed,
     RequestFields,
@@ -941,7 +941,7 @@ class Endpoint:
         if seq is None:
             # RFC 7641 §3.2: an error or a response without Observe ends the observation.
             self._drop_request(req)
-            self._events.append(NotificationReceived(req.addr, req.token, msg, None))
+            self._events.append(CoapNotificationReceived(req.addr, req.token, msg, None))
             return
         if not is_fresh(req.obs_seq, req.obs_time, seq, now):
             return  # reordered: older than what we already have (RFC 7641 §3.4)
@@ -954,7 +954,7 @@ class Endpoint:
             # A resumed observation without its registration: nothing to fetch the rest with.
         elif b2 is not None:
             msg = Message(msg.type, code, msg.mid, msg.token, tuple(strip(msg.options)), msg.payload)
-        self._events.append(NotificationReceived(req.addr, req.token, msg, seq))
+        self._events.append(CoapNotificationReceived(req.addr, req.token, msg, seq))
 
     def _finish(self, req: OutgoingRequest, msg: Message, now: float) -> None:
         self._drop_request(req, now)
@@ -965,7 +965,7 @@ class Endpoint:
             if req.parent_seq is None:
                 self._events.append(ResponseReceived(parent.addr, parent.token, parent.request, msg))
             else:
-                self._events.append(NotificationReceived(parent.addr, parent.token, msg, req.parent_seq))
+                self._events.append(CoapNotificationReceived(parent.addr, parent.token, msg, req.parent_seq))
 
     def _fail(self, req: OutgoingRequest, reason: str) -> None:
         self._drop_request(req)

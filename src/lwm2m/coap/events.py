@@ -15,8 +15,8 @@ from lwm2m.coap.twin import slot_setters, unfrozen_twin
 
 __all__ = [
     "Addr",
+    "CoapNotificationReceived",
     "Event",
-    "NotificationReceived",
     "ObservationCancelled",
     "RequestFailed",
     "RequestReceived",
@@ -79,7 +79,7 @@ class ResponseReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class NotificationReceived(Event):
+class CoapNotificationReceived(Event):
     """A fresh notification for an observation we registered (RFC 7641 §3.2).
 
     ``sequence`` is the Observe value; None for a final notification (an error

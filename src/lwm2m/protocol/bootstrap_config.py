@@ -233,7 +233,7 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerConfig:
+class ServerAccountConfig:
     """One LwM2M server account: a Security (0) and a Server (1) instance sharing ``short_server_id``."""
 
     uri: str
@@ -302,7 +302,7 @@ class ServerConfig:
             )
 
     @classmethod
-    def from_json(cls, data: Any, where: str) -> ServerConfig:
+    def from_json(cls, data: Any, where: str) -> ServerAccountConfig:
         data = _object(data, where, cls._FIELDS)
         config = cls(
             uri=_str(data, "uri", where),
@@ -474,7 +474,7 @@ class BootstrapPlan:
 
 @dataclass(frozen=True, slots=True)
 class BootstrapConfig:
-    servers: tuple[ServerConfig, ...]
+    servers: tuple[ServerAccountConfig, ...]
     delete_paths: tuple[Path, ...] = ()
     bootstrap_discover: bool = True
     access_control: tuple[AccessControlConfig, ...] = ()
@@ -557,7 +557,8 @@ class BootstrapConfig:
         """Parse and check the JSON form; ConfigError names the first problem."""
         data = _object(data, "", cls._FIELDS)
         servers = tuple(
-            ServerConfig.from_json(s, f"servers[{i}]") for i, s in enumerate(_list(data, "servers", ""))
+            ServerAccountConfig.from_json(s, f"servers[{i}]")
+            for i, s in enumerate(_list(data, "servers", ""))
         )
         paths: list[Path] = []
         for raw in _list(data, "deletePaths", ""):

@@ -1,8 +1,8 @@
-"""``ServerConfig``: what an :class:`~lwm2m.server.server.LwM2MServer` is set up with.
+"""``ServerConfig``: what an :class:`~lwm2m.server.role.Server` is set up with.
 
 A frozen dataclass with defaults, checked on construction: a bad value is a
 :class:`~lwm2m.errors.ConfigError` that names it. The stores are not configuration:
-they come opened (``lwm2m.storage.open_store``) and go beside it, ``LwM2MServer(config, store)``.
+they come opened (``lwm2m.storage.open_store``) and go beside it, ``Server(config, store)``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from lwm2m.server.presence import MAX_TRANSMIT_WAIT
 from lwm2m.server.registrar import RegistrationLimits
 from lwm2m.server.security import NOSEC_POLICIES, NosecPolicy
 from lwm2m.transport.dtls.config import SessionLimits, X509Credentials
+from lwm2m.transport.listen import check_listener
 
 __all__ = ["ServerConfig"]
-
-
-def _port(name: str, value: object) -> None:
-    if type(value) is not int or not 0 <= value <= 65535:
-        raise ConfigError(f"{name} must be a port number 0..65535 (0: any free port), got {value!r}")
 
 
 def _seconds(name: str, value: object, *, zero: bool = False) -> None:
@@ -68,18 +64,7 @@ class ServerConfig:
     expiry_interval: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host:
-            raise ConfigError(f"host must be an address or host name, got {self.host!r}")
-        _port("port", self.port)
-        if self.coaps_port is not None:
-            _port("coaps_port", self.coaps_port)
-        if self.certificate is not None:
-            if not isinstance(self.certificate, X509Credentials):
-                raise ConfigError(
-                    f"certificate must be X509Credentials, got {type(self.certificate).__name__}"
-                )
-            if self.coaps_port is None:
-                raise ConfigError("certificate needs coaps_port: X.509 clients come over DTLS")
+        check_listener(self.host, self.port, self.coaps_port, self.certificate)
         if self.dtls_limits is not None and not isinstance(self.dtls_limits, SessionLimits):
             raise ConfigError(f"dtls_limits must be SessionLimits, got {type(self.dtls_limits).__name__}")
         if self.coap is not None and not isinstance(self.coap, EndpointConfig):

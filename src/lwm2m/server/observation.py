@@ -36,7 +36,7 @@ from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEv
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.address import normalize
-from lwm2m.transport.udp import Observation as CoapObservation
+from lwm2m.transport.udp import CoapObservation
 
 _END = object()
 BACKLOG = 256  # unread notifications kept per observation
@@ -212,7 +212,7 @@ def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest
     return ObserveRequest(record.path, fmt)
 
 
-class Relations(Protocol):
+class ObserveChannel(Protocol):
     """What the observation manager needs of a socket: its observe relations (``CoapUdpEndpoint``)."""
 
     def observe(self, message: Message, addr: Any) -> CoapObservation: ...
@@ -242,7 +242,7 @@ class ObservationManager:
         observations: ObservationStore,
         history: HistoryStore,
         emit: Callable[[ServerEvent], None],
-        relations: Callable[[str], Relations],
+        relations: Callable[[str], ObserveChannel],
         peers: Mapping[str, Any],
         listeners: Collection[object] | None = None,
         history_added: Callable[[], None] | None = None,

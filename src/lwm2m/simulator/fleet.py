@@ -7,7 +7,7 @@
         await fleet.wait_registered(timeout=60)
         print(fleet.stats())
 
-Each device is an :class:`~lwm2m.client.client.LwM2MClient` on its own UDP
+Each device is an :class:`~lwm2m.client.role.Client` on its own UDP
 port, named ``{prefix}-{index:05d}``. Devices are started (and so register)
 at up to ``rate`` per second. One task moves every simulated value: every
 ``tick`` seconds it steps the devices whose turn it is, each device once per
@@ -37,10 +37,10 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lwm2m.client.client import LwM2MClient
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.client.role import Client
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.errors import ConfigError
 from lwm2m.model.catalogue import load_catalogue
@@ -415,7 +415,7 @@ class Fleet:
         }
         return {"servers": [server], "deletePaths": ["/0", "/1"]}
 
-    def _client(self, endpoint: str, objects: Any) -> LwM2MClient:
+    def _client(self, endpoint: str, objects: Any) -> Client:
         """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
         bootstrap = self.client_bootstrap_uri
         key = (self._bootstrap_keys if bootstrap is not None else self._keys).get(endpoint)
@@ -428,10 +428,8 @@ class Fleet:
             psk=None if key is None else PskCredentials(endpoint, key),
         )
         if bootstrap is not None:
-            return LwM2MClient(
-                endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config
-            )
-        return LwM2MClient(endpoint, self.client_uri, objects, models=self.models, config=config)
+            return Client(endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config)
+        return Client(endpoint, self.client_uri, objects, models=self.models, config=config)
 
     def device(self, endpoint: str) -> SimulatedDevice:
         """The device named ``endpoint``; KeyError if it is not (yet) started."""

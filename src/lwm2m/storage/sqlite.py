@@ -10,7 +10,7 @@ at the price of one fsync per write.
 The exception is ``history.add``, the server's path for notifications: it
 keeps rows back and writes them with one commit at ``history.flush()``, which
 the server runs 0.1 s after the first row of a batch (``HISTORY_FLUSH_DELAY``
-in ``lwm2m.server.server``), or as soon as ``MAX_PENDING`` rows wait. A SIGKILL
+in ``lwm2m.server.role``), or as soon as ``MAX_PENDING`` rows wait. A SIGKILL
 may lose the notifications of that last tenth of a second, at most
 ``MAX_PENDING`` rows. Batches pay: the history's per-endpoint indexes put the
 rows of many clients on as many pages, and a commit writes every page it

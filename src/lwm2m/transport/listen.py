@@ -9,7 +9,31 @@ from __future__ import annotations
 
 import socket
 
-__all__ = ["bind_tcp"]
+from lwm2m.errors import ConfigError
+from lwm2m.transport.dtls.config import X509Credentials
+
+__all__ = ["bind_tcp", "check_listener", "check_port"]
+
+
+def check_port(name: str, value: object) -> None:
+    """A ConfigError naming ``name`` unless ``value`` is a port number (0: any free port)."""
+    if type(value) is not int or not 0 <= value <= 65535:
+        raise ConfigError(f"{name} must be a port number 0..65535 (0: any free port), got {value!r}")
+
+
+def check_listener(host: object, port: object, coaps_port: object, certificate: object) -> None:
+    """The checks of a role that listens on ``host``: CoAP on ``port``, CoAP over DTLS on
+    ``coaps_port`` if given, with an X.509 ``certificate`` (which needs DTLS) if given."""
+    if not isinstance(host, str) or not host:
+        raise ConfigError(f"host must be an address or host name, got {host!r}")
+    check_port("port", port)
+    if coaps_port is not None:
+        check_port("coaps_port", coaps_port)
+    if certificate is not None:
+        if not isinstance(certificate, X509Credentials):
+            raise ConfigError(f"certificate must be X509Credentials, got {type(certificate).__name__}")
+        if coaps_port is None:
+            raise ConfigError("certificate needs coaps_port: X.509 clients come over DTLS")
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:

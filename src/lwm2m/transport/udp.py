@@ -36,8 +36,8 @@ from typing import Any
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import (
+    CoapNotificationReceived,
     Event,
-    NotificationReceived,
     RequestFailed,
     RequestReceived,
     RequestTimedOut,
@@ -57,10 +57,10 @@ Handler = Callable[[RequestReceived], "Message | Awaitable[Message | None] | Non
 EventCallback = Callable[[Event], None]
 
 __all__ = [
+    "CoapObservation",
     "CoapUdpEndpoint",
     "EndpointClosed",
     "Handler",
-    "Observation",
     "RequestAborted",
     "RequestReset",
     "RequestTimeout",
@@ -72,7 +72,7 @@ __all__ = [
 _INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)
 
 
-class Observation:
+class CoapObservation:
     """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
 
     The first item is the response to the registration (none for a resumed observation,
@@ -99,7 +99,7 @@ class Observation:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def __aiter__(self) -> Observation:
+    def __aiter__(self) -> CoapObservation:
         return self
 
     async def __anext__(self) -> Message:
@@ -132,7 +132,7 @@ class Observation:
         if w is not None and not w.done():
             w.set_result(None)  # a waiting reader sees the end
 
-    async def __aenter__(self) -> Observation:
+    async def __aenter__(self) -> CoapObservation:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -155,7 +155,7 @@ class CoapUdpEndpoint:
         self._handler = handler
         self._extra = on_event
         self._pending: dict[bytes, asyncio.Future[Message]] = {}
-        self._observations: dict[bytes, Observation] = {}
+        self._observations: dict[bytes, CoapObservation] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._respond = endpoint.respond  # bound once: the per-request path
         self._driver = UdpDriver(loop, endpoint, socks, self._dispatch)
@@ -236,7 +236,7 @@ class CoapUdpEndpoint:
                 response = event.response
                 obs._push(response, last=response.observe is None or not _success(response.code))
                 return
-        elif type(event) is NotificationReceived:
+        elif type(event) is CoapNotificationReceived:
             obs = self._observations.get(event.token)
             if obs is not None:
                 obs._push(event.response, last=event.final)
@@ -320,7 +320,7 @@ class CoapUdpEndpoint:
             if self._pending.pop(token, None) is not None:
                 self._cancel(token)  # given up by the caller: stop retransmitting
 
-    def observe(self, message: Message, addr: Addr) -> Observation:
+    def observe(self, message: Message, addr: Addr) -> CoapObservation:
         """Register an observation (``message`` gets Observe: 0 if it lacks it); iterate for notifications."""
         self._check_open()
         if message.observe is None:
@@ -328,12 +328,12 @@ class CoapUdpEndpoint:
         addr = self._reachable(_literal(addr))
         now = self._driver.now()
         token = self._driver.endpoint.request(message, addr, now)
-        obs = Observation(self, token)
+        obs = CoapObservation(self, token)
         self._observations[token] = obs
         self._driver.flush(now)
         return obs
 
-    def resume_observation(self, addr: Addr, token: bytes, request: Message | None = None) -> Observation:
+    def resume_observation(self, addr: Addr, token: bytes, request: Message | None = None) -> CoapObservation:
         """Take up an observation registered before a restart (token and address kept in storage).
 
         The iterator yields the notifications from now on (there is no registration
@@ -344,7 +344,7 @@ class CoapUdpEndpoint:
         addr = self._reachable(_literal(addr))
         now = self._driver.now()
         self._driver.endpoint.resume_observation(addr, token, now, request)
-        obs = Observation(self, token)
+        obs = CoapObservation(self, token)
         self._observations[token] = obs
         return obs
 

@@ -1,4 +1,4 @@
-"""The REST API over an :class:`~lwm2m.server.server.LwM2MServer`, as a Starlette ASGI app.
+"""The REST API over an :class:`~lwm2m.server.role.Server`, as a Starlette ASGI app.
 
 The routes are the table of :mod:`lwm2m.web.routes`, served by the views of
 :mod:`lwm2m.web.views`, which find the app's state in an
@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from lwm2m.bootstrap.server import BootstrapServer
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.auth import BearerAuth
 from lwm2m.web.context import ApiContext
 from lwm2m.web.docs import swagger_ui_dir
@@ -37,7 +37,7 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    server: LwM2MServer,
+    server: Server,
     *,
     api_token: str | None = None,
     requests: RequestTable | None = None,

@@ -15,7 +15,7 @@ from starlette.requests import Request
 
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.protocol.registration import Registration
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.observations import ObservationKeeper
 from lwm2m.web.requests import RequestTable
 from lwm2m.web.sse import RecentEvents
@@ -27,7 +27,7 @@ __all__ = ["ApiContext", "api_context", "bootstrap_context"]
 class ApiContext:
     """The state of one REST API app, owned by the app from its start (lifespan) to its stop."""
 
-    server: LwM2MServer
+    server: Server
     bootstrap: BootstrapServer | None = None
     requests: RequestTable = field(default_factory=RequestTable)
     observations: ObservationKeeper = field(default_factory=ObservationKeeper)

@@ -15,7 +15,7 @@ from lwm2m.model.jsonform import records_from_json, typed_from_json
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.server.server import DEFAULT_TIMEOUT
+from lwm2m.server.role import DEFAULT_TIMEOUT
 
 __all__ = [
     "allow",

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from lwm2m.errors import ConfigError
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.web.requests import RequestCompleted, RequestTable
 from lwm2m.web.shapes import event_endpoint, event_view
 
@@ -79,7 +79,7 @@ class RecentEvents:
 
         self._tasks.append(asyncio.ensure_future(pump()))
 
-    def follow_server(self, server: LwM2MServer, requests: RequestTable | None = None) -> None:
+    def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
         """The server's events and the outcomes of ``requests``, as :func:`event_stream` sends them."""
         stream = server.events()
         self.follow(stream, event_view, event_endpoint, stream.close)
@@ -116,7 +116,7 @@ class RecentEvents:
 
 
 async def event_stream(
-    server: LwM2MServer,
+    server: Server,
     endpoint: str | None = None,
     *,
     requests: RequestTable | None = None,

@@ -5,7 +5,14 @@ library; the Mbed TLS backend is loaded when an endpoint is made, and a
 missing ``dtls`` extra then raises ``DtlsUnavailable``.
 """
 
-from lwm2m.errors import DtlsError, DtlsHandshakeError, DtlsUnavailable, HandshakeError, SessionClosed
+from lwm2m.errors import (
+    DtlsError,
+    DtlsHandshakeError,
+    DtlsUnavailable,
+    HandshakeError,
+    NoDtlsSession,
+    SessionClosed,
+)
 from lwm2m.transport.dtls.config import (
     CERTIFICATE_SUITES,
     MAX_PSK_LENGTH,
@@ -18,7 +25,7 @@ from lwm2m.transport.dtls.config import (
     SessionLimits,
     X509Credentials,
 )
-from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, NoDtlsSession, open_dtls_endpoint
+from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
 

@@ -33,14 +33,20 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import Event
 from lwm2m.coap.message import Message
-from lwm2m.errors import DtlsError, DtlsHandshakeError, DtlsUnavailable, RequestAborted, RequestTimeout
+from lwm2m.errors import (
+    DtlsError,
+    DtlsHandshakeError,
+    DtlsUnavailable,
+    NoDtlsSession,
+    RequestTimeout,
+)
 from lwm2m.transport.address import Addr, format_addr, normalize, resolve
 from lwm2m.transport.dtls.backend import Backend, ClientFactory, ServerFactory
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.diagnostics import SessionLog
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
-from lwm2m.transport.udp import CoapUdpEndpoint, EventCallback, Handler, Observation, bind_sockets
+from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback, Handler, bind_sockets
 
 __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls_endpoint"]
 
@@ -57,10 +63,6 @@ def default_backend() -> Backend:
             "DTLS needs python-mbedtls: install the dtls extra (pip install 'lwm2m[dtls]')"
         ) from exc
     return MbedtlsBackend()
-
-
-class NoDtlsSession(RequestAborted):
-    """No DTLS session with the peer, and no client credentials to make one."""
 
 
 class CoapDtlsEndpoint(CoapUdpEndpoint):
@@ -216,7 +218,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                 self.dtls.close(addr, notify=False)
             raise
 
-    def observe(self, message: Message, addr: Addr) -> Observation:
+    def observe(self, message: Message, addr: Addr) -> CoapObservation:
         literal = normalize(addr)
         if literal is not None and not self.dtls.established(literal) and not self.dtls.can_connect:
             raise NoDtlsSession(f"no DTLS session with {format_addr(literal)}")

@@ -1,4 +1,4 @@
-"""LwM2MClient against our server and a scripted one, over real loopback sockets:
+"""Client against our server and a scripted one, over real loopback sockets:
 registration life cycle (LwM2M-TS-Core 1.2 §6.2), queue mode (§6.5), Send (§6.4.6), block-wise."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from tests.helpers.client import temperature, until
 from tests.helpers.events import next_event
 from tests.helpers.ports import free_udp_port
 
-from lwm2m.client import ClientState, LwM2MClient, ObjectInstance
+from lwm2m.client import Client, ClientState, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import RequestReceived
@@ -29,16 +29,16 @@ from lwm2m.server.events import (
     NotificationReceived,
     SendReceived,
 )
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 FAST = EndpointConfig(ack_timeout=0.2, max_retransmit=1)  # a lost exchange times out within 0.9 s
 
 
 async def test_register_update_on_lifetime_and_deregister() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
-        client = LwM2MClient("life", server.uri, [temperature()], config=ClientConfig(lifetime=2))
+        client = Client("life", server.uri, [temperature()], config=ClientConfig(lifetime=2))
         await client.start()
         reg = (await next_event(events, ClientRegistered)).registration
         assert (reg.endpoint, reg.lifetime, reg.lwm2m_version) == ("life", 2, "1.2")
@@ -53,9 +53,9 @@ async def test_register_update_on_lifetime_and_deregister() -> None:
 
 
 async def test_object_lifetime_and_trigger_changes_send_updates() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
-        async with LwM2MClient(
+        async with Client(
             "changes", server.uri, [temperature()], config=ClientConfig(lifetime=300)
         ) as client:
             await client.wait_registered(5)
@@ -112,7 +112,7 @@ class ScriptedServer:
 async def test_update_answered_4_04_registers_again() -> None:
     script = ScriptedServer(Code.NOT_FOUND)
     async with open_udp_endpoint("127.0.0.1", 0, handler=script) as rd:
-        async with LwM2MClient(
+        async with Client(
             "forgotten", rd.uri(), [temperature()], config=ClientConfig(lifetime=300)
         ) as client:
             await client.wait_registered(5)
@@ -126,7 +126,7 @@ async def test_update_answered_4_04_registers_again() -> None:
 
 async def test_unreachable_server_is_retried_with_back_off() -> None:
     port = free_udp_port()
-    client = LwM2MClient(
+    client = Client(
         "patient",
         f"coap://127.0.0.1:{port}",
         [temperature()],
@@ -153,17 +153,17 @@ async def test_register_refused_is_retried_and_reported() -> None:
 
     async with (
         open_udp_endpoint("127.0.0.1", 0, handler=refuse) as rd,
-        LwM2MClient("refused", rd.uri(), config=ClientConfig(retry_initial=0.1, retry_max=0.2)) as client,
+        Client("refused", rd.uri(), config=ClientConfig(retry_initial=0.1, retry_max=0.2)) as client,
     ):
         await until(lambda: client.errors >= 2)
         assert not client.registered and client.errors >= 2
 
 
 async def test_queue_mode_sleeps_holds_notifications_and_wakes_with_an_update() -> None:
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0, awake_time=0.3)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0, awake_time=0.3)) as server:
         events = server.events()
         temp = temperature()
-        async with LwM2MClient(
+        async with Client(
             "dozy", server.uri, [temp], config=ClientConfig(queue_mode=True, awake_time=0.4, lifetime=300)
         ) as client:
             await client.wait_registered(5)
@@ -184,9 +184,9 @@ async def test_queue_mode_sleeps_holds_notifications_and_wakes_with_an_update() 
 
 async def test_send_and_block_wise_read_and_write() -> None:
     display = ObjectInstance(0, {5527: "x" * 3000}, object_id=3341)  # Addressable Text Display
-    async with LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         events = server.events()
-        async with LwM2MClient("big", server.uri, [temperature(), display]) as client:
+        async with Client("big", server.uri, [temperature(), display]) as client:
             await client.wait_registered(5)
             answer = await client.send(["/3303/0/5700"])
             assert answer.code == Code.CHANGED
@@ -205,8 +205,8 @@ async def test_send_and_block_wise_read_and_write() -> None:
 @pytest.mark.parametrize("version", ["1.0", "1.1"])
 async def test_older_versions_register_and_answer_in_their_default_format(version: str) -> None:
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
-        LwM2MClient(
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Client(
             "v" + version, server.uri, [temperature()], config=ClientConfig(lwm2m_version=version)
         ) as client,
     ):
@@ -223,8 +223,8 @@ async def test_observe_composite_and_active_cancel_end_to_end() -> None:
     temp = temperature()
     switch = ObjectInstance(0, {5500: False}, object_id=3200)
     async with (
-        LwM2MServer(ServerConfig(host="127.0.0.1", port=0)) as server,
-        LwM2MClient("combo", server.uri, [temp, switch]) as client,
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
+        Client("combo", server.uri, [temp, switch]) as client,
     ):
         await client.wait_registered(5)
         observation = await server.observe_composite("combo", ["/3303/0/5700", "/3200/0/5500"])

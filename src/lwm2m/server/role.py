@@ -1,6 +1,6 @@
-"""``LwM2MServer``: the server role as an asyncio object with an async Python API.
+"""``Server``: the server role as an asyncio object with an async Python API.
 
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         async for event in server.events():
             if isinstance(event, ClientRegistered):
                 response = await server.read(event.registration.endpoint, "/3/0")
@@ -88,7 +88,7 @@ def _refuse(operation: str, addr: Any, code: Code, diagnostic: str) -> Message:
     return _reply(code, diagnostic)
 
 
-class LwM2MServer:
+class Server:
     """The server role. It holds its parts, each owning its state: the ``registrar`` (the
     Registration Interface, §6.2), ``management`` (device management, §6.3, whose operations
     are this object's ``read``, ``write``, …), ``observation_manager`` (§6.4), ``presence``
@@ -218,7 +218,7 @@ class LwM2MServer:
         self._endpoint = None
         self._coaps = None
 
-    async def __aenter__(self) -> LwM2MServer:
+    async def __aenter__(self) -> Server:
         await self.start()
         return self
 

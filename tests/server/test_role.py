@@ -12,12 +12,12 @@ from lwm2m.errors import NotRegistered
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered, ClientUpdated, RegistrationExpired
-from lwm2m.server.server import LwM2MServer
+from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
 
 async def test_register_read_execute_update_deregister() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         events = server.events()
         device = Device()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
@@ -54,7 +54,7 @@ async def test_register_read_execute_update_deregister() -> None:
 
 
 async def test_a_1_0_client_is_asked_in_tlv() -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server:
+    async with Server(ServerConfig(port=0)) as server:
         device = Device()
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
             await client.request(register("old", version="1.0"), ("127.0.0.1", server.port))
@@ -85,14 +85,14 @@ async def test_a_1_0_client_is_asked_in_tlv() -> None:
 async def test_bad_registration_requests_get_a_diagnostic(
     message: Message, code: Code, needle: bytes
 ) -> None:
-    async with LwM2MServer(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
+    async with Server(ServerConfig(port=0)) as server, open_udp_endpoint("127.0.0.1", 0) as client:
         answer = await client.request(message, ("127.0.0.1", server.port))
         assert answer.code == code
         assert needle in answer.payload
 
 
 async def test_a_new_register_replaces_the_old_and_expiry_removes_it() -> None:
-    async with LwM2MServer(ServerConfig(port=0, expiry_interval=0.1)) as server:
+    async with Server(ServerConfig(port=0, expiry_interval=0.1)) as server:
         events = server.events()
         async with open_udp_endpoint("127.0.0.1", 0, handler=Device()) as client:
             peer = ("127.0.0.1", server.port)

@@ -2,7 +2,7 @@
 
 ::
 
-    async with LwM2MClient("sensor-1", "coap://127.0.0.1:5683", objects=[Temperature(0)]) as client:
+    async with Client("sensor-1", "coap://127.0.0.1:5683", objects=[Temperature(0)]) as client:
         await client.wait_registered()
         client.tree.instance(3303, 0).set(5700, 22.5)  # observers are notified
 
@@ -63,7 +63,7 @@ SEND_PATH = "dp"  # LwM2M-TS-Transport 1.2 §6.4: Send is a POST to /dp
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
 
 
-class LwM2MClient:
+class Client:
     """One LwM2M client device on its own UDP port.
 
     ``objects`` are instances (or whole :class:`LwM2MObject` with a factory);
@@ -399,7 +399,7 @@ class LwM2MClient:
         self.tree.on_value = None
         self.registration.state = ClientState.STOPPED
 
-    async def __aenter__(self) -> LwM2MClient:
+    async def __aenter__(self) -> Client:
         await self.start()
         return self
 
