@@ -88,3 +88,18 @@ def test_the_sans_io_layer_does_not_load_the_roles() -> None:
         "sorted(m for m in sys.modules if m.startswith('lwm2m'))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_class_name_is_defined_once() -> None:
+    # web/bodies.py is the exception: its structs are the JSON shapes of the same things
+    # (a Record, a Registration), named as the OpenAPI document shows them.
+    defined: dict[str, str] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        where = str(path.relative_to(SRC))
+        if where == "web/bodies.py":
+            continue
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("class ") and not line.startswith("class _"):
+                name = line[6:].split("(")[0].split(":")[0].strip()
+                assert name not in defined, f"{name} is defined in {defined[name]} and in {where}"
+                defined[name] = where

@@ -50,7 +50,7 @@ from lwm2m.protocol.attributes import AttributeChange, Attributes
 log = logging.getLogger(__name__)
 
 
-class Relations(Protocol):
+class ObserveRelations(Protocol):
     """What the handler tells the observe relations (``lwm2m.client.observer.Observer``): it
     names only this, so the observer may depend on the handler and not the reverse."""
 
@@ -100,7 +100,7 @@ class RequestHandler:
         tree: ObjectTree,
         *,
         lwm2m_version: str = "1.2",
-        observer: Relations | None = None,
+        observer: ObserveRelations | None = None,
         on_request: Callable[[RequestReceived, Message], None] | None = None,
     ) -> None:
         self.tree = tree

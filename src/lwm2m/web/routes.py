@@ -73,7 +73,7 @@ __all__ = [
     "ROUTES",
     "ApiRoute",
     "ClientView",
-    "Operation",
+    "RouteOperation",
     "client_path",
     "path_methods",
     "resolve",
@@ -166,7 +166,7 @@ AnyView = Callable[..., Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
-class Operation:
+class RouteOperation:
     """One method of a URL: its view and what the document says of it."""
 
     view: AnyView
@@ -184,7 +184,7 @@ class ApiRoute:
     """
 
     path: str
-    operations: Mapping[str, Operation]
+    operations: Mapping[str, RouteOperation]
     client: bool = False
     needs: Literal["", "bootstrap", "swagger"] = ""
     documented: bool = True
@@ -201,7 +201,7 @@ def _ids(level: int) -> str:
 _LEVEL_NAMES = ("the root", "an object", "an instance", "a resource", "a resource instance")
 
 
-def _level_ops(level: int, example: str) -> dict[str, Operation]:
+def _level_ops(level: int, example: str) -> dict[str, RouteOperation]:
     """The operations of a LwM2M path of ``level`` IDs (LwM2M-TS-Core 1.2 §6.3), with the
     methods :func:`path_methods` lets through."""
     params = (EP, *LEVEL_PARAMS[:level], TIMEOUT, WAIT)
@@ -231,10 +231,10 @@ def _level_ops(level: int, example: str) -> dict[str, Operation]:
             device_answers(),
         ),
     }
-    return {m: Operation(device.operation, docs[m]) for m in path_methods(Path.parse(example))}
+    return {m: RouteOperation(device.operation, docs[m]) for m in path_methods(Path.parse(example))}
 
 
-def _action_ops(level: int) -> dict[str, dict[str, Operation]]:
+def _action_ops(level: int) -> dict[str, dict[str, RouteOperation]]:
     params = (EP, *LEVEL_PARAMS[:level], TIMEOUT, WAIT)
     attributes = tuple(a for a in ATTRIBUTES if level >= 3 or a.name not in RESOURCE_ATTRIBUTES)
     docs: dict[str, dict[str, Doc]] = {
@@ -261,7 +261,7 @@ def _action_ops(level: int) -> dict[str, dict[str, Operation]]:
         },
     }
     return {
-        action: {m: Operation(view, docs[action][m]) for m, view in views.items()}
+        action: {m: RouteOperation(view, docs[action][m]) for m, view in views.items()}
         for action, views in ACTIONS.items()
     }
 
@@ -337,16 +337,16 @@ def _client_routes() -> list[ApiRoute]:
                 continue
             table.append(ApiRoute(CLIENT_PREFIX + "/".join(filter(None, (ids, action))), ops, client=True))
         history_path = CLIENT_PREFIX + "/".join(filter(None, ("history", ids)))
-        history_op = Operation(history.history, _history_doc(level))
+        history_op = RouteOperation(history.history, _history_doc(level))
         table.append(ApiRoute(history_path, {"GET": history_op}, client=True))
     for word, views in COMPOSITE.items():
-        ops = {m: Operation(view, _COMPOSITE_DOCS[word][m]) for m, view in views.items()}
+        ops = {m: RouteOperation(view, _COMPOSITE_DOCS[word][m]) for m, view in views.items()}
         table.append(ApiRoute(f"{CLIENT_PREFIX}composite/{word}", ops, client=True))
     return table
 
 
-def _get(view: AnyView, doc: Doc) -> dict[str, Operation]:
-    return {"GET": Operation(view, doc)}
+def _get(view: AnyView, doc: Doc) -> dict[str, RouteOperation]:
+    return {"GET": RouteOperation(view, doc)}
 
 
 def _not_found(description: str = "not found") -> Answer:
@@ -384,7 +384,7 @@ _CLIENTS = Doc(
     "number of registrations.",
 )
 _SECURITY_ONE = {
-    "GET": Operation(
+    "GET": RouteOperation(
         security.one,
         Doc(
             "One endpoint's security information",
@@ -392,7 +392,7 @@ _SECURITY_ONE = {
             {200: Answer("OK", bodies.SecurityInfo), 404: _not_found()},
         ),
     ),
-    "PUT": Operation(
+    "PUT": RouteOperation(
         security.put,
         Doc(
             "Set an endpoint's PSK or X.509 expectation; ends sessions made with an old one",
@@ -406,7 +406,7 @@ _SECURITY_ONE = {
             body=bodies.SecurityBody,
         ),
     ),
-    "DELETE": Operation(
+    "DELETE": RouteOperation(
         security.remove,
         Doc(
             "Remove an endpoint's security information and end its DTLS sessions",
@@ -416,7 +416,7 @@ _SECURITY_ONE = {
     ),
 }
 _BOOTSTRAP_ONE = {
-    "GET": Operation(
+    "GET": RouteOperation(
         bootstrap.one,
         Doc(
             "One endpoint's bootstrap configuration and its recent sessions",
@@ -427,7 +427,7 @@ _BOOTSTRAP_ONE = {
             },
         ),
     ),
-    "PUT": Operation(
+    "PUT": RouteOperation(
         bootstrap.put,
         Doc(
             "Set the bootstrap configuration of an endpoint ('*': the default): servers[] with uri, "
@@ -444,7 +444,7 @@ _BOOTSTRAP_ONE = {
             body=bodies.BootstrapConfig,
         ),
     ),
-    "DELETE": Operation(
+    "DELETE": RouteOperation(
         bootstrap.remove,
         Doc(
             "Remove an endpoint's bootstrap configuration",
