@@ -203,6 +203,19 @@ async def test_an_active_cancel_sends_observe_1_with_the_token() -> None:
     assert parts.manager.running() == [] and await parts.store.observations.all() == []
 
 
+async def test_a_cancel_before_the_first_notification_ends_it_all_the_same() -> None:
+    # Cancelled before its delivery task ever ran: the stored record goes, ObservationEnded comes.
+    parts = Parts(_registration())
+    started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    assert [o.token for o in await parts.store.observations.all()] == [started.token]
+    await started.cancel()
+    assert await parts.store.observations.all() == []
+    (ended,) = [e for e in parts.events if isinstance(e, ObservationEnded)]
+    assert ended.token == started.token and ended.reason == "cancelled"
+    assert [r async for r in started] == []  # iteration ends
+
+
 def test_stored_request_keeps_the_format() -> None:
     single = stored_request(Observation(b"\x01", "dev-1", "r1", (Path.parse("/3/0/9"),), content_format=0))
     assert isinstance(single, ObserveRequest) and single.format == CF.TEXT

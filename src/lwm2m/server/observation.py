@@ -86,7 +86,10 @@ class ServerObservation:
         self._backlog: Backlog[Any] = Backlog(BACKLOG)
         self._keep_record = False  # closed by a stopping server: a restart resumes it
         self._end_reason: str | None = None  # why the server ended it, when it did
+        self._started = False
+        self._ending: asyncio.Task[None] | None = None
         self._pump = asyncio.create_task(self._run())
+        self._pump.add_done_callback(self._pump_done)
 
     @property
     def endpoint(self) -> str:
@@ -97,6 +100,7 @@ class ServerObservation:
         return self.record.token
 
     async def _run(self) -> None:
+        self._started = True
         reason = "ended by the client"
         endpoint, token, paths = self.endpoint, self.token, self.record.paths
         decode = self._decode
@@ -137,15 +141,24 @@ class ServerObservation:
             reason = "cancelled"
             raise
         finally:
-            if self._end_reason is not None:
-                reason = self._end_reason
-            if self._keep_record:
-                reason = "server stopped"
-            else:
-                with contextlib.suppress(Exception):
-                    await self._observations.remove(self.token)
-            self._emit(ObservationEnded(self.endpoint, self.token, reason))
-            self._backlog.put(_END)
+            await self._finish(reason)
+
+    async def _finish(self, reason: str) -> None:
+        if self._end_reason is not None:
+            reason = self._end_reason
+        if self._keep_record:
+            reason = "server stopped"
+        else:
+            with contextlib.suppress(Exception):
+                await self._observations.remove(self.token)
+        self._emit(ObservationEnded(self.endpoint, self.token, reason))
+        self._backlog.put(_END)
+
+    def _pump_done(self, pump: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never runs its coroutine, finally included:
+        # the record would stay stored and no ObservationEnded would come. End it here.
+        if not self._started:
+            self._ending = asyncio.get_running_loop().create_task(self._finish("cancelled"))
 
     def __aiter__(self) -> ServerObservation:
         return self
@@ -178,6 +191,8 @@ class ServerObservation:
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
+        if self._ending is not None:
+            await self._ending
         if active:
             await self._cancel_actively(self)
 
