@@ -752,3 +752,19 @@ def test_hostile_input_never_raises_and_state_stays_bounded() -> None:
     sizes = ep.state_sizes()
     assert sizes["dedup"] == 0 and sizes["unacked"] == 0 and sizes["reassembly"] == 0 and sizes["served"] == 0
     assert sizes["tx"] == 0
+
+
+def test_an_endpoint_is_freed_without_the_garbage_collector() -> None:
+    # No reference cycle between the endpoint and its parts: the simulator makes and drops
+    # many endpoints, and cycles would wait for a full collection.
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        endpoint = Endpoint(EndpointConfig())
+        ref = weakref.ref(endpoint)
+        del endpoint
+        assert ref() is None
+    finally:
+        gc.enable()

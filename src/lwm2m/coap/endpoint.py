@@ -130,6 +130,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from collections import deque
 from typing import Any, cast
 
@@ -216,7 +217,16 @@ class Endpoint:
         self.events = self._events  # the queue next_event() pops from, for drivers to drain directly
         # The parts, each owning its state (RFC 7252 §4.5 duplicate detection; §5.2.2 pending
         # answers; §4.2-§4.7 our exchanges; RFC 7641 relations; RFC 7959 bodies).
-        self._dedup = Deduplicator(lifetime, non_lifetime, config.max_dedup_entries, self._sweep)
+        # The deduplicator calls back through a weak reference: holding the bound method would
+        # make a reference cycle that only the garbage collector frees, for every endpoint.
+        sweep = weakref.WeakMethod(self._sweep)
+
+        def on_rotate(now: float) -> None:
+            method = sweep()
+            if method is not None:
+                method(now)
+
+        self._dedup = Deduplicator(lifetime, non_lifetime, config.max_dedup_entries, on_rotate)
         self._unanswered = Unanswered(config.max_pending_requests, config.empty_ack_delay)
         self._exchanges = Exchanges(
             self._rng,
