@@ -4,6 +4,10 @@ and of RFC 9146 §5 written out by hand, round trips, tampering, and fuzzing."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from typing import Any
+
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 from hypothesis import HealthCheck, given, settings
@@ -339,3 +343,131 @@ def _fields(record: DtlsRecord) -> dict[str, object]:
         "fragment": record.fragment,
         "cid": record.cid,
     }
+
+
+# --- a peer we did not write: Mbed TLS (python-mbedtls), TLS_PSK_WITH_AES_128_CCM_8 -------------
+#
+# A full in-memory handshake between an Mbed TLS client and server gives real epoch-1 records.
+# With the PSK and what went over the wire, the key block follows from RFC 5246 §5 (the PRF),
+# §6.3 (the key block), §8.1 (the master secret; RFC 7627 §4 when the extended master secret
+# was negotiated) and RFC 4279 §2 (the PSK premaster secret): our protection must open the
+# peer's records, and the peer must accept ours.
+
+PEER_PSK = b"0123456789abcdef"
+
+
+def _prf(secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    seed = label + seed
+    out, a = b"", seed
+    while len(out) < length:
+        a = hmac.new(secret, a, hashlib.sha256).digest()
+        out += hmac.new(secret, a + seed, hashlib.sha256).digest()
+    return out[:length]
+
+
+def _mbedtls_session() -> tuple[Any, list[tuple[str, bytes]]]:
+    """An Mbed TLS client and server shake hands; returns the client and every datagram, in order."""
+    tls = pytest.importorskip("mbedtls.tls")
+    common = {
+        "ciphers": ("TLS-PSK-WITH-AES-128-CCM-8",),
+        "lowest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "highest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "validate_certificates": False,
+    }
+    client = tls.ClientContext(
+        tls.DTLSConfiguration(pre_shared_key=("device-1", PEER_PSK), **common)
+    ).wrap_buffers(None)
+    server_context = tls.ServerContext(
+        tls.DTLSConfiguration(pre_shared_key_store={"device-1": PEER_PSK}, **common)
+    )
+    over = tls.HandshakeStep.HANDSHAKE_OVER
+
+    def step(buffer: Any) -> None:
+        for _ in range(20):
+            if buffer._handshake_state is over:
+                return
+            try:
+                buffer.do_handshake()
+            except tls.WantWriteError:
+                continue
+            except tls.WantReadError:
+                return
+
+    def take(buffer: Any) -> bytes:
+        n = len(buffer._output_buffer)
+        data: bytes = buffer.peek_outgoing(n) if n else b""
+        buffer.consume_outgoing(n)
+        return data
+
+    log: list[tuple[str, bytes]] = []
+    server = server_context.wrap_buffers()
+    server.setcookieparam(b"client")
+    step(client)
+    log.append(("client", take(client)))
+    server.receive_from_network(log[-1][1])
+    with pytest.raises(tls.HelloVerifyRequest):
+        step(server)
+    log.append(("server", take(server)))
+    server = server_context.wrap_buffers()  # the cookie exchange leaves the first one spent
+    server.setcookieparam(b"client")
+    for _ in range(10):
+        client.receive_from_network(log[-1][1])
+        step(client)
+        log.append(("client", take(client)))
+        server.receive_from_network(log[-1][1])
+        step(server)
+        log.append(("server", take(server)))
+        if client._handshake_state is over and server._handshake_state is over:
+            break
+    assert client._handshake_state is over
+    client.write(b"hello coap")
+    log.append(("client", take(client)))
+    return client, [(who, data) for who, data in log if data]
+
+
+def test_records_of_an_mbedtls_session_open_and_ours_are_accepted() -> None:
+    client, log = _mbedtls_session()
+    records = [(who, record) for who, data in log for record in parse_datagram(data)]
+    handshake = [r.fragment for _, r in records if r.epoch == 0 and r.content_type == HANDSHAKE]
+    # The ClientHello with the cookie, ServerHello, ServerHelloDone, ClientKeyExchange: the first
+    # ClientHello and the HelloVerifyRequest are not hashed (RFC 6347 §4.2.1).
+    messages = handshake[2:6]
+    assert [m[0] for m in messages] == [1, 2, 14, 16]
+    client_random, server_random = messages[0][14:46], messages[1][14:46]
+    premaster = (
+        len(PEER_PSK).to_bytes(2, "big") + bytes(len(PEER_PSK)) + len(PEER_PSK).to_bytes(2, "big") + PEER_PSK
+    )
+    extended = b"\x00\x17" in _extension_types(messages[1])
+    if extended:
+        master = _prf(premaster, b"extended master secret", hashlib.sha256(b"".join(messages)).digest(), 48)
+    else:
+        master = _prf(premaster, b"master secret", client_random + server_random, 48)
+    block = _prf(master, b"key expansion", server_random + client_random, 40)
+    client_write = AeadProtection(AES_128_CCM_8, block[:16], block[32:36])
+    server_write = AeadProtection(AES_128_CCM_8, block[16:32], block[36:40])
+
+    protected = [(who, r) for who, r in records if r.epoch == 1]
+    opened = [(client_write if who == "client" else server_write).decrypt(r) for who, r in protected]
+    assert [(r.content_type, r.sequence) for r in opened] == [
+        (HANDSHAKE, 0),
+        (HANDSHAKE, 0),
+        (APPLICATION_DATA, 1),
+    ]
+    assert opened[0].fragment[0] == opened[1].fragment[0] == 20  # the two Finished messages
+    assert opened[2].fragment == b"hello coap"
+
+    # Our record, sealed with the server's keys, is read by the Mbed TLS client.
+    ours = server_write.encrypt(DtlsRecord(APPLICATION_DATA, DTLS_1_2, 1, 1, b"hello device"))
+    client.receive_from_network(ours.encode())
+    assert client.read(100) == b"hello device"
+
+
+def _extension_types(server_hello: bytes) -> list[bytes]:
+    body = server_hello[12:]
+    position = 35 + body[34] + 3  # version, random, session id, cipher suite, compression
+    position += 2  # the length of the extensions
+    types = []
+    while position + 4 <= len(body):
+        types.append(body[position : position + 2])
+        position += 4 + int.from_bytes(body[position + 2 : position + 4], "big")
+    return types
