@@ -4,6 +4,8 @@ first flight of a DTLS client we did not write (Mbed TLS through python-mbedtls)
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -273,3 +275,38 @@ def test_the_first_flight_of_an_mbedtls_client_parses() -> None:
     assert int.from_bytes(first.fragment[1:4], "big") + 12 == len(first.fragment)
     # client_version inside the ClientHello is DTLS 1.2.
     assert int.from_bytes(first.fragment[12:14], "big") == DTLS_1_2
+
+
+def test_the_hello_verify_request_of_an_mbedtls_server_parses() -> None:
+    tls = pytest.importorskip("mbedtls.tls")
+    common = {
+        "ciphers": ("TLS-PSK-WITH-AES-128-CCM-8",),
+        "lowest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "highest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "validate_certificates": False,
+    }
+    client = tls.ClientContext(tls.DTLSConfiguration(pre_shared_key=("device-1", b"k" * 16), **common))
+    client_buffer = client.wrap_buffers(None)
+    with pytest.raises(tls.WantReadError):
+        for _ in range(10):
+            with contextlib.suppress(tls.WantWriteError):
+                client_buffer.do_handshake()
+    hello = client_buffer.peek_outgoing(65536)
+    server = tls.ServerContext(tls.DTLSConfiguration(pre_shared_key_store={"device-1": b"k" * 16}, **common))
+    server_buffer = server.wrap_buffers()
+    server_buffer.setcookieparam(b"client")
+    server_buffer.receive_from_network(hello)
+    with pytest.raises(tls.HelloVerifyRequest):
+        for _ in range(10):
+            with contextlib.suppress(tls.WantWriteError, tls.WantReadError):
+                server_buffer.do_handshake()
+    wire = server_buffer.peek_outgoing(65536)
+
+    (record,) = parse_datagram(wire)
+    assert encode_datagram([record]) == wire
+    assert (record.content_type, record.epoch, record.sequence) == (HANDSHAKE, 0, 0)
+    # hello_verify_request (3): server_version, then a cookie of cookie_length bytes (RFC 6347 §4.2.1).
+    body = record.fragment[12:]
+    assert record.fragment[0] == 3
+    assert int.from_bytes(body[:2], "big") in (DTLS_1_2, DTLS_1_0)
+    assert 0 < body[2] == len(body) - 3
