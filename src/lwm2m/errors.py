@@ -370,3 +370,21 @@ class TableFull(ApiError):
 class RemoteApiError(TransportError):
     """A running server's REST API refused a call, or could not be reached; the message says
     which and why (the CLI's and the simulator's calls to a server)."""
+
+
+# --- DTLS engine (lwm2m.tls) ---
+# records, the anti-replay window and record protection (tls/record.py, tls/replay.py,
+# tls/protection.py)
+
+
+class RecordError(ProtocolError):
+    """Bytes that are not a well-formed DTLS/TLS record: truncated, a bad length, an unknown
+    content type, a CID record that the receiver did not negotiate (RFC 6347 §4.1, RFC 9146 §4)."""
+
+
+class RecordOverflow(RecordError):
+    """A record longer than RFC 6347 §4.1 / RFC 5246 §6.2 allow (the ``record_overflow`` alert)."""
+
+
+class BadRecordMac(DtlsError):
+    """A protected record that does not authenticate (the ``bad_record_mac`` alert, RFC 5246 §7.2.2)."""

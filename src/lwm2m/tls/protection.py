@@ -1,0 +1,209 @@
+"""Record protection for the AEAD cipher suites of DTLS 1.2 / TLS 1.2.
+
+- AES-128-CCM with 8-byte tags (RFC 6655 §3, §4: ``TLS_PSK_WITH_AES_128_CCM_8``; RFC 7251:
+  ``TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8``), and AES-128-CCM with 16-byte tags;
+- AES-128-GCM (RFC 5288 §3: ``TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256``, and RFC 5487 for PSK).
+
+The nonce is the 4-byte implicit salt from the key block (``client/server_write_IV``,
+RFC 5246 §6.3) followed by an 8-byte explicit nonce sent before the ciphertext (RFC 5246
+§6.2.3.3); for DTLS the explicit nonce is epoch ‖ sequence_number (RFC 6655 §3), which never
+repeats under one key. The additional data is that of RFC 5246 §6.2.3.3 with the DTLS
+``seq_num`` of RFC 6347 §4.1.2.1 (epoch ‖ sequence_number, type, version, length), or, for a
+Connection ID record, that of RFC 9146 §5 (``seq_num_placeholder``, ``tls12_cid``,
+``cid_length``, ..., the CID, the length of the ``DTLSInnerPlaintext``).
+
+The tag is checked inside OpenSSL (through ``cryptography``), which compares in constant time.
+:meth:`AeadProtection.seal` and :meth:`AeadProtection.open` work on a 64-bit ``seq_num`` and
+the header fields, not on a framing, so TLS over TCP (a 5-byte header, an implicit sequence
+number) can use them; :meth:`AeadProtection.encrypt` and :meth:`AeadProtection.decrypt` are
+the DTLS record forms. Epoch 0 is unprotected: :class:`NullProtection`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Final, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
+
+from lwm2m.errors import BadRecordMac, DtlsError, RecordError, RecordOverflow
+from lwm2m.tls.record import (
+    MAX_PLAINTEXT,
+    TLS12_CID,
+    DtlsRecord,
+    encode_inner_plaintext,
+    parse_inner_plaintext,
+)
+
+FIXED_IV_LENGTH: Final = 4  # the implicit part of the nonce (RFC 5288 §3, RFC 6655 §3)
+EXPLICIT_NONCE_LENGTH: Final = 8  # sent in front of every ciphertext
+SEQ_NUM_PLACEHOLDER: Final = b"\xff" * 8  # RFC 9146 §5
+
+
+@dataclass(frozen=True, slots=True)
+class AeadAlgorithm:
+    """An AEAD of the record layer: its name, key and tag lengths, CCM or GCM."""
+
+    name: str
+    key_length: int
+    tag_length: int
+    ccm: bool
+
+
+AES_128_CCM_8: Final = AeadAlgorithm("AES_128_CCM_8", 16, 8, ccm=True)
+AES_128_CCM: Final = AeadAlgorithm("AES_128_CCM", 16, 16, ccm=True)
+AES_128_GCM: Final = AeadAlgorithm("AES_128_GCM", 16, 16, ccm=False)
+
+# The cipher suites (IANA numbers) whose record protection this module gives.
+SUITE_ALGORITHMS: Final[dict[int, AeadAlgorithm]] = {
+    0xC0A8: AES_128_CCM_8,  # TLS_PSK_WITH_AES_128_CCM_8 (RFC 6655), LwM2M's mandatory suite
+    0xC0AE: AES_128_CCM_8,  # TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 7251)
+    0xC0A4: AES_128_CCM,  # TLS_PSK_WITH_AES_128_CCM (RFC 6655)
+    0xC0AC: AES_128_CCM,  # TLS_ECDHE_ECDSA_WITH_AES_128_CCM (RFC 7251)
+    0xC02B: AES_128_GCM,  # TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (RFC 5289)
+    0x00A8: AES_128_GCM,  # TLS_PSK_WITH_AES_128_GCM_SHA256 (RFC 5487)
+}
+
+
+def additional_data(seq_num: int, content_type: int, version: int, length: int, cid: bytes = b"") -> bytes:
+    """The AEAD additional data of a record whose plaintext is ``length`` bytes long.
+
+    Without a CID: seq_num(8) ‖ type ‖ version ‖ length (RFC 5246 §6.2.3.3, with the DTLS
+    seq_num = epoch ‖ sequence_number of RFC 6347 §4.1.2.1). With a CID (RFC 9146 §5):
+    seq_num_placeholder ‖ tls12_cid ‖ cid_length ‖ tls12_cid ‖ version ‖ epoch ‖
+    sequence_number ‖ cid ‖ length of the DTLSInnerPlaintext; ``content_type`` is then unused
+    (the real type is inside the ciphertext).
+    """
+    if not cid:
+        return (
+            seq_num.to_bytes(8, "big")
+            + bytes((content_type,))
+            + version.to_bytes(2, "big")
+            + length.to_bytes(2, "big")
+        )
+    return b"".join(
+        (
+            SEQ_NUM_PLACEHOLDER,
+            bytes((TLS12_CID, len(cid), TLS12_CID)),
+            version.to_bytes(2, "big"),
+            seq_num.to_bytes(8, "big"),
+            cid,
+            length.to_bytes(2, "big"),
+        )
+    )
+
+
+class RecordProtection(Protocol):
+    """What the record layer needs of an epoch's protection, in one direction each."""
+
+    def encrypt(self, record: DtlsRecord) -> DtlsRecord:
+        """The protected record for a plaintext record."""
+        ...
+
+    def decrypt(self, record: DtlsRecord) -> DtlsRecord:
+        """The plaintext record (real content type, content) of a protected record."""
+        ...
+
+
+class NullProtection:
+    """Epoch 0 (RFC 6347 §4.1): TLS_NULL_WITH_NULL_NULL, the fragment is the plaintext."""
+
+    def encrypt(self, record: DtlsRecord) -> DtlsRecord:
+        if record.cid:
+            raise RecordError("a connection ID record is never sent unprotected (RFC 9146 §4)")
+        if len(record.fragment) > MAX_PLAINTEXT:
+            raise RecordOverflow(
+                f"a plaintext of {len(record.fragment)} bytes is longer than {MAX_PLAINTEXT}"
+            )
+        return record
+
+    def decrypt(self, record: DtlsRecord) -> DtlsRecord:
+        if record.content_type == TLS12_CID or record.cid:
+            raise RecordError("a connection ID record in an unprotected epoch")
+        if len(record.fragment) > MAX_PLAINTEXT:
+            raise RecordOverflow(
+                f"a plaintext of {len(record.fragment)} bytes is longer than {MAX_PLAINTEXT}"
+            )
+        return record
+
+
+class AeadProtection:
+    """One direction of one epoch: the write key and salt of the sender (RFC 5246 §6.3),
+    used by the sender to encrypt and by the receiver (as its read key) to decrypt.
+
+    ``padding`` zero bytes are added to every ``DTLSInnerPlaintext`` of a CID record
+    (RFC 9146 §4), to hide the length of what is sent.
+    """
+
+    __slots__ = ("_aead", "_fixed_iv", "algorithm", "padding")
+
+    def __init__(self, algorithm: AeadAlgorithm, key: bytes, fixed_iv: bytes, padding: int = 0) -> None:
+        if len(key) != algorithm.key_length:
+            raise DtlsError(f"{algorithm.name} needs a {algorithm.key_length}-byte key, not {len(key)}")
+        if len(fixed_iv) != FIXED_IV_LENGTH:
+            raise DtlsError(f"the implicit nonce is {FIXED_IV_LENGTH} bytes, not {len(fixed_iv)}")
+        if padding < 0:
+            raise DtlsError("padding cannot be negative")
+        self.algorithm = algorithm
+        self.padding = padding
+        self._fixed_iv = bytes(fixed_iv)
+        self._aead: AESCCM | AESGCM = (
+            AESCCM(bytes(key), tag_length=algorithm.tag_length) if algorithm.ccm else AESGCM(bytes(key))
+        )
+
+    # --- framing-free forms: seq_num and header fields in, fragment out -----------------------
+
+    def seal(self, seq_num: int, content_type: int, version: int, content: bytes, cid: bytes = b"") -> bytes:
+        """The protected fragment (explicit nonce ‖ ciphertext ‖ tag) of ``content``.
+
+        ``content_type`` is the real type; with a ``cid`` it goes inside the DTLSInnerPlaintext.
+        """
+        plaintext = encode_inner_plaintext(content, content_type, self.padding) if cid else content
+        if len(plaintext) > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a plaintext of {len(plaintext)} bytes is longer than {MAX_PLAINTEXT}")
+        explicit = seq_num.to_bytes(EXPLICIT_NONCE_LENGTH, "big")
+        aad = additional_data(seq_num, content_type, version, len(plaintext), cid)
+        return explicit + self._aead.encrypt(self._fixed_iv + explicit, plaintext, aad)
+
+    def open(
+        self, seq_num: int, content_type: int, version: int, fragment: bytes, cid: bytes = b""
+    ) -> tuple[int, bytes]:
+        """(real content type, content) of a protected fragment; :class:`BadRecordMac` if it does
+        not authenticate. ``content_type`` is the type of the header (``TLS12_CID`` with a CID)."""
+        tag_length = self.algorithm.tag_length
+        if len(fragment) < EXPLICIT_NONCE_LENGTH + tag_length:
+            # Too short to hold a nonce and a tag: it cannot authenticate (RFC 5246 §6.2.3.3).
+            raise BadRecordMac("a protected record shorter than its nonce and tag")
+        length = len(fragment) - EXPLICIT_NONCE_LENGTH - tag_length
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
+        nonce = self._fixed_iv + fragment[:EXPLICIT_NONCE_LENGTH]
+        aad = additional_data(seq_num, content_type, version, length, cid)
+        try:
+            plaintext = self._aead.decrypt(nonce, fragment[EXPLICIT_NONCE_LENGTH:], aad)
+        except InvalidTag:
+            raise BadRecordMac("the record does not authenticate") from None
+        if cid:
+            return parse_inner_plaintext(plaintext)
+        return content_type, plaintext
+
+    # --- DTLS records -----------------------------------------------------------------------
+
+    def encrypt(self, record: DtlsRecord) -> DtlsRecord:
+        """Protect a plaintext record (real type, content; a ``cid`` makes it a RFC 9146 record)."""
+        if record.content_type == TLS12_CID:
+            raise RecordError("give the real content type; the record is sent as tls12_cid when it has a CID")
+        fragment = self.seal(record.seq_num, record.content_type, record.version, record.fragment, record.cid)
+        content_type = TLS12_CID if record.cid else record.content_type
+        return replace(record, content_type=content_type, fragment=fragment)
+
+    def decrypt(self, record: DtlsRecord) -> DtlsRecord:
+        """The plaintext record of a protected one: its real content type, its content, the CID
+        it came with."""
+        if (record.content_type == TLS12_CID) != bool(record.cid):
+            raise RecordError("a tls12_cid record needs a CID, and only such a record has one")
+        content_type, content = self.open(
+            record.seq_num, record.content_type, record.version, record.fragment, record.cid
+        )
+        return replace(record, content_type=content_type, fragment=content)

@@ -1,0 +1,68 @@
+"""The DTLS anti-replay window (RFC 6347 §4.1.2.6, the sliding window of RFC 4303 §3.4.3).
+
+One :class:`ReplayWindow` serves one read epoch: sequence numbers restart at 0 in every epoch
+(RFC 6347 §4.1), so a new epoch gets a new window. The receiver asks :meth:`ReplayWindow.check`
+before it removes a record's protection, and calls :meth:`ReplayWindow.accept` only once the
+record has authenticated: a forged record must never move the window (RFC 6347 §4.1.2.6).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lwm2m.errors import RecordError
+
+MAX_SEQUENCE: Final = 2**48 - 1
+DEFAULT_SIZE: Final = 64  # the minimum window RFC 6347 §4.1.2.6 asks for
+
+
+class ReplayWindow:
+    """Which sequence numbers of one epoch were received: the highest one and a bitmap of the
+    ``size`` numbers up to it (bit 0 is the highest, bit ``i`` the number ``i`` below it)."""
+
+    __slots__ = ("_bitmap", "_highest", "_mask", "epoch", "size")
+
+    def __init__(self, epoch: int = 0, size: int = DEFAULT_SIZE) -> None:
+        if size < 1:
+            raise RecordError("a replay window holds at least one record")
+        self.epoch = epoch
+        self.size = size
+        self._mask = (1 << size) - 1
+        self._highest: int | None = None  # nothing received yet in this epoch
+        self._bitmap = 0
+
+    @property
+    def highest(self) -> int | None:
+        """The highest sequence number accepted so far (None before the first one): a record
+        newer than it may move a CID session to a new address (RFC 9146 §6)."""
+        return self._highest
+
+    def check(self, sequence: int) -> bool:
+        """True if a record with this sequence number may be new: not left of the window and
+        not seen inside it. Changes nothing."""
+        if not 0 <= sequence <= MAX_SEQUENCE:
+            return False
+        if self._highest is None or sequence > self._highest:
+            return True
+        offset = self._highest - sequence
+        if offset >= self.size:
+            return False  # too old to tell: refused, as RFC 6347 §4.1.2.6 says
+        return not (self._bitmap >> offset) & 1
+
+    def accept(self, sequence: int) -> None:
+        """Mark an authenticated record as received, sliding the window when it is the newest."""
+        if not 0 <= sequence <= MAX_SEQUENCE:
+            raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
+        if self._highest is None:
+            self._highest = sequence
+            self._bitmap = 1
+            return
+        if sequence > self._highest:
+            shift = sequence - self._highest
+            # A jump of the window size or more leaves none of the old bits inside it.
+            self._bitmap = ((self._bitmap << shift) | 1) & self._mask if shift < self.size else 1
+            self._highest = sequence
+            return
+        offset = self._highest - sequence
+        if offset < self.size:
+            self._bitmap |= 1 << offset
