@@ -370,3 +370,15 @@ class TableFull(ApiError):
 class RemoteApiError(TransportError):
     """A running server's REST API refused a call, or could not be reached; the message says
     which and why (the CLI's and the simulator's calls to a server)."""
+
+
+# --- DTLS engine (lwm2m.tls) ---
+# prf, messages, reassembly: the key schedule, the handshake messages and their fragments.
+
+
+class HandshakeFormatError(ProtocolError):
+    """A DTLS handshake message, extension or fragment is malformed; the message names the field."""
+
+
+class KeyScheduleError(DtlsError):
+    """A key schedule input is unusable: a PSK or secret of a length the engine does not take."""
