@@ -23,6 +23,9 @@ __all__ = ["HandshakeReassembler", "ReassembledMessage", "fragment_handshake"]
 
 DEFAULT_MAX_MESSAGE_LENGTH = 64 * 1024  # larger than any certificate chain LwM2M uses
 DEFAULT_WINDOW = 8  # messages buffered ahead of the next expected one; a flight has at most ~6
+# Holes a message may have at once: each fragment costs a pass over the ranges, so an unbounded
+# number (thousands of 1-byte fragments with gaps) would make reassembly quadratic.
+MAX_HOLES = 64
 
 
 def fragment_handshake(msg_type: int, message_seq: int, body: bytes, max_fragment_size: int) -> list[bytes]:
@@ -84,6 +87,8 @@ class _Pending:
                 start, end = min(lo, start), max(hi, end)
         merged.append((start, end))
         merged.sort()
+        if len(merged) > MAX_HOLES:
+            raise HandshakeFormatError(f"handshake message arrives in more than {MAX_HOLES} separate pieces")
         self.ranges = merged
 
     @property
