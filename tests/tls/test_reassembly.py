@@ -3,6 +3,7 @@ duplicated and overlapping; messages out in message_seq order; memory bounded.""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -149,3 +150,27 @@ def test_a_message_cut_into_too_many_separate_pieces_is_refused() -> None:
     with pytest.raises(HandshakeFormatError, match="pieces"):
         for offset in range(0, 1000, 2):  # 1-byte fragments with a gap after each
             reassembler.add(HandshakeHeader(11, 1000, 0, offset, 1), b"x")
+
+
+@st.composite
+def _hostile_fragments(draw: st.DrawFn) -> tuple[HandshakeHeader, bytes]:
+    # Well-formed headers with hostile values: lengths near the limit, offsets anywhere in the
+    # message, sequence numbers behind, at and beyond the window, types that change.
+    length = draw(st.integers(0, 1200))
+    offset = draw(st.integers(0, length))
+    fragment_length = draw(st.integers(0, min(length - offset, 50)))
+    header = HandshakeHeader(
+        draw(st.integers(0, 3)), length, draw(st.integers(0, 8)), offset, fragment_length
+    )
+    return header, draw(st.binary(min_size=fragment_length, max_size=fragment_length))
+
+
+@given(st.lists(_hostile_fragments(), max_size=60))
+def test_fuzz_hostile_fragments(fragments: list[tuple[HandshakeHeader, bytes]]) -> None:
+    reassembler = HandshakeReassembler(max_message_length=1000, window=4)
+    delivered: list[int] = []
+    for header, data in fragments:
+        with contextlib.suppress(ProtocolError):
+            delivered += [m.message_seq for m in reassembler.add(header, data)]
+        assert reassembler.buffered_bytes <= 4 * 1000
+    assert delivered == list(range(len(delivered)))  # in order, none twice, none skipped

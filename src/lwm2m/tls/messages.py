@@ -542,7 +542,11 @@ class ClientHello:
 
 @dataclass(frozen=True, slots=True)
 class HelloVerifyRequest:
-    """HelloVerifyRequest (RFC 6347 §4.2.1): the server's stateless cookie."""
+    """HelloVerifyRequest (RFC 6347 §4.2.1): the server's stateless cookie.
+
+    §4.2.1 lets the server put ``DTLS_1_0`` here whatever it later negotiates, so a client must
+    not take this version as the negotiated one.
+    """
 
     cookie: bytes
     server_version: int = DTLS_1_2

@@ -77,6 +77,9 @@ class _Pending:
 
     def add(self, offset: int, data: bytes) -> None:
         end = offset + len(data)
+        # Overlapping fragments may repeat bytes already held (RFC 6347 §4.2.3 allows any
+        # re-fragmentation on retransmission); the later copy is written over the earlier one,
+        # and the Finished check over the whole transcript catches any that differ.
         self.buffer[offset:end] = data
         merged: list[tuple[int, int]] = []
         start = offset
