@@ -8,7 +8,6 @@ completes its handshake, and application data passes both ways under our key blo
 from __future__ import annotations
 
 import hashlib
-import hmac
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
@@ -27,7 +26,14 @@ from lwm2m.tls.messages import (
     encode_handshake,
     split_handshake_fragments,
 )
-from lwm2m.tls.prf import extended_master_secret, key_block, master_secret, psk_premaster_secret, verify_data
+from lwm2m.tls.prf import (
+    check_finished,
+    extended_master_secret,
+    key_block,
+    master_secret,
+    psk_premaster_secret,
+    verify_data,
+)
 
 tls = pytest.importorskip("mbedtls.tls")
 
@@ -200,8 +206,8 @@ def test_a_psk_handshake_with_mbedtls_agrees_on_every_key(use_ems: bool) -> None
     finished_plain = _decrypt(keys.client_write_key, keys.client_write_iv, 22, 1, records[2][3])
     [(finished_header, finished_body)] = split_handshake_fragments(finished_plain)
     assert finished_header.msg_type == HandshakeType.FINISHED
-    expected = verify_data(master, b"client finished", hashlib.sha256(b"".join(transcript)).digest())
-    assert hmac.compare_digest(Finished.parse(finished_body).verify_data, expected)
+    client_hash = hashlib.sha256(b"".join(transcript)).digest()
+    check_finished(master, b"client finished", client_hash, Finished.parse(finished_body).verify_data)
     transcript.append(finished_plain)
 
     ours = Finished(verify_data(master, b"server finished", hashlib.sha256(b"".join(transcript)).digest()))

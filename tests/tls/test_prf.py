@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.hmac import HMAC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.errors import KeyScheduleError, SecurityError
+from lwm2m.errors import HandshakeError, KeyScheduleError, SecurityError
 from lwm2m.tls import prf as prf_module
 from lwm2m.tls.prf import (
+    check_finished,
     ecdhe_psk_premaster_secret,
     extended_master_secret,
     key_block,
@@ -193,3 +194,16 @@ def test_verify_data_is_12_bytes_and_depends_on_the_label() -> None:
 def test_wrong_lengths_are_refused(call: object) -> None:
     with pytest.raises(KeyScheduleError):
         call()  # type: ignore[operator]
+
+
+def test_check_finished_accepts_the_expected_value_only() -> None:
+    ms = bytes(range(48))
+    transcript = hashlib.sha256(b"messages").digest()
+    good = verify_data(ms, b"server finished", transcript)
+    check_finished(ms, b"server finished", transcript, good)
+    for bad in (good[:-1] + bytes([good[-1] ^ 1]), good[:11], good + b"\x00", b""):
+        with pytest.raises(HandshakeError):
+            check_finished(ms, b"server finished", transcript, bad)
+    with pytest.raises(HandshakeError):
+        check_finished(ms, b"client finished", transcript, good)
+    assert issubclass(HandshakeError, SecurityError)

@@ -25,6 +25,7 @@ from .messages import (
 )
 from .prf import (
     KeyBlock,
+    check_finished,
     ecdhe_psk_premaster_secret,
     extended_master_secret,
     key_block,
@@ -59,6 +60,7 @@ __all__ = [
     "SignatureAlgorithmsExtension",
     "SupportedGroupsExtension",
     "UnknownExtension",
+    "check_finished",
     "ecdhe_psk_premaster_secret",
     "extended_master_secret",
     "fragment_handshake",

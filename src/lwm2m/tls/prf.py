@@ -5,7 +5,8 @@
   ``extended_master_secret`` from the session hash (RFC 7627 §4).
 - ``key_block``: the key expansion (RFC 5246 §6.3) split into the client/server write keys and
   the 4-byte implicit IVs ("salts") of the AEAD suites (RFC 5288 §3, RFC 6655 §3).
-- ``verify_data``: the 12-byte Finished value (RFC 5246 §7.4.9).
+- ``verify_data``: the 12-byte Finished value (RFC 5246 §7.4.9), and ``check_finished`` to
+  compare a received one in constant time.
 - ``psk_premaster_secret`` (RFC 4279 §2) and ``ecdhe_psk_premaster_secret`` (RFC 5489 §2).
 """
 
@@ -15,11 +16,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-from lwm2m.errors import KeyScheduleError
+from lwm2m.errors import HandshakeError, KeyScheduleError
 
 __all__ = [
     "MAX_PSK_LENGTH",
     "KeyBlock",
+    "check_finished",
     "ecdhe_psk_premaster_secret",
     "extended_master_secret",
     "key_block",
@@ -145,6 +147,17 @@ def verify_data(master: bytes, label: bytes, handshake_hash: bytes) -> bytes:
     if len(handshake_hash) != hashlib.sha256().digest_size:
         raise KeyScheduleError(f"handshake hash is {len(handshake_hash)} bytes, not 32 (SHA-256)")
     return prf(master, label, handshake_hash, VERIFY_DATA_LENGTH)
+
+
+def check_finished(master: bytes, label: bytes, handshake_hash: bytes, received: bytes) -> None:
+    """Raise ``HandshakeError`` unless ``received`` is the peer's expected verify_data.
+
+    The comparison is constant-time (``hmac.compare_digest``): a timing difference would let
+    an attacker learn the expected value byte by byte.
+    """
+    expected = verify_data(master, label, handshake_hash)
+    if not hmac.compare_digest(expected, received):
+        raise HandshakeError("the peer's Finished does not verify: a wrong key or a changed transcript")
 
 
 def _check_psk(psk: bytes) -> None:
