@@ -388,3 +388,14 @@ class RecordOverflow(RecordError):
 
 class BadRecordMac(DtlsError):
     """A protected record that does not authenticate (the ``bad_record_mac`` alert, RFC 5246 §7.2.2)."""
+
+
+# prf, messages, reassembly: the key schedule, the handshake messages and their fragments.
+
+
+class HandshakeFormatError(ProtocolError):
+    """A DTLS handshake message, extension or fragment is malformed; the message names the field."""
+
+
+class KeyScheduleError(DtlsError):
+    """A key schedule input is unusable: a PSK or secret of a length the engine does not take."""

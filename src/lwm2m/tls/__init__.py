@@ -1,5 +1,40 @@
-"""Sans-IO DTLS 1.2 engine (RFC 6347, RFC 9146): records, anti-replay, record protection."""
+"""Sans-IO DTLS 1.2 engine (RFC 6347, RFC 9146), over ``cryptography``: records, the anti-replay
+window, record protection, handshake messages and their fragmentation, the TLS 1.2 key schedule.
+No sockets, no clock: ``lwm2m.transport`` will drive it."""
 
+from lwm2m.tls.messages import (
+    ClientHello,
+    ClientKeyExchange,
+    ConnectionIdExtension,
+    EcPointFormatsExtension,
+    ExtendedMasterSecretExtension,
+    Extension,
+    ExtensionType,
+    Finished,
+    HandshakeHeader,
+    HandshakeMessage,
+    HandshakeType,
+    HelloVerifyRequest,
+    RecordSizeLimitExtension,
+    ServerHello,
+    ServerHelloDone,
+    ServerKeyExchange,
+    ServerNameExtension,
+    SessionTicketExtension,
+    SignatureAlgorithmsExtension,
+    SupportedGroupsExtension,
+    UnknownExtension,
+)
+from lwm2m.tls.prf import (
+    KeyBlock,
+    check_finished,
+    ecdhe_psk_premaster_secret,
+    extended_master_secret,
+    key_block,
+    master_secret,
+    psk_premaster_secret,
+    verify_data,
+)
 from lwm2m.tls.protection import (
     AES_128_CCM,
     AES_128_CCM_8,
@@ -10,6 +45,7 @@ from lwm2m.tls.protection import (
     NullProtection,
     RecordProtection,
 )
+from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragment_handshake
 from lwm2m.tls.record import DtlsRecord, encode_datagram, parse_datagram, parse_record
 from lwm2m.tls.replay import ReplayWindow
 
@@ -20,11 +56,43 @@ __all__ = [
     "SUITE_ALGORITHMS",
     "AeadAlgorithm",
     "AeadProtection",
+    "ClientHello",
+    "ClientKeyExchange",
+    "ConnectionIdExtension",
     "DtlsRecord",
+    "EcPointFormatsExtension",
+    "ExtendedMasterSecretExtension",
+    "Extension",
+    "ExtensionType",
+    "Finished",
+    "HandshakeHeader",
+    "HandshakeMessage",
+    "HandshakeReassembler",
+    "HandshakeType",
+    "HelloVerifyRequest",
+    "KeyBlock",
     "NullProtection",
+    "ReassembledMessage",
     "RecordProtection",
+    "RecordSizeLimitExtension",
     "ReplayWindow",
+    "ServerHello",
+    "ServerHelloDone",
+    "ServerKeyExchange",
+    "ServerNameExtension",
+    "SessionTicketExtension",
+    "SignatureAlgorithmsExtension",
+    "SupportedGroupsExtension",
+    "UnknownExtension",
+    "check_finished",
+    "ecdhe_psk_premaster_secret",
     "encode_datagram",
+    "extended_master_secret",
+    "fragment_handshake",
+    "key_block",
+    "master_secret",
     "parse_datagram",
     "parse_record",
+    "psk_premaster_secret",
+    "verify_data",
 ]
