@@ -225,12 +225,16 @@ class ObserveRefused(DeviceError):
 
 class RegistrationFailed(LwM2MError):
     """The server refused a Register or an Update; ``code`` is its answer and ``diagnostic``
-    the reason its payload gave (RFC 7252 §5.5.2), if any."""
+    the reason its payload gave (RFC 7252 §5.5.2), if any. ``retry_after``: the seconds the
+    server asked the client to wait first (a 4.29's Max-Age, RFC 8516 §3), else None."""
 
-    def __init__(self, message: str, code: int | None = None, diagnostic: str = "") -> None:
+    def __init__(
+        self, message: str, code: int | None = None, diagnostic: str = "", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.diagnostic = diagnostic
+        self.retry_after = retry_after
 
 
 class ClientBootstrapError(LwM2MError):

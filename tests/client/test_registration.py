@@ -4,6 +4,7 @@ De-register, and what the first registration does for queue mode."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.helpers.client import until
@@ -16,7 +17,8 @@ from lwm2m.client.registration import ClientState, ServerRegistration
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.events import Event, RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.coap.option import encode_uint
 from lwm2m.errors import RegistrationFailed
 from lwm2m.protocol.registration import ObjectLink, RegisterRequest, UpdateRequest
 from lwm2m.transport.dtls.config import DtlsClientConfig
@@ -31,6 +33,8 @@ class Interface:
     def __init__(self) -> None:
         self.register_code = Code.CREATED
         self.update_code = Code.CHANGED
+        self.max_age: int | None = None  # on a refusal
+        self.register_times: list[float] = []
         self.registers: list[RegisterRequest] = []
         self.updates: list[tuple[tuple[str, ...], UpdateRequest]] = []
         self.deletes: list[tuple[str, ...]] = []
@@ -39,8 +43,10 @@ class Interface:
         msg = event.message
         if msg.uri_path == ("rd",):
             self.registers.append(RegisterRequest.from_message(msg))
+            self.register_times.append(time.monotonic())
             if self.register_code != Code.CREATED:
-                return Message(Type.ACK, self.register_code, payload=b"not you")
+                options = () if self.max_age is None else ((OptionNumber.MAX_AGE, encode_uint(self.max_age)),)
+                return Message(Type.ACK, self.register_code, options=options, payload=b"not you")
             return Message.build(Type.ACK, Code.CREATED, location_path=["rd", f"r{len(self.registers)}"])
         if msg.code == Code.DELETE:
             self.deletes.append(msg.uri_path)
@@ -147,6 +153,24 @@ async def test_a_refused_register_backs_off_and_counts_failures_in_a_row() -> No
         assert registration.failed_in_a_row == 0 and registration.errors >= 2
         await registration.stop(deregister=False)
         assert interface.deletes == []
+
+
+async def test_a_4_29_is_not_retried_before_its_max_age() -> None:
+    interface = Interface()
+    interface.register_code, interface.max_age = Code.TOO_MANY_REQUESTS, 1
+    async with open_udp_endpoint(handler=interface) as rd, open_udp_endpoint(config=FAST) as own:
+        host = Host(own, retry_initial=0.05, retry_max=0.1)
+        server, security = account(f"coap://127.0.0.1:{rd.port}")
+        registration = ServerRegistration(host, server, security)  # type: ignore[arg-type]
+        await registration.start()
+        await until(lambda: registration.failed_in_a_row >= 1)
+        assert isinstance(registration.last_error, RegistrationFailed)
+        assert registration.last_error.retry_after == 1.0
+        interface.register_code = Code.CREATED
+        await registration.wait_registered(5)
+        first, second = interface.register_times[:2]
+        assert second - first >= 0.95  # the back-off alone would have retried within 0.07 s
+        await registration.stop(deregister=False)
 
 
 async def test_the_first_registration_wakes_the_client_and_flushes_held_notifications() -> None:

@@ -85,12 +85,24 @@ def register_request(client: Host, account: ServerAccount) -> RegisterRequest:
     )
 
 
+def retry_after(response: Message) -> float | None:
+    """The seconds a 4.29 Too Many Requests asks to wait: its Max-Age, 60 when it has none
+    (RFC 8516 §3, RFC 7252 §5.10.5); None for any other answer."""
+    if response.code != Code.TOO_MANY_REQUESTS:
+        return None
+    max_age = response.max_age
+    return 60.0 if max_age is None else float(max_age)
+
+
 def location_of(response: Message) -> tuple[str, ...]:
     """The registration's Location-Path segments. Some servers put "rd/5" in one option; RFC 7252
     §5.10.7 wants one per segment: both are taken. RegistrationFailed without one."""
     if response.code != Code.CREATED:
         raise RegistrationFailed(
-            f"Register refused: {describe(response)}", response.code, diagnostic(response)
+            f"Register refused: {describe(response)}",
+            response.code,
+            diagnostic(response),
+            retry_after(response),
         )
     segments = tuple(p for s in response.location_path for p in s.split("/") if p)
     if not segments:
@@ -369,6 +381,8 @@ class ServerRegistration:
                 self.state = ClientState.RETRYING
                 delay = backoff * random.uniform(0.75, 1.25)
                 backoff = min(backoff * 2, client.config.retry_max)
+                if isinstance(exc, RegistrationFailed) and exc.retry_after is not None:
+                    delay = max(delay, exc.retry_after)  # 4.29: not before its Max-Age (RFC 8516 §3)
                 log.info("%s: %s; retrying in %.1f s", self._name(), exc, delay)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -450,7 +464,10 @@ class ServerRegistration:
             self.params_dirty |= params
             self.forget()  # a refused Update leaves the registration in doubt: register again
             raise RegistrationFailed(
-                f"Update refused: {describe(response)}", response.code, diagnostic(response)
+                f"Update refused: {describe(response)}",
+                response.code,
+                diagnostic(response),
+                retry_after(response),
             )
         self.updates += 1
         self.state = ClientState.REGISTERED

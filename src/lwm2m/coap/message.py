@@ -197,6 +197,7 @@ class Message:
     accept = _uint_option(OptionNumber.ACCEPT)
     observe = _uint_option(OptionNumber.OBSERVE)
     size1 = _uint_option(OptionNumber.SIZE1)
+    max_age = _uint_option(OptionNumber.MAX_AGE)
     size2 = _uint_option(OptionNumber.SIZE2)
     block1 = _block_option(OptionNumber.BLOCK1)
     block2 = _block_option(OptionNumber.BLOCK2)
