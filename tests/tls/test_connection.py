@@ -508,3 +508,71 @@ def test_mbedtls_client_with_a_wrong_psk_fails_against_our_server() -> None:
     # Our fatal alert ends Mbed TLS's handshake too.
     with pytest.raises(exceptions.TLSError, match="fatal alert"):
         _drive_mbedtls(buf)
+
+
+def _mbedtls_server() -> object:
+    tls = pytest.importorskip("mbedtls.tls")
+    conf = tls.DTLSConfiguration(
+        pre_shared_key_store={IDENTITY.decode(): PSK},
+        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
+        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        highest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        validate_certificates=False,
+        anti_replay=True,
+    )
+    return tls.ServerContext(conf).wrap_buffers()
+
+
+def _feed_mbedtls_server(buf: object, client: DtlsConnection) -> bytes:
+    tls = pytest.importorskip("mbedtls.tls")
+    out = b""
+    for datagram in client.datagrams_to_send(0.0):
+        buf.setcookieparam(ADDRESS)  # type: ignore[attr-defined]
+        buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+        try:
+            out += _drive_mbedtls(buf)
+        except tls.HelloVerifyRequest:
+            # Mbed TLS wrote its HelloVerifyRequest and reset itself for the next hello.
+            n = len(buf._output_buffer)  # type: ignore[attr-defined]
+            out += buf.peek_outgoing(n)  # type: ignore[attr-defined]
+            buf.consume_outgoing(n)  # type: ignore[attr-defined]
+    return out
+
+
+def test_our_client_against_the_mbedtls_server() -> None:
+    tls = pytest.importorskip("mbedtls.tls")
+    buf = _mbedtls_server()
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+    answers = []
+    for _ in range(4):
+        answer = _feed_mbedtls_server(buf, client)
+        answers.append(answer)
+        if answer:
+            client.receive_datagram(answer, 0.0)
+    assert _handshake_types(answers[0]) == [HandshakeType.HELLO_VERIFY_REQUEST]
+    assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[attr-defined]
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert client.get_timer() is None
+
+    client.send_application_data(b"POST /rd?ep=ours")
+    for datagram in client.datagrams_to_send(1.0):
+        buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+    assert buf.read(100) == b"POST /rd?ep=ours"  # type: ignore[attr-defined]
+    buf.write(b"2.01 Created")  # type: ignore[attr-defined]
+    client.receive_datagram(_drive_mbedtls(buf), 1.0)
+    assert _events(client) == [ApplicationData(b"2.01 Created")]
+
+
+def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
+    exceptions = pytest.importorskip("mbedtls.exceptions")
+    buf = _mbedtls_server()
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(identity=b"stranger"), 0.0)
+    for _ in range(2):
+        client.receive_datagram(_feed_mbedtls_server(buf, client), 0.0)
+    with pytest.raises(exceptions.TLSError):
+        _feed_mbedtls_server(buf, client)
+    # Its alert is still in its output: the unknown_psk_identity alert of RFC 4279 §2.
+    n = len(buf._output_buffer)  # type: ignore[attr-defined]
+    client.receive_datagram(buf.peek_outgoing(n), 0.0)  # type: ignore[attr-defined]
+    assert _events(client) == [HandshakeFailure("the peer ended the handshake with alert 115")]
+    assert client.get_timer() is None
