@@ -27,6 +27,7 @@ from lwm2m.tls.messages import (
     ExtendedMasterSecretExtension,
     HandshakeType,
     HelloVerifyRequest,
+    ServerHello,
     encode_handshake,
     split_handshake_fragments,
 )
@@ -576,3 +577,46 @@ def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
     client.receive_datagram(buf.peek_outgoing(n), 0.0)  # type: ignore[attr-defined]
     assert _events(client) == [HandshakeFailure("the peer ended the handshake with alert 115")]
     assert client.get_timer() is None
+
+
+def test_application_data_ahead_of_the_servers_finished_waits_for_it() -> None:
+    client, server = _pair()
+    held: list[bytes] = []
+
+    def hold_last_server_flight(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if name == "server" and server.established and not held:
+            held.extend(datagrams)
+            return []
+        return datagrams
+
+    _exchange(client, server, 0.0, hold_last_server_flight)
+    assert server.established and not client.established
+    server.send_application_data(b"first")
+    for datagram in server.datagrams_to_send(0.0) + held:
+        client.receive_datagram(datagram, 0.0)
+    assert _events(client) == [HandshakeComplete(IDENTITY), ApplicationData(b"first")]
+
+
+def test_extended_master_secret_is_used_when_the_client_offers_it() -> None:
+    def server_hello_for(hello: ClientHello) -> object:
+        server = DtlsConnection(
+            DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(9)), 0.0, address=ADDRESS
+        )
+        message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+        server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+        [flight] = server.datagrams_to_send(0.0)
+        [first, *_] = split_handshake_fragments(parse_datagram(flight)[0].fragment)
+        return ServerHello.parse(first[1]).extension(ExtendedMasterSecretExtension.extension_type)
+
+    offered = ClientHello(bytes(32), (0xC0A8,), extensions=(ExtendedMasterSecretExtension(),))
+    assert server_hello_for(offered) == ExtendedMasterSecretExtension()
+    assert server_hello_for(ClientHello(bytes(32), (0xC0A8,))) is None
+
+
+def test_a_fatal_alert_from_the_peer_closes_an_established_connection() -> None:
+    client, server = _established()
+    server._send_alert(2, 80)  # internal_error, protected in epoch 1
+    for datagram in server.datagrams_to_send(0.0):
+        client.receive_datagram(datagram, 0.0)
+    assert _events(client) == [ConnectionClosed("fatal alert 80 from the peer")]
+    assert not client.established

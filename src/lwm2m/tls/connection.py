@@ -263,6 +263,7 @@ class DtlsConnection:
         self._read_protection: AeadProtection | None = None
         self._windows = [ReplayWindow(0), ReplayWindow(1)]
         self._early: list[DtlsRecord] = []
+        self._early_data: list[bytes] = []
         self._reassembler = HandshakeReassembler()
         self._transcript: list[bytes] = []
         self._send_message_seq = 0
@@ -398,10 +399,14 @@ class DtlsConnection:
             pass  # epoch 1 records say the peer switched; the CCS itself carries nothing more
         elif plain.content_type == ALERT:
             self._receive_alert(record.epoch, plain.fragment)
-        elif (
-            plain.content_type == APPLICATION_DATA and self._state is _State.ESTABLISHED and record.epoch == 1
-        ):
-            self._events.append(ApplicationData(plain.fragment))
+        elif plain.content_type == APPLICATION_DATA and record.epoch == 1:
+            if self._state is _State.ESTABLISHED:
+                self._events.append(ApplicationData(plain.fragment))
+            elif self._state is _State.WAIT_FINISHED and len(self._early_data) < MAX_EARLY_RECORDS:
+                # The server sends data right after its Finished; reordered, the data comes
+                # first. It authenticated under the new keys, so it is kept until Finished
+                # checks out, and dropped if it never does.
+                self._early_data.append(plain.fragment)
 
     def _record(self, epoch: int, content_type: int, payload: bytes) -> bytes:
         sequence = self._write_seq[epoch]
@@ -470,6 +475,9 @@ class DtlsConnection:
                 self._state = _State.CLOSED
                 self._events.append(ConnectionClosed(f"fatal alert {description} from the peer"))
             return
+        # During the handshake alerts come unprotected (epoch 0), so one could be forged; but so
+        # could any handshake message of epoch 0, and a peer that really gave up must not be
+        # waited for through a minute of retransmissions. The caller may start a new handshake.
         if level == FATAL or description == CLOSE_NOTIFY:
             self._state = _State.FAILED
             self._timer = None
@@ -708,6 +716,8 @@ class DtlsConnection:
             self._timer = None
         self._state = _State.ESTABLISHED
         self._events.append(HandshakeComplete(self._identity))
+        self._events.extend(ApplicationData(data) for data in self._early_data)
+        self._early_data = []
 
     def _drain_early(self, now: float) -> None:
         early, self._early = self._early, []
