@@ -620,3 +620,47 @@ def test_a_fatal_alert_from_the_peer_closes_an_established_connection() -> None:
         client.receive_datagram(datagram, 0.0)
     assert _events(client) == [ConnectionClosed("fatal alert 80 from the peer")]
     assert not client.established
+
+
+def test_a_late_final_flight_and_its_retransmission_end_quietly() -> None:
+    # The server's last flight is late: the client's timer sends its flight again, the server
+    # answers with its last flight again, then both copies arrive. Nothing more is sent.
+    client, server = _pair()
+    held: list[bytes] = []
+
+    def hold_last_server_flight(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if name == "server" and server.established and not held:
+            held.extend(datagrams)
+            return []
+        return datagrams
+
+    _exchange(client, server, 0.0, hold_last_server_flight)
+    client.handle_timer(1.0)
+    [again] = client.datagrams_to_send(1.0)
+    server.receive_datagram(again, 1.0)
+    answers = server.datagrams_to_send(1.0)
+    assert len(answers) == 1
+    for datagram in held + answers:
+        client.receive_datagram(datagram, 1.0)
+    assert client.established
+    assert client.datagrams_to_send(1.0) == [] and client.get_timer() is None
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+
+
+def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_one() -> None:
+    # The server waits for the client's Finished; the client's ClientKeyExchange seen twice is
+    # part of that flight, not a sign that the server's flight was lost.
+    client, server = _pair()
+    for _ in range(2):
+        for datagram in client.datagrams_to_send(0.0):
+            server.receive_datagram(datagram, 0.0)
+        for datagram in server.datagrams_to_send(0.0):
+            client.receive_datagram(datagram, 0.0)
+    [flight] = client.datagrams_to_send(0.0)
+    key_exchange = parse_datagram(flight)[0]
+    assert _handshake_types(key_exchange.encode()) == [HandshakeType.CLIENT_KEY_EXCHANGE]
+    server.receive_datagram(key_exchange.encode(), 0.0)
+    repeated = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, key_exchange.sequence + 10, key_exchange.fragment)
+    server.receive_datagram(repeated.encode(), 0.0)
+    assert server.datagrams_to_send(0.0) == []
+    assert not server.established

@@ -268,6 +268,11 @@ class DtlsConnection:
         self._transcript: list[bytes] = []
         self._send_message_seq = 0
         self._flight: list[_FlightPart] = []
+        # The peer's messages before this message_seq are those our last flight answered: seeing
+        # one again means that flight was lost. Messages at or after it are the peer's current
+        # flight, and a repeat of those asks for nothing (it would start a ping-pong).
+        self._peer_flight_end = 0
+        self._peer_repeated = False
         self._timer: float | None = None
         self._timeout = config.initial_timeout
         self._client_random = b""
@@ -351,13 +356,13 @@ class DtlsConnection:
             records = parse_datagram(data)
         except ProtocolError:
             return  # not DTLS, or truncated: nothing in it can be trusted
-        seen_before = self._reassembler.retransmissions
+        self._peer_repeated = False
         try:
             for record in records:
                 self._receive_record(record, now)
                 if self._state in (_State.CLOSED, _State.FAILED):
                     return
-            if self._reassembler.retransmissions > seen_before and self._flight:
+            if self._peer_repeated and self._flight:
                 # The peer sent its previous flight again: ours was lost (RFC 6347 §4.2.4).
                 self._send_flight()
         except HandshakeAborted as failure:
@@ -436,6 +441,7 @@ class DtlsConnection:
 
     def _start_flight(self, parts: list[_FlightPart], now: float, *, timer: bool) -> None:
         self._flight = parts
+        self._peer_flight_end = self._reassembler.next_seq
         self._timeout = self.config.initial_timeout
         self._send_flight()
         self._timer = now + self._timeout if timer else None
@@ -505,6 +511,8 @@ class DtlsConnection:
             # Finished is the only handshake message of epoch 1 in this handshake.
             if (header.msg_type == HandshakeType.FINISHED) != (record.epoch == 1):
                 continue
+            if header.message_seq < self._peer_flight_end:
+                self._peer_repeated = True
             try:
                 messages = self._reassembler.add(header, body)
             except ProtocolError:
@@ -543,7 +551,7 @@ class DtlsConnection:
             elif state is _State.WAIT_FINISHED and msg_type == HandshakeType.FINISHED:
                 self._peer_finished(message, b"server finished", now)
             elif state is _State.ESTABLISHED:
-                return  # nothing more is expected; retransmissions were counted already
+                return  # nothing more is expected
             else:
                 raise HandshakeAborted(
                     UNEXPECTED_MESSAGE, f"unexpected handshake message {msg_type} in {state.name}"
@@ -713,7 +721,9 @@ class DtlsConnection:
             # Finished flight is seen again (RFC 6347 §4.2.4).
             self._start_flight(parts, now, timer=False)
         else:
+            # The server's Finished shows it has all of ours: nothing will be sent again.
             self._timer = None
+            self._flight = []
         self._state = _State.ESTABLISHED
         self._events.append(HandshakeComplete(self._identity))
         self._events.extend(ApplicationData(data) for data in self._early_data)
