@@ -130,6 +130,7 @@ def _handshake_types(datagram: bytes) -> list[int]:
 def test_handshake_application_data_both_ways_and_close_notify(hint: bytes | None) -> None:
     client, server = _pair(_server_config(hint=hint))
     _run(client, server)
+    assert client.psk_identity_hint == (hint or b"")
     assert _events(client) == [HandshakeComplete(IDENTITY)]
     assert _events(server) == [HandshakeComplete(IDENTITY)]
     assert server.peer_identity == IDENTITY
@@ -208,6 +209,10 @@ def test_configuration_is_checked() -> None:
         DtlsConnection(DtlsRole.CLIENT, ConnectionConfig(psk_identity=IDENTITY), 0.0)
     with pytest.raises(DtlsError):
         DtlsConnection(DtlsRole.SERVER, ConnectionConfig(), 0.0)
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, _client_config(identity=b"i" * 129), 0.0)
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, _client_config(psk=bytes(65)), 0.0)
     client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
     with pytest.raises(DtlsError):
         client.send_application_data(b"too early")
@@ -664,3 +669,25 @@ def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_
     server.receive_datagram(repeated.encode(), 0.0)
     assert server.datagrams_to_send(0.0) == []
     assert not server.established
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    msg_type=st.sampled_from([int(t) for t in HandshakeType] + [99]),
+    message_seq=st.integers(0, 6),
+    body=st.binary(max_size=120),
+    stage=st.sampled_from(["new", "middle"]),
+    to_server=st.booleans(),
+)
+def test_any_handshake_message_is_processed_or_refused(
+    msg_type: int, message_seq: int, body: bytes, stage: str, to_server: bool
+) -> None:
+    # Well-formed handshake framing around any body reaches the message parsers and the state
+    # machine: the outcome is an event or nothing, never an exception.
+    client, server = _pair() if stage == "new" else _client_waiting_for_finished()
+    target = server if to_server else client
+    message = encode_handshake(msg_type, message_seq, body)
+    target.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 1000 + message_seq, message).encode(), 0.0)
+    target.datagrams_to_send(0.0)
+    for event in _events(target):
+        assert isinstance(event, HandshakeFailure | HandshakeComplete)

@@ -44,6 +44,7 @@ from lwm2m.errors import (
     SessionClosed,
 )
 from lwm2m.tls.messages import (
+    MAX_PSK_IDENTITY_LENGTH,
     ClientHello,
     ClientKeyExchange,
     ExtendedMasterSecretExtension,
@@ -60,6 +61,7 @@ from lwm2m.tls.messages import (
     split_handshake_fragments,
 )
 from lwm2m.tls.prf import (
+    MAX_PSK_LENGTH,
     check_finished,
     extended_master_secret,
     key_block,
@@ -249,8 +251,11 @@ class DtlsConnection:
         self.config = config
         self.address = address
         if self.role is DtlsRole.CLIENT:
-            if not config.psk or not config.psk_identity:
-                raise DtlsError("a DTLS PSK client needs psk_identity and psk")
+            # Checked here so that a bad configuration fails at once, not inside a datagram.
+            if not 1 <= len(config.psk_identity) <= MAX_PSK_IDENTITY_LENGTH:
+                raise DtlsError(f"a PSK identity has 1..{MAX_PSK_IDENTITY_LENGTH} bytes")
+            if not 1 <= len(config.psk) <= MAX_PSK_LENGTH:
+                raise DtlsError(f"a PSK has 1..{MAX_PSK_LENGTH} bytes")
         elif config.psk_lookup is None:
             raise DtlsError("a DTLS PSK server needs psk_lookup")
         if config.max_datagram_size < RECORD_OVERHEAD + 64:
@@ -296,6 +301,12 @@ class DtlsConnection:
     def established(self) -> bool:
         """True once the handshake completed and until the connection closes."""
         return self._state is _State.ESTABLISHED
+
+    @property
+    def psk_identity_hint(self) -> bytes:
+        """The PSK identity hint the server sent in its ServerKeyExchange (client side; empty
+        when it sent none, RFC 4279 §2)."""
+        return self._peer_hint
 
     @property
     def peer_identity(self) -> bytes | None:
