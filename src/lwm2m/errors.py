@@ -403,3 +403,19 @@ class HandshakeFormatError(ProtocolError):
 
 class KeyScheduleError(DtlsError):
     """A key schedule input is unusable: a PSK or secret of a length the engine does not take."""
+
+
+# connection: the PSK handshake state machine (tls/connection.py).
+
+
+class HandshakeAborted(HandshakeError):
+    """The handshake cannot go on; ``alert`` is the fatal alert the connection sends the peer
+    (RFC 5246 §7.2.2), and the connection reports the message as its reason."""
+
+    def __init__(self, alert: int, reason: str) -> None:
+        super().__init__(reason)
+        self.alert = alert
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[HandshakeAborted], tuple[int, str]]:
+        return (type(self), (self.alert, self.reason))

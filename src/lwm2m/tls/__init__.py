@@ -1,7 +1,18 @@
 """Sans-IO DTLS 1.2 engine (RFC 6347, RFC 9146), over ``cryptography``: records, the anti-replay
-window, record protection, handshake messages and their fragmentation, the TLS 1.2 key schedule.
-No sockets, no clock: ``lwm2m.transport`` will drive it."""
+window, record protection, handshake messages and their fragmentation, the TLS 1.2 key schedule,
+the PSK handshake state machine. No sockets, no clock: ``lwm2m.transport`` will drive it."""
 
+from lwm2m.tls.connection import (
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionConfig,
+    CookieChecker,
+    DtlsConnection,
+    DtlsEvent,
+    DtlsRole,
+    HandshakeComplete,
+    HandshakeFailure,
+)
 from lwm2m.tls.messages import (
     ClientHello,
     ClientKeyExchange,
@@ -56,15 +67,24 @@ __all__ = [
     "SUITE_ALGORITHMS",
     "AeadAlgorithm",
     "AeadProtection",
+    "ApplicationData",
     "ClientHello",
     "ClientKeyExchange",
+    "ConnectionClosed",
+    "ConnectionConfig",
     "ConnectionIdExtension",
+    "CookieChecker",
+    "DtlsConnection",
+    "DtlsEvent",
     "DtlsRecord",
+    "DtlsRole",
     "EcPointFormatsExtension",
     "ExtendedMasterSecretExtension",
     "Extension",
     "ExtensionType",
     "Finished",
+    "HandshakeComplete",
+    "HandshakeFailure",
     "HandshakeHeader",
     "HandshakeMessage",
     "HandshakeReassembler",

@@ -1,0 +1,693 @@
+"""The DTLS 1.2 PSK connection (RFC 6347, RFC 4279, RFC 7627): our client against our server in
+memory, deterministic (time is a number the test advances), then against python-mbedtls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lwm2m.errors import DtlsError, SessionClosed
+from lwm2m.tls.connection import (
+    ApplicationData,
+    ConnectionClosed,
+    ConnectionConfig,
+    CookieChecker,
+    DtlsConnection,
+    DtlsEvent,
+    DtlsRole,
+    HandshakeComplete,
+    HandshakeFailure,
+)
+from lwm2m.tls.messages import (
+    DTLS_1_2,
+    ClientHello,
+    ExtendedMasterSecretExtension,
+    HandshakeType,
+    HelloVerifyRequest,
+    ServerHello,
+    encode_handshake,
+    split_handshake_fragments,
+)
+from lwm2m.tls.record import ALERT, HANDSHAKE, DtlsRecord, parse_datagram
+
+PSK = bytes(range(1, 17))
+IDENTITY = b"urn:imei:490154203237518"
+ADDRESS = b"192.0.2.7:5684"
+
+Filter = Callable[[str, list[bytes]], list[bytes]]
+
+
+def _random(seed: int) -> Callable[[int], bytes]:
+    # Deterministic randoms: the tests replay exactly.
+    counter = [seed]
+
+    def take(n: int) -> bytes:
+        counter[0] += 1
+        return bytes((counter[0] + i) & 0xFF for i in range(n))
+
+    return take
+
+
+def _server_config(
+    psks: dict[bytes, bytes] | None = None, *, hint: bytes | None = None, **kwargs: object
+) -> ConnectionConfig:
+    table = {IDENTITY: PSK} if psks is None else psks
+    return ConnectionConfig(
+        psk_lookup=table.get,
+        psk_identity_hint=hint,
+        cookie_checker=CookieChecker(b"a cookie secret of 32 bytes ....", previous=None),
+        random=_random(100),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _client_config(psk: bytes = PSK, identity: bytes = IDENTITY, **kwargs: object) -> ConnectionConfig:
+    return ConnectionConfig(psk_identity=identity, psk=psk, random=_random(1), **kwargs)  # type: ignore[arg-type]
+
+
+def _pair(
+    server_config: ConnectionConfig | None = None, client_config: ConnectionConfig | None = None
+) -> tuple[DtlsConnection, DtlsConnection]:
+    client = DtlsConnection(DtlsRole.CLIENT, client_config or _client_config(), 0.0)
+    server = DtlsConnection(DtlsRole.SERVER, server_config or _server_config(), 0.0, address=ADDRESS)
+    return client, server
+
+
+def _events(connection: DtlsConnection) -> list[DtlsEvent]:
+    out = []
+    while (event := connection.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def _exchange(client: DtlsConnection, server: DtlsConnection, now: float, keep: Filter | None = None) -> None:
+    # Carry datagrams both ways until neither side has anything more to send.
+    for _ in range(50):
+        moved = False
+        for name, source, sink in (("client", client, server), ("server", server, client)):
+            datagrams = source.datagrams_to_send(now)
+            if keep is not None:
+                datagrams = keep(name, datagrams)
+            for datagram in datagrams:
+                moved = True
+                sink.receive_datagram(datagram, now)
+        if not moved:
+            return
+
+
+def _run(
+    client: DtlsConnection, server: DtlsConnection, keep: Filter | None = None, limit: float = 300.0
+) -> float:
+    # Exchange, then fire the earliest timer, until both finish or time runs out.
+    now = 0.0
+    while True:
+        _exchange(client, server, now, keep)
+        if client.established and server.established:
+            return now
+        timers = [t for t in (client.get_timer(), server.get_timer()) if t is not None]
+        if not timers or min(timers) > limit:
+            return now
+        now = min(timers)
+        client.handle_timer(now)
+        server.handle_timer(now)
+
+
+def _handshake_types(datagram: bytes) -> list[int]:
+    types = []
+    for record in parse_datagram(datagram):
+        if record.content_type == HANDSHAKE and record.epoch == 0:
+            types += [header.msg_type for header, _ in split_handshake_fragments(record.fragment)]
+    return types
+
+
+# --- a whole connection ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hint", [None, b"lwm2m-server"], ids=["no-hint", "identity-hint"])
+def test_handshake_application_data_both_ways_and_close_notify(hint: bytes | None) -> None:
+    client, server = _pair(_server_config(hint=hint))
+    _run(client, server)
+    assert client.psk_identity_hint == (hint or b"")
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    assert server.peer_identity == IDENTITY
+    assert client.get_timer() is None and server.get_timer() is None
+
+    client.send_application_data(b"POST /rd")
+    server.send_application_data(b"2.01 Created")
+    _exchange(client, server, 1.0)
+    assert _events(server) == [ApplicationData(b"POST /rd")]
+    assert _events(client) == [ApplicationData(b"2.01 Created")]
+
+    client.close()
+    _exchange(client, server, 2.0)
+    assert _events(server) == [ConnectionClosed("close_notify")]
+    assert not server.established and not client.established
+    with pytest.raises(SessionClosed):
+        server.send_application_data(b"late")
+    with pytest.raises(SessionClosed):
+        client.send_application_data(b"late")
+
+
+def test_the_server_answers_a_first_hello_statelessly_with_a_cookie() -> None:
+    client, server = _pair()
+    [hello] = client.datagrams_to_send(0.0)
+    server.receive_datagram(hello, 0.0)
+    [verify] = server.datagrams_to_send(0.0)
+    [record] = parse_datagram(verify)
+    [(header, body)] = split_handshake_fragments(record.fragment)
+    assert header.msg_type == HandshakeType.HELLO_VERIFY_REQUEST
+    # RFC 6347 §4.2.1: the HelloVerifyRequest repeats the hello's record sequence number.
+    assert record.sequence == parse_datagram(hello)[0].sequence
+    cookie = HelloVerifyRequest.parse(body).cookie
+    assert len(cookie) == 32
+    # The same hello gets the same cookie: nothing was kept between the two.
+    server.receive_datagram(hello, 0.0)
+    assert server.get_timer() is None
+    client.receive_datagram(verify, 0.0)
+    [second] = client.datagrams_to_send(0.0)
+    [(_, second_body)] = split_handshake_fragments(parse_datagram(second)[0].fragment)
+    parsed = ClientHello.parse(second_body)
+    assert parsed.cookie == cookie
+    assert parsed.extension(ExtendedMasterSecretExtension.extension_type) == ExtendedMasterSecretExtension()
+
+
+def test_cookie_checker_binds_address_and_parameters_and_rotates() -> None:
+    checker = CookieChecker(b"k" * 32)
+    hello = ClientHello(bytes(32), (0xC0A8,))
+    cookie = checker.cookie(ADDRESS, hello)
+    signed = ClientHello(bytes(32), (0xC0A8,), cookie=cookie)
+    assert checker.check(ADDRESS, signed)
+    assert not checker.check(b"198.51.100.1:5684", signed)
+    assert not checker.check(ADDRESS, ClientHello(bytes(31) + b"\x01", (0xC0A8,), cookie=cookie))
+    assert not checker.check(ADDRESS, ClientHello(bytes(32), (0xC0A8,), cookie=cookie[:-1]))
+    checker.rotate(b"n" * 32)
+    assert checker.check(ADDRESS, signed)  # made under the previous secret: still good
+    checker.rotate(b"m" * 32)
+    assert not checker.check(ADDRESS, signed)
+    with pytest.raises(DtlsError):
+        CookieChecker(b"short")
+
+
+def test_a_server_without_cookie_checker_answers_at_once() -> None:
+    config = ConnectionConfig(psk_lookup={IDENTITY: PSK}.get, random=_random(5))
+    client, server = _pair(config)
+    [hello] = client.datagrams_to_send(0.0)
+    server.receive_datagram(hello, 0.0)
+    [flight] = server.datagrams_to_send(0.0)
+    assert _handshake_types(flight) == [HandshakeType.SERVER_HELLO, HandshakeType.SERVER_HELLO_DONE]
+    client.receive_datagram(flight, 0.0)
+    _run(client, server)
+    assert client.established and server.established
+
+
+def test_configuration_is_checked() -> None:
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, ConnectionConfig(psk_identity=IDENTITY), 0.0)
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.SERVER, ConnectionConfig(), 0.0)
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, _client_config(identity=b"i" * 129), 0.0)
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, _client_config(psk=bytes(65)), 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+    with pytest.raises(DtlsError):
+        client.send_application_data(b"too early")
+
+
+# --- loss, duplication, reordering -------------------------------------------------------
+
+FLIGHTS = [
+    "ClientHello",
+    "HelloVerifyRequest",
+    "ClientHello+cookie",
+    "ServerHello..Done",
+    "CKE+CCS+Finished",
+    "CCS+Finished",
+]
+
+
+@pytest.mark.parametrize("lost", range(len(FLIGHTS)), ids=FLIGHTS)
+def test_every_flight_lost_once_is_recovered_by_the_timer(lost: int) -> None:
+    seen = [0]
+
+    def drop_one(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if not datagrams:
+            return datagrams
+        seen[0] += 1
+        return [] if seen[0] - 1 == lost else datagrams
+
+    client, server = _pair()
+    finished_at = _run(client, server, drop_one)
+    assert client.established and server.established
+    assert 1.0 <= finished_at <= 2.0  # one retransmission, after the initial 1 s timeout
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    client.send_application_data(b"after recovery")
+    _exchange(client, server, finished_at)
+    assert _events(server) == [ApplicationData(b"after recovery")]
+
+
+def test_duplicated_datagrams_change_nothing() -> None:
+    client, server = _pair()
+    _run(client, server, lambda name, datagrams: [d for d in datagrams for _ in range(2)])
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    client.send_application_data(b"once")
+    [datagram] = client.datagrams_to_send(0.0)
+    server.receive_datagram(datagram, 0.0)
+    server.receive_datagram(datagram, 0.0)
+    assert _events(server) == [ApplicationData(b"once")]
+
+
+def test_reordered_records_and_fragments_complete_the_handshake() -> None:
+    # Small datagrams: the flights after the hellos are several datagrams, delivered last
+    # first; the server's ServerKeyExchange comes in fragments, and the client's Finished
+    # (epoch 1) before the ClientKeyExchange that gives the keys to read it.
+    client, server = _pair(
+        _server_config(hint=b"h" * 60, max_datagram_size=96), _client_config(max_datagram_size=128)
+    )
+    sizes: list[int] = []
+
+    def reverse(name: str, datagrams: list[bytes]) -> list[bytes]:
+        sizes.append(len(datagrams))
+        return datagrams[::-1]
+
+    finished_at = _run(client, server, reverse)
+    assert client.established and server.established
+    assert finished_at == 0.0  # no timer needed: everything was buffered and put in order
+    assert max(sizes) >= 3
+
+
+def test_retransmission_timeouts_double_up_to_60_s_then_the_handshake_fails() -> None:
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+    client.datagrams_to_send(0.0)
+    deadlines = []
+    while (deadline := client.get_timer()) is not None:
+        deadlines.append(deadline)
+        client.handle_timer(deadline - 0.001)  # too early: nothing happens
+        assert client.get_timer() == deadline
+        client.handle_timer(deadline)
+        if client.get_timer() is not None:
+            assert len(client.datagrams_to_send(deadline)) == 1  # the ClientHello again
+    gaps = [b - a for a, b in zip([0.0, *deadlines], deadlines, strict=False)]
+    assert gaps == [1, 2, 4, 8, 16, 32, 60]
+    assert _events(client) == [HandshakeFailure("the handshake timed out: no answer from the peer")]
+
+
+# --- refusals ----------------------------------------------------------------------------
+
+
+def test_a_wrong_psk_fails_the_handshake_on_both_sides() -> None:
+    client, server = _pair(client_config=_client_config(psk=bytes(16)))
+    _run(client, server)
+    [server_event] = _events(server)
+    [client_event] = _events(client)
+    assert isinstance(server_event, HandshakeFailure) and "PSK" in server_event.reason
+    assert isinstance(client_event, HandshakeFailure)
+    assert not client.established and not server.established
+    with pytest.raises(SessionClosed):
+        client.send_application_data(b"secret")
+    assert client.get_timer() is None and server.get_timer() is None
+
+
+def test_an_unknown_identity_fails_with_an_alert() -> None:
+    client, server = _pair(client_config=_client_config(identity=b"stranger"))
+    _run(client, server)
+    [server_event] = _events(server)
+    assert isinstance(server_event, HandshakeFailure) and "unknown PSK identity" in server_event.reason
+    [client_event] = _events(client)
+    assert client_event == HandshakeFailure("the peer ended the handshake with alert 115")
+
+
+def test_a_client_without_our_cipher_suite_is_refused() -> None:
+    server = DtlsConnection(
+        DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(3)), 0.0, address=ADDRESS
+    )
+    hello = ClientHello(bytes(32), (0xC02B,))
+    record = DtlsRecord(
+        HANDSHAKE, DTLS_1_2, 0, 0, encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+    )
+    server.receive_datagram(record.encode(), 0.0)
+    [event] = _events(server)
+    assert isinstance(event, HandshakeFailure)
+    [alert] = server.datagrams_to_send(0.0)
+    [sent] = parse_datagram(alert)
+    assert (sent.content_type, sent.fragment) == (ALERT, bytes((2, 40)))
+
+
+def _established() -> tuple[DtlsConnection, DtlsConnection]:
+    client, server = _pair()
+    _run(client, server)
+    _events(client)
+    _events(server)
+    return client, server
+
+
+def test_a_replayed_application_record_is_dropped() -> None:
+    client, server = _established()
+    client.send_application_data(b"reboot")
+    [datagram] = client.datagrams_to_send(0.0)
+    server.receive_datagram(datagram, 0.0)
+    server.receive_datagram(datagram, 5.0)
+    assert _events(server) == [ApplicationData(b"reboot")]
+
+
+@pytest.mark.parametrize("bit", [0, 7, 13 * 8 + 3, -1])
+def test_a_record_with_a_flipped_bit_is_dropped_silently(bit: int) -> None:
+    client, server = _established()
+    client.send_application_data(b"write /3/0/13")
+    [datagram] = client.datagrams_to_send(0.0)
+    spoiled = bytearray(datagram)
+    index = bit // 8 if bit >= 0 else len(spoiled) - 1
+    spoiled[index] ^= 1 << (bit % 8 if bit >= 0 else 0)
+    server.receive_datagram(bytes(spoiled), 0.0)
+    assert _events(server) == []
+    assert server.datagrams_to_send(0.0) == []  # no alert: RFC 6347 §4.1.2.7
+    server.receive_datagram(datagram, 0.0)  # the genuine record still gets through
+    assert _events(server) == [ApplicationData(b"write /3/0/13")]
+
+
+def test_renegotiation_is_refused_with_a_warning() -> None:
+    client, server = _established()
+    hello = ClientHello(bytes(32), (0xC0A8,))
+    # A ClientHello inside the protected epoch: what a renegotiating client sends.
+    client._outbox.append(
+        client._record(1, HANDSHAKE, encode_handshake(HandshakeType.CLIENT_HELLO, 3, hello.to_bytes()))
+    )
+    [datagram] = client.datagrams_to_send(0.0)
+    server.receive_datagram(datagram, 0.0)
+    [answer] = server.datagrams_to_send(0.0)
+    [record] = parse_datagram(answer)
+    assert (record.content_type, record.epoch) == (ALERT, 1)
+    client.receive_datagram(answer, 0.0)  # a warning: the client stays connected
+    assert server.established and client.established
+    assert _events(server) == [] and _events(client) == []
+
+
+def test_an_unprotected_alert_cannot_end_an_established_connection() -> None:
+    _client, server = _established()
+    forged = DtlsRecord(ALERT, DTLS_1_2, 0, 99, bytes((2, 40))).encode()
+    server.receive_datagram(forged, 0.0)
+    assert server.established and _events(server) == []
+
+
+# --- hostile bytes -------------------------------------------------------------------------
+
+
+def _client_waiting_for_finished() -> tuple[DtlsConnection, DtlsConnection]:
+    client, server = _pair()
+    # Through the server's ServerHelloDone flight, without the server's last flight.
+    for _ in range(2):
+        for datagram in client.datagrams_to_send(0.0):
+            server.receive_datagram(datagram, 0.0)
+        for datagram in server.datagrams_to_send(0.0):
+            client.receive_datagram(datagram, 0.0)
+    return client, server
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=300), stage=st.sampled_from(["new", "middle", "established"]))
+def test_any_datagram_is_processed_or_dropped_never_raised(data: bytes, stage: str) -> None:
+    if stage == "new":
+        client, server = _pair()
+    elif stage == "middle":
+        client, server = _client_waiting_for_finished()
+    else:
+        client, server = _established()
+    server.receive_datagram(data, 0.0)
+    client.receive_datagram(data, 0.0)
+    server.datagrams_to_send(0.0)
+    client.datagrams_to_send(0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    content_type=st.sampled_from([20, 21, 22, 23]),
+    epoch=st.sampled_from([0, 1]),
+    sequence=st.integers(0, 2**48 - 1),
+    fragment=st.binary(max_size=200),
+)
+def test_any_well_framed_record_is_processed_or_dropped(
+    content_type: int, epoch: int, sequence: int, fragment: bytes
+) -> None:
+    client, server = _pair()
+    datagram = DtlsRecord(content_type, DTLS_1_2, epoch, sequence, fragment).encode()
+    server.receive_datagram(datagram, 0.0)
+    client.receive_datagram(datagram, 0.0)
+
+
+# --- against python-mbedtls ------------------------------------------------------------------
+
+
+def _mbedtls_client(psk: bytes) -> object:
+    tls = pytest.importorskip("mbedtls.tls")
+    conf = tls.DTLSConfiguration(
+        pre_shared_key=(IDENTITY.decode(), psk),
+        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
+        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        validate_certificates=False,
+    )
+    return tls.ClientContext(conf).wrap_buffers(None)
+
+
+def _drive_mbedtls(buf: object) -> bytes:
+    # Mbed TLS's sans-IO side: run its handshake until it waits for input, take what it wrote.
+    tls = pytest.importorskip("mbedtls.tls")
+    for _ in range(10):
+        if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:  # type: ignore[attr-defined]
+            break
+        try:
+            buf.do_handshake()  # type: ignore[attr-defined]
+        except tls.WantWriteError:
+            continue
+        except tls.WantReadError:
+            break
+    n = len(buf._output_buffer)  # type: ignore[attr-defined]
+    out: bytes = buf.peek_outgoing(n)  # type: ignore[attr-defined]
+    buf.consume_outgoing(n)  # type: ignore[attr-defined]
+    return out
+
+
+@pytest.mark.parametrize("hint", [None, b"lwm2m-server"], ids=["no-hint", "identity-hint"])
+def test_mbedtls_client_against_our_server(hint: bytes | None) -> None:
+    tls = pytest.importorskip("mbedtls.tls")
+    buf = _mbedtls_client(PSK)
+    server = DtlsConnection(DtlsRole.SERVER, _server_config(hint=hint), 0.0, address=ADDRESS)
+    answered = []
+    for _ in range(6):
+        sent = _drive_mbedtls(buf)
+        if sent:
+            server.receive_datagram(sent, 0.0)
+        datagrams = server.datagrams_to_send(0.0)
+        answered.append([_handshake_types(d) for d in datagrams])
+        for datagram in datagrams:
+            buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+    assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[attr-defined]
+    assert answered[0] == [[HandshakeType.HELLO_VERIFY_REQUEST]]  # the cookie exchange came first
+    assert _events(server) == [HandshakeComplete(IDENTITY)]
+
+    buf.write(b"POST /rd?ep=mbedtls")  # type: ignore[attr-defined]
+    server.receive_datagram(_drive_mbedtls(buf), 1.0)
+    assert _events(server) == [ApplicationData(b"POST /rd?ep=mbedtls")]
+    server.send_application_data(b"2.01 Created")
+    for datagram in server.datagrams_to_send(1.0):
+        buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+    assert buf.read(100) == b"2.01 Created"  # type: ignore[attr-defined]
+
+
+def test_mbedtls_client_with_a_wrong_psk_fails_against_our_server() -> None:
+    exceptions = pytest.importorskip("mbedtls.exceptions")
+    buf = _mbedtls_client(bytes(16))
+    server = DtlsConnection(DtlsRole.SERVER, _server_config(), 0.0, address=ADDRESS)
+    for _ in range(3):
+        sent = _drive_mbedtls(buf)
+        if sent:
+            server.receive_datagram(sent, 0.0)
+        for datagram in server.datagrams_to_send(0.0):
+            buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+    [event] = _events(server)
+    assert isinstance(event, HandshakeFailure) and "PSK" in event.reason
+    # Our fatal alert ends Mbed TLS's handshake too.
+    with pytest.raises(exceptions.TLSError, match="fatal alert"):
+        _drive_mbedtls(buf)
+
+
+def _mbedtls_server() -> object:
+    tls = pytest.importorskip("mbedtls.tls")
+    conf = tls.DTLSConfiguration(
+        pre_shared_key_store={IDENTITY.decode(): PSK},
+        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
+        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        highest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        validate_certificates=False,
+        anti_replay=True,
+    )
+    return tls.ServerContext(conf).wrap_buffers()
+
+
+def _feed_mbedtls_server(buf: object, client: DtlsConnection) -> bytes:
+    tls = pytest.importorskip("mbedtls.tls")
+    out = b""
+    for datagram in client.datagrams_to_send(0.0):
+        buf.setcookieparam(ADDRESS)  # type: ignore[attr-defined]
+        buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+        try:
+            out += _drive_mbedtls(buf)
+        except tls.HelloVerifyRequest:
+            # Mbed TLS wrote its HelloVerifyRequest and reset itself for the next hello.
+            n = len(buf._output_buffer)  # type: ignore[attr-defined]
+            out += buf.peek_outgoing(n)  # type: ignore[attr-defined]
+            buf.consume_outgoing(n)  # type: ignore[attr-defined]
+    return out
+
+
+def test_our_client_against_the_mbedtls_server() -> None:
+    tls = pytest.importorskip("mbedtls.tls")
+    buf = _mbedtls_server()
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+    answers = []
+    for _ in range(4):
+        answer = _feed_mbedtls_server(buf, client)
+        answers.append(answer)
+        if answer:
+            client.receive_datagram(answer, 0.0)
+    assert _handshake_types(answers[0]) == [HandshakeType.HELLO_VERIFY_REQUEST]
+    assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[attr-defined]
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert client.get_timer() is None
+
+    client.send_application_data(b"POST /rd?ep=ours")
+    for datagram in client.datagrams_to_send(1.0):
+        buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+    assert buf.read(100) == b"POST /rd?ep=ours"  # type: ignore[attr-defined]
+    buf.write(b"2.01 Created")  # type: ignore[attr-defined]
+    client.receive_datagram(_drive_mbedtls(buf), 1.0)
+    assert _events(client) == [ApplicationData(b"2.01 Created")]
+
+
+def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
+    exceptions = pytest.importorskip("mbedtls.exceptions")
+    buf = _mbedtls_server()
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(identity=b"stranger"), 0.0)
+    for _ in range(2):
+        client.receive_datagram(_feed_mbedtls_server(buf, client), 0.0)
+    with pytest.raises(exceptions.TLSError):
+        _feed_mbedtls_server(buf, client)
+    # Its alert is still in its output: the unknown_psk_identity alert of RFC 4279 §2.
+    n = len(buf._output_buffer)  # type: ignore[attr-defined]
+    client.receive_datagram(buf.peek_outgoing(n), 0.0)  # type: ignore[attr-defined]
+    assert _events(client) == [HandshakeFailure("the peer ended the handshake with alert 115")]
+    assert client.get_timer() is None
+
+
+def test_application_data_ahead_of_the_servers_finished_waits_for_it() -> None:
+    client, server = _pair()
+    held: list[bytes] = []
+
+    def hold_last_server_flight(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if name == "server" and server.established and not held:
+            held.extend(datagrams)
+            return []
+        return datagrams
+
+    _exchange(client, server, 0.0, hold_last_server_flight)
+    assert server.established and not client.established
+    server.send_application_data(b"first")
+    for datagram in server.datagrams_to_send(0.0) + held:
+        client.receive_datagram(datagram, 0.0)
+    assert _events(client) == [HandshakeComplete(IDENTITY), ApplicationData(b"first")]
+
+
+def test_extended_master_secret_is_used_when_the_client_offers_it() -> None:
+    def server_hello_for(hello: ClientHello) -> object:
+        server = DtlsConnection(
+            DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(9)), 0.0, address=ADDRESS
+        )
+        message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+        server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+        [flight] = server.datagrams_to_send(0.0)
+        [first, *_] = split_handshake_fragments(parse_datagram(flight)[0].fragment)
+        return ServerHello.parse(first[1]).extension(ExtendedMasterSecretExtension.extension_type)
+
+    offered = ClientHello(bytes(32), (0xC0A8,), extensions=(ExtendedMasterSecretExtension(),))
+    assert server_hello_for(offered) == ExtendedMasterSecretExtension()
+    assert server_hello_for(ClientHello(bytes(32), (0xC0A8,))) is None
+
+
+def test_a_fatal_alert_from_the_peer_closes_an_established_connection() -> None:
+    client, server = _established()
+    server._send_alert(2, 80)  # internal_error, protected in epoch 1
+    for datagram in server.datagrams_to_send(0.0):
+        client.receive_datagram(datagram, 0.0)
+    assert _events(client) == [ConnectionClosed("fatal alert 80 from the peer")]
+    assert not client.established
+
+
+def test_a_late_final_flight_and_its_retransmission_end_quietly() -> None:
+    # The server's last flight is late: the client's timer sends its flight again, the server
+    # answers with its last flight again, then both copies arrive. Nothing more is sent.
+    client, server = _pair()
+    held: list[bytes] = []
+
+    def hold_last_server_flight(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if name == "server" and server.established and not held:
+            held.extend(datagrams)
+            return []
+        return datagrams
+
+    _exchange(client, server, 0.0, hold_last_server_flight)
+    client.handle_timer(1.0)
+    [again] = client.datagrams_to_send(1.0)
+    server.receive_datagram(again, 1.0)
+    answers = server.datagrams_to_send(1.0)
+    assert len(answers) == 1
+    for datagram in held + answers:
+        client.receive_datagram(datagram, 1.0)
+    assert client.established
+    assert client.datagrams_to_send(1.0) == [] and client.get_timer() is None
+    assert _events(client) == [HandshakeComplete(IDENTITY)]
+
+
+def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_one() -> None:
+    # The server waits for the client's Finished; the client's ClientKeyExchange seen twice is
+    # part of that flight, not a sign that the server's flight was lost.
+    client, server = _pair()
+    for _ in range(2):
+        for datagram in client.datagrams_to_send(0.0):
+            server.receive_datagram(datagram, 0.0)
+        for datagram in server.datagrams_to_send(0.0):
+            client.receive_datagram(datagram, 0.0)
+    [flight] = client.datagrams_to_send(0.0)
+    key_exchange = parse_datagram(flight)[0]
+    assert _handshake_types(key_exchange.encode()) == [HandshakeType.CLIENT_KEY_EXCHANGE]
+    server.receive_datagram(key_exchange.encode(), 0.0)
+    repeated = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, key_exchange.sequence + 10, key_exchange.fragment)
+    server.receive_datagram(repeated.encode(), 0.0)
+    assert server.datagrams_to_send(0.0) == []
+    assert not server.established
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    msg_type=st.sampled_from([int(t) for t in HandshakeType] + [99]),
+    message_seq=st.integers(0, 6),
+    body=st.binary(max_size=120),
+    stage=st.sampled_from(["new", "middle"]),
+    to_server=st.booleans(),
+)
+def test_any_handshake_message_is_processed_or_refused(
+    msg_type: int, message_seq: int, body: bytes, stage: str, to_server: bool
+) -> None:
+    # Well-formed handshake framing around any body reaches the message parsers and the state
+    # machine: the outcome is an event or nothing, never an exception.
+    client, server = _pair() if stage == "new" else _client_waiting_for_finished()
+    target = server if to_server else client
+    message = encode_handshake(msg_type, message_seq, body)
+    target.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 1000 + message_seq, message).encode(), 0.0)
+    target.datagrams_to_send(0.0)
+    for event in _events(target):
+        assert isinstance(event, HandshakeFailure | HandshakeComplete)
