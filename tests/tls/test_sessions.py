@@ -244,6 +244,24 @@ def test_sessions_are_capped() -> None:
     second = _client(2)
     _pump(table, {B: second})
     assert len(table) == 1 and first.established and not second.established
+
+
+def test_a_session_moving_onto_the_address_of_another_ends_that_one() -> None:
+    table, _, first_key = _established()
+    second = _client(5)
+    _pump(table, {B: second})
+    [event] = _events(table)
+    assert isinstance(event, DtlsSessionEvent)
+    second.next_event()
+    # The NAT gives A's port to the second client.
+    second.send_application_data(b"moved")
+    _pump(table, {A: second}, 1.0)
+    assert _events(table) == [
+        DtlsSessionEvent(first_key, A, ConnectionClosed("its address was taken by another session")),
+        AddressChanged(event.session, B, A),
+        DtlsSessionEvent(event.session, A, ApplicationData(b"moved")),
+    ]
+    assert len(table) == 1 and table.session_at(A) == event.session
     with pytest.raises(DtlsError):
         _table(max_sessions=1, max_handshakes=2)
 
@@ -251,8 +269,14 @@ def test_sessions_are_capped() -> None:
 def test_a_restarted_client_replaces_its_old_session_after_the_cookie_exchange() -> None:
     table, _old_client, key = _established()
     new_client = _client(9)
+    [hello] = new_client.datagrams_to_send(0.0)
+    table.receive_datagram(hello, A, 0.0)
+    assert len(table) == 1 and table.address_of(key) == A  # kept until the cookie checks out
+    [(verify, _)] = table.datagrams_to_send(0.0)
+    new_client.receive_datagram(verify, 0.0)
     _pump(table, {A: new_client})
-    [event] = _events(table)
+    closed, event = _events(table)
+    assert closed == DtlsSessionEvent(key, A, ConnectionClosed("the client started a new handshake"))
     assert isinstance(event, DtlsSessionEvent) and event.event == HandshakeComplete(IDENTITY)
     assert event.session != key and len(table) == 1 and table.address_of(key) is None
 

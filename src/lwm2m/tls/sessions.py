@@ -28,6 +28,7 @@ from typing import Final
 
 from lwm2m.errors import DtlsError, SessionClosed
 from lwm2m.tls.connection import (
+    ConnectionClosed,
     ConnectionConfig,
     CookieChecker,
     DtlsConnection,
@@ -247,8 +248,9 @@ class DtlsServerSessions:
                 del self._by_address[old]
             displaced = self._by_address.get(address)
             if displaced is not None and displaced != key:
-                # Another connection was at that address: its peer is gone from there.
-                self._drop(self._sessions[displaced])
+                # Another connection was at that address: its peer is gone from there (the
+                # NAT gave its port to this client).
+                self._drop(self._sessions[displaced], "its address was taken by another session")
             self._by_address[address] = key
             session.address = address
             self._events.append(AddressChanged(key, old, address))
@@ -272,7 +274,7 @@ class DtlsServerSessions:
             return  # a random CID that is taken: the client's retransmission gets another one
         replaced = self._by_address.get(address)
         if replaced is not None:
-            self._drop(self._sessions[replaced])
+            self._drop(self._sessions[replaced], "the client started a new handshake")
         if len(self._sessions) >= self.max_sessions:
             return  # full: the hello is dropped, the client tries again later
         key = SessionKey(self._next_key)
@@ -300,7 +302,11 @@ class DtlsServerSessions:
             self._outbox.extend((datagram, session.address) for datagram in connection.datagrams_to_send(0.0))
             self._drop(session)
 
-    def _drop(self, session: _Session) -> None:
+    def _drop(self, session: _Session, reason: str | None = None) -> None:
+        # An established session that ends without its peer saying so is reported as closed;
+        # a handshake that never completed was never announced, so it ends quietly.
+        if reason is not None and session.connection.established:
+            self._events.append(DtlsSessionEvent(session.key, session.address, ConnectionClosed(reason)))
         self._sessions.pop(session.key, None)
         self._handshakes.pop(session.key, None)
         if self._by_address.get(session.address) == session.key:
