@@ -24,6 +24,7 @@ from lwm2m.tls.connection import (
 from lwm2m.tls.messages import (
     DTLS_1_2,
     ClientHello,
+    ConnectionIdExtension,
     ExtendedMasterSecretExtension,
     HandshakeType,
     HelloVerifyRequest,
@@ -791,3 +792,34 @@ def test_any_handshake_message_is_processed_or_refused(
     target.datagrams_to_send(0.0)
     for event in _events(target):
         assert isinstance(event, HandshakeFailure | HandshakeComplete)
+
+
+def test_a_connection_id_the_client_did_not_offer_fails_its_handshake() -> None:
+    # RFC 5246 §7.4.1.4: a ServerHello may answer only the extensions the client offered.
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(connection_id=False), 0.0)
+    client.datagrams_to_send(0.0)
+    hello = ServerHello(bytes(32), 0xC0A8, extensions=(ConnectionIdExtension(b"\x07abcde"),))
+    message = encode_handshake(HandshakeType.SERVER_HELLO, 0, hello.to_bytes())
+    client.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+    [event] = _events(client)
+    assert isinstance(event, HandshakeFailure) and "connection_id" in event.reason
+    [alert] = client.datagrams_to_send(0.0)
+    assert parse_datagram(alert)[0].fragment == bytes((2, 110))  # fatal unsupported_extension
+
+
+def test_the_server_answers_connection_id_only_when_offered() -> None:
+    def answer(hello: ClientHello, **kwargs: object) -> object:
+        config = ConnectionConfig(psk_lookup={}.get, random=_random(9), **kwargs)  # type: ignore[arg-type]
+        server = DtlsConnection(DtlsRole.SERVER, config, 0.0, address=ADDRESS)
+        message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+        server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+        [flight] = server.datagrams_to_send(0.0)
+        [first, *_] = split_handshake_fragments(parse_datagram(flight)[0].fragment)
+        return ServerHello.parse(first[1]).extension(ConnectionIdExtension.extension_type)
+
+    offered = ClientHello(bytes(32), (0xC0A8,), extensions=(ConnectionIdExtension(b""),))
+    given = answer(offered, node_id=0xA5, cid_length=4)
+    assert isinstance(given, ConnectionIdExtension) and len(given.cid) == 4 and given.cid[0] == 0xA5
+    assert answer(offered, cid_length=0) == ConnectionIdExtension(b"")
+    assert answer(offered, connection_id=False) is None
+    assert answer(ClientHello(bytes(32), (0xC0A8,))) is None
