@@ -145,6 +145,9 @@ class DtlsServerSessions:
         self._next_key = 0
         self._events: deque[ServerEvent] = deque()
         self._outbox: list[tuple[bytes, Address]] = []
+        # Sessions that may have something to send: only those are asked, so that sending
+        # costs nothing per idle session.
+        self._dirty: dict[SessionKey, None] = {}
 
     # --- public surface ----------------------------------------------------------------------
 
@@ -181,6 +184,7 @@ class DtlsServerSessions:
         if session is None:
             raise SessionClosed(f"no DTLS session for {target!r}")
         session.connection.send_application_data(data)
+        self._dirty[session.key] = None
 
     def close(self, target: SessionKey | Address) -> None:
         """Close a session with close_notify; its alert is still sent by :meth:`datagrams_to_send`."""
@@ -194,8 +198,11 @@ class DtlsServerSessions:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Every datagram to send now, with its destination (a session's current address)."""
         out, self._outbox = self._outbox, []
-        for session in self._sessions.values():
-            out.extend((datagram, session.address) for datagram in session.connection.datagrams_to_send(now))
+        dirty, self._dirty = self._dirty, {}
+        for key in dirty:
+            session = self._sessions.get(key)
+            if session is not None:
+                out.extend((d, session.address) for d in session.connection.datagrams_to_send(now))
         return out
 
     def get_timer(self) -> float | None:
@@ -294,6 +301,7 @@ class DtlsServerSessions:
         # Move the connection's events out, note a completed handshake, and forget a closed
         # connection once what it has to send (its alert) is taken.
         connection = session.connection
+        self._dirty[session.key] = None
         while (event := connection.next_event()) is not None:
             self._events.append(DtlsSessionEvent(session.key, session.address, event))
         if connection.established or connection.closed:
