@@ -24,6 +24,7 @@ from lwm2m.tls.connection import (
 from lwm2m.tls.messages import (
     DTLS_1_2,
     ClientHello,
+    ConnectionIdExtension,
     ExtendedMasterSecretExtension,
     HandshakeType,
     HelloVerifyRequest,
@@ -268,7 +269,7 @@ def test_reordered_records_and_fragments_complete_the_handshake() -> None:
     # first; the server's ServerKeyExchange comes in fragments, and the client's Finished
     # (epoch 1) before the ClientKeyExchange that gives the keys to read it.
     client, server = _pair(
-        _server_config(hint=b"h" * 60, max_datagram_size=96), _client_config(max_datagram_size=128)
+        _server_config(hint=b"h" * 60, max_datagram_size=96), _client_config(max_datagram_size=140)
     )
     sizes: list[int] = []
 
@@ -381,8 +382,9 @@ def test_renegotiation_is_refused_with_a_warning() -> None:
     [datagram] = client.datagrams_to_send(0.0)
     server.receive_datagram(datagram, 0.0)
     [answer] = server.datagrams_to_send(0.0)
-    [record] = parse_datagram(answer)
-    assert (record.content_type, record.epoch) == (ALERT, 1)
+    [record] = parse_datagram(answer, len(client.own_cid))
+    assert client._read_protection is not None
+    assert (client._read_protection.decrypt(record).content_type, record.epoch) == (ALERT, 1)
     client.receive_datagram(answer, 0.0)  # a warning: the client stays connected
     assert server.established and client.established
     assert _events(server) == [] and _events(client) == []
@@ -438,6 +440,105 @@ def test_any_well_framed_record_is_processed_or_dropped(
     datagram = DtlsRecord(content_type, DTLS_1_2, epoch, sequence, fragment).encode()
     server.receive_datagram(datagram, 0.0)
     client.receive_datagram(datagram, 0.0)
+
+
+# --- Connection ID (RFC 9146) --------------------------------------------------------------
+
+
+def test_connection_id_is_negotiated_both_ways_by_default() -> None:
+    client, server = _pair(_server_config(node_id=0x2A))
+    _run(client, server)
+    assert client.cid_negotiated and server.cid_negotiated
+    # The server's CID: 6 bytes led by the node id; the client's: what it offered.
+    assert len(server.own_cid) == 6 and server.own_cid[0] == 0x2A
+    assert client.peer_cid == server.own_cid
+    assert len(client.own_cid) == 6 and server.peer_cid == client.own_cid
+
+
+def _cid_header(datagram: bytes, cid: bytes) -> tuple[int, int, int, int, bytes, int]:
+    # RFC 9146 §4, written out by hand: ContentType (1) ‖ version (2) ‖ epoch (2) ‖
+    # sequence_number (6) ‖ cid (the receiver's length) ‖ length (2) ‖ encrypted_record.
+    at = 11 + len(cid)
+    return (
+        datagram[0],
+        int.from_bytes(datagram[1:3], "big"),
+        int.from_bytes(datagram[3:5], "big"),
+        int.from_bytes(datagram[5:11], "big"),
+        datagram[11:at],
+        int.from_bytes(datagram[at : at + 2], "big"),
+    )
+
+
+def test_records_after_the_handshake_are_tls12_cid_with_the_cid_after_the_sequence_number() -> None:
+    client, server = _established()
+    client.send_application_data(b"POST /rd")
+    [datagram] = client.datagrams_to_send(1.0)
+    content_type, version, epoch, sequence, cid, length = _cid_header(datagram, server.own_cid)
+    assert (content_type, version, epoch, cid) == (25, DTLS_1_2, 1, server.own_cid)
+    assert sequence >= 1  # the Finished was 0
+    # 8-byte explicit nonce, the DTLSInnerPlaintext (content ‖ real type 23), the 8-byte tag.
+    assert length == len(datagram) - 13 - len(cid) == 8 + len(b"POST /rd") + 1 + 8
+    assert server.receive_datagram(datagram, 1.0) is True
+    assert _events(server) == [ApplicationData(b"POST /rd")]
+    # The server's records carry the client's CID.
+    server.send_application_data(b"2.01")
+    [answer] = server.datagrams_to_send(1.0)
+    assert _cid_header(answer, client.own_cid)[4] == client.own_cid
+    client.receive_datagram(answer, 1.0)
+    assert _events(client) == [ApplicationData(b"2.01")]
+    # The same record again: dropped, and not "newer" (RFC 9146 §6).
+    assert server.receive_datagram(datagram, 2.0) is False
+    assert _events(server) == []
+
+
+def test_a_record_with_another_cid_is_dropped() -> None:
+    client, server = _established()
+    client.send_application_data(b"x")
+    [datagram] = client.datagrams_to_send(1.0)
+    other = bytearray(datagram)
+    other[12] ^= 0xFF  # inside the CID
+    assert server.receive_datagram(bytes(other), 1.0) is False
+    assert _events(server) == [] and server.established
+
+
+@pytest.mark.parametrize("side", ["client", "server", "both"])
+def test_connection_id_off_gives_plain_records(side: str) -> None:
+    client_off = side in ("client", "both")
+    server_off = side in ("server", "both")
+    client, server = _pair(
+        _server_config(connection_id=not server_off), _client_config(connection_id=not client_off)
+    )
+    _run(client, server)
+    assert client.established and server.established
+    assert not client.cid_negotiated and not server.cid_negotiated
+    assert client.own_cid == client.peer_cid == server.own_cid == server.peer_cid == b""
+    client.send_application_data(b"plain")
+    [datagram] = client.datagrams_to_send(1.0)
+    assert datagram[0] == 23  # application_data, RFC 6347 §4.1
+    server.receive_datagram(datagram, 1.0)
+    assert _events(server)[-1] == ApplicationData(b"plain")
+
+
+def test_an_empty_client_cid_means_plain_records_to_the_client_only() -> None:
+    client, server = _pair(client_config=_client_config(cid_length=0))
+    _run(client, server)
+    assert client.cid_negotiated and client.own_cid == b"" and server.peer_cid == b""
+    server.send_application_data(b"to client")
+    client.send_application_data(b"to server")
+    [down] = server.datagrams_to_send(1.0)
+    [up] = client.datagrams_to_send(1.0)
+    assert down[0] == 23 and up[0] == 25
+    client.receive_datagram(down, 1.0)
+    server.receive_datagram(up, 1.0)
+    assert _events(client)[-1] == ApplicationData(b"to client")
+    assert _events(server)[-1] == ApplicationData(b"to server")
+
+
+def test_connection_id_configuration_is_checked() -> None:
+    with pytest.raises(DtlsError):
+        _pair(_server_config(cid_length=33))
+    with pytest.raises(DtlsError):
+        _pair(_server_config(node_id=256))
 
 
 # --- against python-mbedtls ------------------------------------------------------------------
@@ -662,7 +763,7 @@ def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_
         for datagram in server.datagrams_to_send(0.0):
             client.receive_datagram(datagram, 0.0)
     [flight] = client.datagrams_to_send(0.0)
-    key_exchange = parse_datagram(flight)[0]
+    key_exchange = parse_datagram(flight, len(server.own_cid))[0]
     assert _handshake_types(key_exchange.encode()) == [HandshakeType.CLIENT_KEY_EXCHANGE]
     server.receive_datagram(key_exchange.encode(), 0.0)
     repeated = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, key_exchange.sequence + 10, key_exchange.fragment)
@@ -691,3 +792,34 @@ def test_any_handshake_message_is_processed_or_refused(
     target.datagrams_to_send(0.0)
     for event in _events(target):
         assert isinstance(event, HandshakeFailure | HandshakeComplete)
+
+
+def test_a_connection_id_the_client_did_not_offer_fails_its_handshake() -> None:
+    # RFC 5246 §7.4.1.4: a ServerHello may answer only the extensions the client offered.
+    client = DtlsConnection(DtlsRole.CLIENT, _client_config(connection_id=False), 0.0)
+    client.datagrams_to_send(0.0)
+    hello = ServerHello(bytes(32), 0xC0A8, extensions=(ConnectionIdExtension(b"\x07abcde"),))
+    message = encode_handshake(HandshakeType.SERVER_HELLO, 0, hello.to_bytes())
+    client.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+    [event] = _events(client)
+    assert isinstance(event, HandshakeFailure) and "connection_id" in event.reason
+    [alert] = client.datagrams_to_send(0.0)
+    assert parse_datagram(alert)[0].fragment == bytes((2, 110))  # fatal unsupported_extension
+
+
+def test_the_server_answers_connection_id_only_when_offered() -> None:
+    def answer(hello: ClientHello, **kwargs: object) -> object:
+        config = ConnectionConfig(psk_lookup={}.get, random=_random(9), **kwargs)  # type: ignore[arg-type]
+        server = DtlsConnection(DtlsRole.SERVER, config, 0.0, address=ADDRESS)
+        message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+        server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+        [flight] = server.datagrams_to_send(0.0)
+        [first, *_] = split_handshake_fragments(parse_datagram(flight)[0].fragment)
+        return ServerHello.parse(first[1]).extension(ConnectionIdExtension.extension_type)
+
+    offered = ClientHello(bytes(32), (0xC0A8,), extensions=(ConnectionIdExtension(b""),))
+    given = answer(offered, node_id=0xA5, cid_length=4)
+    assert isinstance(given, ConnectionIdExtension) and len(given.cid) == 4 and given.cid[0] == 0xA5
+    assert answer(offered, cid_length=0) == ConnectionIdExtension(b"")
+    assert answer(offered, connection_id=False) is None
+    assert answer(ClientHello(bytes(32), (0xC0A8,))) is None

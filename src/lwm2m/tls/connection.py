@@ -15,7 +15,11 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
 - flight retransmission on a timer that doubles from 1 s up to 60 s, and the last flight sent
   again when the peer's previous flight is seen again (RFC 6347 §4.2.4);
 - renegotiation refused with a no_renegotiation warning (RFC 5246 §7.2.2, §7.4.1.1);
-- alerts and close_notify (RFC 5246 §7.2).
+- alerts and close_notify (RFC 5246 §7.2);
+- the Connection ID of RFC 9146: the client offers the ``connection_id`` extension (§3) with
+  the CID it wants to receive, the server answers with its own when offered; once keys are in
+  use (epoch 1) the records to a peer that gave a non-empty CID are ``tls12_cid`` records
+  (§4, the additional data of §5), and the records from the peer must carry our CID.
 
 Like the CoAP endpoint it does no I/O and reads no clock: the caller feeds datagrams with
 :meth:`DtlsConnection.receive_datagram`, sends what :meth:`DtlsConnection.datagrams_to_send`
@@ -47,7 +51,9 @@ from lwm2m.tls.messages import (
     MAX_PSK_IDENTITY_LENGTH,
     ClientHello,
     ClientKeyExchange,
+    ConnectionIdExtension,
     ExtendedMasterSecretExtension,
+    Extension,
     ExtensionType,
     Finished,
     HandshakeHeader,
@@ -79,6 +85,7 @@ from lwm2m.tls.record import (
     DTLS_1_2,
     HANDSHAKE,
     MAX_PLAINTEXT,
+    TLS12_CID,
     DtlsRecord,
     parse_datagram,
 )
@@ -110,9 +117,12 @@ DECODE_ERROR: Final = 50
 DECRYPT_ERROR: Final = 51
 INTERNAL_ERROR: Final = 80
 NO_RENEGOTIATION: Final = 100
+UNSUPPORTED_EXTENSION: Final = 110
 UNKNOWN_PSK_IDENTITY: Final = 115
 
 RECORD_OVERHEAD: Final = 13 + 8 + 8  # header, explicit nonce, CCM_8 tag
+DEFAULT_CID_LENGTH: Final = 6
+MAX_CID_LENGTH: Final = 32  # ours; RFC 9146 §3 allows 255, but every byte is in every record
 MIN_COOKIE_SECRET: Final = 16
 COOKIE_LENGTH: Final = 32
 # Records of epoch 1 that arrive before the keys to read them (reordering, RFC 6347 §4.1 lets
@@ -183,6 +193,11 @@ class ConnectionConfig:
     for an identity it does not know), optionally ``psk_identity_hint`` (sent in a
     ServerKeyExchange when not None) and ``cookie_checker`` (None: no cookie exchange, for a
     caller that checked the cookie before making the connection).
+
+    Connection ID (RFC 9146): with ``connection_id`` (the default) the client offers the
+    extension and the server answers it. The CID a side asks to receive has ``cid_length``
+    bytes (0: it sends CIDs but wants none); a server CID starts with the byte ``node_id``, so
+    that a cluster can route a record to the node that holds its session, the rest is random.
     """
 
     psk_identity: bytes = b""
@@ -194,6 +209,9 @@ class ConnectionConfig:
     initial_timeout: float = 1.0  # RFC 6347 §4.2.4.1
     max_timeout: float = 60.0
     random: Callable[[int], bytes] = field(default=os.urandom)
+    connection_id: bool = True
+    cid_length: int = DEFAULT_CID_LENGTH
+    node_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +276,10 @@ class DtlsConnection:
                 raise DtlsError(f"a PSK has 1..{MAX_PSK_LENGTH} bytes")
         elif config.psk_lookup is None:
             raise DtlsError("a DTLS PSK server needs psk_lookup")
+        if not 0 <= config.cid_length <= MAX_CID_LENGTH:
+            raise DtlsError(f"a connection ID has 0..{MAX_CID_LENGTH} bytes, not {config.cid_length}")
+        if not 0 <= config.node_id <= 0xFF:
+            raise DtlsError(f"node_id {config.node_id} does not fit in the first byte of a connection ID")
         if config.max_datagram_size < RECORD_OVERHEAD + 64:
             raise DtlsError(f"max_datagram_size {config.max_datagram_size} is too small for a handshake")
         self._events: deque[DtlsEvent] = deque()
@@ -287,10 +309,20 @@ class DtlsConnection:
         self._master = b""
         self._identity = b""
         self._peer_hint = b""
+        # RFC 9146: the CID we receive (records from the peer carry it) and the one we send;
+        # only meaningful once ``_cid_negotiated``.
+        self._cid_negotiated = False
+        self._own_cid = b""
+        self._peer_cid = b""
+        # Set while a datagram is processed: a record of epoch 1 authenticated with a sequence
+        # number above the highest accepted before (RFC 9146 §6).
+        self._advanced = False
         if self.role is DtlsRole.CLIENT:
             self._state = _State.WAIT_SERVER_HELLO
             self._client_random = config.random(32)
             self._identity = config.psk_identity
+            if config.connection_id:
+                self._own_cid = config.random(config.cid_length) if config.cid_length else b""
             self._send_client_hello(now)
         else:
             self._state = _State.WAIT_CLIENT_HELLO
@@ -312,6 +344,32 @@ class DtlsConnection:
     def peer_identity(self) -> bytes | None:
         """The PSK identity of the established session (the client's), else None."""
         return self._identity if self._state is _State.ESTABLISHED else None
+
+    @property
+    def cid_negotiated(self) -> bool:
+        """True once both sides agreed to use the connection_id extension (RFC 9146 §3)."""
+        return self._cid_negotiated
+
+    @property
+    def own_cid(self) -> bytes:
+        """The CID the peer puts in its records to us (empty: none, or not negotiated)."""
+        return self._own_cid if self._cid_negotiated else b""
+
+    @property
+    def peer_cid(self) -> bytes:
+        """The CID we put in our records to the peer (empty: plain records)."""
+        return self._peer_cid if self._cid_negotiated else b""
+
+    @property
+    def awaiting_hello(self) -> bool:
+        """True for a server that has not yet taken a ClientHello (with a valid cookie): it
+        keeps no state for the peer yet (RFC 6347 §4.2.1)."""
+        return self._state is _State.WAIT_CLIENT_HELLO
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection closed or its handshake failed: it takes nothing more."""
+        return self._state in (_State.CLOSED, _State.FAILED)
 
     def next_event(self) -> DtlsEvent | None:
         """The next event, or None when there is none."""
@@ -358,16 +416,26 @@ class DtlsConnection:
         self._state = _State.CLOSED
         self._timer = None
 
-    def receive_datagram(self, data: bytes, now: float) -> None:
+    def receive_datagram(self, data: bytes, now: float) -> bool:
         """Process one datagram from the peer. Malformed or unauthenticated input is dropped
-        (RFC 6347 §4.1.2.7): a datagram alone never raises."""
+        (RFC 6347 §4.1.2.7): a datagram alone never raises.
+
+        Returns True when a record of it authenticated under the connection's keys with a
+        sequence number above every one accepted before: the test of RFC 9146 §6 for taking a
+        new peer address of a CID connection (a replay or an older record gives False).
+        """
+        self._advanced = False
         if self._state in (_State.CLOSED, _State.FAILED):
-            return
+            return False
         try:
-            records = parse_datagram(data)
+            records = parse_datagram(data, len(self.own_cid))
         except ProtocolError:
-            return  # not DTLS, or truncated: nothing in it can be trusted
+            return False  # not DTLS, or truncated: nothing in it can be trusted
         self._peer_repeated = False
+        self._receive_records(records, now)
+        return self._advanced
+
+    def _receive_records(self, records: list[DtlsRecord], now: float) -> None:
         try:
             for record in records:
                 self._receive_record(record, now)
@@ -382,6 +450,13 @@ class DtlsConnection:
     # --- records ---------------------------------------------------------------------------
 
     def _receive_record(self, record: DtlsRecord, now: float) -> None:
+        if record.content_type == TLS12_CID:
+            # Only with keys, and only with our own CID (RFC 9146 §4); the parser took as
+            # many bytes as our CID has, so a different CID of that length ends here.
+            if record.epoch == 0 or not hmac.compare_digest(record.cid, self.own_cid):
+                return
+        elif record.epoch != 0 and self.own_cid:
+            return  # RFC 9146 §3: once keys are in use, records to us carry our CID
         if record.epoch == 0:
             protection: AeadProtection | NullProtection = NullProtection()
         elif record.epoch == 1:
@@ -398,7 +473,8 @@ class DtlsConnection:
         try:
             plain = protection.decrypt(record)
         except BadRecordMac:
-            if record.content_type == HANDSHAKE and self._state is _State.WAIT_FINISHED:
+            # A CID record hides its real type (RFC 9146 §4): it may be the Finished too.
+            if record.content_type in (HANDSHAKE, TLS12_CID) and self._state is _State.WAIT_FINISHED:
                 # The peer's Finished record does not open under our keys: the only way for
                 # a peer that completed its side is a different PSK. Failing now, rather than
                 # timing out, tells the caller why.
@@ -408,6 +484,8 @@ class DtlsConnection:
             return
         except (ProtocolError, SecurityError):
             return
+        if record.epoch == 1 and (window.highest is None or record.sequence > window.highest):
+            self._advanced = True
         window.accept(record.sequence)
         if plain.content_type == HANDSHAKE:
             self._receive_handshake(record, plain.fragment, now)
@@ -429,6 +507,8 @@ class DtlsConnection:
         self._write_seq[epoch] += 1
         record = DtlsRecord(content_type, DTLS_1_2, epoch, sequence, payload)
         if epoch == 1:
+            # RFC 9146 §3: once encryption is on, a peer that gave a CID gets tls12_cid records.
+            record = replace(record, cid=self.peer_cid)
             assert self._write_protection is not None
             record = self._write_protection.encrypt(record)
         return record.encode()
@@ -464,6 +544,8 @@ class DtlsConnection:
         self._send_message_seq += 1
         self._transcript.append(encode_handshake(msg_type, seq, message))
         room = self.config.max_datagram_size - RECORD_OVERHEAD
+        if epoch == 1 and self.peer_cid:
+            room -= len(self.peer_cid) + 1  # the CID in the header, the real type inside (RFC 9146 §4)
         return [(epoch, HANDSHAKE, fragment) for fragment in fragment_handshake(msg_type, seq, message, room)]
 
     def _send_alert(self, level: int, description: int) -> None:
@@ -586,7 +668,7 @@ class DtlsConnection:
             random=self._client_random,
             cipher_suites=(TLS_PSK_WITH_AES_128_CCM_8,),
             cookie=self._cookie,
-            extensions=(ExtendedMasterSecretExtension(),),
+            extensions=self._client_extensions(),
         )
         # RFC 6347 §4.2.6: the transcript starts at the hello that the server answers with
         # its ServerHello, so the hello that carries the cookie starts it afresh.
@@ -594,6 +676,11 @@ class DtlsConnection:
         self._start_flight(
             self._handshake_parts(0, hello.to_bytes(), HandshakeType.CLIENT_HELLO), now, timer=True
         )
+
+    def _client_extensions(self) -> tuple[Extension, ...]:
+        if not self.config.connection_id:
+            return (ExtendedMasterSecretExtension(),)
+        return (ExtendedMasterSecretExtension(), ConnectionIdExtension(self._own_cid))
 
     def _server_hello(self, message: ReassembledMessage) -> None:
         hello = self._parse(message)
@@ -606,6 +693,15 @@ class DtlsConnection:
             raise HandshakeAborted(HANDSHAKE_FAILURE, f"the server chose version {hello.server_version:#06x}")
         self._server_random = hello.random
         self._use_ems = hello.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
+        answer = hello.extension(ExtensionType.CONNECTION_ID)
+        if answer is not None:
+            if not self.config.connection_id:
+                # RFC 5246 §7.4.1.4: a server must not answer an extension that was not offered.
+                raise HandshakeAborted(UNSUPPORTED_EXTENSION, "the server answered connection_id unasked")
+            if not isinstance(answer, ConnectionIdExtension):
+                raise HandshakeAborted(DECODE_ERROR, "a malformed connection_id extension")
+            self._peer_cid = answer.cid
+            self._cid_negotiated = True
         self._transcript.append(message.to_bytes())
         self._state = _State.WAIT_SERVER_HELLO_DONE
 
@@ -662,7 +758,15 @@ class DtlsConnection:
         self._send_message_seq = header.message_seq
         self._write_seq[0] = max(self._write_seq[0], record.sequence)
         self._server_random = self.config.random(32)
-        extensions = (ExtendedMasterSecretExtension(),) if self._use_ems else ()
+        extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),) if self._use_ems else ()
+        offer = hello.extension(ExtensionType.CONNECTION_ID)
+        if self.config.connection_id and isinstance(offer, ConnectionIdExtension):
+            # RFC 9146 §3: answered only when offered; our CID leads with the node id.
+            length = self.config.cid_length
+            self._own_cid = bytes((self.config.node_id,)) + self.config.random(length - 1) if length else b""
+            self._peer_cid = offer.cid
+            self._cid_negotiated = True
+            extensions += (ConnectionIdExtension(self._own_cid),)
         server_hello = ServerHello(self._server_random, TLS_PSK_WITH_AES_128_CCM_8, extensions=extensions)
         parts = self._handshake_parts(0, server_hello.to_bytes(), HandshakeType.SERVER_HELLO)
         if self.config.psk_identity_hint is not None:
