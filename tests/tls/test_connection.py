@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.helpers.mbedtls import drive, psk_client, psk_server, take
 
 from lwm2m.errors import DtlsError, SessionClosed
 from lwm2m.tls.connection import (
@@ -545,32 +546,10 @@ def test_connection_id_configuration_is_checked() -> None:
 
 
 def _mbedtls_client(psk: bytes) -> object:
-    tls = pytest.importorskip("mbedtls.tls")
-    conf = tls.DTLSConfiguration(
-        pre_shared_key=(IDENTITY.decode(), psk),
-        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-    )
-    return tls.ClientContext(conf).wrap_buffers(None)
+    return psk_client(IDENTITY.decode(), psk)
 
 
-def _drive_mbedtls(buf: object) -> bytes:
-    # Mbed TLS's sans-IO side: run its handshake until it waits for input, take what it wrote.
-    tls = pytest.importorskip("mbedtls.tls")
-    for _ in range(10):
-        if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:  # type: ignore[attr-defined]
-            break
-        try:
-            buf.do_handshake()  # type: ignore[attr-defined]
-        except tls.WantWriteError:
-            continue
-        except tls.WantReadError:
-            break
-    n = len(buf._output_buffer)  # type: ignore[attr-defined]
-    out: bytes = buf.peek_outgoing(n)  # type: ignore[attr-defined]
-    buf.consume_outgoing(n)  # type: ignore[attr-defined]
-    return out
+_drive_mbedtls = drive
 
 
 @pytest.mark.parametrize("hint", [None, b"lwm2m-server"], ids=["no-hint", "identity-hint"])
@@ -618,16 +597,7 @@ def test_mbedtls_client_with_a_wrong_psk_fails_against_our_server() -> None:
 
 
 def _mbedtls_server() -> object:
-    tls = pytest.importorskip("mbedtls.tls")
-    conf = tls.DTLSConfiguration(
-        pre_shared_key_store={IDENTITY.decode(): PSK},
-        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        highest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-        anti_replay=True,
-    )
-    return tls.ServerContext(conf).wrap_buffers()
+    return psk_server({IDENTITY.decode(): PSK}, anti_replay=True)
 
 
 def _feed_mbedtls_server(buf: object, client: DtlsConnection) -> bytes:
@@ -640,9 +610,7 @@ def _feed_mbedtls_server(buf: object, client: DtlsConnection) -> bytes:
             out += _drive_mbedtls(buf)
         except tls.HelloVerifyRequest:
             # Mbed TLS wrote its HelloVerifyRequest and reset itself for the next hello.
-            n = len(buf._output_buffer)  # type: ignore[attr-defined]
-            out += buf.peek_outgoing(n)  # type: ignore[attr-defined]
-            buf.consume_outgoing(n)  # type: ignore[attr-defined]
+            out += take(buf)
     return out
 
 

@@ -11,6 +11,7 @@ import hashlib
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from tests.helpers.mbedtls import drive, handshake_over, psk_client
 
 from lwm2m.tls.messages import (
     DTLS_1_2,
@@ -35,7 +36,7 @@ from lwm2m.tls.prf import (
     verify_data,
 )
 
-tls = pytest.importorskip("mbedtls.tls")
+pytest.importorskip("mbedtls.tls")
 
 PSK_CCM_8 = 0xC0A8
 RECORD_HEADER_LENGTH = 13  # RFC 6347 §4.1: type, version, epoch, sequence_number (48 bits), length
@@ -69,22 +70,6 @@ def _record(content_type: int, sequence: int, fragment: bytes) -> bytes:
     )
 
 
-def _drive(buf: tls.TLSWrappedBuffer) -> bytes:
-    for _ in range(10):
-        if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
-            break
-        try:
-            buf.do_handshake()
-        except tls.WantWriteError:
-            continue
-        except tls.WantReadError:
-            break
-    n = len(buf._output_buffer)
-    out: bytes = buf.peek_outgoing(n)
-    buf.consume_outgoing(n)
-    return out
-
-
 def _client_hello(datagram: bytes, message_seq: int) -> ClientHello:
     [(content_type, version, epoch, fragment)] = _records(datagram)
     assert (content_type, epoch) == (22, 0)  # handshake, epoch 0
@@ -99,15 +84,9 @@ def _client_hello(datagram: bytes, message_seq: int) -> ClientHello:
 
 
 def test_mbedtls_client_hello_parses_and_takes_our_cookie() -> None:
-    conf = tls.DTLSConfiguration(
-        pre_shared_key=("device-1", b"secretPSK"),
-        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-    )
-    buf = tls.ClientContext(conf).wrap_buffers(None)
+    buf = psk_client("device-1", b"secretPSK")
 
-    first = _client_hello(_drive(buf), message_seq=0)
+    first = _client_hello(drive(buf), message_seq=0)
     assert first.client_version == DTLS_1_2
     assert PSK_CCM_8 in first.cipher_suites
     assert first.cookie == b""
@@ -119,7 +98,7 @@ def test_mbedtls_client_hello_parses_and_takes_our_cookie() -> None:
     verify = encode_handshake(HandshakeType.HELLO_VERIFY_REQUEST, 0, HelloVerifyRequest(cookie).to_bytes())
     buf.receive_from_network(_record(22, 0, verify))
 
-    second = _client_hello(_drive(buf), message_seq=1)
+    second = _client_hello(drive(buf), message_seq=1)
     assert second.cookie == cookie
     # RFC 6347 §4.2.1: the second hello repeats the first apart from the cookie.
     assert second.random == first.random
@@ -161,18 +140,12 @@ def _decrypt(key: bytes, salt: bytes, content_type: int, epoch: int, fragment: b
 @pytest.mark.parametrize("use_ems", [False, True], ids=["master-secret", "extended-master-secret"])
 def test_a_psk_handshake_with_mbedtls_agrees_on_every_key(use_ems: bool) -> None:
     psk = bytes(range(1, 17))
-    conf = tls.DTLSConfiguration(
-        pre_shared_key=("device-1", psk),
-        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-    )
-    buf = tls.ClientContext(conf).wrap_buffers(None)
-    _drive(buf)
+    buf = psk_client("device-1", psk)
+    drive(buf)
     cookie = b"cookie-of-the-server"
     verify = encode_handshake(HandshakeType.HELLO_VERIFY_REQUEST, 0, HelloVerifyRequest(cookie).to_bytes())
     buf.receive_from_network(_record(22, 0, verify))
-    [(_, _, _, hello_fragment)] = _records(_drive(buf))
+    [(_, _, _, hello_fragment)] = _records(drive(buf))
     [(_, hello_body)] = split_handshake_fragments(hello_fragment)
     hello = ClientHello.parse(hello_body)
 
@@ -186,7 +159,7 @@ def test_a_psk_handshake_with_mbedtls_agrees_on_every_key(use_ems: bool) -> None
     buf.receive_from_network(_record(22, 1, transcript[1] + transcript[2]))
 
     # The client's flight: ClientKeyExchange, ChangeCipherSpec, Finished (epoch 1, encrypted).
-    records = _records(_drive(buf))
+    records = _records(drive(buf))
     assert [(content_type, epoch) for content_type, _, epoch, _ in records] == [(22, 0), (20, 0), (22, 1)]
     [(header, key_exchange_body)] = split_handshake_fragments(records[0][3])
     assert header.msg_type == HandshakeType.CLIENT_KEY_EXCHANGE
@@ -216,8 +189,8 @@ def test_a_psk_handshake_with_mbedtls_agrees_on_every_key(use_ems: bool) -> None
         _record(20, 2, b"\x01")
         + _encrypted_record(keys.server_write_key, keys.server_write_iv, 22, 1, 0, finished)
     )
-    _drive(buf)
-    assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
+    drive(buf)
+    assert handshake_over(buf)
 
     # Application data both ways, under the keys of the key block.
     buf.write(b"ping")

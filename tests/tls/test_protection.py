@@ -12,6 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.helpers.mbedtls import handshake_over, mbedtls_tls, psk_client, psk_server_context, step, take
 
 from lwm2m.errors import BadRecordMac, DtlsError, ProtocolError, RecordError, RecordOverflow, SecurityError
 from lwm2m.tls.protection import (
@@ -367,59 +368,30 @@ def _prf(secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
 
 def _mbedtls_session() -> tuple[Any, list[tuple[str, bytes]]]:
     """An Mbed TLS client and server shake hands; returns the client and every datagram, in order."""
-    tls = pytest.importorskip("mbedtls.tls")
-    common = {
-        "ciphers": ("TLS-PSK-WITH-AES-128-CCM-8",),
-        "lowest_supported_version": tls.DTLSVersion.DTLSv1_2,
-        "highest_supported_version": tls.DTLSVersion.DTLSv1_2,
-        "validate_certificates": False,
-    }
-    client = tls.ClientContext(
-        tls.DTLSConfiguration(pre_shared_key=("device-1", PEER_PSK), **common)
-    ).wrap_buffers(None)
-    server_context = tls.ServerContext(
-        tls.DTLSConfiguration(pre_shared_key_store={"device-1": PEER_PSK}, **common)
-    )
-    over = tls.HandshakeStep.HANDSHAKE_OVER
-
-    def step(buffer: Any) -> None:
-        for _ in range(20):
-            if buffer._handshake_state is over:
-                return
-            try:
-                buffer.do_handshake()
-            except tls.WantWriteError:
-                continue
-            except tls.WantReadError:
-                return
-
-    def take(buffer: Any) -> bytes:
-        n = len(buffer._output_buffer)
-        data: bytes = buffer.peek_outgoing(n) if n else b""
-        buffer.consume_outgoing(n)
-        return data
-
-    log: list[tuple[str, bytes]] = []
+    tls = mbedtls_tls()
+    client = psk_client("device-1", PEER_PSK)
+    server_context = psk_server_context({"device-1": PEER_PSK})
     server = server_context.wrap_buffers()
+    step(client, 20)
+    log: list[tuple[str, bytes]] = []
     server.setcookieparam(b"client")
-    step(client)
     log.append(("client", take(client)))
     server.receive_from_network(log[-1][1])
     with pytest.raises(tls.HelloVerifyRequest):
-        step(server)
+        step(server, 20)
     log.append(("server", take(server)))
     server = server_context.wrap_buffers()  # the cookie exchange leaves the first one spent
     server.setcookieparam(b"client")
     for _ in range(10):
         client.receive_from_network(log[-1][1])
-        step(client)
+        step(client, 20)
         log.append(("client", take(client)))
         server.receive_from_network(log[-1][1])
-        step(server)
+        step(server, 20)
         log.append(("server", take(server)))
-        if client._handshake_state is over and server._handshake_state is over:
+        if handshake_over(client) and handshake_over(server):
             break
-    assert client._handshake_state is over
+    assert handshake_over(client)
     client.write(b"hello coap")
     log.append(("client", take(client)))
     return client, [(who, data) for who, data in log if data]

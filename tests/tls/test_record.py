@@ -9,6 +9,7 @@ import contextlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.helpers.mbedtls import drive, mbedtls_tls, psk_client, psk_server
 
 from lwm2m.errors import ProtocolError, RecordError, RecordOverflow
 from lwm2m.tls.record import (
@@ -241,24 +242,9 @@ def test_mutated_datagrams_are_parsed_or_refused(records: list[DtlsRecord], data
 
 
 def test_the_first_flight_of_an_mbedtls_client_parses() -> None:
-    tls = pytest.importorskip("mbedtls.tls")
-    conf = tls.DTLSConfiguration(
-        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
-        pre_shared_key=("device-1", b"0123456789abcdef"),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        highest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-    )
-    buffer = tls.ClientContext(conf).wrap_buffers(None)
+    buffer = psk_client("device-1", b"0123456789abcdef")
     # Step the client's handshake until it waits for the server: its ClientHello is then out.
-    for _ in range(10):
-        try:
-            buffer.do_handshake()
-        except tls.WantWriteError:
-            continue
-        except tls.WantReadError:
-            break
-    wire = buffer.peek_outgoing(65536)
+    wire = drive(buffer)
     assert wire
 
     records = parse_datagram(wire)
@@ -278,22 +264,14 @@ def test_the_first_flight_of_an_mbedtls_client_parses() -> None:
 
 
 def test_the_hello_verify_request_of_an_mbedtls_server_parses() -> None:
-    tls = pytest.importorskip("mbedtls.tls")
-    common = {
-        "ciphers": ("TLS-PSK-WITH-AES-128-CCM-8",),
-        "lowest_supported_version": tls.DTLSVersion.DTLSv1_2,
-        "highest_supported_version": tls.DTLSVersion.DTLSv1_2,
-        "validate_certificates": False,
-    }
-    client = tls.ClientContext(tls.DTLSConfiguration(pre_shared_key=("device-1", b"k" * 16), **common))
-    client_buffer = client.wrap_buffers(None)
+    tls = mbedtls_tls()
+    client_buffer = psk_client("device-1", b"k" * 16)
     with pytest.raises(tls.WantReadError):
         for _ in range(10):
             with contextlib.suppress(tls.WantWriteError):
                 client_buffer.do_handshake()
     hello = client_buffer.peek_outgoing(65536)
-    server = tls.ServerContext(tls.DTLSConfiguration(pre_shared_key_store={"device-1": b"k" * 16}, **common))
-    server_buffer = server.wrap_buffers()
+    server_buffer = psk_server({"device-1": b"k" * 16})
     server_buffer.setcookieparam(b"client")
     server_buffer.receive_from_network(hello)
     with pytest.raises(tls.HelloVerifyRequest):

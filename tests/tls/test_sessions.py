@@ -8,6 +8,7 @@ from collections.abc import Callable, Hashable
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.helpers.mbedtls import drive, mbedtls_tls, psk_client
 
 from lwm2m.errors import DtlsError, SessionClosed
 from lwm2m.tls.connection import (
@@ -319,33 +320,11 @@ def test_any_datagram_from_anywhere_is_routed_or_dropped(data: bytes, prefix: by
 
 
 def test_mbedtls_client_against_the_table() -> None:
-    tls = pytest.importorskip("mbedtls.tls")
-    conf = tls.DTLSConfiguration(
-        pre_shared_key=(IDENTITY.decode(), PSK),
-        ciphers=("TLS-PSK-WITH-AES-128-CCM-8",),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-    )
-    buf = tls.ClientContext(conf).wrap_buffers(None)
-
-    def drive() -> bytes:
-        for _ in range(10):
-            if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
-                break
-            try:
-                buf.do_handshake()
-            except tls.WantWriteError:
-                continue
-            except tls.WantReadError:
-                break
-        n = len(buf._output_buffer)
-        out: bytes = buf.peek_outgoing(n)
-        buf.consume_outgoing(n)
-        return out
-
+    tls = mbedtls_tls()
+    buf = psk_client(IDENTITY.decode(), PSK)
     table = _table()
     for _ in range(6):
-        sent = drive()
+        sent = drive(buf)
         if sent:
             table.receive_datagram(sent, A, 0.0)
         for datagram, to in table.datagrams_to_send(0.0):
@@ -357,7 +336,7 @@ def test_mbedtls_client_against_the_table() -> None:
     connection = table.connection(event.session)
     assert connection is not None and not connection.cid_negotiated  # Mbed TLS offered no CID
     buf.write(b"POST /rd?ep=mbedtls")
-    table.receive_datagram(drive(), A, 1.0)
+    table.receive_datagram(drive(buf), A, 1.0)
     assert _events(table) == [DtlsSessionEvent(event.session, A, ApplicationData(b"POST /rd?ep=mbedtls"))]
     table.send(event.session, b"2.01 Created")
     [(datagram, _)] = table.datagrams_to_send(1.0)

@@ -1,0 +1,83 @@
+"""Mbed TLS (through python-mbedtls) as a DTLS peer we did not write, driven sans-IO: its
+``TLSWrappedBuffer`` takes datagrams with ``receive_from_network`` and gives its own with
+:func:`take`. PSK with TLS_PSK_WITH_AES_128_CCM_8, LwM2M's mandatory suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+PSK_CCM_8 = "TLS-PSK-WITH-AES-128-CCM-8"
+
+
+def mbedtls_tls() -> Any:
+    """``mbedtls.tls``, or the test is skipped where python-mbedtls is not installed."""
+    return pytest.importorskip("mbedtls.tls")
+
+
+def psk_configuration(**options: Any) -> Any:
+    """A DTLS 1.2 configuration offering only PSK with CCM_8; ``options`` add to it (the
+    client's ``pre_shared_key``, the server's ``pre_shared_key_store``, …)."""
+    tls = mbedtls_tls()
+    settings: dict[str, Any] = {
+        "ciphers": (PSK_CCM_8,),
+        "lowest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "highest_supported_version": tls.DTLSVersion.DTLSv1_2,
+        "validate_certificates": False,
+    }
+    settings.update(options)
+    return tls.DTLSConfiguration(**settings)
+
+
+def psk_client(identity: str, psk: bytes, **options: Any) -> Any:
+    """A sans-IO Mbed TLS DTLS client with that PSK."""
+    return (
+        mbedtls_tls()
+        .ClientContext(psk_configuration(pre_shared_key=(identity, psk), **options))
+        .wrap_buffers(None)
+    )
+
+
+def psk_server_context(store: dict[str, bytes], **options: Any) -> Any:
+    """An Mbed TLS DTLS server context knowing the PSKs of ``store`` (identity -> key); its
+    buffers share the cookie secret, so the one after a HelloVerifyRequest takes the cookie."""
+    return mbedtls_tls().ServerContext(psk_configuration(pre_shared_key_store=store, **options))
+
+
+def psk_server(store: dict[str, bytes], **options: Any) -> Any:
+    """A sans-IO Mbed TLS DTLS server knowing the PSKs of ``store``."""
+    return psk_server_context(store, **options).wrap_buffers()
+
+
+def handshake_over(buf: Any) -> bool:
+    return buf._handshake_state is mbedtls_tls().HandshakeStep.HANDSHAKE_OVER  # type: ignore[no-any-return]
+
+
+def step(buf: Any, steps: int = 10) -> None:
+    """Run the handshake until it is over or waits for the peer (Mbed TLS's own exceptions,
+    e.g. ``HelloVerifyRequest`` or a fatal alert, go to the caller)."""
+    tls = mbedtls_tls()
+    for _ in range(steps):
+        if handshake_over(buf):
+            return
+        try:
+            buf.do_handshake()
+        except tls.WantWriteError:
+            continue
+        except tls.WantReadError:
+            return
+
+
+def take(buf: Any) -> bytes:
+    """What Mbed TLS wrote since the last call."""
+    n = len(buf._output_buffer)
+    out: bytes = buf.peek_outgoing(n) if n else b""
+    buf.consume_outgoing(n)
+    return out
+
+
+def drive(buf: Any) -> bytes:
+    """Step the handshake, then take what it wrote."""
+    step(buf)
+    return take(buf)
