@@ -4,11 +4,9 @@ Interface operation (LwM2M-TS-Core 1.2 §6.1.7): ``POST /bs`` is Bootstrap-Finis
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 
-from tests.helpers.cli import line_with
+from tests.helpers.cli import line_with, lwm2m_process
 from tests.helpers.server import next_event
 
 from lwm2m.bootstrap import BootstrapConfig, BootstrapServer
@@ -45,18 +43,13 @@ async def test_the_bootstrap_log_names_each_operation() -> None:
         }
         await bs.set_config("cli-bs", BootstrapConfig.from_json(config))
         events = server.events()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "client",
             "--bootstrap",
             bs.uri,
             "--endpoint",
             "cli-bs",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={"NO_COLOR": "1"},
         )
         assert proc.stdout is not None
         seen: list[str] = []

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 
 import pytest
 from click.testing import CliRunner
-from tests.helpers.cli import line_with
+from tests.helpers.cli import line_with, lwm2m_process
 from tests.helpers.ports import free_udp_port
 from tests.helpers.server import next_event
 
@@ -35,10 +33,7 @@ def _mandatory_readable(object_id: int) -> set[int]:
 async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sigint() -> None:
     async with Server(ServerConfig(port=0)) as server:
         events = server.events()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "client",
             "--server",
             f"coap://127.0.0.1:{server.port}",
@@ -48,9 +43,7 @@ async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sig
             "60",
             "--lwm2m-version",
             "1.1",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={"NO_COLOR": "1"},
         )
         assert proc.stdout is not None and proc.stderr is not None
         seen: list[str] = []
@@ -97,17 +90,12 @@ async def test_client_registers_is_read_shows_the_request_and_deregisters_on_sig
 
 async def test_client_keeps_retrying_while_no_server_answers_and_stops_on_sigterm() -> None:
     port = free_udp_port()  # nothing listens there
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lwm2m",
+    proc = await lwm2m_process(
         "client",
         "--server",
         f"coap://127.0.0.1:{port}",
         "--endpoint",
         "lonely",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     seen: list[str] = []
@@ -183,10 +171,7 @@ def test_every_profile_builds_its_core_objects_with_their_mandatory_resources(na
 async def test_client_registers_with_every_server_given() -> None:
     async with Server(ServerConfig(port=0)) as first, Server(ServerConfig(port=0)) as second:
         events1, events2 = first.events(), second.events()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "client",
             "--server",
             f"coap://127.0.0.1:{first.port}",
@@ -196,9 +181,7 @@ async def test_client_registers_with_every_server_given() -> None:
             "cli-two",
             "--lifetime",
             "60",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={"NO_COLOR": "1"},
         )
         assert proc.stdout is not None
         seen: list[str] = []

@@ -4,14 +4,12 @@ registration, as a user sees them: subprocesses on loopback."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import sys
 
 import pytest
 from click.testing import CliRunner
-from tests.helpers.cli import line_with
+from tests.helpers.cli import line_with, lwm2m_process
 from tests.helpers.ports import free_udp_port
 from tests.helpers.server import register
 
@@ -43,10 +41,7 @@ def test_demo_logs_warnings_only_by_default() -> None:
 
 async def _start_server(*options: str) -> tuple[asyncio.subprocess.Process, int]:
     port = free_udp_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lwm2m",
+    proc = await lwm2m_process(
         "server",
         "--store",
         "memory",
@@ -55,8 +50,6 @@ async def _start_server(*options: str) -> tuple[asyncio.subprocess.Process, int]
         "--http-port",
         "0",
         *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     await line_with(proc.stdout, "Ctrl-C stops it", [])
@@ -105,18 +98,13 @@ async def test_server_info_logs_registrations_and_no_messages() -> None:
 async def test_client_prints_the_code_and_diagnostic_of_a_refused_registration() -> None:
     limits = RegistrationLimits(max_endpoint_length=8)
     async with Server(ServerConfig(port=0, registration_limits=limits)) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "client",
             "--server",
             f"coap://127.0.0.1:{server.port}",
             "--endpoint",
             "a-name-too-long",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+            env={"NO_COLOR": "1", "COLUMNS": "200"},
         )
         assert proc.stdout is not None
         seen: list[str] = []
@@ -135,18 +123,13 @@ async def test_client_prints_the_code_and_diagnostic_of_a_refused_bootstrap() ->
     from lwm2m.bootstrap.config import BootstrapServerConfig
 
     async with BootstrapServer(BootstrapServerConfig(port=0)) as bs:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "client",
             "--bootstrap",
             bs.uri,
             "--endpoint",
             "nobody",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+            env={"NO_COLOR": "1", "COLUMNS": "200"},
         )
         assert proc.stdout is not None
         seen: list[str] = []

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.helpers.cli import line_with, lwm2m_process
 from tests.helpers.simulator import served
 
 from lwm2m.bootstrap import BootstrapServer
@@ -22,23 +21,9 @@ from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.web.app import create_app
 
 
-async def _line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -> str:
-    async with asyncio.timeout(15):
-        while True:
-            line = (await stream.readline()).decode()
-            if not line:
-                raise AssertionError(f"the output ended before {text!r}: {seen}")
-            seen.append(line)
-            if text in line:
-                return line
-
-
 async def test_simulate_registers_the_fleet_reports_and_deregisters_on_sigint() -> None:
     async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "simulate",
             "--server",
             server.uri,
@@ -56,21 +41,19 @@ async def test_simulate_registers_the_fleet_reports_and_deregisters_on_sigint() 
             "127.0.0.1",
             "--report-every",
             "0.3",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={"NO_COLOR": "1"},
         )
         assert proc.stdout is not None
         seen: list[str] = []
         try:
-            await _line_with(proc.stdout, "lwm2m simulate: 20 devices (ucifi-streetlight)", seen)
-            await _line_with(proc.stdout, "registered 20/20 in", seen)
+            await line_with(proc.stdout, "lwm2m simulate: 20 devices (ucifi-streetlight)", seen, timeout=15)
+            await line_with(proc.stdout, "registered 20/20 in", seen, timeout=15)
             names = sorted(r.endpoint for r in await server.registrations())
             assert names == [f"lamp-{i:05d}" for i in range(20)]
 
             answer = await server.read("lamp-00007", "/3418/0/4", timeout=5)
             assert answer.code == Code.CONTENT
-            line = await _line_with(proc.stdout, "requests served 1 ", seen)
+            line = await line_with(proc.stdout, "requests served 1 ", seen, timeout=15)
             assert line.startswith("registered 20/20, ") and "errors 0" in line, line
 
             proc.send_signal(signal.SIGINT)
@@ -88,10 +71,7 @@ async def test_simulate_registers_the_fleet_reports_and_deregisters_on_sigint() 
 
 async def test_simulate_stops_by_itself_after_its_duration() -> None:
     async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "simulate",
             "--server",
             server.uri,
@@ -101,8 +81,6 @@ async def test_simulate_stops_by_itself_after_its_duration() -> None:
             "ipso-weather",
             "--duration",
             "0.5",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         try:
             async with asyncio.timeout(15):
@@ -117,19 +95,14 @@ async def test_simulate_stops_by_itself_after_its_duration() -> None:
 
 
 async def _simulate(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lwm2m",
+    return await lwm2m_process(
         "simulate",
         "--local-host",
         "127.0.0.1",
         "--rate",
         "500",
         *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        env={"NO_COLOR": "1", **(env or {})},
     )
 
 
@@ -163,9 +136,9 @@ async def test_simulate_over_dtls_gives_the_server_a_key_per_device_through_its_
         assert proc.stdout is not None
         seen: list[str] = []
         try:
-            line = await _line_with(proc.stdout, f"gave {base}/api/security/clients", seen)
+            line = await line_with(proc.stdout, f"gave {base}/api/security/clients", seen, timeout=15)
             assert "8 LwM2M server PSKs" in line, line
-            await _line_with(proc.stdout, "registered 8/8 in", seen)
+            await line_with(proc.stdout, "registered 8/8 in", seen, timeout=15)
             assert "DTLS with a PSK each" in seen[0], seen
             stored = await server.security.all()
             assert sorted((s.endpoint, s.psk_identity) for s in stored) == [
@@ -211,9 +184,9 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
             assert proc.stdout is not None
             seen: list[str] = []
             try:
-                line = await _line_with(proc.stdout, f"wrote into {tmp_path}", seen)
+                line = await line_with(proc.stdout, f"wrote into {tmp_path}", seen, timeout=15)
                 assert "4 bootstrap configurations, 4 LwM2M server PSKs" in line, line
-                await _line_with(proc.stdout, "registered 4/4 in", seen)
+                await line_with(proc.stdout, "registered 4/4 in", seen, timeout=15)
                 assert f"bootstrapping from {bs.uri}, then registering with {server.coaps_uri}" in seen[0]
                 registrations = await server.registrations()
                 assert sorted(r.endpoint for r in registrations) == [f"sim-{i:05d}" for i in range(4)]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
-async def line_with(stream: asyncio.StreamReader, text: str, seen: list[str]) -> str:
-    async with asyncio.timeout(10):
+async def line_with(stream: asyncio.StreamReader, text: str, seen: list[str], timeout: float = 10) -> str:
+    """The first line of ``stream`` that holds ``text``; every line read is added to ``seen``."""
+    async with asyncio.timeout(timeout):
         while True:
             line = (await stream.readline()).decode()
             if not line:
-                raise AssertionError(f"the client's output ended before {text!r}: {seen}")
+                raise AssertionError(f"the output ended before {text!r}: {seen}")
             seen.append(line)
             if text in line:
                 return line
@@ -31,3 +34,16 @@ def start(coap: int, http: int, data: Path) -> subprocess.Popen[str]:
     line = proc.stdout.readline()
     assert f"coap://127.0.0.1:{coap}" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
     return proc
+
+
+async def lwm2m_process(*args: str, env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``python -m lwm2m ARGS`` with its stdout and stderr piped; ``env`` adds to the environment."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lwm2m",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 import pytest
+from tests.helpers.cli import lwm2m_process
 from tests.helpers.client import temperature
 from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, OTHER_KEY, make_pki
@@ -81,10 +81,7 @@ async def test_lwm2m_client_command_over_dtls(tmp_path: Path) -> None:
     async with Server(ServerConfig(port=0, coaps_port=0)) as server:
         await server.security.put(SecurityInfo("cli-dtls", "cli-dtls-id", KEY))
         events = server.events()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "lwm2m",
+        proc = await lwm2m_process(
             "client",
             "--server",
             str(server.coaps_uri),
@@ -94,8 +91,6 @@ async def test_lwm2m_client_command_over_dtls(tmp_path: Path) -> None:
             "cli-dtls-id",
             "--psk-key",
             KEY.hex(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
         try:
             await next_event(events, ClientRegistered, timeout=15)
