@@ -138,10 +138,6 @@ class _Session:
             self.finished.set_exception(ClientBootstrapError(reason))
 
 
-def _scheme(uri: str) -> str:
-    return urlsplit(uri).scheme
-
-
 class ClientBootstrap:
     """Bootstraps the client that owns ``tree`` and ``handler``."""
 
