@@ -183,8 +183,17 @@ class HandshakeHeader:
     fragment_length: int
 
     def __post_init__(self) -> None:
-        for name in ("length", "fragment_offset", "fragment_length"):
-            _uint(getattr(self, name), 3, f"handshake {name}")
+        # Plain comparisons rather than a loop over the fields: a header is checked for every
+        # fragment received and sent.
+        if not (
+            0 <= self.length <= 0xFFFFFF
+            and 0 <= self.fragment_offset <= 0xFFFFFF
+            and 0 <= self.fragment_length <= 0xFFFFFF
+        ):
+            raise HandshakeFormatError(
+                f"handshake length {self.length}, fragment_offset {self.fragment_offset} or "
+                f"fragment_length {self.fragment_length} does not fit in 3 bytes"
+            )
         _uint(self.msg_type, 1, "handshake msg_type")
         _uint(self.message_seq, 2, "handshake message_seq")
         # A fragment must lie inside its message; this also refuses offset > length.
@@ -197,23 +206,31 @@ class HandshakeHeader:
     @classmethod
     def parse(cls, data: bytes) -> Self:
         """Read the header from the first 12 bytes of ``data``."""
-        reader = _Reader(data[:HANDSHAKE_HEADER_LENGTH], "handshake header")
+        if len(data) < HANDSHAKE_HEADER_LENGTH:
+            raise HandshakeFormatError(
+                f"handshake header: needs {HANDSHAKE_HEADER_LENGTH} bytes, {len(data)} remain"
+            )
+        # type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3), read as one
+        # 96-bit number.
+        value = int.from_bytes(data[:HANDSHAKE_HEADER_LENGTH], "big")
         return cls(
-            msg_type=reader.uint(1, "msg_type"),
-            length=reader.uint(3, "length"),
-            message_seq=reader.uint(2, "message_seq"),
-            fragment_offset=reader.uint(3, "fragment_offset"),
-            fragment_length=reader.uint(3, "fragment_length"),
+            msg_type=value >> 88,
+            length=(value >> 64) & 0xFFFFFF,
+            message_seq=(value >> 48) & 0xFFFF,
+            fragment_offset=(value >> 24) & 0xFFFFFF,
+            fragment_length=value & 0xFFFFFF,
         )
 
     def to_bytes(self) -> bytes:
-        return (
-            _uint(self.msg_type, 1, "msg_type")
-            + _uint(self.length, 3, "length")
-            + _uint(self.message_seq, 2, "message_seq")
-            + _uint(self.fragment_offset, 3, "fragment_offset")
-            + _uint(self.fragment_length, 3, "fragment_length")
+        # The fields were checked at construction (the dataclass is frozen), so they fit.
+        value = (
+            self.msg_type << 88
+            | self.length << 64
+            | self.message_seq << 48
+            | self.fragment_offset << 24
+            | self.fragment_length
         )
+        return value.to_bytes(HANDSHAKE_HEADER_LENGTH, "big")
 
 
 def split_handshake_fragments(payload: bytes) -> list[tuple[HandshakeHeader, bytes]]:
@@ -222,7 +239,7 @@ def split_handshake_fragments(payload: bytes) -> list[tuple[HandshakeHeader, byt
     out: list[tuple[HandshakeHeader, bytes]] = []
     at = 0
     while at < len(payload):
-        header = HandshakeHeader.parse(payload[at:])
+        header = HandshakeHeader.parse(payload[at : at + HANDSHAKE_HEADER_LENGTH])
         at += HANDSHAKE_HEADER_LENGTH
         end = at + header.fragment_length
         if end > len(payload):
