@@ -375,6 +375,21 @@ def test_a_replayed_application_record_is_dropped() -> None:
     assert _events(server) == [ApplicationData(b"reboot")]
 
 
+def test_an_established_connection_lets_go_of_the_handshake_state() -> None:
+    # Memory per session (issue 14): the transcript goes once both Finished are computed, and
+    # the server's last flight once the client's data shows it has our Finished (RFC 6347
+    # §4.2.4); until then that flight is kept, to be sent again.
+    client, server = _established()
+    assert client._transcript == [] and server._transcript == []
+    assert client._flight == [] and server._flight != []
+    client.send_application_data(b"register")
+    for datagram in client.datagrams_to_send(0.0):
+        server.receive_datagram(datagram, 0.0)
+    assert _events(server) == [ApplicationData(b"register")]
+    assert server._flight == []
+    assert not hasattr(server, "__dict__") or not server.__dict__  # every attribute in a slot
+
+
 @pytest.mark.parametrize("bit", [0, 7, 13 * 8 + 3, -1])
 def test_a_record_with_a_flipped_bit_is_dropped_silently(bit: int) -> None:
     client, server = _established()

@@ -33,7 +33,6 @@ import enum
 import hashlib
 import hmac
 import os
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -279,6 +278,45 @@ _FlightPart = tuple[int, int, bytes]
 class DtlsConnection:
     """One DTLS 1.2 PSK connection with one peer, client or server, without I/O."""
 
+    # A server holds one per session, so no per-instance dict for these (issue 14: ≤ 4 KB per
+    # established session). ``__dict__`` stays so that an attribute not listed here still
+    # works: a dict is then made for that instance, on first use only.
+    __slots__ = (
+        "__dict__",
+        "_advanced",
+        "_cid_negotiated",
+        "_client_random",
+        "_cookie",
+        "_early",
+        "_early_data",
+        "_events",
+        "_flight",
+        "_identity",
+        "_master",
+        "_outbox",
+        "_own_cid",
+        "_peer_cid",
+        "_peer_flight_end",
+        "_peer_hint",
+        "_peer_repeated",
+        "_read_protection",
+        "_reassembler",
+        "_send_message_seq",
+        "_server_random",
+        "_state",
+        "_timeout",
+        "_timer",
+        "_transcript",
+        "_use_ems",
+        "_windows",
+        "_write_epoch",
+        "_write_protection",
+        "_write_seq",
+        "address",
+        "config",
+        "role",
+    )
+
     def __init__(self, role: DtlsRole, config: ConnectionConfig, now: float, *, address: bytes = b"") -> None:
         self.role = DtlsRole(role)
         self.config = config
@@ -297,7 +335,9 @@ class DtlsConnection:
             raise DtlsError(f"node_id {config.node_id} does not fit in the first byte of a connection ID")
         if config.max_datagram_size < RECORD_OVERHEAD + 64:
             raise DtlsError(f"max_datagram_size {config.max_datagram_size} is too small for a handshake")
-        self._events: deque[DtlsEvent] = deque()
+        # A list, not a deque: it rarely holds more than one event, and an empty deque costs
+        # ten times the memory of an empty list.
+        self._events: list[DtlsEvent] = []
         self._outbox: list[bytes] = []
         self._write_seq = [0, 0]  # per epoch
         self._write_epoch = 0
@@ -388,7 +428,7 @@ class DtlsConnection:
 
     def next_event(self) -> DtlsEvent | None:
         """The next event, or None when there is none."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """The datagrams to send now, each one whole."""
@@ -515,6 +555,9 @@ class DtlsConnection:
         elif content_type == APPLICATION_DATA and record.epoch == 1:
             if self._state is _State.ESTABLISHED:
                 self._events.append(ApplicationData(content))
+                # Data under the new keys shows the peer has our Finished: our last flight will
+                # not be asked for again (RFC 6347 §4.2.4), so it is let go.
+                self._flight = []
             elif self._state is _State.WAIT_FINISHED and len(self._early_data) < MAX_EARLY_RECORDS:
                 # The server sends data right after its Finished; reordered, the data comes
                 # first. It authenticated under the new keys, so it is kept until Finished
@@ -860,6 +903,8 @@ class DtlsConnection:
             self._timer = None
             self._flight = []
         self._state = _State.ESTABLISHED
+        # Both Finished values are computed: the transcript is no longer needed.
+        self._transcript = []
         self._events.append(HandshakeComplete(self._identity))
         self._events.extend(ApplicationData(data) for data in self._early_data)
         self._early_data = []

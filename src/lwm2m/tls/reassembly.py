@@ -109,6 +109,8 @@ class HandshakeReassembler:
     (RFC 6347 §4.2.4).
     """
 
+    __slots__ = ("_max_length", "_next_seq", "_pending", "_window", "retransmissions")
+
     def __init__(
         self,
         *,
