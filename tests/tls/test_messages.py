@@ -35,6 +35,7 @@ from lwm2m.tls.messages import (
     SupportedGroupsExtension,
     UnknownExtension,
     encode_handshake,
+    handshake_header_bytes,
     parse_extensions,
     parse_handshake_body,
     serialize_extensions,
@@ -153,7 +154,10 @@ def test_any_handshake_header_round_trips_or_is_refused(
     if offset + fragment_length > length:
         with pytest.raises(HandshakeFormatError):
             HandshakeHeader.parse(raw)
+        with pytest.raises(HandshakeFormatError):
+            handshake_header_bytes(msg_type, length, seq, offset, fragment_length)
         return
+    assert handshake_header_bytes(msg_type, length, seq, offset, fragment_length) == raw
     header = HandshakeHeader.parse(raw + b"after")
     assert (header.msg_type, header.length, header.message_seq) == (msg_type, length, seq)
     assert (header.fragment_offset, header.fragment_length) == (offset, fragment_length)
@@ -167,6 +171,8 @@ def test_any_handshake_header_round_trips_or_is_refused(
 def test_handshake_header_fields_that_do_not_fit_are_refused(fields: tuple[int, int, int, int, int]) -> None:
     with pytest.raises(HandshakeFormatError):
         HandshakeHeader(*fields)
+    with pytest.raises(HandshakeFormatError):
+        handshake_header_bytes(*fields)
 
 
 def test_a_handshake_header_shorter_than_12_bytes_is_refused() -> None:

@@ -44,6 +44,9 @@ SEQ_NUM_PLACEHOLDER: Final = b"\xff" * 8  # RFC 9146 §5
 _AAD: Final = struct.Struct("!QBHH")
 _CID_AAD_HEAD: Final = SEQ_NUM_PLACEHOLDER + bytes((TLS12_CID,))
 _SEQ_NUM: Final = struct.Struct("!Q")
+# RFC 9146 §5 after the placeholder and tls12_cid: cid_length, tls12_cid, version, seq_num.
+_CID_AAD_MIDDLE: Final = struct.Struct("!BBHQ")
+_LENGTH: Final = struct.Struct("!H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +88,11 @@ def additional_data(seq_num: int, content_type: int, version: int, length: int, 
             return _AAD.pack(seq_num, content_type, version, length)
         except struct.error:
             raise RecordError("a field of the additional data does not fit its size") from None
-    return b"".join(
-        (
-            _CID_AAD_HEAD,
-            bytes((len(cid), TLS12_CID)),
-            version.to_bytes(2, "big"),
-            seq_num.to_bytes(8, "big"),
-            cid,
-            length.to_bytes(2, "big"),
-        )
-    )
+    try:
+        middle = _CID_AAD_MIDDLE.pack(len(cid), TLS12_CID, version, seq_num)
+        return b"".join((_CID_AAD_HEAD, middle, cid, _LENGTH.pack(length)))
+    except struct.error:
+        raise RecordError("a field of the additional data does not fit its size") from None
 
 
 class RecordProtection(Protocol):
