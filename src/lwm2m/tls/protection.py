@@ -110,6 +110,8 @@ class RecordProtection(Protocol):
 class NullProtection:
     """Epoch 0 (RFC 6347 §4.1): TLS_NULL_WITH_NULL_NULL, the fragment is the plaintext."""
 
+    __slots__ = ()
+
     def encrypt(self, record: DtlsRecord) -> DtlsRecord:
         if record.cid:
             raise RecordError("a connection ID record is never sent unprotected (RFC 9146 §4)")
