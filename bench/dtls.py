@@ -1,19 +1,37 @@
-"""DTLS over loopback: full PSK handshakes per second, and CoAP requests per second over DTLS beside
-plain CoAP, in one run.
+"""DTLS 1.2 benchmarks: our sans-IO engine (``lwm2m.tls``) beside Mbed TLS (python-mbedtls) in one
+run, and CoAP over DTLS through the transport beside plain CoAP.
 
-The servers run in this process on the event loop under test (uvloop when installed): our
-``CoapDtlsEndpoint`` with a PSK looked up per handshake, and a plain ``CoapUdpEndpoint``, both
-answering a small resource with a piggybacked 2.05. The load comes from a separate process (so
-that its own cryptography does not share the GIL with the server), driving Mbed TLS client
-connections through our backend on raw sockets:
+Engine sections (this process, no sockets: datagrams are handed from one side to the other):
 
-- handshakes: ``--concurrency`` full handshakes at a time (TLS_PSK_WITH_AES_128_CCM_8, the cookie
-  exchange included: 3 round trips), each from a fresh source port; a finished one sends
-  close_notify (the server drops the session) and the slot starts another;
+1. full PSK handshakes (TLS_PSK_WITH_AES_128_CCM_8, the cookie exchange included): the CPU
+   time of the *server* side only, each call into it timed on its own (``time.process_time``),
+   so the clients' cost is left out and reported apart. Our server is ``DtlsServerSessions``
+   (routing, cookies, the session table); Mbed TLS's is one ``TLSWrappedBuffer`` per client
+   from one ``ServerContext``, with its cookie exchange, as the transport's backend drives it.
+   Both take the same Mbed TLS client, so that they answer the same offers; our server with our
+   own client (which adds a Connection ID) is shown too.
+2. records: one 100-byte CoAP payload protected by one side and opened by the other
+   (epoch 1, anti-replay window included), per second, on established connections.
+3. memory: ``tracemalloc`` bytes per established session (after its handshake and one CoAP
+   message from the client, as a device's Register) and per handshake in progress (the server
+   waits for the ClientKeyExchange) in our server's table, and the resident set (VmRSS) over
+   ``--sessions`` of each in a fresh process, for ours and for Mbed TLS (whose memory only the
+   resident set sees).
+
+Targets (issue 14): ≥ 3,000 full handshakes/s on one core; ≤ 4 KB per established session and
+≤ 8 KB per handshake in progress.
+
+``--transport`` runs instead the loopback benchmark through ``CoapDtlsEndpoint``: full handshakes
+per second against the endpoint, and CoAP requests per second over DTLS beside plain CoAP (the
+load from a separate process, so that its cryptography does not share the GIL with the server):
+
+- handshakes: ``--concurrency`` full handshakes at a time, each from a fresh source port; a
+  finished one sends close_notify (the server drops the session) and the slot starts another;
 - requests: ``--inflight`` confirmable GETs outstanding over ``--sockets`` established sessions,
   and then the same over plain CoAP.
 
-    python bench/dtls.py [--seconds 5] [--concurrency 32] [--inflight 64] [--sockets 4]
+    python bench/dtls.py [--handshakes 2000] [--records 20000] [--sessions 10000]
+    python bench/dtls.py --transport [--seconds 5] [--concurrency 32] [--inflight 64] [--sockets 4]
 
 "server CPU" is the server process's CPU time over the window: near 100% means the server, not
 the generator, was the limit.
@@ -24,12 +42,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import multiprocessing as mp
 import os
 import selectors
 import socket
 import sys
 import time
+import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +60,426 @@ IDENTITY = "bench"
 PAYLOAD = b"22.5"
 _HEAD = bytes((0x42, 0x01))  # CON GET, token length 2; then Message ID and token
 _PATH = bytes((0xB1,)) + b"t"  # Uri-Path "t"
+# A CoAP NON GET with a 4-byte token and a 100-byte payload, as the records benchmark sends.
+COAP_100 = bytes((0x54, 0x01, 0x12, 0x34)) + b"tokn" + bytes((0xFF,)) + bytes(91)
+PSK_CCM_8 = "TLS-PSK-WITH-AES-128-CCM-8"
+TARGET_HANDSHAKES = 3000.0
+TARGET_ESTABLISHED = 4 * 1024
+TARGET_HANDSHAKING = 8 * 1024
+TARGET_EXPORTED = 1024
+
+
+# --- the engine benchmarks: the two sides of each implementation, sans-IO --------------------------
+
+
+def _mbedtls_configuration(**options: Any) -> Any:
+    from mbedtls import tls
+
+    return tls.DTLSConfiguration(
+        ciphers=(PSK_CCM_8,),
+        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        highest_supported_version=tls.DTLSVersion.DTLSv1_2,
+        validate_certificates=False,
+        **options,
+    )
+
+
+def _mbedtls_step(buf: Any) -> None:
+    from mbedtls import tls
+
+    for _ in range(10):
+        if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
+            return
+        try:
+            buf.do_handshake()
+        except tls.WantWriteError:
+            continue
+        except tls.WantReadError:
+            return
+
+
+def _mbedtls_take(buf: Any) -> bytes:
+    n = len(buf._output_buffer)
+    out: bytes = buf.peek_outgoing(n) if n else b""
+    buf.consume_outgoing(n)
+    return out
+
+
+class OurClient:
+    """Our client connection; ``cid`` offers a Connection ID (RFC 9146)."""
+
+    def __init__(self, cid: bool) -> None:
+        from lwm2m.tls import ConnectionConfig, DtlsConnection, DtlsRole
+
+        config = ConnectionConfig(psk_identity=IDENTITY.encode(), psk=KEY, connection_id=cid)
+        self.connection = DtlsConnection(DtlsRole.CLIENT, config, 0.0)
+
+    def start(self) -> list[bytes]:
+        return self.connection.datagrams_to_send(0.0)
+
+    def feed(self, datagrams: list[bytes]) -> list[bytes]:
+        for datagram in datagrams:
+            self.connection.receive_datagram(datagram, 0.0)
+        return self.connection.datagrams_to_send(0.0)
+
+    def send(self, data: bytes) -> list[bytes]:
+        self.connection.send_application_data(data)
+        return self.connection.datagrams_to_send(0.0)
+
+    @property
+    def done(self) -> bool:
+        return self.connection.established
+
+
+class MbedClient:
+    """A Mbed TLS client buffer (one context per configuration, made once)."""
+
+    _context: Any = None
+
+    def __init__(self) -> None:
+        from mbedtls import tls
+
+        if MbedClient._context is None:
+            MbedClient._context = tls.ClientContext(_mbedtls_configuration(pre_shared_key=(IDENTITY, KEY)))
+        self.buf = MbedClient._context.wrap_buffers(None)
+
+    def start(self) -> list[bytes]:
+        _mbedtls_step(self.buf)
+        return [_mbedtls_take(self.buf)]
+
+    def feed(self, datagrams: list[bytes]) -> list[bytes]:
+        for datagram in datagrams:
+            self.buf.receive_from_network(datagram)
+        _mbedtls_step(self.buf)
+        out = _mbedtls_take(self.buf)
+        return [out] if out else []
+
+    def send(self, data: bytes) -> list[bytes]:
+        self.buf.write(data)
+        return [_mbedtls_take(self.buf)]
+
+    @property
+    def done(self) -> bool:
+        from mbedtls import tls
+
+        return self.buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[no-any-return]
+
+
+class OurServer:
+    """Our server: the session table with its cookie checker."""
+
+    def __init__(self, sessions: int) -> None:
+        from lwm2m.tls import ConnectionConfig, CookieChecker, DtlsServerSessions
+
+        keys = {IDENTITY.encode(): KEY}
+        self.table = DtlsServerSessions(
+            ConnectionConfig(psk_lookup=keys.get),
+            CookieChecker(os.urandom(32)),
+            max_sessions=sessions + 1,
+            max_handshakes=sessions + 1,
+        )
+
+    def feed(self, datagram: bytes, address: tuple[str, int]) -> list[bytes]:
+        self.table.receive_datagram(datagram, address, 0.0)
+        out = [d for d, _ in self.table.datagrams_to_send(0.0)]
+        while self.table.next_event() is not None:
+            pass
+        return out
+
+    def established(self, address: tuple[str, int]) -> bool:
+        key = self.table.session_at(address)
+        connection = self.table.connection(key) if key is not None else None
+        return connection is not None and connection.established
+
+    def drop(self, address: tuple[str, int]) -> None:
+        self.table.close(address)
+        self.table.datagrams_to_send(0.0)
+        while self.table.next_event() is not None:
+            pass
+
+
+class MbedServer:
+    """Mbed TLS's server: one buffer per client, the one that sent the cookie exchange reused."""
+
+    def __init__(self) -> None:
+        from mbedtls import tls
+
+        self.context = tls.ServerContext(_mbedtls_configuration(pre_shared_key_store={IDENTITY: KEY}))
+        self.buffers: dict[tuple[str, int], Any] = {}
+        self._spare: Any = None
+
+    def feed(self, datagram: bytes, address: tuple[str, int]) -> list[bytes]:
+        from mbedtls import tls
+
+        buf = self.buffers.get(address)
+        if buf is not None and buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
+            buf.receive_from_network(datagram)
+            with contextlib.suppress(tls.WantReadError):
+                buf.read(4096)  # application data: opened and dropped
+            return []
+        if buf is not None:
+            buf.receive_from_network(datagram)
+            _mbedtls_step(buf)
+            return [_mbedtls_take(buf)]
+        buf, self._spare = self._spare, None
+        if buf is None:
+            buf = self.context.wrap_buffers()
+        buf.setcookieparam(f"{address[0]}:{address[1]}".encode())
+        buf.receive_from_network(datagram)
+        try:
+            _mbedtls_step(buf)
+        except tls.HelloVerifyRequest:
+            out = _mbedtls_take(buf)
+            if not len(buf._input_buffer):
+                self._spare = buf  # reset by the binding: it takes the next hello
+            return [out]
+        self.buffers[address] = buf
+        return [_mbedtls_take(buf)]
+
+    def established(self, address: tuple[str, int]) -> bool:
+        from mbedtls import tls
+
+        buf = self.buffers.get(address)
+        return buf is not None and buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
+
+    def drop(self, address: tuple[str, int]) -> None:
+        self.buffers.pop(address, None)
+
+
+Server = OurServer | MbedServer
+Client = OurClient | MbedClient
+
+
+@dataclass(slots=True)
+class Costs:
+    """CPU seconds spent in each side."""
+
+    server: float = 0.0
+    client: float = 0.0
+
+
+def handshake(server: Server, client: Client, address: tuple[str, int], costs: Costs) -> None:
+    """One full handshake, the cookie exchange included; each side's calls timed apart."""
+    clock = time.process_time
+    t = clock()
+    pending = client.start()
+    costs.client += clock() - t
+    for _ in range(8):
+        replies: list[bytes] = []
+        t = clock()
+        for datagram in pending:
+            replies += server.feed(datagram, address)
+        costs.server += clock() - t
+        if client.done and server.established(address):
+            return
+        t = clock()
+        pending = client.feed(replies)
+        costs.client += clock() - t
+    raise RuntimeError(f"the handshake with {type(server).__name__} did not complete")
+
+
+def handshakes_per_second(
+    make_server: Callable[[], Server], make_client: Callable[[], Client], n: int
+) -> Costs:
+    """CPU seconds per handshake of each side, over ``n`` handshakes (after a short warm-up);
+    the server forgets each session once established, outside the timed calls."""
+    server = make_server()
+    for i in range(min(50, n)):
+        handshake(server, make_client(), ("10.0.0.1", i), Costs())
+        server.drop(("10.0.0.1", i))
+    costs = Costs()
+    for i in range(n):
+        address = ("10.0.0.2", i)
+        handshake(server, make_client(), address, costs)
+        server.drop(address)
+    return Costs(costs.server / n, costs.client / n)
+
+
+def our_pair(cid: bool) -> tuple[Any, Any]:
+    """An established pair of our connections (client, server)."""
+    server = OurServer(1)
+    client = OurClient(cid)
+    handshake(server, client, ("10.0.0.3", 1), Costs())
+    key = server.table.session_at(("10.0.0.3", 1))
+    assert key is not None
+    return client.connection, server.table.connection(key)
+
+
+def our_records(n: int, cid: bool) -> float:
+    """Records per second: protected by our client, opened by our server (CoAP, 100 bytes)."""
+    client, server = our_pair(cid)
+    send, out, receive, event = (
+        client.send_application_data,
+        client.datagrams_to_send,
+        server.receive_datagram,
+        server.next_event,
+    )
+    t = time.process_time()
+    for _ in range(n):
+        send(COAP_100)
+        for datagram in out(0.0):
+            receive(datagram, 0.0)
+        got = event()
+    elapsed = time.process_time() - t
+    assert got is not None and got.data == COAP_100  # type: ignore[union-attr]
+    return n / elapsed
+
+
+def mbedtls_records(n: int) -> float:
+    """Records per second: protected by a Mbed TLS client, opened by a Mbed TLS server."""
+    server = MbedServer()
+    client = MbedClient()
+    handshake(server, client, ("10.0.0.3", 1), Costs())
+    sbuf, cbuf = server.buffers[("10.0.0.3", 1)], client.buf
+    write, receive, read = cbuf.write, sbuf.receive_from_network, sbuf.read
+    t = time.process_time()
+    for _ in range(n):
+        write(COAP_100)
+        receive(_mbedtls_take(cbuf))
+        got = read(2048)
+    elapsed = time.process_time() - t
+    assert got == COAP_100
+    return n / elapsed
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _fill(server: Server, make_client: Callable[[], Client], n: int, established: bool) -> None:
+    # ``n`` sessions in the server, established or stopped after the server's first flight
+    # (waiting for the ClientKeyExchange); the clients are dropped. An established session has
+    # also taken one CoAP message from its client, as a device's first (the Register) would.
+    for i in range(n):
+        address = ("10.1.0.0", i)
+        client = make_client()
+        if established:
+            handshake(server, client, address, Costs())
+            for datagram in client.send(COAP_100):
+                server.feed(datagram, address)
+            continue
+        pending = client.start()
+        for _ in range(2):  # the ClientHello, the HelloVerifyRequest, the hello with the cookie
+            replies = [r for d in pending for r in server.feed(d, address)]
+            pending = client.feed(replies)
+
+
+def memory_traced(
+    make_server: Callable[[], OurServer], make_client: Callable[[], Client], n: int
+) -> dict[str, float]:
+    """tracemalloc bytes per session in our table: established, and handshakes in progress."""
+    figures: dict[str, float] = {}
+    for name, established in (("established", True), ("handshaking", False)):
+        server = make_server()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        _fill(server, make_client, n, established)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert len(server.table) == n
+        figures[name] = (after - before) / n
+    return figures
+
+
+def memory_resident(which: str, established: bool, n: int, conn: Any) -> None:
+    """In a fresh process: VmRSS per session over ``n`` sessions of one server (ours or Mbed TLS's)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+    make_client: Callable[[], Client] = MbedClient if which == "mbedtls" else lambda: OurClient(True)
+    server: Server = MbedServer() if which == "mbedtls" else OurServer(n)
+    _fill(server, make_client, 20, established)  # load the code and the caches first
+    for i in range(20):
+        server.drop(("10.1.0.0", i))
+    gc.collect()
+    before = _rss()
+    _fill(server, make_client, n, established)
+    gc.collect()
+    conn.send((_rss() - before) / n)
+    conn.close()
+
+
+def resident(which: str, established: bool, n: int) -> float:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=memory_resident, args=(which, established, n, child), daemon=True)
+    proc.start()
+    figure: float = parent.recv()
+    proc.join(10)
+    return figure
+
+
+def exported_size(connection: Any) -> int | None:
+    """The bytes of an exported idle session, where the engine can export one."""
+    export = getattr(connection, "export", None)
+    return len(export()) if callable(export) else None
+
+
+def engine(opts: argparse.Namespace) -> None:
+    from mbedtls import version
+
+    n = opts.handshakes
+    print(f"DTLS 1.2 engine, one core, no I/O: lwm2m.tls beside {version.version} (python-mbedtls)")
+    print(f"full PSK handshakes (TLS_PSK_WITH_AES_128_CCM_8, cookie exchange included), {n} each:")
+    print(f"  {'server':<26} {'client':<22} {'server µs':>10} {'server hs/s':>12} {'client µs':>10}")
+    rows = (
+        ("lwm2m.tls", "Mbed TLS", lambda: OurServer(1), MbedClient),
+        ("lwm2m.tls", "lwm2m.tls (CID)", lambda: OurServer(1), lambda: OurClient(True)),
+        ("lwm2m.tls", "lwm2m.tls (no CID)", lambda: OurServer(1), lambda: OurClient(False)),
+        ("Mbed TLS", "Mbed TLS", MbedServer, MbedClient),
+    )
+    rates: dict[str, float] = {}
+    for server_name, client_name, make_server, make_client in rows:
+        costs = handshakes_per_second(make_server, make_client, n)  # type: ignore[arg-type]
+        rate = 1 / costs.server
+        rates.setdefault(server_name, rate)
+        print(
+            f"  {server_name:<26} {client_name:<22} {costs.server * 1e6:>10.0f} {rate:>12,.0f}"
+            f" {costs.client * 1e6:>10.0f}"
+        )
+    ours, theirs = rates["lwm2m.tls"], rates["Mbed TLS"]
+    print(
+        f"  server side, same Mbed TLS client: ours/Mbed TLS = {ours / theirs:.2f}"
+        f"   target ≥ {TARGET_HANDSHAKES:,.0f}/s: {'met' if ours >= TARGET_HANDSHAKES else 'NOT met'}"
+    )
+
+    r = opts.records
+    print(f"records: a {len(COAP_100)}-byte CoAP message protected by one side, opened by the other, {r}:")
+    theirs = mbedtls_records(r)
+    for name, rate in (
+        ("lwm2m.tls", our_records(r, cid=False)),
+        ("lwm2m.tls (CID)", our_records(r, cid=True)),
+        ("Mbed TLS", theirs),
+    ):
+        print(f"  {name:<26} {rate:>10,.0f} records/s   {rate / theirs:.2f} of Mbed TLS's")
+
+    s, t = opts.sessions, opts.traced
+    print(f"memory per session on the server: tracemalloc over {t}, VmRSS over {s} (a fresh process each)")
+    traced = memory_traced(lambda: OurServer(t), lambda: OurClient(True), t)
+    for name, established, target in (
+        ("established", True, TARGET_ESTABLISHED),
+        ("handshake in progress", False, TARGET_HANDSHAKING),
+    ):
+        key = "established" if established else "handshaking"
+        ours_rss, theirs_rss = resident("ours", established, s), resident("mbedtls", established, s)
+        print(
+            f"  {name:<22} lwm2m.tls {traced[key]:>7,.0f} B traced, {ours_rss:>7,.0f} B RSS"
+            f"   Mbed TLS {theirs_rss:>7,.0f} B RSS   target ≤ {target:,} B:"
+            f" {'met' if max(traced[key], ours_rss) <= target else 'NOT met'}"
+        )
+    client, _ = our_pair(cid=True)
+    size = exported_size(client)
+    if size is None:
+        print("  idle exported session: no session export in this build")
+    else:
+        print(f"  idle exported session: {size} B   target ≤ {TARGET_EXPORTED:,} B")
+
+
+# --- the transport benchmark: CoapDtlsEndpoint over loopback ------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +682,7 @@ async def measure(target: Any, args: tuple[Any, ...], timeout: float) -> tuple[R
     return result, cpu
 
 
-async def run(opts: argparse.Namespace) -> dict[str, Any]:
+async def run_transport(opts: argparse.Namespace) -> dict[str, Any]:
     from lwm2m.coap.events import RequestReceived
     from lwm2m.coap.message import Message
     from lwm2m.coap.numbers import Code, OptionNumber, Type
@@ -275,6 +716,11 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--handshakes", type=int, default=2000, help="full handshakes per implementation")
+    parser.add_argument("--records", type=int, default=20000, help="records per implementation")
+    parser.add_argument("--sessions", type=int, default=10000, help="sessions for the resident set")
+    parser.add_argument("--traced", type=int, default=1000, help="sessions for tracemalloc")
+    parser.add_argument("--transport", action="store_true", help="the endpoint over loopback instead")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=32, help="handshakes in progress at once")
@@ -282,16 +728,21 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=4, help="sessions (source ports) the requests use")
     opts = parser.parse_args()
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-    from mbedtls import version
+    if opts.transport:
+        transport(opts)
+    else:
+        engine(opts)
 
+
+def transport(opts: argparse.Namespace) -> None:
     from lwm2m.transport.eventloop import run as run_loop
     from lwm2m.transport.eventloop import uvloop_available
 
-    figures = run_loop(run(opts))
+    figures = run_loop(run_transport(opts))
     hs, hs_cpu = figures["handshakes"]
     (dtls, dtls_cpu), (plain, plain_cpu) = figures["dtls"], figures["plain"]
     loop = "uvloop" if uvloop_available() else "asyncio"
-    print(f"DTLS 1.2 over loopback: {version.version} via python-mbedtls, server on {loop}")
+    print(f"DTLS 1.2 over loopback through CoapDtlsEndpoint (its default PSK backend), server on {loop}")
     print(
         f"  full PSK handshakes (cookie exchange included): {hs.rate:8.0f}/s"
         f"   server CPU {hs_cpu:4.0%}  failed {hs.failed}  stalled {hs.lost}"

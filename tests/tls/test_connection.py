@@ -194,6 +194,23 @@ def test_cookie_checker_binds_address_and_parameters_and_rotates() -> None:
         CookieChecker(b"short")
 
 
+@given(st.binary(max_size=32), st.binary(max_size=255), st.binary(max_size=16))
+def test_the_cookie_of_a_received_hello_is_the_cookie_of_its_fields(
+    session_id: bytes, cookie: bytes, cid: bytes
+) -> None:
+    # The server cuts the cookie out of the bytes it received rather than encoding the hello
+    # again (RFC 6347 §4.2.1): both give the same cookie, and it checks either way.
+    checker = CookieChecker(b"k" * 32, previous=b"p" * 32)
+    extensions = (ExtendedMasterSecretExtension(), ConnectionIdExtension(cid))
+    hello = ClientHello(bytes(range(32)), (0xC0A8,), session_id, cookie, extensions=extensions)
+    body = hello.to_bytes()
+    assert checker.cookie(ADDRESS, hello, body) == checker.cookie(ADDRESS, hello)
+    signed = ClientHello(
+        hello.random, hello.cipher_suites, session_id, checker.cookie(ADDRESS, hello), extensions=extensions
+    )
+    assert checker.check(ADDRESS, signed, signed.to_bytes())
+
+
 def test_a_server_without_cookie_checker_answers_at_once() -> None:
     config = ConnectionConfig(psk_lookup={IDENTITY: PSK}.get, random=_random(5))
     client, server = _pair(config)
@@ -356,6 +373,21 @@ def test_a_replayed_application_record_is_dropped() -> None:
     server.receive_datagram(datagram, 0.0)
     server.receive_datagram(datagram, 5.0)
     assert _events(server) == [ApplicationData(b"reboot")]
+
+
+def test_an_established_connection_lets_go_of_the_handshake_state() -> None:
+    # Memory per session (issue 14): the transcript goes once both Finished are computed, and
+    # the server's last flight once the client's data shows it has our Finished (RFC 6347
+    # §4.2.4); until then that flight is kept, to be sent again.
+    client, server = _established()
+    assert client._transcript == [] and server._transcript == []
+    assert client._flight == [] and server._flight != []
+    client.send_application_data(b"register")
+    for datagram in client.datagrams_to_send(0.0):
+        server.receive_datagram(datagram, 0.0)
+    assert _events(server) == [ApplicationData(b"register")]
+    assert server._flight == []
+    assert not hasattr(server, "__dict__") or not server.__dict__  # every attribute in a slot
 
 
 @pytest.mark.parametrize("bit", [0, 7, 13 * 8 + 3, -1])

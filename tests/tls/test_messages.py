@@ -35,6 +35,7 @@ from lwm2m.tls.messages import (
     SupportedGroupsExtension,
     UnknownExtension,
     encode_handshake,
+    handshake_header_bytes,
     parse_extensions,
     parse_handshake_body,
     serialize_extensions,
@@ -131,6 +132,52 @@ def test_the_handshake_header_bytes() -> None:
     header = HandshakeHeader.parse(raw)
     assert header == HandshakeHeader(HandshakeType.CLIENT_HELLO, 256, 2, 16, 32)
     assert header.to_bytes() == raw
+
+
+@given(
+    st.integers(0, 255),
+    st.integers(0, 0xFFFFFF),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFF),
+    st.integers(0, 0xFFFFFF),
+)
+def test_any_handshake_header_round_trips_or_is_refused(
+    msg_type: int, length: int, seq: int, offset: int, fragment_length: int
+) -> None:
+    raw = (
+        bytes((msg_type,))
+        + length.to_bytes(3, "big")
+        + seq.to_bytes(2, "big")
+        + offset.to_bytes(3, "big")
+        + fragment_length.to_bytes(3, "big")
+    )
+    if offset + fragment_length > length:
+        with pytest.raises(HandshakeFormatError):
+            HandshakeHeader.parse(raw)
+        with pytest.raises(HandshakeFormatError):
+            handshake_header_bytes(msg_type, length, seq, offset, fragment_length)
+        return
+    assert handshake_header_bytes(msg_type, length, seq, offset, fragment_length) == raw
+    header = HandshakeHeader.parse(raw + b"after")
+    assert (header.msg_type, header.length, header.message_seq) == (msg_type, length, seq)
+    assert (header.fragment_offset, header.fragment_length) == (offset, fragment_length)
+    assert header.to_bytes() == raw
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [(256, 0, 0, 0, 0), (1, 2**24, 0, 0, 0), (1, 0, 2**16, 0, 0), (1, 0, 0, -1, 0), (1, 0, 0, 0, -1)],
+)
+def test_handshake_header_fields_that_do_not_fit_are_refused(fields: tuple[int, int, int, int, int]) -> None:
+    with pytest.raises(HandshakeFormatError):
+        HandshakeHeader(*fields)
+    with pytest.raises(HandshakeFormatError):
+        handshake_header_bytes(*fields)
+
+
+def test_a_handshake_header_shorter_than_12_bytes_is_refused() -> None:
+    with pytest.raises(HandshakeFormatError):
+        HandshakeHeader.parse(bytes(11))
 
 
 def test_extension_bytes_written_from_the_rfcs() -> None:

@@ -132,6 +132,20 @@ def test_additional_data_shapes() -> None:
     )
 
 
+@pytest.mark.parametrize("cid", [b"", b"\x07"])
+@pytest.mark.parametrize(
+    "fields",
+    [(2**64, HANDSHAKE, DTLS_1_2, 0), (0, 256, DTLS_1_2, 0), (0, 0, 2**16, 0), (0, 0, DTLS_1_2, 2**16)],
+)
+def test_additional_data_fields_that_do_not_fit_are_refused(
+    fields: tuple[int, int, int, int], cid: bytes
+) -> None:
+    if cid and fields[1] == 256:
+        return  # the content type is not in the additional data of a CID record
+    with pytest.raises(RecordError):
+        additional_data(*fields, cid)
+
+
 def test_the_suites_map_to_their_aead() -> None:
     assert SUITE_ALGORITHMS[0xC0A8] is AES_128_CCM_8  # TLS_PSK_WITH_AES_128_CCM_8
     assert SUITE_ALGORITHMS[0xC0AE] is AES_128_CCM_8  # TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8

@@ -33,7 +33,6 @@ import enum
 import hashlib
 import hmac
 import os
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
@@ -87,6 +86,7 @@ from lwm2m.tls.record import (
     MAX_PLAINTEXT,
     TLS12_CID,
     DtlsRecord,
+    encode_record,
     parse_datagram,
 )
 from lwm2m.tls.replay import ReplayWindow
@@ -164,24 +164,35 @@ class CookieChecker:
         self._previous, self._secret = self._secret, bytes(secret)
 
     @staticmethod
-    def _mac(secret: bytes, address: bytes, hello: ClientHello) -> bytes:
-        # The cookie field is left out: the second hello repeats the first apart from it.
-        parameters = replace(hello, cookie=b"").to_bytes()
-        message = len(address).to_bytes(2, "big") + address + parameters
-        return hmac.digest(secret, message, hashlib.sha256)[:COOKIE_LENGTH]
+    def _input(address: bytes, hello: ClientHello, body: bytes | None) -> bytes:
+        # The cookie field is left out: the second hello repeats the first apart from it. With
+        # the hello's bytes as received, the cookie is cut out of them (ClientHello.parse has
+        # checked the lengths: version 2, random 32, session_id<0..32>, then the cookie) rather
+        # than the hello encoded again.
+        if body is None:
+            parameters = replace(hello, cookie=b"").to_bytes()
+        else:
+            at = 35 + body[34]
+            parameters = body[:at] + b"\x00" + body[at + 1 + body[at] :]
+        return len(address).to_bytes(2, "big") + address + parameters
 
-    def cookie(self, address: bytes, hello: ClientHello) -> bytes:
-        """The cookie for this client address and hello, under the current secret."""
-        return self._mac(self._secret, address, hello)
+    def cookie(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bytes:
+        """The cookie for this client address and hello, under the current secret. ``body`` is
+        the hello as received, when there is one: it spares encoding the hello again."""
+        message = self._input(address, hello, body)
+        return hmac.digest(self._secret, message, hashlib.sha256)[:COOKIE_LENGTH]
 
-    def check(self, address: bytes, hello: ClientHello) -> bool:
+    def check(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bool:
         """True if the hello carries a cookie made for this address and these parameters."""
         if len(hello.cookie) != COOKIE_LENGTH:
             return False
-        ok = hmac.compare_digest(self._mac(self._secret, address, hello), hello.cookie)
+        message = self._input(address, hello, body)
+        expected = hmac.digest(self._secret, message, hashlib.sha256)[:COOKIE_LENGTH]
+        ok = hmac.compare_digest(expected, hello.cookie)
         if self._previous is not None:
             # Both compared every time, so the time taken does not say which secret matched.
-            ok |= hmac.compare_digest(self._mac(self._previous, address, hello), hello.cookie)
+            expected = hmac.digest(self._previous, message, hashlib.sha256)[:COOKIE_LENGTH]
+            ok |= hmac.compare_digest(expected, hello.cookie)
         return ok
 
 
@@ -256,6 +267,9 @@ class _State(enum.Enum):
     FAILED = enum.auto()
 
 
+# Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
+_UNPROTECTED: Final = NullProtection()
+
 # A message of a flight: the epoch it is sent in, its content type and its plaintext. A flight
 # is kept as plaintext so that every retransmission gets fresh record sequence numbers.
 _FlightPart = tuple[int, int, bytes]
@@ -263,6 +277,45 @@ _FlightPart = tuple[int, int, bytes]
 
 class DtlsConnection:
     """One DTLS 1.2 PSK connection with one peer, client or server, without I/O."""
+
+    # A server holds one per session, so no per-instance dict for these (issue 14: ≤ 4 KB per
+    # established session). ``__dict__`` stays so that an attribute not listed here still
+    # works: a dict is then made for that instance, on first use only.
+    __slots__ = (
+        "__dict__",
+        "_advanced",
+        "_cid_negotiated",
+        "_client_random",
+        "_cookie",
+        "_early",
+        "_early_data",
+        "_events",
+        "_flight",
+        "_identity",
+        "_master",
+        "_outbox",
+        "_own_cid",
+        "_peer_cid",
+        "_peer_flight_end",
+        "_peer_hint",
+        "_peer_repeated",
+        "_read_protection",
+        "_reassembler",
+        "_send_message_seq",
+        "_server_random",
+        "_state",
+        "_timeout",
+        "_timer",
+        "_transcript",
+        "_use_ems",
+        "_windows",
+        "_write_epoch",
+        "_write_protection",
+        "_write_seq",
+        "address",
+        "config",
+        "role",
+    )
 
     def __init__(self, role: DtlsRole, config: ConnectionConfig, now: float, *, address: bytes = b"") -> None:
         self.role = DtlsRole(role)
@@ -282,7 +335,9 @@ class DtlsConnection:
             raise DtlsError(f"node_id {config.node_id} does not fit in the first byte of a connection ID")
         if config.max_datagram_size < RECORD_OVERHEAD + 64:
             raise DtlsError(f"max_datagram_size {config.max_datagram_size} is too small for a handshake")
-        self._events: deque[DtlsEvent] = deque()
+        # A list, not a deque: it rarely holds more than one event, and an empty deque costs
+        # ten times the memory of an empty list.
+        self._events: list[DtlsEvent] = []
         self._outbox: list[bytes] = []
         self._write_seq = [0, 0]  # per epoch
         self._write_epoch = 0
@@ -373,7 +428,7 @@ class DtlsConnection:
 
     def next_event(self) -> DtlsEvent | None:
         """The next event, or None when there is none."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """The datagrams to send now, each one whole."""
@@ -457,21 +512,25 @@ class DtlsConnection:
                 return
         elif record.epoch != 0 and self.own_cid:
             return  # RFC 9146 §3: once keys are in use, records to us carry our CID
-        if record.epoch == 0:
-            protection: AeadProtection | NullProtection = NullProtection()
-        elif record.epoch == 1:
+        if record.epoch == 1:
             if self._read_protection is None:
                 if len(self._early) < MAX_EARLY_RECORDS:
                     self._early.append(record)
                 return
-            protection = self._read_protection
-        else:
+        elif record.epoch != 0:
             return
         window = self._windows[record.epoch]
         if not window.check(record.sequence):
             return  # a replay, or too old
         try:
-            plain = protection.decrypt(record)
+            if record.epoch == 0:
+                content_type, content = _UNPROTECTED.decrypt(record).content_type, record.fragment
+            else:
+                # The framing-free form: no plaintext record object per record received.
+                assert self._read_protection is not None
+                content_type, content = self._read_protection.open(
+                    record.seq_num, record.content_type, record.version, record.fragment, record.cid
+                )
         except BadRecordMac:
             # A CID record hides its real type (RFC 9146 §4): it may be the Finished too.
             if record.content_type in (HANDSHAKE, TLS12_CID) and self._state is _State.WAIT_FINISHED:
@@ -487,31 +546,35 @@ class DtlsConnection:
         if record.epoch == 1 and (window.highest is None or record.sequence > window.highest):
             self._advanced = True
         window.accept(record.sequence)
-        if plain.content_type == HANDSHAKE:
-            self._receive_handshake(record, plain.fragment, now)
-        elif plain.content_type == CHANGE_CIPHER_SPEC:
+        if content_type == HANDSHAKE:
+            self._receive_handshake(record, content, now)
+        elif content_type == CHANGE_CIPHER_SPEC:
             pass  # epoch 1 records say the peer switched; the CCS itself carries nothing more
-        elif plain.content_type == ALERT:
-            self._receive_alert(record.epoch, plain.fragment)
-        elif plain.content_type == APPLICATION_DATA and record.epoch == 1:
+        elif content_type == ALERT:
+            self._receive_alert(record.epoch, content)
+        elif content_type == APPLICATION_DATA and record.epoch == 1:
             if self._state is _State.ESTABLISHED:
-                self._events.append(ApplicationData(plain.fragment))
+                self._events.append(ApplicationData(content))
+                # Data under the new keys shows the peer has our Finished: our last flight will
+                # not be asked for again (RFC 6347 §4.2.4), so it is let go.
+                self._flight = []
             elif self._state is _State.WAIT_FINISHED and len(self._early_data) < MAX_EARLY_RECORDS:
                 # The server sends data right after its Finished; reordered, the data comes
                 # first. It authenticated under the new keys, so it is kept until Finished
                 # checks out, and dropped if it never does.
-                self._early_data.append(plain.fragment)
+                self._early_data.append(content)
 
     def _record(self, epoch: int, content_type: int, payload: bytes) -> bytes:
         sequence = self._write_seq[epoch]
         self._write_seq[epoch] += 1
-        record = DtlsRecord(content_type, DTLS_1_2, epoch, sequence, payload)
         if epoch == 1:
             # RFC 9146 §3: once encryption is on, a peer that gave a CID gets tls12_cid records.
-            record = replace(record, cid=self.peer_cid)
+            # Sealed and framed straight from the fields: no record object per record sent.
+            cid = self.peer_cid
             assert self._write_protection is not None
-            record = self._write_protection.encrypt(record)
-        return record.encode()
+            fragment = self._write_protection.seal((1 << 48) | sequence, content_type, DTLS_1_2, payload, cid)
+            return encode_record(content_type, DTLS_1_2, 1, sequence, fragment, cid)
+        return DtlsRecord(content_type, DTLS_1_2, epoch, sequence, payload).encode()
 
     def _pack(self, records: list[bytes]) -> None:
         # Several records share a datagram as long as it stays within the size limit
@@ -730,8 +793,8 @@ class DtlsConnection:
         except ProtocolError:
             return
         checker = self.config.cookie_checker
-        if checker is not None and not checker.check(self.address, hello):
-            verify = HelloVerifyRequest(checker.cookie(self.address, hello), server_version=DTLS_1_0)
+        if checker is not None and not checker.check(self.address, hello, body):
+            verify = HelloVerifyRequest(checker.cookie(self.address, hello, body), server_version=DTLS_1_0)
             message = encode_handshake(
                 HandshakeType.HELLO_VERIFY_REQUEST, header.message_seq, verify.to_bytes()
             )
@@ -840,6 +903,8 @@ class DtlsConnection:
             self._timer = None
             self._flight = []
         self._state = _State.ESTABLISHED
+        # Both Finished values are computed: the transcript is no longer needed.
+        self._transcript = []
         self._events.append(HandshakeComplete(self._identity))
         self._events.extend(ApplicationData(data) for data in self._early_data)
         self._early_data = []

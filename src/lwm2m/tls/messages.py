@@ -18,6 +18,7 @@ language; anything wrong raises ``HandshakeFormatError`` naming the field.
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
@@ -50,6 +51,7 @@ __all__ = [
     "SupportedGroupsExtension",
     "UnknownExtension",
     "encode_handshake",
+    "handshake_header_bytes",
     "parse_extensions",
     "parse_handshake_body",
     "serialize_extensions",
@@ -107,27 +109,48 @@ class _Reader:
         self._at = 0
         self._what = what
 
+    # The reads check and slice in place rather than through one another: every hello is read
+    # field by field, and a call or an error text built per field is most of the cost.
+
+    def _short(self, n: int, field_name: str) -> HandshakeFormatError:
+        return HandshakeFormatError(
+            f"{self._what}: {field_name} needs {n} bytes, {len(self._data) - self._at} remain"
+        )
+
     def _take(self, n: int, field_name: str) -> bytes:
-        if n > len(self._data) - self._at:
-            raise HandshakeFormatError(
-                f"{self._what}: {field_name} needs {n} bytes, {len(self._data) - self._at} remain"
-            )
-        out = self._data[self._at : self._at + n]
-        self._at += n
-        return out
+        at = self._at
+        end = at + n
+        if end > len(self._data):
+            raise self._short(n, field_name)
+        self._at = end
+        return self._data[at:end]
 
     def uint(self, size: int, field_name: str) -> int:
-        return int.from_bytes(self._take(size, field_name), "big")
+        at = self._at
+        end = at + size
+        if end > len(self._data):
+            raise self._short(size, field_name)
+        self._at = end
+        return int.from_bytes(self._data[at:end], "big")
 
     def raw(self, n: int, field_name: str) -> bytes:
         return self._take(n, field_name)
 
     def vector(self, length_size: int, field_name: str, low: int = 0, high: int | None = None) -> bytes:
-        n = self.uint(length_size, f"the length of {field_name}")
+        data = self._data
+        at = self._at + length_size
+        if at > len(data):
+            raise self._short(length_size, f"the length of {field_name}")
+        n = int.from_bytes(data[self._at : at], "big")
         top = (1 << (8 * length_size)) - 1 if high is None else high
         if not low <= n <= top:
             raise HandshakeFormatError(f"{self._what}: {field_name} is {n} bytes, not {low}..{top}")
-        return self._take(n, field_name)
+        end = at + n
+        if end > len(data):
+            self._at = at
+            raise self._short(n, field_name)
+        self._at = end
+        return data[at:end]
 
     def rest(self) -> bytes:
         out = self._data[self._at :]
@@ -159,7 +182,7 @@ def _uint(value: int, size: int, field_name: str) -> bytes:
 def _uint16_list(data: bytes, field_name: str) -> tuple[int, ...]:
     if len(data) % 2:
         raise HandshakeFormatError(f"{field_name} has an odd length {len(data)}")
-    return tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    return struct.unpack(f"!{len(data) // 2}H", data)
 
 
 def _pack_uint16s(values: Iterable[int], field_name: str) -> bytes:
@@ -183,8 +206,17 @@ class HandshakeHeader:
     fragment_length: int
 
     def __post_init__(self) -> None:
-        for name in ("length", "fragment_offset", "fragment_length"):
-            _uint(getattr(self, name), 3, f"handshake {name}")
+        # Plain comparisons rather than a loop over the fields: a header is checked for every
+        # fragment received and sent.
+        if not (
+            0 <= self.length <= 0xFFFFFF
+            and 0 <= self.fragment_offset <= 0xFFFFFF
+            and 0 <= self.fragment_length <= 0xFFFFFF
+        ):
+            raise HandshakeFormatError(
+                f"handshake length {self.length}, fragment_offset {self.fragment_offset} or "
+                f"fragment_length {self.fragment_length} does not fit in 3 bytes"
+            )
         _uint(self.msg_type, 1, "handshake msg_type")
         _uint(self.message_seq, 2, "handshake message_seq")
         # A fragment must lie inside its message; this also refuses offset > length.
@@ -197,23 +229,31 @@ class HandshakeHeader:
     @classmethod
     def parse(cls, data: bytes) -> Self:
         """Read the header from the first 12 bytes of ``data``."""
-        reader = _Reader(data[:HANDSHAKE_HEADER_LENGTH], "handshake header")
+        if len(data) < HANDSHAKE_HEADER_LENGTH:
+            raise HandshakeFormatError(
+                f"handshake header: needs {HANDSHAKE_HEADER_LENGTH} bytes, {len(data)} remain"
+            )
+        # type(1) length(3) message_seq(2) fragment_offset(3) fragment_length(3), read as one
+        # 96-bit number.
+        value = int.from_bytes(data[:HANDSHAKE_HEADER_LENGTH], "big")
         return cls(
-            msg_type=reader.uint(1, "msg_type"),
-            length=reader.uint(3, "length"),
-            message_seq=reader.uint(2, "message_seq"),
-            fragment_offset=reader.uint(3, "fragment_offset"),
-            fragment_length=reader.uint(3, "fragment_length"),
+            msg_type=value >> 88,
+            length=(value >> 64) & 0xFFFFFF,
+            message_seq=(value >> 48) & 0xFFFF,
+            fragment_offset=(value >> 24) & 0xFFFFFF,
+            fragment_length=value & 0xFFFFFF,
         )
 
     def to_bytes(self) -> bytes:
-        return (
-            _uint(self.msg_type, 1, "msg_type")
-            + _uint(self.length, 3, "length")
-            + _uint(self.message_seq, 2, "message_seq")
-            + _uint(self.fragment_offset, 3, "fragment_offset")
-            + _uint(self.fragment_length, 3, "fragment_length")
+        # The fields were checked at construction (the dataclass is frozen), so they fit.
+        value = (
+            self.msg_type << 88
+            | self.length << 64
+            | self.message_seq << 48
+            | self.fragment_offset << 24
+            | self.fragment_length
         )
+        return value.to_bytes(HANDSHAKE_HEADER_LENGTH, "big")
 
 
 def split_handshake_fragments(payload: bytes) -> list[tuple[HandshakeHeader, bytes]]:
@@ -222,7 +262,7 @@ def split_handshake_fragments(payload: bytes) -> list[tuple[HandshakeHeader, byt
     out: list[tuple[HandshakeHeader, bytes]] = []
     at = 0
     while at < len(payload):
-        header = HandshakeHeader.parse(payload[at:])
+        header = HandshakeHeader.parse(payload[at : at + HANDSHAKE_HEADER_LENGTH])
         at += HANDSHAKE_HEADER_LENGTH
         end = at + header.fragment_length
         if end > len(payload):
@@ -236,8 +276,25 @@ def split_handshake_fragments(payload: bytes) -> list[tuple[HandshakeHeader, byt
 
 def encode_handshake(msg_type: int, message_seq: int, body: bytes) -> bytes:
     """A whole, unfragmented handshake message: header and body (RFC 6347 §4.2.2)."""
-    header = HandshakeHeader(msg_type, len(body), message_seq, 0, len(body))
-    return header.to_bytes() + body
+    return handshake_header_bytes(msg_type, len(body), message_seq, 0, len(body)) + body
+
+
+def handshake_header_bytes(
+    msg_type: int, length: int, message_seq: int, fragment_offset: int, fragment_length: int
+) -> bytes:
+    """The 12 header bytes of :class:`HandshakeHeader` with these fields, checked as it checks
+    them, without making one (a sender writes a header per message and per fragment)."""
+    if not (
+        0 <= msg_type <= 0xFF
+        and 0 <= message_seq <= 0xFFFF
+        and fragment_offset >= 0
+        and fragment_length >= 0
+        and fragment_offset + fragment_length <= length <= 0xFFFFFF
+    ):
+        # The header's own checks name the field that does not fit.
+        HandshakeHeader(msg_type, length, message_seq, fragment_offset, fragment_length)
+    value = msg_type << 88 | length << 64 | message_seq << 48 | fragment_offset << 24 | fragment_length
+    return value.to_bytes(HANDSHAKE_HEADER_LENGTH, "big")
 
 
 # --- extensions ----------------------------------------------------------------------------

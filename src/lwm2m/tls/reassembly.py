@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from lwm2m.errors import HandshakeFormatError
 
-from .messages import HANDSHAKE_HEADER_LENGTH, HandshakeHeader
+from .messages import HANDSHAKE_HEADER_LENGTH, HandshakeHeader, handshake_header_bytes
 
 __all__ = ["HandshakeReassembler", "ReassembledMessage", "fragment_handshake"]
 
@@ -41,8 +41,7 @@ def fragment_handshake(msg_type: int, message_seq: int, body: bytes, max_fragmen
     offset = 0
     while True:
         chunk = body[offset : offset + room]
-        header = HandshakeHeader(msg_type, len(body), message_seq, offset, len(chunk))
-        out.append(header.to_bytes() + chunk)
+        out.append(handshake_header_bytes(msg_type, len(body), message_seq, offset, len(chunk)) + chunk)
         offset += len(chunk)
         if offset >= len(body):
             return out
@@ -59,7 +58,7 @@ class ReassembledMessage:
 
     def to_bytes(self) -> bytes:
         length = len(self.body)
-        return HandshakeHeader(self.msg_type, length, self.message_seq, 0, length).to_bytes() + self.body
+        return handshake_header_bytes(self.msg_type, length, self.message_seq, 0, length) + self.body
 
 
 class _Pending:
@@ -108,6 +107,8 @@ class HandshakeReassembler:
     ``retransmissions`` counts it, so the state machine can decide to resend its last flight
     (RFC 6347 §4.2.4).
     """
+
+    __slots__ = ("_max_length", "_next_seq", "_pending", "_window", "retransmissions")
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ header and an implicit sequence number) can reuse it with its own framing.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -36,6 +37,11 @@ MAX_CIPHERTEXT: Final = 2**14 + 2048  # RFC 5246 §6.2.3: what a receiver must a
 MAX_EPOCH: Final = 0xFFFF
 MAX_SEQUENCE: Final = 2**48 - 1
 MAX_CID_LENGTH: Final = 255  # RFC 9146 §3: opaque cid<0..2^8-1>
+
+# type(1) version(2) epoch(2) sequence_number(6 = 2 + 4), as one unpack: a record is parsed for
+# every datagram, so the fields are read in one call rather than one slice each.
+_HEAD: Final = struct.Struct("!BHHHI")
+_LENGTH: Final = struct.Struct("!H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +83,29 @@ class DtlsRecord:
     def encode(self) -> bytes:
         """The record on the wire: the RFC 6347 header, or the RFC 9146 one with the CID after
         the sequence number when ``cid`` is set (the type is then ``TLS12_CID``)."""
-        content_type = TLS12_CID if self.cid else self.content_type
-        return b"".join(
-            (
-                bytes((content_type,)),
-                self.version.to_bytes(2, "big"),
-                self.epoch.to_bytes(2, "big"),
-                self.sequence.to_bytes(6, "big"),
-                self.cid,
-                len(self.fragment).to_bytes(2, "big"),
-                self.fragment,
-            )
+        return encode_record(
+            self.content_type, self.version, self.epoch, self.sequence, self.fragment, self.cid
         )
+
+
+def encode_record(
+    content_type: int, version: int, epoch: int, sequence: int, fragment: bytes, cid: bytes = b""
+) -> bytes:
+    """A record on the wire from its fields, without a :class:`DtlsRecord` in between (the
+    sender of application data builds one per record). The fields are checked as
+    :class:`DtlsRecord` checks them; with a ``cid`` the type on the wire is ``TLS12_CID``."""
+    if not 0 <= epoch <= MAX_EPOCH or not 0 <= sequence <= MAX_SEQUENCE:
+        raise RecordError(f"epoch {epoch} or sequence number {sequence} does not fit the header")
+    if len(fragment) > MAX_CIPHERTEXT:
+        raise RecordOverflow(f"a record of {len(fragment)} bytes is longer than {MAX_CIPHERTEXT}")
+    if len(cid) > MAX_CID_LENGTH:
+        raise RecordError(f"a connection ID of {len(cid)} bytes is longer than 255")
+    try:
+        content_type = TLS12_CID if cid else content_type
+        head = _HEAD.pack(content_type, version, epoch, sequence >> 32, sequence & 0xFFFFFFFF)
+    except struct.error:
+        raise RecordError(f"content type {content_type} or version {version:#x} does not fit") from None
+    return b"".join((head, cid, _LENGTH.pack(len(fragment)), fragment))
 
 
 def parse_record(data: bytes, offset: int = 0, cid_length: int = 0) -> tuple[DtlsRecord, int]:
@@ -101,37 +118,34 @@ def parse_record(data: bytes, offset: int = 0, cid_length: int = 0) -> tuple[Dtl
     """
     if not 0 <= cid_length <= MAX_CID_LENGTH:
         raise RecordError(f"connection ID length {cid_length} is not 0..255")
-    view = memoryview(data)
-    if len(view) - offset < HEADER_LENGTH:
-        raise RecordError(f"a record header needs {HEADER_LENGTH} bytes, {len(view) - offset} left")
-    content_type = view[offset]
+    available = len(data) - offset
+    if available < HEADER_LENGTH:
+        raise RecordError(f"a record header needs {HEADER_LENGTH} bytes, {available} left")
+    content_type, version, epoch, sequence_high, sequence_low = _HEAD.unpack_from(data, offset)
     if content_type not in CONTENT_TYPES:
         # Not a DTLS record we know (RFC 7983 demultiplexing puts 20..63 here); the rest of the
         # datagram cannot be framed either, so the whole datagram is refused.
         raise RecordError(f"unknown record content type {content_type}")
-    version = int.from_bytes(view[offset + 1 : offset + 3], "big")
     if version >> 8 != 0xFE:
         raise RecordError(f"record version {version:#06x} is not DTLS")
-    epoch = int.from_bytes(view[offset + 3 : offset + 5], "big")
-    sequence = int.from_bytes(view[offset + 5 : offset + 11], "big")
     position = offset + 11
     cid = b""
     if content_type == TLS12_CID:
         if cid_length == 0:
             raise RecordError("a tls12_cid record, but no connection ID was negotiated")
-        if len(view) - position < cid_length + 2:
+        if len(data) - position < cid_length + 2:
             raise RecordError("a tls12_cid record shorter than its connection ID and length")
-        cid = bytes(view[position : position + cid_length])
+        cid = bytes(data[position : position + cid_length])
         position += cid_length
-    length = int.from_bytes(view[position : position + 2], "big")
+    (length,) = _LENGTH.unpack_from(data, position)
     position += 2
     if length > MAX_CIPHERTEXT:
         raise RecordOverflow(f"a record of {length} bytes is longer than {MAX_CIPHERTEXT}")
-    if length > len(view) - position:
-        raise RecordError(f"a record of {length} bytes, but the datagram has {len(view) - position} left")
-    fragment = bytes(view[position : position + length])
+    if length > len(data) - position:
+        raise RecordError(f"a record of {length} bytes, but the datagram has {len(data) - position} left")
+    fragment = bytes(data[position : position + length])
     # CID records always carry their CID as a field; the real type is inside the ciphertext.
-    record = DtlsRecord(content_type, version, epoch, sequence, fragment, cid)
+    record = DtlsRecord(content_type, version, epoch, (sequence_high << 32) | sequence_low, fragment, cid)
     return record, position + length
 
 
