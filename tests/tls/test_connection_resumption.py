@@ -7,6 +7,8 @@ that takes our NewSessionTicket, and as a server that knows nothing of our offer
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.helpers.dtls_engine import (
     ADDRESS,
     IDENTITY,
@@ -32,6 +34,7 @@ from lwm2m.tls.connection import (
 from lwm2m.tls.messages import (
     ClientHello,
     ExtendedMasterSecretExtension,
+    Extension,
     HandshakeType,
     ServerHello,
     SessionTicketExtension,
@@ -454,3 +457,20 @@ def test_our_client_offering_a_session_to_mbedtls_falls_back_to_a_full_handshake
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
     assert events(client) == [HandshakeComplete(IDENTITY)]
     assert not client.resumed
+
+
+@given(session_id=st.binary(max_size=32), ticket=st.binary(max_size=300), ems=st.booleans())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_any_offered_session_id_and_ticket_give_a_full_handshake_or_a_clean_failure(
+    session_id: bytes, ticket: bytes, ems: bool
+) -> None:
+    keys = TicketKeys(TICKET_SECRET)
+    config = server_config(session_cache=SessionCache(), ticket_keys=keys, cookie_checker=None)
+    server = DtlsConnection(DtlsRole.SERVER, config, 0.0, address=ADDRESS)
+    extensions: tuple[Extension, ...] = (SessionTicketExtension(ticket),)
+    if ems:
+        extensions += (ExtendedMasterSecretExtension(),)
+    hello = ClientHello(bytes(32), (SUITE,), session_id=session_id, extensions=extensions)
+    [flight] = _hello_to_server(server, hello)
+    assert not server.resumed
+    assert HandshakeType.SERVER_HELLO_DONE in handshake_types(flight)
