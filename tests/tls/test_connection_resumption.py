@@ -474,3 +474,27 @@ def test_any_offered_session_id_and_ticket_give_a_full_handshake_or_a_clean_fail
     [flight] = _hello_to_server(server, hello)
     assert not server.resumed
     assert HandshakeType.SERVER_HELLO_DONE in handshake_types(flight)
+
+
+def test_the_servers_abbreviated_flight_in_several_datagrams_reversed_completes() -> None:
+    # Small datagrams split ServerHello, NewSessionTicket and Finished; they arrive backwards,
+    # so the Finished waits for the keys that the ServerHello brings.
+    config, session = _resumable()
+    small = server_config(
+        session_cache=config.session_cache, ticket_keys=config.ticket_keys, max_datagram_size=120, **NO_CID
+    )
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(**NO_CID), 10.0, session=session)
+    server = DtlsConnection(DtlsRole.SERVER, small, 10.0, address=ADDRESS)
+    split: list[int] = []
+
+    def reverse_server(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if name == "server":
+            split.append(len(datagrams))
+            return datagrams[::-1]
+        return datagrams
+
+    run(client, server, reverse_server, start=10.0)
+    assert max(split) >= 3
+    assert client.resumed and server.resumed
+    assert events(client) == [HandshakeComplete(IDENTITY, resumed=True)]
+    _talk(client, server, 11.0)

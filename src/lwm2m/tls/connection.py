@@ -783,6 +783,11 @@ class DtlsConnection:
                 self._handle_message(message, now)
                 if self._state in (_State.CLOSED, _State.FAILED):
                     return
+            if self._early and self._read_protection is not None:
+                # Keys came with a message of this batch (the ServerHello of an abbreviated
+                # handshake): the records that waited for them come after the whole batch, as
+                # a NewSessionTicket of the batch belongs in the transcript before Finished.
+                self._drain_early(now)
 
     def _parse(self, message: ReassembledMessage) -> object:
         try:
@@ -800,7 +805,7 @@ class DtlsConnection:
                 self._cookie = verify.cookie
                 self._send_client_hello(now)
             elif state is _State.WAIT_SERVER_HELLO and msg_type == HandshakeType.SERVER_HELLO:
-                self._server_hello(message, now)
+                self._server_hello(message)
             elif state is _State.WAIT_SERVER_HELLO_DONE and msg_type == HandshakeType.SERVER_KEY_EXCHANGE:
                 key_exchange = self._parse(message)
                 assert isinstance(key_exchange, ServerKeyExchange)
@@ -862,7 +867,7 @@ class DtlsConnection:
             extensions += (SessionTicketExtension(self._offer.ticket if self._offer is not None else b""),)
         return extensions
 
-    def _server_hello(self, message: ReassembledMessage, now: float) -> None:
+    def _server_hello(self, message: ReassembledMessage) -> None:
         hello = self._parse(message)
         assert isinstance(hello, ServerHello)
         if hello.cipher_suite != TLS_PSK_WITH_AES_128_CCM_8 or hello.compression_method != 0:
@@ -888,14 +893,14 @@ class DtlsConnection:
             self._ticket_promised = True  # a NewSessionTicket comes before its Finished
         self._transcript.append(message.to_bytes())
         if self._offer is not None and hello.session_id == self._offered_id:
-            self._resume_as_client(self._offer, hello, now)
+            self._resume_as_client(self._offer, hello)
             return
         # A full handshake: any session offered is gone (RFC 5246 §7.4.1.3).
         self._session_id = hello.session_id
         self._offer = None
         self._state = _State.WAIT_SERVER_HELLO_DONE
 
-    def _resume_as_client(self, offer: ResumableSession, hello: ServerHello, now: float) -> None:
+    def _resume_as_client(self, offer: ResumableSession, hello: ServerHello) -> None:
         # RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite.
         if hello.cipher_suite != offer.cipher_suite:
             raise HandshakeAborted(ILLEGAL_PARAMETER, "the server resumed with another cipher suite")
@@ -910,9 +915,9 @@ class DtlsConnection:
         self._ticket, self._ticket_lifetime = offer.ticket, offer.ticket_lifetime
         self._master = offer.master_secret
         self._install_key_block()
-        # The hello's timer keeps running: the server's flight may still be lost.
+        # The hello's timer keeps running: the server's flight may still be lost. Records that
+        # waited for the keys are taken once the rest of this batch is (_receive_handshake).
         self._state = _State.WAIT_FINISHED
-        self._drain_early(now)
 
     def _new_session_ticket(self, message: ReassembledMessage) -> None:
         try:
