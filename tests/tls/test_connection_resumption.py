@@ -498,3 +498,23 @@ def test_the_servers_abbreviated_flight_in_several_datagrams_reversed_completes(
     assert client.resumed and server.resumed
     assert events(client) == [HandshakeComplete(IDENTITY, resumed=True)]
     _talk(client, server, 11.0)
+
+
+@pytest.mark.parametrize(("side", "index"), [(side, n) for n in (1, 2, 3) for side in ("client", "server")])
+def test_a_full_handshake_that_issues_a_ticket_recovers_every_lost_flight(side: str, index: int) -> None:
+    keys = TicketKeys(TICKET_SECRET)
+    config = server_config(ticket_keys=keys, session_cache=SessionCache(), max_datagram_size=160, **NO_CID)
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(**NO_CID), 0.0)
+    server = DtlsConnection(DtlsRole.SERVER, config, 0.0, address=ADDRESS)
+    dropped, keep = _dropping(side, index)
+
+    def backwards(name: str, datagrams: list[bytes]) -> list[bytes]:
+        return keep(name, datagrams)[::-1]  # type: ignore[operator, no-any-return]
+
+    run(client, server, backwards)
+    assert dropped
+    assert client.established and server.established
+    session = client.session
+    assert session is not None and session.ticket and session.session_id
+    _, again, _ = _again(session, config)
+    assert again.resumed
