@@ -47,6 +47,7 @@ from lwm2m.tls.tickets import SessionCache, TicketKeys
 TICKET_SECRET = b"a ticket secret of 32 bytes ...."
 OTHER_SECRET = b"another ticket secret, 32 bytes."
 SUITE = 0xC0A8
+NEW_PSK = bytes(range(101, 133))
 NO_CID = {"connection_id": False}  # plain records, so that the test can read the flights
 
 
@@ -196,6 +197,29 @@ def test_a_session_of_a_removed_identity_is_not_resumed() -> None:
     assert not server.resumed
     [failure] = events(server)
     assert isinstance(failure, HandshakeFailure) and "unknown PSK identity" in failure.reason
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["session-id", "ticket"])
+def test_a_session_of_a_replaced_psk_is_not_resumed(cache: bool) -> None:
+    # The bootstrap server gave the device a new PSK under the same identity: a session of the
+    # old one (whose master secret anyone holding the old PSK could derive) is not resumed.
+    psks = {IDENTITY: PSK}
+    options: dict[str, object] = {"ticket_keys": TicketKeys(TICKET_SECRET)}
+    if cache:
+        options = {"session_cache": SessionCache()}
+    config = server_config(psks, **options)
+    session = _full(config).session
+    assert session is not None and session.bound_to(PSK)
+    psks[IDENTITY] = NEW_PSK
+    # A client that still has the old PSK offers the session; the server does not resume it,
+    # and the full handshake then fails on the PSK.
+    client, server, _ = _again(session, config)
+    assert client.datagrams_to_send(20.0) == [] and not server.resumed and not server.established
+    assert any(isinstance(event, HandshakeFailure) for event in events(server))
+    # Our client with the new PSK does not offer the old session at all.
+    assert not session.bound_to(NEW_PSK)
+    client, server, _ = _again(session, config, client_cfg=client_config(psk=NEW_PSK))
+    assert client.established and server.established and not client.resumed
 
 
 def test_the_client_offers_only_a_session_of_its_own_identity() -> None:

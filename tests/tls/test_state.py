@@ -22,7 +22,7 @@ from lwm2m.tls.connection import (
     DtlsRole,
 )
 from lwm2m.tls.record import parse_datagram
-from lwm2m.tls.state import ConnectionState, ResumableSession
+from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
 
 MASTER = bytes(range(48))
 SESSION = ResumableSession(
@@ -34,6 +34,7 @@ SESSION = ResumableSession(
     created=1.5,
     ticket=b"\x01\x02\x03",
     ticket_lifetime=86400,
+    binding=b"\x05" * 16,
 )
 
 
@@ -49,6 +50,8 @@ def test_a_session_is_laid_out_field_by_field() -> None:
         + b"\x00\x02ep"  # identity<0..2^16-1>
         + b"\x00\x03\x01\x02\x03"  # ticket<0..2^16-1>
         + (86400).to_bytes(4, "big")  # ticket lifetime hint
+        + b"\x10"
+        + b"\x05" * 16  # binding<0..32>
     )
     assert SESSION.to_bytes() == expected
     assert ResumableSession.from_bytes(expected) == SESSION
@@ -110,6 +113,17 @@ def test_every_truncation_and_any_extra_byte_is_refused(kind: str) -> None:
 def test_a_bad_field_is_named(change: object, message: str) -> None:
     with pytest.raises(SessionStateError, match=message):
         ResumableSession.from_bytes(change(SESSION.to_bytes()))  # type: ignore[operator]
+
+
+def test_a_session_is_bound_to_its_credential() -> None:
+    psk = bytes(range(16))
+    bound = replace(SESSION, binding=credential_binding(MASTER, psk))
+    assert bound.bound_to(psk) and not bound.bound_to(psk[::-1])
+    assert replace(SESSION, binding=b"").bound_to(b"anything")  # not bound
+    # Keyed by the master secret: the binding of one PSK differs from session to session.
+    assert credential_binding(bytes(48), psk) != credential_binding(MASTER, psk)
+    with pytest.raises(SessionStateError, match="binding"):
+        replace(SESSION, binding=bytes(33))
 
 
 def test_not_bytes_is_a_state_error() -> None:

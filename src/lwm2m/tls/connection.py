@@ -101,7 +101,7 @@ from lwm2m.tls.record import (
     parse_datagram,
 )
 from lwm2m.tls.replay import MAX_SEQUENCE, ReplayWindow
-from lwm2m.tls.state import ConnectionState, ResumableSession
+from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
@@ -365,6 +365,7 @@ class DtlsConnection:
         self._ticket = b""
         self._ticket_lifetime = 0
         self._created = now
+        self._binding = b""  # ties the session to the PSK it was made with
         self._resumable = False  # set once a handshake completed; a fatal alert clears it
         if self.role is DtlsRole.CLIENT:
             self._state = _State.WAIT_SERVER_HELLO
@@ -372,8 +373,13 @@ class DtlsConnection:
             self._identity = config.psk_identity
             if config.connection_id:
                 self._own_cid = config.random(config.cid_length) if config.cid_length else b""
-            if session is not None and session.resumable and session.identity == config.psk_identity:
-                # Not a session of other credentials: those may have been replaced since.
+            if (
+                session is not None
+                and session.resumable
+                and session.identity == config.psk_identity
+                and session.bound_to(config.psk)
+            ):
+                # Not a session of other credentials, nor of a PSK replaced since.
                 self._offer = session
                 # With a ticket alone the client makes up an id: the server echoes it when it
                 # accepts the ticket, which is how the client knows (RFC 5077 §3.4).
@@ -498,6 +504,7 @@ class DtlsConnection:
         self._session_id = session.session_id
         self._created = session.created
         self._ticket, self._ticket_lifetime = session.ticket, session.ticket_lifetime
+        self._binding = session.binding
         self._install_key_block()
         self._write_epoch = 1
         self._write_seq = [0, state.write_sequence]
@@ -524,6 +531,7 @@ class DtlsConnection:
             created=self._created,
             ticket=self._ticket,
             ticket_lifetime=self._ticket_lifetime,
+            binding=self._binding,
         )
 
     @property
@@ -913,6 +921,7 @@ class DtlsConnection:
         self._session_id = offer.session_id
         self._created = offer.created
         self._ticket, self._ticket_lifetime = offer.ticket, offer.ticket_lifetime
+        self._binding = offer.binding
         self._master = offer.master_secret
         self._install_key_block()
         # The hello's timer keeps running: the server's flight may still be lost. Records that
@@ -1040,14 +1049,16 @@ class DtlsConnection:
                 )
             return None  # RFC 7627 §5.3: a legacy session is never resumed, a full handshake follows
         assert self.config.psk_lookup is not None
-        if self.config.psk_lookup(session.identity) is None:
-            return None  # the identity was removed since: its sessions go with it
+        psk = self.config.psk_lookup(session.identity)
+        if psk is None or not session.bound_to(psk):
+            return None  # the identity was removed or its PSK replaced since: its sessions go
         return session
 
     def _resume_as_server(self, session: ResumableSession, parts: list[_FlightPart], now: float) -> None:
         self._resumed = True
         self._identity = session.identity
         self._created = session.created
+        self._binding = session.binding
         self._master = session.master_secret
         self._install_key_block()
         if self._ticket_promised:
@@ -1103,6 +1114,7 @@ class DtlsConnection:
             self._master = extended_master_secret(premaster, self._handshake_hash())
         else:
             self._master = master_secret(premaster, self._client_random, self._server_random)
+        self._binding = credential_binding(self._master, psk)
         self._install_key_block()
 
     def _install_key_block(self) -> None:

@@ -6,7 +6,8 @@ connection needs to go on sending and receiving after a restart or on another no
   master secret is an extended one (RFC 7627 §5.3 forbids resuming across that line); plus,
   on the client, the ticket of RFC 5077 §3.3 and its lifetime hint. It is what the server's
   session cache holds, what a ticket carries inside its encryption, and what a client keeps to
-  offer next time.
+  offer next time. Its ``binding`` ties it to the credential of its full handshake, so that a
+  session of a PSK since replaced is not resumed.
 - :class:`ConnectionState` adds what the record layer of an established connection holds
   (RFC 6347 §4.1): the randoms the key block is expanded from (RFC 5246 §6.3), the epoch, the
   next write sequence number, the read epoch's replay window (RFC 6347 §4.1.2.6) and the
@@ -20,6 +21,8 @@ secret: a caller keeps them as it keeps keys.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import struct
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from typing import Final, Self
 
 from lwm2m.errors import SessionStateError
 
-__all__ = ["ConnectionState", "ResumableSession"]
+__all__ = ["ConnectionState", "ResumableSession", "credential_binding"]
 
 FORMAT_VERSION: Final = 1
 _KIND_SESSION: Final = 1
@@ -41,6 +44,15 @@ _FLAG_EMS: Final = 1
 _FLAG_SERVER: Final = 2
 _FLAG_CID: Final = 4
 _FLAG_READ: Final = 8  # the read epoch has accepted a record: highest and bitmap follow
+BINDING_LENGTH: Final = 16
+MAX_BINDING_LENGTH: Final = 32
+
+
+def credential_binding(master_secret: bytes, credential: bytes) -> bytes:
+    """HMAC-SHA256(master secret, credential), truncated: what ties a session to the PSK (or
+    other credential) of its full handshake. Keyed by the session's own secret, so the bytes
+    say nothing about the credential to anyone who does not hold the session already."""
+    return hmac.digest(master_secret, credential, hashlib.sha256)[:BINDING_LENGTH]
 
 
 class _Reader:
@@ -114,6 +126,8 @@ class ResumableSession:
     one that survives a restart, such as wall-clock seconds, if sessions are to survive one);
     lifetimes count from it, and resuming does not renew it. ``ticket`` and ``ticket_lifetime``
     are the client's copy of the server's NewSessionTicket (empty and 0 elsewhere).
+    ``binding`` is :func:`credential_binding` of the credential the session was made with
+    (empty: not bound).
     """
 
     session_id: bytes
@@ -124,6 +138,7 @@ class ResumableSession:
     created: float
     ticket: bytes = b""
     ticket_lifetime: int = 0
+    binding: bytes = b""
 
     def __post_init__(self) -> None:
         if len(self.session_id) > MAX_SESSION_ID_LENGTH:
@@ -138,6 +153,14 @@ class ResumableSession:
             raise SessionStateError(f"ticket lifetime {self.ticket_lifetime} does not fit in 32 bits")
         if not math.isfinite(self.created):
             raise SessionStateError("the creation time is not finite")
+        if len(self.binding) > MAX_BINDING_LENGTH:
+            raise SessionStateError(f"a credential binding has at most 32 bytes, not {len(self.binding)}")
+
+    def bound_to(self, credential: bytes) -> bool:
+        """True if the session was made with ``credential`` (or is not bound to one)."""
+        if not self.binding:
+            return True
+        return hmac.compare_digest(credential_binding(self.master_secret, credential), self.binding)
 
     @property
     def resumable(self) -> bool:
@@ -159,6 +182,7 @@ class ResumableSession:
                 _vector(2, self.identity, "identity", 0xFFFF),
                 _vector(2, self.ticket, "ticket", 0xFFFF),
                 self.ticket_lifetime.to_bytes(4, "big"),
+                _vector(1, self.binding, "binding", MAX_BINDING_LENGTH),
             )
         )
 
@@ -183,7 +207,9 @@ class ResumableSession:
         identity = reader.vector(2, "identity", 0xFFFF)
         ticket = reader.vector(2, "ticket", 0xFFFF)
         lifetime = reader.uint(4, "ticket_lifetime")
-        return cls(session_id, suite, master, identity, bool(flags & _FLAG_EMS), created, ticket, lifetime)
+        binding = reader.vector(1, "binding", MAX_BINDING_LENGTH)
+        ems = bool(flags & _FLAG_EMS)
+        return cls(session_id, suite, master, identity, ems, created, ticket, lifetime, binding)
 
 
 @dataclass(frozen=True, slots=True)
