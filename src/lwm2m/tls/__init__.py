@@ -61,7 +61,7 @@ from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragm
 from lwm2m.tls.record import DtlsRecord, encode_datagram, parse_datagram, parse_record
 from lwm2m.tls.replay import ReplayWindow
 from lwm2m.tls.sessions import AddressChanged, DtlsServerSessions, DtlsSessionEvent, SessionKey
-from lwm2m.tls.state import ConnectionState, ResumableSession
+from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
@@ -118,6 +118,7 @@ __all__ = [
     "TicketKeys",
     "UnknownExtension",
     "check_finished",
+    "credential_binding",
     "ecdhe_psk_premaster_secret",
     "encode_datagram",
     "extended_master_secret",
