@@ -419,3 +419,11 @@ class HandshakeAborted(HandshakeError):
 
     def __reduce__(self) -> tuple[type[HandshakeAborted], tuple[int, str]]:
         return (type(self), (self.alert, self.reason))
+
+
+# resumption: session state as bytes, session tickets (tls/state.py, tls/tickets.py).
+
+
+class SessionStateError(ProtocolError):
+    """Exported session or connection state that cannot be read back: truncated, of another
+    format version, or holding a value out of range; the message names the field."""

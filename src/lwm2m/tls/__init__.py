@@ -61,6 +61,8 @@ from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragm
 from lwm2m.tls.record import DtlsRecord, encode_datagram, parse_datagram, parse_record
 from lwm2m.tls.replay import ReplayWindow
 from lwm2m.tls.sessions import AddressChanged, DtlsServerSessions, DtlsSessionEvent, SessionKey
+from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
+from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
     "AES_128_CCM",
@@ -76,6 +78,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionConfig",
     "ConnectionIdExtension",
+    "ConnectionState",
     "CookieChecker",
     "DtlsConnection",
     "DtlsEvent",
@@ -96,21 +99,26 @@ __all__ = [
     "HandshakeType",
     "HelloVerifyRequest",
     "KeyBlock",
+    "NewSessionTicket",
     "NullProtection",
     "ReassembledMessage",
     "RecordProtection",
     "RecordSizeLimitExtension",
     "ReplayWindow",
+    "ResumableSession",
     "ServerHello",
     "ServerHelloDone",
     "ServerKeyExchange",
     "ServerNameExtension",
+    "SessionCache",
     "SessionKey",
     "SessionTicketExtension",
     "SignatureAlgorithmsExtension",
     "SupportedGroupsExtension",
+    "TicketKeys",
     "UnknownExtension",
     "check_finished",
+    "credential_binding",
     "ecdhe_psk_premaster_secret",
     "encode_datagram",
     "extended_master_secret",

@@ -19,7 +19,16 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
 - the Connection ID of RFC 9146: the client offers the ``connection_id`` extension (§3) with
   the CID it wants to receive, the server answers with its own when offered; once keys are in
   use (epoch 1) the records to a peer that gave a non-empty CID are ``tls12_cid`` records
-  (§4, the additional data of §5), and the records from the peer must carry our CID.
+  (§4, the additional data of §5), and the records from the peer must carry our CID;
+- resumption (RFC 5246 §7.3, RFC 5077 §3.1): the abbreviated handshake ClientHello with a
+  session id or a ticket; ServerHello, [NewSessionTicket], ChangeCipherSpec, Finished; then the
+  client's ChangeCipherSpec, Finished, which is the last flight there (RFC 6347 §4.2.4); the
+  server resumes from its :class:`~lwm2m.tls.tickets.SessionCache` or a ticket sealed by its
+  :class:`~lwm2m.tls.tickets.TicketKeys`, only sessions with an extended master secret, and
+  never one across that line (RFC 7627 §5.3); it issues tickets to clients that ask (RFC 5077
+  §3.3);
+- an established connection exported as bytes and imported elsewhere
+  (:meth:`DtlsConnection.export_state`, :class:`~lwm2m.tls.state.ConnectionState`).
 
 Like the CoAP endpoint it does no I/O and reads no clock: the caller feeds datagrams with
 :meth:`DtlsConnection.receive_datagram`, sends what :meth:`DtlsConnection.datagrams_to_send`
@@ -45,6 +54,7 @@ from lwm2m.errors import (
     ProtocolError,
     SecurityError,
     SessionClosed,
+    SessionStateError,
 )
 from lwm2m.tls.messages import (
     MAX_PSK_IDENTITY_LENGTH,
@@ -61,6 +71,7 @@ from lwm2m.tls.messages import (
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
+    SessionTicketExtension,
     encode_handshake,
     parse_handshake_body,
     split_handshake_fragments,
@@ -89,7 +100,9 @@ from lwm2m.tls.record import (
     encode_record,
     parse_datagram,
 )
-from lwm2m.tls.replay import ReplayWindow
+from lwm2m.tls.replay import MAX_SEQUENCE, ReplayWindow
+from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
+from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
     "ApplicationData",
@@ -128,6 +141,11 @@ COOKIE_LENGTH: Final = 32
 # Records of epoch 1 that arrive before the keys to read them (reordering, RFC 6347 §4.1 lets
 # a receiver buffer them); bounded so that a flood costs nothing.
 MAX_EARLY_RECORDS: Final = 8
+SESSION_ID_LENGTH: Final = 32  # RFC 5246 §7.4.1.2: at most 32; a random one of full length
+# How far an exported connection's write sequence number is moved ahead: the live connection
+# may send that many more records after the export and the imported one still never reuses
+# a nonce (RFC 5246 §6.2.3.3); 2^48 numbers leave room for 2^28 such exports.
+EXPORT_SEQUENCE_MARGIN: Final = 1 << 20
 
 
 class DtlsRole(enum.StrEnum):
@@ -209,6 +227,10 @@ class ConnectionConfig:
     extension and the server answers it. The CID a side asks to receive has ``cid_length``
     bytes (0: it sends CIDs but wants none); a server CID starts with the byte ``node_id``, so
     that a cluster can route a record to the node that holds its session, the rest is random.
+
+    Resumption: a server with a ``session_cache`` gives its sessions ids and resumes them by id
+    (RFC 5246 §7.3); one with ``ticket_keys`` gives a ticket to a client that asks and resumes
+    from it (RFC 5077). A client asks for tickets while ``session_tickets`` is on.
     """
 
     psk_identity: bytes = b""
@@ -223,13 +245,18 @@ class ConnectionConfig:
     connection_id: bool = True
     cid_length: int = DEFAULT_CID_LENGTH
     node_id: int = 0
+    session_cache: SessionCache | None = None
+    ticket_keys: TicketKeys | None = None
+    session_tickets: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class HandshakeComplete:
-    """The handshake finished; ``psk_identity`` is the identity it used (the client's)."""
+    """The handshake finished; ``psk_identity`` is the identity it used (the client's);
+    ``resumed`` is True for an abbreviated handshake (RFC 5246 §7.3)."""
 
     psk_identity: bytes
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,15 +311,19 @@ class DtlsConnection:
     __slots__ = (
         "__dict__",
         "_advanced",
+        "_binding",
         "_cid_negotiated",
         "_client_random",
         "_cookie",
+        "_created",
         "_early",
         "_early_data",
         "_events",
         "_flight",
         "_identity",
         "_master",
+        "_offer",
+        "_offered_id",
         "_outbox",
         "_own_cid",
         "_peer_cid",
@@ -301,9 +332,15 @@ class DtlsConnection:
         "_peer_repeated",
         "_read_protection",
         "_reassembler",
+        "_resumable",
+        "_resumed",
         "_send_message_seq",
         "_server_random",
+        "_session_id",
         "_state",
+        "_ticket",
+        "_ticket_lifetime",
+        "_ticket_promised",
         "_timeout",
         "_timer",
         "_transcript",
@@ -317,7 +354,17 @@ class DtlsConnection:
         "role",
     )
 
-    def __init__(self, role: DtlsRole, config: ConnectionConfig, now: float, *, address: bytes = b"") -> None:
+    def __init__(
+        self,
+        role: DtlsRole,
+        config: ConnectionConfig,
+        now: float,
+        *,
+        address: bytes = b"",
+        session: ResumableSession | None = None,
+    ) -> None:
+        """A client starts its handshake at once, offering to resume ``session`` (a
+        :attr:`session` of an earlier connection) when it can; a server waits for a hello."""
         self.role = DtlsRole(role)
         self.config = config
         self.address = address
@@ -372,12 +419,36 @@ class DtlsConnection:
         # Set while a datagram is processed: a record of epoch 1 authenticated with a sequence
         # number above the highest accepted before (RFC 9146 §6).
         self._advanced = False
+        # Resumption (RFC 5246 §7.3, RFC 5077 §3.4): the session a client offers and the id it
+        # offers it under; whether this handshake resumed; whether the server promised a
+        # NewSessionTicket; and what the session to resume later will hold.
+        self._offer: ResumableSession | None = None
+        self._offered_id = b""
+        self._resumed = False
+        self._ticket_promised = False
+        self._session_id = b""
+        self._ticket = b""
+        self._ticket_lifetime = 0
+        self._created = now
+        self._binding = b""  # ties the session to the PSK it was made with
+        self._resumable = False  # set once a handshake completed; a fatal alert clears it
         if self.role is DtlsRole.CLIENT:
             self._state = _State.WAIT_SERVER_HELLO
             self._client_random = config.random(32)
             self._identity = config.psk_identity
             if config.connection_id:
                 self._own_cid = config.random(config.cid_length) if config.cid_length else b""
+            if (
+                session is not None
+                and session.resumable
+                and session.identity == config.psk_identity
+                and session.bound_to(config.psk)
+            ):
+                # Not a session of other credentials, nor of a PSK replaced since.
+                self._offer = session
+                # With a ticket alone the client makes up an id: the server echoes it when it
+                # accepts the ticket, which is how the client knows (RFC 5077 §3.4).
+                self._offered_id = session.session_id or config.random(SESSION_ID_LENGTH)
             self._send_client_hello(now)
         else:
             self._state = _State.WAIT_CLIENT_HELLO
@@ -414,6 +485,119 @@ class DtlsConnection:
     def peer_cid(self) -> bytes:
         """The CID we put in our records to the peer (empty: plain records)."""
         return self._peer_cid if self._cid_negotiated else b""
+
+    @property
+    def resumed(self) -> bool:
+        """True when the handshake was an abbreviated one (RFC 5246 §7.3)."""
+        return self._resumed
+
+    @property
+    def session(self) -> ResumableSession | None:
+        """The session to resume later: on a client, what to pass as ``session`` to the next
+        connection (with the server's ticket, if it gave one). None before the handshake
+        completed, and for a connection that ended with a fatal alert (RFC 5246 §7.2.2)."""
+        return self._session_record() if self._resumable else None
+
+    def export_state(self, margin: int = EXPORT_SEQUENCE_MARGIN) -> bytes:
+        """The established connection as bytes (:class:`~lwm2m.tls.state.ConnectionState`), for
+        :meth:`import_state` after a restart or on another node.
+
+        The exported write sequence number is ``margin`` above the next one: this connection may
+        send up to ``margin`` more records and the imported one still never repeats a nonce.
+        Import one export once; export again for another copy.
+        """
+        if self._state is not _State.ESTABLISHED:
+            raise DtlsError("only an established connection can be exported")
+        sequence = self._write_seq[1] + margin
+        if margin < 0 or sequence > MAX_SEQUENCE:
+            raise DtlsError("the sequence numbers of this connection are used up: make a new handshake")
+        window = self._windows[1]
+        highest = window.highest
+        bitmap = 0
+        if highest is not None:
+            # Read back through the window's own test: bit i is set when highest - i was seen.
+            for i in range(min(window.size, 64, highest + 1)):
+                if not window.check(highest - i):
+                    bitmap |= 1 << i
+        state = ConnectionState(
+            server=self.role is DtlsRole.SERVER,
+            session=self._session_record(),
+            client_random=self._client_random,
+            server_random=self._server_random,
+            epoch=1,
+            write_sequence=sequence,
+            read_highest=highest,
+            read_bitmap=bitmap,
+            cid_negotiated=self._cid_negotiated,
+            own_cid=self._own_cid,
+            peer_cid=self._peer_cid,
+        )
+        return state.to_bytes()
+
+    @classmethod
+    def import_state(
+        cls, data: bytes, config: ConnectionConfig, now: float, *, address: bytes = b""
+    ) -> DtlsConnection:
+        """An established connection from :meth:`export_state`'s bytes: it sends and receives
+        records at once, without a handshake. ``config`` is the configuration such a connection
+        is made with (the role comes from the bytes). Bytes that do not read back raise
+        :class:`~lwm2m.errors.SessionStateError`."""
+        state = ConnectionState.from_bytes(data)
+        if state.epoch != 1 or state.session.cipher_suite != TLS_PSK_WITH_AES_128_CCM_8:
+            raise SessionStateError(
+                f"connection state of epoch {state.epoch} and cipher suite "
+                f"{state.session.cipher_suite:#06x}, not one this connection runs"
+            )
+        if len(state.own_cid) > MAX_CID_LENGTH or len(state.peer_cid) > MAX_CID_LENGTH:
+            raise SessionStateError(f"connection state with a connection ID over {MAX_CID_LENGTH} bytes")
+        role = DtlsRole.SERVER if state.server else DtlsRole.CLIENT
+        connection = cls(role, config, now, address=address)
+        connection._restore(state)
+        return connection
+
+    def _restore(self, state: ConnectionState) -> None:
+        # A client made its first hello on construction: that is dropped, nothing was sent.
+        session = state.session
+        self._outbox = []
+        self._flight = []
+        self._timer = None
+        self._events.clear()
+        self._client_random, self._server_random = state.client_random, state.server_random
+        self._master = session.master_secret
+        self._use_ems = session.extended_master_secret
+        self._identity = session.identity
+        self._session_id = session.session_id
+        self._created = session.created
+        self._ticket, self._ticket_lifetime = session.ticket, session.ticket_lifetime
+        self._binding = session.binding
+        self._install_key_block()
+        self._write_epoch = 1
+        self._write_seq = [0, state.write_sequence]
+        window = ReplayWindow(1)
+        if state.read_highest is not None:
+            # Oldest first, so that every accept slides the window up to where it was.
+            for i in reversed(range(min(64, state.read_highest + 1))):
+                if state.read_bitmap >> i & 1:
+                    window.accept(state.read_highest - i)
+            window.accept(state.read_highest)
+        self._windows = [ReplayWindow(0), window]
+        self._cid_negotiated = state.cid_negotiated
+        self._own_cid, self._peer_cid = state.own_cid, state.peer_cid
+        self._resumable = True
+        self._state = _State.ESTABLISHED
+
+    def _session_record(self) -> ResumableSession:
+        return ResumableSession(
+            session_id=self._session_id,
+            cipher_suite=TLS_PSK_WITH_AES_128_CCM_8,
+            master_secret=self._master,
+            identity=self._identity,
+            extended_master_secret=self._use_ems,
+            created=self._created,
+            ticket=self._ticket,
+            ticket_lifetime=self._ticket_lifetime,
+            binding=self._binding,
+        )
 
     @property
     def awaiting_hello(self) -> bool:
@@ -483,7 +667,9 @@ class DtlsConnection:
         if self._state in (_State.CLOSED, _State.FAILED):
             return False
         try:
-            records = parse_datagram(data, len(self.own_cid))
+            # The length of the CID we asked for even before the peer agreed: in an abbreviated
+            # handshake the ServerHello that agrees shares a datagram with CID records.
+            records = parse_datagram(data, len(self._own_cid))
         except ProtocolError:
             return False  # not DTLS, or truncated: nothing in it can be trusted
         self._peer_repeated = False
@@ -635,6 +821,7 @@ class DtlsConnection:
                 self._events.append(ConnectionClosed("close_notify"))
             elif level == FATAL:
                 self._state = _State.CLOSED
+                self._forget_session()
                 self._events.append(ConnectionClosed(f"fatal alert {description} from the peer"))
             return
         # During the handshake alerts come unprotected (epoch 0), so one could be forged; but so
@@ -677,6 +864,11 @@ class DtlsConnection:
                 self._handle_message(message, now)
                 if self._state in (_State.CLOSED, _State.FAILED):
                     return
+            if self._early and self._read_protection is not None:
+                # Keys came with a message of this batch (the ServerHello of an abbreviated
+                # handshake): the records that waited for them come after the whole batch, as
+                # a NewSessionTicket of the batch belongs in the transcript before Finished.
+                self._drain_early(now)
 
     def _parse(self, message: ReassembledMessage) -> object:
         try:
@@ -704,6 +896,12 @@ class DtlsConnection:
                 self._parse(message)
                 self._transcript.append(message.to_bytes())
                 self._client_key_exchange(now)
+            elif (
+                state is _State.WAIT_FINISHED
+                and msg_type == HandshakeType.NEW_SESSION_TICKET
+                and self._ticket_promised
+            ):
+                self._new_session_ticket(message)
             elif state is _State.WAIT_FINISHED and msg_type == HandshakeType.FINISHED:
                 self._peer_finished(message, b"server finished", now)
             elif state is _State.ESTABLISHED:
@@ -730,6 +928,7 @@ class DtlsConnection:
         hello = ClientHello(
             random=self._client_random,
             cipher_suites=(TLS_PSK_WITH_AES_128_CCM_8,),
+            session_id=self._offered_id,
             cookie=self._cookie,
             extensions=self._client_extensions(),
         )
@@ -741,9 +940,13 @@ class DtlsConnection:
         )
 
     def _client_extensions(self) -> tuple[Extension, ...]:
-        if not self.config.connection_id:
-            return (ExtendedMasterSecretExtension(),)
-        return (ExtendedMasterSecretExtension(), ConnectionIdExtension(self._own_cid))
+        extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),)
+        if self.config.connection_id:
+            extensions += (ConnectionIdExtension(self._own_cid),)
+        if self.config.session_tickets:
+            # Empty: "a ticket, please" (RFC 5077 §3.2); else the ticket to resume from.
+            extensions += (SessionTicketExtension(self._offer.ticket if self._offer is not None else b""),)
+        return extensions
 
     def _server_hello(self, message: ReassembledMessage) -> None:
         hello = self._parse(message)
@@ -765,8 +968,48 @@ class DtlsConnection:
                 raise HandshakeAborted(DECODE_ERROR, "a malformed connection_id extension")
             self._peer_cid = answer.cid
             self._cid_negotiated = True
+        if hello.extension(ExtensionType.SESSION_TICKET) is not None:
+            if not self.config.session_tickets:
+                raise HandshakeAborted(UNSUPPORTED_EXTENSION, "the server answered session_ticket unasked")
+            self._ticket_promised = True  # a NewSessionTicket comes before its Finished
         self._transcript.append(message.to_bytes())
+        if self._offer is not None and hello.session_id == self._offered_id:
+            self._resume_as_client(self._offer, hello)
+            return
+        # A full handshake: any session offered is gone (RFC 5246 §7.4.1.3).
+        self._session_id = hello.session_id
+        self._offer = None
         self._state = _State.WAIT_SERVER_HELLO_DONE
+
+    def _resume_as_client(self, offer: ResumableSession, hello: ServerHello) -> None:
+        # RFC 5246 §7.4.1.3: a resumed session keeps its cipher suite.
+        if hello.cipher_suite != offer.cipher_suite:
+            raise HandshakeAborted(ILLEGAL_PARAMETER, "the server resumed with another cipher suite")
+        if not self._use_ems:
+            # RFC 7627 §5.3: only sessions with an extended master secret are offered, and
+            # resuming one without the extension must abort.
+            raise HandshakeAborted(HANDSHAKE_FAILURE, "the server resumed without extended_master_secret")
+        self._resumed = True
+        self._identity = offer.identity
+        self._session_id = offer.session_id
+        self._created = offer.created
+        self._ticket, self._ticket_lifetime = offer.ticket, offer.ticket_lifetime
+        self._binding = offer.binding
+        self._master = offer.master_secret
+        self._install_key_block()
+        # The hello's timer keeps running: the server's flight may still be lost. Records that
+        # waited for the keys are taken once the rest of this batch is (_receive_handshake).
+        self._state = _State.WAIT_FINISHED
+
+    def _new_session_ticket(self, message: ReassembledMessage) -> None:
+        try:
+            ticket = NewSessionTicket.parse(message.body)
+        except ProtocolError as error:
+            raise HandshakeAborted(DECODE_ERROR, f"a malformed NewSessionTicket: {error}") from None
+        # An empty ticket takes back the promise (RFC 5077 §3.3); one ticket per handshake.
+        self._ticket, self._ticket_lifetime = ticket.ticket, ticket.lifetime_hint
+        self._ticket_promised = False
+        self._transcript.append(message.to_bytes())
 
     def _client_key_exchange(self, now: float) -> None:
         parts = self._handshake_parts(
@@ -830,14 +1073,87 @@ class DtlsConnection:
             self._peer_cid = offer.cid
             self._cid_negotiated = True
             extensions += (ConnectionIdExtension(self._own_cid),)
-        server_hello = ServerHello(self._server_random, TLS_PSK_WITH_AES_128_CCM_8, extensions=extensions)
+        # RFC 5077 §3.2: a ticket for a client that asks, for sessions that may be resumed.
+        asks = isinstance(hello.extension(ExtensionType.SESSION_TICKET), SessionTicketExtension)
+        if asks and self._use_ems and self.config.ticket_keys is not None:
+            self._ticket_promised = True
+            extensions += (SessionTicketExtension(),)
+        session = self._find_session(hello, now)
+        if session is not None:
+            self._session_id = hello.session_id  # echoed (RFC 5246 §7.4.1.3, RFC 5077 §3.4)
+        elif self.config.session_cache is not None and self._use_ems:
+            self._session_id = self.config.random(SESSION_ID_LENGTH)
+        server_hello = ServerHello(
+            self._server_random, TLS_PSK_WITH_AES_128_CCM_8, self._session_id, extensions=extensions
+        )
         parts = self._handshake_parts(0, server_hello.to_bytes(), HandshakeType.SERVER_HELLO)
+        if session is not None:
+            self._resume_as_server(session, parts, now)
+            return
         if self.config.psk_identity_hint is not None:
             hint = ServerKeyExchange(self.config.psk_identity_hint).to_bytes()
             parts += self._handshake_parts(0, hint, HandshakeType.SERVER_KEY_EXCHANGE)
         parts += self._handshake_parts(0, ServerHelloDone().to_bytes(), HandshakeType.SERVER_HELLO_DONE)
         self._state = _State.WAIT_CLIENT_KEY_EXCHANGE
         self._start_flight(parts, now, timer=True)
+
+    def _find_session(self, hello: ClientHello, now: float) -> ResumableSession | None:
+        # The session a hello asks to resume, from its ticket or by its id; None: a full handshake.
+        if not hello.session_id:
+            return None  # RFC 5077 §3.4: without an id the client could not tell it resumed
+        session = None
+        ticket = hello.extension(ExtensionType.SESSION_TICKET)
+        keys = self.config.ticket_keys
+        if keys is not None and isinstance(ticket, SessionTicketExtension) and ticket.ticket:
+            session = keys.open(ticket.ticket, now)
+        cache = self.config.session_cache
+        if session is None and cache is not None:
+            session = cache.get(hello.session_id, now)
+        if session is None or session.cipher_suite not in hello.cipher_suites:
+            return None
+        if session.cipher_suite != TLS_PSK_WITH_AES_128_CCM_8:
+            return None
+        if not session.extended_master_secret or not self._use_ems:
+            if session.extended_master_secret:
+                # RFC 7627 §5.3: such a session resumed without the extension must abort.
+                raise HandshakeAborted(
+                    HANDSHAKE_FAILURE,
+                    "a session with an extended master secret offered without the extension",
+                )
+            return None  # RFC 7627 §5.3: a legacy session is never resumed, a full handshake follows
+        assert self.config.psk_lookup is not None
+        psk = self.config.psk_lookup(session.identity)
+        if psk is None or not session.bound_to(psk):
+            return None  # the identity was removed or its PSK replaced since: its sessions go
+        return session
+
+    def _resume_as_server(self, session: ResumableSession, parts: list[_FlightPart], now: float) -> None:
+        self._resumed = True
+        self._identity = session.identity
+        self._created = session.created
+        self._binding = session.binding
+        self._master = session.master_secret
+        self._install_key_block()
+        if self._ticket_promised:
+            parts += self._ticket_parts()
+        parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
+        parts += self._finished_parts(b"server finished")
+        self._state = _State.WAIT_FINISHED
+        # Not the last flight in an abbreviated handshake: it has a timer (RFC 6347 §4.2.4).
+        self._start_flight(parts, now, timer=True)
+
+    def _ticket_parts(self) -> list[_FlightPart]:
+        keys = self.config.ticket_keys
+        assert keys is not None
+        sealed = keys.seal(self._session_record(), self.config.random)
+        body = NewSessionTicket(keys.lifetime_hint, sealed).to_bytes()
+        self._ticket_promised = False
+        return self._handshake_parts(0, body, HandshakeType.NEW_SESSION_TICKET)
+
+    def _forget_session(self) -> None:
+        self._resumable = False
+        if self.role is DtlsRole.SERVER and self.config.session_cache is not None and self._session_id:
+            self.config.session_cache.remove(self._session_id)
 
     def _server_key_schedule(self, message: ReassembledMessage, now: float) -> None:
         key_exchange = self._parse(message)
@@ -871,6 +1187,11 @@ class DtlsConnection:
             self._master = extended_master_secret(premaster, self._handshake_hash())
         else:
             self._master = master_secret(premaster, self._client_random, self._server_random)
+        self._binding = credential_binding(self._master, psk)
+        self._install_key_block()
+
+    def _install_key_block(self) -> None:
+        # RFC 5246 §6.3: a resumed session has the same master secret and new randoms.
         keys = key_block(self._master, self._client_random, self._server_random)
         client = AeadProtection(AES_128_CCM_8, keys.client_write_key, keys.client_write_iv)
         server = AeadProtection(AES_128_CCM_8, keys.server_write_key, keys.server_write_iv)
@@ -892,20 +1213,30 @@ class DtlsConnection:
         except HandshakeError as error:
             raise HandshakeAborted(DECRYPT_ERROR, str(error)) from None
         self._transcript.append(message.to_bytes())
-        if self.role is DtlsRole.SERVER:
+        if self._resumed and self.role is DtlsRole.CLIENT:
+            # RFC 5246 §7.3: in an abbreviated handshake the client's Finished comes last, and
+            # that flight has no timer: it is sent again when the server's is seen again.
             parts: list[_FlightPart] = [(0, CHANGE_CIPHER_SPEC, b"\x01")]
+            parts += self._finished_parts(b"client finished")
+            self._start_flight(parts, now, timer=False)
+        elif self.role is DtlsRole.SERVER and not self._resumed:
+            parts = self._ticket_parts() if self._ticket_promised else []
+            parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
             parts += self._finished_parts(b"server finished")
             # The last flight has no timer: it is sent again only when the client's
             # Finished flight is seen again (RFC 6347 §4.2.4).
             self._start_flight(parts, now, timer=False)
+            if self.config.session_cache is not None and self._session_id:
+                self.config.session_cache.store(self._session_record())
         else:
-            # The server's Finished shows it has all of ours: nothing will be sent again.
+            # The peer's Finished shows it has all of ours: nothing will be sent again.
             self._timer = None
             self._flight = []
+        self._resumable = self._use_ems
         self._state = _State.ESTABLISHED
         # Both Finished values are computed: the transcript is no longer needed.
         self._transcript = []
-        self._events.append(HandshakeComplete(self._identity))
+        self._events.append(HandshakeComplete(self._identity, self._resumed))
         self._events.extend(ApplicationData(data) for data in self._early_data)
         self._early_data = []
 
