@@ -41,6 +41,7 @@ __all__ = [
     "ServerEcdhParams",
     "ecdsa_sign",
     "ecdsa_verify",
+    "load_point",
     "server_params_content",
 ]
 
@@ -161,8 +162,9 @@ class EcdheKeyPair:
 
     __slots__ = ("_private", "point")
 
-    def __init__(self) -> None:
-        self._private = ec.generate_private_key(ec.SECP256R1())
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        # A given key is for known-answer tests; a handshake always takes a fresh one.
+        self._private = private_key or ec.generate_private_key(ec.SECP256R1())
         self.point = self._private.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
