@@ -31,7 +31,16 @@ from lwm2m.tls.connection import (
     HandshakeComplete,
     HandshakeFailure,
 )
-from lwm2m.tls.messages import HandshakeType, encode_handshake, split_handshake_fragments
+from lwm2m.tls.messages import (
+    ClientHello,
+    HandshakeType,
+    ServerHello,
+    SignatureAlgorithmsExtension,
+    SupportedGroupsExtension,
+    UnknownExtension,
+    encode_handshake,
+    split_handshake_fragments,
+)
 from lwm2m.tls.record import ALERT, DTLS_1_2, HANDSHAKE, DtlsRecord, parse_datagram
 from lwm2m.tls.sessions import DtlsServerSessions, DtlsSessionEvent
 
@@ -546,3 +555,60 @@ def test_the_session_table_serves_raw_public_key_clients() -> None:
     )
     connection = table.connection(event.session)
     assert connection is not None and connection.peer_identity == CLIENT_SPKI
+
+
+# --- renegotiation_info (RFC 5746), which OpenSSL clients require -----------------------------
+
+
+def _server_hello_for(hello: ClientHello) -> ServerHello | HandshakeFailure:
+    server = DtlsConnection(
+        DtlsRole.SERVER, ConnectionConfig(certificate=_x509_server()), 0.0, address=ADDRESS
+    )
+    message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+    server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+    for event in _events(server):
+        assert isinstance(event, HandshakeFailure)
+        return event
+    [datagram] = server.datagrams_to_send(0.0)[:1]
+    record = parse_datagram(datagram)[0]
+    [(header, body)] = split_handshake_fragments(record.fragment)
+    assert header.msg_type == HandshakeType.SERVER_HELLO
+    return ServerHello.parse(body)
+
+
+ECDSA_HELLO_EXTENSIONS = (
+    SupportedGroupsExtension((23,)),
+    SignatureAlgorithmsExtension((0x0403,)),
+)
+
+
+def test_renegotiation_info_is_answered_empty_when_the_client_signals_it() -> None:
+    for hello in (
+        ClientHello(bytes(32), (CCM_8, 0x00FF), extensions=ECDSA_HELLO_EXTENSIONS),
+        ClientHello(
+            bytes(32), (CCM_8,), extensions=(*ECDSA_HELLO_EXTENSIONS, UnknownExtension(0xFF01, b"\x00"))
+        ),
+    ):
+        answer = _server_hello_for(hello)
+        assert isinstance(answer, ServerHello)
+        assert answer.extension(0xFF01) == UnknownExtension(0xFF01, b"\x00")
+    silent = _server_hello_for(ClientHello(bytes(32), (CCM_8,), extensions=ECDSA_HELLO_EXTENSIONS))
+    assert isinstance(silent, ServerHello) and silent.extension(0xFF01) is None
+
+
+def test_a_renegotiation_info_of_a_renegotiation_is_refused() -> None:
+    extensions = (*ECDSA_HELLO_EXTENSIONS, UnknownExtension(0xFF01, b"\x0c" + bytes(12)))
+    failure = _server_hello_for(ClientHello(bytes(32), (CCM_8,), extensions=extensions))
+    assert isinstance(failure, HandshakeFailure) and "renegotiation" in failure.reason
+
+
+def test_a_client_without_signature_algorithms_gets_no_ecdsa_suite() -> None:
+    # RFC 5246 §7.4.1.4.1: it would expect SHA-1 signatures, which the server does not make.
+    failure = _server_hello_for(
+        ClientHello(bytes(32), (CCM_8,), extensions=(SupportedGroupsExtension((23,)),))
+    )
+    assert isinstance(failure, HandshakeFailure) and "no cipher suite in common" in failure.reason
+    failure = _server_hello_for(
+        ClientHello(bytes(32), (CCM_8,), extensions=(SupportedGroupsExtension((24,)),))
+    )
+    assert isinstance(failure, HandshakeFailure)

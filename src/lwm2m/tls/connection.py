@@ -97,6 +97,7 @@ from lwm2m.tls.messages import (
     ServerKeyExchange,
     SignatureAlgorithmsExtension,
     SupportedGroupsExtension,
+    UnknownExtension,
     encode_handshake,
     parse_handshake_body,
     split_handshake_fragments,
@@ -851,6 +852,7 @@ class DtlsConnection:
             self._peer_cid = offer.cid
             self._cid_negotiated = True
             extensions += (ConnectionIdExtension(self._own_cid),)
+        extensions += _renegotiation_info(hello)
         if self._suite in ECDSA_SUITES:
             extensions += self._ecdsa_server_extensions(hello)
         server_hello = ServerHello(self._server_random, self._suite, extensions=extensions)
@@ -1164,3 +1166,21 @@ class DtlsConnection:
             self._state = _State.WAIT_FINISHED
         else:
             raise HandshakeAborted(UNEXPECTED_MESSAGE, f"unexpected message {msg_type} in {state.name}")
+
+
+# RFC 5746: the signalling cipher suite value and the extension of secure renegotiation.
+TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
+RENEGOTIATION_INFO: Final = 0xFF01
+
+
+def _renegotiation_info(hello: ClientHello) -> tuple[Extension, ...]:
+    """The server's renegotiation_info answer (RFC 5746 §3.6): empty, for a first handshake,
+    whenever the client signals support; OpenSSL clients refuse a server without it. We never
+    renegotiate, so this only tells the client that no renegotiation can be spliced in."""
+    offered = hello.extension(RENEGOTIATION_INFO)
+    if offered is not None and offered.data() != b"\x00":
+        # A non-empty renegotiated_connection on a first handshake (RFC 5746 §3.6).
+        raise HandshakeAborted(HANDSHAKE_FAILURE, "renegotiation_info of a renegotiation")
+    if offered is None and TLS_EMPTY_RENEGOTIATION_INFO_SCSV not in hello.cipher_suites:
+        return ()
+    return (UnknownExtension(RENEGOTIATION_INFO, b"\x00"),)
