@@ -30,7 +30,7 @@ import hmac
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, Self
+from typing import ClassVar, Final, Self, TypeGuard
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -187,6 +187,8 @@ class PeerCredentials:
     public_key: bytes
     name: str | None = None
     certificates: tuple[bytes, ...] = ()
+    # The loaded key, kept so that the handshake's signature checks need not parse it again.
+    key: ec.EllipticCurvePublicKey | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> bytes:
@@ -281,7 +283,8 @@ class CertificateCredentials:
         if not message.entries:
             raise CertificateRejected("the peer sent no certificate")
         if message.certificate_type == CertificateType.RAW_PUBLIC_KEY:
-            peer = PeerCredentials(CertificateType.RAW_PUBLIC_KEY, _checked_spki(message.entries[0]))
+            spki, key = _checked_spki(message.entries[0])
+            peer = PeerCredentials(CertificateType.RAW_PUBLIC_KEY, spki, key=key)
             if peer.public_key in self.peer_public_keys:
                 return peer
             if self.accept is not None and self._accepts(peer):
@@ -293,13 +296,14 @@ class CertificateCredentials:
             raise CertificateRejected(f"a malformed certificate: {error}") from None
         leaf = chain[0]
         try:
-            key = leaf.public_key()
+            leaf_key = leaf.public_key()
         except (ValueError, TypeError) as error:  # an unknown or malformed key algorithm
             raise CertificateRejected(f"an unusable certificate key: {error}") from None
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        if not _is_p256(leaf_key):
             # RFC 8422 §5.3: the ECDSA suites need an ECDSA-capable key on a group we offered.
             raise CertificateRejected("the peer's certificate key is not a secp256r1 key")
-        peer = PeerCredentials(CertificateType.X509, spki_der(key), _name(leaf), tuple(message.entries))
+        entries = tuple(message.entries)
+        peer = PeerCredentials(CertificateType.X509, spki_der(leaf_key), _name(leaf), entries, leaf_key)
         if peer_is_server and self.certificate_usage is not None:
             assert self.server_certificate is not None
             pinned = self.server_certificate.public_bytes(serialization.Encoding.DER)
@@ -359,15 +363,19 @@ def _subject(name: str) -> DNSName | IPAddress:
         raise DtlsError(f"{name!r} is neither a DNS name nor an IP address") from None
 
 
-def _checked_spki(der: bytes) -> bytes:
+def _is_p256(key: object) -> TypeGuard[ec.EllipticCurvePublicKey]:
+    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+
+
+def _checked_spki(der: bytes) -> tuple[bytes, ec.EllipticCurvePublicKey]:
     # The key must be one we can verify ECDSA-SHA256 with (RFC 7250 §3 leaves the type open).
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, TypeError, NotImplementedError) as error:
         raise CertificateRejected(f"a malformed raw public key: {error}") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+    if not _is_p256(key):
         raise CertificateRejected("the peer's raw public key is not a secp256r1 key")
-    return spki_der(key)  # the canonical DER, whatever equivalent encoding was sent
+    return spki_der(key), key  # the canonical DER, whatever equivalent encoding was sent
 
 
 def _name(certificate: x509.Certificate) -> str | None:
@@ -441,6 +449,8 @@ def answered_types(
 
 def peer_public_key(peer: PeerCredentials) -> ec.EllipticCurvePublicKey:
     """The peer's secp256r1 key, to check its signatures with (RFC 8422 §5.4, RFC 5246 §7.4.8)."""
+    if peer.key is not None:
+        return peer.key
     key = serialization.load_der_public_key(peer.public_key)
     if not isinstance(key, ec.EllipticCurvePublicKey):  # check_peer let only P-256 keys through
         raise CertificateRejected("the peer's key is not an EC key")
