@@ -410,6 +410,82 @@ def test_any_certificate_or_key_exchange_message_is_processed_or_refused(
         assert isinstance(event, HandshakeFailure)
 
 
+def _only(datagrams: list[bytes], msg_types: set[int]) -> list[bytes]:
+    # The epoch-0 handshake records of those message types, one datagram each.
+    out = []
+    for datagram in datagrams:
+        for record in parse_datagram(datagram):
+            if record.content_type == HANDSHAKE and record.epoch == 0:
+                [(header, _)] = split_handshake_fragments(record.fragment)
+                if header.msg_type in msg_types:
+                    out.append(record.encode())
+    return out
+
+
+def _to_server_flight() -> tuple[DtlsConnection, DtlsConnection, list[bytes]]:
+    client, server = _pair(_x509_server(), _x509_client(), connection_id=False)
+    for datagram in client.datagrams_to_send(0.0):
+        server.receive_datagram(datagram, 0.0)
+    for datagram in server.datagrams_to_send(0.0):
+        client.receive_datagram(datagram, 0.0)
+    for datagram in client.datagrams_to_send(0.0):
+        server.receive_datagram(datagram, 0.0)
+    return client, server, server.datagrams_to_send(0.0)
+
+
+def _client_after_the_server_certificate() -> DtlsConnection:
+    """A client holding the server's ServerHello and Certificate: next, message_seq 3."""
+    client, _, server_flight = _to_server_flight()
+    for datagram in _only(server_flight, {HandshakeType.SERVER_HELLO, HandshakeType.CERTIFICATE}):
+        client.receive_datagram(datagram, 0.0)
+    return client
+
+
+def _server_before_certificate_verify() -> DtlsConnection:
+    """A server holding the client's Certificate and ClientKeyExchange: next, message_seq 4."""
+    client, server, server_flight = _to_server_flight()
+    for datagram in server_flight:
+        client.receive_datagram(datagram, 0.0)
+    client_flight = client.datagrams_to_send(0.0)
+    for datagram in _only(client_flight, {HandshakeType.CERTIFICATE, HandshakeType.CLIENT_KEY_EXCHANGE}):
+        server.receive_datagram(datagram, 0.0)
+    return server
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.binary(max_size=200), msg_type=st.sampled_from([12, 13, 14]))
+def test_any_server_message_after_the_certificate_is_processed_or_refused(body: bytes, msg_type: int) -> None:
+    client = _client_after_the_server_certificate()
+    message = encode_handshake(msg_type, 3, body)
+    client.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
+    client.datagrams_to_send(0.0)
+    for event in _events(client):
+        assert isinstance(event, HandshakeFailure)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.binary(max_size=120), msg_type=st.sampled_from([15, 20]))
+def test_any_certificate_verify_is_processed_or_refused(body: bytes, msg_type: int) -> None:
+    server = _server_before_certificate_verify()
+    message = encode_handshake(msg_type, 4, body)
+    server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
+    server.datagrams_to_send(0.0)
+    for event in _events(server):
+        assert isinstance(event, HandshakeFailure)
+
+
+def test_the_part_way_stages_are_where_they_claim() -> None:
+    # A valid message completes each stage, so the fuzzing above reaches the parsers.
+    client = _client_after_the_server_certificate()
+    assert client._peer is not None and not client._peer_point
+    server = _server_before_certificate_verify()
+    assert server._state.name == "WAIT_CERTIFICATE_VERIFY"
+    message = encode_handshake(HandshakeType.CERTIFICATE_VERIFY, 4, b"\x04\x03\x00\x00")
+    server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
+    [event] = _events(server)
+    assert isinstance(event, HandshakeFailure) and "signature" in event.reason
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.binary(max_size=300))
 def test_any_datagram_in_the_middle_of_an_ecdsa_handshake_is_processed_or_dropped(data: bytes) -> None:
