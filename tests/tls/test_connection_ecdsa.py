@@ -320,7 +320,7 @@ def test_an_untrusted_server_chain_is_an_unknown_ca() -> None:
 
 def test_a_server_certificate_for_another_name_is_refused() -> None:
     client, server = _pair(_x509_server(), _x509_client(expected_name="other.example"))
-    _assert_failed(client, server, _run(client, server), 48)
+    _assert_failed(client, server, _run(client, server), 42)
 
 
 def test_certificate_usage_3_takes_the_pinned_server_certificate_only() -> None:

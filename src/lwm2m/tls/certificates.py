@@ -324,32 +324,46 @@ class CertificateCredentials:
     def _validate(self, chain: list[x509.Certificate], *, peer_is_server: bool) -> None:
         if not self.trust_anchors:
             raise UnknownCertificateAuthority("no trust anchors to check the peer's chain against")
-        builder = PolicyBuilder().store(Store(list(self.trust_anchors)))
-        if self.validation_time is not None:
-            builder = builder.time(self.validation_time())
+        name = self.expected_name if peer_is_server else None
         try:
-            if peer_is_server and self.expected_name is not None:
-                builder.build_server_verifier(_subject(self.expected_name)).verify(chain[0], chain[1:])
-            else:
-                # A client certificate names its endpoint in the subject CN, often without a
-                # subjectAltName, which the Web PKI profile would require; an extended key
-                # usage, when present, must still allow clientAuth. A server certificate
-                # checked without a name to match is held to the chain alone.
-                ee_policy = (
-                    ExtensionPolicy.permit_all()
-                    if peer_is_server
-                    else ExtensionPolicy.webpki_defaults_ee().may_be_present(
-                        x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
-                    )
-                )
-                builder = builder.extension_policies(
-                    ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy
-                )
-                builder.build_client_verifier().verify(chain[0], chain[1:])
+            self._verify(chain, peer_is_server=peer_is_server, name=name)
         except VerificationError as error:
+            if name is not None and self._verifies(chain):
+                # A chain we trust, for another name: the certificate, not its issuer, is wrong.
+                raise CertificateRejected(f"the server's certificate is not for {name}: {error}") from None
             raise UnknownCertificateAuthority(f"the peer's chain does not validate: {error}") from None
         except ValueError as error:  # e.g. a malformed extension, parsed only now
             raise CertificateRejected(f"a malformed certificate: {error}") from None
+
+    def _verifies(self, chain: list[x509.Certificate]) -> bool:
+        try:
+            self._verify(chain, peer_is_server=True, name=None)
+        except (VerificationError, ValueError):
+            return False
+        return True
+
+    def _verify(self, chain: list[x509.Certificate], *, peer_is_server: bool, name: str | None) -> None:
+        builder = PolicyBuilder().store(Store(list(self.trust_anchors)))
+        if self.validation_time is not None:
+            builder = builder.time(self.validation_time())
+        if name is not None:
+            builder.build_server_verifier(_subject(name)).verify(chain[0], chain[1:])
+            return
+        # A client certificate names its endpoint in the subject CN, often without a
+        # subjectAltName, which the Web PKI profile would require; an extended key usage, when
+        # present, must still allow clientAuth. A server certificate checked without a name to
+        # match is held to the chain alone.
+        ee_policy = (
+            ExtensionPolicy.permit_all()
+            if peer_is_server
+            else ExtensionPolicy.webpki_defaults_ee().may_be_present(
+                x509.SubjectAlternativeName, Criticality.AGNOSTIC, None
+            )
+        )
+        builder = builder.extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=ee_policy
+        )
+        builder.build_client_verifier().verify(chain[0], chain[1:])
 
 
 def _subject(name: str) -> DNSName | IPAddress:
