@@ -225,6 +225,33 @@ def test_raw_public_keys_both_ways(suite: int) -> None:
     assert _events(server) == [ApplicationData(b"ping")]
 
 
+def test_the_hellos_carry_ems_cid_and_the_ecc_extensions() -> None:
+    seen: dict[str, object] = {}
+
+    def record_hellos(name: str, datagrams: list[bytes]) -> list[bytes]:
+        for datagram in datagrams:
+            for record in parse_datagram(datagram, 6):
+                if record.content_type == HANDSHAKE and record.epoch == 0:
+                    for header, body in split_handshake_fragments(record.fragment):
+                        if header.msg_type == HandshakeType.CLIENT_HELLO:
+                            seen["client"] = ClientHello.parse(body)
+                        elif header.msg_type == HandshakeType.SERVER_HELLO:
+                            seen["server"] = ServerHello.parse(body)
+        return datagrams
+
+    client, server = _pair(_rpk_server(), _rpk_client())
+    _run(client, server, record_hellos)
+    assert client.established
+    hello, answer = seen["client"], seen["server"]
+    assert isinstance(hello, ClientHello) and isinstance(answer, ServerHello)
+    assert hello.cipher_suites == (CCM_8, GCM)  # no PSK suite without a PSK
+    assert [e.extension_type for e in hello.extensions] == [23, 54, 10, 11, 13, 19, 20]
+    assert hello.extension(10) == SupportedGroupsExtension((23,))
+    assert hello.extension(13) == SignatureAlgorithmsExtension((0x0403,))
+    # RFC 7627 and RFC 9146 answered as for PSK; ec_point_formats answered (RFC 8422 §5.2).
+    assert [e.extension_type for e in answer.extensions] == [23, 54, 11, 19, 20]
+
+
 def test_the_server_looks_a_raw_public_key_client_up_with_its_policy() -> None:
     store = {CLIENT_SPKI.hex(): "endpoint-1"}
     server_credentials = rpk_credentials(SERVER_KEY, accept=lambda peer: peer.public_key.hex() in store)
