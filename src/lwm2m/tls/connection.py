@@ -20,6 +20,12 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
   the CID it wants to receive, the server answers with its own when offered; once keys are in
   use (epoch 1) the records to a peer that gave a non-empty CID are ``tls12_cid`` records
   (§4, the additional data of §5), and the records from the peer must carry our CID.
+- TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 7251) and TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+  (RFC 5289) with ``ConnectionConfig.certificate``: Certificate, the signed ServerKeyExchange
+  (RFC 8422 §5.4), a CertificateRequest always (mutual authentication), ClientKeyExchange and
+  CertificateVerify (RFC 5246 §7.4.2-§7.4.8), X.509 or raw public keys (RFC 7250); the
+  messages and checks live in :mod:`lwm2m.tls.keyexchange` and :mod:`lwm2m.tls.certificates`;
+- renegotiation_info answered empty (RFC 5746 §3.6) when the client signals it.
 
 Like the CoAP endpoint it does no I/O and reads no clock: the caller feeds datagrams with
 :meth:`DtlsConnection.receive_datagram`, sends what :meth:`DtlsConnection.datagrams_to_send`
