@@ -427,3 +427,29 @@ class HandshakeAborted(HandshakeError):
 class SessionStateError(ProtocolError):
     """Exported session or connection state that cannot be read back: truncated, of another
     format version, or holding a value out of range; the message names the field."""
+
+
+# --- ECDHE-ECDSA with raw public keys and X.509 (tls/keyexchange.py, tls/certificates.py) ---
+
+
+class BadSignature(HandshakeError):
+    """A ServerKeyExchange or CertificateVerify signature does not verify, or uses an algorithm
+    that was not offered."""
+
+
+class InvalidPeerKey(HandshakeError):
+    """The peer's ECDH point or certificate key is not a P-256 key this engine takes."""
+
+
+class CertificateRejected(HandshakeError):
+    """The peer's certificate, chain or raw public key is malformed, unusable or refused by
+    the policy (the bad_certificate alert)."""
+
+
+class UnknownCertificateAuthority(CertificateRejected):
+    """No trust anchor vouches for the peer's chain, or its raw public key is unknown (the
+    unknown_ca alert)."""
+
+
+class CertificateTypeMismatch(HandshakeError):
+    """No certificate type in common with the peer (RFC 7250 §4.2: unsupported_certificate)."""

@@ -3,6 +3,15 @@ window, record protection, handshake messages and their fragmentation, the TLS 1
 the PSK handshake state machine with Connection IDs, the server's table of connections. No
 sockets, no clock: ``lwm2m.transport`` will drive it."""
 
+from lwm2m.tls.certificates import (
+    CertificateCredentials,
+    CertificateMessage,
+    CertificateRequest,
+    CertificateType,
+    CertificateUsage,
+    PeerCredentials,
+    spki_der,
+)
 from lwm2m.tls.connection import (
     ApplicationData,
     ConnectionClosed,
@@ -14,7 +23,15 @@ from lwm2m.tls.connection import (
     HandshakeComplete,
     HandshakeFailure,
 )
+from lwm2m.tls.keyexchange import (
+    DigitallySigned,
+    EcdhClientKeyExchange,
+    EcdheKeyPair,
+    EcdheServerKeyExchange,
+    ServerEcdhParams,
+)
 from lwm2m.tls.messages import (
+    ClientCertificateTypeExtension,
     ClientHello,
     ClientKeyExchange,
     ConnectionIdExtension,
@@ -28,6 +45,7 @@ from lwm2m.tls.messages import (
     HandshakeType,
     HelloVerifyRequest,
     RecordSizeLimitExtension,
+    ServerCertificateTypeExtension,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
@@ -73,6 +91,12 @@ __all__ = [
     "AeadAlgorithm",
     "AeadProtection",
     "ApplicationData",
+    "CertificateCredentials",
+    "CertificateMessage",
+    "CertificateRequest",
+    "CertificateType",
+    "CertificateUsage",
+    "ClientCertificateTypeExtension",
     "ClientHello",
     "ClientKeyExchange",
     "ConnectionClosed",
@@ -80,6 +104,7 @@ __all__ = [
     "ConnectionIdExtension",
     "ConnectionState",
     "CookieChecker",
+    "DigitallySigned",
     "DtlsConnection",
     "DtlsEvent",
     "DtlsRecord",
@@ -87,6 +112,9 @@ __all__ = [
     "DtlsServerSessions",
     "DtlsSessionEvent",
     "EcPointFormatsExtension",
+    "EcdhClientKeyExchange",
+    "EcdheKeyPair",
+    "EcdheServerKeyExchange",
     "ExtendedMasterSecretExtension",
     "Extension",
     "ExtensionType",
@@ -101,11 +129,14 @@ __all__ = [
     "KeyBlock",
     "NewSessionTicket",
     "NullProtection",
+    "PeerCredentials",
     "ReassembledMessage",
     "RecordProtection",
     "RecordSizeLimitExtension",
     "ReplayWindow",
     "ResumableSession",
+    "ServerCertificateTypeExtension",
+    "ServerEcdhParams",
     "ServerHello",
     "ServerHelloDone",
     "ServerKeyExchange",
@@ -128,5 +159,6 @@ __all__ = [
     "parse_datagram",
     "parse_record",
     "psk_premaster_secret",
+    "spki_der",
     "verify_data",
 ]

@@ -29,6 +29,12 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
   §3.3);
 - an established connection exported as bytes and imported elsewhere
   (:meth:`DtlsConnection.export_state`, :class:`~lwm2m.tls.state.ConnectionState`).
+- TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 7251) and TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+  (RFC 5289) with ``ConnectionConfig.certificate``: Certificate, the signed ServerKeyExchange
+  (RFC 8422 §5.4), a CertificateRequest always (mutual authentication), ClientKeyExchange and
+  CertificateVerify (RFC 5246 §7.4.2-§7.4.8), X.509 or raw public keys (RFC 7250); the
+  messages and checks live in :mod:`lwm2m.tls.keyexchange` and :mod:`lwm2m.tls.certificates`;
+- renegotiation_info answered empty (RFC 5746 §3.6) when the client signals it.
 
 Like the CoAP endpoint it does no I/O and reads no clock: the caller feeds datagrams with
 :meth:`DtlsConnection.receive_datagram`, sends what :meth:`DtlsConnection.datagrams_to_send`
@@ -44,23 +50,55 @@ import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Final, TypeVar
 
 from lwm2m.errors import (
     BadRecordMac,
+    BadSignature,
+    CertificateRejected,
+    CertificateTypeMismatch,
     DtlsError,
     HandshakeAborted,
     HandshakeError,
+    InvalidPeerKey,
     ProtocolError,
     SecurityError,
     SessionClosed,
     SessionStateError,
+    UnknownCertificateAuthority,
+)
+from lwm2m.tls.certificates import (
+    ECDSA_SIGN,
+    CertificateCredentials,
+    CertificateMessage,
+    CertificateRequest,
+    CertificateType,
+    PeerCredentials,
+    answered_types,
+    choose_types,
+    offered_types,
+    peer_public_key,
+)
+from lwm2m.tls.keyexchange import (
+    ECDSA_SECP256R1_SHA256,
+    SECP256R1,
+    DigitallySigned,
+    EcdhClientKeyExchange,
+    EcdheKeyPair,
+    EcdheServerKeyExchange,
+    ServerEcdhParams,
+    ecdsa_sign,
+    ecdsa_verify,
+    load_point,
+    server_params_content,
 )
 from lwm2m.tls.messages import (
     MAX_PSK_IDENTITY_LENGTH,
+    ClientCertificateTypeExtension,
     ClientHello,
     ClientKeyExchange,
     ConnectionIdExtension,
+    EcPointFormatsExtension,
     ExtendedMasterSecretExtension,
     Extension,
     ExtensionType,
@@ -68,10 +106,14 @@ from lwm2m.tls.messages import (
     HandshakeHeader,
     HandshakeType,
     HelloVerifyRequest,
+    ServerCertificateTypeExtension,
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
     SessionTicketExtension,
+    SignatureAlgorithmsExtension,
+    SupportedGroupsExtension,
+    UnknownExtension,
     encode_handshake,
     parse_handshake_body,
     split_handshake_fragments,
@@ -85,7 +127,7 @@ from lwm2m.tls.prf import (
     psk_premaster_secret,
     verify_data,
 )
-from lwm2m.tls.protection import AES_128_CCM_8, AeadProtection, NullProtection
+from lwm2m.tls.protection import SUITE_ALGORITHMS, AeadProtection, NullProtection
 from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragment_handshake
 from lwm2m.tls.record import (
     ALERT,
@@ -117,6 +159,9 @@ __all__ = [
 ]
 
 TLS_PSK_WITH_AES_128_CCM_8: Final = 0xC0A8
+TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: Final = 0xC0AE  # RFC 7251
+TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: Final = 0xC02B  # RFC 5289
+ECDSA_SUITES: Final = (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
 
 # AlertLevel and AlertDescription (RFC 5246 §7.2, RFC 4279 §2 for unknown_psk_identity).
 WARNING: Final = 1
@@ -125,7 +170,10 @@ CLOSE_NOTIFY: Final = 0
 UNEXPECTED_MESSAGE: Final = 10
 BAD_RECORD_MAC: Final = 20
 HANDSHAKE_FAILURE: Final = 40
+BAD_CERTIFICATE: Final = 42
+UNSUPPORTED_CERTIFICATE: Final = 43
 ILLEGAL_PARAMETER: Final = 47
+UNKNOWN_CA: Final = 48
 DECODE_ERROR: Final = 50
 DECRYPT_ERROR: Final = 51
 INTERNAL_ERROR: Final = 80
@@ -223,6 +271,11 @@ class ConnectionConfig:
     ServerKeyExchange when not None) and ``cookie_checker`` (None: no cookie exchange, for a
     caller that checked the cookie before making the connection).
 
+    ECDHE_ECDSA (RFC 8422): ``certificate`` holds the key, the certificate chain or raw public
+    key and how the peer is trusted; a client offers ``ecdsa_suites`` (in that order) before the
+    PSK suite, which it offers only with a PSK; a server picks the first of its ``ecdsa_suites``
+    the client offers, else PSK, and always asks for the client's certificate.
+
     Connection ID (RFC 9146): with ``connection_id`` (the default) the client offers the
     extension and the server answers it. The CID a side asks to receive has ``cid_length``
     bytes (0: it sends CIDs but wants none); a server CID starts with the byte ``node_id``, so
@@ -248,15 +301,20 @@ class ConnectionConfig:
     session_cache: SessionCache | None = None
     ticket_keys: TicketKeys | None = None
     session_tickets: bool = True
+    certificate: CertificateCredentials | None = None
+    ecdsa_suites: tuple[int, ...] = ECDSA_SUITES
 
 
 @dataclass(frozen=True, slots=True)
 class HandshakeComplete:
-    """The handshake finished; ``psk_identity`` is the identity it used (the client's);
-    ``resumed`` is True for an abbreviated handshake (RFC 5246 §7.3)."""
+    """The handshake finished; ``psk_identity`` is the identity it used (the client's: with
+    ECDHE_ECDSA, on the server, the client's certificate name or raw public key, on the client
+    empty); ``resumed`` is True for an abbreviated handshake (RFC 5246 §7.3); ``peer`` holds
+    the certificate or raw public key the peer proved it holds."""
 
     psk_identity: bytes
     resumed: bool = False
+    peer: PeerCredentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +346,7 @@ class _State(enum.Enum):
     WAIT_SERVER_HELLO = enum.auto()  # client
     WAIT_SERVER_HELLO_DONE = enum.auto()  # client
     WAIT_CLIENT_KEY_EXCHANGE = enum.auto()  # server
+    WAIT_CERTIFICATE_VERIFY = enum.auto()  # server, ECDHE_ECDSA
     WAIT_FINISHED = enum.auto()  # both
     ESTABLISHED = enum.auto()
     CLOSED = enum.auto()
@@ -296,6 +355,7 @@ class _State(enum.Enum):
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
+_T = TypeVar("_T")
 
 # A message of a flight: the epoch it is sent in, its content type and its plaintext. A flight
 # is kept as plaintext so that every retransmission gets fresh record sequence numbers.
@@ -305,19 +365,19 @@ _FlightPart = tuple[int, int, bytes]
 class DtlsConnection:
     """One DTLS 1.2 PSK connection with one peer, client or server, without I/O."""
 
-    # A server holds one per session, so no per-instance dict for these (issue 14: ≤ 4 KB per
-    # established session). ``__dict__`` stays so that an attribute not listed here still
-    # works: a dict is then made for that instance, on first use only.
+    # A server holds one per session, so no per-instance dict (issue 14: ≤ 4 KB per
+    # established session).
     __slots__ = (
-        "__dict__",
         "_advanced",
         "_binding",
+        "_certificate_requested",
         "_cid_negotiated",
         "_client_random",
         "_cookie",
         "_created",
         "_early",
         "_early_data",
+        "_ecdhe",
         "_events",
         "_flight",
         "_identity",
@@ -326,10 +386,14 @@ class DtlsConnection:
         "_offered_id",
         "_outbox",
         "_own_cid",
+        "_own_type",
+        "_peer",
         "_peer_cid",
         "_peer_flight_end",
         "_peer_hint",
+        "_peer_point",
         "_peer_repeated",
+        "_peer_type",
         "_read_protection",
         "_reassembler",
         "_resumable",
@@ -338,6 +402,7 @@ class DtlsConnection:
         "_server_random",
         "_session_id",
         "_state",
+        "_suite",
         "_ticket",
         "_ticket_lifetime",
         "_ticket_promised",
@@ -368,14 +433,16 @@ class DtlsConnection:
         self.role = DtlsRole(role)
         self.config = config
         self.address = address
-        if self.role is DtlsRole.CLIENT:
+        if self.role is DtlsRole.CLIENT and (config.certificate is None or config.psk):
             # Checked here so that a bad configuration fails at once, not inside a datagram.
             if not 1 <= len(config.psk_identity) <= MAX_PSK_IDENTITY_LENGTH:
                 raise DtlsError(f"a PSK identity has 1..{MAX_PSK_IDENTITY_LENGTH} bytes")
             if not 1 <= len(config.psk) <= MAX_PSK_LENGTH:
                 raise DtlsError(f"a PSK has 1..{MAX_PSK_LENGTH} bytes")
-        elif config.psk_lookup is None:
-            raise DtlsError("a DTLS PSK server needs psk_lookup")
+        elif self.role is DtlsRole.SERVER and config.psk_lookup is None and config.certificate is None:
+            raise DtlsError("a DTLS server needs psk_lookup or a certificate")
+        if any(suite not in ECDSA_SUITES for suite in config.ecdsa_suites):
+            raise DtlsError(f"ecdsa_suites may hold only {[hex(s) for s in ECDSA_SUITES]}")
         if not 0 <= config.cid_length <= MAX_CID_LENGTH:
             raise DtlsError(f"a connection ID has 0..{MAX_CID_LENGTH} bytes, not {config.cid_length}")
         if not 0 <= config.node_id <= 0xFF:
@@ -411,6 +478,15 @@ class DtlsConnection:
         self._master = b""
         self._identity = b""
         self._peer_hint = b""
+        # The negotiated suite and, for ECDHE_ECDSA, the handshake's ephemeral key, the
+        # certificate types (RFC 7250 §4), the peer's credentials and the server's point.
+        self._suite = TLS_PSK_WITH_AES_128_CCM_8
+        self._ecdhe: EcdheKeyPair | None = None
+        self._own_type = CertificateType.X509
+        self._peer_type = CertificateType.X509
+        self._peer: PeerCredentials | None = None
+        self._peer_point = b""
+        self._certificate_requested = False
         # RFC 9146: the CID we receive (records from the peer carry it) and the one we send;
         # only meaningful once ``_cid_negotiated``.
         self._cid_negotiated = False
@@ -470,6 +546,16 @@ class DtlsConnection:
     def peer_identity(self) -> bytes | None:
         """The PSK identity of the established session (the client's), else None."""
         return self._identity if self._state is _State.ESTABLISHED else None
+
+    @property
+    def peer_credentials(self) -> PeerCredentials | None:
+        """The peer's certificate or raw public key (ECDHE_ECDSA, once established), else None."""
+        return self._peer if self._state is _State.ESTABLISHED else None
+
+    @property
+    def cipher_suite(self) -> int:
+        """The cipher suite chosen (PSK with CCM_8 until a ServerHello says otherwise)."""
+        return self._suite
 
     @property
     def cid_negotiated(self) -> bool:
@@ -887,6 +973,8 @@ class DtlsConnection:
                 self._send_client_hello(now)
             elif state is _State.WAIT_SERVER_HELLO and msg_type == HandshakeType.SERVER_HELLO:
                 self._server_hello(message)
+            elif state is _State.WAIT_SERVER_HELLO_DONE and self._suite in ECDSA_SUITES:
+                self._ecdsa_server_flight(message, now)
             elif state is _State.WAIT_SERVER_HELLO_DONE and msg_type == HandshakeType.SERVER_KEY_EXCHANGE:
                 key_exchange = self._parse(message)
                 assert isinstance(key_exchange, ServerKeyExchange)
@@ -911,7 +999,11 @@ class DtlsConnection:
                     UNEXPECTED_MESSAGE, f"unexpected handshake message {msg_type} in {state.name}"
                 )
             return
-        if state is _State.WAIT_CLIENT_KEY_EXCHANGE and msg_type == HandshakeType.CLIENT_KEY_EXCHANGE:
+        if state in (_State.WAIT_CLIENT_KEY_EXCHANGE, _State.WAIT_CERTIFICATE_VERIFY) and (
+            self._suite in ECDSA_SUITES
+        ):
+            self._ecdsa_client_flight(message, now)
+        elif state is _State.WAIT_CLIENT_KEY_EXCHANGE and msg_type == HandshakeType.CLIENT_KEY_EXCHANGE:
             self._server_key_schedule(message, now)
         elif state is _State.WAIT_FINISHED and msg_type == HandshakeType.FINISHED:
             self._peer_finished(message, b"client finished", now)
@@ -927,7 +1019,7 @@ class DtlsConnection:
     def _send_client_hello(self, now: float) -> None:
         hello = ClientHello(
             random=self._client_random,
-            cipher_suites=(TLS_PSK_WITH_AES_128_CCM_8,),
+            cipher_suites=self._offered_suites(),
             session_id=self._offered_id,
             cookie=self._cookie,
             extensions=self._client_extensions(),
@@ -943,21 +1035,25 @@ class DtlsConnection:
         extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),)
         if self.config.connection_id:
             extensions += (ConnectionIdExtension(self._own_cid),)
-        if self.config.session_tickets:
-            # Empty: "a ticket, please" (RFC 5077 §3.2); else the ticket to resume from.
+        if self.config.session_tickets and TLS_PSK_WITH_AES_128_CCM_8 in self._offered_suites():
+            # Empty: "a ticket, please" (RFC 5077 §3.2); else the ticket to resume from. Only
+            # PSK sessions are resumed, so a client with certificates alone asks for none.
             extensions += (SessionTicketExtension(self._offer.ticket if self._offer is not None else b""),)
-        return extensions
+        return (*extensions, *self._ecdsa_extensions())
 
     def _server_hello(self, message: ReassembledMessage) -> None:
         hello = self._parse(message)
         assert isinstance(hello, ServerHello)
-        if hello.cipher_suite != TLS_PSK_WITH_AES_128_CCM_8 or hello.compression_method != 0:
+        if hello.cipher_suite not in self._offered_suites() or hello.compression_method != 0:
             raise HandshakeAborted(
                 ILLEGAL_PARAMETER, f"the server chose cipher suite {hello.cipher_suite:#06x}"
             )
         if hello.server_version != DTLS_1_2:
             raise HandshakeAborted(HANDSHAKE_FAILURE, f"the server chose version {hello.server_version:#06x}")
         self._server_random = hello.random
+        self._suite = hello.cipher_suite
+        if self._suite in ECDSA_SUITES:
+            self._ecdsa_server_hello(hello)
         self._use_ems = hello.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
         answer = hello.extension(ExtensionType.CONNECTION_ID)
         if answer is not None:
@@ -1045,10 +1141,9 @@ class DtlsConnection:
             # ClientHello, so that the server keeps no counter either.
             self._outbox.append(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, record.sequence, message).encode())
             return
-        if TLS_PSK_WITH_AES_128_CCM_8 not in hello.cipher_suites or 0 not in hello.compression_methods:
-            raise HandshakeAborted(
-                HANDSHAKE_FAILURE, "the client offers no cipher suite in common (0xC0A8 is needed)"
-            )
+        self._suite = self._choose_suite(hello)
+        if 0 not in hello.compression_methods:
+            raise HandshakeAborted(HANDSHAKE_FAILURE, "the client offers no null compression")
         if hello.client_version > DTLS_1_2:
             # DTLS versions count down (0xFEFF is 1.0, 0xFEFD 1.2): a larger number is a client
             # whose best version is older than 1.2.
@@ -1073,24 +1168,31 @@ class DtlsConnection:
             self._peer_cid = offer.cid
             self._cid_negotiated = True
             extensions += (ConnectionIdExtension(self._own_cid),)
+        extensions += _renegotiation_info(hello)
+        if self._suite in ECDSA_SUITES:
+            extensions += self._ecdsa_server_extensions(hello)
+        # Resumption is for PSK sessions: an ECDHE_ECDSA session would have to carry the peer's
+        # certificate along, so such clients make a full handshake each time.
+        resumable = self._suite == TLS_PSK_WITH_AES_128_CCM_8 and self._use_ems
         # RFC 5077 §3.2: a ticket for a client that asks, for sessions that may be resumed.
         asks = isinstance(hello.extension(ExtensionType.SESSION_TICKET), SessionTicketExtension)
-        if asks and self._use_ems and self.config.ticket_keys is not None:
+        if asks and resumable and self.config.ticket_keys is not None:
             self._ticket_promised = True
             extensions += (SessionTicketExtension(),)
         session = self._find_session(hello, now)
         if session is not None:
+            self._suite = session.cipher_suite
             self._session_id = hello.session_id  # echoed (RFC 5246 §7.4.1.3, RFC 5077 §3.4)
-        elif self.config.session_cache is not None and self._use_ems:
+        elif self.config.session_cache is not None and resumable:
             self._session_id = self.config.random(SESSION_ID_LENGTH)
-        server_hello = ServerHello(
-            self._server_random, TLS_PSK_WITH_AES_128_CCM_8, self._session_id, extensions=extensions
-        )
+        server_hello = ServerHello(self._server_random, self._suite, self._session_id, extensions=extensions)
         parts = self._handshake_parts(0, server_hello.to_bytes(), HandshakeType.SERVER_HELLO)
         if session is not None:
             self._resume_as_server(session, parts, now)
             return
-        if self.config.psk_identity_hint is not None:
+        if self._suite in ECDSA_SUITES:
+            parts += self._ecdsa_server_parts()
+        elif self.config.psk_identity_hint is not None:
             hint = ServerKeyExchange(self.config.psk_identity_hint).to_bytes()
             parts += self._handshake_parts(0, hint, HandshakeType.SERVER_KEY_EXCHANGE)
         parts += self._handshake_parts(0, ServerHelloDone().to_bytes(), HandshakeType.SERVER_HELLO_DONE)
@@ -1177,11 +1279,12 @@ class DtlsConnection:
     def _handshake_hash(self) -> bytes:
         return hashlib.sha256(b"".join(self._transcript)).digest()
 
-    def _install_keys(self, psk: bytes) -> None:
-        try:
-            premaster = psk_premaster_secret(psk)
-        except SecurityError as error:
-            raise HandshakeAborted(INTERNAL_ERROR, f"unusable PSK: {error}") from None
+    def _install_keys(self, psk: bytes, premaster: bytes | None = None) -> None:
+        if premaster is None:
+            try:
+                premaster = psk_premaster_secret(psk)
+            except SecurityError as error:
+                raise HandshakeAborted(INTERNAL_ERROR, f"unusable PSK: {error}") from None
         if self._use_ems:
             # RFC 7627 §4: the session hash covers the messages up to the ClientKeyExchange.
             self._master = extended_master_secret(premaster, self._handshake_hash())
@@ -1193,8 +1296,9 @@ class DtlsConnection:
     def _install_key_block(self) -> None:
         # RFC 5246 §6.3: a resumed session has the same master secret and new randoms.
         keys = key_block(self._master, self._client_random, self._server_random)
-        client = AeadProtection(AES_128_CCM_8, keys.client_write_key, keys.client_write_iv)
-        server = AeadProtection(AES_128_CCM_8, keys.server_write_key, keys.server_write_iv)
+        algorithm = SUITE_ALGORITHMS[self._suite]
+        client = AeadProtection(algorithm, keys.client_write_key, keys.client_write_iv)
+        server = AeadProtection(algorithm, keys.server_write_key, keys.server_write_iv)
         if self.role is DtlsRole.CLIENT:
             self._write_protection, self._read_protection = client, server
         else:
@@ -1236,7 +1340,7 @@ class DtlsConnection:
         self._state = _State.ESTABLISHED
         # Both Finished values are computed: the transcript is no longer needed.
         self._transcript = []
-        self._events.append(HandshakeComplete(self._identity, self._resumed))
+        self._events.append(HandshakeComplete(self._identity, resumed=self._resumed, peer=self._peer))
         self._events.extend(ApplicationData(data) for data in self._early_data)
         self._early_data = []
 
@@ -1246,3 +1350,245 @@ class DtlsConnection:
             self._receive_record(record, now)
             if self._state in (_State.CLOSED, _State.FAILED):
                 return
+
+    # --- ECDHE_ECDSA (RFC 8422 §5, RFC 5246 §7.4.2-§7.4.8, RFC 7250) ---------------------------
+
+    def _offered_suites(self) -> tuple[int, ...]:
+        suites: tuple[int, ...] = self.config.ecdsa_suites if self.config.certificate is not None else ()
+        if self.config.certificate is None or self.config.psk:
+            suites += (TLS_PSK_WITH_AES_128_CCM_8,)
+        return suites
+
+    def _ecdsa_extensions(self) -> tuple[Extension, ...]:
+        credentials = self.config.certificate
+        if credentials is None:
+            return ()
+        # RFC 8422 §5.1 and RFC 5246 §7.4.1.4.1: what we take, so that the server signs with
+        # ECDSA-SHA256 on secp256r1; RFC 7250 §4.1: the certificate types.
+        extensions: tuple[Extension, ...] = (
+            SupportedGroupsExtension((SECP256R1,)),
+            EcPointFormatsExtension((0,)),
+            SignatureAlgorithmsExtension((ECDSA_SECP256R1_SHA256,)),
+        )
+        client, server = offered_types(credentials)
+        if client is not None:
+            extensions += (client,)
+        if server is not None:
+            extensions += (server,)
+        return extensions
+
+    def _choose_suite(self, hello: ClientHello) -> int:
+        if self.config.certificate is not None and self._ecdsa_acceptable(hello):
+            for suite in self.config.ecdsa_suites:
+                if suite in hello.cipher_suites:
+                    return suite
+        if self.config.psk_lookup is not None and TLS_PSK_WITH_AES_128_CCM_8 in hello.cipher_suites:
+            return TLS_PSK_WITH_AES_128_CCM_8
+        raise HandshakeAborted(HANDSHAKE_FAILURE, "the client offers no cipher suite in common")
+
+    @staticmethod
+    def _ecdsa_acceptable(hello: ClientHello) -> bool:
+        # RFC 8422 §5.1: without supported_groups or ec_point_formats any curve and the
+        # uncompressed form will do; with them, ours must be listed.
+        groups = hello.extension(ExtensionType.SUPPORTED_GROUPS)
+        if isinstance(groups, SupportedGroupsExtension) and SECP256R1 not in groups.groups:
+            return False
+        formats = hello.extension(ExtensionType.EC_POINT_FORMATS)
+        if isinstance(formats, EcPointFormatsExtension) and 0 not in formats.formats:
+            return False
+        # RFC 5246 §7.4.1.4.1: a client without signature_algorithms expects SHA-1, which we
+        # do not sign with.
+        algorithms = hello.extension(ExtensionType.SIGNATURE_ALGORITHMS)
+        return isinstance(algorithms, SignatureAlgorithmsExtension) and (
+            ECDSA_SECP256R1_SHA256 in algorithms.algorithms
+        )
+
+    def _ecdsa_server_extensions(self, hello: ClientHello) -> tuple[Extension, ...]:
+        credentials = self.config.certificate
+        assert credentials is not None
+        client_offer = hello.extension(ExtensionType.CLIENT_CERTIFICATE_TYPE)
+        server_offer = hello.extension(ExtensionType.SERVER_CERTIFICATE_TYPE)
+        client_offer = client_offer if isinstance(client_offer, ClientCertificateTypeExtension) else None
+        server_offer = server_offer if isinstance(server_offer, ServerCertificateTypeExtension) else None
+        try:
+            self._peer_type, self._own_type = choose_types(credentials, client_offer, server_offer)
+        except CertificateTypeMismatch as error:
+            raise HandshakeAborted(UNSUPPORTED_CERTIFICATE, str(error)) from None
+        extensions: tuple[Extension, ...] = ()
+        if hello.extension(ExtensionType.EC_POINT_FORMATS) is not None:
+            extensions += (EcPointFormatsExtension((0,)),)  # RFC 8422 §5.2
+        # RFC 7250 §4.2: each type answered only when the client offered the extension.
+        if client_offer is not None:
+            extensions += (ClientCertificateTypeExtension((self._peer_type,), answer=True),)
+        if server_offer is not None:
+            extensions += (ServerCertificateTypeExtension((self._own_type,), answer=True),)
+        return extensions
+
+    def _ecdsa_server_parts(self) -> list[_FlightPart]:
+        # Certificate, ServerKeyExchange, CertificateRequest (RFC 5246 §7.3): done only after
+        # the cookie checked out, as the key generation and signature cost the most.
+        credentials = self.config.certificate
+        assert credentials is not None
+        self._ecdhe = EcdheKeyPair()
+        params = ServerEcdhParams(SECP256R1, self._ecdhe.point)
+        content = server_params_content(self._client_random, self._server_random, params)
+        exchange = EcdheServerKeyExchange(params, ecdsa_sign(credentials.private_key, content))
+        own = credentials.own_certificate(self._own_type).to_bytes()
+        parts = self._handshake_parts(0, own, HandshakeType.CERTIFICATE)
+        parts += self._handshake_parts(0, exchange.to_bytes(), HandshakeType.SERVER_KEY_EXCHANGE)
+        # LwM2M authenticates both ends: the client's certificate or key is always asked for.
+        request = CertificateRequest()
+        parts += self._handshake_parts(0, request.to_bytes(), HandshakeType.CERTIFICATE_REQUEST)
+        self._certificate_requested = True
+        return parts
+
+    def _ecdsa_server_hello(self, hello: ServerHello) -> None:
+        credentials = self.config.certificate
+        assert credentials is not None
+        client_answer = hello.extension(ExtensionType.CLIENT_CERTIFICATE_TYPE)
+        server_answer = hello.extension(ExtensionType.SERVER_CERTIFICATE_TYPE)
+        try:
+            self._own_type, self._peer_type = answered_types(
+                credentials,
+                client_answer if isinstance(client_answer, ClientCertificateTypeExtension) else None,
+                server_answer if isinstance(server_answer, ServerCertificateTypeExtension) else None,
+            )
+        except CertificateTypeMismatch as error:
+            raise HandshakeAborted(UNSUPPORTED_CERTIFICATE, str(error)) from None
+
+    def _decode(self, parser: Callable[[bytes], _T], message: ReassembledMessage) -> _T:
+        try:
+            return parser(message.body)
+        except ProtocolError as error:
+            raise HandshakeAborted(DECODE_ERROR, f"a malformed handshake message: {error}") from None
+
+    def _peer_certificate(self, message: ReassembledMessage, *, peer_is_server: bool) -> None:
+        credentials = self.config.certificate
+        assert credentials is not None
+        certificate = self._decode(lambda body: CertificateMessage.parse(body, self._peer_type), message)
+        try:
+            self._peer = credentials.check_peer(certificate, peer_is_server=peer_is_server)
+        except UnknownCertificateAuthority as error:
+            raise HandshakeAborted(UNKNOWN_CA, str(error)) from None
+        except CertificateRejected as error:
+            raise HandshakeAborted(BAD_CERTIFICATE, str(error)) from None
+        self._transcript.append(message.to_bytes())
+
+    def _verify_peer(self, content: bytes, signed: DigitallySigned) -> None:
+        assert self._peer is not None
+        try:
+            ecdsa_verify(peer_public_key(self._peer), content, signed)
+        except BadSignature as error:
+            raise HandshakeAborted(DECRYPT_ERROR, str(error)) from None
+
+    def _shared_secret(self, point: bytes) -> bytes:
+        assert self._ecdhe is not None
+        try:
+            return self._ecdhe.shared_secret(point)
+        except InvalidPeerKey as error:
+            raise HandshakeAborted(ILLEGAL_PARAMETER, str(error)) from None
+
+    def _ecdsa_server_flight(self, message: ReassembledMessage, now: float) -> None:
+        # The client takes the server's flight in the order of RFC 5246 §7.3: Certificate,
+        # ServerKeyExchange, an optional CertificateRequest, ServerHelloDone.
+        msg_type = message.msg_type
+        if msg_type == HandshakeType.CERTIFICATE and self._peer is None:
+            self._peer_certificate(message, peer_is_server=True)
+        elif msg_type == HandshakeType.SERVER_KEY_EXCHANGE and self._peer and not self._peer_point:
+            exchange = self._decode(EcdheServerKeyExchange.parse, message)
+            curve = exchange.params.named_curve
+            if curve != SECP256R1:
+                raise HandshakeAborted(ILLEGAL_PARAMETER, f"curve {curve} was not offered")
+            content = server_params_content(self._client_random, self._server_random, exchange.params)
+            self._verify_peer(content, exchange.signed)
+            try:
+                load_point(exchange.params.point)
+            except InvalidPeerKey as error:
+                raise HandshakeAborted(ILLEGAL_PARAMETER, str(error)) from None
+            self._peer_point = exchange.params.point
+            self._transcript.append(message.to_bytes())
+        elif msg_type == HandshakeType.CERTIFICATE_REQUEST and self._peer_point:
+            if self._certificate_requested:
+                raise HandshakeAborted(UNEXPECTED_MESSAGE, "a second CertificateRequest")
+            request = self._decode(CertificateRequest.parse, message)
+            if ECDSA_SIGN not in request.certificate_types or (
+                ECDSA_SECP256R1_SHA256 not in request.algorithms
+            ):
+                raise HandshakeAborted(HANDSHAKE_FAILURE, "the server asks for a signature we cannot make")
+            self._certificate_requested = True
+            self._transcript.append(message.to_bytes())
+        elif msg_type == HandshakeType.SERVER_HELLO_DONE and self._peer_point:
+            self._parse(message)
+            self._transcript.append(message.to_bytes())
+            self._ecdsa_client_key_exchange(now)
+        else:
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, f"unexpected message {msg_type} from the server")
+
+    def _ecdsa_client_key_exchange(self, now: float) -> None:
+        credentials = self.config.certificate
+        assert credentials is not None
+        self._ecdhe = EcdheKeyPair()
+        premaster = self._shared_secret(self._peer_point)
+        parts: list[_FlightPart] = []
+        if self._certificate_requested:
+            own = credentials.own_certificate(self._own_type).to_bytes()
+            parts += self._handshake_parts(0, own, HandshakeType.CERTIFICATE)
+        exchange = EcdhClientKeyExchange(self._ecdhe.point)
+        parts += self._handshake_parts(0, exchange.to_bytes(), HandshakeType.CLIENT_KEY_EXCHANGE)
+        # The session hash of RFC 7627 §4 and the content CertificateVerify signs (RFC 5246
+        # §7.4.8) are the same messages: everything up to this ClientKeyExchange.
+        self._install_keys(b"", premaster)
+        if self._certificate_requested:
+            signed = ecdsa_sign(credentials.private_key, b"".join(self._transcript))
+            parts += self._handshake_parts(0, signed.to_bytes(), HandshakeType.CERTIFICATE_VERIFY)
+        parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
+        parts += self._finished_parts(b"client finished")
+        self._state = _State.WAIT_FINISHED
+        self._start_flight(parts, now, timer=True)
+        self._drain_early(now)
+
+    def _ecdsa_client_flight(self, message: ReassembledMessage, now: float) -> None:
+        # The server takes Certificate, ClientKeyExchange, CertificateVerify (RFC 5246 §7.3).
+        msg_type = message.msg_type
+        state = self._state
+        waiting_exchange = state is _State.WAIT_CLIENT_KEY_EXCHANGE
+        if waiting_exchange and msg_type == HandshakeType.CERTIFICATE and not self._peer:
+            self._peer_certificate(message, peer_is_server=False)
+            assert self._peer is not None
+            self._identity = self._peer.identity
+        elif waiting_exchange and msg_type == HandshakeType.CLIENT_KEY_EXCHANGE:
+            if self._peer is None:
+                raise HandshakeAborted(HANDSHAKE_FAILURE, "the client sent no certificate")
+            exchange = self._decode(EcdhClientKeyExchange.parse, message)
+            premaster = self._shared_secret(exchange.point)
+            self._transcript.append(message.to_bytes())
+            self._install_keys(b"", premaster)
+            self._state = _State.WAIT_CERTIFICATE_VERIFY
+            # The server's flight is answered: no more retransmissions until its last flight.
+            self._timer = None
+            self._drain_early(now)
+        elif state is _State.WAIT_CERTIFICATE_VERIFY and msg_type == HandshakeType.CERTIFICATE_VERIFY:
+            signed = self._decode(DigitallySigned.parse, message)
+            self._verify_peer(b"".join(self._transcript), signed)
+            self._transcript.append(message.to_bytes())
+            self._state = _State.WAIT_FINISHED
+        else:
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, f"unexpected message {msg_type} in {state.name}")
+
+
+# RFC 5746: the signalling cipher suite value and the extension of secure renegotiation.
+TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
+RENEGOTIATION_INFO: Final = 0xFF01
+
+
+def _renegotiation_info(hello: ClientHello) -> tuple[Extension, ...]:
+    """The server's renegotiation_info answer (RFC 5746 §3.6): empty, for a first handshake,
+    whenever the client signals support; OpenSSL clients refuse a server without it. We never
+    renegotiate, so this only tells the client that no renegotiation can be spliced in."""
+    offered = hello.extension(RENEGOTIATION_INFO)
+    if offered is not None and offered.data() != b"\x00":
+        # A non-empty renegotiated_connection on a first handshake (RFC 5746 §3.6).
+        raise HandshakeAborted(HANDSHAKE_FAILURE, "renegotiation_info of a renegotiation")
+    if offered is None and TLS_EMPTY_RENEGOTIATION_INFO_SCSV not in hello.cipher_suites:
+        return ()
+    return (UnknownExtension(RENEGOTIATION_INFO, b"\x00"),)

@@ -9,7 +9,8 @@ the hello extensions; each parsed from and serialized to bytes.
 - Extensions (RFC 5246 §7.4.1.4): server_name (RFC 6066 §3), supported_groups and
   ec_point_formats (RFC 8422 §5.1), signature_algorithms (RFC 5246 §7.4.1.4.1),
   extended_master_secret (RFC 7627 §5.1), session_ticket (RFC 5077 §3.2), record_size_limit
-  (RFC 8449 §4), connection_id (RFC 9146 §3); any other kept as raw bytes.
+  (RFC 8449 §4), connection_id (RFC 9146 §3), client_certificate_type and
+  server_certificate_type (RFC 7250 §3); any other kept as raw bytes.
 
 Every length is checked against the bytes present and against the bounds of the presentation
 language; anything wrong raises ``HandshakeFormatError`` naming the field.
@@ -29,6 +30,7 @@ __all__ = [
     "DTLS_1_2",
     "HANDSHAKE_HEADER_LENGTH",
     "MAX_PSK_IDENTITY_LENGTH",
+    "ClientCertificateTypeExtension",
     "ClientHello",
     "ClientKeyExchange",
     "ConnectionIdExtension",
@@ -42,6 +44,7 @@ __all__ = [
     "HandshakeType",
     "HelloVerifyRequest",
     "RecordSizeLimitExtension",
+    "ServerCertificateTypeExtension",
     "ServerHello",
     "ServerHelloDone",
     "ServerKeyExchange",
@@ -93,6 +96,8 @@ class ExtensionType(enum.IntEnum):
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
+    CLIENT_CERTIFICATE_TYPE = 19  # RFC 7250 §3
+    SERVER_CERTIFICATE_TYPE = 20  # RFC 7250 §3
     EXTENDED_MASTER_SECRET = 23
     RECORD_SIZE_LIMIT = 28
     SESSION_TICKET = 35
@@ -464,6 +469,59 @@ class ConnectionIdExtension:
         return _vector(1, self.cid, "cid")
 
 
+def _parse_certificate_types(data: bytes, what: str) -> tuple[tuple[int, ...], bool]:
+    # RFC 7250 §3: a list <1..2^8-1> in the ClientHello, one type in the ServerHello. A list
+    # takes at least two bytes (its length and a type), so one byte is always the answer.
+    if len(data) == 1:
+        return (data[0],), True
+    reader = _Reader(data, what)
+    types = tuple(reader.vector(1, "certificate_types", 1))
+    reader.done()
+    return types, False
+
+
+def _certificate_types_data(types: tuple[int, ...], answer: bool) -> bytes:
+    if answer:
+        if len(types) != 1:
+            raise HandshakeFormatError("a certificate type answer carries exactly one type")
+        return _uint(types[0], 1, "certificate type")
+    return _vector(1, bytes(_uint(t, 1, "certificate type")[0] for t in types), "certificate_types", 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificateTypeExtension:
+    """client_certificate_type (RFC 7250 §3): the types the client can present (ClientHello),
+    or the one the server chose (ServerHello, ``answer``)."""
+
+    types: tuple[int, ...]
+    answer: bool = False
+    extension_type: ClassVar[int] = ExtensionType.CLIENT_CERTIFICATE_TYPE
+
+    @classmethod
+    def parse_data(cls, data: bytes) -> Self:
+        return cls(*_parse_certificate_types(data, "client_certificate_type"))
+
+    def data(self) -> bytes:
+        return _certificate_types_data(self.types, self.answer)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCertificateTypeExtension:
+    """server_certificate_type (RFC 7250 §3): the types the client can check (ClientHello), or
+    the one the server presents (ServerHello, ``answer``)."""
+
+    types: tuple[int, ...]
+    answer: bool = False
+    extension_type: ClassVar[int] = ExtensionType.SERVER_CERTIFICATE_TYPE
+
+    @classmethod
+    def parse_data(cls, data: bytes) -> Self:
+        return cls(*_parse_certificate_types(data, "server_certificate_type"))
+
+    def data(self) -> bytes:
+        return _certificate_types_data(self.types, self.answer)
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownExtension:
     """An extension this module does not interpret, kept byte for byte."""
@@ -484,6 +542,8 @@ Extension = (
     | RecordSizeLimitExtension
     | SessionTicketExtension
     | ConnectionIdExtension
+    | ClientCertificateTypeExtension
+    | ServerCertificateTypeExtension
     | UnknownExtension
 )
 
@@ -496,7 +556,9 @@ _EXTENSIONS: dict[
     | type[ExtendedMasterSecretExtension]
     | type[RecordSizeLimitExtension]
     | type[SessionTicketExtension]
-    | type[ConnectionIdExtension],
+    | type[ConnectionIdExtension]
+    | type[ClientCertificateTypeExtension]
+    | type[ServerCertificateTypeExtension],
 ] = {
     ExtensionType.SERVER_NAME: ServerNameExtension,
     ExtensionType.SUPPORTED_GROUPS: SupportedGroupsExtension,
@@ -506,6 +568,8 @@ _EXTENSIONS: dict[
     ExtensionType.RECORD_SIZE_LIMIT: RecordSizeLimitExtension,
     ExtensionType.SESSION_TICKET: SessionTicketExtension,
     ExtensionType.CONNECTION_ID: ConnectionIdExtension,
+    ExtensionType.CLIENT_CERTIFICATE_TYPE: ClientCertificateTypeExtension,
+    ExtensionType.SERVER_CERTIFICATE_TYPE: ServerCertificateTypeExtension,
 }
 
 

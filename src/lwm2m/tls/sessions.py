@@ -127,8 +127,8 @@ class DtlsServerSessions:
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         max_handshakes: int = DEFAULT_MAX_HANDSHAKES,
     ) -> None:
-        if config.psk_lookup is None:
-            raise DtlsError("a DTLS PSK server needs psk_lookup")
+        if config.psk_lookup is None and config.certificate is None:
+            raise DtlsError("a DTLS server needs psk_lookup or a certificate")
         if max_sessions < 1 or not 1 <= max_handshakes <= max_sessions:
             raise DtlsError("max_sessions and max_handshakes must be positive, handshakes <= sessions")
         # The table checks cookies before a connection exists; the connection needs none.
