@@ -62,6 +62,7 @@ from lwm2m.tls.messages import (
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
+    UnknownExtension,
     encode_handshake,
     parse_handshake_body,
     split_handshake_fragments,
@@ -104,6 +105,9 @@ __all__ = [
 ]
 
 TLS_PSK_WITH_AES_128_CCM_8: Final = 0xC0A8
+# RFC 5746: the renegotiation_info extension and the signalling cipher suite that stands for it.
+RENEGOTIATION_INFO: Final = 0xFF01
+EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
 
 # AlertLevel and AlertDescription (RFC 5246 §7.2, RFC 4279 §2 for unknown_psk_identity).
 WARNING: Final = 1
@@ -759,6 +763,14 @@ class DtlsConnection:
         self._write_seq[0] = max(self._write_seq[0], record.sequence)
         self._server_random = self.config.random(32)
         extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),) if self._use_ems else ()
+        if (
+            EMPTY_RENEGOTIATION_INFO_SCSV in hello.cipher_suites
+            or hello.extension(RENEGOTIATION_INFO) is not None
+        ):
+            # RFC 5746 §3.6: an empty renegotiated_connection says we know the extension (and
+            # renegotiation is refused anyway); clients such as OpenSSL 3 refuse a server
+            # that does not say so.
+            extensions += (UnknownExtension(RENEGOTIATION_INFO, b"\x00"),)
         offer = hello.extension(ExtensionType.CONNECTION_ID)
         if self.config.connection_id and isinstance(offer, ConnectionIdExtension):
             # RFC 9146 §3: answered only when offered; our CID leads with the node id.
