@@ -23,6 +23,17 @@ from tests.helpers.pki import (
     server_layer,
 )
 
+from lwm2m.tls import (
+    ClientHello,
+    ConnectionConfig,
+    DtlsConnection,
+    DtlsRecord,
+    DtlsRole,
+    HandshakeType,
+    UnknownExtension,
+)
+from lwm2m.tls.messages import encode_handshake
+from lwm2m.tls.record import DTLS_1_2, HANDSHAKE
 from lwm2m.transport.dtls import (
     CipherSuite,
     DtlsClientConfig,
@@ -190,3 +201,18 @@ def test_the_cookie_parser_takes_any_bytes(data: bytes, keep: int) -> None:
     for datagram in (data, hello[:keep] + data):
         answer = cookies.answer(datagram, b"x")
         assert answer is None or isinstance(answer, bytes)
+
+
+@pytest.mark.parametrize("offer", ["scsv", "extension", "none"])
+def test_the_server_answers_renegotiation_info_when_offered(offer: str) -> None:
+    """RFC 5746 §3.6: an empty renegotiated_connection in the ServerHello when the client
+    signals the extension (OpenSSL 3 clients refuse a server that does not)."""
+    suites = (0xC0A8, 0x00FF) if offer == "scsv" else (0xC0A8,)
+    extensions = (UnknownExtension(0xFF01, b"\0"),) if offer == "extension" else ()
+    hello = ClientHello(random=bytes(32), cipher_suites=suites, extensions=extensions)
+    message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+    server = DtlsConnection(DtlsRole.SERVER, ConnectionConfig(psk_lookup=lambda identity: None), 0.0)
+    server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
+    flight = b"".join(server.datagrams_to_send(0.0))
+    assert flight[13] == HandshakeType.SERVER_HELLO
+    assert (b"\xff\x01\x00\x01\x00" in flight) == (offer != "none")
