@@ -81,10 +81,10 @@ def handshakes(port: int, seconds: float, warmup: float, concurrency: int, conn:
 
     def start() -> None:
         s = _udp(port)
-        c = factory.connect()
-        c.handshake()
+        c = factory.connect(time.monotonic())
+        c.handshake(time.monotonic())
         with contextlib.suppress(OSError):
-            s.send(c.outgoing())
+            s.send(b"".join(c.outgoing()))
         sel.register(s, selectors.EVENT_READ, c)
         started[s] = time.monotonic()
 
@@ -108,15 +108,15 @@ def handshakes(port: int, seconds: float, warmup: float, concurrency: int, conn:
                 data = s.recv(4096)  # type: ignore[union-attr]
             except OSError:
                 continue
-            c.feed(data)
+            c.feed(data, time.monotonic())
             try:
-                up = c.handshake()
+                up = c.handshake(time.monotonic())
             except HandshakeError:
                 failed += 1
                 finish(s)  # type: ignore[arg-type]
                 start()
                 continue
-            out = c.outgoing()
+            out = b"".join(c.outgoing())
             if up:
                 done += 1
                 with contextlib.suppress(OSError):
@@ -148,17 +148,17 @@ def requests(
         s = _udp(port)
         c = None
         if factory is not None:
-            c = factory.connect()
+            c = factory.connect(time.monotonic())
             s.setblocking(True)
             s.settimeout(2)
-            up = c.handshake()
+            up = c.handshake(time.monotonic())
             while not up:
-                out = c.outgoing()
+                out = b"".join(c.outgoing())
                 if out:
                     s.send(out)
-                c.feed(s.recv(4096))
-                up = c.handshake()
-            out = c.outgoing()
+                c.feed(s.recv(4096), time.monotonic())
+                up = c.handshake(time.monotonic())
+            out = b"".join(c.outgoing())
             if out:
                 s.send(out)
             s.setblocking(False)
@@ -204,7 +204,7 @@ def requests(
                 except BlockingIOError:
                     break
                 if c is not None:
-                    c.feed(data)
+                    c.feed(data, time.monotonic())
                     plain = c.read()
                     if plain is None:
                         continue
