@@ -23,6 +23,7 @@ from tests.helpers.pki import (
     server_layer,
 )
 
+from lwm2m.coap.endpoint import Endpoint
 from lwm2m.tls import (
     ClientHello,
     ConnectionConfig,
@@ -37,6 +38,7 @@ from lwm2m.tls.record import DTLS_1_2, HANDSHAKE
 from lwm2m.transport.dtls import (
     CipherSuite,
     DtlsClientConfig,
+    DtlsLayer,
     DtlsServerConfig,
     HandshakeFailed,
     PeerIdentity,
@@ -216,3 +218,22 @@ def test_the_server_answers_renegotiation_info_when_offered(offer: str) -> None:
     flight = b"".join(server.datagrams_to_send(0.0))
     assert flight[13] == HandshakeType.SERVER_HELLO
     assert (b"\xff\x01\x00\x01\x00" in flight) == (offer != "none")
+
+
+def test_a_client_without_ccm_8_is_refused_at_once_with_an_alert_it_takes() -> None:
+    """The CBC suite is off on our engine: a client offering only it gets a fatal
+    handshake_failure numbered after its hello (RFC 6347 §4.2.1), and gives up at once."""
+    wire = Wire()
+    server = wire.add(SERVER, server_layer({"dev-1": bytes(16)}))
+    config = psk_client("dev-1", bytes(16), ciphers=(CipherSuite.PSK_WITH_AES_128_CBC_SHA256,))
+    peer = ("127.0.0.1", 40202)
+    client = wire.add(
+        peer, DtlsLayer(Endpoint(), client=MbedtlsBackend().client(config), limits=config.limits)
+    )
+    client.request(get("/x"), SERVER, time.monotonic())
+    wire.pump()
+    (alert, _, _) = wire.sent[-1]
+    assert alert[0] == 21 and alert[-2:] == b"\x02\x28"  # fatal handshake_failure
+    assert [type(e) for e in client.seen] == [HandshakeFailed]  # type: ignore[attr-defined]
+    assert server.counters["hello_verify_sent"] == 1 and server.counters["dropped_bad_hello"] == 1
+    assert server.state_sizes()["dtls_handshakes"] == 0

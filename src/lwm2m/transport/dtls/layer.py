@@ -470,7 +470,8 @@ class DtlsLayer:
         conn, reply = self._server.accept(data, _client_id(addr), now)
         if conn is None:
             if reply:
-                self._out.append((reply, addr))
+                self._out.append((reply, addr))  # a HelloVerifyRequest, or the alert of a refusal
+            if len(reply) > _HELLO_HEADER and reply[0] == ContentType.HANDSHAKE:
                 self.counters["hello_verify_sent"] += 1
             else:
                 self.counters["dropped_bad_hello"] += 1
