@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from tests.helpers.libcoap import run_process
-from tests.helpers.pki import psk_server
+from tests.helpers.pki import get, psk_client, psk_server
+from tests.helpers.ports import free_udp_port
 
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
@@ -157,3 +158,62 @@ async def test_libcoap_registers_with_16_and_64_byte_psks(binary: str, size: int
         (registration,) = await server.registrations()
         assert registration.endpoint == "dev-1"
         assert server.dtls is not None and server.dtls.dtls.counters["handshakes_done"] == 1
+
+
+# --- our engine as the client ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [16, 64])
+@pytest.mark.parametrize("binary", ["coap-server-openssl", "coap-server-gnutls"])
+async def test_our_client_gets_a_resource_from_libcoap_servers(binary: str, size: int) -> None:
+    path = program(binary)
+    key = (b"fedcba9876543210" * 4)[:size]
+    port = free_udp_port()  # coap-server takes DTLS one port above its plain CoAP port
+    proc = await asyncio.create_subprocess_exec(
+        path, "-A", "127.0.0.1", "-p", str(port - 1), "-k", key.decode(),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with open_dtls_endpoint(client=psk_client("our-client", key)) as client:
+            response = None
+            for _ in range(50):  # until it listens
+                try:
+                    response = await client.request(get("/"), ("127.0.0.1", port), timeout=1)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            assert response is not None and response.code == Code.CONTENT
+            assert b"libcoap" in response.payload.lower(), response.payload
+            (info,) = client.sessions()
+            assert info.cipher_suite == CipherSuite.PSK_WITH_AES_128_CCM_8
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_our_client_shakes_hands_with_openssl_s_server() -> None:
+    openssl = program("openssl")
+    key = bytes(range(32))
+    port = free_udp_port()
+    proc = await asyncio.create_subprocess_exec(
+        openssl, "s_server", "-dtls1_2", "-accept", str(port), "-nocert", "-psk", key.hex(),
+        "-psk_identity", "our-client", "-cipher", "PSK-AES128-CCM8", "-naccept", "1",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        await read_until(proc.stdout, b"ACCEPT")
+        async with open_dtls_endpoint(client=psk_client("our-client", key)) as client:
+            identity = await client.connect(("127.0.0.1", port), timeout=10)
+            assert identity == PeerIdentity("psk", "our-client")
+            # A CoAP message written through the session arrives as plaintext at s_server.
+            request = Message.build(Type.NON, Code.GET, 0x4242, b"\x01", uri_path="/from-our-engine")
+            with contextlib.suppress(Exception):
+                await client.request(request, ("127.0.0.1", port), timeout=0.5)
+            seen = await read_until(proc.stdout, b"from-our-engine")
+            assert b"from-our-engine" in seen, seen.decode(errors="replace")
+            assert b"PSK-AES128-CCM8" in seen
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
