@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 Addr = Any
 Role = Literal["server", "client"]
 
-_APPLICATION_DATA = ContentType.APPLICATION_DATA
 _TLS12_CID = ContentType.TLS12_CID
 _PROTECTED = (ContentType.APPLICATION_DATA, ContentType.TLS12_CID)
 _CID_AT = HEADER_LEN - 2  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
