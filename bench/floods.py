@@ -423,9 +423,9 @@ def _clients():  # type: ignore[no-untyped-def]
 
 def hello_flood(server: Server, count: int, seconds: float, row: Row) -> None:
     """ClientHellos without a cookie: each gets a HelloVerifyRequest, none leaves state."""
-    conn = _clients().connect()
-    conn.handshake()
-    hello = conn.outgoing()
+    conn = _clients().connect(time.monotonic())
+    conn.handshake(time.monotonic())
+    hello = b"".join(conn.outgoing())
     socks = [udp() for _ in range(64)]
     sel = selectors.DefaultSelector()
     for s in socks:
@@ -462,9 +462,9 @@ def stalled_flood(server: Server, count: int, seconds: float, row: Row) -> None:
         conns = {}
         for s in socks:
             sel.register(s, selectors.EVENT_READ)
-            c = factory.connect()
-            c.handshake()
-            s.sendto(c.outgoing(), dest)
+            c = factory.connect(time.monotonic())
+            c.handshake(time.monotonic())
+            s.sendto(b"".join(c.outgoing()), dest)
             conns[s] = c
         pending = set(socks)
         deadline = time.monotonic() + 2.0
@@ -474,13 +474,13 @@ def stalled_flood(server: Server, count: int, seconds: float, row: Row) -> None:
                     continue  # the server's flight after the cookie: not answered, ever
                 pending.discard(s)
                 c = conns[s]
-                c.feed(data)
+                c.feed(data, time.monotonic())
                 try:
-                    c.handshake()
+                    c.handshake(time.monotonic())
                 except Exception:
                     row.answers["failed"] += 1
                     continue
-                s.sendto(c.outgoing(), dest)  # ClientHello with the cookie
+                s.sendto(b"".join(c.outgoing()), dest)  # ClientHello with the cookie
                 row.answers["cookie exchanged"] += 1
         row.answers["no HelloVerifyRequest"] += len(pending)
         n += len(socks)

@@ -62,7 +62,7 @@ def test_bad_input_exits_with_one_line(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     for args in (
         ["--psk-identity", "x", "--psk-key", "nothex"],
-        ["--psk-identity", "x", "--psk-key", "00" * 33],
+        ["--psk-identity", "x", "--psk-key", "00" * 65],
         ["--psk-identity", "x"],
         ["--psk-key", "0011"],
         ["--x509", "--psk-identity", "x", "--psk-key", "0011"],

@@ -20,7 +20,8 @@ from lwm2m.transport.dtls import (
     SessionLimits,
     X509Credentials,
 )
-from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+from lwm2m.transport.dtls.backend import Backend
+from lwm2m.transport.dtls.engine_backend import EngineBackend
 
 KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 OTHER_KEY = bytes.fromhex("ffeeddccbbaa99887766554433221100")
@@ -120,14 +121,30 @@ def answer_requests(layer: DtlsLayer, now: float) -> None:
     layer.seen = [*getattr(layer, "seen", []), *kept]  # type: ignore[attr-defined]
 
 
-def server_layer(keys: dict[str, bytes], limits: SessionLimits | None = None) -> DtlsLayer:
+def server_layer(
+    keys: dict[str, bytes], limits: SessionLimits | None = None, backend: Backend | None = None
+) -> DtlsLayer:
+    """A PSK server layer, on our engine unless ``backend`` says otherwise."""
     config = psk_server(keys, limits)
-    return DtlsLayer(Endpoint(), server=MbedtlsBackend().server(config), limits=config.limits)
+    factory = (backend or EngineBackend()).server(config)
+    return DtlsLayer(Endpoint(), server=factory, limits=config.limits)
 
 
-def client_layer(identity: str, key: bytes, limits: SessionLimits | None = None) -> DtlsLayer:
+def client_layer(
+    identity: str, key: bytes, limits: SessionLimits | None = None, backend: Backend | None = None
+) -> DtlsLayer:
     config = psk_client(identity, key, limits=limits or SessionLimits())
-    return DtlsLayer(Endpoint(), client=MbedtlsBackend().client(config), limits=config.limits)
+    factory = (backend or EngineBackend()).client(config)
+    return DtlsLayer(Endpoint(), client=factory, limits=config.limits)
+
+
+def mbedtls_hello(identity: str = "dev-1", key: bytes = KEY) -> tuple[Any, bytes]:
+    """A ClientHello (no cookie) from Mbed TLS, a peer we did not write, and its connection."""
+    from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+
+    conn = MbedtlsBackend().client(psk_client(identity, key)).connect(time.monotonic())
+    conn.handshake(time.monotonic())
+    return conn, b"".join(conn.outgoing())
 
 
 def ask(wire: Wire, client_addr: Any, now: float | None = None) -> Message | None:

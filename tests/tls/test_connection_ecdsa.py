@@ -42,7 +42,6 @@ from lwm2m.tls.messages import (
     split_handshake_fragments,
 )
 from lwm2m.tls.record import ALERT, DTLS_1_2, HANDSHAKE, DtlsRecord, parse_datagram
-from lwm2m.tls.sessions import DtlsServerSessions, DtlsSessionEvent
 
 CCM_8, GCM = TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
 SUITES = pytest.mark.parametrize("suite", [CCM_8, GCM], ids=["CCM_8", "GCM"])
@@ -636,28 +635,6 @@ def test_our_client_refuses_an_mbedtls_server_from_another_ca() -> None:
     [event] = _events(client)
     assert isinstance(event, HandshakeFailure) and "does not validate" in event.reason
     assert not handshake_over(buf)
-
-
-# --- the server's session table -------------------------------------------------------------------
-
-
-def test_the_session_table_serves_raw_public_key_clients() -> None:
-    config = ConnectionConfig(certificate=_rpk_server(), node_id=9)
-    table = DtlsServerSessions(config, CookieChecker(b"a cookie secret of 32 bytes ...."))
-    client = DtlsConnection(DtlsRole.CLIENT, ConnectionConfig(certificate=_rpk_client()), 0.0)
-    address = ("192.0.2.7", 5684)
-    for _ in range(10):
-        for datagram in client.datagrams_to_send(0.0):
-            table.receive_datagram(datagram, address, 0.0)
-        for datagram, _to in table.datagrams_to_send(0.0):
-            client.receive_datagram(datagram, 0.0)
-    assert client.established and client.peer_cid[0] == 9
-    event = table.next_event()
-    assert isinstance(event, DtlsSessionEvent) and event.event == HandshakeComplete(
-        CLIENT_SPKI, peer=PeerCredentials(RPK, CLIENT_SPKI)
-    )
-    connection = table.connection(event.session)
-    assert connection is not None and connection.peer_identity == CLIENT_SPKI
 
 
 # --- renegotiation_info (RFC 5746), which OpenSSL clients require -----------------------------

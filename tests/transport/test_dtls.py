@@ -22,6 +22,7 @@ from tests.helpers.pki import (
     client_layer,
     get,
     make_pki,
+    mbedtls_hello,
     psk_client,
     psk_server,
     server_layer,
@@ -105,10 +106,13 @@ async def test_psk_request_carries_the_peer_identity() -> None:
 
 
 async def test_psk_cbc_sha256_suite() -> None:
-    config = psk_client("dev-1", KEY, ciphers=(CipherSuite.PSK_WITH_AES_128_CBC_SHA256,))
+    """The CBC suite is off unless asked for; asked for, Mbed TLS serves it (our engine has CCM_8 only)."""
+    cbc = (CipherSuite.PSK_WITH_AES_128_CBC_SHA256,)
+    config = psk_client("dev-1", KEY, ciphers=cbc)
+    server_config = DtlsServerConfig(psk_lookup={"dev-1": KEY}.get, ciphers=cbc)
     answer = lambda e: Message(Type.ACK, Code.CONTENT)  # noqa: E731
     async with (
-        open_dtls_endpoint(server=psk_server({"dev-1": KEY}), handler=answer) as server,
+        open_dtls_endpoint(server=server_config, handler=answer) as server,
         open_dtls_endpoint(client=config) as client,
     ):
         assert (await client.request(get("/x"), server.addresses[0], timeout=5)).code == Code.CONTENT
@@ -144,15 +148,13 @@ async def test_wrong_key_and_unknown_identity_fail_the_handshake() -> None:
                     await client.request(get("/x"), server.addresses[0], timeout=5)
         await asyncio.sleep(0.05)
         assert len(failures) == 2
-        assert "MAC" in failures[0].reason and "identity" in failures[1].reason.lower()
+        assert "wrong PSK" in failures[0].reason and "identity" in failures[1].reason.lower()
         assert server.sessions() == [] and server.dtls.state_sizes()["dtls_handshakes"] == 0
 
 
 async def test_a_client_hello_without_cookie_gets_a_hello_verify_request_and_leaves_no_state() -> None:
     """RFC 6347 §4.2.1: the server answers with a stateless HelloVerifyRequest."""
-    hello_maker = MbedtlsBackend().client(psk_client("dev-1", KEY)).connect()
-    hello_maker.handshake()
-    hello = hello_maker.outgoing()
+    _, hello = mbedtls_hello()
     assert is_client_hello(hello)
     async with open_dtls_endpoint(server=psk_server({"dev-1": KEY})) as server:
         loop = asyncio.get_running_loop()
@@ -302,11 +304,12 @@ def test_lost_flights_are_sent_again() -> None:
 
 
 def test_idle_sessions_are_saved_and_taken_up_again_without_a_handshake() -> None:
+    """Mbed TLS saves a session; our engine cannot yet (see the next test)."""
     limits = SessionLimits(idle_timeout=30.0)
     wire = Wire()
-    server = wire.add(SERVER, server_layer({"dev-1": KEY}, limits))
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}, limits, MbedtlsBackend()))
     peer = ("127.0.0.1", 40003)
-    wire.add(peer, client_layer("dev-1", KEY))
+    wire.add(peer, client_layer("dev-1", KEY, backend=MbedtlsBackend()))
     now = time.monotonic()
     assert ask(wire, peer, now) is not None
     wire.tick(now + 31)  # silent for longer than idle_timeout: out of memory, kept as saved state
@@ -315,6 +318,21 @@ def test_idle_sessions_are_saved_and_taken_up_again_without_a_handshake() -> Non
     assert server.peer_identity(peer) == PeerIdentity("psk", "dev-1")
     assert ask(wire, peer, now + 32).payload == b"psk:dev-1"  # type: ignore[union-attr]
     assert server.counters["sessions_resumed"] == 1 and server.counters["handshakes_done"] == 1
+
+
+def test_idle_sessions_of_the_engine_end_and_a_new_handshake_follows() -> None:
+    limits = SessionLimits(idle_timeout=30.0)
+    wire = Wire()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}, limits))
+    peer = ("127.0.0.1", 40004)
+    wire.add(peer, client_layer("dev-1", KEY))
+    now = time.monotonic()
+    assert ask(wire, peer, now) is not None
+    wire.tick(now + 31)
+    sizes = server.state_sizes()
+    assert sizes["dtls_sessions"] == 0 and sizes["dtls_parked"] == 0 and sizes["dtls_cids"] == 0
+    assert [e.reason for e in events_of(server, SessionEnded)] == ["idle"]
+    assert server.peer_identity(peer) is None
 
 
 def test_session_cap_evicts_the_least_recently_heard() -> None:

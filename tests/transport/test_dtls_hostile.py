@@ -13,7 +13,7 @@ import time
 
 from tests.helpers.client import temperature
 from tests.helpers.events import next_event
-from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, psk_client, server_layer
+from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, mbedtls_hello, server_layer
 
 from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
@@ -22,14 +22,11 @@ from lwm2m.server.events import ClientRegistered
 from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
-from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
 from lwm2m.transport.dtls.records import is_client_hello
 
 
 def client_hello() -> bytes:
-    conn = MbedtlsBackend().client(psk_client("dev-1", KEY)).connect()
-    conn.handshake()
-    return conn.outgoing()
+    return mbedtls_hello("dev-1", KEY)[1]
 
 
 def with_cookie(hello: bytes, cookie: bytes) -> bytes:

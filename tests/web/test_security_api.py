@@ -57,7 +57,7 @@ async def test_put_list_get_delete_and_register(caplog: pytest.LogCaptureFixture
         ({"pskIdentity": "x"}, 400),
         ({"pskIdentity": "x", "pskKey": "zz"}, 400),
         ({"pskIdentity": "x", "pskKey": "abc"}, 400),  # odd number of digits
-        ({"pskIdentity": "x", "pskKey": "00" * 33}, 400),  # longer than the TLS library takes
+        ({"pskIdentity": "x", "pskKey": "00" * 65}, 400),  # longer than 64 bytes (RFC 4279 §5.3)
         ({"pskIdentity": "x", "pskKey": "0011", "x509": True}, 400),
         ({"x509": "yes"}, 400),
         ({"psk": "x"}, 400),

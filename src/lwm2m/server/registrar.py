@@ -265,6 +265,16 @@ class Registrar:
         """Take ``addr`` as the endpoint's address: a restarted server learns it from storage."""
         self._remember(endpoint, addr)
 
+    def moved(self, old: Any, new: Any) -> str | None:
+        """The client at ``old`` is now at ``new`` (its DTLS session moved, RFC 9146 §6): requests
+        go there. Answers the endpoint, or None when none registered from ``old``."""
+        endpoint = self._by_addr.get(old)
+        if endpoint is None:
+            return None
+        self._remember(endpoint, new)
+        log.info("%s moved from %s to %s", _shown(endpoint), _host_port(old), _host_port(new))
+        return endpoint
+
     def _remember(self, endpoint: str, addr: Any) -> None:
         self._forget(endpoint)
         self.peers[endpoint] = addr

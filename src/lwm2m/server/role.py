@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -59,6 +60,7 @@ from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
+from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
@@ -192,6 +194,7 @@ class Server:
                     self.coaps_port,
                     server=config,
                     handler=self._on_secure_request,
+                    on_session=self._on_dtls_session,
                     config=self.config.coap,
                 )
             )
@@ -378,6 +381,32 @@ class Server:
             else:
                 self._secure.discard(endpoint)
         return answer
+
+    def _on_dtls_session(self, event: SessionEvent) -> None:
+        """A DTLS session with a Connection ID moved to a new address (RFC 9146 §6, a NAT
+        rebinding): the registration made from the old address is reached at the new one from
+        now on, for requests and for the notifications of its observations."""
+        if type(event) is not SessionMoved:
+            return
+        endpoint = self.registrar.moved(event.old, event.addr)
+        if endpoint is None:
+            return
+        self.observation_manager.follow(endpoint, event.addr)
+        task = asyncio.create_task(self._store_address(endpoint, event.old, event.addr))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _store_address(self, endpoint: str, old: Any, addr: Any) -> None:
+        try:
+            registration = await self.store.registrations.get(endpoint)
+            # Only the address it had: an Update that came meanwhile wrote a newer record.
+            if registration is None or tuple(registration.address) != (old[0], old[1]):
+                return
+            await self.store.registrations.update(
+                dataclasses.replace(registration, address=(addr[0], addr[1]))
+            )
+        except Exception:
+            log.exception("could not store the new address of %s", endpoint)
 
     def _revoked(self, info: SecurityInfo) -> None:
         """Security information changed or went: end the DTLS sessions made with the old one."""

@@ -1,7 +1,7 @@
 """Sans-IO DTLS 1.2 engine (RFC 6347, RFC 9146), over ``cryptography``: records, the anti-replay
 window, record protection, handshake messages and their fragmentation, the TLS 1.2 key schedule,
-the PSK handshake state machine with Connection IDs, the server's table of connections. No
-sockets, no clock: ``lwm2m.transport`` will drive it."""
+the PSK handshake state machine with Connection IDs. No sockets, no clock:
+``lwm2m.transport.dtls`` drives it (its session layer keeps the table of a socket's sessions)."""
 
 from lwm2m.tls.certificates import (
     CertificateCredentials,
@@ -78,7 +78,6 @@ from lwm2m.tls.protection import (
 from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragment_handshake
 from lwm2m.tls.record import DtlsRecord, encode_datagram, parse_datagram, parse_record
 from lwm2m.tls.replay import ReplayWindow
-from lwm2m.tls.sessions import AddressChanged, DtlsServerSessions, DtlsSessionEvent, SessionKey
 from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
@@ -87,7 +86,6 @@ __all__ = [
     "AES_128_CCM_8",
     "AES_128_GCM",
     "SUITE_ALGORITHMS",
-    "AddressChanged",
     "AeadAlgorithm",
     "AeadProtection",
     "ApplicationData",
@@ -109,8 +107,6 @@ __all__ = [
     "DtlsEvent",
     "DtlsRecord",
     "DtlsRole",
-    "DtlsServerSessions",
-    "DtlsSessionEvent",
     "EcPointFormatsExtension",
     "EcdhClientKeyExchange",
     "EcdheKeyPair",
@@ -142,7 +138,6 @@ __all__ = [
     "ServerKeyExchange",
     "ServerNameExtension",
     "SessionCache",
-    "SessionKey",
     "SessionTicketExtension",
     "SignatureAlgorithmsExtension",
     "SupportedGroupsExtension",

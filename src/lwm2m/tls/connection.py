@@ -1141,6 +1141,9 @@ class DtlsConnection:
             # ClientHello, so that the server keeps no counter either.
             self._outbox.append(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, record.sequence, message).encode())
             return
+        # Our record sequence numbers continue from the hello's, as after a HelloVerifyRequest
+        # (which took the first hello's): an alert refusing this hello must not look replayed.
+        self._write_seq[0] = max(self._write_seq[0], record.sequence)
         self._suite = self._choose_suite(hello)
         if 0 not in hello.compression_methods:
             raise HandshakeAborted(HANDSHAKE_FAILURE, "the client offers no null compression")
@@ -1154,10 +1157,8 @@ class DtlsConnection:
         self._use_ems = hello.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
         self._transcript = [encode_handshake(HandshakeType.CLIENT_HELLO, header.message_seq, body)]
         self._reassembler = HandshakeReassembler(next_seq=header.message_seq + 1)
-        # The server's message_seq follows the client's (RFC 6347 §4.2.2), and its record
-        # sequence numbers continue from the hello's, as after a HelloVerifyRequest.
+        # The server's message_seq follows the client's (RFC 6347 §4.2.2).
         self._send_message_seq = header.message_seq
-        self._write_seq[0] = max(self._write_seq[0], record.sequence)
         self._server_random = self.config.random(32)
         extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),) if self._use_ems else ()
         offer = hello.extension(ExtensionType.CONNECTION_ID)

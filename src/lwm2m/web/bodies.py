@@ -308,13 +308,13 @@ class Paths(Body):
 # --- security requests ---------------------------------------------------------------------------
 
 PskKey = Annotated[
-    str, Meta(pattern="^([0-9a-fA-F]{2}){1,32}$", examples=["000102030405060708090a0b0c0d0e0f"])
+    str, Meta(pattern="^([0-9a-fA-F]{2}){1,64}$", examples=["000102030405060708090a0b0c0d0e0f"])
 ]
 NotX509 = Annotated[bool, Meta(extra_json_schema={"const": False})]
 
 
 class PskBody(Closed):
-    """A pre-shared key: its identity and the key as hex, at most 32 bytes (as Mbed TLS 2.28 takes)."""
+    """A pre-shared key: its identity and the key as hex, at most 64 bytes (RFC 4279 §5.3)."""
 
     psk_identity: Annotated[str, Meta(min_length=1)]
     psk_key: PskKey
@@ -345,7 +345,7 @@ class NosecBody(Closed):
 class SecurityBody(OneOf):
     members = (PskBody, X509Body, X509ModeBody, NosecBody)
     description = (
-        'a PSK ("pskIdentity" and "pskKey" as hex, at most 32 bytes, as Mbed TLS 2.28 takes), "x509": true '
+        'a PSK ("pskIdentity" and "pskKey" as hex, at most 64 bytes), "x509": true '
         "(a certificate with the endpoint as subject CN, from an authority the server trusts), or "
         '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)'
     )

@@ -1,8 +1,8 @@
 """DTLS 1.2 for CoAP (``coaps://``): a session layer of ours over a narrow TLS backend interface.
 
 ``config`` (credentials, cipher suites, limits) and ``events`` import no TLS
-library; the Mbed TLS backend is loaded when an endpoint is made, and a
-missing ``dtls`` extra then raises ``DtlsUnavailable``.
+library; the backend is chosen when an endpoint is made: our own engine (``lwm2m.tls``)
+for PSK, Mbed TLS for certificates (a missing ``dtls`` extra then raises ``DtlsUnavailable``).
 """
 
 from lwm2m.errors import (
@@ -15,6 +15,7 @@ from lwm2m.errors import (
 )
 from lwm2m.transport.dtls.config import (
     CERTIFICATE_SUITES,
+    MAX_PSK_IDENTITY_LENGTH,
     MAX_PSK_LENGTH,
     PSK_SUITES,
     CipherSuite,
@@ -26,11 +27,18 @@ from lwm2m.transport.dtls.config import (
     X509Credentials,
 )
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
-from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
+from lwm2m.transport.dtls.events import (
+    HandshakeFailed,
+    SessionEnded,
+    SessionEstablished,
+    SessionEvent,
+    SessionMoved,
+)
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
 
 __all__ = [
     "CERTIFICATE_SUITES",
+    "MAX_PSK_IDENTITY_LENGTH",
     "MAX_PSK_LENGTH",
     "PSK_SUITES",
     "CipherSuite",
@@ -52,6 +60,7 @@ __all__ = [
     "SessionEvent",
     "SessionInfo",
     "SessionLimits",
+    "SessionMoved",
     "X509Credentials",
     "open_dtls_endpoint",
 ]

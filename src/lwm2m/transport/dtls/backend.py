@@ -2,10 +2,12 @@
 
 The session layer (``layer.py``) owns sockets' worth of datagrams, peers,
 timers, limits and routing; a backend only turns bytes into bytes for one
-connection at a time. Mbed TLS through python-mbedtls is the one backend today
-(``mbedtls_backend.py``, chosen by ``endpoint.default_backend``); another library (an
-OpenSSL binding, say) fits by implementing these three Protocols. This module imports no
-backend, so a backend may import it.
+connection at a time. Two backends exist: our own sans-IO engine ``lwm2m.tls``
+(``engine_backend.py``, the default for PSK with TLS_PSK_WITH_AES_128_CCM_8) and Mbed TLS
+through python-mbedtls (``mbedtls_backend.py``: certificates and the CBC suite);
+``endpoint.default_backend`` chooses. The retransmission timer is the backend's
+(``get_timer``), so that the layer never guesses at a library's clock. This module imports
+no backend, so a backend may import it.
 """
 
 from __future__ import annotations
@@ -28,23 +30,40 @@ __all__ = [
 
 
 class Connection(Protocol):
-    """One DTLS connection, fed and drained as bytes (no sockets, no clock of ours)."""
+    """One DTLS connection, fed and drained as bytes (no sockets, no clock: time comes in as ``now``).
+
+    ``cid`` is the Connection ID the peer puts in its records to us (RFC 9146 §3), empty when
+    none was negotiated: a server layer routes ``tls12_cid`` records by it."""
 
     established: bool
 
-    def feed(self, datagram: bytes) -> None:
-        """A datagram from the peer; ``handshake()`` or ``read()`` processes it."""
+    @property
+    def cid(self) -> bytes: ...
+
+    def feed(self, datagram: bytes, now: float) -> bool:
+        """A datagram from the peer; ``handshake()`` or ``read()`` takes what it held.
+
+        True when a record of it authenticated with a sequence number above every one accepted
+        before (RFC 9146 §6: the test for taking a new peer address); a backend without
+        Connection IDs may always answer False."""
         ...
 
-    def handshake(self) -> bool:
+    def handshake(self, now: float) -> bool:
         """Advance the handshake as far as the input allows; True once it is over.
 
-        Called again after the retransmission timer ran out, it resends the last flight
-        when it is due. Raises HandshakeError when the handshake failed."""
+        Raises HandshakeError when the handshake failed (its alert is then in ``outgoing()``)."""
         ...
 
-    def outgoing(self) -> bytes:
-        """Records waiting to be sent (a handshake flight, an alert), concatenated."""
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` is due (the retransmission timer of RFC 6347 §4.2.4), or None."""
+        ...
+
+    def handle_timer(self, now: float) -> None:
+        """The timer ran out: the last flight is sent again when it is due (then in ``outgoing()``)."""
+        ...
+
+    def outgoing(self) -> list[bytes]:
+        """Datagrams waiting to be sent (a handshake flight, an alert), each within the MTU."""
         ...
 
     def read(self) -> bytes | None:
@@ -80,7 +99,11 @@ DEFAULT_HANDSHAKE_COST = 90 << 10
 class ServerFactory(Protocol):
     handshake_cost: int  # bytes one connection holds while its handshake is in progress
 
-    def accept(self, datagram: bytes, client_id: bytes) -> tuple[Connection | None, bytes]:
+    # Length of the Connection IDs this server gives (RFC 9146 §3); 0: records are routed by
+    # address only.
+    cid_length: int
+
+    def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[Connection | None, bytes]:
         """Check a ClientHello's cookie, keeping no state (RFC 6347 §4.2.1).
 
         ``client_id`` names the sender's transport address. Returns (None,
@@ -95,7 +118,7 @@ class ServerFactory(Protocol):
 class ClientFactory(Protocol):
     handshake_cost: int
 
-    def connect(self) -> Connection:
+    def connect(self, now: float) -> Connection:
         """A new connection; ``handshake()`` then makes its ClientHello."""
         ...
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 __all__ = [
     "CERTIFICATE_SUITES",
+    "MAX_PSK_IDENTITY_LENGTH",
     "MAX_PSK_LENGTH",
     "PSK_SUITES",
     "CipherSuite",
@@ -26,9 +27,16 @@ __all__ = [
     "X509Credentials",
 ]
 
-# Mbed TLS 2.28 (MBEDTLS_PSK_MAX_LEN) takes keys of at most 32 bytes; LwM2M keys are
-# usually 16. A longer key would fail every handshake, so it is refused up front.
-MAX_PSK_LENGTH = 32
+# PSKs of up to 64 bytes and identities of up to 128 (RFC 4279 §5.3 asks for 128 and for
+# keys of 64 bytes); LwM2M keys are usually 16. Our engine takes them all; Mbed TLS 2.28
+# (MBEDTLS_PSK_MAX_LEN) only keys of 32 bytes, so its backend refuses longer ones.
+MAX_PSK_LENGTH = 64
+MAX_PSK_IDENTITY_LENGTH = 128
+MBEDTLS_MAX_PSK_LENGTH = 32
+# A Connection ID (RFC 9146) this server gives: 6 bytes by default, the first the node id.
+DEFAULT_CID_LENGTH = 6
+MIN_CID_LENGTH = 4
+MAX_CID_LENGTH = 32
 
 
 class CipherSuite(StrEnum):
@@ -51,8 +59,8 @@ CERTIFICATE_SUITES = (
 def check_psk(identity: str, key: bytes) -> None:
     if not identity:
         raise ValueError("the PSK identity is empty")
-    if len(identity.encode("utf-8")) > 128:
-        raise ValueError("the PSK identity is longer than 128 bytes")
+    if len(identity.encode("utf-8")) > MAX_PSK_IDENTITY_LENGTH:
+        raise ValueError(f"the PSK identity is longer than {MAX_PSK_IDENTITY_LENGTH} bytes")
     if not 1 <= len(key) <= MAX_PSK_LENGTH:
         raise ValueError(f"a PSK has 1 to {MAX_PSK_LENGTH} bytes, not {len(key)}")
 
@@ -128,6 +136,11 @@ class SessionLimits:
     ``handshake_timeout_min``/``max``: the retransmission timer of a handshake flight,
     doubling from min to max (RFC 6347 §4.2.4.1 suggests 1 s and 60 s); a handshake
     that has not ended ``handshake_lifetime`` seconds after it began is dropped.
+
+    Connection IDs (RFC 9146, our engine only): ``cid_length`` bytes (0: none asked for),
+    whose first byte is ``node_id`` on a server, so that a cluster can route a record to the
+    node holding its session; a record that carries a known CID finds its session whatever
+    its source address.
     ``idle_timeout``: a session that has been silent that long leaves memory; it is
     kept as saved state (``max_parked`` of them, the least recently used go first)
     and taken up again without a handshake when its peer sends another record.
@@ -151,6 +164,8 @@ class SessionLimits:
     handshake_lifetime: float = 120.0
     mtu: int = 1280  # IPv6's minimum link MTU: handshake flights are cut to fit it
     max_queued: int = 64  # datagrams waiting for a client's handshake to end
+    cid_length: int = DEFAULT_CID_LENGTH
+    node_id: int = 0
 
     def handshake_cap(self, cost: int) -> int:
         """How many handshakes may be in progress when each holds ``cost`` bytes."""
@@ -163,6 +178,11 @@ class SessionLimits:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_handshakes is not None and self.max_handshakes < 1:
             raise ValueError("max_handshakes must be at least 1")
+        if self.cid_length and not MIN_CID_LENGTH <= self.cid_length <= MAX_CID_LENGTH:
+            # Fewer random bytes after the node id would make CIDs collide between sessions.
+            raise ValueError(f"cid_length must be 0 or {MIN_CID_LENGTH} to {MAX_CID_LENGTH}")
+        if not 0 <= self.node_id <= 0xFF:
+            raise ValueError("node_id must be 0 to 255 (the first byte of a connection ID)")
         if self.max_parked < 0:
             raise ValueError("max_parked must not be negative")
         if not 0 < self.handshake_timeout_min <= self.handshake_timeout_max:

@@ -44,18 +44,38 @@ from lwm2m.transport.address import Addr, format_addr, normalize, resolve
 from lwm2m.transport.dtls.backend import Backend, ClientFactory, ServerFactory
 from lwm2m.transport.dtls.config import DtlsClientConfig, DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.diagnostics import SessionLog
-from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
+from lwm2m.transport.dtls.events import (
+    HandshakeFailed,
+    SessionEnded,
+    SessionEstablished,
+    SessionEvent,
+    SessionMoved,
+)
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
 from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback, Handler, bind_sockets
 
 __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls_endpoint"]
 
 SessionCallback = Callable[[SessionEvent], None]
-_SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed))
+_SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved))
 
 
-def default_backend() -> Backend:
-    """The installed backend: Mbed TLS through python-mbedtls (``pip install 'lwm2m[dtls]'``)."""
+def default_backend(
+    server: DtlsServerConfig | None = None, client: DtlsClientConfig | None = None
+) -> Backend:
+    """The backend for these configurations: our own engine (``lwm2m.tls``) for PSK with
+    TLS-PSK-WITH-AES-128-CCM-8, Mbed TLS through python-mbedtls for what the engine does not
+    do yet (certificates, the CBC suite without CCM_8)."""
+    from lwm2m.transport.dtls.engine_backend import EngineBackend, supports
+
+    sides = [c for c in (server, client) if c is not None]
+    if sides and all(supports(c.cipher_suites, certificate=c.certificate is not None) for c in sides):
+        return EngineBackend()
+    return mbedtls_backend()
+
+
+def mbedtls_backend() -> Backend:
+    """Mbed TLS through python-mbedtls (``pip install 'lwm2m[dtls]'``)."""
     try:
         from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
     except ImportError as exc:
@@ -106,7 +126,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         """Bind ``port`` on each of ``host``; ``server`` accepts sessions, ``client`` opens them."""
         if server is None and client is None:
             raise ValueError("a DTLS endpoint needs a server configuration, a client one, or both")
-        backend = backend or default_backend()
+        backend = backend or default_backend(server, client)
         server_factory = backend.server(server) if server is not None else None
         client_factory = backend.client(client) if client is not None else None
         limits = server.limits if server is not None else client.limits  # type: ignore[union-attr]
@@ -251,6 +271,7 @@ async def open_dtls_endpoint(
     on_event: EventCallback | None = None,
     on_session: SessionCallback | None = None,
     config: EndpointConfig | None = None,
+    backend: Backend | None = None,
 ) -> AsyncIterator[CoapDtlsEndpoint]:
     """``async with open_dtls_endpoint(...) as ep``: a ``CoapDtlsEndpoint`` closed on exit."""
     ep = await CoapDtlsEndpoint.create(
@@ -262,6 +283,7 @@ async def open_dtls_endpoint(
         on_event=on_event,
         on_session=on_session,
         config=config,
+        backend=backend,
     )
     try:
         yield ep

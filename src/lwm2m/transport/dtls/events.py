@@ -7,7 +7,7 @@ from typing import Any
 
 from lwm2m.transport.dtls.config import PeerIdentity
 
-__all__ = ["HandshakeFailed", "SessionEnded", "SessionEstablished", "SessionEvent"]
+__all__ = ["HandshakeFailed", "SessionEnded", "SessionEstablished", "SessionEvent", "SessionMoved"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +44,13 @@ class SessionEnded(SessionEvent):
 
     identity: PeerIdentity | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMoved(SessionEvent):
+    """The peer of a session with a Connection ID now sends from ``addr`` (RFC 9146 §6: a
+    record carrying its CID authenticated there with a newer sequence number, e.g. after a
+    NAT rebinding); it was at ``old``. What was sent to ``old`` now goes to ``addr``."""
+
+    identity: PeerIdentity | None
+    old: Any

@@ -28,6 +28,15 @@ Sessions are keyed by the peer's socket address, many on one socket:
 - A client (``client`` factory given) starts a handshake on the first datagram
   the CoAP endpoint sends to an address without a session, and holds the
   datagrams (``max_queued``) until it ends.
+- Connection IDs (RFC 9146): a ``tls12_cid`` record finds its server session by the CID
+  the session gave, whatever address it comes from. When it authenticates with a
+  sequence number above every one accepted before, and comes from a new address, the
+  session moves there (§6): a replayed or older record cannot redirect it. The CoAP
+  endpoint then sees the peer at its new address, and a ``SessionMoved`` event tells the
+  application (an LwM2M server moves the registration with it).
+
+Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
+heap of them and a lifetime per handshake.
 """
 
 from __future__ import annotations
@@ -43,8 +52,14 @@ from lwm2m.errors import DtlsError, HandshakeError
 from lwm2m.errors import SessionClosed as _SessionClosed
 from lwm2m.transport.dtls.backend import DEFAULT_HANDSHAKE_COST, ClientFactory, Connection, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
-from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
-from lwm2m.transport.dtls.records import ContentType, datagrams, epoch, is_client_hello
+from lwm2m.transport.dtls.events import (
+    HandshakeFailed,
+    SessionEnded,
+    SessionEstablished,
+    SessionEvent,
+    SessionMoved,
+)
+from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
 
 __all__ = ["MAX_DATAGRAM", "DtlsLayer", "SessionInfo"]
 
@@ -53,9 +68,9 @@ log = logging.getLogger(__name__)
 Addr = Any
 Role = Literal["server", "client"]
 
-_SLACK = 0.005  # the library's clock and ours tick apart; wake it just after its deadline
-_POLL = 0.02  # asked too early (its clock was behind): look again this much later
-_APPLICATION_DATA = ContentType.APPLICATION_DATA
+_TLS12_CID = ContentType.TLS12_CID
+_PROTECTED = (ContentType.APPLICATION_DATA, ContentType.TLS12_CID)
+_CID_AT = HEADER_LEN - 2  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
 _HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
 _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only in the record header
 # The largest datagram taken: a full record (2^14 bytes of plaintext, RFC 6347 §4.1) fits; CoAP over
@@ -78,6 +93,7 @@ class SessionInfo:
 class _Session:
     __slots__ = (
         "addr",
+        "cid",
         "cipher",
         "conn",
         "deadline",
@@ -86,7 +102,6 @@ class _Session:
         "last_seen",
         "queue",
         "role",
-        "rto",
         "timer_at",
     )
 
@@ -98,7 +113,7 @@ class _Session:
         self.cipher: str | None = None
         self.last_seen = now
         self.deadline = 0.0  # a handshake's end of life
-        self.rto = 0.0
+        self.cid = b""  # the Connection ID the peer's records carry to us (server sessions)
         self.timer_at: float | None = None
         self.hello = b""  # the ClientHello that started a server handshake, without its record header
         self.queue: deque[bytes] | None = None  # a client's datagrams waiting for the handshake
@@ -164,6 +179,8 @@ class DtlsLayer:
         ]
         self.handshake_cost = max(costs)
         self.max_handshakes = self.limits.handshake_cap(self.handshake_cost)
+        self._cid_length = getattr(server, "cid_length", 0) if server is not None else 0
+        self._by_cid: dict[bytes, _Session] = {}  # server sessions and handshakes by their CID
         self._released = 0  # estimated bytes let go of by ended handshakes and sessions
         self._sessions: OrderedDict[Addr, _Session] = OrderedDict()  # least recently heard first
         self._handshakes: dict[Addr, _Session] = {}  # oldest first
@@ -181,6 +198,7 @@ class DtlsLayer:
                 "sessions_resumed",
                 "sessions_parked",
                 "sessions_evicted",
+                "sessions_moved",
                 "dropped_unknown_peer",
                 "dropped_no_session",
                 "dropped_bad_hello",
@@ -198,7 +216,12 @@ class DtlsLayer:
             self.counters["dropped_oversize"] += 1
             return
         try:
-            if data and data[0] == _APPLICATION_DATA:
+            if data and data[0] in _PROTECTED:
+                if data[0] == _TLS12_CID and self._by_cid:
+                    c = self._by_cid.get(data[_CID_AT : _CID_AT + self._cid_length])
+                    if c is not None:
+                        self._receive_cid(c, data, addr, now)
+                        return
                 s = self._sessions.get(addr)
                 if s is not None:
                     self._receive_records(s, data, now)
@@ -265,7 +288,8 @@ class DtlsLayer:
             if now >= s.deadline:
                 self._fail(s, "handshake timed out")
             else:
-                self._drive(s, now, timer=True)
+                s.conn.handle_timer(now)
+                self._drive(s, now)
         sessions = self._sessions
         idle = self.limits.idle_timeout
         while sessions:
@@ -356,6 +380,7 @@ class DtlsLayer:
             dtls_sessions=len(self._sessions),
             dtls_handshakes=len(self._handshakes),
             dtls_parked=len(self._parked),
+            dtls_cids=len(self._by_cid),
             dtls_heap=len(self._heap),
             dtls_out=len(self._out),
             dtls_events=len(self._events),
@@ -365,10 +390,41 @@ class DtlsLayer:
     # === receiving ==============================================================================
 
     def _receive_records(self, s: _Session, data: bytes, now: float) -> None:
+        if data:
+            s.conn.feed(data, now)
+        self._deliver(s, now)
+
+    def _receive_cid(self, s: _Session, data: bytes, addr: Addr, now: float) -> None:
+        """A tls12_cid record for the session or handshake that gave its CID (RFC 9146 §6)."""
+        if self._handshakes.get(s.addr) is s:
+            if addr == s.addr:  # a handshake does not move: its peer proved no key yet
+                s.conn.feed(data, now)
+                self._drive(s, now)
+            return
+        if self._sessions.get(s.addr) is not s:
+            return
+        newer = s.conn.feed(data, now)
+        if newer and addr != s.addr:
+            self._move(s, addr)
+        self._deliver(s, now)
+
+    def _move(self, s: _Session, addr: Addr) -> None:
+        """The peer of ``s`` now sends from ``addr`` (RFC 9146 §6)."""
+        old = s.addr
+        displaced = self._sessions.get(addr)
+        if displaced is not None:
+            # The NAT gave that address to this peer: the session that was there lost its own.
+            self._end(displaced, "replaced")
+        self._parked.pop(addr, None)
+        del self._sessions[old]
+        s.addr = addr
+        self._sessions[addr] = s
+        self.counters["sessions_moved"] += 1
+        self._events.append(SessionMoved(addr, s.identity, old))
+
+    def _deliver(self, s: _Session, now: float) -> None:
         conn = s.conn
         addr = s.addr
-        if data:
-            conn.feed(data)
         s.last_seen = now
         self._sessions.move_to_end(addr)
         receive = self.inner.receive_datagram
@@ -379,9 +435,8 @@ class DtlsLayer:
             reason = "closed" if "close" in str(exc).lower() else "error"
             self._end(s, reason)
             return
-        out = conn.outgoing()  # e.g. the last flight again, for a peer that missed it (§4.2.4)
-        if out:
-            self._out.append((out, addr))
+        for datagram in conn.outgoing():  # e.g. the last flight again, for a peer that missed it (§4.2.4)
+            self._out.append((datagram, addr))
 
     def _receive_other(self, data: bytes, addr: Addr, now: float) -> None:
         if not data:
@@ -393,13 +448,13 @@ class DtlsLayer:
                 self.counters["dropped_bad_hello"] += 1
                 return
             if hs is not None and hs.role == "server" and hs.hello == data[_HELLO_HEADER:]:
-                hs.conn.feed(data)  # our flight was lost: the library sends it again
+                hs.conn.feed(data, now)  # our flight was lost: the library sends it again
                 self._drive(hs, now)
                 return
             self._hello(data, addr, now)
             return
         if hs is not None and (s is None or data[0] in _HANDSHAKE_TYPES or epoch(data) == 0):
-            hs.conn.feed(data)
+            hs.conn.feed(data, now)
             self._drive(hs, now)
             return
         if s is None:
@@ -411,15 +466,19 @@ class DtlsLayer:
 
     def _hello(self, data: bytes, addr: Addr, now: float) -> None:
         assert self._server is not None
-        conn, reply = self._server.accept(data, _client_id(addr))
+        conn, reply = self._server.accept(data, _client_id(addr), now)
         if conn is None:
             if reply:
-                self._out.append((reply, addr))
+                self._out.append((reply, addr))  # a HelloVerifyRequest, or the alert of a refusal
+            if len(reply) > _HELLO_HEADER and reply[0] == ContentType.HANDSHAKE:
                 self.counters["hello_verify_sent"] += 1
             else:
                 self.counters["dropped_bad_hello"] += 1
             return
         # A valid cookie: the sender owns this address. Only now is state kept.
+        cid = conn.cid
+        if cid and cid in self._by_cid:
+            return  # a random CID that is taken: the client's retransmission gets another one
         old = self._handshakes.pop(addr, None)
         if old is not None:
             old.timer_at = None
@@ -429,36 +488,31 @@ class DtlsLayer:
         hs = _Session(conn, addr, "server", now)
         hs.hello = data[_HELLO_HEADER:]
         hs.deadline = now + self.limits.handshake_lifetime
+        if cid:
+            hs.cid = cid
+            self._by_cid[cid] = hs
         self._handshakes[addr] = hs
         self.counters["handshakes_started"] += 1
         self._drive(hs, now)
 
     # === handshakes =============================================================================
 
-    def _drive(self, hs: _Session, now: float, *, timer: bool = False) -> None:
+    def _drive(self, hs: _Session, now: float) -> None:
         conn = hs.conn
         try:
-            done = conn.handshake()
+            done = conn.handshake(now)
         except HandshakeError as exc:
-            alert = conn.outgoing()
-            if alert:
+            for alert in conn.outgoing():
                 self._out.append((alert, hs.addr))
             self._fail(hs, str(exc))
             return
-        flight = conn.outgoing()
-        limits = self.limits
-        if flight:
-            for datagram in datagrams(flight, limits.mtu):
-                self._out.append((datagram, hs.addr))
-            if timer:
-                hs.rto = min(hs.rto * 2, limits.handshake_timeout_max)  # §4.2.4.1: double on timeout
-            else:
-                hs.rto = limits.handshake_timeout_min
-            self._arm(hs, now + hs.rto + _SLACK)
-        elif timer:
-            self._arm(hs, now + _POLL)
+        for datagram in conn.outgoing():
+            self._out.append((datagram, hs.addr))
         if done:
             self._establish(hs, now)
+            return
+        at = conn.get_timer()  # the backend's retransmission timer (RFC 6347 §4.2.4)
+        self._arm(hs, hs.deadline if at is None else at)
 
     def _arm(self, hs: _Session, at: float) -> None:
         at = min(at, hs.deadline)
@@ -484,6 +538,7 @@ class DtlsLayer:
         old = self._sessions.pop(addr, None)
         self._parked.pop(addr, None)
         if old is not None:
+            self._let_go(old)
             self._events.append(SessionEnded(addr, old.identity, "replaced"))
         self._make_room()
         self._sessions[addr] = hs
@@ -498,7 +553,7 @@ class DtlsLayer:
                 except _SessionClosed:
                     self._end(hs, "error")
                     return
-        self._receive_records(hs, b"", now)  # records that came with the last flight
+        self._deliver(hs, now)  # records that came with the last flight
 
     def _fail(self, hs: _Session, reason: str) -> None:
         addr = hs.addr
@@ -512,6 +567,8 @@ class DtlsLayer:
 
     def _let_go(self, s: _Session) -> None:
         """Drop the connection of ``s`` now: stale timer entries must not keep its buffers."""
+        if s.cid and self._by_cid.get(s.cid) is s:
+            del self._by_cid[s.cid]
         if s.conn is not _ENDED:
             s.conn = _ENDED
             self._released += self.handshake_cost
@@ -528,7 +585,7 @@ class DtlsLayer:
             return None
         while len(self._handshakes) >= self.max_handshakes:
             self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
-        hs = _Session(self._client.connect(), addr, "client", now)
+        hs = _Session(self._client.connect(now), addr, "client", now)
         hs.deadline = now + self.limits.handshake_lifetime
         hs.queue = deque(maxlen=self.limits.max_queued)
         self._handshakes[addr] = hs

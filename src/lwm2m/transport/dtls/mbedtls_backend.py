@@ -15,7 +15,10 @@ Things the binding decides that shape this module:
   answers with a HelloVerifyRequest that buffer is reset by the binding and
   kept for the next ClientHello, so a flood of ClientHellos creates no state.
 - The handshake's retransmission timer runs on the library's own clock;
-  calling ``handshake()`` after it ran out is what makes it resend a flight.
+  calling ``handshake()`` after it ran out is what makes it resend a flight. The
+  connection keeps a timer of its own for the layer (``get_timer``), set just after the
+  library's deadline (the two clocks tick apart) and doubled like the library's (RFC 6347
+  §4.2.4.1); asked too early, the library sends nothing and is asked again a little later.
 - An established session can be saved as bytes (``mbedtls_ssl_context_save``)
   and restored without a handshake; a server can only save a session once the
   client's first application record has let it drop its handshake state.
@@ -32,6 +35,7 @@ from mbedtls.exceptions import TLSError
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
 from lwm2m.transport.dtls.config import (
+    MBEDTLS_MAX_PSK_LENGTH,
     DtlsClientConfig,
     DtlsServerConfig,
     PeerIdentity,
@@ -39,11 +43,14 @@ from lwm2m.transport.dtls.config import (
     SessionLimits,
     X509Credentials,
 )
+from lwm2m.transport.dtls.records import datagrams
 
 __all__ = ["MbedtlsBackend"]
 
 _OVER = tls.HandshakeStep.HANDSHAKE_OVER
 _NOT_STARTED = (tls.HandshakeStep.HELLO_REQUEST, tls.HandshakeStep.CLIENT_HELLO)
+_SLACK = 0.005  # the library's clock and ours tick apart; wake it just after its deadline
+_POLL = 0.02  # asked too early (its clock was behind): look again this much later
 _MAX_STEPS = 64  # handshake steps per call: a few suffice; a bound in case of a library bug
 _MAX_RECORD = 16384 + 2048  # MBEDTLS_SSL_IN_CONTENT_LEN, with room
 _READ_BUFFER = bytearray(_MAX_RECORD)  # one per process: plaintext is copied out at once
@@ -119,7 +126,18 @@ def _configuration(
 
 
 class _Connection:
-    __slots__ = ("_buf", "_factory", "_identity", "established", "psk_identity")
+    __slots__ = (
+        "_buf",
+        "_factory",
+        "_fired",
+        "_identity",
+        "_rto",
+        "_timer",
+        "established",
+        "psk_identity",
+    )
+
+    cid = b""  # Mbed TLS 2.28 has no Connection ID
 
     def __init__(self, buf: tls.TLSWrappedBuffer, factory: _ServerFactory | _ClientFactory) -> None:
         self._buf = buf
@@ -127,14 +145,36 @@ class _Connection:
         self._identity: PeerIdentity | None = None
         self.established = False
         self.psk_identity: str | None = None  # set by the server's PSK callback
+        self._timer: float | None = None
+        self._rto = 0.0
+        self._fired = False
 
-    def feed(self, datagram: bytes) -> None:
+    def feed(self, datagram: bytes, now: float) -> bool:
         with contextlib.suppress(BufferError):  # more than the input buffer holds: garbage, dropped
             self._buf.receive_from_network(datagram)
+        return False
 
-    def handshake(self) -> bool:
+    def handshake(self, now: float) -> bool:
         if self.established:
             return True
+        fired, self._fired = self._fired, False
+        before = len(self._buf._output_buffer)
+        try:
+            done = self._step()
+        finally:
+            if len(self._buf._output_buffer) > before:  # a flight went out: time its retransmission
+                limits = self._factory.limits
+                # RFC 6347 §4.2.4.1: doubled on each timeout, from the minimum for a new flight.
+                doubled = min(self._rto * 2, limits.handshake_timeout_max)
+                self._rto = doubled if fired else limits.handshake_timeout_min
+                self._timer = now + self._rto + _SLACK
+            elif fired:
+                self._timer = now + _POLL
+        if done:
+            self._timer = None
+        return done
+
+    def _step(self) -> bool:
         buf = self._buf
         factory = self._factory
         factory.current = self
@@ -158,7 +198,18 @@ class _Connection:
             factory.current = None
         return False
 
-    def outgoing(self) -> bytes:
+    def get_timer(self) -> float | None:
+        return self._timer
+
+    def handle_timer(self, now: float) -> None:
+        # The library resends on its own clock when ``handshake`` is called next.
+        self._timer = None
+        self._fired = True
+
+    def outgoing(self) -> list[bytes]:
+        return datagrams(self._drain(), self._factory.limits.mtu)
+
+    def _drain(self) -> bytes:
         buf = self._buf
         n = len(buf._output_buffer)
         if not n:
@@ -200,7 +251,7 @@ class _Connection:
             self._buf.shutdown()
         except Exception:
             return b""
-        return self.outgoing()
+        return self._drain()
 
     def save(self) -> bytes | None:
         try:
@@ -253,8 +304,10 @@ class _PskStore(Mapping[str, bytes]):
 
 class _ServerFactory:
     handshake_cost = HANDSHAKE_COST
+    cid_length = 0
 
     def __init__(self, config: DtlsServerConfig) -> None:
+        self.limits = config.limits
         kw: dict[str, object] = {}
         if config.psk_lookup is not None:
             kw["pre_shared_key_store"] = _PskStore(config.psk_lookup, self)
@@ -266,7 +319,7 @@ class _ServerFactory:
         self._spare: tls.TLSWrappedBuffer | None = None
         self.current: _Connection | None = None
 
-    def accept(self, datagram: bytes, client_id: bytes) -> tuple[_Connection | None, bytes]:
+    def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
         buf = self._spare
         self._spare = None
         if buf is None:
@@ -288,7 +341,7 @@ class _ServerFactory:
                 except tls.WantReadError:
                     break
         except tls.HelloVerifyRequest:
-            reply = conn.outgoing()
+            reply = conn._drain()
             if not len(buf._input_buffer):
                 self._spare = buf  # reset by the binding: reusable for the next ClientHello
             return None, reply
@@ -298,6 +351,8 @@ class _ServerFactory:
             self.current = None
         if buf._handshake_state in _NOT_STARTED:
             return None, b""  # e.g. a fragment of a ClientHello: nothing to answer
+        conn._rto = self.limits.handshake_timeout_min  # the flight now waiting is timed from now
+        conn._timer = now + conn._rto + _SLACK
         return conn, b""
 
     def restore(self, state: bytes) -> _Connection:
@@ -318,7 +373,10 @@ class _ClientFactory:
     handshake_cost = HANDSHAKE_COST
 
     def __init__(self, config: DtlsClientConfig) -> None:
+        self.limits = config.limits
         kw: dict[str, object] = {}
+        if config.psk is not None and len(config.psk.key) > MBEDTLS_MAX_PSK_LENGTH:
+            raise ValueError(f"Mbed TLS 2.28 takes PSKs of at most {MBEDTLS_MAX_PSK_LENGTH} bytes")
         if config.psk is not None:
             kw["pre_shared_key"] = (config.psk.identity, config.psk.key)
         conf = _configuration(
@@ -330,7 +388,7 @@ class _ClientFactory:
         self._mtu = config.limits.mtu
         self.current: _Connection | None = None
 
-    def connect(self) -> _Connection:
+    def connect(self, now: float) -> _Connection:
         buf = self._context.wrap_buffers(self._server_name)
         buf.setmtu(self._mtu)
         return _Connection(buf, self)
