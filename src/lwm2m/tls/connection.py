@@ -62,6 +62,7 @@ from lwm2m.tls.messages import (
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
+    UnknownExtension,
     encode_handshake,
     parse_handshake_body,
     split_handshake_fragments,
@@ -104,6 +105,11 @@ __all__ = [
 ]
 
 TLS_PSK_WITH_AES_128_CCM_8: Final = 0xC0A8
+# RFC 5746 §3.3: a client says it knows secure renegotiation with this pseudo cipher suite; the
+# server answers with an empty renegotiation_info (its data: a zero-length vector). We never
+# renegotiate (§4.2.8 of RFC 6347 aside), but OpenSSL and others refuse servers that do not say so.
+TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
+EMPTY_RENEGOTIATION_INFO: Final = UnknownExtension(ExtensionType.RENEGOTIATION_INFO, b"\x00")
 
 # AlertLevel and AlertDescription (RFC 5246 §7.2, RFC 4279 §2 for unknown_psk_identity).
 WARNING: Final = 1
@@ -666,7 +672,7 @@ class DtlsConnection:
     def _send_client_hello(self, now: float) -> None:
         hello = ClientHello(
             random=self._client_random,
-            cipher_suites=(TLS_PSK_WITH_AES_128_CCM_8,),
+            cipher_suites=(TLS_PSK_WITH_AES_128_CCM_8, TLS_EMPTY_RENEGOTIATION_INFO_SCSV),
             cookie=self._cookie,
             extensions=self._client_extensions(),
         )
@@ -691,6 +697,10 @@ class DtlsConnection:
             )
         if hello.server_version != DTLS_1_2:
             raise HandshakeAborted(HANDSHAKE_FAILURE, f"the server chose version {hello.server_version:#06x}")
+        renegotiation = hello.extension(ExtensionType.RENEGOTIATION_INFO)
+        if renegotiation is not None and renegotiation.data() != EMPTY_RENEGOTIATION_INFO.raw:
+            # RFC 5746 §3.4: on an initial handshake the server's renegotiated_connection is empty.
+            raise HandshakeAborted(HANDSHAKE_FAILURE, "a renegotiation_info that is not empty")
         self._server_random = hello.random
         self._use_ems = hello.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
         answer = hello.extension(ExtensionType.CONNECTION_ID)
@@ -759,6 +769,13 @@ class DtlsConnection:
         self._write_seq[0] = max(self._write_seq[0], record.sequence)
         self._server_random = self.config.random(32)
         extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),) if self._use_ems else ()
+        renegotiation = hello.extension(ExtensionType.RENEGOTIATION_INFO)
+        if renegotiation is not None and renegotiation.data() != EMPTY_RENEGOTIATION_INFO.raw:
+            raise HandshakeAborted(
+                HANDSHAKE_FAILURE, "a renegotiation_info that is not empty"
+            )  # RFC 5746 §3.6
+        if renegotiation is not None or TLS_EMPTY_RENEGOTIATION_INFO_SCSV in hello.cipher_suites:
+            extensions += (EMPTY_RENEGOTIATION_INFO,)
         offer = hello.extension(ExtensionType.CONNECTION_ID)
         if self.config.connection_id and isinstance(offer, ConnectionIdExtension):
             # RFC 9146 §3: answered only when offered; our CID leads with the node id.
