@@ -25,11 +25,14 @@ $(STAMP): pyproject.toml | $(PY) debs
 	  echo "aiocoap[tinydtls] could not be built: its DTLS interop test will be skipped"
 	touch $(STAMP)
 
-# Debian packages the tests need: libcoap's command-line clients (interop), Chromium (the
+# Debian packages the tests need: libcoap's command-line clients (interop), GnuTLS's and
+# OpenSSL's command-line tools (DTLS peers: gnutls-cli speaks raw public keys), Chromium (the
 # console tests drive it through Playwright), and autotools to build aiocoap's tinydtls.
 debs:
 	@missing=""; \
 	command -v coap-client-notls >/dev/null 2>&1 || missing="$$missing libcoap3-bin"; \
+	command -v gnutls-cli >/dev/null 2>&1 || missing="$$missing gnutls-bin"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v autoreconf >/dev/null 2>&1 || missing="$$missing autoconf automake libtool gcc"; \
 	if [ -n "$$missing" ]; then \

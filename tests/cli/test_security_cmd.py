@@ -47,6 +47,38 @@ def test_add_list_remove_on_the_database(tmp_path: Path) -> None:
     assert gone.exit_code == 2 and "no security information" in gone.output
 
 
+def test_raw_public_keys_from_pem_and_der_files(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    data = str(tmp_path / "data")
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem_file, der_file = tmp_path / "tracker.pub.pem", tmp_path / "tracker.pub.der"
+    pem_file.write_bytes(
+        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    der_file.write_bytes(der)
+    added = lwm2m("security", "add", "tracker-1", "--rpk-public-key", str(pem_file), "--data", data)
+    assert added.exit_code == 0, added.output
+    assert re.fullmatch(r"set tracker-1: raw public key \(SHA-256 [0-9a-f]{16}…\)\n", added.output)
+    taken = lwm2m("security", "add", "tracker-2", "--rpk-public-key", str(der_file), "--data", data)
+    assert taken.exit_code == 2 and "in use" in taken.output  # the same key, from DER
+    with SqliteStore(Path(data) / "lwm2m.db") as store:
+        info = asyncio.run(store.security.get("tracker-1"))
+    assert info is not None and info.rpk == der
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    for args in (
+        ["--rpk-public-key", str(bad)],
+        ["--rpk-public-key", str(tmp_path / "missing.pem")],
+        ["--rpk-public-key", str(der_file), "--x509"],
+        ["--rpk-public-key", str(der_file), "--psk-identity", "x", "--psk-key", "0011"],
+    ):
+        result = lwm2m("security", "add", "tracker-3", *args, "--data", data)
+        assert result.exit_code == 2 and result.output.count("\n") == 1, (args, result.output)
+
+
 def test_generated_keys_are_printed_once_and_stored(tmp_path: Path) -> None:
     data = tmp_path / "data"
     added = lwm2m("security", "add", "dev-1", "--psk-identity", "dev-1-id", "--generate", "--data", str(data))

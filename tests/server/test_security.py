@@ -144,3 +144,40 @@ async def test_x509_registration_needs_the_endpoint_as_common_name() -> None:
         async with open_dtls_endpoint(client=psk("dev-1-id", KEY)) as client:
             refused = await client.request(register("sensor-8"), coaps(server), timeout=5)
             assert refused.code == Code.FORBIDDEN
+
+
+async def test_raw_public_key_identities_stand_for_their_endpoint() -> None:
+    """The rules hold for RFC 7250 keys as for PSKs: the key of the entry registers, another key
+    gets 4.03, and a Register without ep takes the endpoint of the key (LwM2M-TS-Core 1.2 §6.2.1)."""
+    from lwm2m.server.security import SecurityPolicy, identity_matches
+    from lwm2m.storage.memory import MemoryStore
+    from lwm2m.transport.dtls import PeerIdentity
+
+    rpk = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d03010703420004" + "11" * 64)
+    other = PeerIdentity("rpk", (rpk[:-1] + b"\x22").hex())
+    mine = PeerIdentity("rpk", rpk.hex())
+    store = MemoryStore.create()
+    policy = SecurityPolicy(store.security)
+    await policy.put(SecurityInfo("tracker-1", rpk=rpk))
+    info = await policy.get("tracker-1")
+    assert info is not None and identity_matches(info, mine) and not identity_matches(info, other)
+    assert not identity_matches(info, PeerIdentity("psk", rpk.hex()))
+    assert str(mine).startswith("rpk:sha256:") and len(str(mine)) == len("rpk:sha256:") + 16
+
+    refusal, _, endpoint = await policy.check(
+        register("tracker-1"), mine, secure=True, registrations=store.registrations
+    )
+    assert refusal is None and endpoint == "tracker-1"
+    refusal, _, _ = await policy.check(
+        register("tracker-1"), other, secure=True, registrations=store.registrations
+    )
+    assert refusal is not None and refusal.code == Code.FORBIDDEN
+    refusal, _, _ = await policy.check(
+        register("tracker-1"), None, secure=False, registrations=store.registrations
+    )
+    assert refusal is not None and refusal.code == Code.FORBIDDEN  # plain CoAP for a keyed endpoint
+    no_ep = Message.build(Type.CON, Code.POST, uri_path="rd", uri_query=["lwm2m=1.1"])
+    refusal, message, endpoint = await policy.check(
+        no_ep, mine, secure=True, registrations=store.registrations
+    )
+    assert refusal is None and endpoint == "tracker-1" and "ep=tracker-1" in message.uri_query

@@ -25,6 +25,10 @@ fields = st.fixed_dictionaries(
         "pskKey": json_values | st.sampled_from(["00", "0011", "zz", "0", "00" * 65, "c0ffee" * 3]),
         "x509": json_values,
         "mode": json_values,
+        "rpk": json_values
+        | st.sampled_from(
+            ["", "30", "3003020100", "3059301306072a8648ce3d020106082a8648ce3d0301070342000411"]
+        ),
     },
 )
 
@@ -51,6 +55,8 @@ def from_dict_or_config_error(data: object) -> None:
         {"endpoint": "e", "pskIdentity": "i", "pskKey": 1},
         {"endpoint": "e", "pskIdentity": "i", "pskKey": "c0ffeezz"},
         {"endpoint": "e", "x509": "yes"},
+        {"endpoint": "e", "rpk": 1},
+        {"endpoint": "e", "rpk": "3003020100"},
         [],
         "x",
     ],

@@ -65,3 +65,75 @@ async def test_sqlite_keeps_entries_across_reopening(tmp_path: FsPath) -> None:
         await first.security.put(SecurityInfo("dev-1", "id-1", KEY))
     with SqliteStore(tmp_path / "lwm2m.db") as second:
         assert await second.security.get("dev-1") == SecurityInfo("dev-1", "id-1", KEY)
+
+
+RPK = bytes.fromhex(
+    "3059301306072a8648ce3d020106082a8648ce3d03010703420004" + "11" * 32 + "22" * 32
+)  # a P-256 SubjectPublicKeyInfo's shape (the point need not be on the curve for the store)
+OTHER_RPK = RPK[:-1] + b"\x33"
+
+
+async def test_raw_public_key_entries(store: MemoryStore | SqliteStore) -> None:
+    security = store.security
+    await security.put(SecurityInfo("tracker-1", rpk=RPK))
+    await security.put(SecurityInfo("dev-1", "id-1", KEY))
+    assert (await security.get("tracker-1")) == SecurityInfo("tracker-1", rpk=RPK)
+    assert (await security.get_by_public_key(RPK)).endpoint == "tracker-1"  # type: ignore[union-attr]
+    assert await security.get_by_public_key(OTHER_RPK) is None
+    # One key, one endpoint.
+    with pytest.raises(ValueError, match="public key is in use"):
+        await security.put(SecurityInfo("tracker-2", rpk=RPK))
+    # A new key replaces the old one, which then stands for nobody; a PSK may replace a key.
+    await security.put(SecurityInfo("tracker-1", rpk=OTHER_RPK))
+    assert await security.get_by_public_key(RPK) is None
+    await security.put(SecurityInfo("tracker-2", rpk=RPK))
+    await security.put(SecurityInfo("tracker-2", "id-2", KEY))
+    assert await security.get_by_public_key(RPK) is None
+    assert (await security.remove("tracker-1")).rpk == OTHER_RPK  # type: ignore[union-attr]
+    assert await security.get_by_public_key(OTHER_RPK) is None
+
+
+def test_raw_public_key_values() -> None:
+    info = SecurityInfo("tracker-1", rpk=RPK)
+    assert info.mode == "rpk" and info.to_dict() == {
+        "endpoint": "tracker-1",
+        "mode": "rpk",
+        "x509": False,
+        "rpk": RPK.hex(),
+    }
+    assert SecurityInfo.from_dict(info.to_dict(with_key=True)) == info
+    for bad in (
+        {"rpk": RPK, "x509": True},
+        {"rpk": RPK, "nosec": True},
+        {"rpk": RPK, "psk_identity": "id", "psk_key": KEY},
+        {"rpk": RPK[:-1]},
+    ):
+        with pytest.raises(ValueError):
+            SecurityInfo("tracker-1", **bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rpk"):
+        SecurityInfo.from_dict({"endpoint": "tracker-1", "rpk": "xyz"})
+
+
+async def test_a_schema_1_database_takes_raw_public_keys(tmp_path: FsPath) -> None:
+    import sqlite3
+
+    path = tmp_path / "lwm2m.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE security (endpoint TEXT PRIMARY KEY, psk_identity TEXT UNIQUE, data BLOB NOT NULL);"
+        "PRAGMA user_version=1;"
+    )
+    old.execute(
+        "INSERT INTO security VALUES ('dev-1', 'id-1', ?)",
+        (b'{"endpoint": "dev-1", "mode": "psk", "x509": false, "pskIdentity": "id-1", "pskKey": "00"}',),
+    )
+    old.commit()
+    old.close()
+    with SqliteStore(path) as store:
+        assert (await store.security.get_by_identity("id-1")).endpoint == "dev-1"  # type: ignore[union-attr]
+        await store.security.put(SecurityInfo("tracker-1", rpk=RPK))
+        with pytest.raises(ValueError, match="in use"):
+            await store.security.put(SecurityInfo("tracker-2", rpk=RPK))
+    with SqliteStore(path) as store:  # opened again: migrated once, nothing lost
+        assert (await store.security.get_by_public_key(RPK)).endpoint == "tracker-1"  # type: ignore[union-attr]
+        assert len(await store.security.all()) == 2

@@ -30,6 +30,7 @@ from lwm2m.tls.messages import (
     HandshakeType,
     HelloVerifyRequest,
     ServerHello,
+    UnknownExtension,
     encode_handshake,
     split_handshake_fragments,
 )
@@ -823,3 +824,76 @@ def test_the_server_answers_connection_id_only_when_offered() -> None:
     assert answer(offered, cid_length=0) == ConnectionIdExtension(b"")
     assert answer(offered, connection_id=False) is None
     assert answer(ClientHello(bytes(32), (0xC0A8,))) is None
+
+
+# --- secure renegotiation indication (RFC 5746) ---------------------------------------------
+
+
+def _server_hello_extensions(hello: ClientHello) -> tuple[HandshakeFailure | None, dict[int, bytes]]:
+    """What a cookie-less server answers to ``hello``: its failure, or its ServerHello's extensions."""
+    server = DtlsConnection(
+        DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(3)), 0.0, address=ADDRESS
+    )
+    record = DtlsRecord(
+        HANDSHAKE, DTLS_1_2, 0, 0, encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
+    )
+    server.receive_datagram(record.encode(), 0.0)
+    failures = [e for e in _events(server) if isinstance(e, HandshakeFailure)]
+    if failures:
+        return failures[0], {}
+    [datagram] = server.datagrams_to_send(0.0)
+    [(header, body)] = split_handshake_fragments(parse_datagram(datagram)[0].fragment)[:1]
+    assert header.msg_type == HandshakeType.SERVER_HELLO
+    return None, {e.extension_type: e.data() for e in ServerHello.parse(body).extensions}
+
+
+def test_the_client_signals_secure_renegotiation_and_the_server_answers() -> None:
+    client, _ = _pair()
+    [datagram] = client.datagrams_to_send(0.0)
+    hello = ClientHello.parse(split_handshake_fragments(parse_datagram(datagram)[0].fragment)[0][1])
+    assert 0x00FF in hello.cipher_suites  # TLS_EMPTY_RENEGOTIATION_INFO_SCSV, RFC 5746 §3.3
+    # Signalled by the SCSV or by an empty extension, the server answers an empty extension.
+    for signal in (
+        ClientHello(bytes(32), (0xC0A8, 0x00FF)),
+        ClientHello(bytes(32), (0xC0A8,), extensions=(UnknownExtension(0xFF01, b"\x00"),)),
+    ):
+        failure, extensions = _server_hello_extensions(signal)
+        assert failure is None and extensions[0xFF01] == b"\x00"
+    failure, extensions = _server_hello_extensions(ClientHello(bytes(32), (0xC0A8,)))
+    assert failure is None and 0xFF01 not in extensions  # not offered, not answered
+    # A renegotiated_connection on a first handshake is refused (RFC 5746 §3.6).
+    failure, _ = _server_hello_extensions(
+        ClientHello(bytes(32), (0xC0A8,), extensions=(UnknownExtension(0xFF01, b"\x0c" + bytes(12)),))
+    )
+    assert failure is not None and "renegotiation_info" in failure.reason
+
+
+def test_a_server_claiming_a_renegotiated_connection_is_refused() -> None:
+    client, server = _pair()
+
+    def forge(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if (
+            name != "server"
+            or not datagrams
+            or HandshakeType.SERVER_HELLO not in _handshake_types(datagrams[0])
+        ):
+            return datagrams
+        records = parse_datagram(datagrams[0])
+        header, body = split_handshake_fragments(records[0].fragment)[0]  # the client refuses at it
+        hello = ServerHello.parse(body)
+        forged = ServerHello(
+            hello.random,
+            hello.cipher_suite,
+            session_id=hello.session_id,
+            extensions=(
+                *[e for e in hello.extensions if e.extension_type != 0xFF01],
+                UnknownExtension(0xFF01, b"\x01\x00"),
+            ),
+        )
+        message = encode_handshake(HandshakeType.SERVER_HELLO, header.message_seq, forged.to_bytes())
+        first = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, records[0].sequence, message).encode()
+        return [first + b"".join(r.encode() for r in records[1:]), *datagrams[1:]]
+
+    _run(client, server, keep=forge, limit=5.0)
+    assert not client.established
+    assert any(isinstance(e, HandshakeFailure) and "renegotiation_info" in e.reason for e in _events(client))

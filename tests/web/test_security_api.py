@@ -15,6 +15,20 @@ from lwm2m.server.role import Server
 from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials, open_dtls_endpoint
 
 KEY_HEX = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
+RPK_HEX = "3059301306072a8648ce3d020106082a8648ce3d03010703420004" + "11" * 64
+TAKEN_RPK_HEX = RPK_HEX[:-2] + "22"
+
+
+async def test_raw_public_key_entries() -> None:
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
+        url = "/api/security/clients/tracker-1"
+        created = await api.put(url, json={"rpk": RPK_HEX})
+        assert created.status_code == 201, created.text
+        shown = {"endpoint": "tracker-1", "mode": "rpk", "x509": False, "rpk": RPK_HEX}
+        assert created.json() == shown and (await api.get(url)).json() == shown
+        assert (await api.put(url, json={"mode": "rpk", "rpk": RPK_HEX.upper()})).status_code == 200
+        entry = await server.security.get("tracker-1")
+        assert entry is not None and entry.rpk == bytes.fromhex(RPK_HEX)
 
 
 async def test_put_list_get_delete_and_register(caplog: pytest.LogCaptureFixture) -> None:
@@ -62,11 +76,18 @@ async def test_put_list_get_delete_and_register(caplog: pytest.LogCaptureFixture
         ({"x509": "yes"}, 400),
         ({"psk": "x"}, 400),
         ({"pskIdentity": "taken", "pskKey": "0011"}, 409),
+        ({"rpk": "3003020100"}, 400),  # no key bits
+        ({"rpk": "zz"}, 400),
+        ({"rpk": RPK_HEX, "pskIdentity": "x", "pskKey": "0011"}, 400),
+        ({"rpk": RPK_HEX, "x509": True}, 400),
+        ({"mode": "rpk"}, 400),
+        ({"rpk": TAKEN_RPK_HEX}, 409),
     ],
 )
 async def test_bad_bodies_are_refused_without_echoing_the_key(body: dict, status: int) -> None:
     async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
         await api.put("/api/security/clients/other", json={"pskIdentity": "taken", "pskKey": "ff" * 16})
+        await api.put("/api/security/clients/tracker", json={"rpk": TAKEN_RPK_HEX})
         answer = await api.put("/api/security/clients/dev-1", json=body)
         assert answer.status_code == status, answer.text
         key = body.get("pskKey")

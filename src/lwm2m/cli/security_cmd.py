@@ -4,6 +4,7 @@
 
     lwm2m security add sensor-1 --psk-identity sensor-1 --psk-key 000102030405060708090a0b0c0d0e0f
     lwm2m security add sensor-2 --psk-identity sensor-2 --generate   # prints the new key, once
+    lwm2m security add tracker-3 --rpk-public-key tracker-3.pub.pem   # a raw public key (PEM or DER)
     lwm2m security add camera-1 --x509          # a certificate with CN=camera-1, from a trusted CA
     lwm2m security add meter-7 --nosec          # plain CoAP, under lwm2m server --nosec-endpoints deny
     lwm2m security list
@@ -19,6 +20,7 @@ A key given is never printed back, and ``list`` shows only a hint of it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -47,6 +49,9 @@ def _with_store(data: str, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> A
 
 
 def _describe(entry: dict[str, Any]) -> str:
+    if entry.get("mode") == "rpk":
+        fingerprint = hashlib.sha256(bytes.fromhex(entry["rpk"])).hexdigest()[:16]
+        return f"{entry['endpoint']}: raw public key (SHA-256 {fingerprint}…)"
     if entry.get("x509"):
         return f"{entry['endpoint']}: X.509 (certificate CN={entry['endpoint']})"
     if entry.get("mode") == "nosec":
@@ -59,7 +64,8 @@ _options = store_options(".lwm2m-data", "folder of the server's database", "http
 
 @main.group()
 def security() -> None:
-    """Credentials of endpoints: a PSK (identity and key), an X.509 certificate, or NoSec."""
+    """Credentials of endpoints: a PSK (identity and key), a raw public key, an X.509 certificate, or
+    NoSec."""
 
 
 @security.command("add")
@@ -67,6 +73,13 @@ def security() -> None:
 @click.option("--psk-identity", default=None, help="the PSK identity the device presents")
 @click.option("--psk-key", default=None, envvar="LWM2M_PSK_KEY", help="the key, as hexadecimal digits")
 @click.option("--generate", is_flag=True, help=f"make a random {GENERATED_KEY_BYTES}-byte key and print it")
+@click.option(
+    "--rpk-public-key",
+    "rpk_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="a raw public key (RFC 7250): the device's public key, a PEM or DER file",
+)
 @click.option(
     "--x509", is_flag=True, help="a certificate with CN=ENDPOINT, from an authority the server trusts"
 )
@@ -81,6 +94,7 @@ def add(
     psk_identity: str | None,
     psk_key: str | None,
     generate: bool,
+    rpk_file: str | None,
     x509: bool,
     nosec: bool,
     data: str,
@@ -88,23 +102,40 @@ def add(
     api_token: str | None,
 ) -> None:
     """Set ENDPOINT's credentials (replacing any it had)."""
-    from lwm2m.errors import IdentityInUse
+    from lwm2m.errors import ConfigError, IdentityInUse
+    from lwm2m.protocol.keys import public_key_der
     from lwm2m.storage.base import SecurityInfo
     from lwm2m.transport.dtls.config import MAX_PSK_LENGTH
 
-    if x509 and nosec:
-        fail("give --x509 or --nosec, not both")
-    if nosec:
+    chosen = [
+        flag
+        for flag, given in (("--rpk-public-key", rpk_file), ("--x509", x509), ("--nosec", nosec))
+        if given
+    ]
+    if len(chosen) > 1:
+        fail(f"give one of {', '.join(chosen)}, not several")
+    if rpk_file is not None:
+        if psk_identity or psk_key or generate:
+            fail("give --rpk-public-key or a PSK (--psk-identity with --psk-key or --generate), not both")
+        try:
+            with open(rpk_file, "rb") as f:
+                der = public_key_der(f.read())
+        except OSError as exc:
+            fail(f"--rpk-public-key {rpk_file}: {exc.strerror or exc}")
+        except ConfigError as exc:
+            fail(f"--rpk-public-key {rpk_file}: {exc}")
+        body: dict[str, Any] = {"rpk": der.hex()}
+    elif nosec:
         if psk_identity or psk_key or generate:
             fail("give --nosec or a PSK (--psk-identity with --psk-key or --generate), not both")
-        body: dict[str, Any] = {"mode": "nosec"}
+        body = {"mode": "nosec"}
     elif x509:
         if psk_identity or psk_key or generate:
             fail("give --x509 or a PSK (--psk-identity with --psk-key or --generate), not both")
         body = {"x509": True}
     else:
         if not psk_identity:
-            fail("give --psk-identity with --psk-key or --generate, --x509 or --nosec")
+            fail("give --psk-identity with --psk-key or --generate, --rpk-public-key, --x509 or --nosec")
         if generate == (psk_key is not None):
             fail("give either --psk-key or --generate")
         if generate:

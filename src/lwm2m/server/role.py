@@ -54,7 +54,7 @@ from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
 from lwm2m.server.observation import ObservationManager, ServerObservation, address_of
 from lwm2m.server.presence import Presence
 from lwm2m.server.registrar import Registrar
-from lwm2m.server.security import SecurityPolicy
+from lwm2m.server.security import SecurityPolicy, identity_matches
 from lwm2m.storage.base import HistoryEntry, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
@@ -416,9 +416,7 @@ class Server:
             identity = session.identity
             if identity is None:
                 continue
-            if (info.mode == "x509" and identity.kind == "x509" and identity.name == info.endpoint) or (
-                info.mode == "psk" and identity.kind == "psk" and identity.name == info.psk_identity
-            ):
+            if identity_matches(info, identity):
                 self._coaps.close_session(session.addr)
 
     async def _on_send(self, message: Message, addr: Any) -> Message:

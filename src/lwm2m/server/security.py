@@ -2,7 +2,7 @@
 
 The rules, checked on every request of the Registration Interface (§6.2):
 
-- An endpoint with security information (a PSK or X.509) registers over DTLS
+- An endpoint with security information (a PSK, a raw public key or X.509) registers over DTLS
   only; over plain CoAP its Register, Update and De-register get 4.03.
 - Plain CoAP (NoSec) authenticates nobody: anyone who knows an endpoint name
   can register under it, from any address, and so replace its registration.
@@ -10,7 +10,8 @@ The rules, checked on every request of the Registration Interface (§6.2):
   with mode ``nosec``; the others get 4.03. With ``"allow"`` (the default)
   every endpoint without security information may use it.
 - Over DTLS the peer's authenticated identity must be the endpoint's: its PSK
-  identity, or a certificate whose subject CN is the endpoint name (the
+  identity, its raw public key (RFC 7250: the handshake proved the peer holds
+  the private key), or a certificate whose subject CN is the endpoint name (the
   certificate chain itself was checked in the handshake). Else 4.03; an Update
   or De-register therefore comes from the identity the registration was made
   with, whatever session carries it.
@@ -45,7 +46,7 @@ from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PeerIdentity
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NOSEC_POLICIES", "NosecPolicy", "SecurityPolicy"]
+__all__ = ["NOSEC_POLICIES", "NosecPolicy", "SecurityPolicy", "identity_matches"]
 
 NosecPolicy = Literal["allow", "deny"]
 NOSEC_POLICIES: tuple[NosecPolicy, ...] = ("allow", "deny")
@@ -106,10 +107,11 @@ class SecurityPolicy:
             self._psk.pop(old.psk_identity, None)
         if info.psk_identity is not None:
             self._psk[info.psk_identity] = (info.psk_key, info.endpoint, time.monotonic())
-        if old is not None and (old.psk_identity, old.psk_key, old.x509) != (
+        if old is not None and (old.psk_identity, old.psk_key, old.x509, old.rpk) != (
             info.psk_identity,
             info.psk_key,
             info.x509,
+            info.rpk,
         ):
             self._revoked(old)
         return old
@@ -220,7 +222,7 @@ class SecurityPolicy:
                 refusal,
             )
             return _forbidden(f"endpoint {endpoint!r} {refusal}"), message, endpoint
-        if identity is None or info is None or not _matches(info, identity):
+        if identity is None or info is None or not identity_matches(info, identity):
             what = "no identity" if identity is None else f"identity {identity}"
             self._log.log(
                 "DTLS registration requests refused with 4.03 Forbidden",
@@ -238,15 +240,21 @@ class SecurityPolicy:
     async def _endpoint_of(self, identity: PeerIdentity) -> str | None:
         if identity.kind == "x509":
             return identity.name
-        info = await self.store.get_by_identity(identity.name)
+        if identity.kind == "rpk":
+            info = await self.store.get_by_public_key(bytes.fromhex(identity.name))
+        else:
+            info = await self.store.get_by_identity(identity.name)
         return None if info is None else info.endpoint
 
 
-def _matches(info: SecurityInfo, identity: PeerIdentity) -> bool:
+def identity_matches(info: SecurityInfo, identity: PeerIdentity) -> bool:
+    """Whether the identity a DTLS peer proved stands for the endpoint of ``info``."""
     if info.mode == "x509":
         return identity.kind == "x509" and identity.name == info.endpoint
     if info.mode == "psk":
         return identity.kind == "psk" and identity.name == info.psk_identity
+    if info.mode == "rpk" and info.rpk is not None:
+        return identity.kind == "rpk" and identity.name == info.rpk.hex()
     return False  # nosec: no DTLS identity stands for the endpoint
 
 

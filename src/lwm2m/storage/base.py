@@ -26,6 +26,7 @@ from lwm2m.model.record import Record
 from lwm2m.model.value import ResourceType, UntypedBytes, infer_type
 from lwm2m.protocol.attributes import AttributeChange, Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
+from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
 
 Source = Literal["notify", "send"]
@@ -167,24 +168,31 @@ MAX_STORED_PSK = 64  # bytes; a TLS library may take less (Mbed TLS 2.28: 32)
 @dataclass(frozen=True, slots=True)
 class SecurityInfo:
     """How one endpoint must authenticate (LwM2M-TS-Core 1.2 §7.1): over DTLS with a PSK identity
-    and key, or (``x509``) a certificate whose subject CN is the endpoint name, signed by an
-    authority the server trusts; or (``nosec``) not at all, over plain CoAP, which a server that
-    denies plain CoAP to unlisted endpoints then takes from it. ``repr`` never shows the key."""
+    and key, with a raw public key (``rpk``: its DER SubjectPublicKeyInfo, RFC 7250), or
+    (``x509``) a certificate whose subject CN is the endpoint name, signed by an authority the
+    server trusts; or (``nosec``) not at all, over plain CoAP, which a server that denies plain
+    CoAP to unlisted endpoints then takes from it. ``repr`` never shows the PSK."""
 
     endpoint: str
     psk_identity: str | None = None
     psk_key: bytes | None = field(default=None, repr=False)
     x509: bool = False
     nosec: bool = False
+    rpk: bytes | None = None
 
     def __post_init__(self) -> None:
         if not self.endpoint:
             raise ConfigError("the endpoint name is empty")
-        if self.x509 or self.nosec:
-            if self.x509 and self.nosec:
-                raise ConfigError("give x509 or nosec, not both")
+        others = [
+            name for name, given in (("x509", self.x509), ("nosec", self.nosec), ("rpk", self.rpk)) if given
+        ]
+        if len(others) > 1:
+            raise ConfigError(f"give one of {', '.join(others)}, not several")
+        if others:
             if self.psk_identity is not None or self.psk_key is not None:
-                raise ConfigError(f"give a PSK or {'x509' if self.x509 else 'nosec'}, not both")
+                raise ConfigError(f"give a PSK or {others[0]}, not both")
+            if self.rpk is not None:
+                public_key_der(self.rpk)  # ConfigError names what is wrong with it
             return
         if not self.psk_identity or not self.psk_key:
             raise ConfigError("a PSK needs an identity and a key")
@@ -192,7 +200,9 @@ class SecurityInfo:
             raise ConfigError(f"a PSK has at most {MAX_STORED_PSK} bytes")
 
     @property
-    def mode(self) -> Literal["psk", "x509", "nosec"]:
+    def mode(self) -> Literal["psk", "rpk", "x509", "nosec"]:
+        if self.rpk is not None:
+            return "rpk"
         return "x509" if self.x509 else "nosec" if self.nosec else "psk"
 
     @property
@@ -203,7 +213,8 @@ class SecurityInfo:
         return f"{self.psk_key[:1].hex()}… ({len(self.psk_key)} bytes)"
 
     def to_dict(self, *, with_key: bool = False) -> dict[str, Any]:
-        """The JSON form; the key itself only with ``with_key`` (for the stores, never for display)."""
+        """The JSON form; the PSK itself only with ``with_key`` (for the stores, never for display).
+        A raw public key is no secret: it is always shown."""
         out: dict[str, Any] = {"endpoint": self.endpoint, "mode": self.mode, "x509": self.x509}
         if self.mode == "psk":
             out["pskIdentity"] = self.psk_identity
@@ -211,6 +222,8 @@ class SecurityInfo:
                 out["pskKey"] = self.psk_key.hex() if self.psk_key is not None else None
             else:
                 out["pskKeyHint"] = self.key_hint
+        elif self.rpk is not None:
+            out["rpk"] = self.rpk.hex()
         return out
 
     @classmethod
@@ -220,6 +233,7 @@ class SecurityInfo:
             raise ConfigError(f"security information must be an object, got {type(data).__name__}")
         endpoint, identity = data.get("endpoint"), data.get("pskIdentity")
         key, x509, mode = data.get("pskKey"), data.get("x509", False), data.get("mode")
+        rpk = data.get("rpk")
         if not isinstance(endpoint, str):
             raise ConfigError(f"endpoint: {endpoint!r:.40} is not a string")
         if identity is not None and not isinstance(identity, str):
@@ -227,13 +241,20 @@ class SecurityInfo:
         if not isinstance(x509, bool):
             raise ConfigError(f"x509: {x509!r:.40} is not true or false")
         if mode is not None and not isinstance(mode, str):
-            raise ConfigError(f"mode: {mode!r:.40} is not psk, x509 or nosec")
+            raise ConfigError(f"mode: {mode!r:.40} is not psk, rpk, x509 or nosec")
         if key is not None:
             try:
                 key = bytes.fromhex(key)  # never echoed: it is a secret
             except (TypeError, ValueError):
                 raise ConfigError("pskKey: not a string of hexadecimal digits") from None
-        return cls(endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec")
+        if rpk is not None:
+            try:
+                rpk = bytes.fromhex(rpk)
+            except (TypeError, ValueError):
+                raise ConfigError(f"rpk: {rpk!r:.40} is not a string of hexadecimal digits") from None
+        return cls(
+            endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec", rpk=rpk
+        )
 
 
 # --- pages of registrations ------------------------------------------------------------------
@@ -486,16 +507,21 @@ class BootstrapConfigStore(Protocol):
 
 
 class SecurityStore(Protocol):
-    """Security information by endpoint name, and by PSK identity (unique across endpoints)."""
+    """Security information by endpoint name, by PSK identity and by raw public key (each unique
+    across endpoints)."""
 
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
-        """Store ``info`` for its endpoint; answer what it replaced. ValueError when its PSK
-        identity belongs to another endpoint."""
+        """Store ``info`` for its endpoint; answer what it replaced. IdentityInUse when its PSK
+        identity or public key belongs to another endpoint."""
         ...
 
     async def get(self, endpoint: str) -> SecurityInfo | None: ...
 
     async def get_by_identity(self, psk_identity: str) -> SecurityInfo | None: ...
+
+    async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
+        """The entry whose raw public key (DER SubjectPublicKeyInfo) is ``rpk``."""
+        ...
 
     async def remove(self, endpoint: str) -> SecurityInfo | None: ...
 

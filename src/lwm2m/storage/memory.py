@@ -275,35 +275,52 @@ def _first(item: tuple[float, _Row]) -> float:
     return item[0]
 
 
+def _identity_key(info: SecurityInfo) -> tuple[str, str | bytes] | None:
+    """What a DTLS peer proves it holds, unique across endpoints: a PSK identity or a public key."""
+    if info.psk_identity is not None:
+        return ("psk", info.psk_identity)
+    if info.rpk is not None:
+        return ("rpk", info.rpk)
+    return None
+
+
 class MemorySecurityStore:
     def __init__(self) -> None:
         self._by_endpoint: dict[str, SecurityInfo] = {}
-        self._by_identity: dict[str, str] = {}  # PSK identity -> endpoint
+        self._by_identity: dict[tuple[str, str | bytes], str] = {}  # identity key -> endpoint
 
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
-        if info.psk_identity is not None:
-            owner = self._by_identity.get(info.psk_identity)
+        key = _identity_key(info)
+        if key is not None:
+            owner = self._by_identity.get(key)
             if owner is not None and owner != info.endpoint:
-                raise IdentityInUse(f"PSK identity {info.psk_identity!r} is in use by {owner!r}")
+                what = f"PSK identity {info.psk_identity!r}" if key[0] == "psk" else "the public key"
+                raise IdentityInUse(f"{what} is in use by {owner!r}")
         old = self._by_endpoint.get(info.endpoint)
-        if old is not None and old.psk_identity is not None:
-            del self._by_identity[old.psk_identity]
+        old_key = None if old is None else _identity_key(old)
+        if old_key is not None:
+            del self._by_identity[old_key]
         self._by_endpoint[info.endpoint] = info
-        if info.psk_identity is not None:
-            self._by_identity[info.psk_identity] = info.endpoint
+        if key is not None:
+            self._by_identity[key] = info.endpoint
         return old
 
     async def get(self, endpoint: str) -> SecurityInfo | None:
         return self._by_endpoint.get(endpoint)
 
     async def get_by_identity(self, psk_identity: str) -> SecurityInfo | None:
-        endpoint = self._by_identity.get(psk_identity)
+        endpoint = self._by_identity.get(("psk", psk_identity))
+        return None if endpoint is None else self._by_endpoint[endpoint]
+
+    async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
+        endpoint = self._by_identity.get(("rpk", rpk))
         return None if endpoint is None else self._by_endpoint[endpoint]
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
         old = self._by_endpoint.pop(endpoint, None)
-        if old is not None and old.psk_identity is not None:
-            del self._by_identity[old.psk_identity]
+        old_key = None if old is None else _identity_key(old)
+        if old_key is not None:
+            del self._by_identity[old_key]
         return old
 
     async def all(self) -> list[SecurityInfo]:

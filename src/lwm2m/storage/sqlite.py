@@ -54,7 +54,7 @@ from lwm2m.storage.base import (
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
 SQLITE_PAGE_CHUNK = 64
 # HistoryStore.add keeps rows back until flush() or until this many wait: one commit for them all.
@@ -102,10 +102,21 @@ CREATE INDEX IF NOT EXISTS history_received_at ON history (received_at);  -- age
 
 CREATE TABLE IF NOT EXISTS security (
     endpoint TEXT PRIMARY KEY,
-    psk_identity TEXT UNIQUE,       -- NULL for certificate and nosec entries
-    data BLOB NOT NULL              -- SecurityInfo.to_dict(with_key=True) as JSON
+    psk_identity TEXT UNIQUE,       -- NULL for certificate, raw public key and nosec entries
+    data BLOB NOT NULL,             -- SecurityInfo.to_dict(with_key=True) as JSON
+    rpk BLOB UNIQUE                 -- DER SubjectPublicKeyInfo of a raw public key entry (schema 2)
 );
 """
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Schema 1 had no raw public key entries: add their column to a security table that lacks it.
+    SQLite cannot add a UNIQUE column, so the uniqueness comes from an index."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(security)")}
+    if not columns or "rpk" in columns:
+        return  # a new database (the schema makes the table) or one already migrated
+    conn.execute("ALTER TABLE security ADD COLUMN rpk BLOB")
+    conn.execute("CREATE UNIQUE INDEX security_rpk ON security (rpk)")
 
 
 @contextmanager
@@ -521,11 +532,12 @@ class SqliteSecurityStore:
                     c.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (info.endpoint,))
                 )
                 c.execute(
-                    "INSERT INTO security (endpoint, psk_identity, data) VALUES (?, ?, ?)",
-                    (info.endpoint, info.psk_identity, _json(info.to_dict(with_key=True))),
+                    "INSERT INTO security (endpoint, psk_identity, rpk, data) VALUES (?, ?, ?, ?)",
+                    (info.endpoint, info.psk_identity, info.rpk, _json(info.to_dict(with_key=True))),
                 )
         except sqlite3.IntegrityError:
-            raise IdentityInUse(f"PSK identity {info.psk_identity!r} is in use by another endpoint") from None
+            what = "the public key" if info.rpk is not None else f"PSK identity {info.psk_identity!r}"
+            raise IdentityInUse(f"{what} is in use by another endpoint") from None
         return None if old is None else _security(old[0])
 
     async def get(self, endpoint: str) -> SecurityInfo | None:
@@ -536,6 +548,10 @@ class SqliteSecurityStore:
         row = self._conn.execute(
             "SELECT data FROM security WHERE psk_identity = ?", (psk_identity,)
         ).fetchone()
+        return None if row is None else _security(row[0])
+
+    async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
+        row = self._conn.execute("SELECT data FROM security WHERE rpk = ?", (rpk,)).fetchone()
         return None if row is None else _security(row[0])
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
@@ -582,6 +598,7 @@ class SqliteStore:
                     f"({SCHEMA_VERSION})"
                 )
             with _transaction(conn):
+                _migrate_1_to_2(conn)
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)

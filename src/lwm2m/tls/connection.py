@@ -162,6 +162,8 @@ TLS_PSK_WITH_AES_128_CCM_8: Final = 0xC0A8
 TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: Final = 0xC0AE  # RFC 7251
 TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: Final = 0xC02B  # RFC 5289
 ECDSA_SUITES: Final = (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+# RFC 5746 §3.3: the signalling cipher suite value that says a client knows secure renegotiation.
+TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
 
 # AlertLevel and AlertDescription (RFC 5246 §7.2, RFC 4279 §2 for unknown_psk_identity).
 WARNING: Final = 1
@@ -1019,7 +1021,8 @@ class DtlsConnection:
     def _send_client_hello(self, now: float) -> None:
         hello = ClientHello(
             random=self._client_random,
-            cipher_suites=self._offered_suites(),
+            # RFC 5746 §3.4: the signalling suite says we know secure renegotiation (we never do it).
+            cipher_suites=(*self._offered_suites(), TLS_EMPTY_RENEGOTIATION_INFO_SCSV),
             session_id=self._offered_id,
             cookie=self._cookie,
             extensions=self._client_extensions(),
@@ -1050,6 +1053,10 @@ class DtlsConnection:
             )
         if hello.server_version != DTLS_1_2:
             raise HandshakeAborted(HANDSHAKE_FAILURE, f"the server chose version {hello.server_version:#06x}")
+        renegotiation = hello.extension(ExtensionType.RENEGOTIATION_INFO)
+        if renegotiation is not None and renegotiation.data() != b"\x00":
+            # RFC 5746 §3.4: on an initial handshake the server's renegotiated_connection is empty.
+            raise HandshakeAborted(HANDSHAKE_FAILURE, "a renegotiation_info that is not empty")
         self._server_random = hello.random
         self._suite = hello.cipher_suite
         if self._suite in ECDSA_SUITES:
@@ -1578,18 +1585,14 @@ class DtlsConnection:
 
 
 # RFC 5746: the signalling cipher suite value and the extension of secure renegotiation.
-TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
-RENEGOTIATION_INFO: Final = 0xFF01
-
-
 def _renegotiation_info(hello: ClientHello) -> tuple[Extension, ...]:
     """The server's renegotiation_info answer (RFC 5746 §3.6): empty, for a first handshake,
     whenever the client signals support; OpenSSL clients refuse a server without it. We never
     renegotiate, so this only tells the client that no renegotiation can be spliced in."""
-    offered = hello.extension(RENEGOTIATION_INFO)
+    offered = hello.extension(ExtensionType.RENEGOTIATION_INFO)
     if offered is not None and offered.data() != b"\x00":
         # A non-empty renegotiated_connection on a first handshake (RFC 5746 §3.6).
         raise HandshakeAborted(HANDSHAKE_FAILURE, "renegotiation_info of a renegotiation")
     if offered is None and TLS_EMPTY_RENEGOTIATION_INFO_SCSV not in hello.cipher_suites:
         return ()
-    return (UnknownExtension(RENEGOTIATION_INFO, b"\x00"),)
+    return (UnknownExtension(ExtensionType.RENEGOTIATION_INFO, b"\x00"),)

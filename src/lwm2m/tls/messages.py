@@ -102,6 +102,7 @@ class ExtensionType(enum.IntEnum):
     RECORD_SIZE_LIMIT = 28
     SESSION_TICKET = 35
     CONNECTION_ID = 54  # RFC 9146 §3 (not the draft's 53)
+    RENEGOTIATION_INFO = 0xFF01  # RFC 5746 §3.2
 
 
 class _Reader:

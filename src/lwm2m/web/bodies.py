@@ -248,10 +248,11 @@ class SecurityInfo(Closed):
     shown."""
 
     endpoint: str
-    mode: Literal["psk", "x509", "nosec"]
+    mode: Literal["psk", "rpk", "x509", "nosec"]
     x509: bool
     psk_identity: Annotated[str, Meta(description="PSK mode")] | UnsetType = UNSET
     psk_key_hint: Annotated[str, Meta(examples=["a1… (16 bytes)"])] | UnsetType = UNSET
+    rpk: Annotated[str, Meta(description="RPK mode: hex of the DER SubjectPublicKeyInfo")] | UnsetType = UNSET
 
 
 # --- device requests ---------------------------------------------------------------------------
@@ -322,6 +323,14 @@ class PskBody(Closed):
     x509: NotX509 | UnsetType = UNSET
 
 
+class RpkBody(Closed):
+    """A raw public key (RFC 7250): the hex of the client's DER SubjectPublicKeyInfo."""
+
+    rpk: Annotated[str, Meta(pattern="^([0-9a-fA-F]{2})+$", max_length=2048)]
+    mode: Literal["rpk"] | UnsetType = UNSET
+    x509: NotX509 | UnsetType = UNSET
+
+
 class X509Body(Closed):
     """A certificate with the endpoint as subject CN, from an authority the server trusts."""
 
@@ -343,9 +352,10 @@ class NosecBody(Closed):
 
 
 class SecurityBody(OneOf):
-    members = (PskBody, X509Body, X509ModeBody, NosecBody)
+    members = (PskBody, RpkBody, X509Body, X509ModeBody, NosecBody)
     description = (
-        'a PSK ("pskIdentity" and "pskKey" as hex, at most 64 bytes), "x509": true '
+        'a PSK ("pskIdentity" and "pskKey" as hex, at most 64 bytes), a raw public key ("rpk": hex of '
+        'its DER SubjectPublicKeyInfo), "x509": true '
         "(a certificate with the endpoint as subject CN, from an authority the server trusts), or "
         '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)'
     )

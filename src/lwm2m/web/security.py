@@ -1,10 +1,11 @@
 """``/api/security/clients``: the security information of endpoints (LwM2M-TS-Core 1.2 §7.1).
 
-``PUT /api/security/clients/{ep}`` with ``{"pskIdentity": "...", "pskKey": "<hex>"}``,
-``{"x509": true}`` (or ``{"mode": "x509"}``) or ``{"mode": "nosec"}`` (plain CoAP, for a
-server run with ``--nosec-endpoints deny``) sets it (201 when new, 200 when it replaced an
-entry); ``GET`` lists or shows it and ``DELETE`` removes it. A key goes in and never comes back out: answers
-show ``pskKeyHint`` (its first byte and length) instead, and nothing here logs it.
+``PUT /api/security/clients/{ep}`` sets it (201 when new, 200 when it replaced an entry) with
+``{"pskIdentity": "...", "pskKey": "<hex>"}``, ``{"rpk": "<hex of the client's DER
+SubjectPublicKeyInfo>"}`` (a raw public key, RFC 7250), ``{"x509": true}`` (or ``{"mode":
+"x509"}``) or ``{"mode": "nosec"}`` (plain CoAP, for a server run with ``--nosec-endpoints
+deny``); ``GET`` lists or shows it and ``DELETE`` removes it. A PSK goes in and never comes back
+out: answers show ``pskKeyHint`` (its first byte and length) instead, and nothing here logs it.
 A changed or removed entry ends the DTLS sessions made with the old one.
 """
 
@@ -13,18 +14,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lwm2m.errors import InvalidRequest
+from lwm2m.errors import ConfigError, InvalidRequest
 from lwm2m.storage.base import SecurityInfo
 
 __all__ = ["security_info_from_json"]
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
-_MODES = ("psk", "x509", "nosec")
+_MODES = ("psk", "rpk", "x509", "nosec")
 
 
 def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo:
     """The entry a PUT body describes; InvalidRequest names what is wrong (never echoing the key)."""
-    unknown = set(body) - {"pskIdentity", "pskKey", "x509", "endpoint", "mode"}
+    unknown = set(body) - {"pskIdentity", "pskKey", "rpk", "x509", "endpoint", "mode"}
     if unknown:
         raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
     if body.get("endpoint", endpoint) != endpoint:
@@ -37,25 +38,38 @@ def security_info_from_json(endpoint: str, body: dict[str, Any]) -> SecurityInfo
         raise InvalidRequest('"x509" must be true or false')
     if x509 and mode not in (None, "x509"):
         raise InvalidRequest(f'"x509": true contradicts "mode": "{mode}"')
+    psk = "pskIdentity" in body or "pskKey" in body
     if mode == "nosec":
-        if "pskIdentity" in body or "pskKey" in body:
-            raise InvalidRequest('mode nosec takes no "pskIdentity" or "pskKey"')
+        if psk or "rpk" in body:
+            raise InvalidRequest('mode nosec takes no "pskIdentity", "pskKey" or "rpk"')
         return SecurityInfo(endpoint, nosec=True)
     if x509 or mode == "x509":
-        if "pskIdentity" in body or "pskKey" in body:
-            raise InvalidRequest('give "x509": true or a PSK, not both')
+        if psk or "rpk" in body:
+            raise InvalidRequest('give "x509": true, a PSK or "rpk", not several')
         return _checked(endpoint, None, None, x509=True)
+    if "rpk" in body or mode == "rpk":
+        if psk:
+            raise InvalidRequest('give a PSK or "rpk", not both')
+        rpk = body.get("rpk")
+        if not isinstance(rpk, str) or not _HEX.fullmatch(rpk) or len(rpk) % 2:
+            raise InvalidRequest('"rpk" must be the hex of a DER SubjectPublicKeyInfo')
+        return _checked(endpoint, None, None, rpk=bytes.fromhex(rpk))
     identity, key = body.get("pskIdentity"), body.get("pskKey")
     if not isinstance(identity, str) or not identity:
-        raise InvalidRequest('give "pskIdentity" and "pskKey" (hex), "x509": true or "mode": "nosec"')
+        raise InvalidRequest(
+            'give "pskIdentity" and "pskKey" (hex), "rpk" (hex), "x509": true or "mode": "nosec"'
+        )
     if not isinstance(key, str) or not _HEX.fullmatch(key) or len(key) % 2:
         raise InvalidRequest('"pskKey" must be an even number of hexadecimal digits')
     return _checked(endpoint, identity, bytes.fromhex(key))
 
 
-def _checked(endpoint: str, identity: str | None, key: bytes | None, *, x509: bool = False) -> SecurityInfo:
-    """The entry, with what SecurityInfo refuses (a key too long, ...) as a InvalidRequest."""
+def _checked(
+    endpoint: str, identity: str | None, key: bytes | None, *, x509: bool = False, rpk: bytes | None = None
+) -> SecurityInfo:
+    """The entry, with what SecurityInfo refuses (a key too long, a malformed public key, ...) as an
+    InvalidRequest."""
     try:
-        return SecurityInfo(endpoint, identity, key, x509=x509)
-    except ValueError as exc:
+        return SecurityInfo(endpoint, identity, key, x509=x509, rpk=rpk)
+    except (ValueError, ConfigError) as exc:
         raise InvalidRequest(str(exc)) from None

@@ -6,6 +6,7 @@ these names can be used where the ``dtls`` extra is not installed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,15 +115,18 @@ class X509Credentials:
 class PeerIdentity:
     """Who the peer proved to be in the handshake.
 
-    ``kind`` "psk": ``name`` is the PSK identity it used; "x509": ``name`` is the
+    ``kind`` "psk": ``name`` is the PSK identity it used; "rpk": ``name`` is the hex of
+    its raw public key's DER SubjectPublicKeyInfo (RFC 7250); "x509": ``name`` is the
     subject's common name (CN) of its certificate, ``subject`` the whole subject.
     """
 
-    kind: Literal["psk", "x509"]
+    kind: Literal["psk", "rpk", "x509"]
     name: str
     subject: str = ""
 
     def __str__(self) -> str:
+        if self.kind == "rpk":  # a key's 182 hex digits say less in a log line than its fingerprint
+            return f"rpk:sha256:{hashlib.sha256(bytes.fromhex(self.name)).hexdigest()[:16]}"
         return f"{self.kind}:{self.name}"
 
 
