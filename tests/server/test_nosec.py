@@ -145,7 +145,7 @@ async def test_put_nosec_through_the_api() -> None:
         for body, message in (
             ({"mode": "nosec", "pskIdentity": "a", "pskKey": "00"}, "mode nosec takes no"),
             ({"mode": "nosec", "x509": True}, 'contradicts "mode": "nosec"'),
-            ({"mode": "none"}, '"mode" must be one of psk, x509, nosec'),
+            ({"mode": "none"}, '"mode" must be one of psk, rpk, x509, nosec'),
             ({"mode": {}}, '"mode" must be one of'),
             ({"mode": ["nosec"]}, '"mode" must be one of'),
         ):
