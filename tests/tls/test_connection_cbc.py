@@ -41,6 +41,7 @@ from lwm2m.tls.messages import (
     HandshakeType,
     ServerHello,
     ServerKeyExchange,
+    UnknownExtension,
     encode_handshake,
     split_handshake_fragments,
 )
@@ -643,3 +644,23 @@ def test_a_cbc_connection_exports_and_imports(suite: int) -> None:
     for datagram in moved.datagrams_to_send(2.0):
         client.receive_datagram(datagram, 2.0)
     assert _events(client) == [ApplicationData(b"from the new node")]
+
+
+@ALL
+def test_the_ephemeral_key_and_transcript_go_once_established(suite: int) -> None:
+    client, server = _established(suite)
+    for side in (client, server):
+        assert side._ecdhe is None and side._transcript == []
+
+
+def test_a_server_answering_encrypt_then_mac_unasked_is_refused() -> None:
+    def change(body: bytes) -> bytes:
+        hello = ServerHello.parse(body)
+        extensions = (*hello.extensions, UnknownExtension(ENCRYPT_THEN_MAC, b""))
+        answer = ServerHello(hello.random, hello.cipher_suite, hello.session_id, extensions=extensions)
+        return answer.to_bytes()
+
+    client, server = _pair(PSK_CBC)
+    assert _alerts(client, server, _rewrite(HandshakeType.SERVER_HELLO, change)) == [("client", 110)]
+    [event] = _events(client)
+    assert isinstance(event, HandshakeFailure) and "encrypt_then_mac" in event.reason

@@ -189,6 +189,8 @@ _PSK_FAMILY: Final = (
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
 )
+# RFC 7366 §2: encrypt_then_mac, which we never offer; a server must not answer it unasked.
+ENCRYPT_THEN_MAC: Final = 22
 # RFC 5746 §3.3: the signalling cipher suite value that says a client knows secure renegotiation.
 TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
 
@@ -1109,6 +1111,10 @@ class DtlsConnection:
         if renegotiation is not None and renegotiation.data() != b"\x00":
             # RFC 5746 §3.4: on an initial handshake the server's renegotiated_connection is empty.
             raise HandshakeAborted(HANDSHAKE_FAILURE, "a renegotiation_info that is not empty")
+        if hello.extension(ENCRYPT_THEN_MAC) is not None:
+            # RFC 7366 §3 applies to CBC records only, and we offered it for none (RFC 5246
+            # §7.4.1.4: an extension answered unasked ends the handshake).
+            raise HandshakeAborted(UNSUPPORTED_EXTENSION, "the server answered encrypt_then_mac unasked")
         self._server_random = hello.random
         self._suite = hello.cipher_suite
         if self._suite in _ECDSA_FAMILY:
@@ -1438,8 +1444,10 @@ class DtlsConnection:
             self._flight = []
         self._resumable = self._use_ems
         self._state = _State.ESTABLISHED
-        # Both Finished values are computed: the transcript is no longer needed.
+        # Both Finished values are computed: the transcript is no longer needed, nor the
+        # ephemeral ECDH key (dropping it is what gives forward secrecy, RFC 8422 §2).
         self._transcript = []
+        self._ecdhe = None
         self._events.append(HandshakeComplete(self._identity, resumed=self._resumed, peer=self._peer))
         self._events.extend(ApplicationData(data) for data in self._early_data)
         self._early_data = []
