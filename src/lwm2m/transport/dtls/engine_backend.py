@@ -5,7 +5,9 @@ says when it wants its timer (RFC 6347 §4.2.4); this module only fits it to the
 layer's ``Connection`` protocol (``backend.py``) and maps our configuration onto the
 engine's ``ConnectionConfig``:
 
-- TLS_PSK_WITH_AES_128_CCM_8 only (RFC 7925 §4.2, LwM2M's mandatory suite), with the
+- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), and beside it
+  TLS_PSK_WITH_AES_128_CBC_SHA256 (LwM2M 1.1) only when the configuration's ``ciphers`` name it
+  (the CBC suites are off by default: MAC-then-encrypt is not constant-time in Python), with the
   extended master secret of RFC 7627 and PSKs of up to 64 bytes;
 - the stateless cookie of RFC 6347 §4.2.1 under a secret that rotates every
   ``COOKIE_ROTATION`` seconds (time from the caller: a cookie made under the previous secret
@@ -31,6 +33,8 @@ from typing import Final
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
 from lwm2m.tls.connection import (
+    TLS_PSK_WITH_AES_128_CBC_SHA256,
+    TLS_PSK_WITH_AES_128_CCM_8,
     ApplicationData,
     ConnectionClosed,
     ConnectionConfig,
@@ -52,8 +56,14 @@ from lwm2m.transport.dtls.config import (
 
 __all__ = ["ENGINE_SUITES", "HANDSHAKE_COST", "EngineBackend", "supports"]
 
-# The suites the engine negotiates.
-ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8,)
+# The suites the engine negotiates (the CBC one beside CCM_8, and only when asked for).
+ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8, CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
+# Our names of the suites and the engine's numbers: the CBC one is enabled only from ``ciphers``
+# given explicitly, never from the defaults (which list it for Mbed TLS).
+_SUITE_NUMBERS: Final = dict(
+    zip(ENGINE_SUITES, (TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_CBC_SHA256), strict=True)
+)
+_SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # Bytes one server handshake in progress holds in the layer (the connection with its flight,
 # transcript and reassembly state, the layer's entry; measured with tracemalloc over 2,000
 # handshakes stalled after the ServerHello flight: 5.9 KiB each), rounded up. Mbed TLS's is
@@ -141,6 +151,10 @@ _TIMED_OUT = "timed out"
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
     """True when the engine can serve a configuration with these suites: PSK, CCM_8 offered."""
     return not certificate and CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
+
+
+def _cbc_suites(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
+    return tuple(_SUITE_NUMBERS[c] for c in ciphers if c == CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
 
 
 def _engine_config(limits: SessionLimits, **kw: object) -> ConnectionConfig:
@@ -239,7 +253,7 @@ class _Connection:
         return self._identity
 
     def cipher_suite(self) -> str | None:
-        return CipherSuite.PSK_WITH_AES_128_CCM_8 if self.established else None
+        return _SUITE_NAMES.get(self._conn.cipher_suite) if self.established else None
 
     def close(self) -> bytes:
         self._conn.close()
@@ -261,6 +275,7 @@ class _ServerFactory:
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup),
+            cbc_suites=_cbc_suites(config.ciphers),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
         )
@@ -292,6 +307,7 @@ class _ClientFactory:
             config.limits,
             psk_identity=config.psk.identity.encode("utf-8"),
             psk=config.psk.key,
+            cbc_suites=_cbc_suites(config.ciphers),
             cid_length=0,
         )
 
