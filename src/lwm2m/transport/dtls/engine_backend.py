@@ -16,7 +16,16 @@ engine's ``ConnectionConfig``:
 - Connection IDs (RFC 9146): a server gives ``limits.cid_length`` bytes whose first is
   ``limits.node_id``; a client offers the extension with an empty CID of its own (the server
   reaches it at whatever address its records come from) and then sends the server's CID in
-  every record, so that a NAT rebinding costs no handshake.
+  every record, so that a NAT rebinding costs no handshake;
+- parking (RFC 6347 §4.1 state as bytes): ``save`` exports an established connection with
+  ``DtlsConnection.export_state`` and ``restore`` imports it, so that the layer keeps an idle
+  session in a few hundred bytes and takes it up again without a handshake.
+
+The engine is given wall-clock seconds as ``now``: the layer's clock is a monotonic one (it
+starts anew with each process), but a parked session, a session's creation time (from which
+the lifetimes of RFC 5077 §3.3 tickets and of cached sessions count) and ticket keys outlive a
+restart. :class:`_WallClock` shifts the layer's times by one offset, fixed when first needed,
+and shifts the engine's timers back, so that both clocks advance together.
 
 Certificates are not in the engine yet: ``endpoint.default_backend`` keeps Mbed TLS for them.
 """
@@ -26,10 +35,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import time
 from collections import deque
 from typing import Final
 
-from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
+from lwm2m.errors import DtlsError, HandshakeError, SessionClosed, SessionStateError
 from lwm2m.tls.connection import (
     ApplicationData,
     ConnectionClosed,
@@ -138,6 +148,28 @@ class _Cookies:
 _TIMED_OUT = "timed out"
 
 
+class _WallClock:
+    """The layer's (monotonic) times as wall-clock seconds for the engine, and back.
+
+    The offset is taken once, at the first time seen: both clocks then advance together (a
+    wall clock set back or forward later moves nothing here, which is what timers need)."""
+
+    __slots__ = ("_offset",)
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+
+    def wall(self, now: float) -> float:
+        if self._offset is None:
+            self._offset = time.time() - now
+        return now + self._offset
+
+    def layer(self, at: float | None) -> float | None:
+        if at is None or self._offset is None:
+            return at
+        return at - self._offset
+
+
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
     """True when the engine can serve a configuration with these suites: PSK, CCM_8 offered."""
     return not certificate and CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
@@ -168,10 +200,11 @@ def _lookup(lookup: PskLookup) -> object:
 class _Connection:
     """One engine connection behind the layer's ``Connection`` protocol."""
 
-    __slots__ = ("_closed", "_conn", "_data", "_failure", "_identity", "established")
+    __slots__ = ("_clock", "_closed", "_conn", "_data", "_failure", "_identity", "established")
 
-    def __init__(self, conn: DtlsConnection) -> None:
+    def __init__(self, conn: DtlsConnection, clock: _WallClock) -> None:
         self._conn = conn
+        self._clock = clock
         self._data: deque[bytes] = deque()
         self._failure: str | None = None
         self._closed: str | None = None
@@ -201,7 +234,7 @@ class _Connection:
                 self._failure = "handshake timed out" if _TIMED_OUT in reason else reason
 
     def feed(self, datagram: bytes, now: float) -> bool:
-        newer = self._conn.receive_datagram(datagram, now)
+        newer = self._conn.receive_datagram(datagram, self._clock.wall(now))
         self._collect()
         return newer
 
@@ -212,10 +245,10 @@ class _Connection:
         return self.established
 
     def get_timer(self) -> float | None:
-        return self._conn.get_timer()
+        return self._clock.layer(self._conn.get_timer())
 
     def handle_timer(self, now: float) -> None:
-        self._conn.handle_timer(now)
+        self._conn.handle_timer(self._clock.wall(now))
         self._collect()
 
     def outgoing(self) -> list[bytes]:
@@ -246,7 +279,32 @@ class _Connection:
         return b"".join(self._conn.datagrams_to_send(0.0))
 
     def save(self) -> bytes | None:
-        return None  # session export is not in the engine yet: an idle session ends
+        """The established connection's state (``DtlsConnection.export_state``): the layer lets
+        this connection go at once, and the restored one sends above the exported sequence
+        number, so no nonce is used twice (RFC 5246 §6.2.3.3)."""
+        if not self.established or self._closed is not None or self._conn.closed:
+            return None
+        try:
+            return self._conn.export_state()
+        except DtlsError:  # the sequence numbers are used up: a new handshake is due
+            return None
+
+
+def _restore(state: bytes, config: ConnectionConfig, clock: _WallClock, role: DtlsRole) -> _Connection:
+    """A connection from ``save()``'s bytes, established at once; DtlsError for bytes that do
+    not read back or belong to the other role (a server never takes up a client's state)."""
+    try:
+        # The time only stamps the construction: the session's own times come from the bytes.
+        conn = DtlsConnection.import_state(state, config, time.time())
+    except SessionStateError as exc:
+        raise DtlsError(f"saved DTLS state: {exc}") from None
+    if conn.role is not role:
+        raise DtlsError(f"saved DTLS state of a {conn.role.name.lower()}, not of a {role.name.lower()}")
+    restored = _Connection(conn, clock)
+    restored.established = True
+    identity = conn.peer_identity or b""
+    restored._identity = PeerIdentity("psk", identity.decode("utf-8", "replace"))
+    return restored
 
 
 class _ServerFactory:
@@ -258,6 +316,7 @@ class _ServerFactory:
         limits = config.limits
         self.cid_length = limits.cid_length
         self._cookies = _Cookies()
+        self._clock = _WallClock()
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup),
@@ -271,15 +330,16 @@ class _ServerFactory:
         verify = self._cookies.answer(datagram, client_id)
         if verify is not None:
             return None, verify
-        conn = DtlsConnection(DtlsRole.SERVER, self._config, now, address=client_id)
-        conn.receive_datagram(datagram, now)
+        wall = self._clock.wall(now)
+        conn = DtlsConnection(DtlsRole.SERVER, self._config, wall, address=client_id)
+        conn.receive_datagram(datagram, wall)
         if conn.awaiting_hello or conn.closed:
             # A hello the engine could not parse (nothing to send), or one it refused (its alert).
-            return None, b"".join(conn.datagrams_to_send(now))
-        return _Connection(conn), b""
+            return None, b"".join(conn.datagrams_to_send(wall))
+        return _Connection(conn, self._clock), b""
 
     def restore(self, state: bytes) -> _Connection:
-        raise DtlsError("our DTLS engine cannot restore a saved session yet")
+        return _restore(state, self._config, self._clock, DtlsRole.SERVER)
 
 
 class _ClientFactory:
@@ -288,6 +348,7 @@ class _ClientFactory:
     def __init__(self, config: DtlsClientConfig) -> None:
         if config.psk is None or not supports(config.cipher_suites, certificate=False):
             raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+        self._clock = _WallClock()
         self._config = _engine_config(
             config.limits,
             psk_identity=config.psk.identity.encode("utf-8"),
@@ -296,10 +357,10 @@ class _ClientFactory:
         )
 
     def connect(self, now: float) -> _Connection:
-        return _Connection(DtlsConnection(DtlsRole.CLIENT, self._config, now))
+        return _Connection(DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now)), self._clock)
 
     def restore(self, state: bytes) -> _Connection:
-        raise DtlsError("our DTLS engine cannot restore a saved session yet")
+        return _restore(state, self._config, self._clock, DtlsRole.CLIENT)
 
 
 class EngineBackend:

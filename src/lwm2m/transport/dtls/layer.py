@@ -24,7 +24,9 @@ Sessions are keyed by the peer's socket address, many on one socket:
 - Established sessions are bounded (``max_sessions``) and leave memory when idle
   for ``idle_timeout`` or when the least recently used must make room. When the
   backend can save them they are kept as saved state (``max_parked``) and
-  taken up again without a handshake when the peer sends its next record.
+  taken up again without a handshake when the peer sends its next record (or when
+  the CoAP endpoint sends to the peer); a parked session with a Connection ID is
+  found by it too, from whatever address its next record comes.
 - A client (``client`` factory given) starts a handshake on the first datagram
   the CoAP endpoint sends to an address without a session, and holds the
   datagrams (``max_queued``) until it ends.
@@ -130,6 +132,7 @@ class _Parked:
     role: Role
     identity: PeerIdentity | None
     cipher: str | None
+    cid: bytes = b""  # the Connection ID the peer's records carry (server sessions), or empty
 
 
 class _Ended:
@@ -185,6 +188,7 @@ class DtlsLayer:
         self._sessions: OrderedDict[Addr, _Session] = OrderedDict()  # least recently heard first
         self._handshakes: dict[Addr, _Session] = {}  # oldest first
         self._parked: OrderedDict[Addr, _Parked] = OrderedDict()
+        self._parked_cid: dict[bytes, Addr] = {}  # parked sessions with a CID, by it
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[SessionEvent] = deque()
         self._heap: list[tuple[float, int, _Session]] = []
@@ -217,8 +221,11 @@ class DtlsLayer:
             return
         try:
             if data and data[0] in _PROTECTED:
-                if data[0] == _TLS12_CID and self._by_cid:
-                    c = self._by_cid.get(data[_CID_AT : _CID_AT + self._cid_length])
+                if data[0] == _TLS12_CID and (self._by_cid or self._parked_cid):
+                    cid = data[_CID_AT : _CID_AT + self._cid_length]
+                    c = self._by_cid.get(cid)
+                    if c is None and cid in self._parked_cid:
+                        c = self._unpark(self._parked_cid[cid], now)
                     if c is not None:
                         self._receive_cid(c, data, addr, now)
                         return
@@ -348,7 +355,7 @@ class DtlsLayer:
 
     def close(self, addr: Addr, *, notify: bool = True) -> bool:
         """End the session with ``addr`` (a close_notify alert goes out with ``notify``)."""
-        self._parked.pop(addr, None)
+        self._pop_parked(addr)
         hs = self._handshakes.pop(addr, None)
         if hs is not None:
             hs.timer_at = None
@@ -380,6 +387,7 @@ class DtlsLayer:
             dtls_sessions=len(self._sessions),
             dtls_handshakes=len(self._handshakes),
             dtls_parked=len(self._parked),
+            dtls_parked_cids=len(self._parked_cid),
             dtls_cids=len(self._by_cid),
             dtls_heap=len(self._heap),
             dtls_out=len(self._out),
@@ -415,7 +423,7 @@ class DtlsLayer:
         if displaced is not None:
             # The NAT gave that address to this peer: the session that was there lost its own.
             self._end(displaced, "replaced")
-        self._parked.pop(addr, None)
+        self._pop_parked(addr)
         del self._sessions[old]
         s.addr = addr
         self._sessions[addr] = s
@@ -536,7 +544,7 @@ class DtlsLayer:
         hs.last_seen = now
         self.counters["handshakes_done"] += 1
         old = self._sessions.pop(addr, None)
-        self._parked.pop(addr, None)
+        self._pop_parked(addr)
         if old is not None:
             self._let_go(old)
             self._events.append(SessionEnded(addr, old.identity, "replaced"))
@@ -605,20 +613,36 @@ class DtlsLayer:
         del self._sessions[s.addr]
         limit = self.limits.max_parked
         state = s.conn.save() if limit else None
+        cid = s.cid
         self._let_go(s)
         if state is None:
             self._events.append(SessionEnded(s.addr, s.identity, reason))
             return
+        self._keep_parked(s.addr, _Parked(state, s.role, s.identity, s.cipher, cid))
+
+    def _keep_parked(self, addr: Addr, p: _Parked) -> None:
         parked = self._parked
-        parked.pop(s.addr, None)
-        while len(parked) >= limit:
-            addr, gone = parked.popitem(last=False)
-            self._events.append(SessionEnded(addr, gone.identity, "evicted"))
-        parked[s.addr] = _Parked(state, s.role, s.identity, s.cipher)
+        self._pop_parked(addr)
+        while len(parked) >= self.limits.max_parked:
+            gone_addr = next(iter(parked))
+            gone = self._pop_parked(gone_addr)
+            self._events.append(SessionEnded(gone_addr, gone.identity if gone else None, "evicted"))
+        parked[addr] = p
+        if p.cid:
+            other = self._parked_cid.get(p.cid)
+            if other is not None and other != addr:
+                self._pop_parked(other)  # a CID is one session's (a restored one may repeat it)
+            self._parked_cid[p.cid] = addr
         self.counters["sessions_parked"] += 1
 
-    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+    def _pop_parked(self, addr: Addr) -> _Parked | None:
         p = self._parked.pop(addr, None)
+        if p is not None and p.cid and self._parked_cid.get(p.cid) == addr:
+            del self._parked_cid[p.cid]
+        return p
+
+    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+        p = self._pop_parked(addr)
         if p is None:
             return None
         factory = self._server if p.role == "server" else self._client
@@ -634,6 +658,9 @@ class DtlsLayer:
         s.cipher = p.cipher
         self._make_room()
         self._sessions[addr] = s
+        if p.role == "server" and conn.cid and conn.cid not in self._by_cid:
+            s.cid = conn.cid
+            self._by_cid[s.cid] = s
         self.counters["sessions_resumed"] += 1
         return s
 
