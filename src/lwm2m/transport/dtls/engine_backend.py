@@ -19,7 +19,16 @@ engine's ``ConnectionConfig``:
   every record, so that a NAT rebinding costs no handshake;
 - parking (RFC 6347 §4.1 state as bytes): ``save`` exports an established connection with
   ``DtlsConnection.export_state`` and ``restore`` imports it, so that the layer keeps an idle
-  session in a few hundred bytes and takes it up again without a handshake.
+  session in a few hundred bytes and takes it up again without a handshake; a server takes
+  up no session whose PSK was removed or replaced since (its credential binding);
+- resumption (RFC 5246 §7.3, RFC 5077): a server resumes from its session cache
+  (``SESSION_CACHE_SIZE`` sessions) and from tickets sealed under a key that rotates every
+  ``SESSION_LIFETIME`` seconds (the previous key still opens, so a ticket lives at least that
+  long); the keys' secrets can be exported and imported (``ticket_state``), so that tickets
+  survive a restart. A client keeps the last session of each server address
+  (``MAX_CLIENT_SESSIONS`` addresses) and offers it in its next handshake there, so that
+  a client whose session went (evicted by the server, or closed by us after a timeout) makes
+  an abbreviated handshake.
 
 The engine is given wall-clock seconds as ``now``: the layer's clock is a monotonic one (it
 starts anew with each process), but a parked session, a session's creation time (from which
@@ -32,12 +41,15 @@ Certificates are not in the engine yet: ``endpoint.default_backend`` keeps Mbed 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import math
 import os
+import struct
 import time
-from collections import deque
-from typing import Final
+from collections import OrderedDict, deque
+from typing import Final, Protocol
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed, SessionStateError
 from lwm2m.tls.connection import (
@@ -51,6 +63,8 @@ from lwm2m.tls.connection import (
 )
 from lwm2m.tls.messages import HandshakeType, HelloVerifyRequest, encode_handshake
 from lwm2m.tls.record import DTLS_1_0, DTLS_1_2, HANDSHAKE, DtlsRecord
+from lwm2m.tls.state import ConnectionState, ResumableSession
+from lwm2m.tls.tickets import SessionCache, TicketKeys
 from lwm2m.transport.dtls.config import (
     CipherSuite,
     DtlsClientConfig,
@@ -70,6 +84,13 @@ ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8,)
 # 90 KiB: a 64 MiB budget holds 8,192 of ours against its 728.
 HANDSHAKE_COST: Final = 8 << 10
 COOKIE_ROTATION: Final = 300.0  # seconds between cookie secrets (RFC 6347 §4.2.1)
+# Resumption (RFC 5246 §7.3, RFC 5077 §5.6: a lifetime and a key rotation both bound the
+# exposure of a master secret): a session resumes for a day after its full handshake.
+SESSION_LIFETIME: Final = 24 * 3600.0
+SESSION_CACHE_SIZE: Final = 10_000  # sessions by id (a few hundred bytes each)
+MAX_CLIENT_SESSIONS: Final = 64  # server addresses a client keeps a session to offer for
+_TICKET_SECRET: Final = 32
+_TICKET_STATE_VERSION: Final = 1
 _COOKIE_SECRET: Final = 32
 _COOKIE_LENGTH: Final = 32
 # A ClientHello record (RFC 6347 §4.1, §4.2.2, §4.2.1): record header (13 bytes, the sequence
@@ -148,6 +169,56 @@ class _Cookies:
 _TIMED_OUT = "timed out"
 
 
+class _Tickets:
+    """The server's ticket keys (RFC 5077 §4, §5.5) with their secrets, so that they can be
+    saved: a new key every ``SESSION_LIFETIME`` seconds of wall-clock time, the previous one
+    kept for opening."""
+
+    __slots__ = ("_current", "_previous", "_rotated", "keys")
+
+    def __init__(self) -> None:
+        self._current = os.urandom(_TICKET_SECRET)
+        self._previous: bytes | None = None
+        self._rotated: float | None = None
+        self.keys = TicketKeys(self._current, lifetime=SESSION_LIFETIME)
+
+    def rotate_if_due(self, wall: float) -> bool:
+        """Rotate when due; True when ``keys`` is a new object (the configuration must take it)."""
+        if self._rotated is None or wall < self._rotated:
+            self._rotated = wall  # first use, or the wall clock was set back: count from now
+        elif wall - self._rotated >= 2 * SESSION_LIFETIME:
+            # Both keys are past use: a fresh one alone (a restart after a long stop, say).
+            self._current, self._previous = os.urandom(_TICKET_SECRET), None
+            self.keys = TicketKeys(self._current, lifetime=SESSION_LIFETIME)
+            self._rotated = wall
+            return True
+        elif wall - self._rotated >= SESSION_LIFETIME:
+            self._previous, self._current = self._current, os.urandom(_TICKET_SECRET)
+            self.keys.rotate(self._current)
+            self._rotated = wall
+        return False
+
+    def to_bytes(self) -> bytes:
+        """Version, rotation time (IEEE double, 0: not yet used), current secret, previous
+        secret (absent if none). These bytes open every ticket issued: keep them as keys."""
+        rotated = struct.pack(">d", self._rotated or 0.0)
+        return bytes((_TICKET_STATE_VERSION,)) + rotated + self._current + (self._previous or b"")
+
+    def load(self, data: bytes) -> None:
+        """Take up the keys of :meth:`to_bytes`; DtlsError for bytes that are not such keys."""
+        data = bytes(data)
+        if len(data) not in (9 + _TICKET_SECRET, 9 + 2 * _TICKET_SECRET) or data[0] != _TICKET_STATE_VERSION:
+            raise DtlsError("saved ticket keys: not of this format")
+        (rotated,) = struct.unpack(">d", data[1:9])
+        if not math.isfinite(rotated):
+            raise DtlsError("saved ticket keys: the rotation time is not finite")
+        current = data[9 : 9 + _TICKET_SECRET]
+        previous = data[9 + _TICKET_SECRET :] or None
+        self._current, self._previous = current, previous
+        self._rotated = rotated or None
+        self.keys = TicketKeys(current, previous, lifetime=SESSION_LIFETIME)
+
+
 class _WallClock:
     """The layer's (monotonic) times as wall-clock seconds for the engine, and back.
 
@@ -197,14 +268,31 @@ def _lookup(lookup: PskLookup) -> object:
     return psk_for
 
 
+class _Remember(Protocol):
+    def __call__(self, session: ResumableSession | None) -> None: ...
+
+
 class _Connection:
     """One engine connection behind the layer's ``Connection`` protocol."""
 
-    __slots__ = ("_clock", "_closed", "_conn", "_data", "_failure", "_identity", "established")
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_conn",
+        "_data",
+        "_failure",
+        "_identity",
+        "_remember",
+        "established",
+        "resumed",
+    )
 
-    def __init__(self, conn: DtlsConnection, clock: _WallClock) -> None:
+    def __init__(self, conn: DtlsConnection, clock: _WallClock, remember: _Remember | None = None) -> None:
         self._conn = conn
         self._clock = clock
+        # A client's: where the session goes once the handshake is over, to be offered next time.
+        self._remember = remember
+        self.resumed = False  # the handshake was an abbreviated one (RFC 5246 §7.3)
         self._data: deque[bytes] = deque()
         self._failure: str | None = None
         self._closed: str | None = None
@@ -224,14 +312,19 @@ class _Connection:
                 self._data.append(event.data)  # type: ignore[union-attr]
             elif kind is HandshakeComplete:
                 self.established = True
+                self.resumed = event.resumed  # type: ignore[union-attr]
                 name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
                 self._identity = PeerIdentity("psk", name)
+                if self._remember is not None:
+                    self._remember(conn.session)
             elif kind is ConnectionClosed:
                 self._closed = event.reason  # type: ignore[union-attr]
             elif kind is HandshakeFailure:
                 reason = event.reason  # type: ignore[union-attr]
                 # One name for a handshake that ran out of time, whichever timer ended it.
                 self._failure = "handshake timed out" if _TIMED_OUT in reason else reason
+                if self._remember is not None and _TIMED_OUT not in reason:
+                    self._remember(None)  # refused: the session offered is not offered again
 
     def feed(self, datagram: bytes, now: float) -> bool:
         newer = self._conn.receive_datagram(datagram, self._clock.wall(now))
@@ -292,8 +385,14 @@ class _Connection:
 
 def _restore(state: bytes, config: ConnectionConfig, clock: _WallClock, role: DtlsRole) -> _Connection:
     """A connection from ``save()``'s bytes, established at once; DtlsError for bytes that do
-    not read back or belong to the other role (a server never takes up a client's state)."""
+    not read back or belong to the other role (a server never takes up a client's state), and
+    on a server for a session whose PSK was removed or replaced since it was saved."""
     try:
+        if role is DtlsRole.SERVER and config.psk_lookup is not None:
+            session = ConnectionState.from_bytes(state).session
+            psk = config.psk_lookup(session.identity)
+            if psk is None or not session.bound_to(psk):
+                raise DtlsError("saved DTLS state of credentials that were removed or replaced since")
         # The time only stamps the construction: the session's own times come from the bytes.
         conn = DtlsConnection.import_state(state, config, time.time())
     except SessionStateError as exc:
@@ -317,12 +416,25 @@ class _ServerFactory:
         self.cid_length = limits.cid_length
         self._cookies = _Cookies()
         self._clock = _WallClock()
+        self._tickets = _Tickets()
+        self._cache = SessionCache(SESSION_CACHE_SIZE, SESSION_LIFETIME)
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
+            session_cache=self._cache,
+            ticket_keys=self._tickets.keys,
         )
+
+    def ticket_state(self) -> bytes:
+        """The ticket keys' secrets as bytes (they open every ticket issued: keep them as keys)."""
+        return self._tickets.to_bytes()
+
+    def load_ticket_state(self, data: bytes) -> None:
+        """Open the tickets issued under saved keys (a restart, or another node of a cluster)."""
+        self._tickets.load(data)
+        self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
 
     def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
         self._cookies.rotate_if_due(now)
@@ -331,6 +443,8 @@ class _ServerFactory:
         if verify is not None:
             return None, verify
         wall = self._clock.wall(now)
+        if self._tickets.rotate_if_due(wall):
+            self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
         conn = DtlsConnection(DtlsRole.SERVER, self._config, wall, address=client_id)
         conn.receive_datagram(datagram, wall)
         if conn.awaiting_hello or conn.closed:
@@ -349,6 +463,8 @@ class _ClientFactory:
         if config.psk is None or not supports(config.cipher_suites, certificate=False):
             raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
         self._clock = _WallClock()
+        # The last session with each server address, least recently made first.
+        self._sessions: OrderedDict[bytes, ResumableSession] = OrderedDict()
         self._config = _engine_config(
             config.limits,
             psk_identity=config.psk.identity.encode("utf-8"),
@@ -356,8 +472,24 @@ class _ClientFactory:
             cid_length=0,
         )
 
-    def connect(self, now: float) -> _Connection:
-        return _Connection(DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now)), self._clock)
+    def connect(self, now: float, peer: bytes = b"") -> _Connection:
+        """A new connection to ``peer`` (the server's address as the layer names it), offering
+        the last session made there, when there is one (RFC 5246 §7.4.1.2, RFC 5077 §3.4)."""
+        offer = self._sessions.get(peer) if peer else None
+
+        def remember(session: ResumableSession | None) -> None:
+            if not peer:
+                return
+            if session is None or not session.resumable:
+                self._sessions.pop(peer, None)
+                return
+            self._sessions[peer] = session
+            self._sessions.move_to_end(peer)
+            while len(self._sessions) > MAX_CLIENT_SESSIONS:
+                self._sessions.popitem(last=False)
+
+        conn = DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now), session=offer)
+        return _Connection(conn, self._clock, remember)
 
     def restore(self, state: bytes) -> _Connection:
         return _restore(state, self._config, self._clock, DtlsRole.CLIENT)

@@ -29,7 +29,9 @@ Sessions are keyed by the peer's socket address, many on one socket:
   found by it too, from whatever address its next record comes.
 - A client (``client`` factory given) starts a handshake on the first datagram
   the CoAP endpoint sends to an address without a session, and holds the
-  datagrams (``max_queued``) until it ends.
+  datagrams (``max_queued``) until it ends. The backend is told the address, so
+  that it can offer the last session made there: an abbreviated handshake
+  (RFC 5246 §7.3, RFC 5077) when the server still knows it or has its ticket.
 - Connection IDs (RFC 9146): a ``tls12_cid`` record finds its server session by the CID
   the session gave, whatever address it comes from. When it authenticates with a
   sequence number above every one accepted before, and comes from a new address, the
@@ -198,6 +200,7 @@ class DtlsLayer:
                 "hello_verify_sent",
                 "handshakes_started",
                 "handshakes_done",
+                "handshakes_resumed",
                 "handshakes_failed",
                 "sessions_resumed",
                 "sessions_parked",
@@ -543,6 +546,9 @@ class DtlsLayer:
         hs.cipher = conn.cipher_suite()
         hs.last_seen = now
         self.counters["handshakes_done"] += 1
+        resumed = bool(getattr(conn, "resumed", False))
+        if resumed:
+            self.counters["handshakes_resumed"] += 1
         old = self._sessions.pop(addr, None)
         self._pop_parked(addr)
         if old is not None:
@@ -551,7 +557,7 @@ class DtlsLayer:
         self._make_room()
         self._sessions[addr] = hs
         self._events.append(
-            SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity)
+            SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity, resumed)
         )
         queue, hs.queue = hs.queue, None
         if queue:
@@ -593,7 +599,8 @@ class DtlsLayer:
             return None
         while len(self._handshakes) >= self.max_handshakes:
             self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
-        hs = _Session(self._client.connect(now), addr, "client", now)
+        # The peer's address lets the backend offer the last session made there (RFC 5246 §7.3).
+        hs = _Session(self._client.connect(now, peer=_client_id(addr)), addr, "client", now)
         hs.deadline = now + self.limits.handshake_lifetime
         hs.queue = deque(maxlen=self.limits.max_queued)
         self._handshakes[addr] = hs
