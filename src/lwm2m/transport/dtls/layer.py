@@ -39,6 +39,13 @@ Sessions are keyed by the peer's socket address, many on one socket:
   endpoint then sees the peer at its new address, and a ``SessionMoved`` event tells the
   application (an LwM2M server moves the registration with it).
 
+A server's sessions survive a restart as bytes: ``export_sessions`` parks every established
+one and hands the parked ones out (``saved.py``: the backend's state with the identity beside
+it), and they leave the layer, so that no copy is ever taken up twice (that would repeat
+sequence numbers, and with them AEAD nonces); ``import_sessions`` parks them in a new layer,
+whose peers then go on without a handshake. ``ticket_state``/``load_ticket_state`` carry the
+backend's ticket keys (RFC 5077) the same way.
+
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
 """
@@ -48,11 +55,11 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lwm2m.errors import DtlsError, HandshakeError
+from lwm2m.errors import DtlsError, HandshakeError, SessionStateError
 from lwm2m.errors import SessionClosed as _SessionClosed
 from lwm2m.transport.dtls.backend import DEFAULT_HANDSHAKE_COST, ClientFactory, Connection, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
@@ -64,6 +71,7 @@ from lwm2m.transport.dtls.events import (
     SessionMoved,
 )
 from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
+from lwm2m.transport.dtls.saved import SavedState, decode_saved, encode_saved
 
 __all__ = ["MAX_DATAGRAM", "DtlsLayer", "SessionInfo"]
 
@@ -378,6 +386,56 @@ class DtlsLayer:
         for addr in [a for a, s in self._sessions.items() if role is None or s.role == role]:
             self.close(addr)
 
+    # --- restart ----------------------------------------------------------------------------------
+
+    def export_sessions(self) -> list[tuple[Addr, bytes, bytes]]:
+        """The server sessions as (address, CID, bytes) for ``import_sessions`` after a restart:
+        the established ones are parked first. They all leave this layer (one copy only: see
+        the module docstring); their peers' records are dropped here from now on."""
+        for s in [s for s in self._sessions.values() if s.role == "server"]:
+            self._park(s, "local")
+        out = []
+        for addr in [a for a, p in self._parked.items() if p.role == "server"]:
+            p = self._pop_parked(addr)
+            assert p is not None
+            out.append((addr, p.cid, encode_saved(SavedState(p.role, p.identity, p.cipher, p.cid, p.state))))
+        return out
+
+    def import_sessions(self, saved: Iterable[tuple[Addr, bytes]]) -> int:
+        """Park sessions of ``export_sessions`` (address, bytes); answer how many were taken.
+        Bytes that do not read back, and sessions of a role this layer does not play or of an
+        address it has a session with, are left out; the backend checks the state itself when
+        the peer's next record takes it up."""
+        taken = 0
+        for addr, data in saved:
+            try:
+                entry = decode_saved(data)
+            except SessionStateError:
+                self.counters["errors"] += 1
+                continue
+            factory = self._server if entry.role == "server" else self._client
+            if factory is None or addr in self._sessions or self.limits.max_parked == 0:
+                continue
+            if entry.cid and (len(entry.cid) != self._cid_length or entry.cid in self._by_cid):
+                continue  # not a CID this server routes by, or one a live session holds
+            self._keep_parked(addr, _Parked(entry.state, entry.role, entry.identity, entry.cipher, entry.cid))
+            taken += 1
+        return taken
+
+    def ticket_state(self) -> bytes | None:
+        """The server backend's ticket keys as bytes (key material), or None if it has none."""
+        export = getattr(self._server, "ticket_state", None)
+        return None if export is None else bytes(export())
+
+    def load_ticket_state(self, data: bytes) -> bool:
+        """Give the server backend saved ticket keys; False if it has none to take.
+        Raises DtlsError for bytes that are not its keys."""
+        load = getattr(self._server, "load_ticket_state", None)
+        if load is None:
+            return False
+        load(data)
+        return True
+
     @property
     def released(self) -> int:
         """Bytes let go of so far (estimated), this layer's and the CoAP endpoint's: the
@@ -658,6 +716,10 @@ class DtlsLayer:
         try:
             conn = factory.restore(p.state)
         except DtlsError:
+            self._events.append(SessionEnded(addr, p.identity, "error"))
+            return None
+        except Exception:  # state another backend saved (a restart with other settings)
+            log.warning("DTLS: the saved session of %s could not be taken up", addr, exc_info=True)
             self._events.append(SessionEnded(addr, p.identity, "error"))
             return None
         s = _Session(conn, addr, p.role, now)
