@@ -23,10 +23,17 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import DtlsError
 from lwm2m.transport.dtls import DtlsLayer, SessionEstablished, SessionLimits, open_dtls_endpoint
-from lwm2m.transport.dtls.engine_backend import SESSION_LIFETIME, EngineBackend
+from lwm2m.transport.dtls.engine_backend import CLIENT_SESSIONS, SESSION_LIFETIME, EngineBackend
 from lwm2m.transport.dtls.records import is_client_hello, records
 
 PEER = ("127.0.0.1", 40500)
+
+
+@pytest.fixture(autouse=True)
+def no_sessions_of_other_tests() -> None:
+    CLIENT_SESSIONS.clear()
+
+
 HANDSHAKE = 22
 SERVER_HELLO_DONE = 14
 
@@ -77,6 +84,20 @@ def test_a_client_whose_session_went_resumes_it_with_an_abbreviated_handshake() 
     client.close(SERVER, notify=False)
     assert ask(wire, PEER) is not None
     assert server.counters["handshakes_resumed"] == 2
+
+
+def test_a_client_made_anew_resumes_the_session_of_the_one_before() -> None:
+    """The last sessions are kept for the process: a new client endpoint (a new socket) with
+    the same PSK offers it; one with another PSK for the identity does not."""
+    wire, server, _factory, _client = connected()
+    del wire.nodes[PEER]
+    for key, resumed in ((KEY, 1), (OTHER_KEY, 0)):
+        again = wire.add(PEER, client_layer("dev-1", key))
+        server.close(PEER, notify=False)
+        ask(wire, PEER)
+        assert again.counters["handshakes_started"] == 1
+        assert again.counters["handshakes_resumed"] == resumed
+    assert server.counters["handshakes_resumed"] == 1
 
 
 def test_a_restarted_server_with_its_ticket_keys_resumes_and_one_without_does_not() -> None:

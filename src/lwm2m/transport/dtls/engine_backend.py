@@ -25,10 +25,12 @@ engine's ``ConnectionConfig``:
   (``SESSION_CACHE_SIZE`` sessions) and from tickets sealed under a key that rotates every
   ``SESSION_LIFETIME`` seconds (the previous key still opens, so a ticket lives at least that
   long); the keys' secrets can be exported and imported (``ticket_state``), so that tickets
-  survive a restart. A client keeps the last session of each server address
-  (``MAX_CLIENT_SESSIONS`` addresses) and offers it in its next handshake there, so that
-  a client whose session went (evicted by the server, or closed by us after a timeout) makes
-  an abbreviated handshake.
+  survive a restart. Clients keep the last session of each PSK identity and server address
+  (``MAX_CLIENT_SESSIONS`` of them, in one table for the process: an endpoint made anew, on a
+  new socket, finds it too) and offer it in their next handshake there, so that a client whose
+  session went (evicted by the server, closed by us after a timeout, or left behind with its
+  old socket) makes an abbreviated handshake. The engine offers it only with the PSK it was
+  made with (its credential binding).
 
 The engine is given wall-clock seconds as ``now``: the layer's clock is a monotonic one (it
 starts anew with each process), but a parked session, a session's creation time (from which
@@ -88,7 +90,7 @@ COOKIE_ROTATION: Final = 300.0  # seconds between cookie secrets (RFC 6347 §4.2
 # exposure of a master secret): a session resumes for a day after its full handshake.
 SESSION_LIFETIME: Final = 24 * 3600.0
 SESSION_CACHE_SIZE: Final = 10_000  # sessions by id (a few hundred bytes each)
-MAX_CLIENT_SESSIONS: Final = 64  # server addresses a client keeps a session to offer for
+MAX_CLIENT_SESSIONS: Final = 4096  # (PSK identity, server address) pairs with a session to offer
 _TICKET_SECRET: Final = 32
 _TICKET_STATE_VERSION: Final = 1
 _COOKIE_SECRET: Final = 32
@@ -456,6 +458,39 @@ class _ServerFactory:
         return _restore(state, self._config, self._clock, DtlsRole.SERVER)
 
 
+class _ClientSessions:
+    """The last session per (PSK identity, server address), least recently made first, for the
+    client factories of this process (RFC 5246 §7.4.1.2: a client may offer any session it
+    holds). An entry holds a master secret, in memory only."""
+
+    __slots__ = ("_sessions", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._sessions: OrderedDict[tuple[bytes, bytes], ResumableSession] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: tuple[bytes, bytes]) -> ResumableSession | None:
+        return self._sessions.get(key)
+
+    def put(self, key: tuple[bytes, bytes], session: ResumableSession | None) -> None:
+        if session is None or not session.resumable:
+            self._sessions.pop(key, None)
+            return
+        self._sessions[key] = session
+        self._sessions.move_to_end(key)
+        while len(self._sessions) > self.limit:
+            self._sessions.popitem(last=False)
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+
+CLIENT_SESSIONS: Final = _ClientSessions(MAX_CLIENT_SESSIONS)
+
+
 class _ClientFactory:
     handshake_cost = HANDSHAKE_COST
 
@@ -463,8 +498,6 @@ class _ClientFactory:
         if config.psk is None or not supports(config.cipher_suites, certificate=False):
             raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
         self._clock = _WallClock()
-        # The last session with each server address, least recently made first.
-        self._sessions: OrderedDict[bytes, ResumableSession] = OrderedDict()
         self._config = _engine_config(
             config.limits,
             psk_identity=config.psk.identity.encode("utf-8"),
@@ -475,18 +508,12 @@ class _ClientFactory:
     def connect(self, now: float, peer: bytes = b"") -> _Connection:
         """A new connection to ``peer`` (the server's address as the layer names it), offering
         the last session made there, when there is one (RFC 5246 §7.4.1.2, RFC 5077 §3.4)."""
-        offer = self._sessions.get(peer) if peer else None
+        key = (self._config.psk_identity, peer)
+        offer = CLIENT_SESSIONS.get(key) if peer else None
 
         def remember(session: ResumableSession | None) -> None:
-            if not peer:
-                return
-            if session is None or not session.resumable:
-                self._sessions.pop(peer, None)
-                return
-            self._sessions[peer] = session
-            self._sessions.move_to_end(peer)
-            while len(self._sessions) > MAX_CLIENT_SESSIONS:
-                self._sessions.popitem(last=False)
+            if peer:
+                CLIENT_SESSIONS.put(key, session)
 
         conn = DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now), session=offer)
         return _Connection(conn, self._clock, remember)
