@@ -4,6 +4,7 @@ on over its old session: no ClientHello, no handshake, on SQLite and in memory."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -19,7 +20,7 @@ from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
-from lwm2m.transport.dtls import CoapDtlsEndpoint, open_dtls_endpoint
+from lwm2m.transport.dtls import CoapDtlsEndpoint, PeerIdentity, SessionLimits, open_dtls_endpoint
 from lwm2m.transport.dtls.records import is_client_hello
 
 
@@ -87,3 +88,22 @@ async def test_a_session_is_taken_up_once_even_if_the_server_stops_without_savin
             async with Server(config, store) as server:
                 layer = server.dtls.dtls  # type: ignore[union-attr]
                 assert layer.state_sizes()["dtls_parked"] == 0
+
+
+async def test_removed_security_info_ends_parked_sessions_too() -> None:
+    config = ServerConfig(port=0, coaps_port=0, dtls_limits=SessionLimits(idle_timeout=0.2))
+    async with (
+        Server(config) as server,
+        open_dtls_endpoint(client=psk("dev-1-id", KEY)) as client,
+    ):
+        await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
+        assert (await client.request(register("dev-1"), coaps(server), timeout=5)).code == Code.CREATED
+        layer = server.dtls.dtls  # type: ignore[union-attr]
+        for _ in range(100):
+            if layer.state_sizes()["dtls_parked"]:
+                break
+            await asyncio.sleep(0.02)
+        (parked,) = layer.parked()
+        assert parked.identity == PeerIdentity("psk", "dev-1-id") and parked.last_seen == 0.0
+        await server.security.remove("dev-1")
+        assert list(layer.parked()) == [] and layer.state_sizes()["dtls_parked_cids"] == 0

@@ -452,7 +452,9 @@ class Server:
         """Security information changed or went: end the DTLS sessions made with the old one."""
         if self._coaps is None:
             return
-        for session in self._coaps.sessions():
+        # Parked sessions too: a backend that cannot check the credentials of saved state
+        # itself (ours refuses a PSK changed since) would take them up again.
+        for session in [*self._coaps.sessions(), *self._coaps.dtls.parked()]:
             identity = session.identity
             if identity is None:
                 continue

@@ -364,16 +364,23 @@ class DtlsLayer:
         for s in self._sessions.values():
             yield s.info()
 
+    def parked(self) -> Iterator[SessionInfo]:
+        """The sessions kept as saved state (``last_seen`` 0: not kept)."""
+        for addr, p in self._parked.items():
+            yield SessionInfo(addr, p.role, p.identity, p.cipher, True, 0.0)
+
     def close(self, addr: Addr, *, notify: bool = True) -> bool:
         """End the session with ``addr`` (a close_notify alert goes out with ``notify``)."""
-        self._pop_parked(addr)
+        parked = self._pop_parked(addr)
         hs = self._handshakes.pop(addr, None)
         if hs is not None:
             hs.timer_at = None
             self._let_go(hs)
         s = self._sessions.pop(addr, None)
         if s is None:
-            return hs is not None
+            if parked is not None:
+                self._events.append(SessionEnded(addr, parked.identity, "local"))
+            return hs is not None or parked is not None
         if notify:
             alert = s.conn.close()
             if alert:
