@@ -85,6 +85,30 @@ def test_a_session_follows_its_client_to_a_new_address_without_a_handshake() -> 
     assert dst == new
 
 
+def test_a_parked_session_is_found_by_its_cid_from_a_new_address() -> None:
+    """Idle, the session is parked as bytes; the NAT rebinds meanwhile: its next record finds it
+    by CID, it is taken up without a handshake, and it moves (RFC 9146 §6)."""
+    wire = Wire()
+    now = time.monotonic()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}, SessionLimits(idle_timeout=30.0)))
+    peer = ("192.0.2.10", 40301)
+    wire.add(peer, client_layer("dev-1", KEY))
+    assert ask(wire, peer, now) is not None
+    wire.tick(now + 31)
+    sizes = server.state_sizes()
+    assert sizes["dtls_parked"] == 1 and sizes["dtls_parked_cids"] == 1 and sizes["dtls_cids"] == 0
+    new = ("198.51.100.7", 61001)
+    rebind(wire, peer, new)
+    sent_before = len(wire.sent)
+    assert ask(wire, new, now + 32).payload == b"psk:dev-1"  # type: ignore[union-attr]
+    assert not any(is_client_hello(d) for d, _, _ in wire.sent[sent_before:])
+    (moved,) = moves(server)
+    assert (moved.old, moved.addr) == (peer, new)
+    sizes = server.state_sizes()
+    assert sizes["dtls_parked"] == 0 and sizes["dtls_parked_cids"] == 0 and sizes["dtls_cids"] == 1
+    assert server.counters["sessions_resumed"] == 1 and server.counters["handshakes_done"] == 1
+
+
 def test_replayed_older_and_forged_records_from_another_address_do_not_move_a_session() -> None:
     wire, server, client, peer = connected()
     now = time.monotonic()

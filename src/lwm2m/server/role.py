@@ -26,7 +26,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_str, code_text
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
-from lwm2m.errors import CodecError, NotRegistered, ObserveRefused
+from lwm2m.errors import CodecError, DtlsError, NotRegistered, ObserveRefused
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.registry import ObjectRegistry
@@ -55,7 +55,7 @@ from lwm2m.server.observation import ObservationManager, ServerObservation, addr
 from lwm2m.server.presence import Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.server.security import SecurityPolicy, identity_matches
-from lwm2m.storage.base import HistoryEntry, SecurityInfo, Store
+from lwm2m.storage.base import HistoryEntry, SavedDtlsSession, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
@@ -199,6 +199,7 @@ class Server:
                 )
             )
             self.coaps_port = self._coaps.port
+            await self._take_dtls_sessions()
         await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
 
@@ -216,10 +217,49 @@ class Server:
         for task in list(self._flushing):
             await task
         await self._flush_history()  # all that was added so far
+        await self._save_dtls_sessions()
         await self._stack.aclose()
         self.security.close()
         self._endpoint = None
         self._coaps = None
+
+    async def _take_dtls_sessions(self) -> None:
+        """Take up the DTLS sessions and ticket keys saved at the last clean stop: their devices
+        go on without a handshake. The sessions leave the store (see ``DtlsSessionStore``); the
+        ticket keys are written back at once, so that a crash keeps them."""
+        assert self._coaps is not None
+        layer = self._coaps.dtls
+        store = self.store.dtls_sessions
+        try:
+            keys = await store.ticket_keys()
+            if keys is not None:
+                try:
+                    layer.load_ticket_state(keys)
+                except DtlsError as exc:
+                    log.warning("saved DTLS ticket keys not taken up: %s", exc)
+            saved = await store.take()
+            taken = layer.import_sessions((s.address, s.state) for s in saved)
+            if saved:
+                log.info("DTLS: %d of %d saved sessions taken up", taken, len(saved))
+            state = layer.ticket_state()
+            if state is not None:
+                await store.put_ticket_keys(state)
+        except Exception:  # a store fault costs handshakes, not the start
+            log.exception("could not take up the saved DTLS sessions")
+
+    async def _save_dtls_sessions(self) -> None:
+        """Save the DTLS sessions (parked and idle alike) and the ticket keys at a clean stop."""
+        if self._coaps is None:
+            return
+        layer = self._coaps.dtls
+        try:
+            sessions = [SavedDtlsSession(tuple(a), cid, state) for a, cid, state in layer.export_sessions()]
+            await self.store.dtls_sessions.save(sessions)
+            state = layer.ticket_state()
+            if state is not None:
+                await self.store.dtls_sessions.put_ticket_keys(state)
+        except Exception:
+            log.exception("could not save the DTLS sessions")
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -412,7 +452,9 @@ class Server:
         """Security information changed or went: end the DTLS sessions made with the old one."""
         if self._coaps is None:
             return
-        for session in self._coaps.sessions():
+        # Parked sessions too: a backend that cannot check the credentials of saved state
+        # itself (ours refuses a PSK changed since) would take them up again.
+        for session in [*self._coaps.sessions(), *self._coaps.dtls.parked()]:
             identity = session.identity
             if identity is None:
                 continue

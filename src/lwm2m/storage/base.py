@@ -1,4 +1,5 @@
-"""What a server keeps: registrations, observations, the history of reported values, security info.
+"""What a server keeps: registrations, observations, the history of reported values, security
+info, and the DTLS sessions and ticket keys it saved at its last clean stop.
 
 Each role is a Protocol with async methods, so that a Redis implementation
 (several server nodes sharing one store) fits the same interface as the
@@ -506,6 +507,40 @@ class BootstrapConfigStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SavedDtlsSession:
+    """A DTLS session the server saved at a clean stop, to take up after its start without a
+    handshake: ``address`` is the peer's socket address, ``cid`` the Connection ID its records
+    carry (RFC 9146; empty without), ``state`` the transport's versioned bytes. Those hold the
+    session's keys: keep them as keys."""
+
+    address: tuple[Any, ...]
+    cid: bytes
+    state: bytes
+
+
+class DtlsSessionStore(Protocol):
+    """The DTLS sessions and ticket keys (RFC 5077) a server keeps over a restart.
+
+    Sessions are taken once: :meth:`take` removes what it returns, because a session taken up
+    twice (after a crash, say) would send records under sequence numbers used before, and
+    so repeat an AEAD nonce (RFC 5246 §6.2.3.3)."""
+
+    async def save(self, sessions: Iterable[SavedDtlsSession]) -> None:
+        """Keep ``sessions`` (one per address, and per CID), replacing those kept before."""
+        ...
+
+    async def take(self) -> list[SavedDtlsSession]:
+        """The sessions kept, removed from the store."""
+        ...
+
+    async def put_ticket_keys(self, keys: bytes) -> None:
+        """Keep the server's ticket keys (the transport's bytes), replacing those kept before."""
+        ...
+
+    async def ticket_keys(self) -> bytes | None: ...
+
+
 class SecurityStore(Protocol):
     """Security information by endpoint name, by PSK identity and by raw public key (each unique
     across endpoints)."""
@@ -555,6 +590,9 @@ class Store(Protocol):
 
     @property
     def bootstrap_configs(self) -> BootstrapConfigStore: ...
+
+    @property
+    def dtls_sessions(self) -> DtlsSessionStore: ...
 
     def close(self) -> None:
         """Make durable what is kept back and release the backend; the store is unusable after."""

@@ -19,6 +19,7 @@ from lwm2m.storage.base import (
     Observation,
     RegistrationPage,
     Row,
+    SavedDtlsSession,
     SecurityInfo,
     Source,
     check_query,
@@ -327,6 +328,36 @@ class MemorySecurityStore:
         return [self._by_endpoint[e] for e in sorted(self._by_endpoint)]
 
 
+class MemoryDtlsSessionStore:
+    """Saved DTLS sessions and ticket keys in memory: a server restarted in the same process
+    (tests, an application that restarts its ``Server``) takes its sessions up again."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[Any, ...], SavedDtlsSession] = {}
+        self._keys: bytes | None = None
+
+    async def save(self, sessions: Iterable[SavedDtlsSession]) -> None:
+        kept: dict[tuple[Any, ...], SavedDtlsSession] = {}
+        by_cid: dict[bytes, tuple[Any, ...]] = {}
+        for session in sessions:
+            if session.cid and session.cid in by_cid:
+                del kept[by_cid[session.cid]]  # one session per CID: the last one given
+            kept[tuple(session.address)] = session
+            if session.cid:
+                by_cid[session.cid] = tuple(session.address)
+        self._sessions = kept
+
+    async def take(self) -> list[SavedDtlsSession]:
+        taken, self._sessions = list(self._sessions.values()), {}
+        return taken
+
+    async def put_ticket_keys(self, keys: bytes) -> None:
+        self._keys = bytes(keys)
+
+    async def ticket_keys(self) -> bytes | None:
+        return self._keys
+
+
 @dataclass
 class MemoryStore:
     """The memory stores together, shaped like :class:`~lwm2m.storage.sqlite.SqliteStore`."""
@@ -336,6 +367,7 @@ class MemoryStore:
     history: MemoryHistoryStore = field(default_factory=MemoryHistoryStore)
     security: MemorySecurityStore = field(default_factory=MemorySecurityStore)
     bootstrap_configs: MemoryBootstrapConfigStore = field(default_factory=MemoryBootstrapConfigStore)
+    dtls_sessions: MemoryDtlsSessionStore = field(default_factory=MemoryDtlsSessionStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

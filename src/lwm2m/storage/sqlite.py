@@ -42,6 +42,7 @@ from lwm2m.storage.base import (
     Observation,
     RegistrationPage,
     Row,
+    SavedDtlsSession,
     SecurityInfo,
     Source,
     check_query,
@@ -105,6 +106,19 @@ CREATE TABLE IF NOT EXISTS security (
     psk_identity TEXT UNIQUE,       -- NULL for certificate, raw public key and nosec entries
     data BLOB NOT NULL,             -- SecurityInfo.to_dict(with_key=True) as JSON
     rpk BLOB UNIQUE                 -- DER SubjectPublicKeyInfo of a raw public key entry (schema 2)
+);
+
+-- DTLS sessions saved at a clean stop and ticket keys: key material, like security. New tables
+-- only (made if missing), so the schema version stays: an older program ignores them.
+CREATE TABLE IF NOT EXISTS dtls_sessions (
+    address TEXT PRIMARY KEY,       -- the peer's socket address as a JSON array
+    cid BLOB UNIQUE,                -- its Connection ID (RFC 9146), NULL without
+    state BLOB NOT NULL             -- the transport's versioned bytes (keys included)
+);
+
+CREATE TABLE IF NOT EXISTS dtls_keys (
+    name TEXT PRIMARY KEY,          -- "tickets": the ticket keys (RFC 5077)
+    value BLOB NOT NULL
 );
 """
 
@@ -563,9 +577,51 @@ class SqliteSecurityStore:
         return [_security(d) for (d,) in rows]
 
 
+class SqliteDtlsSessionStore:
+    """Saved DTLS sessions and ticket keys in the database file: key material, like the security
+    table's; keep that file private."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def save(self, sessions: Iterable[SavedDtlsSession]) -> None:
+        with _transaction(self._conn) as c:
+            c.execute("DELETE FROM dtls_sessions")
+            for session in sessions:
+                cid = bytes(session.cid) or None
+                if cid is not None:
+                    c.execute("DELETE FROM dtls_sessions WHERE cid = ?", (cid,))  # one session per CID
+                c.execute(
+                    "INSERT OR REPLACE INTO dtls_sessions (address, cid, state) VALUES (?, ?, ?)",
+                    (_json(list(session.address)).decode(), cid, bytes(session.state)),
+                )
+
+    async def take(self) -> list[SavedDtlsSession]:
+        with _transaction(self._conn) as c:
+            rows = c.execute("DELETE FROM dtls_sessions RETURNING address, cid, state").fetchall()
+        taken = []
+        for address, cid, state in rows:
+            try:
+                peer = msgspec.json.decode(address)
+            except msgspec.DecodeError:
+                continue  # a row no version of this program wrote
+            if isinstance(peer, list) and isinstance(state, bytes):
+                taken.append(SavedDtlsSession(tuple(peer), bytes(cid or b""), state))
+        return taken
+
+    async def put_ticket_keys(self, keys: bytes) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO dtls_keys (name, value) VALUES ('tickets', ?)", (bytes(keys),)
+        )
+
+    async def ticket_keys(self) -> bytes | None:
+        row = self._conn.execute("SELECT value FROM dtls_keys WHERE name = 'tickets'").fetchone()
+        return None if row is None or not isinstance(row[0], bytes) else row[0]
+
+
 class SqliteStore:
     """One SQLite database file with the stores: ``.registrations``, ``.observations``, ``.history``,
-    ``.security``.
+    ``.security``, ``.bootstrap_configs``, ``.dtls_sessions``.
 
     ``path`` ``":memory:"`` gives a private, non-durable database (for tests).
     """
@@ -612,6 +668,7 @@ class SqliteStore:
         self.history = SqliteHistoryStore(conn, history_retention)
         self.security = SqliteSecurityStore(conn)
         self.bootstrap_configs = SqliteBootstrapConfigStore(conn)
+        self.dtls_sessions = SqliteDtlsSessionStore(conn)
 
     def close(self) -> None:
         try:

@@ -118,8 +118,10 @@ class ServerFactory(Protocol):
 class ClientFactory(Protocol):
     handshake_cost: int
 
-    def connect(self, now: float) -> Connection:
-        """A new connection; ``handshake()`` then makes its ClientHello."""
+    def connect(self, now: float, peer: bytes = b"") -> Connection:
+        """A new connection to ``peer`` (the server's transport address, as bytes); ``handshake()``
+        then makes its ClientHello. A backend that can resume offers the last session it made
+        with ``peer`` (RFC 5246 §7.3); one that cannot ignores ``peer``."""
         ...
 
     def restore(self, state: bytes) -> Connection: ...

@@ -18,20 +18,44 @@ engine's ``ConnectionConfig``:
 - Connection IDs (RFC 9146): a server gives ``limits.cid_length`` bytes whose first is
   ``limits.node_id``; a client offers the extension with an empty CID of its own (the server
   reaches it at whatever address its records come from) and then sends the server's CID in
-  every record, so that a NAT rebinding costs no handshake.
+  every record, so that a NAT rebinding costs no handshake;
+- parking (RFC 6347 §4.1 state as bytes): ``save`` exports an established connection with
+  ``DtlsConnection.export_state`` and ``restore`` imports it, so that the layer keeps an idle
+  session in a few hundred bytes and takes it up again without a handshake; a server takes
+  up no session whose PSK was removed or replaced since (its credential binding);
+- resumption (RFC 5246 §7.3, RFC 5077): a server resumes from its session cache
+  (``SESSION_CACHE_SIZE`` sessions) and from tickets sealed under a key that rotates every
+  ``SESSION_LIFETIME`` seconds (the previous key still opens, so a ticket lives at least that
+  long); the keys' secrets can be exported and imported (``ticket_state``), so that tickets
+  survive a restart. Clients keep the last session of each PSK identity and server address
+  (``MAX_CLIENT_SESSIONS`` of them, in one table for the process: an endpoint made anew, on a
+  new socket, finds it too) and offer it in their next handshake there, so that a client whose
+  session went (evicted by the server, closed by us after a timeout, or left behind with its
+  old socket) makes an abbreviated handshake. The engine offers it only with the PSK it was
+  made with (its credential binding).
+
+The engine is given wall-clock seconds as ``now``: the layer's clock is a monotonic one (it
+starts anew with each process), but a parked session, a session's creation time (from which
+the lifetimes of RFC 5077 §3.3 tickets and of cached sessions count) and ticket keys outlive a
+restart. :class:`_WallClock` shifts the layer's times by one offset, fixed when first needed,
+and shifts the engine's timers back, so that both clocks advance together.
 
 Certificates are not in the engine yet: ``endpoint.default_backend`` keeps Mbed TLS for them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import math
 import os
-from collections import deque
-from typing import Final
+import struct
+import time
+from collections import OrderedDict, deque
+from typing import Final, Protocol
 
-from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
+from lwm2m.errors import DtlsError, HandshakeError, SessionClosed, SessionStateError
 from lwm2m.tls.connection import (
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CCM_8,
@@ -45,6 +69,8 @@ from lwm2m.tls.connection import (
 )
 from lwm2m.tls.messages import HandshakeType, HelloVerifyRequest, encode_handshake
 from lwm2m.tls.record import DTLS_1_0, DTLS_1_2, HANDSHAKE, DtlsRecord
+from lwm2m.tls.state import ConnectionState, ResumableSession
+from lwm2m.tls.tickets import SessionCache, TicketKeys
 from lwm2m.transport.dtls.config import (
     CipherSuite,
     DtlsClientConfig,
@@ -70,6 +96,13 @@ _SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # 90 KiB: a 64 MiB budget holds 8,192 of ours against its 728.
 HANDSHAKE_COST: Final = 8 << 10
 COOKIE_ROTATION: Final = 300.0  # seconds between cookie secrets (RFC 6347 §4.2.1)
+# Resumption (RFC 5246 §7.3, RFC 5077 §5.6: a lifetime and a key rotation both bound the
+# exposure of a master secret): a session resumes for a day after its full handshake.
+SESSION_LIFETIME: Final = 24 * 3600.0
+SESSION_CACHE_SIZE: Final = 10_000  # sessions by id (a few hundred bytes each)
+MAX_CLIENT_SESSIONS: Final = 4096  # (PSK identity, server address) pairs with a session to offer
+_TICKET_SECRET: Final = 32
+_TICKET_STATE_VERSION: Final = 1
 _COOKIE_SECRET: Final = 32
 _COOKIE_LENGTH: Final = 32
 # A ClientHello record (RFC 6347 §4.1, §4.2.2, §4.2.1): record header (13 bytes, the sequence
@@ -148,6 +181,78 @@ class _Cookies:
 _TIMED_OUT = "timed out"
 
 
+class _Tickets:
+    """The server's ticket keys (RFC 5077 §4, §5.5) with their secrets, so that they can be
+    saved: a new key every ``SESSION_LIFETIME`` seconds of wall-clock time, the previous one
+    kept for opening."""
+
+    __slots__ = ("_current", "_previous", "_rotated", "keys")
+
+    def __init__(self) -> None:
+        self._current = os.urandom(_TICKET_SECRET)
+        self._previous: bytes | None = None
+        self._rotated: float | None = None
+        self.keys = TicketKeys(self._current, lifetime=SESSION_LIFETIME)
+
+    def rotate_if_due(self, wall: float) -> bool:
+        """Rotate when due; True when ``keys`` is a new object (the configuration must take it)."""
+        if self._rotated is None or wall < self._rotated:
+            self._rotated = wall  # first use, or the wall clock was set back: count from now
+        elif wall - self._rotated >= 2 * SESSION_LIFETIME:
+            # Both keys are past use: a fresh one alone (a restart after a long stop, say).
+            self._current, self._previous = os.urandom(_TICKET_SECRET), None
+            self.keys = TicketKeys(self._current, lifetime=SESSION_LIFETIME)
+            self._rotated = wall
+            return True
+        elif wall - self._rotated >= SESSION_LIFETIME:
+            self._previous, self._current = self._current, os.urandom(_TICKET_SECRET)
+            self.keys.rotate(self._current)
+            self._rotated = wall
+        return False
+
+    def to_bytes(self) -> bytes:
+        """Version, rotation time (IEEE double, 0: not yet used), current secret, previous
+        secret (absent if none). These bytes open every ticket issued: keep them as keys."""
+        rotated = struct.pack(">d", self._rotated or 0.0)
+        return bytes((_TICKET_STATE_VERSION,)) + rotated + self._current + (self._previous or b"")
+
+    def load(self, data: bytes) -> None:
+        """Take up the keys of :meth:`to_bytes`; DtlsError for bytes that are not such keys."""
+        data = bytes(data)
+        if len(data) not in (9 + _TICKET_SECRET, 9 + 2 * _TICKET_SECRET) or data[0] != _TICKET_STATE_VERSION:
+            raise DtlsError("saved ticket keys: not of this format")
+        (rotated,) = struct.unpack(">d", data[1:9])
+        if not math.isfinite(rotated):
+            raise DtlsError("saved ticket keys: the rotation time is not finite")
+        current = data[9 : 9 + _TICKET_SECRET]
+        previous = data[9 + _TICKET_SECRET :] or None
+        self._current, self._previous = current, previous
+        self._rotated = rotated or None
+        self.keys = TicketKeys(current, previous, lifetime=SESSION_LIFETIME)
+
+
+class _WallClock:
+    """The layer's (monotonic) times as wall-clock seconds for the engine, and back.
+
+    The offset is taken once, at the first time seen: both clocks then advance together (a
+    wall clock set back or forward later moves nothing here, which is what timers need)."""
+
+    __slots__ = ("_offset",)
+
+    def __init__(self) -> None:
+        self._offset: float | None = None
+
+    def wall(self, now: float) -> float:
+        if self._offset is None:
+            self._offset = time.time() - now
+        return now + self._offset
+
+    def layer(self, at: float | None) -> float | None:
+        if at is None or self._offset is None:
+            return at
+        return at - self._offset
+
+
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
     """True when the engine can serve a configuration with these suites: PSK, CCM_8 offered."""
     return not certificate and CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
@@ -179,13 +284,31 @@ def _lookup(lookup: PskLookup) -> object:
     return psk_for
 
 
+class _Remember(Protocol):
+    def __call__(self, session: ResumableSession | None) -> None: ...
+
+
 class _Connection:
     """One engine connection behind the layer's ``Connection`` protocol."""
 
-    __slots__ = ("_closed", "_conn", "_data", "_failure", "_identity", "established")
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_conn",
+        "_data",
+        "_failure",
+        "_identity",
+        "_remember",
+        "established",
+        "resumed",
+    )
 
-    def __init__(self, conn: DtlsConnection) -> None:
+    def __init__(self, conn: DtlsConnection, clock: _WallClock, remember: _Remember | None = None) -> None:
         self._conn = conn
+        self._clock = clock
+        # A client's: where the session goes once the handshake is over, to be offered next time.
+        self._remember = remember
+        self.resumed = False  # the handshake was an abbreviated one (RFC 5246 §7.3)
         self._data: deque[bytes] = deque()
         self._failure: str | None = None
         self._closed: str | None = None
@@ -205,17 +328,22 @@ class _Connection:
                 self._data.append(event.data)  # type: ignore[union-attr]
             elif kind is HandshakeComplete:
                 self.established = True
+                self.resumed = event.resumed  # type: ignore[union-attr]
                 name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
                 self._identity = PeerIdentity("psk", name)
+                if self._remember is not None:
+                    self._remember(conn.session)
             elif kind is ConnectionClosed:
                 self._closed = event.reason  # type: ignore[union-attr]
             elif kind is HandshakeFailure:
                 reason = event.reason  # type: ignore[union-attr]
                 # One name for a handshake that ran out of time, whichever timer ended it.
                 self._failure = "handshake timed out" if _TIMED_OUT in reason else reason
+                if self._remember is not None and _TIMED_OUT not in reason:
+                    self._remember(None)  # refused: the session offered is not offered again
 
     def feed(self, datagram: bytes, now: float) -> bool:
-        newer = self._conn.receive_datagram(datagram, now)
+        newer = self._conn.receive_datagram(datagram, self._clock.wall(now))
         self._collect()
         return newer
 
@@ -226,10 +354,10 @@ class _Connection:
         return self.established
 
     def get_timer(self) -> float | None:
-        return self._conn.get_timer()
+        return self._clock.layer(self._conn.get_timer())
 
     def handle_timer(self, now: float) -> None:
-        self._conn.handle_timer(now)
+        self._conn.handle_timer(self._clock.wall(now))
         self._collect()
 
     def outgoing(self) -> list[bytes]:
@@ -260,7 +388,38 @@ class _Connection:
         return b"".join(self._conn.datagrams_to_send(0.0))
 
     def save(self) -> bytes | None:
-        return None  # session export is not in the engine yet: an idle session ends
+        """The established connection's state (``DtlsConnection.export_state``): the layer lets
+        this connection go at once, and the restored one sends above the exported sequence
+        number, so no nonce is used twice (RFC 5246 §6.2.3.3)."""
+        if not self.established or self._closed is not None or self._conn.closed:
+            return None
+        try:
+            return self._conn.export_state()
+        except DtlsError:  # the sequence numbers are used up: a new handshake is due
+            return None
+
+
+def _restore(state: bytes, config: ConnectionConfig, clock: _WallClock, role: DtlsRole) -> _Connection:
+    """A connection from ``save()``'s bytes, established at once; DtlsError for bytes that do
+    not read back or belong to the other role (a server never takes up a client's state), and
+    on a server for a session whose PSK was removed or replaced since it was saved."""
+    try:
+        if role is DtlsRole.SERVER and config.psk_lookup is not None:
+            session = ConnectionState.from_bytes(state).session
+            psk = config.psk_lookup(session.identity)
+            if psk is None or not session.bound_to(psk):
+                raise DtlsError("saved DTLS state of credentials that were removed or replaced since")
+        # The time only stamps the construction: the session's own times come from the bytes.
+        conn = DtlsConnection.import_state(state, config, time.time())
+    except SessionStateError as exc:
+        raise DtlsError(f"saved DTLS state: {exc}") from None
+    if conn.role is not role:
+        raise DtlsError(f"saved DTLS state of a {conn.role.name.lower()}, not of a {role.name.lower()}")
+    restored = _Connection(conn, clock)
+    restored.established = True
+    identity = conn.peer_identity or b""
+    restored._identity = PeerIdentity("psk", identity.decode("utf-8", "replace"))
+    return restored
 
 
 class _ServerFactory:
@@ -272,13 +431,27 @@ class _ServerFactory:
         limits = config.limits
         self.cid_length = limits.cid_length
         self._cookies = _Cookies()
+        self._clock = _WallClock()
+        self._tickets = _Tickets()
+        self._cache = SessionCache(SESSION_CACHE_SIZE, SESSION_LIFETIME)
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup),
             cbc_suites=_cbc_suites(config.ciphers),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
+            session_cache=self._cache,
+            ticket_keys=self._tickets.keys,
         )
+
+    def ticket_state(self) -> bytes:
+        """The ticket keys' secrets as bytes (they open every ticket issued: keep them as keys)."""
+        return self._tickets.to_bytes()
+
+    def load_ticket_state(self, data: bytes) -> None:
+        """Open the tickets issued under saved keys (a restart, or another node of a cluster)."""
+        self._tickets.load(data)
+        self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
 
     def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
         self._cookies.rotate_if_due(now)
@@ -286,15 +459,51 @@ class _ServerFactory:
         verify = self._cookies.answer(datagram, client_id)
         if verify is not None:
             return None, verify
-        conn = DtlsConnection(DtlsRole.SERVER, self._config, now, address=client_id)
-        conn.receive_datagram(datagram, now)
+        wall = self._clock.wall(now)
+        if self._tickets.rotate_if_due(wall):
+            self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
+        conn = DtlsConnection(DtlsRole.SERVER, self._config, wall, address=client_id)
+        conn.receive_datagram(datagram, wall)
         if conn.awaiting_hello or conn.closed:
             # A hello the engine could not parse (nothing to send), or one it refused (its alert).
-            return None, b"".join(conn.datagrams_to_send(now))
-        return _Connection(conn), b""
+            return None, b"".join(conn.datagrams_to_send(wall))
+        return _Connection(conn, self._clock), b""
 
     def restore(self, state: bytes) -> _Connection:
-        raise DtlsError("our DTLS engine cannot restore a saved session yet")
+        return _restore(state, self._config, self._clock, DtlsRole.SERVER)
+
+
+class _ClientSessions:
+    """The last session per (PSK identity, server address), least recently made first, for the
+    client factories of this process (RFC 5246 §7.4.1.2: a client may offer any session it
+    holds). An entry holds a master secret, in memory only."""
+
+    __slots__ = ("_sessions", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._sessions: OrderedDict[tuple[bytes, bytes], ResumableSession] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, key: tuple[bytes, bytes]) -> ResumableSession | None:
+        return self._sessions.get(key)
+
+    def put(self, key: tuple[bytes, bytes], session: ResumableSession | None) -> None:
+        if session is None or not session.resumable:
+            self._sessions.pop(key, None)
+            return
+        self._sessions[key] = session
+        self._sessions.move_to_end(key)
+        while len(self._sessions) > self.limit:
+            self._sessions.popitem(last=False)
+
+    def clear(self) -> None:
+        self._sessions.clear()
+
+
+CLIENT_SESSIONS: Final = _ClientSessions(MAX_CLIENT_SESSIONS)
 
 
 class _ClientFactory:
@@ -303,6 +512,7 @@ class _ClientFactory:
     def __init__(self, config: DtlsClientConfig) -> None:
         if config.psk is None or not supports(config.cipher_suites, certificate=False):
             raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+        self._clock = _WallClock()
         self._config = _engine_config(
             config.limits,
             psk_identity=config.psk.identity.encode("utf-8"),
@@ -311,11 +521,21 @@ class _ClientFactory:
             cid_length=0,
         )
 
-    def connect(self, now: float) -> _Connection:
-        return _Connection(DtlsConnection(DtlsRole.CLIENT, self._config, now))
+    def connect(self, now: float, peer: bytes = b"") -> _Connection:
+        """A new connection to ``peer`` (the server's address as the layer names it), offering
+        the last session made there, when there is one (RFC 5246 §7.4.1.2, RFC 5077 §3.4)."""
+        key = (self._config.psk_identity, peer)
+        offer = CLIENT_SESSIONS.get(key) if peer else None
+
+        def remember(session: ResumableSession | None) -> None:
+            if peer:
+                CLIENT_SESSIONS.put(key, session)
+
+        conn = DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now), session=offer)
+        return _Connection(conn, self._clock, remember)
 
     def restore(self, state: bytes) -> _Connection:
-        raise DtlsError("our DTLS engine cannot restore a saved session yet")
+        return _restore(state, self._config, self._clock, DtlsRole.CLIENT)
 
 
 class EngineBackend:

@@ -27,7 +27,7 @@ class SessionEstablished(SessionEvent):
     identity: PeerIdentity | None
     cipher_suite: str | None = None
     replaced: PeerIdentity | None = None
-    resumed: bool = False  # taken up again from saved state, without a handshake
+    resumed: bool = False  # an abbreviated handshake resumed an earlier session (RFC 5246 §7.3)
 
 
 @dataclass(frozen=True, slots=True)

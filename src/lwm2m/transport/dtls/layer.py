@@ -24,16 +24,27 @@ Sessions are keyed by the peer's socket address, many on one socket:
 - Established sessions are bounded (``max_sessions``) and leave memory when idle
   for ``idle_timeout`` or when the least recently used must make room. When the
   backend can save them they are kept as saved state (``max_parked``) and
-  taken up again without a handshake when the peer sends its next record.
+  taken up again without a handshake when the peer sends its next record (or when
+  the CoAP endpoint sends to the peer); a parked session with a Connection ID is
+  found by it too, from whatever address its next record comes.
 - A client (``client`` factory given) starts a handshake on the first datagram
   the CoAP endpoint sends to an address without a session, and holds the
-  datagrams (``max_queued``) until it ends.
+  datagrams (``max_queued``) until it ends. The backend is told the address, so
+  that it can offer the last session made there: an abbreviated handshake
+  (RFC 5246 §7.3, RFC 5077) when the server still knows it or has its ticket.
 - Connection IDs (RFC 9146): a ``tls12_cid`` record finds its server session by the CID
   the session gave, whatever address it comes from. When it authenticates with a
   sequence number above every one accepted before, and comes from a new address, the
   session moves there (§6): a replayed or older record cannot redirect it. The CoAP
   endpoint then sees the peer at its new address, and a ``SessionMoved`` event tells the
   application (an LwM2M server moves the registration with it).
+
+A server's sessions survive a restart as bytes: ``export_sessions`` parks every established
+one and hands the parked ones out (``saved.py``: the backend's state with the identity beside
+it), and they leave the layer, so that no copy is ever taken up twice (that would repeat
+sequence numbers, and with them AEAD nonces); ``import_sessions`` parks them in a new layer,
+whose peers then go on without a handshake. ``ticket_state``/``load_ticket_state`` carry the
+backend's ticket keys (RFC 5077) the same way.
 
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
@@ -44,11 +55,11 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lwm2m.errors import DtlsError, HandshakeError
+from lwm2m.errors import DtlsError, HandshakeError, SessionStateError
 from lwm2m.errors import SessionClosed as _SessionClosed
 from lwm2m.transport.dtls.backend import DEFAULT_HANDSHAKE_COST, ClientFactory, Connection, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
@@ -60,6 +71,7 @@ from lwm2m.transport.dtls.events import (
     SessionMoved,
 )
 from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
+from lwm2m.transport.dtls.saved import SavedState, decode_saved, encode_saved
 
 __all__ = ["MAX_DATAGRAM", "DtlsLayer", "SessionInfo"]
 
@@ -130,6 +142,7 @@ class _Parked:
     role: Role
     identity: PeerIdentity | None
     cipher: str | None
+    cid: bytes = b""  # the Connection ID the peer's records carry (server sessions), or empty
 
 
 class _Ended:
@@ -185,6 +198,7 @@ class DtlsLayer:
         self._sessions: OrderedDict[Addr, _Session] = OrderedDict()  # least recently heard first
         self._handshakes: dict[Addr, _Session] = {}  # oldest first
         self._parked: OrderedDict[Addr, _Parked] = OrderedDict()
+        self._parked_cid: dict[bytes, Addr] = {}  # parked sessions with a CID, by it
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[SessionEvent] = deque()
         self._heap: list[tuple[float, int, _Session]] = []
@@ -194,6 +208,7 @@ class DtlsLayer:
                 "hello_verify_sent",
                 "handshakes_started",
                 "handshakes_done",
+                "handshakes_resumed",
                 "handshakes_failed",
                 "sessions_resumed",
                 "sessions_parked",
@@ -217,8 +232,11 @@ class DtlsLayer:
             return
         try:
             if data and data[0] in _PROTECTED:
-                if data[0] == _TLS12_CID and self._by_cid:
-                    c = self._by_cid.get(data[_CID_AT : _CID_AT + self._cid_length])
+                if data[0] == _TLS12_CID and (self._by_cid or self._parked_cid):
+                    cid = data[_CID_AT : _CID_AT + self._cid_length]
+                    c = self._by_cid.get(cid)
+                    if c is None and cid in self._parked_cid:
+                        c = self._unpark(self._parked_cid[cid], now)
                     if c is not None:
                         self._receive_cid(c, data, addr, now)
                         return
@@ -346,16 +364,23 @@ class DtlsLayer:
         for s in self._sessions.values():
             yield s.info()
 
+    def parked(self) -> Iterator[SessionInfo]:
+        """The sessions kept as saved state (``last_seen`` 0: not kept)."""
+        for addr, p in self._parked.items():
+            yield SessionInfo(addr, p.role, p.identity, p.cipher, True, 0.0)
+
     def close(self, addr: Addr, *, notify: bool = True) -> bool:
         """End the session with ``addr`` (a close_notify alert goes out with ``notify``)."""
-        self._parked.pop(addr, None)
+        parked = self._pop_parked(addr)
         hs = self._handshakes.pop(addr, None)
         if hs is not None:
             hs.timer_at = None
             self._let_go(hs)
         s = self._sessions.pop(addr, None)
         if s is None:
-            return hs is not None
+            if parked is not None:
+                self._events.append(SessionEnded(addr, parked.identity, "local"))
+            return hs is not None or parked is not None
         if notify:
             alert = s.conn.close()
             if alert:
@@ -367,6 +392,56 @@ class DtlsLayer:
     def close_all(self, role: Role | None = None) -> None:
         for addr in [a for a, s in self._sessions.items() if role is None or s.role == role]:
             self.close(addr)
+
+    # --- restart ----------------------------------------------------------------------------------
+
+    def export_sessions(self) -> list[tuple[Addr, bytes, bytes]]:
+        """The server sessions as (address, CID, bytes) for ``import_sessions`` after a restart:
+        the established ones are parked first. They all leave this layer (one copy only: see
+        the module docstring); their peers' records are dropped here from now on."""
+        for s in [s for s in self._sessions.values() if s.role == "server"]:
+            self._park(s, "local")
+        out = []
+        for addr in [a for a, p in self._parked.items() if p.role == "server"]:
+            p = self._pop_parked(addr)
+            assert p is not None
+            out.append((addr, p.cid, encode_saved(SavedState(p.role, p.identity, p.cipher, p.cid, p.state))))
+        return out
+
+    def import_sessions(self, saved: Iterable[tuple[Addr, bytes]]) -> int:
+        """Park sessions of ``export_sessions`` (address, bytes); answer how many were taken.
+        Bytes that do not read back, and sessions of a role this layer does not play or of an
+        address it has a session with, are left out; the backend checks the state itself when
+        the peer's next record takes it up."""
+        taken = 0
+        for addr, data in saved:
+            try:
+                entry = decode_saved(data)
+            except SessionStateError:
+                self.counters["errors"] += 1
+                continue
+            factory = self._server if entry.role == "server" else self._client
+            if factory is None or addr in self._sessions or self.limits.max_parked == 0:
+                continue
+            if entry.cid and (len(entry.cid) != self._cid_length or entry.cid in self._by_cid):
+                continue  # not a CID this server routes by, or one a live session holds
+            self._keep_parked(addr, _Parked(entry.state, entry.role, entry.identity, entry.cipher, entry.cid))
+            taken += 1
+        return taken
+
+    def ticket_state(self) -> bytes | None:
+        """The server backend's ticket keys as bytes (key material), or None if it has none."""
+        export = getattr(self._server, "ticket_state", None)
+        return None if export is None else bytes(export())
+
+    def load_ticket_state(self, data: bytes) -> bool:
+        """Give the server backend saved ticket keys; False if it has none to take.
+        Raises DtlsError for bytes that are not its keys."""
+        load = getattr(self._server, "load_ticket_state", None)
+        if load is None:
+            return False
+        load(data)
+        return True
 
     @property
     def released(self) -> int:
@@ -380,6 +455,7 @@ class DtlsLayer:
             dtls_sessions=len(self._sessions),
             dtls_handshakes=len(self._handshakes),
             dtls_parked=len(self._parked),
+            dtls_parked_cids=len(self._parked_cid),
             dtls_cids=len(self._by_cid),
             dtls_heap=len(self._heap),
             dtls_out=len(self._out),
@@ -415,7 +491,7 @@ class DtlsLayer:
         if displaced is not None:
             # The NAT gave that address to this peer: the session that was there lost its own.
             self._end(displaced, "replaced")
-        self._parked.pop(addr, None)
+        self._pop_parked(addr)
         del self._sessions[old]
         s.addr = addr
         self._sessions[addr] = s
@@ -535,15 +611,18 @@ class DtlsLayer:
         hs.cipher = conn.cipher_suite()
         hs.last_seen = now
         self.counters["handshakes_done"] += 1
+        resumed = bool(getattr(conn, "resumed", False))
+        if resumed:
+            self.counters["handshakes_resumed"] += 1
         old = self._sessions.pop(addr, None)
-        self._parked.pop(addr, None)
+        self._pop_parked(addr)
         if old is not None:
             self._let_go(old)
             self._events.append(SessionEnded(addr, old.identity, "replaced"))
         self._make_room()
         self._sessions[addr] = hs
         self._events.append(
-            SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity)
+            SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity, resumed)
         )
         queue, hs.queue = hs.queue, None
         if queue:
@@ -585,7 +664,8 @@ class DtlsLayer:
             return None
         while len(self._handshakes) >= self.max_handshakes:
             self._fail(next(iter(self._handshakes.values())), "too many handshakes in progress")
-        hs = _Session(self._client.connect(now), addr, "client", now)
+        # The peer's address lets the backend offer the last session made there (RFC 5246 §7.3).
+        hs = _Session(self._client.connect(now, peer=_client_id(addr)), addr, "client", now)
         hs.deadline = now + self.limits.handshake_lifetime
         hs.queue = deque(maxlen=self.limits.max_queued)
         self._handshakes[addr] = hs
@@ -605,20 +685,36 @@ class DtlsLayer:
         del self._sessions[s.addr]
         limit = self.limits.max_parked
         state = s.conn.save() if limit else None
+        cid = s.cid
         self._let_go(s)
         if state is None:
             self._events.append(SessionEnded(s.addr, s.identity, reason))
             return
+        self._keep_parked(s.addr, _Parked(state, s.role, s.identity, s.cipher, cid))
+
+    def _keep_parked(self, addr: Addr, p: _Parked) -> None:
         parked = self._parked
-        parked.pop(s.addr, None)
-        while len(parked) >= limit:
-            addr, gone = parked.popitem(last=False)
-            self._events.append(SessionEnded(addr, gone.identity, "evicted"))
-        parked[s.addr] = _Parked(state, s.role, s.identity, s.cipher)
+        self._pop_parked(addr)
+        while len(parked) >= self.limits.max_parked:
+            gone_addr = next(iter(parked))
+            gone = self._pop_parked(gone_addr)
+            self._events.append(SessionEnded(gone_addr, gone.identity if gone else None, "evicted"))
+        parked[addr] = p
+        if p.cid:
+            other = self._parked_cid.get(p.cid)
+            if other is not None and other != addr:
+                self._pop_parked(other)  # a CID is one session's (a restored one may repeat it)
+            self._parked_cid[p.cid] = addr
         self.counters["sessions_parked"] += 1
 
-    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+    def _pop_parked(self, addr: Addr) -> _Parked | None:
         p = self._parked.pop(addr, None)
+        if p is not None and p.cid and self._parked_cid.get(p.cid) == addr:
+            del self._parked_cid[p.cid]
+        return p
+
+    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+        p = self._pop_parked(addr)
         if p is None:
             return None
         factory = self._server if p.role == "server" else self._client
@@ -629,11 +725,18 @@ class DtlsLayer:
         except DtlsError:
             self._events.append(SessionEnded(addr, p.identity, "error"))
             return None
+        except Exception:  # state another backend saved (a restart with other settings)
+            log.warning("DTLS: the saved session of %s could not be taken up", addr, exc_info=True)
+            self._events.append(SessionEnded(addr, p.identity, "error"))
+            return None
         s = _Session(conn, addr, p.role, now)
         s.identity = p.identity
         s.cipher = p.cipher
         self._make_room()
         self._sessions[addr] = s
+        if p.role == "server" and conn.cid and conn.cid not in self._by_cid:
+            s.cid = conn.cid
+            self._by_cid[s.cid] = s
         self.counters["sessions_resumed"] += 1
         return s
 

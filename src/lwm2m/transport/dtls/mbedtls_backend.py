@@ -388,7 +388,7 @@ class _ClientFactory:
         self._mtu = config.limits.mtu
         self.current: _Connection | None = None
 
-    def connect(self, now: float) -> _Connection:
+    def connect(self, now: float, peer: bytes = b"") -> _Connection:
         buf = self._context.wrap_buffers(self._server_name)
         buf.setmtu(self._mtu)
         return _Connection(buf, self)

@@ -1,0 +1,122 @@
+"""Parked sessions as bytes (transport/dtls/saved.py) and a server layer's restart: the sessions
+it exports at a clean stop are taken up by a new layer, and its clients go on without a
+handshake (RFC 6347 §4.1 state carried over; RFC 9146 CIDs with it)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, server_layer
+
+from lwm2m.errors import SessionStateError
+from lwm2m.transport.dtls import PeerIdentity, SessionLimits
+from lwm2m.transport.dtls.records import is_client_hello
+from lwm2m.transport.dtls.saved import SAVED_VERSION, SavedState, decode_saved, encode_saved
+
+SAVED = SavedState(
+    "server", PeerIdentity("x509", "dev-1", "CN=dev-1,O=Ü"), "TLS-PSK-WITH-AES-128-CCM-8", b"\x00ab", b"st"
+)
+
+STATE = b"\x00\x00\x00\x01x"  # a state of one byte
+
+
+def test_saved_state_round_trips_and_has_a_known_layout() -> None:
+    data = encode_saved(SAVED)
+    assert decode_saved(data) == SAVED
+    assert data[:2] == bytes((SAVED_VERSION, 0))
+    assert data[2:7] == b"\x04x509" and data.endswith(b"\x03\x00ab\x00\x00\x00\x02st")
+    bare = SavedState("client", None, None, b"", b"x")
+    assert encode_saved(bare) == bytes((1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)) + b"x"
+    assert decode_saved(encode_saved(bare)) == bare
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"",
+        b"\x02" + encode_saved(SAVED)[1:],  # another version
+        b"\x01\x02" + encode_saved(SAVED)[2:],  # no such role
+        encode_saved(SAVED)[:-1],
+        encode_saved(SAVED) + b"\x00",
+        encode_saved(SavedState("server", None, None, b"", b"x"))[:-5] + b"\x00\x00\x00\x00",  # no state
+        bytes((1, 0, 3)) + b"foo" + bytes(6) + STATE,  # unknown identity kind
+        bytes((1, 0, 0, 0, 1)) + b"n" + bytes(4) + STATE,  # a name without a kind
+        bytes((1, 0, 3)) + b"p\xffk" + bytes(6) + STATE,  # not UTF-8
+    ],
+)
+def test_hostile_saved_state_is_refused(bad: bytes) -> None:
+    with pytest.raises(SessionStateError):
+        decode_saved(bad)
+
+
+@given(st.binary(max_size=200))
+def test_saved_state_parser_takes_any_bytes(data: bytes) -> None:
+    with contextlib.suppress(SessionStateError):
+        decode_saved(data)
+
+
+def test_a_restarted_server_layer_takes_up_the_sessions_of_the_old_one() -> None:
+    limits = SessionLimits(idle_timeout=30.0)
+    wire = Wire()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY, "dev-2": KEY}, limits))
+    busy, idle = ("192.0.2.1", 40601), ("192.0.2.2", 40602)
+    wire.add(idle, client_layer("dev-2", KEY))
+    now = time.monotonic()
+    assert ask(wire, idle, now) is not None
+    wire.tick(now + 31)  # parked
+    wire.add(busy, client_layer("dev-1", KEY))
+    assert ask(wire, busy, now + 31) is not None  # established
+    assert server.state_sizes()["dtls_parked"] == 1 and server.state_sizes()["dtls_sessions"] == 1
+    saved = server.export_sessions()
+    keys = server.ticket_state()
+    assert keys is not None
+    assert {a for a, _, _ in saved} == {busy, idle} and all(len(cid) == 6 for _, cid, _ in saved)
+    sizes = server.state_sizes()
+    assert (
+        sizes["dtls_sessions"] == sizes["dtls_parked"] == sizes["dtls_cids"] == sizes["dtls_parked_cids"] == 0
+    )
+
+    restarted = wire.add(SERVER, server_layer({"dev-1": KEY, "dev-2": KEY}, limits))
+    assert restarted.load_ticket_state(keys)
+    assert restarted.import_sessions([(a, data) for a, _, data in saved] + [(("192.0.2.9", 1), b"junk")]) == 2
+    assert restarted.counters["errors"] == 1
+    assert restarted.peer_identity(busy) == PeerIdentity("psk", "dev-1")
+    since = len(wire.sent)
+    assert ask(wire, busy, now + 40).payload == b"psk:dev-1"  # type: ignore[union-attr]
+    assert ask(wire, idle, now + 40).payload == b"psk:dev-2"  # type: ignore[union-attr]
+    # The restarted server reaches a device first, too.
+    token = restarted.request(get("/3/0"), idle, now + 41)
+    wire.pump(now + 41)
+    assert any(getattr(e, "token", None) == token for e in restarted.seen)  # type: ignore[attr-defined]
+    assert not any(is_client_hello(d) for d, _, _ in wire.sent[since:])
+    assert restarted.counters["handshakes_started"] == 0 and restarted.counters["sessions_resumed"] == 2
+
+
+def test_sessions_whose_psk_changed_meanwhile_are_not_taken_up() -> None:
+    wire = Wire()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}))
+    peer = ("192.0.2.3", 40603)
+    wire.add(peer, client_layer("dev-1", KEY))
+    assert ask(wire, peer) is not None
+    saved = server.export_sessions()
+    restarted = wire.add(SERVER, server_layer({"dev-1": bytes(16)}))
+    assert restarted.import_sessions((a, data) for a, _, data in saved) == 1
+    # The record of the old session finds no session it may take up: no answer.
+    assert ask(wire, peer) is None
+    assert restarted.counters["sessions_resumed"] == 0 and restarted.state_sizes()["dtls_parked"] == 0
+
+
+def test_a_layer_without_room_or_the_role_takes_nothing() -> None:
+    wire = Wire()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}))
+    peer = ("192.0.2.4", 40604)
+    wire.add(peer, client_layer("dev-1", KEY))
+    assert ask(wire, peer) is not None
+    saved = [(a, data) for a, _, data in server.export_sessions()]
+    assert server_layer({"dev-1": KEY}, SessionLimits(max_parked=0)).import_sessions(saved) == 0
+    assert client_layer("dev-1", KEY).import_sessions(saved) == 0
+    assert client_layer("dev-1", KEY).ticket_state() is None
