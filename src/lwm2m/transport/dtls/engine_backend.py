@@ -1,11 +1,11 @@
-"""The DTLS backend on our own sans-IO engine, ``lwm2m.tls`` (RFC 6347, RFC 4279, RFC 9146).
+"""The DTLS backend on our own sans-IO engine, ``lwm2m.tls`` (RFC 6347, RFC 4279, RFC 9146, RFC 8422).
 
 The engine's ``DtlsConnection`` already speaks in datagrams, takes the time as ``now`` and
 says when it wants its timer (RFC 6347 §4.2.4); this module only fits it to the session
 layer's ``Connection`` protocol (``backend.py``) and maps our configuration onto the
 engine's ``ConnectionConfig``:
 
-- TLS_PSK_WITH_AES_128_CCM_8 only (RFC 7925 §4.2, LwM2M's mandatory suite), with the
+- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), with the
   extended master secret of RFC 7627 and PSKs of up to 64 bytes;
 - the stateless cookie of RFC 6347 §4.2.1 under a secret that rotates every
   ``COOKIE_ROTATION`` seconds (time from the caller: a cookie made under the previous secret
@@ -18,7 +18,9 @@ engine's ``ConnectionConfig``:
   reaches it at whatever address its records come from) and then sends the server's CID in
   every record, so that a NAT rebinding costs no handshake.
 
-Certificates are not in the engine yet: ``endpoint.default_backend`` keeps Mbed TLS for them.
+- TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 and _GCM_SHA256 (RFC 7251, RFC 5289) with X.509
+  certificates or raw public keys (RFC 7250), both roles, beside PSK on one server; the
+  credentials are loaded by ``credentials.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections import deque
 from typing import Final
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
+from lwm2m.tls.connection import TLS_PSK_WITH_AES_128_CCM_8 as _PSK_CCM_8
 from lwm2m.tls.connection import (
     ApplicationData,
     ConnectionClosed,
@@ -49,11 +52,21 @@ from lwm2m.transport.dtls.config import (
     PskLookup,
     SessionLimits,
 )
+from lwm2m.transport.dtls.credentials import (
+    ECDSA_SUITE_NUMBERS,
+    client_credentials,
+    peer_identity,
+    server_credentials,
+)
 
 __all__ = ["ENGINE_SUITES", "HANDSHAKE_COST", "EngineBackend", "supports"]
 
 # The suites the engine negotiates.
-ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8,)
+ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8, *ECDSA_SUITE_NUMBERS)
+# The engine's suite numbers by our names, and back (for ``cipher_suite()``).
+_SUITE_NAMES: Final = {_PSK_CCM_8: CipherSuite.PSK_WITH_AES_128_CCM_8} | {
+    number: name for name, number in ECDSA_SUITE_NUMBERS.items()
+}
 # Bytes one server handshake in progress holds in the layer (the connection with its flight,
 # transcript and reassembly state, the layer's entry; measured with tracemalloc over 2,000
 # handshakes stalled after the ServerHello flight: 5.9 KiB each), rounded up. Mbed TLS's is
@@ -139,8 +152,11 @@ _TIMED_OUT = "timed out"
 
 
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
-    """True when the engine can serve a configuration with these suites: PSK, CCM_8 offered."""
-    return not certificate and CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
+    """True when the engine can serve a configuration with these suites: PSK with CCM_8
+    offered, or ECDHE_ECDSA with CCM_8 or GCM for a certificate or raw public key."""
+    if certificate:
+        return any(suite in ECDSA_SUITE_NUMBERS for suite in suites)
+    return CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
 
 
 def _engine_config(limits: SessionLimits, **kw: object) -> ConnectionConfig:
@@ -191,8 +207,12 @@ class _Connection:
                 self._data.append(event.data)  # type: ignore[union-attr]
             elif kind is HandshakeComplete:
                 self.established = True
-                name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
-                self._identity = PeerIdentity("psk", name)
+                peer = event.peer  # type: ignore[union-attr]
+                if peer is not None:  # ECDHE_ECDSA: the certificate or raw public key proved
+                    self._identity = peer_identity(peer)
+                else:
+                    name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
+                    self._identity = PeerIdentity("psk", name)
             elif kind is ConnectionClosed:
                 self._closed = event.reason  # type: ignore[union-attr]
             elif kind is HandshakeFailure:
@@ -239,7 +259,7 @@ class _Connection:
         return self._identity
 
     def cipher_suite(self) -> str | None:
-        return CipherSuite.PSK_WITH_AES_128_CCM_8 if self.established else None
+        return _SUITE_NAMES.get(self._conn.cipher_suite) if self.established else None
 
     def close(self) -> bytes:
         self._conn.close()
@@ -253,16 +273,23 @@ class _ServerFactory:
     handshake_cost = HANDSHAKE_COST
 
     def __init__(self, config: DtlsServerConfig) -> None:
-        if config.psk_lookup is None or not supports(config.cipher_suites, certificate=False):
-            raise ValueError("our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 only")
+        psk = config.psk_lookup is not None and supports(config.cipher_suites, certificate=False)
+        certificate, ecdsa_suites = server_credentials(config)
+        if not psk and certificate is None:
+            raise ValueError(
+                "our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 and certificates or"
+                " raw public keys with TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8 or -GCM-SHA256"
+            )
         limits = config.limits
         self.cid_length = limits.cid_length
         self._cookies = _Cookies()
         self._config = _engine_config(
             limits,
-            psk_lookup=_lookup(config.psk_lookup),
+            psk_lookup=_lookup(config.psk_lookup) if psk and config.psk_lookup is not None else None,
             cid_length=limits.cid_length,
             node_id=limits.node_id,
+            certificate=certificate,
+            ecdsa_suites=ecdsa_suites,
         )
 
     def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
@@ -286,13 +313,19 @@ class _ClientFactory:
     handshake_cost = HANDSHAKE_COST
 
     def __init__(self, config: DtlsClientConfig) -> None:
-        if config.psk is None or not supports(config.cipher_suites, certificate=False):
-            raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+        if config.psk is not None:
+            if not supports(config.cipher_suites, certificate=False):
+                raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+            self._config = _engine_config(
+                config.limits,
+                psk_identity=config.psk.identity.encode("utf-8"),
+                psk=config.psk.key,
+                cid_length=0,
+            )
+            return
+        certificate, ecdsa_suites = client_credentials(config)
         self._config = _engine_config(
-            config.limits,
-            psk_identity=config.psk.identity.encode("utf-8"),
-            psk=config.psk.key,
-            cid_length=0,
+            config.limits, cid_length=0, certificate=certificate, ecdsa_suites=ecdsa_suites
         )
 
     def connect(self, now: float) -> _Connection:
