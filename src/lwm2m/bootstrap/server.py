@@ -91,7 +91,7 @@ LAYOUTS = 10_000  # device layouts remembered for Bootstrap-Packs, the least rec
 
 def security_info(endpoint: str, config: BootstrapConfig) -> Any:
     """What an LwM2M server must hold to accept the device ``config`` sets up over DTLS: a
-    ``SecurityInfo`` with the PSK (or X.509) of its first secured server account. None for an
+    ``SecurityInfo`` with the PSK (raw public key, or X.509) of its first secured server account. None for an
     all-NoSec configuration, and for the default one (no endpoint name to file it under)."""
     from lwm2m.storage.base import SecurityInfo
 
@@ -103,6 +103,8 @@ def security_info(endpoint: str, config: BootstrapConfig) -> Any:
             return SecurityInfo(endpoint, security.identity, security.key)
         if security.mode == "x509":
             return SecurityInfo(endpoint, x509=True)
+        if security.mode == "rpk":  # the client's public key (/0/x/3) is its identity (RFC 7250)
+            return SecurityInfo(endpoint, rpk=security.public_key)
     return None
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "load_certificates",
     "load_private_key",
     "load_public_key",
+    "own_public_key",
     "peer_identity",
     "server_credentials",
 ]
@@ -104,6 +105,12 @@ def load_public_key(data: bytes) -> bytes:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("the public key is not a secp256r1 (P-256) EC key")
     return spki_der(key)
+
+
+def own_public_key(private_key: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a private key's public half (PEM or DER): what a client
+    presents as its raw public key and keeps in its Security object's /0/x/3."""
+    return spki_der(load_private_key(private_key).public_key())
 
 
 def _suites(suites: tuple[CipherSuite, ...]) -> tuple[int, ...]:
