@@ -15,6 +15,7 @@ from tests.helpers.events import next_event
 from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import credentials, dtls_for, unusable
+from lwm2m.client.core import ServerAccount
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.coap.numbers import Code
 from lwm2m.errors import ConfigError
@@ -147,3 +148,32 @@ async def test_an_rpk_client_registers_and_is_read() -> None:
             security = client.tree.instances(0)[0]
             assert security.get(Security.MODE) == SecurityMode.RPK
             assert security.get(Security.IDENTITY) == public_der(DEVICE_KEY)
+
+
+async def test_a_security_object_with_usage_3_registers_to_the_pinned_server() -> None:
+    """Factory bootstrap: the Security object pins the server's certificate (/0/x/4, DER) with
+    certificate usage 3 (/0/x/15) and names no authority; the client registers over X.509."""
+    ca = CertificateAuthority("Test CA")
+    ca_pem = ca.certificate.public_bytes(serialization.Encoding.PEM)
+    server_cert = ca.issue("lwm2m-server", usage="server")
+    device = ca.issue("usage-3", usage="client")
+    certificate = X509Credentials(server_cert.cert_pem(), server_cert.key_pem(), ca_pem)
+    async with Server(ServerConfig(port=0, coaps_port=0, certificate=certificate)) as server:
+        await server.security.put(SecurityInfo("usage-3", x509=True))
+        events = server.events()
+        assert server.coaps_uri is not None
+        security = Security(
+            0,
+            uri=server.coaps_uri,
+            mode=SecurityMode.CERTIFICATE,
+            identity=device.certificate.public_bytes(DER),
+            secret_key=device.key.private_bytes(
+                DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            server_key=server_cert.certificate.public_bytes(DER),
+            certificate_usage=3,
+        )
+        account = ServerAccount(0, short_server_id=1, lifetime=60)
+        async with Client("usage-3", None, [security, account, temperature()]):
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert registration.endpoint == "usage-3"
