@@ -5,11 +5,14 @@ an ECDHE-ECDSA X.509 peer on either side."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.helpers.certificates import CertificateAuthority, p256
 from tests.helpers.mbedtls_backend import MbedtlsBackend
 from tests.helpers.pki import KEY, get, make_pki, psk_client
@@ -66,6 +69,7 @@ class Recorder:
 
 
 SERVER_KEY, CLIENT_KEY = p256(), p256()
+CA_PEM = CertificateAuthority("Fuzz CA").certificate.public_bytes(PEM)
 
 
 # --- raw public keys -----------------------------------------------------------------------------
@@ -280,3 +284,26 @@ async def test_our_x509_client_against_an_mbedtls_server() -> None:
         assert identity is not None and (identity.kind, identity.name) == ("x509", "lwm2m-server")
         assert "O=lwm2m tests" in identity.subject
         assert (await client.request(get("/x"), server.addresses[0], timeout=5)).code == Code.CONTENT
+
+
+# --- hostile files: the loaders raise ValueError and nothing else --------------------------------------
+
+_PEM_ARMOUR = st.sampled_from(
+    [b"", b"-----BEGIN PUBLIC KEY-----\n", b"-----BEGIN PRIVATE KEY-----\n", b"-----BEGIN CERTIFICATE-----\n"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(armour=_PEM_ARMOUR, body=st.binary(max_size=300), cut=st.integers(0, 200))
+def test_the_loaders_take_any_bytes(armour: bytes, body: bytes, cut: int) -> None:
+    # Arbitrary bytes, PEM armour around them, and truncations of real DER and PEM.
+    real = [
+        spki_der(SERVER_KEY.public_key()),
+        private_der_sec1(CLIENT_KEY),
+        private_pem(CLIENT_KEY),
+        CA_PEM,
+    ]
+    for data in (armour + body + armour.replace(b"BEGIN", b"END"), *(r[:cut] + body[:8] for r in real)):
+        for loader in (load_private_key, load_public_key, load_certificates):
+            with contextlib.suppress(ValueError):  # anything else fails the test
+                loader(data)
