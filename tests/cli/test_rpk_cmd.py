@@ -4,6 +4,7 @@ that cannot work refused in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from tests.helpers.certificates import p256
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.tls.certificates import spki_der
+from lwm2m.transport.dtls.credentials import load_public_key
 
 PEM = serialization.Encoding.PEM
 LWM2M = [sys.executable, "-m", "lwm2m"]
@@ -163,3 +165,32 @@ def test_rpk_options_that_cannot_work_are_one_line(tmp_path: Path) -> None:
         done = subprocess.run([*LWM2M, *args], capture_output=True, text=True, timeout=30)
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and named in done.stderr, (args, done.stderr)
+
+
+def test_bootstrap_config_add_hands_out_a_raw_public_key_and_provisions_the_server(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lwm2m.cli import main
+    from lwm2m.storage.sqlite import SqliteStore
+
+    _, device_key, server_public, device_hex = _write_keys(tmp_path)
+    data = str(tmp_path / "data")
+    server = "coaps://lwm2m.example:5684"
+    args = ["bootstrap", "config", "add", "tracker-9", "--server", server, "--data", data]
+    rpk = ["--rpk-key", str(device_key), "--server-rpk", str(server_public)]
+    added = CliRunner().invoke(main, [*args, *rpk])
+    assert added.exit_code == 0, added.output
+    assert "rpk" in added.output and "knows 'tracker-9' by that raw public key" in added.output
+    with SqliteStore(Path(data) / "lwm2m.db") as db:
+        config = asyncio.run(db.bootstrap_configs.get("tracker-9"))
+        assert config is not None
+        security = config.servers[0].security
+        assert security.mode == "rpk" and security.public_key.hex() == device_hex
+        # The private key goes out as PKCS#8 DER, the server's public key as its DER SPKI.
+        loaded = serialization.load_der_private_key(security.key, password=None)
+        assert spki_der(loaded.public_key()).hex() == device_hex  # type: ignore[arg-type]
+        assert security.server_public_key == load_public_key(server_public.read_bytes())
+        info = asyncio.run(db.security.get("tracker-9"))
+        assert info is not None and info.rpk is not None and info.rpk.hex() == device_hex
+    both = CliRunner().invoke(main, [*args, "--rpk-key", str(device_key), "--psk-generate"])
+    assert both.exit_code != 0 and ("together" in both.output or "not both" in both.output), both.output

@@ -53,6 +53,7 @@ __all__ = [
     "load_public_key",
     "own_public_key",
     "peer_identity",
+    "private_key_der",
     "server_credentials",
 ]
 
@@ -111,6 +112,14 @@ def own_public_key(private_key: bytes) -> bytes:
     """The DER SubjectPublicKeyInfo of a private key's public half (PEM or DER): what a client
     presents as its raw public key and keeps in its Security object's /0/x/3."""
     return spki_der(load_private_key(private_key).public_key())
+
+
+def private_key_der(private_key: bytes) -> bytes:
+    """A private key (PEM or DER) as unencrypted PKCS#8 DER: the form a Security object's /0/x/5
+    holds for a raw public key or a certificate (LwM2M-TS-Core 1.2 §E.1)."""
+    return load_private_key(private_key).private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _suites(suites: tuple[CipherSuite, ...]) -> tuple[int, ...]:
