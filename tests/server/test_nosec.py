@@ -34,7 +34,7 @@ def test_nosec_entries() -> None:
     assert SecurityInfo.from_dict(info.to_dict(with_key=True)) == info
     # Entries stored before nosec existed read as before.
     assert SecurityInfo.from_dict({"endpoint": "c", "mode": "x509", "x509": True}).mode == "x509"
-    with pytest.raises(ValueError, match="x509 or nosec, not both"):
+    with pytest.raises(ValueError, match="give one of x509, nosec, not several"):
         SecurityInfo("meter-1", x509=True, nosec=True)
     with pytest.raises(ValueError, match="a PSK or nosec, not both"):
         SecurityInfo("meter-1", "id", b"k", nosec=True)
@@ -145,7 +145,7 @@ async def test_put_nosec_through_the_api() -> None:
         for body, message in (
             ({"mode": "nosec", "pskIdentity": "a", "pskKey": "00"}, "mode nosec takes no"),
             ({"mode": "nosec", "x509": True}, 'contradicts "mode": "nosec"'),
-            ({"mode": "none"}, '"mode" must be one of psk, x509, nosec'),
+            ({"mode": "none"}, '"mode" must be one of psk, rpk, x509, nosec'),
             ({"mode": {}}, '"mode" must be one of'),
             ({"mode": ["nosec"]}, '"mode" must be one of'),
         ):

@@ -3,11 +3,21 @@ memory, deterministic (time is a number the test advances), then against python-
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.helpers.dtls_engine import (
+    ADDRESS,
+    IDENTITY,
+    PSK,
+    client_config,
+    counter_random,
+    events,
+    exchange,
+    handshake_types,
+    run,
+    server_config,
+)
 from tests.helpers.mbedtls import drive, psk_client, psk_server, take
 
 from lwm2m.errors import DtlsError, SessionClosed
@@ -17,7 +27,6 @@ from lwm2m.tls.connection import (
     ConnectionConfig,
     CookieChecker,
     DtlsConnection,
-    DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
@@ -36,94 +45,14 @@ from lwm2m.tls.messages import (
 )
 from lwm2m.tls.record import ALERT, HANDSHAKE, DtlsRecord, parse_datagram
 
-PSK = bytes(range(1, 17))
-IDENTITY = b"urn:imei:490154203237518"
-ADDRESS = b"192.0.2.7:5684"
-
-Filter = Callable[[str, list[bytes]], list[bytes]]
-
-
-def _random(seed: int) -> Callable[[int], bytes]:
-    # Deterministic randoms: the tests replay exactly.
-    counter = [seed]
-
-    def take(n: int) -> bytes:
-        counter[0] += 1
-        return bytes((counter[0] + i) & 0xFF for i in range(n))
-
-    return take
-
-
-def _server_config(
-    psks: dict[bytes, bytes] | None = None, *, hint: bytes | None = None, **kwargs: object
-) -> ConnectionConfig:
-    table = {IDENTITY: PSK} if psks is None else psks
-    return ConnectionConfig(
-        psk_lookup=table.get,
-        psk_identity_hint=hint,
-        cookie_checker=CookieChecker(b"a cookie secret of 32 bytes ....", previous=None),
-        random=_random(100),
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-def _client_config(psk: bytes = PSK, identity: bytes = IDENTITY, **kwargs: object) -> ConnectionConfig:
-    return ConnectionConfig(psk_identity=identity, psk=psk, random=_random(1), **kwargs)  # type: ignore[arg-type]
-
 
 def _pair(
-    server_config: ConnectionConfig | None = None, client_config: ConnectionConfig | None = None
+    server: ConnectionConfig | None = None, client: ConnectionConfig | None = None
 ) -> tuple[DtlsConnection, DtlsConnection]:
-    client = DtlsConnection(DtlsRole.CLIENT, client_config or _client_config(), 0.0)
-    server = DtlsConnection(DtlsRole.SERVER, server_config or _server_config(), 0.0, address=ADDRESS)
-    return client, server
-
-
-def _events(connection: DtlsConnection) -> list[DtlsEvent]:
-    out = []
-    while (event := connection.next_event()) is not None:
-        out.append(event)
-    return out
-
-
-def _exchange(client: DtlsConnection, server: DtlsConnection, now: float, keep: Filter | None = None) -> None:
-    # Carry datagrams both ways until neither side has anything more to send.
-    for _ in range(50):
-        moved = False
-        for name, source, sink in (("client", client, server), ("server", server, client)):
-            datagrams = source.datagrams_to_send(now)
-            if keep is not None:
-                datagrams = keep(name, datagrams)
-            for datagram in datagrams:
-                moved = True
-                sink.receive_datagram(datagram, now)
-        if not moved:
-            return
-
-
-def _run(
-    client: DtlsConnection, server: DtlsConnection, keep: Filter | None = None, limit: float = 300.0
-) -> float:
-    # Exchange, then fire the earliest timer, until both finish or time runs out.
-    now = 0.0
-    while True:
-        _exchange(client, server, now, keep)
-        if client.established and server.established:
-            return now
-        timers = [t for t in (client.get_timer(), server.get_timer()) if t is not None]
-        if not timers or min(timers) > limit:
-            return now
-        now = min(timers)
-        client.handle_timer(now)
-        server.handle_timer(now)
-
-
-def _handshake_types(datagram: bytes) -> list[int]:
-    types = []
-    for record in parse_datagram(datagram):
-        if record.content_type == HANDSHAKE and record.epoch == 0:
-            types += [header.msg_type for header, _ in split_handshake_fragments(record.fragment)]
-    return types
+    return (
+        DtlsConnection(DtlsRole.CLIENT, client or client_config(), 0.0),
+        DtlsConnection(DtlsRole.SERVER, server or server_config(), 0.0, address=ADDRESS),
+    )
 
 
 # --- a whole connection ------------------------------------------------------------------
@@ -131,23 +60,23 @@ def _handshake_types(datagram: bytes) -> list[int]:
 
 @pytest.mark.parametrize("hint", [None, b"lwm2m-server"], ids=["no-hint", "identity-hint"])
 def test_handshake_application_data_both_ways_and_close_notify(hint: bytes | None) -> None:
-    client, server = _pair(_server_config(hint=hint))
-    _run(client, server)
+    client, server = _pair(server_config(psk_identity_hint=hint))
+    run(client, server)
     assert client.psk_identity_hint == (hint or b"")
-    assert _events(client) == [HandshakeComplete(IDENTITY)]
-    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    assert events(client) == [HandshakeComplete(IDENTITY)]
+    assert events(server) == [HandshakeComplete(IDENTITY)]
     assert server.peer_identity == IDENTITY
     assert client.get_timer() is None and server.get_timer() is None
 
     client.send_application_data(b"POST /rd")
     server.send_application_data(b"2.01 Created")
-    _exchange(client, server, 1.0)
-    assert _events(server) == [ApplicationData(b"POST /rd")]
-    assert _events(client) == [ApplicationData(b"2.01 Created")]
+    exchange(client, server, 1.0)
+    assert events(server) == [ApplicationData(b"POST /rd")]
+    assert events(client) == [ApplicationData(b"2.01 Created")]
 
     client.close()
-    _exchange(client, server, 2.0)
-    assert _events(server) == [ConnectionClosed("close_notify")]
+    exchange(client, server, 2.0)
+    assert events(server) == [ConnectionClosed("close_notify")]
     assert not server.established and not client.established
     with pytest.raises(SessionClosed):
         server.send_application_data(b"late")
@@ -213,14 +142,14 @@ def test_the_cookie_of_a_received_hello_is_the_cookie_of_its_fields(
 
 
 def test_a_server_without_cookie_checker_answers_at_once() -> None:
-    config = ConnectionConfig(psk_lookup={IDENTITY: PSK}.get, random=_random(5))
+    config = ConnectionConfig(psk_lookup={IDENTITY: PSK}.get, random=counter_random(5))
     client, server = _pair(config)
     [hello] = client.datagrams_to_send(0.0)
     server.receive_datagram(hello, 0.0)
     [flight] = server.datagrams_to_send(0.0)
-    assert _handshake_types(flight) == [HandshakeType.SERVER_HELLO, HandshakeType.SERVER_HELLO_DONE]
+    assert handshake_types(flight) == [HandshakeType.SERVER_HELLO, HandshakeType.SERVER_HELLO_DONE]
     client.receive_datagram(flight, 0.0)
-    _run(client, server)
+    run(client, server)
     assert client.established and server.established
 
 
@@ -230,10 +159,10 @@ def test_configuration_is_checked() -> None:
     with pytest.raises(DtlsError):
         DtlsConnection(DtlsRole.SERVER, ConnectionConfig(), 0.0)
     with pytest.raises(DtlsError):
-        DtlsConnection(DtlsRole.CLIENT, _client_config(identity=b"i" * 129), 0.0)
+        DtlsConnection(DtlsRole.CLIENT, client_config(identity=b"i" * 129), 0.0)
     with pytest.raises(DtlsError):
-        DtlsConnection(DtlsRole.CLIENT, _client_config(psk=bytes(65)), 0.0)
-    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+        DtlsConnection(DtlsRole.CLIENT, client_config(psk=bytes(65)), 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(), 0.0)
     with pytest.raises(DtlsError):
         client.send_application_data(b"too early")
 
@@ -261,26 +190,26 @@ def test_every_flight_lost_once_is_recovered_by_the_timer(lost: int) -> None:
         return [] if seen[0] - 1 == lost else datagrams
 
     client, server = _pair()
-    finished_at = _run(client, server, drop_one)
+    finished_at = run(client, server, drop_one)
     assert client.established and server.established
     assert 1.0 <= finished_at <= 2.0  # one retransmission, after the initial 1 s timeout
-    assert _events(client) == [HandshakeComplete(IDENTITY)]
-    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    assert events(client) == [HandshakeComplete(IDENTITY)]
+    assert events(server) == [HandshakeComplete(IDENTITY)]
     client.send_application_data(b"after recovery")
-    _exchange(client, server, finished_at)
-    assert _events(server) == [ApplicationData(b"after recovery")]
+    exchange(client, server, finished_at)
+    assert events(server) == [ApplicationData(b"after recovery")]
 
 
 def test_duplicated_datagrams_change_nothing() -> None:
     client, server = _pair()
-    _run(client, server, lambda name, datagrams: [d for d in datagrams for _ in range(2)])
-    assert _events(client) == [HandshakeComplete(IDENTITY)]
-    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    run(client, server, lambda name, datagrams: [d for d in datagrams for _ in range(2)])
+    assert events(client) == [HandshakeComplete(IDENTITY)]
+    assert events(server) == [HandshakeComplete(IDENTITY)]
     client.send_application_data(b"once")
     [datagram] = client.datagrams_to_send(0.0)
     server.receive_datagram(datagram, 0.0)
     server.receive_datagram(datagram, 0.0)
-    assert _events(server) == [ApplicationData(b"once")]
+    assert events(server) == [ApplicationData(b"once")]
 
 
 def test_reordered_records_and_fragments_complete_the_handshake() -> None:
@@ -288,7 +217,7 @@ def test_reordered_records_and_fragments_complete_the_handshake() -> None:
     # first; the server's ServerKeyExchange comes in fragments, and the client's Finished
     # (epoch 1) before the ClientKeyExchange that gives the keys to read it.
     client, server = _pair(
-        _server_config(hint=b"h" * 60, max_datagram_size=96), _client_config(max_datagram_size=140)
+        server_config(psk_identity_hint=b"h" * 60, max_datagram_size=96), client_config(max_datagram_size=140)
     )
     sizes: list[int] = []
 
@@ -296,14 +225,14 @@ def test_reordered_records_and_fragments_complete_the_handshake() -> None:
         sizes.append(len(datagrams))
         return datagrams[::-1]
 
-    finished_at = _run(client, server, reverse)
+    finished_at = run(client, server, reverse)
     assert client.established and server.established
     assert finished_at == 0.0  # no timer needed: everything was buffered and put in order
     assert max(sizes) >= 3
 
 
 def test_retransmission_timeouts_double_up_to_60_s_then_the_handshake_fails() -> None:
-    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(), 0.0)
     client.datagrams_to_send(0.0)
     deadlines = []
     while (deadline := client.get_timer()) is not None:
@@ -315,17 +244,17 @@ def test_retransmission_timeouts_double_up_to_60_s_then_the_handshake_fails() ->
             assert len(client.datagrams_to_send(deadline)) == 1  # the ClientHello again
     gaps = [b - a for a, b in zip([0.0, *deadlines], deadlines, strict=False)]
     assert gaps == [1, 2, 4, 8, 16, 32, 60]
-    assert _events(client) == [HandshakeFailure("the handshake timed out: no answer from the peer")]
+    assert events(client) == [HandshakeFailure("the handshake timed out: no answer from the peer")]
 
 
 # --- refusals ----------------------------------------------------------------------------
 
 
 def test_a_wrong_psk_fails_the_handshake_on_both_sides() -> None:
-    client, server = _pair(client_config=_client_config(psk=bytes(16)))
-    _run(client, server)
-    [server_event] = _events(server)
-    [client_event] = _events(client)
+    client, server = _pair(client=client_config(psk=bytes(16)))
+    run(client, server)
+    [server_event] = events(server)
+    [client_event] = events(client)
     assert isinstance(server_event, HandshakeFailure) and "PSK" in server_event.reason
     assert isinstance(client_event, HandshakeFailure)
     assert not client.established and not server.established
@@ -335,24 +264,24 @@ def test_a_wrong_psk_fails_the_handshake_on_both_sides() -> None:
 
 
 def test_an_unknown_identity_fails_with_an_alert() -> None:
-    client, server = _pair(client_config=_client_config(identity=b"stranger"))
-    _run(client, server)
-    [server_event] = _events(server)
+    client, server = _pair(client=client_config(identity=b"stranger"))
+    run(client, server)
+    [server_event] = events(server)
     assert isinstance(server_event, HandshakeFailure) and "unknown PSK identity" in server_event.reason
-    [client_event] = _events(client)
+    [client_event] = events(client)
     assert client_event == HandshakeFailure("the peer ended the handshake with alert 115")
 
 
 def test_a_client_without_our_cipher_suite_is_refused() -> None:
     server = DtlsConnection(
-        DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(3)), 0.0, address=ADDRESS
+        DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=counter_random(3)), 0.0, address=ADDRESS
     )
     hello = ClientHello(bytes(32), (0xC02B,))
     record = DtlsRecord(
         HANDSHAKE, DTLS_1_2, 0, 0, encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
     )
     server.receive_datagram(record.encode(), 0.0)
-    [event] = _events(server)
+    [event] = events(server)
     assert isinstance(event, HandshakeFailure)
     [alert] = server.datagrams_to_send(0.0)
     [sent] = parse_datagram(alert)
@@ -361,9 +290,9 @@ def test_a_client_without_our_cipher_suite_is_refused() -> None:
 
 def _established() -> tuple[DtlsConnection, DtlsConnection]:
     client, server = _pair()
-    _run(client, server)
-    _events(client)
-    _events(server)
+    run(client, server)
+    events(client)
+    events(server)
     return client, server
 
 
@@ -373,7 +302,7 @@ def test_a_replayed_application_record_is_dropped() -> None:
     [datagram] = client.datagrams_to_send(0.0)
     server.receive_datagram(datagram, 0.0)
     server.receive_datagram(datagram, 5.0)
-    assert _events(server) == [ApplicationData(b"reboot")]
+    assert events(server) == [ApplicationData(b"reboot")]
 
 
 def test_an_established_connection_lets_go_of_the_handshake_state() -> None:
@@ -386,7 +315,7 @@ def test_an_established_connection_lets_go_of_the_handshake_state() -> None:
     client.send_application_data(b"register")
     for datagram in client.datagrams_to_send(0.0):
         server.receive_datagram(datagram, 0.0)
-    assert _events(server) == [ApplicationData(b"register")]
+    assert events(server) == [ApplicationData(b"register")]
     assert server._flight == []
     assert not hasattr(server, "__dict__") or not server.__dict__  # every attribute in a slot
 
@@ -400,10 +329,10 @@ def test_a_record_with_a_flipped_bit_is_dropped_silently(bit: int) -> None:
     index = bit // 8 if bit >= 0 else len(spoiled) - 1
     spoiled[index] ^= 1 << (bit % 8 if bit >= 0 else 0)
     server.receive_datagram(bytes(spoiled), 0.0)
-    assert _events(server) == []
+    assert events(server) == []
     assert server.datagrams_to_send(0.0) == []  # no alert: RFC 6347 §4.1.2.7
     server.receive_datagram(datagram, 0.0)  # the genuine record still gets through
-    assert _events(server) == [ApplicationData(b"write /3/0/13")]
+    assert events(server) == [ApplicationData(b"write /3/0/13")]
 
 
 def test_renegotiation_is_refused_with_a_warning() -> None:
@@ -421,14 +350,14 @@ def test_renegotiation_is_refused_with_a_warning() -> None:
     assert (client._read_protection.decrypt(record).content_type, record.epoch) == (ALERT, 1)
     client.receive_datagram(answer, 0.0)  # a warning: the client stays connected
     assert server.established and client.established
-    assert _events(server) == [] and _events(client) == []
+    assert events(server) == [] and events(client) == []
 
 
 def test_an_unprotected_alert_cannot_end_an_established_connection() -> None:
     _client, server = _established()
     forged = DtlsRecord(ALERT, DTLS_1_2, 0, 99, bytes((2, 40))).encode()
     server.receive_datagram(forged, 0.0)
-    assert server.established and _events(server) == []
+    assert server.established and events(server) == []
 
 
 # --- hostile bytes -------------------------------------------------------------------------
@@ -480,8 +409,8 @@ def test_any_well_framed_record_is_processed_or_dropped(
 
 
 def test_connection_id_is_negotiated_both_ways_by_default() -> None:
-    client, server = _pair(_server_config(node_id=0x2A))
-    _run(client, server)
+    client, server = _pair(server_config(node_id=0x2A))
+    run(client, server)
     assert client.cid_negotiated and server.cid_negotiated
     # The server's CID: 6 bytes led by the node id; the client's: what it offered.
     assert len(server.own_cid) == 6 and server.own_cid[0] == 0x2A
@@ -513,16 +442,16 @@ def test_records_after_the_handshake_are_tls12_cid_with_the_cid_after_the_sequen
     # 8-byte explicit nonce, the DTLSInnerPlaintext (content ‖ real type 23), the 8-byte tag.
     assert length == len(datagram) - 13 - len(cid) == 8 + len(b"POST /rd") + 1 + 8
     assert server.receive_datagram(datagram, 1.0) is True
-    assert _events(server) == [ApplicationData(b"POST /rd")]
+    assert events(server) == [ApplicationData(b"POST /rd")]
     # The server's records carry the client's CID.
     server.send_application_data(b"2.01")
     [answer] = server.datagrams_to_send(1.0)
     assert _cid_header(answer, client.own_cid)[4] == client.own_cid
     client.receive_datagram(answer, 1.0)
-    assert _events(client) == [ApplicationData(b"2.01")]
+    assert events(client) == [ApplicationData(b"2.01")]
     # The same record again: dropped, and not "newer" (RFC 9146 §6).
     assert server.receive_datagram(datagram, 2.0) is False
-    assert _events(server) == []
+    assert events(server) == []
 
 
 def test_a_record_with_another_cid_is_dropped() -> None:
@@ -532,7 +461,7 @@ def test_a_record_with_another_cid_is_dropped() -> None:
     other = bytearray(datagram)
     other[12] ^= 0xFF  # inside the CID
     assert server.receive_datagram(bytes(other), 1.0) is False
-    assert _events(server) == [] and server.established
+    assert events(server) == [] and server.established
 
 
 @pytest.mark.parametrize("side", ["client", "server", "both"])
@@ -540,9 +469,9 @@ def test_connection_id_off_gives_plain_records(side: str) -> None:
     client_off = side in ("client", "both")
     server_off = side in ("server", "both")
     client, server = _pair(
-        _server_config(connection_id=not server_off), _client_config(connection_id=not client_off)
+        server_config(connection_id=not server_off), client_config(connection_id=not client_off)
     )
-    _run(client, server)
+    run(client, server)
     assert client.established and server.established
     assert not client.cid_negotiated and not server.cid_negotiated
     assert client.own_cid == client.peer_cid == server.own_cid == server.peer_cid == b""
@@ -550,12 +479,12 @@ def test_connection_id_off_gives_plain_records(side: str) -> None:
     [datagram] = client.datagrams_to_send(1.0)
     assert datagram[0] == 23  # application_data, RFC 6347 §4.1
     server.receive_datagram(datagram, 1.0)
-    assert _events(server)[-1] == ApplicationData(b"plain")
+    assert events(server)[-1] == ApplicationData(b"plain")
 
 
 def test_an_empty_client_cid_means_plain_records_to_the_client_only() -> None:
-    client, server = _pair(client_config=_client_config(cid_length=0))
-    _run(client, server)
+    client, server = _pair(client=client_config(cid_length=0))
+    run(client, server)
     assert client.cid_negotiated and client.own_cid == b"" and server.peer_cid == b""
     server.send_application_data(b"to client")
     client.send_application_data(b"to server")
@@ -564,15 +493,15 @@ def test_an_empty_client_cid_means_plain_records_to_the_client_only() -> None:
     assert down[0] == 23 and up[0] == 25
     client.receive_datagram(down, 1.0)
     server.receive_datagram(up, 1.0)
-    assert _events(client)[-1] == ApplicationData(b"to client")
-    assert _events(server)[-1] == ApplicationData(b"to server")
+    assert events(client)[-1] == ApplicationData(b"to client")
+    assert events(server)[-1] == ApplicationData(b"to server")
 
 
 def test_connection_id_configuration_is_checked() -> None:
     with pytest.raises(DtlsError):
-        _pair(_server_config(cid_length=33))
+        _pair(server_config(cid_length=33))
     with pytest.raises(DtlsError):
-        _pair(_server_config(node_id=256))
+        _pair(server_config(node_id=256))
 
 
 # --- against python-mbedtls ------------------------------------------------------------------
@@ -589,23 +518,23 @@ _drive_mbedtls = drive
 def test_mbedtls_client_against_our_server(hint: bytes | None) -> None:
     tls = pytest.importorskip("mbedtls.tls")
     buf = _mbedtls_client(PSK)
-    server = DtlsConnection(DtlsRole.SERVER, _server_config(hint=hint), 0.0, address=ADDRESS)
+    server = DtlsConnection(DtlsRole.SERVER, server_config(psk_identity_hint=hint), 0.0, address=ADDRESS)
     answered = []
     for _ in range(6):
         sent = _drive_mbedtls(buf)
         if sent:
             server.receive_datagram(sent, 0.0)
         datagrams = server.datagrams_to_send(0.0)
-        answered.append([_handshake_types(d) for d in datagrams])
+        answered.append([handshake_types(d) for d in datagrams])
         for datagram in datagrams:
             buf.receive_from_network(datagram)  # type: ignore[attr-defined]
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[attr-defined]
     assert answered[0] == [[HandshakeType.HELLO_VERIFY_REQUEST]]  # the cookie exchange came first
-    assert _events(server) == [HandshakeComplete(IDENTITY)]
+    assert events(server) == [HandshakeComplete(IDENTITY)]
 
     buf.write(b"POST /rd?ep=mbedtls")  # type: ignore[attr-defined]
     server.receive_datagram(_drive_mbedtls(buf), 1.0)
-    assert _events(server) == [ApplicationData(b"POST /rd?ep=mbedtls")]
+    assert events(server) == [ApplicationData(b"POST /rd?ep=mbedtls")]
     server.send_application_data(b"2.01 Created")
     for datagram in server.datagrams_to_send(1.0):
         buf.receive_from_network(datagram)  # type: ignore[attr-defined]
@@ -615,14 +544,14 @@ def test_mbedtls_client_against_our_server(hint: bytes | None) -> None:
 def test_mbedtls_client_with_a_wrong_psk_fails_against_our_server() -> None:
     exceptions = pytest.importorskip("mbedtls.exceptions")
     buf = _mbedtls_client(bytes(16))
-    server = DtlsConnection(DtlsRole.SERVER, _server_config(), 0.0, address=ADDRESS)
+    server = DtlsConnection(DtlsRole.SERVER, server_config(), 0.0, address=ADDRESS)
     for _ in range(3):
         sent = _drive_mbedtls(buf)
         if sent:
             server.receive_datagram(sent, 0.0)
         for datagram in server.datagrams_to_send(0.0):
             buf.receive_from_network(datagram)  # type: ignore[attr-defined]
-    [event] = _events(server)
+    [event] = events(server)
     assert isinstance(event, HandshakeFailure) and "PSK" in event.reason
     # Our fatal alert ends Mbed TLS's handshake too.
     with pytest.raises(exceptions.TLSError, match="fatal alert"):
@@ -650,16 +579,16 @@ def _feed_mbedtls_server(buf: object, client: DtlsConnection) -> bytes:
 def test_our_client_against_the_mbedtls_server() -> None:
     tls = pytest.importorskip("mbedtls.tls")
     buf = _mbedtls_server()
-    client = DtlsConnection(DtlsRole.CLIENT, _client_config(), 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(), 0.0)
     answers = []
     for _ in range(4):
         answer = _feed_mbedtls_server(buf, client)
         answers.append(answer)
         if answer:
             client.receive_datagram(answer, 0.0)
-    assert _handshake_types(answers[0]) == [HandshakeType.HELLO_VERIFY_REQUEST]
+    assert handshake_types(answers[0]) == [HandshakeType.HELLO_VERIFY_REQUEST]
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[attr-defined]
-    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert events(client) == [HandshakeComplete(IDENTITY)]
     assert client.get_timer() is None
 
     client.send_application_data(b"POST /rd?ep=ours")
@@ -668,13 +597,13 @@ def test_our_client_against_the_mbedtls_server() -> None:
     assert buf.read(100) == b"POST /rd?ep=ours"  # type: ignore[attr-defined]
     buf.write(b"2.01 Created")  # type: ignore[attr-defined]
     client.receive_datagram(_drive_mbedtls(buf), 1.0)
-    assert _events(client) == [ApplicationData(b"2.01 Created")]
+    assert events(client) == [ApplicationData(b"2.01 Created")]
 
 
 def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
     exceptions = pytest.importorskip("mbedtls.exceptions")
     buf = _mbedtls_server()
-    client = DtlsConnection(DtlsRole.CLIENT, _client_config(identity=b"stranger"), 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(identity=b"stranger"), 0.0)
     for _ in range(2):
         client.receive_datagram(_feed_mbedtls_server(buf, client), 0.0)
     with pytest.raises(exceptions.TLSError):
@@ -682,7 +611,7 @@ def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
     # Its alert is still in its output: the unknown_psk_identity alert of RFC 4279 §2.
     n = len(buf._output_buffer)  # type: ignore[attr-defined]
     client.receive_datagram(buf.peek_outgoing(n), 0.0)  # type: ignore[attr-defined]
-    assert _events(client) == [HandshakeFailure("the peer ended the handshake with alert 115")]
+    assert events(client) == [HandshakeFailure("the peer ended the handshake with alert 115")]
     assert client.get_timer() is None
 
 
@@ -696,18 +625,21 @@ def test_application_data_ahead_of_the_servers_finished_waits_for_it() -> None:
             return []
         return datagrams
 
-    _exchange(client, server, 0.0, hold_last_server_flight)
+    exchange(client, server, 0.0, hold_last_server_flight)
     assert server.established and not client.established
     server.send_application_data(b"first")
     for datagram in server.datagrams_to_send(0.0) + held:
         client.receive_datagram(datagram, 0.0)
-    assert _events(client) == [HandshakeComplete(IDENTITY), ApplicationData(b"first")]
+    assert events(client) == [HandshakeComplete(IDENTITY), ApplicationData(b"first")]
 
 
 def test_extended_master_secret_is_used_when_the_client_offers_it() -> None:
     def server_hello_for(hello: ClientHello) -> object:
         server = DtlsConnection(
-            DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(9)), 0.0, address=ADDRESS
+            DtlsRole.SERVER,
+            ConnectionConfig(psk_lookup={}.get, random=counter_random(9)),
+            0.0,
+            address=ADDRESS,
         )
         message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
         server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
@@ -725,7 +657,7 @@ def test_a_fatal_alert_from_the_peer_closes_an_established_connection() -> None:
     server._send_alert(2, 80)  # internal_error, protected in epoch 1
     for datagram in server.datagrams_to_send(0.0):
         client.receive_datagram(datagram, 0.0)
-    assert _events(client) == [ConnectionClosed("fatal alert 80 from the peer")]
+    assert events(client) == [ConnectionClosed("fatal alert 80 from the peer")]
     assert not client.established
 
 
@@ -741,7 +673,7 @@ def test_a_late_final_flight_and_its_retransmission_end_quietly() -> None:
             return []
         return datagrams
 
-    _exchange(client, server, 0.0, hold_last_server_flight)
+    exchange(client, server, 0.0, hold_last_server_flight)
     client.handle_timer(1.0)
     [again] = client.datagrams_to_send(1.0)
     server.receive_datagram(again, 1.0)
@@ -751,7 +683,7 @@ def test_a_late_final_flight_and_its_retransmission_end_quietly() -> None:
         client.receive_datagram(datagram, 1.0)
     assert client.established
     assert client.datagrams_to_send(1.0) == [] and client.get_timer() is None
-    assert _events(client) == [HandshakeComplete(IDENTITY)]
+    assert events(client) == [HandshakeComplete(IDENTITY)]
 
 
 def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_one() -> None:
@@ -765,7 +697,7 @@ def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_
             client.receive_datagram(datagram, 0.0)
     [flight] = client.datagrams_to_send(0.0)
     key_exchange = parse_datagram(flight, len(server.own_cid))[0]
-    assert _handshake_types(key_exchange.encode()) == [HandshakeType.CLIENT_KEY_EXCHANGE]
+    assert handshake_types(key_exchange.encode()) == [HandshakeType.CLIENT_KEY_EXCHANGE]
     server.receive_datagram(key_exchange.encode(), 0.0)
     repeated = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, key_exchange.sequence + 10, key_exchange.fragment)
     server.receive_datagram(repeated.encode(), 0.0)
@@ -791,18 +723,18 @@ def test_any_handshake_message_is_processed_or_refused(
     message = encode_handshake(msg_type, message_seq, body)
     target.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 1000 + message_seq, message).encode(), 0.0)
     target.datagrams_to_send(0.0)
-    for event in _events(target):
+    for event in events(target):
         assert isinstance(event, HandshakeFailure | HandshakeComplete)
 
 
 def test_a_connection_id_the_client_did_not_offer_fails_its_handshake() -> None:
     # RFC 5246 §7.4.1.4: a ServerHello may answer only the extensions the client offered.
-    client = DtlsConnection(DtlsRole.CLIENT, _client_config(connection_id=False), 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(connection_id=False), 0.0)
     client.datagrams_to_send(0.0)
     hello = ServerHello(bytes(32), 0xC0A8, extensions=(ConnectionIdExtension(b"\x07abcde"),))
     message = encode_handshake(HandshakeType.SERVER_HELLO, 0, hello.to_bytes())
     client.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
-    [event] = _events(client)
+    [event] = events(client)
     assert isinstance(event, HandshakeFailure) and "connection_id" in event.reason
     [alert] = client.datagrams_to_send(0.0)
     assert parse_datagram(alert)[0].fragment == bytes((2, 110))  # fatal unsupported_extension
@@ -810,7 +742,7 @@ def test_a_connection_id_the_client_did_not_offer_fails_its_handshake() -> None:
 
 def test_the_server_answers_connection_id_only_when_offered() -> None:
     def answer(hello: ClientHello, **kwargs: object) -> object:
-        config = ConnectionConfig(psk_lookup={}.get, random=_random(9), **kwargs)  # type: ignore[arg-type]
+        config = ConnectionConfig(psk_lookup={}.get, random=counter_random(9), **kwargs)  # type: ignore[arg-type]
         server = DtlsConnection(DtlsRole.SERVER, config, 0.0, address=ADDRESS)
         message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
         server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
@@ -832,13 +764,13 @@ def test_the_server_answers_connection_id_only_when_offered() -> None:
 def _server_hello_extensions(hello: ClientHello) -> tuple[HandshakeFailure | None, dict[int, bytes]]:
     """What a cookie-less server answers to ``hello``: its failure, or its ServerHello's extensions."""
     server = DtlsConnection(
-        DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=_random(3)), 0.0, address=ADDRESS
+        DtlsRole.SERVER, ConnectionConfig(psk_lookup={}.get, random=counter_random(3)), 0.0, address=ADDRESS
     )
     record = DtlsRecord(
         HANDSHAKE, DTLS_1_2, 0, 0, encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
     )
     server.receive_datagram(record.encode(), 0.0)
-    failures = [e for e in _events(server) if isinstance(e, HandshakeFailure)]
+    failures = [e for e in events(server) if isinstance(e, HandshakeFailure)]
     if failures:
         return failures[0], {}
     [datagram] = server.datagrams_to_send(0.0)
@@ -875,7 +807,7 @@ def test_a_server_claiming_a_renegotiated_connection_is_refused() -> None:
         if (
             name != "server"
             or not datagrams
-            or HandshakeType.SERVER_HELLO not in _handshake_types(datagrams[0])
+            or HandshakeType.SERVER_HELLO not in handshake_types(datagrams[0])
         ):
             return datagrams
         records = parse_datagram(datagrams[0])
@@ -894,6 +826,6 @@ def test_a_server_claiming_a_renegotiated_connection_is_refused() -> None:
         first = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, records[0].sequence, message).encode()
         return [first + b"".join(r.encode() for r in records[1:]), *datagrams[1:]]
 
-    _run(client, server, keep=forge, limit=5.0)
+    run(client, server, keep=forge, limit=5.0)
     assert not client.established
-    assert any(isinstance(e, HandshakeFailure) and "renegotiation_info" in e.reason for e in _events(client))
+    assert any(isinstance(e, HandshakeFailure) and "renegotiation_info" in e.reason for e in events(client))

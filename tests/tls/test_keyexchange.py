@@ -1,5 +1,6 @@
-"""The ECDHE key exchange of ECDHE_ECDSA (RFC 8422 §5.4, §5.7, §5.10; RFC 5246 §4.7): known
-answers, byte layouts, round trips, hostile points and signatures, and fuzzed parsers."""
+"""The ECDHE key exchange of ECDHE_ECDSA (RFC 8422 §5.4, §5.7, §5.10; RFC 5246 §4.7) and of
+ECDHE_PSK (RFC 5489 §2): known answers, byte layouts, round trips, hostile points and
+signatures, and fuzzed parsers."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from lwm2m.tls.keyexchange import (
     load_point,
     server_params_content,
 )
+from lwm2m.tls.messages import ClientKeyExchange, ServerKeyExchange
+from lwm2m.tls.prf import ecdhe_psk_premaster_secret
 
 # RFC 5903 §8.1, the 256-bit random ECP group: the initiator's and responder's private values,
 # their public points and the shared x coordinate.
@@ -145,3 +148,51 @@ def test_any_bytes_parse_or_raise_a_format_error(data: bytes) -> None:
 def test_any_point_gives_a_secret_or_invalid_peer_key(point: bytes) -> None:
     with contextlib.suppress(InvalidPeerKey):
         assert len(EcdheKeyPair().shared_secret(point)) == 32
+
+
+# --- ECDHE_PSK (RFC 5489 §2) ------------------------------------------------------------------------
+
+
+def test_ecdhe_psk_server_key_exchange_layout() -> None:
+    # psk_identity_hint<0..2^16-1>, then ServerECDHParams unsigned: written out by hand.
+    params = ServerEcdhParams(SECP256R1, GR)
+    body = b"\x00\x05lwm2m" + b"\x03\x00\x17\x41" + GR
+    exchange = ServerKeyExchange(b"lwm2m", params.to_bytes())
+    assert exchange.to_bytes() == body
+    parsed = ServerKeyExchange.parse(body)
+    assert parsed.psk_identity_hint == b"lwm2m"
+    assert ServerEcdhParams.parse(parsed.params) == params
+
+
+def test_ecdhe_psk_client_key_exchange_layout() -> None:
+    body = b"\x00\x03dev" + b"\x41" + GI
+    parsed = ClientKeyExchange.parse(body)
+    assert parsed.psk_identity == b"dev"
+    assert EcdhClientKeyExchange.parse(parsed.exchange_keys).point == GI
+    assert ClientKeyExchange(b"dev", EcdhClientKeyExchange(GI).to_bytes()).to_bytes() == body
+
+
+def test_ecdhe_psk_premaster_secret_known_answer() -> None:
+    # RFC 5489 §2: the premaster secret of ECDHE_PSK is Z (RFC 5903's shared x) and the PSK,
+    # each with a uint16 length.
+    initiator = EcdheKeyPair(ec.derive_private_key(I_PRIVATE, ec.SECP256R1()))
+    z = initiator.shared_secret(GR)
+    assert ecdhe_psk_premaster_secret(z, b"\x01" * 16) == b"\x00\x20" + GIR + b"\x00\x10" + b"\x01" * 16
+
+
+@pytest.mark.parametrize(
+    "params",
+    [b"", b"\x03\x00\x17", b"\x03\x00\x17\x41" + GR + b"\x00", b"\x01\x00\x17\x41" + GR, b"\x03\x00\x17\x00"],
+    ids=["empty", "no-point", "trailing-byte", "explicit-prime", "empty-point"],
+)
+def test_malformed_ecdhe_psk_params_are_refused(params: bytes) -> None:
+    with pytest.raises(HandshakeFormatError):
+        ServerEcdhParams.parse(params)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=100))
+def test_any_ecdhe_psk_params_parse_or_raise_a_format_error(data: bytes) -> None:
+    with contextlib.suppress(HandshakeFormatError):
+        params = ServerEcdhParams.parse(data)
+        assert params.to_bytes() == data

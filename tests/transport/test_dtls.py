@@ -106,8 +106,9 @@ async def test_psk_request_carries_the_peer_identity() -> None:
 
 
 async def test_psk_cbc_sha256_suite() -> None:
-    """The CBC suite is off unless asked for; the session layer runs it on a backend that has it
-    (Mbed TLS, a test peer: our engine's connections do not negotiate it yet)."""
+    """The CBC suite is off unless asked for; asked for alone, the session layer runs it on Mbed
+    TLS on both sides (a test peer: our engine takes it only beside CCM_8, as
+    test_dtls_engine_cbc.py shows)."""
     cbc = (CipherSuite.PSK_WITH_AES_128_CBC_SHA256,)
     config = psk_client("dev-1", KEY, ciphers=cbc)
     server_config = DtlsServerConfig(psk_lookup={"dev-1": KEY}.get, ciphers=cbc)

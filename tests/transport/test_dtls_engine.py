@@ -68,7 +68,7 @@ def test_every_configuration_gets_the_engine(pki: Pki) -> None:
     assert default_backend(client=DtlsClientConfig(certificate=pki.issue("c"))).name == "engine"
     EngineBackend().server(DtlsServerConfig(certificate=pki.issue("s")))
     EngineBackend().client(DtlsClientConfig(certificate=pki.issue("c")))
-    # The CBC suite alone: the engine's connections do not negotiate it.
+    # The CBC suite alone: the engine takes it only beside CCM_8.
     cbc = (CipherSuite.PSK_WITH_AES_128_CBC_SHA256,)
     with pytest.raises(ValueError):
         EngineBackend().client(psk_client("dev-1", bytes(16), ciphers=cbc))

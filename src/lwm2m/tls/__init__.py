@@ -1,8 +1,10 @@
 """Sans-IO DTLS 1.2 engine (RFC 6347, RFC 9146), over ``cryptography``: records, the anti-replay
 window, record protection, handshake messages and their fragmentation, the TLS 1.2 key schedule,
-the PSK handshake state machine with Connection IDs. No sockets, no clock:
+the handshake state machine (PSK, ECDHE_ECDSA, and the CBC suites of LwM2M 1.1 when enabled)
+with Connection IDs. No sockets, no clock:
 ``lwm2m.transport.dtls`` drives it (its session layer keeps the table of a socket's sessions)."""
 
+from lwm2m.tls.cbc import CbcProtection
 from lwm2m.tls.certificates import (
     CertificateCredentials,
     CertificateMessage,
@@ -13,6 +15,7 @@ from lwm2m.tls.certificates import (
     spki_der,
 )
 from lwm2m.tls.connection import (
+    LWM2M_CBC_SUITES,
     ApplicationData,
     ConnectionClosed,
     ConnectionConfig,
@@ -85,10 +88,12 @@ __all__ = [
     "AES_128_CCM",
     "AES_128_CCM_8",
     "AES_128_GCM",
+    "LWM2M_CBC_SUITES",
     "SUITE_ALGORITHMS",
     "AeadAlgorithm",
     "AeadProtection",
     "ApplicationData",
+    "CbcProtection",
     "CertificateCredentials",
     "CertificateMessage",
     "CertificateRequest",

@@ -34,7 +34,14 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
   (RFC 8422 §5.4), a CertificateRequest always (mutual authentication), ClientKeyExchange and
   CertificateVerify (RFC 5246 §7.4.2-§7.4.8), X.509 or raw public keys (RFC 7250); the
   messages and checks live in :mod:`lwm2m.tls.keyexchange` and :mod:`lwm2m.tls.certificates`;
-- renegotiation_info answered empty (RFC 5746 §3.6) when the client signals it.
+- renegotiation_info answered empty (RFC 5746 §3.6) when the client signals it;
+- the CBC suites of LwM2M 1.1, only with ``ConnectionConfig.cbc_suites``:
+  TLS_PSK_WITH_AES_128_CBC_SHA256 (RFC 5487) with the PSK handshake above,
+  TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 (RFC 5489 §2: an ephemeral P-256 exchange in the PSK
+  messages, the premaster secret of both) and TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 (RFC 5289)
+  with the ECDHE_ECDSA handshake; records by :class:`~lwm2m.tls.cbc.CbcProtection` with the key
+  block of RFC 5246 §6.3 (32-byte MAC keys, no fixed IV). No encrypt_then_mac (RFC 7366): it is
+  never offered nor answered, so peers fall back to the MAC-then-encrypt of RFC 5246 §6.2.3.2.
 
 Like the CoAP endpoint it does no I/O and reads no clock: the caller feeds datagrams with
 :meth:`DtlsConnection.receive_datagram`, sends what :meth:`DtlsConnection.datagrams_to_send`
@@ -67,6 +74,7 @@ from lwm2m.errors import (
     SessionStateError,
     UnknownCertificateAuthority,
 )
+from lwm2m.tls.cbc import CBC_SUITES, CbcProtection
 from lwm2m.tls.certificates import (
     ECDSA_SIGN,
     CertificateCredentials,
@@ -121,6 +129,7 @@ from lwm2m.tls.messages import (
 from lwm2m.tls.prf import (
     MAX_PSK_LENGTH,
     check_finished,
+    ecdhe_psk_premaster_secret,
     extended_master_secret,
     key_block,
     master_secret,
@@ -147,6 +156,7 @@ from lwm2m.tls.state import ConnectionState, ResumableSession, credential_bindin
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
+    "LWM2M_CBC_SUITES",
     "ApplicationData",
     "ConnectionClosed",
     "ConnectionConfig",
@@ -162,6 +172,25 @@ TLS_PSK_WITH_AES_128_CCM_8: Final = 0xC0A8
 TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8: Final = 0xC0AE  # RFC 7251
 TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: Final = 0xC02B  # RFC 5289
 ECDSA_SUITES: Final = (TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+# The CBC suites of LwM2M 1.1 (LwM2M-TS-Transport 1.1 §5.2.8), offered and taken only when a
+# configuration lists them in ``cbc_suites``.
+TLS_PSK_WITH_AES_128_CBC_SHA256: Final = 0x00AE  # RFC 5487
+TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256: Final = 0xC037  # RFC 5489
+TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: Final = 0xC023  # RFC 5289
+LWM2M_CBC_SUITES: Final = (
+    TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+    TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+    TLS_PSK_WITH_AES_128_CBC_SHA256,
+)
+# The suites with the certificate handshake, and those with a PSK (whose sessions resume).
+_ECDSA_FAMILY: Final = (*ECDSA_SUITES, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256)
+_PSK_FAMILY: Final = (
+    TLS_PSK_WITH_AES_128_CCM_8,
+    TLS_PSK_WITH_AES_128_CBC_SHA256,
+    TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+)
+# RFC 7366 §2: encrypt_then_mac, which we never offer; a server must not answer it unasked.
+ENCRYPT_THEN_MAC: Final = 22
 # RFC 5746 §3.3: the signalling cipher suite value that says a client knows secure renegotiation.
 TLS_EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
 
@@ -184,6 +213,9 @@ UNSUPPORTED_EXTENSION: Final = 110
 UNKNOWN_PSK_IDENTITY: Final = 115
 
 RECORD_OVERHEAD: Final = 13 + 8 + 8  # header, explicit nonce, CCM_8 tag
+# What a CBC record takes beyond that: a 16-byte IV, a 32-byte MAC and up to 16 bytes of
+# padding (RFC 5246 §6.2.3.2) against the 16 of the explicit nonce and tag.
+CBC_EXTRA_OVERHEAD: Final = 16 + 32 + 16 - 16
 DEFAULT_CID_LENGTH: Final = 6
 MAX_CID_LENGTH: Final = 32  # ours; RFC 9146 §3 allows 255, but every byte is in every record
 MIN_COOKIE_SECRET: Final = 16
@@ -286,6 +318,12 @@ class ConnectionConfig:
     Resumption: a server with a ``session_cache`` gives its sessions ids and resumes them by id
     (RFC 5246 §7.3); one with ``ticket_keys`` gives a ticket to a client that asks and resumes
     from it (RFC 5077). A client asks for tickets while ``session_tickets`` is on.
+
+    CBC (LwM2M 1.1): ``cbc_suites`` lists the CBC suites to use, in order of preference, from
+    :data:`LWM2M_CBC_SUITES`; empty (the default) leaves them off, as MAC-then-encrypt cannot be
+    checked in constant time in Python (see :mod:`lwm2m.tls.cbc`). A client offers them after
+    the AEAD suites, each only with the credentials it needs (a certificate for ECDHE_ECDSA, a
+    PSK for the others); a server takes one only when the client offers no AEAD suite it takes.
     """
 
     psk_identity: bytes = b""
@@ -305,6 +343,7 @@ class ConnectionConfig:
     session_tickets: bool = True
     certificate: CertificateCredentials | None = None
     ecdsa_suites: tuple[int, ...] = ECDSA_SUITES
+    cbc_suites: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +484,8 @@ class DtlsConnection:
             raise DtlsError("a DTLS server needs psk_lookup or a certificate")
         if any(suite not in ECDSA_SUITES for suite in config.ecdsa_suites):
             raise DtlsError(f"ecdsa_suites may hold only {[hex(s) for s in ECDSA_SUITES]}")
+        if any(suite not in LWM2M_CBC_SUITES for suite in config.cbc_suites):
+            raise DtlsError(f"cbc_suites may hold only {[hex(s) for s in LWM2M_CBC_SUITES]}")
         if not 0 <= config.cid_length <= MAX_CID_LENGTH:
             raise DtlsError(f"a connection ID has 0..{MAX_CID_LENGTH} bytes, not {config.cid_length}")
         if not 0 <= config.node_id <= 0xFF:
@@ -457,8 +498,8 @@ class DtlsConnection:
         self._outbox: list[bytes] = []
         self._write_seq = [0, 0]  # per epoch
         self._write_epoch = 0
-        self._write_protection: AeadProtection | None = None
-        self._read_protection: AeadProtection | None = None
+        self._write_protection: AeadProtection | CbcProtection | None = None
+        self._read_protection: AeadProtection | CbcProtection | None = None
         self._windows = [ReplayWindow(0), ReplayWindow(1)]
         self._early: list[DtlsRecord] = []
         self._early_data: list[bytes] = []
@@ -631,7 +672,7 @@ class DtlsConnection:
         is made with (the role comes from the bytes). Bytes that do not read back raise
         :class:`~lwm2m.errors.SessionStateError`."""
         state = ConnectionState.from_bytes(data)
-        if state.epoch != 1 or state.session.cipher_suite != TLS_PSK_WITH_AES_128_CCM_8:
+        if state.epoch != 1 or state.session.cipher_suite not in _PSK_FAMILY:
             raise SessionStateError(
                 f"connection state of epoch {state.epoch} and cipher suite "
                 f"{state.session.cipher_suite:#06x}, not one this connection runs"
@@ -658,6 +699,7 @@ class DtlsConnection:
         self._created = session.created
         self._ticket, self._ticket_lifetime = session.ticket, session.ticket_lifetime
         self._binding = session.binding
+        self._suite = session.cipher_suite
         self._install_key_block()
         self._write_epoch = 1
         self._write_seq = [0, state.write_sequence]
@@ -677,7 +719,7 @@ class DtlsConnection:
     def _session_record(self) -> ResumableSession:
         return ResumableSession(
             session_id=self._session_id,
-            cipher_suite=TLS_PSK_WITH_AES_128_CCM_8,
+            cipher_suite=self._suite,
             master_secret=self._master,
             identity=self._identity,
             extended_master_secret=self._use_ems,
@@ -881,6 +923,8 @@ class DtlsConnection:
         self._send_message_seq += 1
         self._transcript.append(encode_handshake(msg_type, seq, message))
         room = self.config.max_datagram_size - RECORD_OVERHEAD
+        if epoch == 1 and self._suite in CBC_SUITES:
+            room -= CBC_EXTRA_OVERHEAD
         if epoch == 1 and self.peer_cid:
             room -= len(self.peer_cid) + 1  # the CID in the header, the real type inside (RFC 9146 §4)
         return [(epoch, HANDSHAKE, fragment) for fragment in fragment_handshake(msg_type, seq, message, room)]
@@ -975,14 +1019,18 @@ class DtlsConnection:
                 self._send_client_hello(now)
             elif state is _State.WAIT_SERVER_HELLO and msg_type == HandshakeType.SERVER_HELLO:
                 self._server_hello(message)
-            elif state is _State.WAIT_SERVER_HELLO_DONE and self._suite in ECDSA_SUITES:
+            elif state is _State.WAIT_SERVER_HELLO_DONE and self._suite in _ECDSA_FAMILY:
                 self._ecdsa_server_flight(message, now)
             elif state is _State.WAIT_SERVER_HELLO_DONE and msg_type == HandshakeType.SERVER_KEY_EXCHANGE:
                 key_exchange = self._parse(message)
                 assert isinstance(key_exchange, ServerKeyExchange)
                 self._peer_hint = key_exchange.psk_identity_hint
+                self._psk_server_params(key_exchange.params)
                 self._transcript.append(message.to_bytes())
             elif state is _State.WAIT_SERVER_HELLO_DONE and msg_type == HandshakeType.SERVER_HELLO_DONE:
+                if self._suite == TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 and not self._peer_point:
+                    # RFC 5489 §2: the ServerKeyExchange is not optional with ECDHE_PSK.
+                    raise HandshakeAborted(UNEXPECTED_MESSAGE, "ServerHelloDone without the ECDH params")
                 self._parse(message)
                 self._transcript.append(message.to_bytes())
                 self._client_key_exchange(now)
@@ -1002,7 +1050,7 @@ class DtlsConnection:
                 )
             return
         if state in (_State.WAIT_CLIENT_KEY_EXCHANGE, _State.WAIT_CERTIFICATE_VERIFY) and (
-            self._suite in ECDSA_SUITES
+            self._suite in _ECDSA_FAMILY
         ):
             self._ecdsa_client_flight(message, now)
         elif state is _State.WAIT_CLIENT_KEY_EXCHANGE and msg_type == HandshakeType.CLIENT_KEY_EXCHANGE:
@@ -1038,11 +1086,17 @@ class DtlsConnection:
         extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),)
         if self.config.connection_id:
             extensions += (ConnectionIdExtension(self._own_cid),)
-        if self.config.session_tickets and TLS_PSK_WITH_AES_128_CCM_8 in self._offered_suites():
+        if self.config.session_tickets and set(_PSK_FAMILY) & set(self._offered_suites()):
             # Empty: "a ticket, please" (RFC 5077 §3.2); else the ticket to resume from. Only
             # PSK sessions are resumed, so a client with certificates alone asks for none.
             extensions += (SessionTicketExtension(self._offer.ticket if self._offer is not None else b""),)
-        return (*extensions, *self._ecdsa_extensions())
+        extensions += self._ecdsa_extensions()
+        if self.config.certificate is None and (
+            TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 in self._offered_suites()
+        ):
+            # RFC 5489 §2 with RFC 8422 §5.1: the curve and point format of the ECDH exchange.
+            extensions += (SupportedGroupsExtension((SECP256R1,)), EcPointFormatsExtension((0,)))
+        return extensions
 
     def _server_hello(self, message: ReassembledMessage) -> None:
         hello = self._parse(message)
@@ -1057,9 +1111,13 @@ class DtlsConnection:
         if renegotiation is not None and renegotiation.data() != b"\x00":
             # RFC 5746 §3.4: on an initial handshake the server's renegotiated_connection is empty.
             raise HandshakeAborted(HANDSHAKE_FAILURE, "a renegotiation_info that is not empty")
+        if hello.extension(ENCRYPT_THEN_MAC) is not None:
+            # RFC 7366 §3 applies to CBC records only, and we offered it for none (RFC 5246
+            # §7.4.1.4: an extension answered unasked ends the handshake).
+            raise HandshakeAborted(UNSUPPORTED_EXTENSION, "the server answered encrypt_then_mac unasked")
         self._server_random = hello.random
         self._suite = hello.cipher_suite
-        if self._suite in ECDSA_SUITES:
+        if self._suite in _ECDSA_FAMILY:
             self._ecdsa_server_hello(hello)
         self._use_ems = hello.extension(ExtensionType.EXTENDED_MASTER_SECRET) is not None
         answer = hello.extension(ExtensionType.CONNECTION_ID)
@@ -1115,10 +1173,16 @@ class DtlsConnection:
         self._transcript.append(message.to_bytes())
 
     def _client_key_exchange(self, now: float) -> None:
-        parts = self._handshake_parts(
-            0, ClientKeyExchange(self.config.psk_identity).to_bytes(), HandshakeType.CLIENT_KEY_EXCHANGE
-        )
-        self._install_keys(self.config.psk)
+        premaster = None
+        public = b""
+        if self._suite == TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256:
+            # RFC 5489 §2: our ephemeral point after the identity; both secrets make the premaster.
+            self._ecdhe = EcdheKeyPair()
+            public = EcdhClientKeyExchange(self._ecdhe.point).to_bytes()
+            premaster = self._ecdhe_psk_premaster(self._shared_secret(self._peer_point), self.config.psk)
+        exchange = ClientKeyExchange(self.config.psk_identity, public)
+        parts = self._handshake_parts(0, exchange.to_bytes(), HandshakeType.CLIENT_KEY_EXCHANGE)
+        self._install_keys(self.config.psk, premaster)
         parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
         parts += self._finished_parts(b"client finished")
         self._state = _State.WAIT_FINISHED
@@ -1177,11 +1241,15 @@ class DtlsConnection:
             self._cid_negotiated = True
             extensions += (ConnectionIdExtension(self._own_cid),)
         extensions += _renegotiation_info(hello)
-        if self._suite in ECDSA_SUITES:
+        if self._suite in _ECDSA_FAMILY:
             extensions += self._ecdsa_server_extensions(hello)
+        elif self._suite == TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 and (
+            hello.extension(ExtensionType.EC_POINT_FORMATS) is not None
+        ):
+            extensions += (EcPointFormatsExtension((0,)),)  # RFC 8422 §5.2
         # Resumption is for PSK sessions: an ECDHE_ECDSA session would have to carry the peer's
         # certificate along, so such clients make a full handshake each time.
-        resumable = self._suite == TLS_PSK_WITH_AES_128_CCM_8 and self._use_ems
+        resumable = self._suite in _PSK_FAMILY and self._use_ems
         # RFC 5077 §3.2: a ticket for a client that asks, for sessions that may be resumed.
         asks = isinstance(hello.extension(ExtensionType.SESSION_TICKET), SessionTicketExtension)
         if asks and resumable and self.config.ticket_keys is not None:
@@ -1198,8 +1266,15 @@ class DtlsConnection:
         if session is not None:
             self._resume_as_server(session, parts, now)
             return
-        if self._suite in ECDSA_SUITES:
+        if self._suite in _ECDSA_FAMILY:
             parts += self._ecdsa_server_parts()
+        elif self._suite == TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256:
+            # RFC 5489 §2: always sent, with an empty hint when there is none; the params are
+            # not signed, the PSK authenticates them through the premaster secret.
+            self._ecdhe = EcdheKeyPair()
+            params = ServerEcdhParams(SECP256R1, self._ecdhe.point).to_bytes()
+            hint = ServerKeyExchange(self.config.psk_identity_hint or b"", params).to_bytes()
+            parts += self._handshake_parts(0, hint, HandshakeType.SERVER_KEY_EXCHANGE)
         elif self.config.psk_identity_hint is not None:
             hint = ServerKeyExchange(self.config.psk_identity_hint).to_bytes()
             parts += self._handshake_parts(0, hint, HandshakeType.SERVER_KEY_EXCHANGE)
@@ -1221,8 +1296,10 @@ class DtlsConnection:
             session = cache.get(hello.session_id, now)
         if session is None or session.cipher_suite not in hello.cipher_suites:
             return None
-        if session.cipher_suite != TLS_PSK_WITH_AES_128_CCM_8:
-            return None
+        if session.cipher_suite not in _PSK_FAMILY or (
+            session.cipher_suite in CBC_SUITES and session.cipher_suite not in self.config.cbc_suites
+        ):
+            return None  # not a PSK session, or of a CBC suite this server no longer takes
         if not session.extended_master_secret or not self._use_ems:
             if session.extended_master_secret:
                 # RFC 7627 §5.3: such a session resumed without the extension must abort.
@@ -1274,9 +1351,18 @@ class DtlsConnection:
             raise HandshakeAborted(
                 UNKNOWN_PSK_IDENTITY, f"unknown PSK identity {key_exchange.psk_identity!r}"
             )
+        premaster = None
+        if self._suite == TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256:
+            try:
+                point = EcdhClientKeyExchange.parse(key_exchange.exchange_keys).point
+            except ProtocolError as error:
+                raise HandshakeAborted(DECODE_ERROR, f"a malformed ECDH point: {error}") from None
+            premaster = self._ecdhe_psk_premaster(self._shared_secret(point), psk)
+        elif key_exchange.exchange_keys:
+            raise HandshakeAborted(DECODE_ERROR, "a PSK ClientKeyExchange with bytes after the identity")
         self._identity = key_exchange.psk_identity
         self._transcript.append(message.to_bytes())
-        self._install_keys(psk)
+        self._install_keys(psk, premaster)
         self._state = _State.WAIT_FINISHED
         # The server's flight is answered: no more retransmissions until its last flight.
         self._timer = None
@@ -1303,10 +1389,22 @@ class DtlsConnection:
 
     def _install_key_block(self) -> None:
         # RFC 5246 §6.3: a resumed session has the same master secret and new randoms.
-        keys = key_block(self._master, self._client_random, self._server_random)
-        algorithm = SUITE_ALGORITHMS[self._suite]
-        client = AeadProtection(algorithm, keys.client_write_key, keys.client_write_iv)
-        server = AeadProtection(algorithm, keys.server_write_key, keys.server_write_iv)
+        client: AeadProtection | CbcProtection
+        server: AeadProtection | CbcProtection
+        if self._suite in CBC_SUITES:
+            # RFC 5246 §6.3 for AES-128-CBC with HMAC-SHA256: 32-byte MAC keys first, 16-byte
+            # keys, and no fixed IV (every record carries its own, §6.2.3.2).
+            keys = key_block(
+                self._master, self._client_random, self._server_random, iv_length=0, mac_key_length=32
+            )
+            random = self.config.random
+            client = CbcProtection(keys.client_write_mac_key, keys.client_write_key, random=random)
+            server = CbcProtection(keys.server_write_mac_key, keys.server_write_key, random=random)
+        else:
+            keys = key_block(self._master, self._client_random, self._server_random)
+            algorithm = SUITE_ALGORITHMS[self._suite]
+            client = AeadProtection(algorithm, keys.client_write_key, keys.client_write_iv)
+            server = AeadProtection(algorithm, keys.server_write_key, keys.server_write_iv)
         if self.role is DtlsRole.CLIENT:
             self._write_protection, self._read_protection = client, server
         else:
@@ -1346,8 +1444,10 @@ class DtlsConnection:
             self._flight = []
         self._resumable = self._use_ems
         self._state = _State.ESTABLISHED
-        # Both Finished values are computed: the transcript is no longer needed.
+        # Both Finished values are computed: the transcript is no longer needed, nor the
+        # ephemeral ECDH key (dropping it is what gives forward secrecy, RFC 8422 §2).
         self._transcript = []
+        self._ecdhe = None
         self._events.append(HandshakeComplete(self._identity, resumed=self._resumed, peer=self._peer))
         self._events.extend(ApplicationData(data) for data in self._early_data)
         self._early_data = []
@@ -1359,12 +1459,47 @@ class DtlsConnection:
             if self._state in (_State.CLOSED, _State.FAILED):
                 return
 
+    # --- ECDHE_PSK (RFC 5489 §2) ----------------------------------------------------------------
+
+    def _psk_server_params(self, params: bytes) -> None:
+        # What follows the identity hint: nothing for plain PSK, the ECDH params for ECDHE_PSK.
+        if self._suite != TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256:
+            if params:
+                raise HandshakeAborted(DECODE_ERROR, "a PSK ServerKeyExchange with bytes after the hint")
+            return
+        if self._peer_point:
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, "a second ServerKeyExchange")
+        try:
+            parsed = ServerEcdhParams.parse(params)
+        except ProtocolError as error:
+            raise HandshakeAborted(DECODE_ERROR, f"malformed ECDH params: {error}") from None
+        if parsed.named_curve != SECP256R1:
+            raise HandshakeAborted(ILLEGAL_PARAMETER, f"curve {parsed.named_curve} was not offered")
+        try:
+            load_point(parsed.point)
+        except InvalidPeerKey as error:
+            raise HandshakeAborted(ILLEGAL_PARAMETER, str(error)) from None
+        self._peer_point = parsed.point
+
+    @staticmethod
+    def _ecdhe_psk_premaster(shared: bytes, psk: bytes) -> bytes:
+        try:
+            return ecdhe_psk_premaster_secret(shared, psk)
+        except SecurityError as error:
+            raise HandshakeAborted(INTERNAL_ERROR, f"unusable PSK: {error}") from None
+
     # --- ECDHE_ECDSA (RFC 8422 §5, RFC 5246 §7.4.2-§7.4.8, RFC 7250) ---------------------------
 
     def _offered_suites(self) -> tuple[int, ...]:
-        suites: tuple[int, ...] = self.config.ecdsa_suites if self.config.certificate is not None else ()
-        if self.config.certificate is None or self.config.psk:
+        certificate = self.config.certificate is not None
+        with_psk = not certificate or bool(self.config.psk)
+        suites: tuple[int, ...] = self.config.ecdsa_suites if certificate else ()
+        if with_psk:
             suites += (TLS_PSK_WITH_AES_128_CCM_8,)
+        # The CBC suites last, each only with the credentials its handshake needs.
+        for suite in self.config.cbc_suites:
+            if certificate if suite == TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 else with_psk:
+                suites += (suite,)
         return suites
 
     def _ecdsa_extensions(self) -> tuple[Extension, ...]:
@@ -1392,17 +1527,32 @@ class DtlsConnection:
                     return suite
         if self.config.psk_lookup is not None and TLS_PSK_WITH_AES_128_CCM_8 in hello.cipher_suites:
             return TLS_PSK_WITH_AES_128_CCM_8
+        # The CBC suites only when enabled and no AEAD suite fits (MAC-then-encrypt leaks timing).
+        for suite in self.config.cbc_suites:
+            if suite not in hello.cipher_suites:
+                continue
+            if suite == TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256:
+                if self.config.certificate is not None and self._ecdsa_acceptable(hello):
+                    return suite
+            elif self.config.psk_lookup is not None and (
+                suite == TLS_PSK_WITH_AES_128_CBC_SHA256 or self._ecdhe_acceptable(hello)
+            ):
+                return suite
         raise HandshakeAborted(HANDSHAKE_FAILURE, "the client offers no cipher suite in common")
 
     @staticmethod
-    def _ecdsa_acceptable(hello: ClientHello) -> bool:
+    def _ecdhe_acceptable(hello: ClientHello) -> bool:
         # RFC 8422 §5.1: without supported_groups or ec_point_formats any curve and the
         # uncompressed form will do; with them, ours must be listed.
         groups = hello.extension(ExtensionType.SUPPORTED_GROUPS)
         if isinstance(groups, SupportedGroupsExtension) and SECP256R1 not in groups.groups:
             return False
         formats = hello.extension(ExtensionType.EC_POINT_FORMATS)
-        if isinstance(formats, EcPointFormatsExtension) and 0 not in formats.formats:
+        return not (isinstance(formats, EcPointFormatsExtension) and 0 not in formats.formats)
+
+    @classmethod
+    def _ecdsa_acceptable(cls, hello: ClientHello) -> bool:
+        if not cls._ecdhe_acceptable(hello):
             return False
         # RFC 5246 §7.4.1.4.1: a client without signature_algorithms expects SHA-1, which we
         # do not sign with.
@@ -1573,8 +1723,9 @@ class DtlsConnection:
             self._install_keys(b"", premaster)
             self._state = _State.WAIT_CERTIFICATE_VERIFY
             # The server's flight is answered: no more retransmissions until its last flight.
+            # Records that waited for the keys (the Finished) are taken after the rest of this
+            # batch (_receive_handshake): the CertificateVerify may be in it, and comes first.
             self._timer = None
-            self._drain_early(now)
         elif state is _State.WAIT_CERTIFICATE_VERIFY and msg_type == HandshakeType.CERTIFICATE_VERIFY:
             signed = self._decode(DigitallySigned.parse, message)
             self._verify_peer(b"".join(self._transcript), signed)

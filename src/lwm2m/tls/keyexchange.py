@@ -1,4 +1,5 @@
-"""The ECDHE key exchange of the ECDHE_ECDSA cipher suites: its messages and its cryptography.
+"""The ECDHE key exchange of the ECDHE_ECDSA and ECDHE_PSK cipher suites: its messages and its
+cryptography.
 
 - ServerECDHParams with a named curve (RFC 8422 §5.4): ``curve_type`` named_curve (3), the
   NamedCurve, and the server's ephemeral point ``opaque point <1..2^8-1>`` in the uncompressed
@@ -6,6 +7,10 @@
 - The ServerKeyExchange of ECDHE_ECDSA (RFC 8422 §5.4): the params, then a ``digitally-signed``
   element over ``client_random + server_random + params`` (RFC 5246 §4.7, §7.4.3).
 - The ClientKeyExchange of ECDHE (RFC 8422 §5.7): the client's ephemeral point, same encoding.
+- ECDHE_PSK (RFC 5489 §2) puts the same params, unsigned, after the PSK identity hint of its
+  ServerKeyExchange, and the same point after the PSK identity of its ClientKeyExchange
+  (``lwm2m.tls.messages`` carries both parts opaque; ``ServerEcdhParams.parse`` and
+  ``EcdhClientKeyExchange.parse`` read them).
 - CertificateVerify (RFC 5246 §7.4.8): a ``digitally-signed`` element over the handshake
   messages so far.
 - The ``digitally-signed`` element of TLS 1.2 (RFC 5246 §4.7): SignatureAndHashAlgorithm,
@@ -96,6 +101,15 @@ class ServerEcdhParams:
         curve = reader.uint(2, "namedcurve")
         point = reader.vector(1, "point", 1)
         return cls(curve, point)
+
+    @classmethod
+    def parse(cls, body: bytes) -> Self:
+        """Params that fill ``body`` exactly: the part after the identity hint in the
+        ServerKeyExchange of ECDHE_PSK (RFC 5489 §2), which nothing signs."""
+        reader = _Reader(body, "ServerECDHParams")
+        out = cls.read(reader)
+        reader.done()
+        return out
 
     def to_bytes(self) -> bytes:
         curve = _uint(self.named_curve, 2, "namedcurve")

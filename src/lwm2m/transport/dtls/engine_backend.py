@@ -5,7 +5,9 @@ says when it wants its timer (RFC 6347 §4.2.4); this module only fits it to the
 layer's ``Connection`` protocol (``backend.py``) and maps our configuration onto the
 engine's ``ConnectionConfig``:
 
-- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), with the
+- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), and beside it
+  TLS_PSK_WITH_AES_128_CBC_SHA256 (LwM2M 1.1) only when the configuration's ``ciphers`` name it
+  (the CBC suites are off by default: MAC-then-encrypt is not constant-time in Python), with the
   extended master secret of RFC 7627 and PSKs of up to 64 bytes;
 - the stateless cookie of RFC 6347 §4.2.1 under a secret that rotates every
   ``COOKIE_ROTATION`` seconds (time from the caller: a cookie made under the previous secret
@@ -16,8 +18,7 @@ engine's ``ConnectionConfig``:
 - Connection IDs (RFC 9146): a server gives ``limits.cid_length`` bytes whose first is
   ``limits.node_id``; a client offers the extension with an empty CID of its own (the server
   reaches it at whatever address its records come from) and then sends the server's CID in
-  every record, so that a NAT rebinding costs no handshake.
-
+  every record, so that a NAT rebinding costs no handshake;
 - TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 and _GCM_SHA256 (RFC 7251, RFC 5289) with X.509
   certificates or raw public keys (RFC 7250), both roles, beside PSK on one server; the
   credentials are loaded by ``credentials.py``.
@@ -32,8 +33,9 @@ from collections import deque
 from typing import Final
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed
-from lwm2m.tls.connection import TLS_PSK_WITH_AES_128_CCM_8 as _PSK_CCM_8
 from lwm2m.tls.connection import (
+    TLS_PSK_WITH_AES_128_CBC_SHA256,
+    TLS_PSK_WITH_AES_128_CCM_8,
     ApplicationData,
     ConnectionClosed,
     ConnectionConfig,
@@ -61,12 +63,19 @@ from lwm2m.transport.dtls.credentials import (
 
 __all__ = ["ENGINE_SUITES", "HANDSHAKE_COST", "EngineBackend", "supports"]
 
-# The suites the engine negotiates.
-ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8, *ECDSA_SUITE_NUMBERS)
-# The engine's suite numbers by our names, and back (for ``cipher_suite()``).
-_SUITE_NAMES: Final = {_PSK_CCM_8: CipherSuite.PSK_WITH_AES_128_CCM_8} | {
-    number: name for name, number in ECDSA_SUITE_NUMBERS.items()
-}
+# The suites the engine negotiates (the CBC one beside CCM_8, and only when asked for).
+ENGINE_SUITES: Final = (
+    CipherSuite.PSK_WITH_AES_128_CCM_8,
+    CipherSuite.PSK_WITH_AES_128_CBC_SHA256,
+    *ECDSA_SUITE_NUMBERS,
+)
+# Our names of the suites and the engine's numbers: the CBC one is enabled only from ``ciphers``
+# given explicitly, never from the defaults (which list it for Mbed TLS).
+_SUITE_NUMBERS: Final = {
+    CipherSuite.PSK_WITH_AES_128_CCM_8: TLS_PSK_WITH_AES_128_CCM_8,
+    CipherSuite.PSK_WITH_AES_128_CBC_SHA256: TLS_PSK_WITH_AES_128_CBC_SHA256,
+} | ECDSA_SUITE_NUMBERS
+_SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # Bytes one server handshake in progress holds in the layer (the connection with its flight,
 # transcript and reassembly state, the layer's entry; measured with tracemalloc over 2,000
 # handshakes stalled after the ServerHello flight: 5.9 KiB each), rounded up. Mbed TLS's is
@@ -159,6 +168,10 @@ def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
     if certificate:
         return any(suite in ECDSA_SUITE_NUMBERS for suite in suites)
     return CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
+
+
+def _cbc_suites(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
+    return tuple(_SUITE_NUMBERS[c] for c in ciphers if c == CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
 
 
 def _engine_config(limits: SessionLimits, **kw: object) -> ConnectionConfig:
@@ -288,6 +301,7 @@ class _ServerFactory:
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup) if psk and config.psk_lookup is not None else None,
+            cbc_suites=_cbc_suites(config.ciphers) if psk else (),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
             certificate=certificate,
@@ -322,6 +336,7 @@ class _ClientFactory:
                 config.limits,
                 psk_identity=config.psk.identity.encode("utf-8"),
                 psk=config.psk.key,
+                cbc_suites=_cbc_suites(config.ciphers),
                 cid_length=0,
             )
             return
