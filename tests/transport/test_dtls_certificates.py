@@ -307,3 +307,23 @@ def test_the_loaders_take_any_bytes(armour: bytes, body: bytes, cut: int) -> Non
         for loader in (load_private_key, load_public_key, load_certificates):
             with contextlib.suppress(ValueError):  # anything else fails the test
                 loader(data)
+
+
+async def test_a_client_of_a_kind_the_server_does_not_take_is_refused() -> None:
+    """An RPK client of an X.509-only server, an X.509 client of an RPK-only server: each
+    handshake fails (RFC 7250 §4: no certificate type in common), and no session is kept."""
+    pki = make_pki()
+    rpk_client = DtlsClientConfig(rpk=RpkCredentials(private_pem(CLIENT_KEY), (public_pem(SERVER_KEY),)))
+    x509_only = DtlsServerConfig(certificate=pki.issue("lwm2m-server"))
+    rpk_only = DtlsServerConfig(rpk=RpkCredentials(private_pem(SERVER_KEY)))
+    for server_config, client_config in (
+        (x509_only, rpk_client),
+        (rpk_only, DtlsClientConfig(certificate=pki.issue("c"))),
+    ):
+        async with (
+            open_dtls_endpoint(server=server_config) as server,
+            open_dtls_endpoint(client=client_config) as client,
+        ):
+            with pytest.raises(DtlsHandshakeError):
+                await client.connect(server.addresses[0], timeout=5)
+            assert server.sessions() == []
