@@ -100,7 +100,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "model": frozenset({"defusedxml"}),  # DDF files come from users
     "codec": frozenset({"cbor2", "msgspec"}),
     "protocol": frozenset(),
-    "transport": frozenset({"mbedtls", "uvloop"}),  # python-mbedtls: today's DTLS backend
+    "transport": frozenset({"cryptography", "uvloop"}),  # cryptography: the DTLS credentials' files
     "storage": frozenset({"msgspec"}),
     "cluster": frozenset({"redis"}),
     "server": frozenset(),

@@ -105,9 +105,14 @@ class CertificateAuthority:
         key: ec.EllipticCurvePrivateKey | None = None,
         not_after: dt.datetime | None = None,
     ) -> Issued:
-        """An end-entity certificate; ``usage`` "client" or "server" sets the extended key usage."""
+        """An end-entity certificate; ``usage`` "client", "server" or "both" sets the extended key
+        usage."""
         key = key or p256()
-        purpose = ExtendedKeyUsageOID.CLIENT_AUTH if usage == "client" else ExtendedKeyUsageOID.SERVER_AUTH
+        purposes = {
+            "client": [ExtendedKeyUsageOID.CLIENT_AUTH],
+            "server": [ExtendedKeyUsageOID.SERVER_AUTH],
+            "both": [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH],
+        }[usage]
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
@@ -118,7 +123,7 @@ class CertificateAuthority:
             .not_valid_after(not_after or NOW + dt.timedelta(days=90))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([purpose]),
+                x509.ExtendedKeyUsage(purposes),
                 critical=False,
             )
             .add_extension(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,8 @@ def psk_client(identity: str, key: bytes, **kw: Any) -> DtlsClientConfig:
     return DtlsClientConfig(psk=PskCredentials(identity, key), **kw)
 
 
-# A small PKI made with the backend's own library.
+# A small PKI (made with ``cryptography``: a CA with the extensions RFC 5280 path validation
+# asks for, end-entity certificates "O=lwm2m tests, CN=<name>").
 @dataclass(frozen=True)
 class Pki:
     ca_pem: bytes
@@ -47,25 +47,15 @@ class Pki:
 
 
 def make_pki(ca_name: str = "Test CA") -> Pki:
-    from mbedtls import hashlib, pk
-    from mbedtls.x509 import CRT, CSR, BasicConstraints
+    from cryptography.hazmat.primitives import serialization
+    from tests.helpers.certificates import CertificateAuthority
 
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
-    later = now + dt.timedelta(days=2)
-    ca_key = pk.ECC(pk.Curve.SECP256R1)
-    ca_key.generate()
-    ca = CRT.selfsign(
-        CSR.new(ca_key, f"CN={ca_name}", hashlib.sha256()), ca_key, now, later, 1, BasicConstraints(True, -1)
-    )
-    ca_pem = ca.to_PEM().encode()
-    serial = iter(range(2, 1_000_000))
+    ca = CertificateAuthority(ca_name)
+    ca_pem = ca.certificate.public_bytes(serialization.Encoding.PEM)
 
     def issue(common_name: str) -> X509Credentials:
-        key = pk.ECC(pk.Curve.SECP256R1)
-        key.generate()
-        csr = CSR.new(key, f"O=lwm2m tests,CN={common_name}", hashlib.sha256())
-        crt = ca.sign(csr, ca_key, now, later, next(serial))
-        return X509Credentials(crt.to_PEM().encode(), key.export_key("PEM").encode(), ca_pem)
+        issued = ca.issue(common_name, usage="both")  # for a client or a server alike
+        return X509Credentials(issued.cert_pem(), issued.key_pem(), ca_pem)
 
     return Pki(ca_pem, issue)
 
@@ -140,7 +130,7 @@ def client_layer(
 
 def mbedtls_hello(identity: str = "dev-1", key: bytes = KEY) -> tuple[Any, bytes]:
     """A ClientHello (no cookie) from Mbed TLS, a peer we did not write, and its connection."""
-    from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+    from tests.helpers.mbedtls_backend import MbedtlsBackend
 
     conn = MbedtlsBackend().client(psk_client(identity, key)).connect(time.monotonic())
     conn.handshake(time.monotonic())

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.helpers.mbedtls_backend import MbedtlsBackend
 from tests.helpers.pki import (
     SERVER,
     Pki,
@@ -48,7 +49,6 @@ from lwm2m.transport.dtls import (
 )
 from lwm2m.transport.dtls.endpoint import default_backend
 from lwm2m.transport.dtls.engine_backend import COOKIE_ROTATION, EngineBackend, _Cookies
-from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
 
 HELLO = mbedtls_hello()
 FAST = SessionLimits(handshake_timeout_min=0.05, handshake_timeout_max=0.4, handshake_lifetime=3.0)
@@ -59,20 +59,24 @@ def pki() -> Pki:
     return make_pki()
 
 
-def test_psk_configurations_get_the_engine_and_certificates_mbedtls(pki: Pki) -> None:
+def test_every_configuration_gets_the_engine(pki: Pki) -> None:
     keys = {"dev-1": bytes(16)}.get
     assert default_backend(DtlsServerConfig(psk_lookup=keys)).name == "engine"
     assert default_backend(client=psk_client("dev-1", bytes(16))).name == "engine"
     assert default_backend(DtlsServerConfig(psk_lookup=keys), psk_client("dev-1", bytes(16))).name == "engine"
-    # Certificates, or the CBC suite alone: not in the engine yet.
-    assert default_backend(DtlsServerConfig(psk_lookup=keys, certificate=pki.issue("s"))).name == "mbedtls"
-    assert default_backend(client=DtlsClientConfig(certificate=pki.issue("c"))).name == "mbedtls"
+    assert default_backend(DtlsServerConfig(psk_lookup=keys, certificate=pki.issue("s"))).name == "engine"
+    assert default_backend(client=DtlsClientConfig(certificate=pki.issue("c"))).name == "engine"
+    EngineBackend().server(DtlsServerConfig(certificate=pki.issue("s")))
+    EngineBackend().client(DtlsClientConfig(certificate=pki.issue("c")))
+    # The CBC suite alone: the engine takes it only beside CCM_8.
     cbc = (CipherSuite.PSK_WITH_AES_128_CBC_SHA256,)
-    assert default_backend(client=psk_client("dev-1", bytes(16), ciphers=cbc)).name == "mbedtls"
     with pytest.raises(ValueError):
         EngineBackend().client(psk_client("dev-1", bytes(16), ciphers=cbc))
     with pytest.raises(ValueError):
-        EngineBackend().server(DtlsServerConfig(certificate=pki.issue("s")))
+        EngineBackend().server(DtlsServerConfig(psk_lookup=keys, ciphers=cbc))
+    # A certificate with only PSK suites has nothing to serve it with.
+    with pytest.raises(ValueError):
+        EngineBackend().client(DtlsClientConfig(certificate=pki.issue("c"), ciphers=cbc))
 
 
 def test_psk_and_identity_bounds_are_checked_up_front() -> None:

@@ -15,7 +15,7 @@ from lwm2m.transport.dtls.endpoint import default_backend
 from lwm2m.transport.dtls.engine_backend import EngineBackend
 
 pytest.importorskip("mbedtls.tls")
-from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+from tests.helpers.mbedtls_backend import MbedtlsBackend
 
 KEY = bytes(range(16))
 CCM_8, CBC = CipherSuite.PSK_WITH_AES_128_CCM_8, CipherSuite.PSK_WITH_AES_128_CBC_SHA256

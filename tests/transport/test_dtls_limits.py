@@ -7,6 +7,8 @@ import asyncio
 import socket
 import time
 
+from tests.helpers.mbedtls_backend import HANDSHAKE_COST, MbedtlsBackend
+
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.transport.dtls import (
     DtlsClientConfig,
@@ -20,7 +22,6 @@ from lwm2m.transport.dtls import (
 from lwm2m.transport.dtls.backend import Backend
 from lwm2m.transport.dtls.engine_backend import HANDSHAKE_COST as ENGINE_HANDSHAKE_COST
 from lwm2m.transport.dtls.engine_backend import EngineBackend
-from lwm2m.transport.dtls.mbedtls_backend import HANDSHAKE_COST, MbedtlsBackend
 from lwm2m.transport.dtls.records import is_client_hello
 from lwm2m.transport.memory import Trimmer, malloc_trim
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from lwm2m.errors import ConfigError
-from lwm2m.transport.dtls.config import X509Credentials
+from lwm2m.transport.dtls.config import RpkCredentials, X509Credentials
 from lwm2m.transport.listen import check_listener
 
 __all__ = ["DEFAULT_PORT", "HISTORY", "REQUEST_TIMEOUT", "SESSION_TIMEOUT", "BootstrapServerConfig"]
@@ -39,7 +39,9 @@ class BootstrapServerConfig:
 
     ``host``/``port``: where CoAP is served (port 0: any free port). ``coaps_port``: also serve
     CoAP over DTLS there, for endpoints that bootstrap with a PSK from the bootstrap server's
-    security store or, with ``certificate``, an X.509 certificate whose CN is the endpoint.
+    security store or, with ``certificate``, an X.509 certificate whose CN is the endpoint, or,
+    with ``rpk`` (the bootstrap server's own key pair, RFC 7250), a raw public key the security
+    store holds for the endpoint.
     ``request_timeout``: seconds for the answer to one operation, retransmissions included;
     ``session_timeout``: seconds for a whole session (§6.1.4: the client then asks again).
     ``history``: ended sessions kept for ``sessions()``.
@@ -52,9 +54,15 @@ class BootstrapServerConfig:
     request_timeout: float = REQUEST_TIMEOUT
     session_timeout: float = SESSION_TIMEOUT
     history: int = HISTORY
+    rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
         check_listener(self.host, self.port, self.coaps_port, self.certificate)
+        if self.rpk is not None:
+            if not isinstance(self.rpk, RpkCredentials):
+                raise ConfigError(f"rpk must be RpkCredentials, got {type(self.rpk).__name__}")
+            if self.coaps_port is None:
+                raise ConfigError("rpk needs coaps_port: raw public key clients come over DTLS")
         _seconds("request_timeout", self.request_timeout)
         _seconds("session_timeout", self.session_timeout)
         if type(self.history) is not int or self.history < 0:

@@ -91,7 +91,7 @@ LAYOUTS = 10_000  # device layouts remembered for Bootstrap-Packs, the least rec
 
 def security_info(endpoint: str, config: BootstrapConfig) -> Any:
     """What an LwM2M server must hold to accept the device ``config`` sets up over DTLS: a
-    ``SecurityInfo`` with the PSK (or X.509) of its first secured server account. None for an
+    ``SecurityInfo`` with the PSK (raw public key, or X.509) of its first secured server account. None for an
     all-NoSec configuration, and for the default one (no endpoint name to file it under)."""
     from lwm2m.storage.base import SecurityInfo
 
@@ -103,6 +103,8 @@ def security_info(endpoint: str, config: BootstrapConfig) -> Any:
             return SecurityInfo(endpoint, security.identity, security.key)
         if security.mode == "x509":
             return SecurityInfo(endpoint, x509=True)
+        if security.mode == "rpk":  # the client's public key (/0/x/3) is its identity (RFC 7250)
+            return SecurityInfo(endpoint, rpk=security.public_key)
     return None
 
 
@@ -132,9 +134,10 @@ class BootstrapServer:
     ``security`` is the bootstrap server's own security store (a
     :class:`~lwm2m.storage.base.SecurityStore`): the PSK each endpoint bootstraps with
     over DTLS (or ``x509``: a certificate whose CN is the endpoint, when ``certificate``
-    is given). An endpoint found there may bootstrap over DTLS only, and only as
-    itself: its Bootstrap-Request over plain CoAP, or naming another endpoint, gets 4.03
-    (the configuration holds the keys of its server accounts).
+    is given; or ``rpk``: its raw public key, when ``config.rpk`` is given). An endpoint
+    found there may bootstrap over DTLS only, and only as itself: its Bootstrap-Request over
+    plain CoAP, or naming another endpoint, gets 4.03 (the configuration holds the keys of
+    its server accounts).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class BootstrapServer:
         self.coaps_port = config.coaps_port
         self.security = security
         self._psk: dict[str, tuple[bytes, str]] = {}  # PSK identity -> (key, endpoint), for handshakes
+        self._rpk: dict[str, str] = {}  # raw public key (hex of its DER SPKI) -> endpoint
         self._psk_loaded = 0.0
         self._psk_loading: asyncio.Task[None] | None = None
         self._coaps: Any = None
@@ -186,10 +190,13 @@ class BootstrapServer:
 
         if self.security is None and self.config.certificate is None:
             raise ConfigError("coaps_port needs security= (the bootstrap PSKs) or certificate=")
+        if self.security is None and self.config.rpk is not None:
+            raise ConfigError("rpk needs security= (the endpoints' raw public keys)")
         await self._load_psks()
         config = DtlsServerConfig(
             psk_lookup=self._psk_for if self.security is not None else None,
             certificate=self.config.certificate,
+            rpk=self.config.rpk,
         )
         self._coaps = await self._stack.enter_async_context(
             open_dtls_endpoint(self.host, port, server=config, handler=self._on_secure_request)
@@ -201,6 +208,7 @@ class BootstrapServer:
             return
         infos = await self.security.all()
         self._psk = {i.psk_identity: (i.psk_key, i.endpoint) for i in infos if i.psk_identity and i.psk_key}
+        self._rpk = {i.rpk.hex(): i.endpoint for i in infos if i.rpk}
         self._psk_loaded = time.monotonic()
 
     def _psk_for(self, identity: str) -> bytes | None:
@@ -208,11 +216,14 @@ class BootstrapServer:
         known here, or keys older than PSK_REFRESH seconds, make a reload from the store for the
         client's next handshake (another process may have changed them)."""
         found = self._psk.get(identity)
+        self._reload_if_stale(known=found is not None)
+        return found[0] if found is not None else None
+
+    def _reload_if_stale(self, *, known: bool) -> None:
         age = time.monotonic() - self._psk_loaded
-        if self._psk_loading is None and (age > PSK_REFRESH or (found is None and age > 1.0)):
+        if self._psk_loading is None and (age > PSK_REFRESH or (not known and age > 1.0)):
             self._psk_loading = asyncio.get_running_loop().create_task(self._load_psks())
             self._psk_loading.add_done_callback(lambda _: setattr(self, "_psk_loading", None))
-        return found[0] if found is not None else None
 
     async def stop(self) -> None:
         self._stopping = True
@@ -330,10 +341,18 @@ class BootstrapServer:
         if identity.kind == "psk":
             found = self._psk.get(identity.name)
             endpoint = found[1] if found is not None else None
+            diagnostic = f"PSK identity {identity.name!r} belongs to no endpoint"
+        elif identity.kind == "rpk":
+            # The handshake took any key its holder proved; the store says whose it is. A key not
+            # known yet makes a reload, for the client's next request (another process may have
+            # added it), as an unknown PSK identity does.
+            endpoint = self._rpk.get(identity.name)
+            self._reload_if_stale(known=endpoint is not None)
+            diagnostic = f"raw public key {identity} belongs to no endpoint"
         else:
             endpoint = identity.name  # an X.509 client's certificate CN is its endpoint name
+            diagnostic = "the certificate names no endpoint"
         if endpoint is None:
-            diagnostic = f"PSK identity {identity.name!r} belongs to no endpoint"
             return _refuse("Bootstrap request", event.addr, Code.FORBIDDEN, diagnostic)
         return self._serve(event, self._coaps, endpoint)
 

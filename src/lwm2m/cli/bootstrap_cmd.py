@@ -183,6 +183,14 @@ def config() -> None:
 @click.option("--psk-key", default=None, envvar="LWM2M_PSK_KEY", help="coaps://: the PSK, in hex")
 @click.option("--psk-generate", is_flag=True, help="coaps://: make a random 16-byte PSK and print it once")
 @click.option(
+    "--rpk-key",
+    default=None,
+    help="coaps://: the device's EC P-256 key pair (PEM or DER) to hand out (RFC 7250)",
+)
+@click.option(
+    "--server-rpk", default=None, help="coaps://: the server's public key (PEM or DER) with --rpk-key"
+)
+@click.option(
     "--delete",
     "delete_paths",
     multiple=True,
@@ -207,6 +215,8 @@ def config_add(
     psk_identity: str | None,
     psk_key: str | None,
     psk_generate: bool,
+    rpk_key: str | None,
+    server_rpk: str | None,
     delete_paths: tuple[str, ...],
     discover: bool,
     no_provision: bool,
@@ -230,6 +240,10 @@ def config_add(
         if psk_key is None:
             fail("--psk-identity needs --psk-key or --psk-generate")
         security = {"mode": "psk", "identity": psk_identity or endpoint, "key": psk_key}
+    if rpk_key is not None or server_rpk is not None:
+        if security["mode"] != "nosec":
+            fail("give a PSK or --rpk-key with --server-rpk, not both")
+        security = _rpk_security(rpk_key, server_rpk)
     body: dict[str, Any] = {
         "servers": [
             {
@@ -265,7 +279,7 @@ def config_add(
             try:
                 await keeper.put(info)
             except ValueError as exc:
-                fail(f"stored, but the security store refused the PSK: {exc}")
+                fail(f"stored, but the security store refused the keys: {exc}")
             return True
 
         provisioned = _with_store(data, work)
@@ -273,7 +287,38 @@ def config_add(
     if psk_generate:
         click.echo(f"PSK identity {security['identity']!r}, key {psk_key} (shown only now)")
     if provisioned:
-        click.echo(f"the LwM2M server's security store now knows {endpoint!r} by that PSK")
+        by = "raw public key" if security["mode"] == "rpk" else "PSK"
+        click.echo(f"the LwM2M server's security store now knows {endpoint!r} by that {by}")
+
+
+def _rpk_security(rpk_key: str | None, server_rpk: str | None) -> dict[str, Any]:
+    """The ``"mode": "rpk"`` security of a server account from ``--rpk-key``/``--server-rpk``:
+    the device's public and private keys and the server's public key, DER in hex (§E.1)."""
+    if rpk_key is None or server_rpk is None:
+        fail("give --rpk-key and --server-rpk together")
+    from lwm2m.transport.dtls.credentials import load_public_key, own_public_key, private_key_der
+
+    try:
+        with open(rpk_key, "rb") as f:
+            pair = f.read()
+        with open(server_rpk, "rb") as f:
+            server = f.read()
+    except OSError as exc:
+        fail(f"cannot read the raw public key files: {exc}")
+    try:
+        public, private = own_public_key(pair), private_key_der(pair)
+    except ValueError as exc:
+        fail(f"--rpk-key {rpk_key}: {exc}")
+    try:
+        server_public = load_public_key(server)
+    except ValueError as exc:
+        fail(f"--server-rpk {server_rpk}: {exc}")
+    return {
+        "mode": "rpk",
+        "publicKey": public.hex(),
+        "privateKey": private.hex(),
+        "serverPublicKey": server_public.hex(),
+    }
 
 
 def _quote(endpoint: str) -> str:

@@ -324,18 +324,27 @@ def dtls_credentials(
     cert: str | None,
     key: str | None,
     ca: str | None,
+    rpk_key: str | None = None,
+    server_rpk: str | None = None,
 ) -> dict[str, Any]:
-    """``ClientConfig``'s psk= or certificate= from the options; coaps:// needs exactly one kind."""
-    from lwm2m.transport.dtls.config import PskCredentials, X509Credentials
+    """``ClientConfig``'s psk=, certificate= or rpk= from the options; coaps:// needs exactly one kind."""
+    from lwm2m.transport.dtls.config import PskCredentials, RpkCredentials, X509Credentials
 
     psk_given = psk_identity is not None or psk_key is not None
     cert_given = cert is not None or key is not None or ca is not None
+    rpk_given = rpk_key is not None or server_rpk is not None
     if scheme != "coaps":
-        if psk_given or cert_given:
-            fail("--psk-identity/--psk-key and --cert/--key/--ca go with a coaps:// server")
+        if psk_given or cert_given or rpk_given:
+            fail(
+                "--psk-identity/--psk-key, --cert/--key/--ca and --rpk-key/--server-rpk go with a"
+                " coaps:// server"
+            )
         return {}
-    if psk_given == cert_given:
-        fail(f"--server {server_uri}: give --psk-identity with --psk-key, or --cert with --key and --ca")
+    if psk_given + cert_given + rpk_given != 1:
+        fail(
+            f"--server {server_uri}: give --psk-identity with --psk-key, --cert with --key and --ca,"
+            " or --rpk-key with --server-rpk"
+        )
     if psk_given:
         if psk_identity is None or psk_key is None:
             fail("give --psk-identity and --psk-key together")
@@ -343,6 +352,24 @@ def dtls_credentials(
             return {"psk": PskCredentials.from_hex(psk_identity, psk_key)}
         except ValueError as exc:
             fail(f"--psk-key: {exc}")
+    if rpk_given:
+        if rpk_key is None or server_rpk is None:
+            fail("give --rpk-key and --server-rpk together")
+        from lwm2m.transport.dtls.credentials import load_private_key, load_public_key
+
+        try:
+            rpk = RpkCredentials.from_files(rpk_key, server_rpk)
+        except OSError as exc:
+            fail(f"cannot read the raw public key files: {exc}")
+        try:
+            load_private_key(rpk.private_key)
+        except ValueError as exc:
+            fail(f"--rpk-key {rpk_key}: {exc}")
+        try:
+            load_public_key(rpk.peer_public_keys[0])
+        except ValueError as exc:
+            fail(f"--server-rpk {server_rpk}: {exc}")
+        return {"rpk": rpk}
     if cert is None or key is None or ca is None:
         fail("give --cert, --key and --ca together")
     try:
@@ -443,6 +470,12 @@ def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
 @click.option("--cert", default=None, help="coaps://: the client's certificate (PEM)")
 @click.option("--key", "cert_key", default=None, help="coaps://: the private key of --cert (PEM)")
 @click.option("--ca", default=None, help="coaps://: authorities (PEM) the server's certificate must chain to")
+@click.option(
+    "--rpk-key", default=None, help="coaps://: the client's EC P-256 key pair (PEM or DER), RFC 7250"
+)
+@click.option(
+    "--server-rpk", default=None, help="coaps://: the server's public key (PEM or DER) with --rpk-key"
+)
 def client(
     server_uris: tuple[str, ...],
     bootstrap_uri: str | None,
@@ -457,6 +490,8 @@ def client(
     cert: str | None,
     cert_key: str | None,
     ca: str | None,
+    rpk_key: str | None,
+    server_rpk: str | None,
 ) -> None:
     """Run one LwM2M device and show what the server asks of it."""
     from lwm2m.client import Client, ServerUri
@@ -481,10 +516,20 @@ def client(
         # The DTLS options go with the coaps:// servers (all of them share these credentials).
         keyed = secure[0] if secure else servers[0][1]
         credentials = dtls_credentials(
-            keyed, "coaps" if secure else "coap", psk_identity, psk_key, cert, cert_key, ca
+            keyed,
+            "coaps" if secure else "coap",
+            psk_identity,
+            psk_key,
+            cert,
+            cert_key,
+            ca,
+            rpk_key,
+            server_rpk,
         )
     else:
-        credentials = dtls_credentials(given, uri.scheme, psk_identity, psk_key, cert, cert_key, ca)
+        credentials = dtls_credentials(
+            given, uri.scheme, psk_identity, psk_key, cert, cert_key, ca, rpk_key, server_rpk
+        )
     if not endpoint.strip():
         fail("--endpoint: the endpoint name is empty")
     if profile not in known:
@@ -496,7 +541,7 @@ def client(
     except Exception as exc:  # a profile that cannot build its device: name it
         fail(f"--profile {profile}: {exc}")
     if servers:
-        keys = {"psk": credentials.get("psk"), "certificate": credentials.get("certificate")}
+        keys = {k: credentials.get(k) for k in ("psk", "certificate", "rpk")}
         acl = default_acl(objects, servers[0][0]) if len(servers) > 1 else []
         objects = [*account_objects(servers, keys, lifetime), *objects, *acl]
         credentials = {}  # they are in the accounts now

@@ -114,6 +114,25 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
         fail(f"cannot read the DTLS certificate files: {exc}")
 
 
+def dtls_rpk(coaps_port: int | None, key: str | None) -> Any:
+    """The server's raw public key credentials from ``--dtls-rpk-key`` (RFC 7250), or None."""
+    if key is None:
+        return None
+    if coaps_port is None:
+        fail("--dtls-rpk-key needs --coaps-port")
+    from lwm2m.transport.dtls.config import RpkCredentials
+    from lwm2m.transport.dtls.credentials import load_private_key
+
+    try:
+        credentials = RpkCredentials.from_files(key)
+        load_private_key(credentials.private_key)  # a key that cannot serve fails now, not per handshake
+    except OSError as exc:
+        fail(f"cannot read --dtls-rpk-key: {exc}")
+    except ValueError as exc:
+        fail(f"--dtls-rpk-key {key}: {exc}")
+    return credentials
+
+
 def state_limits(exchange_lifetime: float | None, handshake_lifetime: float | None) -> dict[str, Any]:
     """``ServerConfig`` fields from ``--exchange-lifetime`` and ``--dtls-handshake-lifetime``."""
     options: dict[str, Any] = {}
@@ -363,6 +382,12 @@ async def serve(
 @click.option("--dtls-key", default=None, help="the private key of --dtls-cert (PEM)")
 @click.option("--dtls-ca", default=None, help="authorities (PEM) that client certificates must chain to")
 @click.option(
+    "--dtls-rpk-key",
+    default=None,
+    help="the server's EC P-256 key pair (PEM or DER) for raw public key clients (RFC 7250); with"
+    " --dtls-cert, its key",
+)
+@click.option(
     "--bootstrap-port",
     default=None,
     type=click.IntRange(0, 65535),
@@ -406,6 +431,7 @@ def server(
     dtls_cert: str | None,
     dtls_key: str | None,
     dtls_ca: str | None,
+    dtls_rpk_key: str | None,
     bootstrap_port: int | None,
     awake_time: float,
     allowed_hosts: tuple[str, ...],
@@ -433,6 +459,7 @@ def server(
             port=coap_port,
             coaps_port=coaps_port,
             certificate=dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca),
+            rpk=dtls_rpk(coaps_port, dtls_rpk_key),
             awake_time=awake_time,
             **registration_config(limits),
             **state_limits(exchange_lifetime, dtls_handshake_lifetime),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
-from lwm2m.transport.dtls.config import PskCredentials, X509Credentials
+from lwm2m.transport.dtls.config import PskCredentials, RpkCredentials, X509Credentials
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 BINDING_MODES = "UTSNQ"  # LwM2M-TS-Core 1.2 §6.2.1.1: UDP, TCP, SMS, Non-IP, and Q (1.0's queue mode)
@@ -28,9 +28,10 @@ class ClientConfig:
     ``lifetime`` and ``binding`` seed the Server object (/1/x/1, /1/x/7) when the client makes
     it; afterwards that object is what counts. ``awake_time`` is the queue-mode window after
     the last exchange (LwM2M-TS-Core 1.2 §6.5). ``retry_initial`` to ``retry_max`` is the
-    exponential back-off of failed registrations. ``psk`` or ``certificate`` (never both) are
-    the DTLS credentials of a ``coaps://`` server (RFC 7252 §9.1), or of a ``coaps://``
-    bootstrap server when no server is given.
+    exponential back-off of failed registrations. ``psk``, ``certificate`` or ``rpk`` (a raw
+    public key with the server's, RFC 7250; one of the three) are the DTLS credentials of a
+    ``coaps://`` server (RFC 7252 §9.1), or of a ``coaps://`` bootstrap server when no server
+    is given.
     """
 
     lifetime: int = 86400
@@ -49,6 +50,7 @@ class ClientConfig:
     bootstrap_after_failures: int = 3
     psk: PskCredentials | None = None
     certificate: X509Credentials | None = None
+    rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
         if self.lwm2m_version not in SUPPORTED_VERSIONS:
@@ -77,8 +79,11 @@ class ClientConfig:
             raise ConfigError(
                 f"bootstrap_after_failures {self.bootstrap_after_failures!r}: expected a positive count"
             )
-        if self.psk is not None and self.certificate is not None:
-            raise ConfigError("psk and certificate: give one set of DTLS credentials, not both")
+        given = [n for n, c in (("psk", self.psk), ("certificate", self.certificate), ("rpk", self.rpk)) if c]
+        if len(given) > 1:
+            raise ConfigError(f"{' and '.join(given)}: give one set of DTLS credentials, not more")
+        if self.rpk is not None and not self.rpk.peer_public_keys:
+            raise ConfigError("rpk needs the server's public key (RpkCredentials.peer_public_keys)")
 
     def replace(self, **changes: object) -> ClientConfig:
         """A copy with ``changes``, checked again."""

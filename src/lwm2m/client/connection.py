@@ -1,5 +1,14 @@
 """How a client reaches a server: its URI, and the DTLS credentials of a Security instance
-(LwM2M-TS-Core 1.2 §E.1: Security Mode, Public Key or Identity, Secret Key, Server Public Key)."""
+(LwM2M-TS-Core 1.2 §E.1: Security Mode, Public Key or Identity, Secret Key, Server Public Key,
+Certificate Usage).
+
+Raw public key mode (1): /0/x/3 our public key, /0/x/5 our private key, /0/x/4 the server's
+public key (RFC 7250), which the server must present. Certificate mode (2): /0/x/3 our
+certificate, /0/x/5 its private key, /0/x/4 the server's certificate or its authority; with
+certificate usage (/0/x/15, RFC 6698 §2.1.1) 1 or 3, the first certificate of /0/x/4 is the
+server's own, pinned (3: nothing more is checked; 1: it must also chain to /0/x/4's other
+certificates, or to itself when there is none); without it, or with 0 or 2, the server's
+chain must validate against the certificates of /0/x/4."""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ from urllib.parse import urlsplit
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError
-from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, X509Credentials
+from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, RpkCredentials, X509Credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +67,63 @@ def dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
         except UnicodeDecodeError:
             raise ValueError("the PSK identity is not UTF-8 text") from None
         return DtlsClientConfig(psk=PskCredentials(name, secret))
+    server_key = security.get(Security.SERVER_KEY) or b""
+    if mode == SecurityMode.RPK:
+        if not secret or not server_key:
+            raise ValueError("raw public key mode without a private key or the server's public key")
+        return DtlsClientConfig(rpk=RpkCredentials(secret, (server_key,)))
     if mode == SecurityMode.CERTIFICATE:
         if not identity or not secret:
             raise ValueError("certificate mode without a certificate or a private key")
-        trusted = security.get(Security.SERVER_KEY) or b""
-        return DtlsClientConfig(certificate=X509Credentials(identity, secret, trusted))
+        usage = security.get(Security.CERTIFICATE_USAGE)
+        if usage is not None and int(usage) in (1, 3):
+            if not server_key:
+                raise ValueError(f"certificate usage {usage} without the server's certificate (/0/x/4)")
+            pinned, anchors = _split(server_key)
+            trusted = anchors or pinned if int(usage) == 1 else b""
+            certificate = X509Credentials(identity, secret, trusted, int(usage), pinned)
+            return DtlsClientConfig(certificate=certificate)
+        return DtlsClientConfig(certificate=X509Credentials(identity, secret, server_key))
     raise ValueError(f"security mode {mode} is not supported by this client")
 
 
-def credentials(psk: PskCredentials | None, certificate: X509Credentials | None) -> dict[str, Any]:
+_PEM_END = b"-----END CERTIFICATE-----"
+
+
+def _split(server_key: bytes) -> tuple[bytes, bytes]:
+    """The first certificate of /0/x/4 and the rest (PEM); one DER certificate has no rest."""
+    if _PEM_END not in server_key:
+        return server_key, b""
+    first, _, rest = server_key.partition(_PEM_END)
+    return first + _PEM_END + b"\n", rest.strip()
+
+
+def credentials(
+    psk: PskCredentials | None, certificate: X509Credentials | None, rpk: RpkCredentials | None = None
+) -> dict[str, Any]:
     """The Security object's mode and keys for the given DTLS credentials (LwM2M-TS-Core 1.2 §E.1)."""
     if psk is not None:
         return {"mode": SecurityMode.PSK, "identity": psk.identity.encode(), "secret_key": psk.key}
     if certificate is not None:
+        usage = certificate.certificate_usage
         return {
             "mode": SecurityMode.CERTIFICATE,
             "identity": certificate.certificate,
             "secret_key": certificate.private_key,
-            "server_key": certificate.trusted,
+            "server_key": certificate.server_certificate if usage is not None else certificate.trusted,
+            "certificate_usage": usage,
+        }
+    if rpk is not None:
+        from lwm2m.transport.dtls.credentials import own_public_key
+
+        try:
+            own = own_public_key(rpk.private_key)  # the public half, as its DER SubjectPublicKeyInfo
+        except ValueError as exc:
+            raise ConfigError(f"rpk: {exc}") from None
+        return {
+            "mode": SecurityMode.RPK,
+            "identity": own,
+            "secret_key": rpk.private_key,
+            "server_key": rpk.peer_public_keys[0] if rpk.peer_public_keys else b"",
         }
     return {}

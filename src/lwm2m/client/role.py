@@ -103,25 +103,29 @@ class Client:
     ) -> None:
         config = config or ClientConfig()
         self.config = config
-        psk, certificate = config.psk, config.certificate
+        psk, certificate, rpk = config.psk, config.certificate, config.rpk
+        secure = psk is not None or certificate is not None or rpk is not None
         if not endpoint:
             raise ConfigError("the endpoint name is empty")
         self.endpoint_name = endpoint
         self.server_uri: ServerUri | None = None  # None until a bootstrap gives a server account
         if server is not None:
             self.server_uri = ServerUri.parse(server)
-            if (self.server_uri.scheme == "coaps") != (psk is not None or certificate is not None):
-                raise ConfigError(f"server {server!r}: coaps:// takes psk= or certificate=, coap:// neither")
+            if (self.server_uri.scheme == "coaps") != secure:
+                raise ConfigError(
+                    f"server {server!r}: coaps:// takes psk=, certificate= or rpk=, coap:// none of them"
+                )
         # DTLS credentials (RFC 7252 §9.1): a PSK or a certificate, never both.
         self._dtls: DtlsClientConfig | None = None
-        if server is not None and (psk is not None or certificate is not None):
-            self._dtls = DtlsClientConfig(psk=psk, certificate=certificate)
+        if server is not None and secure:
+            self._dtls = DtlsClientConfig(psk=psk, certificate=certificate, rpk=rpk)
         if bootstrap is not None:
             scheme = ServerUri.parse(bootstrap).scheme
             # Without a server, psk= or certificate= are the bootstrap server account's credentials.
-            if server is None and (scheme == "coaps") != (psk is not None or certificate is not None):
+            if server is None and (scheme == "coaps") != secure:
                 raise ConfigError(
-                    f"bootstrap {bootstrap!r}: coaps:// takes psk= or certificate=, coap:// neither"
+                    f"bootstrap {bootstrap!r}: coaps:// takes psk=, certificate= or rpk=,"
+                    " coap:// none of them"
                 )
             if server is not None and scheme == "coaps":
                 # psk= and certificate= are the server's then; the bootstrap account needs its own keys.
@@ -144,7 +148,7 @@ class Client:
         if bootstrap is not None and not any(i.get(Security.BOOTSTRAP) for i in securities):
             # The bootstrap server account first, at /0/0 where bootstrap servers expect it.
             free = self.tree.objects[0].free_id() if securities else 0
-            keys = credentials(psk, certificate) if server is None else {}
+            keys = credentials(psk, certificate, rpk) if server is None else {}
             self.tree.add(Security(free, uri=bootstrap, bootstrap=True, short_server_id=None, **keys))
         given_accounts = [i for i in self.tree.instances(0) if not i.get(Security.BOOTSTRAP)]
         if server is None and not any(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
@@ -156,7 +160,9 @@ class Client:
         if server is not None:
             if all(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
                 free = self.tree.objects[0].free_id() if 0 in self.tree.objects else 0
-                self.tree.add(Security(free, uri=server, short_server_id=1, **credentials(psk, certificate)))
+                self.tree.add(
+                    Security(free, uri=server, short_server_id=1, **credentials(psk, certificate, rpk))
+                )
             if not self.tree.instances(1):
                 self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
         if 3 not in self.tree.objects:

@@ -15,7 +15,7 @@ from lwm2m.errors import ConfigError
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT
 from lwm2m.server.registrar import RegistrationLimits
 from lwm2m.server.security import NOSEC_POLICIES, NosecPolicy
-from lwm2m.transport.dtls.config import SessionLimits, X509Credentials
+from lwm2m.transport.dtls.config import RpkCredentials, SessionLimits, X509Credentials
 from lwm2m.transport.listen import check_listener
 
 __all__ = ["ServerConfig"]
@@ -48,7 +48,9 @@ class ServerConfig:
     security store with mode ``nosec``. ``awake_time``: seconds a queue-mode client is taken to
     be reachable after it sent something, ``queue_timeout``: seconds a request waits for a
     sleeping one to wake (None: no limit; LwM2M-TS-Core 1.2 §6.5). ``expiry_interval``: seconds
-    between two sweeps of expired registrations.
+    between two sweeps of expired registrations. ``rpk``: the server's own key pair for raw
+    public key clients (RFC 7250), which the security store names by their keys (needs
+    ``coaps_port``; with ``certificate`` too, the certificate's key).
     """
 
     host: str = "127.0.0.1"
@@ -62,9 +64,15 @@ class ServerConfig:
     awake_time: float = MAX_TRANSMIT_WAIT
     queue_timeout: float | None = 300.0
     expiry_interval: float = 1.0
+    rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
         check_listener(self.host, self.port, self.coaps_port, self.certificate)
+        if self.rpk is not None:
+            if not isinstance(self.rpk, RpkCredentials):
+                raise ConfigError(f"rpk must be RpkCredentials, got {type(self.rpk).__name__}")
+            if self.coaps_port is None:
+                raise ConfigError("rpk needs coaps_port: raw public key clients come over DTLS")
         if self.dtls_limits is not None and not isinstance(self.dtls_limits, SessionLimits):
             raise ConfigError(f"dtls_limits must be SessionLimits, got {type(self.dtls_limits).__name__}")
         if self.coap is not None and not isinstance(self.coap, EndpointConfig):

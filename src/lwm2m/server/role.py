@@ -186,6 +186,7 @@ class Server:
             config = DtlsServerConfig(
                 psk_lookup=self.security.psk_for,
                 certificate=self.config.certificate,
+                rpk=self.config.rpk,
                 limits=self.config.dtls_limits or SessionLimits(),
             )
             self._coaps = await self._stack.enter_async_context(

@@ -28,6 +28,7 @@ class Security(ObjectInstance):
 
     URI, BOOTSTRAP, MODE, IDENTITY, SERVER_KEY, SECRET_KEY = 0, 1, 2, 3, 4, 5
     SHORT_SERVER_ID, HOLD_OFF = 10, 11
+    CERTIFICATE_USAGE = 15  # LwM2M 1.1: how /0/x/4 constrains the server's certificate (RFC 6698)
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Security(ObjectInstance):
         server_key: bytes = b"",
         short_server_id: int | None = 1,
         hold_off: int = 0,
+        certificate_usage: int | None = None,
     ) -> None:
         values: dict[int, object] = {
             self.URI: uri,
@@ -53,6 +55,8 @@ class Security(ObjectInstance):
         }
         if short_server_id is not None and not bootstrap:
             values[self.SHORT_SERVER_ID] = short_server_id
+        if certificate_usage is not None:
+            values[self.CERTIFICATE_USAGE] = certificate_usage
         super().__init__(instance_id, values)
 
     @property

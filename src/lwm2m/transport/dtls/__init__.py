@@ -1,8 +1,9 @@
 """DTLS 1.2 for CoAP (``coaps://``): a session layer of ours over a narrow TLS backend interface.
 
 ``config`` (credentials, cipher suites, limits) and ``events`` import no TLS
-library; the backend is chosen when an endpoint is made: our own engine (``lwm2m.tls``)
-for PSK, Mbed TLS for certificates (a missing ``dtls`` extra then raises ``DtlsUnavailable``).
+library; the backend is our own engine (``lwm2m.tls``) for PSK, X.509 certificates and raw
+public keys (RFC 7250); it needs ``cryptography``, the ``dtls`` extra (without it making an
+endpoint raises ``DtlsUnavailable``).
 """
 
 from lwm2m.errors import (
@@ -23,6 +24,7 @@ from lwm2m.transport.dtls.config import (
     DtlsServerConfig,
     PeerIdentity,
     PskCredentials,
+    RpkCredentials,
     SessionLimits,
     X509Credentials,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "NoDtlsSession",
     "PeerIdentity",
     "PskCredentials",
+    "RpkCredentials",
     "SessionClosed",
     "SessionEnded",
     "SessionEstablished",

@@ -2,10 +2,10 @@
 
 The session layer (``layer.py``) owns sockets' worth of datagrams, peers,
 timers, limits and routing; a backend only turns bytes into bytes for one
-connection at a time. Two backends exist: our own sans-IO engine ``lwm2m.tls``
-(``engine_backend.py``, the default for PSK with TLS_PSK_WITH_AES_128_CCM_8) and Mbed TLS
-through python-mbedtls (``mbedtls_backend.py``: certificates and the CBC suite);
-``endpoint.default_backend`` chooses. The retransmission timer is the backend's
+connection at a time. The package's backend is our own sans-IO engine ``lwm2m.tls``
+(``engine_backend.py``: PSK, X.509 and raw public keys), which ``endpoint.default_backend``
+gives; the tests drive Mbed TLS through the same protocol as a peer we did not write
+(``tests/helpers/mbedtls_backend.py``). The retransmission timer is the backend's
 (``get_timer``), so that the layer never guesses at a library's clock. This module imports
 no backend, so a backend may import it.
 """

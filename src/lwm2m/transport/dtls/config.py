@@ -24,6 +24,7 @@ __all__ = [
     "PeerIdentity",
     "PskCredentials",
     "PskLookup",
+    "RpkCredentials",
     "SessionLimits",
     "X509Credentials",
 ]
@@ -95,11 +96,27 @@ def _read(value: bytes | str | os.PathLike[str]) -> bytes:
 @dataclass(frozen=True, slots=True)
 class X509Credentials:
     """An own certificate chain (PEM or DER, own certificate first) with its private key, and the
-    certificates of the authorities a peer's certificate must chain to. ``repr`` hides the key."""
+    certificates of the authorities a peer's certificate must chain to. ``repr`` hides the key.
+
+    A peer's certificate must chain to ``trusted`` (one or more CA certificates, PEM or DER):
+    with none, X.509 peers are refused, as nothing vouches for them. A client may instead pin
+    the server's certificate with ``certificate_usage`` (LwM2M Security /0/x/15, the values of
+    RFC 6698 §2.1.1): 1 "service certificate constraint", the server's certificate must be
+    ``server_certificate`` and chain to ``trusted``; 3 "domain-issued certificate", it must be
+    ``server_certificate``, with no path validation."""
 
     certificate: bytes
     private_key: bytes = field(repr=False)
-    trusted: bytes = b""  # PEM, one or more CA certificates; empty: the peer is not verified
+    trusted: bytes = b""
+    certificate_usage: int | None = None
+    server_certificate: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.certificate_usage is not None:
+            if self.certificate_usage not in (1, 3):
+                raise ValueError(f"certificate usage {self.certificate_usage} is not 1 or 3")
+            if not self.server_certificate:
+                raise ValueError("a certificate usage needs the server certificate it pins")
 
     @classmethod
     def from_files(
@@ -109,6 +126,28 @@ class X509Credentials:
         trusted: str | os.PathLike[str] | None = None,
     ) -> X509Credentials:
         return cls(_read(certificate), _read(private_key), b"" if trusted is None else _read(trusted))
+
+
+@dataclass(frozen=True, slots=True)
+class RpkCredentials:
+    """A raw public key (RFC 7250): our own secp256r1 key pair (``private_key``, PEM or DER,
+    PKCS#8 or SEC 1) and the peers' public keys we trust (each PEM or DER
+    SubjectPublicKeyInfo). A client needs the server's key; a server with none accepts any
+    client that proves it holds its key, and the application decides by that key (the
+    LwM2M server looks it up in its security store). ``repr`` hides the private key."""
+
+    private_key: bytes = field(repr=False)
+    peer_public_keys: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.private_key:
+            raise ValueError("a raw public key needs its private key")
+
+    @classmethod
+    def from_files(
+        cls, private_key: str | os.PathLike[str], *peer_public_keys: str | os.PathLike[str]
+    ) -> RpkCredentials:
+        return cls(_read(private_key), tuple(_read(p) for p in peer_public_keys))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,17 +238,20 @@ class SessionLimits:
 class DtlsServerConfig:
     """The accepting side: PSKs found per identity by ``psk_lookup`` (called during the handshake,
     so it must answer at once: a dictionary or an in-memory cache), and/or a certificate that
-    clients see, with ``certificate.trusted`` the authorities their certificates must chain to
-    (a client certificate is required when ``certificate`` is given)."""
+    clients see, with ``certificate.trusted`` the authorities their certificates must chain to,
+    and/or a raw public key (``rpk``) for clients that present one (RFC 7250). With a
+    certificate or a raw public key the client must present its own (mutual authentication);
+    with both, they share one key pair (the certificate's)."""
 
     psk_lookup: PskLookup | None = None
     certificate: X509Credentials | None = None
     ciphers: tuple[CipherSuite, ...] = ()  # default: the PSK and/or certificate suites configured
     limits: SessionLimits = field(default_factory=SessionLimits)
+    rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
-        if self.psk_lookup is None and self.certificate is None:
-            raise ValueError("a DTLS server needs psk_lookup, a certificate, or both")
+        if self.psk_lookup is None and self.certificate is None and self.rpk is None:
+            raise ValueError("a DTLS server needs psk_lookup, a certificate, a raw public key, or some")
 
     @property
     def cipher_suites(self) -> tuple[CipherSuite, ...]:
@@ -218,26 +260,31 @@ class DtlsServerConfig:
         suites: tuple[CipherSuite, ...] = ()
         if self.psk_lookup is not None:
             suites += PSK_SUITES
-        if self.certificate is not None:
+        if self.certificate is not None or self.rpk is not None:
             suites += CERTIFICATE_SUITES
         return suites
 
 
 @dataclass(frozen=True, slots=True)
 class DtlsClientConfig:
-    """The connecting side: a PSK or a certificate. With a certificate, ``certificate.trusted``
-    holds the authorities the server's certificate must chain to, and ``server_name``
-    (if given) must match it."""
+    """The connecting side: a PSK, a certificate or a raw public key. With a certificate,
+    ``certificate.trusted`` holds the authorities the server's certificate must chain to, and
+    ``server_name`` (if given) must match it; with a raw public key, the server must present
+    one of ``rpk.peer_public_keys``."""
 
     psk: PskCredentials | None = None
     certificate: X509Credentials | None = None
     ciphers: tuple[CipherSuite, ...] = ()
     server_name: str | None = None
     limits: SessionLimits = field(default_factory=SessionLimits)
+    rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
-        if (self.psk is None) == (self.certificate is None):
-            raise ValueError("a DTLS client needs either a PSK or a certificate")
+        if sum(c is not None for c in (self.psk, self.certificate, self.rpk)) != 1:
+            raise ValueError("a DTLS client needs one of a PSK, a certificate or a raw public key")
+        if self.rpk is not None and not self.rpk.peer_public_keys:
+            # Without the server's key anyone could answer for the server.
+            raise ValueError("a raw public key client needs the server's public key")
 
     @property
     def cipher_suites(self) -> tuple[CipherSuite, ...]:

@@ -63,26 +63,15 @@ _SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, 
 def default_backend(
     server: DtlsServerConfig | None = None, client: DtlsClientConfig | None = None
 ) -> Backend:
-    """The backend for these configurations: our own engine (``lwm2m.tls``) for PSK with
-    TLS-PSK-WITH-AES-128-CCM-8, Mbed TLS through python-mbedtls for what the engine does not
-    do yet (certificates, the CBC suite without CCM_8)."""
-    from lwm2m.transport.dtls.engine_backend import EngineBackend, supports
-
-    sides = [c for c in (server, client) if c is not None]
-    if sides and all(supports(c.cipher_suites, certificate=c.certificate is not None) for c in sides):
-        return EngineBackend()
-    return mbedtls_backend()
-
-
-def mbedtls_backend() -> Backend:
-    """Mbed TLS through python-mbedtls (``pip install 'lwm2m[dtls]'``)."""
+    """The backend for these configurations: our own engine (``lwm2m.tls``), for PSK,
+    certificates and raw public keys alike. It needs ``cryptography`` (the ``dtls`` extra)."""
     try:
-        from lwm2m.transport.dtls.mbedtls_backend import MbedtlsBackend
+        from lwm2m.transport.dtls.engine_backend import EngineBackend
     except ImportError as exc:
         raise DtlsUnavailable(
-            "DTLS needs python-mbedtls: install the dtls extra (pip install 'lwm2m[dtls]')"
+            "DTLS needs the cryptography package: install the dtls extra (pip install 'lwm2m[dtls]')"
         ) from exc
-    return MbedtlsBackend()
+    return EngineBackend()
 
 
 class CoapDtlsEndpoint(CoapUdpEndpoint):

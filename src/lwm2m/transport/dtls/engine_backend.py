@@ -1,4 +1,4 @@
-"""The DTLS backend on our own sans-IO engine, ``lwm2m.tls`` (RFC 6347, RFC 4279, RFC 9146).
+"""The DTLS backend on our own sans-IO engine, ``lwm2m.tls`` (RFC 6347, RFC 4279, RFC 9146, RFC 8422).
 
 The engine's ``DtlsConnection`` already speaks in datagrams, takes the time as ``now`` and
 says when it wants its timer (RFC 6347 §4.2.4); this module only fits it to the session
@@ -34,13 +34,15 @@ engine's ``ConnectionConfig``:
   old socket) makes an abbreviated handshake. The engine offers it only with the PSK it was
   made with (its credential binding).
 
+- TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 and _GCM_SHA256 (RFC 7251, RFC 5289) with X.509
+  certificates or raw public keys (RFC 7250), both roles, beside PSK on one server; the
+  credentials are loaded by ``credentials.py``.
+
 The engine is given wall-clock seconds as ``now``: the layer's clock is a monotonic one (it
 starts anew with each process), but a parked session, a session's creation time (from which
 the lifetimes of RFC 5077 §3.3 tickets and of cached sessions count) and ticket keys outlive a
 restart. :class:`_WallClock` shifts the layer's times by one offset, fixed when first needed,
 and shifts the engine's timers back, so that both clocks advance together.
-
-Certificates are not in the engine yet: ``endpoint.default_backend`` keeps Mbed TLS for them.
 """
 
 from __future__ import annotations
@@ -79,21 +81,34 @@ from lwm2m.transport.dtls.config import (
     PskLookup,
     SessionLimits,
 )
+from lwm2m.transport.dtls.credentials import (
+    ECDSA_SUITE_NUMBERS,
+    client_credentials,
+    peer_identity,
+    server_credentials,
+)
 
 __all__ = ["ENGINE_SUITES", "HANDSHAKE_COST", "EngineBackend", "supports"]
 
 # The suites the engine negotiates (the CBC one beside CCM_8, and only when asked for).
-ENGINE_SUITES: Final = (CipherSuite.PSK_WITH_AES_128_CCM_8, CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
+ENGINE_SUITES: Final = (
+    CipherSuite.PSK_WITH_AES_128_CCM_8,
+    CipherSuite.PSK_WITH_AES_128_CBC_SHA256,
+    *ECDSA_SUITE_NUMBERS,
+)
 # Our names of the suites and the engine's numbers: the CBC one is enabled only from ``ciphers``
 # given explicitly, never from the defaults (which list it for Mbed TLS).
-_SUITE_NUMBERS: Final = dict(
-    zip(ENGINE_SUITES, (TLS_PSK_WITH_AES_128_CCM_8, TLS_PSK_WITH_AES_128_CBC_SHA256), strict=True)
-)
+_SUITE_NUMBERS: Final = {
+    CipherSuite.PSK_WITH_AES_128_CCM_8: TLS_PSK_WITH_AES_128_CCM_8,
+    CipherSuite.PSK_WITH_AES_128_CBC_SHA256: TLS_PSK_WITH_AES_128_CBC_SHA256,
+} | ECDSA_SUITE_NUMBERS
 _SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # Bytes one server handshake in progress holds in the layer (the connection with its flight,
 # transcript and reassembly state, the layer's entry; measured with tracemalloc over 2,000
 # handshakes stalled after the ServerHello flight: 5.9 KiB each), rounded up. Mbed TLS's is
 # 90 KiB: a 64 MiB budget holds 8,192 of ours against its 728.
+# An ECDHE-ECDSA one holds 1.1 KiB (raw public keys) to 1.5 KiB (X.509) more than a PSK one
+# (the peer's key or chain, our ECDH share: tracemalloc over 300 connections), still within it.
 HANDSHAKE_COST: Final = 8 << 10
 COOKIE_ROTATION: Final = 300.0  # seconds between cookie secrets (RFC 6347 §4.2.1)
 # Resumption (RFC 5246 §7.3, RFC 5077 §5.6: a lifetime and a key rotation both bound the
@@ -254,8 +269,11 @@ class _WallClock:
 
 
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
-    """True when the engine can serve a configuration with these suites: PSK, CCM_8 offered."""
-    return not certificate and CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
+    """True when the engine can serve a configuration with these suites: PSK with CCM_8
+    offered, or ECDHE_ECDSA with CCM_8 or GCM for a certificate or raw public key."""
+    if certificate:
+        return any(suite in ECDSA_SUITE_NUMBERS for suite in suites)
+    return CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
 
 
 def _cbc_suites(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
@@ -329,8 +347,12 @@ class _Connection:
             elif kind is HandshakeComplete:
                 self.established = True
                 self.resumed = event.resumed  # type: ignore[union-attr]
-                name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
-                self._identity = PeerIdentity("psk", name)
+                peer = event.peer  # type: ignore[union-attr]
+                if peer is not None:  # ECDHE_ECDSA: the certificate or raw public key proved
+                    self._identity = peer_identity(peer)
+                else:
+                    name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
+                    self._identity = PeerIdentity("psk", name)
                 if self._remember is not None:
                     self._remember(conn.session)
             elif kind is ConnectionClosed:
@@ -393,6 +415,10 @@ class _Connection:
         number, so no nonce is used twice (RFC 5246 §6.2.3.3)."""
         if not self.established or self._closed is not None or self._conn.closed:
             return None
+        if self._identity is not None and self._identity.kind != "psk":
+            # A certificate session's state would not carry the peer's certificate: such a peer
+            # makes a new handshake instead of being taken up from bytes.
+            return None
         try:
             return self._conn.export_state()
         except DtlsError:  # the sequence numbers are used up: a new handshake is due
@@ -426,8 +452,13 @@ class _ServerFactory:
     handshake_cost = HANDSHAKE_COST
 
     def __init__(self, config: DtlsServerConfig) -> None:
-        if config.psk_lookup is None or not supports(config.cipher_suites, certificate=False):
-            raise ValueError("our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 only")
+        psk = config.psk_lookup is not None and supports(config.cipher_suites, certificate=False)
+        certificate, ecdsa_suites = server_credentials(config)
+        if not psk and certificate is None:
+            raise ValueError(
+                "our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 and certificates or"
+                " raw public keys with TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8 or -GCM-SHA256"
+            )
         limits = config.limits
         self.cid_length = limits.cid_length
         self._cookies = _Cookies()
@@ -436,12 +467,14 @@ class _ServerFactory:
         self._cache = SessionCache(SESSION_CACHE_SIZE, SESSION_LIFETIME)
         self._config = _engine_config(
             limits,
-            psk_lookup=_lookup(config.psk_lookup),
-            cbc_suites=_cbc_suites(config.ciphers),
+            psk_lookup=_lookup(config.psk_lookup) if psk and config.psk_lookup is not None else None,
+            cbc_suites=_cbc_suites(config.ciphers) if psk else (),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
             session_cache=self._cache,
             ticket_keys=self._tickets.keys,
+            certificate=certificate,
+            ecdsa_suites=ecdsa_suites,
         )
 
     def ticket_state(self) -> bytes:
@@ -510,25 +543,33 @@ class _ClientFactory:
     handshake_cost = HANDSHAKE_COST
 
     def __init__(self, config: DtlsClientConfig) -> None:
-        if config.psk is None or not supports(config.cipher_suites, certificate=False):
-            raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
         self._clock = _WallClock()
+        if config.psk is not None:
+            if not supports(config.cipher_suites, certificate=False):
+                raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+            self._config = _engine_config(
+                config.limits,
+                psk_identity=config.psk.identity.encode("utf-8"),
+                psk=config.psk.key,
+                cbc_suites=_cbc_suites(config.ciphers),
+                cid_length=0,
+            )
+            return
+        certificate, ecdsa_suites = client_credentials(config)
         self._config = _engine_config(
-            config.limits,
-            psk_identity=config.psk.identity.encode("utf-8"),
-            psk=config.psk.key,
-            cbc_suites=_cbc_suites(config.ciphers),
-            cid_length=0,
+            config.limits, cid_length=0, certificate=certificate, ecdsa_suites=ecdsa_suites
         )
 
     def connect(self, now: float, peer: bytes = b"") -> _Connection:
         """A new connection to ``peer`` (the server's address as the layer names it), offering
         the last session made there, when there is one (RFC 5246 §7.4.1.2, RFC 5077 §3.4)."""
+        # Only PSK sessions are resumed (the engine's rule): a certificate client keeps none.
+        resumable = bool(peer and self._config.psk)
         key = (self._config.psk_identity, peer)
-        offer = CLIENT_SESSIONS.get(key) if peer else None
+        offer = CLIENT_SESSIONS.get(key) if resumable else None
 
         def remember(session: ResumableSession | None) -> None:
-            if peer:
+            if resumable:
                 CLIENT_SESSIONS.put(key, session)
 
         conn = DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now), session=offer)

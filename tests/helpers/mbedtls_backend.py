@@ -1,4 +1,6 @@
-"""The DTLS backend on Mbed TLS 2.28, through python-mbedtls's in-memory buffers.
+"""A DTLS backend on Mbed TLS 2.28, through python-mbedtls's in-memory buffers: a peer we did
+not write, behind the session layer's ``Backend`` protocol (``transport/dtls/backend.py``), for
+tests and the benchmarks' load clients (the package runs on its own engine).
 
 python-mbedtls gives a ``TLSWrappedBuffer`` per connection: bytes from the
 network go in with ``receive_from_network``, records to send come out of
