@@ -348,7 +348,8 @@ class ConnectionConfig:
     send ``record_size_limit`` (None: the extension is neither sent nor answered), the largest
     record plaintext they take: the default changes nothing, a constrained device sets e.g.
     256. A client may also ask for ``max_fragment_length`` (512, 1024, 2048 or 4096) for
-    servers without record_size_limit.
+    servers without record_size_limit. GnuTLS takes no limit below 512: it ignores a client's
+    and refuses a server's with illegal_parameter, so a server keeps 512 or more.
     """
 
     psk_identity: bytes = b""
