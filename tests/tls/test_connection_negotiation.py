@@ -172,6 +172,18 @@ def test_the_server_refuses_a_malformed_name(extension: ServerNameExtension) -> 
     assert not client.established
 
 
+def test_a_hello_whose_server_name_does_not_parse_is_dropped_statelessly() -> None:
+    # Bytes that are no server_name list fail the hello's own parse: before the cookie the
+    # server keeps nothing and answers nothing (RFC 6347 §4.2.1, §4.1.2.7).
+    hostile = UnknownExtension(0, bytes.fromhex("0003 0001 00"))  # a name_type with no name
+    change = _hello_with(1, lambda hello: _extensions(hello, add=(hostile,)))
+    client, server = _pair(server_config(), client_config())
+    [datagram] = client.datagrams_to_send(0.0)
+    server.receive_datagram(change("client", datagram), 0.0)
+    assert server.datagrams_to_send(0.0) == []
+    assert server.awaiting_hello and events(server) == []
+
+
 def test_an_address_in_server_name_is_ignored() -> None:
     wire = Wire(_hello_with(1, lambda hello: _extensions(hello, add=(ServerNameExtension(b"192.0.2.1"),))))
     client, server = _pair(server_config(cookie_checker=None), client_config())
@@ -282,23 +294,24 @@ def test_a_large_coap_payload_goes_in_blocks_within_the_limit() -> None:
     assert all(size <= 256 for size in wire.plaintext_sizes("server"))
 
 
-def test_handshake_fragments_follow_the_limit() -> None:
+@pytest.mark.parametrize("limit", [64, 128])
+def test_handshake_fragments_follow_the_limit(limit: int) -> None:
     # An X.509 flight is larger than 256 bytes: the server fragments it for the device
     # (the limit is known from the ClientHello; RFC 8449 §4 would allow it only for epoch 1).
     server = ConnectionConfig(certificate=SERVER_CERT.credentials(trust_anchors=(CA.certificate,)))
     client = ConnectionConfig(
         certificate=CLIENT_CERT.credentials(trust_anchors=(CA.certificate,), expected_name=HOST),
-        record_size_limit=128,
+        record_size_limit=limit,
     )
     wire = Wire()
     client_connection, server_connection = _pair(server, client)
     run(client_connection, server_connection, wire)
     assert client_connection.established and server_connection.established
     sizes = wire.handshake_fragment_sizes("server")
-    assert max(sizes) <= 128 and len(sizes) > 5
-    assert all(size <= 128 for size in wire.plaintext_sizes("server"))
+    assert max(sizes) <= limit and len(sizes) > 5
+    assert all(size <= limit for size in wire.plaintext_sizes("server"))
     # The client's own flight is not bound by a limit the server did not set.
-    assert max(wire.handshake_fragment_sizes("client")) > 128
+    assert max(wire.handshake_fragment_sizes("client")) > limit
 
 
 @pytest.mark.parametrize("side", [1, 2])
