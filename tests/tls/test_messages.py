@@ -25,6 +25,7 @@ from lwm2m.tls.messages import (
     HandshakeMessage,
     HandshakeType,
     HelloVerifyRequest,
+    MaxFragmentLengthExtension,
     RecordSizeLimitExtension,
     ServerHello,
     ServerHelloDone,
@@ -56,7 +57,8 @@ extensions_strategy = st.lists(
         st.builds(EcPointFormatsExtension, st.lists(st.integers(0, 255), min_size=1, max_size=4).map(tuple)),
         st.builds(SignatureAlgorithmsExtension, st.lists(u16, min_size=1, max_size=8).map(tuple)),
         st.builds(ExtendedMasterSecretExtension),
-        st.builds(RecordSizeLimitExtension, st.integers(64, 0xFFFF)),
+        st.builds(RecordSizeLimitExtension, st.integers(0, 0xFFFF)),
+        st.builds(MaxFragmentLengthExtension, st.integers(0, 0xFF)),
         st.builds(SessionTicketExtension, st.binary(max_size=64)),
         st.builds(ConnectionIdExtension, st.binary(max_size=255)),
         st.builds(UnknownExtension, u16.filter(lambda t: t not in _known), st.binary(max_size=20)),
@@ -279,7 +281,7 @@ def test_every_truncation_of_a_hello_is_refused(
         ),
         (
             2,
-            bytes.fromhex("fefd") + RANDOM + bytes.fromhex("00 c0a8 00 0006 001c 0002 003f"),
+            bytes.fromhex("fefd") + RANDOM + bytes.fromhex("00 c0a8 00 0007 001c 0003 004000"),
             "record_size_limit",
         ),
         (
@@ -351,7 +353,7 @@ def test_impossible_headers_and_extension_values_are_refused() -> None:
     with pytest.raises(HandshakeFormatError):
         HandshakeHeader.parse(bytes(11))
     with pytest.raises(HandshakeFormatError):
-        RecordSizeLimitExtension(63)
+        RecordSizeLimitExtension(0x10000)
     with pytest.raises(HandshakeFormatError, match="announces"):
         split_handshake_fragments(bytes.fromhex("14 00000c 0000 000000 00000c") + bytes(11))
 

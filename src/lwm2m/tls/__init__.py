@@ -47,6 +47,7 @@ from lwm2m.tls.messages import (
     HandshakeMessage,
     HandshakeType,
     HelloVerifyRequest,
+    MaxFragmentLengthExtension,
     RecordSizeLimitExtension,
     ServerCertificateTypeExtension,
     ServerHello,
@@ -58,6 +59,7 @@ from lwm2m.tls.messages import (
     SupportedGroupsExtension,
     UnknownExtension,
 )
+from lwm2m.tls.negotiation import SizeLimits
 from lwm2m.tls.prf import (
     KeyBlock,
     check_finished,
@@ -128,6 +130,7 @@ __all__ = [
     "HandshakeType",
     "HelloVerifyRequest",
     "KeyBlock",
+    "MaxFragmentLengthExtension",
     "NewSessionTicket",
     "NullProtection",
     "PeerCredentials",
@@ -145,6 +148,7 @@ __all__ = [
     "SessionCache",
     "SessionTicketExtension",
     "SignatureAlgorithmsExtension",
+    "SizeLimits",
     "SupportedGroupsExtension",
     "TicketKeys",
     "UnknownExtension",

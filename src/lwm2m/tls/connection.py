@@ -42,6 +42,11 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
   with the ECDHE_ECDSA handshake; records by :class:`~lwm2m.tls.cbc.CbcProtection` with the key
   block of RFC 5246 §6.3 (32-byte MAC keys, no fixed IV). No encrypt_then_mac (RFC 7366): it is
   never offered nor answered, so peers fall back to the MAC-then-encrypt of RFC 5246 §6.2.3.2.
+- server_name (RFC 6066 §3), record_size_limit (RFC 8449) and max_fragment_length (RFC 6066
+  §4), negotiated by :mod:`lwm2m.tls.negotiation`: the client names the server, the server
+  exposes the name (:attr:`DtlsConnection.server_name`); each side keeps the records it
+  protects, handshake fragments included, within the peer's limit once known, and ends the
+  connection with record_overflow when a protected record over its own limit arrives.
 
 Like the CoAP endpoint it does no I/O and reads no clock: the caller feeds datagrams with
 :meth:`DtlsConnection.receive_datagram`, sends what :meth:`DtlsConnection.datagrams_to_send`
@@ -118,6 +123,7 @@ from lwm2m.tls.messages import (
     ServerHello,
     ServerHelloDone,
     ServerKeyExchange,
+    ServerNameExtension,
     SessionTicketExtension,
     SignatureAlgorithmsExtension,
     SupportedGroupsExtension,
@@ -125,6 +131,17 @@ from lwm2m.tls.messages import (
     encode_handshake,
     parse_handshake_body,
     split_handshake_fragments,
+)
+from lwm2m.tls.negotiation import (
+    DEFAULT_RECORD_SIZE_LIMIT,
+    RECORD_OVERFLOW,
+    SizeLimits,
+    check_limits,
+    client_extensions,
+    client_limits,
+    parse_host_name,
+    server_extensions,
+    sni_host_name,
 )
 from lwm2m.tls.prf import (
     MAX_PSK_LENGTH,
@@ -324,6 +341,15 @@ class ConnectionConfig:
     checked in constant time in Python (see :mod:`lwm2m.tls.cbc`). A client offers them after
     the AEAD suites, each only with the credentials it needs (a certificate for ECDHE_ECDSA, a
     PSK for the others); a server takes one only when the client offers no AEAD suite it takes.
+
+    Names and sizes (RFC 6066, RFC 8449): a client with ``server_name`` (a DNS name, e.g. the
+    host of the server URI; an IP address is not sent) sends it as server_name, and checks an
+    X.509 server certificate against it when ``certificate.expected_name`` is None. Both sides
+    send ``record_size_limit`` (None: the extension is neither sent nor answered), the largest
+    record plaintext they take: the default changes nothing, a constrained device sets e.g.
+    256. A client may also ask for ``max_fragment_length`` (512, 1024, 2048 or 4096) for
+    servers without record_size_limit. GnuTLS takes no limit below 512: it ignores a client's
+    and refuses a server's with illegal_parameter, so a server keeps 512 or more.
     """
 
     psk_identity: bytes = b""
@@ -344,6 +370,9 @@ class ConnectionConfig:
     certificate: CertificateCredentials | None = None
     ecdsa_suites: tuple[int, ...] = ECDSA_SUITES
     cbc_suites: tuple[int, ...] = ()
+    server_name: str | None = None
+    record_size_limit: int | None = DEFAULT_RECORD_SIZE_LIMIT
+    max_fragment_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +425,8 @@ class _State(enum.Enum):
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
+# No size negotiated (yet): DTLS 1.2's own bounds only; one serves all.
+_NO_LIMITS: Final = SizeLimits()
 _T = TypeVar("_T")
 
 # A message of a flight: the epoch it is sent in, its content type and its plaintext. A flight
@@ -422,6 +453,7 @@ class DtlsConnection:
         "_events",
         "_flight",
         "_identity",
+        "_limits",
         "_master",
         "_offer",
         "_offered_id",
@@ -440,6 +472,7 @@ class DtlsConnection:
         "_resumable",
         "_resumed",
         "_send_message_seq",
+        "_server_name",
         "_server_random",
         "_session_id",
         "_state",
@@ -490,6 +523,7 @@ class DtlsConnection:
             raise DtlsError(f"a connection ID has 0..{MAX_CID_LENGTH} bytes, not {config.cid_length}")
         if not 0 <= config.node_id <= 0xFF:
             raise DtlsError(f"node_id {config.node_id} does not fit in the first byte of a connection ID")
+        check_limits(config.record_size_limit, config.max_fragment_length)
         if config.max_datagram_size < RECORD_OVERHEAD + 64:
             raise DtlsError(f"max_datagram_size {config.max_datagram_size} is too small for a handshake")
         # A list, not a deque: it rarely holds more than one event, and an empty deque costs
@@ -530,6 +564,10 @@ class DtlsConnection:
         self._peer: PeerCredentials | None = None
         self._peer_point = b""
         self._certificate_requested = False
+        # RFC 6066 §3: the name the client sends (the server: the one it received); RFC 8449,
+        # RFC 6066 §4: the record sizes settled by the hellos.
+        self._server_name: str | None = None
+        self._limits = _NO_LIMITS
         # RFC 9146: the CID we receive (records from the peer carry it) and the one we send;
         # only meaningful once ``_cid_negotiated``.
         self._cid_negotiated = False
@@ -555,6 +593,8 @@ class DtlsConnection:
             self._state = _State.WAIT_SERVER_HELLO
             self._client_random = config.random(32)
             self._identity = config.psk_identity
+            host = sni_host_name(config.server_name)
+            self._server_name = host.decode("ascii") if host is not None else None
             if config.connection_id:
                 self._own_cid = config.random(config.cid_length) if config.cid_length else b""
             if (
@@ -614,6 +654,18 @@ class DtlsConnection:
     def peer_cid(self) -> bytes:
         """The CID we put in our records to the peer (empty: plain records)."""
         return self._peer_cid if self._cid_negotiated else b""
+
+    @property
+    def server_name(self) -> str | None:
+        """The DNS name of server_name (RFC 6066 §3): the one the client sends, or on a server
+        the one the client sent (in lower case); None when there is none."""
+        return self._server_name
+
+    @property
+    def max_application_data(self) -> int:
+        """The most bytes one :meth:`send_application_data` may carry: the peer's record size
+        limit or fragment length once negotiated (RFC 8449 §4, RFC 6066 §4), else 2^14."""
+        return self._content_room(1)
 
     @property
     def resumed(self) -> bool:
@@ -773,8 +825,13 @@ class DtlsConnection:
             if self._state in (_State.CLOSED, _State.FAILED):
                 raise SessionClosed("the DTLS connection is closed")
             raise DtlsError("the DTLS handshake has not completed")
-        if len(data) > MAX_PLAINTEXT:
-            raise DtlsError(f"application data of {len(data)} bytes does not fit a record")
+        # Below the peer's limit less one byte it fits whatever the framing (the room is at
+        # least that): the common case costs one comparison.
+        if len(data) >= self._limits.send and len(data) > self._content_room(1):
+            raise DtlsError(
+                f"application data of {len(data)} bytes does not fit a record "
+                f"(at most {self._content_room(1)} to this peer)"
+            )
         self._outbox.append(self._record(1, APPLICATION_DATA, bytes(data)))
 
     def close(self) -> None:
@@ -859,6 +916,15 @@ class DtlsConnection:
             return
         except (ProtocolError, SecurityError):
             return
+        # The content type byte inside a CID record counts too (RFC 9146 §4).
+        limit = self._limits.receive
+        if (
+            limit is not None
+            and record.epoch == 1
+            and len(content) + (record.content_type == TLS12_CID) > limit
+        ):
+            self._record_overflow(len(content), limit)
+            return
         if record.epoch == 1 and (window.highest is None or record.sequence > window.highest):
             self._advanced = True
         window.accept(record.sequence)
@@ -922,12 +988,30 @@ class DtlsConnection:
         seq = self._send_message_seq
         self._send_message_seq += 1
         self._transcript.append(encode_handshake(msg_type, seq, message))
-        room = self.config.max_datagram_size - RECORD_OVERHEAD
+        room = min(self.config.max_datagram_size - RECORD_OVERHEAD, self._content_room(epoch))
         if epoch == 1 and self._suite in CBC_SUITES:
             room -= CBC_EXTRA_OVERHEAD
         if epoch == 1 and self.peer_cid:
             room -= len(self.peer_cid) + 1  # the CID in the header, the real type inside (RFC 9146 §4)
         return [(epoch, HANDSHAKE, fragment) for fragment in fragment_handshake(msg_type, seq, message, room)]
+
+    def _content_room(self, epoch: int) -> int:
+        # The most content one record to the peer may carry: its limit bounds the plaintext,
+        # which with a CID holds the content type too (RFC 8449 §4, RFC 9146 §4).
+        room = self._limits.send
+        if epoch == 1 and self.peer_cid:
+            room -= 1
+        return min(room, MAX_PLAINTEXT)
+
+    def _record_overflow(self, size: int, limit: int) -> None:
+        # RFC 8449 §4, RFC 6066 §4: a protected record over the limit we gave is fatal.
+        reason = f"a record of {size} bytes from the peer, over the limit of {limit}"
+        if self._state is not _State.ESTABLISHED:
+            raise HandshakeAborted(RECORD_OVERFLOW, reason)
+        self._send_alert(FATAL, RECORD_OVERFLOW)
+        self._state = _State.CLOSED
+        self._forget_session()
+        self._events.append(ConnectionClosed(reason))
 
     def _send_alert(self, level: int, description: int) -> None:
         self._outbox.append(self._record(self._write_epoch, ALERT, bytes((level, description))))
@@ -1091,6 +1175,9 @@ class DtlsConnection:
             # PSK sessions are resumed, so a client with certificates alone asks for none.
             extensions += (SessionTicketExtension(self._offer.ticket if self._offer is not None else b""),)
         extensions += self._ecdsa_extensions()
+        host = self._server_name.encode("ascii") if self._server_name is not None else None
+        config = self.config
+        extensions += client_extensions(host, config.record_size_limit, config.max_fragment_length)
         if self.config.certificate is None and (
             TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 in self._offered_suites()
         ):
@@ -1133,6 +1220,12 @@ class DtlsConnection:
             if not self.config.session_tickets:
                 raise HandshakeAborted(UNSUPPORTED_EXTENSION, "the server answered session_ticket unasked")
             self._ticket_promised = True  # a NewSessionTicket comes before its Finished
+        name = hello.extension(ExtensionType.SERVER_NAME)
+        if name is not None and self._server_name is None:
+            raise HandshakeAborted(UNSUPPORTED_EXTENSION, "the server answered server_name unasked")
+        if name is not None and name.data():
+            raise HandshakeAborted(DECODE_ERROR, "a server_name answer that is not empty (RFC 6066 §3)")
+        self._limits = client_limits(hello, self.config.record_size_limit, self.config.max_fragment_length)
         self._transcript.append(message.to_bytes())
         if self._offer is not None and hello.session_id == self._offered_id:
             self._resume_as_client(self._offer, hello)
@@ -1241,6 +1334,7 @@ class DtlsConnection:
             self._cid_negotiated = True
             extensions += (ConnectionIdExtension(self._own_cid),)
         extensions += _renegotiation_info(hello)
+        extensions += self._server_size_extensions(hello)
         if self._suite in _ECDSA_FAMILY:
             extensions += self._ecdsa_server_extensions(hello)
         elif self._suite == TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256 and (
@@ -1261,6 +1355,9 @@ class DtlsConnection:
             self._session_id = hello.session_id  # echoed (RFC 5246 §7.4.1.3, RFC 5077 §3.4)
         elif self.config.session_cache is not None and resumable:
             self._session_id = self.config.random(SESSION_ID_LENGTH)
+        if session is None and self._server_name is not None:
+            # RFC 6066 §3: an empty server_name says the name was used; never on resumption.
+            extensions += (ServerNameExtension(),)
         server_hello = ServerHello(self._server_random, self._suite, self._session_id, extensions=extensions)
         parts = self._handshake_parts(0, server_hello.to_bytes(), HandshakeType.SERVER_HELLO)
         if session is not None:
@@ -1281,6 +1378,19 @@ class DtlsConnection:
         parts += self._handshake_parts(0, ServerHelloDone().to_bytes(), HandshakeType.SERVER_HELLO_DONE)
         self._state = _State.WAIT_CLIENT_KEY_EXCHANGE
         self._start_flight(parts, now, timer=True)
+
+    def _server_size_extensions(self, hello: ClientHello) -> tuple[Extension, ...]:
+        # RFC 6066 §3: the client's name, refused when malformed; then the record sizes.
+        name = hello.extension(ExtensionType.SERVER_NAME)
+        if name is not None:
+            if not isinstance(name, ServerNameExtension) or name.host_name is None:
+                raise HandshakeAborted(DECODE_ERROR, "a server_name without a host_name")
+            try:
+                self._server_name = parse_host_name(name.host_name)
+            except ProtocolError as error:
+                raise HandshakeAborted(DECODE_ERROR, str(error)) from None
+        extensions, self._limits = server_extensions(hello, self.config.record_size_limit)
+        return extensions
 
     def _find_session(self, hello: ClientHello, now: float) -> ResumableSession | None:
         # The session a hello asks to resume, from its ticket or by its id; None: a full handshake.
@@ -1623,6 +1733,9 @@ class DtlsConnection:
     def _peer_certificate(self, message: ReassembledMessage, *, peer_is_server: bool) -> None:
         credentials = self.config.certificate
         assert credentials is not None
+        if peer_is_server and credentials.expected_name is None and self._server_name is not None:
+            # The server is checked against the name the client asked for (RFC 6066 §3).
+            credentials = replace(credentials, expected_name=self._server_name)
         certificate = self._decode(lambda body: CertificateMessage.parse(body, self._peer_type), message)
         try:
             self._peer = credentials.check_peer(certificate, peer_is_server=peer_is_server)

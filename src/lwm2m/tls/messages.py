@@ -6,7 +6,8 @@ the hello extensions; each parsed from and serialized to bytes.
   ServerHelloDone, Finished (RFC 5246 §7.4.1.2, §7.4.1.3, §7.4.5, §7.4.9).
 - ServerKeyExchange and ClientKeyExchange of the PSK suites (RFC 4279 §2, RFC 5489 §2); the
   ECDHE parameters and public value are kept opaque here.
-- Extensions (RFC 5246 §7.4.1.4): server_name (RFC 6066 §3), supported_groups and
+- Extensions (RFC 5246 §7.4.1.4): server_name (RFC 6066 §3), max_fragment_length (RFC 6066
+  §4), supported_groups and
   ec_point_formats (RFC 8422 §5.1), signature_algorithms (RFC 5246 §7.4.1.4.1),
   extended_master_secret (RFC 7627 §5.1), session_ticket (RFC 5077 §3.2), record_size_limit
   (RFC 8449 §4), connection_id (RFC 9146 §3), client_certificate_type and
@@ -43,6 +44,7 @@ __all__ = [
     "HandshakeMessage",
     "HandshakeType",
     "HelloVerifyRequest",
+    "MaxFragmentLengthExtension",
     "RecordSizeLimitExtension",
     "ServerCertificateTypeExtension",
     "ServerHello",
@@ -69,7 +71,7 @@ MAX_SESSION_ID_LENGTH = 32  # RFC 5246 §7.4.1.2: SessionID<0..32>
 MAX_COOKIE_LENGTH = 255  # RFC 6347 §4.2.1: opaque cookie<0..2^8-1> in DTLS 1.2
 MAX_PSK_IDENTITY_LENGTH = 128  # RFC 4279 §5.3 asks for at least 128; we take no more
 VERIFY_DATA_LENGTH = 12
-MIN_RECORD_SIZE_LIMIT = 64  # RFC 8449 §4: smaller values are an illegal_parameter
+MIN_RECORD_SIZE_LIMIT = 64  # RFC 8449 §4: smaller values are an illegal_parameter (the connection's check)
 
 
 class HandshakeType(enum.IntEnum):
@@ -93,6 +95,7 @@ class ExtensionType(enum.IntEnum):
     """The extension numbers this module knows (IANA TLS ExtensionType registry)."""
 
     SERVER_NAME = 0
+    MAX_FRAGMENT_LENGTH = 1  # RFC 6066 §4
     SUPPORTED_GROUPS = 10
     EC_POINT_FORMATS = 11
     SIGNATURE_ALGORITHMS = 13
@@ -340,6 +343,34 @@ class ServerNameExtension:
 
 
 @dataclass(frozen=True, slots=True)
+class MaxFragmentLengthExtension:
+    """max_fragment_length (RFC 6066 §4): one byte, 1..4 for 2^9..2^12. Any other byte parses,
+    as it calls for an illegal_parameter alert rather than a decode_error (``length`` is None)."""
+
+    code: int
+    extension_type: ClassVar[int] = ExtensionType.MAX_FRAGMENT_LENGTH
+
+    @classmethod
+    def parse_data(cls, data: bytes) -> Self:
+        reader = _Reader(data, "max_fragment_length")
+        code = reader.uint(1, "MaxFragmentLength")
+        reader.done()
+        return cls(code)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.code <= 0xFF:
+            raise HandshakeFormatError(f"max_fragment_length {self.code} does not fit in one byte")
+
+    @property
+    def length(self) -> int | None:
+        """The fragment length in bytes, or None for a code RFC 6066 §4 does not define."""
+        return 1 << (8 + self.code) if 1 <= self.code <= 4 else None
+
+    def data(self) -> bytes:
+        return _uint(self.code, 1, "MaxFragmentLength")
+
+
+@dataclass(frozen=True, slots=True)
 class SupportedGroupsExtension:
     """supported_groups (RFC 8422 §5.1.1): NamedGroup named_group_list<2..2^16-1>."""
 
@@ -415,7 +446,9 @@ class ExtendedMasterSecretExtension:
 
 @dataclass(frozen=True, slots=True)
 class RecordSizeLimitExtension:
-    """record_size_limit (RFC 8449 §4): uint16 RecordSizeLimit, at least 64."""
+    """record_size_limit (RFC 8449 §4): uint16 RecordSizeLimit. A value below
+    :data:`MIN_RECORD_SIZE_LIMIT` parses, as it calls for an illegal_parameter alert rather
+    than a decode_error: the connection refuses it."""
 
     limit: int
     extension_type: ClassVar[int] = ExtensionType.RECORD_SIZE_LIMIT
@@ -428,8 +461,8 @@ class RecordSizeLimitExtension:
         return cls(limit)
 
     def __post_init__(self) -> None:
-        if not MIN_RECORD_SIZE_LIMIT <= self.limit <= 0xFFFF:
-            raise HandshakeFormatError(f"record_size_limit {self.limit} is not 64..65535")
+        if not 0 <= self.limit <= 0xFFFF:
+            raise HandshakeFormatError(f"record_size_limit {self.limit} does not fit in 16 bits")
 
     def data(self) -> bytes:
         return _uint(self.limit, 2, "RecordSizeLimit")
@@ -536,6 +569,7 @@ class UnknownExtension:
 
 Extension = (
     ServerNameExtension
+    | MaxFragmentLengthExtension
     | SupportedGroupsExtension
     | EcPointFormatsExtension
     | SignatureAlgorithmsExtension
@@ -551,6 +585,7 @@ Extension = (
 _EXTENSIONS: dict[
     int,
     type[ServerNameExtension]
+    | type[MaxFragmentLengthExtension]
     | type[SupportedGroupsExtension]
     | type[EcPointFormatsExtension]
     | type[SignatureAlgorithmsExtension]
@@ -562,6 +597,7 @@ _EXTENSIONS: dict[
     | type[ServerCertificateTypeExtension],
 ] = {
     ExtensionType.SERVER_NAME: ServerNameExtension,
+    ExtensionType.MAX_FRAGMENT_LENGTH: MaxFragmentLengthExtension,
     ExtensionType.SUPPORTED_GROUPS: SupportedGroupsExtension,
     ExtensionType.EC_POINT_FORMATS: EcPointFormatsExtension,
     ExtensionType.SIGNATURE_ALGORITHMS: SignatureAlgorithmsExtension,
