@@ -12,13 +12,15 @@ chain must validate against the certificates of /0/x/4."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
-from lwm2m.errors import ConfigError
+from lwm2m.errors import ConfigError, DtlsError
+from lwm2m.tls.negotiation import sni_host_name
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, RpkCredentials, X509Credentials
 
 
@@ -55,7 +57,24 @@ def unusable(security: ObjectInstance) -> str | None:
 
 
 def dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
-    """The DTLS credentials a Security instance gives (§E.1); None for NoSec. ValueError if unusable."""
+    """The DTLS credentials a Security instance gives (§E.1); None for NoSec. ValueError if unusable.
+    The host of its URI, when a DNS name, is the server name (RFC 6066 §3 SNI, and the name a
+    server certificate must carry)."""
+    config = _credentials(security)
+    if config is None:
+        return None
+    return dataclasses.replace(config, server_name=_server_name(str(security.get(Security.URI, ""))))
+
+
+def _server_name(uri: str) -> str | None:
+    try:
+        host = urlsplit(uri).hostname
+        return host if host is not None and sni_host_name(host) is not None else None
+    except (ValueError, DtlsError):  # no URI yet, an IP address, or a host no handshake can name
+        return None
+
+
+def _credentials(security: ObjectInstance) -> DtlsClientConfig | None:
     mode = security.get(Security.MODE, SecurityMode.NO_SEC)
     identity = security.get(Security.IDENTITY) or b""
     secret = security.get(Security.SECRET_KEY) or b""

@@ -553,11 +553,16 @@ class _ClientFactory:
                 psk=config.psk.key,
                 cbc_suites=_cbc_suites(config.ciphers),
                 cid_length=0,
+                server_name=config.server_name,
             )
             return
         certificate, ecdsa_suites = client_credentials(config)
         self._config = _engine_config(
-            config.limits, cid_length=0, certificate=certificate, ecdsa_suites=ecdsa_suites
+            config.limits,
+            cid_length=0,
+            certificate=certificate,
+            ecdsa_suites=ecdsa_suites,
+            server_name=config.server_name,
         )
 
     def connect(self, now: float, peer: bytes = b"") -> _Connection:
