@@ -670,10 +670,21 @@ def requests(
 # --- the servers (this process) ---------------------------------------------------------------------
 
 
-async def measure(target: Any, args: tuple[Any, ...], timeout: float) -> tuple[Result, float]:
+async def measure(
+    target: Any, args: tuple[Any, ...], timeout: float, profile: int = 0
+) -> tuple[Result, float]:
+    """Run the load ``target`` in a process of its own; its result and this process's CPU share.
+    ``profile`` > 0 prints that many of the server's most costly functions (cProfile, which
+    slows the server down: the rates are then not the figures to compare)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     proc.start()
     cpu0, wall0 = time.process_time(), time.monotonic()
     loop = asyncio.get_running_loop()
@@ -684,6 +695,12 @@ async def measure(target: Any, args: tuple[Any, ...], timeout: float) -> tuple[R
         if proc.is_alive():
             proc.kill()
     cpu = (time.process_time() - cpu0) / max(time.monotonic() - wall0, 1e-9)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        print(f"--- server profile, load {target.__name__}{args[1:2]}: by own time")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     return result, cpu
 
 
@@ -712,10 +729,10 @@ async def run_transport(opts: argparse.Namespace) -> dict[str, Any]:
         # Close_notify ended the others; these are handshakes the end of the run cut off.
         figures["sessions_left"] = len(secure.sessions())
         args = (secure.port, True, opts.seconds, opts.warmup, opts.inflight, opts.sockets)
-        figures["dtls"] = await measure(requests, args, budget)
+        figures["dtls"] = await measure(requests, args, budget, opts.profile)
     async with open_udp_endpoint(HOST, 0, handler=handler) as plain:
         args = (plain.port, False, opts.seconds, opts.warmup, opts.inflight, opts.sockets)
-        figures["plain"] = await measure(requests, args, budget)
+        figures["plain"] = await measure(requests, args, budget, opts.profile)
     return figures
 
 
@@ -731,6 +748,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="handshakes in progress at once")
     parser.add_argument("--inflight", type=int, default=64, help="requests outstanding at once")
     parser.add_argument("--sockets", type=int, default=4, help="sessions (source ports) the requests use")
+    parser.add_argument("--profile", type=int, default=0, help="print the server's N costliest functions")
     opts = parser.parse_args()
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     if opts.transport:

@@ -205,6 +205,25 @@ class _Connection:
         self._collect()
         return newer
 
+    def feed_read(self, datagram: bytes, now: float) -> bytes | None:
+        """``feed`` and then ``read`` in one call, for an established session's datagram of one
+        application record: its plaintext, with no event object in between. None when it held
+        anything else or nothing that authenticated; ``read()`` then gives what it held."""
+        conn = self._conn
+        if not self._data:
+            plain = conn.receive_application_data(datagram, now)
+            if plain is not None:
+                return plain
+        else:  # plaintext already waiting goes first
+            conn.receive_datagram(datagram, now)
+        self._collect()
+        return None
+
+    @property
+    def advanced(self) -> bool:
+        """What ``feed`` returns, for the datagram ``feed_read`` took last (RFC 9146 §6)."""
+        return self._conn.advanced
+
     def handshake(self, now: float) -> bool:
         self._collect()
         if self._failure is not None:
@@ -230,10 +249,9 @@ class _Connection:
 
     def write(self, data: bytes) -> bytes:
         try:
-            self._conn.send_application_data(data)
+            return self._conn.protect_application_data(data)
         except DtlsError as exc:  # SessionClosed is one
             raise SessionClosed(str(exc)) from None
-        return b"".join(self._conn.datagrams_to_send(0.0))
 
     def identity(self) -> PeerIdentity | None:
         return self._identity
