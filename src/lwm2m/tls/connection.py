@@ -756,7 +756,7 @@ class DtlsConnection:
         The checks are the general path's: our CID (RFC 9146 §4), the replay window before
         the AEAD and moved only by a record that authenticated (RFC 6347 §4.1.2.6);
         :attr:`advanced` tells what :meth:`receive_datagram` would have returned."""
-        own_cid = self.own_cid
+        own_cid = self._own_cid if self._cid_negotiated else b""  # own_cid, without a property call
         single = single_protected_record(data, len(own_cid)) if self._state is _State.ESTABLISHED else None
         if single is None:
             self.receive_datagram(data, now)
@@ -780,9 +780,7 @@ class DtlsConnection:
             # window has not moved, so it takes the record as new.
             self.receive_datagram(data, now)
             return None
-        highest = window.highest
-        self._advanced = highest is None or sequence > highest
-        window.accept(sequence)
+        self._advanced = window.accept(sequence)
         # Data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4).
         self._flight = []
         return content

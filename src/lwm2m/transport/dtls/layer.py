@@ -226,7 +226,17 @@ class DtlsLayer:
                         return
                 s = self._sessions.get(addr)
                 if s is not None:
-                    self._receive_records(s, data, now)
+                    # The common case inline: one application record, its plaintext straight to
+                    # the CoAP endpoint (what _receive_records and _deliver_one do, in one frame).
+                    feed_read = getattr(s.conn, "feed_read", None)
+                    if feed_read is None:
+                        self._receive_records(s, data, now)
+                    elif (plain := feed_read(data, now)) is not None:
+                        s.last_seen = now
+                        self._sessions.move_to_end(addr)
+                        self.inner.receive_datagram(plain, addr, now)
+                    else:
+                        self._deliver(s, now)
                     return
             self._receive_other(data, addr, now)
         except DtlsError:
