@@ -12,7 +12,10 @@ Engine sections (this process, no sockets: datagrams are handed from one side to
    answer the same offers; our server with our own client (which adds a Connection ID) is shown
    too.
 2. records: one 100-byte CoAP payload protected by one side and opened by the other
-   (epoch 1, anti-replay window included), per second, on established connections.
+   (epoch 1, anti-replay window included), per second, on established connections; ours
+   through the general calls (``send_application_data``, ``receive_datagram``, an event) and
+   "direct", through those the transport uses (``protect_application_data``,
+   ``receive_application_data``: the record straight from and to the datagram).
 3. memory: ``tracemalloc`` bytes per established session (after its handshake and one CoAP
    message from the client, as a device's Register) and per handshake in progress (the server
    waits for the ClientKeyExchange) in our server's table, and the resident set (VmRSS) over
@@ -33,6 +36,9 @@ load from a separate process, so that its cryptography does not share the GIL wi
 
     python bench/dtls.py [--handshakes 2000] [--records 20000] [--sessions 10000]
     python bench/dtls.py --transport [--seconds 5] [--concurrency 32] [--inflight 64] [--sockets 4]
+                         [--profile 30]
+
+``--profile N`` prints the server's N costliest functions (cProfile) for each request run.
 
 "server CPU" is the server process's CPU time over the window: near 100% means the server, not
 the generator, was the limit.
@@ -331,6 +337,19 @@ def our_records(n: int, cid: bool) -> float:
     return n / elapsed
 
 
+def our_direct_records(n: int, cid: bool) -> float:
+    """As ``our_records``, through the forms the transport uses for application data: the record
+    returned by ``protect_application_data``, the content by ``receive_application_data``."""
+    client, server = our_pair(cid)
+    protect, receive = client.protect_application_data, server.receive_application_data
+    t = time.process_time()
+    for _ in range(n):
+        got = receive(protect(COAP_100), 0.0)
+    elapsed = time.process_time() - t
+    assert got == COAP_100
+    return n / elapsed
+
+
 def mbedtls_records(n: int) -> float:
     """Records per second: protected by a Mbed TLS client, opened by a Mbed TLS server."""
     server = MbedServer()
@@ -458,6 +477,8 @@ def engine(opts: argparse.Namespace) -> None:
     for name, rate in (
         ("lwm2m.tls", our_records(r, cid=False)),
         ("lwm2m.tls (CID)", our_records(r, cid=True)),
+        ("lwm2m.tls, direct", our_direct_records(r, cid=False)),
+        ("lwm2m.tls, direct (CID)", our_direct_records(r, cid=True)),
         ("Mbed TLS", theirs),
     ):
         print(f"  {name:<26} {rate:>10,.0f} records/s   {rate / theirs:.2f} of Mbed TLS's")
