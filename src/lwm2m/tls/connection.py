@@ -746,7 +746,8 @@ class DtlsConnection:
         assert self._write_protection is not None
         sequence = self._write_seq[1]
         self._write_seq[1] = sequence + 1
-        return self._write_protection.seal_record(1, sequence, APPLICATION_DATA, data, self.peer_cid)
+        cid = self._peer_cid if self._cid_negotiated else b""  # peer_cid, without a property call
+        return self._write_protection.seal_record(1, sequence, APPLICATION_DATA, data, cid)
 
     def receive_application_data(self, data: bytes, now: float) -> bytes | None:
         """:meth:`receive_datagram` for what an established connection gets most: a datagram
@@ -781,8 +782,8 @@ class DtlsConnection:
             self.receive_datagram(data, now)
             return None
         self._advanced = window.accept(sequence)
-        # Data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4).
-        self._flight = []
+        if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
+            self._flight = []
         return content
 
     @property
