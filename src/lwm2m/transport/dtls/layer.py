@@ -68,8 +68,10 @@ log = logging.getLogger(__name__)
 Addr = Any
 Role = Literal["server", "client"]
 
-_TLS12_CID = ContentType.TLS12_CID
-_PROTECTED = (ContentType.APPLICATION_DATA, ContentType.TLS12_CID)
+# Plain ints: the first byte of every datagram is compared with them, and a comparison with an
+# IntEnum member costs four times one with an int.
+_TLS12_CID = int(ContentType.TLS12_CID)
+_PROTECTED = frozenset((int(ContentType.APPLICATION_DATA), _TLS12_CID))
 _CID_AT = HEADER_LEN - 2  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
 _HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
 _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only in the record header
