@@ -41,7 +41,8 @@ load from a separate process, so that its cryptography does not share the GIL wi
 ``--profile N`` prints the server's N costliest functions (cProfile) for each request run.
 
 "server CPU" is the server process's CPU time over the window: near 100% means the server, not
-the generator, was the limit.
+the generator, was the limit; "load CPU" is the generator's. Both well below 100% mean that the
+machine was busy with other work: the rates then say little, the CPU per request more.
 """
 
 from __future__ import annotations
@@ -514,6 +515,7 @@ class Result:
     failed: int
     lost: int  # stalled and started afresh
     seconds: float
+    cpu: float = 0.0  # the load generator's CPU share over the window: near 100%, it was the limit
 
     @property
     def rate(self) -> float:
@@ -653,9 +655,11 @@ def requests(
     t0 = time.monotonic() + warmup
     end = t0 + seconds
     counting = False
+    cpu0 = 0.0
     while (now := time.monotonic()) < end:
         if not counting and now >= t0:
             counting, done, lost = True, 0, 0
+            cpu0 = time.process_time()
         events = sel.select(0.2)
         if not events:
             lost += len(outstanding)
@@ -682,9 +686,10 @@ def requests(
                     done += 1
                     send(s)  # type: ignore[arg-type]
     elapsed = time.monotonic() - t0
+    cpu = (time.process_time() - cpu0) / elapsed if elapsed > 0 else 0.0
     for s in socks:
         s.close()
-    conn.send(Result(done, 0, lost, elapsed))
+    conn.send(Result(done, 0, lost, elapsed, cpu))
     conn.close()
 
 
@@ -798,8 +803,11 @@ def transport(opts: argparse.Namespace) -> None:
     )
     print(f"    server CPU per handshake: {hs_cpu / hs.rate * 1e6 if hs.rate else 0:.0f} µs;", end=" ")
     print(f"server sessions left (the others ended by close_notify): {figures['sessions_left']}")
-    for name, rate, cpu in (("over DTLS (CCM_8)", dtls.rate, dtls_cpu), ("plain", plain.rate, plain_cpu)):
-        print(f"  CoAP requests {name + ':':34}{rate:8.0f}/s   server CPU {cpu:4.0%}")
+    for name, run, cpu in (("over DTLS (CCM_8)", dtls, dtls_cpu), ("plain", plain, plain_cpu)):
+        print(
+            f"  CoAP requests {name + ':':34}{run.rate:8.0f}/s   server CPU {cpu:4.0%}"
+            f"   load CPU {run.cpu:4.0%}"
+        )
     share = dtls.rate / plain.rate if plain.rate else 0.0
     print(f"  DTLS rate / plain rate: {share:.0%}")
     # The server's CPU per request: what the rates come to when the server alone is the limit,
