@@ -228,3 +228,15 @@ def test_a_replay_and_a_forgery_are_dropped_and_do_not_move_the_window() -> None
     assert s2.receive_application_data(first, 0.0) == b"first" and not s2.advanced  # older, in the window
     assert s2.receive_application_data(first, 0.0) is None
     assert _events(s2) == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.booleans(), st.binary(max_size=80), st.integers(0, 40))
+def test_any_datagram_is_taken_or_dropped_never_raised(cid: bool, tail: bytes, cut: int) -> None:
+    # A genuine header with anything after it, and anything at all.
+    c1, _, _, s2 = _two_established(cid)
+    genuine = c1.protect_application_data(b"GET /3/0/0")
+    for datagram in (genuine[: 13 + (6 if cid else 0) + 2] + tail, tail, genuine[:cut], genuine + tail):
+        plain = s2.receive_application_data(datagram, 1.0)
+        assert plain is None or isinstance(plain, bytes)
+    assert s2.established
