@@ -37,6 +37,12 @@ Sessions are keyed by the peer's socket address, many on one socket:
 
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
+
+A backend connection may offer ``feed_read(datagram, now)`` (the engine's does): ``feed`` and
+``read`` in one call for the datagram an established session gets most, one application
+record; its plaintext goes straight to the CoAP endpoint, and anything else (None) takes the
+general way, ``read`` and ``outgoing``. Such a connection also tells, as ``advanced``, what
+``feed`` would have returned.
 """
 
 from __future__ import annotations
