@@ -84,10 +84,11 @@ def test_what_is_read_from_the_header_is_what_the_general_parser_finds(data: byt
 @pytest.mark.parametrize("algorithm", [AES_128_CCM_8, AES_128_GCM])
 @pytest.mark.parametrize("cid", [b"", b"\x2a\x01\x02\x03\x04\x05"])
 @pytest.mark.parametrize("content_type", [APPLICATION_DATA, ALERT, HANDSHAKE])
+@pytest.mark.parametrize("padding", [0, 5])
 def test_a_sealed_record_is_the_encrypted_record_encoded(
-    algorithm: AeadAlgorithm, cid: bytes, content_type: int
+    algorithm: AeadAlgorithm, cid: bytes, content_type: int, padding: int
 ) -> None:
-    protection = AeadProtection(algorithm, KEY, SALT)
+    protection = AeadProtection(algorithm, KEY, SALT, padding)
     plain = DtlsRecord(content_type, DTLS_1_2, 1, 0x0000_0102_0304, b"GET /3/0", cid)
     expected = protection.encrypt(plain).encode()
     assert protection.seal_record(1, 0x0000_0102_0304, content_type, b"GET /3/0", cid) == expected
@@ -105,6 +106,12 @@ def test_sealing_checks_the_header_fields_and_the_length() -> None:
         protection.seal_record(1, 0, 256, b"x")
     with pytest.raises(RecordOverflow):
         protection.seal_record(1, 0, APPLICATION_DATA, bytes(MAX_PLAINTEXT + 1))
+    with pytest.raises(RecordOverflow):  # the inner type byte makes it one too many (RFC 9146 §4)
+        protection.seal_record(1, 0, APPLICATION_DATA, bytes(MAX_PLAINTEXT), b"\x01")
+    with pytest.raises(RecordError):  # type 0 cannot be told from the padding
+        protection.seal_record(1, 0, 0, b"x", b"\x01")
+    with pytest.raises(RecordError):
+        protection.seal_record(1, 0, APPLICATION_DATA, b"x", bytes(256))
     largest = protection.seal_record(1, 0, APPLICATION_DATA, bytes(MAX_PLAINTEXT))
     assert len(largest) == 13 + 8 + MAX_PLAINTEXT + 8
 
@@ -213,6 +220,19 @@ def test_a_close_notify_goes_through_the_general_path() -> None:
     assert s2.datagrams_to_send(0.0)  # its own close_notify in answer (RFC 5246 §7.2.1)
     assert s2.receive_application_data(after, 0.0) is None  # nothing is taken once closed
     assert _events(s2) == []
+
+
+@given(st.binary(max_size=40), st.sampled_from([APPLICATION_DATA, ALERT, HANDSHAKE]), st.integers(0, 3))
+def test_a_cid_record_opens_to_its_type_and_content_with_or_without_padding(
+    content: bytes, content_type: int, padding: int
+) -> None:
+    protection = AeadProtection(AES_128_CCM_8, KEY, SALT, padding)
+    wire = protection.seal_record(1, 9, content_type, content, b"\x2a\x00")
+    [record] = parse_datagram(wire, 2)
+    assert protection.open(record.seq_num, TLS12_CID, DTLS_1_2, record.fragment, b"\x2a\x00") == (
+        content_type,
+        content,
+    )
 
 
 def test_a_replay_and_a_forgery_are_dropped_and_do_not_move_the_window() -> None:

@@ -30,12 +30,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 
 from lwm2m.errors import BadRecordMac, DtlsError, RecordError, RecordOverflow
 from lwm2m.tls.record import (
+    APPLICATION_DATA,
     DTLS_1_2,
     MAX_PLAINTEXT,
     TLS12_CID,
     DtlsRecord,
     encode_inner_plaintext,
-    encode_record,
     parse_inner_plaintext,
 )
 
@@ -52,6 +52,8 @@ _LENGTH: Final = struct.Struct("!H")
 # A whole RFC 6347 §4.1 record header, type to length, with the 48-bit sequence number as 16 + 32
 # bits; then the explicit nonce (RFC 6655 §3): the header and nonce of a sealed record in one pack.
 _HEADER_NONCE: Final = struct.Struct("!BHHHIHQ")
+# A RFC 9146 §4 header up to its CID: type, version, epoch, sequence number (16 + 32 bits).
+_CID_HEADER: Final = struct.Struct("!BHHHI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,10 @@ class AeadProtection:
         except InvalidTag:
             raise BadRecordMac("the record does not authenticate") from None
         if cid:
+            if plaintext and plaintext[-1] == APPLICATION_DATA:
+                # What parse_inner_plaintext gives for the common inner plaintext, application
+                # data without padding (its last byte is the type), without the scan.
+                return APPLICATION_DATA, plaintext[:-1]
             return parse_inner_plaintext(plaintext)
         return content_type, plaintext
 
@@ -213,8 +219,21 @@ class AeadProtection:
             raise RecordError(f"epoch {epoch} or sequence number {sequence} does not fit the header")
         seq_num = (epoch << 48) | sequence
         if cid:
-            fragment = self.seal(seq_num, content_type, DTLS_1_2, content, cid)
-            return encode_record(content_type, DTLS_1_2, epoch, sequence, fragment, cid)
+            # RFC 9146 §4, §5: the DTLSInnerPlaintext (content, real type, zeros) sealed under the
+            # CID additional data; the header carries tls12_cid and the CID after the sequence.
+            if not 0 < content_type <= 0xFF:
+                raise RecordError(f"content type {content_type} cannot be carried in DTLSInnerPlaintext")
+            inner_length = len(content) + 1 + self.padding
+            if inner_length > MAX_PLAINTEXT:
+                raise RecordOverflow(
+                    f"a DTLSInnerPlaintext of {inner_length} bytes is longer than {MAX_PLAINTEXT}"
+                )
+            inner = content + bytes((content_type,)) + bytes(self.padding)
+            explicit = _SEQ_NUM.pack(seq_num)
+            aad = additional_data(seq_num, content_type, DTLS_1_2, inner_length, cid)
+            sealed = self._aead.encrypt(self._fixed_iv + explicit, inner, aad)
+            head = _CID_HEADER.pack(TLS12_CID, DTLS_1_2, epoch, sequence >> 32, sequence & 0xFFFFFFFF)
+            return b"".join((head, cid, _LENGTH.pack(EXPLICIT_NONCE_LENGTH + len(sealed)), explicit, sealed))
         length = len(content)
         if length > MAX_PLAINTEXT:
             raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
