@@ -156,8 +156,28 @@ def _client_id(addr: Addr) -> bytes:
     return f"{addr[0]}|{addr[1]}".encode()
 
 
+class _FromInner:
+    """The CoAP endpoint's attribute of the same name, looked up when used: a simulator runs a
+    layer per device, and a bound method held for each name would cost 70 bytes a device."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else getattr(layer.inner, self.name)
+
+
 class DtlsLayer:
     """DTLS sessions per peer address around one CoAP ``Endpoint`` (see the module docstring)."""
+
+    request = _FromInner()
+    notify = _FromInner()
+    cancel = _FromInner()
+    resume_observation = _FromInner()
+    move_observation = _FromInner()
+    observations = _FromInner()
 
     def __init__(
         self,
@@ -170,14 +190,9 @@ class DtlsLayer:
         if server is None and client is None:
             raise ValueError("a DTLS layer needs a server factory, a client factory, or both")
         self.inner = inner
-        # The application side is the CoAP endpoint's own.
-        self.request = inner.request
+        # The application side is the CoAP endpoint's own: ``respond`` (once per request a
+        # server answers) bound here, the others looked up when used (_FromInner).
         self.respond = inner.respond
-        self.notify = inner.notify
-        self.cancel = inner.cancel
-        self.resume_observation = inner.resume_observation
-        self.move_observation = inner.move_observation
-        self.observations = inner.observations
         self._inner_next = inner.next_event
         self._server = server
         self._client = client
