@@ -12,7 +12,10 @@ Engine sections (this process, no sockets: datagrams are handed from one side to
    answer the same offers; our server with our own client (which adds a Connection ID) is shown
    too.
 2. records: one 100-byte CoAP payload protected by one side and opened by the other
-   (epoch 1, anti-replay window included), per second, on established connections.
+   (epoch 1, anti-replay window included), per second, on established connections; ours
+   through the general calls (``send_application_data``, ``receive_datagram``, an event) and
+   "direct", through those the transport uses (``protect_application_data``,
+   ``receive_application_data``: the record straight from and to the datagram).
 3. memory: ``tracemalloc`` bytes per established session (after its handshake and one CoAP
    message from the client, as a device's Register) and per handshake in progress (the server
    waits for the ClientKeyExchange) in our server's table, and the resident set (VmRSS) over
@@ -33,9 +36,13 @@ load from a separate process, so that its cryptography does not share the GIL wi
 
     python bench/dtls.py [--handshakes 2000] [--records 20000] [--sessions 10000]
     python bench/dtls.py --transport [--seconds 5] [--concurrency 32] [--inflight 64] [--sockets 4]
+                         [--profile 30]
+
+``--profile N`` prints the server's N costliest functions (cProfile) for each request run.
 
 "server CPU" is the server process's CPU time over the window: near 100% means the server, not
-the generator, was the limit.
+the generator, was the limit; "load CPU" is the generator's. Both well below 100% mean that the
+machine was busy with other work: the rates then say little, the CPU per request more.
 """
 
 from __future__ import annotations
@@ -331,6 +338,19 @@ def our_records(n: int, cid: bool) -> float:
     return n / elapsed
 
 
+def our_direct_records(n: int, cid: bool) -> float:
+    """As ``our_records``, through the forms the transport uses for application data: the record
+    returned by ``protect_application_data``, the content by ``receive_application_data``."""
+    client, server = our_pair(cid)
+    protect, receive = client.protect_application_data, server.receive_application_data
+    t = time.process_time()
+    for _ in range(n):
+        got = receive(protect(COAP_100), 0.0)
+    elapsed = time.process_time() - t
+    assert got == COAP_100
+    return n / elapsed
+
+
 def mbedtls_records(n: int) -> float:
     """Records per second: protected by a Mbed TLS client, opened by a Mbed TLS server."""
     server = MbedServer()
@@ -458,6 +478,8 @@ def engine(opts: argparse.Namespace) -> None:
     for name, rate in (
         ("lwm2m.tls", our_records(r, cid=False)),
         ("lwm2m.tls (CID)", our_records(r, cid=True)),
+        ("lwm2m.tls, direct", our_direct_records(r, cid=False)),
+        ("lwm2m.tls, direct (CID)", our_direct_records(r, cid=True)),
         ("Mbed TLS", theirs),
     ):
         print(f"  {name:<26} {rate:>10,.0f} records/s   {rate / theirs:.2f} of Mbed TLS's")
@@ -493,6 +515,7 @@ class Result:
     failed: int
     lost: int  # stalled and started afresh
     seconds: float
+    cpu: float = 0.0  # the load generator's CPU share over the window: near 100%, it was the limit
 
     @property
     def rate(self) -> float:
@@ -635,9 +658,11 @@ def requests(
     t0 = time.monotonic() + warmup
     end = t0 + seconds
     counting = False
+    cpu0 = 0.0
     while (now := time.monotonic()) < end:
         if not counting and now >= t0:
             counting, done, lost = True, 0, 0
+            cpu0 = time.process_time()
         events = sel.select(0.2)
         if not events:
             lost += len(outstanding)
@@ -664,19 +689,31 @@ def requests(
                     done += 1
                     send(s)  # type: ignore[arg-type]
     elapsed = time.monotonic() - t0
+    cpu = (time.process_time() - cpu0) / elapsed if elapsed > 0 else 0.0
     for s in socks:
         s.close()
-    conn.send(Result(done, 0, lost, elapsed))
+    conn.send(Result(done, 0, lost, elapsed, cpu))
     conn.close()
 
 
 # --- the servers (this process) ---------------------------------------------------------------------
 
 
-async def measure(target: Any, args: tuple[Any, ...], timeout: float) -> tuple[Result, float]:
+async def measure(
+    target: Any, args: tuple[Any, ...], timeout: float, profile: int = 0
+) -> tuple[Result, float]:
+    """Run the load ``target`` in a process of its own; its result and this process's CPU share.
+    ``profile`` > 0 prints that many of the server's most costly functions (cProfile, which
+    slows the server down: the rates are then not the figures to compare)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     proc.start()
     cpu0, wall0 = time.process_time(), time.monotonic()
     loop = asyncio.get_running_loop()
@@ -687,6 +724,12 @@ async def measure(target: Any, args: tuple[Any, ...], timeout: float) -> tuple[R
         if proc.is_alive():
             proc.kill()
     cpu = (time.process_time() - cpu0) / max(time.monotonic() - wall0, 1e-9)
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        print(f"--- server profile, load {target.__name__}{args[1:2]}: by own time")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     return result, cpu
 
 
@@ -715,10 +758,10 @@ async def run_transport(opts: argparse.Namespace) -> dict[str, Any]:
         # Close_notify ended the others; these are handshakes the end of the run cut off.
         figures["sessions_left"] = len(secure.sessions())
         args = (secure.port, True, opts.seconds, opts.warmup, opts.inflight, opts.sockets)
-        figures["dtls"] = await measure(requests, args, budget)
+        figures["dtls"] = await measure(requests, args, budget, opts.profile)
     async with open_udp_endpoint(HOST, 0, handler=handler) as plain:
         args = (plain.port, False, opts.seconds, opts.warmup, opts.inflight, opts.sockets)
-        figures["plain"] = await measure(requests, args, budget)
+        figures["plain"] = await measure(requests, args, budget, opts.profile)
     return figures
 
 
@@ -734,6 +777,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="handshakes in progress at once")
     parser.add_argument("--inflight", type=int, default=64, help="requests outstanding at once")
     parser.add_argument("--sockets", type=int, default=4, help="sessions (source ports) the requests use")
+    parser.add_argument("--profile", type=int, default=0, help="print the server's N costliest functions")
     opts = parser.parse_args()
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     if opts.transport:
@@ -762,10 +806,19 @@ def transport(opts: argparse.Namespace) -> None:
     )
     print(f"    server CPU per handshake: {hs_cpu / hs.rate * 1e6 if hs.rate else 0:.0f} µs;", end=" ")
     print(f"server sessions left (the others ended by close_notify): {figures['sessions_left']}")
-    for name, rate, cpu in (("over DTLS (CCM_8)", dtls.rate, dtls_cpu), ("plain", plain.rate, plain_cpu)):
-        print(f"  CoAP requests {name + ':':34}{rate:8.0f}/s   server CPU {cpu:4.0%}")
+    for name, run, cpu in (("over DTLS (CCM_8)", dtls, dtls_cpu), ("plain", plain, plain_cpu)):
+        print(
+            f"  CoAP requests {name + ':':34}{run.rate:8.0f}/s   server CPU {cpu:4.0%}"
+            f"   load CPU {run.cpu:4.0%}"
+        )
     share = dtls.rate / plain.rate if plain.rate else 0.0
     print(f"  DTLS rate / plain rate: {share:.0%}")
+    # The server's CPU per request: what the rates come to when the server alone is the limit,
+    # and less disturbed than the rates by a load generator or a machine that is busy elsewhere.
+    runs = ((dtls.rate, dtls_cpu), (plain.rate, plain_cpu))
+    cost = [cpu / rate * 1e6 if rate else 0.0 for rate, cpu in runs]
+    ratio = cost[1] / cost[0] if cost[0] else 0.0
+    print(f"  server CPU per request: {cost[0]:.1f} µs over DTLS, {cost[1]:.1f} µs plain (ratio {ratio:.0%})")
 
 
 if __name__ == "__main__":

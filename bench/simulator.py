@@ -23,7 +23,12 @@ Measured:
 The baseline is a bare asyncio UDP echo (``bench/coap_loop.py``) measured first in
 this run, in this process, on the same loop: the reads/s figure is printed beside it.
 
+``--security psk`` gives every device a PSK of its own (written into the server's security
+store first) and has the fleet register and answer over DTLS (``coaps://``): the memory per
+device then includes its DTLS session.
+
     python bench/simulator.py [--count 1000] [--profile mixed] [--rate 2000] [--seconds 30]
+                              [--security nosec|psk]
 """
 
 from __future__ import annotations
@@ -135,14 +140,25 @@ async def _serve(conn, use_uvloop: bool) -> None:
 
     # Every device registers from 127.0.0.1 at --rate: no per-address registration rate.
     async with Server(
-        ServerConfig(host=HOST, port=free_port(), registration_limits=RegistrationLimits(rate=None))
+        ServerConfig(
+            host=HOST,
+            port=free_port(),
+            coaps_port=free_port(),
+            registration_limits=RegistrationLimits(rate=None),
+        )
     ) as server:
         tune_gc()  # as `lwm2m server` runs
-        conn.send(("ready", server.uri))
+        conn.send(("ready", server.uri, server.coaps_uri))
         while True:
             cmd = await recv()
             if cmd[0] == "quit":
                 break
+            if cmd[0] == "keys":  # the fleet's PSKs, into the server's security store
+                from lwm2m.server.security import SecurityInfo
+
+                for endpoint, key in cmd[1]:
+                    await server.security.put(SecurityInfo(endpoint, endpoint, key))
+                conn.send(("keys", len(cmd[1])))
             if cmd[0] == "count":
                 conn.send(("count", len(await server.registrations())))
             elif cmd[0] == "load":
@@ -253,6 +269,7 @@ class Results:
     errors: int
     served: int
     load: ReadLoad
+    library: int = 0  # resident bytes of loading the DTLS stack, once for the process
 
 
 async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
@@ -275,9 +292,9 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
 
     fleet = None
     try:
-        _, uri = await recv(60)
+        _, uri, coaps_uri = await recv(60)
         fleet = Fleet(
-            uri,
+            coaps_uri if args.security == "psk" else uri,
             FleetConfig(
                 count=args.count,
                 profile=args.profile,
@@ -287,8 +304,12 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
                 local_host=HOST,
                 freeze_gc=True,  # as lwm2m simulate runs it
                 dedup_entries=args.dedup,
+                security=args.security,
             ),
         )
+        if args.security == "psk":
+            conn.send(("keys", [(k.endpoint, k.key) for k in fleet.server_keys()]))
+            await recv(120)
         # The value loop's own cost: time spent in step().
         spent = [0.0, 0]
         step = fleet.step
@@ -300,8 +321,14 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
             spent[1] += 1
 
         fleet.step = timed_step  # type: ignore[method-assign]
+        library = rss_bytes()
+        if args.security == "psk":
+            # The DTLS engine and ``cryptography`` are loaded once for the process (about 12 MB
+            # of resident code and data): loaded here, they are not counted as memory per device.
+            import lwm2m.transport.dtls.engine_backend  # noqa: F401
         gc.collect()
         rss0 = rss_bytes()
+        library = rss0 - library
         cpu0, t0 = time.process_time(), loop.time()
         await fleet.start()
         try:
@@ -349,6 +376,7 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
             stats.errors,
             stats.requests - served0,
             load,
+            library,
         )
     finally:
         if fleet is not None:
@@ -363,7 +391,8 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
 def report(r: Results, args: argparse.Namespace) -> None:
     echo = r.echo_rate
     print(
-        f"{r.count:,} devices ({args.profile}), loop {r.loop}, loopback {HOST}, lifetime {args.lifetime} s,"
+        f"{r.count:,} devices ({args.profile}, {args.security}), loop {r.loop}, loopback {HOST},"
+        f" lifetime {args.lifetime} s,"
         f" {os.cpu_count()} CPUs"
     )
     print(f"  bare UDP echo            {echo:10,.0f} round trips/s (64 in flight; the baseline)")
@@ -403,6 +432,8 @@ def report(r: Results, args: argparse.Namespace) -> None:
         f" {r.rss_after / 2**20:.0f} MB registered; {end / 1024:.1f} KB ({r.rss_end / 2**20:.0f} MB)"
         " after the window"
     )
+    if r.library:
+        print(f"  DTLS stack, loaded once  {r.library / 2**20:10.1f} MB   (not in the memory per device)")
     print(
         f"  simulator CPU (steady)   {r.steady_cpu:10.0%} of one core, value loop {r.step_share:.1%}"
         f" ({r.steps} ticks); {r.served:,} requests served by the devices; {r.steady_gc}"
@@ -421,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=int, default=20, help="registration lifetime, s")
     parser.add_argument("--inflight", type=int, default=2000, help="outstanding reads at most")
     parser.add_argument("--dedup", type=int, default=16, help="CoAP exchanges each device remembers")
+    parser.add_argument("--security", choices=("nosec", "psk"), default="nosec", help="psk: CoAP over DTLS")
     parser.add_argument("--echo-seconds", type=float, default=3.0)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args(argv)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lwm2m.tls.connection import ConnectionConfig, CookieChecker, DtlsConnection, DtlsEvent
+from lwm2m.tls.connection import ConnectionConfig, CookieChecker, DtlsConnection, DtlsEvent, DtlsRole
 from lwm2m.tls.messages import split_handshake_fragments
 from lwm2m.tls.record import HANDSHAKE, parse_datagram
 
@@ -44,6 +44,16 @@ def client_config(psk: bytes = PSK, identity: bytes = IDENTITY, **options: objec
     settings: dict[str, object] = {"psk_identity": identity, "psk": psk, "random": counter_random(1)}
     settings.update(options)
     return ConnectionConfig(**settings)  # type: ignore[arg-type]
+
+
+def pair(
+    server: ConnectionConfig | None = None, client: ConnectionConfig | None = None
+) -> tuple[DtlsConnection, DtlsConnection]:
+    """A client and a server (at :data:`ADDRESS`) that have exchanged nothing yet."""
+    return (
+        DtlsConnection(DtlsRole.CLIENT, client or client_config(), 0.0),
+        DtlsConnection(DtlsRole.SERVER, server or server_config(), 0.0, address=ADDRESS),
+    )
 
 
 def events(connection: DtlsConnection) -> list[DtlsEvent]:

@@ -15,6 +15,7 @@ from tests.helpers.dtls_engine import (
     events,
     exchange,
     handshake_types,
+    pair,
     run,
     server_config,
 )
@@ -45,22 +46,12 @@ from lwm2m.tls.messages import (
 )
 from lwm2m.tls.record import ALERT, HANDSHAKE, DtlsRecord, parse_datagram
 
-
-def _pair(
-    server: ConnectionConfig | None = None, client: ConnectionConfig | None = None
-) -> tuple[DtlsConnection, DtlsConnection]:
-    return (
-        DtlsConnection(DtlsRole.CLIENT, client or client_config(), 0.0),
-        DtlsConnection(DtlsRole.SERVER, server or server_config(), 0.0, address=ADDRESS),
-    )
-
-
 # --- a whole connection ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("hint", [None, b"lwm2m-server"], ids=["no-hint", "identity-hint"])
 def test_handshake_application_data_both_ways_and_close_notify(hint: bytes | None) -> None:
-    client, server = _pair(server_config(psk_identity_hint=hint))
+    client, server = pair(server_config(psk_identity_hint=hint))
     run(client, server)
     assert client.psk_identity_hint == (hint or b"")
     assert events(client) == [HandshakeComplete(IDENTITY)]
@@ -85,7 +76,7 @@ def test_handshake_application_data_both_ways_and_close_notify(hint: bytes | Non
 
 
 def test_the_server_answers_a_first_hello_statelessly_with_a_cookie() -> None:
-    client, server = _pair()
+    client, server = pair()
     [hello] = client.datagrams_to_send(0.0)
     server.receive_datagram(hello, 0.0)
     [verify] = server.datagrams_to_send(0.0)
@@ -143,7 +134,7 @@ def test_the_cookie_of_a_received_hello_is_the_cookie_of_its_fields(
 
 def test_a_server_without_cookie_checker_answers_at_once() -> None:
     config = ConnectionConfig(psk_lookup={IDENTITY: PSK}.get, random=counter_random(5))
-    client, server = _pair(config)
+    client, server = pair(config)
     [hello] = client.datagrams_to_send(0.0)
     server.receive_datagram(hello, 0.0)
     [flight] = server.datagrams_to_send(0.0)
@@ -189,7 +180,7 @@ def test_every_flight_lost_once_is_recovered_by_the_timer(lost: int) -> None:
         seen[0] += 1
         return [] if seen[0] - 1 == lost else datagrams
 
-    client, server = _pair()
+    client, server = pair()
     finished_at = run(client, server, drop_one)
     assert client.established and server.established
     assert 1.0 <= finished_at <= 2.0  # one retransmission, after the initial 1 s timeout
@@ -201,7 +192,7 @@ def test_every_flight_lost_once_is_recovered_by_the_timer(lost: int) -> None:
 
 
 def test_duplicated_datagrams_change_nothing() -> None:
-    client, server = _pair()
+    client, server = pair()
     run(client, server, lambda name, datagrams: [d for d in datagrams for _ in range(2)])
     assert events(client) == [HandshakeComplete(IDENTITY)]
     assert events(server) == [HandshakeComplete(IDENTITY)]
@@ -216,7 +207,7 @@ def test_reordered_records_and_fragments_complete_the_handshake() -> None:
     # Small datagrams: the flights after the hellos are several datagrams, delivered last
     # first; the server's ServerKeyExchange comes in fragments, and the client's Finished
     # (epoch 1) before the ClientKeyExchange that gives the keys to read it.
-    client, server = _pair(
+    client, server = pair(
         server_config(psk_identity_hint=b"h" * 60, max_datagram_size=96), client_config(max_datagram_size=146)
     )
     sizes: list[int] = []
@@ -251,7 +242,7 @@ def test_retransmission_timeouts_double_up_to_60_s_then_the_handshake_fails() ->
 
 
 def test_a_wrong_psk_fails_the_handshake_on_both_sides() -> None:
-    client, server = _pair(client=client_config(psk=bytes(16)))
+    client, server = pair(client=client_config(psk=bytes(16)))
     run(client, server)
     [server_event] = events(server)
     [client_event] = events(client)
@@ -264,7 +255,7 @@ def test_a_wrong_psk_fails_the_handshake_on_both_sides() -> None:
 
 
 def test_an_unknown_identity_fails_with_an_alert() -> None:
-    client, server = _pair(client=client_config(identity=b"stranger"))
+    client, server = pair(client=client_config(identity=b"stranger"))
     run(client, server)
     [server_event] = events(server)
     assert isinstance(server_event, HandshakeFailure) and "unknown PSK identity" in server_event.reason
@@ -289,7 +280,7 @@ def test_a_client_without_our_cipher_suite_is_refused() -> None:
 
 
 def _established() -> tuple[DtlsConnection, DtlsConnection]:
-    client, server = _pair()
+    client, server = pair()
     run(client, server)
     events(client)
     events(server)
@@ -364,7 +355,7 @@ def test_an_unprotected_alert_cannot_end_an_established_connection() -> None:
 
 
 def _client_waiting_for_finished() -> tuple[DtlsConnection, DtlsConnection]:
-    client, server = _pair()
+    client, server = pair()
     # Through the server's ServerHelloDone flight, without the server's last flight.
     for _ in range(2):
         for datagram in client.datagrams_to_send(0.0):
@@ -378,7 +369,7 @@ def _client_waiting_for_finished() -> tuple[DtlsConnection, DtlsConnection]:
 @given(data=st.binary(max_size=300), stage=st.sampled_from(["new", "middle", "established"]))
 def test_any_datagram_is_processed_or_dropped_never_raised(data: bytes, stage: str) -> None:
     if stage == "new":
-        client, server = _pair()
+        client, server = pair()
     elif stage == "middle":
         client, server = _client_waiting_for_finished()
     else:
@@ -399,7 +390,7 @@ def test_any_datagram_is_processed_or_dropped_never_raised(data: bytes, stage: s
 def test_any_well_framed_record_is_processed_or_dropped(
     content_type: int, epoch: int, sequence: int, fragment: bytes
 ) -> None:
-    client, server = _pair()
+    client, server = pair()
     datagram = DtlsRecord(content_type, DTLS_1_2, epoch, sequence, fragment).encode()
     server.receive_datagram(datagram, 0.0)
     client.receive_datagram(datagram, 0.0)
@@ -409,7 +400,7 @@ def test_any_well_framed_record_is_processed_or_dropped(
 
 
 def test_connection_id_is_negotiated_both_ways_by_default() -> None:
-    client, server = _pair(server_config(node_id=0x2A))
+    client, server = pair(server_config(node_id=0x2A))
     run(client, server)
     assert client.cid_negotiated and server.cid_negotiated
     # The server's CID: 6 bytes led by the node id; the client's: what it offered.
@@ -468,7 +459,7 @@ def test_a_record_with_another_cid_is_dropped() -> None:
 def test_connection_id_off_gives_plain_records(side: str) -> None:
     client_off = side in ("client", "both")
     server_off = side in ("server", "both")
-    client, server = _pair(
+    client, server = pair(
         server_config(connection_id=not server_off), client_config(connection_id=not client_off)
     )
     run(client, server)
@@ -483,7 +474,7 @@ def test_connection_id_off_gives_plain_records(side: str) -> None:
 
 
 def test_an_empty_client_cid_means_plain_records_to_the_client_only() -> None:
-    client, server = _pair(client=client_config(cid_length=0))
+    client, server = pair(client=client_config(cid_length=0))
     run(client, server)
     assert client.cid_negotiated and client.own_cid == b"" and server.peer_cid == b""
     server.send_application_data(b"to client")
@@ -499,9 +490,9 @@ def test_an_empty_client_cid_means_plain_records_to_the_client_only() -> None:
 
 def test_connection_id_configuration_is_checked() -> None:
     with pytest.raises(DtlsError):
-        _pair(server_config(cid_length=33))
+        pair(server_config(cid_length=33))
     with pytest.raises(DtlsError):
-        _pair(server_config(node_id=256))
+        pair(server_config(node_id=256))
 
 
 # --- against python-mbedtls ------------------------------------------------------------------
@@ -616,7 +607,7 @@ def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
 
 
 def test_application_data_ahead_of_the_servers_finished_waits_for_it() -> None:
-    client, server = _pair()
+    client, server = pair()
     held: list[bytes] = []
 
     def hold_last_server_flight(name: str, datagrams: list[bytes]) -> list[bytes]:
@@ -664,7 +655,7 @@ def test_a_fatal_alert_from_the_peer_closes_an_established_connection() -> None:
 def test_a_late_final_flight_and_its_retransmission_end_quietly() -> None:
     # The server's last flight is late: the client's timer sends its flight again, the server
     # answers with its last flight again, then both copies arrive. Nothing more is sent.
-    client, server = _pair()
+    client, server = pair()
     held: list[bytes] = []
 
     def hold_last_server_flight(name: str, datagrams: list[bytes]) -> list[bytes]:
@@ -689,7 +680,7 @@ def test_a_late_final_flight_and_its_retransmission_end_quietly() -> None:
 def test_a_repeat_of_the_peers_current_flight_is_not_answered_with_our_previous_one() -> None:
     # The server waits for the client's Finished; the client's ClientKeyExchange seen twice is
     # part of that flight, not a sign that the server's flight was lost.
-    client, server = _pair()
+    client, server = pair()
     for _ in range(2):
         for datagram in client.datagrams_to_send(0.0):
             server.receive_datagram(datagram, 0.0)
@@ -718,7 +709,7 @@ def test_any_handshake_message_is_processed_or_refused(
 ) -> None:
     # Well-formed handshake framing around any body reaches the message parsers and the state
     # machine: the outcome is an event or nothing, never an exception.
-    client, server = _pair() if stage == "new" else _client_waiting_for_finished()
+    client, server = pair() if stage == "new" else _client_waiting_for_finished()
     target = server if to_server else client
     message = encode_handshake(msg_type, message_seq, body)
     target.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 1000 + message_seq, message).encode(), 0.0)
@@ -780,7 +771,7 @@ def _server_hello_extensions(hello: ClientHello) -> tuple[HandshakeFailure | Non
 
 
 def test_the_client_signals_secure_renegotiation_and_the_server_answers() -> None:
-    client, _ = _pair()
+    client, _ = pair()
     [datagram] = client.datagrams_to_send(0.0)
     hello = ClientHello.parse(split_handshake_fragments(parse_datagram(datagram)[0].fragment)[0][1])
     assert 0x00FF in hello.cipher_suites  # TLS_EMPTY_RENEGOTIATION_INFO_SCSV, RFC 5746 §3.3
@@ -801,7 +792,7 @@ def test_the_client_signals_secure_renegotiation_and_the_server_answers() -> Non
 
 
 def test_a_server_claiming_a_renegotiated_connection_is_refused() -> None:
-    client, server = _pair()
+    client, server = pair()
 
     def forge(name: str, datagrams: list[bytes]) -> list[bytes]:
         if (

@@ -128,3 +128,14 @@ def test_the_window_agrees_with_a_set_of_everything_accepted(sequences: list[int
         if expected:
             window.accept(sequence)
             seen.add(sequence)
+
+
+@given(st.lists(st.integers(0, 300), max_size=60))
+def test_accept_says_whether_the_number_was_above_every_one_before(sequences: list[int]) -> None:
+    # RFC 9146 §6: only such a record may move a CID connection to a new address.
+    window = ReplayWindow(1)
+    highest: int | None = None
+    for sequence in sequences:
+        assert window.accept(sequence) is (highest is None or sequence > highest)
+        highest = sequence if highest is None else max(highest, sequence)
+        assert window.highest == highest

@@ -149,6 +149,31 @@ def parse_record(data: bytes, offset: int = 0, cid_length: int = 0) -> tuple[Dtl
     return record, position + length
 
 
+def single_protected_record(data: bytes, cid_length: int) -> tuple[int, int, int, int, bytes] | None:
+    """(content type, version, sequence number, start of the fragment, CID) of a datagram that
+    is exactly one epoch-1 record of application data (RFC 6347 §4.1), or of type
+    ``tls12_cid`` with a CID of ``cid_length`` bytes (RFC 9146 §4) when that is not 0; None
+    for any other datagram, which then needs :func:`parse_datagram`. The receiver of
+    application data reads it so, straight from the datagram, without a record object."""
+    n = len(data)
+    if n < HEADER_LENGTH:
+        return None
+    content_type, version, epoch, sequence_high, sequence_low = _HEAD.unpack_from(data)
+    if epoch != 1 or version >> 8 != 0xFE:
+        return None
+    if content_type == APPLICATION_DATA and not cid_length:
+        start = HEADER_LENGTH
+        cid = b""
+    elif content_type == TLS12_CID and cid_length and n >= HEADER_LENGTH + cid_length:
+        start = HEADER_LENGTH + cid_length
+        cid = data[11 : 11 + cid_length]
+    else:
+        return None
+    if start + ((data[start - 2] << 8) | data[start - 1]) != n:
+        return None  # several records, or a length that does not match: the general parser's
+    return content_type, version, (sequence_high << 32) | sequence_low, start, cid
+
+
 def parse_datagram(data: bytes, cid_length: int = 0) -> list[DtlsRecord]:
     """Every record of a datagram, in order (RFC 6347 §4.1.1: several records may share one).
 

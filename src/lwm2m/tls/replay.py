@@ -49,20 +49,23 @@ class ReplayWindow:
             return False  # too old to tell: refused, as RFC 6347 §4.1.2.6 says
         return not (self._bitmap >> offset) & 1
 
-    def accept(self, sequence: int) -> None:
-        """Mark an authenticated record as received, sliding the window when it is the newest."""
+    def accept(self, sequence: int) -> bool:
+        """Mark an authenticated record as received, sliding the window when it is the newest.
+        True when it was: above every number accepted before (RFC 9146 §6 asks that of a
+        record that moves a CID connection to a new address)."""
         if not 0 <= sequence <= MAX_SEQUENCE:
             raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
         if self._highest is None:
             self._highest = sequence
             self._bitmap = 1
-            return
+            return True
         if sequence > self._highest:
             shift = sequence - self._highest
             # A jump of the window size or more leaves none of the old bits inside it.
             self._bitmap = ((self._bitmap << shift) | 1) & self._mask if shift < self.size else 1
             self._highest = sequence
-            return
+            return True
         offset = self._highest - sequence
         if offset < self.size:
             self._bitmap |= 1 << offset
+        return False

@@ -48,6 +48,12 @@ backend's ticket keys (RFC 5077) the same way.
 
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
+
+A backend connection may offer ``feed_read(datagram, now)`` (the engine's does): ``feed`` and
+``read`` in one call for the datagram an established session gets most, one application
+record; its plaintext goes straight to the CoAP endpoint, and anything else (None) takes the
+general way, ``read`` and ``outgoing``. Such a connection also tells, as ``advanced``, what
+``feed`` would have returned.
 """
 
 from __future__ import annotations
@@ -80,8 +86,10 @@ log = logging.getLogger(__name__)
 Addr = Any
 Role = Literal["server", "client"]
 
-_TLS12_CID = ContentType.TLS12_CID
-_PROTECTED = (ContentType.APPLICATION_DATA, ContentType.TLS12_CID)
+# Plain ints: the first byte of every datagram is compared with them, and a comparison with an
+# IntEnum member costs four times one with an int.
+_TLS12_CID = int(ContentType.TLS12_CID)
+_PROTECTED = frozenset((int(ContentType.APPLICATION_DATA), _TLS12_CID))
 _CID_AT = HEADER_LEN - 2  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
 _HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
 _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only in the record header
@@ -161,8 +169,28 @@ def _client_id(addr: Addr) -> bytes:
     return f"{addr[0]}|{addr[1]}".encode()
 
 
+class _FromInner:
+    """The CoAP endpoint's attribute of the same name, looked up when used: a simulator runs a
+    layer per device, and a bound method held for each name would cost 70 bytes a device."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else getattr(layer.inner, self.name)
+
+
 class DtlsLayer:
     """DTLS sessions per peer address around one CoAP ``Endpoint`` (see the module docstring)."""
+
+    request = _FromInner()
+    notify = _FromInner()
+    cancel = _FromInner()
+    resume_observation = _FromInner()
+    move_observation = _FromInner()
+    observations = _FromInner()
 
     def __init__(
         self,
@@ -175,14 +203,9 @@ class DtlsLayer:
         if server is None and client is None:
             raise ValueError("a DTLS layer needs a server factory, a client factory, or both")
         self.inner = inner
-        # The application side is the CoAP endpoint's own.
-        self.request = inner.request
+        # The application side is the CoAP endpoint's own: ``respond`` (once per request a
+        # server answers) bound here, the others looked up when used (_FromInner).
         self.respond = inner.respond
-        self.notify = inner.notify
-        self.cancel = inner.cancel
-        self.resume_observation = inner.resume_observation
-        self.move_observation = inner.move_observation
-        self.observations = inner.observations
         self._inner_next = inner.next_event
         self._server = server
         self._client = client
@@ -200,7 +223,9 @@ class DtlsLayer:
         self._parked: OrderedDict[Addr, _Parked] = OrderedDict()
         self._parked_cid: dict[bytes, Addr] = {}  # parked sessions with a CID, by it
         self._out: list[tuple[bytes, Addr]] = []
-        self._events: deque[SessionEvent] = deque()
+        # A list, not a deque: it is empty nearly always, and an empty deque costs 700 bytes
+        # (a simulator runs one layer per device).
+        self._events: list[SessionEvent] = []
         self._heap: list[tuple[float, int, _Session]] = []
         self._seq = 0
         self.counters: dict[str, int] = dict.fromkeys(
@@ -242,7 +267,17 @@ class DtlsLayer:
                         return
                 s = self._sessions.get(addr)
                 if s is not None:
-                    self._receive_records(s, data, now)
+                    # The common case inline: one application record, its plaintext straight to
+                    # the CoAP endpoint (what _receive_records and _deliver_one do, in one frame).
+                    feed_read = getattr(s.conn, "feed_read", None)
+                    if feed_read is None:
+                        self._receive_records(s, data, now)
+                    elif (plain := feed_read(data, now)) is not None:
+                        s.last_seen = now
+                        self._sessions.move_to_end(addr)
+                        self.inner.receive_datagram(plain, addr, now)
+                    else:
+                        self._deliver(s, now)
                     return
             self._receive_other(data, addr, now)
         except DtlsError:
@@ -318,7 +353,7 @@ class DtlsLayer:
 
     def next_event(self) -> Any:
         if self._events:
-            return self._events.popleft()
+            return self._events.pop(0)
         return self._inner_next()
 
     # === the application's side =================================================================
@@ -466,9 +501,22 @@ class DtlsLayer:
     # === receiving ==============================================================================
 
     def _receive_records(self, s: _Session, data: bytes, now: float) -> None:
-        if data:
-            s.conn.feed(data, now)
+        conn = s.conn
+        feed_read = getattr(conn, "feed_read", None)
+        if feed_read is None:
+            conn.feed(data, now)
+        elif (plain := feed_read(data, now)) is not None:
+            self._deliver_one(s, plain, now)
+            return
         self._deliver(s, now)
+
+    def _deliver_one(self, s: _Session, plain: bytes, now: float) -> None:
+        """The plaintext of a datagram that held one application record and nothing else: no
+        read loop, and nothing to send back (a backend's ``feed_read`` said so)."""
+        s.last_seen = now
+        addr = s.addr
+        self._sessions.move_to_end(addr)
+        self.inner.receive_datagram(plain, addr, now)
 
     def _receive_cid(self, s: _Session, data: bytes, addr: Addr, now: float) -> None:
         """A tls12_cid record for the session or handshake that gave its CID (RFC 9146 §6)."""
@@ -479,10 +527,20 @@ class DtlsLayer:
             return
         if self._sessions.get(s.addr) is not s:
             return
-        newer = s.conn.feed(data, now)
+        conn = s.conn
+        feed_read = getattr(conn, "feed_read", None)
+        plain = None
+        if feed_read is None:
+            newer = conn.feed(data, now)
+        else:
+            plain = feed_read(data, now)
+            newer = getattr(conn, "advanced", False)  # a backend with feed_read tells it so
         if newer and addr != s.addr:
             self._move(s, addr)
-        self._deliver(s, now)
+        if plain is not None:
+            self._deliver_one(s, plain, now)
+        else:
+            self._deliver(s, now)
 
     def _move(self, s: _Session, addr: Addr) -> None:
         """The peer of ``s`` now sends from ``addr`` (RFC 9146 §6)."""

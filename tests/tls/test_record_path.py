@@ -1,0 +1,262 @@
+"""The application-data path of an established connection, read and written straight from the
+datagram (RFC 6347 §4.1, §4.1.2.6; RFC 6655 §3; RFC 9146 §4, §6): ``single_protected_record``,
+``AeadProtection.seal_record``, ``DtlsConnection.receive_application_data`` and
+``protect_application_data`` must give exactly what the general forms give."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.helpers.dtls_engine import client_config, events, pair, run, server_config
+
+from lwm2m.errors import DtlsError, RecordError, RecordOverflow, SessionClosed
+from lwm2m.tls.connection import ApplicationData, ConnectionClosed, DtlsConnection
+from lwm2m.tls.protection import AES_128_CCM_8, AES_128_GCM, AeadAlgorithm, AeadProtection
+from lwm2m.tls.record import (
+    ALERT,
+    APPLICATION_DATA,
+    DTLS_1_2,
+    HANDSHAKE,
+    MAX_PLAINTEXT,
+    TLS12_CID,
+    DtlsRecord,
+    parse_datagram,
+    single_protected_record,
+)
+
+KEY = bytes(range(16))
+SALT = bytes((1, 2, 3, 4))
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+
+def test_one_application_record_is_read_from_its_header() -> None:
+    # type 23, DTLS 1.2, epoch 1, sequence 0x0102_0304_0506, length 3, then the fragment.
+    datagram = bytes.fromhex("17 fefd 0001 010203040506 0003") + b"abc"
+    assert single_protected_record(datagram, 0) == (APPLICATION_DATA, DTLS_1_2, 0x010203040506, 13, b"")
+
+
+def test_one_cid_record_is_read_with_the_cid_after_the_sequence_number() -> None:
+    datagram = bytes.fromhex("19 fefd 0001 000000000007 c1c2c3 0002") + b"xy"
+    assert single_protected_record(datagram, 3) == (TLS12_CID, DTLS_1_2, 7, 16, bytes.fromhex("c1c2c3"))
+
+
+@pytest.mark.parametrize(
+    ("datagram", "cid_length"),
+    [
+        (b"", 0),
+        (bytes.fromhex("17 fefd 0001 000000000001 00"), 0),  # a header cut short
+        (bytes.fromhex("17 fefd 0000 000000000001 0001 00"), 0),  # epoch 0
+        (bytes.fromhex("17 fefd 0002 000000000001 0001 00"), 0),  # epoch 2
+        (bytes.fromhex("17 0303 0001 000000000001 0001 00"), 0),  # TLS, not DTLS
+        (bytes.fromhex("16 fefd 0001 000000000001 0001 00"), 0),  # handshake
+        (bytes.fromhex("15 fefd 0001 000000000001 0001 00"), 0),  # alert
+        (bytes.fromhex("17 fefd 0001 000000000001 0002 00"), 0),  # length past the end
+        (bytes.fromhex("17 fefd 0001 000000000001 0000 00"), 0),  # bytes after the record
+        (bytes.fromhex("17 fefd 0001 000000000001 0001 00") * 2, 0),  # two records
+        (bytes.fromhex("17 fefd 0001 000000000001 0001 00"), 2),  # no CID where one is expected
+        (bytes.fromhex("19 fefd 0001 000000000001 aabb 0001 00"), 0),  # a CID nobody asked for
+        (bytes.fromhex("19 fefd 0001 000000000001 aa"), 4),  # shorter than its CID
+    ],
+)
+def test_anything_but_one_protected_record_is_left_to_the_general_parser(
+    datagram: bytes, cid_length: int
+) -> None:
+    assert single_protected_record(datagram, cid_length) is None
+
+
+@given(st.binary(max_size=64), st.sampled_from([0, 1, 4]))
+def test_what_is_read_from_the_header_is_what_the_general_parser_finds(data: bytes, cid_length: int) -> None:
+    single = single_protected_record(data, cid_length)
+    if single is None:
+        return
+    [record] = parse_datagram(data, cid_length)
+    content_type, version, sequence, start, cid = single
+    assert (record.content_type, record.version, record.epoch) == (content_type, version, 1)
+    assert (record.sequence, record.cid, record.fragment) == (sequence, cid, data[start:])
+
+
+# --- sealing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", [AES_128_CCM_8, AES_128_GCM])
+@pytest.mark.parametrize("cid", [b"", b"\x2a\x01\x02\x03\x04\x05"])
+@pytest.mark.parametrize("content_type", [APPLICATION_DATA, ALERT, HANDSHAKE])
+@pytest.mark.parametrize("padding", [0, 5])
+def test_a_sealed_record_is_the_encrypted_record_encoded(
+    algorithm: AeadAlgorithm, cid: bytes, content_type: int, padding: int
+) -> None:
+    protection = AeadProtection(algorithm, KEY, SALT, padding)
+    plain = DtlsRecord(content_type, DTLS_1_2, 1, 0x0000_0102_0304, b"GET /3/0", cid)
+    expected = protection.encrypt(plain).encode()
+    assert protection.seal_record(1, 0x0000_0102_0304, content_type, b"GET /3/0", cid) == expected
+    [record] = parse_datagram(expected, len(cid))
+    assert protection.decrypt(record).fragment == b"GET /3/0"
+
+
+def test_sealing_checks_the_header_fields_and_the_length() -> None:
+    protection = AeadProtection(AES_128_CCM_8, KEY, SALT)
+    with pytest.raises(RecordError):
+        protection.seal_record(1, 2**48, APPLICATION_DATA, b"x")
+    with pytest.raises(RecordError):
+        protection.seal_record(0x10000, 0, APPLICATION_DATA, b"x")
+    with pytest.raises(RecordError):
+        protection.seal_record(1, 0, 256, b"x")
+    with pytest.raises(RecordOverflow):
+        protection.seal_record(1, 0, APPLICATION_DATA, bytes(MAX_PLAINTEXT + 1))
+    with pytest.raises(RecordOverflow):  # the inner type byte makes it one too many (RFC 9146 §4)
+        protection.seal_record(1, 0, APPLICATION_DATA, bytes(MAX_PLAINTEXT), b"\x01")
+    with pytest.raises(RecordError):  # type 0 cannot be told from the padding
+        protection.seal_record(1, 0, 0, b"x", b"\x01")
+    with pytest.raises(RecordError):
+        protection.seal_record(1, 0, APPLICATION_DATA, b"x", bytes(256))
+    largest = protection.seal_record(1, 0, APPLICATION_DATA, bytes(MAX_PLAINTEXT))
+    assert len(largest) == 13 + 8 + MAX_PLAINTEXT + 8
+
+
+# --- the connection -----------------------------------------------------------------------------
+
+
+def _two_established(cid: bool) -> tuple[DtlsConnection, DtlsConnection, DtlsConnection, DtlsConnection]:
+    """Two pairs of connections in the same state (the randoms are deterministic), so that one
+    server can take a datagram the general way and the other the fast way."""
+    pairs = []
+    for _ in range(2):
+        client, server = pair(server_config(connection_id=cid), client_config(connection_id=cid))
+        run(client, server)
+        events(client), events(server)
+        pairs.append((client, server))
+    (c1, s1), (c2, s2) = pairs
+    assert c1.established and s2.established
+    return c1, s1, c2, s2
+
+
+@pytest.mark.parametrize("cid", [False, True])
+def test_protected_data_is_the_record_send_application_data_queues(cid: bool) -> None:
+    c1, _, c2, _ = _two_established(cid)
+    for data in (b"POST /rd?ep=node", b"", bytes(1000)):
+        c1.send_application_data(data)
+        assert c2.protect_application_data(data) == b"".join(c1.datagrams_to_send(0.0))
+    c2.close()
+    with pytest.raises(SessionClosed):
+        c2.protect_application_data(b"late")
+
+
+def test_no_data_is_protected_before_the_handshake_completes() -> None:
+    client, _ = pair()
+    with pytest.raises(DtlsError):
+        client.protect_application_data(b"early")
+
+
+# What the peer's datagram goes through on its way: kept, sent twice, one bit flipped, sent late
+# after others (the replay window), glued to the next one (two records in a datagram), or cut.
+_MANGLE = st.sampled_from(["keep", "again", "flip", "late", "glue", "cut"])
+
+
+def _deliveries(datagrams: list[bytes], mangles: list[str], flips: list[int]) -> list[bytes]:
+    out: list[bytes] = []
+    held: list[bytes] = []
+    for i, datagram in enumerate(datagrams):
+        how = mangles[i % len(mangles)]
+        if how == "again":
+            out += [datagram, datagram]
+        elif how == "flip":
+            spoiled = bytearray(datagram)
+            spoiled[flips[i % len(flips)] % len(spoiled)] ^= 0x10
+            out += [bytes(spoiled), datagram]
+        elif how == "late":
+            held.append(datagram)
+        elif how == "glue" and out:
+            out[-1] += datagram
+        elif how == "cut":
+            out.append(datagram[:-1])
+        else:
+            out.append(datagram)
+    return out + held
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.booleans(),
+    st.lists(_MANGLE, min_size=1, max_size=8),
+    st.lists(st.integers(0, 200), min_size=1, max_size=4),
+)
+def test_the_fast_receiver_takes_and_drops_what_the_general_one_does(
+    cid: bool, mangles: list[str], flips: list[int]
+) -> None:
+    c1, s1, c2, s2 = _two_established(cid)
+    payloads = [f"request {i}".encode() for i in range(12)]
+    sent = []
+    for payload in payloads:
+        c1.send_application_data(payload)
+        sent += c1.datagrams_to_send(0.0)
+        assert c2.protect_application_data(payload) == sent[-1]
+    c1.close()
+    sent += c1.datagrams_to_send(0.0)  # close_notify: the general path on both
+    general: list[tuple[object, bool]] = []
+    fast: list[tuple[object, bool]] = []
+    for datagram in _deliveries(sent, mangles, flips):
+        newer = s1.receive_datagram(datagram, 1.0)
+        general += [(event, newer) for event in events(s1)]
+        plain = s2.receive_application_data(datagram, 1.0)
+        if plain is not None:
+            fast.append((ApplicationData(plain), s2.advanced))
+        fast += [(event, s2.advanced) for event in events(s2)]
+        assert s2.advanced == newer
+        assert s2.datagrams_to_send(1.0) == s1.datagrams_to_send(1.0)
+    assert fast == general
+    assert ApplicationData(payloads[0]) in [event for event, _ in fast] or mangles[0] in ("cut", "late")
+
+
+def test_a_close_notify_goes_through_the_general_path() -> None:
+    c1, _, _, s2 = _two_established(cid=True)
+    after = c1.protect_application_data(b"after")
+    c1.close()
+    [alert] = c1.datagrams_to_send(0.0)
+    assert s2.receive_application_data(alert, 0.0) is None
+    assert events(s2) == [ConnectionClosed("close_notify")]
+    assert s2.datagrams_to_send(0.0)  # its own close_notify in answer (RFC 5246 §7.2.1)
+    assert s2.receive_application_data(after, 0.0) is None  # nothing is taken once closed
+    assert events(s2) == []
+
+
+@given(st.binary(max_size=40), st.sampled_from([APPLICATION_DATA, ALERT, HANDSHAKE]), st.integers(0, 3))
+def test_a_cid_record_opens_to_its_type_and_content_with_or_without_padding(
+    content: bytes, content_type: int, padding: int
+) -> None:
+    protection = AeadProtection(AES_128_CCM_8, KEY, SALT, padding)
+    wire = protection.seal_record(1, 9, content_type, content, b"\x2a\x00")
+    [record] = parse_datagram(wire, 2)
+    assert protection.open(record.seq_num, TLS12_CID, DTLS_1_2, record.fragment, b"\x2a\x00") == (
+        content_type,
+        content,
+    )
+
+
+def test_a_replay_and_a_forgery_are_dropped_and_do_not_move_the_window() -> None:
+    c1, _, _, s2 = _two_established(cid=False)
+    c1.send_application_data(b"first")
+    [first] = c1.datagrams_to_send(0.0)
+    c1.send_application_data(b"second")
+    [second] = c1.datagrams_to_send(0.0)
+    forged = second[:-1] + bytes((second[-1] ^ 1,))
+    assert s2.receive_application_data(forged, 0.0) is None and not s2.advanced
+    assert s2.receive_application_data(second, 0.0) == b"second" and s2.advanced
+    assert s2.receive_application_data(second, 0.0) is None and not s2.advanced
+    assert s2.receive_application_data(first, 0.0) == b"first" and not s2.advanced  # older, in the window
+    assert s2.receive_application_data(first, 0.0) is None
+    assert events(s2) == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.booleans(), st.binary(max_size=80), st.integers(0, 40))
+def test_any_datagram_is_taken_or_dropped_never_raised(cid: bool, tail: bytes, cut: int) -> None:
+    # A genuine header with anything after it, and anything at all.
+    c1, _, _, s2 = _two_established(cid)
+    genuine = c1.protect_application_data(b"GET /3/0/0")
+    for datagram in (genuine[: 13 + (6 if cid else 0) + 2] + tail, tail, genuine[:cut], genuine + tail):
+        plain = s2.receive_application_data(datagram, 1.0)
+        assert plain is None or isinstance(plain, bytes)
+    assert s2.established
