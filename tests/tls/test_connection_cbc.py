@@ -26,13 +26,13 @@ from lwm2m.tls.connection import (
     TLS_PSK_WITH_AES_128_CCM_8,
     ApplicationData,
     ConnectionConfig,
-    CookieChecker,
     DtlsConnection,
     DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.keyexchange import EcdhClientKeyExchange, ServerEcdhParams
 from lwm2m.tls.messages import (
     ClientHello,

@@ -2,9 +2,9 @@
 
 It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
 
-- the stateless cookie exchange of RFC 6347 §4.2.1 (:class:`CookieChecker`: an HMAC of the
-  client's hello parameters and address under a secret the caller gives, with one previous
-  secret still accepted so that the secret can rotate);
+- the stateless cookie exchange of RFC 6347 §4.2.1 with a
+  :class:`~lwm2m.tls.cookies.CookieChecker` (an HMAC of the client's hello parameters and
+  address, with one previous secret still accepted so that the secret can rotate);
 - the handshake of RFC 5246 §7.3 with the PSK messages of RFC 4279 §2: ServerHello, an
   optional ServerKeyExchange carrying the PSK identity hint, ServerHelloDone;
   ClientKeyExchange, ChangeCipherSpec, Finished; then the server's ChangeCipherSpec, Finished;
@@ -56,7 +56,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from lwm2m.errors import (
@@ -87,6 +87,7 @@ from lwm2m.tls.certificates import (
     offered_types,
     peer_public_key,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.keyexchange import (
     ECDSA_SECP256R1_SHA256,
     SECP256R1,
@@ -160,7 +161,6 @@ __all__ = [
     "ApplicationData",
     "ConnectionClosed",
     "ConnectionConfig",
-    "CookieChecker",
     "DtlsConnection",
     "DtlsEvent",
     "DtlsRole",
@@ -218,8 +218,6 @@ RECORD_OVERHEAD: Final = 13 + 8 + 8  # header, explicit nonce, CCM_8 tag
 CBC_EXTRA_OVERHEAD: Final = 16 + 32 + 16 - 16
 DEFAULT_CID_LENGTH: Final = 6
 MAX_CID_LENGTH: Final = 32  # ours; RFC 9146 §3 allows 255, but every byte is in every record
-MIN_COOKIE_SECRET: Final = 16
-COOKIE_LENGTH: Final = 32
 # Records of epoch 1 that arrive before the keys to read them (reordering, RFC 6347 §4.1 lets
 # a receiver buffer them); bounded so that a flood costs nothing.
 MAX_EARLY_RECORDS: Final = 8
@@ -235,65 +233,6 @@ class DtlsRole(enum.StrEnum):
 
     CLIENT = "client"
     SERVER = "server"
-
-
-class CookieChecker:
-    """Stateless cookies for HelloVerifyRequest (RFC 6347 §4.2.1).
-
-    The cookie is HMAC-SHA256(secret, client address ‖ ClientHello without its cookie): the
-    server keeps no state for a client until it proves it receives at its address, so a
-    spoofed source address gets one small HelloVerifyRequest and nothing else. One checker
-    serves every connection of a server. :meth:`rotate` installs a new secret; cookies made
-    under the previous one stay valid until the next rotation, so a client in the middle of
-    its exchange is not turned away.
-    """
-
-    __slots__ = ("_previous", "_secret")
-
-    def __init__(self, secret: bytes, previous: bytes | None = None) -> None:
-        for value in (secret, previous):
-            if value is not None and len(value) < MIN_COOKIE_SECRET:
-                raise DtlsError(f"a cookie secret needs at least {MIN_COOKIE_SECRET} bytes")
-        self._secret = bytes(secret)
-        self._previous = bytes(previous) if previous is not None else None
-
-    def rotate(self, secret: bytes) -> None:
-        """Make ``secret`` the current secret; the current one becomes the previous one."""
-        if len(secret) < MIN_COOKIE_SECRET:
-            raise DtlsError(f"a cookie secret needs at least {MIN_COOKIE_SECRET} bytes")
-        self._previous, self._secret = self._secret, bytes(secret)
-
-    @staticmethod
-    def _input(address: bytes, hello: ClientHello, body: bytes | None) -> bytes:
-        # The cookie field is left out: the second hello repeats the first apart from it. With
-        # the hello's bytes as received, the cookie is cut out of them (ClientHello.parse has
-        # checked the lengths: version 2, random 32, session_id<0..32>, then the cookie) rather
-        # than the hello encoded again.
-        if body is None:
-            parameters = replace(hello, cookie=b"").to_bytes()
-        else:
-            at = 35 + body[34]
-            parameters = body[:at] + b"\x00" + body[at + 1 + body[at] :]
-        return len(address).to_bytes(2, "big") + address + parameters
-
-    def cookie(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bytes:
-        """The cookie for this client address and hello, under the current secret. ``body`` is
-        the hello as received, when there is one: it spares encoding the hello again."""
-        message = self._input(address, hello, body)
-        return hmac.digest(self._secret, message, hashlib.sha256)[:COOKIE_LENGTH]
-
-    def check(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bool:
-        """True if the hello carries a cookie made for this address and these parameters."""
-        if len(hello.cookie) != COOKIE_LENGTH:
-            return False
-        message = self._input(address, hello, body)
-        expected = hmac.digest(self._secret, message, hashlib.sha256)[:COOKIE_LENGTH]
-        ok = hmac.compare_digest(expected, hello.cookie)
-        if self._previous is not None:
-            # Both compared every time, so the time taken does not say which secret matched.
-            expected = hmac.digest(self._previous, message, hashlib.sha256)[:COOKIE_LENGTH]
-            ok |= hmac.compare_digest(expected, hello.cookie)
-        return ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -1203,6 +1142,8 @@ class DtlsConnection:
         except ProtocolError:
             return
         checker = self.config.cookie_checker
+        if checker is not None:
+            checker.rotate_if_due(now)
         if checker is not None and not checker.check(self.address, hello, body):
             verify = HelloVerifyRequest(checker.cookie(self.address, hello, body), server_version=DTLS_1_0)
             message = encode_handshake(

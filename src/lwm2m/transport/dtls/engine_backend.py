@@ -9,12 +9,10 @@ engine's ``ConnectionConfig``:
   TLS_PSK_WITH_AES_128_CBC_SHA256 (LwM2M 1.1) only when the configuration's ``ciphers`` name it
   (the CBC suites are off by default: MAC-then-encrypt is not constant-time in Python), with the
   extended master secret of RFC 7627 and PSKs of up to 64 bytes;
-- the stateless cookie of RFC 6347 §4.2.1 under a secret that rotates every
-  ``COOKIE_ROTATION`` seconds (time from the caller: a cookie made under the previous secret
-  still counts, so a client in the middle of its exchange is not turned away). It is made
-  and checked here on the hello's bytes, without parsing its extensions: a flood of
-  ClientHellos costs a few slices and one HMAC each, and only a hello with a valid cookie
-  reaches a ``DtlsConnection`` (made without a cookie checker of its own);
+- the stateless cookie of RFC 6347 §4.2.1 by ``lwm2m.tls.cookies.CookieChecker.answer`` on the
+  hello's bytes, under a secret that rotates every ``COOKIE_ROTATION`` seconds of the layer's
+  time: only a hello with a valid cookie reaches a ``DtlsConnection`` (made without a cookie
+  checker of its own);
 - Connection IDs (RFC 9146): a server gives ``limits.cid_length`` bytes whose first is
   ``limits.node_id``; a client offers the extension with an empty CID of its own (the server
   reaches it at whatever address its records come from) and then sends the server's CID in
@@ -48,8 +46,6 @@ and shifts the engine's timers back, so that both clocks advance together.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import math
 import os
 import struct
@@ -69,8 +65,7 @@ from lwm2m.tls.connection import (
     HandshakeComplete,
     HandshakeFailure,
 )
-from lwm2m.tls.messages import HandshakeType, HelloVerifyRequest, encode_handshake
-from lwm2m.tls.record import DTLS_1_0, DTLS_1_2, HANDSHAKE, DtlsRecord
+from lwm2m.tls.cookies import COOKIE_ROTATION, CookieChecker
 from lwm2m.tls.state import ConnectionState, ResumableSession
 from lwm2m.tls.tickets import SessionCache, TicketKeys
 from lwm2m.transport.dtls.config import (
@@ -110,7 +105,6 @@ _SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # An ECDHE-ECDSA one holds 1.1 KiB (raw public keys) to 1.5 KiB (X.509) more than a PSK one
 # (the peer's key or chain, our ECDH share: tracemalloc over 300 connections), still within it.
 HANDSHAKE_COST: Final = 8 << 10
-COOKIE_ROTATION: Final = 300.0  # seconds between cookie secrets (RFC 6347 §4.2.1)
 # Resumption (RFC 5246 §7.3, RFC 5077 §5.6: a lifetime and a key rotation both bound the
 # exposure of a master secret): a session resumes for a day after its full handshake.
 SESSION_LIFETIME: Final = 24 * 3600.0
@@ -118,79 +112,6 @@ SESSION_CACHE_SIZE: Final = 10_000  # sessions by id (a few hundred bytes each)
 MAX_CLIENT_SESSIONS: Final = 4096  # (PSK identity, server address) pairs with a session to offer
 _TICKET_SECRET: Final = 32
 _TICKET_STATE_VERSION: Final = 1
-_COOKIE_SECRET: Final = 32
-_COOKIE_LENGTH: Final = 32
-# A ClientHello record (RFC 6347 §4.1, §4.2.2, §4.2.1): record header (13 bytes, the sequence
-# number at 5..11), handshake header (12: type, length, message_seq at 4..6, fragment_offset,
-# fragment_length), then client_version(2) random(32) session_id<0..32> cookie<0..255> ...
-_RECORD_HEADER: Final = 13
-_HANDSHAKE_HEADER: Final = 12
-_SESSION_ID_AT: Final = _RECORD_HEADER + _HANDSHAKE_HEADER + 2 + 32
-
-
-class _Cookies:
-    """Stateless cookies (RFC 6347 §4.2.1) over the raw bytes of a ClientHello.
-
-    The cookie is HMAC-SHA256(secret, client address ‖ the hello's body without its cookie
-    field): the second hello repeats the first apart from the cookie, so it checks out only
-    from the address the first came from. The previous secret stays valid for one rotation."""
-
-    __slots__ = ("_previous", "_rotated", "_secret")
-
-    def __init__(self) -> None:
-        self._secret = os.urandom(_COOKIE_SECRET)
-        self._previous: bytes | None = None
-        self._rotated: float | None = None
-
-    def rotate_if_due(self, now: float) -> None:
-        if self._rotated is None:
-            self._rotated = now
-        elif now - self._rotated >= COOKIE_ROTATION:
-            self._previous, self._secret = self._secret, os.urandom(_COOKIE_SECRET)
-            self._rotated = now
-
-    @staticmethod
-    def _mac(secret: bytes, address: bytes, parameters: bytes) -> bytes:
-        message = len(address).to_bytes(2, "big") + address + parameters
-        return hmac.digest(secret, message, hashlib.sha256)[:_COOKIE_LENGTH]
-
-    def answer(self, datagram: bytes, address: bytes) -> bytes | None:
-        """None when ``datagram`` is one whole ClientHello with a valid cookie; else the
-        HelloVerifyRequest to send (b"" for anything that is no whole ClientHello)."""
-        n = len(datagram)
-        if n <= _SESSION_ID_AT or datagram[_RECORD_HEADER] != HandshakeType.CLIENT_HELLO:
-            return b""
-        length = int.from_bytes(datagram[14:17], "big")
-        end = _RECORD_HEADER + _HANDSHAKE_HEADER + length
-        # Unfragmented (offset 0, fragment length = length), and within the datagram; the
-        # cookie exchange needs the whole hello (RFC 6347 §4.2.1).
-        if (
-            datagram[19:22] != b"\0\0\0"
-            or int.from_bytes(datagram[22:25], "big") != length
-            or end > min(n, _RECORD_HEADER + int.from_bytes(datagram[11:13], "big"))
-        ):
-            return b""
-        cookie_at = _SESSION_ID_AT + 1 + datagram[_SESSION_ID_AT]
-        if cookie_at >= end or cookie_at + 1 + datagram[cookie_at] > end:
-            return b""
-        cookie_end = cookie_at + 1 + datagram[cookie_at]
-        body = _RECORD_HEADER + _HANDSHAKE_HEADER
-        parameters = datagram[body:cookie_at] + datagram[cookie_end:end]
-        cookie = datagram[cookie_at + 1 : cookie_end]
-        if len(cookie) == _COOKIE_LENGTH:
-            ok = hmac.compare_digest(self._mac(self._secret, address, parameters), cookie)
-            if self._previous is not None:
-                # Both compared every time, so the time taken does not say which secret matched.
-                ok |= hmac.compare_digest(self._mac(self._previous, address, parameters), cookie)
-            if ok:
-                return None
-        verify = HelloVerifyRequest(self._mac(self._secret, address, parameters), server_version=DTLS_1_0)
-        message_seq = int.from_bytes(datagram[17:19], "big")
-        message = encode_handshake(HandshakeType.HELLO_VERIFY_REQUEST, message_seq, verify.to_bytes())
-        # The HelloVerifyRequest takes the hello's record sequence number, so that the server
-        # keeps no counter either (RFC 6347 §4.2.1).
-        sequence = int.from_bytes(datagram[5:11], "big")
-        return DtlsRecord(HANDSHAKE, DTLS_1_2, 0, sequence, message).encode()
 
 
 _TIMED_OUT = "timed out"
@@ -461,7 +382,7 @@ class _ServerFactory:
             )
         limits = config.limits
         self.cid_length = limits.cid_length
-        self._cookies = _Cookies()
+        self._cookies = CookieChecker(rotation=COOKIE_ROTATION)
         self._clock = _WallClock()
         self._tickets = _Tickets()
         self._cache = SessionCache(SESSION_CACHE_SIZE, SESSION_LIFETIME)
@@ -487,9 +408,8 @@ class _ServerFactory:
         self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
 
     def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
-        self._cookies.rotate_if_due(now)
         # Nothing is kept until the cookie checks out (RFC 6347 §4.2.1).
-        verify = self._cookies.answer(datagram, client_id)
+        verify = self._cookies.answer(datagram, client_id, now)
         if verify is not None:
             return None, verify
         wall = self._clock.wall(now)
