@@ -263,6 +263,10 @@ class ConnectionConfig:
     checked in constant time in Python (see :mod:`lwm2m.tls.cbc`). A client offers them after
     the AEAD suites, each only with the credentials it needs (a certificate for ECDHE_ECDSA, a
     PSK for the others); a server takes one only when the client offers no AEAD suite it takes.
+
+    ``psk_suites`` holds the PSK AEAD suite, TLS_PSK_WITH_AES_128_CCM_8, offered and taken with
+    a PSK; empty, PSK runs only in the CBC suites of ``cbc_suites``, so that a configuration
+    naming only those offers and takes only those.
     """
 
     psk_identity: bytes = b""
@@ -283,6 +287,7 @@ class ConnectionConfig:
     certificate: CertificateCredentials | None = None
     ecdsa_suites: tuple[int, ...] = ECDSA_SUITES
     cbc_suites: tuple[int, ...] = ()
+    psk_suites: tuple[int, ...] = (TLS_PSK_WITH_AES_128_CCM_8,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +430,10 @@ class DtlsConnection:
             raise DtlsError(f"ecdsa_suites may hold only {[hex(s) for s in ECDSA_SUITES]}")
         if any(suite not in LWM2M_CBC_SUITES for suite in config.cbc_suites):
             raise DtlsError(f"cbc_suites may hold only {[hex(s) for s in LWM2M_CBC_SUITES]}")
+        if any(suite != TLS_PSK_WITH_AES_128_CCM_8 for suite in config.psk_suites):
+            raise DtlsError(f"psk_suites may hold only {TLS_PSK_WITH_AES_128_CCM_8:#06x}")
+        if self.role is DtlsRole.CLIENT and not self._offered_suites():
+            raise DtlsError("the configuration leaves the client no cipher suite to offer")
         if not 0 <= config.cid_length <= MAX_CID_LENGTH:
             raise DtlsError(f"a connection ID has 0..{MAX_CID_LENGTH} bytes, not {config.cid_length}")
         if not 0 <= config.node_id <= 0xFF:
@@ -1237,10 +1246,11 @@ class DtlsConnection:
             session = cache.get(hello.session_id, now)
         if session is None or session.cipher_suite not in hello.cipher_suites:
             return None
-        if session.cipher_suite not in _PSK_FAMILY or (
-            session.cipher_suite in CBC_SUITES and session.cipher_suite not in self.config.cbc_suites
+        if session.cipher_suite not in _PSK_FAMILY or session.cipher_suite not in (
+            *self.config.psk_suites,
+            *self.config.cbc_suites,
         ):
-            return None  # not a PSK session, or of a CBC suite this server no longer takes
+            return None  # not a PSK session, or of a suite this server no longer takes
         if not session.extended_master_secret or not self._use_ems:
             if session.extended_master_secret:
                 # RFC 7627 §5.3: such a session resumed without the extension must abort.
@@ -1436,7 +1446,7 @@ class DtlsConnection:
         with_psk = not certificate or bool(self.config.psk)
         suites: tuple[int, ...] = self.config.ecdsa_suites if certificate else ()
         if with_psk:
-            suites += (TLS_PSK_WITH_AES_128_CCM_8,)
+            suites += self.config.psk_suites
         # The CBC suites last, each only with the credentials its handshake needs.
         for suite in self.config.cbc_suites:
             if certificate if suite == TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 else with_psk:
@@ -1466,8 +1476,10 @@ class DtlsConnection:
             for suite in self.config.ecdsa_suites:
                 if suite in hello.cipher_suites:
                     return suite
-        if self.config.psk_lookup is not None and TLS_PSK_WITH_AES_128_CCM_8 in hello.cipher_suites:
-            return TLS_PSK_WITH_AES_128_CCM_8
+        if self.config.psk_lookup is not None:
+            for suite in self.config.psk_suites:
+                if suite in hello.cipher_suites:
+                    return suite
         # The CBC suites only when enabled and no AEAD suite fits (MAC-then-encrypt leaks timing).
         for suite in self.config.cbc_suites:
             if suite not in hello.cipher_suites:

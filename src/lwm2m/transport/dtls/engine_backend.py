@@ -5,10 +5,13 @@ says when it wants its timer (RFC 6347 §4.2.4); this module only fits it to the
 layer's ``Connection`` protocol (``backend.py``) and maps our configuration onto the
 engine's ``ConnectionConfig``:
 
-- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), and beside it
-  TLS_PSK_WITH_AES_128_CBC_SHA256 (LwM2M 1.1) only when the configuration's ``ciphers`` name it
-  (the CBC suites are off by default: MAC-then-encrypt is not constant-time in Python), with the
-  extended master secret of RFC 7627 and PSKs of up to 64 bytes;
+- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), with the extended
+  master secret of RFC 7627 and PSKs of up to 64 bytes; the CBC suites of LwM2M 1.1
+  (TLS_PSK_WITH_AES_128_CBC_SHA256, TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256) only when the configuration's ``ciphers`` name them
+  (they are off by default: MAC-then-encrypt is not constant-time in Python). ``ciphers`` given
+  explicitly are honoured exactly: the engine offers and takes those suites and no other (the
+  engine's ``psk_suites``, ``cbc_suites`` and ``ecdsa_suites``);
 - the stateless cookie of RFC 6347 §4.2.1 by ``lwm2m.tls.cookies.CookieChecker.answer`` on the
   hello's bytes, under a secret that rotates every ``COOKIE_ROTATION`` seconds of the layer's
   time: only a hello with a valid cookie reaches a ``DtlsConnection`` (made without a cookie
@@ -55,6 +58,8 @@ from typing import Final, Protocol
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed, SessionStateError
 from lwm2m.tls.connection import (
+    TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+    TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CCM_8,
     ApplicationData,
@@ -85,18 +90,21 @@ from lwm2m.transport.dtls.credentials import (
 
 __all__ = ["ENGINE_SUITES", "HANDSHAKE_COST", "EngineBackend", "supports"]
 
-# The suites the engine negotiates (the CBC one beside CCM_8, and only when asked for).
-ENGINE_SUITES: Final = (
-    CipherSuite.PSK_WITH_AES_128_CCM_8,
-    CipherSuite.PSK_WITH_AES_128_CBC_SHA256,
-    *ECDSA_SUITE_NUMBERS,
-)
-# Our names of the suites and the engine's numbers: the CBC one is enabled only from ``ciphers``
-# given explicitly, never from the defaults (which list it for Mbed TLS).
-_SUITE_NUMBERS: Final = {
-    CipherSuite.PSK_WITH_AES_128_CCM_8: TLS_PSK_WITH_AES_128_CCM_8,
+# Our names of the suites and the engine's numbers: the CBC ones are enabled only from
+# ``ciphers`` given explicitly, never from the defaults (which list PSK CBC for Mbed TLS).
+_PSK_CBC: Final = {
     CipherSuite.PSK_WITH_AES_128_CBC_SHA256: TLS_PSK_WITH_AES_128_CBC_SHA256,
-} | ECDSA_SUITE_NUMBERS
+    CipherSuite.ECDHE_PSK_WITH_AES_128_CBC_SHA256: TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+}
+_ECDSA_CBC: Final = {CipherSuite.ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}
+_SUITE_NUMBERS: Final = (
+    {CipherSuite.PSK_WITH_AES_128_CCM_8: TLS_PSK_WITH_AES_128_CCM_8}
+    | _PSK_CBC
+    | ECDSA_SUITE_NUMBERS
+    | _ECDSA_CBC
+)
+# The suites the engine negotiates (the CBC ones only when asked for).
+ENGINE_SUITES: Final = tuple(_SUITE_NUMBERS)
 _SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # Bytes one server handshake in progress holds in the layer (the connection with its flight,
 # transcript and reassembly state, the layer's entry; measured with tracemalloc over 2,000
@@ -190,15 +198,26 @@ class _WallClock:
 
 
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
-    """True when the engine can serve a configuration with these suites: PSK with CCM_8
-    offered, or ECDHE_ECDSA with CCM_8 or GCM for a certificate or raw public key."""
+    """True when the engine can serve a configuration with these suites: a PSK suite (CCM_8 or
+    a CBC one), or for a certificate or raw public key an ECDHE_ECDSA one (CCM_8, GCM, CBC)."""
     if certificate:
-        return any(suite in ECDSA_SUITE_NUMBERS for suite in suites)
-    return CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
+        return any(suite in ECDSA_SUITE_NUMBERS or suite in _ECDSA_CBC for suite in suites)
+    return any(suite == CipherSuite.PSK_WITH_AES_128_CCM_8 or suite in _PSK_CBC for suite in suites)
 
 
-def _cbc_suites(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
-    return tuple(_SUITE_NUMBERS[c] for c in ciphers if c == CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
+def _psk_suites(ciphers: tuple[CipherSuite, ...]) -> dict[str, tuple[int, ...]]:
+    """The engine's PSK suites for ``ciphers`` as configured: CCM_8 alone by default; exactly
+    the PSK suites named, when ``ciphers`` is given."""
+    if not ciphers:
+        return {"psk_suites": (TLS_PSK_WITH_AES_128_CCM_8,), "cbc_suites": ()}
+    return {
+        "psk_suites": (TLS_PSK_WITH_AES_128_CCM_8,) if CipherSuite.PSK_WITH_AES_128_CCM_8 in ciphers else (),
+        "cbc_suites": tuple(_PSK_CBC[c] for c in ciphers if c in _PSK_CBC),
+    }
+
+
+def _ecdsa_cbc(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
+    return tuple(_ECDSA_CBC[c] for c in ciphers if c in _ECDSA_CBC)
 
 
 def _engine_config(limits: SessionLimits, **kw: object) -> ConnectionConfig:
@@ -377,8 +396,15 @@ class _ServerFactory:
         certificate, ecdsa_suites = server_credentials(config)
         if not psk and certificate is None:
             raise ValueError(
-                "our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 and certificates or"
-                " raw public keys with TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8 or -GCM-SHA256"
+                "our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 or a CBC suite and"
+                " certificates or raw public keys with an ECDHE-ECDSA suite"
+            )
+        suites: dict[str, tuple[int, ...]] = {"psk_suites": (), "cbc_suites": ()}
+        if psk:
+            suites = _psk_suites(config.ciphers)
+        if certificate is not None:
+            suites["cbc_suites"] = tuple(
+                _SUITE_NUMBERS[c] for c in config.ciphers if c in _ECDSA_CBC or (psk and c in _PSK_CBC)
             )
         limits = config.limits
         self.cid_length = limits.cid_length
@@ -389,13 +415,13 @@ class _ServerFactory:
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup) if psk and config.psk_lookup is not None else None,
-            cbc_suites=_cbc_suites(config.ciphers) if psk else (),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
             session_cache=self._cache,
             ticket_keys=self._tickets.keys,
             certificate=certificate,
             ecdsa_suites=ecdsa_suites,
+            **suites,
         )
 
     def ticket_state(self) -> bytes:
@@ -466,18 +492,24 @@ class _ClientFactory:
         self._clock = _WallClock()
         if config.psk is not None:
             if not supports(config.cipher_suites, certificate=False):
-                raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+                raise ValueError(
+                    "our DTLS engine connects with PSK in TLS-PSK-WITH-AES-128-CCM-8 or a CBC suite"
+                )
             self._config = _engine_config(
                 config.limits,
                 psk_identity=config.psk.identity.encode("utf-8"),
                 psk=config.psk.key,
-                cbc_suites=_cbc_suites(config.ciphers),
                 cid_length=0,
+                **_psk_suites(config.ciphers),
             )
             return
         certificate, ecdsa_suites = client_credentials(config)
         self._config = _engine_config(
-            config.limits, cid_length=0, certificate=certificate, ecdsa_suites=ecdsa_suites
+            config.limits,
+            cid_length=0,
+            certificate=certificate,
+            ecdsa_suites=ecdsa_suites,
+            cbc_suites=_ecdsa_cbc(config.ciphers),
         )
 
     def connect(self, now: float, peer: bytes = b"") -> _Connection:
