@@ -170,3 +170,12 @@ def test_the_raw_bytes_check_takes_any_bytes(data: bytes, keep: int) -> None:
     for datagram in (data, hello[:keep] + data, hello[:25] + data):
         answer = checker.answer(datagram, b"x")
         assert answer is None or isinstance(answer, bytes)
+
+
+def test_a_body_whose_lengths_do_not_fit_never_checks_out() -> None:
+    checker = CookieChecker(b"k" * 32)
+    hello = ClientHello(bytes(32), (0xC0A8,), cookie=bytes(32))
+    for body in (b"", bytes(34), bytes(34) + b"\x05", bytes(35) + b"\x09"):
+        assert not checker.check(ADDRESS, hello, body)
+        with pytest.raises(DtlsError):
+            checker.cookie(ADDRESS, hello, body)

@@ -140,8 +140,10 @@ class CookieChecker:
         return self._mac(self._secret, address, self._parameters(hello, body))
 
     def check(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bool:
-        """True if the hello carries a cookie made for this address and these parameters."""
-        return self._valid(address, self._parameters(hello, body), hello.cookie)
+        """True if the hello carries a cookie made for this address and these parameters; False
+        for a ``body`` whose lengths do not fit (nothing a parsed hello gives)."""
+        parameters = _without_cookie(body if body is not None else hello.to_bytes())
+        return parameters is not None and self._valid(address, parameters, hello.cookie)
 
     def answer(self, datagram: bytes, address: bytes, now: float | None = None) -> bytes | None:
         """For a datagram as received from ``address``: None when it is one whole ClientHello
