@@ -47,3 +47,19 @@ async def lwm2m_process(*args: str, env: Mapping[str, str] | None = None) -> asy
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )
+
+
+async def interrupt(*procs: asyncio.subprocess.Process | None) -> None:
+    """SIGINT to each process still running, then wait for it (killed after 15 s)."""
+    import signal
+
+    for proc in procs:
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        if proc is not None:
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

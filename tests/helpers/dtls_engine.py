@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lwm2m.tls.connection import ConnectionConfig, CookieChecker, DtlsConnection, DtlsEvent, DtlsRole
+from lwm2m.tls.connection import ConnectionConfig, DtlsConnection, DtlsEvent, DtlsRole
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.messages import split_handshake_fragments
 from lwm2m.tls.record import HANDSHAKE, parse_datagram
 

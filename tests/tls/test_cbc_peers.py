@@ -27,12 +27,12 @@ from lwm2m.tls.connection import (
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     ApplicationData,
     ConnectionConfig,
-    CookieChecker,
     DtlsConnection,
     DtlsEvent,
     DtlsRole,
     HandshakeComplete,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.messages import ClientHello, HandshakeType, ServerHello, split_handshake_fragments
 from lwm2m.tls.record import HANDSHAKE, parse_datagram
 

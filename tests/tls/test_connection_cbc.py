@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,13 +27,13 @@ from lwm2m.tls.connection import (
     TLS_PSK_WITH_AES_128_CCM_8,
     ApplicationData,
     ConnectionConfig,
-    CookieChecker,
     DtlsConnection,
     DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.keyexchange import EcdhClientKeyExchange, ServerEcdhParams
 from lwm2m.tls.messages import (
     ClientHello,
@@ -77,14 +78,10 @@ CLIENT_CERTIFICATE = CA.issue(IDENTITY.decode())
 Filter = Callable[[str, list[bytes]], list[bytes]]
 
 
-class _CbcOnlyClient(DtlsConnection):
-    """A client that offers its CBC suites alone, as an LwM2M 1.1 device configured with one of
-    them in its Security object (/0/x/16) does; ours offers the AEAD suites first."""
-
-    __slots__ = ()
-
-    def _offered_suites(self) -> tuple[int, ...]:
-        return tuple(suite for suite in super()._offered_suites() if suite in LWM2M_CBC_SUITES)
+def _cbc_only(config: ConnectionConfig) -> ConnectionConfig:
+    """A client configuration offering its CBC suites alone, as an LwM2M 1.1 device configured
+    with one of them in its Security object (/0/x/16) does: no AEAD suite of either kind."""
+    return replace(config, psk_suites=(), ecdsa_suites=())
 
 
 def _random(seed: int) -> Callable[[int], bytes]:
@@ -120,7 +117,7 @@ def _configs(suite: int, **options: Any) -> tuple[ConnectionConfig, ConnectionCo
 def _pair(suite: int, **options: Any) -> tuple[DtlsConnection, DtlsConnection]:
     options.setdefault("cbc_suites", (suite,))
     client_config, server_config = _configs(suite, **options)
-    client = _CbcOnlyClient(DtlsRole.CLIENT, client_config, 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(client_config), 0.0)
     server = DtlsConnection(DtlsRole.SERVER, server_config, 0.0, address=ADDRESS)
     return client, server
 
@@ -212,7 +209,7 @@ def test_an_enabled_client_offers_them_after_the_aead_suites_and_the_server_pref
 def test_the_server_takes_the_first_of_its_cbc_suites_the_client_offers() -> None:
     client_config, _ = _configs(PSK_CBC, cbc_suites=(PSK_CBC, ECDHE_PSK_CBC))
     _, server_config = _configs(PSK_CBC, cbc_suites=(ECDHE_PSK_CBC, PSK_CBC))
-    client = _CbcOnlyClient(DtlsRole.CLIENT, client_config, 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(client_config), 0.0)
     server = DtlsConnection(DtlsRole.SERVER, server_config, 0.0, address=ADDRESS)
     _run(client, server)
     assert client.cipher_suite == server.cipher_suite == ECDHE_PSK_CBC
@@ -350,7 +347,7 @@ def test_a_wrong_key_fails_the_handshake(suite: int) -> None:
         )
     else:
         config = ConnectionConfig(psk_identity=IDENTITY, psk=bytes(16), cbc_suites=(suite,))
-    client = _CbcOnlyClient(DtlsRole.CLIENT, config, 0.0)
+    client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(config), 0.0)
     _run(client, server)
     assert client.closed and server.closed
     assert any(isinstance(e, HandshakeFailure) for e in _events(server))
@@ -607,7 +604,7 @@ def test_a_cbc_psk_session_resumes_with_a_ticket_under_the_same_suite(suite: int
     session = client.session
     assert session is not None and session.cipher_suite == suite and session.ticket
     client_config, server_config = _configs(suite, cbc_suites=(suite,), ticket_keys=keys)
-    client = _CbcOnlyClient(DtlsRole.CLIENT, client_config, 1.0, session=session)
+    client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(client_config), 1.0, session=session)
     server = DtlsConnection(DtlsRole.SERVER, server_config, 1.0, address=ADDRESS)
     _run(client, server)
     assert client.resumed and server.resumed and client.cipher_suite == server.cipher_suite == suite
@@ -664,3 +661,20 @@ def test_a_server_answering_encrypt_then_mac_unasked_is_refused() -> None:
     assert _alerts(client, server, _rewrite(HandshakeType.SERVER_HELLO, change)) == [("client", 110)]
     [event] = _events(client)
     assert isinstance(event, HandshakeFailure) and "encrypt_then_mac" in event.reason
+
+
+def test_psk_suites_leave_ccm_8_out_and_take_nothing_else() -> None:
+    """``psk_suites=()``: CCM_8 neither offered nor taken; a server with CCM_8 alone refuses a
+    client offering CBC alone; ``psk_suites`` holds CCM_8 only; a client offering nothing fails
+    at once."""
+    client_config, server_config = _configs(PSK_CBC, cbc_suites=(PSK_CBC,))
+    client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(client_config), 0.0)
+    [hello] = _handshakes(client.datagrams_to_send(0.0)[0])
+    assert [s for s in ClientHello.parse(hello[1]).cipher_suites if s != 0x00FF] == [PSK_CBC]
+    ccm_only = DtlsConnection(DtlsRole.SERVER, replace(server_config, cbc_suites=()), 0.0, address=ADDRESS)
+    _run(client, ccm_only)
+    assert not client.established and not ccm_only.established
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, replace(client_config, psk_suites=(PSK_CBC,)), 0.0)
+    with pytest.raises(DtlsError):
+        DtlsConnection(DtlsRole.CLIENT, replace(client_config, psk_suites=(), cbc_suites=()), 0.0)

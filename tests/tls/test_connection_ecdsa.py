@@ -24,13 +24,13 @@ from lwm2m.tls.connection import (
     ApplicationData,
     ConnectionClosed,
     ConnectionConfig,
-    CookieChecker,
     DtlsConnection,
     DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.messages import (
     ClientHello,
     HandshakeType,

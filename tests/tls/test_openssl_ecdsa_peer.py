@@ -19,11 +19,11 @@ from lwm2m.tls.connection import (
     TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     ApplicationData,
     ConnectionConfig,
-    CookieChecker,
     DtlsConnection,
     DtlsRole,
     HandshakeComplete,
 )
+from lwm2m.tls.cookies import CookieChecker
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="no openssl binary")

@@ -106,17 +106,15 @@ async def test_psk_request_carries_the_peer_identity() -> None:
 
 
 async def test_psk_cbc_sha256_suite() -> None:
-    """The CBC suite is off unless asked for; asked for alone, the session layer runs it on Mbed
-    TLS on both sides (a test peer: our engine takes it only beside CCM_8, as
-    test_dtls_engine_cbc.py shows)."""
+    """The CBC suite is off unless asked for; asked for alone, our engine runs it and nothing
+    else on both sides, over real sockets."""
     cbc = (CipherSuite.PSK_WITH_AES_128_CBC_SHA256,)
     config = psk_client("dev-1", KEY, ciphers=cbc)
     server_config = DtlsServerConfig(psk_lookup={"dev-1": KEY}.get, ciphers=cbc)
     answer = lambda e: Message(Type.ACK, Code.CONTENT)  # noqa: E731
-    mbed = MbedtlsBackend()
     async with (
-        open_dtls_endpoint(server=server_config, handler=answer, backend=mbed) as server,
-        open_dtls_endpoint(client=config, backend=mbed) as client,
+        open_dtls_endpoint(server=server_config, handler=answer) as server,
+        open_dtls_endpoint(client=config) as client,
     ):
         assert (await client.request(get("/x"), server.addresses[0], timeout=5)).code == Code.CONTENT
         (info,) = server.sessions()
@@ -306,15 +304,17 @@ def test_lost_flights_are_sent_again() -> None:
     assert lost == {"server": 0, "client": 0}
 
 
-@pytest.mark.parametrize("backend", ["engine", "mbedtls"])
-def test_idle_sessions_are_saved_and_taken_up_again_without_a_handshake(backend: str) -> None:
-    """Our engine (export_state/import_state) and Mbed TLS both park an idle session as bytes."""
+@pytest.mark.parametrize("peer_backend", ["engine", "mbedtls"])
+def test_idle_sessions_are_saved_and_taken_up_again_without_a_handshake(peer_backend: str) -> None:
+    """Our engine parks an idle session as bytes (export_state/import_state), with our client or
+    Mbed TLS as the peer."""
     limits = SessionLimits(idle_timeout=30.0)
-    make = (lambda: MbedtlsBackend()) if backend == "mbedtls" else (lambda: None)
     wire = Wire()
-    server = wire.add(SERVER, server_layer({"dev-1": KEY}, limits, make()))
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}, limits))
     peer = ("127.0.0.1", 40003)
-    wire.add(peer, client_layer("dev-1", KEY, backend=make()))
+    wire.add(
+        peer, client_layer("dev-1", KEY, backend=MbedtlsBackend() if peer_backend == "mbedtls" else None)
+    )
     now = time.monotonic()
     assert ask(wire, peer, now) is not None
     wire.tick(now + 31)  # silent for longer than idle_timeout: out of memory, kept as saved state

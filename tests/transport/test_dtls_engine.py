@@ -8,8 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from tests.helpers.mbedtls_backend import MbedtlsBackend
 from tests.helpers.pki import (
     SERVER,
@@ -19,7 +17,6 @@ from tests.helpers.pki import (
     client_layer,
     get,
     make_pki,
-    mbedtls_hello,
     psk_client,
     server_layer,
 )
@@ -48,9 +45,8 @@ from lwm2m.transport.dtls import (
     open_dtls_endpoint,
 )
 from lwm2m.transport.dtls.endpoint import default_backend
-from lwm2m.transport.dtls.engine_backend import COOKIE_ROTATION, EngineBackend, _Cookies
+from lwm2m.transport.dtls.engine_backend import EngineBackend
 
-HELLO = mbedtls_hello()
 FAST = SessionLimits(handshake_timeout_min=0.05, handshake_timeout_max=0.4, handshake_lifetime=3.0)
 
 
@@ -68,12 +64,10 @@ def test_every_configuration_gets_the_engine(pki: Pki) -> None:
     assert default_backend(client=DtlsClientConfig(certificate=pki.issue("c"))).name == "engine"
     EngineBackend().server(DtlsServerConfig(certificate=pki.issue("s")))
     EngineBackend().client(DtlsClientConfig(certificate=pki.issue("c")))
-    # The CBC suite alone: the engine takes it only beside CCM_8.
+    # A CBC suite alone: the engine runs exactly that (test_dtls_engine_cbc.py).
     cbc = (CipherSuite.PSK_WITH_AES_128_CBC_SHA256,)
-    with pytest.raises(ValueError):
-        EngineBackend().client(psk_client("dev-1", bytes(16), ciphers=cbc))
-    with pytest.raises(ValueError):
-        EngineBackend().server(DtlsServerConfig(psk_lookup=keys, ciphers=cbc))
+    EngineBackend().client(psk_client("dev-1", bytes(16), ciphers=cbc))
+    EngineBackend().server(DtlsServerConfig(psk_lookup=keys, ciphers=cbc))
     # A certificate with only PSK suites has nothing to serve it with.
     with pytest.raises(ValueError):
         EngineBackend().client(DtlsClientConfig(certificate=pki.issue("c"), ciphers=cbc))
@@ -161,52 +155,6 @@ def test_the_engine_timer_resends_lost_flights_and_the_lifetime_ends_a_silent_pe
     assert alert[0] == 21  # a fatal alert ends it
     assert [e.reason for e in client.seen if isinstance(e, HandshakeFailed)] == ["handshake timed out"]  # type: ignore[attr-defined]
     assert server.state_sizes()["dtls_handshakes"] == 0
-
-
-# --- the stateless cookie on raw bytes (RFC 6347 §4.2.1) ---------------------------------------------
-
-
-def _with_cookie(hello: bytes, cookie: bytes) -> bytes:
-    record, header, body = hello[:13], hello[13:25], hello[25:]
-    at = 35 + body[34]
-    body = body[:at] + bytes([len(cookie)]) + cookie + body[at + 1 + body[at] :]
-    n = len(body).to_bytes(3, "big")
-    header = header[:1] + n + header[4:6] + b"\0\0\0" + n
-    return record[:11] + (12 + len(body)).to_bytes(2, "big") + header + body
-
-
-def _cookie_of(verify: bytes) -> bytes:
-    assert verify[0] == 22 and verify[13] == 3  # a HelloVerifyRequest record
-    return verify[13 + 12 + 3 :]
-
-
-def test_cookies_bind_the_address_and_survive_one_rotation() -> None:
-    cookies = _Cookies()
-    _, hello = mbedtls_hello()
-    cookies.rotate_if_due(0.0)
-    verify = cookies.answer(hello, b"a|1")
-    assert verify is not None
-    assert verify[5:11] == hello[5:11]  # the hello's record sequence number: no counter kept
-    second = _with_cookie(hello, _cookie_of(verify))
-    assert cookies.answer(second, b"a|1") is None
-    assert cookies.answer(second, b"a|2") is not None  # another address
-    cookies.rotate_if_due(COOKIE_ROTATION)
-    assert cookies.answer(second, b"a|1") is None  # the previous secret still counts
-    cookies.rotate_if_due(2 * COOKIE_ROTATION)
-    assert cookies.answer(second, b"a|1") is not None
-    # Fragmented or cut hellos get nothing at all.
-    for cut in range(len(hello)):
-        assert cookies.answer(hello[:cut], b"a|1") == b""
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=400), st.integers(0, 120))
-def test_the_cookie_parser_takes_any_bytes(data: bytes, keep: int) -> None:
-    _, hello = HELLO
-    cookies = _Cookies()
-    for datagram in (data, hello[:keep] + data):
-        answer = cookies.answer(datagram, b"x")
-        assert answer is None or isinstance(answer, bytes)
 
 
 @pytest.mark.parametrize("offer", ["scsv", "extension", "none"])

@@ -31,7 +31,8 @@ from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
 from lwm2m.cli.remote import api_call, store_options
-from lwm2m.cli.server_cmd import http_server, is_loopback, open_data, start_http
+from lwm2m.cli.server_cmd import dtls_certificate, dtls_rpk, http_server, is_loopback, open_data, start_http
+from lwm2m.errors import ConfigError
 from lwm2m.storage.base import SecurityStore, Store
 from lwm2m.transport.eventloop import run
 
@@ -48,12 +49,16 @@ async def serve_bootstrap(
     token: str | None,
     coaps_port: int | None = None,
     credentials: SecurityStore | None = None,
+    certificate: Any = None,
+    rpk: Any = None,
 ) -> None:
     from lwm2m.bootstrap import BootstrapServer
     from lwm2m.bootstrap.config import BootstrapServerConfig
     from lwm2m.web.bootstrap_api import create_bootstrap_app
 
-    config = BootstrapServerConfig(host=host, port=coap_port, coaps_port=coaps_port)
+    config = BootstrapServerConfig(
+        host=host, port=coap_port, coaps_port=coaps_port, certificate=certificate, rpk=rpk
+    )
     async with BootstrapServer(config, store, security=credentials) as bootstrap:
         app = create_bootstrap_app(bootstrap, api_token=token, security=store.security)
         http = http_server(app, http_host, http_port)
@@ -82,6 +87,15 @@ async def serve_bootstrap(
     type=click.IntRange(0, 65535),
     help="also serve CoAP over DTLS (e.g. 5686); the PSKs devices bootstrap with are in DATA/bootstrap",
 )
+@click.option("--dtls-cert", default=None, help="the bootstrap server's certificate (PEM) for X.509 clients")
+@click.option("--dtls-key", default=None, help="the private key of --dtls-cert (PEM)")
+@click.option("--dtls-ca", default=None, help="authorities (PEM) that client certificates must chain to")
+@click.option(
+    "--dtls-rpk-key",
+    default=None,
+    help="the bootstrap server's EC P-256 key pair (PEM or DER) for raw public key clients (RFC 7250);"
+    " with --dtls-cert, its key",
+)
 @click.option("--http-host", default="127.0.0.1", show_default=True, help="address to serve the REST API on")
 @click.option("--http-port", default=8081, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data", default=DEFAULT_DATA, show_default=True, help="folder of the SQLite database")
@@ -96,6 +110,10 @@ def bootstrap(
     host: str,
     coap_port: int,
     coaps_port: int | None,
+    dtls_cert: str | None,
+    dtls_key: str | None,
+    dtls_ca: str | None,
+    dtls_rpk_key: str | None,
     http_host: str,
     http_port: int,
     data: str,
@@ -110,6 +128,14 @@ def bootstrap(
     if not is_loopback(http_host) and not api_token:
         # Anyone who reaches the API can hand out server accounts: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
+    # The files are read and checked before anything is opened: a bad one is one line naming it.
+    certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
+    rpk = dtls_rpk(coaps_port, dtls_rpk_key)
+    if certificate is not None and rpk is not None:
+        from lwm2m.transport.dtls.credentials import own_public_key
+
+        if own_public_key(certificate.private_key) != own_public_key(rpk.private_key):
+            fail(f"--dtls-rpk-key {dtls_rpk_key}: not the key of --dtls-cert (one key pair serves both)")
     try:
         opened = open_data(data, store)
         # The bootstrap server's own credentials, apart from the LwM2M server's in DATA.
@@ -119,12 +145,25 @@ def bootstrap(
     credentials = own.security if own is not None else None
     try:
         run(
-            serve_bootstrap(host, coap_port, http_host, http_port, opened, api_token, coaps_port, credentials)
+            serve_bootstrap(
+                host,
+                coap_port,
+                http_host,
+                http_port,
+                opened,
+                api_token,
+                coaps_port,
+                credentials,
+                certificate=certificate,
+                rpk=rpk,
+            )
         )
     except OSError as exc:
         ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--http-port": http_port}
         fail(bind_failure(exc, ports) or f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
+        fail(str(exc))
+    except ConfigError as exc:
         fail(str(exc))
     finally:
         opened.close()

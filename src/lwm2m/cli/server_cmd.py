@@ -107,11 +107,23 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
     if cert is None or key is None or ca is None:
         fail("give --dtls-cert, --dtls-key and --dtls-ca together")
     from lwm2m.transport.dtls.config import X509Credentials
+    from lwm2m.transport.dtls.credentials import load_certificates, load_private_key
 
-    try:
-        return X509Credentials.from_files(cert, key, ca)
-    except OSError as exc:
-        fail(f"cannot read the DTLS certificate files: {exc}")
+    files: dict[str, bytes] = {}
+    for option, path, load in (
+        ("--dtls-cert", cert, load_certificates),
+        ("--dtls-key", key, load_private_key),
+        ("--dtls-ca", ca, load_certificates),
+    ):
+        try:
+            with open(path, "rb") as f:
+                files[option] = f.read()
+            load(files[option])  # files that cannot serve fail now, in one line, not per handshake
+        except OSError as exc:
+            fail(f"cannot read {option} {path}: {exc.strerror or exc}")
+        except ValueError as exc:
+            fail(f"{option} {path}: {exc}")
+    return X509Credentials(files["--dtls-cert"], files["--dtls-key"], files["--dtls-ca"])
 
 
 def dtls_rpk(coaps_port: int | None, key: str | None) -> Any:

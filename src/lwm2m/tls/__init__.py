@@ -19,13 +19,13 @@ from lwm2m.tls.connection import (
     ApplicationData,
     ConnectionClosed,
     ConnectionConfig,
-    CookieChecker,
     DtlsConnection,
     DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.keyexchange import (
     DigitallySigned,
     EcdhClientKeyExchange,

@@ -2,9 +2,9 @@
 
 It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
 
-- the stateless cookie exchange of RFC 6347 §4.2.1 (:class:`CookieChecker`: an HMAC of the
-  client's hello parameters and address under a secret the caller gives, with one previous
-  secret still accepted so that the secret can rotate);
+- the stateless cookie exchange of RFC 6347 §4.2.1 with a
+  :class:`~lwm2m.tls.cookies.CookieChecker` (an HMAC of the client's hello parameters and
+  address, with one previous secret still accepted so that the secret can rotate);
 - the handshake of RFC 5246 §7.3 with the PSK messages of RFC 4279 §2: ServerHello, an
   optional ServerKeyExchange carrying the PSK identity hint, ServerHelloDone;
   ClientKeyExchange, ChangeCipherSpec, Finished; then the server's ChangeCipherSpec, Finished;
@@ -92,6 +92,7 @@ from lwm2m.tls.certificates import (
     offered_types,
     peer_public_key,
 )
+from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.keyexchange import (
     ECDSA_SECP256R1_SHA256,
     SECP256R1,
@@ -178,7 +179,6 @@ __all__ = [
     "ApplicationData",
     "ConnectionClosed",
     "ConnectionConfig",
-    "CookieChecker",
     "DtlsConnection",
     "DtlsEvent",
     "DtlsRole",
@@ -236,8 +236,6 @@ RECORD_OVERHEAD: Final = 13 + 8 + 8  # header, explicit nonce, CCM_8 tag
 CBC_EXTRA_OVERHEAD: Final = 16 + 32 + 16 - 16
 DEFAULT_CID_LENGTH: Final = 6
 MAX_CID_LENGTH: Final = 32  # ours; RFC 9146 §3 allows 255, but every byte is in every record
-MIN_COOKIE_SECRET: Final = 16
-COOKIE_LENGTH: Final = 32
 # Records of epoch 1 that arrive before the keys to read them (reordering, RFC 6347 §4.1 lets
 # a receiver buffer them); bounded so that a flood costs nothing.
 MAX_EARLY_RECORDS: Final = 8
@@ -253,65 +251,6 @@ class DtlsRole(enum.StrEnum):
 
     CLIENT = "client"
     SERVER = "server"
-
-
-class CookieChecker:
-    """Stateless cookies for HelloVerifyRequest (RFC 6347 §4.2.1).
-
-    The cookie is HMAC-SHA256(secret, client address ‖ ClientHello without its cookie): the
-    server keeps no state for a client until it proves it receives at its address, so a
-    spoofed source address gets one small HelloVerifyRequest and nothing else. One checker
-    serves every connection of a server. :meth:`rotate` installs a new secret; cookies made
-    under the previous one stay valid until the next rotation, so a client in the middle of
-    its exchange is not turned away.
-    """
-
-    __slots__ = ("_previous", "_secret")
-
-    def __init__(self, secret: bytes, previous: bytes | None = None) -> None:
-        for value in (secret, previous):
-            if value is not None and len(value) < MIN_COOKIE_SECRET:
-                raise DtlsError(f"a cookie secret needs at least {MIN_COOKIE_SECRET} bytes")
-        self._secret = bytes(secret)
-        self._previous = bytes(previous) if previous is not None else None
-
-    def rotate(self, secret: bytes) -> None:
-        """Make ``secret`` the current secret; the current one becomes the previous one."""
-        if len(secret) < MIN_COOKIE_SECRET:
-            raise DtlsError(f"a cookie secret needs at least {MIN_COOKIE_SECRET} bytes")
-        self._previous, self._secret = self._secret, bytes(secret)
-
-    @staticmethod
-    def _input(address: bytes, hello: ClientHello, body: bytes | None) -> bytes:
-        # The cookie field is left out: the second hello repeats the first apart from it. With
-        # the hello's bytes as received, the cookie is cut out of them (ClientHello.parse has
-        # checked the lengths: version 2, random 32, session_id<0..32>, then the cookie) rather
-        # than the hello encoded again.
-        if body is None:
-            parameters = replace(hello, cookie=b"").to_bytes()
-        else:
-            at = 35 + body[34]
-            parameters = body[:at] + b"\x00" + body[at + 1 + body[at] :]
-        return len(address).to_bytes(2, "big") + address + parameters
-
-    def cookie(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bytes:
-        """The cookie for this client address and hello, under the current secret. ``body`` is
-        the hello as received, when there is one: it spares encoding the hello again."""
-        message = self._input(address, hello, body)
-        return hmac.digest(self._secret, message, hashlib.sha256)[:COOKIE_LENGTH]
-
-    def check(self, address: bytes, hello: ClientHello, body: bytes | None = None) -> bool:
-        """True if the hello carries a cookie made for this address and these parameters."""
-        if len(hello.cookie) != COOKIE_LENGTH:
-            return False
-        message = self._input(address, hello, body)
-        expected = hmac.digest(self._secret, message, hashlib.sha256)[:COOKIE_LENGTH]
-        ok = hmac.compare_digest(expected, hello.cookie)
-        if self._previous is not None:
-            # Both compared every time, so the time taken does not say which secret matched.
-            expected = hmac.digest(self._previous, message, hashlib.sha256)[:COOKIE_LENGTH]
-            ok |= hmac.compare_digest(expected, hello.cookie)
-        return ok
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +290,9 @@ class ConnectionConfig:
     256. A client may also ask for ``max_fragment_length`` (512, 1024, 2048 or 4096) for
     servers without record_size_limit. GnuTLS takes no limit below 512: it ignores a client's
     and refuses a server's with illegal_parameter, so a server keeps 512 or more.
+    ``psk_suites`` holds the PSK AEAD suite, TLS_PSK_WITH_AES_128_CCM_8, offered and taken with
+    a PSK; empty, PSK runs only in the CBC suites of ``cbc_suites``, so that a configuration
+    naming only those offers and takes only those.
     """
 
     psk_identity: bytes = b""
@@ -374,6 +316,7 @@ class ConnectionConfig:
     server_name: str | None = None
     record_size_limit: int | None = DEFAULT_RECORD_SIZE_LIMIT
     max_fragment_length: int | None = None
+    psk_suites: tuple[int, ...] = (TLS_PSK_WITH_AES_128_CCM_8,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,6 +467,10 @@ class DtlsConnection:
             raise DtlsError(f"ecdsa_suites may hold only {[hex(s) for s in ECDSA_SUITES]}")
         if any(suite not in LWM2M_CBC_SUITES for suite in config.cbc_suites):
             raise DtlsError(f"cbc_suites may hold only {[hex(s) for s in LWM2M_CBC_SUITES]}")
+        if any(suite != TLS_PSK_WITH_AES_128_CCM_8 for suite in config.psk_suites):
+            raise DtlsError(f"psk_suites may hold only {TLS_PSK_WITH_AES_128_CCM_8:#06x}")
+        if self.role is DtlsRole.CLIENT and not self._offered_suites():
+            raise DtlsError("the configuration leaves the client no cipher suite to offer")
         if not 0 <= config.cid_length <= MAX_CID_LENGTH:
             raise DtlsError(f"a connection ID has 0..{MAX_CID_LENGTH} bytes, not {config.cid_length}")
         if not 0 <= config.node_id <= 0xFF:
@@ -1364,6 +1311,8 @@ class DtlsConnection:
         except ProtocolError:
             return
         checker = self.config.cookie_checker
+        if checker is not None:
+            checker.rotate_if_due(now)
         if checker is not None and not checker.check(self.address, hello, body):
             verify = HelloVerifyRequest(checker.cookie(self.address, hello, body), server_version=DTLS_1_0)
             message = encode_handshake(
@@ -1474,10 +1423,11 @@ class DtlsConnection:
             session = cache.get(hello.session_id, now)
         if session is None or session.cipher_suite not in hello.cipher_suites:
             return None
-        if session.cipher_suite not in _PSK_FAMILY or (
-            session.cipher_suite in CBC_SUITES and session.cipher_suite not in self.config.cbc_suites
+        if session.cipher_suite not in _PSK_FAMILY or session.cipher_suite not in (
+            *self.config.psk_suites,
+            *self.config.cbc_suites,
         ):
-            return None  # not a PSK session, or of a CBC suite this server no longer takes
+            return None  # not a PSK session, or of a suite this server no longer takes
         if not session.extended_master_secret or not self._use_ems:
             if session.extended_master_secret:
                 # RFC 7627 §5.3: such a session resumed without the extension must abort.
@@ -1673,7 +1623,7 @@ class DtlsConnection:
         with_psk = not certificate or bool(self.config.psk)
         suites: tuple[int, ...] = self.config.ecdsa_suites if certificate else ()
         if with_psk:
-            suites += (TLS_PSK_WITH_AES_128_CCM_8,)
+            suites += self.config.psk_suites
         # The CBC suites last, each only with the credentials its handshake needs.
         for suite in self.config.cbc_suites:
             if certificate if suite == TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 else with_psk:
@@ -1703,8 +1653,10 @@ class DtlsConnection:
             for suite in self.config.ecdsa_suites:
                 if suite in hello.cipher_suites:
                     return suite
-        if self.config.psk_lookup is not None and TLS_PSK_WITH_AES_128_CCM_8 in hello.cipher_suites:
-            return TLS_PSK_WITH_AES_128_CCM_8
+        if self.config.psk_lookup is not None:
+            for suite in self.config.psk_suites:
+                if suite in hello.cipher_suites:
+                    return suite
         # The CBC suites only when enabled and no AEAD suite fits (MAC-then-encrypt leaks timing).
         for suite in self.config.cbc_suites:
             if suite not in hello.cipher_suites:

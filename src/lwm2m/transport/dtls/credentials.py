@@ -162,7 +162,7 @@ def server_credentials(config: DtlsServerConfig) -> tuple[CertificateCredentials
         else:
             options["accept"] = _accept_any
     suites = _suites(config.cipher_suites)
-    if not suites:
+    if not suites and CipherSuite.ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 not in config.cipher_suites:
         raise ValueError("a certificate or raw public key needs an ECDHE-ECDSA cipher suite")
     return _make(**options), suites
 
@@ -178,7 +178,7 @@ def client_credentials(config: DtlsClientConfig) -> tuple[CertificateCredentials
 
 def _checked(config: DtlsClientConfig) -> tuple[int, ...]:
     suites = _suites(config.cipher_suites)
-    if not suites:
+    if not suites and CipherSuite.ECDHE_ECDSA_WITH_AES_128_CBC_SHA256 not in config.cipher_suites:
         raise ValueError("a certificate or raw public key needs an ECDHE-ECDSA cipher suite")
     return suites
 

@@ -5,16 +5,17 @@ says when it wants its timer (RFC 6347 §4.2.4); this module only fits it to the
 layer's ``Connection`` protocol (``backend.py``) and maps our configuration onto the
 engine's ``ConnectionConfig``:
 
-- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), and beside it
-  TLS_PSK_WITH_AES_128_CBC_SHA256 (LwM2M 1.1) only when the configuration's ``ciphers`` name it
-  (the CBC suites are off by default: MAC-then-encrypt is not constant-time in Python), with the
-  extended master secret of RFC 7627 and PSKs of up to 64 bytes;
-- the stateless cookie of RFC 6347 §4.2.1 under a secret that rotates every
-  ``COOKIE_ROTATION`` seconds (time from the caller: a cookie made under the previous secret
-  still counts, so a client in the middle of its exchange is not turned away). It is made
-  and checked here on the hello's bytes, without parsing its extensions: a flood of
-  ClientHellos costs a few slices and one HMAC each, and only a hello with a valid cookie
-  reaches a ``DtlsConnection`` (made without a cookie checker of its own);
+- TLS_PSK_WITH_AES_128_CCM_8 (RFC 7925 §4.2, LwM2M's mandatory suite), with the extended
+  master secret of RFC 7627 and PSKs of up to 64 bytes; the CBC suites of LwM2M 1.1
+  (TLS_PSK_WITH_AES_128_CBC_SHA256, TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256) only when the configuration's ``ciphers`` name them
+  (they are off by default: MAC-then-encrypt is not constant-time in Python). ``ciphers`` given
+  explicitly are honoured exactly: the engine offers and takes those suites and no other (the
+  engine's ``psk_suites``, ``cbc_suites`` and ``ecdsa_suites``);
+- the stateless cookie of RFC 6347 §4.2.1 by ``lwm2m.tls.cookies.CookieChecker.answer`` on the
+  hello's bytes, under a secret that rotates every ``COOKIE_ROTATION`` seconds of the layer's
+  time: only a hello with a valid cookie reaches a ``DtlsConnection`` (made without a cookie
+  checker of its own);
 - Connection IDs (RFC 9146): a server gives ``limits.cid_length`` bytes whose first is
   ``limits.node_id``; a client offers the extension with an empty CID of its own (the server
   reaches it at whatever address its records come from) and then sends the server's CID in
@@ -48,8 +49,6 @@ and shifts the engine's timers back, so that both clocks advance together.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import math
 import os
 import struct
@@ -59,6 +58,8 @@ from typing import Final, Protocol
 
 from lwm2m.errors import DtlsError, HandshakeError, SessionClosed, SessionStateError
 from lwm2m.tls.connection import (
+    TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+    TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CCM_8,
     ApplicationData,
@@ -69,8 +70,7 @@ from lwm2m.tls.connection import (
     HandshakeComplete,
     HandshakeFailure,
 )
-from lwm2m.tls.messages import HandshakeType, HelloVerifyRequest, encode_handshake
-from lwm2m.tls.record import DTLS_1_0, DTLS_1_2, HANDSHAKE, DtlsRecord
+from lwm2m.tls.cookies import COOKIE_ROTATION, CookieChecker
 from lwm2m.tls.state import ConnectionState, ResumableSession
 from lwm2m.tls.tickets import SessionCache, TicketKeys
 from lwm2m.transport.dtls.config import (
@@ -90,18 +90,21 @@ from lwm2m.transport.dtls.credentials import (
 
 __all__ = ["ENGINE_SUITES", "HANDSHAKE_COST", "EngineBackend", "supports"]
 
-# The suites the engine negotiates (the CBC one beside CCM_8, and only when asked for).
-ENGINE_SUITES: Final = (
-    CipherSuite.PSK_WITH_AES_128_CCM_8,
-    CipherSuite.PSK_WITH_AES_128_CBC_SHA256,
-    *ECDSA_SUITE_NUMBERS,
-)
-# Our names of the suites and the engine's numbers: the CBC one is enabled only from ``ciphers``
-# given explicitly, never from the defaults (which list it for Mbed TLS).
-_SUITE_NUMBERS: Final = {
-    CipherSuite.PSK_WITH_AES_128_CCM_8: TLS_PSK_WITH_AES_128_CCM_8,
+# Our names of the suites and the engine's numbers: the CBC ones are enabled only from
+# ``ciphers`` given explicitly, never from the defaults (which list PSK CBC for Mbed TLS).
+_PSK_CBC: Final = {
     CipherSuite.PSK_WITH_AES_128_CBC_SHA256: TLS_PSK_WITH_AES_128_CBC_SHA256,
-} | ECDSA_SUITE_NUMBERS
+    CipherSuite.ECDHE_PSK_WITH_AES_128_CBC_SHA256: TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
+}
+_ECDSA_CBC: Final = {CipherSuite.ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}
+_SUITE_NUMBERS: Final = (
+    {CipherSuite.PSK_WITH_AES_128_CCM_8: TLS_PSK_WITH_AES_128_CCM_8}
+    | _PSK_CBC
+    | ECDSA_SUITE_NUMBERS
+    | _ECDSA_CBC
+)
+# The suites the engine negotiates (the CBC ones only when asked for).
+ENGINE_SUITES: Final = tuple(_SUITE_NUMBERS)
 _SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # Bytes one server handshake in progress holds in the layer (the connection with its flight,
 # transcript and reassembly state, the layer's entry; measured with tracemalloc over 2,000
@@ -110,7 +113,6 @@ _SUITE_NAMES: Final = {number: name for name, number in _SUITE_NUMBERS.items()}
 # An ECDHE-ECDSA one holds 1.1 KiB (raw public keys) to 1.5 KiB (X.509) more than a PSK one
 # (the peer's key or chain, our ECDH share: tracemalloc over 300 connections), still within it.
 HANDSHAKE_COST: Final = 8 << 10
-COOKIE_ROTATION: Final = 300.0  # seconds between cookie secrets (RFC 6347 §4.2.1)
 # Resumption (RFC 5246 §7.3, RFC 5077 §5.6: a lifetime and a key rotation both bound the
 # exposure of a master secret): a session resumes for a day after its full handshake.
 SESSION_LIFETIME: Final = 24 * 3600.0
@@ -118,79 +120,6 @@ SESSION_CACHE_SIZE: Final = 10_000  # sessions by id (a few hundred bytes each)
 MAX_CLIENT_SESSIONS: Final = 4096  # (PSK identity, server address) pairs with a session to offer
 _TICKET_SECRET: Final = 32
 _TICKET_STATE_VERSION: Final = 1
-_COOKIE_SECRET: Final = 32
-_COOKIE_LENGTH: Final = 32
-# A ClientHello record (RFC 6347 §4.1, §4.2.2, §4.2.1): record header (13 bytes, the sequence
-# number at 5..11), handshake header (12: type, length, message_seq at 4..6, fragment_offset,
-# fragment_length), then client_version(2) random(32) session_id<0..32> cookie<0..255> ...
-_RECORD_HEADER: Final = 13
-_HANDSHAKE_HEADER: Final = 12
-_SESSION_ID_AT: Final = _RECORD_HEADER + _HANDSHAKE_HEADER + 2 + 32
-
-
-class _Cookies:
-    """Stateless cookies (RFC 6347 §4.2.1) over the raw bytes of a ClientHello.
-
-    The cookie is HMAC-SHA256(secret, client address ‖ the hello's body without its cookie
-    field): the second hello repeats the first apart from the cookie, so it checks out only
-    from the address the first came from. The previous secret stays valid for one rotation."""
-
-    __slots__ = ("_previous", "_rotated", "_secret")
-
-    def __init__(self) -> None:
-        self._secret = os.urandom(_COOKIE_SECRET)
-        self._previous: bytes | None = None
-        self._rotated: float | None = None
-
-    def rotate_if_due(self, now: float) -> None:
-        if self._rotated is None:
-            self._rotated = now
-        elif now - self._rotated >= COOKIE_ROTATION:
-            self._previous, self._secret = self._secret, os.urandom(_COOKIE_SECRET)
-            self._rotated = now
-
-    @staticmethod
-    def _mac(secret: bytes, address: bytes, parameters: bytes) -> bytes:
-        message = len(address).to_bytes(2, "big") + address + parameters
-        return hmac.digest(secret, message, hashlib.sha256)[:_COOKIE_LENGTH]
-
-    def answer(self, datagram: bytes, address: bytes) -> bytes | None:
-        """None when ``datagram`` is one whole ClientHello with a valid cookie; else the
-        HelloVerifyRequest to send (b"" for anything that is no whole ClientHello)."""
-        n = len(datagram)
-        if n <= _SESSION_ID_AT or datagram[_RECORD_HEADER] != HandshakeType.CLIENT_HELLO:
-            return b""
-        length = int.from_bytes(datagram[14:17], "big")
-        end = _RECORD_HEADER + _HANDSHAKE_HEADER + length
-        # Unfragmented (offset 0, fragment length = length), and within the datagram; the
-        # cookie exchange needs the whole hello (RFC 6347 §4.2.1).
-        if (
-            datagram[19:22] != b"\0\0\0"
-            or int.from_bytes(datagram[22:25], "big") != length
-            or end > min(n, _RECORD_HEADER + int.from_bytes(datagram[11:13], "big"))
-        ):
-            return b""
-        cookie_at = _SESSION_ID_AT + 1 + datagram[_SESSION_ID_AT]
-        if cookie_at >= end or cookie_at + 1 + datagram[cookie_at] > end:
-            return b""
-        cookie_end = cookie_at + 1 + datagram[cookie_at]
-        body = _RECORD_HEADER + _HANDSHAKE_HEADER
-        parameters = datagram[body:cookie_at] + datagram[cookie_end:end]
-        cookie = datagram[cookie_at + 1 : cookie_end]
-        if len(cookie) == _COOKIE_LENGTH:
-            ok = hmac.compare_digest(self._mac(self._secret, address, parameters), cookie)
-            if self._previous is not None:
-                # Both compared every time, so the time taken does not say which secret matched.
-                ok |= hmac.compare_digest(self._mac(self._previous, address, parameters), cookie)
-            if ok:
-                return None
-        verify = HelloVerifyRequest(self._mac(self._secret, address, parameters), server_version=DTLS_1_0)
-        message_seq = int.from_bytes(datagram[17:19], "big")
-        message = encode_handshake(HandshakeType.HELLO_VERIFY_REQUEST, message_seq, verify.to_bytes())
-        # The HelloVerifyRequest takes the hello's record sequence number, so that the server
-        # keeps no counter either (RFC 6347 §4.2.1).
-        sequence = int.from_bytes(datagram[5:11], "big")
-        return DtlsRecord(HANDSHAKE, DTLS_1_2, 0, sequence, message).encode()
 
 
 _TIMED_OUT = "timed out"
@@ -269,15 +198,26 @@ class _WallClock:
 
 
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
-    """True when the engine can serve a configuration with these suites: PSK with CCM_8
-    offered, or ECDHE_ECDSA with CCM_8 or GCM for a certificate or raw public key."""
+    """True when the engine can serve a configuration with these suites: a PSK suite (CCM_8 or
+    a CBC one), or for a certificate or raw public key an ECDHE_ECDSA one (CCM_8, GCM, CBC)."""
     if certificate:
-        return any(suite in ECDSA_SUITE_NUMBERS for suite in suites)
-    return CipherSuite.PSK_WITH_AES_128_CCM_8 in suites
+        return any(suite in ECDSA_SUITE_NUMBERS or suite in _ECDSA_CBC for suite in suites)
+    return any(suite == CipherSuite.PSK_WITH_AES_128_CCM_8 or suite in _PSK_CBC for suite in suites)
 
 
-def _cbc_suites(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
-    return tuple(_SUITE_NUMBERS[c] for c in ciphers if c == CipherSuite.PSK_WITH_AES_128_CBC_SHA256)
+def _psk_suites(ciphers: tuple[CipherSuite, ...]) -> dict[str, tuple[int, ...]]:
+    """The engine's PSK suites for ``ciphers`` as configured: CCM_8 alone by default; exactly
+    the PSK suites named, when ``ciphers`` is given."""
+    if not ciphers:
+        return {"psk_suites": (TLS_PSK_WITH_AES_128_CCM_8,), "cbc_suites": ()}
+    return {
+        "psk_suites": (TLS_PSK_WITH_AES_128_CCM_8,) if CipherSuite.PSK_WITH_AES_128_CCM_8 in ciphers else (),
+        "cbc_suites": tuple(_PSK_CBC[c] for c in ciphers if c in _PSK_CBC),
+    }
+
+
+def _ecdsa_cbc(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
+    return tuple(_ECDSA_CBC[c] for c in ciphers if c in _ECDSA_CBC)
 
 
 def _engine_config(limits: SessionLimits, **kw: object) -> ConnectionConfig:
@@ -476,25 +416,32 @@ class _ServerFactory:
         certificate, ecdsa_suites = server_credentials(config)
         if not psk and certificate is None:
             raise ValueError(
-                "our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 and certificates or"
-                " raw public keys with TLS-ECDHE-ECDSA-WITH-AES-128-CCM-8 or -GCM-SHA256"
+                "our DTLS engine serves PSK with TLS-PSK-WITH-AES-128-CCM-8 or a CBC suite and"
+                " certificates or raw public keys with an ECDHE-ECDSA suite"
+            )
+        suites: dict[str, tuple[int, ...]] = {"psk_suites": (), "cbc_suites": ()}
+        if psk:
+            suites = _psk_suites(config.ciphers)
+        if certificate is not None:
+            suites["cbc_suites"] = tuple(
+                _SUITE_NUMBERS[c] for c in config.ciphers if c in _ECDSA_CBC or (psk and c in _PSK_CBC)
             )
         limits = config.limits
         self.cid_length = limits.cid_length
-        self._cookies = _Cookies()
+        self._cookies = CookieChecker(rotation=COOKIE_ROTATION)
         self._clock = _WallClock()
         self._tickets = _Tickets()
         self._cache = SessionCache(SESSION_CACHE_SIZE, SESSION_LIFETIME)
         self._config = _engine_config(
             limits,
             psk_lookup=_lookup(config.psk_lookup) if psk and config.psk_lookup is not None else None,
-            cbc_suites=_cbc_suites(config.ciphers) if psk else (),
             cid_length=limits.cid_length,
             node_id=limits.node_id,
             session_cache=self._cache,
             ticket_keys=self._tickets.keys,
             certificate=certificate,
             ecdsa_suites=ecdsa_suites,
+            **suites,
         )
 
     def ticket_state(self) -> bytes:
@@ -507,9 +454,8 @@ class _ServerFactory:
         self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
 
     def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
-        self._cookies.rotate_if_due(now)
         # Nothing is kept until the cookie checks out (RFC 6347 §4.2.1).
-        verify = self._cookies.answer(datagram, client_id)
+        verify = self._cookies.answer(datagram, client_id, now)
         if verify is not None:
             return None, verify
         wall = self._clock.wall(now)
@@ -566,14 +512,16 @@ class _ClientFactory:
         self._clock = _WallClock()
         if config.psk is not None:
             if not supports(config.cipher_suites, certificate=False):
-                raise ValueError("our DTLS engine connects with PSK and TLS-PSK-WITH-AES-128-CCM-8 only")
+                raise ValueError(
+                    "our DTLS engine connects with PSK in TLS-PSK-WITH-AES-128-CCM-8 or a CBC suite"
+                )
             self._config = _engine_config(
                 config.limits,
                 psk_identity=config.psk.identity.encode("utf-8"),
                 psk=config.psk.key,
-                cbc_suites=_cbc_suites(config.ciphers),
                 cid_length=0,
                 server_name=config.server_name,
+                **_psk_suites(config.ciphers),
             )
             return
         certificate, ecdsa_suites = client_credentials(config)
@@ -583,6 +531,7 @@ class _ClientFactory:
             certificate=certificate,
             ecdsa_suites=ecdsa_suites,
             server_name=config.server_name,
+            cbc_suites=_ecdsa_cbc(config.ciphers),
         )
 
     def connect(self, now: float, peer: bytes = b"") -> _Connection:
