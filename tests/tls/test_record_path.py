@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 from tests.helpers.dtls_engine import client_config, events, pair, run, server_config
 
 from lwm2m.errors import DtlsError, RecordError, RecordOverflow, SessionClosed
-from lwm2m.tls.connection import ApplicationData, ConnectionClosed, DtlsConnection
+from lwm2m.tls.connection import (
+    TLS_PSK_WITH_AES_128_CBC_SHA256,
+    ApplicationData,
+    ConnectionClosed,
+    DtlsConnection,
+)
+from lwm2m.tls.negotiation import SizeLimits
 from lwm2m.tls.protection import AES_128_CCM_8, AES_128_GCM, AeadAlgorithm, AeadProtection
 from lwm2m.tls.record import (
     ALERT,
@@ -260,3 +266,43 @@ def test_any_datagram_is_taken_or_dropped_never_raised(cid: bool, tail: bytes, c
         plain = s2.receive_application_data(datagram, 1.0)
         assert plain is None or isinstance(plain, bytes)
     assert s2.established
+
+
+# --- the direct path keeps the suite's protection and the peer's limits ------------------------
+
+
+@pytest.mark.parametrize("cid", [True, False], ids=["CID", "no-CID"])
+def test_a_cbc_connection_takes_the_direct_path_too(cid: bool) -> None:
+    """MAC-then-encrypt records (RFC 5246 §6.2.3.2) go through the same calls: sealed in the
+    general framing, opened straight from the datagram."""
+    cbc = {"psk_suites": (), "cbc_suites": (TLS_PSK_WITH_AES_128_CBC_SHA256,), "connection_id": cid}
+    client, server = pair(server_config(**cbc), client_config(**cbc))
+    run(client, server)
+    assert client.cipher_suite == server.cipher_suite == TLS_PSK_WITH_AES_128_CBC_SHA256
+    events(client), events(server)
+    for n in range(3):
+        datagram = client.protect_application_data(b"GET /3/0 %d" % n)
+        assert server.receive_application_data(datagram, 1.0) == b"GET /3/0 %d" % n
+        assert server.receive_application_data(datagram, 1.0) is None  # a replay
+    assert events(server) == []
+
+
+def test_the_direct_paths_keep_the_record_size_limits() -> None:
+    """RFC 8449 §4: a sender stays within the peer's limit; a record over our own limit ends the
+    connection with record_overflow, whichever path it arrives by."""
+    client, server = pair(server_config(record_size_limit=256), client_config(record_size_limit=512))
+    run(client, server)
+    events(client), events(server)
+    limit = client.max_application_data
+    assert limit < 256
+    assert server.receive_application_data(client.protect_application_data(bytes(limit)), 1.0) == bytes(limit)
+    with pytest.raises(DtlsError, match="does not fit"):
+        client.protect_application_data(bytes(limit + 1))
+    # A client that ignores the limit (its knowledge of it taken away, as a faulty peer's).
+    sender, receiver = pair(server_config(record_size_limit=256), client_config())
+    run(sender, receiver)
+    events(sender), events(receiver)
+    sender._limits = SizeLimits(send=MAX_PLAINTEXT, receive=None)  # type: ignore[attr-defined]
+    assert receiver.receive_application_data(sender.protect_application_data(bytes(300)), 1.0) is None
+    assert receiver.closed
+    assert [type(e) for e in events(receiver)] == [ConnectionClosed]
