@@ -204,6 +204,14 @@ def test_any_bytes_read_as_a_session_or_a_state_error(data: bytes) -> None:
             parse(data)
 
 
+@given(st.binary(max_size=300))
+def test_any_version_2_tail_reads_as_a_session_or_a_state_error(tail: bytes) -> None:
+    # The fields version 2 added, fuzzed behind a valid version 1 prefix.
+    with contextlib.suppress(SessionStateError):
+        session = ResumableSession.from_bytes(b"\x02\x01" + V1_FIELDS + tail)
+        assert ResumableSession.from_bytes(session.to_bytes()) == session
+
+
 @given(st.data())
 def test_any_change_to_an_export_imports_or_is_a_state_error(data: st.DataObject) -> None:
     exported, _, _ = _exported()

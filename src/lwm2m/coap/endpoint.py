@@ -414,7 +414,8 @@ class Endpoint:
         code = response.code
         options: Options | list[tuple[int, bytes]] = response.options
         payload = response.payload
-        szx = self._szx if self.payload_limit is None or not payload else self._szx_for(addr)
+        # No block is smaller than 16 bytes: a payload that small never asks for the peer's limit.
+        szx = self._szx if self.payload_limit is None or len(payload) <= 16 else self._szx_for(addr)
         if (
             event.block1 is not None
             or event.observe is not None
@@ -463,7 +464,7 @@ class Endpoint:
         else:
             options.append((_OBSERVE, encode_uint(rel.next_seq())))  # type: ignore[union-attr]
             options.sort(key=lambda o: o[0])  # type: ignore[union-attr]
-        szx = self._szx if self.payload_limit is None else self._szx_for(addr)
+        szx = self._szx if self.payload_limit is None or len(payload) <= 16 else self._szx_for(addr)
         if len(payload) > 1 << (szx + 4):
             # RFC 7959 §2.6: the notification carries the first block; the client GETs the rest.
             total = len(payload)
