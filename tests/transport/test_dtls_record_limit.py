@@ -1,7 +1,7 @@
 """record_size_limit (RFC 8449) from the transport's settings to the wire: ``SessionLimits``
 reaches the engine on both sides, and a CoAP server cuts its blocks (RFC 7959) to what one
 record to the peer may carry, so that a client with a small limit reads a large resource over
-real sockets without ever getting a larger record."""
+real sockets without ever getting a larger record; GnuTLS as that client too."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from tests.helpers.dtls_peers import GNUTLS_PSK_CCM_8, process, program
 from tests.helpers.pki import get, psk_client, psk_server
 
 from lwm2m.coap.blockwise import BLOCK_MESSAGE_RESERVE, szx_within
@@ -101,3 +102,56 @@ async def test_a_client_with_a_small_record_limit_gets_no_larger_record(limit: i
     # One record per block of the resource at least; none over the client's limit.
     assert len(plaintexts) >= len(RESOURCE) // limit
     assert max(plaintexts) <= limit
+
+
+async def test_gnutls_cli_with_a_512_byte_limit_gets_a_first_block_that_fits() -> None:
+    # A client we did not write: GnuTLS 3.7 sends record_size_limit 512 (it takes none lower)
+    # and sends each line of its input as one record. The line is a CoAP GET ending in the
+    # payload marker, so that the newline GnuTLS keeps is its payload (RFC 7252 §3).
+    request = Message(Type.NON, Code.GET, 0x1234, b"\x01\x02", ((11, b"big"),)).encode() + b"\xff"
+    assert b"\n" not in request
+    got: list[Message] = []
+
+    def handler(event: Any) -> Message:
+        got.append(event.message)
+        return Message.build(Type.NON, Code.CONTENT, payload=RESOURCE)
+
+    loop = asyncio.get_running_loop()
+    async with open_dtls_endpoint(server=psk_server({"Client_identity": KEY}), handler=handler) as server:
+        relay = Relay(server.addresses[0][:2])
+        transport, _ = await loop.create_datagram_endpoint(lambda: relay, local_addr=("127.0.0.1", 0))
+        port = transport.get_extra_info("sockname")[1]
+        argv = [program("gnutls-cli"), "--udp", "-p", str(port), "127.0.0.1", "--priority", GNUTLS_PSK_CCM_8]
+        argv += ["--pskusername", "Client_identity", "--pskkey", KEY.hex(), "--recordsize", "512"]
+        try:
+            with process(argv) as cli:
+                for _ in range(100):
+                    if server.sessions():
+                        break
+                    await asyncio.sleep(0.05)
+                (info,) = server.sessions()
+                assert server.dtls._sessions[info.addr].conn.max_application_data == 512
+                assert cli.stdin is not None
+                cli.stdin.write(request + b"\n")
+                cli.stdin.flush()
+                for _ in range(100):
+                    if got and any(_application(d) for d in relay.to_client):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
+                assert got and got[0].uri_path == ("big",) and cli.poll() is None
+        finally:
+            transport.close()
+    sizes = [size for datagram in relay.to_client for size in _application(datagram)]
+    # The first block only (GnuTLS asks for no more): 256 bytes and the CoAP header and options
+    # around it, in one record within GnuTLS's limit.
+    assert sizes and max(sizes) <= 512
+    assert max(sizes) > 256
+
+
+def _application(datagram: bytes) -> list[int]:
+    return [
+        len(r.fragment) - CCM_8_OVERHEAD
+        for r in parse_datagram(datagram, 0)
+        if r.content_type == APPLICATION_DATA
+    ]
