@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.certificates import CertificateAuthority
-from tests.helpers.dtls_engine import ADDRESS, client_config, events, run, server_config
+from tests.helpers.dtls_engine import ADDRESS, client_config, counter_random, events, run, server_config
 
 from lwm2m.coap.blockwise import block_slice
 from lwm2m.coap.message import Message
@@ -221,6 +221,43 @@ def test_no_server_name_answer_on_resumption() -> None:
     assert client.resumed and server.resumed
     assert wire.hellos["server"].extension(ExtensionType.SERVER_NAME) is None
     assert server.server_name == HOST
+
+
+@pytest.mark.parametrize("other", ["other.example", None])
+def test_a_server_resumes_a_session_only_under_its_server_name(other: str | None) -> None:
+    # RFC 6066 §3: a hello naming another server (or none) gets a full handshake instead.
+    cache = SessionCache()
+    client, server = _pair(server_config(session_cache=cache), client_config(server_name=HOST))
+    run(client, server)
+    session = client.session
+    assert session is not None and session.server_name == HOST
+    assert server.session is not None and server.session.server_name == HOST
+    # A client that would offer it anyway: the session relabelled with the new name.
+    offered = replace(session, server_name=other or "")
+    client = DtlsConnection(DtlsRole.CLIENT, client_config(server_name=other), 1.0, session=offered)
+    # Other randoms: the new session id must not happen to be the old one.
+    fresh = server_config(session_cache=cache, random=counter_random(500))
+    server = DtlsConnection(DtlsRole.SERVER, fresh, 1.0, address=ADDRESS)
+    wire = Wire()
+    run(client, server, wire, start=1.0)
+    assert wire.hellos["client"].session_id == session.session_id  # it was offered
+    assert client.established and server.established
+    assert not client.resumed and not server.resumed
+    assert server.server_name == other
+
+
+def test_a_client_does_not_offer_a_session_of_another_server_name() -> None:
+    cache = SessionCache()
+    client, server = _pair(server_config(session_cache=cache), client_config(server_name=HOST))
+    run(client, server)
+    wire = Wire()
+    client = DtlsConnection(
+        DtlsRole.CLIENT, client_config(server_name="other.example"), 1.0, session=client.session
+    )
+    server = DtlsConnection(DtlsRole.SERVER, server_config(session_cache=cache), 1.0, address=ADDRESS)
+    run(client, server, wire, start=1.0)
+    assert client.established and not client.resumed
+    assert wire.hellos["client"].session_id == b""  # nothing offered
 
 
 CA = CertificateAuthority("Names test CA")

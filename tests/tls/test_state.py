@@ -35,26 +35,61 @@ SESSION = ResumableSession(
     ticket=b"\x01\x02\x03",
     ticket_lifetime=86400,
     binding=b"\x05" * 16,
+    server_name="lwm2m.example",
+    send_limit=256,
+    receive_limit=512,
+)
+# The fields of format version 1 (no name, no limits), as stored before version 2.
+V1_FIELDS = (
+    b"\x01"  # flags: extended master secret
+    + b"\xc0\xa8"  # TLS_PSK_WITH_AES_128_CCM_8
+    + MASTER
+    + struct.pack(">d", 1.5)  # created
+    + b"\x04"
+    + b"\xaa" * 4  # session_id<0..32>
+    + b"\x00\x02ep"  # identity<0..2^16-1>
+    + b"\x00\x03\x01\x02\x03"  # ticket<0..2^16-1>
+    + (86400).to_bytes(4, "big")  # ticket lifetime hint
+    + b"\x10"
+    + b"\x05" * 16  # binding<0..32>
 )
 
 
 def test_a_session_is_laid_out_field_by_field() -> None:
     expected = (
-        b"\x01\x01"  # format version 1, kind 1: a session
-        + b"\x01"  # flags: extended master secret
-        + b"\xc0\xa8"  # TLS_PSK_WITH_AES_128_CCM_8
-        + MASTER
-        + struct.pack(">d", 1.5)  # created
-        + b"\x04"
-        + b"\xaa" * 4  # session_id<0..32>
-        + b"\x00\x02ep"  # identity<0..2^16-1>
-        + b"\x00\x03\x01\x02\x03"  # ticket<0..2^16-1>
-        + (86400).to_bytes(4, "big")  # ticket lifetime hint
-        + b"\x10"
-        + b"\x05" * 16  # binding<0..32>
+        b"\x02\x01"  # format version 2, kind 1: a session
+        + V1_FIELDS
+        + b"\x0dlwm2m.example"  # server_name<0..255> (RFC 6066 §3)
+        + (256).to_bytes(2, "big")  # the record plaintext limit towards the peer (RFC 8449 §4)
+        + (512).to_bytes(2, "big")  # the one from the peer (0: none)
     )
     assert SESSION.to_bytes() == expected
     assert ResumableSession.from_bytes(expected) == SESSION
+
+
+def test_a_version_1_session_still_reads_without_name_and_limits() -> None:
+    session = ResumableSession.from_bytes(b"\x01\x01" + V1_FIELDS)
+    assert session == replace(SESSION, server_name="", send_limit=2**14 + 1, receive_limit=None)
+    # Written back in the current version, which then reads back the same.
+    assert session.to_bytes()[:1] == b"\x02"
+    assert ResumableSession.from_bytes(session.to_bytes()) == session
+
+
+def test_a_version_1_connection_state_still_imports() -> None:
+    exported, client, _ = _exported()
+    state = ConnectionState.from_bytes(exported)
+    fields = state.session.to_bytes()[2:]
+    # Version 1 had no name and limit fields after the binding: 1 + 2 + 2 bytes less.
+    old_session = fields[: -(1 + len(state.session.server_name) + 4)]
+    new = exported[3 : 3 + len(fields)]
+    assert new == fields
+    old = b"\x01" + exported[1:3] + old_session + exported[3 + len(fields) :]
+    restored = DtlsConnection.import_state(old, server_config(), 1.0, address=ADDRESS)
+    assert restored.established and restored.max_application_data == 2**14
+    client.send_application_data(b"x")
+    for datagram in client.datagrams_to_send(1.0):
+        restored.receive_datagram(datagram, 1.0)
+    assert events(restored) == [ApplicationData(b"x")]
 
 
 def test_a_connection_state_is_laid_out_field_by_field() -> None:
@@ -74,7 +109,7 @@ def test_a_connection_state_is_laid_out_field_by_field() -> None:
     encoded = state.to_bytes()
     session_fields = SESSION.to_bytes()[2:]
     assert encoded == (
-        b"\x01\x02"  # format version 1, kind 2: a connection
+        b"\x02\x02"  # format version 2, kind 2: a connection
         + bytes((2 | 4 | 8,))  # server, CID negotiated, a read window follows
         + session_fields
         + b"\x11" * 32
@@ -103,7 +138,8 @@ def test_every_truncation_and_any_extra_byte_is_refused(kind: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda b: b"\x02" + b[1:], "format version 2"),
+        (lambda b: b"\x03" + b[1:], "format version 3"),
+        (lambda b: b"\x00" + b[1:], "format version 0"),
         (lambda b: b[:1] + b"\x02" + b[2:], "kind 2"),
         (lambda b: b[:2] + b"\x80" + b[3:], "unknown flags"),
         (lambda b: b[:53] + struct.pack(">d", float("nan")) + b[61:], "finite"),
@@ -138,6 +174,27 @@ def test_values_out_of_range_are_refused_on_construction() -> None:
         ResumableSession(b"x" * 33, 0xC0A8, MASTER, b"ep", True, 0.0)
     with pytest.raises(SessionStateError, match="finite"):
         ResumableSession(b"", 0xC0A8, MASTER, b"ep", True, float("inf"))
+    for name in ("é.example", "a" * 256):
+        with pytest.raises(SessionStateError, match="server name"):
+            replace(SESSION, server_name=name)
+    for limit in (63, 2**14 + 2):
+        with pytest.raises(SessionStateError, match="record limit"):
+            replace(SESSION, send_limit=limit)
+        with pytest.raises(SessionStateError, match="record limit"):
+            replace(SESSION, receive_limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("tail", "message"),
+    [
+        (b"\x01\xff" + b"\x01\x00\x00\x00", "not ASCII"),
+        (b"\x00" + b"\x00\x3f\x00\x00", "record limit 63"),
+        (b"\x00" + b"\x01\x00\xff\xff", "record limit 65535"),
+    ],
+)
+def test_a_bad_name_or_limit_is_a_state_error(tail: bytes, message: str) -> None:
+    with pytest.raises(SessionStateError, match=message):
+        ResumableSession.from_bytes(b"\x02\x01" + V1_FIELDS + tail)
 
 
 @given(st.binary(max_size=300))
@@ -145,6 +202,14 @@ def test_any_bytes_read_as_a_session_or_a_state_error(data: bytes) -> None:
     for parse in (ResumableSession.from_bytes, ConnectionState.from_bytes):
         with contextlib.suppress(SessionStateError):
             parse(data)
+
+
+@given(st.binary(max_size=300))
+def test_any_version_2_tail_reads_as_a_session_or_a_state_error(tail: bytes) -> None:
+    # The fields version 2 added, fuzzed behind a valid version 1 prefix.
+    with contextlib.suppress(SessionStateError):
+        session = ResumableSession.from_bytes(b"\x02\x01" + V1_FIELDS + tail)
+        assert ResumableSession.from_bytes(session.to_bytes()) == session
 
 
 @given(st.data())
@@ -275,3 +340,32 @@ def test_the_sizes_of_an_idle_session() -> None:
     session = server.session
     assert session is not None
     assert len(exported) <= 1024 and len(session.to_bytes()) <= 256
+
+
+# --- names and record limits -------------------------------------------------------------------
+
+
+def test_an_imported_connection_keeps_its_limits_not_those_of_its_config() -> None:
+    client = DtlsConnection(
+        DtlsRole.CLIENT, client_config(server_name="lwm2m.example", record_size_limit=256), 0.0
+    )
+    server = DtlsConnection(DtlsRole.SERVER, server_config(record_size_limit=512), 0.0, address=ADDRESS)
+    run(client, server)
+    events(client)
+    events(server)
+    limit = server.max_application_data
+    assert limit < 256
+    for side, config in ((server, server_config()), (client, client_config())):
+        state = ConnectionState.from_bytes(side.export_state())
+        assert state.session.server_name == "lwm2m.example"
+        restored = DtlsConnection.import_state(side.export_state(), config, 1.0, address=ADDRESS)
+        assert restored.server_name == "lwm2m.example"
+        assert restored.max_application_data == side.max_application_data
+        assert restored.session == side.session
+    restored = DtlsConnection.import_state(server.export_state(), server_config(), 1.0, address=ADDRESS)
+    with pytest.raises(DtlsError):
+        restored.send_application_data(bytes(limit + 1))
+    restored.send_application_data(bytes(limit))
+    for datagram in restored.datagrams_to_send(1.0):
+        client.receive_datagram(datagram, 1.0)
+    assert events(client) == [ApplicationData(bytes(limit))]

@@ -64,6 +64,21 @@ def with_options(options: Options | list[tuple[int, bytes]], *extra: tuple[int, 
     return tuple(out)
 
 
+# What a block-wise message carries beside its block (RFC 7252 §3, RFC 7959 §2): the 4-byte
+# header, a token of up to 8 bytes, the payload marker, and the options of a response or a
+# notification (Block2 and Size2, Content-Format, ETag, Observe, Max-Age) with room to spare.
+BLOCK_MESSAGE_RESERVE = 64
+
+
+def szx_within(max_message: int, szx: int) -> int:
+    """The largest size exponent up to ``szx`` whose block, with :data:`BLOCK_MESSAGE_RESERVE`
+    around it, fits in a message of ``max_message`` bytes (e.g. what one DTLS record may carry
+    to the peer, RFC 8449 §4); 0 (16-byte blocks) when none does."""
+    while szx > 0 and (1 << (szx + 4)) + BLOCK_MESSAGE_RESERVE > max_message:
+        szx -= 1
+    return szx
+
+
 def block_slice(payload: bytes, num: int, szx: int) -> tuple[bytes, bool] | None:
     """Block ``num`` of ``payload`` at size exponent ``szx`` and whether more follow; None if past the end."""
     size = 1 << (szx + 4)
@@ -254,12 +269,15 @@ class BlockTransfers:
 
     # --- Block2, server side (RFC 7959 §2.4) -----------------------------------------------------
 
-    def serve_block2(self, msg: Message, addr: Any, b2: BlockOption, now: float) -> Answer | None:
-        """The answer to a later Block2 request from the kept representation; None if none is kept."""
+    def serve_block2(
+        self, msg: Message, addr: Any, b2: BlockOption, now: float, ceiling: int | None = None
+    ) -> Answer | None:
+        """The answer to a later Block2 request from the kept representation; None if none is kept.
+        ``ceiling``: the peer's largest size exponent, if smaller than ours (see :func:`szx_within`)."""
         served = self.served.get((addr, *request_key(msg)))
         if served is None or served.expires <= now:
             return None
-        szx = min(b2.szx, self.szx)
+        szx = min(b2.szx, self.szx if ceiling is None else ceiling)
         num = b2.num << (b2.szx - szx)
         part = block_slice(served.payload, num, szx)
         if part is None:
@@ -276,13 +294,16 @@ class BlockTransfers:
         options: Options | list[tuple[int, bytes]],
         payload: bytes,
         now: float,
+        ceiling: int | None = None,
     ) -> tuple[Options | list[tuple[int, bytes]], bytes] | None:
         """The block of a response the request asked for (block 0 unless ``b2`` says otherwise),
-        the whole body kept for the later blocks; None if the block is past the end."""
+        the whole body kept for the later blocks; None if the block is past the end.
+        ``ceiling``: the peer's largest size exponent, if smaller than ours."""
+        top = self.szx if ceiling is None else ceiling
         if b2 is None:
-            szx, num = self.szx, 0
+            szx, num = top, 0
         else:
-            szx = min(b2.szx, self.szx)
+            szx = min(b2.szx, top)
             num = b2.num << (b2.szx - szx)
         if num == 0 and len(payload) <= 1 << (szx + 4):
             return options, payload

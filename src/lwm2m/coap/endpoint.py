@@ -66,6 +66,8 @@ Application side::
         in the ACK while the CON request is not yet acknowledged, else a separate
         CON response (RFC 7252 §5.2.2); a NON request gets a NON response. A payload
         larger than the block size goes out Block2, the later blocks served on demand.
+        ``payload_limit`` (settable, ``(addr) -> int | None``): the transport's largest
+        message to a peer; blocks to it (Block2, notifications, our Block1) are cut to fit.
         A 2.xx response carrying an Observe option (any value) to a registration
         (``event.observe == 0``) registers an observation; its handle is
         ``event.relation``.
@@ -132,9 +134,17 @@ import logging
 import random
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
-from lwm2m.coap.blockwise import BlockTransfers, block2_options, request_key, strip, with_options
+from lwm2m.coap.blockwise import (
+    BlockTransfers,
+    block2_options,
+    request_key,
+    strip,
+    szx_within,
+    with_options,
+)
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.dedup import Deduplicator, SeenMessages
 from lwm2m.coap.events import (
@@ -201,6 +211,9 @@ class Endpoint:
         self._rng = rng if rng is not None else random.Random()
         self._szx = config.block_szx
         self._block_size = config.block_size
+        # The transport's largest message to a peer (DTLS: what one record may carry, RFC 8449
+        # §4), or None for no bound beyond the block size; blocks to that peer are cut to fit.
+        self.payload_limit: Callable[[Any], int | None] | None = None
         lifetime = _lifetime(config.exchange_lifetime)
         non_lifetime = _lifetime(config.non_lifetime)
         self._critical_known = _KNOWN_OPTIONS | config.extra_critical_options
@@ -401,13 +414,15 @@ class Endpoint:
         code = response.code
         options: Options | list[tuple[int, bytes]] = response.options
         payload = response.payload
+        # No block is smaller than 16 bytes: a payload that small never asks for the peer's limit.
+        szx = self._szx if self.payload_limit is None or len(payload) <= 16 else self._szx_for(addr)
         if (
             event.block1 is not None
             or event.observe is not None
             or event.block2 is not None
-            or len(payload) > self._block_size
+            or len(payload) > 1 << (szx + 4)
         ):
-            code, options, payload = self._shape_response(event, code, options, payload, now)
+            code, options, payload = self._shape_response(event, code, options, payload, now, szx)
         mid = req.mid
         key = (addr, mid)
         un = self._unanswered
@@ -449,14 +464,15 @@ class Endpoint:
         else:
             options.append((_OBSERVE, encode_uint(rel.next_seq())))  # type: ignore[union-attr]
             options.sort(key=lambda o: o[0])  # type: ignore[union-attr]
-        if len(payload) > self._block_size:
+        szx = self._szx if self.payload_limit is None or len(payload) <= 16 else self._szx_for(addr)
+        if len(payload) > 1 << (szx + 4):
             # RFC 7959 §2.6: the notification carries the first block; the client GETs the rest.
             total = len(payload)
             base = strip(options, frozenset((_OBSERVE, _BLOCK2, OptionNumber.SIZE2)))
             self._blocks.keep_served((addr, *rel.cache_key), code, base, payload, now)
             self._plan(self._blocks.next_expiry())
-            options = block2_options(options, 0, True, self._szx, total)
-            payload = payload[: self._block_size]
+            options = block2_options(options, 0, True, szx, total)
+            payload = payload[: 1 << (szx + 4)]
         else:
             options = tuple(options)
         if message.type is _CON or now - rel.last_con >= self.config.notification_con_interval:
@@ -641,7 +657,8 @@ class Endpoint:
                     return
                 msg = got
             if block2 is not None and block2.num:
-                answer = blocks.serve_block2(msg, addr, block2, now)
+                ceiling = None if self.payload_limit is None else self._szx_for(addr)
+                answer = blocks.serve_block2(msg, addr, block2, now, ceiling)
                 if answer is not None:
                     self._answer(msg, addr, record, *answer, now)
                     return
@@ -702,22 +719,33 @@ class Endpoint:
         options: Options | list[tuple[int, bytes]],
         payload: bytes,
         now: float,
+        szx: int,
     ) -> tuple[int, Options | list[tuple[int, bytes]], bytes]:
-        """Block1 echo, Observe registration and Block2 slicing of a response."""
+        """Block1 echo, Observe registration and Block2 slicing of a response (in blocks of at
+        most ``szx``, the peer's)."""
         if event.block1 is not None:
             # RFC 7959 §2.3: the final response to a Block1 transfer echoes the last block.
             options = with_options(strip(options, frozenset((_BLOCK1,))), (_BLOCK1, event.block1.encode()))
         if event.observe is not None:
             options = self._observe_on_respond(event, code, options, now)
         b2 = event.block2
-        if len(payload) > self._block_size or (b2 is not None and (b2.num or b2.szx < self._szx)):
+        if len(payload) > 1 << (szx + 4) or (b2 is not None and (b2.num or b2.szx < szx)):
             blocks = self._blocks
-            sliced = blocks.slice_response(event.addr, event.message, b2, code, options, payload, now)
+            ceiling = None if szx == self._szx else szx
+            sliced = blocks.slice_response(
+                event.addr, event.message, b2, code, options, payload, now, ceiling
+            )
             self._plan(blocks.next_expiry())
             if sliced is None:
                 return Code.BAD_OPTION, (), b"block number past the end"
             options, payload = sliced
         return code, options, payload
+
+    def _szx_for(self, addr: Any) -> int:
+        # Our block size, or a smaller one when the transport bounds messages to ``addr``.
+        assert self.payload_limit is not None
+        limit = self.payload_limit(addr)
+        return self._szx if limit is None else szx_within(limit, self._szx)
 
     def _observe_on_respond(
         self, event: RequestReceived, code: int, options: Options | list[tuple[int, bytes]], now: float
@@ -1008,8 +1036,10 @@ class Endpoint:
     def _start(self, req: OutgoingRequest, now: float) -> None:
         if req.b2_buf is not None:
             options, payload = self._block2_next(req, req.b2_szx)
-        elif len(req.request.payload) > self._block_size:
-            req.b1_szx = self._szx
+        elif len(req.request.payload) > self._block_size or (
+            self.payload_limit is not None and len(req.request.payload) > 1 << (self._szx_for(req.addr) + 4)
+        ):
+            req.b1_szx = self._szx if self.payload_limit is None else self._szx_for(req.addr)
             options, payload = self._block1_part(req)
         else:
             options, payload = req.request.options, req.request.payload

@@ -554,8 +554,10 @@ class DtlsConnection:
                 and session.resumable
                 and session.identity == config.psk_identity
                 and session.bound_to(config.psk)
+                and session.server_name.lower() == (self._server_name or "").lower()
             ):
-                # Not a session of other credentials, nor of a PSK replaced since.
+                # Not a session of other credentials, nor of a PSK replaced since, nor one made
+                # under another server name (RFC 6066 §3: the same name when resuming).
                 self._offer = session
                 # With a ticket alone the client makes up an id: the server echoes it when it
                 # accepts the ticket, which is how the client knows (RFC 5077 §3.4).
@@ -717,6 +719,9 @@ class DtlsConnection:
         self._windows = [ReplayWindow(0), window]
         self._cid_negotiated = state.cid_negotiated
         self._own_cid, self._peer_cid = state.own_cid, state.peer_cid
+        # The name and the record limits of the handshake, not of this config (RFC 8449 §4).
+        self._server_name = session.server_name or None
+        self._limits = SizeLimits(session.send_limit, session.receive_limit)
         self._resumable = True
         self._state = _State.ESTABLISHED
 
@@ -731,6 +736,9 @@ class DtlsConnection:
             ticket=self._ticket,
             ticket_lifetime=self._ticket_lifetime,
             binding=self._binding,
+            server_name=self._server_name or "",
+            send_limit=self._limits.send,
+            receive_limit=self._limits.receive,
         )
 
     @property
@@ -1423,6 +1431,8 @@ class DtlsConnection:
             session = cache.get(hello.session_id, now)
         if session is None or session.cipher_suite not in hello.cipher_suites:
             return None
+        if session.server_name != (self._server_name or ""):
+            return None  # RFC 6066 §3: another name (or none) than its own: a full handshake
         if session.cipher_suite not in _PSK_FAMILY or session.cipher_suite not in (
             *self.config.psk_suites,
             *self.config.cbc_suites,

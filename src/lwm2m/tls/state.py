@@ -7,7 +7,9 @@ connection needs to go on sending and receiving after a restart or on another no
   on the client, the ticket of RFC 5077 §3.3 and its lifetime hint. It is what the server's
   session cache holds, what a ticket carries inside its encryption, and what a client keeps to
   offer next time. Its ``binding`` ties it to the credential of its full handshake, so that a
-  session of a PSK since replaced is not resumed.
+  session of a PSK since replaced is not resumed. It also keeps the server name of RFC 6066 §3
+  (a server resumes a session only under the name it was made with) and the record limits of
+  RFC 6066 §4 and RFC 8449 §4 negotiated in the handshake it comes from.
 - :class:`ConnectionState` adds what the record layer of an established connection holds
   (RFC 6347 §4.1): the randoms the key block is expanded from (RFC 5246 §6.3), the epoch, the
   next write sequence number, the read epoch's replay window (RFC 6347 §4.1.2.6) and the
@@ -16,7 +18,9 @@ connection needs to go on sending and receiving after a restart or on another no
 The encoding is a version byte, a kind byte and fixed fields or length-prefixed vectors, big
 endian; no pickle, so reading bytes from a store runs no code. Anything that does not read back
 raises :class:`~lwm2m.errors.SessionStateError` naming the field. The bytes hold the master
-secret: a caller keeps them as it keeps keys.
+secret: a caller keeps them as it keeps keys. Version 2 appends the server name and the record
+limits to the session fields; version 1 bytes (stored before) still read, with no name and the
+default limits, so that sessions and parked connections survive an upgrade.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from lwm2m.errors import SessionStateError
 
 __all__ = ["ConnectionState", "ResumableSession", "credential_binding"]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+_READABLE_VERSIONS: Final = (1, 2)
 _KIND_SESSION: Final = 1
 _KIND_CONNECTION: Final = 2
 MASTER_SECRET_LENGTH: Final = 48  # RFC 5246 §8.1
@@ -46,6 +51,11 @@ _FLAG_CID: Final = 4
 _FLAG_READ: Final = 8  # the read epoch has accepted a record: highest and bitmap follow
 BINDING_LENGTH: Final = 16
 MAX_BINDING_LENGTH: Final = 32
+MAX_SERVER_NAME_LENGTH: Final = 255  # RFC 1035 §2.3.4: a DNS name has at most 255 octets
+# RFC 8449 §4: the smallest limit a peer may send, and the default one (2^14 + 1); a record
+# limit of the state is a plaintext bound, as SizeLimits keeps it.
+MIN_RECORD_LIMIT: Final = 64
+DEFAULT_RECORD_LIMIT: Final = 2**14 + 1
 
 
 def credential_binding(master_secret: bytes, credential: bytes) -> bytes:
@@ -66,6 +76,10 @@ class _Reader:
         self._data = bytes(data)
         self._at = 0
         self._what = what
+
+    @property
+    def what(self) -> str:
+        return self._what
 
     def take(self, n: int, field_name: str) -> bytes:
         if n > len(self._data) - self._at:
@@ -91,15 +105,17 @@ class _Reader:
             raise SessionStateError(f"{self._what}: {field_name} is not a finite time")
         return float(value)
 
-    def header(self, kind: int) -> None:
+    def header(self, kind: int) -> int:
+        """Check the version and kind bytes; the version, for fields that came later."""
         version = self.uint(1, "the format version")
-        if version != FORMAT_VERSION:
+        if version not in _READABLE_VERSIONS:
             raise SessionStateError(
-                f"{self._what}: format version {version}, this code reads {FORMAT_VERSION}"
+                f"{self._what}: format version {version}, this code reads {_READABLE_VERSIONS}"
             )
         found = self.uint(1, "the kind")
         if found != kind:
             raise SessionStateError(f"{self._what}: kind {found}, not {kind}")
+        return version
 
     def done(self) -> None:
         if self._at != len(self._data):
@@ -127,7 +143,9 @@ class ResumableSession:
     lifetimes count from it, and resuming does not renew it. ``ticket`` and ``ticket_lifetime``
     are the client's copy of the server's NewSessionTicket (empty and 0 elsewhere).
     ``binding`` is :func:`credential_binding` of the credential the session was made with
-    (empty: not bound).
+    (empty: not bound). ``server_name`` is the DNS name of RFC 6066 §3 of that handshake (empty:
+    none); ``send_limit`` and ``receive_limit`` are the record plaintext bounds it negotiated
+    (RFC 8449 §4, RFC 6066 §4; ``receive_limit`` None: no bound beyond DTLS 1.2's own).
     """
 
     session_id: bytes
@@ -139,6 +157,9 @@ class ResumableSession:
     ticket: bytes = b""
     ticket_lifetime: int = 0
     binding: bytes = b""
+    server_name: str = ""
+    send_limit: int = DEFAULT_RECORD_LIMIT
+    receive_limit: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.session_id) > MAX_SESSION_ID_LENGTH:
@@ -155,6 +176,14 @@ class ResumableSession:
             raise SessionStateError("the creation time is not finite")
         if len(self.binding) > MAX_BINDING_LENGTH:
             raise SessionStateError(f"a credential binding has at most 32 bytes, not {len(self.binding)}")
+        if not self.server_name.isascii() or len(self.server_name) > MAX_SERVER_NAME_LENGTH:
+            # RFC 6066 §3: a host_name is ASCII (A-labels), and a DNS name fits in 255 octets.
+            raise SessionStateError("a server name is ASCII of at most 255 characters")
+        for limit in (self.send_limit, self.receive_limit):
+            if limit is not None and not MIN_RECORD_LIMIT <= limit <= DEFAULT_RECORD_LIMIT:
+                raise SessionStateError(
+                    f"record limit {limit} is not {MIN_RECORD_LIMIT}..{DEFAULT_RECORD_LIMIT}"
+                )
 
     def bound_to(self, credential: bytes) -> bool:
         """True if the session was made with ``credential`` (or is not bound to one)."""
@@ -183,6 +212,11 @@ class ResumableSession:
                 _vector(2, self.ticket, "ticket", 0xFFFF),
                 self.ticket_lifetime.to_bytes(4, "big"),
                 _vector(1, self.binding, "binding", MAX_BINDING_LENGTH),
+                # Version 2 from here.
+                _vector(1, self.server_name.encode("ascii"), "server_name", MAX_SERVER_NAME_LENGTH),
+                self.send_limit.to_bytes(2, "big"),
+                # 0 for None: a limit is never below 64.
+                (self.receive_limit or 0).to_bytes(2, "big"),
             )
         )
 
@@ -190,13 +224,13 @@ class ResumableSession:
     def from_bytes(cls, data: bytes) -> Self:
         """The session of :meth:`to_bytes`; :class:`SessionStateError` for anything else."""
         reader = _Reader(data, "session state")
-        reader.header(_KIND_SESSION)
-        session = cls._read(reader)
+        version = reader.header(_KIND_SESSION)
+        session = cls._read(reader, version)
         reader.done()
         return session
 
     @classmethod
-    def _read(cls, reader: _Reader) -> Self:
+    def _read(cls, reader: _Reader, version: int) -> Self:
         flags = reader.uint(1, "flags")
         if flags & ~_FLAG_EMS:
             raise SessionStateError(f"session state: unknown flags {flags:#04x}")
@@ -209,7 +243,28 @@ class ResumableSession:
         lifetime = reader.uint(4, "ticket_lifetime")
         binding = reader.vector(1, "binding", MAX_BINDING_LENGTH)
         ems = bool(flags & _FLAG_EMS)
-        return cls(session_id, suite, master, identity, ems, created, ticket, lifetime, binding)
+        if version == 1:
+            # Stored before names and limits were kept: none, and the defaults.
+            return cls(session_id, suite, master, identity, ems, created, ticket, lifetime, binding)
+        name = reader.vector(1, "server_name", MAX_SERVER_NAME_LENGTH)
+        if not name.isascii():
+            raise SessionStateError(f"{reader.what}: server_name is not ASCII")
+        send_limit = reader.uint(2, "send_limit")
+        receive_limit = reader.uint(2, "receive_limit") or None
+        return cls(
+            session_id,
+            suite,
+            master,
+            identity,
+            ems,
+            created,
+            ticket,
+            lifetime,
+            binding,
+            name.decode("ascii"),
+            send_limit,
+            receive_limit,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,11 +329,11 @@ class ConnectionState:
     def from_bytes(cls, data: bytes) -> Self:
         """The state of :meth:`to_bytes`; :class:`SessionStateError` for anything else."""
         reader = _Reader(data, "connection state")
-        reader.header(_KIND_CONNECTION)
+        version = reader.header(_KIND_CONNECTION)
         flags = reader.uint(1, "flags")
         if flags & ~(_FLAG_SERVER | _FLAG_CID | _FLAG_READ):
             raise SessionStateError(f"connection state: unknown flags {flags:#04x}")
-        session = ResumableSession._read(reader)
+        session = ResumableSession._read(reader, version)
         client_random = reader.take(RANDOM_LENGTH, "client_random")
         server_random = reader.take(RANDOM_LENGTH, "server_random")
         epoch = reader.uint(2, "epoch")

@@ -191,6 +191,11 @@ class SessionLimits:
     kept as saved state (``max_parked`` of them, the least recently used go first)
     and taken up again without a handshake when its peer sends another record.
 
+    ``record_size_limit`` (our engine only): the largest record plaintext we take, sent as
+    record_size_limit (RFC 8449 §4, 64 to 16385); None sends the engine's default (2^14 + 1).
+    A peer that takes the extension then sends us no larger record, and our CoAP endpoint
+    cuts its blocks to fit the peer's limit in the other direction.
+
     ``handshake_memory``: what all handshakes in progress together may hold. The cap on
     their number is this divided by the backend's measured cost of one handshake in
     progress (Mbed TLS 2.28: 46 KiB held by each, 88 KiB of RSS per handshake while a
@@ -212,6 +217,7 @@ class SessionLimits:
     max_queued: int = 64  # datagrams waiting for a client's handshake to end
     cid_length: int = DEFAULT_CID_LENGTH
     node_id: int = 0
+    record_size_limit: int | None = None
 
     def handshake_cap(self, cost: int) -> int:
         """How many handshakes may be in progress when each holds ``cost`` bytes."""
@@ -229,6 +235,8 @@ class SessionLimits:
             raise ValueError(f"cid_length must be 0 or {MIN_CID_LENGTH} to {MAX_CID_LENGTH}")
         if not 0 <= self.node_id <= 0xFF:
             raise ValueError("node_id must be 0 to 255 (the first byte of a connection ID)")
+        if self.record_size_limit is not None and not 64 <= self.record_size_limit <= 2**14 + 1:
+            raise ValueError("record_size_limit must be 64 to 16385 (RFC 8449 §4)")
         if self.max_parked < 0:
             raise ValueError("max_parked must not be negative")
         if not 0 < self.handshake_timeout_min <= self.handshake_timeout_max:

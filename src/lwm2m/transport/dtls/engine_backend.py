@@ -221,6 +221,9 @@ def _ecdsa_cbc(ciphers: tuple[CipherSuite, ...]) -> tuple[int, ...]:
 
 
 def _engine_config(limits: SessionLimits, **kw: object) -> ConnectionConfig:
+    if limits.record_size_limit is not None:
+        # RFC 8449 §4: the largest record plaintext we take; else the engine's default.
+        kw["record_size_limit"] = limits.record_size_limit
     return ConnectionConfig(
         max_datagram_size=limits.mtu,
         initial_timeout=limits.handshake_timeout_min,
@@ -279,6 +282,11 @@ class _Connection:
     def cid(self) -> bytes:
         """The CID the peer's records carry, known from our ServerHello on (RFC 9146 §3)."""
         return self._conn.own_cid
+
+    @property
+    def max_application_data(self) -> int:
+        """The largest datagram :meth:`write` takes: one record of the peer's limit (RFC 8449 §4)."""
+        return self._conn.max_application_data
 
     def _collect(self) -> None:
         conn = self._conn

@@ -61,7 +61,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -164,6 +164,17 @@ class _Ended:
 _ENDED: Any = _Ended()
 
 
+def _payload_limit(sessions: Mapping[Addr, _Session]) -> Callable[[Addr], int | None]:
+    """The largest CoAP message a session takes (None: not known); a closure over the table
+    alone, so that the CoAP endpoint holds no reference back to the layer."""
+
+    def limit(addr: Addr) -> int | None:
+        s = sessions.get(addr)
+        return None if s is None else getattr(s.conn, "max_application_data", None)
+
+    return limit
+
+
 def _client_id(addr: Addr) -> bytes:
     """The transport address a cookie is bound to (RFC 6347 §4.2.1)."""
     return f"{addr[0]}|{addr[1]}".encode()
@@ -228,6 +239,9 @@ class DtlsLayer:
         self._events: list[SessionEvent] = []
         self._heap: list[tuple[float, int, _Session]] = []
         self._seq = 0
+        if hasattr(inner, "payload_limit"):
+            # CoAP blocks must fit in one record of the peer's limit (RFC 8449 §4, RFC 7959).
+            inner.payload_limit = _payload_limit(self._sessions)
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "hello_verify_sent",
