@@ -453,3 +453,11 @@ class UnknownCertificateAuthority(CertificateRejected):
 
 class CertificateTypeMismatch(HandshakeError):
     """No certificate type in common with the peer (RFC 7250 §4.2: unsupported_certificate)."""
+
+
+# --- the transport's DTLS record limits (tls/connection.py, transport/dtls/layer.py) ---
+
+
+class RecordTooLarge(DtlsError):
+    """Application data that one record to this peer cannot carry (its record_size_limit or
+    max_fragment_length, RFC 8449 §4, RFC 6066 §4): that message is not sent, the session stays."""

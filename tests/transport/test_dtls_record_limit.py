@@ -15,6 +15,7 @@ from tests.helpers.pki import get, psk_client, psk_server
 from lwm2m.coap.blockwise import BLOCK_MESSAGE_RESERVE, szx_within
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import RequestTimeout
 from lwm2m.tls.record import APPLICATION_DATA, parse_datagram
 from lwm2m.transport.dtls import SessionLimits, open_dtls_endpoint
 from lwm2m.transport.dtls.engine_backend import EngineBackend
@@ -155,3 +156,30 @@ def _application(datagram: bytes) -> list[int]:
         for r in parse_datagram(datagram, 0)
         if r.content_type == APPLICATION_DATA
     ]
+
+
+async def test_a_message_too_large_for_the_peers_records_is_dropped_and_the_session_stays() -> None:
+    """Options alone over a 64-byte record limit: no block size helps, so that response is
+    dropped and counted (its request times out), and the session is not ended for it."""
+    big = [True]
+
+    def handler(event: Any) -> Message:
+        location = ("x" * 30, "y" * 30) if big[0] else ()
+        return Message.build(Type.ACK, Code.CONTENT, payload=b"22.5", location_path=location)
+
+    client_config = psk_client("dev", KEY, limits=SessionLimits(record_size_limit=64))
+    async with (
+        open_dtls_endpoint(server=psk_server({"dev": KEY}), handler=handler) as server,
+        open_dtls_endpoint(client=client_config) as client,
+    ):
+        address = server.addresses[0][:2]
+        with pytest.raises(RequestTimeout, match="no response"):
+            await client.request(get("/3303/0/5700"), address, timeout=1.5)
+        assert server.dtls.counters["dropped_too_large"] >= 1
+        big[0] = False
+        response = await client.request(get("/3303/0/5700"), address, timeout=5)
+        assert response.payload == b"22.5"
+        # The server kept the session; the client, after its timeout, may resume it (abbreviated).
+        counters = server.dtls.counters
+        assert counters["errors"] == 0 and len(server.sessions()) == 1
+        assert counters["handshakes_done"] - counters["handshakes_resumed"] == 1

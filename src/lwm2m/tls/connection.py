@@ -74,6 +74,7 @@ from lwm2m.errors import (
     HandshakeError,
     InvalidPeerKey,
     ProtocolError,
+    RecordTooLarge,
     SecurityError,
     SessionClosed,
     SessionStateError,
@@ -788,7 +789,7 @@ class DtlsConnection:
         # Below the peer's limit less one byte it fits whatever the framing (the room is at
         # least that): the common case costs one comparison.
         if len(data) >= self._limits.send and len(data) > self._content_room(1):
-            raise DtlsError(
+            raise RecordTooLarge(
                 f"application data of {len(data)} bytes does not fit a record "
                 f"(at most {self._content_room(1)} to this peer)"
             )
@@ -800,7 +801,7 @@ class DtlsConnection:
         if self._state is not _ESTABLISHED:
             self.send_application_data(data)  # raises, as that says
         if len(data) >= self._limits.send and len(data) > self._content_room(1):
-            raise DtlsError(
+            raise RecordTooLarge(
                 f"application data of {len(data)} bytes does not fit a record "
                 f"(at most {self._content_room(1)} to this peer)"
             )

@@ -56,7 +56,7 @@ import time
 from collections import OrderedDict
 from typing import Final, Protocol
 
-from lwm2m.errors import DtlsError, HandshakeError, SessionClosed, SessionStateError
+from lwm2m.errors import DtlsError, HandshakeError, RecordTooLarge, SessionClosed, SessionStateError
 from lwm2m.tls.connection import (
     TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
@@ -364,6 +364,8 @@ class _Connection:
     def write(self, data: bytes) -> bytes:
         try:
             return self._conn.protect_application_data(data)
+        except RecordTooLarge:
+            raise  # that message cannot go; the session stays
         except DtlsError as exc:  # SessionClosed is one
             raise SessionClosed(str(exc)) from None
 

@@ -65,7 +65,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lwm2m.errors import DtlsError, HandshakeError, SessionStateError
+from lwm2m.coap.logbudget import LogBudget
+from lwm2m.errors import DtlsError, HandshakeError, RecordTooLarge, SessionStateError
 from lwm2m.errors import SessionClosed as _SessionClosed
 from lwm2m.transport.dtls.backend import DEFAULT_HANDSHAKE_COST, ClientFactory, Connection, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
@@ -82,6 +83,8 @@ from lwm2m.transport.dtls.saved import SavedState, decode_saved, encode_saved
 __all__ = ["MAX_DATAGRAM", "DtlsLayer", "SessionInfo"]
 
 log = logging.getLogger(__name__)
+# Messages dropped as too large for a peer's records: a few lines and a count, per process.
+_TOO_LARGE_LOG = LogBudget(log)
 
 Addr = Any
 Role = Literal["server", "client"]
@@ -257,6 +260,7 @@ class DtlsLayer:
                 "dropped_no_session",
                 "dropped_bad_hello",
                 "dropped_oversize",
+                "dropped_too_large",
                 "errors",
             ),
             0,
@@ -319,6 +323,18 @@ class DtlsLayer:
                 continue
             try:
                 out.append((s.conn.write(data), addr))
+            except RecordTooLarge as exc:
+                # Larger than the peer's record limit (RFC 8449): that message is dropped and
+                # counted; its exchange times out, the session goes on.
+                self.counters["dropped_too_large"] += 1
+                _TOO_LARGE_LOG.log(
+                    "DTLS messages too large for the peer's records",
+                    now,
+                    logging.WARNING,
+                    "DTLS: a message to %s dropped: %s",
+                    addr,
+                    exc,
+                )
             except Exception:  # SessionClosed, or a fault in the library: the session is unusable
                 self._end(s, "error")
         if self._out:  # handshakes started just now
