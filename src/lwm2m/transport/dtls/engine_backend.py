@@ -324,12 +324,13 @@ class _Connection:
         application record: its plaintext, with no event object in between. None when it held
         anything else or nothing that authenticated; ``read()`` then gives what it held."""
         conn = self._conn
+        wall = self._clock.wall(now)  # the engine's clock, as ``feed`` gives it
         if not self._data:
-            plain = conn.receive_application_data(datagram, now)
+            plain = conn.receive_application_data(datagram, wall)
             if plain is not None:
                 return plain
         else:  # plaintext already waiting goes first
-            conn.receive_datagram(datagram, now)
+            conn.receive_datagram(datagram, wall)
         self._collect()
         return None
 
