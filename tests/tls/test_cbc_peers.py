@@ -18,7 +18,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from tests.helpers.certificates import CertificateAuthority, Issued
 from tests.helpers.dtls_peers import Link, process, program, received, udp_socket, wait_for
-from tests.helpers.mbedtls import drive, handshake_over, mbedtls_tls, psk_client, psk_server, take
+from tests.helpers.mbedtls import (
+    connect_to_mbedtls_server,
+    drive,
+    handshake_over,
+    mbedtls_tls,
+    psk_client,
+    psk_server,
+    serve_mbedtls_client,
+)
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.tls.connection import (
@@ -134,30 +142,13 @@ def _mbedtls_certificate_configuration(issued: Issued) -> Any:
 def _mbedtls_client_against(buf: Any, server: DtlsConnection) -> list[bytes]:
     """Run the handshake; Mbed TLS's ClientHellos and our ServerHellos, as seen on the wire."""
     seen: list[bytes] = []
-    for _ in range(8):
-        sent = drive(buf)
-        if sent:
-            seen += _hellos(sent, HandshakeType.CLIENT_HELLO)
-            server.receive_datagram(sent, 0.0)
-        for datagram in server.datagrams_to_send(0.0):
-            seen += _hellos(datagram, HandshakeType.SERVER_HELLO)
-            buf.receive_from_network(datagram)
+
+    def watch(sender: str, datagram: bytes) -> None:
+        kind = HandshakeType.CLIENT_HELLO if sender == "client" else HandshakeType.SERVER_HELLO
+        seen.extend(_hellos(datagram, kind))
+
+    serve_mbedtls_client(buf, server, rounds=8, watch=watch)
     return seen
-
-
-def _our_client_against(buf: Any, client: DtlsConnection) -> None:
-    tls = mbedtls_tls()
-    for _ in range(6):
-        answer = b""
-        for datagram in client.datagrams_to_send(0.0):
-            buf.setcookieparam(ADDRESS)
-            buf.receive_from_network(datagram)
-            try:
-                answer += drive(buf)
-            except tls.HelloVerifyRequest:
-                answer += take(buf)  # Mbed TLS reset itself for the hello with the cookie
-        if answer:
-            client.receive_datagram(answer, 0.0)
 
 
 def _data_both_ways_with_mbedtls(buf: Any, ours: DtlsConnection) -> None:
@@ -200,7 +191,7 @@ def test_mbedtls_ecdsa_client_against_our_server() -> None:
 def test_our_client_against_the_mbedtls_server(suite: int, mbedtls_name: str, openssl_name: str) -> None:
     buf = psk_server({IDENTITY.decode(): PSK}, ciphers=(mbedtls_name,))
     client = _psk_client(suite)
-    _our_client_against(buf, client)
+    connect_to_mbedtls_server(buf, client, ADDRESS)
     assert handshake_over(buf) and client.established and client.cipher_suite == suite
     assert _events(client) == [HandshakeComplete(IDENTITY)]
     _data_both_ways_with_mbedtls(buf, client)
@@ -209,7 +200,7 @@ def test_our_client_against_the_mbedtls_server(suite: int, mbedtls_name: str, op
 def test_our_ecdsa_client_against_the_mbedtls_server() -> None:
     buf = mbedtls_tls().ServerContext(_mbedtls_certificate_configuration(SERVER)).wrap_buffers()
     client = _ecdsa_client()
-    _our_client_against(buf, client)
+    connect_to_mbedtls_server(buf, client, ADDRESS)
     assert handshake_over(buf) and client.established and client.cipher_suite == ECDSA_CBC
     [event] = _events(client)
     assert isinstance(event, HandshakeComplete) and event.peer is not None and event.peer.name == HOST
