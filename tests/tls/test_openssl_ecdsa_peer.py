@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from tests.helpers.certificates import CertificateAuthority
+from tests.helpers.certificates import CertificateAuthority, pem_files
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.tls.connection import (
@@ -40,19 +39,6 @@ ENDPOINT = "urn:imei:490154203237518"
 CA = CertificateAuthority("OpenSSL test CA")
 SERVER = CA.issue(HOST, dns_names=(HOST,), usage="server")
 CLIENT = CA.issue(ENDPOINT)
-
-
-def _files(directory: Path) -> dict[str, str]:
-    paths = {
-        "ca": (directory / "ca.pem", CA.certificate.public_bytes(serialization.Encoding.PEM)),
-        "server": (directory / "server.pem", SERVER.cert_pem()),
-        "server_key": (directory / "server.key", SERVER.key_pem()),
-        "client": (directory / "client.pem", CLIENT.cert_pem()),
-        "client_key": (directory / "client.key", CLIENT.key_pem()),
-    }
-    for path, data in paths.values():
-        path.write_bytes(data)
-    return {name: str(path) for name, (path, _) in paths.items()}
 
 
 def _stop(process: subprocess.Popen[bytes], command: bytes = b"") -> str:
@@ -95,7 +81,7 @@ def _drive(
 
 @SUITES
 def test_our_client_against_openssl_s_server(suite: int, cipher: str, tmp_path: Path) -> None:
-    files = _files(tmp_path)
+    files = pem_files(tmp_path, CA, SERVER, CLIENT)
     port = free_udp_port()
     assert OPENSSL is not None
     command = [OPENSSL, "s_server", "-dtls1_2", "-accept", f"127.0.0.1:{port}", "-cert", files["server"]]
@@ -134,7 +120,7 @@ def test_our_client_against_openssl_s_server(suite: int, cipher: str, tmp_path: 
 
 @SUITES
 def test_openssl_s_client_against_our_server(suite: int, cipher: str, tmp_path: Path) -> None:
-    files = _files(tmp_path)
+    files = pem_files(tmp_path, CA, SERVER, CLIENT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(0.1)
