@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.helpers.dtls_engine import events
 
-from lwm2m.tls.connection import DtlsConnection
+from lwm2m.tls.connection import ApplicationData, DtlsConnection
 
 PSK_CCM_8 = "TLS-PSK-WITH-AES-128-CCM-8"
 
@@ -131,3 +132,14 @@ def connect_to_mbedtls_server(
         if answer:
             client.receive_datagram(answer, 0.0)
     return answers
+
+
+def data_both_ways(buf: Any, ours: DtlsConnection) -> None:
+    """Over an established pair, Mbed TLS (``buf``) sends a request, and ``ours`` answers it."""
+    buf.write(b"POST /rd?ep=mbedtls")
+    ours.receive_datagram(drive(buf), 1.0)
+    assert events(ours) == [ApplicationData(b"POST /rd?ep=mbedtls")]
+    ours.send_application_data(b"2.01 Created")
+    for datagram in ours.datagrams_to_send(1.0):
+        buf.receive_from_network(datagram)
+    assert buf.read(100) == b"2.01 Created"

@@ -28,6 +28,7 @@ from tests.helpers.dtls_peers import (
 )
 from tests.helpers.mbedtls import (
     connect_to_mbedtls_server,
+    data_both_ways,
     drive,
     handshake_over,
     mbedtls_tls,
@@ -41,7 +42,6 @@ from lwm2m.tls.connection import (
     TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CBC_SHA256,
-    ApplicationData,
     ConnectionConfig,
     DtlsConnection,
     DtlsRole,
@@ -151,16 +151,6 @@ def _mbedtls_client_against(buf: Any, server: DtlsConnection) -> list[bytes]:
     return seen
 
 
-def _data_both_ways_with_mbedtls(buf: Any, ours: DtlsConnection) -> None:
-    buf.write(b"POST /rd?ep=mbedtls")
-    ours.receive_datagram(drive(buf), 1.0)
-    assert events(ours) == [ApplicationData(b"POST /rd?ep=mbedtls")]
-    ours.send_application_data(b"2.01 Created")
-    for datagram in ours.datagrams_to_send(1.0):
-        buf.receive_from_network(datagram)
-    assert buf.read(100) == b"2.01 Created"
-
-
 def _check_mbedtls_client_run(seen: list[bytes], buf: Any, server: DtlsConnection, suite: int) -> None:
     assert handshake_over(buf) and server.established and server.cipher_suite == suite
     # Mbed TLS offered encrypt_then_mac; our ServerHello left it out, so it uses MAC-then-encrypt.
@@ -169,7 +159,7 @@ def _check_mbedtls_client_run(seen: list[bytes], buf: Any, server: DtlsConnectio
     assert ServerHello.parse(seen[-1]).extension(ENCRYPT_THEN_MAC) is None
     [event] = events(server)
     assert isinstance(event, HandshakeComplete)
-    _data_both_ways_with_mbedtls(buf, server)
+    data_both_ways(buf, server)
 
 
 @PSK_SUITES
@@ -194,7 +184,7 @@ def test_our_client_against_the_mbedtls_server(suite: int, mbedtls_name: str, op
     connect_to_mbedtls_server(buf, client, ADDRESS)
     assert handshake_over(buf) and client.established and client.cipher_suite == suite
     assert events(client) == [HandshakeComplete(IDENTITY)]
-    _data_both_ways_with_mbedtls(buf, client)
+    data_both_ways(buf, client)
 
 
 def test_our_ecdsa_client_against_the_mbedtls_server() -> None:
@@ -204,7 +194,7 @@ def test_our_ecdsa_client_against_the_mbedtls_server() -> None:
     assert handshake_over(buf) and client.established and client.cipher_suite == ECDSA_CBC
     [event] = events(client)
     assert isinstance(event, HandshakeComplete) and event.peer is not None and event.peer.name == HOST
-    _data_both_ways_with_mbedtls(buf, client)
+    data_both_ways(buf, client)
 
 
 def test_a_wrong_psk_of_the_mbedtls_client_fails_against_our_server() -> None:
