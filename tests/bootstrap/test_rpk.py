@@ -33,6 +33,19 @@ def private_der(key: object) -> bytes:
     )
 
 
+def rpk_account(uri: str, short_server_id: int, **options: object) -> BootstrapConfig:
+    """A bootstrap configuration handing out one account for the server at ``uri`` in security
+    mode rpk: the device's key pair and the server's public key; ``options`` add to the JSON."""
+    security = {
+        "mode": "rpk",
+        "publicKey": spki_der(DEVICE_KEY.public_key()).hex(),
+        "privateKey": private_der(DEVICE_KEY).hex(),
+        "serverPublicKey": spki_der(SERVER_KEY.public_key()).hex(),
+    }
+    server = {"uri": uri, "shortServerId": short_server_id, "lifetime": 60, "security": security}
+    return BootstrapConfig.from_json({"servers": [server], **options})
+
+
 async def test_a_bootstrapped_rpk_account_registers_with_the_server() -> None:
     server_config = ServerConfig(
         host="127.0.0.1", port=0, coaps_port=0, rpk=RpkCredentials(private_der(SERVER_KEY))
@@ -40,20 +53,7 @@ async def test_a_bootstrapped_rpk_account_registers_with_the_server() -> None:
     async with Server(server_config) as server, BootstrapServer(BootstrapServerConfig(port=0)) as bs:
         assert server.coaps_uri is not None
         device_public = spki_der(DEVICE_KEY.public_key())
-        security = {
-            "mode": "rpk",
-            "publicKey": device_public.hex(),
-            "privateKey": private_der(DEVICE_KEY).hex(),
-            "serverPublicKey": spki_der(SERVER_KEY.public_key()).hex(),
-        }
-        config = BootstrapConfig.from_json(
-            {
-                "servers": [
-                    {"uri": server.coaps_uri, "shortServerId": 101, "lifetime": 60, "security": security}
-                ],
-                "deletePaths": ["/0", "/1"],
-            }
-        )
+        config = rpk_account(server.coaps_uri, 101, deletePaths=["/0", "/1"])
         await bs.set_config("rpk-boot-1", config)
         info = security_info("rpk-boot-1", config)
         assert info is not None and info.rpk == device_public  # the store's {"rpk": hex}
@@ -88,19 +88,7 @@ async def test_everything_over_raw_public_keys_bootstrap_server_included() -> No
     )
     async with Server(server_config) as server, BootstrapServer(bs_config, security=credentials) as bs:
         assert server.coaps_uri is not None and bs.coaps_uri is not None
-        handed_out = {
-            "mode": "rpk",
-            "publicKey": device_public.hex(),
-            "privateKey": private_der(DEVICE_KEY).hex(),
-            "serverPublicKey": spki_der(SERVER_KEY.public_key()).hex(),
-        }
-        config = BootstrapConfig.from_json(
-            {
-                "servers": [
-                    {"uri": server.coaps_uri, "shortServerId": 7, "lifetime": 60, "security": handed_out}
-                ]
-            }
-        )
+        config = rpk_account(server.coaps_uri, 7)
         await bs.set_config("rpk-full-1", config)
         await server.security.put(security_info("rpk-full-1", config))
         events, bs_events = server.events(), bs.events()

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from cryptography.hazmat.primitives import serialization
 from tests.helpers.certificates import p256
+from tests.helpers.cli import lwm2m_popen, start
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.tls.certificates import spki_der
@@ -48,50 +49,17 @@ def _write_keys(tmp_path: Path) -> tuple[Path, Path, Path, str]:
 def test_an_rpk_client_process_registers_with_an_rpk_server_process(tmp_path: Path) -> None:
     server_key, device_key, server_public, device_hex = _write_keys(tmp_path)
     coap, coaps, http = free_udp_port(), free_udp_port(), free_tcp_port()
-    server = subprocess.Popen(
-        [
-            *LWM2M,
-            "server",
-            "--coap-port",
-            str(coap),
-            "--http-port",
-            str(http),
-            "--store",
-            "memory",
-            "--coaps-port",
-            str(coaps),
-            "--dtls-rpk-key",
-            str(server_key),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    rpk_key = ["--coaps-port", str(coaps), "--dtls-rpk-key", str(server_key)]
+    server = start(coap, http, None, "--store", "memory", *rpk_key)
     client: subprocess.Popen[str] | None = None
     try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        assert f"coap://127.0.0.1:{coap}" in line, line
         api = f"http://127.0.0.1:{http}/api"
         put = httpx.put(f"{api}/security/clients/rpk-cli-1", json={"rpk": device_hex}, timeout=5)
         assert put.status_code in (200, 201, 204), put.text
-        client = subprocess.Popen(
-            [
-                *LWM2M,
-                "client",
-                "--server",
-                f"coaps://127.0.0.1:{coaps}",
-                "--endpoint",
-                "rpk-cli-1",
-                "--rpk-key",
-                str(device_key),
-                "--server-rpk",
-                str(server_public),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        client = lwm2m_popen(
+            "client", "--server", f"coaps://127.0.0.1:{coaps}", "--endpoint", "rpk-cli-1",
+            "--rpk-key", str(device_key), "--server-rpk", str(server_public),
+        )  # fmt: skip
         deadline = time.monotonic() + 20
         clients: list[str] = []
         while time.monotonic() < deadline:

@@ -5,35 +5,22 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
+from tests.helpers.cli import start as start_server
 from tests.helpers.pki import KEY
 from tests.helpers.ports import free_tcp_port, free_udp_port
-from tests.helpers.security import psk, update
+from tests.helpers.security import count_hellos, psk, update
 from tests.helpers.server import Device, register
 
 from lwm2m.coap.numbers import Code
 from lwm2m.transport.dtls import open_dtls_endpoint
-from lwm2m.transport.dtls.records import is_client_hello
 
 
 def start(coap: int, coaps: int, http: int, data: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "lwm2m", "server", "--coap-port", str(coap), "--http-port", str(http)]
-    proc = subprocess.Popen(
-        [*command, "--coaps-port", str(coaps), "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for _ in range(3):  # the CoAP line, then the DTLS one
-        line = proc.stdout.readline()
-        if "CoAP over DTLS" in line:
-            return proc
-    raise AssertionError(line + (proc.stderr.read() if proc.poll() is not None else ""))  # type: ignore[union-attr]
+    # The CoAP line, then the DTLS one.
+    return start_server(coap, http, data, "--coaps-port", str(coaps), ready="CoAP over DTLS", lines=3)
 
 
 async def test_dtls_sessions_survive_sigterm_and_a_restart(tmp_path: Path) -> None:
@@ -55,15 +42,7 @@ async def test_dtls_sessions_survive_sigterm_and_a_restart(tmp_path: Path) -> No
             assert proc.wait(timeout=15) == 0
             proc = start(coap, coaps, http, tmp_path)
 
-            hellos: list[bytes] = []
-            send = device.dtls.datagrams_to_send
-
-            def watched(now: float) -> list[tuple[bytes, Any]]:
-                out = send(now)
-                hellos.extend(d for d, _ in out if is_client_hello(d))
-                return out
-
-            device.dtls.datagrams_to_send = watched  # type: ignore[method-assign]
+            hellos = count_hellos(device)
             changed = await device.request(update(created.location_path), server, timeout=10)
             assert changed.code == Code.CHANGED
             read = (await web.get(f"{api}/clients/dev-1/3/0/9", params={"timeout": 5}, timeout=10)).json()

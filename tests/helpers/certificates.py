@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -141,3 +142,18 @@ class CertificateAuthority:
 def rpk_credentials(key: ec.EllipticCurvePrivateKey, **options: Any) -> CertificateCredentials:
     """Credentials presenting the bare key (RFC 7250)."""
     return CertificateCredentials(private_key=key, raw_public_key=True, **options)
+
+
+def pem_files(directory: Path, ca: CertificateAuthority, server: Issued, client: Issued) -> dict[str, str]:
+    """The PEM files a command-line peer (openssl, gnutls) takes, written under ``directory``:
+    name ("ca", "server", "server_key", "client", "client_key") -> path."""
+    paths = {
+        "ca": (directory / "ca.pem", ca.certificate.public_bytes(serialization.Encoding.PEM)),
+        "server": (directory / "server.pem", server.cert_pem()),
+        "server_key": (directory / "server.key", server.key_pem()),
+        "client": (directory / "client.pem", client.cert_pem()),
+        "client_key": (directory / "client.key", client.key_pem()),
+    }
+    for path, data in paths.values():
+        path.write_bytes(data)
+    return {name: str(path) for name, (path, _) in paths.items()}

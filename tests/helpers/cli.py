@@ -22,18 +22,28 @@ async def line_with(stream: asyncio.StreamReader, text: str, seen: list[str], ti
                 return line
 
 
-def start(coap: int, http: int, data: Path) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "lwm2m", "server", "--coap-port", str(coap), "--http-port", str(http)]
-    proc = subprocess.Popen(
-        [*command, "--data", str(data)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+def lwm2m_popen(*args: str) -> subprocess.Popen[str]:
+    """``python -m lwm2m ARGS`` with its stdout and stderr piped, as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lwm2m", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def start(
+    coap: int, http: int, data: Path | None, *options: str, ready: str | None = None, lines: int = 1
+) -> subprocess.Popen[str]:
+    """``lwm2m server`` on those ports (``--data`` unless None; ``options`` added), once one of
+    its first ``lines`` lines holds ``ready`` (by default its plain CoAP URI)."""
+    args = ["server", "--coap-port", str(coap), "--http-port", str(http), *options]
+    proc = lwm2m_popen(*args, *([] if data is None else ["--data", str(data)]))
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert f"coap://127.0.0.1:{coap}" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
-    return proc
+    text = f"coap://127.0.0.1:{coap}" if ready is None else ready
+    for _ in range(lines):
+        line = proc.stdout.readline()
+        if text in line:
+            return proc
+    assert proc.stderr is not None
+    raise AssertionError(line + (proc.stderr.read() if proc.poll() is not None else ""))
 
 
 async def lwm2m_process(*args: str, env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:

@@ -30,6 +30,20 @@ def counter_random(seed: int) -> Callable[[int], bytes]:
     return take
 
 
+def drop_flight(lost: int) -> Filter:
+    """A filter that drops the ``lost``-th (from 0) non-empty batch of datagrams, once: one
+    flight lost, for the retransmission timer to recover."""
+    seen = [0]
+
+    def keep(name: str, datagrams: list[bytes]) -> list[bytes]:
+        if not datagrams:
+            return datagrams
+        seen[0] += 1
+        return [] if seen[0] - 1 == lost else datagrams
+
+    return keep
+
+
 def server_config(psks: dict[bytes, bytes] | None = None, **options: object) -> ConnectionConfig:
     table = {IDENTITY: PSK} if psks is None else psks
     settings: dict[str, object] = {

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path as FsPath
-from typing import Any
 
 import pytest
 from tests.helpers.pki import KEY
 from tests.helpers.ports import free_udp_port
-from tests.helpers.security import coaps, psk, update
+from tests.helpers.security import coaps, count_hellos, psk, update
 from tests.helpers.server import Device, register
 
 from lwm2m.coap.numbers import Code
@@ -20,22 +19,7 @@ from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
-from lwm2m.transport.dtls import CoapDtlsEndpoint, PeerIdentity, SessionLimits, open_dtls_endpoint
-from lwm2m.transport.dtls.records import is_client_hello
-
-
-def count_hellos(client: CoapDtlsEndpoint) -> list[bytes]:
-    """The ClientHellos ``client`` sends from now on (its layer's output, seen on the way out)."""
-    hellos: list[bytes] = []
-    send = client.dtls.datagrams_to_send
-
-    def watched(now: float) -> list[tuple[bytes, Any]]:
-        out = send(now)
-        hellos.extend(d for d, _ in out if is_client_hello(d))
-        return out
-
-    client.dtls.datagrams_to_send = watched  # type: ignore[method-assign]
-    return hellos
+from lwm2m.transport.dtls import PeerIdentity, SessionLimits, open_dtls_endpoint
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])

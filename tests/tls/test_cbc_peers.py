@@ -16,19 +16,34 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from tests.helpers.certificates import CertificateAuthority, Issued
-from tests.helpers.dtls_peers import Link, process, program, received, udp_socket, wait_for
-from tests.helpers.mbedtls import drive, handshake_over, mbedtls_tls, psk_client, psk_server, take
+from tests.helpers.certificates import CertificateAuthority, Issued, pem_files
+from tests.helpers.dtls_engine import events
+from tests.helpers.dtls_peers import (
+    answer_upper,
+    echo_through_gnutls_serv,
+    ping_s_server,
+    process,
+    program,
+    udp_socket,
+)
+from tests.helpers.mbedtls import (
+    connect_to_mbedtls_server,
+    data_both_ways,
+    drive,
+    handshake_over,
+    mbedtls_tls,
+    psk_client,
+    psk_server,
+    serve_mbedtls_client,
+)
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.tls.connection import (
     TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CBC_SHA256,
-    ApplicationData,
     ConnectionConfig,
     DtlsConnection,
-    DtlsEvent,
     DtlsRole,
     HandshakeComplete,
 )
@@ -89,13 +104,6 @@ def _ecdsa_client() -> DtlsConnection:
     return DtlsConnection(DtlsRole.CLIENT, config, time.monotonic())
 
 
-def _events(connection: DtlsConnection) -> list[DtlsEvent]:
-    out = []
-    while (event := connection.next_event()) is not None:
-        out.append(event)
-    return out
-
-
 def _hellos(datagram: bytes, msg_type: int) -> list[bytes]:
     out = []
     for record in parse_datagram(datagram, 6):
@@ -134,40 +142,13 @@ def _mbedtls_certificate_configuration(issued: Issued) -> Any:
 def _mbedtls_client_against(buf: Any, server: DtlsConnection) -> list[bytes]:
     """Run the handshake; Mbed TLS's ClientHellos and our ServerHellos, as seen on the wire."""
     seen: list[bytes] = []
-    for _ in range(8):
-        sent = drive(buf)
-        if sent:
-            seen += _hellos(sent, HandshakeType.CLIENT_HELLO)
-            server.receive_datagram(sent, 0.0)
-        for datagram in server.datagrams_to_send(0.0):
-            seen += _hellos(datagram, HandshakeType.SERVER_HELLO)
-            buf.receive_from_network(datagram)
+
+    def watch(sender: str, datagram: bytes) -> None:
+        kind = HandshakeType.CLIENT_HELLO if sender == "client" else HandshakeType.SERVER_HELLO
+        seen.extend(_hellos(datagram, kind))
+
+    serve_mbedtls_client(buf, server, rounds=8, watch=watch)
     return seen
-
-
-def _our_client_against(buf: Any, client: DtlsConnection) -> None:
-    tls = mbedtls_tls()
-    for _ in range(6):
-        answer = b""
-        for datagram in client.datagrams_to_send(0.0):
-            buf.setcookieparam(ADDRESS)
-            buf.receive_from_network(datagram)
-            try:
-                answer += drive(buf)
-            except tls.HelloVerifyRequest:
-                answer += take(buf)  # Mbed TLS reset itself for the hello with the cookie
-        if answer:
-            client.receive_datagram(answer, 0.0)
-
-
-def _data_both_ways_with_mbedtls(buf: Any, ours: DtlsConnection) -> None:
-    buf.write(b"POST /rd?ep=mbedtls")
-    ours.receive_datagram(drive(buf), 1.0)
-    assert _events(ours) == [ApplicationData(b"POST /rd?ep=mbedtls")]
-    ours.send_application_data(b"2.01 Created")
-    for datagram in ours.datagrams_to_send(1.0):
-        buf.receive_from_network(datagram)
-    assert buf.read(100) == b"2.01 Created"
 
 
 def _check_mbedtls_client_run(seen: list[bytes], buf: Any, server: DtlsConnection, suite: int) -> None:
@@ -176,9 +157,9 @@ def _check_mbedtls_client_run(seen: list[bytes], buf: Any, server: DtlsConnectio
     hellos = [ClientHello.parse(body) for body in seen[:-1]]
     assert hellos and all(h.extension(ENCRYPT_THEN_MAC) is not None for h in hellos)
     assert ServerHello.parse(seen[-1]).extension(ENCRYPT_THEN_MAC) is None
-    [event] = _events(server)
+    [event] = events(server)
     assert isinstance(event, HandshakeComplete)
-    _data_both_ways_with_mbedtls(buf, server)
+    data_both_ways(buf, server)
 
 
 @PSK_SUITES
@@ -200,20 +181,20 @@ def test_mbedtls_ecdsa_client_against_our_server() -> None:
 def test_our_client_against_the_mbedtls_server(suite: int, mbedtls_name: str, openssl_name: str) -> None:
     buf = psk_server({IDENTITY.decode(): PSK}, ciphers=(mbedtls_name,))
     client = _psk_client(suite)
-    _our_client_against(buf, client)
+    connect_to_mbedtls_server(buf, client, ADDRESS)
     assert handshake_over(buf) and client.established and client.cipher_suite == suite
-    assert _events(client) == [HandshakeComplete(IDENTITY)]
-    _data_both_ways_with_mbedtls(buf, client)
+    assert events(client) == [HandshakeComplete(IDENTITY)]
+    data_both_ways(buf, client)
 
 
 def test_our_ecdsa_client_against_the_mbedtls_server() -> None:
     buf = mbedtls_tls().ServerContext(_mbedtls_certificate_configuration(SERVER)).wrap_buffers()
     client = _ecdsa_client()
-    _our_client_against(buf, client)
+    connect_to_mbedtls_server(buf, client, ADDRESS)
     assert handshake_over(buf) and client.established and client.cipher_suite == ECDSA_CBC
-    [event] = _events(client)
+    [event] = events(client)
     assert isinstance(event, HandshakeComplete) and event.peer is not None and event.peer.name == HOST
-    _data_both_ways_with_mbedtls(buf, client)
+    data_both_ways(buf, client)
 
 
 def test_a_wrong_psk_of_the_mbedtls_client_fails_against_our_server() -> None:
@@ -229,53 +210,12 @@ def test_a_wrong_psk_of_the_mbedtls_client_fails_against_our_server() -> None:
 # --- OpenSSL ---------------------------------------------------------------------------------------
 
 
-def _files(directory: Path) -> dict[str, str]:
-    paths = {
-        "ca": (directory / "ca.pem", CA.certificate.public_bytes(serialization.Encoding.PEM)),
-        "server": (directory / "server.pem", SERVER.cert_pem()),
-        "server_key": (directory / "server.key", SERVER.key_pem()),
-        "client": (directory / "client.pem", CLIENT.cert_pem()),
-        "client_key": (directory / "client.key", CLIENT.key_pem()),
-    }
-    for path, data in paths.values():
-        path.write_bytes(data)
-    return {name: str(path) for name, (path, _) in paths.items()}
-
-
-def _our_client_against_s_server(argv: list[str], client: DtlsConnection, port: int, suite: int) -> None:
-    with process(argv, ready=b"ACCEPT") as server, udp_socket() as sock:
-        link = Link(client, sock, ("127.0.0.1", port))
-        link.run(lambda event: isinstance(event, HandshakeComplete))
-        assert client.cipher_suite == suite
-        client.send_application_data(b"ping from the device\n")
-        link.flush()
-        wait_for(server, b"ping from the device")  # s_server prints what it received
-        assert server.stdin is not None
-        server.stdin.write(b"pong from openssl\n")  # and sends what it reads
-        server.stdin.flush()
-        events = link.run(lambda event: isinstance(event, ApplicationData))
-        assert received(events) == b"pong from openssl\n"
-        client.close()
-        link.flush()
-
-
 def _s_client_against_our_server(argv: list[str], server: DtlsConnection, sock: Any, suite: int) -> None:
+    def check(event: HandshakeComplete) -> None:
+        assert server.cipher_suite == suite
+
     with process(argv) as client:
-
-        def on_event(event: DtlsEvent) -> bool:
-            if isinstance(event, HandshakeComplete):
-                assert server.cipher_suite == suite
-                assert client.stdin is not None
-                client.stdin.write(b"hello from openssl\n")
-                client.stdin.flush()
-            if isinstance(event, ApplicationData):
-                server.send_application_data(event.data.upper())
-                return True
-            return False
-
-        link = Link(server, sock)
-        assert received(link.run(on_event)) == b"hello from openssl\n"
-        wait_for(client, b"HELLO FROM OPENSSL")
+        link = answer_upper(server, sock, client, b"hello from openssl\n", check)
         server.close()  # s_client ends on our close_notify
         link.flush()
         client.wait(timeout=10)
@@ -287,16 +227,16 @@ def test_our_client_against_s_server(suite: int, mbedtls_name: str, openssl_name
     port = free_udp_port()
     argv = [program("openssl"), "s_server", "-dtls1_2", "-accept", f"127.0.0.1:{port}", "-nocert"]
     argv += ["-psk", PSK.hex(), "-cipher", openssl_name]
-    _our_client_against_s_server(argv, _psk_client(suite), port, suite)
+    ping_s_server(argv, _psk_client(suite), port, suite)
 
 
 def test_our_ecdsa_client_against_s_server(tmp_path: Path) -> None:
-    files = _files(tmp_path)
+    files = pem_files(tmp_path, CA, SERVER, CLIENT)
     port = free_udp_port()
     argv = [program("openssl"), "s_server", "-dtls1_2", "-accept", f"127.0.0.1:{port}"]
     argv += ["-cert", files["server"], "-key", files["server_key"], "-CAfile", files["ca"], "-Verify", "1"]
     argv += ["-cipher", OPENSSL_ECDSA_CBC]
-    _our_client_against_s_server(argv, _ecdsa_client(), port, ECDSA_CBC)
+    ping_s_server(argv, _ecdsa_client(), port, ECDSA_CBC)
 
 
 @PSK_SUITES
@@ -309,7 +249,7 @@ def test_s_client_against_our_server(suite: int, mbedtls_name: str, openssl_name
 
 
 def test_ecdsa_s_client_against_our_server(tmp_path: Path) -> None:
-    files = _files(tmp_path)
+    files = pem_files(tmp_path, CA, SERVER, CLIENT)
     with udp_socket() as sock:
         port = sock.getsockname()[1]
         argv = [program("openssl"), "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{port}", "-quiet"]
@@ -336,23 +276,12 @@ GNUTLS_SUITES = pytest.mark.parametrize(
 
 @GNUTLS_SUITES
 def test_our_client_against_gnutls_serv(tmp_path: Path, suite: int, priority: str) -> None:
-    port = free_udp_port()
-    passwords = tmp_path / "psk.txt"
-    passwords.write_text(f"{IDENTITY.decode()}:{PSK.hex()}\n")
-    argv = [program("gnutls-serv"), "--udp", "-p", str(port), "--echo", "--pskpasswd", str(passwords)]
-    with process([*argv, "--priority", priority], ready=b"listening"), udp_socket() as sock:
-        client = _psk_client(suite)
+    client = _psk_client(suite)
 
-        def on_event(event: DtlsEvent) -> bool:
-            if isinstance(event, HandshakeComplete):
-                assert client.cipher_suite == suite
-                client.send_application_data(b"\x40\x01\x12\x34")  # a CoAP GET's header
-            return isinstance(event, ApplicationData)
+    def check() -> None:
+        assert client.cipher_suite == suite
 
-        link = Link(client, sock, ("127.0.0.1", port))
-        assert received(link.run(on_event)) == b"\x40\x01\x12\x34"  # echoed by GnuTLS
-        client.close()
-        link.flush()
+    echo_through_gnutls_serv(tmp_path, IDENTITY, PSK, priority, client, check)
 
 
 # gnutls-cli 3.7.9 crashes (SIGSEGV) right after an ECDHE-PSK handshake, against gnutls-serv as
@@ -368,17 +297,7 @@ def test_gnutls_cli_against_our_server(suite: int, priority: str) -> None:
         with process(argv) as cli:
             server = _psk_server(suite)
 
-            def on_event(event: DtlsEvent) -> bool:
-                if isinstance(event, HandshakeComplete):
-                    assert server.cipher_suite == suite
-                    assert cli.stdin is not None
-                    cli.stdin.write(b"hello from gnutls\n")
-                    cli.stdin.flush()
-                if isinstance(event, ApplicationData):
-                    server.send_application_data(event.data.upper())
-                    return True
-                return False
+            def check(event: HandshakeComplete) -> None:
+                assert server.cipher_suite == suite
 
-            link = Link(server, sock)
-            assert received(link.run(on_event)) == b"hello from gnutls\n"
-            wait_for(cli, b"HELLO FROM GNUTLS")
+            answer_upper(server, sock, cli, b"hello from gnutls\n", check)

@@ -12,6 +12,7 @@ from tests.helpers.dtls_engine import (
     PSK,
     client_config,
     counter_random,
+    drop_flight,
     events,
     exchange,
     handshake_types,
@@ -19,7 +20,14 @@ from tests.helpers.dtls_engine import (
     run,
     server_config,
 )
-from tests.helpers.mbedtls import drive, psk_client, psk_server, take
+from tests.helpers.mbedtls import (
+    answer_of_mbedtls_server,
+    connect_to_mbedtls_server,
+    drive,
+    psk_client,
+    psk_server,
+    serve_mbedtls_client,
+)
 
 from lwm2m.errors import DtlsError, SessionClosed
 from lwm2m.tls.connection import (
@@ -137,16 +145,8 @@ FLIGHTS = [
 
 @pytest.mark.parametrize("lost", range(len(FLIGHTS)), ids=FLIGHTS)
 def test_every_flight_lost_once_is_recovered_by_the_timer(lost: int) -> None:
-    seen = [0]
-
-    def drop_one(name: str, datagrams: list[bytes]) -> list[bytes]:
-        if not datagrams:
-            return datagrams
-        seen[0] += 1
-        return [] if seen[0] - 1 == lost else datagrams
-
     client, server = pair()
-    finished_at = run(client, server, drop_one)
+    finished_at = run(client, server, drop_flight(lost))
     assert client.established and server.established
     assert 1.0 <= finished_at <= 2.0  # one retransmission, after the initial 1 s timeout
     assert events(client) == [HandshakeComplete(IDENTITY)]
@@ -501,12 +501,7 @@ def test_mbedtls_client_with_a_wrong_psk_fails_against_our_server() -> None:
     exceptions = pytest.importorskip("mbedtls.exceptions")
     buf = _mbedtls_client(bytes(16))
     server = DtlsConnection(DtlsRole.SERVER, server_config(), 0.0, address=ADDRESS)
-    for _ in range(3):
-        sent = _drive_mbedtls(buf)
-        if sent:
-            server.receive_datagram(sent, 0.0)
-        for datagram in server.datagrams_to_send(0.0):
-            buf.receive_from_network(datagram)  # type: ignore[attr-defined]
+    serve_mbedtls_client(buf, server, rounds=3)
     [event] = events(server)
     assert isinstance(event, HandshakeFailure) and "PSK" in event.reason
     # Our fatal alert ends Mbed TLS's handshake too.
@@ -518,30 +513,11 @@ def _mbedtls_server() -> object:
     return psk_server({IDENTITY.decode(): PSK}, anti_replay=True)
 
 
-def _feed_mbedtls_server(buf: object, client: DtlsConnection) -> bytes:
-    tls = pytest.importorskip("mbedtls.tls")
-    out = b""
-    for datagram in client.datagrams_to_send(0.0):
-        buf.setcookieparam(ADDRESS)  # type: ignore[attr-defined]
-        buf.receive_from_network(datagram)  # type: ignore[attr-defined]
-        try:
-            out += _drive_mbedtls(buf)
-        except tls.HelloVerifyRequest:
-            # Mbed TLS wrote its HelloVerifyRequest and reset itself for the next hello.
-            out += take(buf)
-    return out
-
-
 def test_our_client_against_the_mbedtls_server() -> None:
     tls = pytest.importorskip("mbedtls.tls")
     buf = _mbedtls_server()
     client = DtlsConnection(DtlsRole.CLIENT, client_config(), 0.0)
-    answers = []
-    for _ in range(4):
-        answer = _feed_mbedtls_server(buf, client)
-        answers.append(answer)
-        if answer:
-            client.receive_datagram(answer, 0.0)
+    answers = connect_to_mbedtls_server(buf, client, ADDRESS, rounds=4)
     assert handshake_types(answers[0]) == [HandshakeType.HELLO_VERIFY_REQUEST]
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[attr-defined]
     assert events(client) == [HandshakeComplete(IDENTITY)]
@@ -561,9 +537,9 @@ def test_the_mbedtls_server_refuses_an_unknown_identity_of_our_client() -> None:
     buf = _mbedtls_server()
     client = DtlsConnection(DtlsRole.CLIENT, client_config(identity=b"stranger"), 0.0)
     for _ in range(2):
-        client.receive_datagram(_feed_mbedtls_server(buf, client), 0.0)
+        client.receive_datagram(answer_of_mbedtls_server(buf, client, ADDRESS), 0.0)
     with pytest.raises(exceptions.TLSError):
-        _feed_mbedtls_server(buf, client)
+        answer_of_mbedtls_server(buf, client, ADDRESS)
     # Its alert is still in its output: the unknown_psk_identity alert of RFC 4279 §2.
     n = len(buf._output_buffer)  # type: ignore[attr-defined]
     client.receive_datagram(buf.peek_outgoing(n), 0.0)  # type: ignore[attr-defined]

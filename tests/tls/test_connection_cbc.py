@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.certificates import CertificateAuthority
+from tests.helpers.dtls_engine import Filter, counter_random, drop_flight, events, exchange, run
 
 from lwm2m.errors import DtlsError
 from lwm2m.tls.connection import (
@@ -28,7 +29,6 @@ from lwm2m.tls.connection import (
     ApplicationData,
     ConnectionConfig,
     DtlsConnection,
-    DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
@@ -75,23 +75,11 @@ CA = CertificateAuthority("CBC test CA")
 SERVER_CERTIFICATE = CA.issue(HOST, dns_names=(HOST,), usage="server")
 CLIENT_CERTIFICATE = CA.issue(IDENTITY.decode())
 
-Filter = Callable[[str, list[bytes]], list[bytes]]
-
 
 def _cbc_only(config: ConnectionConfig) -> ConnectionConfig:
     """A client configuration offering its CBC suites alone, as an LwM2M 1.1 device configured
     with one of them in its Security object (/0/x/16) does: no AEAD suite of either kind."""
     return replace(config, psk_suites=(), ecdsa_suites=())
-
-
-def _random(seed: int) -> Callable[[int], bytes]:
-    counter = [seed]
-
-    def take(n: int) -> bytes:
-        counter[0] += 1
-        return bytes((counter[0] + i) & 0xFF for i in range(n))
-
-    return take
 
 
 def _configs(suite: int, **options: Any) -> tuple[ConnectionConfig, ConnectionConfig]:
@@ -102,14 +90,14 @@ def _configs(suite: int, **options: Any) -> tuple[ConnectionConfig, ConnectionCo
             trust_anchors=(CA.certificate,), expected_name=HOST
         )
         server_credentials = SERVER_CERTIFICATE.credentials(trust_anchors=(CA.certificate,))
-        client = ConnectionConfig(certificate=client_credentials, random=_random(1), **options)
+        client = ConnectionConfig(certificate=client_credentials, random=counter_random(1), **options)
         server = ConnectionConfig(
-            certificate=server_credentials, cookie_checker=cookies, random=_random(100), **options
+            certificate=server_credentials, cookie_checker=cookies, random=counter_random(100), **options
         )
         return client, server
-    client = ConnectionConfig(psk_identity=IDENTITY, psk=PSK, random=_random(1), **options)
+    client = ConnectionConfig(psk_identity=IDENTITY, psk=PSK, random=counter_random(1), **options)
     server = ConnectionConfig(
-        psk_lookup={IDENTITY: PSK}.get, cookie_checker=cookies, random=_random(100), **options
+        psk_lookup={IDENTITY: PSK}.get, cookie_checker=cookies, random=counter_random(100), **options
     )
     return client, server
 
@@ -122,47 +110,12 @@ def _pair(suite: int, **options: Any) -> tuple[DtlsConnection, DtlsConnection]:
     return client, server
 
 
-def _events(connection: DtlsConnection) -> list[DtlsEvent]:
-    out = []
-    while (event := connection.next_event()) is not None:
-        out.append(event)
-    return out
-
-
-def _exchange(client: DtlsConnection, server: DtlsConnection, now: float, keep: Filter | None = None) -> None:
-    for _ in range(50):
-        moved = False
-        for name, source, sink in (("client", client, server), ("server", server, client)):
-            datagrams = source.datagrams_to_send(now)
-            if keep is not None:
-                datagrams = keep(name, datagrams)
-            for datagram in datagrams:
-                moved = True
-                sink.receive_datagram(datagram, now)
-        if not moved:
-            return
-
-
-def _run(client: DtlsConnection, server: DtlsConnection, keep: Filter | None = None) -> float:
-    now = 0.0
-    while True:
-        _exchange(client, server, now, keep)
-        if client.established and server.established:
-            return now
-        timers = [t for t in (client.get_timer(), server.get_timer()) if t is not None]
-        if not timers or min(timers) > 300:
-            return now
-        now = min(timers)
-        client.handle_timer(now)
-        server.handle_timer(now)
-
-
 def _established(suite: int, **options: Any) -> tuple[DtlsConnection, DtlsConnection]:
     client, server = _pair(suite, **options)
-    _run(client, server)
+    run(client, server)
     assert client.established and server.established
-    _events(client)
-    _events(server)
+    events(client)
+    events(server)
     return client, server
 
 
@@ -184,10 +137,10 @@ def test_the_cbc_suites_are_off_by_default() -> None:
     # A server without them refuses a client that offers nothing else.
     client, server = _pair(PSK_CBC)
     server = DtlsConnection(DtlsRole.SERVER, _configs(PSK_CBC)[1], 0.0, address=ADDRESS)
-    _run(client, server)
-    [event] = _events(server)
+    run(client, server)
+    [event] = events(server)
     assert isinstance(event, HandshakeFailure) and "no cipher suite in common" in event.reason
-    assert _events(client) == [HandshakeFailure("the peer ended the handshake with alert 40")]
+    assert events(client) == [HandshakeFailure("the peer ended the handshake with alert 40")]
 
 
 def test_an_enabled_client_offers_them_after_the_aead_suites_and_the_server_prefers_aead() -> None:
@@ -202,7 +155,7 @@ def test_an_enabled_client_offers_them_after_the_aead_suites_and_the_server_pref
     assert hello.extension(ENCRYPT_THEN_MAC) is None  # RFC 7366 is not offered
     server = DtlsConnection(DtlsRole.SERVER, server_config, 0.0, address=ADDRESS)
     client = DtlsConnection(DtlsRole.CLIENT, client_config, 0.0)
-    _run(client, server)
+    run(client, server)
     assert client.cipher_suite == server.cipher_suite == TLS_PSK_WITH_AES_128_CCM_8
 
 
@@ -211,7 +164,7 @@ def test_the_server_takes_the_first_of_its_cbc_suites_the_client_offers() -> Non
     _, server_config = _configs(PSK_CBC, cbc_suites=(ECDHE_PSK_CBC, PSK_CBC))
     client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(client_config), 0.0)
     server = DtlsConnection(DtlsRole.SERVER, server_config, 0.0, address=ADDRESS)
-    _run(client, server)
+    run(client, server)
     assert client.cipher_suite == server.cipher_suite == ECDHE_PSK_CBC
 
 
@@ -227,9 +180,9 @@ def test_cbc_suites_are_checked() -> None:
 @pytest.mark.parametrize("cid", [True, False], ids=["cid", "no-cid"])
 def test_handshake_and_application_data_both_ways(suite: int, cid: bool) -> None:
     client, server = _pair(suite, connection_id=cid)
-    assert _run(client, server) == 0.0
+    assert run(client, server) == 0.0
     assert client.cipher_suite == server.cipher_suite == suite
-    [client_event], [server_event] = _events(client), _events(server)
+    [client_event], [server_event] = events(client), events(server)
     assert isinstance(client_event, HandshakeComplete) and isinstance(server_event, HandshakeComplete)
     if suite != ECDSA_CBC:
         assert server_event.psk_identity == IDENTITY
@@ -241,12 +194,12 @@ def test_handshake_and_application_data_both_ways(suite: int, cid: bool) -> None
     assert len(record.fragment) % 16 == 0 and len(record.fragment) >= 16 + 48
     assert b"POST" not in record.fragment
     server.receive_datagram(datagram, 0.0)
-    assert _events(server) == [ApplicationData(b"POST /rd?ep=cbc")]
+    assert events(server) == [ApplicationData(b"POST /rd?ep=cbc")]
     for size in (0, 14, 15, 16, 1000):
         server.send_application_data(bytes(size))
         for datagram in server.datagrams_to_send(0.0):
             client.receive_datagram(datagram, 0.0)
-        assert _events(client) == [ApplicationData(bytes(size))]
+        assert events(client) == [ApplicationData(bytes(size))]
 
 
 @PSK_SUITES
@@ -260,12 +213,12 @@ def test_the_ecdhe_psk_server_key_exchange_carries_the_hint_and_unsigned_params(
         flights.append([m for d in datagrams for m in _handshakes(d)])
         return datagrams
 
-    _run(client, server, watch)
+    run(client, server, watch)
     assert client.established and client.psk_identity_hint == b"lwm2m"
-    exchange = next(
+    server_exchange = next(
         body for flight in flights for t, body in flight if t == HandshakeType.SERVER_KEY_EXCHANGE
     )
-    key_exchange = ServerKeyExchange.parse(exchange)
+    key_exchange = ServerKeyExchange.parse(server_exchange)
     assert key_exchange.psk_identity_hint == b"lwm2m"
     client_exchange = next(
         body for flight in flights for t, body in flight if t == HandshakeType.CLIENT_KEY_EXCHANGE
@@ -290,7 +243,7 @@ def test_an_ecdhe_psk_server_without_hint_sends_an_empty_one() -> None:
         )
         return datagrams
 
-    _run(client, server, watch)
+    run(client, server, watch)
     assert client.established
     assert ServerKeyExchange.parse(exchanges[0]).psk_identity_hint == b""
 
@@ -308,21 +261,13 @@ FLIGHTS = [
 @ALL
 @pytest.mark.parametrize("lost", range(len(FLIGHTS)), ids=FLIGHTS)
 def test_every_flight_lost_once_is_recovered_by_the_timer(suite: int, lost: int) -> None:
-    seen = [0]
-
-    def drop_one(name: str, datagrams: list[bytes]) -> list[bytes]:
-        if not datagrams:
-            return datagrams
-        seen[0] += 1
-        return [] if seen[0] - 1 == lost else datagrams
-
     client, server = _pair(suite)
-    finished_at = _run(client, server, drop_one)
+    finished_at = run(client, server, drop_flight(lost))
     assert client.established and server.established
     assert 1.0 <= finished_at <= 2.0
     client.send_application_data(b"after recovery")
-    _exchange(client, server, finished_at)
-    assert [e for e in _events(server) if isinstance(e, ApplicationData)] == [
+    exchange(client, server, finished_at)
+    assert [e for e in events(server) if isinstance(e, ApplicationData)] == [
         ApplicationData(b"after recovery")
     ]
 
@@ -331,7 +276,7 @@ def test_every_flight_lost_once_is_recovered_by_the_timer(suite: int, lost: int)
 def test_reordered_and_duplicated_datagrams_complete_the_handshake(suite: int) -> None:
     # Small datagrams: the later flights come in several, delivered last first and twice.
     client, server = _pair(suite, max_datagram_size=200)
-    finished_at = _run(client, server, lambda name, datagrams: [d for d in datagrams[::-1] for _ in range(2)])
+    finished_at = run(client, server, lambda name, datagrams: [d for d in datagrams[::-1] for _ in range(2)])
     assert client.established and server.established and finished_at == 0.0
 
 
@@ -348,9 +293,9 @@ def test_a_wrong_key_fails_the_handshake(suite: int) -> None:
     else:
         config = ConnectionConfig(psk_identity=IDENTITY, psk=bytes(16), cbc_suites=(suite,))
     client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(config), 0.0)
-    _run(client, server)
+    run(client, server)
     assert client.closed and server.closed
-    assert any(isinstance(e, HandshakeFailure) for e in _events(server))
+    assert any(isinstance(e, HandshakeFailure) for e in events(server))
 
 
 # --- hostile records -------------------------------------------------------------------------------
@@ -399,11 +344,11 @@ def test_bad_padding_and_bad_macs_are_dropped_silently(suite: int, mac_ok: bool,
     content = b"write /3/0/13 !!"  # 16 bytes
     genuine = _forge(client, 7, content, mac_ok=True, padding=GOOD_PADDING)
     server.receive_datagram(_forge(client, 5, content, mac_ok=mac_ok, padding=padding), 0.0)
-    assert _events(server) == []
+    assert events(server) == []
     assert server.datagrams_to_send(0.0) == []  # no alert: RFC 6347 §4.1.2.7
     assert server.established
     server.receive_datagram(genuine, 0.0)  # the forged record is right where it must be
-    assert _events(server) == [ApplicationData(content)]
+    assert events(server) == [ApplicationData(content)]
 
 
 @ALL
@@ -417,9 +362,9 @@ def test_a_record_with_a_flipped_bit_is_dropped_silently(suite: int, where: int)
     spoiled = bytearray(datagram)
     spoiled[index] ^= 0x01
     server.receive_datagram(bytes(spoiled), 0.0)
-    assert _events(server) == [] and server.datagrams_to_send(0.0) == []
+    assert events(server) == [] and server.datagrams_to_send(0.0) == []
     server.receive_datagram(datagram, 0.0)
-    assert _events(server) == [ApplicationData(b"write /3/0/13")]
+    assert events(server) == [ApplicationData(b"write /3/0/13")]
 
 
 @ALL
@@ -427,7 +372,7 @@ def test_a_record_with_a_flipped_bit_is_dropped_silently(suite: int, where: int)
 def test_fragments_of_impossible_lengths_are_dropped(suite: int, length: int) -> None:
     _client, server = _established(suite, connection_id=False)
     server.receive_datagram(encode_record(APPLICATION_DATA, DTLS_1_2, 1, 9, bytes(length)), 0.0)
-    assert _events(server) == [] and server.datagrams_to_send(0.0) == [] and server.established
+    assert events(server) == [] and server.datagrams_to_send(0.0) == [] and server.established
 
 
 @ALL
@@ -441,7 +386,7 @@ def test_any_protected_record_is_processed_or_dropped(
     record = DtlsRecord(content_type, DTLS_1_2, 1, sequence, fragment, server.own_cid if cid else b"")
     server.receive_datagram(record.encode(), 0.0)
     assert server.datagrams_to_send(0.0) == [] and server.established
-    assert _events(server) == []
+    assert events(server) == []
 
 
 _ESTABLISHED = {suite: _established(suite) for suite in (PSK_CBC, ECDHE_PSK_CBC, ECDSA_CBC)}
@@ -450,7 +395,10 @@ _ESTABLISHED = {suite: _established(suite) for suite in (PSK_CBC, ECDHE_PSK_CBC,
 # --- hostile ECDHE_PSK key exchanges ---------------------------------------------------------------
 
 
-def _rewrite(msg_type: int, change: Callable[[bytes], bytes]) -> Filter:
+def _rewrite_messages(edit: Callable[[int, int, bytes], bytes]) -> Filter:
+    """A filter that replaces each unprotected handshake message (type, message_seq, body) by
+    the encoded messages ``edit`` returns for it (none, to drop it)."""
+
     def keep(name: str, datagrams: list[bytes]) -> list[bytes]:
         out = []
         for datagram in datagrams:
@@ -459,15 +407,22 @@ def _rewrite(msg_type: int, change: Callable[[bytes], bytes]) -> Filter:
                 if record.content_type == HANDSHAKE and record.epoch == 0:
                     pieces = b""
                     for header, body in split_handshake_fragments(record.fragment):
-                        if header.msg_type == msg_type:
-                            body = change(body)
-                        pieces += encode_handshake(header.msg_type, header.message_seq, body)
+                        pieces += edit(header.msg_type, header.message_seq, body)
                     record = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, record.sequence, pieces)
                 records.append(record.encode())
             out.append(b"".join(records))
         return out
 
     return keep
+
+
+def _rewrite(msg_type: int, change: Callable[[bytes], bytes]) -> Filter:
+    """A filter that passes the body of each ``msg_type`` message through ``change``."""
+
+    def edit(this_type: int, message_seq: int, body: bytes) -> bytes:
+        return encode_handshake(this_type, message_seq, change(body) if this_type == msg_type else body)
+
+    return _rewrite_messages(edit)
 
 
 def _alerts(client: DtlsConnection, server: DtlsConnection, keep: Filter) -> list[tuple[str, int]]:
@@ -481,7 +436,7 @@ def _alerts(client: DtlsConnection, server: DtlsConnection, keep: Filter) -> lis
             )
         return datagrams
 
-    _run(client, server, watch)
+    run(client, server, watch)
     return alerts
 
 
@@ -540,27 +495,15 @@ def test_malformed_key_exchanges_are_decode_errors(
 
 def test_an_ecdhe_psk_flight_without_server_key_exchange_is_unexpected() -> None:
     # The ServerKeyExchange turned into a ServerHelloDone (same message_seq), the real one dropped.
-    def change(name: str, datagrams: list[bytes]) -> list[bytes]:
-        out = []
-        for datagram in datagrams:
-            records = []
-            for record in parse_datagram(datagram, CID_LENGTH):
-                if record.content_type == HANDSHAKE and record.epoch == 0:
-                    pieces = b""
-                    for header, body in split_handshake_fragments(record.fragment):
-                        if header.msg_type == HandshakeType.SERVER_KEY_EXCHANGE:
-                            pieces += encode_handshake(
-                                HandshakeType.SERVER_HELLO_DONE, header.message_seq, b""
-                            )
-                        elif header.msg_type != HandshakeType.SERVER_HELLO_DONE:
-                            pieces += encode_handshake(header.msg_type, header.message_seq, body)
-                    record = DtlsRecord(HANDSHAKE, DTLS_1_2, 0, record.sequence, pieces)
-                records.append(record.encode())
-            out.append(b"".join(records))
-        return out
+    def edit(msg_type: int, message_seq: int, body: bytes) -> bytes:
+        if msg_type == HandshakeType.SERVER_KEY_EXCHANGE:
+            return encode_handshake(HandshakeType.SERVER_HELLO_DONE, message_seq, b"")
+        if msg_type == HandshakeType.SERVER_HELLO_DONE:
+            return b""
+        return encode_handshake(msg_type, message_seq, body)
 
     client, server = _pair(ECDHE_PSK_CBC)
-    assert _alerts(client, server, change) == [("client", 10)]
+    assert _alerts(client, server, _rewrite_messages(edit)) == [("client", 10)]
     assert client.closed
 
 
@@ -568,7 +511,7 @@ def test_an_ecdhe_psk_flight_without_server_key_exchange_is_unexpected() -> None
 @given(body=st.binary(max_size=120))
 def test_any_ecdhe_psk_server_key_exchange_is_processed_or_refused(body: bytes) -> None:
     client, server = _pair(ECDHE_PSK_CBC)
-    _run(client, server, _rewrite(HandshakeType.SERVER_KEY_EXCHANGE, lambda _: body))
+    run(client, server, _rewrite(HandshakeType.SERVER_KEY_EXCHANGE, lambda _: body))
     assert client.established or client.closed
 
 
@@ -576,7 +519,7 @@ def test_any_ecdhe_psk_server_key_exchange_is_processed_or_refused(body: bytes) 
 @given(body=st.binary(max_size=120))
 def test_any_ecdhe_psk_client_key_exchange_is_processed_or_refused(body: bytes) -> None:
     client, server = _pair(ECDHE_PSK_CBC)
-    _run(client, server, _rewrite(HandshakeType.CLIENT_KEY_EXCHANGE, lambda _: body))
+    run(client, server, _rewrite(HandshakeType.CLIENT_KEY_EXCHANGE, lambda _: body))
     assert not server.established or server.closed or client.established
 
 
@@ -588,7 +531,7 @@ def test_the_server_hello_answers_ec_point_formats_for_ecdhe_psk() -> None:
         hellos.extend(b for d in datagrams for t, b in _handshakes(d) if t == HandshakeType.SERVER_HELLO)
         return datagrams
 
-    _run(client, server, watch)
+    run(client, server, watch)
     hello = ServerHello.parse(hellos[0])
     assert hello.extension(ExtensionType.EC_POINT_FORMATS) is not None
     assert hello.extension(ENCRYPT_THEN_MAC) is None
@@ -606,11 +549,11 @@ def test_a_cbc_psk_session_resumes_with_a_ticket_under_the_same_suite(suite: int
     client_config, server_config = _configs(suite, cbc_suites=(suite,), ticket_keys=keys)
     client = DtlsConnection(DtlsRole.CLIENT, _cbc_only(client_config), 1.0, session=session)
     server = DtlsConnection(DtlsRole.SERVER, server_config, 1.0, address=ADDRESS)
-    _run(client, server)
+    run(client, server)
     assert client.resumed and server.resumed and client.cipher_suite == server.cipher_suite == suite
     client.send_application_data(b"resumed")
-    _exchange(client, server, 1.0)
-    assert ApplicationData(b"resumed") in _events(server)
+    exchange(client, server, 1.0)
+    assert ApplicationData(b"resumed") in events(server)
 
 
 def test_a_server_that_dropped_the_cbc_suite_does_not_resume_its_session() -> None:
@@ -619,11 +562,11 @@ def test_a_server_that_dropped_the_cbc_suite_does_not_resume_its_session() -> No
     session = client.session
     client_config, _ = _configs(PSK_CBC, cbc_suites=(PSK_CBC,), ticket_keys=keys)
     server_config = ConnectionConfig(
-        psk_lookup={IDENTITY: PSK}.get, ticket_keys=keys, cbc_suites=(), random=_random(5)
+        psk_lookup={IDENTITY: PSK}.get, ticket_keys=keys, cbc_suites=(), random=counter_random(5)
     )
     client = DtlsConnection(DtlsRole.CLIENT, client_config, 1.0, session=session)
     server = DtlsConnection(DtlsRole.SERVER, server_config, 1.0, address=ADDRESS)
-    _run(client, server)
+    run(client, server)
     assert client.established and not client.resumed and client.cipher_suite == TLS_PSK_WITH_AES_128_CCM_8
 
 
@@ -636,11 +579,11 @@ def test_a_cbc_connection_exports_and_imports(suite: int) -> None:
     client.send_application_data(b"to the new node")
     for datagram in client.datagrams_to_send(2.0):
         moved.receive_datagram(datagram, 2.0)
-    assert _events(moved) == [ApplicationData(b"to the new node")]
+    assert events(moved) == [ApplicationData(b"to the new node")]
     moved.send_application_data(b"from the new node")
     for datagram in moved.datagrams_to_send(2.0):
         client.receive_datagram(datagram, 2.0)
-    assert _events(client) == [ApplicationData(b"from the new node")]
+    assert events(client) == [ApplicationData(b"from the new node")]
 
 
 @ALL
@@ -659,7 +602,7 @@ def test_a_server_answering_encrypt_then_mac_unasked_is_refused() -> None:
 
     client, server = _pair(PSK_CBC)
     assert _alerts(client, server, _rewrite(HandshakeType.SERVER_HELLO, change)) == [("client", 110)]
-    [event] = _events(client)
+    [event] = events(client)
     assert isinstance(event, HandshakeFailure) and "encrypt_then_mac" in event.reason
 
 
@@ -672,7 +615,7 @@ def test_psk_suites_leave_ccm_8_out_and_take_nothing_else() -> None:
     [hello] = _handshakes(client.datagrams_to_send(0.0)[0])
     assert [s for s in ClientHello.parse(hello[1]).cipher_suites if s != 0x00FF] == [PSK_CBC]
     ccm_only = DtlsConnection(DtlsRole.SERVER, replace(server_config, cbc_suites=()), 0.0, address=ADDRESS)
-    _run(client, ccm_only)
+    run(client, ccm_only)
     assert not client.established and not ccm_only.established
     with pytest.raises(DtlsError):
         DtlsConnection(DtlsRole.CLIENT, replace(client_config, psk_suites=(PSK_CBC,)), 0.0)

@@ -13,7 +13,15 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.certificates import CertificateAuthority, Issued, p256, rpk_credentials
-from tests.helpers.mbedtls import drive, handshake_over, mbedtls_tls, take
+from tests.helpers.dtls_engine import Filter, events
+from tests.helpers.mbedtls import (
+    connect_to_mbedtls_server,
+    data_both_ways,
+    drive,
+    handshake_over,
+    mbedtls_tls,
+    serve_mbedtls_client,
+)
 
 from lwm2m.tls import connection as connection_module
 from lwm2m.tls.certificates import CertificateCredentials, CertificateType, PeerCredentials, spki_der
@@ -25,7 +33,6 @@ from lwm2m.tls.connection import (
     ConnectionClosed,
     ConnectionConfig,
     DtlsConnection,
-    DtlsEvent,
     DtlsRole,
     HandshakeComplete,
     HandshakeFailure,
@@ -56,9 +63,6 @@ SERVER = CA.issue(HOST, dns_names=(HOST,), usage="server")
 CLIENT = CA.issue(ENDPOINT)
 SERVER_KEY, CLIENT_KEY = p256(), p256()
 SERVER_SPKI, CLIENT_SPKI = spki_der(SERVER_KEY.public_key()), spki_der(CLIENT_KEY.public_key())
-
-Filter = Callable[[str, list[bytes]], list[bytes]]
-
 
 # --- configurations ----------------------------------------------------------------------------
 
@@ -97,13 +101,6 @@ def _pair(
         DtlsRole.SERVER, _server_config(server, **options), 0.0, address=ADDRESS
     )
     return client_connection, server_connection
-
-
-def _events(connection: DtlsConnection) -> list[DtlsEvent]:
-    out = []
-    while (event := connection.next_event()) is not None:
-        out.append(event)
-    return out
 
 
 def _run(client: DtlsConnection, server: DtlsConnection, keep: Filter | None = None) -> list[int]:
@@ -171,9 +168,9 @@ def _flip_last(body: bytes) -> bytes:
 def _assert_failed(client: DtlsConnection, server: DtlsConnection, alerts: list[int], expected: int) -> None:
     assert alerts == [expected], alerts
     failing, other = (server, client) if expected >= 1000 else (client, server)
-    [event] = _events(failing)
+    [event] = events(failing)
     assert isinstance(event, HandshakeFailure)
-    assert _events(other) == [HandshakeFailure(f"the peer ended the handshake with alert {expected % 1000}")]
+    assert events(other) == [HandshakeFailure(f"the peer ended the handshake with alert {expected % 1000}")]
     assert client.closed and server.closed
 
 
@@ -186,13 +183,13 @@ def test_x509_mutual_authentication_and_data_both_ways(suite: int) -> None:
     assert _run(client, server) == []
     assert client.established and server.established
     assert client.cipher_suite == server.cipher_suite == suite
-    [server_event] = _events(server)
+    [server_event] = events(server)
     assert isinstance(server_event, HandshakeComplete)
     # The server names the client by its certificate's subject CN.
     assert server_event.psk_identity == ENDPOINT.encode() == server.peer_identity
     assert server_event.peer is not None and server_event.peer.certificate_type is CertificateType.X509
     assert server_event.peer.name == ENDPOINT and server_event.peer.public_key == CLIENT.spki
-    [client_event] = _events(client)
+    [client_event] = events(client)
     assert isinstance(client_event, HandshakeComplete) and client_event.psk_identity == b""
     assert client.peer_credentials == client_event.peer
     assert client_event.peer is not None and client_event.peer.name == HOST
@@ -201,27 +198,27 @@ def test_x509_mutual_authentication_and_data_both_ways(suite: int) -> None:
     client.send_application_data(b"POST /rd?ep=" + ENDPOINT.encode())
     for datagram in client.datagrams_to_send(1.0):
         server.receive_datagram(datagram, 1.0)
-    assert _events(server) == [ApplicationData(b"POST /rd?ep=" + ENDPOINT.encode())]
+    assert events(server) == [ApplicationData(b"POST /rd?ep=" + ENDPOINT.encode())]
     server.send_application_data(b"2.01 Created")
     for datagram in server.datagrams_to_send(1.0):
         client.receive_datagram(datagram, 1.0)
-    assert _events(client) == [ApplicationData(b"2.01 Created")]
+    assert events(client) == [ApplicationData(b"2.01 Created")]
 
 
 @SUITES
 def test_raw_public_keys_both_ways(suite: int) -> None:
     client, server = _pair(_rpk_server(), _rpk_client(), ecdsa_suites=(suite,))
     assert _run(client, server) == []
-    [server_event] = _events(server)
+    [server_event] = events(server)
     # RFC 7250: the client is known by its SubjectPublicKeyInfo, as the security store keeps it.
     assert server_event == HandshakeComplete(CLIENT_SPKI, peer=PeerCredentials(RPK, CLIENT_SPKI))
-    [client_event] = _events(client)
+    [client_event] = events(client)
     assert client_event == HandshakeComplete(b"", peer=PeerCredentials(RPK, SERVER_SPKI))
     assert client.cipher_suite == suite
     client.send_application_data(b"ping")
     for datagram in client.datagrams_to_send(1.0):
         server.receive_datagram(datagram, 1.0)
-    assert _events(server) == [ApplicationData(b"ping")]
+    assert events(server) == [ApplicationData(b"ping")]
 
 
 def test_the_hellos_carry_ems_cid_and_the_ecc_extensions() -> None:
@@ -397,9 +394,9 @@ def test_a_forged_finished_is_a_decrypt_error(
     # The server sent its Finished and took the handshake as complete; the client's alert is
     # protected (epoch 1), and ends the server's connection.
     assert alerts == []
-    [event] = _events(client)
+    [event] = events(client)
     assert isinstance(event, HandshakeFailure) and "verify" in event.reason.lower()
-    assert [type(e) for e in _events(server)] == [HandshakeComplete, ConnectionClosed]
+    assert [type(e) for e in events(server)] == [HandshakeComplete, ConnectionClosed]
     assert client.closed and server.closed
 
 
@@ -433,7 +430,7 @@ def test_any_certificate_or_key_exchange_message_is_processed_or_refused(
     message = encode_handshake(msg_type, message_seq, body)
     target.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 1000 + message_seq, message).encode(), 0.0)
     target.datagrams_to_send(0.0)
-    for event in _events(target):
+    for event in events(target):
         assert isinstance(event, HandshakeFailure)
 
 
@@ -479,26 +476,24 @@ def _server_before_certificate_verify() -> DtlsConnection:
     return server
 
 
+def _processed_or_refused(connection: DtlsConnection, message: bytes) -> None:
+    # The message in a record of epoch 0: either taken, or the handshake fails (no exception).
+    connection.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
+    connection.datagrams_to_send(0.0)
+    for event in events(connection):
+        assert isinstance(event, HandshakeFailure)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=200), msg_type=st.sampled_from([12, 13, 14]))
 def test_any_server_message_after_the_certificate_is_processed_or_refused(body: bytes, msg_type: int) -> None:
-    client = _client_after_the_server_certificate()
-    message = encode_handshake(msg_type, 3, body)
-    client.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
-    client.datagrams_to_send(0.0)
-    for event in _events(client):
-        assert isinstance(event, HandshakeFailure)
+    _processed_or_refused(_client_after_the_server_certificate(), encode_handshake(msg_type, 3, body))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=120), msg_type=st.sampled_from([15, 20]))
 def test_any_certificate_verify_is_processed_or_refused(body: bytes, msg_type: int) -> None:
-    server = _server_before_certificate_verify()
-    message = encode_handshake(msg_type, 4, body)
-    server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
-    server.datagrams_to_send(0.0)
-    for event in _events(server):
-        assert isinstance(event, HandshakeFailure)
+    _processed_or_refused(_server_before_certificate_verify(), encode_handshake(msg_type, 4, body))
 
 
 def test_the_part_way_stages_are_where_they_claim() -> None:
@@ -509,7 +504,7 @@ def test_the_part_way_stages_are_where_they_claim() -> None:
     assert server._state.name == "WAIT_CERTIFICATE_VERIFY"
     message = encode_handshake(HandshakeType.CERTIFICATE_VERIFY, 4, b"\x04\x03\x00\x00")
     server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 50, message).encode(), 0.0)
-    [event] = _events(server)
+    [event] = events(server)
     assert isinstance(event, HandshakeFailure) and "signature" in event.reason
 
 
@@ -554,46 +549,16 @@ def _mbedtls_configuration(suite_name: str, issued: Issued, anchor: CertificateA
     )
 
 
-def _with_mbedtls_client(buf: Any, server: DtlsConnection, rounds: int = 8) -> None:
-    for _ in range(rounds):
-        sent = drive(buf)
-        if sent:
-            server.receive_datagram(sent, 0.0)
-        for datagram in server.datagrams_to_send(0.0):
-            buf.receive_from_network(datagram)
-
-
-def _with_mbedtls_server(buf: Any, client: DtlsConnection, rounds: int = 6) -> None:
-    tls = mbedtls_tls()
-    for _ in range(rounds):
-        answer = b""
-        for datagram in client.datagrams_to_send(0.0):
-            buf.setcookieparam(ADDRESS)
-            buf.receive_from_network(datagram)
-            try:
-                answer += drive(buf)
-            except tls.HelloVerifyRequest:
-                answer += take(buf)  # Mbed TLS reset itself for the hello with the cookie
-        if answer:
-            client.receive_datagram(answer, 0.0)
-
-
 @MBEDTLS_SUITES
 def test_mbedtls_client_with_x509_against_our_server(suite: int, name: str) -> None:
     tls = mbedtls_tls()
     buf = tls.ClientContext(_mbedtls_configuration(name, CLIENT)).wrap_buffers(HOST)
     server = DtlsConnection(DtlsRole.SERVER, _server_config(_x509_server()), 0.0, address=ADDRESS)
-    _with_mbedtls_client(buf, server)
+    serve_mbedtls_client(buf, server)
     assert handshake_over(buf) and server.established and server.cipher_suite == suite
-    [event] = _events(server)
+    [event] = events(server)
     assert isinstance(event, HandshakeComplete) and event.psk_identity == ENDPOINT.encode()
-    buf.write(b"POST /rd?ep=mbedtls")
-    server.receive_datagram(drive(buf), 1.0)
-    assert _events(server) == [ApplicationData(b"POST /rd?ep=mbedtls")]
-    server.send_application_data(b"2.01 Created")
-    for datagram in server.datagrams_to_send(1.0):
-        buf.receive_from_network(datagram)
-    assert buf.read(100) == b"2.01 Created"
+    data_both_ways(buf, server)
 
 
 @MBEDTLS_SUITES
@@ -601,9 +566,9 @@ def test_our_client_with_x509_against_the_mbedtls_server(suite: int, name: str) 
     tls = mbedtls_tls()
     buf = tls.ServerContext(_mbedtls_configuration(name, SERVER)).wrap_buffers()
     client = DtlsConnection(DtlsRole.CLIENT, ConnectionConfig(certificate=_x509_client()), 0.0)
-    _with_mbedtls_server(buf, client)
+    connect_to_mbedtls_server(buf, client, ADDRESS)
     assert handshake_over(buf) and client.established and client.cipher_suite == suite
-    [event] = _events(client)
+    [event] = events(client)
     assert isinstance(event, HandshakeComplete) and event.peer is not None and event.peer.name == HOST
     client.send_application_data(b"POST /rd?ep=ours")
     for datagram in client.datagrams_to_send(1.0):
@@ -611,7 +576,7 @@ def test_our_client_with_x509_against_the_mbedtls_server(suite: int, name: str) 
     assert buf.read(100) == b"POST /rd?ep=ours"
     buf.write(b"2.01 Created")
     client.receive_datagram(drive(buf), 1.0)
-    assert _events(client) == [ApplicationData(b"2.01 Created")]
+    assert events(client) == [ApplicationData(b"2.01 Created")]
 
 
 def test_an_mbedtls_client_from_another_ca_gets_unknown_ca() -> None:
@@ -621,8 +586,8 @@ def test_an_mbedtls_client_from_another_ca_gets_unknown_ca() -> None:
     buf = tls.ClientContext(_mbedtls_configuration(MBEDTLS_CCM_8, stranger)).wrap_buffers(HOST)
     server = DtlsConnection(DtlsRole.SERVER, _server_config(_x509_server()), 0.0, address=ADDRESS)
     with pytest.raises(exceptions.TLSError, match="fatal alert"):
-        _with_mbedtls_client(buf, server)
-    [event] = _events(server)
+        serve_mbedtls_client(buf, server)
+    [event] = events(server)
     assert isinstance(event, HandshakeFailure) and "does not validate" in event.reason
 
 
@@ -632,8 +597,8 @@ def test_our_client_refuses_an_mbedtls_server_from_another_ca() -> None:
     buf = tls.ServerContext(_mbedtls_configuration(MBEDTLS_CCM_8, stranger)).wrap_buffers()
     client = DtlsConnection(DtlsRole.CLIENT, ConnectionConfig(certificate=_x509_client()), 0.0)
     with contextlib.suppress(pytest.importorskip("mbedtls.exceptions").TLSError):
-        _with_mbedtls_server(buf, client)
-    [event] = _events(client)
+        connect_to_mbedtls_server(buf, client, ADDRESS)
+    [event] = events(client)
     assert isinstance(event, HandshakeFailure) and "does not validate" in event.reason
     assert not handshake_over(buf)
 
@@ -647,7 +612,7 @@ def _server_hello_for(hello: ClientHello) -> ServerHello | HandshakeFailure:
     )
     message = encode_handshake(HandshakeType.CLIENT_HELLO, 0, hello.to_bytes())
     server.receive_datagram(DtlsRecord(HANDSHAKE, DTLS_1_2, 0, 0, message).encode(), 0.0)
-    for event in _events(server):
+    for event in events(server):
         assert isinstance(event, HandshakeFailure)
         return event
     [datagram] = server.datagrams_to_send(0.0)[:1]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.certificates import CertificateAuthority
-from tests.helpers.dtls_engine import ADDRESS, client_config, counter_random, events, run, server_config
+from tests.helpers.dtls_engine import ADDRESS, client_config, counter_random, events, pair, run, server_config
 
 from lwm2m.coap.blockwise import block_slice
 from lwm2m.coap.message import Message
@@ -48,13 +48,6 @@ from lwm2m.tls.tickets import SessionCache
 HOST = "lwm2m.example"
 CCM_8_OVERHEAD = 8 + 8  # explicit nonce and tag around the plaintext (RFC 6655 §3)
 RECORD_OVERFLOW, ILLEGAL_PARAMETER, BAD_CERTIFICATE, DECODE_ERROR, UNSUPPORTED_EXTENSION = 22, 47, 42, 50, 110
-
-
-def _pair(server: ConnectionConfig, client: ConnectionConfig) -> tuple[DtlsConnection, DtlsConnection]:
-    return (
-        DtlsConnection(DtlsRole.CLIENT, client, 0.0),
-        DtlsConnection(DtlsRole.SERVER, server, 0.0, address=ADDRESS),
-    )
 
 
 class Wire:
@@ -129,7 +122,7 @@ def _failed(connection: DtlsConnection) -> str:
 
 def test_the_client_names_the_server_and_the_server_answers_empty() -> None:
     wire = Wire()
-    client, server = _pair(server_config(), client_config(server_name="LwM2M.Example."))
+    client, server = pair(server_config(), client_config(server_name="LwM2M.Example."))
     run(client, server, wire)
     assert client.established and server.established
     assert wire.hellos["client"].extension(ExtensionType.SERVER_NAME) == ServerNameExtension(b"LwM2M.Example")
@@ -141,7 +134,7 @@ def test_the_client_names_the_server_and_the_server_answers_empty() -> None:
 @pytest.mark.parametrize("address", ["192.0.2.1", "2001:db8::1", None])
 def test_no_server_name_for_an_address_or_none(address: str | None) -> None:
     wire = Wire()
-    client, server = _pair(server_config(), client_config(server_name=address))
+    client, server = pair(server_config(), client_config(server_name=address))
     run(client, server, wire)
     assert client.established
     assert wire.hellos["client"].extension(ExtensionType.SERVER_NAME) is None
@@ -165,7 +158,7 @@ def test_a_client_name_that_is_no_host_name_fails_at_once() -> None:
 )
 def test_the_server_refuses_a_malformed_name(extension: ServerNameExtension) -> None:
     wire = Wire(_hello_with(1, lambda hello: _extensions(hello, add=(extension,))))
-    client, server = _pair(server_config(cookie_checker=None), client_config())
+    client, server = pair(server_config(cookie_checker=None), client_config())
     run(client, server, wire)
     assert wire.alerts("server") == [DECODE_ERROR]
     assert "server_name" in _failed(server)
@@ -177,7 +170,7 @@ def test_a_hello_whose_server_name_does_not_parse_is_dropped_statelessly() -> No
     # server keeps nothing and answers nothing (RFC 6347 §4.2.1, §4.1.2.7).
     hostile = UnknownExtension(0, bytes.fromhex("0003 0001 00"))  # a name_type with no name
     change = _hello_with(1, lambda hello: _extensions(hello, add=(hostile,)))
-    client, server = _pair(server_config(), client_config())
+    client, server = pair(server_config(), client_config())
     [datagram] = client.datagrams_to_send(0.0)
     server.receive_datagram(change("client", datagram), 0.0)
     assert server.datagrams_to_send(0.0) == []
@@ -186,7 +179,7 @@ def test_a_hello_whose_server_name_does_not_parse_is_dropped_statelessly() -> No
 
 def test_an_address_in_server_name_is_ignored() -> None:
     wire = Wire(_hello_with(1, lambda hello: _extensions(hello, add=(ServerNameExtension(b"192.0.2.1"),))))
-    client, server = _pair(server_config(cookie_checker=None), client_config())
+    client, server = pair(server_config(cookie_checker=None), client_config())
     run(client, server, wire)
     assert server.server_name is None
     assert wire.hellos["server"].extension(ExtensionType.SERVER_NAME) is None
@@ -203,7 +196,7 @@ def test_the_client_refuses_a_wrong_server_name_answer(
     server_name: str | None, answer: ServerNameExtension, alert: int
 ) -> None:
     wire = Wire(_hello_with(2, lambda hello: _extensions(hello, drop=(0,), add=(answer,))))
-    client, server = _pair(server_config(), client_config(server_name=server_name))
+    client, server = pair(server_config(), client_config(server_name=server_name))
     run(client, server, wire)
     assert wire.alerts("client") == [alert]
     _failed(client)
@@ -211,7 +204,7 @@ def test_the_client_refuses_a_wrong_server_name_answer(
 
 def test_no_server_name_answer_on_resumption() -> None:
     cache = SessionCache()
-    client, server = _pair(server_config(session_cache=cache), client_config(server_name=HOST))
+    client, server = pair(server_config(session_cache=cache), client_config(server_name=HOST))
     run(client, server)
     session = client.session
     wire = Wire()
@@ -227,7 +220,7 @@ def test_no_server_name_answer_on_resumption() -> None:
 def test_a_server_resumes_a_session_only_under_its_server_name(other: str | None) -> None:
     # RFC 6066 §3: a hello naming another server (or none) gets a full handshake instead.
     cache = SessionCache()
-    client, server = _pair(server_config(session_cache=cache), client_config(server_name=HOST))
+    client, server = pair(server_config(session_cache=cache), client_config(server_name=HOST))
     run(client, server)
     session = client.session
     assert session is not None and session.server_name == HOST
@@ -248,7 +241,7 @@ def test_a_server_resumes_a_session_only_under_its_server_name(other: str | None
 
 def test_a_client_does_not_offer_a_session_of_another_server_name() -> None:
     cache = SessionCache()
-    client, server = _pair(server_config(session_cache=cache), client_config(server_name=HOST))
+    client, server = pair(server_config(session_cache=cache), client_config(server_name=HOST))
     run(client, server)
     wire = Wire()
     client = DtlsConnection(
@@ -273,7 +266,7 @@ def test_an_ecdsa_client_checks_the_certificate_against_the_server_name(name: st
         certificate=CLIENT_CERT.credentials(trust_anchors=(CA.certificate,)), server_name=name
     )
     wire = Wire()
-    client_connection, server_connection = _pair(server, client)
+    client_connection, server_connection = pair(server, client)
     run(client_connection, server_connection, wire)
     assert client_connection.established is ok
     if not ok:
@@ -285,7 +278,7 @@ def test_an_ecdsa_client_checks_the_certificate_against_the_server_name(name: st
 
 def test_record_size_limit_bounds_every_record_to_the_device() -> None:
     wire = Wire()
-    client, server = _pair(server_config(), client_config(record_size_limit=256))
+    client, server = pair(server_config(), client_config(record_size_limit=256))
     run(client, server, wire)
     assert client.established and server.established
     assert wire.hellos["client"].extension(ExtensionType.RECORD_SIZE_LIMIT) == RecordSizeLimitExtension(256)
@@ -309,7 +302,7 @@ def test_a_large_coap_payload_goes_in_blocks_within_the_limit() -> None:
     # A 2 KB Read response to a device with a 256-byte limit: Block2 (RFC 7959) of 128 bytes
     # so that each CoAP message fits what the connection says one record may carry.
     wire = Wire()
-    client, server = _pair(server_config(), client_config(record_size_limit=256))
+    client, server = pair(server_config(), client_config(record_size_limit=256))
     run(client, server, wire)
     events(client)
     payload = bytes(range(256)) * 8
@@ -341,7 +334,7 @@ def test_handshake_fragments_follow_the_limit(limit: int) -> None:
         record_size_limit=limit,
     )
     wire = Wire()
-    client_connection, server_connection = _pair(server, client)
+    client_connection, server_connection = pair(server, client)
     run(client_connection, server_connection, wire)
     assert client_connection.established and server_connection.established
     sizes = wire.handshake_fragment_sizes("server")
@@ -357,7 +350,7 @@ def test_a_limit_below_64_is_an_illegal_parameter(side: int) -> None:
         return _extensions(hello, drop=(28,), add=(RecordSizeLimitExtension(63),))
 
     wire = Wire(_hello_with(side, change))
-    client, server = _pair(server_config(cookie_checker=None), client_config())
+    client, server = pair(server_config(cookie_checker=None), client_config())
     run(client, server, wire)
     assert wire.alerts("server" if side == 1 else "client") == [ILLEGAL_PARAMETER]
     _failed(server if side == 1 else client)
@@ -371,21 +364,21 @@ def test_limits_that_cannot_be_sent_are_refused() -> None:
 
 def test_a_client_without_the_extension_refuses_an_answer() -> None:
     wire = Wire(_hello_with(2, lambda hello: _extensions(hello, add=(RecordSizeLimitExtension(256),))))
-    client, server = _pair(server_config(record_size_limit=None), client_config(record_size_limit=None))
+    client, server = pair(server_config(record_size_limit=None), client_config(record_size_limit=None))
     run(client, server, wire)
     assert wire.alerts("client") == [UNSUPPORTED_EXTENSION]
 
 
 def test_without_the_extension_nothing_is_answered_nor_bounded() -> None:
     wire = Wire()
-    client, server = _pair(server_config(record_size_limit=None), client_config(record_size_limit=256))
+    client, server = pair(server_config(record_size_limit=None), client_config(record_size_limit=256))
     run(client, server, wire)
     assert wire.hellos["server"].extension(ExtensionType.RECORD_SIZE_LIMIT) is None
     assert server.max_application_data == 2**14
 
 
 def test_a_record_over_our_limit_is_a_record_overflow() -> None:
-    client, server = _pair(server_config(), client_config(record_size_limit=256))
+    client, server = pair(server_config(), client_config(record_size_limit=256))
     run(client, server)
     events(client)
     # A server that disregards the limit (here forced to): the client ends the connection.
@@ -400,7 +393,7 @@ def test_a_record_over_our_limit_is_a_record_overflow() -> None:
 
 
 def test_a_record_within_the_limit_after_a_cid_type_byte_is_taken() -> None:
-    client, server = _pair(server_config(), client_config(record_size_limit=256))
+    client, server = pair(server_config(), client_config(record_size_limit=256))
     run(client, server)
     events(client)
     server.send_application_data(bytes(255))
@@ -414,7 +407,7 @@ def test_a_record_within_the_limit_after_a_cid_type_byte_is_taken() -> None:
 @pytest.mark.parametrize("length", [512, 1024, 2048, 4096])
 def test_max_fragment_length_both_ways(length: int) -> None:
     wire = Wire()
-    client, server = _pair(server_config(), client_config(max_fragment_length=length, record_size_limit=None))
+    client, server = pair(server_config(), client_config(max_fragment_length=length, record_size_limit=None))
     run(client, server, wire)
     assert client.established and server.established
     code = length.bit_length() - 9
@@ -431,7 +424,7 @@ def test_max_fragment_length_both_ways(length: int) -> None:
 
 def test_record_size_limit_wins_over_max_fragment_length() -> None:
     wire = Wire()
-    client, server = _pair(server_config(), client_config(max_fragment_length=512, record_size_limit=1024))
+    client, server = pair(server_config(), client_config(max_fragment_length=512, record_size_limit=1024))
     run(client, server, wire)
     answer = wire.hellos["server"]
     assert answer.extension(ExtensionType.MAX_FRAGMENT_LENGTH) is None
@@ -452,7 +445,7 @@ def test_the_client_refuses_a_wrong_max_fragment_length_answer(
     asked: int | None, answer: tuple[Extension, ...]
 ) -> None:
     wire = Wire(_hello_with(2, lambda hello: _extensions(hello, drop=(1, 28), add=answer)))
-    client, server = _pair(
+    client, server = pair(
         server_config(record_size_limit=None), client_config(max_fragment_length=asked, record_size_limit=512)
     )
     run(client, server, wire)
@@ -462,7 +455,7 @@ def test_the_client_refuses_a_wrong_max_fragment_length_answer(
 
 def test_the_server_refuses_an_undefined_max_fragment_length() -> None:
     wire = Wire(_hello_with(1, lambda hello: _extensions(hello, add=(MaxFragmentLengthExtension(5),))))
-    client, server = _pair(server_config(cookie_checker=None), client_config(record_size_limit=None))
+    client, server = pair(server_config(cookie_checker=None), client_config(record_size_limit=None))
     run(client, server, wire)
     assert wire.alerts("server") == [ILLEGAL_PARAMETER]
 

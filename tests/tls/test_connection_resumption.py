@@ -21,7 +21,13 @@ from tests.helpers.dtls_engine import (
     run,
     server_config,
 )
-from tests.helpers.mbedtls import drive, psk_client, psk_server, take
+from tests.helpers.mbedtls import (
+    connect_to_mbedtls_server,
+    drive,
+    psk_client,
+    psk_server,
+    serve_mbedtls_client,
+)
 
 from lwm2m.tls.connection import (
     ApplicationData,
@@ -442,13 +448,12 @@ def test_mbedtls_client_takes_our_new_session_ticket() -> None:
     config = server_config(ticket_keys=keys, session_cache=SessionCache())
     server = DtlsConnection(DtlsRole.SERVER, config, 0.0, address=ADDRESS)
     flights = []
-    for _ in range(6):
-        sent = drive(buf)
-        if sent:
-            server.receive_datagram(sent, 0.0)
-        for datagram in server.datagrams_to_send(0.0):
+
+    def watch(sender: str, datagram: bytes) -> None:
+        if sender == "server":
             flights.append(handshake_types(datagram))
-            buf.receive_from_network(datagram)
+
+    serve_mbedtls_client(buf, server, rounds=6, watch=watch)
     # Mbed TLS asked for a ticket (an empty SessionTicket extension); our last flight carried
     # one, and its Finished, computed over it, verified.
     assert [HandshakeType.NEW_SESSION_TICKET] in flights
@@ -467,17 +472,7 @@ def test_our_client_offering_a_session_to_mbedtls_falls_back_to_a_full_handshake
     session = _full(ours).session
     buf = psk_server({IDENTITY.decode(): PSK}, anti_replay=True)
     client = DtlsConnection(DtlsRole.CLIENT, client_config(), 0.0, session=session)
-    for _ in range(4):
-        answer = b""
-        for datagram in client.datagrams_to_send(0.0):
-            buf.setcookieparam(ADDRESS)
-            buf.receive_from_network(datagram)
-            try:
-                answer += drive(buf)
-            except tls.HelloVerifyRequest:
-                answer += take(buf)
-        if answer:
-            client.receive_datagram(answer, 0.0)
+    connect_to_mbedtls_server(buf, client, ADDRESS, rounds=4)
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
     assert events(client) == [HandshakeComplete(IDENTITY)]
     assert not client.resumed

@@ -197,19 +197,17 @@ def test_the_client_refuses_answers(
 # --- fuzzing: any bytes give a result or a ProtocolError ------------------------------------
 
 
-@given(st.binary(max_size=8))
-def test_fuzz_max_fragment_length(data: bytes) -> None:
+@pytest.mark.parametrize(
+    "extension_type",
+    [MaxFragmentLengthExtension, RecordSizeLimitExtension],
+    ids=["max_fragment_length", "record_size_limit"],
+)
+@given(data=st.binary(max_size=8))
+def test_fuzz_size_extensions(
+    extension_type: type[MaxFragmentLengthExtension] | type[RecordSizeLimitExtension], data: bytes
+) -> None:
     try:
-        extension = MaxFragmentLengthExtension.parse_data(data)
-    except ProtocolError:
-        return
-    assert extension.data() == data
-
-
-@given(st.binary(max_size=8))
-def test_fuzz_record_size_limit(data: bytes) -> None:
-    try:
-        extension = RecordSizeLimitExtension.parse_data(data)
+        extension = extension_type.parse_data(data)
     except ProtocolError:
         return
     assert extension.data() == data

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import pytest
 from tests.helpers.dtls_engine import ADDRESS, IDENTITY, PSK, client_config, events, server_config
-from tests.helpers.mbedtls import drive, mbedtls_tls, psk_configuration, take
+from tests.helpers.mbedtls import (
+    connect_to_mbedtls_server,
+    drive,
+    mbedtls_tls,
+    psk_configuration,
+    serve_mbedtls_client,
+)
 
 from lwm2m.errors import DtlsError
 from lwm2m.tls.connection import ApplicationData, DtlsConnection, DtlsRole, HandshakeComplete
@@ -29,12 +35,7 @@ def test_mbedtls_client_names_the_server_and_asks_for_512_byte_fragments() -> No
     )
     buf = tls.ClientContext(configuration).wrap_buffers(HOST)
     server = DtlsConnection(DtlsRole.SERVER, server_config(), 0.0, address=ADDRESS)
-    for _ in range(6):
-        sent = drive(buf)
-        if sent:
-            server.receive_datagram(sent, 0.0)
-        for datagram in server.datagrams_to_send(0.0):
-            buf.receive_from_network(datagram)
+    serve_mbedtls_client(buf, server, rounds=6)
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
     assert events(server) == [HandshakeComplete(IDENTITY)]
     assert server.server_name == HOST
@@ -59,17 +60,7 @@ def test_our_client_names_the_mbedtls_server_and_asks_for_fragments() -> None:
         client_config(server_name=HOST, max_fragment_length=1024, record_size_limit=None),
         0.0,
     )
-    for _ in range(4):
-        out = b""
-        for datagram in client.datagrams_to_send(0.0):
-            buf.setcookieparam(ADDRESS)
-            buf.receive_from_network(datagram)
-            try:
-                out += drive(buf)
-            except tls.HelloVerifyRequest:
-                out += take(buf)
-        if out:
-            client.receive_datagram(out, 0.0)
+    connect_to_mbedtls_server(buf, client, ADDRESS, rounds=4)
     assert buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
     assert events(client) == [HandshakeComplete(IDENTITY)]
     assert client.max_application_data == 1024

@@ -8,6 +8,7 @@ API, so it is no peer here."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -79,6 +80,18 @@ def _collect(total: int) -> Any:
     return on_event
 
 
+def _line_each_way(link: Link, peer: subprocess.Popen[bytes], line: bytes, answer: bytes) -> None:
+    """The peer process sends ``line`` (written to its input), our side answers ``answer``,
+    which the peer prints."""
+    assert peer.stdin is not None
+    peer.stdin.write(line)
+    peer.stdin.flush()
+    assert received(link.run(_collect(len(line)))) == line
+    link.connection.send_application_data(answer)
+    link.flush()
+    wait_for(peer, answer.strip())
+
+
 # --- OpenSSL ---------------------------------------------------------------------------------
 
 
@@ -94,17 +107,9 @@ def test_s_client_names_the_server_and_asks_for_512_byte_fragments() -> None:
             link.run(lambda event: isinstance(event, HandshakeComplete))
             assert server.server_name == HOST
             assert server.max_application_data == 512  # no CID with OpenSSL
-            assert client.stdin is not None
             # OpenSSL writes no record over the 512 bytes agreed (a longer line is refused).
-            line = b"x" * 511 + b"\n"
-            client.stdin.write(line)
-            client.stdin.flush()
-            events = link.run(_collect(len(line)))
-            assert received(events) == line
+            _line_each_way(link, client, b"x" * 511 + b"\n", b"y" * 511 + b"\n")
             assert max(sock.sizes["received"]) <= 512
-            server.send_application_data(b"y" * 511 + b"\n")
-            link.flush()
-            wait_for(client, b"y" * 511)
             with pytest.raises(DtlsError, match="at most 512"):
                 server.send_application_data(bytes(513))
             assert max(sock.sizes["sent"]) <= 512
@@ -180,18 +185,11 @@ def test_gnutls_cli_with_a_limit_and_a_name_against_our_server() -> None:
             link.run(lambda event: isinstance(event, HandshakeComplete))
             assert server.server_name == HOST
             assert server.max_application_data == 700
-            assert cli.stdin is not None
-            line = b"g" * 599 + b"\n"
-            cli.stdin.write(line)
-            cli.stdin.flush()
-            events = link.run(_collect(len(line)))
-            assert received(events) == line
+            _line_each_way(link, cli, b"g" * 599 + b"\n", b"G" * 699 + b"\n")
             assert max(sock.sizes["received"]) <= 600
-            server.send_application_data(b"G" * 699 + b"\n")
-            link.flush()
-            wait_for(cli, b"G" * 699)
             assert max(sock.sizes["sent"]) == 700
             with pytest.raises(DtlsError, match="at most 700"):
                 server.send_application_data(bytes(701))
+            assert cli.stdin is not None
             cli.stdin.close()
             link.run(closed)

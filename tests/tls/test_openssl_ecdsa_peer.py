@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from tests.helpers.certificates import CertificateAuthority
+from tests.helpers.certificates import CertificateAuthority, pem_files
 from tests.helpers.ports import free_udp_port
 
 from lwm2m.tls.connection import (
@@ -40,19 +39,6 @@ ENDPOINT = "urn:imei:490154203237518"
 CA = CertificateAuthority("OpenSSL test CA")
 SERVER = CA.issue(HOST, dns_names=(HOST,), usage="server")
 CLIENT = CA.issue(ENDPOINT)
-
-
-def _files(directory: Path) -> dict[str, str]:
-    paths = {
-        "ca": (directory / "ca.pem", CA.certificate.public_bytes(serialization.Encoding.PEM)),
-        "server": (directory / "server.pem", SERVER.cert_pem()),
-        "server_key": (directory / "server.key", SERVER.key_pem()),
-        "client": (directory / "client.pem", CLIENT.cert_pem()),
-        "client_key": (directory / "client.key", CLIENT.key_pem()),
-    }
-    for path, data in paths.values():
-        path.write_bytes(data)
-    return {name: str(path) for name, (path, _) in paths.items()}
 
 
 def _stop(process: subprocess.Popen[bytes], command: bytes = b"") -> str:
@@ -93,9 +79,21 @@ def _drive(
         sock.sendto(datagram, peer)
 
 
+def _line_from_openssl(
+    process: subprocess.Popen[bytes], sock: socket.socket, ours: DtlsConnection, line: bytes
+) -> None:
+    # OpenSSL sends each line of its input as one record: ours receives it.
+    assert process.stdin is not None
+    process.stdin.write(line)
+    process.stdin.flush()
+    sock.settimeout(5.0)
+    ours.receive_datagram(sock.recv(65536), time.monotonic())
+    assert ours.next_event() == ApplicationData(line)
+
+
 @SUITES
 def test_our_client_against_openssl_s_server(suite: int, cipher: str, tmp_path: Path) -> None:
-    files = _files(tmp_path)
+    files = pem_files(tmp_path, CA, SERVER, CLIENT)
     port = free_udp_port()
     assert OPENSSL is not None
     command = [OPENSSL, "s_server", "-dtls1_2", "-accept", f"127.0.0.1:{port}", "-cert", files["server"]]
@@ -118,12 +116,7 @@ def test_our_client_against_openssl_s_server(suite: int, cipher: str, tmp_path: 
             client.send_application_data(b"POST /rd?ep=ours\n")
             for datagram in client.datagrams_to_send(time.monotonic()):
                 sock.sendto(datagram, ("127.0.0.1", port))
-            assert process.stdin is not None
-            process.stdin.write(b"2.01 Created\n")
-            process.stdin.flush()
-            sock.settimeout(5.0)
-            client.receive_datagram(sock.recv(65536), time.monotonic())
-            assert client.next_event() == ApplicationData(b"2.01 Created\n")
+            _line_from_openssl(process, sock, client, b"2.01 Created\n")
             time.sleep(0.2)  # s_server prints what it received before it reads the next line
     finally:
         out = _stop(process, b"Q\n")
@@ -134,7 +127,7 @@ def test_our_client_against_openssl_s_server(suite: int, cipher: str, tmp_path: 
 
 @SUITES
 def test_openssl_s_client_against_our_server(suite: int, cipher: str, tmp_path: Path) -> None:
-    files = _files(tmp_path)
+    files = pem_files(tmp_path, CA, SERVER, CLIENT)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         sock.settimeout(0.1)
@@ -161,12 +154,7 @@ def test_openssl_s_client_against_our_server(suite: int, cipher: str, tmp_path: 
             assert server.established and server.cipher_suite == suite
             assert server.peer_identity == ENDPOINT.encode()
             assert isinstance(server.next_event(), HandshakeComplete)
-            assert process.stdin is not None
-            process.stdin.write(b"POST /rd?ep=openssl\n")
-            process.stdin.flush()
-            sock.settimeout(5.0)
-            server.receive_datagram(sock.recv(65536), time.monotonic())
-            assert server.next_event() == ApplicationData(b"POST /rd?ep=openssl\n")
+            _line_from_openssl(process, sock, server, b"POST /rd?ep=openssl\n")
             server.send_application_data(b"2.01 Created\n")
             for datagram in server.datagrams_to_send(time.monotonic()):
                 sock.sendto(datagram, peer)

@@ -5,7 +5,6 @@ asking for ours). Skipped where gnutls-bin is not installed."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tests.helpers.certificates import p256
-from tests.helpers.dtls_peers import process, program
+from tests.helpers.dtls_peers import aio_process, end_input, process, program, read_until
 from tests.helpers.pki import get
 from tests.helpers.ports import free_udp_port
 
@@ -43,11 +42,7 @@ SERVER_KEY, CLIENT_KEY = p256(), p256()
 def key_files(tmp_path: Path, name: str, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
     """GnuTLS's --rawpkkeyfile (PKCS #8 PEM) and --rawpkfile (the public key, PEM)."""
     private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    private.write_bytes(private_key_pem(key))
     public.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -60,17 +55,6 @@ def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-async def read_until(stream: asyncio.StreamReader, marker: bytes, timeout: float = 10.0) -> bytes:
-    seen = b""
-    async with asyncio.timeout(timeout):
-        while marker not in seen:
-            chunk = await stream.read(4096)
-            if not chunk:
-                break
-            seen += chunk
-    return seen
 
 
 async def test_gnutls_cli_with_a_raw_public_key_against_our_server(tmp_path: Path) -> None:
@@ -86,25 +70,11 @@ async def test_gnutls_cli_with_a_raw_public_key_against_our_server(tmp_path: Pat
     # The server lists no client keys: any key the client proves it holds is taken, and named.
     config = DtlsServerConfig(rpk=RpkCredentials(private_key_pem(SERVER_KEY)))
     async with open_dtls_endpoint(server=config, handler=handler, on_session=sessions.append) as server:
-        proc = await asyncio.create_subprocess_exec(
-            gnutls_cli,
-            "--udp",
-            "-p",
-            str(server.port),
-            "127.0.0.1",
-            "--priority",
-            GNUTLS_RPK,
-            "--rawpkkeyfile",
-            str(private),
-            "--rawpkfile",
-            str(public),
-            "--insecure",  # GnuTLS has no trust store for a bare key: our side is what is tested
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
+        argv = [gnutls_cli, "--udp", "-p", str(server.port), "127.0.0.1", "--priority", GNUTLS_RPK]
+        argv += ["--rawpkkeyfile", str(private), "--rawpkfile", str(public)]
+        # GnuTLS has no trust store for a bare key: our side is what is tested.
+        async with aio_process(*argv, "--insecure") as proc:
+            assert proc.stdin is not None and proc.stdout is not None
             banner = await read_until(proc.stdout, b"Handshake was completed")
             text = banner.decode(errors="replace")
             assert "Raw Public Key" in text and "AES-128-CCM-8" in text, text
@@ -113,13 +83,7 @@ async def test_gnutls_cli_with_a_raw_public_key_against_our_server(tmp_path: Pat
             await proc.stdin.drain()
             answer = await read_until(proc.stdout, b"over RPK")
             assert b"hello from lwm2m over RPK" in answer, answer.decode(errors="replace")
-            proc.stdin.close()  # gnutls-cli sends close_notify when its input ends
-            async with asyncio.timeout(10):
-                await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await end_input(proc)  # gnutls-cli sends close_notify when its input ends
     assert seen == [PeerIdentity("rpk", spki_der(CLIENT_KEY.public_key()).hex())]
     (established,) = [e for e in sessions if isinstance(e, SessionEstablished)]
     assert established.cipher_suite == CipherSuite.ECDHE_ECDSA_WITH_AES_128_CCM_8

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from typing import Any
 
 import pytest
+from tests.helpers.dtls_peers import aio_process, end_input, program, read_until
 from tests.helpers.libcoap import run_process
 from tests.helpers.pki import get, psk_client, psk_server
 from tests.helpers.ports import free_udp_port
@@ -32,29 +32,13 @@ from lwm2m.transport.dtls import (
 )
 
 
-def program(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
-async def read_until(
-    stream: asyncio.StreamReader, marker: bytes, timeout: float = 10.0, *, line: bool = False
-) -> bytes:
-    """What ``stream`` gave until ``marker`` appeared (with ``line``: and the end of its line)."""
-    seen = b""
-    async with asyncio.timeout(timeout):
-        while marker not in seen or (line and b"\n" not in seen[seen.index(marker) :]):
-            chunk = await stream.read(4096)
-            if not chunk:
-                break
-            seen += chunk
-    return seen
+def _s_client(port: int, identity: str, key_hex: str) -> list[str]:
+    """``openssl s_client`` to our server at ``port`` with that PSK and the LwM2M suite."""
+    argv = [program("openssl"), "s_client", "-dtls1_2", "-connect", f"127.0.0.1:{port}", "-psk", key_hex]
+    return [*argv, "-psk_identity", identity, "-cipher", "PSK-AES128-CCM8"]
 
 
 async def test_openssl_s_client_sends_a_coap_request_through_our_server() -> None:
-    openssl = program("openssl")
     identity, key = "openssl-1", bytes(range(16))
     sessions: list[Any] = []
     seen: list[PeerIdentity | None] = []
@@ -66,24 +50,8 @@ async def test_openssl_s_client_sends_a_coap_request_through_our_server() -> Non
     async with open_dtls_endpoint(
         server=psk_server({identity: key}), handler=handler, on_session=sessions.append
     ) as server:
-        proc = await asyncio.create_subprocess_exec(
-            openssl,
-            "s_client",
-            "-dtls1_2",
-            "-connect",
-            f"127.0.0.1:{server.port}",
-            "-psk",
-            key.hex(),
-            "-psk_identity",
-            identity,
-            "-cipher",
-            "PSK-AES128-CCM8",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
+        async with aio_process(*_s_client(server.port, identity, key.hex())) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
             # s_client prints the session once the handshake is over.
             banner = await read_until(proc.stdout, b"Extended master secret: ", line=True)
             assert b"Cipher is PSK-AES128-CCM8" in banner, banner.decode(errors="replace")
@@ -94,13 +62,7 @@ async def test_openssl_s_client_sends_a_coap_request_through_our_server() -> Non
             await proc.stdin.drain()
             answer = await read_until(proc.stdout, b"over DTLS")
             assert b"hello from lwm2m over DTLS" in answer, answer.decode(errors="replace")
-            proc.stdin.close()  # end of input: s_client sends close_notify and exits
-            async with asyncio.timeout(10):
-                await proc.wait()
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await end_input(proc)  # end of input: s_client sends close_notify and exits
         assert seen == [PeerIdentity("psk", identity)]
         (established,) = [e for e in sessions if isinstance(e, SessionEstablished)]
         assert established.cipher_suite == CipherSuite.PSK_WITH_AES_128_CCM_8
@@ -113,30 +75,10 @@ async def test_openssl_s_client_sends_a_coap_request_through_our_server() -> Non
 
 
 async def test_openssl_s_client_with_a_wrong_psk_fails_the_handshake() -> None:
-    openssl = program("openssl")
     async with open_dtls_endpoint(server=psk_server({"openssl-1": bytes(16)})) as server:
-        proc = await asyncio.create_subprocess_exec(
-            openssl,
-            "s_client",
-            "-dtls1_2",
-            "-connect",
-            f"127.0.0.1:{server.port}",
-            "-psk",
-            "ff" * 16,
-            "-psk_identity",
-            "openssl-1",
-            "-cipher",
-            "PSK-AES128-CCM8",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            async with asyncio.timeout(20):
-                out, _ = await proc.communicate()
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        argv = _s_client(server.port, "openssl-1", "ff" * 16)
+        async with aio_process(*argv, stdin=asyncio.subprocess.DEVNULL) as proc, asyncio.timeout(20):
+            out, _ = await proc.communicate()
         assert b"bad record mac" in out, out.decode(errors="replace")
         assert server.sessions() == [] and server.dtls.counters["handshakes_failed"] == 1
 
@@ -195,13 +137,10 @@ async def test_our_client_shakes_hands_with_openssl_s_server() -> None:
     openssl = program("openssl")
     key = bytes(range(32))
     port = free_udp_port()
-    proc = await asyncio.create_subprocess_exec(
-        openssl, "s_server", "-dtls1_2", "-accept", str(port), "-nocert", "-psk", key.hex(),
-        "-psk_identity", "our-client", "-cipher", "PSK-AES128-CCM8", "-naccept", "1",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
+    argv = [openssl, "s_server", "-dtls1_2", "-accept", str(port), "-nocert", "-psk", key.hex()]
+    argv += ["-psk_identity", "our-client", "-cipher", "PSK-AES128-CCM8", "-naccept", "1"]
+    async with aio_process(*argv) as proc:
+        assert proc.stdout is not None
         await read_until(proc.stdout, b"ACCEPT")
         async with open_dtls_endpoint(client=psk_client("our-client", key)) as client:
             identity = await client.connect(("127.0.0.1", port), timeout=10)
@@ -213,7 +152,3 @@ async def test_our_client_shakes_hands_with_openssl_s_server() -> None:
             seen = await read_until(proc.stdout, b"from-our-engine")
             assert b"from-our-engine" in seen, seen.decode(errors="replace")
             assert b"PSK-AES128-CCM8" in seen
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()

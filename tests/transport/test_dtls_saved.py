@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, server_layer
 
 from lwm2m.errors import SessionStateError
-from lwm2m.transport.dtls import PeerIdentity, SessionLimits
+from lwm2m.transport.dtls import DtlsLayer, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.records import is_client_hello
 from lwm2m.transport.dtls.saved import SAVED_VERSION, SavedState, decode_saved, encode_saved
 
@@ -96,12 +96,18 @@ def test_a_restarted_server_layer_takes_up_the_sessions_of_the_old_one() -> None
     assert restarted.counters["handshakes_started"] == 0 and restarted.counters["sessions_resumed"] == 2
 
 
-def test_sessions_whose_psk_changed_meanwhile_are_not_taken_up() -> None:
+def _one_session(peer: tuple[str, int]) -> tuple[Wire, DtlsLayer]:
+    # A server layer with one session, of device dev-1 at ``peer``.
     wire = Wire()
     server = wire.add(SERVER, server_layer({"dev-1": KEY}))
-    peer = ("192.0.2.3", 40603)
     wire.add(peer, client_layer("dev-1", KEY))
     assert ask(wire, peer) is not None
+    return wire, server
+
+
+def test_sessions_whose_psk_changed_meanwhile_are_not_taken_up() -> None:
+    peer = ("192.0.2.3", 40603)
+    wire, server = _one_session(peer)
     saved = server.export_sessions()
     restarted = wire.add(SERVER, server_layer({"dev-1": bytes(16)}))
     assert restarted.import_sessions((a, data) for a, _, data in saved) == 1
@@ -111,11 +117,7 @@ def test_sessions_whose_psk_changed_meanwhile_are_not_taken_up() -> None:
 
 
 def test_a_layer_without_room_or_the_role_takes_nothing() -> None:
-    wire = Wire()
-    server = wire.add(SERVER, server_layer({"dev-1": KEY}))
-    peer = ("192.0.2.4", 40604)
-    wire.add(peer, client_layer("dev-1", KEY))
-    assert ask(wire, peer) is not None
+    _, server = _one_session(("192.0.2.4", 40604))
     saved = [(a, data) for a, _, data in server.export_sessions()]
     assert server_layer({"dev-1": KEY}, SessionLimits(max_parked=0)).import_sessions(saved) == 0
     assert client_layer("dev-1", KEY).import_sessions(saved) == 0
