@@ -5,12 +5,12 @@ Engine sections (this process, no sockets: datagrams are handed from one side to
 
 1. full PSK handshakes (TLS_PSK_WITH_AES_128_CCM_8, the cookie exchange included): the CPU
    time of the *server* side only, each call into it timed on its own (``time.process_time``),
-   so the clients' cost is left out and reported apart. Our server is the engine backend of the
-   transport (its stateless cookie check, then a connection per address); Mbed TLS's is one
-   ``TLSWrappedBuffer`` per client from one ``ServerContext``, with its cookie exchange, as the
-   transport's Mbed TLS backend drives it. Both take the same Mbed TLS client, so that they
-   answer the same offers; our server with our own client (which adds a Connection ID) is shown
-   too.
+   so the clients' cost is left out and reported apart; the median of ``--runs`` runs. Our
+   server is the engine backend of the transport (its stateless cookie check, then a connection
+   per address); Mbed TLS's is one ``TLSWrappedBuffer`` per client from one ``ServerContext``,
+   with its cookie exchange, as the transport's Mbed TLS backend drives it. Both take the same
+   Mbed TLS client, so that they answer the same offers; our server with our own client (which
+   adds a Connection ID) is shown too.
 2. full ECDHE-ECDSA handshakes (P-256, both sides authenticated, CCM_8 and GCM), the server's
    CPU only as above: our server (the transport's engine backend, with X.509 or raw public keys,
    RFC 7250) and Mbed TLS's (X.509) with the same Mbed TLS client, and ours with our own client
@@ -330,6 +330,15 @@ def handshakes_per_second(
     return Costs(costs.server / n, costs.client / n)
 
 
+def median_costs(
+    make_server: Callable[[], Server], make_client: Callable[[], Client], n: int, runs: int
+) -> Costs:
+    """``handshakes_per_second`` ``runs`` times: the median of each side's cost, so that one run
+    slowed down by other work on the machine does not make the figure."""
+    each = [handshakes_per_second(make_server, make_client, n) for _ in range(runs)]
+    return Costs(statistics.median(c.server for c in each), statistics.median(c.client for c in each))
+
+
 def our_pair(cid: bool) -> tuple[Any, Any]:
     """An established pair of our connections (client, server)."""
     server = OurServer(1)
@@ -469,7 +478,10 @@ def engine(opts: argparse.Namespace) -> None:
 
     n = opts.handshakes
     print(f"DTLS 1.2 engine, one core, no I/O: lwm2m.tls beside {version.version} (python-mbedtls)")
-    print(f"full PSK handshakes (TLS_PSK_WITH_AES_128_CCM_8, cookie exchange included), {n} each:")
+    print(
+        f"full PSK handshakes (TLS_PSK_WITH_AES_128_CCM_8, cookie exchange included), {n} each,"
+        f" median of {opts.runs} runs:"
+    )
     print(f"  {'server':<26} {'client':<22} {'server µs':>10} {'server hs/s':>12} {'client µs':>10}")
     rows = (
         ("lwm2m.tls", "Mbed TLS", lambda: OurServer(1), MbedClient),
@@ -479,7 +491,7 @@ def engine(opts: argparse.Namespace) -> None:
     )
     rates: dict[str, float] = {}
     for server_name, client_name, make_server, make_client in rows:
-        costs = handshakes_per_second(make_server, make_client, n)  # type: ignore[arg-type]
+        costs = median_costs(make_server, make_client, n, opts.runs)  # type: ignore[arg-type]
         rate = 1 / costs.server
         rates.setdefault(server_name, rate)
         print(
@@ -671,7 +683,8 @@ def ecdsa(opts: argparse.Namespace) -> None:
     pki = Pki.make()
     n = opts.ecdsa_handshakes
     print(
-        f"full ECDHE-ECDSA handshakes (P-256, both sides authenticated, cookie exchange included), {n} each:"
+        f"full ECDHE-ECDSA handshakes (P-256, both sides authenticated, cookie exchange included), {n} each,"
+        f" median of {opts.runs} runs:"
     )
     print(f"  {'server':<26} {'client':<22} {'server µs':>10} {'server hs/s':>12} {'client µs':>10}")
     mbed_client = _mbedtls_x509(pki, pki.client, pki.client_key, ECDSA_CCM_8)
@@ -702,7 +715,7 @@ def ecdsa(opts: argparse.Namespace) -> None:
             )
     rates: dict[str, float] = {}
     for server_name, client_name, make_server, make_client in rows:
-        costs = handshakes_per_second(make_server, make_client, n)
+        costs = median_costs(make_server, make_client, n, opts.runs)
         rates.setdefault(server_name, 1 / costs.server)
         print(
             f"  {server_name:<26} {client_name:<22} {costs.server * 1e6:>10.0f} {1 / costs.server:>12,.0f}"
@@ -1007,7 +1020,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="handshakes in progress at once")
     parser.add_argument("--inflight", type=int, default=64, help="requests outstanding at once")
     parser.add_argument("--generators", type=int, default=2, help="handshake load processes")
-    parser.add_argument("--runs", type=int, default=3, help="transport runs; the medians are reported")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs of each handshake row or transport run (medians)"
+    )
     parser.add_argument("--sockets", type=int, default=4, help="sessions (source ports) the requests use")
     parser.add_argument("--profile", type=int, default=0, help="print the server's N costliest functions")
     opts = parser.parse_args()
