@@ -188,6 +188,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                 waiting.remove(fut)
             if not waiting and self._connecting.get(addr) is waiting:
                 del self._connecting[addr]
+                if not self._connecting:
+                    self._connecting = {}  # not the table the key grew (as the layer's handshakes)
 
     def close_session(self, addr: Addr) -> bool:
         """End the session with ``addr`` (close_notify); the next request shakes hands again."""
@@ -217,6 +219,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                     )
                 else:
                     self._connecting.setdefault(event.addr, []).append(fut)
+        if waiting is not None and not self._connecting:
+            self._connecting = {}  # not the table the key grew (as the layer's handshakes)
         if self._on_session is not None:
             self._on_session(event)
 

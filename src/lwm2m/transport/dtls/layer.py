@@ -659,6 +659,10 @@ class DtlsLayer:
         addr = hs.addr
         if self._handshakes.get(addr) is hs:
             del self._handshakes[addr]
+            if not self._handshakes:
+                # A dict keeps its grown table when its last key goes: a new empty one is
+                # 100 bytes less for a device's layer, which ends with a session and no handshake.
+                self._handshakes = {}
         hs.timer_at = None
         conn = hs.conn
         hs.identity = conn.identity()
