@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -58,6 +59,14 @@ __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls
 
 SessionCallback = Callable[[SessionEvent], None]
 _SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved))
+# One generator of Message IDs and tokens (RFC 7252 §4.4, §5.3.1) for the endpoints made here,
+# instead of one each: a Mersenne Twister holds 2.5 KB of state, and a simulator runs one
+# endpoint per device. It is seeded from the OS, as each endpoint's own would be.
+_RNG = random.Random()
+# The failure log of client-only endpoints, one for the process: a fleet of devices that all
+# lose their server is then one bounded flood of lines, not one per device (and a device does
+# not carry a log of its own). A server endpoint keeps its own.
+_CLIENT_LOG = SessionLog()
 
 
 def default_backend(
@@ -92,7 +101,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
     ) -> None:
         self.dtls = DtlsLayer(endpoint, server=server, client=client, limits=limits)
         self._on_session = on_session
-        self._session_log = SessionLog()  # failures and alerts, logged with a bound
+        # Failures and alerts, logged with a bound.
+        self._session_log = SessionLog() if server is not None else _CLIENT_LOG
         self._connecting: dict[Addr, list[asyncio.Future[PeerIdentity | None]]] = {}
         # The DTLS layer stands in for the CoAP endpoint it wraps (the same sans-IO calls).
         super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)  # type: ignore[arg-type]
@@ -120,7 +130,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         client_factory = backend.client(client) if client is not None else None
         limits = server.limits if server is not None else client.limits  # type: ignore[union-attr]
         socks = bind_sockets(host, port)
-        endpoint = Endpoint(config) if config is not None else Endpoint()
+        endpoint = Endpoint(config, rng=_RNG) if config is not None else Endpoint(rng=_RNG)
         return cls(
             asyncio.get_running_loop(),
             endpoint,
@@ -178,6 +188,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                 waiting.remove(fut)
             if not waiting and self._connecting.get(addr) is waiting:
                 del self._connecting[addr]
+                if not self._connecting:
+                    self._connecting = {}  # not the table the key grew (as the layer's handshakes)
 
     def close_session(self, addr: Addr) -> bool:
         """End the session with ``addr`` (close_notify); the next request shakes hands again."""
@@ -207,6 +219,8 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                     )
                 else:
                     self._connecting.setdefault(event.addr, []).append(fut)
+        if waiting is not None and not self._connecting:
+            self._connecting = {}  # not the table the key grew (as the layer's handshakes)
         if self._on_session is not None:
             self._on_session(event)
 
