@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from click.testing import CliRunner
+from tests.helpers.cli import interrupt
 from tests.helpers.events import next_event
 from tests.helpers.ports import free_tcp_port, free_udp_port
 
@@ -77,20 +78,6 @@ def test_bad_configurations_are_refused_with_one_line(tmp_path: Path) -> None:
         done = invoke("bootstrap", "config", "add", "dev", *args, "--data", data)
         assert done.exit_code != 0 and words in done.output, (args, done.output)
     assert "no bootstrap configurations" in invoke("bootstrap", "config", "list", "--data", data).output
-
-
-async def interrupt(*procs: asyncio.subprocess.Process | None) -> None:
-    """SIGINT to each process still running, then wait for it (kill it after 15 s)."""
-    for proc in procs:
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        if proc is not None:
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def _line(stream: asyncio.StreamReader, text: str) -> str:

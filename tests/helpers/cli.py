@@ -33,17 +33,22 @@ def start(
     coap: int, http: int, data: Path | None, *options: str, ready: str | None = None, lines: int = 1
 ) -> subprocess.Popen[str]:
     """``lwm2m server`` on those ports (``--data`` unless None; ``options`` added), once one of
-    its first ``lines`` lines holds ``ready`` (by default its plain CoAP URI)."""
+    its first ``lines`` lines holds ``ready`` (by default its plain CoAP URI); else it is killed and
+    the test fails with what it printed."""
     args = ["server", "--coap-port", str(coap), "--http-port", str(http), *options]
     proc = lwm2m_popen(*args, *([] if data is None else ["--data", str(data)]))
     assert proc.stdout is not None
     text = f"coap://127.0.0.1:{coap}" if ready is None else ready
+    seen = ""
     for _ in range(lines):
         line = proc.stdout.readline()
         if text in line:
             return proc
-    assert proc.stderr is not None
-    raise AssertionError(line + (proc.stderr.read() if proc.poll() is not None else ""))
+        seen += line
+    # Not ready: the process goes, and what it said is the failure's message.
+    proc.kill()
+    _, errors = proc.communicate(timeout=10)
+    raise AssertionError(f"lwm2m server never printed {text!r}: {seen}{errors or ''}")
 
 
 async def lwm2m_process(*args: str, env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
