@@ -301,7 +301,7 @@ class _Connection:
                 if peer is not None:  # ECDHE_ECDSA: the certificate or raw public key proved
                     self._identity = peer_identity(peer)
                 else:
-                    name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
+                    name = event.identity.decode("utf-8", "replace")  # type: ignore[union-attr]
                     self._identity = PeerIdentity("psk", name)
                 if self._remember is not None:
                     self._remember(conn.session)
