@@ -191,6 +191,32 @@ def test_spoofed_records_do_not_move_a_session_in_the_eviction_order(backend: st
         assert ended.addr == (first if case == "spoofed" else second), case
 
 
+@pytest.mark.parametrize("backend", ["engine", "mbedtls"])
+def test_spoofed_records_do_not_take_up_a_parked_session(backend: str) -> None:
+    """A parked session is taken up by a record that authenticates, never by spoofed ones: those
+    leave it parked, and move no live session out of memory to make room for it."""
+    limits = SessionLimits(idle_timeout=30.0, max_sessions=1)
+    wire = Wire()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}, limits, _backend(backend)))
+    first, second = ("127.0.0.1", 40220), ("127.0.0.1", 40221)
+    client = wire.add(first, client_layer("dev-1", KEY))
+    now = time.monotonic()
+    assert ask(wire, first, now) is not None
+    record = _recorded_request(wire, client, now + 1)
+    wire.tick(now + 40)  # idle: parked
+    wire.add(second, client_layer("dev-1", KEY))
+    assert ask(wire, second, now + 41) is not None
+    for datagram in spoofed(record, random.Random(7)):
+        server.receive_datagram(datagram, first, now + 42)
+    assert [info.addr for info in server.sessions()] == [second]
+    assert [info.addr for info in server.parked()] == [first]
+    assert server.counters["sessions_resumed"] == 0 and server.counters["errors"] == 0
+    assert ask(wire, first, now + 43) is not None  # a real record takes it up, without a handshake
+    assert [info.addr for info in server.sessions()] == [first]
+    assert [info.addr for info in server.parked()] == [second]
+    assert server.counters["sessions_resumed"] == 1 and server.counters["handshakes_done"] == 2
+
+
 def _backend(name: str) -> Backend | None:
     return MbedtlsBackend() if name == "mbedtls" else None
 

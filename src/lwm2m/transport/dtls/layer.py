@@ -24,9 +24,10 @@ Sessions are keyed by the peer's socket address, many on one socket:
 - Established sessions are bounded (``max_sessions``) and leave memory when idle
   for ``idle_timeout`` or when the least recently used must make room. When the
   backend can save them they are kept as saved state (``max_parked``) and
-  taken up again without a handshake when the peer sends its next record (or when
+  taken up again without a handshake when the peer's next record authenticates (or when
   the CoAP endpoint sends to the peer); a parked session with a Connection ID is
-  found by it too, from whatever address its next record comes.
+  found by it too, from whatever address its next record comes. A datagram that does not
+  authenticate leaves it parked.
 - A client (``client`` factory given) starts a handshake on the first datagram
   the CoAP endpoint sends to an address without a session, and holds the
   datagrams (``max_queued``) until it ends. The backend is told the address, so
@@ -305,10 +306,12 @@ class DtlsLayer:
                 if data[0] == _TLS12_CID and (self._by_cid or self._parked_cid):
                     cid = data[_CID_AT : _CID_AT + self._cid_length]
                     c = self._by_cid.get(cid)
-                    if c is None and cid in self._parked_cid:
-                        c = self._unpark(self._parked_cid[cid], now)
                     if c is not None:
                         self._receive_cid(c, data, addr, now)
+                        return
+                    if cid in self._parked_cid and self._receive_parked(
+                        self._parked_cid[cid], data, addr, now
+                    ):
                         return
                 s = self._sessions.get(addr)
                 if s is not None:
@@ -665,12 +668,10 @@ class DtlsLayer:
             hs.conn.feed(data, now)
             self._drive(hs, now)
             return
-        if s is None:
-            s = self._unpark(addr, now)
-            if s is None:
-                self.counters["dropped_unknown_peer"] += 1
-                return
-        self._receive_records(s, data, now)
+        if s is not None:
+            self._receive_records(s, data, now)
+        elif not self._receive_parked(addr, data, addr, now):
+            self.counters["dropped_unknown_peer"] += 1
 
     def _hello(self, data: bytes, addr: Addr, now: float) -> None:
         assert self._server is not None
@@ -849,22 +850,29 @@ class DtlsLayer:
             del self._parked_cid[p.cid]
         return p
 
-    def _unpark(self, addr: Addr, now: float) -> _Session | None:
-        p = self._pop_parked(addr)
+    def _restore(self, addr: Addr) -> tuple[_Parked, Connection] | None:
+        """The parked session of ``addr`` and its connection made anew from the saved bytes; it
+        stays parked (taken up by ``_take_up``). None when there is none, or when the bytes do
+        not restore: that session then ends."""
+        p = self._parked.get(addr)
         if p is None:
             return None
         factory = self._server if p.role == "server" else self._client
         if factory is None:
             return None
         try:
-            conn = factory.restore(p.state)
+            return p, factory.restore(p.state)
         except DtlsError:
-            self._events.append(SessionEnded(addr, p.identity, "error"))
-            return None
+            pass
         except Exception:  # state another backend saved (a restart with other settings)
             log.warning("DTLS: the saved session of %s could not be taken up", addr, exc_info=True)
-            self._events.append(SessionEnded(addr, p.identity, "error"))
-            return None
+        self._pop_parked(addr)
+        self._events.append(SessionEnded(addr, p.identity, "error"))
+        return None
+
+    def _take_up(self, addr: Addr, p: _Parked, conn: Connection, now: float) -> _Session:
+        """The parked session of ``addr`` back in the session table, on ``conn`` (``_restore``)."""
+        self._pop_parked(addr)
         s = _Session(conn, addr, p.role, now)
         s.identity = p.identity
         s.cipher = p.cipher
@@ -875,6 +883,45 @@ class DtlsLayer:
             self._by_cid[s.cid] = s
         self.counters["sessions_resumed"] += 1
         return s
+
+    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+        """The parked session of ``addr`` taken up to send with, or None."""
+        restored = self._restore(addr)
+        return None if restored is None else self._take_up(addr, *restored, now)
+
+    def _receive_parked(self, parked: Addr, data: bytes, addr: Addr, now: float) -> bool:
+        """A datagram from ``addr`` for the session parked at ``parked`` (the same address, or
+        found by its CID); False when no such session could be restored.
+
+        The session is taken up only when something of the datagram authenticates: a datagram
+        that does not (anyone can send from the peer's address) leaves it parked as it was, in
+        its place, and so moves no live session out of memory to make room."""
+        restored = self._restore(parked)
+        if restored is None:
+            return False
+        p, conn = restored
+        plain = conn.feed_read(data, now)
+        held = [] if plain is None else [plain]
+        try:
+            while (more := conn.read()) is not None:
+                held.append(more)
+        except _SessionClosed as exc:  # the peer closed it, or it broke: it leaves the parked ones
+            self._pop_parked(parked)
+            reason = "closed" if "close" in str(exc).lower() else "error"
+            self._events.append(SessionEnded(parked, p.identity, reason))
+            return True
+        newer = conn.advanced
+        if not held and not newer:
+            return True  # nothing authenticated: the restored connection is let go
+        s = self._take_up(parked, p, conn, now)
+        if newer and addr != parked:
+            self._move(s, addr)  # a CID record from a new address (RFC 9146 §6)
+        receive = self.inner.receive_datagram
+        for plaintext in held:
+            receive(plaintext, s.addr, now)
+        for datagram in conn.outgoing():
+            self._out.append((datagram, s.addr))
+        return True
 
     def _end(self, s: _Session, reason: str) -> None:
         if self._sessions.get(s.addr) is s:
