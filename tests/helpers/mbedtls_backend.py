@@ -140,6 +140,11 @@ class _Connection:
     )
 
     cid = b""  # Mbed TLS 2.28 has no Connection ID
+    # What the binding does not tell: whether a handshake was abbreviated, the peer's record
+    # size limit, whether a record advanced the replay window (only plaintext read counts).
+    resumed = False
+    max_application_data: int | None = None
+    advanced = False
 
     def __init__(self, buf: tls.TLSWrappedBuffer, factory: _ServerFactory | _ClientFactory) -> None:
         self._buf = buf
@@ -155,6 +160,10 @@ class _Connection:
         with contextlib.suppress(BufferError):  # more than the input buffer holds: garbage, dropped
             self._buf.receive_from_network(datagram)
         return False
+
+    def feed_read(self, datagram: bytes, now: float) -> bytes | None:
+        self.feed(datagram, now)  # no shorter way through the binding: ``read`` takes it
+        return None
 
     def handshake(self, now: float) -> bool:
         if self.established:
@@ -361,6 +370,12 @@ class _ServerFactory:
         conn = _Connection(_restore(self._context, state, None), self)
         conn.established = True
         return conn
+
+    def ticket_state(self) -> bytes | None:
+        return None  # the binding issues no session tickets
+
+    def load_ticket_state(self, data: bytes) -> bool:
+        return False
 
     def peer_identity(self, conn: _Connection) -> PeerIdentity | None:
         if conn.psk_identity is not None:

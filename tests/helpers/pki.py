@@ -111,6 +111,11 @@ def answer_requests(layer: DtlsLayer, now: float) -> None:
     layer.seen = [*getattr(layer, "seen", []), *kept]  # type: ignore[attr-defined]
 
 
+def events_of(layer: DtlsLayer, kind: type) -> list[Any]:
+    """The events of ``kind`` that ``answer_requests`` kept for ``layer``."""
+    return [e for e in getattr(layer, "seen", []) if isinstance(e, kind)]
+
+
 def server_layer(
     keys: dict[str, bytes], limits: SessionLimits | None = None, backend: Backend | None = None
 ) -> DtlsLayer:

@@ -185,7 +185,7 @@ def test_handshake_and_application_data_both_ways(suite: int, cid: bool) -> None
     [client_event], [server_event] = events(client), events(server)
     assert isinstance(client_event, HandshakeComplete) and isinstance(server_event, HandshakeComplete)
     if suite != ECDSA_CBC:
-        assert server_event.psk_identity == IDENTITY
+        assert server_event.identity == IDENTITY
     assert client.cid_negotiated is cid
     client.send_application_data(b"POST /rd?ep=cbc")
     [datagram] = client.datagrams_to_send(0.0)

@@ -186,11 +186,11 @@ def test_x509_mutual_authentication_and_data_both_ways(suite: int) -> None:
     [server_event] = events(server)
     assert isinstance(server_event, HandshakeComplete)
     # The server names the client by its certificate's subject CN.
-    assert server_event.psk_identity == ENDPOINT.encode() == server.peer_identity
+    assert server_event.identity == ENDPOINT.encode() == server.peer_identity
     assert server_event.peer is not None and server_event.peer.certificate_type is CertificateType.X509
     assert server_event.peer.name == ENDPOINT and server_event.peer.public_key == CLIENT.spki
     [client_event] = events(client)
-    assert isinstance(client_event, HandshakeComplete) and client_event.psk_identity == b""
+    assert isinstance(client_event, HandshakeComplete) and client_event.identity == b""
     assert client.peer_credentials == client_event.peer
     assert client_event.peer is not None and client_event.peer.name == HOST
     assert client.cid_negotiated and server.cid_negotiated
@@ -557,7 +557,7 @@ def test_mbedtls_client_with_x509_against_our_server(suite: int, name: str) -> N
     serve_mbedtls_client(buf, server)
     assert handshake_over(buf) and server.established and server.cipher_suite == suite
     [event] = events(server)
-    assert isinstance(event, HandshakeComplete) and event.psk_identity == ENDPOINT.encode()
+    assert isinstance(event, HandshakeComplete) and event.identity == ENDPOINT.encode()
     data_both_ways(buf, server)
 
 

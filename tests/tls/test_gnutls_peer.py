@@ -59,7 +59,7 @@ def test_gnutls_cli_against_our_server(identity: bytes, key: bytes) -> None:
         with process([*argv, "--pskusername", identity.decode(), "--pskkey", key.hex()]) as cli:
 
             def check(event: HandshakeComplete) -> None:
-                assert event.psk_identity == identity
+                assert event.identity == identity
 
             link = answer_upper(server, sock, cli, b"hello from gnutls\n", check)
             assert cli.stdin is not None

@@ -48,7 +48,7 @@ def test_s_client_against_our_server(key: bytes) -> None:
         with process(argv) as client:
 
             def check(event: HandshakeComplete) -> None:
-                assert event.psk_identity == IDENTITY
+                assert event.identity == IDENTITY
 
             link = answer_upper(server, sock, client, b"hello from openssl\n", check)
             server.close()  # s_client ends on our close_notify

@@ -21,6 +21,7 @@ from tests.helpers.pki import (
     Wire,
     ask,
     client_layer,
+    events_of,
     get,
     make_pki,
     mbedtls_hello,
@@ -37,7 +38,6 @@ from lwm2m.errors import DtlsError, DtlsHandshakeError, NoDtlsSession, RequestTi
 from lwm2m.transport.dtls import (
     CipherSuite,
     DtlsClientConfig,
-    DtlsLayer,
     DtlsServerConfig,
     HandshakeFailed,
     PeerIdentity,
@@ -53,10 +53,6 @@ FAST_HANDSHAKE = SessionLimits(handshake_timeout_min=0.05, handshake_timeout_max
 
 
 # --- the session layer in memory -------------------------------------------------------------------
-
-
-def events_of(layer: DtlsLayer, kind: type) -> list[Any]:
-    return [e for e in getattr(layer, "seen", []) if isinstance(e, kind)]
 
 
 # === records ===========================================================================================

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.helpers.client import temperature
 from tests.helpers.events import next_event
-from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, server_layer
+from tests.helpers.pki import KEY, SERVER, Wire, answer_requests, ask, client_layer, get, server_layer
 
 from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
@@ -106,6 +106,35 @@ def test_a_parked_session_is_found_by_its_cid_from_a_new_address() -> None:
     assert (moved.old, moved.addr) == (peer, new)
     sizes = server.state_sizes()
     assert sizes["dtls_parked"] == 0 and sizes["dtls_parked_cids"] == 0 and sizes["dtls_cids"] == 1
+    assert server.counters["sessions_resumed"] == 1 and server.counters["handshakes_done"] == 1
+
+
+def test_spoofed_cid_records_do_not_take_up_a_parked_session() -> None:
+    """Records that carry a parked session's CID but do not authenticate (a replay, forged ones,
+    garbage behind the CID) leave it parked where it was, from any address; the client's next
+    real record takes it up."""
+    wire = Wire()
+    now = time.monotonic()
+    server = wire.add(SERVER, server_layer({"dev-1": KEY}, SessionLimits(idle_timeout=30.0)))
+    peer = ("192.0.2.10", 40302)
+    client = wire.add(peer, client_layer("dev-1", KEY))
+    assert ask(wire, peer, now) is not None
+    record = client._sessions[SERVER].conn.write(Message.build(Type.NON, Code.GET, uri_path="/a").encode())
+    server.receive_datagram(record, peer, now)
+    answer_requests(server, now)
+    wire.pump(now)  # the answer
+    wire.tick(now + 31)
+    assert server.state_sizes()["dtls_parked_cids"] == 1
+    header = record[: CID_AT + 6]  # up to the length field: the CID is 6 bytes by default
+    spoofed = [record, record[:-1] + bytes([record[-1] ^ 1]), header + bytes(40), header + b"\x17" * 3]
+    elsewhere = ("203.0.113.9", 5000)
+    for source in (peer, elsewhere):
+        for datagram in spoofed:
+            server.receive_datagram(datagram, source, now + 32)
+    assert [info.addr for info in server.parked()] == [peer] and list(server.sessions()) == []
+    assert server.state_sizes()["dtls_parked_cids"] == 1 and server.state_sizes()["dtls_cids"] == 0
+    assert server.counters["sessions_resumed"] == 0 and moves(server) == []
+    assert ask(wire, peer, now + 33).payload == b"psk:dev-1"  # type: ignore[union-attr]
     assert server.counters["sessions_resumed"] == 1 and server.counters["handshakes_done"] == 1
 
 

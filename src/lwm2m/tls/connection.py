@@ -322,12 +322,13 @@ class ConnectionConfig:
 
 @dataclass(frozen=True, slots=True)
 class HandshakeComplete:
-    """The handshake finished; ``psk_identity`` is the identity it used (the client's: with
-    ECDHE_ECDSA, on the server, the client's certificate name or raw public key, on the client
-    empty); ``resumed`` is True for an abbreviated handshake (RFC 5246 §7.3); ``peer`` holds
-    the certificate or raw public key the peer proved it holds."""
+    """The handshake finished; ``identity`` names the client as the handshake authenticated it:
+    with a PSK suite its PSK identity (RFC 4279 §2, on both sides); with ECDHE_ECDSA, on the
+    server, the client's certificate name or raw public key (its SubjectPublicKeyInfo, RFC 7250),
+    on the client empty. ``resumed`` is True for an abbreviated handshake (RFC 5246 §7.3);
+    ``peer`` holds the certificate or raw public key the peer proved it holds."""
 
-    psk_identity: bytes
+    identity: bytes
     resumed: bool = False
     peer: PeerCredentials | None = None
 

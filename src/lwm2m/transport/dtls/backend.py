@@ -40,12 +40,36 @@ class Connection(Protocol):
     @property
     def cid(self) -> bytes: ...
 
+    @property
+    def resumed(self) -> bool:
+        """True once an abbreviated handshake (RFC 5246 §7.3, RFC 5077) made the session."""
+        ...
+
+    @property
+    def max_application_data(self) -> int | None:
+        """The largest plaintext ``write`` takes: one record within the peer's record size
+        limit (RFC 8449 §4); None when the library does not tell."""
+        ...
+
+    @property
+    def advanced(self) -> bool:
+        """What ``feed`` answered, or would have, for the datagram fed last (by either call)."""
+        ...
+
     def feed(self, datagram: bytes, now: float) -> bool:
         """A datagram from the peer; ``handshake()`` or ``read()`` takes what it held.
 
         True when a record of it authenticated with a sequence number above every one accepted
-        before (RFC 9146 §6: the test for taking a new peer address); a backend without
-        Connection IDs may always answer False."""
+        before (RFC 9146 §6: the test for taking a new peer address, and the layer's for
+        counting the peer as heard from); a backend that cannot tell answers False (then only
+        plaintext that ``read`` gives counts)."""
+        ...
+
+    def feed_read(self, datagram: bytes, now: float) -> bytes | None:
+        """``feed``, then the plaintext when the datagram was one application record that
+        authenticated and nothing else; None otherwise, when ``read`` and ``outgoing`` give
+        what it held (a backend without a shorter way feeds and answers None). ``advanced``
+        then tells what ``feed`` would have answered."""
         ...
 
     def handshake(self, now: float) -> bool:
@@ -92,10 +116,6 @@ class Connection(Protocol):
         ...
 
 
-# Memory one handshake in progress holds when a backend does not say (Mbed TLS's, measured).
-DEFAULT_HANDSHAKE_COST = 90 << 10
-
-
 class ServerFactory(Protocol):
     handshake_cost: int  # bytes one connection holds while its handshake is in progress
 
@@ -113,6 +133,16 @@ class ServerFactory(Protocol):
         ...
 
     def restore(self, state: bytes) -> Connection: ...
+
+    def ticket_state(self) -> bytes | None:
+        """The keys that open the session tickets issued (RFC 5077 §4) as bytes, key material
+        to keep like a key; None from a backend that issues no tickets or cannot export them."""
+        ...
+
+    def load_ticket_state(self, data: bytes) -> bool:
+        """Take up keys of ``ticket_state``; False from a backend that has none to take.
+        Raises DtlsError for bytes that are not such keys."""
+        ...
 
 
 class ClientFactory(Protocol):

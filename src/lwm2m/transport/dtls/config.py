@@ -225,8 +225,13 @@ class SessionLimits:
         return cap if self.max_handshakes is None else min(cap, self.max_handshakes)
 
     def __post_init__(self) -> None:
-        for name in ("max_sessions", "mtu", "max_queued", "handshake_memory"):
-            if getattr(self, name) < 1:
+        for name, value in (
+            ("max_sessions", self.max_sessions),
+            ("mtu", self.mtu),
+            ("max_queued", self.max_queued),
+            ("handshake_memory", self.handshake_memory),
+        ):
+            if value < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_handshakes is not None and self.max_handshakes < 1:
             raise ValueError("max_handshakes must be at least 1")

@@ -14,6 +14,7 @@ from typing import Any
 
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.transport.address import format_addr
+from lwm2m.transport.dtls.config import PeerIdentity
 from lwm2m.transport.dtls.events import HandshakeFailed, SessionEnded, SessionEstablished, SessionEvent
 
 __all__ = ["SessionLog"]
@@ -41,14 +42,16 @@ class SessionLog:
 
     def event(self, event: SessionEvent, now: float) -> None:
         self._budget.tick(now)  # a flood that ended: tell its count with the next event of any kind
-        kind = type(event)
-        if kind is HandshakeFailed:
-            self._failure(now, "DTLS handshake with %s failed: %s", _addr(event.addr), event.reason)  # type: ignore[attr-defined]
-        elif kind is SessionEnded:
-            reason = event.reason  # type: ignore[attr-defined]
+        if isinstance(event, HandshakeFailed):
+            self._failure(now, "DTLS handshake with %s failed: %s", _addr(event.addr), event.reason)
+        elif isinstance(event, SessionEnded):
+            reason = event.reason
             if reason == "error":
                 self._failure(
-                    now, "DTLS session with %s (%s) ended by an error", _addr(event.addr), _who(event)
+                    now,
+                    "DTLS session with %s (%s) ended by an error",
+                    _addr(event.addr),
+                    _who(event.identity),
                 )
             elif reason == "closed":
                 # The peer sent close_notify or a fatal alert (RFC 5246 §7.2); only an authenticated
@@ -56,17 +59,19 @@ class SessionLog:
                 log.info(
                     "DTLS session with %s (%s) closed by the peer (close_notify or an alert)",
                     _addr(event.addr),
-                    _who(event),
+                    _who(event.identity),
                 )
             elif log.isEnabledFor(logging.DEBUG):
-                log.debug("DTLS session with %s (%s) ended: %s", _addr(event.addr), _who(event), reason)
-        elif kind is SessionEstablished and log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "DTLS session with %s (%s) ended: %s", _addr(event.addr), _who(event.identity), reason
+                )
+        elif isinstance(event, SessionEstablished) and log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "DTLS session with %s established: %s, %s%s",
                 _addr(event.addr),
-                _who(event),
-                event.cipher_suite,  # type: ignore[attr-defined]
-                " (resumed)" if event.resumed else "",  # type: ignore[attr-defined]
+                _who(event.identity),
+                event.cipher_suite,
+                " (resumed)" if event.resumed else "",
             )
 
     def _failure(self, now: float, fmt: str, *args: Any) -> None:
@@ -85,6 +90,5 @@ class SessionLog:
         self._budget.flush()
 
 
-def _who(event: Any) -> str:
-    identity = getattr(event, "identity", None)
+def _who(identity: PeerIdentity | None) -> str:
     return "no identity" if identity is None else f"identity {identity}"

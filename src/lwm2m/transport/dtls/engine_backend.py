@@ -301,7 +301,7 @@ class _Connection:
                 if peer is not None:  # ECDHE_ECDSA: the certificate or raw public key proved
                     self._identity = peer_identity(peer)
                 else:
-                    name = event.psk_identity.decode("utf-8", "replace")  # type: ignore[union-attr]
+                    name = event.identity.decode("utf-8", "replace")  # type: ignore[union-attr]
                     self._identity = PeerIdentity("psk", name)
                 if self._remember is not None:
                     self._remember(conn.session)
@@ -459,10 +459,11 @@ class _ServerFactory:
         """The ticket keys' secrets as bytes (they open every ticket issued: keep them as keys)."""
         return self._tickets.to_bytes()
 
-    def load_ticket_state(self, data: bytes) -> None:
+    def load_ticket_state(self, data: bytes) -> bool:
         """Open the tickets issued under saved keys (a restart, or another node of a cluster)."""
         self._tickets.load(data)
         self._config = dataclasses.replace(self._config, ticket_keys=self._tickets.keys)
+        return True
 
     def accept(self, datagram: bytes, client_id: bytes, now: float) -> tuple[_Connection | None, bytes]:
         # Nothing is kept until the cookie checks out (RFC 6347 §4.2.1).

@@ -24,9 +24,10 @@ Sessions are keyed by the peer's socket address, many on one socket:
 - Established sessions are bounded (``max_sessions``) and leave memory when idle
   for ``idle_timeout`` or when the least recently used must make room. When the
   backend can save them they are kept as saved state (``max_parked``) and
-  taken up again without a handshake when the peer sends its next record (or when
+  taken up again without a handshake when the peer's next record authenticates (or when
   the CoAP endpoint sends to the peer); a parked session with a Connection ID is
-  found by it too, from whatever address its next record comes.
+  found by it too, from whatever address its next record comes. A datagram that does not
+  authenticate leaves it parked.
 - A client (``client`` factory given) starts a handshake on the first datagram
   the CoAP endpoint sends to an address without a session, and holds the
   datagrams (``max_queued``) until it ends. The backend is told the address, so
@@ -49,11 +50,17 @@ backend's ticket keys (RFC 5077) the same way.
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
 
-A backend connection may offer ``feed_read(datagram, now)`` (the engine's does): ``feed`` and
-``read`` in one call for the datagram an established session gets most, one application
-record; its plaintext goes straight to the CoAP endpoint, and anything else (None) takes the
-general way, ``read`` and ``outgoing``. Such a connection also tells, as ``advanced``, what
-``feed`` would have returned.
+An established session's datagrams go through ``Connection.feed_read``: ``feed`` and ``read``
+in one call for the datagram such a session gets most, one application record (the engine
+opens it without an event object in between); its plaintext goes straight to the CoAP
+endpoint, and anything else (None) takes the general way, ``read`` and ``outgoing``.
+``advanced`` then tells what ``feed`` would have returned.
+
+Only what authenticated counts as hearing from a peer: plaintext read, or a record that
+advanced the replay window (RFC 6347 §4.1.2.6). Anyone can send datagrams from a session's
+address (UDP source addresses are not checked), so a datagram that does not authenticate
+(garbage, a forged or replayed record) neither refreshes the session's idle time nor moves it
+in the eviction order: it cannot keep a session in memory that its peer left.
 """
 
 from __future__ import annotations
@@ -63,12 +70,12 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.errors import DtlsError, HandshakeError, RecordTooLarge, SessionStateError
 from lwm2m.errors import SessionClosed as _SessionClosed
-from lwm2m.transport.dtls.backend import DEFAULT_HANDSHAKE_COST, ClientFactory, Connection, ServerFactory
+from lwm2m.transport.dtls.backend import ClientFactory, Connection, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.events import (
     HandshakeFailed,
@@ -80,7 +87,11 @@ from lwm2m.transport.dtls.events import (
 from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
 from lwm2m.transport.dtls.saved import SavedState, decode_saved, encode_saved
 
-__all__ = ["MAX_DATAGRAM", "DtlsLayer", "SessionInfo"]
+if TYPE_CHECKING:
+    from lwm2m.coap.events import Event, RequestReceived
+    from lwm2m.coap.message import Message
+
+__all__ = ["MAX_DATAGRAM", "CoapSide", "DtlsLayer", "SessionInfo"]
 
 log = logging.getLogger(__name__)
 # Messages dropped as too large for a peer's records: a few lines and a count, per process.
@@ -99,6 +110,50 @@ _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only
 # The largest datagram taken: a full record (2^14 bytes of plaintext, RFC 6347 §4.1) fits; CoAP over
 # DTLS stays far below (RFC 7252 §4.6), and the TLS library's input buffer is not much larger.
 MAX_DATAGRAM = 16384 + 512
+
+
+class CoapSide(Protocol):
+    """What the layer uses of the sans-IO CoAP endpoint it wraps (``lwm2m.coap.endpoint.Endpoint``):
+    the driver's side, which the layer stands between, and the application's, which it passes on.
+
+    ``payload_limit`` is set by the layer: the largest CoAP message a peer's session takes, so
+    that blocks fit in one record (RFC 8449 §4, RFC 7959). ``released`` is the bytes the
+    endpoint let go of so far (estimated), which the layer adds to its own."""
+
+    payload_limit: Callable[[Any], int | None] | None
+
+    @property
+    def released(self) -> int: ...
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]: ...
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_event(self) -> Event | None: ...
+
+    def state_sizes(self) -> dict[str, int]: ...
+
+    def respond(self, event: RequestReceived, response: Message, now: float) -> None: ...
+
+    def request(self, message: Message, addr: Any, now: float) -> bytes: ...
+
+    def notify(
+        self, relation: tuple[Any, bytes], message: Message, now: float, *, confirmable: bool = False
+    ) -> bool: ...
+
+    def cancel(self, token: bytes, addr: Any = None) -> None: ...
+
+    def resume_observation(
+        self, addr: Any, token: bytes, now: float, request: Message | None = None
+    ) -> None: ...
+
+    def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool: ...
+
+    def observations(self) -> list[tuple[Any, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +228,7 @@ def _payload_limit(sessions: Mapping[Addr, _Session]) -> Callable[[Addr], int | 
 
     def limit(addr: Addr) -> int | None:
         s = sessions.get(addr)
-        return None if s is None else getattr(s.conn, "max_application_data", None)
+        return None if s is None else s.conn.max_application_data
 
     return limit
 
@@ -181,19 +236,6 @@ def _payload_limit(sessions: Mapping[Addr, _Session]) -> Callable[[Addr], int | 
 def _client_id(addr: Addr) -> bytes:
     """The transport address a cookie is bound to (RFC 6347 §4.2.1)."""
     return f"{addr[0]}|{addr[1]}".encode()
-
-
-class _FromInner:
-    """The CoAP endpoint's attribute of the same name, looked up when used: a simulator runs a
-    layer per device, and a bound method held for each name would cost 70 bytes a device."""
-
-    __slots__ = ("name",)
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, layer: Any, owner: type | None = None) -> Any:
-        return self if layer is None else getattr(layer.inner, self.name)
 
 
 class _Counters(dict[str, int]):
@@ -212,16 +254,9 @@ class _Counters(dict[str, int]):
 class DtlsLayer:
     """DTLS sessions per peer address around one CoAP ``Endpoint`` (see the module docstring)."""
 
-    request = _FromInner()
-    notify = _FromInner()
-    cancel = _FromInner()
-    resume_observation = _FromInner()
-    move_observation = _FromInner()
-    observations = _FromInner()
-
     def __init__(
         self,
-        inner: Any,
+        inner: CoapSide,
         *,
         server: ServerFactory | None = None,
         client: ClientFactory | None = None,
@@ -231,18 +266,16 @@ class DtlsLayer:
             raise ValueError("a DTLS layer needs a server factory, a client factory, or both")
         self.inner = inner
         # The application side is the CoAP endpoint's own: ``respond`` (once per request a
-        # server answers) bound here, the others looked up when used (_FromInner).
+        # server answers) bound here, the others passed on when called (a simulator runs a
+        # layer per device, and a bound method held for each would cost 70 bytes a device).
         self.respond = inner.respond
         self._inner_next = inner.next_event
         self._server = server
         self._client = client
         self.limits = limits or SessionLimits()
-        costs = [
-            getattr(f, "handshake_cost", DEFAULT_HANDSHAKE_COST) for f in (server, client) if f is not None
-        ]
-        self.handshake_cost = max(costs)
+        self.handshake_cost = max(f.handshake_cost for f in (server, client) if f is not None)
         self.max_handshakes = self.limits.handshake_cap(self.handshake_cost)
-        self._cid_length = getattr(server, "cid_length", 0) if server is not None else 0
+        self._cid_length = server.cid_length if server is not None else 0
         self._by_cid: dict[bytes, _Session] = {}  # server sessions and handshakes by their CID
         self._released = 0  # estimated bytes let go of by ended handshakes and sessions
         self._sessions: OrderedDict[Addr, _Session] = OrderedDict()  # least recently heard first
@@ -255,9 +288,8 @@ class DtlsLayer:
         self._events: list[SessionEvent] = []
         self._heap: list[tuple[float, int, _Session]] = []
         self._seq = 0
-        if hasattr(inner, "payload_limit"):
-            # CoAP blocks must fit in one record of the peer's limit (RFC 8449 §4, RFC 7959).
-            inner.payload_limit = _payload_limit(self._sessions)
+        # CoAP blocks must fit in one record of the peer's limit (RFC 8449 §4, RFC 7959).
+        inner.payload_limit = _payload_limit(self._sessions)
         # Counters start empty and read as 0 (``_Counters``): a simulator runs one layer per
         # device, and fourteen zeros in a dict of their own cost each layer about 400 bytes.
         self.counters: dict[str, int] = _Counters()
@@ -274,24 +306,24 @@ class DtlsLayer:
                 if data[0] == _TLS12_CID and (self._by_cid or self._parked_cid):
                     cid = data[_CID_AT : _CID_AT + self._cid_length]
                     c = self._by_cid.get(cid)
-                    if c is None and cid in self._parked_cid:
-                        c = self._unpark(self._parked_cid[cid], now)
                     if c is not None:
                         self._receive_cid(c, data, addr, now)
+                        return
+                    if cid in self._parked_cid and self._receive_parked(
+                        self._parked_cid[cid], data, addr, now
+                    ):
                         return
                 s = self._sessions.get(addr)
                 if s is not None:
                     # The common case inline: one application record, its plaintext straight to
                     # the CoAP endpoint (what _receive_records and _deliver_one do, in one frame).
-                    feed_read = getattr(s.conn, "feed_read", None)
-                    if feed_read is None:
-                        self._receive_records(s, data, now)
-                    elif (plain := feed_read(data, now)) is not None:
+                    conn = s.conn
+                    if (plain := conn.feed_read(data, now)) is not None:
                         s.last_seen = now
                         self._sessions.move_to_end(addr)
                         self.inner.receive_datagram(plain, addr, now)
                     else:
-                        self._deliver(s, now)
+                        self._deliver(s, now, conn.advanced)
                     return
             self._receive_other(data, addr, now)
         except DtlsError:
@@ -383,6 +415,29 @@ class DtlsLayer:
         return self._inner_next()
 
     # === the application's side =================================================================
+    # The CoAP endpoint's calls, passed on: what they send goes out through the peer's session.
+
+    def request(self, message: Message, addr: Addr, now: float) -> bytes:
+        return self.inner.request(message, addr, now)
+
+    def notify(
+        self, relation: tuple[Addr, bytes], message: Message, now: float, *, confirmable: bool = False
+    ) -> bool:
+        return self.inner.notify(relation, message, now, confirmable=confirmable)
+
+    def cancel(self, token: bytes, addr: Addr = None) -> None:
+        self.inner.cancel(token, addr)
+
+    def resume_observation(
+        self, addr: Addr, token: bytes, now: float, request: Message | None = None
+    ) -> None:
+        self.inner.resume_observation(addr, token, now, request)
+
+    def move_observation(self, token: bytes, addr: Addr, new_addr: Addr) -> bool:
+        return self.inner.move_observation(token, addr, new_addr)
+
+    def observations(self) -> list[tuple[Addr, bytes]]:
+        return self.inner.observations()
 
     def connect(self, addr: Addr, now: float) -> bool:
         """Make sure a session with ``addr`` exists or is being made (client role); True if it is up."""
@@ -492,23 +547,18 @@ class DtlsLayer:
 
     def ticket_state(self) -> bytes | None:
         """The server backend's ticket keys as bytes (key material), or None if it has none."""
-        export = getattr(self._server, "ticket_state", None)
-        return None if export is None else bytes(export())
+        return None if self._server is None else self._server.ticket_state()
 
     def load_ticket_state(self, data: bytes) -> bool:
         """Give the server backend saved ticket keys; False if it has none to take.
         Raises DtlsError for bytes that are not its keys."""
-        load = getattr(self._server, "load_ticket_state", None)
-        if load is None:
-            return False
-        load(data)
-        return True
+        return self._server is not None and self._server.load_ticket_state(data)
 
     @property
     def released(self) -> int:
         """Bytes let go of so far (estimated), this layer's and the CoAP endpoint's: the
         transport gives memory back to the system after a large amount was released."""
-        return self._released + getattr(self.inner, "released", 0)
+        return self._released + self.inner.released
 
     def state_sizes(self) -> dict[str, int]:
         sizes = dict(self.inner.state_sizes())
@@ -528,21 +578,22 @@ class DtlsLayer:
 
     def _receive_records(self, s: _Session, data: bytes, now: float) -> None:
         conn = s.conn
-        feed_read = getattr(conn, "feed_read", None)
-        if feed_read is None:
-            conn.feed(data, now)
-        elif (plain := feed_read(data, now)) is not None:
+        if (plain := conn.feed_read(data, now)) is not None:
             self._deliver_one(s, plain, now)
-            return
-        self._deliver(s, now)
+        else:
+            self._deliver(s, now, conn.advanced)
 
     def _deliver_one(self, s: _Session, plain: bytes, now: float) -> None:
         """The plaintext of a datagram that held one application record and nothing else: no
-        read loop, and nothing to send back (a backend's ``feed_read`` said so)."""
+        read loop, and nothing to send back (the backend's ``feed_read`` said so)."""
+        self._heard(s, now)
+        self.inner.receive_datagram(plain, s.addr, now)
+
+    def _heard(self, s: _Session, now: float) -> None:
+        """The peer of ``s`` sent something that authenticated: its idle time starts anew, and
+        it goes last in the eviction order (never for a datagram that did not authenticate)."""
         s.last_seen = now
-        addr = s.addr
-        self._sessions.move_to_end(addr)
-        self.inner.receive_datagram(plain, addr, now)
+        self._sessions.move_to_end(s.addr)
 
     def _receive_cid(self, s: _Session, data: bytes, addr: Addr, now: float) -> None:
         """A tls12_cid record for the session or handshake that gave its CID (RFC 9146 §6)."""
@@ -554,19 +605,14 @@ class DtlsLayer:
         if self._sessions.get(s.addr) is not s:
             return
         conn = s.conn
-        feed_read = getattr(conn, "feed_read", None)
-        plain = None
-        if feed_read is None:
-            newer = conn.feed(data, now)
-        else:
-            plain = feed_read(data, now)
-            newer = getattr(conn, "advanced", False)  # a backend with feed_read tells it so
+        plain = conn.feed_read(data, now)
+        newer = conn.advanced
         if newer and addr != s.addr:
             self._move(s, addr)
         if plain is not None:
             self._deliver_one(s, plain, now)
         else:
-            self._deliver(s, now)
+            self._deliver(s, now, newer)
 
     def _move(self, s: _Session, addr: Addr) -> None:
         """The peer of ``s`` now sends from ``addr`` (RFC 9146 §6)."""
@@ -582,14 +628,19 @@ class DtlsLayer:
         self.counters["sessions_moved"] += 1
         self._events.append(SessionMoved(addr, s.identity, old))
 
-    def _deliver(self, s: _Session, now: float) -> None:
+    def _deliver(self, s: _Session, now: float, heard: bool) -> None:
+        """What a datagram fed to the session of ``s`` held; ``heard`` when a record of it
+        authenticated, else only plaintext read counts as hearing from the peer."""
         conn = s.conn
         addr = s.addr
-        s.last_seen = now
-        self._sessions.move_to_end(addr)
+        if heard:
+            self._heard(s, now)
         receive = self.inner.receive_datagram
         try:
             while (plain := conn.read()) is not None:
+                if not heard:
+                    heard = True
+                    self._heard(s, now)
                 receive(plain, addr, now)
         except _SessionClosed as exc:
             reason = "closed" if "close" in str(exc).lower() else "error"
@@ -617,12 +668,10 @@ class DtlsLayer:
             hs.conn.feed(data, now)
             self._drive(hs, now)
             return
-        if s is None:
-            s = self._unpark(addr, now)
-            if s is None:
-                self.counters["dropped_unknown_peer"] += 1
-                return
-        self._receive_records(s, data, now)
+        if s is not None:
+            self._receive_records(s, data, now)
+        elif not self._receive_parked(addr, data, addr, now):
+            self.counters["dropped_unknown_peer"] += 1
 
     def _hello(self, data: bytes, addr: Addr, now: float) -> None:
         assert self._server is not None
@@ -699,7 +748,7 @@ class DtlsLayer:
         hs.cipher = conn.cipher_suite()
         hs.last_seen = now
         self.counters["handshakes_done"] += 1
-        resumed = bool(getattr(conn, "resumed", False))
+        resumed = conn.resumed
         if resumed:
             self.counters["handshakes_resumed"] += 1
         old = self._sessions.pop(addr, None)
@@ -720,7 +769,7 @@ class DtlsLayer:
                 except _SessionClosed:
                     self._end(hs, "error")
                     return
-        self._deliver(hs, now)  # records that came with the last flight
+        self._deliver(hs, now, True)  # records that came with the last flight
 
     def _fail(self, hs: _Session, reason: str) -> None:
         addr = hs.addr
@@ -801,22 +850,29 @@ class DtlsLayer:
             del self._parked_cid[p.cid]
         return p
 
-    def _unpark(self, addr: Addr, now: float) -> _Session | None:
-        p = self._pop_parked(addr)
+    def _restore(self, addr: Addr) -> tuple[_Parked, Connection] | None:
+        """The parked session of ``addr`` and its connection made anew from the saved bytes; it
+        stays parked (taken up by ``_take_up``). None when there is none, or when the bytes do
+        not restore: that session then ends."""
+        p = self._parked.get(addr)
         if p is None:
             return None
         factory = self._server if p.role == "server" else self._client
         if factory is None:
             return None
         try:
-            conn = factory.restore(p.state)
+            return p, factory.restore(p.state)
         except DtlsError:
-            self._events.append(SessionEnded(addr, p.identity, "error"))
-            return None
+            pass
         except Exception:  # state another backend saved (a restart with other settings)
             log.warning("DTLS: the saved session of %s could not be taken up", addr, exc_info=True)
-            self._events.append(SessionEnded(addr, p.identity, "error"))
-            return None
+        self._pop_parked(addr)
+        self._events.append(SessionEnded(addr, p.identity, "error"))
+        return None
+
+    def _take_up(self, addr: Addr, p: _Parked, conn: Connection, now: float) -> _Session:
+        """The parked session of ``addr`` back in the session table, on ``conn`` (``_restore``)."""
+        self._pop_parked(addr)
         s = _Session(conn, addr, p.role, now)
         s.identity = p.identity
         s.cipher = p.cipher
@@ -827,6 +883,45 @@ class DtlsLayer:
             self._by_cid[s.cid] = s
         self.counters["sessions_resumed"] += 1
         return s
+
+    def _unpark(self, addr: Addr, now: float) -> _Session | None:
+        """The parked session of ``addr`` taken up to send with, or None."""
+        restored = self._restore(addr)
+        return None if restored is None else self._take_up(addr, *restored, now)
+
+    def _receive_parked(self, parked: Addr, data: bytes, addr: Addr, now: float) -> bool:
+        """A datagram from ``addr`` for the session parked at ``parked`` (the same address, or
+        found by its CID); False when no such session could be restored.
+
+        The session is taken up only when something of the datagram authenticates: a datagram
+        that does not (anyone can send from the peer's address) leaves it parked as it was, in
+        its place, and so moves no live session out of memory to make room."""
+        restored = self._restore(parked)
+        if restored is None:
+            return False
+        p, conn = restored
+        plain = conn.feed_read(data, now)
+        held = [] if plain is None else [plain]
+        try:
+            while (more := conn.read()) is not None:
+                held.append(more)
+        except _SessionClosed as exc:  # the peer closed it, or it broke: it leaves the parked ones
+            self._pop_parked(parked)
+            reason = "closed" if "close" in str(exc).lower() else "error"
+            self._events.append(SessionEnded(parked, p.identity, reason))
+            return True
+        newer = conn.advanced
+        if not held and not newer:
+            return True  # nothing authenticated: the restored connection is let go
+        s = self._take_up(parked, p, conn, now)
+        if newer and addr != parked:
+            self._move(s, addr)  # a CID record from a new address (RFC 9146 §6)
+        receive = self.inner.receive_datagram
+        for plaintext in held:
+            receive(plaintext, s.addr, now)
+        for datagram in conn.outgoing():
+            self._out.append((datagram, s.addr))
+        return True
 
     def _end(self, s: _Session, reason: str) -> None:
         if self._sessions.get(s.addr) is s:
