@@ -700,15 +700,9 @@ class DtlsConnection:
         self._timer = None
         self._events.clear()
         self._client_random, self._server_random = state.client_random, state.server_random
-        self._master = session.master_secret
         self._use_ems = session.extended_master_secret
-        self._identity = session.identity
-        self._session_id = session.session_id
-        self._created = session.created
-        self._ticket, self._ticket_lifetime = session.ticket, session.ticket_lifetime
-        self._binding = session.binding
         self._suite = session.cipher_suite
-        self._install_key_block()
+        self._take_up(session)
         self._write_epoch = 1
         self._write_seq = [0, state.write_sequence]
         window = ReplayWindow(1)
@@ -1269,13 +1263,7 @@ class DtlsConnection:
             # resuming one without the extension must abort.
             raise HandshakeAborted(HANDSHAKE_FAILURE, "the server resumed without extended_master_secret")
         self._resumed = True
-        self._identity = offer.identity
-        self._session_id = offer.session_id
-        self._created = offer.created
-        self._ticket, self._ticket_lifetime = offer.ticket, offer.ticket_lifetime
-        self._binding = offer.binding
-        self._master = offer.master_secret
-        self._install_key_block()
+        self._take_up(offer)
         # The hello's timer keeps running: the server's flight may still be lost. Records that
         # waited for the keys are taken once the rest of this batch is (_receive_handshake).
         self._state = _State.WAIT_FINISHED
@@ -1454,13 +1442,22 @@ class DtlsConnection:
             return None  # the identity was removed or its PSK replaced since: its sessions go
         return session
 
-    def _resume_as_server(self, session: ResumableSession, parts: list[_FlightPart], now: float) -> None:
-        self._resumed = True
+    def _take_up(self, session: ResumableSession, *, server: bool = False) -> None:
+        """The session's identity, times, binding and master secret, and the keys they give with
+        this handshake's randoms (RFC 5246 §7.3, §6.3). A server keeps the session id it echoed
+        and issues a ticket of its own, so it takes neither from the session."""
         self._identity = session.identity
         self._created = session.created
         self._binding = session.binding
         self._master = session.master_secret
+        if not server:
+            self._session_id = session.session_id
+            self._ticket, self._ticket_lifetime = session.ticket, session.ticket_lifetime
         self._install_key_block()
+
+    def _resume_as_server(self, session: ResumableSession, parts: list[_FlightPart], now: float) -> None:
+        self._resumed = True
+        self._take_up(session, server=True)
         if self._ticket_promised:
             parts += self._ticket_parts()
         parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
