@@ -21,6 +21,11 @@ DER = _P256.public_key().public_bytes(
 PEM = _P256.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
 )
+# The same key as a compressed point (RFC 5480 §2.2): 0x02 or 0x03 and the x coordinate only.
+_POINT = _P256.public_key().public_bytes(
+    serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+)
+COMPRESSED = bytes.fromhex("3039301306072a8648ce3d020106082a8648ce3d030107032200") + _POINT
 
 
 def test_der_and_pem_give_the_same_bytes() -> None:
@@ -54,6 +59,7 @@ def test_rsa_keys_fit_under_the_bound() -> None:
         ),
         (b"-----BEGIN PUBLIC KEY-----\n!!!!\n-----END PUBLIC KEY-----\n", "PUBLIC KEY block"),
         (b"-----BEGIN PUBLIC KEY-----\nAAA=A\n-----END PUBLIC KEY-----\n", "base64"),
+        (COMPRESSED, "compressed EC point"),
     ],
 )
 def test_malformed_keys_are_refused(data: bytes, reason: str) -> None:

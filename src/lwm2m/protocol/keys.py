@@ -22,6 +22,7 @@ MAX_PUBLIC_KEY = 1024  # bytes of DER: EC keys take 91 (P-256), RSA-4096 keys 55
 _PEM = re.compile(rb"-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----")
 _SEQUENCE = 0x30
 _BIT_STRING = 0x03
+_EC_PUBLIC_KEY = bytes.fromhex("06072a8648ce3d0201")  # the OID id-ecPublicKey (RFC 5480 §2.1.1)
 
 
 def _element(data: bytes, at: int) -> tuple[int, int, int]:
@@ -67,4 +68,7 @@ def public_key_der(data: bytes) -> bytes:
     tag, key_start, key_end = _element(data, algorithm_end)
     if tag != _BIT_STRING or key_end != end or key_end - key_start < 2:
         raise ConfigError("the public key has no key bits after its algorithm")
+    if _EC_PUBLIC_KEY in data[start:algorithm_end] and data[key_start + 1] in (2, 3):
+        # RFC 8422 §5.1.2: peers send uncompressed points, and the handshake compares bytes.
+        raise ConfigError("the public key is a compressed EC point: give it in uncompressed form")
     return data
