@@ -28,7 +28,11 @@ store first) and has the fleet register and answer over DTLS (``coaps://``): the
 device then includes its DTLS session.
 
     python bench/simulator.py [--count 1000] [--profile mixed] [--rate 2000] [--seconds 30]
-                              [--security nosec|psk]
+                              [--security nosec|psk] [--trace N]
+
+``--trace N`` also prints, on stderr, the N source lines holding the most memory (tracemalloc, in
+bytes per device) once the fleet has registered and after the window; tracing slows the run and
+inflates the resident memory, so take the memory per device from a run without it.
 """
 
 from __future__ import annotations
