@@ -28,7 +28,11 @@ store first) and has the fleet register and answer over DTLS (``coaps://``): the
 device then includes its DTLS session.
 
     python bench/simulator.py [--count 1000] [--profile mixed] [--rate 2000] [--seconds 30]
-                              [--security nosec|psk]
+                              [--security nosec|psk] [--trace N]
+
+``--trace N`` also prints, on stderr, the N source lines holding the most memory (tracemalloc, in
+bytes per device) once the fleet has registered and after the window; tracing slows the run and
+inflates the resident memory, so take the memory per device from a run without it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ import resource
 import statistics
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 
 from coap_loop import HOST, free_port, measure
@@ -272,6 +277,23 @@ class Results:
     library: int = 0  # resident bytes of loading the DTLS stack, once for the process
 
 
+def print_trace(when: str, top: int, count: int) -> None:
+    """The ``top`` source lines holding the most traced memory now, in bytes per device."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        (tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>"))
+    )
+    stats = snapshot.statistics("lineno")
+    total = sum(s.size for s in stats)
+    print(f"tracemalloc, {when}: {total / count:,.0f} B per device", file=sys.stderr)
+    for s in stats[:top]:
+        frame = s.traceback[0]
+        name = frame.filename.split("/src/")[-1].split("/lib/")[-1]
+        print(
+            f"  {s.size / count:8,.0f} B  {s.count / count:6.1f} blocks  {name}:{frame.lineno}",
+            file=sys.stderr,
+        )
+
+
 async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
     from lwm2m.simulator import Fleet, FleetConfig
     from lwm2m.transport.eventloop import is_uvloop
@@ -329,6 +351,8 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
         gc.collect()
         rss0 = rss_bytes()
         library = rss0 - library
+        if args.trace:
+            tracemalloc.start()
         cpu0, t0 = time.process_time(), loop.time()
         await fleet.start()
         try:
@@ -341,6 +365,8 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
         registration_cpu = (time.process_time() - cpu0) / registered_at
         gc.collect()
         rss1 = rss_bytes()
+        if args.trace:
+            print_trace("registered", args.trace, args.count)
 
         targets = [(d.endpoint, READ_PATHS[d.profile.name]) for d in fleet.devices]
         spent[:] = [0.0, 0]
@@ -352,6 +378,10 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
         steady = loop.time() - t1
         steady_cpu = (time.process_time() - cpu1) / steady
         rss2 = rss_bytes()
+        if args.trace:
+            gc.collect()
+            print_trace("after the window", args.trace, args.count)
+            tracemalloc.stop()
         stats = fleet.stats()
         conn.send(("count",))
         _, on_server = await recv(30)
@@ -454,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dedup", type=int, default=16, help="CoAP exchanges each device remembers")
     parser.add_argument("--security", choices=("nosec", "psk"), default="nosec", help="psk: CoAP over DTLS")
     parser.add_argument("--echo-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--trace", type=int, default=0, help="print the N lines holding most memory (tracemalloc)"
+    )
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args(argv)
     if args.count < 1 or args.rate <= 0:

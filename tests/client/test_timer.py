@@ -1,5 +1,6 @@
 """LoopTimer: a sans-IO part driven at the times it asks for, on a stand-in for the asyncio loop
-with a virtual clock (call_at, call_soon and time are all LoopTimer uses of a loop)."""
+with a virtual clock (call_at, call_soon and time are all LoopTimer uses of a loop); Flag, the light
+asyncio.Event of the registration loop, on the running loop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from lwm2m.client.timer import IMMEDIATELY, LoopTimer
+import pytest
+
+from lwm2m.client.timer import IMMEDIATELY, Flag, LoopTimer
 
 
 class Handle:
@@ -133,3 +136,43 @@ async def test_on_the_running_loop() -> None:
     timer.update()
     await asyncio.sleep(0)
     assert len(part.calls) == 1
+
+
+async def test_flag_wakes_every_waiter_and_a_set_flag_does_not_wait() -> None:
+    flag = Flag()
+    assert not flag.is_set()
+    woken: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await flag.wait()
+        woken.append(n)
+
+    tasks = [asyncio.create_task(waiter(n)) for n in range(3)]
+    await asyncio.sleep(0)
+    assert woken == []
+    flag.set()
+    flag.clear()  # cleared before the waiters run: they were woken all the same (as asyncio.Event)
+    await asyncio.gather(*tasks)
+    assert sorted(woken) == [0, 1, 2]
+    assert not flag.is_set()
+    flag.set()
+    flag.set()
+    assert flag.is_set()
+    assert await asyncio.wait_for(flag.wait(), 0.1) is True  # set: returns at once
+
+
+async def test_flag_wait_times_out_and_a_later_set_still_wakes_the_others() -> None:
+    flag = Flag()
+    loop = asyncio.get_running_loop()
+    t = loop.time()
+    assert await flag.wait(0.02) is False  # its own timeout: False, not an exception
+    assert loop.time() - t >= 0.015
+    with pytest.raises(TimeoutError):  # and a timeout around it cancels it
+        async with asyncio.timeout(0.01):
+            await flag.wait()
+    waiting = [asyncio.create_task(flag.wait(timeout)) for timeout in (None, 5.0)]
+    await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiting), 0.1) == [True, True]
+    assert await flag.wait(0.0) is True  # set: True at once, whatever the timeout

@@ -162,3 +162,25 @@ async def test_a_failing_event_handler_spoils_neither_later_events_nor_sends(
     assert seen == [("got", b"one"), ("got", b"two")]
     assert "event handler failed" in caplog.text
     driver.close()
+
+
+async def test_events_go_once_each_oldest_first_even_when_a_handler_flushes() -> None:
+    loop = asyncio.get_running_loop()
+    ep = Scripted()
+    seen: list[Any] = []
+    sock = bind_udp("127.0.0.1", 0)
+
+    def on_event(event: Any, now: float) -> None:
+        seen.append(event)
+        if event == "a":
+            ep.events.append("d")  # raised by what the handler did
+            driver.flush(now)  # the application flushes from inside a handler: it goes on from b
+
+    driver = UdpDriver(loop, ep, [sock], on_event)
+    ep.events.extend(["a", "b", "c"])
+    driver.flush()
+    assert seen == ["a", "b", "c", "d"] and ep.events == []
+    ep.events.append("e")
+    driver.flush()
+    assert seen == ["a", "b", "c", "d", "e"]
+    driver.close()

@@ -191,3 +191,33 @@ def test_loop_choice() -> None:
         assert run(which(), use_uvloop=True) is True
         assert run(which()) is True  # the default when installed
         assert loop_factory()().__class__.__module__.startswith("uvloop")
+
+
+async def test_sender_queues_again_after_a_drained_backlog_and_close_drops_it() -> None:
+    loop = asyncio.get_running_loop()
+    real = bind_udp("127.0.0.1", 0)
+    fake = _FullSocket(real)
+    sender = DatagramSender(loop, fake)  # type: ignore[arg-type]
+    assert sender.pending == 0
+    for burst in (b"ab", b"cd"):  # the second backlog is made anew after the first one drained
+        fake.full = True
+        for byte in burst:
+            sender.send(bytes([byte]), ("127.0.0.1", 9))
+        assert sender.pending == 2
+        fake.full = False
+        for _ in range(100):
+            await asyncio.sleep(0.005)
+            if not sender.pending:
+                break
+        assert sender.pending == 0
+    assert fake.sent == [b"a", b"b", b"c", b"d"]
+    fake.full = True
+    sender.send(b"e", ("127.0.0.1", 9))
+    assert sender.pending == 1
+    sender.close()  # what was queued is dropped
+    assert sender.pending == 0
+    fake.full = False
+    sender.send(b"f", ("127.0.0.1", 9))  # straight through
+    await asyncio.sleep(0.02)
+    assert fake.sent == [b"a", b"b", b"c", b"d", b"f"]
+    real.close()

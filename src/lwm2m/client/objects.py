@@ -33,6 +33,8 @@ class LwM2MObject:
     arguments, else a generic :class:`ObjectInstance`.
     """
 
+    __slots__ = ("definition", "factory", "instances")  # a few per simulated device
+
     def __init__(self, definition: ObjectDefinition, factory: InstanceFactory | None = None) -> None:
         self.definition = definition
         self.factory = factory
@@ -71,6 +73,8 @@ class ObjectTree:
         self.objects: dict[int, LwM2MObject] = {}
         self.on_value: Callable[[ObjectInstance, int], None] | None = None
         self.on_structure: Callable[[], None] | None = None
+        # One bound method for every instance to call, not one made per instance added.
+        self._on_change = self._value_changed
 
     # --- building ------------------------------------------------------------------------
 
@@ -99,9 +103,13 @@ class ObjectTree:
             raise ValueError(f"instance /{obj.id}/{instance.id} exists already")
         if obj.instances and not obj.definition.multiple:
             raise ValueError(f"object {obj.id} ({obj.definition.name}) is single-instance")
-        obj.instances[instance.id] = instance
-        obj.instances = dict(sorted(obj.instances.items()))
-        instance.attach(self._value_changed)
+        instances = obj.instances
+        in_order = not instances or next(reversed(instances)) < instance.id
+        instances[instance.id] = instance
+        if not in_order:
+            # Kept in ID order (reads and discovery list them so); most instances come in order.
+            obj.instances = dict(sorted(instances.items()))
+        instance.attach(self._on_change)
         self._structure_changed()
         return instance
 

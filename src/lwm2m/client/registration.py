@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lwm2m.client.connection import ServerUri, dtls_for
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
+from lwm2m.client.timer import Flag
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, code_text
 from lwm2m.codec.base import ContentFormat
@@ -197,8 +198,8 @@ class ServerRegistration:
         self.bootstrap_now = False  # a bootstrap was asked for (primary only)
         self._own: CoapUdpEndpoint | None = None  # an endpoint of its own (DTLS, other family)
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._registered = asyncio.Event()
+        self._wake = Flag()
+        self._registered = Flag()
         self.update_now = False
         self.objects_dirty = False
         self.params_dirty = False
@@ -385,16 +386,12 @@ class ServerRegistration:
                     delay = max(delay, exc.retry_after)  # 4.29: not before its Max-Age (RFC 8516 §3)
                 log.info("%s: %s; retrying in %.1f s", self._name(), exc, delay)
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
+                await self._wake.wait(delay)
                 continue
             self._wake.clear()
             if self.update_now or self.bootstrap_now:
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, self._next_update - loop.time())):
-                    await self._wake.wait()
+            await self._wake.wait(max(0.0, self._next_update - loop.time()))
 
     def _name(self) -> str:
         if self.primary:

@@ -12,6 +12,64 @@ from typing import Protocol
 IMMEDIATELY = float("-inf")
 
 
+class Flag:
+    """``asyncio.Event``'s ``set``/``clear``/``is_set``/``wait`` in a few dozen bytes: an Event
+    holds a ``deque`` (760 bytes) and an instance dict from its creation, and every simulated
+    device has some; a Flag makes a list of waiters only while a task waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[bool]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        """Set the flag and wake every task waiting (as ``asyncio.Event.set``)."""
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Return True once the flag is set (at once if it is), or False after ``timeout`` seconds
+        if given; cancellable, as ``asyncio.Event.wait``. (A timeout of its own is a timer handle
+        where ``asyncio.timeout`` around the wait would make a context manager, its handle, and
+        a cancellation to undo.)"""
+        if self._set:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = []
+        waiters.append(waiter)
+        timer = loop.call_later(timeout, _time_up, waiter) if timeout is not None else None
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            # Set: set() took the list. Timed out or cancelled: this waiter leaves it.
+            if self._waiters is waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    self._waiters = None
+
+
+def _time_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class TimerDriven(Protocol):
     def get_timer(self) -> float | None: ...
 

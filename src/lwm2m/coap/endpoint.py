@@ -45,7 +45,7 @@ I/O side (the transport loop)::
     get_timer() -> float | None                                 # earliest deadline, or None
     handle_timer(now: float) -> None                            # call when now >= get_timer()
     next_event() -> Event | None                                # drain until None
-    events: deque[Event]                  # the queue next_event() pops from (drain it directly)
+    events: list[Event]                   # the queue next_event() pops from (drain it directly)
 
 Application side::
 
@@ -133,7 +133,6 @@ from __future__ import annotations
 import logging
 import random
 import weakref
-from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -216,7 +215,9 @@ class Endpoint:
         self.payload_limit: Callable[[Any], int | None] | None = None
         lifetime = _lifetime(config.exchange_lifetime)
         non_lifetime = _lifetime(config.non_lifetime)
-        self._critical_known = _KNOWN_OPTIONS | config.extra_critical_options
+        # The shared set when no option is added: a union of its own is 1.2 KB per endpoint.
+        extra = config.extra_critical_options
+        self._critical_known = _KNOWN_OPTIONS | extra if extra else _KNOWN_OPTIONS
         # What takes a message off the plain request path, in decode_message's summary: not
         # being a request (bit 0), Observe, Block2, Block1, any critical option we do not
         # know, and any option number from 63 up (looked at one by one there).
@@ -226,7 +227,9 @@ class Endpoint:
                 attention |= 1 << number
         self._attention = attention
         self._out: list[tuple[bytes, Any]] = []
-        self._events: deque[Event] = deque()
+        # A list, not a deque: it holds a few events at a time, and an empty deque is 760 bytes
+        # (a block of 64 slots) where an empty list is 56, for every endpoint of a simulated fleet.
+        self._events: list[Event] = []
         self.events = self._events  # the queue next_event() pops from, for drivers to drain directly
         # The parts, each owning its state (RFC 7252 §4.5 duplicate detection; §5.2.2 pending
         # answers; §4.2-§4.7 our exchanges; RFC 7641 relations; RFC 7959 bodies).
@@ -288,7 +291,7 @@ class Endpoint:
 
     def next_event(self) -> Event | None:
         """The oldest event not yet taken, or None."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def get_timer(self) -> float | None:
         """The earliest time at which ``handle_timer`` has work (retransmission, empty ACK, timeout,

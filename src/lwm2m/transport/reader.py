@@ -150,7 +150,9 @@ class DatagramSender:
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
-        self._backlog: deque[tuple[bytes, Addr]] = deque()
+        # Made when the kernel first refuses a datagram, dropped once it has taken them all:
+        # an empty deque is 760 bytes, and a simulated device has a sender of its own.
+        self._backlog: deque[tuple[bytes, Addr]] | None = None
         self._writing = False
 
     def send(self, data: bytes, addr: Addr) -> None:
@@ -188,8 +190,11 @@ class DatagramSender:
                 log.debug("UDP send to %s failed: %s", addr, exc)
 
     def _queue(self, data: bytes, addr: Addr) -> None:
-        if len(self._backlog) < self.MAX_BACKLOG:
-            self._backlog.append((data, addr))
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if len(backlog) < self.MAX_BACKLOG:
+            backlog.append((data, addr))
         else:
             log.warning("UDP send backlog full: datagram to %s dropped", addr)
 
@@ -204,15 +209,16 @@ class DatagramSender:
             except OSError as exc:
                 log.debug("UDP send to %s failed: %s", addr, exc)
             backlog.popleft()
+        self._backlog = None
         self._writing = False
         self._loop.remove_writer(self._fd)
 
     @property
     def pending(self) -> int:
-        return len(self._backlog)
+        return len(self._backlog) if self._backlog is not None else 0
 
     def close(self) -> None:
         if self._writing:
             self._loop.remove_writer(self._fd)
             self._writing = False
-        self._backlog.clear()
+        self._backlog = None

@@ -156,11 +156,11 @@ class CoapUdpEndpoint:
         self._extra = on_event
         self._pending: dict[bytes, asyncio.Future[Message]] = {}
         self._observations: dict[bytes, CoapObservation] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
         self._respond = endpoint.respond  # bound once: the per-request path
         self._driver = UdpDriver(loop, endpoint, socks, self._dispatch)
         self._driver.start()
-        self._families = frozenset(s.family for s in socks)
+        self._families = tuple(dict.fromkeys(s.family for s in socks))
         # A name resolves to the family we can reach when only one is bound.
         self._family = next(iter(self._families)) if len(self._families) == 1 else socket.AF_UNSPEC
         self._closed = False
@@ -279,8 +279,8 @@ class CoapUdpEndpoint:
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(self._tasks.pop)
 
     # --- application API -------------------------------------------------------------
 

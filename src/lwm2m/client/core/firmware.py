@@ -190,7 +190,7 @@ class FirmwareUpdate(ObjectInstance):
         self.ssl_context = ssl_context
         self._package: bytes | None = None
         self._generation = 0  # bumped by every start and reset: late results of old work are dropped
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -449,8 +449,8 @@ class FirmwareUpdate(ObjectInstance):
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(self._tasks.pop)
 
     def delete(self) -> None:
         self._stop_work()
