@@ -181,7 +181,8 @@ class CertificateRequest:
 class PeerCredentials:
     """Who the peer proved to be: its certificate type, its SubjectPublicKeyInfo DER (the RPK
     identity), its name (X.509: subject CN, else the first DNS subjectAltName; None for an RPK)
-    and its certificates as sent (DER, its own first)."""
+    and its certificates as sent (DER, its own first). A resumed or restored session keeps no
+    certificates: ``subject`` is then its certificate's subject as the full handshake saw it."""
 
     certificate_type: CertificateType
     public_key: bytes
@@ -189,6 +190,20 @@ class PeerCredentials:
     certificates: tuple[bytes, ...] = ()
     # The loaded key, kept so that the handshake's signature checks need not parse it again.
     key: ec.EllipticCurvePublicKey | None = field(default=None, compare=False, repr=False)
+    subject: str | None = None
+
+    @property
+    def subject_text(self) -> str:
+        """The subject of an X.509 peer's certificate (RFC 4514 text; empty for a raw public
+        key, or a name that cannot be printed)."""
+        if self.subject is not None:
+            return self.subject
+        if self.certificate_type is not CertificateType.X509 or not self.certificates:
+            return ""
+        try:
+            return x509.load_der_x509_certificate(self.certificates[0]).subject.rfc4514_string()
+        except ValueError:  # the handshake parsed it already; a name it cannot print stays empty
+            return ""
 
     @property
     def identity(self) -> bytes:
