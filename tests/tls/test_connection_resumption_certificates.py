@@ -157,12 +157,21 @@ def test_a_server_with_another_key_makes_a_full_handshake() -> None:
     assert client.peer_credentials == PeerCredentials(RPK, spki_der(OTHER_KEY.public_key()))
 
 
-def test_a_client_with_another_key_does_not_offer_the_session() -> None:
+def test_a_client_with_another_key_or_trust_does_not_offer_the_session() -> None:
     config = _server_config("rpk", session_cache=SessionCache())
     first, _, _ = _connect(config, _client_config("rpk"))
     session = first.session
     assert session is not None
     other = DtlsConnection(DtlsRole.CLIENT, _client_config("rpk", OTHER_KEY), 10.0, session=session)
+    [hello] = other.datagrams_to_send(10.0)
+    assert session.session_id not in hello
+    # The same key trusting other server keys: the session's server was accepted under other
+    # settings, and is checked again in a full handshake.
+    trusting = ConnectionConfig(
+        certificate=rpk_credentials(CLIENT_KEY, peer_public_keys=frozenset({SERVER_SPKI})),
+        random=counter_random(1),
+    )
+    other = DtlsConnection(DtlsRole.CLIENT, trusting, 10.0, session=session)
     [hello] = other.datagrams_to_send(10.0)
     assert session.session_id not in hello
     same = DtlsConnection(DtlsRole.CLIENT, _client_config("rpk"), 10.0, session=session)

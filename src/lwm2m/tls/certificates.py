@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Callable
@@ -262,6 +263,24 @@ class CertificateCredentials:
     @property
     def own_spki(self) -> bytes:
         return spki_der(self.private_key.public_key())
+
+    def session_credential(self) -> bytes:
+        """What a session made with these credentials is bound to (``credential_binding``): our
+        own key's SubjectPublicKeyInfo and a digest of how the peer is trusted (the anchors,
+        the raw public keys, the expected name, the certificate usage and its certificate).
+        A session is resumed or taken up only under the same, so that a peer accepted under
+        other trust settings is not taken without the checks of a full handshake. ``accept``
+        is left out: a function has no value to compare across restarts, and what it decides
+        (who may register) is asked again of a resumed session's peer."""
+        trust = hashlib.sha256()
+        parts = [anchor.public_bytes(serialization.Encoding.DER) for anchor in self.trust_anchors]
+        parts += [b"rpk", *sorted(self.peer_public_keys), b"name", (self.expected_name or "").encode()]
+        parts += [b"usage", str(self.certificate_usage).encode()]
+        if self.server_certificate is not None:
+            parts.append(self.server_certificate.public_bytes(serialization.Encoding.DER))
+        for part in parts:
+            trust.update(len(part).to_bytes(4, "big") + part)
+        return self.own_spki + trust.digest()
 
     def own_certificate(self, certificate_type: int) -> CertificateMessage:
         """Our Certificate message for the negotiated type."""

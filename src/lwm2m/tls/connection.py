@@ -92,7 +92,6 @@ from lwm2m.tls.certificates import (
     choose_types,
     offered_types,
     peer_public_key,
-    spki_der,
 )
 from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.keyexchange import (
@@ -763,12 +762,12 @@ class DtlsConnection:
 
     def _own_credential(self, suite: int) -> bytes | None:
         """What a session of ``suite`` is bound to on this side (``credential_binding``): the
-        PSK, or for ECDHE_ECDSA our own key's SubjectPublicKeyInfo, so that a session is
-        resumed only with the credentials it was made with; None when this configuration has
-        no such credentials."""
+        PSK, or for ECDHE_ECDSA our own key and how we trust the peer
+        (``CertificateCredentials.session_credential``), so that a session is resumed only with
+        the credentials it was made with; None when this configuration has no such credentials."""
         if suite in _ECDSA_FAMILY:
             credentials = self.config.certificate
-            return None if credentials is None else spki_der(credentials.private_key.public_key())
+            return None if credentials is None else credentials.session_credential()
         if self.role is DtlsRole.CLIENT:
             return self.config.psk or None
         return None  # a server's PSK depends on the identity: see _find_session
