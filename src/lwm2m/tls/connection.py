@@ -26,7 +26,8 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
   server resumes from its :class:`~lwm2m.tls.tickets.SessionCache` or a ticket sealed by its
   :class:`~lwm2m.tls.tickets.TicketKeys`, only sessions with an extended master secret, and
   never one across that line (RFC 7627 §5.3); it issues tickets to clients that ask (RFC 5077
-  §3.3);
+  §3.3); PSK and ECDHE_ECDSA sessions alike, each only within its suite family and with the
+  credentials it was made with (an ECDHE_ECDSA session keeps who its peer proved to be);
 - an established connection exported as bytes and imported elsewhere
   (:meth:`DtlsConnection.export_state`, :class:`~lwm2m.tls.state.ConnectionState`).
 - TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 7251) and TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
