@@ -433,3 +433,12 @@ def test_an_imported_connection_keeps_its_limits_not_those_of_its_config() -> No
     for datagram in restored.datagrams_to_send(1.0):
         client.receive_datagram(datagram, 1.0)
     assert events(client) == [ApplicationData(bytes(limit))]
+
+
+def test_every_truncation_of_a_certificate_session_is_refused() -> None:
+    data = X509_SESSION.to_bytes()
+    for end in range(len(data)):
+        with pytest.raises(SessionStateError):
+            ResumableSession.from_bytes(data[:end])
+    with pytest.raises(SessionStateError, match="after the end"):
+        ResumableSession.from_bytes(data + b"\x00")
