@@ -15,7 +15,9 @@ from lwm2m.transport.dtls import (
     DtlsClientConfig,
     DtlsLayer,
     DtlsServerConfig,
+    PeerIdentity,
     PskCredentials,
+    RpkCredentials,
     SessionLimits,
     X509Credentials,
 )
@@ -131,6 +133,41 @@ def client_layer(
     config = psk_client(identity, key, limits=limits or SessionLimits())
     factory = (backend or EngineBackend()).client(config)
     return DtlsLayer(Endpoint(), client=factory, limits=config.limits)
+
+
+def layer_of(config: DtlsServerConfig | DtlsClientConfig) -> DtlsLayer:
+    """A server or client layer on our engine for ``config`` (PSK, certificate or RPK)."""
+    if isinstance(config, DtlsServerConfig):
+        return DtlsLayer(Endpoint(), server=EngineBackend().server(config), limits=config.limits)
+    return DtlsLayer(Endpoint(), client=EngineBackend().client(config), limits=config.limits)
+
+
+def certificate_configs(
+    kind: str, limits: SessionLimits | None = None
+) -> tuple[DtlsServerConfig, DtlsClientConfig, str]:
+    """A server and a client configuration authenticating with X.509 certificates (``kind``
+    "x509") or raw public keys ("rpk"), each with new key pairs, and what the server's
+    ``peer_identity`` of that client prints."""
+    from cryptography.hazmat.primitives import serialization
+    from tests.helpers.certificates import p256
+
+    from lwm2m.tls.certificates import spki_der
+
+    limits = limits or SessionLimits()
+    if kind == "x509":
+        pki = make_pki()
+        server = DtlsServerConfig(certificate=pki.issue("lwm2m-server"), limits=limits)
+        return server, DtlsClientConfig(certificate=pki.issue("dev-x509"), limits=limits), "x509:dev-x509"
+    server_key, client_key = p256(), p256()
+    pem = serialization.Encoding.PEM
+
+    def private(key: Any) -> bytes:
+        return key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    server_public = server_key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo)
+    server = DtlsServerConfig(rpk=RpkCredentials(private(server_key)), limits=limits)
+    client = DtlsClientConfig(rpk=RpkCredentials(private(client_key), (server_public,)), limits=limits)
+    return server, client, str(PeerIdentity("rpk", spki_der(client_key.public_key()).hex()))
 
 
 def mbedtls_hello(identity: str = "dev-1", key: bytes = KEY) -> tuple[Any, bytes]:

@@ -8,6 +8,9 @@ import asyncio
 from pathlib import Path as FsPath
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from tests.helpers.certificates import p256
 from tests.helpers.pki import KEY
 from tests.helpers.ports import free_udp_port
 from tests.helpers.security import coaps, count_hellos, psk, update
@@ -19,7 +22,14 @@ from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
-from lwm2m.transport.dtls import PeerIdentity, SessionLimits, open_dtls_endpoint
+from lwm2m.tls.certificates import spki_der
+from lwm2m.transport.dtls import (
+    DtlsClientConfig,
+    PeerIdentity,
+    RpkCredentials,
+    SessionLimits,
+    open_dtls_endpoint,
+)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
@@ -91,3 +101,39 @@ async def test_removed_security_info_ends_parked_sessions_too() -> None:
         assert parked.identity == PeerIdentity("psk", "dev-1-id") and parked.last_seen == 0.0
         await server.security.remove("dev-1")
         assert list(layer.parked()) == [] and layer.state_sizes()["dtls_parked_cids"] == 0
+
+
+async def test_a_raw_public_key_device_goes_on_over_its_session_after_a_server_restart() -> None:
+    """An RPK session (RFC 7250) is saved and taken up as a PSK one is; the registration check
+    then decides by the key the session was made with, as for a new session."""
+    server_key, device_key = p256(), p256()
+    der, spki_format = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    client_config = DtlsClientConfig(
+        rpk=RpkCredentials(_pem(device_key), (server_key.public_key().public_bytes(der, spki_format),))
+    )
+    config = ServerConfig(
+        port=free_udp_port(), coaps_port=free_udp_port(), rpk=RpkCredentials(_pem(server_key))
+    )
+    store = MemoryStore.create()
+    async with open_dtls_endpoint(client=client_config, handler=Device()) as client:
+        async with Server(config, store) as server:
+            await server.security.put(SecurityInfo("tracker-1", rpk=spki_der(device_key.public_key())))
+            created = await client.request(register("tracker-1"), coaps(server), timeout=5)
+            assert created.code == Code.CREATED
+        hellos = count_hellos(client)
+        async with Server(config, store) as server:
+            layer = server.dtls.dtls  # type: ignore[union-attr]
+            assert layer.state_sizes()["dtls_parked"] == 1
+            changed = await client.request(update(created.location_path), coaps(server), timeout=5)
+            assert changed.code == Code.CHANGED
+            assert (await server.read("tracker-1", "/3/0/0", timeout=5)).success
+            assert hellos == [] and layer.counters["handshakes_started"] == 0
+            assert layer.counters["sessions_resumed"] == 1
+            device = tuple(client.addresses[0])[:2]
+            assert layer.peer_identity(device) == PeerIdentity("rpk", spki_der(device_key.public_key()).hex())
+
+
+def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )

@@ -22,7 +22,14 @@ from lwm2m.tls.connection import (
     DtlsRole,
 )
 from lwm2m.tls.record import parse_datagram
-from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
+from lwm2m.tls.state import (
+    PEER_PSK,
+    PEER_RPK,
+    PEER_X509,
+    ConnectionState,
+    ResumableSession,
+    credential_binding,
+)
 
 MASTER = bytes(range(48))
 SESSION = ResumableSession(
@@ -55,23 +62,79 @@ V1_FIELDS = (
 )
 
 
+# The fields version 2 added (the server name and record limits).
+V2_FIELDS = (
+    V1_FIELDS
+    + b"\x0dlwm2m.example"  # server_name<0..255> (RFC 6066 §3)
+    + (256).to_bytes(2, "big")  # the record plaintext limit towards the peer (RFC 8449 §4)
+    + (512).to_bytes(2, "big")  # the one from the peer (0: none)
+)
+PEER_SPKI = b"\x30\x59" + bytes(89)  # the length of a P-256 SubjectPublicKeyInfo
+X509_SESSION = replace(
+    SESSION,
+    cipher_suite=0xC0AE,
+    identity=b"urn:imei:1",
+    peer_kind=PEER_X509,
+    peer_key=PEER_SPKI,
+    peer_name="urn:imei:1",
+    peer_subject="CN=urn:imei:1,O=Acme",
+)
+
+
 def test_a_session_is_laid_out_field_by_field() -> None:
     expected = (
-        b"\x02\x01"  # format version 2, kind 1: a session
-        + V1_FIELDS
-        + b"\x0dlwm2m.example"  # server_name<0..255> (RFC 6066 §3)
-        + (256).to_bytes(2, "big")  # the record plaintext limit towards the peer (RFC 8449 §4)
-        + (512).to_bytes(2, "big")  # the one from the peer (0: none)
+        b"\x03\x01"  # format version 3, kind 1: a session
+        + V2_FIELDS
+        + b"\x00"  # the peer's credentials: a PSK
+        + b"\x00\x00" * 3  # no peer key, name or subject
     )
     assert SESSION.to_bytes() == expected
     assert ResumableSession.from_bytes(expected) == SESSION
+
+
+def test_a_certificate_session_keeps_who_the_peer_proved_to_be() -> None:
+    encoded = X509_SESSION.to_bytes()
+    assert encoded.endswith(
+        b"\x01"  # X.509
+        + b"\x00\x5b"
+        + PEER_SPKI  # peer_key<0..2^16-1>: its SubjectPublicKeyInfo DER
+        + b"\x00\x0aurn:imei:1"  # peer_name<0..2^16-1>: the subject CN
+        + b"\x00\x14CN=urn:imei:1,O=Acme"  # peer_subject<0..2^16-1> (RFC 4514)
+    )
+    assert ResumableSession.from_bytes(encoded) == X509_SESSION
+    rpk = replace(X509_SESSION, identity=PEER_SPKI, peer_kind=PEER_RPK, peer_name="", peer_subject="")
+    assert ResumableSession.from_bytes(rpk.to_bytes()) == rpk
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"peer_kind": 3}, "unknown peer credential kind"),
+        ({"peer_kind": PEER_RPK, "peer_key": b""}, "needs the peer's key"),
+        ({"peer_kind": PEER_PSK}, "a PSK session has no peer key"),
+    ],
+)
+def test_inconsistent_peer_fields_are_refused(change: dict[str, object], message: str) -> None:
+    with pytest.raises(SessionStateError, match=message):
+        replace(X509_SESSION, **change)  # type: ignore[arg-type]
+
+
+def test_a_peer_name_that_is_not_utf8_is_refused() -> None:
+    encoded = X509_SESSION.to_bytes().replace(b"urn:imei:1,O", b"urn:imei:\xff,O")
+    with pytest.raises(SessionStateError, match="peer_subject is not UTF-8"):
+        ResumableSession.from_bytes(encoded)
+
+
+def test_a_version_2_session_still_reads_as_a_psk_session() -> None:
+    session = ResumableSession.from_bytes(b"\x02\x01" + V2_FIELDS)
+    assert session == SESSION and session.peer_kind == PEER_PSK
 
 
 def test_a_version_1_session_still_reads_without_name_and_limits() -> None:
     session = ResumableSession.from_bytes(b"\x01\x01" + V1_FIELDS)
     assert session == replace(SESSION, server_name="", send_limit=2**14 + 1, receive_limit=None)
     # Written back in the current version, which then reads back the same.
-    assert session.to_bytes()[:1] == b"\x02"
+    assert session.to_bytes()[:1] == b"\x03"
     assert ResumableSession.from_bytes(session.to_bytes()) == session
 
 
@@ -79,8 +142,9 @@ def test_a_version_1_connection_state_still_imports() -> None:
     exported, client, _ = _exported()
     state = ConnectionState.from_bytes(exported)
     fields = state.session.to_bytes()[2:]
-    # Version 1 had no name and limit fields after the binding: 1 + 2 + 2 bytes less.
-    old_session = fields[: -(1 + len(state.session.server_name) + 4)]
+    # Version 1 had no name, limit and peer fields after the binding: 1 + 2 + 2 bytes less,
+    # and the 7 bytes of a PSK session's peer fields.
+    old_session = fields[: -(1 + len(state.session.server_name) + 4 + 7)]
     new = exported[3 : 3 + len(fields)]
     assert new == fields
     old = b"\x01" + exported[1:3] + old_session + exported[3 + len(fields) :]
@@ -109,7 +173,7 @@ def test_a_connection_state_is_laid_out_field_by_field() -> None:
     encoded = state.to_bytes()
     session_fields = SESSION.to_bytes()[2:]
     assert encoded == (
-        b"\x02\x02"  # format version 2, kind 2: a connection
+        b"\x03\x02"  # format version 3, kind 2: a connection
         + bytes((2 | 4 | 8,))  # server, CID negotiated, a read window follows
         + session_fields
         + b"\x11" * 32
@@ -138,7 +202,7 @@ def test_every_truncation_and_any_extra_byte_is_refused(kind: str) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda b: b"\x03" + b[1:], "format version 3"),
+        (lambda b: b"\x04" + b[1:], "format version 4"),
         (lambda b: b"\x00" + b[1:], "format version 0"),
         (lambda b: b[:1] + b"\x02" + b[2:], "kind 2"),
         (lambda b: b[:2] + b"\x80" + b[3:], "unknown flags"),
@@ -369,3 +433,12 @@ def test_an_imported_connection_keeps_its_limits_not_those_of_its_config() -> No
     for datagram in restored.datagrams_to_send(1.0):
         client.receive_datagram(datagram, 1.0)
     assert events(client) == [ApplicationData(bytes(limit))]
+
+
+def test_every_truncation_of_a_certificate_session_is_refused() -> None:
+    data = X509_SESSION.to_bytes()
+    for end in range(len(data)):
+        with pytest.raises(SessionStateError):
+            ResumableSession.from_bytes(data[:end])
+    with pytest.raises(SessionStateError, match="after the end"):
+        ResumableSession.from_bytes(data + b"\x00")

@@ -16,7 +16,19 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.helpers.pki import KEY, OTHER_KEY, SERVER, Wire, ask, client_layer, get, psk_client, psk_server
+from tests.helpers.pki import (
+    KEY,
+    OTHER_KEY,
+    SERVER,
+    Wire,
+    ask,
+    certificate_configs,
+    client_layer,
+    get,
+    layer_of,
+    psk_client,
+    psk_server,
+)
 
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.message import Message
@@ -207,3 +219,28 @@ async def test_over_sockets_a_client_resumes_after_the_server_closed_its_session
         assert (await client.request(get("/x"), addr, timeout=5)).payload == b"hi"
         assert server.dtls.counters["handshakes_done"] == 2
         assert server.dtls.counters["handshakes_resumed"] == 1
+
+
+@pytest.mark.parametrize("kind", ["x509", "rpk"])
+def test_a_certificate_client_resumes_by_id_and_by_ticket_after_a_restart(kind: str) -> None:
+    server_config, client_config, who = certificate_configs(kind)
+    wire = Wire()
+    first = EngineBackend().server(server_config)
+    server = wire.add(SERVER, DtlsLayer(Endpoint(), server=first, limits=server_config.limits))
+    client = wire.add(PEER, layer_of(client_config))
+    assert ask(wire, PEER).payload == who.encode()  # type: ignore[union-attr]
+    # The session goes on both sides; the client offers it again, and the server resumes it
+    # from its cache: the peer is the one the full handshake authenticated (RFC 5077 §3.4).
+    server.close(PEER, notify=False)
+    client.close(SERVER, notify=False)
+    since = len(wire.sent)
+    assert ask(wire, PEER).payload == who.encode()  # type: ignore[union-attr]
+    assert full_flights(wire, since) == 0
+    assert server.counters["handshakes_resumed"] == 1 and client.counters["handshakes_resumed"] == 1
+    # A restarted server with the ticket keys resumes from the ticket.
+    restarted_factory = EngineBackend().server(server_config)
+    restarted_factory.load_ticket_state(first.ticket_state())
+    restarted = wire.add(SERVER, DtlsLayer(Endpoint(), server=restarted_factory, limits=server_config.limits))
+    client.close(SERVER, notify=False)
+    assert ask(wire, PEER).payload == who.encode()  # type: ignore[union-attr]
+    assert restarted.counters["handshakes_done"] == 1 and restarted.counters["handshakes_resumed"] == 1

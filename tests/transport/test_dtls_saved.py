@@ -10,10 +10,21 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests.helpers.pki import KEY, SERVER, Wire, ask, client_layer, get, server_layer
+from tests.helpers.pki import (
+    KEY,
+    SERVER,
+    Wire,
+    ask,
+    certificate_configs,
+    client_layer,
+    get,
+    layer_of,
+    server_layer,
+)
 
 from lwm2m.errors import SessionStateError
 from lwm2m.transport.dtls import DtlsLayer, PeerIdentity, SessionLimits
+from lwm2m.transport.dtls.engine_backend import EngineBackend
 from lwm2m.transport.dtls.records import is_client_hello
 from lwm2m.transport.dtls.saved import SAVED_VERSION, SavedState, decode_saved, encode_saved
 
@@ -122,3 +133,77 @@ def test_a_layer_without_room_or_the_role_takes_nothing() -> None:
     assert server_layer({"dev-1": KEY}, SessionLimits(max_parked=0)).import_sessions(saved) == 0
     assert client_layer("dev-1", KEY).import_sessions(saved) == 0
     assert client_layer("dev-1", KEY).ticket_state() is None
+
+
+# --- certificate and raw public key sessions -------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["x509", "rpk"])
+def test_an_idle_certificate_session_is_parked_and_taken_up_without_a_handshake(kind: str) -> None:
+    server_config, client_config, who = certificate_configs(kind, SessionLimits(idle_timeout=30.0))
+    wire = Wire()
+    server = wire.add(SERVER, layer_of(server_config))
+    peer = ("192.0.2.5", 40605)
+    wire.add(peer, layer_of(client_config))
+    now = time.monotonic()
+    assert ask(wire, peer, now).payload == who.encode()  # type: ignore[union-attr]
+    identity = server.peer_identity(peer)
+    assert identity is not None and identity.kind == kind
+    wire.tick(now + 31)
+    assert server.state_sizes()["dtls_parked"] == 1 and server.state_sizes()["dtls_sessions"] == 0
+    since = len(wire.sent)
+    assert ask(wire, peer, now + 32).payload == who.encode()  # type: ignore[union-attr]
+    assert not any(is_client_hello(d) for d, _, _ in wire.sent[since:])
+    assert server.counters["sessions_resumed"] == 1 and server.counters["handshakes_done"] == 1
+    assert server.peer_identity(peer) == identity
+
+
+@pytest.mark.parametrize("kind", ["x509", "rpk"])
+def test_a_restarted_server_layer_takes_up_certificate_sessions(kind: str) -> None:
+    server_config, client_config, who = certificate_configs(kind)
+    wire = Wire()
+    server = wire.add(SERVER, layer_of(server_config))
+    peer = ("192.0.2.6", 40606)
+    wire.add(peer, layer_of(client_config))
+    assert ask(wire, peer) is not None
+    identity = server.peer_identity(peer)
+    saved = [(a, data) for a, _, data in server.export_sessions()]
+    assert [a for a, _ in saved] == [peer]
+
+    restarted = wire.add(SERVER, layer_of(server_config))
+    assert restarted.import_sessions(saved) == 1
+    assert restarted.peer_identity(peer) == identity
+    since = len(wire.sent)
+    assert ask(wire, peer).payload == who.encode()  # type: ignore[union-attr]
+    assert not any(is_client_hello(d) for d, _, _ in wire.sent[since:])
+    assert restarted.counters["handshakes_started"] == 0 and restarted.counters["sessions_resumed"] == 1
+
+
+def test_a_server_with_another_key_does_not_take_up_a_saved_rpk_session() -> None:
+    server_config, client_config, _ = certificate_configs("rpk")
+    wire = Wire()
+    server = wire.add(SERVER, layer_of(server_config))
+    peer = ("192.0.2.7", 40607)
+    wire.add(peer, layer_of(client_config))
+    assert ask(wire, peer) is not None
+    saved = [(a, data) for a, _, data in server.export_sessions()]
+    other_server, _, _ = certificate_configs("rpk")
+    restarted = wire.add(SERVER, layer_of(other_server))
+    assert restarted.import_sessions(saved) == 1
+    # The session is bound to the old server key: the record finds nothing to take up.
+    assert ask(wire, peer) is None
+    assert restarted.counters["sessions_resumed"] == 0 and restarted.state_sizes()["dtls_parked"] == 0
+
+
+@pytest.mark.parametrize("kind", ["x509", "rpk"])
+def test_the_backend_restores_a_certificate_session_with_its_peer_identity(kind: str) -> None:
+    server_config, client_config, who = certificate_configs(kind)
+    wire = Wire()
+    server = wire.add(SERVER, layer_of(server_config))
+    peer = ("192.0.2.8", 40608)
+    wire.add(peer, layer_of(client_config))
+    assert ask(wire, peer) is not None
+    identity = server.peer_identity(peer)
+    [(_, _, data)] = server.export_sessions()
+    restored = EngineBackend().server(server_config).restore(decode_saved(data).state)
+    assert restored.identity() == identity and str(identity) == who

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import hmac
 import ipaddress
 from collections.abc import Callable
@@ -181,7 +182,8 @@ class CertificateRequest:
 class PeerCredentials:
     """Who the peer proved to be: its certificate type, its SubjectPublicKeyInfo DER (the RPK
     identity), its name (X.509: subject CN, else the first DNS subjectAltName; None for an RPK)
-    and its certificates as sent (DER, its own first)."""
+    and its certificates as sent (DER, its own first). A resumed or restored session keeps no
+    certificates: ``subject`` is then its certificate's subject as the full handshake saw it."""
 
     certificate_type: CertificateType
     public_key: bytes
@@ -189,6 +191,20 @@ class PeerCredentials:
     certificates: tuple[bytes, ...] = ()
     # The loaded key, kept so that the handshake's signature checks need not parse it again.
     key: ec.EllipticCurvePublicKey | None = field(default=None, compare=False, repr=False)
+    subject: str | None = None
+
+    @property
+    def subject_text(self) -> str:
+        """The subject of an X.509 peer's certificate (RFC 4514 text; empty for a raw public
+        key, or a name that cannot be printed)."""
+        if self.subject is not None:
+            return self.subject
+        if self.certificate_type is not CertificateType.X509 or not self.certificates:
+            return ""
+        try:
+            return x509.load_der_x509_certificate(self.certificates[0]).subject.rfc4514_string()
+        except ValueError:  # the handshake parsed it already; a name it cannot print stays empty
+            return ""
 
     @property
     def identity(self) -> bytes:
@@ -247,6 +263,24 @@ class CertificateCredentials:
     @property
     def own_spki(self) -> bytes:
         return spki_der(self.private_key.public_key())
+
+    def session_credential(self) -> bytes:
+        """What a session made with these credentials is bound to (``credential_binding``): our
+        own key's SubjectPublicKeyInfo and a digest of how the peer is trusted (the anchors,
+        the raw public keys, the expected name, the certificate usage and its certificate).
+        A session is resumed or taken up only under the same, so that a peer accepted under
+        other trust settings is not taken without the checks of a full handshake. ``accept``
+        is left out: a function has no value to compare across restarts, and what it decides
+        (who may register) is asked again of a resumed session's peer."""
+        trust = hashlib.sha256()
+        parts = [anchor.public_bytes(serialization.Encoding.DER) for anchor in self.trust_anchors]
+        parts += [b"rpk", *sorted(self.peer_public_keys), b"name", (self.expected_name or "").encode()]
+        parts += [b"usage", str(self.certificate_usage).encode()]
+        if self.server_certificate is not None:
+            parts.append(self.server_certificate.public_bytes(serialization.Encoding.DER))
+        for part in parts:
+            trust.update(len(part).to_bytes(4, "big") + part)
+        return self.own_spki + trust.digest()
 
     def own_certificate(self, certificate_type: int) -> CertificateMessage:
         """Our Certificate message for the negotiated type."""

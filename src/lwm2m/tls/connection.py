@@ -26,7 +26,8 @@ It follows RFC 6347 (DTLS 1.2) over RFC 5246 (TLS 1.2) and RFC 4279 (PSK), with:
   server resumes from its :class:`~lwm2m.tls.tickets.SessionCache` or a ticket sealed by its
   :class:`~lwm2m.tls.tickets.TicketKeys`, only sessions with an extended master secret, and
   never one across that line (RFC 7627 §5.3); it issues tickets to clients that ask (RFC 5077
-  §3.3);
+  §3.3); PSK and ECDHE_ECDSA sessions alike, each only within its suite family and with the
+  credentials it was made with (an ECDHE_ECDSA session keeps who its peer proved to be);
 - an established connection exported as bytes and imported elsewhere
   (:meth:`DtlsConnection.export_state`, :class:`~lwm2m.tls.state.ConnectionState`).
 - TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 (RFC 7251) and TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
@@ -172,7 +173,14 @@ from lwm2m.tls.record import (
     single_protected_record,
 )
 from lwm2m.tls.replay import MAX_SEQUENCE, ReplayWindow
-from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
+from lwm2m.tls.state import (
+    PEER_PSK,
+    PEER_RPK,
+    PEER_X509,
+    ConnectionState,
+    ResumableSession,
+    credential_binding,
+)
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
@@ -201,13 +209,17 @@ LWM2M_CBC_SUITES: Final = (
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
     TLS_PSK_WITH_AES_128_CBC_SHA256,
 )
-# The suites with the certificate handshake, and those with a PSK (whose sessions resume).
+# The suites with the certificate handshake, and those with a PSK: a session resumes only
+# within its family (RFC 5246 §7.4.1.3 keeps the suite; our rule keeps its credentials' kind).
 _ECDSA_FAMILY: Final = (*ECDSA_SUITES, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256)
 _PSK_FAMILY: Final = (
     TLS_PSK_WITH_AES_128_CCM_8,
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     TLS_ECDHE_PSK_WITH_AES_128_CBC_SHA256,
 )
+# A session's kind of peer credentials (state.py) and the certificate type of RFC 7250 §3.
+_PEER_KIND: Final = {CertificateType.X509: PEER_X509, CertificateType.RAW_PUBLIC_KEY: PEER_RPK}
+_PEER_TYPE: Final = {kind: certificate_type for certificate_type, kind in _PEER_KIND.items()}
 # RFC 7366 §2: encrypt_then_mac, which we never offer; a server must not answer it unasked.
 ENCRYPT_THEN_MAC: Final = 22
 # RFC 5746 §3.3: the signalling cipher suite value that says a client knows secure renegotiation.
@@ -551,15 +563,17 @@ class DtlsConnection:
             self._server_name = host.decode("ascii") if host is not None else None
             if config.connection_id:
                 self._own_cid = config.random(config.cid_length) if config.cid_length else b""
+            credential = self._own_credential(session.cipher_suite) if session is not None else None
             if (
                 session is not None
+                and credential is not None
                 and session.resumable
                 and session.identity == config.psk_identity
-                and session.bound_to(config.psk)
+                and session.bound_to(credential)
                 and session.server_name.lower() == (self._server_name or "").lower()
             ):
-                # Not a session of other credentials, nor of a PSK replaced since, nor one made
-                # under another server name (RFC 6066 §3: the same name when resuming).
+                # Not a session of other credentials, nor of a PSK or key replaced since, nor
+                # one made under another server name (RFC 6066 §3: the same name when resuming).
                 self._offer = session
                 # With a ticket alone the client makes up an id: the server echoes it when it
                 # accepts the ticket, which is how the client knows (RFC 5077 §3.4).
@@ -680,7 +694,8 @@ class DtlsConnection:
         is made with (the role comes from the bytes). Bytes that do not read back raise
         :class:`~lwm2m.errors.SessionStateError`."""
         state = ConnectionState.from_bytes(data)
-        if state.epoch != 1 or state.session.cipher_suite not in _PSK_FAMILY:
+        suite = state.session.cipher_suite
+        if state.epoch != 1 or (suite not in _PSK_FAMILY and suite not in _ECDSA_FAMILY):
             raise SessionStateError(
                 f"connection state of epoch {state.epoch} and cipher suite "
                 f"{state.session.cipher_suite:#06x}, not one this connection runs"
@@ -722,6 +737,11 @@ class DtlsConnection:
         self._state = _State.ESTABLISHED
 
     def _session_record(self) -> ResumableSession:
+        peer = self._peer
+        kind, key, name, subject = PEER_PSK, b"", "", ""
+        if peer is not None:
+            kind, key, name = _PEER_KIND[peer.certificate_type], peer.public_key, peer.name or ""
+            subject = peer.subject_text
         return ResumableSession(
             session_id=self._session_id,
             cipher_suite=self._suite,
@@ -735,7 +755,23 @@ class DtlsConnection:
             server_name=self._server_name or "",
             send_limit=self._limits.send,
             receive_limit=self._limits.receive,
+            peer_kind=kind,
+            peer_key=key,
+            peer_name=name,
+            peer_subject=subject,
         )
+
+    def _own_credential(self, suite: int) -> bytes | None:
+        """What a session of ``suite`` is bound to on this side (``credential_binding``): the
+        PSK, or for ECDHE_ECDSA our own key and how we trust the peer
+        (``CertificateCredentials.session_credential``), so that a session is resumed only with
+        the credentials it was made with; None when this configuration has no such credentials."""
+        if suite in _ECDSA_FAMILY:
+            credentials = self.config.certificate
+            return None if credentials is None else credentials.session_credential()
+        if self.role is DtlsRole.CLIENT:
+            return self.config.psk or None
+        return None  # a server's PSK depends on the identity: see _find_session
 
     @property
     def awaiting_hello(self) -> bool:
@@ -1189,9 +1225,8 @@ class DtlsConnection:
         extensions: tuple[Extension, ...] = (ExtendedMasterSecretExtension(),)
         if self.config.connection_id:
             extensions += (ConnectionIdExtension(self._own_cid),)
-        if self.config.session_tickets and set(_PSK_FAMILY) & set(self._offered_suites()):
-            # Empty: "a ticket, please" (RFC 5077 §3.2); else the ticket to resume from. Only
-            # PSK sessions are resumed, so a client with certificates alone asks for none.
+        if self.config.session_tickets:
+            # Empty: "a ticket, please" (RFC 5077 §3.2); else the ticket to resume from.
             extensions += (SessionTicketExtension(self._offer.ticket if self._offer is not None else b""),)
         extensions += self._ecdsa_extensions()
         host = self._server_name.encode("ascii") if self._server_name is not None else None
@@ -1356,9 +1391,8 @@ class DtlsConnection:
             hello.extension(ExtensionType.EC_POINT_FORMATS) is not None
         ):
             extensions += (EcPointFormatsExtension((0,)),)  # RFC 8422 §5.2
-        # Resumption is for PSK sessions: an ECDHE_ECDSA session would have to carry the peer's
-        # certificate along, so such clients make a full handshake each time.
-        resumable = self._suite in _PSK_FAMILY and self._use_ems
+        # Sessions of every suite resume (an ECDHE_ECDSA one carries who its peer proved to be).
+        resumable = self._use_ems
         # RFC 5077 §3.2: a ticket for a client that asks, for sessions that may be resumed.
         asks = isinstance(hello.extension(ExtensionType.SESSION_TICKET), SessionTicketExtension)
         if asks and resumable and self.config.ticket_keys is not None:
@@ -1423,11 +1457,15 @@ class DtlsConnection:
             return None
         if session.server_name != (self._server_name or ""):
             return None  # RFC 6066 §3: another name (or none) than its own: a full handshake
-        if session.cipher_suite not in _PSK_FAMILY or session.cipher_suite not in (
+        ecdsa = session.cipher_suite in _ECDSA_FAMILY
+        if ecdsa != (self._suite in _ECDSA_FAMILY) or session.cipher_suite not in (
             *self.config.psk_suites,
             *self.config.cbc_suites,
+            *(self.config.ecdsa_suites if self.config.certificate is not None else ()),
         ):
-            return None  # not a PSK session, or of a suite this server no longer takes
+            return None  # another family than this hello's, or a suite this server no longer takes
+        if ecdsa and _PEER_TYPE.get(session.peer_kind) is not self._peer_type:
+            return None  # the client now authenticates with another kind of credentials
         if not session.extended_master_secret or not self._use_ems:
             if session.extended_master_secret:
                 # RFC 7627 §5.3: such a session resumed without the extension must abort.
@@ -1436,7 +1474,14 @@ class DtlsConnection:
                     "a session with an extended master secret offered without the extension",
                 )
             return None  # RFC 7627 §5.3: a legacy session is never resumed, a full handshake follows
-        assert self.config.psk_lookup is not None
+        if ecdsa:
+            # Bound to our own key: a server whose key (or certificate) was replaced makes a
+            # full handshake. Whether the client may still register is for the application to
+            # decide, as for a new session (its identity is the one the session was made with).
+            own = self._own_credential(session.cipher_suite)
+            return session if own is not None and session.bound_to(own) else None
+        if self.config.psk_lookup is None:
+            return None
         psk = self.config.psk_lookup(session.identity)
         if psk is None or not session.bound_to(psk):
             return None  # the identity was removed or its PSK replaced since: its sessions go
@@ -1447,6 +1492,15 @@ class DtlsConnection:
         this handshake's randoms (RFC 5246 §7.3, §6.3). A server keeps the session id it echoed
         and issues a ticket of its own, so it takes neither from the session."""
         self._identity = session.identity
+        if session.peer_kind != PEER_PSK:
+            # RFC 5246 §7.3, RFC 5077 §3.4: the resumed session's peer is the one its full
+            # handshake authenticated; the certificates themselves are not kept.
+            self._peer = PeerCredentials(
+                _PEER_TYPE[session.peer_kind],
+                session.peer_key,
+                session.peer_name or None,
+                subject=session.peer_subject if session.peer_kind == PEER_X509 else None,
+            )
         self._created = session.created
         self._binding = session.binding
         self._master = session.master_secret
@@ -1837,7 +1891,7 @@ class DtlsConnection:
         parts += self._handshake_parts(0, exchange.to_bytes(), HandshakeType.CLIENT_KEY_EXCHANGE)
         # The session hash of RFC 7627 §4 and the content CertificateVerify signs (RFC 5246
         # §7.4.8) are the same messages: everything up to this ClientKeyExchange.
-        self._install_keys(b"", premaster)
+        self._install_keys(self._own_credential(self._suite) or b"", premaster)
         if self._certificate_requested:
             signed = ecdsa_sign(credentials.private_key, b"".join(self._transcript))
             parts += self._handshake_parts(0, signed.to_bytes(), HandshakeType.CERTIFICATE_VERIFY)
@@ -1862,7 +1916,7 @@ class DtlsConnection:
             exchange = self._decode(EcdhClientKeyExchange.parse, message)
             premaster = self._shared_secret(exchange.point)
             self._transcript.append(message.to_bytes())
-            self._install_keys(b"", premaster)
+            self._install_keys(self._own_credential(self._suite) or b"", premaster)
             self._state = _State.WAIT_CERTIFICATE_VERIFY
             # The server's flight is answered: no more retransmissions until its last flight.
             # Records that waited for the keys (the Finished) are taken after the rest of this

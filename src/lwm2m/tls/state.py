@@ -20,7 +20,12 @@ endian; no pickle, so reading bytes from a store runs no code. Anything that doe
 raises :class:`~lwm2m.errors.SessionStateError` naming the field. The bytes hold the master
 secret: a caller keeps them as it keeps keys. Version 2 appends the server name and the record
 limits to the session fields; version 1 bytes (stored before) still read, with no name and the
-default limits, so that sessions and parked connections survive an upgrade.
+default limits, so that sessions and parked connections survive an upgrade. Version 3 appends
+who the peer of the session proved to be, for ECDHE_ECDSA sessions (RFC 8422, RFC 7250): the
+kind of its credentials (PSK, X.509 or raw public key), its SubjectPublicKeyInfo DER, its name
+(X.509: CN) and its certificate's subject (RFC 4514 text), so that a resumed or restored
+certificate session knows its peer as the full handshake did (RFC 5246 §7.3: a session's state
+holds the peer certificate); versions 1 and 2 read as PSK sessions.
 """
 
 from __future__ import annotations
@@ -34,10 +39,15 @@ from typing import Final, Self
 
 from lwm2m.errors import SessionStateError
 
-__all__ = ["ConnectionState", "ResumableSession", "credential_binding"]
+__all__ = ["PEER_PSK", "PEER_RPK", "PEER_X509", "ConnectionState", "ResumableSession", "credential_binding"]
 
-FORMAT_VERSION: Final = 2
-_READABLE_VERSIONS: Final = (1, 2)
+FORMAT_VERSION: Final = 3
+_READABLE_VERSIONS: Final = (1, 2, 3)
+# The kinds of peer credentials a session was made with (``ResumableSession.peer_kind``).
+PEER_PSK: Final = 0
+PEER_X509: Final = 1
+PEER_RPK: Final = 2
+_PEER_KINDS: Final = (PEER_PSK, PEER_X509, PEER_RPK)
 _KIND_SESSION: Final = 1
 _KIND_CONNECTION: Final = 2
 MASTER_SECRET_LENGTH: Final = 48  # RFC 5246 §8.1
@@ -99,6 +109,13 @@ class _Reader:
             raise SessionStateError(f"{self._what}: {field_name} is {n} bytes, more than {high}")
         return self.take(n, field_name)
 
+    def text(self, field_name: str) -> str:
+        """A UTF-8 string<0..2^16-1>."""
+        try:
+            return self.vector(2, field_name, 0xFFFF).decode()
+        except UnicodeDecodeError:
+            raise SessionStateError(f"{self._what}: {field_name} is not UTF-8") from None
+
     def time(self, field_name: str) -> float:
         (value,) = struct.unpack(">d", self.take(8, field_name))
         if not math.isfinite(value):
@@ -146,6 +163,10 @@ class ResumableSession:
     (empty: not bound). ``server_name`` is the DNS name of RFC 6066 §3 of that handshake (empty:
     none); ``send_limit`` and ``receive_limit`` are the record plaintext bounds it negotiated
     (RFC 8449 §4, RFC 6066 §4; ``receive_limit`` None: no bound beyond DTLS 1.2's own).
+    ``peer_kind`` says what the peer authenticated with (:data:`PEER_PSK`, :data:`PEER_X509`,
+    :data:`PEER_RPK`); for the last two ``peer_key`` is its SubjectPublicKeyInfo DER,
+    ``peer_name`` its name (X.509: subject CN; empty: none) and ``peer_subject`` the subject
+    of its certificate (RFC 4514 text, X.509 only). With a PSK they are empty.
     """
 
     session_id: bytes
@@ -160,6 +181,10 @@ class ResumableSession:
     server_name: str = ""
     send_limit: int = DEFAULT_RECORD_LIMIT
     receive_limit: int | None = None
+    peer_kind: int = PEER_PSK
+    peer_key: bytes = b""
+    peer_name: str = ""
+    peer_subject: str = ""
 
     def __post_init__(self) -> None:
         if len(self.session_id) > MAX_SESSION_ID_LENGTH:
@@ -184,6 +209,14 @@ class ResumableSession:
                 raise SessionStateError(
                     f"record limit {limit} is not {MIN_RECORD_LIMIT}..{DEFAULT_RECORD_LIMIT}"
                 )
+        if self.peer_kind not in _PEER_KINDS:
+            raise SessionStateError(f"unknown peer credential kind {self.peer_kind}")
+        if self.peer_kind == PEER_PSK and (self.peer_key or self.peer_name or self.peer_subject):
+            raise SessionStateError("a PSK session has no peer key, name or subject")
+        if self.peer_kind != PEER_PSK and not self.peer_key:
+            raise SessionStateError("a certificate or raw public key session needs the peer's key")
+        if max(len(self.peer_key), len(self.peer_name.encode()), len(self.peer_subject.encode())) > 0xFFFF:
+            raise SessionStateError("a peer key, name or subject has at most 65535 bytes")
 
     def bound_to(self, credential: bytes) -> bool:
         """True if the session was made with ``credential`` (or is not bound to one)."""
@@ -217,6 +250,11 @@ class ResumableSession:
                 self.send_limit.to_bytes(2, "big"),
                 # 0 for None: a limit is never below 64.
                 (self.receive_limit or 0).to_bytes(2, "big"),
+                # Version 3 from here.
+                bytes((self.peer_kind,)),
+                _vector(2, self.peer_key, "peer_key", 0xFFFF),
+                _vector(2, self.peer_name.encode(), "peer_name", 0xFFFF),
+                _vector(2, self.peer_subject.encode(), "peer_subject", 0xFFFF),
             )
         )
 
@@ -251,6 +289,12 @@ class ResumableSession:
             raise SessionStateError(f"{reader.what}: server_name is not ASCII")
         send_limit = reader.uint(2, "send_limit")
         receive_limit = reader.uint(2, "receive_limit") or None
+        peer: tuple[int, bytes, str, str] = (PEER_PSK, b"", "", "")
+        if version >= 3:
+            # Stored before certificate sessions were kept: a PSK session.
+            kind = reader.uint(1, "peer_kind")
+            key = reader.vector(2, "peer_key", 0xFFFF)
+            peer = (kind, key, reader.text("peer_name"), reader.text("peer_subject"))
         return cls(
             session_id,
             suite,
@@ -264,6 +308,7 @@ class ResumableSession:
             name.decode("ascii"),
             send_limit,
             receive_limit,
+            *peer,
         )
 
 

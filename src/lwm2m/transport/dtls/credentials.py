@@ -209,10 +209,5 @@ def peer_identity(peer: PeerCredentials) -> PeerIdentity:
     """Who a certificate or raw public key peer is, for the application (``PeerIdentity``)."""
     if peer.certificate_type is CertificateType.RAW_PUBLIC_KEY:
         return PeerIdentity("rpk", peer.public_key.hex())
-    subject = ""
-    if peer.certificates:
-        try:
-            subject = x509.load_der_x509_certificate(peer.certificates[0]).subject.rfc4514_string()
-        except ValueError:  # the engine parsed it already; a name it cannot print stays empty
-            subject = ""
+    subject = peer.subject_text
     return PeerIdentity("x509", peer.name or subject, subject)

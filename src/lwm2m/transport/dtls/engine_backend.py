@@ -22,18 +22,25 @@ engine's ``ConnectionConfig``:
   every record, so that a NAT rebinding costs no handshake;
 - parking (RFC 6347 §4.1 state as bytes): ``save`` exports an established connection with
   ``DtlsConnection.export_state`` and ``restore`` imports it, so that the layer keeps an idle
-  session in a few hundred bytes and takes it up again without a handshake; a server takes
-  up no session whose PSK was removed or replaced since (its credential binding);
+  session in a few hundred bytes and takes it up again without a handshake, PSK, X.509 and
+  raw public key sessions alike (the state names the peer as the handshake authenticated it);
+  a server takes up no PSK session whose PSK was removed or replaced since (its credential
+  binding), and no certificate session once it has no certificate, or its own key or how it
+  trusts its peers changed;
+  whether the peer of a certificate session may still register is for the application to
+  decide, as for a new session;
 - resumption (RFC 5246 §7.3, RFC 5077): a server resumes from its session cache
   (``SESSION_CACHE_SIZE`` sessions) and from tickets sealed under a key that rotates every
   ``SESSION_LIFETIME`` seconds (the previous key still opens, so a ticket lives at least that
   long); the keys' secrets can be exported and imported (``ticket_state``), so that tickets
-  survive a restart. Clients keep the last session of each PSK identity and server address
-  (``MAX_CLIENT_SESSIONS`` of them, in one table for the process: an endpoint made anew, on a
-  new socket, finds it too) and offer it in their next handshake there, so that a client whose
-  session went (evicted by the server, closed by us after a timeout, or left behind with its
-  old socket) makes an abbreviated handshake. The engine offers it only with the PSK it was
-  made with (its credential binding).
+  survive a restart. Clients keep the last session of each credential (a PSK identity, or a
+  digest of the own key and trust settings for a certificate or raw public key) and server
+  address (``MAX_CLIENT_SESSIONS`` of them, in one table for the process: an endpoint made
+  anew, on a new socket, finds it too) and offer it in their next handshake there, so that a
+  client whose session went (evicted by the server, closed by us after a timeout, or left
+  behind with its old socket) makes an abbreviated handshake. The engine offers it only with
+  the PSK or key it was made with (its credential binding). A resumed ECDHE_ECDSA session
+  names its peer as its full handshake did (RFC 5077 §3.4).
 
 - TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8 and _GCM_SHA256 (RFC 7251, RFC 5289) with X.509
   certificates or raw public keys (RFC 7250), both roles, beside PSK on one server; the
@@ -49,6 +56,7 @@ and shifts the engine's timers back, so that both clocks advance together.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import struct
@@ -71,7 +79,7 @@ from lwm2m.tls.connection import (
     HandshakeFailure,
 )
 from lwm2m.tls.cookies import COOKIE_ROTATION, CookieChecker
-from lwm2m.tls.state import ConnectionState, ResumableSession
+from lwm2m.tls.state import PEER_PSK, ConnectionState, ResumableSession
 from lwm2m.tls.tickets import SessionCache, TicketKeys
 from lwm2m.transport.dtls.config import (
     CipherSuite,
@@ -117,7 +125,7 @@ HANDSHAKE_COST: Final = 8 << 10
 # exposure of a master secret): a session resumes for a day after its full handshake.
 SESSION_LIFETIME: Final = 24 * 3600.0
 SESSION_CACHE_SIZE: Final = 10_000  # sessions by id (a few hundred bytes each)
-MAX_CLIENT_SESSIONS: Final = 4096  # (PSK identity, server address) pairs with a session to offer
+MAX_CLIENT_SESSIONS: Final = 4096  # (credential, server address) pairs with a session to offer
 _TICKET_SECRET: Final = 32
 _TICKET_STATE_VERSION: Final = 1
 
@@ -386,10 +394,6 @@ class _Connection:
         number, so no nonce is used twice (RFC 5246 §6.2.3.3)."""
         if not self.established or self._closed is not None or self._conn.closed:
             return None
-        if self._identity is not None and self._identity.kind != "psk":
-            # A certificate session's state would not carry the peer's certificate: such a peer
-            # makes a new handshake instead of being taken up from bytes.
-            return None
         try:
             return self._conn.export_state()
         except DtlsError:  # the sequence numbers are used up: a new handshake is due
@@ -399,13 +403,19 @@ class _Connection:
 def _restore(state: bytes, config: ConnectionConfig, clock: _WallClock, role: DtlsRole) -> _Connection:
     """A connection from ``save()``'s bytes, established at once; DtlsError for bytes that do
     not read back or belong to the other role (a server never takes up a client's state), and
-    on a server for a session whose PSK was removed or replaced since it was saved."""
+    on a server for a PSK session whose PSK was removed or replaced since it was saved, or for
+    a certificate or raw public key session when it has no certificate credentials now, or
+    another key of its own or other trust settings (the peer itself is for the registration
+    check to judge, as for a new session)."""
     try:
-        if role is DtlsRole.SERVER and config.psk_lookup is not None:
+        if role is DtlsRole.SERVER:
             session = ConnectionState.from_bytes(state).session
-            psk = config.psk_lookup(session.identity)
-            if psk is None or not session.bound_to(psk):
-                raise DtlsError("saved DTLS state of credentials that were removed or replaced since")
+            if session.peer_kind == PEER_PSK:
+                psk = None if config.psk_lookup is None else config.psk_lookup(session.identity)
+                if psk is None or not session.bound_to(psk):
+                    raise DtlsError("saved DTLS state of credentials that were removed or replaced since")
+            elif config.certificate is None or not session.bound_to(config.certificate.session_credential()):
+                raise DtlsError("saved DTLS state of a certificate session this server cannot take up")
         # The time only stamps the construction: the session's own times come from the bytes.
         conn = DtlsConnection.import_state(state, config, time.time())
     except SessionStateError as exc:
@@ -414,8 +424,12 @@ def _restore(state: bytes, config: ConnectionConfig, clock: _WallClock, role: Dt
         raise DtlsError(f"saved DTLS state of a {conn.role.name.lower()}, not of a {role.name.lower()}")
     restored = _Connection(conn, clock)
     restored.established = True
-    identity = conn.peer_identity or b""
-    restored._identity = PeerIdentity("psk", identity.decode("utf-8", "replace"))
+    peer = conn.peer_credentials
+    if peer is not None:  # the certificate or raw public key its full handshake proved
+        restored._identity = peer_identity(peer)
+    else:
+        identity = conn.peer_identity or b""
+        restored._identity = PeerIdentity("psk", identity.decode("utf-8", "replace"))
     return restored
 
 
@@ -485,7 +499,7 @@ class _ServerFactory:
 
 
 class _ClientSessions:
-    """The last session per (PSK identity, server address), least recently made first, for the
+    """The last session per (credential, server address), least recently made first, for the
     client factories of this process (RFC 5246 §7.4.1.2: a client may offer any session it
     holds). An entry holds a master secret, in memory only."""
 
@@ -522,6 +536,9 @@ class _ClientFactory:
 
     def __init__(self, config: DtlsClientConfig) -> None:
         self._clock = _WallClock()
+        # What this client's sessions are kept under (with the server's address): its PSK
+        # identity, or a digest of its own key and trust settings (session_credential).
+        self._credential = b""
         if config.psk is not None:
             if not supports(config.cipher_suites, certificate=False):
                 raise ValueError(
@@ -535,8 +552,12 @@ class _ClientFactory:
                 server_name=config.server_name,
                 **_psk_suites(config.ciphers),
             )
+            self._credential = b"psk:" + self._config.psk_identity
             return
         certificate, ecdsa_suites = client_credentials(config)
+        if certificate is not None:
+            own = certificate.session_credential()
+            self._credential = b"certificate:" + hashlib.sha256(own).digest()
         self._config = _engine_config(
             config.limits,
             cid_length=0,
@@ -549,9 +570,8 @@ class _ClientFactory:
     def connect(self, now: float, peer: bytes = b"") -> _Connection:
         """A new connection to ``peer`` (the server's address as the layer names it), offering
         the last session made there, when there is one (RFC 5246 §7.4.1.2, RFC 5077 §3.4)."""
-        # Only PSK sessions are resumed (the engine's rule): a certificate client keeps none.
-        resumable = bool(peer and self._config.psk)
-        key = (self._config.psk_identity, peer)
+        resumable = bool(peer)
+        key = (self._credential, peer)
         offer = CLIENT_SESSIONS.get(key) if resumable else None
 
         def remember(session: ResumableSession | None) -> None:
