@@ -49,7 +49,8 @@ gives a usable figure.
     python bench/dtls.py --transport [--runs 3] [--seconds 5] [--generators 2] [--concurrency 32]
                          [--inflight 64] [--sockets 4] [--profile 30]
 
-``--profile N`` prints the server's N costliest functions (cProfile) for each request run.
+``--profile N`` prints the server's N costliest functions (cProfile) for the handshake run and
+each request run.
 
 "server CPU" is the server process's CPU time over the window: near 100% means the server, not
 the generator, was the limit; "load CPU" is the generator's. Both well below 100% mean that the
@@ -995,7 +996,9 @@ async def run_transport(opts: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     async with open_dtls_endpoint(HOST, 0, server=config, handler=handler) as secure:
         args = (secure.port, opts.seconds, opts.warmup, opts.concurrency)
-        figures["handshakes"] = await measure(handshakes, args, budget, processes=opts.generators)
+        figures["handshakes"] = await measure(
+            handshakes, args, budget, opts.profile, processes=opts.generators
+        )
         await asyncio.sleep(0.2)
         # Close_notify ended the others; these are handshakes the end of the run cut off.
         figures["sessions_left"] = len(secure.sessions())
