@@ -10,6 +10,7 @@ from lwm2m.tls.connection import ConnectionConfig, DtlsConnection, DtlsEvent, Dt
 from lwm2m.tls.cookies import CookieChecker
 from lwm2m.tls.messages import split_handshake_fragments
 from lwm2m.tls.record import HANDSHAKE, parse_datagram
+from lwm2m.tls.state import ResumableSession
 
 PSK = bytes(range(1, 17))
 IDENTITY = b"urn:imei:490154203237518"
@@ -124,3 +125,26 @@ def handshake_types(datagram: bytes, cid_length: int = 0) -> list[int]:
         if record.content_type == HANDSHAKE and record.epoch == 0:
             types += [header.msg_type for header, _ in split_handshake_fragments(record.fragment)]
     return types
+
+
+def connect_recording(
+    server: ConnectionConfig,
+    client: ConnectionConfig,
+    session: ResumableSession | None = None,
+    now: float = 0.0,
+) -> tuple[DtlsConnection, DtlsConnection, list[list[int]]]:
+    """A client (offering ``session``) and a server run to the end of their handshake from
+    ``now``; also the unprotected handshake types each datagram carried, in order. Read once the
+    CIDs are known: the records after ChangeCipherSpec carry the receiver's."""
+    client_connection = DtlsConnection(DtlsRole.CLIENT, client, now, session=session)
+    server_connection = DtlsConnection(DtlsRole.SERVER, server, now, address=ADDRESS)
+    sent: list[tuple[str, bytes]] = []
+
+    def record(name: str, datagrams: list[bytes]) -> list[bytes]:
+        sent.extend((name, datagram) for datagram in datagrams)
+        return datagrams
+
+    run(client_connection, server_connection, record, start=now)
+    receiver = {"client": server_connection, "server": client_connection}
+    seen = [handshake_types(d, len(receiver[name].own_cid)) for name, d in sent]
+    return client_connection, server_connection, seen

@@ -14,6 +14,7 @@ from tests.helpers.dtls_engine import (
     IDENTITY,
     PSK,
     client_config,
+    connect_recording,
     counter_random,
     events,
     exchange,
@@ -74,18 +75,7 @@ def _again(
     client_cfg: ConnectionConfig | None = None,
 ) -> tuple[DtlsConnection, DtlsConnection, list[list[int]]]:
     # A second connection offering ``session``; also the handshake types each datagram carried.
-    client = DtlsConnection(DtlsRole.CLIENT, client_cfg or client_config(), now, session=session)
-    server = DtlsConnection(DtlsRole.SERVER, server_cfg, now, address=ADDRESS)
-    sent: list[tuple[str, bytes]] = []
-
-    def record(name: str, datagrams: list[bytes]) -> list[bytes]:
-        sent.extend((name, datagram) for datagram in datagrams)
-        return datagrams
-
-    run(client, server, record, start=now)
-    # Read once the CIDs are known: the records after ChangeCipherSpec carry the receiver's.
-    seen = [handshake_types(d, len((server if n == "client" else client).own_cid)) for n, d in sent]
-    return client, server, seen
+    return connect_recording(server_cfg, client_cfg or client_config(), session, now)
 
 
 def _talk(client: DtlsConnection, server: DtlsConnection, now: float) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 from tests.helpers.certificates import CertificateAuthority, p256, rpk_credentials
-from tests.helpers.dtls_engine import ADDRESS, counter_random, events, exchange, handshake_types, run
+from tests.helpers.dtls_engine import (
+    ADDRESS,
+    connect_recording,
+    counter_random,
+    events,
+    exchange,
+)
 
 from lwm2m.tls.certificates import CertificateCredentials, CertificateType, PeerCredentials, spki_der
 from lwm2m.tls.connection import (
@@ -68,22 +74,9 @@ def _connect(
     now: float = 0.0,
 ) -> tuple[DtlsConnection, DtlsConnection, list[int]]:
     # A handshake offering ``session``; also the handshake types that went over the wire.
-    client = DtlsConnection(DtlsRole.CLIENT, client_cfg, now, session=session)
-    server = DtlsConnection(DtlsRole.SERVER, server_cfg, now, address=ADDRESS)
-    sent: list[tuple[str, bytes]] = []
-
-    def record(name: str, datagrams: list[bytes]) -> list[bytes]:
-        sent.extend((name, datagram) for datagram in datagrams)
-        return datagrams
-
-    run(client, server, record, start=now)
+    client, server, seen = connect_recording(server_cfg, client_cfg, session, now)
     assert client.established and server.established
-    types = [
-        t
-        for name, d in sent
-        for t in handshake_types(d, len((server if name == "client" else client).own_cid))
-    ]
-    return client, server, types
+    return client, server, [t for types in seen for t in types]
 
 
 def _expected_peers(kind: str) -> tuple[PeerCredentials, PeerCredentials]:
