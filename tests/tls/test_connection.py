@@ -261,6 +261,24 @@ def test_a_replayed_application_record_is_dropped() -> None:
     assert events(server) == [ApplicationData(b"reboot")]
 
 
+@pytest.mark.parametrize("epoch", [0, 2, 0xFFFF])
+def test_a_record_of_another_epoch_is_dropped(epoch: int) -> None:
+    """RFC 6347 §4.1: records of an epoch other than the current one (an unprotected copy, or a
+    future epoch no ChangeCipherSpec opened) are dropped, on the general and the direct path;
+    the connection and its replay window are untouched, so the genuine record still passes."""
+    client, server = _established()
+    client.send_application_data(b"read /3/0")
+    [datagram] = client.datagrams_to_send(0.0)
+    [record] = parse_datagram(datagram, len(server.own_cid))
+    moved = DtlsRecord(
+        record.content_type, record.version, epoch, record.sequence, record.fragment, record.cid
+    )
+    server.receive_datagram(moved.encode(), 1.0)
+    assert server.receive_application_data(moved.encode(), 1.0) is None
+    assert events(server) == [] and server.established
+    assert server.receive_application_data(datagram, 2.0) == b"read /3/0"
+
+
 def test_an_established_connection_lets_go_of_the_handshake_state() -> None:
     # Memory per session (issue 14): the transcript goes once both Finished are computed, and
     # the server's last flight once the client's data shows it has our Finished (RFC 6347
