@@ -12,7 +12,6 @@ chain must validate against the certificates of /0/x/4."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,10 +59,7 @@ def dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
     """The DTLS credentials a Security instance gives (§E.1); None for NoSec. ValueError if unusable.
     The host of its URI, when a DNS name, is the server name (RFC 6066 §3 SNI, and the name a
     server certificate must carry)."""
-    config = _credentials(security)
-    if config is None:
-        return None
-    return dataclasses.replace(config, server_name=_server_name(str(security.get(Security.URI, ""))))
+    return _credentials(security, _server_name(str(security.get(Security.URI, ""))))
 
 
 def _server_name(uri: str) -> str | None:
@@ -74,7 +70,7 @@ def _server_name(uri: str) -> str | None:
         return None
 
 
-def _credentials(security: ObjectInstance) -> DtlsClientConfig | None:
+def _credentials(security: ObjectInstance, server_name: str | None) -> DtlsClientConfig | None:
     mode = security.get(Security.MODE, SecurityMode.NO_SEC)
     identity = security.get(Security.IDENTITY) or b""
     secret = security.get(Security.SECRET_KEY) or b""
@@ -85,12 +81,12 @@ def _credentials(security: ObjectInstance) -> DtlsClientConfig | None:
             name = identity.decode()
         except UnicodeDecodeError:
             raise ValueError("the PSK identity is not UTF-8 text") from None
-        return DtlsClientConfig(psk=PskCredentials(name, secret))
+        return DtlsClientConfig(server_name=server_name, psk=PskCredentials(name, secret))
     server_key = security.get(Security.SERVER_KEY) or b""
     if mode == SecurityMode.RPK:
         if not secret or not server_key:
             raise ValueError("raw public key mode without a private key or the server's public key")
-        return DtlsClientConfig(rpk=RpkCredentials(secret, (server_key,)))
+        return DtlsClientConfig(server_name=server_name, rpk=RpkCredentials(secret, (server_key,)))
     if mode == SecurityMode.CERTIFICATE:
         if not identity or not secret:
             raise ValueError("certificate mode without a certificate or a private key")
@@ -101,8 +97,9 @@ def _credentials(security: ObjectInstance) -> DtlsClientConfig | None:
             pinned, anchors = _split(server_key)
             trusted = anchors or pinned if int(usage) == 1 else b""
             certificate = X509Credentials(identity, secret, trusted, int(usage), pinned)
-            return DtlsClientConfig(certificate=certificate)
-        return DtlsClientConfig(certificate=X509Credentials(identity, secret, server_key))
+            return DtlsClientConfig(server_name=server_name, certificate=certificate)
+        certificate = X509Credentials(identity, secret, server_key)
+        return DtlsClientConfig(server_name=server_name, certificate=certificate)
     raise ValueError(f"security mode {mode} is not supported by this client")
 
 
