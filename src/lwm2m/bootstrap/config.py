@@ -57,12 +57,7 @@ class BootstrapServerConfig:
     rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
-        check_listener(self.host, self.port, self.coaps_port, self.certificate)
-        if self.rpk is not None:
-            if not isinstance(self.rpk, RpkCredentials):
-                raise ConfigError(f"rpk must be RpkCredentials, got {type(self.rpk).__name__}")
-            if self.coaps_port is None:
-                raise ConfigError("rpk needs coaps_port: raw public key clients come over DTLS")
+        check_listener(self.host, self.port, self.coaps_port, self.certificate, self.rpk)
         _seconds("request_timeout", self.request_timeout)
         _seconds("session_timeout", self.session_timeout)
         if type(self.history) is not int or self.history < 0:

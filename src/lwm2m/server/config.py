@@ -67,12 +67,7 @@ class ServerConfig:
     rpk: RpkCredentials | None = None
 
     def __post_init__(self) -> None:
-        check_listener(self.host, self.port, self.coaps_port, self.certificate)
-        if self.rpk is not None:
-            if not isinstance(self.rpk, RpkCredentials):
-                raise ConfigError(f"rpk must be RpkCredentials, got {type(self.rpk).__name__}")
-            if self.coaps_port is None:
-                raise ConfigError("rpk needs coaps_port: raw public key clients come over DTLS")
+        check_listener(self.host, self.port, self.coaps_port, self.certificate, self.rpk)
         if self.dtls_limits is not None and not isinstance(self.dtls_limits, SessionLimits):
             raise ConfigError(f"dtls_limits must be SessionLimits, got {type(self.dtls_limits).__name__}")
         if self.coap is not None and not isinstance(self.coap, EndpointConfig):

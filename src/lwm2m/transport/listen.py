@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 
 from lwm2m.errors import ConfigError
-from lwm2m.transport.dtls.config import X509Credentials
+from lwm2m.transport.dtls.config import RpkCredentials, X509Credentials
 
 __all__ = ["bind_tcp", "check_listener", "check_port"]
 
@@ -21,9 +21,12 @@ def check_port(name: str, value: object) -> None:
         raise ConfigError(f"{name} must be a port number 0..65535 (0: any free port), got {value!r}")
 
 
-def check_listener(host: object, port: object, coaps_port: object, certificate: object) -> None:
+def check_listener(
+    host: object, port: object, coaps_port: object, certificate: object, rpk: object = None
+) -> None:
     """The checks of a role that listens on ``host``: CoAP on ``port``, CoAP over DTLS on
-    ``coaps_port`` if given, with an X.509 ``certificate`` (which needs DTLS) if given."""
+    ``coaps_port`` if given, with an X.509 ``certificate`` and a raw public key pair ``rpk``
+    (each needs DTLS) if given."""
     if not isinstance(host, str) or not host:
         raise ConfigError(f"host must be an address or host name, got {host!r}")
     check_port("port", port)
@@ -34,6 +37,11 @@ def check_listener(host: object, port: object, coaps_port: object, certificate: 
             raise ConfigError(f"certificate must be X509Credentials, got {type(certificate).__name__}")
         if coaps_port is None:
             raise ConfigError("certificate needs coaps_port: X.509 clients come over DTLS")
+    if rpk is not None:
+        if not isinstance(rpk, RpkCredentials):
+            raise ConfigError(f"rpk must be RpkCredentials, got {type(rpk).__name__}")
+        if coaps_port is None:
+            raise ConfigError("rpk needs coaps_port: raw public key clients come over DTLS")
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
