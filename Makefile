@@ -27,13 +27,17 @@ $(STAMP): pyproject.toml | $(PY) debs
 
 # Debian packages the tests need: libcoap's command-line clients (interop), GnuTLS's and
 # OpenSSL's command-line tools (DTLS peers: gnutls-cli speaks raw public keys), Chromium (the
-# console tests drive it through Playwright), and autotools to build aiocoap's tinydtls.
+# console tests drive it through Playwright), Redis and nginx's stream module (the cluster's
+# store and UDP balancer), and autotools to build aiocoap's tinydtls.
 debs:
 	@missing=""; \
 	command -v coap-client-notls >/dev/null 2>&1 || missing="$$missing libcoap3-bin"; \
 	command -v gnutls-cli >/dev/null 2>&1 || missing="$$missing gnutls-bin"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx libnginx-mod-stream"; \
+	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
 	command -v autoreconf >/dev/null 2>&1 || missing="$$missing autoconf automake libtool gcc"; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \
