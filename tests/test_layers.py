@@ -101,7 +101,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "codec": frozenset({"cbor2", "msgspec"}),
     "protocol": frozenset(),
     "transport": frozenset({"cryptography", "uvloop"}),  # cryptography: the DTLS credentials' files
-    "storage": frozenset({"msgspec"}),
+    "storage": frozenset({"msgspec", "redis"}),  # redis: the store of several nodes
     "cluster": frozenset({"redis"}),
     "server": frozenset(),
     "client": frozenset(),

@@ -1,0 +1,65 @@
+"""Opening a Redis connection from a store URL (DESIGN.md, scale-out).
+
+``redis://HOST:PORT/DB`` and ``rediss://…`` (TLS) name one Redis server;
+``redis+cluster://HOST:PORT`` and ``rediss+cluster://…`` name a Redis Cluster through one of
+its nodes (the client learns the others). The client is redis-py's asyncio one; it connects
+lazily, on the first command, so opening never blocks and a wrong host shows on first use.
+
+Everything the Redis store and the cluster layer keep about one endpoint is under keys that
+share the hash tag ``{ep}`` (:func:`endpoint_tag`), so every multi-key command and script on
+one endpoint works on Redis Cluster, where all keys of one call must live in one slot.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+from urllib.parse import urlsplit
+
+from lwm2m.errors import ConfigError
+
+try:  # the ``cluster`` extra
+    from redis.asyncio import Redis, RedisCluster
+except ImportError:  # pragma: no cover - exercised only without the extra
+    Redis = RedisCluster = None  # type: ignore[assignment,misc]
+
+RedisClient: TypeAlias = "Redis | RedisCluster"
+
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower().endswith("+cluster")
+
+
+def connect(url: str) -> RedisClient:
+    """A client for ``url``, not yet connected. A URL that is not one of :data:`REDIS_SCHEMES`,
+    or one without a host, is a :class:`~lwm2m.errors.ConfigError` naming it; so is a missing
+    redis-py (``pip install 'lwm2m[cluster]'``)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(f"Redis URL {url!r}: give one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+    if Redis is None:
+        raise ConfigError(f"Redis URL {url!r}: redis-py is not installed; pip install 'lwm2m[cluster]'")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        raise ConfigError(f"Redis URL {url!r}: {exc}") from exc
+    if not parts.hostname:
+        raise ConfigError(f"Redis URL {url!r}: no host")
+    if scheme.endswith("+cluster"):
+        if parts.path.strip("/") not in ("", "0"):
+            raise ConfigError(f"Redis URL {url!r}: a Redis Cluster has database 0 only")
+        plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
+        return RedisCluster.from_url(plain)
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(f"Redis URL {url!r}: the database {db!r} is not a number")
+    return Redis.from_url(url)
+
+
+def endpoint_tag(endpoint: str) -> str:
+    """The hash tag of ``endpoint``'s keys: ``{ep}``, with braces in the name replaced so that
+    the tag ends where it should (Redis hashes what lies between the first ``{`` and the next
+    ``}``); ``%`` is escaped too, so that no two endpoints share a tag."""
+    return "{" + endpoint.replace("%", "%25").replace("{", "%7B").replace("}", "%7D") + "}"
