@@ -146,7 +146,7 @@ class AeadProtection:
     (RFC 9146 §4), to hide the length of what is sent.
     """
 
-    __slots__ = ("_aead", "_fixed_iv", "algorithm", "padding")
+    __slots__ = ("_aead", "_fixed_iv", "_overhead", "algorithm", "padding")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes, fixed_iv: bytes, padding: int = 0) -> None:
         if len(key) != algorithm.key_length:
@@ -157,6 +157,7 @@ class AeadProtection:
             raise DtlsError("padding cannot be negative")
         self.algorithm = algorithm
         self.padding = padding
+        self._overhead = EXPLICIT_NONCE_LENGTH + algorithm.tag_length  # a record's bytes beyond its plaintext
         self._fixed_iv = bytes(fixed_iv)
         self._aead: AESCCM | AESGCM = (
             AESCCM(bytes(key), tag_length=algorithm.tag_length) if algorithm.ccm else AESGCM(bytes(key))
@@ -215,10 +216,10 @@ class AeadProtection:
         ``content``, sealed and framed in one step: the sender of application data makes no
         record object and no intermediate fragment (RFC 6347 §4.1, RFC 6655 §3; RFC 9146 §4
         with a ``cid``). Same checks and bytes as :meth:`seal` then ``encode_record``."""
-        if not 0 <= epoch <= 0xFFFF or not 0 <= sequence <= 0xFFFFFFFFFFFF:
-            raise RecordError(f"epoch {epoch} or sequence number {sequence} does not fit the header")
-        seq_num = (epoch << 48) | sequence
         if cid:
+            if not 0 <= epoch <= 0xFFFF or not 0 <= sequence <= 0xFFFFFFFFFFFF:
+                raise RecordError(f"epoch {epoch} or sequence number {sequence} does not fit the header")
+            seq_num = (epoch << 48) | sequence
             # RFC 9146 §4, §5: the DTLSInnerPlaintext (content, real type, zeros) sealed under the
             # CID additional data; the header carries tls12_cid and the CID after the sequence.
             if not 0 < content_type <= 0xFF:
@@ -237,12 +238,22 @@ class AeadProtection:
         length = len(content)
         if length > MAX_PLAINTEXT:
             raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
-        if not 0 <= content_type <= 0xFF:
-            raise RecordError(f"content type {content_type} does not fit in one byte")
-        overhead = EXPLICIT_NONCE_LENGTH + self.algorithm.tag_length
-        head = _HEADER_NONCE.pack(
-            content_type, DTLS_1_2, epoch, sequence >> 32, sequence & 0xFFFFFFFF, length + overhead, seq_num
-        )
+        seq_num = (epoch << 48) | sequence
+        try:
+            # A field out of range (an epoch or a sequence number over its width, or negative,
+            # a content type over one byte) makes pack fail: the checks are struct's.
+            head = _HEADER_NONCE.pack(
+                content_type,
+                DTLS_1_2,
+                epoch,
+                sequence >> 32,
+                sequence & 0xFFFFFFFF,
+                length + self._overhead,
+                seq_num,
+            )
+        except struct.error:
+            fields = f"epoch {epoch}, sequence number {sequence} or content type {content_type}"
+            raise RecordError(f"{fields} does not fit the header") from None
         # The nonce is the salt and the explicit part just packed (the last 8 bytes of ``head``).
         aad = _AAD.pack(seq_num, content_type, DTLS_1_2, length)
         return head + self._aead.encrypt(self._fixed_iv + head[-EXPLICIT_NONCE_LENGTH:], content, aad)

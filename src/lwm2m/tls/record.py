@@ -41,6 +41,7 @@ MAX_CID_LENGTH: Final = 255  # RFC 9146 §3: opaque cid<0..2^8-1>
 # type(1) version(2) epoch(2) sequence_number(6 = 2 + 4), as one unpack: a record is parsed for
 # every datagram, so the fields are read in one call rather than one slice each.
 _HEAD: Final = struct.Struct("!BHHHI")
+_HEAD_LENGTH: Final = struct.Struct("!BHHHIH")  # the whole header of a record without a CID
 _LENGTH: Final = struct.Struct("!H")
 
 
@@ -158,20 +159,23 @@ def single_protected_record(data: bytes, cid_length: int) -> tuple[int, int, int
     n = len(data)
     if n < HEADER_LENGTH:
         return None
+    if not cid_length:  # the common form, read whole: header and length in one unpack
+        content_type, version, epoch, sequence_high, sequence_low, length = _HEAD_LENGTH.unpack_from(data)
+        if (
+            content_type != APPLICATION_DATA
+            or epoch != 1
+            or length + HEADER_LENGTH != n
+            or version >> 8 != 0xFE
+        ):
+            return None  # another type or epoch, several records, or a length that does not match
+        return content_type, version, (sequence_high << 32) | sequence_low, HEADER_LENGTH, b""
     content_type, version, epoch, sequence_high, sequence_low = _HEAD.unpack_from(data)
-    if epoch != 1 or version >> 8 != 0xFE:
-        return None
-    if content_type == APPLICATION_DATA and not cid_length:
-        start = HEADER_LENGTH
-        cid = b""
-    elif content_type == TLS12_CID and cid_length and n >= HEADER_LENGTH + cid_length:
-        start = HEADER_LENGTH + cid_length
-        cid = data[11 : 11 + cid_length]
-    else:
+    start = HEADER_LENGTH + cid_length  # the CID lies before the length (RFC 9146 §4)
+    if content_type != TLS12_CID or epoch != 1 or version >> 8 != 0xFE or n < start:
         return None
     if start + ((data[start - 2] << 8) | data[start - 1]) != n:
         return None  # several records, or a length that does not match: the general parser's
-    return content_type, version, (sequence_high << 32) | sequence_low, start, cid
+    return content_type, version, (sequence_high << 32) | sequence_low, start, data[11 : 11 + cid_length]
 
 
 def parse_datagram(data: bytes, cid_length: int = 0) -> list[DtlsRecord]:

@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 class SansIOEndpoint(Protocol):
     """The I/O side of ``lwm2m.coap.endpoint.Endpoint``, which is all the driver needs.
 
-    An endpoint whose ``events`` attribute is the ``list`` that ``next_event`` pops from
-    (``Endpoint``'s is) has it drained directly, without a call per event.
+    ``events`` is the list that ``next_event`` pops from: the driver drains it directly,
+    without a call per event.
     """
+
+    events: list[Any]
 
     def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]: ...
@@ -66,8 +68,7 @@ class UdpDriver:
             # Asked once: with DEBUG off nothing stands between the sockets and the endpoint.
             endpoint = wire.traced(endpoint)
         self._endpoint = endpoint
-        queue = getattr(endpoint, "events", None)
-        self._events: list[Any] | None = queue if isinstance(queue, list) else None
+        self._events: list[Any] = endpoint.events
         self._on_event = on_event
         self.sockets = tuple(socks)
         receive = endpoint.receive_datagram
@@ -122,23 +123,15 @@ class UdpDriver:
         """Every queued event to ``on_event``; one that fails is logged, the rest go on."""
         events = self._events
         on_event = self._on_event
-        if events is not None:
-            while events:
-                # One at a time (on_event may deliver the rest itself: flush), the oldest first.
-                # pop() when it is the only one (the usual case) is cheaper than pop(0), and a
-                # method call is cheaper than a bound ``pop`` held in a local.
-                event = events.pop() if len(events) == 1 else events.pop(0)
-                try:
-                    on_event(event, now)
-                except Exception:
-                    log.exception("event handler failed for %s", type(event).__name__)
-        else:
-            next_event = self._endpoint.next_event
-            while (event := next_event()) is not None:
-                try:
-                    on_event(event, now)
-                except Exception:
-                    log.exception("event handler failed for %s", type(event).__name__)
+        while events:
+            # One at a time (on_event may deliver the rest itself: flush), the oldest first.
+            # pop() when it is the only one (the usual case) is cheaper than pop(0), and a
+            # method call is cheaper than a bound ``pop`` held in a local.
+            event = events.pop() if len(events) == 1 else events.pop(0)
+            try:
+                on_event(event, now)
+            except Exception:
+                log.exception("event handler failed for %s", type(event).__name__)
 
     def _transmit(self, now: float) -> None:
         out = self._endpoint.datagrams_to_send(now)

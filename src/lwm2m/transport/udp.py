@@ -253,8 +253,14 @@ class CoapUdpEndpoint:
             and self._fail(event.token, RequestReset("peer answered with RST"))
         ):
             return
-        if self._extra is not None:
+        if not self._own_event(event) and self._extra is not None:
             self._extra(event)
+
+    def _own_event(self, event: Event) -> bool:
+        """Take an event of the transport's own kind (a DTLS session's, in the subclass) and
+        say so; False for the events of CoAP, which go on to ``on_event``. Asked last, so that
+        the request path pays nothing for it."""
+        return False
 
     def _fail(self, token: bytes, exc: BaseException) -> bool:
         fut = self._pending.pop(token, None)

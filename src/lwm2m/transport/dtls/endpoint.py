@@ -198,11 +198,11 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         self._driver.flush()
         return closed
 
-    def _dispatch(self, event: Event, now: float) -> None:
+    def _own_event(self, event: Event) -> bool:
         if type(event) in _SESSION_EVENTS:
             self._session_event(event)  # type: ignore[arg-type]
-            return
-        super()._dispatch(event, now)
+            return True
+        return False
 
     def _session_event(self, event: SessionEvent) -> None:
         self._session_log.event(event, self._driver.now())

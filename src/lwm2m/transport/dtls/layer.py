@@ -81,7 +81,6 @@ from lwm2m.transport.dtls.events import (
     HandshakeFailed,
     SessionEnded,
     SessionEstablished,
-    SessionEvent,
     SessionMoved,
 )
 from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
@@ -121,6 +120,7 @@ class CoapSide(Protocol):
     endpoint let go of so far (estimated), which the layer adds to its own."""
 
     payload_limit: Callable[[Any], int | None] | None
+    events: list[Any]  # the queue ``next_event`` pops from; the layer adds its session events to it
 
     @property
     def released(self) -> int: ...
@@ -180,6 +180,7 @@ class _Session:
         "last_seen",
         "queue",
         "role",
+        "room",
         "timer_at",
     )
 
@@ -195,6 +196,9 @@ class _Session:
         self.timer_at: float | None = None
         self.hello = b""  # the ClientHello that started a server handshake, without its record header
         self.queue: deque[bytes] | None = None  # a client's datagrams waiting for the handshake
+        # The largest datagram one record takes (the connection's max_application_data, fixed
+        # by the handshake: RFC 8449 §4); None until the session is established.
+        self.room: int | None = None
 
     def info(self) -> SessionInfo:
         return SessionInfo(
@@ -228,7 +232,7 @@ def _payload_limit(sessions: Mapping[Addr, _Session]) -> Callable[[Addr], int | 
 
     def limit(addr: Addr) -> int | None:
         s = sessions.get(addr)
-        return None if s is None else s.conn.max_application_data
+        return None if s is None else s.room
 
     return limit
 
@@ -283,9 +287,9 @@ class DtlsLayer:
         self._parked: OrderedDict[Addr, _Parked] = OrderedDict()
         self._parked_cid: dict[bytes, Addr] = {}  # parked sessions with a CID, by it
         self._out: list[tuple[bytes, Addr]] = []
-        # A list, not a deque: it is empty nearly always, and an empty deque costs 700 bytes
-        # (a simulator runs one layer per device).
-        self._events: list[SessionEvent] = []
+        # Session events go into the CoAP endpoint's own queue, in the order things happened:
+        # the driver drains that one list directly (``events``), with no call per event.
+        self.events: list[Any] = inner.events
         self._heap: list[tuple[float, int, _Session]] = []
         self._seq = 0
         # CoAP blocks must fit in one record of the peer's limit (RFC 8449 §4, RFC 7959).
@@ -410,8 +414,7 @@ class DtlsLayer:
             self._park(first, "idle")
 
     def next_event(self) -> Any:
-        if self._events:
-            return self._events.pop(0)
+        """The oldest event, a session's or the CoAP endpoint's (they share one queue)."""
         return self._inner_next()
 
     # === the application's side =================================================================
@@ -495,14 +498,14 @@ class DtlsLayer:
         s = self._sessions.pop(addr, None)
         if s is None:
             if parked is not None:
-                self._events.append(SessionEnded(addr, parked.identity, "local"))
+                self.events.append(SessionEnded(addr, parked.identity, "local"))
             return hs is not None or parked is not None
         if notify:
             alert = s.conn.close()
             if alert:
                 self._out.append((alert, addr))
         self._let_go(s)
-        self._events.append(SessionEnded(addr, s.identity, "local"))
+        self.events.append(SessionEnded(addr, s.identity, "local"))
         return True
 
     def close_all(self, role: Role | None = None) -> None:
@@ -570,7 +573,6 @@ class DtlsLayer:
             dtls_cids=len(self._by_cid),
             dtls_heap=len(self._heap),
             dtls_out=len(self._out),
-            dtls_events=len(self._events),
         )
         return sizes
 
@@ -626,7 +628,7 @@ class DtlsLayer:
         s.addr = addr
         self._sessions[addr] = s
         self.counters["sessions_moved"] += 1
-        self._events.append(SessionMoved(addr, s.identity, old))
+        self.events.append(SessionMoved(addr, s.identity, old))
 
     def _deliver(self, s: _Session, now: float, heard: bool) -> None:
         """What a datagram fed to the session of ``s`` held; ``heard`` when a record of it
@@ -746,6 +748,7 @@ class DtlsLayer:
         conn = hs.conn
         hs.identity = conn.identity()
         hs.cipher = conn.cipher_suite()
+        hs.room = conn.max_application_data
         hs.last_seen = now
         self.counters["handshakes_done"] += 1
         resumed = conn.resumed
@@ -755,10 +758,10 @@ class DtlsLayer:
         self._pop_parked(addr)
         if old is not None:
             self._let_go(old)
-            self._events.append(SessionEnded(addr, old.identity, "replaced"))
+            self.events.append(SessionEnded(addr, old.identity, "replaced"))
         self._make_room()
         self._sessions[addr] = hs
-        self._events.append(
+        self.events.append(
             SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity, resumed)
         )
         queue, hs.queue = hs.queue, None
@@ -779,7 +782,7 @@ class DtlsLayer:
         hs.queue = None
         self._let_go(hs)
         self.counters["handshakes_failed"] += 1
-        self._events.append(HandshakeFailed(addr, reason))
+        self.events.append(HandshakeFailed(addr, reason))
 
     def _let_go(self, s: _Session) -> None:
         """Drop the connection of ``s`` now: stale timer entries must not keep its buffers."""
@@ -825,7 +828,7 @@ class DtlsLayer:
         cid = s.cid
         self._let_go(s)
         if state is None:
-            self._events.append(SessionEnded(s.addr, s.identity, reason))
+            self.events.append(SessionEnded(s.addr, s.identity, reason))
             return
         self._keep_parked(s.addr, _Parked(state, s.role, s.identity, s.cipher, cid))
 
@@ -835,7 +838,7 @@ class DtlsLayer:
         while len(parked) >= self.limits.max_parked:
             gone_addr = next(iter(parked))
             gone = self._pop_parked(gone_addr)
-            self._events.append(SessionEnded(gone_addr, gone.identity if gone else None, "evicted"))
+            self.events.append(SessionEnded(gone_addr, gone.identity if gone else None, "evicted"))
         parked[addr] = p
         if p.cid:
             other = self._parked_cid.get(p.cid)
@@ -867,7 +870,7 @@ class DtlsLayer:
         except Exception:  # state another backend saved (a restart with other settings)
             log.warning("DTLS: the saved session of %s could not be taken up", addr, exc_info=True)
         self._pop_parked(addr)
-        self._events.append(SessionEnded(addr, p.identity, "error"))
+        self.events.append(SessionEnded(addr, p.identity, "error"))
         return None
 
     def _take_up(self, addr: Addr, p: _Parked, conn: Connection, now: float) -> _Session:
@@ -876,6 +879,7 @@ class DtlsLayer:
         s = _Session(conn, addr, p.role, now)
         s.identity = p.identity
         s.cipher = p.cipher
+        s.room = conn.max_application_data
         self._make_room()
         self._sessions[addr] = s
         if p.role == "server" and conn.cid and conn.cid not in self._by_cid:
@@ -908,7 +912,7 @@ class DtlsLayer:
         except _SessionClosed as exc:  # the peer closed it, or it broke: it leaves the parked ones
             self._pop_parked(parked)
             reason = "closed" if "close" in str(exc).lower() else "error"
-            self._events.append(SessionEnded(parked, p.identity, reason))
+            self.events.append(SessionEnded(parked, p.identity, reason))
             return True
         newer = conn.advanced
         if not held and not newer:
@@ -927,4 +931,4 @@ class DtlsLayer:
         if self._sessions.get(s.addr) is s:
             del self._sessions[s.addr]
         self._let_go(s)
-        self._events.append(SessionEnded(s.addr, s.identity, reason))
+        self.events.append(SessionEnded(s.addr, s.identity, reason))
