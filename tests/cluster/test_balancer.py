@@ -168,9 +168,8 @@ async def test_after_a_node_dies_a_reload_sends_its_devices_to_the_survivor(
             client.trigger_update()
         for endpoint in orphans:
             await registered_on(survivor, endpoint)
-        for endpoint in stayed:
-            # The survivor follows the device to its new session's port.
-            await until(lambda ep=endpoint: devices[ep][0].updates >= 1)
+        # The survivor follows the others to their new sessions' ports.
+        await until(lambda: all(devices[ep][0].updates >= 1 for ep in stayed))
         for endpoint in devices:
             response = await survivor.read(endpoint, TEMPERATURE, timeout=5)
             assert response.records == (Record(TEMPERATURE, 20.0 + int(endpoint[4:])),)

@@ -27,7 +27,6 @@ Why the UDP sessions are set up as they are (nginx's ngx_stream_proxy_module doc
 from __future__ import annotations
 
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -149,16 +148,12 @@ class NginxBalancer:
     def conf_path(self) -> Path:
         return self.folder / "nginx.conf"
 
-    @property
-    def address(self) -> Address:
-        """Where devices send CoAP."""
-        return ("127.0.0.1", self.udp_port)
-
     def render(self) -> str:
         """The nginx.conf for the current configuration."""
         c = self.config
         folder = self.folder
-        user = f"user {pwd.getpwuid(0).pw_name};\n" if os.geteuid() == 0 else ""
+        # Started by root, nginx runs its workers as `nobody`, who may not use the folder.
+        user = "user root;\n" if os.geteuid() == 0 else ""
         text = (
             f"# Written by tests/helpers/nginx.py.\n{stream_module_line()}{user}"
             f"worker_processes 1;\n"
