@@ -189,20 +189,20 @@ class _WallClock:
     The offset is taken once, at the first time seen: both clocks then advance together (a
     wall clock set back or forward later moves nothing here, which is what timers need)."""
 
-    __slots__ = ("_offset",)
+    __slots__ = ("offset",)
 
     def __init__(self) -> None:
-        self._offset: float | None = None
+        self.offset: float | None = None  # wall minus layer time, once a time was seen
 
     def wall(self, now: float) -> float:
-        if self._offset is None:
-            self._offset = time.time() - now
-        return now + self._offset
+        if self.offset is None:
+            self.offset = time.time() - now
+        return now + self.offset
 
     def layer(self, at: float | None) -> float | None:
-        if at is None or self._offset is None:
+        if at is None or self.offset is None:
             return at
-        return at - self._offset
+        return at - self.offset
 
 
 def supports(suites: tuple[CipherSuite, ...], *, certificate: bool) -> bool:
@@ -332,7 +332,8 @@ class _Connection:
         application record: its plaintext, with no event object in between. None when it held
         anything else or nothing that authenticated; ``read()`` then gives what it held."""
         conn = self._conn
-        wall = self._clock.wall(now)  # the engine's clock, as ``feed`` gives it
+        offset = self._clock.offset  # the engine's clock, as ``feed`` gives it (no call once set)
+        wall = now + offset if offset is not None else self._clock.wall(now)
         if not self._data:
             plain = conn.receive_application_data(datagram, wall)
             if plain is not None:
