@@ -66,11 +66,28 @@ def is_loopback(host: str) -> bool:
         return False  # a host name may resolve anywhere
 
 
+STORE_HELP = (
+    "sqlite (the file lwm2m.db in --data), memory (keep nothing), or a store URL: sqlite:///PATH,"
+    " redis://HOST:PORT/DB, rediss://… (TLS), redis+cluster://HOST:PORT (several nodes share it)"
+)
+
+
+def store_choice(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--store``: sqlite, memory or a URL with a scheme; anything else is named as refused."""
+    if value is None or value in ("sqlite", "memory") or "://" in value:
+        return value
+    raise click.BadParameter(
+        f"{value!r}: give sqlite, memory or a store URL such as redis://127.0.0.1:6379/0"
+    )
+
+
 def store_url(data: str, kind: str | None) -> str:
-    """The store URL of ``--data``/``--store``: ``memory://``, or the SQLite file ``lwm2m.db`` in
-    the folder ``data`` (created if missing)."""
+    """The store URL of ``--data``/``--store``: ``memory://``, a URL given as ``--store``, or the
+    SQLite file ``lwm2m.db`` in the folder ``data`` (created if missing)."""
     if kind == "memory":
         return "memory://"
+    if kind is not None and "://" in kind:
+        return kind
     folder = Path(data)
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite://{(folder / 'lwm2m.db').absolute()}"
@@ -370,7 +387,7 @@ async def serve(
 @click.option("--http-host", default="127.0.0.1", show_default=True, help="address to serve the REST API on")
 @click.option("--http-port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data", default=".lwm2m-data", show_default=True, help="folder of the SQLite database")
-@click.option("--store", type=click.Choice(["sqlite", "memory"]), default=None, help="memory: keep nothing")
+@click.option("--store", default=None, callback=store_choice, metavar="sqlite|memory|URL", help=STORE_HELP)
 @click.option(
     "--history-records",
     default=HistoryRetention().max_records,
@@ -480,6 +497,8 @@ def server(
         fail(str(exc))
     try:
         opened = open_data(data, store, history_records=history_records)
+    except ConfigError as exc:  # the URL's own message names it
+        fail(f"--store: {exc}")
     except Exception as exc:  # sqlite3 and OS errors alike: name the folder
         fail(f"--data {data}: {exc}")
     try:
