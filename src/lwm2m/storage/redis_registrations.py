@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from lwm2m.protocol.registration import Registration
+from lwm2m.model.path import Path
+from lwm2m.protocol.attributes import AttributeChange
+from lwm2m.protocol.registration import ObjectLink, Registration
 from lwm2m.storage.base import (
     PAGE_SCAN,
     Observation,
@@ -90,8 +92,73 @@ return old
 """
 
 
+# The stored forms are positional MessagePack arrays, not the JSON of ``to_dict``: the field
+# names would be half of each value, and a fleet's registrations are most of the Redis memory.
+# The first element is the form's version.
+_FORM = 1
+
+
+def registration_bytes(r: Registration) -> bytes:
+    objects = [[o.object_id, o.instance_id, o.version] for o in r.objects]
+    return msgspec.msgpack.encode(
+        [
+            _FORM,
+            r.endpoint,
+            r.registration_id,
+            r.address[0],
+            r.address[1],
+            r.lifetime,
+            r.lwm2m_version,
+            r.binding,
+            r.queue_mode,
+            r.sms,
+            objects,
+            r.root_path,
+            r.content_formats,
+            r.registered_at,
+            r.last_update,
+            r.extra,
+        ]
+    )
+
+
 def _registration(data: bytes | str) -> Registration:
-    return Registration.from_dict(msgspec.json.decode(data))
+    (
+        form,
+        ep,
+        rid,
+        host,
+        port,
+        lifetime,
+        version,
+        binding,
+        queue,
+        sms,
+        objects,
+        root,
+        formats,
+        at,
+        last,
+        extra,
+    ) = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
+    if form != _FORM:
+        raise msgspec.DecodeError(f"a registration in stored form {form!r}, not {_FORM}")
+    return Registration(
+        endpoint=ep,
+        registration_id=rid,
+        address=(host, port),
+        lifetime=lifetime,
+        lwm2m_version=version,
+        binding=binding,
+        queue_mode=queue,
+        sms=sms,
+        objects=tuple(ObjectLink(o, i, v) for o, i, v in objects),
+        root_path=root,
+        content_formats=tuple(formats),
+        registered_at=float(at),
+        last_update=float(last),
+        extra=tuple((k, v) for k, v in extra),
+    )
 
 
 def _float(value: float) -> str:
@@ -114,7 +181,7 @@ class RedisRegistrationStore:
                 raise ValueError(f"registration ID {r.registration_id!r} is in use by {text(owner)!r}")
         # The indexes first (the expiry never later than the record's), the record, the final time.
         await self._index(ep, r.registration_id, exp, lower=True)
-        data = msgspec.json.encode(r.to_dict())
+        data = registration_bytes(r)
         old_data = await self.link.run(_REG_PUT, [key("reg", ep)], [r.registration_id, exp, data])
         await c.zadd(index("expiry"), {ep: float(exp)})
         if old_data is None:
@@ -163,7 +230,7 @@ class RedisRegistrationStore:
         ep, exp = r.endpoint, _float(r.expires_at)
         c = self.link.client()
         await c.zadd(index("expiry"), {ep: float(exp)}, xx=True, lt=True)
-        data = msgspec.json.encode(r.to_dict())
+        data = registration_bytes(r)
         old_data = await self.link.run(_REG_UPDATE, [key("reg", ep)], [r.registration_id, exp, data])
         if old_data is None:
             return None
@@ -285,9 +352,32 @@ def walk_endpoints(link: RedisLink) -> AsyncIterator[list[str]]:
 # --- observations ---------------------------------------------------------------------------------
 
 
-def _observation(data: bytes | str) -> tuple[int, Observation]:
-    seq, body = msgspec.json.decode(data)
-    return int(seq), Observation.from_dict(body)
+def observation_bytes(seq: int, o: Observation) -> bytes:
+    """[form, creation number, registration ID, paths, composite, content format, attributes,
+    created at]: the token and the endpoint are the field's and the key's names."""
+    attributes = None if o.attributes is None else o.attributes.to_query()
+    paths = [str(p) for p in o.paths]
+    return msgspec.msgpack.encode(
+        [_FORM, seq, o.registration_id, paths, o.composite, o.content_format, attributes, o.created_at]
+    )
+
+
+def _observation(token: bytes | str, endpoint: str, data: bytes | str) -> tuple[int, Observation]:
+    form, seq, rid, paths, composite, content_format, attributes, created_at = msgspec.msgpack.decode(
+        data if isinstance(data, bytes) else data.encode()
+    )
+    if form != _FORM:
+        raise msgspec.DecodeError(f"an observation in stored form {form!r}, not {_FORM}")
+    return int(seq), Observation(
+        token=bytes.fromhex(text(token)),
+        endpoint=endpoint,
+        registration_id=rid,
+        paths=tuple(Path.parse(p) for p in paths),
+        composite=composite,
+        content_format=content_format,
+        attributes=None if attributes is None else AttributeChange.parse_query(attributes).set,
+        created_at=float(created_at),
+    )
 
 
 class RedisObservationStore:
@@ -306,11 +396,13 @@ class RedisObservationStore:
         seq = await c.incr(index("seq:observations"))
         previous = await c.set(index("token", token), o.endpoint, get=True)
         await c.zadd(index("observations"), {token: seq})
-        data = msgspec.json.encode([seq, o.to_dict()])
+        data = observation_bytes(seq, o)
         old_data = await self.link.run(_OBS_PUT, [key("obs", o.endpoint)], [token, data])
+        old_endpoint = o.endpoint
         if previous is not None and text(previous) != o.endpoint:  # the token moved endpoint
-            old_data = await self.link.run(_OBS_REMOVE, [key("obs", text(previous))], [token])
-        return None if old_data is None else _observation(old_data)[1]
+            old_endpoint = text(previous)
+            old_data = await self.link.run(_OBS_REMOVE, [key("obs", old_endpoint)], [token])
+        return None if old_data is None else _observation(token, old_endpoint, old_data)[1]
 
     @guarded
     async def get(self, token: bytes) -> Observation | None:
@@ -319,12 +411,12 @@ class RedisObservationStore:
         if endpoint is None:
             return None
         data = await c.hget(key("obs", text(endpoint)), token.hex())
-        return None if data is None else _observation(data)[1]
+        return None if data is None else _observation(token.hex(), text(endpoint), data)[1]
 
     @guarded
     async def for_endpoint(self, endpoint: str) -> list[Observation]:
-        rows = await self.link.client().hvals(key("obs", endpoint))
-        return [o for _, o in sorted((_observation(d) for d in rows), key=_seq)]
+        rows = await self.link.client().hgetall(key("obs", endpoint))
+        return [o for _, o in sorted((_observation(t, endpoint, d) for t, d in rows.items()), key=_seq)]
 
     @guarded
     async def all(self) -> list[Observation]:
@@ -341,7 +433,9 @@ class RedisObservationStore:
             owners = await fetch_all(self.link, [("GET", (index("token", t),)) for t in tokens])
             pairs = [(t, text(e)) for t, e in zip(tokens, owners, strict=True) if e is not None]
             blobs = await fetch_all(self.link, [("HGET", (key("obs", e), t)) for t, e in pairs])
-            found += [_observation(b)[1] for b in blobs if b is not None]
+            found += [
+                _observation(t, e, b)[1] for (t, e), b in zip(pairs, blobs, strict=True) if b is not None
+            ]
             if len(got) < CHUNK:
                 return found
             low = f"({got[-1][1]}"
@@ -356,12 +450,14 @@ class RedisObservationStore:
         ep = text(endpoint)
         old_data = await self.link.run(_OBS_REMOVE, [key("obs", ep)], [hexed])
         await self._unindex([hexed], ep)
-        return None if old_data is None else _observation(old_data)[1]
+        return None if old_data is None else _observation(hexed, ep, old_data)[1]
 
     @guarded
     async def remove_endpoint(self, endpoint: str) -> list[Observation]:
         flat = await self.link.run(HASH_TAKE, [key("obs", endpoint)], [])
-        rows = sorted((_observation(flat[i + 1]) for i in range(0, len(flat), 2)), key=_seq)
+        rows = sorted(
+            (_observation(flat[i], endpoint, flat[i + 1]) for i in range(0, len(flat), 2)), key=_seq
+        )
         await self._unindex([text(flat[i]) for i in range(0, len(flat), 2)], endpoint)
         return [o for _, o in rows]
 
@@ -378,7 +474,9 @@ class RedisObservationStore:
                 if owner is not None:
                     data = await c.hget(key("obs", text(owner)), token)
                     if data is not None:
-                        await c.zadd(index("observations"), {token: _observation(data)[0]})
+                        await c.zadd(
+                            index("observations"), {token: _observation(token, text(owner), data)[0]}
+                        )
 
 
 def _seq(row: tuple[int, Observation]) -> int:
