@@ -12,6 +12,7 @@ moves the entry).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import msgspec
 
@@ -183,12 +184,11 @@ class RedisRegistrationStore:
         await self._index(ep, r.registration_id, exp, lower=True)
         data = registration_bytes(r)
         old_data = await self.link.run(_REG_PUT, [key("reg", ep)], [r.registration_id, exp, data])
-        await c.zadd(index("expiry"), {ep: float(exp)})
-        if old_data is None:
-            return None
-        old = _registration(old_data)
-        if old.registration_id != r.registration_id:
-            await self.link.run(CAS_DELETE, [index("regid", old.registration_id)], [ep])
+        old = None if old_data is None else _registration(old_data)
+        after: list[tuple[str, tuple[Any, ...]]] = [("ZADD", (index("expiry"), float(exp), ep))]
+        if old is not None and old.registration_id != r.registration_id:
+            after.append(("EVAL", (CAS_DELETE, 1, index("regid", old.registration_id), ep)))
+        await fetch_all(self.link, after)
         return old
 
     async def _index(self, ep: str, rid: str, exp: str, *, lower: bool) -> None:
@@ -198,17 +198,21 @@ class RedisRegistrationStore:
         pipe.zadd(index("expiry"), {ep: float(exp)}, lt=lower)
         await pipe.execute()
 
-    async def _unindex(self, old: Registration) -> None:
-        """Drop ``old``'s index entries after its record went, then put back those of whatever
-        registration of the endpoint a Register on another node stored meanwhile."""
-        ep = old.endpoint
-        await self.link.run(CAS_DELETE, [index("regid", old.registration_id)], [ep])
-        c = self.link.client()
-        await c.zrem(index("endpoints"), ep)
-        await c.zrem(index("expiry"), ep)
-        now = await c.hmget(key("reg", ep), ["id", "exp"])
-        if now[0] is not None and now[1] is not None:
-            await self._index(ep, text(now[0]), text(now[1]), lower=True)
+    async def _unindex(self, olds: list[Registration]) -> None:
+        """Drop the index entries of ``olds`` after their records went, then put back those of
+        whatever registration of an endpoint a Register on another node stored meanwhile."""
+        if not olds:
+            return
+        eps = [o.endpoint for o in olds]
+        await fetch_all(
+            self.link,
+            [("EVAL", (CAS_DELETE, 1, index("regid", o.registration_id), o.endpoint)) for o in olds]
+            + [("ZREM", (index("endpoints"), *eps)), ("ZREM", (index("expiry"), *eps))],
+        )
+        now = await fetch_all(self.link, [("HMGET", (key("reg", ep), "id", "exp")) for ep in eps])
+        for ep, (rid, exp) in zip(eps, now, strict=True):
+            if rid is not None and exp is not None:
+                await self._index(ep, text(rid), text(exp), lower=True)
 
     @guarded
     async def get(self, endpoint: str) -> Registration | None:
@@ -243,7 +247,7 @@ class RedisRegistrationStore:
         if old_data is None:
             return None
         old = _registration(old_data)
-        await self._unindex(old)
+        await self._unindex([old])
         return old
 
     @guarded
@@ -323,20 +327,27 @@ class RedisRegistrationStore:
             entries = await c.zrangebyscore(index("expiry"), "-inf", cutoff, start=0, num=limit - len(taken))
             if not entries:
                 break
-            for member in entries:
-                ep = text(member)
-                state = await self.link.run(_REG_EXPIRE, [key("reg", ep)], [_float(cutoff)])
+            names = [text(m) for m in entries]
+            # The script per endpoint, pipelined: each takes its registration only if still expired.
+            states = await fetch_all(
+                self.link, [("EVAL", (_REG_EXPIRE, 1, key("reg", ep), _float(cutoff))) for ep in names]
+            )
+            batch: list[Registration] = []
+            moved: dict[str, float] = {}
+            for ep, state in zip(names, states, strict=True):
                 if state[0] == 2:  # taken by this call; another node's sweep finds it gone
-                    old = _registration(state[1])
-                    await self._unindex(old)
-                    taken.append(old)
+                    batch.append(_registration(state[1]))
                 elif state[0] == 1:  # live: its entry was early; move it to the record's time
-                    await c.zadd(index("expiry"), {ep: float(text(state[1]))}, xx=True)
+                    moved[ep] = float(text(state[1]))
                 else:  # no record: an entry a crash or a racing removal left
                     await c.zrem(index("expiry"), ep)
                     again = await c.hget(key("reg", ep), "exp")
                     if again is not None:  # a Register landed meanwhile
                         await c.zadd(index("expiry"), {ep: float(text(again))}, lt=True)
+            await self._unindex(batch)
+            if moved:
+                await c.zadd(index("expiry"), moved, xx=True)
+            taken += batch
         taken.sort(key=_expires_at)
         return taken
 
@@ -393,8 +404,10 @@ class RedisObservationStore:
         o = observation
         token = o.token.hex()
         c = self.link.client()
-        seq = await c.incr(index("seq:observations"))
-        previous = await c.set(index("token", token), o.endpoint, get=True)
+        pipe = c.pipeline(transaction=False)  # two index writes, in either order
+        pipe.incr(index("seq:observations"))
+        pipe.set(index("token", token), o.endpoint, get=True)
+        seq, previous = await pipe.execute()
         await c.zadd(index("observations"), {token: seq})
         data = observation_bytes(seq, o)
         old_data = await self.link.run(_OBS_PUT, [key("obs", o.endpoint)], [token, data])
