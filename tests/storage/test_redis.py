@@ -19,6 +19,7 @@ from tests.helpers.redis import RedisServer, redis_server
 from lwm2m.errors import StoreError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
+from lwm2m.protocol.attributes import Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.registration import ObjectLink, Registration
 from lwm2m.storage.base import HistoryRetention, Observation, SavedDtlsSession, SecurityInfo
@@ -88,6 +89,8 @@ async def test_index_entries_a_crash_left_are_ignored(redis_url: str) -> None:
         assert await store.registrations.get_by_id("ghost") is None
         await store.registrations.add(reg("dev", "ghost"))  # the ID is free: its entry was stale
         assert (await store.registrations.get_by_id("ghost")) == reg("dev", "ghost")
+        await c.set("lwm2m:regid:before", "dev")  # a Register of "dev" died after its index entry
+        assert await store.registrations.get_by_id("before") is None
         page = await store.registrations.page()
         assert [r.endpoint for r in page.registrations] == ["dev"]
         assert await store.registrations.expired(10.0) == []
@@ -282,13 +285,43 @@ security_infos = st.one_of(
     st.builds(SecurityInfo, endpoint=names, nosec=st.just(True)),
     st.builds(SecurityInfo, endpoint=names, rpk=st.just(RPK)),
 )
+observations = st.builds(
+    lambda token, endpoint, rid, paths, single, content_format, attributes, created_at: Observation(
+        token,
+        endpoint,
+        rid,
+        tuple(Path.parse(p) for p in paths[: 1 if single else None]),
+        composite=not single,
+        content_format=content_format,
+        attributes=attributes,
+        created_at=created_at,
+    ),
+    st.binary(min_size=1, max_size=8),
+    names,
+    names,
+    st.lists(st.sampled_from(["/3303/0/5700", "/3/0", "/1", "/3442/0/110/2"]), min_size=1, max_size=3),
+    st.booleans(),
+    st.none() | st.sampled_from([60, 110, 112, 11542]),
+    st.none()
+    | st.builds(Attributes, pmin=st.none() | st.integers(0, 3600), gt=st.none() | st.floats(-1e6, 1e6)),
+    st.floats(0, 2e9),
+)
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
-@given(registration=registrations, info=security_infos, value=st.floats() | st.binary() | st.text())
+@given(
+    registration=registrations,
+    observation=observations,
+    info=security_infos,
+    value=st.floats() | st.binary() | st.text(),
+)
 def test_values_round_trip_through_redis(
-    redis_server_session: RedisServer, registration: Registration, info: SecurityInfo, value: object
+    redis_server_session: RedisServer,
+    registration: Registration,
+    observation: Observation,
+    info: SecurityInfo,
+    value: object,
 ) -> None:
     redis_server_session.cli("flushall")
     store = RedisStore(redis_server_session.url)
@@ -299,6 +332,9 @@ def test_values_round_trip_through_redis(
         assert await store.registrations.get_by_id(registration.registration_id) == registration
         page = await store.registrations.page(prefix=registration.endpoint)
         assert page.registrations[0] == registration
+        await store.observations.add(observation)
+        assert await store.observations.get(observation.token) == observation
+        assert await store.observations.for_endpoint(observation.endpoint) == [observation]
         await store.security.put(info)
         assert await store.security.get(info.endpoint) == info
         if info.psk_identity is not None:

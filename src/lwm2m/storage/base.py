@@ -592,7 +592,7 @@ def check_query(limit: int | None, source: str | None = None) -> None:
 
 class Store(Protocol):
     """The role stores of one backend, opened together and closed together: what the server,
-    the bootstrap server and the web API share (``MemoryStore``, ``SqliteStore``)."""
+    the bootstrap server and the web API share (``MemoryStore``, ``SqliteStore``, ``RedisStore``)."""
 
     @property
     def registrations(self) -> RegistrationStore: ...

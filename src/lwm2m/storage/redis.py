@@ -10,8 +10,9 @@ runs in one Redis Cluster slot:
 key                                type        holds
 =================================  ==========  ==================================================
 ``lwm2m:reg:{ep}``                 hash        the registration: ``id``, ``exp`` (expiry time),
-                                               ``data`` (``Registration.to_dict()`` as JSON)
-``lwm2m:obs:{ep}``                 hash        token (hex) -> [creation number, observation]
+                                               ``data`` (a positional MessagePack array)
+``lwm2m:obs:{ep}``                 hash        token (hex) -> creation number and observation
+                                               (a positional MessagePack array)
 ``lwm2m:hist:{ep}``                list        history values in arrival order, capped
 ``lwm2m:sec:{ep}``                 string      ``SecurityInfo.to_dict(with_key=True)`` as JSON
 ``lwm2m:bs:{ep}``                  string      ``BootstrapConfig.to_json()`` as JSON
