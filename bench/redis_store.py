@@ -28,21 +28,8 @@ from lwm2m.protocol.registration import ObjectLink, Registration
 from lwm2m.storage.base import Observation
 from lwm2m.storage.redis import RedisStore
 
-OBJECTS = tuple(
-    ObjectLink(o, i)
-    for o, i in (
-        (1, 0),
-        (3, 0),
-        (4, 0),
-        (5, 0),
-        (6, 0),
-        (3303, 0),
-        (3303, 1),
-        (3304, 0),
-        (3311, 0),
-        (3311, 1),
-    )
-) + (ObjectLink(0, 1), ObjectLink(3442, None, "1.1"))
+LINKS = ((1, 0), (3, 0), (4, 0), (5, 0), (6, 0), (3303, 0), (3303, 1), (3304, 0), (3311, 0), (3311, 1))
+OBJECTS = (*(ObjectLink(o, i) for o, i in LINKS), ObjectLink(0, 1), ObjectLink(3442, None, "1.1"))
 
 
 def registration(i: int) -> Registration:
@@ -146,9 +133,8 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.02)
-            print(
-                f"redis-server {subprocess.run([server, '--version'], capture_output=True, text=True).stdout.split()[2]}"
-            )
+            version = subprocess.run([server, "--version"], capture_output=True, text=True).stdout
+            print(f"redis-server {version.split()[2]}")
             asyncio.run(run(f"redis://127.0.0.1:{port}/0", port, args.count, args.concurrency))
         finally:
             proc.terminate()
