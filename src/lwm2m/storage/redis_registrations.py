@@ -185,7 +185,12 @@ class RedisRegistrationStore:
         data = registration_bytes(r)
         old_data = await self.link.run(_REG_PUT, [key("reg", ep)], [r.registration_id, exp, data])
         old = None if old_data is None else _registration(old_data)
-        after: list[tuple[str, tuple[Any, ...]]] = [("ZADD", (index("expiry"), float(exp), ep))]
+        # Listed again after the record too: a removal on another node that took the entry out
+        # between our first write and the record's, and then found no record, cannot hide it.
+        after: list[tuple[str, tuple[Any, ...]]] = [
+            ("ZADD", (index("expiry"), float(exp), ep)),
+            ("ZADD", (index("endpoints"), 0, ep)),
+        ]
         if old is not None and old.registration_id != r.registration_id:
             after.append(("EVAL", (CAS_DELETE, 1, index("regid", old.registration_id), ep)))
         await fetch_all(self.link, after)

@@ -319,6 +319,7 @@ class RedisSecurityStore:
         old_data = await c.set(
             key("sec", info.endpoint), msgspec.json.encode(info.to_dict(with_key=True)), get=True
         )
+        await c.zadd(index("security"), {info.endpoint: 0})  # again: see ``unlist``
         if old_data is None:
             return None
         old = _security(old_data)
@@ -371,7 +372,8 @@ class RedisSecurityStore:
 
 async def unlist(link: RedisLink, listing: str, record: str, endpoint: str) -> None:
     """Take ``endpoint`` out of the name listing after its record went; put it back if a write on
-    another node stored a new record meanwhile."""
+    another node stored a new record meanwhile. (A write lists its endpoint before its record
+    and again after it, so a removal's check that ran before that record landed hides nothing.)"""
     c = link.client()
     await c.zrem(index(listing), endpoint)
     if await c.exists(record):
@@ -398,6 +400,7 @@ class RedisBootstrapConfigStore:
         c = self.link.client()
         await c.zadd(index("bootstrap"), {endpoint: 0})
         old = await c.set(key("bs", endpoint), msgspec.json.encode(config.to_json()), get=True)
+        await c.zadd(index("bootstrap"), {endpoint: 0})  # again: see ``unlist``
         return None if old is None else _config(endpoint, raw(old))
 
     @guarded
