@@ -350,3 +350,35 @@ def test_values_round_trip_through_redis(
         asyncio.run(check())
     finally:
         store.close()
+
+
+async def test_history_a_failed_write_keeps_for_the_next_and_stays_bounded(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lwm2m.storage import redis_roles
+
+    monkeypatch.setattr(redis_roles, "MAX_KEPT", 5)
+    value = Path.parse("/3303/0/5700")
+    with redis_server(tmp_path / "down", appendonly=True) as server:
+        store = RedisStore(server.url)
+        try:
+            await store.history.append("dev", [Record(value, 0.5)], received_at=0.0)
+            server.stop()
+            for i in range(8):
+                store.history.add("dev", [Record(value, float(i))], received_at=float(i + 1))
+            with pytest.raises(StoreError, match=str(server.port)):
+                await store.history.flush()
+            server.start()
+            await store.history.flush()
+            # The newest MAX_KEPT values waited, each written once; nothing the first write stored went.
+            got = [e.record.value for e in await store.history.query("dev", newest_first=False)]
+            assert got == [0.5, 3.0, 4.0, 5.0, 6.0, 7.0]
+        finally:
+            store.close()
+
+
+def test_close_with_an_unreachable_redis_is_a_store_error() -> None:
+    store = RedisStore(f"redis://127.0.0.1:{free_tcp_port()}/0")
+    store.history.add("dev", [Record(Path.parse("/3303/0/5700"), 1.0)], received_at=1.0)
+    with pytest.raises(StoreError, match="1 history values not written"):
+        store.close()

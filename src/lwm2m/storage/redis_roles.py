@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 
-from lwm2m.errors import IdentityInUse
+from lwm2m.errors import IdentityInUse, StoreError
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
@@ -45,6 +46,7 @@ from lwm2m.storage.redis_link import (
 # on the running loop without being awaited).
 MAX_PENDING = 2048
 PUSH_CHUNK = 1000  # entries per script call: Lua's unpack() takes a few thousand at most
+MAX_KEPT = 16 * MAX_PENDING  # values add() keeps at most while Redis cannot be reached
 
 # KEYS[1] hist:{ep}; ARGV[1] max records ('' none), ARGV[2..] entries in arrival order. Answers
 # the received_at of the oldest entry kept (each entry starts "received_at|").
@@ -142,7 +144,12 @@ class RedisHistoryStore:
             except RuntimeError:
                 return  # no loop: the next flush() or close() writes them
             self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
+            task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed write kept its values for the next flush: nothing to raise
 
     def _batches(self) -> list[tuple[str, float, list[bytes]]]:
         """The pending entries by endpoint, in arrival order, with the earliest arrival; taken."""
@@ -161,27 +168,35 @@ class RedisHistoryStore:
         if not batches:
             return
         limit = "" if self.retention.max_records is None else str(self.retention.max_records)
+        done = 0  # batches written
+        chunk = 0  # of batches[done], entries written
         try:
             pipe = self.link.client().pipeline(transaction=False)
             for endpoint, first, _ in batches:
                 pipe.zadd(index("history"), {endpoint: first}, lt=True)  # the index first
             await pipe.execute()
             for endpoint, _, entries in batches:
-                for i in range(0, len(entries), PUSH_CHUNK):
+                for chunk in range(0, len(entries), PUSH_CHUNK):
                     await self.link.run(
-                        _HIST_PUSH, [key("hist", endpoint)], [limit, *entries[i : i + PUSH_CHUNK]]
+                        _HIST_PUSH, [key("hist", endpoint)], [limit, *entries[chunk : chunk + PUSH_CHUNK]]
                     )
+                done += 1
+                chunk = 0
         except BaseException:
-            self._restore(batches)
+            self._restore(batches[done:], chunk)
             raise
 
-    def _restore(self, batches: list[tuple[str, float, list[bytes]]]) -> None:
-        """Keep what a failed write held for the next one, ahead of anything added meanwhile.
-        (An endpoint's batch that did land may land twice: Redis gave no answer to tell.)"""
+    def _restore(self, batches: list[tuple[str, float, list[bytes]]], skip: int) -> None:
+        """Keep what a failed write did not write for the next one, ahead of anything added
+        meanwhile (the first ``skip`` entries of the first batch were written; the chunk that
+        failed may have landed without an answer, and may then land twice). While Redis stays
+        unreachable, the newest ``MAX_KEPT`` values wait: memory stays bounded."""
         kept: list[tuple[str, bytes, float]] = []
-        for endpoint, first, entries in batches:
-            kept += [(endpoint, e, first) for e in entries]
+        for n, (endpoint, first, entries) in enumerate(batches):
+            kept += [(endpoint, e, first) for e in entries[skip if n == 0 else 0 :]]
         self._pending[:0] = kept
+        if len(self._pending) > MAX_KEPT:
+            del self._pending[: len(self._pending) - MAX_KEPT]
 
     def flush_blocking(self) -> None:
         """:meth:`flush` from plain code (``close()``), through a short-lived blocking client."""
@@ -196,6 +211,11 @@ class RedisHistoryStore:
                 client.zadd(index("history"), {endpoint: first}, lt=True)
                 for i in range(0, len(entries), PUSH_CHUNK):
                     push(keys=[key("hist", endpoint)], args=[limit, *entries[i : i + PUSH_CHUNK]])
+        except (RedisError, OSError) as exc:
+            n = sum(len(entries) for _, _, entries in batches)
+            raise StoreError(
+                f"the Redis store {self.link.shown}: {n} history values not written: {exc}"
+            ) from exc
         finally:
             client.close()
 
