@@ -44,8 +44,10 @@ def open_store(url: str, *, history_retention: HistoryRetention | None = None) -
     if scheme == "sqlite":
         return _open_sqlite(url, rest, history_retention)
     if scheme in SCHEMES:
-        from lwm2m.storage.redis import RedisStore
-
+        try:
+            from lwm2m.storage.redis import RedisStore
+        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+            raise ConfigError(f"store URL {url!r}: {exc}; pip install 'lwm2m[cluster]'") from exc
         return RedisStore(url, history_retention=history_retention)  # ConfigError for a bad URL
     raise ConfigError(
         f"store URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite://PATH or redis://HOST:PORT/DB"
