@@ -46,8 +46,10 @@ def test_sqlite_url_may_name_a_private_database() -> None:
     store.close()
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite://:memory:"])
-def test_history_retention_reaches_the_history_store(url: str) -> None:
+@pytest.mark.parametrize("url", ["memory://", "sqlite://:memory:", "redis"])
+def test_history_retention_reaches_the_history_store(url: str, request: pytest.FixtureRequest) -> None:
+    if url == "redis":
+        url = request.getfixturevalue("redis_url")
     store = open_store(url, history_retention=HistoryRetention(max_records=3))
     try:
         assert store.history.retention == HistoryRetention(max_records=3)
