@@ -1,4 +1,4 @@
-"""BootstrapConfigStore: memory and SQLite alike; SQLite keeps configurations across a reopen."""
+"""BootstrapConfigStore: memory, SQLite and Redis alike; SQLite keeps configurations across a reopen."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers.stores import redis_store
 
 from lwm2m.errors import StoreError
 from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore
 
 
@@ -28,9 +30,12 @@ def config(ssid: int = 101) -> BootstrapConfig:
     )
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    opened = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "db.sqlite")
+    if request.param == "redis":
+        opened: MemoryStore | SqliteStore | RedisStore = redis_store(request, "redis")
+    else:
+        opened = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "db.sqlite")
     yield opened.bootstrap_configs
     opened.close()
 

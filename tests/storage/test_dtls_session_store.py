@@ -1,5 +1,5 @@
 """The DTLS session store's contract (sessions saved at a clean stop, taken once; ticket keys),
-the same for the memory and SQLite backends; SQLite keeps them over a reopen of its file."""
+the same for the memory, SQLite and Redis backends; SQLite keeps them over a reopen of its file."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 import pytest
+from tests.helpers.stores import redis_store
 
 from lwm2m.storage.base import SavedDtlsSession
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore
+
+AnyStore = MemoryStore | SqliteStore | RedisStore
 
 A = SavedDtlsSession(("127.0.0.1", 40001), b"\x01abcde", b"state-a")
 B = SavedDtlsSession(("::1", 40002, 0, 0), b"", b"state-b")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[MemoryStore | SqliteStore]:
-    s: MemoryStore | SqliteStore = (
-        MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
-    )
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[AnyStore]:
+    if request.param == "redis":
+        s: AnyStore = redis_store(request, "redis")
+    else:
+        s = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
     yield s
     s.close()
 
@@ -30,7 +35,7 @@ def by_address(sessions: list[SavedDtlsSession]) -> dict[tuple[object, ...], Sav
     return {s.address: s for s in sessions}
 
 
-async def test_sessions_are_taken_once(store: MemoryStore | SqliteStore) -> None:
+async def test_sessions_are_taken_once(store: AnyStore) -> None:
     sessions = store.dtls_sessions
     assert await sessions.take() == []
     await sessions.save([A, B])
@@ -39,7 +44,7 @@ async def test_sessions_are_taken_once(store: MemoryStore | SqliteStore) -> None
 
 
 async def test_a_save_replaces_what_was_kept_and_keeps_one_session_per_address_and_cid(
-    store: MemoryStore | SqliteStore,
+    store: AnyStore,
 ) -> None:
     sessions = store.dtls_sessions
     await sessions.save([A, B])
@@ -52,7 +57,7 @@ async def test_a_save_replaces_what_was_kept_and_keeps_one_session_per_address_a
     assert await sessions.take() == []
 
 
-async def test_ticket_keys(store: MemoryStore | SqliteStore) -> None:
+async def test_ticket_keys(store: AnyStore) -> None:
     sessions = store.dtls_sessions
     assert await sessions.ticket_keys() is None
     await sessions.put_ticket_keys(b"k" * 41)

@@ -1,5 +1,5 @@
 """Expired registrations from the stores' expiry index: the same answers as a scan of them all,
-under any sequence of Register, Update, re-Register and removal, for memory and SQLite alike."""
+under any sequence of Register, Update, re-Register and removal, for memory, SQLite and Redis alike."""
 
 from __future__ import annotations
 
@@ -11,17 +11,23 @@ from pathlib import Path as FsPath
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.helpers.redis import RedisServer
+from tests.helpers.stores import redis_store
 
 from lwm2m.protocol.registration import Registration
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | RedisStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[Store]:
-    s: Store = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
+    if request.param == "redis":
+        s: Store = redis_store(request, "redis")
+    else:
+        s = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
     yield s
     s.close()
 
@@ -234,3 +240,14 @@ def test_sqlite_matches_a_scan(operations: list[tuple]) -> None:  # type: ignore
             asyncio.run(_check(store, operations))
         finally:
             store.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(ops)
+def test_redis_matches_a_scan(redis_server_session: RedisServer, operations: list[tuple]) -> None:  # type: ignore[type-arg]
+    redis_server_session.cli("flushall")
+    store = RedisStore(redis_server_session.url)
+    try:
+        asyncio.run(_check(store, operations))
+    finally:
+        store.close()

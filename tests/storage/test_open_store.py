@@ -1,4 +1,4 @@
-"""open_store: a Store from a URL (memory://, sqlite://PATH); anything else is a ConfigError."""
+"""open_store: a Store from a URL (memory://, sqlite://PATH, redis://…); anything else is a ConfigError."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.storage import Store, open_store
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore
 
 
@@ -45,8 +46,10 @@ def test_sqlite_url_may_name_a_private_database() -> None:
     store.close()
 
 
-@pytest.mark.parametrize("url", ["memory://", "sqlite://:memory:"])
-def test_history_retention_reaches_the_history_store(url: str) -> None:
+@pytest.mark.parametrize("url", ["memory://", "sqlite://:memory:", "redis"])
+def test_history_retention_reaches_the_history_store(url: str, request: pytest.FixtureRequest) -> None:
+    if url == "redis":
+        url = request.getfixturevalue("redis_url")
     store = open_store(url, history_retention=HistoryRetention(max_records=3))
     try:
         assert store.history.retention == HistoryRetention(max_records=3)
@@ -72,9 +75,42 @@ def test_bad_urls_are_config_errors_naming_them(url: str, named: str) -> None:
         open_store(url)
 
 
-def test_redis_is_not_available_yet() -> None:
-    with pytest.raises(ConfigError, match="not available yet"):
-        open_store("redis://localhost:6379/0")
+@pytest.mark.parametrize("scheme", ["redis", "rediss", "redis+cluster", "REDIS"])
+def test_redis_urls_open_the_redis_store_without_connecting(scheme: str) -> None:
+    store = open_store(f"{scheme}://127.0.0.1:1/0")  # nothing listens there: opening does not connect
+    try:
+        assert isinstance(store, RedisStore)
+        assert store.history.retention == HistoryRetention()
+    finally:
+        store.close()
+
+
+async def test_redis_url_opens_a_store_that_survives_a_reopen(redis_url: str) -> None:
+    store = open_store(redis_url, history_retention=HistoryRetention(max_records=3))
+    assert store.history.retention == HistoryRetention(max_records=3)
+    await store.registrations.add(_registration("dev-1"))
+    store.close()
+    again = open_store(redis_url)
+    try:
+        found = await again.registrations.get("dev-1")
+        assert found is not None and found.endpoint == "dev-1"
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis://", "no host"),
+        ("redis://h:port/0", "port"),
+        ("redis://h:6379/zero", "is not a number"),
+        ("redis+cluster://h:6379/2", "database 0 only"),
+    ],
+)
+def test_bad_redis_urls_are_config_errors_naming_them(url: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(url)) as caught:
+        open_store(url)
+    assert named in str(caught.value)
 
 
 def test_a_missing_folder_is_named(tmp_path: FsPath) -> None:

@@ -1,4 +1,4 @@
-"""The security store's contract, the same for the memory and SQLite backends."""
+"""The security store's contract, the same for the memory, SQLite and Redis backends."""
 
 from __future__ import annotations
 
@@ -6,24 +6,29 @@ from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 import pytest
+from tests.helpers.stores import redis_store
 
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore
+
+AnyStore = MemoryStore | SqliteStore | RedisStore
 
 KEY = bytes(range(16))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[MemoryStore | SqliteStore]:
-    s: MemoryStore | SqliteStore = (
-        MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
-    )
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[AnyStore]:
+    if request.param == "redis":
+        s: AnyStore = redis_store(request, "redis")
+    else:
+        s = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
     yield s
     s.close()
 
 
-async def test_put_get_remove(store: MemoryStore | SqliteStore) -> None:
+async def test_put_get_remove(store: AnyStore) -> None:
     security = store.security
     assert await security.put(SecurityInfo("dev-1", "id-1", KEY)) is None
     assert await security.put(SecurityInfo("cam-1", x509=True)) is None
@@ -39,7 +44,7 @@ async def test_put_get_remove(store: MemoryStore | SqliteStore) -> None:
     assert await security.get_by_identity("id-1b") is None
 
 
-async def test_a_psk_identity_belongs_to_one_endpoint(store: MemoryStore | SqliteStore) -> None:
+async def test_a_psk_identity_belongs_to_one_endpoint(store: AnyStore) -> None:
     await store.security.put(SecurityInfo("dev-1", "shared", KEY))
     with pytest.raises(ValueError, match="in use"):
         await store.security.put(SecurityInfo("dev-2", "shared", KEY))
@@ -73,7 +78,7 @@ RPK = bytes.fromhex(
 OTHER_RPK = RPK[:-1] + b"\x33"
 
 
-async def test_raw_public_key_entries(store: MemoryStore | SqliteStore) -> None:
+async def test_raw_public_key_entries(store: AnyStore) -> None:
     security = store.security
     await security.put(SecurityInfo("tracker-1", rpk=RPK))
     await security.put(SecurityInfo("dev-1", "id-1", KEY))

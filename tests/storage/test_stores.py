@@ -1,4 +1,4 @@
-"""One contract for every store backend: memory and SQLite behave the same."""
+"""One contract for every store backend: memory, SQLite and Redis behave the same."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path as FsPath
 
 import pytest
+from tests.helpers.stores import redis_store
 
 from lwm2m.errors import StoreError
 from lwm2m.model.path import Path
@@ -26,21 +27,24 @@ from lwm2m.storage.base import (
     prefix_upper,
 )
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore, sqlite_glob
 
-Store = MemoryStore | SqliteStore
+Store = MemoryStore | SqliteStore | RedisStore
 Factory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[Factory]:
     opened: list[Store] = []
 
     def make(retention: HistoryRetention | None = None) -> Store:
         if request.param == "memory":
             store: Store = MemoryStore.create(history_retention=retention)
-        else:
+        elif request.param == "sqlite":
             store = SqliteStore(tmp_path / "lwm2m.db", history_retention=retention)
+        else:
+            store = redis_store(request, request.param, retention)
         opened.append(store)
         return store
 

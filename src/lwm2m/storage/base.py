@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -321,6 +321,24 @@ async def collect_page(
     stop after ``scan`` rows and answer short, with ``next`` where it stopped: one call
     never walks the whole index.
     """
+
+    async def fetch_now(cursor: str | None, n: int) -> list[Row]:
+        return fetch(cursor, n)
+
+    return await collect_page_async(fetch_now, after, limit, match, chunk=chunk, filtered=filtered, scan=scan)
+
+
+async def collect_page_async(
+    fetch: Callable[[str | None, int], Awaitable[list[Row]]],
+    after: str | None,
+    limit: int,
+    match: Callable[[Registration], bool] | None,
+    *,
+    chunk: int,
+    filtered: bool,
+    scan: int = PAGE_SCAN,
+) -> RegistrationPage:
+    """:func:`collect_page` for a backend whose ``fetch`` awaits its rows (Redis)."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     found: list[Registration] = []
@@ -330,7 +348,7 @@ async def collect_page(
         n = min(chunk, max(scan - examined, 1))
         if not filtered:
             n = min(n, limit - len(found))
-        rows = fetch(cursor, n + 1)  # one more than used: tells whether the index goes on
+        rows = await fetch(cursor, n + 1)  # one more than used: tells whether the index goes on
         more = len(rows) > n
         del rows[n:]
         for index, (endpoint, registration) in enumerate(rows):
@@ -574,7 +592,7 @@ def check_query(limit: int | None, source: str | None = None) -> None:
 
 class Store(Protocol):
     """The role stores of one backend, opened together and closed together: what the server,
-    the bootstrap server and the web API share (``MemoryStore``, ``SqliteStore``)."""
+    the bootstrap server and the web API share (``MemoryStore``, ``SqliteStore``, ``RedisStore``)."""
 
     @property
     def registrations(self) -> RegistrationStore: ...

@@ -6,8 +6,12 @@
     one SQLite database file (``sqlite:///var/lib/lwm2m/lwm2m.db``: an absolute path,
     ``sqlite://lwm2m.db``: relative to the working directory; ``sqlite://:memory:``: a
     private database for tests). The folder must exist; the file is created.
-``redis://…``
-    reserved for the shared store of several server nodes (DESIGN.md), not available yet.
+``redis://HOST:PORT/DB``, ``rediss://…``
+    the shared store of several server nodes (DESIGN.md, scale-out) on one Redis server;
+    ``rediss`` with TLS. Opening does not connect: an unreachable Redis is a
+    :class:`~lwm2m.errors.StoreError` naming the URL at the first call.
+``redis+cluster://HOST:PORT``, ``rediss+cluster://…``
+    the same on a Redis Cluster, reached through any of its nodes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sqlite3
 from lwm2m.errors import ConfigError
 from lwm2m.storage.base import HistoryRetention, Store
 
-SCHEMES = ("memory", "sqlite")
+SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
 def open_store(url: str, *, history_retention: HistoryRetention | None = None) -> Store:
@@ -27,7 +31,9 @@ def open_store(url: str, *, history_retention: HistoryRetention | None = None) -
     there, is a :class:`~lwm2m.errors.ConfigError` naming it."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"store URL {url!r}: give scheme://…, one of memory://, sqlite://PATH")
+        raise ConfigError(
+            f"store URL {url!r}: give scheme://…, one of memory://, sqlite://PATH, redis://HOST:PORT/DB"
+        )
     scheme = scheme.lower()
     if scheme == "memory":
         if rest:
@@ -37,9 +43,15 @@ def open_store(url: str, *, history_retention: HistoryRetention | None = None) -
         return MemoryStore.create(history_retention=history_retention)
     if scheme == "sqlite":
         return _open_sqlite(url, rest, history_retention)
-    if scheme in ("redis", "rediss"):
-        raise ConfigError(f"store URL {url!r}: the Redis store is not available yet")
-    raise ConfigError(f"store URL {url!r}: unknown scheme {scheme!r}; use memory:// or sqlite://PATH")
+    if scheme in SCHEMES:
+        try:
+            from lwm2m.storage.redis import RedisStore
+        except ImportError as exc:  # pragma: no cover - exercised only without the extra
+            raise ConfigError(f"store URL {url!r}: {exc}; pip install 'lwm2m[cluster]'") from exc
+        return RedisStore(url, history_retention=history_retention)  # ConfigError for a bad URL
+    raise ConfigError(
+        f"store URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite://PATH or redis://HOST:PORT/DB"
+    )
 
 
 def _open_sqlite(url: str, path: str, retention: HistoryRetention | None) -> Store:
