@@ -25,6 +25,8 @@ def test_a_value_that_is_no_kind_and_no_url_is_named() -> None:
     ("url", "named"),
     [
         ("ftp://host/x", "unknown scheme 'ftp'"),
+        ("redis://", "no host"),
+        ("redis://127.0.0.1:6379/x", "the database 'x' is not a number"),
     ],
 )
 def test_a_bad_url_is_named(url: str, named: str) -> None:

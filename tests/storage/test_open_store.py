@@ -130,3 +130,19 @@ def test_a_file_that_is_no_database_is_named(tmp_path: FsPath) -> None:
     junk.write_bytes(b"this is not a SQLite database" * 100)
     with pytest.raises(ConfigError, match=re.escape("junk.db")):
         open_store(f"sqlite://{junk}")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:s3cret@127.0.0.1:6379/x",
+        "redis://:s3cret@127.0.0.1:notaport/0",
+        "redis+cluster://:s3cret@127.0.0.1:7000/3",
+        "rediz://:s3cret@127.0.0.1:7000/0",
+    ],
+)
+def test_a_redis_password_never_shows_in_the_error(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(url)
+    assert "s3cret" not in str(caught.value)
+    assert "***" in str(caught.value)

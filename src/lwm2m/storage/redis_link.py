@@ -13,7 +13,6 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import redis as redis_sync
@@ -22,7 +21,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from lwm2m.errors import StoreError
-from lwm2m.storage.redisconn import RedisClient, connect, endpoint_tag, is_cluster_url
+from lwm2m.storage.redisconn import RedisClient, connect, endpoint_tag, is_cluster_url, shown_url
 
 PREFIX = "lwm2m:"
 CHUNK = 500  # entries an index walk reads (and records a pipeline fetches) per round trip
@@ -65,16 +64,6 @@ local all = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 return all
 """
-
-
-def shown_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
 def sync_client(url: str) -> redis_sync.Redis | redis_sync.RedisCluster:

@@ -13,7 +13,7 @@ one endpoint works on Redis Cluster, where all keys of one call must live in one
 from __future__ import annotations
 
 from typing import TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from lwm2m.errors import ConfigError
 
@@ -31,30 +31,40 @@ def is_cluster_url(url: str) -> bool:
     return url.partition("://")[0].lower().endswith("+cluster")
 
 
+def shown_url(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def connect(url: str) -> RedisClient:
     """A client for ``url``, not yet connected. A URL that is not one of :data:`REDIS_SCHEMES`,
     or one without a host, is a :class:`~lwm2m.errors.ConfigError` naming it; so is a missing
     redis-py (``pip install 'lwm2m[cluster]'``)."""
+    shown = shown_url(url)
     scheme = url.partition("://")[0].lower()
     if scheme not in REDIS_SCHEMES:
-        raise ConfigError(f"Redis URL {url!r}: give one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
+        raise ConfigError(f"Redis URL {shown!r}: give one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
     if Redis is None:
-        raise ConfigError(f"Redis URL {url!r}: redis-py is not installed; pip install 'lwm2m[cluster]'")
+        raise ConfigError(f"Redis URL {shown!r}: redis-py is not installed; pip install 'lwm2m[cluster]'")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - a port that is not a number raises here
     except ValueError as exc:
-        raise ConfigError(f"Redis URL {url!r}: {exc}") from exc
+        raise ConfigError(f"Redis URL {shown!r}: {exc}") from exc
     if not parts.hostname:
-        raise ConfigError(f"Redis URL {url!r}: no host")
+        raise ConfigError(f"Redis URL {shown!r}: no host")
     if scheme.endswith("+cluster"):
         if parts.path.strip("/") not in ("", "0"):
-            raise ConfigError(f"Redis URL {url!r}: a Redis Cluster has database 0 only")
+            raise ConfigError(f"Redis URL {shown!r}: a Redis Cluster has database 0 only")
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
         return RedisCluster.from_url(plain)
     db = parts.path.strip("/")
     if db and not db.isdigit():
-        raise ConfigError(f"Redis URL {url!r}: the database {db!r} is not a number")
+        raise ConfigError(f"Redis URL {shown!r}: the database {db!r} is not a number")
     return Redis.from_url(url)
 
 

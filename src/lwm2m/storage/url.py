@@ -21,6 +21,7 @@ import sqlite3
 
 from lwm2m.errors import ConfigError
 from lwm2m.storage.base import HistoryRetention, Store
+from lwm2m.storage.redisconn import shown_url
 
 SCHEMES = ("memory", "sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster")
 
@@ -29,15 +30,16 @@ def open_store(url: str, *, history_retention: HistoryRetention | None = None) -
     """The store ``url`` names, open; ``history_retention`` bounds its history (None: the
     backend's default). A URL of an unknown scheme, or a database that cannot be opened
     there, is a :class:`~lwm2m.errors.ConfigError` naming it."""
+    shown = shown_url(url)  # messages never carry a password
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(
-            f"store URL {url!r}: give scheme://…, one of memory://, sqlite://PATH, redis://HOST:PORT/DB"
+            f"store URL {shown!r}: give scheme://…, one of memory://, sqlite://PATH, redis://HOST:PORT/DB"
         )
     scheme = scheme.lower()
     if scheme == "memory":
         if rest:
-            raise ConfigError(f"store URL {url!r}: memory:// takes no path")
+            raise ConfigError(f"store URL {shown!r}: memory:// takes no path")
         from lwm2m.storage.memory import MemoryStore
 
         return MemoryStore.create(history_retention=history_retention)
@@ -47,10 +49,10 @@ def open_store(url: str, *, history_retention: HistoryRetention | None = None) -
         try:
             from lwm2m.storage.redis import RedisStore
         except ImportError as exc:  # pragma: no cover - exercised only without the extra
-            raise ConfigError(f"store URL {url!r}: {exc}; pip install 'lwm2m[cluster]'") from exc
+            raise ConfigError(f"store URL {shown!r}: {exc}; pip install 'lwm2m[cluster]'") from exc
         return RedisStore(url, history_retention=history_retention)  # ConfigError for a bad URL
     raise ConfigError(
-        f"store URL {url!r}: unknown scheme {scheme!r}; use memory://, sqlite://PATH or redis://HOST:PORT/DB"
+        f"store URL {shown!r}: unknown scheme {scheme!r}; use memory://, sqlite://PATH or redis://HOST:PORT/DB"
     )
 
 
