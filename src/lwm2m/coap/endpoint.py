@@ -418,7 +418,11 @@ class Endpoint:
         options: Options | list[tuple[int, bytes]] = response.options
         payload = response.payload
         # No block is smaller than 16 bytes: a payload that small never asks for the peer's limit.
-        szx = self._szx if self.payload_limit is None or len(payload) <= 16 else self._szx_for(addr)
+        szx = self._szx
+        if self.payload_limit is not None and len(payload) > 16:
+            limit = self.payload_limit(addr)  # _szx_for inline: this is the path of every answer
+            if limit is not None:
+                szx = szx_within(limit, szx)
         if (
             event.block1 is not None
             or event.observe is not None

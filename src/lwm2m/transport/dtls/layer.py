@@ -109,6 +109,7 @@ _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only
 # The largest datagram taken: a full record (2^14 bytes of plaintext, RFC 6347 §4.1) fits; CoAP over
 # DTLS stays far below (RFC 7252 §4.6), and the TLS library's input buffer is not much larger.
 MAX_DATAGRAM = 16384 + 512
+_FULL_RECORD = 16384  # the most plaintext a record carries (RFC 5246 §6.2.1): no limit below it
 
 
 class CoapSide(Protocol):
@@ -197,7 +198,8 @@ class _Session:
         self.hello = b""  # the ClientHello that started a server handshake, without its record header
         self.queue: deque[bytes] | None = None  # a client's datagrams waiting for the handshake
         # The largest datagram one record takes (the connection's max_application_data, fixed
-        # by the handshake: RFC 8449 §4); None until the session is established.
+        # by the handshake: RFC 8449 §4); None while not established, and when the peer set no
+        # limit below a full record, so that the CoAP endpoint has nothing to fit.
         self.room: int | None = None
 
     def info(self) -> SessionInfo:
@@ -235,6 +237,12 @@ def _payload_limit(sessions: Mapping[Addr, _Session]) -> Callable[[Addr], int | 
         return None if s is None else s.room
 
     return limit
+
+
+def _room(conn: Connection) -> int | None:
+    """What the session of ``conn`` bounds a CoAP message to, or None for no bound."""
+    room = conn.max_application_data
+    return None if room is None or room >= _FULL_RECORD else room
 
 
 def _client_id(addr: Addr) -> bytes:
@@ -748,7 +756,7 @@ class DtlsLayer:
         conn = hs.conn
         hs.identity = conn.identity()
         hs.cipher = conn.cipher_suite()
-        hs.room = conn.max_application_data
+        hs.room = _room(conn)
         hs.last_seen = now
         self.counters["handshakes_done"] += 1
         resumed = conn.resumed
@@ -879,7 +887,7 @@ class DtlsLayer:
         s = _Session(conn, addr, p.role, now)
         s.identity = p.identity
         s.cipher = p.cipher
-        s.room = conn.max_application_data
+        s.room = _room(conn)
         self._make_room()
         self._sessions[addr] = s
         if p.role == "server" and conn.cid and conn.cid not in self._by_cid:
