@@ -123,7 +123,7 @@ def test_a_flood_of_unknown_tokens_holds_a_bounded_number() -> None:
     limit = ep.held.limit
     for i in range(limit + 50):
         note = Message.build(Type.NON, Code.CONTENT, i, i.to_bytes(4, "big"), observe=1, payload=b"v")
-        ep.receive_datagram(note.encode(), ("10.9.0.1", 1000 + i % 7), 0.5)
+        ep.receive_datagram(note.encode(), ("10.9.0.1", 1000 + i), 0.5)
     assert ep.state_sizes()["held"] == limit
     assert len([e for e in ep.events if isinstance(e, UnknownNotification)]) == limit
     out = [Message.decode(d) for d, _ in ep.datagrams_to_send(0.5)]
@@ -131,7 +131,7 @@ def test_a_flood_of_unknown_tokens_holds_a_bounded_number() -> None:
     ep.handle_timer(0.5 + HOLD_TIME)
     out = [Message.decode(d) for d, _ in ep.datagrams_to_send(0.5 + HOLD_TIME)]
     assert len(out) == limit and all(m.type is Type.RST for m in out)  # each gets its RST
-    assert ep.state_sizes()["held"] == 0 and ep.held.bytes == 0
+    assert ep.state_sizes()["held"] == 0 and ep.held.bytes == 0 and ep.held.peers == 0
 
 
 def test_held_bytes_are_bounded_too() -> None:
@@ -141,7 +141,7 @@ def test_held_bytes_are_bounded_too() -> None:
     room = ep.held.max_bytes // len(big)
     for i in range(room + 3):
         note = Message.build(Type.NON, Code.CONTENT, i, i.to_bytes(4, "big"), observe=1, payload=big)
-        ep.receive_datagram(note.encode(), ("10.9.0.2", 2000), 0.0)
+        ep.receive_datagram(note.encode(), ("10.9.0.2", 2000 + i), 0.0)
     assert ep.state_sizes()["held"] == room <= ep.held.limit
     assert ep.held.bytes == room * len(big)
     assert len(ep.datagrams_to_send(0.0)) == 3
@@ -156,3 +156,25 @@ def test_only_notifications_are_held(net: Any) -> None:
     out = [Message.decode(d) for d, _ in net.c.datagrams_to_send(0.0)]
     assert [(m.type, m.mid) for m in out] == [(Type.RST, 9), (Type.RST, 10)]
     assert net.events(net.c) == []
+
+
+def test_one_peer_holds_a_bounded_share() -> None:
+    ep = Endpoint(rng=random.Random(6))
+    ep.hold_unknown_notifications = True
+    flooder, device = ("10.9.0.3", 3000), ("10.9.0.4", 4000)
+    share = ep.held.per_peer
+    for i in range(share + 5):
+        note = Message.build(Type.NON, Code.CONTENT, i, i.to_bytes(4, "big"), observe=1, payload=b"v")
+        ep.receive_datagram(note.encode(), flooder, 0.0)
+    assert ep.state_sizes()["held"] == share
+    assert len(ep.datagrams_to_send(0.0)) == 5  # the rest: RST at once
+    note = Message.build(Type.CON, Code.CONTENT, 1, b"mine", observe=9, payload=b"v")
+    ep.receive_datagram(note.encode(), device, 0.1)
+    assert ep.state_sizes()["held"] == share + 1  # room for the device that comes over
+    assert ep.datagrams_to_send(0.1) == []
+    assert ep.reject_notification(device, b"mine", 0.2)
+    ep.handle_timer(0.0 + HOLD_TIME)
+    assert ep.state_sizes()["held"] == 0 and ep.held.peers == 0  # nothing kept of the peers
+    note = Message.build(Type.NON, Code.CONTENT, 99, b"again", observe=1, payload=b"v")
+    ep.receive_datagram(note.encode(), flooder, 2.0)  # its share is free again
+    assert ep.state_sizes()["held"] == 1

@@ -97,9 +97,9 @@ Application side::
         the endpoint does not know is held, unanswered, and raises ``UnknownNotification``
         instead of getting the RST of RFC 7641 §3.5: a server node that shares its store
         with others may find the observation there and take it over. At most
-        ``HELD_NOTIFICATIONS`` messages (``HELD_BYTES`` of payload) are held at once, each
-        for at most ``HOLD_TIME`` seconds; one that finds no room gets its RST at once, one
-        left unanswered gets it when its time is over.
+        ``HELD_NOTIFICATIONS`` messages (``HELD_BYTES`` of payload, ``HELD_PER_PEER`` from
+        one address) are held at once, each for at most ``HOLD_TIME`` seconds; one that finds
+        no room gets its RST at once, one left unanswered gets it when its time is over.
 
     adopt_notification(addr, token: bytes, now: float, request: Message | None = None) -> bool
         Take up the observation of a held notification (``resume_observation``, unless the
@@ -223,8 +223,11 @@ DEFAULT_CONFIG = EndpointConfig()
 # seconds. The time is under ACK_TIMEOUT (2 s, RFC 7252 §4.8), so a CON notification is answered
 # before its sender retransmits it; a look-up in a shared store takes milliseconds. A flood of
 # unknown tokens thus holds at most ~1 MiB, and what finds no room is answered with RST at once.
+# One peer (a socket address: one device, even behind a NAT) holds at most HELD_PER_PEER, so
+# that a single flooding source cannot take the room of the devices that come over.
 HELD_NOTIFICATIONS = 1024
 HELD_BYTES = 1 << 20
+HELD_PER_PEER = 16
 HOLD_TIME = 1.0
 
 
@@ -236,26 +239,38 @@ def _lifetime(value: float | None) -> float:
 
 class HeldNotifications:
     """Notifications with an unknown token that wait for the application's answer, by
-    ``(addr, token)`` in arrival order (so also in order of their deadlines), within a count,
-    a byte budget and a hold time."""
+    ``(addr, token)`` in arrival order (so also in order of their deadlines), within a count
+    (``limit`` in all, ``per_peer`` from one address), a byte budget and a hold time."""
 
-    def __init__(self, limit: int, max_bytes: int, hold_time: float) -> None:
+    def __init__(self, limit: int, max_bytes: int, hold_time: float, per_peer: int = HELD_PER_PEER) -> None:
         self.limit = limit
         self.max_bytes = max_bytes
         self.hold_time = hold_time
+        self.per_peer = per_peer
         self.count = 0  # messages held
         self.bytes = 0  # their payload bytes
         # (addr, token) -> (deadline of the first, the messages held for it, oldest first)
         self._held: dict[tuple[Any, bytes], tuple[float, list[Message]]] = {}
+        self._peers: dict[Any, int] = {}  # addr -> messages held from it
 
     def __len__(self) -> int:
         return self.count
+
+    @property
+    def peers(self) -> int:
+        """The addresses that messages are held from."""
+        return len(self._peers)
 
     def hold(self, addr: Any, msg: Message, now: float) -> bool:
         """Hold ``msg``; False when there is no room for it."""
         size = len(msg.payload)
         if self.count >= self.limit or self.bytes + size > self.max_bytes:
             return False
+        peers = self._peers
+        held_from = peers.get(addr, 0)
+        if held_from >= self.per_peer:
+            return False
+        peers[addr] = held_from + 1
         key = (addr, msg.token)
         entry = self._held.get(key)
         if entry is None:
@@ -271,7 +286,7 @@ class HeldNotifications:
         entry = self._held.pop((addr, token), None)
         if entry is None:
             return None
-        self._release(entry[1])
+        self._release(addr, entry[1])
         return entry[1]
 
     def expire(self, now: float) -> list[tuple[Any, Message]]:
@@ -284,16 +299,21 @@ class HeldNotifications:
             if deadline > now:
                 break
             del held[key]
-            self._release(messages)
+            self._release(key[0], messages)
             gone += [(key[0], m) for m in messages]
         return gone
 
     def next_expiry(self) -> float:
         return next(iter(self._held.values()))[0] if self._held else _INF
 
-    def _release(self, messages: list[Message]) -> None:
+    def _release(self, addr: Any, messages: list[Message]) -> None:
         self.count -= len(messages)
         self.bytes -= sum(len(m.payload) for m in messages)
+        left = self._peers[addr] - len(messages)
+        if left:
+            self._peers[addr] = left
+        else:
+            del self._peers[addr]
 
 
 class Endpoint:
