@@ -27,6 +27,7 @@ from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.model.record import Record
+from lwm2m.server import role
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientUpdated, NotificationReceived, ServerEvent
 from lwm2m.server.role import Server
@@ -189,3 +190,29 @@ async def test_a_token_the_store_does_not_hold_gets_rst(stores: tuple[Store, Sto
         assert b._endpoint is not None and b._endpoint.endpoint.state_sizes()["held"] == 0
         seen: list[ServerEvent] = [await events.__anext__() for _ in range(events.pending)]
         assert not any(isinstance(e, NotificationReceived) for e in seen)
+
+
+async def test_look_ups_that_do_not_end_do_not_pile_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that never answers: beyond the look-ups the CoAP endpoint may hold notifications
+    for, one more is rejected at once; the held ones get their RST when their time is over."""
+    store = MemoryStore.create()
+
+    async def never(token: bytes) -> Observation | None:
+        await asyncio.Event().wait()
+        return None
+
+    monkeypatch.setattr(store.observations, "get", never)
+    monkeypatch.setattr(role, "HELD_NOTIFICATIONS", 2)
+    async with Server(SHARED, store) as b:
+        loop = asyncio.get_running_loop()
+        transport, probe = await loop.create_datagram_endpoint(Probe, local_addr=("127.0.0.1", 0))
+        try:
+            for mid in (1, 2, 3):
+                note = Message.build(Type.CON, Code.CONTENT, mid, os.urandom(8), observe=7, payload=b"1")
+                transport.sendto(note.encode(), ("127.0.0.1", b.port))
+                await asyncio.sleep(0.02)
+            answers = [await asyncio.wait_for(probe.received.get(), 5) for _ in range(3)]
+            assert [(m.type, m.mid) for m in answers] == [(Type.RST, 3), (Type.RST, 1), (Type.RST, 2)]
+            assert len(b._takeovers) == 2  # still waiting for the store; cancelled at stop
+        finally:
+            transport.close()

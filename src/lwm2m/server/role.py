@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from lwm2m.coap.endpoint import HELD_NOTIFICATIONS
 from lwm2m.coap.events import Event, RequestReceived, UnknownNotification
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_str, code_text
@@ -162,8 +163,9 @@ class Server:
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
-        # Look-ups of held notifications with unknown tokens (shared store): at most one per
-        # notification the CoAP endpoint holds, so bounded as its holding is.
+        # Look-ups of held notifications with unknown tokens (shared store): one per notification
+        # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
+        # does not make them pile up: beyond, a notification is rejected at once).
         self._takeovers: set[asyncio.Task[None]] = set()
 
     @property
@@ -605,9 +607,19 @@ class Server:
     def _on_coap_event(self, event: Event) -> None:
         """The CoAP endpoint's events that no request or observation took (shared store only)."""
         if type(event) is UnknownNotification:
+            if len(self._takeovers) >= HELD_NOTIFICATIONS:
+                assert self._endpoint is not None
+                # Sent with what the transport sends after this call's batch of events.
+                self._endpoint.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
+                return
             task = asyncio.create_task(self._take_over(event))
             self._takeovers.add(task)
             task.add_done_callback(self._takeovers.discard)
+
+    @staticmethod
+    def _endpoint_now() -> float:
+        """The CoAP endpoint's clock: the event loop's, as its transport gives it."""
+        return asyncio.get_running_loop().time()
 
     async def _take_over(self, event: UnknownNotification) -> None:
         """A notification with a token this node does not run: the observation of a client
@@ -629,7 +641,7 @@ class Server:
         coap = self._endpoint
         if coap is None:
             return  # stopped meanwhile
-        now = asyncio.get_running_loop().time()  # the transport's clock
+        now = self._endpoint_now()
         if adopted:
             coap.endpoint.adopt_notification(addr, token, now)
         else:
