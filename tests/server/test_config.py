@@ -24,6 +24,7 @@ def test_the_defaults() -> None:
     assert config.registration_limits == RegistrationLimits() and config.nosec_endpoints == "allow"
     assert config.awake_time == MAX_TRANSMIT_WAIT and config.queue_timeout == 300.0
     assert config.expiry_interval == 1.0 and config.coap is None and config.dtls_limits is None
+    assert config.shared_store is False  # a lone server: every stored observation resumed at start
 
 
 def test_it_is_frozen() -> None:
@@ -50,6 +51,7 @@ def test_it_is_frozen() -> None:
         ({"coap": {"exchange_lifetime": 30}}, "coap"),
         ({"dtls_limits": 5}, "dtls_limits"),
         ({"certificate": "server.pem", "coaps_port": 0}, "certificate"),
+        ({"shared_store": "yes"}, "shared_store"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_it(fields: dict[str, Any], named: str) -> None:

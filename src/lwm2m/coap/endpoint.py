@@ -92,6 +92,27 @@ Application side::
         a notification is delivered as its first block, Block2 option kept. ``cancel``
         ends it like any other observation.
 
+    hold_unknown_notifications: bool                   # settable; False (the default): RST
+        With it on, a notification (a 2.xx response with Observe, CON or NON) whose token
+        the endpoint does not know is held, unanswered, and raises ``UnknownNotification``
+        instead of getting the RST of RFC 7641 §3.5: a server node that shares its store
+        with others may find the observation there and take it over. At most
+        ``HELD_NOTIFICATIONS`` messages (``HELD_BYTES`` of payload, ``HELD_PER_PEER`` from
+        one address) are held at once, each for at most ``HOLD_TIME`` seconds; one that finds
+        no room gets its RST at once, one left unanswered gets it when its time is over.
+
+    adopt_notification(addr, token: bytes, now: float, request: Message | None = None) -> bool
+        Take up the observation of a held notification (``resume_observation``, unless the
+        application did already) and deliver what is held for it as ``CoapNotificationReceived``
+        events, each CON one acknowledged (RFC 7252 §4.2). False when nothing is held for it.
+
+    reject_notification(addr, token: bytes, now: float) -> bool
+        Answer what is held for ``(addr, token)`` with RST (RFC 7641 §3.5, RFC 7252 §4.2, §4.3):
+        the peer ends its observation. False when nothing is held for it.
+
+    Both answers are queued like any other output; the transport sends them at its next
+    wake-up (a datagram, or the timer: ``get_timer`` asks for one at once).
+
     move_observation(token: bytes, addr, new_addr) -> bool
         Take the notifications of our observation ``token`` from ``new_addr`` instead of
         ``addr`` (the peer's address changed, e.g. a NAT rebinding it announced with an
@@ -116,6 +137,7 @@ Events (``lwm2m.coap.events``, frozen dataclasses)::
     ResetReceived(addr, token, mid)                   # an RST answered one of our messages
     ObservationCancelled(addr, token, reason)         # server side: "reset" | "deregistered" |
                                                       # "timeout" | "evicted"
+    UnknownNotification(addr, message)                # held (hold_unknown_notifications on)
 
 Behaviour on the wire that needs no application code: duplicate detection per
 (peer, message ID) for EXCHANGE_LIFETIME, replaying the cached ACK/RST for a
@@ -156,6 +178,7 @@ from lwm2m.coap.events import (
     RequestTimedOut,
     ResetReceived,
     ResponseReceived,
+    UnknownNotification,
     request_received,
 )
 from lwm2m.coap.exchange import EMPTY_ACK, EMPTY_RST, Exchanges, OutgoingRequest, Transmission, empty
@@ -195,11 +218,102 @@ _REASONS: dict[int, str] = {
 
 DEFAULT_CONFIG = EndpointConfig()
 
+# Notifications with an unknown token held for the application (``hold_unknown_notifications``):
+# at most this many messages and this many payload bytes at once, each for at most HOLD_TIME
+# seconds. The time is under ACK_TIMEOUT (2 s, RFC 7252 §4.8), so a CON notification is answered
+# before its sender retransmits it; a look-up in a shared store takes milliseconds. A flood of
+# unknown tokens thus holds at most ~1 MiB, and what finds no room is answered with RST at once.
+# One peer (a socket address: one device, even behind a NAT) holds at most HELD_PER_PEER, so
+# that a single flooding source cannot take the room of the devices that come over.
+HELD_NOTIFICATIONS = 1024
+HELD_BYTES = 1 << 20
+HELD_PER_PEER = 16
+HOLD_TIME = 1.0
+
 
 def _lifetime(value: float | None) -> float:
     # EndpointConfig derives every lifetime it was not given (RFC 7252 §4.8.2).
     assert value is not None
     return value
+
+
+class HeldNotifications:
+    """Notifications with an unknown token that wait for the application's answer, by
+    ``(addr, token)`` in arrival order (so also in order of their deadlines), within a count
+    (``limit`` in all, ``per_peer`` from one address), a byte budget and a hold time."""
+
+    def __init__(self, limit: int, max_bytes: int, hold_time: float, per_peer: int = HELD_PER_PEER) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.hold_time = hold_time
+        self.per_peer = per_peer
+        self.count = 0  # messages held
+        self.bytes = 0  # their payload bytes
+        # (addr, token) -> (deadline of the first, the messages held for it, oldest first)
+        self._held: dict[tuple[Any, bytes], tuple[float, list[Message]]] = {}
+        self._peers: dict[Any, int] = {}  # addr -> messages held from it
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def peers(self) -> int:
+        """The addresses that messages are held from."""
+        return len(self._peers)
+
+    def hold(self, addr: Any, msg: Message, now: float) -> bool:
+        """Hold ``msg``; False when there is no room for it."""
+        size = len(msg.payload)
+        if self.count >= self.limit or self.bytes + size > self.max_bytes:
+            return False
+        peers = self._peers
+        held_from = peers.get(addr, 0)
+        if held_from >= self.per_peer:
+            return False
+        peers[addr] = held_from + 1
+        key = (addr, msg.token)
+        entry = self._held.get(key)
+        if entry is None:
+            self._held[key] = (now + self.hold_time, [msg])
+        else:
+            entry[1].append(msg)
+        self.count += 1
+        self.bytes += size
+        return True
+
+    def take(self, addr: Any, token: bytes) -> list[Message] | None:
+        """What is held for ``(addr, token)``, no longer held; None when nothing is."""
+        entry = self._held.pop((addr, token), None)
+        if entry is None:
+            return None
+        self._release(addr, entry[1])
+        return entry[1]
+
+    def expire(self, now: float) -> list[tuple[Any, Message]]:
+        """The messages whose hold time is over, no longer held, as ``(addr, message)``."""
+        held = self._held
+        gone: list[tuple[Any, Message]] = []
+        while held:
+            key = next(iter(held))
+            deadline, messages = held[key]
+            if deadline > now:
+                break
+            del held[key]
+            self._release(key[0], messages)
+            gone += [(key[0], m) for m in messages]
+        return gone
+
+    def next_expiry(self) -> float:
+        return next(iter(self._held.values()))[0] if self._held else _INF
+
+    def _release(self, addr: Any, messages: list[Message]) -> None:
+        self.count -= len(messages)
+        self.bytes -= sum(len(m.payload) for m in messages)
+        left = self._peers[addr] - len(messages)
+        if left:
+            self._peers[addr] = left
+        else:
+            del self._peers[addr]
 
 
 class Endpoint:
@@ -277,6 +391,10 @@ class Endpoint:
         self.released = 0
         self._now = 0.0  # the latest time the application or the timer told
         self.rejected_after_decode = 0  # well-formed datagrams whose content we could not use
+        # Off: a notification with an unknown token gets RST (RFC 7641 §3.5), as a lone server
+        # wants. On: it is held and raises UnknownNotification (see the module docstring).
+        self.hold_unknown_notifications = False
+        self.held = HeldNotifications(HELD_NOTIFICATIONS, HELD_BYTES, HOLD_TIME)
         # The requests the endpoint refuses itself (4.xx, 5.xx) are logged within a budget.
         self._refusal_log = LogBudget(log)
 
@@ -552,6 +670,45 @@ class Endpoint:
         requests[(new_addr, token)] = req
         return True
 
+    def adopt_notification(self, addr: Any, token: bytes, now: float, request: Message | None = None) -> bool:
+        """Take up the observation of the notifications held for ``(addr, token)`` and deliver
+        them (see the module docstring)."""
+        messages = self.held.take(addr, token)
+        if messages is None:
+            return False
+        self._now = now
+        requests = self._exchanges.requests
+        req = requests.get((addr, token))
+        if req is None or not req.live or not req.observing:
+            self.resume_observation(addr, token, now, request)
+            req = requests[(addr, token)]
+        for msg in messages:
+            if msg.type is _CON:
+                ack = empty(EMPTY_ACK, msg.mid)
+                self._out.append((ack, addr))
+                self._dedup.cache_reply(addr, msg.mid, ack)  # a retransmission gets it again
+            if req.live:  # (a final notification among them ends it)
+                self._on_notification(req, msg, now)
+        self._plan(now)  # the transport's next wake-up sends and delivers it
+        return True
+
+    def reject_notification(self, addr: Any, token: bytes, now: float) -> bool:
+        """Answer the notifications held for ``(addr, token)`` with RST (RFC 7641 §3.5)."""
+        messages = self.held.take(addr, token)
+        if messages is None:
+            return False
+        self._now = now
+        for msg in messages:
+            self._reset_unknown(addr, msg)
+        self._plan(now)
+        return True
+
+    def _reset_unknown(self, addr: Any, msg: Message) -> None:
+        """RST to a message nobody waits for, kept to replay for its duplicates (RFC 7252 §4.2)."""
+        rst = empty(EMPTY_RST, msg.mid)
+        self._out.append((rst, addr))
+        self._dedup.cache_reply(addr, msg.mid, rst)
+
     def observations(self) -> list[tuple[Any, bytes]]:
         """The server-side observation relations, as ``(addr, token)`` handles."""
         return list(self._relations.table)
@@ -571,6 +728,7 @@ class Endpoint:
             "block_bytes": blocks.bytes,
             "served": len(blocks.served),
             "relations": len(self._relations),
+            "held": len(self.held),
             "heap": len(exchanges.heap),
             "events": len(self._events),
             "out": len(self._out),
@@ -843,6 +1001,18 @@ class Endpoint:
     def _on_separate_response(self, msg: Message, addr: Any, record: list[bytes | None], now: float) -> None:
         req = self._exchanges.requests.get((addr, msg.token))
         if req is None or not req.live or (req.tx is None and req.deadline == _INF and not req.observing):
+            if (
+                req is None
+                and self.hold_unknown_notifications
+                and msg.code >> 5 == 2
+                and msg.has_option(_OBSERVE)
+                and self.held.hold(addr, msg, now)
+            ):
+                # A notification of an observation another node of a shared store may have
+                # made: held, unanswered, for the application to adopt or reject.
+                self._plan(self.held.next_expiry())
+                self._events.append(UnknownNotification(addr, msg))
+                return
             # §5.3.2 / RFC 7641 §3.6: a response or notification nobody waits for gets RST.
             rst = empty(EMPTY_RST, msg.mid)
             record[0] = rst
@@ -1145,6 +1315,12 @@ class Endpoint:
         exchanges.expire(now)
         blocks.expire(now)
         at = min(dedup.next_expiry(), exchanges.next_expiry(), blocks.next_expiry())
+        held = self.held
+        if held.count:
+            # Held notifications nobody answered in time: the RST they would have had at once.
+            for addr, msg in held.expire(now):
+                self._reset_unknown(addr, msg)
+            at = min(at, held.next_expiry())
         refusals = self._refusal_log
         refusals.tick(now)
         due = refusals.next_due()

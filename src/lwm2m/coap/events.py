@@ -23,6 +23,7 @@ __all__ = [
     "RequestTimedOut",
     "ResetReceived",
     "ResponseReceived",
+    "UnknownNotification",
 ]
 
 Addr = Any  # any hashable peer address; a socket address tuple for UDP
@@ -143,6 +144,25 @@ class ObservationCancelled(Event):
     @property
     def relation(self) -> tuple[Addr, bytes]:
         return (self.addr, self.token)
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownNotification(Event):
+    """A notification whose token this endpoint does not know, held instead of rejected.
+
+    Raised only by an endpoint with ``hold_unknown_notifications`` on (a server node that shares
+    its store with others, whose observations it may take over). The application answers with
+    ``Endpoint.adopt_notification`` (the relation is taken up and the notification delivered
+    as a ``CoapNotificationReceived``) or ``Endpoint.reject_notification`` (RST, RFC 7641 §3.5);
+    unanswered, it gets the RST when its hold time is over.
+    """
+
+    addr: Addr
+    message: Message
+
+    @property
+    def token(self) -> bytes:
+        return self.message.token
 
 
 # --- building RequestReceived on the hot path ----------------------------------------------------

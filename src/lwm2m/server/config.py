@@ -51,6 +51,13 @@ class ServerConfig:
     between two sweeps of expired registrations. ``rpk``: the server's own key pair for raw
     public key clients (RFC 7250), which the security store names by their keys (needs
     ``coaps_port``; with ``certificate`` too, the certificate's key).
+
+    ``shared_store``: the store is shared with other server nodes (a cluster behind a load
+    balancer), whose devices may come over to this one when their node dies. Then ``start()``
+    resumes no stored observation (the other nodes hold theirs); an endpoint is adopted when its
+    traffic arrives here instead: an Update for a registration this node does not run, or a
+    notification whose token the store knows (``Server.adopt``). Off (a lone server): every
+    stored observation is resumed at start and an unknown token gets RST (RFC 7641 §3.5).
     """
 
     host: str = "127.0.0.1"
@@ -65,6 +72,7 @@ class ServerConfig:
     queue_timeout: float | None = 300.0
     expiry_interval: float = 1.0
     rpk: RpkCredentials | None = None
+    shared_store: bool = False
 
     def __post_init__(self) -> None:
         check_listener(self.host, self.port, self.coaps_port, self.certificate, self.rpk)
@@ -81,3 +89,5 @@ class ServerConfig:
         if self.queue_timeout is not None:
             _seconds("queue_timeout", self.queue_timeout, zero=True)
         _seconds("expiry_interval", self.expiry_interval)
+        if not isinstance(self.shared_store, bool):
+            raise ConfigError(f"shared_store must be True or False, got {self.shared_store!r}")

@@ -3,7 +3,8 @@ decoded, kept in the history store, sent out as an event, and handed to whoever
 iterates the observation.
 
 :class:`ObservationManager` is the server's part that starts them, indexes the running
-ones by token and by endpoint, resumes the stored ones after a restart, ends them with
+ones by token and by endpoint, resumes the stored ones after a restart (all of them, or one
+endpoint's when a node of a shared store takes a client over), ends them with
 their registration and follows a client that moved; :class:`ServerObservation` is one.
 """
 
@@ -279,6 +280,10 @@ class ObservationManager:
         """The observations running now: started here or resumed."""
         return list(self._running.values())
 
+    def runs(self, token: bytes) -> bool:
+        """Whether the observation with ``token`` runs here."""
+        return token in self._running
+
     def of(self, endpoint: str) -> list[ServerObservation]:
         """The endpoint's running observations."""
         return list(self._by_endpoint.get(endpoint, {}).values())
@@ -365,14 +370,32 @@ class ObservationManager:
             if registration is None or registration.registration_id != record.registration_id:
                 await self._store.remove(record.token)  # its registration is gone
                 continue
-            request = stored_request(record)
-            message = rooted(registration, request.to_message(self._models))
-            addr = address_of(registration)
-            try:
-                relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
-            except ValueError:
-                continue  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
-            self._track(record, request, None, relation, addr)
+            self._resume(record, registration, address_of(registration))
+
+    async def resume_endpoint(self, registration: Registration, addr: Any) -> None:
+        """Take up the stored observations of one client, whose notifications come from ``addr``:
+        a node of a shared store takes over a client whose node is gone (the client still holds
+        its observations, LwM2M-TS-Core 1.2 §6.4). Idempotent: an observation running here
+        already only follows ``addr``. A record of an older registration is dropped."""
+        endpoint = registration.endpoint
+        addr = normalize(addr) or addr
+        for record in await self._store.for_endpoint(endpoint):
+            if record.registration_id != registration.registration_id:
+                await self._store.remove(record.token)  # made under a registration since replaced
+                continue
+            if record.token not in self._running:  # (asked after the await: adoptions may race)
+                self._resume(record, registration, addr)
+        self.follow(endpoint, addr)
+
+    def _resume(self, record: Observation, registration: Registration, addr: Any) -> None:
+        """Match the notifications of the stored observation ``record`` from ``addr`` again."""
+        request = stored_request(record)
+        message = rooted(registration, request.to_message(self._models))
+        try:
+            relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
+        except ValueError:
+            return  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
+        self._track(record, request, None, relation, addr)
 
     async def _cancel(self, observation: ServerObservation) -> None:
         """Active cancel: the registration again with Observe 1 and the observation's token,

@@ -25,7 +25,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,13 +241,18 @@ class Registrar:
         clock: Callable[[], float] = time.time,
         limits: RegistrationLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        adopt: Callable[[Registration, Any], Awaitable[None]] | None = None,
     ) -> None:
+        """``adopt``, given when the store is shared with other nodes, takes over a client that
+        sends an Update here while this registrar holds nothing of it (its node is gone): it is
+        awaited with the updated registration and the Update's address before ClientUpdated."""
         self.registrations = registrations
         self.observations = observations
         self._emit = emit
         self._clock = clock
         self.limits = limits if limits is not None else RegistrationLimits()
         self._monotonic = monotonic
+        self._adopt = adopt
         self.rate: RegistrationRate | None = None
         if self.limits.rate is not None:
             self.rate = RegistrationRate(self.limits.rate, self.limits.burst, self.limits.max_sources)
@@ -431,7 +436,10 @@ class Registrar:
         updated = registration.updated(request, (addr[0], addr[1]), self._clock())
         if await self.registrations.update(updated) is None:
             return self._unknown("Update", addr, message)
+        arrived = updated.endpoint not in self.peers  # registered at another node of the store
         self._remember(updated.endpoint, addr)
+        if arrived and self._adopt is not None:
+            await self._adopt(updated, addr)
         if log.isEnabledFor(logging.INFO):
             moved = tuple(updated.address) != tuple(registration.address)
             log.info(

@@ -21,7 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.endpoint import HELD_NOTIFICATIONS
+from lwm2m.coap.events import Event, RequestReceived, UnknownNotification
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_str, code_text
 from lwm2m.codec.base import ContentFormat
@@ -114,7 +115,11 @@ class Server:
         self.store: Store = store if store is not None else MemoryStore.create()
         self.models = models if models is not None else load_catalogue()
         self.registrar = Registrar(
-            self.store.registrations, self.store.observations, self._emit, limits=config.registration_limits
+            self.store.registrations,
+            self.store.observations,
+            self._emit,
+            limits=config.registration_limits,
+            adopt=self._adopt if config.shared_store else None,
         )
         self.security = SecurityPolicy(self.store.security, nosec_endpoints=config.nosec_endpoints)
         self.security.on_revoked = self._revoked
@@ -158,6 +163,10 @@ class Server:
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
+        # Look-ups of held notifications with unknown tokens (shared store): one per notification
+        # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
+        # does not make them pile up: beyond, a notification is rejected at once).
+        self._takeovers: set[asyncio.Task[None]] = set()
 
     @property
     def queue_timeout(self) -> float | None:
@@ -176,9 +185,19 @@ class Server:
             raise
 
     async def _start(self) -> None:
+        shared = self.config.shared_store
         self._endpoint = await self._stack.enter_async_context(
-            open_udp_endpoint(self.host, self.port, handler=self._on_request, config=self.config.coap)
+            open_udp_endpoint(
+                self.host,
+                self.port,
+                handler=self._on_request,
+                on_event=self._on_coap_event if shared else None,
+                config=self.config.coap,
+            )
         )
+        # A shared store's notifications may belong to observations another node made: held
+        # for a look-up instead of the RST (``_take_over``).
+        self._endpoint.endpoint.hold_unknown_notifications = shared
         self.port = self._endpoint.port
         await self.security.load()
         self._secure.update(info.endpoint for info in await self.security.all() if info.mode != "nosec")
@@ -201,7 +220,8 @@ class Server:
             )
             self.coaps_port = self._coaps.port
             await self._take_dtls_sessions()
-        await self._resume_observations()
+        if not shared:  # on a shared store the other nodes hold theirs: adopted as clients come
+            await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
 
     async def stop(self) -> None:
@@ -210,6 +230,10 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry
             self._expiry = None
+        for task in list(self._takeovers):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.presence.close()
         await self.observation_manager.close()  # the records stay: the next start resumes them
         if self._flush is not None:
@@ -538,7 +562,8 @@ class Server:
         return started
 
     def observations(self) -> list[ServerObservation]:
-        """The observations running now: made by ``observe()`` or resumed at ``start()``."""
+        """The observations running now: made by ``observe()``, resumed at ``start()`` or adopted
+        (``adopt``)."""
         return self.observation_manager.running()
 
     async def _resume_observations(self) -> None:
@@ -549,6 +574,78 @@ class Server:
             # After a restart requests and Send are matched to the address kept in storage.
             self.registrar.remember(registration.endpoint, address_of(registration))
         await self.observation_manager.resume(registrations)
+
+    # --- taking clients over from other nodes of a shared store ------------------------------------
+
+    async def adopt(self, endpoint: str, addr: Any) -> bool:
+        """Serve ``endpoint`` here, at ``addr``, from now on: its requests go there and its
+        stored observations are resumed there (``ObservationManager.resume_endpoint``), so that
+        its notifications are accepted. For a server on a shared store (``ServerConfig.
+        shared_store``) that a client comes to when its node is gone; done for it on an Update
+        or a notification with a stored token. Idempotent. False when it is not registered."""
+        registration = await self.store.registrations.get(endpoint)
+        if registration is None:
+            return False
+        await self._adopt(registration, addr)
+        return True
+
+    async def _adopt(self, registration: Registration, addr: Any) -> None:
+        assert self._endpoint is not None, "the server is not started"
+        endpoint = registration.endpoint
+        self.registrar.remember(endpoint, addr)
+        await self.observation_manager.resume_endpoint(registration, addr)
+        if registration.queue_mode:
+            self._queue_mode.add(endpoint)  # it is awake: it just sent something (§6.5)
+            self.presence.seen(endpoint)
+        log.info(
+            "took over %s at %s with %d observations",
+            endpoint,
+            format_addr(addr),
+            len(self.observation_manager.of(endpoint)),
+        )
+
+    def _on_coap_event(self, event: Event) -> None:
+        """The CoAP endpoint's events that no request or observation took (shared store only)."""
+        if type(event) is UnknownNotification:
+            if len(self._takeovers) >= HELD_NOTIFICATIONS:
+                assert self._endpoint is not None
+                # Sent with what the transport sends after this call's batch of events.
+                self._endpoint.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
+                return
+            task = asyncio.create_task(self._take_over(event))
+            self._takeovers.add(task)
+            task.add_done_callback(self._takeovers.discard)
+
+    @staticmethod
+    def _endpoint_now() -> float:
+        """The CoAP endpoint's clock: the event loop's, as its transport gives it."""
+        return asyncio.get_running_loop().time()
+
+    async def _take_over(self, event: UnknownNotification) -> None:
+        """A notification with a token this node does not run: the observation of a client
+        whose node is gone, if the store holds it under the client's current registration
+        (LwM2M-TS-Core 1.2 §6.4: the client keeps its observations until a new Register).
+        Then the client is adopted and the notification accepted; else it gets the RST an
+        unknown token gets (RFC 7641 §3.5)."""
+        addr, token = event.addr, event.token
+        adopted = False
+        try:
+            record = await self.store.observations.get(token)
+            if record is not None:
+                registration = await self.store.registrations.get(record.endpoint)
+                if registration is not None and registration.registration_id == record.registration_id:
+                    await self._adopt(registration, addr)
+                    adopted = self.observation_manager.runs(token)
+        except Exception:
+            log.exception("could not look up the observation of a notification from %s", format_addr(addr))
+        coap = self._endpoint
+        if coap is None:
+            return  # stopped meanwhile
+        now = self._endpoint_now()
+        if adopted:
+            coap.endpoint.adopt_notification(addr, token, now)
+        else:
+            coap.endpoint.reject_notification(addr, token, now)
 
     async def history(
         self, endpoint: str, path: str | Path = "/", *, since: float | None = None, limit: int | None = None
