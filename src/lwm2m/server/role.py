@@ -641,11 +641,11 @@ class Server:
         coap = self._endpoint
         if coap is None:
             return  # stopped meanwhile
-        now = self._endpoint_now()
+        # The answer (ACK, or RST) goes out at once, not at the transport's next wake-up.
         if adopted:
-            coap.endpoint.adopt_notification(addr, token, now)
+            coap.adopt_notification(addr, token)
         else:
-            coap.endpoint.reject_notification(addr, token, now)
+            coap.reject_notification(addr, token)
 
     async def history(
         self, endpoint: str, path: str | Path = "/", *, since: float | None = None, limit: int | None = None

@@ -354,6 +354,21 @@ class CoapUdpEndpoint:
         self._observations[token] = obs
         return obs
 
+    def adopt_notification(self, addr: Addr, token: bytes) -> bool:
+        """Take up the observation ``token`` whose notifications from ``addr`` the CoAP endpoint
+        holds (``Endpoint.hold_unknown_notifications``) and deliver them; the ACKs go out now."""
+        self._check_open()
+        adopted = self.endpoint.adopt_notification(_literal(addr), token, self._driver.now())
+        self._driver.flush()
+        return adopted
+
+    def reject_notification(self, addr: Addr, token: bytes) -> bool:
+        """Answer the held notifications ``token`` from ``addr`` with RST (RFC 7641 §3.5), now."""
+        self._check_open()
+        rejected = self.endpoint.reject_notification(_literal(addr), token, self._driver.now())
+        self._driver.flush()
+        return rejected
+
     def move_observation(self, token: bytes, addr: Addr, new_addr: Addr) -> bool:
         """Take the notifications of observation ``token`` from ``new_addr`` from now on (the
         peer moved, e.g. behind a NAT); False when no observation ``token`` is held at ``addr``."""
