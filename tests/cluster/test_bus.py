@@ -202,7 +202,7 @@ async def test_a_closed_bus_refuses_requests_and_fails_those_waiting(
 
 
 async def test_streams_are_bounded(buses: BusFactory, clients: Callable[[], RedisClient]) -> None:
-    config = BusConfig(block=0.05, maxlen=10, reply_ttl=60)
+    config = BusConfig(block=0.05, maxlen=10, stream_ttl=60)
     a, _ = await buses("a", config=config), await buses("b", config=config)
     for i in range(300):
         await a.request("b", {"i": i}, timeout=10)
@@ -211,9 +211,16 @@ async def test_streams_are_bounded(buses: BusFactory, clients: Callable[[], Redi
     assert await redis.xlen(request_stream("b")) <= 110
     assert await redis.xlen(reply_stream("a")) <= 110
     assert 0 < await redis.pttl(reply_stream("a")) <= 60_000
+    assert 0 < await redis.pttl(request_stream("b")) <= 60_000
+    await redis.persist(request_stream("b"))
+    b_again = await buses("b", config=config)  # a running node keeps its stream's TTL fresh
+    async with asyncio.timeout(10):
+        while await redis.pttl(request_stream("b")) < 0:
+            await asyncio.sleep(0.005)
+    await b_again.close()
 
 
 def test_the_config_is_checked_on_construction() -> None:
-    for bad in ({"maxlen": 0}, {"batch": 0}, {"concurrency": 1.5}, {"block": 0}, {"reply_ttl": -1}):
+    for bad in ({"maxlen": 0}, {"batch": 0}, {"concurrency": 1.5}, {"block": 0}, {"stream_ttl": -1}):
         with pytest.raises(ConfigError):
             BusConfig(**bad)  # type: ignore[arg-type]

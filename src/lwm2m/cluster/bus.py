@@ -17,9 +17,11 @@ request would need one blocking read (one connection) per waiting request; the p
 stream needs one, however many requests are in flight. Replies nobody waits for any more
 (after a timeout) are dropped on arrival.
 
-Bounded: both streams are trimmed to about ``maxlen`` entries (XADD MAXLEN ~), and a reply
-stream expires ``reply_ttl`` seconds after its last reply (a sender node that is gone for good
-leaves nothing behind). Payloads are bytes or a dict that encodes as JSON.
+Bounded: both streams are trimmed to about ``maxlen`` entries (XADD MAXLEN ~), and each
+expires ``stream_ttl`` seconds after its last entry; a running node also refreshes its
+request stream's TTL while it waits for requests. So a node that is gone for good (a
+generated id is new at every start) leaves nothing behind. Payloads are bytes or a dict that
+encodes as JSON.
 """
 
 from __future__ import annotations
@@ -69,25 +71,28 @@ def reply_stream(node_id: str) -> str:
 
 @dataclass(frozen=True)
 class BusConfig:
-    """``maxlen``: about how many entries a request or reply stream keeps. ``reply_ttl``:
-    seconds a reply stream outlives its last reply. ``block``: seconds one blocking read waits
+    """``maxlen``: about how many entries a request or reply stream keeps. ``stream_ttl``:
+    seconds a stream outlives its last entry (and its node). ``block``: seconds one blocking read waits
     before it is issued again. ``batch``: entries taken per read. ``concurrency``: requests
     handled at once by this node."""
 
     maxlen: int = 10_000
-    reply_ttl: float = 3600.0
+    stream_ttl: float = 86_400.0
     block: float = 1.0
     batch: int = 100
     concurrency: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("maxlen", "batch", "concurrency"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ConfigError(f"{name} {value!r}: give a positive integer")
-        for name in ("reply_ttl", "block"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} {getattr(self, name)!r}: give a positive number of seconds")
+        for name, count in (
+            ("maxlen", self.maxlen),
+            ("batch", self.batch),
+            ("concurrency", self.concurrency),
+        ):
+            if not (isinstance(count, int) and count > 0):
+                raise ConfigError(f"{name} {count!r}: give a positive integer")
+        for name, seconds in (("stream_ttl", self.stream_ttl), ("block", self.block)):
+            if not seconds > 0:
+                raise ConfigError(f"{name} {seconds!r}: give a positive number of seconds")
 
 
 class RequestBus:
@@ -117,6 +122,13 @@ class RequestBus:
     @property
     def _block_ms(self) -> int:
         return max(1, round(self.config.block * 1000))
+
+    async def _append(self, key: str, fields: dict[EncodableT, EncodableT]) -> None:
+        """XADD, trimmed, and the stream's TTL refreshed: one round trip (one key, one slot)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xadd(key, fields, maxlen=self.config.maxlen, approximate=True)
+        pipe.pexpire(key, round(self.config.stream_ttl * 1000))
+        await pipe.execute()
 
     async def start(self, handler: Handler | None = None) -> None:
         """Start reading replies, and, with a ``handler``, serving this node's requests:
@@ -178,9 +190,7 @@ class RequestBus:
         }
         try:
             async with asyncio.timeout(timeout):
-                await self._redis.xadd(
-                    request_stream(check_node_id(node)), fields, maxlen=self.config.maxlen, approximate=True
-                )
+                await self._append(request_stream(check_node_id(node)), fields)
                 return await future
         except TimeoutError:
             raise BusTimeout(f"node {node!r} did not answer request {rid} within {timeout} s") from None
@@ -239,7 +249,12 @@ class RequestBus:
 
     async def _serve(self) -> None:
         key = request_stream(self.node_id)
+        refresh_at = 0.0
         while True:
+            if time.monotonic() >= refresh_at:  # keep this node's stream while it runs
+                refresh_at = time.monotonic() + self.config.stream_ttl / 4
+                with contextlib.suppress(RedisError):
+                    await self._redis.pexpire(key, round(self.config.stream_ttl * 1000))
             try:
                 response = await self._redis.xreadgroup(
                     GROUP, self.consumer, {key: ">"}, count=self.config.batch, block=self._block_ms
@@ -289,8 +304,5 @@ class RequestBus:
                 }
             except Exception as exc:  # the caller gets it as RemoteHandlerError
                 reply = {"id": rid, "node": self.node_id, "ok": "0", "k": type(exc).__name__, "p": str(exc)}
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.xadd(reply_stream(sender), reply, maxlen=self.config.maxlen, approximate=True)
-            pipe.pexpire(reply_stream(sender), round(self.config.reply_ttl * 1000))
-            await pipe.execute()
+            await self._append(reply_stream(sender), reply)
         await self._redis.xack(request_stream(self.node_id), GROUP, entry_id)

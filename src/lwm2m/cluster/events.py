@@ -45,10 +45,9 @@ class EventsConfig:
     batch: int = 100
 
     def __post_init__(self) -> None:
-        for name in ("maxlen", "batch"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ConfigError(f"{name} {value!r}: give a positive integer")
+        for name, count in (("maxlen", self.maxlen), ("batch", self.batch)):
+            if not (isinstance(count, int) and count > 0):
+                raise ConfigError(f"{name} {count!r}: give a positive integer")
         if not self.block > 0:
             raise ConfigError(f"block {self.block!r}: give a positive number of seconds")
 
