@@ -191,6 +191,7 @@ class RequestBus:
         try:
             async with asyncio.timeout(timeout):
                 await self._append(request_stream(check_node_id(node)), fields)
+                honour_cancellation()  # a timeout that redis-py swallowed still ends the wait
                 return await future
         except TimeoutError:
             raise BusTimeout(f"node {node!r} did not answer request {rid} within {timeout} s") from None
