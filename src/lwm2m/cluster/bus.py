@@ -160,9 +160,7 @@ class RequestBus:
         tasks = [*self._tasks, *self._handling]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)  # a handler's error is logged already
         self._tasks.clear()
         self._handling.clear()
         for rid, future in list(self._waiting.items()):
