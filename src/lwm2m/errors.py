@@ -461,3 +461,49 @@ class CertificateTypeMismatch(HandshakeError):
 class RecordTooLarge(DtlsError):
     """Application data that one record to this peer cannot carry (its record_size_limit or
     max_fragment_length, RFC 8449 §4, RFC 6066 §4): that message is not sent, the session stays."""
+
+
+# --- cluster (lwm2m.cluster): node bytes, endpoint ownership, the request bus, fleet events ---
+
+
+class NoNodeByte(StoreError):
+    """Every one-byte node id (1..255, the first byte of a DTLS Connection ID) is held by a
+    live node: no further node can join until one leaves or its heartbeat lapses."""
+
+
+class NodeNotJoined(StoreError):
+    """The node has no one-byte id yet: ``join()`` has not run, or ``leave()`` has."""
+
+
+class ClusterPayloadError(ProtocolError):
+    """A bus payload or fleet event that is neither bytes nor a JSON-encodable dict, or a bus
+    message or stored event that cannot be decoded."""
+
+
+class BusClosed(TransportError):
+    """The request bus is not started, or was closed while a request waited for its answer."""
+
+
+class BusTimeout(RequestTimeout):
+    """No answer from the node a request was sent to within its timeout (the node is gone or
+    too busy); the web layer answers 504 as for any :class:`RequestTimeout`."""
+
+
+class RemoteHandlerError(TransportError):
+    """The node that took a bus request failed while handling it; ``node`` names it, ``kind``
+    the class name of its exception, and the message is that exception's text."""
+
+    def __init__(self, node: str, kind: str, message: str) -> None:
+        super().__init__(f"node {node!r}: {kind}: {message}")
+        self.node = node
+        self.kind = kind
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RemoteHandlerError], tuple[str, str, str]]:
+        return type(self), (self.node, self.kind, self.message)
+
+
+class InvalidEventId(ApiError, ValueError):
+    """A fleet event id (``Last-Event-ID``) that is not a Redis Stream id ``MS-SEQ``."""
+
+    status = 400

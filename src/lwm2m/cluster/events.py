@@ -1,0 +1,90 @@
+"""The fleet's events: one Redis Stream, ``lwm2m:events``, that every node appends to and any
+node reads, so that the REST API's Server-Sent Events on any node carry the whole fleet's
+events (DESIGN.md, "Where its users outgrow one machine").
+
+An event's id is its stream entry id (``<ms>-<seq>``), which SSE sends as the event's ``id``;
+a browser that reconnects, to this node or another, sends it back as ``Last-Event-ID`` (HTML
+Living Standard, "Server-sent events" §9.2.4) and ``subscribe(last_event_id)`` carries on
+after it. The stream keeps about ``maxlen`` events (XADD MAXLEN ~); an id that has been
+trimmed away resumes from the oldest event still kept, so a subscriber that was away too long
+misses the trimmed events and nothing else.
+
+Each subscriber is one blocking XREAD loop (one connection while it waits).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from lwm2m.cluster.encoding import (
+    decode_json,
+    encode_json,
+    honour_cancellation,
+    newest_id,
+    stream_entries,
+    text,
+)
+from lwm2m.errors import ConfigError, InvalidEventId
+from lwm2m.storage.redisconn import RedisClient
+
+EVENTS_KEY = "lwm2m:events"
+
+_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """``maxlen``: about how many events the stream keeps. ``block``: seconds one blocking
+    read waits before it is issued again. ``batch``: events taken per read."""
+
+    maxlen: int = 100_000
+    block: float = 1.0
+    batch: int = 100
+
+    def __post_init__(self) -> None:
+        for name, count in (("maxlen", self.maxlen), ("batch", self.batch)):
+            if not (isinstance(count, int) and count > 0):
+                raise ConfigError(f"{name} {count!r}: give a positive integer")
+        if not self.block > 0:
+            raise ConfigError(f"block {self.block!r}: give a positive number of seconds")
+
+
+class FleetEvents:
+    """Publishing to and reading from the fleet's event stream."""
+
+    def __init__(self, redis: RedisClient, config: EventsConfig | None = None) -> None:
+        self.config = config or EventsConfig()
+        self._redis = redis
+
+    async def publish(self, event: dict[str, Any]) -> str:
+        """Append ``event`` (a dict that encodes as JSON); returns its id."""
+        data = encode_json(event)
+        entry_id = await self._redis.xadd(
+            EVENTS_KEY, {"e": data}, maxlen=self.config.maxlen, approximate=True
+        )
+        assert entry_id is not None  # None only with NOMKSTREAM
+        return text(entry_id)
+
+    async def last_event_id(self) -> str:
+        """The id of the newest event, ``0-0`` when there is none."""
+        return await newest_id(self._redis, EVENTS_KEY)
+
+    async def subscribe(self, last_event_id: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(event id, event) for every event after ``last_event_id``, then as they come;
+        without an id, from now on. Ends only when the consumer stops iterating."""
+        if last_event_id is None:
+            last = await self.last_event_id()
+        elif _EVENT_ID.fullmatch(last_event_id.strip()):
+            last = last_event_id.strip()
+        else:
+            raise InvalidEventId(f"event id {last_event_id!r}: expected <milliseconds>-<sequence>")
+        block_ms = max(1, round(self.config.block * 1000))
+        while True:
+            response = await self._redis.xread({EVENTS_KEY: last}, count=self.config.batch, block=block_ms)
+            honour_cancellation()
+            for entry_id, fields in stream_entries(response):
+                last = text(entry_id)
+                yield last, decode_json(fields[b"e"])
