@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
+from tests.helpers.ports import free_tcp_port
 
 from lwm2m.cli import main
 from lwm2m.cli.server_cmd import store_url
@@ -41,3 +46,32 @@ def test_kinds_and_urls(tmp_path: Path) -> None:
     assert store_url(str(tmp_path), None) == f"sqlite://{(tmp_path / 'lwm2m.db').absolute()}"
     assert store_url(str(tmp_path), "sqlite") == store_url(str(tmp_path), None)
     assert store_url(str(tmp_path), "redis://127.0.0.1:6379/2") == "redis://127.0.0.1:6379/2"
+
+
+def test_a_node_id_needs_a_shared_store() -> None:
+    result = lwm2m("server", "--store", "memory", "--node-id", "n1")
+    assert result.exit_code != 0
+    assert "--node-id n1: a node of a cluster needs a shared store" in result.output
+
+
+def test_a_bad_node_id_is_named() -> None:
+    result = lwm2m("server", "--store", "redis://127.0.0.1:1/0", "--node-id", "no spaces")
+    assert result.exit_code == 2
+    assert "'--node-id'" in result.output and "no spaces" in result.output
+
+
+def test_a_node_on_redis_joins_the_cluster_and_serves(redis_url: str) -> None:
+    http_port = free_tcp_port()
+    command = [sys.executable, "-m", "lwm2m", "server", "--store", redis_url, "--node-id", "n1"]
+    command += ["--coap-port", "0", "--http-port", str(http_port)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline() for _ in range(2)]
+            assert "REST API on" in lines[0], lines
+            assert lines[1].strip().startswith("cluster node n1 (byte 1) on redis://127.0.0.1:"), lines
+            answer = httpx.get(f"http://127.0.0.1:{http_port}/api/clients", timeout=5)
+            assert answer.status_code == 200 and answer.json()["clients"] == []
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)

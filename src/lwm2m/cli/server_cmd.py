@@ -21,6 +21,7 @@ from lwm2m.errors import ConfigError, DDFError
 from lwm2m.model.catalogue import build_registry
 from lwm2m.storage import Store, open_store
 from lwm2m.storage.base import HistoryRetention
+from lwm2m.storage.redisconn import REDIS_SCHEMES, shown_url
 from lwm2m.transport.eventloop import run
 
 if TYPE_CHECKING:
@@ -79,6 +80,18 @@ def store_choice(ctx: click.Context, param: click.Parameter, value: str | None) 
     raise click.BadParameter(
         f"{value!r}: give sqlite, memory or a store URL such as redis://127.0.0.1:6379/0"
     )
+
+
+def node_id_choice(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--node-id``: what a cluster takes as a node's id; anything else is named as refused."""
+    if value is None:
+        return None
+    from lwm2m.cluster.encoding import check_node_id
+
+    try:
+        return check_node_id(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def store_url(data: str, kind: str | None) -> str:
@@ -337,6 +350,23 @@ def check_guard_options(allowed_hosts: tuple[str, ...], cors_origins: tuple[str,
             fail(f"--cors-origin: {exc}")
 
 
+async def join_cluster(url: str, node_id: str | None, config: ServerConfig) -> tuple[Any, ServerConfig]:
+    """This node's membership of the cluster on the Redis of ``url``, joined, and ``config``
+    for a node of it: the store is shared (clients adopted as they come, not all at start) and
+    the DTLS Connection IDs begin with the node's byte."""
+    import dataclasses
+
+    from lwm2m.cluster.node import ClusterConfig
+    from lwm2m.server.membership import ClusterMember, MembershipConfig
+    from lwm2m.storage.redisconn import connect
+    from lwm2m.transport.dtls.config import SessionLimits
+
+    member = ClusterMember(connect(url), MembershipConfig(cluster=ClusterConfig(node_id=node_id)))
+    byte = await member.join()
+    limits = dataclasses.replace(config.dtls_limits or SessionLimits(), node_id=byte)
+    return member, dataclasses.replace(config, shared_store=True, dtls_limits=limits)
+
+
 async def serve(
     config: ServerConfig,
     http_host: str,
@@ -347,10 +377,17 @@ async def serve(
     bootstrap_port: int | None = None,
     allowed_hosts: tuple[str, ...] = (),
     cors_origins: tuple[str, ...] = (),
+    cluster_url: str | None = None,
+    node_id: str | None = None,
 ) -> None:
     from lwm2m.server.role import Server
     from lwm2m.web.app import create_app
 
+    member = None
+    if cluster_url is not None:
+        # A node of a cluster (DESIGN.md, "Where its users outgrow one machine"): it joins
+        # first, so that its byte leads the DTLS Connection IDs it gives (RFC 9146).
+        member, config = await join_cluster(cluster_url, node_id, config)
     host = config.host
     async with (
         Server(config, store, models=models) as server,
@@ -363,6 +400,7 @@ async def serve(
             bind_host=http_host,
             allowed_hosts=allowed_hosts,
             cors_origins=cors_origins,
+            cluster=member,
         )
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
@@ -371,6 +409,9 @@ async def serve(
         task, base = await start_http(http, http_host, http_port)
         tune_gc()
         click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
+        if member is not None:
+            where = shown_url(cluster_url or "")
+            click.echo(f"  cluster node {member.node_id} (byte {member.identity.byte}) on {where}")
         if server.coaps_uri is not None:
             click.echo(f"  CoAP over DTLS on {server.coaps_uri} (credentials: lwm2m security add)")
         if bootstrap is not None:
@@ -445,6 +486,12 @@ async def serve(
     type=click.FloatRange(1.0, 3600.0),
     help="seconds a DTLS handshake may take before it is dropped [default: 120]",
 )
+@click.option(
+    "--node-id",
+    default=None,
+    callback=node_id_choice,
+    help="this node's id in a cluster (with --store redis://…) [default: generated]",
+)
 @log_level_option()
 def server(
     host: str,
@@ -468,6 +515,7 @@ def server(
     exchange_lifetime: float | None,
     dtls_handshake_lifetime: float | None,
     log_level: str,
+    node_id: str | None,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -495,6 +543,10 @@ def server(
         )
     except ConfigError as exc:
         fail(str(exc))
+    url = store_url(data, store)
+    cluster_url = url if url.partition("://")[0].lower() in REDIS_SCHEMES else None
+    if node_id is not None and cluster_url is None:
+        fail(f"--node-id {node_id}: a node of a cluster needs a shared store: --store redis://HOST:PORT/DB")
     try:
         opened = open_data(data, store, history_records=history_records)
     except ConfigError as exc:  # the URL's own message names it
@@ -513,6 +565,8 @@ def server(
                 api_token,
                 bootstrap_port=bootstrap_port,
                 **guard,
+                cluster_url=cluster_url,
+                node_id=node_id,
             )
         )
     except OSError as exc:

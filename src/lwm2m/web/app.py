@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator, Iterable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.server.role import Server
 from lwm2m.web.auth import BearerAuth
+from lwm2m.web.cluster import Cluster, FleetPublisher, ForwardToOwner, forwarded_handler
 from lwm2m.web.context import ApiContext
 from lwm2m.web.docs import swagger_ui_dir
 from lwm2m.web.errors import EXCEPTION_HANDLERS
@@ -45,6 +47,7 @@ def create_app(
     bind_host: str | None = None,
     allowed_hosts: Iterable[str] = (),
     cors_origins: Iterable[str] = (),
+    cluster: Cluster | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -52,6 +55,9 @@ def create_app(
     ``bootstrap``, a bootstrap server beside it, adds ``/api/bootstrap`` and its events.
     ``bind_host``, ``allowed_hosts`` and ``cors_origins`` configure the
     :class:`~lwm2m.web.guard.LocalApiGuard` every request passes, token or not.
+    ``cluster``, this node's membership of a cluster (not started: the app starts and stops
+    it), sends device requests to the node that owns the device and serves the fleet's events
+    (:mod:`lwm2m.web.cluster`).
     """
     api = ApiContext(
         server,
@@ -59,7 +65,9 @@ def create_app(
         requests=requests if requests is not None else RequestTable(),
         swagger_dir=swagger_ui_dir(),
         document=openapi_document(bootstrap=bootstrap is not None),
+        cluster=cluster,
     )
+    publisher = FleetPublisher(cluster) if cluster is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,7 +79,16 @@ def create_app(
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
+        if cluster is not None and publisher is not None:
+            publisher.follow_server(server, api.requests)
+            # Requests forwarded by other nodes run through the routes under their error
+            # handlers, below the guard and the token check that the entry node applied.
+            forwarded = ExceptionMiddleware(app.router, handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+            await cluster.start(server, forwarded_handler(app, forwarded))
         yield
+        if cluster is not None and publisher is not None:
+            await publisher.close()
+            await cluster.close()
         await api.recent.close()
         await api.requests.close()
         # The observations go on (their records too) until the server stops: a clean stop
@@ -91,6 +108,8 @@ def create_app(
     ]
     if api_token:
         middleware.append(Middleware(BearerAuth, token=api_token))  # type: ignore[arg-type]
+    if cluster is not None:
+        middleware.append(Middleware(ForwardToOwner, cluster=cluster))  # type: ignore[arg-type]
     app = Starlette(
         routes=routes,
         middleware=middleware,

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.role import Server
+from lwm2m.web.cluster import Cluster
 from lwm2m.web.observations import ObservationKeeper
 from lwm2m.web.requests import RequestTable
 from lwm2m.web.sse import RecentEvents
@@ -34,6 +35,7 @@ class ApiContext:
     recent: RecentEvents = field(default_factory=RecentEvents)
     swagger_dir: Path | None = None  # Swagger UI's files, when swagger-ui-py is installed
     document: dict[str, Any] = field(default_factory=dict)  # the OpenAPI document of the app
+    cluster: Cluster | None = None  # this node's membership when several nodes share the fleet
 
     def sleeping(self, registration: Registration) -> bool:
         """A queue-mode client that is not awake now (LwM2M-TS-Core 1.2 §6.5)."""

@@ -35,7 +35,7 @@ def format_event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-def _request_view(finished: RequestCompleted) -> tuple[str, dict[str, Any]]:
+def request_view(finished: RequestCompleted) -> tuple[str, dict[str, Any]]:
     return REQUEST_DONE, finished.request.to_json()
 
 
@@ -90,7 +90,7 @@ class RecentEvents:
                 while True:
                     yield await queue.get()
 
-            self.follow(finished(), _request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
+            self.follow(finished(), request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
 
     def backlog(self, count: int, endpoint: str | None = None) -> list[bytes]:
         """The last ``count`` events (of ``endpoint`` only if given), oldest first, as SSE."""
@@ -168,7 +168,7 @@ async def event_stream(
                 assert done is not None
                 next_done = asyncio.ensure_future(done.get())
                 if endpoint is None or finished.endpoint == endpoint:
-                    yield format_event(*_request_view(finished))
+                    yield format_event(*request_view(finished))
     finally:
         # Cancelled, not awaited: a generator being closed should not wait on anything.
         for future in (next_event, next_done):

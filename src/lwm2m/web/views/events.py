@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from lwm2m.errors import InvalidRequest
+from lwm2m.web.cluster import fleet_event_stream
 from lwm2m.web.context import api_context
 from lwm2m.web.params import number
 from lwm2m.web.sse import RECENT_EVENTS, event_stream
@@ -32,7 +33,13 @@ async def events(request: Request) -> Response:
     if not 0 <= backlog <= RECENT_EVENTS:
         raise InvalidRequest(f"backlog: {backlog} is not between 0 and {RECENT_EVENTS}")
     ep = request.query_params.get("ep")
-    stream = event_stream(api.server, ep, requests=api.requests, recent=api.recent, backlog=backlog)
+    if api.cluster is not None:
+        # The fleet's events, from every node; a reconnecting browser's Last-Event-ID resumes
+        # them here whichever node it had (the recent ring of this node is not used).
+        last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+        stream = fleet_event_stream(api.cluster.fleet, ep, last_event_id=last or None)
+    else:
+        stream = event_stream(api.server, ep, requests=api.requests, recent=api.recent, backlog=backlog)
     if api.bootstrap is not None:
         stream = with_bootstrap_events(stream, api.bootstrap, ep)
     return streaming(stream)

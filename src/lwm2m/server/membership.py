@@ -1,0 +1,201 @@
+"""A server node's part in a cluster: which endpoints it owns, for how long, and who owns the others.
+
+Several ``lwm2m server`` processes share one Redis store behind a UDP balancer (DESIGN.md,
+"Where its users outgrow one machine"). The balancer decides where a device lands; the node
+that receives its Register or Update claims it (:class:`~lwm2m.cluster.ownership.Ownership`:
+a new fencing epoch, a lease), and the device's traffic (notifications, Send, waking up)
+renews the lease, in one pipelined round trip per renewal period for every endpoint heard
+from. A renewal that fails means another node claimed the endpoint since: this node lets it go.
+Deregistration and expiry release it.
+
+:meth:`ClusterMember.owner_elsewhere` is what the REST API asks before serving a device: the
+node to hand the request to, or None to serve it here (this node owns it, or nobody alive
+does: then the device is reached from here, as after a failover).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from lwm2m.cluster.bus import BusConfig, Handler, RequestBus
+from lwm2m.cluster.encoding import Payload
+from lwm2m.cluster.events import EventsConfig, FleetEvents
+from lwm2m.cluster.node import ClusterConfig, NodeIdentity
+from lwm2m.cluster.ownership import Ownership, OwnershipConfig
+from lwm2m.errors import LwM2MError
+from lwm2m.server.events import (
+    ClientAwake,
+    ClientDeregistered,
+    ClientRegistered,
+    ClientUpdated,
+    EventStream,
+    NotificationReceived,
+    RegistrationExpired,
+    SendReceived,
+)
+from lwm2m.server.role import Server
+from lwm2m.storage.redisconn import RedisClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MembershipConfig:
+    """The node (``cluster``), its leases (``ownership``), the bus and the fleet's event stream.
+    ``alive_cache``: seconds the list of live nodes is reused before it is read again."""
+
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    ownership: OwnershipConfig = field(default_factory=OwnershipConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    alive_cache: float = 1.0
+
+
+class ClusterMember:
+    """One server node of a cluster: its identity, the endpoints it owns, its end of the bus."""
+
+    def __init__(self, redis: RedisClient, config: MembershipConfig | None = None) -> None:
+        self.config = config or MembershipConfig()
+        self.identity = NodeIdentity(redis, self.config.cluster)
+        self.node_id = self.identity.node_id
+        self.ownership = Ownership(redis, self.node_id, self.config.ownership)
+        self.bus = RequestBus(redis, self.node_id, self.config.bus)
+        self.fleet = FleetEvents(redis, self.config.events)
+        self._epochs: dict[str, int] = {}  # endpoints this node owns, with their epochs
+        self._heard: set[str] = set()  # owned endpoints heard from since the last renewal
+        self._alive: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._tasks: list[asyncio.Task[None]] = []
+        self._claims: set[asyncio.Task[None]] = set()
+        self._joined = False
+        self._byte = 0
+
+    @property
+    def owned(self) -> frozenset[str]:
+        """The endpoints this node holds a claim on (as far as it knows: a claim by another
+        node shows at the next renewal)."""
+        return frozenset(self._epochs)
+
+    async def join(self) -> int:
+        """Join the cluster: a node byte (returned) and heartbeats. Before the server starts,
+        so that its DTLS Connection IDs can begin with the byte; ``start`` joins if not yet."""
+        if not self._joined:
+            self._byte = await self.identity.join()
+            self._joined = True
+        return self._byte
+
+    async def start(self, server: Server, handler: Handler) -> None:
+        """Join the cluster if not yet, serve the bus with ``handler`` and follow ``server``'s
+        events for claims, renewals and releases."""
+        await self.join()
+        await self.bus.start(handler)
+        events = server.events()
+        self._tasks.append(asyncio.create_task(self._follow(events)))
+        self._tasks.append(asyncio.create_task(self._renewals()))
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        tasks += self._claims
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.bus.close()
+        await self.identity.stop()
+
+    # --- what the REST API asks -------------------------------------------------------------
+
+    async def owner_elsewhere(self, endpoint: str) -> str | None:
+        """The live node that owns ``endpoint`` if it is not this one; None to serve it here."""
+        if endpoint in self._epochs:
+            return None
+        owner = await self.ownership.owner(endpoint)
+        if owner is None or owner.node == self.node_id:
+            return None
+        if owner.node not in await self._alive_nodes():
+            return None  # its node stopped beating: the device is served from here
+        return owner.node
+
+    async def ask(self, node: str, payload: Payload, timeout: float) -> Payload:
+        """``payload`` to ``node``'s handler, its answer back (BusTimeout when none comes)."""
+        return await self.bus.request(node, payload, timeout)
+
+    async def _alive_nodes(self) -> frozenset[str]:
+        at, nodes = self._alive
+        now = time.monotonic()
+        if now - at > self.config.alive_cache:
+            nodes = frozenset(await self.identity.alive_nodes())
+            self._alive = (now, nodes)
+        return nodes
+
+    # --- following the server ---------------------------------------------------------------
+
+    async def _follow(self, events: EventStream) -> None:
+        async for event in events:
+            if isinstance(event, (ClientRegistered, ClientUpdated)):
+                self._claim(event.registration.endpoint)
+            elif isinstance(event, (NotificationReceived, SendReceived, ClientAwake)):
+                if event.endpoint in self._epochs:
+                    self._heard.add(event.endpoint)
+            elif isinstance(event, (ClientDeregistered, RegistrationExpired)):
+                self._release(event.registration.endpoint)
+
+    def _claim(self, endpoint: str) -> None:
+        async def claim() -> None:
+            try:
+                self._epochs[endpoint] = await self.ownership.claim(endpoint)
+                self._heard.discard(endpoint)
+            except (LwM2MError, OSError) as exc:
+                log.warning("cluster: claiming %s failed: %s", endpoint, exc)
+
+        self._spawn(claim())
+
+    def _release(self, endpoint: str) -> None:
+        epoch = self._epochs.pop(endpoint, None)
+        self._heard.discard(endpoint)
+        if epoch is None:
+            return
+
+        async def release() -> None:
+            try:
+                await self.ownership.release(endpoint, epoch)
+            except (LwM2MError, OSError) as exc:
+                log.warning("cluster: releasing %s failed: %s", endpoint, exc)
+
+        self._spawn(release())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
+
+    async def _renewals(self) -> None:
+        """Every third of a lease, renew the leases of the owned endpoints heard from."""
+        period = self.config.ownership.lease / 3
+        while True:
+            await asyncio.sleep(period)
+            await self.renew()
+
+    async def renew(self) -> int:
+        """Renew the leases of the owned endpoints heard from since the last renewal; an
+        endpoint another node claimed since is let go. Returns how many were renewed."""
+        heard, self._heard = self._heard, set()
+        leases = [(ep, self._epochs[ep]) for ep in heard if ep in self._epochs]
+        if not leases:
+            return 0
+        try:
+            results = await self.ownership.renew_many(leases)
+        except (LwM2MError, OSError) as exc:
+            log.warning("cluster: renewing %d leases failed: %s", len(leases), exc)
+            self._heard |= heard
+            return 0
+        for (endpoint, epoch), renewed in zip(leases, results, strict=True):
+            if not renewed and self._epochs.get(endpoint) == epoch:
+                del self._epochs[endpoint]  # fenced: another node claimed it
+        return sum(results)

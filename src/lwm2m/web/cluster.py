@@ -1,0 +1,292 @@
+"""The REST API of one node of a cluster: any node serves any device, and every node's SSE
+stream carries the whole fleet's events (DESIGN.md, "Where its users outgrow one machine").
+
+Device requests. A request under ``/api/clients/{ep}/`` for a device another live node owns
+(:meth:`~lwm2m.server.membership.ClusterMember.owner_elsewhere`) goes to that node over the
+request bus, as the HTTP request it is (method, path, query, body, content headers);
+the owner runs it through its own routes, in process, and the answer comes back as it made it.
+The owner is the node that holds the device's address and sessions, so only it can reach the
+device. The entry node has checked the guard and the token; the owner runs the request below
+its middleware, so a request is never forwarded twice. No answer within
+:data:`FORWARD_TIMEOUT` is a 504. The history (``/api/clients/{ep}/history…``) is in the
+shared store, so any node serves it.
+
+Events. :class:`FleetPublisher` puts every event of this node's stream (the server's and the
+outcomes of queued requests, as the SSE stream shows them) on the fleet's Redis Stream, with
+the node's id; :func:`fleet_event_stream` serves that stream as SSE, each event with its
+stream id as the SSE ``id``, so that a browser's ``Last-Event-ID`` resumes it on any node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lwm2m.cluster.encoding import Payload
+from lwm2m.errors import BusTimeout, LwM2MError
+from lwm2m.server.role import Server
+from lwm2m.web.requests import RequestTable
+from lwm2m.web.shapes import event_endpoint, event_view
+from lwm2m.web.sse import KEEPALIVE_INTERVAL, format_event, request_view
+
+log = logging.getLogger(__name__)
+
+FORWARD_TIMEOUT = 120.0  # seconds a forwarded device request may take, ``?wait=true`` included
+_DEVICE_PATH = re.compile(r"^/api/clients/(?P<ep>[^/]+)/(?P<rest>.+)$")
+_FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept"})
+_HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"date", b"server"})
+
+
+class Cluster(Protocol):
+    """What the API needs of the node's cluster membership
+    (:class:`~lwm2m.server.membership.ClusterMember`)."""
+
+    node_id: str
+
+    @property
+    def fleet(self) -> Any: ...
+
+    async def start(self, server: Server, handler: Callable[[Payload], Awaitable[Payload]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def owner_elsewhere(self, endpoint: str) -> str | None: ...
+
+    async def ask(self, node: str, payload: Payload, timeout: float) -> Payload: ...
+
+
+def device_of(path: str) -> str | None:
+    """The endpoint of a device request the owner must serve, or None for any other path."""
+    match = _DEVICE_PATH.match(path)
+    if match is None or match["rest"] == "history" or match["rest"].startswith("history/"):
+        return None
+    return unquote(match["ep"])
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("a body that is not base64 text")
+    return base64.b64decode(text, validate=True)
+
+
+class ForwardToOwner:
+    """ASGI middleware: device requests for a device another node owns go to that node."""
+
+    def __init__(self, app: ASGIApp, cluster: Cluster, timeout: float = FORWARD_TIMEOUT) -> None:
+        self.app = app
+        self.cluster = cluster
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = device_of(scope["path"]) if scope["type"] == "http" else None
+        node = None if endpoint is None else await self.cluster.owner_elsewhere(endpoint)
+        if node is None:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        request = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "headers": [
+                [k.decode("latin-1"), v.decode("latin-1")]
+                for k, v in scope.get("headers", [])
+                if k.lower() in _FORWARDED_REQUEST_HEADERS
+            ],
+            "body": _b64(body),
+        }
+        try:
+            answer = await self.cluster.ask(node, request, self.timeout)
+            if not isinstance(answer, dict):
+                raise ValueError("an answer that is not an HTTP response")
+            status = int(answer["status"])
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer["headers"]]
+            content = _unb64(answer["body"])
+        except BusTimeout:
+            await _json(send, 504, f"the node {node} that serves {endpoint} did not answer in time")
+            return
+        except (LwM2MError, ValueError, KeyError, TypeError) as exc:
+            log.warning("cluster: %s %s sent to %s failed: %s", scope["method"], scope["path"], node, exc)
+            await _json(send, 502, f"the node {node} that serves {endpoint} failed: {exc}")
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _json(send: Send, status: int, text: str) -> None:
+    body = json.dumps({"error": text}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def forwarded_handler(app: Any, target: ASGIApp) -> Callable[[Payload], Awaitable[Payload]]:
+    """The bus handler of the owner side: a forwarded request run through ``target`` (the
+    app's routes under their exception handlers, below the guard and the token check) of the
+    Starlette ``app``; the response as the entry node sends it on."""
+
+    async def handle(payload: Payload) -> Payload:
+        if not isinstance(payload, dict):
+            raise ValueError("a forwarded request that is not a dict")
+        body = _unb64(payload["body"])
+        path = str(payload["path"])
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": str(payload["method"]),
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode("latin-1"),
+            "root_path": "",
+            "query_string": str(payload["query"]).encode("latin-1"),
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in payload["headers"]],
+            "client": ("127.0.0.1", 0),
+            "server": ("127.0.0.1", 0),
+            "app": app,
+            "state": {},
+        }
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if sent:
+                await asyncio.Event().wait()  # no disconnect comes: the caller waits on us
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        status = 500
+        headers: list[list[str]] = []
+        chunks: list[bytes] = []
+
+        async def send(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    [k.decode("latin-1"), v.decode("latin-1")]
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in _HOP_HEADERS
+                ]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await target(scope, receive, send)
+        return {"status": status, "headers": headers, "body": _b64(b"".join(chunks))}
+
+    return handle
+
+
+class FleetPublisher:
+    """This node's events onto the fleet's stream, each as ``{"event", "data", "endpoint",
+    "node", "receivedAt"}``: the SSE event's name and data as the node's own stream has them."""
+
+    def __init__(self, member: Cluster) -> None:
+        self._member = member
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def follow(
+        self,
+        source: AsyncIterator[Any],
+        view: Callable[[Any], tuple[str, dict[str, Any]]],
+        endpoint_of: Callable[[Any], str | None],
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        async def pump() -> None:
+            try:
+                async for event in source:
+                    name, data = view(event)
+                    record = {
+                        "event": name,
+                        "data": data,
+                        "endpoint": endpoint_of(event),
+                        "node": self._member.node_id,
+                        "receivedAt": round(time.time(), 3),
+                    }
+                    try:
+                        await self._member.fleet.publish(record)
+                    except (LwM2MError, OSError) as exc:
+                        log.warning("cluster: an event could not go on the fleet's stream: %s", exc)
+            finally:
+                if close is not None:
+                    close()
+
+        self._tasks.append(asyncio.ensure_future(pump()))
+
+    def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
+        stream = server.events()
+        self.follow(stream, event_view, event_endpoint, stream.close)
+        if requests is not None:
+            queue = requests.subscribe()
+
+            async def finished() -> AsyncIterator[Any]:
+                while True:
+                    yield await queue.get()
+
+            self.follow(finished(), request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def fleet_event_stream(
+    fleet: Any,
+    endpoint: str | None = None,
+    *,
+    last_event_id: str | None = None,
+    keepalive: float = KEEPALIVE_INTERVAL,
+) -> AsyncIterator[bytes]:
+    """The fleet's events as SSE, each with its ``id``; after ``last_event_id`` when given
+    (a reconnecting browser's ``Last-Event-ID``), else from now on."""
+    events = fleet.subscribe(last_event_id)
+    pending: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.ensure_future(anext(events))
+    try:
+        yield b": subscribed\n\n"
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            if not done:
+                yield b": keep-alive\n\n"
+                continue
+            event_id, record = pending.result()
+            pending = asyncio.ensure_future(anext(events))
+            if endpoint is not None and record.get("endpoint") != endpoint:
+                continue
+            data = dict(record.get("data") or {})
+            data.setdefault("receivedAt", record.get("receivedAt"))
+            data.setdefault("node", record.get("node"))
+            yield f"id: {event_id}\n".encode() + format_event(str(record.get("event")), data)
+    finally:
+        pending.cancel()
+        with contextlib.suppress(Exception):
+            await events.aclose()
