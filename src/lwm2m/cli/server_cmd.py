@@ -543,8 +543,8 @@ def server(
         )
     except ConfigError as exc:
         fail(str(exc))
-    url = store_url(data, store)
-    cluster_url = url if url.partition("://")[0].lower() in REDIS_SCHEMES else None
+    given = store or ""  # a URL given as --store (the folder of --data is made only when opened)
+    cluster_url = given if given.partition("://")[0].lower() in REDIS_SCHEMES else None
     if node_id is not None and cluster_url is None:
         fail(f"--node-id {node_id}: a node of a cluster needs a shared store: --store redis://HOST:PORT/DB")
     try:

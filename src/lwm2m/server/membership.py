@@ -3,10 +3,11 @@
 Several ``lwm2m server`` processes share one Redis store behind a UDP balancer (DESIGN.md,
 "Where its users outgrow one machine"). The balancer decides where a device lands; the node
 that receives its Register or Update claims it (:class:`~lwm2m.cluster.ownership.Ownership`:
-a new fencing epoch, a lease), and the device's traffic (notifications, Send, waking up)
-renews the lease, in one pipelined round trip per renewal period for every endpoint heard
-from. A renewal that fails means another node claimed the endpoint since: this node lets it go.
-Deregistration and expiry release it.
+a new fencing epoch, a lease), as does a node that gets a notification or a Send of a device
+it does not own (its node is gone: the failover). The device's traffic renews the lease, in
+one pipelined round trip per renewal period for every endpoint heard from. A renewal that
+fails means another node claimed the endpoint since: this node lets it go. Deregistration and
+expiry release it.
 
 :meth:`ClusterMember.owner_elsewhere` is what the REST API asks before serving a device: the
 node to hand the request to, or None to serve it here (this node owns it, or nobody alive
@@ -69,6 +70,7 @@ class ClusterMember:
         self.fleet = FleetEvents(redis, self.config.events)
         self._epochs: dict[str, int] = {}  # endpoints this node owns, with their epochs
         self._heard: set[str] = set()  # owned endpoints heard from since the last renewal
+        self._claiming: set[str] = set()  # claims on their way
         self._alive: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
@@ -143,16 +145,24 @@ class ClusterMember:
             elif isinstance(event, (NotificationReceived, SendReceived, ClientAwake)):
                 if event.endpoint in self._epochs:
                     self._heard.add(event.endpoint)
+                elif event.endpoint not in self._claiming:
+                    # Its traffic comes here now (its node is gone, the balancer sent it on):
+                    # this node serves it, so it claims it, as on an Update.
+                    self._claim(event.endpoint)
             elif isinstance(event, (ClientDeregistered, RegistrationExpired)):
                 self._release(event.registration.endpoint)
 
     def _claim(self, endpoint: str) -> None:
+        self._claiming.add(endpoint)
+
         async def claim() -> None:
             try:
                 self._epochs[endpoint] = await self.ownership.claim(endpoint)
                 self._heard.discard(endpoint)
             except (LwM2MError, OSError) as exc:
                 log.warning("cluster: claiming %s failed: %s", endpoint, exc)
+            finally:
+                self._claiming.discard(endpoint)
 
         self._spawn(claim())
 
