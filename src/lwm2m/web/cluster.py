@@ -36,8 +36,7 @@ from lwm2m.cluster.encoding import Payload
 from lwm2m.errors import BusTimeout, LwM2MError
 from lwm2m.server.role import Server
 from lwm2m.web.requests import RequestTable
-from lwm2m.web.shapes import event_endpoint, event_view
-from lwm2m.web.sse import KEEPALIVE_INTERVAL, format_event, request_view
+from lwm2m.web.sse import KEEPALIVE_INTERVAL, EndpointOf, EventFollower, View, format_event
 
 log = logging.getLogger(__name__)
 
@@ -209,55 +208,27 @@ class FleetPublisher:
 
     def __init__(self, member: Cluster) -> None:
         self._member = member
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def follow(
-        self,
-        source: AsyncIterator[Any],
-        view: Callable[[Any], tuple[str, dict[str, Any]]],
-        endpoint_of: Callable[[Any], str | None],
-        close: Callable[[], None] | None = None,
-    ) -> None:
-        async def pump() -> None:
-            try:
-                async for event in source:
-                    name, data = view(event)
-                    record = {
-                        "event": name,
-                        "data": data,
-                        "endpoint": endpoint_of(event),
-                        "node": self._member.node_id,
-                        "receivedAt": round(time.time(), 3),
-                    }
-                    try:
-                        await self._member.fleet.publish(record)
-                    except (LwM2MError, OSError) as exc:
-                        log.warning("cluster: an event could not go on the fleet's stream: %s", exc)
-            finally:
-                if close is not None:
-                    close()
-
-        self._tasks.append(asyncio.ensure_future(pump()))
+        self._follower = EventFollower(self._publish)
 
     def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
-        stream = server.events()
-        self.follow(stream, event_view, event_endpoint, stream.close)
-        if requests is not None:
-            queue = requests.subscribe()
+        self._follower.follow_server(server, requests)
 
-            async def finished() -> AsyncIterator[Any]:
-                while True:
-                    yield await queue.get()
-
-            self.follow(finished(), request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
+    async def _publish(self, event: Any, view: View, endpoint_of: EndpointOf) -> None:
+        name, data = view(event)
+        record = {
+            "event": name,
+            "data": data,
+            "endpoint": endpoint_of(event),
+            "node": self._member.node_id,
+            "receivedAt": round(time.time(), 3),
+        }
+        try:
+            await self._member.fleet.publish(record)
+        except (LwM2MError, OSError) as exc:
+            log.warning("cluster: an event could not go on the fleet's stream: %s", exc)
 
     async def close(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._follower.close()
 
 
 async def fleet_event_stream(

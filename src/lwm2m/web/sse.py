@@ -13,7 +13,7 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from lwm2m.errors import ConfigError
@@ -39,26 +39,17 @@ def request_view(finished: RequestCompleted) -> tuple[str, dict[str, Any]]:
     return REQUEST_DONE, finished.request.to_json()
 
 
-class RecentEvents:
-    """A ring of the last ``size`` events of the API's stream, from the sources it follows.
+EndpointOf = Callable[[Any], "str | None"]
+Sink = Callable[[Any, View, EndpointOf], "Awaitable[None] | None"]
 
-    Events are kept as they came (the objects, not their JSON): turning them into JSON costs
-    only when a client asks for the backlog, not on every notification.
-    """
 
-    def __init__(self, size: int = RECENT_EVENTS) -> None:
-        if size < 0:
-            raise ConfigError(f"size: {size} must not be negative")
-        self.size = size
-        # (arrival time, event, its view, its endpoint's getter)
-        self._ring: deque[tuple[float, Any, View, Callable[[Any], str | None]]] = deque(maxlen=size)
+class EventFollower:
+    """Tasks that hand every event of the sources they follow to one ``sink(event, view,
+    endpoint_of)``: the recent ring of this node, or the fleet's stream of a cluster."""
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
         self._tasks: list[asyncio.Task[None]] = []
-
-    def __len__(self) -> int:
-        return len(self._ring)
-
-    def add(self, event: Any, view: View, endpoint_of: Callable[[Any], str | None]) -> None:
-        self._ring.append((time.time(), event, view, endpoint_of))
 
     def follow(
         self,
@@ -67,12 +58,15 @@ class RecentEvents:
         endpoint_of: Callable[[T], str | None],
         close: Callable[[], None] | None = None,
     ) -> None:
-        """Keep every event of ``source`` (already subscribed) until :meth:`close`."""
+        """Every event of ``source`` (already subscribed) to the sink until :meth:`close`."""
+        sink = self._sink
 
         async def pump() -> None:
             try:
                 async for event in source:
-                    self.add(event, view, endpoint_of)
+                    done = sink(event, view, endpoint_of)
+                    if done is not None:
+                        await done
             finally:
                 if close is not None:
                     close()
@@ -92,6 +86,50 @@ class RecentEvents:
 
             self.follow(finished(), request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
 
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class RecentEvents:
+    """A ring of the last ``size`` events of the API's stream, from the sources it follows.
+
+    Events are kept as they came (the objects, not their JSON): turning them into JSON costs
+    only when a client asks for the backlog, not on every notification.
+    """
+
+    def __init__(self, size: int = RECENT_EVENTS) -> None:
+        if size < 0:
+            raise ConfigError(f"size: {size} must not be negative")
+        self.size = size
+        # (arrival time, event, its view, its endpoint's getter)
+        self._ring: deque[tuple[float, Any, View, EndpointOf]] = deque(maxlen=size)
+        self._follower = EventFollower(self.add)
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def add(self, event: Any, view: View, endpoint_of: EndpointOf) -> None:
+        self._ring.append((time.time(), event, view, endpoint_of))
+
+    def follow(
+        self,
+        source: AsyncIterator[T],
+        view: Callable[[T], tuple[str, dict[str, Any]]],
+        endpoint_of: Callable[[T], str | None],
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        """Keep every event of ``source`` (already subscribed) until :meth:`close`."""
+        self._follower.follow(source, view, endpoint_of, close)
+
+    def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
+        """Keep the server's events and the outcomes of ``requests`` (``EventFollower``)."""
+        self._follower.follow_server(server, requests)
+
     def backlog(self, count: int, endpoint: str | None = None) -> list[bytes]:
         """The last ``count`` events (of ``endpoint`` only if given), oldest first, as SSE."""
         chosen: list[tuple[float, Any, View]] = []
@@ -107,12 +145,7 @@ class RecentEvents:
         return out
 
     async def close(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._follower.close()
 
 
 async def event_stream(
