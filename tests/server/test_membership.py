@@ -200,6 +200,28 @@ async def test_an_endpoint_another_node_claimed_is_let_go_at_the_next_renewal(re
         assert not await b.renew("dev-1", 2)  # and b is fenced in turn
 
 
+async def test_traffic_of_an_endpoint_this_node_does_not_own_claims_it(redis_url: str) -> None:
+    async with node_a(redis_url) as a, node_b(a.redis) as (_, b):
+        events = a.server.events()
+        await a.register("dev-1")
+        await a.claimed("dev-1", 1)
+        await b.claim("dev-1")
+
+        async def let_go() -> bool:
+            await a.member.renew()
+            return "dev-1" not in a.member.owned
+
+        await a.send("dev-1", 23.0)
+        await next_event(events, SendReceived)
+        await eventually(let_go)
+        # The device's datagrams reach a now (as after a takeover by a notification, without an
+        # Update): a owns it again, at a new epoch, and b is fenced.
+        await a.send("dev-1", 24.0)
+        await a.claimed("dev-1", 3)
+        assert not await b.renew("dev-1", 2)
+        assert await a.member.owner_elsewhere("dev-1") is None
+
+
 async def test_deregister_releases_the_endpoint_and_keeps_its_epoch(redis_url: str) -> None:
     async with node_a(redis_url) as a:
         location = await a.register("dev-1")

@@ -6,6 +6,8 @@ that receives its Register or Update claims it (:class:`~lwm2m.cluster.ownership
 a new fencing epoch, a lease), and the device's traffic (notifications, Send, waking up)
 renews the lease, in one pipelined round trip per renewal period for every endpoint heard
 from. A renewal that fails means another node claimed the endpoint since: this node lets it go.
+Traffic of an endpoint this node does not own (a notification that made it take the device
+over from a node that is gone) is a claim too: the device's datagrams come here now.
 Deregistration and expiry release it.
 
 :meth:`ClusterMember.owner_elsewhere` is what the REST API asks before serving a device: the
@@ -72,6 +74,7 @@ class ClusterMember:
         self._alive: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
+        self._claiming: set[str] = set()  # endpoints whose claim is under way
         self._joined = False
         self._byte = 0
 
@@ -143,16 +146,25 @@ class ClusterMember:
             elif isinstance(event, (NotificationReceived, SendReceived, ClientAwake)):
                 if event.endpoint in self._epochs:
                     self._heard.add(event.endpoint)
+                elif event.endpoint not in self._claiming:
+                    # The device's datagrams come here now without an Update: this node took it
+                    # over from a node that is gone (a notification of a stored observation),
+                    # so it owns it from now on (DESIGN.md, "Where its users outgrow one machine").
+                    self._claim(event.endpoint)
             elif isinstance(event, (ClientDeregistered, RegistrationExpired)):
                 self._release(event.registration.endpoint)
 
     def _claim(self, endpoint: str) -> None:
+        self._claiming.add(endpoint)
+
         async def claim() -> None:
             try:
                 self._epochs[endpoint] = await self.ownership.claim(endpoint)
                 self._heard.discard(endpoint)
             except (LwM2MError, OSError) as exc:
                 log.warning("cluster: claiming %s failed: %s", endpoint, exc)
+            finally:
+                self._claiming.discard(endpoint)
 
         self._spawn(claim())
 
