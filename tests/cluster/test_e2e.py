@@ -135,6 +135,11 @@ async def cluster(folder: Path) -> AsyncIterator[Cluster]:
                     # Each node claims what registered with it (in the background).
                     await eventually(c.owners, lambda found: None not in found.values(), timeout=10)
                     yield c
+        # No node failed on the way, nor on its way out (a Redis restart's dropped connections
+        # are warnings).
+        for n in nodes:
+            said = n.log.read_text(errors="replace")
+            assert "Traceback" not in said and " ERROR " not in said, said[-3000:]
     finally:
         await db.aclose()
         redis.stop()
