@@ -74,6 +74,7 @@ class ClusterMember:
         self._alive: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
+        self._claiming: set[str] = set()  # endpoints whose claim is under way
         self._joined = False
         self._byte = 0
 

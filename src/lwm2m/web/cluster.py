@@ -7,8 +7,10 @@ request bus, as the HTTP request it is (method, path, query, body, content heade
 the owner runs it through its own routes, in process, and the answer comes back as it made it.
 The owner is the node that holds the device's address and sessions, so only it can reach the
 device. The entry node has checked the guard and the token; the owner runs the request below
-its middleware, so a request is never forwarded twice. No answer within
-:data:`FORWARD_TIMEOUT` is a 504. The history (``/api/clients/{ep}/history…``) is in the
+its middleware, so a request is never forwarded twice. No answer within the request's own
+``?timeout`` and :data:`FORWARD_MARGIN` (:data:`FORWARD_TIMEOUT` for ``?wait=true`` or
+without one) is a 504: an owner that has just died is not waited for longer than the device
+would have been. The history (``/api/clients/{ep}/history…``) is in the
 shared store, so any node serves it.
 
 Events. :class:`FleetPublisher` puts every event of this node's stream (the server's and the
@@ -28,7 +30,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +43,7 @@ from lwm2m.web.sse import KEEPALIVE_INTERVAL, EndpointOf, EventFollower, View, f
 log = logging.getLogger(__name__)
 
 FORWARD_TIMEOUT = 120.0  # seconds a forwarded device request may take, ``?wait=true`` included
+FORWARD_MARGIN = 5.0  # seconds beyond a request's ``?timeout`` for the bus and the owner's work
 _DEVICE_PATH = re.compile(r"^/api/clients/(?P<ep>[^/]+)/(?P<rest>.+)$")
 _FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept"})
 _HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"date", b"server"})
@@ -109,7 +112,7 @@ class ForwardToOwner:
             "body": _b64(body),
         }
         try:
-            answer = await self.cluster.ask(node, request, self.timeout)
+            answer = await self.cluster.ask(node, request, self._limit(request["query"]))
             if not isinstance(answer, dict):
                 raise ValueError("an answer that is not an HTTP response")
             status = int(answer["status"])
@@ -124,6 +127,21 @@ class ForwardToOwner:
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    def _limit(self, query: str) -> float:
+        """Seconds to wait for the owner's answer: the request's own ``timeout`` (the owner
+        waits that long for the device) and a margin, unless it waits for a sleeping device
+        (``wait``); never more than ``self.timeout``."""
+        params = parse_qs(query)
+        if params.get("wait", [""])[-1].lower() in ("true", "1", "yes"):
+            return self.timeout
+        try:
+            asked = float(params["timeout"][-1])
+        except (KeyError, ValueError):
+            return self.timeout  # none, or one the owner refuses (400) at once
+        if not asked > 0:  # also NaN: the owner refuses it (400) at once
+            return self.timeout
+        return min(self.timeout, asked + FORWARD_MARGIN)
 
 
 async def _read_body(receive: Receive) -> bytes:
