@@ -70,7 +70,6 @@ class ClusterMember:
         self.fleet = FleetEvents(redis, self.config.events)
         self._epochs: dict[str, int] = {}  # endpoints this node owns, with their epochs
         self._heard: set[str] = set()  # owned endpoints heard from since the last renewal
-        self._claiming: set[str] = set()  # claims on their way
         self._alive: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
