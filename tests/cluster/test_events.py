@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers.redis import redis_server
 
 from lwm2m.cluster import EventsConfig, FleetEvents
 from lwm2m.cluster.events import EVENTS_KEY
 from lwm2m.errors import ApiError, ClusterPayloadError, ConfigError, InvalidEventId
-from lwm2m.storage.redisconn import RedisClient
+from lwm2m.storage.redisconn import RedisClient, connect
 
 CONFIG = EventsConfig(block=0.05)
 
@@ -112,3 +114,18 @@ def test_the_config_is_checked_on_construction() -> None:
     for bad in ({"maxlen": 0}, {"batch": -1}, {"block": 0}):
         with pytest.raises(ConfigError):
             EventsConfig(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_subscriber_reads_on_across_a_redis_restart(tmp_path: Path) -> None:
+    with redis_server(tmp_path / "redis", appendonly=True) as server:
+        fleet = FleetEvents(connect(server.url), CONFIG)
+        stream = fleet.subscribe()
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.1)  # its read is waiting
+        await fleet.publish({"n": 1})
+        assert (await asyncio.wait_for(first, 10))[1] == {"n": 1}
+        following = asyncio.ensure_future(anext(stream))
+        await asyncio.to_thread(server.restart)  # the subscriber's read fails meanwhile
+        await fleet.publish({"n": 2})
+        assert (await asyncio.wait_for(following, 10))[1] == {"n": 2}
+        await stream.aclose()  # type: ignore[attr-defined]

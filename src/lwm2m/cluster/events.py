@@ -14,10 +14,14 @@ Each subscriber is one blocking XREAD loop (one connection while it waits).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from lwm2m.cluster.encoding import (
     decode_json,
@@ -29,6 +33,8 @@ from lwm2m.cluster.encoding import (
 )
 from lwm2m.errors import ConfigError, InvalidEventId
 from lwm2m.storage.redisconn import RedisClient
+
+log = logging.getLogger(__name__)
 
 EVENTS_KEY = "lwm2m:events"
 
@@ -83,7 +89,15 @@ class FleetEvents:
             raise InvalidEventId(f"event id {last_event_id!r}: expected <milliseconds>-<sequence>")
         block_ms = max(1, round(self.config.block * 1000))
         while True:
-            response = await self._redis.xread({EVENTS_KEY: last}, count=self.config.batch, block=block_ms)
+            try:
+                response = await self._redis.xread(
+                    {EVENTS_KEY: last}, count=self.config.batch, block=block_ms
+                )
+            except RedisError as exc:  # Redis away for a moment (a restart): read on from ``last``
+                honour_cancellation()
+                log.warning("fleet events: reading failed, trying again: %s", exc)
+                await asyncio.sleep(self.config.block)
+                continue
             honour_cancellation()
             for entry_id, fields in stream_entries(response):
                 last = text(entry_id)
