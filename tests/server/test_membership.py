@@ -247,3 +247,25 @@ async def test_owner_elsewhere_names_a_live_owner_only(redis_url: str) -> None:
         # Its lease still runs: liveness, not the lease, sends the request to be served here.
         owner = await a.owner("dev-9")
         assert owner is not None and owner.node == "b"
+
+
+async def test_a_request_for_a_device_whose_node_is_gone_waits_for_its_new_owner(redis_url: str) -> None:
+    async with node_a(redis_url) as a, node_b(a.redis) as (identity_b, b):
+        await b.claim("dev-9")
+        await identity_b.stop()  # b is gone; its lease still runs
+        await eventually(lambda: a.member.owner_elsewhere("dev-9"), lambda n: n is None, timeout=3)
+        # The device's next datagram reaches node c (the balancer's choice), which claims it:
+        # a request waiting meanwhile goes there, not to the address b served it at.
+        identity_c = NodeIdentity(a.redis, ClusterConfig("c", QUICK.heartbeat_interval, QUICK.node_ttl))
+        await identity_c.join()
+        try:
+            waiting = asyncio.ensure_future(a.member.owner_elsewhere("dev-9", wait=10))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()  # waiting for the device to turn up somewhere
+            await Ownership(a.redis, "c", LEASE).claim("dev-9")
+            assert await asyncio.wait_for(waiting, 10) == "c"
+        finally:
+            await identity_c.leave()
+        # c gone too, and the device silent until the wait runs out: served from here.
+        await asyncio.sleep(a.member.config.alive_cache * 4)
+        assert await a.member.owner_elsewhere("dev-9", wait=0.3) is None

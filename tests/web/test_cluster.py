@@ -178,7 +178,7 @@ class _Silent:
     node_id = "b"
     fleet: Any = None
 
-    async def owner_elsewhere(self, endpoint: str) -> str | None:
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
         return "a"
 
     async def ask(self, node: str, payload: Any, timeout: float) -> Any:

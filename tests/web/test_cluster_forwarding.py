@@ -24,7 +24,7 @@ class Owner:
     def __init__(self) -> None:
         self.waits: list[float] = []
 
-    async def owner_elsewhere(self, endpoint: str) -> str | None:
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
         return "a"
 
     async def ask(self, node: str, payload: Any, timeout: float) -> Any:

@@ -45,6 +45,8 @@ from lwm2m.storage.redisconn import RedisClient
 
 log = logging.getLogger(__name__)
 
+OWNER_POLL = 0.25  # seconds between looks at an endpoint whose node is gone, for its new owner
+
 
 @dataclass(frozen=True)
 class MembershipConfig:
@@ -113,16 +115,27 @@ class ClusterMember:
 
     # --- what the REST API asks -------------------------------------------------------------
 
-    async def owner_elsewhere(self, endpoint: str) -> str | None:
-        """The live node that owns ``endpoint`` if it is not this one; None to serve it here."""
-        if endpoint in self._epochs:
-            return None
-        owner = await self.ownership.owner(endpoint)
-        if owner is None or owner.node == self.node_id:
-            return None
-        if owner.node not in await self._alive_nodes():
-            return None  # its node stopped beating: the device is served from here
-        return owner.node
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
+        """The live node that owns ``endpoint`` if it is not this one; None to serve it here.
+
+        When its owner has stopped beating (killed), only the node that gets the device's next
+        datagram can reach it (through the balancer's session): up to ``wait`` seconds go by
+        for that, and the node that claims it then is the answer (None when it is this one).
+        If the device stays silent, None: it is served from here, as best it can be."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            if endpoint in self._epochs:
+                return None
+            owner = await self.ownership.owner(endpoint)
+            if owner is None or owner.node == self.node_id:
+                return None
+            if owner.node in await self._alive_nodes():
+                return owner.node
+            left = deadline - loop.time()
+            if left <= 0:
+                return None  # its node is gone and the device has not spoken since
+            await asyncio.sleep(min(OWNER_POLL, left))
 
     async def ask(self, node: str, payload: Payload, timeout: float) -> Payload:
         """``payload`` to ``node``'s handler, its answer back (BusTimeout when none comes)."""

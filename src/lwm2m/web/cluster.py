@@ -10,8 +10,10 @@ device. The entry node has checked the guard and the token; the owner runs the r
 its middleware, so a request is never forwarded twice. No answer within the request's own
 ``?timeout`` and :data:`FORWARD_MARGIN` (:data:`FORWARD_TIMEOUT` for ``?wait=true`` or
 without one) is a 504: an owner that has just died is not waited for longer than the device
-would have been. The history (``/api/clients/{ep}/history…``) is in the
-shared store, so any node serves it.
+would have been. A device whose node stopped beating (killed) is waited for as long: its next
+datagram reaches a node through the balancer, that node claims it, and the request goes there;
+if it stays silent, the request is served here as best it can be. The history
+(``/api/clients/{ep}/history…``) is in the shared store, so any node serves it.
 
 Events. :class:`FleetPublisher` puts every event of this node's stream (the server's and the
 outcomes of queued requests, as the SSE stream shows them) on the fleet's Redis Stream, with
@@ -62,7 +64,7 @@ class Cluster(Protocol):
 
     async def close(self) -> None: ...
 
-    async def owner_elsewhere(self, endpoint: str) -> str | None: ...
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None: ...
 
     async def ask(self, node: str, payload: Payload, timeout: float) -> Payload: ...
 
@@ -95,7 +97,13 @@ class ForwardToOwner:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = device_of(scope["path"]) if scope["type"] == "http" else None
-        node = None if endpoint is None else await self.cluster.owner_elsewhere(endpoint)
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        # A device whose node is gone is waited for (its next datagram makes a node claim it)
+        # as long as the answer itself would be.
+        query = scope.get("query_string", b"").decode("latin-1")
+        node = await self.cluster.owner_elsewhere(endpoint, wait=self._limit(query))
         if node is None:
             await self.app(scope, receive, send)
             return
@@ -103,7 +111,7 @@ class ForwardToOwner:
         request = {
             "method": scope["method"],
             "path": scope["path"],
-            "query": scope.get("query_string", b"").decode("latin-1"),
+            "query": query,
             "headers": [
                 [k.decode("latin-1"), v.decode("latin-1")]
                 for k, v in scope.get("headers", [])
