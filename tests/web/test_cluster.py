@@ -212,3 +212,10 @@ async def test_an_owner_that_does_not_answer_is_a_504() -> None:
 )
 def test_which_requests_go_to_the_owner(path: str, endpoint: str | None) -> None:
     assert device_of(path) == endpoint
+
+
+async def test_a_last_event_id_no_node_gave_is_a_400(redis_url: str) -> None:
+    async with node(redis_url, "a") as a, httpx.AsyncClient() as http:
+        response = await http.get(f"{a.base}/api/events", headers={"Last-Event-ID": "yesterday"})
+        assert response.status_code == 400
+        assert "yesterday" in response.text

@@ -41,6 +41,14 @@ EVENTS_KEY = "lwm2m:events"
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
+def check_event_id(event_id: str) -> str:
+    """``event_id`` as a stream entry id (``<ms>-<seq>``); :class:`InvalidEventId` (a 400 in
+    the API) for anything else, such as a Last-Event-ID that no node of ours gave."""
+    if _EVENT_ID.fullmatch(event_id.strip()):
+        return event_id.strip()
+    raise InvalidEventId(f"event id {event_id!r}: expected <milliseconds>-<sequence>")
+
+
 @dataclass(frozen=True)
 class EventsConfig:
     """``maxlen``: about how many events the stream keeps. ``block``: seconds one blocking
@@ -81,12 +89,7 @@ class FleetEvents:
     async def subscribe(self, last_event_id: str | None = None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """(event id, event) for every event after ``last_event_id``, then as they come;
         without an id, from now on. Ends only when the consumer stops iterating."""
-        if last_event_id is None:
-            last = await self.last_event_id()
-        elif _EVENT_ID.fullmatch(last_event_id.strip()):
-            last = last_event_id.strip()
-        else:
-            raise InvalidEventId(f"event id {last_event_id!r}: expected <milliseconds>-<sequence>")
+        last = await self.last_event_id() if last_event_id is None else check_event_id(last_event_id)
         block_ms = max(1, round(self.config.block * 1000))
         while True:
             try:
