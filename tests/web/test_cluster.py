@@ -17,23 +17,25 @@ from typing import Any
 import httpx
 import pytest
 from tests.helpers.client import until
-from tests.helpers.server import register
+from tests.helpers.polling import eventually
+from tests.helpers.server import next_event, register, register_queued
 from tests.helpers.web import Gadget, served
 
 from lwm2m.cluster.node import ClusterConfig
 from lwm2m.cluster.ownership import OwnershipConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code
+from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import BusTimeout
 from lwm2m.server.config import ServerConfig
+from lwm2m.server.events import ClientSleeping
 from lwm2m.server.membership import ClusterMember, MembershipConfig
 from lwm2m.server.role import Server
 from lwm2m.storage import open_store
 from lwm2m.storage.redisconn import connect
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web.app import create_app
-from lwm2m.web.cluster import ForwardToOwner, device_of
+from lwm2m.web.cluster import ForwardToOwner, device_of, holder_of
 
 EP = "dev-1"
 
@@ -46,7 +48,7 @@ class Node:
 
 
 @contextlib.asynccontextmanager
-async def node(redis_url: str, node_id: str) -> AsyncIterator[Node]:
+async def node(redis_url: str, node_id: str, awake_time: float = 93.0) -> AsyncIterator[Node]:
     store = open_store(redis_url)
     config = MembershipConfig(
         cluster=ClusterConfig(node_id=node_id, heartbeat_interval=0.2, node_ttl=1.0),
@@ -54,7 +56,7 @@ async def node(redis_url: str, node_id: str) -> AsyncIterator[Node]:
     )
     member = ClusterMember(connect(redis_url), config)
     try:
-        async with Server(ServerConfig(port=0, shared_store=True), store) as server:
+        async with Server(ServerConfig(port=0, shared_store=True, awake_time=awake_time), store) as server:
             app = create_app(server, cluster=member)
             async with served(app) as base:
                 yield Node(server, member, base)
@@ -212,6 +214,47 @@ async def test_an_owner_that_does_not_answer_is_a_504() -> None:
 )
 def test_which_requests_go_to_the_owner(path: str, endpoint: str | None) -> None:
     assert device_of(path) == endpoint
+
+
+@pytest.mark.parametrize(
+    ("path", "node_id"),
+    [
+        ("/api/requests/a~0123abcd", "a"),
+        ("/api/requests/n.1~0123abcd", "n.1"),
+        ("/api/requests/0123abcd", None),  # a single node's
+        ("/api/requests/a~b/c", None),
+        ("/api/clients/a~b", None),
+    ],
+)
+def test_which_queued_requests_another_node_holds(path: str, node_id: str | None) -> None:
+    assert holder_of(path) == node_id
+
+
+async def test_a_request_queued_through_another_node_is_followed_on_it(redis_url: str) -> None:
+    async with (
+        node(redis_url, "a", awake_time=0.2) as a,
+        node(redis_url, "b") as b,
+        open_udp_endpoint("127.0.0.1", 0, handler=Gadget()) as device,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        events = a.server.events()
+        created = await device.request(register_queued("sleepy"), ("127.0.0.1", a.server.port))
+        await next_event(events, ClientSleeping)
+        events.close()
+        await until(lambda: "sleepy" in a.member.owned)
+        queued = await http.get(f"{b.base}/api/clients/sleepy/3/0/9")
+        assert queued.status_code == 202, queued.text
+        request_id = queued.json()["requestId"]
+        assert request_id.startswith("a~")  # node A holds it: the device is A's
+        pending = await http.get(f"{b.base}/api/requests/{request_id}")
+        assert pending.status_code == 200 and pending.json()["status"] == "queued"
+        update = Message.build(Type.CON, Code.POST, uri_path="/".join(created.location_path))
+        assert (await device.request(update, ("127.0.0.1", a.server.port))).code == Code.CHANGED
+
+        async def status() -> str:
+            return str((await http.get(f"{b.base}/api/requests/{request_id}")).json()["status"])
+
+        assert await eventually(status, lambda s: s == "done") == "done"
 
 
 async def test_a_last_event_id_no_node_gave_is_a_400(redis_url: str) -> None:

@@ -24,7 +24,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.server.role import Server
 from lwm2m.web.auth import BearerAuth
-from lwm2m.web.cluster import Cluster, FleetPublisher, ForwardToOwner, forwarded_handler
+from lwm2m.web.cluster import Cluster, FleetPublisher, ForwardToOwner, forwarded_handler, request_prefix
 from lwm2m.web.context import ApiContext
 from lwm2m.web.docs import swagger_ui_dir
 from lwm2m.web.errors import EXCEPTION_HANDLERS
@@ -62,7 +62,7 @@ def create_app(
     api = ApiContext(
         server,
         bootstrap,
-        requests=requests if requests is not None else RequestTable(),
+        requests=requests if requests is not None else RequestTable(prefix=request_prefix(cluster)),
         swagger_dir=swagger_ui_dir(),
         document=openapi_document(bootstrap=bootstrap is not None),
         cluster=cluster,

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 FORWARD_TIMEOUT = 120.0  # seconds a forwarded device request may take, ``?wait=true`` included
 FORWARD_MARGIN = 5.0  # seconds beyond a request's ``?timeout`` for the bus and the owner's work
 _DEVICE_PATH = re.compile(r"^/api/clients/(?P<ep>[^/]+)/(?P<rest>.+)$")
+_REQUEST_PATH = re.compile(r"^/api/requests/(?P<node>[^/~]+)~[^/]+$")
 _FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept"})
 _HOP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"date", b"server"})
 
@@ -67,6 +68,19 @@ class Cluster(Protocol):
     async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None: ...
 
     async def ask(self, node: str, payload: Payload, timeout: float) -> Payload: ...
+
+
+def request_prefix(cluster: Cluster | None) -> str:
+    """What the IDs of a node's queued requests begin with: its node id and ``~``, which no
+    node id holds (nothing outside a cluster), so that ``/api/requests/{id}`` on any node
+    finds the node that has it."""
+    return "" if cluster is None else f"{cluster.node_id}~"
+
+
+def holder_of(path: str) -> str | None:
+    """The node named by the ID of a queued request's path (``/api/requests/{node}~{…}``)."""
+    match = _REQUEST_PATH.match(path)
+    return None if match is None else unquote(match["node"])
 
 
 def device_of(path: str) -> str | None:
@@ -96,14 +110,19 @@ class ForwardToOwner:
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = device_of(scope["path"]) if scope["type"] == "http" else None
-        if endpoint is None:
-            await self.app(scope, receive, send)
-            return
-        # A device whose node is gone is waited for (its next datagram makes a node claim it)
-        # as long as the answer itself would be.
+        path = scope["path"] if scope["type"] == "http" else ""
+        endpoint = device_of(path)
         query = scope.get("query_string", b"").decode("latin-1")
-        node = await self.cluster.owner_elsewhere(endpoint, wait=self._limit(query))
+        if endpoint is not None:
+            # A device whose node is gone is waited for (its next datagram makes a node claim
+            # it) as long as the answer itself would be.
+            node = await self.cluster.owner_elsewhere(endpoint, wait=self._limit(query))
+            what = endpoint
+        else:
+            # A queued request's outcome is kept by the node that queued it, named in its ID.
+            holder = holder_of(path)
+            node = holder if holder != self.cluster.node_id else None
+            what = f"request {path.rsplit('/', 1)[-1]}"
         if node is None:
             await self.app(scope, receive, send)
             return
@@ -127,11 +146,11 @@ class ForwardToOwner:
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer["headers"]]
             content = _unb64(answer["body"])
         except BusTimeout:
-            await _json(send, 504, f"the node {node} that serves {endpoint} did not answer in time")
+            await _json(send, 504, f"the node {node} that serves {what} did not answer in time")
             return
         except (LwM2MError, ValueError, KeyError, TypeError) as exc:
             log.warning("cluster: %s %s sent to %s failed: %s", scope["method"], scope["path"], node, exc)
-            await _json(send, 502, f"the node {node} that serves {endpoint} failed: {exc}")
+            await _json(send, 502, f"the node {node} that serves {what} failed: {exc}")
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

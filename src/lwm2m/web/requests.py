@@ -85,9 +85,13 @@ class RequestTable:
         capacity: int = MAX_REQUESTS,
         keep: float = RESULT_TTL,
         clock: Callable[[], float] = time.time,
+        prefix: str = "",
     ) -> None:
         if capacity < 1:
             raise ConfigError(f"capacity must be at least 1, got {capacity}")
+        # Every request ID begins with it: a cluster node's id and ``~``, so that any node
+        # knows which one holds the request (``lwm2m.web.cluster``).
+        self.prefix = prefix
         self.capacity = capacity
         self.keep = keep
         self._clock = clock
@@ -103,7 +107,7 @@ class RequestTable:
         self._prune()
         if len(self._entries) >= self.capacity and not self._evict_finished():
             raise TableFull(f"{len(self._entries)} requests are waiting for sleeping clients already")
-        request_id = secrets.token_hex(8)
+        request_id = self.prefix + secrets.token_hex(8)
         entry = QueuedRequest(request_id, endpoint, "queued", self._clock())
         self._entries[request_id] = entry
         self._tasks[request_id] = asyncio.create_task(self._run(entry, work))
