@@ -1,7 +1,12 @@
 """A cluster on one machine, to try it out: Redis, three ``lwm2m server`` nodes and nginx.
 
     python deploy/cluster_demo.py [--devices 30] [--coap-port N] [--http-port N] [--state DIR]
+                                  [--host ADDRESS] [--allowed-host NAME]
     make cluster                     # the same, after installing the cluster extra
+
+nginx listens on ``--host`` (127.0.0.1); the nodes only on 127.0.0.1. A console reached by a
+name, or through a wildcard ``--host``, needs that name as ``--allowed-host`` (the nodes
+answer only requests for hosts they know, ``lwm2m.web.guard``).
 
 What it starts, each process with its log under the state folder (a new temporary folder,
 removed at the end, unless ``--state`` names one, which is kept):
@@ -486,7 +491,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-port", type=int, default=0, help="Redis port [a free port]")
     parser.add_argument("--devices", type=int, default=30, help="simulated devices (0: none) [30]")
     parser.add_argument("--state", type=Path, help="folder of the state and logs, kept [a temporary one]")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name (or address) the console is reached by besides --host and localhost (repeatable)",
+    )
     args = parser.parse_args(argv)
+    # The nodes answer only requests for the hosts they know (lwm2m.web.guard): the address
+    # nginx listens on is one when it is not a loopback or wildcard one.
+    allowed = list(args.allowed_host)
+    if not is_loopback(args.host) and args.host not in ("0.0.0.0", "::"):
+        allowed.append(args.host)
 
     temporary = args.state is None
     state = Path(tempfile.mkdtemp(prefix="lwm2m-cluster-")) if temporary else args.state.resolve()
@@ -499,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         http_port=args.http_port,
         redis_port=args.redis_port,
         devices=args.devices,
+        node_args=tuple(arg for name in allowed for arg in ("--allowed-host", name)),
     )
     stopping = False
 
