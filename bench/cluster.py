@@ -304,7 +304,17 @@ async def cluster_run(args: argparse.Namespace, folder: Path) -> tuple[Registeri
                     answer = await http.get(f"{node.api}/api/clients/{endpoint}/3/0/0")
                     checked += answer.status_code == 200 and answer.json().get("code") == "2.05"
         update = args.lifetime - min(max(args.lifetime * 0.25, 1.0), 60.0)
-        status = "every one" if not left else f"{len(left):,} NOT"
+        status = "every one"
+        if left:
+            still = await owners(redis, left)
+            dead = sum(node == victim_id for node in still.values())
+            registered = 0
+            for endpoint in left:
+                registered += await redis.exists(f"lwm2m:reg:{endpoint_tag(endpoint)}")
+            status = (
+                f"{len(left):,} (still {victim_id}'s: {dead:,}, none: {len(left) - dead:,};"
+                f" registered: {registered:,}) NOT"
+            )
         out.append(
             f"failover kill -9 of {victim_id} ({len(orphans):,} devices), nginx reloaded after "
             f"{reloaded:.2f} s: {status} owned by a live node after {took:.1f} s "
