@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint bench debs clean
+.PHONY: demo test lint bench debs clean cluster
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,15 @@ lint: $(STAMP)
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/lwm2m demo
+
+# A cluster on this machine to try out: Redis, three server nodes and nginx in front of them
+# (deploy/cluster_demo.py, docs/cluster.md); options through ARGS, e.g. ARGS='--devices 100'.
+cluster: $(DEMO_STAMP)
+	@command -v redis-server >/dev/null 2>&1 && command -v nginx >/dev/null 2>&1 && \
+	  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server nginx libnginx-mod-stream >/dev/null; }
+	@$(PY) -c 'import redis' 2>/dev/null || $(PY) -m pip install --quiet -e '.[web,speed,cluster]'
+	$(PY) deploy/cluster_demo.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/coap_loop.py

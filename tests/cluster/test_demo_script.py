@@ -1,0 +1,148 @@
+"""deploy/cluster_demo.py (``make cluster``): Redis, three ``lwm2m server`` nodes and nginx on
+free ports; a device registered through the balancer is read through every node's API, the
+owner's and two others' (their requests go to the owner over Redis); Ctrl-C stops every
+process the script started."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path as FsPath
+from typing import Any
+
+import httpx
+import pytest
+from tests.helpers.server import Device, register
+
+from lwm2m.cluster.ownership import owner_key
+from lwm2m.coap.numbers import Code
+from lwm2m.storage.redisconn import connect
+from lwm2m.transport.udp import open_udp_endpoint
+
+SCRIPT = FsPath(__file__).resolve().parents[2] / "deploy" / "cluster_demo.py"
+SRC = FsPath(__file__).resolve().parents[2] / "src"
+EP = "demo-device"
+READY = "Ctrl-C stops everything."
+
+
+def descendants(root: int) -> set[int]:
+    """Every process below ``root`` (children, their children, …), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in FsPath("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        stat = FsPath(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def wait_gone(pids: set[int], timeout: float) -> set[int]:
+    """The pids still running after ``timeout`` (none, when all ended in time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (left := {pid for pid in pids if running(pid)}) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return left
+
+
+@pytest.fixture
+async def demo(tmp_path: FsPath) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, Any]]]:
+    """The script running (no simulated devices) until the test ends; its cluster.json."""
+    state = tmp_path / "state"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(SCRIPT),
+        "--devices",
+        "0",
+        "--state",
+        str(state),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    assert proc.stdout is not None
+    output: list[str] = []
+    seen: set[int] = set()
+    try:
+        async with asyncio.timeout(60):
+            while not output or output[-1] != READY:
+                line = await proc.stdout.readline()
+                assert line, "the script ended before it was ready:\n" + "".join(output)
+                output.append(line.decode().rstrip("\n"))
+        description = json.loads((state / "cluster.json").read_text())
+        seen = descendants(proc.pid)
+        yield proc, description
+    finally:
+        # After a failure: what the script started goes too (it runs in sessions of its own).
+        for pid in {pid for pid in seen if running(pid)}:
+            os.kill(pid, signal.SIGKILL)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_device_registered_through_nginx_is_served_by_every_node_and_ctrl_c_stops_all(
+    demo: tuple[asyncio.subprocess.Process, dict[str, Any]],
+) -> None:
+    proc, description = demo
+    ports = description["ports"]
+    assert 5683 not in ports.values() and 8080 not in ports.values()
+    nodes = {node["id"]: node for node in description["nodes"]}
+    assert set(nodes) == {"n1", "n2", "n3"}
+    assert len({node["coap_port"] for node in nodes.values()} | {ports["coap"]}) == 4
+    started = descendants(proc.pid)
+    # Three nodes, nginx (master and workers) and Redis, all below the script.
+    assert {node["pid"] for node in nodes.values()} | {description["pids"]["redis"]} <= started
+    assert description["pids"]["nginx"] in started and len(started) >= 6
+
+    device = Device()
+    redis = connect(description["store"])
+    try:
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as endpoint:
+            created = await endpoint.request(register(EP), ("127.0.0.1", ports["coap"]), timeout=10)
+            assert created.code == Code.CREATED
+            # The node that received the Register through nginx claims the device.
+            async with asyncio.timeout(10):
+                while not (owner := await redis.hget(owner_key(EP), "node")):
+                    await asyncio.sleep(0.05)
+            owner_id = owner.decode()
+            assert owner_id in nodes
+            others = sorted(set(nodes) - {owner_id})
+            async with httpx.AsyncClient(timeout=20) as http:
+                # The registration is in the shared store: the balanced API lists it.
+                listed = await http.get(f"{description['console']}api/clients")
+                assert [c["endpoint"] for c in listed.json()["clients"]] == [EP]
+                for node_id in [*others, owner_id]:
+                    answer = await http.get(f"{nodes[node_id]['api']}/api/clients/{EP}/3/0/0")
+                    assert answer.status_code == 200, (node_id, answer.text)
+                    assert answer.json()["code"] == "2.05", (node_id, answer.text)
+                    assert "Open Mobile Alliance" in answer.text
+            # Each read reached the device (two of them through their owner).
+            assert len(device.requests) == 3
+    finally:
+        await redis.aclose()
+
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    assert await asyncio.wait_for(proc.wait(), 60) == 0
+    assert await wait_gone(started, 10) == set()
