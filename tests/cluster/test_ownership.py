@@ -87,6 +87,21 @@ async def test_release_keeps_the_epoch_so_the_old_owner_stays_fenced(
     assert await b.claim("dev-1") == epoch + 1
 
 
+async def test_the_holder_outlives_its_lease_until_released_or_claimed(
+    clients: Callable[[], RedisClient], clock: FakeClock
+) -> None:
+    a, b = _nodes(clients, clock, "node-a", "node-b")
+    assert await b.holder("dev-1") is None
+    epoch = await a.claim("dev-1")
+    clock.advance(LEASE + 5)
+    assert await b.owner("dev-1") is None  # the lease lapsed (a quiet device)...
+    assert await b.holder("dev-1") == Owner("node-a", epoch, clock.now - 5)  # ...its node holds it
+    assert await b.claim("dev-1") == epoch + 1
+    assert (await a.holder("dev-1") or Owner("", 0, 0)).node == "node-b"
+    assert await b.release("dev-1", epoch + 1)
+    assert await a.holder("dev-1") is None
+
+
 async def test_unknown_endpoints_have_no_owner_and_fence_every_epoch(
     clients: Callable[[], RedisClient], clock: FakeClock
 ) -> None:

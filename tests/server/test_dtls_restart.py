@@ -19,7 +19,7 @@ from tests.helpers.server import Device, register
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
-from lwm2m.storage.base import SecurityInfo, Store
+from lwm2m.storage.base import SavedDtlsSession, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.tls.certificates import spki_der
@@ -137,3 +137,23 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+async def test_a_node_on_a_shared_store_neither_saves_nor_takes_sessions() -> None:
+    """On a store several nodes share (``shared_store``), the one set of saved sessions would be
+    every node's: a node's stop would replace another's, and the next start take them all. A
+    node keeps its sessions to itself; the ticket keys are still shared."""
+    shared = MemoryStore.create()
+    config = ServerConfig(port=free_udp_port(), coaps_port=free_udp_port(), shared_store=True)
+    async with open_dtls_endpoint(client=psk("dev-1-id", KEY)) as client:
+        async with Server(config, shared) as server:
+            await server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
+            assert (await client.request(register("dev-1"), coaps(server), timeout=5)).code == Code.CREATED
+        assert await shared.dtls_sessions.take() == []
+        assert await shared.dtls_sessions.ticket_keys() is not None
+        other = SavedDtlsSession(("192.0.2.9", 5684), b"", b"state of another node's session")
+        await shared.dtls_sessions.save([other])
+        async with Server(config, shared) as server:
+            layer = server.dtls.dtls  # type: ignore[union-attr]
+            assert layer.state_sizes()["dtls_parked"] == 0
+        assert await shared.dtls_sessions.take() == [other]  # left for the node it belongs to

@@ -176,6 +176,15 @@ class Ownership:
         node, epoch, expires = found
         return Owner(text(node), int(epoch), int(expires) / 1000)
 
+    async def holder(self, endpoint: str) -> Owner | None:
+        """The node that last claimed the endpoint and has not released it, lease run out or
+        not (a quiet device's lease lapses while its node still holds its session); None
+        when nobody does. Whether that node is alive is the node table's to say."""
+        node, epoch, expires = await self._redis.hmget(owner_key(endpoint), ["node", "epoch", "expires"])
+        if not node or epoch is None:
+            return None
+        return Owner(text(node), int(epoch), int(expires or 0) / 1000)
+
     async def release(self, endpoint: str, epoch: int) -> bool:
         """Give ``endpoint`` up if ``epoch`` is still this node's (the epoch is kept, so a
         later claim still fences this one)."""

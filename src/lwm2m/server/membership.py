@@ -10,8 +10,8 @@ fails means another node claimed the endpoint since: this node lets it go. Dereg
 expiry release it.
 
 :meth:`ClusterMember.owner_elsewhere` is what the REST API asks before serving a device: the
-node to hand the request to, or None to serve it here (this node owns it, or nobody alive
-does: then the device is reached from here, as after a failover).
+node to hand the request to, or None to serve it here (this node holds it, or nobody does, or
+its node is gone and the device has not spoken since).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from lwm2m.cluster.encoding import Payload
 from lwm2m.cluster.events import EventsConfig, FleetEvents
 from lwm2m.cluster.node import ClusterConfig, NodeIdentity
 from lwm2m.cluster.ownership import Ownership, OwnershipConfig
-from lwm2m.errors import LwM2MError
 from lwm2m.server.events import (
     ClientAwake,
     ClientDeregistered,
@@ -116,20 +115,29 @@ class ClusterMember:
     # --- what the REST API asks -------------------------------------------------------------
 
     async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
-        """The live node that owns ``endpoint`` if it is not this one; None to serve it here.
+        """The live node that holds ``endpoint`` if it is not this one; None to serve it here.
 
-        When its owner has stopped beating (killed), only the node that gets the device's next
+        Redis says who holds it (``Ownership.holder``: the last claim, its lease lapsed or not,
+        since a quiet device is reached only through its node's session at the balancer); an
+        endpoint this node believed its own but another node claimed since is let go here.
+        When its holder has stopped beating (killed), only the node that gets the device's next
         datagram can reach it (through the balancer's session): up to ``wait`` seconds go by
         for that, and the node that claims it then is the answer (None when it is this one).
         If the device stays silent, None: it is served from here, as best it can be."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            if endpoint in self._epochs:
-                return None
-            owner = await self.ownership.owner(endpoint)
+            # Always Redis's word, not only this node's belief: another node may have claimed
+            # the device since (a balancer change), which this node learns only here or at a
+            # renewal.
+            # The holder, lease run out or not: a device that stayed quiet longer than a lease
+            # is still reached only through its node's session at the balancer.
+            owner = await self.ownership.holder(endpoint)
             if owner is None or owner.node == self.node_id:
                 return None
+            if endpoint in self._epochs and self._epochs[endpoint] < owner.epoch:
+                del self._epochs[endpoint]  # fenced: it is the other node's now
+                self._heard.discard(endpoint)
             if owner.node in await self._alive_nodes():
                 return owner.node
             left = deadline - loop.time()
@@ -172,7 +180,7 @@ class ClusterMember:
             try:
                 self._epochs[endpoint] = await self.ownership.claim(endpoint)
                 self._heard.discard(endpoint)
-            except (LwM2MError, OSError) as exc:
+            except Exception as exc:  # Redis away or overloaded: the next Update claims again
                 log.warning("cluster: claiming %s failed: %s", endpoint, exc)
             finally:
                 self._claiming.discard(endpoint)
@@ -188,7 +196,7 @@ class ClusterMember:
         async def release() -> None:
             try:
                 await self.ownership.release(endpoint, epoch)
-            except (LwM2MError, OSError) as exc:
+            except Exception as exc:  # the lease runs out by itself
                 log.warning("cluster: releasing %s failed: %s", endpoint, exc)
 
         self._spawn(release())
@@ -214,7 +222,7 @@ class ClusterMember:
             return 0
         try:
             results = await self.ownership.renew_many(leases)
-        except (LwM2MError, OSError) as exc:
+        except Exception as exc:  # Redis away: tried again at the next renewal
             log.warning("cluster: renewing %d leases failed: %s", len(leases), exc)
             self._heard |= heard
             return 0

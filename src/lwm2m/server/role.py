@@ -262,7 +262,11 @@ class Server:
                     layer.load_ticket_state(keys)
                 except DtlsError as exc:
                     log.warning("saved DTLS ticket keys not taken up: %s", exc)
-            saved = await store.take()
+            # On a shared store the saved sessions would be every node's (the store keeps one
+            # set): a node of a cluster neither takes nor saves them, its devices handshake
+            # again after its restart. The ticket keys are shared, which lets a ticket made by
+            # one node resume at another that started with the same keys.
+            saved = [] if self.config.shared_store else await store.take()
             taken = layer.import_sessions((s.address, s.state) for s in saved)
             if saved:
                 log.info("DTLS: %d of %d saved sessions taken up", taken, len(saved))
@@ -278,8 +282,10 @@ class Server:
             return
         layer = self._coaps.dtls
         try:
-            sessions = [SavedDtlsSession(tuple(a), cid, state) for a, cid, state in layer.export_sessions()]
-            await self.store.dtls_sessions.save(sessions)
+            if not self.config.shared_store:  # (see _take_dtls_sessions)
+                exported = layer.export_sessions()
+                sessions = [SavedDtlsSession(tuple(a), cid, state) for a, cid, state in exported]
+                await self.store.dtls_sessions.save(sessions)
             state = layer.ticket_state()
             if state is not None:
                 await self.store.dtls_sessions.put_ticket_keys(state)

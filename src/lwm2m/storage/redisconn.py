@@ -18,9 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 from lwm2m.errors import ConfigError
 
 try:  # the ``cluster`` extra
-    from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 except ImportError:  # pragma: no cover - exercised only without the extra
-    Redis = RedisCluster = None  # type: ignore[assignment,misc]
+    BlockingConnectionPool = Redis = RedisCluster = None  # type: ignore[assignment,misc]
+
+POOL_CONNECTIONS = 256  # connections of one client to one Redis server, at most
+POOL_WAIT = 20.0  # seconds a call waits for a free one before it fails
+CLUSTER_CONNECTIONS = 1024  # connections of one client to each node of a Redis Cluster
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
@@ -61,11 +65,16 @@ def connect(url: str) -> RedisClient:
         if parts.path.strip("/") not in ("", "0"):
             raise ConfigError(f"Redis URL {shown!r}: a Redis Cluster has database 0 only")
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
-        return RedisCluster.from_url(plain)
+        # redis-py's cluster client fails a call at once beyond its connections to one node
+        # (it cannot wait for one): room for a burst of a node's work.
+        return RedisCluster.from_url(plain, max_connections=CLUSTER_CONNECTIONS)
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ConfigError(f"Redis URL {shown!r}: the database {db!r} is not a number")
-    return Redis.from_url(url)
+    # A burst (a registration storm) waits for a free connection rather than failing at once,
+    # as the plain pool would beyond its size.
+    pool = BlockingConnectionPool.from_url(url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT)
+    return Redis.from_pool(pool)
 
 
 def endpoint_tag(endpoint: str) -> str:
