@@ -61,6 +61,12 @@ def connect(url: str) -> RedisClient:
         if parts.path.strip("/") not in ("", "0"):
             raise ConfigError(f"Redis URL {shown!r}: a Redis Cluster has database 0 only")
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
+        # A failover needs no setting of its own: redis-py retries a command that failed with a
+        # connection error, a timeout or CLUSTERDOWN (10 times, backoff up to 1 s), re-reading
+        # the slot map from a node still up first, and follows MOVED; so once a replica has
+        # been promoted the same client reaches it (tests/storage/test_redis_cluster_failover).
+        # A call made while the master is down and not yet replaced (about cluster-node-timeout
+        # and an election) fails as a StoreError when those retries run out.
         return RedisCluster.from_url(plain)
     db = parts.path.strip("/")
     if db and not db.isdigit():
