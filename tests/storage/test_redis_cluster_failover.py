@@ -200,6 +200,52 @@ async def test_a_failover_of_one_master_loses_nothing_acknowledged_and_the_same_
         await subscription.aclose()
         await bus_a.close()
         await bus_b.close()
+
+        # --- values kept back by history.add are written by close() -----------------------------
+        last = Record(Path.parse("/3303/0/5700"), 99.5, AT + 50)
+        store.history.add(moved, [last], received_at=AT + 50)
+        store.close()
+        with RedisStore(f"redis+cluster://{promoted.name}") as again:
+            assert (await again.history.query(moved, limit=1))[0].record == last
     finally:
         store.close()
     assert time.monotonic() - started < 40
+
+
+def test_a_store_that_outlives_the_masters_loss_in_plain_code_starts_again_from_the_nodes_it_knew(
+    cluster: RedisCluster,
+) -> None:
+    """The store of the CLI: opened in plain code and used by one ``asyncio.run()`` after another,
+    each with a new client. When the node its URL names is the master that was lost, the new
+    client (and the blocking one ``close()`` writes kept-back history with) must learn the
+    cluster from the nodes the earlier client knew, not from the URL alone."""
+    url_node = cluster.server(cluster.url.partition("://")[2])
+    assert url_node in cluster.masters() and cluster.replicas_of(url_node)
+    endpoints = [ep for ep in ENDPOINTS if cluster.master_of(slot(key("reg", ep))) == url_node]
+    assert endpoints
+    store = RedisStore(cluster.url)
+    try:
+
+        async def write() -> None:
+            for n, ep in enumerate(endpoints):
+                await store.registrations.add(_registration(ep, n))
+
+        asyncio.run(write())
+        cluster.wait_replicated()
+        url_node.stop(kill=True)
+        cluster.wait_failover(url_node)
+
+        async def read() -> list[Registration | None]:
+            store.history.add(endpoints[0], _records(endpoints[0]), received_at=AT)  # kept back
+            return [await store.registrations.get(ep) for ep in endpoints]
+
+        assert asyncio.run(read()) == [_registration(ep, n) for n, ep in enumerate(endpoints)]
+        store.close()  # writes the kept-back values
+    finally:
+        store.close()
+
+    async def history() -> list[HistoryEntry]:
+        with RedisStore(f"redis+cluster://{cluster.masters()[0].name}") as again:
+            return await again.history.query(endpoints[0])
+
+    assert _values(asyncio.run(history())) == _values(_records(endpoints[0]))

@@ -12,6 +12,7 @@ one endpoint works on Redis Cluster, where all keys of one call must live in one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,8 +20,9 @@ from lwm2m.errors import ConfigError
 
 try:  # the ``cluster`` extra
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
 except ImportError:  # pragma: no cover - exercised only without the extra
-    Redis = RedisCluster = None  # type: ignore[assignment,misc]
+    Redis = RedisCluster = ClusterNode = None  # type: ignore[assignment,misc]
 
 RedisClient: TypeAlias = "Redis | RedisCluster"
 
@@ -40,10 +42,12 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def connect(url: str) -> RedisClient:
+def connect(url: str, *, known: Sequence[tuple[str, int]] = ()) -> RedisClient:
     """A client for ``url``, not yet connected. A URL that is not one of :data:`REDIS_SCHEMES`,
     or one without a host, is a :class:`~lwm2m.errors.ConfigError` naming it; so is a missing
-    redis-py (``pip install 'lwm2m[cluster]'``)."""
+    redis-py (``pip install 'lwm2m[cluster]'``). For a Redis Cluster, ``known`` are nodes
+    (host, port) to learn the cluster from before the URL's: those an earlier client of the
+    same cluster knew, since the URL's node may be the master that a failover removed."""
     shown = shown_url(url)
     scheme = url.partition("://")[0].lower()
     if scheme not in REDIS_SCHEMES:
@@ -67,7 +71,7 @@ def connect(url: str) -> RedisClient:
         # been promoted the same client reaches it (tests/storage/test_redis_cluster_failover).
         # A call made while the master is down and not yet replaced (about cluster-node-timeout
         # and an election) fails as a StoreError when those retries run out.
-        return RedisCluster.from_url(plain)
+        return RedisCluster.from_url(plain, startup_nodes=[ClusterNode(h, p) for h, p in known] or None)
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ConfigError(f"Redis URL {shown!r}: the database {db!r} is not a number")
