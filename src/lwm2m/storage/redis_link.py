@@ -3,7 +3,9 @@ key names, and the translation of Redis failures into :class:`~lwm2m.errors.Stor
 
 An asyncio client belongs to the loop it first connected on. A store opened in plain code and
 used by several ``asyncio.run()`` calls in turn (the CLI does that) gets a fresh client on each
-new loop; the old one's sockets are closed without waiting when its loop is gone.
+new loop; the old one's sockets are closed without waiting when its loop is gone. On a Redis
+Cluster the new client (and the blocking one of ``close()``) learns the cluster from the nodes
+the old one knew before the URL's node, which a failover may have taken away.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import msgspec
@@ -66,13 +68,18 @@ return all
 """
 
 
-def sync_client(url: str) -> redis_sync.Redis | redis_sync.RedisCluster:
+def sync_client(
+    url: str, known: Sequence[tuple[str, int]] = ()
+) -> redis_sync.Redis | redis_sync.RedisCluster:
     """A blocking client for ``url`` (a store URL of :mod:`~lwm2m.storage.redisconn`): for the
-    writes ``close()`` makes from plain code, where no event loop runs."""
+    writes ``close()`` makes from plain code, where no event loop runs. A Redis Cluster is
+    learned from the ``known`` nodes (host, port) first, then from the URL's node. Unlike the
+    asyncio client, this one connects at once."""
     if is_cluster_url(url):
         scheme, _, rest = url.partition("://")
         plain = ("rediss" if scheme.lower().startswith("rediss") else "redis") + "://" + rest
-        return redis_sync.RedisCluster.from_url(plain)
+        nodes = [redis_sync.cluster.ClusterNode(host, port) for host, port in known]  # type: ignore[no-untyped-call]
+        return redis_sync.RedisCluster.from_url(plain, startup_nodes=nodes or None)
     return redis_sync.Redis.from_url(url)
 
 
@@ -98,11 +105,20 @@ class RedisLink:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             if self._loop is not None:
+                known = self.known_nodes()
                 self._release()
-                self._client = connect(self.url)
+                self._client = connect(self.url, known=known)
                 self._scripts = {}
             self._loop = loop
         return self._client
+
+    def known_nodes(self) -> list[tuple[str, int]]:
+        """The Redis Cluster nodes (host, port) the client has learned, for a new client to
+        start from: after a failover the URL's node may be gone, the others are not. Empty for
+        one Redis."""
+        if isinstance(self._client, RedisCluster):
+            return [(node.host, int(node.port)) for node in self._client.get_nodes()]
+        return []
 
     def script(self, source: str) -> AsyncScript:
         client = self.client()

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+import redis as redis_sync
 from redis.exceptions import RedisError
 
 from lwm2m.errors import IdentityInUse, StoreError
@@ -204,8 +205,9 @@ class RedisHistoryStore:
         if not batches:
             return
         limit = "" if self.retention.max_records is None else str(self.retention.max_records)
-        client = sync_client(self.link.url)
+        client: redis_sync.Redis | redis_sync.RedisCluster | None = None
         try:
+            client = sync_client(self.link.url, self.link.known_nodes())  # connects: inside the try
             push = client.register_script(_HIST_PUSH)
             for endpoint, first, entries in batches:
                 client.zadd(index("history"), {endpoint: first}, lt=True)
@@ -217,7 +219,8 @@ class RedisHistoryStore:
                 f"the Redis store {self.link.shown}: {n} history values not written: {exc}"
             ) from exc
         finally:
-            client.close()
+            if client is not None:
+                client.close()
 
     @guarded
     async def query(

@@ -12,6 +12,7 @@ one endpoint works on Redis Cluster, where all keys of one call must live in one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,8 +20,9 @@ from lwm2m.errors import ConfigError
 
 try:  # the ``cluster`` extra
     from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
 except ImportError:  # pragma: no cover - exercised only without the extra
-    BlockingConnectionPool = Redis = RedisCluster = None  # type: ignore[assignment,misc]
+    BlockingConnectionPool = Redis = RedisCluster = ClusterNode = None  # type: ignore[assignment,misc]
 
 POOL_CONNECTIONS = 256  # connections of one client to one Redis server, at most
 POOL_WAIT = 20.0  # seconds a call waits for a free one before it fails
@@ -44,10 +46,12 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def connect(url: str) -> RedisClient:
+def connect(url: str, *, known: Sequence[tuple[str, int]] = ()) -> RedisClient:
     """A client for ``url``, not yet connected. A URL that is not one of :data:`REDIS_SCHEMES`,
     or one without a host, is a :class:`~lwm2m.errors.ConfigError` naming it; so is a missing
-    redis-py (``pip install 'lwm2m[cluster]'``)."""
+    redis-py (``pip install 'lwm2m[cluster]'``). For a Redis Cluster, ``known`` are nodes
+    (host, port) to learn the cluster from before the URL's: those an earlier client of the
+    same cluster knew, since the URL's node may be the master that a failover removed."""
     shown = shown_url(url)
     scheme = url.partition("://")[0].lower()
     if scheme not in REDIS_SCHEMES:
@@ -65,9 +69,19 @@ def connect(url: str) -> RedisClient:
         if parts.path.strip("/") not in ("", "0"):
             raise ConfigError(f"Redis URL {shown!r}: a Redis Cluster has database 0 only")
         plain = ("rediss" if scheme.startswith("rediss") else "redis") + url[len(scheme) :]
-        # redis-py's cluster client fails a call at once beyond its connections to one node
-        # (it cannot wait for one): room for a burst of a node's work.
-        return RedisCluster.from_url(plain, max_connections=CLUSTER_CONNECTIONS)
+        # A failover needs no setting of its own: redis-py retries a command that failed with a
+        # connection error, a timeout or CLUSTERDOWN (10 times, backoff up to 1 s), re-reading
+        # the slot map from a node still up first, and follows MOVED; so once a replica has
+        # been promoted the same client reaches it (tests/storage/test_redis_cluster_failover).
+        # A call made while the master is down and not yet replaced (about cluster-node-timeout
+        # and an election) fails as a StoreError when those retries run out. Its connections to
+        # one node are bounded, and beyond them a call fails at once (it cannot wait for one):
+        # room for a burst of a node's work.
+        return RedisCluster.from_url(
+            plain,
+            startup_nodes=[ClusterNode(h, p) for h, p in known] or None,
+            max_connections=CLUSTER_CONNECTIONS,
+        )
     db = parts.path.strip("/")
     if db and not db.isdigit():
         raise ConfigError(f"Redis URL {shown!r}: the database {db!r} is not a number")
