@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.helpers.procs import descendants
 from tests.helpers.server import Device, register
 
 from lwm2m.cluster.ownership import owner_key
@@ -27,26 +28,6 @@ SCRIPT = FsPath(__file__).resolve().parents[2] / "deploy" / "cluster_demo.py"
 SRC = FsPath(__file__).resolve().parents[2] / "src"
 EP = "demo-device"
 READY = "Ctrl-C stops everything."
-
-
-def descendants(root: int) -> set[int]:
-    """Every process below ``root`` (children, their children, …), from /proc."""
-    parents: dict[int, int] = {}
-    for entry in FsPath("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis.
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found: set[int] = set()
-    frontier = {root}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def running(pid: int) -> bool:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 from tests.helpers.ports import free_tcp_port, free_udp_port
+from tests.helpers.procs import children
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # Debian builds the stream module as a dynamic module (`--with-stream=dynamic`, package
@@ -75,22 +76,6 @@ def _tcp_port_answers(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _children(pid: int) -> set[int]:
-    """Process ids whose parent is ``pid`` (nginx's workers under its master)."""
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid …": comm may hold spaces, so split after its closing parenthesis.
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.add(int(entry.name))
-    return found
 
 
 @dataclass(frozen=True)
@@ -260,7 +245,7 @@ class NginxBalancer:
     def workers(self) -> set[int]:
         if self.proc is None:
             return set()
-        return _children(self.proc.pid)
+        return children(self.proc.pid)
 
     def replace_upstreams(
         self,
