@@ -75,3 +75,21 @@ def test_a_node_on_redis_joins_the_cluster_and_serves(redis_url: str) -> None:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(10)
+
+
+def test_a_single_node_needs_no_cluster_extra() -> None:
+    """`make demo` installs the web and speed extras only: without redis-py the server, its API
+    and the demo import and run their CLI, and --node-id says what is missing."""
+    script = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import lwm2m.web.app, lwm2m.cli.demo_cmd\n"
+        "from click.testing import CliRunner\n"
+        "from lwm2m.cli import main\n"
+        "assert CliRunner().invoke(main, ['server', '--help']).exit_code == 0\n"
+        "args = ['server', '--store', 'redis://127.0.0.1:1/0', '--node-id', 'n1']\n"
+        "result = CliRunner().invoke(main, args)\n"
+        "print(result.exit_code, result.output)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2 ") and "pip install 'lwm2m[cluster]'" in done.stdout

@@ -86,8 +86,10 @@ def node_id_choice(ctx: click.Context, param: click.Parameter, value: str | None
     """``--node-id``: what a cluster takes as a node's id; anything else is named as refused."""
     if value is None:
         return None
-    from lwm2m.cluster.encoding import check_node_id
-
+    try:
+        from lwm2m.cluster.encoding import check_node_id
+    except ImportError:
+        raise click.BadParameter(f"{value}: a cluster needs redis-py: pip install 'lwm2m[cluster]'") from None
     try:
         return check_node_id(value)
     except ConfigError as exc:

@@ -31,16 +31,18 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from lwm2m.cluster.encoding import Payload
 from lwm2m.errors import BusTimeout, LwM2MError
 from lwm2m.server.role import Server
 from lwm2m.web.requests import RequestTable
 from lwm2m.web.sse import KEEPALIVE_INTERVAL, EndpointOf, EventFollower, View, format_event
+
+if TYPE_CHECKING:  # the cluster extra (redis-py) is not needed by a single node's API
+    from lwm2m.cluster.encoding import Payload
 
 log = logging.getLogger(__name__)
 

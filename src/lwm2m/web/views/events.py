@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from lwm2m.cluster.events import check_event_id
 from lwm2m.errors import InvalidRequest
 from lwm2m.web.cluster import fleet_event_stream
 from lwm2m.web.context import api_context
@@ -38,7 +37,10 @@ async def events(request: Request) -> Response:
         # The fleet's events, from every node; a reconnecting browser's Last-Event-ID resumes
         # them here whichever node it had (the recent ring of this node is not used).
         last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
-        # Checked before the stream starts: a bad id is a 400, not a stream that breaks.
+        # Checked before the stream starts: a bad id is a 400, not a stream that breaks. (Here,
+        # not at the top: a single node runs without the cluster extra.)
+        from lwm2m.cluster.events import check_event_id
+
         stream = fleet_event_stream(
             api.cluster.fleet, ep, last_event_id=check_event_id(last) if last else None
         )
