@@ -78,14 +78,16 @@ def test_a_node_on_redis_joins_the_cluster_and_serves(redis_url: str) -> None:
 
 
 def test_a_single_node_needs_no_cluster_extra() -> None:
-    """`make demo` installs the web and speed extras only: without redis-py the server, its API
-    and the demo import and run their CLI, and --node-id says what is missing."""
+    """`make demo` installs the web and speed extras only: without redis-py (the cluster extra)
+    and cryptography (the dtls extra) the server, its API, the client SDK and the demo import and
+    run their CLI, and --node-id says what is missing."""
     script = (
-        "import sys; sys.modules['redis'] = None\n"
-        "import lwm2m.web.app, lwm2m.cli.demo_cmd\n"
+        "import sys; sys.modules['redis'] = None; sys.modules['cryptography'] = None\n"
+        "import lwm2m.web.app, lwm2m.cli.demo_cmd, lwm2m.client, lwm2m.simulator\n"
         "from click.testing import CliRunner\n"
         "from lwm2m.cli import main\n"
         "assert CliRunner().invoke(main, ['server', '--help']).exit_code == 0\n"
+        "assert CliRunner().invoke(main, ['demo', '--help']).exit_code == 0\n"
         "args = ['server', '--store', 'redis://127.0.0.1:1/0', '--node-id', 'n1']\n"
         "result = CliRunner().invoke(main, args)\n"
         "print(result.exit_code, result.output)\n"

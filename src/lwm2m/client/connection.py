@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError, DtlsError
-from lwm2m.tls.negotiation import sni_host_name
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, RpkCredentials, X509Credentials
 
 
@@ -63,6 +62,12 @@ def dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
 
 
 def _server_name(uri: str) -> str | None:
+    try:
+        # Here, not at the top: lwm2m.tls needs the dtls extra, which a NoSec client (the
+        # demo's simulated devices) runs without; without it there is no DTLS to name a server to.
+        from lwm2m.tls.negotiation import sni_host_name
+    except ImportError:
+        return None
     try:
         host = urlsplit(uri).hostname
         return host if host is not None and sni_host_name(host) is not None else None
