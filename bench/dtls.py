@@ -76,6 +76,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+# Mbed TLS is a test peer: how to drive it sans-IO lives beside the tests, in the repository root.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from tests.helpers.mbedtls import handshake_over, psk_configuration, step, take
+
 HOST = "127.0.0.1"
 KEY = bytes(range(16))
 IDENTITY = "bench"
@@ -84,7 +88,6 @@ _HEAD = bytes((0x42, 0x01))  # CON GET, token length 2; then Message ID and toke
 _PATH = bytes((0xB1,)) + b"t"  # Uri-Path "t"
 # A CoAP NON GET with a 4-byte token and a 100-byte payload, as the records benchmark sends.
 COAP_100 = bytes((0x54, 0x01, 0x12, 0x34)) + b"tokn" + bytes((0xFF,)) + bytes(91)
-PSK_CCM_8 = "TLS-PSK-WITH-AES-128-CCM-8"
 TARGET_HANDSHAKES = 3000.0
 TARGET_ESTABLISHED = 4 * 1024
 TARGET_HANDSHAKING = 8 * 1024
@@ -92,39 +95,6 @@ TARGET_EXPORTED = 1024
 
 
 # --- the engine benchmarks: the two sides of each implementation, sans-IO --------------------------
-
-
-def _mbedtls_configuration(**options: Any) -> Any:
-    from mbedtls import tls
-
-    return tls.DTLSConfiguration(
-        ciphers=(PSK_CCM_8,),
-        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        highest_supported_version=tls.DTLSVersion.DTLSv1_2,
-        validate_certificates=False,
-        **options,
-    )
-
-
-def _mbedtls_step(buf: Any) -> None:
-    from mbedtls import tls
-
-    for _ in range(10):
-        if buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
-            return
-        try:
-            buf.do_handshake()
-        except tls.WantWriteError:
-            continue
-        except tls.WantReadError:
-            return
-
-
-def _mbedtls_take(buf: Any) -> bytes:
-    n = len(buf._output_buffer)
-    out: bytes = buf.peek_outgoing(n) if n else b""
-    buf.consume_outgoing(n)
-    return out
 
 
 class OurClient:
@@ -168,29 +138,28 @@ class MbedClient:
             self.buf = tls.ClientContext(configuration).wrap_buffers(hostname)
             return
         if MbedClient._context is None:
-            MbedClient._context = tls.ClientContext(_mbedtls_configuration(pre_shared_key=(IDENTITY, KEY)))
+            MbedClient._context = tls.ClientContext(psk_configuration(pre_shared_key=(IDENTITY, KEY)))
         self.buf = MbedClient._context.wrap_buffers(None)
 
     def start(self) -> list[bytes]:
-        _mbedtls_step(self.buf)
-        return [_mbedtls_take(self.buf)]
+        step(self.buf)
+        return [take(self.buf)]
 
     def feed(self, datagrams: list[bytes]) -> list[bytes]:
         for datagram in datagrams:
             self.buf.receive_from_network(datagram)
-        _mbedtls_step(self.buf)
-        out = _mbedtls_take(self.buf)
+        step(self.buf)
+        out = take(self.buf)
         return [out] if out else []
 
     def send(self, data: bytes) -> list[bytes]:
         self.buf.write(data)
-        return [_mbedtls_take(self.buf)]
+        return [take(self.buf)]
 
     @property
     def done(self) -> bool:
-        from mbedtls import tls
 
-        return self.buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER  # type: ignore[no-any-return]
+        return handshake_over(self.buf)
 
 
 class OurServer:
@@ -240,7 +209,7 @@ class MbedServer:
         from mbedtls import tls
 
         if configuration is None:
-            configuration = _mbedtls_configuration(pre_shared_key_store={IDENTITY: KEY})
+            configuration = psk_configuration(pre_shared_key_store={IDENTITY: KEY})
         self.context = tls.ServerContext(configuration)
         self.buffers: dict[tuple[str, int], Any] = {}
         self._spare: Any = None
@@ -249,35 +218,34 @@ class MbedServer:
         from mbedtls import tls
 
         buf = self.buffers.get(address)
-        if buf is not None and buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER:
+        if buf is not None and handshake_over(buf):
             buf.receive_from_network(datagram)
             with contextlib.suppress(tls.WantReadError):
                 buf.read(4096)  # application data: opened and dropped
             return []
         if buf is not None:
             buf.receive_from_network(datagram)
-            _mbedtls_step(buf)
-            return [_mbedtls_take(buf)]
+            step(buf)
+            return [take(buf)]
         buf, self._spare = self._spare, None
         if buf is None:
             buf = self.context.wrap_buffers()
         buf.setcookieparam(f"{address[0]}:{address[1]}".encode())
         buf.receive_from_network(datagram)
         try:
-            _mbedtls_step(buf)
+            step(buf)
         except tls.HelloVerifyRequest:
-            out = _mbedtls_take(buf)
+            out = take(buf)
             if not len(buf._input_buffer):
                 self._spare = buf  # reset by the binding: it takes the next hello
             return [out]
         self.buffers[address] = buf
-        return [_mbedtls_take(buf)]
+        return [take(buf)]
 
     def established(self, address: tuple[str, int]) -> bool:
-        from mbedtls import tls
 
         buf = self.buffers.get(address)
-        return buf is not None and buf._handshake_state is tls.HandshakeStep.HANDSHAKE_OVER
+        return buf is not None and handshake_over(buf)
 
     def drop(self, address: tuple[str, int]) -> None:
         self.buffers.pop(address, None)
@@ -392,7 +360,7 @@ def mbedtls_records(n: int) -> float:
     t = time.process_time()
     for _ in range(n):
         write(COAP_100)
-        receive(_mbedtls_take(cbuf))
+        receive(take(cbuf))
         got = read(2048)
     elapsed = time.process_time() - t
     assert got == COAP_100
@@ -757,8 +725,6 @@ def _client_factory(kind: str = "mbedtls") -> Any:
         from lwm2m.transport.dtls.engine_backend import EngineBackend
 
         return EngineBackend().client(config)
-    # Mbed TLS is a test peer now: its backend lives beside the tests, in the repository root.
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from tests.helpers.mbedtls_backend import MbedtlsBackend
 
     return MbedtlsBackend().client(config)
