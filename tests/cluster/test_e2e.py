@@ -311,17 +311,7 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
             # Half the orphans speak first with a notification, on the observation the victim
             # made: a survivor finds its token in Redis, takes the device over and keeps the value.
             notify_first = orphans[::2]
-            for endpoint in notify_first:
-                device = c.devices[endpoint]
-                device.sensor.set(5700, device.value + 1000.0)
-            for endpoint in notify_first:
-                value = c.devices[endpoint].value
-                await eventually(
-                    lambda ep=endpoint: c.history(alive[0], ep), lambda v, x=value: x in v, timeout=WAIT
-                )
-                await until(
-                    lambda ep=endpoint, x=value: any(notified_by(e, ep, x, alive) for e in seen), timeout=WAIT
-                )
+            await notify(c, notify_first, 1000.0, alive[0], alive, seen)
             # The survivor that took the notification took the device: it serves it, through
             # either survivor's API, before any Update.
             for endpoint in notify_first:
@@ -342,17 +332,7 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
                     read = await c.read(node, endpoint)
                     assert read["records"] == [{"path": TEMPERATURE, "value": device.value}], (node, endpoint)
             # The observations the victim made carry on at the survivors.
-            for endpoint in orphans:
-                device = c.devices[endpoint]
-                device.sensor.set(5700, device.value + 1.0)
-            for endpoint in orphans:
-                value = c.devices[endpoint].value
-                await eventually(
-                    lambda ep=endpoint: c.history(alive[1], ep), lambda v, x=value: x in v, timeout=WAIT
-                )
-                await until(
-                    lambda ep=endpoint, x=value: any(notified_by(e, ep, x, alive) for e in seen), timeout=WAIT
-                )
+            await notify(c, orphans, 1.0, alive[1], alive, seen)
 
             late = await stale
             assert late.status_code == 504 and "did not answer" in late.json()["error"], late.text
@@ -372,6 +352,27 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
         assert set(load.statuses(ended="before")) == {200}, load.reads
         assert set(load.statuses()) <= {200, 504}, load.reads
         assert set(load.statuses(started="after")) == {200}, load.reads
+
+
+async def notify(
+    c: Cluster,
+    endpoints: list[str],
+    step: float,
+    reader: str,
+    nodes: list[str],
+    seen: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Each device of ``endpoints`` notifies a value ``step`` above its last; each new value must
+    reach the history (read through ``reader``) and the events (from one of ``nodes``)."""
+    for endpoint in endpoints:
+        device = c.devices[endpoint]
+        device.sensor.set(5700, device.value + step)
+    for endpoint in endpoints:
+        value = c.devices[endpoint].value
+        await eventually(lambda ep=endpoint: c.history(reader, ep), lambda v, x=value: x in v, timeout=WAIT)
+        await until(
+            lambda ep=endpoint, x=value: any(notified_by(e, ep, x, nodes) for e in seen), timeout=WAIT
+        )
 
 
 def notified_by(event: tuple[str, dict[str, Any]], endpoint: str, value: float, nodes: list[str]) -> bool:
