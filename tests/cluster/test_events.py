@@ -129,3 +129,14 @@ async def test_a_subscriber_reads_on_across_a_redis_restart(tmp_path: Path) -> N
         await fleet.publish({"n": 2})
         assert (await asyncio.wait_for(following, 10))[1] == {"n": 2}
         await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_events_published_together_keep_their_order(nodes: Callable[..., FleetEvents]) -> None:
+    fleet = nodes()
+    stream = fleet.subscribe("0-0")
+    ids = await fleet.publish_many([{"n": i} for i in range(5)])
+    assert len(ids) == 5 and ids == sorted(ids)
+    got = await _take(stream, 5)
+    assert [(i, e) for i, e in got] == [(ids[i], {"n": i}) for i in range(5)]
+    assert await fleet.publish_many([]) == []
+    await stream.aclose()  # type: ignore[attr-defined]

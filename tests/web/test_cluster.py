@@ -35,7 +35,7 @@ from lwm2m.storage import open_store
 from lwm2m.storage.redisconn import connect
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web.app import create_app
-from lwm2m.web.cluster import ForwardToOwner, device_of, holder_of
+from lwm2m.web.cluster import FleetPublisher, ForwardToOwner, device_of, holder_of
 
 EP = "dev-1"
 
@@ -262,3 +262,32 @@ async def test_a_last_event_id_no_node_gave_is_a_400(redis_url: str) -> None:
         response = await http.get(f"{a.base}/api/events", headers={"Last-Event-ID": "yesterday"})
         assert response.status_code == 400
         assert "yesterday" in response.text
+
+
+class _Batches:
+    """A fleet that keeps the batches it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[dict[str, Any]]] = []
+
+    async def publish_many(self, events: list[dict[str, Any]]) -> list[str]:
+        self.batches.append(events)
+        await asyncio.sleep(0.01)  # a round trip
+        return [f"{len(self.batches)}-{i}" for i in range(len(events))]
+
+
+async def test_a_burst_of_events_goes_on_the_fleets_stream_in_a_few_round_trips() -> None:
+    member = _Silent()
+    member.fleet = _Batches()
+    publisher = FleetPublisher(member)  # type: ignore[arg-type]
+    async with Server(ServerConfig(port=0)) as server:
+        publisher.follow_server(server)
+        await asyncio.sleep(0)  # the pump subscribes
+        for n in range(200):
+            server._emit(ClientSleeping(f"dev-{n}"))
+        await until(lambda: sum(len(b) for b in member.fleet.batches) == 200)
+        await publisher.close()
+    published = [e for batch in member.fleet.batches for e in batch]
+    assert [e["endpoint"] for e in published] == [f"dev-{n}" for n in range(200)]  # in order
+    assert {e["node"] for e in published} == {"b"} and published[0]["event"] == "SLEEPING"
+    assert len(member.fleet.batches) < 20  # not a round trip each

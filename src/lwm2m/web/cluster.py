@@ -30,6 +30,7 @@ import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # the cluster extra (redis-py) is not needed by a single node
 
 log = logging.getLogger(__name__)
 
+PUBLISH_QUEUE = 10_000  # events waiting to go on the fleet's stream, at most
 FORWARD_TIMEOUT = 120.0  # seconds a forwarded device request may take, ``?wait=true`` included
 FORWARD_MARGIN = 5.0  # seconds beyond a request's ``?timeout`` for the bus and the owner's work
 _DEVICE_PATH = re.compile(r"^/api/clients/(?P<ep>[^/]+)/(?P<rest>.+)$")
@@ -251,31 +253,59 @@ def forwarded_handler(app: Any, target: ASGIApp) -> Callable[[Payload], Awaitabl
 
 class FleetPublisher:
     """This node's events onto the fleet's stream, each as ``{"event", "data", "endpoint",
-    "node", "receivedAt"}``: the SSE event's name and data as the node's own stream has them."""
+    "node", "receivedAt"}``: the SSE event's name and data as the node's own stream has them.
+
+    Events are put in a bounded queue as they come and written by one task, all that waited in
+    one round trip (``FleetEvents.publish_many``): a burst of notifications costs Redis a few
+    pipelines, not one round trip each. Beyond :data:`PUBLISH_QUEUE` waiting events (Redis away
+    or slow) the oldest are dropped and counted (``dropped``)."""
 
     def __init__(self, member: Cluster) -> None:
         self._member = member
-        self._follower = EventFollower(self._publish)
+        self._follower = EventFollower(self._queue)
+        self._waiting: deque[dict[str, Any]] = deque(maxlen=PUBLISH_QUEUE)
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.dropped = 0
 
     def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
         self._follower.follow_server(server, requests)
 
-    async def _publish(self, event: Any, view: View, endpoint_of: EndpointOf) -> None:
+    def _queue(self, event: Any, view: View, endpoint_of: EndpointOf) -> None:
         name, data = view(event)
-        record = {
-            "event": name,
-            "data": data,
-            "endpoint": endpoint_of(event),
-            "node": self._member.node_id,
-            "receivedAt": round(time.time(), 3),
-        }
-        try:
-            await self._member.fleet.publish(record)
-        except (LwM2MError, OSError) as exc:
-            log.warning("cluster: an event could not go on the fleet's stream: %s", exc)
+        if len(self._waiting) == PUBLISH_QUEUE:
+            self.dropped += 1  # the deque drops the oldest
+        self._waiting.append(
+            {
+                "event": name,
+                "data": data,
+                "endpoint": endpoint_of(event),
+                "node": self._member.node_id,
+                "receivedAt": round(time.time(), 3),
+            }
+        )
+        self._wake.set()
+
+    async def _write(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch = list(self._waiting)
+            self._waiting.clear()
+            try:
+                await self._member.fleet.publish_many(batch)
+            except Exception as exc:  # Redis away: these events are lost to the other nodes
+                log.warning("cluster: %d events could not go on the fleet's stream: %s", len(batch), exc)
 
     async def close(self) -> None:
         await self._follower.close()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
 
 
 async def fleet_event_stream(
