@@ -76,7 +76,6 @@ class ClusterMember:
         self._claims: set[asyncio.Task[None]] = set()
         self._claiming: set[str] = set()  # endpoints whose claim is under way
         self._joined = False
-        self._byte = 0
 
     @property
     def owned(self) -> frozenset[str]:
@@ -88,9 +87,9 @@ class ClusterMember:
         """Join the cluster: a node byte (returned) and heartbeats. Before the server starts,
         so that its DTLS Connection IDs can begin with the byte; ``start`` joins if not yet."""
         if not self._joined:
-            self._byte = await self.identity.join()
+            await self.identity.join()
             self._joined = True
-        return self._byte
+        return self.identity.byte
 
     async def start(self, server: Server, handler: Handler) -> None:
         """Join the cluster if not yet, serve the bus with ``handler`` and follow ``server``'s
