@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from lwm2m.errors import BadRecordMac, DtlsError, RecordError, RecordOverflow
 from lwm2m.tls.protection import SEQ_NUM_PLACEHOLDER
 from lwm2m.tls.record import (
+    APPLICATION_DATA,
     MAX_PLAINTEXT,
     TLS12_CID,
     DtlsRecord,
@@ -117,6 +118,11 @@ class CbcProtection:
             raise DtlsError("the random source gave an IV of the wrong length")
         encryptor = Cipher(self._aes, modes.CBC(iv)).encryptor()
         return iv + encryptor.update(block) + encryptor.finalize()
+
+    def open_datagram(self, data: bytes, seq_num: int, version: int) -> bytes:
+        """The content of ``data``, a datagram that is exactly one protected application-data
+        record without a CID, its 13-byte header already read (RFC 6347 §4.1); as :meth:`open`."""
+        return self.open(seq_num, APPLICATION_DATA, version, data[13:])[1]
 
     def open(
         self, seq_num: int, content_type: int, version: int, fragment: bytes, cid: bytes = b""

@@ -165,7 +165,9 @@ from lwm2m.tls.record import (
     DTLS_1_0,
     DTLS_1_2,
     HANDSHAKE,
+    HEADER_LENGTH,
     MAX_PLAINTEXT,
+    RECORD_HEADER,
     TLS12_CID,
     DtlsRecord,
     encode_record,
@@ -852,6 +854,45 @@ class DtlsConnection:
         The checks are the general path's: our CID (RFC 9146 §4), the replay window before
         the AEAD and moved only by a record that authenticated (RFC 6347 §4.1.2.6);
         :attr:`advanced` tells what :meth:`receive_datagram` would have returned."""
+        if self._state is not _ESTABLISHED or (self._cid_negotiated and self._own_cid):
+            return self._receive_cid_application_data(data, now)
+        # A record without a CID: :func:`single_protected_record`'s test, inline (this runs for
+        # every record an established connection receives), with the header in one unpack.
+        if len(data) < HEADER_LENGTH:
+            self.receive_datagram(data, now)
+            return None
+        content_type, version, epoch, high, low, length = RECORD_HEADER.unpack_from(data)
+        if (
+            content_type != APPLICATION_DATA
+            or epoch != 1
+            or length + HEADER_LENGTH != len(data)
+            or version >> 8 != 0xFE
+        ):  # another type or epoch, several records, a length that does not match
+            self.receive_datagram(data, now)
+            return None
+        sequence = (high << 32) | low
+        self._advanced = False
+        window = self._windows[1]
+        if not window.check(sequence):
+            return None  # a replay, or too old
+        try:
+            content = self._read_protection.open_datagram(data, (1 << 48) | sequence, version)  # type: ignore[union-attr]
+        except (ProtocolError, SecurityError):  # BadRecordMac is one: dropped (RFC 6347 §4.1.2.7)
+            return None
+        limit = self._limits.receive
+        if limit is not None and len(content) > limit:
+            # Over the limit we gave (RFC 8449 §4): the general path ends the connection; the
+            # window has not moved, so it takes the record as new.
+            self.receive_datagram(data, now)
+            return None
+        self._advanced = window.accept(sequence)
+        if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
+            self._flight = []
+        return content
+
+    def _receive_cid_application_data(self, data: bytes, now: float) -> bytes | None:
+        """:meth:`receive_application_data` for a connection whose peer's records carry our CID
+        (``tls12_cid``, RFC 9146 §4), and for one not established (the general path)."""
         own_cid = self._own_cid if self._cid_negotiated else b""  # own_cid, without a property call
         single = single_protected_record(data, len(own_cid)) if self._state is _ESTABLISHED else None
         if single is None:

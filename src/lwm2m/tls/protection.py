@@ -54,6 +54,10 @@ _LENGTH: Final = struct.Struct("!H")
 _HEADER_NONCE: Final = struct.Struct("!BHHHIHQ")
 # A RFC 9146 §4 header up to its CID: type, version, epoch, sequence number (16 + 32 bits).
 _CID_HEADER: Final = struct.Struct("!BHHHI")
+# In a datagram that is one record without a CID: where the explicit nonce starts (after the
+# 13-byte header) and where the ciphertext does.
+_NONCE_AT: Final = 13
+_DATAGRAM_OVERHEAD: Final = _NONCE_AT + EXPLICIT_NONCE_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,25 @@ class AeadProtection:
                 return APPLICATION_DATA, plaintext[:-1]
             return parse_inner_plaintext(plaintext)
         return content_type, plaintext
+
+    def open_datagram(self, data: bytes, seq_num: int, version: int) -> bytes:
+        """The content of ``data``, a datagram that is exactly one protected application-data
+        record without a CID, its header already read by the caller (RFC 6347 §4.1): the
+        explicit nonce follows the 13-byte header (RFC 6655 §3). What :meth:`open` gives for the
+        record's fragment, taken from the datagram with no slice of the fragment in between;
+        :class:`BadRecordMac` if it does not authenticate."""
+        length = len(data) - _DATAGRAM_OVERHEAD - self.algorithm.tag_length
+        if length < 0:
+            raise BadRecordMac("a protected record shorter than its nonce and tag")
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
+        # ``seq_num`` and ``version`` come from the header, ``length`` is bounded: the pack cannot fail.
+        aad = _AAD.pack(seq_num, APPLICATION_DATA, version, length)
+        try:
+            nonce = self._fixed_iv + data[_NONCE_AT:_DATAGRAM_OVERHEAD]
+            return self._aead.decrypt(nonce, data[_DATAGRAM_OVERHEAD:], aad)
+        except InvalidTag:
+            raise BadRecordMac("the record does not authenticate") from None
 
     def seal_record(
         self, epoch: int, sequence: int, content_type: int, content: bytes, cid: bytes = b""

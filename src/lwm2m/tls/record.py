@@ -41,7 +41,9 @@ MAX_CID_LENGTH: Final = 255  # RFC 9146 §3: opaque cid<0..2^8-1>
 # type(1) version(2) epoch(2) sequence_number(6 = 2 + 4), as one unpack: a record is parsed for
 # every datagram, so the fields are read in one call rather than one slice each.
 _HEAD: Final = struct.Struct("!BHHHI")
-_HEAD_LENGTH: Final = struct.Struct("!BHHHIH")  # the whole header of a record without a CID
+# The whole header of a record without a CID: type, version, epoch, sequence number (16 + 32 bits),
+# length. The receiver of application data reads it straight from the datagram.
+RECORD_HEADER: Final = struct.Struct("!BHHHIH")
 _LENGTH: Final = struct.Struct("!H")
 
 
@@ -160,7 +162,7 @@ def single_protected_record(data: bytes, cid_length: int) -> tuple[int, int, int
     if n < HEADER_LENGTH:
         return None
     if not cid_length:  # the common form, read whole: header and length in one unpack
-        content_type, version, epoch, sequence_high, sequence_low, length = _HEAD_LENGTH.unpack_from(data)
+        content_type, version, epoch, sequence_high, sequence_low, length = RECORD_HEADER.unpack_from(data)
         if (
             content_type != APPLICATION_DATA
             or epoch != 1
