@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from tests.helpers.ports import free_tcp_port
+from tests.helpers.redis import RedisCluster
 from tests.helpers.stores import redis_store
 from tests.storage import (
     test_bootstrap_configs,
@@ -85,3 +87,16 @@ async def test_one_endpoints_keys_are_on_one_master_and_the_indexes_elsewhere(st
     assert len(own) == 1
     assert client.keyslot("lwm2m:regid:r1") not in own  # an index: on whichever master it hashes to
     assert client.keyslot("lwm2m:reg:{other}") not in own
+
+
+async def test_a_url_naming_several_nodes_opens_when_its_first_is_down(
+    redis_cluster_session: RedisCluster, redis_cluster_url: str
+) -> None:
+    # The first node named is a port nobody listens on: the client learns the cluster from the next.
+    ports = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster_session.nodes)
+    store = RedisStore(f"redis+cluster://127.0.0.1:{free_tcp_port()},{ports}")
+    try:
+        await store.registrations.add(reg("dev"))
+        assert (await store.registrations.get("dev")) == reg("dev")
+    finally:
+        store.close()

@@ -69,7 +69,8 @@ def is_loopback(host: str) -> bool:
 
 STORE_HELP = (
     "sqlite (the file lwm2m.db in --data), memory (keep nothing), or a store URL: sqlite:///PATH,"
-    " redis://HOST:PORT/DB, rediss://… (TLS), redis+cluster://HOST:PORT (several nodes share it)"
+    " redis://HOST:PORT/DB, rediss://… (TLS), redis+cluster://HOST:PORT[,HOST:PORT…] (several nodes"
+    " share it)"
 )
 
 

@@ -23,7 +23,14 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from lwm2m.errors import StoreError
-from lwm2m.storage.redisconn import RedisClient, connect, endpoint_tag, is_cluster_url, shown_url
+from lwm2m.storage.redisconn import (
+    RedisClient,
+    cluster_nodes,
+    connect,
+    endpoint_tag,
+    is_cluster_url,
+    shown_url,
+)
 
 PREFIX = "lwm2m:"
 CHUNK = 500  # entries an index walk reads (and records a pipeline fetches) per round trip
@@ -76,9 +83,8 @@ def sync_client(
     learned from the ``known`` nodes (host, port) first, then from the URL's node. Unlike the
     asyncio client, this one connects at once."""
     if is_cluster_url(url):
-        scheme, _, rest = url.partition("://")
-        plain = ("rediss" if scheme.lower().startswith("rediss") else "redis") + "://" + rest
-        nodes = [redis_sync.cluster.ClusterNode(host, port) for host, port in known]  # type: ignore[no-untyped-call]
+        plain, named = cluster_nodes(url)
+        nodes = [redis_sync.cluster.ClusterNode(h, p) for h, p in [*known, *named[1:]]]  # type: ignore[no-untyped-call]
         return redis_sync.RedisCluster.from_url(plain, startup_nodes=nodes or None)
     return redis_sync.Redis.from_url(url)
 

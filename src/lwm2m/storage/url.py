@@ -10,8 +10,9 @@
     the shared store of several server nodes (DESIGN.md, scale-out) on one Redis server;
     ``rediss`` with TLS. Opening does not connect: an unreachable Redis is a
     :class:`~lwm2m.errors.StoreError` naming the URL at the first call.
-``redis+cluster://HOST:PORT``, ``rediss+cluster://…``
-    the same on a Redis Cluster, reached through any of its nodes.
+``redis+cluster://HOST:PORT[,HOST:PORT…]``, ``rediss+cluster://…``
+    the same on a Redis Cluster, reached through any of the nodes named (the first that
+    answers tells the client the others).
 """
 
 from __future__ import annotations
