@@ -27,7 +27,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_str, code_text
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
-from lwm2m.errors import CodecError, DtlsError, NotRegistered, ObserveRefused
+from lwm2m.errors import CodecError, DtlsError, NotRegistered, ObserveRefused, StoreError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.registry import ObjectRegistry
@@ -326,7 +326,14 @@ class Server:
         prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
         while True:
             await asyncio.sleep(self.config.expiry_interval)
-            await self.registrar.expire()
+            try:
+                await self.registrar.expire()
+            except StoreError as exc:
+                # The store is out of reach (a Redis restart, a locked disk): the sweep is tried
+                # again next time, and what expired meanwhile goes then.
+                log.warning("registration expiry postponed: %s", exc)
+            except Exception:
+                log.exception("registration expiry failed; tried again in %s s", self.config.expiry_interval)
             if loop.time() >= prune_at:
                 prune_at = loop.time() + HISTORY_PRUNE_INTERVAL
                 await self._prune_history()
