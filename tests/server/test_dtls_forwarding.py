@@ -4,8 +4,9 @@ A device (our DTLS client, PSK, with a Connection ID) registers through node "a"
 (tests/helpers/relay.py). Its NAT rebinds and its datagrams now reach node "b", which has no
 session: b forwards each record over the link to a (the CID's first byte is a's), a answers
 (Update 2.04, no new handshake, a still owns the endpoint), and a's Read of the device goes
-through b and is answered 2.05. A link message made without the cluster key is dropped and
-counted, never answered."""
+through b and is answered 2.05. The same behind a real nginx (hash on the source address and
+port, no stickiness by CID): the device's new flow lands on the node without its session. A
+link message made without the cluster key is dropped and counted, never answered."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.helpers.client import until
+from tests.helpers.nginx import NginxBalancer
 from tests.helpers.pki import KEY
 from tests.helpers.relay import Nat
 from tests.helpers.security import count_hellos, psk, update
@@ -50,6 +53,10 @@ class Node:
     def coaps(self) -> tuple[str, int]:
         assert self.server.coaps_port
         return ("127.0.0.1", self.server.coaps_port)
+
+    @property
+    def coap(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.server.port)
 
     @property
     def layer_counters(self) -> dict[str, int]:
@@ -139,3 +146,48 @@ async def test_a_forged_link_message_is_dropped_and_not_answered(redis_url: str)
                 answer = None
             assert answer is None
         assert a.forwarding.counters["relayed"] == 0
+
+
+async def test_behind_nginx_the_node_a_new_flow_lands_on_forwards_to_the_owner(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with (
+        node(redis_url, "a") as a,
+        node(redis_url, "b") as b,
+        open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as device,
+    ):
+        for n in (a, b):
+            await n.server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
+            await n.forwarding.refresh()
+        with NginxBalancer(
+            tmp_path / "nginx",
+            udp_upstreams=[a.coap, b.coap],
+            coaps_upstreams=[a.coaps, b.coaps],
+            hash_key="$remote_addr$remote_port",
+        ) as balancer:
+            assert balancer.coaps_port is not None
+            nat = await Nat(("127.0.0.1", balancer.coaps_port), filtering=True).start()
+            try:
+                created = await device.request(register("dev-1"), nat.address, timeout=5)
+                assert created.code == Code.CREATED
+                await until(lambda: "dev-1" in a.member.owned | b.member.owned)
+                owner, other = (a, b) if "dev-1" in a.member.owned else (b, a)
+                hellos = count_hellos(device)
+                # New source ports until nginx's hash puts the device's flow on the other node.
+                for _ in range(30):
+                    await nat.rebind()
+                    changed = await device.request(update(created.location_path), nat.address, timeout=5)
+                    assert changed.code == Code.CHANGED
+                    if other.forwarding.counters["forwarded"]:
+                        break
+                else:
+                    raise AssertionError("nginx never sent the device's flow to the other node")
+                assert hellos == [] and other.layer_counters["handshakes_started"] == 0
+                read = await owner.server.read("dev-1", "/3/0/0", timeout=5)
+                assert read.code == Code.CONTENT
+                assert owner.forwarding.counters["sent_via"] >= 2 and other.forwarding.counters["relayed"] >= 2
+                held = await owner.member.ownership.owner("dev-1")
+                assert held is not None and held.node == owner.member.node_id
+                assert other.server.dtls is not None and other.server.dtls.sessions() == []
+            finally:
+                nat.close()
