@@ -185,7 +185,9 @@ async def test_behind_nginx_the_node_a_new_flow_lands_on_forwards_to_the_owner(
                 assert hellos == [] and other.layer_counters["handshakes_started"] == 0
                 read = await owner.server.read("dev-1", "/3/0/0", timeout=5)
                 assert read.code == Code.CONTENT
-                assert owner.forwarding.counters["sent_via"] >= 2 and other.forwarding.counters["relayed"] >= 2
+                assert (
+                    owner.forwarding.counters["sent_via"] >= 2 and other.forwarding.counters["relayed"] >= 2
+                )
                 held = await owner.member.ownership.owner("dev-1")
                 assert held is not None and held.node == owner.member.node_id
                 assert other.server.dtls is not None and other.server.dtls.sessions() == []
