@@ -167,3 +167,22 @@ def test_routes_through_a_node_that_is_gone_end() -> None:
     assert r.route(DEVICE) is None and r.nodes == {}
     r.receive_datagram(cid_record(OTHER), DEVICE, 1.0)  # its CIDs reach the layer now
     assert layer.received[-1] == (cid_record(OTHER), DEVICE)
+
+
+async def test_a_layer_wrapped_again_keeps_the_counters_and_the_nodes() -> None:
+    from lwm2m.transport.dtls.forwarding import DtlsForwarding
+
+    class Directory:
+        async def link_addresses(self) -> dict[int, Any]:
+            return {OTHER: OTHER_LINK}
+
+    forwarding = await DtlsForwarding.open("127.0.0.1", 0, key=KEY, node=ME, directory=Directory())
+    try:
+        first = forwarding.wrap(Layer())  # type: ignore[arg-type]
+        await forwarding.refresh()
+        first.receive_datagram(cid_record(OTHER), DEVICE, 0.0)
+        second = forwarding.wrap(Layer())  # type: ignore[arg-type]
+        assert second is forwarding.router and second is not first
+        assert second.nodes == {OTHER: OTHER_LINK} and forwarding.counters["forwarded"] == 1
+    finally:
+        await forwarding.close()

@@ -307,11 +307,16 @@ class DtlsForwarding:
         return self.router.counters
 
     def wrap(self, layer: DtlsLayer) -> DtlsRouter:
-        """The router around ``layer``: what the UDP driver drives instead of the layer."""
-        if self.router is not None:
-            raise ConfigError("this node's forwarding already routes for a DTLS endpoint")
+        """The router around ``layer``: what the UDP driver drives instead of the layer. A
+        server started again wraps its new layer: the new router takes the counters and the
+        live nodes over (routes back to devices went with the old layer's sessions)."""
+        old = self.router
         self.router = DtlsRouter(layer, self._codec, self.node, self._sender.send, self.config)
-        self.router.counters["link_dropped"] += self._dropped
+        if old is None:
+            self.router.counters["link_dropped"] += self._dropped
+        else:
+            self.router.counters.update(old.counters)
+            self.router.set_nodes(old.nodes)
         return self.router
 
     def attach(self, flush: Callable[[float], None]) -> None:
