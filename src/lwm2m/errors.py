@@ -507,3 +507,12 @@ class InvalidEventId(ApiError, ValueError):
     """A fleet event id (``Last-Event-ID``) that is not a Redis Stream id ``MS-SEQ``."""
 
     status = 400
+
+
+# --- DTLS Connection ID forwarding between cluster nodes (cluster/link.py, transport/dtls/forwarding.py) ---
+
+
+class LinkMessageError(ProtocolError):
+    """A datagram on the node-to-node link that is not a link message: too short, of an
+    unknown version, kind or address family, or whose tag does not authenticate it with the
+    cluster key. It is dropped and counted, never answered."""

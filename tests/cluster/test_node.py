@@ -138,3 +138,20 @@ def test_the_config_is_checked_on_construction() -> None:
         ClusterConfig(heartbeat_interval=0)
     with pytest.raises(ConfigError, match="node_ttl"):
         ClusterConfig(heartbeat_interval=5, node_ttl=5)
+
+
+async def test_the_link_address_travels_with_the_heartbeat(clients: Callable[[], RedisClient]) -> None:
+    a, b = _node(clients, "a"), _node(clients, "b")
+    a.link = "127.0.0.1:7001"
+    await a.join()
+    await b.join()
+    entries = await b.alive_entries()
+    assert (entries["a"].byte, entries["a"].link) == (1, "127.0.0.1:7001")
+    assert (entries["b"].byte, entries["b"].link) == (2, "")  # none published
+    await b.publish_link("[::1]:7002")  # joined: published at once
+    assert (await a.alive_entries())["b"].link == "[::1]:7002"
+    assert await a.alive_nodes() == {"a": 1, "b": 2}
+    await b.stop()
+    await clients().delete(heartbeat_key("b"))  # what its TTL does once it stops beating
+    assert list(await a.alive_entries()) == ["a"]
+    await a.leave()

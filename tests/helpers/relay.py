@@ -1,6 +1,8 @@
 """A UDP relay between a device and a server, like a NAT, whose server end can be moved: the
 server sees the device at the relay's public port (``rebind()`` changes it), and ``server`` says
-where the device's datagrams go (another node of a cluster once its first is gone)."""
+where the device's datagrams go (another node of a cluster once its first is gone). With
+``filtering`` it lets in only what comes from ``server``, as a NAT that filters by the remote
+address (RFC 4787 §5) or a UDP balancer's session does."""
 
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ class Nat:
     """A UDP relay between a device and the server, like a NAT: the server sees the device at
     the relay's public port, which ``rebind()`` changes; datagrams to the old port are lost."""
 
-    def __init__(self, server: tuple[str, int]) -> None:
+    def __init__(self, server: tuple[str, int], *, filtering: bool = False) -> None:
         self.server = server
+        self.filtering = filtering
+        self.filtered = 0  # datagrams from elsewhere than ``server``, dropped (with ``filtering``)
         self.device: Any = None
         self.inside: Any = None
         self.outside: Any = None
@@ -58,6 +62,9 @@ class Nat:
         self.outside.sendto(data, self.server)
 
     def _from_server(self, data: bytes, addr: Any) -> None:
+        if self.filtering and tuple(addr[:2]) != tuple(self.server):
+            self.filtered += 1
+            return
         if self.device is not None:
             self.inside.sendto(data, self.device)
 

@@ -97,6 +97,35 @@ def node_id_choice(ctx: click.Context, param: click.Parameter, value: str | None
         raise click.BadParameter(str(exc)) from None
 
 
+def link_choice(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, int] | None:
+    """``--cluster-link HOST:PORT`` (``[V6]:PORT`` for IPv6, port 0: a free one)."""
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise click.BadParameter(f"{value!r}: give HOST:PORT, e.g. 10.0.0.5:5690 or [fd00::5]:5690")
+    return host, int(port)
+
+
+async def open_forwarding(member: Any, link: tuple[str, int]) -> Any:
+    """This node's DTLS forwarding (``lwm2m.transport.dtls.forwarding``) with its link socket
+    bound at ``link``, the cluster's link key and the node's byte; its address is published
+    with the node's heartbeat."""
+    from lwm2m.transport.dtls.forwarding import DtlsForwarding
+
+    forwarding = await DtlsForwarding.open(
+        link[0], link[1], key=await member.link_key(), node=member.identity.byte, directory=member
+    )
+    try:
+        await member.publish_link(forwarding.address)
+    except BaseException:
+        await forwarding.close()
+        raise
+    return forwarding
+
+
 def store_url(data: str, kind: str | None) -> str:
     """The store URL of ``--data``/``--store``: ``memory://``, a URL given as ``--store``, or the
     SQLite file ``lwm2m.db`` in the folder ``data`` (created if missing)."""
@@ -382,18 +411,62 @@ async def serve(
     cors_origins: tuple[str, ...] = (),
     cluster_url: str | None = None,
     node_id: str | None = None,
+    cluster_link: tuple[str, int] | None = None,
 ) -> None:
-    from lwm2m.server.role import Server
-    from lwm2m.web.app import create_app
-
     member = None
     if cluster_url is not None:
         # A node of a cluster (DESIGN.md, "Where its users outgrow one machine"): it joins
         # first, so that its byte leads the DTLS Connection IDs it gives (RFC 9146).
         member, config = await join_cluster(cluster_url, node_id, config)
+    forwarding = None
+    if member is not None and config.coaps_port is not None:
+        # Records of another node's Connection IDs go to it over the link (docs/cluster.md).
+        forwarding = await open_forwarding(member, cluster_link or (config.host, 0))
+    try:
+        await serve_node(
+            config,
+            http_host,
+            http_port,
+            store,
+            models,
+            token,
+            bootstrap_port,
+            allowed_hosts,
+            cors_origins,
+            cluster_url,
+            member,
+            forwarding,
+        )
+    finally:
+        if forwarding is not None:
+            await forwarding.close()
+
+
+async def serve_node(
+    config: ServerConfig,
+    http_host: str,
+    http_port: int,
+    store: Store,
+    models: Any,
+    token: str | None,
+    bootstrap_port: int | None,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+    cluster_url: str | None,
+    member: Any,
+    forwarding: Any,
+) -> None:
+    """``serve`` once the node has joined its cluster (``member``, None for a lone server) and
+    opened its DTLS forwarding (None when it has none)."""
+    from lwm2m.server.role import Server
+    from lwm2m.web.app import create_app
+
     host = config.host
+    server = Server(config, store, models=models)
+    if forwarding is not None:
+        server.forward_dtls(forwarding)
     async with (
-        Server(config, store, models=models) as server,
+        server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
     ):
         app = create_app(
@@ -415,6 +488,10 @@ async def serve(
         if member is not None:
             where = shown_url(cluster_url or "")
             click.echo(f"  cluster node {member.node_id} (byte {member.identity.byte}) on {where}")
+        if forwarding is not None:
+            from lwm2m.cluster.link import format_link
+
+            click.echo(f"  DTLS forwarding link on {format_link(forwarding.address)} (keep it from devices)")
         if server.coaps_uri is not None:
             click.echo(f"  CoAP over DTLS on {server.coaps_uri} (credentials: lwm2m security add)")
         if bootstrap is not None:
@@ -495,6 +572,14 @@ async def serve(
     callback=node_id_choice,
     help="this node's id in a cluster (with --store redis://…) [default: generated]",
 )
+@click.option(
+    "--cluster-link",
+    default=None,
+    callback=link_choice,
+    metavar="HOST:PORT",
+    help="where the other nodes send this one the DTLS records of its Connection IDs (with --store"
+    " redis://… and --coaps-port); firewall it from devices [default: --host, a free port]",
+)
 @log_level_option()
 def server(
     host: str,
@@ -519,6 +604,7 @@ def server(
     dtls_handshake_lifetime: float | None,
     log_level: str,
     node_id: str | None,
+    cluster_link: tuple[str, int] | None,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -550,6 +636,11 @@ def server(
     cluster_url = given if given.partition("://")[0].lower() in REDIS_SCHEMES else None
     if node_id is not None and cluster_url is None:
         fail(f"--node-id {node_id}: a node of a cluster needs a shared store: --store redis://HOST:PORT/DB")
+    if cluster_link is not None and (cluster_url is None or coaps_port is None):
+        fail(
+            "--cluster-link: the link carries DTLS between cluster nodes:"
+            " give --store redis://… and --coaps-port"
+        )
     try:
         opened = open_data(data, store, history_records=history_records)
     except ConfigError as exc:  # the URL's own message names it
@@ -570,6 +661,7 @@ def server(
                 **guard,
                 cluster_url=cluster_url,
                 node_id=node_id,
+                cluster_link=cluster_link,
             )
         )
     except OSError as exc:

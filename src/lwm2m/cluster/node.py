@@ -6,7 +6,10 @@ leaves the CID's content to the issuer; Californium's cf-cluster puts the node t
 node that receives a record for another can forward it. Bytes are shared out in Redis:
 
 - ``{lwm2m:nodes}``, a hash: node id -> byte, and
-- ``{lwm2m:nodes}:alive:<node id>``, one heartbeat key per node with a TTL (``node_ttl``).
+- ``{lwm2m:nodes}:alive:<node id>``, one heartbeat key per node with a TTL (``node_ttl``),
+  whose value is the byte and, after a space, the node's link address (``host:port``, or
+  nothing): where the other nodes send it the DTLS records of its Connection IDs
+  (:mod:`lwm2m.cluster.link`).
 
 A node that stops beating (killed, cut off) keeps its byte until its heartbeat key expires;
 then the next node to join removes it from the hash and its byte can be given again. A node
@@ -65,12 +68,13 @@ class ClusterConfig:
 
 
 # KEYS[1] the hash, KEYS[2] this node's heartbeat key, KEYS[3..] the heartbeat keys of the other
-# holders the caller saw; ARGV[1] node id, ARGV[2] TTL in ms, ARGV[3..] those holders' ids
-# (ARGV[i] goes with KEYS[i]). Answers the byte, 0 when none is free, -1 when a holder joined
-# since the caller looked (its heartbeat key is not among KEYS: the caller retries).
+# holders the caller saw; ARGV[1] node id, ARGV[2] TTL in ms, ARGV[3] the link address (or ''),
+# ARGV[4..] those holders' ids (ARGV[i + 1] goes with KEYS[i]). Answers the byte, 0 when none is
+# free, -1 when a holder joined since the caller looked (its heartbeat key is not among KEYS: the
+# caller retries).
 _JOIN = """
 local given = {}
-for i = 3, #ARGV do given[ARGV[i]] = KEYS[i] end
+for i = 3, #KEYS do given[ARGV[i + 1]] = KEYS[i] end
 local holders = redis.call('HGETALL', KEYS[1])
 local used, mine = {}, nil
 for i = 1, #holders, 2 do
@@ -90,15 +94,15 @@ if mine == nil then
   if mine == nil then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], mine)
 end
-redis.call('SET', KEYS[2], mine, 'PX', ARGV[2])
+redis.call('SET', KEYS[2], mine .. ' ' .. ARGV[3], 'PX', ARGV[2])
 return mine
 """
 
-# KEYS[1] the hash, KEYS[2] the heartbeat key; ARGV node id, byte, TTL in ms. 0: the byte was
-# given away (this node was taken for dead), the node must join again.
+# KEYS[1] the hash, KEYS[2] the heartbeat key; ARGV node id, byte, TTL in ms, link address (or
+# ''). 0: the byte was given away (this node was taken for dead), the node must join again.
 _BEAT = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2] .. ' ' .. ARGV[4], 'PX', ARGV[3])
 return 1
 """
 
@@ -108,6 +112,14 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2])
 return 1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEntry:
+    """A live node as its heartbeat shows it: its byte, and its link address ('' if none)."""
+
+    byte: int
+    link: str
 
 
 class NodeIdentity:
@@ -122,6 +134,8 @@ class NodeIdentity:
         self.node_id = self.config.node_id or generate_node_id()
         self._redis = redis
         self._byte: int | None = None
+        # Where the other nodes reach this one's link (``host:port``), published with each beat.
+        self.link = ""
         self._task: asyncio.Task[None] | None = None
         self._join = redis.register_script(_JOIN)
         self._beat = redis.register_script(_BEAT)
@@ -151,7 +165,8 @@ class NodeIdentity:
             holders = [text(k) for k in await self._redis.hkeys(NODES_KEY)]
             others = [h for h in holders if h != self.node_id]
             keys = [NODES_KEY, heartbeat_key(self.node_id), *(heartbeat_key(h) for h in others)]
-            answer = int(await self._join(keys=keys, args=[self.node_id, self.ttl_ms, *others]))
+            args: list[str | int] = [self.node_id, self.ttl_ms, self.link, *others]
+            answer = int(await self._join(keys=keys, args=args))
             if answer > 0:
                 return answer
             if answer == 0:
@@ -165,7 +180,8 @@ class NodeIdentity:
         byte = self.byte
         if int(
             await self._beat(
-                keys=[NODES_KEY, heartbeat_key(self.node_id)], args=[self.node_id, byte, self.ttl_ms]
+                keys=[NODES_KEY, heartbeat_key(self.node_id)],
+                args=[self.node_id, byte, self.ttl_ms, self.link],
             )
         ):
             return byte
@@ -201,12 +217,27 @@ class NodeIdentity:
 
     async def alive_nodes(self) -> dict[str, int]:
         """Every node whose heartbeat key is alive: node id -> byte."""
+        return {node_id: entry.byte for node_id, entry in (await self.alive_entries()).items()}
+
+    async def alive_entries(self) -> dict[str, NodeEntry]:
+        """Every node whose heartbeat key is alive: node id -> its byte and link address."""
         holders = {text(k): int(v) for k, v in (await self._redis.hgetall(NODES_KEY)).items()}
         if not holders:
             return {}
         ids = sorted(holders)
         beats = await self._redis.mget([heartbeat_key(i) for i in ids])
-        return {i: holders[i] for i, beat in zip(ids, beats, strict=True) if beat is not None}
+        return {
+            i: NodeEntry(holders[i], text(beat).partition(" ")[2])
+            for i, beat in zip(ids, beats, strict=True)
+            if beat is not None
+        }
+
+    async def publish_link(self, address: str) -> None:
+        """Publish ``address`` (``host:port``) as this node's link address: with the next
+        beat, or at once when the node has joined."""
+        self.link = address
+        if self._byte is not None:
+            await self.heartbeat()
 
     async def __aenter__(self) -> NodeIdentity:
         await self.join()

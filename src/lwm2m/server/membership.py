@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from typing import Any
 from lwm2m.cluster.bus import BusConfig, Handler, RequestBus
 from lwm2m.cluster.encoding import Payload
 from lwm2m.cluster.events import EventsConfig, FleetEvents
-from lwm2m.cluster.node import ClusterConfig, NodeIdentity
+from lwm2m.cluster.link import format_link, link_key, parse_link
+from lwm2m.cluster.node import ClusterConfig, NodeEntry, NodeIdentity
 from lwm2m.cluster.ownership import Ownership, OwnershipConfig
 from lwm2m.server.events import (
     ClientAwake,
@@ -71,7 +73,9 @@ class ClusterMember:
         self.fleet = FleetEvents(redis, self.config.events)
         self._epochs: dict[str, int] = {}  # endpoints this node owns, with their epochs
         self._heard: set[str] = set()  # owned endpoints heard from since the last renewal
-        self._alive: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._redis = redis
+        # The live nodes as last read (when, node id -> byte and link address).
+        self._alive: tuple[float, dict[str, NodeEntry]] = (-math.inf, {})
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
         self._claiming: set[str] = set()  # endpoints whose claim is under way
@@ -148,13 +152,35 @@ class ClusterMember:
         """``payload`` to ``node``'s handler, its answer back (BusTimeout when none comes)."""
         return await self.bus.request(node, payload, timeout)
 
-    async def _alive_nodes(self) -> frozenset[str]:
+    async def _alive_nodes(self) -> dict[str, NodeEntry]:
         at, nodes = self._alive
         now = time.monotonic()
         if now - at > self.config.alive_cache:
-            nodes = frozenset(await self.identity.alive_nodes())
+            nodes = await self.identity.alive_entries()
             self._alive = (now, nodes)
         return nodes
+
+    # --- the link between nodes (DTLS Connection ID forwarding, lwm2m.cluster.link) ---------------
+
+    async def publish_link(self, address: Any) -> None:
+        """Publish this node's link address (a socket address) with its heartbeat, so that the
+        other nodes send it the DTLS records of its Connection IDs."""
+        await self.identity.publish_link(format_link(address))
+
+    async def link_addresses(self) -> dict[int, Any]:
+        """The link addresses of the other live nodes that publish one, by node byte; read
+        with the live-node list (cached ``alive_cache`` seconds)."""
+        own = self.identity.byte
+        links: dict[int, Any] = {}
+        for entry in (await self._alive_nodes()).values():
+            addr = parse_link(entry.link) if entry.link else None
+            if addr is not None and entry.byte != own:
+                links[entry.byte] = addr
+        return links
+
+    async def link_key(self) -> bytes:
+        """The cluster's key for link messages (made in Redis by the first node that asks)."""
+        return await link_key(self._redis)
 
     # --- following the server ---------------------------------------------------------------
 

@@ -60,7 +60,7 @@ from lwm2m.storage.base import HistoryEntry, SavedDtlsSession, SecurityInfo, Sto
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
-from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, open_dtls_endpoint
+from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -167,6 +167,7 @@ class Server:
         # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
         # does not make them pile up: beyond, a notification is rejected at once).
         self._takeovers: set[asyncio.Task[None]] = set()
+        self._forwarding: Forwarding | None = None  # a cluster node's DTLS forwarding (forward_dtls)
 
     @property
     def queue_timeout(self) -> float | None:
@@ -216,6 +217,7 @@ class Server:
                     handler=self._on_secure_request,
                     on_session=self._on_dtls_session,
                     config=self.config.coap,
+                    forwarding=self._forwarding,
                 )
             )
             self.coaps_port = self._coaps.port
@@ -247,6 +249,15 @@ class Server:
         self.security.close()
         self._endpoint = None
         self._coaps = None
+
+    def forward_dtls(self, forwarding: Forwarding) -> None:
+        """On a cluster node, before ``start``: DTLS records whose Connection ID names another
+        node go to it over the node-to-node link, and the answers to devices reached through
+        another node go back through it (``lwm2m.transport.dtls.forwarding``). The caller
+        opens and closes ``forwarding``."""
+        if self._coaps is not None:
+            raise RuntimeError("forward_dtls is called before the server starts")
+        self._forwarding = forwarding
 
     async def _take_dtls_sessions(self) -> None:
         """Take up the DTLS sessions and ticket keys saved at the last clean stop: their devices

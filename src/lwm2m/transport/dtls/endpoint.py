@@ -30,6 +30,7 @@ import contextlib
 import random
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Protocol
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import Event
@@ -58,6 +59,17 @@ from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback,
 __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls_endpoint"]
 
 SessionCallback = Callable[[SessionEvent], None]
+
+
+class Forwarding(Protocol):
+    """A cluster node's DTLS forwarding (``lwm2m.transport.dtls.forwarding.DtlsForwarding``):
+    it wraps the layer in what the UDP driver drives, and flushes the driver after link traffic."""
+
+    def wrap(self, layer: DtlsLayer) -> Any: ...
+
+    def attach(self, flush: Callable[[float], None]) -> None: ...
+
+
 _SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved))
 # One generator of Message IDs and tokens (RFC 7252 §4.4, §5.3.1) for the endpoints made here,
 # instead of one each: a Mersenne Twister holds 2.5 KB of state, and a simulator runs one
@@ -98,15 +110,21 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         handler: Handler | None = None,
         on_event: EventCallback | None = None,
         on_session: SessionCallback | None = None,
+        forwarding: Forwarding | None = None,
     ) -> None:
         self.dtls = DtlsLayer(endpoint, server=server, client=client, limits=limits)
         self._on_session = on_session
         # Failures and alerts, logged with a bound.
         self._session_log = SessionLog() if server is not None else _CLIENT_LOG
         self._connecting: dict[Addr, list[asyncio.Future[PeerIdentity | None]]] = {}
-        # The DTLS layer stands in for the CoAP endpoint it wraps (the same sans-IO calls).
-        super().__init__(loop, self.dtls, socks, handler=handler, on_event=on_event)  # type: ignore[arg-type]
+        # The DTLS layer stands in for the CoAP endpoint it wraps (the same sans-IO calls); on a
+        # cluster node the forwarding's router stands around it (only there: nothing per datagram
+        # on a lone server).
+        driven = self.dtls if forwarding is None else forwarding.wrap(self.dtls)
+        super().__init__(loop, driven, socks, handler=handler, on_event=on_event)  # type: ignore[arg-type]
         self.endpoint = endpoint  # the CoAP endpoint; ``dtls`` is the layer around it
+        if forwarding is not None:
+            forwarding.attach(self._driver.flush)
 
     @classmethod
     async def create(  # type: ignore[override]
@@ -121,8 +139,10 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         on_session: SessionCallback | None = None,
         config: EndpointConfig | None = None,
         backend: Backend | None = None,
+        forwarding: Forwarding | None = None,
     ) -> CoapDtlsEndpoint:
-        """Bind ``port`` on each of ``host``; ``server`` accepts sessions, ``client`` opens them."""
+        """Bind ``port`` on each of ``host``; ``server`` accepts sessions, ``client`` opens them;
+        ``forwarding``: a cluster node's DTLS forwarding (``lwm2m.transport.dtls.forwarding``)."""
         if server is None and client is None:
             raise ValueError("a DTLS endpoint needs a server configuration, a client one, or both")
         backend = backend or default_backend(server, client)
@@ -141,6 +161,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
             handler=handler,
             on_event=on_event,
             on_session=on_session,
+            forwarding=forwarding,
         )
 
     def uri(self, path: str = "") -> str:
@@ -275,6 +296,7 @@ async def open_dtls_endpoint(
     on_session: SessionCallback | None = None,
     config: EndpointConfig | None = None,
     backend: Backend | None = None,
+    forwarding: Forwarding | None = None,
 ) -> AsyncIterator[CoapDtlsEndpoint]:
     """``async with open_dtls_endpoint(...) as ep``: a ``CoapDtlsEndpoint`` closed on exit."""
     ep = await CoapDtlsEndpoint.create(
@@ -287,6 +309,7 @@ async def open_dtls_endpoint(
         on_session=on_session,
         config=config,
         backend=backend,
+        forwarding=forwarding,
     )
     try:
         yield ep
