@@ -507,3 +507,12 @@ class InvalidEventId(ApiError, ValueError):
     """A fleet event id (``Last-Event-ID``) that is not a Redis Stream id ``MS-SEQ``."""
 
     status = 400
+
+
+# --- DTLS session takeover between cluster nodes (transport/dtls/takeover.py, server/role.py) ---
+
+
+class TakeoverRefused(DtlsError):
+    """A session in the shared store cannot be taken over once more: the write sequence range
+    the next taker would get does not fit below 2^48 (RFC 6347 §4.1), or its saved state is not
+    a server session's. Its device makes a new handshake."""

@@ -40,6 +40,7 @@ from lwm2m.protocol.management import (
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.config import ServerConfig
+from lwm2m.server.dtls_share import SharedDtlsSessions
 from lwm2m.server.events import (
     EVENT_BACKLOG,
     ClientDeregistered,
@@ -167,6 +168,7 @@ class Server:
         # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
         # does not make them pile up: beyond, a notification is rejected at once).
         self._takeovers: set[asyncio.Task[None]] = set()
+        self._dtls_share: SharedDtlsSessions | None = None  # cluster mode with DTLS only
 
     @property
     def queue_timeout(self) -> float | None:
@@ -220,6 +222,8 @@ class Server:
             )
             self.coaps_port = self._coaps.port
             await self._take_dtls_sessions()
+            if shared:
+                self._dtls_share = SharedDtlsSessions(self._coaps, self.store.dtls_sessions, config.limits)
         if not shared:  # on a shared store the other nodes hold theirs: adopted as clients come
             await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
@@ -234,6 +238,9 @@ class Server:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._dtls_share is not None:
+            await self._dtls_share.close()  # what it wrote stays: other nodes take its sessions
+            self._dtls_share = None
         self.presence.close()
         await self.observation_manager.close()  # the records stay: the next start resumes them
         if self._flush is not None:
@@ -355,8 +362,10 @@ class Server:
             self._follow_address(event.registration.endpoint)
         elif isinstance(event, ClientDeregistered):
             self._end_observations(event.registration, "de-registered")
+            self._forget_dtls_session(event.registration)
         elif isinstance(event, RegistrationExpired):
             self._end_observations(event.registration, "registration expired")
+            self._forget_dtls_session(event.registration)
         if isinstance(event, ClientRegistered | ClientUpdated):
             # Register and Update wake a queue-mode client (LwM2M-TS-Transport 1.2 §6.5).
             endpoint = event.registration.endpoint
@@ -371,6 +380,11 @@ class Server:
             self._queue_mode.discard(event.registration.endpoint)
             self.presence.forget(event.registration.endpoint)
         self._publish(event)
+
+    def _forget_dtls_session(self, registration: Registration) -> None:
+        """A client that left: no other node is to take its DTLS session over."""
+        if self._dtls_share is not None:
+            self._dtls_share.forget(registration.address)
 
     def _end_observations(self, registration: Registration, reason: str) -> None:
         self.observation_manager.end_registration(registration, reason)
@@ -457,6 +471,8 @@ class Server:
         """A DTLS session with a Connection ID moved to a new address (RFC 9146 §6, a NAT
         rebinding): the registration made from the old address is reached at the new one from
         now on, for requests and for the notifications of its observations."""
+        if self._dtls_share is not None:
+            self._dtls_share.on_event(event)
         if type(event) is not SessionMoved:
             return
         endpoint = self.registrar.moved(event.old, event.addr)

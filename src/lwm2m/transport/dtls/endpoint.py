@@ -51,6 +51,7 @@ from lwm2m.transport.dtls.events import (
     SessionEstablished,
     SessionEvent,
     SessionMoved,
+    SessionSought,
 )
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
 from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback, Handler, bind_sockets
@@ -58,7 +59,7 @@ from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback,
 __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls_endpoint"]
 
 SessionCallback = Callable[[SessionEvent], None]
-_SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved))
+_SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved, SessionSought))
 # One generator of Message IDs and tokens (RFC 7252 §4.4, §5.3.1) for the endpoints made here,
 # instead of one each: a Mersenne Twister holds 2.5 KB of state, and a simulator runs one
 # endpoint per device. It is seeded from the OS, as each endpoint's own would be.
@@ -197,6 +198,16 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
         closed = self.dtls.close(normalize(addr) or addr)
         self._driver.flush()
         return closed
+
+    def take_over(self, cid: bytes, addr: Addr, saved: bytes | None) -> Addr | None:
+        """Answer a ``SessionSought``: take ``saved`` up (``DtlsLayer.take_over``; None lets the
+        held records go) and send what that gave; the address the session is at, or None."""
+        now = self._driver.now()
+        where = None if saved is None else self.dtls.take_over(cid, addr, saved, now)
+        if where is None:
+            self.dtls.let_go(cid, addr, now)
+        self._driver.flush(now)
+        return where
 
     def _own_event(self, event: Event) -> bool:
         if type(event) in _SESSION_EVENTS:

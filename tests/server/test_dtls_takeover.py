@@ -1,0 +1,146 @@
+"""DTLS session takeover between the nodes of a cluster (docs/cluster.md, "DTLS session
+takeover"): two or three ``Server`` nodes on one Redis store, a device (our DTLS client) behind a
+relay whose server end moves from node to node once the node it used is gone. The next node
+takes the session over from the store, without a handshake, in a write sequence range of its
+own (RFC 6347 §4.1: no nonce twice), and the Update it gets moves the registration there."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from tests.helpers.pki import KEY
+from tests.helpers.polling import eventually
+from tests.helpers.relay import Nat
+from tests.helpers.security import count_hellos, psk, update
+from tests.helpers.server import Device, register
+
+from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
+from lwm2m.server.role import Server
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.storage.redis import RedisStore
+from lwm2m.transport.dtls import SessionLimits, open_dtls_endpoint
+from lwm2m.transport.dtls.layer import DtlsLayer
+from lwm2m.transport.dtls.records import ContentType
+from lwm2m.transport.dtls.takeover import taker_range
+
+EP = "dev-1"
+
+
+class Wiretap(Nat):
+    """The relay, keeping what the servers send to the device."""
+
+    def __init__(self, server: tuple[str, int]) -> None:
+        super().__init__(server)
+        self.to_device: list[bytes] = []
+
+    def _from_server(self, data: bytes, addr: Any) -> None:
+        self.to_device.append(data)
+        super()._from_server(data, addr)
+
+    def first_sequence(self) -> int:
+        """The sequence number of the first protected record sent to the device since the
+        last ``clear`` (RFC 6347 §4.1: bytes 5..10 of the record header)."""
+        protected = (ContentType.APPLICATION_DATA, ContentType.TLS12_CID)
+        record = next(d for d in self.to_device if d[0] in protected)
+        return int.from_bytes(record[5:11], "big")
+
+
+def node(byte: int, cid: bool) -> ServerConfig:
+    """Node ``byte``; without ``cid`` it gives no Connection IDs (RFC 9146), so that the
+    device's records carry none and its session is found by its address."""
+    limits = SessionLimits(node_id=byte) if cid else SessionLimits(node_id=byte, cid_length=0)
+    return ServerConfig(port=0, coaps_port=0, shared_store=True, dtls_limits=limits)
+
+
+def layer(server: Server) -> DtlsLayer:
+    assert server.dtls is not None
+    return server.dtls.dtls
+
+
+async def shared_entries(url: str) -> dict[str, dict[bytes, bytes]]:
+    r = aioredis.from_url(url)
+    try:
+        keys = [k.decode() async for k in r.scan_iter("lwm2m:dtls:s:*")]
+        return {k: await r.hgetall(k) for k in keys}
+    finally:
+        await r.aclose()
+
+
+async def started(byte: int, url: str, cid: bool = True) -> Server:
+    server = Server(node(byte, cid), RedisStore(url))
+    await server.start()
+    return server
+
+
+async def stopped(server: Server) -> None:
+    """The node goes as after kill -9, as far as the store sees: its stop writes no session
+    (asserted by the callers: the shared entries are the same before and after)."""
+    await server.stop()
+    server.store.close()
+
+
+@pytest.fixture
+async def secured(redis_url: str) -> AsyncIterator[str]:
+    store = RedisStore(redis_url)
+    await store.security.put(SecurityInfo(EP, "dev-1-id", KEY))
+    store.close()
+    yield redis_url
+
+
+@pytest.mark.parametrize("cid", [True, False], ids=["cid", "address"])
+async def test_a_device_goes_on_at_the_next_node_without_a_handshake(secured: str, cid: bool) -> None:
+    url = secured
+    a = await started(1, url, cid)
+    assert a.coaps_port is not None
+    nat = await Wiretap(("127.0.0.1", a.coaps_port)).start()
+    nodes = [a]
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as client:
+            created = await client.request(register(EP), nat.address, timeout=5)
+            assert created.code == Code.CREATED
+            entries = await eventually(lambda: shared_entries(url))
+            ((key, entry),) = entries.items()
+            assert key.startswith("lwm2m:dtls:s:c:" if cid else "lwm2m:dtls:s:a:")
+            base = int(entry[b"b"])
+            hellos = count_hellos(client)
+
+            b = await started(2, url, cid)
+            nodes.append(b)
+            await stopped(a)
+            assert await shared_entries(url) == entries  # a's stop wrote nothing
+            assert b.coaps_port is not None
+            nat.server = ("127.0.0.1", b.coaps_port)
+            nat.to_device.clear()
+            changed = await client.request(update(created.location_path), nat.address, timeout=5)
+            assert changed.code == Code.CHANGED
+            assert hellos == []
+            assert layer(b).counters["handshakes_started"] == 0
+            assert layer(b).counters["sessions_taken_over"] == 1
+            first = nat.first_sequence()
+            assert first in taker_range(base, 1)
+            assert first >= base + (1 << 36)  # above every number the first node may use
+            read = await b.read(EP, "/3/0/0", timeout=5)
+            assert read.success  # adopted: requests reach the device from b
+
+            # Once more: b goes, c takes the session over in the next range.
+            c = await started(3, url, cid)
+            nodes.append(c)
+            await stopped(b)
+            assert c.coaps_port is not None
+            nat.server = ("127.0.0.1", c.coaps_port)
+            nat.to_device.clear()
+            changed = await client.request(update(created.location_path), nat.address, timeout=5)
+            assert changed.code == Code.CHANGED
+            assert hellos == [] and layer(c).counters["handshakes_started"] == 0
+            assert nat.first_sequence() in taker_range(base, 2)
+            (entry,) = (await shared_entries(url)).values()
+            assert int(entry[b"t"]) == 2 and int(entry[b"b"]) == base
+    finally:
+        nat.close()
+        for server in nodes:
+            await server.stop()
+            server.store.close()
