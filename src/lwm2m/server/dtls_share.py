@@ -76,7 +76,13 @@ class SharedDtlsSessions:
         self.interval = refresh_interval or min(REFRESH_INTERVAL, limits.idle_timeout / 3)
         self.ttl = limits.idle_timeout + self.interval
         self.keys: dict[Any, str] = {}  # the sessions published or taken over here, by address
-        self.counters: dict[str, int] = {"published": 0, "taken_over": 0, "not_found": 0, "lost": 0}
+        self.counters: dict[str, int] = {
+            "published": 0,
+            "taken_over": 0,
+            "not_found": 0,
+            "forged": 0,
+            "lost": 0,
+        }
         self._writes: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue(MAX_WRITES)
         self._lookups: set[asyncio.Task[None]] = set()
         endpoint.dtls.hold_unknown(self.hold)
@@ -192,6 +198,9 @@ class SharedDtlsSessions:
 
     # --- taking over ---------------------------------------------------------------------------
 
+    def _authenticates(self, cid: bytes, addr: Any, saved: bytes) -> bool:
+        return self.endpoint.dtls.authenticates(cid, addr, saved, asyncio.get_running_loop().time())
+
     async def _take_over(self, cid: bytes, addr: Any) -> None:
         from lwm2m.transport.dtls.takeover import rebase, taker_range
 
@@ -199,7 +208,12 @@ class SharedDtlsSessions:
         saved: bytes | None = None
         taken = None
         try:
-            taken = await self.store.take_over(key, self.holder, self.ttl)
+            # Claimed only for a record that authenticates under it: a forged one moves nothing.
+            found = await self.store.peek(key)
+            if found is not None and not self._authenticates(cid, addr, found.saved):
+                self.counters["forged"] += 1
+            elif found is not None:
+                taken = await self.store.take_over(key, self.holder, self.ttl)
             if taken is not None:
                 saved = rebase(taken.saved, taker_range(taken.base, taken.takeover).start)
         except DtlsError as exc:

@@ -585,6 +585,11 @@ class DtlsSessionStore(Protocol):
         stays as the taker left it)."""
         ...
 
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        """The session under ``key`` as it is (``takeover``: the takeovers counted so far),
+        nothing claimed; None when there is none."""
+        ...
+
     async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
         """Count one more takeover of the session under ``key`` and make ``holder`` its holder, in
         one atomic step (no two takers ever get the same count); None when there is none."""

@@ -388,6 +388,10 @@ class MemoryDtlsSessionStore:
             kept.append(ours)
         return kept
 
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        entry = self._live(key)
+        return None if entry is None else TakenDtlsSession(entry.saved, entry.base, entry.takers)
+
     async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
         entry = self._live(key)
         if entry is None:

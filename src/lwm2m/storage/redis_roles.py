@@ -507,6 +507,13 @@ class RedisDtlsSessionStore:
         return [reply == 1 for reply in await fetch_all(self.link, commands)]
 
     @guarded
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        saved, base, takers = await self.link.client().hmget(index("dtls:s", key), ["s", "b", "t"])
+        if saved is None or base is None or takers is None:
+            return None
+        return TakenDtlsSession(raw(saved), int(base), int(takers))
+
+    @guarded
     async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
         reply = await self.link.run(_DTLS_TAKE, [index("dtls:s", key)], [holder, _ms(ttl)])
         if not reply:

@@ -657,6 +657,14 @@ class SqliteDtlsSessionStore:
                 kept.append(cur.rowcount == 1)
         return kept
 
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        row = self._conn.execute(
+            "SELECT saved, base, takers FROM dtls_shared WHERE key = ? AND expires > ?", (key, time.time())
+        ).fetchone()
+        if row is None or not isinstance(row[0], bytes):
+            return None
+        return TakenDtlsSession(row[0], int(row[1]), int(row[2]))
+
     async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
         now = time.time()
         with _transaction(self._conn) as c:

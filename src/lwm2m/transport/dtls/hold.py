@@ -107,6 +107,11 @@ class HeldRecords:
         self.bytes += len(data)
         return "new"
 
+    def peek(self, key: Key) -> list[tuple[bytes, Any]]:
+        """The datagrams held under ``key``, in arrival order, left held."""
+        waiting = self._waiting.get(key)
+        return [] if waiting is None else list(waiting.datagrams)
+
     def take(self, key: Key) -> list[tuple[bytes, Any]]:
         """The datagrams held under ``key``, in arrival order; the key is no more sought."""
         waiting = self._waiting.pop(key, None)

@@ -603,6 +603,35 @@ class DtlsLayer:
             self.events.append(SessionSought(addr, cid))
         return True
 
+    def authenticates(self, cid: bytes, addr: Addr, saved: bytes, now: float) -> bool:
+        """True when a record held under ``cid`` (or ``addr``) authenticates under the session
+        ``saved`` (``encode_saved`` bytes): tried on a connection made from the bytes and let go
+        at once, nothing sent, nothing taken. A cluster node claims a session from the shared
+        store only then, so that a record anyone can forge with a CID seen on the wire does not
+        move the session away from the node that holds it."""
+        held = [] if self._hold is None else self._hold.peek(cid or addr)
+        if not held or self._server is None:
+            return False
+        try:
+            entry = decode_saved(saved)
+            if entry.role != "server" or entry.cid != cid:
+                return False
+            conn = self._server.restore(entry.state)
+        except (DtlsError, SessionStateError):  # bytes that do not read back, a PSK since removed
+            return False
+        except Exception:
+            log.warning("DTLS: a shared session could not be tried", exc_info=True)
+            return False
+        try:
+            for data, _ in held:
+                if conn.feed_read(data, now) is not None or conn.advanced or conn.read() is not None:
+                    return True
+        except _SessionClosed:
+            return True  # the peer's close_notify authenticated: taking it over ends it
+        except DtlsError:
+            pass
+        return False
+
     def take_over(self, cid: bytes, addr: Addr, saved: bytes, now: float) -> Addr | None:
         """Take up ``saved`` (``encode_saved`` bytes of a server session, e.g. another node's,
         whose write sequence number the caller made this node's own) for the records held under
