@@ -6,6 +6,7 @@ own (RFC 6347 §4.1: no nonce twice), and the Update it gets moves the registrat
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 from tests.helpers.pki import KEY
 from tests.helpers.polling import eventually
 from tests.helpers.relay import Nat
-from tests.helpers.security import count_hellos, psk, update
+from tests.helpers.security import count_hellos, deregister, psk, update
 from tests.helpers.server import Device, register
 
 from lwm2m.coap.numbers import Code
@@ -36,9 +37,11 @@ class Wiretap(Nat):
     def __init__(self, server: tuple[str, int]) -> None:
         super().__init__(server)
         self.to_device: list[bytes] = []
+        self.senders: list[Any] = []
 
     def _from_server(self, data: bytes, addr: Any) -> None:
         self.to_device.append(data)
+        self.senders.append(addr[:2])
         super()._from_server(data, addr)
 
     def first_sequence(self) -> int:
@@ -115,6 +118,7 @@ async def test_a_device_goes_on_at_the_next_node_without_a_handshake(secured: st
             assert b.coaps_port is not None
             nat.server = ("127.0.0.1", b.coaps_port)
             nat.to_device.clear()
+            nat.senders.clear()
             changed = await client.request(update(created.location_path), nat.address, timeout=5)
             assert changed.code == Code.CHANGED
             assert hellos == []
@@ -133,6 +137,7 @@ async def test_a_device_goes_on_at_the_next_node_without_a_handshake(secured: st
             assert c.coaps_port is not None
             nat.server = ("127.0.0.1", c.coaps_port)
             nat.to_device.clear()
+            nat.senders.clear()
             changed = await client.request(update(created.location_path), nat.address, timeout=5)
             assert changed.code == Code.CHANGED
             assert hellos == [] and layer(c).counters["handshakes_started"] == 0
@@ -144,3 +149,91 @@ async def test_a_device_goes_on_at_the_next_node_without_a_handshake(secured: st
         for server in nodes:
             await server.stop()
             server.store.close()
+
+
+async def test_a_live_node_that_lost_its_session_ends_it_without_close_notify(secured: str) -> None:
+    """The balancer moved the device while its node lives: the next node takes the session
+    over; the first learns it at its next refresh and ends its copy silently (a close_notify
+    under the shared keys would end the device's session at the new node too)."""
+    url = secured
+    a, b = await started(1, url), await started(2, url)
+    assert a.coaps_port is not None and b.coaps_port is not None
+    nat = await Wiretap(("127.0.0.1", a.coaps_port)).start()
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as client:
+            created = await client.request(register(EP), nat.address, timeout=5)
+            await eventually(lambda: shared_entries(url))
+            hellos = count_hellos(client)
+            nat.server = ("127.0.0.1", b.coaps_port)
+            changed = await client.request(update(created.location_path), nat.address, timeout=5)
+            assert changed.code == Code.CHANGED and hellos == []
+            share_a = a._dtls_share
+            assert share_a is not None
+            nat.senders.clear()
+            assert await share_a.refresh(0.0) == 0
+            assert share_a.counters["lost"] == 1 and list(layer(a).sessions()) == []
+            await asyncio.sleep(0.05)
+            assert ("127.0.0.1", a.coaps_port) not in nat.senders  # no close_notify
+            changed = await client.request(update(created.location_path), nat.address, timeout=5)
+            assert changed.code == Code.CHANGED and hellos == []
+    finally:
+        nat.close()
+        for server in (a, b):
+            await server.stop()
+            server.store.close()
+
+
+async def test_a_forged_record_claims_nothing_and_an_ended_session_leaves_the_store(secured: str) -> None:
+    url = secured
+    a, b = await started(1, url), await started(2, url)
+    assert a.coaps_port is not None and b.coaps_port is not None
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as client:
+            created = await client.request(register(EP), ("127.0.0.1", a.coaps_port), timeout=5)
+            entries = await eventually(lambda: shared_entries(url))
+            (key,) = entries
+            cid = bytes.fromhex(key.rsplit(":", 1)[1])
+            # A record with the session's CID (seen on the wire) that does not authenticate.
+            forged = bytes([25, 0xFE, 0xFD, 0, 1]) + bytes(5) + b"\x07" + cid + bytes([0, 30]) + bytes(30)
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("127.0.0.1", b.coaps_port)
+            )
+            transport.sendto(forged)
+            transport.close()
+            share_b = b._dtls_share
+            assert share_b is not None
+            await eventually(lambda: _value(share_b.counters["forged"]))
+            assert await shared_entries(url) == entries  # nothing claimed: a keeps it
+            assert layer(b).counters["sessions_taken_over"] == 0
+
+            # De-registration: the session leaves the store.
+            gone = await client.request(
+                deregister(created.location_path), ("127.0.0.1", a.coaps_port), timeout=5
+            )
+            assert gone.code == Code.DELETED
+            await eventually(lambda: _value(not _keys_left(url)))
+            # Registered again over that session: published again; ended by the device's
+            # close_notify: it leaves the store too.
+            await client.request(register(EP), ("127.0.0.1", a.coaps_port), timeout=5)
+            await eventually(lambda: shared_entries(url))
+            client.close_session(("127.0.0.1", a.coaps_port))
+            await eventually(lambda: _value(not _keys_left(url)))
+    finally:
+        for server in (a, b):
+            await server.stop()
+            server.store.close()
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+def _keys_left(url: str) -> bool:
+    import redis as redis_sync
+
+    r = redis_sync.Redis.from_url(url)
+    try:
+        return any(True for _ in r.scan_iter("lwm2m:dtls:s:*"))
+    finally:
+        r.close()

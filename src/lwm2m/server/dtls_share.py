@@ -121,6 +121,13 @@ class SharedDtlsSessions:
             if key is not None and event.reason in _ENDED:
                 self._write(self.store.forget(key, self.holder))
 
+    def registered(self, addr: Any) -> None:
+        """A client registered from ``addr``: its session is published if it is not (a client
+        that de-registered and registers again over the same session)."""
+        addr = (addr[0], addr[1])
+        if addr not in self.keys:
+            self._publish(addr)
+
     def forget(self, addr: Any) -> None:
         """The client at ``addr`` left (de-registered, expired): its session leaves the store."""
         key = self.keys.pop((addr[0], addr[1]), None)
@@ -193,7 +200,7 @@ class SharedDtlsSessions:
             if not ours and self.keys.get(addr) is not None:
                 del self.keys[addr]
                 self.counters["lost"] += 1
-                layer.close(addr, notify=False)
+                self.endpoint.close_session(addr, notify=False)
         return sum(kept)
 
     # --- taking over ---------------------------------------------------------------------------

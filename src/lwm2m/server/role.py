@@ -358,6 +358,8 @@ class Server:
         if isinstance(event, ClientRegistered) and event.replaced is not None:
             # A new Register ends the observations of the registration it replaces (§6.4).
             self._end_observations(event.replaced, "registered again")
+        if isinstance(event, ClientRegistered) and self._dtls_share is not None:
+            self._dtls_share.registered(event.registration.address)
         elif isinstance(event, ClientUpdated):
             self._follow_address(event.registration.endpoint)
         elif isinstance(event, ClientDeregistered):

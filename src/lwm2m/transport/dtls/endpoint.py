@@ -192,10 +192,11 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                 if not self._connecting:
                     self._connecting = {}  # not the table the key grew (as the layer's handshakes)
 
-    def close_session(self, addr: Addr) -> bool:
-        """End the session with ``addr`` (close_notify); the next request shakes hands again."""
+    def close_session(self, addr: Addr, *, notify: bool = True) -> bool:
+        """End the session with ``addr`` (close_notify unless ``notify`` is False); the next
+        request shakes hands again."""
         self._check_open()
-        closed = self.dtls.close(normalize(addr) or addr)
+        closed = self.dtls.close(normalize(addr) or addr, notify=notify)
         self._driver.flush()
         return closed
 
