@@ -7,6 +7,9 @@ own (RFC 6347 §4.1: no nonce twice), and the Update it gets moves the registrat
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -237,3 +240,53 @@ def _keys_left(url: str) -> bool:
         return any(True for _ in r.scan_iter("lwm2m:dtls:s:*"))
     finally:
         r.close()
+
+
+async def test_a_ticket_made_at_one_node_resumes_at_another(secured: str) -> None:
+    """The nodes share their ticket keys (RFC 5077) through the store: a device whose session
+    ended makes an abbreviated handshake at the next node with the ticket the first gave."""
+    url = secured
+    a = await started(1, url)
+    b = await started(2, url)  # started after a: it took up the keys a wrote
+    assert a.coaps_port is not None and b.coaps_port is not None
+    nat = await Wiretap(("127.0.0.1", a.coaps_port)).start()
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as client:
+            created = await client.request(register(EP), nat.address, timeout=5)
+            assert created.code == Code.CREATED
+            client.close_session(nat.address)
+            await eventually(lambda: _value(not _keys_left(url)))
+            nat.server = ("127.0.0.1", b.coaps_port)
+            changed = await client.request(update(created.location_path), nat.address, timeout=5)
+            assert changed.code == Code.CHANGED
+            assert layer(b).counters["handshakes_done"] == 1
+            assert layer(b).counters["handshakes_resumed"] == 1
+    finally:
+        nat.close()
+        for server in (a, b):
+            await server.stop()
+            server.store.close()
+
+
+async def test_the_ticket_keys_rotated_last_are_shared(secured: str) -> None:
+    """Each node rotates its ticket keys once a day: the keys rotated last go to the store and
+    the other nodes take them up, so that their tickets open everywhere again."""
+    url = secured
+    a = await started(1, url)
+    try:
+        share = a._dtls_share
+        assert share is not None
+        mine = layer(a).ticket_state()
+        assert mine is not None
+        assert await share.sync_tickets() is False  # the same keys: nothing to do
+        newer = bytes([1]) + struct.pack(">d", time.time() + 60) + os.urandom(32)
+        await a.store.dtls_sessions.put_ticket_keys(newer)
+        assert await share.sync_tickets() is True
+        assert layer(a).ticket_state() == newer
+        older = bytes([1]) + struct.pack(">d", 1000.0) + os.urandom(32)
+        await a.store.dtls_sessions.put_ticket_keys(older)
+        assert await share.sync_tickets() is False
+        assert await a.store.dtls_sessions.ticket_keys() == newer  # ours, the later, written back
+    finally:
+        await a.stop()
+        a.store.close()

@@ -175,9 +175,34 @@ class SharedDtlsSessions:
             now = loop.time()
             try:
                 await self.refresh(since)
+                await self.sync_tickets()
             except Exception:
                 log.exception("DTLS: could not refresh the shared sessions")
             since = now
+
+    async def sync_tickets(self) -> bool:
+        """Share the ticket keys (RFC 5077): each node rotates its own once a day, so the keys
+        rotated last win: written if they are this node's, else taken up. Answers whether this
+        node's keys changed. A ticket made in the short while two nodes disagree costs a full
+        handshake at the other node, nothing more."""
+        from lwm2m.transport.dtls.engine_backend import ticket_rotated
+
+        layer = self.endpoint.dtls
+        mine = layer.ticket_state()
+        if mine is None:
+            return False
+        stored = await self.store.ticket_keys()
+        if stored == mine:
+            return False
+        try:
+            newer = stored is not None and ticket_rotated(stored) > ticket_rotated(mine)
+        except DtlsError:
+            newer = False  # bytes of another format in the store: ours replace them
+        if newer:
+            assert stored is not None
+            return layer.load_ticket_state(stored)
+        await self.store.put_ticket_keys(mine)
+        return False
 
     async def refresh(self, since: float) -> int:
         """Write the state of the sessions heard from since ``since`` (the loop's time) anew;
