@@ -15,14 +15,18 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from tests.helpers.devices import TEMPERATURE, Thermometer
 from tests.helpers.pki import KEY
 from tests.helpers.polling import eventually
 from tests.helpers.relay import Nat
 from tests.helpers.security import count_hellos, deregister, psk, update
-from tests.helpers.server import Device, register
+from tests.helpers.server import Device, next_event, register
 
-from lwm2m.coap.numbers import Code
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
+from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
+from lwm2m.server.events import NotificationReceived
 from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.storage.redis import RedisStore
@@ -290,3 +294,51 @@ async def test_the_ticket_keys_rotated_last_are_shared(secured: str) -> None:
     finally:
         await a.stop()
         a.store.close()
+
+
+async def test_a_notification_at_the_next_node_takes_the_session_and_the_observation_over(
+    secured: str,
+) -> None:
+    """The device's first datagram after its node died is a notification (RFC 7641) of an
+    observation that node made: the next node takes the DTLS session over, finds the token in
+    the store, adopts the device and acknowledges the notification (no RST)."""
+    url = secured
+    a = await started(1, url)
+    assert a.coaps_port is not None
+    nat = await Wiretap(("127.0.0.1", a.coaps_port)).start()
+    device = Thermometer()
+    nodes = [a]
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=device) as client:
+            created = await client.request(register(EP), nat.address, timeout=5)
+            assert created.code == Code.CREATED
+            observation = await a.observe(EP, TEMPERATURE)
+            (relation,) = device.relations
+            await eventually(lambda: shared_entries(url))
+            hellos = count_hellos(client)
+            b = await started(2, url)
+            nodes.append(b)
+            events = b.events()
+            await stopped(a)
+            assert b.coaps_port is not None
+            nat.server = ("127.0.0.1", b.coaps_port)
+
+            device.value = 30.5
+            fmt = relation.message.accept
+            assert fmt is not None
+            note = Message.build(Type.CON, Code.CONTENT, content_format=fmt, payload=device.payload(fmt))
+            assert client.notify(relation.relation, note)
+            event = await next_event(events, NotificationReceived)
+            assert (event.endpoint, event.token, event.records) == (
+                EP,
+                observation.token,
+                (Record(TEMPERATURE, 30.5),),
+            )
+            await asyncio.sleep(0.05)
+            assert client.endpoint.observations() == [relation.relation]  # acknowledged, kept
+            assert hellos == [] and layer(b).counters["sessions_taken_over"] == 1
+    finally:
+        nat.close()
+        for server in nodes:
+            await server.stop()
+            server.store.close()

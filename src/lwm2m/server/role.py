@@ -216,11 +216,13 @@ class Server:
                     self.coaps_port,
                     server=config,
                     handler=self._on_secure_request,
+                    on_event=self._on_secure_coap_event if shared else None,
                     on_session=self._on_dtls_session,
                     config=self.config.coap,
                 )
             )
             self.coaps_port = self._coaps.port
+            self._coaps.endpoint.hold_unknown_notifications = shared  # as for plain CoAP above
             await self._take_dtls_sessions()
             if shared:
                 self._dtls_share = SharedDtlsSessions(self._coaps, self.store.dtls_sessions, config.limits)
@@ -628,15 +630,21 @@ class Server:
             len(self.observation_manager.of(endpoint)),
         )
 
-    def _on_coap_event(self, event: Event) -> None:
+    def _on_secure_coap_event(self, event: Event) -> None:
+        """``_on_coap_event`` for the DTLS endpoint: a notification over a session this node took
+        over from another (docs/cluster.md, "DTLS session takeover")."""
+        self._on_coap_event(event, secure=True)
+
+    def _on_coap_event(self, event: Event, *, secure: bool = False) -> None:
         """The CoAP endpoint's events that no request or observation took (shared store only)."""
         if type(event) is UnknownNotification:
+            coap = self._coaps if secure else self._endpoint
             if len(self._takeovers) >= HELD_NOTIFICATIONS:
-                assert self._endpoint is not None
+                assert coap is not None
                 # Sent with what the transport sends after this call's batch of events.
-                self._endpoint.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
+                coap.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
                 return
-            task = asyncio.create_task(self._take_over(event))
+            task = asyncio.create_task(self._take_over(event, secure=secure))
             self._takeovers.add(task)
             task.add_done_callback(self._takeovers.discard)
 
@@ -645,7 +653,7 @@ class Server:
         """The CoAP endpoint's clock: the event loop's, as its transport gives it."""
         return asyncio.get_running_loop().time()
 
-    async def _take_over(self, event: UnknownNotification) -> None:
+    async def _take_over(self, event: UnknownNotification, *, secure: bool = False) -> None:
         """A notification with a token this node does not run: the observation of a client
         whose node is gone, if the store holds it under the client's current registration
         (LwM2M-TS-Core 1.2 §6.4: the client keeps its observations until a new Register).
@@ -662,7 +670,7 @@ class Server:
                     adopted = self.observation_manager.runs(token)
         except Exception:
             log.exception("could not look up the observation of a notification from %s", format_addr(addr))
-        coap = self._endpoint
+        coap = self._coaps if secure else self._endpoint
         if coap is None:
             return  # stopped meanwhile
         # The answer (ACK, or RST) goes out at once, not at the transport's next wake-up.
