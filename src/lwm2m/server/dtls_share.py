@@ -6,10 +6,11 @@ refreshes the state of the sessions its peers used since (the replay window, the
 session that ends here (close_notify, a fatal alert, a new handshake, the client's
 de-registration or expiry) leaves the store. Its DTLS layer holds the records of sessions it
 does not know (``DtlsLayer.hold_unknown``) and announces them (``SessionSought``): this part
-takes the session over from the store, in its own write sequence range
-(``lwm2m.transport.dtls.takeover``), and hands it to the layer, which feeds the held records
-again; the device goes on without a handshake, and the server's adoption moves its
-registration here. A session another node took over is ended here without close_notify
+reads the session from the store, tries the held records on it (``DtlsLayer.authenticates``),
+and only when one authenticates claims it (``take_over``: the takeover counted atomically), in
+its own write sequence range (``lwm2m.transport.dtls.takeover``), and hands it to the layer,
+which feeds the held records again; the device goes on without a handshake, and the server's
+adoption moves its registration here. A session another node took over is ended here without close_notify
 (that alert, under the shared keys, would end the device's session at the new node too).
 
 Store writes go in the order their events came, one at a time (a session replaced by a

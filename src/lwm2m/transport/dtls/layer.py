@@ -47,6 +47,14 @@ sequence numbers, and with them AEAD nonces); ``import_sessions`` parks them in 
 whose peers then go on without a handshake. ``ticket_state``/``load_ticket_state`` carry the
 backend's ticket keys (RFC 5077) the same way.
 
+A server of a cluster may hold the records of sessions it does not know (``hold_unknown``, off
+by default: ``hold.py``): a tls12_cid record of an unknown CID, an epoch-1 record from an
+address without a session, which would be dropped, are held (bounded) and announced
+(``SessionSought``); the application answers with another node's saved session
+(``authenticates``, then ``take_over``: parked, and the held records fed again) or ``let_go``.
+Only that drop path does more work; the others are as they were. ``session_state`` hands out
+a live or parked server session's bytes while it goes on here.
+
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
 
