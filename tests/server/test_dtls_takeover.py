@@ -342,3 +342,42 @@ async def test_a_notification_at_the_next_node_takes_the_session_and_the_observa
         for server in nodes:
             await server.stop()
             server.store.close()
+
+
+async def test_a_refresh_keeps_an_unshared_session_and_ends_one_at_its_range_end(secured: str) -> None:
+    """A session whose entry expired goes on at its node, unshared (published anew, its base
+    could fall in a range a taker held); one whose write sequence numbers reach the end of its
+    node's range is ended (close_notify: the device handshakes anew, with new keys)."""
+    url = secured
+    a = await started(1, url)
+    assert a.coaps_port is not None
+    at_a = ("127.0.0.1", a.coaps_port)
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as client:
+            created = await client.request(register(EP), at_a, timeout=5)
+            ((key, entry),) = (await eventually(lambda: shared_entries(url))).items()
+            share = a._dtls_share
+            assert share is not None
+            (device,) = share.keys
+            held = share.keys[device]
+            assert held.end == taker_range(int(entry[b"b"]), 0).stop  # the maker's range
+            assert await share.refresh(0.0) == 1  # ours: written anew
+
+            r = aioredis.from_url(url)
+            await r.delete(key)
+            await r.aclose()
+            assert await share.refresh(0.0) == 0
+            assert share.counters["unshared"] == 1 and share.keys == {}
+            assert [s.addr for s in layer(a).sessions()] == [device]  # goes on here
+            changed = await client.request(update(created.location_path), at_a, timeout=5)
+            assert changed.code == Code.CHANGED
+
+            await client.request(register(EP), at_a, timeout=5)  # published again
+            await eventually(lambda: shared_entries(url))
+            share.keys[device] = held._replace(end=1 << 20)  # a range nearly used up
+            assert await share.refresh(0.0) == 0
+            assert share.counters["range_used"] == 1 and list(layer(a).sessions()) == []
+            await eventually(lambda: _value(not _keys_left(url)))  # ended: forgotten
+    finally:
+        await a.stop()
+        a.store.close()

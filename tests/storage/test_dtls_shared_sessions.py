@@ -51,7 +51,7 @@ async def test_takeovers_are_counted_and_each_gets_its_own_range(store: AnyStore
 async def test_only_the_holder_refreshes_and_forgets(store: AnyStore) -> None:
     sessions = store.dtls_sessions
     await sessions.publish(KEY, b"state-a", BASE, "1:a", 60)
-    assert await sessions.refresh([(KEY, b"state-a2"), ("c:000000000000", b"x")], "1:a", 60) == [True, False]
+    assert await sessions.refresh([(KEY, b"state-a2"), ("c:000000000000", b"x")], "1:a", 60) == [True, None]
     assert (await sessions.peek(KEY)) == TakenDtlsSession(b"state-a2", BASE, 0)
     await sessions.take_over(KEY, "2:b", 60)
     assert await sessions.refresh([(KEY, b"state-a3")], "1:a", 60) == [False]  # a lost it
@@ -71,7 +71,7 @@ async def test_a_new_handshake_replaces_the_entry_and_entries_expire(store: AnyS
     await asyncio.sleep(0.3)
     assert await sessions.peek(KEY) is None
     assert await sessions.take_over(KEY, "2:b", 60) is None
-    assert await sessions.refresh([(KEY, b"x")], "3:c", 60) == [False]
+    assert await sessions.refresh([(KEY, b"x")], "3:c", 60) == [None]
 
 
 async def test_concurrent_takeovers_never_get_the_same_count(store: AnyStore) -> None:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Coroutine
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from lwm2m.errors import DtlsError, SessionStateError
 from lwm2m.storage.base import DtlsSessionStore
@@ -52,6 +52,14 @@ MAX_WRITES: Final = 10_000  # store writes waiting; beyond, a write is dropped (
 _ENDED: Final = frozenset(("closed", "error", "local", "replaced"))
 
 
+class _Held(NamedTuple):
+    """A session this node published or took over: its store key, and the end of this node's
+    write sequence range in it (``taker_range``)."""
+
+    key: str
+    end: int
+
+
 def session_key(cid: bytes, addr: Any) -> str:
     """The store key of a session: its Connection ID, or its peer's address without one."""
     return "c:" + cid.hex() if cid else "a:" + format_addr(addr)
@@ -76,13 +84,15 @@ class SharedDtlsSessions:
         self.holder = f"{limits.node_id}:{os.urandom(6).hex()}"
         self.interval = refresh_interval or min(REFRESH_INTERVAL, limits.idle_timeout / 3)
         self.ttl = limits.idle_timeout + self.interval
-        self.keys: dict[Any, str] = {}  # the sessions published or taken over here, by address
+        self.keys: dict[Any, _Held] = {}  # the sessions published or taken over here, by address
         self.counters: dict[str, int] = {
             "published": 0,
             "taken_over": 0,
             "not_found": 0,
             "forged": 0,
             "lost": 0,
+            "unshared": 0,
+            "range_used": 0,
         }
         self._writes: asyncio.Queue[Coroutine[Any, Any, None]] = asyncio.Queue(MAX_WRITES)
         self._lookups: set[asyncio.Task[None]] = set()
@@ -113,14 +123,14 @@ class SharedDtlsSessions:
             task.add_done_callback(self._lookups.discard)
         elif kind is SessionMoved:
             assert isinstance(event, SessionMoved)
-            key = self.keys.pop(event.old, None)
-            if key is not None:
-                self.keys[event.addr] = key
+            held = self.keys.pop(event.old, None)
+            if held is not None:
+                self.keys[event.addr] = held
         elif kind is SessionEnded:
             assert isinstance(event, SessionEnded)
-            key = self.keys.pop(event.addr, None)
-            if key is not None and event.reason in _ENDED:
-                self._write(self.store.forget(key, self.holder))
+            held = self.keys.pop(event.addr, None)
+            if held is not None and event.reason in _ENDED:
+                self._write(self.store.forget(held.key, self.holder))
 
     def registered(self, addr: Any) -> None:
         """A client registered from ``addr``: its session is published if it is not (a client
@@ -131,14 +141,14 @@ class SharedDtlsSessions:
 
     def forget(self, addr: Any) -> None:
         """The client at ``addr`` left (de-registered, expired): its session leaves the store."""
-        key = self.keys.pop((addr[0], addr[1]), None)
-        if key is not None:
-            self._write(self.store.forget(key, self.holder))
+        held = self.keys.pop((addr[0], addr[1]), None)
+        if held is not None:
+            self._write(self.store.forget(held.key, self.holder))
 
     # --- publishing ----------------------------------------------------------------------------
 
     def _publish(self, addr: Any) -> None:
-        from lwm2m.transport.dtls.takeover import write_base
+        from lwm2m.transport.dtls.takeover import taker_range, write_base
 
         state = self.endpoint.dtls.session_state(addr)
         if state is None:
@@ -149,7 +159,7 @@ class SharedDtlsSessions:
         except (SessionStateError, DtlsError):
             return  # a backend whose state this node cannot rebase: not shared
         key = session_key(cid, addr)
-        self.keys[addr] = key
+        self.keys[addr] = _Held(key, taker_range(base, 0).stop)
         self.counters["published"] += 1
         self._write(self.store.publish(key, saved, base, self.holder, self.ttl))
 
@@ -207,27 +217,41 @@ class SharedDtlsSessions:
 
     async def refresh(self, since: float) -> int:
         """Write the state of the sessions heard from since ``since`` (the loop's time) anew;
-        end, without close_notify, those another node took over. Answers how many were kept."""
+        end, without close_notify, those another node took over, and with it those whose write
+        sequence numbers near the end of this node's range (each park and take-up moves them on
+        by the engine's export margin). Answers how many were kept."""
+        from lwm2m.transport.dtls.takeover import write_base
+
         layer = self.endpoint.dtls
         entries: list[tuple[str, bytes]] = []
         addrs = []
-        for addr, key in list(self.keys.items()):
+        for addr, held in list(self.keys.items()):
             info = layer.session(addr)
             if info is None or info.last_seen < since:
                 continue
             state = layer.session_state(addr)
-            if state is not None:
-                entries.append((key, state[1]))
-                addrs.append(addr)
+            if state is None:
+                continue
+            if write_base(state[1]) >= held.end:  # the next export would leave the range
+                self.counters["range_used"] += 1
+                self.endpoint.close_session(addr)  # ours to end: its SessionEnded forgets it
+                continue
+            entries.append((held.key, state[1]))
+            addrs.append(addr)
         if not entries:
             return 0
         kept = await self.store.refresh(entries, self.holder, self.ttl)
         for addr, ours in zip(addrs, kept, strict=True):
-            if not ours and self.keys.get(addr) is not None:
+            if ours is None and self.keys.get(addr) is not None:
+                # Gone (its entry expired while the session idled here): it goes on here,
+                # unshared; published anew, its base could fall in a range a taker held.
+                del self.keys[addr]
+                self.counters["unshared"] += 1
+            elif ours is False and self.keys.get(addr) is not None:
                 del self.keys[addr]
                 self.counters["lost"] += 1
                 self.endpoint.close_session(addr, notify=False)
-        return sum(kept)
+        return sum(1 for ours in kept if ours)
 
     # --- taking over ---------------------------------------------------------------------------
 
@@ -257,11 +281,12 @@ class SharedDtlsSessions:
         if where is None:
             self.counters["not_found"] += 1
             return
-        self.keys[where] = key
+        assert taken is not None
+        self.keys[where] = _Held(key, taker_range(taken.base, taken.takeover).stop)
         self.counters["taken_over"] += 1
         log.info(
             "DTLS: took over session %s at %s (takeover %d)",
             key,
             format_addr(where),
-            0 if taken is None else taken.takeover,
+            taken.takeover,
         )

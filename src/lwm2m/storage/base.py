@@ -579,10 +579,12 @@ class DtlsSessionStore(Protocol):
         handshake made new keys), with no takeover counted yet."""
         ...
 
-    async def refresh(self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float) -> list[bool]:
-        """Newer state of sessions ``holder`` holds, each kept ``ttl`` seconds more; False for an
-        entry that is gone or that another node took over since (``holder`` lost it: the entry
-        stays as the taker left it)."""
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
+        """Newer state of sessions ``holder`` holds, each kept ``ttl`` seconds more: True for
+        each written, False for one another node took over since (``holder`` lost it: the
+        entry stays as the taker left it), None for one that is gone (expired, forgotten)."""
         ...
 
     async def peek(self, key: str) -> TakenDtlsSession | None:

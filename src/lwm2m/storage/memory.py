@@ -377,12 +377,17 @@ class MemoryDtlsSessionStore:
             self._swept_at = max(64, len(self._shared))
         self._shared[key] = _SharedDtls(bytes(saved), base, 0, holder, now + ttl)
 
-    async def refresh(self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float) -> list[bool]:
-        kept = []
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
+        kept: list[bool | None] = []
         for key, saved in entries:
             entry = self._live(key)
-            ours = entry is not None and entry.holder == holder
-            if entry is not None and ours:
+            if entry is None:
+                kept.append(None)
+                continue
+            ours = entry.holder == holder
+            if ours:
                 entry.saved = bytes(saved)
                 entry.expires = time.monotonic() + ttl
             kept.append(ours)

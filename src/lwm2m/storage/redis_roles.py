@@ -498,13 +498,15 @@ class RedisDtlsSessionStore:
         await self.link.run(_DTLS_PUBLISH, [index("dtls:s", key)], [bytes(saved), base, holder, _ms(ttl)])
 
     @guarded
-    async def refresh(self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float) -> list[bool]:
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
         ms = _ms(ttl)
         commands = [
             ("EVAL", (_DTLS_REFRESH, 1, index("dtls:s", key), bytes(saved), holder, ms))
             for key, saved in entries
         ]
-        return [reply == 1 for reply in await fetch_all(self.link, commands)]
+        return [None if reply == -1 else reply == 1 for reply in await fetch_all(self.link, commands)]
 
     @guarded
     async def peek(self, key: str) -> TakenDtlsSession | None:
@@ -539,9 +541,11 @@ redis.call('HSET', KEYS[1], 's', ARGV[1], 'b', ARGV[2], 't', 0, 'h', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """
-# ARGV saved, holder, ttl ms: newer state from its holder; 0 when gone or held by another node.
+# ARGV saved, holder, ttl ms: newer state from its holder; 0 when another node holds it, -1 gone.
 _DTLS_REFRESH = """
-if redis.call('HGET', KEYS[1], 'h') ~= ARGV[2] then return 0 end
+local h = redis.call('HGET', KEYS[1], 'h')
+if not h then return -1 end
+if h ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 's', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1

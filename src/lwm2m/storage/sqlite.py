@@ -644,17 +644,25 @@ class SqliteDtlsSessionStore:
                 (key, bytes(saved), base, holder, now + ttl),
             )
 
-    async def refresh(self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float) -> list[bool]:
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
         now = time.time()
-        kept = []
+        kept: list[bool | None] = []
         with _transaction(self._conn) as c:
             for key, saved in entries:
-                cur = c.execute(
-                    "UPDATE dtls_shared SET saved = ?, expires = ?"
-                    " WHERE key = ? AND holder = ? AND expires > ?",
-                    (bytes(saved), now + ttl, key, holder, now),
-                )
-                kept.append(cur.rowcount == 1)
+                row = c.execute(
+                    "SELECT holder FROM dtls_shared WHERE key = ? AND expires > ?", (key, now)
+                ).fetchone()
+                if row is None:
+                    kept.append(None)
+                    continue
+                kept.append(row[0] == holder)
+                if row[0] == holder:
+                    c.execute(
+                        "UPDATE dtls_shared SET saved = ?, expires = ? WHERE key = ?",
+                        (bytes(saved), now + ttl, key),
+                    )
         return kept
 
     async def peek(self, key: str) -> TakenDtlsSession | None:
