@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_INTERVAL: Final = 30.0  # seconds between refreshes of the sessions used since (at most)
 MAX_WRITES: Final = 10_000  # store writes waiting; beyond, a write is dropped (logged)
+CLOSE_WAIT: Final = 2.0  # seconds a stop waits for the writes still queued
 # Ends after which no other node is to take the session over; "idle" and "evicted" sessions
 # stay parked here and in the store (until their TTL), so that either node can go on with them.
 _ENDED: Final = frozenset(("closed", "error", "local", "replaced"))
@@ -101,9 +102,13 @@ class SharedDtlsSessions:
         self._refresher = asyncio.create_task(self._refresh_loop())
 
     async def close(self) -> None:
-        """Stop; what was written stays (the other nodes take the sessions over)."""
-        for task in (self._writer, self._refresher, *self._lookups):
+        """Stop, after the writes waiting (``CLOSE_WAIT`` seconds at most); what was written
+        stays (the other nodes take the sessions over)."""
+        for task in (self._refresher, *self._lookups):
             task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._writes.join(), CLOSE_WAIT)
+        self._writer.cancel()
         for task in (self._writer, self._refresher, *list(self._lookups)):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -177,6 +182,8 @@ class SharedDtlsSessions:
                 await write
             except Exception:
                 log.exception("DTLS: could not write a shared session")
+            finally:
+                self._writes.task_done()
 
     async def _refresh_loop(self) -> None:
         loop = asyncio.get_running_loop()
