@@ -1,8 +1,9 @@
 """The shared DTLS sessions of the DTLS session store (``publish``, ``refresh``, ``peek``,
 ``take_over``, ``forget``): what the nodes of a cluster share so that one can take over another's
 session (docs/cluster.md, "DTLS session takeover"). The same contract on the memory, SQLite and
-Redis backends; takeovers are counted atomically (never the same count twice), which with
-``taker_range`` gives every holder its own write sequence range (RFC 6347 §4.1)."""
+Redis backends (one server, and a Redis Cluster: each script touches one key); takeovers are
+counted atomically (never the same count twice), which with ``taker_range`` gives every holder
+its own write sequence range (RFC 6347 §4.1)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ KEY = "c:01a1b2c3d4e5"
 BASE = (1 << 20) + 17
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, tmp_path: FsPath) -> Iterator[AnyStore]:
-    if request.param == "redis":
-        s: AnyStore = redis_store(request, "redis")
+    if request.param.startswith("redis"):
+        s: AnyStore = redis_store(request, request.param)
     else:
         s = MemoryStore.create() if request.param == "memory" else SqliteStore(tmp_path / "lwm2m.db")
     yield s
