@@ -360,8 +360,6 @@ class Server:
         if isinstance(event, ClientRegistered) and event.replaced is not None:
             # A new Register ends the observations of the registration it replaces (§6.4).
             self._end_observations(event.replaced, "registered again")
-        if isinstance(event, ClientRegistered) and self._dtls_share is not None:
-            self._dtls_share.registered(event.registration.address)
         elif isinstance(event, ClientUpdated):
             self._follow_address(event.registration.endpoint)
         elif isinstance(event, ClientDeregistered):
@@ -370,6 +368,8 @@ class Server:
         elif isinstance(event, RegistrationExpired):
             self._end_observations(event.registration, "registration expired")
             self._forget_dtls_session(event.registration)
+        if isinstance(event, ClientRegistered):
+            self._share_dtls_session(event.registration)
         if isinstance(event, ClientRegistered | ClientUpdated):
             # Register and Update wake a queue-mode client (LwM2M-TS-Transport 1.2 §6.5).
             endpoint = event.registration.endpoint
@@ -384,6 +384,12 @@ class Server:
             self._queue_mode.discard(event.registration.endpoint)
             self.presence.forget(event.registration.endpoint)
         self._publish(event)
+
+    def _share_dtls_session(self, registration: Registration) -> None:
+        """A client registered: its DTLS session is shared, if it has one and is not yet (it
+        registers again over the session it de-registered with)."""
+        if self._dtls_share is not None:
+            self._dtls_share.registered(registration.address)
 
     def _forget_dtls_session(self, registration: Registration) -> None:
         """A client that left: no other node is to take its DTLS session over."""
