@@ -516,3 +516,12 @@ class LinkMessageError(ProtocolError):
     """A datagram on the node-to-node link that is not a link message: too short, of an
     unknown version, kind or address family, or whose tag does not authenticate it with the
     cluster key. It is dropped and counted, never answered."""
+
+
+# --- DTLS session takeover between cluster nodes (transport/dtls/takeover.py, server/role.py) ---
+
+
+class TakeoverRefused(DtlsError):
+    """A session in the shared store cannot be taken over once more: the write sequence range
+    the next taker would get does not fit below 2^48 (RFC 6347 §4.1), or its saved state is not
+    a server session's. Its device makes a new handshake."""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from lwm2m.cluster.link import (
     LINK_KEY,
+    PING,
     TAG_LEN,
     TO_DEVICE,
     TO_OWNER,
@@ -35,7 +36,7 @@ CODEC = LinkCodec(KEY)
     "peer",
     [("192.0.2.7", 40123), ("2001:db8::5", 5684, 0, 0), ("fe80::1", 1, 0x12345, 3)],
 )
-@pytest.mark.parametrize("kind", [TO_OWNER, TO_DEVICE])
+@pytest.mark.parametrize("kind", [TO_OWNER, TO_DEVICE, PING])
 def test_a_message_decodes_as_it_was_made(peer: tuple[object, ...], kind: int) -> None:
     message = LinkMessage(kind, 7, peer, RECORD)
     wire = CODEC.encode(message)

@@ -88,6 +88,25 @@ async def node(redis_url: str, node_id: str) -> AsyncIterator[Node]:
         store.close()
 
 
+async def know_each_other(*nodes: Node) -> None:
+    """Until every node's router lists every other node and has heard it over the link (a node
+    reads the live nodes' links every second, and one that joined a moment ago may be missing)."""
+
+    async def listed() -> bool:
+        for n in nodes:
+            await n.forwarding.refresh()
+        wanted = {n.member.identity.byte for n in nodes}
+        return all(
+            n.forwarding.router is not None
+            and set(n.forwarding.router.reachable) == wanted - {n.member.identity.byte}
+            for n in nodes
+        )
+
+    async with asyncio.timeout(5):
+        while not await listed():
+            await asyncio.sleep(0.05)
+
+
 async def test_a_rebound_device_is_served_by_its_node_through_the_other(redis_url: str) -> None:
     async with (
         node(redis_url, "a") as a,
@@ -95,8 +114,7 @@ async def test_a_rebound_device_is_served_by_its_node_through_the_other(redis_ur
         open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as device,
     ):
         await a.server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
-        for n in (a, b):
-            await n.forwarding.refresh()
+        await know_each_other(a, b)
         assert a.forwarding.router is not None and b.forwarding.router is not None
         assert b.forwarding.router.nodes == {a.member.identity.byte: a.forwarding.address}
         nat = await Nat(a.coaps, filtering=True).start()
@@ -158,7 +176,7 @@ async def test_behind_nginx_the_node_a_new_flow_lands_on_forwards_to_the_owner(
     ):
         for n in (a, b):
             await n.server.security.put(SecurityInfo("dev-1", "dev-1-id", KEY))
-            await n.forwarding.refresh()
+        await know_each_other(a, b)
         with NginxBalancer(
             tmp_path / "nginx",
             udp_upstreams=[a.coap, b.coap],

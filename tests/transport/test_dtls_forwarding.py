@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lwm2m.cluster.link import TO_DEVICE, TO_OWNER, LinkCodec, LinkMessage
+from lwm2m.cluster.link import NO_PEER, PING, TO_DEVICE, TO_OWNER, LinkCodec, LinkMessage
 from lwm2m.transport.dtls.forwarding import DtlsRouter, ForwardingConfig
 
 KEY = b"k" * 32
@@ -186,3 +186,30 @@ async def test_a_layer_wrapped_again_keeps_the_counters_and_the_nodes() -> None:
         assert second.nodes == {OTHER: OTHER_LINK} and forwarding.counters["forwarded"] == 1
     finally:
         await forwarding.close()
+
+
+def test_a_node_not_heard_over_the_link_for_a_moment_gets_no_records_until_it_is_heard_again() -> None:
+    r, layer, sent = router(ForwardingConfig(silent_after=2.0))  # listed at 0.0: heard then
+    r.tick(1.5)
+    r.receive_datagram(cid_record(OTHER), DEVICE, 1.5)
+    assert len(sent) == 1 and layer.received == []
+    # No ping since: killed, say, while its heartbeat in Redis still lives. Its devices' records
+    # go to this node's layer (a takeover), not into a dead socket.
+    r.tick(2.5)
+    assert r.nodes == {OTHER: OTHER_LINK} and r.reachable == {}
+    record = cid_record(OTHER)
+    r.receive_datagram(record, DEVICE, 2.5)
+    assert layer.received == [(record, DEVICE)] and len(sent) == 1
+    # A ping (any authenticated link message) from it makes it reachable at once.
+    r.from_link(LinkMessage(PING, OTHER, NO_PEER, b""), OTHER_LINK, 3.0)
+    assert r.reachable == {OTHER: OTHER_LINK} and layer.received == [(record, DEVICE)]
+    r.receive_datagram(cid_record(OTHER), DEVICE, 3.0)
+    assert len(sent) == 2
+
+
+def test_pings_go_to_every_listed_node_and_a_ping_from_an_unlisted_one_is_ignored() -> None:
+    r, _, _ = router()
+    [(wire, to)] = r.pings()
+    assert to == OTHER_LINK and CODEC.decode(wire) == LinkMessage(PING, ME, NO_PEER, b"")
+    r.from_link(LinkMessage(PING, DEAD, NO_PEER, b""), ("10.0.0.3", 5690), 1.0)
+    assert DEAD not in r.reachable and DEAD not in r.nodes

@@ -13,9 +13,11 @@ A link message, all integers big-endian::
     | IPv4: address (4) port (2) | IPv6: address (16) port (2) flowinfo (4) scope id (4)
     | the datagram | tag (16)
 
-``kind`` is :data:`TO_OWNER` (a device's record, for the node that holds its session) or
+``kind`` is :data:`TO_OWNER` (a device's record, for the node that holds its session),
 :data:`TO_DEVICE` (a datagram for the device, to be sent from the receiving node's public
-socket). The tag is HMAC-SHA256 (RFC 2104) of everything before it with the cluster key,
+socket) or :data:`PING` (the sender is alive and its link works; peer 0.0.0.0:0, no datagram):
+a node stops forwarding to a node it has not heard from for a moment, long before that node's
+heartbeat in Redis lapses. The tag is HMAC-SHA256 (RFC 2104) of everything before it with the cluster key,
 truncated to its first 16 bytes (RFC 2104 §5 allows truncation to half the hash's length).
 A message older than ``max_age`` seconds (or as far in the future) by the receiver's wall
 clock is refused, which bounds replays: the DTLS records inside are protected against replay
@@ -42,6 +44,8 @@ from lwm2m.storage.redisconn import RedisClient
 
 __all__ = [
     "LINK_KEY",
+    "NO_PEER",
+    "PING",
     "TAG_LEN",
     "TO_DEVICE",
     "TO_OWNER",
@@ -58,7 +62,9 @@ TAG_LEN: Final = 16
 VERSION: Final = 1
 TO_OWNER: Final = 1  # a device's record, for the node whose byte its CID begins with
 TO_DEVICE: Final = 2  # a datagram of the owner's, for the device, from the receiver's public socket
-_KINDS = frozenset((TO_OWNER, TO_DEVICE))
+PING: Final = 3  # "this node is here": sent to every live node twice a second, no peer, no data
+_KINDS = frozenset((TO_OWNER, TO_DEVICE, PING))
+NO_PEER: Final = ("0.0.0.0", 0)  # the peer of a PING
 _HEAD = struct.Struct("!BBBBQ")
 _V4 = struct.Struct("!4sH")
 _V6 = struct.Struct("!16sHII")

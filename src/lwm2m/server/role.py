@@ -40,6 +40,7 @@ from lwm2m.protocol.management import (
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.config import ServerConfig
+from lwm2m.server.dtls_share import SharedDtlsSessions
 from lwm2m.server.events import (
     EVENT_BACKLOG,
     ClientDeregistered,
@@ -168,6 +169,7 @@ class Server:
         # does not make them pile up: beyond, a notification is rejected at once).
         self._takeovers: set[asyncio.Task[None]] = set()
         self._forwarding: Forwarding | None = None  # a cluster node's DTLS forwarding (forward_dtls)
+        self._dtls_share: SharedDtlsSessions | None = None  # cluster mode with DTLS only
 
     @property
     def queue_timeout(self) -> float | None:
@@ -215,13 +217,17 @@ class Server:
                     self.coaps_port,
                     server=config,
                     handler=self._on_secure_request,
+                    on_event=self._on_secure_coap_event if shared else None,
                     on_session=self._on_dtls_session,
                     config=self.config.coap,
                     forwarding=self._forwarding,
                 )
             )
             self.coaps_port = self._coaps.port
+            self._coaps.endpoint.hold_unknown_notifications = shared  # as for plain CoAP above
             await self._take_dtls_sessions()
+            if shared:
+                self._dtls_share = SharedDtlsSessions(self._coaps, self.store.dtls_sessions, config.limits)
         if not shared:  # on a shared store the other nodes hold theirs: adopted as clients come
             await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
@@ -236,6 +242,9 @@ class Server:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._dtls_share is not None:
+            await self._dtls_share.close()  # what it wrote stays: other nodes take its sessions
+            self._dtls_share = None
         self.presence.close()
         await self.observation_manager.close()  # the records stay: the next start resumes them
         if self._flush is not None:
@@ -373,8 +382,12 @@ class Server:
             self._follow_address(event.registration.endpoint)
         elif isinstance(event, ClientDeregistered):
             self._end_observations(event.registration, "de-registered")
+            self._forget_dtls_session(event.registration)
         elif isinstance(event, RegistrationExpired):
             self._end_observations(event.registration, "registration expired")
+            self._forget_dtls_session(event.registration)
+        if isinstance(event, ClientRegistered):
+            self._share_dtls_session(event.registration)
         if isinstance(event, ClientRegistered | ClientUpdated):
             # Register and Update wake a queue-mode client (LwM2M-TS-Transport 1.2 §6.5).
             endpoint = event.registration.endpoint
@@ -389,6 +402,17 @@ class Server:
             self._queue_mode.discard(event.registration.endpoint)
             self.presence.forget(event.registration.endpoint)
         self._publish(event)
+
+    def _share_dtls_session(self, registration: Registration) -> None:
+        """A client registered: its DTLS session is shared, if it has one and is not yet (it
+        registers again over the session it de-registered with)."""
+        if self._dtls_share is not None:
+            self._dtls_share.registered(registration.address)
+
+    def _forget_dtls_session(self, registration: Registration) -> None:
+        """A client that left: no other node is to take its DTLS session over."""
+        if self._dtls_share is not None:
+            self._dtls_share.forget(registration.address)
 
     def _end_observations(self, registration: Registration, reason: str) -> None:
         self.observation_manager.end_registration(registration, reason)
@@ -475,6 +499,8 @@ class Server:
         """A DTLS session with a Connection ID moved to a new address (RFC 9146 §6, a NAT
         rebinding): the registration made from the old address is reached at the new one from
         now on, for requests and for the notifications of its observations."""
+        if self._dtls_share is not None:
+            self._dtls_share.on_event(event)
         if type(event) is not SessionMoved:
             return
         endpoint = self.registrar.moved(event.old, event.addr)
@@ -628,15 +654,21 @@ class Server:
             len(self.observation_manager.of(endpoint)),
         )
 
-    def _on_coap_event(self, event: Event) -> None:
+    def _on_secure_coap_event(self, event: Event) -> None:
+        """``_on_coap_event`` for the DTLS endpoint: a notification over a session this node took
+        over from another (docs/cluster.md, "DTLS session takeover")."""
+        self._on_coap_event(event, secure=True)
+
+    def _on_coap_event(self, event: Event, *, secure: bool = False) -> None:
         """The CoAP endpoint's events that no request or observation took (shared store only)."""
         if type(event) is UnknownNotification:
+            coap = self._coaps if secure else self._endpoint
             if len(self._takeovers) >= HELD_NOTIFICATIONS:
-                assert self._endpoint is not None
+                assert coap is not None
                 # Sent with what the transport sends after this call's batch of events.
-                self._endpoint.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
+                coap.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
                 return
-            task = asyncio.create_task(self._take_over(event))
+            task = asyncio.create_task(self._take_over(event, secure=secure))
             self._takeovers.add(task)
             task.add_done_callback(self._takeovers.discard)
 
@@ -645,7 +677,7 @@ class Server:
         """The CoAP endpoint's clock: the event loop's, as its transport gives it."""
         return asyncio.get_running_loop().time()
 
-    async def _take_over(self, event: UnknownNotification) -> None:
+    async def _take_over(self, event: UnknownNotification, *, secure: bool = False) -> None:
         """A notification with a token this node does not run: the observation of a client
         whose node is gone, if the store holds it under the client's current registration
         (LwM2M-TS-Core 1.2 §6.4: the client keeps its observations until a new Register).
@@ -662,7 +694,7 @@ class Server:
                     adopted = self.observation_manager.runs(token)
         except Exception:
             log.exception("could not look up the observation of a notification from %s", format_addr(addr))
-        coap = self._endpoint
+        coap = self._coaps if secure else self._endpoint
         if coap is None:
             return  # stopped meanwhile
         # The answer (ACK, or RST) goes out at once, not at the transport's next wake-up.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -537,6 +537,18 @@ class SavedDtlsSession:
     state: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class TakenDtlsSession:
+    """A session a node took over from the shared store (``DtlsSessionStore.take_over``):
+    ``saved`` as its last holder published it, ``base`` the write sequence number it was first
+    published with, ``takeover`` this taker's count (1 for the first): together they give the
+    taker's own write sequence range (``lwm2m.transport.dtls.takeover.taker_range``)."""
+
+    saved: bytes
+    base: int
+    takeover: int
+
+
 class DtlsSessionStore(Protocol):
     """The DTLS sessions and ticket keys (RFC 5077) a server keeps over a restart.
 
@@ -557,6 +569,37 @@ class DtlsSessionStore(Protocol):
         ...
 
     async def ticket_keys(self) -> bytes | None: ...
+
+    # Sessions shared by the nodes of a cluster while they run (docs/cluster.md, "DTLS session
+    # takeover"): one entry per session under ``key`` (its CID, or its peer's address without
+    # one), gone after ``ttl`` seconds without a publish or refresh.
+
+    async def publish(self, key: str, saved: bytes, base: int, holder: str, ttl: float) -> None:
+        """A session ``holder`` made: kept under ``key``, replacing any entry there (a new
+        handshake made new keys), with no takeover counted yet."""
+        ...
+
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
+        """Newer state of sessions ``holder`` holds, each kept ``ttl`` seconds more: True for
+        each written, False for one another node took over since (``holder`` lost it: the
+        entry stays as the taker left it), None for one that is gone (expired, forgotten)."""
+        ...
+
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        """The session under ``key`` as it is (``takeover``: the takeovers counted so far),
+        nothing claimed; None when there is none."""
+        ...
+
+    async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
+        """Count one more takeover of the session under ``key`` and make ``holder`` its holder, in
+        one atomic step (no two takers ever get the same count); None when there is none."""
+        ...
+
+    async def forget(self, key: str, holder: str) -> None:
+        """The session under ``key`` ended at ``holder``: removed, unless another node holds it."""
+        ...
 
 
 class SecurityStore(Protocol):

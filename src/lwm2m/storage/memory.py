@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -22,6 +23,7 @@ from lwm2m.storage.base import (
     SavedDtlsSession,
     SecurityInfo,
     Source,
+    TakenDtlsSession,
     check_query,
     collect_page,
     glob_matcher,
@@ -335,6 +337,8 @@ class MemoryDtlsSessionStore:
     def __init__(self) -> None:
         self._sessions: dict[tuple[Any, ...], SavedDtlsSession] = {}
         self._keys: bytes | None = None
+        self._shared: dict[str, _SharedDtls] = {}
+        self._swept_at = 64
 
     async def save(self, sessions: Iterable[SavedDtlsSession]) -> None:
         kept: dict[tuple[Any, ...], SavedDtlsSession] = {}
@@ -356,6 +360,65 @@ class MemoryDtlsSessionStore:
 
     async def ticket_keys(self) -> bytes | None:
         return self._keys
+
+    # --- shared between the servers of this process (DtlsSessionStore) ---
+
+    def _live(self, key: str) -> _SharedDtls | None:
+        entry = self._shared.get(key)
+        if entry is not None and entry.expires <= time.monotonic():
+            del self._shared[key]
+            return None
+        return entry
+
+    async def publish(self, key: str, saved: bytes, base: int, holder: str, ttl: float) -> None:
+        now = time.monotonic()
+        if len(self._shared) >= self._swept_at * 2:  # expired entries go now and then: bounded
+            self._shared = {k: e for k, e in self._shared.items() if e.expires > now}
+            self._swept_at = max(64, len(self._shared))
+        self._shared[key] = _SharedDtls(bytes(saved), base, 0, holder, now + ttl)
+
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
+        kept: list[bool | None] = []
+        for key, saved in entries:
+            entry = self._live(key)
+            if entry is None:
+                kept.append(None)
+                continue
+            ours = entry.holder == holder
+            if ours:
+                entry.saved = bytes(saved)
+                entry.expires = time.monotonic() + ttl
+            kept.append(ours)
+        return kept
+
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        entry = self._live(key)
+        return None if entry is None else TakenDtlsSession(entry.saved, entry.base, entry.takers)
+
+    async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
+        entry = self._live(key)
+        if entry is None:
+            return None
+        entry.takers += 1
+        entry.holder = holder
+        entry.expires = time.monotonic() + ttl
+        return TakenDtlsSession(entry.saved, entry.base, entry.takers)
+
+    async def forget(self, key: str, holder: str) -> None:
+        entry = self._live(key)
+        if entry is not None and entry.holder == holder:
+            del self._shared[key]
+
+
+@dataclass(slots=True)
+class _SharedDtls:
+    saved: bytes
+    base: int
+    takers: int
+    holder: str
+    expires: float  # time.monotonic()
 
 
 @dataclass

@@ -38,6 +38,10 @@ Global indexes, each its own key (in whatever slot its name hashes to):
 ``lwm2m:bootstrap``                zset        endpoints with a bootstrap configuration, by name
 ``lwm2m:dtls:sessions``            hash        peer address (JSON) -> [CID, state] (MessagePack)
 ``lwm2m:dtls:tickets``             string      the ticket keys
+``lwm2m:dtls:s:<key>``             hash        a DTLS session the nodes share (CID hex, or
+                                               peer address): ``s`` saved state, ``b`` base
+                                               write sequence, ``t`` takeovers, ``h`` holder;
+                                               a TTL (the idle timeout), refreshed by its holder
 =================================  ==========  ==================================================
 
 Write order. A record and its index entries are in different slots, so no transaction can

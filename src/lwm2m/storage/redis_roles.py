@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -23,6 +23,7 @@ from lwm2m.storage.base import (
     SavedDtlsSession,
     SecurityInfo,
     Source,
+    TakenDtlsSession,
     check_query,
     record_from_row,
     record_row,
@@ -489,3 +490,77 @@ class RedisDtlsSessionStore:
     async def ticket_keys(self) -> bytes | None:
         value = await self.link.client().get(index("dtls:tickets"))
         return None if value is None else raw(value)
+
+    # --- shared between the nodes (DtlsSessionStore): one hash per session, with a TTL ---
+
+    @guarded
+    async def publish(self, key: str, saved: bytes, base: int, holder: str, ttl: float) -> None:
+        await self.link.run(_DTLS_PUBLISH, [index("dtls:s", key)], [bytes(saved), base, holder, _ms(ttl)])
+
+    @guarded
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
+        ms = _ms(ttl)
+        commands = [
+            ("EVAL", (_DTLS_REFRESH, 1, index("dtls:s", key), bytes(saved), holder, ms))
+            for key, saved in entries
+        ]
+        return [None if reply == -1 else reply == 1 for reply in await fetch_all(self.link, commands)]
+
+    @guarded
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        saved, base, takers = await self.link.client().hmget(index("dtls:s", key), ["s", "b", "t"])
+        if saved is None or base is None or takers is None:
+            return None
+        return TakenDtlsSession(raw(saved), int(base), int(takers))
+
+    @guarded
+    async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
+        reply = await self.link.run(_DTLS_TAKE, [index("dtls:s", key)], [holder, _ms(ttl)])
+        if not reply:
+            return None
+        saved, base, takers = reply
+        return TakenDtlsSession(raw(saved), int(base), int(takers))
+
+    @guarded
+    async def forget(self, key: str, holder: str) -> None:
+        await self.link.run(_DTLS_FORGET, [index("dtls:s", key)], [holder])
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
+
+
+# A shared DTLS session: KEYS[1] lwm2m:dtls:s:<key>, a hash of s (saved state), b (base write
+# sequence number), t (takeovers counted), h (holder). Each script touches that one key only.
+# ARGV saved, base, holder, ttl ms: a new session (a handshake), no takeover yet.
+_DTLS_PUBLISH = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'b', ARGV[2], 't', 0, 'h', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+# ARGV saved, holder, ttl ms: newer state from its holder; 0 when another node holds it, -1 gone.
+_DTLS_REFRESH = """
+local h = redis.call('HGET', KEYS[1], 'h')
+if not h then return -1 end
+if h ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 's', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+# ARGV holder, ttl ms: one more takeover, counted atomically; answers {saved, base, count}.
+_DTLS_TAKE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local n = redis.call('HINCRBY', KEYS[1], 't', 1)
+redis.call('HSET', KEYS[1], 'h', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local got = redis.call('HMGET', KEYS[1], 's', 'b')
+return {got[1], got[2], n}
+"""
+# ARGV holder: the session ended at its holder.
+_DTLS_FORGET = """
+if redis.call('HGET', KEYS[1], 'h') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""

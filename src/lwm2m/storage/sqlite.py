@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -45,6 +46,7 @@ from lwm2m.storage.base import (
     SavedDtlsSession,
     SecurityInfo,
     Source,
+    TakenDtlsSession,
     check_query,
     collect_page,
     glob_matcher,
@@ -115,6 +117,18 @@ CREATE TABLE IF NOT EXISTS dtls_sessions (
     cid BLOB UNIQUE,                -- its Connection ID (RFC 9146), NULL without
     state BLOB NOT NULL             -- the transport's versioned bytes (keys included)
 );
+
+-- DTLS sessions the server processes sharing this file can take over from one another while
+-- they run (DtlsSessionStore.publish/take_over): one row per session, gone at ``expires``.
+CREATE TABLE IF NOT EXISTS dtls_shared (
+    key TEXT PRIMARY KEY,           -- the session's CID (hex), or its peer's address
+    saved BLOB NOT NULL,            -- the transport's versioned bytes (keys included)
+    base INTEGER NOT NULL,          -- the write sequence number first published
+    takers INTEGER NOT NULL,        -- takeovers counted so far
+    holder TEXT NOT NULL,           -- the server that holds it now
+    expires REAL NOT NULL           -- Unix time
+);
+CREATE INDEX IF NOT EXISTS dtls_shared_expires ON dtls_shared (expires);
 
 CREATE TABLE IF NOT EXISTS dtls_keys (
     name TEXT PRIMARY KEY,          -- "tickets": the ticket keys (RFC 5077)
@@ -617,6 +631,63 @@ class SqliteDtlsSessionStore:
     async def ticket_keys(self) -> bytes | None:
         row = self._conn.execute("SELECT value FROM dtls_keys WHERE name = 'tickets'").fetchone()
         return None if row is None or not isinstance(row[0], bytes) else row[0]
+
+    # --- shared between the servers using this file (DtlsSessionStore) ---
+
+    async def publish(self, key: str, saved: bytes, base: int, holder: str, ttl: float) -> None:
+        now = time.time()
+        with _transaction(self._conn) as c:
+            c.execute("DELETE FROM dtls_shared WHERE expires <= ?", (now,))
+            c.execute(
+                "INSERT OR REPLACE INTO dtls_shared (key, saved, base, takers, holder, expires)"
+                " VALUES (?, ?, ?, 0, ?, ?)",
+                (key, bytes(saved), base, holder, now + ttl),
+            )
+
+    async def refresh(
+        self, entries: Sequence[tuple[str, bytes]], holder: str, ttl: float
+    ) -> list[bool | None]:
+        now = time.time()
+        kept: list[bool | None] = []
+        with _transaction(self._conn) as c:
+            for key, saved in entries:
+                row = c.execute(
+                    "SELECT holder FROM dtls_shared WHERE key = ? AND expires > ?", (key, now)
+                ).fetchone()
+                if row is None:
+                    kept.append(None)
+                    continue
+                kept.append(row[0] == holder)
+                if row[0] == holder:
+                    c.execute(
+                        "UPDATE dtls_shared SET saved = ?, expires = ? WHERE key = ?",
+                        (bytes(saved), now + ttl, key),
+                    )
+        return kept
+
+    async def peek(self, key: str) -> TakenDtlsSession | None:
+        row = self._conn.execute(
+            "SELECT saved, base, takers FROM dtls_shared WHERE key = ? AND expires > ?", (key, time.time())
+        ).fetchone()
+        if row is None or not isinstance(row[0], bytes):
+            return None
+        return TakenDtlsSession(row[0], int(row[1]), int(row[2]))
+
+    async def take_over(self, key: str, holder: str, ttl: float) -> TakenDtlsSession | None:
+        now = time.time()
+        with _transaction(self._conn) as c:
+            row = c.execute(
+                "UPDATE dtls_shared SET takers = takers + 1, holder = ?, expires = ?"
+                " WHERE key = ? AND expires > ? RETURNING saved, base, takers",
+                (holder, now + ttl, key, now),
+            ).fetchone()
+        if row is None or not isinstance(row[0], bytes):
+            return None
+        return TakenDtlsSession(row[0], int(row[1]), int(row[2]))
+
+    async def forget(self, key: str, holder: str) -> None:
+        with _transaction(self._conn) as c:
+            c.execute("DELETE FROM dtls_shared WHERE key = ? AND holder = ?", (key, holder))
 
 
 class SqliteStore:

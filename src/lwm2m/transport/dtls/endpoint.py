@@ -52,6 +52,7 @@ from lwm2m.transport.dtls.events import (
     SessionEstablished,
     SessionEvent,
     SessionMoved,
+    SessionSought,
 )
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
 from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback, Handler, bind_sockets
@@ -70,7 +71,7 @@ class Forwarding(Protocol):
     def attach(self, flush: Callable[[float], None]) -> None: ...
 
 
-_SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved))
+_SESSION_EVENTS = frozenset((SessionEstablished, SessionEnded, HandshakeFailed, SessionMoved, SessionSought))
 # One generator of Message IDs and tokens (RFC 7252 §4.4, §5.3.1) for the endpoints made here,
 # instead of one each: a Mersenne Twister holds 2.5 KB of state, and a simulator runs one
 # endpoint per device. It is seeded from the OS, as each endpoint's own would be.
@@ -212,12 +213,23 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
                 if not self._connecting:
                     self._connecting = {}  # not the table the key grew (as the layer's handshakes)
 
-    def close_session(self, addr: Addr) -> bool:
-        """End the session with ``addr`` (close_notify); the next request shakes hands again."""
+    def close_session(self, addr: Addr, *, notify: bool = True) -> bool:
+        """End the session with ``addr`` (close_notify unless ``notify`` is False); the next
+        request shakes hands again."""
         self._check_open()
-        closed = self.dtls.close(normalize(addr) or addr)
+        closed = self.dtls.close(normalize(addr) or addr, notify=notify)
         self._driver.flush()
         return closed
+
+    def take_over(self, cid: bytes, addr: Addr, saved: bytes | None) -> Addr | None:
+        """Answer a ``SessionSought``: take ``saved`` up (``DtlsLayer.take_over``; None lets the
+        held records go) and send what that gave; the address the session is at, or None."""
+        now = self._driver.now()
+        where = None if saved is None else self.dtls.take_over(cid, addr, saved, now)
+        if where is None:
+            self.dtls.let_go(cid, addr, now)
+        self._driver.flush(now)
+        return where
 
     def _own_event(self, event: Event) -> bool:
         if type(event) in _SESSION_EVENTS:

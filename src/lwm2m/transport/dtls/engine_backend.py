@@ -183,6 +183,19 @@ class _Tickets:
         self.keys = TicketKeys(current, previous, lifetime=SESSION_LIFETIME)
 
 
+def ticket_rotated(data: bytes) -> float:
+    """When the ticket keys of ``ticket_state`` (``_Tickets.to_bytes``) were last rotated, Unix
+    time (0: not yet used): of two nodes' keys the later rotated are the ones to share.
+    DtlsError for bytes that are not such keys."""
+    data = bytes(data)
+    if len(data) < 9 or data[0] != _TICKET_STATE_VERSION:
+        raise DtlsError("saved ticket keys: not of this format")
+    (rotated,) = struct.unpack(">d", data[1:9])
+    if not math.isfinite(rotated):
+        raise DtlsError("saved ticket keys: the rotation time is not finite")
+    return float(rotated)
+
+
 class _WallClock:
     """The layer's (monotonic) times as wall-clock seconds for the engine, and back.
 

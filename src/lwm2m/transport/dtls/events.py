@@ -7,7 +7,14 @@ from typing import Any
 
 from lwm2m.transport.dtls.config import PeerIdentity
 
-__all__ = ["HandshakeFailed", "SessionEnded", "SessionEstablished", "SessionEvent", "SessionMoved"]
+__all__ = [
+    "HandshakeFailed",
+    "SessionEnded",
+    "SessionEstablished",
+    "SessionEvent",
+    "SessionMoved",
+    "SessionSought",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +61,14 @@ class SessionMoved(SessionEvent):
 
     identity: PeerIdentity | None
     old: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSought(SessionEvent):
+    """Records came for a session this layer does not hold, and are held (``DtlsLayer.
+    hold_unknown``): ``cid`` is the Connection ID they carry (RFC 9146), or empty for records
+    from ``addr`` without one. The application answers with ``DtlsLayer.take_over`` (a saved
+    session, e.g. from a cluster's shared store) or ``DtlsLayer.let_go``; unanswered, the
+    records are dropped after the hold time."""
+
+    cid: bytes

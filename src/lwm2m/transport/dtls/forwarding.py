@@ -14,7 +14,8 @@ from its public socket, the one the balancer knows for that flow.
 - :class:`DtlsRouter` stands between the UDP driver and the DTLS layer (the driver's side of a
   sans-IO endpoint, like the layer itself): a datagram whose first byte is 25 (``tls12_cid``)
   and whose CID's first byte (offset 11: type 1, version 2, epoch 2, sequence number 6) names
-  another node that is alive and whose link address is known goes over the link; everything
+  another node that is alive, whose link address is known and that was heard over the link in
+  the last ``silent_after`` seconds (every node pings the others) goes over the link; everything
   else goes to the layer as before (a dead or unknown node's CID too). It is installed only on
   a cluster node: a lone server's datagrams meet nothing of this.
 - Routes back (device address -> forwarding node) are kept for addresses whose record
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lwm2m.cluster.link import TO_DEVICE, TO_OWNER, LinkCodec, LinkMessage
+from lwm2m.cluster.link import NO_PEER, PING, TO_DEVICE, TO_OWNER, LinkCodec, LinkMessage
 from lwm2m.errors import ConfigError, LinkMessageError
 from lwm2m.transport.dtls.layer import DtlsLayer
 from lwm2m.transport.reader import DatagramReader, DatagramSender, bind_udp
@@ -58,12 +59,19 @@ class ForwardingConfig:
     seconds after the device's last record (default: 25 h, above the longest registration
     lifetime a node accepts, as the balancer's ``proxy_timeout``); the live nodes' link
     addresses are read every ``refresh`` seconds; a link message older than ``max_age``
-    seconds is refused (the nodes' clocks must agree within it)."""
+    seconds is refused (the nodes' clocks must agree within it). Every node pings the others
+    over the link every ``ping_interval`` seconds; a node not heard from (a ping or any other
+    link message) for ``silent_after`` seconds gets no more records until it is heard again:
+    killed, it stops receiving them in about two seconds rather than when its heartbeat in
+    Redis lapses (``ClusterConfig.node_ttl``), and its devices' records go to this node's
+    layer, which takes their sessions over."""
 
     max_routes: int = 100_000
     route_idle: float = 90_000.0
     refresh: float = 1.0
     max_age: float = 60.0
+    ping_interval: float = 0.5
+    silent_after: float = 2.0
 
     def __post_init__(self) -> None:
         if self.max_routes < 1:
@@ -72,6 +80,8 @@ class ForwardingConfig:
             ("route_idle", self.route_idle),
             ("refresh", self.refresh),
             ("max_age", self.max_age),
+            ("ping_interval", self.ping_interval),
+            ("silent_after", self.silent_after),
         ):
             if not value > 0:
                 raise ConfigError(f"{name} {value!r}: give a positive number of seconds")
@@ -117,6 +127,9 @@ class DtlsRouter:
         self._node = node
         self._send_link = send_link
         self.nodes: dict[int, Addr] = {}  # live other nodes' link addresses by byte
+        # Those of them heard from over the link lately (``silent_after``): records go to these.
+        self.reachable: dict[int, Addr] = {}
+        self._heard: dict[int, float] = {}  # when each node was last heard from (or listed)
         self._via: OrderedDict[Addr, tuple[Addr, float]] = OrderedDict()  # least recently heard first
         self._relay: list[tuple[bytes, Addr]] = []  # datagrams other nodes asked us to send
         self.counters: dict[str, int] = _Counters()
@@ -140,7 +153,7 @@ class DtlsRouter:
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         if len(data) > _NODE_AT and data[0] == _TLS12_CID:
-            link = self.nodes.get(data[_NODE_AT])
+            link = self.reachable.get(data[_NODE_AT])
             if link is not None:
                 self._forward(data, addr, link)
                 return
@@ -192,6 +205,9 @@ class DtlsRouter:
     def from_link(self, message: LinkMessage, source: Addr, now: float) -> None:
         """A link message that authenticated, from the link address ``source``; the caller
         flushes the driver after the batch (answers and relayed datagrams go out then)."""
+        self._hear(message.node, now)
+        if message.kind == PING:
+            return
         if message.kind == TO_DEVICE:
             self.counters["relayed"] += 1
             self._relay.append((message.data, message.peer))
@@ -205,14 +221,39 @@ class DtlsRouter:
             link = self.nodes.get(message.node, source)
             self._route(peer, link, now)
 
-    def set_nodes(self, nodes: dict[int, Addr]) -> None:
-        """The live other nodes' link addresses, by byte; routes through a node that is gone end."""
+    def set_nodes(self, nodes: dict[int, Addr], now: float = 0.0) -> None:
+        """The live other nodes' link addresses, by byte; routes through a node that is gone end.
+        A node listed for the first time counts as heard from ``now``."""
         nodes = {b: a for b, a in nodes.items() if b != self._node}
         gone = set(self.nodes.values()) - set(nodes.values())
         self.nodes = nodes
+        heard = self._heard
+        for byte in list(heard):
+            if byte not in nodes:
+                del heard[byte]
+        for byte in nodes:
+            heard.setdefault(byte, now)
+        self.tick(now)
         if gone and self._via:
             for addr in [a for a, (link, _) in self._via.items() if link in gone]:
                 del self._via[addr]
+
+    def tick(self, now: float) -> None:
+        """Which listed nodes were heard from within ``silent_after`` seconds of ``now``."""
+        horizon = now - self.config.silent_after
+        heard = self._heard
+        self.reachable = {b: a for b, a in self.nodes.items() if heard.get(b, horizon) >= horizon}
+
+    def _hear(self, node: int, now: float) -> None:
+        if node in self.nodes:
+            self._heard[node] = now
+            if node not in self.reachable:
+                self.reachable[node] = self.nodes[node]
+
+    def pings(self) -> list[tuple[bytes, Addr]]:
+        """A PING for every listed node (the link messages to send now), with their addresses."""
+        message = self._codec.encode(LinkMessage(PING, self._node, NO_PEER, b""))
+        return [(message, link) for link in self.nodes.values()]
 
     def route(self, addr: Addr) -> Addr | None:
         """The link address of the node ``addr`` is reached through, or None (directly)."""
@@ -271,6 +312,7 @@ class DtlsForwarding:
         self.router: DtlsRouter | None = None
         self._flush: Callable[[float], None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
         self._dropped = 0  # link datagrams dropped before a router was there to count them
 
     @classmethod
@@ -316,7 +358,7 @@ class DtlsForwarding:
             self.router.counters["link_dropped"] += self._dropped
         else:
             self.router.counters.update(old.counters)
-            self.router.set_nodes(old.nodes)
+            self.router.set_nodes(old.nodes, self._loop.time())
         return self.router
 
     def attach(self, flush: Callable[[float], None]) -> None:
@@ -325,12 +367,14 @@ class DtlsForwarding:
         self._flush = flush
         if self._refresher is None:
             self._refresher = self._loop.create_task(self._refresh_loop(), name="lwm2m-dtls-forwarding")
+        if self._pinger is None:
+            self._pinger = self._loop.create_task(self._ping_loop(), name="lwm2m-dtls-link-ping")
 
     async def refresh(self) -> None:
         """Read the live nodes' link addresses now."""
         nodes = await self._directory.link_addresses()
         if self.router is not None:
-            self.router.set_nodes(nodes)
+            self.router.set_nodes(nodes, self._loop.time())
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -339,6 +383,15 @@ class DtlsForwarding:
             except Exception as exc:  # Redis away for a moment: the table stays as it was
                 log.warning("DTLS forwarding: reading the nodes' link addresses failed: %s", exc)
             await asyncio.sleep(self.config.refresh)
+
+    async def _ping_loop(self) -> None:
+        while True:
+            router = self.router
+            if router is not None:
+                router.tick(self._loop.time())
+                for message, link in router.pings():
+                    self._sender.send(message, link)
+            await asyncio.sleep(self.config.ping_interval)
 
     def _on_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         router = self.router
@@ -359,11 +412,12 @@ class DtlsForwarding:
             self._flush(now)
 
     async def close(self) -> None:
-        task, self._refresher = self._refresher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._refresher, self._pinger):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._refresher = self._pinger = None
         self._reader.close()
         self._sender.close()
         self._flush = None

@@ -47,6 +47,14 @@ sequence numbers, and with them AEAD nonces); ``import_sessions`` parks them in 
 whose peers then go on without a handshake. ``ticket_state``/``load_ticket_state`` carry the
 backend's ticket keys (RFC 5077) the same way.
 
+A server of a cluster may hold the records of sessions it does not know (``hold_unknown``, off
+by default: ``hold.py``): a tls12_cid record of an unknown CID, an epoch-1 record from an
+address without a session, which would be dropped, are held (bounded) and announced
+(``SessionSought``); the application answers with another node's saved session
+(``authenticates``, then ``take_over``: parked, and the held records fed again) or ``let_go``.
+Only that drop path does more work; the others are as they were. ``session_state`` hands out
+a live or parked server session's bytes while it goes on here.
+
 Retransmission timers are the backend's (``Connection.get_timer``): the layer keeps one
 heap of them and a lifetime per handshake.
 
@@ -82,7 +90,9 @@ from lwm2m.transport.dtls.events import (
     SessionEnded,
     SessionEstablished,
     SessionMoved,
+    SessionSought,
 )
+from lwm2m.transport.dtls.hold import HeldRecords, HoldConfig
 from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
 from lwm2m.transport.dtls.saved import SavedState, decode_saved, encode_saved
 
@@ -102,6 +112,7 @@ Role = Literal["server", "client"]
 # Plain ints: the first byte of every datagram is compared with them, and a comparison with an
 # IntEnum member costs four times one with an int.
 _TLS12_CID = int(ContentType.TLS12_CID)
+_APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
 _PROTECTED = frozenset((int(ContentType.APPLICATION_DATA), _TLS12_CID))
 _CID_AT = HEADER_LEN - 2  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
 _HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
@@ -255,7 +266,8 @@ class _Counters(dict[str, int]):
     hello_verify_sent, handshakes_started, handshakes_done, handshakes_resumed,
     handshakes_failed, sessions_resumed, sessions_parked, sessions_evicted, sessions_moved,
     dropped_unknown_peer, dropped_no_session, dropped_bad_hello, dropped_oversize, dropped_too_large,
-    errors."""
+    errors; with ``hold_unknown``: records_held, held_refused (also counted as dropped_unknown_peer),
+    held_expired, sessions_taken_over."""
 
     __slots__ = ()
 
@@ -305,6 +317,8 @@ class DtlsLayer:
         # Counters start empty and read as 0 (``_Counters``): a simulator runs one layer per
         # device, and fourteen zeros in a dict of their own cost each layer about 400 bytes.
         self.counters: dict[str, int] = _Counters()
+        # Records for sessions another node may hold (``hold_unknown``): off, None, by default.
+        self._hold: HeldRecords | None = None
 
     # === the driver's side ======================================================================
 
@@ -396,6 +410,10 @@ class DtlsLayer:
             idle = next(iter(self._sessions.values())).last_seen + self.limits.idle_timeout
             if when is None or idle < when:
                 when = idle
+        if self._hold is not None:
+            held = self._hold.timer()
+            if held is not None and (when is None or held < when):
+                when = held
         return when
 
     def handle_timer(self, now: float) -> None:
@@ -420,6 +438,8 @@ class DtlsLayer:
             if first.last_seen + idle > now:
                 break
             self._park(first, "idle")
+        if self._hold is not None:
+            self.counters["held_expired"] += self._hold.expire(now)
 
     def next_event(self) -> Any:
         """The oldest event, a session's or the CoAP endpoint's (they share one queue)."""
@@ -556,6 +576,127 @@ class DtlsLayer:
             taken += 1
         return taken
 
+    # --- sessions held elsewhere (a cluster) -------------------------------------------------------
+
+    def hold_unknown(self, config: HoldConfig | None) -> None:
+        """Hold records for sessions this layer does not hold (``hold.py``) and announce them
+        (``SessionSought``) instead of dropping them; None (the default) drops them. A server
+        of a cluster turns it on: another node may have made the session."""
+        if config is None or self._server is None:
+            self._hold = None
+            return
+        self._hold = HeldRecords(config)
+
+    def _hold_record(self, data: bytes, addr: Addr, now: float) -> bool:
+        """Hold a record nothing here takes: a tls12_cid one by its CID (RFC 9146 §4), an
+        application record of epoch 1 (RFC 6347 §4.1) by its address; False when it is no such
+        record or a bound refuses it (it is then dropped)."""
+        hold = self._hold
+        assert hold is not None
+        kind = data[0]
+        size = self._cid_length
+        if kind == _TLS12_CID and size and len(data) >= _CID_AT + size + 2:
+            key: bytes | Addr = data[_CID_AT : _CID_AT + size]
+            cid = key
+        elif kind == _APPLICATION_DATA and epoch(data) == 1:
+            key, cid = addr, b""
+        else:
+            return False
+        outcome = hold.hold(key, data, addr, now)
+        if outcome == "refused":
+            self.counters["held_refused"] += 1
+            return False
+        self.counters["records_held"] += 1
+        if outcome == "new":
+            self.events.append(SessionSought(addr, cid))
+        return True
+
+    def authenticates(self, cid: bytes, addr: Addr, saved: bytes, now: float) -> bool:
+        """True when a record held under ``cid`` (or ``addr``) authenticates under the session
+        ``saved`` (``encode_saved`` bytes): tried on a connection made from the bytes and let go
+        at once, nothing sent, nothing taken. A cluster node claims a session from the shared
+        store only then, so that a record anyone can forge with a CID seen on the wire does not
+        move the session away from the node that holds it."""
+        held = [] if self._hold is None else self._hold.peek(cid or addr)
+        if not held or self._server is None:
+            return False
+        try:
+            entry = decode_saved(saved)
+            if entry.role != "server" or entry.cid != cid:
+                return False
+            conn = self._server.restore(entry.state)
+        except (DtlsError, SessionStateError):  # bytes that do not read back, a PSK since removed
+            return False
+        except Exception:
+            log.warning("DTLS: a shared session could not be tried", exc_info=True)
+            return False
+        try:
+            for data, _ in held:
+                if conn.feed_read(data, now) is not None or conn.advanced or conn.read() is not None:
+                    return True
+        except _SessionClosed:
+            return True  # the peer's close_notify authenticated: taking it over ends it
+        except DtlsError:
+            pass
+        return False
+
+    def take_over(self, cid: bytes, addr: Addr, saved: bytes, now: float) -> Addr | None:
+        """Take up ``saved`` (``encode_saved`` bytes of a server session, e.g. another node's,
+        whose write sequence number the caller made this node's own) for the records held under
+        ``cid`` (or ``addr`` without one, as ``SessionSought`` said), then feed those records again:
+        the first that authenticates brings the session into the table, at the address it came
+        from (RFC 9146 §6). False when the state is not taken: not a server session of this
+        layer's CID length and that CID, or one whose address another session holds here; the
+        held records are then dropped. With nothing held, the session is parked for its next record."""
+        key: bytes | Addr = cid or addr
+        held = [] if self._hold is None else self._hold.take(key)
+        try:
+            entry = decode_saved(saved)
+        except SessionStateError:
+            entry = None
+            self.counters["errors"] += 1
+        where = held[0][1] if held else addr
+        if (
+            entry is None
+            or entry.role != "server"
+            or self._server is None
+            or entry.cid != cid
+            or (cid and len(cid) != self._cid_length)
+            or self.limits.max_parked == 0
+            or where in self._sessions
+            or (cid and cid in self._by_cid)
+        ):
+            self.counters["dropped_unknown_peer"] += len(held)
+            return None
+        self._keep_parked(where, _Parked(entry.state, "server", entry.identity, entry.cipher, entry.cid))
+        self.counters["sessions_taken_over"] += 1
+        for data, source in held:
+            self.receive_datagram(data, source, now)
+        return where
+
+    def let_go(self, cid: bytes, addr: Addr, now: float) -> None:
+        """Drop the records held under ``cid`` (or ``addr`` without one): no session was found.
+        Records for that key are refused for the hold's ``miss_time`` (a negative cache)."""
+        if self._hold is not None:
+            self.counters["dropped_unknown_peer"] += self._hold.miss(cid or addr, now)
+
+    def session_state(self, addr: Addr) -> tuple[bytes, bytes] | None:
+        """The server session with ``addr`` as (CID, ``encode_saved`` bytes), live or parked, for
+        another node to take over; the live session goes on here. None without one, or when
+        the backend cannot save it now. The bytes hold the session's keys."""
+        s = self._sessions.get(addr)
+        if s is not None:
+            if s.role != "server":
+                return None
+            state = s.conn.save()
+            if state is None:
+                return None
+            return s.cid, encode_saved(SavedState("server", s.identity, s.cipher, s.cid, state))
+        p = self._parked.get(addr)
+        if p is None or p.role != "server":
+            return None
+        return p.cid, encode_saved(SavedState("server", p.identity, p.cipher, p.cid, p.state))
+
     def ticket_state(self) -> bytes | None:
         """The server backend's ticket keys as bytes (key material), or None if it has none."""
         return None if self._server is None else self._server.ticket_state()
@@ -582,6 +723,10 @@ class DtlsLayer:
             dtls_heap=len(self._heap),
             dtls_out=len(self._out),
         )
+        if self._hold is not None:
+            sizes.update(
+                dtls_held=len(self._hold), dtls_held_bytes=self._hold.bytes, dtls_misses=self._hold.misses
+            )
         return sizes
 
     # === receiving ==============================================================================
@@ -680,7 +825,9 @@ class DtlsLayer:
             return
         if s is not None:
             self._receive_records(s, data, now)
-        elif not self._receive_parked(addr, data, addr, now):
+        elif not self._receive_parked(addr, data, addr, now) and (
+            self._hold is None or not self._hold_record(data, addr, now)
+        ):
             self.counters["dropped_unknown_peer"] += 1
 
     def _hello(self, data: bytes, addr: Addr, now: float) -> None:
