@@ -509,7 +509,7 @@ class InvalidEventId(ApiError, ValueError):
     status = 400
 
 
-# --- DTLS Connection ID forwarding between cluster nodes (cluster/link.py, transport/dtls/forwarding.py) ---
+# --- DTLS Connection ID forwarding between cluster nodes (transport/dtls/link.py, forwarding.py) ---
 
 
 class LinkMessageError(ProtocolError):

@@ -26,7 +26,6 @@ from tests.helpers.server import Device, register
 
 from lwm2m.cli.server_cmd import open_forwarding
 from lwm2m.cluster.encoding import Payload
-from lwm2m.cluster.link import TO_DEVICE, LinkCodec, LinkMessage
 from lwm2m.cluster.node import ClusterConfig
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
@@ -37,6 +36,7 @@ from lwm2m.storage.base import SecurityInfo
 from lwm2m.storage.redisconn import connect
 from lwm2m.transport.dtls import SessionLimits, open_dtls_endpoint
 from lwm2m.transport.dtls.forwarding import DtlsForwarding
+from lwm2m.transport.dtls.link import TO_DEVICE, LinkMessage, LinkMessageCodec
 
 
 async def no_requests(payload: Payload) -> Payload:
@@ -150,7 +150,7 @@ async def test_a_rebound_device_is_served_by_its_node_through_the_other(redis_ur
 
 async def test_a_forged_link_message_is_dropped_and_not_answered(redis_url: str) -> None:
     async with node(redis_url, "a") as a:
-        forged = LinkCodec(bytes(32)).encode(LinkMessage(TO_DEVICE, 2, ("127.0.0.1", 9), b"x" * 40))
+        forged = LinkMessageCodec(bytes(32)).encode(LinkMessage(TO_DEVICE, 2, ("127.0.0.1", 9), b"x" * 40))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             s.setblocking(False)

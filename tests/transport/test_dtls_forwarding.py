@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from lwm2m.cluster.link import NO_PEER, PING, TO_DEVICE, TO_OWNER, LinkCodec, LinkMessage
 from lwm2m.transport.dtls.forwarding import DtlsRouter, ForwardingConfig
+from lwm2m.transport.dtls.link import NO_PEER, PING, TO_DEVICE, TO_OWNER, LinkMessage, LinkMessageCodec
 
 KEY = b"k" * 32
-CODEC = LinkCodec(KEY)
+CODEC = LinkMessageCodec(KEY)
 ME, OTHER, DEAD = 1, 2, 3
 OTHER_LINK = ("10.0.0.2", 5690)
 DEVICE = ("192.0.2.7", 40123)

@@ -489,7 +489,7 @@ async def serve_node(
             where = shown_url(cluster_url or "")
             click.echo(f"  cluster node {member.node_id} (byte {member.identity.byte}) on {where}")
         if forwarding is not None:
-            from lwm2m.cluster.link import format_link
+            from lwm2m.transport.dtls.link import format_link
 
             click.echo(f"  DTLS forwarding link on {format_link(forwarding.address)} (keep it from devices)")
         if server.coaps_uri is not None:

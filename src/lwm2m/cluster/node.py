@@ -9,7 +9,7 @@ node that receives a record for another can forward it. Bytes are shared out in 
 - ``{lwm2m:nodes}:alive:<node id>``, one heartbeat key per node with a TTL (``node_ttl``),
   whose value is the byte and, after a space, the node's link address (``host:port``, or
   nothing): where the other nodes send it the DTLS records of its Connection IDs
-  (:mod:`lwm2m.cluster.link`).
+  (:mod:`lwm2m.transport.dtls.link`; the key in :mod:`lwm2m.cluster.link`).
 
 A node that stops beating (killed, cut off) keeps its byte until its heartbeat key expires;
 then the next node to join removes it from the hash and its byte can be given again. A node

@@ -28,7 +28,7 @@ from typing import Any
 from lwm2m.cluster.bus import BusConfig, Handler, RequestBus
 from lwm2m.cluster.encoding import Payload
 from lwm2m.cluster.events import EventsConfig, FleetEvents
-from lwm2m.cluster.link import format_link, link_key, parse_link
+from lwm2m.cluster.link import link_key
 from lwm2m.cluster.node import ClusterConfig, NodeEntry, NodeIdentity
 from lwm2m.cluster.ownership import Ownership, OwnershipConfig
 from lwm2m.server.events import (
@@ -43,6 +43,7 @@ from lwm2m.server.events import (
 )
 from lwm2m.server.role import Server
 from lwm2m.storage.redisconn import RedisClient
+from lwm2m.transport.dtls.link import format_link, parse_link
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class ClusterMember:
             self._alive = (now, nodes)
         return nodes
 
-    # --- the link between nodes (DTLS Connection ID forwarding, lwm2m.cluster.link) ---------------
+    # --- the link between nodes (DTLS Connection ID forwarding, lwm2m.transport.dtls.link) ---------------
 
     async def publish_link(self, address: Any) -> None:
         """Publish this node's link address (a socket address) with its heartbeat, so that the

@@ -3,7 +3,7 @@
 A cluster node's Connection IDs begin with its node byte (RFC 9146 §3 leaves a CID's content to
 its issuer; ``SessionLimits.node_id``). When a device's NAT rebinds, the balancer may send its
 records to another node, which has no session for them. That node sends each such record over
-the node-to-node link (:mod:`lwm2m.cluster.link`) to the node its CID names, unchanged, with the
+the node-to-node link (:mod:`lwm2m.transport.dtls.link`) to the node its CID names, unchanged, with the
 device's address as it saw it. The owner feeds it to its DTLS layer under that address: the
 layer's CID rule (RFC 9146 §6: a record with a new highest sequence number from a new address
 moves the session there) moves the session, and ``SessionMoved`` moves the registration. The
@@ -38,9 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lwm2m.cluster.link import NO_PEER, PING, TO_DEVICE, TO_OWNER, LinkCodec, LinkMessage
 from lwm2m.errors import ConfigError, LinkMessageError
 from lwm2m.transport.dtls.layer import DtlsLayer
+from lwm2m.transport.dtls.link import NO_PEER, PING, TO_DEVICE, TO_OWNER, LinkMessage, LinkMessageCodec
 from lwm2m.transport.reader import DatagramReader, DatagramSender, bind_udp
 
 __all__ = ["DtlsForwarding", "DtlsRouter", "ForwardingConfig", "NodeDirectory"]
@@ -116,7 +116,7 @@ class DtlsRouter:
     def __init__(
         self,
         layer: DtlsLayer,
-        codec: LinkCodec,
+        codec: LinkMessageCodec,
         node: int,
         send_link: Callable[[bytes, Addr], None],
         config: ForwardingConfig | None = None,
@@ -296,7 +296,7 @@ class DtlsForwarding:
     def __init__(
         self,
         sock: socket.socket,
-        codec: LinkCodec,
+        codec: LinkMessageCodec,
         node: int,
         directory: NodeDirectory,
         config: ForwardingConfig | None = None,
@@ -329,7 +329,7 @@ class DtlsForwarding:
         config = config or ForwardingConfig()
         sock = bind_udp(host, port)
         try:
-            forwarding = cls(sock, LinkCodec(key, max_age=config.max_age), node, directory, config)
+            forwarding = cls(sock, LinkMessageCodec(key, max_age=config.max_age), node, directory, config)
         except BaseException:
             sock.close()
             raise
