@@ -507,3 +507,11 @@ class InvalidEventId(ApiError, ValueError):
     """A fleet event id (``Last-Event-ID``) that is not a Redis Stream id ``MS-SEQ``."""
 
     status = 400
+
+
+# --- queued requests of sleeping devices in the store ------------------------------------------
+
+
+class RequestQueueFull(TableFull):
+    """The store keeps as many requests for sleeping clients as it may: for the endpoint, or in all
+    (``lwm2m.storage.requests.RequestQueueLimits``)."""
