@@ -170,3 +170,21 @@ async def test_redis_keeps_an_endpoints_request_under_its_hash_tag(request: pyte
         assert all([await client.ttl(n) > 0 for n in names])  # nothing kept for ever
     finally:
         store.close()
+
+
+async def test_requests_a_runner_left_running_are_failed_once(store: AnyStore) -> None:
+    requests = store.queued_requests
+    for i in range(4):
+        await requests.add(call(f"n1~{i:02d}"))
+    await requests.take("n1~00", "a")
+    await requests.take("n1~01", "a")
+    await requests.take("n1~02", "b")
+    now = time.time()
+    await requests.finish("n1~01", "done", {"code": "2.05"}, now)
+    stopped = {"error": "the server stopped", "httpStatus": 503}
+    assert await requests.abandon("a", stopped, now) == ["n1~00"]  # not the finished one
+    failed = await requests.get("n1~00")
+    assert failed is not None and (failed.state, failed.result) == ("failed", stopped)
+    assert await requests.abandon("a", stopped, now) == []
+    assert (await requests.get("n1~02")).state == "running"  # type: ignore[union-attr]  # b's
+    assert [r.request_id for r in await requests.pending("sleepy")] == ["n1~03"]  # untouched

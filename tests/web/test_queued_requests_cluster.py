@@ -269,3 +269,29 @@ async def test_a_single_node_stores_only_what_waits_and_the_outcome_of_an_expire
         kept = await stored.get(request_id)
         assert kept is not None and (kept.state, kept.result) == ("failed", failed["result"])
         assert await stored.waiting() == 0  # taken when its wait ran out: nobody runs it later
+
+
+async def test_a_request_left_running_by_a_stop_fails_at_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "lwm2m.db"
+    hold = asyncio.Event()
+
+    def silent(event: Any) -> None:
+        hold.set()  # the request reached the device, which never answers
+
+    config = ServerConfig(port=0, awake_time=AWAKE)
+    async with (
+        open_udp_endpoint("127.0.0.1", 0, handler=silent) as device,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        with SqliteStore(path) as store:
+            async with Server(config, store) as server, served(create_app(server)) as base:
+                created = await register_asleep(device, ("127.0.0.1", server.port), server)
+                request_id = await queue(http, base, "GET", "3/0/9")
+                woke = await device.request(update(created), ("127.0.0.1", server.port))
+                assert woke.code == Code.CHANGED
+                await asyncio.wait_for(hold.wait(), 5)  # running when the server stops
+        with SqliteStore(path) as store:
+            async with Server(config, store) as server, served(create_app(server)) as base:
+                failed = (await http.get(f"{base}/api/requests/{request_id}")).json()
+                assert failed["status"] == "failed" and failed["result"]["httpStatus"] == 503
+                assert "may have reached the device" in failed["result"]["error"]

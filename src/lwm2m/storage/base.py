@@ -616,6 +616,12 @@ class QueuedRequestStore(Protocol):
         """How many requests nobody took yet."""
         ...
 
+    async def abandon(self, runner: str, result: Mapping[str, Any], finished_at: float) -> list[str]:
+        """Fail, with ``result``, every request still running on ``runner`` (a node that stopped
+        or died while it ran them: they may have reached the device, so none runs again);
+        answer their IDs."""
+        ...
+
 
 def check_query(limit: int | None, source: str | None = None) -> None:
     if limit is not None and limit < 0:

@@ -12,6 +12,7 @@ bound are keys of their own:
 ``lwm2m:rqn:{ep}``                    string  the endpoint's queueing counter
 ``lwm2m:rqid:<id>``                   string  request ID -> endpoint (same expiry as the record)
 ``lwm2m:requests``                    zset    every request kept, by expiry time: the total bound
+``lwm2m:rqrun:<node>``                set     the requests a node took and has not finished
 ====================================  ======  =========================================================
 
 Taking is a script on the record that changes ``state`` from ``queued`` to ``running`` only if it
@@ -58,13 +59,14 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'runner', ARGV[2])
 return redis.call('HGET', KEYS[1], 'call')
 """
 
-# KEYS: record, queue. ARGV: id, state, result, finished time, seconds to keep.
+# KEYS: record, queue. ARGV: id, state, result, finished time, seconds to keep. The node that
+# ran it ('' if none), or nil for an unknown request.
 _FINISH = """
 redis.call('ZREM', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'result', ARGV[3], 'finished', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-return 1
+return redis.call('HGET', KEYS[1], 'runner') or ''
 """
 
 
@@ -164,8 +166,15 @@ class RedisQueuedRequestStore:
         if endpoint is None:
             return None
         ep = text(endpoint)
+        c = self.link.client()
+        running = index("rqrun", runner)
+        # Listed before the take (another slot): a node that dies in between leaves an entry that
+        # ``abandon`` finds not running, and passes over.
+        await c.sadd(running, request_id)
+        await c.expire(running, max(1, int(self.limits.max_age)))
         call = await self.link.run(_TAKE, [record_key(ep, request_id), key("rqq", ep)], [request_id, runner])
         if call is None:
+            await c.srem(running, request_id)
             return None
         return replace(StoredRequest.from_call_json(call), state="running", runner=runner)
 
@@ -180,16 +189,32 @@ class RedisQueuedRequestStore:
             return False
         ep = text(endpoint)
         keep = max(1, int(self.limits.keep))
-        done = await self.link.run(
+        runner = await self.link.run(
             _FINISH,
             [record_key(ep, request_id), key("rqq", ep)],
             [request_id, state, outcome_json(result), repr(finished_at), keep],
         )
-        if not done:
+        if runner is None:
             return False
+        if text(runner):
+            await c.srem(index("rqrun", text(runner)), request_id)
         await c.expire(index("rqid", request_id), keep)
         await c.zadd(index("requests"), {request_id: finished_at + keep})
         return True
+
+    @guarded
+    async def abandon(self, runner: str, result: Mapping[str, Any], finished_at: float) -> list[str]:
+        c = self.link.client()
+        running = index("rqrun", runner)
+        failed = []
+        for member in await c.smembers(running):
+            request_id = text(member)
+            found = await self.get(request_id)
+            ours = found is not None and found.state == "running" and found.runner == runner
+            if ours and await self.finish(request_id, "failed", result, finished_at):
+                failed.append(request_id)
+            await c.srem(running, request_id)
+        return failed
 
     @guarded
     async def waiting(self) -> int:

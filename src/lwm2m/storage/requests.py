@@ -179,6 +179,15 @@ class MemoryQueuedRequestStore:
         self._prune()
         return sum(len(ids) for ids in self._waiting.values())
 
+    async def abandon(self, runner: str, result: Mapping[str, Any], finished_at: float) -> list[str]:
+        self._prune()
+        running = [
+            key for key, (r, _) in self._entries.items() if r.state == "running" and r.runner == runner
+        ]
+        for request_id in running:
+            await self.finish(request_id, "failed", result, finished_at)
+        return running
+
     def _unlist(self, request: StoredRequest) -> None:
         ids = self._waiting.get(request.endpoint)
         if ids is not None and request.request_id in ids:
@@ -209,6 +218,7 @@ CREATE TABLE IF NOT EXISTS queued_requests (
     expires_at REAL NOT NULL        -- dropped then: max_age after queueing, keep after finishing
 );
 CREATE INDEX IF NOT EXISTS queued_requests_endpoint ON queued_requests (endpoint, state);
+CREATE INDEX IF NOT EXISTS queued_requests_runner ON queued_requests (runner, state);
 CREATE INDEX IF NOT EXISTS queued_requests_expires_at ON queued_requests (expires_at);
 """
 
@@ -294,6 +304,14 @@ class SqliteQueuedRequestStore:
             (state, outcome_json(result), finished_at, finished_at + self.limits.keep, request_id),
         )
         return cur.rowcount > 0
+
+    async def abandon(self, runner: str, result: Mapping[str, Any], finished_at: float) -> list[str]:
+        rows = self.conn.execute(
+            "UPDATE queued_requests SET state = 'failed', result = ?, finished_at = ?, expires_at = ?"
+            " WHERE state = 'running' AND runner = ? RETURNING request_id",
+            (outcome_json(result), finished_at, finished_at + self.limits.keep, runner),
+        ).fetchall()
+        return [request_id for (request_id,) in rows]
 
     async def waiting(self) -> int:
         (count,) = self.conn.execute(

@@ -18,7 +18,9 @@ atomic step: one taker wins), so it runs once:
   SQLite) takes the device's other waiting requests and runs them in their order, through its
   own routes, as the call they were (with ``wait=true``: the device is awake);
 - the outcome goes to the store, to this table and to the ``REQUEST_DONE`` event, and
-  ``GET /api/requests/{id}`` answers from the table, else from the store.
+  ``GET /api/requests/{id}`` answers from the table, else from the store;
+- a request that was running when its node stopped or died may have reached the device: it
+  never runs again, and fails (:data:`INTERRUPTED`) when that node starts again.
 
 The store is looked at only when a device registers, updates or wakes from sleep at this node,
 never per notification; a request that runs at once is never stored.
@@ -57,6 +59,11 @@ RESULT_TTL = 3600.0  # seconds a finished request's outcome stays readable
 # Outcomes waiting for a subscriber that does not read (a stalled event stream): the newer
 # ones are dropped beyond this, so that it costs bounded memory.
 MAX_UNREAD_OUTCOMES = MAX_REQUESTS
+# The outcome of a request that was running when its node stopped or died.
+INTERRUPTED = {
+    "error": "the server stopped while the request ran: it may have reached the device",
+    "httpStatus": 503,
+}
 
 
 def awaited_query(query: str) -> str:
@@ -174,6 +181,17 @@ class RequestTable:
         self._store = server.store.queued_requests
         self._replay = replay
         self._runner = runner
+        if runner or not server.config.shared_store:
+            # What this node was running when it last stopped or died may have reached the
+            # device: failed, never run again. (Nodes that share a store without a cluster
+            # have no name of their own: the others' requests would be taken for its own.)
+            try:
+                abandoned = await self._store.abandon(runner, INTERRUPTED, self._clock())
+            except Exception as exc:
+                log.warning("the requests left running at the last stop could not be failed: %s", exc)
+            else:
+                if abandoned:
+                    log.warning("%d requests were running when the server last stopped", len(abandoned))
         if server.config.shared_store or await self._store.waiting() > 0:
             self._follower = asyncio.ensure_future(self._follow(server.events()))
 
