@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,3 +298,43 @@ async def test_a_request_left_running_by_a_stop_fails_at_the_next_start(tmp_path
                 failed = (await http.get(f"{base}/api/requests/{request_id}")).json()
                 assert failed["status"] == "failed" and failed["result"]["httpStatus"] == 503
                 assert "may have reached the device" in failed["result"]["error"]
+
+
+class SingleNode(NodeProcess):
+    """``lwm2m server`` on a SQLite file, no cluster: ``redis_url`` is the store's URL."""
+
+    def start(self) -> SingleNode:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "lwm2m", "server", "--store", self.redis_url]
+        argv += ["--coap-port", "0", "--http-port", "0", *self.options]
+        with self.log.open("wb") as out:
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        return self
+
+
+async def test_a_single_node_killed_runs_its_queued_requests_after_it_starts_again(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'lwm2m.db'}"
+    options = ("--awake-time", str(AWAKE), "--log-level", "warning")
+    first = SingleNode(tmp_path / "first", url, "first", options).start()
+    try:
+        await asyncio.to_thread(first.wait_ready)
+        gadget = Gadget()
+        async with (
+            open_udp_endpoint("127.0.0.1", 0, handler=gadget) as device,
+            httpx.AsyncClient(timeout=10) as http,
+        ):
+            created = await register_asleep(device, first.coap, None)
+            request_id = await queue(http, first.base, "GET", "3/0/9")
+            first.kill()  # kill -9
+            again = SingleNode(tmp_path / "again", url, "again", options).start()
+            try:
+                await asyncio.to_thread(again.wait_ready)
+                assert (await device.request(update(created), again.coap)).code == Code.CHANGED
+                done = await outcome(http, again.base, request_id)  # the same ID
+                assert done["result"]["records"] == [{"path": "/3/0/9", "value": 85}]
+                assert reads(gadget, "3", "0", "9") == 1
+            finally:
+                again.stop()
+    finally:
+        first.kill()
