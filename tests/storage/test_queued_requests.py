@@ -135,14 +135,21 @@ async def test_requests_are_bounded_per_endpoint_and_in_all(limited: Limited) ->
 
 
 async def test_outcomes_and_untaken_requests_expire(limited: Limited) -> None:
-    requests = limited(RequestQueueLimits(keep=1.0, max_age=1.0)).queued_requests
+    requests = limited(RequestQueueLimits(max_age=1.0)).queued_requests
     await requests.add(call("n1~01"))
     await requests.add(call("n1~02"))
+    await requests.add(call("n1~03"))
     assert await requests.take("n1~01", "a") is not None
-    assert await requests.finish("n1~01", "failed", {"error": "gone", "httpStatus": 404}, time.time())
+    assert await requests.take("n1~03", "a") is not None
+    now = time.time()
+    # The request table's own keep time; the store's (an hour) without one.
+    assert await requests.finish("n1~01", "failed", {"error": "gone", "httpStatus": 404}, now, keep=1.0)
+    assert await requests.finish("n1~03", "done", {"code": "2.05"}, now)
     await asyncio.sleep(1.2)
     assert await requests.get("n1~01") is None
     assert await requests.get("n1~02") is None
+    kept = await requests.get("n1~03")
+    assert kept is not None and kept.state == "done"
     assert await requests.pending("sleepy") == []
     assert await requests.take("n1~02", "a") is None
 

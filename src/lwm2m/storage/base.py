@@ -607,9 +607,16 @@ class QueuedRequestStore(Protocol):
         ...
 
     async def finish(
-        self, request_id: str, state: RequestState, result: Mapping[str, Any], finished_at: float
+        self,
+        request_id: str,
+        state: RequestState,
+        result: Mapping[str, Any],
+        finished_at: float,
+        *,
+        keep: float | None = None,
     ) -> bool:
-        """Keep the outcome ("done" or "failed") for ``keep`` seconds; False for an unknown ID."""
+        """Keep the outcome ("done" or "failed") for ``keep`` seconds (None: the store's own
+        ``RequestQueueLimits.keep``); False for an unknown ID."""
         ...
 
     async def waiting(self) -> int:

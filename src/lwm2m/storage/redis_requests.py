@@ -180,7 +180,13 @@ class RedisQueuedRequestStore:
 
     @guarded
     async def finish(
-        self, request_id: str, state: RequestState, result: Mapping[str, Any], finished_at: float
+        self,
+        request_id: str,
+        state: RequestState,
+        result: Mapping[str, Any],
+        finished_at: float,
+        *,
+        keep: float | None = None,
     ) -> bool:
         check_finish(state)
         c = self.link.client()
@@ -188,18 +194,18 @@ class RedisQueuedRequestStore:
         if endpoint is None:
             return False
         ep = text(endpoint)
-        keep = max(1, int(self.limits.keep))
+        keep_for = max(1, int(self.limits.keep if keep is None else keep))
         runner = await self.link.run(
             _FINISH,
             [record_key(ep, request_id), key("rqq", ep)],
-            [request_id, state, outcome_json(result), repr(finished_at), keep],
+            [request_id, state, outcome_json(result), repr(finished_at), keep_for],
         )
         if runner is None:
             return False
         if text(runner):
             await c.srem(index("rqrun", text(runner)), request_id)
-        await c.expire(index("rqid", request_id), keep)
-        await c.zadd(index("requests"), {request_id: finished_at + keep})
+        await c.expire(index("rqid", request_id), keep_for)
+        await c.zadd(index("requests"), {request_id: finished_at + keep_for})
         return True
 
     @guarded

@@ -164,14 +164,20 @@ class MemoryQueuedRequestStore:
         return taken
 
     async def finish(
-        self, request_id: str, state: RequestState, result: Mapping[str, Any], finished_at: float
+        self,
+        request_id: str,
+        state: RequestState,
+        result: Mapping[str, Any],
+        finished_at: float,
+        *,
+        keep: float | None = None,
     ) -> bool:
         check_finish(state)
         found = self._entries.get(request_id)
         if found is None:
             return False
         done = replace(found[0], state=state, result=dict(result), finished_at=finished_at)
-        self._entries[request_id] = (done, finished_at + self.limits.keep)
+        self._entries[request_id] = (done, finished_at + (self.limits.keep if keep is None else keep))
         self._unlist(done)
         return True
 
@@ -295,13 +301,25 @@ class SqliteQueuedRequestStore:
         return _from_row(rows[0]) if rows else None
 
     async def finish(
-        self, request_id: str, state: RequestState, result: Mapping[str, Any], finished_at: float
+        self,
+        request_id: str,
+        state: RequestState,
+        result: Mapping[str, Any],
+        finished_at: float,
+        *,
+        keep: float | None = None,
     ) -> bool:
         check_finish(state)
         cur = self.conn.execute(
             "UPDATE queued_requests SET state = ?, result = ?, finished_at = ?, expires_at = ?"
             " WHERE request_id = ?",
-            (state, outcome_json(result), finished_at, finished_at + self.limits.keep, request_id),
+            (
+                state,
+                outcome_json(result),
+                finished_at,
+                finished_at + (self.limits.keep if keep is None else keep),
+                request_id,
+            ),
         )
         return cur.rowcount > 0
 

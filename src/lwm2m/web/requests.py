@@ -293,7 +293,8 @@ class RequestTable:
             self._entries[entry.request_id] = finished
         if self._store is not None:
             try:
-                await self._store.finish(entry.request_id, status, result, finished.finished_at or 0.0)
+                at = finished.finished_at or 0.0
+                await self._store.finish(entry.request_id, status, result, at, keep=self.keep)
             except Exception as exc:  # the store is away: the outcome stays in this table only
                 log.warning("the outcome of request %s could not be stored: %s", entry.request_id, exc)
         for queue in self._listeners:
