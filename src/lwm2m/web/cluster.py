@@ -15,6 +15,11 @@ datagram reaches a node through the balancer, that node claims it, and the reque
 if it stays silent, the request is served here as best it can be. The history
 (``/api/clients/{ep}/history…``) is in the shared store, so any node serves it.
 
+Queued requests. ``GET /api/requests/{node}~{…}`` goes to the node named in the ID, which
+queued the request, while that node beats; when it does not, or gives no answer within
+:data:`REQUEST_FORWARD_TIMEOUT`, it is served here, from the store, which has every queued
+request and its outcome (:mod:`lwm2m.web.requests`: the request moves with its device).
+
 Events. :class:`FleetPublisher` puts every event of this node's stream (the server's and the
 outcomes of queued requests, as the SSE stream shows them) on the fleet's Redis Stream, with
 the node's id; :func:`fleet_event_stream` serves that stream as SSE, each event with its
