@@ -30,6 +30,7 @@ from tests.helpers.web import Gadget, served
 from lwm2m.cluster.node import ClusterConfig
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.errors import BusTimeout
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientSleeping
 from lwm2m.server.membership import ClusterMember, MembershipConfig
@@ -40,6 +41,7 @@ from lwm2m.storage.redisconn import connect
 from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 from lwm2m.web.app import create_app
+from lwm2m.web.cluster import ForwardToOwner
 
 EP = "sleepy"
 AWAKE = 0.3  # seconds a queue-mode device is taken to be awake after it sent something
@@ -338,3 +340,40 @@ async def test_a_single_node_killed_runs_its_queued_requests_after_it_starts_aga
                 again.stop()
     finally:
         first.kill()
+
+
+class _GoneHolder:
+    """A cluster where node "a", which queued the requests, beats (``beating``) or not, and never
+    answers on the bus."""
+
+    node_id = "b"
+    fleet: Any = None
+
+    def __init__(self, beating: bool) -> None:
+        self.beating = beating
+        self.asked: list[str] = []
+
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
+        return None
+
+    async def alive(self, node: str) -> bool:
+        return self.beating and node == "a"
+
+    async def ask(self, node: str, payload: Any, timeout: float) -> Any:
+        self.asked.append(node)
+        raise BusTimeout(f"no answer from {node}")
+
+
+async def test_a_queued_requests_holder_that_is_gone_or_silent_is_answered_from_here() -> None:
+    async def here(scope: Any, receive: Any, send: Any) -> None:
+        body = b'{"status": "done"}'
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    for beating in (False, True):
+        cluster = _GoneHolder(beating)
+        app = ForwardToOwner(here, cluster)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            answer = await http.get("/api/requests/a~0123abcd")
+        assert answer.status_code == 200 and answer.json() == {"status": "done"}
+        assert cluster.asked == (["a"] if beating else [])  # asked only while it beats
