@@ -525,3 +525,11 @@ class TakeoverRefused(DtlsError):
     """A session in the shared store cannot be taken over once more: the write sequence range
     the next taker would get does not fit below 2^48 (RFC 6347 §4.1), or its saved state is not
     a server session's. Its device makes a new handshake."""
+
+
+# --- queued requests of sleeping devices in the store ------------------------------------------
+
+
+class RequestQueueFull(TableFull):
+    """The store keeps as many requests for sleeping clients as it may: for the endpoint, or in all
+    (``lwm2m.storage.requests.RequestQueueLimits``)."""

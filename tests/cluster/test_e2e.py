@@ -9,13 +9,10 @@ through nginx (DESIGN.md, "Where its users outgrow one machine").
   the event stream of one node carries the other nodes' events.
 - ``kill -9`` of a node while requests run, then nginx reloaded without it: every device it
   owned is served again after its next Update, its observations carry on without a new
-  Register (LwM2M-TS-Core 1.2 §6.4: a client keeps them until it registers again), and no
-  registration is lost.
+  Register (LwM2M-TS-Core 1.2 §6.4: a client keeps them until it registers again), no
+  registration is lost, and a request queued at it for a sleeping device (LwM2M-TS-Core 1.2
+  §6.5) is delivered by the survivor the device wakes at.
 - ``kill -9`` of Redis and a restart on its AOF: nothing acknowledged is lost.
-
-A request queued for a sleeping device on the killed node is not covered: queued requests live
-in the memory of the node that took them (``lwm2m.web.requests.RequestTable``), not in Redis,
-so they go with it.
 """
 
 from __future__ import annotations
@@ -33,13 +30,17 @@ from tests.helpers.cluster_nodes import NodeProcess, cluster_nodes
 from tests.helpers.nginx import NginxBalancer
 from tests.helpers.polling import eventually
 from tests.helpers.redis import RedisServer
-from tests.helpers.web import sse_events
+from tests.helpers.server import register_queued
+from tests.helpers.web import Gadget, sse_events
 
 from lwm2m.client import Client, ObjectInstance
 from lwm2m.client.config import ClientConfig
 from lwm2m.cluster.ownership import owner_key
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
 from lwm2m.storage.redisconn import RedisClient, connect
+from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 DEVICES = 30
 NODES = 3
@@ -48,7 +49,9 @@ APPLICATION = "/3303/0/5750"  # Application Type: a string the server may write
 # Bound of every wait for the cluster to reach a state (polled, so a fast run does not wait it):
 # generous, for a machine busy with other work.
 WAIT = 20.0
-NODE_OPTIONS = ("--registration-rate", "0", "--log-level", "warning")
+# A queue-mode device is taken to be asleep a second after it spoke (the others are not in
+# queue mode).
+NODE_OPTIONS = ("--registration-rate", "0", "--awake-time", "1", "--log-level", "warning")
 DEVICE = ClientConfig(
     lifetime=300,
     coap_config=EndpointConfig(ack_timeout=1.0, max_retransmit=4),
@@ -232,6 +235,38 @@ def notified(event: tuple[str, dict[str, Any]], endpoint: str, value: float, nod
     )
 
 
+@dataclass
+class Sleeper:
+    """A queue-mode device (our CoAP endpoint) registered through nginx, its Created answer."""
+
+    endpoint: str
+    socket: CoapUdpEndpoint
+    gadget: Gadget
+    created: Message
+
+    def message(self, code: Code) -> Message:
+        """An Update (POST) or a De-register (DELETE) of its registration."""
+        return Message.build(Type.CON, code, uri_path="/".join(self.created.location_path))
+
+
+async def sleeper_at(c: Cluster, node_id: str, stack: contextlib.AsyncExitStack) -> Sleeper:
+    """A queue-mode device that nginx's hash sends to ``node_id``: new sockets until one lands
+    there (those that land elsewhere de-register)."""
+    balancer = ("127.0.0.1", c.balancer.udp_port)
+    for attempt in range(60):
+        gadget = Gadget()
+        socket = await stack.enter_async_context(open_udp_endpoint("127.0.0.1", 0, handler=gadget))
+        name = f"sleeper-{attempt}"
+        created = await socket.request(register_queued(name), balancer, timeout=5)
+        assert created.code == Code.CREATED
+        owner = await eventually(lambda ep=name: c.owner(ep), lambda o: o is not None, timeout=WAIT)
+        sleeper = Sleeper(name, socket, gadget, created)
+        if owner == node_id:
+            return sleeper
+        assert (await socket.request(sleeper.message(Code.DELETE), balancer, timeout=5)).code == Code.DELETED
+    raise AssertionError(f"no socket landed on {node_id}")
+
+
 class Load:
     """Reads, one after another, of ``endpoints`` through the APIs of ``nodes``; keeps the
     status of each answer (a read the device does not answer in time is a 504) with the
@@ -293,8 +328,18 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
 
         reader = asyncio.create_task(follow())
         load = Load(c, alive, stayed)
+        sockets = contextlib.AsyncExitStack()
         load.start()
         try:
+            # A request for a sleeping device of the victim, queued through a survivor's API: the
+            # victim holds it (and the store keeps it).
+            sleeper = await sleeper_at(c, victim.node_id, sockets)
+            await asyncio.sleep(1.5)  # asleep: the nodes' --awake-time is 1 s
+            queued = await c.apis[alive[0]].get(f"/api/clients/{sleeper.endpoint}/3/0/9")
+            assert queued.status_code == 202, queued.text
+            request_id = queued.json()["requestId"]
+            assert request_id.startswith(f"{victim.node_id}~")
+
             await until(lambda: len(load.statuses(ended="before")) >= 10, timeout=WAIT)
             load.phase = "failover"
             victim.kill()
@@ -307,6 +352,21 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
             # The operator takes the dead node out of the balancer: the reload ends every UDP
             # session, so each device's next datagram opens a new one, on a survivor.
             await asyncio.to_thread(c.balancer.replace_upstreams, udp_upstreams=[n.coap for n in survivors])
+
+            # The sleeping device wakes (an Update) at a survivor, which runs the request queued
+            # at the dead node: delivered once, its outcome on either survivor.
+            balancer = ("127.0.0.1", c.balancer.udp_port)
+            woke = await sleeper.socket.request(sleeper.message(Code.POST), balancer, timeout=5)
+            assert woke.code == Code.CHANGED
+            for node in alive:
+                done = await eventually(
+                    lambda n=node: outcome(c, n, request_id), lambda o: o["status"] != "queued", timeout=WAIT
+                )
+                assert done["status"] == "done", done
+                assert done["result"]["records"] == [{"path": "/3/0/9", "value": 85}]
+            assert sum(1 for m in sleeper.gadget.requests if m.uri_path == ("3", "0", "9")) == 1
+            gone = await sleeper.socket.request(sleeper.message(Code.DELETE), balancer, timeout=5)
+            assert gone.code == Code.DELETED
 
             # Half the orphans speak first with a notification, on the observation the victim
             # made: a survivor finds its token in Redis, takes the device over and keeps the value.
@@ -345,6 +405,7 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
             await until(lambda: len(load.statuses(started="after")) >= 10, timeout=WAIT)
         finally:
             await load.stop()
+            await sockets.aclose()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
@@ -352,6 +413,13 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
         assert set(load.statuses(ended="before")) == {200}, load.reads
         assert set(load.statuses()) <= {200, 504}, load.reads
         assert set(load.statuses(started="after")) == {200}, load.reads
+
+
+async def outcome(c: Cluster, node: str, request_id: str) -> dict[str, Any]:
+    answer = await c.apis[node].get(f"/api/requests/{request_id}")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 async def notify(

@@ -14,6 +14,7 @@ from tests.storage import (
     test_bootstrap_configs,
     test_dtls_session_store,
     test_expiry,
+    test_queued_requests,
     test_security_store,
     test_stores,
 )
@@ -54,6 +55,10 @@ test_sessions_are_taken_once = test_dtls_session_store.test_sessions_are_taken_o
 test_a_save_replaces_what_was_kept = (
     test_dtls_session_store.test_a_save_replaces_what_was_kept_and_keeps_one_session_per_address_and_cid
 )
+
+test_queued_requests_in_order = test_queued_requests.test_a_request_is_kept_as_its_call_and_listed_in_order
+test_a_queued_request_is_taken_once = test_queued_requests.test_a_request_is_taken_once_and_its_outcome_kept
+test_racing_takers_get_a_request_once = test_queued_requests.test_racing_takers_get_a_request_once
 
 
 @pytest.fixture

@@ -153,6 +153,10 @@ class ClusterMember:
         """``payload`` to ``node``'s handler, its answer back (BusTimeout when none comes)."""
         return await self.bus.request(node, payload, timeout)
 
+    async def alive(self, node: str) -> bool:
+        """Whether ``node`` beats (as of at most ``alive_cache`` seconds ago)."""
+        return node in await self._alive_nodes()
+
     async def _alive_nodes(self) -> dict[str, NodeEntry]:
         at, nodes = self._alive
         now = time.monotonic()

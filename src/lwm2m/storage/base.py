@@ -29,6 +29,7 @@ from lwm2m.protocol.attributes import AttributeChange, Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
+from lwm2m.storage.requests import RequestState, StoredRequest
 
 Source = Literal["notify", "send"]
 SOURCES: tuple[Source, ...] = ("notify", "send")
@@ -626,6 +627,52 @@ class SecurityStore(Protocol):
         ...
 
 
+class QueuedRequestStore(Protocol):
+    """Requests queued for sleeping queue-mode clients (LwM2M-TS-Core 1.2 §6.5), by request ID and
+    by endpoint in queueing order, bounded per endpoint and in all
+    (:mod:`lwm2m.storage.requests`). A request is run by one node only: :meth:`take` is atomic."""
+
+    async def add(self, request: StoredRequest) -> None:
+        """Queue ``request`` (its state is "queued"); RequestQueueFull beyond the bounds."""
+        ...
+
+    async def get(self, request_id: str) -> StoredRequest | None:
+        """The request, queued, running or finished (until its outcome expires)."""
+        ...
+
+    async def pending(self, endpoint: str) -> list[StoredRequest]:
+        """The endpoint's requests nobody took yet, oldest first."""
+        ...
+
+    async def take(self, request_id: str, runner: str) -> StoredRequest | None:
+        """Mark a queued request running on ``runner`` and answer it; None when it is not queued
+        (another caller took it, or it is gone): of callers racing, exactly one gets it."""
+        ...
+
+    async def finish(
+        self,
+        request_id: str,
+        state: RequestState,
+        result: Mapping[str, Any],
+        finished_at: float,
+        *,
+        keep: float | None = None,
+    ) -> bool:
+        """Keep the outcome ("done" or "failed") for ``keep`` seconds (None: the store's own
+        ``RequestQueueLimits.keep``); False for an unknown ID."""
+        ...
+
+    async def waiting(self) -> int:
+        """How many requests nobody took yet."""
+        ...
+
+    async def abandon(self, runner: str, result: Mapping[str, Any], finished_at: float) -> list[str]:
+        """Fail, with ``result``, every request still running on ``runner`` (a node that stopped
+        or died while it ran them: they may have reached the device, so none runs again);
+        answer their IDs."""
+        ...
+
+
 def check_query(limit: int | None, source: str | None = None) -> None:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
@@ -654,6 +701,9 @@ class Store(Protocol):
 
     @property
     def dtls_sessions(self) -> DtlsSessionStore: ...
+
+    @property
+    def queued_requests(self) -> QueuedRequestStore: ...
 
     def close(self) -> None:
         """Make durable what is kept back and release the backend; the store is unusable after."""

@@ -16,6 +16,8 @@ key                                type        holds
 ``lwm2m:hist:{ep}``                list        history values in arrival order, capped
 ``lwm2m:sec:{ep}``                 string      ``SecurityInfo.to_dict(with_key=True)`` as JSON
 ``lwm2m:bs:{ep}``                  string      ``BootstrapConfig.to_json()`` as JSON
+``lwm2m:rq:{ep}:<id>``, ``rqq``…    hash, …     requests queued for a sleeping client
+                                               (:mod:`~lwm2m.storage.redis_requests`)
 =================================  ==========  ==================================================
 
 Global indexes, each its own key (in whatever slot its name hashes to):
@@ -65,6 +67,7 @@ from __future__ import annotations
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.storage.redis_link import RedisLink
 from lwm2m.storage.redis_registrations import RedisObservationStore, RedisRegistrationStore
+from lwm2m.storage.redis_requests import RedisQueuedRequestStore
 from lwm2m.storage.redis_roles import (
     RedisBootstrapConfigStore,
     RedisDtlsSessionStore,
@@ -75,8 +78,9 @@ from lwm2m.storage.redis_roles import (
 
 class RedisStore:
     """The Redis stores of one URL: ``.registrations``, ``.observations``, ``.history``,
-    ``.security``, ``.bootstrap_configs``, ``.dtls_sessions``. Opening does not connect: a Redis
-    that cannot be reached shows at the first call, as a StoreError naming the URL."""
+    ``.security``, ``.bootstrap_configs``, ``.dtls_sessions``, ``.queued_requests``. Opening does
+    not connect: a Redis that cannot be reached shows at the first call, as a StoreError naming
+    the URL."""
 
     def __init__(self, url: str, *, history_retention: HistoryRetention | None = None) -> None:
         self.link = RedisLink(url)
@@ -87,6 +91,7 @@ class RedisStore:
         self.security: RedisSecurityStore = RedisSecurityStore(self.link)
         self.bootstrap_configs: RedisBootstrapConfigStore = RedisBootstrapConfigStore(self.link)
         self.dtls_sessions: RedisDtlsSessionStore = RedisDtlsSessionStore(self.link)
+        self.queued_requests: RedisQueuedRequestStore = RedisQueuedRequestStore(self.link)
 
     def close(self) -> None:
         """Write what ``history.add`` kept back (a blocking client, so that this works from

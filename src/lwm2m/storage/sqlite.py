@@ -56,6 +56,8 @@ from lwm2m.storage.base import (
     record_row,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
+from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
+from lwm2m.storage.requests import SqliteQueuedRequestStore
 
 SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
@@ -692,7 +694,7 @@ class SqliteDtlsSessionStore:
 
 class SqliteStore:
     """One SQLite database file with the stores: ``.registrations``, ``.observations``, ``.history``,
-    ``.security``, ``.bootstrap_configs``, ``.dtls_sessions``.
+    ``.security``, ``.bootstrap_configs``, ``.dtls_sessions``, ``.queued_requests``.
 
     ``path`` ``":memory:"`` gives a private, non-durable database (for tests).
     """
@@ -726,7 +728,7 @@ class SqliteStore:
                 )
             with _transaction(conn):
                 _migrate_1_to_2(conn)
-                for statement in _SCHEMA.split(";"):
+                for statement in (_SCHEMA + REQUESTS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -740,6 +742,7 @@ class SqliteStore:
         self.security = SqliteSecurityStore(conn)
         self.bootstrap_configs = SqliteBootstrapConfigStore(conn)
         self.dtls_sessions = SqliteDtlsSessionStore(conn)
+        self.queued_requests = SqliteQueuedRequestStore(conn)
 
     def close(self) -> None:
         try:

@@ -23,15 +23,23 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.server.role import Server
+from lwm2m.storage.requests import StoredRequest
 from lwm2m.web.auth import BearerAuth
-from lwm2m.web.cluster import Cluster, FleetPublisher, ForwardToOwner, forwarded_handler, request_prefix
+from lwm2m.web.cluster import (
+    Cluster,
+    FleetPublisher,
+    ForwardToOwner,
+    call_in_process,
+    forwarded_handler,
+    request_prefix,
+)
 from lwm2m.web.context import ApiContext
 from lwm2m.web.docs import swagger_ui_dir
 from lwm2m.web.errors import EXCEPTION_HANDLERS
 from lwm2m.web.guard import LocalApiGuard
 from lwm2m.web.observations import observation_key
 from lwm2m.web.openapi import openapi_document
-from lwm2m.web.requests import RequestTable
+from lwm2m.web.requests import RequestTable, awaited_query
 from lwm2m.web.routes import ROUTES, starlette_routes
 from lwm2m.web.views.bootstrap import bootstrap_event_view
 
@@ -79,12 +87,27 @@ def create_app(
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
+        # Requests forwarded by other nodes, and queued requests run again, go through the
+        # routes under their error handlers, below the guard and the token check that the
+        # entry node applied when the call came.
+        routes_only = ExceptionMiddleware(app.router, handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+
+        async def replay(call: StoredRequest) -> tuple[int, bytes]:
+            status, _, body = await call_in_process(
+                app,
+                routes_only,
+                method=call.method,
+                path=call.path,
+                query=awaited_query(call.query),
+                headers=list(call.headers),
+                body=call.body,
+            )
+            return status, body
+
+        await api.requests.start(server, replay, cluster.node_id if cluster is not None else "")
         if cluster is not None and publisher is not None:
             publisher.follow_server(server, api.requests)
-            # Requests forwarded by other nodes run through the routes under their error
-            # handlers, below the guard and the token check that the entry node applied.
-            forwarded = ExceptionMiddleware(app.router, handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
-            await cluster.start(server, forwarded_handler(app, forwarded))
+            await cluster.start(server, forwarded_handler(app, routes_only))
         yield
         if cluster is not None and publisher is not None:
             await publisher.close()

@@ -15,6 +15,11 @@ datagram reaches a node through the balancer, that node claims it, and the reque
 if it stays silent, the request is served here as best it can be. The history
 (``/api/clients/{ep}/history…``) is in the shared store, so any node serves it.
 
+Queued requests. ``GET /api/requests/{node}~{…}`` goes to the node named in the ID, which
+queued the request, while that node beats; when it does not, or gives no answer within
+:data:`REQUEST_FORWARD_TIMEOUT`, it is served here, from the store, which has every queued
+request and its outcome (:mod:`lwm2m.web.requests`: the request moves with its device).
+
 Events. :class:`FleetPublisher` puts every event of this node's stream (the server's and the
 outcomes of queued requests, as the SSE stream shows them) on the fleet's Redis Stream, with
 the node's id; :func:`fleet_event_stream` serves that stream as SSE, each event with its
@@ -50,6 +55,8 @@ log = logging.getLogger(__name__)
 PUBLISH_QUEUE = 10_000  # events waiting to go on the fleet's stream, at most
 FORWARD_TIMEOUT = 120.0  # seconds a forwarded device request may take, ``?wait=true`` included
 FORWARD_MARGIN = 5.0  # seconds beyond a request's ``?timeout`` for the bus and the owner's work
+# Seconds a queued request's holder has to answer ``GET /api/requests/{id}`` before the store does.
+REQUEST_FORWARD_TIMEOUT = 2.0
 _DEVICE_PATH = re.compile(r"^/api/clients/(?P<ep>[^/]+)/(?P<rest>.+)$")
 _REQUEST_PATH = re.compile(r"^/api/requests/(?P<node>[^/~]+)~[^/]+$")
 _FORWARDED_REQUEST_HEADERS = frozenset({b"content-type", b"accept"})
@@ -72,6 +79,8 @@ class Cluster(Protocol):
     async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None: ...
 
     async def ask(self, node: str, payload: Payload, timeout: float) -> Payload: ...
+
+    async def alive(self, node: str) -> bool: ...
 
 
 def request_prefix(cluster: Cluster | None) -> str:
@@ -123,9 +132,12 @@ class ForwardToOwner:
             node = await self.cluster.owner_elsewhere(endpoint, wait=self._limit(query))
             what = endpoint
         else:
-            # A queued request's outcome is kept by the node that queued it, named in its ID.
+            # A queued request's outcome is kept by the node that queued it, named in its ID, while
+            # that node lives; when it is gone, the store has it (served here).
             holder = holder_of(path)
-            node = holder if holder != self.cluster.node_id else None
+            node = None
+            if holder is not None and holder != self.cluster.node_id and await self.cluster.alive(holder):
+                node = holder
             what = f"request {path.rsplit('/', 1)[-1]}"
         if node is None:
             await self.app(scope, receive, send)
@@ -142,22 +154,33 @@ class ForwardToOwner:
             ],
             "body": _b64(body),
         }
+        limit = self._limit(request["query"]) if endpoint is not None else REQUEST_FORWARD_TIMEOUT
         try:
-            answer = await self.cluster.ask(node, request, self._limit(request["query"]))
+            answer = await self.cluster.ask(node, request, limit)
             if not isinstance(answer, dict):
                 raise ValueError("an answer that is not an HTTP response")
             status = int(answer["status"])
             headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer["headers"]]
             content = _unb64(answer["body"])
-        except BusTimeout:
-            await _json(send, 504, f"the node {node} that serves {what} did not answer in time")
-            return
         except (LwM2MError, ValueError, KeyError, TypeError) as exc:
-            log.warning("cluster: %s %s sent to %s failed: %s", scope["method"], scope["path"], node, exc)
-            await _json(send, 502, f"the node {node} that serves {what} failed: {exc}")
+            if endpoint is None:
+                # The node that queued the request is gone (its heartbeat has not lapsed yet) or
+                # failed: the store knows the request, served here.
+                log.info("cluster: %s sent to %s failed (%s): answered from the store", what, node, exc)
+                await self.app(scope, _replayed(body), send)
+                return
+            await self._failed(scope, send, node, what, exc)
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+    @staticmethod
+    async def _failed(scope: Scope, send: Send, node: str, what: str, exc: Exception) -> None:
+        if isinstance(exc, BusTimeout):
+            await _json(send, 504, f"the node {node} that serves {what} did not answer in time")
+            return
+        log.warning("cluster: %s %s sent to %s failed: %s", scope["method"], scope["path"], node, exc)
+        await _json(send, 502, f"the node {node} that serves {what} failed: {exc}")
 
     def _limit(self, query: str) -> float:
         """Seconds to wait for the owner's answer: the request's own ``timeout`` (the owner
@@ -187,6 +210,20 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
+def _replayed(body: bytes) -> Receive:
+    """An ASGI ``receive`` that gives ``body`` (already read from the client) once."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 async def _json(send: Send, status: int, text: str) -> None:
     body = json.dumps({"error": text}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -202,53 +239,77 @@ def forwarded_handler(app: Any, target: ASGIApp) -> Callable[[Payload], Awaitabl
     async def handle(payload: Payload) -> Payload:
         if not isinstance(payload, dict):
             raise ValueError("a forwarded request that is not a dict")
-        body = _unb64(payload["body"])
-        path = str(payload["path"])
-        scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": str(payload["method"]),
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode("latin-1"),
-            "root_path": "",
-            "query_string": str(payload["query"]).encode("latin-1"),
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in payload["headers"]],
-            "client": ("127.0.0.1", 0),
-            "server": ("127.0.0.1", 0),
-            "app": app,
-            "state": {},
-        }
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if sent:
-                await asyncio.Event().wait()  # no disconnect comes: the caller waits on us
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status = 500
-        headers: list[list[str]] = []
-        chunks: list[bytes] = []
-
-        async def send(message: Message) -> None:
-            nonlocal status, headers
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [
-                    [k.decode("latin-1"), v.decode("latin-1")]
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in _HOP_HEADERS
-                ]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await target(scope, receive, send)
-        return {"status": status, "headers": headers, "body": _b64(b"".join(chunks))}
+        status, headers, body = await call_in_process(
+            app,
+            target,
+            method=str(payload["method"]),
+            path=str(payload["path"]),
+            query=str(payload["query"]),
+            headers=[(str(k), str(v)) for k, v in payload["headers"]],
+            body=_unb64(payload["body"]),
+        )
+        return {"status": status, "headers": headers, "body": _b64(body)}
 
     return handle
+
+
+async def call_in_process(
+    app: Any,
+    target: ASGIApp,
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> tuple[int, list[list[str]], bytes]:
+    """An HTTP request run through ``target`` (the routes of the Starlette ``app``, below its
+    middleware), in this process: the response's status, headers (hop-by-hop ones left out) and
+    body. For a request forwarded by another node, and for a queued request run again
+    (:class:`~lwm2m.web.requests.RequestTable`)."""
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("latin-1"),
+        "root_path": "",
+        "query_string": query.encode("latin-1"),
+        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+        "client": ("127.0.0.1", 0),
+        "server": ("127.0.0.1", 0),
+        "app": app,
+        "state": {},
+    }
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            await asyncio.Event().wait()  # no disconnect comes: the caller waits on us
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    status = 500
+    answer_headers: list[list[str]] = []
+    chunks: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        nonlocal status, answer_headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            answer_headers = [
+                [k.decode("latin-1"), v.decode("latin-1")]
+                for k, v in message.get("headers", [])
+                if k.lower() not in _HOP_HEADERS
+            ]
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await target(scope, receive, send)
+    return status, answer_headers, b"".join(chunks)
 
 
 class FleetPublisher:

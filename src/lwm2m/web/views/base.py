@@ -12,13 +12,17 @@ from starlette.responses import JSONResponse, Response
 from lwm2m.errors import TableFull
 from lwm2m.protocol.management import Response as DeviceAnswer
 from lwm2m.protocol.registration import Registration
+from lwm2m.storage.requests import StoredRequest
 from lwm2m.web.context import api_context
 from lwm2m.web.errors import error
 from lwm2m.web.params import flag
 from lwm2m.web.requests import Work
 from lwm2m.web.shapes import response_view
 
-__all__ = ["answer", "run"]
+__all__ = ["answer", "run", "stored_call"]
+
+# The request headers a queued call keeps: what the view reads of them.
+_KEPT_HEADERS = ("content-type", "accept")
 
 
 def answer(
@@ -44,8 +48,24 @@ async def run(request: Request, registration: Registration, work: Work) -> Respo
     if flag(request, "wait", False) or not api.sleeping(registration):
         return JSONResponse(await work())
     try:
-        queued = api.requests.submit(registration.endpoint, work)
+        queued = await api.requests.queue(await stored_call(request, registration.endpoint), work)
     except TableFull as exc:
         return error(503, str(exc))
     location = f"/api/requests/{queued.request_id}"
     return JSONResponse(queued.to_json(), status_code=202, headers={"Location": location})
+
+
+async def stored_call(request: Request, endpoint: str) -> StoredRequest:
+    """The API call ``request`` as the store keeps it, to run again on any node (its ID and time
+    are set when it is queued)."""
+    headers = tuple((name, request.headers[name]) for name in _KEPT_HEADERS if name in request.headers)
+    return StoredRequest(
+        request_id="",
+        endpoint=endpoint,
+        created_at=0.0,
+        method=request.method,
+        path=request.scope["path"],
+        query=request.scope.get("query_string", b"").decode("latin-1"),
+        body=await request.body(),
+        headers=headers,
+    )

@@ -1,4 +1,5 @@
-"""``GET /api/requests/{id}``: a request queued for a sleeping client, still queued, done or failed."""
+"""``GET /api/requests/{id}``: a request queued for a sleeping client, still queued, done or failed:
+as this node's table holds it, else as the store does (another node ran it, or this node restarted)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ __all__ = ["queued_request"]
 
 async def queued_request(request: Request) -> Response:
     request_id = request.path_params["id"]
-    entry = api_context(request).requests.get(request_id)
+    entry = await api_context(request).requests.lookup(request_id)
     if entry is None:
         raise ResourceNotFound(f"no request {request_id!r}: unknown, or its outcome expired")
     return JSONResponse(entry.to_json())
