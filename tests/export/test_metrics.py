@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -17,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers.client import temperature, until
 from tests.helpers.events import next_event
 from tests.helpers.pki import KEY, OTHER_KEY
+from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
@@ -183,30 +186,11 @@ async def test_dtls_handshakes_completed_and_failed_and_their_alerts() -> None:
         assert m("lwm2m_dtls_events_total", event="handshakes_started") >= 2
 
 
-async def test_the_metrics_token_guards_metrics_and_not_the_api_token() -> None:
-    async with Server(ServerConfig(port=0)) as server:
-        async with scraping(server, api_token="api-secret") as m:
-            await m.scrape()  # open by default: the API's token does not cover /metrics
-            assert (await m.api.get("/api/clients")).status_code == 401
-        async with scraping(server, metrics_token="scrape-secret") as m:
-            refused = await m.api.get("/metrics")
-            assert refused.status_code == 401 and "Bearer" in refused.headers["www-authenticate"]
-            wrong = await m.api.get("/metrics", headers={"Authorization": "Bearer api-secret"})
-            assert wrong.status_code == 401
-            m.api.headers["Authorization"] = "Bearer scrape-secret"
-            await m.scrape()
-        app = create_app(server)  # no metrics: no route
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
-            assert (await api.get("/metrics")).status_code == 404
-
-
 async def test_the_lag_timer_measures_a_blocked_loop() -> None:
     lag = LoopLag(0.01)
     lag.start()
     try:
         await asyncio.sleep(0.03)
-        import time
-
         time.sleep(0.06)  # the loop is held: the next tick comes late
         await asyncio.sleep(0.03)
     finally:
@@ -234,3 +218,30 @@ def test_the_package_runs_without_prometheus_client() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("2 ") and "pip install 'lwm2m[metrics]'" in done.stdout
+
+
+def test_lwm2m_server_serves_metrics_behind_its_token_and_no_metrics_turns_them_off() -> None:
+    command = [sys.executable, "-m", "lwm2m", "server", "--store", "memory"]
+    for extra, expected in ((["--metrics-token", "scrape-secret"], 200), (["--no-metrics"], 404)):
+        coap, http = free_udp_port(), free_tcp_port()
+        ports = ["--coap-port", str(coap), "--http-port", str(http)]
+        proc = subprocess.Popen(
+            [*command, *ports, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert proc.stdout is not None
+            assert f"http://127.0.0.1:{http}/api" in proc.stdout.readline()
+            url = f"http://127.0.0.1:{http}/metrics"
+            answer = httpx.get(url, headers={"Authorization": "Bearer scrape-secret"}, timeout=5)
+            assert answer.status_code == expected
+            if expected == 200:
+                assert "lwm2m_registrations 0.0" in answer.text and "process_cpu_seconds_total" in answer.text
+                assert httpx.get(url, timeout=5).status_code == 401
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+            assert proc.returncode == 0, err
+            assert ("Prometheus metrics: " in out) is (expected == 200)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
