@@ -1,5 +1,5 @@
 # Two commands: `make demo` and `make test` (see README.md).
-# `make demo` installs only what the demo runs on (the package with its web and speed extras);
+# `make demo` installs only what the demo runs on (the package with its web, speed and metrics extras);
 # `make test` adds the test tools, the Debian peers (libcoap, Chromium), tinydtls and the npm peer.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(DEMO_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[web,speed]'
+	$(PY) -m pip install --quiet -e '.[web,speed,metrics]'
 	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml | $(PY) debs

@@ -18,7 +18,15 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import bind_failure, fail
 from lwm2m.cli.logs import configure_logging, log_level_option
-from lwm2m.cli.server_cmd import check_guard_options, guard_options, http_server, open_data, start_http
+from lwm2m.cli.server_cmd import (
+    check_guard_options,
+    guard_options,
+    http_server,
+    metrics_wanted,
+    open_data,
+    server_metrics,
+    start_http,
+)
 from lwm2m.transport.eventloop import run
 
 DEMO_DATA = ".lwm2m-demo"
@@ -50,11 +58,14 @@ async def demo_session(
             bind_host=host,
             allowed_hosts=guard.get("allowed_hosts", ()),
             cors_origins=guard.get("cors_origins", ()),
+            metrics=server_metrics(server, metrics_wanted(None)),  # when prometheus-client is installed
         )
         http = http_server(app, host, http_port)
         task, base = await start_http(http, host, http_port)
         try:
             click.echo(f"lwm2m demo: console on {base}/  (REST API {base}/api, CoAP {server.uri})")
+            if app.state.api.metrics is not None:
+                click.echo(f"  Prometheus metrics on {base}/metrics")
             fleet = Fleet(
                 server.uri, FleetConfig(count=count, profile=profile, prefix="demo", rate=rate, lifetime=120)
             )

@@ -382,6 +382,29 @@ def check_guard_options(allowed_hosts: tuple[str, ...], cors_origins: tuple[str,
             fail(f"--cors-origin: {exc}")
 
 
+def metrics_wanted(asked: bool | None) -> bool:
+    """Whether to serve ``/metrics``: as asked (``--metrics``/``--no-metrics``), else when
+    prometheus-client is installed (the ``metrics`` extra). ``--metrics`` without it fails."""
+    if asked is False:
+        return False
+    try:
+        import lwm2m.export.metrics  # noqa: F401  (it needs prometheus-client)
+    except ImportError:
+        if asked:
+            fail("--metrics needs prometheus-client: pip install 'lwm2m[metrics]'")
+        return False
+    return True
+
+
+def server_metrics(server: Any, wanted: bool) -> Any:
+    """The metrics of ``server`` for the web app (``lwm2m.export.metrics``), or None."""
+    if not wanted:
+        return None
+    from lwm2m.export.metrics import ServerMetrics
+
+    return ServerMetrics(server)
+
+
 async def join_cluster(url: str, node_id: str | None, config: ServerConfig) -> tuple[Any, ServerConfig]:
     """This node's membership of the cluster on the Redis of ``url``, joined, and ``config``
     for a node of it: the store is shared (clients adopted as they come, not all at start) and
@@ -412,6 +435,8 @@ async def serve(
     cluster_url: str | None = None,
     node_id: str | None = None,
     cluster_link: tuple[str, int] | None = None,
+    metrics: bool = False,
+    metrics_token: str | None = None,
 ) -> None:
     member = None
     if cluster_url is not None:
@@ -436,6 +461,8 @@ async def serve(
             cluster_url,
             member,
             forwarding,
+            metrics=metrics,
+            metrics_token=metrics_token,
         )
     finally:
         if forwarding is not None:
@@ -455,6 +482,9 @@ async def serve_node(
     cluster_url: str | None,
     member: Any,
     forwarding: Any,
+    *,
+    metrics: bool = False,
+    metrics_token: str | None = None,
 ) -> None:
     """``serve`` once the node has joined its cluster (``member``, None for a lone server) and
     opened its DTLS forwarding (None when it has none)."""
@@ -477,6 +507,8 @@ async def serve_node(
             allowed_hosts=allowed_hosts,
             cors_origins=cors_origins,
             cluster=member,
+            metrics=server_metrics(server, metrics),
+            metrics_token=metrics_token,
         )
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
@@ -497,6 +529,8 @@ async def serve_node(
         if bootstrap is not None:
             click.echo(f"  bootstrap server on {bootstrap.uri} (configurations: {base}/api/bootstrap)")
         click.echo(f"  API documentation: {base}/api/docs")
+        if metrics:
+            click.echo(f"  Prometheus metrics: {base}/metrics{' (bearer token)' if metrics_token else ''}")
         click.echo("Ctrl-C stops it.")
         await task
     click.echo("lwm2m server: stopped")
@@ -580,6 +614,17 @@ async def serve_node(
     help="where the other nodes send this one the DTLS records of its Connection IDs (with --store"
     " redis://… and --coaps-port); firewall it from devices [default: --host, a free port]",
 )
+@click.option(
+    "--metrics/--no-metrics",
+    default=None,
+    help="serve Prometheus metrics at /metrics [default: when prometheus-client is installed]",
+)
+@click.option(
+    "--metrics-token",
+    default=None,
+    envvar="LWM2M_METRICS_TOKEN",
+    help="bearer token /metrics requires (it may be --api-token's) [default: open, as exporters are]",
+)
 @log_level_option()
 def server(
     host: str,
@@ -605,6 +650,8 @@ def server(
     log_level: str,
     node_id: str | None,
     cluster_link: tuple[str, int] | None,
+    metrics: bool | None,
+    metrics_token: str | None,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -632,6 +679,9 @@ def server(
         )
     except ConfigError as exc:
         fail(str(exc))
+    if metrics is False and metrics_token is not None:
+        fail("--metrics-token: /metrics is off (--no-metrics)")
+    serve_metrics = metrics_wanted(metrics)
     given = store or ""  # a URL given as --store (the folder of --data is made only when opened)
     cluster_url = given if given.partition("://")[0].lower() in REDIS_SCHEMES else None
     if node_id is not None and cluster_url is None:
@@ -662,6 +712,8 @@ def server(
                 cluster_url=cluster_url,
                 node_id=node_id,
                 cluster_link=cluster_link,
+                metrics=serve_metrics,
+                metrics_token=metrics_token,
             )
         )
     except OSError as exc:

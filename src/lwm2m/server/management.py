@@ -9,6 +9,7 @@ looks them up through the server and reaches clients through the server's socket
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import OptionNumber
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
+from lwm2m.errors import RequestReset, RequestTimeout
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
@@ -37,6 +39,7 @@ from lwm2m.protocol.management import (
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.presence import Presence
+from lwm2m.server.stats import RequestStats, sent_operation
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -115,6 +118,7 @@ class DeviceManagement:
         self._peers = peers
         self._channel = channel
         self.queue_timeout = queue_timeout
+        self.stats = RequestStats()  # the requests sent, by operation and answer, and their latency
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -133,8 +137,30 @@ class DeviceManagement:
         if token:
             message = message.replace(token=token)
         addr = self._peers.get(endpoint, registration.address)
-        answer = await self._channel(endpoint).request(message, addr, timeout=timeout)
+        answer = await self._timed(sent_operation(request), self._channel(endpoint), message, addr, timeout)
         return decode_response(request, answer, self._models)
+
+    async def _timed(
+        self, operation: str, channel: Channel, message: Message, addr: Any, timeout: float | None
+    ) -> Message:
+        """``channel.request``, counted in ``stats`` with its outcome and, when answered, the
+        time from sending to the answer (a sleeping client's wait for it to wake is not in it)."""
+        stats = self.stats
+        started = time.perf_counter()
+        try:
+            answer = await channel.request(message, addr, timeout=timeout)
+        except RequestTimeout:
+            stats.failed(operation, "timeout")
+            raise
+        except RequestReset:
+            stats.failed(operation, "reset")
+            raise
+        except Exception:
+            stats.failed(operation, "error")
+            raise
+        stats.timed(operation, time.perf_counter() - started)
+        stats.count(operation, answer.code)
+        return answer
 
     async def reachable(self, endpoint: str) -> Registration:
         """The client's registration once it can be reached: a sleeping queue-mode client is

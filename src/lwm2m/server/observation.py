@@ -35,6 +35,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
+from lwm2m.server.stats import sent_operation
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.address import normalize
 from lwm2m.transport.udp import CoapObservation
@@ -88,6 +89,7 @@ class ServerObservation:
         self._keep_record = False  # closed by a stopping server: a restart resumes it
         self._end_reason: str | None = None  # why the server ended it, when it did
         self._started = False
+        self.notifications = 0  # notifications received so far (read by the metrics export)
         self._ending: asyncio.Task[None] | None = None
         self._pump = asyncio.create_task(self._run())
         self._pump.add_done_callback(self._pump_done)
@@ -113,6 +115,7 @@ class ServerObservation:
         offer = backlog.put
         try:
             async for message in self._relation:
+                self.notifications += 1
                 code = int(message.code)
                 if code >> 5 != 2:
                     reason = f"error {code >> 5}.{code & 31:02d}"
@@ -275,6 +278,12 @@ class ObservationManager:
         self._running: dict[bytes, ServerObservation] = {}  # by token, until they end
         # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
         self._by_endpoint: dict[str, dict[bytes, ServerObservation]] = {}
+        self._ended_notifications = 0  # those of observations no longer running
+
+    def notifications_received(self) -> int:
+        """Notifications received so far by the observations this manager ran (counted by each
+        as it takes them, summed here when asked: nothing is shared on the way in)."""
+        return self._ended_notifications + sum(o.notifications for o in self._running.values())
 
     def running(self) -> list[ServerObservation]:
         """The observations running now: started here or resumed."""
@@ -297,8 +306,17 @@ class ObservationManager:
         message = rooted(registration, request.to_message(self._models))
         addr = self._peers.get(endpoint, registration.address)
         relation = self._relations(endpoint).observe(message, addr)
+        stats = self._management.stats
+        operation = sent_operation(request)
+        started = time.perf_counter()
         try:
-            first = await relation.next(timeout)
+            try:
+                first = await relation.next(timeout)
+            except Exception as exc:
+                stats.failed(operation, "timeout" if isinstance(exc, TimeoutError) else "error")
+                raise
+            stats.timed(operation, time.perf_counter() - started)
+            stats.count(operation, first.code)
             response = decode_response(request, first, self._models)
         except BaseException:
             relation.cancel()
@@ -351,6 +369,7 @@ class ObservationManager:
         def ended(_: object) -> None:
             if self._running.get(token) is observation:
                 del self._running[token]
+                self._ended_notifications += observation.notifications
             mine = self._by_endpoint.get(record.endpoint)
             if mine is not None and mine.get(token) is observation:
                 del mine[token]

@@ -27,6 +27,7 @@ class Presence:
         self.awake_time = awake_time
         self._sleep_timers: dict[str, asyncio.TimerHandle] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._waiting = 0  # requests waiting in wait_awake
 
     def seen(self, endpoint: str) -> None:
         """The client just sent something: it is awake for ``awake_time`` from now."""
@@ -52,11 +53,24 @@ class Presence:
         if self.is_awake(endpoint):
             return
         wakeup = self._wakeups.setdefault(endpoint, asyncio.Event())
+        self._waiting += 1
         try:
             async with asyncio.timeout(timeout):
                 await wakeup.wait()
         except TimeoutError:
             raise QueueTimeout(f"{endpoint!r} did not wake up within {timeout} s") from None
+        finally:
+            self._waiting -= 1
+
+    @property
+    def awake_count(self) -> int:
+        """Queue-mode clients awake now."""
+        return len(self._sleep_timers)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting now for a sleeping client to wake (queued, §6.5)."""
+        return self._waiting
 
     def forget(self, endpoint: str) -> None:
         """The client is gone (de-registered, expired) or no longer in queue mode: no more

@@ -57,6 +57,7 @@ from lwm2m.server.observation import ObservationManager, ServerObservation, addr
 from lwm2m.server.presence import Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.server.security import SecurityPolicy, identity_matches
+from lwm2m.server.stats import RequestStats, received_operation
 from lwm2m.storage.base import HistoryEntry, SavedDtlsSession, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
@@ -170,6 +171,9 @@ class Server:
         self._takeovers: set[asyncio.Task[None]] = set()
         self._forwarding: Forwarding | None = None  # a cluster node's DTLS forwarding (forward_dtls)
         self._dtls_share: SharedDtlsSessions | None = None  # cluster mode with DTLS only
+        # The requests clients sent, by operation and the code answered (``management.stats``
+        # holds those the server sent).
+        self.stats = RequestStats()
 
     @property
     def queue_timeout(self) -> float | None:
@@ -466,6 +470,7 @@ class Server:
         if message.uri_path == ("dp",):
             return self._on_send(message, event.addr)
         method = Code(message.code).name if message.code in _METHODS else code_str(message.code)
+        self.stats.count("other", Code.NOT_FOUND)
         return _refuse(f"{method} request", event.addr, Code.NOT_FOUND, f"no resource {message.uri_path_str}")
 
     def _on_secure_request(self, event: RequestReceived) -> Any:
@@ -477,6 +482,13 @@ class Server:
         return self._on_request(event)
 
     async def _registration(
+        self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
+    ) -> Message:
+        answer = await self._registration_answer(message, addr, identity, secure=secure)
+        self.stats.count(received_operation(message), answer.code)
+        return answer
+
+    async def _registration_answer(
         self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
     ) -> Message:
         limited = self.registrar.admit(message, addr)
@@ -537,6 +549,11 @@ class Server:
                 self._coaps.close_session(session.addr)
 
     async def _on_send(self, message: Message, addr: Any) -> Message:
+        answer = await self._send_answer(message, addr)
+        self.stats.count("send" if message.code == Code.POST else "other", answer.code)
+        return answer
+
+    async def _send_answer(self, message: Message, addr: Any) -> Message:
         """Send (LwM2M-TS-Core 1.2 §6.4.6): a POST to /dp from a registered client."""
         if message.code != Code.POST:
             return _refuse("Send", addr, Code.METHOD_NOT_ALLOWED, "Send is a POST to /dp")
@@ -560,6 +577,14 @@ class Server:
         return _reply(Code.CHANGED)
 
     # --- registrations ----------------------------------------------------------------------
+
+    def registration_counts(self) -> dict[str, int]:
+        """The clients this server serves now (those whose Register or Update came here, or
+        that it took up from the store at start): ``registered`` in all, and of the queue-mode
+        ones (LwM2M-TS-Core 1.2 §6.5) those ``awake`` and those ``sleeping``."""
+        queued = len(self._queue_mode)
+        awake = self.presence.awake_count
+        return {"registered": len(self.registrar.peers), "awake": awake, "sleeping": max(queued - awake, 0)}
 
     async def registration(self, endpoint: str) -> Registration:
         registration = await self.store.registrations.get(endpoint)

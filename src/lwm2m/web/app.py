@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -43,6 +44,9 @@ from lwm2m.web.requests import RequestTable, awaited_query
 from lwm2m.web.routes import ROUTES, starlette_routes
 from lwm2m.web.views.bootstrap import bootstrap_event_view
 
+if TYPE_CHECKING:  # needs prometheus-client: the caller that passes metrics imported it
+    from lwm2m.export.metrics import ServerMetrics
+
 __all__ = ["create_app"]
 
 
@@ -56,6 +60,8 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     cors_origins: Iterable[str] = (),
     cluster: Cluster | None = None,
+    metrics: ServerMetrics | None = None,
+    metrics_token: str | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -65,7 +71,9 @@ def create_app(
     :class:`~lwm2m.web.guard.LocalApiGuard` every request passes, token or not.
     ``cluster``, this node's membership of a cluster (not started: the app starts and stops
     it), sends device requests to the node that owns the device and serves the fleet's events
-    (:mod:`lwm2m.web.cluster`).
+    (:mod:`lwm2m.web.cluster`). ``metrics`` (not started: the app starts and stops it) are
+    served at ``GET /metrics``, open, or behind ``metrics_token`` when given
+    (:mod:`lwm2m.web.views.prometheus`).
     """
     api = ApiContext(
         server,
@@ -74,11 +82,15 @@ def create_app(
         swagger_dir=swagger_ui_dir(),
         document=openapi_document(bootstrap=bootstrap is not None),
         cluster=cluster,
+        metrics=metrics,
+        metrics_token=metrics_token,
     )
     publisher = FleetPublisher(cluster) if cluster is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if metrics is not None:
+            metrics.start()
         # Observations the server resumed after a restart: kept like API-started ones, so
         # that DELETE cancels them and their notifications are drained.
         for observation in server.observations():
@@ -117,8 +129,12 @@ def create_app(
         # The observations go on (their records too) until the server stops: a clean stop
         # followed by a start resumes them, as after a crash.
         await api.observations.close()
+        if metrics is not None:
+            metrics.close()
 
-    routes = starlette_routes(ROUTES, bootstrap=bootstrap is not None, swagger_dir=api.swagger_dir)
+    routes = starlette_routes(
+        ROUTES, bootstrap=bootstrap is not None, swagger_dir=api.swagger_dir, metrics=metrics is not None
+    )
     # The guard is outermost: a refused request never reaches the token check or a route, and
     # CORS preflights (which carry no token) are answered before the token check.
     middleware = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -20,6 +20,9 @@ from lwm2m.web.cluster import Cluster
 from lwm2m.web.observations import ObservationKeeper
 from lwm2m.web.requests import RequestTable
 from lwm2m.web.sse import RecentEvents
+
+if TYPE_CHECKING:  # the metrics module needs prometheus-client, imported only when metrics are on
+    from lwm2m.export.metrics import ServerMetrics
 
 __all__ = ["ApiContext", "api_context", "bootstrap_context"]
 
@@ -36,6 +39,8 @@ class ApiContext:
     swagger_dir: Path | None = None  # Swagger UI's files, when swagger-ui-py is installed
     document: dict[str, Any] = field(default_factory=dict)  # the OpenAPI document of the app
     cluster: Cluster | None = None  # this node's membership when several nodes share the fleet
+    metrics: ServerMetrics | None = None  # served at /metrics when given
+    metrics_token: str | None = None  # the bearer token /metrics requires, if any
 
     def sleeping(self, registration: Registration) -> bool:
         """A queue-mode client that is not awake now (LwM2M-TS-Core 1.2 §6.5)."""

@@ -58,6 +58,7 @@ from lwm2m.web.views import (
     history,
     models,
     observations,
+    prometheus,
     requests,
     security,
 )
@@ -179,14 +180,15 @@ class ApiRoute:
 
     ``client``: served through :func:`client_path` (a template under ``/api/clients/{ep}/``,
     its views take the registration). ``needs``: served only with a bootstrap server beside
-    the LwM2M server, or only when Swagger UI's files are installed. ``documented``: False for
-    the files of the page that shows the document.
+    the LwM2M server, only when Swagger UI's files are installed, or only with metrics.
+    ``documented``: False for the files of the page that shows the document (and for
+    ``/metrics``, in Prometheus's format, not the JSON API's).
     """
 
     path: str
     operations: Mapping[str, RouteOperation]
     client: bool = False
-    needs: Literal["", "bootstrap", "swagger"] = ""
+    needs: Literal["", "bootstrap", "swagger", "metrics"] = ""
     documented: bool = True
 
     @property
@@ -575,6 +577,23 @@ ROUTES: tuple[ApiRoute, ...] = (
         needs="swagger",
         documented=False,
     ),
+    # Prometheus metrics (lwm2m.export.metrics): beside the API, in Prometheus's text format.
+    ApiRoute(
+        "/metrics",
+        _get(
+            prometheus.metrics,
+            Doc(
+                "Prometheus metrics of this server (text exposition format)",
+                (),
+                {
+                    200: Answer("metrics", media="text/plain"),
+                    401: Answer("missing or wrong token", bodies.Error),
+                },
+            ),
+        ),
+        needs="metrics",
+        documented=False,
+    ),
 )
 # The routes of a bootstrap server on its own: its configurations and its events.
 BOOTSTRAP_ROUTES: tuple[ApiRoute, ...] = (
@@ -609,12 +628,19 @@ def _by_method(views: Mapping[str, AnyView]) -> View:
 
 
 def starlette_routes(
-    table: tuple[ApiRoute, ...], *, bootstrap: bool, swagger_dir: FilePath | None, console_files: bool = True
+    table: tuple[ApiRoute, ...],
+    *,
+    bootstrap: bool,
+    swagger_dir: FilePath | None,
+    console_files: bool = True,
+    metrics: bool = False,
 ) -> list[BaseRoute]:
     """The Starlette routes of ``table``: those its app serves (``bootstrap``: with a bootstrap
-    server; ``swagger_dir``: Swagger UI's files), the console's page and files."""
+    server; ``swagger_dir``: Swagger UI's files; ``metrics``: with metrics), the console's page
+    and files."""
     served = [r for r in table if r.needs != "bootstrap" or bootstrap]
     served = [r for r in served if r.needs != "swagger" or swagger_dir is not None]
+    served = [r for r in served if r.needs != "metrics" or metrics]
     out: list[BaseRoute] = []
     if console_files:
         out += [

@@ -266,8 +266,9 @@ class _Counters(dict[str, int]):
     hello_verify_sent, handshakes_started, handshakes_done, handshakes_resumed,
     handshakes_failed, sessions_resumed, sessions_parked, sessions_evicted, sessions_moved,
     dropped_unknown_peer, dropped_no_session, dropped_bad_hello, dropped_oversize, dropped_too_large,
-    errors; with ``hold_unknown``: records_held, held_refused (also counted as dropped_unknown_peer),
-    held_expired, sessions_taken_over."""
+    errors, alerts_sent (the fatal alerts of handshakes refused here), alerts_received (a peer's
+    close_notify or fatal alert, in a handshake or a session); with ``hold_unknown``: records_held,
+    held_refused (also counted as dropped_unknown_peer), held_expired, sessions_taken_over."""
 
     __slots__ = ()
 
@@ -799,6 +800,7 @@ class DtlsLayer:
                 receive(plain, addr, now)
         except _SessionClosed as exc:
             reason = "closed" if "close" in str(exc).lower() else "error"
+            self._count_alerts(0, reason)
             self._end(s, reason)
             return
         for datagram in conn.outgoing():  # e.g. the last flight again, for a peer that missed it (§4.2.4)
@@ -868,8 +870,11 @@ class DtlsLayer:
         try:
             done = conn.handshake(now)
         except HandshakeError as exc:
+            sent = 0
             for alert in conn.outgoing():
                 self._out.append((alert, hs.addr))
+                sent += 1
+            self._count_alerts(sent, str(exc))
             self._fail(hs, str(exc))
             return
         for datagram in conn.outgoing():
@@ -928,6 +933,15 @@ class DtlsLayer:
                     self._end(hs, "error")
                     return
         self._deliver(hs, now, True)  # records that came with the last flight
+
+    def _count_alerts(self, sent: int, reason: str) -> None:
+        """Count the alerts of a handshake or session that ended: ``sent`` of ours (a refused
+        handshake's fatal alert, RFC 5246 §7.2), and one of the peer's when the reason says it
+        ended the handshake with an alert (the engine's words) or closed the session."""
+        if sent:
+            self.counters["alerts_sent"] += sent
+        elif reason == "closed" or "with alert" in reason:
+            self.counters["alerts_received"] += 1
 
     def _fail(self, hs: _Session, reason: str) -> None:
         addr = hs.addr
@@ -1067,6 +1081,7 @@ class DtlsLayer:
         except _SessionClosed as exc:  # the peer closed it, or it broke: it leaves the parked ones
             self._pop_parked(parked)
             reason = "closed" if "close" in str(exc).lower() else "error"
+            self._count_alerts(0, reason)
             self.events.append(SessionEnded(parked, p.identity, reason))
             return True
         newer = conn.advanced

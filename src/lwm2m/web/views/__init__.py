@@ -15,6 +15,7 @@ __all__ = [
     "history",
     "models",
     "observations",
+    "prometheus",
     "requests",
     "security",
 ]

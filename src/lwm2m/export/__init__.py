@@ -1,0 +1,7 @@
+"""Export of what the server sees to the user's systems: Prometheus metrics (``metrics``).
+
+The modules import their third-party packages (``prometheus-client`` for ``metrics``) at
+their top, so this package imports none of them: import the module you use.
+"""
+
+__all__ = ["metrics"]
