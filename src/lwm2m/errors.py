@@ -516,3 +516,30 @@ class LinkMessageError(ProtocolError):
     """A datagram on the node-to-node link that is not a link message: too short, of an
     unknown version, kind or address family, or whose tag does not authenticate it with the
     cluster key. It is dropped and counted, never answered."""
+
+
+# --- firmware packages and their hosting (fleet/packages.py, storage/firmware.py, web/views/firmware.py) ---
+
+
+class InvalidPackage(ApiError, ValueError):
+    """A firmware package the server does not take: an empty body, or a name or version that is
+    not one (the message says which rule it breaks)."""
+
+    status = 400
+
+
+class PackageTooLarge(ApiError):
+    """A firmware package over the size the server keeps per package (``PackageConfig.max_size``)."""
+
+    status = 413
+
+
+class TooManyPackages(ApiError):
+    """The store holds as many firmware packages as it may (``PackageConfig.max_packages``):
+    delete one first."""
+
+    status = 507
+
+
+class PackageNotFound(ResourceNotFound):
+    """No firmware package with that id (never stored, or deleted)."""

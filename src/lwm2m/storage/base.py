@@ -29,6 +29,7 @@ from lwm2m.protocol.attributes import AttributeChange, Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
+from lwm2m.storage.firmware import PackageStore
 
 Source = Literal["notify", "send"]
 SOURCES: tuple[Source, ...] = ("notify", "send")
@@ -611,6 +612,11 @@ class Store(Protocol):
 
     @property
     def dtls_sessions(self) -> DtlsSessionStore: ...
+
+    @property
+    def firmware(self) -> PackageStore:
+        """Firmware packages and their bytes (:mod:`lwm2m.storage.firmware`)."""
+        ...
 
     def close(self) -> None:
         """Make durable what is kept back and release the backend; the store is unusable after."""

@@ -28,6 +28,7 @@ from lwm2m.storage.base import (
     name_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
+from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.sortedkeys import SortedKeys
 
 # Registrations a page walks between two yields to the event loop (~0.2 ms with a filter).
@@ -368,6 +369,7 @@ class MemoryStore:
     security: MemorySecurityStore = field(default_factory=MemorySecurityStore)
     bootstrap_configs: MemoryBootstrapConfigStore = field(default_factory=MemoryBootstrapConfigStore)
     dtls_sessions: MemoryDtlsSessionStore = field(default_factory=MemoryDtlsSessionStore)
+    firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

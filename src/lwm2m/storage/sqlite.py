@@ -54,6 +54,7 @@ from lwm2m.storage.base import (
     record_row,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
+from lwm2m.storage.firmware import SqlitePackageStore, firmware_folder
 
 SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
@@ -669,6 +670,7 @@ class SqliteStore:
         self.security = SqliteSecurityStore(conn)
         self.bootstrap_configs = SqliteBootstrapConfigStore(conn)
         self.dtls_sessions = SqliteDtlsSessionStore(conn)
+        self.firmware = SqlitePackageStore(conn, firmware_folder(self.path))  # files in firmware/ beside
 
     def close(self) -> None:
         try:

@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.fleet.packages import Packages
 from lwm2m.server.role import Server
 from lwm2m.web.auth import BearerAuth
 from lwm2m.web.cluster import Cluster, FleetPublisher, ForwardToOwner, forwarded_handler, request_prefix
@@ -48,6 +49,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     cors_origins: Iterable[str] = (),
     cluster: Cluster | None = None,
+    packages: Packages | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -57,7 +59,9 @@ def create_app(
     :class:`~lwm2m.web.guard.LocalApiGuard` every request passes, token or not.
     ``cluster``, this node's membership of a cluster (not started: the app starts and stops
     it), sends device requests to the node that owns the device and serves the fleet's events
-    (:mod:`lwm2m.web.cluster`).
+    (:mod:`lwm2m.web.cluster`). ``packages``, the firmware packages of ``/api/firmware`` (default:
+    those of the server's store), are served to devices at ``/fw/{id}`` over HTTP here and over
+    CoAP by the server.
     """
     api = ApiContext(
         server,
@@ -117,6 +121,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = api
+    host_firmware(app, server, packages)
     app.state.server = server
     app.state.observations = api.observations
     app.state.requests = api.requests
@@ -124,3 +129,11 @@ def create_app(
     # The security store a bootstrap configuration provisions: this server's.
     app.state.bootstrap_security = server.security
     return app
+
+
+def host_firmware(app: Starlette, server: Server, packages: Packages | None) -> None:
+    """The firmware packages of ``/api/firmware``, also served by ``server`` at ``coap[s]://…/fw/{id}``."""
+    if packages is None:
+        packages = Packages(server.store.firmware)
+    server.host_packages(packages)
+    app.state.packages = packages
