@@ -30,13 +30,23 @@ from lwm2m.errors import ConfigError, InvalidPackage, PackageNotFound, PackageTo
 from lwm2m.server.hosting import FW_PATH, HostedPackage
 from lwm2m.storage.firmware import FirmwarePackage, PackageStore, is_package_id, new_package_id
 
-__all__ = ["PackageConfig", "Packages", "check_name", "check_version", "file_segment"]
+__all__ = [
+    "NAME_PATTERN",
+    "VERSION_PATTERN",
+    "PackageConfig",
+    "Packages",
+    "check_name",
+    "check_version",
+    "file_segment",
+]
 
 DEFAULT_MAX_SIZE = 64 << 20
 # A version: letters, digits and . _ + ~ - (SemVer's 2.1.0-rc.1+build.5 fits), at most 64.
-_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+~-]{0,63}")
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._+~-]{0,63}$"
 # A name: the same characters, at most 128; neither holds '@', which parts them in a URI.
-_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+~-]{0,127}")
+NAME_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._+~-]{0,127}$"
+_VERSION = re.compile(VERSION_PATTERN.strip("^$"))
+_NAME = re.compile(NAME_PATTERN.strip("^$"))
 
 
 @dataclass(frozen=True, slots=True)

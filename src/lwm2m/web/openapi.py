@@ -114,7 +114,7 @@ def _operation(doc: Doc, schemas: _Schemas) -> dict[str, Any]:
             "content": {"application/json": {"schema": schemas.of(doc.body)}},
         }
     if doc.raw_body:
-        schema = {"type": "string", "contentMediaType": doc.raw_body}
+        schema = {"type": "string", "contentMediaType": doc.raw_body, "minLength": 1}
         out["requestBody"] = {"required": doc.body_required, "content": {doc.raw_body: {"schema": schema}}}
     out["responses"] = {str(status): _answer(a, schemas) for status, a in sorted(doc.answers.items())}
     return out

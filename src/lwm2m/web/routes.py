@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lwm2m.errors import ResourceNotFound
+from lwm2m.fleet.packages import NAME_PATTERN, VERSION_PATTERN
 from lwm2m.model.path import Path
 from lwm2m.protocol.registration import Registration
 from lwm2m.web import bodies
@@ -428,8 +429,18 @@ _FIRMWARE = {
             "Upload a firmware package (the request body, application/octet-stream): its id, size, "
             "SHA-256 and the URIs devices pull it from",
             (
-                Param("name", str, "the package's name: letters, digits and . _ + ~ -", required=True),
-                Param("version", str, "its version: letters, digits and . _ + ~ -", required=True),
+                Param(
+                    "name",
+                    Annotated[str, Meta(pattern=NAME_PATTERN)],
+                    "the package's name: letters, digits and . _ + ~ -",
+                    required=True,
+                ),
+                Param(
+                    "version",
+                    Annotated[str, Meta(pattern=VERSION_PATTERN)],
+                    "its version: letters, digits and . _ + ~ -",
+                    required=True,
+                ),
             ),
             {
                 201: Answer("stored", bodies.FirmwarePackage, headers={"Location": "/api/firmware/{id}"}),
