@@ -24,6 +24,7 @@ from lwm2m.client.core.device import Device
 from lwm2m.client.core.firmware import FirmwareUpdate, State, UpdateResult
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import StoreError
 from lwm2m.fleet.packages import Packages
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.hosting import HostedPackage
@@ -185,3 +186,16 @@ async def test_libcoap_fetches_a_package_block_wise(tmp_path: FsPath) -> None:
         result = await run_process(client_bin, "-b", "256", "-o", str(out), uri)
         assert result.returncode == 0, result.stderr
         assert out.read_bytes() == DATA
+
+
+class Unreachable:
+    async def hosted(self, package_id: str) -> HostedPackage | None:
+        raise StoreError("the Redis store redis://192.0.2.1:6379/0: connection refused")
+
+
+async def test_a_store_that_fails_is_503() -> None:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
+        server.host_packages(Unreachable())
+        answer = await _get(server.port, ["fw", "AAAAAAAAAAAAAAAAAAAAAA"])
+        assert answer.code == Code.SERVICE_UNAVAILABLE
+        assert answer.payload == b"the package store cannot be reached"

@@ -14,11 +14,15 @@ The packages come from a :class:`PackageSource` the application gives the server
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
+from lwm2m.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FW_PATH", "HostedPackage", "PackageSource", "serve_package"]
 
@@ -48,13 +52,18 @@ def _reply(code: Code, diagnostic: str) -> Message:
 
 async def serve_package(source: PackageSource, message: Message) -> Message:
     """The answer to a request under ``/fw``: 2.05 with the package, 4.04 for no such package,
-    4.05 for a method other than GET."""
+    4.05 for a method other than GET, 5.03 when the store fails."""
     path = message.uri_path
     if message.code != Code.GET:
         return _reply(Code.METHOD_NOT_ALLOWED, "firmware packages are read with GET")
     if len(path) not in (2, 3):
         return _reply(Code.NOT_FOUND, f"no resource {message.uri_path_str}; packages are at /fw/ID")
-    package = await source.hosted(path[1])
+    try:
+        package = await source.hosted(path[1])
+    except StoreError as exc:
+        # The device tries again later (Update Result 4 on its side, LwM2M-TS-Core 1.2 §E.6).
+        log.warning("firmware package %s: the store cannot serve it: %s", path[1][:80], exc)
+        return _reply(Code.SERVICE_UNAVAILABLE, "the package store cannot be reached")
     if package is None:
         return _reply(Code.NOT_FOUND, f"no firmware package {path[1]!r}")
     return Message.build(
