@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from lwm2m.errors import ConfigError, InvalidPackage, PackageNotFound, PackageTooLarge, TooManyPackages
-from lwm2m.fleet.packages import PackageConfig, Packages, file_segment
+from lwm2m.fleet.packages import PackageConfig, Packages, file_segment, reachable
 from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.redis import RedisStore
 
@@ -100,3 +100,10 @@ async def test_two_nodes_on_one_redis_serve_the_same_packages(redis_url: str) ->
         await first.remove(stored.id)
         assert await second.hosted(stored.id) is None
         assert await second.all() == []
+
+
+def test_an_any_address_becomes_one_a_device_can_reach() -> None:
+    assert reachable("coap://0.0.0.0:5683", "192.0.2.7") == "coap://192.0.2.7:5683"
+    assert reachable("coaps://[::]:5684", "2001:db8::1") == "coaps://[2001:db8::1]:5684"
+    assert reachable("coap://127.0.0.1:5683", "192.0.2.7") == "coap://127.0.0.1:5683"
+    assert reachable(None, "192.0.2.7") is None

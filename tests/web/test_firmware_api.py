@@ -175,3 +175,9 @@ def test_byte_range_per_rfc_9110() -> None:
     assert byte_range("bytes=-", 10) is None
     assert byte_range("bytes=4-2", 10) is None
     assert byte_range("bytes=1-2,4-5", 10) is None
+
+
+async def test_a_server_on_every_address_gives_uris_at_the_address_the_api_was_reached() -> None:
+    async with Server(ServerConfig(host="0.0.0.0", port=0)) as server, client_for(server) as api:
+        created = (await upload(api)).json()
+        assert created["uris"]["coap"] == f"coap://api:{server.port}/fw/{created['id']}/lamp@2.1.0"

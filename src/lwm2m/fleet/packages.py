@@ -8,7 +8,8 @@ its SHA-256, and is the :class:`~lwm2m.server.hosting.PackageSource` the server 
 ``coap[s]://server/fw/{id}``; the web layer serves the same bytes at ``http://…/fw/{id}``.
 
 A campaign finds here what it needs of a package: ``get(id)`` (size, SHA-256, version) and
-``uris(package, coap=…, http=…)`` for the device's Package URI (/5/0/1).
+``uris(package, coap=server.uri, …)`` for the device's Package URI (/5/0/1); ``reachable``
+names a real address when the server listens on every one.
 
 The URI of a package is its only key: the ids are 128 random bits, and ``/fw/`` is open to
 devices (which hold no API token). Whoever is given a URI can fetch that package, nobody can
@@ -24,7 +25,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from lwm2m.errors import ConfigError, InvalidPackage, PackageNotFound, PackageTooLarge, TooManyPackages
 from lwm2m.server.hosting import FW_PATH, HostedPackage
@@ -38,9 +39,11 @@ __all__ = [
     "check_name",
     "check_version",
     "file_segment",
+    "reachable",
 ]
 
 DEFAULT_MAX_SIZE = 64 << 20
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 # A version: letters, digits and . _ + ~ - (SemVer's 2.1.0-rc.1+build.5 fits), at most 64.
 VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._+~-]{0,63}$"
 # A name: the same characters, at most 128; neither holds '@', which parts them in a URI.
@@ -83,6 +86,18 @@ def check_version(version: str) -> str:
             " starting with a letter or digit"
         )
     return version
+
+
+def reachable(base: str | None, host: str) -> str | None:
+    """``base`` (``coap://host:port``) with ``host`` in place of an any-address (``0.0.0.0``, ``::``),
+    where the server listens on every address but a device needs one of them."""
+    if base is None:
+        return None
+    parts = urlsplit(base)
+    if (parts.hostname or "") not in ANY_ADDRESS:
+        return base
+    shown = f"[{host}]" if ":" in host else host
+    return urlunsplit((parts.scheme, f"{shown}:{parts.port}" if parts.port else shown, "", "", ""))
 
 
 def file_segment(package: FirmwarePackage) -> str:

@@ -15,20 +15,18 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from lwm2m.errors import InvalidPackage, PackageNotFound
-from lwm2m.fleet.packages import Packages
+from lwm2m.fleet.packages import Packages, reachable
 from lwm2m.storage.firmware import FirmwarePackage
 from lwm2m.web.context import api_context
 
 __all__ = ["byte_range", "download", "listing", "one", "remove", "upload"]
 
 STREAM_PIECE = 1 << 20  # bytes read from the store per piece of an HTTP body
-WILDCARDS = ("0.0.0.0", "::", "")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -37,25 +35,14 @@ def packages_of(request: Request) -> Packages:
     return packages
 
 
-def _base(uri: str | None, request: Request) -> str | None:
-    """``uri`` (``coap://host:port``), its host replaced by the one this request reached when the
-    server listens on every address (a device cannot use 0.0.0.0)."""
-    if uri is None:
-        return None
-    parts = urlsplit(uri)
-    if (parts.hostname or "") not in WILDCARDS:
-        return uri
-    host = request.url.hostname or "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    return urlunsplit((parts.scheme, f"{host}:{parts.port}", "", "", ""))
-
-
 def package_view(package: FirmwarePackage, request: Request) -> dict[str, Any]:
-    """A package's JSON form with the URIs a device pulls it from."""
+    """A package's JSON form with the URIs a device pulls it from: when the server listens on
+    every address, at the host this request reached (a device cannot use 0.0.0.0)."""
     server = api_context(request).server
+    host = request.url.hostname or "127.0.0.1"
     http = str(request.base_url).rstrip("/")
     uris = Packages.uris(
-        package, coap=_base(server.uri, request), coaps=_base(server.coaps_uri, request), http=http
+        package, coap=reachable(server.uri, host), coaps=reachable(server.coaps_uri, host), http=http
     )
     return {**package.to_dict(), "uris": uris}
 
