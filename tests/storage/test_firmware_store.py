@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path as FsPath
 
@@ -142,3 +143,12 @@ def test_ids_are_unguessable_and_url_safe() -> None:
     assert all(is_package_id(i) and len(i) == 22 for i in ids)
     with pytest.raises(ValueError):
         package(b"")
+
+
+async def test_sqlite_a_row_that_cannot_be_written_leaves_no_file(tmp_path: FsPath) -> None:
+    kept = package(b"x")
+    with SqliteStore(tmp_path / "lwm2m.db") as store:
+        store._conn.execute("DROP TABLE firmware_packages")  # the INSERT fails after the file is written
+        with pytest.raises(sqlite3.OperationalError):
+            await store.firmware.add(kept, b"x")
+        assert list((tmp_path / "firmware").iterdir()) == []

@@ -244,10 +244,17 @@ class SqlitePackageStore:
                 await asyncio.to_thread(_write_file, self.folder, package.id, data)
             except OSError as exc:
                 raise StoreError(f"cannot write the firmware package {package.id}: {exc}") from exc
-        self._conn.execute(
-            "INSERT INTO firmware_packages (id, created_at, data) VALUES (?, ?, ?)",
-            (package.id, package.created_at, package_json(package)),
-        )
+        try:
+            self._conn.execute(
+                "INSERT INTO firmware_packages (id, created_at, data) VALUES (?, ?, ?)",
+                (package.id, package.created_at, package_json(package)),
+            )
+        except BaseException:
+            if self.folder is None:
+                self._bytes.pop(package.id, None)
+            else:
+                self._path(package.id).unlink(missing_ok=True)  # no file without its row
+            raise
 
     async def get(self, package_id: str) -> FirmwarePackage | None:
         row = self._conn.execute("SELECT data FROM firmware_packages WHERE id = ?", (package_id,)).fetchone()
