@@ -533,3 +533,30 @@ class TakeoverRefused(DtlsError):
 class RequestQueueFull(TableFull):
     """The store keeps as many requests for sleeping clients as it may: for the endpoint, or in all
     (``lwm2m.storage.requests.RequestQueueLimits``)."""
+
+
+# --- firmware packages and their hosting (fleet/packages.py, storage/firmware.py, web/views/firmware.py) ---
+
+
+class InvalidPackage(ApiError, ValueError):
+    """A firmware package the server does not take: an empty body, or a name or version that is
+    not one (the message says which rule it breaks)."""
+
+    status = 400
+
+
+class PackageTooLarge(ApiError):
+    """A firmware package over the size the server keeps per package (``PackageConfig.max_size``)."""
+
+    status = 413
+
+
+class TooManyPackages(ApiError):
+    """The store holds as many firmware packages as it may (``PackageConfig.max_packages``):
+    delete one first."""
+
+    status = 507
+
+
+class PackageNotFound(ResourceNotFound):
+    """No firmware package with that id (never stored, or deleted)."""

@@ -38,6 +38,7 @@ CROSS_FIELD = re.compile(
             r"is not a valid \w+ value",
             r"Opaque values are base64",
             r"is not valid base64",
+            r"invalid object link",  # a value of the "type" objlnk is "OBJECT:INSTANCE"
             r"writes one resource",
             r"the body needs",
             r"a partial update targets",

@@ -22,6 +22,7 @@ def _register() -> None:
         "client_cmd",
         "codec_cmd",
         "demo_cmd",
+        "firmware_cmd",
         "models_cmd",
         "security_cmd",
         "server_cmd",

@@ -52,6 +52,7 @@ from lwm2m.server.events import (
     SendReceived,
     ServerEvent,
 )
+from lwm2m.server.hosting import FW_PATH, PackageSource, serve_package
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
 from lwm2m.server.observation import ObservationManager, ServerObservation, address_of
 from lwm2m.server.presence import Presence
@@ -174,6 +175,7 @@ class Server:
         # The requests clients sent, by operation and the code answered (``management.stats``
         # holds those the server sent).
         self.stats = RequestStats()
+        self._packages: PackageSource | None = None  # firmware packages served at /fw (host_packages)
 
     @property
     def queue_timeout(self) -> float | None:
@@ -262,6 +264,11 @@ class Server:
         self.security.close()
         self._endpoint = None
         self._coaps = None
+
+    def host_packages(self, source: PackageSource) -> None:
+        """Serve the firmware packages of ``source`` at ``coap[s]://server/fw/{id}`` (Block2 for
+        the large ones), where devices pull them (LwM2M-TS-Core 1.2 §E.6; lwm2m.server.hosting)."""
+        self._packages = source
 
     def forward_dtls(self, forwarding: Forwarding) -> None:
         """On a cluster node, before ``start``: DTLS records whose Connection ID names another
@@ -469,6 +476,8 @@ class Server:
             return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
             return self._on_send(message, event.addr)
+        if message.uri_path[:1] == (FW_PATH,) and self._packages is not None:
+            return serve_package(self._packages, message)
         method = Code(message.code).name if message.code in _METHODS else code_str(message.code)
         self.stats.count("other", Code.NOT_FOUND)
         return _refuse(f"{method} request", event.addr, Code.NOT_FOUND, f"no resource {message.uri_path_str}")

@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
 from lwm2m.client.instance import ObjectInstance, ResourceValue
 from lwm2m.errors import BadRequest
@@ -439,9 +440,10 @@ class Installer:
     A package with ``corrupt`` in its first bytes fails the integrity check. An
     update takes ``seconds``, then the package's name and version go to PkgName
     (5/0/6) and PkgVersion (5/0/7), which the Firmware Update object copies to
-    the device's Firmware Version (3/0/3). The version is the first dotted number
-    in the package's first bytes or in its URI's file name (``lamp-2.1.0.bin``),
-    else the current one with its last number plus one.
+    the device's Firmware Version (3/0/3). A URI that ends ``/NAME@VERSION`` (the
+    server's package URIs, ``/fw/ID/lamp@2.1.0``) names both; otherwise the version is the
+    first dotted number in the package's first bytes or in its URI's file name
+    (``lamp-2.1.0.bin``), else the current one with its last number plus one.
     """
 
     def __init__(self, device: ObjectInstance, seconds: float = 2.0) -> None:
@@ -457,12 +459,25 @@ class Installer:
         fw = self.firmware
         if fw is not None:
             uri = str(fw.get(1, "") or "")
+            named = named_package(uri)
+            if named is not None:
+                fw.set(6, named[0][:255])
+                fw.set(7, named[1][:255])
+                return True
             name = uri.rstrip("/").rsplit("/", 1)[-1] if uri else "package.bin"
             head = package[:64].decode("latin-1")
             current = str(self.device.get(3, "") or "1.0.0")
             fw.set(6, name[:255])
             fw.set(7, package_version(head, None) or package_version(name, current) or current)
         return True
+
+
+def named_package(uri: str) -> tuple[str, str] | None:
+    """(name, version) of a URI whose last path segment is ``NAME@VERSION`` (percent-decoded);
+    None for any other URI."""
+    path = urlsplit(uri).path if uri else ""
+    name, at, version = unquote(path.rsplit("/", 1)[-1]).rpartition("@")
+    return (name, version) if at and name and version else None
 
 
 def package_version(text: str, current: str | None) -> str | None:

@@ -29,6 +29,7 @@ from lwm2m.protocol.attributes import AttributeChange, Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
+from lwm2m.storage.firmware import PackageStore
 from lwm2m.storage.requests import RequestState, StoredRequest
 
 Source = Literal["notify", "send"]
@@ -704,6 +705,11 @@ class Store(Protocol):
 
     @property
     def queued_requests(self) -> QueuedRequestStore: ...
+
+    @property
+    def firmware(self) -> PackageStore:
+        """Firmware packages and their bytes (:mod:`lwm2m.storage.firmware`)."""
+        ...
 
     def close(self) -> None:
         """Make durable what is kept back and release the backend; the store is unusable after."""

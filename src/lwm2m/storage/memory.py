@@ -30,6 +30,7 @@ from lwm2m.storage.base import (
     name_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
+from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
 from lwm2m.storage.sortedkeys import SortedKeys
 
@@ -433,6 +434,7 @@ class MemoryStore:
     bootstrap_configs: MemoryBootstrapConfigStore = field(default_factory=MemoryBootstrapConfigStore)
     dtls_sessions: MemoryDtlsSessionStore = field(default_factory=MemoryDtlsSessionStore)
     queued_requests: MemoryQueuedRequestStore = field(default_factory=MemoryQueuedRequestStore)
+    firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

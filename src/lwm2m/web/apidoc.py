@@ -63,6 +63,7 @@ class Doc:
     body: Any = None  # a struct or a OneOf of bodies
     body_required: bool = True
     description: str = ""
+    raw_body: str = ""  # the media type of a body taken as bytes (a firmware package), not JSON
 
 
 EP = Param("ep", str, "endpoint name", where="path", required=True)

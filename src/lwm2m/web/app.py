@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.fleet.packages import Packages
 from lwm2m.server.role import Server
 from lwm2m.storage.requests import StoredRequest
 from lwm2m.web.auth import BearerAuth
@@ -62,6 +63,7 @@ def create_app(
     cluster: Cluster | None = None,
     metrics: ServerMetrics | None = None,
     metrics_token: str | None = None,
+    packages: Packages | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -74,6 +76,8 @@ def create_app(
     (:mod:`lwm2m.web.cluster`). ``metrics`` (not started: the app starts and stops it) are
     served at ``GET /metrics``, open, or behind ``metrics_token`` when given
     (:mod:`lwm2m.web.views.prometheus`).
+    ``packages``, the firmware packages of ``/api/firmware`` (default: those of the server's
+    store), are served to devices at ``/fw/{id}`` over HTTP here and over CoAP by the server.
     """
     api = ApiContext(
         server,
@@ -156,6 +160,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.api = api
+    host_firmware(app, server, packages)
     app.state.server = server
     app.state.observations = api.observations
     app.state.requests = api.requests
@@ -163,3 +168,11 @@ def create_app(
     # The security store a bootstrap configuration provisions: this server's.
     app.state.bootstrap_security = server.security
     return app
+
+
+def host_firmware(app: Starlette, server: Server, packages: Packages | None) -> None:
+    """The firmware packages of ``/api/firmware``, also served by ``server`` at ``coap[s]://…/fw/{id}``."""
+    if packages is None:
+        packages = Packages(server.store.firmware)
+    server.host_packages(packages)
+    app.state.packages = packages

@@ -604,3 +604,32 @@ class BootstrapListing(Closed):
     server: BootstrapServerInfo
     configs: list[BootstrapConfigView]
     sessions: list[BootstrapSession]
+
+
+# --- firmware packages (lwm2m.web.views.firmware) ------------------------------------------------
+
+
+class PackageUris(Closed):
+    """Where a device pulls the package from (its Package URI, /5/0/1), by scheme."""
+
+    coap: str | UnsetType = UNSET
+    coaps: Annotated[str, Meta(description="when the server serves DTLS")] | UnsetType = UNSET
+    http: str | UnsetType = UNSET
+
+
+class FirmwarePackage(Closed):
+    """A stored firmware package."""
+
+    id: Annotated[str, Meta(description="128 random bits, URL-safe: the key of its /fw/ URIs")]
+    name: str
+    version: str
+    size: Annotated[int, Meta(ge=1)]
+    sha256: Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+    created_at: UnixTime
+    uris: PackageUris
+
+
+class PackageRemoved(Closed):
+    """The id of the package removed."""
+
+    removed: str

@@ -93,7 +93,7 @@ def _answer(answer: Answer, schemas: _Schemas) -> dict[str, Any]:
     out: dict[str, Any] = {"description": answer.description}
     if answer.body is not None:
         out["content"] = {answer.media: {"schema": schemas.of(answer.body)}}
-    else:
+    elif answer.media:  # "": an answer without content (304)
         out["content"] = {answer.media: {}}
     if answer.headers:
         out["headers"] = {
@@ -113,6 +113,9 @@ def _operation(doc: Doc, schemas: _Schemas) -> dict[str, Any]:
             "required": doc.body_required,
             "content": {"application/json": {"schema": schemas.of(doc.body)}},
         }
+    if doc.raw_body:
+        schema = {"type": "string", "contentMediaType": doc.raw_body, "minLength": 1}
+        out["requestBody"] = {"required": doc.body_required, "content": {doc.raw_body: {"schema": schema}}}
     out["responses"] = {str(status): _answer(a, schemas) for status, a in sorted(doc.answers.items())}
     return out
 

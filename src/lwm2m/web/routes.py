@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lwm2m.errors import ResourceNotFound
+from lwm2m.fleet.packages import NAME_PATTERN, VERSION_PATTERN
 from lwm2m.model.path import Path
 from lwm2m.protocol.registration import Registration
 from lwm2m.web import bodies
@@ -55,6 +56,7 @@ from lwm2m.web.views import (
     device,
     docs,
     events,
+    firmware,
     history,
     models,
     observations,
@@ -417,6 +419,80 @@ _SECURITY_ONE = {
         ),
     ),
 }
+_PACKAGE_ID = Param("id", str, "the package's id", where="path", required=True)
+_FIRMWARE = {
+    "GET": RouteOperation(
+        firmware.listing,
+        Doc("Firmware packages, oldest first", (), {200: Answer("OK", list[bodies.FirmwarePackage])}),
+    ),
+    "POST": RouteOperation(
+        firmware.upload,
+        Doc(
+            "Upload a firmware package (the request body, application/octet-stream): its id, size, "
+            "SHA-256 and the URIs devices pull it from",
+            (
+                Param(
+                    "name",
+                    Annotated[str, Meta(pattern=NAME_PATTERN)],
+                    "the package's name: letters, digits and . _ + ~ -",
+                    required=True,
+                ),
+                Param(
+                    "version",
+                    Annotated[str, Meta(pattern=VERSION_PATTERN)],
+                    "its version: letters, digits and . _ + ~ -",
+                    required=True,
+                ),
+            ),
+            {
+                201: Answer("stored", bodies.FirmwarePackage, headers={"Location": "/api/firmware/{id}"}),
+                400: Answer("an empty body, or a bad or missing name or version", bodies.Error),
+                413: Answer("larger than the server keeps per package", bodies.Error),
+                507: Answer("the server keeps as many packages as it may: delete one", bodies.Error),
+            },
+            raw_body="application/octet-stream",
+        ),
+    ),
+}
+_FIRMWARE_ONE = {
+    "GET": RouteOperation(
+        firmware.one,
+        Doc(
+            "One firmware package",
+            (_PACKAGE_ID,),
+            {200: Answer("OK", bodies.FirmwarePackage), 404: _not_found("no such package")},
+        ),
+    ),
+    "DELETE": RouteOperation(
+        firmware.remove,
+        Doc(
+            "Delete a firmware package: its URIs answer 404 from now on",
+            (_PACKAGE_ID,),
+            {200: Answer("removed", bodies.PackageRemoved), 404: _not_found("no such package")},
+        ),
+    ),
+}
+_RANGE_ANSWERS = {
+    200: Answer("the package", media="application/octet-stream", headers={"ETag": "its SHA-256, quoted"}),
+    206: Answer(
+        "the range asked for (Range: bytes=first-last, one range)",
+        media="application/octet-stream",
+        headers={"Content-Range": "bytes first-last/size"},
+    ),
+    304: Answer("If-None-Match names its ETag", media=""),
+    404: _not_found("no such package"),
+    416: Answer("the range starts past the end", bodies.Error, headers={"Content-Range": "bytes */size"}),
+}
+_DOWNLOAD = Doc(
+    "A firmware package's bytes, for devices (no token: the id is the key); HEAD for its headers",
+    (_PACKAGE_ID,),
+    _RANGE_ANSWERS,
+)
+_DOWNLOAD_NAMED = Doc(
+    "The same, under the file name NAME@VERSION that a device's URI ends with",
+    (_PACKAGE_ID, Param("file", str, "NAME@VERSION (not checked)", where="path", required=True)),
+    _RANGE_ANSWERS,
+)
 _BOOTSTRAP_ONE = {
     "GET": RouteOperation(
         bootstrap.one,
@@ -533,6 +609,10 @@ ROUTES: tuple[ApiRoute, ...] = (
         ),
     ),
     ApiRoute("/api/security/clients/{ep}", _SECURITY_ONE),
+    ApiRoute("/api/firmware", _FIRMWARE),
+    ApiRoute("/api/firmware/{id}", _FIRMWARE_ONE),
+    ApiRoute("/fw/{id}", _get(firmware.download, _DOWNLOAD)),
+    ApiRoute("/fw/{id}/{file}", _get(firmware.download, _DOWNLOAD_NAMED)),
     ApiRoute(
         "/api/bootstrap",
         _get(
