@@ -24,6 +24,10 @@ from tests.helpers.server import Device, next_event, register
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.codec.formats import get_codec
+from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.path import ROOT
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import NotificationReceived
@@ -36,6 +40,7 @@ from lwm2m.transport.dtls.records import ContentType
 from lwm2m.transport.dtls.takeover import taker_range
 
 EP = "dev-1"
+MODELS = load_catalogue()
 
 
 class Wiretap(Nat):
@@ -381,3 +386,42 @@ async def test_a_refresh_keeps_an_unshared_session_and_ends_one_at_its_range_end
     finally:
         await a.stop()
         a.store.close()
+
+
+async def test_a_send_first_at_the_next_node_is_served_and_adopts_the_device(secured: str) -> None:
+    """The device's first datagram at the node that takes its session over is a Send (LwM2M-TS-
+    Core 1.2 §6.4.6), not an Update: the session's identity names the endpoint, so the node
+    adopts the registration and stores the values, where over plain CoAP it could only refuse."""
+    url = secured
+    a = await started(1, url)
+    assert a.coaps_port is not None
+    nat = await Wiretap(("127.0.0.1", a.coaps_port)).start()
+    nodes = [a]
+    try:
+        async with open_dtls_endpoint(client=psk("dev-1-id", KEY), handler=Device()) as client:
+            created = await client.request(register(EP), nat.address, timeout=5)
+            assert created.code == Code.CREATED
+            await eventually(lambda: shared_entries(url))
+            hellos = count_hellos(client)
+            b = await started(2, url)
+            nodes.append(b)
+            await stopped(a)
+            assert b.coaps_port is not None
+            nat.server = ("127.0.0.1", b.coaps_port)
+            payload = get_codec(CF.SENML_CBOR).encode([Record(TEMPERATURE, 21.5)], ROOT, MODELS)
+            send = Message.build(
+                Type.CON, Code.POST, uri_path="/dp", content_format=CF.SENML_CBOR, payload=payload
+            )
+            answer = await client.request(send, nat.address, timeout=5)
+            assert answer.code == Code.CHANGED, answer.payload
+            assert hellos == [] and layer(b).counters["sessions_taken_over"] == 1
+            await b.store.history.flush()
+            (entry,) = await b.store.history.query(EP)
+            assert entry.record == Record(TEMPERATURE, 21.5) and entry.source == "send"
+            read = await b.read(EP, "/3/0/0", timeout=5)
+            assert read.success  # adopted: requests reach the device from b
+    finally:
+        nat.close()
+        for server in nodes:
+            await server.stop()
+            server.store.close()

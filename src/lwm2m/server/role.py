@@ -488,7 +488,28 @@ class Server:
             assert self._coaps is not None
             identity = self._coaps.peer_identity(event.addr)
             return self._registration(event.message, event.addr, identity, secure=True)
+        if (
+            self.config.shared_store
+            and event.message.uri_path == ("dp",)
+            and self.registrar.endpoint_at(event.addr) is None
+        ):
+            return self._adopt_for_send(event)
         return self._on_request(event)
+
+    async def _adopt_for_send(self, event: RequestReceived) -> Message:
+        """A Send over a DTLS session before this node knows its client at that address: the
+        first datagram at a node that took the session over (docs/cluster.md, "DTLS session
+        takeover") may be a Send. The session's identity says whose it is (the security entry
+        it matches, as a Register over DTLS is checked), so the registration is adopted here as
+        an Update would have it, and the Send is served (LwM2M-TS-Core 1.2 §6.4.6)."""
+        assert self._coaps is not None
+        identity = self._coaps.peer_identity(event.addr)
+        endpoint = await self.security.endpoint_of(identity) if identity is not None else None
+        registration = await self.store.registrations.get(endpoint) if endpoint is not None else None
+        if registration is not None and self.registrar.endpoint_at(event.addr) is None:
+            await self._adopt(registration, event.addr)
+        answer: Message = await self._on_request(event)
+        return answer
 
     async def _registration(
         self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool

@@ -237,6 +237,11 @@ class SecurityPolicy:
             return _forbidden(f"{what} may not act as endpoint {endpoint!r}"), message, endpoint
         return None, message, endpoint
 
+    async def endpoint_of(self, identity: PeerIdentity) -> str | None:
+        """The endpoint a DTLS identity stands for (a certificate's name, or the security
+        entry of its PSK identity or raw public key); None when none does."""
+        return await self._endpoint_of(identity)
+
     async def _endpoint_of(self, identity: PeerIdentity) -> str | None:
         if identity.kind == "x509":
             return identity.name
