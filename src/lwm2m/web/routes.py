@@ -58,11 +58,13 @@ from lwm2m.web.views import (
     events,
     firmware,
     history,
+    labels,
     models,
     observations,
     prometheus,
     requests,
     security,
+    trace,
 )
 
 __all__ = [
@@ -357,6 +359,67 @@ def _not_found(description: str = "not found") -> Answer:
     return Answer(description, bodies.Error)
 
 
+# A label selector term, key=value (lwm2m.fleet.labels).
+_SELECTOR = r"^[0-9A-Za-z][0-9A-Za-z._/-]{0,62}=[^\u0000-\u001f\u007f]{0,255}$"
+_LABELS = {
+    "GET": RouteOperation(
+        labels.get,
+        Doc(
+            "A device's labels (registered or not; {} when it has none)",
+            (EP,),
+            {200: Answer("OK", bodies.Labels)},
+        ),
+    ),
+    "PUT": RouteOperation(
+        labels.put,
+        Doc(
+            "Replace a device's labels ({} removes them): at most 32, keys of letters, digits and . _ / -, "
+            "values of at most 255 characters. They stay when the device registers again",
+            (EP,),
+            {
+                200: Answer("stored", bodies.Labels),
+                400: Answer("not a label set; the message says why", bodies.Error),
+            },
+            body=bodies.Labels,
+        ),
+    ),
+}
+_TRACE = {
+    "GET": RouteOperation(
+        trace.get,
+        Doc(
+            "A device's CoAP message trace and the messages it keeps, oldest first",
+            (EP,),
+            {200: Answer("OK", bodies.Trace)},
+        ),
+    ),
+    "PUT": RouteOperation(
+        trace.start,
+        Doc(
+            "Switch a device's message trace on for ttl seconds (again: the time starts anew)",
+            (EP, Param("ttl", Annotated[float, Meta(gt=0, le=86400)], "seconds it stays on (600)")),
+            {
+                200: Answer("on", bodies.TraceState),
+                400: Answer("bad ttl", bodies.Error),
+                409: Answer("as many devices are traced as may be: switch one off", bodies.Error),
+            },
+        ),
+    ),
+    "DELETE": RouteOperation(
+        trace.stop,
+        Doc(
+            "Switch a device's message trace off (its messages are dropped)",
+            (EP,),
+            {200: Answer("off", bodies.Removed), 404: _not_found("the device is not traced")},
+        ),
+    ),
+}
+_TRACE_EVENTS = Doc(
+    "Server-Sent Events of a device's message trace: TRACE (a TraceEntry) per message, TRACE_END when "
+    "the trace is switched off or its time is up",
+    (EP,),
+    {200: Answer("event stream", media="text/event-stream"), 404: _not_found("the device is not traced")},
+)
 _CLIENTS = Doc(
     "A page of the registered clients, in endpoint order",
     (
@@ -381,6 +444,12 @@ _CLIENTS = Doc(
             "only clients whose links include this object ID",
         ),
         Param("online", bool, "true: awake clients; false: sleeping (queue mode) ones"),
+        Param(
+            "label",
+            Annotated[str, Meta(pattern=_SELECTOR)],
+            "only clients with this label, key=value; repeat the parameter: every one must hold",
+            example="site=north",
+        ),
     ),
     {200: Answer("OK", bodies.ClientPage), 400: Answer("bad limit, cursor or filter", bodies.Error)},
     description="Pass the answer's next as cursor for the following page. A page with filters may hold fewer "
@@ -553,6 +622,10 @@ _EVENTS = Doc(
 
 ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("/api/clients", _get(clients.clients, _CLIENTS)),
+    # Before /api/clients/{ep}, whose dispatcher takes every URL under it after.
+    ApiRoute("/api/clients/{ep}/labels", _LABELS),
+    ApiRoute("/api/clients/{ep}/trace", _TRACE),
+    ApiRoute("/api/clients/{ep}/trace/events", _get(trace.events, _TRACE_EVENTS)),
     ApiRoute(
         "/api/clients/{ep}",
         _get(
