@@ -16,7 +16,7 @@ from lwm2m.coap.option import BlockOption
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.errors import ConfigError, TooManyTraces
 from lwm2m.server.events import EventStream
-from lwm2m.server.trace import PREVIEW_BYTES, MessageTrace, TraceConfig, summarize
+from lwm2m.server.trace import KEEP_RAW, PREVIEW_BYTES, MessageTrace, TraceConfig, as_summary, summarize
 from lwm2m.transport.tap import MessageSink
 
 
@@ -107,6 +107,13 @@ async def test_the_tap_is_in_only_while_a_trace_is_on_and_entries_are_bounded() 
     assert [e["mid"] for e in trace.entries("a")] == [2, 3, 4]  # the newest 3
     assert trace.entries("b") == []
     assert trace.state("a").kept == 3
+    # A large datagram is summarized at once; its summary reads the same.
+    big = Message.build(
+        Type.CON, Code.PUT, mid=7, uri_path=["5", "0", "0"], payload=b"\x00" * KEEP_RAW
+    ).encode()
+    trace.seen(True, big, ("192.0.2.1", 5683))
+    assert trace.entries("a")[-1] == summarize(big, True, trace.entries("a")[-1]["at"])
+    assert trace.entries("a")[-1]["payloadSize"] == KEEP_RAW
     assert trace.stop("a") and not trace.stop("a")
     assert trace.entries("a") == [] and tap.sink is trace
     trace.stop("b")
@@ -128,5 +135,5 @@ async def test_a_trace_switches_itself_off_and_tells_its_followers() -> None:
     trace.seen(True, _datagram(1), ("192.0.2.1", 5683))
     await asyncio.sleep(0.15)
     assert not trace.state("a").on and tap.sink is None
-    assert follower.pop()["mid"] == 1
-    assert follower.pop() == {"end": "expired"}
+    assert as_summary(follower.pop())["mid"] == 1
+    assert as_summary(follower.pop()) == {"end": "expired"}

@@ -8,15 +8,18 @@ import asyncio
 
 import httpx
 from tests.helpers.client import temperature
+from tests.helpers.server import register
 from tests.helpers.web import client_for, served, sse_events
 
 from lwm2m.client import Client
 from lwm2m.client.config import ClientConfig
+from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.server.trace import TraceConfig
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import PskCredentials
+from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web.app import create_app
 
 KEY = bytes(range(16))
@@ -82,7 +85,14 @@ async def test_a_trace_over_dtls_sees_the_plaintext() -> None:
 
 async def test_bad_ttl_and_too_many_traces() -> None:
     config = ServerConfig(port=0, trace=TraceConfig(max_endpoints=1))
-    async with Server(config) as server, client_for(server) as api:
+    async with (
+        Server(config) as server,
+        open_udp_endpoint("127.0.0.1", 0) as device,
+        client_for(server) as api,
+    ):
+        for ep in ("a", "b"):
+            assert (await device.request(register(ep), ("127.0.0.1", server.port))).code == Code.CREATED
+        assert (await api.put("/api/clients/nobody/trace")).status_code == 404
         for ttl in ("0", "-1", "nan", "86401", "x"):
             answer = await api.put("/api/clients/a/trace", params={"ttl": ttl})
             assert answer.status_code == 400 and "ttl" in answer.json()["error"]

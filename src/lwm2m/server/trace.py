@@ -5,7 +5,9 @@ Switched on per endpoint (``PUT /api/clients/{ep}/trace``) for a while (``ttl`` 
 or from the endpoint's address is kept as a summary (:func:`summarize`: time, direction, type,
 code, Message ID, token, options in short form, the first 64 bytes of the payload, size) in a
 ring of ``TraceConfig.max_entries`` per endpoint, and handed to whoever follows the trace
-(:meth:`MessageTrace.follow`: the SSE stream of the web API).
+(:meth:`MessageTrace.follow`: the SSE stream of the web API). On the datagram path a traced
+message costs an append: the datagram is kept as it is (up to ``KEEP_RAW`` bytes) and decoded
+when the trace is read.
 
 Bounded: at most ``max_endpoints`` endpoints are traced at once (:class:`~lwm2m.errors.TooManyTraces`
 beyond), ``max_entries`` summaries each, ``FOLLOW_BACKLOG`` unread ones per follower. The tap
@@ -33,9 +35,21 @@ from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import ClientRegistered, ClientUpdated, EventStream, ServerEvent
 from lwm2m.transport.tap import MessageSink
 
-__all__ = ["PREVIEW_BYTES", "MessageTrace", "TraceConfig", "TraceState", "summarize"]
+__all__ = [
+    "KEEP_RAW",
+    "PREVIEW_BYTES",
+    "Kept",
+    "MessageTrace",
+    "TraceConfig",
+    "TraceState",
+    "as_summary",
+    "summarize",
+]
 
 PREVIEW_BYTES = 64  # of a payload, in a summary
+# A datagram up to this size is kept as it is and decoded when the trace is read (nothing but an
+# append on the datagram path); a larger one, rare, is decoded at once and its summary kept.
+KEEP_RAW = 2048
 FOLLOW_BACKLOG = 1000  # summaries a follower may leave unread; the oldest go beyond
 
 Tap = Callable[[MessageSink | None], None]
@@ -132,13 +146,26 @@ def summarize(data: bytes, incoming: bool, at: float) -> dict[str, Any]:
 _METHODS = frozenset(int(c) for c in Code if c.is_request)
 
 
+# What a trace keeps of one datagram: (time, incoming, the datagram), or its summary already.
+Kept = tuple[float, bool, bytes] | dict[str, Any]
+
+
+def as_summary(kept: Kept) -> dict[str, Any]:
+    """A kept datagram as its summary (:func:`summarize`); a summary (or a follower's end
+    marker, ``{"end": reason}``) as it is."""
+    if isinstance(kept, dict):
+        return kept
+    at, incoming, data = kept
+    return summarize(data, incoming, at)
+
+
 @dataclass(slots=True)
 class _Trace:
     until: float  # time.time() when it switches itself off
-    entries: deque[dict[str, Any]]
+    entries: deque[Kept]
     timer: asyncio.TimerHandle | None = None
     address: Any = None
-    followers: set[Backlog[dict[str, Any]]] = field(default_factory=set)
+    followers: set[Backlog[Kept]] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +303,11 @@ class MessageTrace:
         trace = None if endpoint is None else self._traces.get(endpoint)
         if trace is None:
             return
-        entry = summarize(data, incoming, self._clock())
-        trace.entries.append(entry)
+        at = self._clock()
+        kept: Kept = (at, incoming, data) if len(data) <= KEEP_RAW else summarize(data, incoming, at)
+        trace.entries.append(kept)
         for follower in trace.followers:
-            follower.put(entry)
+            follower.put(kept)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -292,24 +320,25 @@ class MessageTrace:
     def entries(self, endpoint: str) -> list[dict[str, Any]]:
         """The summaries kept for the endpoint, oldest first (empty when it is not traced)."""
         trace = self._traces.get(endpoint)
-        return [] if trace is None else list(trace.entries)
+        return [] if trace is None else [as_summary(kept) for kept in trace.entries]
 
     def traced(self) -> list[TraceState]:
         return [self.state(endpoint) for endpoint in sorted(self._traces)]
 
-    def follow(self, endpoint: str) -> Backlog[dict[str, Any]] | None:
-        """A backlog that gets the endpoint's summaries from now on, as they come, and one
+    def follow(self, endpoint: str) -> Backlog[Kept] | None:
+        """A backlog that gets the endpoint's datagrams from now on (:func:`as_summary` reads
+        them), as they come, and one
         ``{"end": reason}`` when its trace is switched off (``stopped``, ``expired``); None when
         it is not traced. At most ``FOLLOW_BACKLOG`` wait unread: the oldest go beyond.
         :meth:`unfollow` it."""
         trace = self._traces.get(endpoint)
         if trace is None:
             return None
-        backlog: Backlog[dict[str, Any]] = Backlog(FOLLOW_BACKLOG)
+        backlog: Backlog[Kept] = Backlog(FOLLOW_BACKLOG)
         trace.followers.add(backlog)
         return backlog
 
-    def unfollow(self, endpoint: str, backlog: Backlog[dict[str, Any]]) -> None:
+    def unfollow(self, endpoint: str, backlog: Backlog[Kept]) -> None:
         trace = self._traces.get(endpoint)
         if trace is not None:
             trace.followers.discard(backlog)

@@ -1,8 +1,9 @@
 """``/api/clients/{ep}/labels``: a device's labels (:mod:`lwm2m.fleet.labels`), and the label
 filter of the listings (``?label=key=value``, repeated: every one must hold).
 
-Labels belong to the endpoint name, registered or not: an operator may label a device before
-it first registers, and its labels stay when it leaves and comes back.
+Labels belong to the endpoint name, not to its registration: they are kept when the device
+leaves, and it has them again when it comes back. The API reads and sets those of a registered
+device (404 for another, as everywhere under ``/api/clients/{ep}/``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ def labels_of(request: Request) -> DeviceLabels:
     return DeviceLabels(api_context(request).server.store.labels)
 
 
-async def get(request: Request) -> Response:
+async def get(request: Request, registration: Registration) -> Response:
     """The device's labels (an empty object when it has none)."""
-    return JSONResponse(await labels_of(request).get(request.path_params["ep"]))
+    return JSONResponse(await labels_of(request).get(registration.endpoint))
 
 
-async def put(request: Request) -> Response:
+async def put(request: Request, registration: Registration) -> Response:
     """Replace the device's labels by the body's: 200 with them; ``{}`` removes them all."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
@@ -46,7 +47,7 @@ async def put(request: Request) -> Response:
         raise InvalidLabels(
             "the body is not JSON: labels are an object of string keys to string values"
         ) from None
-    return JSONResponse(await labels_of(request).put(request.path_params["ep"], body))
+    return JSONResponse(await labels_of(request).put(registration.endpoint, body))
 
 
 def with_endpoints(
