@@ -15,7 +15,8 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.coap.option import BlockOption
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.errors import ConfigError, TooManyTraces
-from lwm2m.server.events import EventStream
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.events import ClientUpdated, EventStream
 from lwm2m.server.trace import KEEP_RAW, PREVIEW_BYTES, MessageTrace, TraceConfig, as_summary, summarize
 from lwm2m.transport.tap import MessageSink
 
@@ -137,3 +138,29 @@ async def test_a_trace_switches_itself_off_and_tells_its_followers() -> None:
     assert not trace.state("a").on and tap.sink is None
     assert as_summary(follower.pop())["mid"] == 1
     assert as_summary(follower.pop()) == {"end": "expired"}
+
+
+async def test_the_trace_follows_a_device_to_its_new_address() -> None:
+    subscribers: set[Any] = set()
+    peers: dict[str, Any] = {"a": ("192.0.2.1", 5683)}
+    trace = MessageTrace(_Transports(), peers, lambda: EventStream(subscribers))
+    trace.start("a")
+    await asyncio.sleep(0)  # the address watch subscribes
+    assert len(subscribers) == 1
+    # An Update from a new address (LwM2M-TS-Core 1.2 §6.2.2): the registrar has it first.
+    peers["a"] = ("192.0.2.7", 40000)
+    moved = Registration("a", "r1", ("192.0.2.7", 40000), registered_at=1.0, last_update=2.0)
+    for backlog in subscribers:
+        backlog.put(ClientUpdated(moved, moved))
+    await asyncio.sleep(0.01)
+    trace.seen(True, _datagram(1), ("192.0.2.1", 5683))  # the old address: not the device's now
+    trace.seen(True, _datagram(2), ("192.0.2.7", 40000))
+    assert [e["mid"] for e in trace.entries("a")] == [2]
+    # A DTLS session that moved (RFC 9146): the server tells the trace directly.
+    peers["a"] = ("192.0.2.8", 40001)
+    trace.relocate("a")
+    trace.seen(True, _datagram(3), ("192.0.2.8", 40001))
+    assert [e["mid"] for e in trace.entries("a")] == [2, 3]
+    trace.close()
+    await asyncio.sleep(0)
+    assert not subscribers  # the watch ended with the last trace

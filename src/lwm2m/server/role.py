@@ -539,6 +539,7 @@ class Server:
         if endpoint is None:
             return
         self.observation_manager.follow(endpoint, event.addr)
+        self.trace.relocate(endpoint)
         task = asyncio.create_task(self._store_address(endpoint, event.old, event.addr))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)

@@ -228,7 +228,7 @@ class MessageTrace:
         if trace.timer is not None:
             trace.timer.cancel()
         trace.timer = asyncio.get_running_loop().call_later(ttl, self._expire, endpoint)
-        self._locate(endpoint)
+        self.relocate(endpoint)
         self._switch()
         return self.state(endpoint)
 
@@ -274,7 +274,9 @@ class MessageTrace:
 
     # --- where the devices are -------------------------------------------------------------
 
-    def _locate(self, endpoint: str) -> None:
+    def relocate(self, endpoint: str) -> None:
+        """Follow the endpoint, if traced, to the address the registrar has for it now (the
+        server calls this when a DTLS session moves; registrations and updates come as events)."""
         trace = self._traces.get(endpoint)
         if trace is None:
             return
@@ -292,7 +294,7 @@ class MessageTrace:
         try:
             async for event in stream:
                 if isinstance(event, ClientRegistered | ClientUpdated):
-                    self._locate(_endpoint_of(event))
+                    self.relocate(_endpoint_of(event))
         finally:
             stream.close()
 
