@@ -1,5 +1,6 @@
 """The console's Trace tab (switch a device's message trace on, see our client's messages come
-in live, switch it off), the fleet's label filter, and the Security page (add PSK, RPK and X.509
+in live, switch it off), a device's labels set on its page and the fleet's label filter, and
+the Security page (add PSK, RPK and X.509
 credentials, keys never shown back, remove one), in Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
@@ -53,7 +54,17 @@ async def test_console_trace_tab_and_label_filter() -> None:
         task, base = await start_http(http, "127.0.0.1", 0)
         try:
             async with browser_page(1280, 900) as (page, errors):
-                await server.store.labels.put("meter", {"site": "north"})
+                # Labels set on the device page.
+                await page.goto(f"{base}/#/device/meter")
+                await wait_for_text(page, "#device-labels", r"no labels")
+                await page.click("#labels-edit")
+                await page.fill("#labels-input", "site")
+                await page.click("#labels-edit")
+                await wait_for_text(page, "#labels-error", r"not key=value")
+                await page.fill("#labels-input", "site=north hw=rev2")
+                await page.click("#labels-edit")
+                await wait_for_text(page, "#device-labels", r"site=north")
+                assert await server.store.labels.get("meter") == {"site": "north", "hw": "rev2"}
                 await page.goto(f"{base}/")
                 await wait_for_text(page, "#fleet-count", r"^2 clients$")
                 await page.fill("#filter-label", "site=north")

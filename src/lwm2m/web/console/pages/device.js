@@ -11,6 +11,7 @@ import { subscribe } from "../lib/stream.js";
 import { display, onValues, showDevice, shownDevice, storeRecords } from "../lib/values.js";
 import { attributesForm, createForm } from "./forms.js";
 import { resourceRow } from "./resource.js";
+import { labelsLine } from "./labels.js";
 import { tracePanel } from "./trace.js";
 
 // Objects the page does not show: Security (/0) and OSCORE (/21) hold keys.
@@ -216,6 +217,7 @@ export async function renderDevice(ep) {
       { class: "muted" },
       `LwM2M ${reg.lwm2mVersion} · binding ${reg.binding}${reg.queueMode ? " (queue mode)" : ""} · ${reg.address} · lifetime ${reg.lifetime} s · registered ${ago(reg.registeredAt)}`,
     ),
+    labelsLine(ep),
     el("div", { class: "tabs", role: "tablist" }, ...tabButtons),
     objectsPane,
     tracePane,
