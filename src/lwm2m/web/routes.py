@@ -475,8 +475,7 @@ _CLIENTS = Doc(
         Param(
             "label",
             Annotated[str, Meta(pattern=_SELECTOR)],
-            "only clients with this label, key=value; repeat the parameter: every one must hold",
-            example="site=north",
+            "only clients with this label, key=value (site=north); repeat the parameter: every one must hold",
         ),
     ),
     {200: Answer("OK", bodies.ClientPage), 400: Answer("bad limit, cursor or filter", bodies.Error)},
