@@ -21,6 +21,7 @@ plaintext inside the session.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -76,28 +77,44 @@ class TraceConfig:
 
 
 _OPTION_NAMES = {int(n): n.name.replace("_", "-").title() for n in OptionNumber}
+# The options by how their values read (RFC 7252 §5.10, RFC 7959 §2.1), as plain ints: a set of
+# ints is looked up faster than one of IntEnum members.
+_STRINGS = frozenset(
+    int(n)
+    for n in (
+        OptionNumber.URI_PATH,
+        OptionNumber.URI_QUERY,
+        OptionNumber.LOCATION_PATH,
+        OptionNumber.LOCATION_QUERY,
+        OptionNumber.URI_HOST,
+        OptionNumber.PROXY_URI,
+        OptionNumber.PROXY_SCHEME,
+    )
+)
+_BLOCKS = frozenset((int(OptionNumber.BLOCK1), int(OptionNumber.BLOCK2)))
+_OPAQUES = frozenset((int(OptionNumber.ETAG), int(OptionNumber.IF_MATCH)))
+_EMPTY = int(OptionNumber.IF_NONE_MATCH)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, CR and LF read as text
+_TYPE_NAMES = tuple(Type(t).name for t in range(4))
+# Every code byte by what a summary calls it: methods by name, the rest as "2.05 Content".
+_CODE_NAMES = tuple(
+    "empty" if c == 0 else Code(c).name if c in {int(m) for m in Code if m.is_request} else code_text(c)
+    for c in range(256)
+)
 
 
 def _option(number: int, value: bytes) -> str:
     """One option in short form: ``Uri-Path: rd``, ``Observe: 3``, ``Block2: 2/1/1024``."""
-    name = _OPTION_NAMES.get(number, str(number))
+    name = _OPTION_NAMES.get(number) or str(number)
     try:
-        if number in (OptionNumber.BLOCK1, OptionNumber.BLOCK2):
+        if number in _STRINGS:
+            return f"{name}: {value.decode('utf-8')}"
+        if number in _BLOCKS:
             block = BlockOption.decode(value)
             return f"{name}: {block.num}/{int(block.more)}/{block.size}"
-        if number in (
-            OptionNumber.URI_PATH,
-            OptionNumber.URI_QUERY,
-            OptionNumber.LOCATION_PATH,
-            OptionNumber.LOCATION_QUERY,
-            OptionNumber.URI_HOST,
-            OptionNumber.PROXY_URI,
-            OptionNumber.PROXY_SCHEME,
-        ):
-            return f"{name}: {value.decode('utf-8')}"
-        if number in (OptionNumber.ETAG, OptionNumber.IF_MATCH) or len(value) > 4:
+        if number in _OPAQUES or len(value) > 4:
             return f"{name}: 0x{value.hex()}"
-        if number == OptionNumber.IF_NONE_MATCH:
+        if number == _EMPTY:
             return name
         return f"{name}: {decode_uint(value)}"
     except (ProtocolError, ValueError):  # a block option that does not read, a name not UTF-8
@@ -113,7 +130,7 @@ def _preview(payload: bytes) -> tuple[str, str]:
             text = head[: len(head) - cut].decode("utf-8")
         except UnicodeDecodeError:
             continue
-        if all(c.isprintable() or c in "\r\n\t" for c in text):
+        if _CONTROL.search(text) is None:
             return "text", text
         break
     return "hex", head.hex()
@@ -128,10 +145,9 @@ def summarize(data: bytes, incoming: bool, at: float) -> dict[str, Any]:
     except MessageError:
         summary.update(error="not a CoAP message", preview=data[:PREVIEW_BYTES].hex(), previewFormat="hex")
         return summary
-    code = msg.code
     summary.update(
-        type=Type(msg.type).name,
-        code="empty" if code == 0 else (Code(code).name if code in _METHODS else code_text(code)),
+        type=_TYPE_NAMES[msg.type],
+        code=_CODE_NAMES[msg.code],
         mid=msg.mid,
         token=msg.token.hex(),
         options=[_option(n, v) for n, v in msg.options],
@@ -141,9 +157,6 @@ def summarize(data: bytes, incoming: bool, at: float) -> dict[str, Any]:
         kind, preview = _preview(msg.payload)
         summary.update(preview=preview, previewFormat=kind)
     return summary
-
-
-_METHODS = frozenset(int(c) for c in Code if c.is_request)
 
 
 # What a trace keeps of one datagram: (time, incoming, the datagram), or its summary already.
