@@ -560,3 +560,20 @@ class TooManyPackages(ApiError):
 
 class PackageNotFound(ResourceNotFound):
     """No firmware package with that id (never stored, or deleted)."""
+
+
+# --- device labels, the per-device message trace (fleet/labels.py, server/trace.py, web/views/) ---
+
+
+class InvalidLabels(ApiError, ValueError):
+    """A label set or a label selector the server does not take: not an object of strings, too
+    many labels, or a key or value that is not one (the message says which rule it breaks)."""
+
+    status = 400
+
+
+class TooManyTraces(ApiError):
+    """As many endpoints are traced as the server traces at once (``TraceConfig.max_endpoints``):
+    switch one off first."""
+
+    status = 409

@@ -137,7 +137,7 @@ async def test_the_openapi_document_describes_the_pages() -> None:
         doc = (await api.get("/api/openapi.json")).json()
         listing = doc["paths"]["/api/clients"]["get"]
         names = [p["name"] for p in listing["parameters"]]
-        assert names == ["limit", "cursor", "endpoint", "object", "online"]
+        assert names == ["limit", "cursor", "endpoint", "object", "online", "label"]
         assert listing["parameters"][0]["schema"]["maximum"] == 1000
         page = doc["components"]["schemas"]["ClientPage"]
         assert page["required"] == ["clients", "next"] and "400" in listing["responses"]

@@ -15,6 +15,7 @@ from lwm2m.errors import ConfigError
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT
 from lwm2m.server.registrar import RegistrationLimits
 from lwm2m.server.security import NOSEC_POLICIES, NosecPolicy
+from lwm2m.server.trace import TraceConfig
 from lwm2m.transport.dtls.config import RpkCredentials, SessionLimits, X509Credentials
 from lwm2m.transport.listen import check_listener
 
@@ -58,6 +59,8 @@ class ServerConfig:
     traffic arrives here instead: an Update for a registration this node does not run, or a
     notification whose token the store knows (``Server.adopt``). Off (a lone server): every
     stored observation is resumed at start and an unknown token gets RST (RFC 7641 §3.5).
+
+    ``trace``: the bounds of the per-device message trace (:mod:`lwm2m.server.trace`).
     """
 
     host: str = "127.0.0.1"
@@ -73,6 +76,7 @@ class ServerConfig:
     expiry_interval: float = 1.0
     rpk: RpkCredentials | None = None
     shared_store: bool = False
+    trace: TraceConfig = field(default_factory=TraceConfig)
 
     def __post_init__(self) -> None:
         check_listener(self.host, self.port, self.coaps_port, self.certificate, self.rpk)

@@ -59,12 +59,14 @@ from lwm2m.server.presence import Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.server.security import SecurityPolicy, identity_matches
 from lwm2m.server.stats import RequestStats, received_operation
+from lwm2m.server.trace import MessageTrace
 from lwm2m.storage.base import HistoryEntry, SavedDtlsSession, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
+from lwm2m.transport.tap import MessageSink
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
@@ -176,6 +178,8 @@ class Server:
         # holds those the server sent).
         self.stats = RequestStats()
         self._packages: PackageSource | None = None  # firmware packages served at /fw (host_packages)
+        # The per-device CoAP message trace (lwm2m.server.trace): tapped in only while one is on.
+        self.trace = MessageTrace(self._tap_messages, self.registrar.peers, self.events, config.trace)
 
     @property
     def queue_timeout(self) -> float | None:
@@ -239,6 +243,7 @@ class Server:
         self._expiry = asyncio.create_task(self._expire_loop())
 
     async def stop(self) -> None:
+        self.trace.close()
         if self._expiry is not None:
             self._expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -264,6 +269,12 @@ class Server:
         self.security.close()
         self._endpoint = None
         self._coaps = None
+
+    def _tap_messages(self, sink: MessageSink | None) -> None:
+        """The message trace's tap into both CoAP transports (None: out of them)."""
+        for transport in (self._endpoint, self._coaps):
+            if transport is not None:
+                transport.tap(sink)
 
     def host_packages(self, source: PackageSource) -> None:
         """Serve the firmware packages of ``source`` at ``coap[s]://server/fw/{id}`` (Block2 for
@@ -549,6 +560,7 @@ class Server:
         if endpoint is None:
             return
         self.observation_manager.follow(endpoint, event.addr)
+        self.trace.relocate(endpoint)
         task = asyncio.create_task(self._store_address(endpoint, event.old, event.addr))
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)

@@ -30,6 +30,7 @@ from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
 from lwm2m.storage.firmware import PackageStore
+from lwm2m.storage.labels import LabelStore
 from lwm2m.storage.requests import RequestState, StoredRequest
 
 Source = Literal["notify", "send"]
@@ -709,6 +710,11 @@ class Store(Protocol):
     @property
     def firmware(self) -> PackageStore:
         """Firmware packages and their bytes (:mod:`lwm2m.storage.firmware`)."""
+        ...
+
+    @property
+    def labels(self) -> LabelStore:
+        """Device labels by endpoint name (:mod:`lwm2m.storage.labels`)."""
         ...
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from lwm2m.storage.base import (
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
 from lwm2m.storage.firmware import MemoryPackageStore
+from lwm2m.storage.labels import MemoryLabelStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
 from lwm2m.storage.sortedkeys import SortedKeys
 
@@ -435,6 +436,7 @@ class MemoryStore:
     dtls_sessions: MemoryDtlsSessionStore = field(default_factory=MemoryDtlsSessionStore)
     queued_requests: MemoryQueuedRequestStore = field(default_factory=MemoryQueuedRequestStore)
     firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
+    labels: MemoryLabelStore = field(default_factory=MemoryLabelStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

@@ -46,7 +46,8 @@ Global indexes, each its own key (in whatever slot its name hashes to):
                                                a TTL (the idle timeout), refreshed by its holder
 =================================  ==========  ==================================================
 
-Firmware packages and their bytes: :mod:`lwm2m.storage.redis_firmware`.
+Firmware packages and their bytes: :mod:`lwm2m.storage.redis_firmware`. Device labels:
+:mod:`lwm2m.storage.redis_labels`.
 
 Write order. A record and its index entries are in different slots, so no transaction can
 cover them on a Redis Cluster. Index entries are written before the record and removed after
@@ -68,6 +69,7 @@ from __future__ import annotations
 
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.storage.redis_firmware import RedisPackageStore
+from lwm2m.storage.redis_labels import RedisLabelStore
 from lwm2m.storage.redis_link import RedisLink
 from lwm2m.storage.redis_registrations import RedisObservationStore, RedisRegistrationStore
 from lwm2m.storage.redis_requests import RedisQueuedRequestStore
@@ -96,6 +98,7 @@ class RedisStore:
         self.dtls_sessions: RedisDtlsSessionStore = RedisDtlsSessionStore(self.link)
         self.queued_requests: RedisQueuedRequestStore = RedisQueuedRequestStore(self.link)
         self.firmware: RedisPackageStore = RedisPackageStore(self.link)  # see redis_firmware
+        self.labels: RedisLabelStore = RedisLabelStore(self.link)  # see redis_labels
 
     def close(self) -> None:
         """Write what ``history.add`` kept back (a blocking client, so that this works from

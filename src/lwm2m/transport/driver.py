@@ -21,6 +21,7 @@ from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
 from lwm2m.transport.memory import Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
+from lwm2m.transport.tap import MessageSink, Receive, ToSend, tapped_receive, tapped_send
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class UdpDriver:
         self._on_event = on_event
         self.sockets = tuple(socks)
         receive = endpoint.receive_datagram
+        self._receive: Receive = receive
+        self._to_send: ToSend = endpoint.datagrams_to_send
         self._readers = [DatagramReader(loop, s, receive, self._on_batch) for s in self.sockets]
         senders = {s.family: DatagramSender(loop, s) for s in self.sockets}
         first = next(iter(senders.values()))
@@ -100,7 +103,7 @@ class UdpDriver:
         if on == self._receiving:
             return
         self._receiving = on
-        handler = self._endpoint.receive_datagram if on else _drop
+        handler = self._receive if on else _drop
         for r in self._readers:
             r.on_datagram = handler
 
@@ -111,6 +114,19 @@ class UdpDriver:
     def start(self) -> None:
         for r in self._readers:
             r.start()
+
+    def tap(self, sink: MessageSink | None) -> None:
+        """Copy the datagrams to and from the peers ``sink`` names to it (None: take the tap out,
+        nothing between the sockets and the endpoint again). See :mod:`lwm2m.transport.tap`."""
+        endpoint = self._endpoint
+        self._receive = endpoint.receive_datagram
+        self._to_send = endpoint.datagrams_to_send
+        if sink is not None:
+            self._receive = tapped_receive(self._receive, sink)
+            self._to_send = tapped_send(self._to_send, sink)
+        if self._receiving:
+            for r in self._readers:
+                r.on_datagram = self._receive
 
     # --- the hot path -----------------------------------------------------------------
 
@@ -134,7 +150,7 @@ class UdpDriver:
                 log.exception("event handler failed for %s", type(event).__name__)
 
     def _transmit(self, now: float) -> None:
-        out = self._endpoint.datagrams_to_send(now)
+        out = self._to_send(now)
         if out:
             send_all = self._send_all
             if send_all is not None:

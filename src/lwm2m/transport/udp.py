@@ -50,6 +50,7 @@ from lwm2m.errors import EndpointClosed, RequestAborted, RequestReset, RequestTi
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
+from lwm2m.transport.tap import MessageSink
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,11 @@ class CoapUdpEndpoint:
     @receiving.setter
     def receiving(self, on: bool) -> None:
         self._driver.receiving = on
+
+    def tap(self, sink: MessageSink | None) -> None:
+        """Copy the CoAP datagrams to and from the peers ``sink`` names to it; None takes the tap
+        out (:mod:`lwm2m.transport.tap`)."""
+        self._driver.tap(sink)
 
     # --- events from the endpoint ---------------------------------------------------
 

@@ -633,3 +633,52 @@ class PackageRemoved(Closed):
     """The id of the package removed."""
 
     removed: str
+
+
+# --- device labels and the message trace (lwm2m.web.views.labels, lwm2m.web.views.trace) ----------
+
+LABEL_VALUE = r"^[^\u0000-\u001f\u007f]*$"
+# Kept in step with lwm2m.fleet.labels (KEY_PATTERN, MAX_VALUE, LabelConfig.max_labels).
+Labels = Annotated[
+    dict[
+        Annotated[str, Meta(pattern=r"^[0-9A-Za-z][0-9A-Za-z._/-]{0,62}$")],
+        Annotated[str, Meta(max_length=255, pattern=LABEL_VALUE)],
+    ],
+    Meta(
+        max_length=32,
+        description="a device's labels: key -> value",
+        examples=[{"site": "north", "hw": "rev2"}],
+    ),
+]
+
+
+class TraceEntry(Closed):
+    """One CoAP message to or from the device, decoded (RFC 7252 §3)."""
+
+    at: UnixTime
+    direction: Literal["in", "out"]
+    size: Annotated[int, Meta(ge=0, description="bytes of the datagram")]
+    type: Literal["CON", "NON", "ACK", "RST"] | UnsetType = UNSET
+    code: Annotated[str, Meta(examples=["GET", "2.05 Content", "empty"])] | UnsetType = UNSET
+    mid: Annotated[int, Meta(ge=0, le=65535)] | UnsetType = UNSET
+    token: Annotated[str, Meta(pattern="^([0-9a-f]{2}){0,8}$")] | UnsetType = UNSET
+    options: Annotated[list[str], Meta(examples=[["Uri-Path: 3", "Observe: 0"]])] | UnsetType = UNSET
+    payload_size: int | UnsetType = UNSET
+    preview: Annotated[str, Meta(description="the first 64 bytes of the payload")] | UnsetType = UNSET
+    preview_format: Literal["text", "hex"] | UnsetType = UNSET
+    error: Annotated[str, Meta(description="a datagram that is not a CoAP message")] | UnsetType = UNSET
+
+
+class TraceState(Closed):
+    """A device's message trace: on until when, and how many messages it keeps."""
+
+    endpoint: str
+    on: bool
+    until: UnixTime | None
+    kept: Annotated[int, Meta(ge=0)]
+
+
+class Trace(TraceState):
+    """A device's message trace with the messages it keeps, oldest first."""
+
+    entries: list[TraceEntry]

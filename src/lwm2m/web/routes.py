@@ -58,11 +58,13 @@ from lwm2m.web.views import (
     events,
     firmware,
     history,
+    labels,
     models,
     observations,
     prometheus,
     requests,
     security,
+    trace,
 )
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "BOOTSTRAP_ROUTES",
     "CLIENT_PREFIX",
     "COMPOSITE",
+    "DEVICE_WORDS",
     "LEVELS",
     "REFUSED",
     "ROUTES",
@@ -122,6 +125,13 @@ ACTIONS: dict[str, dict[str, PathView]] = {
     "attributes": {"PUT": device.attributes},
     "observe": {"POST": observations.observe, "DELETE": observations.cancel_path},
 }
+# URLs of a device that are not LwM2M paths (its labels, its message trace), by their segments,
+# and the views of the methods each takes.
+DEVICE_WORDS: dict[tuple[str, ...], dict[str, ClientView]] = {
+    ("labels",): {"GET": labels.get, "PUT": labels.put},
+    ("trace",): {"GET": trace.get, "PUT": trace.start, "DELETE": trace.stop},
+    ("trace", "events"): {"GET": trace.events},
+}
 # The words after composite/, and the views of the methods each takes.
 COMPOSITE: dict[str, dict[str, ClientView]] = {
     "read": {"POST": composite.read},
@@ -141,6 +151,10 @@ def resolve(method: str, url: str, segments: list[str]) -> ClientView:
         views = COMPOSITE[rest[0]]
         allow(method, tuple(views), f"composite/{rest[0]}")
         return views[method]
+    words = DEVICE_WORDS.get(tuple(segments))
+    if words is not None:
+        allow(method, tuple(words), "/".join(segments))
+        return words[method]
     if segments[:1] == ["history"]:
         allow(method, ("GET",), "history, which is read-only")
         return partial(history.history, path=lwm2m_path(segments[1:]))
@@ -346,6 +360,8 @@ def _client_routes() -> list[ApiRoute]:
     for word, views in COMPOSITE.items():
         ops = {m: RouteOperation(view, _COMPOSITE_DOCS[word][m]) for m, view in views.items()}
         table.append(ApiRoute(f"{CLIENT_PREFIX}composite/{word}", ops, client=True))
+    for words, ops in _DEVICE_WORD_OPS.items():
+        table.append(ApiRoute(CLIENT_PREFIX + "/".join(words), ops, client=True))
     return table
 
 
@@ -357,6 +373,81 @@ def _not_found(description: str = "not found") -> Answer:
     return Answer(description, bodies.Error)
 
 
+# A label selector term, key=value (lwm2m.fleet.labels).
+_SELECTOR = r"^[0-9A-Za-z][0-9A-Za-z._/-]{0,62}=[^\u0000-\u001f\u007f]{0,255}$"
+_UNKNOWN = Answer("unknown endpoint", bodies.Error)
+_LABELS = {
+    "GET": RouteOperation(
+        labels.get,
+        Doc(
+            "A device's labels ({} when it has none)",
+            (EP,),
+            {200: Answer("OK", bodies.Labels), 404: _UNKNOWN},
+        ),
+    ),
+    "PUT": RouteOperation(
+        labels.put,
+        Doc(
+            "Replace a device's labels ({} removes them): at most 32, keys of letters, digits and . _ / -, "
+            "values of at most 255 characters. They stay when the device leaves and registers again",
+            (EP,),
+            {
+                200: Answer("stored", bodies.Labels),
+                400: Answer("not a label set; the message says why", bodies.Error),
+                404: _UNKNOWN,
+            },
+            body=bodies.Labels,
+        ),
+    ),
+}
+_TRACE = {
+    "GET": RouteOperation(
+        trace.get,
+        Doc(
+            "A device's CoAP message trace and the messages it keeps, oldest first",
+            (EP,),
+            {200: Answer("OK", bodies.Trace), 404: _UNKNOWN},
+        ),
+    ),
+    "PUT": RouteOperation(
+        trace.start,
+        Doc(
+            "Switch a device's message trace on for ttl seconds (again: the time starts anew)",
+            (EP, Param("ttl", Annotated[float, Meta(gt=0, le=86400)], "seconds it stays on (600)")),
+            {
+                200: Answer("on", bodies.TraceState),
+                400: Answer("bad ttl", bodies.Error),
+                404: _UNKNOWN,
+                409: Answer("as many devices are traced as may be: switch one off", bodies.Error),
+            },
+        ),
+    ),
+    "DELETE": RouteOperation(
+        trace.stop,
+        Doc(
+            "Switch a device's message trace off (its messages are dropped)",
+            (EP,),
+            {
+                200: Answer("off", bodies.Removed),
+                404: _not_found("unknown endpoint, or the device is not traced"),
+            },
+        ),
+    ),
+}
+_TRACE_EVENTS = Doc(
+    "Server-Sent Events of a device's message trace: TRACE (a TraceEntry) per message, TRACE_END when "
+    "the trace is switched off or its time is up",
+    (EP,),
+    {
+        200: Answer("event stream", media="text/event-stream"),
+        404: _not_found("unknown endpoint, or the device is not traced"),
+    },
+)
+_DEVICE_WORD_OPS: dict[tuple[str, ...], dict[str, RouteOperation]] = {
+    ("labels",): _LABELS,
+    ("trace",): _TRACE,
+    ("trace", "events"): _get(trace.events, _TRACE_EVENTS),
+}
 _CLIENTS = Doc(
     "A page of the registered clients, in endpoint order",
     (
@@ -381,6 +472,11 @@ _CLIENTS = Doc(
             "only clients whose links include this object ID",
         ),
         Param("online", bool, "true: awake clients; false: sleeping (queue mode) ones"),
+        Param(
+            "label",
+            Annotated[str, Meta(pattern=_SELECTOR)],
+            "only clients with this label, key=value (site=north); repeat the parameter: every one must hold",
+        ),
     ),
     {200: Answer("OK", bodies.ClientPage), 400: Answer("bad limit, cursor or filter", bodies.Error)},
     description="Pass the answer's next as cursor for the following page. A page with filters may hold fewer "

@@ -10,6 +10,7 @@ import { renderDevice } from "./pages/device.js";
 import { renderEvents } from "./pages/events.js";
 import { renderFleet } from "./pages/fleet.js";
 import { renderMap } from "./pages/map.js";
+import { renderSecurity } from "./pages/security.js";
 
 // The pages by the name the router gives them (lib/router.js pageOf); each returns the
 // function that leaves it.
@@ -19,6 +20,7 @@ const PAGES = {
   map: renderMap,
   events: renderEvents,
   bootstrap: renderBootstrap,
+  security: renderSecurity,
 };
 
 streamEvents();

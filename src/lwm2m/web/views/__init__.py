@@ -13,9 +13,11 @@ __all__ = [
     "docs",
     "events",
     "history",
+    "labels",
     "models",
     "observations",
     "prometheus",
     "requests",
     "security",
+    "trace",
 ]

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from lwm2m.web.context import api_context
 from lwm2m.web.listing import VIEW_CHUNK, client_query, encode_cursor
 from lwm2m.web.shapes import registration_view
+from lwm2m.web.views import labels
 
 __all__ = ["client", "clients"]
 
@@ -24,6 +25,11 @@ async def clients(request: Request) -> Response:
     query = client_query(request.query_params)
     online = query.online
     match = query.matcher(None if online is None else (lambda r: sleeping(r) is not online))
+    chosen = await labels.labelled(request)  # the label filter's endpoints, if there is one
+    if chosen is not None:
+        if not chosen:
+            return Response(msgspec.json.encode({"clients": [], "next": None}), media_type="application/json")
+        match = labels.with_endpoints(match, chosen)
     page = await api.server.store.registrations.page(
         query.after, query.limit, prefix=query.prefix, glob=query.glob, match=match
     )

@@ -1,10 +1,10 @@
-// Hash routing: "#/" the fleet, "#/device/EP", "#/map", "#/events", "#/bootstrap". A page is
+// Hash routing: "#/" the fleet, "#/device/EP", "#/map", "#/events", "#/bootstrap", "#/security". A page is
 // a function that fills the view and returns (or resolves to) the function that leaves it:
 // listeners, timers and observers a page set up end when another page opens.
 
 import { el, view } from "./dom.js";
 
-const NAMED = { "#/map": "map", "#/events": "events", "#/bootstrap": "bootstrap" };
+const NAMED = { "#/map": "map", "#/events": "events", "#/bootstrap": "bootstrap", "#/security": "security" };
 
 // The page a location hash names and its argument (a device page's endpoint, still encoded).
 export function pageOf(hash) {

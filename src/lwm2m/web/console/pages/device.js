@@ -11,6 +11,8 @@ import { subscribe } from "../lib/stream.js";
 import { display, onValues, showDevice, shownDevice, storeRecords } from "../lib/values.js";
 import { attributesForm, createForm } from "./forms.js";
 import { resourceRow } from "./resource.js";
+import { labelsLine } from "./labels.js";
+import { tracePanel } from "./trace.js";
 
 // Objects the page does not show: Security (/0) and OSCORE (/21) hold keys.
 const HIDDEN = new Set([0, 21]);
@@ -181,13 +183,25 @@ export async function renderDevice(ep) {
     },
     "Read selected",
   );
-  view().replaceChildren(
-    el("h1", {}, ep, " ", stateBadge),
-    el(
-      "p",
-      { class: "muted" },
-      `LwM2M ${reg.lwm2mVersion} · binding ${reg.binding}${reg.queueMode ? " (queue mode)" : ""} · ${reg.address} · lifetime ${reg.lifetime} s · registered ${ago(reg.registeredAt)}`,
-    ),
+  // Two tabs: the objects, and the message trace (made when first opened).
+  const objectsPane = el("div", { id: "device-objects" });
+  const tracePane = el("div", { id: "device-trace", hidden: true });
+  let trace = null;
+  const tabButtons = [];
+  const openTab = (name) => {
+    objectsPane.hidden = name !== "objects";
+    tracePane.hidden = name !== "trace";
+    for (const b of tabButtons) b.classList.toggle("active", b.dataset.tab === name);
+    if (name === "trace" && !trace) {
+      trace = tracePanel(ep);
+      tracePane.append(trace.node);
+    }
+  };
+  for (const [name, label] of [["objects", "Objects"], ["trace", "Trace"]]) {
+    tabButtons.push(el("button", { type: "button", class: "tab", "data-tab": name, onclick: () => openTab(name) }, label));
+  }
+  tabButtons[0].classList.add("active");
+  objectsPane.append(
     el("div", { class: "toolbar" }, compositeButton, el("a", { href: "#/" }, "← fleet")),
     el(
       "div",
@@ -195,6 +209,18 @@ export async function renderDevice(ep) {
       el("div", { id: "result", class: "muted" }, "Results show under the row they belong to; the last one also here."),
     ),
     ...sections,
+  );
+  view().replaceChildren(
+    el("h1", {}, ep, " ", stateBadge),
+    el(
+      "p",
+      { class: "muted" },
+      `LwM2M ${reg.lwm2mVersion} · binding ${reg.binding}${reg.queueMode ? " (queue mode)" : ""} · ${reg.address} · lifetime ${reg.lifetime} s · registered ${ago(reg.registeredAt)}`,
+    ),
+    labelsLine(ep),
+    el("div", { class: "tabs", role: "tablist" }, ...tabButtons),
+    objectsPane,
+    tracePane,
   );
   for (const path of observedPaths(ep)) drawChart(ep, path);
   if (!reg.sleeping) readAll(ep, objects);
@@ -213,5 +239,6 @@ export async function renderDevice(ep) {
     unsubscribe();
     stopValues();
     showDevice(null);
+    if (trace) trace.leave();
   };
 }

@@ -35,6 +35,13 @@ export async function renderFleet() {
     type: "search",
   });
   const objectFilter = el("select", { id: "filter-object" }, el("option", { value: "" }, "all objects"));
+  // Labels (PUT /api/clients/EP/labels): "key=value" terms, all of which must hold.
+  const labelFilter = el("input", {
+    id: "filter-label",
+    placeholder: "labels: site=north hw=rev2",
+    title: "key=value labels separated by spaces or commas: every one must hold",
+    type: "search",
+  });
   const stateFilter = el(
     "select",
     { id: "filter-state" },
@@ -48,7 +55,7 @@ export async function renderFleet() {
   const sentinel = el("div", { id: "fleet-end" });
   view().replaceChildren(
     el("h1", {}, "Fleet"),
-    el("div", { class: "toolbar" }, nameFilter, objectFilter, stateFilter, count),
+    el("div", { class: "toolbar" }, nameFilter, labelFilter, objectFilter, stateFilter, count),
     el(
       "div",
       { class: "panel" },
@@ -78,6 +85,7 @@ export async function renderFleet() {
   let loading = false;
   let closed = false;
   const filters = () => ({ endpoint: nameFilter.value.trim(), object: objectFilter.value, online: stateFilter.value });
+  const labelTerms = () => labelFilter.value.split(/[\s,]+/).filter(Boolean);
   let matches = filterTest(filters());
 
   let asking = false; // a new filter is on its way to the server
@@ -105,7 +113,8 @@ export async function renderFleet() {
       let cursor = fresh ? null : next;
       for (let round = 0; round < 20 && wanted > 0; round++) {
         if (cursor) query.cursor = cursor;
-        const page = await clientPage(query);
+        // Repeated label=key=value parameters: the pairs form of the query.
+        const page = await clientPage([...Object.entries(query), ...labelTerms().map((t) => ["label", t])]);
         if (mine !== generation || closed) return;
         if (fresh && round === 0) {
           shown = new Map();
@@ -150,6 +159,7 @@ export async function renderFleet() {
     timer = setTimeout(() => loadMore(true), FILTER_DELAY);
   }
   nameFilter.addEventListener("input", refilter);
+  labelFilter.addEventListener("input", refilter);
   objectFilter.addEventListener("change", refilter);
   stateFilter.addEventListener("change", refilter);
   more.addEventListener("click", () => loadMore(false));
@@ -179,7 +189,8 @@ export async function renderFleet() {
     const ep = e.data.endpoint;
     if ((e.name === "REGISTRATION" || e.name === "UPDATE") && e.data.registration) {
       const c = e.data.registration; // awake: a Register or an Update wakes a queue-mode client
-      if (matches(c) && (shown.has(ep) || within(ep))) shown.set(ep, c);
+      // The page cannot see a newcomer's labels: with a label filter, only the clients shown follow.
+      if (matches(c) && (shown.has(ep) || (within(ep) && !labelTerms().length))) shown.set(ep, c);
       else shown.delete(ep);
       refresh();
     } else if (e.name === "DEREGISTRATION" || e.name === "EXPIRED") {
