@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
+from tests.helpers.cli import interrupt, line_with, lwm2m_process
 from tests.helpers.client import temperature, until
 from tests.helpers.events import next_event
 from tests.helpers.mosquitto import Mosquitto, mosquitto
+from tests.helpers.ports import free_tcp_port, free_udp_port
 
 from lwm2m.client import Client, ObjectInstance
 from lwm2m.errors import ConfigError
@@ -269,10 +273,64 @@ def test_the_url_and_the_topic_levels() -> None:
     plain = MqttConfig.from_url("mqtt://localhost")
     assert (plain.port, plain.tls, plain.prefix, plain.username) == (1883, False, "lwm2m", None)
     assert MqttConfig.from_url("mqtts://h").port == 8883
-    for bad in ("http://h", "mqtt://", "mqtt://h:99999", "mqtt://h/a/+", "mqtt://h/$SYS", "mqtt://h?x=1"):
+    for bad in (
+        "http://h",
+        "mqtt://",
+        "mqtt://h:99999",
+        "mqtt://h/a/+",
+        "mqtt://h/$SYS",
+        "mqtt://h?x=1",
+        "mqtt://h/#",
+    ):
         with pytest.raises(ConfigError):
             MqttConfig.from_url(bad)
     with pytest.raises(ConfigError):
         MqttConfig(host="h", queue_size=0)
     assert topic_level("a/b+c#d$e%f") == "a%2Fb%2Bc%23d%24e%25f"
     assert topic_level("sensor-1") == "sensor-1"
+
+
+async def test_lwm2m_server_with_mqtt_url(tmp_path: Path) -> None:
+    with mosquitto(tmp_path) as broker:
+        coap, http = free_udp_port(), free_tcp_port()
+        url = f"mqtt://127.0.0.1:{broker.port}/site-1"
+        async with consumer(broker, "site-1/#") as user:
+            proc = await lwm2m_process(
+                "server",
+                "--coap-port",
+                str(coap),
+                "--http-port",
+                str(http),
+                "--store",
+                "memory",
+                "--mqtt-url",
+                url,
+            )
+            try:
+                assert proc.stdout is not None
+                seen: list[str] = []
+                await line_with(
+                    proc.stdout, f"MQTT: events to and commands from 127.0.0.1:{broker.port}", seen
+                )
+                async with Client("cli-1", f"coap://127.0.0.1:{coap}", [temperature()]) as client:
+                    await client.wait_registered(5)
+                    assert (await user.expect("site-1/cli-1/registered"))["endpoint"] == "cli-1"
+                    command = {"id": 1, "op": "read", "path": "/3303/0/5700"}
+                    await user.client.publish("site-1/cli-1/cmd", json.dumps(command), qos=1)
+                    reply = await user.expect("site-1/cli-1/reply")
+                    assert reply["id"] == 1 and reply["result"]["records"][0]["value"] == 21.5
+            finally:
+                await interrupt(proc)
+            assert proc.returncode == 0
+
+
+def test_a_bad_mqtt_url_is_one_line_naming_it() -> None:
+    for url in ("http://broker", "mqtt://broker/a/#", "mqtt://broker/a+b", "mqtt://:1883"):
+        done = subprocess.run(
+            [sys.executable, "-m", "lwm2m", "server", "--http-port", "1", "--mqtt-url", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2 and "--mqtt-url" in done.stderr and url in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1

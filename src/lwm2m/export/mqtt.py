@@ -190,19 +190,22 @@ class MqttConfig:
         scheme = parts.scheme.lower()
         if scheme not in ("mqtt", "mqtts"):
             raise ConfigError(f"MQTT URL {shown_url(url)}: the scheme is mqtt:// or mqtts://")
-        if parts.query or parts.fragment:
-            raise ConfigError(f"MQTT URL {shown_url(url)}: no query or fragment")
+        if "?" in url or "#" in url:
+            raise ConfigError(f"MQTT URL {shown_url(url)}: no query or fragment (a topic has no wildcard)")
         tls = scheme == "mqtts"
         prefix = unquote(parts.path.strip("/")) or "lwm2m"
-        return cls(
-            host=parts.hostname or "",
-            port=port if port is not None else (8883 if tls else 1883),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-            tls=tls,
-            prefix=prefix,
-            **options,
-        )
+        try:
+            return cls(
+                host=parts.hostname or "",
+                port=port if port is not None else (8883 if tls else 1883),
+                username=unquote(parts.username) if parts.username else None,
+                password=unquote(parts.password) if parts.password is not None else None,
+                tls=tls,
+                prefix=prefix,
+                **options,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"MQTT URL {shown_url(url)}: {exc}") from None
 
 
 def shown_url(url: str) -> str:
