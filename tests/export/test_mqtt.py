@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -334,3 +336,51 @@ def test_a_bad_mqtt_url_is_one_line_naming_it() -> None:
         )
         assert done.returncode == 2 and "--mqtt-url" in done.stderr and url in done.stderr, done.stderr
         assert done.stderr.count("\n") == 1
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_consumer() -> str:
+    """The README's example consumer: the ``py`` block of its MQTT section."""
+    section = README.read_text(encoding="utf-8").split("\n## MQTT\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```py\n(.*?)^```$", section, re.DOTALL | re.MULTILINE)
+    assert len(blocks) == 1
+    return str(blocks[0])
+
+
+async def test_the_readme_consumer_sees_a_device_register_and_its_read_reply(tmp_path: Path) -> None:
+    script = tmp_path / "consumer.py"
+    script.write_text(readme_consumer(), encoding="utf-8")
+    with mosquitto(tmp_path / "broker") as broker:
+        env = {**os.environ, "MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker.port)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        try:
+            assert proc.stdout is not None
+            seen: list[str] = []
+            async with exported(broker) as (server, _), aiomqtt.Client("127.0.0.1", broker.port) as probe:
+                # Once a probe comes back printed, the consumer has subscribed to all its topics.
+                async def probing() -> None:
+                    while True:
+                        await probe.publish("lwm2m/probe/notify/1", b'{"endpoint": "probe"}', qos=1)
+                        await asyncio.sleep(0.1)
+
+                prober = asyncio.create_task(probing())
+                try:
+                    await line_with(proc.stdout, "lwm2m/probe/notify/1", seen)
+                finally:
+                    prober.cancel()
+                async with Client("readme-1", server.uri, [Device()]) as client:
+                    await client.wait_registered(5)
+                    await line_with(proc.stdout, 'lwm2m/readme-1/registered "readme-1"', seen)
+                    reply = await line_with(proc.stdout, "lwm2m/readme-1/reply", seen)
+                    assert '"code": "2.05"' in reply and '{"path": "/3/0/0", "value": "mqtt-test"}' in reply
+        finally:
+            proc.kill()
+            await proc.wait()
