@@ -31,6 +31,7 @@ from lwm2m.export.mqtt import FLEET_LEVEL, MqttConfig, MqttExport, topic_level
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered, NotificationReceived, SendReceived
 from lwm2m.server.role import Server
+from lwm2m.storage.memory import MemoryStore
 from lwm2m.web.shapes import event_view
 
 FAST = {"reconnect_initial": 0.05, "reconnect_max": 0.2}
@@ -42,6 +43,7 @@ class Consumer:
     def __init__(self, client: aiomqtt.Client) -> None:
         self.client = client
         self.messages: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.taken: list[tuple[str, bytes]] = []  # every message read so far, skipped or not
 
     async def _read(self) -> None:
         async for message in self.client.messages:
@@ -53,6 +55,7 @@ class Consumer:
         async with asyncio.timeout(timeout):
             while True:
                 got, payload = await self.messages.get()
+                self.taken.append((got, payload))
                 if got == topic:
                     return json.loads(payload)
 
@@ -208,6 +211,48 @@ async def test_bad_commands_get_error_replies_and_the_node_goes_on(tmp_path: Pat
             assert export.connections == 1  # no command broke the connection
 
 
+async def test_in_a_cluster_the_node_serving_the_device_answers_its_commands(tmp_path: Path) -> None:
+    store = MemoryStore.create()  # one store, two nodes
+    shared = ServerConfig(port=0, shared_store=True)
+    with mosquitto(tmp_path) as broker:
+        async with (
+            consumer(broker) as user,
+            Server(shared, store) as a,
+            Server(shared, store) as b,
+            MqttExport(a, MqttConfig.from_url(broker.url, **FAST)) as on_a,
+            MqttExport(b, MqttConfig.from_url(broker.url, **FAST)) as on_b,
+        ):
+            await until(lambda: on_a.connected and on_b.connected)
+            async with Client("mq-5", b.uri, [temperature()]) as client:
+                await client.wait_registered(5)
+                first = await user.command("mq-5", {"id": 1, "op": "read", "path": "/3303/0/5700"})
+                assert first["ok"] is True
+                # Another command, answered after any second answer to the first would be.
+                await user.client.publish(
+                    "lwm2m/mq-5/cmd", b'{"id": 2, "op": "read", "path": "/3/0/0"}', qos=1
+                )
+                ids = []
+                while not ids or ids[-1] != 2:
+                    ids.append((await user.expect("lwm2m/mq-5/reply"))["id"])
+                assert ids == [2]
+                assert (on_a.commands, on_b.commands) == (0, 2)
+
+
+async def test_commands_turned_off_are_not_taken(tmp_path: Path) -> None:
+    with mosquitto(tmp_path) as broker:
+        async with consumer(broker) as user, exported(broker, commands=False) as (server, export):
+            async with Client("mq-6", server.uri, [temperature()]) as client:
+                await client.wait_registered(5)
+                await user.expect("lwm2m/mq-6/registered")
+                await user.client.publish(
+                    "lwm2m/mq-6/cmd", b'{"id": 1, "op": "read", "path": "/3/0/0"}', qos=1
+                )
+            # The de-registration comes after the command, and no reply came before it.
+            await user.expect("lwm2m/mq-6/deregistered")
+            assert export.commands == 0
+            assert all(topic != "lwm2m/mq-6/reply" for topic, _ in user.taken)
+
+
 async def test_publishing_resumes_after_the_broker_restarts(tmp_path: Path) -> None:
     with mosquitto(tmp_path) as broker:
         async with exported(broker) as (server, export):
@@ -336,6 +381,13 @@ def test_a_bad_mqtt_url_is_one_line_naming_it() -> None:
         )
         assert done.returncode == 2 and "--mqtt-url" in done.stderr and url in done.stderr, done.stderr
         assert done.stderr.count("\n") == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "lwm2m", "server", "--http-port", "1", "--no-mqtt-commands"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "--mqtt-url" in done.stderr and done.stderr.count("\n") == 1
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"

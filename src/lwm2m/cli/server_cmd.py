@@ -405,17 +405,19 @@ def server_metrics(server: Any, wanted: bool) -> Any:
     return ServerMetrics(server)
 
 
-def mqtt_config(url: str | None) -> Any:
+def mqtt_config(url: str | None, commands: bool = True) -> Any:
     """The ``MqttConfig`` of ``--mqtt-url`` (``lwm2m.export.mqtt``), or None without it; a URL
     that is not one, or aiomqtt missing, fails now in one line."""
     if url is None:
+        if not commands:
+            fail("--no-mqtt-commands: give --mqtt-url too")
         return None
     try:
         from lwm2m.export.mqtt import MqttConfig
     except ImportError:
         fail("--mqtt-url needs aiomqtt: pip install 'lwm2m[mqtt]'")
     try:
-        return MqttConfig.from_url(url)
+        return MqttConfig.from_url(url, commands=commands)
     except ConfigError as exc:
         fail(f"--mqtt-url: {exc}")
 
@@ -563,9 +565,8 @@ async def serve_node(
         if metrics:
             click.echo(f"  Prometheus metrics: {base}/metrics{' (bearer token)' if metrics_token else ''}")
         if mqtt is not None:
-            click.echo(
-                f"  MQTT: events to and commands from {mqtt.host}:{mqtt.port}, topics {mqtt.prefix}/{{ep}}/…"
-            )
+            what = "events to and commands from" if mqtt.commands else "events to"
+            click.echo(f"  MQTT: {what} {mqtt.host}:{mqtt.port}, topics {mqtt.prefix}/{{ep}}/…")
         click.echo("Ctrl-C stops it.")
         await task
     click.echo("lwm2m server: stopped")
@@ -668,6 +669,13 @@ async def serve_node(
     help="publish events to this MQTT broker and take commands from it (topics PREFIX/{ep}/…,"
     " PREFIX lwm2m by default; needs aiomqtt)",
 )
+@click.option(
+    "--mqtt-commands/--no-mqtt-commands",
+    default=True,
+    show_default=True,
+    help="take device commands on PREFIX/{ep}/cmd (as strong as the REST API: restrict who may publish"
+    " there with the broker's ACLs)",
+)
 @log_level_option()
 def server(
     host: str,
@@ -696,6 +704,7 @@ def server(
     metrics: bool | None,
     metrics_token: str | None,
     mqtt_url: str | None,
+    mqtt_commands: bool,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -726,7 +735,7 @@ def server(
     if metrics is False and metrics_token is not None:
         fail("--metrics-token: /metrics is off (--no-metrics)")
     serve_metrics = metrics_wanted(metrics)
-    mqtt = mqtt_config(mqtt_url)
+    mqtt = mqtt_config(mqtt_url, mqtt_commands)
     given = store or ""  # a URL given as --store (the folder of --data is made only when opened)
     cluster_url = given if given.partition("://")[0].lower() in REDIS_SCHEMES else None
     if node_id is not None and cluster_url is None:

@@ -38,7 +38,13 @@ port 8883 by default) connects the server to a broker as one MQTT client (MQTT 3
   "2.05", "records": [...], ...}}`` (the device's answer, as the REST API gives it, whatever
   its code), or ``{"id", "ok": false, "error": {"type", "message"}}`` when the command could
   not be carried out (not JSON, an unknown ``op``, no such client, a timeout ...). A command
-  for a sleeping queue-mode client waits for it to wake, up to its ``timeout``.
+  for a sleeping queue-mode client waits for it to wake, up to its ``timeout``. In a cluster
+  (a shared store) every node has every command and the node serving the device carries it
+  out and answers; a command for a device no node serves gets no answer there.
+
+Commands are as strong as the REST API: let only the trusted publish to ``{prefix}/+/cmd``
+(the broker's access control lists), or turn them off (``commands=False``,
+``--no-mqtt-commands``).
 
 Nothing on the server's ingest path waits for the broker: events are taken from the
 server's event stream by a task, turned into messages and put in a bounded queue in memory
@@ -534,6 +540,8 @@ class MqttExport:
         prefix = self.config.prefix
         try:
             async for event in stream:
+                if type(event) not in _KINDS:  # a kind of event this module does not know yet
+                    continue
                 topic, data = event_message(event, prefix)
                 data["receivedAt"] = round(time.time(), 3)
                 self._outbox.put(topic, _payload(data))
@@ -565,6 +573,8 @@ class MqttExport:
                     await self._session(client)
             except* (aiomqtt.MqttError, OSError) as group:
                 log.warning("MQTT broker %s:%d: %s", config.host, config.port, group.exceptions[0])
+            except* Exception:  # a defect: logged, and the export goes on
+                log.exception("MQTT export to %s:%d failed", config.host, config.port)
             finally:
                 self.connected = False
             # A random part keeps many servers from coming back at the same instant.
@@ -606,6 +616,10 @@ class MqttExport:
             levels = str(message.topic).split("/")
             endpoint = unquote(levels[-2])
             payload = message.payload if isinstance(message.payload, bytes) else b""
+            if self.server.config.shared_store and endpoint not in self.server.registrar.peers:
+                # A node of a cluster: every node has the command, the one serving the device
+                # (the only one that can reach it) carries it out and answers.
+                continue
             self.commands += 1
             if len(self._running) >= self.config.max_commands:
                 busy = MqttCommandError(f"{len(self._running)} commands are being carried out: try again")
