@@ -67,6 +67,7 @@ import json
 import logging
 import math
 import random
+import socket
 import ssl
 import time
 import uuid
@@ -427,6 +428,25 @@ COMMANDS: dict[str, Operation] = {
 # --- the export -----------------------------------------------------------------------------------
 
 
+class _Event:
+    """A server event waiting in the queue as it came: turned into its topic and JSON only when
+    it is published, so that an event dropped from a full queue costs no encoding."""
+
+    __slots__ = ("at", "event")
+
+    def __init__(self, event: ServerEvent, at: float) -> None:
+        self.event = event
+        self.at = at
+
+    def message(self, prefix: str) -> tuple[str, bytes]:
+        topic, data = event_message(self.event, prefix)
+        data["receivedAt"] = round(self.at, 3)
+        return topic, _payload(data)
+
+
+_Item = tuple[str, bytes] | _Event  # a message ready to publish, or an event to encode first
+
+
 class _Outbox:
     """Messages waiting for the broker, oldest first, at most ``size``: beyond, the oldest is
     dropped and counted."""
@@ -434,25 +454,25 @@ class _Outbox:
     def __init__(self, size: int) -> None:
         self.size = size
         self.dropped = 0
-        self._items: deque[tuple[str, bytes]] = deque()
+        self._items: deque[_Item] = deque()
         self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, topic: str, payload: bytes) -> None:
-        self._items.append((topic, payload))
+    def put(self, item: _Item) -> None:
+        self._items.append(item)
         self._trim()
         self._ready.set()
 
-    def take(self, count: int) -> list[tuple[str, bytes]]:
+    def take(self, count: int) -> list[_Item]:
         items = self._items
         batch = [items.popleft() for _ in range(min(count, len(items)))]
         if not items:
             self._ready.clear()
         return batch
 
-    def give_back(self, batch: list[tuple[str, bytes]]) -> None:
+    def give_back(self, batch: list[_Item]) -> None:
         """Messages taken and not acknowledged: first again, before those that came since."""
         self._items.extendleft(reversed(batch))
         self._trim()
@@ -534,17 +554,15 @@ class MqttExport:
             raise ConfigError(f"event kind {kind!r}: topic levels without '+', '#' or empty ones")
         where = FLEET_LEVEL if endpoint is None else topic_level(endpoint)
         body = {**data, "receivedAt": round(time.time(), 3)}
-        self._outbox.put(f"{self.config.prefix}/{where}/{kind}", _payload(body))
+        self._outbox.put((f"{self.config.prefix}/{where}/{kind}", _payload(body)))
 
     async def _follow(self, stream: Any) -> None:
-        prefix = self.config.prefix
+        put = self._outbox.put
         try:
             async for event in stream:
                 if type(event) not in _KINDS:  # a kind of event this module does not know yet
                     continue
-                topic, data = event_message(event, prefix)
-                data["receivedAt"] = round(time.time(), 3)
-                self._outbox.put(topic, _payload(data))
+                put(_Event(event, time.time()))
                 if isinstance(event, ObservationEnded):
                     self._forget(event.endpoint, event.token)
         finally:
@@ -566,6 +584,9 @@ class MqttExport:
                     tls_context=self._tls,
                     timeout=10.0,
                     max_inflight_messages=config.window,
+                    # Without it, Nagle's algorithm holds each small PUBLISH until the broker's
+                    # (delayed) ACK of the one before: tens of milliseconds a window.
+                    socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
                 ) as client:
                     client.pending_calls_threshold = config.window + config.max_commands + 10
                     delay = config.reconnect_initial
@@ -593,21 +614,50 @@ class MqttExport:
             tasks.create_task(self._drain(client))
 
     async def _drain(self, client: aiomqtt.Client) -> None:
-        outbox, window = self._outbox, self.config.window
-        while True:
-            await outbox.wait()
-            batch = outbox.take(window)
-            self._inflight = len(batch)
-            try:
-                await asyncio.gather(*(client.publish(t, p, qos=1) for t, p in batch))
-            except BaseException:
-                # Some may have reached the broker: at least once, they go again.
-                outbox.give_back(batch)
-                raise
+        """Publish from the queue, ``window`` messages awaiting their PUBACK at once: the next
+        goes as soon as one is acknowledged. A message whose publish fails goes back to the
+        queue's head; those in flight when the session ends go back too (at least once)."""
+        outbox, prefix = self._outbox, self.config.prefix
+        room = asyncio.Semaphore(self.config.window)
+        flying: dict[asyncio.Task[None], tuple[str, bytes]] = {}
+        loop = asyncio.get_running_loop()
+
+        def landed(task: asyncio.Task[None]) -> None:
+            message = flying.pop(task)
+            self._inflight = len(flying)
+            room.release()
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is None:
+                self.published += 1
             else:
-                self.published += len(batch)
-            finally:
-                self._inflight = 0
+                log.debug("MQTT publish on %s failed: %s; it goes again", message[0], error)
+                outbox.give_back([message])
+
+        try:
+            while True:
+                await outbox.wait()
+                await room.acquire()
+                taken = outbox.take(1)
+                if not taken:  # emptied while waiting for room (a session that ended)
+                    room.release()
+                    continue
+                item = taken[0]
+                topic, payload = message = item.message(prefix) if isinstance(item, _Event) else item
+                task = loop.create_task(client.publish(topic, payload, qos=1))
+                flying[task] = message
+                self._inflight = len(flying)
+                task.add_done_callback(landed)
+        finally:
+            # In flight when the session ends: they go again, before what came since.
+            unacknowledged: list[_Item] = list(flying.values())
+            for task in list(flying):
+                task.remove_done_callback(landed)
+                task.cancel()
+            flying.clear()
+            self._inflight = 0
+            outbox.give_back(unacknowledged)
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -663,7 +713,7 @@ class MqttExport:
             message = str(error) or type(error).__name__
             body["error"] = {"type": type(error).__name__, "message": message}
         topic = f"{self.config.prefix}/{topic_level(endpoint)}/reply"
-        self._outbox.put(topic, _payload(body))
+        self._outbox.put((topic, _payload(body)))
 
     # --- observations made by commands -------------------------------------------------------
 
