@@ -312,6 +312,77 @@ async def test_a_broker_away_fills_a_bounded_queue_oldest_dropped(tmp_path: Path
         broker.stop()
 
 
+class UnackingBroker:
+    """A minimal MQTT 3.1.1 broker on loopback (CONNACK, SUBACK, PUBACK) that takes the
+    publishes of its first connection without acknowledging them and then drops it: what a
+    broker that goes away leaves behind. Later connections are acknowledged."""
+
+    def __init__(self) -> None:
+        self.connections: list[list[tuple[str, Any]]] = []  # the publishes of each connection
+        self.first: asyncio.StreamWriter | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received: list[tuple[str, Any]] = []
+        self.connections.append(received)
+        acking = len(self.connections) > 1
+        if not acking:
+            self.first = writer
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                kind = (await reader.readexactly(1))[0]
+                length, shift = 0, 0
+                while True:  # the remaining length, a variable byte integer (MQTT 3.1.1 §2.2.3)
+                    byte = (await reader.readexactly(1))[0]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                body = await reader.readexactly(length)
+                if kind == 0x10:  # CONNECT
+                    writer.write(b"\x20\x02\x00\x00")
+                elif kind == 0x82:  # SUBSCRIBE: granted QoS 1
+                    writer.write(b"\x90\x03" + body[:2] + b"\x01")
+                elif kind & 0xF0 == 0x30:  # PUBLISH, QoS 1: topic, packet id, payload
+                    size = int.from_bytes(body[:2], "big")
+                    topic, ident, payload = (
+                        body[2 : 2 + size].decode(),
+                        body[2 + size : 4 + size],
+                        body[4 + size :],
+                    )
+                    received.append((topic, json.loads(payload)))
+                    if acking:
+                        writer.write(b"\x40\x02" + ident)
+                elif kind == 0xC0:  # PINGREQ
+                    writer.write(b"\xd0\x00")
+                await writer.drain()
+
+
+async def test_messages_unacknowledged_when_the_connection_breaks_are_published_again() -> None:
+    broker = UnackingBroker()
+    listener = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with Server(ServerConfig(port=0)) as server:
+            export = MqttExport(server, MqttConfig(host="127.0.0.1", port=port, **FAST))
+            async with export:
+                await until(lambda: export.connected)
+                for n in range(5):
+                    export.publish("tick", {"n": n})
+                await until(lambda: len(broker.connections[0]) == 5)
+                assert (export.pending, export.published) == (5, 0)  # in flight, not acknowledged
+                assert broker.first is not None
+                broker.first.close()  # the broker goes without a PUBACK
+                await until(lambda: export.connections == 2 and export.pending == 0)
+                again = [
+                    data["n"] for topic, data in broker.connections[1] if topic == f"lwm2m/{FLEET_LEVEL}/tick"
+                ]
+                assert again == [0, 1, 2, 3, 4]  # at least once, in order
+                assert (export.published, export.dropped) == (5, 0)
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
 def test_the_url_and_the_topic_levels() -> None:
     config = MqttConfig.from_url("mqtts://ops:p%40ss@broker.example:8884/site/a")
     assert (config.host, config.port, config.tls, config.prefix) == ("broker.example", 8884, True, "site/a")
