@@ -507,3 +507,16 @@ async def test_the_readme_consumer_sees_a_device_register_and_its_read_reply(tmp
         finally:
             proc.kill()
             await proc.wait()
+
+
+def test_without_aiomqtt_the_package_runs_and_mqtt_url_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['aiomqtt'] = None\n"  # as if it were not installed
+        "import lwm2m.export, lwm2m.cli.server_cmd\n"
+        "from lwm2m.server.role import Server\n"
+        "from lwm2m.cli import main\n"
+        "sys.argv = ['lwm2m', 'server', '--http-port', '1', '--mqtt-url', 'mqtt://broker']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "pip install 'lwm2m[mqtt]'" in done.stderr, done.stderr
