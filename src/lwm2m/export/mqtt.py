@@ -46,14 +46,14 @@ Commands are as strong as the REST API: let only the trusted publish to ``{prefi
 (the broker's access control lists), or turn them off (``commands=False``,
 ``--no-mqtt-commands``).
 
-Nothing on the server's ingest path waits for the broker: events are taken from the
-server's event stream by a task, turned into messages and put in a bounded queue in memory
-(``MqttConfig.queue_size``), which another task publishes from, ``window`` messages awaiting
-their PUBACK at once. While the broker cannot be reached, the queue keeps the newest
-messages: the oldest are dropped and counted (``MqttExport.dropped``); a message published
-but not acknowledged when the connection broke is published again (at least once). The
-connection is made again with a back-off doubling from ``reconnect_initial`` to
-``reconnect_max`` seconds.
+Nothing on the server's ingest path waits for the broker: a task takes the events from the
+server's event stream into a bounded queue in memory (``MqttConfig.queue_size``), which
+another task publishes from, ``window`` messages awaiting their PUBACK at once; an event is
+turned into its topic and JSON only when its turn to be published comes. While the broker
+cannot be reached, the queue keeps the newest messages: the oldest are dropped and counted
+(``MqttExport.dropped``); a message published but not acknowledged when the connection broke
+is published again (at least once). The connection is made again with a back-off doubling
+from ``reconnect_initial`` to ``reconnect_max`` seconds.
 
 This module needs ``aiomqtt`` (``pip install 'lwm2m[mqtt]'``): import it only when MQTT is
 wanted.
