@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml | $(PY) debs
 # Debian packages the tests need: libcoap's command-line clients (interop), GnuTLS's and
 # OpenSSL's command-line tools (DTLS peers: gnutls-cli speaks raw public keys), Chromium (the
 # console tests drive it through Playwright), Redis and nginx's stream module (the cluster's
-# store and UDP balancer), and autotools to build aiocoap's tinydtls.
+# store and UDP balancer), mosquitto (the MQTT export's broker) and autotools to build aiocoap's
+# tinydtls.
 debs:
 	@missing=""; \
 	command -v coap-client-notls >/dev/null 2>&1 || missing="$$missing libcoap3-bin"; \
@@ -38,6 +39,7 @@ debs:
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null 2>&1 || missing="$$missing nginx libnginx-mod-stream"; \
 	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v autoreconf >/dev/null 2>&1 || missing="$$missing autoconf automake libtool gcc"; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && \

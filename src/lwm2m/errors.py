@@ -577,3 +577,14 @@ class TooManyTraces(ApiError):
     switch one off first."""
 
     status = 409
+
+
+# --- MQTT export and commands (export/mqtt.py) --------------------------------------------------
+
+
+class MqttCommandError(ApiError):
+    """A command taken on an MQTT command topic that cannot be carried out as given: not a JSON
+    object, no ``id`` or ``op``, an unknown ``op``, a value of the wrong kind (the message names
+    it). It is answered on the reply topic, never raised further."""
+
+    status = 400

@@ -405,6 +405,35 @@ def server_metrics(server: Any, wanted: bool) -> Any:
     return ServerMetrics(server)
 
 
+def mqtt_config(url: str | None, commands: bool = True) -> Any:
+    """The ``MqttConfig`` of ``--mqtt-url`` (``lwm2m.export.mqtt``), or None without it; a URL
+    that is not one, or aiomqtt missing, fails now in one line."""
+    if url is None:
+        if not commands:
+            fail("--no-mqtt-commands: give --mqtt-url too")
+        return None
+    try:
+        from lwm2m.export.mqtt import MqttConfig
+    except ImportError:
+        fail("--mqtt-url needs aiomqtt: pip install 'lwm2m[mqtt]'")
+    try:
+        return MqttConfig.from_url(url, commands=commands)
+    except ConfigError as exc:
+        fail(f"--mqtt-url: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def mqtt_beside(server: Any, config: Any) -> AsyncIterator[Any]:
+    """The MQTT export of ``server`` while it runs (``config``: an ``MqttConfig``), or None."""
+    if config is None:
+        yield None
+        return
+    from lwm2m.export.mqtt import MqttExport
+
+    async with MqttExport(server, config) as export:
+        yield export
+
+
 async def join_cluster(url: str, node_id: str | None, config: ServerConfig) -> tuple[Any, ServerConfig]:
     """This node's membership of the cluster on the Redis of ``url``, joined, and ``config``
     for a node of it: the store is shared (clients adopted as they come, not all at start) and
@@ -437,6 +466,7 @@ async def serve(
     cluster_link: tuple[str, int] | None = None,
     metrics: bool = False,
     metrics_token: str | None = None,
+    mqtt: Any = None,
 ) -> None:
     member = None
     if cluster_url is not None:
@@ -463,6 +493,7 @@ async def serve(
             forwarding,
             metrics=metrics,
             metrics_token=metrics_token,
+            mqtt=mqtt,
         )
     finally:
         if forwarding is not None:
@@ -485,6 +516,7 @@ async def serve_node(
     *,
     metrics: bool = False,
     metrics_token: str | None = None,
+    mqtt: Any = None,
 ) -> None:
     """``serve`` once the node has joined its cluster (``member``, None for a lone server) and
     opened its DTLS forwarding (None when it has none)."""
@@ -498,6 +530,7 @@ async def serve_node(
     async with (
         server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
+        mqtt_beside(server, mqtt),
     ):
         app = create_app(
             server,
@@ -531,6 +564,9 @@ async def serve_node(
         click.echo(f"  API documentation: {base}/api/docs")
         if metrics:
             click.echo(f"  Prometheus metrics: {base}/metrics{' (bearer token)' if metrics_token else ''}")
+        if mqtt is not None:
+            what = "events to and commands from" if mqtt.commands else "events to"
+            click.echo(f"  MQTT: {what} {mqtt.host}:{mqtt.port}, topics {mqtt.prefix}/{{ep}}/…")
         click.echo("Ctrl-C stops it.")
         await task
     click.echo("lwm2m server: stopped")
@@ -625,6 +661,21 @@ async def serve_node(
     envvar="LWM2M_METRICS_TOKEN",
     help="bearer token /metrics requires (it may be --api-token's) [default: open, as exporters are]",
 )
+@click.option(
+    "--mqtt-url",
+    default=None,
+    envvar="LWM2M_MQTT_URL",
+    metavar="mqtt[s]://[USER:PASS@]HOST[:PORT][/PREFIX]",
+    help="publish events to this MQTT broker and take commands from it (topics PREFIX/{ep}/…,"
+    " PREFIX lwm2m by default; needs aiomqtt)",
+)
+@click.option(
+    "--mqtt-commands/--no-mqtt-commands",
+    default=True,
+    show_default=True,
+    help="take device commands on PREFIX/{ep}/cmd (as strong as the REST API: restrict who may publish"
+    " there with the broker's ACLs)",
+)
 @log_level_option()
 def server(
     host: str,
@@ -652,6 +703,8 @@ def server(
     cluster_link: tuple[str, int] | None,
     metrics: bool | None,
     metrics_token: str | None,
+    mqtt_url: str | None,
+    mqtt_commands: bool,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -682,6 +735,7 @@ def server(
     if metrics is False and metrics_token is not None:
         fail("--metrics-token: /metrics is off (--no-metrics)")
     serve_metrics = metrics_wanted(metrics)
+    mqtt = mqtt_config(mqtt_url, mqtt_commands)
     given = store or ""  # a URL given as --store (the folder of --data is made only when opened)
     cluster_url = given if given.partition("://")[0].lower() in REDIS_SCHEMES else None
     if node_id is not None and cluster_url is None:
@@ -714,6 +768,7 @@ def server(
                 cluster_link=cluster_link,
                 metrics=serve_metrics,
                 metrics_token=metrics_token,
+                mqtt=mqtt,
             )
         )
     except OSError as exc:

@@ -1,7 +1,9 @@
-"""Export of what the server sees to the user's systems: Prometheus metrics (``metrics``).
+"""Export of what the server sees to the user's systems: Prometheus metrics (``metrics``),
+events to and commands from an MQTT broker (``mqtt``).
 
-The modules import their third-party packages (``prometheus-client`` for ``metrics``) at
-their top, so this package imports none of them: import the module you use.
+The modules import their third-party packages (``prometheus-client`` for ``metrics``,
+``aiomqtt`` for ``mqtt``) at their top, so this package imports none of them: import the
+module you use.
 """
 
-__all__ = ["metrics"]
+__all__ = ["metrics", "mqtt"]

@@ -1,0 +1,765 @@
+"""The server's events published to an MQTT broker, and device commands taken from it.
+
+``lwm2m server --mqtt-url mqtt://[user:pass@]host[:1883][/prefix]`` (``mqtts://`` for TLS,
+port 8883 by default) connects the server to a broker as one MQTT client (MQTT 3.1.1) and
+
+- publishes every server event, QoS 1, under ``{prefix}/{ep}/...`` (the prefix is ``lwm2m``
+  unless the URL's path names one):
+
+  ======================================  =============================================
+  topic                                   event
+  ======================================  =============================================
+  ``lwm2m/{ep}/registered``               Register (LwM2M-TS-Core 1.2 §6.2.1)
+  ``lwm2m/{ep}/updated``                  Update (§6.2.2)
+  ``lwm2m/{ep}/deregistered``             De-register (§6.2.3)
+  ``lwm2m/{ep}/expired``                  its lifetime ran out
+  ``lwm2m/{ep}/awake``, ``.../asleep``    a queue-mode client reachable or not (§6.5)
+  ``lwm2m/{ep}/notify/{path}``            a notification of ``/{path}`` (§6.4.2);
+                                          ``.../notify/composite`` for Observe-Composite
+  ``lwm2m/{ep}/observation-ended``        an observation ended (cancelled, failed, ...)
+  ``lwm2m/{ep}/send``                     values the client pushed with Send (§6.4.6)
+  ``lwm2m/{ep}/reply``                    the answer to a command (below)
+  ``lwm2m/$fleet/{kind}``                 fleet-wide events of :meth:`MqttExport.publish`
+  ======================================  =============================================
+
+  The payloads are the JSON of the REST API's event stream (``/api/events``: the same keys,
+  records as ``{"path", "value", "time"}``) with ``"event"`` (its SSE name,
+  ``REGISTRATION``, ``NOTIFICATION``, ...) and ``"receivedAt"`` (Unix time) added. An
+  endpoint name is one topic level: ``%``, ``/``, ``+``, ``#``, ``$`` and NUL in it are
+  written ``%25``, ``%2F``, ``%2B``, ``%23``, ``%24``, ``%00`` (:func:`topic_level`).
+
+- takes commands published to ``{prefix}/{ep}/cmd``: a JSON object ``{"id", "op", "path",
+  ...}`` whose ``op`` is ``read``, ``discover``, ``write`` (``value`` with ``type`` when the
+  resource has no model, or ``records``; ``replace``, default true), ``create``
+  (``records``), ``delete``, ``execute`` (``args``), ``write-attributes`` (``attributes``:
+  ``{"pmin": 10, "gt": null}``, null removes), ``observe`` and ``cancel`` (``active``);
+  ``format`` and ``timeout`` (seconds) are optional. The answer goes to
+  ``{prefix}/{ep}/reply`` with the command's ``id``: ``{"id", "ok": true, "result": {"code":
+  "2.05", "records": [...], ...}}`` (the device's answer, as the REST API gives it, whatever
+  its code), or ``{"id", "ok": false, "error": {"type", "message"}}`` when the command could
+  not be carried out (not JSON, an unknown ``op``, no such client, a timeout ...). A command
+  for a sleeping queue-mode client waits for it to wake, up to its ``timeout``. In a cluster
+  (a shared store) every node has every command and the node serving the device carries it
+  out and answers; a command for a device no node serves gets no answer there.
+
+Commands are as strong as the REST API: let only the trusted publish to ``{prefix}/+/cmd``
+(the broker's access control lists), or turn them off (``commands=False``,
+``--no-mqtt-commands``).
+
+Nothing on the server's ingest path waits for the broker: a task takes the events from the
+server's event stream into a bounded queue in memory (``MqttConfig.queue_size``), which
+another task publishes from, ``window`` messages awaiting their PUBACK at once; an event is
+turned into its topic and JSON only when its turn to be published comes. While the broker
+cannot be reached, the queue keeps the newest messages: the oldest are dropped and counted
+(``MqttExport.dropped``); a message published but not acknowledged when the connection broke
+is published again (at least once). The connection is made again with a back-off doubling
+from ``reconnect_initial`` to ``reconnect_max`` seconds.
+
+This module needs ``aiomqtt`` (``pip install 'lwm2m[mqtt]'``): import it only when MQTT is
+wanted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import random
+import socket
+import ssl
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+
+from lwm2m.errors import ConfigError, LwM2MError, MqttCommandError, ObserveRefused
+from lwm2m.model.jsonform import records_from_json, records_to_json, typed_from_json
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.protocol.management import Response
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.events import (
+    ClientAwake,
+    ClientDeregistered,
+    ClientRegistered,
+    ClientSleeping,
+    ClientUpdated,
+    NotificationReceived,
+    ObservationEnded,
+    RegistrationExpired,
+    SendReceived,
+    ServerEvent,
+)
+from lwm2m.server.management import DEFAULT_TIMEOUT
+from lwm2m.server.observation import ServerObservation
+from lwm2m.server.role import Server
+
+__all__ = [
+    "COMMANDS",
+    "FLEET_LEVEL",
+    "MqttConfig",
+    "MqttExport",
+    "event_message",
+    "topic_level",
+]
+
+log = logging.getLogger(__name__)
+
+FLEET_LEVEL = "$fleet"  # the topic level of events of no one device (an endpoint's "$" is escaped)
+# The topic level of each event type and its name on the REST API's event stream.
+_KINDS: dict[type, tuple[str, str]] = {
+    ClientRegistered: ("registered", "REGISTRATION"),
+    ClientUpdated: ("updated", "UPDATE"),
+    ClientDeregistered: ("deregistered", "DEREGISTRATION"),
+    RegistrationExpired: ("expired", "EXPIRED"),
+    ClientAwake: ("awake", "AWAKE"),
+    ClientSleeping: ("asleep", "SLEEPING"),
+    NotificationReceived: ("notify", "NOTIFICATION"),
+    ObservationEnded: ("observation-ended", "OBSERVATION_ENDED"),
+    SendReceived: ("send", "SEND"),
+}
+_BY_NAME = (NotificationReceived, ObservationEnded, SendReceived, ClientAwake, ClientSleeping)
+_ESCAPES = {"%": "%25", "/": "%2F", "+": "%2B", "#": "%23", "$": "%24", "\0": "%00"}
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+
+
+def topic_level(name: str) -> str:
+    """``name`` as one MQTT topic level: the characters that would split it or act as a
+    wildcard (MQTT 3.1.1 §4.7) percent-escaped, and ``$`` (topics of the broker begin with
+    it), so that :data:`FLEET_LEVEL` is no endpoint's level."""
+    return name.translate(_ESCAPE_TABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """Where the broker is and how the export behaves.
+
+    ``prefix``: the first topic level(s); ``client_id``: the MQTT client identifier (default:
+    ``lwm2m-server-`` and a random part); ``queue_size``: messages kept while they cannot be
+    published, the oldest dropped beyond; ``window``: QoS 1 messages awaiting their PUBACK at
+    once; ``reconnect_initial``/``reconnect_max``: the back-off, seconds, between connection
+    attempts; ``commands``: take commands on ``{prefix}/+/cmd``; ``max_commands``: commands
+    carried out at once (one more is answered with an error); ``command_timeout``: seconds a
+    device operation may take when the command gives no ``timeout``."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    prefix: str = "lwm2m"
+    client_id: str | None = None
+    queue_size: int = 10_000
+    window: int = 100
+    keepalive: int = 30
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+    commands: bool = True
+    max_commands: int = 64
+    command_timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConfigError("the MQTT broker's host is missing")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port {self.port}: between 1 and 65535")
+        levels = self.prefix.split("/")
+        if not self.prefix or any(not level or set(level) & set("+#\0") for level in levels):
+            raise ConfigError(f"prefix {self.prefix!r}: topic levels without '+', '#' or empty ones")
+        if self.prefix.startswith("$"):
+            raise ConfigError(f"prefix {self.prefix!r}: topics beginning with '$' are the broker's")
+        for name, value in (("queue_size", self.queue_size), ("window", self.window)):
+            if value < 1:
+                raise ConfigError(f"{name} {value}: at least 1")
+        if self.max_commands < 1:
+            raise ConfigError(f"max_commands {self.max_commands}: at least 1")
+        if not 0 < self.reconnect_initial <= self.reconnect_max or not math.isfinite(self.reconnect_max):
+            raise ConfigError("reconnect_initial and reconnect_max: 0 < initial <= max, finite")
+        if not 0 < self.command_timeout < math.inf:
+            raise ConfigError(f"command_timeout {self.command_timeout!r}: a positive number of seconds")
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MqttConfig:
+        """``mqtt://[user[:password]@]host[:port][/prefix]``, or ``mqtts://`` (TLS, port 8883 by
+        default, the system's authorities); user and password percent-decoded."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"MQTT URL {shown_url(url)}: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ("mqtt", "mqtts"):
+            raise ConfigError(f"MQTT URL {shown_url(url)}: the scheme is mqtt:// or mqtts://")
+        if "?" in url or "#" in url:
+            raise ConfigError(f"MQTT URL {shown_url(url)}: no query or fragment (a topic has no wildcard)")
+        tls = scheme == "mqtts"
+        prefix = unquote(parts.path.strip("/")) or "lwm2m"
+        try:
+            return cls(
+                host=parts.hostname or "",
+                port=port if port is not None else (8883 if tls else 1883),
+                username=unquote(parts.username) if parts.username else None,
+                password=unquote(parts.password) if parts.password is not None else None,
+                tls=tls,
+                prefix=prefix,
+                **options,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"MQTT URL {shown_url(url)}: {exc}") from None
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden, to be logged or printed."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{netloc[2]}").geturl()
+
+
+# --- the JSON of the events (as lwm2m.web.shapes gives the event stream) -------------------------
+
+
+def _coap_code(code: int) -> str:
+    return f"{code >> 5}.{code & 31:02d}"
+
+
+def _address(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _registration(registration: Registration) -> dict[str, Any]:
+    return {
+        "endpoint": registration.endpoint,
+        "registrationId": registration.registration_id,
+        "address": _address(registration.address),
+        "lifetime": registration.lifetime,
+        "lwm2mVersion": registration.lwm2m_version,
+        "binding": registration.binding,
+        "queueMode": registration.queue_mode,
+        "objects": registration.to_dict()["objects"],
+        "registeredAt": registration.registered_at,
+        "lastUpdate": registration.last_update,
+        "sleeping": False,
+    }
+
+
+def _response(response: Response) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": _coap_code(response.code)}
+    if response.content_format is not None:
+        out["contentFormat"] = response.content_format
+    if response.records or (response.success and response.content_format is not None):
+        out["records"] = records_to_json(response.records)
+    if response.location is not None:
+        out["location"] = str(response.location)
+    if response.links:
+        out["links"] = [str(link) for link in response.links]
+    if response.diagnostic:
+        out["diagnostic"] = response.diagnostic
+    return out
+
+
+def event_message(event: ServerEvent, prefix: str = "lwm2m") -> tuple[str, dict[str, Any]]:
+    """The topic and the JSON data of ``event`` (without ``receivedAt``)."""
+    level, name = _KINDS[type(event)]
+    endpoint = event.endpoint if isinstance(event, _BY_NAME) else event.registration.endpoint
+    data: dict[str, Any] = {"event": name, "endpoint": endpoint}
+    topic = f"{prefix}/{topic_level(endpoint)}/{level}"
+    if isinstance(event, NotificationReceived):
+        if len(event.paths) == 1:
+            below = str(event.paths[0]).strip("/")
+            topic = f"{topic}/{below}" if below else topic
+        else:
+            topic = f"{topic}/composite"
+        data["token"] = event.token.hex()
+        data["paths"] = [str(p) for p in event.paths]
+        data["records"] = records_to_json(event.records)
+    elif isinstance(event, ObservationEnded):
+        data["token"] = event.token.hex()
+        data["reason"] = event.reason
+    elif isinstance(event, SendReceived):
+        data["records"] = records_to_json(event.records)
+    elif not isinstance(event, ClientSleeping | ClientAwake):
+        data["registration"] = _registration(event.registration)
+    return topic, data
+
+
+def _payload(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def _path(command: Mapping[str, Any]) -> Path:
+    raw = command.get("path")
+    if not isinstance(raw, str):
+        raise MqttCommandError('"path": a string like "/3/0/1" is needed')
+    return Path.parse(raw)
+
+
+def _timeout(command: Mapping[str, Any], default: float) -> float:
+    raw = command.get("timeout", default)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 < raw < math.inf:
+        raise MqttCommandError(f'"timeout": {raw!r} is not a positive number of seconds')
+    return float(raw)
+
+
+def _format(command: Mapping[str, Any]) -> int | str | None:
+    raw = command.get("format")
+    if raw is None or isinstance(raw, str) or (isinstance(raw, int) and not isinstance(raw, bool)):
+        return raw
+    raise MqttCommandError(f'"format": {raw!r} is not a content format number or name')
+
+
+def _flag(command: Mapping[str, Any], name: str, default: bool) -> bool:
+    raw = command.get(name, default)
+    if not isinstance(raw, bool):
+        raise MqttCommandError(f'"{name}": {raw!r} is not true or false')
+    return raw
+
+
+def _records(command: Mapping[str, Any], server: Server) -> list[Record]:
+    if "records" not in command:
+        raise MqttCommandError('"records": [{"path": ..., "value": ...}, ...] is needed')
+    return records_from_json(command["records"], server.models)
+
+
+def _write_records(command: Mapping[str, Any], path: Path, server: Server) -> list[Record]:
+    if "value" not in command:
+        return _records(command, server)
+    if "records" in command:
+        raise MqttCommandError('give either "value" or "records", not both')
+    if not (path.is_resource or path.is_resource_instance):
+        raise MqttCommandError(f'"value" writes one resource; {path} is not a resource')
+    assert path.object_id is not None and path.resource_id is not None
+    definition = server.models.resource(path.object_id, path.resource_id)
+    model = definition.type if definition else None
+    return [Record(path, typed_from_json(command["value"], command.get("type"), model, str(path)))]
+
+
+Operation = Callable[["MqttExport", str, Mapping[str, Any], float], Awaitable[dict[str, Any]]]
+
+
+async def _read(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    answer = await export.server.read(ep, _path(command), format=_format(command), timeout=wait)
+    return _response(answer)
+
+
+async def _discover(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    return _response(await export.server.discover(ep, _path(command), timeout=wait))
+
+
+async def _write(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    path = _path(command)
+    records = _write_records(command, path, export.server)
+    replace = _flag(command, "replace", True)  # false: a partial update (§6.3.3)
+    fmt = _format(command)
+    return _response(await export.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait))
+
+
+async def _create(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    path = _path(command)
+    records = _records(command, export.server) if "records" in command else []
+    return _response(await export.server.create(ep, path, records, format=_format(command), timeout=wait))
+
+
+async def _delete(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    return _response(await export.server.delete(ep, _path(command), timeout=wait))
+
+
+async def _execute(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    args = command.get("args", "")
+    if not isinstance(args, str):
+        raise MqttCommandError(f'"args": {args!r} is not a string like "0=\'x\',1"')
+    return _response(await export.server.execute(ep, _path(command), args, timeout=wait))
+
+
+async def _write_attributes(
+    export: MqttExport, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
+    given = command.get("attributes")
+    if not isinstance(given, dict) or not given:
+        raise MqttCommandError('"attributes": an object like {"pmin": 10, "gt": null} is needed')
+    return _response(await export.server.write_attributes(ep, _path(command), given, timeout=wait))
+
+
+async def _observe(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    path = _path(command)
+    try:
+        observation = await export.server.observe(ep, path, format=_format(command), timeout=wait)
+    except ObserveRefused as exc:
+        return _response(exc.response)
+    await export.keep(ep, path, observation)
+    assert observation.response is not None  # a new observation has its first answer
+    return {**_response(observation.response), "token": observation.token.hex()}
+
+
+async def _cancel(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    path = _path(command)
+    active = _flag(command, "active", False)
+    if not await export.cancel(ep, path, active=active, timeout=wait):
+        raise MqttCommandError(f"no observation of {path} on {ep!r} made by a command")
+    return {"cancelled": str(path), "active": active}
+
+
+COMMANDS: dict[str, Operation] = {
+    "read": _read,
+    "discover": _discover,
+    "write": _write,
+    "create": _create,
+    "delete": _delete,
+    "execute": _execute,
+    "write-attributes": _write_attributes,
+    "observe": _observe,
+    "cancel": _cancel,
+}
+
+
+# --- the export -----------------------------------------------------------------------------------
+
+
+class _Event:
+    """A server event waiting in the queue as it came: turned into its topic and JSON only when
+    it is published, so that an event dropped from a full queue costs no encoding."""
+
+    __slots__ = ("at", "event")
+
+    def __init__(self, event: ServerEvent, at: float) -> None:
+        self.event = event
+        self.at = at
+
+    def message(self, prefix: str) -> tuple[str, bytes]:
+        topic, data = event_message(self.event, prefix)
+        data["receivedAt"] = round(self.at, 3)
+        return topic, _payload(data)
+
+
+_Item = tuple[str, bytes] | _Event  # a message ready to publish, or an event to encode first
+
+
+class _Outbox:
+    """Messages waiting for the broker, oldest first, at most ``size``: beyond, the oldest is
+    dropped and counted."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.dropped = 0
+        self._items: deque[_Item] = deque()
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: _Item) -> None:
+        self._items.append(item)
+        self._trim()
+        self._ready.set()
+
+    def take(self, count: int) -> list[_Item]:
+        items = self._items
+        batch = [items.popleft() for _ in range(min(count, len(items)))]
+        if not items:
+            self._ready.clear()
+        return batch
+
+    def give_back(self, batch: list[_Item]) -> None:
+        """Messages taken and not acknowledged: first again, before those that came since."""
+        self._items.extendleft(reversed(batch))
+        self._trim()
+        if self._items:
+            self._ready.set()
+
+    def _trim(self) -> None:
+        while len(self._items) > self.size:
+            self._items.popleft()
+            self.dropped += 1
+
+    async def wait(self) -> None:
+        await self._ready.wait()
+
+
+class MqttExport:
+    """One server's events to an MQTT broker, and the commands of its ``cmd`` topics to the
+    server (see the module's documentation). ``start()`` (or ``async with``) subscribes to
+    the server's events and starts connecting; ``close()`` stops, dropping what was not
+    published."""
+
+    def __init__(self, server: Server, config: MqttConfig) -> None:
+        self.server = server
+        self.config = config
+        self.client_id = config.client_id or f"lwm2m-server-{uuid.uuid4().hex[:12]}"
+        self.connected = False
+        self.connections = 0  # connections made to the broker so far
+        self.published = 0  # messages the broker acknowledged
+        self.commands = 0  # commands taken (answered or not yet)
+        self._outbox = _Outbox(config.queue_size)
+        self._inflight = 0  # messages published and not acknowledged yet
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()  # commands being carried out
+        self._observations: dict[tuple[str, Path], ServerObservation] = {}
+        self._tls = ssl.create_default_context() if config.tls else None
+
+    @property
+    def dropped(self) -> int:
+        """Messages lost because ``queue_size`` newer ones waited for the broker."""
+        return self._outbox.dropped
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting to be published or for their PUBACK."""
+        return len(self._outbox) + self._inflight
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        stream = self.server.events()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._follow(stream)), loop.create_task(self._connect())]
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        tasks += self._running
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._observations.clear()  # they belong to the server, which keeps their records
+        self.connected = False
+
+    async def __aenter__(self) -> MqttExport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- publishing ------------------------------------------------------------------------------
+
+    def publish(self, kind: str, data: Mapping[str, Any], endpoint: str | None = None) -> None:
+        """Queue an event of another part of the server (a campaign's progress, ...): on
+        ``{prefix}/{ep}/{kind}`` for a device, else ``{prefix}/$fleet/{kind}``; ``kind`` is
+        one or more topic levels. The JSON of ``data`` gets ``receivedAt``."""
+        if not kind or any(not level or set(level) & set("+#\0") for level in kind.split("/")):
+            raise ConfigError(f"event kind {kind!r}: topic levels without '+', '#' or empty ones")
+        where = FLEET_LEVEL if endpoint is None else topic_level(endpoint)
+        body = {**data, "receivedAt": round(time.time(), 3)}
+        self._outbox.put((f"{self.config.prefix}/{where}/{kind}", _payload(body)))
+
+    async def _follow(self, stream: Any) -> None:
+        put = self._outbox.put
+        try:
+            async for event in stream:
+                if type(event) not in _KINDS:  # a kind of event this module does not know yet
+                    continue
+                put(_Event(event, time.time()))
+                if isinstance(event, ObservationEnded):
+                    self._forget(event.endpoint, event.token)
+        finally:
+            stream.close()
+
+    async def _connect(self) -> None:
+        """Connect, publish and take commands; again after a back-off when the broker goes."""
+        config = self.config
+        delay = config.reconnect_initial
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    config.host,
+                    config.port,
+                    username=config.username,
+                    password=config.password,
+                    identifier=self.client_id,
+                    keepalive=config.keepalive,
+                    tls_context=self._tls,
+                    timeout=10.0,
+                    max_inflight_messages=config.window,
+                    # Without it, Nagle's algorithm holds each small PUBLISH until the broker's
+                    # (delayed) ACK of the one before: tens of milliseconds a window.
+                    socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+                ) as client:
+                    client.pending_calls_threshold = config.window + config.max_commands + 10
+                    delay = config.reconnect_initial
+                    log.info("MQTT: connected to %s:%d as %s", config.host, config.port, self.client_id)
+                    await self._session(client)
+            except* (aiomqtt.MqttError, OSError) as group:
+                log.warning("MQTT broker %s:%d: %s", config.host, config.port, group.exceptions[0])
+            except* Exception:  # a defect: logged, and the export goes on
+                log.exception("MQTT export to %s:%d failed", config.host, config.port)
+            finally:
+                self.connected = False
+            # A random part keeps many servers from coming back at the same instant.
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, config.reconnect_max)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        if self.config.commands:
+            await client.subscribe(f"{self.config.prefix}/+/cmd", qos=1)
+        self.connected = True  # and subscribed
+        self.connections += 1
+        async with asyncio.TaskGroup() as tasks:
+            # Without a subscription no command comes, but the loop over the messages still
+            # ends the session as soon as the connection breaks.
+            tasks.create_task(self._take_commands(client))
+            tasks.create_task(self._drain(client))
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish from the queue, ``window`` messages awaiting their PUBACK at once: the next
+        goes as soon as one is acknowledged. A message whose publish fails goes back to the
+        queue's head; those in flight when the session ends go back too (at least once)."""
+        outbox, prefix = self._outbox, self.config.prefix
+        room = asyncio.Semaphore(self.config.window)
+        flying: dict[asyncio.Task[None], tuple[str, bytes]] = {}
+        loop = asyncio.get_running_loop()
+
+        def landed(task: asyncio.Task[None]) -> None:
+            message = flying.pop(task)
+            self._inflight = len(flying)
+            room.release()
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is None:
+                self.published += 1
+            else:
+                log.debug("MQTT publish on %s failed: %s; it goes again", message[0], error)
+                outbox.give_back([message])
+
+        try:
+            while True:
+                await outbox.wait()
+                await room.acquire()
+                taken = outbox.take(1)
+                if not taken:  # emptied while waiting for room (a session that ended)
+                    room.release()
+                    continue
+                item = taken[0]
+                topic, payload = message = item.message(prefix) if isinstance(item, _Event) else item
+                task = loop.create_task(client.publish(topic, payload, qos=1))
+                flying[task] = message
+                self._inflight = len(flying)
+                task.add_done_callback(landed)
+        finally:
+            # In flight when the session ends: they go again, before what came since.
+            unacknowledged: list[_Item] = list(flying.values())
+            for task in list(flying):
+                task.remove_done_callback(landed)
+                task.cancel()
+            flying.clear()
+            self._inflight = 0
+            outbox.give_back(unacknowledged)
+
+    # --- commands --------------------------------------------------------------------------------
+
+    async def _take_commands(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            levels = str(message.topic).split("/")
+            endpoint = unquote(levels[-2])
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if self.server.config.shared_store and endpoint not in self.server.registrar.peers:
+                # A node of a cluster: every node has the command, the one serving the device
+                # (the only one that can reach it) carries it out and answers.
+                continue
+            self.commands += 1
+            if len(self._running) >= self.config.max_commands:
+                busy = MqttCommandError(f"{len(self._running)} commands are being carried out: try again")
+                self._reply(endpoint, _command_id(payload), error=busy)
+                continue
+            task = asyncio.get_running_loop().create_task(self._command(endpoint, payload))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _command(self, endpoint: str, payload: bytes) -> None:
+        """Carry a command out and answer it; whatever goes wrong is its error reply."""
+        ident = _command_id(payload)
+        try:
+            command = _parse(payload)
+            operation = COMMANDS.get(command["op"])
+            if operation is None:
+                raise MqttCommandError(f'"op": {command["op"]!r} is not one of {", ".join(COMMANDS)}')
+            wait = _timeout(command, self.config.command_timeout)
+            async with asyncio.timeout(wait + 1.0):  # the operation's own timeout comes first
+                result = await operation(self, endpoint, command, wait)
+        except (LwM2MError, ValueError, TypeError, KeyError, TimeoutError) as exc:
+            self._reply(endpoint, ident, error=exc)
+        except Exception as exc:  # a defect: logged, and answered all the same
+            log.exception("MQTT command for %r failed", endpoint)
+            self._reply(endpoint, ident, error=exc)
+        else:
+            self._reply(endpoint, ident, result=result)
+
+    def _reply(
+        self,
+        endpoint: str,
+        ident: Any,
+        *,
+        result: dict[str, Any] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"id": ident, "ok": error is None}
+        if error is None:
+            body["result"] = result
+        else:
+            message = str(error) or type(error).__name__
+            body["error"] = {"type": type(error).__name__, "message": message}
+        topic = f"{self.config.prefix}/{topic_level(endpoint)}/reply"
+        self._outbox.put((topic, _payload(body)))
+
+    # --- observations made by commands -------------------------------------------------------
+
+    async def keep(self, endpoint: str, path: Path, observation: ServerObservation) -> None:
+        """Keep an observation made by a command, to cancel it by another; a new one of the same
+        path replaces (and cancels) the old."""
+        old = self._observations.pop((endpoint, path), None)
+        self._observations[endpoint, path] = observation
+        if old is not None and old is not observation:
+            await old.cancel()
+
+    async def cancel(self, endpoint: str, path: Path, *, active: bool, timeout: float) -> bool:
+        observation = self._observations.pop((endpoint, path), None)
+        if observation is None:
+            return False
+        async with asyncio.timeout(timeout):
+            await observation.cancel(active=active)
+        return True
+
+    def _forget(self, endpoint: str, token: bytes) -> None:
+        for key, observation in list(self._observations.items()):
+            if key[0] == endpoint and observation.token == token:
+                del self._observations[key]
+
+
+def _command_id(payload: bytes) -> Any:
+    """The ``id`` of a command, if one can be read from it (an error reply carries it too)."""
+    with contextlib.suppress(ValueError):
+        command = json.loads(payload)
+        if isinstance(command, dict):
+            ident = command.get("id")
+            if isinstance(ident, str | int | float) or ident is None:
+                return ident
+    return None
+
+
+def _parse(payload: bytes) -> dict[str, Any]:
+    try:
+        command = json.loads(payload)
+    except ValueError as exc:
+        raise MqttCommandError(f"a command is a JSON object: {exc}") from None
+    if not isinstance(command, dict):
+        raise MqttCommandError('a command is a JSON object {"id", "op", "path", ...}')
+    ident = command.get("id")
+    if isinstance(ident, bool) or not isinstance(ident, str | int | float):
+        raise MqttCommandError('"id": a string or a number is needed, to find the reply by')
+    if not isinstance(command.get("op"), str):
+        raise MqttCommandError(f'"op": one of {", ".join(COMMANDS)} is needed')
+    return command
