@@ -31,6 +31,7 @@ from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
 from lwm2m.storage.firmware import PackageStore
 from lwm2m.storage.requests import RequestState, StoredRequest
+from lwm2m.storage.webhooks import WebhookStore
 
 Source = Literal["notify", "send"]
 SOURCES: tuple[Source, ...] = ("notify", "send")
@@ -709,6 +710,11 @@ class Store(Protocol):
     @property
     def firmware(self) -> PackageStore:
         """Firmware packages and their bytes (:mod:`lwm2m.storage.firmware`)."""
+        ...
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Webhooks and the outbox of their events (:mod:`lwm2m.storage.webhooks`)."""
         ...
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
 from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
 from lwm2m.storage.sortedkeys import SortedKeys
+from lwm2m.storage.webhooks import MemoryWebhookStore
 
 # Registrations a page walks between two yields to the event loop (~0.2 ms with a filter).
 MEMORY_PAGE_CHUNK = 512
@@ -435,6 +436,7 @@ class MemoryStore:
     dtls_sessions: MemoryDtlsSessionStore = field(default_factory=MemoryDtlsSessionStore)
     queued_requests: MemoryQueuedRequestStore = field(default_factory=MemoryQueuedRequestStore)
     firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
+    webhooks: MemoryWebhookStore = field(default_factory=MemoryWebhookStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

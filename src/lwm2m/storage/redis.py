@@ -77,6 +77,7 @@ from lwm2m.storage.redis_roles import (
     RedisHistoryStore,
     RedisSecurityStore,
 )
+from lwm2m.storage.redis_webhooks import RedisWebhookStore
 
 
 class RedisStore:
@@ -96,6 +97,7 @@ class RedisStore:
         self.dtls_sessions: RedisDtlsSessionStore = RedisDtlsSessionStore(self.link)
         self.queued_requests: RedisQueuedRequestStore = RedisQueuedRequestStore(self.link)
         self.firmware: RedisPackageStore = RedisPackageStore(self.link)  # see redis_firmware
+        self.webhooks: RedisWebhookStore = RedisWebhookStore(self.link)  # see redis_webhooks
 
     def close(self) -> None:
         """Write what ``history.add`` kept back (a blocking client, so that this works from

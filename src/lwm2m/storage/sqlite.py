@@ -59,6 +59,7 @@ from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 from lwm2m.storage.firmware import SqlitePackageStore, firmware_folder
 from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
 from lwm2m.storage.requests import SqliteQueuedRequestStore
+from lwm2m.storage.webhooks import SqliteWebhookStore
 
 SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
@@ -745,6 +746,7 @@ class SqliteStore:
         self.dtls_sessions = SqliteDtlsSessionStore(conn)
         self.queued_requests = SqliteQueuedRequestStore(conn)
         self.firmware = SqlitePackageStore(conn, firmware_folder(self.path))  # files in firmware/ beside
+        self.webhooks = SqliteWebhookStore(conn)  # its tables made if missing
 
     def close(self) -> None:
         try:
