@@ -560,3 +560,23 @@ class TooManyPackages(ApiError):
 
 class PackageNotFound(ResourceNotFound):
     """No firmware package with that id (never stored, or deleted)."""
+
+
+# --- webhooks (export/webhooks.py, storage/webhooks.py, web/views/webhooks.py) ---
+
+
+class InvalidWebhook(ApiError, ValueError):
+    """A webhook the server does not take: a URL that is not http:// or https:// with a host, no
+    event type or an unknown one, or a secret that is not a short string (the message says which)."""
+
+    status = 400
+
+
+class TooManyWebhooks(ApiError):
+    """The store holds as many webhooks as it may (``OutboxLimits.hooks``): delete one first."""
+
+    status = 507
+
+
+class WebhookNotFound(ResourceNotFound):
+    """No webhook with that id (never registered, or deleted)."""
