@@ -248,3 +248,17 @@ async def test_the_app_starts_them_and_counts_them_in_metrics() -> None:
         assert "lwm2m_webhook_delivered_total 7.0" in text
         assert "lwm2m_webhook_outbox 3.0" in text
         assert "lwm2m_webhook_dropped_total 0.0" in text
+
+
+async def test_the_server_feeds_them_only_while_a_hook_exists() -> None:
+    async with hooked(MemoryStore.create()) as (server, webhooks):
+        alone = len(server._subscribers)
+        hook = await webhooks.add("http://h/1", ["SEND"])
+        assert len(server._subscribers) == alone + 1
+        await webhooks.remove(hook.hook_id)
+        assert len(server._subscribers) == alone
+        # A hook another node added is seen at the next refresh.
+        await webhooks.store.put_hook(hook)
+        await webhooks.refresh()
+        assert len(server._subscribers) == alone + 1
+    assert len(server._subscribers) == alone

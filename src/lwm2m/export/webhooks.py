@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
+import itertools
 import logging
 import math
 import random
@@ -42,6 +42,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from lwm2m.errors import ConfigError, HttpError, InvalidWebhook, TooManyWebhooks, WebhookNotFound
 from lwm2m.server.events import EventStream, ServerEvent
@@ -87,7 +89,8 @@ class WebhookConfig:
     may take; ``lease``: seconds a taken entry is hidden from other posters (longer than
     ``timeout``); ``backoff`` and ``backoff_cap``: the first retry delay and the largest;
     ``max_age``: seconds after which an undelivered event is dropped; ``poll``: seconds between
-    looks at the outbox when nothing wakes the poster (retries coming due, other nodes' events)."""
+    looks at the outbox when nothing wakes the poster (retries coming due, other nodes' events);
+    ``refresh``: seconds between reads of the hooks (other nodes add and remove them too)."""
 
     flush_delay: float = 0.1
     buffer: int = 10_000
@@ -99,6 +102,7 @@ class WebhookConfig:
     backoff_cap: float = 600.0
     max_age: float = 86_400.0
     poll: float = 1.0
+    refresh: float = 5.0
 
     def __post_init__(self) -> None:
         seconds = {
@@ -109,6 +113,7 @@ class WebhookConfig:
             "backoff_cap": self.backoff_cap,
             "max_age": self.max_age,
             "poll": self.poll,
+            "refresh": self.refresh,
         }
         for name, value in seconds.items():
             if not math.isfinite(value) or value <= 0:
@@ -164,10 +169,16 @@ class Webhooks:
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._stream: EventStream | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._stream: EventStream | None = None  # subscribed only while some hook wants events
+        self._pump: asyncio.Task[None] | None = None
+        self._poster: asyncio.Task[None] | None = None
+        self._refreshed_at = -math.inf
         self._client = HttpClient(timeout=self.config.timeout, max_size=ANSWER_LIMIT)
         self._sized_at = -math.inf
+        # Event ids: 64 random bits of this run, then a counter (a uuid4 per event costs 10x more).
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = itertools.count()
 
     # --- registration ---------------------------------------------------------------------------
 
@@ -211,31 +222,44 @@ class Webhooks:
             for name in h.events:
                 wanted.setdefault(name, []).append(h)
         self._wanted = wanted
+        self._refreshed_at = self._clock()
+        self._follow(bool(wanted) and self._running)
+
+    def _follow(self, on: bool) -> None:
+        """Take the server's events while some hook wants them: with no hook, the server has
+        no subscriber more to feed per event."""
+        if on and self._stream is None:
+            self._stream = self.server.events()
+            self._pump = asyncio.ensure_future(self._take_all(self._stream))
+        elif not on and self._stream is not None:
+            self._stream.close()
+            self._stream = None
+            if self._pump is not None:
+                self._pump.cancel()
+                self._pump = None
 
     # --- running --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._stream is not None:
+        if self._running:
             return
+        self._running = True
         await self.refresh()
-        self._stream = self.server.events()
-        self._tasks = [
-            asyncio.ensure_future(self._pump(self._stream)),
-            asyncio.ensure_future(self._post_loop()),
-        ]
+        self._poster = asyncio.ensure_future(self._post_loop())
 
     async def close(self) -> None:
         """Stop taking events, write those waiting in memory to the outbox, stop posting."""
-        if self._stream is None:
+        if not self._running:
             return
-        self._stream.close()
-        self._stream = None
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._running = False
+        pump, poster = self._pump, self._poster
+        self._follow(False)
+        self._poster = None
+        for task in (pump, poster):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
@@ -245,7 +269,7 @@ class Webhooks:
         await self._write()
         await self._client.close()
 
-    async def _pump(self, stream: EventStream) -> None:
+    async def _take_all(self, stream: EventStream) -> None:
         async for event in stream:
             self.take(event)
 
@@ -256,10 +280,8 @@ class Webhooks:
             return
         name, data = self.view(event)
         now = self._clock()
-        event_id = uuid.uuid4().hex
-        body = json.dumps(
-            {"event": name, "id": event_id, "receivedAt": now, "data": data}, ensure_ascii=False
-        ).encode()
+        event_id = f"{self._id_prefix}{next(self._ids):016x}"
+        body = msgspec.json.encode({"event": name, "id": event_id, "receivedAt": now, "data": data})
         for hook in hooks:
             self._buffer.append(OutboxEntry(hook.hook_id, event_id, now, body, next_at=now))
         if len(self._buffer) > self.config.buffer:
@@ -296,6 +318,8 @@ class Webhooks:
     async def _post_loop(self) -> None:
         while True:
             try:
+                if self._clock() - self._refreshed_at >= self.config.refresh:
+                    await self.refresh()  # hooks added or removed on other nodes
                 taken = await self.round()
             except Exception:
                 log.exception("webhooks: a round of posts failed")
@@ -359,7 +383,7 @@ class Webhooks:
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(hook.secret, entry.body),
-            EVENT_HEADER: json.loads(entry.body).get("event", ""),
+            EVENT_HEADER: str(msgspec.json.decode(entry.body).get("event", "")),
             DELIVERY_HEADER: entry.event_id,
             TIMESTAMP_HEADER: str(int(self._clock())),
         }
