@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
@@ -165,6 +166,7 @@ class Webhooks:
         self._clock = clock
         self._hooks: dict[str, Webhook] = {}
         self._wanted: dict[str, list[Webhook]] = {}  # event type -> hooks that want it
+        self._targets: dict[str, SplitResult] = {}
         self._buffer: list[OutboxEntry] = []
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
@@ -217,6 +219,7 @@ class Webhooks:
         """Read the hooks from the store again (another node may have changed them)."""
         hooks = await self.store.hooks()
         self._hooks = {h.hook_id: h for h in hooks}
+        self._targets = {h.url: urlsplit(h.url) for h in hooks}  # parsed once, not per post
         wanted: dict[str, list[Webhook]] = {}
         for h in hooks:
             for name in h.events:
@@ -388,7 +391,9 @@ class Webhooks:
             TIMESTAMP_HEADER: str(int(self._clock())),
         }
         try:
-            answer = await self._client.request("POST", hook.url, body=entry.body, headers=headers)
+            answer = await self._client.request(
+                "POST", self._targets.get(hook.url) or hook.url, body=entry.body, headers=headers
+            )
         except HttpError as exc:
             self.counters.failed += 1
             log.info("webhooks: %s: %s (attempt %d)", hook.url, exc, entry.attempts + 1)
