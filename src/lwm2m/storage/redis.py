@@ -46,7 +46,8 @@ Global indexes, each its own key (in whatever slot its name hashes to):
                                                a TTL (the idle timeout), refreshed by its holder
 =================================  ==========  ==================================================
 
-Firmware packages and their bytes: :mod:`lwm2m.storage.redis_firmware`.
+Firmware packages and their bytes: :mod:`lwm2m.storage.redis_firmware`. Webhooks and their
+outbox (one hash tag, ``{webhooks}``, bounded): :mod:`lwm2m.storage.redis_webhooks`.
 
 Write order. A record and its index entries are in different slots, so no transaction can
 cover them on a Redis Cluster. Index entries are written before the record and removed after
