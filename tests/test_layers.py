@@ -107,7 +107,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "client": frozenset(),
     "bootstrap": frozenset(),
     "fleet": frozenset(),
-    "export": frozenset({"prometheus_client", "aiomqtt"}),
+    "export": frozenset({"prometheus_client", "aiomqtt", "msgspec"}),
     "web": frozenset({"starlette", "msgspec", "uvicorn"}),
     "simulator": frozenset(),
     "cli": frozenset({"click", "rich", "uvicorn"}),

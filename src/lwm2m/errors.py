@@ -569,6 +569,14 @@ class InvalidLabels(ApiError, ValueError):
     """A label set or a label selector the server does not take: not an object of strings, too
     many labels, or a key or value that is not one (the message says which rule it breaks)."""
 
+
+# --- webhooks (export/webhooks.py, storage/webhooks.py, web/views/webhooks.py) ---
+
+
+class InvalidWebhook(ApiError, ValueError):
+    """A webhook the server does not take: a URL that is not http:// or https:// with a host, no
+    event type or an unknown one, or a secret that is not a short string (the message says which)."""
+
     status = 400
 
 
@@ -588,3 +596,13 @@ class MqttCommandError(ApiError):
     it). It is answered on the reply topic, never raised further."""
 
     status = 400
+
+
+class TooManyWebhooks(ApiError):
+    """The store holds as many webhooks as it may (``OutboxLimits.hooks``): delete one first."""
+
+    status = 507
+
+
+class WebhookNotFound(ResourceNotFound):
+    """No webhook with that id (never registered, or deleted)."""

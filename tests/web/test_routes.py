@@ -122,6 +122,7 @@ BODIES: dict[Any, Any] = {
     bodies.SecurityBody: {"pskIdentity": "id-x", "pskKey": "00112233"},
     bodies.BootstrapConfig: {"servers": [{"uri": "coap://192.0.2.1", "shortServerId": 1}]},
     bodies.Labels: {"site": "north"},
+    bodies.WebhookBody: {"url": "http://192.0.2.1/hook", "events": ["NOTIFICATION"]},
 }
 
 

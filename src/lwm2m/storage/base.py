@@ -32,6 +32,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.storage.firmware import PackageStore
 from lwm2m.storage.labels import LabelStore
 from lwm2m.storage.requests import RequestState, StoredRequest
+from lwm2m.storage.webhooks import WebhookStore
 
 Source = Literal["notify", "send"]
 SOURCES: tuple[Source, ...] = ("notify", "send")
@@ -715,6 +716,11 @@ class Store(Protocol):
     @property
     def labels(self) -> LabelStore:
         """Device labels by endpoint name (:mod:`lwm2m.storage.labels`)."""
+        ...
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Webhooks and the outbox of their events (:mod:`lwm2m.storage.webhooks`)."""
         ...
 
     def close(self) -> None:

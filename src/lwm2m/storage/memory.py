@@ -34,6 +34,7 @@ from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.labels import MemoryLabelStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
 from lwm2m.storage.sortedkeys import SortedKeys
+from lwm2m.storage.webhooks import MemoryWebhookStore
 
 # Registrations a page walks between two yields to the event loop (~0.2 ms with a filter).
 MEMORY_PAGE_CHUNK = 512
@@ -437,6 +438,7 @@ class MemoryStore:
     queued_requests: MemoryQueuedRequestStore = field(default_factory=MemoryQueuedRequestStore)
     firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
     labels: MemoryLabelStore = field(default_factory=MemoryLabelStore)
+    webhooks: MemoryWebhookStore = field(default_factory=MemoryWebhookStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

@@ -47,7 +47,8 @@ Global indexes, each its own key (in whatever slot its name hashes to):
 =================================  ==========  ==================================================
 
 Firmware packages and their bytes: :mod:`lwm2m.storage.redis_firmware`. Device labels:
-:mod:`lwm2m.storage.redis_labels`.
+:mod:`lwm2m.storage.redis_labels`. Webhooks and their
+outbox (one hash tag, ``{webhooks}``, bounded): :mod:`lwm2m.storage.redis_webhooks`.
 
 Write order. A record and its index entries are in different slots, so no transaction can
 cover them on a Redis Cluster. Index entries are written before the record and removed after
@@ -79,6 +80,7 @@ from lwm2m.storage.redis_roles import (
     RedisHistoryStore,
     RedisSecurityStore,
 )
+from lwm2m.storage.redis_webhooks import RedisWebhookStore
 
 
 class RedisStore:
@@ -99,6 +101,7 @@ class RedisStore:
         self.queued_requests: RedisQueuedRequestStore = RedisQueuedRequestStore(self.link)
         self.firmware: RedisPackageStore = RedisPackageStore(self.link)  # see redis_firmware
         self.labels: RedisLabelStore = RedisLabelStore(self.link)  # see redis_labels
+        self.webhooks: RedisWebhookStore = RedisWebhookStore(self.link)  # see redis_webhooks
 
     def close(self) -> None:
         """Write what ``history.add`` kept back (a blocking client, so that this works from

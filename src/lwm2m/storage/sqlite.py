@@ -60,6 +60,7 @@ from lwm2m.storage.firmware import SqlitePackageStore, firmware_folder
 from lwm2m.storage.labels import SqliteLabelStore
 from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
 from lwm2m.storage.requests import SqliteQueuedRequestStore
+from lwm2m.storage.webhooks import SqliteWebhookStore
 
 SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
@@ -747,6 +748,7 @@ class SqliteStore:
         self.queued_requests = SqliteQueuedRequestStore(conn)
         self.firmware = SqlitePackageStore(conn, firmware_folder(self.path))  # files in firmware/ beside
         self.labels = SqliteLabelStore(conn)
+        self.webhooks = SqliteWebhookStore(conn)  # its tables made if missing
 
     def close(self) -> None:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import ssl
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ MAX_IDLE = 16  # kept-alive connections per origin
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "lwm2m"
 _NO_BODY = object()
+_BAD_TARGET = re.compile("[\x00-\x20\x7f]")  # controls and space: not in a request target
+_LINE_BREAK = re.compile("[\r\n]")
 
 
 def url_path(*segments: str) -> str:
@@ -241,7 +244,7 @@ class HttpClient:
         self, method: str, parts: SplitResult, host: str, body: bytes | None, extra: Mapping[str, str]
     ) -> bytes:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not target.isascii() or any(c <= " " or c == "\x7f" for c in target):
+        if not target.isascii() or _BAD_TARGET.search(target):
             raise HttpError(f"{parts.geturl()!r}: not a valid request target")  # RFC 9112 §3.2
         authority = f"[{host}]" if ":" in host else host
         if parts.port is not None:
@@ -251,7 +254,7 @@ class HttpClient:
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         for name, value in {**self.headers, **extra}.items():
-            if any(c in "\r\n" for c in name + value):  # no header injection through a value
+            if _LINE_BREAK.search(name) or _LINE_BREAK.search(value):  # no header injection through a value
                 raise HttpError(f"header {name!r}: line breaks are not allowed")
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.export.webhooks import Webhooks
 from lwm2m.fleet.packages import Packages
 from lwm2m.server.role import Server
 from lwm2m.storage.requests import StoredRequest
@@ -43,6 +44,7 @@ from lwm2m.web.observations import observation_key
 from lwm2m.web.openapi import openapi_document
 from lwm2m.web.requests import RequestTable, awaited_query
 from lwm2m.web.routes import ROUTES, starlette_routes
+from lwm2m.web.shapes import EVENT_NAMES, event_view
 from lwm2m.web.views.bootstrap import bootstrap_event_view
 
 if TYPE_CHECKING:  # needs prometheus-client: the caller that passes metrics imported it
@@ -64,6 +66,7 @@ def create_app(
     metrics: ServerMetrics | None = None,
     metrics_token: str | None = None,
     packages: Packages | None = None,
+    webhooks: Webhooks | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -78,6 +81,8 @@ def create_app(
     (:mod:`lwm2m.web.views.prometheus`).
     ``packages``, the firmware packages of ``/api/firmware`` (default: those of the server's
     store), are served to devices at ``/fw/{id}`` over HTTP here and over CoAP by the server.
+    ``webhooks`` (not started: the app starts and stops them; default: those of the server's
+    store) serve ``/api/webhooks`` and post the server's events (:mod:`lwm2m.export.webhooks`).
     """
     api = ApiContext(
         server,
@@ -89,6 +94,7 @@ def create_app(
         metrics=metrics,
         metrics_token=metrics_token,
     )
+    hooks = api.webhooks = add_webhooks(server, webhooks, metrics)
     publisher = FleetPublisher(cluster) if cluster is not None else None
 
     @contextlib.asynccontextmanager
@@ -100,6 +106,7 @@ def create_app(
         for observation in server.observations():
             await api.observations.keep(observation.endpoint, observation_key(observation), observation)
         api.recent.follow_server(server, api.requests)
+        await hooks.start()
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
@@ -129,6 +136,7 @@ def create_app(
             await publisher.close()
             await cluster.close()
         await api.recent.close()
+        await hooks.close()
         await api.requests.close()
         # The observations go on (their records too) until the server stops: a clean stop
         # followed by a start resumes them, as after a crash.
@@ -176,3 +184,15 @@ def host_firmware(app: Starlette, server: Server, packages: Packages | None) -> 
         packages = Packages(server.store.firmware)
     server.host_packages(packages)
     app.state.packages = packages
+
+
+def add_webhooks(server: Server, webhooks: Webhooks | None, metrics: ServerMetrics | None) -> Webhooks:
+    """The app's webhooks (default: in the server's store, events in their SSE forms), their
+    counters added to ``metrics``."""
+    if webhooks is None:
+        webhooks = Webhooks(server, server.store.webhooks, EVENT_NAMES, event_view)
+    if metrics is not None:
+        from lwm2m.export.webhooks_metrics import WebhookCollector  # needs prometheus-client, as metrics do
+
+        metrics.register(WebhookCollector(webhooks.counters))
+    return webhooks

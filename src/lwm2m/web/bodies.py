@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from lwm2m.export.webhooks import MAX_URL, URL_PATTERN
 from lwm2m.model.jsonform import TYPE_NAMES
 from lwm2m.protocol.bootstrap_config import (
     ACL_KEY_PATTERN,
@@ -682,3 +683,52 @@ class Trace(TraceState):
     """A device's message trace with the messages it keeps, oldest first."""
 
     entries: list[TraceEntry]
+
+
+# --- webhooks (lwm2m.export.webhooks) ---------------------------------------------------------
+
+EventType = Literal[
+    "REGISTRATION",
+    "UPDATE",
+    "DEREGISTRATION",
+    "EXPIRED",
+    "NOTIFICATION",
+    "OBSERVATION_ENDED",
+    "SEND",
+    "SLEEPING",
+    "AWAKE",
+]
+
+
+class WebhookBody(Closed):
+    """A webhook to register: the URL events are POSTed to, the event types it wants, and the
+    secret of their HMAC-SHA256 signature (made by the server when not given)."""
+
+    url: Annotated[str, Meta(pattern=URL_PATTERN, max_length=MAX_URL)]
+    events: Annotated[list[EventType], Meta(min_length=1)]
+    secret: Annotated[str, Meta(min_length=1, max_length=256)] | UnsetType = UNSET
+
+
+class Webhook(Closed):
+    """A registered webhook (its secret is shown only when it is registered)."""
+
+    id: str
+    url: str
+    events: list[EventType]
+    created_at: UnixTime
+
+
+class WebhookCreated(Closed):
+    """The webhook registered, with the secret its events are signed with."""
+
+    id: str
+    url: str
+    events: list[EventType]
+    created_at: UnixTime
+    secret: str
+
+
+class WebhookRemoved(Closed):
+    """The id of the webhook removed."""
+
+    removed: str

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.export.webhooks import Webhooks
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.role import Server
 from lwm2m.web.cluster import Cluster
@@ -41,6 +42,7 @@ class ApiContext:
     cluster: Cluster | None = None  # this node's membership when several nodes share the fleet
     metrics: ServerMetrics | None = None  # served at /metrics when given
     metrics_token: str | None = None  # the bearer token /metrics requires, if any
+    webhooks: Webhooks | None = None  # /api/webhooks and the posting of events (set by create_app)
 
     def sleeping(self, registration: Registration) -> bool:
         """A queue-mode client that is not awake now (LwM2M-TS-Core 1.2 §6.5)."""

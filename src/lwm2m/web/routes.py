@@ -65,6 +65,7 @@ from lwm2m.web.views import (
     requests,
     security,
     trace,
+    webhooks,
 )
 
 __all__ = [
@@ -568,6 +569,45 @@ _FIRMWARE_ONE = {
         ),
     ),
 }
+_WEBHOOK_ID = Param("id", str, "the webhook's id", where="path", required=True)
+_WEBHOOKS = {
+    "GET": RouteOperation(
+        webhooks.listing,
+        Doc("Webhooks, oldest first (secrets never shown)", (), {200: Answer("OK", list[bodies.Webhook])}),
+    ),
+    "POST": RouteOperation(
+        webhooks.create,
+        Doc(
+            "Register a webhook: the server's events of the types named are POSTed to its URL as JSON, "
+            "signed (X-Lwm2m-Signature: sha256=HMAC of the body), at least once",
+            (),
+            {
+                201: Answer("registered", bodies.WebhookCreated, headers={"Location": "/api/webhooks/{id}"}),
+                400: Answer("a bad URL, event type or secret", bodies.Error),
+                507: Answer("the server keeps as many webhooks as it may: delete one", bodies.Error),
+            },
+            body=bodies.WebhookBody,
+        ),
+    ),
+}
+_WEBHOOK_ONE = {
+    "GET": RouteOperation(
+        webhooks.one,
+        Doc(
+            "One webhook",
+            (_WEBHOOK_ID,),
+            {200: Answer("OK", bodies.Webhook), 404: _not_found("no such webhook")},
+        ),
+    ),
+    "DELETE": RouteOperation(
+        webhooks.remove,
+        Doc(
+            "Delete a webhook and the events waiting for it",
+            (_WEBHOOK_ID,),
+            {200: Answer("removed", bodies.WebhookRemoved), 404: _not_found("no such webhook")},
+        ),
+    ),
+}
 _RANGE_ANSWERS = {
     200: Answer("the package", media="application/octet-stream", headers={"ETag": "its SHA-256, quoted"}),
     206: Answer(
@@ -707,6 +747,8 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("/api/security/clients/{ep}", _SECURITY_ONE),
     ApiRoute("/api/firmware", _FIRMWARE),
     ApiRoute("/api/firmware/{id}", _FIRMWARE_ONE),
+    ApiRoute("/api/webhooks", _WEBHOOKS),
+    ApiRoute("/api/webhooks/{id}", _WEBHOOK_ONE),
     ApiRoute("/fw/{id}", _get(firmware.download, _DOWNLOAD)),
     ApiRoute("/fw/{id}/{file}", _get(firmware.download, _DOWNLOAD_NAMED)),
     ApiRoute(

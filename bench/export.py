@@ -1,0 +1,227 @@
+"""The cost of webhooks on the notification ingest path: no hook vs one hook that receives every
+notification, in one run.
+
+One server (this process, uvloop if installed) with its webhooks running, ``--observers``
+simulated clients in a separate process (``bench/server_load.py``'s raw-UDP clients) sending
+NON SenML-CBOR notifications as fast as they can, and a webhook receiver (plain HTTP/1.1 on
+asyncio streams, answering 200) in a third process. The server alternates phases of
+``--seconds``: *off* (no hook registered: the webhooks take each event and find nobody wants
+it) and *on* (one hook wanting ``NOTIFICATION``: each notification is turned into JSON,
+written to the store's outbox in batches, POSTed signed and removed), ``--rounds`` times each,
+interleaved so that a drift of the machine weighs on both alike.
+
+Per phase: notifications taken (the server's own count), their rate, the server's CPU time per
+notification, and the posts the receiver took. The cost printed is the median over the on/off
+pairs of the CPU per notification (on/off - 1) and the ratio of the rates (on/off).
+
+    python bench/export.py [--observers 200] [--seconds 3] [--rounds 3] [--store memory|sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from coap_loop import HOST, free_port
+from server_load import PATH, clients_main
+
+TARGET_COST = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    hook: bool
+    notifications: int
+    seconds: float
+    cpu: float
+    posts: int  # events the hook delivered in the phase
+
+    @property
+    def rate(self) -> float:
+        return self.notifications / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per(self) -> float:
+        return self.cpu / self.notifications if self.notifications else 0.0
+
+
+def receiver_main(port: int, ready) -> None:  # type: ignore[no-untyped-def]
+    """A webhook receiver: every POST answered 200, kept-alive connections."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while await reader.readline():
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, HOST, port, backlog=256)
+        ready.set()
+        async with server:
+            await server.serve_forever()
+
+    from lwm2m.transport.eventloop import run as run_loop
+
+    run_loop(serve())
+
+
+async def cost_of_parts(webhooks, url: str, n: int = 3000) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Server CPU seconds per event, with no ingest running: taking a notification (its JSON,
+    into the batch), writing it to the outbox, and posting it (to the receiver process) and
+    removing it."""
+    from lwm2m.model.path import Path as LwPath
+    from lwm2m.model.record import Record
+    from lwm2m.server.events import NotificationReceived
+
+    path = LwPath.parse(PATH)
+    event = NotificationReceived("bench-1", b"12345678", (path,), (Record(path, 21.5),))
+    hook = await webhooks.add(url, ["NOTIFICATION"])
+    webhooks._follow(False)  # no live events meanwhile
+    c0 = time.process_time()
+    for _ in range(n):
+        webhooks.take(event)
+    c1 = time.process_time()
+    await webhooks._write()
+    c2 = time.process_time()
+    while await webhooks.store.size():  # the webhooks' poster at work
+        await asyncio.sleep(0.005)
+    c3 = time.process_time()
+    await webhooks.remove(hook.hook_id)
+    return (c1 - c0) / n, (c2 - c1) / n, (c3 - c2) / n
+
+
+async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tuple[float, float, float], str]:
+    from lwm2m.server.config import ServerConfig
+    from lwm2m.server.registrar import RegistrationLimits
+    from lwm2m.server.role import Server
+    from lwm2m.storage.url import open_store
+    from lwm2m.transport.eventloop import is_uvloop
+    from lwm2m.web.app import create_app
+
+    loop = asyncio.get_running_loop()
+    store = open_store("memory://" if args.store == "memory" else f"sqlite:///{folder / 'lwm2m.db'}")
+    limits = RegistrationLimits(rate=None)
+    server = Server(ServerConfig(host=HOST, port=free_port(), registration_limits=limits), store)
+    await server.start()
+    from lwm2m.cli.server_cmd import tune_gc
+
+    tune_gc()
+    app = create_app(server)  # the app's webhooks: in the server's store, events in their SSE forms
+    webhooks = app.state.api.webhooks
+    await webhooks.start()
+    ctx = mp.get_context("spawn")
+    hook_port = free_port()
+    ready = ctx.Event()
+    receiver = ctx.Process(target=receiver_main, args=(hook_port, ready), daemon=True)
+    receiver.start()
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=clients_main, args=(server.port, child), daemon=True)
+    proc.start()
+    child.close()
+
+    async def recv(timeout: float) -> tuple:
+        if not await loop.run_in_executor(None, conn.poll, timeout):
+            raise TimeoutError("the clients process did not answer")
+        return conn.recv()
+
+    phases: list[Phase] = []
+    try:
+        await loop.run_in_executor(None, ready.wait, 30)
+        await recv(30)
+        conn.send(("observers", args.observers))
+        _, names, _ = await recv(60)
+        if not names:
+            raise RuntimeError("the observer clients could not register")
+        observations = await asyncio.gather(*(server.observe(n, PATH, timeout=10) for n in names))
+        total = args.warmup + 2 * args.rounds * args.seconds + 1.0
+        conn.send(("go", total))
+        await asyncio.sleep(args.warmup)
+        count = server.observation_manager.notifications_received
+        for _ in range(args.rounds):
+            for on in (False, True):
+                hook = await webhooks.add(f"http://{HOST}:{hook_port}/hook", ["NOTIFICATION"]) if on else None
+                d0 = webhooks.counters.delivered
+                n0, t0, c0 = count(), time.monotonic(), time.process_time()
+                await asyncio.sleep(args.seconds)
+                n1, t1, c1 = count(), time.monotonic(), time.process_time()
+                phases.append(Phase(on, n1 - n0, t1 - t0, c1 - c0, webhooks.counters.delivered - d0))
+                if hook is not None:
+                    await webhooks.remove(hook.hook_id)
+        await recv(total + 30)
+        for obs in observations:
+            await obs.cancel()
+        parts = await cost_of_parts(webhooks, f"http://{HOST}:{hook_port}/hook")
+        return phases, parts, "uvloop" if is_uvloop(loop) else "asyncio"
+    finally:
+        with contextlib.suppress(Exception):
+            conn.send(("quit",))
+        await loop.run_in_executor(None, proc.join, 10)
+        for p in (proc, receiver):
+            if p.is_alive():
+                p.kill()
+        await webhooks.close()
+        await server.stop()
+        store.close()
+
+
+def report(
+    phases: list[Phase], parts: tuple[float, float, float], loop: str, args: argparse.Namespace
+) -> None:
+    print(
+        f"notification ingest, {args.observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
+        f" store {args.store} (loop {loop})"
+    )
+    for p in phases:
+        print(
+            f"  hook {'on ' if p.hook else 'off'}  {p.rate:10,.0f} notifications/s"
+            f"   server CPU {p.cpu_per * 1e6:6.2f} µs/notification   {p.posts / p.seconds:8,.0f} posts/s"
+        )
+    off = [p for p in phases if not p.hook]
+    on = [p for p in phases if p.hook]
+    pairs = list(zip(off, on, strict=True))
+    cpu = statistics.median(b.cpu_per / a.cpu_per - 1 for a, b in pairs if a.cpu_per)
+    ratio = statistics.median(b.rate / a.rate for a, b in pairs if a.rate)
+    verdict = "meets" if cpu <= TARGET_COST else "misses"
+    print(
+        f"  ratio on/off: ingest rate {ratio:.2f}, CPU per notification {cpu:+.1%}"
+        f" (medians of the pairs; {verdict} the {TARGET_COST:.0%} target)"
+    )
+    take, write, post = parts
+    cpu_off = statistics.median(p.cpu_per for p in off)
+    print(
+        f"  from the parts, per event: take {take * 1e6:.1f} µs + outbox write {write * 1e6:.1f} µs"
+        f" + post and remove {post * 1e6:.1f} µs = {(take + write + post) * 1e6:.1f} µs,"
+        f" {(take + write + post) / cpu_off:.0%} of a notification's {cpu_off * 1e6:.1f} µs of server CPU"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lwm2m.transport.eventloop import run as run_loop
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--observers", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        phases, parts, loop = run_loop(run(args, Path(folder)))
+    report(phases, parts, loop, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,432 @@
+"""Webhooks: server events POSTed as JSON to the URLs registered for them, at least once.
+
+A hook (``POST /api/webhooks`` {url, events, secret?}) names the event types it wants, by
+their SSE names (``REGISTRATION``, ``NOTIFICATION``, …). Each event of a wanted type is posted
+to it as ``{"event", "id", "receivedAt", "data"}``, ``data`` being what the SSE stream sends
+for it, with these headers:
+
+- ``X-Lwm2m-Signature: sha256=<hex>``: HMAC-SHA256 (RFC 2104) of the body with the hook's
+  secret; the receiver computes it and compares in constant time;
+- ``X-Lwm2m-Event``: the event type; ``X-Lwm2m-Delivery``: the event's id (the same in every
+  attempt and for every hook: a receiver dedupes by it); ``X-Lwm2m-Timestamp``: Unix seconds
+  of this attempt.
+
+Delivery is at least once, through the store's outbox (:mod:`lwm2m.storage.webhooks`):
+an event is kept in memory for at most ``flush_delay`` seconds, then written to the outbox with
+the others of its batch in one commit (as the history store batches notifications), posted,
+and removed once the receiver answered 2xx. A server that stops, or is killed, posts after its
+restart every event it had written and not delivered (one killed while posting posts those
+again when their lease ends: ``lease``). A failed post (no answer in ``timeout``, or a status
+other than 2xx) is tried again after an exponential back-off with jitter, capped at
+``backoff_cap``; an event older than ``max_age`` is dropped. The outbox is bounded per hook and
+in all (``OutboxLimits``): beyond, the oldest events go, counted and logged. Events of one hook
+may arrive out of order (posts run concurrently, retries come later).
+
+Posts go through the package's one HTTP client (:class:`~lwm2m.transport.http.HttpClient`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import logging
+import math
+import random
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+import msgspec
+
+from lwm2m.errors import ConfigError, HttpError, InvalidWebhook, TooManyWebhooks, WebhookNotFound
+from lwm2m.server.events import EventStream, ServerEvent
+from lwm2m.server.role import Server
+from lwm2m.storage.webhooks import OutboxEntry, Retry, Webhook, WebhookStore
+from lwm2m.transport.http import HttpClient
+
+__all__ = ["SIGNATURE_HEADER", "WebhookConfig", "WebhookCounters", "Webhooks", "sign", "verify"]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Lwm2m-Signature"
+EVENT_HEADER = "X-Lwm2m-Event"
+DELIVERY_HEADER = "X-Lwm2m-Delivery"
+TIMESTAMP_HEADER = "X-Lwm2m-Timestamp"
+MAX_URL = 2048
+MAX_SECRET = 256
+ANSWER_LIMIT = 64 << 10  # bytes of a receiver's answer read at most: only its status counts
+
+# What a hook's URL may be (the API documents it): http or https, a host name or IPv4 address,
+# a port of 0-65535, then a path and query without spaces or fragment.
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4})"
+URL_PATTERN = f"^https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:{_PORT})?([/?][^\\s#]*)?$"
+
+EventView = Callable[[ServerEvent], tuple[str, dict[str, Any]]]
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value: ``sha256=`` and the HMAC-SHA256 of ``body`` (RFC 2104)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, header: str) -> bool:
+    """Whether ``header`` is the signature of ``body`` with ``secret`` (compared in constant time)."""
+    return hmac.compare_digest(sign(secret, body), header)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """``flush_delay``: seconds an event waits in memory before the batch is written;
+    ``buffer``: events waiting so at most (the oldest dropped beyond); ``claim``: entries taken
+    from the outbox per round; ``concurrency``: posts in flight; ``timeout``: seconds a post
+    may take; ``lease``: seconds a taken entry is hidden from other posters (longer than
+    ``timeout``); ``backoff`` and ``backoff_cap``: the first retry delay and the largest;
+    ``max_age``: seconds after which an undelivered event is dropped; ``poll``: seconds between
+    looks at the outbox when nothing wakes the poster (retries coming due, other nodes' events);
+    ``refresh``: seconds between reads of the hooks (other nodes add and remove them too)."""
+
+    flush_delay: float = 0.1
+    buffer: int = 10_000
+    claim: int = 256
+    concurrency: int = 16
+    timeout: float = 10.0
+    lease: float = 60.0
+    backoff: float = 1.0
+    backoff_cap: float = 600.0
+    max_age: float = 86_400.0
+    poll: float = 1.0
+    refresh: float = 5.0
+
+    def __post_init__(self) -> None:
+        seconds = {
+            "flush_delay": self.flush_delay,
+            "timeout": self.timeout,
+            "lease": self.lease,
+            "backoff": self.backoff,
+            "backoff_cap": self.backoff_cap,
+            "max_age": self.max_age,
+            "poll": self.poll,
+            "refresh": self.refresh,
+        }
+        for name, value in seconds.items():
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name}: {value!r} must be a positive number of seconds")
+        if self.buffer < 1 or self.claim < 1 or self.concurrency < 1:
+            raise ConfigError("buffer, claim and concurrency must be at least 1")
+        if self.lease <= self.timeout:
+            raise ConfigError(f"lease ({self.lease} s) must be longer than timeout ({self.timeout} s)")
+
+
+@dataclass(slots=True)
+class WebhookCounters:
+    """Since the start: events posted and taken (``delivered``), posts that failed (``failed``),
+    posts that were a retry (``retried``), events given up (``dropped``: too old, or beyond the
+    outbox's or the buffer's bounds); ``outbox``: entries waiting at the last look."""
+
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    dropped: int = 0
+    outbox: int = 0
+
+
+class Webhooks:
+    """The webhooks of one server: registered in ``store``, fed by the server's events.
+
+    ``names`` maps each event class to its type name and ``view`` gives an event's name and
+    JSON data (the web layer's SSE forms). :meth:`start` subscribes and starts posting;
+    :meth:`close` writes what waits in memory and stops.
+    """
+
+    def __init__(
+        self,
+        server: Server,
+        store: WebhookStore,
+        names: Mapping[type, str],
+        view: EventView,
+        config: WebhookConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server
+        self.store = store
+        self.names = dict(names)
+        self.event_types = frozenset(self.names.values())
+        self.view = view
+        self.config = config or WebhookConfig()
+        self.counters = WebhookCounters()
+        self._clock = clock
+        self._hooks: dict[str, Webhook] = {}
+        self._wanted: dict[str, list[Webhook]] = {}  # event type -> hooks that want it
+        self._targets: dict[str, SplitResult] = {}
+        self._buffer: list[OutboxEntry] = []
+        self._flush: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._running = False
+        self._stream: EventStream | None = None  # subscribed only while some hook wants events
+        self._pump: asyncio.Task[None] | None = None
+        self._poster: asyncio.Task[None] | None = None
+        self._refreshed_at = -math.inf
+        self._client = HttpClient(timeout=self.config.timeout, max_size=ANSWER_LIMIT)
+        self._sized_at = -math.inf
+        # Event ids: 64 random bits of this run, then a counter (a uuid4 per event costs 10x more).
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = itertools.count()
+
+    # --- registration ---------------------------------------------------------------------------
+
+    async def add(self, url: str, events: Iterable[str], secret: str | None = None) -> Webhook:
+        """Register a hook (InvalidWebhook for a bad URL, event type or secret); without a
+        ``secret``, one is made (answered here only: listings never show it)."""
+        url, wanted = check_hook(url, events, self.event_types)
+        if secret is None:
+            secret = secrets.token_urlsafe(32)
+        elif not isinstance(secret, str) or not 1 <= len(secret) <= MAX_SECRET:
+            raise InvalidWebhook(f"secret: a string of 1 to {MAX_SECRET} characters")
+        hooks = await self.store.hooks()
+        if len(hooks) >= self.store.limits.hooks:
+            raise TooManyWebhooks(f"{len(hooks)} webhooks are registered already: delete one")
+        hook = Webhook(uuid.uuid4().hex, url, wanted, secret, self._clock())
+        await self.store.put_hook(hook)
+        await self.refresh()
+        return hook
+
+    async def get(self, hook_id: str) -> Webhook:
+        hook = await self.store.get_hook(hook_id)
+        if hook is None:
+            raise WebhookNotFound(f"no webhook {hook_id!r}")
+        return hook
+
+    async def all(self) -> list[Webhook]:
+        return await self.store.hooks()
+
+    async def remove(self, hook_id: str) -> None:
+        """Forget the hook and the events waiting for it (WebhookNotFound if unknown)."""
+        if not await self.store.delete_hook(hook_id):
+            raise WebhookNotFound(f"no webhook {hook_id!r}")
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the hooks from the store again (another node may have changed them)."""
+        hooks = await self.store.hooks()
+        self._hooks = {h.hook_id: h for h in hooks}
+        self._targets = {h.url: urlsplit(h.url) for h in hooks}  # parsed once, not per post
+        wanted: dict[str, list[Webhook]] = {}
+        for h in hooks:
+            for name in h.events:
+                wanted.setdefault(name, []).append(h)
+        self._wanted = wanted
+        self._refreshed_at = self._clock()
+        self._follow(bool(wanted) and self._running)
+
+    def _follow(self, on: bool) -> None:
+        """Take the server's events while some hook wants them: with no hook, the server has
+        no subscriber more to feed per event."""
+        if on and self._stream is None:
+            self._stream = self.server.events()
+            self._pump = asyncio.ensure_future(self._take_all(self._stream))
+        elif not on and self._stream is not None:
+            self._stream.close()
+            self._stream = None
+            if self._pump is not None:
+                self._pump.cancel()
+                self._pump = None
+
+    # --- running --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        await self.refresh()
+        self._poster = asyncio.ensure_future(self._post_loop())
+
+    async def close(self) -> None:
+        """Stop taking events, write those waiting in memory to the outbox, stop posting."""
+        if not self._running:
+            return
+        self._running = False
+        pump, poster = self._pump, self._poster
+        self._follow(False)
+        self._poster = None
+        for task in (pump, poster):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        for pending in list(self._flushing):
+            with contextlib.suppress(Exception):
+                await pending
+        await self._write()
+        await self._client.close()
+
+    async def _take_all(self, stream: EventStream) -> None:
+        async for event in stream:
+            self.take(event)
+
+    def take(self, event: ServerEvent) -> None:
+        """Put ``event`` in the batch for the hooks that want it (nothing for the others)."""
+        hooks = self._wanted.get(self.names.get(type(event), ""))
+        if not hooks:
+            return
+        name, data = self.view(event)
+        now = self._clock()
+        event_id = f"{self._id_prefix}{next(self._ids):016x}"
+        body = msgspec.json.encode({"event": name, "id": event_id, "receivedAt": now, "data": data})
+        for hook in hooks:
+            self._buffer.append(OutboxEntry(hook.hook_id, event_id, now, body, next_at=now))
+        if len(self._buffer) > self.config.buffer:
+            over = len(self._buffer) - self.config.buffer
+            del self._buffer[:over]
+            self.counters.dropped += over
+            log.warning(
+                "webhooks: %d events dropped: %d wait to be written already", over, self.config.buffer
+            )
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self.config.flush_delay, self._start_write)
+
+    def _start_write(self) -> None:
+        self._flush = None
+        task = asyncio.ensure_future(self._write())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _write(self) -> None:
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return
+        try:
+            dropped = await self.store.enqueue(batch)
+        except Exception:
+            self.counters.dropped += len(batch)
+            log.exception("webhooks: %d events could not be written to the outbox", len(batch))
+            return
+        if dropped:
+            self.counters.dropped += dropped
+            log.warning("webhooks: the outbox is full: its %d oldest events were dropped", dropped)
+        self._wake.set()
+
+    async def _post_loop(self) -> None:
+        while True:
+            try:
+                if self._clock() - self._refreshed_at >= self.config.refresh:
+                    await self.refresh()  # hooks added or removed on other nodes
+                taken = await self.round()
+            except Exception:
+                log.exception("webhooks: a round of posts failed")
+                taken = 0
+            if taken < self.config.claim:  # the outbox had no more due: wait for news
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.poll)
+                self._wake.clear()
+
+    async def round(self) -> int:
+        """Post the events due now (at most ``claim``); answer how many were taken."""
+        config = self.config
+        now = self._clock()
+        if now - self._sized_at >= 1.0:
+            self.counters.outbox = await self.store.size()
+            self._sized_at = now
+        entries = await self.store.claim(now, config.claim, config.lease)
+        if not entries:
+            return 0
+        if any(e.hook_id not in self._hooks for e in entries):
+            await self.refresh()  # a hook added on another node
+        done: list[int] = []
+        retries: list[Retry] = []
+        posts: list[tuple[OutboxEntry, Webhook]] = []
+        for entry in entries:
+            hook = self._hooks.get(entry.hook_id)
+            if hook is None:  # deleted meanwhile
+                done.append(entry.seq)
+            elif now - entry.created_at > config.max_age:
+                done.append(entry.seq)
+                self.counters.dropped += 1
+                log.warning(
+                    "webhooks: event %s for %s dropped after %d attempts",
+                    entry.event_id,
+                    hook.url,
+                    entry.attempts,
+                )
+            else:
+                posts.append((entry, hook))
+        gate = asyncio.Semaphore(config.concurrency)
+
+        async def post(entry: OutboxEntry, hook: Webhook) -> None:
+            async with gate:
+                ok = await self._post(entry, hook)
+            if ok:
+                done.append(entry.seq)
+            else:
+                retries.append(
+                    Retry(entry.seq, entry.attempts + 1, self._clock() + self.delay(entry.attempts + 1))
+                )
+
+        await asyncio.gather(*(post(e, h) for e, h in posts))
+        await self.store.delivered(done)
+        await self.store.retry(retries)
+        self.counters.outbox = max(0, self.counters.outbox - len(done))
+        return len(entries)
+
+    async def _post(self, entry: OutboxEntry, hook: Webhook) -> bool:
+        if entry.attempts:
+            self.counters.retried += 1
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(hook.secret, entry.body),
+            EVENT_HEADER: str(msgspec.json.decode(entry.body).get("event", "")),
+            DELIVERY_HEADER: entry.event_id,
+            TIMESTAMP_HEADER: str(int(self._clock())),
+        }
+        try:
+            answer = await self._client.request(
+                "POST", self._targets.get(hook.url) or hook.url, body=entry.body, headers=headers
+            )
+        except HttpError as exc:
+            self.counters.failed += 1
+            log.info("webhooks: %s: %s (attempt %d)", hook.url, exc, entry.attempts + 1)
+            return False
+        if not answer.ok:
+            self.counters.failed += 1
+            log.info("webhooks: %s answered %d (attempt %d)", hook.url, answer.status, entry.attempts + 1)
+            return False
+        self.counters.delivered += 1
+        return True
+
+    def delay(self, attempts: int) -> float:
+        """Seconds before attempt ``attempts + 1``: ``backoff`` doubled per failed attempt, at most
+        ``backoff_cap``, of which a random half (jitter: receivers that come back are not hit by
+        every retry at once)."""
+        full = min(self.config.backoff_cap, self.config.backoff * 2.0 ** min(attempts - 1, 60))
+        return full / 2 + random.uniform(0, full / 2)
+
+
+def check_hook(url: str, events: Iterable[str], known: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """The URL (http or https with a host) and the event types (known ones, at least one)."""
+    if not isinstance(url, str) or len(url) > MAX_URL or not re.fullmatch(URL_PATTERN, url):
+        raise InvalidWebhook(
+            f"url {str(url)[:100]!r}: an http:// or https:// URL with a host name or IPv4 address, "
+            f"of at most {MAX_URL} characters"
+        )
+    if isinstance(events, str) or not isinstance(events, Sequence | set | frozenset | tuple):
+        raise InvalidWebhook("events: a list of event types")
+    wanted = tuple(dict.fromkeys(events))
+    unknown = [e for e in wanted if e not in known]
+    if not wanted or unknown:
+        raise InvalidWebhook(
+            f"events: at least one of {', '.join(sorted(known))}"
+            + (f"; unknown: {unknown!r}" if unknown else "")
+        )
+    return url, wanted
