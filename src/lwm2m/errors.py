@@ -560,3 +560,24 @@ class TooManyPackages(ApiError):
 
 class PackageNotFound(ResourceNotFound):
     """No firmware package with that id (never stored, or deleted)."""
+
+
+# --- firmware update campaigns (fleet/campaigns.py, storage/campaigns.py) ---
+
+
+class InvalidCampaign(ApiError, ValueError):
+    """A campaign the server does not run: a target, delivery, wave, retry, window or halt
+    setting out of its range (the message says which)."""
+
+    status = 400
+
+
+class CampaignNotFound(ResourceNotFound):
+    """No firmware update campaign with that id."""
+
+
+class CampaignStateError(ApiError):
+    """A pause, resume or cancel the campaign's status does not allow (a finished campaign
+    cannot be resumed)."""
+
+    status = 409
