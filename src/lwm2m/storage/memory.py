@@ -30,6 +30,7 @@ from lwm2m.storage.base import (
     name_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
+from lwm2m.storage.campaigns import MemoryCampaignStore
 from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
 from lwm2m.storage.sortedkeys import SortedKeys
@@ -435,6 +436,7 @@ class MemoryStore:
     dtls_sessions: MemoryDtlsSessionStore = field(default_factory=MemoryDtlsSessionStore)
     queued_requests: MemoryQueuedRequestStore = field(default_factory=MemoryQueuedRequestStore)
     firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
+    campaigns: MemoryCampaignStore = field(default_factory=MemoryCampaignStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

@@ -67,6 +67,7 @@ next ``flush()``, as in the SQLite store.
 from __future__ import annotations
 
 from lwm2m.storage.base import HistoryRetention
+from lwm2m.storage.redis_campaigns import RedisCampaignStore
 from lwm2m.storage.redis_firmware import RedisPackageStore
 from lwm2m.storage.redis_link import RedisLink
 from lwm2m.storage.redis_registrations import RedisObservationStore, RedisRegistrationStore
@@ -96,6 +97,7 @@ class RedisStore:
         self.dtls_sessions: RedisDtlsSessionStore = RedisDtlsSessionStore(self.link)
         self.queued_requests: RedisQueuedRequestStore = RedisQueuedRequestStore(self.link)
         self.firmware: RedisPackageStore = RedisPackageStore(self.link)  # see redis_firmware
+        self.campaigns: RedisCampaignStore = RedisCampaignStore(self.link)  # see redis_campaigns
 
     def close(self) -> None:
         """Write what ``history.add`` kept back (a blocking client, so that this works from

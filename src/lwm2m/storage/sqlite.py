@@ -56,6 +56,7 @@ from lwm2m.storage.base import (
     record_row,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
+from lwm2m.storage.campaigns import SqliteCampaignStore
 from lwm2m.storage.firmware import SqlitePackageStore, firmware_folder
 from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
 from lwm2m.storage.requests import SqliteQueuedRequestStore
@@ -745,6 +746,7 @@ class SqliteStore:
         self.dtls_sessions = SqliteDtlsSessionStore(conn)
         self.queued_requests = SqliteQueuedRequestStore(conn)
         self.firmware = SqlitePackageStore(conn, firmware_folder(self.path))  # files in firmware/ beside
+        self.campaigns = SqliteCampaignStore(conn)
 
     def close(self) -> None:
         try:
