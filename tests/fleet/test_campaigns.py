@@ -172,7 +172,7 @@ async def test_failures_carry_their_update_result_and_halt_the_campaign(setup: S
         assert {ep: d.result for ep, d in failed.items()} == {devices[2].endpoint: 5, devices[3].endpoint: 4}
         assert all(d.attempts == 2 for d in failed.values())  # one retry each
         assert campaign.devices[devices[5].endpoint].state == "pending"  # never started
-        assert campaign.detail()["deviceDetail"][2]["result_text"] == "integrity check failure"
+        assert campaign.detail()["deviceDetail"][2]["resultText"] == "integrity check failure"
         with pytest.raises(CampaignStateError):
             await campaigns.pause(campaign.id)
         devices[4].firmware.verify = None

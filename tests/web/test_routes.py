@@ -121,6 +121,7 @@ BODIES: dict[Any, Any] = {
     bodies.Paths: {"paths": ["/3303/0/5700"]},
     bodies.SecurityBody: {"pskIdentity": "id-x", "pskKey": "00112233"},
     bodies.BootstrapConfig: {"servers": [{"uri": "coap://192.0.2.1", "shortServerId": 1}]},
+    bodies.CampaignBody: {"packageId": "AAAAAAAAAAAAAAAAAAAAAA"},  # no such package: 404
 }
 
 

@@ -38,12 +38,15 @@ from lwm2m.errors import CampaignNotFound, CampaignStateError, InvalidCampaign, 
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
+from lwm2m.server.backlog import Backlog
 from lwm2m.storage.campaigns import CampaignStore
 from lwm2m.storage.firmware import FirmwarePackage
 
 __all__ = [
     "RESULTS",
     "Campaign",
+    "CampaignEvent",
+    "CampaignEvents",
     "CampaignServer",
     "CampaignSpec",
     "Campaigns",
@@ -247,9 +250,20 @@ class DeviceProgress:
         return self.state in FINAL
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["result_text"] = None if self.result is None else RESULTS.get(self.result, "unknown")
-        return d
+        return asdict(self)
+
+    def view(self) -> dict[str, Any]:
+        """The API's form: ``resultText`` is the Update Result's meaning."""
+        return {
+            "endpoint": self.endpoint,
+            "wave": self.wave,
+            "state": self.state,
+            "attempts": self.attempts,
+            "result": self.result,
+            "resultText": None if self.result is None else RESULTS.get(self.result, "unknown"),
+            "delivery": self.delivery,
+            "steps": [list(step) for step in self.steps],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceProgress:
@@ -318,9 +332,9 @@ class Campaign:
     def detail(self) -> dict[str, Any]:
         return {
             **self.summary(),
-            "spec": self.spec.to_dict(),
+            "spec": _camel(self.spec.to_dict()),
             "waves": self.wave_progress(),
-            "deviceDetail": [d.to_dict() for d in self.devices.values()],
+            "deviceDetail": [d.view() for d in self.devices.values()],
         }
 
     def header(self) -> bytes:
@@ -353,6 +367,70 @@ class Campaign:
             reason=data["reason"],
             finished_at=data["finished_at"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignEvent:
+    """A change of a campaign: ``kind`` CAMPAIGN_STARTED, CAMPAIGN_DEVICE (``endpoint``'s state
+    changed to ``state``), CAMPAIGN_PAUSED, CAMPAIGN_RESUMED, CAMPAIGN_HALTED, CAMPAIGN_CANCELLED or
+    CAMPAIGN_DONE; ``status`` and ``counts`` are the campaign's at that time."""
+
+    kind: str
+    campaign_id: str
+    status: str
+    counts: dict[str, int]
+    endpoint: str | None = None
+    state: str | None = None
+    result: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign_id,
+            "status": self.status,
+            "counts": self.counts,
+            "endpoint": self.endpoint,
+            "state": self.state,
+            "result": self.result,
+        }
+
+
+class CampaignEvents:
+    """An async iterator over campaign events; at most ``backlog`` unread (the oldest dropped
+    beyond); ``close()`` unsubscribes."""
+
+    def __init__(self, subscribers: set[Backlog[CampaignEvent]], backlog: int = 10_000) -> None:
+        self._backlog: Backlog[CampaignEvent] = Backlog(backlog)
+        self._subscribers = subscribers
+        subscribers.add(self._backlog)
+
+    def __aiter__(self) -> CampaignEvents:
+        return self
+
+    async def __anext__(self) -> CampaignEvent:
+        backlog = self._backlog
+        if not backlog:
+            await backlog.wait()
+        return backlog.pop()
+
+    @property
+    def pending(self) -> int:
+        return len(self._backlog)
+
+    def close(self) -> None:
+        self._subscribers.discard(self._backlog)
+
+
+def _camel(value: Any) -> Any:
+    """``value`` with the keys of its dicts in camelCase (the API's form)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            head, *rest = str(k).split("_")
+            out[head + "".join(part.title() for part in rest)] = _camel(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [_camel(v) for v in value]
+    return value
 
 
 def in_window(window: tuple[float, float] | None, now: float) -> float:
@@ -397,6 +475,7 @@ class Campaigns:
         self._campaigns: dict[str, Campaign] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._resumed: dict[str, asyncio.Event] = {}
+        self._subscribers: set[Backlog[CampaignEvent]] = set()
 
     # --- life -------------------------------------------------------------------------------------
 
@@ -728,7 +807,24 @@ class Campaigns:
     async def _save_device(self, campaign: Campaign, device: DeviceProgress) -> None:
         await self.store.save_device(campaign.id, device.endpoint, msgspec.json.encode(device.to_dict()))
 
+    def events(self, backlog: int = 10_000) -> CampaignEvents:
+        """The campaigns' events from now on (:class:`CampaignEvent`)."""
+        return CampaignEvents(self._subscribers, backlog)
+
     def _event(self, kind: str, campaign: Campaign, endpoint: str | None = None) -> None:
+        if self._subscribers:
+            device = campaign.devices.get(endpoint) if endpoint is not None else None
+            event = CampaignEvent(
+                kind,
+                campaign.id,
+                campaign.status,
+                campaign.counts(),
+                endpoint,
+                None if device is None else device.state,
+                None if device is None else device.result,
+            )
+            for subscriber in self._subscribers:
+                subscriber.put(event)
         if self.on_event is not None:
             try:
                 self.on_event(kind, campaign, endpoint)

@@ -23,8 +23,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
-from lwm2m.fleet.packages import Packages
+from lwm2m.fleet.campaigns import Campaigns
+from lwm2m.fleet.packages import Packages, reachable
 from lwm2m.server.role import Server
+from lwm2m.storage.firmware import FirmwarePackage
 from lwm2m.storage.requests import StoredRequest
 from lwm2m.web.auth import BearerAuth
 from lwm2m.web.cluster import (
@@ -44,6 +46,8 @@ from lwm2m.web.openapi import openapi_document
 from lwm2m.web.requests import RequestTable, awaited_query
 from lwm2m.web.routes import ROUTES, starlette_routes
 from lwm2m.web.views.bootstrap import bootstrap_event_view
+from lwm2m.web.views.campaigns import event_endpoint as campaign_event_endpoint
+from lwm2m.web.views.campaigns import event_view as campaign_event_view
 
 if TYPE_CHECKING:  # needs prometheus-client: the caller that passes metrics imported it
     from lwm2m.export.metrics import ServerMetrics
@@ -100,6 +104,7 @@ def create_app(
         for observation in server.observations():
             await api.observations.keep(observation.endpoint, observation_key(observation), observation)
         api.recent.follow_server(server, api.requests)
+        await start_campaigns(app, api)
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
@@ -128,6 +133,7 @@ def create_app(
         if cluster is not None and publisher is not None:
             await publisher.close()
             await cluster.close()
+        await app.state.campaigns.stop()
         await api.recent.close()
         await api.requests.close()
         # The observations go on (their records too) until the server stops: a clean stop
@@ -161,6 +167,7 @@ def create_app(
     )
     app.state.api = api
     host_firmware(app, server, packages)
+    run_campaigns(app, server, bind_host)
     app.state.server = server
     app.state.observations = api.observations
     app.state.requests = api.requests
@@ -176,3 +183,26 @@ def host_firmware(app: Starlette, server: Server, packages: Packages | None) -> 
         packages = Packages(server.store.firmware)
     server.host_packages(packages)
     app.state.packages = packages
+
+
+def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None:
+    """The firmware update campaigns of ``/api/campaigns``, kept in the server's store; a device
+    pulls from the server's CoAP URIs (at ``bind_host``, or 127.0.0.1, when the server listens on
+    every address)."""
+    packages: Packages = app.state.packages
+    host = bind_host if bind_host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+
+    def uris(package: FirmwarePackage) -> dict[str, str]:
+        return Packages.uris(
+            package, coap=reachable(server.uri, host), coaps=reachable(server.coaps_uri, host)
+        )
+
+    app.state.campaigns = Campaigns(server, packages, server.store.campaigns, uris)
+
+
+async def start_campaigns(app: Starlette, api: ApiContext) -> None:
+    """Take up the stored campaigns; their events go to the SSE stream."""
+    campaigns: Campaigns = app.state.campaigns
+    stream = campaigns.events()
+    api.recent.follow(stream, campaign_event_view, campaign_event_endpoint, stream.close)
+    await campaigns.start()
