@@ -168,6 +168,8 @@ def create_app(
     app.state.api = api
     host_firmware(app, server, packages)
     run_campaigns(app, server, bind_host)
+    if metrics is not None:
+        count_campaigns(app, metrics)
     app.state.server = server
     app.state.observations = api.observations
     app.state.requests = api.requests
@@ -206,3 +208,10 @@ async def start_campaigns(app: Starlette, api: ApiContext) -> None:
     stream = campaigns.events()
     api.recent.follow(stream, campaign_event_view, campaign_event_endpoint, stream.close)
     await campaigns.start()
+
+
+def count_campaigns(app: Starlette, metrics: ServerMetrics) -> None:
+    """Campaign progress in ``/metrics`` (:mod:`lwm2m.fleet.campaigns_metrics`)."""
+    from lwm2m.fleet.campaigns_metrics import CampaignCollector  # needs prometheus-client, as metrics does
+
+    metrics.register(CampaignCollector(app.state.campaigns))
