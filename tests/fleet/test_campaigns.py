@@ -214,3 +214,25 @@ async def test_pause_resume_cancel_and_a_restart(setup: Setup) -> None:
         other = await again.create(spec)
         cancelled = await again.cancel(other.id)
         assert cancelled.status == "cancelled" and set(cancelled.counts()) <= {"cancelled", "succeeded"}
+
+
+async def test_push_writes_the_package_block_wise(setup: Setup) -> None:
+    async with setup.campaigns() as campaigns:
+        spec = CampaignSpec(
+            setup.package.id,
+            Target("sim-0000[01]"),
+            delivery="push",
+            waves=Waves(canary=0, in_flight=2),
+            retries=Retries(0),
+            poll_interval=0.5,
+        )
+        campaign = await campaigns.create(spec)
+        assert sorted(campaign.devices) == [d.endpoint for d in setup.fleet.devices[:2]]
+        await asyncio.wait_for(campaigns.wait(campaign.id), 20)
+        assert campaign.counts() == {"succeeded": 2}
+        for progress in campaign.devices.values():
+            assert progress.delivery == "push"
+            assert f"push {setup.package.size} bytes" in [what for _, what in progress.steps]
+        # the device holds the bytes it was given (3,000: more than one block)
+        firmware = setup.fleet.devices[0].firmware
+        assert firmware.result == 1 and setup.package.size > 1024
