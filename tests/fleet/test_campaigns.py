@@ -236,3 +236,13 @@ async def test_push_writes_the_package_block_wise(setup: Setup) -> None:
         # the device holds the bytes it was given (3,000: more than one block)
         firmware = setup.fleet.devices[0].firmware
         assert firmware.result == 1 and setup.package.size > 1024
+
+
+async def test_a_package_deleted_before_the_start_halts_the_campaign(setup: Setup) -> None:
+    runner = setup.campaigns()
+    campaign = await runner.create(CampaignSpec(setup.package.id, window=(0.0, 0.0)))  # empty: opens at no time
+    await runner.stop()
+    await setup.packages.remove(setup.package.id)
+    async with setup.campaigns() as again:  # a restart: the package is gone
+        taken = await again.wait(campaign.id)
+        assert taken.status == "halted" and "no firmware package" in taken.reason

@@ -639,6 +639,18 @@ class Campaigns:
         )
 
     async def _run(self, campaign: Campaign) -> None:
+        try:
+            await self._waves(campaign)
+        except LwM2MError as exc:  # the package deleted meanwhile, a store that fails
+            log.warning("campaign %s halted: %s", campaign.id, exc)
+            campaign.status = "halted"
+            campaign.reason = str(exc)
+            self._gate(campaign).clear()
+            self._event("CAMPAIGN_HALTED", campaign)
+            with contextlib.suppress(LwM2MError):
+                await self._save(campaign)
+
+    async def _waves(self, campaign: Campaign) -> None:
         spec = campaign.spec
         package = await self.packages.get(spec.package_id)
         gate = self._gate(campaign)
