@@ -141,15 +141,22 @@ async def test_a_campaign_updates_every_device_the_canary_first(setup: Setup) ->
             assert progress.result == 1 and progress.delivery == "pull"
             steps = [what for _, what in progress.steps]
             assert "downloaded" in steps and "updating" in steps and steps[-1] == "succeeded"
-        # a second campaign targets those not at the version: none left
+        # a second campaign targets those not at the version: none left, all skipped
         again = await campaigns.create(
             CampaignSpec(setup.package.id, Target(version_not_equal=VERSION), retries=Retries(0))
         )
-        assert again.devices == {}
-        await campaigns.wait(again.id)
-        assert again.status == "done"
+        await asyncio.wait_for(campaigns.wait(again.id), 20)
+        assert again.status == "done" and again.counts() == {"skipped": 8}
+        assert again.devices["sim-00000"].steps[0][1] == f"version {VERSION}"
         detail = campaign.detail()
-        assert detail["waves"][0] == {"devices": 2, "succeeded": 2, "failed": 0, "cancelled": 0, "pending": 0}
+        assert detail["waves"][0] == {
+            "devices": 2,
+            "succeeded": 2,
+            "failed": 0,
+            "cancelled": 0,
+            "skipped": 0,
+            "pending": 0,
+        }
 
 
 async def test_failures_carry_their_update_result_and_halt_the_campaign(setup: Setup) -> None:
@@ -240,7 +247,9 @@ async def test_push_writes_the_package_block_wise(setup: Setup) -> None:
 
 async def test_a_package_deleted_before_the_start_halts_the_campaign(setup: Setup) -> None:
     runner = setup.campaigns()
-    campaign = await runner.create(CampaignSpec(setup.package.id, window=(0.0, 0.0)))  # empty: opens at no time
+    campaign = await runner.create(
+        CampaignSpec(setup.package.id, window=(0.0, 0.0))
+    )  # empty: opens at no time
     await runner.stop()
     await setup.packages.remove(setup.package.id)
     async with setup.campaigns() as again:  # a restart: the package is gone

@@ -79,7 +79,7 @@ IDLE, DOWNLOADING, DOWNLOADED, UPDATING = 0, 1, 2, 3
 SUCCESS = 1
 # Firmware Update Protocol Support (/5/0/8) -> the URI scheme (E.6: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS).
 PROTOCOL_SCHEMES = {0: "coap", 1: "coaps", 2: "http", 3: "https"}
-FINAL = ("succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled", "skipped")
 MAX_STEPS = 64  # steps kept per device (the oldest dropped beyond)
 
 
@@ -169,7 +169,8 @@ class Retries:
             raise InvalidCampaign("retries: attempts >= 0, backoff >= 0, factor >= 1")
 
     def delay(self, tried: int) -> float:
-        return float(self.backoff * self.factor ** (tried - 1))
+        """Seconds before the next try (at most a day)."""
+        return float(min(self.backoff * self.factor ** min(tried - 1, 64), 86400.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,8 +231,8 @@ class CampaignSpec:
 @dataclass(slots=True)
 class DeviceProgress:
     """One device of a campaign. ``state``: pending, downloading, downloaded, updating, waiting
-    (for a retry), succeeded, failed, cancelled; ``result``: the last Update Result seen;
-    ``steps``: ``(time, what)`` pairs."""
+    (for a retry), succeeded, failed, cancelled, skipped (its version is not the target's);
+    ``result``: the last Update Result seen; ``steps``: ``(time, what)`` pairs."""
 
     endpoint: str
     wave: int
@@ -311,6 +312,7 @@ class Campaign:
                     "succeeded": states.count("succeeded"),
                     "failed": states.count("failed"),
                     "cancelled": states.count("cancelled"),
+                    "skipped": states.count("skipped"),
                     "pending": states.count("pending"),
                 }
             )
@@ -600,7 +602,9 @@ class Campaigns:
     # --- targets ----------------------------------------------------------------------------------
 
     async def targets(self, target: Target) -> list[str]:
-        """The endpoints ``target`` matches, in name order."""
+        """The endpoints ``target`` matches, in name order. The current version is compared when
+        the device's turn comes (a sleeping device answers when it wakes): one that does not
+        match is ``skipped``."""
         chosen: list[str] = []
         for registration in sorted(await self.server.registrations(), key=lambda r: r.endpoint):
             if not fnmatch.fnmatchcase(registration.endpoint, target.endpoints):
@@ -611,12 +615,6 @@ class Campaigns:
                 continue
             if self.select is not None and not self.select(registration):
                 continue
-            if target.version_equal is not None or target.version_not_equal is not None:
-                version = await self._read_value(registration.endpoint, target.version_path)
-                if target.version_equal is not None and version != target.version_equal:
-                    continue
-                if target.version_not_equal is not None and version == target.version_not_equal:
-                    continue
             chosen.append(registration.endpoint)
         return chosen
 
@@ -689,8 +687,24 @@ class Campaigns:
             return True
         return spec.halt_percent is not None and failures * 100 > spec.halt_percent * len(campaign.devices)
 
+    async def _wanted(self, target: Target, device: DeviceProgress) -> bool:
+        """Whether the device's current version is one the target names."""
+        if target.version_equal is None and target.version_not_equal is None:
+            return True
+        version = await self._read_value(device.endpoint, target.version_path)
+        device.step(f"version {version}")
+        if target.version_equal is not None and version != target.version_equal:
+            return False
+        return target.version_not_equal is None or version != target.version_not_equal
+
     async def _device(self, campaign: Campaign, package: FirmwarePackage, device: DeviceProgress) -> None:
         spec = campaign.spec
+        if device.state == "pending" and not await self._wanted(spec.target, device):
+            device.state = "skipped"
+            device.step("skipped: its version is not one the target names")
+            await self._save_device(campaign, device)
+            self._event("CAMPAIGN_DEVICE", campaign, device.endpoint)
+            return
         while not device.final:
             if device.state == "waiting":
                 await asyncio.sleep(spec.retries.delay(device.attempts))

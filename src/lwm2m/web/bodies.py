@@ -638,8 +638,8 @@ class PackageRemoved(Closed):
 # --- firmware update campaigns (lwm2m.fleet.campaigns) -------------------------------------------
 
 Share = Annotated[
-    int | Annotated[str, Meta(pattern=r"^[0-9]{1,3}(\.[0-9]+)?%$")],
-    Meta(description='a count, or a percentage of the targets such as "5%"'),
+    Annotated[int, Meta(ge=0)] | Annotated[str, Meta(pattern=r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$")],
+    Meta(description='a count, or a percentage of the targets (0 to 100) such as "5%"'),
 ]
 
 
@@ -666,8 +666,8 @@ class CampaignRetries(Closed):
     """Tries after a failed one; the wait before try n+1 is ``backoff * factor ** (n - 1)`` s."""
 
     attempts: Annotated[int, Meta(ge=0, le=100)] = 2
-    backoff: Annotated[float, Meta(ge=0)] = 30.0
-    factor: Annotated[float, Meta(ge=1)] = 2.0
+    backoff: Annotated[float, Meta(ge=0, le=86400)] = 30.0
+    factor: Annotated[float, Meta(ge=1, le=10)] = 2.0
 
 
 class CampaignWindow(Closed):
@@ -687,7 +687,7 @@ class CampaignBody(Closed):
     retries: CampaignRetries | UnsetType = UNSET
     window: CampaignWindow | None = None
     halt_after: Share | None = None
-    step_timeout: Annotated[float, Meta(gt=0)] = 600.0
+    step_timeout: Annotated[float, Meta(gt=0, le=86400)] = 600.0
 
 
 class CampaignDevice(Closed):
@@ -713,6 +713,7 @@ class CampaignWave(Closed):
     succeeded: int
     failed: int
     cancelled: int
+    skipped: int
     pending: int
 
 

@@ -59,6 +59,8 @@ def spec_of(data: dict[str, Any]) -> CampaignSpec:
     waves = body.waves if not isinstance(body.waves, msgspec.UnsetType) else bodies.CampaignWaves()
     retries = body.retries if not isinstance(body.retries, msgspec.UnsetType) else bodies.CampaignRetries()
     canary, canary_percent = _share(waves.canary)
+    if canary_percent == 0:
+        canary, canary_percent = 0, None  # no canary
     halt_after, halt_percent = _share(body.halt_after) if body.halt_after is not None else (None, None)
     return CampaignSpec(
         package_id=body.package_id,
