@@ -255,3 +255,50 @@ async def test_a_package_deleted_before_the_start_halts_the_campaign(setup: Setu
     async with setup.campaigns() as again:  # a restart: the package is gone
         taken = await again.wait(campaign.id)
         assert taken.status == "halted" and "no firmware package" in taken.reason
+
+
+async def test_sleeping_devices_are_updated_when_they_wake() -> None:
+    # They sleep longer than the server's queue timeout: that is no failure, the campaign waits.
+    config = ServerConfig(host="127.0.0.1", port=0, awake_time=0.2, queue_timeout=0.3)
+    async with Server(config) as server:
+        packages = Packages(MemoryPackageStore())
+        server.host_packages(packages)
+        package = await packages.add("wm", VERSION, os.urandom(2000))
+        fleet_config = FleetConfig(
+            count=2,
+            profile="ucifi-water-meter",
+            rate=None,
+            local_host="127.0.0.1",
+            install_seconds=0.02,
+            queue_mode=True,
+            prefix="zz",
+        )
+        async with Fleet(server.uri, fleet_config) as fleet:
+            await fleet.wait_registered(timeout=10)
+            while server.registration_counts()["sleeping"] < 2:
+                await asyncio.sleep(0.05)
+
+            async def wake_now_and_then() -> None:
+                while True:
+                    await asyncio.sleep(0.8)
+                    for device in fleet.devices:
+                        device.client.trigger_update()
+
+            waker = asyncio.get_running_loop().create_task(wake_now_and_then())
+            try:
+                runner = Campaigns(
+                    server, packages, MemoryCampaignStore(), lambda p: Packages.uris(p, coap=server.uri)
+                )
+                async with runner:
+                    spec = CampaignSpec(
+                        package.id, Target(version_equal="1.0.0"), retries=Retries(0), poll_interval=0.5
+                    )
+                    campaign = await runner.create(spec)
+                    await asyncio.wait_for(runner.wait(campaign.id), 20)
+                    assert campaign.counts() == {"succeeded": 2}
+                    assert all(p.attempts == 1 for p in campaign.devices.values())
+                    # The canary found its device asleep (the other one may come while both are awake).
+                    canary = campaign.devices[campaign.waves[0][0]]
+                    assert canary.steps[0][1] == "asleep: waiting for it to wake"
+            finally:
+                waker.cancel()

@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from lwm2m.errors import CampaignNotFound, CampaignStateError, InvalidCampaign, LwM2MError
+from lwm2m.errors import CampaignNotFound, CampaignStateError, InvalidCampaign, LwM2MError, QueueTimeout
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
@@ -639,8 +639,8 @@ class Campaigns:
     async def _run(self, campaign: Campaign) -> None:
         try:
             await self._waves(campaign)
-        except LwM2MError as exc:  # the package deleted meanwhile, a store that fails
-            log.warning("campaign %s halted: %s", campaign.id, exc)
+        except Exception as exc:  # the package deleted meanwhile, a store that fails, a defect
+            log.warning("campaign %s halted: %s", campaign.id, exc, exc_info=not isinstance(exc, LwM2MError))
             campaign.status = "halted"
             campaign.reason = str(exc)
             self._gate(campaign).clear()
@@ -691,7 +691,12 @@ class Campaigns:
         """Whether the device's current version is one the target names."""
         if target.version_equal is None and target.version_not_equal is None:
             return True
-        version = await self._read_value(device.endpoint, target.version_path)
+        while True:
+            try:
+                version = await self._read_value(device.endpoint, target.version_path, wake=True)
+                break
+            except QueueTimeout:
+                device.step("asleep: waiting for it to wake")
         device.step(f"version {version}")
         if target.version_equal is not None and version != target.version_equal:
             return False
@@ -705,13 +710,21 @@ class Campaigns:
             await self._save_device(campaign, device)
             self._event("CAMPAIGN_DEVICE", campaign, device.endpoint)
             return
+        asleep = False
         while not device.final:
-            if device.state == "waiting":
+            if device.state == "waiting" and not asleep:
                 await asyncio.sleep(spec.retries.delay(device.attempts))
-            if device.state in ("pending", "waiting"):
+            if device.state in ("pending", "waiting") and not asleep:
                 device.attempts += 1
+            asleep = False
             try:
                 result = await self._attempt(campaign, package, device)
+            except QueueTimeout:
+                # A queue-mode device that slept through the server's queue timeout (§6.5): not a
+                # failure; its requests wait again for it to wake.
+                device.step("asleep: waiting for it to wake")
+                asleep = True
+                continue
             except (LwM2MError, TimeoutError, ConnectionError, OSError) as exc:
                 device.step(f"error: {exc or type(exc).__name__}")
                 result = None
@@ -819,13 +832,21 @@ class Campaigns:
             raise CampaignStateError(f"the device answered {response.code}")
         return response
 
-    async def _read_value(self, endpoint: str, path: str) -> Any:
-        with contextlib.suppress(LwM2MError, TimeoutError, ConnectionError):
+    async def _read_value(self, endpoint: str, path: str, *, wake: bool = False) -> Any:
+        """The value (or values) at ``path``; None when it cannot be read. ``wake``: let a
+        QueueTimeout through (the device slept through the server's queue timeout)."""
+        try:
             response = await self.server.read(endpoint, path)
-            if response.code >> 5 == 2:
-                values = [r.value for r in response.records]
-                return values[0] if len(values) == 1 else values
-        return None
+        except QueueTimeout:
+            if wake:
+                raise
+            return None
+        except (LwM2MError, TimeoutError, ConnectionError):
+            return None
+        if response.code >> 5 != 2:
+            return None
+        values = [r.value for r in response.records]
+        return values[0] if len(values) == 1 else values
 
     async def _save(self, campaign: Campaign) -> None:
         await self.store.save(campaign.id, campaign.header())
