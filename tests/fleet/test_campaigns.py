@@ -8,6 +8,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path as FsPath
 
 import pytest
 
@@ -17,8 +18,9 @@ from lwm2m.fleet.packages import Packages
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.simulator import Fleet, FleetConfig
-from lwm2m.storage.campaigns import MemoryCampaignStore
+from lwm2m.storage.campaigns import CampaignStore, MemoryCampaignStore
 from lwm2m.storage.firmware import FirmwarePackage, MemoryPackageStore
+from lwm2m.storage.sqlite import SqliteStore
 
 
 def test_waves_put_the_canary_alone_first() -> None:
@@ -85,7 +87,7 @@ class Setup:
     server: Server
     packages: Packages
     package: FirmwarePackage
-    store: MemoryCampaignStore
+    store: CampaignStore
     fleet: Fleet
 
     def campaigns(self) -> Campaigns:
@@ -188,7 +190,11 @@ async def test_failures_carry_their_update_result_and_halt_the_campaign(setup: S
         assert campaign.counts() == {"succeeded": 6, "failed": 2}
 
 
-async def test_pause_resume_cancel_and_a_restart(setup: Setup) -> None:
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_pause_resume_cancel_and_a_restart(setup: Setup, backend: str, tmp_path: FsPath) -> None:
+    sqlite = SqliteStore(tmp_path / "lwm2m.db") if backend == "sqlite" else None
+    if sqlite is not None:
+        setup.store = sqlite.campaigns
     spec = CampaignSpec(
         setup.package.id, waves=Waves(canary=1, batch=8, in_flight=1), retries=Retries(0), poll_interval=0.5
     )
@@ -203,6 +209,10 @@ async def test_pause_resume_cancel_and_a_restart(setup: Setup) -> None:
     while campaign.counts().get("succeeded", 0) < 3:
         await asyncio.sleep(0.01)
     await runner.stop()  # the server's restart: the campaign is taken up from the store
+    if sqlite is not None:  # the database opened anew
+        sqlite.close()
+        sqlite = SqliteStore(tmp_path / "lwm2m.db")
+        setup.store = sqlite.campaigns
     again = setup.campaigns()
     async with again:
         taken = again.get(campaign.id)
@@ -221,6 +231,8 @@ async def test_pause_resume_cancel_and_a_restart(setup: Setup) -> None:
         other = await again.create(spec)
         cancelled = await again.cancel(other.id)
         assert cancelled.status == "cancelled" and set(cancelled.counts()) <= {"cancelled", "succeeded"}
+    if sqlite is not None:
+        sqlite.close()
 
 
 async def test_push_writes_the_package_block_wise(setup: Setup) -> None:
