@@ -104,7 +104,7 @@ def create_app(
         for observation in server.observations():
             await api.observations.keep(observation.endpoint, observation_key(observation), observation)
         api.recent.follow_server(server, api.requests)
-        await start_campaigns(app, api)
+        await start_campaigns(app, api, take_up=cluster is None)
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
@@ -202,12 +202,14 @@ def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None
     app.state.campaigns = Campaigns(server, packages, server.store.campaigns, uris)
 
 
-async def start_campaigns(app: Starlette, api: ApiContext) -> None:
-    """Take up the stored campaigns; their events go to the SSE stream."""
+async def start_campaigns(app: Starlette, api: ApiContext, *, take_up: bool) -> None:
+    """The campaigns' events to the SSE stream; with ``take_up``, the stored campaigns running
+    go on. A cluster node takes none up: every node shares the store, and each would run them."""
     campaigns: Campaigns = app.state.campaigns
     stream = campaigns.events()
     api.recent.follow(stream, campaign_event_view, campaign_event_endpoint, stream.close)
-    await campaigns.start()
+    if take_up:
+        await campaigns.start()
 
 
 def count_campaigns(app: Starlette, metrics: ServerMetrics) -> None:
