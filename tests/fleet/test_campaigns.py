@@ -312,5 +312,15 @@ async def test_sleeping_devices_are_updated_when_they_wake() -> None:
                     # The canary found its device asleep (the other one may come while both are awake).
                     canary = campaign.devices[campaign.waves[0][0]]
                     assert canary.steps[0][1] == "asleep: waiting for it to wake"
+                    # Without a version to read first: the try itself finds the device asleep.
+                    while server.registration_counts()["sleeping"] < 2:
+                        await asyncio.sleep(0.05)
+                    again = await runner.create(
+                        CampaignSpec(package.id, retries=Retries(0), poll_interval=0.5)
+                    )
+                    await asyncio.wait_for(runner.wait(again.id), 20)
+                    assert again.counts() == {"succeeded": 2}
+                    canary = again.devices[again.waves[0][0]]
+                    assert canary.steps[0][1] == "asleep: waiting for it to wake" and canary.attempts == 1
             finally:
                 waker.cancel()

@@ -794,6 +794,8 @@ class Campaigns:
             )
             device.step(f"update result {result} {RESULTS.get(result, '')}")
             return result
+        except QueueTimeout:
+            raise  # asleep: the next try takes the device up where it is
         except TimeoutError:
             device.step("timed out")
             return None
