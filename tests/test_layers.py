@@ -106,7 +106,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "server": frozenset(),
     "client": frozenset(),
     "bootstrap": frozenset(),
-    "fleet": frozenset(),
+    "fleet": frozenset({"msgspec", "prometheus_client"}),  # campaign records; campaigns_metrics
     "export": frozenset({"prometheus_client", "aiomqtt", "msgspec"}),
     "web": frozenset({"starlette", "msgspec", "uvicorn"}),
     "simulator": frozenset(),

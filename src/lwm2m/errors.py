@@ -577,6 +577,14 @@ class InvalidWebhook(ApiError, ValueError):
     """A webhook the server does not take: a URL that is not http:// or https:// with a host, no
     event type or an unknown one, or a secret that is not a short string (the message says which)."""
 
+
+# --- firmware update campaigns (fleet/campaigns.py, storage/campaigns.py) ---
+
+
+class InvalidCampaign(ApiError, ValueError):
+    """A campaign the server does not run: a target, delivery, wave, retry, window or halt
+    setting out of its range (the message says which)."""
+
     status = 400
 
 
@@ -606,3 +614,14 @@ class TooManyWebhooks(ApiError):
 
 class WebhookNotFound(ResourceNotFound):
     """No webhook with that id (never registered, or deleted)."""
+
+
+class CampaignNotFound(ResourceNotFound):
+    """No firmware update campaign with that id."""
+
+
+class CampaignStateError(ApiError):
+    """A pause, resume or cancel the campaign's status does not allow (a finished campaign
+    cannot be resumed)."""
+
+    status = 409

@@ -123,6 +123,7 @@ BODIES: dict[Any, Any] = {
     bodies.BootstrapConfig: {"servers": [{"uri": "coap://192.0.2.1", "shortServerId": 1}]},
     bodies.Labels: {"site": "north"},
     bodies.WebhookBody: {"url": "http://192.0.2.1/hook", "events": ["NOTIFICATION"]},
+    bodies.CampaignBody: {"packageId": "AAAAAAAAAAAAAAAAAAAAAA"},  # no such package: 404
 }
 
 

@@ -19,6 +19,7 @@ def _register() -> None:
 
     for name in (
         "bootstrap_cmd",
+        "campaign_cmd",
         "client_cmd",
         "codec_cmd",
         "demo_cmd",

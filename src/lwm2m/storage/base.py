@@ -29,6 +29,7 @@ from lwm2m.protocol.attributes import AttributeChange, Attributes
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.protocol.keys import public_key_der
 from lwm2m.protocol.registration import Registration
+from lwm2m.storage.campaigns import CampaignStore
 from lwm2m.storage.firmware import PackageStore
 from lwm2m.storage.labels import LabelStore
 from lwm2m.storage.requests import RequestState, StoredRequest
@@ -721,6 +722,11 @@ class Store(Protocol):
     @property
     def webhooks(self) -> WebhookStore:
         """Webhooks and the outbox of their events (:mod:`lwm2m.storage.webhooks`)."""
+        ...
+
+    @property
+    def campaigns(self) -> CampaignStore:
+        """Firmware update campaigns and their devices' progress (:mod:`lwm2m.storage.campaigns`)."""
         ...
 
     def close(self) -> None:

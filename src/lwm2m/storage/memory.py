@@ -30,6 +30,7 @@ from lwm2m.storage.base import (
     name_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
+from lwm2m.storage.campaigns import MemoryCampaignStore
 from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.labels import MemoryLabelStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
@@ -439,6 +440,7 @@ class MemoryStore:
     firmware: MemoryPackageStore = field(default_factory=MemoryPackageStore)
     labels: MemoryLabelStore = field(default_factory=MemoryLabelStore)
     webhooks: MemoryWebhookStore = field(default_factory=MemoryWebhookStore)
+    campaigns: MemoryCampaignStore = field(default_factory=MemoryCampaignStore)
 
     @classmethod
     def create(cls, *, history_retention: HistoryRetention | None = None) -> MemoryStore:

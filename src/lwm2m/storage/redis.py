@@ -69,6 +69,7 @@ next ``flush()``, as in the SQLite store.
 from __future__ import annotations
 
 from lwm2m.storage.base import HistoryRetention
+from lwm2m.storage.redis_campaigns import RedisCampaignStore
 from lwm2m.storage.redis_firmware import RedisPackageStore
 from lwm2m.storage.redis_labels import RedisLabelStore
 from lwm2m.storage.redis_link import RedisLink
@@ -102,6 +103,7 @@ class RedisStore:
         self.firmware: RedisPackageStore = RedisPackageStore(self.link)  # see redis_firmware
         self.labels: RedisLabelStore = RedisLabelStore(self.link)  # see redis_labels
         self.webhooks: RedisWebhookStore = RedisWebhookStore(self.link)  # see redis_webhooks
+        self.campaigns: RedisCampaignStore = RedisCampaignStore(self.link)  # see redis_campaigns
 
     def close(self) -> None:
         """Write what ``history.add`` kept back (a blocking client, so that this works from

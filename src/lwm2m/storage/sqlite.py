@@ -56,6 +56,7 @@ from lwm2m.storage.base import (
     record_row,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
+from lwm2m.storage.campaigns import SqliteCampaignStore
 from lwm2m.storage.firmware import SqlitePackageStore, firmware_folder
 from lwm2m.storage.labels import SqliteLabelStore
 from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
@@ -749,6 +750,7 @@ class SqliteStore:
         self.firmware = SqlitePackageStore(conn, firmware_folder(self.path))  # files in firmware/ beside
         self.labels = SqliteLabelStore(conn)
         self.webhooks = SqliteWebhookStore(conn)  # its tables made if missing
+        self.campaigns = SqliteCampaignStore(conn)
 
     def close(self) -> None:
         try:

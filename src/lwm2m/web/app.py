@@ -24,8 +24,10 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
 from lwm2m.export.webhooks import Webhooks
-from lwm2m.fleet.packages import Packages
+from lwm2m.fleet.campaigns import Campaigns
+from lwm2m.fleet.packages import Packages, reachable
 from lwm2m.server.role import Server
+from lwm2m.storage.firmware import FirmwarePackage
 from lwm2m.storage.requests import StoredRequest
 from lwm2m.web.auth import BearerAuth
 from lwm2m.web.cluster import (
@@ -46,6 +48,8 @@ from lwm2m.web.requests import RequestTable, awaited_query
 from lwm2m.web.routes import ROUTES, starlette_routes
 from lwm2m.web.shapes import EVENT_NAMES, event_view
 from lwm2m.web.views.bootstrap import bootstrap_event_view
+from lwm2m.web.views.campaigns import event_endpoint as campaign_event_endpoint
+from lwm2m.web.views.campaigns import event_view as campaign_event_view
 
 if TYPE_CHECKING:  # needs prometheus-client: the caller that passes metrics imported it
     from lwm2m.export.metrics import ServerMetrics
@@ -107,6 +111,7 @@ def create_app(
             await api.observations.keep(observation.endpoint, observation_key(observation), observation)
         api.recent.follow_server(server, api.requests)
         await hooks.start()
+        await start_campaigns(app, api, take_up=cluster is None)
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
@@ -135,6 +140,7 @@ def create_app(
         if cluster is not None and publisher is not None:
             await publisher.close()
             await cluster.close()
+        await app.state.campaigns.stop()
         await api.recent.close()
         await hooks.close()
         await api.requests.close()
@@ -169,6 +175,9 @@ def create_app(
     )
     app.state.api = api
     host_firmware(app, server, packages)
+    run_campaigns(app, server, bind_host)
+    if metrics is not None:
+        count_campaigns(app, metrics)
     app.state.server = server
     app.state.observations = api.observations
     app.state.requests = api.requests
@@ -196,3 +205,35 @@ def add_webhooks(server: Server, webhooks: Webhooks | None, metrics: ServerMetri
 
         metrics.register(WebhookCollector(webhooks.counters))
     return webhooks
+
+
+def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None:
+    """The firmware update campaigns of ``/api/campaigns``, kept in the server's store; a device
+    pulls from the server's CoAP URIs (at ``bind_host``, or 127.0.0.1, when the server listens on
+    every address)."""
+    packages: Packages = app.state.packages
+    host = bind_host if bind_host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+
+    def uris(package: FirmwarePackage) -> dict[str, str]:
+        return Packages.uris(
+            package, coap=reachable(server.uri, host), coaps=reachable(server.coaps_uri, host)
+        )
+
+    app.state.campaigns = Campaigns(server, packages, server.store.campaigns, uris)
+
+
+async def start_campaigns(app: Starlette, api: ApiContext, *, take_up: bool) -> None:
+    """The campaigns' events to the SSE stream; with ``take_up``, the stored campaigns running
+    go on. A cluster node takes none up: every node shares the store, and each would run them."""
+    campaigns: Campaigns = app.state.campaigns
+    stream = campaigns.events()
+    api.recent.follow(stream, campaign_event_view, campaign_event_endpoint, stream.close)
+    if take_up:
+        await campaigns.start()
+
+
+def count_campaigns(app: Starlette, metrics: ServerMetrics) -> None:
+    """Campaign progress in ``/metrics`` (:mod:`lwm2m.fleet.campaigns_metrics`)."""
+    from lwm2m.fleet.campaigns_metrics import CampaignCollector  # needs prometheus-client, as metrics does
+
+    metrics.register(CampaignCollector(app.state.campaigns))

@@ -732,3 +732,116 @@ class WebhookRemoved(Closed):
     """The id of the webhook removed."""
 
     removed: str
+
+
+# --- firmware update campaigns (lwm2m.fleet.campaigns) -------------------------------------------
+
+Share = Annotated[
+    Annotated[int, Meta(ge=0)] | Annotated[str, Meta(pattern=r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$")],
+    Meta(description='a count, or a percentage of the targets (0 to 100) such as "5%"'),
+]
+
+
+class CampaignTarget(Closed):
+    """Which registered devices: an endpoint glob, an object they have, their current firmware
+    version (/3/0/3 or /5/0/7) equal or not equal to a value."""
+
+    endpoints: Annotated[str, Meta(min_length=1)] = "*"
+    object_id: Annotated[int, Meta(ge=0, le=65534)] | None = 5
+    version_path: Literal["/3/0/3", "/5/0/7"] = "/3/0/3"
+    version_equal: str | None = None
+    version_not_equal: str | None = None
+
+
+class CampaignWaves(Closed):
+    """A canary first and alone, then batches of ``batch``, ``inFlight`` at most at a time."""
+
+    canary: Share = 1
+    batch: Annotated[int, Meta(ge=1)] = 100
+    in_flight: Annotated[int, Meta(ge=1)] = 10
+
+
+class CampaignRetries(Closed):
+    """Tries after a failed one; the wait before try n+1 is ``backoff * factor ** (n - 1)`` s."""
+
+    attempts: Annotated[int, Meta(ge=0, le=100)] = 2
+    backoff: Annotated[float, Meta(ge=0, le=86400)] = 30.0
+    factor: Annotated[float, Meta(ge=1, le=10)] = 2.0
+
+
+class CampaignWindow(Closed):
+    """Devices are started between ``start`` and ``end`` (UTC, HH:MM; end before start: past midnight)."""
+
+    start: Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    end: Annotated[str, Meta(pattern="^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class CampaignBody(Closed):
+    """A firmware update campaign to start."""
+
+    package_id: Annotated[str, Meta(min_length=1)]
+    target: CampaignTarget | UnsetType = UNSET
+    delivery: Literal["auto", "pull", "push"] = "auto"
+    waves: CampaignWaves | UnsetType = UNSET
+    retries: CampaignRetries | UnsetType = UNSET
+    window: CampaignWindow | None = None
+    halt_after: Share | None = None
+    step_timeout: Annotated[float, Meta(gt=0, le=86400)] = 600.0
+
+
+class CampaignDevice(Closed):
+    """One device of a campaign: its state, tries, last Update Result (/5/0/5) and its meaning,
+    and every step with its time."""
+
+    endpoint: str
+    wave: int
+    state: Literal[
+        "pending", "downloading", "downloaded", "updating", "waiting", "succeeded", "failed", "cancelled"
+    ]
+    attempts: int
+    result: int | None
+    result_text: str | None
+    delivery: str | None
+    steps: list[tuple[UnixTime, str]]
+
+
+class CampaignWave(Closed):
+    """A wave's devices by outcome."""
+
+    devices: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    skipped: int
+    pending: int
+
+
+class CampaignSummary(Closed):
+    """A campaign and its devices counted by state."""
+
+    id: str
+    status: Literal["running", "paused", "halted", "cancelled", "done"]
+    reason: str
+    created_at: UnixTime
+    finished_at: UnixTime | None
+    package_id: str
+    wave: Annotated[int, Meta(description="the wave running (0: the canary)")]
+    devices: int
+    counts: dict[str, int]
+
+
+class CampaignDetail(Closed):
+    """A campaign with its settings, its waves' progress and each device."""
+
+    id: str
+    status: Literal["running", "paused", "halted", "cancelled", "done"]
+    reason: str
+    created_at: UnixTime
+    finished_at: UnixTime | None
+    package_id: str
+    wave: int
+    devices: int
+    counts: dict[str, int]
+    spec: dict[str, Any]
+    waves: list[CampaignWave]
+    device_detail: list[CampaignDevice]

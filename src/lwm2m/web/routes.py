@@ -50,6 +50,7 @@ from lwm2m.web.params import allow, lwm2m_path
 from lwm2m.web.sse import RECENT_EVENTS
 from lwm2m.web.views import (
     bootstrap,
+    campaigns,
     clients,
     composite,
     console,
@@ -608,6 +609,48 @@ _WEBHOOK_ONE = {
         ),
     ),
 }
+
+_CAMPAIGN_ID = Param("id", str, "the campaign's id", where="path", required=True)
+_CAMPAIGNS = {
+    "GET": RouteOperation(
+        campaigns.listing,
+        Doc("Firmware update campaigns, oldest first", (), {200: Answer("OK", list[bodies.CampaignSummary])}),
+    ),
+    "POST": RouteOperation(
+        campaigns.create,
+        Doc(
+            "Start a firmware update campaign: the package, the target devices, the delivery (pull by "
+            "Package URI /5/0/1, push to /5/0/0, or auto by /5/0/9), waves (a canary first and alone), "
+            "retries, a daily window and the failures that halt it",
+            (),
+            {
+                201: Answer("started", bodies.CampaignDetail, headers={"Location": "/api/campaigns/{id}"}),
+                400: Answer("a setting out of its range", bodies.Error),
+                404: _not_found("no such package"),
+            },
+            body=bodies.CampaignBody,
+        ),
+    ),
+}
+
+
+def _campaign_action(view: AnyView, summary: str) -> dict[str, RouteOperation]:
+    return {
+        "POST": RouteOperation(
+            view,
+            Doc(
+                summary,
+                (_CAMPAIGN_ID,),
+                {
+                    200: Answer("done", bodies.CampaignSummary),
+                    404: _not_found("no such campaign"),
+                    409: Answer("the campaign's status does not allow it", bodies.Error),
+                },
+            ),
+        )
+    }
+
+
 _RANGE_ANSWERS = {
     200: Answer("the package", media="application/octet-stream", headers={"ETag": "its SHA-256, quoted"}),
     206: Answer(
@@ -750,6 +793,33 @@ ROUTES: tuple[ApiRoute, ...] = (
     ApiRoute("/api/webhooks", _WEBHOOKS),
     ApiRoute("/api/webhooks/{id}", _WEBHOOK_ONE),
     ApiRoute("/fw/{id}", _get(firmware.download, _DOWNLOAD)),
+    ApiRoute("/api/campaigns", _CAMPAIGNS),
+    ApiRoute(
+        "/api/campaigns/{id}",
+        _get(
+            campaigns.one,
+            Doc(
+                "One campaign: counts by state, each wave's progress, each device with its steps and "
+                "its last Update Result (/5/0/5) and what it means",
+                (_CAMPAIGN_ID,),
+                {200: Answer("OK", bodies.CampaignDetail), 404: _not_found("no such campaign")},
+            ),
+        ),
+    ),
+    ApiRoute(
+        "/api/campaigns/{id}/pause",
+        _campaign_action(
+            campaigns.pause, "Pause a running campaign: devices in flight go on, no new one starts"
+        ),
+    ),
+    ApiRoute(
+        "/api/campaigns/{id}/resume",
+        _campaign_action(campaigns.resume, "Resume a paused or halted campaign"),
+    ),
+    ApiRoute(
+        "/api/campaigns/{id}/cancel",
+        _campaign_action(campaigns.cancel, "Cancel a campaign: the devices not done are cancelled"),
+    ),
     ApiRoute("/fw/{id}/{file}", _get(firmware.download, _DOWNLOAD_NAMED)),
     ApiRoute(
         "/api/bootstrap",

@@ -14,6 +14,7 @@ from lwm2m.web.context import api_context
 from lwm2m.web.params import number
 from lwm2m.web.sse import RECENT_EVENTS, event_stream
 from lwm2m.web.views.bootstrap import with_bootstrap_events
+from lwm2m.web.views.campaigns import with_campaign_events
 
 __all__ = ["events", "streaming"]
 
@@ -48,4 +49,5 @@ async def events(request: Request) -> Response:
         stream = event_stream(api.server, ep, requests=api.requests, recent=api.recent, backlog=backlog)
     if api.bootstrap is not None:
         stream = with_bootstrap_events(stream, api.bootstrap, ep)
+    stream = with_campaign_events(stream, request.app.state.campaigns, ep)
     return streaming(stream)

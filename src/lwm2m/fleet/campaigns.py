@@ -1,0 +1,942 @@
+"""Firmware update campaigns: one package to many devices, in waves, followed through object 5.
+
+A :class:`Campaigns` runner drives the server's Python API. A campaign (:class:`CampaignSpec`)
+names a package (:class:`~lwm2m.fleet.packages.Packages`), a :class:`Target` (an endpoint glob,
+an object the device has, its current firmware version at /3/0/3 or /5/0/7 equal or not equal to
+a value, and a ``select`` hook for further filters), a delivery (``pull``: write the Package URI
+/5/0/1; ``push``: write the package to /5/0/0, block-wise; ``auto``: what Delivery Method /5/0/9
+says the device supports, pull first), :class:`Waves` (a canary alone first, then batches of at
+most ``batch`` devices, ``in_flight`` of them at a time), :class:`Retries` with back-off, an
+optional daily time window (UTC) and an auto-halt when failures pass a count or a percentage.
+
+Each device is followed through the state machine of LwM2M-TS-Core 1.2 Appendix E.6 (Firmware
+Update object): the runner observes State /5/0/3 and Update Result /5/0/5 (reading them when no
+notification comes), waits for Downloaded (2), executes Update /5/0/2, waits for Idle (0) with
+Update Result 1 (success); an Idle with results 2..9 is a failure whose meaning is recorded
+(:data:`RESULTS`). Every step is recorded with its time and saved in the store's ``campaigns``
+role, so that :meth:`Campaigns.start` after a server restart takes up running campaigns where
+they were: a device caught mid-way is re-checked by reading /5/0/3. Queue-mode devices are
+updated when they wake: the server's requests to a sleeping client wait for it (§6.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+from lwm2m.errors import CampaignNotFound, CampaignStateError, InvalidCampaign, LwM2MError, QueueTimeout
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.backlog import Backlog
+from lwm2m.storage.campaigns import CampaignStore
+from lwm2m.storage.firmware import FirmwarePackage
+
+__all__ = [
+    "RESULTS",
+    "Campaign",
+    "CampaignEvent",
+    "CampaignEvents",
+    "CampaignServer",
+    "CampaignSpec",
+    "Campaigns",
+    "DeviceProgress",
+    "Retries",
+    "Target",
+    "Waves",
+]
+
+log = logging.getLogger(__name__)
+
+Delivery = Literal["auto", "pull", "push"]
+Status = Literal["running", "paused", "halted", "cancelled", "done"]
+
+# Update Result (/5/0/5), LwM2M-TS-Core 1.2 Appendix E.6.
+RESULTS: dict[int, str] = {
+    0: "initial",
+    1: "success",
+    2: "not enough flash memory",
+    3: "out of RAM",
+    4: "connection lost during download",
+    5: "integrity check failure",
+    6: "unsupported package type",
+    7: "invalid URI",
+    8: "firmware update failed",
+    9: "unsupported protocol",
+    10: "cancelled",
+}
+IDLE, DOWNLOADING, DOWNLOADED, UPDATING = 0, 1, 2, 3
+SUCCESS = 1
+# Firmware Update Protocol Support (/5/0/8) -> the URI scheme (E.6: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS).
+PROTOCOL_SCHEMES = {0: "coap", 1: "coaps", 2: "http", 3: "https"}
+FINAL = ("succeeded", "failed", "cancelled", "skipped")
+MAX_STEPS = 64  # steps kept per device (the oldest dropped beyond)
+
+
+class CampaignServer(Protocol):
+    """What a campaign needs of :class:`lwm2m.server.role.Server`."""
+
+    async def registrations(self) -> list[Registration]: ...
+
+    async def read(self, endpoint: str, path: str | Path) -> Any: ...
+
+    async def write(
+        self, endpoint: str, path: str | Path, records: Any, *, timeout: float | None = ...
+    ) -> Any: ...
+
+    async def execute(self, endpoint: str, path: str | Path) -> Any: ...
+
+    async def observe(self, endpoint: str, path: str | Path) -> Any: ...
+
+
+class CampaignPackages(Protocol):
+    """What a campaign needs of :class:`lwm2m.fleet.packages.Packages`."""
+
+    async def get(self, package_id: str) -> FirmwarePackage: ...
+
+    async def read(
+        self, package: FirmwarePackage, start: int = 0, end: int | None = None
+    ) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Which registered devices a campaign updates. ``version_path`` is /3/0/3 (Firmware Version)
+    or /5/0/7 (PkgVersion); ``version_equal``/``version_not_equal`` compare it when set."""
+
+    endpoints: str = "*"
+    object_id: int | None = 5
+    version_path: str = "/3/0/3"
+    version_equal: str | None = None
+    version_not_equal: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.version_path not in ("/3/0/3", "/5/0/7"):
+            raise InvalidCampaign(f"target version path {self.version_path!r}: /3/0/3 or /5/0/7")
+        if not self.endpoints:
+            raise InvalidCampaign("target endpoints: a glob such as 'lamp-*'")
+
+
+@dataclass(frozen=True, slots=True)
+class Waves:
+    """The canary (``canary`` devices, or ``canary_percent`` of the targets, at least one) runs
+    first and alone; then batches of ``batch`` devices, ``in_flight`` at most at a time."""
+
+    canary: int = 1
+    canary_percent: float | None = None
+    batch: int = 100
+    in_flight: int = 10
+
+    def __post_init__(self) -> None:
+        if self.canary < 0 or self.batch < 1 or self.in_flight < 1:
+            raise InvalidCampaign("waves: canary >= 0, batch >= 1, in_flight >= 1")
+        if self.canary_percent is not None and not 0 < self.canary_percent <= 100:
+            raise InvalidCampaign("waves: canary_percent in (0, 100]")
+
+    def plan(self, endpoints: Sequence[str]) -> list[list[str]]:
+        if self.canary_percent is not None:
+            size = max(1, math.ceil(len(endpoints) * self.canary_percent / 100))
+        else:
+            size = self.canary
+        size = min(size, len(endpoints))
+        waves = [list(endpoints[:size])] if size else []
+        rest = endpoints[size:]
+        waves += [list(rest[i : i + self.batch]) for i in range(0, len(rest), self.batch)]
+        return waves
+
+
+@dataclass(frozen=True, slots=True)
+class Retries:
+    """``attempts`` more tries after a failed one, waiting ``backoff`` seconds times ``factor``
+    to the power of the tries made so far."""
+
+    attempts: int = 2
+    backoff: float = 30.0
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 0 or self.backoff < 0 or self.factor < 1:
+            raise InvalidCampaign("retries: attempts >= 0, backoff >= 0, factor >= 1")
+
+    def delay(self, tried: int) -> float:
+        """Seconds before the next try (at most a day)."""
+        return float(min(self.backoff * self.factor ** min(tried - 1, 64), 86400.0))
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSpec:
+    """What a campaign does (see the module's docstring). ``window``: seconds of the UTC day
+    ``(start, end)`` devices are started in (end < start wraps past midnight); ``halt_after``:
+    failures tolerated, ``halt_percent``: of the targets; ``step_timeout``: seconds a device
+    may stay in a step (download, update) before the try counts as failed."""
+
+    package_id: str
+    target: Target = field(default_factory=Target)
+    delivery: Delivery = "auto"
+    waves: Waves = field(default_factory=Waves)
+    retries: Retries = field(default_factory=Retries)
+    window: tuple[float, float] | None = None
+    halt_after: int | None = None
+    halt_percent: float | None = None
+    step_timeout: float = 600.0
+    poll_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.delivery not in ("auto", "pull", "push"):
+            raise InvalidCampaign(f"delivery {self.delivery!r}: auto, pull or push")
+        if self.window is not None and not all(0 <= s <= 86400 for s in self.window):
+            raise InvalidCampaign("window: (start, end) seconds of the UTC day")
+        if self.halt_after is not None and self.halt_after < 0:
+            raise InvalidCampaign("halt_after: failures tolerated, >= 0")
+        if self.halt_percent is not None and not 0 <= self.halt_percent <= 100:
+            raise InvalidCampaign("halt_percent in [0, 100]")
+        if self.step_timeout <= 0 or self.poll_interval <= 0:
+            raise InvalidCampaign("step_timeout and poll_interval are positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CampaignSpec:
+        try:
+            window = data.get("window")
+            return cls(
+                package_id=str(data["package_id"]),
+                target=Target(**data.get("target", {})),
+                delivery=data.get("delivery", "auto"),
+                waves=Waves(**data.get("waves", {})),
+                retries=Retries(**data.get("retries", {})),
+                window=None if window is None else (float(window[0]), float(window[1])),
+                halt_after=data.get("halt_after"),
+                halt_percent=data.get("halt_percent"),
+                step_timeout=float(data.get("step_timeout", 600.0)),
+                poll_interval=float(data.get("poll_interval", 10.0)),
+            )
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
+            if isinstance(exc, InvalidCampaign):
+                raise
+            raise InvalidCampaign(f"campaign: {exc}") from None
+
+
+@dataclass(slots=True)
+class DeviceProgress:
+    """One device of a campaign. ``state``: pending, downloading, downloaded, updating, waiting
+    (for a retry), succeeded, failed, cancelled, skipped (its version is not the target's);
+    ``result``: the last Update Result seen; ``steps``: ``(time, what)`` pairs."""
+
+    endpoint: str
+    wave: int
+    state: str = "pending"
+    attempts: int = 0
+    result: int | None = None
+    delivery: str | None = None
+    steps: list[tuple[float, str]] = field(default_factory=list)
+
+    def step(self, what: str) -> None:
+        self.steps.append((time.time(), what))
+        del self.steps[:-MAX_STEPS]
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def view(self) -> dict[str, Any]:
+        """The API's form: ``resultText`` is the Update Result's meaning."""
+        return {
+            "endpoint": self.endpoint,
+            "wave": self.wave,
+            "state": self.state,
+            "attempts": self.attempts,
+            "result": self.result,
+            "resultText": None if self.result is None else RESULTS.get(self.result, "unknown"),
+            "delivery": self.delivery,
+            "steps": [list(step) for step in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeviceProgress:
+        return cls(
+            endpoint=data["endpoint"],
+            wave=int(data["wave"]),
+            state=data["state"],
+            attempts=int(data["attempts"]),
+            result=data["result"],
+            delivery=data["delivery"],
+            steps=[(float(t), str(s)) for t, s in data["steps"]],
+        )
+
+
+@dataclass(slots=True)
+class Campaign:
+    """A campaign's state: its spec, status, waves (endpoints) and devices."""
+
+    id: str
+    spec: CampaignSpec
+    status: Status
+    created_at: float
+    waves: list[list[str]]
+    devices: dict[str, DeviceProgress]
+    wave: int = 0  # the wave running (or to run)
+    reason: str = ""  # why it halted or ended
+    finished_at: float | None = None
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for device in self.devices.values():
+            counts[device.state] = counts.get(device.state, 0) + 1
+        return counts
+
+    def failures(self) -> int:
+        return sum(1 for d in self.devices.values() if d.state == "failed")
+
+    def wave_progress(self) -> list[dict[str, int]]:
+        progress = []
+        for endpoints in self.waves:
+            states = [self.devices[ep].state for ep in endpoints]
+            progress.append(
+                {
+                    "devices": len(states),
+                    "succeeded": states.count("succeeded"),
+                    "failed": states.count("failed"),
+                    "cancelled": states.count("cancelled"),
+                    "skipped": states.count("skipped"),
+                    "pending": states.count("pending"),
+                }
+            )
+        return progress
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "reason": self.reason,
+            "createdAt": self.created_at,
+            "finishedAt": self.finished_at,
+            "packageId": self.spec.package_id,
+            "wave": self.wave,
+            "devices": len(self.devices),
+            "counts": self.counts(),
+        }
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "spec": _camel(self.spec.to_dict()),
+            "waves": self.wave_progress(),
+            "deviceDetail": [d.view() for d in self.devices.values()],
+        }
+
+    def header(self) -> bytes:
+        """The campaign without its devices, as stored."""
+        return msgspec.json.encode(
+            {
+                "id": self.id,
+                "spec": self.spec.to_dict(),
+                "status": self.status,
+                "created_at": self.created_at,
+                "waves": self.waves,
+                "wave": self.wave,
+                "reason": self.reason,
+                "finished_at": self.finished_at,
+            }
+        )
+
+    @classmethod
+    def decode(cls, header: bytes, devices: dict[str, bytes]) -> Campaign:
+        data = msgspec.json.decode(header)
+        progress = {ep: DeviceProgress.from_dict(msgspec.json.decode(raw)) for ep, raw in devices.items()}
+        return cls(
+            id=data["id"],
+            spec=CampaignSpec.from_dict(data["spec"]),
+            status=data["status"],
+            created_at=data["created_at"],
+            waves=data["waves"],
+            devices=progress,
+            wave=data["wave"],
+            reason=data["reason"],
+            finished_at=data["finished_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignEvent:
+    """A change of a campaign: ``kind`` CAMPAIGN_STARTED, CAMPAIGN_DEVICE (``endpoint``'s state
+    changed to ``state``), CAMPAIGN_PAUSED, CAMPAIGN_RESUMED, CAMPAIGN_HALTED, CAMPAIGN_CANCELLED or
+    CAMPAIGN_DONE; ``status`` and ``counts`` are the campaign's at that time."""
+
+    kind: str
+    campaign_id: str
+    status: str
+    counts: dict[str, int]
+    endpoint: str | None = None
+    state: str | None = None
+    result: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign_id,
+            "status": self.status,
+            "counts": self.counts,
+            "endpoint": self.endpoint,
+            "state": self.state,
+            "result": self.result,
+        }
+
+
+class CampaignEvents:
+    """An async iterator over campaign events; at most ``backlog`` unread (the oldest dropped
+    beyond); ``close()`` unsubscribes."""
+
+    def __init__(self, subscribers: set[Backlog[CampaignEvent]], backlog: int = 10_000) -> None:
+        self._backlog: Backlog[CampaignEvent] = Backlog(backlog)
+        self._subscribers = subscribers
+        subscribers.add(self._backlog)
+
+    def __aiter__(self) -> CampaignEvents:
+        return self
+
+    async def __anext__(self) -> CampaignEvent:
+        backlog = self._backlog
+        if not backlog:
+            await backlog.wait()
+        return backlog.pop()
+
+    @property
+    def pending(self) -> int:
+        return len(self._backlog)
+
+    def close(self) -> None:
+        self._subscribers.discard(self._backlog)
+
+
+def _camel(value: Any) -> Any:
+    """``value`` with the keys of its dicts in camelCase (the API's form)."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            head, *rest = str(k).split("_")
+            out[head + "".join(part.title() for part in rest)] = _camel(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [_camel(v) for v in value]
+    return value
+
+
+def in_window(window: tuple[float, float] | None, now: float) -> float:
+    """Seconds until ``now`` is inside the daily UTC ``window`` (0 inside it)."""
+    if window is None:
+        return 0.0
+    start, end = window
+    day = now % 86400
+    inside = start <= day < end if start <= end else (day >= start or day < end)
+    if inside:
+        return 0.0
+    return (start - day) % 86400
+
+
+class Campaigns:
+    """The campaigns of one server (see the module's docstring).
+
+    ``uris(package)`` gives the package's device URIs by scheme (``Packages.uris`` with the
+    server's base URIs); ``select(registration)`` is a further target filter (None: every device
+    the :class:`Target` matches); ``on_event(kind, campaign, endpoint)`` is told of every change
+    (kinds ``CAMPAIGN_STARTED``, ``CAMPAIGN_DEVICE``, ``CAMPAIGN_HALTED``, ``CAMPAIGN_PAUSED``,
+    ``CAMPAIGN_RESUMED``, ``CAMPAIGN_CANCELLED``, ``CAMPAIGN_DONE``)."""
+
+    def __init__(
+        self,
+        server: CampaignServer,
+        packages: CampaignPackages,
+        store: CampaignStore,
+        uris: Callable[[FirmwarePackage], dict[str, str]],
+        *,
+        select: Callable[[Registration], bool] | None = None,
+        on_event: Callable[[str, Campaign, str | None], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server
+        self.packages = packages
+        self.store = store
+        self.uris = uris
+        self.select = select
+        self.on_event = on_event
+        self.clock = clock
+        self._campaigns: dict[str, Campaign] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._resumed: dict[str, asyncio.Event] = {}
+        self._subscribers: set[Backlog[CampaignEvent]] = set()
+
+    # --- life -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the stored campaigns and take up those running."""
+        for campaign_id in await self.store.ids():
+            header = await self.store.load(campaign_id)
+            if header is None:
+                continue
+            campaign = Campaign.decode(header, await self.store.devices(campaign_id))
+            self._campaigns[campaign.id] = campaign
+            if campaign.status in ("running", "paused"):
+                self._launch(campaign)
+
+    async def stop(self) -> None:
+        """Stop driving campaigns (their state stays stored, to be taken up by ``start``)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def __aenter__(self) -> Campaigns:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- the API's operations --------------------------------------------------------------------------
+
+    async def create(self, spec: CampaignSpec) -> Campaign:
+        await self.packages.get(spec.package_id)  # PackageNotFound
+        endpoints = await self.targets(spec.target)
+        waves = spec.waves.plan(endpoints)
+        devices = {ep: DeviceProgress(ep, index) for index, wave in enumerate(waves) for ep in wave}
+        campaign = Campaign(
+            id=secrets.token_urlsafe(9),
+            spec=spec,
+            status="running",
+            created_at=self.clock(),
+            waves=waves,
+            devices=devices,
+        )
+        self._campaigns[campaign.id] = campaign
+        await self.store.save(campaign.id, campaign.header())
+        for device in devices.values():
+            await self._save_device(campaign, device)
+        self._event("CAMPAIGN_STARTED", campaign)
+        self._launch(campaign)
+        return campaign
+
+    def all(self) -> list[Campaign]:
+        return list(self._campaigns.values())
+
+    def get(self, campaign_id: str) -> Campaign:
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise CampaignNotFound(f"no campaign {campaign_id[:80]!r}")
+        return campaign
+
+    async def pause(self, campaign_id: str) -> Campaign:
+        """No device is started while paused; those in flight go on."""
+        campaign = self.get(campaign_id)
+        if campaign.status != "running":
+            raise CampaignStateError(f"campaign {campaign_id} is {campaign.status}, not running")
+        campaign.status = "paused"
+        self._gate(campaign).clear()
+        await self._save(campaign)
+        self._event("CAMPAIGN_PAUSED", campaign)
+        return campaign
+
+    async def resume(self, campaign_id: str) -> Campaign:
+        """A paused or halted campaign goes on."""
+        campaign = self.get(campaign_id)
+        if campaign.status not in ("paused", "halted"):
+            raise CampaignStateError(
+                f"campaign {campaign_id} is {campaign.status}: only a paused or halted one resumes"
+            )
+        halted = campaign.status == "halted"
+        campaign.status = "running"
+        campaign.reason = "resumed after a halt" if halted else ""
+        self._gate(campaign).set()
+        await self._save(campaign)
+        if campaign.id not in self._tasks:
+            self._launch(campaign)
+        self._event("CAMPAIGN_RESUMED", campaign)
+        return campaign
+
+    async def cancel(self, campaign_id: str) -> Campaign:
+        """Stop now: devices in flight are left where they are, those not done are cancelled."""
+        campaign = self.get(campaign_id)
+        if campaign.status in ("cancelled", "done"):
+            raise CampaignStateError(f"campaign {campaign_id} is {campaign.status} already")
+        task = self._tasks.pop(campaign.id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        campaign.status = "cancelled"
+        campaign.finished_at = self.clock()
+        for device in campaign.devices.values():
+            if not device.final:
+                device.state = "cancelled"
+                device.step("cancelled")
+                await self._save_device(campaign, device)
+        await self._save(campaign)
+        self._event("CAMPAIGN_CANCELLED", campaign)
+        return campaign
+
+    async def wait(
+        self, campaign_id: str, statuses: Sequence[str] = ("done", "halted", "cancelled"), poll: float = 0.05
+    ) -> Campaign:
+        """Until the campaign's status is one of ``statuses``."""
+        campaign = self.get(campaign_id)
+        while campaign.status not in statuses:
+            await asyncio.sleep(poll)
+        return campaign
+
+    # --- targets ----------------------------------------------------------------------------------
+
+    async def targets(self, target: Target) -> list[str]:
+        """The endpoints ``target`` matches, in name order. The current version is compared when
+        the device's turn comes (a sleeping device answers when it wakes): one that does not
+        match is ``skipped``."""
+        chosen: list[str] = []
+        for registration in sorted(await self.server.registrations(), key=lambda r: r.endpoint):
+            if not fnmatch.fnmatchcase(registration.endpoint, target.endpoints):
+                continue
+            if target.object_id is not None and not any(
+                link.object_id == target.object_id for link in registration.objects
+            ):
+                continue
+            if self.select is not None and not self.select(registration):
+                continue
+            chosen.append(registration.endpoint)
+        return chosen
+
+    # --- running ----------------------------------------------------------------------------------
+
+    def _gate(self, campaign: Campaign) -> asyncio.Event:
+        gate = self._resumed.get(campaign.id)
+        if gate is None:
+            gate = self._resumed[campaign.id] = asyncio.Event()
+            if campaign.status == "running":
+                gate.set()
+        return gate
+
+    def _launch(self, campaign: Campaign) -> None:
+        self._gate(campaign)
+        task = asyncio.get_running_loop().create_task(self._run(campaign), name=f"campaign {campaign.id}")
+        self._tasks[campaign.id] = task
+        task.add_done_callback(
+            lambda t: self._tasks.pop(campaign.id, None) if self._tasks.get(campaign.id) is t else None
+        )
+
+    async def _run(self, campaign: Campaign) -> None:
+        try:
+            await self._waves(campaign)
+        except Exception as exc:  # the package deleted meanwhile, a store that fails, a defect
+            log.warning("campaign %s halted: %s", campaign.id, exc, exc_info=not isinstance(exc, LwM2MError))
+            campaign.status = "halted"
+            campaign.reason = str(exc)
+            self._gate(campaign).clear()
+            self._event("CAMPAIGN_HALTED", campaign)
+            with contextlib.suppress(LwM2MError):
+                await self._save(campaign)
+
+    async def _waves(self, campaign: Campaign) -> None:
+        spec = campaign.spec
+        package = await self.packages.get(spec.package_id)
+        gate = self._gate(campaign)
+        while campaign.wave < len(campaign.waves):
+            endpoints = [ep for ep in campaign.waves[campaign.wave] if not campaign.devices[ep].final]
+            limit = asyncio.Semaphore(spec.waves.in_flight)
+
+            async def one(device: DeviceProgress, limit: asyncio.Semaphore) -> None:
+                async with limit:
+                    while True:
+                        await gate.wait()
+                        delay = in_window(spec.window, self.clock())
+                        if delay == 0:
+                            break
+                        await asyncio.sleep(min(delay, 60.0))
+                    if campaign.status != "running":
+                        return
+                    await self._device(campaign, package, device)
+
+            await asyncio.gather(*(one(campaign.devices[ep], limit) for ep in endpoints))
+            if campaign.status == "halted":
+                await gate.wait()  # resume() goes on with the wave's devices left
+                continue
+            if any(not campaign.devices[ep].final for ep in campaign.waves[campaign.wave]):
+                continue  # paused meanwhile: the gate holds the rest
+            campaign.wave += 1
+            await self._save(campaign)
+        campaign.status = "done"
+        campaign.finished_at = self.clock()
+        await self._save(campaign)
+        self._event("CAMPAIGN_DONE", campaign)
+
+    def _halt_due(self, campaign: Campaign) -> bool:
+        spec, failures = campaign.spec, campaign.failures()
+        if spec.halt_after is not None and failures > spec.halt_after:
+            return True
+        return spec.halt_percent is not None and failures * 100 > spec.halt_percent * len(campaign.devices)
+
+    async def _wanted(self, target: Target, device: DeviceProgress) -> bool:
+        """Whether the device's current version is one the target names."""
+        if target.version_equal is None and target.version_not_equal is None:
+            return True
+        while True:
+            try:
+                version = await self._read_value(device.endpoint, target.version_path, wake=True)
+                break
+            except QueueTimeout:
+                device.step("asleep: waiting for it to wake")
+        device.step(f"version {version}")
+        if target.version_equal is not None and version != target.version_equal:
+            return False
+        return target.version_not_equal is None or version != target.version_not_equal
+
+    async def _device(self, campaign: Campaign, package: FirmwarePackage, device: DeviceProgress) -> None:
+        spec = campaign.spec
+        if device.state == "pending" and not await self._wanted(spec.target, device):
+            device.state = "skipped"
+            device.step("skipped: its version is not one the target names")
+            await self._save_device(campaign, device)
+            self._event("CAMPAIGN_DEVICE", campaign, device.endpoint)
+            return
+        asleep = False
+        while not device.final:
+            if device.state == "waiting" and not asleep:
+                await asyncio.sleep(spec.retries.delay(device.attempts))
+            if device.state in ("pending", "waiting") and not asleep:
+                device.attempts += 1
+            asleep = False
+            try:
+                result = await self._attempt(campaign, package, device)
+            except QueueTimeout:
+                # A queue-mode device that slept through the server's queue timeout (§6.5): not a
+                # failure; its requests wait again for it to wake.
+                device.step("asleep: waiting for it to wake")
+                asleep = True
+                continue
+            except (LwM2MError, TimeoutError, ConnectionError, OSError) as exc:
+                device.step(f"error: {exc or type(exc).__name__}")
+                result = None
+            device.result = result if result is not None else device.result
+            if result == SUCCESS:
+                device.state = "succeeded"
+                device.step("succeeded")
+            elif device.attempts > spec.retries.attempts:
+                device.state = "failed"
+                device.step(
+                    f"failed: {RESULTS.get(result, 'no answer') if result is not None else 'no answer'}"
+                )
+            else:
+                device.state = "waiting"
+                device.step(f"retry in {spec.retries.delay(device.attempts):g} s")
+            await self._save_device(campaign, device)
+            self._event("CAMPAIGN_DEVICE", campaign, device.endpoint)
+            if device.state == "failed" and campaign.status == "running" and self._halt_due(campaign):
+                campaign.status = "halted"
+                campaign.reason = f"{campaign.failures()} devices failed"
+                self._gate(campaign).clear()
+                await self._save(campaign)
+                self._event("CAMPAIGN_HALTED", campaign)
+
+    async def _attempt(
+        self, campaign: Campaign, package: FirmwarePackage, device: DeviceProgress
+    ) -> int | None:
+        """One try; the Update Result it ends with (None: no answer in time)."""
+        ep, spec = device.endpoint, campaign.spec
+        follow = _Follower(self.server, ep, spec.poll_interval)
+        await follow.start()
+        try:
+            state = follow.state
+            device.step(f"state {state}")
+            midway = device.state in ("downloading", "downloaded", "updating")
+            if midway and state == IDLE and follow.result == SUCCESS and device.state != "downloading":
+                device.step("updated while not followed")
+                return SUCCESS
+            if midway and state in (DOWNLOADING, DOWNLOADED, UPDATING):
+                device.step("taken up where it was")  # after a restart: follow it from there
+            else:
+                if state != IDLE:  # an earlier download of something else: reset (E.6, write of /5/0/1 "")
+                    await self._checked(self.server.write(ep, "/5/0/1", [Record(Path.parse("/5/0/1"), "")]))
+                    await follow.until(lambda s, r: s == IDLE, spec.step_timeout)
+                await self._deliver(campaign, package, device)
+                await follow.refresh()  # the State and Update Result the write started with
+                device.state = "downloading"
+                await self._save_device(campaign, device)
+            state, result = await follow.until(
+                lambda s, r: s in (DOWNLOADED, UPDATING) or (s == IDLE and r > SUCCESS), spec.step_timeout
+            )
+            if state == IDLE:
+                device.step(f"download failed: {result} {RESULTS.get(result, '')}")
+                return result
+            if state == DOWNLOADED:
+                device.state = "downloaded"
+                device.step("downloaded")
+                await self._save_device(campaign, device)
+                await self._checked(self.server.execute(ep, "/5/0/2"))
+                await follow.refresh()
+            device.state = "updating"
+            device.step("updating")
+            await self._save_device(campaign, device)
+            state, result = await follow.until(
+                lambda s, r: (s == IDLE and r >= SUCCESS) or (s == DOWNLOADED and r > SUCCESS),
+                spec.step_timeout,
+            )
+            device.step(f"update result {result} {RESULTS.get(result, '')}")
+            return result
+        except QueueTimeout:
+            raise  # asleep: the next try takes the device up where it is
+        except TimeoutError:
+            device.step("timed out")
+            return None
+        finally:
+            await follow.close()
+
+    async def _deliver(self, campaign: Campaign, package: FirmwarePackage, device: DeviceProgress) -> None:
+        ep = device.endpoint
+        delivery: str = campaign.spec.delivery
+        if delivery == "auto":
+            method = await self._read_value(ep, "/5/0/9")
+            delivery = "push" if method == 1 else "pull"
+        device.delivery = delivery
+        if delivery == "push":
+            data = await self.packages.read(package)
+            if data is None:
+                raise CampaignStateError(f"package {package.id} is gone")
+            device.step(f"push {len(data)} bytes")
+            await self._checked(self.server.write(ep, "/5/0/0", [Record(Path.parse("/5/0/0"), data)]))
+            return
+        uris = self.uris(package)
+        supported = await self._read_value(ep, "/5/0/8")
+        schemes = [
+            PROTOCOL_SCHEMES.get(p) for p in (supported if isinstance(supported, list) else [supported])
+        ]
+        uri = next((uris[s] for s in schemes if s in uris), None) or next(iter(uris.values()), None)
+        if uri is None:
+            raise CampaignStateError("the server has no URI a device can pull from")
+        device.step(f"pull {uri}")
+        await self._checked(self.server.write(ep, "/5/0/1", [Record(Path.parse("/5/0/1"), uri)]))
+
+    @staticmethod
+    async def _checked(request: Awaitable[Any]) -> Any:
+        response = await request
+        if response.code >> 5 != 2:
+            raise CampaignStateError(f"the device answered {response.code}")
+        return response
+
+    async def _read_value(self, endpoint: str, path: str, *, wake: bool = False) -> Any:
+        """The value (or values) at ``path``; None when it cannot be read. ``wake``: let a
+        QueueTimeout through (the device slept through the server's queue timeout)."""
+        try:
+            response = await self.server.read(endpoint, path)
+        except QueueTimeout:
+            if wake:
+                raise
+            return None
+        except (LwM2MError, TimeoutError, ConnectionError):
+            return None
+        if response.code >> 5 != 2:
+            return None
+        values = [r.value for r in response.records]
+        return values[0] if len(values) == 1 else values
+
+    async def _save(self, campaign: Campaign) -> None:
+        await self.store.save(campaign.id, campaign.header())
+
+    async def _save_device(self, campaign: Campaign, device: DeviceProgress) -> None:
+        await self.store.save_device(campaign.id, device.endpoint, msgspec.json.encode(device.to_dict()))
+
+    def events(self, backlog: int = 10_000) -> CampaignEvents:
+        """The campaigns' events from now on (:class:`CampaignEvent`)."""
+        return CampaignEvents(self._subscribers, backlog)
+
+    def _event(self, kind: str, campaign: Campaign, endpoint: str | None = None) -> None:
+        if self._subscribers:
+            device = campaign.devices.get(endpoint) if endpoint is not None else None
+            event = CampaignEvent(
+                kind,
+                campaign.id,
+                campaign.status,
+                campaign.counts(),
+                endpoint,
+                None if device is None else device.state,
+                None if device is None else device.result,
+            )
+            for subscriber in self._subscribers:
+                subscriber.put(event)
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, campaign, endpoint)
+            except Exception:
+                log.exception("campaign event listener failed")
+
+
+class _Follower:
+    """State /5/0/3 and Update Result /5/0/5 of one device: observed, read when quiet."""
+
+    def __init__(self, server: CampaignServer, endpoint: str, poll: float) -> None:
+        self.server = server
+        self.endpoint = endpoint
+        self.poll = poll
+        self.state = IDLE
+        self.result = 0
+        self._changed = asyncio.Event()
+        self._observations: list[Any] = []
+        self._pumps: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.refresh()
+        for path in ("/5/0/3", "/5/0/5"):
+            try:
+                observation = await self.server.observe(self.endpoint, path)
+            except LwM2MError:
+                continue  # polled instead
+            self._observations.append(observation)
+            self._pumps.append(asyncio.get_running_loop().create_task(self._pump(observation)))
+
+    async def refresh(self) -> None:
+        response = await self.server.read(self.endpoint, "/5/0")
+        if response.code >> 5 != 2:
+            raise CampaignStateError(f"read /5/0 answered {response.code}")
+        self._take(response.records)
+
+    def _take(self, records: Sequence[Record]) -> None:
+        for record in records:
+            resource = record.path.ids[2] if len(record.path.ids) > 2 else None
+            if resource == 3 and isinstance(record.value, int):
+                self.state = record.value
+            elif resource == 5 and isinstance(record.value, int):
+                self.result = record.value
+        self._changed.set()
+
+    async def _pump(self, observation: Any) -> None:
+        async for response in observation:
+            self._take(response.records)
+
+    async def until(self, done: Callable[[int, int], bool], timeout: float) -> tuple[int, int]:
+        async with asyncio.timeout(timeout):
+            while not done(self.state, self.result):
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout(self.poll):
+                        await self._changed.wait()
+                except TimeoutError:
+                    await self.refresh()
+            return self.state, self.result
+
+    async def close(self) -> None:
+        for pump in self._pumps:
+            pump.cancel()
+        for observation in self._observations:
+            with contextlib.suppress(Exception):
+                await observation.cancel()

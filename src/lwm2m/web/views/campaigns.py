@@ -1,0 +1,155 @@
+"""Firmware update campaigns: ``/api/campaigns`` (create, list), ``/api/campaigns/{id}`` (one, with
+its waves and devices) and ``/api/campaigns/{id}/pause|resume|cancel`` (see
+:mod:`lwm2m.fleet.campaigns`); their events go to the SSE stream as ``CAMPAIGN_*``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from lwm2m.errors import InvalidCampaign
+from lwm2m.fleet.campaigns import CampaignEvent, Campaigns, CampaignSpec, Retries, Target, Waves
+from lwm2m.web import bodies
+from lwm2m.web.params import json_body
+from lwm2m.web.sse import format_event
+
+__all__ = [
+    "cancel",
+    "create",
+    "event_view",
+    "listing",
+    "one",
+    "pause",
+    "resume",
+    "spec_of",
+    "with_campaign_events",
+]
+
+
+def campaigns_of(request: Request) -> Campaigns:
+    campaigns: Campaigns = request.app.state.campaigns
+    return campaigns
+
+
+def _share(value: int | str) -> tuple[int | None, float | None]:
+    """A count (``5``) or a percentage (``"5%"``)."""
+    if isinstance(value, int):
+        return value, None
+    return None, float(value.rstrip("%"))
+
+
+def _seconds(hhmm: str) -> float:
+    hours, minutes = hhmm.split(":")
+    return float(int(hours) * 3600 + int(minutes) * 60)
+
+
+def spec_of(data: dict[str, Any]) -> CampaignSpec:
+    """The campaign a ``POST /api/campaigns`` body describes (InvalidCampaign: 400)."""
+    try:
+        body = msgspec.convert(data, bodies.CampaignBody)
+    except msgspec.ValidationError as exc:
+        raise InvalidCampaign(f"campaign: {exc}") from None
+    target = body.target if not isinstance(body.target, msgspec.UnsetType) else bodies.CampaignTarget()
+    waves = body.waves if not isinstance(body.waves, msgspec.UnsetType) else bodies.CampaignWaves()
+    retries = body.retries if not isinstance(body.retries, msgspec.UnsetType) else bodies.CampaignRetries()
+    canary, canary_percent = _share(waves.canary)
+    if canary_percent == 0:
+        canary, canary_percent = 0, None  # no canary
+    halt_after, halt_percent = _share(body.halt_after) if body.halt_after is not None else (None, None)
+    return CampaignSpec(
+        package_id=body.package_id,
+        target=Target(
+            target.endpoints,
+            target.object_id,
+            target.version_path,
+            target.version_equal,
+            target.version_not_equal,
+        ),
+        delivery=body.delivery,
+        waves=Waves(canary or 0, canary_percent, waves.batch, waves.in_flight),
+        retries=Retries(retries.attempts, retries.backoff, retries.factor),
+        window=None if body.window is None else (_seconds(body.window.start), _seconds(body.window.end)),
+        halt_after=halt_after,
+        halt_percent=halt_percent,
+        step_timeout=body.step_timeout,
+    )
+
+
+async def create(request: Request) -> Response:
+    """``POST /api/campaigns``: 201 with the campaign and its devices."""
+    spec = spec_of(await json_body(request))
+    campaign = await campaigns_of(request).create(spec)
+    return JSONResponse(
+        campaign.detail(), status_code=201, headers={"Location": f"/api/campaigns/{campaign.id}"}
+    )
+
+
+async def listing(request: Request) -> Response:
+    return JSONResponse([c.summary() for c in campaigns_of(request).all()])
+
+
+async def one(request: Request) -> Response:
+    return JSONResponse(campaigns_of(request).get(request.path_params["id"]).detail())
+
+
+async def pause(request: Request) -> Response:
+    return JSONResponse((await campaigns_of(request).pause(request.path_params["id"])).summary())
+
+
+async def resume(request: Request) -> Response:
+    return JSONResponse((await campaigns_of(request).resume(request.path_params["id"])).summary())
+
+
+async def cancel(request: Request) -> Response:
+    return JSONResponse((await campaigns_of(request).cancel(request.path_params["id"])).summary())
+
+
+def event_view(event: CampaignEvent) -> tuple[str, dict[str, Any]]:
+    """The SSE event name (``CAMPAIGN_*``) and its JSON data."""
+    return event.kind, event.to_dict()
+
+
+def event_endpoint(event: CampaignEvent) -> str | None:
+    return event.endpoint
+
+
+async def with_campaign_events(
+    stream: AsyncIterator[bytes], campaigns: Campaigns, endpoint: str | None = None
+) -> AsyncIterator[bytes]:
+    """``stream`` (the server's SSE bytes) with the campaigns' events (``CAMPAIGN_*``) mixed in:
+    for one endpoint, only the device events of that endpoint."""
+    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=1000)
+    subscription = campaigns.events()
+
+    async def server_side() -> None:
+        try:
+            async for chunk in stream:
+                await queue.put(chunk)
+        except Exception as exc:
+            await queue.put(exc)
+
+    async def campaign_side() -> None:
+        async for event in subscription:
+            if endpoint is None or event.endpoint == endpoint:
+                await queue.put(format_event(*event_view(event)))
+
+    tasks = [asyncio.ensure_future(server_side()), asyncio.ensure_future(campaign_side())]
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        subscription.close()
