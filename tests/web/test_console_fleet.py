@@ -124,6 +124,7 @@ async def test_firmware_and_campaign_pages() -> None:
                 (made,) = (await api.get("/api/campaigns")).json()
                 await wait_for_text(page, "#campaign-state", r"^running$")
                 await wait_for_text(page, "#campaign-counts", r"pending\s+2")
+                assert await page.get_attribute("a[data-nav=campaigns]", "class") == "active"
                 assert "wm 9.1 · 2 devices · canary of 2" in await page.inner_text("#campaign-status")
                 waves = await page.locator("#campaign-waves tr").evaluate_all(
                     "rs => rs.map((r) => [r.cells[0].textContent, r.cells[5].textContent])"

@@ -5,6 +5,8 @@
 
 import { el, view } from "./dom.js";
 
+// The navigation entry a page belongs to, when not its own name.
+const NAV = { campaign: "campaigns" };
 const NAMED = { "#/map": "map", "#/events": "events", "#/bootstrap": "bootstrap", "#/security": "security", "#/firmware": "firmware", "#/campaigns": "campaigns" };
 
 // The page a location hash names and its argument (a device page's endpoint, still encoded).
@@ -21,7 +23,7 @@ export function startRouter(pages) {
     leave();
     leave = () => {};
     const { name, arg } = pageOf(location.hash || "#/");
-    for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
+    for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === (NAV[name] || name));
     try {
       leave = await pages[name](arg);
     } catch (e) {

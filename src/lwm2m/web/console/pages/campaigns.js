@@ -48,7 +48,8 @@ export function waveName(index, waves) {
   return `wave ${index + 1}`;
 }
 
-// Calls `refresh` on the CAMPAIGN_* events that `wanted` accepts, at most every 300 ms.
+// Calls `refresh` on the CAMPAIGN_* events that `wanted` accepts, at most once a second: a
+// campaign's page reads all its devices again, and a large campaign sends many events.
 function onCampaignEvents(wanted, refresh) {
   let timer = null;
   const unsubscribe = subscribe((event) => {
@@ -57,7 +58,7 @@ function onCampaignEvents(wanted, refresh) {
       timer = setTimeout(() => {
         timer = null;
         refresh();
-      }, 300);
+      }, 1000);
   });
   return () => {
     unsubscribe();
@@ -109,6 +110,7 @@ export async function renderCampaigns() {
       packages = new Map(stored.data.map((p) => [p.id, p]));
       const chosen = packageSelect.value;
       packageSelect.replaceChildren(
+        stored.data.length ? null : el("option", { value: "" }, "no package: upload one on the Firmware page"),
         ...stored.data.map((p) => el("option", { value: p.id, selected: p.id === chosen }, `${p.name} ${p.version} (${p.id.slice(0, 8)})`)),
       );
     }
