@@ -91,6 +91,7 @@ async def test_firmware_and_campaign_pages() -> None:
                 row = await page.inner_text(f'[data-package="{package["id"]}"]')
                 assert "wm" in row and "9.1" in row and "1.5 KiB" in row and package["sha256"][:12] in row
 
+                SHOTS.mkdir(parents=True, exist_ok=True)
                 # Campaigns: the form posts the campaign; a closed window keeps it running.
                 await page.click("a[data-nav=campaigns]")
                 await wait_for_text(page, "#campaigns-count", r"^0 campaigns, 0 running$")
@@ -99,6 +100,7 @@ async def test_firmware_and_campaign_pages() -> None:
                 )
                 window = closed_window()
                 await page.fill("#campaign-endpoints", "sim*")
+                await page.fill("#campaign-version-not", "9.1")
                 await page.select_option("#campaign-delivery", "pull")
                 await page.fill("#campaign-canary", "50%")
                 await page.fill("#campaign-batch", "2")
@@ -109,12 +111,13 @@ async def test_firmware_and_campaign_pages() -> None:
                 await page.fill("#campaign-halt", "1")
                 await page.fill("#campaign-window-start", window["start"])
                 await page.fill("#campaign-window-end", window["end"])
+                await page.screenshot(path=str(SHOTS / "campaigns.png"), full_page=True)
                 await page.click("#campaign-start")
                 await page.wait_for_url(re.compile(r"#/campaign/"))
                 assert posted == [
                     {
                         "packageId": package["id"],
-                        "target": {"endpoints": "sim*"},
+                        "target": {"endpoints": "sim*", "versionNotEqual": "9.1"},
                         "delivery": "pull",
                         "waves": {"canary": "50%", "batch": 2, "inFlight": 2},
                         "haltAfter": 1,

@@ -89,6 +89,8 @@ export async function renderCampaigns() {
   const rows = el("tbody", { id: "campaigns" });
   const packageSelect = el("select", { id: "campaign-package", required: true });
   const endpoints = el("input", { id: "campaign-endpoints", value: "*", size: "20", title: "endpoint name glob: * ? [a-z]" });
+  // Devices whose current firmware version (/3/0/3) is this one are skipped.
+  const versionNot = el("input", { id: "campaign-version-not", size: "10", placeholder: "any", title: "skip the devices whose version (/3/0/3) is this" });
   const delivery = el(
     "select",
     { id: "campaign-delivery" },
@@ -131,6 +133,7 @@ export async function renderCampaigns() {
       delivery: delivery.value,
       waves: { canary: shareOf(canary.value, "canary") ?? 0, batch: Number(batch.value), inFlight: Number(inFlight.value) },
     };
+    if (versionNot.value.trim()) out.target.versionNotEqual = versionNot.value.trim();
     const haltAfter = shareOf(halt.value, "halt after");
     if (haltAfter !== undefined) out.haltAfter = haltAfter;
     if (windowStart.value || windowEnd.value) out.window = { start: windowStart.value, end: windowEnd.value };
@@ -161,7 +164,7 @@ export async function renderCampaigns() {
       },
     },
     el("h2", {}, "Start a campaign"),
-    el("div", { class: "toolbar" }, field("Package", packageSelect), field("Endpoints", endpoints), field("Delivery", delivery)),
+    el("div", { class: "toolbar" }, field("Package", packageSelect), field("Endpoints", endpoints), field("Version is not", versionNot), field("Delivery", delivery)),
     el(
       "div",
       { class: "toolbar" },
