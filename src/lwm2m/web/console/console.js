@@ -6,8 +6,10 @@
 import { startRouter } from "./lib/router.js";
 import { streamEvents } from "./lib/stream.js";
 import { renderBootstrap } from "./pages/bootstrap.js";
+import { renderCampaign, renderCampaigns } from "./pages/campaigns.js";
 import { renderDevice } from "./pages/device.js";
 import { renderEvents } from "./pages/events.js";
+import { renderFirmware } from "./pages/firmware.js";
 import { renderFleet } from "./pages/fleet.js";
 import { renderMap } from "./pages/map.js";
 import { renderSecurity } from "./pages/security.js";
@@ -21,6 +23,9 @@ const PAGES = {
   events: renderEvents,
   bootstrap: renderBootstrap,
   security: renderSecurity,
+  firmware: renderFirmware,
+  campaigns: renderCampaigns,
+  campaign: (id) => renderCampaign(decodeURIComponent(id)),
 };
 
 streamEvents();

@@ -1,14 +1,18 @@
-// Hash routing: "#/" the fleet, "#/device/EP", "#/map", "#/events", "#/bootstrap", "#/security". A page is
+// Hash routing: "#/" the fleet, "#/device/EP", "#/map", "#/events", "#/bootstrap", "#/security", "#/firmware",
+// "#/campaigns", "#/campaign/ID". A page is
 // a function that fills the view and returns (or resolves to) the function that leaves it:
 // listeners, timers and observers a page set up end when another page opens.
 
 import { el, view } from "./dom.js";
 
-const NAMED = { "#/map": "map", "#/events": "events", "#/bootstrap": "bootstrap", "#/security": "security" };
+// The navigation entry a page belongs to, when not its own name.
+const NAV = { campaign: "campaigns" };
+const NAMED = { "#/map": "map", "#/events": "events", "#/bootstrap": "bootstrap", "#/security": "security", "#/firmware": "firmware", "#/campaigns": "campaigns" };
 
 // The page a location hash names and its argument (a device page's endpoint, still encoded).
 export function pageOf(hash) {
   if (hash.startsWith("#/device/")) return { name: "device", arg: hash.slice("#/device/".length) };
+  if (hash.startsWith("#/campaign/")) return { name: "campaign", arg: hash.slice("#/campaign/".length) };
   return { name: NAMED[hash] || "fleet", arg: undefined };
 }
 
@@ -19,7 +23,7 @@ export function startRouter(pages) {
     leave();
     leave = () => {};
     const { name, arg } = pageOf(location.hash || "#/");
-    for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === name);
+    for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === (NAV[name] || name));
     try {
       leave = await pages[name](arg);
     } catch (e) {
