@@ -98,6 +98,8 @@ class CampaignServer(Protocol):
 
     async def observe(self, endpoint: str, path: str | Path) -> Any: ...
 
+    def secure(self, endpoint: str) -> bool: ...
+
 
 class CampaignPackages(Protocol):
     """What a campaign needs of :class:`lwm2m.fleet.packages.Packages`."""
@@ -433,6 +435,30 @@ def _camel(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_camel(v) for v in value]
     return value
+
+
+def pull_uri(uris: dict[str, str], supported: Any, *, secure: bool) -> str:
+    """The URI a device pulls from, of ``uris`` (``Packages.uris``: by kind, the ``http`` one
+    with the scheme of the app's base). ``supported``: the value(s) of Firmware Update Protocol
+    Support /5/0/8 (E.6: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS; None: not readable).
+
+    A device that registered over DTLS pulls over coaps://, or https:// when it names no CoAPS,
+    never in the clear; any other device over coap://, else the first of coaps, http, https it
+    names (http(s) only when the app knows its HTTP base)."""
+    values = supported if isinstance(supported, list) else [] if supported is None else [supported]
+    named = [scheme for v in values if (scheme := PROTOCOL_SCHEMES.get(v)) is not None]
+    offered = {uri.split(":", 1)[0]: uri for uri in uris.values()}
+    order = ["coaps", "https"] if secure else ["coap", "coaps", "http", "https"]
+    # /5/0/8 not readable: the CoAP of the transport it registered on.
+    order = [scheme for scheme in order if scheme in named] if named else order[:1]
+    uri = next((offered[scheme] for scheme in order if scheme in offered), None)
+    if uri is None:
+        over = "DTLS" if secure else "plain CoAP"
+        raise CampaignStateError(
+            f"no URI for a device on {over} that pulls over {named or 'CoAP'}: "
+            f"the server offers {sorted(offered)}"
+        )
+    return uri
 
 
 def in_window(window: tuple[float, float] | None, now: float) -> float:
@@ -816,14 +842,8 @@ class Campaigns:
             device.step(f"push {len(data)} bytes")
             await self._checked(self.server.write(ep, "/5/0/0", [Record(Path.parse("/5/0/0"), data)]))
             return
-        uris = self.uris(package)
         supported = await self._read_value(ep, "/5/0/8")
-        schemes = [
-            PROTOCOL_SCHEMES.get(p) for p in (supported if isinstance(supported, list) else [supported])
-        ]
-        uri = next((uris[s] for s in schemes if s in uris), None) or next(iter(uris.values()), None)
-        if uri is None:
-            raise CampaignStateError("the server has no URI a device can pull from")
+        uri = pull_uri(self.uris(package), supported, secure=self.server.secure(ep))
         device.step(f"pull {uri}")
         await self._checked(self.server.write(ep, "/5/0/1", [Record(Path.parse("/5/0/1"), uri)]))
 
