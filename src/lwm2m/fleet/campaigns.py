@@ -81,6 +81,7 @@ SUCCESS = 1
 PROTOCOL_SCHEMES = {0: "coap", 1: "coaps", 2: "http", 3: "https"}
 FINAL = ("succeeded", "failed", "cancelled", "skipped")
 MAX_STEPS = 64  # steps kept per device (the oldest dropped beyond)
+CANCEL_TIMEOUT = 10.0  # seconds a cancelled campaign waits for a device to take Cancel /5/0/10
 
 
 class CampaignServer(Protocol):
@@ -596,7 +597,9 @@ class Campaigns:
         return campaign
 
     async def cancel(self, campaign_id: str) -> Campaign:
-        """Stop now: devices in flight are left where they are, those not done are cancelled."""
+        """Stop now: the devices downloading the package, or holding it downloaded, are told to
+        drop it (Cancel /5/0/10, E.6); one updating already is left to finish; those not done
+        are cancelled."""
         campaign = self.get(campaign_id)
         if campaign.status in ("cancelled", "done"):
             raise CampaignStateError(f"campaign {campaign_id} is {campaign.status} already")
@@ -605,6 +608,8 @@ class Campaigns:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        in_flight = [d for d in campaign.devices.values() if d.state in ("downloading", "downloaded")]
+        await asyncio.gather(*(self._cancel_device(device) for device in in_flight))
         campaign.status = "cancelled"
         campaign.finished_at = self.clock()
         for device in campaign.devices.values():
@@ -614,6 +619,29 @@ class Campaigns:
                 await self._save_device(campaign, device)
         await self._save(campaign)
         self._event("CAMPAIGN_CANCELLED", campaign)
+        return campaign
+
+    async def _cancel_device(self, device: DeviceProgress) -> None:
+        """Cancel /5/0/10 to a device in Downloading or Downloaded (it ends Idle, Update Result
+        10); a device that does not answer in time is only recorded."""
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                response = await self.server.execute(device.endpoint, "/5/0/10")
+        except (LwM2MError, TimeoutError, ConnectionError, OSError) as exc:
+            device.step(f"cancel /5/0/10 not delivered: {exc or type(exc).__name__}")
+            return
+        device.step(f"cancel /5/0/10: the device answered {response.code}")
+
+    async def delete(self, campaign_id: str) -> Campaign:
+        """Forget a finished (done or cancelled) campaign and its devices' progress."""
+        campaign = self.get(campaign_id)
+        if campaign.status not in ("done", "cancelled"):
+            raise CampaignStateError(
+                f"campaign {campaign_id} is {campaign.status}: only a done or cancelled one is deleted"
+            )
+        self._campaigns.pop(campaign.id, None)
+        self._resumed.pop(campaign.id, None)
+        await self.store.remove(campaign.id)
         return campaign
 
     async def wait(

@@ -110,6 +110,11 @@ async def cancel(request: Request) -> Response:
     return JSONResponse((await campaigns_of(request).cancel(request.path_params["id"])).summary())
 
 
+async def delete(request: Request) -> Response:
+    """``DELETE /api/campaigns/{id}``: a done or cancelled campaign is forgotten; its last summary."""
+    return JSONResponse((await campaigns_of(request).delete(request.path_params["id"])).summary())
+
+
 def event_view(event: CampaignEvent) -> tuple[str, dict[str, Any]]:
     """The SSE event name (``CAMPAIGN_*``) and its JSON data."""
     return event.kind, event.to_dict()
