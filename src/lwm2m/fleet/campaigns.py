@@ -568,6 +568,17 @@ class Campaigns:
             raise CampaignNotFound(f"no campaign {campaign_id[:80]!r}")
         return campaign
 
+    async def find(self, campaign_id: str) -> Campaign:
+        """The campaign, as this runner has it, or else as stored (one that another server
+        sharing the store runs, or ran): read anew at every call, not kept."""
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is not None:
+            return campaign
+        header = await self.store.load(campaign_id)
+        if header is None:
+            raise CampaignNotFound(f"no campaign {campaign_id[:80]!r}")
+        return Campaign.decode(header, await self.store.devices(campaign_id))
+
     async def pause(self, campaign_id: str) -> Campaign:
         """No device is started while paused; those in flight go on."""
         campaign = self.get(campaign_id)

@@ -95,7 +95,8 @@ async def listing(request: Request) -> Response:
 
 
 async def one(request: Request) -> Response:
-    return JSONResponse(campaigns_of(request).get(request.path_params["id"]).detail())
+    """``GET /api/campaigns/{id}``: also one stored by another node sharing the store."""
+    return JSONResponse((await campaigns_of(request).find(request.path_params["id"])).detail())
 
 
 async def pause(request: Request) -> Response:
