@@ -521,7 +521,7 @@ async def serve_node(
     """``serve`` once the node has joined its cluster (``member``, None for a lone server) and
     opened its DTLS forwarding (None when it has none)."""
     from lwm2m.server.role import Server
-    from lwm2m.web.app import create_app
+    from lwm2m.web.app import create_app, pull_over_http
 
     host = config.host
     server = Server(config, store, models=models)
@@ -548,6 +548,7 @@ async def serve_node(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, setattr, http, "should_exit", True)
         task, base = await start_http(http, http_host, http_port)
+        pull_over_http(app, base)
         tune_gc()
         click.echo(f"lwm2m server: CoAP on {server.uri}, REST API on {base}/api")
         if member is not None:

@@ -81,6 +81,7 @@ SUCCESS = 1
 PROTOCOL_SCHEMES = {0: "coap", 1: "coaps", 2: "http", 3: "https"}
 FINAL = ("succeeded", "failed", "cancelled", "skipped")
 MAX_STEPS = 64  # steps kept per device (the oldest dropped beyond)
+CANCEL_TIMEOUT = 10.0  # seconds a cancelled campaign waits for a device to take Cancel /5/0/10
 
 
 class CampaignServer(Protocol):
@@ -97,6 +98,8 @@ class CampaignServer(Protocol):
     async def execute(self, endpoint: str, path: str | Path) -> Any: ...
 
     async def observe(self, endpoint: str, path: str | Path) -> Any: ...
+
+    def secure(self, endpoint: str) -> bool: ...
 
 
 class CampaignPackages(Protocol):
@@ -435,6 +438,30 @@ def _camel(value: Any) -> Any:
     return value
 
 
+def pull_uri(uris: dict[str, str], supported: Any, *, secure: bool) -> str:
+    """The URI a device pulls from, of ``uris`` (``Packages.uris``: by kind, the ``http`` one
+    with the scheme of the app's base). ``supported``: the value(s) of Firmware Update Protocol
+    Support /5/0/8 (E.6: 0 CoAP, 1 CoAPS, 2 HTTP, 3 HTTPS; None: not readable).
+
+    A device that registered over DTLS pulls over coaps://, or https:// when it names no CoAPS,
+    never in the clear; any other device over coap://, else the first of coaps, http, https it
+    names (http(s) only when the app knows its HTTP base)."""
+    values = supported if isinstance(supported, list) else [] if supported is None else [supported]
+    named = [scheme for v in values if (scheme := PROTOCOL_SCHEMES.get(v)) is not None]
+    offered = {uri.split(":", 1)[0]: uri for uri in uris.values()}
+    order = ["coaps", "https"] if secure else ["coap", "coaps", "http", "https"]
+    # /5/0/8 not readable: the CoAP of the transport it registered on.
+    order = [scheme for scheme in order if scheme in named] if named else order[:1]
+    uri = next((offered[scheme] for scheme in order if scheme in offered), None)
+    if uri is None:
+        over = "DTLS" if secure else "plain CoAP"
+        raise CampaignStateError(
+            f"no URI for a device on {over} that pulls over {named or 'CoAP'}: "
+            f"the server offers {sorted(offered)}"
+        )
+    return uri
+
+
 def in_window(window: tuple[float, float] | None, now: float) -> float:
     """Seconds until ``now`` is inside the daily UTC ``window`` (0 inside it)."""
     if window is None:
@@ -541,6 +568,17 @@ class Campaigns:
             raise CampaignNotFound(f"no campaign {campaign_id[:80]!r}")
         return campaign
 
+    async def find(self, campaign_id: str) -> Campaign:
+        """The campaign, as this runner has it, or else as stored (one that another server
+        sharing the store runs, or ran): read anew at every call, not kept."""
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is not None:
+            return campaign
+        header = await self.store.load(campaign_id)
+        if header is None:
+            raise CampaignNotFound(f"no campaign {campaign_id[:80]!r}")
+        return Campaign.decode(header, await self.store.devices(campaign_id))
+
     async def pause(self, campaign_id: str) -> Campaign:
         """No device is started while paused; those in flight go on."""
         campaign = self.get(campaign_id)
@@ -570,7 +608,9 @@ class Campaigns:
         return campaign
 
     async def cancel(self, campaign_id: str) -> Campaign:
-        """Stop now: devices in flight are left where they are, those not done are cancelled."""
+        """Stop now: the devices downloading the package, or holding it downloaded, are told to
+        drop it (Cancel /5/0/10, E.6); one updating already is left to finish; those not done
+        are cancelled."""
         campaign = self.get(campaign_id)
         if campaign.status in ("cancelled", "done"):
             raise CampaignStateError(f"campaign {campaign_id} is {campaign.status} already")
@@ -579,6 +619,8 @@ class Campaigns:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        in_flight = [d for d in campaign.devices.values() if d.state in ("downloading", "downloaded")]
+        await asyncio.gather(*(self._cancel_device(device) for device in in_flight))
         campaign.status = "cancelled"
         campaign.finished_at = self.clock()
         for device in campaign.devices.values():
@@ -588,6 +630,29 @@ class Campaigns:
                 await self._save_device(campaign, device)
         await self._save(campaign)
         self._event("CAMPAIGN_CANCELLED", campaign)
+        return campaign
+
+    async def _cancel_device(self, device: DeviceProgress) -> None:
+        """Cancel /5/0/10 to a device in Downloading or Downloaded (it ends Idle, Update Result
+        10); a device that does not answer in time is only recorded."""
+        try:
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                response = await self.server.execute(device.endpoint, "/5/0/10")
+        except (LwM2MError, TimeoutError, ConnectionError, OSError) as exc:
+            device.step(f"cancel /5/0/10 not delivered: {exc or type(exc).__name__}")
+            return
+        device.step(f"cancel /5/0/10: the device answered {response.code}")
+
+    async def delete(self, campaign_id: str) -> Campaign:
+        """Forget a finished (done or cancelled) campaign and its devices' progress."""
+        campaign = self.get(campaign_id)
+        if campaign.status not in ("done", "cancelled"):
+            raise CampaignStateError(
+                f"campaign {campaign_id} is {campaign.status}: only a done or cancelled one is deleted"
+            )
+        self._campaigns.pop(campaign.id, None)
+        self._resumed.pop(campaign.id, None)
+        await self.store.remove(campaign.id)
         return campaign
 
     async def wait(
@@ -816,14 +881,8 @@ class Campaigns:
             device.step(f"push {len(data)} bytes")
             await self._checked(self.server.write(ep, "/5/0/0", [Record(Path.parse("/5/0/0"), data)]))
             return
-        uris = self.uris(package)
         supported = await self._read_value(ep, "/5/0/8")
-        schemes = [
-            PROTOCOL_SCHEMES.get(p) for p in (supported if isinstance(supported, list) else [supported])
-        ]
-        uri = next((uris[s] for s in schemes if s in uris), None) or next(iter(uris.values()), None)
-        if uri is None:
-            raise CampaignStateError("the server has no URI a device can pull from")
+        uri = pull_uri(self.uris(package), supported, secure=self.server.secure(ep))
         device.step(f"pull {uri}")
         await self._checked(self.server.write(ep, "/5/0/1", [Record(Path.parse("/5/0/1"), uri)]))
 

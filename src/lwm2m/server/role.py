@@ -356,6 +356,10 @@ class Server:
         """The DTLS endpoint (sessions, identities), when the server serves DTLS."""
         return self._coaps
 
+    def secure(self, endpoint: str) -> bool:
+        """Whether ``endpoint`` registers over DTLS (its requests go over DTLS too)."""
+        return endpoint in self._secure and self._coaps is not None
+
     def _transport(self, endpoint: str) -> CoapUdpEndpoint:
         """The endpoint a client is reached on: DTLS if it registers over DTLS."""
         if endpoint in self._secure and self._coaps is not None:

@@ -210,16 +210,27 @@ def add_webhooks(server: Server, webhooks: Webhooks | None, metrics: ServerMetri
 def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None:
     """The firmware update campaigns of ``/api/campaigns``, kept in the server's store; a device
     pulls from the server's CoAP URIs (at ``bind_host``, or 127.0.0.1, when the server listens on
-    every address)."""
+    every address), or from the HTTP base :func:`pull_over_http` gives."""
     packages: Packages = app.state.packages
     host = bind_host if bind_host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
+    app.state.firmware_http = None
 
     def uris(package: FirmwarePackage) -> dict[str, str]:
+        http: str | None = app.state.firmware_http
         return Packages.uris(
-            package, coap=reachable(server.uri, host), coaps=reachable(server.coaps_uri, host)
+            package,
+            coap=reachable(server.uri, host),
+            coaps=reachable(server.coaps_uri, host),
+            http=reachable(http, host),
         )
 
     app.state.campaigns = Campaigns(server, packages, server.store.campaigns, uris)
+
+
+def pull_over_http(app: Starlette, base: str) -> None:
+    """Devices that pull only over HTTP(S) (/5/0/8) get ``base/fw/…``: the app's own address
+    (``http://host:port``), known once it listens."""
+    app.state.firmware_http = base
 
 
 async def start_campaigns(app: Starlette, api: ApiContext, *, take_up: bool) -> None:

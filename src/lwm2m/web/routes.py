@@ -651,6 +651,23 @@ def _campaign_action(view: AnyView, summary: str) -> dict[str, RouteOperation]:
     }
 
 
+def _campaign_delete() -> dict[str, RouteOperation]:
+    return {
+        "DELETE": RouteOperation(
+            campaigns.delete,
+            Doc(
+                "Delete a finished (done or cancelled) campaign and its devices' progress",
+                (_CAMPAIGN_ID,),
+                {
+                    200: Answer("deleted: its last summary", bodies.CampaignSummary),
+                    404: _not_found("no such campaign"),
+                    409: Answer("the campaign is not finished", bodies.Error),
+                },
+            ),
+        )
+    }
+
+
 _RANGE_ANSWERS = {
     200: Answer("the package", media="application/octet-stream", headers={"ETag": "its SHA-256, quoted"}),
     206: Answer(
@@ -804,7 +821,8 @@ ROUTES: tuple[ApiRoute, ...] = (
                 (_CAMPAIGN_ID,),
                 {200: Answer("OK", bodies.CampaignDetail), 404: _not_found("no such campaign")},
             ),
-        ),
+        )
+        | _campaign_delete(),
     ),
     ApiRoute(
         "/api/campaigns/{id}/pause",
@@ -818,7 +836,11 @@ ROUTES: tuple[ApiRoute, ...] = (
     ),
     ApiRoute(
         "/api/campaigns/{id}/cancel",
-        _campaign_action(campaigns.cancel, "Cancel a campaign: the devices not done are cancelled"),
+        _campaign_action(
+            campaigns.cancel,
+            "Cancel a campaign: devices downloading or holding the package get Cancel (/5/0/10), "
+            "the devices not done are cancelled",
+        ),
     ),
     ApiRoute("/fw/{id}/{file}", _get(firmware.download, _DOWNLOAD_NAMED)),
     ApiRoute(

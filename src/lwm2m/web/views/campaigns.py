@@ -95,7 +95,8 @@ async def listing(request: Request) -> Response:
 
 
 async def one(request: Request) -> Response:
-    return JSONResponse(campaigns_of(request).get(request.path_params["id"]).detail())
+    """``GET /api/campaigns/{id}``: also one stored by another node sharing the store."""
+    return JSONResponse((await campaigns_of(request).find(request.path_params["id"])).detail())
 
 
 async def pause(request: Request) -> Response:
@@ -108,6 +109,11 @@ async def resume(request: Request) -> Response:
 
 async def cancel(request: Request) -> Response:
     return JSONResponse((await campaigns_of(request).cancel(request.path_params["id"])).summary())
+
+
+async def delete(request: Request) -> Response:
+    """``DELETE /api/campaigns/{id}``: a done or cancelled campaign is forgotten; its last summary."""
+    return JSONResponse((await campaigns_of(request).delete(request.path_params["id"])).summary())
 
 
 def event_view(event: CampaignEvent) -> tuple[str, dict[str, Any]]:
