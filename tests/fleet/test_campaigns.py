@@ -20,6 +20,7 @@ from lwm2m.server.role import Server
 from lwm2m.simulator import Fleet, FleetConfig
 from lwm2m.storage.campaigns import CampaignStore, MemoryCampaignStore
 from lwm2m.storage.firmware import FirmwarePackage, MemoryPackageStore
+from lwm2m.storage.labels import MemoryLabelStore
 from lwm2m.storage.sqlite import SqliteStore
 
 
@@ -324,3 +325,30 @@ async def test_sleeping_devices_are_updated_when_they_wake() -> None:
                     assert canary.steps[0][1] == "asleep: waiting for it to wake" and canary.attempts == 1
             finally:
                 waker.cancel()
+
+
+async def test_a_target_with_labels_picks_only_the_devices_that_carry_them(setup: Setup) -> None:
+    labels = MemoryLabelStore()
+    devices = sorted(d.endpoint for d in setup.fleet.devices)
+    for endpoint in devices[:3]:
+        await labels.put(endpoint, {"site": "north", "ring": "canary"})
+    await labels.put(devices[3], {"site": "north"})
+    await labels.put(devices[4], {"site": "south", "ring": "canary"})
+    runner = Campaigns(
+        setup.server,
+        setup.packages,
+        setup.store,
+        lambda p: Packages.uris(p, coap=setup.server.uri),
+        labels=labels.get,
+    )
+    async with runner as campaigns:
+        both = Target(labels={"site": "north", "ring": "canary"})  # type: ignore[arg-type]
+        assert both.labels == (("ring", "canary"), ("site", "north"))
+        assert await campaigns.targets(both) == devices[:3]
+        assert await campaigns.targets(Target(labels=(("site", "north"),))) == devices[:4]
+        assert await campaigns.targets(Target()) == devices  # no labels named: every device
+        with pytest.raises(InvalidCampaign, match="target labels"):
+            Target(labels={"bad key!": "x"})  # type: ignore[arg-type]
+    # A runner that cannot read labels picks nobody for a target that names some.
+    async with setup.campaigns() as blind:
+        assert await blind.targets(Target(labels=(("site", "north"),))) == []

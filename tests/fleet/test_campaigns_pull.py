@@ -4,6 +4,7 @@ transport the device registered on, HTTP(S) for a device that pulls only over HT
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from starlette.applications import Starlette
@@ -120,4 +121,29 @@ async def test_a_dtls_device_is_never_given_a_plain_coap_uri() -> None:
             assert campaign.counts() == {"failed": 1}, campaign.detail()
             steps = " ".join(what for _, what in campaign.devices["dtls-fw"].steps)
             assert "no URI for a device on DTLS" in steps and "pull coap://" not in steps
+            assert firmware.get(FirmwareUpdate.PACKAGE_URI) == ""
+
+
+async def test_auto_delivery_pushes_to_a_dtls_device_that_pulls_over_nothing_secure() -> None:
+    """Delivery Method /5/0/9 says both (E.6): a DTLS device whose pull protocols offer nothing
+    secure gets the package by push over its session rather than a plain URI."""
+    async with Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server:
+        await server.security.put(SecurityInfo("dtls-fw", "dtls-fw-id", KEY))
+        app: Starlette = create_app(server)
+        package = await app.state.packages.add("lamp", "2.0", b"FW" + bytes(200))
+        events = server.events()
+        assert server.coaps_uri is not None
+        firmware = FirmwareUpdate(verify=lambda p: True)
+        config = ClientConfig(psk=PskCredentials("dtls-fw-id", KEY), lifetime=30)
+        async with Client("dtls-fw", server.coaps_uri, objects=[firmware], config=config):
+            await next_event(events, ClientRegistered)
+            campaigns: Campaigns = app.state.campaigns
+            spec = replace(pull(package.id), delivery="auto")
+            campaign = await campaigns.create(spec)
+            await asyncio.wait_for(campaigns.wait(campaign.id), 20)
+            assert campaign.counts() == {"succeeded": 1}, campaign.detail()
+            progress = campaign.devices["dtls-fw"]
+            assert progress.delivery == "push"
+            steps = " ".join(what for _, what in progress.steps)
+            assert "push: no URI for a device on DTLS" in steps and "pull coap://" not in steps
             assert firmware.get(FirmwareUpdate.PACKAGE_URI) == ""

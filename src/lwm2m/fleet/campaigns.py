@@ -28,13 +28,21 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 import msgspec
 
-from lwm2m.errors import CampaignNotFound, CampaignStateError, InvalidCampaign, LwM2MError, QueueTimeout
+from lwm2m.errors import (
+    CampaignNotFound,
+    CampaignStateError,
+    InvalidCampaign,
+    InvalidLabels,
+    LwM2MError,
+    QueueTimeout,
+)
+from lwm2m.fleet.labels import labels_match, parse_selector
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
@@ -115,15 +123,23 @@ class CampaignPackages(Protocol):
 @dataclass(frozen=True, slots=True)
 class Target:
     """Which registered devices a campaign updates. ``version_path`` is /3/0/3 (Firmware Version)
-    or /5/0/7 (PkgVersion); ``version_equal``/``version_not_equal`` compare it when set."""
+    or /5/0/7 (PkgVersion); ``version_equal``/``version_not_equal`` compare it when set;
+    ``labels``, (key, value) pairs or a mapping, the device labels it must all have."""
 
     endpoints: str = "*"
     object_id: int | None = 5
     version_path: str = "/3/0/3"
     version_equal: str | None = None
     version_not_equal: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # every one of them, key and value (fleet.labels)
 
     def __post_init__(self) -> None:
+        pairs = self.labels.items() if isinstance(self.labels, Mapping) else self.labels
+        try:
+            selector = parse_selector(f"{key}={value}" for key, value in pairs)
+        except InvalidLabels as exc:
+            raise InvalidCampaign(f"target labels: {exc}") from None
+        object.__setattr__(self, "labels", tuple(sorted(selector.items())))  # as a stored dict reads back
         if self.version_path not in ("/3/0/3", "/5/0/7"):
             raise InvalidCampaign(f"target version path {self.version_path!r}: /3/0/3 or /5/0/7")
         if not self.endpoints:
@@ -479,9 +495,10 @@ class Campaigns:
 
     ``uris(package)`` gives the package's device URIs by scheme (``Packages.uris`` with the
     server's base URIs); ``select(registration)`` is a further target filter (None: every device
-    the :class:`Target` matches); ``on_event(kind, campaign, endpoint)`` is told of every change
-    (kinds ``CAMPAIGN_STARTED``, ``CAMPAIGN_DEVICE``, ``CAMPAIGN_HALTED``, ``CAMPAIGN_PAUSED``,
-    ``CAMPAIGN_RESUMED``, ``CAMPAIGN_CANCELLED``, ``CAMPAIGN_DONE``)."""
+    the :class:`Target` matches); ``labels(endpoint)`` gives a device's labels (the store's
+    ``labels`` role) for targets that name some; ``on_event(kind, campaign, endpoint)`` is told
+    of every change (kinds ``CAMPAIGN_STARTED``, ``CAMPAIGN_DEVICE``, ``CAMPAIGN_HALTED``,
+    ``CAMPAIGN_PAUSED``, ``CAMPAIGN_RESUMED``, ``CAMPAIGN_CANCELLED``, ``CAMPAIGN_DONE``)."""
 
     def __init__(
         self,
@@ -491,6 +508,7 @@ class Campaigns:
         uris: Callable[[FirmwarePackage], dict[str, str]],
         *,
         select: Callable[[Registration], bool] | None = None,
+        labels: Callable[[str], Awaitable[Mapping[str, str]]] | None = None,
         on_event: Callable[[str, Campaign, str | None], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -499,6 +517,7 @@ class Campaigns:
         self.store = store
         self.uris = uris
         self.select = select
+        self.labels = labels
         self.on_event = on_event
         self.clock = clock
         self._campaigns: dict[str, Campaign] = {}
@@ -679,6 +698,11 @@ class Campaigns:
             ):
                 continue
             if self.select is not None and not self.select(registration):
+                continue
+            if target.labels and (
+                self.labels is None
+                or not labels_match(await self.labels(registration.endpoint), dict(target.labels))
+            ):
                 continue
             chosen.append(registration.endpoint)
         return chosen
@@ -870,9 +894,19 @@ class Campaigns:
     async def _deliver(self, campaign: Campaign, package: FirmwarePackage, device: DeviceProgress) -> None:
         ep = device.endpoint
         delivery: str = campaign.spec.delivery
+        uri: str | None = None
         if delivery == "auto":
             method = await self._read_value(ep, "/5/0/9")
             delivery = "push" if method == 1 else "pull"
+            if delivery == "pull" and method == 2:
+                # Both (E.6): pull, unless no URI fits the device (a DTLS device is never given
+                # one in the clear), when the package goes by push over its session instead.
+                supported = await self._read_value(ep, "/5/0/8")
+                try:
+                    uri = pull_uri(self.uris(package), supported, secure=self.server.secure(ep))
+                except CampaignStateError as exc:
+                    device.step(f"push: {exc}")
+                    delivery = "push"
         device.delivery = delivery
         if delivery == "push":
             data = await self.packages.read(package)
@@ -881,8 +915,9 @@ class Campaigns:
             device.step(f"push {len(data)} bytes")
             await self._checked(self.server.write(ep, "/5/0/0", [Record(Path.parse("/5/0/0"), data)]))
             return
-        supported = await self._read_value(ep, "/5/0/8")
-        uri = pull_uri(self.uris(package), supported, secure=self.server.secure(ep))
+        if uri is None:
+            supported = await self._read_value(ep, "/5/0/8")
+            uri = pull_uri(self.uris(package), supported, secure=self.server.secure(ep))
         device.step(f"pull {uri}")
         await self._checked(self.server.write(ep, "/5/0/1", [Record(Path.parse("/5/0/1"), uri)]))
 

@@ -224,7 +224,9 @@ def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None
             http=reachable(http, host),
         )
 
-    app.state.campaigns = Campaigns(server, packages, server.store.campaigns, uris)
+    app.state.campaigns = Campaigns(
+        server, packages, server.store.campaigns, uris, labels=server.store.labels.get
+    )
 
 
 def pull_over_http(app: Starlette, base: str) -> None:

@@ -744,13 +744,14 @@ Share = Annotated[
 
 class CampaignTarget(Closed):
     """Which registered devices: an endpoint glob, an object they have, their current firmware
-    version (/3/0/3 or /5/0/7) equal or not equal to a value."""
+    version (/3/0/3 or /5/0/7) equal or not equal to a value, the labels they carry."""
 
     endpoints: Annotated[str, Meta(min_length=1)] = "*"
     object_id: Annotated[int, Meta(ge=0, le=65534)] | None = 5
     version_path: Literal["/3/0/3", "/5/0/7"] = "/3/0/3"
     version_equal: str | None = None
     version_not_equal: str | None = None
+    labels: dict[str, str] | None = None  # device labels it must all have (PUT /api/clients/{ep}/labels)
 
 
 class CampaignWaves(Closed):

@@ -70,6 +70,7 @@ def spec_of(data: dict[str, Any]) -> CampaignSpec:
             target.version_path,
             target.version_equal,
             target.version_not_equal,
+            tuple((target.labels or {}).items()),
         ),
         delivery=body.delivery,
         waves=Waves(canary or 0, canary_percent, waves.batch, waves.in_flight),
