@@ -14,7 +14,7 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from lwm2m.errors import ConfigError
 from lwm2m.server.role import Server
@@ -33,6 +33,57 @@ View = Callable[[Any], tuple[str, dict[str, Any]]]
 def format_event(name: str, data: object) -> bytes:
     # json.dumps never emits a newline, so the data fits on one "data:" line.
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+class _Subscription(Protocol):
+    """Events of another source (the bootstrap server's, the campaigns'): iterated, then closed."""
+
+    def __aiter__(self) -> AsyncIterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+async def mixed_in(
+    stream: AsyncIterator[bytes],
+    subscribe: Callable[[], _Subscription],
+    view: Callable[[Any], tuple[str, object]],
+    endpoint: str | None = None,
+    *,
+    maxsize: int = 0,
+) -> AsyncIterator[bytes]:
+    """``stream`` (SSE bytes) with the events of a subscription mixed in (``subscribe()``, made
+    when the stream is first read and closed at its end), each as ``view`` gives it (an event
+    name and its data); with ``endpoint``, only the events of that endpoint. ``maxsize`` bounds
+    the chunks waiting (0: no bound)."""
+    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=maxsize)
+    subscription = subscribe()
+
+    async def stream_side() -> None:
+        try:
+            async for chunk in stream:
+                await queue.put(chunk)
+        except Exception as exc:
+            await queue.put(exc)
+
+    async def other_side() -> None:
+        async for event in subscription:
+            if endpoint is None or event.endpoint == endpoint:
+                await queue.put(format_event(*view(event)))
+
+    tasks = [asyncio.ensure_future(stream_side()), asyncio.ensure_future(other_side())]
+    try:
+        while True:
+            item = await queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        subscription.close()
 
 
 def request_view(finished: RequestCompleted) -> tuple[str, dict[str, Any]]:

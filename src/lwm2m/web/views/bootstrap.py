@@ -22,7 +22,6 @@ server on its own (:func:`events`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,7 +34,7 @@ from lwm2m.errors import ConfigError, InvalidRequest, ResourceNotFound
 from lwm2m.protocol.bootstrap_config import DEFAULT_ENDPOINT, BootstrapConfig
 from lwm2m.web.context import bootstrap_context
 from lwm2m.web.errors import error
-from lwm2m.web.sse import KEEPALIVE_INTERVAL, format_event
+from lwm2m.web.sse import KEEPALIVE_INTERVAL, format_event, mixed_in
 
 __all__ = [
     "EVENT_NAMES",
@@ -188,36 +187,8 @@ async def bootstrap_event_stream(
         stream.close()
 
 
-async def with_bootstrap_events(
+def with_bootstrap_events(
     stream: AsyncIterator[bytes], bootstrap: BootstrapServer, endpoint: str | None = None
 ) -> AsyncIterator[bytes]:
     """``stream`` (the LwM2M server's SSE bytes) with the bootstrap events mixed in."""
-    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
-    subscription = bootstrap.events()
-
-    async def server_side() -> None:
-        try:
-            async for chunk in stream:
-                await queue.put(chunk)
-        except Exception as exc:
-            await queue.put(exc)
-
-    async def bootstrap_side() -> None:
-        async for event in subscription:
-            if endpoint is None or event.endpoint == endpoint:
-                await queue.put(format_event(*bootstrap_event_view(event)))
-
-    tasks = [asyncio.ensure_future(server_side()), asyncio.ensure_future(bootstrap_side())]
-    try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        subscription.close()
+    return mixed_in(stream, bootstrap.events, bootstrap_event_view, endpoint)

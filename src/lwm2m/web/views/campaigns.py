@@ -4,8 +4,6 @@ its waves and devices) and ``/api/campaigns/{id}/pause|resume|cancel`` (see
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +15,7 @@ from lwm2m.errors import InvalidCampaign
 from lwm2m.fleet.campaigns import CampaignEvent, Campaigns, CampaignSpec, Retries, Target, Waves
 from lwm2m.web import bodies
 from lwm2m.web.params import json_body
-from lwm2m.web.sse import format_event
+from lwm2m.web.sse import mixed_in
 
 __all__ = [
     "cancel",
@@ -126,37 +124,9 @@ def event_endpoint(event: CampaignEvent) -> str | None:
     return event.endpoint
 
 
-async def with_campaign_events(
+def with_campaign_events(
     stream: AsyncIterator[bytes], campaigns: Campaigns, endpoint: str | None = None
 ) -> AsyncIterator[bytes]:
     """``stream`` (the server's SSE bytes) with the campaigns' events (``CAMPAIGN_*``) mixed in:
     for one endpoint, only the device events of that endpoint."""
-    queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=1000)
-    subscription = campaigns.events()
-
-    async def server_side() -> None:
-        try:
-            async for chunk in stream:
-                await queue.put(chunk)
-        except Exception as exc:
-            await queue.put(exc)
-
-    async def campaign_side() -> None:
-        async for event in subscription:
-            if endpoint is None or event.endpoint == endpoint:
-                await queue.put(format_event(*event_view(event)))
-
-    tasks = [asyncio.ensure_future(server_side()), asyncio.ensure_future(campaign_side())]
-    try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        subscription.close()
+    return mixed_in(stream, campaigns.events, event_view, endpoint, maxsize=1000)
