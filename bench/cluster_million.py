@@ -57,6 +57,7 @@ from lwm2m.cluster.ownership import owner_key  # noqa: E402
 from lwm2m.coap.message import Message  # noqa: E402
 from lwm2m.coap.numbers import Code, Type  # noqa: E402
 from lwm2m.storage.redisconn import endpoint_tag  # noqa: E402
+from lwm2m.transport.eventloop import run as run_loop  # noqa: E402  (uvloop where installed)
 
 FIRST_GENERATOR_HOST = 41  # generator process i binds 127.0.0.(41 + i)
 PAYLOAD = b"</1/0>,</3/0>,</3303/0>"
@@ -203,7 +204,7 @@ async def generate_async(job: Job) -> Outcome:
 def generate(job: Job, answer: Connection) -> None:
     """A generator process: registers its endpoints, sends its Outcome back."""
     try:
-        answer.send(asyncio.run(generate_async(job)))
+        answer.send(run_loop(generate_async(job)))
     except KeyboardInterrupt:
         pass
     finally:
