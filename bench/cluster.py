@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--update-interval", type=float, default=10.0, help="seconds between a device's value moves"
     )
-    parser.add_argument("--observers", type=int, default=2, help="observe requests in flight per node")
+    parser.add_argument("--observers", type=int, default=4, help="observe requests in flight per node")
     parser.add_argument("--window", type=float, default=20.0, help="seconds notifications are counted")
     parser.add_argument("--reads", type=int, default=300, help="REST reads per measurement")
     parser.add_argument("--state", type=Path, help="keep the processes' state and logs in this folder")
