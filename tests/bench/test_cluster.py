@@ -34,7 +34,7 @@ def still_running(folder: Path) -> list[str]:
 
 def test_a_tiny_run_prints_every_figure_and_stops_what_it_started(tmp_path: Path) -> None:
     argv = [sys.executable, str(SCRIPT), "--devices", str(DEVICES), "--processes", "2"]
-    argv += ["--lifetime", "20", "--update-interval", "1", "--window", "1", "--reads", "3"]
+    argv += ["--lifetime", "10", "--update-interval", "1", "--window", "1", "--reads", "3"]
     argv += ["--timeout", "20", "--state", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
