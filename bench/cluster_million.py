@@ -261,10 +261,10 @@ def run(args: argparse.Namespace, demo: ClusterDemo) -> None:
         started = time.monotonic()
         for job in jobs(args, nodes):
             parent, child = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=generate, args=(job, child), daemon=True)
-            proc.start()
+            generator = ctx.Process(target=generate, args=(job, child), daemon=True)
+            generator.start()
             child.close()
-            procs.append((proc, parent))
+            procs.append((generator, parent))
         listed, shown = 0, started
         deadline = started + args.time_limit
         while any(proc.is_alive() for proc, _ in procs) and time.monotonic() < deadline:
