@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from tests.helpers.client import until
 
 from lwm2m.client.config import ClientConfig
@@ -155,9 +156,10 @@ async def test_a_refused_register_backs_off_and_counts_failures_in_a_row() -> No
         assert interface.deletes == []
 
 
-async def test_a_4_29_is_not_retried_before_its_max_age() -> None:
+@pytest.mark.parametrize("code", [Code.TOO_MANY_REQUESTS, Code.SERVICE_UNAVAILABLE])
+async def test_a_4_29_or_5_03_is_not_retried_before_its_max_age(code: Code) -> None:
     interface = Interface()
-    interface.register_code, interface.max_age = Code.TOO_MANY_REQUESTS, 1
+    interface.register_code, interface.max_age = code, 1
     async with open_udp_endpoint(handler=interface) as rd, open_udp_endpoint(config=FAST) as own:
         host = Host(own, retry_initial=0.05, retry_max=0.1)
         server, security = account(f"coap://127.0.0.1:{rd.port}")

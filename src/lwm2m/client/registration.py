@@ -88,10 +88,13 @@ def register_request(client: Host, account: ServerAccount) -> RegisterRequest:
 
 def retry_after(response: Message) -> float | None:
     """The seconds a 4.29 Too Many Requests asks to wait: its Max-Age, 60 when it has none
-    (RFC 8516 §3, RFC 7252 §5.10.5); None for any other answer."""
+    (RFC 8516 §3, RFC 7252 §5.10.5); those of a 5.03 Service Unavailable's Max-Age (RFC 7252
+    §5.9.3.4: a server too busy now), None when it has none; None for any other answer."""
+    max_age = response.max_age
+    if response.code == Code.SERVICE_UNAVAILABLE:
+        return None if max_age is None else float(max_age)
     if response.code != Code.TOO_MANY_REQUESTS:
         return None
-    max_age = response.max_age
     return 60.0 if max_age is None else float(max_age)
 
 

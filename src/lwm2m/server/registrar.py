@@ -57,6 +57,7 @@ __all__ = ["Registrar", "RegistrationLimits", "RegistrationRate"]
 
 # 4.29 Too Many Requests (RFC 8516 §3): Max-Age tells the client when to try again.
 TOO_MANY_REQUESTS = Code.TOO_MANY_REQUESTS
+BUSY_RETRY = 2  # seconds a client told 5.03 waits before it tries again (Max-Age)
 # When the server holds all the registrations it may, room comes back as registrations expire
 # or leave: a client is told to wait this long (seconds) before it tries again.
 FULL_RETRY_AFTER = 60
@@ -84,7 +85,11 @@ class RegistrationLimits:
     (Register requests) per second from one source address, and how many may come at once
     (a token bucket per IPv4 address or IPv6 /64; None: no limit). ``max_sources``: source
     addresses the rate table remembers (the least recently seen go first); an address idle
-    for ``burst / rate`` seconds leaves it.
+    for ``burst / rate`` seconds leaves it. ``in_flight``: Register, Update and De-register
+    requests handled at once (each waits on the store); one more gets 5.03 Service Unavailable
+    with Max-Age (``BUSY_RETRY`` seconds), so that a registration storm on a slow store (Redis
+    on a busy machine) is paced by the clients' retries instead of piling up in the store's
+    connection pool until its calls time out.
     """
 
     max_endpoint_length: int = MAX_ENDPOINT_LENGTH
@@ -98,6 +103,9 @@ class RegistrationLimits:
     rate: float | None = 100.0
     burst: int = 1_000
     max_sources: int = 10_000
+    # Registration Interface requests handled at once; beyond, 5.03 with Max-Age (RFC 7252
+    # §5.9.3.4): a storm waits at the clients, not in the store's connection pool.
+    in_flight: int = 256
 
     def __post_init__(self) -> None:
         length = self.max_endpoint_length
@@ -105,7 +113,8 @@ class RegistrationLimits:
             raise ConfigError(
                 f"max_endpoint_length must be 1..{MAX_ENDPOINT_LENGTH}, got {self.max_endpoint_length!r}"
             )
-        for name in ("max_lifetime", "max_payload", "max_links", "max_registrations", "burst", "max_sources"):
+        names = ("max_lifetime", "max_payload", "max_links", "max_registrations", "burst", "max_sources")
+        for name in (*names, "in_flight"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -261,6 +270,38 @@ class Registrar:
         self.peers: dict[str, Any] = {}
         self._by_addr: dict[Any, str] = {}
         self._log = LogBudget(log)  # refusals and shortened lifetimes: bounded under a flood
+        self._handling = 0  # Registration Interface requests being handled (limits.in_flight)
+
+    def busy(self, message: Message, addr: Any) -> Message | None:
+        """5.03 with Max-Age when ``limits.in_flight`` requests are being handled already (see
+        :class:`RegistrationLimits`), else None: then the caller wraps the handling in
+        :meth:`begin` and :meth:`end`."""
+        if self._handling < self.limits.in_flight:
+            return None
+        self._log.log(
+            "registration requests refused: too many at once",
+            self._monotonic(),
+            logging.WARNING,
+            "%s refused from %s (ep %s): 5.03: %d registration requests are being handled",
+            "Register" if len(message.uri_path) == 1 else "request",
+            _host_port(addr),
+            _shown(_ep_of(message)),
+            self._handling,
+        )
+        max_age = encode_uint(BUSY_RETRY)
+        return Message.build(
+            Type.ACK,
+            Code.SERVICE_UNAVAILABLE,
+            options=[(OptionNumber.MAX_AGE, max_age)],
+            payload=b"the server handles as many registration requests as it can: try again",
+        )
+
+    def begin(self) -> None:
+        """A Registration Interface request is being handled (after :meth:`busy` said None)."""
+        self._handling += 1
+
+    def end(self) -> None:
+        self._handling -= 1
 
     def endpoint_at(self, addr: Any) -> str | None:
         """The registered endpoint whose last Register/Update came from ``addr``."""

@@ -76,6 +76,7 @@ HISTORY_FLUSH_DELAY = 0.1
 # Retention by age (HistoryRetention.max_age) is applied this often, seconds; retention by
 # count is applied as values are added.
 HISTORY_PRUNE_INTERVAL = 60.0
+TAKEOVER_LOOKUPS = 64  # look-ups of unknown notifications' observations at once (shared store)
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class Server:
         # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
         # does not make them pile up: beyond, a notification is rejected at once).
         self._takeovers: set[asyncio.Task[None]] = set()
+        self._lookups = asyncio.Semaphore(TAKEOVER_LOOKUPS)  # of those, at the store at once
         self._forwarding: Forwarding | None = None  # a cluster node's DTLS forwarding (forward_dtls)
         self._dtls_share: SharedDtlsSessions | None = None  # cluster mode with DTLS only
         # The requests clients sent, by operation and the code answered (``management.stats``
@@ -536,15 +538,19 @@ class Server:
     async def _registration_answer(
         self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
     ) -> Message:
-        limited = self.registrar.admit(message, addr)
+        limited = self.registrar.admit(message, addr) or self.registrar.busy(message, addr)
         if limited is not None:
             return limited
-        refusal, message, endpoint = await self.security.check(
-            message, identity, secure=secure, registrations=self.store.registrations, addr=addr
-        )
-        if refusal is not None:
-            return refusal
-        answer = await self.registrar.handle(message, addr)
+        self.registrar.begin()
+        try:
+            refusal, message, endpoint = await self.security.check(
+                message, identity, secure=secure, registrations=self.store.registrations, addr=addr
+            )
+            if refusal is not None:
+                return refusal
+            answer = await self.registrar.handle(message, addr)
+        finally:
+            self.registrar.end()
         if endpoint is not None and answer.code in (Code.CREATED, Code.CHANGED):
             if secure:
                 self._secure.add(endpoint)
@@ -757,12 +763,16 @@ class Server:
         addr, token = event.addr, event.token
         adopted = False
         try:
-            record = await self.store.observations.get(token)
-            if record is not None:
-                registration = await self.store.registrations.get(record.endpoint)
-                if registration is not None and registration.registration_id == record.registration_id:
-                    await self._adopt(registration, addr)
-                    adopted = self.observation_manager.runs(token)
+            # A node's devices all come at once after a failover: their look-ups queue here
+            # rather than take every connection of the store's pool (the notifications wait,
+            # held, a bounded time).
+            async with self._lookups:
+                record = await self.store.observations.get(token)
+                if record is not None:
+                    registration = await self.store.registrations.get(record.endpoint)
+                    if registration is not None and registration.registration_id == record.registration_id:
+                        await self._adopt(registration, addr)
+                        adopted = self.observation_manager.runs(token)
         except Exception:
             log.exception("could not look up the observation of a notification from %s", format_addr(addr))
         coap = self._coaps if secure else self._endpoint
