@@ -113,6 +113,7 @@ def test_without_a_type_and_a_model_values_stay_as_json_gave_them() -> None:
     [
         ({"path": "/32769/0/1", "value": 1, "type": "blob"}, "type 'blob' is not one of string, integer"),
         ({"path": "/32769/0/1", "value": "***", "type": "opaque"}, "is not valid base64"),
+        ({"path": "/32769/0/1", "value": "\u00e6\u00ca", "type": "opaque"}, "is not valid base64"),
         ({"path": "/32769/0/1", "value": -1, "type": "unsigned"}, "not a valid Unsigned Integer"),
         ({"path": "/32769/0/1", "value": "2024-01-01T00:00:00", "type": "time"}, "has no time zone"),
         ({"path": "/32769/0/1", "value": "soon", "type": "time"}, "neither Unix seconds nor an ISO 8601"),

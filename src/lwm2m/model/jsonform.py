@@ -162,7 +162,7 @@ def value_from_json(raw: Any, type_: ResourceType | None, where: str = "value") 
                 raise JsonFormError(f"{where}: Opaque values are base64 strings, got {raw!r}")
             try:
                 return base64.b64decode(raw, validate=True)
-            except binascii.Error:
+            except (binascii.Error, ValueError):  # ValueError: characters beyond ASCII
                 raise JsonFormError(f"{where}: {raw!r} is not valid base64") from None
         if type_ is ResourceType.FLOAT and isinstance(raw, str) and raw in ("nan", "inf", "-inf"):
             return float(raw)
