@@ -1,4 +1,4 @@
-"""``lwm2m campaign create|list|show|pause|resume|cancel`` through a running server's REST API
+"""``lwm2m campaign create|list|show|pause|resume|cancel|delete`` through a running server's REST API
 (served in this process on a free port; each command runs in a worker thread, as it runs its own
 event loop), over simulated devices, one of which fails its integrity check."""
 
@@ -73,6 +73,10 @@ async def test_create_list_show_pause_resume_cancel() -> None:
             assert "running" in (await lwm2m("campaign", "resume", wid, *api)).output
             cancelled = await lwm2m("campaign", "cancel", wid, *api)
             assert cancelled.output == f"{wid}  cancelled  package {package.id}  3 cancelled\n"
+            deleted = await lwm2m("campaign", "delete", wid, *api)
+            assert deleted.exit_code == 0 and deleted.output == cancelled.output
+            gone = await lwm2m("campaign", "show", wid, *api)
+            assert gone.exit_code == 2 and "no campaign" in gone.output
             bad = await lwm2m("campaign", "create", package.id, "--canary", "many", *api)
             assert bad.exit_code == 2 and "--canary" in bad.output
             missing = await lwm2m("campaign", "show", "nope", *api)

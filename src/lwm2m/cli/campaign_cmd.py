@@ -7,7 +7,7 @@
         --retries 2 --backoff 60 --halt-after 2% --window 22:00-05:00
     lwm2m campaign list
     lwm2m campaign show ID            # counts, waves, the failed devices with their Update Result
-    lwm2m campaign pause|resume|cancel ID
+    lwm2m campaign pause|resume|cancel|delete ID
 """
 
 from __future__ import annotations
@@ -141,12 +141,17 @@ def show(campaign_id: str, api: str, api_token: str | None) -> None:
             )
 
 
-def _action(name: str, summary: str) -> None:
+def _action(name: str, summary: str, method: str = "POST") -> None:
     @campaign.command(name, help=summary)
     @click.argument("campaign_id", metavar="ID")
     @_api_options
     def act(campaign_id: str, api: str, api_token: str | None) -> None:
-        status, answer = api_call(api, api_token, "POST", url_path("api", "campaigns", campaign_id, name))
+        parts = (
+            ("api", "campaigns", campaign_id)
+            if method == "DELETE"
+            else ("api", "campaigns", campaign_id, name)
+        )
+        status, answer = api_call(api, api_token, method, url_path(*parts))
         if status != 200:
             fail(f"{campaign_id}: {answer['error']}")
         click.echo(_summary(answer))
@@ -155,3 +160,4 @@ def _action(name: str, summary: str) -> None:
 _action("pause", "Pause the campaign ID: devices in flight go on, no new one starts.")
 _action("resume", "Resume the paused or halted campaign ID.")
 _action("cancel", "Cancel the campaign ID: the devices not done are cancelled.")
+_action("delete", "Delete the campaign ID, done or cancelled, and its record.", method="DELETE")
