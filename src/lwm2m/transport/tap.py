@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any, Protocol
 
-__all__ = ["MessageSink", "Receive", "TappedSide", "ToSend", "tapped_receive", "tapped_send"]
+__all__ = ["MessageSink", "Receive", "TappedPlain", "ToSend", "tapped_receive", "tapped_send"]
 
 Receive = Callable[[bytes, Any, float], None]
 ToSend = Callable[[float], list[tuple[bytes, Any]]]
@@ -56,15 +56,12 @@ def tapped_send(to_send: ToSend, sink: MessageSink) -> ToSend:
     return to_send_tapped
 
 
-class TappedSide:
-    """The CoAP side of a DTLS layer with its plaintext datagrams tapped; ``untapped`` is the
-    side it stands for, which the layer gets back when the tap is taken out."""
+class TappedPlain:
+    """The two calls through which a DTLS layer hands plaintext to its CoAP endpoint and takes
+    it back, with the datagrams of the sink's peers copied to the sink (``DtlsLayer.tap``)."""
 
-    def __init__(self, inner: Any, sink: MessageSink) -> None:
-        self.untapped = inner
-        self.receive_datagram = tapped_receive(inner.receive_datagram, sink)
-        self.datagrams_to_send = tapped_send(inner.datagrams_to_send, sink)
+    __slots__ = ("datagrams_to_send", "receive_datagram")
 
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (timers, events, the application side) is the endpoint's own.
-        return getattr(self.untapped, name)
+    def __init__(self, endpoint: Any, sink: MessageSink) -> None:
+        self.receive_datagram: Receive = tapped_receive(endpoint.receive_datagram, sink)
+        self.datagrams_to_send: ToSend = tapped_send(endpoint.datagrams_to_send, sink)

@@ -55,7 +55,7 @@ from lwm2m.transport.dtls.events import (
     SessionSought,
 )
 from lwm2m.transport.dtls.layer import DtlsLayer, SessionInfo
-from lwm2m.transport.tap import MessageSink, TappedSide
+from lwm2m.transport.tap import MessageSink
 from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint, EventCallback, Handler, bind_sockets
 
 __all__ = ["CoapDtlsEndpoint", "DtlsHandshakeError", "NoDtlsSession", "open_dtls_endpoint"]
@@ -171,11 +171,7 @@ class CoapDtlsEndpoint(CoapUdpEndpoint):
 
     def tap(self, sink: MessageSink | None) -> None:
         """As :meth:`CoapUdpEndpoint.tap`, inside the DTLS layer: the plaintext CoAP messages."""
-        inner = self.dtls.inner
-        if isinstance(inner, TappedSide):
-            inner = self.dtls.inner = inner.untapped
-        if sink is not None:
-            self.dtls.inner = TappedSide(inner, sink)
+        self.dtls.tap(sink)
 
     # --- sessions ---------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ from lwm2m.transport.dtls.events import (
 from lwm2m.transport.dtls.hold import HeldRecords, HoldConfig
 from lwm2m.transport.dtls.records import HEADER_LEN, ContentType, epoch, is_client_hello
 from lwm2m.transport.dtls.saved import SavedState, decode_saved, encode_saved
+from lwm2m.transport.tap import MessageSink, TappedPlain
 
 if TYPE_CHECKING:
     from lwm2m.coap.events import Event, RequestReceived
@@ -121,6 +122,14 @@ _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only
 # DTLS stays far below (RFC 7252 §4.6), and the TLS library's input buffer is not much larger.
 MAX_DATAGRAM = 16384 + 512
 _FULL_RECORD = 16384  # the most plaintext a record carries (RFC 5246 §6.2.1): no limit below it
+
+
+class PlainSide(Protocol):
+    """What the layer hands plaintext to and takes it from: the CoAP endpoint, or a tap."""
+
+    def receive_datagram(self, data: bytes, addr: Any, now: float) -> None: ...
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Any]]: ...
 
 
 class CoapSide(Protocol):
@@ -289,7 +298,11 @@ class DtlsLayer:
     ) -> None:
         if server is None and client is None:
             raise ValueError("a DTLS layer needs a server factory, a client factory, or both")
-        self.inner = inner
+        self._inner = inner
+        # Where plaintext goes and comes from: the CoAP endpoint, or a tap around its two calls
+        # (``tap``, a per-device message trace) while one is in.
+        self._plain: PlainSide = inner
+        self._sink: MessageSink | None = None
         # The application side is the CoAP endpoint's own: ``respond`` (once per request a
         # server answers) bound here, the others passed on when called (a simulator runs a
         # layer per device, and a bound method held for each would cost 70 bytes a device).
@@ -348,7 +361,7 @@ class DtlsLayer:
                     if (plain := conn.feed_read(data, now)) is not None:
                         s.last_seen = now
                         self._sessions.move_to_end(addr)
-                        self.inner.receive_datagram(plain, addr, now)
+                        self._plain.receive_datagram(plain, addr, now)
                     else:
                         self._deliver(s, now, conn.advanced)
                     return
@@ -360,7 +373,7 @@ class DtlsLayer:
             log.exception("DTLS: datagram from %s dropped", addr)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Addr]]:
-        plain = self.inner.datagrams_to_send(now)
+        plain = self._plain.datagrams_to_send(now)
         out = self._out
         self._out = []
         if not plain:
@@ -398,7 +411,7 @@ class DtlsLayer:
         return out
 
     def get_timer(self) -> float | None:
-        when = self.inner.get_timer()
+        when = self._inner.get_timer()
         heap = self._heap
         while heap:
             at, _, s = heap[0]
@@ -418,9 +431,9 @@ class DtlsLayer:
         return when
 
     def handle_timer(self, now: float) -> None:
-        due = self.inner.get_timer()
+        due = self._inner.get_timer()
         if due is not None and due <= now:
-            self.inner.handle_timer(now)
+            self._inner.handle_timer(now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             at, _, s = heapq.heappop(heap)
@@ -442,6 +455,23 @@ class DtlsLayer:
         if self._hold is not None:
             self.counters["held_expired"] += self._hold.expire(now)
 
+    @property
+    def inner(self) -> CoapSide:
+        """The CoAP endpoint inside the layer."""
+        return self._inner
+
+    @inner.setter
+    def inner(self, endpoint: CoapSide) -> None:
+        # ``wire.traced`` puts the DEBUG log inside the layer this way; a tap in stays in.
+        self._inner = endpoint
+        self.tap(self._sink)
+
+    def tap(self, sink: MessageSink | None) -> None:
+        """Copy the plaintext CoAP datagrams to and from the peers ``sink`` names to it; None
+        takes the tap out (:mod:`lwm2m.transport.tap`). Nothing is checked per datagram without."""
+        self._sink = sink
+        self._plain = self._inner if sink is None else TappedPlain(self._inner, sink)
+
     def next_event(self) -> Any:
         """The oldest event, a session's or the CoAP endpoint's (they share one queue)."""
         return self._inner_next()
@@ -450,26 +480,26 @@ class DtlsLayer:
     # The CoAP endpoint's calls, passed on: what they send goes out through the peer's session.
 
     def request(self, message: Message, addr: Addr, now: float) -> bytes:
-        return self.inner.request(message, addr, now)
+        return self._inner.request(message, addr, now)
 
     def notify(
         self, relation: tuple[Addr, bytes], message: Message, now: float, *, confirmable: bool = False
     ) -> bool:
-        return self.inner.notify(relation, message, now, confirmable=confirmable)
+        return self._inner.notify(relation, message, now, confirmable=confirmable)
 
     def cancel(self, token: bytes, addr: Addr = None) -> None:
-        self.inner.cancel(token, addr)
+        self._inner.cancel(token, addr)
 
     def resume_observation(
         self, addr: Addr, token: bytes, now: float, request: Message | None = None
     ) -> None:
-        self.inner.resume_observation(addr, token, now, request)
+        self._inner.resume_observation(addr, token, now, request)
 
     def move_observation(self, token: bytes, addr: Addr, new_addr: Addr) -> bool:
-        return self.inner.move_observation(token, addr, new_addr)
+        return self._inner.move_observation(token, addr, new_addr)
 
     def observations(self) -> list[tuple[Addr, bytes]]:
-        return self.inner.observations()
+        return self._inner.observations()
 
     def connect(self, addr: Addr, now: float) -> bool:
         """Make sure a session with ``addr`` exists or is being made (client role); True if it is up."""
@@ -711,10 +741,10 @@ class DtlsLayer:
     def released(self) -> int:
         """Bytes let go of so far (estimated), this layer's and the CoAP endpoint's: the
         transport gives memory back to the system after a large amount was released."""
-        return self._released + self.inner.released
+        return self._released + self._inner.released
 
     def state_sizes(self) -> dict[str, int]:
-        sizes = dict(self.inner.state_sizes())
+        sizes = dict(self._inner.state_sizes())
         sizes.update(
             dtls_sessions=len(self._sessions),
             dtls_handshakes=len(self._handshakes),
@@ -743,7 +773,7 @@ class DtlsLayer:
         """The plaintext of a datagram that held one application record and nothing else: no
         read loop, and nothing to send back (the backend's ``feed_read`` said so)."""
         self._heard(s, now)
-        self.inner.receive_datagram(plain, s.addr, now)
+        self._plain.receive_datagram(plain, s.addr, now)
 
     def _heard(self, s: _Session, now: float) -> None:
         """The peer of ``s`` sent something that authenticated: its idle time starts anew, and
@@ -791,7 +821,7 @@ class DtlsLayer:
         addr = s.addr
         if heard:
             self._heard(s, now)
-        receive = self.inner.receive_datagram
+        receive = self._plain.receive_datagram
         try:
             while (plain := conn.read()) is not None:
                 if not heard:
@@ -1090,7 +1120,7 @@ class DtlsLayer:
         s = self._take_up(parked, p, conn, now)
         if newer and addr != parked:
             self._move(s, addr)  # a CID record from a new address (RFC 9146 §6)
-        receive = self.inner.receive_datagram
+        receive = self._plain.receive_datagram
         for plaintext in held:
             receive(plaintext, s.addr, now)
         for datagram in conn.outgoing():
