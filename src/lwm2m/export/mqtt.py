@@ -80,11 +80,9 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from lwm2m.errors import ConfigError, LwM2MError, MqttCommandError, ObserveRefused
-from lwm2m.model.jsonform import records_from_json, records_to_json, typed_from_json
+from lwm2m.model.jsonform import records_from_json, typed_from_json
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
-from lwm2m.protocol.management import Response
-from lwm2m.protocol.registration import Registration
 from lwm2m.server.events import (
     ClientAwake,
     ClientDeregistered,
@@ -97,6 +95,7 @@ from lwm2m.server.events import (
     SendReceived,
     ServerEvent,
 )
+from lwm2m.server.jsonform import event_view, response_view
 from lwm2m.server.management import DEFAULT_TIMEOUT
 from lwm2m.server.observation import ServerObservation
 from lwm2m.server.role import Server
@@ -114,18 +113,18 @@ log = logging.getLogger(__name__)
 
 FLEET_LEVEL = "$fleet"  # the topic level of events of no one device (an endpoint's "$" is escaped)
 # The topic level of each event type and its name on the REST API's event stream.
-_KINDS: dict[type, tuple[str, str]] = {
-    ClientRegistered: ("registered", "REGISTRATION"),
-    ClientUpdated: ("updated", "UPDATE"),
-    ClientDeregistered: ("deregistered", "DEREGISTRATION"),
-    RegistrationExpired: ("expired", "EXPIRED"),
-    ClientAwake: ("awake", "AWAKE"),
-    ClientSleeping: ("asleep", "SLEEPING"),
-    NotificationReceived: ("notify", "NOTIFICATION"),
-    ObservationEnded: ("observation-ended", "OBSERVATION_ENDED"),
-    SendReceived: ("send", "SEND"),
+# The topic level of each kind of event (its name is the event stream's, EVENT_NAMES).
+_LEVELS: dict[type, str] = {
+    ClientRegistered: "registered",
+    ClientUpdated: "updated",
+    ClientDeregistered: "deregistered",
+    RegistrationExpired: "expired",
+    ClientAwake: "awake",
+    ClientSleeping: "asleep",
+    NotificationReceived: "notify",
+    ObservationEnded: "observation-ended",
+    SendReceived: "send",
 }
-_BY_NAME = (NotificationReceived, ObservationEnded, SendReceived, ClientAwake, ClientSleeping)
 _ESCAPES = {"%": "%25", "/": "%2F", "+": "%2B", "#": "%23", "$": "%24", "\0": "%00"}
 _ESCAPE_TABLE = str.maketrans(_ESCAPES)
 
@@ -228,69 +227,16 @@ def shown_url(url: str) -> str:
 # --- the JSON of the events (as lwm2m.web.shapes gives the event stream) -------------------------
 
 
-def _coap_code(code: int) -> str:
-    return f"{code >> 5}.{code & 31:02d}"
-
-
-def _address(addr: tuple[str, int]) -> str:
-    host, port = addr
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _registration(registration: Registration) -> dict[str, Any]:
-    return {
-        "endpoint": registration.endpoint,
-        "registrationId": registration.registration_id,
-        "address": _address(registration.address),
-        "lifetime": registration.lifetime,
-        "lwm2mVersion": registration.lwm2m_version,
-        "binding": registration.binding,
-        "queueMode": registration.queue_mode,
-        "objects": registration.to_dict()["objects"],
-        "registeredAt": registration.registered_at,
-        "lastUpdate": registration.last_update,
-        "sleeping": False,
-    }
-
-
-def _response(response: Response) -> dict[str, Any]:
-    out: dict[str, Any] = {"code": _coap_code(response.code)}
-    if response.content_format is not None:
-        out["contentFormat"] = response.content_format
-    if response.records or (response.success and response.content_format is not None):
-        out["records"] = records_to_json(response.records)
-    if response.location is not None:
-        out["location"] = str(response.location)
-    if response.links:
-        out["links"] = [str(link) for link in response.links]
-    if response.diagnostic:
-        out["diagnostic"] = response.diagnostic
-    return out
-
-
 def event_message(event: ServerEvent, prefix: str = "lwm2m") -> tuple[str, dict[str, Any]]:
-    """The topic and the JSON data of ``event`` (without ``receivedAt``)."""
-    level, name = _KINDS[type(event)]
-    endpoint = event.endpoint if isinstance(event, _BY_NAME) else event.registration.endpoint
-    data: dict[str, Any] = {"event": name, "endpoint": endpoint}
-    topic = f"{prefix}/{topic_level(endpoint)}/{level}"
+    """The topic and the JSON data of ``event`` (without ``receivedAt``): the event stream's
+    form (:func:`lwm2m.server.jsonform.event_view`) with its name as ``event``."""
+    name, view = event_view(event)
+    endpoint = view["endpoint"]
+    topic = f"{prefix}/{topic_level(endpoint)}/{_LEVELS[type(event)]}"
     if isinstance(event, NotificationReceived):
-        if len(event.paths) == 1:
-            below = str(event.paths[0]).strip("/")
-            topic = f"{topic}/{below}" if below else topic
-        else:
-            topic = f"{topic}/composite"
-        data["token"] = event.token.hex()
-        data["paths"] = [str(p) for p in event.paths]
-        data["records"] = records_to_json(event.records)
-    elif isinstance(event, ObservationEnded):
-        data["token"] = event.token.hex()
-        data["reason"] = event.reason
-    elif isinstance(event, SendReceived):
-        data["records"] = records_to_json(event.records)
-    elif not isinstance(event, ClientSleeping | ClientAwake):
-        data["registration"] = _registration(event.registration)
-    return topic, data
+        below = str(event.paths[0]).strip("/") if len(event.paths) == 1 else "composite"
+        topic = f"{topic}/{below}" if below else topic
+    return topic, {"event": name, **view}
 
 
 def _payload(data: Mapping[str, Any]) -> bytes:
@@ -352,11 +298,11 @@ Operation = Callable[["MqttExport", str, Mapping[str, Any], float], Awaitable[di
 
 async def _read(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     answer = await export.server.read(ep, _path(command), format=_format(command), timeout=wait)
-    return _response(answer)
+    return response_view(answer)
 
 
 async def _discover(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    return _response(await export.server.discover(ep, _path(command), timeout=wait))
+    return response_view(await export.server.discover(ep, _path(command), timeout=wait))
 
 
 async def _write(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
@@ -364,24 +310,26 @@ async def _write(export: MqttExport, ep: str, command: Mapping[str, Any], wait: 
     records = _write_records(command, path, export.server)
     replace = _flag(command, "replace", True)  # false: a partial update (§6.3.3)
     fmt = _format(command)
-    return _response(await export.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait))
+    return response_view(
+        await export.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait)
+    )
 
 
 async def _create(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
     records = _records(command, export.server) if "records" in command else []
-    return _response(await export.server.create(ep, path, records, format=_format(command), timeout=wait))
+    return response_view(await export.server.create(ep, path, records, format=_format(command), timeout=wait))
 
 
 async def _delete(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    return _response(await export.server.delete(ep, _path(command), timeout=wait))
+    return response_view(await export.server.delete(ep, _path(command), timeout=wait))
 
 
 async def _execute(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     args = command.get("args", "")
     if not isinstance(args, str):
         raise MqttCommandError(f'"args": {args!r} is not a string like "0=\'x\',1"')
-    return _response(await export.server.execute(ep, _path(command), args, timeout=wait))
+    return response_view(await export.server.execute(ep, _path(command), args, timeout=wait))
 
 
 async def _write_attributes(
@@ -390,7 +338,7 @@ async def _write_attributes(
     given = command.get("attributes")
     if not isinstance(given, dict) or not given:
         raise MqttCommandError('"attributes": an object like {"pmin": 10, "gt": null} is needed')
-    return _response(await export.server.write_attributes(ep, _path(command), given, timeout=wait))
+    return response_view(await export.server.write_attributes(ep, _path(command), given, timeout=wait))
 
 
 async def _observe(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
@@ -398,10 +346,10 @@ async def _observe(export: MqttExport, ep: str, command: Mapping[str, Any], wait
     try:
         observation = await export.server.observe(ep, path, format=_format(command), timeout=wait)
     except ObserveRefused as exc:
-        return _response(exc.response)
+        return response_view(exc.response)
     await export.keep(ep, path, observation)
     assert observation.response is not None  # a new observation has its first answer
-    return {**_response(observation.response), "token": observation.token.hex()}
+    return {**response_view(observation.response), "token": observation.token.hex()}
 
 
 async def _cancel(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
@@ -560,7 +508,7 @@ class MqttExport:
         put = self._outbox.put
         try:
             async for event in stream:
-                if type(event) not in _KINDS:  # a kind of event this module does not know yet
+                if type(event) not in _LEVELS:  # a kind of event this module does not know yet
                     continue
                 put(_Event(event, time.time()))
                 if isinstance(event, ObservationEnded):

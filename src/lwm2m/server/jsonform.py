@@ -1,0 +1,118 @@
+"""The JSON forms of what the server tells: registrations, device answers and its events (the
+REST API's and its event stream's, and those the MQTT export publishes: one form for all).
+
+Records always take the one JSON form of :mod:`lwm2m.model.jsonform`
+(``{"path", "value", "time"}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lwm2m.model.jsonform import records_to_json
+from lwm2m.protocol.management import Response
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.events import (
+    ClientAwake,
+    ClientDeregistered,
+    ClientRegistered,
+    ClientSleeping,
+    ClientUpdated,
+    NotificationReceived,
+    ObservationEnded,
+    RegistrationExpired,
+    SendReceived,
+    ServerEvent,
+)
+
+__all__ = [
+    "EVENT_NAMES",
+    "address",
+    "coap_code",
+    "event_endpoint",
+    "event_view",
+    "registration_view",
+    "response_view",
+]
+
+
+def coap_code(code: int) -> str:
+    """``2.05`` style, as the CoAP spec writes codes (RFC 7252 §3)."""
+    return f"{code >> 5}.{code & 31:02d}"
+
+
+def address(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def registration_view(registration: Registration, *, sleeping: bool = False) -> dict[str, Any]:
+    stored = registration.to_dict()
+    return {
+        "endpoint": registration.endpoint,
+        "registrationId": registration.registration_id,
+        "address": address(registration.address),
+        "lifetime": registration.lifetime,
+        "lwm2mVersion": registration.lwm2m_version,
+        "binding": registration.binding,
+        "queueMode": registration.queue_mode,
+        "objects": stored["objects"],
+        "registeredAt": registration.registered_at,
+        "lastUpdate": registration.last_update,
+        "sleeping": sleeping,
+    }
+
+
+def response_view(response: Response) -> dict[str, Any]:
+    """A device's answer: its CoAP code and whatever it carried."""
+    out: dict[str, Any] = {"code": coap_code(response.code)}
+    if response.content_format is not None:
+        out["contentFormat"] = response.content_format
+    if response.records or (response.success and response.content_format is not None):
+        out["records"] = records_to_json(response.records)
+    if response.location is not None:
+        out["location"] = str(response.location)
+    if response.links:
+        out["links"] = [str(link) for link in response.links]
+    if response.diagnostic:
+        out["diagnostic"] = response.diagnostic
+    return out
+
+
+EVENT_NAMES: dict[type, str] = {
+    ClientRegistered: "REGISTRATION",
+    ClientUpdated: "UPDATE",
+    ClientDeregistered: "DEREGISTRATION",
+    RegistrationExpired: "EXPIRED",
+    NotificationReceived: "NOTIFICATION",
+    ObservationEnded: "OBSERVATION_ENDED",
+    SendReceived: "SEND",
+    ClientSleeping: "SLEEPING",
+    ClientAwake: "AWAKE",
+}
+
+_BY_NAME = (NotificationReceived, ObservationEnded, SendReceived, ClientSleeping, ClientAwake)
+
+
+def event_endpoint(event: ServerEvent) -> str:
+    if isinstance(event, _BY_NAME):
+        return event.endpoint
+    return event.registration.endpoint
+
+
+def event_view(event: ServerEvent) -> tuple[str, dict[str, Any]]:
+    """The SSE event name and its JSON data."""
+    name = EVENT_NAMES[type(event)]
+    data: dict[str, Any] = {"endpoint": event_endpoint(event)}
+    if isinstance(event, NotificationReceived):
+        data["token"] = event.token.hex()
+        data["paths"] = [str(p) for p in event.paths]
+        data["records"] = records_to_json(event.records)
+    elif isinstance(event, ObservationEnded):
+        data["token"] = event.token.hex()
+        data["reason"] = event.reason
+    elif isinstance(event, SendReceived):
+        data["records"] = records_to_json(event.records)
+    elif not isinstance(event, ClientSleeping | ClientAwake):
+        data["registration"] = registration_view(event.registration)
+    return name, data
