@@ -26,7 +26,6 @@ import contextlib
 import fnmatch
 import logging
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,6 +48,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.storage.campaigns import CampaignStore
 from lwm2m.storage.firmware import FirmwarePackage
+from lwm2m.storage.ids import random_id
 
 __all__ = [
     "RESULTS",
@@ -563,7 +563,7 @@ class Campaigns:
         waves = spec.waves.plan(endpoints)
         devices = {ep: DeviceProgress(ep, index) for index, wave in enumerate(waves) for ep in wave}
         campaign = Campaign(
-            id=secrets.token_urlsafe(9),
+            id=random_id(9),  # taken as an argument by `lwm2m campaign`: no leading '-'
             spec=spec,
             status="running",
             created_at=self.clock(),

@@ -36,6 +36,7 @@ from lwm2m.storage.requests import RequestState, StoredRequest
 from lwm2m.storage.webhooks import WebhookStore
 
 Source = Literal["notify", "send"]
+
 SOURCES: tuple[Source, ...] = ("notify", "send")
 
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import msgspec
 
 from lwm2m.errors import StoreError
+from lwm2m.storage.ids import random_id
 
 __all__ = [
     "FirmwarePackage",
@@ -48,8 +49,8 @@ _ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def new_package_id() -> str:
-    """A fresh package id: 128 random bits, URL-safe Base64 (22 characters)."""
-    return secrets.token_urlsafe(ID_BYTES)
+    """A fresh package id: 128 random bits, URL-safe Base64 (22 characters), no leading ``-``."""
+    return random_id(ID_BYTES)
 
 
 def is_package_id(text: str) -> bool:
