@@ -15,6 +15,9 @@ Printed:
   (Redis: the history lists' lengths summed per owner node; SQLite: the history table's last
   sequence number) over the CPU time of each node process (utime + stime of
   ``/proc/PID/stat``, every thread of the process), the cluster's nodes beside the SQLite node;
+  also each node's idle CPU share, measured over ``--idle`` s once the devices registered and
+  before any is observed, and what a value costs beyond it; and the Redis commands per value
+  (``INFO commandstats`` over the window);
 - p50/p99 of a REST read (``GET /api/clients/{ep}/3/0/0``, ``--reads`` in a row) of one device
   through its owner's API, and through another node's API (which sends it to the owner over
   the request bus): the difference is what routing adds;
@@ -111,11 +114,15 @@ class Observed:
 
 @dataclass(frozen=True)
 class Ingest:
-    """Notification values stored, and CPU seconds of each node process, over one window."""
+    """Notification values stored, and CPU seconds of each node process, over one window;
+    ``idle``: each node's CPU share (of a core) measured before any device was observed, so
+    that what the notifications themselves cost can be told from what a node spends anyway
+    (heartbeats, leases, the request bus, the expiry loop)."""
 
     records: dict[str, int]
     cpu: dict[str, float]
     seconds: float
+    idle: dict[str, float]
 
     @property
     def total(self) -> int:
@@ -126,11 +133,24 @@ class Ingest:
         spent = sum(self.cpu.values())
         return self.total / spent if spent else 0.0
 
+    @property
+    def net_cpu(self) -> float:
+        """The nodes' CPU seconds in the window beyond their idle share."""
+        return sum(max(self.cpu[n] - self.idle.get(n, 0.0) * self.seconds, 0.0) for n in self.cpu)
+
+    @property
+    def net_rate(self) -> float:
+        """Values per node CPU-second beyond the idle share."""
+        return self.total / self.net_cpu if self.net_cpu else 0.0
+
     def lines(self, name: str) -> list[str]:
+        idle = sum(self.idle.values())
         out = [
             f"{name} {self.total:,} notification values stored in {self.seconds:.1f} s "
             f"({self.total / self.seconds:,.0f}/s) for {sum(self.cpu.values()):.1f} node CPU-s: "
-            f"{self.per_cpu_second:,.0f} per node CPU-second"
+            f"{self.per_cpu_second:,.0f} per node CPU-second",
+            f"         idle before (no observation): {idle:.1%} of a core in all; beyond it "
+            f"{self.net_cpu / self.total * 1e6 if self.total else 0:,.0f} µs of node CPU per value",
         ]
         for node in sorted(self.records):
             spent = self.cpu[node]
@@ -262,8 +282,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def idle_share(pids: dict[str, int], window: float) -> dict[str, float]:
+    """Each process's CPU time over ``window`` seconds, as a share of a core."""
+    cpu, started = {n: cpu_seconds(p) for n, p in pids.items()}, time.monotonic()
+    await asyncio.sleep(window)
+    took = time.monotonic() - started
+    return {n: (cpu_seconds(p) - cpu[n]) / took for n, p in pids.items()}
+
+
 async def measure_ingest(
-    count: Callable[[], Awaitable[dict[str, int]]], pids: dict[str, int], window: float
+    count: Callable[[], Awaitable[dict[str, int]]],
+    pids: dict[str, int],
+    window: float,
+    idle: dict[str, float],
 ) -> Ingest:
     """Values stored per node (``count``) and each node's CPU time, over ``window`` seconds."""
     records, cpu, started = await count(), {n: cpu_seconds(p) for n, p in pids.items()}, time.monotonic()
@@ -273,7 +304,14 @@ async def measure_ingest(
         {n: records_after.get(n, 0) - records.get(n, 0) for n in pids},
         {n: cpu_after[n] - cpu[n] for n in pids},
         time.monotonic() - started,
+        idle,
     )
+
+
+async def command_calls(redis: RedisClient) -> Counter[str]:
+    """Redis's calls per command so far (``INFO commandstats``)."""
+    stats = await redis.info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
 
 
 async def observe_all(api_of: Callable[[str], str], endpoints: list[str], concurrency: int) -> Observed:
@@ -424,6 +462,8 @@ async def cluster_run(args: argparse.Namespace, folder: Path) -> tuple[Registeri
             + f", none {unowned:,} ({time.monotonic() - settled:.1f} s after the last registration)"
         )
         by_id = {node.node_id: node for node in demo.nodes}
+        pids = {node.node_id: node.proc.pid for node in demo.nodes if node.proc is not None}
+        idle = await idle_share(pids, args.idle)
         observed = await observe_all(lambda ep: by_id[owned[ep] or "n1"].api, endpoints, args.observers)
         say(observed_line("cluster ", observed, len(endpoints)))
 
@@ -451,10 +491,17 @@ async def cluster_run(args: argparse.Namespace, folder: Path) -> tuple[Registeri
             f"(MEMORY USAGE, mean of {len(sample)}; index entries not counted)"
         )
 
-        pids = {node.node_id: node.proc.pid for node in demo.nodes if node.proc is not None}
-        ingest = await measure_ingest(lambda: history_by_node(redis, owned), pids, args.window)
+        calls = await command_calls(redis)
+        ingest = await measure_ingest(lambda: history_by_node(redis, owned), pids, args.window, idle)
+        calls = await command_calls(redis) - calls
         for line in ingest.lines("cluster "):
             say(line)
+        if ingest.total:
+            say(
+                "         Redis commands per value: "
+                + ", ".join(f"{name} {n / ingest.total:.2f}" for name, n in calls.most_common(8))
+                + f" (all: {calls.total() / ingest.total:.2f})"
+            )
 
         # REST reads: one device of n1, through n1 (its owner) and through n2.
         device = next(ep for ep, node in sorted(owned.items()) if node == "n1")
@@ -575,6 +622,7 @@ async def sqlite_run(args: argparse.Namespace, folder: Path) -> tuple[Registerin
                 f"{registering.seconds:.1f} s: {registering.rate:,.0f} registrations/s"
             )
             endpoints = [row[0] for row in database.execute("SELECT endpoint FROM registrations")]
+            idle = await idle_share({"sqlite": proc.pid}, args.idle)
             observed = await observe_all(lambda ep: api, endpoints, args.observers)
             say(observed_line("sqlite  ", observed, len(endpoints)))
 
@@ -583,7 +631,7 @@ async def sqlite_run(args: argparse.Namespace, folder: Path) -> tuple[Registerin
                 row = database.execute("SELECT coalesce(max(seq), 0) FROM history").fetchone()
                 return {"sqlite": int(row[0])}
 
-            ingest = await measure_ingest(stored, {"sqlite": proc.pid}, args.window)
+            ingest = await measure_ingest(stored, {"sqlite": proc.pid}, args.window, idle)
             for line in ingest.lines("sqlite  "):
                 say(line)
             return registering, ingest
@@ -613,7 +661,8 @@ async def main_async(args: argparse.Namespace) -> None:
         say(
             f"ratio    cluster/sqlite: registrations/s {ratio(cluster.rate, solo.rate)}, "
             f"notification values per node CPU-second "
-            f"{ratio(cluster_ingest.per_cpu_second, solo_ingest.per_cpu_second)}"
+            f"{ratio(cluster_ingest.per_cpu_second, solo_ingest.per_cpu_second)}, "
+            f"per node CPU-second beyond idle {ratio(cluster_ingest.net_rate, solo_ingest.net_rate)}"
         )
 
 
@@ -634,6 +683,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--observers", type=int, default=4, help="observe requests in flight per node")
     parser.add_argument("--window", type=float, default=20.0, help="seconds notifications are counted")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds the nodes' idle CPU is measured before observing"
+    )
     parser.add_argument("--reads", type=int, default=300, help="REST reads per measurement")
     parser.add_argument("--state", type=Path, help="keep the processes' state and logs in this folder")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any phase may take")

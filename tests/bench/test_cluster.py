@@ -34,7 +34,7 @@ def still_running(folder: Path) -> list[str]:
 
 def test_a_tiny_run_prints_every_figure_and_stops_what_it_started(tmp_path: Path) -> None:
     argv = [sys.executable, str(SCRIPT), "--devices", str(DEVICES), "--processes", "2"]
-    argv += ["--lifetime", "10", "--update-interval", "1", "--window", "1", "--reads", "3"]
+    argv += ["--lifetime", "10", "--update-interval", "1", "--window", "1", "--reads", "3", "--idle", "0.5"]
     argv += ["--timeout", "20", "--state", str(tmp_path)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=90, env=env, cwd=ROOT)
@@ -45,6 +45,8 @@ def test_a_tiny_run_prints_every_figure_and_stops_what_it_started(tmp_path: Path
         f"cluster  observed {DEVICES}/{DEVICES} devices' /3303/0/5700",
         "bytes per registration with one observation",
         "per node CPU-second",
+        "idle before (no observation)",
+        "per node CPU-second beyond idle",
         "read     same node  p50",
         "read     other node p50",
         "failover kill -9 of n",
