@@ -7,8 +7,9 @@ instead of running a client per device: ``--generators`` processes, each with ``
 UDP sockets on a loopback address of its own (127.0.0.41, .42, …) and ``--window`` requests
 in flight, sends to each node's CoAP port in turn (straight, not through nginx: a million
 device addresses would be a million UDP sessions at nginx, see docs/cluster.md). A request
-with no answer is sent again (2, 4, 8 s) as a device would, up to three times. Many endpoints
-share one source port: the nodes keep each registration's address, none of them is asked
+with no answer is sent again (2, 4, 8 s) as a device would, up to three times; one answered
+5.03 (a node at its cap of registrations in flight) is sent again after the answer's Max-Age.
+Many endpoints share one source port: the nodes keep each registration's address, none of them is asked
 anything afterwards.
 
 Every registration has the lifetime ``--lifetime`` (a day by default; the nodes accept up to
@@ -64,6 +65,8 @@ PAYLOAD = b"</1/0>,</3/0>,</3303/0>"
 # RFC 7252 §3: the message type in bits 5-4 of the first byte; codes as class.detail in one byte.
 CON, NON, ACK, RST = (int(t) for t in (Type.CON, Type.NON, Type.ACK, Type.RST))
 CREATED = int(Code.CREATED)
+SERVICE_UNAVAILABLE = int(Code.SERVICE_UNAVAILABLE)
+DEFAULT_MAX_AGE = 60.0  # RFC 7252 §5.10.5: a 5.03 without Max-Age
 LINK_FORMAT = 40  # application/link-format (RFC 6690)
 RETRANSMIT = (2.0, 4.0, 8.0, 16.0)  # seconds waited for each try's answer
 EMPTY = 0x00  # the code of an empty ACK
@@ -106,6 +109,7 @@ class Outcome:
     """What one generator process saw."""
 
     codes: Counter[int] = field(default_factory=Counter)
+    deferred: int = 0  # 5.03 answers (a node's cap on registrations in flight): sent again after Max-Age
     lost: int = 0
     retransmissions: int = 0
     seconds: float = 0.0
@@ -117,8 +121,8 @@ class Lane(asyncio.DatagramProtocol):
     acknowledged here when confirmable)."""
 
     def __init__(self) -> None:
-        self.waiting: dict[int, asyncio.Future[int]] = {}
-        self.separate: dict[bytes, asyncio.Future[int]] = {}
+        self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.separate: dict[bytes, asyncio.Future[bytes]] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.next_mid = 0
 
@@ -136,7 +140,7 @@ class Lane(asyncio.DatagramProtocol):
         else:
             future = self.waiting.pop(int.from_bytes(data[2:4], "big"), None)
         if future is not None and not future.done():
-            future.set_result(data[1] if kind != RST else -1)
+            future.set_result(data if kind != RST else b"")
 
     def error_received(self, exc: Exception) -> None:
         pass  # an ICMP error: the request is sent again at its timeout
@@ -162,31 +166,48 @@ async def generate_async(job: Job) -> Outcome:
         assert lane.transport is not None
         token = index.to_bytes(4, "big")
         target = job.nodes[index % len(job.nodes)]
-        mid = lane.mid()
-        datagram = register(mid, token, endpoint_name(index), job.lifetime)
-        answer: asyncio.Future[int] = loop.create_future()
-        lane.separate[token] = answer
         try:
-            for attempt, wait in enumerate(RETRANSMIT):
-                future: asyncio.Future[int] = loop.create_future()
-                lane.waiting[mid] = future
-                lane.transport.sendto(datagram, target)
-                outcome.retransmissions += attempt > 0
-                try:
-                    code = await asyncio.wait_for(future, wait)
-                except TimeoutError:
-                    lane.waiting.pop(mid, None)
-                    continue
-                if code == EMPTY:  # received; the answer follows on its own
-                    try:
-                        code = await asyncio.wait_for(answer, SEPARATE_WAIT)
-                    except TimeoutError:
-                        break
+            while True:
+                reply = await exchange(token, target, lane, endpoint_name(index))
+                code = reply[1] if reply else -1
+                if code != SERVICE_UNAVAILABLE:
+                    break
+                # The node is at its cap of registrations in flight: a device registers again
+                # after the 5.03's Max-Age (RFC 7252 §5.9.3.4), with a new message id.
+                outcome.deferred += 1
+                age = Message.decode(reply).max_age
+                await asyncio.sleep(DEFAULT_MAX_AGE if age is None else float(age))
+            if reply is None:
+                outcome.lost += 1
+            else:
                 outcome.codes[code] += 1
-                return
-            outcome.lost += 1
         finally:
             lane.separate.pop(token, None)
+
+    async def exchange(token: bytes, target: tuple[str, int], lane: Lane, endpoint: str) -> bytes | None:
+        """One confirmable Register and its answer (b"" for a Reset), or None when none came."""
+        assert lane.transport is not None
+        mid = lane.mid()
+        datagram = register(mid, token, endpoint, job.lifetime)
+        answer: asyncio.Future[bytes] = loop.create_future()
+        lane.separate[token] = answer
+        for attempt, wait in enumerate(RETRANSMIT):
+            future: asyncio.Future[bytes] = loop.create_future()
+            lane.waiting[mid] = future
+            lane.transport.sendto(datagram, target)
+            outcome.retransmissions += attempt > 0
+            try:
+                reply = await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                lane.waiting.pop(mid, None)
+                continue
+            if reply and reply[1] == EMPTY:  # received; the answer follows on its own
+                try:
+                    return await asyncio.wait_for(answer, SEPARATE_WAIT)
+                except TimeoutError:
+                    return None
+            return reply
+        return None
 
     async def worker(number: int) -> None:
         lane = lanes[number % len(lanes)]
@@ -307,6 +328,7 @@ def run(args: argparse.Namespace, demo: ClusterDemo) -> None:
             f"registered {registered:,}/{args.registrations:,} in {took:.1f} s: "
             f"{registered / took:,.0f} registrations/s; answers: {shown_codes or 'none collected'}; "
             f"lost {sum(o.lost for o in outcomes):,}, sent again {sum(o.retransmissions for o in outcomes):,}"
+            f"; 5.03 (at a node's cap, registered again after Max-Age) {sum(o.deferred for o in outcomes):,}"
         )
         spent = sum(cpu_seconds(pid) for pid in pids) - cpu_before
         say(
