@@ -1,8 +1,9 @@
-"""Sans-IO CoAP (RFC 7252, RFC 7959 block-wise, RFC 7641 observe): messages, reliability and
-exchanges as plain objects that take bytes and ``now`` and give bytes, events and deadlines.
-No sockets, no asyncio, no clock; ``lwm2m.transport`` runs them on sockets."""
+"""Sans-IO CoAP (RFC 7252, RFC 7959 block-wise, RFC 7641 observe, RFC 8323 over TCP and TLS):
+messages, reliability and exchanges as plain objects that take bytes and ``now`` and give bytes,
+events and deadlines. No sockets, no asyncio, no clock; ``lwm2m.transport`` runs them on sockets."""
 
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.connection import TcpConfig, TcpConnection
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.events import (
     CoapNotificationReceived,
@@ -33,6 +34,8 @@ __all__ = [
     "RequestTimedOut",
     "ResetReceived",
     "ResponseReceived",
+    "TcpConfig",
+    "TcpConnection",
     "Type",
     "code_text",
 ]
