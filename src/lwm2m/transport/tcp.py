@@ -316,8 +316,10 @@ class CoapTcpEndpoint:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        dial: bool = True,
     ) -> None:
         self._loop = loop
+        self._dial = dial
         self._handler = handler
         self._extra = on_event
         self.config = config if config is not None else TcpConfig()
@@ -396,6 +398,9 @@ class CoapTcpEndpoint:
         link = self._links.get(addr)
         if link is not None and link.conn is not None and link.conn.closed is None:
             return link
+        if not self._dial:
+            # A server does not connect to its clients: it waits for them to connect.
+            raise ConnectionAborted(f"no connection with {format_addr(addr)}: it closed")
         waiting = self._connecting.get(addr)
         if waiting is None:
             waiting = self._loop.create_future()
@@ -675,9 +680,11 @@ async def open_tcp_endpoint(
     server_ssl: ssl.SSLContext | None = None,
     client_ssl: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    dial: bool = True,
 ) -> AsyncIterator[CoapTcpEndpoint]:
     """``async with open_tcp_endpoint(...) as ep``: listening on ``host``:``port`` unless
-    ``host`` is None (a client that only opens connections); closed on exit."""
+    ``host`` is None (a client that only opens connections); closed on exit. ``dial`` False:
+    requests go only over connections the peers opened (a server's)."""
     ep = CoapTcpEndpoint(
         asyncio.get_running_loop(),
         handler=handler,
@@ -687,6 +694,7 @@ async def open_tcp_endpoint(
         server_ssl=server_ssl,
         client_ssl=client_ssl,
         server_hostname=server_hostname,
+        dial=dial,
     )
     try:
         if host is not None:
