@@ -17,6 +17,8 @@ from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import ConfigError, ConnectionAborted
 from lwm2m.transport.tcp import TcpLimits, open_tcp_endpoint, tls_client_context, tls_server_context
 
+pytestmark = pytest.mark.both_loops  # uvloop's transports are not asyncio's classes
+
 
 def get(path: str, **kw: Any) -> Message:
     return Message.build(Type.CON, Code.GET, uri_path=path, **kw)

@@ -31,7 +31,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from lwm2m.coap.connection import ConnectionEnded, TcpConfig, TcpConnection
 from lwm2m.coap.events import (
@@ -46,7 +46,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, RequestTimeout
 from lwm2m.transport.address import Addr, format_addr, normalize
-from lwm2m.transport.dtls.config import PeerIdentity, X509Credentials
+from lwm2m.transport.dtls.config import DtlsClientConfig, PeerIdentity, X509Credentials
 from lwm2m.transport.udp import CoapObservation
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ __all__ = [
     "CoapTcpEndpoint",
     "TcpLimits",
     "open_tcp_endpoint",
+    "own_tcp_endpoint",
     "peer_identity_of",
     "tls_client_context",
     "tls_server_context",
@@ -180,8 +181,8 @@ class _Link(asyncio.Protocol):
         self.ready: asyncio.Future[None] = owner._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: the same methods, no base class.
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.addr = normalize(tuple(peer)) or tuple(peer)
         owner = self._owner
@@ -191,7 +192,7 @@ class _Link(asyncio.Protocol):
                 format_addr(self.addr),
                 len(owner._accepted),
             )
-            transport.abort()
+            self.transport.abort()
             return
         self.identity = peer_identity_of(transport)
         self.conn = TcpConnection(self.addr, owner.config, now=owner._loop.time())
@@ -336,6 +337,7 @@ class CoapTcpEndpoint:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._closed = False
+        self._receiving = True
         self.on_connection: Callable[[Addr, bool], None] | None = None  # (addr, open) per connection
 
     async def listen(self, host: str, port: int) -> None:
@@ -353,7 +355,27 @@ class CoapTcpEndpoint:
 
     @property
     def port(self) -> int:
-        return self.addresses[0][1]
+        """The listening port; for an endpoint that only connects, the local port of its first
+        connection (0 while it has none)."""
+        if self._server is not None:
+            return self.addresses[0][1]
+        for link in self._links.values():
+            if link.transport is not None:
+                return int(link.transport.get_extra_info("sockname")[1])
+        return 0
+
+    @property
+    def receiving(self) -> bool:
+        return self._receiving
+
+    @receiving.setter
+    def receiving(self, on: bool) -> None:
+        """False: a sleeping client closes its connections (queue mode over TCP, LwM2M-TS-Transport
+        1.2 §6.5); its next request connects again."""
+        self._receiving = on
+        if not on:
+            for link in list(self._links.values()):
+                link.close()
 
     def uri(self, path: str = "") -> str:
         scheme = "coaps+tcp" if self._server_ssl is not None else "coap+tcp"
@@ -702,3 +724,23 @@ async def open_tcp_endpoint(
         yield ep
     finally:
         await ep.close()
+
+
+def own_tcp_endpoint(
+    dtls: DtlsClientConfig | None,
+    handler: Handler,
+    on_event: EventCallback | None,
+    config: TcpConfig | None,
+) -> CoapTcpEndpoint:
+    """A client's endpoint for a ``coap+tcp://`` server, or a ``coaps+tcp://`` one with the
+    certificate of ``dtls`` (X.509 through the ssl module: PSK and raw public keys over TLS are
+    not taken, ``ConfigError``). Requests from the server come over the connection it opens."""
+    client_ssl = None
+    if dtls is not None:
+        certificate = dtls.certificate
+        if certificate is None:
+            raise ConfigError("coaps+tcp:// takes a certificate (X.509): PSK and raw public keys are DTLS's")
+        client_ssl = tls_client_context(certificate, certificate.trusted or certificate.server_certificate)
+    return CoapTcpEndpoint(
+        asyncio.get_running_loop(), handler=handler, on_event=on_event, config=config, client_ssl=client_ssl
+    )

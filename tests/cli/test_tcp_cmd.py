@@ -1,0 +1,88 @@
+"""``lwm2m client`` and ``lwm2m simulate`` with coap+tcp:// server URIs, and ``lwm2m server``'s
+--tcp-port/--tls-port checks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from click.testing import CliRunner
+from tests.helpers.cli import lwm2m_process
+from tests.helpers.server import next_event
+
+from lwm2m.cli import main
+from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
+from lwm2m.server.events import ClientDeregistered, ClientRegistered
+from lwm2m.server.role import Server
+
+
+async def test_client_over_tcp_registers_is_read_and_deregisters() -> None:
+    async with Server(ServerConfig(port=0, tcp_port=0)) as server:
+        events = server.events()
+        assert server.tcp_uri is not None
+        proc = await lwm2m_process(
+            "client", "--server", server.tcp_uri, "--endpoint", "cli-tcp", "--lifetime", "60"
+        )
+        try:
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert (registration.endpoint, registration.binding) == ("cli-tcp", "T")
+            assert server.transport_of("cli-tcp") == "tcp"
+            assert (await server.read("cli-tcp", "/3303/0/5700", timeout=5)).code == Code.CONTENT
+            proc.send_signal(signal.SIGINT)
+            await next_event(events, ClientDeregistered)
+            async with asyncio.timeout(10):
+                await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_simulate_over_tcp() -> None:
+    async with Server(ServerConfig(port=0, tcp_port=0)) as server:
+        assert server.tcp_uri is not None
+        proc = await lwm2m_process(
+            "simulate",
+            "--server",
+            server.tcp_uri,
+            "--count",
+            "3",
+            "--profile",
+            "ipso-weather",
+            "--duration",
+            "1",
+        )
+        try:
+            async with asyncio.timeout(20):
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert "registered 3/3" in out.decode(), out.decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def test_tls_port_without_certificate_is_one_line() -> None:
+    result = CliRunner().invoke(main, ["server", "--coap-port", "0", "--tls-port", "0"])
+    assert result.exit_code != 0
+    assert "--tls-port needs --dtls-cert" in result.output or "tls_port needs certificate" in result.output
+
+
+def test_coaps_tcp_client_needs_a_certificate() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "client",
+            "--endpoint",
+            "e",
+            "--server",
+            "coaps+tcp://127.0.0.1:5684",
+            "--psk-identity",
+            "a",
+            "--psk-key",
+            "00",
+        ],
+    )
+    assert result.exit_code != 0 and "coaps+tcp:// takes --cert" in result.output
