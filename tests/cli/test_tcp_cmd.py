@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
 from click.testing import CliRunner
+from tests.helpers.certificates import CertificateAuthority, pem_files
 from tests.helpers.cli import lwm2m_process
 from tests.helpers.server import next_event
 
@@ -15,6 +17,8 @@ from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.role import Server
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.transport.dtls import X509Credentials
 
 
 async def test_client_over_tcp_registers_is_read_and_deregisters() -> None:
@@ -86,3 +90,25 @@ def test_coaps_tcp_client_needs_a_certificate() -> None:
         ],
     )
     assert result.exit_code != 0 and "coaps+tcp:// takes --cert" in result.output
+
+
+async def test_client_over_tls_with_certificate_files(tmp_path: Path) -> None:
+    ca = CertificateAuthority("cli tcp CA")
+    server_cert, device = ca.issue("127.0.0.1", usage="server"), ca.issue("cli-tls", usage="client")
+    files = pem_files(tmp_path, ca, server_cert, device)
+    credentials = X509Credentials(
+        server_cert.cert_pem(), server_cert.key_pem(), Path(files["ca"]).read_bytes()
+    )
+    async with Server(ServerConfig(port=0, tls_port=0, certificate=credentials)) as server:
+        await server.security.put(SecurityInfo("cli-tls", x509=True))
+        events = server.events()
+        assert server.tls_uri is not None
+        args = ["--cert", files["client"], "--key", files["client_key"], "--ca", files["ca"]]
+        proc = await lwm2m_process("client", "--server", server.tls_uri, "--endpoint", "cli-tls", *args)
+        try:
+            await next_event(events, ClientRegistered)
+            assert server.transport_of("cli-tls") == "tls"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                await proc.communicate()
