@@ -207,3 +207,21 @@ async def test_nothing_listens_gives_a_clear_error() -> None:
     async with open_tcp_endpoint(None) as client:
         with pytest.raises(ConnectionAborted, match="cannot connect"):
             await client.request(get("/x"), ("127.0.0.1", port), timeout=5)
+
+
+async def test_a_tls_handshake_that_never_comes_is_closed_and_counts_as_a_connection() -> None:
+    pki = make_pki()
+    limits = TcpLimits(max_connections=1, connect_timeout=0.3)
+    context = tls_server_context(pki.issue("server"))
+    async with open_tcp_endpoint("127.0.0.1", 0, handler=echo, limits=limits, server_ssl=context) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # no ClientHello
+        second_reader, second_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async with asyncio.timeout(5):
+            assert await second_reader.read() == b""  # beyond max_connections: closed at once
+            assert loop.time() - start < 0.25
+            assert await reader.read() == b""  # then the silent one, after connect_timeout
+        assert loop.time() - start >= 0.25
+        writer.close()
+        second_writer.close()

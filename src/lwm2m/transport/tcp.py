@@ -149,27 +149,36 @@ def tls_client_context(credentials: X509Credentials | None, trusted: bytes = b""
     return context
 
 
-def peer_identity_of(transport: asyncio.BaseTransport) -> PeerIdentity | None:
+def peer_identity_of(ssl_object: ssl.SSLObject | None) -> PeerIdentity | None:
     """The identity a TLS peer proved with its certificate: the subject's CN, as for DTLS X.509
     (``PeerIdentity("x509", cn, subject)``); None over plain TCP or without a certificate."""
-    ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is None:
         return None
     cert = ssl_object.getpeercert()
     if not cert:
         return None
-    parts = [f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
-    cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), "")
+    subject: Any = cert.get("subject", ())
+    parts = [f"{k}={v}" for rdn in subject for k, v in rdn]
+    cn = next((v for rdn in subject for k, v in rdn if k == "commonName"), "")
     if not cn:
         # No CN: the first DNS or URI name of the subjectAltName stands for it.
-        cn = next((v for k, v in cert.get("subjectAltName", ()) if k in ("DNS", "URI")), "")
+        alt: Any = cert.get("subjectAltName", ())
+        cn = next((v for k, v in alt if k in ("DNS", "URI")), "")
     return PeerIdentity("x509", cn, ",".join(reversed(parts)))
 
 
 class _Link(asyncio.Protocol):
-    """One connection: the socket side around its ``TcpConnection``."""
+    """One connection: the socket side around its ``TcpConnection``.
 
-    def __init__(self, owner: CoapTcpEndpoint, accepted: bool) -> None:
+    TLS runs here over memory BIOs (``ssl.SSLContext.wrap_bio``) rather than in the event loop's
+    SSL transport, whose read buffer is 256 KiB per connection: an idle TLS connection then
+    costs what OpenSSL holds for it and little more. CoAP starts once the handshake is done;
+    until then the connection counts against ``max_connections`` and has ``connect_timeout``
+    to finish it."""
+
+    def __init__(
+        self, owner: CoapTcpEndpoint, accepted: bool, context: ssl.SSLContext | None, hostname: str | None
+    ) -> None:
         self._owner = owner
         self.accepted = accepted
         self.conn: TcpConnection | None = None
@@ -179,6 +188,11 @@ class _Link(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
         self.ready: asyncio.Future[None] = owner._loop.create_future()
+        self._context = context
+        self._hostname = hostname
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in: ssl.MemoryBIO | None = None  # the TLS records, once TLS starts
+        self._tls_out: ssl.MemoryBIO | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: the same methods, no base class.
@@ -186,15 +200,30 @@ class _Link(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.addr = normalize(tuple(peer)) or tuple(peer)
         owner = self._owner
-        if self.accepted and len(owner._accepted) >= owner.limits.max_connections:
-            log.warning(
-                "CoAP over TCP: connection from %s refused: %d open",
-                format_addr(self.addr),
-                len(owner._accepted),
-            )
-            self.transport.abort()
+        if self.accepted:
+            if len(owner._accepted) >= owner.limits.max_connections:
+                log.warning(
+                    "CoAP over TCP: connection from %s refused: %d open",
+                    format_addr(self.addr),
+                    len(owner._accepted),
+                )
+                self.transport.abort()
+                return
+            owner._accepted.add(self)
+        if self._context is None:
+            self._start()
             return
-        self.identity = peer_identity_of(transport)
+        self._tls_in, self._tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = self._context.wrap_bio(
+            self._tls_in, self._tls_out, server_side=self.accepted, server_hostname=self._hostname
+        )
+        self._idle = owner._loop.call_later(owner.limits.connect_timeout, self._on_idle)
+        self._shake()
+
+    def _start(self) -> None:
+        """CoAP begins: the CSM goes out first (RFC 8323 §5.3)."""
+        owner = self._owner
+        self.identity = peer_identity_of(self._tls)
         self.conn = TcpConnection(self.addr, owner.config, now=owner._loop.time())
         owner._attach(self)
         self._touch()
@@ -202,7 +231,82 @@ class _Link(asyncio.Protocol):
         if not self.ready.done():
             self.ready.set_result(None)
 
+    def _shake(self) -> None:
+        """A step of the TLS handshake; CoAP starts when it is done."""
+        assert self._tls is not None
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._send_tls()
+            return
+        except (ssl.SSLError, OSError) as exc:
+            log.info("CoAP over TLS: handshake with %s failed: %s", format_addr(self.addr), exc)
+            self._send_tls()  # the alert
+            if not self.ready.done():
+                self._fail_ready(ConnectionAborted(f"TLS handshake with {format_addr(self.addr)}: {exc}"))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._send_tls()
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self._start()
+
+    def _fail_ready(self, exc: BaseException) -> None:
+        self.ready.set_exception(exc)
+        if self.accepted:
+            self.ready.exception()  # nobody awaits an accepted connection's set-up
+
+    def _send_tls(self) -> None:
+        assert self._tls_out is not None
+        data = self._tls_out.read()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _plaintext(self, data: bytes) -> bytes | None:
+        """What TLS records in ``data`` carry; None when the connection ends (close_notify, an
+        error: then it is closed)."""
+        assert self._tls is not None and self._tls_in is not None
+        self._tls_in.write(data)
+        if self.conn is None:
+            self._shake()
+            if self.conn is None:
+                return b""
+        out = bytearray()
+        try:
+            while True:
+                chunk = self._tls.read(16384)
+                if not chunk:
+                    break
+                out += chunk
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self._end_tls("closed by the peer (close_notify)", bytes(out))
+            return None
+        except (ssl.SSLError, OSError) as exc:
+            self._end_tls(f"TLS failed: {exc}", bytes(out))
+            return None
+        self._send_tls()  # what reading produced (a key update, an alert)
+        return bytes(out)
+
+    def _end_tls(self, reason: str, last: bytes) -> None:
+        conn = self.conn
+        if conn is not None and conn.closed is None:
+            if last:
+                conn.receive_data(last, self._owner._loop.time())
+            conn.connection_lost(reason, self._owner._loop.time())
+            self._owner._drain(self)
+        if self.transport is not None:
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        if self._tls is not None:
+            plain = self._plaintext(data)
+            if not plain:
+                return
+            data = plain
         conn = self.conn
         if conn is None:
             return
@@ -225,7 +329,19 @@ class _Link(asyncio.Protocol):
         self._cancel_timers()
         self._owner._detach(self)
         if not self.ready.done():
-            self.ready.set_exception(ConnectionAborted("the connection closed before it was set up"))
+            self._fail_ready(ConnectionAborted("the connection closed before it was set up"))
+
+    def _write(self, transport: asyncio.Transport, data: bytes) -> None:
+        if self._tls is not None:
+            try:
+                self._tls.write(data)
+            except (ssl.SSLError, OSError) as exc:
+                log.info("CoAP over TLS: cannot write to %s: %s", format_addr(self.addr), exc)
+                transport.abort()
+                return
+            self._send_tls()
+            return
+        transport.write(data)
 
     def flush(self) -> None:
         """Send what the connection has; re-arm its timer; close the socket once it ended."""
@@ -234,7 +350,7 @@ class _Link(asyncio.Protocol):
             return
         data = conn.data_to_send()
         if data:
-            transport.write(data)
+            self._write(transport, data)
             if transport.get_write_buffer_size() > self._owner.limits.max_write_buffer:
                 log.warning(
                     "CoAP over TCP: %s does not read what it is sent: aborted", format_addr(self.addr)
@@ -244,9 +360,19 @@ class _Link(asyncio.Protocol):
                 transport.abort()
                 return
         if conn.closed is not None:
-            transport.close()  # after what is written (an Abort, a Release) leaves
+            self._close_transport()  # after what is written (an Abort, a Release) leaves
             return
         self._arm()
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._tls is not None and self.conn is not None:
+            with contextlib.suppress(ssl.SSLError, OSError):
+                self._tls.unwrap()  # close_notify (RFC 8446 §6.1); the peer's is not waited for
+            self._send_tls()
+        transport.close()
 
     def _arm(self) -> None:
         assert self.conn is not None
@@ -274,7 +400,14 @@ class _Link(asyncio.Protocol):
 
     def _on_idle(self) -> None:
         self._idle = None
-        if self.conn is None or self.transport is None:
+        if self.transport is None:
+            return
+        if self.conn is None:
+            # The TLS handshake did not finish in time.
+            log.info("CoAP over TLS: no handshake from %s in time: closed", format_addr(self.addr))
+            if not self.ready.done():
+                self._fail_ready(ConnectionAborted(f"no TLS handshake with {format_addr(self.addr)} in time"))
+            self.transport.abort()
             return
         log.info(
             "CoAP over TCP: %s idle for %g s: released",
@@ -296,8 +429,7 @@ class _Link(asyncio.Protocol):
             self.conn.release(self._owner._loop.time())
             self._owner._drain(self)
             self.flush()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        self._close_transport()
         self._cancel_timers()
 
 
@@ -342,7 +474,7 @@ class CoapTcpEndpoint:
 
     async def listen(self, host: str, port: int) -> None:
         self._server = await self._loop.create_server(
-            lambda: _Link(self, accepted=True), host, port, ssl=self._server_ssl, reuse_address=True
+            lambda: _Link(self, True, self._server_ssl, None), host, port, reuse_address=True
         )
 
     # --- addresses ---------------------------------------------------------------------------
@@ -404,8 +536,6 @@ class CoapTcpEndpoint:
         if old is not None and old is not link:
             old.close()
         self._links[link.addr] = link
-        if link.accepted:
-            self._accepted.add(link)
         if self.on_connection is not None:
             self.on_connection(link.addr, True)
 
@@ -446,11 +576,9 @@ class CoapTcpEndpoint:
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
                 _, link = await self._loop.create_connection(
-                    lambda: _Link(self, accepted=False),
+                    lambda: _Link(self, False, self._client_ssl, hostname if self._client_ssl else None),
                     host,
                     port,
-                    ssl=self._client_ssl,
-                    server_hostname=hostname if self._client_ssl is not None else None,
                 )
                 await link.ready
         except TimeoutError:
