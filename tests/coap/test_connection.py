@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import random
 
-from lwm2m.coap.connection import ConnectionEnded, CsmReceived, PongReceived, TcpConfig, TcpConnection
+from lwm2m.coap.connection import (
+    BlockBudget,
+    ConnectionEnded,
+    CsmReceived,
+    PongReceived,
+    TcpConfig,
+    TcpConnection,
+)
 from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
@@ -17,7 +24,7 @@ from lwm2m.coap.events import (
 from lwm2m.coap.framing import FrameDecoder, SignalCode, SignalOption, encode_frame, encode_message, signal
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
-from lwm2m.coap.option import decode_uint
+from lwm2m.coap.option import decode_uint, encode_uint
 
 
 def pair(a: TcpConfig | None = None, b: TcpConfig | None = None) -> tuple[TcpConnection, TcpConnection]:
@@ -275,3 +282,64 @@ def test_an_empty_message_is_ignored() -> None:
     _client, server = pair()
     server.receive_data(b"\x00\x00", 0.0)
     assert server.events == [] and server.closed is None
+
+
+def _block1(token: bytes, num: int, more: bool, payload: bytes) -> Message:
+    value = encode_uint((num << 4) | (8 if more else 0) | 6)  # 1024-byte blocks
+    return Message.build(
+        Type.CON,
+        Code.PUT,
+        token=token,
+        uri_path="/5/0/0",
+        options=[(OptionNumber.BLOCK1, value)],
+        payload=payload,
+    )
+
+
+def test_one_budget_bounds_the_block_wise_bytes_of_all_connections() -> None:
+    budget = BlockBudget(3500)
+    config = TcpConfig(max_message_size=1152, block_wise=False)
+    peers = [TcpConnection(("c", n), config, random.Random(n), budget=budget) for n in range(2)]
+    for peer in peers:
+        peer.receive_data(encode_message(signal(SignalCode.CSM)), 0.0)
+        peer.data_to_send()
+    # Three blocks of 1024 bytes fit in all; the second block of the second connection does not.
+    for n in range(2):
+        for peer in peers:
+            peer.receive_data(encode_message(_block1(b"t", n, True, b"x" * 1024)), 0.0)
+    answers = FrameDecoder(4096).feed(peers[1].data_to_send())
+    assert [a.code for a in answers] == [Code.CONTINUE, Code.SERVICE_UNAVAILABLE]
+    assert budget.used == 2048  # the refused transfer gave its first block back
+    peers[0].receive_data(encode_message(_block1(b"t", 2, False, b"end")), 0.0)
+    (request,) = take(peers[0], RequestReceived)
+    assert request.message.payload == b"x" * 2048 + b"end"  # type: ignore[attr-defined]
+    assert budget.used == 0  # the whole body is the application's now
+
+
+def test_block_bodies_go_back_to_the_budget_on_expiry_and_at_the_end() -> None:
+    budget = BlockBudget(1 << 20)
+    server = TcpConnection(("client", 2), TcpConfig(block_lifetime=5.0), random.Random(2), budget=budget)
+    server.receive_data(encode_message(signal(SignalCode.CSM, ((2, encode_uint(1152)),))), 0.0)
+    server.data_to_send()
+    server.receive_data(encode_message(_block1(b"a", 0, True, b"x" * 1024)), 0.0)
+    server.receive_data(encode_message(get("/big", token=b"b")), 0.0)
+    (req,) = take(server, RequestReceived)
+    server.respond(req, Message.build(Type.ACK, Code.CONTENT, payload=b"y" * 5000), 0.0)  # type: ignore[arg-type]
+    assert budget.used == 1024 + 5000  # a Block1 body joining, a Block2 body served
+    server.handle_timer(5.0)
+    assert budget.used == 0
+    server.receive_data(encode_message(_block1(b"a", 0, True, b"x" * 1024)), 6.0)
+    server.connection_lost("closed by the peer", 6.0)
+    assert budget.used == 0
+
+
+def test_a_body_to_serve_with_every_slot_joining_is_sent_without_being_held() -> None:
+    server = TcpConnection(("client", 2), TcpConfig(max_block_bodies=1), random.Random(2))
+    server.receive_data(encode_message(signal(SignalCode.CSM, ((2, encode_uint(1152)),))), 0.0)
+    server.data_to_send()
+    server.receive_data(encode_message(_block1(b"a", 0, True, b"x" * 1024)), 0.0)
+    server.receive_data(encode_message(get("/big", token=b"b")), 0.0)
+    (req,) = take(server, RequestReceived)
+    server.respond(req, Message.build(Type.ACK, Code.CONTENT, payload=b"y" * 5000), 0.0)  # type: ignore[arg-type]
+    first = FrameDecoder(4096).feed(server.data_to_send())[-1]
+    assert first.code == Code.CONTENT and len(first.payload) == 1024

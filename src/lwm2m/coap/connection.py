@@ -60,6 +60,7 @@ from lwm2m.coap.option import BlockOption, decode_uint, encode_uint
 from lwm2m.errors import ConfigError, ConnectionAborted, FrameTooLarge, FramingError, RequestAborted
 
 __all__ = [
+    "BlockBudget",
     "ConnectionEnded",
     "CsmReceived",
     "PongReceived",
@@ -100,6 +101,7 @@ class TcpConfig:
     max_pending_requests: int = 1000
     max_observations: int = 256
     max_block_bodies: int = 16
+    max_block_bytes: int = 32 << 20  # all block-wise bodies of the connections sharing a BlockBudget
     block_lifetime: float = 60.0
     token_length: int = 8
 
@@ -109,11 +111,38 @@ class TcpConfig:
         for name in ("response_timeout", "csm_timeout", "block_lifetime"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} {getattr(self, name)}: more than 0 seconds")
-        for name in ("max_body_size", "max_pending_requests", "max_observations", "max_block_bodies"):
+        for name in (
+            "max_body_size",
+            "max_pending_requests",
+            "max_observations",
+            "max_block_bodies",
+            "max_block_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)}: at least 1")
         if not 1 <= self.token_length <= 8:
             raise ConfigError(f"token_length {self.token_length}: from 1 to 8")
+
+
+class BlockBudget:
+    """The bytes of block-wise bodies that the connections sharing it hold at once (Block1
+    bodies being joined, Block2 bodies served or fetched): an endpoint gives one to all its
+    connections, so that many connections cannot hold more than one bound together."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used = max(0, self.used - n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +238,12 @@ class TcpConnection:
     config: TcpConfig = field(default_factory=TcpConfig)
     rng: random.Random = field(default_factory=random.Random)
     now: float = 0.0  # when the connection was opened: the peer's CSM is due csm_timeout after
+    budget: BlockBudget | None = None  # shared by an endpoint's connections; else one of its own
 
     def __post_init__(self) -> None:
+        if self.budget is None:
+            self.budget = BlockBudget(self.config.max_block_bytes)
+        self._budget: BlockBudget = self.budget
         self.events: list[Event] = []
         self.peer = _Peer()
         self.closed: str | None = None
@@ -272,10 +305,11 @@ class TcpConnection:
         for token, out in list(self._requests.items()):
             if now >= out.deadline:
                 del self._requests[token]
+                self._release_received(out)
                 self.events.append(RequestTimedOut(self.addr, token, out.request))
         for held_by in (self._served, self._joining):
             for key in [k for k, h in held_by.items() if now >= h.expires]:
-                del held_by[key]
+                self._budget.give(len(held_by.pop(key).body))
 
     def connection_lost(self, reason: str, now: float) -> None:
         """The stream ended under us (the peer closed it, a socket error, an idle timeout)."""
@@ -293,7 +327,8 @@ class TcpConnection:
             raise ConnectionAborted("the peer released the connection (RFC 8323 §5.5)")
         token = message.token
         if token and token in self._requests:
-            del self._requests[token]  # replaced: e.g. a GET with Observe=1 deregistering
+            # Replaced: e.g. a GET with Observe=1 deregistering.
+            self._release_received(self._requests.pop(token))
         if len(self._requests) >= self.config.max_pending_requests:
             raise RequestAborted(f"{len(self._requests)} requests outstanding on the connection already")
         if not token:
@@ -344,7 +379,9 @@ class TcpConnection:
 
     def cancel(self, token: bytes) -> None:
         """Forget a request or an observation of ours: what comes for it later is dropped."""
-        self._requests.pop(token, None)
+        out = self._requests.pop(token, None)
+        if out is not None:
+            self._release_received(out)
 
     def end_observation(self, token: bytes) -> None:
         """Forget a served observation (no more notifications)."""
@@ -485,18 +522,25 @@ class TcpConnection:
         held = self._joining.get(key)
         offset = block1.num * block1.unit
         if block1.num == 0:
-            if held is None and len(self._joining) + len(self._served) >= self.config.max_block_bodies:
+            if held is not None:
+                self._forget_joining(key)  # the transfer starts again
+            if len(self._joining) + len(self._served) >= self.config.max_block_bodies:
                 self._reply(message, Code.SERVICE_UNAVAILABLE, b"too many block-wise transfers at once")
                 return None
             held = self._joining[key] = _Held(bytearray(), now + self.config.block_lifetime)
         if held is None or offset != len(held.body):
-            self._joining.pop(key, None)
+            self._forget_joining(key)
             self._reply(message, Code.REQUEST_ENTITY_INCOMPLETE, b"block out of order")
             return None
         if len(held.body) + len(message.payload) > self.config.max_body_size:
-            self._joining.pop(key, None)
+            self._forget_joining(key)
             size1 = encode_uint(self.config.max_body_size)
             self._reply(message, Code.REQUEST_ENTITY_TOO_LARGE, b"body too large", ((_SIZE1, size1),))
+            return None
+        if not self._budget.take(len(message.payload)):
+            # As the UDP endpoint does: the bodies of all transfers together are over the bound.
+            self._forget_joining(key)
+            self._reply(message, Code.SERVICE_UNAVAILABLE, b"too many block-wise bytes held: try again later")
             return None
         held.body += message.payload
         held.expires = now + self.config.block_lifetime
@@ -504,9 +548,14 @@ class TcpConnection:
             # 2.31 Continue, echoing the block (a smaller SZX would ask for smaller blocks).
             self._send(Message(Type.CON, Code.CONTINUE, 0, message.token, ((_BLOCK1, block1.encode()),)))
             return None
-        del self._joining[key]
+        self._forget_joining(key)  # the body is the application's now
         options = strip(message.options, frozenset((_BLOCK1, _SIZE1)))
         return Message(Type.CON, message.code, 0, message.token, tuple(options), bytes(held.body))
+
+    def _forget_joining(self, key: tuple[Any, ...]) -> None:
+        held = self._joining.pop(key, None)
+        if held is not None:
+            self._budget.give(len(held.body))
 
     def _serve_block(self, request: Message, block2: _Block, now: float) -> bool:
         """A later Block2 block of a body we hold (RFC 7959 §2.4): answered here."""
@@ -556,11 +605,14 @@ class TcpConnection:
         if block2.num * block2.unit != len(body):
             self._fail(out, "Block2 block out of order")
             return None
-        body += message.payload
-        out.received = body
-        if len(body) > self.config.max_body_size:
+        if len(body) + len(message.payload) > self.config.max_body_size:
             self._fail(out, f"Block2 body over {self.config.max_body_size} bytes")
             return None
+        if not self._budget.take(len(message.payload)):
+            self._fail(out, "too many block-wise bytes held")
+            return None
+        body += message.payload
+        out.received = body
         if block2.more:
             nxt = _Block(len(body) // block2.unit, False, block2.szx)
             options = with_options(
@@ -569,10 +621,17 @@ class TcpConnection:
             self._send(Message(Type.CON, out.request.code, 0, out.request.token, options))
             return None
         out.received = None
+        self._budget.give(len(body))  # the body is the application's now
         kept = tuple(strip(message.options, frozenset((_BLOCK2, _SIZE2))))
         return Message(Type.CON, message.code, 0, message.token, kept, bytes(body))
 
+    def _release_received(self, out: _Outgoing) -> None:
+        if out.received is not None:
+            self._budget.give(len(out.received))
+            out.received = None
+
     def _fail(self, out: _Outgoing, reason: str) -> None:
+        self._release_received(out)
         token = out.request.token
         self._requests.pop(token, None)
         self.events.append(RequestFailed(self.addr, token, out.request, reason))
@@ -605,14 +664,22 @@ class TcpConnection:
         num = 0 if asked is None else asked.num
         unit = _BERT_UNIT if szx == _BERT else 1 << (szx + 4)
         if len(message.payload) > unit or num > 0:
-            key = request_key(request)
-            if (
-                key not in self._served
-                and len(self._served) + len(self._joining) >= self.config.max_block_bodies
-            ):
-                self._served.pop(next(iter(self._served)))  # the oldest body gives way
-            self._served[key] = _Held(bytearray(message.payload), now + self.config.block_lifetime, message)
+            self._keep_served(request_key(request), message, now)
         self._send_slice(message, message.payload, num * unit, szx)
+
+    def _keep_served(self, key: tuple[Any, ...], message: Message, now: float) -> None:
+        """Hold a Block2 body for its later blocks; without room (bodies, bytes) it is not held
+        and a later block is asked of the application again."""
+        old = self._served.pop(key, None)
+        if old is not None:
+            self._budget.give(len(old.body))
+        if self._served and len(self._served) + len(self._joining) >= self.config.max_block_bodies:
+            oldest = self._served.pop(next(iter(self._served)))  # the oldest body gives way
+            self._budget.give(len(oldest.body))
+        if len(self._served) + len(self._joining) >= self.config.max_block_bodies:
+            return
+        if self._budget.take(len(message.payload)):
+            self._served[key] = _Held(bytearray(message.payload), now + self.config.block_lifetime, message)
 
     def _send_slice(self, message: Message, body: bytes, offset: int, szx: int) -> None:
         if offset >= len(body) and offset > 0:
@@ -666,13 +733,16 @@ class TcpConnection:
         self.closed = reason
         self._csm_due = None
         for token, out in self._requests.items():
+            self._release_received(out)
             self.events.append(RequestFailed(self.addr, token, out.request, f"connection {reason}"))
         self._requests.clear()
         for token in self._relations:
             self.events.append(ObservationCancelled(self.addr, token, "closed"))
         self._relations.clear()
-        self._served.clear()
-        self._joining.clear()
+        for held_by in (self._served, self._joining):
+            for held in held_by.values():
+                self._budget.give(len(held.body))
+            held_by.clear()
         self.events.append(ConnectionEnded(self.addr, reason, aborted))
 
 

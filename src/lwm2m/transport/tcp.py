@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from lwm2m.coap.connection import ConnectionEnded, TcpConfig, TcpConnection
+from lwm2m.coap.connection import BlockBudget, ConnectionEnded, TcpConfig, TcpConnection
 from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
@@ -224,7 +224,7 @@ class _Link(asyncio.Protocol):
         """CoAP begins: the CSM goes out first (RFC 8323 §5.3)."""
         owner = self._owner
         self.identity = peer_identity_of(self._tls)
-        self.conn = TcpConnection(self.addr, owner.config, now=owner._loop.time())
+        self.conn = TcpConnection(self.addr, owner.config, now=owner._loop.time(), budget=owner.budget)
         owner._attach(self)
         self._touch()
         self.flush()
@@ -457,6 +457,8 @@ class CoapTcpEndpoint:
         self._extra = on_event
         self.config = config if config is not None else TcpConfig()
         self.limits = limits if limits is not None else TcpLimits()
+        # The block-wise bodies of all connections together (TcpConfig.max_block_bytes).
+        self.budget = BlockBudget(self.config.max_block_bytes)
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
         self._server_hostname = server_hostname
