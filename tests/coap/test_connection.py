@@ -343,3 +343,28 @@ def test_a_body_to_serve_with_every_slot_joining_is_sent_without_being_held() ->
     server.respond(req, Message.build(Type.ACK, Code.CONTENT, payload=b"y" * 5000), 0.0)  # type: ignore[arg-type]
     first = FrameDecoder(4096).feed(server.data_to_send())[-1]
     assert first.code == Code.CONTENT and len(first.payload) == 1024
+
+
+def test_an_observation_in_blocks_is_delivered_whole() -> None:
+    # RFC 7959 §2.6: the registration's answer and each notification carry their first block;
+    # the client fetches the rest and delivers them whole, as the observation's own.
+    client, server = pair(a=TcpConfig(max_message_size=1152, block_wise=False))
+    token = client.request(get("/3/0", observe=0), 0.0)
+    for _ in range(6):
+        pump(client, server)
+        for req in take(server, RequestReceived):
+            if req.is_observe_registration:  # type: ignore[attr-defined]
+                relation = req.relation  # type: ignore[attr-defined]
+                answer = Message.build(Type.ACK, Code.CONTENT, observe=0, payload=b"a" * 3000)
+            else:
+                answer = Message.build(Type.ACK, Code.CONTENT, payload=b"never asked")
+            server.respond(req, answer, 0.0)  # type: ignore[arg-type]
+    (first,) = take(client, ResponseReceived)
+    assert first.token == token and first.response.payload == b"a" * 3000  # type: ignore[attr-defined]
+    assert first.response.observe == 0 and first.response.option(OptionNumber.BLOCK2) is None  # type: ignore[attr-defined]
+    assert server.notify(relation, Message.build(Type.CON, Code.CONTENT, payload=b"b" * 4000), 0.0)
+    for _ in range(6):
+        pump(client, server)
+    (note,) = take(client, CoapNotificationReceived)
+    assert (note.token, note.response.payload, note.sequence) == (token, b"b" * 4000, 1)  # type: ignore[attr-defined]
+    assert client.get_timer() is None  # no fetch left outstanding

@@ -206,6 +206,11 @@ class _Outgoing:
     body: bytes = b""  # Block1: the whole payload to send
     sent: int = 0  # Block1: bytes of it sent
     received: bytearray | None = None  # Block2: the body so far
+    # A fetch of the later blocks of an observation's answer or notification (RFC 7959 §2.6):
+    # the observation's token, its first block (code and options kept) and its Observe value.
+    rest_of: bytes | None = None
+    first: Message | None = None
+    sequence: int | None = None
 
 
 @dataclass(slots=True)
@@ -575,6 +580,22 @@ class TcpConnection:
         if out.body and message.code == Code.CONTINUE:
             self._continue_block1(out, message)
             return
+        try:
+            block2 = _block(message.option(_BLOCK2))
+        except ValueError:
+            block2 = None
+        if (
+            out.observe
+            and block2 is not None
+            and block2.more
+            and block2.num == 0
+            and _success(message.code)
+            and message.observe is not None
+        ):
+            # The registration's answer or a notification in blocks: the rest is fetched on a
+            # token of its own, and delivered whole (RFC 7959 §2.6).
+            self._fetch_rest(out, message, block2, now)
+            return
         if out.established:
             final = not _success(message.code) or message.observe is None
             if final:
@@ -583,21 +604,62 @@ class TcpConnection:
             sequence = None if final else message.observe
             self.events.append(CoapNotificationReceived(self.addr, token, message, sequence))
             return
-        try:
-            block2 = _block(message.option(_BLOCK2))
-        except ValueError:
-            block2 = None
         if block2 is not None and (block2.more or out.received is not None) and _success(message.code):
             joined = self._fetch_block2(out, message, block2)
             if joined is None:
                 return
             message = joined
+        if out.rest_of is not None:
+            del self._requests[token]
+            self._deliver_rest(out, message)
+            return
         if out.observe and _success(message.code) and message.observe is not None:
             out.established = True
             out.deadline = _INF
         else:
             del self._requests[token]
         self.events.append(ResponseReceived(self.addr, token, out.request, message))
+
+    def _fetch_rest(self, out: _Outgoing, message: Message, block2: _Block, now: float) -> None:
+        if not out.established:
+            out.established = True  # the registration is taken: notifications follow
+            out.deadline = _INF
+            registration = True
+        else:
+            registration = False
+        if not self._budget.take(len(message.payload)):
+            # No room for the body: the first block goes up as it came, Block2 option kept.
+            self._deliver(out.request, message, None if registration else message.observe, registration)
+            return
+        token = self._new_token()
+        rest = _Block(1, False, block2.szx)
+        options = with_options(
+            strip(out.request.options, frozenset((_OBSERVE, _BLOCK2))), (_BLOCK2, rest.encode())
+        )
+        request = Message(Type.CON, out.request.code, 0, token, options, out.request.payload)
+        fetch = _Outgoing(request, now + self.config.response_timeout, received=bytearray(message.payload))
+        fetch.rest_of, fetch.first = out.request.token, message
+        fetch.sequence = None if registration else message.observe
+        self._requests[token] = fetch
+        self._send(request)
+
+    def _deliver_rest(self, fetch: _Outgoing, whole: Message) -> None:
+        """The whole body of an observation's answer or notification fetched in blocks."""
+        assert fetch.rest_of is not None and fetch.first is not None
+        observation = self._requests.get(fetch.rest_of)
+        if observation is None:
+            return  # cancelled meanwhile
+        first = fetch.first
+        kept = tuple(strip(first.options, frozenset((_BLOCK2, _SIZE2))))
+        message = Message(Type.CON, first.code, 0, fetch.rest_of, kept, whole.payload)
+        self._deliver(observation.request, message, fetch.sequence, fetch.sequence is None)
+
+    def _deliver(self, request: Message, message: Message, sequence: int | None, registration: bool) -> None:
+        token = request.token
+        if registration:
+            self.events.append(ResponseReceived(self.addr, token, request, message))
+        else:
+            self.events.append(CoapNotificationReceived(self.addr, token, message, sequence))
 
     def _fetch_block2(self, out: _Outgoing, message: Message, block2: _Block) -> Message | None:
         """Join a Block2 response (RFC 7959 §2.4): ask for the next block until the last."""
