@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -225,3 +226,18 @@ async def test_a_tls_handshake_that_never_comes_is_closed_and_counts_as_a_connec
         assert loop.time() - start >= 0.25
         writer.close()
         second_writer.close()
+
+
+async def test_a_flood_of_bad_connections_is_a_bounded_number_of_log_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="lwm2m.transport.tcp")
+    async with open_tcp_endpoint("127.0.0.1", 0, handler=echo) as server:
+        for _ in range(30):
+            reader, writer = await _raw(server.port)
+            writer.write(bytes([0x09, 0x01]))  # token length 9: not CoAP over TCP
+            got = await _messages(reader, SignalCode.ABORT)
+            assert got[-1].code == SignalCode.ABORT
+            writer.close()
+    ended = [r for r in caplog.records if "ended" in r.getMessage()]
+    assert 1 <= len(ended) <= 20  # LogBudget's burst: the rest are counted, not written

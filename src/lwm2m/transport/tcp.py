@@ -42,6 +42,7 @@ from lwm2m.coap.events import (
     RequestTimedOut,
     ResponseReceived,
 )
+from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, RequestTimeout
@@ -202,7 +203,9 @@ class _Link(asyncio.Protocol):
         owner = self._owner
         if self.accepted:
             if len(owner._accepted) >= owner.limits.max_connections:
-                log.warning(
+                owner.note(
+                    "connections refused (max_connections)",
+                    logging.WARNING,
                     "CoAP over TCP: connection from %s refused: %d open",
                     format_addr(self.addr),
                     len(owner._accepted),
@@ -240,7 +243,13 @@ class _Link(asyncio.Protocol):
             self._send_tls()
             return
         except (ssl.SSLError, OSError) as exc:
-            log.info("CoAP over TLS: handshake with %s failed: %s", format_addr(self.addr), exc)
+            self._owner.note(
+                "TLS handshakes failed",
+                logging.INFO,
+                "CoAP over TLS: handshake with %s failed: %s",
+                format_addr(self.addr),
+                exc,
+            )
             self._send_tls()  # the alert
             if not self.ready.done():
                 self._fail_ready(ConnectionAborted(f"TLS handshake with {format_addr(self.addr)}: {exc}"))
@@ -336,7 +345,13 @@ class _Link(asyncio.Protocol):
             try:
                 self._tls.write(data)
             except (ssl.SSLError, OSError) as exc:
-                log.info("CoAP over TLS: cannot write to %s: %s", format_addr(self.addr), exc)
+                self._owner.note(
+                    "TLS write failures",
+                    logging.INFO,
+                    "CoAP over TLS: cannot write to %s: %s",
+                    format_addr(self.addr),
+                    exc,
+                )
                 transport.abort()
                 return
             self._send_tls()
@@ -352,8 +367,11 @@ class _Link(asyncio.Protocol):
         if data:
             self._write(transport, data)
             if transport.get_write_buffer_size() > self._owner.limits.max_write_buffer:
-                log.warning(
-                    "CoAP over TCP: %s does not read what it is sent: aborted", format_addr(self.addr)
+                self._owner.note(
+                    "connections aborted (peer does not read)",
+                    logging.WARNING,
+                    "CoAP over TCP: %s does not read what it is sent: aborted",
+                    format_addr(self.addr),
                 )
                 conn.connection_lost("aborted: the peer does not read", self._owner._loop.time())
                 self._owner._drain(self)
@@ -404,12 +422,19 @@ class _Link(asyncio.Protocol):
             return
         if self.conn is None:
             # The TLS handshake did not finish in time.
-            log.info("CoAP over TLS: no handshake from %s in time: closed", format_addr(self.addr))
+            self._owner.note(
+                "TLS handshakes timed out",
+                logging.INFO,
+                "CoAP over TLS: no handshake from %s in time: closed",
+                format_addr(self.addr),
+            )
             if not self.ready.done():
                 self._fail_ready(ConnectionAborted(f"no TLS handshake with {format_addr(self.addr)} in time"))
             self.transport.abort()
             return
-        log.info(
+        self._owner.note(
+            "idle connections released",
+            logging.INFO,
             "CoAP over TCP: %s idle for %g s: released",
             format_addr(self.addr),
             self._owner.limits.idle_timeout,
@@ -457,6 +482,8 @@ class CoapTcpEndpoint:
         self._extra = on_event
         self.config = config if config is not None else TcpConfig()
         self.limits = limits if limits is not None else TcpLimits()
+        # What peers can cause is logged within a budget (a flood of bad connections is counted).
+        self._log = LogBudget(log)
         # The block-wise bodies of all connections together (TcpConfig.max_block_bytes).
         self.budget = BlockBudget(self.config.max_block_bytes)
         self._server_ssl = server_ssl
@@ -478,6 +505,10 @@ class CoapTcpEndpoint:
         self._server = await self._loop.create_server(
             lambda: _Link(self, True, self._server_ssl, None), host, port, reuse_address=True
         )
+
+    def note(self, category: str, level: int, fmt: str, *args: Any) -> None:
+        """A log line a peer can cause, within the endpoint's budget per category."""
+        self._log.log(category, self._loop.time(), level, fmt, *args)
 
     # --- addresses ---------------------------------------------------------------------------
 
@@ -641,8 +672,12 @@ class CoapTcpEndpoint:
                 return
         elif kind is ConnectionEnded:
             assert isinstance(event, ConnectionEnded)
-            (log.warning if event.aborted else log.debug)(
-                "CoAP over TCP: connection with %s ended: %s", format_addr(link.addr), event.reason
+            self.note(
+                "connections aborted" if event.aborted else "connections ended",
+                logging.WARNING if event.aborted else logging.DEBUG,
+                "CoAP over TCP: connection with %s ended: %s",
+                format_addr(link.addr),
+                event.reason,
             )
         if self._extra is not None:
             self._extra(event)
