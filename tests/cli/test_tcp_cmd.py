@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
+import httpx
+import pytest
 from click.testing import CliRunner
 from tests.helpers.certificates import CertificateAuthority, pem_files
-from tests.helpers.cli import lwm2m_process
+from tests.helpers.cli import lwm2m_process, start
+from tests.helpers.ports import free_tcp_port, free_udp_port
 from tests.helpers.server import next_event
 
 from lwm2m.cli import main
@@ -112,3 +117,40 @@ async def test_client_over_tls_with_certificate_files(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
             async with asyncio.timeout(10):
                 await proc.communicate()
+
+
+def test_server_with_tcp_port_takes_a_libcoap_registration_and_shows_its_transport() -> None:
+    coap_client = shutil.which("coap-client-notls")
+    if coap_client is None:
+        pytest.skip("coap-client-notls is not installed (Debian's libcoap3-bin)")
+    coap, tcp, http = free_udp_port(), free_tcp_port(), free_tcp_port()
+    proc = start(
+        coap,
+        http,
+        None,
+        "--store",
+        "memory",
+        "--tcp-port",
+        str(tcp),
+        ready=f"coap+tcp://127.0.0.1:{tcp}",
+        lines=6,
+    )
+    try:
+        uri = f"coap+tcp://127.0.0.1:{tcp}/rd?ep=cli-libcoap&lt=60&lwm2m=1.1&b=T"
+        done = subprocess.run(
+            [coap_client, "-m", "post", "-t", "40", "-e", "</3/0>", uri],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        # coap-client exits 0 whatever the answer: the registration in the REST API is the proof.
+        assert "4." not in done.stderr and "5." not in done.stderr, done
+        body = httpx.get(f"http://127.0.0.1:{http}/api/clients/cli-libcoap", timeout=5).json()
+        assert (body["binding"], body["transport"]) == ("T", "tcp")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
