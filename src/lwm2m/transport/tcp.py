@@ -630,11 +630,14 @@ class CoapTcpEndpoint:
             return
         events = conn.events
         while events:
-            event = events.pop(0)
-            try:
-                self._dispatch(link, event)
-            except Exception:
-                log.exception("CoAP over TCP: event %s failed", type(event).__name__)
+            # A batch at a time (a handler may cause more events, taken in the next round).
+            batch = events[:]
+            events.clear()
+            for event in batch:
+                try:
+                    self._dispatch(link, event)
+                except Exception:
+                    log.exception("CoAP over TCP: event %s failed", type(event).__name__)
 
     def _dispatch(self, link: _Link, event: Event) -> None:
         kind = type(event)
