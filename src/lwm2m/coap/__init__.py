@@ -3,7 +3,14 @@ messages, reliability and exchanges as plain objects that take bytes and ``now``
 events and deadlines. No sockets, no asyncio, no clock; ``lwm2m.transport`` runs them on sockets."""
 
 from lwm2m.coap.config import EndpointConfig
-from lwm2m.coap.connection import TcpConfig, TcpConnection
+from lwm2m.coap.connection import (
+    BlockBudget,
+    ConnectionEnded,
+    CsmReceived,
+    PongReceived,
+    TcpConfig,
+    TcpConnection,
+)
 from lwm2m.coap.endpoint import Endpoint
 from lwm2m.coap.events import (
     CoapNotificationReceived,
@@ -20,15 +27,19 @@ from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
 from lwm2m.coap.option import BlockOption
 
 __all__ = [
+    "BlockBudget",
     "BlockOption",
     "CoapNotificationReceived",
     "Code",
+    "ConnectionEnded",
+    "CsmReceived",
     "Endpoint",
     "EndpointConfig",
     "Event",
     "Message",
     "ObservationCancelled",
     "OptionNumber",
+    "PongReceived",
     "RequestFailed",
     "RequestReceived",
     "RequestTimedOut",
