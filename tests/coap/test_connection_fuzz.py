@@ -73,3 +73,15 @@ def test_fuzz_any_stream(chunks: list[bytes], answer_size: int) -> None:
             conn.handle_timer(now)
     conn.connection_lost("closed", now)
     assert budget.used == 0
+
+
+@FUZZ
+@given(st.binary(max_size=8), st.sampled_from([65, 68, 69, 132, 160]), st.binary(max_size=3000))
+def test_fuzz_the_short_answer_is_framed_as_any_message(token: bytes, code: int, payload: bytes) -> None:
+    conn = TcpConnection(("peer", 1), TcpConfig(), random.Random(0))
+    conn.receive_data(encode_message(signal(SignalCode.CSM, ((2, (65535).to_bytes(2, "big")),))), 0.0)
+    conn.receive_data(encode_message(Message(Type.CON, Code.GET, 0, token, ((11, b"t"),))), 0.0)
+    (request,) = [e for e in conn.events if type(e) is RequestReceived]
+    conn.data_to_send()
+    conn.respond(request, Message(Type.ACK, code, 0, b"", (), payload), 0.0)
+    assert conn.data_to_send() == encode_message(Message(Type.CON, code, 0, token, (), payload))

@@ -44,12 +44,14 @@ from lwm2m.coap.events import (
     RequestReceived,
     RequestTimedOut,
     ResponseReceived,
+    request_received,
 )
 from lwm2m.coap.framing import (
     DEFAULT_MAX_MESSAGE_SIZE,
     FrameDecoder,
     SignalCode,
     SignalOption,
+    encode_frame,
     encode_message,
     is_signal,
     signal,
@@ -74,6 +76,13 @@ _BLOCK2 = OptionNumber.BLOCK2
 _SIZE1 = OptionNumber.SIZE1
 _SIZE2 = OptionNumber.SIZE2
 _KNOWN = frozenset(int(o) for o in OptionNumber)
+# Options a request may carry and still take the plain path (no Observe, Block or Size1).
+_PLAIN = _KNOWN - {
+    int(OptionNumber.OBSERVE),
+    int(OptionNumber.BLOCK1),
+    int(OptionNumber.BLOCK2),
+    int(OptionNumber.SIZE1),
+}
 _BERT = 7  # RFC 8323 §6: SZX 7 in Block1/Block2 is BERT, blocks of k * 1024 bytes
 _BERT_UNIT = 1024
 # What a block-wise message carries beside its payload: the framing header (at most 6 bytes),
@@ -356,6 +365,15 @@ class TcpConnection:
             return
         request = event.message
         token = request.token
+        if (
+            event.observe is None
+            and event.block2 is None
+            and not response.options
+            and len(response.payload) + _RESERVE <= self.peer.max_message_size
+        ):
+            # The common answer: a code and a short payload, framed here (RFC 8323 §3.2).
+            self._out += _plain_frame(response.code, token, response.payload)
+            return
         if event.observe == 0 and token in self._relations:
             # The registration answered: a 2.xx with Observe keeps it (RFC 7641 §3.1).
             if _success(response.code) and response.observe is not None:
@@ -483,6 +501,10 @@ class TcpConnection:
         # Other signaling codes are unassigned: ignored.
 
     def _request(self, message: Message, now: float) -> None:
+        if all(n in _PLAIN for n, _ in message.options):
+            # The common request: no Observe, no Block, nothing unknown (one walk over the options).
+            self.events.append(request_received(self.addr, message))
+            return
         bad = [n for n, _ in message.options if n & 1 and n not in _KNOWN]
         if bad:
             # RFC 7252 §5.4.1, kept by RFC 8323: unknown critical options in a request: 4.02.
@@ -806,6 +828,19 @@ class TcpConnection:
                 self._budget.give(len(held.body))
             held_by.clear()
         self.events.append(ConnectionEnded(self.addr, reason, aborted))
+
+
+def _plain_frame(code: int, token: bytes, payload: bytes) -> bytes:
+    """A message without options in RFC 8323 framing (what ``encode_frame`` makes of it)."""
+    n = len(payload) + 1 if payload else 0
+    tkl = len(token)
+    if n < 13:
+        head = bytes(((n << 4) | tkl, code))
+    elif n < 269:
+        head = bytes(((13 << 4) | tkl, n - 13, code))
+    else:
+        return encode_frame(code, token, b"\xff" + payload)
+    return head + token + b"\xff" + payload if payload else head + token
 
 
 def _success(code: int) -> bool:
