@@ -77,6 +77,7 @@ cluster: $(DEMO_STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/coap_loop.py
+	$(PY) bench/coap_tcp.py
 	$(PY) bench/codecs.py
 	$(PY) bench/dtls.py
 

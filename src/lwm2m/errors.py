@@ -625,3 +625,25 @@ class CampaignStateError(ApiError):
     cannot be resumed)."""
 
     status = 409
+
+
+# --- CoAP over TCP and TLS, RFC 8323 (coap/framing.py, coap/connection.py, transport/tcp.py) ---
+
+
+class FramingError(ProtocolError):
+    """A byte stream that is not CoAP over TCP (RFC 8323 §3.2): a bad length, token length or
+    option. The stream cannot be resynchronised: the connection is aborted (7.05)."""
+
+
+class FrameTooLarge(FramingError):
+    """A message longer than the Max-Message-Size we announced (RFC 8323 §5.3.1); ``size`` is the
+    length its header announced."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class ConnectionAborted(TransportError):
+    """The CoAP over TCP/TLS connection ended (an Abort, a Release, the peer closed it, an idle
+    timeout) while the request was outstanding; the reason is the message."""

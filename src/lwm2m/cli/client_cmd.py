@@ -275,7 +275,11 @@ async def run_client(client: Any, display: ClientDisplay) -> None:
         if client.server_uri is not None
         else f"bootstrap server {escape(_bootstrap_server(client))}"
     )
-    display.show(f"lwm2m client: endpoint {escape(client.endpoint_name)} on UDP port {client.port}, {where}")
+    if client.server_uri is not None and client.server_uri.tcp:
+        local = "over a TCP connection"  # its local port is the connection's, made as it registers
+    else:
+        local = f"on UDP port {client.port}"
+    display.show(f"lwm2m client: endpoint {escape(client.endpoint_name)} {local}, {where}")
     display.show("Ctrl-C de-registers and stops it.")
     try:
         await stop.wait()
@@ -333,7 +337,9 @@ def dtls_credentials(
     psk_given = psk_identity is not None or psk_key is not None
     cert_given = cert is not None or key is not None or ca is not None
     rpk_given = rpk_key is not None or server_rpk is not None
-    if scheme != "coaps":
+    if scheme == "coaps+tcp" and (psk_given or rpk_given or not cert_given):
+        fail(f"--server {server_uri}: coaps+tcp:// takes --cert with --key and --ca (X.509 over TLS)")
+    if scheme not in ("coaps", "coaps+tcp"):
         if psk_given or cert_given or rpk_given:
             fail(
                 "--psk-identity/--psk-key, --cert/--key/--ca and --rpk-key/--server-rpk go with a"
@@ -426,9 +432,13 @@ def account_objects(
 
     objects: list[Any] = []
     for n, (ssid, uri) in enumerate(servers):
-        secure = ServerUri.parse(uri).scheme == "coaps"
-        objects.append(Security(n, uri=uri, short_server_id=ssid, **(credentials(**keys) if secure else {})))
-        objects.append(ServerAccount(n, short_server_id=ssid, lifetime=lifetime, binding=binding))
+        parsed = ServerUri.parse(uri)
+        objects.append(
+            Security(n, uri=uri, short_server_id=ssid, **(credentials(**keys) if parsed.secure else {}))
+        )
+        # The default binding follows the URI: T for CoAP over TCP (LwM2M-TS-Core 1.2 §5.2.1.1).
+        bound = "T" if parsed.tcp and binding == "U" else binding
+        objects.append(ServerAccount(n, short_server_id=ssid, lifetime=lifetime, binding=bound))
     return objects
 
 
@@ -507,17 +517,17 @@ def client(
             ServerUri.parse(bootstrap_uri)
         except ValueError as exc:
             fail(f"--bootstrap {bootstrap_uri}: {exc}")
-    if servers and bootstrap_uri is not None and ServerUri.parse(bootstrap_uri).scheme == "coaps":
+    if servers and bootstrap_uri is not None and ServerUri.parse(bootstrap_uri).secure:
         fail(f"--bootstrap {bootstrap_uri}: with --server, the bootstrap server is a coap:// one")
     option, given = ("--server", servers[0][1]) if servers else ("--bootstrap", bootstrap_uri or "")
     uri = ServerUri.parse(given)
-    secure = [u for _, u in servers if ServerUri.parse(u).scheme == "coaps"]
+    secure = [u for _, u in servers if ServerUri.parse(u).secure]
     if servers:
         # The DTLS options go with the coaps:// servers (all of them share these credentials).
         keyed = secure[0] if secure else servers[0][1]
         credentials = dtls_credentials(
             keyed,
-            "coaps" if secure else "coap",
+            ServerUri.parse(secure[0]).scheme if secure else "coap",
             psk_identity,
             psk_key,
             cert,

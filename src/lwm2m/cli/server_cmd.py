@@ -165,7 +165,7 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
     if cert is None and key is None and ca is None:
         return None
     if coaps_port is None:
-        fail("--dtls-cert, --dtls-key and --dtls-ca need --coaps-port")
+        fail("--dtls-cert, --dtls-key and --dtls-ca need --coaps-port or --tls-port")
     if cert is None or key is None or ca is None:
         fail("give --dtls-cert, --dtls-key and --dtls-ca together")
     from lwm2m.transport.dtls.config import X509Credentials
@@ -186,6 +186,18 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
         except ValueError as exc:
             fail(f"{option} {path}: {exc}")
     return X509Credentials(files["--dtls-cert"], files["--dtls-key"], files["--dtls-ca"])
+
+
+def check_tls(config: Any) -> None:
+    """With --tls-port, the certificate and key load into a TLS context now: a ConfigError
+    naming what is wrong, not a failure at start."""
+    if config.tls_port is None:
+        return
+    if config.certificate is None:
+        fail("--tls-port needs --dtls-cert, --dtls-key and --dtls-ca (CoAP over TLS takes X.509 clients)")
+    from lwm2m.transport.tcp import tls_server_context
+
+    tls_server_context(config.certificate)
 
 
 def dtls_rpk(coaps_port: int | None, key: str | None) -> Any:
@@ -560,6 +572,10 @@ async def serve_node(
             click.echo(f"  DTLS forwarding link on {format_link(forwarding.address)} (keep it from devices)")
         if server.coaps_uri is not None:
             click.echo(f"  CoAP over DTLS on {server.coaps_uri} (credentials: lwm2m security add)")
+        if server.tcp_uri is not None:
+            click.echo(f"  CoAP over TCP on {server.tcp_uri}")
+        if server.tls_uri is not None:
+            click.echo(f"  CoAP over TLS on {server.tls_uri} (X.509 clients: lwm2m security add --x509)")
         if bootstrap is not None:
             click.echo(f"  bootstrap server on {bootstrap.uri} (configurations: {base}/api/bootstrap)")
         click.echo(f"  API documentation: {base}/api/docs")
@@ -598,6 +614,19 @@ async def serve_node(
 )
 @click.option(
     "--coaps-port", default=None, type=click.IntRange(0, 65535), help="also serve CoAP over DTLS (e.g. 5684)"
+)
+@click.option(
+    "--tcp-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="also serve CoAP over TCP (coap+tcp://, RFC 8323; e.g. 5683)",
+)
+@click.option(
+    "--tls-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="also serve CoAP over TLS (coaps+tcp://, RFC 8323; e.g. 5684) for X.509 clients:"
+    " give --dtls-cert, --dtls-key and --dtls-ca",
 )
 @click.option("--dtls-cert", default=None, help="the server's certificate (PEM) for X.509 clients")
 @click.option("--dtls-key", default=None, help="the private key of --dtls-cert (PEM)")
@@ -689,6 +718,8 @@ def server(
     model_dirs: tuple[str, ...],
     api_token: str | None,
     coaps_port: int | None,
+    tcp_port: int | None,
+    tls_port: int | None,
     dtls_cert: str | None,
     dtls_key: str | None,
     dtls_ca: str | None,
@@ -725,12 +756,17 @@ def server(
             host=host,
             port=coap_port,
             coaps_port=coaps_port,
-            certificate=dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca),
+            certificate=dtls_certificate(
+                coaps_port if coaps_port is not None else tls_port, dtls_cert, dtls_key, dtls_ca
+            ),
             rpk=dtls_rpk(coaps_port, dtls_rpk_key),
             awake_time=awake_time,
+            tcp_port=tcp_port,
+            tls_port=tls_port,
             **registration_config(limits),
             **state_limits(exchange_lifetime, dtls_handshake_lifetime),
         )
+        check_tls(config)
     except ConfigError as exc:
         fail(str(exc))
     if metrics is False and metrics_token is not None:
@@ -774,6 +810,7 @@ def server(
         )
     except OSError as exc:
         ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--bootstrap-port": bootstrap_port}
+        ports.update({"--tcp-port": tcp_port, "--tls-port": tls_port})
         fail(bind_failure(exc, {**ports, "--http-port": http_port}) or f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
         fail(str(exc))

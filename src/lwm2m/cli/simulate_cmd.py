@@ -468,6 +468,8 @@ def simulate_command(
                 schemes[option] = ServerUri.parse(uri).scheme
             except ValueError as exc:
                 fail(f"{option} {uri}: {exc}")
+            if schemes[option] == "coaps+tcp":
+                fail(f"{option} {uri}: coaps+tcp:// needs a certificate per device, which is not simulated")
             if schemes[option] == "coaps" and security != "psk":
                 fail(f"{option} {uri}: coaps:// needs --security psk (a key per device)")
     if security == "psk":

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.connection import TcpConfig
 from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.transport.dtls.config import PskCredentials, RpkCredentials, X509Credentials
@@ -31,7 +32,8 @@ class ClientConfig:
     exponential back-off of failed registrations. ``psk``, ``certificate`` or ``rpk`` (a raw
     public key with the server's, RFC 7250; one of the three) are the DTLS credentials of a
     ``coaps://`` server (RFC 7252 §9.1), or of a ``coaps://`` bootstrap server when no server
-    is given.
+    is given. ``tcp``: the Max-Message-Size, block-wise and timeouts of the connection to a
+    ``coap+tcp://`` or ``coaps+tcp://`` server (whose TLS takes ``certificate``).
     """
 
     lifetime: int = 86400
@@ -51,6 +53,7 @@ class ClientConfig:
     psk: PskCredentials | None = None
     certificate: X509Credentials | None = None
     rpk: RpkCredentials | None = None
+    tcp: TcpConfig | None = None  # a coap+tcp:// or coaps+tcp:// server's connection (RFC 8323)
 
     def __post_init__(self) -> None:
         if self.lwm2m_version not in SUPPORTED_VERSIONS:

@@ -21,6 +21,9 @@ from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError, DtlsError
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, RpkCredentials, X509Credentials
 
+# Default ports: RFC 7252 §6.1, §6.2 (UDP, DTLS) and RFC 8323 §8.1, §8.2 (TCP, TLS).
+_DEFAULT_PORTS = {"coap": 5683, "coaps": 5684, "coap+tcp": 5683, "coaps+tcp": 5684}
+
 
 @dataclass(frozen=True, slots=True)
 class ServerUri:
@@ -28,27 +31,40 @@ class ServerUri:
     host: str
     port: int
 
+    @property
+    def secure(self) -> bool:
+        """``coaps://`` (DTLS) or ``coaps+tcp://`` (TLS)."""
+        return self.scheme in ("coaps", "coaps+tcp")
+
+    @property
+    def tcp(self) -> bool:
+        """CoAP over TCP or TLS (RFC 8323): ``coap+tcp://`` or ``coaps+tcp://``."""
+        return self.scheme.endswith("+tcp")
+
     @classmethod
     def parse(cls, uri: str) -> ServerUri:
         parts = urlsplit(uri)
-        if parts.scheme not in ("coap", "coaps"):
-            raise ConfigError(f"server URI {uri!r}: expected coap://HOST[:PORT]")
+        if parts.scheme not in _DEFAULT_PORTS:
+            raise ConfigError(
+                f"server URI {uri!r}: expected coap://, coaps://, coap+tcp:// or coaps+tcp://HOST[:PORT]"
+            )
         if not parts.hostname:
             raise ConfigError(f"server URI {uri!r} has no host")
         try:
             port = parts.port
         except ValueError:
             raise ConfigError(f"server URI {uri!r} has a bad port") from None
-        default = 5684 if parts.scheme == "coaps" else 5683
-        return cls(parts.scheme, parts.hostname, port or default)
+        return cls(parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme])
 
 
 def unusable(security: ObjectInstance) -> str | None:
     """Why this client cannot reach the server of a Security instance; None when it can."""
     uri = str(security.get(Security.URI, ""))
     try:
-        ServerUri.parse(uri)
-        dtls_for(security)
+        parsed = ServerUri.parse(uri)
+        dtls = dtls_for(security)
+        if parsed.tcp and dtls is not None and dtls.certificate is None:
+            raise ConfigError("coaps+tcp:// takes a certificate (X.509): PSK and raw public keys are DTLS's")
     except ValueError as exc:
         return f"{uri}: {exc}"
     return None

@@ -43,6 +43,7 @@ from lwm2m.errors import (
 from lwm2m.protocol.registration import DeregisterRequest, ObjectList, RegisterRequest, UpdateRequest
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
+from lwm2m.transport.tcp import CoapTcpEndpoint, own_tcp_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class Host(Protocol):
     handler: RequestHandler
     queue: QueueMode
     reporter: Reporter
-    _coap: CoapUdpEndpoint | None  # the client's own endpoint, shared by plain CoAP servers
+    _coap: CoapUdpEndpoint | CoapTcpEndpoint | None  # the client's own endpoint, shared by plain CoAP servers
     _bind_host: str
     _dtls: DtlsClientConfig | None
 
@@ -199,7 +200,8 @@ class ServerRegistration:
         self.failed_in_a_row = 0
         self.last_error: Exception | None = None  # why the latest one failed
         self.bootstrap_now = False  # a bootstrap was asked for (primary only)
-        self._own: CoapUdpEndpoint | None = None  # an endpoint of its own (DTLS, other family)
+        # An endpoint of its own (DTLS, TCP, another address family).
+        self._own: CoapUdpEndpoint | CoapTcpEndpoint | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = Flag()
         self._registered = Flag()
@@ -246,7 +248,7 @@ class ServerRegistration:
         return self.account.short_server_id if self.account is not None else None
 
     @property
-    def coap(self) -> CoapUdpEndpoint | None:
+    def coap(self) -> CoapUdpEndpoint | CoapTcpEndpoint | None:
         """The endpoint this server is reached from."""
         return self._own if self._own is not None else self.client._coap
 
@@ -282,6 +284,13 @@ class ServerRegistration:
         dtls = dtls_for(self.security)
         client = self.client
         shared = client._coap
+        if self.server_uri.tcp:
+            # A connection of its own to a coap+tcp:// or coaps+tcp:// server (RFC 8323).
+            self._own = own_tcp_endpoint(dtls, self._serve, client._on_event, client.config.tcp)
+            self.addr = addr
+            return
+        if isinstance(shared, CoapTcpEndpoint):
+            shared = None  # the client's is a connection to its first server: this one is UDP
         family_ok = shared is not None and (len(addr) == 4) == (":" in client._bind_host)
         if dtls is not None or client._dtls is not None or not family_ok:
             host = "::" if len(addr) == 4 else "0.0.0.0"

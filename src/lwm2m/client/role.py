@@ -54,6 +54,7 @@ from lwm2m.protocol.registration import DeregisterRequest, ObjectLink
 from lwm2m.transport.address import normalize, resolve
 from lwm2m.transport.dtls.config import DtlsClientConfig
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
+from lwm2m.transport.tcp import CoapTcpEndpoint, own_tcp_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
 
 log = logging.getLogger(__name__)
@@ -111,29 +112,33 @@ class Client:
         self.server_uri: ServerUri | None = None  # None until a bootstrap gives a server account
         if server is not None:
             self.server_uri = ServerUri.parse(server)
-            if (self.server_uri.scheme == "coaps") != secure:
+            if self.server_uri.secure != secure:
                 raise ConfigError(
                     f"server {server!r}: coaps:// takes psk=, certificate= or rpk=, coap:// none of them"
                 )
+            if self.server_uri.tcp and secure and certificate is None:
+                raise ConfigError(f"server {server!r}: coaps+tcp:// takes certificate= (X.509 over TLS)")
         # DTLS credentials (RFC 7252 §9.1): a PSK or a certificate, never both.
         self._dtls: DtlsClientConfig | None = None
         if server is not None and secure:
             self._dtls = DtlsClientConfig(psk=psk, certificate=certificate, rpk=rpk)
         if bootstrap is not None:
-            scheme = ServerUri.parse(bootstrap).scheme
+            bootstrap_uri = ServerUri.parse(bootstrap)
             # Without a server, psk= or certificate= are the bootstrap server account's credentials.
-            if server is None and (scheme == "coaps") != secure:
+            if server is None and bootstrap_uri.secure != secure:
                 raise ConfigError(
                     f"bootstrap {bootstrap!r}: coaps:// takes psk=, certificate= or rpk=,"
                     " coap:// none of them"
                 )
-            if server is not None and scheme == "coaps":
+            if server is not None and bootstrap_uri.secure:
                 # psk= and certificate= are the server's then; the bootstrap account needs its own keys.
                 raise ConfigError(
                     f"bootstrap {bootstrap!r}: with a server too, give the coaps:// bootstrap account as"
                     " a Security(..., bootstrap=True) instance with its keys"
                 )
         lifetime, binding, lwm2m_version = config.lifetime, config.binding, config.lwm2m_version
+        if self.server_uri is not None and self.server_uri.tcp and binding == "U":
+            binding = "T"  # the default binding follows the URI: CoAP over TCP (LwM2M-TS-Core 1.2 §5.2.1.1)
         self.models = models or load_catalogue()
         self.tree = ObjectTree(self.models)
         for item in objects:
@@ -186,7 +191,7 @@ class Client:
         self._bind_host = ""  # the local address, once started
         # Endpoints closing after a credentials change; a dict as a set (an empty set is 216 bytes).
         self._retired: dict[asyncio.Task[None], None] = {}
-        self._coap: CoapUdpEndpoint | None = None
+        self._coap: CoapUdpEndpoint | CoapTcpEndpoint | None = None
         # The parts: queue mode (§6.5), notifications (§6.4), the registration with the first
         # server account and one with each further account (§6.2).
         self.queue = QueueMode(config.awake_time, enabled=config.queue_mode, fall_asleep=self._fall_asleep)
@@ -356,16 +361,21 @@ class Client:
         addr = await resolve((first.host, first.port))
         self.registration.addr = addr if self.server_uri is not None else None
         host = self._bind_host = self.config.local_host or ("::" if len(addr) == 4 else "0.0.0.0")
-        self._coap = await self._open_coap(host)
+        self._coap = await self._open_coap(host, first)
         self.handler.observer = self.reporter.observer
         self.tree.on_value = self.reporter.observer.value_changed
         await self.registration.start()
         if self.server_uri is not None:
             await self._start_others()
 
-    async def _open_coap(self, host: str) -> CoapUdpEndpoint:
-        """Plain CoAP, or CoAP over DTLS for a coaps:// server (a session per peer, made on demand)."""
+    async def _open_coap(self, host: str, uri: ServerUri | None = None) -> CoapUdpEndpoint | CoapTcpEndpoint:
+        """Plain CoAP, or CoAP over DTLS for a coaps:// server (a session per peer, made on demand);
+        CoAP over TCP or TLS for a coap+tcp:// or coaps+tcp:// one (RFC 8323)."""
         config = self.config
+        uri = uri if uri is not None else self.server_uri
+        if uri is not None and uri.tcp:
+            # Requests from the server come over the connection the client opens (RFC 8323).
+            return own_tcp_endpoint(self._dtls, self._handle, self._on_event, config.tcp)
         if self._dtls is not None:
             return await CoapDtlsEndpoint.create(
                 host,
@@ -585,6 +595,10 @@ class Client:
         assert account is not None
         await self._connect_for(account)
         assert self._coap is not None
+        if isinstance(self._coap, CoapTcpEndpoint):
+            raise ClientBootstrapError(
+                f"bootstrap server {uri.scheme}://{uri.host}: bootstrap over TCP is not served"
+            )
         self._coap.receiving = True
         addr = await resolve((uri.host, uri.port))
         await self.bootstrapper.run(
@@ -610,15 +624,21 @@ class Client:
 
     async def _connect_for(self, security: ObjectInstance) -> None:
         """Talk to the server of ``security`` from an endpoint with its credentials: plain CoAP, or
-        DTLS with its PSK or certificate (LwM2M-TS-Core 1.2 §E.1: Security Mode, resources 3-5)."""
+        DTLS with its PSK or certificate (LwM2M-TS-Core 1.2 §E.1: Security Mode, resources 3-5);
+        TCP or TLS for a coap+tcp:// or coaps+tcp:// URI."""
         try:
             dtls = dtls_for(security)
+            uri = ServerUri.parse(str(security.get(Security.URI, "")))
         except ValueError as exc:
             raise ClientBootstrapError(f"/0/{security.id}: {exc}") from None
-        if self._coap is not None and dtls == self._dtls:
+        if (
+            self._coap is not None
+            and dtls == self._dtls
+            and uri.tcp == isinstance(self._coap, CoapTcpEndpoint)
+        ):
             return
         old, self._dtls = self._coap, dtls
-        self._coap = await self._open_coap(self._bind_host)
+        self._coap = await self._open_coap(self._bind_host, uri)
         if old is not None:
             # Kept a little: a retransmitted request of the previous peer still gets its answer.
             task = asyncio.get_running_loop().create_task(_close_later(old, 5.0))
@@ -626,7 +646,7 @@ class Client:
             task.add_done_callback(self._retired.pop)
 
 
-async def _close_later(endpoint: CoapUdpEndpoint, delay: float) -> None:
+async def _close_later(endpoint: CoapUdpEndpoint | CoapTcpEndpoint, delay: float) -> None:
     try:
         await asyncio.sleep(delay)
     finally:

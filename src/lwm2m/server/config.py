@@ -11,13 +11,15 @@ import math
 from dataclasses import dataclass, field
 
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.coap.connection import TcpConfig
 from lwm2m.errors import ConfigError
 from lwm2m.server.presence import MAX_TRANSMIT_WAIT
 from lwm2m.server.registrar import RegistrationLimits
 from lwm2m.server.security import NOSEC_POLICIES, NosecPolicy
 from lwm2m.server.trace import TraceConfig
 from lwm2m.transport.dtls.config import RpkCredentials, SessionLimits, X509Credentials
-from lwm2m.transport.listen import check_listener
+from lwm2m.transport.listen import check_listener, check_port
+from lwm2m.transport.tcp import TcpLimits
 
 __all__ = ["ServerConfig"]
 
@@ -61,6 +63,13 @@ class ServerConfig:
     stored observation is resumed at start and an unknown token gets RST (RFC 7641 §3.5).
 
     ``trace``: the bounds of the per-device message trace (:mod:`lwm2m.server.trace`).
+
+    ``tcp_port``: also serve CoAP over TCP there (``coap+tcp``, RFC 8323; None: no TCP);
+    ``tls_port``: CoAP over TLS (``coaps+tcp``) with the X.509 ``certificate``, whose trusted
+    authorities client certificates must chain to; ``tcp``: the connections' Max-Message-Size,
+    block-wise and timeouts, ``tcp_limits``: how many connections, idle time and buffers (None:
+    the defaults). A client registered over TCP or TLS is reached over its connection (binding
+    ``T``, LwM2M-TS-Transport 1.2 §6).
     """
 
     host: str = "127.0.0.1"
@@ -77,9 +86,18 @@ class ServerConfig:
     rpk: RpkCredentials | None = None
     shared_store: bool = False
     trace: TraceConfig = field(default_factory=TraceConfig)
+    tcp_port: int | None = None
+    tls_port: int | None = None
+    tcp: TcpConfig | None = None
+    tcp_limits: TcpLimits | None = None
 
     def __post_init__(self) -> None:
-        check_listener(self.host, self.port, self.coaps_port, self.certificate, self.rpk)
+        # A certificate serves DTLS or TLS over TCP: with only the latter, DTLS's check skips it.
+        only_tls = self.coaps_port is None and self.tls_port is not None
+        check_listener(
+            self.host, self.port, self.coaps_port, None if only_tls else self.certificate, self.rpk
+        )
+        self._check_tcp()
         if self.dtls_limits is not None and not isinstance(self.dtls_limits, SessionLimits):
             raise ConfigError(f"dtls_limits must be SessionLimits, got {type(self.dtls_limits).__name__}")
         if self.coap is not None and not isinstance(self.coap, EndpointConfig):
@@ -95,3 +113,14 @@ class ServerConfig:
         _seconds("expiry_interval", self.expiry_interval)
         if not isinstance(self.shared_store, bool):
             raise ConfigError(f"shared_store must be True or False, got {self.shared_store!r}")
+
+    def _check_tcp(self) -> None:
+        for name in ("tcp_port", "tls_port"):
+            if getattr(self, name) is not None:
+                check_port(name, getattr(self, name))
+        if self.tls_port is not None and self.certificate is None:
+            raise ConfigError("tls_port needs certificate: CoAP over TLS takes X.509 clients")
+        if self.tcp is not None and not isinstance(self.tcp, TcpConfig):
+            raise ConfigError(f"tcp must be a TcpConfig, got {type(self.tcp).__name__}")
+        if self.tcp_limits is not None and not isinstance(self.tcp_limits, TcpLimits):
+            raise ConfigError(f"tcp_limits must be TcpLimits, got {type(self.tcp_limits).__name__}")

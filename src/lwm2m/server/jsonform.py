@@ -46,9 +46,13 @@ def address(addr: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def registration_view(registration: Registration, *, sleeping: bool = False) -> dict[str, Any]:
+def registration_view(
+    registration: Registration, *, sleeping: bool = False, transport: str | None = None
+) -> dict[str, Any]:
+    """The registration's JSON form; ``transport`` ("udp", "dtls", "tcp", "tls"), when the
+    caller knows how the client reaches the server, is added."""
     stored = registration.to_dict()
-    return {
+    view = {
         "endpoint": registration.endpoint,
         "registrationId": registration.registration_id,
         "address": address(registration.address),
@@ -61,6 +65,9 @@ def registration_view(registration: Registration, *, sleeping: bool = False) -> 
         "lastUpdate": registration.last_update,
         "sleeping": sleeping,
     }
+    if transport is not None:
+        view["transport"] = transport
+    return view
 
 
 def response_view(response: Response) -> dict[str, Any]:

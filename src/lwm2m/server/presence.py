@@ -42,6 +42,15 @@ class Presence:
         if wakeup is not None:
             wakeup.set()
 
+    def asleep(self, endpoint: str) -> None:
+        """The client cannot be reached now (its TCP connection closed): asleep at once, until
+        it sends again (LwM2M-TS-Transport 1.2 §6.5: a queue-mode client over TCP closes its
+        connection when it sleeps)."""
+        timer = self._sleep_timers.get(endpoint)
+        if timer is not None:
+            timer.cancel()
+            self._fall_asleep(endpoint)
+
     def _fall_asleep(self, endpoint: str) -> None:
         if self._sleep_timers.pop(endpoint, None) is not None:
             self._emit(ClientSleeping(endpoint))

@@ -67,6 +67,7 @@ from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionL
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
 from lwm2m.transport.tap import MessageSink
+from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint, tls_server_context
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
@@ -118,6 +119,13 @@ class Server:
         self.host = config.host
         self.port = config.port  # the bound one once started
         self.coaps_port = config.coaps_port
+        self.tcp_port = config.tcp_port  # the bound ones once started
+        self.tls_port = config.tls_port
+        self._tcp: CoapTcpEndpoint | None = None
+        self._tls: CoapTcpEndpoint | None = None
+        # Clients registered over TCP or TLS: the endpoint and the connection's address they are
+        # reached at, while that is still their registration's address (LwM2M-TS-Transport 1.2 §6).
+        self._routes: dict[str, tuple[CoapTcpEndpoint, Any]] = {}
         self.store: Store = store if store is not None else MemoryStore.create()
         self.models = models if models is not None else load_catalogue()
         self.registrar = Registrar(
@@ -196,7 +204,7 @@ class Server:
         except BaseException:
             # A port in use (the OSError names the address) or a bad store: close what was opened.
             await self._stack.aclose()
-            self._endpoint = self._coaps = None
+            self._endpoint = self._coaps = self._tcp = self._tls = None
             raise
 
     async def _start(self) -> None:
@@ -240,6 +248,7 @@ class Server:
             await self._take_dtls_sessions()
             if shared:
                 self._dtls_share = SharedDtlsSessions(self._coaps, self.store.dtls_sessions, config.limits)
+        await self._open_tcp()
         if not shared:  # on a shared store the other nodes hold theirs: adopted as clients come
             await self._resume_observations()
         self._expiry = asyncio.create_task(self._expire_loop())
@@ -271,6 +280,8 @@ class Server:
         self.security.close()
         self._endpoint = None
         self._coaps = None
+        self._tcp = self._tls = None
+        self._routes.clear()
 
     def _tap_messages(self, sink: MessageSink | None) -> None:
         """The message trace's tap into both CoAP transports (None: out of them)."""
@@ -362,8 +373,13 @@ class Server:
         """Whether ``endpoint`` registers over DTLS (its requests go over DTLS too)."""
         return endpoint in self._secure and self._coaps is not None
 
-    def _transport(self, endpoint: str) -> CoapUdpEndpoint:
-        """The endpoint a client is reached on: DTLS if it registers over DTLS."""
+    def _transport(self, endpoint: str) -> CoapUdpEndpoint | CoapTcpEndpoint:
+        """The endpoint a client is reached on: its TCP/TLS connection if it registered over one,
+        DTLS if it registers over DTLS."""
+        if self._routes:
+            tcp = self._tcp_route(endpoint)
+            if tcp is not None:
+                return tcp
         if endpoint in self._secure and self._coaps is not None:
             return self._coaps
         assert self._endpoint is not None, "the server is not started"
@@ -627,6 +643,112 @@ class Server:
         await self.store.history.append(endpoint, records, source="send", received_at=time.time())
         self._emit(SendReceived(endpoint, records))
         return _reply(Code.CHANGED)
+
+    # --- CoAP over TCP and TLS (RFC 8323) ------------------------------------------------------
+
+    async def _open_tcp(self) -> None:
+        """Listen for CoAP over TCP and over TLS, as configured: a client's connection carries
+        its registration and the server's requests to it alike (LwM2M-TS-Transport 1.2 §6)."""
+        config = self.config
+        if config.tcp_port is not None:
+            self._tcp = await self._stack.enter_async_context(
+                open_tcp_endpoint(
+                    self.host,
+                    config.tcp_port,
+                    handler=self._on_tcp_request,
+                    config=config.tcp,
+                    limits=config.tcp_limits,
+                    dial=False,
+                )
+            )
+            self._tcp.on_connection = self._on_tcp_connection
+            self.tcp_port = self._tcp.port
+        if config.tls_port is not None:
+            assert config.certificate is not None  # ServerConfig checks it
+            self._tls = await self._stack.enter_async_context(
+                open_tcp_endpoint(
+                    self.host,
+                    config.tls_port,
+                    handler=self._on_tls_request,
+                    config=config.tcp,
+                    limits=config.tcp_limits,
+                    server_ssl=tls_server_context(config.certificate),
+                    dial=False,
+                )
+            )
+            self._tls.on_connection = self._on_tcp_connection
+            self.tls_port = self._tls.port
+
+    @property
+    def tcp_uri(self) -> str | None:
+        """The ``coap+tcp://`` URI, when the server serves CoAP over TCP."""
+        return None if self._tcp is None else self._tcp.uri()
+
+    @property
+    def tls_uri(self) -> str | None:
+        """The ``coaps+tcp://`` URI, when the server serves CoAP over TLS."""
+        return None if self._tls is None else self._tls.uri()
+
+    def tcp_connections(self) -> int:
+        """The CoAP over TCP and TLS connections open now."""
+        return sum(ep.connections() for ep in (self._tcp, self._tls) if ep is not None)
+
+    def transport_of(self, endpoint: str) -> str:
+        """How the client reaches this server: "tcp", "tls" (RFC 8323), "dtls" or "udp"."""
+        via = self._tcp_route(endpoint)
+        if via is not None:
+            return "tls" if via is self._tls else "tcp"
+        return "dtls" if self.secure(endpoint) else "udp"
+
+    def _tcp_route(self, endpoint: str) -> CoapTcpEndpoint | None:
+        route = self._routes.get(endpoint)
+        if route is None:
+            return None
+        via, addr = route
+        if self.registrar.peers.get(endpoint) != addr:
+            # It registered or updated over another transport or connection since.
+            del self._routes[endpoint]
+            return None
+        return via
+
+    def _on_tcp_request(self, event: RequestReceived) -> Any:
+        assert self._tcp is not None
+        return self._tcp_request(event, self._tcp)
+
+    def _on_tls_request(self, event: RequestReceived) -> Any:
+        assert self._tls is not None
+        return self._tcp_request(event, self._tls)
+
+    def _tcp_request(self, event: RequestReceived, via: CoapTcpEndpoint) -> Any:
+        if self.registrar.handles(event.message):
+            return self._tcp_registration(event, via)
+        return self._on_request(event)
+
+    async def _tcp_registration(self, event: RequestReceived, via: CoapTcpEndpoint) -> Message:
+        """A Register or Update over a connection: checked as over DTLS when it is TLS (the
+        client certificate's CN names the endpoint), then the route to the client is its
+        connection."""
+        secure = via is self._tls
+        identity = via.peer_identity(event.addr) if secure else None
+        answer = await self._registration(event.message, event.addr, identity, secure=secure)
+        if answer.code in (Code.CREATED, Code.CHANGED):
+            endpoint = self.registrar.endpoint_at(event.addr)
+            if endpoint is not None:
+                self._routes[endpoint] = (via, event.addr)
+                if endpoint in self._queue_mode:
+                    self.presence.seen(endpoint)
+        return answer
+
+    def _on_tcp_connection(self, addr: Any, open: bool) -> None:
+        """A queue-mode client closed its connection: it sleeps until it connects again and
+        sends its Update (LwM2M-TS-Transport 1.2 §6.5); requests for it wait meanwhile."""
+        if open:
+            return
+        endpoint = self.registrar.endpoint_at(addr)
+        if endpoint is not None and endpoint in self._queue_mode:
+            route = self._routes.get(endpoint)
+            if route is not None and route[1] == addr:
+                self.presence.asleep(endpoint)
 
     # --- registrations ----------------------------------------------------------------------
 

@@ -274,6 +274,10 @@ class FleetConfig:
             ("server", self.server_uri, server),
             ("bootstrap", self.bootstrap, bootstrap),
         ):
+            if uri is not None and uri.scheme == "coaps+tcp":
+                raise ConfigError(
+                    f"{name} {text}: coaps+tcp:// needs a certificate per device: not simulated"
+                )
             if uri is not None and uri.scheme == "coaps" and self.security != "psk":
                 raise ConfigError(f"{name} {text}: coaps:// needs security 'psk'")
         if server is not None and server.scheme == "coap" and self.security == "psk":

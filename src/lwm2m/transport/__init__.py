@@ -1,7 +1,17 @@
 """Everything that touches the operating system: UDP sockets around the sans-IO CoAP endpoint,
+TCP and TLS connections around the sans-IO RFC 8323 connection (``lwm2m.transport.tcp``),
 DTLS (``lwm2m.transport.dtls``), the event loop choice and the one outgoing HTTP client."""
 
 from lwm2m.transport.http import HttpClient, HttpResponse, http_get
+from lwm2m.transport.tcp import CoapTcpEndpoint, TcpLimits
 from lwm2m.transport.udp import CoapObservation, CoapUdpEndpoint
 
-__all__ = ["CoapObservation", "CoapUdpEndpoint", "HttpClient", "HttpResponse", "http_get"]
+__all__ = [
+    "CoapObservation",
+    "CoapTcpEndpoint",
+    "CoapUdpEndpoint",
+    "HttpClient",
+    "HttpResponse",
+    "TcpLimits",
+    "http_get",
+]

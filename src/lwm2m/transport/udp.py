@@ -32,7 +32,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import (
@@ -73,6 +73,15 @@ __all__ = [
 _INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)
 
 
+class _Owner(Protocol):
+    """The endpoint an observation belongs to: ``CoapUdpEndpoint`` or ``CoapTcpEndpoint``."""
+
+    _loop: asyncio.AbstractEventLoop
+    _observations: dict[bytes, CoapObservation]
+
+    def _cancel(self, token: bytes) -> None: ...
+
+
 class CoapObservation:
     """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
 
@@ -82,7 +91,7 @@ class CoapObservation:
     error code, or after ``cancel()``.
     """
 
-    def __init__(self, owner: CoapUdpEndpoint, token: bytes) -> None:
+    def __init__(self, owner: _Owner, token: bytes) -> None:
         self._owner = owner
         self.token = token
         self._items: deque[Message | BaseException] = deque()

@@ -221,6 +221,13 @@ class Registration(Closed):
     registered_at: float
     last_update: float
     sleeping: bool
+    transport: (
+        Annotated[
+            Literal["udp", "dtls", "tcp", "tls"],
+            Meta(description="how the client reaches the server: CoAP over UDP, DTLS, TCP or TLS (RFC 8323)"),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class ClientPage(Closed):

@@ -22,6 +22,7 @@ async def clients(request: Request) -> Response:
     fleet at once: listing must not hold up CoAP traffic)."""
     api = api_context(request)
     sleeping = api.sleeping  # once per page, not per registration
+    transport_of = api.server.transport_of
     query = client_query(request.query_params)
     online = query.online
     match = query.matcher(None if online is None else (lambda r: sleeping(r) is not online))
@@ -38,7 +39,8 @@ async def clients(request: Request) -> Response:
         if start:
             await asyncio.sleep(0)  # a long page is turned into JSON a slice at a time
         views += [
-            registration_view(r, sleeping=sleeping(r)) for r in page.registrations[start : start + VIEW_CHUNK]
+            registration_view(r, sleeping=sleeping(r), transport=transport_of(r.endpoint))
+            for r in page.registrations[start : start + VIEW_CHUNK]
         ]
     body = {"clients": views, "next": None if page.next is None else encode_cursor(page.next)}
     return Response(msgspec.json.encode(body), media_type="application/json")
@@ -47,4 +49,9 @@ async def clients(request: Request) -> Response:
 async def client(request: Request) -> Response:
     api = api_context(request)
     registration = await api.server.registration(request.path_params["ep"])
-    return JSONResponse(registration_view(registration, sleeping=api.sleeping(registration)))
+    view = registration_view(
+        registration,
+        sleeping=api.sleeping(registration),
+        transport=api.server.transport_of(registration.endpoint),
+    )
+    return JSONResponse(view)

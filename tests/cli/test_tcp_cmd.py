@@ -1,0 +1,156 @@
+"""``lwm2m client`` and ``lwm2m simulate`` with coap+tcp:// server URIs, and ``lwm2m server``'s
+--tcp-port/--tls-port checks."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from tests.helpers.certificates import CertificateAuthority, pem_files
+from tests.helpers.cli import lwm2m_process, start
+from tests.helpers.ports import free_tcp_port, free_udp_port
+from tests.helpers.server import next_event
+
+from lwm2m.cli import main
+from lwm2m.coap.numbers import Code
+from lwm2m.server.config import ServerConfig
+from lwm2m.server.events import ClientDeregistered, ClientRegistered
+from lwm2m.server.role import Server
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.transport.dtls import X509Credentials
+
+
+async def test_client_over_tcp_registers_is_read_and_deregisters() -> None:
+    async with Server(ServerConfig(port=0, tcp_port=0)) as server:
+        events = server.events()
+        assert server.tcp_uri is not None
+        proc = await lwm2m_process(
+            "client", "--server", server.tcp_uri, "--endpoint", "cli-tcp", "--lifetime", "60"
+        )
+        try:
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert (registration.endpoint, registration.binding) == ("cli-tcp", "T")
+            assert server.transport_of("cli-tcp") == "tcp"
+            assert (await server.read("cli-tcp", "/3303/0/5700", timeout=5)).code == Code.CONTENT
+            proc.send_signal(signal.SIGINT)
+            await next_event(events, ClientDeregistered)
+            async with asyncio.timeout(10):
+                await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_simulate_over_tcp() -> None:
+    async with Server(ServerConfig(port=0, tcp_port=0)) as server:
+        assert server.tcp_uri is not None
+        proc = await lwm2m_process(
+            "simulate",
+            "--server",
+            server.tcp_uri,
+            "--count",
+            "3",
+            "--profile",
+            "ipso-weather",
+            "--duration",
+            "1",
+        )
+        try:
+            async with asyncio.timeout(20):
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert "registered 3/3" in out.decode(), out.decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def test_tls_port_without_certificate_is_one_line() -> None:
+    result = CliRunner().invoke(main, ["server", "--coap-port", "0", "--tls-port", "0"])
+    assert result.exit_code != 0
+    assert "--tls-port needs --dtls-cert" in result.output or "tls_port needs certificate" in result.output
+
+
+def test_coaps_tcp_client_needs_a_certificate() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "client",
+            "--endpoint",
+            "e",
+            "--server",
+            "coaps+tcp://127.0.0.1:5684",
+            "--psk-identity",
+            "a",
+            "--psk-key",
+            "00",
+        ],
+    )
+    assert result.exit_code != 0 and "coaps+tcp:// takes --cert" in result.output
+
+
+async def test_client_over_tls_with_certificate_files(tmp_path: Path) -> None:
+    ca = CertificateAuthority("cli tcp CA")
+    server_cert, device = ca.issue("127.0.0.1", usage="server"), ca.issue("cli-tls", usage="client")
+    files = pem_files(tmp_path, ca, server_cert, device)
+    credentials = X509Credentials(
+        server_cert.cert_pem(), server_cert.key_pem(), Path(files["ca"]).read_bytes()
+    )
+    async with Server(ServerConfig(port=0, tls_port=0, certificate=credentials)) as server:
+        await server.security.put(SecurityInfo("cli-tls", x509=True))
+        events = server.events()
+        assert server.tls_uri is not None
+        args = ["--cert", files["client"], "--key", files["client_key"], "--ca", files["ca"]]
+        proc = await lwm2m_process("client", "--server", server.tls_uri, "--endpoint", "cli-tls", *args)
+        try:
+            await next_event(events, ClientRegistered)
+            assert server.transport_of("cli-tls") == "tls"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            async with asyncio.timeout(10):
+                await proc.communicate()
+
+
+def test_server_with_tcp_port_takes_a_libcoap_registration_and_shows_its_transport() -> None:
+    coap_client = shutil.which("coap-client-notls")
+    if coap_client is None:
+        pytest.skip("coap-client-notls is not installed (Debian's libcoap3-bin)")
+    coap, tcp, http = free_udp_port(), free_tcp_port(), free_tcp_port()
+    proc = start(
+        coap,
+        http,
+        None,
+        "--store",
+        "memory",
+        "--tcp-port",
+        str(tcp),
+        ready=f"coap+tcp://127.0.0.1:{tcp}",
+        lines=6,
+    )
+    try:
+        uri = f"coap+tcp://127.0.0.1:{tcp}/rd?ep=cli-libcoap&lt=60&lwm2m=1.1&b=T"
+        done = subprocess.run(
+            [coap_client, "-m", "post", "-t", "40", "-e", "</3/0>", uri],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        # coap-client exits 0 whatever the answer: the registration in the REST API is the proof.
+        assert "4." not in done.stderr and "5." not in done.stderr, done
+        body = httpx.get(f"http://127.0.0.1:{http}/api/clients/cli-libcoap", timeout=5).json()
+        assert (body["binding"], body["transport"]) == ("T", "tcp")
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
