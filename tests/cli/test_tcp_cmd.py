@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from tests.helpers.certificates import CertificateAuthority, pem_files
 from tests.helpers.cli import lwm2m_process, start
+from tests.helpers.events import next_event
 from tests.helpers.ports import free_tcp_port, free_udp_port
-from tests.helpers.server import next_event
 
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
@@ -34,7 +34,7 @@ async def test_client_over_tcp_registers_is_read_and_deregisters() -> None:
             "client", "--server", server.tcp_uri, "--endpoint", "cli-tcp", "--lifetime", "60"
         )
         try:
-            registration = (await next_event(events, ClientRegistered)).registration
+            registration = (await next_event(events, ClientRegistered, timeout=20)).registration
             assert (registration.endpoint, registration.binding) == ("cli-tcp", "T")
             assert server.transport_of("cli-tcp") == "tcp"
             assert (await server.read("cli-tcp", "/3303/0/5700", timeout=5)).code == Code.CONTENT
@@ -111,7 +111,7 @@ async def test_client_over_tls_with_certificate_files(tmp_path: Path) -> None:
         args = ["--cert", files["client"], "--key", files["client_key"], "--ca", files["ca"]]
         proc = await lwm2m_process("client", "--server", server.tls_uri, "--endpoint", "cli-tls", *args)
         try:
-            await next_event(events, ClientRegistered)
+            await next_event(events, ClientRegistered, timeout=20)
             assert server.transport_of("cli-tls") == "tls"
         finally:
             proc.send_signal(signal.SIGINT)
