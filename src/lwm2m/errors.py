@@ -625,3 +625,12 @@ class CampaignStateError(ApiError):
     cannot be resumed)."""
 
     status = 409
+
+
+# --- export worker (export/handoff.py, export/worker.py, export/channel.py) ---
+
+
+class ExportChannelError(TransportError):
+    """What came over the stream between the server and its export worker is not a frame of
+    the channel (too long, undecodable, an unknown kind of event): the stream is given up and
+    the worker started again."""
