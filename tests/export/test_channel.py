@@ -109,9 +109,11 @@ def test_a_frame_too_long_or_undecodable_is_refused() -> None:
     with pytest.raises(ExportChannelError, match="undecodable"):
         FrameReader().feed(b"\x00\x00\x00\x02\x91\x00")
     with pytest.raises(ExportChannelError, match="unknown kind"):
-        decode_events(b"\x91\x92\x63\x80")  # [[99, {}]]
-    with pytest.raises(ExportChannelError):
-        decode_events(b"\x91\x92\x06\x80")  # a notification without its fields
+        decode_events(b"\x92\xc4\x01\x63\x91\x80")  # [b"\x63", [{}]]: kind 99
+    with pytest.raises(ExportChannelError, match="undecodable"):
+        decode_events(b"\x92\xc4\x01\x06\x91\x80")  # a notification without its fields
+    with pytest.raises(ExportChannelError, match="2 kinds for 1 events"):
+        decode_events(b"\x92\xc4\x02\x06\x06\x91\x80")
 
 
 @settings(max_examples=300, deadline=None)
