@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 
+import httpx
 import pytest
 from tests.helpers.client import until
 from tests.helpers.server import Device, register
@@ -195,3 +196,58 @@ def test_config_is_checked() -> None:
         ExportConfig(queue_batches=4, window=4)
     with pytest.raises(ConfigError, match="restart_initial"):
         ExportConfig(restart_initial=5, restart_max=1)
+
+
+async def test_a_worker_that_cannot_set_up_is_started_again_and_says_why(
+    tmp_path: FsPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lwm2m")
+    config = ExportConfig(
+        store_url=f"sqlite://{tmp_path / 'no-such-folder' / 'lwm2m.db'}",
+        webhooks=HOOKS,
+        restart_initial=0.05,
+        restart_max=0.1,
+    )
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
+        webhooks = Webhooks(server, server.store.webhooks, EVENT_NAMES, event_view, HOOKS, deliver=False)
+        export = ExportWorker(server, config, webhooks)
+        await export.start()
+        try:
+            await until(lambda: export.counters.restarts >= 2, timeout=30)
+            assert "export worker: the export worker failed" in caplog.text
+            assert "no folder" in caplog.text
+            assert not export.counters.worker_up
+        finally:
+            await export.close()
+
+
+async def test_lwm2m_server_export_in_process(tmp_path: FsPath) -> None:
+    from tests.helpers.cli import interrupt, line_with, lwm2m_process
+    from tests.helpers.mosquitto import mosquitto
+    from tests.helpers.ports import free_tcp_port, free_udp_port
+
+    with mosquitto(tmp_path) as broker:
+        coap, http = free_udp_port(), free_tcp_port()
+        proc = await lwm2m_process(
+            "server",
+            "--coap-port",
+            str(coap),
+            "--http-port",
+            str(http),
+            "--store",
+            "memory",
+            "--mqtt-url",
+            broker.url,
+            "--export-in-process",
+        )
+        try:
+            assert proc.stdout is not None
+            seen: list[str] = []
+            await line_with(proc.stdout, "Ctrl-C stops it.", seen)
+            assert not any("export worker" in line for line in seen), seen
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http}") as api:
+                text = (await api.get("/metrics")).text
+            assert "lwm2m_mqtt_published_total" in text and "lwm2m_export_events_total" not in text
+        finally:
+            await interrupt(proc)
+        assert proc.returncode == 0

@@ -218,12 +218,14 @@ class ExportWorker:
             async with asyncio.timeout(self.config.stop_timeout / 2):
                 while self._pending and self._writer is not None:  # acknowledged before the stop
                     await asyncio.sleep(0.01)
-        writer = self._writer
-        if writer is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                writer.write(frame(Stop()))
         supervisor, flusher = self._tasks
         self._tasks = []
+        writer = self._writer
+        if writer is None:  # no worker takes messages (one starting, or none): ended at once
+            supervisor.cancel()
+        else:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                writer.write(frame(Stop()))
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
@@ -234,6 +236,9 @@ class ExportWorker:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+        except asyncio.CancelledError:
+            if not supervisor.cancelled():
+                raise
         if self._commands is not None:
             await self._commands.close()
 
@@ -326,6 +331,8 @@ class ExportWorker:
             started = time.monotonic()
             try:
                 await self._run_worker()
+            except (ConnectionError, TimeoutError) as exc:  # it died, or did not set up in time
+                log.warning("export: the worker's channel: %s", str(exc) or type(exc).__name__)
             except Exception:
                 log.exception("export: the worker could not be run")
             self._ready.clear()
@@ -388,7 +395,11 @@ class ExportWorker:
                 try:
                     async with asyncio.timeout(self.config.stop_timeout if self._stopping else 0.5):
                         await process.wait()
-                except (TimeoutError, asyncio.CancelledError):
+                except TimeoutError:  # it does not end by itself (stopped, stuck): killed
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+                    await process.wait()
+                except asyncio.CancelledError:
                     with contextlib.suppress(ProcessLookupError):
                         process.kill()
                     await process.wait()

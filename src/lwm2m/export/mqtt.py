@@ -624,7 +624,9 @@ class MqttExport:
         loop = asyncio.get_running_loop()
 
         def landed(task: asyncio.Task[None]) -> None:
-            message = flying.pop(task)
+            message = flying.pop(task, None)
+            if message is None:  # done as the session ended: given back to the queue already
+                return
             self._inflight = len(flying)
             room.release()
             if task.cancelled():

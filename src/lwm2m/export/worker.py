@@ -229,6 +229,9 @@ async def run_worker(fd: int) -> int:
     except ExportChannelError:
         log.exception("the channel to the server broke")
         return 2
+    except Exception:  # the store cannot be opened, a defect: said to the server, which starts anew
+        log.exception("the export worker failed")
+        return 1
     finally:
         if reporter is not None:
             reporter.cancel()

@@ -23,7 +23,8 @@ async def spawn_with_stream(
 ) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.StreamWriter]:
     """Start ``argv`` with ``fd_flag N`` appended, N the number of its end of a new socket pair;
     answer the process and the parent's end as a stream. The child's standard input is
-    /dev/null; its output and errors are the parent's."""
+    /dev/null; its output and errors are the parent's; it runs in a session of its own (the
+    terminal's signals are the parent's to pass on)."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     for end in (mine, theirs):
         end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
@@ -36,6 +37,8 @@ async def spawn_with_stream(
             stdin=asyncio.subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
             env=dict(env) if env is not None else None,
+            # Its own session: a Ctrl-C at the terminal reaches the parent only, which stops it.
+            start_new_session=True,
         )
     except BaseException:
         mine.close()
