@@ -251,3 +251,70 @@ async def test_lwm2m_server_export_in_process(tmp_path: FsPath) -> None:
         finally:
             await interrupt(proc)
         assert proc.returncode == 0
+
+
+async def test_mqtt_through_the_worker_events_commands_and_counters(tmp_path: FsPath) -> None:
+    aiomqtt = pytest.importorskip("aiomqtt")
+    pytest.importorskip("prometheus_client")
+    from tests.helpers.client import temperature
+    from tests.helpers.mosquitto import mosquitto
+
+    from lwm2m.client import Client
+    from lwm2m.export.handoff_metrics import ExportCollector
+    from lwm2m.export.metrics import MetricsConfig, ServerMetrics
+    from lwm2m.export.mqtt import MqttConfig
+
+    with mosquitto(tmp_path) as broker:
+        mqtt = MqttConfig.from_url(broker.url, reconnect_initial=0.05, reconnect_max=0.2)
+        config = ExportConfig(mqtt=mqtt, flush_interval=0.01, counters_every=0.05)
+        async with (
+            aiomqtt.Client("127.0.0.1", broker.port) as user,
+            Server(ServerConfig(host="127.0.0.1", port=0)) as server,
+        ):
+            await user.subscribe("lwm2m/#", qos=1)
+            got: asyncio.Queue[tuple[str, dict[str, object]]] = asyncio.Queue()
+
+            async def read() -> None:
+                async for message in user.messages:
+                    assert isinstance(message.payload, bytes)
+                    got.put_nowait((str(message.topic), json.loads(message.payload)))
+
+            async def expect(topic: str) -> dict[str, object]:
+                async with asyncio.timeout(10):
+                    while True:
+                        seen, data = await got.get()
+                        if seen == topic:
+                            return data
+
+            reader = asyncio.create_task(read())
+            export = ExportWorker(server, config)
+            metrics = ServerMetrics(server, MetricsConfig(process=False))
+            metrics.register(ExportCollector(lambda: export.counters))
+            await export.start()
+            try:
+                await export.wait_ready()
+                await until(lambda: export.counters.mqtt_connected, timeout=10)
+                temp = temperature()
+                async with Client("mw-1", server.uri, [temp]) as client:
+                    await client.wait_registered(5)
+                    registered = await expect("lwm2m/mw-1/registered")
+                    assert registered["event"] == "REGISTRATION" and registered["endpoint"] == "mw-1"
+                    command = {"id": "o1", "op": "observe", "path": "/3303/0/5700"}
+                    await user.publish("lwm2m/mw-1/cmd", json.dumps(command), qos=1)
+                    reply = await expect("lwm2m/mw-1/reply")
+                    assert reply["id"] == "o1" and reply["ok"] is True
+                    temp.set(5700, 24.5)
+                    notified = await expect("lwm2m/mw-1/notify/3303/0/5700")
+                    assert notified["records"] == [{"path": "/3303/0/5700", "value": 24.5}]
+                    export.publish("campaign", {"state": "started"})
+                    fleet = await expect("lwm2m/$fleet/campaign")
+                    assert fleet["state"] == "started" and float(fleet["receivedAt"]) > 0  # type: ignore[arg-type]
+                await until(lambda: export.counters.published >= 5 and export.counters.mqtt_commands == 1)
+                text = metrics.exposition().decode()
+                assert "lwm2m_mqtt_connected 1.0" in text and "lwm2m_mqtt_commands_total 1.0" in text
+                assert "lwm2m_mqtt_published_total 0.0" not in text
+            finally:
+                await export.close()
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await reader

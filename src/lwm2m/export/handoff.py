@@ -42,8 +42,11 @@ import secrets
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from lwm2m.errors import ConfigError, ExportChannelError
 from lwm2m.export.channel import (
@@ -467,9 +470,11 @@ class ExportWorker:
     def _reply(self, endpoint: str, body: bytes) -> None:
         self._send_now(Reply(endpoint, body))
 
-    def publish(self, kind: str, body: bytes, endpoint: str | None = None) -> None:
-        """An event of another part of the server for the MQTT export (its JSON ``body``)."""
+    def publish(self, kind: str, data: Mapping[str, Any], endpoint: str | None = None) -> None:
+        """An event of another part of the server (a campaign's progress, ...) for the MQTT
+        export, as :meth:`lwm2m.export.mqtt.MqttExport.publish` takes it."""
         if self.config.mqtt is not None:
+            body = msgspec.json.encode({**data, "receivedAt": round(time.time(), 3)})
             self._send_now(Publish(kind, endpoint, body))
 
     def _send_now(self, message: Message) -> None:
