@@ -36,7 +36,7 @@ from pathlib import Path
 
 from coap_loop import HOST, free_port
 from server_load import PATH, clients_main
-from worker_cpu import process_cpu
+from worker_cpu import keep_subscribed, process_cpu
 
 TARGET_COST = 0.05
 
@@ -197,6 +197,7 @@ async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tupl
         if not names:
             raise RuntimeError("the observer clients could not register")
         observations = await asyncio.gather(*(server.observe(n, PATH, timeout=10) for n in names))
+        kept = keep_subscribed(server) if args.stream else None
         total = args.warmup + 2 * args.rounds * args.seconds + 1.0
         conn.send(("go", total))
         await asyncio.sleep(args.warmup)
@@ -216,6 +217,8 @@ async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tupl
         await recv(total + 30)
         for obs in observations:
             await obs.cancel()
+        if kept is not None:
+            kept.cancel()
         hook_url = f"http://{HOST}:{hook_port}/hook"
         if export is not None:
             parts: tuple[float, ...] = await cost_of_handoff(server, webhooks, export, hook_url)
@@ -242,7 +245,8 @@ def report(
     where = "in the server's process" if args.in_process else "by the export worker process"
     print(
         f"notification ingest, {args.observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
-        f" store {args.store}, webhooks posted {where} (loop {loop})"
+        f" store {args.store}, webhooks posted {where}"
+        f"{', a subscriber in every phase' if args.stream else ''} (loop {loop})"
     )
     for p in phases:
         print(
@@ -295,6 +299,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="a subscriber in every phase, as the REST API's event stream is in `lwm2m server`:"
+        " the server makes each event in both, and on/off differ by the export alone",
+    )
     parser.add_argument(
         "--in-process", action="store_true", help="post from the server's process (--export-in-process)"
     )

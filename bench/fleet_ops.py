@@ -12,9 +12,11 @@ the ingest benches take ``--observers``, ``--seconds`` and ``--rounds``. The tab
 ingest bench, the server process's CPU per notification on/off - 1 (median of the pairs, the
 issue's "≤ 5 %" figure) and the ingest rate on/off, and for the export benches the export
 worker's own CPU per notification (on the other core) and the handoff's cost per event.
+``--stream`` gives the export benches a subscriber in every phase, as the REST API's event
+stream is in ``lwm2m server``: the server then makes each event in the off phases too.
 
     python bench/fleet_ops.py [--count 1000] [--size 1048576] [--in-flight 100]
-                              [--observers 200] [--seconds 3] [--rounds 3]
+                              [--observers 200] [--seconds 3] [--rounds 3] [--stream]
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--observers", type=int, default=200, help="observations of the ingest benches")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each ingest phase")
     parser.add_argument("--rounds", type=int, default=3, help="off/on pairs of each ingest bench")
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="the export benches with a subscriber in every phase (as in `lwm2m server`)",
+    )
     args = parser.parse_args(argv)
     ingest = [
         "--observers",
@@ -84,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         ["--count", str(args.count), "--size", str(args.size), "--in-flight", str(args.in_flight)],
     )
     metrics = run("metrics.py", ingest)
-    webhooks = run("export.py", ingest)
-    mqtt = run("mqtt_export.py", ingest)
+    exports = [*ingest, "--stream"] if args.stream else ingest
+    webhooks = run("export.py", exports)
+    mqtt = run("mqtt_export.py", exports)
 
     per_minute = number(r"devices updated per minute: ([\d,.]+)", campaign)
     elapsed = number(r"pull, \d+ at a time: ([\d.]+) s", campaign)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from coap_loop import HOST, free_port
 from server_load import PATH, clients_main
-from worker_cpu import process_cpu
+from worker_cpu import keep_subscribed, process_cpu
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -157,6 +157,7 @@ async def run(args: argparse.Namespace, port: int) -> tuple[list[Phase], str]:
         if not names:
             raise RuntimeError("the observer clients could not register")
         observations = await asyncio.gather(*(server.observe(n, PATH, timeout=10) for n in names))
+        kept = keep_subscribed(server) if args.stream else None
         # Each on phase starts its worker and connects first, outside its measured time.
         total = args.warmup + 2 * args.rounds * (args.seconds + 8.0) + 2.0
         conn.send(("go", total))
@@ -201,6 +202,8 @@ async def run(args: argparse.Namespace, port: int) -> tuple[list[Phase], str]:
         await recv(total + 30)  # blasted
         for obs in observations:
             await obs.cancel()
+        if kept is not None:
+            kept.cancel()
         return phases, "uvloop" if is_uvloop(loop) else "asyncio"
     finally:
         with contextlib.suppress(Exception):
@@ -215,7 +218,8 @@ def report(phases: list[Phase], loop: str, args: argparse.Namespace) -> dict[str
     where = "in the server's process" if args.in_process else "by the export worker process"
     print(
         f"notification ingest, {args.observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
-        f" MQTT export to mosquitto on loopback when on, {where}, window {args.window} (loop {loop})"
+        f" MQTT export to mosquitto on loopback when on, {where}, window {args.window}"
+        f"{', a subscriber in every phase' if args.stream else ''} (loop {loop})"
     )
     for p in phases:
         extra = f"   published {p.published / p.seconds:8,.0f}/s  dropped {p.dropped:,}" if p.export else ""
@@ -267,6 +271,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=100, help="messages awaiting their PUBACK at once")
     parser.add_argument("--messages", type=int, default=20_000, help="published by the export alone first")
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="a subscriber in every phase, as the REST API's event stream is in `lwm2m server`:"
+        " the server makes each event in both, and on/off differ by the export alone",
+    )
     parser.add_argument(
         "--in-process", action="store_true", help="publish from the server's process (--export-in-process)"
     )
