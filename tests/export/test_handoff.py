@@ -318,3 +318,26 @@ async def test_mqtt_through_the_worker_events_commands_and_counters(tmp_path: Fs
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                     await reader
+
+
+async def test_the_queue_in_front_of_a_stopped_worker_is_bounded_in_bytes_too() -> None:
+    config = ExportConfig(
+        webhooks=HOOKS, flush_interval=0.01, queue_bytes=1500, window=1, counters_every=0.05
+    )
+    async with receiver() as got, worked(MemoryStore.create(), config) as (server, webhooks, export):
+        await webhooks.add(got.url, ["REGISTRATION"])
+        await asyncio.sleep(0.05)
+        pid = export.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for i in range(8):  # each batch of one registration is a few hundred bytes
+                await register_devices(server, [f"big-{i}"])
+                await asyncio.sleep(0.03)
+            await until(lambda: export.counters.dropped > 0)
+            assert export._queued <= 1500 or export.counters.queue == 1  # the one in flight stays
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await until(lambda: export.counters.queue == 0)
+        await until(lambda: "big-7" in endpoints(got))
+        assert len(endpoints(got)) + export.counters.dropped == 8

@@ -10,9 +10,10 @@ Server side (:class:`ExportWorker`, in the server's event loop):
 - it keeps each batch until the worker acknowledges it (written to the webhook outbox and,
   for MQTT, acknowledged by the broker, or dropped from the worker's bounded MQTT queue) and
   sends the unacknowledged batches again to a worker started anew: at least once;
-- in front of the worker, the batches waiting (sent or not) are bounded (``queue_batches``):
-  when the worker is slow or stopped, the oldest are dropped and counted, never more memory,
-  and the loop never waits for the worker (a sender task does);
+- in front of the worker, the batches waiting (sent or not) are bounded (``queue_batches``,
+  ``queue_bytes``): when the worker is slow or stopped, the oldest not sent yet are dropped
+  and counted, never more memory, and the loop never waits for the worker (a sender task
+  does, ``window`` batches sent and not acknowledged at most);
 - the worker that dies is started again after a back-off doubling from ``restart_initial``
   to ``restart_max``; it is stopped (``Stop``, then killed after ``stop_timeout``) with the
   server; its log records come back over the channel to the server's logging, and its
@@ -89,8 +90,9 @@ class ExportConfig:
     ``redis://…``; None: an outbox in the worker's memory, for the memory store); ``webhooks``
     and ``mqtt``: their settings (``mqtt`` None: no MQTT export); ``flush_interval``: seconds
     between two looks at the events; ``batch_events``: events per batch at most;
-    ``queue_batches``: batches waiting for the worker's acknowledgement at most (beyond, the
-    oldest not sent yet are dropped); ``window``: batches sent and not acknowledged at most;
+    ``queue_batches`` and ``queue_bytes``: batches, and bytes of them, waiting for the worker's
+    acknowledgement at most (beyond, the oldest not sent yet are dropped); ``window``: batches
+    sent and not acknowledged at most;
     ``backlog``: events waiting between two looks at most (the oldest dropped beyond);
     ``restart_initial``/``restart_max``: the back-off, seconds, before a dead worker is started
     again; ``ready_timeout``: seconds a new worker may take to set up;
@@ -104,6 +106,7 @@ class ExportConfig:
     flush_interval: float = 0.03
     batch_events: int = 4096
     queue_batches: int = 256
+    queue_bytes: int = 32 << 20
     window: int = 16
     backlog: int = 200_000
     restart_initial: float = 0.2
@@ -132,6 +135,7 @@ class ExportConfig:
         for name, count in (
             ("batch_events", self.batch_events),
             ("queue_batches", self.queue_batches),
+            ("queue_bytes", self.queue_bytes),
             ("backlog", self.backlog),
         ):
             if count < 1:
@@ -181,6 +185,7 @@ class ExportWorker:
         self._seq = 0
         self._id_prefix = secrets.token_hex(8)  # the delivery ids of this run's events begin with it
         self._pending: dict[int, tuple[int, bytes]] = {}  # seq -> (events, frame), oldest first
+        self._queued = 0  # bytes of the frames in _pending
         self._unsent: deque[int] = deque()
         self._inflight: set[int] = set()  # sent to the worker, not acknowledged yet
         self._wake = asyncio.Event()
@@ -306,22 +311,29 @@ class ExportWorker:
         self._seq += 1
         seq = self._seq
         batch = Batch(self._id_prefix, seq, at, len(events), encode_events(events))
-        self._pending[seq] = (len(events), frame(batch))
+        data = frame(batch)
+        self._pending[seq] = (len(events), data)
+        self._queued += len(data)
         self._unsent.append(seq)
         self.counters.events += len(events)
         self.counters.batches += 1
-        over = len(self._pending) - self.config.queue_batches
-        if over > 0:
+        config = self.config
+        if len(self._pending) > config.queue_batches or self._queued > config.queue_bytes:
             # The oldest batches not sent yet go: those in flight stay, to be sent again to a
             # new worker (queue_batches > window: there is always one not sent to drop).
             lost = 0
-            for old in [s for s in self._pending if s not in self._inflight][:over]:
-                lost += self._pending.pop(old)[0]
+            for old in [s for s in self._pending if s not in self._inflight]:
+                if len(self._pending) <= config.queue_batches and self._queued <= config.queue_bytes:
+                    break
+                count, dropped = self._pending.pop(old)
+                self._queued -= len(dropped)
+                lost += count
             self.counters.dropped += lost
             log.warning(
-                "export: %d events dropped: %d batches wait for the worker already",
+                "export: %d events dropped: %d batches (%d bytes) wait for the worker already",
                 lost,
-                self.config.queue_batches,
+                len(self._pending),
+                self._queued,
             )
         self.counters.queue = len(self._pending)
         self._wake.set()
@@ -441,7 +453,9 @@ class ExportWorker:
 
     def _on_message(self, message: Message) -> None:
         if isinstance(message, Ack):
-            self._pending.pop(message.seq, None)
+            done = self._pending.pop(message.seq, None)
+            if done is not None:
+                self._queued -= len(done[1])
             self._inflight.discard(message.seq)
             self.counters.queue = len(self._pending)
             self._wake.set()
