@@ -257,6 +257,8 @@ class ExportWorker:
     # --- the events -----------------------------------------------------------------------------
 
     def _hooks_changed(self, hooks: list[Webhook]) -> None:
+        if hooks == self._hooks:  # read again, unchanged
+            return
         self._hooks = hooks
         names = {name for hook in hooks for name in hook.events}
         assert self.webhooks is not None

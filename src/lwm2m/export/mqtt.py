@@ -297,66 +297,74 @@ def _write_records(command: Mapping[str, Any], path: Path, server: Server) -> li
 Operation = Callable[["MqttCommands", str, Mapping[str, Any], float], Awaitable[dict[str, Any]]]
 
 
-async def _read(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    answer = await export.server.read(ep, _path(command), format=_format(command), timeout=wait)
+async def _read(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    answer = await commands.server.read(ep, _path(command), format=_format(command), timeout=wait)
     return response_view(answer)
 
 
-async def _discover(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    return response_view(await export.server.discover(ep, _path(command), timeout=wait))
+async def _discover(
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
+    return response_view(await commands.server.discover(ep, _path(command), timeout=wait))
 
 
-async def _write(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _write(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
-    records = _write_records(command, path, export.server)
+    records = _write_records(command, path, commands.server)
     replace = _flag(command, "replace", True)  # false: a partial update (§6.3.3)
     fmt = _format(command)
     return response_view(
-        await export.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait)
+        await commands.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait)
     )
 
 
-async def _create(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _create(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
-    records = _records(command, export.server) if "records" in command else []
-    return response_view(await export.server.create(ep, path, records, format=_format(command), timeout=wait))
+    records = _records(command, commands.server) if "records" in command else []
+    return response_view(
+        await commands.server.create(ep, path, records, format=_format(command), timeout=wait)
+    )
 
 
-async def _delete(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    return response_view(await export.server.delete(ep, _path(command), timeout=wait))
+async def _delete(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    return response_view(await commands.server.delete(ep, _path(command), timeout=wait))
 
 
-async def _execute(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _execute(
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
     args = command.get("args", "")
     if not isinstance(args, str):
         raise MqttCommandError(f'"args": {args!r} is not a string like "0=\'x\',1"')
-    return response_view(await export.server.execute(ep, _path(command), args, timeout=wait))
+    return response_view(await commands.server.execute(ep, _path(command), args, timeout=wait))
 
 
 async def _write_attributes(
-    export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
 ) -> dict[str, Any]:
     given = command.get("attributes")
     if not isinstance(given, dict) or not given:
         raise MqttCommandError('"attributes": an object like {"pmin": 10, "gt": null} is needed')
-    return response_view(await export.server.write_attributes(ep, _path(command), given, timeout=wait))
+    return response_view(await commands.server.write_attributes(ep, _path(command), given, timeout=wait))
 
 
-async def _observe(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _observe(
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
     path = _path(command)
     try:
-        observation = await export.server.observe(ep, path, format=_format(command), timeout=wait)
+        observation = await commands.server.observe(ep, path, format=_format(command), timeout=wait)
     except ObserveRefused as exc:
         return response_view(exc.response)
-    await export.keep(ep, path, observation)
+    await commands.keep(ep, path, observation)
     assert observation.response is not None  # a new observation has its first answer
     return {**response_view(observation.response), "token": observation.token.hex()}
 
 
-async def _cancel(export: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _cancel(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
     active = _flag(command, "active", False)
-    if not await export.cancel(ep, path, active=active, timeout=wait):
+    if not await commands.cancel(ep, path, active=active, timeout=wait):
         raise MqttCommandError(f"no observation of {path} on {ep!r} made by a command")
     return {"cancelled": str(path), "active": active}
 

@@ -245,11 +245,6 @@ class Webhooks:
         """Call ``changed`` with the hooks after each read of them (:meth:`refresh`)."""
         self._watchers.append(changed)
 
-    @property
-    def wanted(self) -> frozenset[str]:
-        """The event types some hook wants."""
-        return frozenset(self._wanted)
-
     def _follow(self, on: bool) -> None:
         """Take the server's events while some hook wants them: with no hook, the server has
         no subscriber more to feed per event."""
