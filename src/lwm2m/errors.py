@@ -647,3 +647,12 @@ class FrameTooLarge(FramingError):
 class ConnectionAborted(TransportError):
     """The CoAP over TCP/TLS connection ended (an Abort, a Release, the peer closed it, an idle
     timeout) while the request was outstanding; the reason is the message."""
+
+
+# --- export worker (export/handoff.py, export/worker.py, export/channel.py) ---
+
+
+class ExportChannelError(TransportError):
+    """What came over the stream between the server and its export worker is not a frame of
+    the channel (too long, undecodable, an unknown kind of event): the stream is given up and
+    the worker started again."""

@@ -23,6 +23,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.export.handoff import ExportWorker
 from lwm2m.export.webhooks import Webhooks
 from lwm2m.fleet.campaigns import Campaigns
 from lwm2m.fleet.packages import Packages, reachable
@@ -71,6 +72,7 @@ def create_app(
     metrics_token: str | None = None,
     packages: Packages | None = None,
     webhooks: Webhooks | None = None,
+    export: ExportWorker | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -87,6 +89,9 @@ def create_app(
     store), are served to devices at ``/fw/{id}`` over HTTP here and over CoAP by the server.
     ``webhooks`` (not started: the app starts and stops them; default: those of the server's
     store) serve ``/api/webhooks`` and post the server's events (:mod:`lwm2m.export.webhooks`).
+    ``export`` (not started: the app starts and stops it), the export worker that posts them
+    instead (``webhooks`` made with ``deliver=False``) and publishes to MQTT
+    (:mod:`lwm2m.export.handoff`), its counters added to ``metrics``.
     """
     api = ApiContext(
         server,
@@ -99,6 +104,8 @@ def create_app(
         metrics_token=metrics_token,
     )
     hooks = api.webhooks = add_webhooks(server, webhooks, metrics)
+    if export is not None and metrics is not None:
+        count_export(export, metrics)
     publisher = FleetPublisher(cluster) if cluster is not None else None
 
     @contextlib.asynccontextmanager
@@ -111,6 +118,8 @@ def create_app(
             await api.observations.keep(observation.endpoint, observation_key(observation), observation)
         api.recent.follow_server(server, api.requests)
         await hooks.start()
+        if export is not None:
+            await export.start()
         await start_campaigns(app, api, take_up=cluster is None)
         if bootstrap is not None:
             started = bootstrap.events()
@@ -142,6 +151,8 @@ def create_app(
             await cluster.close()
         await app.state.campaigns.stop()
         await api.recent.close()
+        if export is not None:
+            await export.close()
         await hooks.close()
         await api.requests.close()
         # The observations go on (their records too) until the server stops: a clean stop
@@ -205,6 +216,13 @@ def add_webhooks(server: Server, webhooks: Webhooks | None, metrics: ServerMetri
 
         metrics.register(WebhookCollector(webhooks.counters))
     return webhooks
+
+
+def count_export(export: ExportWorker, metrics: ServerMetrics) -> None:
+    """The export worker's counters in ``/metrics`` (:mod:`lwm2m.export.handoff_metrics`)."""
+    from lwm2m.export.handoff_metrics import ExportCollector  # needs prometheus-client, as metrics do
+
+    metrics.register(ExportCollector(lambda: export.counters))
 
 
 def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None:
