@@ -14,14 +14,19 @@ from lwm2m.coap.oscore.context import (
     SenderSequence,
 )
 from lwm2m.coap.oscore.cose import OscoreOption
+from lwm2m.coap.oscore.layer import OscoreLayer, OscoreRequestReceived, PendingRequest, error_response
 
 __all__ = [
     "MAX_SEQUENCE",
     "OSCORE_OPTION",
     "OscoreConfig",
     "OscoreContext",
+    "OscoreLayer",
     "OscoreOption",
     "OscoreReplayWindow",
+    "OscoreRequestReceived",
+    "PendingRequest",
     "RequestBinding",
     "SenderSequence",
+    "error_response",
 ]

@@ -457,4 +457,3 @@ def _option_value(message: Message) -> bytes:
     if value is None:
         raise OscoreOptionError("not an OSCORE message: no OSCORE option")
     return value
-
