@@ -249,11 +249,20 @@ class SecurityInfo(Closed):
     shown."""
 
     endpoint: str
-    mode: Literal["psk", "rpk", "x509", "nosec"]
+    mode: Literal["psk", "rpk", "x509", "nosec", "oscore"]
     x509: bool
     psk_identity: Annotated[str, Meta(description="PSK mode")] | UnsetType = UNSET
     psk_key_hint: Annotated[str, Meta(examples=["a1… (16 bytes)"])] | UnsetType = UNSET
     rpk: Annotated[str, Meta(description="RPK mode: hex of the DER SubjectPublicKeyInfo")] | UnsetType = UNSET
+    oscore: OscoreShown | UnsetType = UNSET
+
+
+class OscoreShown(Closed):
+    """OSCORE mode: the device's Sender and Recipient IDs and ID Context (hex); never the secret."""
+
+    sender_id: str
+    recipient_id: str
+    id_context: str | UnsetType = UNSET
 
 
 # --- device requests ---------------------------------------------------------------------------
@@ -352,13 +361,39 @@ class NosecBody(Closed):
     x509: NotX509 | UnsetType = UNSET
 
 
+OscoreId = Annotated[str, Meta(pattern="^([0-9a-fA-F]{2}){0,7}$", examples=["01"])]
+OscoreSecret = Annotated[
+    str, Meta(pattern="^([0-9a-fA-F]{2}){1,64}$", examples=["0102030405060708090a0b0c0d0e0f10"])
+]
+
+
+class OscoreParameters(Closed):
+    """OSCORE input parameters (RFC 8613 §3.2) as the device holds them (object 21): its Sender ID
+    and Recipient ID (hex, at most 7 bytes each, different), the Master Secret and Salt (hex)."""
+
+    master_secret: OscoreSecret
+    sender_id: OscoreId
+    recipient_id: OscoreId
+    master_salt: Annotated[str, Meta(pattern="^([0-9a-fA-F]{2}){0,64}$")] | UnsetType = UNSET
+    id_context: Annotated[str, Meta(pattern="^([0-9a-fA-F]{2}){0,255}$")] | UnsetType = UNSET
+
+
+class OscoreBody(Closed):
+    """OSCORE (RFC 8613) instead of DTLS."""
+
+    oscore: OscoreParameters
+    mode: Literal["oscore"] | UnsetType = UNSET
+    x509: NotX509 | UnsetType = UNSET
+
+
 class SecurityBody(OneOf):
-    members = (PskBody, RpkBody, X509Body, X509ModeBody, NosecBody)
+    members = (PskBody, RpkBody, X509Body, X509ModeBody, NosecBody, OscoreBody)
     description = (
         'a PSK ("pskIdentity" and "pskKey" as hex, at most 64 bytes), a raw public key ("rpk": hex of '
         'its DER SubjectPublicKeyInfo), "x509": true '
-        "(a certificate with the endpoint as subject CN, from an authority the server trusts), or "
-        '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)'
+        "(a certificate with the endpoint as subject CN, from an authority the server trusts), "
+        '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny), or "oscore" '
+        '({"masterSecret", "masterSalt", "senderId", "recipientId"} as hex, as the device holds them)'
     )
 
 

@@ -143,6 +143,15 @@ class SenderSequence:
         """The confirmed limit: every number handed out lies below it."""
         return self._limit
 
+    def prepare(self) -> None:
+        """Ask for the next range now if it is due (a new context asks before its first use)."""
+        n = self._next
+        if self._reserve is not None and self._asked is None and n + self._step // 2 >= self._limit:
+            want = min(max(self._limit, n) + self._step, MAX_SEQUENCE + 1)
+            self._asked = want
+            if self._reserve(want):
+                self.reserved(want)
+
     def take(self) -> int:
         n = self._next
         if n > MAX_SEQUENCE:
@@ -150,11 +159,7 @@ class SenderSequence:
                 "the OSCORE sender sequence numbers are exhausted: a new context is due"
             )
         if self._reserve is not None:
-            if self._asked is None and n + self._step // 2 >= self._limit:
-                want = min(max(self._limit, n) + self._step, MAX_SEQUENCE + 1)
-                self._asked = want
-                if self._reserve(want):
-                    self.reserved(want)
+            self.prepare()
             if n >= self._limit:
                 raise OscoreSequenceUnavailable("the next range of OSCORE sequence numbers is not stored yet")
         self._next = n + 1
