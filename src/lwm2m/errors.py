@@ -680,3 +680,9 @@ class OscoreEchoRequired(OscoreError):
     def __init__(self, message: str, challenge: Any) -> None:
         super().__init__(message)
         self.challenge = challenge
+
+
+class OscoreRequestFailed(RequestAborted, SecurityError):
+    """Our OSCORE-protected request got no answer that verifies: the peer answered unprotected
+    (RFC 8613 §8.2: it could not verify the request; the message names its code and diagnostic),
+    or the answer failed verification (§8.4)."""

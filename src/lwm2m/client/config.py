@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.transport.dtls.config import PskCredentials, RpkCredentials, X509Credentials
+
+if TYPE_CHECKING:  # lwm2m.coap.oscore needs the cryptography package, which plain CoAP does without
+    from lwm2m.coap.oscore import OscoreConfig
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 BINDING_MODES = "UTSNQ"  # LwM2M-TS-Core 1.2 §6.2.1.1: UDP, TCP, SMS, Non-IP, and Q (1.0's queue mode)
@@ -31,7 +35,9 @@ class ClientConfig:
     exponential back-off of failed registrations. ``psk``, ``certificate`` or ``rpk`` (a raw
     public key with the server's, RFC 7250; one of the three) are the DTLS credentials of a
     ``coaps://`` server (RFC 7252 §9.1), or of a ``coaps://`` bootstrap server when no server
-    is given.
+    is given. ``oscore`` (an ``lwm2m.coap.oscore.OscoreConfig``: this device's side) protects
+    the exchanges with a ``coap://`` server with OSCORE instead (RFC 8613; it becomes object 21,
+    linked from the server's Security instance, LwM2M-TS-Core 1.2 §E.5).
     """
 
     lifetime: int = 86400
@@ -51,6 +57,7 @@ class ClientConfig:
     psk: PskCredentials | None = None
     certificate: X509Credentials | None = None
     rpk: RpkCredentials | None = None
+    oscore: OscoreConfig | None = None
 
     def __post_init__(self) -> None:
         if self.lwm2m_version not in SUPPORTED_VERSIONS:
@@ -82,6 +89,10 @@ class ClientConfig:
         given = [n for n, c in (("psk", self.psk), ("certificate", self.certificate), ("rpk", self.rpk)) if c]
         if len(given) > 1:
             raise ConfigError(f"{' and '.join(given)}: give one set of DTLS credentials, not more")
+        if self.oscore is not None and given:
+            raise ConfigError(
+                f"oscore and {given[0]}: OSCORE goes over coap://, DTLS credentials over coaps://"
+            )
         if self.rpk is not None and not self.rpk.peer_public_keys:
             raise ConfigError("rpk needs the server's public key (RpkCredentials.peer_public_keys)")
 

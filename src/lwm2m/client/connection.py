@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from lwm2m.client.core.oscore import Oscore
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError, DtlsError
+from lwm2m.model.value import ObjLink
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, RpkCredentials, X509Credentials
 
 
@@ -148,3 +150,33 @@ def credentials(
             "server_key": rpk.peer_public_keys[0] if rpk.peer_public_keys else b"",
         }
     return {}
+
+
+def oscore_for(security: ObjectInstance, tree: Any) -> Any:
+    """The OSCORE context (``lwm2m.coap.oscore.OscoreContext``) of a Security instance whose
+    OSCORE Security Mode (/0/x/17) links to an OSCORE instance (/21/y, LwM2M-TS-Core 1.2 §E.5);
+    None when it links to none. ValueError when the instance cannot make a context."""
+    link = security.get(Security.OSCORE)
+    if not isinstance(link, ObjLink) or link.object_id != 21 or link.instance_id == 0xFFFF:
+        return None
+    instance = tree.instance(21, link.instance_id)
+    if instance is None:
+        raise ValueError(f"/0/{security.id}/17 links to /21/{link.instance_id}, which does not exist")
+    from lwm2m.coap.oscore import OscoreConfig, OscoreContext  # needs the cryptography package
+
+    def value(resource: int) -> bytes:
+        v = instance.get(resource)
+        return bytes(v) if isinstance(v, (bytes, bytearray)) else b""
+
+    context = instance.get(Oscore.ID_CONTEXT)
+    try:
+        config = OscoreConfig(
+            value(Oscore.MASTER_SECRET),
+            sender_id=value(Oscore.SENDER_ID),
+            recipient_id=value(Oscore.RECIPIENT_ID),
+            master_salt=value(Oscore.MASTER_SALT),
+            id_context=bytes(context) if isinstance(context, (bytes, bytearray)) else None,
+        )
+    except ConfigError as exc:
+        raise ValueError(f"/21/{link.instance_id}: {exc}") from None
+    return OscoreContext(config)

@@ -47,8 +47,15 @@ from lwm2m.coap.events import (
     ResponseReceived,
 )
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type
-from lwm2m.errors import EndpointClosed, OscoreError, RequestAborted, RequestReset, RequestTimeout
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
+from lwm2m.errors import (
+    EndpointClosed,
+    OscoreError,
+    OscoreRequestFailed,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+)
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
@@ -328,7 +335,7 @@ class CoapUdpEndpoint:
             log.info("OSCORE response from %s discarded: %s", format_addr(event.addr), exc)
             if type(event) is ResponseReceived:
                 layer.pending.pop(token, None)
-                self._fail(token, exc)
+                self._fail(token, _oscore_failure(event.response, exc))
             return True  # a notification that does not verify is dropped (§8.4)
         if type(event) is ResponseReceived:
             retry = layer.echo_retry(token, inner)
@@ -543,6 +550,14 @@ class CoapUdpEndpoint:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _oscore_failure(response: Message, exc: OscoreError) -> OscoreRequestFailed:
+    if response.option(_OSCORE) is None:
+        diagnostic = response.payload.decode("utf-8", "replace")[:200]
+        shown = f": {diagnostic}" if diagnostic else ""
+        return OscoreRequestFailed(f"the peer answered unprotected with {code_text(response.code)}{shown}")
+    return OscoreRequestFailed(f"the response did not verify: {exc}")
 
 
 def with_oscore(config: EndpointConfig | None) -> EndpointConfig:

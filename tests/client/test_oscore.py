@@ -1,0 +1,73 @@
+"""The client SDK over OSCORE (RFC 8613): ``ClientConfig(oscore=...)`` becomes object 21 linked
+from the server's Security instance (/0/x/17, LwM2M-TS-Core 1.2 §E.5); the client registers,
+is read and written, updates and de-registers, every exchange protected both ways."""
+
+from __future__ import annotations
+
+import pytest
+from tests.helpers.oscore import CLIENT
+from tests.helpers.server import next_event
+
+from lwm2m.client import Client, ClientConfig
+from lwm2m.client.core import Oscore, Security
+from lwm2m.coap.oscore import OscoreConfig
+from lwm2m.errors import ConfigError
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
+from lwm2m.model.value import ObjLink
+from lwm2m.server.config import ServerConfig
+from lwm2m.server.events import ClientDeregistered, ClientRegistered
+from lwm2m.server.role import Server
+from lwm2m.storage.base import OscoreSecrets, SecurityInfo
+from lwm2m.transport.dtls.config import PskCredentials
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def entry(endpoint: str, config: OscoreConfig = CLIENT) -> SecurityInfo:
+    return SecurityInfo(
+        endpoint,
+        oscore=OscoreSecrets(config.master_secret, config.sender_id, config.recipient_id, config.master_salt),
+    )
+
+
+async def test_the_client_registers_and_is_served_over_oscore() -> None:
+    async with Server(ServerConfig(port=0)) as server:
+        await server.security.put(entry("valve-9"))
+        events = server.events()
+        client = Client("valve-9", f"coap://127.0.0.1:{server.port}", config=ClientConfig(oscore=CLIENT))
+        security = client.tree.instance(0, 0)
+        assert security is not None and security.get(Security.OSCORE) == ObjLink(21, 0)
+        assert isinstance(client.tree.instance(21, 0), Oscore)
+        async with client:
+            await client.wait_registered(10)
+            assert (await next_event(events, ClientRegistered)).registration.endpoint == "valve-9"
+            read = await server.read("valve-9", "/3/0/0", timeout=5)
+            assert read.records == (Record(Path.parse("/3/0/0"), "lwm2m"),)
+            written = await server.write("valve-9", "/1/0/1", [Record(Path.parse("/1/0/1"), 120)], timeout=5)
+            assert written.code >> 5 == 2
+            # The server's requests went protected: the client's layer holds the context.
+            coap = client.registration.coap
+            assert coap is not None and coap.oscore is not None
+            context = coap.oscore.context_for(client.registration.addr)
+            assert context is not None and context.window.seen(0)  # the server's first request
+        assert (await next_event(events, ClientDeregistered)).registration.endpoint == "valve-9"
+
+
+async def test_a_client_with_other_parameters_is_not_registered() -> None:
+    wrong = OscoreConfig(b"not the secret", sender_id=CLIENT.sender_id, recipient_id=CLIENT.recipient_id)
+    async with Server(ServerConfig(port=0)) as server:
+        await server.security.put(entry("valve-9"))
+        config = ClientConfig(oscore=wrong, retry_initial=0.05, retry_max=0.1, request_timeout=2)
+        async with Client("valve-9", f"coap://127.0.0.1:{server.port}", config=config) as client:
+            with pytest.raises(TimeoutError):
+                await client.wait_registered(1.5)
+            assert client.registration.errors >= 1
+            error = str(client.registration.last_error)
+            assert "answered unprotected with 4.00 Bad Request: Decryption failed" in error, error
+        assert await server.registrations() == []
+
+
+def test_oscore_and_dtls_credentials_exclude_each_other() -> None:
+    with pytest.raises(ConfigError, match="oscore and psk"):
+        ClientConfig(oscore=CLIENT, psk=PskCredentials("id", b"k" * 16))
