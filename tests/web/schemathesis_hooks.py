@@ -58,6 +58,7 @@ CROSS_FIELD = re.compile(
             r"is neither Unix seconds nor an ISO 8601 date-time",  # a value of the "type" time
             r"the public key |a public key has",  # "rpk" holds DER, which a pattern cannot describe
             r"sender and recipient IDs must differ",  # OSCORE (RFC 8613 §3.3): two fields compared
+            r"senderId and recipientId must differ",  # ... and in a bootstrap configuration
             # lwm2m.protocol.bootstrap_config: rules across the fields of a configuration
             r"is already used by servers\[",
             r"the same instance ID is given twice",

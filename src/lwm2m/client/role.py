@@ -403,10 +403,13 @@ class Client:
             oscore=self._oscore_layer(),
         )
 
+    def _links_oscore(self) -> bool:
+        return any(isinstance(i.get(Security.OSCORE), ObjLink) for i in self.tree.instances(0))
+
     def _oscore_layer(self) -> Any:
         """An OSCORE layer for the client's endpoint when a server account links OSCORE
         parameters (/0/x/17, RFC 8613); each registration binds its context to it."""
-        if not any(isinstance(i.get(Security.OSCORE), ObjLink) for i in self.tree.instances(0)):
+        if not self._links_oscore():
             return None
         from lwm2m.coap.oscore import OscoreLayer  # needs the cryptography package
 
@@ -648,7 +651,11 @@ class Client:
             dtls = dtls_for(security)
         except ValueError as exc:
             raise ClientBootstrapError(f"/0/{security.id}: {exc}") from None
-        if self._coap is not None and dtls == self._dtls:
+        if (
+            self._coap is not None
+            and dtls == self._dtls
+            and (self._coap.oscore is not None or not self._links_oscore())
+        ):
             return
         old, self._dtls = self._coap, dtls
         self._coap = await self._open_coap(self._bind_host)

@@ -439,15 +439,28 @@ class X509Security(Closed):
     server_certificate: _hex(0, MAX_KEY_BYTES, "the server's certificate, DER") | UnsetType | None = UNSET  # type: ignore[valid-type]
 
 
+class OscoreSecurity(Closed):
+    """OSCORE (RFC 8613) over coap://: an OSCORE (21) instance the Security instance links to
+    (/0/x/17, LwM2M-TS-Core 1.2 §E.5); the IDs as the device holds them, different."""
+
+    mode: Literal["oscore"]
+    master_secret: _hex(1, MAX_PSK_BYTES, "the OSCORE Master Secret")  # type: ignore[valid-type]
+    sender_id: _hex(0, 7, "the device's Sender ID")  # type: ignore[valid-type]
+    recipient_id: _hex(0, 7, "the device's Recipient ID (the server's Sender ID)")  # type: ignore[valid-type]
+    master_salt: _hex(0, MAX_PSK_BYTES, "the OSCORE Master Salt") | UnsetType = UNSET  # type: ignore[valid-type]
+    id_context: _hex(0, 255, "the OSCORE ID Context") | UnsetType = UNSET  # type: ignore[valid-type]
+
+
 class ServerSecurity(OneOf):
-    members = (NosecSecurity, PskSecurity, RpkSecurity, X509Security)
+    members = (NosecSecurity, PskSecurity, RpkSecurity, X509Security, OscoreSecurity)
     description = (
         "the Security (0) instance's mode and keys (LwM2M-TS-Core 1.2 §E.1); keys are never shown back. "
-        "coap:// URIs take nosec (the default), coaps:// the others"
+        "coap:// URIs take nosec (the default) or oscore, coaps:// psk, rpk or x509"
     )
 
 
-SECURE = [ref(m.__name__) for m in ServerSecurity.members[1:]]
+SECURE = [ref(m.__name__) for m in (PskSecurity, RpkSecurity, X509Security)]
+PLAIN = [ref(m.__name__) for m in (NosecSecurity, OscoreSecurity)]
 
 
 class ServerAccount(Closed):
@@ -480,13 +493,13 @@ class ServerAccount(Closed):
     server_instance_id: ObjectId | UnsetType | None = UNSET
 
 
-# The scheme decides the security: plain CoAP with nosec, DTLS (coaps) with a key.
+# The scheme decides the security: plain CoAP with nosec or OSCORE, DTLS (coaps) with a key.
 Account = Annotated[
     ServerAccount,
     Meta(
         extra_json_schema={
             "oneOf": [
-                {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": ref("NosecSecurity")}},
+                {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": {"oneOf": PLAIN}}},
                 {
                     "required": ["security"],
                     "properties": {"uri": {"pattern": "^coaps(\\+tcp)?:"}, "security": {"oneOf": SECURE}},
