@@ -8,7 +8,7 @@ import pytest
 from tests.helpers.oscore import CLIENT
 from tests.helpers.server import next_event
 
-from lwm2m.client import Client, ClientConfig
+from lwm2m.client import Client, ClientConfig, ObjectInstance
 from lwm2m.client.core import Oscore, Security
 from lwm2m.coap.oscore import OscoreConfig
 from lwm2m.errors import ConfigError
@@ -52,6 +52,28 @@ async def test_the_client_registers_and_is_served_over_oscore() -> None:
             context = coap.oscore.context_for(client.registration.addr)
             assert context is not None and context.window.seen(0)  # the server's first request
         assert (await next_event(events, ClientDeregistered)).registration.endpoint == "valve-9"
+
+
+async def test_the_server_observes_over_oscore() -> None:
+    # RFC 8613 §4.1.3.5: the registration goes as FETCH, each notification under a Partial IV of its own.
+    async with Server(ServerConfig(port=0)) as server:
+        await server.security.put(entry("thermo-9"))
+        sensor = ObjectInstance(0, {5700: 21.5, 5701: "Cel"}, object_id=3303)
+        client = Client(
+            "thermo-9", f"coap://127.0.0.1:{server.port}", [sensor], config=ClientConfig(oscore=CLIENT)
+        )
+        async with client:
+            await client.wait_registered(10)
+            observation = await server.observe("thermo-9", "/3303/0/5700", timeout=5)
+            assert observation.response.records == (Record(Path.parse("/3303/0/5700"), 21.5),)
+            for value in (22.0, 22.5, 23.0):
+                sensor.set(5700, value)
+                got = await observation.next(timeout=5)
+                assert got.records == (Record(Path.parse("/3303/0/5700"), value),)
+            # The observation's request binding is held by the server's OSCORE layer: its
+            # notifications are verified against it (and ordered by their Partial IVs).
+            coap = server._endpoint
+            assert coap is not None and coap.oscore is not None and len(coap.oscore.pending) == 1
 
 
 async def test_a_client_with_other_parameters_is_not_registered() -> None:
