@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+from pathlib import Path as FsPath
 
 import pytest
 from click.testing import CliRunner
@@ -241,7 +243,7 @@ def test_bad_server_options_get_a_one_line_error(servers: list[str], named: str)
     assert named in result.stderr, result.stderr
 
 
-async def test_client_registers_over_oscore() -> None:
+async def test_client_registers_over_oscore(tmp_path: FsPath) -> None:
     secret = "0102030405060708090a0b0c0d0e0f10"
     async with Server(ServerConfig(port=0)) as server:
         oscore = OscoreSecrets(bytes.fromhex(secret), b"\x01", b"\x02")
@@ -257,6 +259,8 @@ async def test_client_registers_over_oscore() -> None:
             "01",
             "--oscore-recipient-id",
             "02",
+            "--oscore-sequence-file",
+            str(tmp_path / "seq.json"),
             env={"NO_COLOR": "1", "LWM2M_OSCORE_SECRET": secret},
         )
         try:
@@ -264,6 +268,7 @@ async def test_client_registers_over_oscore() -> None:
             assert registration.endpoint == "cli-osc"
             answer = await server.read("cli-osc", "/3303/0/5700", timeout=5)
             assert answer.code == Code.CONTENT
+            assert json.loads((tmp_path / "seq.json").read_text())["/21/0"] > 0  # its range, stored
         finally:
             proc.kill()
             await proc.wait()

@@ -4,6 +4,9 @@ is read and written, updates and de-registers, every exchange protected both way
 
 from __future__ import annotations
 
+import json
+from pathlib import Path as FsPath
+
 import pytest
 from tests.helpers.oscore import CLIENT
 from tests.helpers.server import next_event
@@ -93,3 +96,38 @@ async def test_a_client_with_other_parameters_is_not_registered() -> None:
 def test_oscore_and_dtls_credentials_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="oscore and psk"):
         ClientConfig(oscore=CLIENT, psk=PskCredentials("id", b"k" * 16))
+
+
+async def test_sequence_numbers_survive_a_client_restart(tmp_path: FsPath) -> None:
+    # RFC 8613 Appendix B.1.1: a restarted client starts above every number it may have used.
+    path = str(tmp_path / "oscore-seq.json")
+    async with Server(ServerConfig(port=0)) as server:
+        await server.security.put(entry("valve-9"))
+        config = ClientConfig(oscore=CLIENT, oscore_sequence_file=path)
+        used = []
+        for _ in range(2):
+            async with Client("valve-9", f"coap://127.0.0.1:{server.port}", config=config) as client:
+                await client.wait_registered(10)
+                context = client.registration._oscore
+                assert context is not None
+                used.append((context.sequence.next, context.sequence.limit))
+        (first_next, first_limit), (second_next, _) = used
+        assert second_next > first_limit >= first_next  # the restart began past the stored range
+        assert json.loads(FsPath(path).read_text()) == {"/21/0": context.sequence.limit}
+
+
+async def test_an_unwritable_sequence_file_is_a_retried_error(tmp_path: FsPath) -> None:
+    async with Server(ServerConfig(port=0)) as server:
+        await server.security.put(entry("valve-9"))
+        config = ClientConfig(
+            oscore=CLIENT,
+            oscore_sequence_file=str(tmp_path / "missing" / "seq.json"),
+            retry_initial=0.05,
+            retry_max=0.1,
+        )
+        async with Client("valve-9", f"coap://127.0.0.1:{server.port}", config=config) as client:
+            with pytest.raises(TimeoutError):
+                await client.wait_registered(0.5)
+            assert "storing the next OSCORE sequence numbers failed" in str(client.registration.last_error)
+            (tmp_path / "missing").mkdir()
+            await client.wait_registered(10)  # the next try stores the range and registers

@@ -546,6 +546,12 @@ def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
     "--oscore-recipient-id", default=None, help="coap://: this device's OSCORE Recipient ID, in hex"
 )
 @click.option("--oscore-id-context", default=None, help="coap://: the OSCORE ID Context, in hex")
+@click.option(
+    "--oscore-sequence-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="coap://: keep the OSCORE sequence numbers in this file across restarts (RFC 8613 B.1.1)",
+)
 def client(
     server_uris: tuple[str, ...],
     bootstrap_uri: str | None,
@@ -567,6 +573,7 @@ def client(
     oscore_sender_id: str | None,
     oscore_recipient_id: str | None,
     oscore_id_context: str | None,
+    oscore_sequence_file: str | None,
 ) -> None:
     """Run one LwM2M device and show what the server asks of it."""
     from lwm2m.client import Client, ServerUri
@@ -639,6 +646,7 @@ def client(
                 queue_mode=queue_mode,
                 lwm2m_version=lwm2m_version,
                 local_port=port,
+                oscore_sequence_file=oscore_sequence_file,
                 **credentials,
             ),
         )

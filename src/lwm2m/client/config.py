@@ -38,6 +38,8 @@ class ClientConfig:
     is given. ``oscore`` (an ``lwm2m.coap.oscore.OscoreConfig``: this device's side) protects
     the exchanges with a ``coap://`` server with OSCORE instead (RFC 8613; it becomes object 21,
     linked from the server's Security instance, LwM2M-TS-Core 1.2 §E.5).
+    ``oscore_sequence_file`` keeps the OSCORE sender sequence numbers across restarts (RFC 8613
+    Appendix B.1.1: without it they start at 0 again, reusing nonces with the same keys).
     """
 
     lifetime: int = 86400
@@ -58,6 +60,7 @@ class ClientConfig:
     certificate: X509Credentials | None = None
     rpk: RpkCredentials | None = None
     oscore: OscoreConfig | None = None
+    oscore_sequence_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.lwm2m_version not in SUPPORTED_VERSIONS:

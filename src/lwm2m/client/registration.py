@@ -35,6 +35,7 @@ from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import (
     ClientBootstrapError,
     EndpointClosed,
+    OscoreError,
     RegistrationFailed,
     RequestAborted,
     RequestReset,
@@ -324,7 +325,12 @@ class ServerRegistration:
                 ]
                 security = found[0] if found else None
             if security is not None:
-                self._oscore = oscore_for(security, self.client.tree)
+                try:
+                    self._oscore = oscore_for(
+                        security, self.client.tree, self.client.config.oscore_sequence_file
+                    )
+                except ValueError as exc:
+                    raise ClientBootstrapError(f"/0/{security.id}: {exc}") from None
         return self._oscore
 
     def _bind_oscore(self) -> None:
@@ -431,6 +437,7 @@ class ServerRegistration:
                 RequestAborted,
                 RegistrationFailed,
                 ClientBootstrapError,
+                OscoreError,  # no sequence number could be stored (RFC 8613 Appendix B.1.1)
                 OSError,
             ) as exc:
                 if isinstance(exc, EndpointClosed):

@@ -203,3 +203,18 @@ def test_config_is_checked() -> None:
     with pytest.raises(ConfigError, match="empty"):
         OscoreConfig(b"", sender_id=b"\x01", recipient_id=b"")
     assert "secret" not in repr(CONFIG)
+
+
+def test_a_store_that_fails_is_asked_again() -> None:
+    calls: list[int] = []
+
+    def reserve(limit: int) -> bool:
+        calls.append(limit)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return True
+
+    seq = SenderSequence(0, reserve=reserve, step=8)
+    with pytest.raises(OscoreSequenceUnavailable, match="disk full"):
+        seq.take()
+    assert seq.take() == 0 and calls == [8, 8]

@@ -149,7 +149,14 @@ class SenderSequence:
         if self._reserve is not None and self._asked is None and n + self._step // 2 >= self._limit:
             want = min(max(self._limit, n) + self._step, MAX_SEQUENCE + 1)
             self._asked = want
-            if self._reserve(want):
+            try:
+                done = self._reserve(want)
+            except Exception as exc:  # a store that cannot write now: asked again next time
+                self._asked = None
+                raise OscoreSequenceUnavailable(
+                    f"storing the next OSCORE sequence numbers failed: {exc}"
+                ) from exc
+            if done:
                 self.reserved(want)
 
     def take(self) -> int:
