@@ -131,3 +131,16 @@ async def test_an_unwritable_sequence_file_is_a_retried_error(tmp_path: FsPath) 
             assert "storing the next OSCORE sequence numbers failed" in str(client.registration.last_error)
             (tmp_path / "missing").mkdir()
             await client.wait_registered(10)  # the next try stores the range and registers
+
+
+def test_an_oscore_instance_with_another_algorithm_is_refused() -> None:
+    from lwm2m.client.connection import oscore_for
+
+    client = Client("valve-9", "coap://127.0.0.1:1", config=ClientConfig(oscore=CLIENT))
+    security = client.tree.instance(0, 0)
+    oscore = client.tree.instance(21, 0)
+    assert security is not None and oscore is not None
+    assert oscore_for(security, client.tree) is not None
+    oscore.set(Oscore.AEAD, 1)  # A128GCM (COSE 1): not supported here
+    with pytest.raises(ValueError, match="only AES-CCM-16-64-128"):
+        oscore_for(security, client.tree)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from lwm2m.client.core.oscore import Oscore
+from lwm2m.client.core.oscore import AEAD_AES_CCM_16_64_128, HKDF_SHA_256, Oscore
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError, DtlsError
@@ -218,6 +218,12 @@ def oscore_for(security: ObjectInstance, tree: Any, sequence_file: str | None = 
         v = instance.get(resource)
         return bytes(v) if isinstance(v, (bytes, bytearray)) else b""
 
+    aead, hmac = instance.get(Oscore.AEAD), instance.get(Oscore.HMAC)
+    if aead not in (None, AEAD_AES_CCM_16_64_128) or hmac not in (None, HKDF_SHA_256):
+        raise ValueError(
+            f"/21/{link.instance_id}: AEAD {aead} / HMAC {hmac}: only AES-CCM-16-64-128 (10) with"
+            " HKDF SHA-256 (-10) is supported (RFC 8613 §3.2.1)"
+        )
     context = instance.get(Oscore.ID_CONTEXT)
     try:
         config = OscoreConfig(

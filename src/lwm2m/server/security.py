@@ -17,6 +17,10 @@ The rules, checked on every request of the Registration Interface (§6.2):
   with, whatever session carries it.
 - A DTLS client that leaves ep out of its Register gets the endpoint name its
   credentials stand for (§6.2.1 allows it).
+- An endpoint with mode ``oscore`` registers OSCORE-protected only (RFC 8613; over plain CoAP
+  otherwise 4.03 "must use OSCORE"): the context its request verified with is its identity
+  (``PeerIdentity`` "oscore", the device's Sender ID), checked as a DTLS identity is, and it
+  must name its endpoint (ep). ``server/oscore.py`` keeps the contexts.
 
 The TLS library asks for PSKs during the handshake and must be answered at
 once, so keys are served from a cache loaded at start and kept current by
