@@ -50,19 +50,37 @@ def aad(request_kid: bytes, request_piv: bytes, class_i: bytes = b"") -> bytes:
     """The AEAD additional data (RFC 8613 §5.4): the COSE Enc_structure ["Encrypt0", h'',
     external_aad], external_aad = [oscore_version 1, [alg_aead], request_kid, request_piv,
     options] with no Class I options (none is defined)."""
-    external = b"".join(
-        (b"\x85\x01\x81", _head(0, AES_CCM_16_64_128), _bstr(request_kid), _bstr(request_piv))
-    )
+    if not class_i and len(request_kid) < 24 and len(request_piv) < 24:
+        # The common case, written at once: every byte string is short enough for a 1-byte head.
+        external = b"".join(
+            (
+                _EXTERNAL_HEAD,
+                _SHORT_BSTR[len(request_kid)],
+                request_kid,
+                _SHORT_BSTR[len(request_piv)],
+                request_piv,
+                b"\x40",
+            )
+        )
+        return _AAD_HEAD + _head(2, len(external)) + external
+    external = b"".join((_EXTERNAL_HEAD, _bstr(request_kid), _bstr(request_piv)))
     external += _bstr(class_i)
-    return b"\x83\x68Encrypt0\x40" + _bstr(external)
+    return _AAD_HEAD + _bstr(external)
+
+
+_AAD_HEAD = b"\x83\x68Encrypt0\x40"  # ["Encrypt0", h'' (no protected header), ...
+_EXTERNAL_HEAD = b"\x85\x01\x81\x0a"  # [oscore_version 1, [alg_aead 10], ...
+_SHORT_BSTR = tuple(bytes((0x40 | n,)) for n in range(24))
 
 
 def nonce(common_iv: bytes, id_piv: bytes, piv: bytes) -> bytes:
     """The AEAD nonce (RFC 8613 §5.2): the ID of whoever made the Partial IV, padded, its length,
     the Partial IV padded to 5 bytes, XORed with the Common IV."""
-    width = NONCE_LENGTH - 6
-    pre = bytes((len(id_piv),)) + id_piv.rjust(width, b"\0") + piv.rjust(MAX_PIV_LENGTH, b"\0")
-    return (int.from_bytes(pre, "big") ^ int.from_bytes(common_iv, "big")).to_bytes(NONCE_LENGTH, "big")
+    if len(id_piv) > NONCE_LENGTH - 6 or len(piv) > MAX_PIV_LENGTH:
+        raise ValueError("an ID of at most 7 bytes and a Partial IV of at most 5 make a nonce")
+    # Byte 0 the ID's length, bytes 1-7 the ID padded, bytes 8-12 the Partial IV padded.
+    pre = (len(id_piv) << 96) | (int.from_bytes(id_piv, "big") << 40) | int.from_bytes(piv, "big")
+    return (pre ^ int.from_bytes(common_iv, "big")).to_bytes(NONCE_LENGTH, "big")
 
 
 def piv_bytes(sequence: int) -> bytes:
