@@ -625,3 +625,12 @@ class CampaignStateError(ApiError):
     cannot be resumed)."""
 
     status = 409
+
+
+# --- campaigns across cluster nodes (fleet/campaigns.py, storage/campaigns.py, redis_campaigns.py) ---
+
+
+class CampaignFenced(CampaignStateError):
+    """A write of a campaign's state by a runner whose lease is no longer the newest: another
+    node took the campaign over since (its lease lapsed), and the write is refused so that the
+    two runners' writes never interleave."""
