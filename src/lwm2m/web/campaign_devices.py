@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lwm2m.errors import (
+    BusTimeout,
     JsonFormError,
     LwM2MError,
     NotRegistered,
@@ -37,6 +38,7 @@ from lwm2m.errors import (
 from lwm2m.model.jsonform import record_from_json, record_to_json
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
+from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.management import DEFAULT_TIMEOUT
@@ -147,10 +149,16 @@ class RoutedDevices:
             "headers": [["content-type", "application/json"]] if body is not None else [],
             "body": base64.b64encode(json.dumps(body).encode() if body is not None else b"").decode(),
         }
-        # ?wait=true: a sleeping device is waited for as long as the owner waits for it.
-        answer = await self.cluster.ask(
-            node, payload, FORWARD_TIMEOUT if wait >= FORWARD_TIMEOUT else wait + FORWARD_MARGIN
-        )
+        # ?wait=true: a sleeping device is waited for as long as the owner waits for it (its
+        # queue timeout); an awake one as long as the request's timeout, and the bus's margin.
+        sleeper = (await self.server.registration(endpoint)).queue_mode
+        limit = FORWARD_TIMEOUT if sleeper else min(FORWARD_TIMEOUT, wait + FORWARD_MARGIN)
+        try:
+            answer = await self.cluster.ask(node, payload, limit)
+        except BusTimeout:
+            if sleeper:  # still asleep: not a failure, the next try waits for it again
+                raise QueueTimeout(f"{endpoint!r} did not wake up within {limit:g} s") from None
+            raise
         return self._answer(endpoint, answer)
 
     def _answer(self, endpoint: str, answer: Any) -> RoutedAnswer:
@@ -161,7 +169,7 @@ class RoutedDevices:
             raise RemoteApiError(f"{endpoint}: an answer of its node that cannot be read: {exc}") from None
         if status == 200 and isinstance(data, dict):
             try:
-                records = [_record(item, self.server) for item in data.get("records", ())]
+                records = [_record(item, self.server.models) for item in data.get("records", ())]
             except (JsonFormError, TypeError) as exc:
                 raise RemoteApiError(f"{endpoint}: records of its node that cannot be read: {exc}") from None
             return RoutedAnswer(_code(data.get("code")), records)
@@ -201,7 +209,7 @@ class RoutedDevices:
                 continue
             data = event.get("data") or {}
             try:
-                records = [_record(item, self.server) for item in data.get("records", ())]
+                records = [_record(item, self.server.models) for item in data.get("records", ())]
             except (JsonFormError, TypeError, AttributeError) as exc:
                 log.info(
                     "campaigns: a notification of %s that cannot be read: %s", event.get("endpoint"), exc
@@ -225,12 +233,12 @@ class RoutedDevices:
             await self._ask(node, "DELETE", observation.endpoint, f"{observation.path}/observe", None, 10.0)
 
 
-def _record(item: Any, server: Server) -> Record:
+def _record(item: Any, models: ObjectRegistry) -> Record:
     """A record from its JSON form, typed by the server's models (the readings of untyped bytes,
     which only a person needs, left out)."""
     if not isinstance(item, dict):
         raise JsonFormError(f"a record must be an object, got {item!r}")
-    return record_from_json({k: v for k, v in item.items() if k in ("path", "value", "time")}, server.models)
+    return record_from_json({k: v for k, v in item.items() if k in ("path", "value", "time")}, models)
 
 
 class RoutedObservation:

@@ -1,0 +1,138 @@
+"""One runner per campaign, through the store's leases (``lwm2m.fleet.campaigns``, memory store:
+the interface every backend shares): a runner does not take a campaign another holds; when the
+holder is killed (its tasks gone, its lease not given up), a runner sharing the store takes the
+campaign over once the lease lapses, and the old runner's writes are refused (fencing)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.helpers.polling import eventually
+
+from lwm2m.errors import CampaignFenced, InvalidCampaign
+from lwm2m.fleet.campaigns import Campaigns, CampaignsConfig, CampaignSpec, Target, _status_of
+from lwm2m.fleet.packages import Packages
+from lwm2m.model.path import Path
+from lwm2m.protocol.registration import Registration
+from lwm2m.storage.campaigns import MemoryCampaignStore
+from lwm2m.storage.firmware import MemoryPackageStore
+
+LEASE = 0.3
+
+
+class Devices:
+    """A server with registered devices that are never asked anything (the campaign's window is
+    closed: no device starts)."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        self._registrations = [
+            Registration(ep, f"r{n}", ("127.0.0.1", 1 + n)) for n, ep in enumerate(endpoints)
+        ]
+
+    async def registrations(self) -> list[Registration]:
+        return self._registrations
+
+    async def read(self, endpoint: str, path: str | Path) -> Any:
+        raise AssertionError("no device is asked anything")
+
+    async def write(
+        self, endpoint: str, path: str | Path, records: Any, *, timeout: float | None = 30.0
+    ) -> Any:
+        raise AssertionError("no device is asked anything")
+
+    async def execute(self, endpoint: str, path: str | Path) -> Any:
+        raise AssertionError("no device is asked anything")
+
+    async def observe(self, endpoint: str, path: str | Path) -> Any:
+        raise AssertionError("no device is asked anything")
+
+    def secure(self, endpoint: str) -> bool:
+        return False
+
+
+def closed_window() -> tuple[float, float]:
+    now = time.time() % 86400
+    return ((now + 7200) % 86400, (now + 10800) % 86400)
+
+
+async def crash(campaigns: Campaigns) -> None:
+    """What a killed process leaves of its runner: its tasks gone, its leases not given up."""
+    tasks = [*campaigns._tasks.values(), campaigns._keeper]
+    for task in tasks:
+        assert task is not None
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_killed_runners_campaign_is_taken_over_and_its_late_writes_refused() -> None:
+    store = MemoryCampaignStore()
+    packages = Packages(MemoryPackageStore())
+    package = await packages.add("lamp", "2.0", b"FW")
+    devices = Devices(["d1", "d2", "d3"])
+
+    def runner(node: str) -> Campaigns:
+        config = CampaignsConfig(node=node, lease=LEASE, shared=True)
+        return Campaigns(devices, packages, store, lambda p: {"coap": "coap://x/fw"}, config=config)
+
+    a, b = runner("a"), runner("b")
+    await a.start()
+    await b.start()
+    try:
+        spec = CampaignSpec(package.id, Target(object_id=None), window=closed_window())
+        campaign = await a.create(spec)
+        assert await b.runner(campaign.id) == "a"
+        await asyncio.sleep(3 * LEASE)  # renewed by A all along: B never takes it
+        assert await b.runner(campaign.id) == "a" and campaign.id not in b._tasks
+        assert [c.id for c in await b.listing()] == [campaign.id]
+        await crash(a)
+        await eventually(lambda: b.runner(campaign.id), lambda node: node == "b", timeout=4 * LEASE)
+        taken = await b.find(campaign.id)
+        assert taken is not campaign and taken.status == "running" and campaign.id in b._tasks
+        assert taken.counts() == {"pending": 3}
+        # A, back, still believes it runs the campaign: its write is refused, and it lets go.
+        with pytest.raises(CampaignFenced):
+            await a.pause(campaign.id)
+        assert await a.runner(campaign.id) == "b"
+        assert (await b.find(campaign.id)).status == "running"
+        cancelled = await b.cancel(campaign.id)
+        assert cancelled.status == "cancelled" and cancelled.counts() == {"cancelled": 3}
+        assert await b.runner(campaign.id) is None  # a finished campaign: nobody holds it
+        assert (await a.find(campaign.id)).status == "cancelled"  # as stored, on every runner
+        await a.delete(campaign.id)
+        assert await b.listing() == []
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_clean_stop_gives_the_lease_up_at_once() -> None:
+    store = MemoryCampaignStore()
+    packages = Packages(MemoryPackageStore())
+    package = await packages.add("lamp", "2.0", b"FW")
+    config = CampaignsConfig(node="a", lease=60.0)  # a long lease: only the release frees it
+    first = Campaigns(Devices(["d1"]), packages, store, lambda p: {}, config=config)
+    await first.start()
+    campaign = await first.create(CampaignSpec(package.id, Target(object_id=None), window=closed_window()))
+    assert await store.holder(campaign.id) == "a"
+    await first.stop()
+    assert await store.holder(campaign.id) is None
+    async with Campaigns(Devices(["d1"]), packages, store, lambda p: {}, config=config) as again:
+        assert again.get(campaign.id).status == "running" and campaign.id in again._tasks
+
+
+@pytest.mark.parametrize("wrong", [{"node": ""}, {"node": "a b"}, {"lease": 0}, {"lease": float("nan")}])
+def test_runner_settings_out_of_range_are_refused(wrong: dict[str, Any]) -> None:
+    with pytest.raises(InvalidCampaign):
+        CampaignsConfig(**wrong)
+
+
+@given(st.binary(max_size=64) | st.builds(msgspec.json.encode, st.dictionaries(st.text(), st.integers())))
+def test_the_status_of_any_stored_record_is_read_without_an_error(record: bytes) -> None:
+    assert isinstance(_status_of(record), str)
+    assert _status_of(b'{"status": "paused", "spec": {}}') == "paused"
