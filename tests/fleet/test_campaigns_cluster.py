@@ -1,9 +1,9 @@
 """Campaigns on a cluster (DESIGN.md, "Where its users outgrow one machine"): two server nodes on
 one real Redis, simulated devices registered at each (each node owns its own); a campaign
-created on node A updates the devices of both, is paused, resumed and cancelled through node B's
-API, shows the same on both nodes, and its events reach both nodes' event streams. When the
-runner is killed (its tasks gone, its lease not given up), the other node takes the campaign
-over once the lease lapses and finishes it, no device updated twice.
+created on node A updates the devices of both, is paused, resumed and cancelled through node
+B's API (and its command line), shows the same on both nodes, and its events reach both nodes'
+event streams. When the runner is killed (its tasks gone, its lease not given up), the other
+node takes the campaign over once the lease lapses and finishes it, no device updated twice.
 
 The nodes are ``Server`` objects in this process, each with its API on a real uvicorn, as in
 tests/web/test_cluster.py; the devices are the simulator's, whose firmware update counts its
@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from click.testing import CliRunner, Result
 from starlette.applications import Starlette
 from tests.helpers.polling import eventually
 from tests.helpers.web import served, sse_events
 
+from lwm2m.cli import main
 from lwm2m.cluster.node import ClusterConfig
 from lwm2m.fleet.campaigns import Campaigns, CampaignsConfig
 from lwm2m.server.config import ServerConfig
@@ -140,6 +142,11 @@ async def cluster(redis_url: str, install_seconds: float) -> AsyncIterator[tuple
         for ep in at_b.endpoint_names():
             await eventually(lambda ep=ep: a.member.owner_elsewhere(ep), lambda owner: owner == "b")
         yield a, b, count_installs([at_a, at_b])
+
+
+async def lwm2m(*args: str) -> Result:
+    """The command line, in a worker thread (it runs its own event loop)."""
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args))
 
 
 async def add_package(http: httpx.AsyncClient, base: str) -> str:
@@ -261,8 +268,12 @@ async def test_a_campaign_of_node_a_updates_both_nodes_devices_and_obeys_node_b(
             assert cancelled.json()["counts"] == {"cancelled": 2 * DEVICES}
             assert (await detail(http, a.base, wid))["status"] == "cancelled"
             assert await a.campaigns.runner(wid) is None  # its lease given up
-            deleted = await http.delete(f"{b.base}/api/campaigns/{wid}")
-            assert deleted.status_code == 200, deleted.text
+            # The command line against any node: B shows what A ran, and deletes it.
+            shown = await lwm2m("campaign", "show", cid, "--api", b.base)
+            assert shown.exit_code == 0, shown.output
+            assert shown.output.startswith(f"{cid}  done  package {pid}  {2 * DEVICES} succeeded")
+            deleted = await lwm2m("campaign", "delete", wid, "--api", b.base)
+            assert deleted.exit_code == 0, deleted.output
             assert (await http.get(f"{a.base}/api/campaigns/{wid}")).status_code == 404
         finally:
             for reader in readers:
