@@ -686,6 +686,8 @@ class Campaigns:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.lease + self.config.period
         while (token := await self.store.acquire(campaign_id, self.config.node, self.config.lease)) is None:
+            if campaign_id in self._fences:  # this runner's own look at the store took it meanwhile
+                return self._campaigns[campaign_id]
             if loop.time() >= deadline:
                 holder = await self.store.holder(campaign_id)
                 raise CampaignStateError(f"campaign {campaign_id} is run by {holder}, which does not let go")

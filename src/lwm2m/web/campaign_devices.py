@@ -201,22 +201,33 @@ class RoutedDevices:
             self._reader = None
 
     async def _read(self, last: str) -> None:
-        async for _, event in self.cluster.fleet.subscribe(last):
-            if event.get("event") != "NOTIFICATION":
-                continue
-            observations = self._observations.get(str(event.get("endpoint")))
-            if not observations:
-                continue
-            data = event.get("data") or {}
+        while True:
             try:
-                records = [_record(item, self.server.models) for item in data.get("records", ())]
-            except (JsonFormError, TypeError, AttributeError) as exc:
-                log.info(
-                    "campaigns: a notification of %s that cannot be read: %s", event.get("endpoint"), exc
-                )
-                continue
-            for observation in observations:
-                observation.take(records)
+                async for _, event in self.cluster.fleet.subscribe(last):
+                    self._dispatch(event)
+            except LwM2MError as exc:
+                # An entry that cannot be read: read on from the newest (what is skipped, the
+                # runner reads from the devices when no notification comes).
+                log.warning("campaigns: reading the fleet's events failed: %s", exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):  # Redis away: the same place again
+                    last = await self.cluster.fleet.last_event_id()
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        """A notification to the routed observations of its endpoint."""
+        if event.get("event") != "NOTIFICATION":
+            return
+        observations = self._observations.get(str(event.get("endpoint")))
+        if not observations:
+            return
+        data = event.get("data") or {}
+        try:
+            records = [_record(item, self.server.models) for item in data.get("records", ())]
+        except (JsonFormError, TypeError, AttributeError) as exc:
+            log.info("campaigns: a notification of %s that cannot be read: %s", event.get("endpoint"), exc)
+            return
+        for observation in list(observations):
+            observation.take(records)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
