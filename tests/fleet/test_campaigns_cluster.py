@@ -327,3 +327,21 @@ async def test_a_killed_runner_is_taken_over_and_no_device_is_updated_twice(redi
         paused = await http.post(f"{a.base}/api/campaigns/{cid}/pause")
         assert paused.status_code == 409, paused.text
         assert (await detail(http, b.base, cid))["reason"] != "a stale write"
+
+
+async def test_a_package_pushed_to_a_device_another_node_owns_goes_through_that_node(redis_url: str) -> None:
+    async with (
+        cluster(redis_url, install_seconds=0.1) as (a, b, installs),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        sent = trace_requests([a, b])
+        pid = await add_package(http, a.base)
+        body = {"packageId": pid, "target": {"endpoints": "on-b-0000[01]"}, "delivery": "push"}
+        created = await http.post(f"{a.base}/api/campaigns", json=body)
+        assert created.status_code == 201, created.text
+        done = await until(http, b.base, created.json()["id"], lambda d: d["status"] == "done", timeout=20)
+        assert done["counts"] == {"succeeded": 2}
+        assert {d["delivery"] for d in done["deviceDetail"]} == {"push"}
+        assert dict(installs) == {"on-b-00000": 1, "on-b-00001": 1}
+        from_owners(sent)
+        assert ("b", "on-b-00000", "/5/0/0") in sent  # the package, written block-wise by its owner
