@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.helpers.polling import eventually
 
-from lwm2m.errors import CampaignFenced, InvalidCampaign
-from lwm2m.fleet.campaigns import Campaigns, CampaignsConfig, CampaignSpec, Target, _status_of
+from lwm2m.errors import CampaignFenced, CampaignStateError, InvalidCampaign
+from lwm2m.fleet.campaigns import Campaigns, CampaignsConfig, CampaignSpec, Target, Waves, _status_of
 from lwm2m.fleet.packages import Packages
 from lwm2m.model.path import Path
+from lwm2m.model.record import Record
 from lwm2m.protocol.registration import Registration
-from lwm2m.storage.campaigns import MemoryCampaignStore
+from lwm2m.storage.campaigns import LocalLeases, MemoryCampaignStore
 from lwm2m.storage.firmware import MemoryPackageStore
 
 LEASE = 0.3
@@ -142,3 +145,66 @@ def test_runner_settings_out_of_range_are_refused(wrong: dict[str, Any]) -> None
 def test_the_status_of_any_stored_record_is_read_without_an_error(record: bytes) -> None:
     assert isinstance(_status_of(record), str)
     assert _status_of(b'{"status": "paused", "spec": {}}') == "paused"
+
+
+@dataclass(frozen=True)
+class Answer:
+    code: int
+    records: list[Record] = field(default_factory=list)
+
+
+class HeldUp(Devices):
+    """Devices whose first read waits until the test lets it through; they answer as idle
+    firmware objects that pull over CoAP. The writes they get are kept."""
+
+    def __init__(self, endpoints: list[str]) -> None:
+        super().__init__(endpoints)
+        self.through = {ep: asyncio.Event() for ep in endpoints}
+        self.writes: list[tuple[str, str]] = []
+
+    async def read(self, endpoint: str, path: str | Path) -> Any:
+        await self.through[endpoint].wait()
+        values = {"/5/0": [(3, 0), (5, 0)], "/5/0/9": [(9, 0)], "/5/0/8": [(8, 0)]}[str(path)]
+        return Answer(69, [Record(Path((5, 0, r)), v) for r, v in values])
+
+    async def write(
+        self, endpoint: str, path: str | Path, records: Any, *, timeout: float | None = 30.0
+    ) -> Any:
+        self.writes.append((endpoint, str(path)))
+        return Answer(68)
+
+    async def observe(self, endpoint: str, path: str | Path) -> Any:
+        raise CampaignStateError("not observable here: read instead")
+
+
+async def test_a_runner_whose_write_is_refused_stops_driving_every_device() -> None:
+    clock = [0.0]
+    store = MemoryCampaignStore()
+    store.leases = LocalLeases(clock=lambda: clock[0])
+    packages = Packages(MemoryPackageStore())
+    package = await packages.add("lamp", "2.0", b"FW")
+    devices = HeldUp(["d1", "d2"])
+
+    def runner(node: str) -> Campaigns:
+        config = CampaignsConfig(node=node, lease=60.0, shared=True)
+        return Campaigns(devices, packages, store, lambda p: {"coap": "coap://x/fw"}, config=config)
+
+    a, b = runner("a"), runner("b")
+    await a.start()
+    try:
+        spec = CampaignSpec(package.id, Target(object_id=None), waves=Waves(canary=0, in_flight=2))
+        campaign = await a.create(spec)
+        await asyncio.sleep(0.05)  # both devices wait for their first read
+        clock[0] += 120  # A's lease lapsed (its process stalled): B takes the campaign and pauses it
+        assert (await b.pause(campaign.id)).status == "paused"
+        devices.through["d1"].set()  # A drives d1 on: its next write of d1's state is refused
+        await eventually(lambda: a.runner(campaign.id), lambda node: node == "b")
+        devices.through["d2"].set()
+        await asyncio.sleep(0.1)
+        assert devices.writes == [("d1", "/5/0/1")]  # d2 was never sent the package by A
+        assert campaign.id not in a._tasks
+        stored = await b.find(campaign.id)
+        assert stored.status == "paused" and stored.counts() == {"pending": 2}  # A's steps never stored
+    finally:
+        await a.stop()
+        await b.stop()

@@ -626,8 +626,8 @@ class Campaigns:
 
     def _lost(self, campaign_id: str, why: str) -> None:
         """Stop driving a campaign whose lease this runner lost (another runner may hold it)."""
-        log.warning("campaign %s: no longer run here (%s)", campaign_id, why)
-        self._fences.pop(campaign_id, None)
+        if self._fences.pop(campaign_id, None) is not None:
+            log.warning("campaign %s: no longer run here (%s)", campaign_id, why)
         task = self._tasks.pop(campaign_id, None)
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -945,7 +945,15 @@ class Campaigns:
                         return
                     await self._device(campaign, package, device)
 
-            await asyncio.gather(*(one(campaign.devices[ep], limit) for ep in endpoints))
+            driving = [asyncio.ensure_future(one(campaign.devices[ep], limit)) for ep in endpoints]
+            try:
+                await asyncio.gather(*driving)
+            except BaseException:
+                # One failed (a write refused: another runner took the campaign over; the store
+                # away): the others stop too, not left to drive their devices alone.
+                for work in driving:
+                    work.cancel()
+                raise
             if campaign.status == "halted":
                 await gate.wait()  # resume() goes on with the wave's devices left
                 continue
