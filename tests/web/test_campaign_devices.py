@@ -18,6 +18,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
+from lwm2m.storage.base import SecurityInfo
 from lwm2m.web.campaign_devices import NOTIFICATIONS_KEPT, RoutedAnswer, RoutedDevices, RoutedObservation
 
 DEVICES = RoutedDevices(Server(ServerConfig(port=0)), cluster=None)  # type: ignore[arg-type]
@@ -117,3 +118,23 @@ def test_a_routed_observation_keeps_its_paths_notifications_the_newest_few() -> 
     assert len(kept) == NOTIFICATIONS_KEPT
     assert [a.records[0].value for a in kept] == list(range(5, NOTIFICATIONS_KEPT + 5))  # the newest
     assert all([str(r.path) for r in a.records] == ["/5/0/3"] for a in kept)
+
+
+class _Elsewhere:
+    """A cluster where every device is another node's."""
+
+    node_id = "a"
+    fleet: Any = None
+
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
+        return "b"
+
+
+async def test_a_device_another_node_serves_is_secure_as_its_credentials_say() -> None:
+    async with Server(ServerConfig(port=0)) as server:
+        await server.security.put(SecurityInfo("locked", "locked-id", b"k" * 16))
+        await server.security.put(SecurityInfo("open", nosec=True))
+        devices = RoutedDevices(server, _Elsewhere())  # type: ignore[arg-type]
+        for endpoint in ("locked", "open", "unknown"):
+            assert await devices._owner(endpoint) == "b"
+        assert devices.secure("locked") and not devices.secure("open") and not devices.secure("unknown")

@@ -49,6 +49,7 @@ __all__ = ["RoutedAnswer", "RoutedDevices", "RoutedObservation"]
 
 log = logging.getLogger(__name__)
 
+SECURE_KEPT = 100_000  # endpoints whose security mode a runner remembers, at most
 OWNER_WAIT = 5.0  # seconds a device whose node is gone is waited for (its next datagram names its new node)
 NOTIFICATIONS_KEPT = 16  # notifications of one routed observation waiting to be read, at most
 # The REST API's words for a sleeping device that did not wake up (web/errors.py, QueueTimeout).
@@ -81,6 +82,9 @@ class RoutedDevices:
         self.owner_wait = owner_wait
         self._observations: dict[str, set[RoutedObservation]] = {}
         self._reader: asyncio.Task[None] | None = None
+        # Devices another node serves: whether their credentials make them DTLS devices, which
+        # this node's server knows only of those that register here.
+        self._dtls: dict[str, bool] = {}
 
     # --- CampaignServer ------------------------------------------------------------------------
 
@@ -88,7 +92,10 @@ class RoutedDevices:
         return await self.server.registrations()  # the shared store's: every node's devices
 
     def secure(self, endpoint: str) -> bool:
-        return self.server.secure(endpoint)
+        """Whether ``endpoint`` is a DTLS device (never given a URI in the clear): as this node's
+        server knows it, or, for a device another node serves, as its credentials in the store
+        say (looked up at its first routed operation: a campaign reads before it delivers)."""
+        return self.server.secure(endpoint) or self._dtls.get(endpoint, False)
 
     async def read(self, endpoint: str, path: str | Path) -> Any:
         node = await self._owner(endpoint)
@@ -134,7 +141,13 @@ class RoutedDevices:
     # --- routing -----------------------------------------------------------------------------------
 
     async def _owner(self, endpoint: str) -> str | None:
-        return await self.cluster.owner_elsewhere(endpoint, wait=self.owner_wait)
+        node = await self.cluster.owner_elsewhere(endpoint, wait=self.owner_wait)
+        if node is not None and endpoint not in self._dtls:
+            info = await self.server.security.get(endpoint)
+            if len(self._dtls) >= SECURE_KEPT:
+                del self._dtls[next(iter(self._dtls))]  # the oldest
+            self._dtls[endpoint] = info is not None and info.mode != "nosec"
+        return node
 
     async def _ask(
         self, node: str, method: str, endpoint: str, path: str, body: Any, timeout: float | None
