@@ -717,3 +717,12 @@ class OscoreRequestFailed(RequestAborted, SecurityError):
     """Our OSCORE-protected request got no answer that verifies: the peer answered unprotected
     (RFC 8613 §8.2: it could not verify the request; the message names its code and diagnostic),
     or the answer failed verification (§8.4)."""
+
+
+# --- campaigns across cluster nodes (fleet/campaigns.py, storage/campaigns.py, redis_campaigns.py) ---
+
+
+class CampaignFenced(CampaignStateError):
+    """A write of a campaign's state by a runner whose lease is no longer the newest: another
+    node took the campaign over since (its lease lapsed), and the write is refused so that the
+    two runners' writes never interleave."""
