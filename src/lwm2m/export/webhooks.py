@@ -46,7 +46,14 @@ from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
-from lwm2m.errors import ConfigError, HttpError, InvalidWebhook, TooManyWebhooks, WebhookNotFound
+from lwm2m.errors import (
+    ConfigError,
+    HttpError,
+    InvalidWebhook,
+    StoreError,
+    TooManyWebhooks,
+    WebhookNotFound,
+)
 from lwm2m.server.events import EventStream, ServerEvent
 from lwm2m.server.role import Server
 from lwm2m.storage.webhooks import OutboxEntry, Retry, Webhook, WebhookStore
@@ -352,6 +359,8 @@ class Webhooks:
             await asyncio.sleep(self.config.refresh)
             try:
                 await self.refresh()
+            except StoreError as exc:  # the store away (a Redis restart): read at the next turn
+                log.warning("webhooks: the hooks could not be read: %s", exc)
             except Exception:
                 log.exception("webhooks: the hooks could not be read")
 
@@ -361,6 +370,9 @@ class Webhooks:
                 if self._clock() - self._refreshed_at >= self.config.refresh:
                     await self.refresh()  # hooks added or removed on other nodes
                 taken = await self.round()
+            except StoreError as exc:  # the store away: the outbox keeps the events for later
+                log.warning("webhooks: a round of posts failed: %s", exc)
+                taken = 0
             except Exception:
                 log.exception("webhooks: a round of posts failed")
                 taken = 0
