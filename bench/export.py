@@ -199,7 +199,7 @@ async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tupl
         observations = await asyncio.gather(*(server.observe(n, PATH, timeout=10) for n in names))
         kept = keep_subscribed(server) if args.stream else None
         total = args.warmup + 2 * args.rounds * args.seconds + 1.0
-        conn.send(("go", total))
+        conn.send(("go", total, args.rate or None))
         await asyncio.sleep(args.warmup)
         count = server.observation_manager.notifications_received
         for _ in range(args.rounds):
@@ -245,6 +245,7 @@ def report(
     where = "in the server's process" if args.in_process else "by the export worker process"
     print(
         f"notification ingest, {args.observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
+        f"{f' clients at {args.rate:,.0f} notifications/s,' if args.rate else ''}"
         f" store {args.store}, webhooks posted {where}"
         f"{', a subscriber in every phase' if args.stream else ''} (loop {loop})"
     )
@@ -295,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observers", type=int, default=200)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="notifications per second the clients send (0: as fast as they can); below what the"
+        " server takes, on and off phases compare its CPU per notification at the same rate",
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")

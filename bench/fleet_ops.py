@@ -14,9 +14,13 @@ issue's "≤ 5 %" figure) and the ingest rate on/off, and for the export benches
 worker's own CPU per notification (on the other core) and the handoff's cost per event.
 ``--stream`` gives the export benches a subscriber in every phase, as the REST API's event
 stream is in ``lwm2m server``: the server then makes each event in the off phases too.
+``--rate N`` paces the clients at N notifications/s (below what the server takes), so that on
+and off phases compare the server's CPU per notification at the same rate: as fast as they go,
+an export that takes a core from the clients' process lowers the rate, and a server at a lower
+rate spends more CPU per notification (its batches are smaller), which is not the export's cost.
 
     python bench/fleet_ops.py [--count 1000] [--size 1048576] [--in-flight 100]
-                              [--observers 200] [--seconds 3] [--rounds 3] [--stream]
+                              [--observers 200] [--seconds 3] [--rounds 3] [--stream] [--rate N]
 """
 
 from __future__ import annotations
@@ -76,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the export benches with a subscriber in every phase (as in `lwm2m server`)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="notifications per second of the ingest benches' clients (0: as fast as they can)",
+    )
     args = parser.parse_args(argv)
     ingest = [
         "--observers",
@@ -84,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seconds:g}",
         "--rounds",
         str(args.rounds),
+        "--rate",
+        f"{args.rate:g}",
     ]
 
     campaign = run(

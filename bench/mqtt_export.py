@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace, port: int) -> tuple[list[Phase], str]:
         kept = keep_subscribed(server) if args.stream else None
         # Each on phase starts its worker and connects first, outside its measured time.
         total = args.warmup + 2 * args.rounds * (args.seconds + 8.0) + 2.0
-        conn.send(("go", total))
+        conn.send(("go", total, args.rate or None))
         await asyncio.sleep(args.warmup)
         count = server.observation_manager.notifications_received
         for _ in range(args.rounds):
@@ -218,6 +218,7 @@ def report(phases: list[Phase], loop: str, args: argparse.Namespace) -> dict[str
     where = "in the server's process" if args.in_process else "by the export worker process"
     print(
         f"notification ingest, {args.observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
+        f"{f' clients at {args.rate:,.0f} notifications/s,' if args.rate else ''}"
         f" MQTT export to mosquitto on loopback when on, {where}, window {args.window}"
         f"{', a subscriber in every phase' if args.stream else ''} (loop {loop})"
     )
@@ -266,6 +267,13 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observers", type=int, default=200, help="observed clients sending notifications")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="notifications per second the clients send (0: as fast as they can); below what the"
+        " server takes, on and off phases compare its CPU per notification at the same rate",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each phase")
     parser.add_argument("--rounds", type=int, default=3, help="off/on pairs of phases")
     parser.add_argument("--window", type=int, default=100, help="messages awaiting their PUBACK at once")
