@@ -47,18 +47,12 @@ from lwm2m.storage.redis_link import (
 # HistoryStore.add keeps entries back until flush() or until this many wait (then it flushes
 # on the running loop without being awaited).
 MAX_PENDING = 2048
-PUSH_CHUNK = 1000  # entries per script call: Lua's unpack() takes a few thousand at most
+PUSH_CHUNK = 1000  # entries per RPUSH
+FLUSH_GROUP = 500  # endpoints per pipeline of a history flush: what one failed round trip restores
 MAX_KEPT = 16 * MAX_PENDING  # values add() keeps at most while Redis cannot be reached
 
 # KEYS[1] hist:{ep}; ARGV[1] max records ('' none), ARGV[2..] entries in arrival order. Answers
 # the received_at of the oldest entry kept (each entry starts "received_at|").
-_HIST_PUSH = """
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
-if ARGV[1] ~= '' then redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1) end
-local head = redis.call('LINDEX', KEYS[1], 0)
-return string.match(head, '^([^|]*)|')
-"""
-
 # Retention on one endpoint: drop entries from the oldest arrival while received before ARGV[1]
 # ('' none), then keep the newest ARGV[2] ('' all). Answers {removed, oldest received_at or ''}.
 _HIST_PRUNE = """
@@ -98,6 +92,15 @@ for i = 1, #ARGV, 1000 do
 end
 return 0
 """
+
+
+def _push(pipe: Any, hist: str, entries: list[bytes], limit: int | None) -> None:
+    """Queue on ``pipe`` the RPUSHes of ``entries`` to the list ``hist`` and its trim to the
+    newest ``limit`` (None: all kept)."""
+    for i in range(0, len(entries), PUSH_CHUNK):
+        pipe.rpush(hist, *entries[i : i + PUSH_CHUNK])
+    if limit is not None:
+        pipe.ltrim(hist, -limit, -1)
 
 
 def history_entry(record: Record, source: str, received_at: float) -> bytes:
@@ -166,36 +169,36 @@ class RedisHistoryStore:
 
     @guarded
     async def flush(self) -> None:
+        """The pending entries written, a pipeline (one round trip) per :data:`FLUSH_GROUP`
+        endpoints: each endpoint's index entry, its RPUSH and its LTRIM to ``max_records``.
+        Only the owner of an endpoint writes its list, so the push and trim need no script."""
         batches = self._batches()
         if not batches:
             return
-        limit = "" if self.retention.max_records is None else str(self.retention.max_records)
+        limit = self.retention.max_records
         done = 0  # batches written
-        chunk = 0  # of batches[done], entries written
         try:
-            pipe = self.link.client().pipeline(transaction=False)
-            for endpoint, first, _ in batches:
-                pipe.zadd(index("history"), {endpoint: first}, lt=True)  # the index first
-            await pipe.execute()
-            for endpoint, _, entries in batches:
-                for chunk in range(0, len(entries), PUSH_CHUNK):
-                    await self.link.run(
-                        _HIST_PUSH, [key("hist", endpoint)], [limit, *entries[chunk : chunk + PUSH_CHUNK]]
-                    )
-                done += 1
-                chunk = 0
+            while done < len(batches):
+                group = batches[done : done + FLUSH_GROUP]
+                pipe = self.link.client().pipeline(transaction=False)
+                for endpoint, first, _ in group:
+                    pipe.zadd(index("history"), {endpoint: first}, lt=True)  # the index first
+                for endpoint, _, entries in group:
+                    _push(pipe, key("hist", endpoint), entries, limit)
+                await pipe.execute()
+                done += len(group)
         except BaseException:
-            self._restore(batches[done:], chunk)
+            self._restore(batches[done:])
             raise
 
-    def _restore(self, batches: list[tuple[str, float, list[bytes]]], skip: int) -> None:
+    def _restore(self, batches: list[tuple[str, float, list[bytes]]]) -> None:
         """Keep what a failed write did not write for the next one, ahead of anything added
-        meanwhile (the first ``skip`` entries of the first batch were written; the chunk that
-        failed may have landed without an answer, and may then land twice). While Redis stays
-        unreachable, the newest ``MAX_KEPT`` values wait: memory stays bounded."""
+        meanwhile (the group whose round trip failed may have landed without an answer, and
+        may then land twice). While Redis stays unreachable, the newest ``MAX_KEPT`` values
+        wait: memory stays bounded."""
         kept: list[tuple[str, bytes, float]] = []
-        for n, (endpoint, first, entries) in enumerate(batches):
-            kept += [(endpoint, e, first) for e in entries[skip if n == 0 else 0 :]]
+        for endpoint, first, entries in batches:
+            kept += [(endpoint, e, first) for e in entries]
         self._pending[:0] = kept
         if len(self._pending) > MAX_KEPT:
             del self._pending[: len(self._pending) - MAX_KEPT]
@@ -205,15 +208,14 @@ class RedisHistoryStore:
         batches = self._batches()
         if not batches:
             return
-        limit = "" if self.retention.max_records is None else str(self.retention.max_records)
         client: redis_sync.Redis | redis_sync.RedisCluster | None = None
         try:
             client = sync_client(self.link.url, self.link.known_nodes())  # connects: inside the try
-            push = client.register_script(_HIST_PUSH)
             for endpoint, first, entries in batches:
                 client.zadd(index("history"), {endpoint: first}, lt=True)
-                for i in range(0, len(entries), PUSH_CHUNK):
-                    push(keys=[key("hist", endpoint)], args=[limit, *entries[i : i + PUSH_CHUNK]])
+                pipe = client.pipeline(transaction=False)
+                _push(pipe, key("hist", endpoint), entries, self.retention.max_records)
+                pipe.execute()
         except (RedisError, OSError) as exc:
             n = sum(len(entries) for _, _, entries in batches)
             raise StoreError(
