@@ -53,6 +53,10 @@ if TYPE_CHECKING:  # the cluster extra (redis-py) is not needed by a single node
 log = logging.getLogger(__name__)
 
 PUBLISH_QUEUE = 10_000  # events waiting to go on the fleet's stream, at most
+# Seconds the publisher waits after an event for more to go in the same round trip: at a steady
+# trickle (a fleet whose devices notify now and then) one XADD pipeline per event would cost a
+# node a Redis round trip per notification.
+PUBLISH_LINGER = 0.02
 FORWARD_TIMEOUT = 120.0  # seconds a forwarded device request may take, ``?wait=true`` included
 FORWARD_MARGIN = 5.0  # seconds beyond a request's ``?timeout`` for the bus and the owner's work
 # Seconds a queued request's holder has to answer ``GET /api/requests/{id}`` before the store does.
@@ -318,7 +322,8 @@ class FleetPublisher:
 
     Events are put in a bounded queue as they come and written by one task, all that waited in
     one round trip (``FleetEvents.publish_many``): a burst of notifications costs Redis a few
-    pipelines, not one round trip each. Beyond :data:`PUBLISH_QUEUE` waiting events (Redis away
+    pipelines, not one round trip each; the writer lingers :data:`PUBLISH_LINGER` after the
+    first event so that a trickle is batched too. Beyond :data:`PUBLISH_QUEUE` waiting events (Redis away
     or slow) the oldest are dropped and counted (``dropped``)."""
 
     def __init__(self, member: Cluster) -> None:
@@ -364,6 +369,7 @@ class FleetPublisher:
     async def _write(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(PUBLISH_LINGER)
             self._wake.clear()
             batch = list(self._waiting)
             self._waiting.clear()
