@@ -737,6 +737,8 @@ class Server:
                 self._routes[endpoint] = (via, event.addr)
                 if endpoint in self._queue_mode:
                     self.presence.seen(endpoint)
+                # Its observations outlived its last connection: observed again over this one.
+                self.observation_manager.reconnected(endpoint)
         return answer
 
     def _on_tcp_connection(self, addr: Any, open: bool) -> None:
