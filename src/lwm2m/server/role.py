@@ -66,7 +66,7 @@ from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
-from lwm2m.transport.tap import MessageSink
+from lwm2m.transport.tap import ConnectionSink
 from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint, tls_server_context
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -283,9 +283,9 @@ class Server:
         self._tcp = self._tls = None
         self._routes.clear()
 
-    def _tap_messages(self, sink: MessageSink | None) -> None:
-        """The message trace's tap into both CoAP transports (None: out of them)."""
-        for transport in (self._endpoint, self._coaps):
+    def _tap_messages(self, sink: ConnectionSink | None) -> None:
+        """The message trace's tap into every CoAP transport (None: out of them)."""
+        for transport in (self._endpoint, self._coaps, self._tcp, self._tls):
             if transport is not None:
                 transport.tap(sink)
 
