@@ -36,6 +36,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
+from lwm2m.server.registrar import CONNECTIONS
 from lwm2m.server.stats import sent_operation
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.address import normalize
@@ -461,8 +462,13 @@ class ObservationManager:
         self.follow(endpoint, addr)
 
     def _resume(self, record: Observation, registration: Registration, addr: Any) -> None:
-        """Match the notifications of the stored observation ``record`` from ``addr`` again."""
+        """Match the notifications of the stored observation ``record`` from ``addr`` again; over
+        TCP or TLS, where the relation ended with the client's old connection (RFC 8323 §7.2),
+        keep it dormant until the client connects again (``reconnected``)."""
         request = stored_request(record)
+        if registration.transport in CONNECTIONS:
+            self._track(record, request, None, None, addr, over_tcp=True)
+            return
         message = rooted(registration, request.to_message(self._models))
         try:
             relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)

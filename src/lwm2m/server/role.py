@@ -500,15 +500,16 @@ class Server:
 
     # --- CoAP requests from clients -----------------------------------------------------------
 
-    def _on_request(self, event: RequestReceived) -> Any:
+    def _on_request(self, event: RequestReceived, transport: str | None = None) -> Any:
+        """A request over UDP, or over a connection of ``transport`` ("tcp", "tls")."""
         message = event.message
-        sender = self.registrar.endpoint_at(event.addr)
+        sender = self.registrar.endpoint_at(event.addr, transport)
         if sender is not None and sender in self._queue_mode:
             self.presence.seen(sender)
         if self.registrar.handles(message):
             return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
-            return self._on_send(message, event.addr)
+            return self._on_send(message, event.addr, transport)
         if message.uri_path[:1] == (FW_PATH,) and self._packages is not None:
             return serve_package(self._packages, message)
         method = Code(message.code).name if message.code in _METHODS else code_str(message.code)
@@ -520,7 +521,7 @@ class Server:
         if self.registrar.handles(event.message):
             assert self._coaps is not None
             identity = self._coaps.peer_identity(event.addr)
-            return self._registration(event.message, event.addr, identity, secure=True)
+            return self._registration(event.message, event.addr, identity, secure=True, transport="dtls")
         if (
             self.config.shared_store
             and event.message.uri_path == ("dp",)
@@ -545,14 +546,20 @@ class Server:
         return answer
 
     async def _registration(
-        self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
+        self,
+        message: Message,
+        addr: Any,
+        identity: PeerIdentity | None,
+        *,
+        secure: bool,
+        transport: str = "udp",
     ) -> Message:
-        answer = await self._registration_answer(message, addr, identity, secure=secure)
+        answer = await self._registration_answer(message, addr, identity, secure=secure, transport=transport)
         self.stats.count(received_operation(message), answer.code)
         return answer
 
     async def _registration_answer(
-        self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool
+        self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool, transport: str
     ) -> Message:
         limited = self.registrar.admit(message, addr) or self.registrar.busy(message, addr)
         if limited is not None:
@@ -564,7 +571,7 @@ class Server:
             )
             if refusal is not None:
                 return refusal
-            answer = await self.registrar.handle(message, addr)
+            answer = await self.registrar.handle(message, addr, transport)
         finally:
             self.registrar.end()
         if endpoint is not None and answer.code in (Code.CREATED, Code.CHANGED):
@@ -616,16 +623,16 @@ class Server:
             if identity_matches(info, identity):
                 self._coaps.close_session(session.addr)
 
-    async def _on_send(self, message: Message, addr: Any) -> Message:
-        answer = await self._send_answer(message, addr)
+    async def _on_send(self, message: Message, addr: Any, transport: str | None = None) -> Message:
+        answer = await self._send_answer(message, addr, transport)
         self.stats.count("send" if message.code == Code.POST else "other", answer.code)
         return answer
 
-    async def _send_answer(self, message: Message, addr: Any) -> Message:
+    async def _send_answer(self, message: Message, addr: Any, transport: str | None = None) -> Message:
         """Send (LwM2M-TS-Core 1.2 §6.4.6): a POST to /dp from a registered client."""
         if message.code != Code.POST:
             return _refuse("Send", addr, Code.METHOD_NOT_ALLOWED, "Send is a POST to /dp")
-        endpoint = self.registrar.endpoint_at(addr)
+        endpoint = self.registrar.endpoint_at(addr, transport)
         if endpoint is None:
             return _refuse("Send", addr, Code.FORBIDDEN, "Send from a client that is not registered")
         fmt = message.content_format
@@ -676,7 +683,7 @@ class Server:
                     dial=False,
                 )
             )
-            self._tls.on_connection = self._on_tcp_connection
+            self._tls.on_connection = self._on_tls_connection
             self.tls_port = self._tls.port
 
     @property
@@ -693,11 +700,15 @@ class Server:
         """The CoAP over TCP and TLS connections open now."""
         return sum(ep.connections() for ep in (self._tcp, self._tls) if ep is not None)
 
-    def transport_of(self, endpoint: str) -> str:
-        """How the client reaches this server: "tcp", "tls" (RFC 8323), "dtls" or "udp"."""
+    def transport_of(self, endpoint: str, registration: Registration | None = None) -> str:
+        """How the client reaches the server: "tcp", "tls" (RFC 8323), "dtls" or "udp"; from
+        ``registration``, when given, for a client this node does not serve (another node's, on
+        a shared store) or not yet (a restart: the transport kept with the registration)."""
         via = self._tcp_route(endpoint)
         if via is not None:
             return "tls" if via is self._tls else "tcp"
+        if registration is not None and registration.transport != "udp":
+            return registration.transport
         return "dtls" if self.secure(endpoint) else "udp"
 
     def _tcp_route(self, endpoint: str) -> CoapTcpEndpoint | None:
@@ -722,17 +733,20 @@ class Server:
     def _tcp_request(self, event: RequestReceived, via: CoapTcpEndpoint) -> Any:
         if self.registrar.handles(event.message):
             return self._tcp_registration(event, via)
-        return self._on_request(event)
+        return self._on_request(event, "tls" if via is self._tls else "tcp")
 
     async def _tcp_registration(self, event: RequestReceived, via: CoapTcpEndpoint) -> Message:
         """A Register or Update over a connection: checked as over DTLS when it is TLS (the
         client certificate's CN names the endpoint), then the route to the client is its
         connection."""
         secure = via is self._tls
+        transport = "tls" if secure else "tcp"
         identity = via.peer_identity(event.addr) if secure else None
-        answer = await self._registration(event.message, event.addr, identity, secure=secure)
+        answer = await self._registration(
+            event.message, event.addr, identity, secure=secure, transport=transport
+        )
         if answer.code in (Code.CREATED, Code.CHANGED):
-            endpoint = self.registrar.endpoint_at(event.addr)
+            endpoint = self.registrar.endpoint_at(event.addr, transport)
             if endpoint is not None:
                 self._routes[endpoint] = (via, event.addr)
                 if endpoint in self._queue_mode:
@@ -741,12 +755,15 @@ class Server:
                 self.observation_manager.reconnected(endpoint)
         return answer
 
-    def _on_tcp_connection(self, addr: Any, open: bool) -> None:
+    def _on_tls_connection(self, addr: Any, open: bool) -> None:
+        self._on_tcp_connection(addr, open, "tls")
+
+    def _on_tcp_connection(self, addr: Any, open: bool, transport: str = "tcp") -> None:
         """A queue-mode client closed its connection: it sleeps until it connects again and
         sends its Update (LwM2M-TS-Transport 1.2 §6.5); requests for it wait meanwhile."""
         if open:
             return
-        endpoint = self.registrar.endpoint_at(addr)
+        endpoint = self.registrar.endpoint_at(addr, transport)
         if endpoint is not None and endpoint in self._queue_mode:
             route = self._routes.get(endpoint)
             if route is not None and route[1] == addr:
@@ -823,8 +840,23 @@ class Server:
         registrations = {r.endpoint: r for r in await self.store.registrations.all()}
         for registration in registrations.values():
             # After a restart requests and Send are matched to the address kept in storage.
-            self.registrar.remember(registration.endpoint, address_of(registration))
+            self.registrar.remember(registration.endpoint, address_of(registration), registration.transport)
+            self._reconnecting(registration)
         await self.observation_manager.resume(registrations)
+
+    def _reconnecting(self, registration: Registration) -> None:
+        """A client over TCP or TLS known from the store (a restart, another node's): its old
+        connection is gone, so requests for it fail clearly, or wait while it is in queue mode,
+        until it connects again with an Update (LwM2M-TS-Transport 1.2 §6.5)."""
+        via = {"tcp": self._tcp, "tls": self._tls}.get(registration.transport)
+        if via is None:
+            return
+        endpoint = registration.endpoint
+        self._routes[endpoint] = (via, address_of(registration))
+        if registration.transport == "tls":
+            self._secure.add(endpoint)
+        if registration.queue_mode:
+            self._queue_mode.add(endpoint)  # asleep until it sends its Update
 
     # --- taking clients over from other nodes of a shared store ------------------------------------
 
@@ -843,7 +875,7 @@ class Server:
     async def _adopt(self, registration: Registration, addr: Any) -> None:
         assert self._endpoint is not None, "the server is not started"
         endpoint = registration.endpoint
-        self.registrar.remember(endpoint, addr)
+        self.registrar.remember(endpoint, addr, registration.transport)
         await self.observation_manager.resume_endpoint(registration, addr)
         if registration.queue_mode:
             self._queue_mode.add(endpoint)  # it is awake: it just sent something (§6.5)

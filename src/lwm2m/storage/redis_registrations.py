@@ -95,8 +95,10 @@ return old
 
 # The stored forms are positional MessagePack arrays, not the JSON of ``to_dict``: the field
 # names would be half of each value, and a fleet's registrations are most of the Redis memory.
-# The first element is the form's version.
-_FORM = 1
+# The first element is the form's version: 2 adds the transport at the end; a form 1 value
+# (written before) reads as a registration over UDP.
+_FORM = 2
+_FORM_WITHOUT_TRANSPORT = 1
 
 
 def registration_bytes(r: Registration) -> bytes:
@@ -119,11 +121,19 @@ def registration_bytes(r: Registration) -> bytes:
             r.registered_at,
             r.last_update,
             r.extra,
+            r.transport,
         ]
     )
 
 
 def _registration(data: bytes | str) -> Registration:
+    items = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
+    form = items[0] if isinstance(items, list) and items else None
+    transport = "udp"
+    if form == _FORM:
+        transport = items.pop()
+    elif form != _FORM_WITHOUT_TRANSPORT:
+        raise msgspec.DecodeError(f"a registration in stored form {form!r}, not {_FORM}")
     (
         form,
         ep,
@@ -141,9 +151,7 @@ def _registration(data: bytes | str) -> Registration:
         at,
         last,
         extra,
-    ) = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
-    if form != _FORM:
-        raise msgspec.DecodeError(f"a registration in stored form {form!r}, not {_FORM}")
+    ) = items
     return Registration(
         endpoint=ep,
         registration_id=rid,
@@ -159,6 +167,7 @@ def _registration(data: bytes | str) -> Registration:
         registered_at=float(at),
         last_update=float(last),
         extra=tuple((k, v) for k, v in extra),
+        transport=transport,
     )
 
 
