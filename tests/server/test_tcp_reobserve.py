@@ -8,6 +8,7 @@ import asyncio
 
 from tests.helpers.client import temperature, until
 from tests.helpers.events import next_event
+from tests.helpers.pki import make_pki
 from tests.server.test_tcp import ObservedDevice, gone, register, value
 
 from lwm2m.client import Client
@@ -18,7 +19,8 @@ from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientRegistered, ClientSleeping, ClientUpdated, NotificationReceived
 from lwm2m.server.role import Server
-from lwm2m.transport.tcp import open_tcp_endpoint
+from lwm2m.storage.base import SecurityInfo
+from lwm2m.transport.tcp import open_tcp_endpoint, tls_client_context
 
 
 async def test_a_queue_mode_device_is_observed_again_when_it_wakes() -> None:
@@ -98,3 +100,32 @@ async def test_cancelled_while_asleep_means_not_observed_again() -> None:
             await asyncio.sleep(0.1)
             assert again.relations == []
             assert [m.uri_path for m in again.requests] == [("3", "0", "0")]
+
+
+async def test_a_tls_device_is_observed_again_on_any_request_over_its_new_connection() -> None:
+    # Over TLS the certificate names the endpoint: its first message over a new connection, a
+    # Send here, is enough to know it is back (no Update needed).
+    pki = make_pki()
+    config = ServerConfig(port=0, tls_port=0, certificate=pki.issue("lwm2m-server"))
+    async with Server(config) as server:
+        await server.security.put(SecurityInfo("tls-obs", x509=True))
+        device_ssl = tls_client_context(pki.issue("tls-obs"))
+        async with open_tcp_endpoint(None, handler=ObservedDevice(), client_ssl=device_ssl) as ep:
+            await ep.request(register("tls-obs"), ("127.0.0.1", server.tls_port))
+            observation = await server.observe("tls-obs", "/3/0/9", timeout=5)
+        await gone(server)
+        await until(lambda: observation.dormant)
+        again = ObservedDevice()
+        async with open_tcp_endpoint(None, handler=again, client_ssl=device_ssl) as ep:
+            send = Message.build(Type.CON, Code.POST, uri_path="/dp", content_format=CF.SENML_JSON,
+                                 payload=b'[{"n":"/3/0/15","vs":"Europe/Paris"}]')  # fmt: skip
+            assert (await ep.request(send, ("127.0.0.1", server.tls_port))).code == Code.CHANGED
+            assert value(await observation.next(5)) == 85
+            (relation,) = again.relations
+            assert relation[1] == observation.token
+            assert server.transport_of("tls-obs") == "tls"
+        # Another certificate's connection is not taken for it.
+        other_ssl = tls_client_context(pki.issue("someone-else"))
+        async with open_tcp_endpoint(None, handler=ObservedDevice(), client_ssl=other_ssl) as ep:
+            refused = await ep.request(send, ("127.0.0.1", server.tls_port))
+            assert refused.code == Code.FORBIDDEN

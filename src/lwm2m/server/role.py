@@ -733,7 +733,39 @@ class Server:
     def _tcp_request(self, event: RequestReceived, via: CoapTcpEndpoint) -> Any:
         if self.registrar.handles(event.message):
             return self._tcp_registration(event, via)
-        return self._on_request(event, "tls" if via is self._tls else "tcp")
+        if via is self._tls:
+            if self.registrar.endpoint_at(event.addr, "tls") is None and not self.config.shared_store:
+                return self._tls_returning(event)
+            return self._on_request(event, "tls")
+        return self._on_request(event, "tcp")
+
+    async def _tls_returning(self, event: RequestReceived) -> Message | None:
+        """A request over a TLS connection the server does not know yet, before any Update: the
+        client certificate's CN names the endpoint (as for its Register), so a client registered
+        over TLS is reached over this connection from now on, and its observations are sent
+        again over it (RFC 8323 §7.2); then the request is served as that client's."""
+        assert self._tls is not None
+        identity = self._tls.peer_identity(event.addr)
+        endpoint = await self.security.endpoint_of(identity) if identity is not None else None
+        registration = await self.store.registrations.get(endpoint) if endpoint is not None else None
+        if (
+            registration is not None
+            and registration.transport == "tls"
+            and self.registrar.endpoint_at(event.addr, "tls") is None
+        ):
+            old = self.registrar.peers.get(registration.endpoint)
+            self.registrar.remember(registration.endpoint, event.addr, "tls")
+            self._routes[registration.endpoint] = (self._tls, event.addr)
+            self.observation_manager.reconnected(registration.endpoint)
+            if old is not None and old != event.addr:
+                task = asyncio.create_task(self._store_address(registration.endpoint, old, event.addr))
+                self._flushing.add(task)
+                task.add_done_callback(self._flushing.discard)
+        answer = self._on_request(event, "tls")
+        if isinstance(answer, Message) or answer is None:
+            return answer
+        result: Message | None = await answer
+        return result
 
     async def _tcp_registration(self, event: RequestReceived, via: CoapTcpEndpoint) -> Message:
         """A Register or Update over a connection: checked as over DTLS when it is TLS (the
