@@ -88,7 +88,7 @@ async def run(args: argparse.Namespace) -> tuple[list[Phase], float, int, str]:
             raise RuntimeError("the observer clients could not register")
         observations = await asyncio.gather(*(server.observe(n, PATH, timeout=10) for n in names))
         total = args.warmup + 2 * args.rounds * args.seconds + 1.0
-        conn.send(("go", total))
+        conn.send(("go", total, args.rate or None))
         await asyncio.sleep(args.warmup)
         count = server.observation_manager.notifications_received
         for _ in range(args.rounds):
@@ -143,6 +143,7 @@ def counter_cost() -> float:
 def report(phases: list[Phase], scrape: float, observers: int, loop: str, args: argparse.Namespace) -> None:
     print(
         f"notification ingest, {observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
+        f"{f' clients at {args.rate:,.0f} notifications/s,' if args.rate else ''}"
         f" metrics scraped every {args.scrape_every:g} s when on"
         f" (loop {loop})"
     )
@@ -188,6 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--observers", type=int, default=200, help="observed clients sending notifications")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="notifications per second the clients send (0: as fast as they can); below what the"
+        " server takes, on and off phases compare its CPU per notification at the same rate",
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each phase")
     parser.add_argument("--rounds", type=int, default=4, help="off/on pairs of phases")
     parser.add_argument("--scrape-every", type=float, default=0.5, help="seconds between scrapes when on")

@@ -262,15 +262,20 @@ def clients_main(port: int, conn) -> None:
                     go = conn.recv()
             if go is None or go[0] != "go":
                 break
-            conn.send(("blasted", blast(observers, tokens, go[1])))
+            conn.send(("blasted", blast(observers, tokens, go[1], go[2] if len(go) > 2 else None)))
     for key in list(clients.sel.get_map().values()):
         with contextlib.suppress(OSError):
             key.fileobj.close()  # type: ignore[union-attr]
     conn.close()
 
 
-def blast(socks: list[socket.socket], tokens: dict[socket.socket, bytes], seconds: float):
-    """NON 2.05 notifications round-robin over the observed sockets for ``seconds``."""
+def blast(
+    socks: list[socket.socket], tokens: dict[socket.socket, bytes], seconds: float, rate: float | None = None
+):
+    """NON 2.05 notifications round-robin over the observed sockets for ``seconds``: as fast as
+    they go, or ``rate`` per second (paced per round: a phase that compares the server's CPU
+    per notification with and without some work then compares it at the same rate, not at the
+    lower rate the work itself causes)."""
     ready = [(s, tokens[s]) for s in socks if s in tokens]
     # The value changes from one round to the next, as a sensor's would: nothing on the
     # server's side can answer a notification from a copy of the previous one.
@@ -280,7 +285,10 @@ def blast(socks: list[socket.socket], tokens: dict[socket.socket, bytes], second
     seq = 2  # the Observe GET was answered with 1
     start = time.monotonic()
     end = start + seconds
-    while time.monotonic() < end:
+    while (now := time.monotonic()) < end:
+        if rate and (ahead := start + sent / rate - now) > 0:
+            time.sleep(min(ahead, end - now))
+            continue
         mid = (seq & 0xFFFF).to_bytes(2, "big")
         obs = seq.to_bytes(3, "big")
         tail = tails[seq & 63]

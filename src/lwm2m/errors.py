@@ -647,3 +647,82 @@ class FrameTooLarge(FramingError):
 class ConnectionAborted(TransportError):
     """The CoAP over TCP/TLS connection ended (an Abort, a Release, the peer closed it, an idle
     timeout) while the request was outstanding; the reason is the message."""
+
+
+# --- export worker (export/handoff.py, export/worker.py, export/channel.py) ---
+
+
+class ExportChannelError(TransportError):
+    """What came over the stream between the server and its export worker is not a frame of
+    the channel (too long, undecodable, an unknown kind of event): the stream is given up and
+    the worker started again."""
+
+
+# --- OSCORE, RFC 8613 (coap/oscore/, transport/udp.py, server/security.py) ---
+
+
+class OscoreError(SecurityError):
+    """A message OSCORE cannot protect or verify. ``code`` is the CoAP error a server answers an
+    unverifiable request with (RFC 8613 §8.2), unprotected, with the message as diagnostic."""
+
+    code: int = 0x80  # 4.00 Bad Request
+
+
+class OscoreOptionError(OscoreError, ProtocolError):
+    """An OSCORE option value or a COSE object that does not decode (RFC 8613 §6.1, §8.2 step 2):
+    4.02 Bad Option."""
+
+    code = 0x82
+
+
+class OscoreContextNotFound(OscoreError):
+    """No security context for the request's kid and kid context (RFC 8613 §8.2 step 2): 4.01."""
+
+    code = 0x81
+
+
+class OscoreReplay(OscoreError):
+    """A Partial IV already seen, or older than the replay window (RFC 8613 §7.4): 4.01."""
+
+    code = 0x81
+
+
+class OscoreDecryptFailed(OscoreError):
+    """The AEAD tag does not verify (RFC 8613 §8.2 step 6, §8.4 step 5): 4.00."""
+
+    code = 0x80
+
+
+class OscoreSequenceUnavailable(OscoreError):
+    """No sender sequence number can be used: the context is exhausted (2^40 - 1, RFC 8613
+    §7.2.1), or the next range is not yet stored (Appendix B.1.1); 5.03 to the application."""
+
+    code = 0xA3
+
+
+class OscoreEchoRequired(OscoreError):
+    """A request that verified, but whose freshness the server cannot tell: its replay window
+    was lost in a restart (RFC 8613 Appendix B.1.2). ``challenge`` is the protected 4.01
+    response with an Echo option (RFC 9175 §2.4) to send back; the client repeats its request
+    with that Echo value."""
+
+    code = 0x81
+
+    def __init__(self, message: str, challenge: Any) -> None:
+        super().__init__(message)
+        self.challenge = challenge
+
+
+class OscoreRequestFailed(RequestAborted, SecurityError):
+    """Our OSCORE-protected request got no answer that verifies: the peer answered unprotected
+    (RFC 8613 §8.2: it could not verify the request; the message names its code and diagnostic),
+    or the answer failed verification (§8.4)."""
+
+
+# --- campaigns across cluster nodes (fleet/campaigns.py, storage/campaigns.py, redis_campaigns.py) ---
+
+
+class CampaignFenced(CampaignStateError):
+    """A write of a campaign's state by a runner whose lease is no longer the newest: another
+    node took the campaign over since (its lease lapsed), and the write is refused so that the
+    two runners' writes never interleave."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+from pathlib import Path as FsPath
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +24,7 @@ from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.role import Server
+from lwm2m.storage.base import OscoreSecrets, SecurityInfo
 
 
 def _mandatory_readable(object_id: int) -> set[int]:
@@ -234,6 +237,83 @@ def test_server_options_give_short_server_ids() -> None:
 )
 def test_bad_server_options_get_a_one_line_error(servers: list[str], named: str) -> None:
     argv = ["client", "--endpoint", "dev", *(x for s in servers for x in ("--server", s))]
+    result = CliRunner().invoke(main, argv, prog_name="lwm2m")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr, result.stderr
+
+
+async def test_client_registers_over_oscore(tmp_path: FsPath) -> None:
+    secret = "0102030405060708090a0b0c0d0e0f10"
+    async with Server(ServerConfig(port=0)) as server:
+        oscore = OscoreSecrets(bytes.fromhex(secret), b"\x01", b"\x02")
+        await server.security.put(SecurityInfo("cli-osc", oscore=oscore))
+        events = server.events()
+        proc = await lwm2m_process(
+            "client",
+            "--server",
+            f"coap://127.0.0.1:{server.port}",
+            "--endpoint",
+            "cli-osc",
+            "--oscore-sender-id",
+            "01",
+            "--oscore-recipient-id",
+            "02",
+            "--oscore-sequence-file",
+            str(tmp_path / "seq.json"),
+            env={"NO_COLOR": "1", "LWM2M_OSCORE_SECRET": secret},
+        )
+        try:
+            registration = (await next_event(events, ClientRegistered)).registration
+            assert registration.endpoint == "cli-osc"
+            answer = await server.read("cli-osc", "/3303/0/5700", timeout=5)
+            assert answer.code == Code.CONTENT
+            assert json.loads((tmp_path / "seq.json").read_text())["/21/0"] > 0  # its range, stored
+        finally:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (
+            ["--oscore-master-secret", "zz", "--oscore-sender-id", "01", "--oscore-recipient-id", "02"],
+            "--oscore-master-secret:",
+        ),
+        (
+            ["--oscore-master-secret", "00", "--oscore-sender-id", "0g", "--oscore-recipient-id", "02"],
+            "--oscore-sender-id '0g'",
+        ),
+        (["--oscore-master-secret", "00", "--oscore-sender-id", "01"], "--oscore-recipient-id"),
+        (
+            ["--oscore-master-secret", "00", "--oscore-sender-id", "01", "--oscore-recipient-id", "01"],
+            "differ",
+        ),
+        (["--oscore-sender-id", "01"], "--oscore-master-secret"),
+        (
+            [
+                "--oscore-master-secret",
+                "00",
+                "--oscore-sender-id",
+                "01",
+                "--oscore-recipient-id",
+                "02",
+                "--server",
+                "coaps://127.0.0.1:1",
+                "--psk-identity",
+                "a",
+                "--psk-key",
+                "00",
+            ],
+            "coap:// --server",
+        ),
+    ],
+)
+def test_bad_oscore_options_get_a_one_line_error(args: list[str], named: str) -> None:
+    base = {"--server": "coap://127.0.0.1:1", "--endpoint": "dev"}
+    given = dict(zip(args[::2], args[1::2], strict=True))
+    argv = ["client", *(x for k, v in {**base, **given}.items() for x in (k, v))]
     result = CliRunner().invoke(main, argv, prog_name="lwm2m")
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1, result.stderr

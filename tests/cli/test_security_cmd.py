@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import signal
 import subprocess
@@ -135,3 +136,47 @@ def test_server_with_coaps_port_takes_keys_from_the_api(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_oscore_entries_on_the_database(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    oscore = ["--oscore-master-secret", KEY_HEX, "--oscore-sender-id", "01", "--oscore-recipient-id", ""]
+    added = lwm2m("security", "add", "valve-9", *oscore, "--oscore-master-salt", "9e7c", "--data", data)
+    assert added.exit_code == 0, added.output
+    assert added.output == "set valve-9: OSCORE, device sender ID 01, recipient ID ''\n"
+    assert KEY_HEX[2:] not in lwm2m("security", "list", "--data", data).output
+    store = SqliteStore(Path(data) / "lwm2m.db")
+    try:
+        entry = asyncio.run(store.security.get("valve-9"))
+        assert entry is not None and entry.oscore is not None and entry.oscore.master_salt == b"\x9e\x7c"
+        # A server's stored sequence limit stays when the same parameters are set again.
+        asyncio.run(
+            store.security.put(
+                type(entry)("valve-9", oscore=dataclasses.replace(entry.oscore, sequence=4096))
+            )
+        )
+    finally:
+        store.close()
+    again = lwm2m("security", "add", "valve-9", *oscore, "--oscore-master-salt", "9e7c", "--data", data)
+    assert again.exit_code == 0, again.output
+    store = SqliteStore(Path(data) / "lwm2m.db")
+    try:
+        assert asyncio.run(store.security.get("valve-9")).oscore.sequence == 4096  # type: ignore[union-attr]
+    finally:
+        store.close()
+    for args, named in (
+        (
+            ["--oscore-master-secret", "zz", "--oscore-sender-id", "01", "--oscore-recipient-id", "02"],
+            "--oscore-master-secret:",
+        ),
+        (
+            ["--oscore-master-secret", KEY_HEX, "--oscore-sender-id", "0x1", "--oscore-recipient-id", "02"],
+            "--oscore-sender-id '0x1'",
+        ),
+        (["--oscore-master-secret", KEY_HEX, "--oscore-sender-id", "01"], "--oscore-recipient-id"),
+        ([*oscore[:2], "--oscore-sender-id", "01", "--oscore-recipient-id", "01"], "differ"),
+        ([*oscore, "--x509"], "not several"),
+    ):
+        result = lwm2m("security", "add", "valve-9", *args, "--data", data)
+        assert result.exit_code == 2 and named in result.output, (args, result.output)
+        assert result.output.count("\n") == 1 and KEY_HEX not in result.output

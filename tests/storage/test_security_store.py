@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 import pytest
 from tests.helpers.stores import redis_store
 
-from lwm2m.storage.base import SecurityInfo
+from lwm2m.storage.base import OscoreSecrets, SecurityInfo
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.redis import RedisStore
 from lwm2m.storage.sqlite import SqliteStore
@@ -142,3 +143,26 @@ async def test_a_schema_1_database_takes_raw_public_keys(tmp_path: FsPath) -> No
     with SqliteStore(path) as store:  # opened again: migrated once, nothing lost
         assert (await store.security.get_by_public_key(RPK)).endpoint == "tracker-1"  # type: ignore[union-attr]
         assert len(await store.security.all()) == 2
+
+
+async def test_oscore_entries_and_their_stored_sequence(store: AnyStore) -> None:
+    # RFC 8613: the parameters as the device holds them; the server's sequence limit goes with them.
+    oscore = OscoreSecrets(KEY, b"\x01", b"", b"salt", id_context=b"\xab", sequence=2048)
+    await store.security.put(SecurityInfo("osc-1", oscore=oscore))
+    got = await store.security.get("osc-1")
+    assert got is not None and got.oscore == oscore and got.mode == "oscore"
+    await store.security.put(SecurityInfo("osc-1", oscore=dataclasses.replace(oscore, sequence=3072)))
+    assert (await store.security.all())[0].oscore.sequence == 3072  # type: ignore[union-attr]
+
+
+def test_oscore_values_never_show_the_secret() -> None:
+    info = SecurityInfo("osc-1", oscore=OscoreSecrets(KEY, b"\x01", b"\x02", b"salt"))
+    shown = info.to_dict()
+    assert shown["oscore"] == {"senderId": "01", "recipientId": "02"} and KEY.hex() not in repr(info)
+    assert SecurityInfo.from_dict(info.to_dict(with_key=True)) == info
+    with pytest.raises(ValueError, match="differ"):
+        OscoreSecrets(KEY, b"\x01", b"\x01")
+    with pytest.raises(ValueError, match=r"not both|not several"):
+        SecurityInfo("osc-1", "id", KEY, oscore=info.oscore)
+    with pytest.raises(ValueError, match=r"oscore\.senderId"):
+        SecurityInfo.from_dict({"endpoint": "e", "oscore": {"masterSecret": "00", "recipientId": "01"}})

@@ -9,7 +9,8 @@ Some rules tie two parts of a request together, which a JSON schema cannot say a
 document says in words: a value's type comes from the object model of its path, a written
 record lies under the path written, a format must be able to carry what is written (link
 format carries no values, CBOR one), an attribute change names at least one attribute and
-keeps pmin <= pmax, epmin < epmax, lt + 2*st < gt; a raw public key is a DER structure; a
+keeps pmin <= pmax, epmin < epmax, lt + 2*st < gt; a raw public key is a DER structure; an
+OSCORE entry's sender and recipient IDs differ; a
 bootstrap configuration's server accounts have distinct shortServerIds and instance IDs and
 defaultMinPeriod <= defaultMaxPeriod, its ACL keys and owners are among its shortServerIds,
 and it writes no account over the bootstrap account it names. A request that breaks one of
@@ -56,6 +57,8 @@ CROSS_FIELD = re.compile(
             r"the model types this resource",  # a given "type" must agree with the object model
             r"is neither Unix seconds nor an ISO 8601 date-time",  # a value of the "type" time
             r"the public key |a public key has",  # "rpk" holds DER, which a pattern cannot describe
+            r"sender and recipient IDs must differ",  # OSCORE (RFC 8613 §3.3): two fields compared
+            r"senderId and recipientId must differ",  # ... and in a bootstrap configuration
             # lwm2m.protocol.bootstrap_config: rules across the fields of a configuration
             r"is already used by servers\[",
             r"the same instance ID is given twice",

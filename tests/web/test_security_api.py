@@ -10,9 +10,11 @@ from tests.helpers.server import register
 from tests.helpers.web import client_for
 
 from lwm2m.coap.numbers import Code
+from lwm2m.coap.oscore import OscoreConfig, OscoreContext, OscoreLayer
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials, open_dtls_endpoint
+from lwm2m.transport.udp import open_udp_endpoint
 
 KEY_HEX = "a1b2c3d4e5f60718293a4b5c6d7e8f90"
 RPK_HEX = "3059301306072a8648ce3d020106082a8648ce3d03010703420004" + "11" * 64
@@ -104,3 +106,39 @@ async def test_openapi_lists_the_security_routes() -> None:
         paths = (await api.get("/api/openapi.json")).json()["paths"]
         assert set(paths["/api/security/clients/{ep}"]) == {"get", "put", "delete"}
         assert "get" in paths["/api/security/clients"]
+
+
+async def test_oscore_entries_and_a_device_registering_over_oscore(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets = {"masterSecret": KEY_HEX, "masterSalt": "9e7ca92223786340", "senderId": "01", "recipientId": ""}
+    async with Server(ServerConfig(port=0)) as server, client_for(server) as api:
+        url = "/api/security/clients/osc-1"
+        created = await api.put(url, json={"oscore": secrets})
+        assert created.status_code == 201, created.text
+        shown = {
+            "endpoint": "osc-1",
+            "mode": "oscore",
+            "x509": False,
+            "oscore": {"senderId": "01", "recipientId": ""},
+        }
+        assert created.json() == shown and (await api.get(url)).json() == shown
+        assert KEY_HEX not in (await api.get("/api/security/clients")).text
+        for bad, why in (
+            ({"oscore": {**secrets, "senderId": "0"}}, "oscore.senderId"),
+            ({"oscore": {**secrets, "recipientId": "01"}}, "differ"),
+            ({"oscore": {**secrets, "masterSecret": ""}}, "empty"),
+            ({"oscore": secrets, "pskIdentity": "x", "pskKey": KEY_HEX}, "oscore"),
+            ({"oscore": {**secrets, "sequence": 5}}, "sequence"),
+        ):
+            answer = await api.put(url, json=bad)
+            assert answer.status_code == 400 and why in answer.text, answer.text
+        taken = await api.put("/api/security/clients/osc-2", json={"oscore": secrets})
+        assert taken.status_code == 409
+        # The device registers with those parameters; its answers come back protected.
+        layer = OscoreLayer()
+        config = OscoreConfig(bytes.fromhex(KEY_HEX), b"\x01", b"", bytes.fromhex("9e7ca92223786340"))
+        peer = ("127.0.0.1", server.port)
+        layer.add(OscoreContext(config), peer=peer)
+        async with open_udp_endpoint("127.0.0.1", 0, oscore=layer) as device:
+            assert (await device.request(register("osc-1"), peer, timeout=5)).code == Code.CREATED
+    assert KEY_HEX not in caplog.text

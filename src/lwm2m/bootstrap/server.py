@@ -106,6 +106,13 @@ def security_info(endpoint: str, config: BootstrapConfig) -> Any:
             return SecurityInfo(endpoint, x509=True)
         if security.mode == "rpk":  # the client's public key (/0/x/3) is its identity (RFC 7250)
             return SecurityInfo(endpoint, rpk=security.public_key)
+        if security.mode == "oscore":  # RFC 8613: the parameters as the device holds them
+            from lwm2m.storage.base import OscoreSecrets
+
+            oscore = OscoreSecrets(
+                security.key, security.sender_id, security.recipient_id, security.salt, security.id_context
+            )
+            return SecurityInfo(endpoint, oscore=oscore)
     return None
 
 

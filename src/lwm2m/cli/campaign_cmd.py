@@ -141,6 +141,11 @@ def show(campaign_id: str, api: str, api_token: str | None) -> None:
             )
 
 
+# Seconds an action may take: a cancel tells the devices in flight (10 s each at most, side by
+# side), and on a cluster a node whose runner was killed waits for its lease to lapse first.
+ACTION_TIMEOUT = 60.0
+
+
 def _action(name: str, summary: str, method: str = "POST") -> None:
     @campaign.command(name, help=summary)
     @click.argument("campaign_id", metavar="ID")
@@ -151,7 +156,7 @@ def _action(name: str, summary: str, method: str = "POST") -> None:
             if method == "DELETE"
             else ("api", "campaigns", campaign_id, name)
         )
-        status, answer = api_call(api, api_token, method, url_path(*parts))
+        status, answer = api_call(api, api_token, method, url_path(*parts), timeout=ACTION_TIMEOUT)
         if status != 200:
             fail(f"{campaign_id}: {answer['error']}")
         click.echo(_summary(answer))

@@ -423,23 +423,79 @@ def server_accounts(given: Iterable[str]) -> list[tuple[int, str]]:
 
 
 def account_objects(
-    servers: list[tuple[int, str]], keys: dict[str, Any], lifetime: int, binding: str = "U"
+    servers: list[tuple[int, str]],
+    keys: dict[str, Any],
+    lifetime: int,
+    binding: str = "U",
+    oscore: dict[str, bytes | None] | None = None,
 ) -> list[Any]:
     """A core Security and Server instance per server account, paired by Short Server ID
-    (LwM2M-TS-Core 1.2 §E.1, §E.2); coaps:// accounts carry the DTLS credentials ``keys``."""
+    (LwM2M-TS-Core 1.2 §E.1, §E.2); coaps:// accounts carry the DTLS credentials ``keys``, the
+    first coap:// account the ``oscore`` parameters (an OSCORE instance, /21/0, its /0/x/17
+    linking there, §E.5)."""
     from lwm2m.client.connection import ServerUri, credentials
-    from lwm2m.client.core import Security, ServerAccount
+    from lwm2m.client.core import Oscore, Security, ServerAccount
 
     objects: list[Any] = []
     for n, (ssid, uri) in enumerate(servers):
         parsed = ServerUri.parse(uri)
-        objects.append(
-            Security(n, uri=uri, short_server_id=ssid, **(credentials(**keys) if parsed.secure else {}))
-        )
+        extra: dict[str, Any] = credentials(**keys) if parsed.secure else {}
+        if oscore is not None and parsed.scheme == "coap":  # OSCORE over plain CoAP over UDP
+            objects.append(Oscore(0, **oscore))  # type: ignore[arg-type]
+            extra["oscore"] = 0
+            oscore = None
+        objects.append(Security(n, uri=uri, short_server_id=ssid, **extra))
         # The default binding follows the URI: T for CoAP over TCP (LwM2M-TS-Core 1.2 §5.2.1.1).
         bound = "T" if parsed.tcp and binding == "U" else binding
         objects.append(ServerAccount(n, short_server_id=ssid, lifetime=lifetime, binding=bound))
     return objects
+
+
+def oscore_parameters(
+    secret: str | None, salt: str, sender: str | None, recipient: str | None, context: str | None
+) -> dict[str, bytes | None] | None:
+    """The OSCORE parameters of the --oscore-* options (RFC 8613 §3.2), or None without them."""
+    if secret is None:
+        if sender is not None or recipient is not None or context is not None or salt:
+            fail(
+                "--oscore-sender-id, --oscore-recipient-id, --oscore-master-salt and --oscore-id-context"
+                " go with --oscore-master-secret"
+            )
+        return None
+    if sender is None or recipient is None:
+        fail("--oscore-master-secret needs --oscore-sender-id and --oscore-recipient-id")
+    out: dict[str, bytes | None] = {}
+    for name, value in (
+        ("master-secret", secret),
+        ("master-salt", salt),
+        ("sender-id", sender),
+        ("recipient-id", recipient),
+        ("id-context", context),
+    ):
+        if value is None:
+            out[name.replace("-", "_")] = None
+            continue
+        try:
+            out[name.replace("-", "_")] = bytes.fromhex(value)
+        except ValueError:
+            shown = "" if name == "master-secret" else f" {value!r}"
+            fail(f"--oscore-{name}{shown}: expected hexadecimal digits")
+    try:
+        from lwm2m.coap.oscore import OscoreConfig
+    except ImportError:
+        fail("--oscore-master-secret: OSCORE needs the cryptography package (pip install lwm2m[oscore])")
+    try:
+        OscoreConfig(
+            out["master_secret"] or b"",
+            sender_id=out["sender_id"] or b"",
+            recipient_id=out["recipient_id"] or b"",
+            master_salt=out["master_salt"] or b"",
+            id_context=out["id_context"],
+        )
+    except ValueError as exc:
+        fail(f"--oscore-*: {exc}")
+    out["master_salt"] = out["master_salt"] or b""
+    return out
 
 
 def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
@@ -486,6 +542,24 @@ def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
 @click.option(
     "--server-rpk", default=None, help="coaps://: the server's public key (PEM or DER) with --rpk-key"
 )
+@click.option(
+    "--oscore-master-secret",
+    default=None,
+    envvar="LWM2M_OSCORE_SECRET",
+    help="coap://: OSCORE (RFC 8613) with the first coap:// server: the Master Secret, in hex",
+)
+@click.option("--oscore-master-salt", default="", help="coap://: the OSCORE Master Salt, in hex")
+@click.option("--oscore-sender-id", default=None, help="coap://: this device's OSCORE Sender ID, in hex")
+@click.option(
+    "--oscore-recipient-id", default=None, help="coap://: this device's OSCORE Recipient ID, in hex"
+)
+@click.option("--oscore-id-context", default=None, help="coap://: the OSCORE ID Context, in hex")
+@click.option(
+    "--oscore-sequence-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="coap://: keep the OSCORE sequence numbers in this file across restarts (RFC 8613 B.1.1)",
+)
 def client(
     server_uris: tuple[str, ...],
     bootstrap_uri: str | None,
@@ -502,6 +576,12 @@ def client(
     ca: str | None,
     rpk_key: str | None,
     server_rpk: str | None,
+    oscore_master_secret: str | None,
+    oscore_master_salt: str,
+    oscore_sender_id: str | None,
+    oscore_recipient_id: str | None,
+    oscore_id_context: str | None,
+    oscore_sequence_file: str | None,
 ) -> None:
     """Run one LwM2M device and show what the server asks of it."""
     from lwm2m.client import Client, ServerUri
@@ -540,6 +620,11 @@ def client(
         credentials = dtls_credentials(
             given, uri.scheme, psk_identity, psk_key, cert, cert_key, ca, rpk_key, server_rpk
         )
+    oscore = oscore_parameters(
+        oscore_master_secret, oscore_master_salt, oscore_sender_id, oscore_recipient_id, oscore_id_context
+    )
+    if oscore is not None and not any(ServerUri.parse(u).scheme == "coap" for _, u in servers):
+        fail("--oscore-master-secret: OSCORE goes with a coap:// --server")
     if not endpoint.strip():
         fail("--endpoint: the endpoint name is empty")
     if profile not in known:
@@ -553,7 +638,7 @@ def client(
     if servers:
         keys = {k: credentials.get(k) for k in ("psk", "certificate", "rpk")}
         acl = default_acl(objects, servers[0][0]) if len(servers) > 1 else []
-        objects = [*account_objects(servers, keys, lifetime), *objects, *acl]
+        objects = [*account_objects(servers, keys, lifetime, oscore=oscore), *objects, *acl]
         credentials = {}  # they are in the accounts now
 
     display = ClientDisplay()
@@ -569,6 +654,7 @@ def client(
                 queue_mode=queue_mode,
                 lwm2m_version=lwm2m_version,
                 local_port=port,
+                oscore_sequence_file=oscore_sequence_file,
                 **credentials,
             ),
         )

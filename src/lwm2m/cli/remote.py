@@ -16,15 +16,18 @@ from lwm2m.transport.http import HttpClient
 TIMEOUT = 10.0  # seconds a call may take
 
 
-def api_call(api: str, token: str | None, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def api_call(
+    api: str, token: str | None, method: str, path: str, body: Any = None, *, timeout: float = TIMEOUT
+) -> tuple[int, Any]:
     """``method path`` on the REST API at ``api``: the HTTP status and the decoded JSON answer
-    (``{"error": ...}`` for an answer other than 2xx). An unreachable server ends the command with
-    a message. The call goes through the package's HTTP client (``lwm2m.transport.http``)."""
+    (``{"error": ...}`` for an answer other than 2xx), within ``timeout`` seconds. An unreachable
+    server ends the command with a message. The call goes through the package's HTTP client
+    (``lwm2m.transport.http``)."""
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        client = HttpClient(api, headers=headers, timeout=TIMEOUT, keep_alive=False)
+        client = HttpClient(api, headers=headers, timeout=timeout, keep_alive=False)
     except ValueError as exc:
         fail(f"--api {exc}")
 

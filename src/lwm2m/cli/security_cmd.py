@@ -7,6 +7,8 @@
     lwm2m security add tracker-3 --rpk-public-key tracker-3.pub.pem   # a raw public key (PEM or DER)
     lwm2m security add camera-1 --x509          # a certificate with CN=camera-1, from a trusted CA
     lwm2m security add meter-7 --nosec          # plain CoAP, under lwm2m server --nosec-endpoints deny
+    lwm2m security add valve-9 --oscore-master-secret 0102030405060708090a0b0c0d0e0f10 \
+        --oscore-sender-id 01 --oscore-recipient-id 02   # OSCORE (RFC 8613), the IDs as the device has them
     lwm2m security list
     lwm2m security remove sensor-1
 
@@ -14,7 +16,8 @@ By default the entries go into the server's database (``--data``, the same
 folder as ``lwm2m server``; a running server picks them up from the next
 handshake). ``--api URL`` goes through a running server's REST API instead,
 which also ends the DTLS sessions made with a changed or removed entry.
-A key given is never printed back, and ``list`` shows only a hint of it.
+A key given is never printed back, and ``list`` shows only a hint of it (of an OSCORE entry,
+its IDs alone).
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def _with_store(data: str, work: Callable[[Any], Coroutine[Any, Any, Any]]) -> A
         store.close()
 
 
+def _dashed(name: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in name)
+
+
 def _describe(entry: dict[str, Any]) -> str:
     if entry.get("mode") == "rpk":
         fingerprint = hashlib.sha256(bytes.fromhex(entry["rpk"])).hexdigest()[:16]
@@ -56,6 +63,14 @@ def _describe(entry: dict[str, Any]) -> str:
         return f"{entry['endpoint']}: X.509 (certificate CN={entry['endpoint']})"
     if entry.get("mode") == "nosec":
         return f"{entry['endpoint']}: NoSec (plain CoAP, no authentication)"
+    if entry.get("mode") == "oscore":
+        ids = entry["oscore"]
+        context = f", ID context {ids['idContext']}" if "idContext" in ids else ""
+        empty = "''"
+        return (
+            f"{entry['endpoint']}: OSCORE, device sender ID {ids['senderId'] or empty},"
+            f" recipient ID {ids['recipientId'] or empty}{context}"
+        )
     return f"{entry['endpoint']}: PSK identity {entry['pskIdentity']!r}, key {entry['pskKeyHint']}"
 
 
@@ -88,6 +103,16 @@ def security() -> None:
     is_flag=True,
     help="plain CoAP without authentication: what lwm2m server --nosec-endpoints deny takes",
 )
+@click.option(
+    "--oscore-master-secret",
+    default=None,
+    envvar="LWM2M_OSCORE_SECRET",
+    help="OSCORE (RFC 8613) instead of DTLS: the Master Secret, as hexadecimal digits",
+)
+@click.option("--oscore-master-salt", default="", help="the OSCORE Master Salt (hex; default: none)")
+@click.option("--oscore-sender-id", default=None, help="the device's OSCORE Sender ID (hex; '' for empty)")
+@click.option("--oscore-recipient-id", default=None, help="the device's OSCORE Recipient ID (hex)")
+@click.option("--oscore-id-context", default=None, help="the OSCORE ID Context (hex), if any")
 @_options
 def add(
     endpoint: str,
@@ -97,6 +122,11 @@ def add(
     rpk_file: str | None,
     x509: bool,
     nosec: bool,
+    oscore_master_secret: str | None,
+    oscore_master_salt: str,
+    oscore_sender_id: str | None,
+    oscore_recipient_id: str | None,
+    oscore_id_context: str | None,
     data: str,
     api: str | None,
     api_token: str | None,
@@ -109,12 +139,40 @@ def add(
 
     chosen = [
         flag
-        for flag, given in (("--rpk-public-key", rpk_file), ("--x509", x509), ("--nosec", nosec))
+        for flag, given in (
+            ("--rpk-public-key", rpk_file),
+            ("--x509", x509),
+            ("--nosec", nosec),
+            ("--oscore-master-secret", oscore_master_secret),
+        )
         if given
     ]
     if len(chosen) > 1:
         fail(f"give one of {', '.join(chosen)}, not several")
-    if rpk_file is not None:
+    if oscore_master_secret is not None:
+        if psk_identity or psk_key or generate:
+            fail(
+                "give --oscore-master-secret or a PSK (--psk-identity with --psk-key or --generate), not both"
+            )
+        if oscore_sender_id is None or oscore_recipient_id is None:
+            fail("--oscore-master-secret needs --oscore-sender-id and --oscore-recipient-id")
+        oscore = {
+            "masterSecret": oscore_master_secret,
+            "masterSalt": oscore_master_salt,
+            "senderId": oscore_sender_id,
+            "recipientId": oscore_recipient_id,
+        }
+        if oscore_id_context is not None:
+            oscore["idContext"] = oscore_id_context
+        for name, value in oscore.items():
+            try:
+                bytes.fromhex(value)
+            except ValueError:
+                option = {"masterSecret": "master-secret", "masterSalt": "master-salt"}.get(name, name)
+                what = "" if name == "masterSecret" else f" {value!r}"
+                fail(f"--oscore-{_dashed(option)}{what}: expected hexadecimal digits")
+        body: dict[str, Any] = {"oscore": oscore}
+    elif rpk_file is not None:
         if psk_identity or psk_key or generate:
             fail("give --rpk-public-key or a PSK (--psk-identity with --psk-key or --generate), not both")
         try:
@@ -124,7 +182,7 @@ def add(
             fail(f"--rpk-public-key {rpk_file}: {exc.strerror or exc}")
         except ConfigError as exc:
             fail(f"--rpk-public-key {rpk_file}: {exc}")
-        body: dict[str, Any] = {"rpk": der.hex()}
+        body = {"rpk": der.hex()}
     elif nosec:
         if psk_identity or psk_key or generate:
             fail("give --nosec or a PSK (--psk-identity with --psk-key or --generate), not both")
@@ -161,6 +219,12 @@ def add(
             fail(str(exc))
 
         async def put(store: Any) -> None:
+            nonlocal info
+            if info.oscore is not None:
+                # The same context keeps the server's stored sequence limit (RFC 8613 B.1.1).
+                old = await store.get(endpoint)
+                keep = info.oscore.keeping(None if old is None else old.oscore)
+                info = SecurityInfo(endpoint, oscore=keep)
             await store.put(info)
 
         try:

@@ -138,6 +138,13 @@ def store_url(data: str, kind: str | None) -> str:
     return f"sqlite://{(folder / 'lwm2m.db').absolute()}"
 
 
+def outbox_store(data: str, kind: str | None) -> str | None:
+    """The store URL the export worker opens for the webhook outbox: the server's, or None for
+    the memory store (the worker keeps an outbox of its own)."""
+    url = store_url(data, kind)
+    return None if url.lower().startswith("memory://") else url
+
+
 def open_data(data: str, kind: str | None, *, history_records: int | None = None) -> Store:
     """The store of ``--data``/``--store`` (``lwm2m.storage.open_store``); ``history_records``
     values kept per device in the history (None: the store's default)."""
@@ -435,15 +442,32 @@ def mqtt_config(url: str | None, commands: bool = True) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def mqtt_beside(server: Any, config: Any) -> AsyncIterator[Any]:
-    """The MQTT export of ``server`` while it runs (``config``: an ``MqttConfig``), or None."""
+async def mqtt_beside(server: Any, config: Any, metrics: Any = None) -> AsyncIterator[Any]:
+    """The MQTT export of ``server`` in its process while it runs (``config``: an
+    ``MqttConfig``), or None; its counters added to ``metrics`` (a ``ServerMetrics``) if given."""
     if config is None:
         yield None
         return
     from lwm2m.export.mqtt import MqttExport
 
     async with MqttExport(server, config) as export:
+        if metrics is not None:
+            from lwm2m.export.handoff_metrics import ExportCollector, mqtt_counters
+
+            metrics.register(ExportCollector(lambda: mqtt_counters(export), handoff=False))
         yield export
+
+
+def export_worker(server: Any, mqtt: Any, outbox_url: str | None) -> tuple[Any, Any]:
+    """The webhooks' registrations and the export worker that posts them and publishes to MQTT
+    (``lwm2m.export.handoff``); the worker opens the outbox at ``outbox_url`` (None: its own,
+    in memory)."""
+    from lwm2m.export.handoff import ExportConfig, ExportWorker
+    from lwm2m.export.webhooks import Webhooks
+    from lwm2m.server.jsonform import EVENT_NAMES, event_view
+
+    webhooks = Webhooks(server, server.store.webhooks, EVENT_NAMES, event_view, deliver=False)
+    return webhooks, ExportWorker(server, ExportConfig(store_url=outbox_url, mqtt=mqtt), webhooks)
 
 
 async def join_cluster(url: str, node_id: str | None, config: ServerConfig) -> tuple[Any, ServerConfig]:
@@ -479,6 +503,8 @@ async def serve(
     metrics: bool = False,
     metrics_token: str | None = None,
     mqtt: Any = None,
+    outbox_url: str | None = None,
+    export_in_process: bool = False,
 ) -> None:
     member = None
     if cluster_url is not None:
@@ -506,6 +532,8 @@ async def serve(
             metrics=metrics,
             metrics_token=metrics_token,
             mqtt=mqtt,
+            outbox_url=outbox_url,
+            export_in_process=export_in_process,
         )
     finally:
         if forwarding is not None:
@@ -529,6 +557,8 @@ async def serve_node(
     metrics: bool = False,
     metrics_token: str | None = None,
     mqtt: Any = None,
+    outbox_url: str | None = None,
+    export_in_process: bool = False,
 ) -> None:
     """``serve`` once the node has joined its cluster (``member``, None for a lone server) and
     opened its DTLS forwarding (None when it has none)."""
@@ -539,11 +569,13 @@ async def serve_node(
     server = Server(config, store, models=models)
     if forwarding is not None:
         server.forward_dtls(forwarding)
+    served_metrics = server_metrics(server, metrics)
     async with (
         server,
         bootstrap_beside(host, bootstrap_port, store, models) as bootstrap,
-        mqtt_beside(server, mqtt),
+        mqtt_beside(server, mqtt if export_in_process else None, served_metrics),
     ):
+        webhooks, export = (None, None) if export_in_process else export_worker(server, mqtt, outbox_url)
         app = create_app(
             server,
             api_token=token,
@@ -552,8 +584,10 @@ async def serve_node(
             allowed_hosts=allowed_hosts,
             cors_origins=cors_origins,
             cluster=member,
-            metrics=server_metrics(server, metrics),
+            metrics=served_metrics,
             metrics_token=metrics_token,
+            webhooks=webhooks,
+            export=export,
         )
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
@@ -584,6 +618,8 @@ async def serve_node(
         if mqtt is not None:
             what = "events to and commands from" if mqtt.commands else "events to"
             click.echo(f"  MQTT: {what} {mqtt.host}:{mqtt.port}, topics {mqtt.prefix}/{{ep}}/…")
+        if export is not None:
+            click.echo("  webhooks and MQTT: posted and published by an export worker process")
         click.echo("Ctrl-C stops it.")
         await task
     click.echo("lwm2m server: stopped")
@@ -706,6 +742,13 @@ async def serve_node(
     help="take device commands on PREFIX/{ep}/cmd (as strong as the REST API: restrict who may publish"
     " there with the broker's ACLs)",
 )
+@click.option(
+    "--export-in-process",
+    is_flag=True,
+    default=False,
+    help="post webhooks and publish to MQTT in the server's process instead of an export worker"
+    " process (for tests and embedding: the export's work then weighs on the ingest path)",
+)
 @log_level_option()
 def server(
     host: str,
@@ -737,6 +780,7 @@ def server(
     metrics_token: str | None,
     mqtt_url: str | None,
     mqtt_commands: bool,
+    export_in_process: bool,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -806,6 +850,8 @@ def server(
                 metrics=serve_metrics,
                 metrics_token=metrics_token,
                 mqtt=mqtt,
+                outbox_url=outbox_store(data, store),
+                export_in_process=export_in_process,
             )
         )
     except OSError as exc:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.connection import TcpConfig
 from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.transport.dtls.config import PskCredentials, RpkCredentials, X509Credentials
+
+if TYPE_CHECKING:  # lwm2m.coap.oscore needs the cryptography package, which plain CoAP does without
+    from lwm2m.coap.oscore import OscoreConfig
 
 DEFAULT_AWAKE_TIME = 93.0  # MAX_TRANSMIT_WAIT of RFC 7252 with its default parameters (§6.5)
 BINDING_MODES = "UTSNQ"  # LwM2M-TS-Core 1.2 §6.2.1.1: UDP, TCP, SMS, Non-IP, and Q (1.0's queue mode)
@@ -34,6 +38,11 @@ class ClientConfig:
     ``coaps://`` server (RFC 7252 §9.1), or of a ``coaps://`` bootstrap server when no server
     is given. ``tcp``: the Max-Message-Size, block-wise and timeouts of the connection to a
     ``coap+tcp://`` or ``coaps+tcp://`` server (whose TLS takes ``certificate``).
+    ``oscore`` (an ``lwm2m.coap.oscore.OscoreConfig``: this device's side) protects
+    the exchanges with a ``coap://`` server with OSCORE instead (RFC 8613; it becomes object 21,
+    linked from the server's Security instance, LwM2M-TS-Core 1.2 §E.5).
+    ``oscore_sequence_file`` keeps the OSCORE sender sequence numbers across restarts (RFC 8613
+    Appendix B.1.1: without it they start at 0 again, reusing nonces with the same keys).
     """
 
     lifetime: int = 86400
@@ -54,6 +63,8 @@ class ClientConfig:
     certificate: X509Credentials | None = None
     rpk: RpkCredentials | None = None
     tcp: TcpConfig | None = None  # a coap+tcp:// or coaps+tcp:// server's connection (RFC 8323)
+    oscore: OscoreConfig | None = None
+    oscore_sequence_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.lwm2m_version not in SUPPORTED_VERSIONS:
@@ -85,6 +96,10 @@ class ClientConfig:
         given = [n for n, c in (("psk", self.psk), ("certificate", self.certificate), ("rpk", self.rpk)) if c]
         if len(given) > 1:
             raise ConfigError(f"{' and '.join(given)}: give one set of DTLS credentials, not more")
+        if self.oscore is not None and given:
+            raise ConfigError(
+                f"oscore and {given[0]}: OSCORE goes over coap://, DTLS credentials over coaps://"
+            )
         if self.rpk is not None and not self.rpk.peer_public_keys:
             raise ConfigError("rpk needs the server's public key (RpkCredentials.peer_public_keys)")
 

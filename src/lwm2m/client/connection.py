@@ -12,13 +12,19 @@ chain must validate against the certificates of /0/x/4."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from lwm2m.client.core.oscore import AEAD_AES_CCM_16_64_128, HKDF_SHA_256, Oscore
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import ConfigError, DtlsError
+from lwm2m.model.value import ObjLink
 from lwm2m.transport.dtls.config import DtlsClientConfig, PskCredentials, RpkCredentials, X509Credentials
 
 # Default ports: RFC 7252 §6.1, §6.2 (UDP, DTLS) and RFC 8323 §8.1, §8.2 (TCP, TLS).
@@ -164,3 +170,94 @@ def credentials(
             "server_key": rpk.peer_public_keys[0] if rpk.peer_public_keys else b"",
         }
     return {}
+
+
+class OscoreSequenceFile:
+    """The client's OSCORE sender sequence numbers kept in a file, in ranges (RFC 8613 Appendix
+    B.1.1): before a number of a new range is used, the range's end is written (atomically, and
+    synced), and after a restart each context starts at the end written, so no nonce is used
+    twice. One JSON object for every OSCORE instance of the device, by its path."""
+
+    STEP = 256
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, int]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"the OSCORE sequence file {self.path}: {exc}") from None
+        if not isinstance(data, dict) or not all(type(v) is int and v >= 0 for v in data.values()):
+            raise ValueError(f"the OSCORE sequence file {self.path} is not an object of numbers")
+        return data
+
+    def start(self, key: str) -> int:
+        return self._read().get(key, 0)
+
+    def reserve(self, key: str, limit: int) -> bool:
+        data = self._read()
+        data[key] = max(limit, data.get(key, 0))
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".oscore-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return True
+
+
+def oscore_for(security: ObjectInstance, tree: Any, sequence_file: str | None = None) -> Any:
+    """The OSCORE context (``lwm2m.coap.oscore.OscoreContext``) of a Security instance whose
+    OSCORE Security Mode (/0/x/17) links to an OSCORE instance (/21/y, LwM2M-TS-Core 1.2 §E.5);
+    None when it links to none. ValueError when the instance cannot make a context. With
+    ``sequence_file`` its sender sequence numbers are stored there (``OscoreSequenceFile``),
+    else kept in memory only."""
+    link = security.get(Security.OSCORE)
+    if not isinstance(link, ObjLink) or link.object_id != 21 or link.instance_id == 0xFFFF:
+        return None
+    instance = tree.instance(21, link.instance_id)
+    if instance is None:
+        raise ValueError(f"/0/{security.id}/17 links to /21/{link.instance_id}, which does not exist")
+    from lwm2m.coap.oscore import OscoreConfig, OscoreContext  # needs the cryptography package
+
+    def value(resource: int) -> bytes:
+        v = instance.get(resource)
+        return bytes(v) if isinstance(v, (bytes, bytearray)) else b""
+
+    aead, hmac = instance.get(Oscore.AEAD), instance.get(Oscore.HMAC)
+    if aead not in (None, AEAD_AES_CCM_16_64_128) or hmac not in (None, HKDF_SHA_256):
+        raise ValueError(
+            f"/21/{link.instance_id}: AEAD {aead} / HMAC {hmac}: only AES-CCM-16-64-128 (10) with"
+            " HKDF SHA-256 (-10) is supported (RFC 8613 §3.2.1)"
+        )
+    context = instance.get(Oscore.ID_CONTEXT)
+    try:
+        config = OscoreConfig(
+            value(Oscore.MASTER_SECRET),
+            sender_id=value(Oscore.SENDER_ID),
+            recipient_id=value(Oscore.RECIPIENT_ID),
+            master_salt=value(Oscore.MASTER_SALT),
+            id_context=bytes(context) if isinstance(context, (bytes, bytearray)) else None,
+        )
+    except ConfigError as exc:
+        raise ValueError(f"/21/{link.instance_id}: {exc}") from None
+    if sequence_file is None:
+        return OscoreContext(config)
+    from lwm2m.coap.oscore import SenderSequence
+
+    store = OscoreSequenceFile(sequence_file)
+    key = f"/21/{link.instance_id}"
+    sequence = SenderSequence(
+        store.start(key), reserve=lambda limit: store.reserve(key, limit), step=OscoreSequenceFile.STEP
+    )
+    return OscoreContext(config, sequence=sequence)

@@ -25,7 +25,7 @@ import random
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lwm2m.client.connection import ServerUri, dtls_for
+from lwm2m.client.connection import ServerUri, dtls_for, oscore_for
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
 from lwm2m.client.timer import Flag
@@ -35,11 +35,13 @@ from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import (
     ClientBootstrapError,
     EndpointClosed,
+    OscoreError,
     RegistrationFailed,
     RequestAborted,
     RequestReset,
     RequestTimeout,
 )
+from lwm2m.model.value import ObjLink
 from lwm2m.protocol.registration import DeregisterRequest, ObjectList, RegisterRequest, UpdateRequest
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from lwm2m.client.config import ClientConfig
     from lwm2m.client.handler import RequestHandler
     from lwm2m.client.instance import ObjectInstance
+    from lwm2m.client.objects import ObjectTree
     from lwm2m.client.queue_mode import QueueMode
     from lwm2m.client.reporting import Reporter
     from lwm2m.coap.events import Event
@@ -151,6 +154,7 @@ class Host(Protocol):
     reporter: Reporter
     _coap: CoapUdpEndpoint | CoapTcpEndpoint | None  # the client's own endpoint, shared by plain CoAP servers
     _bind_host: str
+    tree: ObjectTree
     _dtls: DtlsClientConfig | None
 
     @property
@@ -202,6 +206,7 @@ class ServerRegistration:
         self.bootstrap_now = False  # a bootstrap was asked for (primary only)
         # An endpoint of its own (DTLS, TCP, another address family).
         self._own: CoapUdpEndpoint | CoapTcpEndpoint | None = None
+        self._oscore: Any = None  # the account's OSCORE context (lwm2m.coap.oscore), made once
         self._task: asyncio.Task[None] | None = None
         self._wake = Flag()
         self._registered = Flag()
@@ -215,6 +220,8 @@ class ServerRegistration:
     def bind(self, account: ServerAccount, security: ObjectInstance | None) -> None:
         """Register with the server of ``account`` (a bootstrap may give the primary a new one)."""
         self.account = account
+        if security is not self.security:
+            self._oscore = None
         self.security = security
         if security is not None:
             self.server_uri = ServerUri.parse(str(security.get(Security.URI, "")))
@@ -283,6 +290,8 @@ class ServerRegistration:
         addr = await resolve((self.server_uri.host, self.server_uri.port))
         dtls = dtls_for(self.security)
         client = self.client
+        linked = dtls is None and isinstance(self.security.get(Security.OSCORE), ObjLink)
+        oscore = self._oscore_context() if linked else None
         shared = client._coap
         if self.server_uri.tcp:
             # A connection of its own to a coap+tcp:// or coaps+tcp:// server (RFC 8323).
@@ -292,7 +301,11 @@ class ServerRegistration:
         if isinstance(shared, CoapTcpEndpoint):
             shared = None  # the client's is a connection to its first server: this one is UDP
         family_ok = shared is not None and (len(addr) == 4) == (":" in client._bind_host)
-        if dtls is not None or client._dtls is not None or not family_ok:
+        if oscore is not None and (not family_ok or shared is None or shared.oscore is None):
+            # RFC 8613: an endpoint whose OSCORE layer protects what goes to this server and
+            # verifies what comes from it (LwM2M-TS-Core 1.2 §E.5).
+            self._own = await self._oscore_endpoint(addr, oscore, family_ok)
+        elif dtls is not None or client._dtls is not None or not family_ok:
             host = "::" if len(addr) == 4 else "0.0.0.0"
             if client.config.local_host is not None and family_ok:
                 host = client.config.local_host
@@ -306,6 +319,55 @@ class ServerRegistration:
                     host, 0, handler=self._serve, on_event=client._on_event, config=config
                 )
         self.addr = addr
+
+    def _oscore_context(self) -> Any:
+        """The OSCORE context of this account's Security instance (/0/x/17 -> /21/y), made once:
+        its sender sequence numbers go on across reconnections; None without one."""
+        if self._oscore is None:
+            security = self.security
+            if security is None:  # a server given by URI: its Security instance by Short Server ID
+                ssid = self.short_server_id
+                found = [
+                    i
+                    for i in self.client.tree.instances(0)
+                    if not i.get(Security.BOOTSTRAP) and i.get(Security.SHORT_SERVER_ID) == ssid
+                ]
+                security = found[0] if found else None
+            if security is not None:
+                try:
+                    self._oscore = oscore_for(
+                        security, self.client.tree, self.client.config.oscore_sequence_file
+                    )
+                except ValueError as exc:
+                    raise ClientBootstrapError(f"/0/{security.id}: {exc}") from None
+        return self._oscore
+
+    def _bind_oscore(self) -> None:
+        """Protect what goes to this server with its OSCORE context, on the endpoint used."""
+        coap = self.coap
+        if not isinstance(coap, CoapUdpEndpoint) or coap.oscore is None or self.addr is None:
+            return  # OSCORE over UDP only
+        context = self._oscore_context()
+        if context is not None and coap.oscore.context_for(self.addr) is not context:
+            coap.oscore.add(context, peer=self.addr)
+
+    async def _oscore_endpoint(self, addr: Any, context: Any, family_ok: bool) -> CoapUdpEndpoint:
+        from lwm2m.coap.oscore import OscoreLayer
+
+        client = self.client
+        host = "::" if len(addr) == 4 else "0.0.0.0"
+        if client.config.local_host is not None and family_ok:
+            host = client.config.local_host
+        layer = OscoreLayer()
+        layer.add(context, peer=addr)
+        return await CoapUdpEndpoint.create(
+            host,
+            0,
+            handler=self._serve,
+            on_event=client._on_event,
+            config=client.config.coap_config,
+            oscore=layer,
+        )
 
     def _serve(self, event: Any) -> Any:
         """A request on this registration's own endpoint: this server's."""
@@ -384,6 +446,7 @@ class ServerRegistration:
                 RequestAborted,
                 RegistrationFailed,
                 ClientBootstrapError,
+                OscoreError,  # no sequence number could be stored (RFC 8613 Appendix B.1.1)
                 OSError,
             ) as exc:
                 if isinstance(exc, EndpointClosed):
@@ -428,6 +491,7 @@ class ServerRegistration:
         assert self.account is not None
         self.state = ClientState.REGISTERING
         self.objects_dirty = self.params_dirty = self.update_now = False
+        self._bind_oscore()
         response = await self.exchange(register_request(self.client, self.account).to_message())
         self.location_path = location_of(response)
         self.location = self.location_path[-1]

@@ -29,6 +29,7 @@ from lwm2m.client.bootstrap import ClientBootstrap
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri, credentials, dtls_for, unusable
 from lwm2m.client.core.device import Device
+from lwm2m.client.core.oscore import Oscore
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
 from lwm2m.client.handler import RequestHandler
@@ -49,6 +50,7 @@ from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
+from lwm2m.model.value import ObjLink
 from lwm2m.protocol.attributes import Attributes
 from lwm2m.protocol.registration import DeregisterRequest, ObjectLink
 from lwm2m.transport.address import normalize, resolve
@@ -165,9 +167,10 @@ class Client:
         if server is not None:
             if all(i.get(Security.BOOTSTRAP) for i in self.tree.instances(0)):
                 free = self.tree.objects[0].free_id() if 0 in self.tree.objects else 0
-                self.tree.add(
-                    Security(free, uri=server, short_server_id=1, **credentials(psk, certificate, rpk))
-                )
+                keys = credentials(psk, certificate, rpk)
+                if config.oscore is not None:
+                    keys["oscore"] = self._add_oscore(config.oscore)
+                self.tree.add(Security(free, uri=server, short_server_id=1, **keys))
             if not self.tree.instances(1):
                 self.tree.add(ServerAccount(0, short_server_id=1, lifetime=lifetime, binding=binding))
         if 3 not in self.tree.objects:
@@ -258,6 +261,22 @@ class Client:
         return self.registration.state is ClientState.SLEEPING
 
     # --- the server account -------------------------------------------------------------------
+
+    def _add_oscore(self, config: Any) -> int:
+        """Object 21 holding ``config`` (an OscoreConfig, this device's side); its instance ID,
+        for the Security instance's link (/0/x/17, LwM2M-TS-Core 1.2 §E.1)."""
+        free = self.tree.objects[21].free_id() if 21 in self.tree.objects else 0
+        self.tree.add(
+            Oscore(
+                free,
+                master_secret=config.master_secret,
+                sender_id=config.sender_id,
+                recipient_id=config.recipient_id,
+                master_salt=config.master_salt,
+                id_context=config.id_context,
+            )
+        )
+        return free
 
     def _account(self) -> ServerAccount | None:
         """The first server account; None when there is none yet (it comes from a bootstrap)."""
@@ -386,8 +405,25 @@ class Client:
                 config=config.coap_config,
             )
         return await CoapUdpEndpoint.create(
-            host, config.local_port, handler=self._handle, on_event=self._on_event, config=config.coap_config
+            host,
+            config.local_port,
+            handler=self._handle,
+            on_event=self._on_event,
+            config=config.coap_config,
+            oscore=self._oscore_layer(),
         )
+
+    def _links_oscore(self) -> bool:
+        return any(isinstance(i.get(Security.OSCORE), ObjLink) for i in self.tree.instances(0))
+
+    def _oscore_layer(self) -> Any:
+        """An OSCORE layer for the client's endpoint when a server account links OSCORE
+        parameters (/0/x/17, RFC 8613); each registration binds its context to it."""
+        if not self._links_oscore():
+            return None
+        from lwm2m.coap.oscore import OscoreLayer  # needs the cryptography package
+
+        return OscoreLayer()
 
     async def stop(self, *, deregister: bool = True) -> None:
         await self.registration.cancel()
@@ -635,6 +671,11 @@ class Client:
             self._coap is not None
             and dtls == self._dtls
             and uri.tcp == isinstance(self._coap, CoapTcpEndpoint)
+            and (
+                isinstance(self._coap, CoapTcpEndpoint)
+                or self._coap.oscore is not None
+                or not self._links_oscore()
+            )
         ):
             return
         old, self._dtls = self._coap, dtls

@@ -103,6 +103,7 @@ from lwm2m.server.role import Server
 __all__ = [
     "COMMANDS",
     "FLEET_LEVEL",
+    "MqttCommands",
     "MqttConfig",
     "MqttExport",
     "event_message",
@@ -293,69 +294,77 @@ def _write_records(command: Mapping[str, Any], path: Path, server: Server) -> li
     return [Record(path, typed_from_json(command["value"], command.get("type"), model, str(path)))]
 
 
-Operation = Callable[["MqttExport", str, Mapping[str, Any], float], Awaitable[dict[str, Any]]]
+Operation = Callable[["MqttCommands", str, Mapping[str, Any], float], Awaitable[dict[str, Any]]]
 
 
-async def _read(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    answer = await export.server.read(ep, _path(command), format=_format(command), timeout=wait)
+async def _read(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    answer = await commands.server.read(ep, _path(command), format=_format(command), timeout=wait)
     return response_view(answer)
 
 
-async def _discover(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    return response_view(await export.server.discover(ep, _path(command), timeout=wait))
+async def _discover(
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
+    return response_view(await commands.server.discover(ep, _path(command), timeout=wait))
 
 
-async def _write(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _write(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
-    records = _write_records(command, path, export.server)
+    records = _write_records(command, path, commands.server)
     replace = _flag(command, "replace", True)  # false: a partial update (§6.3.3)
     fmt = _format(command)
     return response_view(
-        await export.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait)
+        await commands.server.write(ep, path, records, replace=replace, format=fmt, timeout=wait)
     )
 
 
-async def _create(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _create(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
-    records = _records(command, export.server) if "records" in command else []
-    return response_view(await export.server.create(ep, path, records, format=_format(command), timeout=wait))
+    records = _records(command, commands.server) if "records" in command else []
+    return response_view(
+        await commands.server.create(ep, path, records, format=_format(command), timeout=wait)
+    )
 
 
-async def _delete(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
-    return response_view(await export.server.delete(ep, _path(command), timeout=wait))
+async def _delete(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+    return response_view(await commands.server.delete(ep, _path(command), timeout=wait))
 
 
-async def _execute(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _execute(
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
     args = command.get("args", "")
     if not isinstance(args, str):
         raise MqttCommandError(f'"args": {args!r} is not a string like "0=\'x\',1"')
-    return response_view(await export.server.execute(ep, _path(command), args, timeout=wait))
+    return response_view(await commands.server.execute(ep, _path(command), args, timeout=wait))
 
 
 async def _write_attributes(
-    export: MqttExport, ep: str, command: Mapping[str, Any], wait: float
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
 ) -> dict[str, Any]:
     given = command.get("attributes")
     if not isinstance(given, dict) or not given:
         raise MqttCommandError('"attributes": an object like {"pmin": 10, "gt": null} is needed')
-    return response_view(await export.server.write_attributes(ep, _path(command), given, timeout=wait))
+    return response_view(await commands.server.write_attributes(ep, _path(command), given, timeout=wait))
 
 
-async def _observe(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _observe(
+    commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float
+) -> dict[str, Any]:
     path = _path(command)
     try:
-        observation = await export.server.observe(ep, path, format=_format(command), timeout=wait)
+        observation = await commands.server.observe(ep, path, format=_format(command), timeout=wait)
     except ObserveRefused as exc:
         return response_view(exc.response)
-    await export.keep(ep, path, observation)
+    await commands.keep(ep, path, observation)
     assert observation.response is not None  # a new observation has its first answer
     return {**response_view(observation.response), "token": observation.token.hex()}
 
 
-async def _cancel(export: MqttExport, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
+async def _cancel(commands: MqttCommands, ep: str, command: Mapping[str, Any], wait: float) -> dict[str, Any]:
     path = _path(command)
     active = _flag(command, "active", False)
-    if not await export.cancel(ep, path, active=active, timeout=wait):
+    if not await commands.cancel(ep, path, active=active, timeout=wait):
         raise MqttCommandError(f"no observation of {path} on {ep!r} made by a command")
     return {"cancelled": str(path), "active": active}
 
@@ -376,15 +385,23 @@ COMMANDS: dict[str, Operation] = {
 # --- the export -----------------------------------------------------------------------------------
 
 
+Done = Callable[[], None]  # called once a message is acknowledged by the broker, or dropped
+
+
+def _nothing() -> None:
+    return None
+
+
 class _Event:
     """A server event waiting in the queue as it came: turned into its topic and JSON only when
     it is published, so that an event dropped from a full queue costs no encoding."""
 
-    __slots__ = ("at", "event")
+    __slots__ = ("at", "done", "event")
 
-    def __init__(self, event: ServerEvent, at: float) -> None:
+    def __init__(self, event: ServerEvent, at: float, done: Done = _nothing) -> None:
         self.event = event
         self.at = at
+        self.done = done
 
     def message(self, prefix: str) -> tuple[str, bytes]:
         topic, data = event_message(self.event, prefix)
@@ -392,7 +409,21 @@ class _Event:
         return topic, _payload(data)
 
 
-_Item = tuple[str, bytes] | _Event  # a message ready to publish, or an event to encode first
+class _Ready:
+    """A message with its topic and payload made already (a reply, a fleet event, one given back)."""
+
+    __slots__ = ("done", "payload", "topic")
+
+    def __init__(self, topic: str, payload: bytes, done: Done = _nothing) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.done = done
+
+    def message(self, prefix: str) -> tuple[str, bytes]:
+        return self.topic, self.payload
+
+
+_Item = _Ready | _Event
 
 
 class _Outbox:
@@ -429,33 +460,44 @@ class _Outbox:
 
     def _trim(self) -> None:
         while len(self._items) > self.size:
-            self._items.popleft()
+            self._items.popleft().done()  # dropped: nobody waits for it any more
             self.dropped += 1
 
     async def wait(self) -> None:
         await self._ready.wait()
 
 
+Forward = Callable[[str, bytes], None]  # a command's endpoint and payload, to another process
+
+
 class MqttExport:
     """One server's events to an MQTT broker, and the commands of its ``cmd`` topics to the
     server (see the module's documentation). ``start()`` (or ``async with``) subscribes to
     the server's events and starts connecting; ``close()`` stops, dropping what was not
-    published."""
+    published.
 
-    def __init__(self, server: Server, config: MqttConfig) -> None:
+    Without a ``server`` (the export worker, :mod:`lwm2m.export.worker`), events come through
+    :meth:`take` and each command goes to ``forward``; its answer comes back to :meth:`reply`."""
+
+    def __init__(self, server: Server | None, config: MqttConfig, *, forward: Forward | None = None) -> None:
         self.server = server
         self.config = config
         self.client_id = config.client_id or f"lwm2m-server-{uuid.uuid4().hex[:12]}"
         self.connected = False
         self.connections = 0  # connections made to the broker so far
         self.published = 0  # messages the broker acknowledged
-        self.commands = 0  # commands taken (answered or not yet)
         self._outbox = _Outbox(config.queue_size)
         self._inflight = 0  # messages published and not acknowledged yet
         self._tasks: list[asyncio.Task[None]] = []
-        self._running: set[asyncio.Task[None]] = set()  # commands being carried out
-        self._observations: dict[tuple[str, Path], ServerObservation] = {}
+        self._forward = forward
+        self._commands = MqttCommands(server, config, self.reply) if server is not None else None
+        self._forwarded = 0  # commands handed to ``forward``
         self._tls = ssl.create_default_context() if config.tls else None
+
+    @property
+    def commands(self) -> int:
+        """Commands taken (answered or not yet)."""
+        return self._commands.taken if self._commands is not None else self._forwarded
 
     @property
     def dropped(self) -> int:
@@ -470,19 +512,20 @@ class MqttExport:
     async def start(self) -> None:
         if self._tasks:
             return
-        stream = self.server.events()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._follow(stream)), loop.create_task(self._connect())]
+        self._tasks = [loop.create_task(self._connect())]
+        if self.server is not None:
+            self._tasks.append(loop.create_task(self._follow(self.server.events())))
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
-        tasks += self._running
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._observations.clear()  # they belong to the server, which keeps their records
+        if self._commands is not None:
+            await self._commands.close()
         self.connected = False
 
     async def __aenter__(self) -> MqttExport:
@@ -498,21 +541,39 @@ class MqttExport:
         """Queue an event of another part of the server (a campaign's progress, ...): on
         ``{prefix}/{ep}/{kind}`` for a device, else ``{prefix}/$fleet/{kind}``; ``kind`` is
         one or more topic levels. The JSON of ``data`` gets ``receivedAt``."""
+        body = {**data, "receivedAt": round(time.time(), 3)}
+        self.publish_body(kind, _payload(body), endpoint)
+
+    def publish_body(self, kind: str, body: bytes, endpoint: str | None = None) -> None:
+        """:meth:`publish` of a payload made already."""
         if not kind or any(not level or set(level) & set("+#\0") for level in kind.split("/")):
             raise ConfigError(f"event kind {kind!r}: topic levels without '+', '#' or empty ones")
         where = FLEET_LEVEL if endpoint is None else topic_level(endpoint)
-        body = {**data, "receivedAt": round(time.time(), 3)}
-        self._outbox.put((f"{self.config.prefix}/{where}/{kind}", _payload(body)))
+        self._outbox.put(_Ready(f"{self.config.prefix}/{where}/{kind}", body))
+
+    def take(self, event: ServerEvent, at: float, done: Done = _nothing) -> bool:
+        """Queue ``event`` (taken at Unix time ``at``); ``done`` is called once the broker
+        acknowledged it, or it was dropped. False (and no call) for a kind of event this module
+        does not publish."""
+        if type(event) not in _LEVELS:
+            return False
+        self._outbox.put(_Event(event, at, done))
+        return True
+
+    def reply(self, endpoint: str, body: bytes) -> None:
+        """Publish the answer to a command on ``{prefix}/{ep}/reply``."""
+        self._outbox.put(_Ready(f"{self.config.prefix}/{topic_level(endpoint)}/reply", body))
 
     async def _follow(self, stream: Any) -> None:
         put = self._outbox.put
+        commands = self._commands
         try:
             async for event in stream:
                 if type(event) not in _LEVELS:  # a kind of event this module does not know yet
                     continue
                 put(_Event(event, time.time()))
-                if isinstance(event, ObservationEnded):
-                    self._forget(event.endpoint, event.token)
+                if isinstance(event, ObservationEnded) and commands is not None:
+                    commands.forget(event.endpoint, event.token)
         finally:
             stream.close()
 
@@ -567,11 +628,13 @@ class MqttExport:
         queue's head; those in flight when the session ends go back too (at least once)."""
         outbox, prefix = self._outbox, self.config.prefix
         room = asyncio.Semaphore(self.config.window)
-        flying: dict[asyncio.Task[None], tuple[str, bytes]] = {}
+        flying: dict[asyncio.Task[None], _Ready] = {}
         loop = asyncio.get_running_loop()
 
         def landed(task: asyncio.Task[None]) -> None:
-            message = flying.pop(task)
+            message = flying.pop(task, None)
+            if message is None:  # done as the session ended: given back to the queue already
+                return
             self._inflight = len(flying)
             room.release()
             if task.cancelled():
@@ -579,8 +642,9 @@ class MqttExport:
             error = task.exception()
             if error is None:
                 self.published += 1
+                message.done()
             else:
-                log.debug("MQTT publish on %s failed: %s; it goes again", message[0], error)
+                log.debug("MQTT publish on %s failed: %s; it goes again", message.topic, error)
                 outbox.give_back([message])
 
         try:
@@ -592,9 +656,9 @@ class MqttExport:
                     room.release()
                     continue
                 item = taken[0]
-                topic, payload = message = item.message(prefix) if isinstance(item, _Event) else item
+                topic, payload = item.message(prefix)
                 task = loop.create_task(client.publish(topic, payload, qos=1))
-                flying[task] = message
+                flying[task] = item if isinstance(item, _Ready) else _Ready(topic, payload, item.done)
                 self._inflight = len(flying)
                 task.add_done_callback(landed)
         finally:
@@ -614,18 +678,51 @@ class MqttExport:
             levels = str(message.topic).split("/")
             endpoint = unquote(levels[-2])
             payload = message.payload if isinstance(message.payload, bytes) else b""
-            if self.server.config.shared_store and endpoint not in self.server.registrar.peers:
-                # A node of a cluster: every node has the command, the one serving the device
-                # (the only one that can reach it) carries it out and answers.
-                continue
-            self.commands += 1
-            if len(self._running) >= self.config.max_commands:
-                busy = MqttCommandError(f"{len(self._running)} commands are being carried out: try again")
-                self._reply(endpoint, _command_id(payload), error=busy)
-                continue
-            task = asyncio.get_running_loop().create_task(self._command(endpoint, payload))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            if self._commands is not None:
+                self._commands.take(endpoint, payload)
+            elif self._forward is not None:
+                self._forwarded += 1
+                self._forward(endpoint, payload)
+
+
+class MqttCommands:
+    """Carries out the commands taken on ``{prefix}/{ep}/cmd`` through ``server``'s API and
+    hands each answer's JSON to ``reply`` (the endpoint and the body of ``{prefix}/{ep}/reply``);
+    keeps the observations commands made, for ``cancel`` commands. It runs in the server's
+    process: beside :class:`MqttExport` there, or fed by the export worker over its channel."""
+
+    def __init__(self, server: Server, config: MqttConfig, reply: Callable[[str, bytes], None]) -> None:
+        self.server = server
+        self.config = config
+        self.taken = 0  # commands of devices this node serves
+        self._reply_to = reply
+        self._running: set[asyncio.Task[None]] = set()  # commands being carried out
+        self._observations: dict[tuple[str, Path], ServerObservation] = {}
+
+    def take(self, endpoint: str, payload: bytes) -> None:
+        """Start carrying a command out (its answer comes to ``reply``), unless another node
+        serves the device."""
+        if self.server.config.shared_store and endpoint not in self.server.registrar.peers:
+            # A node of a cluster: every node has the command, the one serving the device
+            # (the only one that can reach it) carries it out and answers.
+            return
+        self.taken += 1
+        if len(self._running) >= self.config.max_commands:
+            busy = MqttCommandError(f"{len(self._running)} commands are being carried out: try again")
+            self._reply(endpoint, _command_id(payload), error=busy)
+            return
+        task = asyncio.get_running_loop().create_task(self._command(endpoint, payload))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def close(self) -> None:
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._observations.clear()  # they belong to the server, which keeps their records
 
     async def _command(self, endpoint: str, payload: bytes) -> None:
         """Carry a command out and answer it; whatever goes wrong is its error reply."""
@@ -660,8 +757,7 @@ class MqttExport:
         else:
             message = str(error) or type(error).__name__
             body["error"] = {"type": type(error).__name__, "message": message}
-        topic = f"{self.config.prefix}/{topic_level(endpoint)}/reply"
-        self._outbox.put((topic, _payload(body)))
+        self._reply_to(endpoint, _payload(body))
 
     # --- observations made by commands -------------------------------------------------------
 
@@ -681,7 +777,8 @@ class MqttExport:
             await observation.cancel(active=active)
         return True
 
-    def _forget(self, endpoint: str, token: bytes) -> None:
+    def forget(self, endpoint: str, token: bytes) -> None:
+        """An observation ended: a command no longer cancels it."""
         for key, observation in list(self._observations.items()):
             if key[0] == endpoint and observation.token == token:
                 del self._observations[key]

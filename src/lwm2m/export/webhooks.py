@@ -46,7 +46,14 @@ from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
-from lwm2m.errors import ConfigError, HttpError, InvalidWebhook, TooManyWebhooks, WebhookNotFound
+from lwm2m.errors import (
+    ConfigError,
+    HttpError,
+    InvalidWebhook,
+    StoreError,
+    TooManyWebhooks,
+    WebhookNotFound,
+)
 from lwm2m.server.events import EventStream, ServerEvent
 from lwm2m.server.role import Server
 from lwm2m.storage.webhooks import OutboxEntry, Retry, Webhook, WebhookStore
@@ -138,25 +145,36 @@ class WebhookCounters:
     outbox: int = 0
 
 
+HooksChanged = Callable[[list[Webhook]], None]
+
+
 class Webhooks:
     """The webhooks of one server: registered in ``store``, fed by the server's events.
 
     ``names`` maps each event class to its type name and ``view`` gives an event's name and
     JSON data (the web layer's SSE forms). :meth:`start` subscribes and starts posting;
     :meth:`close` writes what waits in memory and stops.
+
+    With ``deliver=False`` (the export worker delivers, :mod:`lwm2m.export.handoff`) they only
+    keep the registrations: :meth:`start` neither subscribes nor posts, and each change of the
+    hooks goes to the callbacks given to :meth:`watch`. Without a ``server`` (in the worker),
+    events come through :meth:`take` only.
     """
 
     def __init__(
         self,
-        server: Server,
+        server: Server | None,
         store: WebhookStore,
         names: Mapping[type, str],
         view: EventView,
         config: WebhookConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        deliver: bool = True,
     ) -> None:
         self.server = server
+        self.deliver = deliver
+        self._watchers: list[HooksChanged] = []
         self.store = store
         self.names = dict(names)
         self.event_types = frozenset(self.names.values())
@@ -169,7 +187,7 @@ class Webhooks:
         self._targets: dict[str, SplitResult] = {}
         self._buffer: list[OutboxEntry] = []
         self._flush: asyncio.TimerHandle | None = None
-        self._flushing: set[asyncio.Task[None]] = set()
+        self._flushing: set[asyncio.Task[bool]] = set()
         self._wake = asyncio.Event()
         self._running = False
         self._stream: EventStream | None = None  # subscribed only while some hook wants events
@@ -227,11 +245,17 @@ class Webhooks:
         self._wanted = wanted
         self._refreshed_at = self._clock()
         self._follow(bool(wanted) and self._running)
+        for watcher in self._watchers:
+            watcher(hooks)
+
+    def watch(self, changed: HooksChanged) -> None:
+        """Call ``changed`` with the hooks after each read of them (:meth:`refresh`)."""
+        self._watchers.append(changed)
 
     def _follow(self, on: bool) -> None:
         """Take the server's events while some hook wants them: with no hook, the server has
         no subscriber more to feed per event."""
-        if on and self._stream is None:
+        if on and self._stream is None and self.server is not None and self.deliver:
             self._stream = self.server.events()
             self._pump = asyncio.ensure_future(self._take_all(self._stream))
         elif not on and self._stream is not None:
@@ -248,7 +272,7 @@ class Webhooks:
             return
         self._running = True
         await self.refresh()
-        self._poster = asyncio.ensure_future(self._post_loop())
+        self._poster = asyncio.ensure_future(self._post_loop() if self.deliver else self._refresh_loop())
 
     async def close(self) -> None:
         """Stop taking events, write those waiting in memory to the outbox, stop posting."""
@@ -276,14 +300,16 @@ class Webhooks:
         async for event in stream:
             self.take(event)
 
-    def take(self, event: ServerEvent) -> None:
-        """Put ``event`` in the batch for the hooks that want it (nothing for the others)."""
+    def take(self, event: ServerEvent, at: float | None = None, event_id: str | None = None) -> None:
+        """Put ``event`` (taken at Unix time ``at``, default now; ``event_id``, default a new
+        one) in the batch for the hooks that want it (nothing for the others)."""
         hooks = self._wanted.get(self.names.get(type(event), ""))
         if not hooks:
             return
         name, data = self.view(event)
-        now = self._clock()
-        event_id = f"{self._id_prefix}{next(self._ids):016x}"
+        now = self._clock() if at is None else at
+        if event_id is None:
+            event_id = f"{self._id_prefix}{next(self._ids):016x}"
         body = msgspec.json.encode({"event": name, "id": event_id, "receivedAt": now, "data": data})
         for hook in hooks:
             self._buffer.append(OutboxEntry(hook.hook_id, event_id, now, body, next_at=now))
@@ -303,20 +329,40 @@ class Webhooks:
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
-    async def _write(self) -> None:
+    async def write(self) -> bool:
+        """Write the events taken so far to the outbox now; False if the store failed (the
+        export worker acknowledges a batch of events once they are there)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        return await self._write()
+
+    async def _write(self) -> bool:
         batch, self._buffer = self._buffer, []
         if not batch:
-            return
+            return True
         try:
             dropped = await self.store.enqueue(batch)
         except Exception:
             self.counters.dropped += len(batch)
             log.exception("webhooks: %d events could not be written to the outbox", len(batch))
-            return
+            return False
         if dropped:
             self.counters.dropped += dropped
             log.warning("webhooks: the outbox is full: its %d oldest events were dropped", dropped)
         self._wake.set()
+        return True
+
+    async def _refresh_loop(self) -> None:
+        """Without delivery: read the hooks now and then (other nodes change them too)."""
+        while True:
+            await asyncio.sleep(self.config.refresh)
+            try:
+                await self.refresh()
+            except StoreError as exc:  # the store away (a Redis restart): read at the next turn
+                log.warning("webhooks: the hooks could not be read: %s", exc)
+            except Exception:
+                log.exception("webhooks: the hooks could not be read")
 
     async def _post_loop(self) -> None:
         while True:
@@ -324,6 +370,9 @@ class Webhooks:
                 if self._clock() - self._refreshed_at >= self.config.refresh:
                     await self.refresh()  # hooks added or removed on other nodes
                 taken = await self.round()
+            except StoreError as exc:  # the store away: the outbox keeps the events for later
+                log.warning("webhooks: a round of posts failed: %s", exc)
+                taken = 0
             except Exception:
                 log.exception("webhooks: a round of posts failed")
                 taken = 0

@@ -17,6 +17,15 @@ Update Result 1 (success); an Idle with results 2..9 is a failure whose meaning 
 role, so that :meth:`Campaigns.start` after a server restart takes up running campaigns where
 they were: a device caught mid-way is re-checked by reading /5/0/3. Queue-mode devices are
 updated when they wake: the server's requests to a sleeping client wait for it (§6.5).
+
+One runner at a time drives a campaign: the one that holds its lease in the store
+(:class:`~lwm2m.storage.campaigns.CampaignStore`, ``acquire``/``renew``/``release``), renewed
+every third of :attr:`CampaignsConfig.lease` while it runs; each of its writes carries the
+lease's fencing token, and a write refused (:class:`~lwm2m.errors.CampaignFenced`: another runner
+took the campaign over) stops it at once. On a cluster (``CampaignsConfig.shared``), every node's
+runner looks at the stored campaigns as often, and takes over a running or paused one whose lease
+lapsed (its runner was killed), from its stored per-device state as after a restart; what a
+runner does not hold it reads from the store, so every node answers alike.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from lwm2m.errors import (
+    CampaignFenced,
     CampaignNotFound,
     CampaignStateError,
     InvalidCampaign,
@@ -58,6 +68,7 @@ __all__ = [
     "CampaignServer",
     "CampaignSpec",
     "Campaigns",
+    "CampaignsConfig",
     "DeviceProgress",
     "Retries",
     "Target",
@@ -108,6 +119,30 @@ class CampaignServer(Protocol):
     async def observe(self, endpoint: str, path: str | Path) -> Any: ...
 
     def secure(self, endpoint: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignsConfig:
+    """How a runner shares the store's campaigns with other runners. ``node``: its name in the
+    campaigns' leases (a cluster node's id); ``lease``: seconds a lease lasts unless renewed (it
+    is renewed, and the stored campaigns looked at, every third of that); ``shared``: other
+    nodes' runners use the same store (a cluster): campaigns this runner does not hold are read
+    from the store, and those whose lease lapsed are taken over."""
+
+    node: str = "local"
+    lease: float = 15.0
+    shared: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.node or " " in self.node:
+            raise InvalidCampaign(f"runner node {self.node!r}: a name without spaces")
+        if not (math.isfinite(self.lease) and self.lease > 0):
+            raise InvalidCampaign(f"lease {self.lease!r}: a positive number of seconds")
+
+    @property
+    def period(self) -> float:
+        """Seconds between renewals of the leases (and looks at the stored campaigns)."""
+        return self.lease / 3
 
 
 class CampaignPackages(Protocol):
@@ -454,6 +489,14 @@ def _camel(value: Any) -> Any:
     return value
 
 
+def _status_of(header: bytes) -> str:
+    """The status of a stored campaign record (without decoding its spec)."""
+    try:
+        return str(msgspec.json.decode(header).get("status", ""))
+    except (msgspec.DecodeError, AttributeError):
+        return ""
+
+
 def pull_uri(uris: dict[str, str], supported: Any, *, secure: bool) -> str:
     """The URI a device pulls from, of ``uris`` (``Packages.uris``: by kind, the ``http`` one
     with the scheme of the app's base). ``supported``: the value(s) of Firmware Update Protocol
@@ -498,7 +541,8 @@ class Campaigns:
     the :class:`Target` matches); ``labels(endpoint)`` gives a device's labels (the store's
     ``labels`` role) for targets that name some; ``on_event(kind, campaign, endpoint)`` is told
     of every change (kinds ``CAMPAIGN_STARTED``, ``CAMPAIGN_DEVICE``, ``CAMPAIGN_HALTED``,
-    ``CAMPAIGN_PAUSED``, ``CAMPAIGN_RESUMED``, ``CAMPAIGN_CANCELLED``, ``CAMPAIGN_DONE``)."""
+    ``CAMPAIGN_PAUSED``, ``CAMPAIGN_RESUMED``, ``CAMPAIGN_CANCELLED``, ``CAMPAIGN_DONE``);
+    ``config`` says how it shares the store with other runners (:class:`CampaignsConfig`)."""
 
     def __init__(
         self,
@@ -511,6 +555,7 @@ class Campaigns:
         labels: Callable[[str], Awaitable[Mapping[str, str]]] | None = None,
         on_event: Callable[[str, Campaign, str | None], None] | None = None,
         clock: Callable[[], float] = time.time,
+        config: CampaignsConfig | None = None,
     ) -> None:
         self.server = server
         self.packages = packages
@@ -520,33 +565,155 @@ class Campaigns:
         self.labels = labels
         self.on_event = on_event
         self.clock = clock
+        self.config = config or CampaignsConfig()
         self._campaigns: dict[str, Campaign] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._fences: dict[str, int] = {}  # the leases this runner holds: campaign id -> token
+        self._keeper: asyncio.Task[None] | None = None
         self._resumed: dict[str, asyncio.Event] = {}
         self._subscribers: set[Backlog[CampaignEvent]] = set()
 
     # --- life -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the stored campaigns and take up those running."""
-        for campaign_id in await self.store.ids():
-            header = await self.store.load(campaign_id)
-            if header is None:
-                continue
-            campaign = Campaign.decode(header, await self.store.devices(campaign_id))
-            self._campaigns[campaign.id] = campaign
-            if campaign.status in ("running", "paused"):
-                self._launch(campaign)
+        """Load the stored campaigns and take up those running (or paused) that no other runner
+        holds; then keep the leases and, every ``config.period`` seconds, take up those whose
+        lease lapsed."""
+        if not self.config.shared:
+            for campaign_id in await self.store.ids():
+                header = await self.store.load(campaign_id)
+                if header is not None:
+                    campaign = Campaign.decode(header, await self.store.devices(campaign_id))
+                    self._campaigns[campaign.id] = campaign
+        await self._take_up()
+        if self._keeper is None:
+            self._keeper = asyncio.get_running_loop().create_task(self._keep(), name="campaign leases")
 
     async def stop(self) -> None:
-        """Stop driving campaigns (their state stays stored, to be taken up by ``start``)."""
-        tasks = list(self._tasks.values())
+        """Stop driving campaigns and give their leases up (their state stays stored, to be taken
+        up by ``start`` or by another node's runner)."""
+        keeper, self._keeper = self._keeper, None
+        tasks = list(self._tasks.values()) + ([keeper] if keeper is not None else [])
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for campaign_id in list(self._fences):
+            with contextlib.suppress(LwM2MError):
+                await self._release(campaign_id)
+
+    # --- leases -------------------------------------------------------------------------------------
+
+    async def _keep(self) -> None:
+        """Renew the leases held, take up the campaigns whose lease lapsed; every period."""
+        while True:
+            await asyncio.sleep(self.config.period)
+            try:
+                await self._renew()
+                await self._take_up()
+            except Exception as exc:  # the store away for a moment: the next period tries again
+                log.warning(
+                    "campaigns: keeping the leases failed: %s", exc, exc_info=not isinstance(exc, LwM2MError)
+                )
+
+    async def _renew(self) -> None:
+        for campaign_id, token in list(self._fences.items()):
+            renewed = await self.store.renew(campaign_id, self.config.node, token, self.config.lease)
+            if not renewed and self._fences.get(campaign_id) == token:
+                self._lost(campaign_id, "its lease lapsed")
+
+    def _lost(self, campaign_id: str, why: str) -> None:
+        """Stop driving a campaign whose lease this runner lost (another runner may hold it)."""
+        if self._fences.pop(campaign_id, None) is not None:
+            log.warning("campaign %s: no longer run here (%s)", campaign_id, why)
+        task = self._tasks.pop(campaign_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if self.config.shared:
+            self._campaigns.pop(campaign_id, None)
+
+    async def _release(self, campaign_id: str) -> None:
+        token = self._fences.pop(campaign_id, None)
+        if self.config.shared:
+            self._campaigns.pop(campaign_id, None)
+        if token is not None:
+            await self.store.release(campaign_id, self.config.node, token)
+
+    async def _take_up(self) -> None:
+        """Take the lease of every stored running or paused campaign nobody holds, and run it."""
+        for campaign_id in await self.store.ids():
+            if campaign_id in self._fences:
+                continue
+            header = await self.store.load(campaign_id)
+            if header is None or _status_of(header) not in ("running", "paused"):
+                continue
+            token = await self.store.acquire(campaign_id, self.config.node, self.config.lease)
+            if token is None:
+                continue  # another runner drives it
+            self._fences[campaign_id] = token
+            try:
+                campaign = await self._held_copy(campaign_id)
+            except CampaignNotFound:
+                await self._release(campaign_id)  # deleted meanwhile
+                continue
+            if campaign.status in ("running", "paused") and campaign_id not in self._tasks:
+                self._launch(campaign)
+
+    async def _held_copy(self, campaign_id: str) -> Campaign:
+        """The campaign whose lease this runner just took: its own copy (one runner of one node),
+        or the store's (the previous runner's last word)."""
+        campaign = None if self.config.shared else self._campaigns.get(campaign_id)
+        if campaign is None:
+            header = await self.store.load(campaign_id)
+            if header is None:
+                raise CampaignNotFound(f"no campaign {campaign_id[:80]!r}")
+            campaign = Campaign.decode(header, await self.store.devices(campaign_id))
+            self._campaigns[campaign_id] = campaign
+        return campaign
+
+    async def _runnable(self, campaign_id: str) -> Campaign:
+        """The campaign, its lease held by this runner, for an action (pause, resume, cancel): the
+        runner's own, or taken over from the store (one nobody runs; one whose runner was killed,
+        once its lease lapsed: up to ``config.lease`` seconds). A finished one comes as stored,
+        not held: it is not run again."""
+        if campaign_id in self._fences:
+            return self._campaigns[campaign_id]
+        campaign = await self.find(campaign_id)
+        if campaign.status in ("done", "cancelled"):
+            return campaign
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.lease + self.config.period
+        while (token := await self.store.acquire(campaign_id, self.config.node, self.config.lease)) is None:
+            if campaign_id in self._fences:  # this runner's own look at the store took it meanwhile
+                return self._campaigns[campaign_id]
+            if loop.time() >= deadline:
+                holder = await self.store.holder(campaign_id)
+                raise CampaignStateError(f"campaign {campaign_id} is run by {holder}, which does not let go")
+            await asyncio.sleep(min(0.25, self.config.period))
+        self._fences[campaign_id] = token
+        try:
+            campaign = await self._held_copy(campaign_id)
+        except CampaignNotFound:
+            await self._release(campaign_id)
+            raise
+        if campaign.status in ("running", "paused") and campaign_id not in self._tasks:
+            self._launch(campaign)
+        return campaign
+
+    async def _refuse(self, campaign: Campaign, why: str) -> None:
+        """CampaignStateError for an action the status does not allow; a lease taken for it
+        and not needed (nothing runs the campaign here) is given up first."""
+        if campaign.id in self._fences and campaign.id not in self._tasks:
+            await self._release(campaign.id)
+        raise CampaignStateError(why)
+
+    async def runner(self, campaign_id: str) -> str | None:
+        """The node whose runner holds the campaign's lease now (None: none runs it)."""
+        if campaign_id in self._fences:
+            return self.config.node
+        return await self.store.holder(campaign_id)
 
     async def __aenter__(self) -> Campaigns:
         await self.start()
@@ -570,8 +737,13 @@ class Campaigns:
             waves=waves,
             devices=devices,
         )
+        # Its lease before its record: no other runner takes a campaign up between the two.
+        token = await self.store.acquire(campaign.id, self.config.node, self.config.lease)
+        if token is None:
+            raise CampaignStateError(f"campaign {campaign.id}: its new lease is held already")
+        self._fences[campaign.id] = token
         self._campaigns[campaign.id] = campaign
-        await self.store.save(campaign.id, campaign.header())
+        await self._save(campaign)
         for device in devices.values():
             await self._save_device(campaign, device)
         self._event("CAMPAIGN_STARTED", campaign)
@@ -579,7 +751,18 @@ class Campaigns:
         return campaign
 
     def all(self) -> list[Campaign]:
+        """The campaigns this runner has (on a cluster: those it runs)."""
         return list(self._campaigns.values())
+
+    async def listing(self) -> list[Campaign]:
+        """Every campaign, oldest first: on a cluster, those another runner holds as stored."""
+        if not self.config.shared:
+            return self.all()
+        out = []
+        for campaign_id in await self.store.ids():
+            with contextlib.suppress(CampaignNotFound):
+                out.append(await self.find(campaign_id))
+        return out
 
     def get(self, campaign_id: str) -> Campaign:
         campaign = self._campaigns.get(campaign_id)
@@ -591,7 +774,7 @@ class Campaigns:
         """The campaign, as this runner has it, or else as stored (one that another server
         sharing the store runs, or ran): read anew at every call, not kept."""
         campaign = self._campaigns.get(campaign_id)
-        if campaign is not None:
+        if campaign is not None and (campaign_id in self._fences or not self.config.shared):
             return campaign
         header = await self.store.load(campaign_id)
         if header is None:
@@ -600,9 +783,9 @@ class Campaigns:
 
     async def pause(self, campaign_id: str) -> Campaign:
         """No device is started while paused; those in flight go on."""
-        campaign = self.get(campaign_id)
+        campaign = await self._runnable(campaign_id)
         if campaign.status != "running":
-            raise CampaignStateError(f"campaign {campaign_id} is {campaign.status}, not running")
+            await self._refuse(campaign, f"campaign {campaign_id} is {campaign.status}, not running")
         campaign.status = "paused"
         self._gate(campaign).clear()
         await self._save(campaign)
@@ -611,10 +794,10 @@ class Campaigns:
 
     async def resume(self, campaign_id: str) -> Campaign:
         """A paused or halted campaign goes on."""
-        campaign = self.get(campaign_id)
+        campaign = await self._runnable(campaign_id)
         if campaign.status not in ("paused", "halted"):
-            raise CampaignStateError(
-                f"campaign {campaign_id} is {campaign.status}: only a paused or halted one resumes"
+            await self._refuse(
+                campaign, f"campaign {campaign_id} is {campaign.status}: only a paused or halted one resumes"
             )
         halted = campaign.status == "halted"
         campaign.status = "running"
@@ -630,7 +813,7 @@ class Campaigns:
         """Stop now: the devices downloading the package, or holding it downloaded, are told to
         drop it (Cancel /5/0/10, E.6); one updating already is left to finish; those not done
         are cancelled."""
-        campaign = self.get(campaign_id)
+        campaign = await self._runnable(campaign_id)
         if campaign.status in ("cancelled", "done"):
             raise CampaignStateError(f"campaign {campaign_id} is {campaign.status} already")
         task = self._tasks.pop(campaign.id, None)
@@ -648,6 +831,7 @@ class Campaigns:
                 device.step("cancelled")
                 await self._save_device(campaign, device)
         await self._save(campaign)
+        await self._release(campaign.id)
         self._event("CAMPAIGN_CANCELLED", campaign)
         return campaign
 
@@ -664,7 +848,7 @@ class Campaigns:
 
     async def delete(self, campaign_id: str) -> Campaign:
         """Forget a finished (done or cancelled) campaign and its devices' progress."""
-        campaign = self.get(campaign_id)
+        campaign = await self.find(campaign_id)
         if campaign.status not in ("done", "cancelled"):
             raise CampaignStateError(
                 f"campaign {campaign_id} is {campaign.status}: only a done or cancelled one is deleted"
@@ -728,6 +912,9 @@ class Campaigns:
     async def _run(self, campaign: Campaign) -> None:
         try:
             await self._waves(campaign)
+            await self._release(campaign.id)
+        except CampaignFenced as exc:  # another runner took it over: it writes from now on
+            self._lost(campaign.id, str(exc))
         except Exception as exc:  # the package deleted meanwhile, a store that fails, a defect
             log.warning("campaign %s halted: %s", campaign.id, exc, exc_info=not isinstance(exc, LwM2MError))
             campaign.status = "halted"
@@ -736,6 +923,7 @@ class Campaigns:
             self._event("CAMPAIGN_HALTED", campaign)
             with contextlib.suppress(LwM2MError):
                 await self._save(campaign)
+                await self._release(campaign.id)  # resume() takes it again
 
     async def _waves(self, campaign: Campaign) -> None:
         spec = campaign.spec
@@ -757,7 +945,15 @@ class Campaigns:
                         return
                     await self._device(campaign, package, device)
 
-            await asyncio.gather(*(one(campaign.devices[ep], limit) for ep in endpoints))
+            driving = [asyncio.ensure_future(one(campaign.devices[ep], limit)) for ep in endpoints]
+            try:
+                await asyncio.gather(*driving)
+            except BaseException:
+                # One failed (a write refused: another runner took the campaign over; the store
+                # away): the others stop too, not left to drive their devices alone.
+                for work in driving:
+                    work.cancel()
+                raise
             if campaign.status == "halted":
                 await gate.wait()  # resume() goes on with the wave's devices left
                 continue
@@ -944,11 +1140,26 @@ class Campaigns:
         values = [r.value for r in response.records]
         return values[0] if len(values) == 1 else values
 
+    def _fence(self, campaign: Campaign) -> int:
+        token = self._fences.get(campaign.id)
+        if token is None:
+            raise CampaignFenced(f"campaign {campaign.id}: this runner holds no lease of it")
+        return token
+
     async def _save(self, campaign: Campaign) -> None:
-        await self.store.save(campaign.id, campaign.header())
+        try:
+            await self.store.save(campaign.id, campaign.header(), fence=self._fence(campaign))
+        except CampaignFenced as exc:
+            self._lost(campaign.id, str(exc))
+            raise
 
     async def _save_device(self, campaign: Campaign, device: DeviceProgress) -> None:
-        await self.store.save_device(campaign.id, device.endpoint, msgspec.json.encode(device.to_dict()))
+        record = msgspec.json.encode(device.to_dict())
+        try:
+            await self.store.save_device(campaign.id, device.endpoint, record, fence=self._fence(campaign))
+        except CampaignFenced as exc:
+            self._lost(campaign.id, str(exc))
+            raise
 
     def events(self, backlog: int = 10_000) -> CampaignEvents:
         """The campaigns' events from now on (:class:`CampaignEvent`)."""

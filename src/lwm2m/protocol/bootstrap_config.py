@@ -14,7 +14,10 @@ whether to start with a Bootstrap-Discover (the default). Its JSON form is the b
 
 Security modes: ``psk`` (``identity``, ``key``), ``rpk`` (``publicKey``,
 ``privateKey``, ``serverPublicKey``), ``x509`` (``certificate``,
-``privateKey``, ``serverCertificate``: DER, hex) and ``nosec``. Keys are hex.
+``privateKey``, ``serverCertificate``: DER, hex), ``nosec``, and ``oscore``
+(``masterSecret``, ``masterSalt``, ``senderId``, ``recipientId``, ``idContext``: OSCORE,
+RFC 8613, over coap://; the account's Security instance says NoSec and links /0/x/17 to an
+OSCORE instance, /21/x with the Security instance's ID, written with it, §E.5). Keys are hex.
 
 :meth:`BootstrapConfig.from_json` checks everything and raises
 :class:`ConfigError` naming the first bad field, so that a configuration that
@@ -45,10 +48,14 @@ from lwm2m.model.jsonform import record_from_json, record_to_json
 from lwm2m.model.path import MAX_ID, Path
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
+from lwm2m.model.value import ObjLink
 
 DEFAULT_ENDPOINT = "*"  # the configuration for endpoints that have none of their own
 BOOTSTRAP_OWNER = 65535  # Access Control Owner of instances managed by the bootstrap server (§E.3)
-SECURITY_MODES = {"psk": 0, "rpk": 1, "x509": 2, "nosec": 3}  # resource /0/x/2 (§E.1)
+# Resource /0/x/2 (§E.1); OSCORE is NoSec at that level, with /0/x/17 linking its parameters (§E.5).
+SECURITY_MODES = {"psk": 0, "rpk": 1, "x509": 2, "nosec": 3, "oscore": 3}
+OSCORE_OBJECT = 21
+MAX_OSCORE_ID_BYTES = 7  # RFC 8613 §3.3 with AES-CCM-16-64-128
 SECURE_SCHEMES = ("coaps", "coaps+tcp")
 PLAIN_SCHEMES = ("coap", "coap+tcp")
 BINDING_LETTERS = "UTSNMHQ"  # LwM2M 1.2 binding letters, and Q of 1.0 (§E.2, resource 7)
@@ -146,12 +153,18 @@ class SecurityConfig:
     key: bytes = field(default=b"", repr=False)  # PSK key (psk) or private key (rpk, x509)
     public_key: bytes = b""  # client public key (rpk) or DER certificate (x509)
     server_public_key: bytes = b""  # server public key (rpk) or DER certificate (x509)
+    # OSCORE (oscore; ``key`` is its Master Secret): the device's Sender and Recipient IDs.
+    sender_id: bytes = b""
+    recipient_id: bytes = b""
+    salt: bytes = field(default=b"", repr=False)
+    id_context: bytes | None = None
 
     _FIELDS = {
         "psk": ("mode", "identity", "key"),
         "rpk": ("mode", "publicKey", "privateKey", "serverPublicKey"),
         "x509": ("mode", "certificate", "privateKey", "serverCertificate"),
         "nosec": ("mode",),
+        "oscore": ("mode", "masterSecret", "masterSalt", "senderId", "recipientId", "idContext"),
     }
 
     @property
@@ -175,6 +188,18 @@ class SecurityConfig:
                 raise _fail(where, "a PSK needs a key (hex)")
             if len(self.key) > MAX_PSK_BYTES:
                 raise _fail(f"{where}.key", f"{len(self.key)} bytes; a PSK has at most {MAX_PSK_BYTES}")
+        elif self.mode == "oscore":
+            if not self.key:
+                raise _fail(where, "OSCORE needs a masterSecret (hex)")
+            if len(self.key) > MAX_PSK_BYTES or len(self.salt) > MAX_PSK_BYTES:
+                raise _fail(where, f"an OSCORE masterSecret or masterSalt has at most {MAX_PSK_BYTES} bytes")
+            for name, value in (("senderId", self.sender_id), ("recipientId", self.recipient_id)):
+                if len(value) > MAX_OSCORE_ID_BYTES:
+                    raise _fail(f"{where}.{name}", f"{len(value)} bytes; at most {MAX_OSCORE_ID_BYTES}")
+            if self.sender_id == self.recipient_id:
+                raise _fail(where, "the OSCORE senderId and recipientId must differ")
+            if self.id_context is not None and len(self.id_context) > 255:
+                raise _fail(f"{where}.idContext", "at most 255 bytes")
         elif self.mode in ("rpk", "x509"):
             names = ("publicKey", "privateKey") if self.mode == "rpk" else ("certificate", "privateKey")
             if not self.public_key:
@@ -206,6 +231,18 @@ class SecurityConfig:
                 public_key=_hex(data, "certificate", where),
                 server_public_key=_hex(data, "serverCertificate", where),
             )
+        elif mode == "oscore":
+            for name in ("senderId", "recipientId"):
+                if name not in data:
+                    raise _fail(where, f'OSCORE needs {name} (hex; "" for an empty ID)')
+            config = cls(
+                mode,
+                key=_hex(data, "masterSecret", where),
+                sender_id=_hex(data, "senderId", where),
+                recipient_id=_hex(data, "recipientId", where),
+                salt=_hex(data, "masterSalt", where),
+                id_context=_hex(data, "idContext", where) if "idContext" in data else None,
+            )
         else:
             config = cls()
         config.check(where)
@@ -229,7 +266,32 @@ class SecurityConfig:
                 out["privateKey"] = self.key.hex()
             if self.server_public_key:
                 out[server] = self.server_public_key.hex()
+        elif self.mode == "oscore":
+            out["senderId"] = self.sender_id.hex()
+            out["recipientId"] = self.recipient_id.hex()
+            if self.id_context is not None:
+                out["idContext"] = self.id_context.hex()
+            if secrets:
+                out["masterSecret"] = self.key.hex()
+                out["masterSalt"] = self.salt.hex()
         return out
+
+    def oscore_records(self, instance_id: int) -> tuple[Record, ...]:
+        """The OSCORE (21) instance of an oscore account (LwM2M-TS-Core 1.2 §E.5): its Master
+        Secret, Sender ID, Recipient ID, AEAD (10, AES-CCM-16-64-128) and HKDF (-10,
+        SHA-256) algorithms, Master Salt and, if given, ID Context."""
+        base = Path.of(OSCORE_OBJECT, instance_id)
+        values: list[tuple[int, Any]] = [
+            (0, self.key),
+            (1, self.sender_id),
+            (2, self.recipient_id),
+            (3, 10),
+            (4, -10),
+            (5, self.salt),
+        ]
+        if self.id_context is not None:
+            values.append((6, self.id_context))
+        return tuple(Record(base.child(rid), value) for rid, value in values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +350,11 @@ class ServerAccountConfig:
             )
         self.security.check(f"{where}.security")
         secure = parts.scheme in SECURE_SCHEMES
-        if secure and self.security.mode == "nosec":
-            raise _fail(where, f"{self.uri} is coaps: give security mode psk, rpk or x509, not nosec")
-        if not secure and self.security.mode != "nosec":
+        if secure and self.security.mode in ("nosec", "oscore"):
+            raise _fail(
+                where, f"{self.uri} is coaps: give security mode psk, rpk or x509, not {self.security.mode}"
+            )
+        if not secure and self.security.mode not in ("nosec", "oscore"):
             raise _fail(where, f"{self.uri} is plain coap: security mode {self.security.mode} needs coaps://")
         if (
             self.default_pmin is not None
@@ -349,9 +413,11 @@ class ServerAccountConfig:
             (2, sec.mode_number),
             (3, sec.identity_resource),
             (4, sec.server_public_key),
-            (5, sec.key),
+            (5, sec.key if sec.mode != "oscore" else b""),
             (10, self.short_server_id),
         ]
+        if sec.mode == "oscore":
+            values.append((17, ObjLink(OSCORE_OBJECT, instance_id)))  # /21/{the same ID} (§E.5)
         return tuple(Record(base.child(rid), value) for rid, value in values)
 
     def server_records(self, instance_id: int) -> tuple[Record, ...]:
@@ -664,6 +730,11 @@ class BootstrapConfig:
 
         out: list[InstanceWrite] = []
         for server, sec_id in zip(self.servers, security_ids, strict=True):
+            if server.security.mode == "oscore":  # the parameters first, then the link to them
+                out.append(
+                    InstanceWrite(Path.of(OSCORE_OBJECT, sec_id), server.security.oscore_records(sec_id))
+                )
+                others.setdefault(OSCORE_OBJECT, set()).add(sec_id)
             out.append(InstanceWrite(Path.of(0, sec_id), server.security_records(sec_id)))
             security[sec_id] = server.short_server_id
         for server, srv_id in zip(self.servers, server_ids, strict=True):

@@ -54,6 +54,12 @@ class Backlog(Generic[T]):
         """The oldest item, taken out (IndexError when empty)."""
         return self._items.popleft()
 
+    def take_all(self) -> deque[T]:
+        """Every item, oldest first, taken out at once (the backlog starts anew, same bound)."""
+        items = self._items
+        self._items = deque(maxlen=items.maxlen)
+        return items
+
     async def wait(self) -> None:
         """Return once there is an item (at once if there is one already)."""
         while not self._items:

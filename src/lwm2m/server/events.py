@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from lwm2m.errors import ConfigError
@@ -114,6 +115,11 @@ class EventStream:
     def dropped(self) -> int:
         """Events lost so far because ``backlog`` unread ones were waiting already."""
         return self._backlog.dropped
+
+    def take_all(self) -> deque[ServerEvent]:
+        """The events received and not read yet, oldest first, taken without waiting: a reader
+        that looks now and then (a timer) instead of awaiting each event."""
+        return self._backlog.take_all()
 
     def __aiter__(self) -> EventStream:
         return self

@@ -137,6 +137,7 @@ class Server:
         )
         self.security = SecurityPolicy(self.store.security, nosec_endpoints=config.nosec_endpoints)
         self.security.on_revoked = self._revoked
+        self.security.oscore = _server_oscore(self.store.security)
         self._coaps: CoapDtlsEndpoint | None = None
         self._secure: set[str] = set()  # endpoints that register over DTLS: requests go there too
         self.presence = Presence(self._publish, config.awake_time)
@@ -216,6 +217,7 @@ class Server:
                 handler=self._on_request,
                 on_event=self._on_coap_event if shared else None,
                 config=self.config.coap,
+                oscore=self.security.oscore.layer if self.security.oscore is not None else None,
             )
         )
         # A shared store's notifications may belong to observations another node made: held
@@ -278,6 +280,8 @@ class Server:
         await self._save_dtls_sessions()
         await self._stack.aclose()
         self.security.close()
+        if self.security.oscore is not None:
+            self.security.oscore.close()
         self._endpoint = None
         self._coaps = None
         self._tcp = self._tls = None
@@ -507,6 +511,12 @@ class Server:
         if sender is not None and sender in self._queue_mode:
             self.presence.seen(sender)
         if self.registrar.handles(message):
+            if self.security.oscore is not None:
+                # A request that arrived OSCORE-protected names its peer (RFC 8613) as a DTLS
+                # session would; its answer goes back protected, on the plain CoAP endpoint.
+                identity = self.security.oscore.identity(event)
+                if identity is not None:
+                    return self._registration(message, event.addr, identity, secure=True, oscore=True)
             return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
             return self._on_send(message, event.addr, transport)
@@ -552,14 +562,24 @@ class Server:
         identity: PeerIdentity | None,
         *,
         secure: bool,
+        oscore: bool = False,
         transport: str = "udp",
     ) -> Message:
-        answer = await self._registration_answer(message, addr, identity, secure=secure, transport=transport)
+        answer = await self._registration_answer(
+            message, addr, identity, secure=secure, oscore=oscore, transport=transport
+        )
         self.stats.count(received_operation(message), answer.code)
         return answer
 
     async def _registration_answer(
-        self, message: Message, addr: Any, identity: PeerIdentity | None, *, secure: bool, transport: str
+        self,
+        message: Message,
+        addr: Any,
+        identity: PeerIdentity | None,
+        *,
+        secure: bool,
+        oscore: bool = False,
+        transport: str = "udp",
     ) -> Message:
         limited = self.registrar.admit(message, addr) or self.registrar.busy(message, addr)
         if limited is not None:
@@ -575,7 +595,7 @@ class Server:
         finally:
             self.registrar.end()
         if endpoint is not None and answer.code in (Code.CREATED, Code.CHANGED):
-            if secure:
+            if secure and not oscore:  # OSCORE goes over plain CoAP: its layer protects requests
                 self._secure.add(endpoint)
             else:
                 self._secure.discard(endpoint)
@@ -977,3 +997,13 @@ class Server:
     ) -> list[HistoryEntry]:
         """Stored values from notifications, newest first."""
         return await self.store.history.query(endpoint, Path.parse(path), since=since, limit=limit)
+
+
+def _server_oscore(store: Any) -> Any:
+    """The server's OSCORE contexts (``lwm2m.server.oscore``), or None where the cryptography
+    package is missing (OSCORE is then refused as plain CoAP refuses an unknown critical option)."""
+    try:
+        from lwm2m.server.oscore import ServerOscore
+    except ImportError:
+        return None
+    return ServerOscore(store)

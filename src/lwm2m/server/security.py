@@ -17,6 +17,10 @@ The rules, checked on every request of the Registration Interface (§6.2):
   with, whatever session carries it.
 - A DTLS client that leaves ep out of its Register gets the endpoint name its
   credentials stand for (§6.2.1 allows it).
+- An endpoint with mode ``oscore`` registers OSCORE-protected only (RFC 8613; over plain CoAP
+  otherwise 4.03 "must use OSCORE"): the context its request verified with is its identity
+  (``PeerIdentity`` "oscore", the device's Sender ID), checked as a DTLS identity is, and it
+  must name its endpoint (ep). ``server/oscore.py`` keeps the contexts.
 
 The TLS library asks for PSKs during the handshake and must be answered at
 once, so keys are served from a cache loaded at start and kept current by
@@ -34,7 +38,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
@@ -43,6 +47,9 @@ from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import RD
 from lwm2m.storage.base import SecurityInfo, SecurityStore
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PeerIdentity
+
+if TYPE_CHECKING:
+    from lwm2m.server.oscore import ServerOscore
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +91,18 @@ class SecurityPolicy:
         self._lookups: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_revoked: Callable[[SecurityInfo], None] | None = None
+        # The OSCORE contexts of entries with mode oscore (None without the cryptography package).
+        self.oscore: ServerOscore | None = None
         self._log = LogBudget(log)  # 4.03 refusals: a flood of them gives a few lines and a count
 
     async def load(self) -> None:
         now = time.monotonic()
-        for info in await self.store.all():
+        infos = await self.store.all()
+        for info in infos:
             if info.psk_identity is not None:
                 self._psk[info.psk_identity] = (info.psk_key, info.endpoint, now)
+        if self.oscore is not None:
+            self.oscore.load(infos)
 
     def close(self) -> None:
         self._log.flush()
@@ -102,7 +114,11 @@ class SecurityPolicy:
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
         if info.psk_key is not None and len(info.psk_key) > MAX_PSK_LENGTH:
             raise ConfigError(f"a PSK has at most {MAX_PSK_LENGTH} bytes here")
+        if info.oscore is not None:
+            info = await self._oscore_entry(info)
         old = await self.store.put(info)
+        if self.oscore is not None:
+            self.oscore.put(info, old)
         if old is not None and old.psk_identity is not None:
             self._psk.pop(old.psk_identity, None)
         if info.psk_identity is not None:
@@ -118,6 +134,8 @@ class SecurityPolicy:
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
         old = await self.store.remove(endpoint)
+        if self.oscore is not None:
+            self.oscore.remove(endpoint)
         if old is not None:
             if old.psk_identity is not None:
                 self._psk.pop(old.psk_identity, None)
@@ -126,6 +144,16 @@ class SecurityPolicy:
 
     async def get(self, endpoint: str) -> SecurityInfo | None:
         return await self.store.get(endpoint)
+
+    async def _oscore_entry(self, info: SecurityInfo) -> SecurityInfo:
+        """An OSCORE entry to store: its identity unique, and, when the parameters stay those of
+        the stored entry, the stored sequence limit kept (a lower one would reuse nonces after a
+        restart, RFC 8613 Appendix B.1.1)."""
+        assert info.oscore is not None
+        if self.oscore is not None:
+            self.oscore.check(info)
+        old = await self.store.get(info.endpoint)
+        return dataclasses.replace(info, oscore=info.oscore.keeping(None if old is None else old.oscore))
 
     async def all(self) -> list[SecurityInfo]:
         return await self.store.all()
@@ -207,6 +235,8 @@ class SecurityPolicy:
         if not secure:
             if info is None and self.nosec_endpoints == "deny":
                 refusal = "is not listed for plain CoAP (mode nosec): it must use DTLS"
+            elif info is not None and info.mode == "oscore":
+                refusal = "must use OSCORE"
             elif info is not None and info.mode != "nosec":
                 refusal = "must use DTLS"
             else:
@@ -245,6 +275,8 @@ class SecurityPolicy:
     async def _endpoint_of(self, identity: PeerIdentity) -> str | None:
         if identity.kind == "x509":
             return identity.name
+        if identity.kind == "oscore":
+            return None  # a Register over OSCORE names its endpoint
         if identity.kind == "rpk":
             info = await self.store.get_by_public_key(bytes.fromhex(identity.name))
         else:
@@ -253,13 +285,16 @@ class SecurityPolicy:
 
 
 def identity_matches(info: SecurityInfo, identity: PeerIdentity) -> bool:
-    """Whether the identity a DTLS peer proved stands for the endpoint of ``info``."""
+    """Whether the identity a DTLS peer proved (or an OSCORE request verified with) stands for the
+    endpoint of ``info``."""
     if info.mode == "x509":
         return identity.kind == "x509" and identity.name == info.endpoint
     if info.mode == "psk":
         return identity.kind == "psk" and identity.name == info.psk_identity
     if info.mode == "rpk" and info.rpk is not None:
         return identity.kind == "rpk" and identity.name == info.rpk.hex()
+    if info.oscore is not None:
+        return identity.kind == "oscore" and identity.name == info.oscore.identity
     return False  # nosec: no DTLS identity stands for the endpoint
 
 

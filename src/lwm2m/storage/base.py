@@ -172,6 +172,118 @@ def record_from_row(text: str | bytes, kind: str) -> Record:
 MAX_STORED_PSK = 64  # bytes; a TLS library may take less (Mbed TLS 2.28: 32)
 
 
+MAX_OSCORE_ID = 7  # bytes: an OSCORE Sender or Recipient ID with AES-CCM-16-64-128 (RFC 8613 §3.3)
+
+
+def _hex_field(data: Mapping[str, Any], name: str, *, required: bool = False) -> bytes | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(f"oscore.{name}: missing")
+        return None
+    try:
+        return bytes.fromhex(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"oscore.{name}: not a string of hexadecimal digits") from None
+
+
+@dataclass(frozen=True, slots=True)
+class OscoreSecrets:
+    """An endpoint's OSCORE input parameters (RFC 8613 §3.2) as the device holds them (object
+    21, LwM2M-TS-Core 1.2 §E.5): its Sender ID, its Recipient ID (the server's Sender ID), the
+    Master Secret and Salt, an optional ID Context. ``sequence`` is the server's stored limit of
+    its sender sequence numbers for this endpoint (RFC 8613 Appendix B.1.1). ``repr`` never shows
+    the secret or the salt."""
+
+    master_secret: bytes = field(repr=False)
+    sender_id: bytes
+    recipient_id: bytes
+    master_salt: bytes = field(default=b"", repr=False)
+    id_context: bytes | None = None
+    sequence: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.master_secret:
+            raise ConfigError("the OSCORE master secret is empty")
+        if len(self.master_secret) > MAX_STORED_PSK or len(self.master_salt) > MAX_STORED_PSK:
+            raise ConfigError(f"an OSCORE master secret or salt has at most {MAX_STORED_PSK} bytes")
+        if len(self.sender_id) > MAX_OSCORE_ID or len(self.recipient_id) > MAX_OSCORE_ID:
+            raise ConfigError(f"an OSCORE sender or recipient ID has at most {MAX_OSCORE_ID} bytes")
+        if self.sender_id == self.recipient_id:
+            raise ConfigError("the OSCORE sender and recipient IDs must differ")
+        if self.id_context is not None and len(self.id_context) > 0xFF:
+            raise ConfigError("an OSCORE ID context has at most 255 bytes")
+        if not 0 <= self.sequence < 1 << 40:
+            raise ConfigError("an OSCORE sequence number lies below 2^40")
+
+    def same_context(self, other: OscoreSecrets) -> bool:
+        """Whether ``other`` derives the same security context (all but the stored sequence)."""
+        return (self.master_secret, self.master_salt, self.sender_id, self.recipient_id, self.id_context) == (
+            other.master_secret,
+            other.master_salt,
+            other.sender_id,
+            other.recipient_id,
+            other.id_context,
+        )
+
+    def keeping(self, old: OscoreSecrets | None) -> OscoreSecrets:
+        """These parameters to store over ``old``: the same context keeps the higher stored
+        sequence limit (a lower one would reuse nonces after a restart, RFC 8613 Appendix B.1.1)."""
+        if old is None or not self.same_context(old) or old.sequence <= self.sequence:
+            return self
+        return OscoreSecrets(
+            self.master_secret,
+            self.sender_id,
+            self.recipient_id,
+            self.master_salt,
+            self.id_context,
+            old.sequence,
+        )
+
+    @property
+    def identity(self) -> str:
+        """What names the device among OSCORE peers: its Sender ID (the kid of its requests), in
+        hex, after its ID Context and a colon when it has one."""
+        kid = self.sender_id.hex()
+        return kid if self.id_context is None else f"{self.id_context.hex()}:{kid}"
+
+    def to_dict(self, *, with_key: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"senderId": self.sender_id.hex(), "recipientId": self.recipient_id.hex()}
+        if self.id_context is not None:
+            out["idContext"] = self.id_context.hex()
+        if with_key:
+            out["masterSecret"] = self.master_secret.hex()
+            out["masterSalt"] = self.master_salt.hex()
+            out["sequence"] = self.sequence
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OscoreSecrets:
+        if not isinstance(data, Mapping):
+            raise ConfigError("oscore: must be an object")
+        unknown = set(data) - {
+            "masterSecret",
+            "masterSalt",
+            "senderId",
+            "recipientId",
+            "idContext",
+            "sequence",
+        }
+        if unknown:
+            raise ConfigError(f"oscore: unknown field(s) {', '.join(sorted(unknown))}")
+        sequence = data.get("sequence", 0)
+        if not isinstance(sequence, int) or isinstance(sequence, bool):
+            raise ConfigError("oscore.sequence: not an integer")
+        return cls(
+            _hex_field(data, "masterSecret", required=True) or b"",
+            _hex_field(data, "senderId", required=True) or b"",
+            _hex_field(data, "recipientId", required=True) or b"",
+            _hex_field(data, "masterSalt") or b"",
+            _hex_field(data, "idContext"),
+            sequence,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityInfo:
     """How one endpoint must authenticate (LwM2M-TS-Core 1.2 §7.1): over DTLS with a PSK identity
@@ -186,13 +298,13 @@ class SecurityInfo:
     x509: bool = False
     nosec: bool = False
     rpk: bytes | None = None
+    oscore: OscoreSecrets | None = None  # OSCORE (RFC 8613) instead of DTLS
 
     def __post_init__(self) -> None:
         if not self.endpoint:
             raise ConfigError("the endpoint name is empty")
-        others = [
-            name for name, given in (("x509", self.x509), ("nosec", self.nosec), ("rpk", self.rpk)) if given
-        ]
+        givens = (("x509", self.x509), ("nosec", self.nosec), ("rpk", self.rpk), ("oscore", self.oscore))
+        others = [name for name, given in givens if given]
         if len(others) > 1:
             raise ConfigError(f"give one of {', '.join(others)}, not several")
         if others:
@@ -207,7 +319,9 @@ class SecurityInfo:
             raise ConfigError(f"a PSK has at most {MAX_STORED_PSK} bytes")
 
     @property
-    def mode(self) -> Literal["psk", "rpk", "x509", "nosec"]:
+    def mode(self) -> Literal["psk", "rpk", "x509", "nosec", "oscore"]:
+        if self.oscore is not None:
+            return "oscore"
         if self.rpk is not None:
             return "rpk"
         return "x509" if self.x509 else "nosec" if self.nosec else "psk"
@@ -231,6 +345,8 @@ class SecurityInfo:
                 out["pskKeyHint"] = self.key_hint
         elif self.rpk is not None:
             out["rpk"] = self.rpk.hex()
+        elif self.oscore is not None:
+            out["oscore"] = self.oscore.to_dict(with_key=with_key)
         return out
 
     @classmethod
@@ -259,8 +375,15 @@ class SecurityInfo:
                 rpk = bytes.fromhex(rpk)
             except (TypeError, ValueError):
                 raise ConfigError(f"rpk: {rpk!r:.40} is not a string of hexadecimal digits") from None
+        oscore = data.get("oscore")
         return cls(
-            endpoint=endpoint, psk_identity=identity, psk_key=key, x509=x509, nosec=mode == "nosec", rpk=rpk
+            endpoint=endpoint,
+            psk_identity=identity,
+            psk_key=key,
+            x509=x509,
+            nosec=mode == "nosec",
+            rpk=rpk,
+            oscore=None if oscore is None else OscoreSecrets.from_dict(oscore),
         )
 
 

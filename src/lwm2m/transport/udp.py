@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
+    ObservationCancelled,
     RequestFailed,
     RequestReceived,
     RequestTimedOut,
@@ -45,12 +47,22 @@ from lwm2m.coap.events import (
     ResponseReceived,
 )
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, OptionNumber, Type
-from lwm2m.errors import EndpointClosed, RequestAborted, RequestReset, RequestTimeout
+from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
+from lwm2m.errors import (
+    EndpointClosed,
+    OscoreError,
+    OscoreRequestFailed,
+    RequestAborted,
+    RequestReset,
+    RequestTimeout,
+)
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
 from lwm2m.transport.tap import MessageSink
+
+if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
+    from lwm2m.coap.oscore import OscoreLayer
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,7 @@ __all__ = [
 
 
 _INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)
+_OSCORE = 9  # the OSCORE option (RFC 8613 §2)
 
 
 class _Owner(Protocol):
@@ -160,8 +173,12 @@ class CoapUdpEndpoint:
         *,
         handler: Handler | None = None,
         on_event: EventCallback | None = None,
+        oscore: OscoreLayer | None = None,
     ) -> None:
         self._loop = loop
+        # RFC 8613: requests with an OSCORE option verified before the handler sees them, their
+        # answers protected; our requests to peers it binds protected (lwm2m.coap.oscore.layer).
+        self.oscore = oscore
         self._handler = handler
         self._extra = on_event
         self._pending: dict[bytes, asyncio.Future[Message]] = {}
@@ -185,11 +202,16 @@ class CoapUdpEndpoint:
         handler: Handler | None = None,
         on_event: EventCallback | None = None,
         config: EndpointConfig | None = None,
+        oscore: OscoreLayer | None = None,
     ) -> CoapUdpEndpoint:
         """Bind ``port`` on each of ``host`` (one name or several, e.g. ``("127.0.0.1", "::1")``)."""
         socks = bind_sockets(host, port)
+        if oscore is not None:
+            config = with_oscore(config)
         endpoint = Endpoint(config) if config is not None else Endpoint()
-        return cls(asyncio.get_running_loop(), endpoint, socks, handler=handler, on_event=on_event)
+        return cls(
+            asyncio.get_running_loop(), endpoint, socks, handler=handler, on_event=on_event, oscore=oscore
+        )
 
     # --- addresses ---------------------------------------------------------------------
 
@@ -222,6 +244,9 @@ class CoapUdpEndpoint:
 
     def _dispatch(self, event: Event, now: float) -> None:
         if type(event) is RequestReceived:
+            if self.oscore is not None and event.message.has_option(_OSCORE):
+                self._protected_request(event, now)
+                return
             handler = self._handler
             if handler is None:
                 if self._extra is not None:
@@ -238,6 +263,8 @@ class CoapUdpEndpoint:
                 self._respond(event, result, now)
                 return
             self._spawn(self._answer_later(event, result))  # type: ignore[arg-type]
+            return
+        if self.oscore is not None and self._oscore_event(event):
             return
         if type(event) is ResponseReceived:
             fut = self._pending.pop(event.token, None)
@@ -270,6 +297,88 @@ class CoapUdpEndpoint:
             return
         if not self._own_event(event) and self._extra is not None:
             self._extra(event)
+
+    def _protected_request(self, event: RequestReceived, now: float) -> None:
+        """An OSCORE request: verified and handed to the handler, or answered in its place."""
+        assert self.oscore is not None
+        inner = self.oscore.unprotect_request(event, now)
+        if type(inner) is Message:
+            self._respond(event, inner, now)
+            return
+        assert isinstance(inner, RequestReceived)
+        handler = self._handler
+        if handler is None:
+            if self._extra is not None:
+                self._extra(inner)
+            return
+        try:
+            result = handler(inner)
+        except Exception:
+            log.exception("request handler failed for %s", inner.message)
+            result = _INTERNAL_ERROR
+        if result is None:
+            return
+        if type(result) is Message:
+            self._respond(*self.oscore.protect_response(inner, result), now)
+            return
+        self._spawn(self._answer_later(inner, result))  # type: ignore[arg-type]
+
+    def _oscore_event(self, event: Event) -> bool:
+        """Verify the answers to our OSCORE requests before they are delivered (RFC 8613 §8.4);
+        True when the event was taken here (delivered, repeated with Echo, or discarded)."""
+        layer = self.oscore
+        assert layer is not None
+        if type(event) is ResponseReceived or type(event) is CoapNotificationReceived:
+            token = event.token
+            if token not in layer.pending:
+                return False
+        else:
+            if type(event) is RequestTimedOut or type(event) is RequestFailed or type(event) is ResetReceived:
+                layer.pending.pop(event.token or b"", None)
+            elif type(event) is ObservationCancelled:
+                layer.forget_relation((event.addr, event.token))
+            return False
+        try:
+            inner = layer.unprotect_response(token, event.response, final=False)
+        except OscoreError as exc:
+            log.info("OSCORE response from %s discarded: %s", format_addr(event.addr), exc)
+            if type(event) is ResponseReceived:
+                layer.pending.pop(token, None)
+                self._fail(token, _oscore_failure(event.response, exc))
+            return True  # a notification that does not verify is dropped (§8.4)
+        if type(event) is ResponseReceived:
+            retry = layer.echo_retry(token, inner)
+            if retry is not None and token in self._pending:
+                self._repeat(event.addr, token, retry)
+                return True
+            obs = self._observations.get(token)
+            if obs is None or inner.observe is None or not _success(inner.code):
+                layer.pending.pop(token, None)
+            fut = self._pending.pop(token, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(inner)
+            elif obs is not None:
+                obs._push(inner, last=inner.observe is None or not _success(inner.code))
+            return True
+        assert isinstance(event, CoapNotificationReceived)
+        if event.final:
+            layer.pending.pop(token, None)
+        obs = self._observations.get(token)
+        if obs is not None:
+            obs._push(inner, last=event.final)
+        return True
+
+    def _repeat(self, addr: Addr, token: bytes, request: Message) -> None:
+        """Send ``request`` again under ``token``, protected anew (the Echo of RFC 9175 §2.4)."""
+        assert self.oscore is not None
+        protected = self.oscore.protect_request(request, addr)
+        if protected is None:
+            return
+        outer, pending = protected
+        now = self._driver.now()
+        self._driver.endpoint.request(outer.replace(token=token), addr, now)
+        self.oscore.track(token, pending)
 
     def _own_event(self, event: Event) -> bool:
         """Take an event of the transport's own kind (a DTLS session's, in the subclass) and
@@ -309,6 +418,8 @@ class CoapUdpEndpoint:
         """Answer a request outside of the handler call (a separate response when the ACK left)."""
         self._check_open()
         now = self._driver.now()
+        if self.oscore is not None:
+            event, message = self.oscore.protect_response(event, message)
         self._driver.endpoint.respond(event, message, now)
         self._driver.flush(now)
 
@@ -316,6 +427,8 @@ class CoapUdpEndpoint:
         """Send a notification on ``RequestReceived.relation``; False if the relation has ended."""
         self._check_open()
         now = self._driver.now()
+        if self.oscore is not None:
+            message = self.oscore.protect_notification(relation, message) or message
         alive = self._driver.endpoint.notify(relation, message, now, confirmable=confirmable)
         self._driver.flush(now)
         return alive
@@ -325,7 +438,7 @@ class CoapUdpEndpoint:
         self._check_open()
         addr = self._reachable(await resolve(addr, self._family))
         now = self._driver.now()
-        token = self._driver.endpoint.request(message, addr, now)
+        token = self._send_request(message, addr, now)
         fut: asyncio.Future[Message] = self._loop.create_future()
         self._pending[token] = fut
         self._driver.flush(now)
@@ -348,11 +461,23 @@ class CoapUdpEndpoint:
             message = message.with_option(OptionNumber.OBSERVE, 0)
         addr = self._reachable(_literal(addr))
         now = self._driver.now()
-        token = self._driver.endpoint.request(message, addr, now)
+        token = self._send_request(message, addr, now)
         obs = CoapObservation(self, token)
         self._observations[token] = obs
         self._driver.flush(now)
         return obs
+
+    def _send_request(self, message: Message, addr: Addr, now: float) -> bytes:
+        """Hand ``message`` to the endpoint, protected first when OSCORE binds ``addr``."""
+        if self.oscore is None:
+            return self._driver.endpoint.request(message, addr, now)
+        protected = self.oscore.protect_request(message, addr)
+        if protected is None:
+            return self._driver.endpoint.request(message, addr, now)
+        outer, pending = protected
+        token = self._driver.endpoint.request(outer, addr, now)
+        self.oscore.track(token, pending)
+        return token
 
     def resume_observation(self, addr: Addr, token: bytes, request: Message | None = None) -> CoapObservation:
         """Take up an observation registered before a restart (token and address kept in storage).
@@ -436,6 +561,21 @@ class CoapUdpEndpoint:
         await self.close()
 
 
+def _oscore_failure(response: Message, exc: OscoreError) -> OscoreRequestFailed:
+    if response.option(_OSCORE) is None:
+        diagnostic = response.payload.decode("utf-8", "replace")[:200]
+        shown = f": {diagnostic}" if diagnostic else ""
+        return OscoreRequestFailed(f"the peer answered unprotected with {code_text(response.code)}{shown}")
+    return OscoreRequestFailed(f"the response did not verify: {exc}")
+
+
+def with_oscore(config: EndpointConfig | None) -> EndpointConfig:
+    """``config`` with the OSCORE option known to the endpoint: the OSCORE layer handles it
+    (without a layer, a protected request gets 4.02 as any unknown critical option would)."""
+    config = config if config is not None else EndpointConfig()
+    return dataclasses.replace(config, extra_critical_options=config.extra_critical_options | {_OSCORE})
+
+
 def bind_sockets(host: str | Sequence[str], port: int) -> list[socket.socket]:
     """One socket bound to ``port`` on each of ``host``; port 0 picks one free on all of them."""
     hosts = [host] if isinstance(host, str) else list(host)
@@ -472,9 +612,12 @@ async def open_udp_endpoint(
     handler: Handler | None = None,
     on_event: EventCallback | None = None,
     config: EndpointConfig | None = None,
+    oscore: OscoreLayer | None = None,
 ) -> AsyncIterator[CoapUdpEndpoint]:
     """``async with open_udp_endpoint(...) as ep``: a ``CoapUdpEndpoint`` closed on exit."""
-    ep = await CoapUdpEndpoint.create(host, port, handler=handler, on_event=on_event, config=config)
+    ep = await CoapUdpEndpoint.create(
+        host, port, handler=handler, on_event=on_event, config=config, oscore=oscore
+    )
     try:
         yield ep
     finally:

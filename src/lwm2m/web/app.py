@@ -23,13 +23,15 @@ from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 
 from lwm2m.bootstrap.server import BootstrapServer
+from lwm2m.export.handoff import ExportWorker
 from lwm2m.export.webhooks import Webhooks
-from lwm2m.fleet.campaigns import Campaigns
+from lwm2m.fleet.campaigns import Campaigns, CampaignsConfig, CampaignServer
 from lwm2m.fleet.packages import Packages, reachable
 from lwm2m.server.role import Server
 from lwm2m.storage.firmware import FirmwarePackage
 from lwm2m.storage.requests import StoredRequest
 from lwm2m.web.auth import BearerAuth
+from lwm2m.web.campaign_devices import RoutedDevices
 from lwm2m.web.cluster import (
     Cluster,
     FleetPublisher,
@@ -71,6 +73,8 @@ def create_app(
     metrics_token: str | None = None,
     packages: Packages | None = None,
     webhooks: Webhooks | None = None,
+    export: ExportWorker | None = None,
+    campaigns: CampaignsConfig | None = None,
 ) -> Starlette:
     """The REST API, SSE stream and OpenAPI document of ``server`` (already started by the caller).
 
@@ -87,6 +91,11 @@ def create_app(
     store), are served to devices at ``/fw/{id}`` over HTTP here and over CoAP by the server.
     ``webhooks`` (not started: the app starts and stops them; default: those of the server's
     store) serve ``/api/webhooks`` and post the server's events (:mod:`lwm2m.export.webhooks`).
+    ``export`` (not started: the app starts and stops it), the export worker that posts them
+    instead (``webhooks`` made with ``deliver=False``) and publishes to MQTT
+    (:mod:`lwm2m.export.handoff`), its counters added to ``metrics``.
+    ``campaigns`` sets the leases of the campaigns' runner (:class:`~lwm2m.fleet.campaigns.CampaignsConfig`;
+    with a ``cluster``, its node id names the runner and the store is shared).
     """
     api = ApiContext(
         server,
@@ -99,6 +108,8 @@ def create_app(
         metrics_token=metrics_token,
     )
     hooks = api.webhooks = add_webhooks(server, webhooks, metrics)
+    if export is not None and metrics is not None:
+        count_export(export, metrics)
     publisher = FleetPublisher(cluster) if cluster is not None else None
 
     @contextlib.asynccontextmanager
@@ -111,7 +122,10 @@ def create_app(
             await api.observations.keep(observation.endpoint, observation_key(observation), observation)
         api.recent.follow_server(server, api.requests)
         await hooks.start()
-        await start_campaigns(app, api, take_up=cluster is None)
+        if export is not None:
+            await export.start()
+        if cluster is None:
+            await start_campaigns(app, api)
         if bootstrap is not None:
             started = bootstrap.events()
             api.recent.follow(started, bootstrap_event_view, lambda e: e.endpoint, started.close)
@@ -136,12 +150,18 @@ def create_app(
         if cluster is not None and publisher is not None:
             publisher.follow_server(server, api.requests)
             await cluster.start(server, forwarded_handler(app, routes_only))
+            await start_cluster_campaigns(app, publisher)
         yield
+        # The campaigns first: their device operations may be on the bus.
+        await app.state.campaigns.stop()
+        if app.state.campaign_devices is not None:
+            await app.state.campaign_devices.close()
         if cluster is not None and publisher is not None:
             await publisher.close()
             await cluster.close()
-        await app.state.campaigns.stop()
         await api.recent.close()
+        if export is not None:
+            await export.close()
         await hooks.close()
         await api.requests.close()
         # The observations go on (their records too) until the server stops: a clean stop
@@ -175,7 +195,7 @@ def create_app(
     )
     app.state.api = api
     host_firmware(app, server, packages)
-    run_campaigns(app, server, bind_host)
+    run_campaigns(app, server, bind_host, cluster, campaigns)
     if metrics is not None:
         count_campaigns(app, metrics)
     app.state.server = server
@@ -207,10 +227,25 @@ def add_webhooks(server: Server, webhooks: Webhooks | None, metrics: ServerMetri
     return webhooks
 
 
-def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None:
+def count_export(export: ExportWorker, metrics: ServerMetrics) -> None:
+    """The export worker's counters in ``/metrics`` (:mod:`lwm2m.export.handoff_metrics`)."""
+    from lwm2m.export.handoff_metrics import ExportCollector  # needs prometheus-client, as metrics do
+
+    metrics.register(ExportCollector(lambda: export.counters))
+
+
+def run_campaigns(
+    app: Starlette,
+    server: Server,
+    bind_host: str | None,
+    cluster: Cluster | None = None,
+    config: CampaignsConfig | None = None,
+) -> None:
     """The firmware update campaigns of ``/api/campaigns``, kept in the server's store; a device
     pulls from the server's CoAP URIs (at ``bind_host``, or 127.0.0.1, when the server listens on
-    every address), or from the HTTP base :func:`pull_over_http` gives."""
+    every address), or from the HTTP base :func:`pull_over_http` gives. On a ``cluster``, the
+    runner shares the store's campaigns with the other nodes' (one lease per campaign) and reaches
+    the devices other nodes own through them (:mod:`lwm2m.web.campaign_devices`)."""
     packages: Packages = app.state.packages
     host = bind_host if bind_host not in (None, "", "0.0.0.0", "::") else "127.0.0.1"
     app.state.firmware_http = None
@@ -224,8 +259,14 @@ def run_campaigns(app: Starlette, server: Server, bind_host: str | None) -> None
             http=reachable(http, host),
         )
 
+    config = config or CampaignsConfig()
+    devices: CampaignServer = server
+    app.state.campaign_devices = None
+    if cluster is not None:
+        config = CampaignsConfig(node=cluster.node_id, lease=config.lease, shared=True)
+        devices = app.state.campaign_devices = RoutedDevices(server, cluster)
     app.state.campaigns = Campaigns(
-        server, packages, server.store.campaigns, uris, labels=server.store.labels.get
+        devices, packages, server.store.campaigns, uris, labels=server.store.labels.get, config=config
     )
 
 
@@ -235,14 +276,22 @@ def pull_over_http(app: Starlette, base: str) -> None:
     app.state.firmware_http = base
 
 
-async def start_campaigns(app: Starlette, api: ApiContext, *, take_up: bool) -> None:
-    """The campaigns' events to the SSE stream; with ``take_up``, the stored campaigns running
-    go on. A cluster node takes none up: every node shares the store, and each would run them."""
+async def start_campaigns(app: Starlette, api: ApiContext) -> None:
+    """The campaigns' events to the SSE stream; the stored campaigns running go on."""
     campaigns: Campaigns = app.state.campaigns
     stream = campaigns.events()
     api.recent.follow(stream, campaign_event_view, campaign_event_endpoint, stream.close)
-    if take_up:
-        await campaigns.start()
+    await campaigns.start()
+
+
+async def start_cluster_campaigns(app: Starlette, publisher: FleetPublisher) -> None:
+    """A cluster node's campaigns, once its bus serves: their events go on the fleet's stream
+    (every node's SSE stream carries them); the runner takes up the stored campaigns that no
+    other node's runner holds, and those whose runner's lease lapses later."""
+    campaigns: Campaigns = app.state.campaigns
+    stream = campaigns.events()
+    publisher.follow(stream, campaign_event_view, campaign_event_endpoint, stream.close)
+    await campaigns.start()
 
 
 def count_campaigns(app: Starlette, metrics: ServerMetrics) -> None:

@@ -256,11 +256,20 @@ class SecurityInfo(Closed):
     shown."""
 
     endpoint: str
-    mode: Literal["psk", "rpk", "x509", "nosec"]
+    mode: Literal["psk", "rpk", "x509", "nosec", "oscore"]
     x509: bool
     psk_identity: Annotated[str, Meta(description="PSK mode")] | UnsetType = UNSET
     psk_key_hint: Annotated[str, Meta(examples=["a1… (16 bytes)"])] | UnsetType = UNSET
     rpk: Annotated[str, Meta(description="RPK mode: hex of the DER SubjectPublicKeyInfo")] | UnsetType = UNSET
+    oscore: OscoreShown | UnsetType = UNSET
+
+
+class OscoreShown(Closed):
+    """OSCORE mode: the device's Sender and Recipient IDs and ID Context (hex); never the secret."""
+
+    sender_id: str
+    recipient_id: str
+    id_context: str | UnsetType = UNSET
 
 
 # --- device requests ---------------------------------------------------------------------------
@@ -359,13 +368,39 @@ class NosecBody(Closed):
     x509: NotX509 | UnsetType = UNSET
 
 
+OscoreId = Annotated[str, Meta(pattern="^([0-9a-fA-F]{2}){0,7}$", examples=["01"])]
+OscoreSecret = Annotated[
+    str, Meta(pattern="^([0-9a-fA-F]{2}){1,64}$", examples=["0102030405060708090a0b0c0d0e0f10"])
+]
+
+
+class OscoreParameters(Closed):
+    """OSCORE input parameters (RFC 8613 §3.2) as the device holds them (object 21): its Sender ID
+    and Recipient ID (hex, at most 7 bytes each, different), the Master Secret and Salt (hex)."""
+
+    master_secret: OscoreSecret
+    sender_id: OscoreId
+    recipient_id: OscoreId
+    master_salt: Annotated[str, Meta(pattern="^([0-9a-fA-F]{2}){0,64}$")] | UnsetType = UNSET
+    id_context: Annotated[str, Meta(pattern="^([0-9a-fA-F]{2}){0,255}$")] | UnsetType = UNSET
+
+
+class OscoreBody(Closed):
+    """OSCORE (RFC 8613) instead of DTLS."""
+
+    oscore: OscoreParameters
+    mode: Literal["oscore"] | UnsetType = UNSET
+    x509: NotX509 | UnsetType = UNSET
+
+
 class SecurityBody(OneOf):
-    members = (PskBody, RpkBody, X509Body, X509ModeBody, NosecBody)
+    members = (PskBody, RpkBody, X509Body, X509ModeBody, NosecBody, OscoreBody)
     description = (
         'a PSK ("pskIdentity" and "pskKey" as hex, at most 64 bytes), a raw public key ("rpk": hex of '
         'its DER SubjectPublicKeyInfo), "x509": true '
-        "(a certificate with the endpoint as subject CN, from an authority the server trusts), or "
-        '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny)'
+        "(a certificate with the endpoint as subject CN, from an authority the server trusts), "
+        '"mode": "nosec" (plain CoAP, taken under --nosec-endpoints deny), or "oscore" '
+        '({"masterSecret", "masterSalt", "senderId", "recipientId"} as hex, as the device holds them)'
     )
 
 
@@ -411,15 +446,28 @@ class X509Security(Closed):
     server_certificate: _hex(0, MAX_KEY_BYTES, "the server's certificate, DER") | UnsetType | None = UNSET  # type: ignore[valid-type]
 
 
+class OscoreSecurity(Closed):
+    """OSCORE (RFC 8613) over coap://: an OSCORE (21) instance the Security instance links to
+    (/0/x/17, LwM2M-TS-Core 1.2 §E.5); the IDs as the device holds them, different."""
+
+    mode: Literal["oscore"]
+    master_secret: _hex(1, MAX_PSK_BYTES, "the OSCORE Master Secret")  # type: ignore[valid-type]
+    sender_id: _hex(0, 7, "the device's Sender ID")  # type: ignore[valid-type]
+    recipient_id: _hex(0, 7, "the device's Recipient ID (the server's Sender ID)")  # type: ignore[valid-type]
+    master_salt: _hex(0, MAX_PSK_BYTES, "the OSCORE Master Salt") | UnsetType = UNSET  # type: ignore[valid-type]
+    id_context: _hex(0, 255, "the OSCORE ID Context") | UnsetType = UNSET  # type: ignore[valid-type]
+
+
 class ServerSecurity(OneOf):
-    members = (NosecSecurity, PskSecurity, RpkSecurity, X509Security)
+    members = (NosecSecurity, PskSecurity, RpkSecurity, X509Security, OscoreSecurity)
     description = (
         "the Security (0) instance's mode and keys (LwM2M-TS-Core 1.2 §E.1); keys are never shown back. "
-        "coap:// URIs take nosec (the default), coaps:// the others"
+        "coap:// URIs take nosec (the default) or oscore, coaps:// psk, rpk or x509"
     )
 
 
-SECURE = [ref(m.__name__) for m in ServerSecurity.members[1:]]
+SECURE = [ref(m.__name__) for m in (PskSecurity, RpkSecurity, X509Security)]
+PLAIN = [ref(m.__name__) for m in (NosecSecurity, OscoreSecurity)]
 
 
 class ServerAccount(Closed):
@@ -452,13 +500,13 @@ class ServerAccount(Closed):
     server_instance_id: ObjectId | UnsetType | None = UNSET
 
 
-# The scheme decides the security: plain CoAP with nosec, DTLS (coaps) with a key.
+# The scheme decides the security: plain CoAP with nosec or OSCORE, DTLS (coaps) with a key.
 Account = Annotated[
     ServerAccount,
     Meta(
         extra_json_schema={
             "oneOf": [
-                {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": ref("NosecSecurity")}},
+                {"properties": {"uri": {"pattern": "^coap(\\+tcp)?:"}, "security": {"oneOf": PLAIN}}},
                 {
                     "required": ["security"],
                     "properties": {"uri": {"pattern": "^coaps(\\+tcp)?:"}, "security": {"oneOf": SECURE}},

@@ -334,6 +334,18 @@ class FleetPublisher:
             self._writer = asyncio.ensure_future(self._write())
         self._follower.follow_server(server, requests)
 
+    def follow(
+        self,
+        source: AsyncIterator[Any],
+        view: View,
+        endpoint_of: EndpointOf,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        """The events of another source (the campaigns') onto the fleet's stream too."""
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+        self._follower.follow(source, view, endpoint_of, close)
+
     def _queue(self, event: Any, view: View, endpoint_of: EndpointOf) -> None:
         name, data = view(event)
         if len(self._waiting) == PUBLISH_QUEUE:

@@ -5,6 +5,7 @@ from lwm2m.client.core.connectivity import ConnectivityMonitoring, NetworkBearer
 from lwm2m.client.core.device import Device
 from lwm2m.client.core.firmware import FirmwareUpdate, State, UpdateResult
 from lwm2m.client.core.location import Location
+from lwm2m.client.core.oscore import Oscore
 from lwm2m.client.core.security import Security, SecurityMode
 from lwm2m.client.core.server import ServerAccount
 from lwm2m.errors import FirmwareError
@@ -18,6 +19,7 @@ __all__ = [
     "FirmwareUpdate",
     "Location",
     "NetworkBearer",
+    "Oscore",
     "Security",
     "SecurityMode",
     "ServerAccount",

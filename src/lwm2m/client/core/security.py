@@ -9,6 +9,7 @@ from enum import IntEnum
 from typing import ClassVar
 
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.model.value import ObjLink
 
 
 class SecurityMode(IntEnum):
@@ -29,6 +30,7 @@ class Security(ObjectInstance):
     URI, BOOTSTRAP, MODE, IDENTITY, SERVER_KEY, SECRET_KEY = 0, 1, 2, 3, 4, 5
     SHORT_SERVER_ID, HOLD_OFF = 10, 11
     CERTIFICATE_USAGE = 15  # LwM2M 1.1: how /0/x/4 constrains the server's certificate (RFC 6698)
+    OSCORE = 17  # LwM2M 1.1: a link to the account's OSCORE instance (object 21, RFC 8613)
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class Security(ObjectInstance):
         short_server_id: int | None = 1,
         hold_off: int = 0,
         certificate_usage: int | None = None,
+        oscore: int | None = None,
     ) -> None:
         values: dict[int, object] = {
             self.URI: uri,
@@ -57,6 +60,8 @@ class Security(ObjectInstance):
             values[self.SHORT_SERVER_ID] = short_server_id
         if certificate_usage is not None:
             values[self.CERTIFICATE_USAGE] = certificate_usage
+        if oscore is not None:
+            values[self.OSCORE] = ObjLink(21, oscore)  # /21/{oscore}: the mode's parameters
         super().__init__(instance_id, values)
 
     @property

@@ -159,10 +159,12 @@ class PeerIdentity:
 
     ``kind`` "psk": ``name`` is the PSK identity it used; "rpk": ``name`` is the hex of
     its raw public key's DER SubjectPublicKeyInfo (RFC 7250); "x509": ``name`` is the
-    subject's common name (CN) of its certificate, ``subject`` the whole subject.
+    subject's common name (CN) of its certificate, ``subject`` the whole subject. "oscore"
+    (no handshake: a request that verified with an OSCORE context, RFC 8613): ``name`` is the
+    hex of the peer's Sender ID, after the hex of the ID Context and a colon if it has one.
     """
 
-    kind: Literal["psk", "rpk", "x509"]
+    kind: Literal["psk", "rpk", "x509", "oscore"]
     name: str
     subject: str = ""
 

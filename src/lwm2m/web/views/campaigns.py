@@ -1,21 +1,34 @@
 """Firmware update campaigns: ``/api/campaigns`` (create, list), ``/api/campaigns/{id}`` (one, with
 its waves and devices) and ``/api/campaigns/{id}/pause|resume|cancel`` (see
-:mod:`lwm2m.fleet.campaigns`); their events go to the SSE stream as ``CAMPAIGN_*``."""
+:mod:`lwm2m.fleet.campaigns`); their events go to the SSE stream as ``CAMPAIGN_*``.
+
+On a cluster every node answers alike: the listing and a campaign come from the shared store
+(the node that runs one, from its own copy), and pause, resume, cancel and delete go to the node
+whose runner holds the campaign's lease, over the request bus, as the API call they are (marked
+with :data:`RUNNER_HEADER`, so that they are never sent on again); a campaign no live node runs
+is taken over by the node asked (:meth:`~lwm2m.fleet.campaigns.Campaigns.pause` and its kin)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lwm2m.errors import InvalidCampaign
-from lwm2m.fleet.campaigns import CampaignEvent, Campaigns, CampaignSpec, Retries, Target, Waves
+from lwm2m.errors import BusTimeout, InvalidCampaign, LwM2MError
+from lwm2m.fleet.campaigns import Campaign, CampaignEvent, Campaigns, CampaignSpec, Retries, Target, Waves
 from lwm2m.web import bodies
+from lwm2m.web.cluster import Cluster
+from lwm2m.web.context import api_context
+from lwm2m.web.errors import error
 from lwm2m.web.params import json_body
 from lwm2m.web.sse import mixed_in
+
+RUNNER_HEADER = "x-lwm2m-campaign-runner"  # a call sent on to the runner's node: served there
+ACTION_TIMEOUT = 60.0  # seconds the runner's node has for an action (a cancel tells devices)
 
 __all__ = [
     "cancel",
@@ -90,7 +103,7 @@ async def create(request: Request) -> Response:
 
 
 async def listing(request: Request) -> Response:
-    return JSONResponse([c.summary() for c in campaigns_of(request).all()])
+    return JSONResponse([c.summary() for c in await campaigns_of(request).listing()])
 
 
 async def one(request: Request) -> Response:
@@ -99,20 +112,56 @@ async def one(request: Request) -> Response:
 
 
 async def pause(request: Request) -> Response:
-    return JSONResponse((await campaigns_of(request).pause(request.path_params["id"])).summary())
+    return await at_runner(request, campaigns_of(request).pause)
 
 
 async def resume(request: Request) -> Response:
-    return JSONResponse((await campaigns_of(request).resume(request.path_params["id"])).summary())
+    return await at_runner(request, campaigns_of(request).resume)
 
 
 async def cancel(request: Request) -> Response:
-    return JSONResponse((await campaigns_of(request).cancel(request.path_params["id"])).summary())
+    return await at_runner(request, campaigns_of(request).cancel)
 
 
 async def delete(request: Request) -> Response:
     """``DELETE /api/campaigns/{id}``: a done or cancelled campaign is forgotten; its last summary."""
-    return JSONResponse((await campaigns_of(request).delete(request.path_params["id"])).summary())
+    return await at_runner(request, campaigns_of(request).delete)
+
+
+async def at_runner(request: Request, action: Callable[[str], Awaitable[Campaign]]) -> Response:
+    """``action`` on the campaign, by the node whose runner holds it (this one, or another live
+    node, which gets the call over the bus); its summary after the action."""
+    campaign_id = request.path_params["id"]
+    cluster = api_context(request).cluster
+    if cluster is not None and RUNNER_HEADER not in request.headers:
+        node = await campaigns_of(request).runner(campaign_id)
+        if node is not None and node != cluster.node_id and await cluster.alive(node):
+            return await _sent_to(request, cluster, node)
+    return JSONResponse((await action(campaign_id)).summary())
+
+
+async def _sent_to(request: Request, cluster: Cluster, node: str) -> Response:
+    payload = {
+        "method": request.method,
+        "path": request.url.path,
+        "query": "",
+        "headers": [[RUNNER_HEADER, cluster.node_id]],
+        "body": base64.b64encode(await request.body()).decode(),
+    }
+    try:
+        answer = await cluster.ask(node, payload, ACTION_TIMEOUT)
+        if not isinstance(answer, dict):
+            raise ValueError("an answer that is not an HTTP response")
+        status = int(answer["status"])
+        content = base64.b64decode(answer["body"], validate=True)
+        kind = next((v for k, v in answer["headers"] if k.lower() == "content-type"), "application/json")
+    except BusTimeout:
+        return error(
+            504, f"the node {node} that runs campaign {request.path_params['id']} did not answer in time"
+        )
+    except (LwM2MError, ValueError, KeyError, TypeError) as exc:
+        return error(502, f"the node {node} that runs campaign {request.path_params['id']} failed: {exc}")
+    return Response(content, status_code=status, media_type=kind)
 
 
 def event_view(event: CampaignEvent) -> tuple[str, dict[str, Any]]:

@@ -49,5 +49,6 @@ async def events(request: Request) -> Response:
         stream = event_stream(api.server, ep, requests=api.requests, recent=api.recent, backlog=backlog)
     if api.bootstrap is not None:
         stream = with_bootstrap_events(stream, api.bootstrap, ep)
-    stream = with_campaign_events(stream, request.app.state.campaigns, ep)
+    if api.cluster is None:  # a cluster node's runner puts its campaigns' events on the fleet's stream
+        stream = with_campaign_events(stream, request.app.state.campaigns, ep)
     return streaming(stream)
