@@ -154,3 +154,44 @@ def test_server_with_tcp_port_takes_a_libcoap_registration_and_shows_its_transpo
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_bootstrap_server_over_tcp_sets_a_device_up(tmp_path: Path) -> None:
+    """``lwm2m bootstrap --tcp-port`` and ``lwm2m client --bootstrap coap+tcp://``: the device
+    bootstraps over TCP and registers with the coap+tcp:// server it was given."""
+    from tests.cli.test_bootstrap_cmd import _line
+    from tests.helpers.cli import interrupt
+
+    data = str(tmp_path / "data")
+    bs_port, bs_tcp, http = free_udp_port(), free_tcp_port(), free_tcp_port()
+    async with Server(ServerConfig(port=0, tcp_port=0)) as server:
+        events = server.events()
+        assert server.tcp_uri is not None
+        add = ["bootstrap", "config", "add", "cli-bs-tcp", "--server", server.tcp_uri, "--binding", "T"]
+        added = await asyncio.to_thread(CliRunner().invoke, main, [*add, "--data", data])
+        assert added.exit_code == 0, added.output
+        bs = await lwm2m_process(
+            "bootstrap", "--coap-port", str(bs_port), "--tcp-port", str(bs_tcp), "--http-port", str(http),
+            "--data", data,
+        )  # fmt: skip
+        client = None
+        try:
+            assert bs.stdout is not None
+            assert f"CoAP over TCP on coap+tcp://127.0.0.1:{bs_tcp}" in await _line(bs.stdout, "over TCP")
+            client = await lwm2m_process(
+                "client", "--bootstrap", f"coap+tcp://127.0.0.1:{bs_tcp}", "--endpoint", "cli-bs-tcp"
+            )
+            registration = (await next_event(events, ClientRegistered, timeout=20)).registration
+            assert (registration.endpoint, registration.binding) == ("cli-bs-tcp", "T")
+            assert server.transport_of("cli-bs-tcp") == "tcp"
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http}", timeout=5) as api:
+                listing = (await api.get("/api/bootstrap")).json()
+            assert [s["status"] for s in listing["sessions"]] == ["finished"]
+        finally:
+            await interrupt(client, bs)
+
+
+def test_bootstrap_tls_port_without_certificate_is_one_line() -> None:
+    result = CliRunner().invoke(main, ["bootstrap", "--coap-port", "0", "--tls-port", "0"])
+    assert result.exit_code != 0
+    assert "--tls-port needs --dtls-cert" in result.output

@@ -553,3 +553,28 @@ def test_link_count_is_capped() -> None:
     assert UpdateRequest.from_message(update("x", payload=payload, ct=40), max_links=10).objects is not None
     # Without a cap, as before.
     assert len(ObjectList.parse(",".join(f"</1/{i}>" for i in range(3000))).objects) == 3000
+
+
+def test_the_transport_reads_back_and_a_record_without_one_is_over_udp() -> None:
+    from lwm2m.protocol.registration import Registration
+
+    registration = Registration("ep", "r1", ("192.0.2.1", 40000), transport="tcp")
+    stored = registration.to_dict()
+    assert stored["transport"] == "tcp" and Registration.from_dict(stored) == registration
+    del stored["transport"]  # written before the transport was kept
+    assert Registration.from_dict(stored).transport == "udp"
+
+
+def test_a_redis_registration_of_the_form_before_the_transport_reads_as_udp() -> None:
+    import msgspec
+
+    from lwm2m.protocol.registration import Registration
+    from lwm2m.storage.redis_registrations import _registration, registration_bytes
+
+    registration = Registration("ep", "r1", ("192.0.2.1", 40000), transport="tls", extra=(("a", "b"),))
+    assert _registration(registration_bytes(registration)) == registration
+    form = msgspec.msgpack.decode(registration_bytes(registration))
+    old = msgspec.msgpack.encode([1, *form[1:-1]])
+    assert _registration(old).transport == "udp"
+    with pytest.raises(msgspec.DecodeError):
+        _registration(msgspec.msgpack.encode([9, *form[1:]]))

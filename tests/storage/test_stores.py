@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import sqlite3
@@ -589,3 +590,14 @@ def test_prefix_upper() -> None:
     assert prefix_upper("ab") == "ac"
     assert prefix_upper("a\U0010ffff") == "b"
     assert prefix_upper("\U0010ffff") is None
+
+
+@pytest.mark.parametrize("transport", ["udp", "dtls", "tcp", "tls"])
+async def test_the_transport_is_kept_with_the_registration(store: Store, transport: str) -> None:
+    rs = store.registrations
+    kept = dataclasses.replace(reg(), transport=transport)
+    await rs.add(kept)
+    assert (await rs.get("dev")) == kept and (await rs.get_by_id("r1")) == kept
+    moved = dataclasses.replace(kept, transport="udp" if transport != "udp" else "tcp", last_update=1001.0)
+    await rs.update(moved)
+    assert (await rs.get("dev")) == moved

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from lwm2m.coap.connection import TcpConfig
 from lwm2m.errors import ConfigError
 from lwm2m.transport.dtls.config import RpkCredentials, X509Credentials
-from lwm2m.transport.listen import check_listener
+from lwm2m.transport.listen import check_listener, check_port
+from lwm2m.transport.tcp import TcpLimits
 
 __all__ = ["DEFAULT_PORT", "HISTORY", "REQUEST_TIMEOUT", "SESSION_TIMEOUT", "BootstrapServerConfig"]
 
@@ -45,6 +47,10 @@ class BootstrapServerConfig:
     ``request_timeout``: seconds for the answer to one operation, retransmissions included;
     ``session_timeout``: seconds for a whole session (§6.1.4: the client then asks again).
     ``history``: ended sessions kept for ``sessions()``.
+    ``tcp_port``: also serve CoAP over TCP there (``coap+tcp``, RFC 8323; None: no TCP);
+    ``tls_port``: CoAP over TLS (``coaps+tcp``) for X.509 clients with ``certificate``, whose CN
+    is the endpoint; ``tcp``/``tcp_limits``: the connections' settings and limits (None:
+    defaults). A session runs over the connection the client's Bootstrap-Request came on.
     """
 
     host: str = "127.0.0.1"
@@ -55,10 +61,35 @@ class BootstrapServerConfig:
     session_timeout: float = SESSION_TIMEOUT
     history: int = HISTORY
     rpk: RpkCredentials | None = None
+    tcp_port: int | None = None
+    tls_port: int | None = None
+    tcp: TcpConfig | None = None
+    tcp_limits: TcpLimits | None = None
 
     def __post_init__(self) -> None:
-        check_listener(self.host, self.port, self.coaps_port, self.certificate, self.rpk)
+        # A certificate serves DTLS or TLS over TCP: with only the latter, DTLS's check skips it.
+        only_tls = self.coaps_port is None and self.tls_port is not None
+        check_listener(
+            self.host, self.port, self.coaps_port, None if only_tls else self.certificate, self.rpk
+        )
+        self._check_tcp()
         _seconds("request_timeout", self.request_timeout)
         _seconds("session_timeout", self.session_timeout)
         if type(self.history) is not int or self.history < 0:
             raise ConfigError(f"history must be a number of sessions, 0 or more, got {self.history!r}")
+
+    def _check_tcp(self) -> None:
+        if self.tcp_port is not None:
+            check_port("tcp_port", self.tcp_port)
+        if self.tls_port is not None:
+            check_port("tls_port", self.tls_port)
+            if self.certificate is None:
+                raise ConfigError("tls_port needs certificate: CoAP over TLS takes X.509 clients")
+            if not isinstance(self.certificate, X509Credentials):
+                raise ConfigError(
+                    f"certificate must be X509Credentials, got {type(self.certificate).__name__}"
+                )
+        if self.tcp is not None and not isinstance(self.tcp, TcpConfig):
+            raise ConfigError(f"tcp must be a TcpConfig, got {type(self.tcp).__name__}")
+        if self.tcp_limits is not None and not isinstance(self.tcp_limits, TcpLimits):
+            raise ConfigError(f"tcp_limits must be TcpLimits, got {type(self.tcp_limits).__name__}")

@@ -82,6 +82,7 @@ from lwm2m.protocol.management import Response
 from lwm2m.storage.base import BootstrapConfigStore, SecurityStore, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr
+from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint, tls_server_context
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,10 @@ class BootstrapServer:
         self.host = config.host
         self.port = config.port  # the bound one once started
         self.coaps_port = config.coaps_port
+        self.tcp_port = config.tcp_port  # the bound ones once started
+        self.tls_port = config.tls_port
+        self._tcp: CoapTcpEndpoint | None = None
+        self._tls: CoapTcpEndpoint | None = None
         self.security = security
         self._psk: dict[str, tuple[bytes, str]] = {}  # PSK identity -> (key, endpoint), for handshakes
         self._rpk: dict[str, str] = {}  # raw public key (hex of its DER SPKI) -> endpoint
@@ -190,6 +195,38 @@ class BootstrapServer:
         self.port = self._endpoint.port
         if self.coaps_port is not None:
             await self._start_dtls(self.coaps_port)
+        await self._start_tcp()
+
+    async def _start_tcp(self) -> None:
+        """Listen for CoAP over TCP and over TLS, as configured (RFC 8323): the session runs over
+        the connection the Bootstrap-Request came on (LwM2M-TS-Transport 1.2 §6)."""
+        config = self.config
+        if config.tcp_port is not None:
+            self._tcp = await self._stack.enter_async_context(
+                open_tcp_endpoint(
+                    self.host,
+                    config.tcp_port,
+                    handler=self._on_tcp_request,
+                    config=config.tcp,
+                    limits=config.tcp_limits,
+                    dial=False,
+                )
+            )
+            self.tcp_port = self._tcp.port
+        if config.tls_port is not None:
+            assert config.certificate is not None  # BootstrapServerConfig checks it
+            self._tls = await self._stack.enter_async_context(
+                open_tcp_endpoint(
+                    self.host,
+                    config.tls_port,
+                    handler=self._on_tls_request,
+                    config=config.tcp,
+                    limits=config.tcp_limits,
+                    server_ssl=tls_server_context(config.certificate),
+                    dial=False,
+                )
+            )
+            self.tls_port = self._tls.port
 
     async def _start_dtls(self, port: int) -> None:
         from lwm2m.transport.dtls.config import DtlsServerConfig
@@ -242,6 +279,7 @@ class BootstrapServer:
         await self._stack.aclose()
         self._endpoint = None
         self._coaps = None
+        self._tcp = self._tls = None
         if self._psk_loading is not None:
             self._psk_loading.cancel()
 
@@ -260,6 +298,16 @@ class BootstrapServer:
     @property
     def coaps_uri(self) -> str | None:
         return None if self._coaps is None else self._coaps.uri()
+
+    @property
+    def tcp_uri(self) -> str | None:
+        """The ``coap+tcp://`` URI, when it serves CoAP over TCP."""
+        return None if self._tcp is None else self._tcp.uri()
+
+    @property
+    def tls_uri(self) -> str | None:
+        """The ``coaps+tcp://`` URI, when it serves CoAP over TLS."""
+        return None if self._tls is None else self._tls.uri()
 
     # --- configurations ---------------------------------------------------------------------
 
@@ -362,6 +410,18 @@ class BootstrapServer:
         if endpoint is None:
             return _refuse("Bootstrap request", event.addr, Code.FORBIDDEN, diagnostic)
         return self._serve(event, self._coaps, endpoint)
+
+    def _on_tcp_request(self, event: RequestReceived) -> Any:
+        return self._serve(event, self._tcp, None)
+
+    def _on_tls_request(self, event: RequestReceived) -> Any:
+        """Over TLS the client certificate's CN is the endpoint, as for X.509 over DTLS."""
+        identity = self._tls.peer_identity(event.addr) if self._tls is not None else None
+        if identity is None or not identity.name:
+            return _refuse(
+                "Bootstrap request", event.addr, Code.FORBIDDEN, "the certificate names no endpoint"
+            )
+        return self._serve(event, self._tls, identity.name)
 
     def _serve(self, event: RequestReceived, transport: Any, secured_as: str | None) -> Any:
         path = event.message.uri_path
@@ -509,13 +569,13 @@ class _SessionRunner:
         session: BootstrapSession,
         addr: Any,
         fmt: ContentFormat | None,
-        transport: CoapUdpEndpoint,
+        transport: CoapUdpEndpoint | CoapTcpEndpoint,
     ) -> None:
         self.server = server
         self.session = session
         self.addr = addr
         self.format = fmt
-        self.transport = transport  # plain CoAP, or the DTLS endpoint the client's session is on
+        self.transport = transport  # plain CoAP, DTLS, or the TCP/TLS endpoint of the client's connection
 
     def _step(self, text: str) -> None:
         self.session = dataclasses.replace(self.session, steps=(*self.session.steps, text))

@@ -51,13 +51,21 @@ async def serve_bootstrap(
     credentials: SecurityStore | None = None,
     certificate: Any = None,
     rpk: Any = None,
+    tcp_port: int | None = None,
+    tls_port: int | None = None,
 ) -> None:
     from lwm2m.bootstrap import BootstrapServer
     from lwm2m.bootstrap.config import BootstrapServerConfig
     from lwm2m.web.bootstrap_api import create_bootstrap_app
 
     config = BootstrapServerConfig(
-        host=host, port=coap_port, coaps_port=coaps_port, certificate=certificate, rpk=rpk
+        host=host,
+        port=coap_port,
+        coaps_port=coaps_port,
+        certificate=certificate,
+        rpk=rpk,
+        tcp_port=tcp_port,
+        tls_port=tls_port,
     )
     async with BootstrapServer(config, store, security=credentials) as bootstrap:
         app = create_bootstrap_app(bootstrap, api_token=token, security=store.security)
@@ -71,6 +79,12 @@ async def serve_bootstrap(
             click.echo(
                 f"  CoAP over DTLS on {bootstrap.coaps_uri}"
                 " (device credentials: lwm2m security add EP ... --data DATA/bootstrap)"
+            )
+        if bootstrap.tcp_uri is not None:
+            click.echo(f"  CoAP over TCP on {bootstrap.tcp_uri}")
+        if bootstrap.tls_uri is not None:
+            click.echo(
+                f"  CoAP over TLS on {bootstrap.tls_uri} (X.509 clients: a certificate's CN is the endpoint)"
             )
         click.echo("  configurations: lwm2m bootstrap config add|list|remove")
         click.echo("Ctrl-C stops it.")
@@ -86,6 +100,19 @@ async def serve_bootstrap(
     default=None,
     type=click.IntRange(0, 65535),
     help="also serve CoAP over DTLS (e.g. 5686); the PSKs devices bootstrap with are in DATA/bootstrap",
+)
+@click.option(
+    "--tcp-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="also serve CoAP over TCP (coap+tcp://, RFC 8323; e.g. 5685)",
+)
+@click.option(
+    "--tls-port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="also serve CoAP over TLS (coaps+tcp://, RFC 8323; e.g. 5686) for X.509 clients:"
+    " give --dtls-cert, --dtls-key and --dtls-ca",
 )
 @click.option("--dtls-cert", default=None, help="the bootstrap server's certificate (PEM) for X.509 clients")
 @click.option("--dtls-key", default=None, help="the private key of --dtls-cert (PEM)")
@@ -110,6 +137,8 @@ def bootstrap(
     host: str,
     coap_port: int,
     coaps_port: int | None,
+    tcp_port: int | None,
+    tls_port: int | None,
     dtls_cert: str | None,
     dtls_key: str | None,
     dtls_ca: str | None,
@@ -129,7 +158,11 @@ def bootstrap(
         # Anyone who reaches the API can hand out server accounts: require a token off loopback.
         fail(f"--http-host {http_host} is not a loopback address: give --api-token too")
     # The files are read and checked before anything is opened: a bad one is one line naming it.
-    certificate = dtls_certificate(coaps_port, dtls_cert, dtls_key, dtls_ca)
+    certificate = dtls_certificate(
+        coaps_port if coaps_port is not None else tls_port, dtls_cert, dtls_key, dtls_ca
+    )
+    if tls_port is not None and certificate is None:
+        fail("--tls-port needs --dtls-cert, --dtls-key and --dtls-ca (CoAP over TLS takes X.509 clients)")
     rpk = dtls_rpk(coaps_port, dtls_rpk_key)
     if certificate is not None and rpk is not None:
         from lwm2m.transport.dtls.credentials import own_public_key
@@ -156,10 +189,13 @@ def bootstrap(
                 credentials,
                 certificate=certificate,
                 rpk=rpk,
+                tcp_port=tcp_port,
+                tls_port=tls_port,
             )
         )
     except OSError as exc:
         ports = {"--coap-port": coap_port, "--coaps-port": coaps_port, "--http-port": http_port}
+        ports.update({"--tcp-port": tcp_port, "--tls-port": tls_port})
         fail(bind_failure(exc, ports) or f"cannot serve: {exc.strerror or exc}")
     except ImportError as exc:  # --coaps-port without the dtls extra
         fail(str(exc))

@@ -63,6 +63,7 @@ from lwm2m.protocol.bootstrap import (
     parse_downlink,
 )
 from lwm2m.transport.address import normalize
+from lwm2m.transport.tcp import CoapTcpEndpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
 
 log = logging.getLogger(__name__)
@@ -458,7 +459,7 @@ class ClientBootstrap:
 
     async def run(
         self,
-        coap: CoapUdpEndpoint,
+        coap: CoapUdpEndpoint | CoapTcpEndpoint,
         addr: Any,
         *,
         timeout: float = 60.0,
@@ -502,7 +503,7 @@ class ClientBootstrap:
 
     async def _session(
         self,
-        coap: CoapUdpEndpoint,
+        coap: CoapUdpEndpoint | CoapTcpEndpoint,
         addr: Any,
         session: _Session,
         timeout: float,
@@ -522,7 +523,9 @@ class ClientBootstrap:
         except TimeoutError:
             raise ClientBootstrapError(f"no Bootstrap-Finish within {timeout:g} s") from None
 
-    async def _pack(self, coap: CoapUdpEndpoint, addr: Any, request_timeout: float | None) -> None:
+    async def _pack(
+        self, coap: CoapUdpEndpoint | CoapTcpEndpoint, addr: Any, request_timeout: float | None
+    ) -> None:
         request = BootstrapPackRequest(self.endpoint, ContentFormat.SENML_CBOR)
         try:
             answer = await coap.request(request.to_message(), addr, timeout=request_timeout)

@@ -631,12 +631,10 @@ class Client:
         assert account is not None
         await self._connect_for(account)
         assert self._coap is not None
-        if isinstance(self._coap, CoapTcpEndpoint):
-            raise ClientBootstrapError(
-                f"bootstrap server {uri.scheme}://{uri.host}: bootstrap over TCP is not served"
-            )
         self._coap.receiving = True
         addr = await resolve((uri.host, uri.port))
+        # Over TCP or TLS the bootstrap server's requests come over the connection the
+        # Bootstrap-Request opened (LwM2M-TS-Transport 1.2 §6).
         await self.bootstrapper.run(
             self._coap,
             addr,
@@ -644,6 +642,8 @@ class Client:
             request_timeout=self.config.request_timeout,
             pack=self.config.bootstrap_pack,
         )
+        if isinstance(self._coap, CoapTcpEndpoint):
+            self._coap.close_connection(addr)  # done with the bootstrap server (RFC 8323 §5.5 Release)
         self.bootstraps += 1
         found = self.bootstrapper.usable_account()
         if found is None:

@@ -488,6 +488,10 @@ class Registration:
     registered_at: float = 0.0  # Unix seconds
     last_update: float = 0.0  # Unix seconds: the Register or the last Update
     extra: Params = field(default=())
+    # How the client reaches the server: "udp", "dtls", "tcp" or "tls" (RFC 8323), as its last
+    # Register or Update came; over TCP and TLS the server's requests go over the client's
+    # connection (LwM2M-TS-Transport 1.2 §6), which a restarted server or another node lacks.
+    transport: str = "udp"
 
     @classmethod
     def from_request(
@@ -496,6 +500,7 @@ class Registration:
         address: tuple[str, int],
         now: float,
         registration_id: str | None = None,
+        transport: str = "udp",
     ) -> Registration:
         return cls(
             endpoint=request.ep,
@@ -512,6 +517,7 @@ class Registration:
             registered_at=now,
             last_update=now,
             extra=request.extra,
+            transport=transport,
         )
 
     @property
@@ -527,9 +533,14 @@ class Registration:
         """Past its lifetime (plus ``grace``, for an Update still on its way) with no Update."""
         return now >= self.expires_at + grace
 
-    def updated(self, update: UpdateRequest, address: tuple[str, int], now: float) -> Registration:
-        """This registration after ``update``; an Update also refreshes the lifetime (§6.2.2)."""
+    def updated(
+        self, update: UpdateRequest, address: tuple[str, int], now: float, transport: str | None = None
+    ) -> Registration:
+        """This registration after ``update`` (come over ``transport``, if given); an Update also
+        refreshes the lifetime (§6.2.2)."""
         changes: dict[str, Any] = {"address": (address[0], address[1]), "last_update": now}
+        if transport is not None:
+            changes["transport"] = transport
         if update.lt is not None:
             changes["lifetime"] = update.lt
         if update.b is not None:
@@ -587,6 +598,7 @@ class Registration:
             "registered_at": self.registered_at,
             "last_update": self.last_update,
             "extra": [[k, v] for k, v in self.extra],
+            "transport": self.transport,
         }
 
     @classmethod
@@ -607,6 +619,7 @@ class Registration:
             registered_at=float(data.get("registered_at", 0.0)),
             last_update=float(data.get("last_update", 0.0)),
             extra=tuple((k, v) for k, v in data.get("extra", ())),
+            transport=str(data.get("transport", "udp")),
         )
 
 

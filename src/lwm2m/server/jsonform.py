@@ -49,8 +49,9 @@ def address(addr: tuple[str, int]) -> str:
 def registration_view(
     registration: Registration, *, sleeping: bool = False, transport: str | None = None
 ) -> dict[str, Any]:
-    """The registration's JSON form; ``transport`` ("udp", "dtls", "tcp", "tls"), when the
-    caller knows how the client reaches the server, is added."""
+    """The registration's JSON form; ``transport`` ("udp", "dtls", "tcp", "tls"): how the client
+    reaches the server, when the caller knows it better than the registration's own (the one its
+    last Register or Update came over)."""
     stored = registration.to_dict()
     view = {
         "endpoint": registration.endpoint,
@@ -65,8 +66,7 @@ def registration_view(
         "lastUpdate": registration.last_update,
         "sleeping": sleeping,
     }
-    if transport is not None:
-        view["transport"] = transport
+    view["transport"] = transport if transport is not None else registration.transport
     return view
 
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from typing import Any, Protocol
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import as_code
 from lwm2m.codec.base import ContentFormat
-from lwm2m.errors import ResponseError
+from lwm2m.errors import ConnectionAborted, ResponseError
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.management import (
     ObserveRequest,
@@ -35,10 +36,14 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
+from lwm2m.server.registrar import CONNECTIONS
 from lwm2m.server.stats import sent_operation
 from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
 from lwm2m.transport.address import normalize
+from lwm2m.transport.tcp import CoapTcpEndpoint
 from lwm2m.transport.udp import CoapObservation
+
+log = logging.getLogger(__name__)
 
 _END = object()
 BACKLOG = 256  # unread notifications kept per observation
@@ -56,7 +61,7 @@ class ServerObservation:
         record: Observation,
         request: ObserveRequest | ReadCompositeRequest,
         response: Response | None,
-        relation: CoapObservation,
+        relation: CoapObservation | None,
         *,
         models: ObjectRegistry,
         observations: ObservationStore,
@@ -66,10 +71,13 @@ class ServerObservation:
         address: Any = None,
         listeners: Collection[object] | None = None,
         history_added: Callable[[], None] | None = None,
+        reconnects: Callable[[ServerObservation], None] | None = None,
     ) -> None:
         """``listeners``, when given, is the server's live collection of event subscribers: no
         NotificationReceived is built while it is empty. ``history_added`` is called after each
-        ``history.add``, for the server to flush the history soon after."""
+        ``history.add``, for the server to flush the history soon after. ``reconnects``, given
+        for an observation over a TCP or TLS connection, is called when that connection ends:
+        the observation is then kept, dormant, until ``rebind``; ``relation`` None starts it so."""
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
         self.request = request
@@ -91,6 +99,8 @@ class ServerObservation:
         self._started = False
         self.notifications = 0  # notifications received so far (read by the metrics export)
         self._ending: asyncio.Task[None] | None = None
+        self._reconnects = reconnects
+        self._rebound: asyncio.Future[CoapObservation] | None = None  # while dormant
         self._pump = asyncio.create_task(self._run())
         self._pump.add_done_callback(self._pump_done)
 
@@ -113,32 +123,47 @@ class ServerObservation:
         emit = self._emit
         backlog = self._backlog
         offer = backlog.put
+        relation = self._relation
         try:
-            async for message in self._relation:
-                self.notifications += 1
-                code = int(message.code)
-                if code >> 5 != 2:
-                    reason = f"error {code >> 5}.{code & 31:02d}"
-                    break
+            while True:
+                if relation is None:
+                    # Over a connection that ended: wait, kept, for the client to come back.
+                    relation = self._relation = await self._reconnected()
                 try:
-                    fmt, records = decode.content(message)
-                except ResponseError as exc:
-                    reason = f"undecodable notification: {exc}"
-                    break
-                if records:
-                    add(endpoint, records, received_at=time.time())
-                    if added is not None:
-                        added()
-                if listeners is None or listeners:
-                    emit(NotificationReceived(endpoint, token, paths, records))
-                if backlog.waited_on:
-                    offer(Response(as_code(code), records, fmt, payload=message.payload))
-                else:
-                    # Kept for a reader to come, maybe for long: as a tuple of bytes and
-                    # numbers, which the garbage collector stops tracking, instead of a
-                    # Response with its records, which would end in the oldest generation
-                    # and make full collections come more often. Decoded again if read.
-                    offer((code, fmt, message.payload))
+                    async for message in relation:
+                        self.notifications += 1
+                        code = int(message.code)
+                        if code >> 5 != 2:
+                            reason = f"error {code >> 5}.{code & 31:02d}"
+                            break
+                        try:
+                            fmt, records = decode.content(message)
+                        except ResponseError as exc:
+                            reason = f"undecodable notification: {exc}"
+                            break
+                        if records:
+                            add(endpoint, records, received_at=time.time())
+                            if added is not None:
+                                added()
+                        if listeners is None or listeners:
+                            emit(NotificationReceived(endpoint, token, paths, records))
+                        if backlog.waited_on:
+                            offer(Response(as_code(code), records, fmt, payload=message.payload))
+                        else:
+                            # Kept for a reader to come, maybe for long: as a tuple of bytes and
+                            # numbers, which the garbage collector stops tracking, instead of a
+                            # Response with its records, which would end in the oldest generation
+                            # and make full collections come more often. Decoded again if read.
+                            offer((code, fmt, message.payload))
+                except ConnectionAborted:
+                    if self._reconnects is None:
+                        raise
+                    # RFC 8323 §7.2: the relation ended with its connection, not the observation
+                    # the server wants: kept until the client is back, then observed again.
+                    relation = None
+                    self._reconnects(self)
+                    continue
+                break
         except (TimeoutError, ConnectionError) as exc:
             reason = str(exc) or type(exc).__name__
         except asyncio.CancelledError:
@@ -146,6 +171,29 @@ class ServerObservation:
             raise
         finally:
             await self._finish(reason)
+
+    async def _reconnected(self) -> CoapObservation:
+        """The relation over the client's next connection (``rebind``)."""
+        waiter = self._rebound = asyncio.get_running_loop().create_future()
+        try:
+            return await waiter
+        finally:
+            self._rebound = None
+
+    @property
+    def dormant(self) -> bool:
+        """Whether it waits for its client to connect again (over TCP or TLS, RFC 8323 §7.2)."""
+        return self._rebound is not None
+
+    def rebind(self, relation: CoapObservation, address: Any) -> bool:
+        """Go on with ``relation``, the same Observe sent again over the client's new connection
+        from ``address``: its answer comes as a notification. False when it is not dormant."""
+        waiter = self._rebound
+        if waiter is None or waiter.done():
+            return False
+        self.address = address
+        waiter.set_result(relation)
+        return True
 
     async def _finish(self, reason: str) -> None:
         if self._end_reason is not None:
@@ -191,7 +239,8 @@ class ServerObservation:
     async def cancel(self, *, active: bool = False) -> None:
         """Passive cancel forgets the relation (the next notification gets RST, RFC 7641 §3.6);
         active cancel also sends a GET with Observe=1."""
-        self._relation.cancel()
+        if self._relation is not None:
+            self._relation.cancel()
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
@@ -205,7 +254,8 @@ class ServerObservation:
         or expired (LwM2M-TS-Core 1.2 §6.4: the relations end with the registration). Nothing
         is sent; iteration stops and ObservationEnded carries ``reason`` once the end is done."""
         self._end_reason = reason
-        self._relation.cancel()
+        if self._relation is not None:
+            self._relation.cancel()
         self._pump.cancel()
 
     async def close(self) -> None:
@@ -279,6 +329,7 @@ class ObservationManager:
         # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
         self._by_endpoint: dict[str, dict[bytes, ServerObservation]] = {}
         self._ended_notifications = 0  # those of observations no longer running
+        self._reobserving: set[asyncio.Future[object]] = set()  # observe again over new connections
 
     def notifications_received(self) -> int:
         """Notifications received so far by the observations this manager ran (counted by each
@@ -305,7 +356,8 @@ class ObservationManager:
         registration = await self._management.reachable(endpoint)
         message = rooted(registration, request.to_message(self._models))
         addr = self._peers.get(endpoint, registration.address)
-        relation = self._relations(endpoint).observe(message, addr)
+        channel = self._relations(endpoint)
+        relation = channel.observe(message, addr)
         stats = self._management.stats
         operation = sent_operation(request)
         started = time.perf_counter()
@@ -338,15 +390,17 @@ class ObservationManager:
             created_at=time.time(),
         )
         await self._store.add(record)
-        return self._track(record, request, response, relation, normalize(addr) or addr)
+        over_tcp = isinstance(channel, CoapTcpEndpoint)
+        return self._track(record, request, response, relation, normalize(addr) or addr, over_tcp)
 
     def _track(
         self,
         record: Observation,
         request: ObserveRequest | ReadCompositeRequest,
         response: Response | None,
-        relation: CoapObservation,
+        relation: CoapObservation | None,
         address: Any,
+        over_tcp: bool = False,
     ) -> ServerObservation:
         observation = ServerObservation(
             record,
@@ -361,6 +415,7 @@ class ObservationManager:
             address=address,
             listeners=self._listeners,
             history_added=self._history_added,
+            reconnects=self._disconnected if over_tcp else None,
         )
         token = record.token
         self._running[token] = observation
@@ -407,14 +462,77 @@ class ObservationManager:
         self.follow(endpoint, addr)
 
     def _resume(self, record: Observation, registration: Registration, addr: Any) -> None:
-        """Match the notifications of the stored observation ``record`` from ``addr`` again."""
+        """Match the notifications of the stored observation ``record`` from ``addr`` again; over
+        TCP or TLS, where the relation ended with the client's old connection (RFC 8323 §7.2),
+        keep it dormant until the client connects again (``reconnected``)."""
         request = stored_request(record)
+        if registration.transport in CONNECTIONS:
+            self._track(record, request, None, None, addr, over_tcp=True)
+            return
         message = rooted(registration, request.to_message(self._models))
         try:
             relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
         except ValueError:
             return  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
         self._track(record, request, None, relation, addr)
+
+    # --- over TCP and TLS: observations outlive the client's connections ----------------------
+
+    def _disconnected(self, observation: ServerObservation) -> None:
+        """An observation's connection ended (the client sleeps in queue mode, or lost it): it
+        waits for the client's next connection; if that is open already, it is observed there."""
+        endpoint = observation.endpoint
+        addr = self._peers.get(endpoint)
+        channel = self._relations(endpoint)
+        if (
+            addr is not None
+            and isinstance(channel, CoapTcpEndpoint)
+            and channel.connected(addr)
+            and (normalize(addr) or addr) != observation.address
+        ):
+            self._spawn(self.reobserve(endpoint))
+
+    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._reobserving.add(task)
+        task.add_done_callback(self._reobserving.discard)
+
+    def reconnected(self, endpoint: str) -> None:
+        """The client came back over a new TCP or TLS connection (its Update or Register came
+        over it): its dormant observations are observed again there, in the background."""
+        mine = self._by_endpoint.get(endpoint)
+        if mine and any(o.dormant for o in mine.values()):
+            self._spawn(self.reobserve(endpoint))
+
+    async def reobserve(self, endpoint: str) -> int:
+        """Send the Observe of each dormant observation of ``endpoint`` again over its current
+        connection, with the same token, paths and format: a relation over TCP ends with its
+        connection (RFC 8323 §7.2) while the server's observation goes on (LwM2M-TS-Core 1.2
+        §6.4 ends it only with the registration). The answer (the current value) and the later
+        notifications arrive as the observation's. Returns how many were sent."""
+        try:
+            registration = await self._management.reachable(endpoint)
+        except Exception as exc:
+            log.info("no re-observe for %s: %s", endpoint, exc)
+            return 0
+        addr = self._peers.get(endpoint)
+        channel = self._relations(endpoint)
+        if addr is None or not isinstance(channel, CoapTcpEndpoint) or not channel.connected(addr):
+            return 0
+        address = normalize(addr) or addr
+        sent = 0
+        for observation in list(self._by_endpoint.get(endpoint, {}).values()):
+            if not observation.dormant or observation.record.registration_id != registration.registration_id:
+                continue
+            message = rooted(registration, observation.request.to_message(self._models))
+            relation = channel.observe(message.replace(token=observation.token), address)
+            if observation.rebind(relation, address):
+                sent += 1
+            else:
+                relation.cancel()
+        if sent:
+            log.info("observed %s again over its new connection: %d observations", endpoint, sent)
+        return sent
 
     async def _cancel(self, observation: ServerObservation) -> None:
         """Active cancel: the registration again with Observe 1 and the observation's token,
@@ -455,5 +573,9 @@ class ObservationManager:
 
     async def close(self) -> None:
         """Stop delivering; the stored records stay, so that the next start resumes them."""
+        for task in list(self._reobserving):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for observation in list(self._running.values()):
             await observation.close()

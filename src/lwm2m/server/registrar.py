@@ -70,6 +70,9 @@ EXPIRY_BATCH = 16
 EXPIRY_SLICE = 0.001
 EXPIRY_PAUSE = 0.001
 _SHOWN_NAME = 64  # characters of an endpoint name that a log line shows
+# The transports whose clients are told apart by (transport, address): each of their
+# connections has an address of its own (RFC 8323), which a UDP client may have too.
+CONNECTIONS = ("tcp", "tls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,10 @@ class Registrar:
         # endpoint -> the socket address its last Register/Update came from, exactly as the
         # transport reports it (requests go back there: NAT-friendly, §6.2.2).
         self.peers: dict[str, Any] = {}
-        self._by_addr: dict[Any, str] = {}
+        self._by_addr: dict[Any, str] = {}  # of those over UDP and DTLS (datagrams)
+        # Of those over TCP and TLS, by (transport, address): a connection's address may be a
+        # UDP client's too (one host and port, two protocols), and another of the other listener.
+        self._by_connection: dict[tuple[str, Any], str] = {}
         self._log = LogBudget(log)  # refusals and shortened lifetimes: bounded under a flood
         self._handling = 0  # Registration Interface requests being handled (limits.in_flight)
 
@@ -303,13 +309,17 @@ class Registrar:
     def end(self) -> None:
         self._handling -= 1
 
-    def endpoint_at(self, addr: Any) -> str | None:
-        """The registered endpoint whose last Register/Update came from ``addr``."""
-        return self._by_addr.get(addr)
+    def endpoint_at(self, addr: Any, transport: str | None = None) -> str | None:
+        """The registered endpoint whose last Register/Update came from ``addr``: over UDP or
+        DTLS, or over a connection of ``transport`` ("tcp", "tls") when given."""
+        if transport is None:
+            return self._by_addr.get(addr)
+        return self._by_connection.get((transport, addr))
 
-    def remember(self, endpoint: str, addr: Any) -> None:
-        """Take ``addr`` as the endpoint's address: a restarted server learns it from storage."""
-        self._remember(endpoint, addr)
+    def remember(self, endpoint: str, addr: Any, transport: str = "udp") -> None:
+        """Take ``addr`` (over ``transport``) as the endpoint's address: a restarted server learns
+        it from storage."""
+        self._remember(endpoint, addr, transport)
 
     def moved(self, old: Any, new: Any) -> str | None:
         """The client at ``old`` is now at ``new`` (its DTLS session moved, RFC 9146 §6): requests
@@ -321,15 +331,24 @@ class Registrar:
         log.info("%s moved from %s to %s", _shown(endpoint), _host_port(old), _host_port(new))
         return endpoint
 
-    def _remember(self, endpoint: str, addr: Any) -> None:
+    def _remember(self, endpoint: str, addr: Any, transport: str = "udp") -> None:
         self._forget(endpoint)
         self.peers[endpoint] = addr
-        self._by_addr[addr] = endpoint
+        if transport in CONNECTIONS:
+            self._by_connection[(transport, addr)] = endpoint
+        else:
+            self._by_addr[addr] = endpoint
 
     def _forget(self, endpoint: str) -> None:
         old = self.peers.pop(endpoint, None)
-        if old is not None and self._by_addr.get(old) == endpoint:
+        if old is None:
+            return
+        if self._by_addr.get(old) == endpoint:
             del self._by_addr[old]
+        if self._by_connection:
+            for transport in CONNECTIONS:
+                if self._by_connection.get((transport, old)) == endpoint:
+                    del self._by_connection[(transport, old)]
 
     def handles(self, message: Message) -> bool:
         path = message.uri_path
@@ -382,15 +401,17 @@ class Registrar:
             )
         return None
 
-    async def handle(self, message: Message, addr: Any) -> Message:
+    async def handle(self, message: Message, addr: Any, transport: str = "udp") -> Message:
+        """A Registration Interface request from ``addr``, come over ``transport`` ("udp",
+        "dtls", "tcp" or "tls": kept with the registration)."""
         path = message.uri_path
         try:
             if len(path) == 1:
-                return await self._register(message, addr)
+                return await self._register(message, addr, transport)
             if len(path) == 2:
                 if message.code == Code.DELETE:
                     return await self._deregister(message, addr)
-                return await self._update(message, addr)
+                return await self._update(message, addr, transport)
         except RegistrationError as exc:
             if len(path) == 1:
                 operation = "Register"
@@ -421,7 +442,7 @@ class Registrar:
         )
         return limit
 
-    async def _register(self, message: Message, addr: Any) -> Message:
+    async def _register(self, message: Message, addr: Any, transport: str = "udp") -> Message:
         limits = self.limits
         request = RegisterRequest.from_message(
             message, max_links=limits.max_links, max_endpoint_length=limits.max_endpoint_length
@@ -443,11 +464,13 @@ class Registrar:
         lifetime = self._lifetime(request.lt, request.ep, addr)
         if lifetime != request.lt:
             request = dataclasses.replace(request, lt=lifetime)
-        registration = Registration.from_request(request, (addr[0], addr[1]), self._clock())
+        registration = Registration.from_request(
+            request, (addr[0], addr[1]), self._clock(), transport=transport
+        )
         replaced = await self.registrations.add(registration)
         if replaced is not None:
             await self.observations.remove_endpoint(replaced.endpoint)
-        self._remember(registration.endpoint, addr)
+        self._remember(registration.endpoint, addr, transport)
         if log.isEnabledFor(logging.INFO):  # the arguments cost more than the check: storms matter
             log.info(
                 "registered %s from %s at /%s/%s (lifetime %d s, LwM2M %s, binding %s%s)",
@@ -463,7 +486,7 @@ class Registrar:
         self._emit(ClientRegistered(registration, replaced))
         return _answer(Code.CREATED, location=(RD, registration.registration_id))
 
-    async def _update(self, message: Message, addr: Any) -> Message:
+    async def _update(self, message: Message, addr: Any, transport: str = "udp") -> Message:
         registration = await self.registrations.get_by_id(message.uri_path[1])
         if registration is None:
             return self._unknown("Update", addr, message)
@@ -474,11 +497,11 @@ class Registrar:
             lifetime = self._lifetime(request.lt, registration.endpoint, addr)
             if lifetime != request.lt:
                 request = dataclasses.replace(request, lt=lifetime)
-        updated = registration.updated(request, (addr[0], addr[1]), self._clock())
+        updated = registration.updated(request, (addr[0], addr[1]), self._clock(), transport)
         if await self.registrations.update(updated) is None:
             return self._unknown("Update", addr, message)
         arrived = updated.endpoint not in self.peers  # registered at another node of the store
-        self._remember(updated.endpoint, addr)
+        self._remember(updated.endpoint, addr, transport)
         if arrived and self._adopt is not None:
             await self._adopt(updated, addr)
         if log.isEnabledFor(logging.INFO):

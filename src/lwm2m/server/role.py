@@ -66,7 +66,7 @@ from lwm2m.transport.address import format_addr
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
-from lwm2m.transport.tap import MessageSink
+from lwm2m.transport.tap import ConnectionSink
 from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint, tls_server_context
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -287,9 +287,9 @@ class Server:
         self._tcp = self._tls = None
         self._routes.clear()
 
-    def _tap_messages(self, sink: MessageSink | None) -> None:
-        """The message trace's tap into both CoAP transports (None: out of them)."""
-        for transport in (self._endpoint, self._coaps):
+    def _tap_messages(self, sink: ConnectionSink | None) -> None:
+        """The message trace's tap into every CoAP transport (None: out of them)."""
+        for transport in (self._endpoint, self._coaps, self._tcp, self._tls):
             if transport is not None:
                 transport.tap(sink)
 
@@ -504,9 +504,10 @@ class Server:
 
     # --- CoAP requests from clients -----------------------------------------------------------
 
-    def _on_request(self, event: RequestReceived) -> Any:
+    def _on_request(self, event: RequestReceived, transport: str | None = None) -> Any:
+        """A request over UDP, or over a connection of ``transport`` ("tcp", "tls")."""
         message = event.message
-        sender = self.registrar.endpoint_at(event.addr)
+        sender = self.registrar.endpoint_at(event.addr, transport)
         if sender is not None and sender in self._queue_mode:
             self.presence.seen(sender)
         if self.registrar.handles(message):
@@ -518,7 +519,7 @@ class Server:
                     return self._registration(message, event.addr, identity, secure=True, oscore=True)
             return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
-            return self._on_send(message, event.addr)
+            return self._on_send(message, event.addr, transport)
         if message.uri_path[:1] == (FW_PATH,) and self._packages is not None:
             return serve_package(self._packages, message)
         method = Code(message.code).name if message.code in _METHODS else code_str(message.code)
@@ -530,7 +531,7 @@ class Server:
         if self.registrar.handles(event.message):
             assert self._coaps is not None
             identity = self._coaps.peer_identity(event.addr)
-            return self._registration(event.message, event.addr, identity, secure=True)
+            return self._registration(event.message, event.addr, identity, secure=True, transport="dtls")
         if (
             self.config.shared_store
             and event.message.uri_path == ("dp",)
@@ -562,8 +563,11 @@ class Server:
         *,
         secure: bool,
         oscore: bool = False,
+        transport: str = "udp",
     ) -> Message:
-        answer = await self._registration_answer(message, addr, identity, secure=secure, oscore=oscore)
+        answer = await self._registration_answer(
+            message, addr, identity, secure=secure, oscore=oscore, transport=transport
+        )
         self.stats.count(received_operation(message), answer.code)
         return answer
 
@@ -575,6 +579,7 @@ class Server:
         *,
         secure: bool,
         oscore: bool = False,
+        transport: str = "udp",
     ) -> Message:
         limited = self.registrar.admit(message, addr) or self.registrar.busy(message, addr)
         if limited is not None:
@@ -586,7 +591,7 @@ class Server:
             )
             if refusal is not None:
                 return refusal
-            answer = await self.registrar.handle(message, addr)
+            answer = await self.registrar.handle(message, addr, transport)
         finally:
             self.registrar.end()
         if endpoint is not None and answer.code in (Code.CREATED, Code.CHANGED):
@@ -638,16 +643,16 @@ class Server:
             if identity_matches(info, identity):
                 self._coaps.close_session(session.addr)
 
-    async def _on_send(self, message: Message, addr: Any) -> Message:
-        answer = await self._send_answer(message, addr)
+    async def _on_send(self, message: Message, addr: Any, transport: str | None = None) -> Message:
+        answer = await self._send_answer(message, addr, transport)
         self.stats.count("send" if message.code == Code.POST else "other", answer.code)
         return answer
 
-    async def _send_answer(self, message: Message, addr: Any) -> Message:
+    async def _send_answer(self, message: Message, addr: Any, transport: str | None = None) -> Message:
         """Send (LwM2M-TS-Core 1.2 §6.4.6): a POST to /dp from a registered client."""
         if message.code != Code.POST:
             return _refuse("Send", addr, Code.METHOD_NOT_ALLOWED, "Send is a POST to /dp")
-        endpoint = self.registrar.endpoint_at(addr)
+        endpoint = self.registrar.endpoint_at(addr, transport)
         if endpoint is None:
             return _refuse("Send", addr, Code.FORBIDDEN, "Send from a client that is not registered")
         fmt = message.content_format
@@ -698,7 +703,7 @@ class Server:
                     dial=False,
                 )
             )
-            self._tls.on_connection = self._on_tcp_connection
+            self._tls.on_connection = self._on_tls_connection
             self.tls_port = self._tls.port
 
     @property
@@ -715,11 +720,15 @@ class Server:
         """The CoAP over TCP and TLS connections open now."""
         return sum(ep.connections() for ep in (self._tcp, self._tls) if ep is not None)
 
-    def transport_of(self, endpoint: str) -> str:
-        """How the client reaches this server: "tcp", "tls" (RFC 8323), "dtls" or "udp"."""
+    def transport_of(self, endpoint: str, registration: Registration | None = None) -> str:
+        """How the client reaches the server: "tcp", "tls" (RFC 8323), "dtls" or "udp"; from
+        ``registration``, when given, for a client this node does not serve (another node's, on
+        a shared store) or not yet (a restart: the transport kept with the registration)."""
         via = self._tcp_route(endpoint)
         if via is not None:
             return "tls" if via is self._tls else "tcp"
+        if registration is not None and registration.transport != "udp":
+            return registration.transport
         return "dtls" if self.secure(endpoint) else "udp"
 
     def _tcp_route(self, endpoint: str) -> CoapTcpEndpoint | None:
@@ -744,29 +753,69 @@ class Server:
     def _tcp_request(self, event: RequestReceived, via: CoapTcpEndpoint) -> Any:
         if self.registrar.handles(event.message):
             return self._tcp_registration(event, via)
-        return self._on_request(event)
+        if via is self._tls:
+            if self.registrar.endpoint_at(event.addr, "tls") is None and not self.config.shared_store:
+                return self._tls_returning(event)
+            return self._on_request(event, "tls")
+        return self._on_request(event, "tcp")
+
+    async def _tls_returning(self, event: RequestReceived) -> Message | None:
+        """A request over a TLS connection the server does not know yet, before any Update: the
+        client certificate's CN names the endpoint (as for its Register), so a client registered
+        over TLS is reached over this connection from now on, and its observations are sent
+        again over it (RFC 8323 §7.2); then the request is served as that client's."""
+        assert self._tls is not None
+        identity = self._tls.peer_identity(event.addr)
+        endpoint = await self.security.endpoint_of(identity) if identity is not None else None
+        registration = await self.store.registrations.get(endpoint) if endpoint is not None else None
+        if (
+            registration is not None
+            and registration.transport == "tls"
+            and self.registrar.endpoint_at(event.addr, "tls") is None
+        ):
+            old = self.registrar.peers.get(registration.endpoint)
+            self.registrar.remember(registration.endpoint, event.addr, "tls")
+            self._routes[registration.endpoint] = (self._tls, event.addr)
+            self.observation_manager.reconnected(registration.endpoint)
+            if old is not None and old != event.addr:
+                task = asyncio.create_task(self._store_address(registration.endpoint, old, event.addr))
+                self._flushing.add(task)
+                task.add_done_callback(self._flushing.discard)
+        answer = self._on_request(event, "tls")
+        if isinstance(answer, Message) or answer is None:
+            return answer
+        result: Message | None = await answer
+        return result
 
     async def _tcp_registration(self, event: RequestReceived, via: CoapTcpEndpoint) -> Message:
         """A Register or Update over a connection: checked as over DTLS when it is TLS (the
         client certificate's CN names the endpoint), then the route to the client is its
         connection."""
         secure = via is self._tls
+        transport = "tls" if secure else "tcp"
         identity = via.peer_identity(event.addr) if secure else None
-        answer = await self._registration(event.message, event.addr, identity, secure=secure)
+        answer = await self._registration(
+            event.message, event.addr, identity, secure=secure, transport=transport
+        )
         if answer.code in (Code.CREATED, Code.CHANGED):
-            endpoint = self.registrar.endpoint_at(event.addr)
+            endpoint = self.registrar.endpoint_at(event.addr, transport)
             if endpoint is not None:
                 self._routes[endpoint] = (via, event.addr)
                 if endpoint in self._queue_mode:
                     self.presence.seen(endpoint)
+                # Its observations outlived its last connection: observed again over this one.
+                self.observation_manager.reconnected(endpoint)
         return answer
 
-    def _on_tcp_connection(self, addr: Any, open: bool) -> None:
+    def _on_tls_connection(self, addr: Any, open: bool) -> None:
+        self._on_tcp_connection(addr, open, "tls")
+
+    def _on_tcp_connection(self, addr: Any, open: bool, transport: str = "tcp") -> None:
         """A queue-mode client closed its connection: it sleeps until it connects again and
         sends its Update (LwM2M-TS-Transport 1.2 §6.5); requests for it wait meanwhile."""
         if open:
             return
-        endpoint = self.registrar.endpoint_at(addr)
+        endpoint = self.registrar.endpoint_at(addr, transport)
         if endpoint is not None and endpoint in self._queue_mode:
             route = self._routes.get(endpoint)
             if route is not None and route[1] == addr:
@@ -843,8 +892,23 @@ class Server:
         registrations = {r.endpoint: r for r in await self.store.registrations.all()}
         for registration in registrations.values():
             # After a restart requests and Send are matched to the address kept in storage.
-            self.registrar.remember(registration.endpoint, address_of(registration))
+            self.registrar.remember(registration.endpoint, address_of(registration), registration.transport)
+            self._reconnecting(registration)
         await self.observation_manager.resume(registrations)
+
+    def _reconnecting(self, registration: Registration) -> None:
+        """A client over TCP or TLS known from the store (a restart, another node's): its old
+        connection is gone, so requests for it fail clearly, or wait while it is in queue mode,
+        until it connects again with an Update (LwM2M-TS-Transport 1.2 §6.5)."""
+        via = {"tcp": self._tcp, "tls": self._tls}.get(registration.transport)
+        if via is None:
+            return
+        endpoint = registration.endpoint
+        self._routes[endpoint] = (via, address_of(registration))
+        if registration.transport == "tls":
+            self._secure.add(endpoint)
+        if registration.queue_mode:
+            self._queue_mode.add(endpoint)  # asleep until it sends its Update
 
     # --- taking clients over from other nodes of a shared store ------------------------------------
 
@@ -863,7 +927,7 @@ class Server:
     async def _adopt(self, registration: Registration, addr: Any) -> None:
         assert self._endpoint is not None, "the server is not started"
         endpoint = registration.endpoint
-        self.registrar.remember(endpoint, addr)
+        self.registrar.remember(endpoint, addr, registration.transport)
         await self.observation_manager.resume_endpoint(registration, addr)
         if registration.queue_mode:
             self._queue_mode.add(endpoint)  # it is awake: it just sent something (§6.5)

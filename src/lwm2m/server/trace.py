@@ -15,7 +15,8 @@ beyond), ``max_entries`` summaries each, ``FOLLOW_BACKLOG`` unread ones per foll
 taken out with the last: with no trace on, nothing stands between the sockets and the endpoint.
 The trace follows the endpoint's address as the registrar knows it (``peers``), and again when
 the device registers or updates from a new one. A trace is this node's: over DTLS, the
-plaintext inside the session.
+plaintext inside the session; over TCP and TLS (RFC 8323), the messages of the device's
+connection, summarized as they pass (:func:`summarize_frame`; signaling is not traced).
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lwm2m.coap.framing import encode_message
 from lwm2m.coap.message import Message, decode_message
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
 from lwm2m.coap.option import BlockOption, decode_uint
 from lwm2m.errors import ConfigError, MessageError, ProtocolError, TooManyTraces
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.events import ClientRegistered, ClientUpdated, EventStream, ServerEvent
-from lwm2m.transport.tap import MessageSink
+from lwm2m.transport.tap import ConnectionSink
 
 __all__ = [
     "KEEP_RAW",
@@ -45,6 +47,7 @@ __all__ = [
     "TraceState",
     "as_summary",
     "summarize",
+    "summarize_frame",
 ]
 
 PREVIEW_BYTES = 64  # of a payload, in a summary
@@ -53,7 +56,7 @@ PREVIEW_BYTES = 64  # of a payload, in a summary
 KEEP_RAW = 2048
 FOLLOW_BACKLOG = 1000  # summaries a follower may leave unread; the oldest go beyond
 
-Tap = Callable[[MessageSink | None], None]
+Tap = Callable[[ConnectionSink | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +148,26 @@ def summarize(data: bytes, incoming: bool, at: float) -> dict[str, Any]:
     except MessageError:
         summary.update(error="not a CoAP message", preview=data[:PREVIEW_BYTES].hex(), previewFormat="hex")
         return summary
+    summary.update(type=_TYPE_NAMES[msg.type], code=_CODE_NAMES[msg.code], mid=msg.mid)
+    _describe(summary, msg)
+    return summary
+
+
+def summarize_frame(msg: Message, incoming: bool, at: float) -> dict[str, Any]:
+    """A CoAP over TCP or TLS message (RFC 8323 §3.2) as the trace keeps it: no type nor Message
+    ID; ``size`` is its frame's; ``transport`` says "tcp"."""
+    summary: dict[str, Any] = {"at": at, "direction": "in" if incoming else "out", "transport": "tcp"}
+    try:
+        summary["size"] = len(encode_message(msg))
+    except ValueError:  # a token too long to frame: not one a connection sends or takes
+        summary["size"] = len(msg.payload)
+    summary["code"] = _CODE_NAMES[msg.code & 0xFF]
+    _describe(summary, msg)
+    return summary
+
+
+def _describe(summary: dict[str, Any], msg: Message) -> None:
     summary.update(
-        type=_TYPE_NAMES[msg.type],
-        code=_CODE_NAMES[msg.code],
-        mid=msg.mid,
         token=msg.token.hex(),
         options=[_option(n, v) for n, v in msg.options],
         payloadSize=len(msg.payload),
@@ -156,7 +175,6 @@ def summarize(data: bytes, incoming: bool, at: float) -> dict[str, Any]:
     if msg.payload:
         kind, preview = _preview(msg.payload)
         summary.update(preview=preview, previewFormat=kind)
-    return summary
 
 
 # What a trace keeps of one datagram: (time, incoming, the datagram), or its summary already.
@@ -195,7 +213,7 @@ class TraceState:
 
 
 class MessageTrace:
-    """The traces of one server: a :class:`~lwm2m.transport.tap.MessageSink` while any is on.
+    """The traces of one server: a :class:`~lwm2m.transport.tap.ConnectionSink` while any is on.
 
     ``tap`` puts the sink into the server's CoAP transports (None takes it out); ``peers`` is
     the registrar's endpoint -> address map; ``events`` subscribes to the server's events (to
@@ -320,6 +338,18 @@ class MessageTrace:
             return
         at = self._clock()
         kept: Kept = (at, incoming, data) if len(data) <= KEEP_RAW else summarize(data, incoming, at)
+        trace.entries.append(kept)
+        for follower in trace.followers:
+            follower.put(kept)
+
+    def seen_message(self, incoming: bool, message: Message, addr: Any) -> None:
+        """A message over a traced device's TCP or TLS connection: summarized at once (a
+        connection hands messages, not datagrams to keep)."""
+        endpoint = self.addresses.get(addr)
+        trace = None if endpoint is None else self._traces.get(endpoint)
+        if trace is None:
+            return
+        kept = summarize_frame(message, incoming, self._clock())
         trace.entries.append(kept)
         for follower in trace.followers:
             follower.put(kept)

@@ -95,8 +95,11 @@ return old
 
 # The stored forms are positional MessagePack arrays, not the JSON of ``to_dict``: the field
 # names would be half of each value, and a fleet's registrations are most of the Redis memory.
-# The first element is the form's version.
-_FORM = 1
+# The first element is the form's version: 2 adds the transport at the end; a form 1 value
+# (written before) reads as a registration over UDP.
+_FORM = 2
+_FORM_WITHOUT_TRANSPORT = 1
+_OBSERVATION_FORM = 1  # an observation's, apart
 
 
 def registration_bytes(r: Registration) -> bytes:
@@ -119,47 +122,61 @@ def registration_bytes(r: Registration) -> bytes:
             r.registered_at,
             r.last_update,
             r.extra,
+            r.transport,
         ]
     )
 
 
 def _registration(data: bytes | str) -> Registration:
-    (
-        form,
-        ep,
-        rid,
-        host,
-        port,
-        lifetime,
-        version,
-        binding,
-        queue,
-        sms,
-        objects,
-        root,
-        formats,
-        at,
-        last,
-        extra,
-    ) = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
-    if form != _FORM:
+    """A stored registration (form 2, or form 1 from before the transport was kept: over UDP);
+    ``msgspec.DecodeError`` for any value that is not one."""
+    items = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
+    form = items[0] if isinstance(items, list) and items else None
+    transport = "udp"
+    if form == _FORM:
+        transport = items.pop()
+        if not isinstance(transport, str):
+            raise msgspec.DecodeError(f"a registration's transport {transport!r} is not a name")
+    elif form != _FORM_WITHOUT_TRANSPORT:
         raise msgspec.DecodeError(f"a registration in stored form {form!r}, not {_FORM}")
-    return Registration(
-        endpoint=ep,
-        registration_id=rid,
-        address=(host, port),
-        lifetime=lifetime,
-        lwm2m_version=version,
-        binding=binding,
-        queue_mode=queue,
-        sms=sms,
-        objects=tuple(ObjectLink(o, i, v) for o, i, v in objects),
-        root_path=root,
-        content_formats=tuple(formats),
-        registered_at=float(at),
-        last_update=float(last),
-        extra=tuple((k, v) for k, v in extra),
-    )
+    try:
+        (
+            form,
+            ep,
+            rid,
+            host,
+            port,
+            lifetime,
+            version,
+            binding,
+            queue,
+            sms,
+            objects,
+            root,
+            formats,
+            at,
+            last,
+            extra,
+        ) = items
+        return Registration(
+            endpoint=ep,
+            registration_id=rid,
+            address=(host, port),
+            lifetime=lifetime,
+            lwm2m_version=version,
+            binding=binding,
+            queue_mode=queue,
+            sms=sms,
+            objects=tuple(ObjectLink(o, i, v) for o, i, v in objects),
+            root_path=root,
+            content_formats=tuple(formats),
+            registered_at=float(at),
+            last_update=float(last),
+            extra=tuple((k, v) for k, v in extra),
+            transport=transport,
+        )
+    except (ValueError, TypeError) as exc:  # a list of another length or shape
+        raise msgspec.DecodeError(f"not a registration in stored form {form!r}: {exc}") from None
 
 
 def _float(value: float) -> str:
@@ -374,7 +391,16 @@ def observation_bytes(seq: int, o: Observation) -> bytes:
     attributes = None if o.attributes is None else o.attributes.to_query()
     paths = [str(p) for p in o.paths]
     return msgspec.msgpack.encode(
-        [_FORM, seq, o.registration_id, paths, o.composite, o.content_format, attributes, o.created_at]
+        [
+            _OBSERVATION_FORM,
+            seq,
+            o.registration_id,
+            paths,
+            o.composite,
+            o.content_format,
+            attributes,
+            o.created_at,
+        ]
     )
 
 
@@ -382,8 +408,8 @@ def _observation(token: bytes | str, endpoint: str, data: bytes | str) -> tuple[
     form, seq, rid, paths, composite, content_format, attributes, created_at = msgspec.msgpack.decode(
         data if isinstance(data, bytes) else data.encode()
     )
-    if form != _FORM:
-        raise msgspec.DecodeError(f"an observation in stored form {form!r}, not {_FORM}")
+    if form != _OBSERVATION_FORM:
+        raise msgspec.DecodeError(f"an observation in stored form {form!r}, not {_OBSERVATION_FORM}")
     return int(seq), Observation(
         token=bytes.fromhex(text(token)),
         endpoint=endpoint,

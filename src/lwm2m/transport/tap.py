@@ -6,6 +6,8 @@ The tap is put in only while a sink is given (``UdpDriver.tap``, ``CoapUdpEndpoi
 none, the path from the socket to the endpoint is what it was, no check per datagram; with one,
 each datagram costs one look-up of its address. Over DTLS the tap sits inside the DTLS layer,
 where the messages are plaintext (as :mod:`lwm2m.transport.wire` does for the DEBUG log).
+Over TCP and TLS (RFC 8323) there are no datagrams: a :class:`ConnectionSink` takes each message
+of a traced peer's connection as the connection decoded it or was given it (``seen_message``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any, Protocol
 
-__all__ = ["MessageSink", "Receive", "TappedPlain", "ToSend", "tapped_receive", "tapped_send"]
+from lwm2m.coap.message import Message
+
+__all__ = [
+    "ConnectionSink",
+    "MessageSink",
+    "Receive",
+    "TappedPlain",
+    "ToSend",
+    "tapped_receive",
+    "tapped_send",
+]
 
 Receive = Callable[[bytes, Any, float], None]
 ToSend = Callable[[float], list[tuple[bytes, Any]]]
@@ -26,6 +38,13 @@ class MessageSink(Protocol):
     def addresses(self) -> Container[Any]: ...
 
     def seen(self, incoming: bool, data: bytes, addr: Any) -> None: ...
+
+
+class ConnectionSink(MessageSink, Protocol):
+    """A sink that also takes the messages of CoAP over TCP and TLS connections: ``seen_message``
+    for a peer in ``addresses`` (an RFC 8323 message has no type nor Message ID)."""
+
+    def seen_message(self, incoming: bool, message: Message, addr: Any) -> None: ...
 
 
 def tapped_receive(receive: Receive, sink: MessageSink) -> Receive:

@@ -48,6 +48,7 @@ from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, RequestTimeout
 from lwm2m.transport.address import Addr, format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsClientConfig, PeerIdentity, X509Credentials
+from lwm2m.transport.tap import ConnectionSink
 from lwm2m.transport.udp import CoapObservation
 
 log = logging.getLogger(__name__)
@@ -500,6 +501,7 @@ class CoapTcpEndpoint:
         self._closed = False
         self._receiving = True
         self.on_connection: Callable[[Addr, bool], None] | None = None  # (addr, open) per connection
+        self._sink: ConnectionSink | None = None  # the message trace's, while one is on
 
     async def listen(self, host: str, port: int) -> None:
         self._server = await self._loop.create_server(
@@ -559,8 +561,15 @@ class CoapTcpEndpoint:
     def connections(self) -> int:
         return len(self._links)
 
-    def tap(self, sink: object) -> None:
-        """The message trace reads RFC 7252 datagrams: connections are not traced."""
+    def tap(self, sink: ConnectionSink | None) -> None:
+        """Copy the messages to and from the peers ``sink`` names to it (requests, responses and
+        notifications; not signaling); None takes the tap out: then a message costs one check."""
+        self._sink = sink
+
+    def _trace(self, incoming: bool, message: Message, addr: Addr) -> None:
+        sink = self._sink
+        if sink is not None and addr in sink.addresses:
+            sink.seen_message(incoming, message, addr)
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -643,10 +652,14 @@ class CoapTcpEndpoint:
         kind = type(event)
         if kind is RequestReceived:
             assert isinstance(event, RequestReceived)
+            if self._sink is not None:
+                self._trace(True, event.message, link.addr)
             self._serve(link, event)
             return
         if kind is ResponseReceived:
             assert isinstance(event, ResponseReceived)
+            if self._sink is not None:
+                self._trace(True, event.response, link.addr)
             fut = self._pending.pop((link.addr, event.token), None)
             if fut is not None:
                 if not fut.done():
@@ -659,6 +672,8 @@ class CoapTcpEndpoint:
                 return
         elif kind is CoapNotificationReceived:
             assert isinstance(event, CoapNotificationReceived)
+            if self._sink is not None:
+                self._trace(True, event.response, link.addr)
             obs = self._observations.get(event.token)
             if obs is not None:
                 obs._push(event.response, last=event.final)
@@ -720,6 +735,8 @@ class CoapTcpEndpoint:
         if link.conn is None:
             return
         link.conn.respond(event, message, self._loop.time())
+        if self._sink is not None:
+            self._trace(False, message.replace(token=event.message.token), link.addr)
         link.flush()
 
     def _fail(self, addr: Addr, token: bytes, exc: BaseException) -> bool:
@@ -751,6 +768,8 @@ class CoapTcpEndpoint:
         if link is None or link.conn is None:
             return False
         alive = link.conn.notify(relation, message, self._loop.time())
+        if self._sink is not None:
+            self._trace(False, message.replace(token=relation[1]), link.addr)
         link.flush()
         return alive
 
@@ -762,6 +781,8 @@ class CoapTcpEndpoint:
         link = await self._link_to(addr)
         assert link.conn is not None
         token = link.conn.request(message, self._loop.time())
+        if self._sink is not None:
+            self._trace(False, message.replace(token=token), link.addr)
         fut: asyncio.Future[Message] = self._loop.create_future()
         key = (link.addr, token)
         self._pending[key] = fut
@@ -791,6 +812,8 @@ class CoapTcpEndpoint:
             obs._push(ConnectionAborted(f"no connection with {format_addr(addr)}"), last=True)
             return obs
         token = link.conn.request(message, self._loop.time())
+        if self._sink is not None:
+            self._trace(False, message.replace(token=token), link.addr)
         obs = CoapObservation(self, token)
         self._observations[token] = obs
         self._observed_at[token] = link.addr

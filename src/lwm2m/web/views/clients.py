@@ -39,7 +39,7 @@ async def clients(request: Request) -> Response:
         if start:
             await asyncio.sleep(0)  # a long page is turned into JSON a slice at a time
         views += [
-            registration_view(r, sleeping=sleeping(r), transport=transport_of(r.endpoint))
+            registration_view(r, sleeping=sleeping(r), transport=transport_of(r.endpoint, r))
             for r in page.registrations[start : start + VIEW_CHUNK]
         ]
     body = {"clients": views, "next": None if page.next is None else encode_cursor(page.next)}
@@ -52,6 +52,6 @@ async def client(request: Request) -> Response:
     view = registration_view(
         registration,
         sleeping=api.sleeping(registration),
-        transport=api.server.transport_of(registration.endpoint),
+        transport=api.server.transport_of(registration.endpoint, registration),
     )
     return JSONResponse(view)
