@@ -178,3 +178,24 @@ def test_one_peer_holds_a_bounded_share() -> None:
     note = Message.build(Type.NON, Code.CONTENT, 99, b"again", observe=1, payload=b"v")
     ep.receive_datagram(note.encode(), flooder, 2.0)  # its share is free again
     assert ep.state_sizes()["held"] == 1
+
+
+def test_dropped_gets_no_answer_and_its_retransmission_is_held_anew(net: Any) -> None:
+    """A look-up that failed (the store away): no RST, which would end an observation the client
+    has; the confirmable notification sent again is held and decided anew."""
+    token, _ = register(net)
+    other_node(net)
+    note = Message.build(Type.CON, Code.CONTENT, 78, token, observe=6, payload=b"y")
+    net.c.receive_datagram(note.encode(), S, 1.0)
+    held(net)
+    assert net.c.drop_notification(S, token)
+    assert net.c.datagrams_to_send(1.0) == []  # neither ACK nor RST
+    assert net.c.state_sizes()["held"] == 0
+    assert not net.c.drop_notification(S, token)  # nothing held any more
+    net.c.receive_datagram(note.encode(), S, 3.0)  # the client's retransmission (RFC 7252 §4.2)
+    event = held(net)
+    assert (event.token, event.message.mid) == (token, 78)
+    net.c.adopt_notification(S, token, 3.1)
+    ((ack, _),) = net.c.datagrams_to_send(3.1)
+    assert Message.decode(ack).type is Type.ACK
+    assert [n.response.payload for n in net.events(net.c) if isinstance(n, CoapNotificationReceived)] == [b"y"]

@@ -6,10 +6,13 @@ clients come back after it, and are registered then."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import pytest
 from tests.helpers.server import register
 
 from lwm2m.coap.numbers import Code
+from lwm2m.errors import StoreError
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.registrar import BUSY_RETRY, RegistrationLimits
@@ -49,3 +52,35 @@ async def test_requests_beyond_those_in_flight_are_told_to_come_back() -> None:
         again = await asyncio.gather(*(client.request(register(f"dev-{i}"), peer, timeout=5) for i in (2, 3)))
         assert [r.code for r in again] == [Code.CREATED] * 2
         assert {r.endpoint for r in await server.registrations()} == {f"dev-{i}" for i in range(4)}
+
+
+async def test_a_store_that_fails_gets_5_03_and_the_client_comes_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A store call that fails during a Register (the Redis pool exhausted, a restart) is a 5.03
+    with Max-Age and a warning, not a 5.00 with a traceback: the client registers again."""
+    store = MemoryStore.create()
+    add = store.registrations.add
+    failures = 1
+
+    async def flaky_add(registration: Registration) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise StoreError("the Redis store redis://10.0.0.9:6379/0: No connection available.")
+        await add(registration)
+
+    store.registrations.add = flaky_add  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="lwm2m"):
+        async with Server(ServerConfig(port=0), store) as server, open_udp_endpoint() as client:
+            peer = ("127.0.0.1", server.port)
+            first = await client.request(register("dev-s"), peer, timeout=5)
+            assert first.code == Code.SERVICE_UNAVAILABLE and first.max_age == BUSY_RETRY
+            assert b"store" in first.payload
+            assert await server.registrations() == []
+            again = await client.request(register("dev-s"), peer, timeout=5)
+            assert again.code == Code.CREATED
+    said = [r for r in caplog.records if "store failed" in r.getMessage()]
+    assert len(said) == 1 and "No connection available" in said[0].getMessage()
+    assert said[0].levelno == logging.WARNING and said[0].exc_info is None
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)

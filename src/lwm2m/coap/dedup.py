@@ -153,6 +153,17 @@ class Deduplicator:
             seen = seen.older
         # Gone with its generation already: nothing to replay.
 
+    def forget(self, addr: Any, mid: int) -> None:
+        """Message ``mid`` from ``addr`` as if never seen: the next one with that ID is new (a
+        message left unanswered on purpose, whose retransmission must be handled afresh)."""
+        seen = self.current.get(addr)
+        if seen is None:
+            seen = self.older.get(addr)
+        while seen is not None:
+            seen.expires.pop(mid, None)
+            seen.replies.pop(mid, None)
+            seen = seen.older
+
     def rotate(self, now: float) -> None:
         """Start a new generation; the current one becomes the older one.
 

@@ -110,6 +110,10 @@ Application side::
         Answer what is held for ``(addr, token)`` with RST (RFC 7641 §3.5, RFC 7252 §4.2, §4.3):
         the peer ends its observation. False when nothing is held for it.
 
+    drop_notification(addr, token: bytes) -> bool
+        Forget what is held for ``(addr, token)`` unanswered and unrecorded (a look-up that
+        failed): a CON one sent again is held anew. False when nothing is held for it.
+
     Both answers are queued like any other output; the transport sends them at its next
     wake-up (a datagram, or the timer: ``get_timer`` asks for one at once).
 
@@ -701,6 +705,18 @@ class Endpoint:
         for msg in messages:
             self._reset_unknown(addr, msg)
         self._plan(now)
+        return True
+
+    def drop_notification(self, addr: Any, token: bytes) -> bool:
+        """Forget the notifications held for ``(addr, token)`` without an answer: no ACK and no
+        RST (which would end the client's observation, RFC 7641 §3.6), nothing cached for their
+        duplicates, so that a confirmable one sent again (RFC 7252 §4.2) is held and decided
+        anew. For a look-up that failed, not for a token known to be nobody's."""
+        messages = self.held.take(addr, token)
+        if messages is None:
+            return False
+        for msg in messages:
+            self._dedup.forget(addr, msg.mid)
         return True
 
     def _reset_unknown(self, addr: Any, msg: Message) -> None:

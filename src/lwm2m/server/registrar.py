@@ -302,6 +302,27 @@ class Registrar:
             payload=b"the server handles as many registration requests as it can: try again",
         )
 
+    def store_away(self, message: Message, addr: Any, exc: Exception) -> Message:
+        """5.03 with Max-Age for a Registration Interface request whose store call failed (the
+        store unreachable or out of connections for a moment): the client registers again
+        after Max-Age (RFC 7252 §5.9.3.4), nothing was written for it; logged, rate-limited."""
+        self._log.log(
+            "registration requests refused: the store failed",
+            self._monotonic(),
+            logging.WARNING,
+            "%s from %s (ep %s) answered 5.03: the store failed: %s",
+            "Register" if len(message.uri_path) == 1 else "request",
+            _host_port(addr),
+            _shown(_ep_of(message)),
+            exc,
+        )
+        return Message.build(
+            Type.ACK,
+            Code.SERVICE_UNAVAILABLE,
+            options=[(OptionNumber.MAX_AGE, encode_uint(BUSY_RETRY))],
+            payload=b"the server's store is unavailable: try again",
+        )
+
     def begin(self) -> None:
         """A Registration Interface request is being handled (after :meth:`busy` said None)."""
         self._handling += 1

@@ -592,6 +592,8 @@ class Server:
             if refusal is not None:
                 return refusal
             answer = await self.registrar.handle(message, addr, transport)
+        except StoreError as exc:  # e.g. the Redis pool exhausted in a storm: the client retries
+            return self.registrar.store_away(message, addr, exc)
         finally:
             self.registrar.end()
         if endpoint is not None and answer.code in (Code.CREATED, Code.CHANGED):
@@ -981,8 +983,19 @@ class Server:
                     if registration is not None and registration.registration_id == record.registration_id:
                         await self._adopt(registration, addr)
                         adopted = self.observation_manager.runs(token)
-        except Exception:
-            log.exception("could not look up the observation of a notification from %s", format_addr(addr))
+        except Exception as exc:
+            # No answer then, not the RST that would end an observation the client may well have
+            # with us: a confirmable notification comes again and is looked up anew.
+            log.warning(
+                "could not look up the observation of a notification from %s: %s",
+                format_addr(addr),
+                exc,
+                exc_info=not isinstance(exc, StoreError),
+            )
+            coap = self._coaps if secure else self._endpoint
+            if coap is not None:
+                coap.drop_notification(addr, token)
+            return
         coap = self._coaps if secure else self._endpoint
         if coap is None:
             return  # stopped meanwhile

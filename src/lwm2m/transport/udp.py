@@ -509,6 +509,12 @@ class CoapUdpEndpoint:
         self._driver.flush()
         return rejected
 
+    def drop_notification(self, addr: Addr, token: bytes) -> bool:
+        """Forget the held notifications ``token`` from ``addr`` unanswered (their look-up
+        failed): a confirmable one is sent again by the peer and held anew."""
+        self._check_open()
+        return self.endpoint.drop_notification(_literal(addr), token)
+
     def move_observation(self, token: bytes, addr: Addr, new_addr: Addr) -> bool:
         """Take the notifications of observation ``token`` from ``new_addr`` from now on (the
         peer moved, e.g. behind a NAT); False when no observation ``token`` is held at ``addr``."""
