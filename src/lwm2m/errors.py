@@ -625,3 +625,12 @@ class CampaignStateError(ApiError):
     cannot be resumed)."""
 
     status = 409
+
+
+# --- DTLS record fast path (tls/connection.py open_application_data, transport/dtls/layer.py) --------
+
+
+class RecordDropped(DtlsError):
+    """A record of an established DTLS session that was dropped without an alert: a replay, or
+    one too old for the replay window (RFC 6347 §4.1.2.6). The receiver takes it as it takes a
+    record that does not authenticate (:class:`BadRecordMac`): it did not come from the peer."""
