@@ -1582,17 +1582,17 @@ class DtlsConnection:
         self._resumed = True
         self._take_up(session, server=True)
         if self._ticket_promised:
-            parts += self._ticket_parts()
+            parts += self._ticket_parts(self._session_record())
         parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
         parts += self._finished_parts(b"server finished")
         self._state = _State.WAIT_FINISHED
         # Not the last flight in an abbreviated handshake: it has a timer (RFC 6347 §4.2.4).
         self._start_flight(parts, now, timer=True)
 
-    def _ticket_parts(self) -> list[_FlightPart]:
+    def _ticket_parts(self, session: ResumableSession) -> list[_FlightPart]:
         keys = self.config.ticket_keys
         assert keys is not None
-        sealed = keys.seal(self._session_record(), self.config.random)
+        sealed = keys.seal(session, self.config.random)
         body = NewSessionTicket(keys.lifetime_hint, sealed).to_bytes()
         self._ticket_promised = False
         return self._handshake_parts(0, body, HandshakeType.NEW_SESSION_TICKET)
@@ -1690,14 +1690,18 @@ class DtlsConnection:
             parts += self._finished_parts(b"client finished")
             self._start_flight(parts, now, timer=False)
         elif self.role is DtlsRole.SERVER and not self._resumed:
-            parts = self._ticket_parts() if self._ticket_promised else []
+            cache = self.config.session_cache if self._session_id else None
+            # One record of the session for the ticket and the cache (a dataclass checked
+            # field by field: made once per handshake).
+            session = self._session_record() if self._ticket_promised or cache is not None else None
+            parts = self._ticket_parts(session) if session is not None and self._ticket_promised else []
             parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
             parts += self._finished_parts(b"server finished")
             # The last flight has no timer: it is sent again only when the client's
             # Finished flight is seen again (RFC 6347 §4.2.4).
             self._start_flight(parts, now, timer=False)
-            if self.config.session_cache is not None and self._session_id:
-                self.config.session_cache.store(self._session_record())
+            if cache is not None and session is not None:
+                cache.store(session)
         else:
             # The peer's Finished shows it has all of ours: nothing will be sent again.
             self._timer = None
