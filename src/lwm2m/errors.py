@@ -726,3 +726,12 @@ class CampaignFenced(CampaignStateError):
     """A write of a campaign's state by a runner whose lease is no longer the newest: another
     node took the campaign over since (its lease lapsed), and the write is refused so that the
     two runners' writes never interleave."""
+
+
+# --- DTLS record fast path (tls/connection.py open_application_data, transport/dtls/layer.py) --------
+
+
+class RecordDropped(DtlsError):
+    """A record of an established DTLS session that was dropped without an alert: a replay, or
+    one too old for the replay window (RFC 6347 §4.1.2.6). The receiver takes it as it takes a
+    record that does not authenticate (:class:`BadRecordMac`): it did not come from the peer."""

@@ -198,4 +198,5 @@ def test_dropped_gets_no_answer_and_its_retransmission_is_held_anew(net: Any) ->
     net.c.adopt_notification(S, token, 3.1)
     ((ack, _),) = net.c.datagrams_to_send(3.1)
     assert Message.decode(ack).type is Type.ACK
-    assert [n.response.payload for n in net.events(net.c) if isinstance(n, CoapNotificationReceived)] == [b"y"]
+    delivered = [n for n in net.events(net.c) if isinstance(n, CoapNotificationReceived)]
+    assert [n.response.payload for n in delivered] == [b"y"]

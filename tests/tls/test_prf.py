@@ -5,6 +5,7 @@ TLS1-PRF and a second HMAC built from ``cryptography``), and the shape of every 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import shutil
 import subprocess
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from lwm2m.errors import HandshakeError, KeyScheduleError, SecurityError
 from lwm2m.tls import prf as prf_module
 from lwm2m.tls.prf import (
+    HmacSha256,
     check_finished,
     ecdhe_psk_premaster_secret,
     extended_master_secret,
@@ -207,3 +209,22 @@ def test_check_finished_accepts_the_expected_value_only() -> None:
     with pytest.raises(HandshakeError):
         check_finished(ms, b"client finished", transcript, good)
     assert issubclass(HandshakeError, SecurityError)
+
+
+@settings(max_examples=100)
+@given(
+    st.integers(0, 200).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    st.lists(st.binary(max_size=150), min_size=1, max_size=3),
+)
+def test_a_prepared_hmac_key_gives_what_hmac_gives(key: bytes, messages: list[bytes]) -> None:
+    # Keys above the block size (64 bytes) are hashed first (RFC 2104 §2): a PSK premaster
+    # secret of a 64-byte PSK has 132 bytes. One key, several messages, each MAC on its own.
+    mac = HmacSha256(key)
+    for message in messages:
+        assert mac.digest(message) == hmac.digest(key, message, hashlib.sha256)
+
+
+@pytest.mark.parametrize("length", [0, 1, 32, 63, 64, 65, 100, 128, 132, 200])
+def test_a_prepared_hmac_key_of_any_length(length: int) -> None:
+    key = bytes(range(length % 256)) if length < 256 else bytes(length)
+    assert HmacSha256(key).digest(b"label" + bytes(64)) == hmac.digest(key, b"label" + bytes(64), "sha256")

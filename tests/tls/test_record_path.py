@@ -10,7 +10,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.helpers.dtls_engine import client_config, events, pair, run, server_config
 
-from lwm2m.errors import DtlsError, RecordError, RecordOverflow, SessionClosed
+from lwm2m.errors import (
+    BadRecordMac,
+    DtlsError,
+    ProtocolError,
+    RecordDropped,
+    RecordError,
+    RecordOverflow,
+    SecurityError,
+    SessionClosed,
+)
 from lwm2m.tls.connection import (
     TLS_PSK_WITH_AES_128_CBC_SHA256,
     ApplicationData,
@@ -25,6 +34,7 @@ from lwm2m.tls.record import (
     DTLS_1_2,
     HANDSHAKE,
     MAX_PLAINTEXT,
+    MAX_SEQUENCE,
     TLS12_CID,
     DtlsRecord,
     parse_datagram,
@@ -122,6 +132,24 @@ def test_sealing_checks_the_header_fields_and_the_length() -> None:
     assert len(largest) == 13 + 8 + MAX_PLAINTEXT + 8
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, MAX_SEQUENCE), st.binary(max_size=64), st.sampled_from([AES_128_CCM_8, AES_128_GCM]))
+def test_an_application_record_sealed_by_its_seq_num_is_the_sealed_record(
+    sequence: int, content: bytes, algorithm: AeadAlgorithm
+) -> None:
+    protection = AeadProtection(algorithm, KEY, SALT)
+    expected = protection.seal_record(1, sequence, APPLICATION_DATA, content)
+    assert protection.seal_application((1 << 48) | sequence, content) == expected
+    assert protection.open_datagram(expected, (1 << 48) | sequence, DTLS_1_2) == content
+
+
+def test_sealing_by_seq_num_checks_the_length() -> None:
+    protection = AeadProtection(AES_128_CCM_8, KEY, SALT)
+    with pytest.raises(RecordOverflow):
+        protection.seal_application(1 << 48, bytes(MAX_PLAINTEXT + 1))
+    assert len(protection.seal_application(1 << 48, bytes(MAX_PLAINTEXT))) == 13 + 8 + MAX_PLAINTEXT + 8
+
+
 # --- the connection -----------------------------------------------------------------------------
 
 
@@ -214,6 +242,74 @@ def test_the_fast_receiver_takes_and_drops_what_the_general_one_does(
         assert s2.datagrams_to_send(1.0) == s1.datagrams_to_send(1.0)
     assert fast == general
     assert ApplicationData(payloads[0]) in [event for event, _ in fast] or mangles[0] in ("cut", "late")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.booleans(),
+    st.lists(_MANGLE, min_size=1, max_size=8),
+    st.lists(st.integers(0, 200), min_size=1, max_size=4),
+)
+def test_the_record_opener_takes_what_it_can_and_leaves_the_rest_untouched(
+    cid: bool, mangles: list[str], flips: list[int]
+) -> None:
+    """``open_application_data``: plaintext, or None and the datagram untouched (then the general
+    path gives what it would have given), or an error for a record dropped; events and answers
+    as the general path's."""
+    c1, s1, c2, s2 = _two_established(cid)
+    payloads = [f"request {i}".encode() for i in range(12)]
+    sent = []
+    for payload in payloads:
+        c1.send_application_data(payload)
+        sent += c1.datagrams_to_send(0.0)
+        c2.protect_application_data(payload)
+    c1.close()
+    sent += c1.datagrams_to_send(0.0)
+    general: list[object] = []
+    fast: list[object] = []
+    for datagram in _deliveries(sent, mangles, flips):
+        newer = s1.receive_datagram(datagram, 1.0)
+        general += events(s1)
+        try:
+            plain = s2.open_application_data(datagram)
+        except (ProtocolError, SecurityError):
+            assert not newer and not s2.advanced
+            continue
+        if plain is None:
+            assert s2.receive_datagram(datagram, 1.0) == newer
+        else:
+            assert s2.advanced == newer and not cid  # a CID record always takes the general path
+            fast.append(ApplicationData(plain))
+        fast += events(s2)
+        assert s2.datagrams_to_send(1.0) == s1.datagrams_to_send(1.0)
+    assert fast == general
+
+
+def test_the_record_opener_raises_for_a_replay_and_a_forgery() -> None:
+    c1, _, _, s2 = _two_established(cid=False)
+    first, second = c1.protect_application_data(b"first"), c1.protect_application_data(b"second")
+    with pytest.raises(BadRecordMac):
+        s2.open_application_data(second[:-1] + bytes((second[-1] ^ 1,)))
+    assert s2.open_application_data(second) == b"second" and s2.advanced
+    with pytest.raises(RecordDropped):
+        s2.open_application_data(second)
+    assert not s2.advanced
+    assert s2.open_application_data(first) == b"first" and not s2.advanced  # older, in the window
+    with pytest.raises(RecordDropped):
+        s2.open_application_data(first)
+    assert s2.open_application_data(second[:12]) is None  # shorter than a header: not its form
+    assert events(s2) == []
+
+
+def test_the_last_sequence_number_is_sent_once() -> None:
+    """RFC 6347 §4.1: the sequence number never wraps; past the last one nothing is sealed."""
+    c1, _, _, _ = _two_established(cid=False)
+    [record] = parse_datagram(c1.protect_application_data(b"x"))
+    state = c1.export_state(margin=MAX_SEQUENCE - record.sequence - 1)  # the next one: MAX_SEQUENCE
+    last = DtlsConnection.import_state(state, client_config(), 0.0)
+    assert [r.sequence for r in parse_datagram(last.protect_application_data(b"a"))] == [MAX_SEQUENCE]
+    with pytest.raises(RecordError):
+        last.protect_application_data(b"b")
 
 
 def test_a_close_notify_goes_through_the_general_path() -> None:

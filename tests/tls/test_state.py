@@ -442,3 +442,11 @@ def test_every_truncation_of_a_certificate_session_is_refused() -> None:
             ResumableSession.from_bytes(data[:end])
     with pytest.raises(SessionStateError, match="after the end"):
         ResumableSession.from_bytes(data + b"\x00")
+
+
+def test_a_ticket_seals_the_session_without_its_id_and_ticket() -> None:
+    session = replace(SESSION, session_id=b"i" * 32, ticket=b"t" * 40, ticket_lifetime=600)
+    bare = replace(session, session_id=b"", ticket=b"", ticket_lifetime=0)
+    assert session.ticket_state() == bare.to_bytes()
+    assert ResumableSession.from_bytes(session.ticket_state()) == bare
+    assert session.to_bytes() != bare.to_bytes()

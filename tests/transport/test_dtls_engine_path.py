@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lwm2m.errors import SessionClosed
+from lwm2m.errors import DtlsError, SessionClosed
 from lwm2m.transport.dtls import DtlsClientConfig, DtlsServerConfig, PskCredentials
 from lwm2m.transport.dtls.engine_backend import EngineBackend
 
@@ -76,3 +76,29 @@ def test_a_datagram_that_does_not_authenticate_is_dropped() -> None:
     record[-1] ^= 0x01
     assert server.feed_read(bytes(record), 1.0) is None and not server.advanced
     assert server.read() is None and server.outgoing() == []
+
+
+def test_the_record_path_opens_and_seals_without_the_adapter() -> None:
+    """``records``: the layer's way for an established session's records (the engine connection
+    itself): plaintext for a new record, an error for one dropped, None and nothing taken for
+    any other datagram, which ``feed_read`` then takes."""
+    client, server = _pair()
+    # The server gave a CID: its peer's records carry it (RFC 9146), and take ``feed_read``.
+    cid_record = client.write(b"POST /rd")
+    assert server.records.open_application_data(cid_record) is None
+    assert server.feed_read(cid_record, 1.0) == b"POST /rd"
+    path = client.records  # the client's own CID is empty: records to it carry none
+    record = server.write(b"2.01")
+    assert path.open_application_data(record) == b"2.01"
+    with pytest.raises(DtlsError):  # a replay
+        path.open_application_data(record)
+    spoiled = bytearray(server.write(b"GET /3/0"))
+    spoiled[-1] ^= 0x01
+    with pytest.raises(DtlsError):
+        path.open_application_data(bytes(spoiled))
+    assert server.feed_read(path.protect_application_data(b"2.05"), 1.0) == b"2.05"
+    alert = server.close()
+    assert path.open_application_data(alert) is None
+    assert client.feed_read(alert, 1.0) is None
+    with pytest.raises(SessionClosed):
+        client.read()

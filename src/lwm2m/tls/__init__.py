@@ -61,6 +61,7 @@ from lwm2m.tls.messages import (
 )
 from lwm2m.tls.negotiation import SizeLimits
 from lwm2m.tls.prf import (
+    HmacSha256,
     KeyBlock,
     check_finished,
     ecdhe_psk_premaster_secret,
@@ -129,6 +130,7 @@ __all__ = [
     "HandshakeReassembler",
     "HandshakeType",
     "HelloVerifyRequest",
+    "HmacSha256",
     "KeyBlock",
     "MaxFragmentLengthExtension",
     "NewSessionTicket",

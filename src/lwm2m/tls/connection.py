@@ -61,6 +61,7 @@ import enum
 import hashlib
 import hmac
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
@@ -75,6 +76,8 @@ from lwm2m.errors import (
     HandshakeError,
     InvalidPeerKey,
     ProtocolError,
+    RecordDropped,
+    RecordError,
     RecordTooLarge,
     SecurityError,
     SessionClosed,
@@ -167,7 +170,7 @@ from lwm2m.tls.record import (
     HANDSHAKE,
     HEADER_LENGTH,
     MAX_PLAINTEXT,
-    RECORD_HEADER,
+    RECORD_SEQ_NUM,
     TLS12_CID,
     DtlsRecord,
     encode_record,
@@ -386,6 +389,7 @@ class _State(enum.Enum):
 # The state of the direct path's test, as a module name: looking up an enum member through its
 # class costs more than the rest of that test.
 _ESTABLISHED: Final = _State.ESTABLISHED
+_EPOCH_ONE: Final = 1 << 48  # the seq_num of epoch 1's record 0 (RFC 6347 §4.1.2.1)
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
@@ -839,12 +843,17 @@ class DtlsConnection:
                 f"(at most {self._content_room(1)} to this peer)"
             )
         protection = self._write_protection
-        if not isinstance(protection, AeadProtection):  # a CBC suite: the general framing
+        if type(protection) is not AeadProtection:  # a CBC suite: the general framing
             return self._record(1, APPLICATION_DATA, bytes(data))
-        sequence = self._write_seq[1]
-        self._write_seq[1] = sequence + 1
-        cid = self._peer_cid if self._cid_negotiated else b""  # peer_cid, without a property call
-        return protection.seal_record(1, sequence, APPLICATION_DATA, data, cid)
+        sequences = self._write_seq
+        sequence = sequences[1]
+        sequences[1] = sequence + 1
+        if self._cid_negotiated and self._peer_cid:
+            return protection.seal_record(1, sequence, APPLICATION_DATA, data, self._peer_cid)
+        if sequence > MAX_SEQUENCE:
+            raise RecordError(f"epoch 1 or sequence number {sequence} does not fit the header")
+        # Epoch 1 and the sequence number as the one seq_num of header and nonce (RFC 6347 §4.1.2.1).
+        return protection.seal_application(_EPOCH_ONE | sequence, data)
 
     def receive_application_data(self, data: bytes, now: float) -> bytes | None:
         """:meth:`receive_datagram` for what an established connection gets most: a datagram
@@ -856,34 +865,53 @@ class DtlsConnection:
         :attr:`advanced` tells what :meth:`receive_datagram` would have returned."""
         if self._state is not _ESTABLISHED or (self._cid_negotiated and self._own_cid):
             return self._receive_cid_application_data(data, now)
-        # A record without a CID: :func:`single_protected_record`'s test, inline (this runs for
-        # every record an established connection receives), with the header in one unpack.
-        if len(data) < HEADER_LENGTH:
-            self.receive_datagram(data, now)
+        try:
+            content = self.open_application_data(data)
+        except (ProtocolError, SecurityError):  # dropped (RFC 6347 §4.1.2.6, §4.1.2.7)
             return None
-        content_type, version, epoch, high, low, length = RECORD_HEADER.unpack_from(data)
+        if content is None:
+            self.receive_datagram(data, now)
+        return content
+
+    def open_application_data(self, data: bytes) -> bytes | None:
+        """The content of ``data`` when it is what an established connection without a CID of
+        its own gets most, one epoch-1 record of application data, and it authenticated as new:
+        the replay window has taken it (RFC 6347 §4.1.2.6) and :attr:`advanced` says whether
+        it was the newest. None for any other datagram, which is left untouched (it is for
+        :meth:`receive_datagram`); :class:`~lwm2m.errors.RecordDropped` or another
+        ``ProtocolError`` or ``SecurityError`` for one of that form that was dropped: a replay,
+        a record too old for the window, one that does not authenticate (RFC 6347 §4.1.2.7).
+
+        The form for a caller that has a datagram to take and nothing else to do, at the least
+        cost per record: no event, no ``now`` (nothing here starts a timer)."""
+        if self._state is not _ESTABLISHED or (self._cid_negotiated and self._own_cid):
+            return None  # a handshake, a closed connection, or records that carry our CID
+        # :func:`single_protected_record`'s test, inline, with the header in one unpack and
+        # epoch and sequence number read as the one seq_num (RFC 6347 §4.1.2.1).
+        try:
+            content_type, version, seq_num, length = RECORD_SEQ_NUM.unpack_from(data)
+        except struct.error:  # shorter than a header
+            return None
+        sequence = seq_num - _EPOCH_ONE  # within 0..MAX_SEQUENCE exactly when the epoch is 1
         if (
             content_type != APPLICATION_DATA
-            or epoch != 1
+            or not 0 <= sequence <= MAX_SEQUENCE
             or length + HEADER_LENGTH != len(data)
             or version >> 8 != 0xFE
         ):  # another type or epoch, several records, a length that does not match
-            self.receive_datagram(data, now)
             return None
-        sequence = (high << 32) | low
         self._advanced = False
         window = self._windows[1]
-        if not window.check(sequence):
-            return None  # a replay, or too old
-        try:
-            content = self._read_protection.open_datagram(data, (1 << 48) | sequence, version)  # type: ignore[union-attr]
-        except (ProtocolError, SecurityError):  # BadRecordMac is one: dropped (RFC 6347 §4.1.2.7)
-            return None
+        # Above the newest accepted, the window's check says True: the next record of a session
+        # costs no call for it.
+        if sequence <= window.newest and not window.check(sequence):
+            raise RecordDropped("a replayed record, or one too old for the replay window")
+        # BadRecordMac when it does not authenticate.
+        content = self._read_protection.open_datagram(data, seq_num, version)  # type: ignore[union-attr]
         limit = self._limits.receive
         if limit is not None and len(content) > limit:
             # Over the limit we gave (RFC 8449 §4): the general path ends the connection; the
             # window has not moved, so it takes the record as new.
-            self.receive_datagram(data, now)
             return None
         self._advanced = window.accept(sequence)
         if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
@@ -1554,17 +1582,17 @@ class DtlsConnection:
         self._resumed = True
         self._take_up(session, server=True)
         if self._ticket_promised:
-            parts += self._ticket_parts()
+            parts += self._ticket_parts(self._session_record())
         parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
         parts += self._finished_parts(b"server finished")
         self._state = _State.WAIT_FINISHED
         # Not the last flight in an abbreviated handshake: it has a timer (RFC 6347 §4.2.4).
         self._start_flight(parts, now, timer=True)
 
-    def _ticket_parts(self) -> list[_FlightPart]:
+    def _ticket_parts(self, session: ResumableSession) -> list[_FlightPart]:
         keys = self.config.ticket_keys
         assert keys is not None
-        sealed = keys.seal(self._session_record(), self.config.random)
+        sealed = keys.seal(session, self.config.random)
         body = NewSessionTicket(keys.lifetime_hint, sealed).to_bytes()
         self._ticket_promised = False
         return self._handshake_parts(0, body, HandshakeType.NEW_SESSION_TICKET)
@@ -1662,14 +1690,18 @@ class DtlsConnection:
             parts += self._finished_parts(b"client finished")
             self._start_flight(parts, now, timer=False)
         elif self.role is DtlsRole.SERVER and not self._resumed:
-            parts = self._ticket_parts() if self._ticket_promised else []
+            cache = self.config.session_cache if self._session_id else None
+            # One record of the session for the ticket and the cache (a dataclass checked
+            # field by field: made once per handshake).
+            session = self._session_record() if self._ticket_promised or cache is not None else None
+            parts = self._ticket_parts(session) if session is not None and self._ticket_promised else []
             parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
             parts += self._finished_parts(b"server finished")
             # The last flight has no timer: it is sent again only when the client's
             # Finished flight is seen again (RFC 6347 §4.2.4).
             self._start_flight(parts, now, timer=False)
-            if self.config.session_cache is not None and self._session_id:
-                self.config.session_cache.store(self._session_record())
+            if cache is not None and session is not None:
+                cache.store(session)
         else:
             # The peer's Finished shows it has all of ours: nothing will be sent again.
             self._timer = None

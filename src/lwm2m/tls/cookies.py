@@ -23,7 +23,6 @@ without turning away a client in the middle of its exchange. Here:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Final
 
 from lwm2m.errors import DtlsError
 from lwm2m.tls.messages import ClientHello, HandshakeType, HelloVerifyRequest, encode_handshake
+from lwm2m.tls.prf import HmacSha256
 from lwm2m.tls.record import DTLS_1_0, DTLS_1_2, HANDSHAKE, DtlsRecord
 
 __all__ = ["COOKIE_LENGTH", "COOKIE_ROTATION", "MIN_COOKIE_SECRET", "CookieChecker"]
@@ -73,6 +73,7 @@ class CookieChecker:
     """
 
     __slots__ = ("_previous", "_random", "_rotated", "_secret", "rotation")
+    # The secrets are kept as prepared HMAC keys (``HmacSha256``): a hello costs its MACs only.
 
     def __init__(
         self,
@@ -91,10 +92,10 @@ class CookieChecker:
         self.rotation = rotation
 
     @staticmethod
-    def _checked(secret: bytes) -> bytes:
+    def _checked(secret: bytes) -> HmacSha256:
         if len(secret) < MIN_COOKIE_SECRET:
             raise DtlsError(f"a cookie secret needs at least {MIN_COOKIE_SECRET} bytes")
-        return bytes(secret)
+        return HmacSha256(bytes(secret))
 
     def rotate(self, secret: bytes | None = None) -> None:
         """Make ``secret`` (random when not given) the current secret; the current one becomes
@@ -112,9 +113,10 @@ class CookieChecker:
             self.rotate()
             self._rotated = now
 
-    def _mac(self, secret: bytes, address: bytes, parameters: bytes) -> bytes:
+    @staticmethod
+    def _mac(secret: HmacSha256, address: bytes, parameters: bytes) -> bytes:
         message = len(address).to_bytes(2, "big") + address + parameters
-        return hmac.digest(secret, message, hashlib.sha256)[:COOKIE_LENGTH]
+        return secret.digest(message)[:COOKIE_LENGTH]
 
     def _valid(self, address: bytes, parameters: bytes, cookie: bytes) -> bool:
         if len(cookie) != COOKIE_LENGTH:

@@ -58,6 +58,12 @@ _CID_HEADER: Final = struct.Struct("!BHHHI")
 # 13-byte header) and where the ciphertext does.
 _NONCE_AT: Final = 13
 _DATAGRAM_OVERHEAD: Final = _NONCE_AT + EXPLICIT_NONCE_LENGTH
+# A record header whose epoch and sequence number are the 64-bit seq_num (RFC 6347 §4.1.2.1),
+# then the explicit nonce, which is that seq_num too (RFC 6655 §3): type, version, seq_num, length,
+# nonce_explicit in one pack.
+_SEQ_NUM_HEADER_NONCE: Final = struct.Struct("!BHQHQ")
+# The whole nonce: the salt, then the explicit part (RFC 6655 §3).
+_NONCE: Final = struct.Struct("!4sQ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +156,7 @@ class AeadProtection:
     (RFC 9146 §4), to hide the length of what is sent.
     """
 
-    __slots__ = ("_aead", "_fixed_iv", "_overhead", "algorithm", "padding")
+    __slots__ = ("_aead", "_fixed_iv", "_opened_at", "_overhead", "algorithm", "padding")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes, fixed_iv: bytes, padding: int = 0) -> None:
         if len(key) != algorithm.key_length:
@@ -162,6 +168,8 @@ class AeadProtection:
         self.algorithm = algorithm
         self.padding = padding
         self._overhead = EXPLICIT_NONCE_LENGTH + algorithm.tag_length  # a record's bytes beyond its plaintext
+        # The bytes of a datagram of one record without a CID beyond its plaintext.
+        self._opened_at = _DATAGRAM_OVERHEAD + algorithm.tag_length
         self._fixed_iv = bytes(fixed_iv)
         self._aead: AESCCM | AESGCM = (
             AESCCM(bytes(key), tag_length=algorithm.tag_length) if algorithm.ccm else AESGCM(bytes(key))
@@ -219,18 +227,39 @@ class AeadProtection:
         explicit nonce follows the 13-byte header (RFC 6655 §3). What :meth:`open` gives for the
         record's fragment, taken from the datagram with no slice of the fragment in between;
         :class:`BadRecordMac` if it does not authenticate."""
-        length = len(data) - _DATAGRAM_OVERHEAD - self.algorithm.tag_length
+        length = len(data) - self._opened_at
         if length < 0:
             raise BadRecordMac("a protected record shorter than its nonce and tag")
         if length > MAX_PLAINTEXT:
             raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
-        # ``seq_num`` and ``version`` come from the header, ``length`` is bounded: the pack cannot fail.
-        aad = _AAD.pack(seq_num, APPLICATION_DATA, version, length)
+        # ``seq_num`` and ``version`` come from the header, ``length`` is bounded: the pack cannot
+        # fail. Nonce (RFC 6655 §3: the salt, then the explicit part after the header), ciphertext
+        # and additional data go straight into the call: this runs for every record received.
         try:
-            nonce = self._fixed_iv + data[_NONCE_AT:_DATAGRAM_OVERHEAD]
-            return self._aead.decrypt(nonce, data[_DATAGRAM_OVERHEAD:], aad)
+            return self._aead.decrypt(
+                self._fixed_iv + data[_NONCE_AT:_DATAGRAM_OVERHEAD],
+                data[_DATAGRAM_OVERHEAD:],
+                _AAD.pack(seq_num, APPLICATION_DATA, version, length),
+            )
         except InvalidTag:
             raise BadRecordMac("the record does not authenticate") from None
+
+    def seal_application(self, seq_num: int, content: bytes) -> bytes:
+        """``content`` as one protected application-data record without a CID on the wire
+        (RFC 6347 §4.1, RFC 6655 §3): what :meth:`seal_record` gives for epoch ``seq_num >> 48``
+        and sequence number ``seq_num & (2**48 - 1)``, the nonce_explicit being the seq_num. The
+        caller keeps the sequence number within its 48 bits (one ``seq_num`` per record)."""
+        length = len(content)
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
+        head = _SEQ_NUM_HEADER_NONCE.pack(
+            APPLICATION_DATA, DTLS_1_2, seq_num, length + self._overhead, seq_num
+        )
+        return head + self._aead.encrypt(
+            _NONCE.pack(self._fixed_iv, seq_num),
+            content,
+            _AAD.pack(seq_num, APPLICATION_DATA, DTLS_1_2, length),
+        )
 
     def seal_record(
         self, epoch: int, sequence: int, content_type: int, content: bytes, cid: bytes = b""

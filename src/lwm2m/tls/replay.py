@@ -20,7 +20,7 @@ class ReplayWindow:
     """Which sequence numbers of one epoch were received: the highest one and a bitmap of the
     ``size`` numbers up to it (bit 0 is the highest, bit ``i`` the number ``i`` below it)."""
 
-    __slots__ = ("_bitmap", "_highest", "_mask", "epoch", "size")
+    __slots__ = ("_bitmap", "_mask", "epoch", "newest", "size")
 
     def __init__(self, epoch: int = 0, size: int = DEFAULT_SIZE) -> None:
         if size < 1:
@@ -28,23 +28,26 @@ class ReplayWindow:
         self.epoch = epoch
         self.size = size
         self._mask = (1 << size) - 1
-        self._highest: int | None = None  # nothing received yet in this epoch
+        # The highest sequence number accepted, -1 before the first: read it, never set it. A
+        # receiver that finds a record above it knows, without a call, that ``check`` says True
+        # (the record of an established session is almost always the next one).
+        self.newest = -1
         self._bitmap = 0
 
     @property
     def highest(self) -> int | None:
         """The highest sequence number accepted so far (None before the first one): a record
         newer than it may move a CID session to a new address (RFC 9146 §6)."""
-        return self._highest
+        return None if self.newest < 0 else self.newest
 
     def check(self, sequence: int) -> bool:
         """True if a record with this sequence number may be new: not left of the window and
         not seen inside it. Changes nothing."""
         if not 0 <= sequence <= MAX_SEQUENCE:
             return False
-        if self._highest is None or sequence > self._highest:
-            return True
-        offset = self._highest - sequence
+        offset = self.newest - sequence
+        if offset < 0:
+            return True  # above every number accepted (or nothing accepted yet)
         if offset >= self.size:
             return False  # too old to tell: refused, as RFC 6347 §4.1.2.6 says
         return not (self._bitmap >> offset) & 1
@@ -53,19 +56,16 @@ class ReplayWindow:
         """Mark an authenticated record as received, sliding the window when it is the newest.
         True when it was: above every number accepted before (RFC 9146 §6 asks that of a
         record that moves a CID connection to a new address)."""
-        if not 0 <= sequence <= MAX_SEQUENCE:
-            raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
-        if self._highest is None:
-            self._highest = sequence
-            self._bitmap = 1
-            return True
-        if sequence > self._highest:
-            shift = sequence - self._highest
+        shift = sequence - self.newest
+        if shift > 0:  # the newest yet (the first: newest is -1, and no old bit is set)
+            if sequence > MAX_SEQUENCE:
+                raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
             # A jump of the window size or more leaves none of the old bits inside it.
             self._bitmap = ((self._bitmap << shift) | 1) & self._mask if shift < self.size else 1
-            self._highest = sequence
+            self.newest = sequence
             return True
-        offset = self._highest - sequence
-        if offset < self.size:
-            self._bitmap |= 1 << offset
+        if sequence < 0:
+            raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
+        if -shift < self.size:
+            self._bitmap |= 1 << -shift
         return False

@@ -233,17 +233,26 @@ class ResumableSession:
     def to_bytes(self) -> bytes:
         return bytes((FORMAT_VERSION, _KIND_SESSION)) + self._fields()
 
-    def _fields(self) -> bytes:
+    def ticket_state(self) -> bytes:
+        """What a ticket seals of this session (RFC 5077 §4): :meth:`to_bytes` of it without
+        its session id, ticket and ticket lifetime (a resuming client sends its own id, §3.4),
+        with no copy of the session made for it."""
+        return bytes((FORMAT_VERSION, _KIND_SESSION)) + self._fields(bare=True)
+
+    def _fields(self, *, bare: bool = False) -> bytes:
+        session_id, ticket, lifetime = (
+            (b"", b"", 0) if bare else (self.session_id, self.ticket, self.ticket_lifetime)
+        )
         return b"".join(
             (
                 bytes((_FLAG_EMS if self.extended_master_secret else 0,)),
                 self.cipher_suite.to_bytes(2, "big"),
                 self.master_secret,
                 _time(self.created, "created"),
-                _vector(1, self.session_id, "session_id", MAX_SESSION_ID_LENGTH),
+                _vector(1, session_id, "session_id", MAX_SESSION_ID_LENGTH),
                 _vector(2, self.identity, "identity", 0xFFFF),
-                _vector(2, self.ticket, "ticket", 0xFFFF),
-                self.ticket_lifetime.to_bytes(4, "big"),
+                _vector(2, ticket, "ticket", 0xFFFF),
+                lifetime.to_bytes(4, "big"),
                 _vector(1, self.binding, "binding", MAX_BINDING_LENGTH),
                 # Version 2 from here.
                 _vector(1, self.server_name.encode("ascii"), "server_name", MAX_SERVER_NAME_LENGTH),

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar, Final, Self
 
 from cryptography.exceptions import InvalidTag
@@ -107,7 +107,7 @@ class TicketKeys:
         client sends its own session id (RFC 5077 §3.4)."""
         key = self._current
         nonce = random(NONCE_LENGTH)
-        state = replace(session, session_id=b"", ticket=b"", ticket_lifetime=0).to_bytes()
+        state = session.ticket_state()
         return key.name + nonce + key.aead.encrypt(nonce, state, key.name)
 
     def open(self, ticket: bytes, now: float) -> ResumableSession | None:

@@ -24,9 +24,30 @@ __all__ = [
     "DtlsError",
     "DtlsUnavailable",
     "HandshakeError",
+    "RecordPath",
     "ServerFactory",
     "SessionClosed",
 ]
+
+
+class RecordPath(Protocol):
+    """The way an established session's application records go through a backend at the least
+    cost per record: what the layer calls for each datagram once the handshake is over (the
+    engine's connection itself; a backend without a shorter way gives its ``Connection``)."""
+
+    def open_application_data(self, datagram: bytes) -> bytes | None:
+        """The plaintext of ``datagram`` when it is one application record that authenticated
+        as new (the replay window took it). None when the datagram is anything else, left
+        untouched: ``feed_read`` then takes it. Raises DtlsError (or ProtocolError) for a
+        record of that form that was dropped: a replay, or one that does not authenticate
+        (RFC 6347 §4.1.2.6, §4.1.2.7)."""
+        ...
+
+    def protect_application_data(self, data: bytes) -> bytes:
+        """``data`` as one encrypted record, as ``Connection.write`` gives it. Raises
+        RecordTooLarge for a message over the peer's record limit (the session goes on), or
+        another error when the session cannot send any more."""
+        ...
 
 
 class Connection(Protocol):
@@ -63,6 +84,11 @@ class Connection(Protocol):
         before (RFC 9146 §6: the test for taking a new peer address, and the layer's for
         counting the peer as heard from); a backend that cannot tell answers False (then only
         plaintext that ``read`` gives counts)."""
+        ...
+
+    @property
+    def records(self) -> RecordPath:
+        """Where an established session's application records go through (``RecordPath``)."""
         ...
 
     def feed_read(self, datagram: bytes, now: float) -> bytes | None:

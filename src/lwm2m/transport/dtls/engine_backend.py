@@ -309,6 +309,14 @@ class _Connection:
         """The largest datagram :meth:`write` takes: one record of the peer's limit (RFC 8449 §4)."""
         return self._conn.max_application_data
 
+    @property
+    def records(self) -> DtlsConnection:
+        """The engine's connection itself: its ``open_application_data`` and
+        ``protect_application_data`` are the layer's way for an established session's records,
+        with no call of this adapter in between. Its errors are the engine's (the layer ends the
+        session on any but RecordTooLarge, as it does for :meth:`write`'s SessionClosed)."""
+        return self._conn
+
     def _collect(self) -> None:
         conn = self._conn
         while (event := conn.next_event()) is not None:

@@ -81,9 +81,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from lwm2m.coap.logbudget import LogBudget
-from lwm2m.errors import DtlsError, HandshakeError, RecordTooLarge, SessionStateError
+from lwm2m.errors import DtlsError, HandshakeError, ProtocolError, RecordTooLarge, SessionStateError
 from lwm2m.errors import SessionClosed as _SessionClosed
-from lwm2m.transport.dtls.backend import ClientFactory, Connection, ServerFactory
+from lwm2m.transport.dtls.backend import ClientFactory, Connection, RecordPath, ServerFactory
 from lwm2m.transport.dtls.config import PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.events import (
     HandshakeFailed,
@@ -200,6 +200,7 @@ class _Session:
         "identity",
         "last_seen",
         "queue",
+        "records",
         "role",
         "room",
         "timer_at",
@@ -207,6 +208,9 @@ class _Session:
 
     def __init__(self, conn: Connection, addr: Addr, role: Role, now: float) -> None:
         self.conn = conn
+        # The backend's way for this session's application records once it is established
+        # (``RecordPath``): the engine's connection itself, with no adapter call in between.
+        self.records: RecordPath = conn.records
         self.addr = addr
         self.role = role
         self.identity: PeerIdentity | None = None
@@ -243,6 +247,12 @@ class _Ended:
 
     __slots__ = ()
     established = False
+
+    def open_application_data(self, datagram: bytes) -> bytes | None:
+        return None
+
+    def protect_application_data(self, data: bytes) -> bytes:
+        raise _SessionClosed("the session ended")
 
 
 _ENDED: Any = _Ended()
@@ -326,6 +336,11 @@ class DtlsLayer:
         self.events: list[Any] = inner.events
         self._heap: list[tuple[float, int, _Session]] = []
         self._seq = 0
+        # When the idle sweep is due: never later than the oldest session's last_seen plus the
+        # idle timeout, None without sessions. Kept, not computed per ``get_timer`` (the driver
+        # asks after every wake-up); a session heard from since makes it early, and the sweep
+        # that then finds nothing to park sets it anew.
+        self._idle_at: float | None = None
         # CoAP blocks must fit in one record of the peer's limit (RFC 8449 §4, RFC 7959).
         inner.payload_limit = _payload_limit(self._sessions)
         # Counters start empty and read as 0 (``_Counters``): a simulator runs one layer per
@@ -355,15 +370,24 @@ class DtlsLayer:
                         return
                 s = self._sessions.get(addr)
                 if s is not None:
-                    # The common case inline: one application record, its plaintext straight to
-                    # the CoAP endpoint (what _receive_records and _deliver_one do, in one frame).
-                    conn = s.conn
-                    if (plain := conn.feed_read(data, now)) is not None:
-                        s.last_seen = now
-                        self._sessions.move_to_end(addr)
-                        self._plain.receive_datagram(plain, addr, now)
-                    else:
-                        self._deliver(s, now, conn.advanced)
+                    # The common case inline: one application record, opened by the backend's
+                    # record path, its plaintext straight to the CoAP endpoint (what
+                    # _receive_records and _deliver_one do, in one frame).
+                    try:
+                        plain = s.records.open_application_data(data)
+                    except (DtlsError, ProtocolError):
+                        # A replay, or a record that does not authenticate: dropped, and not
+                        # counted as hearing from the peer (RFC 6347 §4.1.2.6, §4.1.2.7).
+                        return
+                    if plain is None:  # any other datagram: the general way
+                        conn = s.conn
+                        plain = conn.feed_read(data, now)
+                        if plain is None:
+                            self._deliver(s, now, conn.advanced)
+                            return
+                    s.last_seen = now
+                    self._sessions.move_to_end(addr)
+                    self._plain.receive_datagram(plain, addr, now)
                     return
             self._receive_other(data, addr, now)
         except DtlsError:
@@ -390,7 +414,7 @@ class DtlsLayer:
                 s.queue.append(data)
                 continue
             try:
-                out.append((s.conn.write(data), addr))
+                out.append((s.records.protect_application_data(data), addr))
             except RecordTooLarge as exc:
                 # Larger than the peer's record limit (RFC 8449): that message is dropped and
                 # counted; its exchange times out, the session goes on.
@@ -420,10 +444,9 @@ class DtlsLayer:
                     when = at
                 break
             heapq.heappop(heap)
-        if self._sessions:
-            idle = next(iter(self._sessions.values())).last_seen + self.limits.idle_timeout
-            if when is None or idle < when:
-                when = idle
+        idle = self._idle_at
+        if idle is not None and self._sessions and (when is None or idle < when):
+            when = idle
         if self._hold is not None:
             held = self._hold.timer()
             if held is not None and (when is None or held < when):
@@ -447,9 +470,11 @@ class DtlsLayer:
                 self._drive(s, now)
         sessions = self._sessions
         idle = self.limits.idle_timeout
+        self._idle_at = None
         while sessions:
             first = next(iter(sessions.values()))
             if first.last_seen + idle > now:
+                self._idle_at = first.last_seen + idle
                 break
             self._park(first, "idle")
         if self._hold is not None:
@@ -951,6 +976,7 @@ class DtlsLayer:
             self.events.append(SessionEnded(addr, old.identity, "replaced"))
         self._make_room()
         self._sessions[addr] = hs
+        self._idle_from(now)
         self.events.append(
             SessionEstablished(addr, hs.identity, hs.cipher, None if old is None else old.identity, resumed)
         )
@@ -989,6 +1015,7 @@ class DtlsLayer:
             del self._by_cid[s.cid]
         if s.conn is not _ENDED:
             s.conn = _ENDED
+            s.records = _ENDED
             self._released += self.handshake_cost
 
     def _session_for_sending(self, addr: Addr, now: float) -> _Session | None:
@@ -1013,6 +1040,12 @@ class DtlsLayer:
         return hs if hs.queue is not None else self._sessions.get(addr)
 
     # === leaving memory =========================================================================
+
+    def _idle_from(self, now: float) -> None:
+        """A session was heard from at ``now`` and added: the idle sweep is due by now + the idle
+        timeout at the latest (the sessions already there are due no later)."""
+        if self._idle_at is None:
+            self._idle_at = now + self.limits.idle_timeout
 
     def _make_room(self) -> None:
         while len(self._sessions) >= self.limits.max_sessions:
@@ -1081,6 +1114,7 @@ class DtlsLayer:
         s.room = _room(conn)
         self._make_room()
         self._sessions[addr] = s
+        self._idle_from(now)
         if p.role == "server" and conn.cid and conn.cid not in self._by_cid:
             s.cid = conn.cid
             self._by_cid[s.cid] = s
