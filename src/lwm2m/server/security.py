@@ -146,12 +146,10 @@ class SecurityPolicy:
         return await self.store.get(endpoint)
 
     async def _oscore_entry(self, info: SecurityInfo) -> SecurityInfo:
-        """An OSCORE entry to store: its identity unique, and, when the parameters stay those of
+        """An OSCORE entry to store (the store keeps its identity unique): when the parameters stay those of
         the stored entry, the stored sequence limit kept (a lower one would reuse nonces after a
         restart, RFC 8613 Appendix B.1.1)."""
         assert info.oscore is not None
-        if self.oscore is not None:
-            self.oscore.check(info)
         old = await self.store.get(info.endpoint)
         return dataclasses.replace(info, oscore=info.oscore.keeping(None if old is None else old.oscore))
 

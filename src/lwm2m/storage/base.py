@@ -732,12 +732,12 @@ class DtlsSessionStore(Protocol):
 
 
 class SecurityStore(Protocol):
-    """Security information by endpoint name, by PSK identity and by raw public key (each unique
-    across endpoints)."""
+    """Security information by endpoint name, by PSK identity, by raw public key and by OSCORE
+    identity (each unique across endpoints)."""
 
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
         """Store ``info`` for its endpoint; answer what it replaced. IdentityInUse when its PSK
-        identity or public key belongs to another endpoint."""
+        identity, public key or OSCORE identity belongs to another endpoint."""
         ...
 
     async def get(self, endpoint: str) -> SecurityInfo | None: ...
@@ -746,6 +746,11 @@ class SecurityStore(Protocol):
 
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         """The entry whose raw public key (DER SubjectPublicKeyInfo) is ``rpk``."""
+        ...
+
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        """The OSCORE entry whose identity (``OscoreSecrets.identity``: the device's Sender ID in
+        hex, after its ID Context and a colon when it has one) is ``identity``."""
         ...
 
     async def remove(self, endpoint: str) -> SecurityInfo | None: ...

@@ -284,12 +284,18 @@ def _first(item: tuple[float, _Row]) -> float:
 
 
 def _identity_key(info: SecurityInfo) -> tuple[str, str | bytes] | None:
-    """What a DTLS peer proves it holds, unique across endpoints: a PSK identity or a public key."""
+    """What a peer proves it holds, unique across endpoints: a PSK identity, a public key, or an
+    OSCORE identity (the device's Sender ID after its ID Context)."""
     if info.psk_identity is not None:
         return ("psk", info.psk_identity)
     if info.rpk is not None:
         return ("rpk", info.rpk)
+    if info.oscore is not None:
+        return ("oscore", info.oscore.identity)
     return None
+
+
+_WHAT = {"psk": "PSK identity", "rpk": "the public key", "oscore": "OSCORE identity"}
 
 
 class MemorySecurityStore:
@@ -302,7 +308,7 @@ class MemorySecurityStore:
         if key is not None:
             owner = self._by_identity.get(key)
             if owner is not None and owner != info.endpoint:
-                what = f"PSK identity {info.psk_identity!r}" if key[0] == "psk" else "the public key"
+                what = _WHAT[key[0]] + ("" if key[0] == "rpk" else f" {key[1]!r}")
                 raise IdentityInUse(f"{what} is in use by {owner!r}")
         old = self._by_endpoint.get(info.endpoint)
         old_key = None if old is None else _identity_key(old)
@@ -322,6 +328,10 @@ class MemorySecurityStore:
 
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         endpoint = self._by_identity.get(("rpk", rpk))
+        return None if endpoint is None else self._by_endpoint[endpoint]
+
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        endpoint = self._by_identity.get(("oscore", identity))
         return None if endpoint is None else self._by_endpoint[endpoint]
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:

@@ -307,13 +307,21 @@ def _first(item: tuple[float, bytes]) -> float:
 
 
 def _identity_index(info: SecurityInfo) -> str | None:
-    """The index key of what a DTLS peer proves it holds: its PSK identity or its public key
-    (by SHA-256, to keep the key name short)."""
+    """The index key of what a peer proves it holds: its PSK identity, its public key (by
+    SHA-256, to keep the key name short) or its OSCORE identity."""
     if info.psk_identity is not None:
         return index("psk", info.psk_identity)
     if info.rpk is not None:
         return index("rpk", hashlib.sha256(info.rpk).hexdigest())
+    if info.oscore is not None:
+        return index("osc", info.oscore.identity)
     return None
+
+
+def _what(info: SecurityInfo) -> str:
+    if info.oscore is not None:
+        return f"OSCORE identity {info.oscore.identity!r}"
+    return f"PSK identity {info.psk_identity!r}" if info.rpk is None else "the public key"
 
 
 def _security(data: Any) -> SecurityInfo:
@@ -322,7 +330,7 @@ def _security(data: Any) -> SecurityInfo:
 
 class RedisSecurityStore:
     """Entries under their endpoint (``sec:{ep}``, keys included: protect the Redis as the
-    keys), indexed by PSK identity, by public key and in name order."""
+    keys), indexed by PSK identity, by public key, by OSCORE identity and in name order."""
 
     def __init__(self, link: RedisLink) -> None:
         self.link = link
@@ -336,8 +344,7 @@ class RedisSecurityStore:
             if owner is not None and text(owner) != info.endpoint:
                 theirs = await c.get(key("sec", text(owner)))
                 if theirs is not None and _identity_index(_security(theirs)) == ident:
-                    what = f"PSK identity {info.psk_identity!r}" if info.rpk is None else "the public key"
-                    raise IdentityInUse(f"{what} is in use by {text(owner)!r}")
+                    raise IdentityInUse(f"{_what(info)} is in use by {text(owner)!r}")
             await c.set(ident, info.endpoint)
         await c.zadd(index("security"), {info.endpoint: 0})
         old_data = await c.set(
@@ -371,6 +378,10 @@ class RedisSecurityStore:
     @guarded
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         return await self._by_index(index("rpk", hashlib.sha256(rpk).hexdigest()))
+
+    @guarded
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        return await self._by_index(index("osc", identity))
 
     @guarded
     async def remove(self, endpoint: str) -> SecurityInfo | None:

@@ -63,7 +63,7 @@ from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
 from lwm2m.storage.requests import SqliteQueuedRequestStore
 from lwm2m.storage.webhooks import SqliteWebhookStore
 
-SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
+SCHEMA_VERSION = 3  # 2: security.rpk (raw public key entries); 3: security.oscore_id
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
 SQLITE_PAGE_CHUNK = 64
 # HistoryStore.add keeps rows back until flush() or until this many wait: one commit for them all.
@@ -113,7 +113,8 @@ CREATE TABLE IF NOT EXISTS security (
     endpoint TEXT PRIMARY KEY,
     psk_identity TEXT UNIQUE,       -- NULL for certificate, raw public key and nosec entries
     data BLOB NOT NULL,             -- SecurityInfo.to_dict(with_key=True) as JSON
-    rpk BLOB UNIQUE                 -- DER SubjectPublicKeyInfo of a raw public key entry (schema 2)
+    rpk BLOB UNIQUE,                -- DER SubjectPublicKeyInfo of a raw public key entry (schema 2)
+    oscore_id TEXT UNIQUE           -- OscoreSecrets.identity of an OSCORE entry (schema 3)
 );
 
 -- DTLS sessions saved at a clean stop and ticket keys: key material, like security. New tables
@@ -151,6 +152,26 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
         return  # a new database (the schema makes the table) or one already migrated
     conn.execute("ALTER TABLE security ADD COLUMN rpk BLOB")
     conn.execute("CREATE UNIQUE INDEX security_rpk ON security (rpk)")
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Schema 2 had no index of OSCORE identities: add its column (unique by an index, as above)
+    and fill it from the OSCORE entries already stored."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(security)")}
+    if not columns or "oscore_id" in columns:
+        return
+    conn.execute("ALTER TABLE security ADD COLUMN oscore_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX security_oscore_id ON security (oscore_id)")
+    for endpoint, data in conn.execute("SELECT endpoint, data FROM security").fetchall():
+        info = _security(data)
+        if info.oscore is not None:
+            conn.execute(
+                "UPDATE security SET oscore_id = ? WHERE endpoint = ?", (info.oscore.identity, endpoint)
+            )
+
+
+def _oscore_id(info: SecurityInfo) -> str | None:
+    return None if info.oscore is None else info.oscore.identity
 
 
 @contextmanager
@@ -566,11 +587,21 @@ class SqliteSecurityStore:
                     c.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (info.endpoint,))
                 )
                 c.execute(
-                    "INSERT INTO security (endpoint, psk_identity, rpk, data) VALUES (?, ?, ?, ?)",
-                    (info.endpoint, info.psk_identity, info.rpk, _json(info.to_dict(with_key=True))),
+                    "INSERT INTO security (endpoint, psk_identity, rpk, oscore_id, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        info.endpoint,
+                        info.psk_identity,
+                        info.rpk,
+                        _oscore_id(info),
+                        _json(info.to_dict(with_key=True)),
+                    ),
                 )
         except sqlite3.IntegrityError:
-            what = "the public key" if info.rpk is not None else f"PSK identity {info.psk_identity!r}"
+            if info.oscore is not None:
+                what = f"OSCORE identity {info.oscore.identity!r}"
+            else:
+                what = "the public key" if info.rpk is not None else f"PSK identity {info.psk_identity!r}"
             raise IdentityInUse(f"{what} is in use by another endpoint") from None
         return None if old is None else _security(old[0])
 
@@ -586,6 +617,10 @@ class SqliteSecurityStore:
 
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         row = self._conn.execute("SELECT data FROM security WHERE rpk = ?", (rpk,)).fetchone()
+        return None if row is None else _security(row[0])
+
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        row = self._conn.execute("SELECT data FROM security WHERE oscore_id = ?", (identity,)).fetchone()
         return None if row is None else _security(row[0])
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
@@ -732,6 +767,7 @@ class SqliteStore:
                 )
             with _transaction(conn):
                 _migrate_1_to_2(conn)
+                _migrate_2_to_3(conn)
                 for statement in (_SCHEMA + REQUESTS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)
