@@ -159,3 +159,31 @@ async def test_an_entry_put_at_one_node_serves_the_device_at_another(redis_url: 
             other = SecurityInfo("osc-other", oscore=SECRETS)
             with pytest.raises(ValueError, match="OSCORE identity '01' is in use"):
                 await b.security.put(other)
+
+
+async def test_two_nodes_holding_one_context_never_use_the_same_sequence_number() -> None:
+    # Each range reserved in the store in one step (RFC 8613 Appendix B.1.1): a REST put of the
+    # same parameters meanwhile neither lowers the stored limit nor hands a range out twice.
+    store = MemorySecurityStore()
+    await store.put(entry("osc-1"))
+    a, b = ServerOscore(store, step=8), ServerOscore(store, step=8)
+    a.load(await store.all())
+    b.load(await store.all())
+    used: dict[str, list[int]] = {"a": [], "b": []}
+    for _ in range(40):
+        for name, node in (("a", a), ("b", b)):
+            ctx = node.context("osc-1")
+            assert ctx is not None
+            for _ in range(3):
+                try:
+                    used[name].append(ctx.sequence.take())
+                except Exception:
+                    break  # the next range is not stored yet
+        await store.put(entry("osc-1"))  # an operator's update at the same moment
+        await asyncio.sleep(0)
+    assert len(used["a"]) > 40 and len(used["b"]) > 40
+    assert not set(used["a"]) & set(used["b"])
+    stored = (await store.get("osc-1")).oscore.sequence  # type: ignore[union-attr]
+    assert stored > max(used["a"] + used["b"])
+    a.close()
+    b.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Iterator
@@ -214,3 +215,36 @@ async def test_a_schema_2_database_indexes_its_oscore_entries(tmp_path: FsPath) 
         assert await store.security.get_by_oscore("01") == entry
         with pytest.raises(ValueError, match="in use"):
             await store.security.put(SecurityInfo("osc-2", oscore=OscoreSecrets(KEY, b"\x01", b"\x03")))
+
+
+async def test_sequence_ranges_are_reserved_atomically(store: AnyStore) -> None:
+    # RFC 8613 Appendix B.1.1 with several holders of one context: each range its own, and a put
+    # of the same parameters at the same moment never lowers the stored limit.
+    security = store.security
+    oscore = OscoreSecrets(KEY, b"\x01", b"\x02", b"salt", id_context=b"\xab")
+    await security.put(SecurityInfo("osc-1", oscore=oscore))
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 0, 100) == 0
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 0, 100) == 100  # another holder
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 1000, 100) == 1000
+    got = await security.get("osc-1")
+    assert got is not None and got.oscore is not None and got.oscore.sequence == 1100
+    assert got == SecurityInfo("osc-1", oscore=dataclasses.replace(oscore, sequence=1100))
+    starts = await asyncio.gather(
+        *(security.reserve_oscore_sequence("osc-1", oscore, 0, 10) for _ in range(20)),
+        *(security.put(SecurityInfo("osc-1", oscore=oscore)) for _ in range(5)),
+    )
+    assert sorted(starts[:20]) == list(range(1100, 1300, 10))  # type: ignore[type-var]
+    assert (await security.get("osc-1")).oscore.sequence == 1300  # type: ignore[union-attr]
+    # The highest limit there is, never passed.
+    assert await security.reserve_oscore_sequence("osc-1", oscore, (1 << 40) - 5, 100) == (1 << 40) - 5
+    assert (await security.get("osc-1")).oscore.sequence == (1 << 40) - 1  # type: ignore[union-attr]
+    # Other parameters: a new context, its own limit; the old one's holders get nothing.
+    other = dataclasses.replace(oscore, master_secret=b"another secret")
+    await security.put(SecurityInfo("osc-1", oscore=other))
+    assert (await security.get("osc-1")).oscore.sequence == 0  # type: ignore[union-attr]
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 0, 10) is None
+    assert await security.reserve_oscore_sequence("osc-1", other, 0, 10) == 0
+    await security.put(SecurityInfo("osc-1", "id-1", KEY))
+    assert await security.reserve_oscore_sequence("osc-1", other, 0, 10) is None
+    assert await security.reserve_oscore_sequence("nobody", other, 0, 10) is None
+    assert await security.get("osc-1") == SecurityInfo("osc-1", "id-1", KEY)

@@ -3,7 +3,9 @@
 
 The entry holds the parameters as the device holds them (its Sender ID is our Recipient ID);
 the context is built the other way round. Its sender sequence numbers are stored in ranges in
-the security entry (``OscoreSecrets.sequence``, Appendix B.1.1), so a restart of the server,
+the security entry (``OscoreSecrets.sequence``, Appendix B.1.1), each range reserved in one
+atomic step of the store (``reserve_oscore_sequence``: no REST update at the same moment loses
+or lowers it, and nodes holding the same context get ranges of their own), so a restart of the server,
 which starts each context at the stored limit, never reuses a nonce; its replay window is
 not stored: after a restart the first request of each device gets the 4.01 Echo challenge
 (Appendix B.1.2) and the window starts at the request that answers it.
@@ -25,7 +27,6 @@ Interface checks against the endpoint's entry (``server/security.py``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable
 from typing import Any
@@ -38,7 +39,7 @@ from lwm2m.coap.oscore import (
     OscoreRequestReceived,
     SenderSequence,
 )
-from lwm2m.storage.base import SecurityInfo, SecurityStore
+from lwm2m.storage.base import MAX_OSCORE_SEQUENCE, OscoreSecrets, SecurityInfo, SecurityStore
 from lwm2m.transport.dtls.config import PeerIdentity
 
 log = logging.getLogger(__name__)
@@ -218,14 +219,16 @@ class ServerOscore:
             id_context=secrets.id_context,
         )
         endpoint = info.endpoint
+        made: list[OscoreContext] = []
 
         def reserve(limit: int) -> bool:
-            self._spawn(self._store_limit(endpoint, limit))
+            self._spawn(self._reserve(endpoint, made[0]))
             return False
 
         sequence = SenderSequence(secrets.sequence, reserve=reserve, step=self._step)
         window = OscoreReplayWindow(config.replay_window, initialized=not restored)
         ctx = OscoreContext(config, sequence=sequence, window=window)
+        made.append(ctx)
         self.remove(endpoint)
         self._contexts[endpoint] = ctx
         self._endpoints[id(ctx)] = endpoint
@@ -233,20 +236,26 @@ class ServerOscore:
         self.layer.add(ctx)
         sequence.prepare()  # the first range is stored before the first number is needed
 
-    async def _store_limit(self, endpoint: str, limit: int) -> None:
-        ctx = self._contexts.get(endpoint)
+    async def _reserve(self, endpoint: str, ctx: OscoreContext) -> None:
+        """The next range of sender sequence numbers, reserved in the store in one atomic step
+        (``SecurityStore.reserve_oscore_sequence``): a REST update at the same moment neither
+        loses it nor lowers it, and another node holding the same context gets other numbers."""
+        sequence = ctx.sequence
+        above = max(sequence.limit, sequence.next)
         try:
-            info = await self.store.get(endpoint)
-            if info is not None and info.oscore is not None and ctx is self._contexts.get(endpoint):
-                oscore = dataclasses.replace(info.oscore, sequence=max(limit, info.oscore.sequence))
-                await self.store.put(dataclasses.replace(info, oscore=oscore))
+            start = await self.store.reserve_oscore_sequence(endpoint, _secrets_of(ctx), above, self._step)
         except Exception:
             log.exception("storing the OSCORE sequence numbers of %r failed", endpoint)
-            if ctx is not None:
-                ctx.sequence.reserved(None)
+            sequence.reserved(None)
             return
-        if ctx is not None:
-            ctx.sequence.reserved(limit)
+        if start is None:
+            # The entry went, or derives another context now: this one is not to be used.
+            log.info("OSCORE context of %r dropped: its entry is gone or changed", endpoint)
+            if self._contexts.get(endpoint) is ctx:
+                self.remove(endpoint)
+            sequence.reserved(None)
+            return
+        sequence.reserved(min(start + self._step, MAX_OSCORE_SEQUENCE), start=start)
 
     def _spawn(self, coro: Any) -> None:
         try:
@@ -275,6 +284,12 @@ def _same(context: OscoreContext, info: SecurityInfo) -> bool:
         secrets.recipient_id,
         secrets.id_context,
     )
+
+
+def _secrets_of(context: OscoreContext) -> OscoreSecrets:
+    """The entry's parameters of ``context`` (the device's IDs: ours swapped)."""
+    c = context.config
+    return OscoreSecrets(c.master_secret, c.recipient_id, c.sender_id, c.master_salt, c.id_context)
 
 
 def _now() -> float:

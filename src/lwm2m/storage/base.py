@@ -187,6 +187,16 @@ def _hex_field(data: Mapping[str, Any], name: str, *, required: bool = False) ->
         raise ConfigError(f"oscore.{name}: not a string of hexadecimal digits") from None
 
 
+MAX_OSCORE_SEQUENCE = (1 << 40) - 1  # the highest stored limit (a Partial IV has 5 bytes)
+
+
+def reserve_range(stored: int, above: int, count: int) -> tuple[int, int]:
+    """The numbers a reservation hands out (``SecurityStore.reserve_oscore_sequence``): from
+    ``max(stored, above)``, ``count`` of them, the limit capped; (start, new stored limit)."""
+    start = max(stored, above)
+    return start, min(max(start + count, stored), MAX_OSCORE_SEQUENCE)
+
+
 @dataclass(frozen=True, slots=True)
 class OscoreSecrets:
     """An endpoint's OSCORE input parameters (RFC 8613 §3.2) as the device holds them (object
@@ -238,6 +248,21 @@ class OscoreSecrets:
             self.master_salt,
             self.id_context,
             old.sequence,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """The parameters that derive the context, as one string (a store compares it with the
+        stored entry's in one step): hex fields joined by ``|``, ``-`` for no ID Context."""
+        ctx = "-" if self.id_context is None else self.id_context.hex()
+        return "|".join(
+            (
+                self.master_secret.hex(),
+                self.master_salt.hex(),
+                self.sender_id.hex(),
+                self.recipient_id.hex(),
+                ctx,
+            )
         )
 
     @property
@@ -737,7 +762,9 @@ class SecurityStore(Protocol):
 
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
         """Store ``info`` for its endpoint; answer what it replaced. IdentityInUse when its PSK
-        identity, public key or OSCORE identity belongs to another endpoint."""
+        identity, public key or OSCORE identity belongs to another endpoint. An OSCORE entry that
+        derives the context the stored one derives keeps the higher stored sequence limit, in the
+        same atomic step (a lower one would reuse nonces, RFC 8613 Appendix B.1.1)."""
         ...
 
     async def get(self, endpoint: str) -> SecurityInfo | None: ...
@@ -751,6 +778,17 @@ class SecurityStore(Protocol):
     async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
         """The OSCORE entry whose identity (``OscoreSecrets.identity``: the device's Sender ID in
         hex, after its ID Context and a colon when it has one) is ``identity``."""
+        ...
+
+    async def reserve_oscore_sequence(
+        self, endpoint: str, oscore: OscoreSecrets, above: int, count: int
+    ) -> int | None:
+        """Reserve ``count`` sender sequence numbers of the endpoint's OSCORE context (RFC 8613
+        Appendix B.1.1) in one atomic step: when its entry derives the context of ``oscore``
+        (``same_context``), ``start = max(stored limit, above)``, the stored limit raised to
+        ``start + count`` (at most ``MAX_OSCORE_SEQUENCE``), and ``start`` answered; None when the
+        entry is gone or derives another context now. Holders of one context (the nodes of a
+        cluster) never get the same numbers; nothing else of the entry changes."""
         ...
 
     async def remove(self, endpoint: str) -> SecurityInfo | None: ...

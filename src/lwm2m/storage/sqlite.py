@@ -23,6 +23,7 @@ One connection serves the three stores; use it from one thread at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -41,6 +42,7 @@ from lwm2m.storage.base import (
     HistoryEntry,
     HistoryRetention,
     Observation,
+    OscoreSecrets,
     RegistrationPage,
     Row,
     SavedDtlsSession,
@@ -54,6 +56,7 @@ from lwm2m.storage.base import (
     prefix_upper,
     record_from_row,
     record_row,
+    reserve_range,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 from lwm2m.storage.campaigns import SqliteCampaignStore
@@ -586,6 +589,8 @@ class SqliteSecurityStore:
                 old = _one(
                     c.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (info.endpoint,))
                 )
+                if info.oscore is not None and old is not None:
+                    info = dataclasses.replace(info, oscore=info.oscore.keeping(_security(old[0]).oscore))
                 c.execute(
                     "INSERT INTO security (endpoint, psk_identity, rpk, oscore_id, data)"
                     " VALUES (?, ?, ?, ?, ?)",
@@ -622,6 +627,23 @@ class SqliteSecurityStore:
     async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
         row = self._conn.execute("SELECT data FROM security WHERE oscore_id = ?", (identity,)).fetchone()
         return None if row is None else _security(row[0])
+
+    async def reserve_oscore_sequence(
+        self, endpoint: str, oscore: OscoreSecrets, above: int, count: int
+    ) -> int | None:
+        # In one IMMEDIATE transaction: no other process writes the entry in between.
+        with _transaction(self._conn) as c:
+            row = c.execute("SELECT data FROM security WHERE endpoint = ?", (endpoint,)).fetchone()
+            info = None if row is None else _security(row[0])
+            if info is None or info.oscore is None or not info.oscore.same_context(oscore):
+                return None
+            start, limit = reserve_range(info.oscore.sequence, above, count)
+            info = dataclasses.replace(info, oscore=dataclasses.replace(info.oscore, sequence=limit))
+            c.execute(
+                "UPDATE security SET data = ? WHERE endpoint = ?",
+                (_json(info.to_dict(with_key=True)), endpoint),
+            )
+        return start
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
         row = _one(self._conn.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (endpoint,)))
