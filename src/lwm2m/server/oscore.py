@@ -31,15 +31,19 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
 from lwm2m.coap.oscore import (
     OscoreConfig,
     OscoreContext,
     OscoreLayer,
     OscoreReplayWindow,
     OscoreRequestReceived,
+    PendingRequest,
+    RequestBinding,
     SenderSequence,
 )
-from lwm2m.storage.base import MAX_OSCORE_SEQUENCE, OscoreSecrets, SecurityInfo, SecurityStore
+from lwm2m.storage.base import MAX_OSCORE_SEQUENCE, Observation, OscoreSecrets, SecurityInfo, SecurityStore
 from lwm2m.transport.dtls.config import PeerIdentity
 
 log = logging.getLogger(__name__)
@@ -191,6 +195,30 @@ class ServerOscore:
 
     def context(self, endpoint: str) -> OscoreContext | None:
         return self._contexts.get(endpoint)
+
+    async def resume(self, record: Observation) -> None:
+        """A stored observation made over OSCORE, taken up after a restart (or by another node):
+        its notifications verified against its request's binding again (RFC 8613 §8.4), with
+        the endpoint's context (read from the store if this server holds none yet). Their
+        order starts afresh: the Partial IV of the latest one accepted is not stored (§7.4.1)."""
+        stored = record.oscore
+        if stored is None:
+            return
+        endpoint = record.endpoint
+        if endpoint not in self._contexts:
+            try:
+                info = await self.store.get(endpoint)
+            except Exception:
+                log.exception("reading the security entry of %r failed", endpoint)
+                info = None
+            if info is not None and info.oscore is not None and endpoint not in self._contexts:
+                self._add(info, restored=True)
+        ctx = self._contexts.get(endpoint)
+        if ctx is None or ctx.sender_id != stored.kid:
+            log.info("observation %s of %r not verifiable: no OSCORE context", record.token.hex(), endpoint)
+            return
+        binding = RequestBinding(stored.kid, stored.piv, Code.FETCH, True, stored.kid_context)
+        self.layer.track(record.token, PendingRequest(ctx, binding, Message(Type.CON, Code.FETCH)))
 
     @staticmethod
     def identity(event: Any) -> PeerIdentity | None:

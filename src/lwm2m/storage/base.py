@@ -44,6 +44,28 @@ SOURCES: tuple[Source, ...] = ("notify", "send")
 
 
 @dataclass(frozen=True, slots=True)
+class ObservationBinding:
+    """What the notifications of an observation made over OSCORE are verified against (RFC 8613
+    §8.4, §4.1.3.5): the kid, Partial IV and kid context of its request (the server's own), kept
+    with the observation so that a restarted server verifies them still."""
+
+    kid: bytes
+    piv: bytes
+    kid_context: bytes | None = None
+
+    def to_list(self) -> list[str | None]:
+        ctx = None if self.kid_context is None else self.kid_context.hex()
+        return [self.kid.hex(), self.piv.hex(), ctx]
+
+    @classmethod
+    def from_list(cls, data: Any) -> ObservationBinding | None:
+        if data is None:
+            return None
+        kid, piv, ctx = data
+        return cls(bytes.fromhex(kid), bytes.fromhex(piv), None if ctx is None else bytes.fromhex(ctx))
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """An Observe (or Observe-Composite) the server holds with a client, keyed by its CoAP token."""
 
@@ -55,6 +77,7 @@ class Observation:
     content_format: int | None = None
     attributes: Attributes | None = None  # given with the Observe (LwM2M 1.2 §6.4.1), if any
     created_at: float = 0.0
+    oscore: ObservationBinding | None = None  # made over OSCORE: its request's binding
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -76,6 +99,7 @@ class Observation:
             "content_format": self.content_format,
             "attributes": None if self.attributes is None else self.attributes.to_query(),
             "created_at": self.created_at,
+            "oscore": None if self.oscore is None else self.oscore.to_list(),
         }
 
     @classmethod
@@ -90,6 +114,7 @@ class Observation:
             content_format=data.get("content_format"),
             attributes=None if attrs is None else AttributeChange.parse_query(attrs).set,
             created_at=float(data.get("created_at", 0.0)),
+            oscore=ObservationBinding.from_list(data.get("oscore")),
         )
 
 

@@ -62,7 +62,7 @@ from lwm2m.transport.reader import bind_udp
 from lwm2m.transport.tap import MessageSink
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
-    from lwm2m.coap.oscore import OscoreLayer
+    from lwm2m.coap.oscore import OscoreLayer, RequestBinding
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ class CoapObservation:
     def __init__(self, owner: _Owner, token: bytes) -> None:
         self._owner = owner
         self.token = token
+        # Registered OSCORE-protected: its request's binding, which the notifications are
+        # verified against (RFC 8613 §8.4); the server stores it with the observation.
+        self.oscore: RequestBinding | None = None
         self._items: deque[Message | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
@@ -479,6 +482,9 @@ class CoapUdpEndpoint:
         now = self._driver.now()
         token = self._send_request(message, addr, now)
         obs = CoapObservation(self, token)
+        if self.oscore is not None:
+            pending = self.oscore.pending.get(token)
+            obs.oscore = None if pending is None else pending.binding
         self._observations[token] = obs
         self._driver.flush(now)
         return obs
