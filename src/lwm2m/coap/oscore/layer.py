@@ -10,7 +10,8 @@ The transport runs the messages of its endpoint's application side through it:
 - the answer to such a request is protected with the same context (``protect_response``); an
   accepted Observe registration keeps its binding, so that every notification on that relation
   is protected with a Partial IV of its own (§4.1.3.5.2), until the relation ends;
-- a request whose context the layer lacks, or that does not verify with the one it holds, is
+- a request whose context the layer lacks, or that does not verify with the one it holds (or
+  seems a replay to it), is
   looked up by its ``directory`` (a server's security store) when one is set: the layer answers
   ``OscoreLookup`` and the transport tries the request again once the look-up is done (the
   context may have been added or replaced meanwhile); each verified request is reported to the
@@ -181,9 +182,11 @@ class OscoreLayer:
                 and directory is not None
                 and option is not None
                 and option.kid is not None
-                and isinstance(exc, (OscoreContextNotFound, OscoreDecryptFailed))
+                and isinstance(exc, (OscoreContextNotFound, OscoreDecryptFailed, OscoreReplay))
             ):
-                # Another node (or a tool on the store) may have added or changed the entry.
+                # Another node (or a tool on the store) may have added or changed the entry (a
+                # device with new parameters starts its sequence numbers afresh: a "replay" of
+                # the old context's window).
                 done = directory.lookup(option.kid, option.kid_context, now)
                 if done is not None:
                     return OscoreLookup(done)
