@@ -187,3 +187,25 @@ async def test_two_nodes_holding_one_context_never_use_the_same_sequence_number(
     assert stored > max(used["a"] + used["b"])
     a.close()
     b.close()
+
+
+async def test_a_request_without_the_id_context_drops_no_context_that_has_one() -> None:
+    # RFC 8613 §6.1: a request may leave the ID Context out; its look-up under the kid alone
+    # finds nothing, which says nothing of the entry under the ID Context.
+    store = CountingStore()
+    info = entry("osc-ctx", dataclasses.replace(SECRETS, id_context=b"\xab"))
+    await store.put(info)
+    oscore = ServerOscore(store)
+    oscore.load([info])
+    await oscore.lookup(CLIENT.sender_id, None, 0.0)  # type: ignore[misc]
+    assert store.reads == ["01"] and oscore.context("osc-ctx") is not None
+    # A store that fails: nothing dropped, not asked again at once.
+    await store.remove("osc-ctx")
+
+    async def down(identity: str) -> SecurityInfo | None:
+        raise ConnectionError("store away")
+
+    store.get_by_oscore = down  # type: ignore[method-assign]
+    await oscore.lookup(CLIENT.sender_id, b"\xab", 0.0)  # type: ignore[misc]
+    assert oscore.context("osc-ctx") is not None and oscore.lookup(CLIENT.sender_id, b"\xab", 1.0) is None
+    oscore.close()

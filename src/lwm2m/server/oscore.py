@@ -5,8 +5,8 @@ The entry holds the parameters as the device holds them (its Sender ID is our Re
 the context is built the other way round. Its sender sequence numbers are stored in ranges in
 the security entry (``OscoreSecrets.sequence``, Appendix B.1.1), each range reserved in one
 atomic step of the store (``reserve_oscore_sequence``: no REST update at the same moment loses
-or lowers it, and nodes holding the same context get ranges of their own), so a restart of the server,
-which starts each context at the stored limit, never reuses a nonce; its replay window is
+or lowers it, and nodes holding the same context get ranges of their own), so a restart of
+the server, which starts each context at the stored limit, never reuses a nonce; its replay window is
 not stored: after a restart the first request of each device gets the 4.01 Echo challenge
 (Appendix B.1.2) and the window starts at the request that answers it.
 
@@ -77,7 +77,7 @@ class ServerOscore:
         self._refreshing: set[str] = set()  # endpoints whose entries are being read again
         self._misses: dict[str, float] = {}  # OSCORE identity -> when it was not found, oldest first
         self._tasks: set[asyncio.Task[None]] = set()
-        self.lookups = 0  # store look-ups made for requests (``/metrics``-style counters)
+        self.lookups = 0  # store look-ups made for requests so far
 
     def load(self, infos: list[SecurityInfo]) -> None:
         """The entries of the store at start: their contexts, replay windows unknown (B.1.2)."""
@@ -135,9 +135,14 @@ class ServerOscore:
             info = await self.store.get_by_oscore(identity)
         except Exception:
             log.exception("looking up OSCORE identity %s failed", identity)
-            info = None
+            self._missed(identity, now)  # not asked again at once; what is held stays
+            return
         found = self.layer.find(kid, kid_context)
-        held = None if found is None else self._endpoints.get(id(found))
+        # Only the context of that very identity: one found by its kid alone (a request may leave
+        # out the ID Context, RFC 8613 §6.1) has another, which this look-up says nothing of.
+        held = None
+        if found is not None and _identity(found.recipient_id, found.id_context) == identity:
+            held = self._endpoints.get(id(found))
         if info is None or info.oscore is None:
             if held is not None:
                 self.remove(held)  # the entry went elsewhere
@@ -230,7 +235,7 @@ class ServerOscore:
         return PeerIdentity("oscore", kid if ctx.id_context is None else f"{ctx.id_context.hex()}:{kid}")
 
     def close(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._lookups.values()]:
             task.cancel()
         self.layer.close()
 
