@@ -8,7 +8,10 @@ outstanding. Rows:
 - ``plain+layer``: the same GETs to an endpoint that has an OSCORE layer (its cost to plain
   traffic);
 - ``oscore``: OSCORE-protected GETs (outer POST, a fresh Partial IV each) to that endpoint,
-  each verified, routed, answered and the answer protected (AES-CCM-16-64-128).
+  each verified, routed, answered and the answer protected (AES-CCM-16-64-128);
+- ``oscore+store``: the same, the layer being a server's (``lwm2m.server.oscore``: its
+  contexts from a security store, each verified request reported to it, which reads the entry
+  again at most every 10 s).
 
 The generator protects its requests before the clock starts (``--requests`` of them; the
 Message ID and token live outside the AEAD and are filled in as it sends), so it costs the
@@ -146,7 +149,7 @@ def generate(port: int, seconds: float, warmup: float, inflight: int, protected:
 
 
 @contextlib.asynccontextmanager
-async def server(port: int, with_layer: bool) -> AsyncIterator[None]:
+async def server(port: int, with_layer: bool, with_store: bool = False) -> AsyncIterator[None]:
     from lwm2m.coap.events import RequestReceived
     from lwm2m.coap.message import Message
     from lwm2m.coap.numbers import Code, OptionNumber, Type
@@ -161,7 +164,20 @@ async def server(port: int, with_layer: bool) -> AsyncIterator[None]:
         return content if event.message.options == resource else not_found
 
     layer = None
-    if with_layer:
+    if with_store:
+        from lwm2m.server.oscore import ServerOscore
+        from lwm2m.storage.base import OscoreSecrets, SecurityInfo
+        from lwm2m.storage.memory import MemorySecurityStore
+
+        c = _client_config()
+        secrets = OscoreSecrets(c.master_secret, c.sender_id, c.recipient_id, c.master_salt, c.id_context)
+        info = SecurityInfo("bench", oscore=secrets)
+        store = MemorySecurityStore()
+        await store.put(info)
+        contexts = ServerOscore(store)
+        contexts.put(info, None)
+        layer = contexts.layer
+    elif with_layer:
         layer = OscoreLayer()
         layer.add(OscoreContext(_client_config().peer()))
     async with open_udp_endpoint(HOST, port, handler=handler, oscore=layer):
@@ -172,6 +188,7 @@ ROWS: dict[str, tuple[Callable[[int], AbstractAsyncContextManager[None]], bool]]
     "plain": (lambda port: server(port, False), False),
     "plain+layer": (lambda port: server(port, True), False),
     "oscore": (lambda port: server(port, True), True),
+    "oscore+store": (lambda port: server(port, True, True), True),
 }
 
 
@@ -270,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if rates.get("plain"):
             print(f"  oscore/plain       {rates['oscore'] / rates['plain']:6.2f}")
             print(f"  plain+layer/plain  {rates['plain+layer'] / rates['plain']:6.2f}")
+            print(f"  oscore+store/oscore {rates['oscore+store'] / rates['oscore']:6.2f}")
     return 0
 
 

@@ -157,6 +157,44 @@ async def test_simulate_over_dtls_gives_the_server_a_key_per_device_through_its_
                 await proc.wait()
 
 
+async def test_simulate_over_oscore_gives_the_server_a_context_per_device_through_its_api() -> None:
+    async with (
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
+        served(create_app(server, api_token="sim-token")) as base,
+    ):
+        proc = await _simulate(
+            "--server",
+            server.uri,
+            "--oscore",
+            "--api",
+            base,
+            "--count",
+            "4",
+            "--prefix",
+            "osc",
+            env={"LWM2M_API_TOKEN": "sim-token"},
+        )
+        assert proc.stdout is not None
+        seen: list[str] = []
+        try:
+            line = await line_with(proc.stdout, f"gave {base}/api/security/clients", seen, timeout=15)
+            assert "4 OSCORE contexts" in line, line
+            await line_with(proc.stdout, "registered 4/4 in", seen, timeout=15)
+            assert "OSCORE with a context each" in seen[0], seen
+            stored = await server.security.all()
+            assert [(s.endpoint, s.mode) for s in stored] == [(f"osc-{i:05d}", "oscore") for i in range(4)]
+            answer = await server.read("osc-00001", "/3/0/0", timeout=5)
+            assert answer.code == Code.CONTENT
+            out = await _interrupt(proc, seen)
+            assert "stopped 4 devices" in out and await server.registrations() == []
+            for info in stored:  # secrets never shown
+                assert info.oscore is not None and info.oscore.master_secret.hex() not in out
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
 async def test_simulate_bootstraps_with_configurations_and_keys_written_into_data(tmp_path: Path) -> None:
     """Plain-CoAP bootstrap, DTLS to the LwM2M server: the command writes each device's
     configuration and server PSK into the database the servers read (``--data``)."""
@@ -228,6 +266,12 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
         ),
         (["--security", "psk", "--bootstrap", "coap://127.0.0.1:5"], "--security psk with --bootstrap"),
         (["--security", "tls"], "--security tls: expected one of nosec, psk"),
+        (["--oscore", "--security", "psk"], "--oscore: give it or --security psk, not both"),
+        (
+            ["--oscore", "--server", "coaps://127.0.0.1:5"],
+            "--server coaps://127.0.0.1:5: --oscore needs a coap://",
+        ),
+        (["--oscore", "--bootstrap", "coap://127.0.0.1:5"], "--oscore with --bootstrap coap://127.0.0.1:5"),
         (["--bootstrap", "udp://127.0.0.1:5"], "--bootstrap udp://127.0.0.1:5"),
         (["--api", "http://127.0.0.1:9"], "--api http://127.0.0.1:9: nothing to give it"),
         (

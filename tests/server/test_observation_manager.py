@@ -35,6 +35,7 @@ class Relation:
         self.token = token
         self.items: asyncio.Queue[Message | None] = asyncio.Queue()
         self.cancelled = False
+        self.oscore = None  # not made over OSCORE (CoapObservation.oscore)
 
     async def next(self, timeout: float | None = None) -> Message:
         item = await self.items.get()

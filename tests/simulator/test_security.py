@@ -194,3 +194,69 @@ def test_bad_security_options_name_the_value(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Fleet(server, FleetConfig(count=1, **options))
+
+
+async def test_an_oscore_fleet_registers_with_contexts_given_through_the_rest_api() -> None:
+    async with (
+        Server(ServerConfig(host="127.0.0.1", port=0)) as server,
+        served(create_app(server, api_token=TOKEN)) as base,
+    ):
+        fleet = Fleet(server.uri, FleetConfig(**fleet_options(count=5, prefix="osc", security="oscore")))
+        entries = fleet.oscore_entries()
+        assert [e.endpoint for e in entries] == [f"osc-{i:05d}" for i in range(5)]
+        secrets = [e.oscore for e in entries]
+        assert all(s is not None and s.id_context == b"osc" for s in secrets)
+        assert len({s.master_secret for s in secrets if s is not None}) == 5  # one context each
+        assert [s.sender_id for s in secrets if s is not None] == [
+            b"\x00",
+            b"\x01",
+            b"\x02",
+            b"\x03",
+            b"\x04",
+        ]
+        done = await provision_api(fleet, JsonApi(base, TOKEN))
+        assert done.oscore_contexts == 5 and "5 OSCORE contexts" in done.describe()
+        stored = await server.security.get("osc-00003")
+        assert stored is not None and stored.oscore is not None
+        assert stored.oscore.same_context(entries[3].oscore)  # type: ignore[arg-type]
+        async with fleet:
+            await fleet.wait_registered(timeout=10)
+            assert fleet.stats().errors == 0
+            answer = await server.read("osc-00002", "/3/0/0", timeout=5)
+            assert answer.code == Code.CONTENT and answer.records[0].value
+            # Protected: the server answered the device with the device's own context.
+            ctx = server.security.oscore.context("osc-00002")  # type: ignore[union-attr]
+            assert ctx is not None and ctx.recipient_id == b"\x02" and ctx.id_context == b"osc"
+
+
+async def test_an_oscore_fleet_written_into_the_store_of_a_running_server_registers() -> None:
+    # The running server finds each device's entry by its OSCORE identity on its first request.
+    store = MemoryStore.create()
+    async with Server(ServerConfig(host="127.0.0.1", port=0), store) as server:
+        fleet = Fleet(server.uri, FleetConfig(**fleet_options(count=3, security="oscore")))
+        done = await provision_stores(fleet, store)
+        assert done.oscore_contexts == 3
+        async with fleet:
+            await fleet.wait_registered(timeout=10)
+            assert sorted(r.endpoint for r in await server.registrations()) == fleet.endpoint_names()
+        # A new run, a new secret: the entries are replaced, and the devices register again.
+        again = Fleet(server.uri, FleetConfig(**fleet_options(count=3, security="oscore")))
+        await provision_stores(again, store)
+        async with again:
+            await again.wait_registered(timeout=10)
+            assert again.stats().errors == 0
+
+
+@pytest.mark.parametrize(
+    ("server", "options", "message"),
+    [
+        ("coaps://127.0.0.1:5999", {"security": "oscore"}, "coaps:// needs security .psk."),
+        ("coap+tcp://127.0.0.1:5999", {"security": "oscore"}, "must be coap://"),
+        ("coap://127.0.0.1:5999", {"security": "oscore", "bootstrap": "coap://127.0.0.1:5"}, "bootstraps"),
+        ("coap://127.0.0.1:5999", {"security": "oscore", "prefix": "p" * 65}, "at most 64"),
+        ("coap://127.0.0.1:5999", {"security": "oscore", "oscore_secret": b""}, "oscore_secret"),
+    ],
+)
+def test_bad_oscore_options_name_the_value(server: str, options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Fleet(server, FleetConfig(count=1, **options))

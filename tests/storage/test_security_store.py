@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path as FsPath
 
@@ -166,3 +168,83 @@ def test_oscore_values_never_show_the_secret() -> None:
         SecurityInfo("osc-1", "id", KEY, oscore=info.oscore)
     with pytest.raises(ValueError, match=r"oscore\.senderId"):
         SecurityInfo.from_dict({"endpoint": "e", "oscore": {"masterSecret": "00", "recipientId": "01"}})
+
+
+async def test_oscore_entries_are_found_by_their_identity(store: AnyStore) -> None:
+    # The identity is the device's Sender ID (its requests' kid), after its ID Context if any.
+    security = store.security
+    plain = OscoreSecrets(KEY, b"\x01", b"\x02")
+    with_context = OscoreSecrets(KEY, b"\x01", b"\x02", id_context=b"\xab")
+    await security.put(SecurityInfo("osc-1", oscore=plain))
+    await security.put(SecurityInfo("osc-2", oscore=with_context))
+    await security.put(SecurityInfo("dev-1", "01", KEY))  # a PSK identity spelt alike: another index
+    assert (await security.get_by_oscore("01")).endpoint == "osc-1"  # type: ignore[union-attr]
+    assert (await security.get_by_oscore("ab:01")).endpoint == "osc-2"  # type: ignore[union-attr]
+    assert await security.get_by_oscore("02") is None and await security.get_by_oscore("cd:01") is None
+    with pytest.raises(ValueError, match="OSCORE identity '01' is in use"):
+        await security.put(SecurityInfo("osc-3", oscore=OscoreSecrets(b"other", b"\x01", b"\x03")))
+    # A new Sender ID frees the old identity; a removed entry stands for nobody.
+    await security.put(SecurityInfo("osc-1", oscore=OscoreSecrets(KEY, b"\x05", b"\x02")))
+    assert await security.get_by_oscore("01") is None
+    assert (await security.get_by_oscore("05")).endpoint == "osc-1"  # type: ignore[union-attr]
+    await security.put(SecurityInfo("osc-3", oscore=OscoreSecrets(b"other", b"\x01", b"\x03")))
+    assert (await security.get_by_oscore("01")).endpoint == "osc-3"  # type: ignore[union-attr]
+    await security.put(SecurityInfo("osc-3", "id-3", KEY))  # another mode: no OSCORE identity
+    assert await security.get_by_oscore("01") is None
+    await security.remove("osc-2")
+    assert await security.get_by_oscore("ab:01") is None
+
+
+async def test_a_schema_2_database_indexes_its_oscore_entries(tmp_path: FsPath) -> None:
+    import sqlite3
+
+    path = tmp_path / "lwm2m.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE security (endpoint TEXT PRIMARY KEY, psk_identity TEXT UNIQUE, data BLOB NOT NULL,"
+        " rpk BLOB UNIQUE); PRAGMA user_version=2;"
+    )
+    entry = SecurityInfo("osc-1", oscore=OscoreSecrets(KEY, b"\x01", b"\x02", sequence=1024))
+    old.execute(
+        "INSERT INTO security VALUES ('osc-1', NULL, ?, NULL)",
+        (json.dumps(entry.to_dict(with_key=True)).encode(),),
+    )
+    old.commit()
+    old.close()
+    with SqliteStore(path) as store:
+        assert await store.security.get_by_oscore("01") == entry
+        with pytest.raises(ValueError, match="in use"):
+            await store.security.put(SecurityInfo("osc-2", oscore=OscoreSecrets(KEY, b"\x01", b"\x03")))
+
+
+async def test_sequence_ranges_are_reserved_atomically(store: AnyStore) -> None:
+    # RFC 8613 Appendix B.1.1 with several holders of one context: each range its own, and a put
+    # of the same parameters at the same moment never lowers the stored limit.
+    security = store.security
+    oscore = OscoreSecrets(KEY, b"\x01", b"\x02", b"salt", id_context=b"\xab")
+    await security.put(SecurityInfo("osc-1", oscore=oscore))
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 0, 100) == 0
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 0, 100) == 100  # another holder
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 1000, 100) == 1000
+    got = await security.get("osc-1")
+    assert got is not None and got.oscore is not None and got.oscore.sequence == 1100
+    assert got == SecurityInfo("osc-1", oscore=dataclasses.replace(oscore, sequence=1100))
+    starts = await asyncio.gather(
+        *(security.reserve_oscore_sequence("osc-1", oscore, 0, 10) for _ in range(20)),
+        *(security.put(SecurityInfo("osc-1", oscore=oscore)) for _ in range(5)),
+    )
+    assert sorted(starts[:20]) == list(range(1100, 1300, 10))  # type: ignore[type-var]
+    assert (await security.get("osc-1")).oscore.sequence == 1300  # type: ignore[union-attr]
+    # The highest limit there is, never passed.
+    assert await security.reserve_oscore_sequence("osc-1", oscore, (1 << 40) - 5, 100) == (1 << 40) - 5
+    assert (await security.get("osc-1")).oscore.sequence == (1 << 40) - 1  # type: ignore[union-attr]
+    # Other parameters: a new context, its own limit; the old one's holders get nothing.
+    other = dataclasses.replace(oscore, master_secret=b"another secret")
+    await security.put(SecurityInfo("osc-1", oscore=other))
+    assert (await security.get("osc-1")).oscore.sequence == 0  # type: ignore[union-attr]
+    assert await security.reserve_oscore_sequence("osc-1", oscore, 0, 10) is None
+    assert await security.reserve_oscore_sequence("osc-1", other, 0, 10) == 0
+    await security.put(SecurityInfo("osc-1", "id-1", KEY))
+    assert await security.reserve_oscore_sequence("osc-1", other, 0, 10) is None
+    assert await security.reserve_oscore_sequence("nobody", other, 0, 10) is None
+    assert await security.get("osc-1") == SecurityInfo("osc-1", "id-1", KEY)

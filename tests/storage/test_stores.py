@@ -22,6 +22,7 @@ from lwm2m.storage.base import (
     HistoryRetention,
     HistoryStore,
     Observation,
+    ObservationBinding,
     ObservationStore,
     RegistrationPage,
     RegistrationStore,
@@ -333,6 +334,21 @@ async def test_observations(store: Store) -> None:
     assert await os_.remove_endpoint("dev") == []
     assert await os_.for_endpoint("other") == [other]
     assert await os_.all() == [other]
+
+
+async def test_an_observation_made_over_oscore_keeps_its_binding(store: Store) -> None:
+    # RFC 8613 §8.4: its notifications are verified against its request's kid and Partial IV.
+    os_ = store.observations
+    with_context = dataclasses.replace(
+        obs(b"o1", "osc", at=1.0), oscore=ObservationBinding(b"\x02", b"\x05\x01", b"\xab")
+    )
+    without = dataclasses.replace(obs(b"o2", "osc", at=2.0), oscore=ObservationBinding(b"", b"\x00"))
+    await os_.add(with_context)
+    await os_.add(without)
+    assert await os_.get(b"o1") == with_context and await os_.get(b"o2") == without
+    assert await os_.for_endpoint("osc") == [with_context, without]
+    assert await os_.all() == [with_context, without]
+    assert Observation.from_dict(with_context.to_dict()) == with_context
 
 
 async def test_observation_moving_to_another_endpoint(store: Store) -> None:

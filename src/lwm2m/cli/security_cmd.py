@@ -219,12 +219,8 @@ def add(
             fail(str(exc))
 
         async def put(store: Any) -> None:
-            nonlocal info
-            if info.oscore is not None:
-                # The same context keeps the server's stored sequence limit (RFC 8613 B.1.1).
-                old = await store.get(endpoint)
-                keep = info.oscore.keeping(None if old is None else old.oscore)
-                info = SecurityInfo(endpoint, oscore=keep)
+            # The store keeps the server's stored OSCORE sequence limit of the same context (RFC
+            # 8613 B.1.1) in the same step as the write.
             await store.put(info)
 
         try:

@@ -8,7 +8,9 @@ terminal the same facts come as plain lines: one when registering is done,
 one every ``--report-every`` seconds, and one at the end.
 
 ``--security psk`` gives every device a PSK of its own (16 random bytes, the
-endpoint name as identity) for a ``coaps://`` server; ``--bootstrap URI`` makes
+endpoint name as identity) for a ``coaps://`` server; ``--oscore`` (``--security oscore``)
+an OSCORE context of its own for a ``coap://`` server, derived from a master secret new at
+every run and the device's index, provisioned as the PSKs are; ``--bootstrap URI`` makes
 every device bootstrap first and register with the server it is given. What
 the servers must know (the keys; with ``--bootstrap`` and ``--server``, a
 bootstrap configuration per device naming that server) goes through ``--api``
@@ -276,7 +278,9 @@ async def simulate(
     else:
         server = fleet.server_uri or "the server it hands out"
         goal = f"bootstrapping from {fleet.bootstrap_uri}, then registering with {server}"
-    security = ", DTLS with a PSK each" if fleet.security == "psk" else ""
+    security = {"psk": ", DTLS with a PSK each", "oscore": ", OSCORE with a context each"}.get(
+        fleet.security, ""
+    )
     display.line(
         f"lwm2m simulate: {fleet.count} devices ({fleet.profile.name}) named {fleet.endpoint_name(0)}…"
         f" {goal}{security}, {rate}"
@@ -307,9 +311,12 @@ async def simulate(
 def _provisioner(fleet: Fleet, api: str | None, token: str | None, data: str) -> Provision | None:
     """What gives the servers the fleet's keys and bootstrap configurations (None: nothing to give)."""
     configs = fleet.bootstrap_uri is not None and fleet.server_uri is not None
-    if not (fleet.server_psk or fleet.bootstrap_psk or configs):
+    if not (fleet.server_psk or fleet.bootstrap_psk or configs or fleet.oscore):
         if api is not None:
-            fail(f"--api {api}: nothing to give it (that takes --security psk, or --bootstrap with --server)")
+            fail(
+                f"--api {api}: nothing to give it (that takes --security psk, --oscore,"
+                " or --bootstrap with --server)"
+            )
         return None
     client = None
     if api is not None:
@@ -320,7 +327,7 @@ def _provisioner(fleet: Fleet, api: str | None, token: str | None, data: str) ->
 
     async def provision() -> str:
         lines = []
-        if client is not None and (fleet.server_psk or configs):
+        if client is not None and (fleet.server_psk or configs or fleet.oscore):
             try:
                 done = await provision_api(fleet, client)
             except RemoteApiError as exc:
@@ -381,7 +388,13 @@ async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
     default="nosec",
     show_default=True,
     metavar="MODE",
-    help="psk: DTLS with a key per device (identity: the endpoint name) to coaps:// servers",
+    help="psk: DTLS with a key per device (identity: the endpoint name) to coaps:// servers;"
+    " oscore: OSCORE with a context per device to a coap:// server",
+)
+@click.option(
+    "--oscore",
+    is_flag=True,
+    help="OSCORE (--security oscore): a context per device to a coap:// server, given to it as keys are",
 )
 @click.option(
     "--bootstrap",
@@ -437,6 +450,7 @@ async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
 def simulate_command(
     server_uri: str | None,
     security: str,
+    oscore: bool,
     bootstrap_uri: str | None,
     api: str | None,
     api_token: str | None,
@@ -459,6 +473,14 @@ def simulate_command(
     """Run many virtual devices (IPSO and uCIFI profiles) in one process, each on its own UDP port."""
     if security not in SECURITY_MODES:
         fail(f"--security {security}: expected one of {', '.join(SECURITY_MODES)}")
+    if oscore:
+        if security not in ("nosec", "oscore"):
+            fail(f"--oscore: give it or --security {security}, not both")
+        security = "oscore"
+    if security == "oscore" and bootstrap_uri is not None:
+        fail(
+            f"--oscore with --bootstrap {bootstrap_uri}: a fleet that bootstraps over OSCORE is not simulated"
+        )
     if server_uri is None and bootstrap_uri is None:
         server_uri = DEFAULT_SERVER
     schemes: dict[str, str] = {}
@@ -470,6 +492,8 @@ def simulate_command(
                 fail(f"{option} {uri}: {exc}")
             if schemes[option] == "coaps+tcp":
                 fail(f"{option} {uri}: coaps+tcp:// needs a certificate per device, which is not simulated")
+            if schemes[option] != "coap" and security == "oscore":
+                fail(f"{option} {uri}: --oscore needs a coap:// server (OSCORE protects plain CoAP)")
             if schemes[option] == "coaps" and security != "psk":
                 fail(f"{option} {uri}: coaps:// needs --security psk (a key per device)")
     if security == "psk":

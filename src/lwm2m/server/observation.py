@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any, Protocol
 
 from lwm2m.coap.message import Message
@@ -38,7 +38,7 @@ from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEv
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
 from lwm2m.server.registrar import CONNECTIONS
 from lwm2m.server.stats import sent_operation
-from lwm2m.storage.base import HistoryStore, Observation, ObservationStore
+from lwm2m.storage.base import HistoryStore, Observation, ObservationBinding, ObservationStore
 from lwm2m.transport.address import normalize
 from lwm2m.transport.tcp import CoapTcpEndpoint
 from lwm2m.transport.udp import CoapObservation
@@ -315,8 +315,12 @@ class ObservationManager:
         peers: Mapping[str, Any],
         listeners: Collection[object] | None = None,
         history_added: Callable[[], None] | None = None,
+        oscore_resumed: Callable[[Observation], Awaitable[None]] | None = None,
     ) -> None:
+        """``oscore_resumed`` is awaited for each stored observation made over OSCORE before it
+        is taken up again: its notifications are to be verified against its request's binding."""
         self._management = management
+        self._oscore_resumed = oscore_resumed
         self._models = models
         self._store = observations
         self._history = history
@@ -380,6 +384,7 @@ class ObservationManager:
             paths, composite = request.paths, True
         else:
             paths, composite = (request.path,), False
+        binding = relation.oscore
         record = Observation(
             relation.token,
             endpoint,
@@ -388,6 +393,9 @@ class ObservationManager:
             composite=composite,
             content_format=response.content_format,
             created_at=time.time(),
+            oscore=None
+            if binding is None
+            else ObservationBinding(binding.kid, binding.piv, binding.kid_context),
         )
         await self._store.add(record)
         over_tcp = isinstance(channel, CoapTcpEndpoint)
@@ -444,6 +452,7 @@ class ObservationManager:
             if registration is None or registration.registration_id != record.registration_id:
                 await self._store.remove(record.token)  # its registration is gone
                 continue
+            await self._oscore(record)
             self._resume(record, registration, address_of(registration))
 
     async def resume_endpoint(self, registration: Registration, addr: Any) -> None:
@@ -457,9 +466,14 @@ class ObservationManager:
             if record.registration_id != registration.registration_id:
                 await self._store.remove(record.token)  # made under a registration since replaced
                 continue
+            await self._oscore(record)
             if record.token not in self._running:  # (asked after the await: adoptions may race)
                 self._resume(record, registration, addr)
         self.follow(endpoint, addr)
+
+    async def _oscore(self, record: Observation) -> None:
+        if record.oscore is not None and self._oscore_resumed is not None:
+            await self._oscore_resumed(record)
 
     def _resume(self, record: Observation, registration: Registration, addr: Any) -> None:
         """Match the notifications of the stored observation ``record`` from ``addr`` again; over

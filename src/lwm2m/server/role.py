@@ -161,6 +161,7 @@ class Server:
             peers=self.registrar.peers,
             listeners=self._subscribers,
             history_added=self._history_added,
+            oscore_resumed=self.security.oscore.resume if self.security.oscore is not None else None,
         )
         # The operations are the part's own bound methods: no extra call on the way to a device.
         self.send = self.management.send

@@ -114,8 +114,6 @@ class SecurityPolicy:
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
         if info.psk_key is not None and len(info.psk_key) > MAX_PSK_LENGTH:
             raise ConfigError(f"a PSK has at most {MAX_PSK_LENGTH} bytes here")
-        if info.oscore is not None:
-            info = await self._oscore_entry(info)
         old = await self.store.put(info)
         if self.oscore is not None:
             self.oscore.put(info, old)
@@ -144,16 +142,6 @@ class SecurityPolicy:
 
     async def get(self, endpoint: str) -> SecurityInfo | None:
         return await self.store.get(endpoint)
-
-    async def _oscore_entry(self, info: SecurityInfo) -> SecurityInfo:
-        """An OSCORE entry to store: its identity unique, and, when the parameters stay those of
-        the stored entry, the stored sequence limit kept (a lower one would reuse nonces after a
-        restart, RFC 8613 Appendix B.1.1)."""
-        assert info.oscore is not None
-        if self.oscore is not None:
-            self.oscore.check(info)
-        old = await self.store.get(info.endpoint)
-        return dataclasses.replace(info, oscore=info.oscore.keeping(None if old is None else old.oscore))
 
     async def all(self) -> list[SecurityInfo]:
         return await self.store.all()

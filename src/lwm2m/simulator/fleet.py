@@ -17,7 +17,9 @@ loop, the clients' own registration tasks and their sockets are all there is:
 no task per device per resource, so ten thousand devices fit in one process.
 
 With ``security="psk"`` each device has a PSK of its own (16 random bytes, its
-endpoint name as identity) for a ``coaps://`` server; with ``bootstrap=URI`` each
+endpoint name as identity) for a ``coaps://`` server; with ``security="oscore"`` an OSCORE
+context of its own (RFC 8613) for a ``coap://`` server, derived from the fleet's master secret
+and its index; with ``bootstrap=URI`` each
 starts with only a bootstrap server account and registers with the server its
 bootstrap gives it. :mod:`lwm2m.simulator.provision` gives the servers those
 keys and configurations before the fleet starts.
@@ -28,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
+import hmac
 import logging
 import random
 import re
@@ -35,7 +39,7 @@ import secrets
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
@@ -49,17 +53,21 @@ from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.geography import CITIES, City, city_for
 from lwm2m.simulator.profiles import DeviceSpec, Profile, build_device, get_profile
 from lwm2m.simulator.values import Tick, hour_of_day
-from lwm2m.storage.base import SecurityInfo
+from lwm2m.storage.base import OscoreSecrets, SecurityInfo
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PskCredentials
+
+if TYPE_CHECKING:  # lwm2m.coap.oscore needs the cryptography package, which plain CoAP does without
+    from lwm2m.coap.oscore import OscoreConfig
 
 log = logging.getLogger(__name__)
 
 _PREFIX = re.compile(r"[A-Za-z0-9._~:-]+")  # endpoint names travel in a URI query: keep them plain
 STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stops
-SECURITY_MODES = ("nosec", "psk")
+SECURITY_MODES = ("nosec", "psk", "oscore")
 KEY_BYTES = 16  # a PSK per device and server; LwM2M keys are usually 16 bytes
 SHORT_SERVER_ID = 101  # of the server account a bootstrap configuration of the fleet hands out
+OSCORE_PREFIX = 64  # characters of a prefix that is the ID Context of an OSCORE fleet
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +205,10 @@ class FleetConfig:
     pauses the whole process for a second or more. For a process that runs a fleet until
     it exits (the ``lwm2m simulate`` command); it affects every object of the process.
 
+    ``security`` ``"oscore"``: every device has an OSCORE context of its own (RFC 8613) for a
+    ``coap://`` server (no bootstrap): its Master Secret derived from ``oscore_secret`` (the
+    fleet's, random when None) and its index, its Sender ID the index, its ID Context the
+    prefix, so fleets with other prefixes never share an identity (:meth:`Fleet.oscore_entries`).
     ``security``: ``"nosec"``, or ``"psk"``: every device has a PSK of its own (``KEY_BYTES``
     random bytes, its endpoint name as identity) for each ``coaps://`` server, found in
     :meth:`Fleet.server_keys` and :meth:`Fleet.bootstrap_server_keys`. ``keys`` and
@@ -232,6 +244,7 @@ class FleetConfig:
     keys: Mapping[str, bytes] | None = field(default=None, repr=False, compare=False)
     bootstrap_keys: Mapping[str, bytes] | None = field(default=None, repr=False, compare=False)
     city: City | str | None = None
+    oscore_secret: bytes | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if type(self.count) is not int or self.count < 1:
@@ -280,6 +293,17 @@ class FleetConfig:
                 )
             if uri is not None and uri.scheme == "coaps" and self.security != "psk":
                 raise ConfigError(f"{name} {text}: coaps:// needs security 'psk'")
+        if self.security == "oscore":
+            if self.bootstrap is not None:
+                raise ConfigError("security 'oscore': a fleet that bootstraps over OSCORE is not simulated")
+            if server is not None and server.scheme != "coap":
+                raise ConfigError(f"security 'oscore': the server {self.server_uri} must be coap://")
+            if len(self.prefix) > OSCORE_PREFIX:
+                raise ConfigError(
+                    f"prefix {self.prefix!r}: at most {OSCORE_PREFIX} characters with OSCORE (the ID Context)"
+                )
+        if self.oscore_secret is not None and not 1 <= len(self.oscore_secret) <= 64:
+            raise ConfigError("oscore_secret: 1 to 64 bytes")
         if server is not None and server.scheme == "coap" and self.security == "psk":
             raise ConfigError(
                 f"security 'psk': the server {self.server_uri} is plain CoAP; give a coaps:// one"
@@ -347,6 +371,8 @@ class Fleet:
         # Keys come from the OS's generator, never from the seed: the seed is no secret.
         self._keys = self._new_keys(config.keys) if self.server_psk else {}
         self._bootstrap_keys = self._new_keys(config.bootstrap_keys) if self.bootstrap_psk else {}
+        self.oscore = security == "oscore"
+        self._oscore_secret = config.oscore_secret or secrets.token_bytes(KEY_BYTES)
         self.devices: list[SimulatedDevice] = []
         self._by_name: dict[str, SimulatedDevice] = {}
         # Each device steps once per update_interval: at the tick of its bucket.
@@ -419,6 +445,32 @@ class Fleet:
         }
         return {"servers": [server], "deletePaths": ["/0", "/1"]}
 
+    def oscore_secrets(self, index: int) -> OscoreSecrets:
+        """The OSCORE parameters of device ``index`` as it holds them: its Master Secret
+        HMAC-SHA256(fleet secret, index)[:16], its Sender ID the index (big-endian, the fewest
+        bytes), the server's Sender ID empty, the prefix as ID Context (RFC 8613 §3.3)."""
+        number = index.to_bytes(4, "big")
+        secret = hmac.new(self._oscore_secret, b"lwm2m simulate " + number, hashlib.sha256).digest()[
+            :KEY_BYTES
+        ]
+        sender = index.to_bytes(max(1, (index.bit_length() + 7) // 8), "big")
+        return OscoreSecrets(secret, sender, b"", id_context=self.prefix.encode())
+
+    def oscore_entries(self) -> list[SecurityInfo]:
+        """The security entries of mode oscore the LwM2M server must hold (none unless the fleet's
+        security is ``"oscore"``), e.g. through ``PUT /api/security/clients/{ep}``."""
+        if not self.oscore:
+            return []
+        return [SecurityInfo(self.endpoint_name(i), oscore=self.oscore_secrets(i)) for i in range(self.count)]
+
+    def _oscore_config(self, endpoint: str) -> OscoreConfig | None:
+        if not self.oscore:
+            return None
+        from lwm2m.coap.oscore import OscoreConfig
+
+        o = self.oscore_secrets(int(endpoint.rsplit("-", 1)[1]))
+        return OscoreConfig(o.master_secret, o.sender_id, o.recipient_id, o.master_salt, o.id_context)
+
     def _client(self, endpoint: str, objects: Any) -> Client:
         """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
         bootstrap = self.client_bootstrap_uri
@@ -430,6 +482,7 @@ class Fleet:
             local_host=self.local_host,
             coap_config=self.coap_config,
             psk=None if key is None else PskCredentials(endpoint, key),
+            oscore=self._oscore_config(endpoint),
         )
         if bootstrap is not None:
             return Client(endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config)

@@ -16,6 +16,11 @@ is to register with (with its PSK, over ``coaps://``). They get there either
   a new entry at the next handshake. A device whose entry is already there keeps
   its key, so running the same fleet again needs no new keys.
 
+A fleet with ``security="oscore"`` has an OSCORE context per device (derived from the fleet's
+master secret and the device's index); the LwM2M server gets an entry of mode oscore per device
+the same two ways (``{"oscore": {...}}`` through the REST API). Those entries are written again
+at every run: the devices start their sequence numbers afresh, so each run takes a new secret.
+
 The bootstrap server's own PSKs (for a ``coaps://`` bootstrap server) have no REST
 API: they go into its store (``DATA/bootstrap`` for ``lwm2m bootstrap --coaps-port``).
 Keys are never logged or shown: only counts are reported.
@@ -33,6 +38,7 @@ from urllib.parse import unquote
 from lwm2m.errors import HttpError, RemoteApiError
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.simulator.fleet import DeviceKey, Fleet
+from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.http import HttpClient, url_path
 
 __all__ = [
@@ -57,6 +63,7 @@ class Provisioned:
     kept: int = 0  # keys found already stored for these endpoints, and used again
     not_provisioned: int = 0  # configurations the bootstrap API stored without telling the LwM2M server
     seconds: float = 0.0
+    oscore_contexts: int = 0  # OSCORE entries the LwM2M server's security store got
 
     def describe(self) -> str:
         parts = []
@@ -66,6 +73,8 @@ class Provisioned:
             parts.append(f"{self.server_keys} LwM2M server PSKs")
         if self.bootstrap_keys:
             parts.append(f"{self.bootstrap_keys} bootstrap server PSKs")
+        if self.oscore_contexts:
+            parts.append(f"{self.oscore_contexts} OSCORE contexts")
         text = ", ".join(parts) or "nothing"
         if self.kept:
             text += f" ({self.kept} keys already stored, kept)"
@@ -148,11 +157,26 @@ async def provision_api(fleet: Fleet, api: JsonApi, *, workers: int = API_CONNEC
             not_provisioned=wanted - told if wanted else 0,
             seconds=time.perf_counter() - t0,
         )
+    if fleet.oscore:
+        entries = fleet.oscore_entries()
+        await api.put_each(
+            [(url_path("api", "security", "clients", e.endpoint), _oscore_body(e)) for e in entries],
+            workers=workers,
+        )
+        return Provisioned(oscore_contexts=len(entries), seconds=time.perf_counter() - t0)
     keys = fleet.server_keys()
     await api.put_each(
         [(url_path("api", "security", "clients", k.endpoint), k.to_json()) for k in keys], workers=workers
     )
     return Provisioned(server_keys=len(keys), seconds=time.perf_counter() - t0)
+
+
+def _oscore_body(info: SecurityInfo) -> dict[str, Any]:
+    """The body of ``PUT /api/security/clients/{ep}`` for an OSCORE entry."""
+    assert info.oscore is not None
+    body = info.oscore.to_dict(with_key=True)
+    del body["sequence"]  # the server's own to keep
+    return {"oscore": body}
 
 
 async def _stored_keys(security: Any, names: Iterable[str]) -> dict[str, bytes]:
@@ -196,6 +220,11 @@ async def provision_stores(
             if key.endpoint not in found:
                 await security.put(key.security_info())
             server_keys += 1
+    oscore_contexts = 0
+    if fleet.oscore and security is not None:
+        for info in fleet.oscore_entries():
+            await security.put(info)
+            oscore_contexts += 1
     bootstrap_configs = getattr(store, "bootstrap_configs", None)
     if store is not None and fleet.bootstrap_uri is not None and fleet.server_uri is not None:
         if bootstrap_configs is None:
@@ -211,4 +240,5 @@ async def provision_stores(
         bootstrap_keys=bootstrap_keys,
         kept=kept,
         seconds=time.perf_counter() - t0,
+        oscore_contexts=oscore_contexts,
     )

@@ -44,6 +44,28 @@ SOURCES: tuple[Source, ...] = ("notify", "send")
 
 
 @dataclass(frozen=True, slots=True)
+class ObservationBinding:
+    """What the notifications of an observation made over OSCORE are verified against (RFC 8613
+    §8.4, §4.1.3.5): the kid, Partial IV and kid context of its request (the server's own), kept
+    with the observation so that a restarted server verifies them still."""
+
+    kid: bytes
+    piv: bytes
+    kid_context: bytes | None = None
+
+    def to_list(self) -> list[str | None]:
+        ctx = None if self.kid_context is None else self.kid_context.hex()
+        return [self.kid.hex(), self.piv.hex(), ctx]
+
+    @classmethod
+    def from_list(cls, data: Any) -> ObservationBinding | None:
+        if data is None:
+            return None
+        kid, piv, ctx = data
+        return cls(bytes.fromhex(kid), bytes.fromhex(piv), None if ctx is None else bytes.fromhex(ctx))
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """An Observe (or Observe-Composite) the server holds with a client, keyed by its CoAP token."""
 
@@ -55,6 +77,7 @@ class Observation:
     content_format: int | None = None
     attributes: Attributes | None = None  # given with the Observe (LwM2M 1.2 §6.4.1), if any
     created_at: float = 0.0
+    oscore: ObservationBinding | None = None  # made over OSCORE: its request's binding
 
     def __post_init__(self) -> None:
         if not self.paths:
@@ -76,6 +99,7 @@ class Observation:
             "content_format": self.content_format,
             "attributes": None if self.attributes is None else self.attributes.to_query(),
             "created_at": self.created_at,
+            "oscore": None if self.oscore is None else self.oscore.to_list(),
         }
 
     @classmethod
@@ -90,6 +114,7 @@ class Observation:
             content_format=data.get("content_format"),
             attributes=None if attrs is None else AttributeChange.parse_query(attrs).set,
             created_at=float(data.get("created_at", 0.0)),
+            oscore=ObservationBinding.from_list(data.get("oscore")),
         )
 
 
@@ -187,6 +212,16 @@ def _hex_field(data: Mapping[str, Any], name: str, *, required: bool = False) ->
         raise ConfigError(f"oscore.{name}: not a string of hexadecimal digits") from None
 
 
+MAX_OSCORE_SEQUENCE = (1 << 40) - 1  # the highest stored limit (a Partial IV has 5 bytes)
+
+
+def reserve_range(stored: int, above: int, count: int) -> tuple[int, int]:
+    """The numbers a reservation hands out (``SecurityStore.reserve_oscore_sequence``): from
+    ``max(stored, above)``, ``count`` of them, the limit capped; (start, new stored limit)."""
+    start = max(stored, above)
+    return start, min(max(start + count, stored), MAX_OSCORE_SEQUENCE)
+
+
 @dataclass(frozen=True, slots=True)
 class OscoreSecrets:
     """An endpoint's OSCORE input parameters (RFC 8613 §3.2) as the device holds them (object
@@ -238,6 +273,21 @@ class OscoreSecrets:
             self.master_salt,
             self.id_context,
             old.sequence,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """The parameters that derive the context, as one string (a store compares it with the
+        stored entry's in one step): hex fields joined by ``|``, ``-`` for no ID Context."""
+        ctx = "-" if self.id_context is None else self.id_context.hex()
+        return "|".join(
+            (
+                self.master_secret.hex(),
+                self.master_salt.hex(),
+                self.sender_id.hex(),
+                self.recipient_id.hex(),
+                ctx,
+            )
         )
 
     @property
@@ -732,12 +782,14 @@ class DtlsSessionStore(Protocol):
 
 
 class SecurityStore(Protocol):
-    """Security information by endpoint name, by PSK identity and by raw public key (each unique
-    across endpoints)."""
+    """Security information by endpoint name, by PSK identity, by raw public key and by OSCORE
+    identity (each unique across endpoints)."""
 
     async def put(self, info: SecurityInfo) -> SecurityInfo | None:
         """Store ``info`` for its endpoint; answer what it replaced. IdentityInUse when its PSK
-        identity or public key belongs to another endpoint."""
+        identity, public key or OSCORE identity belongs to another endpoint. An OSCORE entry that
+        derives the context the stored one derives keeps the higher stored sequence limit, in the
+        same atomic step (a lower one would reuse nonces, RFC 8613 Appendix B.1.1)."""
         ...
 
     async def get(self, endpoint: str) -> SecurityInfo | None: ...
@@ -746,6 +798,22 @@ class SecurityStore(Protocol):
 
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         """The entry whose raw public key (DER SubjectPublicKeyInfo) is ``rpk``."""
+        ...
+
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        """The OSCORE entry whose identity (``OscoreSecrets.identity``: the device's Sender ID in
+        hex, after its ID Context and a colon when it has one) is ``identity``."""
+        ...
+
+    async def reserve_oscore_sequence(
+        self, endpoint: str, oscore: OscoreSecrets, above: int, count: int
+    ) -> int | None:
+        """Reserve ``count`` sender sequence numbers of the endpoint's OSCORE context (RFC 8613
+        Appendix B.1.1) in one atomic step: when its entry derives the context of ``oscore``
+        (``same_context``), ``start = max(stored limit, above)``, the stored limit raised to
+        ``start + count`` (at most ``MAX_OSCORE_SEQUENCE``), and ``start`` answered; None when the
+        entry is gone or derives another context now. Holders of one context (the nodes of a
+        cluster) never get the same numbers; nothing else of the entry changes."""
         ...
 
     async def remove(self, endpoint: str) -> SecurityInfo | None: ...

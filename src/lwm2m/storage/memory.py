@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +19,7 @@ from lwm2m.storage.base import (
     HistoryEntry,
     HistoryRetention,
     Observation,
+    OscoreSecrets,
     RegistrationPage,
     Row,
     SavedDtlsSession,
@@ -28,6 +30,7 @@ from lwm2m.storage.base import (
     collect_page,
     glob_matcher,
     name_range,
+    reserve_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
 from lwm2m.storage.campaigns import MemoryCampaignStore
@@ -284,12 +287,18 @@ def _first(item: tuple[float, _Row]) -> float:
 
 
 def _identity_key(info: SecurityInfo) -> tuple[str, str | bytes] | None:
-    """What a DTLS peer proves it holds, unique across endpoints: a PSK identity or a public key."""
+    """What a peer proves it holds, unique across endpoints: a PSK identity, a public key, or an
+    OSCORE identity (the device's Sender ID after its ID Context)."""
     if info.psk_identity is not None:
         return ("psk", info.psk_identity)
     if info.rpk is not None:
         return ("rpk", info.rpk)
+    if info.oscore is not None:
+        return ("oscore", info.oscore.identity)
     return None
+
+
+_WHAT = {"psk": "PSK identity", "rpk": "the public key", "oscore": "OSCORE identity"}
 
 
 class MemorySecurityStore:
@@ -302,12 +311,14 @@ class MemorySecurityStore:
         if key is not None:
             owner = self._by_identity.get(key)
             if owner is not None and owner != info.endpoint:
-                what = f"PSK identity {info.psk_identity!r}" if key[0] == "psk" else "the public key"
+                what = _WHAT[key[0]] + ("" if key[0] == "rpk" else f" {key[1]!r}")
                 raise IdentityInUse(f"{what} is in use by {owner!r}")
         old = self._by_endpoint.get(info.endpoint)
         old_key = None if old is None else _identity_key(old)
         if old_key is not None:
             del self._by_identity[old_key]
+        if info.oscore is not None and old is not None:
+            info = dataclasses.replace(info, oscore=info.oscore.keeping(old.oscore))
         self._by_endpoint[info.endpoint] = info
         if key is not None:
             self._by_identity[key] = info.endpoint
@@ -323,6 +334,22 @@ class MemorySecurityStore:
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         endpoint = self._by_identity.get(("rpk", rpk))
         return None if endpoint is None else self._by_endpoint[endpoint]
+
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        endpoint = self._by_identity.get(("oscore", identity))
+        return None if endpoint is None else self._by_endpoint[endpoint]
+
+    async def reserve_oscore_sequence(
+        self, endpoint: str, oscore: OscoreSecrets, above: int, count: int
+    ) -> int | None:
+        info = self._by_endpoint.get(endpoint)
+        if info is None or info.oscore is None or not info.oscore.same_context(oscore):
+            return None
+        start, limit = reserve_range(info.oscore.sequence, above, count)
+        self._by_endpoint[endpoint] = dataclasses.replace(
+            info, oscore=dataclasses.replace(info.oscore, sequence=limit)
+        )
+        return start
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
         old = self._by_endpoint.pop(endpoint, None)

@@ -36,6 +36,7 @@ Global indexes, each its own key (in whatever slot its name hashes to):
                                                value's arrival: age retention's index
 ``lwm2m:psk:<identity>``           string      PSK identity -> endpoint
 ``lwm2m:rpk:<sha256 hex>``         string      raw public key (its SHA-256) -> endpoint
+``lwm2m:osc:<identity>``           string      OSCORE identity (``[ctx hex:]kid hex``) -> endpoint
 ``lwm2m:security``                 zset        endpoints with security information, by name
 ``lwm2m:bootstrap``                zset        endpoints with a bootstrap configuration, by name
 ``lwm2m:dtls:sessions``            hash        peer address (JSON) -> [CID, state] (MessagePack)

@@ -22,6 +22,7 @@ from lwm2m.protocol.registration import ObjectLink, Registration
 from lwm2m.storage.base import (
     PAGE_SCAN,
     Observation,
+    ObservationBinding,
     RegistrationPage,
     Row,
     check_query,
@@ -387,25 +388,27 @@ def walk_endpoints(link: RedisLink) -> AsyncIterator[list[str]]:
 
 def observation_bytes(seq: int, o: Observation) -> bytes:
     """[form, creation number, registration ID, paths, composite, content format, attributes,
-    created at]: the token and the endpoint are the field's and the key's names."""
+    created at] and, for one made over OSCORE, its binding: the token and the endpoint are the
+    field's and the key's names."""
     attributes = None if o.attributes is None else o.attributes.to_query()
     paths = [str(p) for p in o.paths]
-    return msgspec.msgpack.encode(
-        [
-            _OBSERVATION_FORM,
-            seq,
-            o.registration_id,
-            paths,
-            o.composite,
-            o.content_format,
-            attributes,
-            o.created_at,
-        ]
-    )
+    row = [
+        _OBSERVATION_FORM,
+        seq,
+        o.registration_id,
+        paths,
+        o.composite,
+        o.content_format,
+        attributes,
+        o.created_at,
+    ]
+    if o.oscore is not None:
+        row.append(o.oscore.to_list())
+    return msgspec.msgpack.encode(row)
 
 
 def _observation(token: bytes | str, endpoint: str, data: bytes | str) -> tuple[int, Observation]:
-    form, seq, rid, paths, composite, content_format, attributes, created_at = msgspec.msgpack.decode(
+    form, seq, rid, paths, composite, content_format, attributes, created_at, *rest = msgspec.msgpack.decode(
         data if isinstance(data, bytes) else data.encode()
     )
     if form != _OBSERVATION_FORM:
@@ -419,6 +422,7 @@ def _observation(token: bytes | str, endpoint: str, data: bytes | str) -> tuple[
         content_format=content_format,
         attributes=None if attributes is None else AttributeChange.parse_query(attributes).set,
         created_at=float(created_at),
+        oscore=ObservationBinding.from_list(rest[0]) if rest else None,
     )
 
 

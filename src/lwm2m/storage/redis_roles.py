@@ -18,8 +18,10 @@ from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.bootstrap_config import BootstrapConfig
 from lwm2m.storage.base import (
+    MAX_OSCORE_SEQUENCE,
     HistoryEntry,
     HistoryRetention,
+    OscoreSecrets,
     SavedDtlsSession,
     SecurityInfo,
     Source,
@@ -309,22 +311,78 @@ def _first(item: tuple[float, bytes]) -> float:
 
 
 def _identity_index(info: SecurityInfo) -> str | None:
-    """The index key of what a DTLS peer proves it holds: its PSK identity or its public key
-    (by SHA-256, to keep the key name short)."""
+    """The index key of what a peer proves it holds: its PSK identity, its public key (by
+    SHA-256, to keep the key name short) or its OSCORE identity."""
     if info.psk_identity is not None:
         return index("psk", info.psk_identity)
     if info.rpk is not None:
         return index("rpk", hashlib.sha256(info.rpk).hexdigest())
+    if info.oscore is not None:
+        return index("osc", info.oscore.identity)
     return None
+
+
+def _what(info: SecurityInfo) -> str:
+    if info.oscore is not None:
+        return f"OSCORE identity {info.oscore.identity!r}"
+    return f"PSK identity {info.psk_identity!r}" if info.rpk is None else "the public key"
 
 
 def _security(data: Any) -> SecurityInfo:
     return SecurityInfo.from_dict(msgspec.json.decode(data))
 
 
+# OscoreSecrets.fingerprint of the stored entry's "oscore" object (its JSON form).
+_FINGERPRINT = """
+local function fingerprint(o)
+  return o.masterSecret .. '|' .. o.masterSalt .. '|' .. o.senderId .. '|' .. o.recipientId .. '|'
+    .. (o.idContext or '-')
+end
+"""
+
+# KEYS[1] sec:{ep}; ARGV[1] the entry's JSON, ARGV[2] its OSCORE fingerprint ('' for none), ARGV[3]
+# its sequence limit. Stores the entry, keeping the stored limit when that is higher and the
+# stored entry derives the same context (RFC 8613 Appendix B.1.1); answers the old entry.
+_SEC_PUT = (
+    _FINGERPRINT
+    + """
+local old = redis.call('GET', KEYS[1])
+local new = ARGV[1]
+if old and ARGV[2] ~= '' then
+  local o = cjson.decode(old).oscore
+  if type(o) == 'table' and fingerprint(o) == ARGV[2] and tonumber(o.sequence) > tonumber(ARGV[3]) then
+    local entry = cjson.decode(new)
+    entry.oscore.sequence = o.sequence
+    new = cjson.encode(entry)
+  end
+end
+redis.call('SET', KEYS[1], new)
+return old
+"""
+)
+
+# KEYS[1] sec:{ep}; ARGV[1] the OSCORE fingerprint, ARGV[2] above, ARGV[3] count, ARGV[4] the
+# highest limit. SecurityStore.reserve_oscore_sequence: the start of the range, or nil.
+_SEC_RESERVE = (
+    _FINGERPRINT
+    + """
+local old = redis.call('GET', KEYS[1])
+if not old then return false end
+local entry = cjson.decode(old)
+local o = entry.oscore
+if type(o) ~= 'table' or fingerprint(o) ~= ARGV[1] then return false end
+local stored = tonumber(o.sequence) or 0
+local start = math.max(stored, tonumber(ARGV[2]))
+o.sequence = math.min(math.max(start + tonumber(ARGV[3]), stored), tonumber(ARGV[4]))
+redis.call('SET', KEYS[1], cjson.encode(entry))
+return tostring(start)
+"""
+)
+
+
 class RedisSecurityStore:
     """Entries under their endpoint (``sec:{ep}``, keys included: protect the Redis as the
-    keys), indexed by PSK identity, by public key and in name order."""
+    keys), indexed by PSK identity, by public key, by OSCORE identity and in name order."""
 
     def __init__(self, link: RedisLink) -> None:
         self.link = link
@@ -338,12 +396,18 @@ class RedisSecurityStore:
             if owner is not None and text(owner) != info.endpoint:
                 theirs = await c.get(key("sec", text(owner)))
                 if theirs is not None and _identity_index(_security(theirs)) == ident:
-                    what = f"PSK identity {info.psk_identity!r}" if info.rpk is None else "the public key"
-                    raise IdentityInUse(f"{what} is in use by {text(owner)!r}")
+                    raise IdentityInUse(f"{_what(info)} is in use by {text(owner)!r}")
             await c.set(ident, info.endpoint)
         await c.zadd(index("security"), {info.endpoint: 0})
-        old_data = await c.set(
-            key("sec", info.endpoint), msgspec.json.encode(info.to_dict(with_key=True)), get=True
+        oscore = info.oscore
+        old_data = await self.link.run(
+            _SEC_PUT,
+            [key("sec", info.endpoint)],
+            [
+                msgspec.json.encode(info.to_dict(with_key=True)),
+                "" if oscore is None else oscore.fingerprint,
+                0 if oscore is None else oscore.sequence,
+            ],
         )
         await c.zadd(index("security"), {info.endpoint: 0})  # again: see ``unlist``
         if old_data is None:
@@ -373,6 +437,19 @@ class RedisSecurityStore:
     @guarded
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         return await self._by_index(index("rpk", hashlib.sha256(rpk).hexdigest()))
+
+    @guarded
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        return await self._by_index(index("osc", identity))
+
+    @guarded
+    async def reserve_oscore_sequence(
+        self, endpoint: str, oscore: OscoreSecrets, above: int, count: int
+    ) -> int | None:
+        start = await self.link.run(
+            _SEC_RESERVE, [key("sec", endpoint)], [oscore.fingerprint, above, count, MAX_OSCORE_SEQUENCE]
+        )
+        return None if start is None else int(start)
 
     @guarded
     async def remove(self, endpoint: str) -> SecurityInfo | None:

@@ -23,6 +23,7 @@ One connection serves the three stores; use it from one thread at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import time
@@ -41,6 +42,7 @@ from lwm2m.storage.base import (
     HistoryEntry,
     HistoryRetention,
     Observation,
+    OscoreSecrets,
     RegistrationPage,
     Row,
     SavedDtlsSession,
@@ -54,6 +56,7 @@ from lwm2m.storage.base import (
     prefix_upper,
     record_from_row,
     record_row,
+    reserve_range,
 )
 from lwm2m.storage.bootstrap import SqliteBootstrapConfigStore
 from lwm2m.storage.campaigns import SqliteCampaignStore
@@ -63,7 +66,7 @@ from lwm2m.storage.requests import SQLITE_SCHEMA as REQUESTS_SCHEMA
 from lwm2m.storage.requests import SqliteQueuedRequestStore
 from lwm2m.storage.webhooks import SqliteWebhookStore
 
-SCHEMA_VERSION = 2  # 2: security.rpk (raw public key entries)
+SCHEMA_VERSION = 3  # 2: security.rpk (raw public key entries); 3: security.oscore_id
 # Registrations a page reads and decodes between two yields to the event loop (~1 ms).
 SQLITE_PAGE_CHUNK = 64
 # HistoryStore.add keeps rows back until flush() or until this many wait: one commit for them all.
@@ -113,7 +116,8 @@ CREATE TABLE IF NOT EXISTS security (
     endpoint TEXT PRIMARY KEY,
     psk_identity TEXT UNIQUE,       -- NULL for certificate, raw public key and nosec entries
     data BLOB NOT NULL,             -- SecurityInfo.to_dict(with_key=True) as JSON
-    rpk BLOB UNIQUE                 -- DER SubjectPublicKeyInfo of a raw public key entry (schema 2)
+    rpk BLOB UNIQUE,                -- DER SubjectPublicKeyInfo of a raw public key entry (schema 2)
+    oscore_id TEXT UNIQUE           -- OscoreSecrets.identity of an OSCORE entry (schema 3)
 );
 
 -- DTLS sessions saved at a clean stop and ticket keys: key material, like security. New tables
@@ -151,6 +155,26 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
         return  # a new database (the schema makes the table) or one already migrated
     conn.execute("ALTER TABLE security ADD COLUMN rpk BLOB")
     conn.execute("CREATE UNIQUE INDEX security_rpk ON security (rpk)")
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Schema 2 had no index of OSCORE identities: add its column (unique by an index, as above)
+    and fill it from the OSCORE entries already stored."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(security)")}
+    if not columns or "oscore_id" in columns:
+        return
+    conn.execute("ALTER TABLE security ADD COLUMN oscore_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX security_oscore_id ON security (oscore_id)")
+    for endpoint, data in conn.execute("SELECT endpoint, data FROM security").fetchall():
+        info = _security(data)
+        if info.oscore is not None:
+            conn.execute(
+                "UPDATE security SET oscore_id = ? WHERE endpoint = ?", (info.oscore.identity, endpoint)
+            )
+
+
+def _oscore_id(info: SecurityInfo) -> str | None:
+    return None if info.oscore is None else info.oscore.identity
 
 
 @contextmanager
@@ -565,12 +589,24 @@ class SqliteSecurityStore:
                 old = _one(
                     c.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (info.endpoint,))
                 )
+                if info.oscore is not None and old is not None:
+                    info = dataclasses.replace(info, oscore=info.oscore.keeping(_security(old[0]).oscore))
                 c.execute(
-                    "INSERT INTO security (endpoint, psk_identity, rpk, data) VALUES (?, ?, ?, ?)",
-                    (info.endpoint, info.psk_identity, info.rpk, _json(info.to_dict(with_key=True))),
+                    "INSERT INTO security (endpoint, psk_identity, rpk, oscore_id, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        info.endpoint,
+                        info.psk_identity,
+                        info.rpk,
+                        _oscore_id(info),
+                        _json(info.to_dict(with_key=True)),
+                    ),
                 )
         except sqlite3.IntegrityError:
-            what = "the public key" if info.rpk is not None else f"PSK identity {info.psk_identity!r}"
+            if info.oscore is not None:
+                what = f"OSCORE identity {info.oscore.identity!r}"
+            else:
+                what = "the public key" if info.rpk is not None else f"PSK identity {info.psk_identity!r}"
             raise IdentityInUse(f"{what} is in use by another endpoint") from None
         return None if old is None else _security(old[0])
 
@@ -587,6 +623,27 @@ class SqliteSecurityStore:
     async def get_by_public_key(self, rpk: bytes) -> SecurityInfo | None:
         row = self._conn.execute("SELECT data FROM security WHERE rpk = ?", (rpk,)).fetchone()
         return None if row is None else _security(row[0])
+
+    async def get_by_oscore(self, identity: str) -> SecurityInfo | None:
+        row = self._conn.execute("SELECT data FROM security WHERE oscore_id = ?", (identity,)).fetchone()
+        return None if row is None else _security(row[0])
+
+    async def reserve_oscore_sequence(
+        self, endpoint: str, oscore: OscoreSecrets, above: int, count: int
+    ) -> int | None:
+        # In one IMMEDIATE transaction: no other process writes the entry in between.
+        with _transaction(self._conn) as c:
+            row = c.execute("SELECT data FROM security WHERE endpoint = ?", (endpoint,)).fetchone()
+            info = None if row is None else _security(row[0])
+            if info is None or info.oscore is None or not info.oscore.same_context(oscore):
+                return None
+            start, limit = reserve_range(info.oscore.sequence, above, count)
+            info = dataclasses.replace(info, oscore=dataclasses.replace(info.oscore, sequence=limit))
+            c.execute(
+                "UPDATE security SET data = ? WHERE endpoint = ?",
+                (_json(info.to_dict(with_key=True)), endpoint),
+            )
+        return start
 
     async def remove(self, endpoint: str) -> SecurityInfo | None:
         row = _one(self._conn.execute("DELETE FROM security WHERE endpoint = ? RETURNING data", (endpoint,)))
@@ -732,6 +789,7 @@ class SqliteStore:
                 )
             with _transaction(conn):
                 _migrate_1_to_2(conn)
+                _migrate_2_to_3(conn)
                 for statement in (_SCHEMA + REQUESTS_SCHEMA).split(";"):
                     if statement.strip():
                         conn.execute(statement)

@@ -62,7 +62,7 @@ from lwm2m.transport.reader import bind_udp
 from lwm2m.transport.tap import MessageSink
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
-    from lwm2m.coap.oscore import OscoreLayer
+    from lwm2m.coap.oscore import OscoreLayer, RequestBinding
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ class CoapObservation:
     def __init__(self, owner: _Owner, token: bytes) -> None:
         self._owner = owner
         self.token = token
+        # Registered OSCORE-protected: its request's binding, which the notifications are
+        # verified against (RFC 8613 §8.4); the server stores it with the observation.
+        self.oscore: RequestBinding | None = None
         self._items: deque[Message | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
@@ -298,14 +301,17 @@ class CoapUdpEndpoint:
         if not self._own_event(event) and self._extra is not None:
             self._extra(event)
 
-    def _protected_request(self, event: RequestReceived, now: float) -> None:
-        """An OSCORE request: verified and handed to the handler, or answered in its place."""
+    def _protected_request(self, event: RequestReceived, now: float, *, lookup: bool = True) -> None:
+        """An OSCORE request: verified and handed to the handler, or answered in its place, or
+        tried again once the layer's directory has looked its context up."""
         assert self.oscore is not None
-        inner = self.oscore.unprotect_request(event, now)
-        if type(inner) is Message:
+        inner = self.oscore.unprotect_request(event, now, lookup=lookup)
+        if isinstance(inner, Message):
             self._respond(event, inner, now)
             return
-        assert isinstance(inner, RequestReceived)
+        if not isinstance(inner, RequestReceived):
+            self._spawn(self._after_lookup(event, inner.done))
+            return
         handler = self._handler
         if handler is None:
             if self._extra is not None:
@@ -322,6 +328,19 @@ class CoapUdpEndpoint:
             self._respond(*self.oscore.protect_response(inner, result), now)
             return
         self._spawn(self._answer_later(inner, result))  # type: ignore[arg-type]
+
+    async def _after_lookup(self, event: RequestReceived, done: Awaitable[object]) -> None:
+        try:
+            await done
+        except Exception:
+            log.exception(
+                "looking up the OSCORE context of a request from %s failed", format_addr(event.addr)
+            )
+        if self._closed:
+            return
+        now = self._driver.now()
+        self._protected_request(event, now, lookup=False)
+        self._driver.flush(now)
 
     def _oscore_event(self, event: Event) -> bool:
         """Verify the answers to our OSCORE requests before they are delivered (RFC 8613 §8.4);
@@ -463,6 +482,9 @@ class CoapUdpEndpoint:
         now = self._driver.now()
         token = self._send_request(message, addr, now)
         obs = CoapObservation(self, token)
+        if self.oscore is not None:
+            pending = self.oscore.pending.get(token)
+            obs.oscore = None if pending is None else pending.binding
         self._observations[token] = obs
         self._driver.flush(now)
         return obs

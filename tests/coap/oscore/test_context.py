@@ -218,3 +218,18 @@ def test_a_store_that_fails_is_asked_again() -> None:
     with pytest.raises(OscoreSequenceUnavailable, match="disk full"):
         seq.take()
     assert seq.take() == 0 and calls == [8, 8]
+
+
+def test_a_range_given_beyond_the_current_one_is_used_once_that_is_spent() -> None:
+    # Another holder of the same context (a cluster node) took the numbers between.
+    asked: list[int] = []
+    seq = SenderSequence(0, reserve=lambda want: asked.append(want) is not None, step=4)
+    seq.prepare()
+    seq.reserved(4, start=0)
+    assert [seq.take(), seq.take(), seq.take()] == [0, 1, 2]
+    assert len(asked) == 2  # the next range asked for at half the step
+    seq.reserved(24, start=20)
+    assert [seq.take(), seq.take()] == [3, 20]
+    assert seq.limit == 24 and len(asked) == 2
+    assert [seq.take(), seq.take()] == [21, 22]
+    assert len(asked) == 3

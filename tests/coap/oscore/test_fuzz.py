@@ -79,3 +79,34 @@ def test_protected_responses(option: bytes, payload: bytes) -> None:
         CLIENT.unprotect_response(message, RequestBinding(b"\x01", b"\x05"))
     except OscoreError as exc:
         assert exc.code >> 5 == 4
+
+
+class _Directory:
+    def __init__(self) -> None:
+        self.asked: set[tuple[bytes, bytes | None]] = set()
+
+    def lookup(self, kid: bytes, kid_context: bytes | None, now: float) -> object:
+        self.asked.add((kid, kid_context))
+        return "wait"
+
+    def verified(self, context: OscoreContext, now: float) -> None:
+        pass
+
+
+@FUZZ
+@given(st.binary(max_size=12), st.binary(max_size=60))
+def test_protected_requests_with_a_directory(option: bytes, payload: bytes) -> None:
+    # A layer that looks contexts up: any request is answered, looked up, or (tried again) answered.
+    from lwm2m.coap.events import RequestReceived
+    from lwm2m.coap.oscore import OscoreLayer, OscoreLookup
+
+    layer = OscoreLayer()
+    layer.add(OscoreContext(CONFIG.peer()))
+    layer.directory = _Directory()  # type: ignore[assignment]
+    event = RequestReceived(
+        ("10.0.0.1", 5683), Message(Type.CON, Code.POST, 1, b"t", ((OSCORE_OPTION, option),), payload)
+    )
+    first = layer.unprotect_request(event, 0.0)
+    assert isinstance(first, (Message, OscoreLookup))
+    again = layer.unprotect_request(event, 0.0, lookup=False)
+    assert isinstance(again, Message) and again.code >> 5 == 4

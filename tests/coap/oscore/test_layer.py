@@ -12,6 +12,7 @@ from lwm2m.coap.oscore import (
     OscoreConfig,
     OscoreContext,
     OscoreLayer,
+    OscoreLookup,
     OscoreRequestReceived,
     PendingRequest,
 )
@@ -109,3 +110,40 @@ def test_an_echo_challenge_is_answered_once() -> None:
     layer.track(b"tk", second)
     assert layer.echo_retry(b"tk", challenge) is None  # carried an Echo already: no loop
     assert layer.echo_retry(b"tk", Message(Type.ACK, Code.UNAUTHORIZED)) is None
+
+
+class Directory:
+    """A directory that knows ``DEVICE``'s context and tells of each look-up and verified request."""
+
+    def __init__(self, layer: OscoreLayer) -> None:
+        self.layer = layer
+        self.asked: list[tuple[bytes, bytes | None]] = []
+        self.verified_with: list[OscoreContext] = []
+
+    def lookup(self, kid: bytes, kid_context: bytes | None, now: float) -> object:
+        self.asked.append((kid, kid_context))
+        self.layer.add(OscoreContext(DEVICE.peer()))
+        return "the look-up"
+
+    def verified(self, context: OscoreContext, now: float) -> None:
+        self.verified_with.append(context)
+
+
+def test_a_context_the_layer_lacks_is_looked_up_then_the_request_tried_again() -> None:
+    layer = OscoreLayer()
+    directory = Directory(layer)
+    layer.directory = directory  # type: ignore[assignment]
+    outer, _ = OscoreContext(DEVICE).protect_request(get())
+    event = RequestReceived(PEER, outer)
+    wait = layer.unprotect_request(event, 0.0)
+    assert isinstance(wait, OscoreLookup) and wait.done == "the look-up"
+    assert directory.asked == [(b"\x01", None)]
+    inner = layer.unprotect_request(event, 0.0, lookup=False)
+    assert isinstance(inner, OscoreRequestReceived) and directory.verified_with == [inner.context]
+    # Tried again without a look-up: an unknown kid is the 4.01 of §8.2, the directory not asked.
+    stranger = OscoreContext(OscoreConfig(b"k", sender_id=b"\x07", recipient_id=b""))
+    refused = layer.unprotect_request(
+        RequestReceived(PEER, stranger.protect_request(get())[0]), 0.0, lookup=False
+    )
+    assert isinstance(refused, Message) and refused.code == Code.UNAUTHORIZED
+    assert directory.asked == [(b"\x01", None)]

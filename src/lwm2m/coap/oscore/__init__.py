@@ -14,14 +14,23 @@ from lwm2m.coap.oscore.context import (
     SenderSequence,
 )
 from lwm2m.coap.oscore.cose import OscoreOption
-from lwm2m.coap.oscore.layer import OscoreLayer, OscoreRequestReceived, PendingRequest, error_response
+from lwm2m.coap.oscore.layer import (
+    OscoreDirectory,
+    OscoreLayer,
+    OscoreLookup,
+    OscoreRequestReceived,
+    PendingRequest,
+    error_response,
+)
 
 __all__ = [
     "MAX_SEQUENCE",
     "OSCORE_OPTION",
     "OscoreConfig",
     "OscoreContext",
+    "OscoreDirectory",
     "OscoreLayer",
+    "OscoreLookup",
     "OscoreOption",
     "OscoreReplayWindow",
     "OscoreRequestReceived",

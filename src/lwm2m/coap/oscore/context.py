@@ -120,6 +120,11 @@ class SenderSequence:
     ``reserved(None)`` when it failed, to ask again). After a restart the context starts at the
     stored limit, above every number used before. No number at or above the confirmed limit is
     ever handed out: ``take`` raises ``OscoreSequenceUnavailable`` while a write is still due.
+
+    Where several holders share one context's stored limit (the nodes of a cluster), the store
+    hands each a range of its own: ``reserved(limit, start=s)`` gives the numbers from ``s``
+    below ``limit``; when ``s`` lies above the current limit (another holder took the numbers
+    between), they are used once the current range is spent.
     """
 
     def __init__(self, start: int = 0, *, reserve: Callable[[int], bool] | None = None, step: int = 1024):
@@ -132,6 +137,7 @@ class SenderSequence:
         self._step = step
         self._limit = start if reserve is not None else MAX_SEQUENCE + 1
         self._asked: int | None = None
+        self._ahead: tuple[int, int] | None = None  # a range given beyond the current one
 
     @property
     def next(self) -> int:
@@ -146,7 +152,12 @@ class SenderSequence:
     def prepare(self) -> None:
         """Ask for the next range now if it is due (a new context asks before its first use)."""
         n = self._next
-        if self._reserve is not None and self._asked is None and n + self._step // 2 >= self._limit:
+        if (
+            self._reserve is not None
+            and self._asked is None
+            and self._ahead is None
+            and n + self._step // 2 >= self._limit
+        ):
             want = min(max(self._limit, n) + self._step, MAX_SEQUENCE + 1)
             self._asked = want
             try:
@@ -161,6 +172,10 @@ class SenderSequence:
 
     def take(self) -> int:
         n = self._next
+        if n >= self._limit and self._ahead is not None:
+            n, self._limit = self._ahead  # the current range is spent: on to the one given beyond
+            self._next = n
+            self._ahead = None
         if n > MAX_SEQUENCE:
             raise OscoreSequenceUnavailable(
                 "the OSCORE sender sequence numbers are exhausted: a new context is due"
@@ -172,11 +187,18 @@ class SenderSequence:
         self._next = n + 1
         return n
 
-    def reserved(self, limit: int | None) -> None:
-        """The store has written ``limit`` (None: the write failed, ask again)."""
+    def reserved(self, limit: int | None, *, start: int | None = None) -> None:
+        """The store has written ``limit`` (None: the write failed, ask again); with ``start``,
+        the numbers given are those from ``start`` below ``limit`` (the answer to the ask)."""
         if limit is None:
             self._asked = None
             return
+        if start is not None:
+            self._asked = None
+            if start > self._limit:
+                if limit > start:
+                    self._ahead = (start, limit)
+                return
         if limit > self._limit:
             self._limit = limit
         if self._asked is not None and limit >= self._asked:

@@ -10,6 +10,12 @@ The transport runs the messages of its endpoint's application side through it:
 - the answer to such a request is protected with the same context (``protect_response``); an
   accepted Observe registration keeps its binding, so that every notification on that relation
   is protected with a Partial IV of its own (§4.1.3.5.2), until the relation ends;
+- a request whose context the layer lacks, or that does not verify with the one it holds (or
+  seems a replay to it), is
+  looked up by its ``directory`` (a server's security store) when one is set: the layer answers
+  ``OscoreLookup`` and the transport tries the request again once the look-up is done (the
+  context may have been added or replaced meanwhile); each verified request is reported to the
+  directory, which checks now and then that the entry behind its context still stands;
 - our requests to a peer bound to a context (``add(context, peer=addr)``) are protected
   (``protect_request``), their responses and notifications verified (``unprotect_response``),
   notifications in the order of their Partial IVs (§7.4.1).
@@ -20,8 +26,9 @@ State is bounded: relations and requests in flight at ``max_entries`` each, the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.logbudget import LogBudget
@@ -29,9 +36,15 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.coap.oscore.context import ECHO_OPTION, OSCORE_OPTION, OscoreContext, RequestBinding
 from lwm2m.coap.oscore.cose import OscoreOption
-from lwm2m.errors import OscoreContextNotFound, OscoreEchoRequired, OscoreError, OscoreReplay
+from lwm2m.errors import (
+    OscoreContextNotFound,
+    OscoreDecryptFailed,
+    OscoreEchoRequired,
+    OscoreError,
+    OscoreReplay,
+)
 
-__all__ = ["OscoreLayer", "OscoreRequestReceived", "PendingRequest"]
+__all__ = ["OscoreDirectory", "OscoreLayer", "OscoreLookup", "OscoreRequestReceived", "PendingRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +74,28 @@ class PendingRequest:
     latest: int = -1
 
 
+class OscoreDirectory(Protocol):
+    """Where the layer finds contexts it does not hold (a server's security store)."""
+
+    def lookup(self, kid: bytes, kid_context: bytes | None, now: float) -> Awaitable[object] | None:
+        """A look-up of the context of ``kid`` (and ``kid_context``), to wait for before the
+        request is tried again; None when none is due (known not to be there lately, or too
+        many under way)."""
+        ...
+
+    def verified(self, context: OscoreContext, now: float) -> None:
+        """A request verified with ``context``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OscoreLookup:
+    """The answer to a request whose context is being looked up: try it again once ``done``
+    is (with ``lookup=False``)."""
+
+    done: Awaitable[object]
+
+
 def error_response(exc: OscoreError) -> Message:
     """The unprotected answer to a request that does not verify (RFC 8613 §8.2): its code, the
     reason as diagnostic payload, Max-Age 0 so that no proxy caches it."""
@@ -77,6 +112,7 @@ class OscoreLayer:
         self.pending: dict[bytes, PendingRequest] = {}  # by token of our request
         self._max = max_entries
         self._log = LogBudget(log)
+        self.directory: OscoreDirectory | None = None
 
     # --- contexts --------------------------------------------------------------------------
 
@@ -120,9 +156,13 @@ class OscoreLayer:
 
     # --- the server's side -------------------------------------------------------------------
 
-    def unprotect_request(self, event: RequestReceived, now: float) -> OscoreRequestReceived | Message:
-        """The verified request of ``event``, or the answer to send in its place."""
+    def unprotect_request(
+        self, event: RequestReceived, now: float, *, lookup: bool = True
+    ) -> OscoreRequestReceived | Message | OscoreLookup:
+        """The verified request of ``event``, or the answer to send in its place, or (with a
+        ``directory`` and ``lookup``) the look-up to wait for before trying it again."""
         message = event.message
+        option: OscoreOption | None = None
         try:
             value = message.option(OSCORE_OPTION)
             option = OscoreOption.decode(value or b"")
@@ -136,12 +176,28 @@ class OscoreLayer:
             answer: Message = exc.challenge
             return answer
         except OscoreError as exc:
+            directory = self.directory
+            if (
+                lookup
+                and directory is not None
+                and option is not None
+                and option.kid is not None
+                and isinstance(exc, (OscoreContextNotFound, OscoreDecryptFailed, OscoreReplay))
+            ):
+                # Another node (or a tool on the store) may have added or changed the entry (a
+                # device with new parameters starts its sequence numbers afresh: a "replay" of
+                # the old context's window).
+                done = directory.lookup(option.kid, option.kid_context, now)
+                if done is not None:
+                    return OscoreLookup(done)
             level = logging.DEBUG if isinstance(exc, OscoreReplay) else logging.INFO
             self._log.log(
                 "OSCORE requests refused", now, level, "OSCORE request from %s refused: %s", event.addr, exc
             )
             return error_response(exc)
         self.bind_peer(event.addr, context)
+        if self.directory is not None:
+            self.directory.verified(context, now)
         return OscoreRequestReceived(
             event.addr, inner, event.observe, event.block1, event.block2, context, binding, event
         )
