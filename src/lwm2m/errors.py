@@ -726,3 +726,12 @@ class CampaignFenced(CampaignStateError):
     """A write of a campaign's state by a runner whose lease is no longer the newest: another
     node took the campaign over since (its lease lapsed), and the write is refused so that the
     two runners' writes never interleave."""
+
+
+# --- LwM2M Gateway, object 25 (protocol/gateway.py) ---
+
+
+class GatewayError(ProtocolError):
+    """A gateway's object 25 content that cannot stand for its end devices: a missing Device ID,
+    Prefix or IoT Device Objects resource, a bad or repeated prefix, a bad object list, too many
+    end devices (LwM2M-TS-Gateway 1.1 §5.2)."""

@@ -6,6 +6,7 @@ import fnmatch
 import math
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path as FsPath
 
 import pytest
@@ -16,7 +17,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import ObjLink
 from lwm2m.protocol.attributes import Attributes
-from lwm2m.protocol.registration import ObjectLink, Registration
+from lwm2m.protocol.registration import EndDevice, ObjectLink, Registration
 from lwm2m.storage.base import (
     HistoryRetention,
     HistoryStore,
@@ -109,6 +110,22 @@ async def test_add_get(store: Store) -> None:
     assert await rs.get("other") is None
     assert await rs.get_by_id("nope") is None
     assert await rs.all() == [reg()]
+
+
+async def test_a_gateway_keeps_its_end_devices(store: Store) -> None:
+    # LwM2M-TS-Gateway 1.1 §5.2: the end devices its /25 told, kept with the registration.
+    devices = (
+        EndDevice("dev1", "urn:dev:001234", 0, (ObjectLink(3, 0), ObjectLink(3303, None, "1.1"))),
+        EndDevice("lora-0a1b", "urn:dev:556789", 4, ()),
+    )
+    gw = Registration("gw", "g1", ("192.0.2.9", 5683), objects=(ObjectLink(25, 0), ObjectLink(25, 4)))
+    rs = store.registrations
+    await rs.add(replace(gw, end_devices=devices))
+    assert (await rs.get("gw")) == replace(gw, end_devices=devices)
+    await rs.update(replace(gw, end_devices=devices[1:]))
+    assert (await rs.get_by_id("g1")) == replace(gw, end_devices=devices[1:])
+    await rs.update(gw)
+    assert (await rs.get("gw")) == gw
 
 
 async def test_new_registration_replaces_the_endpoints_old_one(store: Store) -> None:

@@ -18,7 +18,7 @@ import msgspec
 
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import AttributeChange
-from lwm2m.protocol.registration import ObjectLink, Registration
+from lwm2m.protocol.registration import EndDevice, ObjectLink, Registration
 from lwm2m.storage.base import (
     PAGE_SCAN,
     Observation,
@@ -97,13 +97,17 @@ return old
 # names would be half of each value, and a fleet's registrations are most of the Redis memory.
 # The first element is the form's version.
 _FORM = 1
+# Form 2 is form 1 and a gateway's end devices (their to_dict forms) at the end; a registration
+# without end devices keeps form 1, which every node reads.
+_FORM_GATEWAY = 2
 
 
 def registration_bytes(r: Registration) -> bytes:
     objects = [[o.object_id, o.instance_id, o.version] for o in r.objects]
+    tail: list[object] = [[d.to_dict() for d in r.end_devices]] if r.end_devices else []
     return msgspec.msgpack.encode(
         [
-            _FORM,
+            _FORM_GATEWAY if r.end_devices else _FORM,
             r.endpoint,
             r.registration_id,
             r.address[0],
@@ -119,11 +123,17 @@ def registration_bytes(r: Registration) -> bytes:
             r.registered_at,
             r.last_update,
             r.extra,
+            *tail,
         ]
     )
 
 
 def _registration(data: bytes | str) -> Registration:
+    fields = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
+    devices: list[dict[str, object]] = []
+    if fields and fields[0] == _FORM_GATEWAY:
+        *fields, devices = fields
+        fields[0] = _FORM
     (
         form,
         ep,
@@ -141,7 +151,7 @@ def _registration(data: bytes | str) -> Registration:
         at,
         last,
         extra,
-    ) = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
+    ) = fields
     if form != _FORM:
         raise msgspec.DecodeError(f"a registration in stored form {form!r}, not {_FORM}")
     return Registration(
@@ -159,6 +169,7 @@ def _registration(data: bytes | str) -> Registration:
         registered_at=float(at),
         last_update=float(last),
         extra=tuple((k, v) for k, v in extra),
+        end_devices=tuple(EndDevice.from_dict(d) for d in devices),
     )
 
 
