@@ -128,6 +128,20 @@ async def test_a_gateway_keeps_its_end_devices(store: Store) -> None:
     assert (await rs.get("gw")) == gw
 
 
+async def test_history_keeps_each_end_device_apart(store: Store) -> None:
+    # A gateway's Send holds its own values and its end devices' (LwM2M-TS-Gateway 1.1 §6).
+    own, dev1, dev10 = Path((3303, 0, 5700)), Path((3303, 0, 5700), "dev1"), Path((3303, 0, 5700), "dev10")
+    history = store.history
+    await history.append("gw", [Record(own, 1.0), Record(dev1, 2.0), Record(dev10, 3.0)], received_at=10.0)
+    await history.append("gw", [Record(dev1, 4.5, time=11.0)], received_at=11.0)
+    got = await history.query("gw", dev1)
+    assert [(e.record.path, e.record.value) for e in got] == [(dev1, 4.5), (dev1, 2.0)]
+    got = await history.query("gw", Path((), "dev1"))
+    assert [e.record.value for e in got] == [4.5, 2.0]
+    assert [e.record.value for e in await history.query("gw", Path((3303,)))] == [1.0]
+    assert {e.record.path for e in await history.query("gw")} == {own, dev1, dev10}
+
+
 async def test_new_registration_replaces_the_endpoints_old_one(store: Store) -> None:
     rs = store.registrations
     await rs.add(reg(rid="r1"))

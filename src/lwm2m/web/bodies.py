@@ -230,6 +230,23 @@ class Registration(Closed):
     ) = UNSET
 
 
+class EndDevice(Closed):
+    """An end device behind a gateway (LwM2M-TS-Gateway 1.1 §5.2): its prefix, Device ID, the
+    /25 instance that stands for it and its objects as CoRE links."""
+
+    prefix: Annotated[str, Meta(examples=["dev1"])]
+    deviceId: Annotated[str, Meta(examples=["urn:dev:001234"])]
+    instanceId: int
+    objects: Annotated[str, Meta(examples=["</3/0>,</3303>;ver=1.1,</3303/0>"])]
+
+
+class EndDevices(Closed):
+    """The end devices behind a gateway, by prefix."""
+
+    endpoint: str
+    devices: list[EndDevice]
+
+
 class ClientPage(Closed):
     """A page of clients in endpoint order."""
 
