@@ -83,7 +83,7 @@ def obs(token: bytes, endpoint: str = "dev", *paths: str, at: float = 1.0) -> Ob
         token=token,
         endpoint=endpoint,
         registration_id="r1",
-        paths=tuple(Path.parse(p) for p in paths or ("/3303/0/5700",)),
+        paths=tuple(Path.parse(p, prefixed=True) for p in paths or ("/3303/0/5700",)),
         composite=len(paths) > 1,
         content_format=112,
         attributes=Attributes(pmin=1, gt=20.5) if token.startswith(b"a") else None,
@@ -363,6 +363,18 @@ async def test_observations(store: Store) -> None:
     assert await os_.remove_endpoint("dev") == []
     assert await os_.for_endpoint("other") == [other]
     assert await os_.all() == [other]
+
+
+async def test_observations_of_end_devices(store: Store) -> None:
+    # An observation of an end device behind a gateway keeps its prefixed paths.
+    os_ = store.observations
+    single = obs(b"g1", "gw", "/dev1/3303/0/5700")
+    composite = obs(b"g2", "gw", "/dev1/3303/0/5700", "/3/0/9", "/lora-0a1b/3424/0")
+    for o in (single, composite):
+        assert await os_.add(o) is None
+    assert single.paths == (Path((3303, 0, 5700), "dev1"),)
+    assert await os_.get(b"g1") == single
+    assert await os_.for_endpoint("gw") == [single, composite]
 
 
 async def test_observation_moving_to_another_endpoint(store: Store) -> None:

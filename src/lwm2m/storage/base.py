@@ -85,7 +85,7 @@ class Observation:
             token=bytes.fromhex(data["token"]),
             endpoint=data["endpoint"],
             registration_id=data["registration_id"],
-            paths=tuple(Path.parse(p) for p in data["paths"]),
+            paths=tuple(Path.parse(p, prefixed=True) for p in data["paths"]),  # end devices too
             composite=bool(data.get("composite", False)),
             content_format=data.get("content_format"),
             attributes=None if attrs is None else AttributeChange.parse_query(attrs).set,

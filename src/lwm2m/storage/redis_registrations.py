@@ -399,7 +399,7 @@ def _observation(token: bytes | str, endpoint: str, data: bytes | str) -> tuple[
         token=bytes.fromhex(text(token)),
         endpoint=endpoint,
         registration_id=rid,
-        paths=tuple(Path.parse(p) for p in paths),
+        paths=tuple(Path.parse(p, prefixed=True) for p in paths),  # end devices too
         composite=composite,
         content_format=content_format,
         attributes=None if attributes is None else AttributeChange.parse_query(attributes).set,
