@@ -102,6 +102,8 @@ async def test_every_operation_on_an_end_device() -> None:
                 }
             ],
         }
+        client_view = await api.get("/api/clients/gw")  # the registration, as events carry it too
+        assert client_view.json()["endDevices"] == listed.json()["devices"]
         base = "/api/clients/gw/devices/dev1"
 
         read = await api.get(f"{base}/3303/0/5700")

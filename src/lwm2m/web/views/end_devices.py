@@ -4,24 +4,13 @@ are the device views of ``/api/clients/{ep}/...`` on the prefixed paths (lwm2m.w
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from lwm2m.protocol.registration import EndDevice, Registration
+from lwm2m.protocol.registration import Registration
+from lwm2m.server.jsonform import end_device_view
 
-__all__ = ["end_device_view", "list_devices"]
-
-
-def end_device_view(device: EndDevice) -> dict[str, Any]:
-    """An end device's JSON form: its prefix, Device ID, /25 instance and objects."""
-    return {
-        "prefix": device.prefix,
-        "deviceId": device.device_id,
-        "instanceId": device.instance_id,
-        "objects": EndDevice.to_dict(device)["objects"],
-    }
+__all__ = ["list_devices"]
 
 
 async def list_devices(request: Request, registration: Registration) -> Response:
