@@ -110,6 +110,30 @@ async def test_scripted_gateway() -> None:
         assert [e.record.value for e in history] == [22.5]
 
 
+async def test_an_update_after_a_failed_read_of_25_reads_it_again() -> None:
+    gateway = ScriptedGateway()
+    gateway.object25 = b"[{"  # not SenML: the server cannot decode it
+    async with (
+        Server(ServerConfig(port=0)) as server,
+        open_udp_endpoint("127.0.0.1", 0, handler=gateway) as client,
+    ):
+        events = server.events()
+        peer = ("127.0.0.1", server.port)
+        query = ["ep=gw-3", "lt=300", "lwm2m=1.1", "b=U"]
+        answer = await client.request(message(Code.POST, "/rd", b"</25/0>,</25/1>", CF.LINK, query), peer)
+        for _ in range(100):
+            if gateway.asked:
+                break
+            await asyncio.sleep(0.02)
+        assert gateway.asked == ["/25"]
+        gateway.object25 = TWO_DEVICES
+        location = "/" + "/".join(answer.location_path)
+        assert (await client.request(message(Code.POST, location, b"", CF.LINK), peer)).code == Code.CHANGED
+        event = await updated(events, 2)
+        assert [d.prefix for d in event.registration.end_devices] == ["dev1", "lora-0a1b"]
+        assert gateway.asked == ["/25", "/25"]
+
+
 async def test_a_bad_object_25_leaves_the_gateway_registered_without_end_devices() -> None:
     gateway = ScriptedGateway()
     gateway.object25 = b'[{"bn":"/25/0/","n":"0","vs":"x"},{"n":"1","vs":"../x"},{"n":"3","vs":""}]'

@@ -3,9 +3,9 @@
 A gateway's Register lists its object 25 instances, one per end device; their content (Device
 ID, Prefix, IoT Device Objects) is read from /25. The part reads it after each Register, and
 again after an Update whose object list changed (the gateway created or deleted /25 instances
-as end devices came and went). What it reads is kept in the registration
-(``Registration.end_devices``) and told by a ClientUpdated event: the registration changed,
-without an Update message.
+as end devices came and went), or that follows a read of /25 that failed. What it reads is
+kept in the registration (``Registration.end_devices``) and told by a ClientUpdated event: the
+registration changed, without an Update message.
 """
 
 from __future__ import annotations
@@ -54,8 +54,14 @@ class EndDeviceTracker:
             if reg.end_devices:  # it no longer lists object 25: no end devices behind it
                 self._start(reg.endpoint, reg.registration_id, clear=True)
             return
-        if isinstance(event, ClientUpdated) and event.previous.objects == reg.objects:
-            return  # the list of /25 instances did not change (nor did anything else it lists)
+        if (
+            isinstance(event, ClientUpdated)
+            and event.previous.objects == reg.objects
+            and (reg.end_devices or not reg.instances(GATEWAY_OBJECT))
+        ):
+            # The list of /25 instances did not change (nor did anything else it lists), and what
+            # it says is known: an Update after a read of /25 that failed tries again.
+            return
         self._start(reg.endpoint, reg.registration_id, clear=False)
 
     def _start(self, endpoint: str, registration_id: str, *, clear: bool) -> None:
