@@ -57,6 +57,7 @@ _LAZY: dict[str, str] = {
     "Code": "lwm2m.coap",
     "Response": "lwm2m.protocol",
     "Registration": "lwm2m.protocol",
+    "EndDevice": "lwm2m.protocol",
     "Attributes": "lwm2m.protocol",
     # storage
     "Store": "lwm2m.storage",
@@ -98,6 +99,7 @@ __all__ = [
     "ConfigError",
     "ContentFormat",
     "DeviceError",
+    "EndDevice",
     "Fleet",
     "FleetConfig",
     "LwM2MError",
@@ -152,7 +154,7 @@ if TYPE_CHECKING:
     from lwm2m.coap import Code
     from lwm2m.codec import ContentFormat
     from lwm2m.model import ObjectRegistry, Path, Record
-    from lwm2m.protocol import Attributes, Registration, Response
+    from lwm2m.protocol import Attributes, EndDevice, Registration, Response
     from lwm2m.server import (
         ClientAwake,
         ClientDeregistered,

@@ -735,3 +735,12 @@ class RecordDropped(DtlsError):
     """A record of an established DTLS session that was dropped without an alert: a replay, or
     one too old for the replay window (RFC 6347 §4.1.2.6). The receiver takes it as it takes a
     record that does not authenticate (:class:`BadRecordMac`): it did not come from the peer."""
+
+
+# --- LwM2M Gateway, object 25 (protocol/gateway.py) ---
+
+
+class GatewayError(ProtocolError):
+    """A gateway's object 25 content that cannot stand for its end devices: a missing Device ID,
+    Prefix or IoT Device Objects resource, a bad or repeated prefix, a bad object list, too many
+    end devices (LwM2M-TS-Gateway 1.1 §5.2)."""

@@ -7,6 +7,7 @@ import fnmatch
 import math
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path as FsPath
 
 import pytest
@@ -17,7 +18,7 @@ from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.model.value import ObjLink
 from lwm2m.protocol.attributes import Attributes
-from lwm2m.protocol.registration import ObjectLink, Registration
+from lwm2m.protocol.registration import EndDevice, ObjectLink, Registration
 from lwm2m.storage.base import (
     HistoryRetention,
     HistoryStore,
@@ -84,7 +85,7 @@ def obs(token: bytes, endpoint: str = "dev", *paths: str, at: float = 1.0) -> Ob
         token=token,
         endpoint=endpoint,
         registration_id="r1",
-        paths=tuple(Path.parse(p) for p in paths or ("/3303/0/5700",)),
+        paths=tuple(Path.parse(p, prefixed=True) for p in paths or ("/3303/0/5700",)),
         composite=len(paths) > 1,
         content_format=112,
         attributes=Attributes(pmin=1, gt=20.5) if token.startswith(b"a") else None,
@@ -111,6 +112,36 @@ async def test_add_get(store: Store) -> None:
     assert await rs.get("other") is None
     assert await rs.get_by_id("nope") is None
     assert await rs.all() == [reg()]
+
+
+async def test_a_gateway_keeps_its_end_devices(store: Store) -> None:
+    # LwM2M-TS-Gateway 1.1 §5.2: the end devices its /25 told, kept with the registration.
+    devices = (
+        EndDevice("dev1", "urn:dev:001234", 0, (ObjectLink(3, 0), ObjectLink(3303, None, "1.1"))),
+        EndDevice("lora-0a1b", "urn:dev:556789", 4, ()),
+    )
+    gw = Registration("gw", "g1", ("192.0.2.9", 5683), objects=(ObjectLink(25, 0), ObjectLink(25, 4)))
+    rs = store.registrations
+    await rs.add(replace(gw, end_devices=devices))
+    assert (await rs.get("gw")) == replace(gw, end_devices=devices)
+    await rs.update(replace(gw, end_devices=devices[1:]))
+    assert (await rs.get_by_id("g1")) == replace(gw, end_devices=devices[1:])
+    await rs.update(gw)
+    assert (await rs.get("gw")) == gw
+
+
+async def test_history_keeps_each_end_device_apart(store: Store) -> None:
+    # A gateway's Send holds its own values and its end devices' (LwM2M-TS-Gateway 1.1 §6).
+    own, dev1, dev10 = Path((3303, 0, 5700)), Path((3303, 0, 5700), "dev1"), Path((3303, 0, 5700), "dev10")
+    history = store.history
+    await history.append("gw", [Record(own, 1.0), Record(dev1, 2.0), Record(dev10, 3.0)], received_at=10.0)
+    await history.append("gw", [Record(dev1, 4.5, time=11.0)], received_at=11.0)
+    got = await history.query("gw", dev1)
+    assert [(e.record.path, e.record.value) for e in got] == [(dev1, 4.5), (dev1, 2.0)]
+    got = await history.query("gw", Path((), "dev1"))
+    assert [e.record.value for e in got] == [4.5, 2.0]
+    assert [e.record.value for e in await history.query("gw", Path((3303,)))] == [1.0]
+    assert {e.record.path for e in await history.query("gw")} == {own, dev1, dev10}
 
 
 async def test_new_registration_replaces_the_endpoints_old_one(store: Store) -> None:
@@ -349,6 +380,18 @@ async def test_an_observation_made_over_oscore_keeps_its_binding(store: Store) -
     assert await os_.for_endpoint("osc") == [with_context, without]
     assert await os_.all() == [with_context, without]
     assert Observation.from_dict(with_context.to_dict()) == with_context
+
+
+async def test_observations_of_end_devices(store: Store) -> None:
+    # An observation of an end device behind a gateway keeps its prefixed paths.
+    os_ = store.observations
+    single = obs(b"g1", "gw", "/dev1/3303/0/5700")
+    composite = obs(b"g2", "gw", "/dev1/3303/0/5700", "/3/0/9", "/lora-0a1b/3424/0")
+    for o in (single, composite):
+        assert await os_.add(o) is None
+    assert single.paths == (Path((3303, 0, 5700), "dev1"),)
+    assert await os_.get(b"g1") == single
+    assert await os_.for_endpoint("gw") == [single, composite]
 
 
 async def test_observation_moving_to_another_endpoint(store: Store) -> None:

@@ -28,6 +28,7 @@ pytest.importorskip("jsonschema_rs")
 # Example values of the path parameters: a temperature reading of the test device.
 EXAMPLE = {
     "ep": "dev-1",
+    "prefix": "dev1",
     "objectId": "3303",
     "instanceId": "0",
     "resourceId": "5700",

@@ -85,7 +85,7 @@ def check_under(records: Sequence[Record], base: Path) -> None:
     n = len(base.ids)
     ids = base.ids
     for r in records:
-        if r.path.ids[:n] != ids:
+        if r.path.ids[:n] != ids or (r.path.prefix != base.prefix and not r.path.within(base)):
             raise CodecError(f"record {r.path} is not under the request path {base}")
 
 

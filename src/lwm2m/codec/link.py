@@ -33,8 +33,11 @@ def decode_links(data: bytes) -> list[Link]:
         raise CodecError(f"invalid link format: {exc}") from None
 
 
-def link_paths(links: Iterable[Link]) -> list[tuple[Path, Link]]:
+def link_paths(links: Iterable[Link], *, prefixed: bool = False) -> list[tuple[Path, Link]]:
     """The links whose target is an LwM2M path, with that path.
+
+    With ``prefixed``, targets may name an end device behind a gateway (``</dev1/3303/0>``,
+    LwM2M-TS-Gateway 1.1 §5.2); without, such targets are left out as foreign ones.
 
     A client may host its objects under an alternate path, announced by a
     link with ``rt="oma.lwm2m"`` (LwM2M-TS-Core 1.2 §6.2.1.1, e.g.
@@ -57,7 +60,7 @@ def link_paths(links: Iterable[Link]) -> list[tuple[Path, Link]]:
         if target in ("", "/") or not target.startswith("/"):
             continue
         try:
-            out.append((Path.parse(target), link))
+            out.append((Path.parse(target, prefixed=prefixed), link))
         except InvalidPath:
             continue
     return out
@@ -76,7 +79,7 @@ class LinkCodec:
         return encode_links(Link(str(p)) for p in paths)
 
     def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]:
-        found = {path for path, _ in link_paths(decode_links(data))}
+        found = {path for path, _ in link_paths(decode_links(data), prefixed=bool(base.prefix))}
         return [Record(p) for p in sorted(found)]
 
 

@@ -11,6 +11,11 @@ integers, Float as a float, Boolean, Opaque as a byte string and Objlnk as the
 text ``"3:0"``. The format has no timestamps: records with a time cannot be
 encoded. An empty map (or ``null``) stands for a node without content.
 
+On an end device behind a gateway the first key of a path is its prefix, a text
+string (``{"dev1": {3303: {0: {5700: 21.5}}}}`` or ``{["dev1", 3303, 0]: {...}}``),
+as LwM2M-TS-Gateway 1.1 §6 carries the prefix in the formats that name paths; a
+Send at the root may hold the gateway's own paths beside its end devices'.
+
 The encoder collapses every chain of single children into one array key
 (``{[3, 0, 7]: {0: 3800, 1: 5000}}``); the decoder accepts any split, and
 merges the subtrees of a key that appears more than once in a map (some
@@ -30,8 +35,8 @@ import cbor2
 
 from lwm2m.codec.base import CBOR_MAX_DEPTH, ContentFormat, cbor_loads
 from lwm2m.codec.senml import NATIVE, TypeLookup, check_number, wire_value
-from lwm2m.errors import CodecError
-from lwm2m.model.path import MAX_ID, Path
+from lwm2m.errors import CodecError, InvalidPath
+from lwm2m.model.path import MAX_ID, Path, check_prefix
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import ObjLink, ResourceType, Value, check_value, values_equal
@@ -43,11 +48,11 @@ def _leaf(value: Value, rtype: ResourceType) -> object:
     return value
 
 
-def _collapse(node: dict[int, object]) -> dict[object, object]:
+def _collapse(node: dict[int | str, object]) -> dict[object, object]:
     """Turn ``{3: {0: {1: x}}}`` into ``{(3, 0, 1): x}``: one array key per chain of single children."""
     out: dict[object, object] = {}
     for k, child in node.items():
-        key: tuple[int, ...] = (k,)
+        key: tuple[int | str, ...] = (k,)
         while type(child) is dict and len(child) == 1:
             ((k2, child),) = child.items()
             key += (k2,)
@@ -63,13 +68,19 @@ class LwM2MCBORCodec:
         base_ids = base.ids
         nbase = len(base_ids)
         types = TypeLookup(models)
-        root: dict[int, object] = {}
+        top: dict[int | str, object] = {}
         for r in records:
             ids = r.path.ids
-            if ids[:nbase] != base_ids:
+            device = r.path.prefix
+            if ids[:nbase] != base_ids or (device != base.prefix and not r.path.within(base)):
                 raise CodecError(f"{r.path} is not under the request path {base}")
             if r.time is not None:
                 raise CodecError(f"{r.path}: LwM2M-CBOR has no timestamps (LwM2M-TS-Core 1.2 §7.4.7)")
+            root: dict[int | str, object] = top
+            if device:
+                sub = top.setdefault(device, {})
+                assert type(sub) is dict  # a prefix key only ever holds a map
+                root = sub
             node = root
             for i in ids[:-1]:
                 child = node.setdefault(i, {})
@@ -92,7 +103,7 @@ class LwM2MCBORCodec:
                 raise CodecError(f"{r.path} is given twice or also has children")
             rtype, value = wire_value(value, types(ids))
             node[last] = _leaf(value, rtype)
-        return cbor2.dumps(_collapse(root))
+        return cbor2.dumps(_collapse(top))
 
     def decode(self, data: bytes, base: Path, models: ObjectRegistry | None = None) -> list[Record]:
         data = bytes(data)
@@ -106,24 +117,40 @@ class LwM2MCBORCodec:
         if type(top) is not dict and type(top) is not _Pairs:
             raise CodecError(f"LwM2M-CBOR content must be a map, got {type(top).__name__}")
         out: list[Record] = []
-        self._walk(top, (), base.ids, TypeLookup(models), out)
+        self._walk(top, (), None, base, TypeLookup(models), out)
         return _merged(sort_records(out))
 
     def _walk(
         self,
         node: dict[Any, Any] | _Pairs,
         prefix: tuple[int, ...],
-        base_ids: tuple[int, ...],
+        device: str | None,
+        base: Path,
         types: TypeLookup,
         out: list[Record],
     ) -> None:
-        # Every level adds at least one ID and a path has at most four: recursion stays shallow
-        # even for hostile input (shared-reference cycles included).
+        # Every level adds at least one ID (or the device's prefix, once, at the top) and a path
+        # has at most four IDs: recursion stays shallow even for hostile input (shared-reference
+        # cycles included). ``device`` is None at the top, where a prefix may still come.
+        base_ids = base.ids
         for key, val in node.items() if type(node) is dict else node:
+            here = device or ""
             if type(key) is int:
                 ids = (*prefix, key)
             elif type(key) is tuple and key and all(type(i) is int for i in key):
                 ids = prefix + key
+            elif device is None and (
+                type(key) is str or (type(key) is tuple and key and type(key[0]) is str)
+            ):
+                # LwM2M-TS-Gateway 1.1 §6: an end device's prefix, first in its paths.
+                rest = key[1:] if type(key) is tuple else ()
+                if not all(type(i) is int for i in rest):
+                    raise CodecError(f"invalid LwM2M-CBOR key {key!r:.40}: a prefix then IDs")
+                try:
+                    here = check_prefix(key[0] if type(key) is tuple else key)
+                except InvalidPath as exc:
+                    raise CodecError(f"invalid LwM2M-CBOR key {key!r:.40}: {exc}") from None
+                ids = rest
             else:
                 raise CodecError(f"invalid LwM2M-CBOR key {key!r:.40}: expected an ID or an array of IDs")
             if len(ids) > 4:
@@ -132,16 +159,16 @@ class LwM2MCBORCodec:
                 if not 0 <= i <= MAX_ID:
                     raise CodecError(f"invalid ID {i} in LwM2M-CBOR content: IDs are 0..{MAX_ID}")
             n = min(len(ids), len(base_ids))
-            if ids[:n] != base_ids[:n]:
-                raise CodecError(f"{Path(ids)} is not under the request path {Path(base_ids)}")
+            if ids[:n] != base_ids[:n] or (here != base.prefix and (base.prefix or base_ids)):
+                raise CodecError(f"{Path(ids, here)} is not under the request path {base}")
             if type(val) is dict or type(val) is _Pairs:
                 if val:
-                    self._walk(val, ids, base_ids, types, out)
+                    self._walk(val, ids, here, base, types, out)
                     continue
                 val = None
             if len(ids) < len(base_ids):
-                raise CodecError(f"{Path(ids)} is not under the request path {Path(base_ids)}")
-            path = Path(ids)
+                raise CodecError(f"{Path(ids, here)} is not under the request path {base}")
+            path = Path(ids, here)
             if val is None:
                 out.append(Record(path))
                 continue
@@ -202,6 +229,9 @@ def _merged(records: list[Record]) -> list[Record]:
     out = [records[0]]
     for r in records[1:]:
         prev = out[-1]
+        if r.path.prefix != prev.path.prefix:  # another end device: sorted, so nothing to merge
+            out.append(r)
+            continue
         ids, pids = r.path.ids, prev.path.ids
         if ids == pids:
             if prev.value is None and r.value is None:

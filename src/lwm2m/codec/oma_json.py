@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import msgspec
 
 from lwm2m.codec.base import ContentFormat
-from lwm2m.codec.senml import TypeLookup, b64_decode, check_number, parse_name, wire_value
+from lwm2m.codec.senml import TypeLookup, b64_decode, base_name, check_number, parse_name, wire_value
 from lwm2m.codec.senml_json import json_loads
 from lwm2m.errors import CodecError
 from lwm2m.model.path import Path
@@ -49,12 +49,13 @@ class OMAJSONCodec:
         nbase = len(base_ids)
         # One bn for the whole payload: the base path, with "/" when entries lie below it.
         below = any(len(r.path.ids) > nbase for r in records)
-        bn = ("/" + "".join(f"{i}/" for i in base_ids)) if below else str(base)
+        # LwM2M-TS-Gateway 1.1 §6: on an end device, bn starts with its prefix (/dev1/3303/0/).
+        bn = base_name(base_ids, base.prefix) if below else str(base)
         types = TypeLookup(models)
         entries: list[dict[str, object]] = []
         for r in records:
             ids = r.path.ids
-            if ids[:nbase] != base_ids:
+            if ids[:nbase] != base_ids or r.path.prefix != base.prefix:
                 raise CodecError(f"{r.path} is not under the request path {base}")
             e: dict[str, object] = {}
             if below:
@@ -105,7 +106,7 @@ class OMAJSONCodec:
                 raise CodecError("an entry name (n) must be a string")
             path = parse_name(bn + n)
             ids = path.ids
-            if ids[:nbase] != base_ids:
+            if ids[:nbase] != base_ids or (path.prefix != base.prefix and not path.within(base)):
                 raise CodecError(f"{path} is not under the request path {base}")
             t = e.get("t")
             if t is not None:

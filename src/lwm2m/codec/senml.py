@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from lwm2m.errors import CodecError
-from lwm2m.model.path import MAX_ID, ROOT, Path
+from lwm2m.errors import CodecError, InvalidPath
+from lwm2m.model.path import MAX_ID, ROOT, Path, check_prefix
 from lwm2m.model.record import Record, sort_records
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import (
@@ -107,6 +107,8 @@ def b64_decode(text: object) -> bytes:
 def parse_name(name: str) -> Path:
     """The LwM2M path a resolved SenML name stands for (``/3/0/7/0``; a trailing ``/`` is allowed).
 
+    A first segment that is not a number is the prefix of an end device behind a gateway
+    (``/dev1/3303/0/5700``): LwM2M-TS-Gateway 1.1 §6 carries it in the SenML name.
     Cached: packs repeat the same few names (a device's resources) over and over.
     """
     body = name[1:] if name.startswith("/") else name
@@ -117,6 +119,15 @@ def parse_name(name: str) -> Path:
             return ROOT
         raise CodecError(f"invalid name {name!r}: not an LwM2M path")
     parts = body.split("/")
+    prefix = ""
+    if parts[0] and not parts[0].isdigit():
+        try:
+            prefix = check_prefix(parts[0])
+        except InvalidPath as exc:
+            raise CodecError(f"invalid name {name[:60]!r}: {exc}") from None
+        parts = parts[1:]
+        if not parts:
+            return Path((), prefix)
     if len(parts) > 4:
         raise CodecError(f"invalid name {name[:60]!r}: an LwM2M path has at most 4 levels")
     ids = []
@@ -127,7 +138,7 @@ def parse_name(name: str) -> Path:
         if i > MAX_ID:
             raise CodecError(f"invalid name {name!r}: ID {i} is over {MAX_ID}")
         ids.append(i)
-    return Path(tuple(ids))
+    return Path(tuple(ids), prefix)
 
 
 @lru_cache(maxsize=4096)
@@ -136,8 +147,9 @@ def relative_name(ids: tuple[int, ...]) -> str:
     return "/".join([str(i) for i in ids])
 
 
-def _prefix(ids: tuple[int, ...]) -> str:
-    return "/" + "".join(f"{i}/" for i in ids)
+def base_name(ids: tuple[int, ...], device: str = "") -> str:
+    """``/3/0/`` for (3, 0); ``/dev1/3/0/`` on the end device ``dev1``."""
+    return ("/" + device if device else "") + "/" + "".join(f"{i}/" for i in ids)
 
 
 # --- typing by model ----------------------------------------------------------------------------
@@ -278,7 +290,9 @@ class PackDecoder:
     def _learn(self, name: str) -> _Name:
         path = parse_name(name) if name else ROOT
         ids = path.ids
-        if ids[: self._nbase] != self._base_ids:
+        if ids[: self._nbase] != self._base_ids or (
+            path.prefix != self._base.prefix and not path.within(self._base)
+        ):
             raise CodecError(f"{path} is not under the request path {self._base}")
         definition: object = None
         rtype = None
@@ -448,28 +462,31 @@ def encode_pack(
     the instance changes. A record at the base itself is named by ``bn`` alone.
     """
     base_ids = base.ids
+    base_prefix = base.prefix
     nbase = len(base_ids)
     depth = nbase or 2
     types = TypeLookup(models)
     L_BN, L_N, L_T = labels.bn, labels.n, labels.t
     L_V, L_VS, L_VB, L_VD, L_VLO = labels.v, labels.vs, labels.vb, labels.vd, labels.vlo
     current: tuple[int, ...] | None = None  # the ids the last bn named, and whether it had a "/"
+    current_prefix = ""  # the end device the last bn named
     long_bn = False
     out: list[dict[str | int, object]] = []
     for r in records:
         ids = r.path.ids
-        if ids[:nbase] != base_ids:
+        device = r.path.prefix
+        if ids[:nbase] != base_ids or (device != base_prefix and not r.path.within(base)):
             raise CodecError(f"{r.path} is not under the request path {base}")
         item: dict[str | int, object] = {}
         if len(ids) > depth:
             group = ids[:depth]
-            if group != current or not long_bn:
-                item[L_BN] = _prefix(group)
-                current, long_bn = group, True
+            if group != current or not long_bn or device != current_prefix:
+                item[L_BN] = base_name(group, device)
+                current, long_bn, current_prefix = group, True, device
             item[L_N] = relative_name(ids[depth:])
-        elif ids != current or long_bn:
+        elif ids != current or long_bn or device != current_prefix:
             item[L_BN] = str(r.path)
-            current, long_bn = ids, False
+            current, long_bn, current_prefix = ids, False, device
         time = r.time
         if time is not None:
             if finite_only and (time != time or time in (math.inf, -math.inf)):

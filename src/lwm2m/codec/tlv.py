@@ -222,6 +222,10 @@ class TlvCodec:
         for r in records:
             if r.path.ids[:level] != bids:
                 raise CodecError(f"record {r.path} is not under the request path {base}")
+            if r.path.prefix != base.prefix:
+                # TLV names no path: on an end device behind a gateway, the prefix is in the
+                # request's Uri-Path only (LwM2M-TS-Gateway 1.1 §6), so one TLV holds one device.
+                raise CodecError(f"TLV cannot carry {r.path} under {base}: it holds one device's content")
             if r.time is not None:
                 raise CodecError(f"TLV cannot carry timestamps ({r.path} has one): use SenML")
         recs = sorted(records, key=_path_key)
@@ -315,6 +319,8 @@ class TlvCodec:
                 if ids[: len(prev)] == prev:
                     raise CodecError(f"{Path(prev)} is given twice")
                 prev = ids
+        if base.prefix:  # the end device the request names (LwM2M-TS-Gateway 1.1 §6)
+            return [Record(r.path.with_prefix(base.prefix), r.value, r.time) for r in out]
         return out
 
 
@@ -323,6 +329,7 @@ def _path(ids: tuple[int, ...]) -> Path:
     # per-ID validation: it is a sizeable share of decoding time.
     p = _new_path(Path)
     _set_attr(p, "ids", ids)
+    _set_attr(p, "prefix", "")
     return p
 
 

@@ -1,28 +1,59 @@
-"""LwM2M paths: ``/``, ``/3``, ``/3/0``, ``/3/0/7``, ``/3/0/7/1``.
+"""LwM2M paths: ``/``, ``/3``, ``/3/0``, ``/3/0/7``, ``/3/0/7/1``, and prefixed ``/dev1/3303/0/5700``.
 
 LwM2M-TS-Core 1.2 §7.1: object, object instance, resource and resource
 instance IDs are 16-bit unsigned integers; 65535 is reserved (MAX_ID), so a
 valid ID is 0..65534.
+
+LwM2M-TS-Gateway 1.1 §5.2 (object 25): an LwM2M Gateway exposes the objects of
+each end device behind it under that device's Prefix resource (/25/x/1), the
+first segment of the path (``/dev1/3303/0/5700``). A path without a prefix
+(``prefix == ""``) names the gateway's own objects, or a plain device's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import total_ordering
 
 from lwm2m.errors import InvalidPath
 
 MAX_ID = 65534
+MAX_PREFIX_LENGTH = 64
+
+# URI-unreserved characters only (RFC 3986 §2.3), so a prefix needs no escaping in a Uri-Path, a
+# SenML name or a REST URL; not all digits (it would read as an object ID) and not "." or "..".
+_PREFIX = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+
+
+def check_prefix(prefix: object) -> str:
+    """``prefix`` if it can name an end device behind a gateway, else InvalidPath saying why."""
+    if type(prefix) is not str:
+        raise InvalidPath(f"invalid prefix {prefix!r:.40}: expected a string such as dev1")
+    if not prefix or len(prefix) > MAX_PREFIX_LENGTH:
+        raise InvalidPath(f"invalid prefix {prefix[:40]!r}: a prefix has 1..{MAX_PREFIX_LENGTH} characters")
+    if _PREFIX.fullmatch(prefix) is None or prefix.isdigit():
+        raise InvalidPath(
+            f"invalid prefix {prefix!r}: letters, digits and -._~ only, not all digits, not starting with ."
+        )
+    return prefix
 
 
 @total_ordering
 @dataclass(frozen=True, slots=True)
 class Path:
-    """An LwM2M path as a tuple of up to four IDs; ``Path(())`` is the root."""
+    """An LwM2M path as a tuple of up to four IDs; ``Path(())`` is the root.
+
+    ``prefix`` names an end device behind a gateway (LwM2M-TS-Gateway 1.1 §5.2): ``Path((3303, 0),
+    "dev1")`` is ``/dev1/3303/0`` and ``Path((), "dev1")`` that device's root.
+    """
 
     ids: tuple[int, ...] = ()
+    prefix: str = ""
 
     def __post_init__(self) -> None:
+        if self.prefix:
+            check_prefix(self.prefix)
         if len(self.ids) > 4:
             raise InvalidPath(f"a path has at most 4 levels, got {len(self.ids)}")
         for i in self.ids:
@@ -30,8 +61,12 @@ class Path:
                 raise InvalidPath(f"invalid ID {i!r}: IDs are integers 0..{MAX_ID}")
 
     @classmethod
-    def parse(cls, text: str | Path) -> Path:
-        """Parse ``/3/0/7``; the leading slash is optional, ``/`` is the root."""
+    def parse(cls, text: str | Path, *, prefixed: bool = False) -> Path:
+        """Parse ``/3/0/7``; the leading slash is optional, ``/`` is the root.
+
+        With ``prefixed``, a first segment that is not a number is an end device's prefix
+        (``/dev1/3303/0``, LwM2M-TS-Gateway 1.1 §5.2); without, it is an error as any other.
+        """
         if isinstance(text, Path):
             return text
         if not isinstance(text, str):
@@ -43,6 +78,15 @@ class Path:
         if body.endswith("/"):
             body = body[:-1]
         parts = body.split("/")
+        prefix = ""
+        if prefixed and parts[0] and not parts[0].isdigit():
+            try:
+                prefix = check_prefix(parts[0])
+            except InvalidPath as exc:
+                raise InvalidPath(f"invalid path {text[:80]!r}: {exc}") from None
+            parts = parts[1:]
+            if not parts:
+                return cls((), prefix)
         ids = []
         for p in parts:
             if not p:
@@ -59,13 +103,15 @@ class Path:
         for i in ids:
             if i > MAX_ID:
                 raise InvalidPath(f"invalid path {text!r}: ID {i} is over {MAX_ID}")
-        return cls(tuple(ids))
+        return cls(tuple(ids), prefix)
 
     @classmethod
     def of(cls, *ids: int) -> Path:
         return cls(tuple(ids))
 
     def __str__(self) -> str:
+        if self.prefix:
+            return "/" + "/".join((self.prefix, *map(str, self.ids)))
         return "/" + "/".join(map(str, self.ids)) if self.ids else "/"
 
     def __repr__(self) -> str:
@@ -74,7 +120,7 @@ class Path:
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Path):
             return NotImplemented
-        return self.ids < other.ids
+        return (self.prefix, self.ids) < (other.prefix, other.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -86,7 +132,30 @@ class Path:
 
     @property
     def is_root(self) -> bool:
+        """The root of a device: ``/``, or ``/dev1`` for an end device behind a gateway."""
         return not self.ids
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        """The Uri-Path segments of this path (RFC 7252 §6.4): ``("dev1", "3303", "0")``."""
+        ids = tuple(map(str, self.ids))
+        return (self.prefix, *ids) if self.prefix else ids
+
+    def without_prefix(self) -> Path:
+        """The same IDs on the gateway itself (or a plain device)."""
+        return Path(self.ids) if self.prefix else self
+
+    def with_prefix(self, prefix: str) -> Path:
+        """The same IDs on the end device ``prefix`` ("" for none)."""
+        return self if prefix == self.prefix else Path(self.ids, prefix)
+
+    def within(self, base: Path) -> bool:
+        """True if this path lies at or under ``base`` as content of a request at ``base``: as
+        :meth:`startswith`, and the bare root ``/`` also holds the end devices behind a gateway
+        (a Send or a composite request carries their paths beside the gateway's own)."""
+        if self.ids[: len(base.ids)] != base.ids:
+            return False
+        return self.prefix == base.prefix or (not base.prefix and not base.ids)
 
     @property
     def is_object(self) -> bool:
@@ -127,15 +196,15 @@ class Path:
     def parent(self) -> Path:
         if not self.ids:
             raise InvalidPath("the root path has no parent")
-        return Path(self.ids[:-1])
+        return Path(self.ids[:-1], self.prefix)
 
     def child(self, id_: int) -> Path:
-        return Path((*self.ids, id_))
+        return Path((*self.ids, id_), self.prefix)
 
     def startswith(self, prefix: Path) -> bool:
-        """True if ``prefix`` is this path or one of its ancestors."""
+        """True if ``prefix`` is this path or one of its ancestors (on the same device)."""
         n = len(prefix.ids)
-        return self.ids[:n] == prefix.ids
+        return self.ids[:n] == prefix.ids and self.prefix == prefix.prefix
 
     def is_prefix_of(self, other: Path) -> bool:
         return other.startswith(self)
@@ -144,7 +213,7 @@ class Path:
         """The resource this path names or lies in (needs level >= 3)."""
         if len(self.ids) < 3:
             raise InvalidPath(f"{self} is not a resource path")
-        return Path(self.ids[:3])
+        return Path(self.ids[:3], self.prefix)
 
 
 ROOT = Path(())

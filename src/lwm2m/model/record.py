@@ -27,5 +27,6 @@ class Record:
 
 
 def sort_records(records: Iterable[Record]) -> list[Record]:
-    """Records in path order, then time order (stable for equal keys)."""
-    return sorted(records, key=lambda r: (r.path.ids, -1e300 if r.time is None else r.time))
+    """Records in path order (the gateway's own first, then each end device's by prefix), then
+    time order (stable for equal keys)."""
+    return sorted(records, key=lambda r: (r.path.prefix, r.path.ids, -1e300 if r.time is None else r.time))

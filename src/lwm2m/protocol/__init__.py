@@ -24,6 +24,7 @@ from lwm2m.protocol.management import (
 )
 from lwm2m.protocol.registration import (
     DeregisterRequest,
+    EndDevice,
     ObjectLink,
     RegisterRequest,
     Registration,
@@ -39,6 +40,7 @@ __all__ = [
     "DeleteRequest",
     "DeregisterRequest",
     "DiscoverRequest",
+    "EndDevice",
     "ExecuteRequest",
     "ObjectLink",
     "ObserveRequest",

@@ -338,4 +338,5 @@ def _location(message: Message, object_path: Path) -> Path | None:
 
 
 def _segments(path: Path) -> list[str]:
-    return [str(i) for i in path.ids]
+    # An end device's prefix is the first Uri-Path segment (LwM2M-TS-Gateway 1.1 §6).
+    return list(path.segments)

@@ -25,8 +25,8 @@ from typing import Any, Self
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.linkformat import Link, parse_links, serialize_links
-from lwm2m.errors import LinkFormatError, RegistrationError
-from lwm2m.model.path import MAX_ID
+from lwm2m.errors import GatewayError, InvalidPath, LinkFormatError, RegistrationError
+from lwm2m.model.path import MAX_ID, Path, check_prefix
 
 RD = "rd"  # the resource directory path segment: /rd, /rd/{id}
 LINK_FORMAT = 40  # application/link-format (RFC 6690 §7.3)
@@ -467,6 +467,60 @@ class DeregisterRequest:
         return Message.build(Type.CON, Code.DELETE, mid, token, uri_path=[RD, self.location])
 
 
+# --- end devices behind a gateway ------------------------------------------------------
+
+MAX_DEVICE_ID_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class EndDevice:
+    """One end device behind a gateway: the /25 instance that stands for it, its Device ID,
+    its Prefix and its objects (LwM2M-TS-Gateway 1.1 §5.2)."""
+
+    prefix: str
+    device_id: str
+    instance_id: int
+    objects: tuple[ObjectLink, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            check_prefix(self.prefix)
+        except InvalidPath as exc:
+            raise GatewayError(f"/25/{self.instance_id}/1: {exc}") from None
+        if type(self.device_id) is not str or len(self.device_id) > MAX_DEVICE_ID_LENGTH:
+            most = MAX_DEVICE_ID_LENGTH
+            raise GatewayError(
+                f"/25/{self.instance_id}/0: a Device ID is a string of at most {most} characters"
+            )
+
+    @property
+    def root(self) -> Path:
+        """``/dev1``: the root of this device's paths."""
+        return Path((), self.prefix)
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        return tuple(sorted({o.object_id for o in self.objects}))
+
+    def instances(self, object_id: int) -> tuple[int, ...]:
+        ids = {o.instance_id for o in self.objects if o.object_id == object_id}
+        return tuple(sorted(i for i in ids if i is not None))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "device_id": self.device_id,
+            "instance_id": self.instance_id,
+            "objects": ObjectList(self.objects).to_payload().decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EndDevice:
+        links = data.get("objects", "")
+        objects = ObjectList.parse(links).objects if links else ()
+        return cls(data["prefix"], data["device_id"], int(data["instance_id"]), objects)
+
+
 # --- the server's record -----------------------------------------------------------------
 
 
@@ -492,6 +546,8 @@ class Registration:
     # Register or Update came; over TCP and TLS the server's requests go over the client's
     # connection (LwM2M-TS-Transport 1.2 §6), which a restarted server or another node lacks.
     transport: str = "udp"
+    # A gateway's end devices, as its object 25 last told them (LwM2M-TS-Gateway 1.1 §5.2).
+    end_devices: tuple[EndDevice, ...] = ()
 
     @classmethod
     def from_request(
@@ -580,6 +636,13 @@ class Registration:
         ids = {o.instance_id for o in self.objects if o.object_id == object_id}
         return tuple(sorted(i for i in ids if i is not None))
 
+    def end_device(self, prefix: str) -> EndDevice | None:
+        """The end device behind this gateway with ``prefix``, if there is one."""
+        for d in self.end_devices:
+            if d.prefix == prefix:
+                return d
+        return None
+
     # --- JSON form for stores -------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -599,6 +662,7 @@ class Registration:
             "last_update": self.last_update,
             "extra": [[k, v] for k, v in self.extra],
             "transport": self.transport,
+            "end_devices": [d.to_dict() for d in self.end_devices],
         }
 
     @classmethod
@@ -620,6 +684,7 @@ class Registration:
             last_update=float(data.get("last_update", 0.0)),
             extra=tuple((k, v) for k, v in data.get("extra", ())),
             transport=str(data.get("transport", "udp")),
+            end_devices=tuple(EndDevice.from_dict(d) for d in data.get("end_devices", ())),
         )
 
 

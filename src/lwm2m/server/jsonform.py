@@ -11,7 +11,7 @@ from typing import Any
 
 from lwm2m.model.jsonform import records_to_json
 from lwm2m.protocol.management import Response
-from lwm2m.protocol.registration import Registration
+from lwm2m.protocol.registration import EndDevice, Registration
 from lwm2m.server.events import (
     ClientAwake,
     ClientDeregistered,
@@ -67,7 +67,19 @@ def registration_view(
         "sleeping": sleeping,
     }
     view["transport"] = transport if transport is not None else registration.transport
+    if registration.end_devices:  # a gateway's (LwM2M-TS-Gateway 1.1 §5.2)
+        view["endDevices"] = [end_device_view(d) for d in registration.end_devices]
     return view
+
+
+def end_device_view(device: EndDevice) -> dict[str, Any]:
+    """An end device's JSON form: its prefix, Device ID, /25 instance and objects (CoRE links)."""
+    return {
+        "prefix": device.prefix,
+        "deviceId": device.device_id,
+        "instanceId": device.instance_id,
+        "objects": device.to_dict()["objects"],
+    }
 
 
 def response_view(response: Response) -> dict[str, Any]:

@@ -52,6 +52,7 @@ from lwm2m.server.events import (
     SendReceived,
     ServerEvent,
 )
+from lwm2m.server.gateways import EndDeviceTracker
 from lwm2m.server.hosting import FW_PATH, PackageSource, serve_package
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
 from lwm2m.server.observation import ObservationManager, ServerObservation, address_of
@@ -163,6 +164,8 @@ class Server:
             history_added=self._history_added,
             oscore_resumed=self.security.oscore.resume if self.security.oscore is not None else None,
         )
+        # The end devices behind gateways (object 25), read from each gateway's /25.
+        self.end_devices = EndDeviceTracker(self.management.read, self.store.registrations, self._emit)
         # The operations are the part's own bound methods: no extra call on the way to a device.
         self.send = self.management.send
         self.read = self.management.read
@@ -258,6 +261,7 @@ class Server:
 
     async def stop(self) -> None:
         self.trace.close()
+        await self.end_devices.close()
         if self._expiry is not None:
             self._expiry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -437,6 +441,8 @@ class Server:
             self._forget_dtls_session(event.registration)
         if isinstance(event, ClientRegistered):
             self._share_dtls_session(event.registration)
+        if isinstance(event, ClientRegistered | ClientUpdated):
+            self.end_devices.follow(event)
         if isinstance(event, ClientRegistered | ClientUpdated):
             # Register and Update wake a queue-mode client (LwM2M-TS-Transport 1.2 §6.5).
             endpoint = event.registration.endpoint

@@ -109,7 +109,7 @@ class Observation:
             token=bytes.fromhex(data["token"]),
             endpoint=data["endpoint"],
             registration_id=data["registration_id"],
-            paths=tuple(Path.parse(p) for p in data["paths"]),
+            paths=tuple(Path.parse(p, prefixed=True) for p in data["paths"]),  # end devices too
             composite=bool(data.get("composite", False)),
             content_format=data.get("content_format"),
             attributes=None if attrs is None else AttributeChange.parse_query(attrs).set,
@@ -183,9 +183,9 @@ def record_from_row(text: str | bytes, kind: str) -> Record:
     """The record :func:`record_row` stored, with its value's Python type."""
     data = msgspec.json.decode(text)
     if (kind not in _TYPED and kind != _UNTYPED) or "value" not in data:
-        return record_from_json(data)
+        return record_from_json(data, prefixed=True)
     value = data.pop("value")
-    record = record_from_json(data)
+    record = record_from_json(data, prefixed=True)
     if kind == _UNTYPED:
         raw = value_from_json(value, ResourceType.OPAQUE, str(record.path))
         return Record(record.path, UntypedBytes(raw), record.time)  # type: ignore[arg-type]

@@ -191,7 +191,7 @@ class MemoryObservationStore:
 # One history entry: (path IDs, value, record time, received at, source). Plain tuples of
 # numbers and strings, which the garbage collector stops tracking after one look: a
 # history of millions of values then costs no time in full collections.
-_Row = tuple[tuple[int, ...], Any, float | None, float, str]
+_Row = tuple[tuple[Any, ...], Any, float | None, float, str]  # (prefix and) path IDs, value, times, source
 
 
 class MemoryHistoryStore:
@@ -216,7 +216,7 @@ class MemoryHistoryStore:
                 continue
             if entries is None:
                 entries = self._entries[endpoint] = deque(maxlen=self.retention.max_records)
-            entries.append((r.path.ids, r.value, r.time, received_at, source))
+            entries.append((_key(r.path), r.value, r.time, received_at, source))
 
     async def flush(self) -> None:
         """Nothing is kept back here."""
@@ -233,7 +233,7 @@ class MemoryHistoryStore:
     ) -> list[HistoryEntry]:
         check_query(limit)
         entries = self._entries.get(endpoint, ())
-        prefix = path.ids
+        prefix = _key(path)
         n = len(prefix)
         # A stable sort on time alone: equal times keep the order they are met in, which is
         # arrival order, or its reverse for newest first.
@@ -251,7 +251,7 @@ class MemoryHistoryStore:
         for _, (ids, value, t, at, source) in found:
             p = paths.get(ids)
             if p is None:
-                p = paths[ids] = Path(ids)
+                p = paths[ids] = Path(ids) if not ids or type(ids[0]) is int else Path(ids[1:], ids[0])
             out.append(HistoryEntry(endpoint, Record(p, value, t), source, at))  # type: ignore[arg-type]
         return out
 
@@ -284,6 +284,12 @@ class MemoryHistoryStore:
 
 def _first(item: tuple[float, _Row]) -> float:
     return item[0]
+
+
+def _key(path: Path) -> tuple[Any, ...]:
+    """A path as history keeps it: its IDs, after its prefix on an end device behind a gateway
+    (so that the gateway's root holds its end devices' values too, and nothing else does)."""
+    return (path.prefix, *path.ids) if path.prefix else path.ids
 
 
 def _identity_key(info: SecurityInfo) -> tuple[str, str | bytes] | None:

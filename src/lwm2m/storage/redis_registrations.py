@@ -18,7 +18,7 @@ import msgspec
 
 from lwm2m.model.path import Path
 from lwm2m.protocol.attributes import AttributeChange
-from lwm2m.protocol.registration import ObjectLink, Registration
+from lwm2m.protocol.registration import EndDevice, ObjectLink, Registration
 from lwm2m.storage.base import (
     PAGE_SCAN,
     Observation,
@@ -96,18 +96,21 @@ return old
 
 # The stored forms are positional MessagePack arrays, not the JSON of ``to_dict``: the field
 # names would be half of each value, and a fleet's registrations are most of the Redis memory.
-# The first element is the form's version: 2 adds the transport at the end; a form 1 value
-# (written before) reads as a registration over UDP.
+# The first element is the form's version: 2 adds the transport at the end; 3 is form 2 and a
+# gateway's end devices (their to_dict forms) after it (a registration without end devices keeps
+# form 2); a form 1 value (written before the transport was kept) reads as a registration over UDP.
 _FORM = 2
+_FORM_GATEWAY = 3
 _FORM_WITHOUT_TRANSPORT = 1
 _OBSERVATION_FORM = 1  # an observation's, apart
 
 
 def registration_bytes(r: Registration) -> bytes:
     objects = [[o.object_id, o.instance_id, o.version] for o in r.objects]
+    tail: list[object] = [[d.to_dict() for d in r.end_devices]] if r.end_devices else []
     return msgspec.msgpack.encode(
         [
-            _FORM,
+            _FORM_GATEWAY if r.end_devices else _FORM,
             r.endpoint,
             r.registration_id,
             r.address[0],
@@ -124,17 +127,23 @@ def registration_bytes(r: Registration) -> bytes:
             r.last_update,
             r.extra,
             r.transport,
+            *tail,
         ]
     )
 
 
 def _registration(data: bytes | str) -> Registration:
-    """A stored registration (form 2, or form 1 from before the transport was kept: over UDP);
-    ``msgspec.DecodeError`` for any value that is not one."""
+    """A stored registration (form 2, form 3 of a gateway, or form 1 from before the transport
+    was kept: over UDP); ``msgspec.DecodeError`` for any value that is not one."""
     items = msgspec.msgpack.decode(data if isinstance(data, bytes) else data.encode())
     form = items[0] if isinstance(items, list) and items else None
     transport = "udp"
-    if form == _FORM:
+    devices: list[dict[str, object]] = []
+    if form == _FORM_GATEWAY:
+        devices = items.pop()
+        if not isinstance(devices, list):
+            raise msgspec.DecodeError(f"a gateway's end devices {devices!r} are not a list")
+    if form in (_FORM, _FORM_GATEWAY):
         transport = items.pop()
         if not isinstance(transport, str):
             raise msgspec.DecodeError(f"a registration's transport {transport!r} is not a name")
@@ -175,8 +184,9 @@ def _registration(data: bytes | str) -> Registration:
             last_update=float(last),
             extra=tuple((k, v) for k, v in extra),
             transport=transport,
+            end_devices=tuple(EndDevice.from_dict(d) for d in devices),
         )
-    except (ValueError, TypeError) as exc:  # a list of another length or shape
+    except (ValueError, TypeError, KeyError) as exc:  # a list of another length or shape
         raise msgspec.DecodeError(f"not a registration in stored form {form!r}: {exc}") from None
 
 
@@ -417,7 +427,7 @@ def _observation(token: bytes | str, endpoint: str, data: bytes | str) -> tuple[
         token=bytes.fromhex(text(token)),
         endpoint=endpoint,
         registration_id=rid,
-        paths=tuple(Path.parse(p) for p in paths),
+        paths=tuple(Path.parse(p, prefixed=True) for p in paths),  # end devices too
         composite=composite,
         content_format=content_format,
         attributes=None if attributes is None else AttributeChange.parse_query(attributes).set,

@@ -241,7 +241,7 @@ class RedisHistoryStore:
         check_query(limit)
         await self.flush()
         rows = [raw(r) for r in await self.link.client().lrange(key("hist", endpoint), 0, -1)]
-        under = None if path.is_root else str(path).encode()
+        under = None if path.is_root and not path.prefix else str(path).encode()
         below = None if under is None else under + b"/"
         found: list[tuple[float, bytes]] = []
         for row in reversed(rows) if newest_first else rows:

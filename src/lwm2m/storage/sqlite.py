@@ -428,7 +428,7 @@ class SqliteHistoryStore:
         # the same file makes it low; prune() counts afresh.
         self._counts: dict[str, int] = {}
         self._pending: list[tuple[str, str, float, float, str, str, bytes]] = []  # add()ed, not written
-        self._texts: dict[tuple[int, ...], str] = {}  # str(path) by path IDs, for add()
+        self._texts: dict[tuple[int | str, ...], str] = {}  # str(path) by (prefix and) path IDs, for add()
 
     async def append(
         self, endpoint: str, records: Iterable[Record], *, source: Source = "notify", received_at: float
@@ -448,12 +448,13 @@ class SqliteHistoryStore:
             value = r.value
             if value is None:
                 continue
-            ids = r.path.ids
+            path = r.path
+            ids: tuple[int | str, ...] = path.ids if not path.prefix else (path.prefix, *path.ids)
             text = texts.get(ids)
             if text is None:
                 if len(texts) >= 4096:
                     texts.clear()
-                text = texts[ids] = str(r.path)
+                text = texts[ids] = str(path)
             tv = type(value)
             # tv is float there, which mypy does not carry over to value: a finite float.
             if r.time is None and (tv in _AS_IS or (tv is float and value - value == 0)):  # type: ignore[operator]
@@ -529,9 +530,9 @@ class SqliteHistoryStore:
         self._write()
         where = ["endpoint = ?"]
         args: list[object] = [endpoint]
-        if not path.is_root:
-            # Paths are digits and slashes, and "0" follows "/": the range holds every
-            # path below p, and not "/33" when p is "/3".
+        if not path.is_root or path.prefix:
+            # "0" follows "/": the range holds every path below p, and not "/33" when p is "/3"
+            # (nor "/dev10/..." when p is the end device "/dev1").
             p = str(path)
             where.append("(path = ? OR (path >= ? AND path < ?))")
             args += [p, p + "/", p + "0"]

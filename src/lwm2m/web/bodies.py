@@ -207,6 +207,16 @@ class QueuedRequest(Closed):
     ) = UNSET
 
 
+class EndDevice(Closed):
+    """An end device behind a gateway (LwM2M-TS-Gateway 1.1 §5.2): its prefix, Device ID, the
+    /25 instance that stands for it and its objects as CoRE links."""
+
+    prefix: Annotated[str, Meta(examples=["dev1"])]
+    deviceId: Annotated[str, Meta(examples=["urn:dev:001234"])]
+    instanceId: int
+    objects: Annotated[str, Meta(examples=["</3/0>,</3303>;ver=1.1,</3303/0>"])]
+
+
 class Registration(Closed):
     """A client's registration (LwM2M-TS-Core 1.2 §6.2.1)."""
 
@@ -228,6 +238,17 @@ class Registration(Closed):
         ]
         | UnsetType
     ) = UNSET
+    endDevices: (
+        Annotated[list[EndDevice], Meta(description="a gateway's end devices (LwM2M-TS-Gateway 1.1 §5.2)")]
+        | UnsetType
+    ) = UNSET
+
+
+class EndDevices(Closed):
+    """The end devices behind a gateway, by prefix."""
+
+    endpoint: str
+    devices: list[EndDevice]
 
 
 class ClientPage(Closed):

@@ -24,6 +24,7 @@ __all__ = [
     "json_body",
     "lwm2m_path",
     "number",
+    "on_device",
     "query_format",
     "query_paths",
     "request_paths",
@@ -139,4 +140,12 @@ def write_records(body: dict[str, Any], path: Path, models: ObjectRegistry) -> l
         model = definition.type if definition else None
         value = typed_from_json(body["value"], body.get("type"), model, str(path))
         return [Record(path, value)]
-    return body_records(body, models)
+    return on_device(body_records(body, models), path)
+
+
+def on_device(records: list[Record], path: Path) -> list[Record]:
+    """A body's records for a request at ``path``: on an end device behind a gateway, its paths
+    are the device's own (``/3303/0/5700`` under ``/dev1``, LwM2M-TS-Gateway 1.1 §6)."""
+    if not path.prefix:
+        return records
+    return [Record(r.path.with_prefix(path.prefix), r.value, r.time) for r in records]

@@ -13,7 +13,7 @@ document shows them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal, Protocol
@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from lwm2m.errors import ResourceNotFound
 from lwm2m.fleet.packages import NAME_PATTERN, VERSION_PATTERN
-from lwm2m.model.path import Path
+from lwm2m.model.path import Path, check_prefix
 from lwm2m.protocol.registration import Registration
 from lwm2m.web import bodies
 from lwm2m.web.apidoc import (
@@ -56,6 +56,7 @@ from lwm2m.web.views import (
     console,
     device,
     docs,
+    end_devices,
     events,
     firmware,
     history,
@@ -76,6 +77,7 @@ __all__ = [
     "CLIENT_PREFIX",
     "COMPOSITE",
     "DEVICE_WORDS",
+    "END_DEVICE_PREFIX",
     "LEVELS",
     "REFUSED",
     "ROUTES",
@@ -142,10 +144,20 @@ COMPOSITE: dict[str, dict[str, ClientView]] = {
 }
 
 
-def resolve(method: str, url: str, segments: list[str]) -> ClientView:
+def resolve(method: str, url: str, segments: list[str], prefix: str = "") -> ClientView:
     """The view of ``method`` on the URL segments after ``/api/clients/{ep}/`` (``url``: the
     whole path, for messages). ResourceNotFound for no such URL, InvalidPath for a LwM2M path that is
-    not one, UnsupportedMethod (405 with ``Allow``) for a method the URL does not take."""
+    not one, UnsupportedMethod (405 with ``Allow``) for a method the URL does not take.
+
+    ``devices`` lists a gateway's end devices; ``devices/{prefix}/...`` is resolved as the URL
+    after it, on the end device's paths (LwM2M-TS-Gateway 1.1 §6: ``/dev1/3303/0/5700``)."""
+    if segments[:1] == ["devices"] and not prefix:
+        if len(segments) == 1:
+            allow(method, ("GET",), "devices, which is read-only")
+            return end_devices.list_devices
+        return resolve(method, url, segments[2:], check_prefix(segments[1]))
+    if prefix and (segments[:1] == ["composite"] or tuple(segments) in DEVICE_WORDS):
+        raise ResourceNotFound(f"no such resource: {url} (an end device takes its paths and history)")
     if segments[:1] == ["composite"]:
         rest = segments[1:]
         if len(rest) != 1 or rest[0] not in COMPOSITE:
@@ -159,9 +171,9 @@ def resolve(method: str, url: str, segments: list[str]) -> ClientView:
         return words[method]
     if segments[:1] == ["history"]:
         allow(method, ("GET",), "history, which is read-only")
-        return partial(history.history, path=lwm2m_path(segments[1:]))
+        return partial(history.history, path=lwm2m_path(segments[1:]).with_prefix(prefix))
     action = segments[-1] if segments and segments[-1] in ACTIONS else None
-    path = lwm2m_path(segments[:-1] if action is not None else segments)
+    path = lwm2m_path(segments[:-1] if action is not None else segments).with_prefix(prefix)
     if action is None:
         allow(method, path_methods(path), str(path))
         return partial(device.operation, path=path)
@@ -176,6 +188,8 @@ async def client_path(request: Request) -> Response:
     registration = await api_context(request).server.registration(request.path_params["ep"])
     segments = [s for s in request.path_params["rest"].split("/") if s]
     view = resolve(request.method, request.url.path, segments)
+    if segments[:1] == ["devices"] and len(segments) > 1 and registration.end_device(segments[1]) is None:
+        raise ResourceNotFound(f"{registration.endpoint} has no end device {segments[1]!r}")
     return await view(request, registration)
 
 
@@ -364,6 +378,33 @@ def _client_routes() -> list[ApiRoute]:
         table.append(ApiRoute(f"{CLIENT_PREFIX}composite/{word}", ops, client=True))
     for words, ops in _DEVICE_WORD_OPS.items():
         table.append(ApiRoute(CLIENT_PREFIX + "/".join(words), ops, client=True))
+    return table
+
+
+PREFIX_PARAM = Param(
+    "prefix", str, "an end device's prefix (/25/x/1)", where="path", required=True, example="dev1"
+)
+END_DEVICE_PREFIX = CLIENT_PREFIX + "devices/{prefix}/"
+
+
+def _end_device_routes(client_routes: list[ApiRoute]) -> list[ApiRoute]:
+    """A gateway's end devices: their list, and under ``devices/{prefix}/`` every LwM2M path,
+    action and history template of a client, served by the same views (LwM2M-TS-Gateway 1.1 §6)."""
+    listing = Doc(
+        "The end devices behind a gateway, as its object 25 tells them (none for another client)",
+        (EP,),
+        {200: Answer("OK", bodies.EndDevices), 404: Answer("unknown endpoint", bodies.Error)},
+    )
+    table = [ApiRoute(CLIENT_PREFIX + "devices", _get(end_devices.list_devices, listing), client=True)]
+    for route in client_routes:
+        rest = route.path.removeprefix(CLIENT_PREFIX)
+        if rest.startswith("composite/") or tuple(rest.split("/")) in _DEVICE_WORD_OPS:
+            continue
+        ops = {
+            m: RouteOperation(op.view, replace(op.doc, params=(EP, PREFIX_PARAM, *op.doc.params[1:])))
+            for m, op in route.operations.items()
+        }
+        table.append(ApiRoute(END_DEVICE_PREFIX + rest, ops, client=True))
     return table
 
 
@@ -761,6 +802,7 @@ ROUTES: tuple[ApiRoute, ...] = (
         ),
     ),
     *_client_routes(),
+    *_end_device_routes(_client_routes()),
     ApiRoute(
         "/api/requests/{id}",
         _get(

@@ -24,6 +24,7 @@ from lwm2m.web.params import (
     body_records,
     flag,
     json_body,
+    on_device,
     query_format,
     timeout,
     write_records,
@@ -54,7 +55,7 @@ async def operation(request: Request, registration: Registration, path: Path) ->
     elif request.method == "POST":
         body = await json_body(request)
         if path.is_object:
-            records = body_records(body, server.models) if body else []
+            records = on_device(body_records(body, server.models), path) if body else []
             call = partial(server.create, ep, path, records, format=fmt, timeout=wait)
         else:  # a resource: path_methods lets POST through only for an object or a resource
             args = body.get("args", "")
