@@ -743,4 +743,4 @@ class RecordDropped(DtlsError):
 class GatewayError(ProtocolError):
     """A gateway's object 25 content that cannot stand for its end devices: a missing Device ID,
     Prefix or IoT Device Objects resource, a bad or repeated prefix, a bad object list, too many
-    end devices (LwM2M-TS-Gateway 1.1 §5.2)."""
+    end devices (LwM2M-TS-Gateway 1.1, object 25)."""

@@ -1,5 +1,5 @@
 """Content of end devices behind an LwM2M Gateway: the prefix in SenML, LwM2M-CBOR, and the
-formats that cannot carry it (LwM2M-TS-Gateway 1.1 §6)."""
+formats that cannot carry it (LwM2M-TS-Gateway 1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prefixed paths: an end device behind an LwM2M Gateway (LwM2M-TS-Gateway 1.1 §5.2)."""
+"""Prefixed paths: an end device behind an LwM2M Gateway (LwM2M-TS-Gateway 1.1, object 25)."""
 
 from __future__ import annotations
 

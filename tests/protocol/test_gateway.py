@@ -1,4 +1,4 @@
-"""Object 25: the end devices a gateway's /25 tells (LwM2M-TS-Gateway 1.1 §5.2)."""
+"""Object 25: the end devices a gateway's /25 tells (LwM2M-TS-Gateway 1.1, object 25)."""
 
 from __future__ import annotations
 

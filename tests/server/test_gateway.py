@@ -1,4 +1,4 @@
-"""A gateway and its end devices (LwM2M-TS-Gateway 1.1 §5.2, §6), from a scripted raw-UDP gateway:
+"""A gateway and its end devices (LwM2M-TS-Gateway 1.1, object 25), from a scripted raw-UDP gateway:
 the server reads /25 after the Register and after an Update that changes the /25 instances,
 keeps the end devices with the registration, reaches them by prefix, and takes their Sends."""
 

@@ -115,7 +115,7 @@ async def test_add_get(store: Store) -> None:
 
 
 async def test_a_gateway_keeps_its_end_devices(store: Store) -> None:
-    # LwM2M-TS-Gateway 1.1 §5.2: the end devices its /25 told, kept with the registration.
+    # LwM2M-TS-Gateway 1.1, object 25: the end devices its /25 told, kept with the registration.
     devices = (
         EndDevice("dev1", "urn:dev:001234", 0, (ObjectLink(3, 0), ObjectLink(3303, None, "1.1"))),
         EndDevice("lora-0a1b", "urn:dev:556789", 4, ()),
@@ -131,7 +131,7 @@ async def test_a_gateway_keeps_its_end_devices(store: Store) -> None:
 
 
 async def test_history_keeps_each_end_device_apart(store: Store) -> None:
-    # A gateway's Send holds its own values and its end devices' (LwM2M-TS-Gateway 1.1 §6).
+    # A gateway's Send holds its own values and its end devices' (LwM2M-TS-Gateway 1.1).
     own, dev1, dev10 = Path((3303, 0, 5700)), Path((3303, 0, 5700), "dev1"), Path((3303, 0, 5700), "dev10")
     history = store.history
     await history.append("gw", [Record(own, 1.0), Record(dev1, 2.0), Record(dev10, 3.0)], received_at=10.0)

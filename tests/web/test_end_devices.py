@@ -1,4 +1,4 @@
-"""The REST API on the end devices behind a gateway (LwM2M-TS-Gateway 1.1 §5.2, §6): their list,
+"""The REST API on the end devices behind a gateway (LwM2M-TS-Gateway 1.1, object 25): their list,
 and every device operation under /api/clients/{gateway}/devices/{prefix}/, checked at the gateway
 for the Uri-Path, method and payload it got, and against the OpenAPI document."""
 

@@ -37,7 +37,7 @@ def link_paths(links: Iterable[Link], *, prefixed: bool = False) -> list[tuple[P
     """The links whose target is an LwM2M path, with that path.
 
     With ``prefixed``, targets may name an end device behind a gateway (``</dev1/3303/0>``,
-    LwM2M-TS-Gateway 1.1 §5.2); without, such targets are left out as foreign ones.
+    LwM2M-TS-Gateway 1.1, object 25); without, such targets are left out as foreign ones.
 
     A client may host its objects under an alternate path, announced by a
     link with ``rt="oma.lwm2m"`` (LwM2M-TS-Core 1.2 §6.2.1.1, e.g.

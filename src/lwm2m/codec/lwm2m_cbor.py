@@ -13,7 +13,7 @@ encoded. An empty map (or ``null``) stands for a node without content.
 
 On an end device behind a gateway the first key of a path is its prefix, a text
 string (``{"dev1": {3303: {0: {5700: 21.5}}}}`` or ``{["dev1", 3303, 0]: {...}}``),
-as LwM2M-TS-Gateway 1.1 §6 carries the prefix in the formats that name paths; a
+as LwM2M-TS-Gateway 1.1 carries the prefix in the formats that name paths; a
 Send at the root may hold the gateway's own paths beside its end devices'.
 
 The encoder collapses every chain of single children into one array key
@@ -142,7 +142,7 @@ class LwM2MCBORCodec:
             elif device is None and (
                 type(key) is str or (type(key) is tuple and key and type(key[0]) is str)
             ):
-                # LwM2M-TS-Gateway 1.1 §6: an end device's prefix, first in its paths.
+                # LwM2M-TS-Gateway 1.1: an end device's prefix, first in its paths.
                 rest = key[1:] if type(key) is tuple else ()
                 if not all(type(i) is int for i in rest):
                     raise CodecError(f"invalid LwM2M-CBOR key {key!r:.40}: a prefix then IDs")

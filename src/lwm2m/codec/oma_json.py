@@ -49,7 +49,7 @@ class OMAJSONCodec:
         nbase = len(base_ids)
         # One bn for the whole payload: the base path, with "/" when entries lie below it.
         below = any(len(r.path.ids) > nbase for r in records)
-        # LwM2M-TS-Gateway 1.1 §6: on an end device, bn starts with its prefix (/dev1/3303/0/).
+        # LwM2M-TS-Gateway 1.1: on an end device, bn starts with its prefix (/dev1/3303/0/).
         bn = base_name(base_ids, base.prefix) if below else str(base)
         types = TypeLookup(models)
         entries: list[dict[str, object]] = []

@@ -108,7 +108,7 @@ def parse_name(name: str) -> Path:
     """The LwM2M path a resolved SenML name stands for (``/3/0/7/0``; a trailing ``/`` is allowed).
 
     A first segment that is not a number is the prefix of an end device behind a gateway
-    (``/dev1/3303/0/5700``): LwM2M-TS-Gateway 1.1 §6 carries it in the SenML name.
+    (``/dev1/3303/0/5700``): LwM2M-TS-Gateway 1.1 carries it in the SenML name.
     Cached: packs repeat the same few names (a device's resources) over and over.
     """
     body = name[1:] if name.startswith("/") else name

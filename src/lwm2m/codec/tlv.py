@@ -224,7 +224,7 @@ class TlvCodec:
                 raise CodecError(f"record {r.path} is not under the request path {base}")
             if r.path.prefix != base.prefix:
                 # TLV names no path: on an end device behind a gateway, the prefix is in the
-                # request's Uri-Path only (LwM2M-TS-Gateway 1.1 §6), so one TLV holds one device.
+                # request's Uri-Path only (LwM2M-TS-Gateway 1.1), so one TLV holds one device.
                 raise CodecError(f"TLV cannot carry {r.path} under {base}: it holds one device's content")
             if r.time is not None:
                 raise CodecError(f"TLV cannot carry timestamps ({r.path} has one): use SenML")
@@ -319,7 +319,7 @@ class TlvCodec:
                 if ids[: len(prev)] == prev:
                     raise CodecError(f"{Path(prev)} is given twice")
                 prev = ids
-        if base.prefix:  # the end device the request names (LwM2M-TS-Gateway 1.1 §6)
+        if base.prefix:  # the end device the request names (LwM2M-TS-Gateway 1.1)
             return [Record(r.path.with_prefix(base.prefix), r.value, r.time) for r in out]
         return out
 

@@ -179,7 +179,7 @@ def value_from_json(raw: Any, type_: ResourceType | None, where: str = "value") 
 
 def record_from_json(item: Any, models: ObjectRegistry | None = None, *, prefixed: bool = False) -> Record:
     """A record of the JSON form; ``prefixed``: its path may name an end device behind a gateway
-    (``/dev1/3303/0/5700``, LwM2M-TS-Gateway 1.1 §5.2), as stored records do."""
+    (``/dev1/3303/0/5700``, LwM2M-TS-Gateway 1.1, object 25), as stored records do."""
     if not isinstance(item, Mapping):
         raise JsonFormError(f"a record must be an object like {{'path': '/3/0/1', 'value': 1}}, got {item!r}")
     unknown = set(item) - {"path", "value", "time", "type"}

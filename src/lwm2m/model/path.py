@@ -4,7 +4,7 @@ LwM2M-TS-Core 1.2 §7.1: object, object instance, resource and resource
 instance IDs are 16-bit unsigned integers; 65535 is reserved (MAX_ID), so a
 valid ID is 0..65534.
 
-LwM2M-TS-Gateway 1.1 §5.2 (object 25): an LwM2M Gateway exposes the objects of
+LwM2M-TS-Gateway 1.1, object 25: an LwM2M Gateway exposes the objects of
 each end device behind it under that device's Prefix resource (/25/x/1), the
 first segment of the path (``/dev1/3303/0/5700``). A path without a prefix
 (``prefix == ""``) names the gateway's own objects, or a plain device's.
@@ -44,7 +44,7 @@ def check_prefix(prefix: object) -> str:
 class Path:
     """An LwM2M path as a tuple of up to four IDs; ``Path(())`` is the root.
 
-    ``prefix`` names an end device behind a gateway (LwM2M-TS-Gateway 1.1 §5.2): ``Path((3303, 0),
+    ``prefix`` names an end device behind a gateway (LwM2M-TS-Gateway 1.1, object 25): ``Path((3303, 0),
     "dev1")`` is ``/dev1/3303/0`` and ``Path((), "dev1")`` that device's root.
     """
 
@@ -65,7 +65,7 @@ class Path:
         """Parse ``/3/0/7``; the leading slash is optional, ``/`` is the root.
 
         With ``prefixed``, a first segment that is not a number is an end device's prefix
-        (``/dev1/3303/0``, LwM2M-TS-Gateway 1.1 §5.2); without, it is an error as any other.
+        (``/dev1/3303/0``, LwM2M-TS-Gateway 1.1, object 25); without, it is an error as any other.
         """
         if isinstance(text, Path):
             return text

@@ -1,4 +1,4 @@
-"""End devices behind an LwM2M Gateway: object 25 (LwM2M-TS-Gateway 1.1 §5.2, object version 2.0).
+"""End devices behind an LwM2M Gateway: object 25 (LwM2M-TS-Gateway 1.1, object 25 version 2.0).
 
 A gateway registers its own objects, object 25 among them (``</25>;ver=2.0,</25/0>,</25/1>``).
 Each instance of object 25 stands for one end device: its Device ID (/25/x/0), the Prefix

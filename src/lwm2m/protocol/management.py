@@ -338,5 +338,5 @@ def _location(message: Message, object_path: Path) -> Path | None:
 
 
 def _segments(path: Path) -> list[str]:
-    # An end device's prefix is the first Uri-Path segment (LwM2M-TS-Gateway 1.1 §6).
+    # An end device's prefix is the first Uri-Path segment (LwM2M-TS-Gateway 1.1).
     return list(path.segments)

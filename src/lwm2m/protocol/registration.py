@@ -475,7 +475,7 @@ MAX_DEVICE_ID_LENGTH = 255
 @dataclass(frozen=True, slots=True)
 class EndDevice:
     """One end device behind a gateway: the /25 instance that stands for it, its Device ID,
-    its Prefix and its objects (LwM2M-TS-Gateway 1.1 §5.2)."""
+    its Prefix and its objects (LwM2M-TS-Gateway 1.1, object 25)."""
 
     prefix: str
     device_id: str
@@ -546,7 +546,7 @@ class Registration:
     # Register or Update came; over TCP and TLS the server's requests go over the client's
     # connection (LwM2M-TS-Transport 1.2 §6), which a restarted server or another node lacks.
     transport: str = "udp"
-    # A gateway's end devices, as its object 25 last told them (LwM2M-TS-Gateway 1.1 §5.2).
+    # A gateway's end devices, as its object 25 last told them (LwM2M-TS-Gateway 1.1, object 25).
     end_devices: tuple[EndDevice, ...] = ()
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The end devices behind the gateways registered here (LwM2M-TS-Gateway 1.1 §5.2, §6).
+"""The end devices behind the gateways registered here (LwM2M-TS-Gateway 1.1, object 25).
 
 A gateway's Register lists its object 25 instances, one per end device; their content (Device
 ID, Prefix, IoT Device Objects) is read from /25. The part reads it after each Register, and

@@ -67,7 +67,7 @@ def registration_view(
         "sleeping": sleeping,
     }
     view["transport"] = transport if transport is not None else registration.transport
-    if registration.end_devices:  # a gateway's (LwM2M-TS-Gateway 1.1 §5.2)
+    if registration.end_devices:  # a gateway's (LwM2M-TS-Gateway 1.1, object 25)
         view["endDevices"] = [end_device_view(d) for d in registration.end_devices]
     return view
 

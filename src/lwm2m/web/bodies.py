@@ -208,7 +208,7 @@ class QueuedRequest(Closed):
 
 
 class EndDevice(Closed):
-    """An end device behind a gateway (LwM2M-TS-Gateway 1.1 §5.2): its prefix, Device ID, the
+    """An end device behind a gateway (LwM2M-TS-Gateway 1.1, object 25): its prefix, Device ID, the
     /25 instance that stands for it and its objects as CoRE links."""
 
     prefix: Annotated[str, Meta(examples=["dev1"])]
@@ -239,8 +239,7 @@ class Registration(Closed):
         | UnsetType
     ) = UNSET
     endDevices: (
-        Annotated[list[EndDevice], Meta(description="a gateway's end devices (LwM2M-TS-Gateway 1.1 §5.2)")]
-        | UnsetType
+        Annotated[list[EndDevice], Meta(description="a gateway's end devices (object 25)")] | UnsetType
     ) = UNSET
 
 

@@ -145,7 +145,7 @@ def write_records(body: dict[str, Any], path: Path, models: ObjectRegistry) -> l
 
 def on_device(records: list[Record], path: Path) -> list[Record]:
     """A body's records for a request at ``path``: on an end device behind a gateway, its paths
-    are the device's own (``/3303/0/5700`` under ``/dev1``, LwM2M-TS-Gateway 1.1 §6)."""
+    are the device's own (``/3303/0/5700`` under ``/dev1``, LwM2M-TS-Gateway 1.1)."""
     if not path.prefix:
         return records
     return [Record(r.path.with_prefix(path.prefix), r.value, r.time) for r in records]

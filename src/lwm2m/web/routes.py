@@ -150,7 +150,7 @@ def resolve(method: str, url: str, segments: list[str], prefix: str = "") -> Cli
     not one, UnsupportedMethod (405 with ``Allow``) for a method the URL does not take.
 
     ``devices`` lists a gateway's end devices; ``devices/{prefix}/...`` is resolved as the URL
-    after it, on the end device's paths (LwM2M-TS-Gateway 1.1 §6: ``/dev1/3303/0/5700``)."""
+    after it, on the end device's paths (LwM2M-TS-Gateway 1.1: ``/dev1/3303/0/5700``)."""
     if segments[:1] == ["devices"] and not prefix:
         if len(segments) == 1:
             allow(method, ("GET",), "devices, which is read-only")
@@ -389,7 +389,7 @@ END_DEVICE_PREFIX = CLIENT_PREFIX + "devices/{prefix}/"
 
 def _end_device_routes(client_routes: list[ApiRoute]) -> list[ApiRoute]:
     """A gateway's end devices: their list, and under ``devices/{prefix}/`` every LwM2M path,
-    action and history template of a client, served by the same views (LwM2M-TS-Gateway 1.1 §6)."""
+    action and history template of a client, served by the same views (LwM2M-TS-Gateway 1.1)."""
     listing = Doc(
         "The end devices behind a gateway, as its object 25 tells them (none for another client)",
         (EP,),

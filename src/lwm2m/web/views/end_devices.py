@@ -1,4 +1,4 @@
-"""``/api/clients/{ep}/devices``: the end devices behind a gateway (LwM2M-TS-Gateway 1.1 §5.2),
+"""``/api/clients/{ep}/devices``: the end devices behind a gateway (LwM2M-TS-Gateway 1.1, object 25),
 as its object 25 last told them. Their operations, ``/api/clients/{ep}/devices/{prefix}/...``,
 are the device views of ``/api/clients/{ep}/...`` on the prefixed paths (lwm2m.web.routes)."""
 
