@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lwm2m.errors import InvalidPath
-from lwm2m.model.path import MAX_PREFIX_LENGTH, ROOT, Path, check_prefix
+from lwm2m.model.path import MAX_PREFIX_LENGTH, PREFIX_PATTERN, ROOT, Path, check_prefix
 
 
 @pytest.mark.parametrize(
@@ -113,3 +115,16 @@ def test_parse_prefixed_raises_only_invalid_path(text: str) -> None:
     except InvalidPath:
         return
     assert Path.parse(str(p), prefixed=True) == p
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet="aZ09._~-/ é", min_size=1, max_size=70))
+def test_the_documented_pattern_says_what_check_prefix_takes(prefix: str) -> None:
+    # PREFIX_PATTERN is the REST API's {prefix} in the OpenAPI document: no look-arounds there.
+    taken = re.fullmatch(PREFIX_PATTERN, prefix) is not None and len(prefix) <= MAX_PREFIX_LENGTH
+    try:
+        check_prefix(prefix)
+    except InvalidPath:
+        assert not taken, prefix
+    else:
+        assert taken, prefix

@@ -36,7 +36,7 @@ CROSS_FIELD = re.compile(
         (
             r"is not a resource value",
             r"is not an integer",
-            r"is not a valid \w+ value",
+            r"is not a valid [\w ]+ value",  # e.g. "Unsigned Integer"
             r"Opaque values are base64",
             r"is not valid base64",
             r"invalid object link",  # a value of the "type" objlnk is "OBJECT:INSTANCE"

@@ -24,6 +24,9 @@ MAX_PREFIX_LENGTH = 64
 # URI-unreserved characters only (RFC 3986 §2.3), so a prefix needs no escaping in a Uri-Path, a
 # SenML name or a REST URL; not all digits (it would read as an object ID) and not "." or "..".
 _PREFIX = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+# The same rules as one pattern without look-arounds (for a JSON schema): a first character that
+# is neither a digit nor ".", or digits and then a non-digit; then any unreserved characters.
+PREFIX_PATTERN = r"^([A-Za-z_~-]|[0-9]+[A-Za-z._~-])[A-Za-z0-9._~-]*$"
 
 
 def check_prefix(prefix: object) -> str:
