@@ -73,13 +73,13 @@ async def test_simulate_over_tcp() -> None:
                 await proc.wait()
 
 
-def test_tls_port_without_certificate_is_one_line() -> None:
-    result = CliRunner().invoke(main, ["server", "--coap-port", "0", "--tls-port", "0"])
+def test_tls_port_bad_value_is_one_line() -> None:
+    result = CliRunner().invoke(main, ["server", "--coap-port", "0", "--tls-port", "70000"])
     assert result.exit_code != 0
-    assert "--tls-port needs --dtls-cert" in result.output or "tls_port needs certificate" in result.output
+    assert "tls_port" in result.output or "--tls-port" in result.output
 
 
-def test_coaps_tcp_client_needs_a_certificate() -> None:
+def test_coaps_tcp_client_takes_a_psk() -> None:
     result = CliRunner().invoke(
         main,
         [
@@ -91,10 +91,12 @@ def test_coaps_tcp_client_needs_a_certificate() -> None:
             "--psk-identity",
             "a",
             "--psk-key",
-            "00",
+            "not-hex",
         ],
     )
-    assert result.exit_code != 0 and "coaps+tcp:// takes --cert" in result.output
+    # A PSK serves coaps+tcp:// (through our TLS engine) as it serves coaps://: what is refused
+    # is the bad key, in a line that names it, not the kind of credentials.
+    assert result.exit_code != 0 and "--psk-key" in result.output and "--cert" not in result.output
 
 
 async def test_client_over_tls_with_certificate_files(tmp_path: Path) -> None:
