@@ -1009,27 +1009,15 @@ def own_tcp_endpoint(
     config: TcpConfig | None,
 ) -> CoapTcpEndpoint:
     """A client's endpoint for a ``coap+tcp://`` server, or a ``coaps+tcp://`` one with the
-    credentials of ``dtls``: a PSK or a raw public key through our TLS engine
-    (``lwm2m.transport.tls_engine``), a certificate (X.509) through the ssl module. Requests
-    from the server come over the connection it opens."""
-    client_ssl = None
+    credentials of ``dtls`` (a PSK, a raw public key or a certificate) through our TLS engine
+    (``lwm2m.transport.tls_engine``), checked as DTLS checks them. Requests from the server come
+    over the connection it opens."""
     client_tls = None
     if dtls is not None:
-        certificate = dtls.certificate
-        if certificate is None:
-            try:
-                client_tls = engine_tls_client(dtls)
-            except ValueError as exc:
-                raise ConfigError(f"coaps+tcp://: {exc}") from None
-        else:
-            client_ssl = tls_client_context(
-                certificate, certificate.trusted or certificate.server_certificate
-            )
+        try:
+            client_tls = engine_tls_client(dtls)
+        except ValueError as exc:
+            raise ConfigError(f"coaps+tcp://: {exc}") from None
     return CoapTcpEndpoint(
-        asyncio.get_running_loop(),
-        handler=handler,
-        on_event=on_event,
-        config=config,
-        client_ssl=client_ssl,
-        client_tls=client_tls,
+        asyncio.get_running_loop(), handler=handler, on_event=on_event, config=config, client_tls=client_tls
     )
