@@ -6,10 +6,14 @@ load comes from a separate process (so it does not share the GIL with the server
 ``--inflight`` GETs of a small resource outstanding for ``--seconds`` and counts the 2.05
 answers: over UDP as confirmable requests on one socket, over DTLS through one PSK session (our
 own engine as the client, as ``bench/dtls.py`` does), over TCP and TLS pipelined on one
-connection (tokens match the answers, RFC 8323 §3). The rates are also given as ratios against
+connection (tokens match the answers, RFC 8323 §3). TLS twice: "tls" with X.509 through the
+ssl module, "tls-psk" with a PSK through our own TLS engine on both sides
+(``lwm2m.transport.tls_engine``; the load's client is our engine too, the ssl module of this
+Python having no PSK). The rates are also given as ratios against
 UDP in the same run.
 
-Memory: ``--connections`` idle connections (TCP, then TLS with a client certificate) are opened
+Memory: ``--connections`` idle connections (TCP, then TLS with a client certificate through the
+ssl module, then TLS with a PSK through our engine) are opened
 by a separate process, each sending its CSM; the server's Python heap (tracemalloc) and its
 resident set grow by the figures printed, per connection.
 
@@ -143,14 +147,82 @@ def dtls_load(port: int, seconds: float, warmup: float, inflight: int, conn: Any
     _report(conn, counts, seconds, cpu0, t0 + warmup)
 
 
+class EnginePskSocket:
+    """A TLS-PSK client socket through our engine (TLS 1.2 over TCP, TLS_PSK_WITH_AES_128_CCM_8):
+    the ssl module of this Python has no PSK. The handshake runs blocking in the constructor;
+    then ``send``/``recv`` carry application data (``recv`` raises BlockingIOError when a
+    non-blocking socket has nothing whole)."""
+
+    def __init__(self, raw: socket.socket) -> None:
+        from lwm2m.tls import ConnectionConfig, DtlsConnection, DtlsRole
+
+        self.raw = raw
+        config = ConnectionConfig(psk_identity=IDENTITY.encode(), psk=KEY)
+        self.conn = DtlsConnection(DtlsRole.CLIENT, config, time.time(), stream=True)
+        while not self.conn.established:
+            out = self.conn.data_to_send()
+            if out:
+                raw.sendall(out)
+            data = raw.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed during the TLS handshake")
+            self.conn.receive_data(data)
+            if self.conn.closed:
+                raise ConnectionError("the TLS handshake failed")
+        self.conn.next_event()  # HandshakeComplete
+        self._out = bytearray(self.conn.data_to_send())
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self.raw.setblocking(flag)
+
+    def sendall(self, data: bytes) -> None:
+        self.conn.send_application_data(data)
+        self.raw.sendall(bytes(self._out) + self.conn.data_to_send())
+        self._out.clear()
+
+    def send(self, data: bytes | bytearray) -> int:
+        if not self._out:
+            self.conn.send_application_data(bytes(data))
+            self._out += self.conn.data_to_send()
+            taken = len(data)
+        else:
+            taken = 0  # the records of earlier data go first
+        sent = self.raw.send(self._out)
+        del self._out[:sent]
+        return taken
+
+    def recv(self, n: int) -> bytes:
+        data = self.raw.recv(n)
+        if not data:
+            return b""
+        self.conn.receive_data(data)
+        plain = []
+        while (event := self.conn.next_event()) is not None:
+            payload = getattr(event, "data", None)
+            if payload is not None:
+                plain.append(payload)
+        if not plain:
+            raise BlockingIOError
+        return b"".join(plain)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 def tcp_load(
-    port: int, seconds: float, warmup: float, inflight: int, tls: dict[str, str] | None, conn: Any
+    port: int, seconds: float, warmup: float, inflight: int, tls: dict[str, str] | str | None, conn: Any
 ) -> None:
-    """GETs of /t pipelined on one connection (TLS with ``tls``'s files): token = the counter."""
+    """GETs of /t pipelined on one connection (TLS with ``tls``'s files, or through our engine
+    with a PSK for ``"psk"``): token = the counter."""
     raw = socket.create_connection((HOST, port))
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s: socket.socket = raw
-    if tls is not None:
+    s: Any = raw
+    if tls == "psk":
+        s = EnginePskSocket(raw)
+    elif tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.load_verify_locations(tls["ca"])
@@ -268,19 +340,21 @@ def _report(conn: Any, counts: tuple[int, int, int], seconds: float, cpu0: float
     conn.close()
 
 
-def idle_connections(port: int, n: int, tls: dict[str, str] | None, conn: Any) -> None:
+def idle_connections(port: int, n: int, tls: dict[str, str] | str | None, conn: Any) -> None:
     """Open ``n`` connections, each sending its CSM; hold them until told to close."""
     context = None
-    if tls is not None:
+    if isinstance(tls, dict):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.load_verify_locations(tls["ca"])
         context.load_cert_chain(tls["cert"], tls["key"])
         context.set_alpn_protocols(["coap"])
-    held = []
+    held: list[Any] = []
     for _ in range(n):
-        s = socket.create_connection((HOST, port))
-        if context is not None:
+        s: Any = socket.create_connection((HOST, port))
+        if tls == "psk":
+            s = EnginePskSocket(s)
+        elif context is not None:
             s = context.wrap_socket(s)
         s.sendall(CSM)
         held.append(s)
@@ -319,7 +393,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def idle_memory(endpoint: Any, n: int, tls: dict[str, str] | None) -> tuple[float, float]:
+async def idle_memory(endpoint: Any, n: int, tls: dict[str, str] | str | None) -> tuple[float, float]:
     """Bytes of Python heap and of resident set per idle connection the server holds."""
     import gc
 
@@ -341,7 +415,9 @@ async def run(opts: argparse.Namespace) -> None:
     from lwm2m.coap.events import RequestReceived
     from lwm2m.coap.message import Message
     from lwm2m.coap.numbers import Code, OptionNumber, Type
+    from lwm2m.transport.dtls import DtlsServerConfig
     from lwm2m.transport.tcp import TcpLimits, open_tcp_endpoint, tls_server_context
+    from lwm2m.transport.tls_engine import engine_tls_server
     from lwm2m.transport.udp import open_udp_endpoint
 
     content = Message(Type.ACK, Code.CONTENT, payload=PAYLOAD)
@@ -387,6 +463,9 @@ async def run(opts: argparse.Namespace) -> None:
     server_ssl = tls_server_context(server_cred)
     async with open_tcp_endpoint(HOST, 0, handler=handler, limits=limits, server_ssl=server_ssl) as tls:
         rows.append(("tls", *await measure(tcp_load, (tls.port, *load, tls_files), budget)))
+    engine = engine_tls_server(DtlsServerConfig(psk_lookup={IDENTITY: KEY}.get))
+    async with open_tcp_endpoint(HOST, 0, handler=handler, limits=limits, server_tls=engine) as tls:
+        rows.append(("tls-psk", *await measure(tcp_load, (tls.port, *load, "psk"), budget)))
 
     base = rows[0][1].rate or 1.0
     print(f"requests/s over one socket or connection, {opts.inflight} in flight, {opts.seconds:g} s each:")
@@ -406,6 +485,9 @@ async def run(opts: argparse.Namespace) -> None:
     async with open_tcp_endpoint(HOST, 0, handler=handler, limits=limits, server_ssl=server_ssl) as tls:
         heap, rss = await idle_memory(tls, opts.connections, tls_files)
         print(f"  tls: {heap / 1024:.1f} KiB Python heap, {rss / 1024:.1f} KiB resident (OpenSSL's included)")
+    async with open_tcp_endpoint(HOST, 0, handler=handler, limits=limits, server_tls=engine) as tls:
+        heap, rss = await idle_memory(tls, opts.connections, "psk")
+        print(f"  tls-psk: {heap / 1024:.1f} KiB Python heap, {rss / 1024:.1f} KiB resident (our engine)")
     tracemalloc.stop()
 
 

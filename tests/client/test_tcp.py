@@ -105,8 +105,21 @@ async def test_tls_with_a_certificate() -> None:
             assert (await server.read("tls-client", "/3303/0/5700")).records[0].value == 21.5
 
 
-def test_coaps_tcp_takes_a_certificate_only() -> None:
+async def test_tls_with_a_psk() -> None:
     from lwm2m.transport.dtls.config import PskCredentials
 
-    with pytest.raises(ConfigError, match="coaps\\+tcp"):
-        Client("x", "coaps+tcp://127.0.0.1:5684", config=ClientConfig(psk=PskCredentials("x", b"k" * 16)))
+    key = b"k" * 16
+    async with Server(ServerConfig(port=0, tls_port=0)) as server:
+        await server.security.put(SecurityInfo("tls-psk", psk_identity="tls-psk-id", psk_key=key))
+        events = server.events()
+        assert server.tls_uri is not None
+        client_config = ClientConfig(lifetime=300, psk=PskCredentials("tls-psk-id", key))
+        async with Client("tls-psk", server.tls_uri, [temperature()], config=client_config):
+            await next_event(events, ClientRegistered)
+            assert server.transport_of("tls-psk") == "tls"
+            assert (await server.read("tls-psk", "/3303/0/5700")).records[0].value == 21.5
+
+
+def test_coaps_tcp_takes_credentials() -> None:
+    with pytest.raises(ConfigError, match="coaps"):
+        Client("x", "coaps+tcp://127.0.0.1:5684", config=ClientConfig())

@@ -19,7 +19,9 @@ from lwm2m.errors import ConfigError, ConnectionAborted
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
+from lwm2m.transport.dtls import DtlsClientConfig, PskCredentials
 from lwm2m.transport.tcp import open_tcp_endpoint, tls_client_context
+from lwm2m.transport.tls_engine import engine_tls_client
 
 
 def register(ep: str, *, queue: bool = False) -> Message:
@@ -133,6 +135,30 @@ async def test_tls_binds_the_certificate_cn_to_the_endpoint() -> None:
             assert refused.code == Code.FORBIDDEN
 
 
-def test_tls_port_needs_a_certificate() -> None:
-    with pytest.raises(ConfigError, match="tls_port needs certificate"):
-        ServerConfig(tls_port=0)
+async def test_tls_binds_the_psk_identity_to_the_endpoint() -> None:
+    key = bytes(range(16))
+    async with Server(ServerConfig(port=0, tls_port=0)) as server:
+        await server.security.put(SecurityInfo("psk-dev", psk_identity="psk-dev-id", psk_key=key))
+        await server.security.put(SecurityInfo("other-dev", psk_identity="other-id", psk_key=bytes(16)))
+        tls = engine_tls_client(DtlsClientConfig(psk=PskCredentials("psk-dev-id", key)))
+        async with open_tcp_endpoint(None, handler=Device(), client_tls=tls) as ep:
+            created = await ep.request(register("psk-dev"), ("127.0.0.1", server.tls_port))
+            assert created.code == Code.CREATED
+            assert server.transport_of("psk-dev") == "tls"
+            assert value(await server.read("psk-dev", "/3/0/0", timeout=5)) == "Open Mobile Alliance"
+        # The PSK of psk-dev does not register as another endpoint (4.03, as over DTLS).
+        async with open_tcp_endpoint(None, handler=Device(), client_tls=tls) as ep:
+            refused = await ep.request(register("other-dev"), ("127.0.0.1", server.tls_port))
+            assert refused.code == Code.FORBIDDEN
+        # A PSK the store does not hold: no handshake.
+        stranger = engine_tls_client(DtlsClientConfig(psk=PskCredentials("stranger", key)))
+        async with open_tcp_endpoint(None, handler=Device(), client_tls=stranger) as ep:
+            with pytest.raises(ConnectionAborted, match="TLS handshake"):
+                await ep.request(register("psk-dev"), ("127.0.0.1", server.tls_port))
+
+
+def test_tls_port_takes_psk_clients_without_a_certificate() -> None:
+    # The security store's PSKs serve over TLS through our engine (no certificate needed).
+    assert ServerConfig(tls_port=0).certificate is None
+    with pytest.raises(ConfigError, match="tls_port"):
+        ServerConfig(tls_port=-1)

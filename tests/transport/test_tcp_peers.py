@@ -77,6 +77,24 @@ async def test_libcoap_openssl_registers_over_tls_with_a_certificate(tmp_path: P
         assert "4.03" in result.stdout + result.stderr, result
 
 
+async def test_libcoap_openssl_registers_over_tls_with_a_psk() -> None:
+    client = binary("coap-client-openssl")
+    async with Server(ServerConfig(port=0, tls_port=0)) as server:
+        await server.security.put(
+            SecurityInfo("sensor-psk", psk_identity="sensor-psk-id", psk_key=b"secretPSK")
+        )
+        uri = f"coaps+tcp://127.0.0.1:{server.tls_port}/" + REGISTER.format(ep="sensor-psk")
+        argv = ["-u", "sensor-psk-id", "-k", "secretPSK", "-v", "6"]
+        result = await run_process(client, "-m", "post", "-t", "40", "-e", "</3/0>", *argv, uri)
+        assert "2.01" in result.stdout + result.stderr, result
+        assert server.transport_of("sensor-psk") == "tls"
+        # The PSK names sensor-psk: registering as another endpoint is refused (4.03).
+        await server.security.put(SecurityInfo("someone", psk_identity="someone-id", psk_key=b"other"))
+        other = f"coaps+tcp://127.0.0.1:{server.tls_port}/" + REGISTER.format(ep="someone")
+        result = await run_process(client, "-m", "post", "-t", "40", "-e", "</3/0>", *argv, other)
+        assert "4.03" in result.stdout + result.stderr, result
+
+
 async def test_our_client_endpoint_against_libcoap_server() -> None:
     server_bin = binary("coap-server-notls")
     port = free_port()

@@ -337,8 +337,6 @@ def dtls_credentials(
     psk_given = psk_identity is not None or psk_key is not None
     cert_given = cert is not None or key is not None or ca is not None
     rpk_given = rpk_key is not None or server_rpk is not None
-    if scheme == "coaps+tcp" and (psk_given or rpk_given or not cert_given):
-        fail(f"--server {server_uri}: coaps+tcp:// takes --cert with --key and --ca (X.509 over TLS)")
     if scheme not in ("coaps", "coaps+tcp"):
         if psk_given or cert_given or rpk_given:
             fail(

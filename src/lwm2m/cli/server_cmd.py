@@ -196,15 +196,20 @@ def dtls_certificate(coaps_port: int | None, cert: str | None, key: str | None, 
 
 
 def check_tls(config: Any) -> None:
-    """With --tls-port, the certificate and key load into a TLS context now: a ConfigError
-    naming what is wrong, not a failure at start."""
+    """With --tls-port, the credentials DTLS takes (the security store's PSKs, --dtls-rpk-key,
+    the certificate) make a TLS server of our engine now: a line naming what is wrong, not a
+    failure at start."""
     if config.tls_port is None:
         return
-    if config.certificate is None:
-        fail("--tls-port needs --dtls-cert, --dtls-key and --dtls-ca (CoAP over TLS takes X.509 clients)")
-    from lwm2m.transport.tcp import tls_server_context
+    from lwm2m.transport.dtls.config import DtlsServerConfig
+    from lwm2m.transport.tls_engine import engine_tls_server
 
-    tls_server_context(config.certificate)
+    try:
+        engine_tls_server(
+            DtlsServerConfig(psk_lookup=lambda _: None, certificate=config.certificate, rpk=config.rpk)
+        )
+    except ValueError as exc:
+        fail(f"--tls-port: {exc}")
 
 
 def dtls_rpk(coaps_port: int | None, key: str | None) -> Any:
@@ -212,7 +217,7 @@ def dtls_rpk(coaps_port: int | None, key: str | None) -> Any:
     if key is None:
         return None
     if coaps_port is None:
-        fail("--dtls-rpk-key needs --coaps-port")
+        fail("--dtls-rpk-key needs --coaps-port or --tls-port")
     from lwm2m.transport.dtls.config import RpkCredentials
     from lwm2m.transport.dtls.credentials import load_private_key
 
@@ -803,7 +808,7 @@ def server(
             certificate=dtls_certificate(
                 coaps_port if coaps_port is not None else tls_port, dtls_cert, dtls_key, dtls_ca
             ),
-            rpk=dtls_rpk(coaps_port, dtls_rpk_key),
+            rpk=dtls_rpk(coaps_port if coaps_port is not None else tls_port, dtls_rpk_key),
             awake_time=awake_time,
             tcp_port=tcp_port,
             tls_port=tls_port,

@@ -118,8 +118,6 @@ class Client:
                 raise ConfigError(
                     f"server {server!r}: coaps:// takes psk=, certificate= or rpk=, coap:// none of them"
                 )
-            if self.server_uri.tcp and secure and certificate is None:
-                raise ConfigError(f"server {server!r}: coaps+tcp:// takes certificate= (X.509 over TLS)")
         # DTLS credentials (RFC 7252 §9.1): a PSK or a certificate, never both.
         self._dtls: DtlsClientConfig | None = None
         if server is not None and secure:

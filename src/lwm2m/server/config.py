@@ -65,11 +65,12 @@ class ServerConfig:
     ``trace``: the bounds of the per-device message trace (:mod:`lwm2m.server.trace`).
 
     ``tcp_port``: also serve CoAP over TCP there (``coap+tcp``, RFC 8323; None: no TCP);
-    ``tls_port``: CoAP over TLS (``coaps+tcp``) with the X.509 ``certificate``, whose trusted
-    authorities client certificates must chain to; ``tcp``: the connections' Max-Message-Size,
-    block-wise and timeouts, ``tcp_limits``: how many connections, idle time and buffers (None:
-    the defaults). A client registered over TCP or TLS is reached over its connection (binding
-    ``T``, LwM2M-TS-Transport 1.2 §6).
+    ``tls_port``: CoAP over TLS (``coaps+tcp``) through our TLS engine with the credentials
+    DTLS takes: the security store's PSKs, the raw public key ``rpk``, the X.509
+    ``certificate`` (whose trusted authorities client certificates must chain to); ``tcp``: the
+    connections' Max-Message-Size, block-wise and timeouts, ``tcp_limits``: how many
+    connections, idle time and buffers (None: the defaults). A client registered over TCP or
+    TLS is reached over its connection (binding ``T``, LwM2M-TS-Transport 1.2 §6).
     """
 
     host: str = "127.0.0.1"
@@ -92,10 +93,15 @@ class ServerConfig:
     tcp_limits: TcpLimits | None = None
 
     def __post_init__(self) -> None:
-        # A certificate serves DTLS or TLS over TCP: with only the latter, DTLS's check skips it.
+        # A certificate or raw public key serves DTLS or TLS over TCP: with only the latter, DTLS's
+        # check skips them.
         only_tls = self.coaps_port is None and self.tls_port is not None
         check_listener(
-            self.host, self.port, self.coaps_port, None if only_tls else self.certificate, self.rpk
+            self.host,
+            self.port,
+            self.coaps_port,
+            None if only_tls else self.certificate,
+            None if only_tls else self.rpk,
         )
         self._check_tcp()
         if self.dtls_limits is not None and not isinstance(self.dtls_limits, SessionLimits):
@@ -118,8 +124,6 @@ class ServerConfig:
         for name in ("tcp_port", "tls_port"):
             if getattr(self, name) is not None:
                 check_port(name, getattr(self, name))
-        if self.tls_port is not None and self.certificate is None:
-            raise ConfigError("tls_port needs certificate: CoAP over TLS takes X.509 clients")
         if self.tcp is not None and not isinstance(self.tcp, TcpConfig):
             raise ConfigError(f"tcp must be a TcpConfig, got {type(self.tcp).__name__}")
         if self.tcp_limits is not None and not isinstance(self.tcp_limits, TcpLimits):

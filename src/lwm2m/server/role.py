@@ -27,7 +27,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type, code_str, code_text
 from lwm2m.codec.base import ContentFormat
 from lwm2m.codec.formats import get_codec
-from lwm2m.errors import CodecError, DtlsError, NotRegistered, ObserveRefused, StoreError
+from lwm2m.errors import CodecError, ConfigError, DtlsError, NotRegistered, ObserveRefused, StoreError
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.registry import ObjectRegistry
@@ -68,7 +68,8 @@ from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionL
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
 from lwm2m.transport.tap import ConnectionSink
-from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint, tls_server_context
+from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint
+from lwm2m.transport.tls_engine import StreamTlsFactory, engine_tls_server
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
@@ -700,7 +701,6 @@ class Server:
             self._tcp.on_connection = self._on_tcp_connection
             self.tcp_port = self._tcp.port
         if config.tls_port is not None:
-            assert config.certificate is not None  # ServerConfig checks it
             self._tls = await self._stack.enter_async_context(
                 open_tcp_endpoint(
                     self.host,
@@ -708,12 +708,27 @@ class Server:
                     handler=self._on_tls_request,
                     config=config.tcp,
                     limits=config.tcp_limits,
-                    server_ssl=tls_server_context(config.certificate),
+                    server_tls=self._tls_credentials(),
                     dial=False,
                 )
             )
             self._tls.on_connection = self._on_tls_connection
             self.tls_port = self._tls.port
+
+    def _tls_credentials(self) -> StreamTlsFactory:
+        """CoAP over TLS through our engine with the credentials DTLS takes: the security
+        store's PSKs, the certificate, the raw public key (LwM2M-TS-Transport 1.2 §6)."""
+        try:
+            return engine_tls_server(
+                DtlsServerConfig(
+                    psk_lookup=self.security.psk_for,
+                    certificate=self.config.certificate,
+                    rpk=self.config.rpk,
+                    limits=self.config.dtls_limits or SessionLimits(),
+                )
+            )
+        except ValueError as exc:
+            raise ConfigError(f"tls_port: {exc}") from None
 
     @property
     def tcp_uri(self) -> str | None:

@@ -1,7 +1,8 @@
 """Sans-IO DTLS 1.2 engine (RFC 6347, RFC 9146), over ``cryptography``: records, the anti-replay
 window, record protection, handshake messages and their fragmentation, the TLS 1.2 key schedule,
 the handshake state machine (PSK, ECDHE_ECDSA, and the CBC suites of LwM2M 1.1 when enabled)
-with Connection IDs. No sockets, no clock:
+with Connection IDs. The same engine speaks TLS 1.2 over a byte stream (RFC 5246; ``DtlsConnection(...,
+stream=True)``, framing in :mod:`lwm2m.tls.stream`) for CoAP over TLS. No sockets, no clock:
 ``lwm2m.transport.dtls`` drives it (its session layer keeps the table of a socket's sessions)."""
 
 from lwm2m.tls.cbc import CbcProtection
@@ -85,6 +86,7 @@ from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragm
 from lwm2m.tls.record import DtlsRecord, encode_datagram, parse_datagram, parse_record
 from lwm2m.tls.replay import ReplayWindow
 from lwm2m.tls.state import ConnectionState, ResumableSession, credential_binding
+from lwm2m.tls.stream import HandshakeStream, StreamRecordReader, StreamState
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
@@ -128,6 +130,7 @@ __all__ = [
     "HandshakeHeader",
     "HandshakeMessage",
     "HandshakeReassembler",
+    "HandshakeStream",
     "HandshakeType",
     "HelloVerifyRequest",
     "HmacSha256",
@@ -151,6 +154,8 @@ __all__ = [
     "SessionTicketExtension",
     "SignatureAlgorithmsExtension",
     "SizeLimits",
+    "StreamRecordReader",
+    "StreamState",
     "SupportedGroupsExtension",
     "TicketKeys",
     "UnknownExtension",

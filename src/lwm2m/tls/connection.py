@@ -78,6 +78,7 @@ from lwm2m.errors import (
     ProtocolError,
     RecordDropped,
     RecordError,
+    RecordOverflow,
     RecordTooLarge,
     SecurityError,
     SessionClosed,
@@ -186,6 +187,13 @@ from lwm2m.tls.state import (
     ResumableSession,
     credential_binding,
 )
+from lwm2m.tls.stream import (
+    TLS_1_2,
+    StreamState,
+    encode_stream_record,
+    tls_handshake_bytes,
+    tls_transcript,
+)
 from lwm2m.tls.tickets import NewSessionTicket, SessionCache, TicketKeys
 
 __all__ = [
@@ -247,6 +255,7 @@ INTERNAL_ERROR: Final = 80
 NO_RENEGOTIATION: Final = 100
 UNSUPPORTED_EXTENSION: Final = 110
 UNKNOWN_PSK_IDENTITY: Final = 115
+PROTOCOL_VERSION: Final = 70
 
 RECORD_OVERHEAD: Final = 13 + 8 + 8  # header, explicit nonce, CCM_8 tag
 # What a CBC record takes beyond that: a 16-byte IV, a 32-byte MAC and up to 16 bytes of
@@ -444,6 +453,7 @@ class DtlsConnection:
         "_server_random",
         "_session_id",
         "_state",
+        "_stream",
         "_suite",
         "_ticket",
         "_ticket_lifetime",
@@ -469,10 +479,20 @@ class DtlsConnection:
         *,
         address: bytes = b"",
         session: ResumableSession | None = None,
+        stream: bool = False,
     ) -> None:
         """A client starts its handshake at once, offering to resume ``session`` (a
-        :attr:`session` of an earlier connection) when it can; a server waits for a hello."""
+        :attr:`session` of an earlier connection) when it can; a server waits for a hello.
+
+        ``stream``: TLS 1.2 over a byte stream (RFC 5246) rather than DTLS 1.2 over datagrams:
+        the same handshake, key schedule and record protection, with TLS framing
+        (:mod:`lwm2m.tls.stream`), no cookie exchange, no Connection ID, no retransmission.
+        Bytes go in through :meth:`receive_data` and out through :meth:`data_to_send`."""
         self.role = DtlsRole(role)
+        self._stream = StreamState() if stream else None
+        if stream:
+            # RFC 9146 and the cookie exchange of RFC 6347 §4.2.1 are DTLS's alone.
+            config = replace(config, connection_id=False, cookie_checker=None)
         self.config = config
         self.address = address
         if self.role is DtlsRole.CLIENT and (config.certificate is None or config.psk):
@@ -780,6 +800,11 @@ class DtlsConnection:
         return None  # a server's PSK depends on the identity: see _find_session
 
     @property
+    def _version(self) -> int:
+        """The protocol version of the hellos: TLS 1.2 over a stream, else DTLS 1.2."""
+        return DTLS_1_2 if self._stream is None else TLS_1_2
+
+    @property
     def awaiting_hello(self) -> bool:
         """True for a server that has not yet taken a ClientHello (with a valid cookie): it
         keeps no state for the peer yet (RFC 6347 §4.2.1)."""
@@ -818,7 +843,13 @@ class DtlsConnection:
         self._timer = now + self._timeout
 
     def send_application_data(self, data: bytes) -> None:
-        """Send ``data`` in one protected record (epoch 1)."""
+        """Send ``data`` in one protected record (epoch 1); over a stream, in as many records
+        as it needs."""
+        if self._stream is not None and self._state is _State.ESTABLISHED:
+            room = self._content_room(1)
+            for at in range(0, len(data), room):
+                self._outbox.append(self._record(1, APPLICATION_DATA, bytes(data[at : at + room])))
+            return
         if self._state is not _State.ESTABLISHED:
             if self._state in (_State.CLOSED, _State.FAILED):
                 raise SessionClosed("the DTLS connection is closed")
@@ -999,6 +1030,134 @@ class DtlsConnection:
         except HandshakeAborted as failure:
             self._fail(failure)
 
+    # --- TLS 1.2 over a stream (RFC 5246) -----------------------------------------------------
+
+    @property
+    def stream(self) -> bool:
+        """True for TLS 1.2 over a byte stream, False for DTLS 1.2 over datagrams."""
+        return self._stream is not None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Over a stream, the bytes received and held for a record or handshake message not
+        yet whole (at most one record and one handshake message); 0 for DTLS."""
+        return 0 if self._stream is None else self._stream.buffered
+
+    def data_to_send(self) -> bytes:
+        """Over a stream, the bytes to write to it now (empty when there are none)."""
+        out, self._outbox = self._outbox, []
+        return b"".join(out)
+
+    def receive_data(self, data: bytes, now: float | None = None) -> None:
+        """Take bytes of the stream from the peer, in any chunking (a connection made with
+        ``stream=True``). Events come out of :meth:`next_event`, the answer out of
+        :meth:`data_to_send`. Input that breaks the protocol ends the connection with a fatal
+        alert (RFC 5246 §7.2.2) and an event, never an exception. ``now`` is only used for
+        session lifetimes (default: the connection's creation)."""
+        stream = self._stream
+        if stream is None:
+            raise DtlsError("receive_data is for a connection over a stream; DTLS takes datagrams")
+        if self._state in (_State.CLOSED, _State.FAILED):
+            return
+        when = self._created if now is None else now
+        try:
+            try:
+                records = stream.reader.feed(data)
+            except RecordOverflow as error:
+                raise HandshakeAborted(RECORD_OVERFLOW, str(error)) from None
+            except RecordError as error:
+                raise HandshakeAborted(DECODE_ERROR, str(error)) from None
+            for content_type, version, fragment in records:
+                self._receive_stream_record(stream, content_type, version, fragment, when)
+                if self._state in (_State.CLOSED, _State.FAILED):
+                    return
+        except HandshakeAborted as failure:
+            self._end_stream(failure)
+
+    def _end_stream(self, failure: HandshakeAborted) -> None:
+        # RFC 5246 §7.2.2: a fatal alert, and the connection is over; the caller closes it.
+        if self._state is not _State.ESTABLISHED:
+            self._fail(failure)
+            return
+        self._send_alert(FATAL, failure.alert)
+        self._state = _State.CLOSED
+        self._forget_session()
+        self._events.append(ConnectionClosed(failure.reason))
+
+    def _receive_stream_record(
+        self, stream: StreamState, content_type: int, version: int, fragment: bytes, now: float
+    ) -> None:
+        epoch = stream.read_epoch
+        try:
+            sequence = stream.next_read()
+        except RecordError as error:
+            raise HandshakeAborted(INTERNAL_ERROR, str(error)) from None
+        if epoch == 1:
+            assert self._read_protection is not None
+            try:
+                # The implicit sequence number is the seq_num of the AEAD (RFC 5246 §6.2.3.3).
+                content_type, content = self._read_protection.open(sequence, content_type, version, fragment)
+            except BadRecordMac:
+                raise HandshakeAborted(BAD_RECORD_MAC, "a record that does not authenticate") from None
+            except (ProtocolError, SecurityError) as error:
+                raise HandshakeAborted(DECODE_ERROR, f"a malformed protected record: {error}") from None
+            limit = self._limits.receive
+            if limit is not None and len(content) > limit:
+                raise HandshakeAborted(
+                    RECORD_OVERFLOW, f"a record of {len(content)} bytes from the peer, over {limit}"
+                )
+        else:
+            content = fragment
+            if len(content) > MAX_PLAINTEXT:
+                raise HandshakeAborted(RECORD_OVERFLOW, f"a plaintext record of {len(content)} bytes")
+        if content_type == CHANGE_CIPHER_SPEC:
+            # RFC 5246 §7.1: once, with the keys settled and between whole handshake messages.
+            if epoch == 1 or content != b"\x01" or self._read_protection is None or stream.handshake.buffered:
+                raise HandshakeAborted(UNEXPECTED_MESSAGE, "an unexpected ChangeCipherSpec")
+            stream.change_read_cipher_spec()
+        elif content_type == ALERT:
+            if len(content) != 2:
+                raise HandshakeAborted(DECODE_ERROR, f"an alert of {len(content)} bytes")
+            self._receive_alert(epoch, content)
+        elif content_type == HANDSHAKE:
+            try:
+                messages = stream.handshake.feed(content)
+            except ProtocolError as error:
+                raise HandshakeAborted(DECODE_ERROR, str(error)) from None
+            for msg_type, body in messages:
+                self._receive_stream_message(stream, epoch, msg_type, body, now)
+                if self._state in (_State.CLOSED, _State.FAILED):
+                    return
+        elif epoch != 1 or self._state is not _State.ESTABLISHED:
+            # RFC 5246 §7.4: no application data before the handshake completes.
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, "application data before the handshake completed")
+        elif content:
+            self._events.append(ApplicationData(content))
+
+    def _receive_stream_message(
+        self, stream: StreamState, epoch: int, msg_type: int, body: bytes, now: float
+    ) -> None:
+        if self._state is _State.ESTABLISHED:
+            if msg_type in (HandshakeType.CLIENT_HELLO, HandshakeType.HELLO_REQUEST):
+                # Renegotiation is refused (RFC 5246 §7.4.1.1, §7.2.2).
+                self._send_alert(WARNING, NO_RENEGOTIATION)
+                return
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, f"handshake message {msg_type} after the handshake")
+        if (msg_type == HandshakeType.FINISHED) != (epoch == 1):
+            # Finished is the one message after ChangeCipherSpec (RFC 5246 §7.4.9).
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, f"handshake message {msg_type} in epoch {epoch}")
+        awaiting = self._state is _State.WAIT_CLIENT_HELLO
+        if awaiting and msg_type != HandshakeType.CLIENT_HELLO:
+            raise HandshakeAborted(UNEXPECTED_MESSAGE, f"handshake message {msg_type} before ClientHello")
+        # The engine reassembles DTLS messages in message_seq order (RFC 6347 §4.2.2): a stream
+        # delivers them whole and in order, so they are numbered as they come.
+        seq = stream.next_message_seq
+        stream.next_message_seq = seq + 1
+        header = HandshakeHeader(msg_type, len(body), seq, 0, len(body))
+        self._receive_handshake(DtlsRecord(HANDSHAKE, DTLS_1_2, epoch, 0, b""), header.to_bytes() + body, now)
+        if awaiting and self._state is _State.WAIT_CLIENT_HELLO:
+            raise HandshakeAborted(DECODE_ERROR, "a malformed ClientHello")
+
     # --- records ---------------------------------------------------------------------------
 
     def _receive_record(self, record: DtlsRecord, now: float) -> None:
@@ -1073,6 +1232,8 @@ class DtlsConnection:
     def _record(self, epoch: int, content_type: int, payload: bytes) -> bytes:
         sequence = self._write_seq[epoch]
         self._write_seq[epoch] += 1
+        if self._stream is not None:
+            return self._stream_record(epoch, sequence, content_type, payload)
         if epoch == 1:
             # RFC 9146 §3: once encryption is on, a peer that gave a CID gets tls12_cid records.
             # Sealed and framed straight from the fields: no record object per record sent.
@@ -1081,6 +1242,14 @@ class DtlsConnection:
             fragment = self._write_protection.seal((1 << 48) | sequence, content_type, DTLS_1_2, payload, cid)
             return encode_record(content_type, DTLS_1_2, 1, sequence, fragment, cid)
         return DtlsRecord(content_type, DTLS_1_2, epoch, sequence, payload).encode()
+
+    def _stream_record(self, epoch: int, sequence: int, content_type: int, payload: bytes) -> bytes:
+        # RFC 5246 §6.2: a 5-byte header; under keys the sequence number is implicit, counted
+        # from 0 at ChangeCipherSpec (§6.1), and is the AEAD's seq_num (§6.2.3.3).
+        if epoch == 1:
+            assert self._write_protection is not None
+            payload = self._write_protection.seal(sequence, content_type, TLS_1_2, payload)
+        return encode_stream_record(content_type, TLS_1_2, payload)
 
     def _pack(self, records: list[bytes]) -> None:
         # Several records share a datagram as long as it stays within the size limit
@@ -1104,7 +1273,8 @@ class DtlsConnection:
         self._peer_flight_end = self._reassembler.next_seq
         self._timeout = self.config.initial_timeout
         self._send_flight()
-        self._timer = now + self._timeout if timer else None
+        # Over a stream nothing is lost, so nothing is sent again (RFC 5246 has no timers).
+        self._timer = now + self._timeout if timer and self._stream is None else None
 
     def _handshake_parts(self, epoch: int, message: bytes, msg_type: int) -> list[_FlightPart]:
         # The transcript holds the message unfragmented (RFC 6347 §4.2.6); the wire gets it in
@@ -1112,6 +1282,11 @@ class DtlsConnection:
         seq = self._send_message_seq
         self._send_message_seq += 1
         self._transcript.append(encode_handshake(msg_type, seq, message))
+        if self._stream is not None:
+            # RFC 5246 §6.2.1: a message with its 4-byte header, split across records as needed.
+            whole = tls_handshake_bytes(msg_type, message)
+            room = self._content_room(epoch)
+            return [(epoch, HANDSHAKE, whole[at : at + room]) for at in range(0, len(whole), room)]
         room = min(self.config.max_datagram_size - RECORD_OVERHEAD, self._content_room(epoch))
         if epoch == 1 and self._suite in CBC_SUITES:
             room -= CBC_EXTRA_OVERHEAD
@@ -1282,6 +1457,7 @@ class DtlsConnection:
             session_id=self._offered_id,
             cookie=self._cookie,
             extensions=self._client_extensions(),
+            client_version=self._version,
         )
         # RFC 6347 §4.2.6: the transcript starts at the hello that the server answers with
         # its ServerHello, so the hello that carries the cookie starts it afresh.
@@ -1315,7 +1491,7 @@ class DtlsConnection:
             raise HandshakeAborted(
                 ILLEGAL_PARAMETER, f"the server chose cipher suite {hello.cipher_suite:#06x}"
             )
-        if hello.server_version != DTLS_1_2:
+        if hello.server_version != self._version:
             raise HandshakeAborted(HANDSHAKE_FAILURE, f"the server chose version {hello.server_version:#06x}")
         renegotiation = hello.extension(ExtensionType.RENEGOTIATION_INFO)
         if renegotiation is not None and renegotiation.data() != b"\x00":
@@ -1430,7 +1606,10 @@ class DtlsConnection:
         self._suite = self._choose_suite(hello)
         if 0 not in hello.compression_methods:
             raise HandshakeAborted(HANDSHAKE_FAILURE, "the client offers no null compression")
-        if hello.client_version > DTLS_1_2:
+        if self._stream is not None and (hello.client_version >> 8 != 3 or hello.client_version < TLS_1_2):
+            # RFC 5246 Appendix E.1: a client whose best version is below TLS 1.2.
+            raise HandshakeAborted(PROTOCOL_VERSION, f"the client offers version {hello.client_version:#06x}")
+        if self._stream is None and hello.client_version > DTLS_1_2:
             # DTLS versions count down (0xFEFF is 1.0, 0xFEFD 1.2): a larger number is a client
             # whose best version is older than 1.2.
             raise HandshakeAborted(
@@ -1476,7 +1655,13 @@ class DtlsConnection:
         if session is None and self._server_name is not None:
             # RFC 6066 §3: an empty server_name says the name was used; never on resumption.
             extensions += (ServerNameExtension(),)
-        server_hello = ServerHello(self._server_random, self._suite, self._session_id, extensions=extensions)
+        server_hello = ServerHello(
+            self._server_random,
+            self._suite,
+            self._session_id,
+            extensions=extensions,
+            server_version=self._version,
+        )
         parts = self._handshake_parts(0, server_hello.to_bytes(), HandshakeType.SERVER_HELLO)
         if session is not None:
             self._resume_as_server(session, parts, now)
@@ -1631,7 +1816,14 @@ class DtlsConnection:
     # --- both ------------------------------------------------------------------------------
 
     def _handshake_hash(self) -> bytes:
-        return hashlib.sha256(b"".join(self._transcript)).digest()
+        return hashlib.sha256(self._transcript_bytes()).digest()
+
+    def _transcript_bytes(self) -> bytes:
+        # The messages as the handshake hash covers them: DTLS headers (RFC 6347 §4.2.6) or,
+        # over a stream, TLS ones (RFC 5246 §7.4.9).
+        if self._stream is not None:
+            return tls_transcript(self._transcript)
+        return b"".join(self._transcript)
 
     def _install_keys(self, psk: bytes, premaster: bytes | None = None) -> None:
         if premaster is None:
@@ -1966,7 +2158,7 @@ class DtlsConnection:
         # §7.4.8) are the same messages: everything up to this ClientKeyExchange.
         self._install_keys(self._own_credential(self._suite) or b"", premaster)
         if self._certificate_requested:
-            signed = ecdsa_sign(credentials.private_key, b"".join(self._transcript))
+            signed = ecdsa_sign(credentials.private_key, self._transcript_bytes())
             parts += self._handshake_parts(0, signed.to_bytes(), HandshakeType.CERTIFICATE_VERIFY)
         parts.append((0, CHANGE_CIPHER_SPEC, b"\x01"))
         parts += self._finished_parts(b"client finished")
@@ -1997,7 +2189,7 @@ class DtlsConnection:
             self._timer = None
         elif state is _State.WAIT_CERTIFICATE_VERIFY and msg_type == HandshakeType.CERTIFICATE_VERIFY:
             signed = self._decode(DigitallySigned.parse, message)
-            self._verify_peer(b"".join(self._transcript), signed)
+            self._verify_peer(self._transcript_bytes(), signed)
             self._transcript.append(message.to_bytes())
             self._state = _State.WAIT_FINISHED
         else:

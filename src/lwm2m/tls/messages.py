@@ -655,9 +655,17 @@ def _read_extensions(reader: _Reader) -> tuple[Extension, ...]:
 # --- the messages --------------------------------------------------------------------------
 
 
+def _is_tls(version: int) -> bool:
+    # TLS versions are {3, x} (RFC 5246 Appendix E), DTLS ones {254, x} (RFC 6347 §4.1).
+    return version >> 8 == 3
+
+
 @dataclass(frozen=True, slots=True)
 class ClientHello:
-    """ClientHello with the DTLS cookie (RFC 6347 §4.2.1, RFC 5246 §7.4.1.2)."""
+    """ClientHello with the DTLS cookie (RFC 6347 §4.2.1, RFC 5246 §7.4.1.2).
+
+    A TLS ClientHello (a ``client_version`` whose major is 3, RFC 5246 Appendix E) has no
+    cookie field: it is neither read nor written, and ``cookie`` stays empty."""
 
     random: bytes
     cipher_suites: tuple[int, ...]
@@ -674,7 +682,7 @@ class ClientHello:
         version = reader.uint(2, "client_version")
         random = reader.raw(RANDOM_LENGTH, "random")
         session_id = reader.vector(1, "session_id", 0, MAX_SESSION_ID_LENGTH)
-        cookie = reader.vector(1, "cookie", 0, MAX_COOKIE_LENGTH)
+        cookie = b"" if _is_tls(version) else reader.vector(1, "cookie", 0, MAX_COOKIE_LENGTH)
         suites = _uint16_list(reader.vector(2, "cipher_suites", 2, 0xFFFE), "cipher_suites")
         compression = reader.vector(1, "compression_methods", 1)
         extensions = _read_extensions(reader)
@@ -687,7 +695,11 @@ class ClientHello:
             _uint(self.client_version, 2, "client_version")
             + self.random
             + _vector(1, self.session_id, "session_id", 0, MAX_SESSION_ID_LENGTH)
-            + _vector(1, self.cookie, "cookie", 0, MAX_COOKIE_LENGTH)
+            + (
+                b""
+                if _is_tls(self.client_version)
+                else _vector(1, self.cookie, "cookie", 0, MAX_COOKIE_LENGTH)
+            )
             + _vector(2, _pack_uint16s(self.cipher_suites, "cipher suite"), "cipher_suites", 2, 0xFFFE)
             + _vector(1, self.compression_methods, "compression_methods", 1)
             + serialize_extensions(self.extensions)

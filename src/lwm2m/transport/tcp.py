@@ -49,6 +49,7 @@ from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, Request
 from lwm2m.transport.address import Addr, format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsClientConfig, PeerIdentity, X509Credentials
 from lwm2m.transport.tap import ConnectionSink
+from lwm2m.transport.tls_engine import EngineTls, StreamTlsFactory, engine_tls_client
 from lwm2m.transport.udp import CoapObservation
 
 log = logging.getLogger(__name__)
@@ -179,9 +180,16 @@ class _Link(asyncio.Protocol):
     to finish it."""
 
     def __init__(
-        self, owner: CoapTcpEndpoint, accepted: bool, context: ssl.SSLContext | None, hostname: str | None
+        self,
+        owner: CoapTcpEndpoint,
+        accepted: bool,
+        context: ssl.SSLContext | None,
+        hostname: str | None,
+        engine: StreamTlsFactory | None = None,
     ) -> None:
         self._owner = owner
+        self._factory = engine  # TLS through our engine (PSK, RPK, X.509) rather than ssl
+        self._engine: EngineTls | None = None
         self.accepted = accepted
         self.conn: TcpConnection | None = None
         self.transport: asyncio.Transport | None = None
@@ -214,6 +222,11 @@ class _Link(asyncio.Protocol):
                 self.transport.abort()
                 return
             owner._accepted.add(self)
+        if self._factory is not None:
+            self._engine = EngineTls(self._factory.stream_connection(owner._loop.time()))
+            self._idle = owner._loop.call_later(owner.limits.connect_timeout, self._on_idle)
+            self._send_engine()  # a client's ClientHello
+            return
         if self._context is None:
             self._start()
             return
@@ -227,7 +240,7 @@ class _Link(asyncio.Protocol):
     def _start(self) -> None:
         """CoAP begins: the CSM goes out first (RFC 8323 §5.3)."""
         owner = self._owner
-        self.identity = peer_identity_of(self._tls)
+        self.identity = self._engine.identity if self._engine is not None else peer_identity_of(self._tls)
         self.conn = TcpConnection(self.addr, owner.config, now=owner._loop.time(), budget=owner.budget)
         owner._attach(self)
         self._touch()
@@ -301,6 +314,46 @@ class _Link(asyncio.Protocol):
         self._send_tls()  # what reading produced (a key update, an alert)
         return bytes(out)
 
+    def _send_engine(self) -> None:
+        assert self._engine is not None
+        data = self._engine.outgoing()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _engine_plaintext(self, data: bytes) -> bytes | None:
+        """:meth:`_plaintext` through our engine: what the records in ``data`` carry; None when
+        the connection ends (then it is closed)."""
+        tls = self._engine
+        assert tls is not None
+        plain = tls.feed(data, self._owner._loop.time())
+        self._send_engine()  # the handshake's answer, or an alert
+        if tls.failure is not None:
+            self._owner.note(
+                "TLS handshakes failed",
+                logging.INFO,
+                "CoAP over TLS: handshake with %s failed: %s",
+                format_addr(self.addr),
+                tls.failure,
+            )
+            if not self.ready.done():
+                self._fail_ready(
+                    ConnectionAborted(f"TLS handshake with {format_addr(self.addr)}: {tls.failure}")
+                )
+            if self.transport is not None:
+                self.transport.close()
+            return None
+        if self.conn is None:
+            if not tls.established:
+                return b""
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            self._start()
+        if tls.closed is not None:
+            self._end_tls(f"TLS closed: {tls.closed}", plain)
+            return None
+        return plain
+
     def _end_tls(self, reason: str, last: bytes) -> None:
         conn = self.conn
         if conn is not None and conn.closed is None:
@@ -312,7 +365,12 @@ class _Link(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self._tls is not None:
+        if self._engine is not None:
+            plain = self._engine_plaintext(data)
+            if not plain:
+                return
+            data = plain
+        elif self._tls is not None:
             plain = self._plaintext(data)
             if not plain:
                 return
@@ -342,6 +400,10 @@ class _Link(asyncio.Protocol):
             self._fail_ready(ConnectionAborted("the connection closed before it was set up"))
 
     def _write(self, transport: asyncio.Transport, data: bytes) -> None:
+        if self._engine is not None:
+            self._engine.write(data)
+            self._send_engine()
+            return
         if self._tls is not None:
             try:
                 self._tls.write(data)
@@ -387,6 +449,9 @@ class _Link(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._engine is not None and self.conn is not None:
+            self._engine.close()  # close_notify (RFC 5246 §7.2.1); the peer's is not waited for
+            self._send_engine()
         if self._tls is not None and self.conn is not None:
             with contextlib.suppress(ssl.SSLError, OSError):
                 self._tls.unwrap()  # close_notify (RFC 8446 §6.1); the peer's is not waited for
@@ -476,8 +541,14 @@ class CoapTcpEndpoint:
         client_ssl: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         dial: bool = True,
+        server_tls: StreamTlsFactory | None = None,
+        client_tls: StreamTlsFactory | None = None,
     ) -> None:
         self._loop = loop
+        # TLS through our engine (``lwm2m.transport.tls_engine``), instead of ``server_ssl`` /
+        # ``client_ssl``: PSK, raw public keys and X.509 alike.
+        self._server_tls = server_tls
+        self._client_tls = client_tls
         self._dial = dial
         self._handler = handler
         self._extra = on_event
@@ -505,7 +576,10 @@ class CoapTcpEndpoint:
 
     async def listen(self, host: str, port: int) -> None:
         self._server = await self._loop.create_server(
-            lambda: _Link(self, True, self._server_ssl, None), host, port, reuse_address=True
+            lambda: _Link(self, True, self._server_ssl, None, self._server_tls),
+            host,
+            port,
+            reuse_address=True,
         )
 
     def note(self, category: str, level: int, fmt: str, *args: Any) -> None:
@@ -545,7 +619,8 @@ class CoapTcpEndpoint:
                 link.close()
 
     def uri(self, path: str = "") -> str:
-        scheme = "coaps+tcp" if self._server_ssl is not None else "coap+tcp"
+        secure = self._server_ssl is not None or self._server_tls is not None
+        scheme = "coaps+tcp" if secure else "coap+tcp"
         return f"{scheme}://{format_addr(self.addresses[0])}{path}"
 
     def connected(self, addr: Addr) -> bool:
@@ -618,7 +693,13 @@ class CoapTcpEndpoint:
         try:
             async with asyncio.timeout(self.limits.connect_timeout):
                 _, link = await self._loop.create_connection(
-                    lambda: _Link(self, False, self._client_ssl, hostname if self._client_ssl else None),
+                    lambda: _Link(
+                        self,
+                        False,
+                        self._client_ssl,
+                        hostname if self._client_ssl else None,
+                        self._client_tls,
+                    ),
                     host,
                     port,
                 )
@@ -894,6 +975,8 @@ async def open_tcp_endpoint(
     client_ssl: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     dial: bool = True,
+    server_tls: StreamTlsFactory | None = None,
+    client_tls: StreamTlsFactory | None = None,
 ) -> AsyncIterator[CoapTcpEndpoint]:
     """``async with open_tcp_endpoint(...) as ep``: listening on ``host``:``port`` unless
     ``host`` is None (a client that only opens connections); closed on exit. ``dial`` False:
@@ -908,6 +991,8 @@ async def open_tcp_endpoint(
         client_ssl=client_ssl,
         server_hostname=server_hostname,
         dial=dial,
+        server_tls=server_tls,
+        client_tls=client_tls,
     )
     try:
         if host is not None:
@@ -924,14 +1009,15 @@ def own_tcp_endpoint(
     config: TcpConfig | None,
 ) -> CoapTcpEndpoint:
     """A client's endpoint for a ``coap+tcp://`` server, or a ``coaps+tcp://`` one with the
-    certificate of ``dtls`` (X.509 through the ssl module: PSK and raw public keys over TLS are
-    not taken, ``ConfigError``). Requests from the server come over the connection it opens."""
-    client_ssl = None
+    credentials of ``dtls`` (a PSK, a raw public key or a certificate) through our TLS engine
+    (``lwm2m.transport.tls_engine``), checked as DTLS checks them. Requests from the server come
+    over the connection it opens."""
+    client_tls = None
     if dtls is not None:
-        certificate = dtls.certificate
-        if certificate is None:
-            raise ConfigError("coaps+tcp:// takes a certificate (X.509): PSK and raw public keys are DTLS's")
-        client_ssl = tls_client_context(certificate, certificate.trusted or certificate.server_certificate)
+        try:
+            client_tls = engine_tls_client(dtls)
+        except ValueError as exc:
+            raise ConfigError(f"coaps+tcp://: {exc}") from None
     return CoapTcpEndpoint(
-        asyncio.get_running_loop(), handler=handler, on_event=on_event, config=config, client_ssl=client_ssl
+        asyncio.get_running_loop(), handler=handler, on_event=on_event, config=config, client_tls=client_tls
     )

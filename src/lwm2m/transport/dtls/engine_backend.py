@@ -519,6 +519,11 @@ class _ServerFactory:
     def restore(self, state: bytes) -> _Connection:
         return _restore(state, self._config, self._clock, DtlsRole.SERVER)
 
+    def stream_connection(self, now: float) -> DtlsConnection:
+        """A server connection of this configuration for TLS 1.2 over TCP (RFC 5246): the same
+        credentials and suites, the engine's stream mode."""
+        return DtlsConnection(DtlsRole.SERVER, self._config, self._clock.wall(now), stream=True)
+
 
 class _ClientSessions:
     """The last session per (credential, server address), least recently made first, for the
@@ -605,6 +610,10 @@ class _ClientFactory:
 
     def restore(self, state: bytes) -> _Connection:
         return _restore(state, self._config, self._clock, DtlsRole.CLIENT)
+
+    def stream_connection(self, now: float) -> DtlsConnection:
+        """A client connection of this configuration for TLS 1.2 over TCP (RFC 5246)."""
+        return DtlsConnection(DtlsRole.CLIENT, self._config, self._clock.wall(now), stream=True)
 
 
 class EngineBackend:
