@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.helpers.polling import eventually
 from tests.helpers.server import next_event
 from tests.helpers.web import client_for
@@ -18,7 +20,8 @@ from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
-from lwm2m.errors import GatewayError
+from lwm2m.codec.formats import get_codec
+from lwm2m.errors import CodecError, GatewayError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.protocol.registration import EndDevice
@@ -162,3 +165,98 @@ def test_routing_by_the_first_segment() -> None:
     assert b'"/dev1/3303/0/5700"' in answer.payload
     tlv = gateway.route(request(("dev1", "3303", "0"), accept=CF.TLV), None)
     assert isinstance(tlv, Message) and tlv.code == Code.CONTENT
+
+
+async def test_composite_operations_with_prefixed_paths() -> None:
+    thermometer = Thermometer(0, 21.5)
+    meter = ObjectInstance(0, {1: 12.5, 3: "cold"}, object_id=3424)
+    async with Server(ServerConfig(port=0)) as server:
+        gateway = Gateway("gw-comp", f"coap://127.0.0.1:{server.port}")
+        gateway.add("dev1", [thermometer])
+        gateway.add("lora-0a1b", [meter])
+        async with gateway, client_for(server) as api:
+            await gateway.wait_registered(5)
+            await eventually(lambda: end_devices(server, "gw-comp"), lambda d: len(d) == 2)
+            base = "/api/clients/gw-comp/composite"
+            paths = ["/dev1/3303/0/5700", "/lora-0a1b/3424/0/1", "/3/0/1", "/dev1/3424/0/1"]
+            read = await api.post(f"{base}/read", json={"paths": paths})
+            assert read.status_code == 200 and read.json()["code"] == "2.05", read.text
+            assert read.json()["records"] == [  # the gateway's own first; dev1 has no water meter
+                {"path": "/3/0/1", "value": "python"},
+                {"path": "/dev1/3303/0/5700", "value": 21.5},
+                {"path": "/lora-0a1b/3424/0/1", "value": 12.5},
+            ]
+            one = await api.post(
+                f"{base}/read", json={"paths": ["/dev1/3303/0"]}, params={"format": "lwm2m-cbor"}
+            )
+            assert one.status_code == 200 and one.json()["code"] == "2.05", one.text
+            assert {"path": "/dev1/3303/0/5700", "value": 21.5} in one.json()["records"]
+
+            records = [
+                {"path": "/dev1/3303/0/5750", "value": "attic"},
+                {"path": "/lora-0a1b/3424/0/3", "value": "hot"},
+            ]
+            write = await api.post(f"{base}/write", json={"records": records})
+            assert write.status_code == 200 and write.json()["code"] == "2.04", write.text
+            assert (thermometer.get(5750), meter.get(3)) == ("attic", "hot")
+            missing = [*records[:1], {"path": "/dev1/3424/0/3", "value": "x"}]
+            refused = await api.post(f"{base}/write", json={"records": missing})
+            assert refused.json()["code"] == "4.04", refused.text
+            unknown = await api.post(f"{base}/read", json={"paths": ["/dev9/3303/0/5700"]})
+            assert unknown.json()["code"] == "4.04" and "dev9" in unknown.text
+
+            events = server.events()
+            observed = ["/dev1/3303/0/5700", "/dev1/3/0/1"]
+            observe = await api.post(f"{base}/observe", json={"paths": observed})
+            assert observe.status_code == 200 and observe.json()["code"] == "2.05", observe.text
+            thermometer.set(5700, 23.0)
+            notified = await next_event(events, NotificationReceived)
+            assert Record(TEMP, 23.0) in notified.records
+            assert Record(Path((3, 0, 1), "dev1"), "end device") in notified.records
+            events.close()
+            cancel = await api.delete(f"{base}/observe", params={"paths": ",".join(observed)})
+            assert cancel.status_code in (200, 204), cancel.text
+            across = await api.post(f"{base}/observe", json={"paths": paths[:2]})
+            assert across.json()["code"] == "4.00" and "one end device" in across.text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.binary(max_size=200),
+    code=st.sampled_from([Code.FETCH, Code.IPATCH]),
+    fmt=st.sampled_from([CF.SENML_CBOR, CF.SENML_JSON, CF.LWM2M_CBOR]),
+)
+def test_any_composite_payload_is_answered_or_left_to_the_client(payload: bytes, code: Code, fmt: CF) -> None:
+    gateway = FUZZED
+    message = Message.build(Type.CON, code, content_format=fmt, payload=payload)
+    answer = gateway.route(RequestReceived(("127.0.0.1", 5), message), None)
+    assert answer is None or (isinstance(answer, Message) and answer.code >= Code.CREATED)
+
+
+PATHS = st.builds(
+    Path,
+    st.lists(st.sampled_from([0, 1, 3, 5700, 3303, 3424, 5750]), min_size=0, max_size=4).map(tuple),
+    st.sampled_from(["", "dev1", "dev9"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(paths=st.lists(PATHS, min_size=1, max_size=5), code=st.sampled_from([Code.FETCH, Code.IPATCH]))
+def test_any_composite_path_list_is_answered(paths: list[Path], code: Code) -> None:
+    records = [Record(p, "x" if code == Code.IPATCH and len(p.ids) >= 3 else None) for p in paths]
+    payload = get_codec(CF.SENML_JSON).encode(records, Path(()), None)  # untyped: any value anywhere
+    message = Message.build(Type.CON, code, content_format=CF.SENML_JSON, payload=payload, observe=None)
+    answer = FUZZED.route(RequestReceived(("127.0.0.1", 5), message), None)
+    try:  # a value its resource cannot hold: the client's own handler answers 4.00
+        get_codec(CF.SENML_JSON).decode(payload, Path(()), FUZZED.client.models)
+        typed = True
+    except CodecError:
+        typed = False
+    if typed and any(p.prefix for p in paths):
+        assert isinstance(answer, Message) and answer.code >= Code.CREATED
+    else:
+        assert answer is None
+
+
+FUZZED = Gateway("gw-fuzz", "coap://127.0.0.1:9")
+FUZZED.add("dev1", [Thermometer(0, 21.5)])

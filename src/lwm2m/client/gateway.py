@@ -20,11 +20,11 @@ reads /25 again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.core.device import Device
-from lwm2m.client.handler import RequestHandler
+from lwm2m.client.handler import COMPOSITE_FORMATS, RequestHandler
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.objects import LwM2MObject, ObjectTree
 from lwm2m.client.observer import RelationKey
@@ -33,9 +33,11 @@ from lwm2m.client.role import Client
 from lwm2m.client.timer import LoopTimer
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
-from lwm2m.errors import GatewayError, InvalidPath
-from lwm2m.model.path import check_prefix
+from lwm2m.coap.numbers import Code, Type, as_code
+from lwm2m.codec.formats import get_codec
+from lwm2m.errors import CodecError, DeviceError, GatewayError, InvalidPath, NotFound
+from lwm2m.model.path import ROOT, check_prefix
+from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.gateway import DEVICE_ID, GATEWAY_OBJECT, IOT_DEVICE_OBJECTS, PREFIX
 from lwm2m.protocol.registration import ObjectList
@@ -173,10 +175,13 @@ class Gateway:
     # --- routing (PrefixRoutes) -----------------------------------------------------------------
 
     def route(self, event: RequestReceived, server_id: int | None) -> Message | Awaitable[Message] | None:
-        """The answer of the end device named by the first Uri-Path segment; None for a request
-        to the gateway's own objects (a first segment that is a number, or none)."""
+        """The answer of the end device named by the first Uri-Path segment, or of the end devices
+        a composite operation names; None for a request to the gateway's own objects (a first
+        segment that is a number, or a composite operation on the gateway's paths only)."""
         segments = event.message.uri_path
-        if not segments or segments[0].isdigit() or segments[0] == "":
+        if not segments:
+            return self._composite(event, server_id) if self._nodes else None
+        if segments[0].isdigit() or segments[0] == "":
             return None
         node = self._nodes.get(segments[0])
         if node is None:
@@ -186,6 +191,78 @@ class Gateway:
                 Type.ACK, Code.NOT_FOUND, payload=f"no end device with prefix {segments[0]!r:.40}".encode()
             )
         return node.handler(event, server_id)
+
+    def _composite(
+        self, event: RequestReceived, server_id: int | None
+    ) -> Message | Awaitable[Message] | None:
+        """Read-, Observe- and Write-Composite whose paths name end devices (LwM2M-TS-Core 1.2
+        §6.3.4, §6.3.8, with the prefixed paths of LwM2M-TS-Gateway 1.1). The paths of one end
+        device go to its handler; a Read-Composite over several answers their records together.
+        An Observe-Composite names one end device's paths (each end device keeps its own
+        observations); a Write-Composite over several writes each one's part in turn, after
+        checking that every target exists."""
+        msg = event.message
+        if msg.code not in (Code.FETCH, Code.IPATCH) or msg.content_format not in COMPOSITE_FORMATS:
+            return None  # not a composite operation: the client's own answer
+        codec = get_codec(msg.content_format)
+        try:
+            records = codec.decode(msg.payload, ROOT, self.client.models)
+        except CodecError:
+            return None  # the client answers 4.00 with the reason
+        groups: dict[str, list[Record]] = {}
+        for r in records:
+            groups.setdefault(r.path.prefix, []).append(replace(r, path=r.path.without_prefix()))
+        if not any(groups):
+            return None  # the gateway's own paths only
+        for prefix in groups:
+            if prefix and prefix not in self._nodes:
+                return _reply(Code.NOT_FOUND, f"no end device with prefix {prefix!r}")
+        if len(groups) == 1:
+            ((prefix, part),) = groups.items()
+            return self._nodes[prefix].handler(
+                _part(event, codec.encode(part, ROOT, self.client.models)), server_id
+            )
+        if msg.code == Code.FETCH and event.observe == 0:
+            return _reply(Code.BAD_REQUEST, "Observe-Composite: the paths of one end device at a time")
+        if msg.code == Code.FETCH:
+            return self._read_all(groups, msg.accept)
+        for prefix, part in groups.items():  # §6.3.8: nothing written when a target is missing
+            tree = self._nodes[prefix].tree if prefix else self.client.tree
+            for r in part:
+                if len(r.path.ids) < 3 or not tree.exists(r.path):
+                    return _reply(
+                        Code.NOT_FOUND, f"Write-Composite: {r.path.with_prefix(prefix)} does not exist"
+                    )
+        answer: Message | Awaitable[Message] = _reply(Code.CHANGED)
+        for prefix, part in groups.items():
+            handler = self._nodes[prefix].handler if prefix else self.client.handler
+            answer = handler(_part(event, codec.encode(part, ROOT, self.client.models)), server_id)
+            if not isinstance(answer, Message) or answer.code != Code.CHANGED:
+                return answer
+        return answer
+
+    def _read_all(self, groups: dict[str, list[Record]], accept: int | None) -> Message:
+        handler = self.client.handler
+        try:
+            fmt = handler.response_format(accept, composite=True)
+        except DeviceError as exc:
+            return _reply(exc.code, str(exc))
+        found: list[Record] = []
+        for prefix, part in groups.items():
+            tree = self._nodes[prefix].tree if prefix else self.client.tree
+            for r in part:
+                try:
+                    found += [replace(x, path=x.path.with_prefix(prefix)) for x in tree.read(r.path)]
+                except NotFound:
+                    continue  # a composite read leaves out what does not exist
+                except DeviceError as exc:
+                    return _reply(exc.code, str(exc))
+        try:
+            return Message.build(
+                Type.ACK, Code.CONTENT, content_format=fmt, payload=handler.encode(found, ROOT, fmt)
+            )
+        except DeviceError as exc:
+            return _reply(exc.code, str(exc))
 
     def cancelled(self, relation: RelationKey) -> None:
         for node in self._nodes.values():
@@ -215,3 +292,12 @@ class Gateway:
 
 def _awake() -> bool:
     return False
+
+
+def _reply(code: int, diagnostic: str = "") -> Message:
+    return Message(Type.ACK, as_code(code), payload=diagnostic.encode())
+
+
+def _part(event: RequestReceived, payload: bytes) -> RequestReceived:
+    """``event`` with the composite payload of one end device's part (paths without prefix)."""
+    return replace(event, message=event.message.replace(payload=payload))

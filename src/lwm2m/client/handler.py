@@ -224,8 +224,8 @@ class RequestHandler:
 
     def _path(self, msg: Message) -> Path:
         segments = msg.uri_path
-        if self.prefix:
-            if not segments or segments[0] != self.prefix:
+        if self.prefix and segments:  # none: a composite operation's part for this end device
+            if segments[0] != self.prefix:
                 raise NotFound(f"no such path {msg.uri_path_str}")
             segments = segments[1:]
         if len(segments) > 4:

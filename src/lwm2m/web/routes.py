@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 
 from lwm2m.errors import ResourceNotFound
 from lwm2m.fleet.packages import NAME_PATTERN, VERSION_PATTERN
-from lwm2m.model.path import Path, check_prefix
+from lwm2m.model.path import MAX_PREFIX_LENGTH, Path, check_prefix
 from lwm2m.protocol.registration import Registration
 from lwm2m.web import bodies
 from lwm2m.web.apidoc import (
@@ -382,7 +382,12 @@ def _client_routes() -> list[ApiRoute]:
 
 
 PREFIX_PARAM = Param(
-    "prefix", str, "an end device's prefix (/25/x/1)", where="path", required=True, example="dev1"
+    "prefix",
+    Annotated[str, Meta(pattern=f"^{bodies.PREFIX_SEGMENT}$", max_length=MAX_PREFIX_LENGTH)],
+    "an end device's prefix (/25/x/1)",
+    where="path",
+    required=True,
+    example="dev1",
 )
 END_DEVICE_PREFIX = CLIENT_PREFIX + "devices/{prefix}/"
 
