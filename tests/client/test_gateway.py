@@ -14,7 +14,7 @@ from tests.helpers.polling import eventually
 from tests.helpers.server import next_event
 from tests.helpers.web import client_for
 
-from lwm2m import Gateway
+from lwm2m import ClientConfig, Gateway
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
@@ -260,3 +260,31 @@ def test_any_composite_path_list_is_answered(paths: list[Path], code: Code) -> N
 
 FUZZED = Gateway("gw-fuzz", "coap://127.0.0.1:9")
 FUZZED.add("dev1", [Thermometer(0, 21.5)])
+
+
+async def test_notifications_of_an_end_device_wait_while_the_gateway_sleeps() -> None:
+    thermometer = Thermometer(0, 21.5)
+    async with Server(ServerConfig(port=0)) as server:
+        config = ClientConfig(queue_mode=True, awake_time=0.3)
+        gateway = Gateway("gw-queue", f"coap://127.0.0.1:{server.port}", config=config)
+        gateway.add("dev1", [thermometer])
+        async with gateway:
+            await gateway.wait_registered(5)
+            await eventually(lambda: end_devices(server, "gw-queue"), lambda d: len(d) == 1)
+            events = server.events()
+            observation = await server.observe("gw-queue", TEMP)
+            assert observation.response is not None and observation.response.records == (Record(TEMP, 21.5),)
+            await eventually(_async(lambda: gateway.client.sleeping))
+            updates = gateway.client.updates
+            thermometer.set(5700, 24.0)  # held: the gateway wakes by an Update, then notifies
+            notified = await next_event(events, NotificationReceived)
+            assert notified.records == (Record(TEMP, 24.0),)
+            assert gateway.client.updates == updates + 1
+            events.close()
+
+
+def _async(check: Any) -> Any:
+    async def run() -> Any:
+        return check()
+
+    return run

@@ -128,8 +128,8 @@ class Gateway:
         reporter = Reporter(
             handler,
             client.notify,
-            # An end device's notifications go out as the gateway's do; in queue mode they are
-            # not held while the gateway sleeps (see README, "LwM2M Gateway").
+            # An end device's notifications go out as the gateway's do (``client.notify``): in
+            # queue mode the client holds them while it sleeps and wakes by an Update (§6.5).
             asleep=_awake,
             wake_up=client.trigger_update,
             defaults=client.default_attributes,

@@ -316,9 +316,10 @@ class Client:
         return links
 
     def notify(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
-        """Send a notification of the relation ``key`` (see ``_notify``); for the end devices
-        behind a gateway, whose observations are the client's relations too."""
-        return self._notify(key, message, confirmable)
+        """A notification of the relation ``key`` as the client's own go: held while it sleeps
+        (§6.5), sent when it wakes; for the end devices behind a gateway, whose observations
+        are the client's relations too."""
+        return self.reporter.emit(key, message, confirmable)
 
     def default_attributes(self, server_id: int | None = None) -> Attributes:
         """pmin/pmax where no attribute sets them (see ``_defaults``)."""
