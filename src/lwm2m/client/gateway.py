@@ -54,6 +54,7 @@ class _Node:
     reporter: Reporter
     timer: LoopTimer
     instance: ObjectInstance  # its /25 instance on the gateway
+    downlink: Callable[[], Awaitable[None]] | None  # what a request waits for before it is served
 
 
 class Gateway:
@@ -74,9 +75,19 @@ class Gateway:
         config: ClientConfig | None = None,
         on_request: Callable[[RequestReceived, Message], None] | None = None,
     ) -> None:
-        self.client = Client(endpoint, server, objects, models=models, config=config, on_request=on_request)
+        self._attach(Client(endpoint, server, objects, models=models, config=config, on_request=on_request))
+
+    @classmethod
+    def for_client(cls, client: Client) -> Gateway:
+        """The gateway of a ``client`` made elsewhere (with a bootstrap account, keys, ...)."""
+        gateway = cls.__new__(cls)
+        gateway._attach(client)
+        return gateway
+
+    def _attach(self, client: Client) -> None:
+        self.client = client
         self._nodes: dict[str, _Node] = {}
-        self.client.routes = self
+        client.routes = self
 
     # --- end devices ----------------------------------------------------------------------------
 
@@ -98,10 +109,15 @@ class Gateway:
         objects: Iterable[ObjectInstance | LwM2MObject] = (),
         *,
         device_id: str | None = None,
+        downlink: Callable[[], Awaitable[None]] | None = None,
     ) -> ObjectTree:
         """An end device behind the gateway, reached at ``/prefix/...``: its objects (a Device
         object 3 is added when not given), its /25 instance with ``device_id`` (the prefix when
-        not given). Its tree is returned. GatewayError for a bad or taken prefix."""
+        not given). Its tree is returned. GatewayError for a bad or taken prefix.
+
+        ``downlink``: an end device that hears only at times of its own (a LoRaWAN class A
+        device listens right after each of its uplinks): each request to it is served once
+        ``await downlink()`` returns, and answered then (a separate response)."""
         try:
             check_prefix(prefix)
         except InvalidPath as exc:
@@ -145,7 +161,7 @@ class Gateway:
             object_id=GATEWAY_OBJECT,
             models=client.models,
         )
-        node = _Node(tree, handler, reporter, timer, record)
+        node = _Node(tree, handler, reporter, timer, record, downlink)
         self._nodes[prefix] = node
         self._describe(node)
         tree.on_structure = lambda: self._describe(node)
@@ -190,7 +206,13 @@ class Gateway:
             return Message(
                 Type.ACK, Code.NOT_FOUND, payload=f"no end device with prefix {segments[0]!r:.40}".encode()
             )
-        return node.handler(event, server_id)
+        return self._answer(node, event, server_id)
+
+    @staticmethod
+    def _answer(node: _Node, event: RequestReceived, server_id: int | None) -> Message | Awaitable[Message]:
+        if node.downlink is None:
+            return node.handler(event, server_id)
+        return _when_heard(node, event, server_id)
 
     def _composite(
         self, event: RequestReceived, server_id: int | None
@@ -219,8 +241,8 @@ class Gateway:
                 return _reply(Code.NOT_FOUND, f"no end device with prefix {prefix!r}")
         if len(groups) == 1:
             ((prefix, part),) = groups.items()
-            return self._nodes[prefix].handler(
-                _part(event, codec.encode(part, ROOT, self.client.models)), server_id
+            return self._answer(
+                self._nodes[prefix], _part(event, codec.encode(part, ROOT, self.client.models)), server_id
             )
         if msg.code == Code.FETCH and event.observe == 0:
             return _reply(Code.BAD_REQUEST, "Observe-Composite: the paths of one end device at a time")
@@ -288,6 +310,13 @@ class Gateway:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _when_heard(node: _Node, event: RequestReceived, server_id: int | None) -> Message:
+    assert node.downlink is not None
+    await node.downlink()
+    answer = node.handler(event, server_id)
+    return answer if isinstance(answer, Message) else await answer
 
 
 def _awake() -> bool:
