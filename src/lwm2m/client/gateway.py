@@ -39,10 +39,8 @@ from lwm2m.errors import CodecError, DeviceError, GatewayError, InvalidPath, Not
 from lwm2m.model.path import ROOT, check_prefix
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.protocol.gateway import DEVICE_ID, GATEWAY_OBJECT, IOT_DEVICE_OBJECTS, PREFIX
+from lwm2m.protocol.gateway import DEVICE_ID, GATEWAY_OBJECT, IOT_DEVICE_OBJECTS, MAX_END_DEVICES, PREFIX
 from lwm2m.protocol.registration import ObjectList
-
-MAX_END_DEVICES = 1000  # behind one gateway, as the server keeps at most (protocol.gateway)
 
 
 @dataclass(frozen=True, slots=True)
