@@ -44,6 +44,7 @@ _LAZY: dict[str, str] = {
     "Client": "lwm2m.client",
     "ClientConfig": "lwm2m.client",
     "ObjectInstance": "lwm2m.client",
+    "Gateway": "lwm2m.client",
     "BootstrapServer": "lwm2m.bootstrap",
     "BootstrapServerConfig": "lwm2m.bootstrap",
     "BootstrapConfig": "lwm2m.bootstrap",
@@ -102,6 +103,7 @@ __all__ = [
     "EndDevice",
     "Fleet",
     "FleetConfig",
+    "Gateway",
     "LwM2MError",
     "ModelError",
     "NotRegistered",
@@ -150,7 +152,7 @@ if TYPE_CHECKING:
         BootstrapServerConfig,
         BootstrapStarted,
     )
-    from lwm2m.client import Client, ClientConfig, ObjectInstance
+    from lwm2m.client import Client, ClientConfig, Gateway, ObjectInstance
     from lwm2m.coap import Code
     from lwm2m.codec import ContentFormat
     from lwm2m.model import ObjectRegistry, Path, Record

@@ -257,6 +257,8 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
         (["--prefix", "a b"], "--prefix 'a b'"),
         (["--speed", "nan"], "--speed nan"),
         (["--seed", "x"], "--seed x"),
+        (["--end-devices", "0"], "--end-devices 0"),
+        (["--uplink-period", "-1"], "--uplink-period -1"),
         (["--security", "psk"], "--security psk: the server coap://127.0.0.1:5683 is plain CoAP"),
         (["--security", "psk", "--server", "coap://127.0.0.1:5"], "the server coap://127.0.0.1:5 is plain"),
         (["--server", "coaps://127.0.0.1:5"], "--server coaps://127.0.0.1:5: coaps:// needs --security psk"),

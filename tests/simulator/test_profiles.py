@@ -66,6 +66,7 @@ def test_every_profile_is_listed_with_its_objects() -> None:
         "ucifi-water-meter",
         "ucifi-air-quality",
         "ucifi-parking",
+        "ucifi-lorawan-gateway",
         "mixed",
     ]
     rng = random.Random(1)

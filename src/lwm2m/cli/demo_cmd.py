@@ -3,13 +3,15 @@
 The server keeps its registrations in its own SQLite data folder (``--data``),
 the console is served by the same process at ``http://127.0.0.1:8080/``, and
 ``--count`` devices of ``--profile`` (``mixed``: weather sensors, street
-lights, water meters, air quality and parking sensors) register with it.
+lights, water meters, air quality and parking sensors, and one LoRaWAN gateway
+with uCIFI end devices behind it) register with it.
 Ctrl-C (or SIGTERM) de-registers the fleet and stops everything.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from typing import Any
 
@@ -66,10 +68,18 @@ async def demo_session(
             click.echo(f"lwm2m demo: console on {base}/  (REST API {base}/api, CoAP {server.uri})")
             if app.state.api.metrics is not None:
                 click.echo(f"  Prometheus metrics on {base}/metrics")
+            # A mixed city has one LoRaWAN gateway among its devices, with its end devices behind it.
+            gateways = 1 if profile == "mixed" and count > 1 else 0
             fleet = Fleet(
-                server.uri, FleetConfig(count=count, profile=profile, prefix="demo", rate=rate, lifetime=120)
+                server.uri,
+                FleetConfig(count=count - gateways, profile=profile, prefix="demo", rate=rate, lifetime=120),
             )
-            async with fleet:
+            async with fleet, contextlib.AsyncExitStack() as more:
+                if gateways:
+                    gateway = FleetConfig(
+                        count=1, profile="ucifi-lorawan-gateway", prefix="demo-gw", rate=rate, lifetime=120
+                    )
+                    await more.enter_async_context(Fleet(server.uri, gateway))
                 click.echo(f"  {count} simulated devices ({profile}) registering; Ctrl-C stops everything.")
                 await stop.wait()
                 click.echo("lwm2m demo: stopping (the devices de-register)")

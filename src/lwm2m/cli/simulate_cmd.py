@@ -40,6 +40,7 @@ import click
 from lwm2m.cli import main
 from lwm2m.cli.errors import fail
 from lwm2m.client.connection import ServerUri
+from lwm2m.client.gateway import MAX_END_DEVICES
 from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetConfig, FleetStats
@@ -442,6 +443,16 @@ async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
 @click.option(
     "--update-interval", default="10", show_default=True, metavar="SECONDS", help="how often values move"
 )
+@click.option(
+    "--end-devices", default="20", show_default=True, metavar="N", help="end devices behind each gateway"
+)
+@click.option(
+    "--uplink-period",
+    default="30",
+    show_default=True,
+    metavar="SECONDS",
+    help="between two uplinks of an end device (requests to it wait for the next)",
+)
 @click.option("--local-host", default=None, metavar="ADDRESS", help="address the devices bind to")
 @click.option("--duration", default=None, metavar="SECONDS", help="stop after this long (default: at Ctrl-C)")
 @click.option(
@@ -466,6 +477,8 @@ def simulate_command(
     seed: str | None,
     speed: str,
     update_interval: str,
+    end_devices: str,
+    uplink_period: str,
     local_host: str | None,
     duration: str | None,
     report_every: str,
@@ -515,6 +528,8 @@ def simulate_command(
     scale = _number("--speed", speed, integer=False, low=1e-3, high=1e6, expected="a factor, 0.001 to 1e6")
     interval = _number("--update-interval", update_interval, integer=False, low=0.1, high=86400)
     stop_after = None if duration is None else _number("--duration", duration, integer=False, low=0.1)
+    behind = int(_number("--end-devices", end_devices, integer=True, low=1, high=MAX_END_DEVICES))
+    uplinks = _number("--uplink-period", uplink_period, integer=False, low=0.1, high=86400)
     every = _number("--report-every", report_every, integer=False, low=0.1)
     _file_limit(n)
     if local_host is not None:
@@ -533,6 +548,8 @@ def simulate_command(
                 seed=seed_value,
                 tick=min(1.0, interval),
                 update_interval=interval,
+                end_devices=behind,
+                uplink_period=uplinks,
                 time_scale=scale,
                 local_host=local_host,
                 freeze_gc=True,  # the devices live as long as the process

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from lwm2m.client.core import access_control as acl
@@ -102,8 +103,13 @@ class RequestHandler:
         lwm2m_version: str = "1.2",
         observer: ObserveRelations | None = None,
         on_request: Callable[[RequestReceived, Message], None] | None = None,
+        prefix: str = "",
     ) -> None:
         self.tree = tree
+        # The prefix of an end device behind a gateway whose objects ``tree`` holds
+        # (LwM2M-TS-Gateway 1.1): the first Uri-Path segment of every request to it, and the
+        # first segment of the paths its answers name; "" for a device of its own.
+        self.prefix = prefix
         self.models = tree.models
         self.lwm2m_version = lwm2m_version
         self.default_format = default_format(lwm2m_version)
@@ -218,6 +224,10 @@ class RequestHandler:
 
     def _path(self, msg: Message) -> Path:
         segments = msg.uri_path
+        if self.prefix and segments:  # none: a composite operation's part for this end device
+            if segments[0] != self.prefix:
+                raise NotFound(f"no such path {msg.uri_path_str}")
+            segments = segments[1:]
         if len(segments) > 4:
             raise NotFound(f"no such path {msg.uri_path_str}")
         try:
@@ -243,6 +253,9 @@ class RequestHandler:
         return fmt
 
     def encode(self, records: list[Record], base: Path, fmt: ContentFormat) -> bytes:
+        if self.prefix:
+            records = _prefixed(records, self.prefix)
+            base = base.with_prefix(self.prefix)
         try:
             return get_codec(fmt).encode(records, base, self.models)
         except CodecError as exc:
@@ -336,9 +349,12 @@ class RequestHandler:
 
     def _decode(self, msg: Message, base: Path) -> list[Record]:
         try:
-            return self._codec(msg.content_format).decode(msg.payload, base, self.models)
+            records = self._codec(msg.content_format).decode(
+                msg.payload, base.with_prefix(self.prefix), self.models
+            )
         except CodecError as exc:
             raise BadRequest(f"cannot decode the payload: {exc}") from None
+        return _prefixed(records, "") if self.prefix else records
 
     def write(self, path: Path, msg: Message, *, replace: bool) -> Message:
         if len(path.ids) < 2:
@@ -475,6 +491,8 @@ class RequestHandler:
             if not inst.has_resource(rid):
                 raise NotFound(f"{path} is not present")
             links.append(self._resource_link(path))
+        if self.prefix:  # an end device's links name its paths as the server reaches them
+            links = [Link(f"/{self.prefix}{link.target}", link.attributes) for link in links]
         payload = serialize_links(links).encode()
         return Message.build(Type.ACK, Code.CONTENT, content_format=ContentFormat.LINK, payload=payload)
 
@@ -537,6 +555,11 @@ class RequestHandler:
             if a:
                 out = a.merged_over(out)
         return out
+
+
+def _prefixed(records: list[Record], prefix: str) -> list[Record]:
+    """``records`` with their paths on the end device ``prefix`` ("" strips the prefix)."""
+    return [replace(r, path=r.path.with_prefix(prefix)) for r in records]
 
 
 def _instance_of(records: list[Record]) -> int | None:

@@ -57,6 +57,11 @@ class Reporter:
             return True
         return self._send(key, message, confirmable)
 
+    def emit(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
+        """A notification of another observer of the same client (an end device's, behind a
+        gateway): held while asleep as this one's are."""
+        return self._emit(key, message, confirmable)
+
     def flush(self) -> None:
         """The client is awake again: send what was held, each to its relation."""
         held, self.held = self.held, {}

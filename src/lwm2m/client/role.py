@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from lwm2m.client.bootstrap import ClientBootstrap
 from lwm2m.client.config import ClientConfig
@@ -64,6 +64,17 @@ log = logging.getLogger(__name__)
 SEND_PATH = "dp"  # LwM2M-TS-Transport 1.2 §6.4: Send is a POST to /dp
 
 DEFAULT_SERVER = "coap://127.0.0.1:5683"  # when neither a server nor a bootstrap server is given
+
+
+class PrefixRoutes(Protocol):
+    """What holds the end devices behind a gateway (``lwm2m.client.gateway.Gateway``): the
+    client gives it every request and every ended observation before its own objects do."""
+
+    def route(self, event: RequestReceived, server_id: int | None) -> Message | Awaitable[Message] | None:
+        """The answer to a request to one of its end devices; None when the request is not one."""
+        ...
+
+    def cancelled(self, relation: RelationKey) -> None: ...
 
 
 class Client:
@@ -210,6 +221,7 @@ class Client:
         self.registration = ServerRegistration(self, None, None, primary=True)
         self.others: list[ServerRegistration] = []  # registrations with the further server accounts
         self.tree.on_structure = self._structure_changed
+        self.routes: PrefixRoutes | None = None  # end devices behind a gateway, by prefix
         if account is not None:
             self.registration.bind(account, primary_security)
 
@@ -300,6 +312,16 @@ class Client:
             # LwM2M 1.0 registrations carry no object versions.
             links = tuple(ObjectLink(o.object_id, o.instance_id) for o in links if o.instance_id is not None)
         return links
+
+    def notify(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
+        """A notification of the relation ``key`` as the client's own go: held while it sleeps
+        (§6.5), sent when it wakes; for the end devices behind a gateway, whose observations
+        are the client's relations too."""
+        return self.reporter.emit(key, message, confirmable)
+
+    def default_attributes(self, server_id: int | None = None) -> Attributes:
+        """pmin/pmax where no attribute sets them (see ``_defaults``)."""
+        return self._defaults(server_id)
 
     def _defaults(self, server_id: int | None = None) -> Attributes:
         """pmin/pmax where no attribute sets them: the observing server's /1/x/2 and /1/x/3."""
@@ -503,11 +525,17 @@ class Client:
         if self.bootstrapper.serving(event.addr):
             return self.bootstrapper(event)
         # The request is its server's, known by its address (LwM2M-TS-Core 1.2 §7.3).
+        if self.routes is not None:
+            answer = self.routes.route(event, self.server_id_of(event.addr))
+            if answer is not None:
+                return answer
         return self.handler(event, self.server_id_of(event.addr))
 
     def _on_event(self, event: Event) -> None:
         if type(event) is ObservationCancelled:
             self.reporter.observer.remove(event.relation)
+            if self.routes is not None:
+                self.routes.cancelled(event.relation)
 
     def _reports_due(self) -> None:
         self._report_timer.update()

@@ -202,10 +202,13 @@ def record_from_json(item: Any, models: ObjectRegistry | None = None, *, prefixe
     return Record(path, value, time)
 
 
-def records_from_json(data: Any, models: ObjectRegistry | None = None) -> list[Record]:
-    """Records from the JSON form (a list, or one record object)."""
+def records_from_json(
+    data: Any, models: ObjectRegistry | None = None, *, prefixed: bool = False
+) -> list[Record]:
+    """Records from the JSON form (a list, or one record object); with ``prefixed``, a path may
+    start with an end device's prefix."""
     if isinstance(data, Mapping):
         data = [data]
     if not isinstance(data, list):
         raise JsonFormError(f"expected a list of records, got {type(data).__name__}")
-    return sort_records(record_from_json(item, models) for item in data)
+    return sort_records(record_from_json(item, models, prefixed=prefixed) for item in data)

@@ -26,7 +26,8 @@ MAX_PREFIX_LENGTH = 64
 _PREFIX = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
 # The same rules as one pattern without look-arounds (for a JSON schema): a first character that
 # is neither a digit nor ".", or digits and then a non-digit; then any unreserved characters.
-PREFIX_PATTERN = r"^([A-Za-z_~-]|[0-9]+[A-Za-z._~-])[A-Za-z0-9._~-]*$"
+PREFIX_SEGMENT = r"([A-Za-z_~-]|[0-9]+[A-Za-z._~-])[A-Za-z0-9._~-]*"
+PREFIX_PATTERN = f"^{PREFIX_SEGMENT}$"
 
 
 def check_prefix(prefix: object) -> str:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from lwm2m.client.config import ClientConfig
 from lwm2m.client.connection import ServerUri
+from lwm2m.client.gateway import MAX_END_DEVICES, Gateway
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.client.role import Client
 from lwm2m.coap.config import EndpointConfig
@@ -51,6 +52,8 @@ from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.simulator.geography import CITIES, City, city_for
+from lwm2m.simulator.lorawan import ClassARadio
+from lwm2m.simulator.objects import Simulated
 from lwm2m.simulator.profiles import DeviceSpec, Profile, build_device, get_profile
 from lwm2m.simulator.values import Tick, hour_of_day
 from lwm2m.storage.base import OscoreSecrets, SecurityInfo
@@ -110,7 +113,19 @@ class FleetStats:
 class SimulatedDevice:
     """One virtual device: its LwM2M client and the object instances the fleet's ticks move."""
 
-    __slots__ = ("_fleet", "_last", "client", "endpoint", "firmware", "index", "objects", "parts", "profile")
+    __slots__ = (
+        "_fleet",
+        "_last",
+        "client",
+        "end_devices",
+        "endpoint",
+        "firmware",
+        "gateway",
+        "index",
+        "objects",
+        "parts",
+        "profile",
+    )
 
     def __init__(self, fleet: Fleet, index: int, endpoint: str, start: Tick) -> None:
         self._fleet = fleet
@@ -135,7 +150,15 @@ class SimulatedDevice:
         for part in self.parts:
             part.on_wake = wake
         self._last = start.now
-        self.client = fleet._client(endpoint, built.objects)
+        self.gateway: Gateway | None = None
+        self.end_devices: list[SimulatedEndDevice] = []
+        if built.profile.end_devices:
+            self.gateway = fleet._gateway(endpoint, built.objects)
+            self.client = self.gateway.client
+            for number in range(fleet.end_devices):
+                self.end_devices.append(SimulatedEndDevice(self, spec, number))
+        else:
+            self.client = fleet._client(endpoint, built.objects)
 
     def __repr__(self) -> str:
         return f"<SimulatedDevice {self.endpoint} {self.profile.name}>"
@@ -163,6 +186,44 @@ class SimulatedDevice:
         await asyncio.sleep(self._fleet.reboot_seconds)
         if not self._fleet.stopping:
             await self.client.start()
+
+
+class SimulatedEndDevice:
+    """One uCIFI end device behind a simulated LoRaWAN gateway: its objects (a Device object of
+    its own), moved only when it speaks (an uplink every ``uplink_period`` simulated seconds), and
+    its class A radio, which holds the requests to it until then."""
+
+    __slots__ = ("_last", "parts", "prefix", "profile", "radio")
+
+    def __init__(self, gateway: SimulatedDevice, spec: DeviceSpec, number: int) -> None:
+        fleet = gateway._fleet
+        rng = spec.start.rng
+        self.profile = gateway.profile.end_device(rng)
+        # Each end device its own DEV EUI-like prefix: the gateway's index and its number.
+        self.prefix = f"ed{gateway.index:x}-{number:x}"
+        own = replace(
+            spec, index=spec.index * 1000 + number, endpoint=f"{spec.endpoint}-{self.prefix}", on_reboot=None
+        )
+        built = build_device(self.profile, own)
+        self.parts: tuple[Simulated, ...] = built.parts
+        wake = gateway.wake
+        for part in self.parts:
+            part.on_wake = wake
+        period = fleet.uplink_period
+        self.radio = ClassARadio(period, spec.start.now + rng.uniform(0.0, period))
+        self._last = spec.start.now
+        assert gateway.gateway is not None
+        gateway.gateway.add(
+            self.prefix, built.objects, device_id=f"urn:dev:{own.endpoint}", downlink=self.radio.downlink
+        )
+
+    def step(self, now: float, hour: float, rng: random.Random) -> None:
+        if not self.radio.uplink_due(now):
+            return  # silent between uplinks: its values stand still
+        t = Tick(now, hour, max(0.0, now - self._last), rng)
+        self._last = now
+        for part in self.parts:
+            part.tick(t)
 
 
 def _city(city: City | str | None, prefix: str) -> City:
@@ -209,6 +270,10 @@ class FleetConfig:
     ``coap://`` server (no bootstrap): its Master Secret derived from ``oscore_secret`` (the
     fleet's, random when None) and its index, its Sender ID the index, its ID Context the
     prefix, so fleets with other prefixes never share an identity (:meth:`Fleet.oscore_entries`).
+
+    ``end_devices``: how many end devices each gateway (profile ``ucifi-lorawan-gateway``) has
+    behind it; ``uplink_period``: simulated seconds between two uplinks of one end device
+    (LoRaWAN class A: requests to it are answered at its next uplink).
     ``security``: ``"nosec"``, or ``"psk"``: every device has a PSK of its own (``KEY_BYTES``
     random bytes, its endpoint name as identity) for each ``coaps://`` server, found in
     :meth:`Fleet.server_keys` and :meth:`Fleet.bootstrap_server_keys`. ``keys`` and
@@ -245,6 +310,8 @@ class FleetConfig:
     bootstrap_keys: Mapping[str, bytes] | None = field(default=None, repr=False, compare=False)
     city: City | str | None = None
     oscore_secret: bytes | None = field(default=None, repr=False, compare=False)
+    end_devices: int = 20
+    uplink_period: float = 30.0
 
     def __post_init__(self) -> None:
         if type(self.count) is not int or self.count < 1:
@@ -275,6 +342,12 @@ class FleetConfig:
             value = getattr(self, name)
             if not value >= 0:
                 raise ConfigError(f"{name} {value!r}: expected seconds, 0 or more")
+        if type(self.end_devices) is not int or not 1 <= self.end_devices <= MAX_END_DEVICES:
+            raise ConfigError(
+                f"end_devices {self.end_devices!r}: expected a whole number from 1 to {MAX_END_DEVICES}"
+            )
+        if not self.uplink_period > 0:
+            raise ConfigError(f"uplink_period {self.uplink_period!r}: expected seconds above 0")
         if type(self.dedup_entries) is not int or self.dedup_entries < 1:
             raise ConfigError(f"dedup_entries {self.dedup_entries!r}: expected a whole number, 1 or more")
         if self.security not in SECURITY_MODES:
@@ -364,6 +437,8 @@ class Fleet:
         # collection would walk those entries.
         self.coap_config = EndpointConfig(max_dedup_entries=config.dedup_entries)
         self.freeze_gc = config.freeze_gc
+        self.end_devices = config.end_devices
+        self.uplink_period = config.uplink_period
         self._start_time = config.start_time
         utc_offset = config.utc_offset
         self.utc_offset = float(time.localtime().tm_gmtoff) if utc_offset is None else utc_offset
@@ -378,6 +453,8 @@ class Fleet:
         # Each device steps once per update_interval: at the tick of its bucket.
         buckets = max(1, round(self.update_interval / self.tick))
         self._buckets: list[list[SimulatedDevice]] = [[] for _ in range(buckets)]
+        # Gateways: their end devices' uplinks are looked at every tick (a downlink waits for one).
+        self._gateways: list[SimulatedDevice] = []
         self._dirty: set[SimulatedDevice] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._starter: asyncio.Task[None] | None = None
@@ -470,6 +547,10 @@ class Fleet:
 
         o = self.oscore_secrets(int(endpoint.rsplit("-", 1)[1]))
         return OscoreConfig(o.master_secret, o.sender_id, o.recipient_id, o.master_salt, o.id_context)
+
+    def _gateway(self, endpoint: str, objects: Any) -> Gateway:
+        """A gateway with the client of :meth:`_client` (its end devices are added to it)."""
+        return Gateway.for_client(self._client(endpoint, objects))
 
     def _client(self, endpoint: str, objects: Any) -> Client:
         """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
@@ -596,6 +677,8 @@ class Fleet:
             self.devices.append(device)
             self._by_name[device.endpoint] = device
             self._buckets[index % len(self._buckets)].append(device)
+            if device.end_devices:
+                self._gateways.append(device)
             if self.freeze_gc and (index % 500 == 499 or index == self.count - 1):
                 gc.freeze()
 
@@ -625,6 +708,24 @@ class Fleet:
             self._step(device, now, hour, rng)
         for device in dirty:
             self._step(device, now, hour, rng)
+        for device in self._gateways:
+            for end_device in device.end_devices:
+                self._step_end_device(device, end_device, now, hour, rng)
+
+    def _step_end_device(
+        self,
+        gateway: SimulatedDevice,
+        end_device: SimulatedEndDevice,
+        now: float,
+        hour: float,
+        rng: random.Random,
+    ) -> None:
+        try:
+            end_device.step(now, hour, rng)
+        except Exception:
+            self.tick_errors += 1
+            if self.tick_errors <= 10:
+                log.exception("%s/%s: a simulated value failed to move", gateway.endpoint, end_device.prefix)
 
     def _step(self, device: SimulatedDevice, now: float, hour: float, rng: random.Random) -> None:
         try:

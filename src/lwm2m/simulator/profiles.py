@@ -9,7 +9,10 @@ ucifi-streetlight    Outdoor lamp controller 3416, Electrical monitor 3418, Phot
 ucifi-water-meter    Water meter 3424, Battery 3411, LPWAN Communication 3412
 ucifi-air-quality    Air quality 3428, Noise sensor 3433, Location 6
 ucifi-parking        Parking Sensor 3431, Location 6
-mixed                each device one of the above (30% street lights, 25% water meters, …)
+ucifi-lorawan-gateway Location 6, and object 25 (LwM2M Gateway) for the uCIFI end devices behind
+                     it, each with a Device object 3 of its own: water meters, parking sensors,
+                     street lights (``FleetConfig.end_devices``, ``uplink_period``)
+mixed                each device one of the above (29% street lights, 25% water meters, …)
 ==================== ==========================================================================
 
 ``build_device(profile, spec)`` makes the object instances of one device;
@@ -100,6 +103,8 @@ class Profile:
     battery: bool = False  # powered by a battery (Device Available Power Sources, Battery Level)
     builder: Builder | None = None
     blend: tuple[tuple[str, float], ...] = ()
+    # A gateway: the profiles of the end devices behind it (profile name, weight).
+    end_devices: tuple[tuple[str, float], ...] = ()
 
     def __call__(
         self, index: int = 0, endpoint: str = "device", seed: int | None = None
@@ -109,6 +114,12 @@ class Profile:
         now = time.time()
         start = Tick(now, hour_of_day(now, time.localtime().tm_gmtoff), 0.0, random.Random(seed))
         return list(build_device(self, DeviceSpec(index, endpoint, start, load_catalogue())).objects)
+
+    def end_device(self, rng: random.Random) -> Profile:
+        """The profile of one end device behind a gateway of this profile."""
+        names = [n for n, _ in self.end_devices]
+        weights = [w for _, w in self.end_devices]
+        return PROFILES[rng.choices(names, weights)[0]]
 
     def choose(self, spec: DeviceSpec) -> Profile:
         """The profile a device of this one gets (itself, unless it is a blend)."""
@@ -255,6 +266,11 @@ def _parking(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstance]:
     return [ParkingSensor(0, start=spec.start, models=spec.models), _scattered(spec)]
 
 
+def _lorawan_gateway(spec: DeviceSpec, device: ObjectInstance) -> list[ObjectInstance]:
+    # On a rooftop; its object 25 instances come with its end devices (lwm2m.client.gateway).
+    return [_scattered(spec)]
+
+
 _BASE = (3, 5)
 PROFILES: Mapping[str, Profile] = MappingProxyType(
     {
@@ -303,11 +319,26 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                 builder=_parking,
             ),
             Profile(
+                "ucifi-lorawan-gateway",
+                "LoRaWAN gateway: uCIFI end devices behind it, sparse uplinks, downlinks at the next uplink",
+                (*_BASE, 6),
+                "LGW-8",
+                "LoRaWAN gateway",
+                builder=_lorawan_gateway,
+                end_devices=(
+                    ("ucifi-water-meter", 0.4),
+                    ("ucifi-parking", 0.35),
+                    ("ucifi-streetlight", 0.25),
+                ),
+            ),
+            Profile(
                 "mixed",
-                "a city: 30% street lights, 25% water meters, 20% parking, 15% weather, 10% air quality",
+                "a city: 29% street lights, 25% water meters, 20% parking, 15% weather, 10% air quality,"
+                " 1% LoRaWAN gateways",
                 (*_BASE, 6, 3303, 3304, 3315, 3411, 3412, 3416, 3417, 3418, 3419, 3424, 3428, 3431, 3433),
                 blend=(
-                    ("ucifi-streetlight", 0.30),
+                    ("ucifi-lorawan-gateway", 0.01),
+                    ("ucifi-streetlight", 0.29),
                     ("ucifi-water-meter", 0.25),
                     ("ucifi-parking", 0.20),
                     ("ipso-weather", 0.15),

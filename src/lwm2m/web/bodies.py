@@ -16,6 +16,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 
 from lwm2m.export.webhooks import MAX_URL, URL_PATTERN
 from lwm2m.model.jsonform import TYPE_NAMES
+from lwm2m.model.path import PREFIX_SEGMENT
 from lwm2m.protocol.bootstrap_config import (
     ACL_KEY_PATTERN,
     BINDING_LETTERS,
@@ -63,8 +64,11 @@ class Closed(Body, forbid_unknown_fields=True):
 # An ID is 0-65534 without leading zeros (65535 is reserved, LwM2M-TS-Core 1.2 §7.1).
 ID = r"(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"
 RESOURCE_PATH = f"^/{ID}/{ID}/{ID}(/{ID})?$"
-ONE_PATH = f"^/{ID}(/{ID}){{0,3}}$"
-PATH_LIST = f"^/{ID}(/{ID}){{0,3}}(,/{ID}(/{ID}){{0,3}})*$"
+# A path of a composite operation may start with an end device's prefix (LwM2M-TS-Gateway 1.1),
+# a segment that is not all digits (lwm2m.model.path.PREFIX_SEGMENT, what check_prefix takes).
+PREFIX = f"(/{PREFIX_SEGMENT})?"
+ONE_PATH = f"^{PREFIX}/{ID}(/{ID}){{0,3}}$"
+PATH_LIST = f"^{PREFIX}/{ID}(/{ID}){{0,3}}(,{PREFIX}/{ID}(/{ID}){{0,3}})*$"
 # Object IDs 3 and up: Security (0), Server (1) and Access Control (2) come from servers[]
 # and accessControl[] of a bootstrap configuration.
 OTHER_OBJECT = r"([3-9]|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-4])"

@@ -95,7 +95,8 @@ def request_paths(body: dict[str, Any]) -> list[Path]:
     paths = body.get("paths")
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         raise InvalidRequest('the body needs "paths": ["/3/0/0", ...]')
-    return [Path.parse(p) for p in paths]
+    # An end device behind a gateway: its prefix first (``/dev1/3303/0/5700``, LwM2M-TS-Gateway 1.1).
+    return [Path.parse(p, prefixed=True) for p in paths]
 
 
 def query_paths(request: Request) -> list[Path]:
@@ -103,7 +104,7 @@ def query_paths(request: Request) -> list[Path]:
     given = [p for raw in request.query_params.getlist("paths") for p in raw.split(",") if p.strip()]
     if not given:
         raise InvalidRequest("give the observed paths: ?paths=/3/0/9,/3303/0/5700")
-    return [Path.parse(p.strip()) for p in given]
+    return [Path.parse(p.strip(), prefixed=True) for p in given]
 
 
 def lwm2m_path(segments: list[str]) -> Path:
@@ -121,10 +122,11 @@ def allow(method: str, methods: tuple[str, ...], what: str) -> None:
         raise UnsupportedMethod(method, methods, what)
 
 
-def body_records(body: dict[str, Any], models: ObjectRegistry) -> list[Record]:
+def body_records(body: dict[str, Any], models: ObjectRegistry, *, prefixed: bool = False) -> list[Record]:
+    """The records of a body; with ``prefixed``, paths may name end devices (a composite write)."""
     if "records" not in body:
         raise InvalidRequest('the body needs "records": [{"path": ..., "value": ...}, ...]')
-    return records_from_json(body["records"], models)
+    return records_from_json(body["records"], models, prefixed=prefixed)
 
 
 def write_records(body: dict[str, Any], path: Path, models: ObjectRegistry) -> list[Record]:

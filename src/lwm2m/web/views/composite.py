@@ -30,6 +30,6 @@ async def write(request: Request, registration: Registration) -> Response:
     server = api_context(request).server
     body = await json_body(request)
     fmt, wait = query_format(request), timeout(request)
-    records = body_records(body, server.models)
+    records = body_records(body, server.models, prefixed=True)
     call = partial(server.write_composite, registration.endpoint, records, format=fmt, timeout=wait)
     return await run(request, registration, answer(call))

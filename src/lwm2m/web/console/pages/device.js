@@ -154,6 +154,40 @@ async function objectSection(ep, oid, info, resources) {
   return section;
 }
 
+// A gateway's end devices (LwM2M Gateway, object 25): one row each, with a Read of its own Device
+// object through /api/clients/{gateway}/devices/{prefix}/3/0.
+function endDevicesSection(ep, devices) {
+  const rows = devices.map((d) =>
+    el(
+      "tr",
+      { class: "end-device", "data-prefix": d.prefix },
+      el("td", {}, el("code", {}, `/${d.prefix}`)),
+      el("td", {}, d.deviceId),
+      el("td", { class: "muted" }, d.objects),
+      el(
+        "td",
+        {},
+        el(
+          "button",
+          { type: "button", onclick: () => run(ep, "Read", `/devices/${enc(d.prefix)}/3/0`) },
+          "Read Device",
+        ),
+      ),
+    ),
+  );
+  return el(
+    "section",
+    { class: "panel", id: "end-devices" },
+    el("h2", {}, `End devices (${devices.length})`),
+    el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, el("th", {}, "prefix"), el("th", {}, "device id"), el("th", {}, "objects"), el("th", {}))),
+      el("tbody", {}, ...rows),
+    ),
+  );
+}
+
 export async function renderDevice(ep) {
   const { status, data: reg } = await api(`/clients/${enc(ep)}`);
   if (status !== 200) {
@@ -208,6 +242,7 @@ export async function renderDevice(ep) {
       { class: "panel sticky", id: "result-panel" },
       el("div", { id: "result", class: "muted" }, "Results show under the row they belong to; the last one also here."),
     ),
+    ...((reg.endDevices || []).length ? [endDevicesSection(ep, reg.endDevices)] : []),
     ...sections,
   );
   view().replaceChildren(
