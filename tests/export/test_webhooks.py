@@ -314,6 +314,17 @@ async def test_an_incomplete_batch_waits_for_its_delay() -> None:
         assert await store.webhooks.size() == 0
 
 
+async def test_an_incomplete_batch_is_posted_at_its_delay_not_at_the_next_poll() -> None:
+    store = MemoryStore.create()
+    slow_poll = WebhookConfig(flush_delay=0.01, poll=30.0, timeout=2.0)
+    async with receiver() as got, hooked(store, slow_poll) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(100, 0.2))
+        await store.webhooks.enqueue(entries(hook, 2))
+        webhooks._wake.set()
+        (post,) = await got.wait_for(1, timeout=2.0)
+        assert len(json.loads(post.body)) == 2
+
+
 async def test_a_failed_batch_is_retried_as_a_unit() -> None:
     store = MemoryStore.create()
     async with receiver([500, 503]) as got, hooked(store) as (_, webhooks):

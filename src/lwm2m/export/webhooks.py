@@ -196,6 +196,7 @@ class Webhooks:
         self._wanted: dict[str, list[Webhook]] = {}  # event type -> hooks that want it
         self._targets: dict[str, SplitResult] = {}
         self._largest_batch = 1
+        self._held_until = math.inf  # when the earliest incomplete batch put back is due
         self._buffer: list[OutboxEntry] = []
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[bool]] = set()
@@ -397,8 +398,9 @@ class Webhooks:
                 log.exception("webhooks: a round of posts failed")
                 taken = 0
             if taken < self.config.claim:  # the outbox had no more due: wait for news
+                wait = min(self.config.poll, max(0.0, self._held_until - self._clock()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 self._wake.clear()
 
     async def round(self) -> int:
@@ -409,6 +411,8 @@ class Webhooks:
         if now - self._sized_at >= 1.0:
             self.counters.outbox = await self.store.size()
             self._sized_at = now
+        if self._held_until <= now:  # those put back are due: this round takes them
+            self._held_until = math.inf
         entries = await self.store.claim(now, max(config.claim, self._largest_batch), config.lease)
         if not entries:
             return 0
@@ -444,6 +448,7 @@ class Webhooks:
                     due = min(e.created_at for e in chunk) + hook.batch_delay
                     if due > now:  # not full and not old enough: back to the outbox until then
                         retries.extend(Retry(e.seq, e.attempts, due) for e in chunk)
+                        self._held_until = min(self._held_until, due)
                         continue
                 posts.append((chunk, hook))
         gate = asyncio.Semaphore(config.concurrency)
