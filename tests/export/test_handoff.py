@@ -345,7 +345,9 @@ async def test_the_queue_in_front_of_a_stopped_worker_is_bounded_in_bytes_too() 
 
 async def test_batches_through_the_export_worker() -> None:
     async with receiver() as got, worked(MemoryStore.create()) as (server, webhooks, _):
-        await webhooks.add(got.url, ["REGISTRATION"], "s", batch=(3, 0.2))
+        await webhooks.add(
+            got.url, ["REGISTRATION"], "s", batch=(3, 2.0)
+        )  # one post of 3, even if they come apart
         for i in range(3):
             await register_devices(server, [f"dev-{i}"])
         (post,) = await got.wait_for(1)

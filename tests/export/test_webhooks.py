@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -325,6 +326,21 @@ async def test_an_incomplete_batch_is_posted_at_its_delay_not_at_the_next_poll()
         assert len(json.loads(post.body)) == 2
 
 
+async def test_events_put_back_come_due_with_the_oldest() -> None:
+    store = MemoryStore.create()
+    async with receiver() as got, hooked(store) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(100, 0.5))
+        first, second = entries(hook, 2)
+        await store.webhooks.enqueue([first])
+        webhooks._wake.set()
+        await asyncio.sleep(0.2)
+        # Taken 0.2 s later: posted with the first, not 0.2 s after it.
+        await store.webhooks.enqueue([dataclasses.replace(second, created_at=time.time())])
+        webhooks._wake.set()
+        (post,) = await got.wait_for(1)
+        assert [e["id"] for e in json.loads(post.body)] == ["e0", "e1"]
+
+
 async def test_a_failed_batch_is_retried_as_a_unit() -> None:
     store = MemoryStore.create()
     async with receiver([500, 503]) as got, hooked(store) as (_, webhooks):
@@ -353,7 +369,8 @@ async def test_a_retried_batch_is_posted_without_waiting_for_more() -> None:
 
 async def test_undelivered_batched_events_survive_a_restart(tmp_path: FsPath) -> None:
     path = tmp_path / "lwm2m.db"
-    slow = WebhookConfig(flush_delay=0.01, backoff=30.0, poll=0.05, timeout=2.0)
+    # Both events written in one go (within flush_delay), so that they come due together as one batch.
+    slow = WebhookConfig(flush_delay=1.0, backoff=30.0, poll=0.05, timeout=2.0)
     async with receiver([500] * 10) as got:
         with SqliteStore(path) as store:
             async with hooked(store, slow) as (server, webhooks):

@@ -197,6 +197,7 @@ class Webhooks:
         self._targets: dict[str, SplitResult] = {}
         self._largest_batch = 1
         self._held_until = math.inf  # when the earliest incomplete batch put back is due
+        self._hold: dict[str, float] = {}  # hook id -> when the events of it put back are due
         self._buffer: list[OutboxEntry] = []
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[bool]] = set()
@@ -445,7 +446,10 @@ class Webhooks:
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
                 if len(chunk) < size and not any(e.attempts for e in chunk):
-                    due = min(e.created_at for e in chunk) + hook.batch_delay
+                    # Due with those of the hook put back before (older): they come back together.
+                    earlier = self._hold.get(hook_id, -math.inf)
+                    due = earlier if earlier > now else min(e.created_at for e in chunk) + hook.batch_delay
+                    self._hold[hook_id] = due
                     if due > now:  # not full and not old enough: back to the outbox until then
                         retries.extend(Retry(e.seq, e.attempts, due) for e in chunk)
                         self._held_until = min(self._held_until, due)
