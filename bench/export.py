@@ -18,8 +18,12 @@ time per notification, the worker's CPU time per notification (its own figure: i
 other core), and the posts delivered. The cost printed is the median over the on/off pairs of
 the server's CPU per notification (on/off - 1) and the ratio of the rates (on/off).
 
+With ``--batch N`` the hook asks for batches of ``N`` events per post (``--batch-delay``
+seconds at most for an incomplete one); the figures then show the events delivered per second
+and those dropped (the outbox, or the handoff, full), the worker's throughput.
+
     python bench/export.py [--observers 200] [--seconds 3] [--rounds 3] [--store memory|sqlite]
-                           [--in-process]
+                           [--rate N] [--stream] [--batch N [--batch-delay S]] [--in-process]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Phase:
     cpu: float
     posts: int  # events the hook delivered in the phase
     worker_cpu: float = 0.0  # the export worker's CPU seconds in the phase
+    dropped: int = 0  # events given up in the phase (the handoff's queue or the outbox full)
 
     @property
     def rate(self) -> float:
@@ -202,16 +207,26 @@ async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tupl
         conn.send(("go", total, args.rate or None))
         await asyncio.sleep(args.warmup)
         count = server.observation_manager.notifications_received
+        batch = (args.batch, args.batch_delay) if args.batch > 1 else None
+
+        def dropped() -> int:
+            return webhooks.counters.dropped + (export.counters.dropped if export is not None else 0)
+
         for _ in range(args.rounds):
             for on in (False, True):
-                hook = await webhooks.add(f"http://{HOST}:{hook_port}/hook", ["NOTIFICATION"]) if on else None
+                hook = (
+                    await webhooks.add(f"http://{HOST}:{hook_port}/hook", ["NOTIFICATION"], batch=batch)
+                    if on
+                    else None
+                )
                 pid = export.pid if export is not None else None
                 d0 = webhooks.counters.delivered
+                x0 = dropped()
                 n0, t0, c0, w0 = count(), time.monotonic(), time.process_time(), process_cpu(pid)
                 await asyncio.sleep(args.seconds)
                 n1, t1, c1, w1 = count(), time.monotonic(), time.process_time(), process_cpu(pid)
                 delivered = webhooks.counters.delivered - d0
-                phases.append(Phase(on, n1 - n0, t1 - t0, c1 - c0, delivered, w1 - w0))
+                phases.append(Phase(on, n1 - n0, t1 - t0, c1 - c0, delivered, w1 - w0, dropped() - x0))
                 if hook is not None:
                     await webhooks.remove(hook.hook_id)
         await recv(total + 30)
@@ -243,16 +258,23 @@ def report(
     phases: list[Phase], parts: tuple[float, ...], loop: str, args: argparse.Namespace
 ) -> dict[str, float]:
     where = "in the server's process" if args.in_process else "by the export worker process"
+    batching = (
+        f" in batches of {args.batch} (at most {args.batch_delay:g} s)"
+        if args.batch > 1
+        else ", one per post"
+    )
     print(
         f"notification ingest, {args.observers} observations, {args.rounds} x {args.seconds:g} s per phase,"
         f"{f' clients at {args.rate:,.0f} notifications/s,' if args.rate else ''}"
         f" store {args.store}, webhooks posted {where}"
+        f"{batching}"
         f"{', a subscriber in every phase' if args.stream else ''} (loop {loop})"
     )
     for p in phases:
         print(
             f"  hook {'on ' if p.hook else 'off'}  {p.rate:10,.0f} notifications/s"
-            f"   server CPU {p.cpu_per * 1e6:6.2f} µs/notification   {p.posts / p.seconds:8,.0f} posts/s"
+            f"   server CPU {p.cpu_per * 1e6:6.2f} µs/notification"
+            f"   {p.posts / p.seconds:8,.0f} events delivered/s   {p.dropped:6,} dropped"
             f"   worker CPU {p.worker_per * 1e6:6.2f} µs/notification"
         )
     off = [p for p in phases if not p.hook]
@@ -285,7 +307,13 @@ def report(
             f" + post and remove {post * 1e6:.1f} µs = {(take + write + post) * 1e6:.1f} µs,"
             f" {(take + write + post) / cpu_off:.0%} of a notification's {cpu_off * 1e6:.1f} µs of server CPU"
         )
-    return {"cost": cpu, "rate_ratio": ratio, "server_off": cpu_off, "worker": worker}
+    delivered = sum(p.posts for p in on) / sum(p.seconds for p in on)
+    print(
+        f"  delivered {delivered:,.0f} events/s in the on phases"
+        f" ({sum(p.posts for p in on) / max(1, sum(p.notifications for p in on)):.0%} of the notifications),"
+        f" {sum(p.dropped for p in phases):,} dropped"
+    )
+    return {"cost": cpu, "rate_ratio": ratio, "server_off": cpu_off, "worker": worker, "delivered": delivered}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +340,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="a subscriber in every phase, as the REST API's event stream is in `lwm2m server`:"
         " the server makes each event in both, and on/off differ by the export alone",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="events per post the hook asks for (0: one per post, as by default)",
+    )
+    parser.add_argument(
+        "--batch-delay", type=float, default=0.5, help="seconds an incomplete batch waits at most"
     )
     parser.add_argument(
         "--in-process", action="store_true", help="post from the server's process (--export-in-process)"

@@ -1,16 +1,22 @@
 """The channel between the server and its export worker: frames cut anywhere come out whole, every
-kind of event comes back equal, and any other bytes are an ExportChannelError (fuzzed)."""
+kind of event comes back equal (a notification of one path and one record in its compact form),
+any other bytes are an ExportChannelError (fuzzed), and a worker refuses a server of another
+version of the channel."""
 
 from __future__ import annotations
 
 import contextlib
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lwm2m.errors import ExportChannelError
 from lwm2m.export.channel import (
+    FLAT_NOTIFICATION,
+    KIND_OF,
+    WIRE_VERSION,
     Ack,
     Batch,
     Command,
@@ -18,6 +24,7 @@ from lwm2m.export.channel import (
     FrameReader,
     Hooks,
     Setup,
+    check_version,
     decode_events,
     encode_events,
     frame,
@@ -75,6 +82,17 @@ EVENTS: list[ServerEvent] = [
     SendReceived("dev-1", (Record(P, 1.0),)),
     ObservationEnded("dev-1", b"\xaa", "cancelled"),
 ]
+G = Path((3303, 0), "dev1")  # an end device's path behind a gateway
+SINGLE: list[ServerEvent] = [  # one path, one record each: the compact form
+    NotificationReceived("dev-1", b"\x01", (P,), (Record(P, 21.5),)),
+    NotificationReceived("dev-1", b"", (P,), (Record(P, 7, 1700000000.5),)),
+    NotificationReceived("dev-2", b"\x02", (P,), (Record(P, True),)),
+    NotificationReceived("dev-2", b"\x02", (P,), (Record(P, b"\x00"),)),
+    NotificationReceived("dev-2", b"\x02", (P,), (Record(P, "t"),)),
+    NotificationReceived("dev-2", b"\x02", (Path((3303, 0)),), (Record(P, ObjLink(1, 2)),)),
+    NotificationReceived("gw", b"\x03", (G,), (Record(Path((3303, 0, 5700), "dev1"), 1.0),)),
+    NotificationReceived("gw", b"\x03", (G,), (Record(G),)),
+]
 
 
 def test_every_kind_of_event_comes_back_equal() -> None:
@@ -83,6 +101,41 @@ def test_every_kind_of_event_comes_back_equal() -> None:
     # bool, int and float stay apart (their JSON differs)
     values = [r.value for r in back[0].records]  # type: ignore[union-attr]
     assert [type(v) for v in values[:3]] == [float, int, bool]
+
+
+def test_a_notification_of_one_record_travels_compact_and_comes_back_equal() -> None:
+    data = encode_events(SINGLE + EVENTS)
+    kinds = msgspec.msgpack.decode(data)[0]
+    assert kinds == bytes([FLAT_NOTIFICATION] * len(SINGLE) + [KIND_OF[type(e)] for e in EVENTS])
+    back = decode_events(data)
+    assert back == SINGLE + EVENTS
+    values = [e.records[0].value for e in back[:5]]  # type: ignore[union-attr]
+    assert [type(v) for v in values] == [float, int, bool, bytes, str]
+    assert back[6].paths[0].prefix == "dev1"  # type: ignore[union-attr]
+    as_maps = msgspec.msgpack.encode((bytes([KIND_OF[NotificationReceived]] * len(SINGLE)), SINGLE))
+    assert len(encode_events(SINGLE)) < len(as_maps) / 2
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        ["dev", b"", [3303, 0, 5700, 1, 2], "", [3303], "", 1, None],  # 5 levels
+        ["dev", b"", [3303, 70000], "", [3303], "", 1, None],  # an ID too large
+        ["dev", b"", [3303], "", [3303], "", [1, 2], None],  # a value of no record type
+        ["dev", b"", [3303], "bad prefix!", [3303], "", 1, None],
+        ["dev", b"", [3303], "", [3303], ""],  # too short
+        {"endpoint": "dev"},
+    ],
+)
+def test_a_bad_compact_notification_is_a_channel_error(form: object) -> None:
+    with pytest.raises(ExportChannelError):
+        decode_events(msgspec.msgpack.encode([bytes([FLAT_NOTIFICATION]), [form]]))
+
+
+def test_a_worker_refuses_a_server_of_another_version() -> None:
+    check_version(Setup(None, None, None, version=WIRE_VERSION))
+    with pytest.raises(ExportChannelError, match="version 1"):
+        check_version(Setup(None, None, None))  # a server from before versions
 
 
 def test_frames_cut_anywhere_come_out_whole() -> None:
@@ -131,9 +184,9 @@ def test_fuzzed_batches_are_events_or_a_channel_error(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, len(encode_events(EVENTS)) - 1), st.integers(0, 255))
+@given(st.integers(0, len(encode_events(SINGLE + EVENTS)) - 1), st.integers(0, 255))
 def test_a_batch_with_one_byte_changed_is_events_or_a_channel_error(where: int, byte: int) -> None:
-    data = bytearray(encode_events(EVENTS))
+    data = bytearray(encode_events(SINGLE + EVENTS))
     data[where] = byte
     with contextlib.suppress(ExportChannelError):
         decode_events(bytes(data))

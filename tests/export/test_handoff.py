@@ -341,3 +341,19 @@ async def test_the_queue_in_front_of_a_stopped_worker_is_bounded_in_bytes_too() 
         await until(lambda: export.counters.queue == 0)
         await until(lambda: "big-7" in endpoints(got))
         assert len(endpoints(got)) + export.counters.dropped == 8
+
+
+async def test_batches_through_the_export_worker() -> None:
+    async with receiver() as got, worked(MemoryStore.create()) as (server, webhooks, _):
+        await webhooks.add(
+            got.url, ["REGISTRATION"], "s", batch=(3, 2.0)
+        )  # one post of 3, even if they come apart
+        for i in range(3):
+            await register_devices(server, [f"dev-{i}"])
+        (post,) = await got.wait_for(1)
+        events = json.loads(post.body)
+        assert sorted(e["data"]["endpoint"] for e in events) == ["dev-0", "dev-1", "dev-2"]
+        assert len({e["id"] for e in events}) == 3 and verify(
+            "s", post.body, post.headers["x-lwm2m-signature"]
+        )
+        await until(lambda: webhooks.counters.delivered == 3)

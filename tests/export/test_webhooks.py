@@ -1,11 +1,14 @@
 """Webhooks: events posted to a real HTTP receiver, signed (HMAC-SHA256 of the body), with an id
 and a timestamp; retried with back-off after a 500; kept in the SQLite outbox over a server
-restart and posted after it; ``/api/webhooks`` (register, list, one, delete, bad input)."""
+restart and posted after it; batches (a JSON array per post, full or after the hook's delay,
+retried as a unit, kept over a restart); ``/api/webhooks`` (register, list, one, delete, bad
+input, batch settings)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -15,19 +18,20 @@ from pathlib import Path as FsPath
 
 import httpx
 import pytest
+from tests.helpers.client import until
 from tests.helpers.server import Device, register
 from tests.helpers.web import client_for
 from tests.helpers.webhook_receiver import receiver
 
 from lwm2m.coap.numbers import Code
-from lwm2m.errors import ConfigError, TooManyWebhooks
-from lwm2m.export.webhooks import WebhookConfig, Webhooks, verify
+from lwm2m.errors import ConfigError, InvalidWebhook, TooManyWebhooks
+from lwm2m.export.webhooks import MAX_BATCH_EVENTS, WebhookConfig, Webhooks, verify
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.storage.base import Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
-from lwm2m.storage.webhooks import OutboxEntry, OutboxLimits
+from lwm2m.storage.webhooks import OutboxEntry, OutboxLimits, Webhook
 from lwm2m.transport.udp import open_udp_endpoint
 from lwm2m.web.app import create_app
 from lwm2m.web.shapes import EVENT_NAMES, event_view
@@ -262,3 +266,178 @@ async def test_the_server_feeds_them_only_while_a_hook_exists() -> None:
         await webhooks.refresh()
         assert len(server._subscribers) == alone + 1
     assert len(server._subscribers) == alone
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+
+def entries(hook: Webhook, count: int, at: float | None = None) -> list[OutboxEntry]:
+    """``count`` events for ``hook`` as the outbox keeps them (ids e0, e1, ...)."""
+    now = time.time() if at is None else at
+    return [
+        OutboxEntry(hook.hook_id, f"e{i}", now, json.dumps({"event": "SEND", "id": f"e{i}"}).encode())
+        for i in range(count)
+    ]
+
+
+async def test_events_are_posted_in_batches_signed_over_the_array() -> None:
+    store = MemoryStore.create()
+    async with receiver() as got, hooked(store) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "s3cret", batch=(10, 30.0))
+        await store.webhooks.enqueue(entries(hook, 25))
+        webhooks._wake.set()
+        posts = await got.wait_for(2)  # two full batches at once, the 5 left wait for more
+        await asyncio.sleep(0.2)
+        assert len(got.posts) == 2
+        for post in posts:
+            assert verify("s3cret", post.body, post.headers["x-lwm2m-signature"])
+            assert post.headers["x-lwm2m-batch"] == "10"
+            assert "x-lwm2m-delivery" not in post.headers
+            assert len(json.loads(post.body)) == 10
+        ids = [e["id"] for p in posts for e in json.loads(p.body)]
+        assert sorted(ids) == sorted(f"e{i}" for i in range(20))
+        assert webhooks.counters.delivered == 20
+        assert await store.webhooks.size() == 5
+
+
+async def test_an_incomplete_batch_waits_for_its_delay() -> None:
+    store = MemoryStore.create()
+    async with receiver() as got, hooked(store) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(100, 0.4))
+        start = time.monotonic()
+        await store.webhooks.enqueue(entries(hook, 3))
+        webhooks._wake.set()
+        (post,) = await got.wait_for(1)
+        assert time.monotonic() - start >= 0.35
+        assert [e["id"] for e in json.loads(post.body)] == ["e0", "e1", "e2"]
+        assert post.headers["x-lwm2m-batch"] == "3"
+        await until(lambda: webhooks.counters.delivered == 3)
+        assert await store.webhooks.size() == 0
+
+
+async def test_an_incomplete_batch_is_posted_at_its_delay_not_at_the_next_poll() -> None:
+    store = MemoryStore.create()
+    slow_poll = WebhookConfig(flush_delay=0.01, poll=30.0, timeout=2.0)
+    async with receiver() as got, hooked(store, slow_poll) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(100, 0.2))
+        await store.webhooks.enqueue(entries(hook, 2))
+        webhooks._wake.set()
+        (post,) = await got.wait_for(1, timeout=2.0)
+        assert len(json.loads(post.body)) == 2
+
+
+async def test_events_put_back_come_due_with_the_oldest() -> None:
+    store = MemoryStore.create()
+    async with receiver() as got, hooked(store) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(100, 0.5))
+        first, second = entries(hook, 2)
+        await store.webhooks.enqueue([first])
+        webhooks._wake.set()
+        await asyncio.sleep(0.2)
+        # Taken 0.2 s later: posted with the first, not 0.2 s after it.
+        await store.webhooks.enqueue([dataclasses.replace(second, created_at=time.time())])
+        webhooks._wake.set()
+        (post,) = await got.wait_for(1)
+        assert [e["id"] for e in json.loads(post.body)] == ["e0", "e1"]
+
+
+async def test_a_failed_batch_is_retried_as_a_unit() -> None:
+    store = MemoryStore.create()
+    async with receiver([500, 503]) as got, hooked(store) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(4, 30.0))
+        await store.webhooks.enqueue(entries(hook, 4))
+        webhooks._wake.set()
+        posts = await got.wait_for(3)
+        await asyncio.sleep(0.3)
+        assert len(got.posts) == 3  # 500, 503, then 200: no more
+        assert len({p.body for p in posts}) == 1  # the same four events, in one post each time
+        assert [e["id"] for e in json.loads(posts[0].body)] == ["e0", "e1", "e2", "e3"]
+        counters = webhooks.counters
+        assert (counters.delivered, counters.failed, counters.retried) == (4, 2, 2)
+        assert await store.webhooks.size() == 0
+
+
+async def test_a_retried_batch_is_posted_without_waiting_for_more() -> None:
+    store = MemoryStore.create()
+    async with receiver([500]) as got, hooked(store) as (_, webhooks):
+        hook = await webhooks.add(got.url, ["SEND"], "k", batch=(50, 0.2))
+        await store.webhooks.enqueue(entries(hook, 2, at=time.time() - 1))  # its delay is over
+        webhooks._wake.set()
+        first, again = await got.wait_for(2)
+        assert first.body == again.body and len(json.loads(again.body)) == 2
+
+
+async def test_undelivered_batched_events_survive_a_restart(tmp_path: FsPath) -> None:
+    path = tmp_path / "lwm2m.db"
+    # Both events written in one go (within flush_delay), so that they come due together as one batch.
+    slow = WebhookConfig(flush_delay=1.0, backoff=30.0, poll=0.05, timeout=2.0)
+    async with receiver([500] * 10) as got:
+        with SqliteStore(path) as store:
+            async with hooked(store, slow) as (server, webhooks):
+                await webhooks.add(got.url, ["REGISTRATION"], "k", batch=(2, 30.0))
+                await register_device(server, "dev-a")
+                await register_device(server, "dev-b")
+                await got.wait_for(1)  # refused: the next try is 15 s away or more
+                await asyncio.sleep(0.05)
+                assert webhooks.counters.failed == 1 and webhooks.counters.delivered == 0
+        got.statuses = []
+        with SqliteStore(path) as store:
+            (kept,) = await store.webhooks.hooks()
+            assert (kept.batch_events, kept.batch_delay) == (2, 30.0)
+            assert await store.webhooks.size() == 2
+            store._conn.execute("UPDATE webhook_outbox SET next_at = 0")  # not to wait for the back-off
+            async with hooked(store) as (_, webhooks):
+                first, again = await got.wait_for(2)
+                await until(lambda: webhooks.counters.delivered == 2)
+                assert await store.webhooks.size() == 0
+    assert first.body == again.body
+    assert sorted(e["data"]["endpoint"] for e in json.loads(again.body)) == ["dev-a", "dev-b"]
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        (1, 1.0),
+        (MAX_BATCH_EVENTS + 1, 1.0),
+        (10, -1.0),
+        (10, 61.0),
+        (10, float("nan")),
+        (True, 1.0),
+        [10, 1.0],
+    ],
+)
+async def test_bad_batch_settings_are_refused(batch: object) -> None:
+    async with hooked(MemoryStore.create(), FAST) as (_, webhooks):
+        with pytest.raises(InvalidWebhook):
+            await webhooks.add("http://h/1", ["SEND"], batch=batch)  # type: ignore[arg-type]
+        assert await webhooks.all() == []
+
+
+async def test_the_api_takes_and_shows_batches(api: httpx.AsyncClient) -> None:
+    body = {"url": "http://h/x", "events": ["NOTIFICATION"], "batch": {"maxEvents": 100, "maxDelay": 1}}
+    made = await api.post("/api/webhooks", json=body)
+    assert made.status_code == 201
+    assert made.json()["batch"] == {"maxEvents": 100, "maxDelay": 1.0}
+    (listed,) = (await api.get("/api/webhooks")).json()
+    assert listed["batch"] == {"maxEvents": 100, "maxDelay": 1.0}
+    plain = await api.post("/api/webhooks", json={"url": "http://h/y", "events": ["SEND"]})
+    assert "batch" not in plain.json()
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        {"maxEvents": 1, "maxDelay": 1},
+        {"maxEvents": 100},
+        {"maxEvents": 100, "maxDelay": 1, "other": 2},
+        {"maxEvents": "100", "maxDelay": 1},
+        {"maxEvents": 100, "maxDelay": 3600},
+        [100, 1],
+        None,
+    ],
+)
+async def test_bad_batches_in_the_api_are_400(api: httpx.AsyncClient, batch: object) -> None:
+    answer = await api.post("/api/webhooks", json={"url": "http://h/x", "events": ["SEND"], "batch": batch})
+    assert answer.status_code == 400, batch
+    assert "batch" in answer.json()["error"]
+    assert (await api.get("/api/webhooks")).json() == []

@@ -4,6 +4,7 @@ Redis Cluster backends; SQLite keeps the outbox over a reopen of its file."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path as FsPath
 
@@ -72,6 +73,18 @@ async def test_hooks_by_id_oldest_first(store: AnyStore) -> None:
     assert await hooks.delete_hook("b") is True
     assert await hooks.delete_hook("b") is False
     assert [h.hook_id for h in await hooks.hooks()] == ["a"]
+
+
+async def test_a_hooks_batch_settings_are_kept(store: AnyStore) -> None:
+    batched = dataclasses.replace(hook("b"), batch_events=100, batch_delay=0.5)
+    await store.webhooks.put_hook(batched)
+    await store.webhooks.put_hook(hook("a"))
+    assert await store.webhooks.get_hook("b") == batched
+    assert (await store.webhooks.get_hook("a")) == hook("a")
+    # Written by a program without batches: read as one event per post.
+    old = b'{"id":"o","url":"http://h/o","events":["SEND"],"secret":"k","at":1.0}'
+    assert Webhook.from_json(old) == Webhook("o", "http://h/o", ("SEND",), "k", 1.0, 1, 0.0)
+    assert b"batch" not in hook("a").to_json()
 
 
 async def test_outbox_claim_deliver_retry(store: AnyStore) -> None:

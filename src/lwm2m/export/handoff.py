@@ -52,6 +52,7 @@ import msgspec
 from lwm2m.errors import ConfigError, ExportChannelError
 from lwm2m.export.channel import (
     EVENT_KINDS,
+    WIRE_VERSION,
     Ack,
     Batch,
     Command,
@@ -371,6 +372,7 @@ class ExportWorker:
             dataclasses.asdict(config.mqtt) if config.mqtt is not None else None,
             config.counters_every,
             logging.getLogger("lwm2m").getEffectiveLevel(),
+            WIRE_VERSION,
         )
 
     async def _run_worker(self) -> None:

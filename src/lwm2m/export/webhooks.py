@@ -22,6 +22,13 @@ other than 2xx) is tried again after an exponential back-off with jitter, capped
 in all (``OutboxLimits``): beyond, the oldest events go, counted and logged. Events of one hook
 may arrive out of order (posts run concurrently, retries come later).
 
+A hook may ask for batches (``batch=(max_events, max_delay)``): one post then carries a JSON
+array of up to ``max_events`` of those bodies (each with its ``id``), signed over the whole
+array, with the header ``X-Lwm2m-Batch: <count>`` instead of ``X-Lwm2m-Event`` and
+``X-Lwm2m-Delivery``; fewer events wait up to ``max_delay`` seconds after the oldest was taken
+for more to come. A batch is retried as a unit (its events come due again together) and removed
+from the outbox once the receiver answered 2xx.
+
 Posts go through the package's one HTTP client (:class:`~lwm2m.transport.http.HttpClient`).
 """
 
@@ -67,6 +74,9 @@ SIGNATURE_HEADER = "X-Lwm2m-Signature"
 EVENT_HEADER = "X-Lwm2m-Event"
 DELIVERY_HEADER = "X-Lwm2m-Delivery"
 TIMESTAMP_HEADER = "X-Lwm2m-Timestamp"
+BATCH_HEADER = "X-Lwm2m-Batch"
+MAX_BATCH_EVENTS = 1000  # events in one post at most
+MAX_BATCH_DELAY = 60.0  # seconds an incomplete batch may wait at most
 MAX_URL = 2048
 MAX_SECRET = 256
 ANSWER_LIMIT = 64 << 10  # bytes of a receiver's answer read at most: only its status counts
@@ -185,6 +195,9 @@ class Webhooks:
         self._hooks: dict[str, Webhook] = {}
         self._wanted: dict[str, list[Webhook]] = {}  # event type -> hooks that want it
         self._targets: dict[str, SplitResult] = {}
+        self._largest_batch = 1
+        self._held_until = math.inf  # when the earliest incomplete batch put back is due
+        self._hold: dict[str, float] = {}  # hook id -> when the events of it put back are due
         self._buffer: list[OutboxEntry] = []
         self._flush: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[bool]] = set()
@@ -202,10 +215,18 @@ class Webhooks:
 
     # --- registration ---------------------------------------------------------------------------
 
-    async def add(self, url: str, events: Iterable[str], secret: str | None = None) -> Webhook:
-        """Register a hook (InvalidWebhook for a bad URL, event type or secret); without a
-        ``secret``, one is made (answered here only: listings never show it)."""
+    async def add(
+        self,
+        url: str,
+        events: Iterable[str],
+        secret: str | None = None,
+        batch: tuple[int, float] | None = None,
+    ) -> Webhook:
+        """Register a hook (InvalidWebhook for a bad URL, event type, secret or batch); without a
+        ``secret``, one is made (answered here only: listings never show it); ``batch``: events
+        per post at most and seconds an incomplete batch waits (None: one event per post)."""
         url, wanted = check_hook(url, events, self.event_types)
+        batch_events, batch_delay = check_batch(batch)
         if secret is None:
             secret = secrets.token_urlsafe(32)
         elif not isinstance(secret, str) or not 1 <= len(secret) <= MAX_SECRET:
@@ -213,7 +234,7 @@ class Webhooks:
         hooks = await self.store.hooks()
         if len(hooks) >= self.store.limits.hooks:
             raise TooManyWebhooks(f"{len(hooks)} webhooks are registered already: delete one")
-        hook = Webhook(uuid.uuid4().hex, url, wanted, secret, self._clock())
+        hook = Webhook(uuid.uuid4().hex, url, wanted, secret, self._clock(), batch_events, batch_delay)
         await self.store.put_hook(hook)
         await self.refresh()
         return hook
@@ -243,6 +264,7 @@ class Webhooks:
             for name in h.events:
                 wanted.setdefault(name, []).append(h)
         self._wanted = wanted
+        self._largest_batch = max((h.batch_events for h in hooks), default=1)
         self._refreshed_at = self._clock()
         self._follow(bool(wanted) and self._running)
         for watcher in self._watchers:
@@ -377,25 +399,30 @@ class Webhooks:
                 log.exception("webhooks: a round of posts failed")
                 taken = 0
             if taken < self.config.claim:  # the outbox had no more due: wait for news
+                wait = min(self.config.poll, max(0.0, self._held_until - self._clock()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.config.poll)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 self._wake.clear()
 
     async def round(self) -> int:
-        """Post the events due now (at most ``claim``); answer how many were taken."""
+        """Post the events due now (at most ``claim``, or a batch of the largest size); answer
+        how many were taken."""
         config = self.config
         now = self._clock()
         if now - self._sized_at >= 1.0:
             self.counters.outbox = await self.store.size()
             self._sized_at = now
-        entries = await self.store.claim(now, config.claim, config.lease)
+        if self._held_until <= now:  # those put back are due: this round takes them
+            self._held_until = math.inf
+        entries = await self.store.claim(now, max(config.claim, self._largest_batch), config.lease)
         if not entries:
             return 0
         if any(e.hook_id not in self._hooks for e in entries):
             await self.refresh()  # a hook added on another node
         done: list[int] = []
         retries: list[Retry] = []
-        posts: list[tuple[OutboxEntry, Webhook]] = []
+        posts: list[tuple[list[OutboxEntry], Webhook]] = []
+        batched: dict[str, list[OutboxEntry]] = {}  # hook id -> its entries, for hooks with batches
         for entry in entries:
             hook = self._hooks.get(entry.hook_id)
             if hook is None:  # deleted meanwhile
@@ -409,49 +436,71 @@ class Webhooks:
                     hook.url,
                     entry.attempts,
                 )
+            elif hook.batch_events > 1:
+                batched.setdefault(hook.hook_id, []).append(entry)
             else:
-                posts.append((entry, hook))
+                posts.append(([entry], hook))
+        for hook_id, group in batched.items():
+            hook = self._hooks[hook_id]
+            size = hook.batch_events
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                if len(chunk) < size and not any(e.attempts for e in chunk):
+                    # Due with those of the hook put back before (older): they come back together.
+                    earlier = self._hold.get(hook_id, -math.inf)
+                    due = earlier if earlier > now else min(e.created_at for e in chunk) + hook.batch_delay
+                    self._hold[hook_id] = due
+                    if due > now:  # not full and not old enough: back to the outbox until then
+                        retries.extend(Retry(e.seq, e.attempts, due) for e in chunk)
+                        self._held_until = min(self._held_until, due)
+                        continue
+                posts.append((chunk, hook))
         gate = asyncio.Semaphore(config.concurrency)
 
-        async def post(entry: OutboxEntry, hook: Webhook) -> None:
+        async def post(chunk: list[OutboxEntry], hook: Webhook) -> None:
             async with gate:
-                ok = await self._post(entry, hook)
+                ok = await self._post(chunk, hook)
             if ok:
-                done.append(entry.seq)
-            else:
-                retries.append(
-                    Retry(entry.seq, entry.attempts + 1, self._clock() + self.delay(entry.attempts + 1))
-                )
+                done.extend(e.seq for e in chunk)
+            else:  # the batch again as a whole: its events come due together
+                attempts = max(e.attempts for e in chunk) + 1
+                at = self._clock() + self.delay(attempts)
+                retries.extend(Retry(e.seq, attempts, at) for e in chunk)
 
-        await asyncio.gather(*(post(e, h) for e, h in posts))
+        await asyncio.gather(*(post(c, h) for c, h in posts))
         await self.store.delivered(done)
         await self.store.retry(retries)
         self.counters.outbox = max(0, self.counters.outbox - len(done))
         return len(entries)
 
-    async def _post(self, entry: OutboxEntry, hook: Webhook) -> bool:
-        if entry.attempts:
+    async def _post(self, chunk: list[OutboxEntry], hook: Webhook) -> bool:
+        if any(e.attempts for e in chunk):
             self.counters.retried += 1
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(hook.secret, entry.body),
-            EVENT_HEADER: str(msgspec.json.decode(entry.body).get("event", "")),
-            DELIVERY_HEADER: entry.event_id,
-            TIMESTAMP_HEADER: str(int(self._clock())),
-        }
+        first = chunk[0]
+        headers = {"Content-Type": "application/json"}
+        if hook.batch_events > 1:
+            body = b"[" + b",".join(e.body for e in chunk) + b"]"
+            headers[BATCH_HEADER] = str(len(chunk))
+        else:
+            body = first.body
+            headers[EVENT_HEADER] = str(msgspec.json.decode(body).get("event", ""))
+            headers[DELIVERY_HEADER] = first.event_id
+        headers[SIGNATURE_HEADER] = sign(hook.secret, body)
+        headers[TIMESTAMP_HEADER] = str(int(self._clock()))
+        attempt = first.attempts + 1
         try:
             answer = await self._client.request(
-                "POST", self._targets.get(hook.url) or hook.url, body=entry.body, headers=headers
+                "POST", self._targets.get(hook.url) or hook.url, body=body, headers=headers
             )
         except HttpError as exc:
             self.counters.failed += 1
-            log.info("webhooks: %s: %s (attempt %d)", hook.url, exc, entry.attempts + 1)
+            log.info("webhooks: %s: %s (attempt %d)", hook.url, exc, attempt)
             return False
         if not answer.ok:
             self.counters.failed += 1
-            log.info("webhooks: %s answered %d (attempt %d)", hook.url, answer.status, entry.attempts + 1)
+            log.info("webhooks: %s answered %d (attempt %d)", hook.url, answer.status, attempt)
             return False
-        self.counters.delivered += 1
+        self.counters.delivered += len(chunk)
         return True
 
     def delay(self, attempts: int) -> float:
@@ -479,3 +528,26 @@ def check_hook(url: str, events: Iterable[str], known: frozenset[str]) -> tuple[
             + (f"; unknown: {unknown!r}" if unknown else "")
         )
     return url, wanted
+
+
+def check_batch(batch: object) -> tuple[int, float]:
+    """A hook's batch settings: events per post (2 to ``MAX_BATCH_EVENTS``) and the seconds an
+    incomplete batch waits (0 to ``MAX_BATCH_DELAY``); None: one event per post."""
+    if batch is None:
+        return 1, 0.0
+    if isinstance(batch, tuple) and len(batch) == 2:
+        events, delay = batch
+        if (
+            isinstance(events, int)
+            and not isinstance(events, bool)
+            and 2 <= events <= MAX_BATCH_EVENTS
+            and isinstance(delay, int | float)
+            and not isinstance(delay, bool)
+            and math.isfinite(delay)
+            and 0 <= delay <= MAX_BATCH_DELAY
+        ):
+            return events, float(delay)
+    raise InvalidWebhook(
+        f"batch: maxEvents an integer of 2 to {MAX_BATCH_EVENTS}, maxDelay seconds of 0 to "
+        f"{MAX_BATCH_DELAY:g}, got {str(batch)[:100]}"
+    )

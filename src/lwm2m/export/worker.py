@@ -38,6 +38,7 @@ from lwm2m.export.channel import (
     Reply,
     Setup,
     Stop,
+    check_version,
     decode_events,
     frame,
 )
@@ -211,6 +212,7 @@ async def run_worker(fd: int) -> int:
         setup = await worker.next_message()
         if not isinstance(setup, Setup):
             raise ExportChannelError(f"the first message is a Setup, not {type(setup).__name__}")
+        check_version(setup)
         logging.getLogger("lwm2m").setLevel(setup.log_level)
         await worker.set_up(setup)
         worker.send(Ready())

@@ -45,30 +45,41 @@ class OutboxLimits:
 @dataclass(frozen=True, slots=True)
 class Webhook:
     """A registered webhook: ``url`` wants the events named in ``events`` (their SSE names),
-    signed with ``secret``."""
+    signed with ``secret``. With ``batch_events`` above 1, one post carries up to that many
+    events (a JSON array), an incomplete batch waiting up to ``batch_delay`` seconds for more."""
 
     hook_id: str
     url: str
     events: tuple[str, ...]
     secret: str
     created_at: float
+    batch_events: int = 1
+    batch_delay: float = 0.0
 
     def to_json(self) -> bytes:
-        return msgspec.json.encode(
-            {
-                "id": self.hook_id,
-                "url": self.url,
-                "events": list(self.events),
-                "secret": self.secret,
-                "at": self.created_at,
-            }
-        )
+        data: dict[str, Any] = {
+            "id": self.hook_id,
+            "url": self.url,
+            "events": list(self.events),
+            "secret": self.secret,
+            "at": self.created_at,
+        }
+        if self.batch_events > 1:  # absent for one event per post: read as before by older programs
+            data["batch"] = [self.batch_events, self.batch_delay]
+        return msgspec.json.encode(data)
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Webhook:
         d = msgspec.json.decode(data)
+        batch = d.get("batch") or [1, 0.0]
         return cls(
-            str(d["id"]), str(d["url"]), tuple(str(e) for e in d["events"]), str(d["secret"]), float(d["at"])
+            str(d["id"]),
+            str(d["url"]),
+            tuple(str(e) for e in d["events"]),
+            str(d["secret"]),
+            float(d["at"]),
+            int(batch[0]),
+            float(batch[1]),
         )
 
 

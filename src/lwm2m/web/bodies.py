@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from lwm2m.export.webhooks import MAX_URL, URL_PATTERN
+from lwm2m.export.webhooks import MAX_BATCH_DELAY, MAX_BATCH_EVENTS, MAX_URL, URL_PATTERN
 from lwm2m.model.jsonform import TYPE_NAMES
 from lwm2m.model.path import PREFIX_SEGMENT
 from lwm2m.protocol.bootstrap_config import (
@@ -779,13 +779,22 @@ EventType = Literal[
 ]
 
 
+class WebhookBatch(Closed):
+    """Events per post at most (a JSON array) and seconds an incomplete batch waits for more."""
+
+    max_events: Annotated[int, Meta(ge=2, le=MAX_BATCH_EVENTS)]
+    max_delay: Annotated[float, Meta(ge=0, le=MAX_BATCH_DELAY)]
+
+
 class WebhookBody(Closed):
-    """A webhook to register: the URL events are POSTed to, the event types it wants, and the
-    secret of their HMAC-SHA256 signature (made by the server when not given)."""
+    """A webhook to register: the URL events are POSTed to, the event types it wants, the
+    secret of their HMAC-SHA256 signature (made by the server when not given), and batches
+    (without: one event per post)."""
 
     url: Annotated[str, Meta(pattern=URL_PATTERN, max_length=MAX_URL)]
     events: Annotated[list[EventType], Meta(min_length=1)]
     secret: Annotated[str, Meta(min_length=1, max_length=256)] | UnsetType = UNSET
+    batch: WebhookBatch | UnsetType = UNSET
 
 
 class Webhook(Closed):
@@ -795,6 +804,7 @@ class Webhook(Closed):
     url: str
     events: list[EventType]
     created_at: UnixTime
+    batch: WebhookBatch | UnsetType = UNSET
 
 
 class WebhookCreated(Closed):
@@ -805,6 +815,7 @@ class WebhookCreated(Closed):
     events: list[EventType]
     created_at: UnixTime
     secret: str
+    batch: WebhookBatch | UnsetType = UNSET
 
 
 class WebhookRemoved(Closed):

@@ -24,13 +24,33 @@ def webhooks_of(request: Request) -> Webhooks:
 
 
 def hook_view(hook: Webhook) -> dict[str, Any]:
-    return {"id": hook.hook_id, "url": hook.url, "events": list(hook.events), "createdAt": hook.created_at}
+    view: dict[str, Any] = {
+        "id": hook.hook_id,
+        "url": hook.url,
+        "events": list(hook.events),
+        "createdAt": hook.created_at,
+    }
+    if hook.batch_events > 1:
+        view["batch"] = {"maxEvents": hook.batch_events, "maxDelay": hook.batch_delay}
+    return view
+
+
+def batch_of(body: dict[str, Any]) -> tuple[int, float] | None:
+    """``"batch": {"maxEvents": N, "maxDelay": SECONDS}`` of a body (None when absent)."""
+    if "batch" not in body:
+        return None
+    batch = body["batch"]
+    if not isinstance(batch, dict) or set(batch) != {"maxEvents", "maxDelay"}:
+        raise InvalidWebhook(
+            'batch: {"maxEvents": N, "maxDelay": SECONDS}, e.g. {"maxEvents": 100, "maxDelay": 1}'
+        )
+    return batch["maxEvents"], batch["maxDelay"]
 
 
 async def create(request: Request) -> Response:
-    """``POST /api/webhooks`` {url, events, secret?}: 201 with the hook and its secret."""
+    """``POST /api/webhooks`` {url, events, secret?, batch?}: 201 with the hook and its secret."""
     body = await json_body(request)
-    unknown = sorted(set(body) - {"url", "events", "secret"})
+    unknown = sorted(set(body) - {"url", "events", "secret", "batch"})
     if unknown:
         raise InvalidWebhook(f"unknown fields: {', '.join(unknown)}")
     events = body.get("events")
@@ -43,7 +63,7 @@ async def create(request: Request) -> Response:
         )
     if "secret" in body and not isinstance(secret, str):  # null is not a secret
         raise InvalidWebhook("secret: a string")
-    hook = await webhooks_of(request).add(url, events, secret)
+    hook = await webhooks_of(request).add(url, events, secret, batch_of(body))
     view = {**hook_view(hook), "secret": hook.secret}
     return JSONResponse(view, status_code=201, headers={"Location": f"/api/webhooks/{hook.hook_id}"})
 
