@@ -699,11 +699,7 @@ class Client:
             self._coap is not None
             and dtls == self._dtls
             and uri.tcp == isinstance(self._coap, CoapTcpEndpoint)
-            and (
-                isinstance(self._coap, CoapTcpEndpoint)
-                or self._coap.oscore is not None
-                or not self._links_oscore()
-            )
+            and (self._coap.oscore is not None or not self._links_oscore())
         ):
             return
         old, self._dtls = self._coap, dtls
