@@ -80,3 +80,25 @@ def test_the_oscore_section_is_checked_and_never_shows_the_secret() -> None:
             oscore_config("coap://127.0.0.1:5683", **bad)
     with pytest.raises(ConfigError, match="is coaps"):
         oscore_config("coaps://127.0.0.1:5684")
+
+
+async def test_a_client_bootstrapped_over_tcp_registers_over_oscore_over_tcp() -> None:
+    # RFC 8613 over RFC 8323: the connection to the bootstrap server gives way to one whose
+    # OSCORE layer protects what goes to the coap+tcp:// server account.
+    async with (
+        Server(ServerConfig(host="127.0.0.1", port=0, tcp_port=0)) as server,
+        BootstrapServer(BootstrapServerConfig(port=0, tcp_port=0)) as bs,
+    ):
+        assert server.tcp_uri is not None and bs.tcp_uri is not None
+        config = oscore_config(server.tcp_uri)
+        info = security_info("osc-tcp", config)
+        assert info is not None
+        await server.security.put(info)
+        await bs.set_config("osc-tcp", config)
+        bs_events, events = bs.events(), server.events()
+        async with Client("osc-tcp", bootstrap=bs.tcp_uri):
+            await next_event(bs_events, BootstrapFinished)
+            assert (await next_event(events, ClientRegistered)).registration.endpoint == "osc-tcp"
+            assert server.transport_of("osc-tcp") == "tcp"
+            read = await server.read("osc-tcp", "/3/0/0", timeout=5)
+            assert read.records[0].value == "lwm2m"

@@ -318,3 +318,17 @@ def test_bad_oscore_options_get_a_one_line_error(args: list[str], named: str) ->
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1, result.stderr
     assert named in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("uri", ["coap://127.0.0.1:1", "coap+tcp://127.0.0.1:1"])
+def test_oscore_options_go_to_the_first_coap_or_coap_tcp_account(uri: str) -> None:
+    # RFC 8613 over plain CoAP, over UDP or TCP: /0/x/17 links the OSCORE instance /21/0.
+    from lwm2m.cli.client_cmd import account_objects, oscore_parameters
+    from lwm2m.client.core import Oscore
+    from lwm2m.model.value import ObjLink
+
+    oscore = oscore_parameters("00112233", "", "01", "02", None)
+    objects = account_objects([(1, uri), (2, "coap://127.0.0.1:3")], {}, 300, oscore=oscore)
+    securities = [o for o in objects if isinstance(o, Security)]
+    assert [s.get(Security.OSCORE) for s in securities] == [ObjLink(21, 0), None]
+    assert [o.id for o in objects if isinstance(o, Oscore)] == [0]

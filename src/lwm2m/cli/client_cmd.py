@@ -420,6 +420,10 @@ def server_accounts(given: Iterable[str]) -> list[tuple[int, str]]:
     return out
 
 
+# RFC 8613 protects CoAP end to end over any transport without DTLS or TLS of its own.
+_OSCORE_SCHEMES = ("coap", "coap+tcp")
+
+
 def account_objects(
     servers: list[tuple[int, str]],
     keys: dict[str, Any],
@@ -429,8 +433,8 @@ def account_objects(
 ) -> list[Any]:
     """A core Security and Server instance per server account, paired by Short Server ID
     (LwM2M-TS-Core 1.2 §E.1, §E.2); coaps:// accounts carry the DTLS credentials ``keys``, the
-    first coap:// account the ``oscore`` parameters (an OSCORE instance, /21/0, its /0/x/17
-    linking there, §E.5)."""
+    first coap:// or coap+tcp:// account the ``oscore`` parameters (an OSCORE instance, /21/0,
+    its /0/x/17 linking there, §E.5)."""
     from lwm2m.client.connection import ServerUri, credentials
     from lwm2m.client.core import Oscore, Security, ServerAccount
 
@@ -438,7 +442,7 @@ def account_objects(
     for n, (ssid, uri) in enumerate(servers):
         parsed = ServerUri.parse(uri)
         extra: dict[str, Any] = credentials(**keys) if parsed.secure else {}
-        if oscore is not None and parsed.scheme == "coap":  # OSCORE over plain CoAP over UDP
+        if oscore is not None and parsed.scheme in _OSCORE_SCHEMES:  # over plain CoAP, UDP or TCP
             objects.append(Oscore(0, **oscore))  # type: ignore[arg-type]
             extra["oscore"] = 0
             oscore = None
@@ -544,7 +548,7 @@ def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
     "--oscore-master-secret",
     default=None,
     envvar="LWM2M_OSCORE_SECRET",
-    help="coap://: OSCORE (RFC 8613) with the first coap:// server: the Master Secret, in hex",
+    help="coap://, coap+tcp://: OSCORE (RFC 8613) with the first such server: the Master Secret, in hex",
 )
 @click.option("--oscore-master-salt", default="", help="coap://: the OSCORE Master Salt, in hex")
 @click.option("--oscore-sender-id", default=None, help="coap://: this device's OSCORE Sender ID, in hex")
@@ -621,8 +625,8 @@ def client(
     oscore = oscore_parameters(
         oscore_master_secret, oscore_master_salt, oscore_sender_id, oscore_recipient_id, oscore_id_context
     )
-    if oscore is not None and not any(ServerUri.parse(u).scheme == "coap" for _, u in servers):
-        fail("--oscore-master-secret: OSCORE goes with a coap:// --server")
+    if oscore is not None and not any(ServerUri.parse(u).scheme in _OSCORE_SCHEMES for _, u in servers):
+        fail("--oscore-master-secret: OSCORE goes with a coap+tcp:// or coap:// --server")
     if not endpoint.strip():
         fail("--endpoint: the endpoint name is empty")
     if profile not in known:

@@ -43,7 +43,7 @@ from lwm2m.errors import (
 )
 from lwm2m.model.value import ObjLink
 from lwm2m.protocol.registration import DeregisterRequest, ObjectList, RegisterRequest, UpdateRequest
-from lwm2m.transport.address import resolve
+from lwm2m.transport.address import normalize, resolve
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
 from lwm2m.transport.tcp import CoapTcpEndpoint, own_tcp_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
@@ -294,8 +294,10 @@ class ServerRegistration:
         oscore = self._oscore_context() if linked else None
         shared = client._coap
         if self.server_uri.tcp:
-            # A connection of its own to a coap+tcp:// or coaps+tcp:// server (RFC 8323).
-            self._own = own_tcp_endpoint(dtls, self._serve, client._on_event, client.config.tcp)
+            # A connection of its own to a coap+tcp:// or coaps+tcp:// server (RFC 8323), with
+            # an OSCORE layer of its own for a coap+tcp:// one linking OSCORE (RFC 8613).
+            layer = self._tcp_oscore_layer(addr, oscore) if oscore is not None else None
+            self._own = own_tcp_endpoint(dtls, self._serve, client._on_event, client.config.tcp, layer)
             self.addr = addr
             return
         if isinstance(shared, CoapTcpEndpoint):
@@ -345,11 +347,23 @@ class ServerRegistration:
     def _bind_oscore(self) -> None:
         """Protect what goes to this server with its OSCORE context, on the endpoint used."""
         coap = self.coap
-        if not isinstance(coap, CoapUdpEndpoint) or coap.oscore is None or self.addr is None:
-            return  # OSCORE over UDP only
+        if coap is None or coap.oscore is None or self.addr is None:
+            return
+        # Over TCP the connection names its peer by the normalized address.
+        peer = normalize(self.addr) or self.addr if isinstance(coap, CoapTcpEndpoint) else self.addr
         context = self._oscore_context()
-        if context is not None and coap.oscore.context_for(self.addr) is not context:
-            coap.oscore.add(context, peer=self.addr)
+        if context is not None and coap.oscore.context_for(peer) is not context:
+            coap.oscore.add(context, peer=peer)
+
+    @staticmethod
+    def _tcp_oscore_layer(addr: Any, context: Any) -> Any:
+        """An OSCORE layer protecting what goes over the connection to ``addr`` (as the
+        connection names its peer) with ``context``."""
+        from lwm2m.coap.oscore import OscoreLayer
+
+        layer = OscoreLayer()
+        layer.add(context, peer=normalize(addr) or addr)
+        return layer
 
     async def _oscore_endpoint(self, addr: Any, context: Any, family_ok: bool) -> CoapUdpEndpoint:
         from lwm2m.coap.oscore import OscoreLayer

@@ -414,7 +414,9 @@ class Client:
         uri = uri if uri is not None else self.server_uri
         if uri is not None and uri.tcp:
             # Requests from the server come over the connection the client opens (RFC 8323).
-            return own_tcp_endpoint(self._dtls, self._handle, self._on_event, config.tcp)
+            # OSCORE over coap+tcp:// as over coap:// (RFC 8613 works over any CoAP transport).
+            oscore = self._oscore_layer() if self._dtls is None else None
+            return own_tcp_endpoint(self._dtls, self._handle, self._on_event, config.tcp, oscore)
         if self._dtls is not None:
             return await CoapDtlsEndpoint.create(
                 host,
@@ -697,11 +699,7 @@ class Client:
             self._coap is not None
             and dtls == self._dtls
             and uri.tcp == isinstance(self._coap, CoapTcpEndpoint)
-            and (
-                isinstance(self._coap, CoapTcpEndpoint)
-                or self._coap.oscore is not None
-                or not self._links_oscore()
-            )
+            and (self._coap.oscore is not None or not self._links_oscore())
         ):
             return
         old, self._dtls = self._coap, dtls

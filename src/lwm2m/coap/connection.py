@@ -113,6 +113,9 @@ class TcpConfig:
     max_block_bytes: int = 32 << 20  # all block-wise bodies of the connections sharing a BlockBudget
     block_lifetime: float = 60.0
     token_length: int = 8
+    # Critical options a layer above handles (RFC 8613's OSCORE option, when the endpoint has an
+    # OSCORE layer): a request carrying one is not refused with 4.02 (RFC 7252 §5.4.1).
+    extra_critical_options: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if not 2 * _RESERVE <= self.max_message_size <= 1 << 24:
@@ -505,7 +508,8 @@ class TcpConnection:
             # The common request: no Observe, no Block, nothing unknown (one walk over the options).
             self.events.append(request_received(self.addr, message))
             return
-        bad = [n for n, _ in message.options if n & 1 and n not in _KNOWN]
+        extra = self.config.extra_critical_options
+        bad = [n for n, _ in message.options if n & 1 and n not in _KNOWN and n not in extra]
         if bad:
             # RFC 7252 §5.4.1, kept by RFC 8323: unknown critical options in a request: 4.02.
             self._reply(message, Code.BAD_OPTION, f"unknown critical option {bad[0]}".encode())

@@ -696,6 +696,8 @@ class Server:
                     config=config.tcp,
                     limits=config.tcp_limits,
                     dial=False,
+                    # RFC 8613 over RFC 8323: the same layer (and contexts) as on UDP.
+                    oscore=self.security.oscore.layer if self.security.oscore is not None else None,
                 )
             )
             self._tcp.on_connection = self._on_tcp_connection
@@ -818,8 +820,13 @@ class Server:
         secure = via is self._tls
         transport = "tls" if secure else "tcp"
         identity = via.peer_identity(event.addr) if secure else None
+        oscore = False
+        if not secure and self.security.oscore is not None:
+            # Verified by the connection's OSCORE layer: the context names the peer (RFC 8613).
+            identity = self.security.oscore.identity(event)
+            oscore = secure = identity is not None
         answer = await self._registration(
-            event.message, event.addr, identity, secure=secure, transport=transport
+            event.message, event.addr, identity, secure=secure, oscore=oscore, transport=transport
         )
         if answer.code in (Code.CREATED, Code.CHANGED):
             endpoint = self.registrar.endpoint_at(event.addr, transport)

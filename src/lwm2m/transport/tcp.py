@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from lwm2m.coap.connection import BlockBudget, ConnectionEnded, TcpConfig, TcpConnection
 from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
+    ObservationCancelled,
     RequestFailed,
     RequestReceived,
     RequestTimedOut,
@@ -45,12 +47,15 @@ from lwm2m.coap.events import (
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
-from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, RequestTimeout
+from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, OscoreError, RequestTimeout
 from lwm2m.transport.address import Addr, format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsClientConfig, PeerIdentity, X509Credentials
 from lwm2m.transport.tap import ConnectionSink
 from lwm2m.transport.tls_engine import EngineTls, StreamTlsFactory, engine_tls_client
-from lwm2m.transport.udp import CoapObservation
+from lwm2m.transport.udp import CoapObservation, oscore_failure
+
+if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
+    from lwm2m.coap.oscore import OscoreLayer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,7 @@ __all__ = [
 ]
 
 _INTERNAL_ERROR = Message(Type.ACK, Code.INTERNAL_SERVER_ERROR)
+_OSCORE = 9  # the OSCORE option (RFC 8613 §2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,8 +549,18 @@ class CoapTcpEndpoint:
         dial: bool = True,
         server_tls: StreamTlsFactory | None = None,
         client_tls: StreamTlsFactory | None = None,
+        oscore: OscoreLayer | None = None,
     ) -> None:
         self._loop = loop
+        # RFC 8613 over RFC 8323 as over UDP (the OSCORE option is the same; there is no type or
+        # MID to protect): requests with an OSCORE option verified before the handler sees them,
+        # their answers and notifications protected, our requests to a peer it binds protected.
+        self.oscore = oscore
+        if oscore is not None:
+            config = config if config is not None else TcpConfig()
+            config = dataclasses.replace(
+                config, extra_critical_options=config.extra_critical_options | {_OSCORE}
+            )
         # TLS through our engine (``lwm2m.transport.tls_engine``), instead of ``server_ssl`` /
         # ``client_ssl``: PSK, raw public keys and X.509 alike.
         self._server_tls = server_tls
@@ -735,7 +751,12 @@ class CoapTcpEndpoint:
             assert isinstance(event, RequestReceived)
             if self._sink is not None:
                 self._trace(True, event.message, link.addr)
+            if self.oscore is not None and event.message.has_option(_OSCORE):
+                self._protected_request(link, event)
+                return
             self._serve(link, event)
+            return
+        if self.oscore is not None and self._oscore_event(link, event):
             return
         if kind is ResponseReceived:
             assert isinstance(event, ResponseReceived)
@@ -781,6 +802,84 @@ class CoapTcpEndpoint:
         if self._extra is not None:
             self._extra(event)
 
+    def _protected_request(self, link: _Link, event: RequestReceived, *, lookup: bool = True) -> None:
+        """An OSCORE request: verified and served, or answered in its place (RFC 8613 §8.2), or
+        tried again once the layer's directory has looked its context up."""
+        assert self.oscore is not None
+        inner = self.oscore.unprotect_request(event, self._loop.time(), lookup=lookup)
+        if isinstance(inner, Message):
+            self._answer(link, event, inner)
+        elif isinstance(inner, RequestReceived):
+            self._serve(link, inner)  # its answer is protected on the way out (_answer)
+        else:
+            task = asyncio.ensure_future(self._after_lookup(link, event, inner.done))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _after_lookup(self, link: _Link, event: RequestReceived, done: Awaitable[object]) -> None:
+        try:
+            await done
+        except Exception:
+            log.exception(
+                "looking up the OSCORE context of a request from %s failed", format_addr(event.addr)
+            )
+        if not self._closed and link.conn is not None:
+            self._protected_request(link, event, lookup=False)
+
+    def _oscore_event(self, link: _Link, event: Event) -> bool:
+        """Verify the answers to our OSCORE requests before they are delivered (RFC 8613 §8.4);
+        True when the event was taken here (delivered, repeated with Echo, or discarded)."""
+        layer = self.oscore
+        assert layer is not None
+        if type(event) is ResponseReceived or type(event) is CoapNotificationReceived:
+            token = event.token
+            if token not in layer.pending:
+                return False
+        else:
+            if type(event) is RequestTimedOut or type(event) is RequestFailed:
+                layer.pending.pop(event.token, None)
+            elif type(event) is ObservationCancelled:
+                layer.forget_relation((event.addr, event.token))
+            return False
+        if self._sink is not None:
+            self._trace(True, event.response, link.addr)
+        try:
+            inner = layer.unprotect_response(token, event.response, final=False)
+        except OscoreError as exc:
+            log.info("OSCORE response from %s discarded: %s", format_addr(link.addr), exc)
+            if type(event) is ResponseReceived:
+                layer.pending.pop(token, None)
+                self._fail(link.addr, token, oscore_failure(event.response, exc))
+            return True  # a notification that does not verify is dropped (§8.4)
+        key = (link.addr, token)
+        obs = self._observations.get(token)
+        if type(event) is ResponseReceived:
+            retry = layer.echo_retry(token, inner)
+            if retry is not None and key in self._pending and link.conn is not None:
+                # RFC 9175 §2.4: the same request again with the Echo, protected anew.
+                protected = layer.protect_request(retry, link.addr)
+                if protected is not None:
+                    outer, pending = protected
+                    link.conn.request(outer.replace(token=token), self._loop.time())
+                    layer.track(token, pending)
+                    link.flush()
+                    return True
+            if obs is None or inner.observe is None or inner.code >> 5 != 2:
+                layer.pending.pop(token, None)
+            fut = self._pending.pop(key, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(inner)
+            elif obs is not None:
+                obs._push(inner, last=inner.observe is None or inner.code >> 5 != 2)
+            return True
+        assert isinstance(event, CoapNotificationReceived)
+        if event.final:
+            layer.pending.pop(token, None)
+        if obs is not None:
+            obs._push(inner, last=event.final)
+        return True
+
     def _serve(self, link: _Link, event: RequestReceived) -> None:
         handler = self._handler
         if handler is None:
@@ -815,9 +914,11 @@ class CoapTcpEndpoint:
     def _answer(self, link: _Link, event: RequestReceived, message: Message) -> None:
         if link.conn is None:
             return
-        link.conn.respond(event, message, self._loop.time())
+        if self.oscore is not None:
+            event, message = self.oscore.protect_response(event, message)
         if self._sink is not None:
             self._trace(False, message.replace(token=event.message.token), link.addr)
+        link.conn.respond(event, message, self._loop.time())
         link.flush()
 
     def _fail(self, addr: Addr, token: bytes, exc: BaseException) -> bool:
@@ -848,9 +949,12 @@ class CoapTcpEndpoint:
         link = self._links.get(relation[0])
         if link is None or link.conn is None:
             return False
-        alive = link.conn.notify(relation, message, self._loop.time())
+        if self.oscore is not None:
+            # RFC 8613 §4.1.3.5.2: each notification protected with a Partial IV of its own.
+            message = self.oscore.protect_notification(relation, message) or message
         if self._sink is not None:
             self._trace(False, message.replace(token=relation[1]), link.addr)
+        alive = link.conn.notify(relation, message, self._loop.time())
         link.flush()
         return alive
 
@@ -861,7 +965,7 @@ class CoapTcpEndpoint:
         addr = normalize(addr) or addr
         link = await self._link_to(addr)
         assert link.conn is not None
-        token = link.conn.request(message, self._loop.time())
+        token = self._send_request(link, message)
         if self._sink is not None:
             self._trace(False, message.replace(token=token), link.addr)
         fut: asyncio.Future[Message] = self._loop.create_future()
@@ -892,14 +996,31 @@ class CoapTcpEndpoint:
             obs = CoapObservation(self, b"")
             obs._push(ConnectionAborted(f"no connection with {format_addr(addr)}"), last=True)
             return obs
-        token = link.conn.request(message, self._loop.time())
+        token = self._send_request(link, message)
         if self._sink is not None:
             self._trace(False, message.replace(token=token), link.addr)
         obs = CoapObservation(self, token)
+        if self.oscore is not None:
+            pending = self.oscore.pending.get(token)
+            obs.oscore = None if pending is None else pending.binding
         self._observations[token] = obs
         self._observed_at[token] = link.addr
         link.flush()
         return obs
+
+    def _send_request(self, link: _Link, message: Message) -> bytes:
+        """Hand ``message`` to the connection, protected first when OSCORE binds its peer."""
+        assert link.conn is not None
+        now = self._loop.time()
+        if self.oscore is None:
+            return link.conn.request(message, now)
+        protected = self.oscore.protect_request(message, link.addr)
+        if protected is None:
+            return link.conn.request(message, now)
+        outer, pending = protected
+        token = link.conn.request(outer, now)
+        self.oscore.track(token, pending)
+        return token
 
     def resume_observation(self, addr: Addr, token: bytes, request: Message | None = None) -> CoapObservation:
         """An observation made over a connection that is gone cannot go on (RFC 8323 §7: it
@@ -977,6 +1098,7 @@ async def open_tcp_endpoint(
     dial: bool = True,
     server_tls: StreamTlsFactory | None = None,
     client_tls: StreamTlsFactory | None = None,
+    oscore: OscoreLayer | None = None,
 ) -> AsyncIterator[CoapTcpEndpoint]:
     """``async with open_tcp_endpoint(...) as ep``: listening on ``host``:``port`` unless
     ``host`` is None (a client that only opens connections); closed on exit. ``dial`` False:
@@ -993,6 +1115,7 @@ async def open_tcp_endpoint(
         dial=dial,
         server_tls=server_tls,
         client_tls=client_tls,
+        oscore=oscore,
     )
     try:
         if host is not None:
@@ -1007,11 +1130,13 @@ def own_tcp_endpoint(
     handler: Handler,
     on_event: EventCallback | None,
     config: TcpConfig | None,
+    oscore: OscoreLayer | None = None,
 ) -> CoapTcpEndpoint:
     """A client's endpoint for a ``coap+tcp://`` server, or a ``coaps+tcp://`` one with the
     credentials of ``dtls`` (a PSK, a raw public key or a certificate) through our TLS engine
     (``lwm2m.transport.tls_engine``), checked as DTLS checks them. Requests from the server come
-    over the connection it opens."""
+    over the connection it opens; ``oscore``, a layer binding the server's address to the
+    account's context, protects them end to end (RFC 8613)."""
     client_tls = None
     if dtls is not None:
         try:
@@ -1019,5 +1144,10 @@ def own_tcp_endpoint(
         except ValueError as exc:
             raise ConfigError(f"coaps+tcp://: {exc}") from None
     return CoapTcpEndpoint(
-        asyncio.get_running_loop(), handler=handler, on_event=on_event, config=config, client_tls=client_tls
+        asyncio.get_running_loop(),
+        handler=handler,
+        on_event=on_event,
+        config=config,
+        client_tls=client_tls,
+        oscore=oscore,
     )

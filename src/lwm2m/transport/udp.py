@@ -363,7 +363,7 @@ class CoapUdpEndpoint:
             log.info("OSCORE response from %s discarded: %s", format_addr(event.addr), exc)
             if type(event) is ResponseReceived:
                 layer.pending.pop(token, None)
-                self._fail(token, _oscore_failure(event.response, exc))
+                self._fail(token, oscore_failure(event.response, exc))
             return True  # a notification that does not verify is dropped (§8.4)
         if type(event) is ResponseReceived:
             retry = layer.echo_retry(token, inner)
@@ -589,7 +589,7 @@ class CoapUdpEndpoint:
         await self.close()
 
 
-def _oscore_failure(response: Message, exc: OscoreError) -> OscoreRequestFailed:
+def oscore_failure(response: Message, exc: OscoreError) -> OscoreRequestFailed:
     if response.option(_OSCORE) is None:
         diagnostic = response.payload.decode("utf-8", "replace")[:200]
         shown = f": {diagnostic}" if diagnostic else ""
