@@ -550,17 +550,17 @@ def default_acl(objects: Iterable[Any], owner: int) -> list[Any]:
     envvar="LWM2M_OSCORE_SECRET",
     help="coap://, coap+tcp://: OSCORE (RFC 8613) with the first such server: the Master Secret, in hex",
 )
-@click.option("--oscore-master-salt", default="", help="coap://: the OSCORE Master Salt, in hex")
-@click.option("--oscore-sender-id", default=None, help="coap://: this device's OSCORE Sender ID, in hex")
+@click.option("--oscore-master-salt", default="", help="OSCORE account: the OSCORE Master Salt, in hex")
+@click.option("--oscore-sender-id", default=None, help="OSCORE account: this device's Sender ID, in hex")
 @click.option(
-    "--oscore-recipient-id", default=None, help="coap://: this device's OSCORE Recipient ID, in hex"
+    "--oscore-recipient-id", default=None, help="OSCORE account: this device's Recipient ID, in hex"
 )
-@click.option("--oscore-id-context", default=None, help="coap://: the OSCORE ID Context, in hex")
+@click.option("--oscore-id-context", default=None, help="OSCORE account: the OSCORE ID Context, in hex")
 @click.option(
     "--oscore-sequence-file",
     default=None,
     type=click.Path(dir_okay=False),
-    help="coap://: keep the OSCORE sequence numbers in this file across restarts (RFC 8613 B.1.1)",
+    help="OSCORE account: keep the OSCORE sequence numbers in this file across restarts (RFC 8613 B.1.1)",
 )
 def client(
     server_uris: tuple[str, ...],
