@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lwm2m.coap.endpoint import HELD_NOTIFICATIONS
 from lwm2m.coap.events import Event, RequestReceived, UnknownNotification
@@ -69,7 +69,6 @@ from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtl
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
 from lwm2m.transport.tap import ConnectionSink
 from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint
-from lwm2m.transport.tls_engine import StreamTlsFactory, engine_tls_server
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 # Notifications go to the history store in batches (HistoryStore.add), flushed this long after
@@ -80,6 +79,9 @@ HISTORY_FLUSH_DELAY = 0.1
 # count is applied as values are added.
 HISTORY_PRUNE_INTERVAL = 60.0
 TAKEOVER_LOOKUPS = 64  # look-ups of unknown notifications' observations at once (shared store)
+
+if TYPE_CHECKING:  # our TLS engine needs cryptography: imported where TLS is served
+    from lwm2m.transport.tls_engine import StreamTlsFactory
 
 log = logging.getLogger(__name__)
 
@@ -720,6 +722,8 @@ class Server:
     def _tls_credentials(self) -> StreamTlsFactory:
         """CoAP over TLS through our engine with the credentials DTLS takes: the security
         store's PSKs, the certificate, the raw public key (LwM2M-TS-Transport 1.2 §6)."""
+        from lwm2m.transport.tls_engine import engine_tls_server  # TLS only: needs cryptography
+
         try:
             return engine_tls_server(
                 DtlsServerConfig(

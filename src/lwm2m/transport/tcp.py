@@ -51,11 +51,11 @@ from lwm2m.errors import ConfigError, ConnectionAborted, EndpointClosed, OscoreE
 from lwm2m.transport.address import Addr, format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsClientConfig, PeerIdentity, X509Credentials
 from lwm2m.transport.tap import ConnectionSink
-from lwm2m.transport.tls_engine import EngineTls, StreamTlsFactory, engine_tls_client
 from lwm2m.transport.udp import CoapObservation, oscore_failure
 
-if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
+if TYPE_CHECKING:  # lwm2m.coap.oscore and our TLS engine need cryptography: plain CoAP does without
     from lwm2m.coap.oscore import OscoreLayer
+    from lwm2m.transport.tls_engine import EngineTls, StreamTlsFactory
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,8 @@ class _Link(asyncio.Protocol):
                 return
             owner._accepted.add(self)
         if self._factory is not None:
+            from lwm2m.transport.tls_engine import EngineTls  # only with TLS: needs cryptography
+
             self._engine = EngineTls(self._factory.stream_connection(owner._loop.time()))
             self._idle = owner._loop.call_later(owner.limits.connect_timeout, self._on_idle)
             self._send_engine()  # a client's ClientHello
@@ -1139,6 +1141,8 @@ def own_tcp_endpoint(
     account's context, protects them end to end (RFC 8613)."""
     client_tls = None
     if dtls is not None:
+        from lwm2m.transport.tls_engine import engine_tls_client  # only with TLS: needs cryptography
+
         try:
             client_tls = engine_tls_client(dtls)
         except ValueError as exc:
