@@ -268,6 +268,15 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
         ),
         (["--security", "psk", "--bootstrap", "coap://127.0.0.1:5"], "--security psk with --bootstrap"),
         (["--security", "tls"], "--security tls: expected one of nosec, psk"),
+        (
+            ["--server", "coaps+tcp://127.0.0.1:5"],
+            "coaps+tcp://127.0.0.1:5: coaps+tcp:// needs --security psk",
+        ),
+        (["--security", "psk", "--server", "coap+tcp://127.0.0.1:5"], "coap+tcp://127.0.0.1:5 is plain CoAP"),
+        (
+            ["--security", "psk", "--bootstrap", "coaps+tcp://127.0.0.1:5"],
+            "a fleet that bootstraps over coaps+tcp:// is not simulated",
+        ),
         (["--oscore", "--security", "psk"], "--oscore: give it or --security psk, not both"),
         (
             ["--oscore", "--server", "coaps://127.0.0.1:5"],

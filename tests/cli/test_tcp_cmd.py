@@ -16,6 +16,7 @@ from tests.helpers.certificates import CertificateAuthority, pem_files
 from tests.helpers.cli import lwm2m_process, start
 from tests.helpers.events import next_event
 from tests.helpers.ports import free_tcp_port, free_udp_port
+from tests.helpers.simulator import served
 
 from lwm2m.cli import main
 from lwm2m.coap.numbers import Code
@@ -24,6 +25,7 @@ from lwm2m.server.events import ClientDeregistered, ClientRegistered
 from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
 from lwm2m.transport.dtls import X509Credentials
+from lwm2m.web.app import create_app
 
 
 async def test_client_over_tcp_registers_is_read_and_deregisters() -> None:
@@ -118,6 +120,48 @@ async def test_simulate_over_tcp() -> None:
                 out, err = await proc.communicate()
             assert proc.returncode == 0, err.decode()
             assert "registered 3/3" in out.decode(), out.decode()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_simulate_over_tls_with_a_psk_each() -> None:
+    """``--security psk`` over coaps+tcp://: a key per device, given to the server through its API
+    as for coaps://."""
+    async with (
+        Server(ServerConfig(host="127.0.0.1", port=0, tls_port=0)) as server,
+        served(create_app(server, api_token="tls-token")) as base,
+    ):
+        assert server.tls_uri is not None
+        proc = await lwm2m_process(
+            "simulate",
+            "--server",
+            server.tls_uri,
+            "--security",
+            "psk",
+            "--count",
+            "3",
+            "--prefix",
+            "tls",
+            "--local-host",
+            "127.0.0.1",
+            "--duration",
+            "1",
+            "--api",
+            base,
+            env={"LWM2M_API_TOKEN": "tls-token"},
+        )
+        try:
+            async with asyncio.timeout(20):
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert "TLS with a PSK each" in out.decode() and "DTLS" not in out.decode(), out.decode()
+            assert "registered 3/3" in out.decode(), out.decode()
+            stored = await server.security.all()
+            assert sorted((s.endpoint, s.psk_identity) for s in stored) == [
+                (f"tls-{i:05d}", f"tls-{i:05d}") for i in range(3)
+            ]
         finally:
             if proc.returncode is None:
                 proc.kill()

@@ -44,6 +44,12 @@ def test_defaults_are_valid_and_frozen() -> None:
         ({"bootstrap": "coap://"}, "server URI 'coap://' has no host"),
         ({"server_uri": "coaps://x"}, "server coaps://x: coaps:// needs security 'psk'"),
         ({"server_uri": "coap://x", "security": "psk"}, "the server coap://x is plain CoAP"),
+        ({"server_uri": "coaps+tcp://x"}, "server coaps\\+tcp://x: coaps\\+tcp:// needs security 'psk'"),
+        ({"server_uri": "coap+tcp://x", "security": "psk"}, "the server coap\\+tcp://x is plain CoAP"),
+        (
+            {"bootstrap": "coaps+tcp://b", "security": "psk"},
+            "bootstrap coaps\\+tcp://b: a fleet that bootstraps over coaps\\+tcp:// is not simulated",
+        ),
     ],
 )
 def test_a_bad_value_is_named(options: dict[str, Any], message: str) -> None:

@@ -66,6 +66,27 @@ async def test_a_psk_fleet_registers_over_dtls_with_keys_given_through_the_rest_
         assert await server.registrations() == []  # de-registered over DTLS too
 
 
+async def test_a_psk_fleet_registers_over_tls_over_tcp_with_keys_in_the_servers_store() -> None:
+    """coaps+tcp:// (RFC 8323 §9): the same PSK per device as over DTLS, through TLS over TCP."""
+    async with Server(ServerConfig(host="127.0.0.1", port=0, tls_port=0)) as server:
+        assert server.tls_uri is not None
+        fleet = Fleet(server.tls_uri, FleetConfig(**fleet_options(count=3, prefix="tls", security="psk")))
+        assert fleet.server_psk and not fleet.bootstrap_psk
+        done = await provision_stores(fleet, server)
+        assert done.server_keys == 3
+        async with fleet:
+            await fleet.wait_registered(timeout=10)
+            assert sorted(r.endpoint for r in await server.registrations()) == [
+                f"tls-{i:05d}" for i in range(3)
+            ]
+            device = fleet.devices[1]
+            assert device.client.server_uri is not None and device.client.server_uri.scheme == "coaps+tcp"
+            assert server.transport_of(device.endpoint) == "tls"
+            answer = await server.read(device.endpoint, "/3/0/0", timeout=5)
+            assert answer.code == Code.CONTENT and answer.records[0].value
+        assert await server.registrations() == []  # de-registered over TLS too
+
+
 async def test_a_refused_key_names_the_endpoint_and_the_reason() -> None:
     async with (
         Server(ServerConfig(host="127.0.0.1", port=0, coaps_port=0)) as server,

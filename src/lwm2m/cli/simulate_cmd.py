@@ -8,7 +8,7 @@ terminal the same facts come as plain lines: one when registering is done,
 one every ``--report-every`` seconds, and one at the end.
 
 ``--security psk`` gives every device a PSK of its own (16 random bytes, the
-endpoint name as identity) for a ``coaps://`` server; ``--oscore`` (``--security oscore``)
+endpoint name as identity) for a ``coaps://`` or ``coaps+tcp://`` server; ``--oscore`` (``--security oscore``)
 an OSCORE context of its own for a ``coap://`` server, derived from a master secret new at
 every run and the device's index, provisioned as the PSKs are; ``--bootstrap URI`` makes
 every device bootstrap first and register with the server it is given. What
@@ -43,7 +43,7 @@ from lwm2m.client.connection import ServerUri
 from lwm2m.client.gateway import MAX_END_DEVICES
 from lwm2m.errors import RemoteApiError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
-from lwm2m.simulator.fleet import SECURITY_MODES, Fleet, FleetConfig, FleetStats
+from lwm2m.simulator.fleet import PSK_SCHEMES, SECURITY_MODES, Fleet, FleetConfig, FleetStats
 from lwm2m.simulator.geography import CITIES
 from lwm2m.simulator.profiles import PROFILES
 from lwm2m.simulator.provision import JsonApi, Provisioned, provision_api, provision_stores
@@ -279,9 +279,9 @@ async def simulate(
     else:
         server = fleet.server_uri or "the server it hands out"
         goal = f"bootstrapping from {fleet.bootstrap_uri}, then registering with {server}"
-    security = {"psk": ", DTLS with a PSK each", "oscore": ", OSCORE with a context each"}.get(
-        fleet.security, ""
-    )
+    over_tls = (fleet.server_uri or "").startswith("coaps+tcp://")
+    psk_line = ", TLS with a PSK each" if over_tls else ", DTLS with a PSK each"
+    security = {"psk": psk_line, "oscore": ", OSCORE with a context each"}.get(fleet.security, "")
     display.line(
         f"lwm2m simulate: {fleet.count} devices ({fleet.profile.name}) named {fleet.endpoint_name(0)}…"
         f" {goal}{security}, {rate}"
@@ -389,7 +389,8 @@ async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
     default="nosec",
     show_default=True,
     metavar="MODE",
-    help="psk: DTLS with a key per device (identity: the endpoint name) to coaps:// servers;"
+    help="psk: DTLS or TLS with a key per device (identity: the endpoint name) to coaps:// or"
+    " coaps+tcp:// servers;"
     " oscore: OSCORE with a context per device to a coap:// server",
 )
 @click.option(
@@ -503,16 +504,19 @@ def simulate_command(
                 schemes[option] = ServerUri.parse(uri).scheme
             except ValueError as exc:
                 fail(f"{option} {uri}: {exc}")
-            if schemes[option] == "coaps+tcp":
-                fail(f"{option} {uri}: coaps+tcp:// needs a certificate per device, which is not simulated")
+            if schemes[option] == "coaps+tcp" and option == "--bootstrap":
+                fail(f"{option} {uri}: a fleet that bootstraps over coaps+tcp:// is not simulated")
             if schemes[option] != "coap" and security == "oscore":
                 fail(f"{option} {uri}: --oscore needs a coap:// server (OSCORE protects plain CoAP)")
-            if schemes[option] == "coaps" and security != "psk":
-                fail(f"{option} {uri}: coaps:// needs --security psk (a key per device)")
+            if schemes[option] in PSK_SCHEMES and security != "psk":
+                fail(f"{option} {uri}: {schemes[option]}:// needs --security psk (a key per device)")
     if security == "psk":
-        if schemes.get("--server") == "coap":
-            fail(f"--security psk: the server {server_uri} is plain CoAP; give a coaps:// one (port 5684)")
-        if "coaps" not in schemes.values():
+        if schemes.get("--server") in ("coap", "coap+tcp"):
+            fail(
+                f"--security psk: the server {server_uri} is plain CoAP; give a coaps:// one (port 5684)"
+                " or a coaps+tcp:// one"
+            )
+        if not set(PSK_SCHEMES) & set(schemes.values()):
             fail(
                 "--security psk with --bootstrap: give --server coaps://… (the server the devices are"
                 " handed, with their keys) or a coaps:// bootstrap server"

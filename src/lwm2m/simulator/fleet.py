@@ -17,7 +17,7 @@ loop, the clients' own registration tasks and their sockets are all there is:
 no task per device per resource, so ten thousand devices fit in one process.
 
 With ``security="psk"`` each device has a PSK of its own (16 random bytes, its
-endpoint name as identity) for a ``coaps://`` server; with ``security="oscore"`` an OSCORE
+endpoint name as identity) for a ``coaps://`` or ``coaps+tcp://`` server; with ``security="oscore"`` an OSCORE
 context of its own (RFC 8613) for a ``coap://`` server, derived from the fleet's master secret
 and its index; with ``bootstrap=URI`` each
 starts with only a bootstrap server account and registers with the server its
@@ -68,6 +68,8 @@ log = logging.getLogger(__name__)
 _PREFIX = re.compile(r"[A-Za-z0-9._~:-]+")  # endpoint names travel in a URI query: keep them plain
 STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stops
 SECURITY_MODES = ("nosec", "psk", "oscore")
+# The schemes a device reaches with its PSK: DTLS (RFC 9147) or TLS over TCP (RFC 8323 §9).
+PSK_SCHEMES = ("coaps", "coaps+tcp")
 KEY_BYTES = 16  # a PSK per device and server; LwM2M keys are usually 16 bytes
 SHORT_SERVER_ID = 101  # of the server account a bootstrap configuration of the fleet hands out
 OSCORE_PREFIX = 64  # characters of a prefix that is the ID Context of an OSCORE fleet
@@ -275,7 +277,7 @@ class FleetConfig:
     behind it; ``uplink_period``: simulated seconds between two uplinks of one end device
     (LoRaWAN class A: requests to it are answered at its next uplink).
     ``security``: ``"nosec"``, or ``"psk"``: every device has a PSK of its own (``KEY_BYTES``
-    random bytes, its endpoint name as identity) for each ``coaps://`` server, found in
+    random bytes, its endpoint name as identity) for each ``coaps://`` or ``coaps+tcp://`` server, found in
     :meth:`Fleet.server_keys` and :meth:`Fleet.bootstrap_server_keys`. ``keys`` and
     ``bootstrap_keys`` give some or all of them by endpoint name instead (e.g. those a store
     holds already). ``bootstrap``: the devices start with only an account on this bootstrap
@@ -360,12 +362,12 @@ class FleetConfig:
             ("server", self.server_uri, server),
             ("bootstrap", self.bootstrap, bootstrap),
         ):
-            if uri is not None and uri.scheme == "coaps+tcp":
+            if uri is not None and uri.scheme == "coaps+tcp" and name == "bootstrap":
                 raise ConfigError(
-                    f"{name} {text}: coaps+tcp:// needs a certificate per device: not simulated"
+                    f"{name} {text}: a fleet that bootstraps over coaps+tcp:// is not simulated"
                 )
-            if uri is not None and uri.scheme == "coaps" and self.security != "psk":
-                raise ConfigError(f"{name} {text}: coaps:// needs security 'psk'")
+            if uri is not None and uri.scheme in PSK_SCHEMES and self.security != "psk":
+                raise ConfigError(f"{name} {text}: {uri.scheme}:// needs security 'psk'")
         if self.security == "oscore":
             if self.bootstrap is not None:
                 raise ConfigError("security 'oscore': a fleet that bootstraps over OSCORE is not simulated")
@@ -377,9 +379,10 @@ class FleetConfig:
                 )
         if self.oscore_secret is not None and not 1 <= len(self.oscore_secret) <= 64:
             raise ConfigError("oscore_secret: 1 to 64 bytes")
-        if server is not None and server.scheme == "coap" and self.security == "psk":
+        if server is not None and server.scheme in ("coap", "coap+tcp") and self.security == "psk":
             raise ConfigError(
-                f"security 'psk': the server {self.server_uri} is plain CoAP; give a coaps:// one"
+                f"security 'psk': the server {self.server_uri} is plain CoAP;"
+                " give a coaps:// (or coaps+tcp://) one"
             )
 
 
@@ -407,11 +410,13 @@ class Fleet:
         self._bootstrap = _uri(bootstrap)
         self.profile = config.profile if isinstance(config.profile, Profile) else get_profile(config.profile)
         self.security = security
-        self.server_psk = self._server is not None and self._server.scheme == "coaps"
-        self.bootstrap_psk = self._bootstrap is not None and self._bootstrap.scheme == "coaps"
+        self.server_psk = self._server is not None and self._server.scheme in PSK_SCHEMES
+        self.bootstrap_psk = self._bootstrap is not None and self._bootstrap.scheme in PSK_SCHEMES
         # Checked here, with the server known: a config may leave the server to Fleet(server, config).
         if security == "psk" and not (self.server_psk or self.bootstrap_psk):
-            raise ConfigError("security 'psk': neither the server nor the bootstrap server is coaps://")
+            raise ConfigError(
+                "security 'psk': neither the server nor the bootstrap server is coaps:// or coaps+tcp://"
+            )
         self.server_uri = server_uri
         self.client_uri = server_uri  # the same with the host resolved once for all devices
         self.bootstrap_uri = bootstrap
