@@ -243,10 +243,11 @@ class SecurityPolicy:
         if identity is None or info is None or not identity_matches(info, identity):
             what = "no identity" if identity is None else f"identity {identity}"
             self._log.log(
-                "DTLS registration requests refused with 4.03 Forbidden",
+                "secured registration requests refused with 4.03 Forbidden",
                 time.monotonic(),
                 logging.INFO,
-                "%s refused from %s over DTLS: 4.03 Forbidden: %s may not act as endpoint %s",
+                # the identity says how it came: DTLS or TLS (psk:, rpk:, x509:) or OSCORE
+                "%s refused from %s: 4.03 Forbidden: %s may not act as endpoint %s",
                 _operation(message),
                 _address(addr),
                 what,
