@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "run_worker"]
 
 log = logging.getLogger(__name__)
+CLOSE_TIMEOUT = 10.0  # seconds the worker's close may take once the server said Stop or went
 
 
 class _ChannelLog(logging.Handler):
@@ -237,9 +239,17 @@ async def run_worker(fd: int) -> int:
     finally:
         if reporter is not None:
             reporter.cancel()
-        with contextlib.suppress(Exception):
-            await worker.close()
+        # Bounded: a close that hangs (a broker or a store that never answers) must not keep a
+        # worker alive after its server is gone; what it could not write in time is lost.
+        closing = asyncio.ensure_future(worker.close())
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT)
         root.removeHandler(handler)
+        if not done:
+            log.warning("the export worker could not close within %g s: it leaves without", CLOSE_TIMEOUT)
+            logging.shutdown()
+            os._exit(3)  # a task that ignores cancellation would keep asyncio.run from returning
+        with contextlib.suppress(Exception):
+            closing.result()
     return 0
 
 
