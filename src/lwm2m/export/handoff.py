@@ -113,7 +113,7 @@ class ExportConfig:
     restart_initial: float = 0.2
     restart_max: float = 10.0
     ready_timeout: float = 30.0
-    stop_timeout: float = 10.0
+    stop_timeout: float = 4.0
     counters_every: float = 1.0
     python: str = sys.executable
 

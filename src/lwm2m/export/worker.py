@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lwm2m.errors import ExportChannelError
+from lwm2m.errors import ExportChannelError, StoreError
 from lwm2m.export.channel import (
     Ack,
     Batch,
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["main", "run_worker"]
 
 log = logging.getLogger(__name__)
-CLOSE_TIMEOUT = 10.0  # seconds the worker's close may take once the server said Stop or went
+CLOSE_TIMEOUT = 3.0  # seconds the worker's close may take once the server said Stop or went
 
 
 class _ChannelLog(logging.Handler):
@@ -233,6 +233,9 @@ async def run_worker(fd: int) -> int:
     except ExportChannelError:
         log.exception("the channel to the server broke")
         return 2
+    except StoreError as exc:  # the store away (a Redis restart): said to the server, which starts anew
+        log.warning("the export worker could not use the store: %s", exc)
+        return 1
     except Exception:  # the store cannot be opened, a defect: said to the server, which starts anew
         log.exception("the export worker failed")
         return 1
