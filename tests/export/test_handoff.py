@@ -101,6 +101,10 @@ async def test_a_kill_9_of_the_worker_under_a_stream_of_events_loses_nothing(tmp
             await register_devices(server, names[:20])
             first = export.pid
             assert first is not None
+            # Idle before it is stopped: a worker stopped inside its write to the SQLite file would
+            # hold the file's write lock until it dies, and the server's writes would wait for it.
+            await until(lambda: endpoints(got) == set(names[:20]) and export.counters.queue == 0)
+            await asyncio.sleep(0.1)  # its last acknowledgements written
             # Stopped first, so that some batches are sent to it and not acknowledged when it dies.
             os.kill(first, signal.SIGSTOP)
             await register_devices(server, names[20:30])

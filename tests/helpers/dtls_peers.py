@@ -75,7 +75,9 @@ class Link:
             wait = 0.05 if timer is None else max(0.0, min(0.05, timer - now))
             if select.select([self.sock], [], [], wait)[0]:
                 data, sender = self.sock.recvfrom(65536)
-                self.peer = self.peer or sender
+                if self.peer is not None and sender != self.peer:
+                    continue  # a stray datagram (a port used a moment ago by another test's peer)
+                self.peer = sender
                 connection.receive_datagram(data, time.monotonic())
             timer = connection.get_timer()
             if timer is not None and time.monotonic() >= timer:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from pathlib import Path as FsPath
 
 import pytest
 from tests.helpers.server import register
@@ -18,6 +20,7 @@ from lwm2m.server.config import ServerConfig
 from lwm2m.server.registrar import BUSY_RETRY, RegistrationLimits
 from lwm2m.server.role import Server
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.transport.udp import open_udp_endpoint
 
 
@@ -84,3 +87,23 @@ async def test_a_store_that_fails_gets_5_03_and_the_client_comes_back(
     assert len(said) == 1 and "No connection available" in said[0].getMessage()
     assert said[0].levelno == logging.WARNING and said[0].exc_info is None
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+
+
+async def test_a_sqlite_file_locked_by_another_process_gets_5_03_not_5_00(tmp_path: FsPath) -> None:
+    """Another writer holding the SQLite file's lock past the busy timeout (an export worker
+    stopped inside its write, say): the Register is answered 5.03 with Max-Age, not 5.00, and
+    goes through once the lock is let go."""
+    path = tmp_path / "lwm2m.db"
+    with SqliteStore(path, busy_timeout=0.05) as store:
+        async with Server(ServerConfig(port=0), store) as server, open_udp_endpoint() as client:
+            peer = ("127.0.0.1", server.port)
+            blocker = sqlite3.connect(path, timeout=0, isolation_level=None)
+            try:
+                blocker.execute("BEGIN IMMEDIATE")
+                first = await client.request(register("dev-l"), peer, timeout=5)
+                assert first.code == Code.SERVICE_UNAVAILABLE and first.max_age == BUSY_RETRY
+                blocker.execute("ROLLBACK")
+            finally:
+                blocker.close()
+            again = await client.request(register("dev-l"), peer, timeout=5)
+            assert again.code == Code.CREATED

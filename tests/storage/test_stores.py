@@ -634,7 +634,7 @@ async def test_sqlite_history_add_keeps_what_a_failed_write_held(tmp_path: FsPat
         store.history.add("dev", [rec("/3303/0/5700", 1.5)], received_at=1.0)
         store._conn.execute("PRAGMA busy_timeout=0")
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StoreError, match="locked"):
             await store.history.flush()
         blocker.execute("ROLLBACK")
         await store.history.flush()

@@ -177,6 +177,45 @@ def _oscore_id(info: SecurityInfo) -> str | None:
     return None if info.oscore is None else info.oscore.identity
 
 
+# Failures of the file, not of the statement: another process holding the write lock past the
+# busy timeout, a full disk, an I/O error, a file that became read-only.
+_AWAY = frozenset(
+    (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+    )
+)
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: a statement that fails because the file is locked, full or
+    unreadable raises :class:`StoreError` (the store away for a moment: a Register is answered
+    5.03 with Max-Age, an HTTP request 503), not ``sqlite3.OperationalError`` (a 5.00). A wrong
+    statement still raises what SQLite raised."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            raise _away(exc) from exc
+
+    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            raise _away(exc) from exc
+
+
+def _away(exc: sqlite3.OperationalError) -> Exception:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _AWAY:
+        return StoreError(f"SQLite: {exc}")
+    return exc
+
+
 @contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     # IMMEDIATE takes the write lock up front, so a read-then-write cannot be
@@ -774,7 +813,13 @@ class SqliteStore:
         self.path = os.fspath(path)
         # isolation_level=None: autocommit, so a single statement is committed when it
         # returns and multi-statement writes say BEGIN/COMMIT themselves.
-        conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_Connection,
+        )
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal" and self.path != ":memory:":

@@ -324,6 +324,13 @@ class SqliteWebhookStore:
         return dropped
 
     async def claim(self, now: float, limit: int, lease: float) -> list[OutboxEntry]:
+        # A read first: an idle poster takes no write lock (its poll would otherwise hold the
+        # file's one writer lock a moment every poll, against the server writing beside it).
+        if (
+            self.conn.execute("SELECT 1 FROM webhook_outbox WHERE next_at <= ? LIMIT 1", (now,)).fetchone()
+            is None
+        ):
+            return []
         # One statement: of two posters sharing the file, each entry goes to one of them.
         rows = self.conn.execute(
             "UPDATE webhook_outbox SET next_at = ? WHERE seq IN (SELECT seq FROM webhook_outbox"
