@@ -162,7 +162,7 @@ class Gateway:
         node = _Node(tree, handler, reporter, timer, record, downlink)
         self._nodes[prefix] = node
         self._describe(node)
-        tree.on_structure = lambda: self._describe(node)
+        tree.on_structure = lambda: self._objects_changed(node)
         client.tree.add(record)  # the object list changes: an Update (§6.2.2) tells the server
         return tree
 
@@ -179,6 +179,14 @@ class Gateway:
         used = {n.instance.id for n in self._nodes.values()}
         used.update(i.id for i in self.client.tree.instances(GATEWAY_OBJECT))
         return next(i for i in range(len(used) + 1) if i not in used)
+
+    def _objects_changed(self, node: _Node) -> None:
+        """An instance of the end device was created or deleted (by the server or the
+        application): its IoT Device Objects (/25/x/3) say so, and an Update carrying the
+        gateway's object list tells the server, which reads /25 again."""
+        self._describe(node)
+        if self._nodes.get(node.instance.get(PREFIX)) is node:  # still behind the gateway
+            self.client.objects_changed()
 
     @staticmethod
     def _describe(node: _Node) -> None:

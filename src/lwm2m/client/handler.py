@@ -436,21 +436,30 @@ class RequestHandler:
         if obj is None:
             raise NotFound(f"{path}: no such object")
         codec = self._codec(msg.content_format)
+        prefix = self.prefix  # an end device's payload names its paths with the prefix
         try:
-            records = codec.decode(msg.payload, path, self.models) if msg.payload else []
+            records = codec.decode(msg.payload, path.with_prefix(prefix), self.models) if msg.payload else []
             instance_id = _instance_of(records)
         except CodecError:
             # LwM2M 1.0 TLV Create without an instance ID: the resources come bare.
             instance_id = obj.free_id()
             try:
-                records = codec.decode(msg.payload, Path.of(object_id, instance_id), self.models)
+                base = Path((object_id, instance_id), prefix)
+                records = codec.decode(msg.payload, base, self.models)
             except CodecError as exc:
                 raise BadRequest(f"cannot decode the payload: {exc}") from None
+        if prefix:
+            records = _prefixed(records, "")
         inst = self.tree.create(object_id, records, instance_id)
         if self.server_id is not None and not self.bootstrap:
             # §7.3: the creating server owns the new instance (full rights, manages its ACL).
             acl.created(self.tree, self.server_id, object_id, inst.id)
-        return Message.build(Type.ACK, Code.CREATED, location_path=[str(object_id), str(inst.id)])
+        # An end device's new instance is named as the server reaches it: ``dev1/3303/1``
+        # (the prefix first, as in the Uri-Path of its requests).
+        location = (
+            [self.prefix, str(object_id), str(inst.id)] if self.prefix else [str(object_id), str(inst.id)]
+        )
+        return Message.build(Type.ACK, Code.CREATED, location_path=location)
 
     # --- delete ----------------------------------------------------------------------------
 
