@@ -40,6 +40,7 @@ from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
     ObservationCancelled,
+    RequestAcknowledged,
     RequestFailed,
     RequestReceived,
     RequestTimedOut,
@@ -59,6 +60,7 @@ from lwm2m.errors import (
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
+from lwm2m.transport.separate import SEPARATE_RESPONSE
 from lwm2m.transport.tap import MessageSink
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
@@ -185,6 +187,8 @@ class CoapUdpEndpoint:
         self._handler = handler
         self._extra = on_event
         self._pending: dict[bytes, asyncio.Future[Message]] = {}
+        # Requests whose empty ACK someone waits for (lwm2m.transport.separate), by token.
+        self._acknowledged: dict[bytes, Callable[[], None]] = {}
         self._observations: dict[bytes, CoapObservation] = {}
         self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
         self._respond = endpoint.respond  # bound once: the per-request path
@@ -288,6 +292,11 @@ class CoapUdpEndpoint:
                 return
         elif type(event) is RequestTimedOut:
             if self._fail(event.token, RequestTimeout(f"no response from {format_addr(event.addr)}")):
+                return
+        elif type(event) is RequestAcknowledged:
+            acknowledged = self._acknowledged.pop(event.token, None)
+            if acknowledged is not None:
+                acknowledged()
                 return
         elif type(event) is RequestFailed:
             if self._fail(event.token, RequestAborted(event.reason)):
@@ -453,15 +462,24 @@ class CoapUdpEndpoint:
         return alive
 
     async def request(self, message: Message, addr: Addr, *, timeout: float | None = None) -> Message:
-        """Send ``message`` to ``addr`` and return the response (block-wise transfers reassembled)."""
+        """Send ``message`` to ``addr`` and return the response (block-wise transfers reassembled).
+
+        Under :data:`lwm2m.transport.separate.SEPARATE_RESPONSE`, an empty ACK from the peer calls
+        it and lifts ``timeout``: the separate response is awaited as long as the endpoint's
+        ``response_timeout`` allows."""
         self._check_open()
         addr = self._reachable(await resolve(addr, self._family))
         now = self._driver.now()
         token = self._send_request(message, addr, now)
         fut: asyncio.Future[Message] = self._loop.create_future()
         self._pending[token] = fut
+        heard = SEPARATE_RESPONSE.get()
+        if heard is not None and not self._driver.endpoint.report_empty_ack(addr, token):
+            heard = None
         self._driver.flush(now)
         try:
+            if heard is not None:
+                return await self._answered_later(token, fut, heard, addr, timeout)
             if timeout is None:
                 return await fut
             try:
@@ -472,6 +490,30 @@ class CoapUdpEndpoint:
         finally:
             if self._pending.pop(token, None) is not None:
                 self._cancel(token)  # given up by the caller: stop retransmitting
+
+    async def _answered_later(
+        self,
+        token: bytes,
+        fut: asyncio.Future[Message],
+        heard: Callable[[], None],
+        addr: Addr,
+        timeout: float | None,
+    ) -> Message:
+        """The answer to the request ``token``, whose empty ACK (RFC 7252 §5.2.2) calls ``heard``
+        and lifts ``timeout``: the endpoint's ``response_timeout`` bounds the wait from then on."""
+        try:
+            async with asyncio.timeout(timeout) as scope:
+
+                def acknowledged() -> None:
+                    scope.reschedule(None)
+                    heard()
+
+                self._acknowledged[token] = acknowledged
+                return await fut
+        except TimeoutError:
+            raise RequestTimeout(f"no response from {format_addr(addr)} within {timeout:g} s") from None
+        finally:
+            self._acknowledged.pop(token, None)
 
     def observe(self, message: Message, addr: Addr) -> CoapObservation:
         """Register an observation (``message`` gets Observe: 0 if it lacks it); iterate for notifications."""
