@@ -364,6 +364,18 @@ class RequestHandler:
         return _CHANGED
 
     def write_composite(self, msg: Message) -> Message:
+        return self._checked_writes(msg)()
+
+    def write_composite_part(self, msg: Message, server_id: int | None) -> Callable[[], Message]:
+        """A Write-Composite for ``server_id`` checked whole, without writing: what writes it. A
+        gateway checks the part of each end device so before it writes any (LwM2M-TS-Core 1.2
+        §6.3.8: all or nothing). DeviceError for what the request may not write."""
+        self.server_id = server_id
+        if server_id is None and not self.bootstrap and acl.enforced(self.tree):
+            raise Unauthorized("the request comes from none of the client's servers")
+        return self._checked_writes(msg)
+
+    def _checked_writes(self, msg: Message) -> Callable[[], Message]:
         records = self._decode_composite(msg)
         if not records:
             raise BadRequest("Write-Composite: nothing to write")
@@ -379,9 +391,13 @@ class RequestHandler:
             _, inst = self.tree.resolve(target)
             assert inst is not None
             self.tree._group(inst, target, recs, check_access=True)
-        for target, recs in by_instance.items():
-            self.tree.write(target, recs, replace=True)
-        return _CHANGED
+
+        def write() -> Message:
+            for target, recs in by_instance.items():
+                self.tree.write(target, recs, replace=True)
+            return _CHANGED
+
+        return write
 
     # --- post: execute, create, partial update -------------------------------------------
 
