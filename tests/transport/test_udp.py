@@ -12,7 +12,7 @@ import pytest
 from lwm2m.coap.endpoint import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.errors import EndpointClosed, RequestTimeout
 from lwm2m.transport.separate import SEPARATE_RESPONSE
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
@@ -309,6 +309,36 @@ async def test_a_separate_response_awaited_past_the_callers_timeout() -> None:
             SEPARATE_RESPONSE.reset(context)
         assert heard == ["acknowledged", "again"]
         release.set()
+
+
+async def test_an_observation_registered_under_separate_response() -> None:
+    """The registration's empty ACK lifts the first answer's timeout as a request's does; one
+    answered at once leaves nothing behind."""
+    release = asyncio.Event()
+
+    async def held(event: RequestReceived) -> Message:
+        if event.message.uri_path == ("held",):
+            await release.wait()
+        return Message(Type.ACK, Code.CONTENT, payload=b"v", options=[(OptionNumber.OBSERVE, b"")])
+
+    heard: list[bool] = []
+    async with open_udp_endpoint(handler=held, config=FAST) as server, open_udp_endpoint() as client:
+        peer = server.addresses[0]
+        context = SEPARATE_RESPONSE.set(lambda: heard.append(True))
+        try:
+            quick = client.observe(get("/quick"), peer)
+            late = client.observe(get("/held"), peer)
+        finally:
+            SEPARATE_RESPONSE.reset(context)
+        assert (await quick.next(5)).payload == b"v"
+        first = asyncio.ensure_future(late.next(0.2))
+        await asyncio.sleep(0.4)  # past its timeout, after the empty ACK
+        assert heard == [True] and not first.done()
+        release.set()
+        assert (await asyncio.wait_for(first, 5)).observe is not None
+        assert client._acknowledged == {}
+        quick.cancel()
+        late.cancel()
 
 
 async def test_handler_answering_later_through_respond() -> None:

@@ -11,13 +11,17 @@ import asyncio
 from typing import Any
 
 from tests.helpers.polling import eventually
+from tests.helpers.server import next_event
 from tests.helpers.web import client_for
 
 from lwm2m import ClientConfig, Gateway
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.coap.config import EndpointConfig
+from lwm2m.model.path import Path
+from lwm2m.model.record import Record
 from lwm2m.protocol.registration import EndDevice
 from lwm2m.server.config import ServerConfig
+from lwm2m.server.events import NotificationReceived
 from lwm2m.server.role import Server
 from lwm2m.simulator.fleet import Fleet, FleetConfig
 from lwm2m.web.app import create_app
@@ -102,12 +106,25 @@ async def test_a_held_request_answers_202_and_its_outcome_comes_later() -> None:
             finished = await outcome(api, write.json()["requestId"])
             assert finished["result"]["code"] == "2.04" and device.get(14) == "+02:00"
 
+            # An Observe held the same way: its first answer comes at the uplink, then the
+            # observation runs as any other.
+            events = server.events()
+            observe = await api.post("/api/clients/gw-held/devices/lora-1/3424/0/1/observe")
+            assert observe.status_code == 202, observe.text
+            radio.uplink()
+            finished = await outcome(api, observe.json()["requestId"])
+            assert finished["status"] == "done" and finished["result"]["code"] == "2.05", finished
+            meter.set(1, 14.0)
+            notified = await next_event(events, NotificationReceived)
+            assert notified.records == (Record(Path((3424, 0, 1), "lora-1"), 14.0),)
+            events.close()
+
             # ?wait=true holds the call instead, until the answer.
             waited = asyncio.ensure_future(api.get("/api/clients/gw-held/devices/lora-1/3424/0/1?wait=true"))
             await eventually(lambda: _waiting(radio), timeout=5)
             radio.uplink()
             answer = await asyncio.wait_for(waited, 10)
-            assert answer.status_code == 200 and answer.json()["records"][0]["value"] == 12.5
+            assert answer.status_code == 200 and answer.json()["records"][0]["value"] == 14.0
             app.state.api.requests.unsubscribe(done)
 
 

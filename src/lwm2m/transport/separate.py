@@ -5,10 +5,11 @@ class A end device next speaks.
 Whoever sends requests through a transport may hear of that acknowledgement without every layer in
 between passing it on: it sets :data:`SEPARATE_RESPONSE` to a callback around the requests it makes
 (a context variable, so that the tasks it starts then inherit it). When the peer acknowledges such
-a request with an empty ACK, the UDP or DTLS transport calls it once and lifts the caller's
-timeout: the request then waits for its separate response as long as the CoAP endpoint's
-``EndpointConfig.response_timeout`` allows (EXCHANGE_LIFETIME, 247 s, by default). Over TCP
-(RFC 8323) there are no empty ACKs: the callback is never called.
+a request, or an Observe registration, with an empty ACK, the UDP or DTLS transport calls it once
+and lifts the caller's timeout (``request``'s, or that of the observation's ``next``): the answer
+is then awaited as long as the CoAP endpoint's ``EndpointConfig.response_timeout`` allows
+(EXCHANGE_LIFETIME, 247 s, by default). Over TCP (RFC 8323) there are no empty ACKs: the
+callback is never called.
 """
 
 from __future__ import annotations

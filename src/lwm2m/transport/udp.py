@@ -33,6 +33,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
@@ -115,10 +116,33 @@ class CoapObservation:
         self._items: deque[Message | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
+        # A registration whose empty ACK someone waits for (lwm2m.transport.separate): what to
+        # call then, and how the endpoint forgets it otherwise; the timeout of next() under way.
+        self._held: tuple[Callable[[], None], Callable[[], None]] | None = None
+        self._scope: asyncio.Timeout | None = None
+
+    def _hold(self, heard: Callable[[], None], forget: Callable[[], None]) -> None:
+        self._held = (heard, forget)
+
+    def _acknowledged(self) -> None:
+        """The peer acknowledged the registration with an empty ACK: its answer follows as a
+        separate response (RFC 7252 §5.2.2), awaited within the endpoint's response_timeout."""
+        held, self._held = self._held, None
+        if self._scope is not None:
+            self._scope.reschedule(None)
+        if held is not None:
+            held[0]()
+
+    def _unhold(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held[1]()
 
     def _push(self, item: Message | BaseException, last: bool = False) -> None:
         if self._done:
             return
+        if self._held is not None:
+            self._unhold()  # answered (or failed) without an empty ACK first
         self._items.append(item)
         if last:
             self._done = True
@@ -145,12 +169,18 @@ class CoapObservation:
         return item
 
     async def next(self, timeout: float | None = None) -> Message:
-        """The next notification, waiting at most ``timeout`` seconds."""
-        async with asyncio.timeout(timeout):
-            return await self.__anext__()
+        """The next notification, waiting at most ``timeout`` seconds (for the first, no longer
+        once the peer acknowledged a registration made under SEPARATE_RESPONSE)."""
+        async with asyncio.timeout(timeout) as scope:
+            self._scope = scope
+            try:
+                return await self.__anext__()
+            finally:
+                self._scope = None
 
     def cancel(self) -> None:
         """End the relation here; the endpoint answers the next notification with RST (RFC 7641 §3.6)."""
+        self._unhold()
         if self._done:
             return
         self._owner._cancel(self.token)
@@ -528,8 +558,15 @@ class CoapUdpEndpoint:
             pending = self.oscore.pending.get(token)
             obs.oscore = None if pending is None else pending.binding
         self._observations[token] = obs
+        heard = SEPARATE_RESPONSE.get()
+        if heard is not None and self._driver.endpoint.report_empty_ack(addr, token):
+            obs._hold(heard, partial(self._forget_acknowledgement, token))
+            self._acknowledged[token] = obs._acknowledged
         self._driver.flush(now)
         return obs
+
+    def _forget_acknowledgement(self, token: bytes) -> None:
+        self._acknowledged.pop(token, None)
 
     def _send_request(self, message: Message, addr: Addr, now: float) -> bytes:
         """Hand ``message`` to the endpoint, protected first when OSCORE binds ``addr``."""
