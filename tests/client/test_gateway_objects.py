@@ -9,7 +9,13 @@ from tests.helpers.polling import eventually
 from tests.helpers.web import client_for
 
 from lwm2m import Gateway
+from lwm2m.client.core import access_control as acl
+from lwm2m.client.core.access_control import AccessControl, AccessRight, Operation
+from lwm2m.client.core.server import ServerAccount
 from lwm2m.client.instance import ObjectInstance
+from lwm2m.coap.events import RequestReceived
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
 from lwm2m.model.path import Path
 from lwm2m.protocol.registration import EndDevice
 from lwm2m.server.config import ServerConfig
@@ -87,3 +93,37 @@ async def test_instances_the_application_creates_or_deletes_on_an_end_device_rea
             assert not gateway.client.registration.update_now
             meter.add(ObjectInstance(2, {1: 1.0}, object_id=3424))
             assert not gateway.client.registration.update_now
+
+
+async def test_end_devices_objects_are_outside_the_gateways_access_control() -> None:
+    """Object 2 names what it governs by Object ID and Object Instance ID only, no prefix, so the
+    gateway's Access Control does not reach its end devices' objects (Anjay's gateway does the
+    same): with two servers, one with no right on the gateway's /25/0 still reads, writes and
+    creates on the end device, and no ACL instance appears among the end device's objects."""
+    a, b = 101, 102
+    gateway = Gateway(
+        "gw-acl",
+        objects=[
+            ServerAccount(0, short_server_id=a),
+            ServerAccount(1, short_server_id=b),
+            AccessControl(0, target_object=25, target_instance=0, acl={b: AccessRight.NONE}, owner=a),
+        ],
+    )
+    gateway.client.tree.declare(2)
+    dev1 = gateway.add("dev1", [ObjectInstance(0, {5700: 21.5, 5750: "room"}, object_id=3303)])
+    assert acl.enforced(gateway.client.tree)
+    assert not acl.allowed(gateway.client.tree, b, "/25/0/1", Operation.READ)  # the gateway's own
+    heard = [
+        gateway.route(request(Code.GET, ("dev1", "3303", "0", "5700")), b),
+        gateway.route(request(Code.PUT, ("dev1", "3303", "0", "5750"), b"attic"), b),
+        gateway.route(request(Code.POST, ("dev1", "3303"), b""), b),
+    ]
+    assert [m.code for m in heard if isinstance(m, Message)] == [Code.CONTENT, Code.CHANGED, Code.CREATED]
+    instance = dev1.instance(3303, 0)
+    assert instance is not None and instance.get(5750) == "attic"
+    assert dev1.instance(3303, 1) is not None and 2 not in dev1.objects
+
+
+def request(code: Code, path: tuple[str, ...], payload: bytes = b"") -> RequestReceived:
+    message = Message.build(Type.CON, code, uri_path="/".join(path), content_format=0, payload=payload)
+    return RequestReceived(("127.0.0.1", 5683), message)
