@@ -119,6 +119,20 @@ async def test_a_held_request_answers_202_and_its_outcome_comes_later() -> None:
             assert notified.records == (Record(Path((3424, 0, 1), "lora-1"), 14.0),)
             events.close()
 
+            # A Write-Composite across a held end device and another: written once it heard it.
+            records = [
+                {"path": "/lora-1/3/0/14", "value": "+03:00"},
+                {"path": "/wired/3303/0/5750", "value": "cellar"},
+            ]
+            composite = await api.post("/api/clients/gw-held/composite/write", json={"records": records})
+            assert composite.status_code == 202, composite.text
+            wired = gateway.device("wired").instance(3303, 0)
+            assert wired is not None and wired.get(5750) != "cellar"
+            radio.uplink()
+            finished = await outcome(api, composite.json()["requestId"])
+            assert finished["result"]["code"] == "2.04", finished
+            assert (device.get(14), wired.get(5750)) == ("+03:00", "cellar")
+
             # ?wait=true holds the call instead, until the answer.
             waited = asyncio.ensure_future(api.get("/api/clients/gw-held/devices/lora-1/3424/0/1?wait=true"))
             await eventually(lambda: _waiting(radio), timeout=5)

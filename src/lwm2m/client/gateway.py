@@ -273,7 +273,27 @@ class Gateway:
             if event.observe == 1:
                 self._forget_spanning(event.relation)
             return self._read_all(groups, msg.accept)
+        if all(self._nodes[prefix].downlink is None for prefix in groups if prefix):
+            return self._write_across(event, groups, codec, server_id)
+        return self._write_when_heard(event, groups, codec, server_id)
+
+    async def _write_when_heard(
+        self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
+    ) -> Message:
+        """A Write-Composite that names end devices hearing only at times of their own: written
+        once each of them heard it."""
+        if not await self._heard(groups):
+            return _reply(Code.NOT_FOUND, "Write-Composite: an end device went meanwhile")
         return self._write_across(event, groups, codec, server_id)
+
+    async def _heard(self, groups: dict[str, list[Record]]) -> bool:
+        """Wait for the downlink of each end device of ``groups`` that has one; False if one of
+        them is gone by then."""
+        for prefix in groups:
+            node = self._nodes.get(prefix) if prefix else None
+            if node is not None and node.downlink is not None:
+                await node.downlink()
+        return all(not prefix or prefix in self._nodes for prefix in groups)
 
     def _write_across(
         self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
@@ -291,7 +311,10 @@ class Gateway:
                 where = f" on {prefix}" if prefix else ""
                 return _reply(exc.code, f"Write-Composite{where}: {exc} (nothing written)")
         for write in writes:
-            write()
+            try:
+                write()
+            except DeviceError as exc:  # refused by the device itself (a write hook) after the checks
+                return _reply(exc.code, f"Write-Composite: {exc}")
         return _reply(Code.CHANGED)
 
     def _observe_across(
@@ -309,11 +332,7 @@ class Gateway:
     async def _observe_when_heard(
         self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
     ) -> Message:
-        for prefix in groups:
-            downlink = self._nodes[prefix].downlink
-            if downlink is not None:
-                await downlink()
-        if any(prefix not in self._nodes for prefix in groups):
+        if not await self._heard(groups):
             return _reply(Code.NOT_FOUND, "Observe-Composite: an end device went meanwhile")
         return self._observe_now(event, groups, codec, server_id)
 
