@@ -144,3 +144,23 @@ def test_the_location_path_of_an_end_devices_new_instance() -> None:
         message = Message.build(Type.ACK, Code.CREATED, location_path=bad)
         with pytest.raises(ResponseError, match="Location-Path"):
             decode_response(request, message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    segments=st.lists(
+        st.one_of(st.sampled_from(["dev1", "dev2", "3303", "1", "0", "", ".."]), st.text(max_size=12)),
+        max_size=5,
+    ),
+    prefix=st.sampled_from(["", "dev1"]),
+)
+def test_any_location_path_of_a_create_is_a_location_or_a_response_error(
+    segments: list[str], prefix: str
+) -> None:
+    request = CreateRequest(Path((3303,), prefix), (), 110)
+    message = Message.build(Type.ACK, Code.CREATED, location_path=segments)
+    try:
+        location = decode_response(request, message).location
+    except ResponseError:
+        return
+    assert location is None or (location.is_instance and location.startswith(request.path))
