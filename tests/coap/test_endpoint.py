@@ -11,6 +11,7 @@ import pytest
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import (
+    RequestAcknowledged,
     RequestReceived,
     RequestTimedOut,
     ResetReceived,
@@ -108,6 +109,37 @@ def test_separate_response_after_empty_ack(net: Any) -> None:
     net.advance(300.0)
     assert len(net.sent_by(S)) == 2  # acknowledged: no retransmission
     assert net.events(net.c) == []
+
+
+def test_an_empty_ack_is_reported_for_a_request_that_asked(net: Any) -> None:
+    """§5.2.2: the peer took the request and answers later; an application that asked hears it
+    (a gateway holding a request for a class A end device), once, before the response."""
+    token = net.c.request(get(), S, 0.0)
+    assert net.c.report_empty_ack(S, token)
+    assert not net.c.report_empty_ack(S, b"unknown")
+    assert not net.c.report_empty_ack(C, token)  # another peer's
+    net.deliver()
+    ev = served_request(net)
+    net.advance(1.5)  # empty_ack_delay
+    assert net.events(net.c) == [RequestAcknowledged(S, token)]
+    assert net.c.report_empty_ack(S, token)  # still waiting for its answer
+    net.s.respond(ev, content(b"late"), net.now)
+    net.deliver()
+    (resp,) = net.events(net.c)
+    assert isinstance(resp, ResponseReceived) and resp.token == token
+    assert not net.c.report_empty_ack(S, token)  # answered
+    # One that did not ask: its empty ACK raises nothing.
+    quiet = net.c.request(get("/3/0/1"), S, net.now)
+    net.deliver()
+    ev = served_request(net)
+    net.advance(1.5)
+    assert net.events(net.c) == []
+    net.s.respond(ev, content(b"later"), net.now)
+    net.deliver()
+    (resp,) = net.events(net.c)
+    assert resp.token == quiet
+    non = net.c.request(get(mtype=Type.NON), S, net.now)
+    assert not net.c.report_empty_ack(S, non)  # a NON request gets no ACK at all
 
 
 def test_separate_response_is_retransmitted_until_acknowledged(net: Any) -> None:

@@ -6,11 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lwm2m.coap.message import Message
+from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.formats import get_codec
-from lwm2m.errors import GatewayError
+from lwm2m.errors import GatewayError, ResponseError
 from lwm2m.model import Path, Record
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.protocol.gateway import GATEWAY_PATH, end_device_records, end_devices_from_records
+from lwm2m.protocol.management import CreateRequest, decode_response
 from lwm2m.protocol.registration import EndDevice, ObjectLink, Registration
 
 # A gateway's /25 as Anjay's demo gateway answers it: two end devices, each a temperature
@@ -121,3 +124,43 @@ def test_any_object_25_content_gives_devices_or_a_gateway_error(records: list[Re
     except GatewayError:
         return
     assert len({d.prefix for d in devices}) == len(devices)
+
+
+def test_the_location_path_of_an_end_devices_new_instance() -> None:
+    """A Create on an end device answers the new instance with its prefix first (``dev1/3303/1``),
+    or its bare instance ID."""
+    request = CreateRequest(Path((3303,), "dev1"), (), 110)
+    created = Message.build(Type.ACK, Code.CREATED, location_path=["dev1", "3303", "1"])
+    assert decode_response(request, created).location == Path((3303, 1), "dev1")
+    short = Message.build(Type.ACK, Code.CREATED, location_path=["1"])
+    assert decode_response(request, short).location == Path((3303, 1), "dev1")
+    for bad in (
+        ["dev2", "3303", "1"],
+        ["3303", "1"],
+        ["dev1", "3304", "1"],
+        ["dev1", "3303"],
+        ["..", "3303", "1"],
+    ):
+        message = Message.build(Type.ACK, Code.CREATED, location_path=bad)
+        with pytest.raises(ResponseError, match="Location-Path"):
+            decode_response(request, message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    segments=st.lists(
+        st.one_of(st.sampled_from(["dev1", "dev2", "3303", "1", "0", "", ".."]), st.text(max_size=12)),
+        max_size=5,
+    ),
+    prefix=st.sampled_from(["", "dev1"]),
+)
+def test_any_location_path_of_a_create_is_a_location_or_a_response_error(
+    segments: list[str], prefix: str
+) -> None:
+    request = CreateRequest(Path((3303,), prefix), (), 110)
+    message = Message.build(Type.ACK, Code.CREATED, location_path=segments)
+    try:
+        location = decode_response(request, message).location
+    except ResponseError:
+        return
+    assert location is None or (location.is_instance and location.startswith(request.path))

@@ -152,3 +152,32 @@ async def test_a_bad_object_25_leaves_the_gateway_registered_without_end_devices
         assert gateway.asked == ["/25"]
         await asyncio.sleep(0.1)
         assert (await server.registration("gw-2")).end_devices == ()
+
+
+async def test_an_update_listing_the_same_objects_reads_25_again() -> None:
+    """An end device's objects changed (its /25/x/3), not the gateway's: the gateway's Update carries
+    its object list all the same, and the server reads /25 again; an Update without one does not."""
+    gateway = ScriptedGateway()
+    gateway.object25 = ONE_DEVICE
+    async with (
+        Server(ServerConfig(port=0)) as server,
+        open_udp_endpoint("127.0.0.1", 0, handler=gateway) as client,
+    ):
+        events = server.events()
+        peer = ("127.0.0.1", server.port)
+        links = b"</3/0>,</25>;ver=2.0,</25/0>"
+        query = ["ep=gw-4", "lt=300", "lwm2m=1.1", "b=U"]
+        answer = await client.request(message(Code.POST, "/rd", links, CF.LINK, query), peer)
+        event = await updated(events, 1)
+        assert event.registration.end_devices[0].object_ids == (3, 3303)
+        location = "/" + "/".join(answer.location_path)
+        assert (await client.request(message(Code.POST, location, b"", CF.LINK), peer)).code == Code.CHANGED
+        gateway.object25 = ONE_DEVICE.replace(b"</3303/0>", b"</3303/0>,</3303/1>")
+        assert (await client.request(message(Code.POST, location, links, CF.LINK), peer)).code == Code.CHANGED
+        while True:
+            event = await next_event(events, ClientUpdated)
+            if event.registration.end_devices != event.previous.end_devices:
+                break
+        (dev1,) = event.registration.end_devices
+        assert dev1.instances(3303) == (0, 1)
+        assert gateway.asked == ["/25", "/25"]

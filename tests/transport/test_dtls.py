@@ -48,6 +48,7 @@ from lwm2m.transport.dtls import (
     open_dtls_endpoint,
 )
 from lwm2m.transport.dtls.records import datagrams, is_client_hello, records
+from lwm2m.transport.separate import SEPARATE_RESPONSE
 
 FAST_HANDSHAKE = SessionLimits(handshake_timeout_min=0.05, handshake_timeout_max=0.4, handshake_lifetime=3.0)
 
@@ -99,6 +100,34 @@ async def test_psk_request_carries_the_peer_identity() -> None:
             await client.request(get("/x"), server.addresses[0], timeout=5)
         assert server.dtls.counters["handshakes_done"] == 1
         assert server.dtls.counters["hello_verify_sent"] == 1
+
+
+async def test_a_separate_response_heard_over_dtls() -> None:
+    """The empty ACK of a held request reaches SEPARATE_RESPONSE through the DTLS layer too, and
+    the caller's timeout no longer applies (RFC 7252 §5.2.2)."""
+    release = asyncio.Event()
+
+    async def held(event: RequestReceived) -> Message:
+        await release.wait()
+        return Message(Type.ACK, Code.CONTENT, payload=b"later")
+
+    heard: list[bool] = []
+    async with (
+        open_dtls_endpoint(
+            server=psk_server({"dev-1": KEY}), handler=held, config=EndpointConfig(empty_ack_delay=0.05)
+        ) as server,
+        open_dtls_endpoint(client=psk_client("dev-1", KEY)) as client,
+    ):
+        await client.connect(server.addresses[0], timeout=5)
+        context = SEPARATE_RESPONSE.set(lambda: heard.append(True))
+        try:
+            task = asyncio.ensure_future(client.request(get("/held"), server.addresses[0], timeout=0.3))
+        finally:
+            SEPARATE_RESPONSE.reset(context)
+        await asyncio.sleep(0.5)
+        assert heard == [True] and not task.done()
+        release.set()
+        assert (await asyncio.wait_for(task, 5)).payload == b"later"
 
 
 async def test_psk_cbc_sha256_suite() -> None:

@@ -12,8 +12,9 @@ import pytest
 from lwm2m.coap.endpoint import EndpointConfig
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.errors import EndpointClosed, RequestTimeout
+from lwm2m.transport.separate import SEPARATE_RESPONSE
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 FAST = EndpointConfig(ack_timeout=0.05, ack_random_factor=1.0, max_retransmit=2, empty_ack_delay=0.05)
@@ -266,6 +267,78 @@ async def test_coroutine_handler_and_separate_response() -> None:
         late = await client.request(get("/slow"), peer, timeout=5)
         # The empty ACK left after 50 ms; the answer came as a CON of its own (RFC 7252 §5.2.2).
         assert late.payload == b"slow" and late.type == Type.CON
+
+
+async def test_a_separate_response_awaited_past_the_callers_timeout() -> None:
+    """Under SEPARATE_RESPONSE, the peer's empty ACK is heard and lifts the caller's timeout: the
+    separate response is awaited within the endpoint's response_timeout (RFC 7252 §5.2.2)."""
+    release = asyncio.Event()
+
+    async def held(event: RequestReceived) -> Message:
+        await release.wait()
+        return Message(Type.ACK, Code.CONTENT, payload=b"at last")
+
+    heard: list[str] = []
+    async with (
+        open_udp_endpoint(handler=held, config=FAST) as server,
+        open_udp_endpoint(config=EndpointConfig(response_timeout=0.6)) as client,
+    ):
+        peer = server.addresses[0]
+        context = SEPARATE_RESPONSE.set(lambda: heard.append("acknowledged"))
+        try:
+            task = asyncio.ensure_future(client.request(get("/held"), peer, timeout=0.2))
+        finally:
+            SEPARATE_RESPONSE.reset(context)
+        await asyncio.sleep(0.35)  # past the caller's timeout, after the empty ACK
+        assert heard == ["acknowledged"] and not task.done()
+        release.set()
+        answer = await asyncio.wait_for(task, 5)
+        assert answer.payload == b"at last" and answer.type == Type.CON
+        # Without it, the caller's timeout holds; a separate response that never comes fails
+        # within response_timeout.
+        release.clear()
+        with pytest.raises(RequestTimeout):
+            await client.request(get("/held"), peer, timeout=0.2)
+        context = SEPARATE_RESPONSE.set(lambda: heard.append("again"))
+        try:
+            started = time.monotonic()
+            with pytest.raises(RequestTimeout):
+                await client.request(get("/held"), peer, timeout=0.2)
+            assert time.monotonic() - started > 0.5
+        finally:
+            SEPARATE_RESPONSE.reset(context)
+        assert heard == ["acknowledged", "again"]
+        release.set()
+
+
+async def test_an_observation_registered_under_separate_response() -> None:
+    """The registration's empty ACK lifts the first answer's timeout as a request's does; one
+    answered at once leaves nothing behind."""
+    release = asyncio.Event()
+
+    async def held(event: RequestReceived) -> Message:
+        if event.message.uri_path == ("held",):
+            await release.wait()
+        return Message(Type.ACK, Code.CONTENT, payload=b"v", options=[(OptionNumber.OBSERVE, b"")])
+
+    heard: list[bool] = []
+    async with open_udp_endpoint(handler=held, config=FAST) as server, open_udp_endpoint() as client:
+        peer = server.addresses[0]
+        context = SEPARATE_RESPONSE.set(lambda: heard.append(True))
+        try:
+            quick = client.observe(get("/quick"), peer)
+            late = client.observe(get("/held"), peer)
+        finally:
+            SEPARATE_RESPONSE.reset(context)
+        assert (await quick.next(5)).payload == b"v"
+        first = asyncio.ensure_future(late.next(0.2))
+        await asyncio.sleep(0.4)  # past its timeout, after the empty ACK
+        assert heard == [True] and not first.done()
+        release.set()
+        assert (await asyncio.wait_for(first, 5)).observe is not None
+        assert client._acknowledged == {}
+        quick.cancel()
+        late.cancel()
 
 
 async def test_handler_answering_later_through_respond() -> None:

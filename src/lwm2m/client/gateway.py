@@ -33,14 +33,17 @@ from lwm2m.client.role import Client
 from lwm2m.client.timer import LoopTimer
 from lwm2m.coap.events import RequestReceived
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type, as_code
+from lwm2m.coap.numbers import Code, OptionNumber, Type, as_code
+from lwm2m.codec.base import Codec
 from lwm2m.codec.formats import get_codec
 from lwm2m.errors import CodecError, DeviceError, GatewayError, InvalidPath, NotFound
-from lwm2m.model.path import ROOT, check_prefix
+from lwm2m.model.path import ROOT, Path, check_prefix
 from lwm2m.model.record import Record
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.gateway import DEVICE_ID, GATEWAY_OBJECT, IOT_DEVICE_OBJECTS, MAX_END_DEVICES, PREFIX
 from lwm2m.protocol.registration import ObjectList
+
+MAX_SPANNING = 256  # Observe-Composite relations across end devices at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,14 @@ class _Node:
     timer: LoopTimer
     instance: ObjectInstance  # its /25 instance on the gateway
     downlink: Callable[[], Awaitable[None]] | None  # what a request waits for before it is served
+
+
+@dataclass(frozen=True, slots=True)
+class _Spanning:
+    """An Observe-Composite across end devices: its paths by prefix, its content format."""
+
+    paths: dict[str, tuple[Path, ...]]
+    fmt: int
 
 
 class Gateway:
@@ -85,6 +96,7 @@ class Gateway:
     def _attach(self, client: Client) -> None:
         self.client = client
         self._nodes: dict[str, _Node] = {}
+        self._spanning: dict[RelationKey, _Spanning] = {}  # Observe-Composite across end devices
         client.routes = self
 
     # --- end devices ----------------------------------------------------------------------------
@@ -141,7 +153,7 @@ class Gateway:
         )
         reporter = Reporter(
             handler,
-            client.notify,
+            self._notify,
             # An end device's notifications go out as the gateway's do (``client.notify``): in
             # queue mode the client holds them while it sleeps and wakes by an Update (§6.5).
             asleep=_awake,
@@ -162,7 +174,7 @@ class Gateway:
         node = _Node(tree, handler, reporter, timer, record, downlink)
         self._nodes[prefix] = node
         self._describe(node)
-        tree.on_structure = lambda: self._describe(node)
+        tree.on_structure = lambda: self._objects_changed(node)
         client.tree.add(record)  # the object list changes: an Update (§6.2.2) tells the server
         return tree
 
@@ -179,6 +191,14 @@ class Gateway:
         used = {n.instance.id for n in self._nodes.values()}
         used.update(i.id for i in self.client.tree.instances(GATEWAY_OBJECT))
         return next(i for i in range(len(used) + 1) if i not in used)
+
+    def _objects_changed(self, node: _Node) -> None:
+        """An instance of the end device was created or deleted (by the server or the
+        application): its IoT Device Objects (/25/x/3) say so, and an Update carrying the
+        gateway's object list tells the server, which reads /25 again."""
+        self._describe(node)
+        if self._nodes.get(node.instance.get(PREFIX)) is node:  # still behind the gateway
+            self.client.objects_changed()
 
     @staticmethod
     def _describe(node: _Node) -> None:
@@ -217,10 +237,9 @@ class Gateway:
     ) -> Message | Awaitable[Message] | None:
         """Read-, Observe- and Write-Composite whose paths name end devices (LwM2M-TS-Core 1.2
         §6.3.4, §6.3.8, with the prefixed paths of LwM2M-TS-Gateway 1.1). The paths of one end
-        device go to its handler; a Read-Composite over several answers their records together.
-        An Observe-Composite names one end device's paths (each end device keeps its own
-        observations); a Write-Composite over several writes each one's part in turn, after
-        checking that every target exists."""
+        device go to its handler; a Read-Composite over several answers their records together;
+        an Observe-Composite over several is one relation whose notifications carry all their
+        records; a Write-Composite over several is checked whole before any part is written."""
         msg = event.message
         if msg.code not in (Code.FETCH, Code.IPATCH) or msg.content_format not in COMPOSITE_FORMATS:
             return None  # not a composite operation: the client's own answer
@@ -239,27 +258,133 @@ class Gateway:
                 return _reply(Code.NOT_FOUND, f"no end device with prefix {prefix!r}")
         if len(groups) == 1:
             ((prefix, part),) = groups.items()
+            self._forget_spanning(event.relation)
             return self._answer(
                 self._nodes[prefix], _part(event, codec.encode(part, ROOT, self.client.models)), server_id
             )
         if msg.code == Code.FETCH and event.observe == 0:
-            return _reply(Code.BAD_REQUEST, "Observe-Composite: the paths of one end device at a time")
+            if "" in groups:
+                return _reply(
+                    Code.BAD_REQUEST,
+                    "Observe-Composite: the paths of end devices or the gateway's own, not both",
+                )
+            return self._observe_across(event, groups, codec, server_id)
         if msg.code == Code.FETCH:
+            if event.observe == 1:
+                self._forget_spanning(event.relation)
             return self._read_all(groups, msg.accept)
-        for prefix, part in groups.items():  # §6.3.8: nothing written when a target is missing
-            tree = self._nodes[prefix].tree if prefix else self.client.tree
-            for r in part:
-                if len(r.path.ids) < 3 or not tree.exists(r.path):
-                    return _reply(
-                        Code.NOT_FOUND, f"Write-Composite: {r.path.with_prefix(prefix)} does not exist"
-                    )
-        answer: Message | Awaitable[Message] = _reply(Code.CHANGED)
+        if all(self._nodes[prefix].downlink is None for prefix in groups if prefix):
+            return self._write_across(event, groups, codec, server_id)
+        return self._write_when_heard(event, groups, codec, server_id)
+
+    async def _write_when_heard(
+        self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
+    ) -> Message:
+        """A Write-Composite that names end devices hearing only at times of their own: written
+        once each of them heard it."""
+        if not await self._heard(groups):
+            return _reply(Code.NOT_FOUND, "Write-Composite: an end device went meanwhile")
+        return self._write_across(event, groups, codec, server_id)
+
+    async def _heard(self, groups: dict[str, list[Record]]) -> bool:
+        """Wait for the downlink of each end device of ``groups`` that has one; False if one of
+        them is gone by then."""
+        for prefix in groups:
+            node = self._nodes.get(prefix) if prefix else None
+            if node is not None and node.downlink is not None:
+                await node.downlink()
+        return all(not prefix or prefix in self._nodes for prefix in groups)
+
+    def _write_across(
+        self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
+    ) -> Message:
+        """A Write-Composite over several end devices (and the gateway's own objects), all or
+        nothing (LwM2M-TS-Core 1.2 §6.3.8): every part is checked by its device first, and only
+        when all passed is any written."""
+        writes: list[Callable[[], Message]] = []
         for prefix, part in groups.items():
             handler = self._nodes[prefix].handler if prefix else self.client.handler
-            answer = handler(_part(event, codec.encode(part, ROOT, self.client.models)), server_id)
-            if not isinstance(answer, Message) or answer.code != Code.CHANGED:
-                return answer
-        return answer
+            message = _part(event, codec.encode(part, ROOT, self.client.models)).message
+            try:
+                writes.append(handler.write_composite_part(message, server_id))
+            except DeviceError as exc:
+                where = f" on {prefix}" if prefix else ""
+                return _reply(exc.code, f"Write-Composite{where}: {exc} (nothing written)")
+        for write in writes:
+            try:
+                write()
+            except DeviceError as exc:  # refused by the device itself (a write hook) after the checks
+                return _reply(exc.code, f"Write-Composite: {exc}")
+        return _reply(Code.CHANGED)
+
+    def _observe_across(
+        self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
+    ) -> Message | Awaitable[Message]:
+        """An Observe-Composite over several end devices: one relation, kept by the observer of
+        each end device it names, whose every notification carries the records of all of them
+        (LwM2M-TS-Core 1.2 §6.4.3 with the prefixed paths of LwM2M-TS-Gateway 1.1). End devices
+        that hear only at times of their own are waited for first."""
+        nodes = [self._nodes[prefix] for prefix in groups]
+        if all(node.downlink is None for node in nodes):
+            return self._observe_now(event, groups, codec, server_id)
+        return self._observe_when_heard(event, groups, codec, server_id)
+
+    async def _observe_when_heard(
+        self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
+    ) -> Message:
+        if not await self._heard(groups):
+            return _reply(Code.NOT_FOUND, "Observe-Composite: an end device went meanwhile")
+        return self._observe_now(event, groups, codec, server_id)
+
+    def _observe_now(
+        self, event: RequestReceived, groups: dict[str, list[Record]], codec: Codec, server_id: int | None
+    ) -> Message:
+        key = event.relation
+        self._forget_spanning(key)
+        if len(self._spanning) >= MAX_SPANNING:
+            return _reply(
+                Code.SERVICE_UNAVAILABLE, f"more than {MAX_SPANNING} observations across end devices"
+            )
+        for prefix, part in groups.items():
+            node = self._nodes[prefix]
+            answer = node.handler(_part(event, codec.encode(part, ROOT, self.client.models)), server_id)
+            if not isinstance(answer, Message) or answer.code != Code.CONTENT:
+                self._drop_parts(key)
+                return answer if isinstance(answer, Message) else _reply(Code.INTERNAL_SERVER_ERROR)
+        answer = self._read_all(groups, event.message.accept)
+        if answer.code != Code.CONTENT or answer.content_format is None:
+            self._drop_parts(key)
+            return answer
+        paths = {prefix: tuple(r.path for r in part) for prefix, part in groups.items()}
+        self._spanning[key] = _Spanning(paths, answer.content_format)
+        # The Observe option tells the endpoint to keep the relation (RFC 7641 §4.1).
+        return answer.with_option(OptionNumber.OBSERVE, 0)
+
+    def _notify(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
+        """A notification of an end device's observer, sent as the gateway's are; one of an
+        Observe-Composite across end devices carries the records of all of them."""
+        spanning = self._spanning.get(key)
+        if spanning is not None:
+            groups = {
+                prefix: [Record(p) for p in paths]
+                for prefix, paths in spanning.paths.items()
+                if prefix in self._nodes
+            }
+            content = self._read_all(groups, spanning.fmt)
+            if content.code == Code.CONTENT:
+                message = message.replace(payload=content.payload)
+        alive = self.client.notify(key, message, confirmable)
+        if not alive:
+            self._forget_spanning(key)
+        return alive
+
+    def _forget_spanning(self, key: RelationKey) -> None:
+        if self._spanning.pop(key, None) is not None:
+            self._drop_parts(key)
+
+    def _drop_parts(self, key: RelationKey) -> None:
+        for node in self._nodes.values():
+            node.reporter.observer.remove(key)
 
     def _read_all(self, groups: dict[str, list[Record]], accept: int | None) -> Message:
         handler = self.client.handler
@@ -285,8 +410,8 @@ class Gateway:
             return _reply(exc.code, str(exc))
 
     def cancelled(self, relation: RelationKey) -> None:
-        for node in self._nodes.values():
-            node.reporter.observer.remove(relation)
+        self._spanning.pop(relation, None)
+        self._drop_parts(relation)
 
     # --- life cycle -----------------------------------------------------------------------------
 

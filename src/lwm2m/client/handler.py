@@ -364,6 +364,18 @@ class RequestHandler:
         return _CHANGED
 
     def write_composite(self, msg: Message) -> Message:
+        return self._checked_writes(msg)()
+
+    def write_composite_part(self, msg: Message, server_id: int | None) -> Callable[[], Message]:
+        """A Write-Composite for ``server_id`` checked whole, without writing: what writes it. A
+        gateway checks the part of each end device so before it writes any (LwM2M-TS-Core 1.2
+        §6.3.8: all or nothing). DeviceError for what the request may not write."""
+        self.server_id = server_id
+        if server_id is None and not self.bootstrap and acl.enforced(self.tree):
+            raise Unauthorized("the request comes from none of the client's servers")
+        return self._checked_writes(msg)
+
+    def _checked_writes(self, msg: Message) -> Callable[[], Message]:
         records = self._decode_composite(msg)
         if not records:
             raise BadRequest("Write-Composite: nothing to write")
@@ -379,9 +391,13 @@ class RequestHandler:
             _, inst = self.tree.resolve(target)
             assert inst is not None
             self.tree._group(inst, target, recs, check_access=True)
-        for target, recs in by_instance.items():
-            self.tree.write(target, recs, replace=True)
-        return _CHANGED
+
+        def write() -> Message:
+            for target, recs in by_instance.items():
+                self.tree.write(target, recs, replace=True)
+            return _CHANGED
+
+        return write
 
     # --- post: execute, create, partial update -------------------------------------------
 
@@ -436,21 +452,30 @@ class RequestHandler:
         if obj is None:
             raise NotFound(f"{path}: no such object")
         codec = self._codec(msg.content_format)
+        prefix = self.prefix  # an end device's payload names its paths with the prefix
         try:
-            records = codec.decode(msg.payload, path, self.models) if msg.payload else []
+            records = codec.decode(msg.payload, path.with_prefix(prefix), self.models) if msg.payload else []
             instance_id = _instance_of(records)
         except CodecError:
             # LwM2M 1.0 TLV Create without an instance ID: the resources come bare.
             instance_id = obj.free_id()
             try:
-                records = codec.decode(msg.payload, Path.of(object_id, instance_id), self.models)
+                base = Path((object_id, instance_id), prefix)
+                records = codec.decode(msg.payload, base, self.models)
             except CodecError as exc:
                 raise BadRequest(f"cannot decode the payload: {exc}") from None
+        if prefix:
+            records = _prefixed(records, "")
         inst = self.tree.create(object_id, records, instance_id)
         if self.server_id is not None and not self.bootstrap:
             # §7.3: the creating server owns the new instance (full rights, manages its ACL).
             acl.created(self.tree, self.server_id, object_id, inst.id)
-        return Message.build(Type.ACK, Code.CREATED, location_path=[str(object_id), str(inst.id)])
+        # An end device's new instance is named as the server reaches it: ``dev1/3303/1``
+        # (the prefix first, as in the Uri-Path of its requests).
+        location = (
+            [self.prefix, str(object_id), str(inst.id)] if self.prefix else [str(object_id), str(inst.id)]
+        )
+        return Message.build(Type.ACK, Code.CREATED, location_path=location)
 
     # --- delete ----------------------------------------------------------------------------
 

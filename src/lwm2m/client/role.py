@@ -298,6 +298,12 @@ class Client:
             return None
         raise ConfigError("object 1 (LwM2M Server) instances must be lwm2m.client.core.server.ServerAccount")
 
+    def objects_changed(self) -> None:
+        """What the object list stands for changed without the list itself (the objects of an
+        end device behind a gateway, told by /25/x/3): the next Update carries the list all the
+        same, so that every server looks again (LwM2M-TS-Core 1.2 §6.2.2)."""
+        self._structure_changed()
+
     def _structure_changed(self) -> None:
         self.registration.objects_dirty = True
         if self.registration.running:

@@ -176,6 +176,7 @@ from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
     ObservationCancelled,
+    RequestAcknowledged,
     RequestFailed,
     RequestFields,
     RequestReceived,
@@ -626,6 +627,16 @@ class Endpoint:
         self._out.append((data, addr))
         return True
 
+    def report_empty_ack(self, addr: Any, token: bytes) -> bool:
+        """Raise RequestAcknowledged if the peer acknowledges our CON request ``token`` at ``addr``
+        with an empty ACK (its answer then follows as a separate response, §5.2.2); False if there
+        is no such request waiting for its answer (answered, or not confirmable)."""
+        req = self._exchanges.requests.get((addr, token))
+        if req is None or not req.live or not req.con or req.observing:
+            return False
+        req.report_ack = True
+        return True
+
     def cancel(self, token: bytes, addr: Any = None) -> None:
         """Forget our request or observation with ``token`` (at ``addr``, or at any peer)."""
         requests = self._exchanges.requests
@@ -982,6 +993,9 @@ class Endpoint:
                 assert timeout is not None  # derived by EndpointConfig
                 owner.deadline = now + timeout
                 self._exchanges.push(owner.deadline, owner)
+            if owner.report_ack:
+                owner.report_ack = False
+                self._events.append(RequestAcknowledged(addr, owner.token))
         elif isinstance(owner, Relation) and owner.tx is tx:
             owner.tx = None
 

@@ -18,6 +18,7 @@ __all__ = [
     "CoapNotificationReceived",
     "Event",
     "ObservationCancelled",
+    "RequestAcknowledged",
     "RequestFailed",
     "RequestReceived",
     "RequestTimedOut",
@@ -104,6 +105,16 @@ class RequestTimedOut(Event):
     addr: Addr
     token: bytes
     request: Message
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAcknowledged(Event):
+    """The peer acknowledged our CON request with an empty ACK: its answer follows as a separate
+    response (RFC 7252 §5.2.2), within ``EndpointConfig.response_timeout``. Raised only for a
+    request whose empty ACK was asked for (``Endpoint.report_empty_ack``)."""
+
+    addr: Addr
+    token: bytes
 
 
 @dataclass(frozen=True, slots=True)

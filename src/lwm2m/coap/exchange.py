@@ -70,6 +70,7 @@ class OutgoingRequest:
         "observing",
         "parent",
         "parent_seq",
+        "report_ack",
         "request",
         "token",
         "tx",
@@ -84,6 +85,7 @@ class OutgoingRequest:
         self.counted = False  # holds one of the peer's NSTART slots
         self.deadline = INF  # response wait (NON request, or after an empty ACK)
         self.live = True
+        self.report_ack = False  # an empty ACK raises RequestAcknowledged (report_empty_ack)
         self.observe = request.code in (Code.GET, Code.FETCH) and request.observe == 0
         self.observing = False  # the registration was accepted: later responses are notifications
         self.obs_seq = 0

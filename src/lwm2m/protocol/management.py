@@ -321,7 +321,8 @@ class ResponseDecoder:
 
 
 def _location(message: Message, object_path: Path) -> Path | None:
-    """The instance a 2.01 Created names in its Location-Path (``/3303/1`` or ``1``)."""
+    """The instance a 2.01 Created names in its Location-Path (``/3303/1`` or ``1``); on an end
+    device behind a gateway, with its prefix first (``/dev1/3303/1``, LwM2M-TS-Gateway 1.1)."""
     segments = [s for s in message.location_path if s]
     if not segments:
         return None
@@ -329,7 +330,7 @@ def _location(message: Message, object_path: Path) -> Path | None:
     if len(segments) == 1:
         text = f"{object_path}/{segments[0]}"
     try:
-        path = Path.parse(text)
+        path = Path.parse(text, prefixed=bool(object_path.prefix))
     except ValueError:
         raise ResponseError(f"Create answered with a bad Location-Path {text!r}") from None
     if not (path.is_instance and path.startswith(object_path)):

@@ -2,8 +2,9 @@
 
 A gateway's Register lists its object 25 instances, one per end device; their content (Device
 ID, Prefix, IoT Device Objects) is read from /25. The part reads it after each Register, and
-again after an Update whose object list changed (the gateway created or deleted /25 instances
-as end devices came and went), or that follows a read of /25 that failed. What it reads is
+again after an Update that carries an object list (the gateway created or deleted /25 instances
+as end devices came and went, or an end device's objects changed: its /25/x/3), or that
+follows a read of /25 that failed. What it reads is
 kept in the registration (``Registration.end_devices``) and told by a ClientUpdated event: the
 registration changed, without an Update message.
 """
@@ -27,6 +28,15 @@ from lwm2m.storage.base import RegistrationStore
 log = logging.getLogger(__name__)
 
 MAX_READS = 64  # reads of /25 under way at once; beyond, the newest wait their turn
+
+
+def _listed(event: ClientUpdated) -> bool:
+    """Whether the Update carried the gateway's object list, changed or not: a gateway sends it
+    when its end devices or their objects changed (/25/x/3), and the server reads /25 again.
+    ``Registration.updated`` takes a listed object list as the Update decoded it and keeps the
+    previous one itself otherwise, so an Update that listed nothing leaves the very same tuple;
+    an event of this part (end devices read) keeps it too."""
+    return event.registration.objects is not event.previous.objects
 
 
 class EndDeviceTracker:
@@ -56,11 +66,11 @@ class EndDeviceTracker:
             return
         if (
             isinstance(event, ClientUpdated)
-            and event.previous.objects == reg.objects
+            and not _listed(event)
             and (reg.end_devices or not reg.instances(GATEWAY_OBJECT))
         ):
-            # The list of /25 instances did not change (nor did anything else it lists), and what
-            # it says is known: an Update after a read of /25 that failed tries again.
+            # An Update without an object list, and what /25 says is known: an Update after a
+            # read of /25 that failed tries again.
             return
         self._start(reg.endpoint, reg.registration_id, clear=False)
 

@@ -33,6 +33,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lwm2m.coap.endpoint import Endpoint, EndpointConfig
@@ -40,6 +41,7 @@ from lwm2m.coap.events import (
     CoapNotificationReceived,
     Event,
     ObservationCancelled,
+    RequestAcknowledged,
     RequestFailed,
     RequestReceived,
     RequestTimedOut,
@@ -59,6 +61,7 @@ from lwm2m.errors import (
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
+from lwm2m.transport.separate import SEPARATE_RESPONSE
 from lwm2m.transport.tap import MessageSink
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
@@ -113,10 +116,33 @@ class CoapObservation:
         self._items: deque[Message | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
+        # A registration whose empty ACK someone waits for (lwm2m.transport.separate): what to
+        # call then, and how the endpoint forgets it otherwise; the timeout of next() under way.
+        self._held: tuple[Callable[[], None], Callable[[], None]] | None = None
+        self._scope: asyncio.Timeout | None = None
+
+    def _hold(self, heard: Callable[[], None], forget: Callable[[], None]) -> None:
+        self._held = (heard, forget)
+
+    def _acknowledged(self) -> None:
+        """The peer acknowledged the registration with an empty ACK: its answer follows as a
+        separate response (RFC 7252 §5.2.2), awaited within the endpoint's response_timeout."""
+        held, self._held = self._held, None
+        if self._scope is not None:
+            self._scope.reschedule(None)
+        if held is not None:
+            held[0]()
+
+    def _unhold(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held[1]()
 
     def _push(self, item: Message | BaseException, last: bool = False) -> None:
         if self._done:
             return
+        if self._held is not None:
+            self._unhold()  # answered (or failed) without an empty ACK first
         self._items.append(item)
         if last:
             self._done = True
@@ -143,12 +169,18 @@ class CoapObservation:
         return item
 
     async def next(self, timeout: float | None = None) -> Message:
-        """The next notification, waiting at most ``timeout`` seconds."""
-        async with asyncio.timeout(timeout):
-            return await self.__anext__()
+        """The next notification, waiting at most ``timeout`` seconds (for the first, no longer
+        once the peer acknowledged a registration made under SEPARATE_RESPONSE)."""
+        async with asyncio.timeout(timeout) as scope:
+            self._scope = scope
+            try:
+                return await self.__anext__()
+            finally:
+                self._scope = None
 
     def cancel(self) -> None:
         """End the relation here; the endpoint answers the next notification with RST (RFC 7641 §3.6)."""
+        self._unhold()
         if self._done:
             return
         self._owner._cancel(self.token)
@@ -185,6 +217,8 @@ class CoapUdpEndpoint:
         self._handler = handler
         self._extra = on_event
         self._pending: dict[bytes, asyncio.Future[Message]] = {}
+        # Requests whose empty ACK someone waits for (lwm2m.transport.separate), by token.
+        self._acknowledged: dict[bytes, Callable[[], None]] = {}
         self._observations: dict[bytes, CoapObservation] = {}
         self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
         self._respond = endpoint.respond  # bound once: the per-request path
@@ -288,6 +322,11 @@ class CoapUdpEndpoint:
                 return
         elif type(event) is RequestTimedOut:
             if self._fail(event.token, RequestTimeout(f"no response from {format_addr(event.addr)}")):
+                return
+        elif type(event) is RequestAcknowledged:
+            acknowledged = self._acknowledged.pop(event.token, None)
+            if acknowledged is not None:
+                acknowledged()
                 return
         elif type(event) is RequestFailed:
             if self._fail(event.token, RequestAborted(event.reason)):
@@ -453,15 +492,24 @@ class CoapUdpEndpoint:
         return alive
 
     async def request(self, message: Message, addr: Addr, *, timeout: float | None = None) -> Message:
-        """Send ``message`` to ``addr`` and return the response (block-wise transfers reassembled)."""
+        """Send ``message`` to ``addr`` and return the response (block-wise transfers reassembled).
+
+        Under :data:`lwm2m.transport.separate.SEPARATE_RESPONSE`, an empty ACK from the peer calls
+        it and lifts ``timeout``: the separate response is awaited as long as the endpoint's
+        ``response_timeout`` allows."""
         self._check_open()
         addr = self._reachable(await resolve(addr, self._family))
         now = self._driver.now()
         token = self._send_request(message, addr, now)
         fut: asyncio.Future[Message] = self._loop.create_future()
         self._pending[token] = fut
+        heard = SEPARATE_RESPONSE.get()
+        if heard is not None and not self._driver.endpoint.report_empty_ack(addr, token):
+            heard = None
         self._driver.flush(now)
         try:
+            if heard is not None:
+                return await self._answered_later(token, fut, heard, addr, timeout)
             if timeout is None:
                 return await fut
             try:
@@ -472,6 +520,30 @@ class CoapUdpEndpoint:
         finally:
             if self._pending.pop(token, None) is not None:
                 self._cancel(token)  # given up by the caller: stop retransmitting
+
+    async def _answered_later(
+        self,
+        token: bytes,
+        fut: asyncio.Future[Message],
+        heard: Callable[[], None],
+        addr: Addr,
+        timeout: float | None,
+    ) -> Message:
+        """The answer to the request ``token``, whose empty ACK (RFC 7252 §5.2.2) calls ``heard``
+        and lifts ``timeout``: the endpoint's ``response_timeout`` bounds the wait from then on."""
+        try:
+            async with asyncio.timeout(timeout) as scope:
+
+                def acknowledged() -> None:
+                    scope.reschedule(None)
+                    heard()
+
+                self._acknowledged[token] = acknowledged
+                return await fut
+        except TimeoutError:
+            raise RequestTimeout(f"no response from {format_addr(addr)} within {timeout:g} s") from None
+        finally:
+            self._acknowledged.pop(token, None)
 
     def observe(self, message: Message, addr: Addr) -> CoapObservation:
         """Register an observation (``message`` gets Observe: 0 if it lacks it); iterate for notifications."""
@@ -486,8 +558,15 @@ class CoapUdpEndpoint:
             pending = self.oscore.pending.get(token)
             obs.oscore = None if pending is None else pending.binding
         self._observations[token] = obs
+        heard = SEPARATE_RESPONSE.get()
+        if heard is not None and self._driver.endpoint.report_empty_ack(addr, token):
+            obs._hold(heard, partial(self._forget_acknowledgement, token))
+            self._acknowledged[token] = obs._acknowledged
         self._driver.flush(now)
         return obs
+
+    def _forget_acknowledgement(self, token: bytes) -> None:
+        self._acknowledged.pop(token, None)
 
     def _send_request(self, message: Message, addr: Addr, now: float) -> bytes:
         """Hand ``message`` to the endpoint, protected first when OSCORE binds ``addr``."""

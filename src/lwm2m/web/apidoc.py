@@ -78,8 +78,8 @@ FORMAT = Param(
 WAIT = Param(
     "wait",
     Annotated[bool, Meta(extra_json_schema={"default": False})],
-    "for a sleeping queue-mode client: hold the HTTP call until it wakes up and answers, instead of "
-    "answering 202 with a request ID",
+    "for a sleeping queue-mode client, or a gateway holding the request for an end device: hold the "
+    "HTTP call until the answer comes, instead of answering 202 with a request ID",
 )
 ACTIVE = Param("active", bool, "also tell the client (Observe 1); queued for a sleeping client")
 # The path parameters of a LwM2M path's IDs, by level (0-65534: 65535 is reserved, §7.1).
@@ -111,12 +111,16 @@ def _error(description: str) -> Answer:
 
 def device_answers(answer: Any = bodies.DeviceAnswer) -> dict[int, Answer]:
     """The answers of a device operation: the device's own result with 200, or 202 for a
-    sleeping client, and the errors around the device."""
+    sleeping client or a request a gateway holds for an end device, and the errors around the
+    device."""
     return {
         200: Answer("the device's answer; its CoAP result is in code", answer),
         202: Answer(
-            "the client sleeps (queue mode): the request goes out when it wakes up; the outcome "
-            "follows as a REQUEST_DONE event and at /api/requests/{id}",
+            "the client sleeps (queue mode): the request goes out when it wakes up; or a gateway "
+            "holds the request for an end device that hears only at times of its own (a LoRaWAN "
+            "class A device, at its next uplink): it acknowledged it with an empty ACK and answers "
+            "later in a separate response (RFC 7252 §5.2.2). The outcome follows as a REQUEST_DONE "
+            "event and at /api/requests/{id}",
             bodies.QueuedRequest,
             headers={"Location": "/api/requests/{id}"},
         ),

@@ -162,6 +162,8 @@ class CoapSide(Protocol):
 
     def request(self, message: Message, addr: Any, now: float) -> bytes: ...
 
+    def report_empty_ack(self, addr: Any, token: bytes) -> bool: ...
+
     def notify(
         self, relation: tuple[Any, bytes], message: Message, now: float, *, confirmable: bool = False
     ) -> bool: ...
@@ -506,6 +508,9 @@ class DtlsLayer:
 
     def request(self, message: Message, addr: Addr, now: float) -> bytes:
         return self._inner.request(message, addr, now)
+
+    def report_empty_ack(self, addr: Addr, token: bytes) -> bool:
+        return self._inner.report_empty_ack(addr, token)
 
     def notify(
         self, relation: tuple[Addr, bytes], message: Message, now: float, *, confirmable: bool = False

@@ -1,6 +1,7 @@
 // Operations on a device through the API, their results shown as they go. The server queues a
-// request for a sleeping client (202; queue mode, LwM2M-TS-Core 1.2 §6.5) and its answer comes
-// later as a REQUEST_DONE event.
+// request for a sleeping client (202; queue mode, LwM2M-TS-Core 1.2 §6.5), or one a gateway holds
+// for an end device until it next speaks (202 too), and its answer comes later as a REQUEST_DONE
+// event.
 
 import { api, devicePath } from "./api.js";
 import { showInline, showResult } from "./results.js";
@@ -22,7 +23,7 @@ subscribe(({ name, data }) => {
 export async function deviceCall(ep, path, options, target) {
   const { status, data } = await api(devicePath(ep, path), options);
   if (status === 202 && data && data.requestId) {
-    const note = `${path}: queued for the sleeping client (request ${data.requestId})`;
+    const note = `${path}: queued until the device hears it (request ${data.requestId})`;
     showResult(note, null, ep);
     if (target) showInline(target, note, null, ep);
     return new Promise((resolve) => {
