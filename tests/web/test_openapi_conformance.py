@@ -76,6 +76,16 @@ async def test_schemathesis_finds_no_failure(live: str, tmp_path: Path) -> None:
         "SCHEMATHESIS_HOOKS": "tests.web.schemathesis_hooks",
         "LWM2M_TEST_ENDPOINTS": ",".join(ENDPOINTS),
     }
+    # The coverage phase (every parameter's boundary and negative values, about 80 cases an
+    # operation) skips the end devices' routes below an object: they are the device routes'
+    # handlers with the device's path parameters, and those run the phase on the device routes;
+    # the prefix parameter keeps it on the end devices' object-level routes. The other phases
+    # run on every operation.
+    (tmp_path / "schemathesis.toml").write_text(
+        "[[operations]]\n"
+        'include-path-regex = "/devices/[{]prefix[}]/.*[{]instanceId[}]"\n'
+        "phases.coverage.enabled = false\n"
+    )
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run", f"{live}/api/openapi.json"),
         *("--checks", "all", "--max-examples", "3", "--request-timeout", "5"),
