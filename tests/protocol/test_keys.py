@@ -61,6 +61,19 @@ def test_rsa_keys_fit_under_the_bound() -> None:
         (b"-----BEGIN PUBLIC KEY-----\nAAA=A\n-----END PUBLIC KEY-----\n", "base64"),
         (COMPRESSED, "compressed EC point"),
     ],
+    ids=[
+        "empty",
+        "truncated",
+        "a byte after",
+        "no algorithm",
+        "no key bits",
+        "long length form",
+        "too long",
+        "private key",
+        "not base64",
+        "bad padding",
+        "compressed",
+    ],
 )
 def test_malformed_keys_are_refused(data: bytes, reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):

@@ -14,16 +14,13 @@ one endpoint works on Redis Cluster, where all keys of one call must live in one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from lwm2m.errors import ConfigError
 
-try:  # the ``cluster`` extra
-    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-    from redis.asyncio.cluster import ClusterNode
-except ImportError:  # pragma: no cover - exercised only without the extra
-    BlockingConnectionPool = Redis = RedisCluster = ClusterNode = None  # type: ignore[assignment,misc]
+if TYPE_CHECKING:  # redis-py is imported by connect(): a server on SQLite starts without it
+    from redis.asyncio import Redis, RedisCluster
 
 POOL_CONNECTIONS = 256  # connections of one client to one Redis server, at most
 POOL_WAIT = 20.0  # seconds a call waits for a free one before it fails
@@ -84,8 +81,13 @@ def connect(url: str, *, known: Sequence[tuple[str, int]] = ()) -> RedisClient:
     scheme = url.partition("://")[0].lower()
     if scheme not in REDIS_SCHEMES:
         raise ConfigError(f"Redis URL {shown!r}: give one of {', '.join(s + '://' for s in REDIS_SCHEMES)}")
-    if Redis is None:
-        raise ConfigError(f"Redis URL {shown!r}: redis-py is not installed; pip install 'lwm2m[cluster]'")
+    try:  # the ``cluster`` extra
+        from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+        from redis.asyncio.cluster import ClusterNode
+    except ImportError as exc:
+        raise ConfigError(
+            f"Redis URL {shown!r}: redis-py is not installed; pip install 'lwm2m[cluster]'"
+        ) from exc
     if scheme.endswith("+cluster"):
         plain, named = cluster_nodes(url)
         if urlsplit(plain).path.strip("/") not in ("", "0"):
