@@ -53,10 +53,14 @@ $(NODE_PEERS): tests/peers/package.json
 	touch $(NODE_PEERS)
 
 # mypy checks what [tool.mypy] in pyproject.toml names, strictly where it says; a type error fails the target.
+# The tests run in TEST_WORKERS processes (pytest-xdist; each test picks its own free ports and
+# starts its own peers): most of a test's time is waiting on sockets and processes, so two keep
+# two cores busy. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) debs $(NODE_PEERS)
 	$(VENV)/bin/ruff check src tests tools bench
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests tools bench

@@ -504,11 +504,14 @@ async def cluster_run(args: argparse.Namespace, folder: Path) -> tuple[Registeri
                 + f" (all: {calls.total() / ingest.total:.2f})"
             )
 
-        # REST reads: one device of n1, through n1 (its owner) and through n2.
-        device = next(ep for ep, node in sorted(owned.items()) if node == "n1")
+        # REST reads: one device of the node that owns the most (the balancer may have given a
+        # small fleet none on some node), through that node and through another.
+        owner = max(per_node, key=lambda n: per_node[n])
+        device = next(ep for ep, node in sorted(owned.items()) if node == owner)
+        elsewhere = next(n for n in sorted(by_id) if n != owner)
         async with httpx.AsyncClient(timeout=30) as http:
-            same = await read_latencies(http, by_id["n1"].api, device, args.reads)
-            other = await read_latencies(http, by_id["n2"].api, device, args.reads)
+            same = await read_latencies(http, by_id[owner].api, device, args.reads)
+            other = await read_latencies(http, by_id[elsewhere].api, device, args.reads)
         for name, took in (("same node ", same), ("other node", other)):
             say(
                 f"read     {name} p50 {percentile(took, 0.5) * 1e3:6.2f} ms  p99 "
