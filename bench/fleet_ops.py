@@ -5,7 +5,10 @@
    ``--in-flight`` at a time);
 2. the cost of metrics on the notification ingest path: ``bench/metrics.py``;
 3. the cost of webhooks (a hook wanting every notification): ``bench/export.py``;
-4. the cost of the MQTT export (every notification published): ``bench/mqtt_export.py``.
+4. the cost of the MQTT export (every notification published): ``bench/mqtt_export.py``;
+5. the same three costs in the server's instructions per notification, counted by callgrind:
+   ``bench/ingest_instructions.py`` (when valgrind is installed), which the other core's work
+   and a busy machine do not move.
 
 Each runs in a process of its own, one after the other (their output is shown as it comes);
 the ingest benches take ``--observers``, ``--seconds`` and ``--rounds``. The table gives, per
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +63,7 @@ def run(script: str, args: list[str]) -> str:
 
 
 def number(pattern: str, text: str) -> float | None:
-    found = re.search(pattern, text)
+    found = re.search(pattern, text, re.MULTILINE)
     return float(found.group(1).replace(",", "")) if found else None
 
 
@@ -106,9 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     exports = [*ingest, "--stream"] if args.stream else ingest
     webhooks = run("export.py", exports)
     mqtt = run("mqtt_export.py", exports)
+    counted = run("ingest_instructions.py", []) if shutil.which("valgrind") else ""
 
     per_minute = number(r"devices updated per minute: ([\d,.]+)", campaign)
     elapsed = number(r"pull, \d+ at a time: ([\d.]+) s", campaign)
+    # Instructions per notification on against plain, in percent (the scrape spread in, for metrics).
+    instructions = {
+        name: number(rf"^\s*{re.escape(label)}.*?ratio\s+[\d.]+\s+([+-][\d.]+)%", counted)
+        for name, label in (
+            ("metrics", "+ a scrape every"),
+            ("webhooks", "webhooks: handoff to the worker"),
+            ("MQTT", "MQTT: handoff to the worker"),
+        )
+    }
     rows = [
         (
             "metrics",
@@ -142,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ingest cost ({args.observers} observations, {args.rounds} x {args.seconds:g} s per phase):")
     print(
         f"  {'':10} {'server CPU/notification':>24} {'rate on/off':>12}"
-        f" {'worker µs/notification':>23} {'handoff µs/event':>17}"
+        f" {'worker µs/notification':>23} {'handoff µs/event':>17} {'instructions':>13}"
     )
     for name, cost, rate, worker, handoff in rows:
         if name == "metrics":
@@ -151,8 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             shown_rate = "—" if rate is None else f"{rate:.2f}"
         shown_worker = "—" if worker is None else f"{worker:.2f}"
         shown_handoff = "—" if handoff is None else f"{handoff:.2f}"
-        print(f"  {name:10} {percent(cost):>24} {shown_rate:>12} {shown_worker:>23} {shown_handoff:>17}")
+        shown_counted = percent(instructions[name])
+        print(
+            f"  {name:10} {percent(cost):>24} {shown_rate:>12} {shown_worker:>23} {shown_handoff:>17}"
+            f" {shown_counted:>13}"
+        )
     print(f"  target: server CPU per notification ≤ +{TARGET:.0%} on/off (same run)")
+    print("  instructions: the server's per notification against plain (no event subscriber), callgrind")
     return 0
 
 

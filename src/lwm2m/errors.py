@@ -744,3 +744,12 @@ class GatewayError(ProtocolError):
     """A gateway's object 25 content that cannot stand for its end devices: a missing Device ID,
     Prefix or IoT Device Objects resource, a bad or repeated prefix, a bad object list, too many
     end devices (LwM2M-TS-Gateway 1.1, object 25)."""
+
+
+# --- campaign runner failover (web/campaign_devices.py) ---
+
+
+class OwnerGone(BusTimeout):
+    """The node a device request waited for stopped beating before it answered (it was killed):
+    no answer will come. The device is reached again through its new route; whether the dead
+    node had passed the request on to the device is unknown, as after any timeout."""

@@ -24,6 +24,7 @@ import httpx
 from click.testing import CliRunner, Result
 from starlette.applications import Starlette
 from tests.helpers.polling import eventually
+from tests.helpers.simulator import count_installs
 from tests.helpers.web import served, sse_events
 
 from lwm2m.cli import main
@@ -78,23 +79,6 @@ def fleet(server: Server, prefix: str, install_seconds: float) -> Fleet:
         install_seconds=install_seconds,
     )
     return Fleet(server.uri, config)
-
-
-def count_installs(fleets: list[Fleet]) -> Counter[str]:
-    """Installs per endpoint, counted as each device's firmware update runs one."""
-    installs: Counter[str] = Counter()
-    for one in fleets:
-        for endpoint in one.endpoint_names():
-            firmware = one.device(endpoint).firmware
-            install = firmware.on_update
-            assert install is not None
-
-            def counted(package: bytes, endpoint: str = endpoint, install: Any = install) -> Any:
-                installs[endpoint] += 1
-                return install(package)
-
-            firmware.on_update = counted
-    return installs
 
 
 def trace_requests(nodes: list[Node]) -> list[tuple[str, str, str]]:

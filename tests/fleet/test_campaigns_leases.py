@@ -1,12 +1,14 @@
 """One runner per campaign, through the store's leases (``lwm2m.fleet.campaigns``, memory store:
 the interface every backend shares): a runner does not take a campaign another holds; when the
 holder is killed (its tasks gone, its lease not given up), a runner sharing the store takes the
-campaign over once the lease lapses, and the old runner's writes are refused (fencing)."""
+campaign over once the lease lapses, and the old runner's writes are refused (fencing); a
+finished campaign is not read again at each look for campaigns to take up."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,6 +207,50 @@ async def test_a_runner_whose_write_is_refused_stops_driving_every_device() -> N
         assert campaign.id not in a._tasks
         stored = await b.find(campaign.id)
         assert stored.status == "paused" and stored.counts() == {"pending": 2}  # A's steps never stored
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+class CountedLoads(MemoryCampaignStore):
+    """The memory store, counting the reads of each campaign's record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: Counter[str] = Counter()
+
+    async def load(self, campaign_id: str) -> bytes | None:
+        self.loads[campaign_id] += 1
+        return await super().load(campaign_id)
+
+
+async def test_a_finished_campaign_is_not_read_again_at_each_look_for_one_to_take_up() -> None:
+    store = CountedLoads()
+    packages = Packages(MemoryPackageStore())
+    package = await packages.add("lamp", "2.0", b"FW")
+    devices = Devices(["d1", "d2"])
+
+    def runner(node: str) -> Campaigns:
+        config = CampaignsConfig(node=node, lease=LEASE, shared=True)
+        return Campaigns(devices, packages, store, lambda p: {"coap": "coap://x/fw"}, config=config)
+
+    a, b = runner("a"), runner("b")
+    await a.start()
+    await b.start()
+    try:
+        spec = CampaignSpec(package.id, Target(object_id=None), window=closed_window())
+        running = await a.create(spec)
+        cancelled = await a.create(spec)
+        await a.cancel(cancelled.id)
+        store.loads.clear()
+        await asyncio.sleep(6 * a.config.period)
+        # B looks at the one A runs every period (A may die); each runner at the cancelled one once.
+        assert store.loads[running.id] >= 4 and store.loads[cancelled.id] <= 2, store.loads
+        assert b._finished == {cancelled.id}
+        await a.delete(cancelled.id)
+        await asyncio.sleep(2 * a.config.period)
+        assert b._finished == set()  # forgotten with the campaign
+        assert await b.runner(running.id) == "a"
     finally:
         await a.stop()
         await b.stop()

@@ -1,9 +1,11 @@
-"""Simulator test helpers: an ASGI app served on a free port, the profiles' clock and models."""
+"""Simulator test helpers: an ASGI app served on a free port, the profiles' clock and models, the
+firmware installs of a fleet's devices counted."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import uvicorn
 from tests.helpers.ports import free_tcp_port
 
 from lwm2m.model.catalogue import load_catalogue
+from lwm2m.simulator import Fleet
 
 
 @contextlib.asynccontextmanager
@@ -32,3 +35,20 @@ async def served(app: Any) -> AsyncIterator[str]:
 
 MODELS = load_catalogue()
 MIDNIGHT = 1_700_006_400.0  # a UTC midnight
+
+
+def count_installs(fleets: list[Fleet]) -> Counter[str]:
+    """Installs per endpoint, counted as each device's firmware update runs one."""
+    installs: Counter[str] = Counter()
+    for one in fleets:
+        for endpoint in one.endpoint_names():
+            firmware = one.device(endpoint).firmware
+            install = firmware.on_update
+            assert install is not None
+
+            def counted(package: bytes, endpoint: str = endpoint, install: Any = install) -> Any:
+                installs[endpoint] += 1
+                return install(package)
+
+            firmware.on_update = counted
+    return installs

@@ -1,25 +1,36 @@
 """``lwm2m.web.campaign_devices``: a device answer that came back from its owner node over the bus
 is read into a code and typed records, or into the error its HTTP status stands for (only
 errors of the package's tree, whatever the answer holds); a routed observation keeps the
-notifications of its path, the newest few."""
+notifications of its path, the newest few; a request whose node dies before it answers goes
+again by the device's new route (an Execute excepted)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lwm2m.errors import LwM2MError, NotRegistered, QueueTimeout, RemoteApiError, RequestTimeout
+from lwm2m.errors import LwM2MError, NotRegistered, OwnerGone, QueueTimeout, RemoteApiError, RequestTimeout
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
+from lwm2m.protocol.registration import Registration
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.storage.base import SecurityInfo
-from lwm2m.web.campaign_devices import NOTIFICATIONS_KEPT, RoutedAnswer, RoutedDevices, RoutedObservation
+from lwm2m.web import campaign_devices
+from lwm2m.web.campaign_devices import (
+    NOTIFICATIONS_KEPT,
+    OWNER_WAIT,
+    RoutedAnswer,
+    RoutedDevices,
+    RoutedObservation,
+)
 
 DEVICES = RoutedDevices(Server(ServerConfig(port=0)), cluster=None)  # type: ignore[arg-type]
 
@@ -138,3 +149,72 @@ async def test_a_device_another_node_serves_is_secure_as_its_credentials_say() -
         for endpoint in ("locked", "open", "unknown"):
             assert await devices._owner(endpoint) == "b"
         assert devices.secure("locked") and not devices.secure("open") and not devices.secure("unknown")
+
+
+class _Dying:
+    """A cluster whose node b owns every device and never answers over the bus: killed, it is
+    seen alive ``beats`` more times."""
+
+    node_id = "a"
+    fleet: Any = None
+
+    def __init__(self, beats: int) -> None:
+        self.beats = beats
+        self.waits: list[float] = []  # what each look for the owner would wait
+        self.asked: list[str] = []  # the methods sent to b
+
+    async def owner_elsewhere(self, endpoint: str, *, wait: float = 0.0) -> str | None:
+        self.waits.append(wait)
+        return "b" if self.beats > 0 else None  # a dead node's device, quiet: served here
+
+    async def ask(self, node: str, payload: Any, timeout: float) -> Any:
+        self.asked.append(payload["method"])
+        await asyncio.Event().wait()  # no answer, ever
+
+    async def alive(self, node: str) -> bool:
+        self.beats -= 1
+        return self.beats > 0
+
+
+async def test_a_request_whose_node_dies_unanswered_goes_again_here_but_an_execute_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(campaign_devices, "ALIVE_POLL", 0.01)
+    async with Server(ServerConfig(port=0)) as server:
+        now = time.time()
+        lamp = Registration(
+            endpoint="lamp",
+            registration_id="r1",
+            address=("192.0.2.1", 5683),
+            registered_at=now,
+            last_update=now,
+        )
+        await server.store.registrations.add(lamp)
+        here: list[tuple[str, str]] = []
+
+        async def read(endpoint: str, path: Any) -> RoutedAnswer:
+            here.append(("read", str(path)))
+            return RoutedAnswer(69, [Record(Path.parse("/5/0/3"), 0)])
+
+        async def execute(endpoint: str, path: Any) -> RoutedAnswer:
+            here.append(("execute", str(path)))
+            return RoutedAnswer(68, [])
+
+        server.read, server.execute = read, execute  # type: ignore[method-assign]
+        cluster = _Dying(beats=3)
+        devices = RoutedDevices(server, cluster)  # type: ignore[arg-type]
+        async with asyncio.timeout(5):  # not the request's 35 s
+            assert (await devices.read("lamp", "/5/0/3")).code == 69
+        assert cluster.asked == ["GET"] and here == [("read", "/5/0/3")]
+        assert cluster.waits == [OWNER_WAIT, OWNER_WAIT]  # b's; then quiet, waited for, served here
+        # Quiet since: served here at once, its next datagram not waited for again.
+        await devices.read("lamp", "/5/0/5")
+        assert cluster.waits[2:] == [0.0] and here[-1] == ("read", "/5/0/5")
+
+        # An Execute is not sent again: the dead node may have passed it on already.
+        dying = _Dying(beats=2)
+        devices = RoutedDevices(server, dying)  # type: ignore[arg-type]
+        async with asyncio.timeout(5):
+            with pytest.raises(OwnerGone):
+                await devices.execute("lamp", "/5/0/2")
+        assert dying.asked == ["POST"] and ("execute", "/5/0/2") not in here

@@ -41,6 +41,13 @@ def positive_seconds(ctx: click.Context, param: click.Parameter, value: float) -
     return value
 
 
+def optional_positive_seconds(
+    ctx: click.Context, param: click.Parameter, value: float | None
+) -> float | None:
+    """``positive_seconds``, or None when the option is not given."""
+    return None if value is None else positive_seconds(ctx, param, value)
+
+
 def tune_gc() -> None:
     """Fit the garbage collector to a server that runs for days under load; call it once
     start-up is done.
@@ -463,6 +470,15 @@ async def mqtt_beside(server: Any, config: Any, metrics: Any = None) -> AsyncIte
         yield export
 
 
+def campaigns_config(lease: float | None) -> Any:
+    """The campaigns' ``CampaignsConfig`` of ``--campaign-lease`` (None: the default one)."""
+    if lease is None:
+        return None
+    from lwm2m.fleet.campaigns import CampaignsConfig
+
+    return CampaignsConfig(lease=lease)
+
+
 def export_worker(server: Any, mqtt: Any, outbox_url: str | None) -> tuple[Any, Any]:
     """The webhooks' registrations and the export worker that posts them and publishes to MQTT
     (``lwm2m.export.handoff``); the worker opens the outbox at ``outbox_url`` (None: its own,
@@ -510,6 +526,7 @@ async def serve(
     mqtt: Any = None,
     outbox_url: str | None = None,
     export_in_process: bool = False,
+    campaign_lease: float | None = None,
 ) -> None:
     member = None
     if cluster_url is not None:
@@ -539,6 +556,7 @@ async def serve(
             mqtt=mqtt,
             outbox_url=outbox_url,
             export_in_process=export_in_process,
+            campaign_lease=campaign_lease,
         )
     finally:
         if forwarding is not None:
@@ -564,6 +582,7 @@ async def serve_node(
     mqtt: Any = None,
     outbox_url: str | None = None,
     export_in_process: bool = False,
+    campaign_lease: float | None = None,
 ) -> None:
     """``serve`` once the node has joined its cluster (``member``, None for a lone server) and
     opened its DTLS forwarding (None when it has none)."""
@@ -593,6 +612,7 @@ async def serve_node(
             metrics_token=metrics_token,
             webhooks=webhooks,
             export=export,
+            campaigns=campaigns_config(campaign_lease),
         )
         http = http_server(app, http_host, http_port)
         loop = asyncio.get_running_loop()
@@ -754,6 +774,14 @@ async def serve_node(
     help="post webhooks and publish to MQTT in the server's process instead of an export worker"
     " process (for tests and embedding: the export's work then weighs on the ingest path)",
 )
+@click.option(
+    "--campaign-lease",
+    default=None,
+    type=float,
+    callback=optional_positive_seconds,
+    help="seconds a firmware campaign's lease lasts unrenewed: with --store redis://…, another node"
+    " takes over the campaigns of a node that died this long after [default: 15]",
+)
 @log_level_option()
 def server(
     host: str,
@@ -786,6 +814,7 @@ def server(
     mqtt_url: str | None,
     mqtt_commands: bool,
     export_in_process: bool,
+    campaign_lease: float | None,
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -857,6 +886,7 @@ def server(
                 mqtt=mqtt,
                 outbox_url=outbox_store(data, store),
                 export_in_process=export_in_process,
+                campaign_lease=campaign_lease,
             )
         )
     except OSError as exc:

@@ -79,6 +79,7 @@ log = logging.getLogger(__name__)
 
 Delivery = Literal["auto", "pull", "push"]
 Status = Literal["running", "paused", "halted", "cancelled", "done"]
+FINISHED = frozenset({"done", "cancelled"})  # statuses no campaign leaves (but for its deletion)
 
 # Update Result (/5/0/5), LwM2M-TS-Core 1.2 Appendix E.6.
 RESULTS: dict[int, str] = {
@@ -569,6 +570,9 @@ class Campaigns:
         self._campaigns: dict[str, Campaign] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._fences: dict[str, int] = {}  # the leases this runner holds: campaign id -> token
+        # Stored campaigns seen done or cancelled: final, so not read again at each look for
+        # campaigns to take up (the store keeps every campaign until it is deleted).
+        self._finished: set[str] = set()
         self._keeper: asyncio.Task[None] | None = None
         self._resumed: dict[str, asyncio.Event] = {}
         self._subscribers: set[Backlog[CampaignEvent]] = set()
@@ -643,11 +647,16 @@ class Campaigns:
 
     async def _take_up(self) -> None:
         """Take the lease of every stored running or paused campaign nobody holds, and run it."""
-        for campaign_id in await self.store.ids():
-            if campaign_id in self._fences:
+        ids = await self.store.ids()
+        self._finished.intersection_update(ids)  # the deleted ones forgotten: bounded by the store
+        for campaign_id in ids:
+            if campaign_id in self._fences or campaign_id in self._finished:
                 continue
             header = await self.store.load(campaign_id)
-            if header is None or _status_of(header) not in ("running", "paused"):
+            status = _status_of(header) if header is not None else ""
+            if status in FINISHED:
+                self._finished.add(campaign_id)
+            if status not in ("running", "paused"):
                 continue
             token = await self.store.acquire(campaign_id, self.config.node, self.config.lease)
             if token is None:

@@ -13,6 +13,10 @@ device answer (code, records). The notifications of an observation started on th
 carries every node's events, whichever node the device sends them to (after a failover too):
 one reader per runner while it has such observations, each observation's notifications in a
 bounded backlog (the newest kept: only the latest State and Update Result matter).
+
+A request whose owner is killed before it answers is given up once that node stops beating
+(:class:`~lwm2m.errors.OwnerGone`) and goes again by the device's new route, an Execute
+excepted (the dead node may have passed it on: it fails as a timeout does).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +35,7 @@ from lwm2m.errors import (
     JsonFormError,
     LwM2MError,
     NotRegistered,
+    OwnerGone,
     QueueTimeout,
     RemoteApiError,
     RequestTimeout,
@@ -51,6 +56,8 @@ log = logging.getLogger(__name__)
 
 SECURE_KEPT = 100_000  # endpoints whose security mode a runner remembers, at most
 OWNER_WAIT = 5.0  # seconds a device whose node is gone is waited for (its next datagram names its new node)
+QUIET_KEPT = 10_000  # endpoints served here without waiting for their next datagram, at most
+ALIVE_POLL = 0.5  # seconds between looks at whether the node a routed request waits for still beats
 NOTIFICATIONS_KEPT = 16  # notifications of one routed observation waiting to be read, at most
 # The REST API's words for a sleeping device that did not wake up (web/errors.py, QueueTimeout).
 _ASLEEP = "the device did not wake up"
@@ -85,6 +92,10 @@ class RoutedDevices:
         # Devices another node serves: whether their credentials make them DTLS devices, which
         # this node's server knows only of those that register here.
         self._dtls: dict[str, bool] = {}
+        # Devices served from here once their node was gone and they stayed quiet for
+        # ``owner_wait``: not waited for again at each operation (a campaign makes several);
+        # a live node that claims one since is still its route.
+        self._quiet: dict[str, None] = {}
 
     # --- CampaignServer ------------------------------------------------------------------------
 
@@ -98,31 +109,43 @@ class RoutedDevices:
         return self.server.secure(endpoint) or self._dtls.get(endpoint, False)
 
     async def read(self, endpoint: str, path: str | Path) -> Any:
-        node = await self._owner(endpoint)
-        if node is None:
-            return await self.server.read(endpoint, path)
-        return await self._ask(node, "GET", endpoint, f"{Path.parse(path)}", None, DEFAULT_TIMEOUT)
+        return await self._routed(
+            endpoint,
+            lambda: self.server.read(endpoint, path),
+            lambda node: self._ask(node, "GET", endpoint, f"{Path.parse(path)}", None, DEFAULT_TIMEOUT),
+        )
 
     async def write(
         self, endpoint: str, path: str | Path, records: Any, *, timeout: float | None = DEFAULT_TIMEOUT
     ) -> Any:
-        node = await self._owner(endpoint)
-        if node is None:
-            return await self.server.write(endpoint, path, records, timeout=timeout)
         body = {"records": [record_to_json(r, untyped=False) for r in records]}
-        return await self._ask(node, "PUT", endpoint, f"{Path.parse(path)}", body, timeout)
+        # Written again after a lost answer, the same value does what it did (a Package URI
+        # written twice starts the download anew, LwM2M-TS-Core 1.2 Appendix E.6).
+        return await self._routed(
+            endpoint,
+            lambda: self.server.write(endpoint, path, records, timeout=timeout),
+            lambda node: self._ask(node, "PUT", endpoint, f"{Path.parse(path)}", body, timeout),
+        )
 
     async def execute(self, endpoint: str, path: str | Path) -> Any:
-        node = await self._owner(endpoint)
-        if node is None:
-            return await self.server.execute(endpoint, path)
-        return await self._ask(node, "POST", endpoint, f"{Path.parse(path)}", {}, DEFAULT_TIMEOUT)
+        # Not sent again when its node died meanwhile: an Update executed twice is not the same
+        # as once (OwnerGone, a timeout, goes to the campaign, which reads the state again).
+        return await self._routed(
+            endpoint,
+            lambda: self.server.execute(endpoint, path),
+            lambda node: self._ask(node, "POST", endpoint, f"{Path.parse(path)}", {}, DEFAULT_TIMEOUT),
+            again=False,
+        )
 
     async def observe(self, endpoint: str, path: str | Path) -> Any:
-        node = await self._owner(endpoint)
-        if node is None:
-            return await self.server.observe(endpoint, path)
-        observation = RoutedObservation(self, endpoint, Path.parse(path))
+        return await self._routed(
+            endpoint,
+            lambda: self.server.observe(endpoint, path),
+            lambda node: self._observe_at(node, endpoint, Path.parse(path)),
+        )
+
+    async def _observe_at(self, node: str, endpoint: str, path: Path) -> RoutedObservation:
+        observation = RoutedObservation(self, endpoint, path)
         # Listening before the observation starts: no notification between the two is missed.
         await self._listen(observation)
         try:
@@ -140,8 +163,38 @@ class RoutedDevices:
 
     # --- routing -----------------------------------------------------------------------------------
 
+    async def _routed(
+        self,
+        endpoint: str,
+        here: Callable[[], Awaitable[Any]],
+        there: Callable[[str], Awaitable[Any]],
+        *,
+        again: bool = True,
+    ) -> Any:
+        """A device operation: ``here()`` when no other live node owns ``endpoint``, else
+        ``there(node)`` through its owner. When that node stops beating before it answers (it
+        was killed: :class:`OwnerGone`), the operation goes again (``again``) by the device's
+        route from then on: the node that heard from it since, or this one."""
+        while True:
+            node = await self._owner(endpoint)
+            if node is None:
+                return await here()
+            try:
+                return await there(node)
+            except OwnerGone as exc:
+                if not again:
+                    raise
+                log.warning("campaigns: %s; %s is reached again by its new route", exc, endpoint)
+
     async def _owner(self, endpoint: str) -> str | None:
-        node = await self.cluster.owner_elsewhere(endpoint, wait=self.owner_wait)
+        waited = endpoint not in self._quiet
+        node = await self.cluster.owner_elsewhere(endpoint, wait=self.owner_wait if waited else 0.0)
+        if node is not None:
+            self._quiet.pop(endpoint, None)
+        elif waited:
+            if len(self._quiet) >= QUIET_KEPT:
+                del self._quiet[next(iter(self._quiet))]  # the oldest
+            self._quiet[endpoint] = None
         if node is not None and endpoint not in self._dtls:
             info = await self.server.security.get(endpoint)
             if len(self._dtls) >= SECURE_KEPT:
@@ -167,12 +220,32 @@ class RoutedDevices:
         sleeper = (await self.server.registration(endpoint)).queue_mode
         limit = FORWARD_TIMEOUT if sleeper else min(FORWARD_TIMEOUT, wait + FORWARD_MARGIN)
         try:
-            answer = await self.cluster.ask(node, payload, limit)
+            answer = await self._ask_alive(node, payload, limit)
+        except OwnerGone:
+            raise
         except BusTimeout:
             if sleeper:  # still asleep: not a failure, the next try waits for it again
                 raise QueueTimeout(f"{endpoint!r} did not wake up within {limit:g} s") from None
             raise
         return self._answer(endpoint, answer)
+
+    async def _ask_alive(self, node: str, payload: dict[str, Any], limit: float) -> Any:
+        """``cluster.ask``, given up with :class:`OwnerGone` once ``node`` no longer beats: a
+        node killed before it answered never will, and waiting the request's whole timeout for
+        it would hold the device (and a campaign's slot) that long."""
+        asking = asyncio.ensure_future(self.cluster.ask(node, payload, limit))
+        try:
+            while True:
+                done, _ = await asyncio.wait({asking}, timeout=ALIVE_POLL)
+                if done:
+                    return asking.result()
+                if not await self.cluster.alive(node):
+                    raise OwnerGone(f"node {node!r} stopped beating before it answered")
+        finally:
+            if not asking.done():
+                asking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, LwM2MError):
+                    await asking
 
     def _answer(self, endpoint: str, answer: Any) -> RoutedAnswer:
         try:
