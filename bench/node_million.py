@@ -1,0 +1,299 @@
+"""One node at a million registrations: memory per registration and per observation, a lookup
+and a paged listing, and how long ``lwm2m server`` takes to serve CoAP again after a restart on
+a SQLite file that holds them.
+
+1. memory store, in this process: ``--count`` registrations put straight into a ``MemoryStore``
+   (as the registrar keeps them); this process's VmRSS grown over them, per registration; then
+   the store's lookup by endpoint and a page of ``--limit`` from a random place, each timed
+   ``--samples`` times (p50, p99, max);
+2. observations: ``--observed`` devices register over CoAP with a ``Server`` in this process
+   (raw UDP sockets in this process answer its Observe with 2.05 and an Observe option), and
+   the server observes ``/3303/0/5700`` on each; the VmRSS grown over the observations, per
+   observation (what one costs in the server: the store's record, the CoAP relation, the task
+   that takes its notifications and the backlog kept for a reader);
+3. SQLite: ``--count`` registrations written into a fresh file (``lwm2m.db`` in a folder, as
+   ``lwm2m server --data`` keeps it) through ``SqliteStore``; then ``lwm2m server --data`` is
+   started on it and timed from its start to the first 2.01 to a Register sent to it (the
+   server serves CoAP again), its VmRSS then, and a lookup (``GET /api/clients/{ep}``) and a
+   paged listing (``GET /api/clients?limit=&cursor=``, from a random place) through its REST
+   API, each ``--samples`` times.
+
+Targets (LwM2M server at fleet scale): memory store ≤ 1.5 GB for a million registrations with
+one observation each, SQLite ≤ 1 GB; lookups and pages under 5 ms; CoAP served again within
+30 s of a restart on a million.
+
+    python bench/node_million.py [--count 1000000] [--observed 20000] [--samples 200]
+    python bench/node_million.py --count 20000 --observed 2000     # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path as FsPath
+from typing import Any
+
+import httpx
+
+ROOT = FsPath(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from server_load import option, register_datagram  # noqa: E402  (bench/, beside this file)
+
+from lwm2m.protocol.registration import ObjectLink, Registration  # noqa: E402
+from lwm2m.server.config import ServerConfig  # noqa: E402
+from lwm2m.server.registrar import RegistrationLimits  # noqa: E402
+from lwm2m.server.role import Server  # noqa: E402
+from lwm2m.storage.memory import MemoryStore  # noqa: E402
+from lwm2m.storage.sqlite import SqliteStore  # noqa: E402
+from lwm2m.web.listing import encode_cursor  # noqa: E402
+
+HOST = "127.0.0.1"
+LIFETIME = 86400  # none expires during the run
+OBJECTS = (ObjectLink(1, 0), ObjectLink(3, 0), ObjectLink(3303, 0))
+
+
+def rss(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def name(i: int) -> str:
+    return f"node-{i:07d}"
+
+
+def registration(i: int, now: float) -> Registration:
+    return Registration(
+        endpoint=name(i),
+        registration_id=f"r{i:07x}",
+        address=("10.0.0.1", 10000 + i % 50000),
+        lifetime=LIFETIME,
+        objects=OBJECTS,
+        registered_at=now,
+        last_update=now,
+    )
+
+
+def figures(took: list[float]) -> str:
+    ms = sorted(t * 1e3 for t in took)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return f"p50 {statistics.median(ms):6.3f} ms  p99 {p99:6.3f} ms  max {ms[-1]:6.3f} ms"
+
+
+async def timed(calls: list[Any]) -> list[float]:
+    took = []
+    for call in calls:
+        start = time.perf_counter()
+        await call()
+        took.append(time.perf_counter() - start)
+    return took
+
+
+async def memory_phase(args: argparse.Namespace) -> None:
+    store = MemoryStore.create()
+    now = time.time()
+    gc.collect()
+    before = rss()
+    add = store.registrations.add
+    for i in range(args.count):
+        await add(registration(i, now))
+    gc.collect()
+    grown = rss() - before
+    print(
+        f"memory   {args.count:,} registrations in the store: {grown / 1e6:,.0f} MB of RSS, "
+        f"{grown / args.count:,.0f} B each"
+    )
+    pick = random.Random(1)
+    get = store.registrations.get
+    page = store.registrations.page
+    lookups = await timed(
+        [functools.partial(get, name(pick.randrange(args.count))) for _ in range(args.samples)]
+    )
+    pages = await timed(
+        [functools.partial(page, name(pick.randrange(args.count)), args.limit) for _ in range(args.samples)]
+    )
+    print(f"         lookup by endpoint   {figures(lookups)}")
+    print(f"         a page of {args.limit:<5}     {figures(pages)}")
+
+
+class Devices(asyncio.DatagramProtocol):
+    """Many devices behind one socket: 2.01s counted, each confirmable GET (an Observe)
+    answered 2.05 with an Observe option and a plain-text value."""
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        kind, tkl, code = (data[0] >> 4) & 3, data[0] & 15, data[1]
+        if code == 0x41:
+            self.created += 1
+        elif code == 0x01 and kind == 0 and self.transport is not None:  # CON GET
+            head = bytes((0x60 | tkl, 0x45)) + data[2:4] + data[4 : 4 + tkl]
+            self.transport.sendto(head + option(6, b"\x01") + option(6, b"") + b"\xff21.5", addr)
+
+
+async def observation_phase(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    limits = RegistrationLimits(rate=None)  # every device registers from 127.0.0.1 at once
+    server = Server(ServerConfig(host=HOST, port=0, registration_limits=limits))
+    await server.start()
+    lanes = [await loop.create_datagram_endpoint(Devices, local_addr=(HOST, 0)) for _ in range(50)]
+    peer = (HOST, server.port)
+    try:
+        for i in range(args.observed):
+            transport, _ = lanes[i % len(lanes)]
+            transport.sendto(register_datagram(i & 0xFFFF, i.to_bytes(4, "big"), name(i)), peer)
+            if i % 200 == 199:
+                await asyncio.sleep(0.005)
+        deadline = time.monotonic() + 120
+        while sum(p.created for _, p in lanes) < args.observed:
+            if time.monotonic() > deadline:
+                raise TimeoutError("registrations missing")
+            await asyncio.sleep(0.05)
+        gc.collect()
+        before = rss()
+        room = asyncio.Semaphore(200)
+        kept = []
+
+        async def observe(i: int) -> None:
+            async with room:
+                kept.append(await server.observe(name(i), "/3303/0/5700", timeout=30))
+
+        await asyncio.gather(*(observe(i) for i in range(args.observed)))
+        gc.collect()
+        grown = rss() - before
+        print(
+            f"observe  {args.observed:,} observations (one per registered device): "
+            f"{grown / 1e6:,.0f} MB of RSS, {grown / args.observed:,.0f} B each"
+        )
+    finally:
+        await server.stop()
+        for transport, _ in lanes:
+            transport.close()
+
+
+async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
+    now = time.time()
+    started = time.monotonic()
+    with SqliteStore(folder / "lwm2m.db") as store:
+        add = store.registrations.add
+        for i in range(args.count):
+            await add(registration(i, now))
+    size = (folder / "lwm2m.db").stat().st_size
+    print(
+        f"sqlite   {args.count:,} registrations written in {time.monotonic() - started:,.1f} s "
+        f"({size / 1e6:,.0f} MB file)"
+    )
+    coap, http = free_port(), free_port(socket.SOCK_STREAM)
+    argv = [sys.executable, "-m", "lwm2m", "server", "--data", str(folder), "--host", HOST]
+    argv += ["--coap-port", str(coap), "--http-port", str(http), "--max-lifetime", str(LIFETIME)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((HOST, 0))
+        probe.settimeout(0.05)
+        start = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            mid = 0
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"lwm2m server ended with {proc.returncode}")
+                if time.monotonic() - start > args.timeout:
+                    raise TimeoutError(f"no 2.01 within {args.timeout} s")
+                mid += 1
+                probe.sendto(register_datagram(mid, b"pr" + mid.to_bytes(2, "big"), "probe"), (HOST, coap))
+                try:
+                    data = probe.recv(2048)
+                except TimeoutError:
+                    continue
+                if data[1] == 0x41:
+                    break
+            served = time.monotonic() - start
+            resident = rss(proc.pid)
+            print(
+                f"restart  lwm2m server on them serves CoAP (a Register answered 2.01) "
+                f"{served:,.1f} s after its start; RSS then {resident / 1e6:,.0f} MB "
+                f"({resident / args.count:,.0f} B per registration)"
+            )
+            pick = random.Random(2)
+            base = f"http://{HOST}:{http}/api/clients"
+            async with httpx.AsyncClient(timeout=30) as client:
+                await client.get(base, params={"limit": "1"})
+
+                async def lookup(i: int) -> None:
+                    answer = await client.get(f"{base}/{name(i)}")
+                    answer.raise_for_status()
+
+                async def page(i: int) -> None:
+                    # The page after endpoint i, as a client paging through holds its cursor.
+                    params = {"limit": str(args.limit), "cursor": encode_cursor(name(i))}
+                    answer = await client.get(base, params=params)
+                    answer.raise_for_status()
+                    assert len(answer.json()["clients"]) == min(args.limit, args.count - 1 - i)
+
+                picks = [pick.randrange(args.count) for _ in range(args.samples)]
+                lookups = await timed([functools.partial(lookup, i) for i in picks])
+                pages = await timed([functools.partial(page, i) for i in picks])
+            print(f"         GET /api/clients/{{ep}}               {figures(lookups)}")
+            print(f"         GET /api/clients?limit={args.limit}&cursor=  {figures(pages)}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=1_000_000, help="registrations in the stores")
+    parser.add_argument(
+        "--observed", type=int, default=20_000, help="devices registered and observed over CoAP"
+    )
+    parser.add_argument("--samples", type=int, default=200, help="timed lookups and pages of each kind")
+    parser.add_argument("--limit", type=int, default=100, help="registrations per page")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds the restarted server may take")
+    parser.add_argument("--phases", default="memory,observe,sqlite", help="which phases, comma-separated")
+    parser.add_argument("--state", help="folder to make the SQLite phase's folder in")
+    args = parser.parse_args(argv)
+    phases = set(args.phases.split(","))
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{args.count:,} registrations, {args.observed:,} observed, {os.cpu_count()} cores, load {load}")
+    if "memory" in phases:
+        asyncio.run(memory_phase(args))
+    if "observe" in phases:
+        asyncio.run(observation_phase(args))
+    if "sqlite" in phases:
+        with tempfile.TemporaryDirectory(prefix="node-million-", dir=args.state) as folder:
+            asyncio.run(sqlite_phase(args, FsPath(folder)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

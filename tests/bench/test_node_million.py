@@ -1,0 +1,36 @@
+"""bench/node_million.py: a tiny run prints every figure (memory per registration and per
+observation, lookups and pages in the store and through the REST API, the restart on SQLite)
+and stops the server it started. Nothing here is timed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.bench.test_cluster import still_running
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "bench" / "node_million.py"
+
+
+def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> None:
+    argv = [sys.executable, str(SCRIPT), "--count", "500", "--observed", "50", "--samples", "5"]
+    argv += ["--limit", "10", "--state", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    for figure in (
+        "memory   500 registrations in the store:",
+        "lookup by endpoint   p50",
+        "a page of 10",
+        "observe  50 observations (one per registered device):",
+        "sqlite   500 registrations written in",
+        "restart  lwm2m server on them serves CoAP (a Register answered 2.01)",
+        "GET /api/clients/{ep}",
+        "GET /api/clients?limit=10&cursor=",
+    ):
+        assert figure in out, out
+    assert still_running(tmp_path) == []
