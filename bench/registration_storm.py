@@ -26,8 +26,10 @@ driver and the event loop until every 2.01 has gone, inside the one function cou
 where the interpreter's time goes (``py-spy`` on the storm tells which Python functions).
 
 Printed per round: the rates, both ratios to the echo of the same round, the server's CPU
-share in the phase (near 100%: the server is the limit), and the resident memory per
-registration (VmRSS before and after the storm, over the registrations).
+share in the phase (near 100%: the server is the limit) and its CPU time per registration
+(the steadier figure on a shared machine), and the resident memory per registration (VmRSS
+before and after the storm, over the registrations: the first round's is the figure, a later
+round reuses memory an earlier one freed).
 
 The generator: a phase whose server CPU share stays well under 100% while the generators
 are busy is limited by them; ``--generators`` 1, 2, 3 against the echo tells the count at
@@ -337,6 +339,7 @@ class Phase:
     name: str
     load: StormLoad
     cpu_share: float  # this process's CPU time over the phase's wall time
+    cpu_per_registration: float  # seconds: steadier than the rate on a shared machine
     stored: int  # registrations the server holds afterwards (echo: 0)
     rss_growth: int  # bytes of VmRSS the storm added
 
@@ -412,7 +415,7 @@ async def run_phase(
         held = stored()
     # From the go to the last generator's answer: the sockets were opened before.
     share = (cpu[1] - cpu[0]) / load.seconds if load.seconds > 0 else 0.0
-    return Phase(name, load, share, held, grown)
+    return Phase(name, load, share, (cpu[1] - cpu[0]) / max(1, load.created), held, grown)
 
 
 async def run_rounds(args: argparse.Namespace, tmp: str) -> list[dict[str, Phase]]:
@@ -449,7 +452,8 @@ def report(rounds: list[dict[str, Phase]], args: argparse.Namespace, loop_name: 
             held = "" if name == "echo" else f", {p.stored:,} held"
             print(
                 f"  {name:7} {s.rate:10,.0f} registrations/s   {s.created:,} in {s.seconds:.2f} s{held}"
-                f"   server CPU {p.cpu_share:.0%}{ratio}{memory}" + (f"   ({note})" if note else "")
+                f"   server CPU {p.cpu_share:.0%}, {p.cpu_per_registration * 1e6:.1f} µs each{ratio}{memory}"
+                + (f"   ({note})" if note else "")
             )
 
 
