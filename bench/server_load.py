@@ -24,7 +24,7 @@ in the ingest window: the steadier figure on a shared machine, where the rate al
 depends on how much CPU the clients' process gets.
 
     python bench/server_load.py [--clients 10000] [--seconds 5] [--store memory|sqlite] [--gc server|default]
-        [--generators 2] [--ports 10000]
+        [--generators N] [--ports 10000]
 """
 
 from __future__ import annotations
@@ -43,7 +43,16 @@ import time
 from dataclasses import dataclass
 
 from coap_loop import HOST, free_port, measure
-from registration_storm import StormLoad, flood, open_sockets, option, rss_bytes, socket_budget, storm
+from registration_storm import (
+    GENERATORS,
+    StormLoad,
+    flood,
+    open_sockets,
+    option,
+    rss_bytes,
+    socket_budget,
+    storm,
+)
 
 PATH = "/3303/0/5700"
 CF_SENML_CBOR = 112
@@ -384,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--observers", type=int, default=200, help="observed clients sending notifications")
     parser.add_argument("--inflight", type=int, default=64, help="Registers (and echo requests) in flight")
-    parser.add_argument("--generators", type=int, default=2, help="processes sending the storm's Registers")
+    parser.add_argument(
+        "--generators", type=int, default=GENERATORS, help="processes sending the storm's Registers"
+    )
     parser.add_argument("--ports", type=int, default=10_000, help="the storm's source ports (all generators)")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
