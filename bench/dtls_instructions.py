@@ -133,28 +133,32 @@ def handshakes(n: int) -> None:
         one(("10.0.0.2", i), True)
 
 
+def callgrind(argv: list[str], out: str) -> int:
+    """Instructions callgrind counts in ``operator.call`` (the only function it collects in)
+    while this interpreter runs ``argv``, a script and its arguments; its output goes to ``out``."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        "--toggle-collect=_operator_call",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        *argv,
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(ROOT, "src"), ROOT)))
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(out) as f:
+        match = re.search(r"^summary: (\d+)", f.read(), re.MULTILINE)
+    assert match, "no summary in callgrind's output"
+    return int(match.group(1))
+
+
 def count(kind: str, n: int) -> int:
     """Instructions counted in a child under callgrind for ``n`` units of ``kind``."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "callgrind.out")
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--collect-atstart=no",
-            "--toggle-collect=_operator_call",
-            f"--callgrind-out-file={out}",
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            kind,
-            str(n),
-        ]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(ROOT, "src"), ROOT)))
-        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        with open(out) as f:
-            match = re.search(r"^summary: (\d+)", f.read(), re.MULTILINE)
-        assert match, "no summary in callgrind's output"
-        return int(match.group(1))
+        return callgrind(
+            [os.path.abspath(__file__), "--worker", kind, str(n)], os.path.join(tmp, "callgrind.out")
+        )
 
 
 def main() -> None:

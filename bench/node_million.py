@@ -48,7 +48,7 @@ import httpx
 ROOT = FsPath(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from server_load import option, register_datagram  # noqa: E402  (bench/, beside this file)
+from registration_storm import option, register_datagram  # noqa: E402  (bench/, beside this file)
 
 from lwm2m.protocol.registration import ObjectLink, Registration  # noqa: E402
 from lwm2m.server.config import ServerConfig  # noqa: E402

@@ -4,9 +4,11 @@ The server (``Server``) runs in this process, on uvloop if installed; the
 clients are simulated by a separate process (so it does not share the GIL with
 the server) on raw UDP sockets with a few hand-built CoAP datagrams:
 
-1. registration storm: ``--clients`` Registers (``POST /rd?ep=…``), each from its
-   own source port while the file-descriptor limit allows (else a pool of sockets
-   shares the names), ``--inflight`` outstanding at a time; time to the last 2.01;
+1. registration storm: ``--clients`` Registers (``POST /rd?ep=…``) from ``--generators``
+   processes (``bench/registration_storm.py``'s generator), each from its own source port
+   while ``--ports`` allows (else the names share them), ``--inflight`` outstanding at a
+   time; time to the last 2.01 (``bench/registration_storm.py`` compares it with an echo
+   that answers Registers);
 2. resident memory: the server's VmRSS before and after the storm, over the clients;
 3. notification ingest: ``--observers`` more clients register, the server observes
    ``/3303/0/5700`` on each, and the clients send NON SenML-CBOR notifications as
@@ -22,6 +24,7 @@ in the ingest window: the steadier figure on a shared machine, where the rate al
 depends on how much CPU the clients' process gets.
 
     python bench/server_load.py [--clients 10000] [--seconds 5] [--store memory|sqlite] [--gc server|default]
+        [--generators N] [--ports 10000]
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import contextlib
 import gc
 import multiprocessing as mp
 import os
-import resource
 import selectors
 import socket
 import sys
@@ -41,48 +43,22 @@ import time
 from dataclasses import dataclass
 
 from coap_loop import HOST, free_port, measure
+from registration_storm import (
+    GENERATORS,
+    StormLoad,
+    flood,
+    open_sockets,
+    option,
+    rss_bytes,
+    socket_budget,
+    storm,
+)
 
-LINKS = b"</1/0>,</3/0>,</3303/0>"
 PATH = "/3303/0/5700"
-CF_LINK_FORMAT = 40
 CF_SENML_CBOR = 112
 TARGET_REG_SECONDS = 5.0  # for 10,000 clients
 TARGET_NOTIFY_RATE = 50_000.0
 TARGET_BYTES_PER_REG = 10 * 1024
-
-
-# --- minimal CoAP encoding ---------------------------------------------------------------------
-
-
-def _ext(n: int) -> tuple[int, bytes]:
-    if n < 13:
-        return n, b""
-    if n < 269:
-        return 13, bytes((n - 13,))
-    return 14, (n - 269).to_bytes(2, "big")
-
-
-def option(delta: int, value: bytes) -> bytes:
-    d, dx = _ext(delta)
-    n, nx = _ext(len(value))
-    return bytes(((d << 4) | n,)) + dx + nx + value
-
-
-def register_datagram(mid: int, token: bytes, name: str) -> bytes:
-    """CON POST /rd?ep=name&lt=300&lwm2m=1.1&b=U with a link-format payload."""
-    return (
-        bytes((0x40 | len(token), 0x02))
-        + mid.to_bytes(2, "big")
-        + token
-        + option(11, b"rd")  # Uri-Path
-        + option(1, bytes((CF_LINK_FORMAT,)))  # Content-Format (12)
-        + option(3, b"ep=" + name.encode())  # Uri-Query (15)
-        + option(0, b"lt=300")
-        + option(0, b"lwm2m=1.1")
-        + option(0, b"b=U")
-        + b"\xff"
-        + LINKS
-    )
 
 
 def senml_value(value: float = 21.5) -> bytes:
@@ -95,20 +71,6 @@ def senml_value(value: float = 21.5) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class StormLoad:
-    created: int  # 2.01 answers
-    bad: int  # other answers
-    missing: int  # never answered before the deadline
-    retransmitted: int
-    sockets: int  # distinct source ports used
-    seconds: float  # first Register sent to last answer
-
-    @property
-    def rate(self) -> float:
-        return self.created / self.seconds if self.seconds else 0.0
-
-
-@dataclass(frozen=True, slots=True)
 class BlastLoad:
     sent: int
     refused: int  # send() failed: socket buffer full
@@ -117,85 +79,15 @@ class BlastLoad:
 
 class _Clients:
     def __init__(self, port: int) -> None:
-        self.addr = (HOST, port)
+        self.port = port
         self.sel = selectors.DefaultSelector()
 
     def open(self, n: int, data: object = None) -> list[socket.socket]:
-        socks = []
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind((HOST, 0))
-            s.connect(self.addr)
-            s.setblocking(False)
-            self.sel.register(s, selectors.EVENT_READ, data)
-            socks.append(s)
-        return socks
+        return open_sockets(self.port, n, self.sel, data)
 
     def register(self, names: list[str], pool: list[socket.socket], inflight: int, limit: float) -> StormLoad:
         """Register ``names[i]`` from ``pool[i % len(pool)]``, ``inflight`` at a time."""
-        n = len(names)
-        outstanding: dict[int, tuple[socket.socket, bytes]] = {}
-        created = bad = retransmitted = 0
-        nxt = 0
-        npool = len(pool)
-        pool_set = set(pool)
-
-        def send_next() -> None:
-            nonlocal nxt
-            i = nxt
-            nxt += 1
-            s = pool[i % npool]
-            data = register_datagram(i & 0xFFFF, i.to_bytes(4, "big"), names[i])
-            outstanding[i] = (s, data)
-            with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
-                s.send(data)
-
-        start = time.monotonic()
-        last = start
-        deadline = start + limit
-        while nxt < min(inflight, n):
-            send_next()
-        select = self.sel.select
-        while outstanding and time.monotonic() < deadline:
-            events = select(0.25)
-            if not events:
-                for s, data in outstanding.values():  # a stall: retransmit (the server dedups)
-                    with contextlib.suppress(BlockingIOError, ConnectionRefusedError):
-                        s.send(data)
-                    retransmitted += 1
-                continue
-            for key, _ in events:
-                s = key.fileobj
-                while s not in pool_set:  # a late answer to an earlier round: drop it
-                    try:
-                        s.recv(2048)  # type: ignore[union-attr]
-                    except (BlockingIOError, ConnectionRefusedError):
-                        break
-                if s not in pool_set:
-                    continue
-                while True:
-                    try:
-                        d = s.recv(2048)  # type: ignore[union-attr]
-                    except (BlockingIOError, ConnectionRefusedError):
-                        break
-                    tkl = d[0] & 0x0F
-                    kind = d[0] & 0x30
-                    if kind == 0x00:  # a separate response (CON): acknowledge it
-                        with contextlib.suppress(BlockingIOError):
-                            s.send(bytes((0x60, 0)) + d[2:4])  # type: ignore[union-attr]
-                    if d[1] == 0 or tkl != 4:
-                        continue  # an empty ACK
-                    i = int.from_bytes(d[4:8], "big")
-                    if outstanding.pop(i, None) is None:
-                        continue
-                    last = time.monotonic()
-                    if d[1] == 0x41:
-                        created += 1
-                    else:
-                        bad += 1
-                    if nxt < n:
-                        send_next()
-        return StormLoad(created, bad, len(outstanding) + n - nxt, retransmitted, npool, last - start)
+        return flood(names, pool, inflight, limit)
 
 
 def clients_main(port: int, conn) -> None:
@@ -214,15 +106,8 @@ def clients_main(port: int, conn) -> None:
             break
         if cmd[0] == "register":
             _, n, inflight, prefix = cmd
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            want = n + 1000
-            if soft < want and soft < hard:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-                soft = min(want, hard)
-            npool = max(1, min(n, soft - 600))
-            # Sockets are opened in batches as the storm needs them would also do; opening them
-            # first keeps the socket calls out of the timed part.
-            pool = clients.open(npool, "storm")
+            # Opening the sockets first keeps the socket calls out of the timed part.
+            pool = clients.open(socket_budget(n, n), "storm")
             names = [f"{prefix}{i:06d}" for i in range(n)]
             load = clients.register(names, pool, inflight, limit=max(60.0, n / 200))
             conn.send(("registered", load))
@@ -305,14 +190,6 @@ def blast(
 # --- the server (this process) ---------------------------------------------------------------
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 @dataclass(frozen=True, slots=True)
 class Results:
     loop: str
@@ -380,8 +257,9 @@ async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
         await recv(30)  # ready
         gc.collect()
         rss0 = rss_bytes()
-        conn.send(("register", args.clients, args.inflight, "client-"))
-        _, storm = await recv(max(90.0, args.clients / 150))
+        storm_load = await loop.run_in_executor(
+            None, storm, server.port, args.clients, args.generators, args.inflight, args.ports
+        )
         # Registration events are queued for our subscriber: drop them before measuring memory.
         stream.close()
         gc.collect()
@@ -427,7 +305,7 @@ async def run_all(args: argparse.Namespace, store_path: str | None) -> Results:
             "uvloop" if is_uvloop(loop) else "asyncio",
             echo.rate,
             echo.cpu_per_request,
-            storm,
+            storm_load,
             stored,
             rss0,
             rss1,
@@ -466,19 +344,13 @@ def report(r: Results, args: argparse.Namespace) -> None:
         f"   server CPU {r.echo_cpu * 1e6:.1f} µs/round trip"
     )
     s = r.storm
-    note = []
-    if s.bad:
-        note.append(f"{s.bad} not 2.01")
-    if s.missing:
-        note.append(f"{s.missing} unanswered")
-    if s.retransmitted:
-        note.append(f"{s.retransmitted} retransmitted")
+    note = s.notes()
     target = TARGET_REG_SECONDS * args.clients / 10_000
     verdict = "meets" if s.created == args.clients and s.seconds <= target else "misses"
     print(
         f"  registration storm   {s.rate:10,.0f} registrations/s   {s.created:,} in {s.seconds:.2f} s"
         f" from {s.sockets:,} ports, {r.stored:,} stored   echo ratio {s.rate / echo:.2f}"
-        f"   ({verdict} {target:g} s target){'  (' + ', '.join(note) + ')' if note else ''}"
+        f"   ({verdict} {target:g} s target){'  (' + note + ')' if note else ''}"
     )
     per = (r.rss_after - r.rss_before) / max(1, s.created)
     verdict = "meets" if per <= TARGET_BYTES_PER_REG else "misses"
@@ -521,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("memory", "sqlite"), default="memory")
     parser.add_argument("--observers", type=int, default=200, help="observed clients sending notifications")
     parser.add_argument("--inflight", type=int, default=64, help="Registers (and echo requests) in flight")
+    parser.add_argument(
+        "--generators", type=int, default=GENERATORS, help="processes sending the storm's Registers"
+    )
+    parser.add_argument("--ports", type=int, default=10_000, help="the storm's source ports (all generators)")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     parser.add_argument(

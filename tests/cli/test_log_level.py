@@ -4,6 +4,7 @@ registration, as a user sees them: subprocesses on loopback."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 
@@ -14,6 +15,7 @@ from tests.helpers.ports import free_udp_port
 from tests.helpers.server import register
 
 from lwm2m.cli import main
+from lwm2m.cli.logs import LOG_FORMAT, configure_logging
 from lwm2m.coap.numbers import Code
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.registrar import RegistrationLimits
@@ -141,3 +143,28 @@ async def test_client_prints_the_code_and_diagnostic_of_a_refused_bootstrap() ->
                 await proc.communicate()
     diagnostic = "no bootstrap configuration for 'nobody' and no default one"
     assert f'Bootstrap-Request refused: 4.00 Bad Request "{diagnostic}"' in line, seen
+
+
+def test_records_carry_only_what_the_line_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No caller, thread or process look-ups per record: a Register's line costs a third less."""
+    for name in ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))  # put back after the test
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    lwm2m_logger = logging.getLogger("lwm2m")
+    monkeypatch.setattr(lwm2m_logger, "level", lwm2m_logger.level)
+    configure_logging("INFO")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    lwm2m_logger.addHandler(handler)
+    try:
+        logging.getLogger("lwm2m.server.registrar").info("registered %s", "dev")
+    finally:
+        lwm2m_logger.removeHandler(handler)
+    (record,) = records
+    assert record.getMessage() == "registered dev"
+    assert (record.funcName, record.thread, record.process) == ("(unknown function)", None, None)
+    line = logging.Formatter(LOG_FORMAT).format(record)
+    assert LINE.match(line) and line.endswith("INFO lwm2m.server.registrar: registered dev")

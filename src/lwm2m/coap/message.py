@@ -43,7 +43,7 @@ def _uint_option(number: OptionNumber) -> property:
 
 def _strings_option(number: OptionNumber) -> property:
     def get(self: Message) -> tuple[str, ...]:
-        return tuple(v.decode("utf-8", "replace") for n, v in self.options if n == number)
+        return tuple([v.decode("utf-8", "replace") for n, v in self.options if n == number])
 
     # Never raises: bytes that are not UTF-8 read with U+FFFD in their place.
     return property(get, doc=f"The {number.name} options as strings, in order.")

@@ -17,13 +17,15 @@ response code to answer with.
 
 from __future__ import annotations
 
-import secrets
+import base64
+import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import Code, Type
+from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.codec.linkformat import Link, parse_links, serialize_links
 from lwm2m.errors import GatewayError, InvalidPath, LinkFormatError, RegistrationError
 from lwm2m.model.path import MAX_ID, Path, check_prefix
@@ -51,9 +53,38 @@ MAX_ENDPOINT_LENGTH = 255
 LIFETIME_CEILING = 2**63 - 1
 
 
+# Random bytes for registration IDs, read from the operating system's CSPRNG this many IDs at
+# a time: one system call per 256 IDs, not one per Register (a storm makes thousands a second).
+_ID_BYTES = 8  # 64 bits, 11 characters
+_IDS_PER_READ = 256
+_random_ids: list[bytes] = []
+# A forked process draws its own: the parent's unused bytes would give both the same IDs.
+os.register_at_fork(after_in_child=_random_ids.clear)
+
+
+_URI_PATH = int(OptionNumber.URI_PATH)
+_RD_SEGMENT = RD.encode()
+
+
+def rd_segments(message: Message) -> int:
+    """The Uri-Path segments of ``message`` when the first is ``rd`` (1: ``/rd``, 2: ``/rd/{id}``),
+    else 0: the Registration Interface's routing, read from the raw options (``uri_path`` decodes
+    every segment, and a Register is routed and checked several times)."""
+    n = 0
+    for number, value in message.options:
+        if number == _URI_PATH:
+            if n == 0 and value != _RD_SEGMENT:
+                return 0
+            n += 1
+    return n
+
+
 def new_registration_id() -> str:
     """A short random URL-safe ID, unguessable so that one client cannot update another's registration."""
-    return secrets.token_urlsafe(8)  # 64 bits, 11 characters
+    if not _random_ids:
+        pool = os.urandom(_ID_BYTES * _IDS_PER_READ)
+        _random_ids.extend(pool[i : i + _ID_BYTES] for i in range(0, len(pool), _ID_BYTES))
+    return base64.urlsafe_b64encode(_random_ids.pop()).rstrip(b"=").decode("ascii")
 
 
 # --- object links ------------------------------------------------------------------------
@@ -95,6 +126,14 @@ class ObjectList:
     @classmethod
     def parse(cls, payload: bytes | str, *, max_links: int | None = None) -> ObjectList:
         """The object list of a payload; more than ``max_links`` links (when given) is an error."""
+        plain = _plain_object_list(payload, max_links)
+        if plain is not None:
+            return plain
+        return cls.parse_links(payload, max_links=max_links)
+
+    @classmethod
+    def parse_links(cls, payload: bytes | str, *, max_links: int | None = None) -> ObjectList:
+        """:meth:`parse` through the link-format parser, whatever the payload (no fast path)."""
         try:
             links = parse_links(payload)
         except LinkFormatError as exc:
@@ -135,6 +174,55 @@ class ObjectList:
 
     def to_payload(self) -> bytes:
         return serialize_links(self.links()).encode()
+
+
+# The payload most clients send: object and instance links, each with a ``ver`` at most
+# (``</1/0>,</3/0>,</3303>;ver=1.1``), no root link, no spaces, no quotes.
+_PLAIN_LINK = rb"</(0|[1-9][0-9]{0,4})(?:/(0|[1-9][0-9]{0,4}))?>(?:;ver=([0-9]+\.[0-9]+))?"
+_PLAIN_LINKS = re.compile(rb"(?:%s)(?:,(?:%s))*" % (_PLAIN_LINK, _PLAIN_LINK))
+_PLAIN_ONE = re.compile(_PLAIN_LINK)
+
+
+# Plain payloads read, by their bytes: a fleet's devices of one model send the same object
+# list, which is then read once and its (immutable) links shared by their registrations.
+_PLAIN_READ: dict[bytes, ObjectList] = {}
+_PLAIN_READ_ENTRIES = 256  # the oldest goes first beyond
+_PLAIN_READ_BYTES = 1024  # a longer payload is read each time, not kept
+
+
+def _plain_object_list(payload: bytes | str, max_links: int | None) -> ObjectList | None:
+    """The object list of a plain payload (above), as the link-format parser and
+    :func:`_object_link` would read it; None for anything else (an ID over MAX_ID, more links
+    than ``max_links``, a root link, any other attribute), which the full parser then reads or
+    refuses with its diagnostic."""
+    if type(payload) is not bytes:
+        return None
+    found = _PLAIN_READ.get(payload)
+    if found is None:
+        found = _read_plain(payload)
+        if found is None:
+            return None
+        if len(payload) <= _PLAIN_READ_BYTES:
+            if len(_PLAIN_READ) >= _PLAIN_READ_ENTRIES:
+                del _PLAIN_READ[next(iter(_PLAIN_READ))]
+            _PLAIN_READ[payload] = found
+    if max_links is not None and len(found.objects) > max_links:
+        return None
+    return found
+
+
+def _read_plain(payload: bytes) -> ObjectList | None:
+    if _PLAIN_LINKS.fullmatch(payload) is None:
+        return None
+    objects = []
+    for m in _PLAIN_ONE.finditer(payload):
+        object_id, instance, version = m.groups()
+        o = int(object_id)
+        i = None if instance is None else int(instance)
+        if o > MAX_ID or (i is not None and i > MAX_ID):
+            return None
+        objects.append(ObjectLink(o, i, None if version is None else version.decode("ascii")))
+    return ObjectList(tuple(objects))
 
 
 def _is_alternate_path(target: str) -> bool:
@@ -232,6 +320,8 @@ def _version(params: Mapping[str, str | None]) -> str:
 def _binding(text: str, version: str | None) -> tuple[str, bool]:
     """(binding letters without Q, whether Q was in it) for b=...; ``version`` None: any letter."""
     letters = _BINDING_LETTERS.get(version, _ALL_LETTERS) if version else _ALL_LETTERS
+    if len(text) == 1 and text != "Q" and text in letters:
+        return text, False  # the common case, "U": one transport letter
     bad = sorted(set(text) - set(letters))
     if bad or len(set(text)) != len(text):
         if version and version != "1.0" and "Q" in text:
@@ -324,8 +414,9 @@ class RegisterRequest:
         more than ``max_links`` links is an error too.
         """
         _check_method(msg, Code.POST, "Register")
-        if msg.uri_path != (RD,):
-            raise RegistrationError(f"Register goes to /{RD}, not {msg.uri_path_str}", Code.NOT_FOUND)
+        path = msg.uri_path
+        if path != (RD,):
+            raise RegistrationError(f"Register goes to /{RD}, not /{'/'.join(path)}", Code.NOT_FOUND)
         params = _parse_query(msg.uri_query)
         if "ep" in params:
             ep = params["ep"]

@@ -41,6 +41,7 @@ from lwm2m.protocol.registration import (
     RegisterRequest,
     Registration,
     UpdateRequest,
+    rd_segments,
 )
 from lwm2m.server.events import (
     ClientDeregistered,
@@ -211,6 +212,16 @@ def _answer(code: int, diagnostic: str = "", location: tuple[str, ...] = ()) -> 
     return Message.build(Type.ACK, as_code(code), location_path=location, payload=diagnostic.encode())
 
 
+_RD_OPTION = (OptionNumber.LOCATION_PATH, RD.encode())
+
+
+def _created(registration_id: str) -> Message:
+    """2.01 Created with the Location-Path ``/rd/{id}`` (LwM2M-TS-Core 1.2 §6.2.1), made at once:
+    a storm answers thousands a second."""
+    location = (_RD_OPTION, (OptionNumber.LOCATION_PATH, registration_id.encode()))
+    return Message(Type.ACK, Code.CREATED, 0, b"", location, b"")
+
+
 def _retry_later(diagnostic: str, seconds: float) -> Message:
     """4.29 with Max-Age: the seconds to wait before trying again (RFC 8516 §3)."""
     max_age = encode_uint(max(1, math.ceil(seconds)))
@@ -372,14 +383,13 @@ class Registrar:
                     del self._by_connection[(transport, old)]
 
     def handles(self, message: Message) -> bool:
-        path = message.uri_path
-        return bool(path) and path[0] == RD
+        return rd_segments(message) > 0
 
     def admit(self, message: Message, addr: Any) -> Message | None:
         """The checks that come before any look-up: the rate of Register requests from the
         sender's address and the payload size. A refusal to answer with, or None."""
-        path = message.uri_path
-        register = len(path) == 1 and message.code == Code.POST
+        segments = _segments(message)
+        register = segments == 1 and message.code == Code.POST
         if register and self.rate is not None:
             wait = self.rate.take(addr[0], self._monotonic())
             if wait:
@@ -399,7 +409,7 @@ class Registrar:
                     f"too many registrations from this address: at most {self.limits.rate:g}/s", wait
                 )
         size = len(message.payload)
-        if size > self.limits.max_payload and len(path) in (1, 2) and message.code == Code.POST:
+        if size > self.limits.max_payload and segments in (1, 2) and message.code == Code.POST:
             operation = "Register" if register else "Update"
             self._log.log(
                 f"{operation}s refused for their size",
@@ -425,16 +435,16 @@ class Registrar:
     async def handle(self, message: Message, addr: Any, transport: str = "udp") -> Message:
         """A Registration Interface request from ``addr``, come over ``transport`` ("udp",
         "dtls", "tcp" or "tls": kept with the registration)."""
-        path = message.uri_path
+        segments = _segments(message)
         try:
-            if len(path) == 1:
+            if segments == 1:
                 return await self._register(message, addr, transport)
-            if len(path) == 2:
+            if segments == 2:
                 if message.code == Code.DELETE:
                     return await self._deregister(message, addr)
                 return await self._update(message, addr, transport)
         except RegistrationError as exc:
-            if len(path) == 1:
+            if segments == 1:
                 operation = "Register"
             else:
                 operation = "De-register" if message.code == Code.DELETE else "Update"
@@ -505,7 +515,7 @@ class Registrar:
                 ", replacing its previous registration" if replaced is not None else "",
             )
         self._emit(ClientRegistered(registration, replaced))
-        return _answer(Code.CREATED, location=(RD, registration.registration_id))
+        return _created(registration.registration_id)
 
     async def _update(self, message: Message, addr: Any, transport: str = "udp") -> Message:
         registration = await self.registrations.get_by_id(message.uri_path[1])
@@ -608,6 +618,11 @@ class Registrar:
                 # A timer, not sleep(0): the loop first serves what arrived and what is due.
                 await asyncio.sleep(EXPIRY_PAUSE)
                 started = time.perf_counter()
+
+
+def _segments(message: Message) -> int:
+    """``len(message.uri_path)``, read without decoding the path when it starts with ``rd``."""
+    return rd_segments(message) or len(message.uri_path)
 
 
 def _host_port(addr: Any) -> str:

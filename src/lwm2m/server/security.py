@@ -44,7 +44,7 @@ from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, Type
 from lwm2m.errors import ConfigError
-from lwm2m.protocol.registration import RD
+from lwm2m.protocol.registration import rd_segments
 from lwm2m.storage.base import SecurityInfo, SecurityStore
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PeerIdentity
 
@@ -67,10 +67,12 @@ def _forbidden(diagnostic: str) -> Message:
 
 
 def _query(message: Message, name: str) -> str | None:
-    prefix = name + "="
-    for item in message.uri_query:
-        if item.startswith(prefix):
-            return item[len(prefix) :]
+    """The value of the first Uri-Query ``name=…``, decoded as ``Message.uri_query`` decodes it
+    (only that option is: the name is ASCII, so its bytes start the same way)."""
+    prefix = (name + "=").encode()
+    for number, value in message.options:
+        if number == OptionNumber.URI_QUERY and value.startswith(prefix):
+            return value[len(prefix) :].decode("utf-8", "replace")
     return None
 
 
@@ -204,15 +206,14 @@ class SecurityPolicy:
     ) -> tuple[Message | None, Message, str | None]:
         """Check a Registration Interface request from ``addr``: (a 4.03 refusal or None, the
         request to hand on, the endpoint name it concerns when known)."""
-        path = message.uri_path
-        if len(path) == 1 and path[0] == RD:
+        if rd_segments(message) == 1:  # a Register (/rd): its path need not be decoded
             endpoint = _query(message, "ep")
             if endpoint is None and secure and identity is not None:
                 endpoint = await self._endpoint_of(identity)
                 if endpoint is not None:
                     options = [*message.options, (OptionNumber.URI_QUERY, f"ep={endpoint}".encode())]
                     message = dataclasses.replace(message, options=tuple(sorted(options, key=lambda o: o[0])))
-        elif len(path) == 2:
+        elif len(path := message.uri_path) == 2:
             registration = await registrations.get_by_id(path[1])
             endpoint = None if registration is None else registration.endpoint
         else:

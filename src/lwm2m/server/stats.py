@@ -26,6 +26,7 @@ from lwm2m.protocol.management import (
     WriteCompositeRequest,
     WriteRequest,
 )
+from lwm2m.protocol.registration import rd_segments
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -37,6 +38,8 @@ __all__ = [
 
 # Upper bounds, seconds, of the latency buckets: loopback answers take a millisecond, a
 # device on NB-IoT several seconds, CoAP gives up after MAX_TRANSMIT_WAIT (93 s, RFC 7252 §4.8.2).
+# "c.dd" of every code byte (RFC 7252 §12.1), made once: a count is made per request.
+_CODE_TEXT = tuple(f"{code >> 5}.{code & 31:02d}" for code in range(256))
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 93.0)
 
 _SENT: dict[type[Request], str] = {
@@ -68,17 +71,17 @@ def received_operation(message: Message) -> str:
     """The operation name of a request a client sends (LwM2M-TS-Core 1.2 §6.2, §6.4.6):
     ``register`` (POST /rd), ``update`` (POST /rd/{id}), ``deregister`` (DELETE /rd/{id}),
     ``send`` (POST /dp); anything else is ``other``."""
-    path = message.uri_path
+    segments = rd_segments(message)  # the path is decoded only when it does not start with rd
     code = message.code
-    if path and path[0] == "rd":
-        if len(path) == 1 and code == Code.POST:
+    if segments:
+        if segments == 1 and code == Code.POST:
             return "register"
-        if len(path) == 2:
+        if segments == 2:
             if code == Code.POST:
                 return "update"
             if code == Code.DELETE:
                 return "deregister"
-    elif path == ("dp",) and code == Code.POST:
+    elif code == Code.POST and message.uri_path == ("dp",):
         return "send"
     return "other"
 
@@ -120,7 +123,7 @@ class RequestStats:
         self._latency: dict[str, LatencyHistogram] = {}
 
     def count(self, operation: str, code: int) -> None:
-        key = (operation, f"{code >> 5}.{code & 31:02d}")
+        key = (operation, _CODE_TEXT[code])
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def failed(self, operation: str, outcome: str) -> None:
