@@ -22,6 +22,9 @@ class ClientRegistered:
 class ClientUpdated:
     registration: Registration
     previous: Registration
+    # The Update carried an object list (LwM2M-TS-Core 1.2 §6.2.2: sent when the client's
+    # objects or instances changed, or as it likes), whether or not it differs from the last.
+    objects_listed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,15 +30,6 @@ log = logging.getLogger(__name__)
 MAX_READS = 64  # reads of /25 under way at once; beyond, the newest wait their turn
 
 
-def _listed(event: ClientUpdated) -> bool:
-    """Whether the Update carried the gateway's object list, changed or not: a gateway sends it
-    when its end devices or their objects changed (/25/x/3), and the server reads /25 again.
-    ``Registration.updated`` takes a listed object list as the Update decoded it and keeps the
-    previous one itself otherwise, so an Update that listed nothing leaves the very same tuple;
-    an event of this part (end devices read) keeps it too."""
-    return event.registration.objects is not event.previous.objects
-
-
 class EndDeviceTracker:
     """Keeps ``Registration.end_devices`` as each gateway's /25 tells them.
 
@@ -66,7 +57,7 @@ class EndDeviceTracker:
             return
         if (
             isinstance(event, ClientUpdated)
-            and not _listed(event)
+            and not event.objects_listed
             and (reg.end_devices or not reg.instances(GATEWAY_OBJECT))
         ):
             # An Update without an object list, and what /25 says is known: an Update after a

@@ -543,7 +543,7 @@ class Registrar:
                 _host_port(addr),
                 f" (it was at {_host_port(registration.address)})" if moved else "",
             )
-        self._emit(ClientUpdated(updated, registration))
+        self._emit(ClientUpdated(updated, registration, request.objects is not None))
         return _answer(Code.CHANGED)
 
     async def _deregister(self, message: Message, addr: Any) -> Message:
