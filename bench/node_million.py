@@ -162,6 +162,8 @@ async def observation_phase(args: argparse.Namespace) -> None:
     await server.start()
     lanes = [await loop.create_datagram_endpoint(Devices, local_addr=(HOST, 0)) for _ in range(50)]
     peer = (HOST, server.port)
+    gc.collect()
+    empty = rss()
     try:
         for i in range(args.observed):
             transport, _ = lanes[i % len(lanes)]
@@ -175,6 +177,10 @@ async def observation_phase(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.05)
         gc.collect()
         before = rss()
+        print(
+            f"register {args.observed:,} registrations over CoAP (the server's own, beside the store's): "
+            f"{(before - empty) / 1e6:,.0f} MB of RSS, {(before - empty) / args.observed:,.0f} B each"
+        )
         room = asyncio.Semaphore(200)
         kept = []
 
@@ -210,6 +216,7 @@ async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
     coap, http = free_port(), free_port(socket.SOCK_STREAM)
     argv = [sys.executable, "-m", "lwm2m", "server", "--data", str(folder), "--host", HOST]
     argv += ["--coap-port", str(coap), "--http-port", str(http), "--max-lifetime", str(LIFETIME)]
+    argv += ["--max-registrations", str(args.count + 1000)]  # room for the probe beside them
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((HOST, 0))
@@ -218,25 +225,33 @@ async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         try:
             mid = 0
+            answers: dict[str, int] = {}  # codes answered before the 2.01, and how often
+            heard = 0.0  # seconds from the start to its first CoAP answer
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"lwm2m server ended with {proc.returncode}")
                 if time.monotonic() - start > args.timeout:
-                    raise TimeoutError(f"no 2.01 within {args.timeout} s")
-                mid += 1
+                    raise TimeoutError(f"no 2.01 within {args.timeout} s (answers: {answers})")
+                mid = (mid + 1) & 0xFFFF
                 probe.sendto(register_datagram(mid, b"pr" + mid.to_bytes(2, "big"), "probe"), (HOST, coap))
                 try:
                     data = probe.recv(2048)
-                except TimeoutError:
+                except (TimeoutError, ConnectionRefusedError):  # not listening yet
+                    time.sleep(0.05)
                     continue
+                heard = heard or time.monotonic() - start
                 if data[1] == 0x41:
                     break
+                code = f"{data[1] >> 5}.{data[1] & 31:02d}"
+                answers[code] = answers.get(code, 0) + 1
+                time.sleep(0.05)  # a 5.03 while it starts: asked again, not flooded
             served = time.monotonic() - start
             resident = rss(proc.pid)
             print(
-                f"restart  lwm2m server on them serves CoAP (a Register answered 2.01) "
-                f"{served:,.1f} s after its start; RSS then {resident / 1e6:,.0f} MB "
+                f"restart  lwm2m server on them answers CoAP {heard:,.1f} s after its start, a Register "
+                f"with 2.01 {served:,.1f} s after it; RSS then {resident / 1e6:,.0f} MB "
                 f"({resident / args.count:,.0f} B per registration)"
+                + (f"; answered before: {answers}" if answers else "")
             )
             pick = random.Random(2)
             base = f"http://{HOST}:{http}/api/clients"
