@@ -183,7 +183,14 @@ async def test_stored_observations_are_resumed_and_orphans_dropped() -> None:
         Observation(b"\x0a", "dev-1", "r1", paths, composite=True, content_format=112)
     )
     await parts.store.observations.add(Observation(b"\x0b", "gone", "r9", (Path.parse("/3/0/9"),)))
-    await parts.manager.resume({"dev-1": parts.registration})
+    asked: list[str] = []
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        asked.append(endpoint)
+        return {"dev-1": parts.registration}.get(endpoint)
+
+    await parts.manager.resume(registration_of)
+    assert sorted(asked) == ["dev-1", "gone"]  # the endpoints with stored observations, once each
     (resumed,) = parts.manager.running()
     assert resumed.token == b"\x0a" and resumed.response is None
     assert isinstance(resumed.request, ReadCompositeRequest) and resumed.request.paths == paths

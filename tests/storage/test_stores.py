@@ -25,6 +25,7 @@ from lwm2m.storage.base import (
     Observation,
     ObservationBinding,
     ObservationStore,
+    Reachable,
     RegistrationPage,
     RegistrationStore,
     prefix_upper,
@@ -660,3 +661,18 @@ async def test_the_transport_is_kept_with_the_registration(store: Store, transpo
     moved = dataclasses.replace(kept, transport="udp" if transport != "udp" else "tcp", last_update=1001.0)
     await rs.update(moved)
     assert (await rs.get("dev")) == moved
+
+
+async def test_reachable_gives_each_registrations_address_transport_and_queue_mode(store: Store) -> None:
+    rs = store.registrations
+    await rs.add(reg("a", "r1"))
+    tls = dataclasses.replace(
+        reg("b", "r2"), address=("2001:db8::1", 5684), transport="tls", queue_mode=False
+    )
+    await rs.add(tls)
+    assert sorted(await rs.reachable(), key=lambda r: r.endpoint) == [
+        Reachable("a", ("192.0.2.1", 5683), "udp", True),
+        Reachable("b", ("2001:db8::1", 5684), "tls", False),
+    ]
+    await rs.remove("a")
+    assert [r.endpoint for r in await rs.reachable()] == ["b"]

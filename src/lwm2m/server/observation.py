@@ -442,13 +442,18 @@ class ObservationManager:
         observation._pump.add_done_callback(ended)
         return observation
 
-    async def resume(self, registrations: Mapping[str, Registration]) -> None:
+    async def resume(self, registration_of: Callable[[str], Awaitable[Registration | None]]) -> None:
         """Take up the observations stored before a restart. The clients still hold them
         (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
         sent to the same token, are decoded and delivered again instead of rejected with RST.
-        A record whose registration is gone is dropped."""
+        ``registration_of`` answers an endpoint's stored registration (read once per endpoint
+        with observations); a record whose registration is gone is dropped."""
+        known: dict[str, Registration | None] = {}
         for record in await self._store.all():
-            registration = registrations.get(record.endpoint)
+            if record.endpoint in known:
+                registration = known[record.endpoint]
+            else:
+                registration = known[record.endpoint] = await registration_of(record.endpoint)
             if registration is None or registration.registration_id != record.registration_id:
                 await self._store.remove(record.token)  # its registration is gone
                 continue

@@ -55,15 +55,15 @@ from lwm2m.server.events import (
 from lwm2m.server.gateways import EndDeviceTracker
 from lwm2m.server.hosting import FW_PATH, PackageSource, serve_package
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement
-from lwm2m.server.observation import ObservationManager, ServerObservation, address_of
+from lwm2m.server.observation import ObservationManager, ServerObservation
 from lwm2m.server.presence import Presence
 from lwm2m.server.registrar import Registrar
 from lwm2m.server.security import SecurityPolicy, identity_matches
 from lwm2m.server.stats import RequestStats, received_operation
 from lwm2m.server.trace import MessageTrace
-from lwm2m.storage.base import HistoryEntry, SavedDtlsSession, SecurityInfo, Store
+from lwm2m.storage.base import HistoryEntry, Reachable, SavedDtlsSession, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
-from lwm2m.transport.address import format_addr
+from lwm2m.transport.address import format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
@@ -922,16 +922,18 @@ class Server:
         return self.observation_manager.running()
 
     async def _resume_observations(self) -> None:
-        """Take up the observations stored before a restart (``ObservationManager.resume``)."""
+        """Take up the observations stored before a restart (``ObservationManager.resume``).
+        Of the stored registrations only what routes requests is read (``reachable``): a start
+        on a million registrations builds none of them whole."""
         assert self._endpoint is not None
-        registrations = {r.endpoint: r for r in await self.store.registrations.all()}
-        for registration in registrations.values():
+        for reachable in await self.store.registrations.reachable():
             # After a restart requests and Send are matched to the address kept in storage.
-            self.registrar.remember(registration.endpoint, address_of(registration), registration.transport)
-            self._reconnecting(registration)
-        await self.observation_manager.resume(registrations)
+            addr = normalize(reachable.address) or reachable.address
+            self.registrar.remember(reachable.endpoint, addr, reachable.transport)
+            self._reconnecting(reachable)
+        await self.observation_manager.resume(self.store.registrations.get)
 
-    def _reconnecting(self, registration: Registration) -> None:
+    def _reconnecting(self, registration: Registration | Reachable) -> None:
         """A client over TCP or TLS known from the store (a restart, another node's): its old
         connection is gone, so requests for it fail clearly, or wait while it is in queue mode,
         until it connects again with an Update (LwM2M-TS-Transport 1.2 §6.5)."""
@@ -939,7 +941,7 @@ class Server:
         if via is None:
             return
         endpoint = registration.endpoint
-        self._routes[endpoint] = (via, address_of(registration))
+        self._routes[endpoint] = (via, normalize(registration.address) or registration.address)
         if registration.transport == "tls":
             self._secure.add(endpoint)
         if registration.queue_mode:

@@ -545,6 +545,23 @@ async def collect_page_async(
         await asyncio.sleep(0)  # let CoAP traffic through between chunks
 
 
+class Reachable(msgspec.Struct, frozen=True, array_like=True):
+    """What a starting server needs of each stored registration to know who sends from where
+    and how to reach it: not the whole ``Registration`` (a million of them would hold up the
+    start and its memory)."""
+
+    endpoint: str
+    address: tuple[str, int]
+    transport: str = "udp"
+    queue_mode: bool = False
+
+
+def reachable_of(registration: Registration) -> Reachable:
+    return Reachable(
+        registration.endpoint, registration.address, registration.transport, registration.queue_mode
+    )
+
+
 # --- the protocols -----------------------------------------------------------------------
 
 
@@ -572,6 +589,10 @@ class RegistrationStore(Protocol):
         ...
 
     async def all(self) -> list[Registration]: ...
+
+    async def reachable(self) -> list[Reachable]:
+        """Every registration's endpoint, address, transport and queue mode (``Reachable``)."""
+        ...
 
     async def page(
         self,

@@ -20,6 +20,7 @@ from lwm2m.storage.base import (
     HistoryRetention,
     Observation,
     OscoreSecrets,
+    Reachable,
     RegistrationPage,
     Row,
     SavedDtlsSession,
@@ -30,6 +31,7 @@ from lwm2m.storage.base import (
     collect_page,
     glob_matcher,
     name_range,
+    reachable_of,
     reserve_range,
 )
 from lwm2m.storage.bootstrap import MemoryBootstrapConfigStore
@@ -98,6 +100,9 @@ class MemoryRegistrationStore:
 
     async def all(self) -> list[Registration]:
         return list(self._by_endpoint.values())
+
+    async def reachable(self) -> list[Reachable]:
+        return [reachable_of(r) for r in self._by_endpoint.values()]
 
     async def page(
         self,

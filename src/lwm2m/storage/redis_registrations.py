@@ -23,6 +23,7 @@ from lwm2m.storage.base import (
     PAGE_SCAN,
     Observation,
     ObservationBinding,
+    Reachable,
     RegistrationPage,
     Row,
     check_query,
@@ -30,6 +31,7 @@ from lwm2m.storage.base import (
     glob_matcher,
     name_range,
     prefix_upper,
+    reachable_of,
 )
 from lwm2m.storage.redis_link import (
     CAS_DELETE,
@@ -291,6 +293,9 @@ class RedisRegistrationStore:
                 if data is not None:
                     found.append(_registration(data))
         return found
+
+    async def reachable(self) -> list[Reachable]:
+        return [reachable_of(r) for r in await self.all()]
 
     @guarded
     async def page(
