@@ -249,6 +249,7 @@ class _Ended:
 
     __slots__ = ()
     established = False
+    advanced = False
 
     def open_application_data(self, datagram: bytes) -> bytes | None:
         return None
@@ -813,12 +814,30 @@ class DtlsLayer:
 
     def _receive_cid(self, s: _Session, data: bytes, addr: Addr, now: float) -> None:
         """A tls12_cid record for the session or handshake that gave its CID (RFC 9146 §6)."""
-        if self._handshakes.get(s.addr) is s:
-            if addr == s.addr:  # a handshake does not move: its peer proved no key yet
+        sessions = self._sessions
+        if sessions.get(s.addr) is not s:
+            if self._handshakes.get(s.addr) is s and addr == s.addr:
+                # A handshake does not move: its peer proved no key yet.
                 s.conn.feed(data, now)
                 self._drive(s, now)
             return
-        if self._sessions.get(s.addr) is not s:
+        # The common case first, as for records found by address: one application record,
+        # opened by the backend's record path, its plaintext straight to the CoAP endpoint.
+        records = s.records
+        try:
+            plain = records.open_application_data(data)
+        except (DtlsError, ProtocolError):
+            # A replay, or a record that does not authenticate: dropped, and it neither moves
+            # the session nor counts as hearing from the peer (RFC 6347 §4.1.2.6, RFC 9146 §6).
+            return
+        if plain is not None:
+            if addr != s.addr and records.advanced:  # newer than every record before (§6)
+                self._move(s, addr)
+            # An older record from another address authenticated but moves nothing: it counts as
+            # the peer's, at the session's address.
+            s.last_seen = now
+            sessions.move_to_end(s.addr)
+            self._plain.receive_datagram(plain, s.addr, now)
             return
         conn = s.conn
         plain = conn.feed_read(data, now)
