@@ -403,7 +403,6 @@ _EPOCH_ONE: Final = 1 << 48  # the seq_num of epoch 1's record 0 (RFC 6347 §4.1
 # A RFC 9146 §4 header up to its CID, epoch and sequence number read as the one seq_num.
 _CID_HEAD_SEQ_NUM: Final = struct.Struct("!BHQ")
 _CID_AT: Final = 11  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
-_APPLICATION_INNER: Final = bytes((APPLICATION_DATA,))  # the last byte of an unpadded DTLSInnerPlaintext
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
@@ -989,7 +988,7 @@ class DtlsConnection:
         if sequence <= window.newest and not window.check(sequence):
             raise RecordDropped("a replayed record, or one too old for the replay window")
         inner = protection.open_cid_datagram(data, start)  # BadRecordMac when it does not authenticate
-        if inner[-1:] == _APPLICATION_INNER:  # no padding: the last byte is the type (RFC 9146 §4)
+        if inner and inner[-1] == APPLICATION_DATA:  # no padding: the last byte is the type (RFC 9146 §4)
             content = inner[:-1]
         else:  # RecordError for an inner plaintext of zeros only: dropped, as the general path does
             inner_type, content = parse_inner_plaintext(inner)
