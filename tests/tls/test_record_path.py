@@ -278,7 +278,7 @@ def test_the_record_opener_takes_what_it_can_and_leaves_the_rest_untouched(
         if plain is None:
             assert s2.receive_datagram(datagram, 1.0) == newer
         else:
-            assert s2.advanced == newer and not cid  # a CID record always takes the general path
+            assert s2.advanced == newer
             fast.append(ApplicationData(plain))
         fast += events(s2)
         assert s2.datagrams_to_send(1.0) == s1.datagrams_to_send(1.0)
@@ -298,6 +298,28 @@ def test_the_record_opener_raises_for_a_replay_and_a_forgery() -> None:
     with pytest.raises(RecordDropped):
         s2.open_application_data(first)
     assert s2.open_application_data(second[:12]) is None  # shorter than a header: not its form
+    assert events(s2) == []
+
+
+def test_the_record_opener_takes_cid_records_and_raises_for_a_replay_and_a_forgery() -> None:
+    """RFC 9146 §4, §6: a tls12_cid record with our CID opens on the direct path too; a replay or
+    a forgery raises and leaves the window (and so the session's address) as it was."""
+    c1, _, _, s2 = _two_established(cid=True)
+    first, second = c1.protect_application_data(b"first"), c1.protect_application_data(b"second")
+    assert second[0] == TLS12_CID and second[11 : 11 + len(s2.own_cid)] == s2.own_cid
+    with pytest.raises(BadRecordMac):
+        s2.open_application_data(second[:-1] + bytes((second[-1] ^ 1,)))
+    assert not s2.advanced
+    assert s2.open_application_data(second) == b"second" and s2.advanced
+    with pytest.raises(RecordDropped):
+        s2.open_application_data(second)
+    assert not s2.advanced
+    assert s2.open_application_data(first) == b"first" and not s2.advanced  # older, in the window
+    with pytest.raises(RecordDropped):
+        s2.open_application_data(first)
+    other_cid = second[:11] + bytes((second[11] ^ 1,)) + second[12:]
+    assert s2.open_application_data(other_cid) is None  # not our CID: the general path drops it
+    assert s2.open_application_data(second[:14]) is None  # shorter than its header: not its form
     assert events(s2) == []
 
 
@@ -335,6 +357,32 @@ def test_a_cid_record_opens_to_its_type_and_content_with_or_without_padding(
         content_type,
         content,
     )
+
+
+@given(
+    st.binary(max_size=40),
+    st.sampled_from([APPLICATION_DATA, ALERT, HANDSHAKE]),
+    st.integers(0, 3),
+    st.binary(min_size=1, max_size=8),
+    st.integers(0, MAX_SEQUENCE),
+)
+def test_a_cid_datagram_opens_and_seals_as_the_general_forms(
+    content: bytes, content_type: int, padding: int, cid: bytes, sequence: int
+) -> None:
+    """``open_cid_datagram`` and ``seal_cid_application`` against ``seal_record`` and ``open``
+    (RFC 9146 §4, §5): the same bytes on the wire, the same DTLSInnerPlaintext out."""
+    protection = AeadProtection(AES_128_CCM_8, KEY, SALT, padding)
+    wire = protection.seal_record(1, sequence, content_type, content, cid)
+    inner = protection.open_cid_datagram(wire, 13 + len(cid))
+    assert inner == content + bytes((content_type,)) + bytes(padding)
+    if content_type == APPLICATION_DATA:
+        assert protection.seal_cid_application((1 << 48) | sequence, content, cid) == wire
+    with pytest.raises(BadRecordMac):
+        protection.open_cid_datagram(wire[:-1] + bytes((wire[-1] ^ 1,)), 13 + len(cid))
+    with pytest.raises(BadRecordMac):  # another CID in the header: other additional data
+        protection.open_cid_datagram(wire[:11] + bytes((wire[11] ^ 1,)) + wire[12:], 13 + len(cid))
+    with pytest.raises(BadRecordMac):
+        protection.open_cid_datagram(wire[: 13 + len(cid) + 15], 13 + len(cid))
 
 
 def test_a_replay_and_a_forgery_are_dropped_and_do_not_move_the_window() -> None:

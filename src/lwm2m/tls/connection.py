@@ -176,6 +176,7 @@ from lwm2m.tls.record import (
     DtlsRecord,
     encode_record,
     parse_datagram,
+    parse_inner_plaintext,
     single_protected_record,
 )
 from lwm2m.tls.replay import MAX_SEQUENCE, ReplayWindow
@@ -399,6 +400,9 @@ class _State(enum.Enum):
 # class costs more than the rest of that test.
 _ESTABLISHED: Final = _State.ESTABLISHED
 _EPOCH_ONE: Final = 1 << 48  # the seq_num of epoch 1's record 0 (RFC 6347 §4.1.2.1)
+# A RFC 9146 §4 header up to its CID, epoch and sequence number read as the one seq_num.
+_CID_HEAD_SEQ_NUM: Final = struct.Struct("!BHQ")
+_CID_AT: Final = 11  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
@@ -879,11 +883,11 @@ class DtlsConnection:
         sequences = self._write_seq
         sequence = sequences[1]
         sequences[1] = sequence + 1
-        if self._cid_negotiated and self._peer_cid:
-            return protection.seal_record(1, sequence, APPLICATION_DATA, data, self._peer_cid)
         if sequence > MAX_SEQUENCE:
             raise RecordError(f"epoch 1 or sequence number {sequence} does not fit the header")
         # Epoch 1 and the sequence number as the one seq_num of header and nonce (RFC 6347 §4.1.2.1).
+        if self._cid_negotiated and self._peer_cid:
+            return protection.seal_cid_application(_EPOCH_ONE | sequence, data, self._peer_cid)
         return protection.seal_application(_EPOCH_ONE | sequence, data)
 
     def receive_application_data(self, data: bytes, now: float) -> bytes | None:
@@ -905,18 +909,22 @@ class DtlsConnection:
         return content
 
     def open_application_data(self, data: bytes) -> bytes | None:
-        """The content of ``data`` when it is what an established connection without a CID of
-        its own gets most, one epoch-1 record of application data, and it authenticated as new:
-        the replay window has taken it (RFC 6347 §4.1.2.6) and :attr:`advanced` says whether
-        it was the newest. None for any other datagram, which is left untouched (it is for
-        :meth:`receive_datagram`); :class:`~lwm2m.errors.RecordDropped` or another
-        ``ProtocolError`` or ``SecurityError`` for one of that form that was dropped: a replay,
-        a record too old for the window, one that does not authenticate (RFC 6347 §4.1.2.7).
+        """The content of ``data`` when it is what an established connection gets most, one
+        epoch-1 record of application data (with a CID of its own: one ``tls12_cid`` record
+        carrying that CID whose inner type is application data, RFC 9146 §4), and it
+        authenticated as new: the replay window has taken it (RFC 6347 §4.1.2.6) and
+        :attr:`advanced` says whether it was the newest. None for any other datagram, which is
+        left untouched (it is for :meth:`receive_datagram`); :class:`~lwm2m.errors.RecordDropped`
+        or another ``ProtocolError`` or ``SecurityError`` for one of that form that was dropped:
+        a replay, a record too old for the window, one that does not authenticate (RFC 6347
+        §4.1.2.7).
 
         The form for a caller that has a datagram to take and nothing else to do, at the least
         cost per record: no event, no ``now`` (nothing here starts a timer)."""
-        if self._state is not _ESTABLISHED or (self._cid_negotiated and self._own_cid):
-            return None  # a handshake, a closed connection, or records that carry our CID
+        if self._state is not _ESTABLISHED:
+            return None  # a handshake, or a closed connection
+        if self._cid_negotiated and self._own_cid:
+            return self._open_cid_application_data(data)
         # :func:`single_protected_record`'s test, inline, with the header in one unpack and
         # epoch and sequence number read as the one seq_num (RFC 6347 §4.1.2.1).
         try:
@@ -941,6 +949,53 @@ class DtlsConnection:
         content = self._read_protection.open_datagram(data, seq_num, version)  # type: ignore[union-attr]
         limit = self._limits.receive
         if limit is not None and len(content) > limit:
+            # Over the limit we gave (RFC 8449 §4): the general path ends the connection; the
+            # window has not moved, so it takes the record as new.
+            return None
+        self._advanced = window.accept(sequence)
+        if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
+            self._flight = []
+        return content
+
+    def _open_cid_application_data(self, data: bytes) -> bytes | None:
+        """:meth:`open_application_data` for an established connection whose peer's records
+        carry our CID: the same checks as :meth:`_receive_cid_application_data`, with the header
+        read in one unpack and no record object."""
+        own_cid = self._own_cid
+        start = HEADER_LENGTH + len(own_cid)  # the CID lies before the length (RFC 9146 §4)
+        try:
+            content_type, version, seq_num = _CID_HEAD_SEQ_NUM.unpack_from(data)
+        except struct.error:  # shorter than a header
+            return None
+        sequence = seq_num - _EPOCH_ONE  # within 0..MAX_SEQUENCE exactly when the epoch is 1
+        n = len(data)
+        if (
+            content_type != TLS12_CID
+            or not 0 <= sequence <= MAX_SEQUENCE
+            or version >> 8 != 0xFE
+            or n < start
+            or start + ((data[start - 2] << 8) | data[start - 1]) != n
+            # Not our CID: the general path drops it. The CID is no secret (every record shows
+            # it, and the layer found the session by it in a dict): a plain comparison.
+            or not data.startswith(own_cid, _CID_AT)
+        ):  # another type or epoch, several records, a length that does not match
+            return None
+        protection = self._read_protection
+        if type(protection) is not AeadProtection:
+            return None  # a CBC suite: the general path
+        self._advanced = False
+        window = self._windows[1]
+        if sequence <= window.newest and not window.check(sequence):
+            raise RecordDropped("a replayed record, or one too old for the replay window")
+        inner = protection.open_cid_datagram(data, start)  # BadRecordMac when it does not authenticate
+        if inner and inner[-1] == APPLICATION_DATA:  # no padding: the last byte is the type (RFC 9146 §4)
+            content = inner[:-1]
+        else:  # RecordError for an inner plaintext of zeros only: dropped, as the general path does
+            inner_type, content = parse_inner_plaintext(inner)
+            if inner_type != APPLICATION_DATA:
+                return None  # an alert or handshake message behind the CID: the general path's
+        limit = self._limits.receive
+        if limit is not None and len(content) + 1 > limit:
             # Over the limit we gave (RFC 8449 §4): the general path ends the connection; the
             # window has not moved, so it takes the record as new.
             return None

@@ -32,6 +32,7 @@ from lwm2m.errors import BadRecordMac, DtlsError, RecordError, RecordOverflow
 from lwm2m.tls.record import (
     APPLICATION_DATA,
     DTLS_1_2,
+    HEADER_LENGTH,
     MAX_PLAINTEXT,
     TLS12_CID,
     DtlsRecord,
@@ -64,6 +65,15 @@ _DATAGRAM_OVERHEAD: Final = _NONCE_AT + EXPLICIT_NONCE_LENGTH
 _SEQ_NUM_HEADER_NONCE: Final = struct.Struct("!BHQHQ")
 # The whole nonce: the salt, then the explicit part (RFC 6655 §3).
 _NONCE: Final = struct.Struct("!4sQ")
+# A RFC 9146 §4 header up to its CID with epoch and sequence number as the one seq_num: type,
+# version, seq_num. The same 11 bytes stand in the additional data after its first 10 (RFC 9146 §5).
+_CID_HEAD_SEQ_NUM: Final = struct.Struct("!BHQ")
+# What follows the CID in a sealed tls12_cid record: its length, then the explicit nonce (the seq_num).
+_LENGTH_NONCE: Final = struct.Struct("!HQ")
+# The first 10 bytes of the RFC 9146 §5 additional data, by CID length: seq_num_placeholder,
+# tls12_cid, cid_length. What follows them is the record's header up to its length (tls12_cid,
+# version, epoch, sequence number, CID), then the length of the DTLSInnerPlaintext.
+_CID_AAD_HEADS: Final = tuple(SEQ_NUM_PLACEHOLDER + bytes((TLS12_CID, n)) for n in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,7 @@ class AeadProtection:
     (RFC 9146 §4), to hide the length of what is sent.
     """
 
-    __slots__ = ("_aead", "_fixed_iv", "_opened_at", "_overhead", "algorithm", "padding")
+    __slots__ = ("_aead", "_fixed_iv", "_inner_tail", "_opened_at", "_overhead", "algorithm", "padding")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes, fixed_iv: bytes, padding: int = 0) -> None:
         if len(key) != algorithm.key_length:
@@ -167,6 +177,9 @@ class AeadProtection:
             raise DtlsError("padding cannot be negative")
         self.algorithm = algorithm
         self.padding = padding
+        # What follows the content in the DTLSInnerPlaintext of an application-data record with
+        # a CID: its real type and the padding (RFC 9146 §4).
+        self._inner_tail = bytes((APPLICATION_DATA,)) + bytes(padding)
         self._overhead = EXPLICIT_NONCE_LENGTH + algorithm.tag_length  # a record's bytes beyond its plaintext
         # The bytes of a datagram of one record without a CID beyond its plaintext.
         self._opened_at = _DATAGRAM_OVERHEAD + algorithm.tag_length
@@ -243,6 +256,46 @@ class AeadProtection:
             )
         except InvalidTag:
             raise BadRecordMac("the record does not authenticate") from None
+
+    def open_cid_datagram(self, data: bytes, start: int) -> bytes:
+        """The ``DTLSInnerPlaintext`` of ``data``, a datagram that is exactly one protected
+        ``tls12_cid`` record (RFC 9146 §4) whose header, CID and length included, ends at
+        ``start``, the caller having read and checked that header. The additional data is that
+        of RFC 9146 §5, made of the header's own bytes (type to CID) behind its first 10; the
+        explicit nonce follows the header (RFC 6655 §3). :class:`BadRecordMac` if it does not
+        authenticate; splitting off the real type and padding is the caller's."""
+        length = len(data) - start - self._overhead  # of the DTLSInnerPlaintext
+        if length < 0:
+            raise BadRecordMac("a protected record shorter than its nonce and tag")
+        if length > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a DTLSInnerPlaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
+        explicit = start + EXPLICIT_NONCE_LENGTH
+        try:
+            return self._aead.decrypt(
+                self._fixed_iv + data[start:explicit],
+                data[explicit:],
+                b"".join((_CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(length))),
+            )
+        except InvalidTag:
+            raise BadRecordMac("the record does not authenticate") from None
+
+    def seal_cid_application(self, seq_num: int, content: bytes, cid: bytes) -> bytes:
+        """``content`` as one protected application-data record with the peer's ``cid`` on the
+        wire (RFC 9146 §4, §5; RFC 6655 §3): what :meth:`seal_record` gives with that ``cid``
+        for epoch ``seq_num >> 48`` and sequence number ``seq_num & (2**48 - 1)``. The caller
+        keeps the sequence number within its 48 bits and the CID within 255 bytes."""
+        inner_length = len(content) + len(self._inner_tail)
+        if inner_length > MAX_PLAINTEXT:
+            raise RecordOverflow(
+                f"a DTLSInnerPlaintext of {inner_length} bytes is longer than {MAX_PLAINTEXT}"
+            )
+        head = _CID_HEAD_SEQ_NUM.pack(TLS12_CID, DTLS_1_2, seq_num)
+        sealed = self._aead.encrypt(
+            _NONCE.pack(self._fixed_iv, seq_num),
+            content + self._inner_tail,
+            b"".join((_CID_AAD_HEADS[len(cid)], head, cid, _LENGTH.pack(inner_length))),
+        )
+        return b"".join((head, cid, _LENGTH_NONCE.pack(inner_length + self._overhead, seq_num), sealed))
 
     def seal_application(self, seq_num: int, content: bytes) -> bytes:
         """``content`` as one protected application-data record without a CID on the wire

@@ -43,6 +43,12 @@ class RecordPath(Protocol):
         (RFC 6347 §4.1.2.6, §4.1.2.7)."""
         ...
 
+    @property
+    def advanced(self) -> bool:
+        """Whether the last record ``open_application_data`` gave the plaintext of was newer than
+        every one accepted before (RFC 9146 §6: only such a record may move a CID session)."""
+        ...
+
     def protect_application_data(self, data: bytes) -> bytes:
         """``data`` as one encrypted record, as ``Connection.write`` gives it. Raises
         RecordTooLarge for a message over the peer's record limit (the session goes on), or

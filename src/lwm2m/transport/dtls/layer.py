@@ -249,6 +249,7 @@ class _Ended:
 
     __slots__ = ()
     established = False
+    advanced = False
 
     def open_application_data(self, datagram: bytes) -> bytes | None:
         return None
@@ -364,6 +365,25 @@ class DtlsLayer:
                     cid = data[_CID_AT : _CID_AT + self._cid_length]
                     c = self._by_cid.get(cid)
                     if c is not None:
+                        if self._sessions.get(c.addr) is c:
+                            # The common case inline, as for records found by address below.
+                            records = c.records
+                            try:
+                                plain = records.open_application_data(data)
+                            except (DtlsError, ProtocolError):
+                                # A replay, or a record that does not authenticate: dropped; it
+                                # neither moves the session nor counts as hearing from the peer
+                                # (RFC 6347 §4.1.2.6, RFC 9146 §6).
+                                return
+                            if plain is not None:
+                                if addr != c.addr and records.advanced:  # newer than all before (§6)
+                                    self._move(c, addr)
+                                # An older record from another address authenticated but moves
+                                # nothing: it counts as the peer's, at the session's address.
+                                c.last_seen = now
+                                self._sessions.move_to_end(c.addr)
+                                self._plain.receive_datagram(plain, c.addr, now)
+                                return
                         self._receive_cid(c, data, addr, now)
                         return
                     if cid in self._parked_cid and self._receive_parked(
@@ -812,13 +832,13 @@ class DtlsLayer:
         self._sessions.move_to_end(s.addr)
 
     def _receive_cid(self, s: _Session, data: bytes, addr: Addr, now: float) -> None:
-        """A tls12_cid record for the session or handshake that gave its CID (RFC 9146 §6)."""
-        if self._handshakes.get(s.addr) is s:
-            if addr == s.addr:  # a handshake does not move: its peer proved no key yet
+        """A tls12_cid record for the session or handshake that gave its CID (RFC 9146 §6), which
+        ``receive_datagram`` did not take on its direct path."""
+        if self._sessions.get(s.addr) is not s:
+            if self._handshakes.get(s.addr) is s and addr == s.addr:
+                # A handshake does not move: its peer proved no key yet.
                 s.conn.feed(data, now)
                 self._drive(s, now)
-            return
-        if self._sessions.get(s.addr) is not s:
             return
         conn = s.conn
         plain = conn.feed_read(data, now)
