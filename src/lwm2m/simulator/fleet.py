@@ -32,6 +32,7 @@ import contextlib
 import gc
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
 import re
@@ -59,6 +60,7 @@ from lwm2m.simulator.values import Tick, hour_of_day
 from lwm2m.storage.base import OscoreSecrets, SecurityInfo
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PskCredentials
+from lwm2m.transport.shared import SharedUdp
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs the cryptography package, which plain CoAP does without
     from lwm2m.coap.oscore import OscoreConfig
@@ -273,6 +275,12 @@ class FleetConfig:
     fleet's, random when None) and its index, its Sender ID the index, its ID Context the
     prefix, so fleets with other prefixes never share an identity (:meth:`Fleet.oscore_entries`).
 
+    ``shared_network``: the devices share one UDP socket, each at an address of its own of this
+    IPv4 network (``"127.64.0.0/10"``: any of 127.0.0.0/8 is local on Linux), instead of a
+    socket each: for fleets beyond the process's file descriptors or the host's ephemeral ports
+    (some 28,000 per address). Plain ``coap://`` only (security ``"nosec"`` or ``"oscore"``); the
+    server sees each device at ``address:port`` as it sees a device with a socket of its own.
+
     ``end_devices``: how many end devices each gateway (profile ``ucifi-lorawan-gateway``) has
     behind it; ``uplink_period``: simulated seconds between two uplinks of one end device
     (LoRaWAN class A: requests to it are answered at its next uplink).
@@ -314,6 +322,7 @@ class FleetConfig:
     oscore_secret: bytes | None = field(default=None, repr=False, compare=False)
     end_devices: int = 20
     uplink_period: float = 30.0
+    shared_network: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.count) is not int or self.count < 1:
@@ -379,6 +388,8 @@ class FleetConfig:
                 )
         if self.oscore_secret is not None and not 1 <= len(self.oscore_secret) <= 64:
             raise ConfigError("oscore_secret: 1 to 64 bytes")
+        if self.shared_network is not None:
+            _check_network(self.shared_network, self.security, server, bootstrap)
         if server is not None and server.scheme in ("coap", "coap+tcp") and self.security == "psk":
             raise ConfigError(
                 f"security 'psk': the server {self.server_uri} is plain CoAP;"
@@ -473,6 +484,8 @@ class Fleet:
         self.stopping = False
         self._hurry = False
         self.stopped = 0  # devices stopped by stop()
+        self.shared_network = config.shared_network
+        self.shared_udp: SharedUdp | None = None  # the devices' socket, with shared_network
 
     # --- identity and lookup ---------------------------------------------------------------------
 
@@ -569,6 +582,7 @@ class Fleet:
             coap_config=self.coap_config,
             psk=None if key is None else PskCredentials(endpoint, key),
             oscore=self._oscore_config(endpoint),
+            shared_udp=self.shared_udp,
         )
         if bootstrap is not None:
             return Client(endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config)
@@ -607,6 +621,8 @@ class Fleet:
             self.client_bootstrap_uri = await _resolved(self._bootstrap)
         elif self._server is not None:
             self.client_uri = await _resolved(self._server)
+        if self.shared_network is not None:
+            self.shared_udp = await SharedUdp.create(self.shared_network)
         self._starter = self._loop.create_task(self._start_devices(), name="fleet-starter")
         self._ticker = self._loop.create_task(self._tick_loop(), name="fleet-ticker")
 
@@ -640,6 +656,8 @@ class Fleet:
                 self.stopped += 1
 
         await asyncio.gather(*(stop_one(d) for d in self.devices))
+        if self.shared_udp is not None:
+            self.shared_udp.close()
 
     def hurry(self) -> None:
         """Make a running :meth:`stop` stop the remaining devices without de-registering them."""
@@ -792,6 +810,18 @@ class Fleet:
                 if len(self.devices) == self.count and self.registered == self.count:
                     return
                 await asyncio.sleep(poll)
+
+
+def _check_network(network: str, security: str, *uris: ServerUri | None) -> None:
+    try:
+        ipaddress.IPv4Network(network)
+    except ValueError as exc:
+        raise ConfigError(f"shared_network {network!r}: expected an IPv4 network ({exc})") from None
+    if security == "psk":
+        raise ConfigError(f"shared_network {network!r}: plain CoAP only; security 'psk' needs a socket each")
+    for uri in uris:
+        if uri is not None and uri.scheme != "coap":
+            raise ConfigError(f"shared_network {network!r}: plain coap:// only, not {uri.scheme}://")
 
 
 def _check_keys(keys: Mapping[str, bytes]) -> None:
