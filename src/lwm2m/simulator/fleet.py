@@ -680,12 +680,13 @@ class Fleet:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for index in range(self.count):
-            if self.rate is not None:
-                delay = t0 + index / self.rate - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            delay = t0 + index / self.rate - loop.time() if self.rate is not None else 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
             elif index % 64 == 63:
-                await asyncio.sleep(0)  # let answers in while thousands start
+                # Behind the rate (or none asked): let answers in while thousands start, or the
+                # first devices' exchanges wait until the last has started.
+                await asyncio.sleep(0)
             now = self.now()
             device = SimulatedDevice(
                 self, index, self.endpoint_name(index), Tick(now, self.hour(now), 0.0, self.rng)
