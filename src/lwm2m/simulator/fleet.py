@@ -486,6 +486,7 @@ class Fleet:
         self.stopped = 0  # devices stopped by stop()
         self.shared_network = config.shared_network
         self.shared_udp: SharedUdp | None = None  # the devices' socket, with shared_network
+        self._client_config: ClientConfig | None = None  # of the devices without keys of their own
 
     # --- identity and lookup ---------------------------------------------------------------------
 
@@ -574,16 +575,21 @@ class Fleet:
         """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
         bootstrap = self.client_bootstrap_uri
         key = (self._bootstrap_keys if bootstrap is not None else self._keys).get(endpoint)
-        config = ClientConfig(
-            lifetime=self.lifetime,
-            queue_mode=self.queue_mode,
-            lwm2m_version=self.lwm2m_version,
-            local_host=self.local_host,
-            coap_config=self.coap_config,
-            psk=None if key is None else PskCredentials(endpoint, key),
-            oscore=self._oscore_config(endpoint),
-            shared_udp=self.shared_udp,
-        )
+        oscore = self._oscore_config(endpoint)
+        config = self._client_config
+        if config is None or key is not None or oscore is not None:
+            config = ClientConfig(
+                lifetime=self.lifetime,
+                queue_mode=self.queue_mode,
+                lwm2m_version=self.lwm2m_version,
+                local_host=self.local_host,
+                coap_config=self.coap_config,
+                psk=None if key is None else PskCredentials(endpoint, key),
+                oscore=oscore,
+                shared_udp=self.shared_udp,
+            )
+            if key is None and oscore is None:
+                self._client_config = config  # nothing of its own: one config for all such devices
         if bootstrap is not None:
             return Client(endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config)
         return Client(endpoint, self.client_uri, objects, models=self.models, config=config)
