@@ -15,6 +15,7 @@ from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.simulator import Fleet, FleetConfig, FleetStats
+from lwm2m.simulator import fleet as fleet_module
 from lwm2m.simulator.lighting import LampController
 
 P = Path.parse
@@ -231,6 +232,19 @@ async def test_a_device_on_a_shared_socket_reboots_to_a_new_address() -> None:
             after = await server.registration(device.endpoint)
             assert after.address[0] != before.address[0]  # as a device on a new socket after a restart
             assert value(await server.read(device.endpoint, "/3303/0/5700")) is not None
+
+
+async def test_the_value_loop_moves_a_tick_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_module, "STEP_SLICE", 2)
+    options = {"count": 5, "profile": "ipso-weather", "tick": 60.0, "update_interval": 60.0}
+    async with fleet_and_server(**options) as (_server, fleet):
+        before = [d.instance(3303).get(5700) for d in fleet.devices]  # type: ignore[union-attr]
+        fleet.time_scale = 3600.0  # an hour a second: every value moves at the next step
+        await asyncio.sleep(0.05)
+        pauses = list(fleet._steps())
+        assert len(pauses) == 2  # after the second and the fourth of five devices
+        after = [d.instance(3303).get(5700) for d in fleet.devices]  # type: ignore[union-attr]
+        assert all(a != b for a, b in zip(before, after, strict=True)), (before, after)
 
 
 @pytest.mark.parametrize(
