@@ -357,7 +357,7 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
         cpu0, t0 = time.process_time(), loop.time()
         await fleet.start()
         try:
-            await fleet.wait_registered(timeout=max(60.0, 3 * args.count / args.rate))
+            await fleet.wait_registered(timeout=max(120.0, 6 * args.count / args.rate))
         except TimeoutError:
             states = collections.Counter(d.client.state.value for d in fleet.devices)
             print(f"registering timed out: {fleet.stats()}; client states {dict(states)}", file=sys.stderr)

@@ -234,6 +234,13 @@ async def test_a_device_on_a_shared_socket_reboots_to_a_new_address() -> None:
             assert value(await server.read(device.endpoint, "/3303/0/5700")) is not None
 
 
+async def test_a_shared_network_needs_an_ipv4_server() -> None:
+    fleet = Fleet("coap://[::1]:5999", FleetConfig(count=1, shared_network="127.82.0.0/24"))
+    with pytest.raises(ValueError, match=r"coap://\[::1\]:5999 is IPv6; IPv4 only"):
+        await fleet.start()
+    assert fleet.shared_udp is None
+
+
 async def test_the_value_loop_moves_a_tick_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fleet_module, "STEP_SLICE", 2)
     options = {"count": 5, "profile": "ipso-weather", "tick": 60.0, "update_interval": 60.0}

@@ -631,6 +631,9 @@ class Fleet:
         elif self._server is not None:
             self.client_uri = await _resolved(self._server)
         if self.shared_network is not None:
+            resolved = self.client_bootstrap_uri or self.client_uri or ""
+            if "[" in resolved:
+                raise ConfigError(f"shared_network {self.shared_network}: {resolved} is IPv6; IPv4 only")
             self.shared_udp = await SharedUdp.create(self.shared_network)
         self._starter = self._loop.create_task(self._start_devices(), name="fleet-starter")
         self._ticker = self._loop.create_task(self._tick_loop(), name="fleet-ticker")
