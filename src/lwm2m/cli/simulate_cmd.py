@@ -503,7 +503,8 @@ def simulate_command(
     duration: str | None,
     report_every: str,
 ) -> None:
-    """Run many virtual devices (IPSO and uCIFI profiles) in one process, each on its own UDP port."""
+    """Run many virtual devices (IPSO and uCIFI profiles) in one process, each on its own UDP port
+    (with --shared-network: all on one socket, each at an address of its own)."""
     if security not in SECURITY_MODES:
         fail(f"--security {security}: expected one of {', '.join(SECURITY_MODES)}")
     if oscore:
