@@ -76,7 +76,7 @@ class Simulated(ObjectInstance):
     def number(self, resource_id: int, value: float) -> None:
         """Set a numeric resource, as an integer where its type is one."""
         r = self.definition.resources[resource_id]
-        self.set(resource_id, round(value) if r.type in _INTEGERS else float(value))
+        self.set_number(resource_id, round(value) if r.type in _INTEGERS else float(value))
 
     def begin(self, resource_id: int, walk: Walk, start: Tick) -> float:
         """Give a walked resource its first value; returns what it reports."""
