@@ -336,6 +336,7 @@ async def run_all(args: argparse.Namespace, use_uvloop: bool) -> Results:
                 seed=1,
                 local_host=HOST,
                 shared_network=args.shared_network,
+                update_interval=args.update_interval,
                 freeze_gc=True,  # as lwm2m simulate runs it
                 dedup_entries=args.dedup,
                 security=args.security,
@@ -484,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifetime", type=int, default=20, help="registration lifetime, s")
     parser.add_argument("--inflight", type=int, default=2000, help="outstanding reads at most")
     parser.add_argument("--read-period", type=int, default=1, help="seconds between two reads of a device")
+    parser.add_argument(
+        "--update-interval", type=float, default=10.0, help="seconds between two moves of a device's values"
+    )
     parser.add_argument(
         "--shared-network",
         default=None,
