@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
-from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.catalogue import catalogue_definition
 from lwm2m.model.definition import ObjectDefinition, ResourceDefinition
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.model.value import (
@@ -88,7 +88,8 @@ class ObjectInstance:
             oid = object_id if object_id is not None else type(self).object_id
             if oid is None:
                 raise TypeError(f"{type(self).__name__} needs an object_id or a definition")
-            definition = (models or load_catalogue()).get(oid, type(self).version)
+            version = type(self).version
+            definition = models.get(oid, version) if models else catalogue_definition(oid, version)
             if definition is None:
                 raise ValueError(f"object {oid} is not in the model registry: give its definition")
         if not 0 <= instance_id <= 65534:
