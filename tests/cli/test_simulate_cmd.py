@@ -94,6 +94,29 @@ async def test_simulate_stops_by_itself_after_its_duration() -> None:
                 await proc.wait()
 
 
+async def test_simulate_on_a_shared_network_puts_each_device_at_an_address_of_its_own() -> None:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
+        proc = await lwm2m_process(
+            "simulate", "--server", server.uri, "--count", "4", "--shared-network", "127.81.0.0/16",
+            "--duration", "3",
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(15):
+                while len(registrations := await server.registrations()) < 4:
+                    await asyncio.sleep(0.05)
+                addresses = sorted(r.address for r in registrations)
+                assert [a[0] for a in addresses] == [f"127.81.0.{i}" for i in range(1, 5)]
+                assert len({a[1] for a in addresses}) == 1  # one socket, one port
+                out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            assert "stopped 4 devices" in out.decode(), out.decode()
+            assert await server.registrations() == []
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
 async def _simulate(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     return await lwm2m_process(
         "simulate",
@@ -278,6 +301,11 @@ async def test_simulate_bootstraps_with_configurations_and_keys_written_into_dat
             "a fleet that bootstraps over coaps+tcp:// is not simulated",
         ),
         (["--oscore", "--security", "psk"], "--oscore: give it or --security psk, not both"),
+        (["--shared-network", "127.0.0.0/33"], "--shared-network 127.0.0.0/33: expected an IPv4 network"),
+        (
+            ["--shared-network", "127.64.0.0/10", "--server", "coap+tcp://127.0.0.1:5"],
+            "--shared-network 127.64.0.0/10: plain coap:// only",
+        ),
         (
             ["--oscore", "--server", "coaps://127.0.0.1:5"],
             "--server coaps://127.0.0.1:5: --oscore needs a coap://",

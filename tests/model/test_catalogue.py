@@ -242,3 +242,13 @@ def test_bad_user_model_raises(tmp_path: Path) -> None:
 def test_no_user_models_is_the_catalogue() -> None:
     reg = build_registry()
     assert [d.id for d in reg] == sorted(d.id for d in catalogue_definitions())
+
+
+def test_one_definition_comes_without_a_copy_of_the_catalogue() -> None:
+    from lwm2m.model.catalogue import catalogue_definition
+
+    newest = catalogue_definition(3303)
+    assert newest is not None and newest is load_catalogue().get(3303)  # definitions are shared
+    versions = load_catalogue().versions(3)
+    assert catalogue_definition(3, versions[0]) is load_catalogue().get(3, versions[0]) is not None
+    assert catalogue_definition(3, "9.9") is None and catalogue_definition(65000) is None

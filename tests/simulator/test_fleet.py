@@ -15,6 +15,7 @@ from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.role import Server
 from lwm2m.simulator import Fleet, FleetConfig, FleetStats
+from lwm2m.simulator import fleet as fleet_module
 from lwm2m.simulator.lighting import LampController
 
 P = Path.parse
@@ -189,6 +190,74 @@ async def test_devices_start_at_the_rate_asked() -> None:
             assert loop.time() - started >= 0.24  # six at 20/s: the last one 0.25 s after the first
 
 
+async def test_a_fleet_on_one_shared_socket_is_a_device_per_address() -> None:
+    options = {"count": 6, "profile": "mixed", "seed": 4, "shared_network": "127.77.0.0/16"}
+    async with fleet_and_server(**options) as (server, fleet):
+        assert fleet.shared_udp is not None and len(fleet.shared_udp) == 6
+        registrations = {r.endpoint: r.address for r in await server.registrations()}
+        port = fleet.shared_udp.port
+        # One port, an address each: the server tells them apart as it does devices on sockets.
+        assert sorted(registrations.values()) == [(f"127.77.0.{i}", port) for i in range(1, 7)]
+        for device in fleet.devices:
+            model = value(await server.read(device.endpoint, "/3/0/1"))
+            assert model == device.profile.model_number
+        weather = next(d for d in fleet.devices if d.profile.name == "ipso-weather")
+        answer = await server.write_attributes(weather.endpoint, "/3303/0/5700", {"pmin": 0, "pmax": 1})
+        assert answer.code >> 5 == 2, answer
+        observation = await server.observe(weather.endpoint, "/3303/0/5700")
+        notification = await observation.next(timeout=3)
+        assert isinstance(value(notification), float)
+        await observation.cancel()
+        assert fleet.stats().requests == 6 + 2 and fleet.stats().errors == 0  # reads, attributes, observe
+    assert await server.registrations() == []  # every device de-registered through the shared socket
+    assert fleet.shared_udp is not None and len(fleet.shared_udp) == 0
+
+
+async def test_a_device_on_a_shared_socket_reboots_to_a_new_address() -> None:
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
+        config = FleetConfig(
+            count=2, profile="ipso-weather", rate=None, reboot_seconds=0.1, shared_network="127.78.0.0/24"
+        )
+        async with Fleet(server.uri, config) as fleet:
+            await fleet.wait_registered(timeout=10)
+            device = fleet.devices[0]
+            before = await server.registration(device.endpoint)
+            answer = await server.execute(device.endpoint, "/3/0/4")
+            assert answer.code >> 5 == 2, answer
+
+            async def again() -> bool:
+                return device.client.registrations == 2 and device.client.registered
+
+            await eventually(again)
+            after = await server.registration(device.endpoint)
+            assert after.address[0] != before.address[0]  # as a device on a new socket after a restart
+            assert value(await server.read(device.endpoint, "/3303/0/5700")) is not None
+
+
+async def test_a_shared_network_needs_an_ipv4_server() -> None:
+    fleet = Fleet("coap://[::1]:5999", FleetConfig(count=1, shared_network="127.82.0.0/24"))
+    with pytest.raises(ValueError, match=r"coap://\[::1\]:5999 is IPv6; IPv4 only"):
+        await fleet.start()
+    assert fleet.shared_udp is None
+
+
+async def test_the_value_loop_moves_a_tick_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_module, "STEP_SLICE", 2)
+    options = {"count": 5, "profile": "ipso-weather", "tick": 60.0, "update_interval": 60.0}
+    async with fleet_and_server(**options) as (_server, fleet):
+        stepped: list[str] = []
+        step = fleet._step
+
+        def recording(device: Any, now: float, hour: float, rng: Any) -> None:
+            stepped.append(device.endpoint)
+            step(device, now, hour, rng)
+
+        monkeypatch.setattr(fleet, "_step", recording)
+        seen = [len(stepped) for _ in fleet._steps()]
+        assert seen == [2, 4]  # a pause after every second device
+        assert sorted(stepped) == sorted(d.endpoint for d in fleet.devices)  # and all of them moved
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -198,6 +267,8 @@ async def test_devices_start_at_the_rate_asked() -> None:
         ({"count": 1, "rate": 0}, "rate 0"),
         ({"count": 1, "lwm2m_version": "2.0"}, "lwm2m_version '2.0'"),
         ({"count": 1, "tick": 1.0, "update_interval": 0.5}, "update_interval 0.5"),
+        ({"count": 1, "shared_network": "127.0.0.300/8"}, "shared_network '127.0.0.300/8'"),
+        ({"count": 1, "shared_network": "::1/128"}, "shared_network '::1/128'"),
     ],
 )
 def test_bad_fleet_options_name_the_value(options: dict[str, Any], message: str) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import resource
 import signal
@@ -97,6 +98,17 @@ def _file_limit(count: int) -> None:
             " raise it (ulimit -n) or run fewer devices"
         )
     resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def _check_shared_network(network: str, security: str, schemes: dict[str, str]) -> None:
+    try:
+        ipaddress.IPv4Network(network)
+    except ValueError:
+        fail(f"--shared-network {network}: expected an IPv4 network such as 127.64.0.0/10")
+    if security == "psk" or set(schemes.values()) - {"coap"}:
+        fail(
+            f"--shared-network {network}: plain coap:// only (a DTLS or TCP device needs a socket of its own)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +467,12 @@ async def _into_data(fleet: Fleet, data: str, *, server: bool) -> str:
     help="between two uplinks of an end device (requests to it wait for the next)",
 )
 @click.option("--local-host", default=None, metavar="ADDRESS", help="address the devices bind to")
+@click.option(
+    "--shared-network",
+    default=None,
+    metavar="NETWORK",
+    help="one UDP socket for all devices, each at an address of this IPv4 network (e.g. 127.64.0.0/10)",
+)
 @click.option("--duration", default=None, metavar="SECONDS", help="stop after this long (default: at Ctrl-C)")
 @click.option(
     "--report-every", default="10", show_default=True, metavar="SECONDS", help="summary period off a terminal"
@@ -481,10 +499,12 @@ def simulate_command(
     end_devices: str,
     uplink_period: str,
     local_host: str | None,
+    shared_network: str | None,
     duration: str | None,
     report_every: str,
 ) -> None:
-    """Run many virtual devices (IPSO and uCIFI profiles) in one process, each on its own UDP port."""
+    """Run many virtual devices (IPSO and uCIFI profiles) in one process, each on its own UDP port
+    (with --shared-network: all on one socket, each at an address of its own)."""
     if security not in SECURITY_MODES:
         fail(f"--security {security}: expected one of {', '.join(SECURITY_MODES)}")
     if oscore:
@@ -535,7 +555,10 @@ def simulate_command(
     behind = int(_number("--end-devices", end_devices, integer=True, low=1, high=MAX_END_DEVICES))
     uplinks = _number("--uplink-period", uplink_period, integer=False, low=0.1, high=86400)
     every = _number("--report-every", report_every, integer=False, low=0.1)
-    _file_limit(n)
+    if shared_network is None:
+        _file_limit(n)
+    else:
+        _check_shared_network(shared_network, security, schemes)
     if local_host is not None:
         _check_local_host(local_host)
     try:
@@ -560,6 +583,7 @@ def simulate_command(
                 security=security,
                 bootstrap=bootstrap_uri,
                 city=city,
+                shared_network=shared_network,
             ),
         )
     except ValueError as exc:

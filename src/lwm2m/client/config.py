@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lwm2m.coap.config import EndpointConfig
@@ -18,6 +18,7 @@ from lwm2m.coap.connection import TcpConfig
 from lwm2m.errors import ConfigError
 from lwm2m.protocol.registration import SUPPORTED_VERSIONS
 from lwm2m.transport.dtls.config import PskCredentials, RpkCredentials, X509Credentials
+from lwm2m.transport.shared import SharedUdp
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs the cryptography package, which plain CoAP does without
     from lwm2m.coap.oscore import OscoreConfig
@@ -43,6 +44,8 @@ class ClientConfig:
     linked from the server's Security instance, LwM2M-TS-Core 1.2 §E.5).
     ``oscore_sequence_file`` keeps the OSCORE sender sequence numbers across restarts (RFC 8613
     Appendix B.1.1: without it they start at 0 again, reusing nonces with the same keys).
+    ``shared_udp``: plain CoAP over UDP (``coap://``) goes through this socket, at an address
+    of the client's own, instead of a socket of its own (many simulated devices in one process).
     """
 
     lifetime: int = 86400
@@ -65,6 +68,9 @@ class ClientConfig:
     tcp: TcpConfig | None = None  # a coap+tcp:// or coaps+tcp:// server's connection (RFC 8323)
     oscore: OscoreConfig | None = None
     oscore_sequence_file: str | None = None
+    # A socket shared with other clients (a simulated fleet): plain UDP takes an address of
+    # its own on it instead of binding a socket (lwm2m.transport.shared).
+    shared_udp: SharedUdp | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.lwm2m_version not in SUPPORTED_VERSIONS:

@@ -24,10 +24,18 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
-from lwm2m.model.catalogue import load_catalogue
+from lwm2m.model.catalogue import catalogue_definition
 from lwm2m.model.definition import ObjectDefinition, ResourceDefinition
 from lwm2m.model.registry import ObjectRegistry
-from lwm2m.model.value import ObjLink, ResourceType, Value, check_value, values_equal
+from lwm2m.model.value import (
+    INT64_MAX,
+    INT64_MIN,
+    ObjLink,
+    ResourceType,
+    Value,
+    check_value,
+    values_equal,
+)
 
 ResourceValue = Value | dict[int, Value]  # a multiple resource: resource instance ID -> value
 ChangeListener = Callable[["ObjectInstance", int], None]
@@ -48,6 +56,9 @@ _DEFAULTS: dict[ResourceType, Value] = {
 def default_value(resource: ResourceDefinition) -> Value | None:
     """The zero value of a resource's type (None for executables)."""
     return _DEFAULTS.get(resource.type)
+
+
+_INT64_TYPES = (ResourceType.INTEGER, ResourceType.TIME)  # set_number's fast path
 
 
 class ObjectInstance:
@@ -77,7 +88,8 @@ class ObjectInstance:
             oid = object_id if object_id is not None else type(self).object_id
             if oid is None:
                 raise TypeError(f"{type(self).__name__} needs an object_id or a definition")
-            definition = (models or load_catalogue()).get(oid, type(self).version)
+            version = type(self).version
+            definition = models.get(oid, version) if models else catalogue_definition(oid, version)
             if definition is None:
                 raise ValueError(f"object {oid} is not in the model registry: give its definition")
         if not 0 <= instance_id <= 65534:
@@ -172,6 +184,29 @@ class ObjectInstance:
         old = self._values.get(resource_id)
         self._values[resource_id] = new
         if old is None or not _same(old, new):
+            self.changed(resource_id)
+
+    def set_number(self, resource_id: int, value: int | float) -> None:
+        """``set(resource_id, value)`` for a number of a single resource, with less work when it
+        already is the resource's own Python type (an int for Integer and Time, a float for
+        Float): what a simulated device moving thousands of values a second does."""
+        r = self.definition.resources.get(resource_id)
+        kind = type(value)
+        if (
+            r is None
+            or r.multiple
+            or not (
+                (kind is float and r.type is ResourceType.FLOAT)
+                or (kind is int and r.type in _INT64_TYPES and INT64_MIN <= value <= INT64_MAX)
+            )
+        ):
+            self.set(resource_id, value)
+            return
+        values = self._values
+        old = values.get(resource_id)
+        values[resource_id] = value
+        # As _same: a value of another type, or another value (NaN equal to NaN), is a change.
+        if old is None or type(old) is not kind or (old != value and not (old != old and value != value)):
             self.changed(resource_id)
 
     def remove(self, resource_id: int) -> None:

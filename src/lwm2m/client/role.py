@@ -56,6 +56,7 @@ from lwm2m.protocol.registration import DeregisterRequest, ObjectLink
 from lwm2m.transport.address import normalize, resolve
 from lwm2m.transport.dtls.config import DtlsClientConfig
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint
+from lwm2m.transport.shared import SharedUdp
 from lwm2m.transport.tcp import CoapTcpEndpoint, own_tcp_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint
 
@@ -432,12 +433,24 @@ class Client:
                 on_event=self._on_event,
                 config=config.coap_config,
             )
+        if config.shared_udp is not None:
+            return self._shared_coap(config.shared_udp)
         return await CoapUdpEndpoint.create(
             host,
             config.local_port,
             handler=self._handle,
             on_event=self._on_event,
             config=config.coap_config,
+            oscore=self._oscore_layer(),
+        )
+
+    def _shared_coap(self, shared: SharedUdp) -> CoapUdpEndpoint:
+        """Plain CoAP at an address of its own on a socket shared with other clients."""
+        return CoapUdpEndpoint.on_route(
+            shared.route(),
+            handler=self._handle,
+            on_event=self._on_event,
+            config=self.config.coap_config,
             oscore=self._oscore_layer(),
         )
 

@@ -181,6 +181,12 @@ def _catalogue_registry() -> ObjectRegistry:
     return ObjectRegistry(catalogue_definitions())
 
 
+def catalogue_definition(object_id: int, version: str | None = None) -> ObjectDefinition | None:
+    """One bundled definition (the newest version, or ``version``), without copying the catalogue
+    as ``load_catalogue`` does: for an object instance made without a registry of its own."""
+    return _catalogue_registry().get(object_id, version)
+
+
 def load_catalogue() -> ObjectRegistry:
     """The bundled catalogue as a registry of its own (a copy: adding to it leaves the cache alone)."""
     return _catalogue_registry().copy()

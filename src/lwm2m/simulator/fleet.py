@@ -32,12 +32,13 @@ import contextlib
 import gc
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
 import re
 import secrets
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ from lwm2m.simulator.values import Tick, hour_of_day
 from lwm2m.storage.base import OscoreSecrets, SecurityInfo
 from lwm2m.transport.address import resolve
 from lwm2m.transport.dtls.config import MAX_PSK_LENGTH, PskCredentials
+from lwm2m.transport.shared import SharedUdp
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs the cryptography package, which plain CoAP does without
     from lwm2m.coap.oscore import OscoreConfig
@@ -67,6 +69,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX = re.compile(r"[A-Za-z0-9._~:-]+")  # endpoint names travel in a URI query: keep them plain
 STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stops
+STEP_SLICE = 250  # devices the value loop moves before it lets the sockets in again
 SECURITY_MODES = ("nosec", "psk", "oscore")
 # The schemes a device reaches with its PSK: DTLS (RFC 9147) or TLS over TCP (RFC 8323 §9).
 PSK_SCHEMES = ("coaps", "coaps+tcp")
@@ -265,13 +268,20 @@ class FleetConfig:
     ``install_seconds``: how long its firmware update takes.
     ``freeze_gc``: move the devices' objects out of the cyclic garbage collector's reach
     (``gc.freeze()``) as they start; with thousands of devices a full collection otherwise
-    pauses the whole process for a second or more. For a process that runs a fleet until
+    pauses the whole process for a second or more; from 500 devices on, young collections
+    wait for ``GC_YOUNG`` new objects (not 700). For a process that runs a fleet until
     it exits (the ``lwm2m simulate`` command); it affects every object of the process.
 
     ``security`` ``"oscore"``: every device has an OSCORE context of its own (RFC 8613) for a
     ``coap://`` server (no bootstrap): its Master Secret derived from ``oscore_secret`` (the
     fleet's, random when None) and its index, its Sender ID the index, its ID Context the
     prefix, so fleets with other prefixes never share an identity (:meth:`Fleet.oscore_entries`).
+
+    ``shared_network``: the devices share one UDP socket, each at an address of its own of this
+    IPv4 network (``"127.64.0.0/10"``: any of 127.0.0.0/8 is local on Linux), instead of a
+    socket each: for fleets beyond the process's file descriptors or the host's ephemeral ports
+    (some 28,000 per address). Plain ``coap://`` only (security ``"nosec"`` or ``"oscore"``); the
+    server sees each device at ``address:port`` as it sees a device with a socket of its own.
 
     ``end_devices``: how many end devices each gateway (profile ``ucifi-lorawan-gateway``) has
     behind it; ``uplink_period``: simulated seconds between two uplinks of one end device
@@ -314,6 +324,7 @@ class FleetConfig:
     oscore_secret: bytes | None = field(default=None, repr=False, compare=False)
     end_devices: int = 20
     uplink_period: float = 30.0
+    shared_network: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.count) is not int or self.count < 1:
@@ -379,6 +390,8 @@ class FleetConfig:
                 )
         if self.oscore_secret is not None and not 1 <= len(self.oscore_secret) <= 64:
             raise ConfigError("oscore_secret: 1 to 64 bytes")
+        if self.shared_network is not None:
+            _check_network(self.shared_network, self.security, server, bootstrap)
         if server is not None and server.scheme in ("coap", "coap+tcp") and self.security == "psk":
             raise ConfigError(
                 f"security 'psk': the server {self.server_uri} is plain CoAP;"
@@ -468,11 +481,15 @@ class Fleet:
         self._t0 = 0.0  # loop time of start()
         self._sim0 = 0.0  # simulated time at start()
         self.ticks = 0
+        self.step_seconds = 0.0  # spent moving values in the value loop
         self.tick_errors = 0
         self.start_error: OSError | None = None  # why starting devices stopped early
         self.stopping = False
         self._hurry = False
         self.stopped = 0  # devices stopped by stop()
+        self.shared_network = config.shared_network
+        self.shared_udp: SharedUdp | None = None  # the devices' socket, with shared_network
+        self._client_config: ClientConfig | None = None  # of the devices without keys of their own
 
     # --- identity and lookup ---------------------------------------------------------------------
 
@@ -561,15 +578,21 @@ class Fleet:
         """The LwM2M client of a new device: with a server account, or a bootstrap account only."""
         bootstrap = self.client_bootstrap_uri
         key = (self._bootstrap_keys if bootstrap is not None else self._keys).get(endpoint)
-        config = ClientConfig(
-            lifetime=self.lifetime,
-            queue_mode=self.queue_mode,
-            lwm2m_version=self.lwm2m_version,
-            local_host=self.local_host,
-            coap_config=self.coap_config,
-            psk=None if key is None else PskCredentials(endpoint, key),
-            oscore=self._oscore_config(endpoint),
-        )
+        oscore = self._oscore_config(endpoint)
+        config = self._client_config
+        if config is None or key is not None or oscore is not None:
+            config = ClientConfig(
+                lifetime=self.lifetime,
+                queue_mode=self.queue_mode,
+                lwm2m_version=self.lwm2m_version,
+                local_host=self.local_host,
+                coap_config=self.coap_config,
+                psk=None if key is None else PskCredentials(endpoint, key),
+                oscore=oscore,
+                shared_udp=self.shared_udp,
+            )
+            if key is None and oscore is None:
+                self._client_config = config  # nothing of its own: one config for all such devices
         if bootstrap is not None:
             return Client(endpoint, None, objects, bootstrap=bootstrap, models=self.models, config=config)
         return Client(endpoint, self.client_uri, objects, models=self.models, config=config)
@@ -607,6 +630,11 @@ class Fleet:
             self.client_bootstrap_uri = await _resolved(self._bootstrap)
         elif self._server is not None:
             self.client_uri = await _resolved(self._server)
+        if self.shared_network is not None:
+            resolved = self.client_bootstrap_uri or self.client_uri or ""
+            if "[" in resolved:
+                raise ConfigError(f"shared_network {self.shared_network}: {resolved} is IPv6; IPv4 only")
+            self.shared_udp = await SharedUdp.create(self.shared_network)
         self._starter = self._loop.create_task(self._start_devices(), name="fleet-starter")
         self._ticker = self._loop.create_task(self._tick_loop(), name="fleet-ticker")
 
@@ -640,6 +668,8 @@ class Fleet:
                 self.stopped += 1
 
         await asyncio.gather(*(stop_one(d) for d in self.devices))
+        if self.shared_udp is not None:
+            self.shared_udp.close()
 
     def hurry(self) -> None:
         """Make a running :meth:`stop` stop the remaining devices without de-registering them."""
@@ -662,12 +692,13 @@ class Fleet:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for index in range(self.count):
-            if self.rate is not None:
-                delay = t0 + index / self.rate - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            delay = t0 + index / self.rate - loop.time() if self.rate is not None else 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
             elif index % 64 == 63:
-                await asyncio.sleep(0)  # let answers in while thousands start
+                # Behind the rate (or none asked): let answers in while thousands start, or the
+                # first devices' exchanges wait until the last has started.
+                await asyncio.sleep(0)
             now = self.now()
             device = SimulatedDevice(
                 self, index, self.endpoint_name(index), Tick(now, self.hour(now), 0.0, self.rng)
@@ -686,6 +717,8 @@ class Fleet:
                 self._gateways.append(device)
             if self.freeze_gc and (index % 500 == 499 or index == self.count - 1):
                 gc.freeze()
+                if index == 499:
+                    _young_collections_later()
 
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -698,19 +731,35 @@ class Fleet:
             else:
                 due = loop.time()  # fell behind: do not try to catch up in a burst
                 await asyncio.sleep(0)
-            self.step()
+            clock = time.perf_counter
+            t = clock()
+            for _ in self._steps():
+                # A slice at a time: a tick of 5,000 devices would keep the loop from the
+                # sockets for a good part of a second.
+                now = clock()
+                self.step_seconds += now - t
+                await asyncio.sleep(0)
+                t = clock()
+            self.step_seconds += clock() - t
 
     def step(self) -> None:
         """One tick: move the devices whose turn it is and those a server request changed."""
+        for _ in self._steps():
+            pass
+
+    def _steps(self) -> Iterator[None]:
+        """One tick, pausing (a ``yield``) after every ``STEP_SLICE`` devices."""
         now = self.now()
         hour = self.hour(now)
         rng = self.rng
         bucket = self._buckets[self.ticks % len(self._buckets)]
         self.ticks += 1
         dirty, self._dirty = self._dirty, set()
-        for device in bucket:
+        for stepped, device in enumerate(bucket, 1):
             dirty.discard(device)
             self._step(device, now, hour, rng)
+            if stepped % STEP_SLICE == 0:
+                yield
         for device in dirty:
             self._step(device, now, hour, rng)
         for device in self._gateways:
@@ -792,6 +841,30 @@ class Fleet:
                 if len(self.devices) == self.count and self.registered == self.count:
                     return
                 await asyncio.sleep(poll)
+
+
+GC_YOUNG = 20_000  # container objects allocated (net) before a young collection, with freeze_gc
+
+
+def _young_collections_later() -> None:
+    """With the default first threshold (700) a young collection runs every few milliseconds
+    under load, so the objects of the exchanges in flight reach the oldest generation and full
+    collections come every few seconds, pausing the devices' answers for 0.1-0.2 s each."""
+    young, *older = gc.get_threshold()
+    if young < GC_YOUNG:
+        gc.set_threshold(GC_YOUNG, *older)
+
+
+def _check_network(network: str, security: str, *uris: ServerUri | None) -> None:
+    try:
+        ipaddress.IPv4Network(network)
+    except ValueError as exc:
+        raise ConfigError(f"shared_network {network!r}: expected an IPv4 network ({exc})") from None
+    if security == "psk":
+        raise ConfigError(f"shared_network {network!r}: plain CoAP only; security 'psk' needs a socket each")
+    for uri in uris:
+        if uri is not None and uri.scheme != "coap":
+            raise ConfigError(f"shared_network {network!r}: plain coap:// only, not {uri.scheme}://")
 
 
 def _check_keys(keys: Mapping[str, bytes]) -> None:

@@ -115,8 +115,8 @@ class LampController(Simulated):
     def tick(self, t: Tick) -> None:
         if self.commanded is not None:
             self.override_until = t.now + float(self.get(self.OVERRIDE_DURATION, 3600))
-            self.set(self.OVERRIDE_START, int(t.now))
-            self.set(self.OVERRIDE_END, int(self.override_until))
+            self.set_number(self.OVERRIDE_START, int(t.now))
+            self.set_number(self.OVERRIDE_END, int(self.override_until))
             self.set(self.OVERRIDE_ACTIVE, True)
             self.commanded = None
         if self.get(self.OVERRIDE_ACTIVE) and t.now >= self.override_until:
@@ -133,11 +133,13 @@ class LampController(Simulated):
         self.set(self.IN_ACTION, target)
         self.set(self.LEVEL, target)
         if (target > 0) != was_on:
-            self.set(self.SWITCHES, int(self.get(self.SWITCHES)) + 1)
+            self.set_number(self.SWITCHES, int(self.get(self.SWITCHES)) + 1)
             if target > 0:
-                self.set(self.ON_TIMESTAMP, int(t.now))
+                self.set_number(self.ON_TIMESTAMP, int(t.now))
         if target > 0 and t.dt > 0:
-            self.set(self.OPERATING_HOURS, round(float(self.get(self.OPERATING_HOURS)) + t.dt / HOUR, 3))
+            self.set_number(
+                self.OPERATING_HOURS, round(float(self.get(self.OPERATING_HOURS)) + t.dt / HOUR, 3)
+            )
         self.walked(self.GEAR_TEMPERATURE, _gear_temperature(target), t)
 
 

@@ -76,7 +76,7 @@ class Simulated(ObjectInstance):
     def number(self, resource_id: int, value: float) -> None:
         """Set a numeric resource, as an integer where its type is one."""
         r = self.definition.resources[resource_id]
-        self.set(resource_id, round(value) if r.type in _INTEGERS else float(value))
+        self.set_number(resource_id, round(value) if r.type in _INTEGERS else float(value))
 
     def begin(self, resource_id: int, walk: Walk, start: Tick) -> float:
         """Give a walked resource its first value; returns what it reports."""
@@ -280,11 +280,11 @@ class WaterMeter(Simulated):
         self.usage = self.factor.step(self.usage, t.previous_hour, t.hour, t.dt, t.rng)
         rate = self.flow(t.hour)
         self.volume += rate * t.dt
-        self.set(self.VOLUME, round(self.volume, 3))
+        self.set_number(self.VOLUME, round(self.volume, 3))
         ratio = int(self.get(self.PULSE_RATIO) or 1000)
-        self.set(self.PULSES, max(int(self.get(self.PULSES)), int(self.volume * ratio)))
+        self.set_number(self.PULSES, max(int(self.get(self.PULSES)), int(self.volume * ratio)))
         if rate > float(self.get(self.MAX_FLOW)):
-            self.set(self.MAX_FLOW, round(rate, 7))
+            self.set_number(self.MAX_FLOW, round(rate, 7))
         if self.leak > 0 and 2.0 <= t.hour < 5.0:
             # In the small hours a household uses little, and not without pause: flow that
             # never stops then is a leak (suspected after two hours, detected after two nights).
@@ -327,12 +327,12 @@ class Battery(Simulated):
 
     def _publish(self, t: Tick) -> None:
         level = max(0, min(100, math.ceil(self.charge)))
-        self.set(self.LEVEL, level)
+        self.set_number(self.LEVEL, level)
         volts = 3.0 + 0.65 * self.charge / 100.0 + t.rng.gauss(0.0, 0.005)
-        self.set(self.VOLTAGE, round(volts, 3))
+        self.set_number(self.VOLTAGE, round(volts, 3))
         self.set(self.TOO_LOW, level < int(self.get(self.LOW_THRESHOLD) or 0))
         if self.device is not None and self.device.get(9) is not None:
-            self.device.set(9, level)  # Device Battery Level mirrors the battery's
+            self.device.set_number(9, level)  # Device Battery Level mirrors the battery's
 
     def tick(self, t: Tick) -> None:
         if t.dt > 0:
@@ -376,9 +376,9 @@ class LpwanLink(Simulated):
     def tick(self, t: Tick) -> None:
         snr = self.walked(self.SNR, self.snr, t)
         self.walked(self.RSSI, self.rssi, t)
-        self.set(self.SESSION_DURATION, max(0, int(t.now) - int(self.get(self.SESSION_TIME))))
+        self.set_number(self.SESSION_DURATION, max(0, int(t.now) - int(self.get(self.SESSION_TIME))))
         if snr < -15.0 and t.rng.random() < 0.5:
-            self.set(self.REPEATS, int(self.get(self.REPEATS)) + 1)
+            self.set_number(self.REPEATS, int(self.get(self.REPEATS)) + 1)
         self.set(self.FAILURE, snr <= -19.0)
 
 
@@ -426,8 +426,8 @@ class ParkingSensor(Simulated):
             self.since = t.now
             self.set(self.OCCUPIED, occupied)
             self.set(self.FORBIDDEN, occupied and t.rng.random() < 0.02)
-        self.set(self.DURATION, max(0, int(t.now - self.since)))
-        self.set(self.DAILY, min(daily, int(DAY)))
+        self.set_number(self.DURATION, max(0, int(t.now - self.since)))
+        self.set_number(self.DAILY, min(daily, int(DAY)))
 
 
 # --- firmware ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
 from lwm2m.transport.memory import Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
+from lwm2m.transport.shared import SharedRoute
 from lwm2m.transport.tap import MessageSink, Receive, ToSend, tapped_receive, tapped_send
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,11 @@ class UdpDriver:
         self,
         loop: asyncio.AbstractEventLoop,
         endpoint: SansIOEndpoint,
-        socks: Sequence[socket.socket],
+        socks: Sequence[socket.socket] | SharedRoute,
         on_event: EventCallback,
     ) -> None:
-        if not socks:
+        """``socks``: the sockets to read and send through, or an address on a shared one."""
+        if not isinstance(socks, SharedRoute) and not socks:
             raise ValueError("at least one socket")
         self._loop = loop
         if wire.log.isEnabledFor(logging.DEBUG):
@@ -71,25 +73,46 @@ class UdpDriver:
         self._endpoint = endpoint
         self._events: list[Any] = endpoint.events
         self._on_event = on_event
-        self.sockets = tuple(socks)
         receive = endpoint.receive_datagram
         self._receive: Receive = receive
         self._to_send: ToSend = endpoint.datagrams_to_send
-        self._readers = [DatagramReader(loop, s, receive, self._on_batch) for s in self.sockets]
-        senders = {s.family: DatagramSender(loop, s) for s in self.sockets}
-        first = next(iter(senders.values()))
-        # Route by the shape of the address: IPv6 socket addresses have four fields.
-        self._send4 = senders.get(socket.AF_INET, first).send
-        self._send6 = senders.get(socket.AF_INET6, first).send
-        self._senders = list(senders.values())
-        # One socket (the usual case): every datagram goes through it, no routing.
-        self._send_all = first.send_all if len(self._senders) == 1 else None
+        self._route: SharedRoute | None = None
+        if isinstance(socks, SharedRoute):
+            self._shared(socks, receive)
+        else:
+            self._own(loop, socks, receive)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
         self._receiving = True
         self._trimmer = Trimmer()
         self._trim_handle: asyncio.TimerHandle | None = None
+
+    def _own(self, loop: asyncio.AbstractEventLoop, socks: Sequence[socket.socket], receive: Receive) -> None:
+        self.sockets: tuple[socket.socket, ...] = tuple(socks)
+        self._readers: list[DatagramReader | SharedRoute] = [
+            DatagramReader(loop, s, receive, self._on_batch) for s in self.sockets
+        ]
+        senders = {s.family: DatagramSender(loop, s) for s in self.sockets}
+        first = next(iter(senders.values()))
+        # Route by the shape of the address: IPv6 socket addresses have four fields.
+        self._send4 = senders.get(socket.AF_INET, first).send
+        self._send6 = senders.get(socket.AF_INET6, first).send
+        self._senders: list[DatagramSender | SharedRoute] = list(senders.values())
+        # One socket (the usual case): every datagram goes through it, no routing.
+        self._send_all: Callable[[list[tuple[bytes, Addr]]], None] | None = (
+            first.send_all if len(self._senders) == 1 else None
+        )
+
+    def _shared(self, route: SharedRoute, receive: Receive) -> None:
+        """An address on a socket many endpoints share: it reads and sends for this one."""
+        self.sockets = ()
+        self._route = route
+        route.attach(receive, self._on_batch)
+        self._readers = [route]
+        self._senders = [route]
+        self._send4 = self._send6 = route.send
+        self._send_all = route.send_all
 
     @property
     def receiving(self) -> bool:
@@ -231,6 +254,8 @@ class UdpDriver:
         self._transmit(now)
 
     def local_addresses(self) -> list[Addr]:
+        if self._route is not None:
+            return [self._route.address]
         return [s.getsockname() for s in self.sockets]
 
     def close(self) -> None:

@@ -62,6 +62,7 @@ from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resol
 from lwm2m.transport.driver import UdpDriver
 from lwm2m.transport.reader import bind_udp
 from lwm2m.transport.separate import SEPARATE_RESPONSE
+from lwm2m.transport.shared import SharedRoute
 from lwm2m.transport.tap import MessageSink
 
 if TYPE_CHECKING:  # lwm2m.coap.oscore needs cryptography: plain CoAP does without it
@@ -204,7 +205,7 @@ class CoapUdpEndpoint:
         self,
         loop: asyncio.AbstractEventLoop,
         endpoint: Endpoint,
-        socks: Sequence[socket.socket],
+        socks: Sequence[socket.socket] | SharedRoute,
         *,
         handler: Handler | None = None,
         on_event: EventCallback | None = None,
@@ -224,7 +225,8 @@ class CoapUdpEndpoint:
         self._respond = endpoint.respond  # bound once: the per-request path
         self._driver = UdpDriver(loop, endpoint, socks, self._dispatch)
         self._driver.start()
-        self._families = tuple(dict.fromkeys(s.family for s in socks))
+        families = (socks.family,) if isinstance(socks, SharedRoute) else (s.family for s in socks)
+        self._families = tuple(dict.fromkeys(families))
         # A name resolves to the family we can reach when only one is bound.
         self._family = next(iter(self._families)) if len(self._families) == 1 else socket.AF_UNSPEC
         self._closed = False
@@ -248,6 +250,26 @@ class CoapUdpEndpoint:
         endpoint = Endpoint(config) if config is not None else Endpoint()
         return cls(
             asyncio.get_running_loop(), endpoint, socks, handler=handler, on_event=on_event, oscore=oscore
+        )
+
+    @classmethod
+    def on_route(
+        cls,
+        route: SharedRoute,
+        *,
+        handler: Handler | None = None,
+        on_event: EventCallback | None = None,
+        config: EndpointConfig | None = None,
+        oscore: OscoreLayer | None = None,
+    ) -> CoapUdpEndpoint:
+        """An endpoint at the address ``route`` holds on a socket it shares with others
+        (:class:`~lwm2m.transport.shared.SharedUdp`), with no socket of its own; its message IDs
+        and tokens come from the shared socket's generator (a generator each is 2.5 KB)."""
+        if oscore is not None:
+            config = with_oscore(config)
+        endpoint = Endpoint(config if config is not None else EndpointConfig(), rng=route.rng)
+        return cls(
+            asyncio.get_running_loop(), endpoint, route, handler=handler, on_event=on_event, oscore=oscore
         )
 
     # --- addresses ---------------------------------------------------------------------
