@@ -153,3 +153,36 @@ async def test_write_composite_across_end_devices_is_all_or_nothing() -> None:
             assert written.json()["code"] == "2.04", written.text
             assert (thermometer.get(5750), meter.get(3)) == ("attic", "hot")
             assert gateway.client.tree.instance(3, 0).get(14) == "+01:00"
+
+
+async def test_composite_on_an_end_devices_own_url_takes_its_own_paths() -> None:
+    """``/api/clients/{gw}/devices/{prefix}/composite/...`` as on a device: the body names the end
+    device's own paths, which go to the gateway under its prefix; a prefixed path there is a 400."""
+    thermometer = ObjectInstance(0, {5700: 21.5, 5750: "room"}, object_id=3303)
+    async with Server(ServerConfig(port=0)) as server:
+        gateway = Gateway("gw-own", f"coap://127.0.0.1:{server.port}")
+        gateway.add("dev1", [thermometer])
+        async with gateway, client_for(server) as api:
+            await gateway.wait_registered(5)
+            await eventually(lambda: end_devices(server, "gw-own"), lambda d: len(d) == 1)
+            base = "/api/clients/gw-own/devices/dev1/composite"
+            read = await api.post(f"{base}/read", json={"paths": ["/3303/0/5700", "/3303/0/5750"]})
+            assert read.status_code == 200 and read.json()["code"] == "2.05", read.text
+            assert read.json()["records"] == [
+                {"path": "/dev1/3303/0/5700", "value": 21.5},
+                {"path": "/dev1/3303/0/5750", "value": "room"},
+            ]
+            records = [{"path": "/3303/0/5750", "value": "hall"}]
+            write = await api.post(f"{base}/write", json={"records": records})
+            assert write.status_code == 200 and write.json()["code"] == "2.04", write.text
+            assert thermometer.get(5750) == "hall"
+            events = server.events()
+            observe = await api.post(f"{base}/observe", json={"paths": ["/3303/0/5700"]})
+            assert observe.status_code == 200 and observe.json()["code"] == "2.05", observe.text
+            thermometer.set(5700, 24.0)
+            notified = await next_event(events, NotificationReceived)
+            assert notified.records == (Record(TEMP, 24.0),)
+            cancel = await api.delete(f"{base}/observe", params={"paths": "/3303/0/5700"})
+            assert cancel.status_code in (200, 204), cancel.text
+            prefixed = await api.post(f"{base}/read", json={"paths": ["/dev1/3303/0/5700"]})
+            assert prefixed.status_code == 400 and "without a prefix" in prefixed.json()["error"]

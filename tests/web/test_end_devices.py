@@ -178,8 +178,8 @@ async def test_unknown_and_bad_end_devices() -> None:
         assert json.loads(plain.text)["devices"][0]["prefix"] == "dev1"
 
 
-def test_an_end_device_takes_no_composite_nor_device_words() -> None:
-    for rest in (["composite", "read"], ["labels"], ["trace"]):
+def test_an_end_device_takes_no_device_words() -> None:
+    for rest in (["labels"], ["trace"]):
         segments = ["devices", "dev1", *rest]
-        with pytest.raises(ResourceNotFound, match="an end device takes its paths and history"):
+        with pytest.raises(ResourceNotFound, match="an end device takes its paths, composites and history"):
             resolve("POST", "/api/clients/gw/" + "/".join(segments), segments)

@@ -99,6 +99,26 @@ def request_paths(body: dict[str, Any]) -> list[Path]:
     return [Path.parse(p, prefixed=True) for p in paths]
 
 
+def on_end_device(paths: list[Path], prefix: str) -> list[Path]:
+    """``paths`` of a composite request made on an end device's URL
+    (``/api/clients/{gw}/devices/{prefix}/composite/...``): its own paths, which the gateway
+    knows under its prefix (LwM2M-TS-Gateway 1.1: ``/dev1/3303/0/5700``). No prefix: as given."""
+    if not prefix:
+        return paths
+    for path in paths:
+        if path.prefix:
+            raise InvalidRequest(f"{path}: an end device's composite takes its own paths, without a prefix")
+    return [path.with_prefix(prefix) for path in paths]
+
+
+def records_on_end_device(records: list[Record], prefix: str) -> list[Record]:
+    """The records of a Write-Composite on an end device's URL, as :func:`on_end_device`."""
+    if not prefix:
+        return records
+    paths = on_end_device([r.path for r in records], prefix)
+    return [Record(path, r.value, r.time) for path, r in zip(paths, records, strict=True)]
+
+
 def query_paths(request: Request) -> list[Path]:
     """``?paths=/3/0/9,/3303/0/5700`` (or the parameter repeated)."""
     given = [p for raw in request.query_params.getlist("paths") for p in raw.split(",") if p.strip()]

@@ -95,6 +95,14 @@ View = Callable[[Request], Awaitable[Response]]
 ClientView = Callable[[Request, Registration], Awaitable[Response]]
 
 
+class CompositeView(Protocol):
+    """A composite view: on a device, or (``prefix``) on an end device behind a gateway."""
+
+    def __call__(
+        self, request: Request, registration: Registration, prefix: str = ""
+    ) -> Awaitable[Response]: ...
+
+
 class PathView(Protocol):
     """A view of a LwM2M path under a client, as the table holds it (resolve binds the path)."""
 
@@ -137,7 +145,7 @@ DEVICE_WORDS: dict[tuple[str, ...], dict[str, ClientView]] = {
     ("trace", "events"): {"GET": trace.events},
 }
 # The words after composite/, and the views of the methods each takes.
-COMPOSITE: dict[str, dict[str, ClientView]] = {
+COMPOSITE: dict[str, dict[str, CompositeView]] = {
     "read": {"POST": composite.read},
     "write": {"POST": composite.write},
     "observe": {"POST": observations.composite_observe, "DELETE": observations.composite_cancel},
@@ -156,15 +164,17 @@ def resolve(method: str, url: str, segments: list[str], prefix: str = "") -> Cli
             allow(method, ("GET",), "devices, which is read-only")
             return end_devices.list_devices
         return resolve(method, url, segments[2:], check_prefix(segments[1]))
-    if prefix and (segments[:1] == ["composite"] or tuple(segments) in DEVICE_WORDS):
-        raise ResourceNotFound(f"no such resource: {url} (an end device takes its paths and history)")
+    if prefix and tuple(segments) in DEVICE_WORDS:
+        raise ResourceNotFound(
+            f"no such resource: {url} (an end device takes its paths, composites and history)"
+        )
     if segments[:1] == ["composite"]:
         rest = segments[1:]
         if len(rest) != 1 or rest[0] not in COMPOSITE:
             raise ResourceNotFound(f"no such resource: {url} (composite/read, /write or /observe)")
         views = COMPOSITE[rest[0]]
         allow(method, tuple(views), f"composite/{rest[0]}")
-        return views[method]
+        return partial(views[method], prefix=prefix) if prefix else views[method]
     words = DEVICE_WORDS.get(tuple(segments))
     if words is not None:
         allow(method, tuple(words), "/".join(segments))
@@ -403,7 +413,7 @@ def _end_device_routes(client_routes: list[ApiRoute]) -> list[ApiRoute]:
     table = [ApiRoute(CLIENT_PREFIX + "devices", _get(end_devices.list_devices, listing), client=True)]
     for route in client_routes:
         rest = route.path.removeprefix(CLIENT_PREFIX)
-        if rest.startswith("composite/") or tuple(rest.split("/")) in _DEVICE_WORD_OPS:
+        if tuple(rest.split("/")) in _DEVICE_WORD_OPS:
             continue
         ops = {
             m: RouteOperation(op.view, replace(op.doc, params=(EP, PREFIX_PARAM, *op.doc.params[1:])))

@@ -11,25 +11,35 @@ from starlette.responses import Response
 
 from lwm2m.protocol.registration import Registration
 from lwm2m.web.context import api_context
-from lwm2m.web.params import body_records, json_body, query_format, request_paths, timeout
+from lwm2m.web.params import (
+    body_records,
+    json_body,
+    on_end_device,
+    query_format,
+    records_on_end_device,
+    request_paths,
+    timeout,
+)
 from lwm2m.web.views.base import answer, run
 
 __all__ = ["read", "write"]
 
 
-async def read(request: Request, registration: Registration) -> Response:
+async def read(request: Request, registration: Registration, prefix: str = "") -> Response:
+    """On an end device's URL (``prefix``), the paths are the end device's own."""
     server = api_context(request).server
     body = await json_body(request)
     fmt, wait = query_format(request), timeout(request)
-    paths = request_paths(body)
+    paths = on_end_device(request_paths(body), prefix)
     call = partial(server.read_composite, registration.endpoint, paths, format=fmt, timeout=wait)
     return await run(request, registration, answer(call))
 
 
-async def write(request: Request, registration: Registration) -> Response:
+async def write(request: Request, registration: Registration, prefix: str = "") -> Response:
+    """On an end device's URL (``prefix``), the records' paths are the end device's own."""
     server = api_context(request).server
     body = await json_body(request)
     fmt, wait = query_format(request), timeout(request)
-    records = body_records(body, server.models, prefixed=True)
+    records = records_on_end_device(body_records(body, server.models, prefixed=True), prefix)
     call = partial(server.write_composite, registration.endpoint, records, format=fmt, timeout=wait)
     return await run(request, registration, answer(call))

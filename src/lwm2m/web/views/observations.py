@@ -15,7 +15,7 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.observation import ServerObservation
 from lwm2m.web.context import api_context
 from lwm2m.web.observations import ObservationKey, composite_key
-from lwm2m.web.params import flag, json_body, query_format, query_paths, request_paths, timeout
+from lwm2m.web.params import flag, json_body, on_end_device, query_format, query_paths, request_paths, timeout
 from lwm2m.web.shapes import response_view
 from lwm2m.web.views.base import run
 
@@ -70,12 +70,12 @@ async def cancel_path(request: Request, registration: Registration, path: Path) 
     return await cancel(request, registration, path, str(path))
 
 
-async def composite_observe(request: Request, registration: Registration) -> Response:
+async def composite_observe(request: Request, registration: Registration, prefix: str = "") -> Response:
     """Observe-Composite (LwM2M-TS-Core 1.2 §6.4.4), kept under its set of paths: POST starts it
-    (``{"paths": [...]}``)."""
+    (``{"paths": [...]}``; on an end device's URL, ``prefix``, its own paths)."""
     api = api_context(request)
     ep = registration.endpoint
-    paths = request_paths(await json_body(request))
+    paths = on_end_device(request_paths(await json_body(request)), prefix)
     fmt, wait = query_format(request), timeout(request)
 
     async def work() -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def composite_observe(request: Request, registration: Registration) -> Res
     return await run(request, registration, work)
 
 
-async def composite_cancel(request: Request, registration: Registration) -> Response:
+async def composite_cancel(request: Request, registration: Registration, prefix: str = "") -> Response:
     """``DELETE .../composite/observe?paths=...`` cancels it like a single-path observation."""
-    key = composite_key(query_paths(request))
+    key = composite_key(on_end_device(query_paths(request), prefix))
     return await cancel(request, registration, key, [str(p) for p in key])
