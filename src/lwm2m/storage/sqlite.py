@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -80,10 +83,15 @@ MAX_PENDING = 2048
 MAX_GROUP = 256
 # SQLite's page cache for the connection, KiB: the history's indexes are written all over.
 CACHE_KIB = 32 * 1024
-# WAL pages before SQLite copies them back into the database file (its default: 1000). The
-# history's batches dirty hundreds of pages each; checkpointing less often copies a page
-# written by several commits once, and makes a commit wait less (the WAL grows to ~32 MB).
+# WAL checkpoints (copying the WAL back into the database file) run in a thread of their own,
+# once a second (_Checkpointer): SQLite's automatic checkpoint runs inside the commit that
+# crosses wal_autocheckpoint, and held the event loop for tens of milliseconds in the middle of
+# an expiry sweep (bench/expiry.py). The automatic one stays only as a bound, should that
+# thread fall behind: at WAL_CHECKPOINT_PAGES pages (~32 MB), in the committing call as before.
 WAL_CHECKPOINT_PAGES = 8000
+CHECKPOINT_EVERY = 1.0  # seconds between two checkpoints of the thread
+
+log = logging.getLogger(__name__)
 _DELETE_REGISTRATION = "DELETE FROM registrations WHERE endpoint = ?"
 
 _SCHEMA = """
@@ -879,6 +887,41 @@ class SqliteDtlsSessionStore:
             c.execute("DELETE FROM dtls_shared WHERE key = ? AND holder = ?", (key, holder))
 
 
+class _Checkpointer:
+    """Checkpoints the WAL of the database at ``path`` every ``every`` seconds from a thread and a
+    connection of its own. PASSIVE (SQLite's wal_checkpoint): it copies what no reader still
+    needs and never waits for, nor blocks, the store's connection on the event loop."""
+
+    def __init__(self, path: str, every: float = CHECKPOINT_EVERY) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(path, every, self._stop), name="lwm2m-sqlite-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    @staticmethod
+    def _run(path: str, every: float, stop: threading.Event) -> None:
+        # Nothing of the store is held here: a store dropped without close() is still collected
+        # (and its finalizer sets ``stop``).
+        try:
+            conn = sqlite3.connect(path, timeout=1.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            log.warning("%s: WAL checkpoints left to SQLite's automatic one: %s", path, exc)
+            return
+        try:
+            while not stop.wait(every):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the file gone or locked a moment: the next one
+                    log.debug("%s: WAL checkpoint failed: %s", path, exc)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+
+
 class SqliteStore:
     """One SQLite database file with the stores: ``.registrations``, ``.observations``, ``.history``,
     ``.security``, ``.bootstrap_configs``, ``.dtls_sessions``, ``.queued_requests``.
@@ -930,6 +973,9 @@ class SqliteStore:
             conn.close()
             raise
         self._conn = conn
+        self._checkpointer = None if self.path == ":memory:" else _Checkpointer(self.path)
+        if self._checkpointer is not None:
+            weakref.finalize(self, self._checkpointer._stop.set)
         self.registrations = SqliteRegistrationStore(conn)
         self.observations = SqliteObservationStore(conn)
         self.history = SqliteHistoryStore(conn, history_retention)
@@ -947,6 +993,8 @@ class SqliteStore:
             self.registrations.write_pending()  # a group whose commit was still to come
             self.history._write()  # what add() kept back
         finally:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             self._conn.close()
 
     def __enter__(self) -> SqliteStore:
