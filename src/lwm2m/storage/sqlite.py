@@ -917,8 +917,12 @@ class _Checkpointer:
         finally:
             conn.close()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Let the thread end after its checkpoint under way, if any (a store collected unclosed)."""
         self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
         self._thread.join(5.0)
 
 
@@ -975,7 +979,7 @@ class SqliteStore:
         self._conn = conn
         self._checkpointer = None if self.path == ":memory:" else _Checkpointer(self.path)
         if self._checkpointer is not None:
-            weakref.finalize(self, self._checkpointer._stop.set)
+            weakref.finalize(self, self._checkpointer.stop)
         self.registrations = SqliteRegistrationStore(conn)
         self.observations = SqliteObservationStore(conn)
         self.history = SqliteHistoryStore(conn, history_retention)
