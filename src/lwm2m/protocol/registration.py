@@ -768,7 +768,7 @@ class Registration:
             binding=data.get("binding", DEFAULT_BINDING),
             queue_mode=bool(data.get("queue_mode", False)),
             sms=data.get("sms"),
-            objects=_objects_from_json(data.get("objects", ())),
+            objects=tuple(_object_from_json(o) for o in data.get("objects", ())),
             root_path=data.get("root_path", "/"),
             content_formats=tuple(int(c) for c in data.get("content_formats", ())),
             registered_at=float(data.get("registered_at", 0.0)),
@@ -784,23 +784,6 @@ def _object_to_json(o: ObjectLink) -> dict[str, Any]:
     if o.version is not None:
         out["ver"] = o.version
     return out
-
-
-# Object lists read back from storage, by their (path, ver) pairs: a fleet's registrations list
-# the same few, so they share one tuple (immutable ObjectLinks) instead of building each. Bounded:
-# beyond it, a list is built and not kept.
-_STORED_LISTS: dict[tuple[tuple[str, str | None], ...], tuple[ObjectLink, ...]] = {}
-_STORED_LISTS_KEPT = 256
-
-
-def _objects_from_json(items: Sequence[Mapping[str, Any]]) -> tuple[ObjectLink, ...]:
-    key = tuple((item["path"], item.get("ver")) for item in items)
-    found = _STORED_LISTS.get(key)
-    if found is None:
-        found = tuple(_object_from_json(item) for item in items)
-        if len(_STORED_LISTS) < _STORED_LISTS_KEPT:
-            _STORED_LISTS[key] = found
-    return found
 
 
 def _object_from_json(item: Mapping[str, Any]) -> ObjectLink:
