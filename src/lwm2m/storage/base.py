@@ -545,10 +545,11 @@ async def collect_page_async(
         await asyncio.sleep(0)  # let CoAP traffic through between chunks
 
 
-class Reachable(msgspec.Struct, frozen=True, array_like=True):
+class Reachable(msgspec.Struct, frozen=True):
     """What a starting server needs of each stored registration to know who sends from where
     and how to reach it: not the whole ``Registration`` (a million of them would hold up the
-    start and its memory)."""
+    start and its memory). Its fields are named as in a stored registration's JSON, so a store
+    may decode them straight from it."""
 
     endpoint: str
     address: tuple[str, int]
