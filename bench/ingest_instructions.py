@@ -18,7 +18,9 @@ order, after ``--warmup`` uncounted notifications of their own:
 - ``/metrics`` on (``ServerMetrics`` with its event-loop lag timer), and one scrape, counted
   alone and spread over the notifications of ``--scrape-every`` seconds at ``--rate``;
 - webhooks: the export worker process (``ExportWorker``, started for real, not under valgrind)
-  with one hook wanting every notification (its posts go to a receiver process);
+  with one hook wanting every notification (its posts go to a receiver process), beside the
+  subscriber of the second phase (``lwm2m server`` always has the REST API's): the export's
+  cost is the difference to that phase;
 - MQTT: the same worker with the MQTT export to a ``mosquitto`` this bench starts; the MQTT
   export goes through the same handoff as the webhooks (every event kind wanted);
 - plain again: how far the same work moved over the run.
@@ -280,7 +282,18 @@ def measure_child(opts: argparse.Namespace) -> None:
             loop.run_until_complete(started(export))
             if webhooks is not None:  # the hooks, read again, go to the worker (it watches them)
                 loop.run_until_complete(webhooks.refresh())
-            phase(key, export._flush, lambda: not export._pending, lambda: export.counters.events)
+            # Beside the REST API's subscriber, as in ``lwm2m server``: the export's cost is
+            # what it adds to the events that subscriber has the server make anyway.
+            stream = server.events(backlog=10 * every + 10 * opts.devices)
+
+            def look() -> None:
+                stream.take_all()
+                export._flush()
+
+            try:
+                phase(key, look, lambda: not export._pending, lambda: export.counters.events)
+            finally:
+                stream.close()
         finally:
             loop.run_until_complete(export.close())
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
+from lwm2m.errors import ConfigError
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server import role as server_module
 from lwm2m.server.backlog import Backlog
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.events import EVENT_BACKLOG, ClientAwake, EventStream, ServerEvent
+from lwm2m.server.events import EVENT_BACKLOG, ClientAwake, EventSink, EventStream, EventTap, ServerEvent
 from lwm2m.server.role import Server
 from lwm2m.storage.base import HistoryRetention
 from lwm2m.storage.memory import MemoryStore
@@ -64,6 +65,40 @@ async def test_server_events_are_bounded_by_default() -> None:
         assert small.pending == 10 and small.dropped == 15
         events.close()
         small.close()
+
+
+def test_an_event_tap_keeps_at_most_its_limit_from_one_look_to_the_next() -> None:
+    subscribers: set[EventSink] = set()
+    tap = EventTap(subscribers, limit=100)
+    for i in range(250):
+        for subscriber in subscribers:
+            subscriber.put(ClientAwake(f"ep-{i}"))
+    assert tap.pending == 250  # appended as they come; the bound applies when taken
+    taken = tap.take_all()
+    assert [e.endpoint for e in taken] == [f"ep-{i}" for i in range(150, 250)]  # the newest stay
+    assert tap.dropped == 150 and tap.pending == 0
+    for subscriber in subscribers:
+        subscriber.put(ClientAwake("next"))
+    assert tap.take_all() == [ClientAwake("next")] and tap.dropped == 150
+    assert tap.take_all() == []
+    tap.close()
+    assert not subscribers
+    with pytest.raises(ConfigError):
+        EventTap(subscribers, limit=0)
+
+
+async def test_server_event_taps_see_what_streams_see() -> None:
+    async with Server(ServerConfig(port=0)) as server:
+        stream = server.events()
+        tap = server.tap_events(limit=10)
+        for i in range(25):
+            server._publish(ClientAwake(f"ep-{i}"))
+        assert [e.endpoint for e in tap.take_all()] == [f"ep-{i}" for i in range(15, 25)]
+        assert tap.dropped == 15 and stream.pending == 25 and stream.dropped == 0
+        tap.close()
+        server._publish(ClientAwake("after"))
+        assert tap.take_all() == [] and stream.pending == 26
+        stream.close()
 
 
 class _Server:

@@ -234,35 +234,43 @@ class FrameReader:
 # --- events ----------------------------------------------------------------------------------------
 
 
-def encode_events(events: Sequence[ServerEvent]) -> bytes:
+def encode_events(events: Sequence[ServerEvent], ended: list[ObservationEnded] | None = None) -> bytes:
     """The MessagePack of ``events`` for a :class:`Batch`: their kinds (one byte each) and the
     events (one C call for the whole batch), a notification of one path and one record in its
-    compact form (the module's docstring)."""
+    compact form (the module's docstring). ``ended``, when given, gets the ObservationEnded
+    events met on the way (the MQTT commands forget their tokens), without a second pass."""
     kinds = bytearray()
     kind = kinds.append
     forms: list[Any] = []
     form = forms.append
+    notification = NotificationReceived
+    flat = FLAT_NOTIFICATION
     for event in events:
-        if type(event) is NotificationReceived and len(event.records) == 1 and len(event.paths) == 1:
-            record = event.records[0]
-            path = record.path
-            observed = event.paths[0]
-            kind(FLAT_NOTIFICATION)
-            form(
-                (
-                    event.endpoint,
-                    event.token,
-                    observed.ids,
-                    observed.prefix,
-                    path.ids,
-                    path.prefix,
-                    record.value,
-                    record.time,
+        if type(event) is notification:
+            records = event.records
+            paths = event.paths
+            if len(records) == 1 and len(paths) == 1:
+                (record,) = records
+                (observed,) = paths
+                path = record.path
+                kind(flat)
+                form(
+                    (
+                        event.endpoint,
+                        event.token,
+                        observed.ids,
+                        observed.prefix,
+                        path.ids,
+                        path.prefix,
+                        record.value,
+                        record.time,
+                    )
                 )
-            )
-        else:
-            kind(KIND_OF[type(event)])
-            form(event)
+                continue
+        elif ended is not None and type(event) is ObservationEnded:
+            ended.append(event)
+        kind(KIND_OF[type(event)])
+        form(event)
     return _encoder.encode((kinds, forms))
 
 

@@ -70,7 +70,7 @@ from lwm2m.export.channel import (
     frame,
 )
 from lwm2m.export.webhooks import WebhookConfig, Webhooks
-from lwm2m.server.events import EventStream, ObservationEnded, ServerEvent
+from lwm2m.server.events import EventTap, ObservationEnded, ServerEvent
 from lwm2m.server.role import Server
 from lwm2m.storage.webhooks import Webhook
 from lwm2m.transport.pipe import spawn_with_stream
@@ -79,6 +79,8 @@ if TYPE_CHECKING:  # needs aiomqtt: imported only when MQTT is wanted
     from lwm2m.export.mqtt import MqttCommands, MqttConfig
 
 __all__ = ["ExportConfig", "ExportCounters", "ExportWorker"]
+
+_EVERY_KIND = frozenset(EVENT_KINDS)  # what the MQTT export wants: the handoff then filters nothing
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +181,10 @@ class ExportWorker:
         self.webhooks = webhooks
         self.counters = ExportCounters()
         self.pid: int | None = None  # the worker's process id while it runs
-        self._mqtt_types: frozenset[type] = frozenset(EVENT_KINDS) if config.mqtt is not None else frozenset()
+        self._mqtt_types: frozenset[type] = _EVERY_KIND if config.mqtt is not None else frozenset()
         self._wanted: frozenset[type] = self._mqtt_types
-        self._stream: EventStream | None = None
-        self._backlog_dropped = 0  # of the stream, counted already
+        self._tap: EventTap | None = None
+        self._backlog_dropped = 0  # of the tap, counted already
         self._seq = 0
         self._id_prefix = secrets.token_hex(8)  # the delivery ids of this run's events begin with it
         self._pending: dict[int, tuple[int, bytes]] = {}  # seq -> (events, frame), oldest first
@@ -220,9 +222,9 @@ class ExportWorker:
             return
         self._flush()
         self._stopping = True
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        if self._tap is not None:
+            self._tap.close()
+            self._tap = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.stop_timeout / 2):
                 while self._pending and self._writer is not None:  # acknowledged before the stop
@@ -273,12 +275,12 @@ class ExportWorker:
         has no subscriber more to feed per event."""
         if self._stopping:
             return
-        if self._wanted and self._stream is None:
-            self._stream = self.server.events(backlog=self.config.backlog)
+        if self._wanted and self._tap is None:
+            self._tap = self.server.tap_events(limit=self.config.backlog)
             self._backlog_dropped = 0
-        elif not self._wanted and self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        elif not self._wanted and self._tap is not None:
+            self._tap.close()
+            self._tap = None
 
     async def _flush_loop(self) -> None:
         while True:
@@ -290,30 +292,32 @@ class ExportWorker:
 
     def _flush(self) -> None:
         """The events since the last look, wanted ones only, into batches for the worker."""
-        stream = self._stream
-        if stream is None:
+        tap = self._tap
+        if tap is None:
             return
-        if stream.dropped != self._backlog_dropped:
-            self.counters.dropped += stream.dropped - self._backlog_dropped
-            self._backlog_dropped = stream.dropped
-        events = stream.take_all()
+        events = tap.take_all()
+        if tap.dropped != self._backlog_dropped:
+            self.counters.dropped += tap.dropped - self._backlog_dropped
+            self._backlog_dropped = tap.dropped
         if not events:
             return
         wanted = self._wanted
-        taken = [e for e in events if type(e) in wanted]
-        if self._commands is not None:
-            for e in taken:
-                if type(e) is ObservationEnded:
-                    self._commands.forget(e.endpoint, e.token)
+        taken = events if wanted == _EVERY_KIND else [e for e in events if type(e) in wanted]
+        ended: list[ObservationEnded] | None = [] if self._commands is not None else None
         size = self.config.batch_events
         at = time.time()
         for start in range(0, len(taken), size):
-            self._queue(taken[start : start + size], at)
+            self._queue(taken[start : start + size], at, ended)
+        if ended and self._commands is not None:
+            for e in ended:
+                self._commands.forget(e.endpoint, e.token)
 
-    def _queue(self, events: list[ServerEvent], at: float) -> None:
+    def _queue(
+        self, events: list[ServerEvent], at: float, ended: list[ObservationEnded] | None = None
+    ) -> None:
         self._seq += 1
         seq = self._seq
-        batch = Batch(self._id_prefix, seq, at, len(events), encode_events(events))
+        batch = Batch(self._id_prefix, seq, at, len(events), encode_events(events, ended))
         data = frame(batch)
         self._pending[seq] = (len(events), data)
         self._queued += len(data)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from lwm2m.errors import ConfigError
 from lwm2m.model.path import Path
@@ -94,6 +96,58 @@ ServerEvent = (
 EVENT_BACKLOG = 10_000
 
 
+class EventSink(Protocol):
+    """What the server's event fan-out calls for each subscriber: ``put(event)``."""
+
+    @property
+    def put(self) -> Callable[[ServerEvent], None]: ...
+
+
+class EventTap:
+    """Every event from now on, for a reader on a timer that takes them all at each look (the
+    export's handoff), until ``close()``.
+
+    The server's fan-out appends to a list: one C call per event, where an
+    :class:`EventStream` runs a bound check and a wake-up in Python. At most ``limit`` events
+    are kept from one look to the next: ``take_all`` drops the oldest beyond it and counts
+    them in ``dropped``. Between two looks the list holds what the loop emitted meanwhile;
+    the reader's timer runs on the same loop, so that is one interval's worth.
+    """
+
+    __slots__ = ("_items", "_subscribers", "dropped", "limit", "put")
+
+    def __init__(self, subscribers: set[EventSink], limit: int = EVENT_BACKLOG) -> None:
+        if limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {limit}")
+        self._items: list[ServerEvent] = []
+        self.put: Callable[[ServerEvent], None] = self._items.append
+        self.limit = limit
+        self.dropped = 0
+        self._subscribers = subscribers
+        subscribers.add(self)
+
+    @property
+    def pending(self) -> int:
+        """Events received and not taken yet."""
+        return len(self._items)
+
+    def take_all(self) -> list[ServerEvent]:
+        """The events since the last look, oldest first (at most ``limit``, the newest)."""
+        items = self._items
+        if not items:
+            return []
+        self._items = []
+        self.put = self._items.append
+        beyond = len(items) - self.limit
+        if beyond > 0:
+            self.dropped += beyond
+            del items[:beyond]
+        return items
+
+    def close(self) -> None:
+        self._subscribers.discard(self)
+
+
 class EventStream:
     """An async iterator over server events; ``close()`` (or ``async with``) unsubscribes.
 
@@ -102,7 +156,7 @@ class EventStream:
     closing its stream (a stalled SSE client) costs the server bounded memory.
     """
 
-    def __init__(self, subscribers: set[Backlog[ServerEvent]], backlog: int = EVENT_BACKLOG) -> None:
+    def __init__(self, subscribers: set[EventSink], backlog: int = EVENT_BACKLOG) -> None:
         if backlog < 1:
             raise ConfigError(f"backlog must be at least 1, got {backlog}")
         self._backlog: Backlog[ServerEvent] = Backlog(backlog)

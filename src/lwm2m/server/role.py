@@ -38,7 +38,6 @@ from lwm2m.protocol.management import (
     path_list_format,
 )
 from lwm2m.protocol.registration import Registration
-from lwm2m.server.backlog import Backlog
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.dtls_share import SharedDtlsSessions
 from lwm2m.server.events import (
@@ -46,7 +45,9 @@ from lwm2m.server.events import (
     ClientDeregistered,
     ClientRegistered,
     ClientUpdated,
+    EventSink,
     EventStream,
+    EventTap,
     NotificationReceived,
     RegistrationExpired,
     SendReceived,
@@ -146,7 +147,7 @@ class Server:
         self._secure: set[str] = set()  # endpoints that register over DTLS: requests go there too
         self.presence = Presence(self._publish, config.awake_time)
         self._queue_mode: set[str] = set()  # endpoints registered in queue mode
-        self._subscribers: set[Backlog[ServerEvent]] = set()
+        self._subscribers: set[EventSink] = set()
         self.management = DeviceManagement(
             self.registration,
             models=self.models,
@@ -428,8 +429,8 @@ class Server:
 
     def _emit(self, event: ServerEvent) -> None:
         if type(event) is NotificationReceived:  # by far the most frequent: nothing else to do
-            for backlog in self._subscribers:
-                backlog.put(event)
+            for subscriber in self._subscribers:
+                subscriber.put(event)
             return
         if isinstance(event, ClientRegistered) and event.replaced is not None:
             # A new Register ends the observations of the registration it replaces (§6.4).
@@ -483,8 +484,8 @@ class Server:
         self.observation_manager.follow(endpoint, addr)
 
     def _publish(self, event: ServerEvent) -> None:
-        for backlog in self._subscribers:
-            backlog.put(event)
+        for subscriber in self._subscribers:
+            subscriber.put(event)
 
     # --- history ----------------------------------------------------------------------------
 
@@ -511,6 +512,11 @@ class Server:
         """Every event from now on (subscribed at this call), until the stream is closed; at most
         ``backlog`` unread ones wait, the oldest are dropped beyond (``EventStream.dropped``)."""
         return EventStream(self._subscribers, backlog)
+
+    def tap_events(self, *, limit: int = EVENT_BACKLOG) -> EventTap:
+        """Every event from now on, for a reader that takes them all on a timer
+        (``EventTap.take_all``): cheaper per event than ``events()``, and never awaited."""
+        return EventTap(self._subscribers, limit)
 
     # --- CoAP requests from clients -----------------------------------------------------------
 
