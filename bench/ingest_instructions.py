@@ -13,17 +13,19 @@ when it returns; the set-up runs uninstrumented. Phases of ``--notifications`` e
 order, after ``--warmup`` uncounted notifications of their own:
 
 - plain: no subscriber to the server's events (a notification makes no event);
-- plain with a subscriber that takes the events at each look (as the REST API's event stream
-  does in ``lwm2m server``): what making the events costs;
+- plain with the REST API's ring of recent events (``RecentEvents`` following the server, as
+  ``lwm2m server``'s web app always runs it): what making and keeping the events costs;
 - ``/metrics`` on (``ServerMetrics`` with its event-loop lag timer), and one scrape, counted
   alone and spread over the notifications of ``--scrape-every`` seconds at ``--rate``;
 - webhooks: the export worker process (``ExportWorker``, started for real, not under valgrind)
-  with one hook wanting every notification (its posts go to a receiver process), beside the
-  subscriber of the second phase (``lwm2m server`` always has the REST API's): the export's
-  cost is the difference to that phase;
+  with one hook wanting every notification (its posts go to a receiver process);
 - MQTT: the same worker with the MQTT export to a ``mosquitto`` this bench starts; the MQTT
   export goes through the same handoff as the webhooks (every event kind wanted);
-- plain again: how far the same work moved over the run.
+- plain again, the ring stopped: how far the same work moved over the run.
+
+The ring stays on from the second phase to the MQTT one, as it is in ``lwm2m server``: the
+cost of metrics and of each export is the difference to the second phase (the issue's "≤ 5 %"),
+and the difference to plain is printed beside it.
 
 The handoff's look at the events comes every ``rate x flush_interval`` notifications (the size
 of its batches at ``--rate`` notifications/s), called here, not by the worker's 30 ms timer: the
@@ -69,7 +71,7 @@ LIFETIME = 86_400  # no registration expires during the run, however slow valgri
 # The phases, in the order they run; the metrics phase is followed by the scrape's count.
 PHASES = (
     ("plain", "plain"),
-    ("subscriber", "plain, an event subscriber (REST API)"),
+    ("subscriber", "the REST API's ring of events (RecentEvents)"),
     ("metrics", "/metrics on (lag timer)"),
     ("webhooks", "webhooks: handoff to the worker"),
     ("mqtt", "MQTT: handoff to the worker"),
@@ -223,6 +225,7 @@ def measure_child(opts: argparse.Namespace) -> None:
     from lwm2m.server.registrar import RegistrationLimits
     from lwm2m.server.role import Server
     from lwm2m.transport.eventloop import is_uvloop, loop_factory
+    from lwm2m.web.sse import RecentEvents
 
     loop = loop_factory()()
     asyncio.set_event_loop(loop)
@@ -282,26 +285,20 @@ def measure_child(opts: argparse.Namespace) -> None:
             loop.run_until_complete(started(export))
             if webhooks is not None:  # the hooks, read again, go to the worker (it watches them)
                 loop.run_until_complete(webhooks.refresh())
-            # Beside the REST API's subscriber, as in ``lwm2m server``: the export's cost is
-            # what it adds to the events that subscriber has the server make anyway.
-            stream = server.events(backlog=10 * every + 10 * opts.devices)
-
-            def look() -> None:
-                stream.take_all()
-                export._flush()
-
-            try:
-                phase(key, look, lambda: not export._pending, lambda: export.counters.events)
-            finally:
-                stream.close()
+            # Beside the REST API's ring (``recent``), as in ``lwm2m server``: the export's cost
+            # is what it adds to the events that ring has the server make anyway.
+            phase(key, export._flush, lambda: not export._pending, lambda: export.counters.events)
         finally:
             loop.run_until_complete(export.close())
 
     try:
         phase("plain")
-        stream = server.events(backlog=10 * every + 10 * opts.devices)
-        phase("subscriber", stream.take_all)
-        stream.close()
+        # The REST API's ring of recent events, which ``lwm2m server`` always runs (its web app
+        # follows the server's events with it, for SSE clients to resume from): a task takes
+        # each event as it comes. It stays through the export phases, as it does in a server.
+        recent = RecentEvents()
+        recent.follow_server(server)
+        phase("subscriber")
 
         metrics = ServerMetrics(server, MetricsConfig())
 
@@ -330,6 +327,7 @@ def measure_child(opts: argparse.Namespace) -> None:
         mqtt = MqttConfig(host=HOST, port=opts.mqtt_port)
         exported("mqtt", ExportConfig(mqtt=mqtt, **quiet), None)  # type: ignore[arg-type]
 
+        loop.run_until_complete(recent.close())
         phase("again")
     finally:
 
@@ -436,34 +434,31 @@ def report(counts: list[int], result: dict, opts: argparse.Namespace) -> None:
         f" = {opts.rate:,.0f}/s x 30 ms; loop {result['loop']}):"
     )
     plain = per["plain"]
+    ring = per["subscriber"]  # what lwm2m server runs without metrics and export: the baseline
     spread = per["scrape"] = scrape / (opts.rate * opts.scrape_every)
     per["metrics+scrape"] = per["metrics"] + spread
     labels = dict(PHASES)
     handed = {p["phase"]: p["handed"] for p in phases}
+    print(f"  {'':<46} {'':>9}   {'vs plain':>8}   {'vs the ring (lwm2m server)':>26}")
     for key in ("plain", "subscriber", "metrics", "webhooks", "mqtt", "again"):
         cost = per[key]
-        note = ""
-        if key in ("webhooks", "mqtt"):
-            note = f"   {handed[key]:,} events handed over"
-        print(
-            f"  {labels[key]:<38} {cost:9,.0f}   ratio {cost / plain:6.3f}   {cost / plain - 1:+6.1%}{note}"
-        )
+        note = f"   {handed[key]:,} events handed over" if key in ("webhooks", "mqtt") else ""
+        against = f"{cost / ring - 1:+6.1%}" if key in ("metrics", "webhooks", "mqtt") else ""
+        print(f"  {labels[key]:<46} {cost:9,.0f}   {cost / plain - 1:+8.1%}   {against:>26}{note}")
         if key == "metrics":
             scraped = per["metrics+scrape"]
             label = f"  + a scrape every {opts.scrape_every:g} s at {opts.rate:,.0f}/s"
             print(
-                f"  {label:<38} {scraped:9,.0f}   ratio {scraped / plain:6.3f}   {scraped / plain - 1:+6.1%}"
+                f"  {label:<46} {scraped:9,.0f}   {scraped / plain - 1:+8.1%}   {scraped / ring - 1:+26.1%}"
                 f"   (one scrape {scrape:,} instructions, {spread:,.1f} per notification)"
             )
     drift = per["again"] / plain - 1
     costs = {"metrics": per["metrics+scrape"], "webhooks": per["webhooks"], "MQTT": per["mqtt"]}
     worst = max(costs, key=lambda k: costs[k])
-    verdict = "meets" if costs[worst] / plain - 1 <= TARGET else "misses"
+    verdict = "meets" if costs[worst] / ring - 1 <= TARGET else "misses"
     print(
-        f"  largest: {worst} {costs[worst] / plain - 1:+.1%} against plain"
-        f" ({verdict} the {TARGET:.0%} target);"
-        f" against plain with a subscriber: webhooks {per['webhooks'] / per['subscriber'] - 1:+.1%},"
-        f" MQTT {per['mqtt'] / per['subscriber'] - 1:+.1%}; plain moved {drift:+.1%} over the run"
+        f"  largest: {worst} {costs[worst] / ring - 1:+.1%} against the ring ({verdict} the {TARGET:.0%}"
+        f" target); plain moved {drift:+.1%} over the run"
     )
     print(f"  export workers started and stopped: {', '.join(map(str, result['workers']))}")
 

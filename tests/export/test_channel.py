@@ -27,6 +27,7 @@ from lwm2m.export.channel import (
     check_version,
     decode_events,
     encode_events,
+    encode_wanted,
     frame,
 )
 from lwm2m.model.path import Path
@@ -114,6 +115,19 @@ def test_a_notification_of_one_record_travels_compact_and_comes_back_equal() -> 
     assert back[6].paths[0].prefix == "dev1"  # type: ignore[union-attr]
     as_maps = msgspec.msgpack.encode((bytes([KIND_OF[NotificationReceived]] * len(SINGLE)), SINGLE))
     assert len(encode_events(SINGLE)) < len(as_maps) / 2
+
+
+def test_only_the_wanted_kinds_are_encoded_in_one_pass_and_the_ended_observations_are_kept() -> None:
+    events = SINGLE[:2] + EVENTS
+    data, count = encode_wanted(events, frozenset({NotificationReceived, ClientAwake}))
+    assert count == 4 and decode_events(data) == [*SINGLE[:2], EVENTS[0], ClientAwake("dev-1")]
+    ended: list[ObservationEnded] = []
+    data, count = encode_wanted(events, frozenset({ObservationEnded, SendReceived}), ended)
+    assert count == 2 and decode_events(data) == EVENTS[-2:]
+    assert ended == [EVENTS[-1]]
+    data, count = encode_wanted(events, None, ended)
+    assert count == len(events) and data == encode_events(events) and len(ended) == 2
+    assert encode_wanted(SINGLE, frozenset({ClientAwake})) == (encode_events([]), 0)
 
 
 @pytest.mark.parametrize(

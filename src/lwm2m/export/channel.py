@@ -20,7 +20,7 @@ the event, for each path and for the record (half the time to encode, 40 % of th
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
@@ -63,6 +63,7 @@ __all__ = [
     "check_version",
     "decode_events",
     "encode_events",
+    "encode_wanted",
     "frame",
 ]
 
@@ -234,19 +235,32 @@ class FrameReader:
 # --- events ----------------------------------------------------------------------------------------
 
 
-def encode_events(events: Sequence[ServerEvent], ended: list[ObservationEnded] | None = None) -> bytes:
+def encode_events(events: Sequence[ServerEvent]) -> bytes:
     """The MessagePack of ``events`` for a :class:`Batch`: their kinds (one byte each) and the
     events (one C call for the whole batch), a notification of one path and one record in its
-    compact form (the module's docstring). ``ended``, when given, gets the ObservationEnded
-    events met on the way (the MQTT commands forget their tokens), without a second pass."""
+    compact form (the module's docstring)."""
+    return encode_wanted(events)[0]
+
+
+def encode_wanted(
+    events: Sequence[ServerEvent],
+    wanted: Collection[type] | None = None,
+    ended: list[ObservationEnded] | None = None,
+) -> tuple[bytes, int]:
+    """:func:`encode_events` of those of ``events`` whose type is in ``wanted`` (all when
+    None), and how many they are, in one pass; ``ended``, when given, gets the
+    ObservationEnded events met on the way (the MQTT commands forget their tokens)."""
     kinds = bytearray()
     kind = kinds.append
     forms: list[Any] = []
     form = forms.append
     notification = NotificationReceived
+    notifications = wanted is None or notification in wanted
     flat = FLAT_NOTIFICATION
     for event in events:
         if type(event) is notification:
+            if not notifications:
+                continue
             records = event.records
             paths = event.paths
             if len(records) == 1 and len(paths) == 1:
@@ -267,11 +281,13 @@ def encode_events(events: Sequence[ServerEvent], ended: list[ObservationEnded] |
                     )
                 )
                 continue
+        elif wanted is not None and type(event) not in wanted:
+            continue
         elif ended is not None and type(event) is ObservationEnded:
             ended.append(event)
         kind(KIND_OF[type(event)])
         form(event)
-    return _encoder.encode((kinds, forms))
+    return _encoder.encode((kinds, forms)), len(forms)
 
 
 class _RecordForm(msgspec.Struct, frozen=True):

@@ -66,7 +66,7 @@ from lwm2m.export.channel import (
     Reply,
     Setup,
     Stop,
-    encode_events,
+    encode_wanted,
     frame,
 )
 from lwm2m.export.webhooks import WebhookConfig, Webhooks
@@ -301,28 +301,36 @@ class ExportWorker:
             self._backlog_dropped = tap.dropped
         if not events:
             return
-        wanted = self._wanted
-        taken = events if wanted == _EVERY_KIND else [e for e in events if type(e) in wanted]
+        # One pass over them: the filter (none when every kind is wanted) in the encoding.
+        wanted = None if self._wanted == _EVERY_KIND else self._wanted
         ended: list[ObservationEnded] | None = [] if self._commands is not None else None
         size = self.config.batch_events
         at = time.time()
-        for start in range(0, len(taken), size):
-            self._queue(taken[start : start + size], at, ended)
+        for start in range(0, len(events), size):
+            self._queue(events[start : start + size], at, wanted, ended)
         if ended and self._commands is not None:
             for e in ended:
                 self._commands.forget(e.endpoint, e.token)
 
     def _queue(
-        self, events: list[ServerEvent], at: float, ended: list[ObservationEnded] | None = None
+        self,
+        events: list[ServerEvent],
+        at: float,
+        wanted: frozenset[type] | None = None,
+        ended: list[ObservationEnded] | None = None,
     ) -> None:
+        """Those of ``events`` whose type is ``wanted`` (all when None) as one batch."""
+        encoded, count = encode_wanted(events, wanted, ended)
+        if not count:
+            return
         self._seq += 1
         seq = self._seq
-        batch = Batch(self._id_prefix, seq, at, len(events), encode_events(events, ended))
+        batch = Batch(self._id_prefix, seq, at, count, encoded)
         data = frame(batch)
-        self._pending[seq] = (len(events), data)
+        self._pending[seq] = (count, data)
         self._queued += len(data)
         self._unsent.append(seq)
-        self.counters.events += len(events)
+        self.counters.events += count
         self.counters.batches += 1
         config = self.config
         if len(self._pending) > config.queue_batches or self._queued > config.queue_bytes:
@@ -332,9 +340,9 @@ class ExportWorker:
             for old in [s for s in self._pending if s not in self._inflight]:
                 if len(self._pending) <= config.queue_batches and self._queued <= config.queue_bytes:
                     break
-                count, dropped = self._pending.pop(old)
+                events_lost, dropped = self._pending.pop(old)
                 self._queued -= len(dropped)
-                lost += count
+                lost += events_lost
             self.counters.dropped += lost
             log.warning(
                 "export: %d events dropped: %d batches (%d bytes) wait for the worker already",
