@@ -252,6 +252,11 @@ async def test_a_campaign_of_node_a_updates_both_nodes_devices_and_obeys_node_b(
             assert cancelled.json()["counts"] == {"cancelled": 2 * DEVICES}
             assert (await detail(http, a.base, wid))["status"] == "cancelled"
             assert await a.campaigns.runner(wid) is None  # its lease given up
+            # /metrics: each finished campaign counted once, by the node that finished it.
+            finished = {
+                s: a.campaigns.finished_here[s] + b.campaigns.finished_here[s] for s in ("done", "cancelled")
+            }
+            assert finished == {"done": 1, "cancelled": 1}
             # The command line against any node: B shows what A ran, and deletes it.
             shown = await lwm2m("campaign", "show", cid, "--api", b.base)
             assert shown.exit_code == 0, shown.output

@@ -32,6 +32,7 @@ async def test_campaign_progress_is_scraped() -> None:
             waiting = await runner.create(CampaignSpec(package.id, window=closed))
             text = (await api.get("/metrics")).text
             assert 'lwm2m_campaigns{status="running"} 1.0' in text
+            assert 'lwm2m_campaigns_finished_total{status="done"} 0.0' in text
             assert f'lwm2m_campaign_devices{{campaign="{waiting.id}",state="pending"}} 2.0' in text
             assert f'lwm2m_campaign_wave{{campaign="{waiting.id}"}} 0.0' in text
             await runner.cancel(waiting.id)
@@ -41,5 +42,7 @@ async def test_campaign_progress_is_scraped() -> None:
             assert 'lwm2m_campaigns{status="cancelled"} 1.0' in text
             assert 'lwm2m_campaigns{status="done"} 1.0' in text
             assert 'lwm2m_campaigns{status="running"} 0.0' in text
+            assert 'lwm2m_campaigns_finished_total{status="cancelled"} 1.0' in text
+            assert 'lwm2m_campaigns_finished_total{status="done"} 1.0' in text
             assert "lwm2m_campaign_devices{" not in text  # finished campaigns are not broken down
             await runner.stop()

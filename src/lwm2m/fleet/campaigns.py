@@ -573,6 +573,9 @@ class Campaigns:
         # Stored campaigns seen done or cancelled: final, so not read again at each look for
         # campaigns to take up (the store keeps every campaign until it is deleted).
         self._finished: set[str] = set()
+        # Campaigns this runner finished since it started, by status: a Prometheus counter per
+        # node (lwm2m.fleet.campaigns_metrics), which a cluster's nodes add up.
+        self.finished_here: dict[str, int] = dict.fromkeys(sorted(FINISHED), 0)
         self._keeper: asyncio.Task[None] | None = None
         self._resumed: dict[str, asyncio.Event] = {}
         self._subscribers: set[Backlog[CampaignEvent]] = set()
@@ -834,6 +837,7 @@ class Campaigns:
         await asyncio.gather(*(self._cancel_device(device) for device in in_flight))
         campaign.status = "cancelled"
         campaign.finished_at = self.clock()
+        self.finished_here["cancelled"] += 1
         for device in campaign.devices.values():
             if not device.final:
                 device.state = "cancelled"
@@ -972,6 +976,7 @@ class Campaigns:
             await self._save(campaign)
         campaign.status = "done"
         campaign.finished_at = self.clock()
+        self.finished_here["done"] += 1
         await self._save(campaign)
         self._event("CAMPAIGN_DONE", campaign)
 
