@@ -494,6 +494,24 @@ def test_registration_dict_round_trip() -> None:
     assert Registration.from_dict(data) == reg
 
 
+def test_stored_object_links_are_parsed_once_and_their_cache_is_bounded() -> None:
+    from lwm2m.protocol import registration as module
+
+    stored = {"endpoint": "e", "registration_id": "r", "address": ["h", 1]}
+    objects = [{"path": "/3/0"}, {"path": "/3303", "ver": "1.1"}, {"path": "/3303/1"}]
+    first = Registration.from_dict({**stored, "objects": objects})
+    again = Registration.from_dict({**stored, "objects": [dict(o) for o in objects]})
+    assert first.objects == (ObjectLink(3, 0), ObjectLink(3303, None, "1.1"), ObjectLink(3303, 1))
+    assert all(a is b for a, b in zip(first.objects, again.objects, strict=True))  # shared, frozen
+    assert first.objects_json() == objects
+    for i in range(module._STORED_LINKS_MAX + 10):
+        Registration.from_dict({**stored, "objects": [{"path": f"/{i}/0"}]})
+    assert len(module._STORED_LINKS) <= module._STORED_LINKS_MAX
+    for bad in ("/70000/0", "/x", "/3/-1"):
+        with pytest.raises((RegistrationError, ValueError)):
+            Registration.from_dict({**stored, "objects": [{"path": bad}]})
+
+
 def test_registration_ids_are_short_random_and_url_safe() -> None:
     ids = {new_registration_id() for _ in range(1000)}
     assert len(ids) == 1000

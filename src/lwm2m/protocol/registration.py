@@ -746,7 +746,7 @@ class Registration:
             "binding": self.binding,
             "queue_mode": self.queue_mode,
             "sms": self.sms,
-            "objects": [_object_to_json(o) for o in self.objects],
+            "objects": self.objects_json(),
             "root_path": self.root_path,
             "content_formats": list(self.content_formats),
             "registered_at": self.registered_at,
@@ -755,6 +755,10 @@ class Registration:
             "transport": self.transport,
             "end_devices": [d.to_dict() for d in self.end_devices],
         }
+
+    def objects_json(self) -> list[dict[str, Any]]:
+        """The objects list as stored and shown: ``[{"path": "/3/0"}, {"path": "/3303", "ver": "1.1"}]``."""
+        return [_object_to_json(o) for o in self.objects]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Registration:
@@ -768,9 +772,9 @@ class Registration:
             binding=data.get("binding", DEFAULT_BINDING),
             queue_mode=bool(data.get("queue_mode", False)),
             sms=data.get("sms"),
-            objects=tuple(_object_from_json(o) for o in data.get("objects", ())),
+            objects=tuple(map(_object_from_json, data.get("objects", ()))),
             root_path=data.get("root_path", "/"),
-            content_formats=tuple(int(c) for c in data.get("content_formats", ())),
+            content_formats=tuple(map(int, data.get("content_formats", ()))),
             registered_at=float(data.get("registered_at", 0.0)),
             last_update=float(data.get("last_update", 0.0)),
             extra=tuple((k, v) for k, v in data.get("extra", ())),
@@ -786,6 +790,19 @@ def _object_to_json(o: ObjectLink) -> dict[str, Any]:
     return out
 
 
+# Object links read back from stored registrations, by (path, version): a fleet's devices list
+# the same few objects, so a page of registrations parses each link once. Frozen, so shared.
+_STORED_LINKS: dict[tuple[str, str | None], ObjectLink] = {}
+_STORED_LINKS_MAX = 4096
+
+
 def _object_from_json(item: Mapping[str, Any]) -> ObjectLink:
-    ids = [int(p) for p in item["path"].strip("/").split("/")]
-    return ObjectLink(ids[0], ids[1] if len(ids) > 1 else None, item.get("ver"))
+    key = (item["path"], item.get("ver"))
+    link = _STORED_LINKS.get(key)
+    if link is None:
+        ids = [int(p) for p in key[0].strip("/").split("/")]
+        link = ObjectLink(ids[0], ids[1] if len(ids) > 1 else None, key[1])
+        if len(_STORED_LINKS) >= _STORED_LINKS_MAX:
+            _STORED_LINKS.clear()  # bounded: many distinct links are not a fleet's common case
+        _STORED_LINKS[key] = link
+    return link

@@ -52,7 +52,6 @@ def registration_view(
     """The registration's JSON form; ``transport`` ("udp", "dtls", "tcp", "tls"): how the client
     reaches the server, when the caller knows it better than the registration's own (the one its
     last Register or Update came over)."""
-    stored = registration.to_dict()
     view = {
         "endpoint": registration.endpoint,
         "registrationId": registration.registration_id,
@@ -61,7 +60,7 @@ def registration_view(
         "lwm2mVersion": registration.lwm2m_version,
         "binding": registration.binding,
         "queueMode": registration.queue_mode,
-        "objects": stored["objects"],
+        "objects": registration.objects_json(),
         "registeredAt": registration.registered_at,
         "lastUpdate": registration.last_update,
         "sleeping": sleeping,
