@@ -582,9 +582,12 @@ class Registrar:
             reason,
         )
 
-    async def expire(self) -> list[Registration]:
+    async def expire(self) -> list[str]:
         """Remove every registration past its lifetime, with its observations (§6.2.1); forget
-        the source addresses that stopped registering.
+        the source addresses that stopped registering. Answers the endpoints, soonest expired
+        first: the registrations themselves go out in RegistrationExpired events and are not
+        kept for the whole sweep (a store that decodes them, as SQLite does, would otherwise
+        hand the garbage collector thousands of live objects to walk at each collection).
 
         The store takes the expired registrations from its expiry index, ``EXPIRY_BATCH`` at a
         time; after ``EXPIRY_SLICE`` seconds of work the sweep lets the event loop run before
@@ -595,7 +598,7 @@ class Registrar:
         if self.rate is not None:
             self.rate.sweep(self._monotonic())
         now = self._clock()
-        gone: list[Registration] = []
+        gone: list[str] = []
         started = time.perf_counter()
         while True:
             # Taken from the store in one step: an Update racing the sweep is either seen (the
@@ -611,7 +614,7 @@ class Registrar:
                     removed.lifetime,
                 )
                 self._emit(RegistrationExpired(removed))
-            gone += batch
+                gone.append(removed.endpoint)
             if len(batch) < EXPIRY_BATCH:
                 return gone
             if time.perf_counter() - started > EXPIRY_SLICE:
