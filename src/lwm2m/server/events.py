@@ -1,11 +1,16 @@
-"""What the server tells its users, as typed events (past tense, frozen)."""
+"""What the server tells its users, as typed events (past tense, frozen).
+
+The events are frozen msgspec structs, not frozen dataclasses: a notification makes one for
+every subscriber to share, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per
+field) cost ten times as much (7,200 instructions for NotificationReceived, against 600)."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from lwm2m.errors import ConfigError
 from lwm2m.model.path import Path
@@ -14,14 +19,12 @@ from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRegistered:
+class ClientRegistered(msgspec.Struct, frozen=True):
     registration: Registration
     replaced: Registration | None = None  # a new Register for a known endpoint replaces it
 
 
-@dataclass(frozen=True, slots=True)
-class ClientUpdated:
+class ClientUpdated(msgspec.Struct, frozen=True):
     registration: Registration
     previous: Registration
     # The Update carried an object list (LwM2M-TS-Core 1.2 §6.2.2: sent when the client's
@@ -29,32 +32,27 @@ class ClientUpdated:
     objects_listed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ClientDeregistered:
+class ClientDeregistered(msgspec.Struct, frozen=True):
     registration: Registration
 
 
-@dataclass(frozen=True, slots=True)
-class RegistrationExpired:
+class RegistrationExpired(msgspec.Struct, frozen=True):
     registration: Registration
 
 
-@dataclass(frozen=True, slots=True)
-class ClientAwake:
+class ClientAwake(msgspec.Struct, frozen=True):
     """A queue-mode client can be reached now (it sent something)."""
 
     endpoint: str
 
 
-@dataclass(frozen=True, slots=True)
-class ClientSleeping:
+class ClientSleeping(msgspec.Struct, frozen=True):
     """A queue-mode client's awake time ran out; requests for it wait."""
 
     endpoint: str
 
 
-@dataclass(frozen=True, slots=True)
-class NotificationReceived:
+class NotificationReceived(msgspec.Struct, frozen=True):
     """A notification of an observation, decoded (LwM2M-TS-Core 1.2 §6.4.2)."""
 
     endpoint: str
@@ -63,16 +61,14 @@ class NotificationReceived:
     records: tuple[Record, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class SendReceived:
+class SendReceived(msgspec.Struct, frozen=True):
     """Values a client pushed with Send to ``/dp`` (LwM2M-TS-Core 1.2 §6.4.6)."""
 
     endpoint: str
     records: tuple[Record, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ObservationEnded:
+class ObservationEnded(msgspec.Struct, frozen=True):
     endpoint: str
     token: bytes
     reason: str  # "cancelled", "error <code>", "timeout", …
