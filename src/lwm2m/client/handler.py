@@ -507,7 +507,7 @@ class RequestHandler:
             ver = obj.definition.version
             head: list[tuple[str, str | None]] = [("ver", ver)] if ver not in ("", "1.0") else []
             links.append(Link(str(path), tuple(head) + self._attrs(path)))
-            for i in obj.instances.values():
+            for i in obj.each():
                 links += self._instance_links(Path.of(obj.id, i.id), resources=True)
         elif level == 2:
             links += self._instance_links(path, resources=True)

@@ -70,6 +70,9 @@ class ObjectInstance:
     so that a generic instance answers a Read of its object like a device would.
     """
 
+    # Thousands per simulated fleet: no dict of attributes (a subclass may still have one).
+    __slots__ = ("_index", "_listener", "_values", "definition", "id")
+
     object_id: ClassVar[int | None] = None
     version: ClassVar[str | None] = None  # None: the newest version the registry holds
     # Executable resources this class acts on (beside the mandatory ones of the definition).
@@ -96,15 +99,21 @@ class ObjectInstance:
             raise ValueError(f"invalid instance ID {instance_id}: must be 0..65534")
         self.definition = definition
         self.id = instance_id
-        self._values: dict[int, ResourceValue] = {}
+        # The values sit in a list, one place per resource that holds a value (None: absent),
+        # laid out once per definition: a list of pointers is a third of a dict of the same values.
+        self._index = _layout(definition)
+        self._values: list[ResourceValue | None] = [None] * len(self._index)
         self._listener: ChangeListener | None = None
+        store = self._values
+        index = self._index
         for r in definition.resources.values():
             if r.mandatory and r.operations.readable:
                 zero = default_value(r)
                 if zero is not None:
-                    self._values[r.id] = {} if r.multiple else zero
+                    store[index[r.id]] = {} if r.multiple else zero
         for rid, v in (values or {}).items():
-            self._values[rid] = self._checked(rid, v)
+            checked = self._checked(rid, v)
+            store[index[rid]] = checked
 
     # --- identity --------------------------------------------------------------------
 
@@ -151,20 +160,26 @@ class ObjectInstance:
 
     def get(self, resource_id: int, default: Any = None) -> Any:
         """The stored value of a resource (no handler runs), or ``default``."""
-        return self._values.get(resource_id, default)
+        i = self._index.get(resource_id)
+        v = self._values[i] if i is not None else None
+        return default if v is None else v
 
     def resource_ids(self) -> list[int]:
         """The resources this instance has: those with a value, and its executable ones."""
-        ids = set(self._values)
-        for r in self.definition.resources.values():
-            if r.operations.executable and (r.mandatory or r.id in self.executable):
-                ids.add(r.id)
-        return sorted(ids)
+        executable = self.executable
+        return [
+            r.id
+            for r, v in zip(self.definition.resources.values(), self._values, strict=True)
+            if v is not None or (r.operations.executable and (r.mandatory or r.id in executable))
+        ]
 
     def has_resource(self, resource_id: int) -> bool:
-        if resource_id in self._values:
+        i = self._index.get(resource_id)
+        if i is None:
+            return False
+        if self._values[i] is not None:
             return True
-        r = self.definition.resources.get(resource_id)
+        r = self.definition.resources[resource_id]
         return r is not None and r.operations.executable and (r.mandatory or resource_id in self.executable)
 
     def set(self, resource_id: int, value: Any, *, instance: int | None = None) -> None:
@@ -176,13 +191,15 @@ class ObjectInstance:
             r = self.resource_definition(resource_id)
             if not r.multiple:
                 raise ValueError(f"{self._path(resource_id)} is not a multiple resource")
-            current = dict(cast("dict[int, Value]", self._values.get(resource_id) or {}))
+            current = dict(cast("dict[int, Value]", self.get(resource_id) or {}))
             current[instance] = self._one(r, value)
             new: ResourceValue = dict(sorted(current.items()))
         else:
             new = self._checked(resource_id, value)
-        old = self._values.get(resource_id)
-        self._values[resource_id] = new
+        i = self._index[resource_id]
+        store = self._values
+        old = store[i]
+        store[i] = new
         if old is None or not _same(old, new):
             self.changed(resource_id)
 
@@ -202,16 +219,19 @@ class ObjectInstance:
         ):
             self.set(resource_id, value)
             return
-        values = self._values
-        old = values.get(resource_id)
-        values[resource_id] = value
+        store = self._values
+        i = self._index[resource_id]
+        old = store[i]
+        store[i] = value
         # As _same: a value of another type, or another value (NaN equal to NaN), is a change.
         if old is None or type(old) is not kind or (old != value and not (old != old and value != value)):
             self.changed(resource_id)
 
     def remove(self, resource_id: int) -> None:
         """Drop an optional resource's value (it is then absent from reads)."""
-        if self._values.pop(resource_id, None) is not None:
+        i = self._index.get(resource_id)
+        if i is not None and self._values[i] is not None:
+            self._values[i] = None
             self.changed(resource_id)
 
     def changed(self, resource_id: int) -> None:
@@ -226,7 +246,35 @@ class ObjectInstance:
 
     def values(self) -> Iterator[tuple[int, ResourceValue]]:
         """The stored values, by resource ID."""
-        return iter(sorted(self._values.items()))
+        return iter(
+            [
+                (rid, v)
+                for rid, v in zip(self.definition.resources, self._values, strict=True)
+                if v is not None
+            ]
+        )
+
+    def stored(self, resource_id: int) -> ResourceValue | None:
+        """The stored value of a resource, None when it has none (no handler runs)."""
+        i = self._index.get(resource_id)
+        return None if i is None else self._values[i]
+
+    def store(self, resource_id: int, value: ResourceValue) -> None:
+        """Keep ``value`` (already checked) as it is: no observer hears of it. For a subclass
+        that stores several values before telling observers, and for restoring a snapshot."""
+        self._values[self._index[resource_id]] = value
+
+    def snapshot(self) -> dict[int, ResourceValue]:
+        """A copy of the stored values (multiple resources copied too), for :meth:`restore`."""
+        return {rid: dict(v) if isinstance(v, dict) else v for rid, v in self.values()}
+
+    def restore(self, values: Mapping[int, ResourceValue]) -> None:
+        """Put back the values of a :meth:`snapshot` (no handler runs, no observer hears)."""
+        store = self._values
+        for i in range(len(store)):
+            store[i] = None
+        for rid, v in values.items():
+            store[self._index[rid]] = dict(v) if isinstance(v, dict) else v
 
     # --- handlers: override these --------------------------------------------------------
 
@@ -235,10 +283,11 @@ class ObjectInstance:
 
         Override to read a sensor; raise NotFound for a resource the device lacks.
         """
-        try:
-            return self._values[resource_id]
-        except KeyError:
-            raise NotFound(f"{self._path(resource_id)} is not present") from None
+        i = self._index.get(resource_id)
+        v = self._values[i] if i is not None else None
+        if v is None:
+            raise NotFound(f"{self._path(resource_id)} is not present")
+        return v
 
     def write(self, resource_id: int, value: ResourceValue, *, replace: bool = True) -> None:
         """Store a value the server wrote (already checked against the resource type).
@@ -247,7 +296,7 @@ class ObjectInstance:
         instances only (partial update, LwM2M-TS-Core 1.2 §6.3.3).
         """
         if not replace and isinstance(value, dict):
-            merged = dict(cast("dict[int, Value]", self._values.get(resource_id) or {}))
+            merged = dict(cast("dict[int, Value]", self.get(resource_id) or {}))
             merged.update(value)
             value = dict(sorted(merged.items()))
         self.set(resource_id, value)
@@ -262,6 +311,24 @@ class ObjectInstance:
 
     def delete(self) -> None:
         """Called before the instance is removed by a Delete; raise to refuse."""
+
+
+_LAYOUTS: dict[int, tuple[ObjectDefinition, Mapping[int, int]]] = {}
+MAX_LAYOUTS = 4096  # definitions whose layout is kept (a process loading DDF files again and again)
+
+
+def _layout(definition: ObjectDefinition) -> Mapping[int, int]:
+    """The place of each resource in an instance's list of values: its rank among the
+    definition's resources (kept in ID order), shared by every instance of the definition."""
+    key = id(definition)
+    found = _LAYOUTS.get(key)
+    if found is not None and found[0] is definition:
+        return found[1]
+    if len(_LAYOUTS) >= MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    index = {rid: i for i, rid in enumerate(definition.resources)}
+    _LAYOUTS[key] = (definition, index)  # the definition kept alive: its id stays its own
+    return index
 
 
 def _same(a: ResourceValue, b: ResourceValue) -> bool:

@@ -186,7 +186,7 @@ class Device(ObjectInstance):
 
     def read(self, resource_id: int) -> ResourceValue:
         if resource_id == self.CURRENT_TIME:
-            if self.CURRENT_TIME not in self._values:
+            if self.stored(self.CURRENT_TIME) is None:
                 raise NotFound(f"{self._path(resource_id)} is not present")
             return self.current_time
         return super().read(resource_id)
@@ -197,7 +197,7 @@ class Device(ObjectInstance):
             if not isinstance(value, int):
                 raise BadRequest(f"{self._path(resource_id)}: a time is an integer")
             self._clock_offset = value - time.time()
-            self._values[resource_id] = value
+            self.store(resource_id, value)
             self.changed(resource_id)
             return
         super().write(resource_id, value, replace=replace)
