@@ -110,7 +110,7 @@ class ObjectInstance:
             if r.mandatory and r.operations.readable:
                 zero = default_value(r)
                 if zero is not None:
-                    store[index[r.id]] = {} if r.multiple else zero
+                    store[index[r.id]] = _EMPTY if r.multiple else zero
         for rid, v in (values or {}).items():
             checked = self._checked(rid, v)
             store[index[rid]] = checked
@@ -142,7 +142,7 @@ class ObjectInstance:
                 value = dict(enumerate(value))
             if not isinstance(value, Mapping):
                 raise BadRequest(f"{self._path(resource_id)} is a multiple resource: give {{id: value}}")
-            return {int(k): self._one(r, v) for k, v in sorted(value.items())}
+            return shared({int(k): self._one(r, v) for k, v in sorted(value.items())})
         if isinstance(value, Mapping):
             raise BadRequest(f"{self._path(resource_id)} is a single resource, not a multiple one")
         return self._one(r, value)
@@ -193,7 +193,7 @@ class ObjectInstance:
                 raise ValueError(f"{self._path(resource_id)} is not a multiple resource")
             current = dict(cast("dict[int, Value]", self.get(resource_id) or {}))
             current[instance] = self._one(r, value)
-            new: ResourceValue = dict(sorted(current.items()))
+            new: ResourceValue = shared(dict(sorted(current.items())))
         else:
             new = self._checked(resource_id, value)
         i = self._index[resource_id]
@@ -329,6 +329,32 @@ def _layout(definition: ObjectDefinition) -> Mapping[int, int]:
     index = {rid: i for i, rid in enumerate(definition.resources)}
     _LAYOUTS[key] = (definition, index)  # the definition kept alive: its id stays its own
     return index
+
+
+_SHARED: dict[tuple[tuple[int, type, object], ...], dict[int, Value]] = {}
+MAX_SHARED = 8192  # distinct multiple-resource values kept for sharing
+
+
+def shared(value: dict[int, Value]) -> dict[int, Value]:
+    """The one dict every instance holding these resource instances shares.
+
+    A stored multiple resource is never changed in place (a change stores a new dict: ``set``,
+    ``write`` and every caller copy first), so the instances of a fleet's devices can hold one
+    dict for the same Power Source list or Error Code instead of one each."""
+    try:
+        # Floats by their hex form: -0.0 and 0.0 are equal but not the same value.
+        key = tuple((k, type(v), v.hex() if type(v) is float else v) for k, v in value.items())
+        found = _SHARED.get(key)
+    except TypeError:  # an unhashable value: kept as it is
+        return value
+    if found is not None:
+        return found
+    if len(_SHARED) < MAX_SHARED:
+        _SHARED[key] = value
+    return value
+
+
+_EMPTY: dict[int, Value] = shared({})
 
 
 def _same(a: ResourceValue, b: ResourceValue) -> bool:
