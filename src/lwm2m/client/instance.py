@@ -20,7 +20,7 @@ for the server's observations.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
@@ -71,7 +71,7 @@ class ObjectInstance:
     """
 
     # Thousands per simulated fleet: no dict of attributes (a subclass may still have one).
-    __slots__ = ("_index", "_listener", "_values", "definition", "id")
+    __slots__ = ("_layout", "_listener", "_values", "definition", "id")
 
     object_id: ClassVar[int | None] = None
     version: ClassVar[str | None] = None  # None: the newest version the registry holds
@@ -99,21 +99,19 @@ class ObjectInstance:
             raise ValueError(f"invalid instance ID {instance_id}: must be 0..65534")
         self.definition = definition
         self.id = instance_id
-        # The values sit in a list, one place per resource that holds a value (None: absent),
-        # laid out once per definition: a list of pointers is a third of a dict of the same values.
-        self._index = _layout(definition)
-        self._values: list[ResourceValue | None] = [None] * len(self._index)
         self._listener: ChangeListener | None = None
-        store = self._values
-        index = self._index
+        initial: dict[int, ResourceValue] = {}
         for r in definition.resources.values():
             if r.mandatory and r.operations.readable:
                 zero = default_value(r)
                 if zero is not None:
-                    store[index[r.id]] = _EMPTY if r.multiple else zero
+                    initial[r.id] = _EMPTY if r.multiple else zero
         for rid, v in (values or {}).items():
-            checked = self._checked(rid, v)
-            store[index[rid]] = checked
+            initial[rid] = self._checked(rid, v)
+        # The values sit in a list, in the order of a layout that instances holding the same
+        # resources share (None: absent): a list of pointers is a third of a dict of the values.
+        layout = self._layout = _family(definition).layout(initial)
+        self._values: list[ResourceValue | None] = [initial.get(rid) for rid in layout.ids]
 
     # --- identity --------------------------------------------------------------------
 
@@ -160,26 +158,26 @@ class ObjectInstance:
 
     def get(self, resource_id: int, default: Any = None) -> Any:
         """The stored value of a resource (no handler runs), or ``default``."""
-        i = self._index.get(resource_id)
+        i = self._layout.index.get(resource_id)
         v = self._values[i] if i is not None else None
         return default if v is None else v
 
     def resource_ids(self) -> list[int]:
         """The resources this instance has: those with a value, and its executable ones."""
+        ids = [rid for rid, v in zip(self._layout.ids, self._values, strict=True) if v is not None]
         executable = self.executable
-        return [
+        acting = [
             r.id
-            for r, v in zip(self.definition.resources.values(), self._values, strict=True)
-            if v is not None or (r.operations.executable and (r.mandatory or r.id in executable))
+            for r in self.definition.resources.values()
+            if r.operations.executable and (r.mandatory or r.id in executable)
         ]
+        return sorted({*ids, *acting}) if acting else ids
 
     def has_resource(self, resource_id: int) -> bool:
-        i = self._index.get(resource_id)
-        if i is None:
-            return False
-        if self._values[i] is not None:
+        i = self._layout.index.get(resource_id)
+        if i is not None and self._values[i] is not None:
             return True
-        r = self.definition.resources[resource_id]
+        r = self.definition.resources.get(resource_id)
         return r is not None and r.operations.executable and (r.mandatory or resource_id in self.executable)
 
     def set(self, resource_id: int, value: Any, *, instance: int | None = None) -> None:
@@ -196,7 +194,7 @@ class ObjectInstance:
             new: ResourceValue = shared(dict(sorted(current.items())))
         else:
             new = self._checked(resource_id, value)
-        i = self._index[resource_id]
+        i = self._place(resource_id)
         store = self._values
         old = store[i]
         store[i] = new
@@ -219,8 +217,10 @@ class ObjectInstance:
         ):
             self.set(resource_id, value)
             return
+        i = self._layout.index.get(resource_id)
+        if i is None:
+            i = self._place(resource_id)
         store = self._values
-        i = self._index[resource_id]
         old = store[i]
         store[i] = value
         # As _same: a value of another type, or another value (NaN equal to NaN), is a change.
@@ -229,9 +229,9 @@ class ObjectInstance:
 
     def remove(self, resource_id: int) -> None:
         """Drop an optional resource's value (it is then absent from reads)."""
-        i = self._index.get(resource_id)
+        i = self._layout.index.get(resource_id)
         if i is not None and self._values[i] is not None:
-            self._values[i] = None
+            self._values[i] = None  # the place stays: a value removed often comes back
             self.changed(resource_id)
 
     def changed(self, resource_id: int) -> None:
@@ -247,22 +247,34 @@ class ObjectInstance:
     def values(self) -> Iterator[tuple[int, ResourceValue]]:
         """The stored values, by resource ID."""
         return iter(
-            [
-                (rid, v)
-                for rid, v in zip(self.definition.resources, self._values, strict=True)
-                if v is not None
-            ]
+            [(rid, v) for rid, v in zip(self._layout.ids, self._values, strict=True) if v is not None]
         )
 
     def stored(self, resource_id: int) -> ResourceValue | None:
         """The stored value of a resource, None when it has none (no handler runs)."""
-        i = self._index.get(resource_id)
+        i = self._layout.index.get(resource_id)
         return None if i is None else self._values[i]
 
     def store(self, resource_id: int, value: ResourceValue) -> None:
         """Keep ``value`` (already checked) as it is: no observer hears of it. For a subclass
         that stores several values before telling observers, and for restoring a snapshot."""
-        self._values[self._index[resource_id]] = value
+        i = self._place(resource_id)  # first: a new place is in a new list
+        self._values[i] = value
+
+    def _place(self, resource_id: int) -> int:
+        """Where the value of ``resource_id`` goes in the list, making it a place if it has none
+        (the instance moves to the layout that has one; KeyError: not a resource of the object)."""
+        layout = self._layout
+        i = layout.index.get(resource_id)
+        if i is not None:
+            return i
+        if resource_id not in self.definition.resources:
+            raise KeyError(resource_id)
+        grown = layout.grown(resource_id)
+        held = dict(zip(layout.ids, self._values, strict=True))
+        self._values = [held.get(rid) for rid in grown.ids]
+        self._layout = grown
+        return grown.index[resource_id]
 
     def snapshot(self) -> dict[int, ResourceValue]:
         """A copy of the stored values (multiple resources copied too), for :meth:`restore`."""
@@ -270,11 +282,10 @@ class ObjectInstance:
 
     def restore(self, values: Mapping[int, ResourceValue]) -> None:
         """Put back the values of a :meth:`snapshot` (no handler runs, no observer hears)."""
-        store = self._values
-        for i in range(len(store)):
-            store[i] = None
-        for rid, v in values.items():
-            store[self._index[rid]] = dict(v) if isinstance(v, dict) else v
+        layout = self._layout = _family(self.definition).layout(values)
+        self._values = [
+            dict(v) if isinstance(v, dict) else v for v in (values.get(rid) for rid in layout.ids)
+        ]
 
     # --- handlers: override these --------------------------------------------------------
 
@@ -283,7 +294,7 @@ class ObjectInstance:
 
         Override to read a sensor; raise NotFound for a resource the device lacks.
         """
-        i = self._index.get(resource_id)
+        i = self._layout.index.get(resource_id)
         v = self._values[i] if i is not None else None
         if v is None:
             raise NotFound(f"{self._path(resource_id)} is not present")
@@ -313,22 +324,63 @@ class ObjectInstance:
         """Called before the instance is removed by a Delete; raise to refuse."""
 
 
-_LAYOUTS: dict[int, tuple[ObjectDefinition, Mapping[int, int]]] = {}
-MAX_LAYOUTS = 4096  # definitions whose layout is kept (a process loading DDF files again and again)
+class _Layout:
+    """The resources that have a place in an instance's list of values, in ID order, and where.
+
+    Instances of one definition holding the same resources share one layout (most instances of
+    a fleet's devices of one kind hold the same ones); storing a resource without a place moves
+    the instance to the layout with one more, found once and kept (:meth:`grown`)."""
+
+    __slots__ = ("_grown", "family", "ids", "index")
+
+    def __init__(self, family: _Family, ids: tuple[int, ...]) -> None:
+        self.family = family
+        self.ids = ids
+        self.index = {rid: i for i, rid in enumerate(ids)}
+        self._grown: dict[int, _Layout] = {}
+
+    def grown(self, resource_id: int) -> _Layout:
+        found = self._grown.get(resource_id)
+        if found is None:
+            found = self._grown[resource_id] = self.family.layout((*self.ids, resource_id))
+        return found
 
 
-def _layout(definition: ObjectDefinition) -> Mapping[int, int]:
-    """The place of each resource in an instance's list of values: its rank among the
-    definition's resources (kept in ID order), shared by every instance of the definition."""
+class _Family:
+    """The layouts of one definition's instances."""
+
+    __slots__ = ("definition", "full", "layouts")
+
+    def __init__(self, definition: ObjectDefinition) -> None:
+        self.definition = definition
+        self.layouts: dict[tuple[int, ...], _Layout] = {}
+        self.full = _Layout(self, tuple(definition.resources))  # a place for every resource
+
+    def layout(self, resource_ids: Iterable[int]) -> _Layout:
+        """The layout with a place for each of ``resource_ids`` (resources of the definition)."""
+        key = tuple(sorted(resource_ids))
+        found = self.layouts.get(key)
+        if found is None:
+            if len(self.layouts) >= MAX_LAYOUTS:
+                return self.full  # instances holding ever other resources: one place for each
+            found = self.layouts[key] = _Layout(self, key)
+        return found
+
+
+_FAMILIES: dict[int, _Family] = {}
+MAX_LAYOUTS = 64  # layouts of one definition; then its further instances take the full one
+MAX_FAMILIES = 4096  # definitions whose layouts are kept (a process loading DDF files again and again)
+
+
+def _family(definition: ObjectDefinition) -> _Family:
     key = id(definition)
-    found = _LAYOUTS.get(key)
-    if found is not None and found[0] is definition:
-        return found[1]
-    if len(_LAYOUTS) >= MAX_LAYOUTS:
-        _LAYOUTS.clear()
-    index = {rid: i for i, rid in enumerate(definition.resources)}
-    _LAYOUTS[key] = (definition, index)  # the definition kept alive: its id stays its own
-    return index
+    found = _FAMILIES.get(key)
+    if found is not None and found.definition is definition:
+        return found
+    if len(_FAMILIES) >= MAX_FAMILIES:
+        _FAMILIES.clear()
+    found = _FAMILIES[key] = _Family(definition)  # it keeps the definition alive: its id stays its own
+    return found
 
 
 _SHARED: dict[tuple[tuple[int, type, object], ...], dict[int, Value]] = {}

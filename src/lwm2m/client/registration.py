@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lwm2m.client.connection import ServerUri, dtls_for, oscore_for
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.timer import Flag
+from lwm2m.client.timer import Flag, alarms
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, code_text
 from lwm2m.codec.base import ContentFormat
@@ -208,6 +208,9 @@ class ServerRegistration:
         self._own: CoapUdpEndpoint | CoapTcpEndpoint | None = None
         self._oscore: Any = None  # the account's OSCORE context (lwm2m.coap.oscore), made once
         self._task: asyncio.Task[None] | None = None
+        # The token of the loop's alarm (lwm2m.client.timer.Alarms) while the loop is parked
+        # until its next Update, without a task; 0 otherwise.
+        self._parked = 0
         self._wake = Flag()
         self._registered = Flag()
         self.update_now = False
@@ -273,17 +276,38 @@ class ServerRegistration:
         """Start the loop. A further account's loop resolves the server and opens an endpoint of
         its own when it needs one (a name that does not resolve yet is retried with back-off, as
         an unreachable server)."""
-        if self._task is not None:
+        if self.running:
             return
-        name = f"lwm2m-client-{self.client.endpoint_name}"
         if not self.primary:
             self.state = ClientState.REGISTERING
-            name += f"-{self.short_server_id}"
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._task_name())
+
+    def _task_name(self) -> str:
+        name = f"lwm2m-client-{self.client.endpoint_name}"
+        return name if self.primary else f"{name}-{self.short_server_id}"
 
     @property
     def running(self) -> bool:
-        return self._task is not None
+        return self._task is not None or self._parked != 0
+
+    def _park(self, until: float) -> None:
+        """End the loop's task until loop time ``until`` or a wake-up (:meth:`_poke`), whichever
+        comes first: the loop then starts again from the top, as it would after its wait."""
+        self._task = None
+        self._parked = alarms().add(until, self)
+
+    def alarm(self, token: int) -> None:
+        if token == self._parked:
+            self._parked = 0
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._task_name())
+
+    def _poke(self) -> None:
+        """Wake the loop (its flag set), starting it again if it is parked."""
+        self._wake.set()
+        token = self._parked
+        if token:
+            alarms().cancel(token)
+            self.alarm(token)
 
     async def _connect(self) -> None:
         assert self.server_uri is not None and self.security is not None
@@ -391,6 +415,9 @@ class ServerRegistration:
     async def cancel(self) -> None:
         """Stop the loop (the registration stays, as the server knows it)."""
         task, self._task = self._task, None
+        if self._parked:
+            alarms().cancel(self._parked)
+            self._parked = 0
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -422,11 +449,11 @@ class ServerRegistration:
 
     def trigger_update(self) -> None:
         self.update_now = True
-        self._wake.set()
+        self._poke()
 
     def request_bootstrap(self) -> None:
         self.bootstrap_now = True
-        self._wake.set()
+        self._poke()
 
     def objects_changed(self) -> None:
         self.objects_dirty = True
@@ -480,7 +507,9 @@ class ServerRegistration:
             self._wake.clear()
             if self.update_now or self.bootstrap_now:
                 continue
-            await self._wake.wait(max(0.0, self._next_update - loop.time()))
+            # Nothing to do before the next Update: the task ends, an alarm starts the loop again.
+            self._park(self._next_update)
+            return
 
     def _name(self) -> str:
         if self.primary:
