@@ -228,12 +228,17 @@ class ServerRegistration:
         self.security = security
         if security is not None:
             self.server_uri = ServerUri.parse(str(security.get(Security.URI, "")))
-        client = self.client
-        account.on_update_trigger = lambda _: (
-            client.trigger_update if self.primary else self.trigger_update
-        )()
+        account.on_update_trigger = self._update_triggered
         account.on_registration_change = self._params_written
-        account.on_bootstrap_trigger = lambda _: client.request_bootstrap()
+        account.on_bootstrap_trigger = self._bootstrap_triggered
+
+    def _update_triggered(self, _: ServerAccount) -> None:
+        """The Registration Update Trigger (/1/x/8) was executed."""
+        (self.client.trigger_update if self.primary else self.trigger_update)()
+
+    def _bootstrap_triggered(self, _: ServerAccount) -> None:
+        """The Bootstrap-Request Trigger (/1/x/9) was executed."""
+        self.client.request_bootstrap()
 
     def __repr__(self) -> str:
         uri = self.server_uri

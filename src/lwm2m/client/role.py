@@ -212,10 +212,11 @@ class Client:
         self.reporter = Reporter(
             self.handler,
             self._notify,
-            asleep=lambda: self.sleeping,
+            # Bound methods, not lambdas: a closure and its cell are twice a bound method.
+            asleep=self._asleep,
             wake_up=self.trigger_update,
             defaults=self._defaults,
-            server_of=lambda key: self.server_id_of(key[0]),
+            server_of=self._server_of_relation,
             on_timer=self._reports_due,
         )
         self._report_timer = LoopTimer(self.reporter)
@@ -348,6 +349,12 @@ class Client:
     @property
     def _server_addr(self) -> Any:
         return self.registration.addr
+
+    def _asleep(self) -> bool:
+        return self.sleeping
+
+    def _server_of_relation(self, key: RelationKey) -> int | None:
+        return self.server_id_of(key[0])
 
     def server_id_of(self, addr: Any) -> int | None:
         """The Short Server ID of the server at ``addr`` (a request's or a relation's peer), or None."""
