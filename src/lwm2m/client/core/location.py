@@ -58,6 +58,8 @@ def decode_velocity(data: bytes) -> tuple[float, float, float | None]:
 class Location(ObjectInstance):
     """The single instance of object 6. Optional resources given as None are absent."""
 
+    __slots__ = ()
+
     object_id: ClassVar[int] = 6
 
     LATITUDE, LONGITUDE, ALTITUDE, RADIUS, VELOCITY, TIMESTAMP, SPEED = 0, 1, 2, 3, 4, 5, 6
