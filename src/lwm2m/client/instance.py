@@ -111,7 +111,7 @@ class ObjectInstance:
         # The values sit in a list, in the order of a layout that instances holding the same
         # resources share (None: absent): a list of pointers is a third of a dict of the values.
         layout = self._layout = _family(definition).layout(initial)
-        self._values: list[ResourceValue | None] = [initial.get(rid) for rid in layout.ids]
+        self._values = _listed(initial, layout.ids)
 
     # --- identity --------------------------------------------------------------------
 
@@ -272,7 +272,7 @@ class ObjectInstance:
             raise KeyError(resource_id)
         grown = layout.grown(resource_id)
         held = dict(zip(layout.ids, self._values, strict=True))
-        self._values = [held.get(rid) for rid in grown.ids]
+        self._values = _listed(held, grown.ids)
         self._layout = grown
         return grown.index[resource_id]
 
@@ -283,9 +283,9 @@ class ObjectInstance:
     def restore(self, values: Mapping[int, ResourceValue]) -> None:
         """Put back the values of a :meth:`snapshot` (no handler runs, no observer hears)."""
         layout = self._layout = _family(self.definition).layout(values)
-        self._values = [
-            dict(v) if isinstance(v, dict) else v for v in (values.get(rid) for rid in layout.ids)
-        ]
+        self._values = _listed(
+            {rid: dict(v) if isinstance(v, dict) else v for rid, v in values.items()}, layout.ids
+        )
 
     # --- handlers: override these --------------------------------------------------------
 
@@ -365,6 +365,15 @@ class _Family:
                 return self.full  # instances holding ever other resources: one place for each
             found = self.layouts[key] = _Layout(self, key)
         return found
+
+
+def _listed(values: Mapping[int, ResourceValue | None], ids: tuple[int, ...]) -> list[ResourceValue | None]:
+    """``values`` in the order of ``ids`` (None where absent), in a list of exactly that size: a
+    list built by appending keeps room to grow, up to half as much again."""
+    out: list[ResourceValue | None] = [None] * len(ids)
+    for i, rid in enumerate(ids):
+        out[i] = values.get(rid)
+    return out
 
 
 _FAMILIES: dict[int, _Family] = {}
