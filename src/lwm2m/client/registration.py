@@ -181,6 +181,35 @@ class ServerRegistration:
     is None until a bootstrap gives one. Any other one may open an endpoint of its own.
     """
 
+    # One per simulated device: no dict of attributes.
+    __slots__ = (
+        "_next_update",
+        "_oscore",
+        "_own",
+        "_parked",
+        "_registered",
+        "_state",
+        "_task",
+        "_wake",
+        "account",
+        "addr",
+        "bootstrap_now",
+        "client",
+        "errors",
+        "failed_in_a_row",
+        "last_error",
+        "location",
+        "location_path",
+        "objects_dirty",
+        "params_dirty",
+        "primary",
+        "registrations",
+        "security",
+        "server_uri",
+        "update_now",
+        "updates",
+    )
+
     def __init__(
         self,
         client: Host,
