@@ -59,6 +59,7 @@ def default_value(resource: ResourceDefinition) -> Value | None:
 
 
 _INT64_TYPES = (ResourceType.INTEGER, ResourceType.TIME)  # set_number's fast path
+_PLAIN = frozenset({str, int, float, bool, bytes})  # value types that are never a Mapping
 
 
 class ObjectInstance:
@@ -100,17 +101,13 @@ class ObjectInstance:
         self.definition = definition
         self.id = instance_id
         self._listener: ChangeListener | None = None
-        initial: dict[int, ResourceValue] = {}
-        for r in definition.resources.values():
-            if r.mandatory and r.operations.readable:
-                zero = default_value(r)
-                if zero is not None:
-                    initial[r.id] = _EMPTY if r.multiple else zero
+        family = _family(definition)
+        initial = dict(family.zeros)  # the mandatory readable resources, at their zero values
         for rid, v in (values or {}).items():
             initial[rid] = self._checked(rid, v)
         # The values sit in a list, in the order of a layout that instances holding the same
         # resources share (None: absent): a list of pointers is a third of a dict of the values.
-        layout = self._layout = _family(definition).layout(initial)
+        layout = self._layout = family.layout(initial)
         self._values = _listed(initial, layout.ids)
 
     # --- identity --------------------------------------------------------------------
@@ -141,7 +138,8 @@ class ObjectInstance:
             if not isinstance(value, Mapping):
                 raise BadRequest(f"{self._path(resource_id)} is a multiple resource: give {{id: value}}")
             return shared({int(k): self._one(r, v) for k, v in sorted(value.items())})
-        if isinstance(value, Mapping):
+        # A plain value first: the check against the Mapping ABC is the slow part of a set.
+        if type(value) not in _PLAIN and isinstance(value, Mapping):
             raise BadRequest(f"{self._path(resource_id)} is a single resource, not a multiple one")
         return self._one(r, value)
 
@@ -271,8 +269,13 @@ class ObjectInstance:
         if resource_id not in self.definition.resources:
             raise KeyError(resource_id)
         grown = layout.grown(resource_id)
-        held = dict(zip(layout.ids, self._values, strict=True))
-        self._values = _listed(held, grown.ids)
+        values = self._values
+        if len(grown.ids) == len(values) + 1:
+            # One place more, in ID order: the list cut there (concatenation makes it exactly long).
+            at = grown.index[resource_id]
+            self._values = values[:at] + [None] + values[at:]  # noqa: RUF005 (unpacking over-allocates)
+        else:  # the layout with a place for every resource
+            self._values = _listed(dict(zip(layout.ids, values, strict=True)), grown.ids)
         self._layout = grown
         return grown.index[resource_id]
 
@@ -349,12 +352,21 @@ class _Layout:
 class _Family:
     """The layouts of one definition's instances."""
 
-    __slots__ = ("definition", "full", "layouts")
+    __slots__ = ("definition", "full", "layouts", "zeros")
 
     def __init__(self, definition: ObjectDefinition) -> None:
         self.definition = definition
         self.layouts: dict[tuple[int, ...], _Layout] = {}
         self.full = _Layout(self, tuple(definition.resources))  # a place for every resource
+        # What a new instance holds before its given values: every mandatory readable resource
+        # at its type's zero value (an empty multiple resource), found once per definition.
+        zeros: dict[int, ResourceValue] = {}
+        for r in definition.resources.values():
+            if r.mandatory and r.operations.readable:
+                zero = default_value(r)
+                if zero is not None:
+                    zeros[r.id] = _EMPTY if r.multiple else zero
+        self.zeros: Mapping[int, ResourceValue] = zeros
 
     def layout(self, resource_ids: Iterable[int]) -> _Layout:
         """The layout with a place for each of ``resource_ids`` (resources of the definition)."""
