@@ -126,7 +126,7 @@ class Observer:
         self._server_of = server_of
         self._on_timer = on_timer
         self._relations: dict[RelationKey, _Relation] = {}
-        self._by_object: dict[int, set[RelationKey]] = {}
+        self._by_object: dict[int, set[RelationKey]] | None = None  # made by the first relation
         # Dicts as ordered sets (an empty dict is 64 bytes, an empty set 216), made when first
         # needed: most clients of a fleet are never observed.
         self._dirty: dict[RelationKey, None] | None = None  # relations whose values changed
@@ -206,8 +206,11 @@ class Observer:
         self.remove(key)
         r = _Relation(key, paths, fmt, composite)
         self._relations[key] = r
+        by_object = self._by_object
+        if by_object is None:
+            by_object = self._by_object = {}
         for oid in {p.ids[0] for p in paths if p.ids}:
-            self._by_object.setdefault(oid, set()).add(key)
+            by_object.setdefault(oid, set()).add(key)
         r.last_value = r.prev_value = self._value(r)
         r.last_payload = self._payload(r)
         if self._new is None:
@@ -225,12 +228,15 @@ class Observer:
         for waiting in (self._new, self._rearm, self._dirty):
             if waiting is not None:
                 waiting.pop(key, None)
+        by_object = self._by_object
+        if by_object is None:
+            return
         for oid in {p.ids[0] for p in r.paths if p.ids}:
-            keys = self._by_object.get(oid)
+            keys = by_object.get(oid)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
-                    del self._by_object[oid]
+                    del by_object[oid]
 
     def close(self) -> None:
         for key in list(self._relations):
@@ -239,7 +245,10 @@ class Observer:
     # --- what changes ---------------------------------------------------------------------
 
     def value_changed(self, instance: ObjectInstance, resource_id: int) -> None:
-        keys = self._by_object.get(instance.definition.id)
+        by_object = self._by_object
+        if by_object is None:
+            return  # never observed: what a fleet's devices mostly are
+        keys = by_object.get(instance.definition.id)
         if not keys:
             return
         changed = Path.of(instance.definition.id, instance.id, resource_id)
