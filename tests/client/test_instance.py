@@ -1,9 +1,11 @@
-"""ObjectInstance.set_number: the same stored values, changes and errors as set."""
+"""ObjectInstance: set_number does what set does; where the values are kept (layouts, sharing)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -59,3 +61,87 @@ def test_set_number_tells_a_change_once() -> None:
     inst.set_number(5700, 21.5)  # the same: no change
     inst.set_number(5700, 22.0)
     assert heard == [5700, 5700] and inst.get(5700) == 22.0
+
+
+# --- where the values are kept: layouts shared by instances, multiple resources shared -------------
+
+# Location (6): 0, 1, 5 mandatory (Float, Float, Time); 2, 3, 6 optional Floats, 4 Opaque. Device (3):
+# 6 and 7 multiple Integers, 14, 15 and 17 optional Strings.
+OPTIONAL = {6: (2, 3, 4, 6), 3: (15, 14, 17)}
+VALUES = {2: 1.5, 3: 10.0, 4: b"\x01", 6: 2.5, 15: "Europe/Paris", 14: "+01", 17: "kind"}
+ops = st.lists(
+    st.tuples(st.sampled_from(["set", "remove", "store", "restore", "snapshot"]), st.integers(0, 3)),
+    max_size=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(object_id=st.sampled_from(sorted(OPTIONAL)), steps=ops)
+def test_instances_keep_what_a_dict_of_values_would(object_id: int, steps: list[tuple[str, int]]) -> None:
+    """Values set, removed, stored and restored in any order read back as from a plain dict, in
+    resource order, whatever layout each instance moved through; another instance built alike
+    keeps its own values."""
+    inst = ObjectInstance(0, object_id=object_id)
+    twin = ObjectInstance(0, object_id=object_id)
+    model = dict(inst.values())
+    untouched = dict(twin.values())
+    saved = inst.snapshot()
+    saved_model = dict(model)
+    for op, i in steps:
+        optional = OPTIONAL[object_id]
+        rid = optional[i % len(optional)]
+        if op == "set":
+            inst.set(rid, VALUES[rid])
+            model[rid] = VALUES[rid]
+        elif op == "remove":
+            inst.remove(rid)
+            model.pop(rid, None)
+        elif op == "store":
+            inst.store(rid, VALUES[rid])
+            model[rid] = VALUES[rid]
+        elif op == "snapshot":
+            saved, saved_model = inst.snapshot(), dict(model)
+        else:
+            inst.restore(saved)
+            model = dict(saved_model)
+        assert list(inst.values()) == sorted(model.items())
+        for r in OPTIONAL[object_id]:
+            assert inst.get(r) == model.get(r) and inst.stored(r) == model.get(r)
+            assert inst.has_resource(r) == (r in model)
+        acting = {r.id for r in inst.definition.resources.values() if r.operations.executable and r.mandatory}
+        ids = set(model) | acting  # a generic instance: the mandatory executable ones
+        assert inst.resource_ids() == sorted(ids)
+    assert dict(twin.values()) == untouched
+
+
+def test_a_resource_of_another_object_has_no_place() -> None:
+    inst = ObjectInstance(0, object_id=3303)
+    with pytest.raises(KeyError):
+        inst.store(1, 2.0)
+    assert inst.stored(1) is None and not inst.has_resource(1)
+
+
+def test_instances_share_the_same_multiple_resource_until_one_changes_it() -> None:
+    a = ObjectInstance(0, {6: [1, 5], 7: [3600]}, object_id=3)
+    b = ObjectInstance(0, {6: [1, 5], 7: [3600]}, object_id=3)
+    assert a.get(6) is b.get(6) and a.get(6) == {0: 1, 1: 5}
+    a.set(6, 2, instance=2)
+    b.write(7, {1: 12000}, replace=False)
+    assert a.get(6) == {0: 1, 1: 5, 2: 2} and b.get(6) == {0: 1, 1: 5}
+    assert a.get(7) == {0: 3600} and b.get(7) == {0: 3600, 1: 12000}
+
+
+def test_shared_keeps_apart_values_that_compare_equal() -> None:
+    from lwm2m.client.instance import shared
+
+    assert shared({0: 0.0}) is shared({0: 0.0})
+    negative = shared({0: -0.0})
+    assert math.copysign(1.0, negative[0]) == -1.0
+    assert type(shared({0: True})[0]) is bool and type(shared({0: 1})[0]) is int
+    assert shared({0: 1}) is not shared({0: 1.0})
+
+
+def test_an_instance_has_no_dict_of_attributes() -> None:
+    inst = ObjectInstance(0, object_id=3303)
+    with pytest.raises(AttributeError):
+        inst.__dict__  # noqa: B018

@@ -4,6 +4,7 @@ De-register, and what the first registration does for queue mode."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -195,3 +196,33 @@ async def test_the_first_registration_wakes_the_client_and_flushes_held_notifica
         server.on_update_trigger(server)  # type: ignore[misc]
         assert host.triggered == 1
         await registration.cancel()
+
+
+async def test_an_idle_registration_holds_no_task_and_still_updates_on_time_and_when_woken() -> None:
+    interface = Interface()
+    async with (
+        open_udp_endpoint(handler=interface) as rd,
+        open_udp_endpoint(config=FAST) as own,
+    ):
+        host = Host(own)
+        # Lifetime 2 s: the Update is due 1 s after the Register (half, at least 1 s before).
+        server, security = account(f"coap://127.0.0.1:{rd.port}", lifetime=2)
+        registration = ServerRegistration(host, server, security)  # type: ignore[arg-type]
+        await registration.start()
+        await registration.wait_registered(5)
+        # Registered, with nothing to do before the Update: parked, its task gone.
+        await until(lambda: "lwm2m-client-alone" not in {t.get_name() for t in asyncio.all_tasks()})
+        assert registration.running
+        await registration.start()  # parked counts as running: no second loop
+        await until(lambda: registration.updates >= 1, timeout=5)
+        assert len(interface.registers) == 1
+
+        before = registration.updates
+        registration.trigger_update()  # wakes the parked loop at once
+        await until(lambda: registration.updates == before + 1, timeout=0.9)
+
+        await registration.stop()
+        assert not registration.running and interface.deletes == [("rd", "r1")]
+        updates = registration.updates
+        await asyncio.sleep(1.5)  # a stopped registration's alarm, if any, starts nothing
+        assert registration.updates == updates and not registration.running

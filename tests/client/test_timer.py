@@ -1,6 +1,7 @@
 """LoopTimer: a sans-IO part driven at the times it asks for, on a stand-in for the asyncio loop
 with a virtual clock (call_at, call_soon and time are all LoopTimer uses of a loop); Flag, the light
-asyncio.Event of the registration loop, on the running loop."""
+asyncio.Event of the registration loop, on the running loop; Alarms, the deadlines of many
+sleepers on one timer, on the virtual clock."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lwm2m.client.timer import IMMEDIATELY, Flag, LoopTimer
+from lwm2m.client.timer import IMMEDIATELY, Alarms, Flag, LoopTimer, alarms
 
 
 class Handle:
@@ -176,3 +177,94 @@ async def test_flag_wait_times_out_and_a_later_set_still_wakes_the_others() -> N
     flag.set()
     assert await asyncio.wait_for(asyncio.gather(*waiting), 0.1) == [True, True]
     assert await flag.wait(0.0) is True  # set: True at once, whatever the timeout
+
+
+# --- Alarms ---------------------------------------------------------------------------------------
+
+
+class Sleeper:
+    def __init__(self, name: str, told: list[tuple[str, int, float]], loop: VirtualLoop) -> None:
+        self.name, self.told, self.loop = name, told, loop
+
+    def alarm(self, token: int) -> None:
+        self.told.append((self.name, token, self.loop.now))
+
+
+def make_alarms() -> tuple[VirtualLoop, Alarms, list[tuple[str, int, float]]]:
+    loop = VirtualLoop()
+    return loop, Alarms(loop), []  # type: ignore[arg-type]
+
+
+def test_alarms_tell_each_sleeper_at_its_deadline_in_order_on_one_timer() -> None:
+    loop, heap, told = make_alarms()
+    a, b, c = (Sleeper(n, told, loop) for n in "abc")
+    ta = heap.add(130.0, a)
+    tb = heap.add(110.0, b)
+    tc = heap.add(120.0, c)
+    assert 0 not in (ta, tb, tc) and len({ta, tb, tc}) == 3
+    assert [h.when for h in loop.armed()] == [110.0]  # one handle, at the earliest
+    loop.run_until(115.0)
+    assert told == [("b", tb, 110.0)] and len(heap) == 2
+    loop.run_until(200.0)
+    assert told == [("b", tb, 110.0), ("c", tc, 120.0), ("a", ta, 130.0)]
+    assert loop.armed() == [] and len(heap) == 0
+
+
+def test_a_cancelled_alarm_is_never_told_and_a_later_one_still_is() -> None:
+    loop, heap, told = make_alarms()
+    a, b = Sleeper("a", told, loop), Sleeper("b", told, loop)
+    ta = heap.add(110.0, a)
+    tb = heap.add(120.0, b)
+    heap.cancel(ta)
+    assert len(heap) == 1
+    loop.run_until(200.0)
+    assert told == [("b", tb, 120.0)]
+
+
+def test_an_alarm_due_within_the_clock_slack_goes_with_the_earlier_one() -> None:
+    loop, heap, told = make_alarms()
+    a, b = Sleeper("a", told, loop), Sleeper("b", told, loop)
+    heap.add(110.0, a)
+    heap.add(110.0005, b)
+    loop.run_until(110.0)
+    assert [n for n, _, _ in told] == ["a", "b"]
+
+
+def test_cancelled_alarms_are_dropped_once_they_are_half_the_heap() -> None:
+    loop, heap, told = make_alarms()
+    sleepers = [Sleeper(str(i), told, loop) for i in range(100)]
+    tokens = [heap.add(200.0 + i, s) for i, s in enumerate(sleepers)]
+    for token in tokens[:51]:
+        heap.cancel(token)
+    assert len(heap._heap) == 49 and not heap._cancelled
+    loop.run_until(400.0)
+    assert [n for n, _, _ in told] == [str(i) for i in range(51, 100)]
+
+
+def test_a_failing_sleeper_does_not_keep_the_others_from_their_alarms() -> None:
+    loop, heap, told = make_alarms()
+
+    class Failing:
+        def alarm(self, token: int) -> None:
+            raise RuntimeError("boom")
+
+    heap.add(110.0, Failing())
+    heap.add(110.0, Sleeper("b", told, loop))
+    heap.add(150.0, Sleeper("c", told, loop))
+    loop.run_until(200.0)
+    assert [n for n, _, _ in told] == ["b", "c"]
+
+
+async def test_alarms_of_the_running_loop() -> None:
+    heap = alarms()
+    assert alarms() is heap
+    loop = asyncio.get_running_loop()
+    told: list[int] = []
+
+    class Waker:
+        def alarm(self, token: int) -> None:
+            told.append(token)
+
+    token = heap.add(loop.time() + 0.01, Waker())
+    await asyncio.sleep(0.05)
+    assert told == [token]

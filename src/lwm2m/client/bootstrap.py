@@ -87,10 +87,6 @@ def _describe(message: Message) -> str:
     return f'{code_text(message.code)} "{text}"' if text else code_text(message.code)
 
 
-def _copy(values: dict[int, ResourceValue]) -> dict[int, ResourceValue]:
-    return {rid: dict(v) if isinstance(v, dict) else v for rid, v in values.items()}
-
-
 class _Snapshot:
     """What a session may change, as it was when the session began."""
 
@@ -107,7 +103,7 @@ class _Snapshot:
         key = (inst.definition.id, inst.id)
         if key not in self.values and self.structure.get(key[0], {}).get(key[1]) is inst:
             # The instance's own store, copied: restoring must not run device handlers.
-            self.values[key] = (inst, _copy(inst._values))
+            self.values[key] = (inst, inst.snapshot())
 
     def restore(self) -> None:
         tree = self.tree
@@ -121,7 +117,7 @@ class _Snapshot:
                 if oid in tree.objects and tree.instance(oid, iid) is None:
                     tree.add(inst)
         for inst, values in self.values.values():
-            inst._values = _copy(values)
+            inst.restore(values)
 
 
 class _Session:

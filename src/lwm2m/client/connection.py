@@ -13,6 +13,7 @@ chain must validate against the certificates of /0/x/4."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -49,6 +50,11 @@ class ServerUri:
 
     @classmethod
     def parse(cls, uri: str) -> ServerUri:
+        # Frozen: the devices of a fleet, all naming one server, share one (and parse it once).
+        return _parse_server_uri(uri) if cls is ServerUri else cls._parse(uri)
+
+    @classmethod
+    def _parse(cls, uri: str) -> ServerUri:
         parts = urlsplit(uri)
         if parts.scheme not in _DEFAULT_PORTS:
             raise ConfigError(
@@ -61,6 +67,11 @@ class ServerUri:
         except ValueError:
             raise ConfigError(f"server URI {uri!r} has a bad port") from None
         return cls(parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme])
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_server_uri(uri: str) -> ServerUri:
+    return ServerUri._parse(uri)
 
 
 def unusable(security: ObjectInstance) -> str | None:
@@ -81,6 +92,7 @@ def dtls_for(security: ObjectInstance) -> DtlsClientConfig | None:
     return _credentials(security, _server_name(str(security.get(Security.URI, ""))))
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of the URI; every device of a fleet asks it
 def _server_name(uri: str) -> str | None:
     try:
         # Here, not at the top: lwm2m.tls needs the dtls extra, which a NoSec client (the

@@ -116,7 +116,8 @@ class RequestHandler:
         self.observer = observer
         # What Write-Attributes set, by the Short Server ID of the server that set them (§5.1.1:
         # attributes belong to a server); None is the server of a client with one account.
-        self._attributes: dict[int | None, dict[Path, Attributes]] = {}
+        # (Made by the first Write-Attributes: most devices of a fleet never see one.)
+        self._attributes: dict[int | None, dict[Path, Attributes]] | None = None
         self.server_id: int | None = None  # the server whose request is being answered
         self.on_request = on_request  # hears every request and its answer (for a console or a log)
         self.bootstrap = False  # True while the bootstrap server is talking: objects 0 and 21 visible
@@ -130,14 +131,17 @@ class RequestHandler:
         return self.attributes_of(self.server_id)
 
     def attributes_of(self, server_id: int | None) -> dict[Path, Attributes]:
-        found = self._attributes.get(server_id)
+        table = self._attributes
+        if table is None:
+            table = self._attributes = {}
+        found = table.get(server_id)
         if found is None:
-            found = self._attributes[server_id] = {}
+            found = table[server_id] = {}
         return found
 
     def forget_attributes(self, path: Path) -> None:
         """Drop every server's attributes at ``path`` and below (the instance is gone)."""
-        for attrs in self._attributes.values():
+        for attrs in (self._attributes or {}).values():
             for p in [p for p in attrs if p.startswith(path)]:
                 del attrs[p]
 
@@ -507,7 +511,7 @@ class RequestHandler:
             ver = obj.definition.version
             head: list[tuple[str, str | None]] = [("ver", ver)] if ver not in ("", "1.0") else []
             links.append(Link(str(path), tuple(head) + self._attrs(path)))
-            for i in obj.instances.values():
+            for i in obj.each():
                 links += self._instance_links(Path.of(obj.id, i.id), resources=True)
         elif level == 2:
             links += self._instance_links(path, resources=True)
@@ -574,7 +578,8 @@ class RequestHandler:
         its object's (§5.1.1)."""
         out = defaults
         ids = path.ids
-        attributes = self._attributes.get(server_id) or {}
+        table = self._attributes
+        attributes = (table.get(server_id) if table is not None else None) or {}
         for n in range(1, len(ids) + 1):
             a = attributes.get(Path.of(*ids[:n]))
             if a:

@@ -20,7 +20,7 @@ for the server's observations.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, cast
 
 from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
@@ -59,6 +59,7 @@ def default_value(resource: ResourceDefinition) -> Value | None:
 
 
 _INT64_TYPES = (ResourceType.INTEGER, ResourceType.TIME)  # set_number's fast path
+_PLAIN = frozenset({str, int, float, bool, bytes})  # value types that are never a Mapping
 
 
 class ObjectInstance:
@@ -69,6 +70,9 @@ class ObjectInstance:
     readable resources missing from ``values`` start at their type's zero value,
     so that a generic instance answers a Read of its object like a device would.
     """
+
+    # Thousands per simulated fleet: no dict of attributes (a subclass may still have one).
+    __slots__ = ("_layout", "_listener", "_values", "definition", "id")
 
     object_id: ClassVar[int | None] = None
     version: ClassVar[str | None] = None  # None: the newest version the registry holds
@@ -96,15 +100,15 @@ class ObjectInstance:
             raise ValueError(f"invalid instance ID {instance_id}: must be 0..65534")
         self.definition = definition
         self.id = instance_id
-        self._values: dict[int, ResourceValue] = {}
         self._listener: ChangeListener | None = None
-        for r in definition.resources.values():
-            if r.mandatory and r.operations.readable:
-                zero = default_value(r)
-                if zero is not None:
-                    self._values[r.id] = {} if r.multiple else zero
+        family = _family(definition)
+        initial = dict(family.zeros)  # the mandatory readable resources, at their zero values
         for rid, v in (values or {}).items():
-            self._values[rid] = self._checked(rid, v)
+            initial[rid] = self._checked(rid, v)
+        # The values sit in a list, in the order of a layout that instances holding the same
+        # resources share (None: absent): a list of pointers is a third of a dict of the values.
+        layout = self._layout = family.layout(initial)
+        self._values = _listed(initial, layout.ids)
 
     # --- identity --------------------------------------------------------------------
 
@@ -133,8 +137,9 @@ class ObjectInstance:
                 value = dict(enumerate(value))
             if not isinstance(value, Mapping):
                 raise BadRequest(f"{self._path(resource_id)} is a multiple resource: give {{id: value}}")
-            return {int(k): self._one(r, v) for k, v in sorted(value.items())}
-        if isinstance(value, Mapping):
+            return shared({int(k): self._one(r, v) for k, v in sorted(value.items())})
+        # A plain value first: the check against the Mapping ABC is the slow part of a set.
+        if type(value) not in _PLAIN and isinstance(value, Mapping):
             raise BadRequest(f"{self._path(resource_id)} is a single resource, not a multiple one")
         return self._one(r, value)
 
@@ -151,18 +156,24 @@ class ObjectInstance:
 
     def get(self, resource_id: int, default: Any = None) -> Any:
         """The stored value of a resource (no handler runs), or ``default``."""
-        return self._values.get(resource_id, default)
+        i = self._layout.index.get(resource_id)
+        v = self._values[i] if i is not None else None
+        return default if v is None else v
 
     def resource_ids(self) -> list[int]:
         """The resources this instance has: those with a value, and its executable ones."""
-        ids = set(self._values)
-        for r in self.definition.resources.values():
-            if r.operations.executable and (r.mandatory or r.id in self.executable):
-                ids.add(r.id)
-        return sorted(ids)
+        ids = [rid for rid, v in zip(self._layout.ids, self._values, strict=True) if v is not None]
+        executable = self.executable
+        acting = [
+            r.id
+            for r in self.definition.resources.values()
+            if r.operations.executable and (r.mandatory or r.id in executable)
+        ]
+        return sorted({*ids, *acting}) if acting else ids
 
     def has_resource(self, resource_id: int) -> bool:
-        if resource_id in self._values:
+        i = self._layout.index.get(resource_id)
+        if i is not None and self._values[i] is not None:
             return True
         r = self.definition.resources.get(resource_id)
         return r is not None and r.operations.executable and (r.mandatory or resource_id in self.executable)
@@ -176,13 +187,15 @@ class ObjectInstance:
             r = self.resource_definition(resource_id)
             if not r.multiple:
                 raise ValueError(f"{self._path(resource_id)} is not a multiple resource")
-            current = dict(cast("dict[int, Value]", self._values.get(resource_id) or {}))
+            current = dict(cast("dict[int, Value]", self.get(resource_id) or {}))
             current[instance] = self._one(r, value)
-            new: ResourceValue = dict(sorted(current.items()))
+            new: ResourceValue = shared(dict(sorted(current.items())))
         else:
             new = self._checked(resource_id, value)
-        old = self._values.get(resource_id)
-        self._values[resource_id] = new
+        i = self._place(resource_id)
+        store = self._values
+        old = store[i]
+        store[i] = new
         if old is None or not _same(old, new):
             self.changed(resource_id)
 
@@ -202,16 +215,21 @@ class ObjectInstance:
         ):
             self.set(resource_id, value)
             return
-        values = self._values
-        old = values.get(resource_id)
-        values[resource_id] = value
+        i = self._layout.index.get(resource_id)
+        if i is None:
+            i = self._place(resource_id)
+        store = self._values
+        old = store[i]
+        store[i] = value
         # As _same: a value of another type, or another value (NaN equal to NaN), is a change.
         if old is None or type(old) is not kind or (old != value and not (old != old and value != value)):
             self.changed(resource_id)
 
     def remove(self, resource_id: int) -> None:
         """Drop an optional resource's value (it is then absent from reads)."""
-        if self._values.pop(resource_id, None) is not None:
+        i = self._layout.index.get(resource_id)
+        if i is not None and self._values[i] is not None:
+            self._values[i] = None  # the place stays: a value removed often comes back
             self.changed(resource_id)
 
     def changed(self, resource_id: int) -> None:
@@ -226,7 +244,51 @@ class ObjectInstance:
 
     def values(self) -> Iterator[tuple[int, ResourceValue]]:
         """The stored values, by resource ID."""
-        return iter(sorted(self._values.items()))
+        return iter(
+            [(rid, v) for rid, v in zip(self._layout.ids, self._values, strict=True) if v is not None]
+        )
+
+    def stored(self, resource_id: int) -> ResourceValue | None:
+        """The stored value of a resource, None when it has none (no handler runs)."""
+        i = self._layout.index.get(resource_id)
+        return None if i is None else self._values[i]
+
+    def store(self, resource_id: int, value: ResourceValue) -> None:
+        """Keep ``value`` (already checked) as it is: no observer hears of it. For a subclass
+        that stores several values before telling observers, and for restoring a snapshot."""
+        i = self._place(resource_id)  # first: a new place is in a new list
+        self._values[i] = value
+
+    def _place(self, resource_id: int) -> int:
+        """Where the value of ``resource_id`` goes in the list, making it a place if it has none
+        (the instance moves to the layout that has one; KeyError: not a resource of the object)."""
+        layout = self._layout
+        i = layout.index.get(resource_id)
+        if i is not None:
+            return i
+        if resource_id not in self.definition.resources:
+            raise KeyError(resource_id)
+        grown = layout.grown(resource_id)
+        values = self._values
+        if len(grown.ids) == len(values) + 1:
+            # One place more, in ID order: the list cut there (concatenation makes it exactly long).
+            at = grown.index[resource_id]
+            self._values = values[:at] + [None] + values[at:]  # noqa: RUF005 (unpacking over-allocates)
+        else:  # the layout with a place for every resource
+            self._values = _listed(dict(zip(layout.ids, values, strict=True)), grown.ids)
+        self._layout = grown
+        return grown.index[resource_id]
+
+    def snapshot(self) -> dict[int, ResourceValue]:
+        """A copy of the stored values (multiple resources copied too), for :meth:`restore`."""
+        return {rid: dict(v) if isinstance(v, dict) else v for rid, v in self.values()}
+
+    def restore(self, values: Mapping[int, ResourceValue]) -> None:
+        """Put back the values of a :meth:`snapshot` (no handler runs, no observer hears)."""
+        layout = self._layout = _family(self.definition).layout(values)
+        self._values = _listed(
+            {rid: dict(v) if isinstance(v, dict) else v for rid, v in values.items()}, layout.ids
+        )
 
     # --- handlers: override these --------------------------------------------------------
 
@@ -235,10 +297,11 @@ class ObjectInstance:
 
         Override to read a sensor; raise NotFound for a resource the device lacks.
         """
-        try:
-            return self._values[resource_id]
-        except KeyError:
-            raise NotFound(f"{self._path(resource_id)} is not present") from None
+        i = self._layout.index.get(resource_id)
+        v = self._values[i] if i is not None else None
+        if v is None:
+            raise NotFound(f"{self._path(resource_id)} is not present")
+        return v
 
     def write(self, resource_id: int, value: ResourceValue, *, replace: bool = True) -> None:
         """Store a value the server wrote (already checked against the resource type).
@@ -247,7 +310,7 @@ class ObjectInstance:
         instances only (partial update, LwM2M-TS-Core 1.2 §6.3.3).
         """
         if not replace and isinstance(value, dict):
-            merged = dict(cast("dict[int, Value]", self._values.get(resource_id) or {}))
+            merged = dict(cast("dict[int, Value]", self.get(resource_id) or {}))
             merged.update(value)
             value = dict(sorted(merged.items()))
         self.set(resource_id, value)
@@ -262,6 +325,109 @@ class ObjectInstance:
 
     def delete(self) -> None:
         """Called before the instance is removed by a Delete; raise to refuse."""
+
+
+class _Layout:
+    """The resources that have a place in an instance's list of values, in ID order, and where.
+
+    Instances of one definition holding the same resources share one layout (most instances of
+    a fleet's devices of one kind hold the same ones); storing a resource without a place moves
+    the instance to the layout with one more, found once and kept (:meth:`grown`)."""
+
+    __slots__ = ("_grown", "family", "ids", "index")
+
+    def __init__(self, family: _Family, ids: tuple[int, ...]) -> None:
+        self.family = family
+        self.ids = ids
+        self.index = {rid: i for i, rid in enumerate(ids)}
+        self._grown: dict[int, _Layout] = {}
+
+    def grown(self, resource_id: int) -> _Layout:
+        found = self._grown.get(resource_id)
+        if found is None:
+            found = self._grown[resource_id] = self.family.layout((*self.ids, resource_id))
+        return found
+
+
+class _Family:
+    """The layouts of one definition's instances."""
+
+    __slots__ = ("definition", "full", "layouts", "zeros")
+
+    def __init__(self, definition: ObjectDefinition) -> None:
+        self.definition = definition
+        self.layouts: dict[tuple[int, ...], _Layout] = {}
+        self.full = _Layout(self, tuple(definition.resources))  # a place for every resource
+        # What a new instance holds before its given values: every mandatory readable resource
+        # at its type's zero value (an empty multiple resource), found once per definition.
+        zeros: dict[int, ResourceValue] = {}
+        for r in definition.resources.values():
+            if r.mandatory and r.operations.readable:
+                zero = default_value(r)
+                if zero is not None:
+                    zeros[r.id] = _EMPTY if r.multiple else zero
+        self.zeros: Mapping[int, ResourceValue] = zeros
+
+    def layout(self, resource_ids: Iterable[int]) -> _Layout:
+        """The layout with a place for each of ``resource_ids`` (resources of the definition)."""
+        key = tuple(sorted(resource_ids))
+        found = self.layouts.get(key)
+        if found is None:
+            if len(self.layouts) >= MAX_LAYOUTS:
+                return self.full  # instances holding ever other resources: one place for each
+            found = self.layouts[key] = _Layout(self, key)
+        return found
+
+
+def _listed(values: Mapping[int, ResourceValue | None], ids: tuple[int, ...]) -> list[ResourceValue | None]:
+    """``values`` in the order of ``ids`` (None where absent), in a list of exactly that size: a
+    list built by appending keeps room to grow, up to half as much again."""
+    out: list[ResourceValue | None] = [None] * len(ids)
+    for i, rid in enumerate(ids):
+        out[i] = values.get(rid)
+    return out
+
+
+_FAMILIES: dict[int, _Family] = {}
+MAX_LAYOUTS = 64  # layouts of one definition; then its further instances take the full one
+MAX_FAMILIES = 4096  # definitions whose layouts are kept (a process loading DDF files again and again)
+
+
+def _family(definition: ObjectDefinition) -> _Family:
+    key = id(definition)
+    found = _FAMILIES.get(key)
+    if found is not None and found.definition is definition:
+        return found
+    if len(_FAMILIES) >= MAX_FAMILIES:
+        _FAMILIES.clear()
+    found = _FAMILIES[key] = _Family(definition)  # it keeps the definition alive: its id stays its own
+    return found
+
+
+_SHARED: dict[tuple[tuple[int, type, object], ...], dict[int, Value]] = {}
+MAX_SHARED = 8192  # distinct multiple-resource values kept for sharing
+
+
+def shared(value: dict[int, Value]) -> dict[int, Value]:
+    """The one dict every instance holding these resource instances shares.
+
+    A stored multiple resource is never changed in place (a change stores a new dict: ``set``,
+    ``write`` and every caller copy first), so the instances of a fleet's devices can hold one
+    dict for the same Power Source list or Error Code instead of one each."""
+    try:
+        # Floats by their hex form: -0.0 and 0.0 are equal but not the same value.
+        key = tuple((k, type(v), v.hex() if type(v) is float else v) for k, v in value.items())
+        found = _SHARED.get(key)
+    except TypeError:  # an unhashable value: kept as it is
+        return value
+    if found is not None:
+        return found
+    if len(_SHARED) < MAX_SHARED:
+        _SHARED[key] = value
+    return value
+
+
+_EMPTY: dict[int, Value] = shared({})
 
 
 def _same(a: ResourceValue, b: ResourceValue) -> bool:

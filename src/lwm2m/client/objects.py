@@ -8,7 +8,8 @@ CoAP code of each refusal (LwM2M-TS-Core 1.2 §6.3, §6.4).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 
 from lwm2m.client.instance import ObjectInstance, ResourceValue
 from lwm2m.errors import BadRequest, MethodNotAllowed, NotFound
@@ -24,6 +25,8 @@ InstanceFactory = Callable[[int], ObjectInstance]
 # reachable by, an LwM2M server; only the bootstrap server sees them.
 BOOTSTRAP_ONLY_OBJECTS = frozenset({0, 21})
 
+_NONE: Mapping[int, ObjectInstance] = MappingProxyType({})
+
 
 class LwM2MObject:
     """All instances of one object, and how a Create makes a new one.
@@ -33,16 +36,71 @@ class LwM2MObject:
     arguments, else a generic :class:`ObjectInstance`.
     """
 
-    __slots__ = ("definition", "factory", "instances")  # a few per simulated device
+    __slots__ = ("_held", "definition", "factory")  # a few per simulated device
 
     def __init__(self, definition: ObjectDefinition, factory: InstanceFactory | None = None) -> None:
         self.definition = definition
         self.factory = factory
-        self.instances: dict[int, ObjectInstance] = {}
+        # Most objects of a device have one instance: held as it is, a dict (in ID order) only
+        # from the second on (a dict of one is 224 bytes, and a fleet has several per device).
+        self._held: ObjectInstance | dict[int, ObjectInstance] | None = None
 
     @property
     def id(self) -> int:
         return self.definition.id
+
+    @property
+    def instances(self) -> Mapping[int, ObjectInstance]:
+        """The instances by ID, in ID order (a read-only view: :class:`ObjectTree` adds and removes)."""
+        held = self._held
+        if held is None:
+            return _NONE
+        if isinstance(held, dict):
+            return MappingProxyType(held)
+        return MappingProxyType({held.id: held})
+
+    @property
+    def empty(self) -> bool:
+        return self._held is None
+
+    def instance(self, instance_id: int) -> ObjectInstance | None:
+        held = self._held
+        if isinstance(held, dict):
+            return held.get(instance_id)
+        return held if held is not None and held.id == instance_id else None
+
+    def each(self) -> Iterable[ObjectInstance]:
+        """The instances in ID order."""
+        held = self._held
+        if held is None:
+            return ()
+        if isinstance(held, dict):
+            return held.values()
+        return (held,)
+
+    def _put(self, instance: ObjectInstance) -> None:
+        held = self._held
+        if held is None:
+            self._held = instance
+            return
+        if not isinstance(held, dict):
+            held = {held.id: held}
+        in_order = next(reversed(held)) < instance.id
+        held[instance.id] = instance
+        # Kept in ID order (reads and discovery list them so); most instances come in order.
+        self._held = held if in_order else dict(sorted(held.items()))
+
+    def _pop(self, instance_id: int) -> ObjectInstance:
+        held = self._held
+        if isinstance(held, dict):
+            instance = held.pop(instance_id)
+            if len(held) == 1:
+                self._held = next(iter(held.values()))
+            return instance
+        if held is None or held.id != instance_id:
+            raise KeyError(instance_id)
+        self._held = None
+        return held
 
     def new_instance(self, instance_id: int) -> ObjectInstance:
         if self.factory is not None:
@@ -52,7 +110,7 @@ class LwM2MObject:
     def free_id(self) -> int:
         """The lowest instance ID not in use."""
         i = 0
-        while i in self.instances:
+        while self.instance(i) is not None:
             i += 1
         return i
 
@@ -99,25 +157,20 @@ class ObjectTree:
         obj = self.objects.get(instance.definition.id)
         if obj is None:
             obj = self.objects[instance.definition.id] = LwM2MObject(instance.definition)
-        if instance.id in obj.instances:
+        if obj.instance(instance.id) is not None:
             raise ValueError(f"instance /{obj.id}/{instance.id} exists already")
-        if obj.instances and not obj.definition.multiple:
+        if not obj.empty and not obj.definition.multiple:
             raise ValueError(f"object {obj.id} ({obj.definition.name}) is single-instance")
-        instances = obj.instances
-        in_order = not instances or next(reversed(instances)) < instance.id
-        instances[instance.id] = instance
-        if not in_order:
-            # Kept in ID order (reads and discovery list them so); most instances come in order.
-            obj.instances = dict(sorted(instances.items()))
+        obj._put(instance)
         instance.attach(self._on_change)
         self._structure_changed()
         return instance
 
     def remove(self, object_id: int, instance_id: int) -> ObjectInstance:
         obj = self.objects.get(object_id)
-        if obj is None or instance_id not in obj.instances:
+        if obj is None or obj.instance(instance_id) is None:
             raise NotFound(f"/{object_id}/{instance_id} does not exist")
-        instance = obj.instances.pop(instance_id)
+        instance = obj._pop(instance_id)
         instance.attach(None)
         self._structure_changed()
         return instance
@@ -134,15 +187,15 @@ class ObjectTree:
 
     def instance(self, object_id: int, instance_id: int) -> ObjectInstance | None:
         obj = self.objects.get(object_id)
-        return obj.instances.get(instance_id) if obj is not None else None
+        return obj.instance(instance_id) if obj is not None else None
 
     def instances(self, object_id: int) -> list[ObjectInstance]:
         obj = self.objects.get(object_id)
-        return list(obj.instances.values()) if obj is not None else []
+        return list(obj.each()) if obj is not None else []
 
     def __iter__(self) -> Iterator[ObjectInstance]:
         for oid in sorted(self.objects):
-            yield from self.objects[oid].instances.values()
+            yield from self.objects[oid].each()
 
     def object_links(self, hidden: frozenset[int] = BOOTSTRAP_ONLY_OBJECTS) -> tuple[ObjectLink, ...]:
         """The Objects and Object Instances list of Register and Update (LwM2M-TS-Core 1.2 §6.2.1)."""
@@ -153,9 +206,10 @@ class ObjectTree:
             obj = self.objects[oid]
             ver = obj.definition.version
             version = ver if ver not in ("", "1.0") else None
-            if version is not None or not obj.instances:
+            instances = [inst.id for inst in obj.each()]
+            if version is not None or not instances:
                 links.append(ObjectLink(oid, None, version))
-            links += [ObjectLink(oid, iid) for iid in obj.instances]
+            links += [ObjectLink(oid, iid) for iid in instances]
         return tuple(links)
 
     def exists(self, path: Path) -> bool:
@@ -168,7 +222,7 @@ class ObjectTree:
             return False
         if len(ids) == 1:
             return True
-        inst = obj.instances.get(ids[1])
+        inst = obj.instance(ids[1])
         if inst is None:
             return False
         if len(ids) == 2:
@@ -188,7 +242,7 @@ class ObjectTree:
             raise NotFound(f"{path}: no such object")
         if len(ids) < 2:
             return obj, None
-        inst = obj.instances.get(ids[1])
+        inst = obj.instance(ids[1])
         if inst is None:
             raise NotFound(f"{path}: no such object instance")
         return obj, inst
@@ -203,7 +257,7 @@ class ObjectTree:
         obj, inst = self.resolve(path)
         if inst is None:
             out: list[Record] = []
-            for i in obj.instances.values():
+            for i in obj.each():
                 out += self._instance_records(i)
             return out
         if len(ids) == 2:
@@ -316,9 +370,9 @@ class ObjectTree:
             raise NotFound(f"/{object_id}: no such object")
         if instance_id is None:
             instance_id = obj.free_id()
-        if instance_id in obj.instances:
+        if obj.instance(instance_id) is not None:
             raise BadRequest(f"/{object_id}/{instance_id} exists already")
-        if obj.instances and not obj.definition.multiple:
+        if not obj.empty and not obj.definition.multiple:
             raise BadRequest(f"object {object_id} is single-instance and has an instance")
         if instance_id > 65534:
             raise BadRequest(f"invalid instance ID {instance_id}")

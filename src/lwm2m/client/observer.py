@@ -126,11 +126,12 @@ class Observer:
         self._server_of = server_of
         self._on_timer = on_timer
         self._relations: dict[RelationKey, _Relation] = {}
-        self._by_object: dict[int, set[RelationKey]] = {}
-        # Dicts as ordered sets: an empty dict is 64 bytes, an empty set 216, for every client.
-        self._dirty: dict[RelationKey, None] = {}  # relations whose values changed
-        self._new: dict[RelationKey, None] = {}  # relations just made, to start
-        self._rearm: dict[RelationKey, None] = {}  # relations whose attributes changed
+        self._by_object: dict[int, set[RelationKey]] | None = None  # made by the first relation
+        # Dicts as ordered sets (an empty dict is 64 bytes, an empty set 216), made when first
+        # needed: most clients of a fleet are never observed.
+        self._dirty: dict[RelationKey, None] | None = None  # relations whose values changed
+        self._new: dict[RelationKey, None] | None = None  # relations just made, to start
+        self._rearm: dict[RelationKey, None] | None = None  # relations whose attributes changed
         self._immediate = False  # inputs wait for handle_timer
         self._earliest: float | None = None  # no deadline of any relation is before this
         self.sent = 0
@@ -153,13 +154,13 @@ class Observer:
         """Take in what changed, then send what is due at ``now``."""
         if self._immediate:
             self._immediate = False
-            new, self._new = self._new, {}
+            new, self._new = self._new or {}, None
             for key in new:
                 r = self._relations.get(key)
                 if r is not None:
                     r.last_sent = r.last_eval = now
                     self._arm(r, self._attributes(r), now)
-            rearm, self._rearm = self._rearm, {}
+            rearm, self._rearm = self._rearm or {}, None
             for key in rearm:
                 if key in new:
                     continue  # armed above
@@ -168,7 +169,7 @@ class Observer:
                     self._arm(r, self._attributes(r), now)
             # Changes made in one step of the loop (a Location fix, a firmware state and its
             # result) make one notification, not one per resource.
-            dirty, self._dirty = self._dirty, {}
+            dirty, self._dirty = self._dirty or {}, None
             for key in dirty:
                 r = self._relations.get(key)
                 if r is not None:
@@ -205,10 +206,15 @@ class Observer:
         self.remove(key)
         r = _Relation(key, paths, fmt, composite)
         self._relations[key] = r
+        by_object = self._by_object
+        if by_object is None:
+            by_object = self._by_object = {}
         for oid in {p.ids[0] for p in paths if p.ids}:
-            self._by_object.setdefault(oid, set()).add(key)
+            by_object.setdefault(oid, set()).add(key)
         r.last_value = r.prev_value = self._value(r)
         r.last_payload = self._payload(r)
+        if self._new is None:
+            self._new = {}
         self._new[key] = None
         self._wake()
 
@@ -219,15 +225,18 @@ class Observer:
         r.cancel_timers()
         if not self._relations:
             self._earliest = None
-        self._new.pop(key, None)
-        self._rearm.pop(key, None)
-        self._dirty.pop(key, None)
+        for waiting in (self._new, self._rearm, self._dirty):
+            if waiting is not None:
+                waiting.pop(key, None)
+        by_object = self._by_object
+        if by_object is None:
+            return
         for oid in {p.ids[0] for p in r.paths if p.ids}:
-            keys = self._by_object.get(oid)
+            keys = by_object.get(oid)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
-                    del self._by_object[oid]
+                    del by_object[oid]
 
     def close(self) -> None:
         for key in list(self._relations):
@@ -236,13 +245,18 @@ class Observer:
     # --- what changes ---------------------------------------------------------------------
 
     def value_changed(self, instance: ObjectInstance, resource_id: int) -> None:
-        keys = self._by_object.get(instance.definition.id)
+        by_object = self._by_object
+        if by_object is None:
+            return  # never observed: what a fleet's devices mostly are
+        keys = by_object.get(instance.definition.id)
         if not keys:
             return
         changed = Path.of(instance.definition.id, instance.id, resource_id)
         for key in keys:
             r = self._relations.get(key)
             if r is not None and r.covers(changed):
+                if self._dirty is None:
+                    self._dirty = {}
                 self._dirty[key] = None
         if self._dirty:
             self._wake()
@@ -257,6 +271,8 @@ class Observer:
     def attributes_changed(self, path: Path) -> None:
         for r in self._relations.values():
             if r.covers(path):
+                if self._rearm is None:
+                    self._rearm = {}
                 self._rearm[r.key] = None
         if self._rearm:
             self._wake()

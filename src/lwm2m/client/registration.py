@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lwm2m.client.connection import ServerUri, dtls_for, oscore_for
 from lwm2m.client.core.security import Security
 from lwm2m.client.core.server import ServerAccount
-from lwm2m.client.timer import Flag
+from lwm2m.client.timer import Flag, alarms
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, OptionNumber, code_text
 from lwm2m.codec.base import ContentFormat
@@ -181,6 +181,35 @@ class ServerRegistration:
     is None until a bootstrap gives one. Any other one may open an endpoint of its own.
     """
 
+    # One per simulated device: no dict of attributes.
+    __slots__ = (
+        "_next_update",
+        "_oscore",
+        "_own",
+        "_parked",
+        "_registered",
+        "_state",
+        "_task",
+        "_wake",
+        "account",
+        "addr",
+        "bootstrap_now",
+        "client",
+        "errors",
+        "failed_in_a_row",
+        "last_error",
+        "location",
+        "location_path",
+        "objects_dirty",
+        "params_dirty",
+        "primary",
+        "registrations",
+        "security",
+        "server_uri",
+        "update_now",
+        "updates",
+    )
+
     def __init__(
         self,
         client: Host,
@@ -208,6 +237,9 @@ class ServerRegistration:
         self._own: CoapUdpEndpoint | CoapTcpEndpoint | None = None
         self._oscore: Any = None  # the account's OSCORE context (lwm2m.coap.oscore), made once
         self._task: asyncio.Task[None] | None = None
+        # The token of the loop's alarm (lwm2m.client.timer.Alarms) while the loop is parked
+        # until its next Update, without a task; 0 otherwise.
+        self._parked = 0
         self._wake = Flag()
         self._registered = Flag()
         self.update_now = False
@@ -225,12 +257,17 @@ class ServerRegistration:
         self.security = security
         if security is not None:
             self.server_uri = ServerUri.parse(str(security.get(Security.URI, "")))
-        client = self.client
-        account.on_update_trigger = lambda _: (
-            client.trigger_update if self.primary else self.trigger_update
-        )()
+        account.on_update_trigger = self._update_triggered
         account.on_registration_change = self._params_written
-        account.on_bootstrap_trigger = lambda _: client.request_bootstrap()
+        account.on_bootstrap_trigger = self._bootstrap_triggered
+
+    def _update_triggered(self, _: ServerAccount) -> None:
+        """The Registration Update Trigger (/1/x/8) was executed."""
+        (self.client.trigger_update if self.primary else self.trigger_update)()
+
+    def _bootstrap_triggered(self, _: ServerAccount) -> None:
+        """The Bootstrap-Request Trigger (/1/x/9) was executed."""
+        self.client.request_bootstrap()
 
     def __repr__(self) -> str:
         uri = self.server_uri
@@ -273,17 +310,38 @@ class ServerRegistration:
         """Start the loop. A further account's loop resolves the server and opens an endpoint of
         its own when it needs one (a name that does not resolve yet is retried with back-off, as
         an unreachable server)."""
-        if self._task is not None:
+        if self.running:
             return
-        name = f"lwm2m-client-{self.client.endpoint_name}"
         if not self.primary:
             self.state = ClientState.REGISTERING
-            name += f"-{self.short_server_id}"
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=name)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._task_name())
+
+    def _task_name(self) -> str:
+        name = f"lwm2m-client-{self.client.endpoint_name}"
+        return name if self.primary else f"{name}-{self.short_server_id}"
 
     @property
     def running(self) -> bool:
-        return self._task is not None
+        return self._task is not None or self._parked != 0
+
+    def _park(self, until: float) -> None:
+        """End the loop's task until loop time ``until`` or a wake-up (:meth:`_poke`), whichever
+        comes first: the loop then starts again from the top, as it would after its wait."""
+        self._task = None
+        self._parked = alarms().add(until, self)
+
+    def alarm(self, token: int) -> None:
+        if token == self._parked:
+            self._parked = 0
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._task_name())
+
+    def _poke(self) -> None:
+        """Wake the loop (its flag set), starting it again if it is parked."""
+        self._wake.set()
+        token = self._parked
+        if token:
+            alarms().cancel(token)
+            self.alarm(token)
 
     async def _connect(self) -> None:
         assert self.server_uri is not None and self.security is not None
@@ -391,6 +449,9 @@ class ServerRegistration:
     async def cancel(self) -> None:
         """Stop the loop (the registration stays, as the server knows it)."""
         task, self._task = self._task, None
+        if self._parked:
+            alarms().cancel(self._parked)
+            self._parked = 0
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -422,11 +483,11 @@ class ServerRegistration:
 
     def trigger_update(self) -> None:
         self.update_now = True
-        self._wake.set()
+        self._poke()
 
     def request_bootstrap(self) -> None:
         self.bootstrap_now = True
-        self._wake.set()
+        self._poke()
 
     def objects_changed(self) -> None:
         self.objects_dirty = True
@@ -480,7 +541,9 @@ class ServerRegistration:
             self._wake.clear()
             if self.update_now or self.bootstrap_now:
                 continue
-            await self._wake.wait(max(0.0, self._next_update - loop.time()))
+            # Nothing to do before the next Update: the task ends, an alarm starts the loop again.
+            self._park(self._next_update)
+            return
 
     def _name(self) -> str:
         if self.primary:

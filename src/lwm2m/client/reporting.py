@@ -44,7 +44,8 @@ class Reporter:
         self._send = send
         self._asleep = asleep
         self._wake_up = wake_up
-        self.held: dict[RelationKey, tuple[Message, bool]] = {}  # notifications kept while asleep
+        # Notifications kept while asleep (queue mode); made when the first is kept.
+        self.held: dict[RelationKey, tuple[Message, bool]] | None = None
         self.observer = Observer(
             handler, self._emit, defaults=defaults, server_of=server_of, on_timer=on_timer
         )
@@ -52,6 +53,8 @@ class Reporter:
     def _emit(self, key: RelationKey, message: Message, confirmable: bool) -> bool:
         if self._asleep():
             # §6.5: keep the notification (the latest of its relation) and wake up by an Update.
+            if self.held is None:
+                self.held = {}
             self.held[key] = (message, confirmable)
             self._wake_up()
             return True
@@ -64,7 +67,10 @@ class Reporter:
 
     def flush(self) -> None:
         """The client is awake again: send what was held, each to its relation."""
-        held, self.held = self.held, {}
+        held = self.held
+        if not held:
+            return  # None until a notification was kept: every Update flushes
+        self.held = {}
         for key, (message, con) in held.items():
             self._send(key, message, con)
 

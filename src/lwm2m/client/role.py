@@ -202,8 +202,9 @@ class Client:
             self._dtls = dtls_for(bs)  # the first exchange is with the bootstrap server
         self.bootstraps = 0  # accepted Bootstrap-Finish (or Bootstrap-Pack)
         self._bind_host = ""  # the local address, once started
-        # Endpoints closing after a credentials change; a dict as a set (an empty set is 216 bytes).
-        self._retired: dict[asyncio.Task[None], None] = {}
+        # Endpoints closing after a credentials change; a dict as a set (an empty set is 216
+        # bytes), made for the first.
+        self._retired: dict[asyncio.Task[None], None] | None = None
         self._coap: CoapUdpEndpoint | CoapTcpEndpoint | None = None
         # The parts: queue mode (§6.5), notifications (§6.4), the registration with the first
         # server account and one with each further account (§6.2).
@@ -212,10 +213,11 @@ class Client:
         self.reporter = Reporter(
             self.handler,
             self._notify,
-            asleep=lambda: self.sleeping,
+            # Bound methods, not lambdas: a closure and its cell are twice a bound method.
+            asleep=self._asleep,
             wake_up=self.trigger_update,
             defaults=self._defaults,
-            server_of=lambda key: self.server_id_of(key[0]),
+            server_of=self._server_of_relation,
             on_timer=self._reports_due,
         )
         self._report_timer = LoopTimer(self.reporter)
@@ -348,6 +350,12 @@ class Client:
     @property
     def _server_addr(self) -> Any:
         return self.registration.addr
+
+    def _asleep(self) -> bool:
+        return self.sleeping
+
+    def _server_of_relation(self, key: RelationKey) -> int | None:
+        return self.server_id_of(key[0])
 
     def server_id_of(self, addr: Any) -> int | None:
         """The Short Server ID of the server at ``addr`` (a request's or a relation's peer), or None."""
@@ -483,7 +491,7 @@ class Client:
                 await self.registration.deregister()
             await coap.close()
         self._coap = None
-        for retiring in list(self._retired):
+        for retiring in list(self._retired or ()):
             retiring.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retiring
@@ -726,6 +734,8 @@ class Client:
         if old is not None:
             # Kept a little: a retransmitted request of the previous peer still gets its answer.
             task = asyncio.get_running_loop().create_task(_close_later(old, 5.0))
+            if self._retired is None:
+                self._retired = {}
             self._retired[task] = None
             task.add_done_callback(self._retired.pop)
 

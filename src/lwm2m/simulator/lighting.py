@@ -22,6 +22,7 @@ class Photocell(Simulated):
 
     object_id: ClassVar[int] = 3419
     ON_LUX, OFF_LUX, STATUS = 1, 2, 3
+    __slots__ = ("cloud",)
 
     def __init__(self, instance_id: int, *, start: Tick, models: ObjectRegistry | None = None) -> None:
         super().__init__(instance_id, {self.ON_LUX: 30.0, self.OFF_LUX: 60.0}, models=models)
@@ -61,6 +62,7 @@ class LampController(Simulated):
     GEAR_TEMPERATURE, STANDBY, WATTAGE = 21, 29, 36
     OVERRIDE_START, OVERRIDE_END, OVERRIDE_DURATION, OVERRIDE_ACTIVE = 50, 51, 53, 54
     executable: ClassVar[tuple[int, ...]] = (16, 19)
+    __slots__ = ("commanded", "override_until", "photocell")
 
     def __init__(
         self,
@@ -162,6 +164,7 @@ class ElectricalMonitor(Simulated):
 
     VOLTS = Walk(230.0, 207.0, 253.0, swing=-3.0, peaks=(19.0,), noise=1.5, reversion=6.0, decimals=1)
     HERTZ = Walk(50.0, 49.8, 50.2, noise=0.02, reversion=30.0, decimals=2)
+    __slots__ = ("hertz", "lamp", "volts")
 
     def __init__(
         self, instance_id: int, *, lamp: LampController, start: Tick, models: ObjectRegistry | None = None

@@ -49,6 +49,9 @@ def _narrowed(walk: Walk, resource: ResourceDefinition | None) -> Walk:
 class Simulated(ObjectInstance):
     """An object instance moved by the fleet's ticks. Override :meth:`tick`."""
 
+    # A few per simulated device: no dict of attributes (each subclass names its own too).
+    __slots__ = ("exact", "on_wake")
+
     def __init__(
         self,
         instance_id: int = 0,
@@ -59,7 +62,8 @@ class Simulated(ObjectInstance):
     ) -> None:
         super().__init__(instance_id, values, object_id=object_id, models=models)
         self.on_wake: Wake | None = None  # set by the fleet
-        self.exact: dict[int, float] = {}  # unrounded values of walked resources
+        # Unrounded values of walked resources; made by the first walk (most parts walk none).
+        self.exact: dict[int, float] | None = None
 
     def tick(self, t: Tick) -> None:
         """Move the values ``t.dt`` simulated seconds forward."""
@@ -80,7 +84,10 @@ class Simulated(ObjectInstance):
 
     def begin(self, resource_id: int, walk: Walk, start: Tick) -> float:
         """Give a walked resource its first value; returns what it reports."""
-        v = self.exact[resource_id] = walk.start(start.hour, start.rng)
+        exact = self.exact
+        if exact is None:
+            exact = self.exact = {}
+        v = exact[resource_id] = walk.start(start.hour, start.rng)
         shown = walk.rounded(v)
         self.number(resource_id, shown)
         return shown
@@ -88,10 +95,13 @@ class Simulated(ObjectInstance):
     def walked(self, resource_id: int, walk: Walk, t: Tick) -> float:
         """Step the resource's value along ``walk`` (already bounded) and store it; returns what
         it reports (rounded)."""
-        exact = self.exact.get(resource_id)
+        known = self.exact
+        if known is None:
+            known = self.exact = {}
+        exact = known.get(resource_id)
         if exact is None:
             exact = float(self.get(resource_id, walk.mean))
-        v = self.exact[resource_id] = walk.step(exact, t.previous_hour, t.hour, t.dt, t.rng)
+        v = known[resource_id] = walk.step(exact, t.previous_hour, t.hour, t.dt, t.rng)
         shown = walk.rounded(v)
         self.number(resource_id, shown)
         return shown
@@ -107,6 +117,7 @@ class Sensor(Simulated):
     VALUE, MIN_MEASURED, MAX_MEASURED, RANGE_MIN, RANGE_MAX, RESET = 5700, 5601, 5602, 5603, 5604, 5605
     UNITS = 5701
     executable: ClassVar[tuple[int, ...]] = (5605,)
+    __slots__ = ("walk",)
 
     def __init__(
         self,
@@ -150,6 +161,7 @@ class NoiseSensor(Sensor):
     GUNSHOT, ABNORMAL = 1, 2
     executable: ClassVar[tuple[int, ...]] = (8,)
     ABNORMAL_DB = 85.0
+    __slots__ = ("level",)
 
     def __init__(
         self, instance_id: int, *, walk: Walk, start: Tick, models: ObjectRegistry | None = None
@@ -194,6 +206,7 @@ class AirQuality(Simulated):
         17: (18, HOUR),  # CO2
         23: (24, HOUR),  # VOC
     }
+    __slots__ = ("walks",)
 
     def __init__(
         self,
@@ -208,7 +221,7 @@ class AirQuality(Simulated):
         for rid, w in self.walks.items():
             self.begin(rid, w, start)
             avg = self.AVERAGES.get(rid)
-            if avg is not None:
+            if avg is not None and self.exact is not None:
                 self.exact[avg[0]] = w.clamp(w.mean)
                 self.number(avg[0], w.rounded(w.mean))
 
@@ -218,6 +231,7 @@ class AirQuality(Simulated):
             self.walked(rid, w, t)
             avg = self.AVERAGES.get(rid)
             if avg is not None:
+                assert exact is not None  # begun in __init__
                 a = exact[avg[0]] = ema(exact[avg[0]], exact[rid], t.dt, avg[1])
                 self.number(avg[0], w.rounded(a))
 
@@ -236,6 +250,9 @@ class WaterMeter(Simulated):
     # The daily pattern of household use: a base, a morning and an evening peak.
     USE = Walk(0.1, 0.0, 10.0, swing=1.0, peaks=(7.5, 19.5), width=1.6, decimals=6)
     USE_HOURS = 0.1 * 24 + 2 * 1.6 * math.sqrt(2 * math.pi)  # the integral of USE.cycle over a day
+    # How much more or less than usual the household uses: one walk (frozen) for every meter.
+    FACTOR = Walk(1.0, 0.0, 4.0, noise=0.4, reversion=4.0, decimals=3)
+    __slots__ = ("daily_use", "leak", "night_flow", "usage", "volume")
 
     def __init__(
         self,
@@ -265,7 +282,6 @@ class WaterMeter(Simulated):
         )
         self.daily_use = daily_use  # m3 per day
         self.leak = leak  # m3/s of a leak, 0 for none
-        self.factor = Walk(1.0, 0.0, 4.0, noise=0.4, reversion=4.0, decimals=3)
         self.usage = 1.0
         self.night_flow = 0.0  # seconds of continuous flow in the small hours
         self.volume = volume  # unrounded
@@ -277,7 +293,7 @@ class WaterMeter(Simulated):
     def tick(self, t: Tick) -> None:
         if t.dt <= 0:
             return
-        self.usage = self.factor.step(self.usage, t.previous_hour, t.hour, t.dt, t.rng)
+        self.usage = self.FACTOR.step(self.usage, t.previous_hour, t.hour, t.dt, t.rng)
         rate = self.flow(t.hour)
         self.volume += rate * t.dt
         self.set_number(self.VOLUME, round(self.volume, 3))
@@ -305,6 +321,7 @@ class Battery(Simulated):
 
     object_id: ClassVar[int] = 3411
     LEVEL, CAPACITY, VOLTAGE, KIND, LOW_THRESHOLD, TOO_LOW = 1, 2, 3, 4, 5, 6
+    __slots__ = ("charge", "device", "drain")
 
     def __init__(
         self,
@@ -348,6 +365,7 @@ class LpwanLink(Simulated):
     SESSION_TIME, SESSION_DURATION, REPEATS, SNR, FAILURE, RSSI = 13, 14, 17, 18, 19, 20
     SNR_WALK = Walk(2.0, -20.0, 15.0, noise=4.0, reversion=3.0, decimals=1)
     RSSI_WALK = Walk(-100.0, -137.0, -40.0, noise=6.0, reversion=3.0, decimals=1)
+    __slots__ = ("rssi", "snr")
 
     def __init__(
         self, instance_id: int, *, mac: str, start: Tick, models: ObjectRegistry | None = None
@@ -391,6 +409,7 @@ class ParkingSensor(Simulated):
 
     object_id: ClassVar[int] = 3431
     OCCUPIED, DURATION, DAILY, FORBIDDEN, KIND = 1, 2, 3, 4, 5
+    __slots__ = ("since",)
 
     def __init__(self, instance_id: int, *, start: Tick, models: ObjectRegistry | None = None) -> None:
         occupied = start.rng.random() < self.busy(start.hour)
@@ -445,6 +464,8 @@ class Installer:
     first dotted number in the package's first bytes or in its URI's file name
     (``lamp-2.1.0.bin``), else the current one with its last number plus one.
     """
+
+    __slots__ = ("device", "firmware", "seconds")
 
     def __init__(self, device: ObjectInstance, seconds: float = 2.0) -> None:
         self.device = device

@@ -101,6 +101,8 @@ class Device(ObjectInstance):
     them out); ``current_time=False`` leaves out Current Time.
     """
 
+    __slots__ = ("_clock_offset", "_tasks", "on_factory_reset", "on_reboot")
+
     object_id: ClassVar[int] = 3
     executable: ClassVar[tuple[int, ...]] = (4, 5, 12)
 
@@ -164,7 +166,8 @@ class Device(ObjectInstance):
         self.on_reboot = on_reboot
         self.on_factory_reset = on_factory_reset
         self._clock_offset = 0.0  # seconds added to the system clock by a Write of Current Time
-        self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
+        # Hooks running: a dict as a set (an empty set is 216 bytes), made for the first.
+        self._tasks: dict[asyncio.Task[Any], None] | None = None
 
     # --- what the instance has ---------------------------------------------------------------
 
@@ -186,7 +189,7 @@ class Device(ObjectInstance):
 
     def read(self, resource_id: int) -> ResourceValue:
         if resource_id == self.CURRENT_TIME:
-            if self.CURRENT_TIME not in self._values:
+            if self.stored(self.CURRENT_TIME) is None:
                 raise NotFound(f"{self._path(resource_id)} is not present")
             return self.current_time
         return super().read(resource_id)
@@ -197,7 +200,7 @@ class Device(ObjectInstance):
             if not isinstance(value, int):
                 raise BadRequest(f"{self._path(resource_id)}: a time is an integer")
             self._clock_offset = value - time.time()
-            self._values[resource_id] = value
+            self.store(resource_id, value)
             self.changed(resource_id)
             return
         super().write(resource_id, value, replace=replace)
@@ -258,4 +261,6 @@ class Device(ObjectInstance):
         if hook is None:
             log.info("%s executed: no hook is set", what)
             return
+        if self._tasks is None:
+            self._tasks = {}
         asyncio.get_running_loop().call_soon(_run_hook, hook, self._tasks, what)

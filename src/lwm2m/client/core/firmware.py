@@ -138,6 +138,19 @@ class FirmwareUpdate(ObjectInstance):
     ``download_timeout`` bounds a pull download (result 4 beyond).
     """
 
+    __slots__ = (
+        "_generation",
+        "_package",
+        "_tasks",
+        "device",
+        "download_timeout",
+        "max_package_size",
+        "on_update",
+        "protocols",
+        "ssl_context",
+        "verify",
+    )
+
     object_id: ClassVar[int] = 5
     executable: ClassVar[tuple[int, ...]] = (2, 10)
 
@@ -161,7 +174,8 @@ class FirmwareUpdate(ObjectInstance):
         download_timeout: float = 60.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.protocols = tuple(Protocol(p) for p in protocols)
+        # The default protocols as the one module tuple: a simulated fleet has an instance per device.
+        self.protocols = IMPLEMENTED if protocols is IMPLEMENTED else tuple(Protocol(p) for p in protocols)
         unknown = [p.name for p in self.protocols if p not in IMPLEMENTED]
         if unknown:
             raise ValueError(f"cannot download with {', '.join(unknown)}")
@@ -190,7 +204,8 @@ class FirmwareUpdate(ObjectInstance):
         self.ssl_context = ssl_context
         self._package: bytes | None = None
         self._generation = 0  # bumped by every start and reset: late results of old work are dropped
-        self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
+        # Downloads and updates running: a dict as a set (an empty set is 216 bytes), made for the first.
+        self._tasks: dict[asyncio.Task[Any], None] | None = None
 
     # --- state --------------------------------------------------------------------------------
 
@@ -243,7 +258,7 @@ class FirmwareUpdate(ObjectInstance):
 
     def _stop_work(self) -> None:
         self._generation += 1
-        for task in list(self._tasks):
+        for task in list(self._tasks or ()):
             task.cancel()
 
     # --- write: push and pull -----------------------------------------------------------------
@@ -449,6 +464,8 @@ class FirmwareUpdate(ObjectInstance):
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
+        if self._tasks is None:
+            self._tasks = {}
         self._tasks[task] = None
         task.add_done_callback(self._tasks.pop)
 
@@ -457,7 +474,7 @@ class FirmwareUpdate(ObjectInstance):
 
     async def close(self) -> None:
         """Stop a download or an update in progress (when the client shuts down)."""
-        tasks = list(self._tasks)
+        tasks = list(self._tasks or ())
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -58,6 +58,8 @@ def decode_velocity(data: bytes) -> tuple[float, float, float | None]:
 class Location(ObjectInstance):
     """The single instance of object 6. Optional resources given as None are absent."""
 
+    __slots__ = ()
+
     object_id: ClassVar[int] = 6
 
     LATITUDE, LONGITUDE, ALTITUDE, RADIUS, VELOCITY, TIMESTAMP, SPEED = 0, 1, 2, 3, 4, 5, 6
@@ -134,8 +136,8 @@ class Location(ObjectInstance):
         # Store the whole fix before any observer hears of it: a notification of /6/0
         # must never mix the old latitude with the new longitude.
         for rid, value in checked.items():
-            old = self._values.get(rid)
-            self._values[rid] = value
+            old = self.stored(rid)
+            self.store(rid, value)
             if old is None or isinstance(old, dict) or not values_equal(old, cast("Value", value)):
                 changed.append(rid)
         for rid in changed:

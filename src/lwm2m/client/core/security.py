@@ -25,6 +25,8 @@ class SecurityMode(IntEnum):
 class Security(ObjectInstance):
     """One server account: URI, security mode, credentials, Short Server ID."""
 
+    __slots__ = ()
+
     object_id: ClassVar[int] = 0
 
     URI, BOOTSTRAP, MODE, IDENTITY, SERVER_KEY, SECRET_KEY = 0, 1, 2, 3, 4, 5

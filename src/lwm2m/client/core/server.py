@@ -24,6 +24,7 @@ class ServerAccount(ObjectInstance):
     SHORT_SERVER_ID, LIFETIME, DEFAULT_PMIN, DEFAULT_PMAX = 0, 1, 2, 3
     DISABLE, DISABLE_TIMEOUT, STORING, BINDING = 4, 5, 6, 7
     UPDATE_TRIGGER, BOOTSTRAP_TRIGGER = 8, 9
+    __slots__ = ("on_bootstrap_trigger", "on_disable", "on_registration_change", "on_update_trigger")
 
     def __init__(
         self,
