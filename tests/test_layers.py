@@ -103,7 +103,7 @@ THIRD_PARTY: dict[str, frozenset[str]] = {
     "transport": frozenset({"cryptography", "uvloop"}),  # cryptography: the DTLS credentials' files
     "storage": frozenset({"msgspec", "redis"}),  # redis: the store of several nodes
     "cluster": frozenset({"redis"}),
-    "server": frozenset(),
+    "server": frozenset({"msgspec"}),  # the events are frozen msgspec structs (server/events.py)
     "client": frozenset(),
     "bootstrap": frozenset(),
     "fleet": frozenset({"msgspec", "prometheus_client"}),  # campaign records; campaigns_metrics
