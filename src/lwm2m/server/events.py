@@ -174,6 +174,11 @@ class EventStream:
         that looks now and then (a timer) instead of awaiting each event."""
         return self._backlog.take_all()
 
+    async def wait(self) -> None:
+        """Return once an event waits (at once if one does): for a reader that then takes
+        them all (``take_all``) instead of awaiting each."""
+        await self._backlog.wait()
+
     def __aiter__(self) -> EventStream:
         return self
 

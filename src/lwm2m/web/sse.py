@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from lwm2m.errors import ConfigError
+from lwm2m.server.events import EventStream, ServerEvent
 from lwm2m.server.role import Server
 from lwm2m.web.requests import RequestCompleted, RequestTable
 from lwm2m.web.shapes import event_endpoint, event_view
@@ -124,10 +125,33 @@ class EventFollower:
 
         self._tasks.append(asyncio.ensure_future(pump()))
 
+    def follow_stream(
+        self,
+        stream: EventStream,
+        view: Callable[[ServerEvent], tuple[str, dict[str, Any]]],
+        endpoint_of: Callable[[ServerEvent], str | None],
+    ) -> None:
+        """:meth:`follow` for the server's own stream (closed at the end): the events waiting at
+        each wake-up are taken at once, so a flood of notifications costs the task one step
+        per wake-up, not one per event."""
+        sink = self._sink
+
+        async def pump() -> None:
+            try:
+                while True:
+                    await stream.wait()
+                    for event in stream.take_all():
+                        done = sink(event, view, endpoint_of)
+                        if done is not None:
+                            await done
+            finally:
+                stream.close()
+
+        self._tasks.append(asyncio.ensure_future(pump()))
+
     def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
         """The server's events and the outcomes of ``requests``, as :func:`event_stream` sends them."""
-        stream = server.events()
-        self.follow(stream, event_view, event_endpoint, stream.close)
+        self.follow_stream(server.events(), event_view, event_endpoint)
         if requests is not None:
             queue = requests.subscribe()
 
