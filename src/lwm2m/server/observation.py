@@ -22,6 +22,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import as_code
 from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import ConnectionAborted, ResponseError
+from lwm2m.model.path import Path
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.management import (
     ObserveRequest,
@@ -85,6 +86,7 @@ class ServerObservation:
         "_decode",
         "_end_reason",
         "_ending",
+        "_first",
         "_keep_record",
         "_relation",
         "_state",
@@ -93,7 +95,6 @@ class ServerObservation:
         "notifications",
         "record",
         "request",
-        "response",
     )
 
     def __init__(
@@ -114,7 +115,9 @@ class ServerObservation:
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
         self.request = request
-        self.response = response
+        # The first answer as it came (a tuple, which the garbage collector stops tracking),
+        # decoded again when asked for: it is read once, when the observation starts.
+        self._first = None if response is None else (response.code, response.content_format, response.payload)
         self._context = context
         self._decode = decoder if decoder is not None else ResponseDecoder(request, context.models)
         # Only the newest notifications wait for a reader: every one also goes to the
@@ -131,6 +134,22 @@ class ServerObservation:
         else:
             self._state = _RUNNING
             relation.deliver_to(self)
+
+    @property
+    def response(self) -> Response | None:
+        """The first answer: the value when the observation started (None once resumed)."""
+        if self._first is None:
+            return None
+        return self._decoded(self._first)
+
+    def _decoded(self, item: tuple[int, int | None, bytes]) -> Response:
+        code, fmt, payload = item
+        code = as_code(code)
+        try:
+            records = self._decode.records(fmt, payload) if payload and fmt is not None else ()
+        except ResponseError as exc:  # the object definitions changed since
+            return Response(code, (), fmt, diagnostic=str(exc), payload=payload)
+        return Response(code, records, fmt, payload=payload)
 
     @property
     def endpoint(self) -> str:
@@ -283,13 +302,7 @@ class ServerObservation:
             raise StopAsyncIteration  # left in place: the next call ends too
         item = backlog.pop()
         if type(item) is tuple:
-            code, fmt, payload = item
-            code = as_code(code)
-            try:
-                records = self._decode.records(fmt, payload) if payload else ()
-            except ResponseError as exc:  # the object definitions changed since
-                return Response(code, (), fmt, diagnostic=str(exc), payload=payload)
-            return Response(code, records, fmt, payload=payload)
+            return self._decoded(item)
         return item  # type: ignore[no-any-return]
 
     async def next(self, timeout: float | None = None) -> Response:
@@ -340,6 +353,10 @@ def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest
     if record.composite:
         return ReadCompositeRequest(record.paths, path_list_format(fmt), fmt, observe=0)
     return ObserveRequest(record.path, fmt)
+
+
+# A request, its decoder and its paths (``ObservationManager._shape``).
+_Shape = tuple[ObserveRequest | ReadCompositeRequest, ResponseDecoder, tuple[Path, ...]]
 
 
 class ObserveChannel(Protocol):
@@ -404,10 +421,7 @@ class ObservationManager:
         self._tcp_context = dataclasses.replace(self._context, reconnects=self._disconnected)
         # One request and its decoder per shape of request (path, format): the observations made
         # with an equal request share them (a decoder keeps no state of one observation).
-        self._shapes: dict[
-            ObserveRequest | ReadCompositeRequest,
-            tuple[ObserveRequest | ReadCompositeRequest, ResponseDecoder],
-        ] = {}
+        self._shapes: dict[ObserveRequest | ReadCompositeRequest, _Shape] = {}
         self._running: dict[bytes, ServerObservation] = {}  # by token, until they end
         # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
         # The observation itself while the endpoint has one (as most have: a dict each would
@@ -443,7 +457,7 @@ class ObservationManager:
     ) -> ServerObservation | Response:
         """Send the Observe (or Observe-Composite) and keep the observation the client starts;
         the client's answer instead when it starts none (an error, or no Observe option)."""
-        request, _ = self._shape(request)
+        request, _, paths = self._shape(request)
         registration = await self._management.reachable(endpoint)
         message = rooted(registration, request.to_message(self._models))
         addr = self._peers.get(endpoint, registration.address)
@@ -467,10 +481,7 @@ class ObservationManager:
         if not response.success or first.observe is None:
             relation.cancel()
             return response
-        if isinstance(request, ReadCompositeRequest):
-            paths, composite = request.paths, True
-        else:
-            paths, composite = (request.path,), False
+        composite = isinstance(request, ReadCompositeRequest)
         binding = relation.oscore
         record = Observation(
             relation.token,
@@ -488,15 +499,15 @@ class ObservationManager:
         over_tcp = isinstance(channel, CoapTcpEndpoint)
         return self._track(record, request, response, relation, normalize(addr) or addr, over_tcp)
 
-    def _shape(
-        self, request: ObserveRequest | ReadCompositeRequest
-    ) -> tuple[ObserveRequest | ReadCompositeRequest, ResponseDecoder]:
-        """The request equal to ``request`` already in use (else ``request``) and its decoder."""
+    def _shape(self, request: ObserveRequest | ReadCompositeRequest) -> _Shape:
+        """The request equal to ``request`` already in use (else ``request``), its decoder and
+        its paths, for the observations made with it to share."""
         shape = self._shapes.get(request)
         if shape is None:
             if len(self._shapes) >= SHAPES:  # many kinds of request: start over (bounded memory)
                 self._shapes.clear()
-            shape = self._shapes[request] = (request, ResponseDecoder(request, self._models))
+            paths = request.paths if isinstance(request, ReadCompositeRequest) else (request.path,)
+            shape = self._shapes[request] = (request, ResponseDecoder(request, self._models), paths)
         return shape
 
     def _track(
@@ -508,7 +519,7 @@ class ObservationManager:
         address: Any,
         over_tcp: bool = False,
     ) -> ServerObservation:
-        request, decoder = self._shape(request)
+        request, decoder, _ = self._shape(request)
         observation = ServerObservation(
             record,
             request,
