@@ -409,3 +409,18 @@ async def test_a_cancel_cancelled_while_it_waits_leaves_the_end_going_on(
     release.set()
     await observation.cancel()  # waits for the end, which went on
     assert await _ended(parts, observation) == "cancelled"
+
+
+async def test_a_failure_taking_a_notification_ends_the_observation_not_the_reader(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = Parts(_registration())
+    observation, relation = await _observed(parts)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("history gone")
+
+    monkeypatch.setattr(parts.store.history, "add", broken)
+    relation.items.put_nowait(_value(b"21.5", 2))  # handed over by the socket's reader: no raise
+    assert await _ended(parts, observation) == "history gone"
+    assert "notification of dev-1 not taken" in caplog.text

@@ -117,7 +117,9 @@ class ServerObservation:
         self.request = request
         # The first answer as it came (a tuple, which the garbage collector stops tracking),
         # decoded again when asked for: it is read once, when the observation starts.
-        self._first = None if response is None else (response.code, response.content_format, response.payload)
+        self._first = (
+            None if response is None else (int(response.code), response.content_format, response.payload)
+        )
         self._context = context
         self._decode = decoder if decoder is not None else ResponseDecoder(request, context.models)
         # Only the newest notifications wait for a reader: every one also goes to the
@@ -176,13 +178,9 @@ class ServerObservation:
         if code >> 5 != 2:
             self._end(f"error {code >> 5}.{code & 31:02d}")
             return
-        try:
-            fmt, records = self._decode.content(item)
-        except ResponseError as exc:
-            self._end(f"undecodable notification: {exc}")
-            return
         context = self._context
         try:
+            fmt, records = self._decode.content(item)
             if records:
                 context.history.add(self.record.endpoint, records, received_at=time.time())
                 if context.history_added is not None:
@@ -191,7 +189,10 @@ class ServerObservation:
             if listeners is None or listeners:
                 record = self.record
                 context.emit(NotificationReceived(record.endpoint, record.token, record.paths, records))
-        except Exception as exc:
+        except ResponseError as exc:
+            self._end(f"undecodable notification: {exc}")
+            return
+        except Exception as exc:  # a defect here must not reach the socket's reader
             log.exception("notification of %s not taken", self.record.endpoint)
             self._end(str(exc) or type(exc).__name__)
             return
