@@ -289,6 +289,7 @@ async def test_idle_observations_have_no_task_and_no_queue() -> None:
         assert not hasattr(observation, "__dict__")
     assert len(parts.manager._shapes) == 1  # one request and decoder for them all
     assert all(o.request is started[0].request and o._decode is started[0]._decode for o in started)
+    assert len({id(m) for m, _, _ in parts.socket.relations}) == 1  # one message, sent with a token each
     assert len(parts.manager.of("dev-1")) == 20
     await parts.manager.close()
 

@@ -356,8 +356,8 @@ def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest
     return ObserveRequest(record.path, fmt)
 
 
-# A request, its decoder and its paths (``ObservationManager._shape``).
-_Shape = tuple[ObserveRequest | ReadCompositeRequest, ResponseDecoder, tuple[Path, ...]]
+# A request, its decoder, its paths and its message (``ObservationManager._shape``).
+_Shape = tuple[ObserveRequest | ReadCompositeRequest, ResponseDecoder, tuple[Path, ...], Message]
 
 
 class ObserveChannel(Protocol):
@@ -458,9 +458,9 @@ class ObservationManager:
     ) -> ServerObservation | Response:
         """Send the Observe (or Observe-Composite) and keep the observation the client starts;
         the client's answer instead when it starts none (an error, or no Observe option)."""
-        request, _, paths = self._shape(request)
+        request, _, paths, message = self._shape(request)
         registration = await self._management.reachable(endpoint)
-        message = rooted(registration, request.to_message(self._models))
+        message = rooted(registration, message)
         addr = self._peers.get(endpoint, registration.address)
         channel = self._relations(endpoint)
         relation = channel.observe(message, addr)
@@ -501,14 +501,16 @@ class ObservationManager:
         return self._track(record, request, response, relation, normalize(addr) or addr, over_tcp)
 
     def _shape(self, request: ObserveRequest | ReadCompositeRequest) -> _Shape:
-        """The request equal to ``request`` already in use (else ``request``), its decoder and
-        its paths, for the observations made with it to share."""
+        """The request equal to ``request`` already in use (else ``request``), its decoder, its
+        paths and its message (a token is given to each copy sent), for the observations made
+        with it to share: the endpoint keeps each one's request, with the options of this one."""
         shape = self._shapes.get(request)
         if shape is None:
             if len(self._shapes) >= SHAPES:  # many kinds of request: start over (bounded memory)
                 self._shapes.clear()
             paths = request.paths if isinstance(request, ReadCompositeRequest) else (request.path,)
-            shape = self._shapes[request] = (request, ResponseDecoder(request, self._models), paths)
+            decoder = ResponseDecoder(request, self._models)
+            shape = self._shapes[request] = (request, decoder, paths, request.to_message(self._models))
         return shape
 
     def _track(
@@ -520,7 +522,7 @@ class ObservationManager:
         address: Any,
         over_tcp: bool = False,
     ) -> ServerObservation:
-        request, decoder, _ = self._shape(request)
+        request, decoder, _, _ = self._shape(request)
         observation = ServerObservation(
             record,
             request,
@@ -601,7 +603,7 @@ class ObservationManager:
         if registration.transport in CONNECTIONS:
             self._track(record, request, None, None, addr, over_tcp=True)
             return
-        message = rooted(registration, request.to_message(self._models))
+        message = rooted(registration, self._shape(request)[3])
         try:
             relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
         except ValueError:
@@ -655,7 +657,7 @@ class ObservationManager:
         for observation in self.of(endpoint):
             if not observation.dormant or observation.record.registration_id != registration.registration_id:
                 continue
-            message = rooted(registration, observation.request.to_message(self._models))
+            message = rooted(registration, self._shape(observation.request)[3])
             relation = channel.observe(message.replace(token=observation.token), address)
             if observation.rebind(relation, address):
                 sent += 1
