@@ -24,6 +24,7 @@ one observation each, SQLite ≤ 1 GB; lookups and pages under 5 ms; CoAP served
 
     python bench/node_million.py [--count 1000000] [--observed 20000] [--samples 200]
     python bench/node_million.py --count 20000 --observed 2000     # a quick run
+    python bench/node_million.py --phases observe --observed 20000 --trace 12   # where it goes
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -155,6 +157,21 @@ class Devices(asyncio.DatagramProtocol):
             self.transport.sendto(head + option(6, b"\x01") + option(6, b"") + b"\xff21.5", addr)
 
 
+def top(diff: list[tracemalloc.StatisticDiff], count: int, per: int) -> None:
+    """The ``count`` places that allocated most over the observations, in bytes per observation."""
+    total = sum(d.size_diff for d in diff)
+    print(f"         tracemalloc: {total / per:,.0f} B per observation in all; the top {count}:")
+    for d in sorted(diff, key=lambda d: d.size_diff, reverse=True)[:count]:
+        frame = d.traceback[0]
+        where = frame.filename
+        if where.startswith(str(ROOT)):
+            where = os.path.relpath(where, ROOT)
+        blocks = d.count_diff / per
+        print(f"         {d.size_diff / per:8,.0f} B  {blocks:5.2f} blocks  {where}:{frame.lineno}")
+        for caller in list(d.traceback)[1:]:  # with --trace-depth above 1
+            print(f"                                 from {caller.filename}:{caller.lineno}")
+
+
 async def observation_phase(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     limits = RegistrationLimits(rate=None)  # every device registers from 127.0.0.1 at once
@@ -181,20 +198,28 @@ async def observation_phase(args: argparse.Namespace) -> None:
             f"register {args.observed:,} registrations over CoAP (the server's own, beside the store's): "
             f"{(before - empty) / 1e6:,.0f} MB of RSS, {(before - empty) / args.observed:,.0f} B each"
         )
-        room = asyncio.Semaphore(200)
         kept = []
+        if args.trace:
+            tracemalloc.start(args.trace_depth)
+            traced = tracemalloc.take_snapshot()
+        devices = iter(range(args.observed))
 
-        async def observe(i: int) -> None:
-            async with room:
+        async def observe() -> None:  # 200 at a time, and no task per observation made here
+            for i in devices:
                 kept.append(await server.observe(name(i), "/3303/0/5700", timeout=30))
 
-        await asyncio.gather(*(observe(i) for i in range(args.observed)))
+        await asyncio.gather(*(observe() for _ in range(200)))
         gc.collect()
         grown = rss() - before
         print(
             f"observe  {args.observed:,} observations (one per registered device): "
             f"{grown / 1e6:,.0f} MB of RSS, {grown / args.observed:,.0f} B each"
+            + (" (traced: tracemalloc's own memory counts in the RSS)" if args.trace else "")
         )
+        if args.trace:
+            key = "traceback" if args.trace_depth > 1 else "lineno"
+            top(tracemalloc.take_snapshot().compare_to(traced, key), args.trace, args.observed)
+            tracemalloc.stop()
     finally:
         await server.stop()
         for transport, _ in lanes:
@@ -296,6 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the restarted server may take")
     parser.add_argument("--phases", default="memory,observe,sqlite", help="which phases, comma-separated")
     parser.add_argument("--state", help="folder to make the SQLite phase's folder in")
+    parser.add_argument(
+        "--trace",
+        type=int,
+        default=0,
+        metavar="N",
+        help="observe phase: also the N places that allocate most per observation (tracemalloc)",
+    )
+    parser.add_argument("--trace-depth", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     phases = set(args.phases.split(","))
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

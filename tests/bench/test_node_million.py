@@ -35,3 +35,15 @@ def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> 
     ):
         assert figure in out, out
     assert still_running(tmp_path) == []
+
+
+def test_the_observe_phase_tells_where_the_memory_goes() -> None:
+    argv = [sys.executable, str(SCRIPT), "--count", "50", "--observed", "50", "--phases", "observe"]
+    argv += ["--trace", "3"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "tracemalloc: " in out and "B per observation in all; the top 3:" in out, out
+    places = [line for line in out.splitlines() if " blocks  " in line]
+    assert len(places) == 3 and all(".py:" in line for line in places), out

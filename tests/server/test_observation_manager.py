@@ -4,21 +4,26 @@ registration and followed to a new address, over fake observe relations (no sock
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
+
+import pytest
 
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
+from lwm2m.errors import ConnectionAborted, RequestTimeout
 from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.protocol.management import ObserveRequest, ReadCompositeRequest, Response
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.server.management import DeviceManagement
-from lwm2m.server.observation import ObservationManager, ServerObservation, stored_request
+from lwm2m.server.observation import BACKLOG, ObservationManager, ServerObservation, stored_request
 from lwm2m.server.presence import Presence
 from lwm2m.storage.base import Observation
 from lwm2m.storage.memory import MemoryStore
+from lwm2m.transport.udp import RelationSink
 
 MODELS = load_catalogue()
 ADDR = ("10.0.0.1", 5683)
@@ -28,12 +33,30 @@ def _value(value: bytes, observe: int | None) -> Message:
     return Message.build(Type.ACK, Code.CONTENT, content_format=CF.TEXT, observe=observe, payload=value)
 
 
+class Feed:
+    """What the test feeds a relation: queued for ``next()`` until a sink takes them as they come."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Message | None] = asyncio.Queue()
+        self.sink: RelationSink | None = None
+
+    def put_nowait(self, item: Message | BaseException | None, last: bool = False) -> None:
+        if self.sink is None:
+            assert not isinstance(item, BaseException)
+            self.queue.put_nowait(item)
+        else:
+            self.sink.deliver(item, last or item is None or isinstance(item, BaseException))
+
+    async def get(self) -> Message | None:
+        return await self.queue.get()
+
+
 class Relation:
     """An observe relation fed by the test."""
 
     def __init__(self, token: bytes) -> None:
         self.token = token
-        self.items: asyncio.Queue[Message | None] = asyncio.Queue()
+        self.items = Feed()
         self.cancelled = False
         self.oscore = None  # not made over OSCORE (CoapObservation.oscore)
 
@@ -51,9 +74,15 @@ class Relation:
             raise StopAsyncIteration
         return item
 
+    def deliver_to(self, sink: RelationSink) -> None:
+        self.items.sink = sink
+        while not self.items.queue.empty():
+            self.items.put_nowait(self.items.queue.get_nowait())
+
     def cancel(self) -> None:
         self.cancelled = True
-        self.items.put_nowait(None)
+        if self.items.sink is None:
+            self.items.put_nowait(None)  # (a sink is not told: it cancelled)
 
 
 class Socket:
@@ -212,7 +241,7 @@ async def test_an_active_cancel_sends_observe_1_with_the_token() -> None:
 
 
 async def test_a_cancel_before_the_first_notification_ends_it_all_the_same() -> None:
-    # Cancelled before its delivery task ever ran: the stored record goes, ObservationEnded comes.
+    # Cancelled at once, before any notification: the stored record goes, ObservationEnded comes.
     parts = Parts(_registration())
     started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)
     assert isinstance(started, ServerObservation)
@@ -231,3 +260,168 @@ def test_stored_request_keeps_the_format() -> None:
         Observation(b"\x01", "dev-1", "r1", (Path.parse("/3/0/9"),), content_format=9999)
     )
     assert isinstance(unknown, ObserveRequest) and unknown.format is None
+
+
+async def _observed(parts: Parts, path: str = "/3303/0/5700") -> tuple[ServerObservation, Relation]:
+    started = await parts.manager.start("dev-1", ObserveRequest(Path.parse(path), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    return started, parts.socket.relations[-1][2]
+
+
+async def _ended(parts: Parts, observation: ServerObservation) -> str:
+    """The reason the observation ended with, once its end is done (record and index gone)."""
+    await _settle()
+    (ended,) = [e for e in parts.events if isinstance(e, ObservationEnded)]
+    assert ended.token == observation.token
+    assert await parts.store.observations.all() == [] and parts.manager.running() == []
+    assert parts.manager._by_endpoint == {}
+    return ended.reason
+
+
+async def test_idle_observations_have_no_task_and_no_queue() -> None:
+    parts = Parts(_registration())
+    tasks = len(asyncio.all_tasks())
+    started = [(await _observed(parts))[0] for _ in range(20)]
+    await _settle()
+    assert len(asyncio.all_tasks()) == tasks  # the notifications come to them, no task waits
+    for observation in started:
+        assert observation._unread is None  # nothing kept for a reader: no queue either
+        assert not hasattr(observation, "__dict__")
+    assert len(parts.manager._shapes) == 1  # one request and decoder for them all
+    assert all(o.request is started[0].request and o._decode is started[0]._decode for o in started)
+    assert len({id(m) for m, _, _ in parts.socket.relations}) == 1  # one message, sent with a token each
+    assert len(parts.manager.of("dev-1")) == 20
+    await parts.manager.close()
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (Message.build(Type.CON, Code.NOT_FOUND), "error 4.04"),
+        (_value(b"warm", 3), "undecodable notification: cannot decode the answer (0): "),
+        (RequestTimeout("no response from 10.0.0.1:5683"), "no response from 10.0.0.1:5683"),
+        (ConnectionAborted("the peer closed it"), "the peer closed it"),  # not over TCP: the end
+        (None, "ended by the client"),
+    ],
+)
+async def test_what_ends_an_observation(item: Message | BaseException | None, reason: str) -> None:
+    parts = Parts(_registration())
+    observation, relation = await _observed(parts)
+    relation.items.put_nowait(_value(b"21.5", 2))
+    relation.items.put_nowait(item, last=not isinstance(item, Message) or item.code != Code.CONTENT)
+    relation.items.put_nowait(_value(b"22.5", 4))  # after the end: not taken
+    assert (await _ended(parts, observation)).startswith(reason)
+    assert [[r.value for r in n.records] async for n in observation] == [[21.5]]
+    assert observation.notifications == (1 if not isinstance(item, Message) else 2)
+    assert [e.record.value for e in await parts.store.history.query("dev-1")] == [21.5]
+    assert relation.cancelled  # an undecodable one too: its next notification gets RST
+
+
+async def test_a_last_notification_is_taken_then_the_observation_ends() -> None:
+    parts = Parts(_registration())
+    observation, relation = await _observed(parts)
+    relation.items.put_nowait(_value(b"21.5", None), last=True)
+    assert await _ended(parts, observation) == "ended by the client"
+    assert [[r.value for r in n.records] async for n in observation] == [[21.5]]
+
+
+async def test_a_reader_that_comes_late_gets_the_newest_notifications() -> None:
+    parts = Parts(_registration())
+    observation, relation = await _observed(parts)
+    for i in range(BACKLOG + 10):
+        relation.items.put_nowait(_value(b"%d" % i, i + 2))
+    assert [e.reason for e in parts.events if isinstance(e, ObservationEnded)] == []
+    assert len(observation._unread or ()) == BACKLOG  # bounded before any reader came
+    first = await observation.next(1.0)  # the oldest kept
+    assert [r.value for r in first.records] == [10.0]
+    waiting = asyncio.ensure_future(observation.next(1.0))
+    for _ in range(BACKLOG - 1):
+        await observation.next(1.0)
+    await _settle()
+    assert not waiting.done()
+    relation.items.put_nowait(_value(b"99", 999))  # to the waiting reader, decoded once
+    assert [r.value for r in (await waiting).records] == [99.0]
+    await observation.cancel()
+    assert await _ended(parts, observation) == "cancelled"
+    with pytest.raises(StopAsyncIteration):
+        await observation.__anext__()
+
+
+async def test_the_end_reasons_of_the_server() -> None:
+    parts = Parts(_registration())
+    ended, _ = await _observed(parts)
+    ended.end("de-registered")
+    ended.end("registration expired")  # a second end changes nothing... but the reason
+    await ended.cancel()  # once ended, a cancel only waits for the end
+    assert await _ended(parts, ended) == "registration expired"
+    closed, relation = await _observed(parts)
+    await closed.close()
+    assert relation.cancelled
+    assert [e.reason for e in parts.events if isinstance(e, ObservationEnded)][-1] == "server stopped"
+    assert [o.token for o in await parts.store.observations.all()] == [closed.token]  # kept
+
+
+async def test_a_dormant_observation_goes_on_over_its_client_s_next_connection() -> None:
+    parts = Parts(dataclasses.replace(_registration(), transport="tcp"))
+    await parts.store.observations.add(Observation(b"\x0c", "dev-1", "r1", (Path.parse("/3303/0/5700"),)))
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        return parts.registration
+
+    await parts.manager.resume(registration_of)
+    (observation,) = parts.manager.running()
+    assert observation.dormant  # its connection is gone: no relation until the client is back
+    first = Relation(b"\x0c")
+    assert observation.rebind(first, ("10.0.0.9", 7000)) and not observation.dormant
+    assert not observation.rebind(Relation(b"\x0c"), ("10.0.0.9", 7001))  # not dormant: refused
+    assert observation.address == ("10.0.0.9", 7000)
+    first.items.put_nowait(_value(b"21.5", 1))
+    first.items.put_nowait(ConnectionAborted("the connection closed"))
+    assert observation.dormant and parts.manager.running() == [observation]
+    first.items.put_nowait(_value(b"0", 9))  # an old relation's: not taken
+    second = Relation(b"\x0c")
+    second.items.put_nowait(_value(b"23.5", 2))  # the answer to the Observe sent again
+    assert observation.rebind(second, ("10.0.0.9", 7002))
+    assert [[r.value for r in (await observation.next(1.0)).records] for _ in range(2)] == [[21.5], [23.5]]
+    assert observation.notifications == 2
+    observation.end("registered again")
+    assert await _ended(parts, observation) == "registered again"
+    assert second.cancelled
+
+
+async def test_a_cancel_cancelled_while_it_waits_leaves_the_end_going_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = Parts(_registration())
+    observation, _ = await _observed(parts)
+    release = asyncio.Event()
+    remove = parts.store.observations.remove
+
+    async def slow(token: bytes) -> Observation | None:
+        await release.wait()
+        return await remove(token)
+
+    monkeypatch.setattr(parts.store.observations, "remove", slow)
+    cancelling = asyncio.ensure_future(observation.cancel())
+    await _settle()
+    cancelling.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelling
+    release.set()
+    await observation.cancel()  # waits for the end, which went on
+    assert await _ended(parts, observation) == "cancelled"
+
+
+async def test_a_failure_taking_a_notification_ends_the_observation_not_the_reader(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = Parts(_registration())
+    observation, relation = await _observed(parts)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("history gone")
+
+    monkeypatch.setattr(parts.store.history, "add", broken)
+    relation.items.put_nowait(_value(b"21.5", 2))  # handed over by the socket's reader: no raise
+    assert await _ended(parts, observation) == "history gone"
+    assert "notification of dev-1 not taken" in caplog.text

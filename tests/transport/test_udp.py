@@ -148,6 +148,69 @@ async def test_observe_declined_ends_the_iteration(resources: Any) -> None:
         assert got == [b"plain"]
 
 
+class Sink:
+    """Takes what a relation hands over, as ``CoapObservation.deliver_to`` does it."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Message | BaseException | None, bool]] = []
+        self.came = asyncio.Event()
+
+    def deliver(self, item: Message | BaseException | None, last: bool) -> None:
+        self.items.append((item, last))
+        self.came.set()
+
+    async def wait(self, count: int) -> None:
+        while len(self.items) < count:
+            self.came.clear()
+            await asyncio.wait_for(self.came.wait(), 5)
+
+
+async def test_a_relation_hands_its_notifications_to_a_sink_as_they_come(resources: Any) -> None:
+    async with await serve(resources) as server, open_udp_endpoint() as client:
+        obs = client.observe(get("/counter"), server.addresses[0])
+        first = await obs.next(timeout=5)  # read as an iterator first
+        assert first.payload == b"0"
+        resources.set("/counter", b"1")
+        while not obs._items:  # came and not read: handed over first
+            await asyncio.sleep(0.01)
+        sink = Sink()
+        obs.deliver_to(sink)
+        assert [(m.payload, last) for m, last in sink.items] == [(b"1", False)]  # type: ignore[union-attr]
+        resources.set("/counter", b"2")
+        await sink.wait(2)
+        assert [(m.payload, last) for m, last in sink.items] == [(b"1", False), (b"2", False)]  # type: ignore[union-attr]
+        assert obs._items is None and obs._waiter is None  # nothing queued, nobody waits
+        obs.cancel()  # the sink's own doing: nothing handed over
+        assert len(sink.items) == 2
+
+
+async def test_a_relation_that_ended_tells_its_sink_once(resources: Any) -> None:
+    async with open_udp_endpoint() as server, open_udp_endpoint() as client:
+        # Ended by an exception: handed over as the last item, and the relation is forgotten.
+        obs = client.observe(get("/x"), server.addresses[0])
+        sink = Sink()
+        obs.deliver_to(sink)
+        client._fail(obs.token, RequestTimeout("gone"))
+        ((err, last),) = sink.items
+        assert isinstance(err, RequestTimeout) and last and obs.token not in client._observations
+        client._fail(obs.token, RequestTimeout("again"))
+        assert len(sink.items) == 1
+        # Ended before the sink came, with nothing left to read: the sink hears of the end.
+        ended = client.observe(get("/y"), server.addresses[0])
+        ended._push(Message(Type.ACK, Code.NOT_FOUND), last=True)
+        assert (await ended.next(timeout=1)).code == Code.NOT_FOUND
+        late = Sink()
+        ended.deliver_to(late)
+        assert late.items == [(None, True)]
+        # Ended with an item not read yet: that item comes as the last.
+        queued = client.observe(get("/z"), server.addresses[0])
+        queued._push(Message(Type.ACK, Code.CONTENT, payload=b"a"))
+        queued._push(Message(Type.ACK, Code.CONTENT, payload=b"b"), last=True)
+        last_sink = Sink()
+        queued.deliver_to(last_sink)
+        assert [(m.payload, last) for m, last in last_sink.items] == [(b"a", False), (b"b", True)]  # type: ignore[union-attr]
+
+
 class SilentPeer:
     """A UDP socket that never answers; records when each datagram came."""
 

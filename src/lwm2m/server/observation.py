@@ -22,6 +22,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import as_code
 from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import ConnectionAborted, ResponseError
+from lwm2m.model.path import Path
 from lwm2m.model.registry import ObjectRegistry
 from lwm2m.protocol.management import (
     ObserveRequest,
@@ -47,6 +48,27 @@ log = logging.getLogger(__name__)
 
 _END = object()
 BACKLOG = 256  # unread notifications kept per observation
+SHAPES = 1024  # requests (and their decoders) kept for the observations to share
+
+# An observation's state: taking notifications, waiting for its client's next connection
+# (over TCP or TLS, RFC 8323 §7.2), or ending (its end is under way or done).
+_RUNNING, _DORMANT, _ENDING = 0, 1, 2
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class _Context:
+    """What the observations of one manager share, rather than each holding it: where records,
+    notifications and events go, and what it calls back (``reconnects`` only over TCP or TLS)."""
+
+    models: ObjectRegistry
+    observations: ObservationStore
+    history: HistoryStore
+    emit: Callable[[ServerEvent], None]
+    cancel_actively: Callable[[ServerObservation], Awaitable[object]]
+    listeners: Collection[object] | None = None
+    history_added: Callable[[], None] | None = None
+    reconnects: Callable[[ServerObservation], None] | None = None
+    ended: Callable[[ServerObservation], None] | None = None
 
 
 class ServerObservation:
@@ -54,7 +76,26 @@ class ServerObservation:
 
     An observation resumed after a restart has no first answer (``response`` is None).
     Iteration ends when the client ends the relation or the observation is cancelled.
+
+    Made by :class:`ObservationManager`. It takes its notifications as its relation hands them
+    over (``deliver``), with no task of its own: an idle observation is a few objects.
     """
+
+    __slots__ = (
+        "_context",
+        "_decode",
+        "_end_reason",
+        "_ending",
+        "_first",
+        "_keep_record",
+        "_relation",
+        "_state",
+        "_unread",
+        "address",
+        "notifications",
+        "record",
+        "request",
+    )
 
     def __init__(
         self,
@@ -62,47 +103,55 @@ class ServerObservation:
         request: ObserveRequest | ReadCompositeRequest,
         response: Response | None,
         relation: CoapObservation | None,
+        context: _Context,
         *,
-        models: ObjectRegistry,
-        observations: ObservationStore,
-        history: HistoryStore,
-        emit: Callable[[ServerEvent], None],
-        cancel_actively: Callable[[ServerObservation], Any],
         address: Any = None,
-        listeners: Collection[object] | None = None,
-        history_added: Callable[[], None] | None = None,
-        reconnects: Callable[[ServerObservation], None] | None = None,
+        decoder: ResponseDecoder | None = None,
     ) -> None:
-        """``listeners``, when given, is the server's live collection of event subscribers: no
-        NotificationReceived is built while it is empty. ``history_added`` is called after each
-        ``history.add``, for the server to flush the history soon after. ``reconnects``, given
-        for an observation over a TCP or TLS connection, is called when that connection ends:
-        the observation is then kept, dormant, until ``rebind``; ``relation`` None starts it so."""
+        """``context`` is shared by the manager's observations; ``decoder`` decodes answers to
+        ``request`` (shared by the observations made with an equal request). Over TCP or TLS
+        (``context.reconnects`` given) the observation outlives its relation's connection: it
+        is kept, dormant, until ``rebind``; ``relation`` None starts it so."""
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
         self.request = request
-        self.response = response
-        self._relation = relation
-        self._models = models
-        self._observations = observations
-        self._history = history
-        self._emit = emit
-        self._cancel_actively = cancel_actively
-        self._listeners = listeners
-        self._history_added = history_added
-        self._decode = ResponseDecoder(request, models)
+        # The first answer as it came (a tuple, which the garbage collector stops tracking),
+        # decoded again when asked for: it is read once, when the observation starts.
+        self._first = (
+            None if response is None else (int(response.code), response.content_format, response.payload)
+        )
+        self._context = context
+        self._decode = decoder if decoder is not None else ResponseDecoder(request, context.models)
         # Only the newest notifications wait for a reader: every one also goes to the
         # history and the event stream, so a caller that never iterates costs bounded memory.
-        self._backlog: Backlog[Any] = Backlog(BACKLOG)
+        # Until a reader comes, a list (None while empty); a Backlog it waits on from then on.
+        self._unread: list[Any] | Backlog[Any] | None = None
         self._keep_record = False  # closed by a stopping server: a restart resumes it
         self._end_reason: str | None = None  # why the server ended it, when it did
-        self._started = False
         self.notifications = 0  # notifications received so far (read by the metrics export)
         self._ending: asyncio.Task[None] | None = None
-        self._reconnects = reconnects
-        self._rebound: asyncio.Future[CoapObservation] | None = None  # while dormant
-        self._pump = asyncio.create_task(self._run())
-        self._pump.add_done_callback(self._pump_done)
+        self._relation = relation
+        if relation is None:
+            self._state = _DORMANT  # over a connection that ended: kept until the client is back
+        else:
+            self._state = _RUNNING
+            relation.deliver_to(self)
+
+    @property
+    def response(self) -> Response | None:
+        """The first answer: the value when the observation started (None once resumed)."""
+        if self._first is None:
+            return None
+        return self._decoded(self._first)
+
+    def _decoded(self, item: tuple[int, int | None, bytes]) -> Response:
+        code, fmt, payload = item
+        code = as_code(code)
+        try:
+            records = self._decode.records(fmt, payload) if payload and fmt is not None else ()
+        except ResponseError as exc:  # the object definitions changed since
+            return Response(code, (), fmt, diagnostic=str(exc), payload=payload)
+        return Response(code, records, fmt, payload=payload)
 
     @property
     def endpoint(self) -> str:
@@ -112,124 +161,149 @@ class ServerObservation:
     def token(self) -> bytes:
         return self.record.token
 
-    async def _run(self) -> None:
-        self._started = True
-        reason = "ended by the client"
-        endpoint, token, paths = self.endpoint, self.token, self.record.paths
-        decode = self._decode
-        add = self._history.add
-        added = self._history_added
-        listeners = self._listeners
-        emit = self._emit
-        backlog = self._backlog
-        offer = backlog.put
-        relation = self._relation
+    def deliver(self, item: Message | BaseException | None, last: bool) -> None:
+        """Take what the relation hands over (see ``RelationSink``): a notification is decoded,
+        added to the history, sent out as an event and kept for a reader; an error code, an
+        undecodable notification, an exception or the relation's end ends the observation."""
+        if self._state != _RUNNING:
+            return
+        if item is None:
+            self._end("ended by the client")
+            return
+        if isinstance(item, BaseException):
+            self._failed(item)
+            return
+        self.notifications += 1
+        code = int(item.code)
+        if code >> 5 != 2:
+            self._end(f"error {code >> 5}.{code & 31:02d}")
+            return
+        context = self._context
         try:
-            while True:
-                if relation is None:
-                    # Over a connection that ended: wait, kept, for the client to come back.
-                    relation = self._relation = await self._reconnected()
-                try:
-                    async for message in relation:
-                        self.notifications += 1
-                        code = int(message.code)
-                        if code >> 5 != 2:
-                            reason = f"error {code >> 5}.{code & 31:02d}"
-                            break
-                        try:
-                            fmt, records = decode.content(message)
-                        except ResponseError as exc:
-                            reason = f"undecodable notification: {exc}"
-                            break
-                        if records:
-                            add(endpoint, records, received_at=time.time())
-                            if added is not None:
-                                added()
-                        if listeners is None or listeners:
-                            emit(NotificationReceived(endpoint, token, paths, records))
-                        if backlog.waited_on:
-                            offer(Response(as_code(code), records, fmt, payload=message.payload))
-                        else:
-                            # Kept for a reader to come, maybe for long: as a tuple of bytes and
-                            # numbers, which the garbage collector stops tracking, instead of a
-                            # Response with its records, which would end in the oldest generation
-                            # and make full collections come more often. Decoded again if read.
-                            offer((code, fmt, message.payload))
-                except ConnectionAborted:
-                    if self._reconnects is None:
-                        raise
-                    # RFC 8323 §7.2: the relation ended with its connection, not the observation
-                    # the server wants: kept until the client is back, then observed again.
-                    relation = None
-                    self._reconnects(self)
-                    continue
-                break
-        except (TimeoutError, ConnectionError) as exc:
-            reason = str(exc) or type(exc).__name__
-        except asyncio.CancelledError:
-            reason = "cancelled"
-            raise
-        finally:
-            await self._finish(reason)
+            fmt, records = self._decode.content(item)
+            if records:
+                context.history.add(self.record.endpoint, records, received_at=time.time())
+                if context.history_added is not None:
+                    context.history_added()
+            listeners = context.listeners
+            if listeners is None or listeners:
+                record = self.record
+                context.emit(NotificationReceived(record.endpoint, record.token, record.paths, records))
+        except ResponseError as exc:
+            self._end(f"undecodable notification: {exc}")
+            return
+        except Exception as exc:  # a defect here must not reach the socket's reader
+            log.exception("notification of %s not taken", self.record.endpoint)
+            self._end(str(exc) or type(exc).__name__)
+            return
+        unread = self._unread
+        if unread is None:
+            self._unread = [(code, fmt, item.payload)]
+        elif type(unread) is list:
+            # Kept for a reader to come, maybe for long: as a tuple of bytes and numbers, which
+            # the garbage collector stops tracking, instead of a Response with its records,
+            # which would end in the oldest generation and make full collections come more
+            # often. Decoded again if read.
+            unread.append((code, fmt, item.payload))
+            if len(unread) > BACKLOG:
+                del unread[0]
+        else:
+            assert isinstance(unread, Backlog)
+            if unread.waited_on:
+                unread.put(Response(as_code(code), records, fmt, payload=item.payload))
+            else:
+                unread.put((code, fmt, item.payload))
+        if last:
+            self._end("ended by the client")
 
-    async def _reconnected(self) -> CoapObservation:
-        """The relation over the client's next connection (``rebind``)."""
-        waiter = self._rebound = asyncio.get_running_loop().create_future()
+    def _failed(self, exc: BaseException) -> None:
+        context = self._context
+        if isinstance(exc, ConnectionAborted) and context.reconnects is not None:
+            # RFC 8323 §7.2: the relation ended with its connection, not the observation the
+            # server wants: kept until the client is back, then observed again (``rebind``).
+            self._relation = None
+            self._state = _DORMANT
+            context.reconnects(self)
+            return
+        self._end(str(exc) or type(exc).__name__)
+
+    def _end(self, reason: str) -> None:
+        """Start the end (once): the relation is let go, the stored record removed unless the
+        server stops, ObservationEnded sent, a reader's iteration ended."""
+        if self._state == _ENDING:
+            return
+        self._state = _ENDING
+        self._ending = asyncio.get_running_loop().create_task(self._finish(reason))
+
+    def _let_go(self) -> None:
+        relation, self._relation = self._relation, None
+        if relation is not None:
+            relation.cancel()  # the next notification gets RST (RFC 7641 §3.6)
+
+    async def _finish(self, reason: str) -> None:
+        context = self._context
         try:
-            return await waiter
+            self._let_go()
+            if self._end_reason is not None:
+                reason = self._end_reason
+            if self._keep_record:
+                reason = "server stopped"
+            else:
+                with contextlib.suppress(Exception):
+                    await context.observations.remove(self.token)
+            context.emit(ObservationEnded(self.endpoint, self.token, reason))
+            unread = self._unread
+            if isinstance(unread, Backlog):
+                unread.put(_END)
+            elif unread is None:
+                self._unread = [_END]
+            else:
+                unread.append(_END)
+                if len(unread) > BACKLOG:
+                    del unread[0]
         finally:
-            self._rebound = None
+            if context.ended is not None:
+                context.ended(self)
 
     @property
     def dormant(self) -> bool:
         """Whether it waits for its client to connect again (over TCP or TLS, RFC 8323 §7.2)."""
-        return self._rebound is not None
+        return self._state == _DORMANT
 
     def rebind(self, relation: CoapObservation, address: Any) -> bool:
         """Go on with ``relation``, the same Observe sent again over the client's new connection
         from ``address``: its answer comes as a notification. False when it is not dormant."""
-        waiter = self._rebound
-        if waiter is None or waiter.done():
+        if self._state != _DORMANT:
             return False
         self.address = address
-        waiter.set_result(relation)
+        self._state = _RUNNING
+        self._relation = relation
+        relation.deliver_to(self)
         return True
 
-    async def _finish(self, reason: str) -> None:
-        if self._end_reason is not None:
-            reason = self._end_reason
-        if self._keep_record:
-            reason = "server stopped"
-        else:
-            with contextlib.suppress(Exception):
-                await self._observations.remove(self.token)
-        self._emit(ObservationEnded(self.endpoint, self.token, reason))
-        self._backlog.put(_END)
-
-    def _pump_done(self, pump: asyncio.Task[None]) -> None:
-        # A task cancelled before its first step never runs its coroutine, finally included:
-        # the record would stay stored and no ObservationEnded would come. End it here.
-        if not self._started:
-            self._ending = asyncio.get_running_loop().create_task(self._finish("cancelled"))
+    def _backlog(self) -> Backlog[Any]:
+        """What a reader waits on, made at the first read from what came until then."""
+        unread = self._unread
+        if isinstance(unread, Backlog):
+            return unread
+        backlog: Backlog[Any] = Backlog(BACKLOG)
+        for item in unread or ():
+            backlog.put(item)
+        self._unread = backlog
+        return backlog
 
     def __aiter__(self) -> ServerObservation:
         return self
 
     async def __anext__(self) -> Response:
-        backlog = self._backlog
+        backlog = self._backlog()
         if not backlog:
             await backlog.wait()
         if backlog.peek() is _END:
             raise StopAsyncIteration  # left in place: the next call ends too
         item = backlog.pop()
         if type(item) is tuple:
-            code, fmt, payload = item
-            code = as_code(code)
-            try:
-                records = self._decode.records(fmt, payload) if payload else ()
-            except ResponseError as exc:  # the object definitions changed since
-                return Response(code, (), fmt, diagnostic=str(exc), payload=payload)
-            return Response(code, records, fmt, payload=payload)
+            return self._decoded(item)
         return item  # type: ignore[no-any-return]
 
     async def next(self, timeout: float | None = None) -> Response:
@@ -239,24 +313,25 @@ class ServerObservation:
     async def cancel(self, *, active: bool = False) -> None:
         """Passive cancel forgets the relation (the next notification gets RST, RFC 7641 §3.6);
         active cancel also sends a GET with Observe=1."""
-        if self._relation is not None:
-            self._relation.cancel()
-        self._pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._pump
-        if self._ending is not None:
-            await self._ending
+        self._end("cancelled")
+        self._let_go()
+        ending = self._ending
+        assert ending is not None
+        try:
+            await asyncio.shield(ending)  # a caller cancelled meanwhile does not stop the end
+        except asyncio.CancelledError:
+            if not ending.cancelled():
+                raise  # the caller was cancelled (the end goes on)
         if active:
-            await self._cancel_actively(self)
+            await self._context.cancel_actively(self)
 
     def end(self, reason: str) -> None:
         """End it here because the client no longer holds it: it registered anew, de-registered
         or expired (LwM2M-TS-Core 1.2 §6.4: the relations end with the registration). Nothing
         is sent; iteration stops and ObservationEnded carries ``reason`` once the end is done."""
         self._end_reason = reason
-        if self._relation is not None:
-            self._relation.cancel()
-        self._pump.cancel()
+        self._end(reason)
+        self._let_go()
 
     async def close(self) -> None:
         """Stop delivering here but keep the stored record, so that the server, started again,
@@ -279,6 +354,10 @@ def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest
     if record.composite:
         return ReadCompositeRequest(record.paths, path_list_format(fmt), fmt, observe=0)
     return ObserveRequest(record.path, fmt)
+
+
+# A request, its decoder, its paths and its message (``ObservationManager._shape``).
+_Shape = tuple[ObserveRequest | ReadCompositeRequest, ResponseDecoder, tuple[Path, ...], Message]
 
 
 class ObserveChannel(Protocol):
@@ -329,9 +408,26 @@ class ObservationManager:
         self._peers = peers
         self._listeners = listeners
         self._history_added = history_added
+        # What the observations share: one context over datagrams, one over connections.
+        self._context = _Context(
+            models,
+            observations,
+            history,
+            emit,
+            self._cancel,
+            listeners=listeners,
+            history_added=history_added,
+            ended=self._forget,
+        )
+        self._tcp_context = dataclasses.replace(self._context, reconnects=self._disconnected)
+        # One request and its decoder per shape of request (path, format): the observations made
+        # with an equal request share them (a decoder keeps no state of one observation).
+        self._shapes: dict[ObserveRequest | ReadCompositeRequest, _Shape] = {}
         self._running: dict[bytes, ServerObservation] = {}  # by token, until they end
         # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
-        self._by_endpoint: dict[str, dict[bytes, ServerObservation]] = {}
+        # The observation itself while the endpoint has one (as most have: a dict each would
+        # cost more than the observation).
+        self._by_endpoint: dict[str, ServerObservation | dict[bytes, ServerObservation]] = {}
         self._ended_notifications = 0  # those of observations no longer running
         self._reobserving: set[asyncio.Future[object]] = set()  # observe again over new connections
 
@@ -350,15 +446,21 @@ class ObservationManager:
 
     def of(self, endpoint: str) -> list[ServerObservation]:
         """The endpoint's running observations."""
-        return list(self._by_endpoint.get(endpoint, {}).values())
+        mine = self._by_endpoint.get(endpoint)
+        if mine is None:
+            return []
+        if isinstance(mine, ServerObservation):
+            return [mine]
+        return list(mine.values())
 
     async def start(
         self, endpoint: str, request: ObserveRequest | ReadCompositeRequest, timeout: float | None
     ) -> ServerObservation | Response:
         """Send the Observe (or Observe-Composite) and keep the observation the client starts;
         the client's answer instead when it starts none (an error, or no Observe option)."""
+        request, _, paths, message = self._shape(request)
         registration = await self._management.reachable(endpoint)
-        message = rooted(registration, request.to_message(self._models))
+        message = rooted(registration, message)
         addr = self._peers.get(endpoint, registration.address)
         channel = self._relations(endpoint)
         relation = channel.observe(message, addr)
@@ -380,10 +482,7 @@ class ObservationManager:
         if not response.success or first.observe is None:
             relation.cancel()
             return response
-        if isinstance(request, ReadCompositeRequest):
-            paths, composite = request.paths, True
-        else:
-            paths, composite = (request.path,), False
+        composite = isinstance(request, ReadCompositeRequest)
         binding = relation.oscore
         record = Observation(
             relation.token,
@@ -401,6 +500,19 @@ class ObservationManager:
         over_tcp = isinstance(channel, CoapTcpEndpoint)
         return self._track(record, request, response, relation, normalize(addr) or addr, over_tcp)
 
+    def _shape(self, request: ObserveRequest | ReadCompositeRequest) -> _Shape:
+        """The request equal to ``request`` already in use (else ``request``), its decoder, its
+        paths and its message (a token is given to each copy sent), for the observations made
+        with it to share: the endpoint keeps each one's request, with the options of this one."""
+        shape = self._shapes.get(request)
+        if shape is None:
+            if len(self._shapes) >= SHAPES:  # many kinds of request: start over (bounded memory)
+                self._shapes.clear()
+            paths = request.paths if isinstance(request, ReadCompositeRequest) else (request.path,)
+            decoder = ResponseDecoder(request, self._models)
+            shape = self._shapes[request] = (request, decoder, paths, request.to_message(self._models))
+        return shape
+
     def _track(
         self,
         record: Observation,
@@ -410,37 +522,40 @@ class ObservationManager:
         address: Any,
         over_tcp: bool = False,
     ) -> ServerObservation:
+        request, decoder, _, _ = self._shape(request)
         observation = ServerObservation(
             record,
             request,
             response,
             relation,
-            models=self._models,
-            observations=self._store,
-            history=self._history,
-            emit=self._emit,
-            cancel_actively=self._cancel,
+            self._tcp_context if over_tcp else self._context,
             address=address,
-            listeners=self._listeners,
-            history_added=self._history_added,
-            reconnects=self._disconnected if over_tcp else None,
+            decoder=decoder,
         )
         token = record.token
         self._running[token] = observation
-        self._by_endpoint.setdefault(record.endpoint, {})[token] = observation
-
-        def ended(_: object) -> None:
-            if self._running.get(token) is observation:
-                del self._running[token]
-                self._ended_notifications += observation.notifications
-            mine = self._by_endpoint.get(record.endpoint)
-            if mine is not None and mine.get(token) is observation:
-                del mine[token]
-                if not mine:
-                    del self._by_endpoint[record.endpoint]
-
-        observation._pump.add_done_callback(ended)
+        mine = self._by_endpoint.get(record.endpoint)
+        if mine is None:
+            self._by_endpoint[record.endpoint] = observation
+        elif isinstance(mine, ServerObservation):
+            self._by_endpoint[record.endpoint] = {mine.token: mine, token: observation}
+        else:
+            mine[token] = observation
         return observation
+
+    def _forget(self, observation: ServerObservation) -> None:
+        """``observation`` ended: it leaves the indexes."""
+        token, endpoint = observation.token, observation.endpoint
+        if self._running.get(token) is observation:
+            del self._running[token]
+            self._ended_notifications += observation.notifications
+        mine = self._by_endpoint.get(endpoint)
+        if mine is observation:
+            del self._by_endpoint[endpoint]
+        elif isinstance(mine, dict) and mine.get(token) is observation:
+            del mine[token]
+            if not mine:
+                del self._by_endpoint[endpoint]
 
     async def resume(self, registration_of: Callable[[str], Awaitable[Registration | None]]) -> None:
         """Take up the observations stored before a restart. The clients still hold them
@@ -488,7 +603,7 @@ class ObservationManager:
         if registration.transport in CONNECTIONS:
             self._track(record, request, None, None, addr, over_tcp=True)
             return
-        message = rooted(registration, request.to_message(self._models))
+        message = rooted(registration, self._shape(request)[3])
         try:
             relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
         except ValueError:
@@ -519,8 +634,7 @@ class ObservationManager:
     def reconnected(self, endpoint: str) -> None:
         """The client came back over a new TCP or TLS connection (its Update or Register came
         over it): its dormant observations are observed again there, in the background."""
-        mine = self._by_endpoint.get(endpoint)
-        if mine and any(o.dormant for o in mine.values()):
+        if any(o.dormant for o in self.of(endpoint)):
             self._spawn(self.reobserve(endpoint))
 
     async def reobserve(self, endpoint: str) -> int:
@@ -540,10 +654,10 @@ class ObservationManager:
             return 0
         address = normalize(addr) or addr
         sent = 0
-        for observation in list(self._by_endpoint.get(endpoint, {}).values()):
+        for observation in self.of(endpoint):
             if not observation.dormant or observation.record.registration_id != registration.registration_id:
                 continue
-            message = rooted(registration, observation.request.to_message(self._models))
+            message = rooted(registration, self._shape(observation.request)[3])
             relation = channel.observe(message.replace(token=observation.token), address)
             if observation.rebind(relation, address):
                 sent += 1
@@ -569,7 +683,7 @@ class ObservationManager:
     def end_registration(self, registration: Registration, reason: str) -> None:
         """End the live observations made under ``registration``: the client dropped them with
         it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records."""
-        for observation in list(self._by_endpoint.get(registration.endpoint, {}).values()):
+        for observation in self.of(registration.endpoint):
             if observation.record.registration_id == registration.registration_id:
                 observation.end(reason)
 
@@ -577,12 +691,12 @@ class ObservationManager:
         """The client sent an Update from ``addr``, a new address (a NAT rebinding,
         LwM2M-TS-Core 1.2 §6.2.2): its notifications come from there now, so its observations
         are matched there."""
-        mine = self._by_endpoint.get(endpoint)
+        mine = self.of(endpoint)
         if not mine:
             return
         addr = normalize(addr) or addr
         relations = self._relations(endpoint)
-        for observation in list(mine.values()):
+        for observation in mine:
             if observation.address == addr:
                 continue
             if observation.address is not None and relations.move_observation(

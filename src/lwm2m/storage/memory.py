@@ -159,19 +159,29 @@ class MemoryRegistrationStore:
 class MemoryObservationStore:
     def __init__(self) -> None:
         self._by_token: dict[bytes, Observation] = {}  # insertion order is creation order
-        self._by_endpoint: dict[str, dict[bytes, None]] = {}
+        # Each endpoint's tokens in creation order: the token itself while it has one (as most
+        # have: a dict each would cost more than the observation's record).
+        self._by_endpoint: dict[str, bytes | dict[bytes, None]] = {}
 
     async def add(self, observation: Observation) -> Observation | None:
         old = self._drop(observation.token)
-        self._by_token[observation.token] = observation
-        self._by_endpoint.setdefault(observation.endpoint, {})[observation.token] = None
+        token, endpoint = observation.token, observation.endpoint
+        self._by_token[token] = observation
+        mine = self._by_endpoint.get(endpoint)
+        if mine is None:
+            self._by_endpoint[endpoint] = token
+        elif type(mine) is bytes:
+            self._by_endpoint[endpoint] = {mine: None, token: None}
+        else:
+            assert isinstance(mine, dict)
+            mine[token] = None
         return old
 
     async def get(self, token: bytes) -> Observation | None:
         return self._by_token.get(token)
 
     async def for_endpoint(self, endpoint: str) -> list[Observation]:
-        return [self._by_token[t] for t in self._by_endpoint.get(endpoint, ())]
+        return [self._by_token[t] for t in self._tokens(self._by_endpoint.get(endpoint))]
 
     async def all(self) -> list[Observation]:
         return list(self._by_token.values())
@@ -180,16 +190,27 @@ class MemoryObservationStore:
         return self._drop(token)
 
     async def remove_endpoint(self, endpoint: str) -> list[Observation]:
-        tokens = self._by_endpoint.pop(endpoint, {})
-        return [self._by_token.pop(t) for t in tokens]
+        return [self._by_token.pop(t) for t in self._tokens(self._by_endpoint.pop(endpoint, None))]
+
+    @staticmethod
+    def _tokens(mine: bytes | dict[bytes, None] | None) -> Iterable[bytes]:
+        if mine is None:
+            return ()
+        if isinstance(mine, bytes):
+            return (mine,)
+        return list(mine)  # (a copy: the caller may change the store while it goes through)
 
     def _drop(self, token: bytes) -> Observation | None:
         old = self._by_token.pop(token, None)
         if old is not None:
-            tokens = self._by_endpoint[old.endpoint]
-            del tokens[token]
-            if not tokens:
+            mine = self._by_endpoint[old.endpoint]
+            if type(mine) is bytes:
                 del self._by_endpoint[old.endpoint]
+            else:
+                assert isinstance(mine, dict)
+                del mine[token]
+                if not mine:
+                    del self._by_endpoint[old.endpoint]
         return old
 
 

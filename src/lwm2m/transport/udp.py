@@ -99,6 +99,17 @@ class _Owner(Protocol):
     def _cancel(self, token: bytes) -> None: ...
 
 
+class RelationSink(Protocol):
+    """Who takes an observe relation's notifications as they come (``CoapObservation.deliver_to``)."""
+
+    def deliver(self, item: Message | BaseException | None, last: bool) -> None:
+        """One notification (a ``Message``), or the end of the relation: ``last`` is True with
+        the last notification, with the exception that ended it (always last), or with None
+        when it had ended with nothing more to hand over. Called synchronously, as the
+        endpoint takes the message in: it must not block."""
+        ...
+
+
 class CoapObservation:
     """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
 
@@ -106,7 +117,12 @@ class CoapObservation:
     ``CoapUdpEndpoint.resume_observation``); iteration ends when the
     server answers without an Observe option, or ends the relation with an
     error code, or after ``cancel()``.
+
+    Instead of being iterated, a relation may hand its notifications to a sink as they come
+    (``deliver_to``): a server holds many relations that way, with no queue or waiter each.
     """
+
+    __slots__ = ("_done", "_held", "_items", "_owner", "_scope", "_sink", "_waiter", "oscore", "token")
 
     def __init__(self, owner: _Owner, token: bytes) -> None:
         self._owner = owner
@@ -114,8 +130,10 @@ class CoapObservation:
         # Registered OSCORE-protected: its request's binding, which the notifications are
         # verified against (RFC 8613 §8.4); the server stores it with the observation.
         self.oscore: RequestBinding | None = None
-        self._items: deque[Message | BaseException] = deque()
+        # What came and nobody took yet, for an iterating reader: made at the first item.
+        self._items: deque[Message | BaseException] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._sink: RelationSink | None = None
         self._done = False
         # A registration whose empty ACK someone waits for (lwm2m.transport.separate): what to
         # call then, and how the endpoint forgets it otherwise; the timeout of next() under way.
@@ -144,13 +162,34 @@ class CoapObservation:
             return
         if self._held is not None:
             self._unhold()  # answered (or failed) without an empty ACK first
-        self._items.append(item)
         if last:
             self._done = True
             self._owner._observations.pop(self.token, None)
+        sink = self._sink
+        if sink is not None:
+            sink.deliver(item, last)
+            return
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        items.append(item)
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    def deliver_to(self, sink: RelationSink) -> None:
+        """Hand every notification to ``sink`` from now on, as it comes, those that came and
+        were not read yet first; the relation is not iterated any more."""
+        self._sink = sink
+        items, self._items = self._items, None
+        while items:
+            item = items.popleft()
+            last = self._done and not items  # (an exception is always the last)
+            sink.deliver(item, last)
+            if last:
+                return
+        if self._done:
+            sink.deliver(None, True)  # it had ended with nothing more to hand over
 
     def __aiter__(self) -> CoapObservation:
         return self
@@ -186,7 +225,7 @@ class CoapObservation:
             return
         self._owner._cancel(self.token)
         self._done = True
-        self._items.clear()
+        self._items = None
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)  # a waiting reader sees the end
