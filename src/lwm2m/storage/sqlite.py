@@ -90,7 +90,7 @@ CACHE_KIB = 32 * 1024
 # thread fall behind: at WAL_CHECKPOINT_PAGES pages (~160 MB), in the committing call as before.
 # Under a steady stream of commits the WAL starts over only when a commit finds it all copied
 # back, which the thread's checkpoints rarely leave it: it grows until the bound. At 8,000 pages
-# a sweep at a million registrations met the bound every ~700 commits of 16 (2–4 ms of CPU and
+# a sweep at a million registrations met the bound every ~700 commits of 16 (2 to 4 ms of CPU and
 # an fsync, each time, on the loop); at 40,000 a sweep of ten thousand no longer does.
 WAL_CHECKPOINT_PAGES = 40000
 CHECKPOINT_EVERY = 0.2  # seconds between two checkpoints of the thread
