@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from lwm2m.client.instance import ObjectInstance
 from lwm2m.errors import LwM2MError
+from lwm2m.model.catalogue import catalogue_definition
+from lwm2m.model.value import ResourceType, check_value
 
 # Temperature (3303): 5700 Float, 5601 Float, 5701 String. Device (3): 9 Integer,
 # 13 Time, 6 a multiple Integer, 11 a multiple Integer.
@@ -145,3 +147,50 @@ def test_an_instance_has_no_dict_of_attributes() -> None:
     inst = ObjectInstance(0, object_id=3303)
     with pytest.raises(AttributeError):
         inst.__dict__  # noqa: B018
+
+
+def _one_single_resource_per_type() -> list[tuple[int, int]]:
+    """(object, resource) of a single, valued resource of each type in the catalogue."""
+    found: dict[ResourceType, tuple[int, int]] = {}
+    for oid in (0, 1, 3, 4, 5, 6, 7, 3303, 3306, 3311, 3323, 3340):
+        definition = catalogue_definition(oid)
+        if definition is None:
+            continue
+        for rid, r in sorted(definition.resources.items()):
+            if not r.multiple and r.type is not ResourceType.NONE:
+                found.setdefault(r.type, (oid, rid))
+    return sorted(found.values())
+
+
+SINGLE_PER_TYPE = _one_single_resource_per_type()
+values = st.one_of(
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.sampled_from([-1, 0, 2**63 - 1, 2**63, 2**64 - 1, 2**64, True, False, -0.0]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(place=st.sampled_from(SINGLE_PER_TYPE), value=values)
+def test_a_starting_value_is_checked_as_check_value_checks_it(place: tuple[int, int], value: Any) -> None:
+    """The start's short way for a value of the resource's own Python type gives what
+    check_value gives (the same object), and every other value takes the long way."""
+    oid, rid = place
+    kind = catalogue_definition(oid).resources[rid].type  # type: ignore[union-attr]
+    try:
+        expected: Any = check_value(value, kind)
+    except (LwM2MError, ValueError):
+        expected = LwM2MError
+    try:
+        got: Any = ObjectInstance(0, {rid: value}, object_id=oid).get(rid)
+    except (LwM2MError, ValueError):
+        got = LwM2MError
+    assert type(got) is type(expected) and repr(got) == repr(expected), (kind, value)
+
+
+def test_every_value_type_has_a_resource_to_try() -> None:
+    kinds = {catalogue_definition(o).resources[r].type for o, r in SINGLE_PER_TYPE}  # type: ignore[union-attr]
+    assert {ResourceType.STRING, ResourceType.INTEGER, ResourceType.FLOAT, ResourceType.BOOLEAN} <= kinds
+    assert {ResourceType.OPAQUE, ResourceType.TIME, ResourceType.UNSIGNED_INTEGER} <= kinds

@@ -60,6 +60,19 @@ def default_value(resource: ResourceDefinition) -> Value | None:
 
 _INT64_TYPES = (ResourceType.INTEGER, ResourceType.TIME)  # set_number's fast path
 _PLAIN = frozenset({str, int, float, bool, bytes})  # value types that are never a Mapping
+# The Python type check_value hands back unchanged for a resource of each type (an int only
+# within the type's range, checked apart).
+_OWN_TYPE: dict[ResourceType, type] = {
+    ResourceType.STRING: str,
+    ResourceType.CORELNK: str,
+    ResourceType.FLOAT: float,
+    ResourceType.BOOLEAN: bool,
+    ResourceType.OPAQUE: bytes,
+    ResourceType.INTEGER: int,
+    ResourceType.TIME: int,
+    ResourceType.UNSIGNED_INTEGER: int,
+}
+_UNSIGNED = ResourceType.UNSIGNED_INTEGER
 
 
 class ObjectInstance:
@@ -131,6 +144,17 @@ class ObjectInstance:
         return r
 
     def _checked(self, resource_id: int, value: Any) -> ResourceValue:
+        r = self.definition.resources.get(resource_id)
+        # A single resource given a value of its own Python type (an integer within 64 bits,
+        # not negative for an unsigned one) is what check_value would hand back unchanged: a
+        # device's start sets dozens of them, nearly all of them so.
+        if r is not None and not r.multiple:
+            kind = type(value)
+            if _OWN_TYPE.get(r.type) is kind and (
+                kind is not int
+                or (INT64_MIN <= value <= INT64_MAX and (value >= 0 or r.type is not _UNSIGNED))
+            ):
+                return value  # type: ignore[no-any-return]
         r = self.resource_definition(resource_id)
         if r.multiple:
             if isinstance(value, list | tuple):
