@@ -58,7 +58,6 @@ def default_value(resource: ResourceDefinition) -> Value | None:
     return _DEFAULTS.get(resource.type)
 
 
-_INT64_TYPES = (ResourceType.INTEGER, ResourceType.TIME)  # set_number's fast path
 _PLAIN = frozenset({str, int, float, bool, bytes})  # value types that are never a Mapping
 # The Python type check_value hands back unchanged for a resource of each type (an int only
 # within the type's range, checked apart).
@@ -73,6 +72,18 @@ _OWN_TYPE: dict[ResourceType, type] = {
     ResourceType.UNSIGNED_INTEGER: int,
 }
 _UNSIGNED = ResourceType.UNSIGNED_INTEGER
+
+
+def _own(r: ResourceDefinition, value: Any) -> bool:
+    """Whether ``value`` is of the single resource ``r``'s own Python type (an int within 64
+    bits, not negative for an unsigned one): what check_value would hand back unchanged, so
+    the start and set_number store it without the check."""
+    kind = type(value)
+    return (
+        not r.multiple
+        and _OWN_TYPE.get(r.type) is kind
+        and (kind is not int or (INT64_MIN <= value <= INT64_MAX and (value >= 0 or r.type is not _UNSIGNED)))
+    )
 
 
 class ObjectInstance:
@@ -145,16 +156,8 @@ class ObjectInstance:
 
     def _checked(self, resource_id: int, value: Any) -> ResourceValue:
         r = self.definition.resources.get(resource_id)
-        # A single resource given a value of its own Python type (an integer within 64 bits,
-        # not negative for an unsigned one) is what check_value would hand back unchanged: a
-        # device's start sets dozens of them, nearly all of them so.
-        if r is not None and not r.multiple:
-            kind = type(value)
-            if _OWN_TYPE.get(r.type) is kind and (
-                kind is not int
-                or (INT64_MIN <= value <= INT64_MAX and (value >= 0 or r.type is not _UNSIGNED))
-            ):
-                return value  # type: ignore[no-any-return]
+        if r is not None and _own(r, value):  # a device's start sets dozens, nearly all so
+            return value  # type: ignore[no-any-return]
         r = self.resource_definition(resource_id)
         if r.multiple:
             if isinstance(value, list | tuple):
@@ -225,20 +228,13 @@ class ObjectInstance:
 
     def set_number(self, resource_id: int, value: int | float) -> None:
         """``set(resource_id, value)`` for a number of a single resource, with less work when it
-        already is the resource's own Python type (an int for Integer and Time, a float for
-        Float): what a simulated device moving thousands of values a second does."""
+        already is the resource's own Python type (``_own``: an int within the type's range, a
+        float for Float): what a simulated device moving thousands of values a second does."""
         r = self.definition.resources.get(resource_id)
-        kind = type(value)
-        if (
-            r is None
-            or r.multiple
-            or not (
-                (kind is float and r.type is ResourceType.FLOAT)
-                or (kind is int and r.type in _INT64_TYPES and INT64_MIN <= value <= INT64_MAX)
-            )
-        ):
+        if r is None or not _own(r, value):
             self.set(resource_id, value)
             return
+        kind = type(value)
         i = self._layout.index.get(resource_id)
         if i is None:
             i = self._place(resource_id)
