@@ -114,4 +114,13 @@ async def served(app: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         http.should_exit = True
-        await asyncio.wait_for(task, 10)
+        done, _ = await asyncio.wait({task}, timeout=10)
+        if not done:  # name what the app's shutdown still waits for, then give up on it
+            waiting = [
+                f"{t.get_name()}: {''.join(f'{f.f_code.co_filename}:{f.f_lineno} ' for f in t.get_stack())}"
+                for t in asyncio.all_tasks()
+                if not t.done() and t is not asyncio.current_task()
+            ]
+            task.cancel()
+            raise AssertionError("uvicorn did not stop within 10 s; pending tasks:\n" + "\n".join(waiting))
+        task.result()
