@@ -91,3 +91,54 @@ async def test_a_device_that_cannot_take_cancel_is_recorded_and_the_campaign_sti
             assert campaign.status == "cancelled" and device.state == "cancelled"
             with pytest.raises(CampaignStateError):
                 await campaigns.cancel(campaign.id)
+
+
+class _OwnerAway:
+    """The campaign's view of the server, but an observation's cancel never finishes: as one
+    routed to another node that stops answering while it still beats (both stopping)."""
+
+    def __init__(self, server: object) -> None:
+        self._server = server
+        self.cancels = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._server, name)
+
+    async def observe(self, endpoint: str, path: str) -> object:
+        observation = await self._server.observe(endpoint, path)  # type: ignore[attr-defined]
+        away = self
+
+        class Held:
+            def __aiter__(self) -> object:
+                return observation.__aiter__()
+
+            async def cancel(self) -> None:
+                away.cancels += 1
+                await asyncio.Event().wait()
+
+        return Held()
+
+
+async def test_stopping_the_runner_does_not_wait_on_an_observation_whose_cancel_hangs(
+    silent_http: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lwm2m.fleet.campaigns.LET_GO_TIMEOUT", 0.3)
+    async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
+        app = create_app(server)
+        package = await app.state.packages.add("lamp", "2.0", b"FW" + bytes(500))
+        pull_over_http(app, silent_http)
+        firmware = FirmwareUpdate(device=Device(), protocols=[Protocol.HTTP], verify=lambda p: True)
+        client = Client("held", server.uri, objects=[firmware], config=ClientConfig(lifetime=30))
+        async with client:
+            await client.wait_registered(5)
+            campaigns: Campaigns = app.state.campaigns
+            away = _OwnerAway(campaigns.server)
+            campaigns.server = away  # type: ignore[assignment]
+            spec = CampaignSpec(package.id, delivery="pull", retries=Retries(0), poll_interval=0.2)
+            campaign = await campaigns.create(spec)
+            device = campaign.devices["held"]
+            await until(lambda: device.state == "downloading", 10)
+            async with asyncio.timeout(5):  # each hanging cancel given up after 0.3 s
+                await campaigns.stop()
+            assert away.cancels == 2  # /5/0/3 and /5/0/5 were let go, or tried
+            assert device.state == "downloading"  # left where it was, for a later runner

@@ -102,6 +102,7 @@ PROTOCOL_SCHEMES = {0: "coap", 1: "coaps", 2: "http", 3: "https"}
 FINAL = ("succeeded", "failed", "cancelled", "skipped")
 MAX_STEPS = 64  # steps kept per device (the oldest dropped beyond)
 CANCEL_TIMEOUT = 10.0  # seconds a cancelled campaign waits for a device to take Cancel /5/0/10
+LET_GO_TIMEOUT = 2.0  # seconds a device's follower waits for its observations to be cancelled
 
 
 class CampaignServer(Protocol):
@@ -603,9 +604,8 @@ class Campaigns:
         tasks = list(self._tasks.values()) + ([keeper] if keeper is not None else [])
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Their ends are waited for; a cancellation of this stop itself goes on to the caller.
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         for campaign_id in list(self._fences):
             with contextlib.suppress(LwM2MError):
@@ -1254,8 +1254,12 @@ class _Follower:
             return self.state, self.result
 
     async def close(self) -> None:
+        """Stop following. The observations are cancelled, each within LET_GO_TIMEOUT: one on
+        another node may wait for that node (stopping too, at a shutdown), and the cancel is
+        only a courtesy to the device (its next notification is answered RST otherwise)."""
         for pump in self._pumps:
             pump.cancel()
         for observation in self._observations:
             with contextlib.suppress(Exception):
-                await observation.cancel()
+                async with asyncio.timeout(LET_GO_TIMEOUT):
+                    await observation.cancel()

@@ -320,7 +320,8 @@ class ServerObservation:
         try:
             await asyncio.shield(ending)  # a caller cancelled meanwhile does not stop the end
         except asyncio.CancelledError:
-            if not ending.cancelled():
+            task = asyncio.current_task()
+            if not ending.cancelled() or (task is not None and task.cancelling()):
                 raise  # the caller was cancelled (the end goes on)
         if active:
             await self._context.cancel_actively(self)

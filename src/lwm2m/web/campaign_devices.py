@@ -327,7 +327,7 @@ class RoutedDevices:
         """Cancel the observation on the node that owns its device now (passive: no word to it)."""
         node = await self._owner(observation.endpoint)
         if node is not None:
-            await self._ask(node, "DELETE", observation.endpoint, f"{observation.path}/observe", None, 10.0)
+            await self._ask(node, "DELETE", observation.endpoint, f"{observation.path}/observe", None, 2.0)
 
 
 def _record(item: Any, models: ObjectRegistry) -> Record:
