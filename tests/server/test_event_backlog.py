@@ -101,6 +101,17 @@ async def test_server_event_taps_see_what_streams_see() -> None:
         stream.close()
 
 
+async def test_an_event_hook_is_called_in_the_emitting_step_until_closed() -> None:
+    async with Server(ServerConfig(port=0)) as server:
+        seen: list[str] = []
+        hook = server.hook_events(lambda event: seen.append(getattr(event, "endpoint", "?")))
+        server._publish(ClientAwake("a"))
+        assert seen == ["a"]  # no task in between: kept before the emitter goes on
+        hook.close()
+        server._publish(ClientAwake("b"))
+        assert seen == ["a"]
+
+
 class _Server:
     """What ``event_stream`` needs of a server: ``events()``, here with a small backlog."""
 

@@ -193,3 +193,21 @@ class EventStream:
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+
+class EventHook:
+    """Every event from now on handed to ``call`` by the server's fan-out, in the step that
+    emits it, until ``close()``: for a reader that keeps each event at once (the REST API's
+    ring of recent events), with no queue, task or wake-up between. ``call`` runs inside the
+    code that emits the event (a CoAP handler, the expiry timer), so it must be cheap and must
+    not raise."""
+
+    __slots__ = ("_subscribers", "put")
+
+    def __init__(self, subscribers: set[EventSink], call: Callable[[ServerEvent], None]) -> None:
+        self.put = call
+        self._subscribers = subscribers
+        subscribers.add(self)
+
+    def close(self) -> None:
+        self._subscribers.discard(self)

@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lwm2m.coap.endpoint import HELD_NOTIFICATIONS
@@ -45,6 +45,7 @@ from lwm2m.server.events import (
     ClientDeregistered,
     ClientRegistered,
     ClientUpdated,
+    EventHook,
     EventSink,
     EventStream,
     EventTap,
@@ -512,6 +513,11 @@ class Server:
         """Every event from now on (subscribed at this call), until the stream is closed; at most
         ``backlog`` unread ones wait, the oldest are dropped beyond (``EventStream.dropped``)."""
         return EventStream(self._subscribers, backlog)
+
+    def hook_events(self, call: Callable[[ServerEvent], None]) -> EventHook:
+        """Every event from now on handed to ``call`` as it is emitted (``EventHook``; cheap,
+        never raising), until the hook is closed."""
+        return EventHook(self._subscribers, call)
 
     def tap_events(self, *, limit: int = EVENT_BACKLOG) -> EventTap:
         """Every event from now on, for a reader that takes them all on a timer

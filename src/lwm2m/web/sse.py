@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from lwm2m.errors import ConfigError
-from lwm2m.server.events import EventStream, ServerEvent
+from lwm2m.server.events import EventHook, EventStream, ServerEvent
 from lwm2m.server.role import Server
 from lwm2m.web.requests import RequestCompleted, RequestTable
 from lwm2m.web.shapes import event_endpoint, event_view
@@ -153,13 +153,17 @@ class EventFollower:
         """The server's events and the outcomes of ``requests``, as :func:`event_stream` sends them."""
         self.follow_stream(server.events(), event_view, event_endpoint)
         if requests is not None:
-            queue = requests.subscribe()
+            self.follow_requests(requests)
 
-            async def finished() -> AsyncIterator[RequestCompleted]:
-                while True:
-                    yield await queue.get()
+    def follow_requests(self, requests: RequestTable) -> None:
+        """The outcomes of ``requests`` (as ``REQUEST_DONE``)."""
+        queue = requests.subscribe()
 
-            self.follow(finished(), request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
+        async def finished() -> AsyncIterator[RequestCompleted]:
+            while True:
+                yield await queue.get()
+
+        self.follow(finished(), request_view, lambda f: f.endpoint, lambda: requests.unsubscribe(queue))
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -184,6 +188,7 @@ class RecentEvents:
         # (arrival time, event, its view, its endpoint's getter)
         self._ring: deque[tuple[float, Any, View, EndpointOf]] = deque(maxlen=size)
         self._follower = EventFollower(self.add)
+        self._hooks: list[EventHook] = []
 
     def __len__(self) -> int:
         return len(self._ring)
@@ -202,8 +207,18 @@ class RecentEvents:
         self._follower.follow(source, view, endpoint_of, close)
 
     def follow_server(self, server: Server, requests: RequestTable | None = None) -> None:
-        """Keep the server's events and the outcomes of ``requests`` (``EventFollower``)."""
-        self._follower.follow_server(server, requests)
+        """Keep the server's events, each as it is emitted (an ``EventHook``: no queue and no
+        task between, the ring's cost on every notification being one call), and the outcomes
+        of ``requests`` (``EventFollower``)."""
+        append = self._ring.append
+        now = time.time
+
+        def keep(event: ServerEvent) -> None:
+            append((now(), event, event_view, event_endpoint))
+
+        self._hooks.append(server.hook_events(keep))
+        if requests is not None:
+            self._follower.follow_requests(requests)
 
     def backlog(self, count: int, endpoint: str | None = None) -> list[bytes]:
         """The last ``count`` events (of ``endpoint`` only if given), oldest first, as SSE."""
@@ -220,6 +235,9 @@ class RecentEvents:
         return out
 
     async def close(self) -> None:
+        hooks, self._hooks = self._hooks, []
+        for hook in hooks:
+            hook.close()
         await self._follower.close()
 
 
