@@ -335,11 +335,14 @@ class ClusterDemo:
                 str(node.http_port),
                 "--data",
                 str(self.state / node.node_id),
-                # Every device reaches a node from nginx's address (deploy/lwm2m-server@.service).
+                # As deploy/lwm2m-server@.service: nginx names each device's own address in a
+                # PROXY protocol header, and many devices share an address here.
                 "--registration-rate",
                 "0",
                 "--max-lifetime",
                 "86400",
+                "--proxy-protocol-from",
+                "127.0.0.0/8",
                 "--log-level",
                 c.log_level,
                 *c.node_args,

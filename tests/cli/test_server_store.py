@@ -95,3 +95,9 @@ def test_a_single_node_needs_no_cluster_extra() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("2 ") and "pip install 'lwm2m[cluster]'" in done.stdout
+
+
+def test_a_bad_proxy_protocol_network_is_named() -> None:
+    result = lwm2m("server", "--store", "memory", "--proxy-protocol-from", "10.0.0.0/33")
+    assert result.exit_code != 0
+    assert "--proxy-protocol-from: PROXY protocol: trusted network '10.0.0.0/33'" in result.output

@@ -86,7 +86,9 @@ class BalancerConfig:
     ``coaps_upstreams``: their CoAP-over-DTLS addresses (empty: no such port); ``tcp_upstreams``:
     their REST API (HTTP) addresses, balanced in an ``http {}`` block (empty: none).
     ``hash_key``: what picks the node of a UDP session. ``proxy_timeout``: seconds a UDP session
-    lives without traffic (see the module docstring).
+    lives without traffic (see the module docstring). ``proxy_protocol``: a PROXY protocol
+    header in front of each CoAP session's first datagram (``proxy_protocol on;``), naming the
+    device's own address.
     """
 
     udp_upstreams: tuple[Address, ...]
@@ -95,6 +97,7 @@ class BalancerConfig:
     hash_key: HashKey = "$remote_addr"
     proxy_timeout: float = 600.0
     worker_shutdown_timeout: float = 1.0
+    proxy_protocol: bool = False
 
     def __post_init__(self) -> None:
         if not self.udp_upstreams:
@@ -119,10 +122,16 @@ class NginxBalancer:
         tcp_upstreams: Sequence[Address] = (),
         hash_key: HashKey = "$remote_addr",
         proxy_timeout: float = 600.0,
+        proxy_protocol: bool = False,
     ) -> None:
         self.folder = folder
         self.config = BalancerConfig(
-            tuple(udp_upstreams), tuple(coaps_upstreams), tuple(tcp_upstreams), hash_key, proxy_timeout
+            tuple(udp_upstreams),
+            tuple(coaps_upstreams),
+            tuple(tcp_upstreams),
+            hash_key,
+            proxy_timeout,
+            proxy_protocol=proxy_protocol,
         )
         self.udp_port = free_udp_port()
         self.coaps_port = free_udp_port() if coaps_upstreams else None
@@ -187,7 +196,8 @@ class NginxBalancer:
             f"        listen 127.0.0.1:{port} udp;\n"
             f"        proxy_pass {name};\n"
             f"        proxy_timeout {c.proxy_timeout:g}s;\n"
-            f"    }}\n"
+            + ("        proxy_protocol on;\n" if c.proxy_protocol and name == "coap" else "")
+            + "    }\n"
         )
 
     def _write(self) -> None:
@@ -268,7 +278,13 @@ class NginxBalancer:
         if bool(coaps) != bool(c.coaps_upstreams) or bool(tcp) != bool(c.tcp_upstreams):
             raise ValueError("a reload changes node lists, not which ports are balanced")
         self.config = BalancerConfig(
-            tuple(udp_upstreams), coaps, tcp, c.hash_key, c.proxy_timeout, c.worker_shutdown_timeout
+            tuple(udp_upstreams),
+            coaps,
+            tcp,
+            c.hash_key,
+            c.proxy_timeout,
+            c.worker_shutdown_timeout,
+            c.proxy_protocol,
         )
         old = self.workers()
         self._write()

@@ -6,6 +6,7 @@ import dataclasses
 import fnmatch
 import math
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path as FsPath
@@ -20,6 +21,7 @@ from lwm2m.model.value import ObjLink
 from lwm2m.protocol.attributes import Attributes
 from lwm2m.protocol.registration import EndDevice, ObjectLink, Registration
 from lwm2m.storage.base import (
+    AddressIndex,
     HistoryRetention,
     HistoryStore,
     Observation,
@@ -164,6 +166,27 @@ async def test_registration_id_of_another_endpoint_is_refused(store: Store) -> N
         await rs.add(reg("b", "same"))
     assert await rs.get_by_id("same") == reg("a", "same")
     assert await rs.get("b") is None
+
+
+async def test_stores_that_nodes_share_find_a_registration_by_its_address(store: Store) -> None:
+    rs = store.registrations
+    if isinstance(store, SqliteStore):
+        assert not isinstance(rs, AddressIndex)  # one node's file: its registrar knows every address
+        return
+    assert isinstance(rs, AddressIndex)
+    now = time.time()
+    first = replace(reg(at=now), address=("192.0.2.7", 56830))
+    await rs.add(first)
+    await rs.add(replace(reg("other", "r2", at=now), address=("192.0.2.8", 1)))
+    assert await rs.endpoint_at(("192.0.2.7", 56830)) == "dev"
+    assert await rs.endpoint_at(("192.0.2.7", 56831)) is None
+    # An Update from a new address: found there, and no longer at the old one.
+    await rs.update(replace(first, address=("198.51.100.2", 4000), last_update=now + 1))
+    assert await rs.endpoint_at(("198.51.100.2", 4000)) == "dev"
+    assert await rs.endpoint_at(("192.0.2.7", 56830)) is None
+    await rs.remove("dev")
+    assert await rs.endpoint_at(("198.51.100.2", 4000)) is None
+    assert await rs.endpoint_at(("192.0.2.8", 1)) == "other"
 
 
 async def test_update(store: Store) -> None:

@@ -782,6 +782,15 @@ async def serve_node(
     help="seconds a firmware campaign's lease lasts unrenewed: with --store redis://…, another node"
     " takes over the campaigns of a node that died this long after [default: 15]",
 )
+@click.option(
+    "--proxy-protocol-from",
+    "proxy_from",
+    multiple=True,
+    metavar="NETWORK",
+    help="read the PROXY protocol header that a UDP balancer at this address or network (e.g."
+    " 127.0.0.1, 10.0.0.0/24; repeatable) puts in front of a session's first CoAP datagram (nginx:"
+    " proxy_protocol on;): the devices are then seen at their own addresses",
+)
 @log_level_option()
 def server(
     host: str,
@@ -815,6 +824,7 @@ def server(
     mqtt_commands: bool,
     export_in_process: bool,
     campaign_lease: float | None,
+    proxy_from: tuple[str, ...],
     **limits: Any,
 ) -> None:
     """Run the LwM2M server with its REST API and event stream."""
@@ -828,11 +838,17 @@ def server(
     except (DDFError, OSError) as exc:
         fail(f"--models: {exc}")
     from lwm2m.server.config import ServerConfig
+    from lwm2m.transport.proxy import ProxyConfig
 
+    try:
+        proxy = ProxyConfig(proxy_from) if proxy_from else None
+    except ConfigError as exc:
+        fail(f"--proxy-protocol-from: {exc}")
     try:
         config = ServerConfig(
             host=host,
             port=coap_port,
+            proxy=proxy,
             coaps_port=coaps_port,
             certificate=dtls_certificate(
                 coaps_port if coaps_port is not None else tls_port, dtls_cert, dtls_key, dtls_ca

@@ -19,6 +19,7 @@ from lwm2m.server.security import NOSEC_POLICIES, NosecPolicy
 from lwm2m.server.trace import TraceConfig
 from lwm2m.transport.dtls.config import RpkCredentials, SessionLimits, X509Credentials
 from lwm2m.transport.listen import check_listener, check_port
+from lwm2m.transport.proxy import ProxyConfig
 from lwm2m.transport.tcp import TcpLimits
 
 __all__ = ["ServerConfig"]
@@ -64,6 +65,11 @@ class ServerConfig:
 
     ``trace``: the bounds of the per-device message trace (:mod:`lwm2m.server.trace`).
 
+    ``proxy``: the balancers in front of plain CoAP that put a PROXY protocol header in front of
+    each UDP session's first datagram (nginx's ``proxy_protocol on;``), and are believed: the
+    server then sees every device at its own address, not the balancer's session
+    (:mod:`lwm2m.transport.proxy`). None: no header is read.
+
     ``tcp_port``: also serve CoAP over TCP there (``coap+tcp``, RFC 8323; None: no TCP);
     ``tls_port``: CoAP over TLS (``coaps+tcp``) through our TLS engine with the credentials
     DTLS takes: the security store's PSKs, the raw public key ``rpk``, the X.509
@@ -91,6 +97,7 @@ class ServerConfig:
     tls_port: int | None = None
     tcp: TcpConfig | None = None
     tcp_limits: TcpLimits | None = None
+    proxy: ProxyConfig | None = None
 
     def __post_init__(self) -> None:
         # A certificate or raw public key serves DTLS or TLS over TCP: with only the latter, DTLS's
@@ -117,6 +124,8 @@ class ServerConfig:
         if self.queue_timeout is not None:
             _seconds("queue_timeout", self.queue_timeout, zero=True)
         _seconds("expiry_interval", self.expiry_interval)
+        if self.proxy is not None and not isinstance(self.proxy, ProxyConfig):
+            raise ConfigError(f"proxy must be a ProxyConfig, got {type(self.proxy).__name__}")
         if not isinstance(self.shared_store, bool):
             raise ConfigError(f"shared_store must be True or False, got {self.shared_store!r}")
 

@@ -63,12 +63,13 @@ from lwm2m.server.registrar import Registrar
 from lwm2m.server.security import SecurityPolicy, identity_matches
 from lwm2m.server.stats import RequestStats, received_operation
 from lwm2m.server.trace import MessageTrace
-from lwm2m.storage.base import HistoryEntry, Reachable, SavedDtlsSession, SecurityInfo, Store
+from lwm2m.storage.base import AddressIndex, HistoryEntry, Reachable, SavedDtlsSession, SecurityInfo, Store
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.address import format_addr, normalize
 from lwm2m.transport.dtls.config import DtlsServerConfig, PeerIdentity, SessionLimits
 from lwm2m.transport.dtls.endpoint import CoapDtlsEndpoint, Forwarding, open_dtls_endpoint
 from lwm2m.transport.dtls.events import SessionEvent, SessionMoved
+from lwm2m.transport.proxy import ProxySessions
 from lwm2m.transport.tap import ConnectionSink
 from lwm2m.transport.tcp import CoapTcpEndpoint, open_tcp_endpoint
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
@@ -227,6 +228,7 @@ class Server:
                 on_event=self._on_coap_event if shared else None,
                 config=self.config.coap,
                 oscore=self.security.oscore.layer if self.security.oscore is not None else None,
+                proxy=ProxySessions(self.config.proxy) if self.config.proxy is not None else None,
             )
         )
         # A shared store's notifications may belong to observations another node made: held
@@ -541,6 +543,8 @@ class Server:
                     return self._registration(message, event.addr, identity, secure=True, oscore=True)
             return self._registration(message, event.addr, None, secure=False)
         if message.uri_path == ("dp",):
+            if sender is None and transport is None and self.config.shared_store:
+                return self._adopt_for_plain_send(event)
             return self._on_send(message, event.addr, transport)
         if message.uri_path[:1] == (FW_PATH,) and self._packages is not None:
             return serve_package(self._packages, message)
@@ -576,6 +580,32 @@ class Server:
             await self._adopt(registration, event.addr)
         answer: Message = await self._on_request(event)
         return answer
+
+    async def _adopt_for_plain_send(self, event: RequestReceived) -> Message:
+        """A Send over plain CoAP from an address this node knows no client at (a Send names no
+        endpoint, LwM2M-TS-Core 1.2 §6.4.6): the store's address index names the registration
+        made from that address, adopted here as an Update would have it. Behind a balancer that
+        speaks the PROXY protocol the address is the device's own, the same at every node
+        (``ServerConfig.proxy``, docs/cluster.md). An endpoint with security information is not
+        adopted over plain CoAP: its Send must come over its secured session."""
+        registrations = self.store.registrations
+        addr = event.addr
+        if isinstance(registrations, AddressIndex):
+            try:
+                async with self._lookups:
+                    endpoint = await registrations.endpoint_at(addr)
+                    registration = await registrations.get(endpoint) if endpoint is not None else None
+                    if (
+                        registration is not None
+                        and registration.transport == "udp"
+                        and registration.endpoint not in self._secure
+                        and self.registrar.endpoint_at(addr) is None
+                    ):
+                        await self._adopt(registration, addr)
+            except StoreError as exc:
+                log.warning("could not look up the client of a Send from %s: %s", format_addr(addr), exc)
+                return _reply(Code.SERVICE_UNAVAILABLE, f"the store did not answer: {exc}")
+        return await self._on_send(event.message, addr)
 
     async def _registration(
         self,

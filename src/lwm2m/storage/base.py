@@ -16,7 +16,7 @@ import fnmatch
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -564,6 +564,15 @@ def reachable_of(registration: Registration) -> Reachable:
 
 
 # --- the protocols -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class AddressIndex(Protocol):
+    """What a store that nodes share offers beside :class:`RegistrationStore`: the endpoint
+    registered from an address (its last Register or Update), for a Send that reaches a node
+    before anything naming its endpoint (docs/cluster.md)."""
+
+    async def endpoint_at(self, address: tuple[str, int]) -> str | None: ...
 
 
 class RegistrationStore(Protocol):

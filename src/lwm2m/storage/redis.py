@@ -28,6 +28,9 @@ Global indexes, each its own key (in whatever slot its name hashes to):
                                                walks it by ``ZRANGE … BYLEX`` (byte order, which
                                                for UTF-8 is the code-point order of the others)
 ``lwm2m:expiry``                   zset        endpoint by expiry time: the sweep's index
+``lwm2m:at:<host>|<port>``          string      a registration's address -> endpoint, expiring
+                                               an hour after the registration would: a node
+                                               finds a device by its address (a Send first)
 ``lwm2m:token:<hex>``              string      observation token -> endpoint: any node
                                                recognises a notification
 ``lwm2m:observations``             zset        token by creation number (``all()``, oldest first)

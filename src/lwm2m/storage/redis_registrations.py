@@ -11,6 +11,7 @@ moves the entry).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -211,7 +212,7 @@ class RedisRegistrationStore:
             if held is not None and text(held) == r.registration_id:
                 raise ValueError(f"registration ID {r.registration_id!r} is in use by {text(owner)!r}")
         # The indexes first (the expiry never later than the record's), the record, the final time.
-        await self._index(ep, r.registration_id, exp, lower=True)
+        await self._index(ep, r.registration_id, exp, lower=True, at=r)
         data = registration_bytes(r)
         old_data = await self.link.run(_REG_PUT, [key("reg", ep)], [r.registration_id, exp, data])
         old = None if old_data is None else _registration(old_data)
@@ -226,12 +227,28 @@ class RedisRegistrationStore:
         await fetch_all(self.link, after)
         return old
 
-    async def _index(self, ep: str, rid: str, exp: str, *, lower: bool) -> None:
+    async def _index(
+        self, ep: str, rid: str, exp: str, *, lower: bool, at: Registration | None = None
+    ) -> None:
         pipe = self.link.client().pipeline(transaction=False)
         pipe.set(index("regid", rid), ep)
         pipe.zadd(index("endpoints"), {ep: 0})
         pipe.zadd(index("expiry"), {ep: float(exp)}, lt=lower)
+        if at is not None:
+            _at(pipe, at)
         await pipe.execute()
+
+    @guarded
+    async def endpoint_at(self, address: tuple[str, int]) -> str | None:
+        """The endpoint registered from ``address`` (its last Register or Update), if any: the
+        index entry checked against the record (an entry outlives a device that moved on)."""
+        owner = await self.link.client().get(index("at", _address_key(address)))
+        if owner is None:
+            return None
+        found = await self.get(text(owner))
+        if found is None or (found.address[0], found.address[1]) != (address[0], address[1]):
+            return None
+        return found.endpoint
 
     async def _unindex(self, olds: list[Registration]) -> None:
         """Drop the index entries of ``olds`` after their records went, then put back those of
@@ -268,7 +285,10 @@ class RedisRegistrationStore:
         r = registration
         ep, exp = r.endpoint, _float(r.expires_at)
         c = self.link.client()
-        await c.zadd(index("expiry"), {ep: float(exp)}, xx=True, lt=True)
+        pipe = c.pipeline(transaction=False)
+        pipe.zadd(index("expiry"), {ep: float(exp)}, xx=True, lt=True)
+        _at(pipe, r)  # its address may have changed (LwM2M-TS-Core 1.2 §6.2.2)
+        await pipe.execute()
         data = registration_bytes(r)
         old_data = await self.link.run(_REG_UPDATE, [key("reg", ep)], [r.registration_id, exp, data])
         if old_data is None:
@@ -388,6 +408,19 @@ class RedisRegistrationStore:
             taken += batch
         taken.sort(key=_expires_at)
         return taken
+
+
+AT_MARGIN = 3600.0  # seconds an address's index entry outlives the registration's expiry
+
+
+def _address_key(address: tuple[str, int]) -> str:
+    return f"{address[0]}|{address[1]}"
+
+
+def _at(pipe: Any, r: Registration) -> None:
+    """The address index entry of ``r`` into ``pipe``: until an hour after it would expire."""
+    ttl = max(1, int(r.expires_at - time.time() + AT_MARGIN))
+    pipe.set(index("at", _address_key(r.address)), r.endpoint, ex=ttl)
 
 
 def _expires_at(registration: Registration) -> float:

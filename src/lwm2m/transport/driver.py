@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
 from lwm2m.transport.memory import Trimmer
+from lwm2m.transport.proxy import ProxySessions
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 from lwm2m.transport.shared import SharedRoute
 from lwm2m.transport.tap import MessageSink, Receive, ToSend, tapped_receive, tapped_send
@@ -62,8 +63,12 @@ class UdpDriver:
         endpoint: SansIOEndpoint,
         socks: Sequence[socket.socket] | SharedRoute,
         on_event: EventCallback,
+        *,
+        proxy: ProxySessions | None = None,
     ) -> None:
-        """``socks``: the sockets to read and send through, or an address on a shared one."""
+        """``socks``: the sockets to read and send through, or an address on a shared one;
+        ``proxy``: the sessions of a balancer that speaks the PROXY protocol, whose devices the
+        endpoint then sees at their own addresses (:mod:`lwm2m.transport.proxy`)."""
         if not isinstance(socks, SharedRoute) and not socks:
             raise ValueError("at least one socket")
         self._loop = loop
@@ -73,9 +78,13 @@ class UdpDriver:
         self._endpoint = endpoint
         self._events: list[Any] = endpoint.events
         self._on_event = on_event
-        receive = endpoint.receive_datagram
-        self._receive: Receive = receive
+        self._proxy = proxy
+        receive: Receive = endpoint.receive_datagram
         self._to_send: ToSend = endpoint.datagrams_to_send
+        if proxy is not None:
+            receive = proxy.receive(receive)
+            self._to_send = proxy.to_send(self._to_send)
+        self._receive: Receive = receive
         self._route: SharedRoute | None = None
         if isinstance(socks, SharedRoute):
             self._shared(socks, receive)
@@ -147,6 +156,9 @@ class UdpDriver:
         if sink is not None:
             self._receive = tapped_receive(self._receive, sink)
             self._to_send = tapped_send(self._to_send, sink)
+        if self._proxy is not None:  # outermost: the tap sees the devices' own addresses
+            self._receive = self._proxy.receive(self._receive)
+            self._to_send = self._proxy.to_send(self._to_send)
         if self._receiving:
             for r in self._readers:
                 r.on_datagram = self._receive

@@ -60,6 +60,7 @@ from lwm2m.errors import (
 )
 from lwm2m.transport.address import Addr, format_addr, is_ipv6, normalize, resolve
 from lwm2m.transport.driver import UdpDriver
+from lwm2m.transport.proxy import ProxySessions
 from lwm2m.transport.reader import bind_udp
 from lwm2m.transport.separate import SEPARATE_RESPONSE
 from lwm2m.transport.shared import SharedRoute
@@ -249,6 +250,7 @@ class CoapUdpEndpoint:
         handler: Handler | None = None,
         on_event: EventCallback | None = None,
         oscore: OscoreLayer | None = None,
+        proxy: ProxySessions | None = None,
     ) -> None:
         self._loop = loop
         # RFC 8613: requests with an OSCORE option verified before the handler sees them, their
@@ -262,7 +264,9 @@ class CoapUdpEndpoint:
         self._observations: dict[bytes, CoapObservation] = {}
         self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
         self._respond = endpoint.respond  # bound once: the per-request path
-        self._driver = UdpDriver(loop, endpoint, socks, self._dispatch)
+        # Behind a balancer speaking the PROXY protocol, the devices' own addresses (lwm2m.transport.proxy).
+        self.proxy = proxy
+        self._driver = UdpDriver(loop, endpoint, socks, self._dispatch, proxy=proxy)
         self._driver.start()
         families = (socks.family,) if isinstance(socks, SharedRoute) else (s.family for s in socks)
         self._families = tuple(dict.fromkeys(families))
@@ -281,6 +285,7 @@ class CoapUdpEndpoint:
         on_event: EventCallback | None = None,
         config: EndpointConfig | None = None,
         oscore: OscoreLayer | None = None,
+        proxy: ProxySessions | None = None,
     ) -> CoapUdpEndpoint:
         """Bind ``port`` on each of ``host`` (one name or several, e.g. ``("127.0.0.1", "::1")``)."""
         socks = bind_sockets(host, port)
@@ -288,7 +293,13 @@ class CoapUdpEndpoint:
             config = with_oscore(config)
         endpoint = Endpoint(config) if config is not None else Endpoint()
         return cls(
-            asyncio.get_running_loop(), endpoint, socks, handler=handler, on_event=on_event, oscore=oscore
+            asyncio.get_running_loop(),
+            endpoint,
+            socks,
+            handler=handler,
+            on_event=on_event,
+            oscore=oscore,
+            proxy=proxy,
         )
 
     @classmethod
@@ -781,10 +792,11 @@ async def open_udp_endpoint(
     on_event: EventCallback | None = None,
     config: EndpointConfig | None = None,
     oscore: OscoreLayer | None = None,
+    proxy: ProxySessions | None = None,
 ) -> AsyncIterator[CoapUdpEndpoint]:
     """``async with open_udp_endpoint(...) as ep``: a ``CoapUdpEndpoint`` closed on exit."""
     ep = await CoapUdpEndpoint.create(
-        host, port, handler=handler, on_event=on_event, config=config, oscore=oscore
+        host, port, handler=handler, on_event=on_event, config=config, oscore=oscore, proxy=proxy
     )
     try:
         yield ep
