@@ -8,7 +8,8 @@ through nginx (DESIGN.md, "Where its users outgrow one machine").
   through each node reach devices the other nodes own, and the answers are the devices' own;
   the event stream of one node carries the other nodes' events.
 - ``kill -9`` of a node while requests run, then nginx reloaded without it: every device it
-  owned is served again after its next Update, its observations carry on without a new
+  owned is served again from its next datagram (a notification, a Send: nginx's PROXY
+  protocol header names the device's address; an Update), its observations carry on without a new
   Register (LwM2M-TS-Core 1.2 §6.4: a client keeps them until it registers again), no
   registration is lost, and a request queued at it for a sleeping device (LwM2M-TS-Core 1.2
   §6.5) is delivered by the survivor the device wakes at.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,8 @@ from lwm2m.cluster.ownership import owner_key
 from lwm2m.coap.config import EndpointConfig
 from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
+from lwm2m.model.path import Path as LwPath
+from lwm2m.model.record import Record
 from lwm2m.storage.redisconn import RedisClient, connect
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -51,7 +55,17 @@ APPLICATION = "/3303/0/5750"  # Application Type: a string the server may write
 WAIT = 20.0
 # A queue-mode device is taken to be asleep a second after it spoke (the others are not in
 # queue mode).
-NODE_OPTIONS = ("--registration-rate", "0", "--awake-time", "1", "--log-level", "warning")
+# nginx names each device's own address in a PROXY protocol header, as deploy/ has it.
+NODE_OPTIONS = (
+    "--registration-rate",
+    "0",
+    "--awake-time",
+    "1",
+    "--log-level",
+    "warning",
+    "--proxy-protocol-from",
+    "127.0.0.1",
+)
 DEVICE = ClientConfig(
     lifetime=300,
     coap_config=EndpointConfig(ack_timeout=1.0, max_retransmit=4),
@@ -122,6 +136,7 @@ async def cluster(folder: Path) -> AsyncIterator[Cluster]:
                 folder / "nginx",
                 udp_upstreams=[n.coap for n in nodes],
                 hash_key="$remote_addr$remote_port",
+                proxy_protocol=True,
             )
             with balancer:
                 async with contextlib.AsyncExitStack() as stack:
@@ -375,6 +390,20 @@ async def test_a_killed_nodes_devices_are_served_again_and_keep_their_observatio
             # The survivor that took the notification took the device: it serves it, through
             # either survivor's API, before any Update.
             for endpoint in notify_first:
+                for node in alive:
+                    read = await c.read(node, endpoint)
+                    assert read["records"] == [{"path": TEMPERATURE, "value": c.devices[endpoint].value}]
+
+            # The other orphans speak first with a Send, which names no endpoint: nginx's header
+            # names the device's address, by which a survivor finds its registration in Redis.
+            # (A value of its own, not one its sensor holds: a change would notify first.)
+            send_first = [ep for ep in orphans if ep not in notify_first]
+            for endpoint in send_first:
+                record = Record(LwPath.parse(TEMPERATURE), 2000.0, time.time())
+                sent = await c.devices[endpoint].client.send(records=[record], timeout=5)
+                assert sent.code == Code.CHANGED, (endpoint, sent)
+            for endpoint in send_first:
+                assert 2000.0 in await c.history(alive[0], endpoint)
                 for node in alive:
                     read = await c.read(node, endpoint)
                     assert read["records"] == [{"path": TEMPERATURE, "value": c.devices[endpoint].value}]
