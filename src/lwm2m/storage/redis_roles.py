@@ -172,8 +172,9 @@ class RedisHistoryStore:
     @guarded
     async def flush(self) -> None:
         """The pending entries written, a pipeline (one round trip) per :data:`FLUSH_GROUP`
-        endpoints: each endpoint's index entry, its RPUSH and its LTRIM to ``max_records``.
-        Only the owner of an endpoint writes its list, so the push and trim need no script."""
+        endpoints: their index entries (one ZADD), then each one's RPUSH and its LTRIM to
+        ``max_records``. Only the owner of an endpoint writes its list, so the push and trim
+        need no script."""
         batches = self._batches()
         if not batches:
             return
@@ -183,8 +184,9 @@ class RedisHistoryStore:
             while done < len(batches):
                 group = batches[done : done + FLUSH_GROUP]
                 pipe = self.link.client().pipeline(transaction=False)
-                for endpoint, first, _ in group:
-                    pipe.zadd(index("history"), {endpoint: first}, lt=True)  # the index first
+                # The index first, one command for the group (each command costs the client more
+                # than Redis: a cluster node writes a value per notification).
+                pipe.zadd(index("history"), {endpoint: first for endpoint, first, _ in group}, lt=True)
                 for endpoint, _, entries in group:
                     _push(pipe, key("hist", endpoint), entries, limit)
                 await pipe.execute()
