@@ -7,12 +7,12 @@ address index names the registration), where without the header it is refused (d
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path as FsPath
 
 import pytest
 from tests.helpers.client import temperature
+from tests.helpers.events import next_event
 from tests.helpers.nginx import NginxBalancer
 
 from lwm2m.client import Client
@@ -22,7 +22,7 @@ from lwm2m.coap.numbers import Code
 from lwm2m.model.path import Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.events import EventStream, SendReceived
+from lwm2m.server.events import SendReceived
 from lwm2m.server.role import Server
 from lwm2m.storage.memory import MemoryStore
 from lwm2m.transport.proxy import ProxyConfig
@@ -30,14 +30,6 @@ from lwm2m.transport.proxy import ProxyConfig
 TEMPERATURE = Path.parse("/3303/0/5700")
 FAST = EndpointConfig(ack_timeout=0.3, max_retransmit=3)
 MOST = 40  # devices added until each node holds one (all on one node: a 1 in 2**39 event)
-
-
-async def next_send(events: EventStream) -> SendReceived:
-    async with asyncio.timeout(5):
-        async for event in events:
-            if isinstance(event, SendReceived):
-                return event
-    raise AssertionError("the event stream ended")
 
 
 async def owner(nodes: list[Server], endpoint: str) -> int:
@@ -95,7 +87,7 @@ async def test_a_send_first_after_failover_is_served_when_the_balancer_names_the
                         assert answer.code == Code.FORBIDDEN  # found by nothing it carries
                         continue
                     assert answer.code == Code.CHANGED
-                    sent = await next_send(events)
+                    sent = await next_event(events, SendReceived)
                     assert sent.endpoint == endpoint
                     assert [r.path for r in sent.records] == [TEMPERATURE]
                     # Adopted: the survivor reaches it through the new session, at its own address.

@@ -40,13 +40,18 @@ async def silent_http() -> AsyncIterator[str]:
         listener.close()
 
 
+def http_device(name: str, server: Server) -> tuple[FirmwareUpdate, Client]:
+    """A device whose firmware object pulls over HTTP (from the silent base: it stays Downloading)."""
+    firmware = FirmwareUpdate(device=Device(), protocols=[Protocol.HTTP], verify=lambda p: True)
+    return firmware, Client(name, server.uri, objects=[firmware], config=ClientConfig(lifetime=30))
+
+
 async def test_cancel_tells_a_downloading_device_and_a_finished_campaign_is_deleted(silent_http: str) -> None:
     async with Server(ServerConfig(host="127.0.0.1", port=0)) as server:
         app = create_app(server)
         package = await app.state.packages.add("lamp", "2.0", b"FW" + bytes(500))
         pull_over_http(app, silent_http)
-        firmware = FirmwareUpdate(device=Device(), protocols=[Protocol.HTTP], verify=lambda p: True)
-        client = Client("slow", server.uri, objects=[firmware], config=ClientConfig(lifetime=30))
+        firmware, client = http_device("slow", server)
         async with served(app) as base, client:
             await client.wait_registered(5)
             campaigns: Campaigns = app.state.campaigns
@@ -127,8 +132,7 @@ async def test_stopping_the_runner_does_not_wait_on_an_observation_whose_cancel_
         app = create_app(server)
         package = await app.state.packages.add("lamp", "2.0", b"FW" + bytes(500))
         pull_over_http(app, silent_http)
-        firmware = FirmwareUpdate(device=Device(), protocols=[Protocol.HTTP], verify=lambda p: True)
-        client = Client("held", server.uri, objects=[firmware], config=ClientConfig(lifetime=30))
+        _, client = http_device("held", server)
         async with client:
             await client.wait_registered(5)
             campaigns: Campaigns = app.state.campaigns
