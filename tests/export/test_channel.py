@@ -1,7 +1,8 @@
 """The channel between the server and its export worker: frames cut anywhere come out whole, every
-kind of event comes back equal (a notification of one path and one record in its compact form),
-any other bytes are an ExportChannelError (fuzzed), and a worker refuses a server of another
-version of the channel."""
+kind of event comes back equal (a notification of one path and one record in its compact form,
+whether it comes in a run of such notifications, encoded at once, or among other events), any
+other bytes are an ExportChannelError (fuzzed), and a worker refuses a server of another version
+of the channel."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from lwm2m.errors import ExportChannelError
 from lwm2m.export.channel import (
+    EVENT_KINDS,
     FLAT_NOTIFICATION,
     KIND_OF,
     WIRE_VERSION,
@@ -204,3 +206,46 @@ def test_a_batch_with_one_byte_changed_is_events_or_a_channel_error(where: int, 
     data[where] = byte
     with contextlib.suppress(ExportChannelError):
         decode_events(bytes(data))
+
+
+# Notifications that have not one path and one record: the events map form, as other kinds.
+NOT_FLAT: list[ServerEvent] = [
+    NotificationReceived("dev-3", b"\x04", (P,), ()),
+    NotificationReceived("dev-3", b"\x04", (), (Record(P, 1.0),)),
+    NotificationReceived("dev-3", b"\x04", (P, G), (Record(P, 1.0),)),
+    NotificationReceived("dev-3", b"\x04", (P,), (Record(P, 1.0), Record(P, 2.0))),
+]
+POOL = SINGLE + EVENTS + NOT_FLAT
+
+
+def test_only_notifications_have_paths() -> None:
+    # The compact runs (channel._flat_forms) tell a notification from the other kinds by its
+    # paths: no other kind may have a field of that name.
+    assert [cls for cls in EVENT_KINDS if "paths" in cls.__struct_fields__] == [NotificationReceived]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(range(len(POOL))), max_size=60),
+    st.one_of(st.none(), st.frozensets(st.sampled_from(EVENT_KINDS))),
+)
+def test_runs_of_any_mix_encode_as_each_event_alone_would(
+    picks: list[int], wanted: frozenset[type] | None
+) -> None:
+    # Long runs of compact notifications (most of them, as a fleet sends), cut anywhere by the
+    # other events, filtered by any set of wanted kinds: each event that is wanted comes back
+    # equal, in order, the compact ones as FLAT_NOTIFICATION, and the ended observations are kept.
+    events = [POOL[i] for i in picks for _ in range(1 + 20 * (i < len(SINGLE)))]
+    ended: list[ObservationEnded] = []
+    data, count = encode_wanted(events, wanted, ended)
+    expected = [e for e in events if wanted is None or type(e) in wanted]
+    kinds = bytes(
+        FLAT_NOTIFICATION
+        if isinstance(e, NotificationReceived) and len(e.paths) == 1 and len(e.records) == 1
+        else KIND_OF[type(e)]
+        for e in expected
+    )
+    assert count == len(expected)
+    assert msgspec.msgpack.decode(data)[0] == kinds
+    assert decode_events(data) == expected
+    assert ended == [e for e in expected if isinstance(e, ObservationEnded)]

@@ -14,7 +14,9 @@ Version 2 of the channel (``WIRE_VERSION``, sent in ``Setup``; a worker of anoth
 refuses to start) adds the compact form of the most frequent event, a notification of one path
 with one record: kind ``FLAT_NOTIFICATION`` and the array ``[endpoint, token, path ids, path
 prefix, record path ids, record path prefix, value, time]``, where msgspec would write a map for
-the event, for each path and for the record (half the time to encode, 40 % of the bytes).
+the event, for each path and for the record (half the time to encode, 40 % of the bytes). The
+server makes these arrays for a run of such notifications in one list comprehension, with no
+test per event (:func:`encode_wanted`): 2,480 instructions per event with msgspec's, from 3,420.
 """
 
 from __future__ import annotations
@@ -248,11 +250,59 @@ def encode_wanted(
     ended: list[ObservationEnded] | None = None,
 ) -> tuple[bytes, int]:
     """:func:`encode_events` of those of ``events`` whose type is in ``wanted`` (all when
-    None), and how many they are, in one pass; ``ended``, when given, gets the
-    ObservationEnded events met on the way (the MQTT commands forget their tokens)."""
+    None), and how many they are; ``ended``, when given, gets the ObservationEnded events met
+    on the way (the MQTT commands forget their tokens).
+
+    The events go in runs of ``_FLAT_RUN``: a run of notifications of one path and one record
+    each (what a fleet's observations mostly send) takes one list comprehension, with no test
+    per event in Python (:func:`_flat_forms`); a run with any other event in it is taken again
+    by the loop that looks at each event (:func:`_wanted_forms`), so that such an event costs
+    at most one run's comprehension more."""
     kinds = bytearray()
-    kind = kinds.append
     forms: list[Any] = []
+    if wanted is not None and NotificationReceived not in wanted:
+        _wanted_forms(events, wanted, ended, kinds, forms)
+        return _encoder.encode((kinds, forms)), len(forms)
+    run = _FLAT_RUN
+    for start in range(0, len(events), run):
+        chunk = events[start : start + run]
+        try:
+            flat = _flat_forms(chunk)
+        except (AttributeError, ValueError):  # some other event in it
+            _wanted_forms(chunk, wanted, ended, kinds, forms)
+        else:
+            kinds += _FLAT_KIND * len(flat)
+            forms += flat
+    return _encoder.encode((kinds, forms)), len(forms)
+
+
+_FLAT_RUN = 64  # events tried at once in the compact form (the work lost when one is not)
+_FLAT_KIND = bytes((FLAT_NOTIFICATION,))
+
+
+def _flat_forms(events: Sequence[Any]) -> list[Any]:
+    """The compact forms of ``events``, every one a notification of one path with one record;
+    else an AttributeError (an event without ``paths``: NotificationReceived is the one kind
+    with them, ``test_channel`` checks it) or a ValueError (more paths or records than one,
+    or none), raised by the unpacking."""
+    return [
+        (e.endpoint, e.token, o.ids, o.prefix, r.path.ids, r.path.prefix, r.value, r.time)
+        for e in events
+        for (o,) in (e.paths,)
+        for (r,) in (e.records,)
+    ]
+
+
+def _wanted_forms(
+    events: Sequence[ServerEvent],
+    wanted: Collection[type] | None,
+    ended: list[ObservationEnded] | None,
+    kinds: bytearray,
+    forms: list[Any],
+) -> None:
+    """The kinds and forms of those of ``events`` whose type is in ``wanted`` (all when None)
+    added to ``kinds`` and ``forms``, one event after the other."""
+    kind = kinds.append
     form = forms.append
     notification = NotificationReceived
     notifications = wanted is None or notification in wanted
@@ -287,7 +337,6 @@ def encode_wanted(
             ended.append(event)
         kind(KIND_OF[type(event)])
         form(event)
-    return _encoder.encode((kinds, forms)), len(forms)
 
 
 class _RecordForm(msgspec.Struct, frozen=True):
