@@ -5,8 +5,10 @@ datagram (RFC 6347 §4.1, §4.1.2.6; RFC 6655 §3; RFC 9146 §4, §6): ``single_
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tests.helpers.dtls_engine import client_config, events, pair, run, server_config
 
@@ -383,6 +385,34 @@ def test_a_cid_datagram_opens_and_seals_as_the_general_forms(
         protection.open_cid_datagram(wire[:11] + bytes((wire[11] ^ 1,)) + wire[12:], 13 + len(cid))
     with pytest.raises(BadRecordMac):
         protection.open_cid_datagram(wire[: 13 + len(cid) + 15], 13 + len(cid))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.booleans(), st.lists(st.integers(-70, 4), min_size=1, max_size=150))
+@example(False, [1, 2, 1, 1, -2])
+@example(True, [1, 2, 1, 1, -2])
+def test_the_record_opener_keeps_the_replay_window_of_a_set_of_everything_taken(
+    cid: bool, steps: list[int]
+) -> None:
+    """RFC 6347 §4.1.2.6 on the direct path, whatever order records come in (in order, after a
+    gap, late, again, far behind): a record is taken once, within 64 of the newest, and
+    ``advanced`` is True exactly for one above every record taken before."""
+    c1, _, _, s2 = _two_established(cid)
+    datagrams = [c1.protect_application_data(b"%d" % n) for n in range(200)]
+    order = list(accumulate(steps, lambda at, step: min(max(at + step, 0), 199), initial=0))
+    taken: set[int] = set()
+    for n in order + sorted(order) + list(range(200)):
+        highest = max(taken, default=-1)
+        new = n > highest or (highest - n < 64 and n not in taken)
+        try:
+            plain = s2.open_application_data(datagrams[n])
+        except RecordDropped:
+            assert not new and not s2.advanced
+            continue
+        assert new and plain == b"%d" % n
+        assert s2.advanced is (n > highest)
+        taken.add(n)
+    assert taken >= set(range(200 - 64, 200))
 
 
 def test_a_replay_and_a_forgery_are_dropped_and_do_not_move_the_window() -> None:
