@@ -162,7 +162,7 @@ from lwm2m.tls.prf import (
     psk_premaster_secret,
     verify_data,
 )
-from lwm2m.tls.protection import SUITE_ALGORITHMS, AeadProtection, NullProtection
+from lwm2m.tls.protection import CID_AAD_HEADS, SUITE_ALGORITHMS, AeadProtection, NullProtection
 from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragment_handshake
 from lwm2m.tls.record import (
     ALERT,
@@ -417,6 +417,9 @@ _AAD_FIELDS: Final = struct.Struct("!HHIBBBH")
 # explicit nonce, which is that seq_num too (RFC 6655 §3); and the whole nonce, salt first.
 _HEADER_NONCE: Final = struct.Struct("!BHQHQ")
 _NONCE: Final = struct.Struct("!4sQ")
+_LENGTH: Final = struct.Struct("!H")
+# What follows the CID in a sealed tls12_cid record: its length, then the explicit nonce (RFC 9146 §4).
+_LENGTH_NONCE: Final = struct.Struct("!HQ")
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
@@ -903,8 +906,21 @@ class DtlsConnection:
             raise RecordError(f"epoch 1 or sequence number {sequence} does not fit the header")
         # Epoch 1 and the sequence number as the one seq_num of header and nonce (RFC 6347 §4.1.2.1).
         seq_num = _EPOCH_ONE | sequence
-        if self._cid_negotiated and self._peer_cid:
-            return protection.seal_cid_application(seq_num, data, self._peer_cid)
+        peer_cid = self._peer_cid
+        if self._cid_negotiated and peer_cid:
+            # AeadProtection.seal_cid_application inline (RFC 9146 §4, §5): the content, its
+            # type and the padding sealed under the CID additional data; the CID after the header.
+            tail = protection.inner_tail
+            size = length + len(tail)  # of the DTLSInnerPlaintext
+            if size > MAX_PLAINTEXT:
+                raise RecordOverflow(f"a DTLSInnerPlaintext of {size} bytes is longer than {MAX_PLAINTEXT}")
+            head = _CID_HEAD_SEQ_NUM.pack(TLS12_CID, DTLS_1_2, seq_num)
+            sealed = protection.aead.encrypt(
+                _NONCE.pack(protection.fixed_iv, seq_num),
+                data + tail,
+                b"".join((CID_AAD_HEADS[len(peer_cid)], head, peer_cid, _LENGTH.pack(size))),
+            )
+            return b"".join((head, peer_cid, _LENGTH_NONCE.pack(size + protection.overhead, seq_num), sealed))
         # AeadProtection.seal_application inline: the header with the explicit nonce (the
         # seq_num, RFC 6655 §3), then the ciphertext under the salt and that nonce with the
         # additional data of RFC 5246 §6.2.3.3; this runs for every record sent.
@@ -1063,7 +1079,22 @@ class DtlsConnection:
         newest = window.newest
         if sequence <= newest and not window.check(sequence):
             raise RecordDropped("a replayed record, or one too old for the replay window")
-        inner = protection.open_cid_datagram(data, start)  # BadRecordMac when it does not authenticate
+        # AeadProtection.open_cid_datagram inline: the additional data of RFC 9146 §5 made of the
+        # header's own bytes (type to CID) behind its first 10, the explicit nonce after the header.
+        size = n - start - protection.overhead  # of the DTLSInnerPlaintext
+        if size < 0:
+            raise BadRecordMac("a protected record shorter than its nonce and tag")
+        if size > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a DTLSInnerPlaintext of {size} bytes is longer than {MAX_PLAINTEXT}")
+        explicit = start + 8
+        try:
+            inner = protection.aead.decrypt(
+                protection.fixed_iv + data[start:explicit],
+                data[explicit:],
+                b"".join((CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(size))),
+            )
+        except InvalidTag:
+            raise BadRecordMac("the record does not authenticate") from None
         if inner and inner[-1] == APPLICATION_DATA:  # no padding: the last byte is the type (RFC 9146 §4)
             content = inner[:-1]
         else:  # RecordError for an inner plaintext of zeros only: dropped, as the general path does

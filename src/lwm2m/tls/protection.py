@@ -73,7 +73,7 @@ _LENGTH_NONCE: Final = struct.Struct("!HQ")
 # The first 10 bytes of the RFC 9146 §5 additional data, by CID length: seq_num_placeholder,
 # tls12_cid, cid_length. What follows them is the record's header up to its length (tls12_cid,
 # version, epoch, sequence number, CID), then the length of the DTLSInnerPlaintext.
-_CID_AAD_HEADS: Final = tuple(SEQ_NUM_PLACEHOLDER + bytes((TLS12_CID, n)) for n in range(256))
+CID_AAD_HEADS: Final = tuple(SEQ_NUM_PLACEHOLDER + bytes((TLS12_CID, n)) for n in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +166,7 @@ class AeadProtection:
     (RFC 9146 §4), to hide the length of what is sent.
     """
 
-    __slots__ = ("_inner_tail", "_opened_at", "aead", "algorithm", "fixed_iv", "overhead", "padding")
+    __slots__ = ("_opened_at", "aead", "algorithm", "fixed_iv", "inner_tail", "overhead", "padding")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes, fixed_iv: bytes, padding: int = 0) -> None:
         if len(key) != algorithm.key_length:
@@ -179,7 +179,7 @@ class AeadProtection:
         self.padding = padding
         # What follows the content in the DTLSInnerPlaintext of an application-data record with
         # a CID: its real type and the padding (RFC 9146 §4).
-        self._inner_tail = bytes((APPLICATION_DATA,)) + bytes(padding)
+        self.inner_tail = bytes((APPLICATION_DATA,)) + bytes(padding)
         self.overhead = EXPLICIT_NONCE_LENGTH + algorithm.tag_length  # a record's bytes beyond its plaintext
         # The bytes of a datagram of one record without a CID beyond its plaintext.
         self._opened_at = _DATAGRAM_OVERHEAD + algorithm.tag_length
@@ -274,7 +274,7 @@ class AeadProtection:
             return self.aead.decrypt(
                 self.fixed_iv + data[start:explicit],
                 data[explicit:],
-                b"".join((_CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(length))),
+                b"".join((CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(length))),
             )
         except InvalidTag:
             raise BadRecordMac("the record does not authenticate") from None
@@ -284,7 +284,7 @@ class AeadProtection:
         wire (RFC 9146 §4, §5; RFC 6655 §3): what :meth:`seal_record` gives with that ``cid``
         for epoch ``seq_num >> 48`` and sequence number ``seq_num & (2**48 - 1)``. The caller
         keeps the sequence number within its 48 bits and the CID within 255 bytes."""
-        inner_length = len(content) + len(self._inner_tail)
+        inner_length = len(content) + len(self.inner_tail)
         if inner_length > MAX_PLAINTEXT:
             raise RecordOverflow(
                 f"a DTLSInnerPlaintext of {inner_length} bytes is longer than {MAX_PLAINTEXT}"
@@ -292,8 +292,8 @@ class AeadProtection:
         head = _CID_HEAD_SEQ_NUM.pack(TLS12_CID, DTLS_1_2, seq_num)
         sealed = self.aead.encrypt(
             _NONCE.pack(self.fixed_iv, seq_num),
-            content + self._inner_tail,
-            b"".join((_CID_AAD_HEADS[len(cid)], head, cid, _LENGTH.pack(inner_length))),
+            content + self.inner_tail,
+            b"".join((CID_AAD_HEADS[len(cid)], head, cid, _LENGTH.pack(inner_length))),
         )
         return b"".join((head, cid, _LENGTH_NONCE.pack(inner_length + self.overhead, seq_num), sealed))
 
