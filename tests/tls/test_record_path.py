@@ -303,6 +303,20 @@ def test_the_record_opener_raises_for_a_replay_and_a_forgery() -> None:
     assert events(s2) == []
 
 
+def test_the_record_opener_refuses_records_too_short_or_too_long_to_be_taken() -> None:
+    """A record whose length leaves no room for the nonce and the tag cannot authenticate (RFC 5246
+    §6.2.3.3); one longer than 2^14 bytes of plaintext with them is a record_overflow (RFC 5246
+    §6.2.3): both raise before the AEAD and move nothing; the next genuine record is taken."""
+    c1, _, _, s2 = _two_established(cid=False)
+    genuine = c1.protect_application_data(b"GET /3/0")
+    head = genuine[:11]  # type, version, epoch 1, the next sequence number
+    for length, error in ((15, BadRecordMac), (MAX_PLAINTEXT + 8 + 8 + 1, RecordOverflow)):
+        with pytest.raises(error):
+            s2.open_application_data(head + length.to_bytes(2, "big") + bytes(length))
+        assert not s2.advanced
+    assert s2.open_application_data(genuine) == b"GET /3/0" and s2.advanced
+
+
 def test_the_record_opener_takes_cid_records_and_raises_for_a_replay_and_a_forgery() -> None:
     """RFC 9146 §4, §6: a tls12_cid record with our CID opens on the direct path too; a replay or
     a forgery raises and leaves the window (and so the session's address) as it was."""
