@@ -164,6 +164,11 @@ class AeadProtection:
 
     ``padding`` zero bytes are added to every ``DTLSInnerPlaintext`` of a CID record
     (RFC 9146 §4), to hide the length of what is sent.
+
+    ``aead``, ``fixed_iv``, ``overhead`` and ``inner_tail`` are read by the connection's direct
+    path, which opens and seals application records as :meth:`open_datagram`,
+    :meth:`open_cid_datagram`, :meth:`seal_application` and :meth:`seal_cid_application` do, in
+    its own frame (the tests hold the two to the same bytes); nothing else should use them.
     """
 
     __slots__ = ("_opened_at", "aead", "algorithm", "fixed_iv", "inner_tail", "overhead", "padding")
