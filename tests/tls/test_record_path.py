@@ -5,8 +5,10 @@ datagram (RFC 6347 §4.1, §4.1.2.6; RFC 6655 §3; RFC 9146 §4, §6): ``single_
 
 from __future__ import annotations
 
+from itertools import accumulate
+
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from tests.helpers.dtls_engine import client_config, events, pair, run, server_config
 
@@ -301,6 +303,20 @@ def test_the_record_opener_raises_for_a_replay_and_a_forgery() -> None:
     assert events(s2) == []
 
 
+def test_the_record_opener_refuses_records_too_short_or_too_long_to_be_taken() -> None:
+    """A record whose length leaves no room for the nonce and the tag cannot authenticate (RFC 5246
+    §6.2.3.3); one longer than 2^14 bytes of plaintext with them is a record_overflow (RFC 5246
+    §6.2.3): both raise before the AEAD and move nothing; the next genuine record is taken."""
+    c1, _, _, s2 = _two_established(cid=False)
+    genuine = c1.protect_application_data(b"GET /3/0")
+    head = genuine[:11]  # type, version, epoch 1, the next sequence number
+    for length, error in ((15, BadRecordMac), (MAX_PLAINTEXT + 8 + 8 + 1, RecordOverflow)):
+        with pytest.raises(error):
+            s2.open_application_data(head + length.to_bytes(2, "big") + bytes(length))
+        assert not s2.advanced
+    assert s2.open_application_data(genuine) == b"GET /3/0" and s2.advanced
+
+
 def test_the_record_opener_takes_cid_records_and_raises_for_a_replay_and_a_forgery() -> None:
     """RFC 9146 §4, §6: a tls12_cid record with our CID opens on the direct path too; a replay or
     a forgery raises and leaves the window (and so the session's address) as it was."""
@@ -383,6 +399,34 @@ def test_a_cid_datagram_opens_and_seals_as_the_general_forms(
         protection.open_cid_datagram(wire[:11] + bytes((wire[11] ^ 1,)) + wire[12:], 13 + len(cid))
     with pytest.raises(BadRecordMac):
         protection.open_cid_datagram(wire[: 13 + len(cid) + 15], 13 + len(cid))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.booleans(), st.lists(st.integers(-70, 4), min_size=1, max_size=150))
+@example(False, [1, 2, 1, 1, -2])
+@example(True, [1, 2, 1, 1, -2])
+def test_the_record_opener_keeps_the_replay_window_of_a_set_of_everything_taken(
+    cid: bool, steps: list[int]
+) -> None:
+    """RFC 6347 §4.1.2.6 on the direct path, whatever order records come in (in order, after a
+    gap, late, again, far behind): a record is taken once, within 64 of the newest, and
+    ``advanced`` is True exactly for one above every record taken before."""
+    c1, _, _, s2 = _two_established(cid)
+    datagrams = [c1.protect_application_data(b"%d" % n) for n in range(200)]
+    order = list(accumulate(steps, lambda at, step: min(max(at + step, 0), 199), initial=0))
+    taken: set[int] = set()
+    for n in order + sorted(order) + list(range(200)):
+        highest = max(taken, default=-1)
+        new = n > highest or (highest - n < 64 and n not in taken)
+        try:
+            plain = s2.open_application_data(datagrams[n])
+        except RecordDropped:
+            assert not new and not s2.advanced
+            continue
+        assert new and plain == b"%d" % n
+        assert s2.advanced is (n > highest)
+        taken.add(n)
+    assert taken >= set(range(200 - 64, 200))
 
 
 def test_a_replay_and_a_forgery_are_dropped_and_do_not_move_the_window() -> None:

@@ -66,6 +66,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final, TypeVar
 
+from cryptography.exceptions import InvalidTag
+
 from lwm2m.errors import (
     BadRecordMac,
     BadSignature,
@@ -160,7 +162,7 @@ from lwm2m.tls.prf import (
     psk_premaster_secret,
     verify_data,
 )
-from lwm2m.tls.protection import SUITE_ALGORITHMS, AeadProtection, NullProtection
+from lwm2m.tls.protection import CID_AAD_HEADS, SUITE_ALGORITHMS, AeadProtection, NullProtection
 from lwm2m.tls.reassembly import HandshakeReassembler, ReassembledMessage, fragment_handshake
 from lwm2m.tls.record import (
     ALERT,
@@ -171,7 +173,6 @@ from lwm2m.tls.record import (
     HANDSHAKE,
     HEADER_LENGTH,
     MAX_PLAINTEXT,
-    RECORD_SEQ_NUM,
     TLS12_CID,
     DtlsRecord,
     encode_record,
@@ -403,6 +404,22 @@ _EPOCH_ONE: Final = 1 << 48  # the seq_num of epoch 1's record 0 (RFC 6347 §4.1
 # A RFC 9146 §4 header up to its CID, epoch and sequence number read as the one seq_num.
 _CID_HEAD_SEQ_NUM: Final = struct.Struct("!BHQ")
 _CID_AT: Final = 11  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
+# A record without a CID: its 8-byte explicit nonce follows the 13-byte header, its ciphertext
+# the nonce (RFC 6655 §3); the additional data is seq_num, type, version, length (RFC 5246 §6.2.3.3).
+_CIPHERTEXT_AT: Final = HEADER_LENGTH + 8
+_AAD: Final = struct.Struct("!QBHH")
+# A record header as small ints: type, the version's two bytes, epoch, the sequence number as 16 +
+# 32 bits, length; the additional data from the same fields (epoch, sequence number, type, version,
+# length of the plaintext).
+_RECORD_FIELDS: Final = struct.Struct("!BBBHHIH")
+_AAD_FIELDS: Final = struct.Struct("!HHIBBBH")
+# The header of a record without a CID with epoch and sequence number as the one seq_num, then the
+# explicit nonce, which is that seq_num too (RFC 6655 §3); and the whole nonce, salt first.
+_HEADER_NONCE: Final = struct.Struct("!BHQHQ")
+_NONCE: Final = struct.Struct("!4sQ")
+_LENGTH: Final = struct.Struct("!H")
+# What follows the CID in a sealed tls12_cid record: its length, then the explicit nonce (RFC 9146 §4).
+_LENGTH_NONCE: Final = struct.Struct("!HQ")
 
 # Epoch 0 (RFC 6347 §4.1): nothing to remove but the checks of a plaintext record; one serves all.
 _UNPROTECTED: Final = NullProtection()
@@ -872,9 +889,11 @@ class DtlsConnection:
         for a caller that sends each record at once (no list and no record object per call)."""
         if self._state is not _ESTABLISHED:
             self.send_application_data(data)  # raises, as that says
-        if len(data) >= self._limits.send and len(data) > self._content_room(1):
+        length = len(data)
+        # Within the peer's limit, the content fits a record (the room is at most MAX_PLAINTEXT).
+        if length >= self._limits.send and length > self._content_room(1):
             raise RecordTooLarge(
-                f"application data of {len(data)} bytes does not fit a record "
+                f"application data of {length} bytes does not fit a record "
                 f"(at most {self._content_room(1)} to this peer)"
             )
         protection = self._write_protection
@@ -886,9 +905,32 @@ class DtlsConnection:
         if sequence > MAX_SEQUENCE:
             raise RecordError(f"epoch 1 or sequence number {sequence} does not fit the header")
         # Epoch 1 and the sequence number as the one seq_num of header and nonce (RFC 6347 §4.1.2.1).
-        if self._cid_negotiated and self._peer_cid:
-            return protection.seal_cid_application(_EPOCH_ONE | sequence, data, self._peer_cid)
-        return protection.seal_application(_EPOCH_ONE | sequence, data)
+        seq_num = _EPOCH_ONE | sequence
+        peer_cid = self._peer_cid
+        if self._cid_negotiated and peer_cid:
+            # AeadProtection.seal_cid_application inline (RFC 9146 §4, §5): the content, its
+            # type and the padding sealed under the CID additional data; the CID after the header.
+            tail = protection.inner_tail
+            size = length + len(tail)  # of the DTLSInnerPlaintext
+            if size > MAX_PLAINTEXT:
+                raise RecordOverflow(f"a DTLSInnerPlaintext of {size} bytes is longer than {MAX_PLAINTEXT}")
+            head = _CID_HEAD_SEQ_NUM.pack(TLS12_CID, DTLS_1_2, seq_num)
+            sealed = protection.aead.encrypt(
+                _NONCE.pack(protection.fixed_iv, seq_num),
+                data + tail,
+                b"".join((CID_AAD_HEADS[len(peer_cid)], head, peer_cid, _LENGTH.pack(size))),
+            )
+            return b"".join((head, peer_cid, _LENGTH_NONCE.pack(size + protection.overhead, seq_num), sealed))
+        # AeadProtection.seal_application inline: the header with the explicit nonce (the
+        # seq_num, RFC 6655 §3), then the ciphertext under the salt and that nonce with the
+        # additional data of RFC 5246 §6.2.3.3; this runs for every record sent.
+        return _HEADER_NONCE.pack(
+            APPLICATION_DATA, DTLS_1_2, seq_num, length + protection.overhead, seq_num
+        ) + protection.aead.encrypt(
+            _NONCE.pack(protection.fixed_iv, seq_num),
+            data,
+            _AAD.pack(seq_num, APPLICATION_DATA, DTLS_1_2, length),
+        )
 
     def receive_application_data(self, data: bytes, now: float) -> bytes | None:
         """:meth:`receive_datagram` for what an established connection gets most: a datagram
@@ -925,37 +967,86 @@ class DtlsConnection:
             return None  # a handshake, or a closed connection
         if self._cid_negotiated and self._own_cid:
             return self._open_cid_application_data(data)
-        # :func:`single_protected_record`'s test, inline, with the header in one unpack and
-        # epoch and sequence number read as the one seq_num (RFC 6347 §4.1.2.1).
+        # :func:`single_protected_record`'s test, inline, with the header in one unpack, each
+        # field a small int: the version as its two bytes, the sequence number as 16 + 32 bits.
         try:
-            content_type, version, seq_num, length = RECORD_SEQ_NUM.unpack_from(data)
+            content_type, major, minor, epoch, high, low, length = _RECORD_FIELDS.unpack_from(data)
         except struct.error:  # shorter than a header
             return None
-        sequence = seq_num - _EPOCH_ONE  # within 0..MAX_SEQUENCE exactly when the epoch is 1
         if (
             content_type != APPLICATION_DATA
-            or not 0 <= sequence <= MAX_SEQUENCE
+            or epoch != 1
             or length + HEADER_LENGTH != len(data)
-            or version >> 8 != 0xFE
-        ):  # another type or epoch, several records, a length that does not match
-            return None
-        self._advanced = False
+            or major != 0xFE
+        ):
+            return None  # another type or epoch, several records, a length that does not match
+        sequence = (high << 32) | low if high else low
         window = self._windows[1]
+        newest = window.newest
         # Above the newest accepted, the window's check says True: the next record of a session
         # costs no call for it.
-        if sequence <= window.newest and not window.check(sequence):
+        if sequence <= newest and not window.check(sequence):
+            self._advanced = False
             raise RecordDropped("a replayed record, or one too old for the replay window")
-        # BadRecordMac when it does not authenticate.
-        content = self._read_protection.open_datagram(data, seq_num, version)  # type: ignore[union-attr]
+        protection = self._read_protection
+        if type(protection) is not AeadProtection:  # a CBC suite
+            return self._open_cbc_datagram(data, (major << 8) | minor, window, sequence)
+        size = length - protection.overhead  # of the plaintext
+        if not 0 <= size <= self._limits.room:
+            # Too short for a nonce and a tag, longer than DTLS allows, or over the limit we gave.
+            self._refuse_size(size)  # raises for a record that cannot be taken at all
+            return None
+        # AeadProtection.open_datagram inline (RFC 6655 §3: the salt, then the explicit nonce
+        # after the header; RFC 5246 §6.2.3.3: the additional data is seq_num, type, version and
+        # length of the plaintext), and below, the replay window's accept for the next record:
+        # this runs for every record received.
+        try:
+            content = protection.aead.decrypt(
+                protection.fixed_iv + data[HEADER_LENGTH:_CIPHERTEXT_AT],
+                data[_CIPHERTEXT_AT:],
+                _AAD_FIELDS.pack(1, high, low, APPLICATION_DATA, major, minor, size),
+            )
+        except InvalidTag:
+            self._advanced = False
+            raise BadRecordMac("the record does not authenticate") from None
+        if sequence - newest == 1 and not window.missing:
+            # ReplayWindow.accept for the next record with none missing (RFC 6347 §4.1.2.6).
+            window.newest = sequence
+            self._advanced = True
+        else:
+            self._advanced = window.accept(sequence)
+        if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
+            self._flight = []
+        return content
+
+    def _open_cbc_datagram(
+        self, data: bytes, version: int, window: ReplayWindow, sequence: int
+    ) -> bytes | None:
+        """:meth:`open_application_data` past the replay check for a CBC suite."""
+        self._advanced = False
+        protection = self._read_protection
+        assert protection is not None
+        content = protection.open_datagram(data, _EPOCH_ONE | sequence, version)
         limit = self._limits.receive
         if limit is not None and len(content) > limit:
             # Over the limit we gave (RFC 8449 §4): the general path ends the connection; the
             # window has not moved, so it takes the record as new.
             return None
         self._advanced = window.accept(sequence)
-        if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
+        if self._flight:
             self._flight = []
         return content
+
+    def _refuse_size(self, size: int) -> None:
+        """:meth:`open_application_data` for an AEAD record whose plaintext would be ``size``
+        bytes, outside what it takes: too short to authenticate (RFC 5246 §6.2.3.3), longer than
+        DTLS allows (RFC 5246 §6.2.3), or over the limit we gave (RFC 8449 §4: None, for the
+        general path, which ends the connection; the window has not moved)."""
+        self._advanced = False
+        if size < 0:
+            raise BadRecordMac("a protected record shorter than its nonce and tag")
+        if size > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a plaintext of {size} bytes is longer than {MAX_PLAINTEXT}")
 
     def _open_cid_application_data(self, data: bytes) -> bytes | None:
         """:meth:`open_application_data` for an established connection whose peer's records
@@ -985,9 +1076,25 @@ class DtlsConnection:
             return None  # a CBC suite: the general path
         self._advanced = False
         window = self._windows[1]
-        if sequence <= window.newest and not window.check(sequence):
+        newest = window.newest
+        if sequence <= newest and not window.check(sequence):
             raise RecordDropped("a replayed record, or one too old for the replay window")
-        inner = protection.open_cid_datagram(data, start)  # BadRecordMac when it does not authenticate
+        # AeadProtection.open_cid_datagram inline: the additional data of RFC 9146 §5 made of the
+        # header's own bytes (type to CID) behind its first 10, the explicit nonce after the header.
+        size = n - start - protection.overhead  # of the DTLSInnerPlaintext
+        if size < 0:
+            raise BadRecordMac("a protected record shorter than its nonce and tag")
+        if size > MAX_PLAINTEXT:
+            raise RecordOverflow(f"a DTLSInnerPlaintext of {size} bytes is longer than {MAX_PLAINTEXT}")
+        explicit = start + 8
+        try:
+            inner = protection.aead.decrypt(
+                protection.fixed_iv + data[start:explicit],
+                data[explicit:],
+                b"".join((CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(size))),
+            )
+        except InvalidTag:
+            raise BadRecordMac("the record does not authenticate") from None
         if inner and inner[-1] == APPLICATION_DATA:  # no padding: the last byte is the type (RFC 9146 §4)
             content = inner[:-1]
         else:  # RecordError for an inner plaintext of zeros only: dropped, as the general path does
@@ -999,7 +1106,11 @@ class DtlsConnection:
             # Over the limit we gave (RFC 8449 §4): the general path ends the connection; the
             # window has not moved, so it takes the record as new.
             return None
-        self._advanced = window.accept(sequence)
+        if sequence - newest == 1 and not window.missing:  # ReplayWindow.accept, as above
+            window.newest = sequence
+            self._advanced = True
+        else:
+            self._advanced = window.accept(sequence)
         if self._flight:  # data under the new keys shows the peer has our Finished (RFC 6347 §4.2.4)
             self._flight = []
         return content

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from lwm2m.errors import DtlsError, HandshakeAborted, HandshakeFormatError
@@ -125,6 +125,13 @@ class SizeLimits:
 
     send: int = DEFAULT_RECORD_SIZE_LIMIT
     receive: int | None = None
+    # The most plaintext a record from the peer may carry: ``receive``, or DTLS 1.2's own bound
+    # (RFC 5246 §6.2.1) without one; the receiver of application data compares with it alone.
+    room: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        room = MAX_PLAINTEXT if self.receive is None else min(self.receive, MAX_PLAINTEXT)
+        object.__setattr__(self, "room", room)
 
 
 def check_limits(record_size_limit: int | None, max_fragment_length: int | None) -> None:

@@ -73,7 +73,7 @@ _LENGTH_NONCE: Final = struct.Struct("!HQ")
 # The first 10 bytes of the RFC 9146 §5 additional data, by CID length: seq_num_placeholder,
 # tls12_cid, cid_length. What follows them is the record's header up to its length (tls12_cid,
 # version, epoch, sequence number, CID), then the length of the DTLSInnerPlaintext.
-_CID_AAD_HEADS: Final = tuple(SEQ_NUM_PLACEHOLDER + bytes((TLS12_CID, n)) for n in range(256))
+CID_AAD_HEADS: Final = tuple(SEQ_NUM_PLACEHOLDER + bytes((TLS12_CID, n)) for n in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +164,14 @@ class AeadProtection:
 
     ``padding`` zero bytes are added to every ``DTLSInnerPlaintext`` of a CID record
     (RFC 9146 §4), to hide the length of what is sent.
+
+    ``aead``, ``fixed_iv``, ``overhead`` and ``inner_tail`` are read by the connection's direct
+    path, which opens and seals application records as :meth:`open_datagram`,
+    :meth:`open_cid_datagram`, :meth:`seal_application` and :meth:`seal_cid_application` do, in
+    its own frame (the tests hold the two to the same bytes); nothing else should use them.
     """
 
-    __slots__ = ("_aead", "_fixed_iv", "_inner_tail", "_opened_at", "_overhead", "algorithm", "padding")
+    __slots__ = ("_opened_at", "aead", "algorithm", "fixed_iv", "inner_tail", "overhead", "padding")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes, fixed_iv: bytes, padding: int = 0) -> None:
         if len(key) != algorithm.key_length:
@@ -179,12 +184,12 @@ class AeadProtection:
         self.padding = padding
         # What follows the content in the DTLSInnerPlaintext of an application-data record with
         # a CID: its real type and the padding (RFC 9146 §4).
-        self._inner_tail = bytes((APPLICATION_DATA,)) + bytes(padding)
-        self._overhead = EXPLICIT_NONCE_LENGTH + algorithm.tag_length  # a record's bytes beyond its plaintext
+        self.inner_tail = bytes((APPLICATION_DATA,)) + bytes(padding)
+        self.overhead = EXPLICIT_NONCE_LENGTH + algorithm.tag_length  # a record's bytes beyond its plaintext
         # The bytes of a datagram of one record without a CID beyond its plaintext.
         self._opened_at = _DATAGRAM_OVERHEAD + algorithm.tag_length
-        self._fixed_iv = bytes(fixed_iv)
-        self._aead: AESCCM | AESGCM = (
+        self.fixed_iv = bytes(fixed_iv)
+        self.aead: AESCCM | AESGCM = (
             AESCCM(bytes(key), tag_length=algorithm.tag_length) if algorithm.ccm else AESGCM(bytes(key))
         )
 
@@ -200,7 +205,7 @@ class AeadProtection:
             raise RecordOverflow(f"a plaintext of {len(plaintext)} bytes is longer than {MAX_PLAINTEXT}")
         explicit = _SEQ_NUM.pack(seq_num)
         aad = additional_data(seq_num, content_type, version, len(plaintext), cid)
-        return explicit + self._aead.encrypt(self._fixed_iv + explicit, plaintext, aad)
+        return explicit + self.aead.encrypt(self.fixed_iv + explicit, plaintext, aad)
 
     def open(
         self, seq_num: int, content_type: int, version: int, fragment: bytes, cid: bytes = b""
@@ -214,7 +219,7 @@ class AeadProtection:
         length = len(fragment) - EXPLICIT_NONCE_LENGTH - tag_length
         if length > MAX_PLAINTEXT:
             raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
-        nonce = self._fixed_iv + fragment[:EXPLICIT_NONCE_LENGTH]
+        nonce = self.fixed_iv + fragment[:EXPLICIT_NONCE_LENGTH]
         if cid:
             aad = additional_data(seq_num, content_type, version, length, cid)
         else:
@@ -223,7 +228,7 @@ class AeadProtection:
             except struct.error:
                 raise RecordError("a field of the additional data does not fit its size") from None
         try:
-            plaintext = self._aead.decrypt(nonce, fragment[EXPLICIT_NONCE_LENGTH:], aad)
+            plaintext = self.aead.decrypt(nonce, fragment[EXPLICIT_NONCE_LENGTH:], aad)
         except InvalidTag:
             raise BadRecordMac("the record does not authenticate") from None
         if cid:
@@ -249,8 +254,8 @@ class AeadProtection:
         # fail. Nonce (RFC 6655 §3: the salt, then the explicit part after the header), ciphertext
         # and additional data go straight into the call: this runs for every record received.
         try:
-            return self._aead.decrypt(
-                self._fixed_iv + data[_NONCE_AT:_DATAGRAM_OVERHEAD],
+            return self.aead.decrypt(
+                self.fixed_iv + data[_NONCE_AT:_DATAGRAM_OVERHEAD],
                 data[_DATAGRAM_OVERHEAD:],
                 _AAD.pack(seq_num, APPLICATION_DATA, version, length),
             )
@@ -264,17 +269,17 @@ class AeadProtection:
         of RFC 9146 §5, made of the header's own bytes (type to CID) behind its first 10; the
         explicit nonce follows the header (RFC 6655 §3). :class:`BadRecordMac` if it does not
         authenticate; splitting off the real type and padding is the caller's."""
-        length = len(data) - start - self._overhead  # of the DTLSInnerPlaintext
+        length = len(data) - start - self.overhead  # of the DTLSInnerPlaintext
         if length < 0:
             raise BadRecordMac("a protected record shorter than its nonce and tag")
         if length > MAX_PLAINTEXT:
             raise RecordOverflow(f"a DTLSInnerPlaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
         explicit = start + EXPLICIT_NONCE_LENGTH
         try:
-            return self._aead.decrypt(
-                self._fixed_iv + data[start:explicit],
+            return self.aead.decrypt(
+                self.fixed_iv + data[start:explicit],
                 data[explicit:],
-                b"".join((_CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(length))),
+                b"".join((CID_AAD_HEADS[start - HEADER_LENGTH], data[: start - 2], _LENGTH.pack(length))),
             )
         except InvalidTag:
             raise BadRecordMac("the record does not authenticate") from None
@@ -284,18 +289,18 @@ class AeadProtection:
         wire (RFC 9146 §4, §5; RFC 6655 §3): what :meth:`seal_record` gives with that ``cid``
         for epoch ``seq_num >> 48`` and sequence number ``seq_num & (2**48 - 1)``. The caller
         keeps the sequence number within its 48 bits and the CID within 255 bytes."""
-        inner_length = len(content) + len(self._inner_tail)
+        inner_length = len(content) + len(self.inner_tail)
         if inner_length > MAX_PLAINTEXT:
             raise RecordOverflow(
                 f"a DTLSInnerPlaintext of {inner_length} bytes is longer than {MAX_PLAINTEXT}"
             )
         head = _CID_HEAD_SEQ_NUM.pack(TLS12_CID, DTLS_1_2, seq_num)
-        sealed = self._aead.encrypt(
-            _NONCE.pack(self._fixed_iv, seq_num),
-            content + self._inner_tail,
-            b"".join((_CID_AAD_HEADS[len(cid)], head, cid, _LENGTH.pack(inner_length))),
+        sealed = self.aead.encrypt(
+            _NONCE.pack(self.fixed_iv, seq_num),
+            content + self.inner_tail,
+            b"".join((CID_AAD_HEADS[len(cid)], head, cid, _LENGTH.pack(inner_length))),
         )
-        return b"".join((head, cid, _LENGTH_NONCE.pack(inner_length + self._overhead, seq_num), sealed))
+        return b"".join((head, cid, _LENGTH_NONCE.pack(inner_length + self.overhead, seq_num), sealed))
 
     def seal_application(self, seq_num: int, content: bytes) -> bytes:
         """``content`` as one protected application-data record without a CID on the wire
@@ -306,10 +311,10 @@ class AeadProtection:
         if length > MAX_PLAINTEXT:
             raise RecordOverflow(f"a plaintext of {length} bytes is longer than {MAX_PLAINTEXT}")
         head = _SEQ_NUM_HEADER_NONCE.pack(
-            APPLICATION_DATA, DTLS_1_2, seq_num, length + self._overhead, seq_num
+            APPLICATION_DATA, DTLS_1_2, seq_num, length + self.overhead, seq_num
         )
-        return head + self._aead.encrypt(
-            _NONCE.pack(self._fixed_iv, seq_num),
+        return head + self.aead.encrypt(
+            _NONCE.pack(self.fixed_iv, seq_num),
             content,
             _AAD.pack(seq_num, APPLICATION_DATA, DTLS_1_2, length),
         )
@@ -337,7 +342,7 @@ class AeadProtection:
             inner = content + bytes((content_type,)) + bytes(self.padding)
             explicit = _SEQ_NUM.pack(seq_num)
             aad = additional_data(seq_num, content_type, DTLS_1_2, inner_length, cid)
-            sealed = self._aead.encrypt(self._fixed_iv + explicit, inner, aad)
+            sealed = self.aead.encrypt(self.fixed_iv + explicit, inner, aad)
             head = _CID_HEADER.pack(TLS12_CID, DTLS_1_2, epoch, sequence >> 32, sequence & 0xFFFFFFFF)
             return b"".join((head, cid, _LENGTH.pack(EXPLICIT_NONCE_LENGTH + len(sealed)), explicit, sealed))
         length = len(content)
@@ -353,7 +358,7 @@ class AeadProtection:
                 epoch,
                 sequence >> 32,
                 sequence & 0xFFFFFFFF,
-                length + self._overhead,
+                length + self.overhead,
                 seq_num,
             )
         except struct.error:
@@ -361,7 +366,7 @@ class AeadProtection:
             raise RecordError(f"{fields} does not fit the header") from None
         # The nonce is the salt and the explicit part just packed (the last 8 bytes of ``head``).
         aad = _AAD.pack(seq_num, content_type, DTLS_1_2, length)
-        return head + self._aead.encrypt(self._fixed_iv + head[-EXPLICIT_NONCE_LENGTH:], content, aad)
+        return head + self.aead.encrypt(self.fixed_iv + head[-EXPLICIT_NONCE_LENGTH:], content, aad)
 
     # --- DTLS records -----------------------------------------------------------------------
 

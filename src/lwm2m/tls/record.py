@@ -44,9 +44,6 @@ _HEAD: Final = struct.Struct("!BHHHI")
 # The whole header of a record without a CID: type, version, epoch, sequence number (16 + 32 bits),
 # length. The receiver of application data reads it straight from the datagram.
 RECORD_HEADER: Final = struct.Struct("!BHHHIH")
-# The same header with epoch and sequence number read as one: the 64-bit ``seq_num`` of the MAC
-# and AEAD input (RFC 6347 §4.1.2.1) is those 8 bytes, as they stand in the header.
-RECORD_SEQ_NUM: Final = struct.Struct("!BHQH")
 _LENGTH: Final = struct.Struct("!H")
 
 

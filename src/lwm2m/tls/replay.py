@@ -18,21 +18,25 @@ DEFAULT_SIZE: Final = 64  # the minimum window RFC 6347 §4.1.2.6 asks for
 
 class ReplayWindow:
     """Which sequence numbers of one epoch were received: the highest one and a bitmap of the
-    ``size`` numbers up to it (bit 0 is the highest, bit ``i`` the number ``i`` below it)."""
+    ``size`` numbers up to it that were not (bit 0 is the highest, bit ``i`` the number ``i``
+    below it). Kept as the numbers missing rather than those received, so that records in order
+    leave it 0: the next record then costs a receiver one test and one store (``newest``)."""
 
-    __slots__ = ("_bitmap", "_mask", "epoch", "newest", "size")
+    __slots__ = ("epoch", "mask", "missing", "newest", "size")
 
     def __init__(self, epoch: int = 0, size: int = DEFAULT_SIZE) -> None:
         if size < 1:
             raise RecordError("a replay window holds at least one record")
         self.epoch = epoch
         self.size = size
-        self._mask = (1 << size) - 1
-        # The highest sequence number accepted, -1 before the first: read it, never set it. A
-        # receiver that finds a record above it knows, without a call, that ``check`` says True
-        # (the record of an established session is almost always the next one).
+        self.mask = (1 << size) - 1
+        # The highest sequence number accepted, -1 before the first. A receiver that finds a
+        # record above it knows, without a call, that ``check`` says True (the record of an
+        # established session is almost always the next one); one that finds the record to be
+        # ``newest + 1`` with nothing ``missing`` may accept it by setting ``newest`` alone.
         self.newest = -1
-        self._bitmap = 0
+        # The numbers in the window not received; none below the first (no such number exists).
+        self.missing = 0
 
     @property
     def highest(self) -> int | None:
@@ -50,22 +54,26 @@ class ReplayWindow:
             return True  # above every number accepted (or nothing accepted yet)
         if offset >= self.size:
             return False  # too old to tell: refused, as RFC 6347 §4.1.2.6 says
-        return not (self._bitmap >> offset) & 1
+        return bool((self.missing >> offset) & 1)
 
     def accept(self, sequence: int) -> bool:
         """Mark an authenticated record as received, sliding the window when it is the newest.
         True when it was: above every number accepted before (RFC 9146 §6 asks that of a
         record that moves a CID connection to a new address)."""
         shift = sequence - self.newest
-        if shift > 0:  # the newest yet (the first: newest is -1, and no old bit is set)
+        if shift > 0:  # the newest yet
             if sequence > MAX_SEQUENCE:
                 raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
-            # A jump of the window size or more leaves none of the old bits inside it.
-            self._bitmap = ((self._bitmap << shift) | 1) & self._mask if shift < self.size else 1
+            # The numbers skipped (bits 1 .. shift - 1) are missing, the new one (bit 0) is not;
+            # a jump of the window size or more leaves none of the old bits inside it.
+            if shift < self.size:
+                self.missing = ((self.missing << shift) | ((1 << shift) - 2)) & self.mask
+            else:
+                self.missing = self.mask ^ 1
             self.newest = sequence
             return True
         if sequence < 0:
             raise RecordError(f"sequence number {sequence} does not fit in 48 bits")
         if -shift < self.size:
-            self._bitmap |= 1 << -shift
+            self.missing &= ~(1 << -shift)
         return False

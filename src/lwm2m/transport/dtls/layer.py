@@ -114,7 +114,7 @@ Role = Literal["server", "client"]
 # IntEnum member costs four times one with an int.
 _TLS12_CID = int(ContentType.TLS12_CID)
 _APPLICATION_DATA = int(ContentType.APPLICATION_DATA)
-_PROTECTED = frozenset((int(ContentType.APPLICATION_DATA), _TLS12_CID))
+_PROTECTED = (_APPLICATION_DATA, _TLS12_CID)  # a tuple: the first one found by identity
 _CID_AT = HEADER_LEN - 2  # a tls12_cid record's CID follows its sequence number (RFC 9146 §4)
 _HANDSHAKE_TYPES = (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC)
 _HELLO_HEADER = 13  # a ClientHello's retransmission differs from the first only in the record header
@@ -360,8 +360,9 @@ class DtlsLayer:
             self.counters["dropped_oversize"] += 1
             return
         try:
-            if data and data[0] in _PROTECTED:
-                if data[0] == _TLS12_CID and (self._by_cid or self._parked_cid):
+            kind = data[0] if data else 0
+            if kind in _PROTECTED:
+                if kind == _TLS12_CID and (self._by_cid or self._parked_cid):
                     cid = data[_CID_AT : _CID_AT + self._cid_length]
                     c = self._by_cid.get(cid)
                     if c is not None:
