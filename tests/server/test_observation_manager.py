@@ -294,6 +294,26 @@ async def test_idle_observations_have_no_task_and_no_queue() -> None:
     await parts.manager.close()
 
 
+async def test_an_observation_shares_its_endpoint_name_and_keeps_a_2_05_as_its_payload() -> None:
+    parts = Parts(_registration())
+    asked = "".join(["dev", "-1"])  # equal to the registration's name, another string
+    assert asked is not parts.registration.endpoint
+    started = await parts.manager.start(asked, ObserveRequest(Path.parse("/3303/0/5700"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    assert started.record.endpoint is parts.registration.endpoint  # one string per client
+    assert started._first == b"20"  # no tuple kept beside it: its code and format are known
+    first = started.response
+    assert first is not None and first.code == Code.CONTENT and first.content_format == CF.TEXT
+    assert [r.value for r in first.records] == [20]
+    parts.socket.first = Message.build(Type.ACK, Code.VALID, content_format=CF.TEXT, observe=0, payload=b"30")
+    other = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3303/0/5701"), CF.TEXT), 1.0)
+    assert isinstance(other, ServerObservation)
+    assert other._first == (int(Code.VALID), int(CF.TEXT), b"30")  # another code: kept with it
+    valid = other.response
+    assert valid is not None and valid.code == Code.VALID and [r.value for r in valid.records] == ["30"]
+    await parts.manager.close()
+
+
 @pytest.mark.parametrize(
     ("item", "reason"),
     [

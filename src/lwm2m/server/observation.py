@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any, Protocol
 
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import as_code
+from lwm2m.coap.numbers import Code, as_code
 from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import ConnectionAborted, ResponseError
 from lwm2m.model.path import Path
@@ -47,6 +47,7 @@ from lwm2m.transport.udp import CoapObservation
 log = logging.getLogger(__name__)
 
 _END = object()
+_CONTENT = int(Code.CONTENT)
 BACKLOG = 256  # unread notifications kept per observation
 SHAPES = 1024  # requests (and their decoders) kept for the observations to share
 
@@ -115,11 +116,16 @@ class ServerObservation:
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
         self.request = request
-        # The first answer as it came (a tuple, which the garbage collector stops tracking),
-        # decoded again when asked for: it is read once, when the observation starts.
-        self._first = (
-            None if response is None else (int(response.code), response.content_format, response.payload)
-        )
+        # The first answer as it came, decoded again when asked for: it is read once, when the
+        # observation starts. A 2.05 in the record's format (as nearly every first answer is)
+        # keeps only its payload; another, a tuple (which the garbage collector stops tracking).
+        self._first: bytes | tuple[int, int | None, bytes] | None = None
+        if response is not None:
+            code, fmt = int(response.code), response.content_format
+            if code == _CONTENT and fmt == record.content_format:
+                self._first = response.payload
+            else:
+                self._first = (code, fmt, response.payload)
         self._context = context
         self._decode = decoder if decoder is not None else ResponseDecoder(request, context.models)
         # Only the newest notifications wait for a reader: every one also goes to the
@@ -140,9 +146,13 @@ class ServerObservation:
     @property
     def response(self) -> Response | None:
         """The first answer: the value when the observation started (None once resumed)."""
-        if self._first is None:
+        first = self._first
+        if first is None:
             return None
-        return self._decoded(self._first)
+        if type(first) is bytes:
+            return self._decoded((_CONTENT, self.record.content_format, first))
+        assert isinstance(first, tuple)
+        return self._decoded(first)
 
     def _decoded(self, item: tuple[int, int | None, bytes]) -> Response:
         code, fmt, payload = item
@@ -487,7 +497,7 @@ class ObservationManager:
         binding = relation.oscore
         record = Observation(
             relation.token,
-            endpoint,
+            registration.endpoint,  # the stored name, shared rather than the caller's copy
             registration.registration_id,
             paths,
             composite=composite,
