@@ -58,6 +58,17 @@ def test_registration_and_non_notifications(net: Any) -> None:
     assert net.idle(net.c)  # an observation has no timeout
 
 
+def test_an_observation_s_request_holds_no_block_state(net: Any) -> None:
+    # The client keeps the request of each observation as long as it runs (a server at a
+    # million observations): the block-wise fields are made only for a request with a transfer.
+    token, ev = register(net)
+    (req,) = net.c._exchanges.requests.values()
+    assert req.observing and req.token == token and req.blocks is None
+    net.s.notify(ev.relation, content(b"1"), net.now)
+    net.deliver()
+    assert [n.response.payload for n in notifications(net)] == [b"1"] and req.blocks is None
+
+
 def test_con_notifications_are_acknowledged(net: Any) -> None:
     _, ev = register(net)
     net.s.notify(ev.relation, content(b"c"), net.now, confirmable=True)
