@@ -294,6 +294,20 @@ async def test_idle_observations_have_no_task_and_no_queue() -> None:
     await parts.manager.close()
 
 
+async def test_observations_are_indexed_once_by_endpoint_then_token() -> None:
+    parts = Parts(_registration())
+    first, _ = await _observed(parts)
+    second, _ = await _observed(parts, "/3/0/9")
+    assert parts.manager.runs("dev-1", first.token) and parts.manager.runs("dev-1", second.token)
+    assert not parts.manager.runs("dev-2", first.token) and not parts.manager.runs("dev-1", b"other")
+    assert parts.manager.running() == [first, second] == parts.manager.of("dev-1")
+    assert set(vars(parts.manager)) & {"_running", "_by_token"} == set()  # no second index
+    await first.cancel()
+    assert not parts.manager.runs("dev-1", first.token) and parts.manager.running() == [second]
+    await second.cancel()
+    assert not parts.manager.runs("dev-1", second.token) and parts.manager._by_endpoint == {}
+
+
 async def test_an_observation_shares_its_endpoint_name_and_keeps_a_2_05_as_its_payload() -> None:
     parts = Parts(_registration())
     asked = "".join(["dev", "-1"])  # equal to the registration's name, another string

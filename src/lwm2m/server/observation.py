@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
 
 from lwm2m.coap.message import Message
@@ -434,10 +434,11 @@ class ObservationManager:
         # One request and its decoder per shape of request (path, format): the observations made
         # with an equal request share them (a decoder keeps no state of one observation).
         self._shapes: dict[ObserveRequest | ReadCompositeRequest, _Shape] = {}
-        self._running: dict[bytes, ServerObservation] = {}  # by token, until they end
-        # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
-        # The observation itself while the endpoint has one (as most have: a dict each would
-        # cost more than the observation).
+        # The running observations by endpoint (an expiry, Register or Update looks at its own,
+        # not at them all), then by token: the observation itself while the endpoint has one
+        # (as most have: a dict each would cost more than the observation). The one index: a
+        # second by token would cost ~40 bytes an observation at a million, for lookups that
+        # know the endpoint anyway.
         self._by_endpoint: dict[str, ServerObservation | dict[bytes, ServerObservation]] = {}
         self._ended_notifications = 0  # those of observations no longer running
         self._reobserving: set[asyncio.Future[object]] = set()  # observe again over new connections
@@ -445,15 +446,28 @@ class ObservationManager:
     def notifications_received(self) -> int:
         """Notifications received so far by the observations this manager ran (counted by each
         as it takes them, summed here when asked: nothing is shared on the way in)."""
-        return self._ended_notifications + sum(o.notifications for o in self._running.values())
+        return self._ended_notifications + sum(o.notifications for o in self._all())
+
+    def _all(self) -> Iterator[ServerObservation]:
+        for mine in self._by_endpoint.values():
+            if type(mine) is dict:
+                yield from mine.values()
+            else:
+                assert isinstance(mine, ServerObservation)
+                yield mine
 
     def running(self) -> list[ServerObservation]:
-        """The observations running now: started here or resumed."""
-        return list(self._running.values())
+        """The observations running now: started here or resumed (an endpoint's together)."""
+        return list(self._all())
 
-    def runs(self, token: bytes) -> bool:
-        """Whether the observation with ``token`` runs here."""
-        return token in self._running
+    def runs(self, endpoint: str, token: bytes) -> bool:
+        """Whether the observation of ``endpoint`` with ``token`` runs here."""
+        mine = self._by_endpoint.get(endpoint)
+        if mine is None:
+            return False
+        if isinstance(mine, ServerObservation):
+            return mine.token == token
+        return token in mine
 
     def of(self, endpoint: str) -> list[ServerObservation]:
         """The endpoint's running observations."""
@@ -544,7 +558,6 @@ class ObservationManager:
             decoder=decoder,
         )
         token = record.token
-        self._running[token] = observation
         mine = self._by_endpoint.get(record.endpoint)
         if mine is None:
             self._by_endpoint[record.endpoint] = observation
@@ -557,9 +570,6 @@ class ObservationManager:
     def _forget(self, observation: ServerObservation) -> None:
         """``observation`` ended: it leaves the indexes."""
         token, endpoint = observation.token, observation.endpoint
-        if self._running.get(token) is observation:
-            del self._running[token]
-            self._ended_notifications += observation.notifications
         mine = self._by_endpoint.get(endpoint)
         if mine is observation:
             del self._by_endpoint[endpoint]
@@ -567,6 +577,9 @@ class ObservationManager:
             del mine[token]
             if not mine:
                 del self._by_endpoint[endpoint]
+        else:
+            return  # replaced meanwhile by one with its token: its count is the other's
+        self._ended_notifications += observation.notifications
 
     async def resume(self, registration_of: Callable[[str], Awaitable[Registration | None]]) -> None:
         """Take up the observations stored before a restart. The clients still hold them
@@ -598,7 +611,7 @@ class ObservationManager:
                 await self._store.remove(record.token)  # made under a registration since replaced
                 continue
             await self._oscore(record)
-            if record.token not in self._running:  # (asked after the await: adoptions may race)
+            if not self.runs(endpoint, record.token):  # (asked after the await: adoptions may race)
                 self._resume(record, registration, addr)
         self.follow(endpoint, addr)
 
@@ -721,5 +734,5 @@ class ObservationManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for observation in list(self._running.values()):
+        for observation in self.running():
             await observation.close()
