@@ -315,6 +315,8 @@ async def test_an_observation_shares_its_endpoint_name_and_keeps_a_2_05_as_its_p
     started = await parts.manager.start(asked, ObserveRequest(Path.parse("/3303/0/5700"), CF.TEXT), 1.0)
     assert isinstance(started, ServerObservation)
     assert started.record.endpoint is parts.registration.endpoint  # one string per client
+    assert started.address is parts.registration.address  # canonical already: not copied
+    assert started.request is started._decode.request  # one slot for both
     assert started._first == b"20"  # no tuple kept beside it: its code and format are known
     first = started.response
     assert first is not None and first.code == Code.CONTENT and first.content_format == CF.TEXT

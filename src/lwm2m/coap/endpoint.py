@@ -1089,6 +1089,10 @@ class Endpoint:
                     self._spawn_fetch(req, msg, None, now)
                 else:
                     self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
+                # Kept as long as the observation runs: without its Message ID (an int object
+                # of its own), which nothing reads from now on; a resumed one has none either.
+                r = req.request
+                req.request = Message(r.type, r.code, 0, r.token, r.options, r.payload)
                 return
             b2 = msg.block2 if code >> 5 == 2 else None
         except ValueError:

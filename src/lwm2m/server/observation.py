@@ -95,7 +95,6 @@ class ServerObservation:
         "address",
         "notifications",
         "record",
-        "request",
     )
 
     def __init__(
@@ -115,7 +114,6 @@ class ServerObservation:
         is kept, dormant, until ``rebind``; ``relation`` None starts it so."""
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
-        self.request = request
         # The first answer as it came, decoded again when asked for: it is read once, when the
         # observation starts. A 2.05 in the record's format (as nearly every first answer is)
         # keeps only its payload; another, a tuple (which the garbage collector stops tracking).
@@ -127,7 +125,10 @@ class ServerObservation:
             else:
                 self._first = (code, fmt, response.payload)
         self._context = context
-        self._decode = decoder if decoder is not None else ResponseDecoder(request, context.models)
+        # The decoder also holds the request (``request``): one slot for both.
+        if decoder is None or decoder.request is not request:
+            decoder = ResponseDecoder(request, context.models)
+        self._decode = decoder
         # Only the newest notifications wait for a reader: every one also goes to the
         # history and the event stream, so a caller that never iterates costs bounded memory.
         # Until a reader comes, a list (None while empty); a Backlog it waits on from then on.
@@ -142,6 +143,13 @@ class ServerObservation:
         else:
             self._state = _RUNNING
             relation.deliver_to(self)
+
+    @property
+    def request(self) -> ObserveRequest | ReadCompositeRequest:
+        """The Observe (or Observe-Composite) it was made with."""
+        request = self._decode.request
+        assert isinstance(request, ObserveRequest | ReadCompositeRequest)
+        return request
 
     @property
     def response(self) -> Response | None:
@@ -351,9 +359,17 @@ class ServerObservation:
         await self.cancel()
 
 
+def _canonical(addr: Any) -> Any:
+    """``addr`` in the form the transport reports senders: ``addr`` itself when it is in that
+    form already (as the address a client's last Register or Update came from is), so that an
+    observation shares it rather than holding an equal copy (a tuple, a host string, a port)."""
+    canonical = normalize(addr) or addr
+    return addr if canonical == addr else canonical
+
+
 def address_of(registration: Registration) -> Any:
     """The registration's address in the form the transport reports senders."""
-    return normalize(registration.address) or registration.address
+    return _canonical(registration.address)
 
 
 def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest:
@@ -523,7 +539,7 @@ class ObservationManager:
         )
         await self._store.add(record)
         over_tcp = isinstance(channel, CoapTcpEndpoint)
-        return self._track(record, request, response, relation, normalize(addr) or addr, over_tcp)
+        return self._track(record, request, response, relation, _canonical(addr), over_tcp)
 
     def _shape(self, request: ObserveRequest | ReadCompositeRequest) -> _Shape:
         """The request equal to ``request`` already in use (else ``request``), its decoder, its
@@ -605,7 +621,7 @@ class ObservationManager:
         its observations, LwM2M-TS-Core 1.2 §6.4). Idempotent: an observation running here
         already only follows ``addr``. A record of an older registration is dropped."""
         endpoint = registration.endpoint
-        addr = normalize(addr) or addr
+        addr = _canonical(addr)
         for record in await self._store.for_endpoint(endpoint):
             if record.registration_id != registration.registration_id:
                 await self._store.remove(record.token)  # made under a registration since replaced
@@ -646,7 +662,7 @@ class ObservationManager:
             addr is not None
             and isinstance(channel, CoapTcpEndpoint)
             and channel.connected(addr)
-            and (normalize(addr) or addr) != observation.address
+            and (_canonical(addr)) != observation.address
         ):
             self._spawn(self.reobserve(endpoint))
 
@@ -676,7 +692,7 @@ class ObservationManager:
         channel = self._relations(endpoint)
         if addr is None or not isinstance(channel, CoapTcpEndpoint) or not channel.connected(addr):
             return 0
-        address = normalize(addr) or addr
+        address = _canonical(addr)
         sent = 0
         for observation in self.of(endpoint):
             if not observation.dormant or observation.record.registration_id != registration.registration_id:
@@ -718,7 +734,7 @@ class ObservationManager:
         mine = self.of(endpoint)
         if not mine:
             return
-        addr = normalize(addr) or addr
+        addr = _canonical(addr)
         relations = self._relations(endpoint)
         for observation in mine:
             if observation.address == addr:
