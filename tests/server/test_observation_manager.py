@@ -286,6 +286,7 @@ async def test_idle_observations_have_no_task_and_no_queue() -> None:
     assert len(asyncio.all_tasks()) == tasks  # the notifications come to them, no task waits
     for observation in started:
         assert observation._unread is None  # nothing kept for a reader: no queue either
+        assert observation._ending is None  # nor the state of an end, until one comes
         assert not hasattr(observation, "__dict__")
     assert len(parts.manager._shapes) == 1  # one request and decoder for them all
     assert all(o.request is started[0].request and o._decode is started[0]._decode for o in started)
