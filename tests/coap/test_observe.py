@@ -58,6 +58,26 @@ def test_registration_and_non_notifications(net: Any) -> None:
     assert net.idle(net.c)  # an observation has no timeout
 
 
+def test_an_observation_s_request_holds_no_block_state(net: Any) -> None:
+    # The client keeps the request of each observation as long as it runs (a server at a
+    # million observations): the block-wise fields are made only for a request with a transfer.
+    net.c._exchanges.alloc_mid = lambda: 4321  # (the Message ID, an int object of its own)
+    token = net.c.request(Message.build(Type.CON, Code.GET, uri_path="/3303/0/5700", observe=0), S, net.now)
+    net.deliver()
+    (ev,) = net.events(net.s)
+    assert isinstance(ev, RequestReceived) and ev.message.mid == 4321
+    net.s.respond(ev, content(b"0", observe=0), net.now)
+    net.deliver()
+    (answered,) = net.events(net.c)
+    assert isinstance(answered, ResponseReceived) and answered.request.mid == 4321  # as it was sent
+    (req,) = net.c._exchanges.requests.values()
+    assert req.observing and req.token == token and req.blocks is None
+    assert req.request.mid == 0 and req.request.token == token  # kept from then on without it
+    net.s.notify(ev.relation, content(b"1"), net.now)
+    net.deliver()
+    assert [n.response.payload for n in notifications(net)] == [b"1"] and req.blocks is None
+
+
 def test_con_notifications_are_acknowledged(net: Any) -> None:
     _, ev = register(net)
     net.s.notify(ev.relation, content(b"c"), net.now, confirmable=True)

@@ -73,6 +73,23 @@ def test_register_accepts_versions(version: str) -> None:
     assert RegisterRequest.from_message(register("ep=dev", f"lwm2m={version}")).lwm2m == version
 
 
+def test_registers_share_their_version_lifetime_and_address() -> None:
+    # A million registrations hold one string per version and one int per lifetime, not a copy
+    # each parsed from its query, and the socket address the server keeps for the client.
+    message = register("ep=dev", "lwm2m=1.1", "lt=3600")
+    first, second = (RegisterRequest.from_message(message) for _ in range(2))
+    assert first.lwm2m is second.lwm2m and first.lwm2m == "1.1"
+    assert first.lt is second.lt and first.lt == 3600
+    addr = ("192.0.2.1", 5683 + int("1"))  # made at run time, as a socket reports it
+    registration = Registration.from_request(first, addr, 0.0)
+    assert registration.address is addr
+    request = UpdateRequest.from_message(update("x"))
+    moved = ("192.0.2.1", 6683 + int("1"))
+    assert registration.updated(request, moved, 1.0).address is moved
+    six = ("2001:db8::1", 5683, 0, 0)  # an IPv6 socket's address: host and port kept
+    assert Registration.from_request(first, six, 0.0).address == ("2001:db8::1", 5683)
+
+
 def test_register_quoted_version_of_early_10_clients() -> None:
     assert RegisterRequest.from_message(register("ep=dev", 'lwm2m="1.0"')).lwm2m == "1.0"
 

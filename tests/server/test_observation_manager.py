@@ -286,11 +286,48 @@ async def test_idle_observations_have_no_task_and_no_queue() -> None:
     assert len(asyncio.all_tasks()) == tasks  # the notifications come to them, no task waits
     for observation in started:
         assert observation._unread is None  # nothing kept for a reader: no queue either
+        assert observation._ending is None  # nor the state of an end, until one comes
         assert not hasattr(observation, "__dict__")
     assert len(parts.manager._shapes) == 1  # one request and decoder for them all
     assert all(o.request is started[0].request and o._decode is started[0]._decode for o in started)
     assert len({id(m) for m, _, _ in parts.socket.relations}) == 1  # one message, sent with a token each
     assert len(parts.manager.of("dev-1")) == 20
+    await parts.manager.close()
+
+
+async def test_observations_are_indexed_once_by_endpoint_then_token() -> None:
+    parts = Parts(_registration())
+    first, _ = await _observed(parts)
+    second, _ = await _observed(parts, "/3/0/9")
+    assert parts.manager.runs("dev-1", first.token) and parts.manager.runs("dev-1", second.token)
+    assert not parts.manager.runs("dev-2", first.token) and not parts.manager.runs("dev-1", b"other")
+    assert parts.manager.running() == [first, second] == parts.manager.of("dev-1")
+    assert set(vars(parts.manager)) & {"_running", "_by_token"} == set()  # no second index
+    await first.cancel()
+    assert not parts.manager.runs("dev-1", first.token) and parts.manager.running() == [second]
+    await second.cancel()
+    assert not parts.manager.runs("dev-1", second.token) and parts.manager._by_endpoint == {}
+
+
+async def test_an_observation_shares_its_endpoint_name_and_keeps_a_2_05_as_its_payload() -> None:
+    parts = Parts(_registration())
+    asked = "".join(["dev", "-1"])  # equal to the registration's name, another string
+    assert asked is not parts.registration.endpoint
+    started = await parts.manager.start(asked, ObserveRequest(Path.parse("/3303/0/5700"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation)
+    assert started.record.endpoint is parts.registration.endpoint  # one string per client
+    assert started.address is parts.registration.address  # canonical already: not copied
+    assert started.request is started._decode.request  # one slot for both
+    assert started._first == b"20"  # no tuple kept beside it: its code and format are known
+    first = started.response
+    assert first is not None and first.code == Code.CONTENT and first.content_format == CF.TEXT
+    assert [r.value for r in first.records] == [20]
+    parts.socket.first = Message.build(Type.ACK, Code.VALID, content_format=CF.TEXT, observe=0, payload=b"30")
+    other = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3303/0/5701"), CF.TEXT), 1.0)
+    assert isinstance(other, ServerObservation)
+    assert other._first == (int(Code.VALID), int(CF.TEXT), b"30")  # another code: kept with it
+    valid = other.response
+    assert valid is not None and valid.code == Code.VALID and [r.value for r in valid.records] == ["30"]
     await parts.manager.close()
 
 

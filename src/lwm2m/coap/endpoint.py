@@ -186,7 +186,15 @@ from lwm2m.coap.events import (
     UnknownNotification,
     request_received,
 )
-from lwm2m.coap.exchange import EMPTY_ACK, EMPTY_RST, Exchanges, OutgoingRequest, Transmission, empty
+from lwm2m.coap.exchange import (
+    EMPTY_ACK,
+    EMPTY_RST,
+    BlockState,
+    Exchanges,
+    OutgoingRequest,
+    Transmission,
+    empty,
+)
 from lwm2m.coap.logbudget import LogBudget
 from lwm2m.coap.message import Message, Options, decode_message, encode_parts
 from lwm2m.coap.numbers import Code, OptionNumber, Type, code_text
@@ -1019,8 +1027,8 @@ class Endpoint:
             if not owner.live:
                 return
             self._drop_request(owner)
-            if owner.parent is not None:
-                parent = owner.parent
+            parent = None if owner.blocks is None else owner.blocks.parent
+            if parent is not None:
                 if parent.live:
                     self._events.append(
                         RequestFailed(addr, parent.token, parent.request, "block fetch reset")
@@ -1062,11 +1070,13 @@ class Endpoint:
             self._on_notification(req, msg, now)
             return
         code = msg.code
+        blocks = req.blocks
         try:
-            if req.b1_sent and code == Code.CONTINUE:
-                self._next_block1(req, msg, now)
+            if blocks is not None and blocks.b1_sent and code == Code.CONTINUE:
+                self._next_block1(req, blocks, msg, now)
                 return
-            req.b1_sent = 0
+            if blocks is not None:
+                blocks.b1_sent = 0
             if req.observe and code >> 5 == 2 and msg.has_option(_OBSERVE):
                 # RFC 7641 §3.1: the registration is accepted; the token stays open.
                 self._release(req, now)
@@ -1079,38 +1089,42 @@ class Endpoint:
                     self._spawn_fetch(req, msg, None, now)
                 else:
                     self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
+                # Kept as long as the observation runs: without its Message ID (an int object
+                # of its own), which nothing reads from now on; a resumed one has none either.
+                r = req.request
+                req.request = Message(r.type, r.code, 0, r.token, r.options, r.payload)
                 return
             b2 = msg.block2 if code >> 5 == 2 else None
         except ValueError:
             self._fail(req, "malformed Block or Observe option in the response")
             return
-        if b2 is not None and (b2.more or req.b2_buf is not None):
+        if b2 is not None and (b2.more or (blocks is not None and blocks.b2_buf is not None)):
             whole = self._on_block2(req, msg, b2, now)
             if whole is None:
                 return
             msg = whole
         self._finish(req, msg, now)
 
-    def _next_block1(self, req: OutgoingRequest, msg: Message, now: float) -> None:
+    def _next_block1(self, req: OutgoingRequest, blocks: BlockState, msg: Message, now: float) -> None:
         b1 = msg.block1
         body = req.request.payload
-        nxt = req.b1_offset + req.b1_sent
+        nxt = blocks.b1_offset + blocks.b1_sent
         if b1 is None or nxt >= len(body):
             self._fail(req, "2.31 Continue that does not fit the Block1 transfer")
             return
-        req.b1_offset = nxt
-        req.b1_szx = min(req.b1_szx, b1.szx)  # RFC 7959 §2.5: follow the server's smaller size
-        options, payload = self._block1_part(req)
+        blocks.b1_offset = nxt
+        blocks.b1_szx = min(blocks.b1_szx, b1.szx)  # RFC 7959 §2.5: follow the server's smaller size
+        options, payload = self._block1_part(req, blocks)
         self._send(req, options, payload, now)
 
-    def _block1_part(self, req: OutgoingRequest) -> tuple[Options, bytes]:
+    def _block1_part(self, req: OutgoingRequest, blocks: BlockState) -> tuple[Options, bytes]:
         body = req.request.payload
-        size = 1 << (req.b1_szx + 4)
-        off = req.b1_offset
+        size = 1 << (blocks.b1_szx + 4)
+        off = blocks.b1_offset
         chunk = body[off : off + size]
-        req.b1_sent = len(chunk)
+        blocks.b1_sent = len(chunk)
         num = off // size
-        extra = [(_BLOCK1, BlockOption(num, off + size < len(body), req.b1_szx).encode())]
+        extra = [(_BLOCK1, BlockOption(num, off + size < len(body), blocks.b1_szx).encode())]
         if num == 0:
             extra.append((_SIZE1, encode_uint(len(body))))
         return with_options(strip(req.request.options), *extra), chunk
@@ -1118,18 +1132,19 @@ class Endpoint:
     def _on_block2(self, req: OutgoingRequest, msg: Message, b2: BlockOption, now: float) -> Message | None:
         """Collect one Block2 block; ask for the next, or return the whole response."""
         etag = msg.option(OptionNumber.ETAG)
-        buf = req.b2_buf
+        blocks = req.transfer()
+        buf = blocks.b2_buf
         if buf is None:
             if b2.num != 0:
                 self._fail(req, "Block2 response does not start at block 0")
                 return None
-            buf = req.b2_buf = bytearray()
-            req.b2_first = msg
-            req.b2_etag = etag
+            buf = blocks.b2_buf = bytearray()
+            blocks.b2_first = msg
+            blocks.b2_etag = etag
         elif b2.num * b2.size != len(buf):
             self._fail(req, "Block2 block out of sequence")
             return None
-        elif etag != req.b2_etag:
+        elif etag != blocks.b2_etag:
             self._fail(req, "representation changed during the Block2 transfer")  # RFC 7959 §2.4
             return None
         if len(buf) + len(msg.payload) > self.config.max_body_size:
@@ -1142,14 +1157,14 @@ class Endpoint:
         if b2.more:
             self._send(req, *self._block2_next(req, b2.szx), now)
             return None
-        first = req.b2_first or msg
+        first = blocks.b2_first or msg
         self._free_block2(req)
         options = tuple(strip(first.options))
         return Message(first.type, first.code, first.mid, first.token, options, bytes(buf))
 
     def _block2_next(self, req: OutgoingRequest, szx: int) -> tuple[Options, bytes]:
-        assert req.b2_buf is not None
-        num = len(req.b2_buf) >> (szx + 4)
+        assert req.blocks is not None and req.blocks.b2_buf is not None
+        num = len(req.blocks.b2_buf) >> (szx + 4)
         base = strip(req.request.options, frozenset((_BLOCK1, _BLOCK2, _SIZE1, OptionNumber.SIZE2, _OBSERVE)))
         options = with_options(base, (_BLOCK2, BlockOption(num, False, szx).encode()))
         # The request body is sent again only where it identifies the resource (FETCH, RFC 8132).
@@ -1164,16 +1179,17 @@ class Endpoint:
         base = Message(_CON, parent.request.code, 0, token, parent.request.options, parent.request.payload)
         child = OutgoingRequest(parent.addr, token, base)
         child.observe = False
-        child.parent = parent
-        child.parent_seq = seq
-        child.b2_buf = bytearray(first.payload)
+        blocks = child.blocks = BlockState()
+        blocks.parent = parent
+        blocks.parent_seq = seq
+        blocks.b2_buf = bytearray(first.payload)
         self._blocks.hold(len(first.payload))
-        child.b2_first = first
-        child.b2_etag = first.option(OptionNumber.ETAG)
+        blocks.b2_first = first
+        blocks.b2_etag = first.option(OptionNumber.ETAG)
         exchanges.requests[(parent.addr, token)] = child
         b2 = first.block2
         assert b2 is not None
-        child.b2_szx = b2.szx
+        blocks.b2_szx = b2.szx
         self._enqueue(child, now)
 
     def _on_notification(self, req: OutgoingRequest, msg: Message, now: float) -> None:
@@ -1203,18 +1219,23 @@ class Endpoint:
 
     def _finish(self, req: OutgoingRequest, msg: Message, now: float) -> None:
         self._drop_request(req, now)
-        parent = req.parent
+        blocks = req.blocks
+        parent = None if blocks is None else blocks.parent
         if parent is None:
             self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
         elif parent.live:
-            if req.parent_seq is None:
+            assert blocks is not None
+            if blocks.parent_seq is None:
                 self._events.append(ResponseReceived(parent.addr, parent.token, parent.request, msg))
             else:
-                self._events.append(CoapNotificationReceived(parent.addr, parent.token, msg, req.parent_seq))
+                self._events.append(
+                    CoapNotificationReceived(parent.addr, parent.token, msg, blocks.parent_seq)
+                )
 
     def _fail(self, req: OutgoingRequest, reason: str) -> None:
         self._drop_request(req)
-        target = req.parent if req.parent is not None else req
+        parent = None if req.blocks is None else req.blocks.parent
+        target = parent if parent is not None else req
         if target.live or target is req:
             self._events.append(RequestFailed(req.addr, target.token, target.request, reason))
 
@@ -1222,10 +1243,10 @@ class Endpoint:
         if req.observing:
             return
         self._drop_request(req)
-        if req.parent is None:
+        parent = None if req.blocks is None else req.blocks.parent
+        if parent is None:
             self._events.append(RequestTimedOut(req.addr, req.token, req.request))
-        elif req.parent.live:
-            parent = req.parent
+        elif parent.live:
             self._events.append(
                 RequestFailed(req.addr, parent.token, parent.request, "block fetch timed out")
             )
@@ -1241,13 +1262,15 @@ class Endpoint:
         self._start(req, now)
 
     def _start(self, req: OutgoingRequest, now: float) -> None:
-        if req.b2_buf is not None:
-            options, payload = self._block2_next(req, req.b2_szx)
+        blocks = req.blocks
+        if blocks is not None and blocks.b2_buf is not None:
+            options, payload = self._block2_next(req, blocks.b2_szx)
         elif len(req.request.payload) > self._block_size or (
             self.payload_limit is not None and len(req.request.payload) > 1 << (self._szx_for(req.addr) + 4)
         ):
-            req.b1_szx = self._szx if self.payload_limit is None else self._szx_for(req.addr)
-            options, payload = self._block1_part(req)
+            blocks = req.transfer()
+            blocks.b1_szx = self._szx if self.payload_limit is None else self._szx_for(req.addr)
+            options, payload = self._block1_part(req, blocks)
         else:
             options, payload = req.request.options, req.request.payload
         mid = self._send(req, options, payload, now)
@@ -1286,15 +1309,15 @@ class Endpoint:
 
     def _free_block2(self, req: OutgoingRequest) -> None:
         """Give back the bytes of the Block2 body ``req`` was collecting."""
-        buf = req.b2_buf
-        if buf is not None:
-            self._blocks.release(len(buf))
-            req.b2_buf = None
-            req.b2_first = None
+        blocks = req.blocks
+        if blocks is not None and blocks.b2_buf is not None:
+            self._blocks.release(len(blocks.b2_buf))
+            blocks.b2_buf = None
+            blocks.b2_first = None
 
     def _drop_request(self, req: OutgoingRequest, now: float | None = None) -> None:
         req.live = False
-        if req.b2_buf is not None:
+        if req.blocks is not None:
             self._free_block2(req)
         exchanges = self._exchanges
         key = (req.addr, req.token)

@@ -53,13 +53,7 @@ class OutgoingRequest:
 
     __slots__ = (
         "addr",
-        "b1_offset",
-        "b1_sent",
-        "b1_szx",
-        "b2_buf",
-        "b2_etag",
-        "b2_first",
-        "b2_szx",
+        "blocks",
         "con",
         "counted",
         "deadline",
@@ -68,8 +62,6 @@ class OutgoingRequest:
         "obs_time",
         "observe",
         "observing",
-        "parent",
-        "parent_seq",
         "report_ack",
         "request",
         "token",
@@ -90,6 +82,34 @@ class OutgoingRequest:
         self.observing = False  # the registration was accepted: later responses are notifications
         self.obs_seq = 0
         self.obs_time = 0.0
+        self.blocks: BlockState | None = None  # made by the first block-wise transfer it has
+
+    def transfer(self) -> BlockState:
+        """The state of its block-wise transfer, made now if it had none."""
+        blocks = self.blocks
+        if blocks is None:
+            blocks = self.blocks = BlockState()
+        return blocks
+
+
+class BlockState:
+    """What one request keeps for a block-wise transfer (RFC 7959), made for the requests that
+    have one: a request without (an observation's, held as long as it runs) carries one slot
+    for it rather than nine."""
+
+    __slots__ = (
+        "b1_offset",
+        "b1_sent",
+        "b1_szx",
+        "b2_buf",
+        "b2_etag",
+        "b2_first",
+        "b2_szx",
+        "parent",
+        "parent_seq",
+    )
+
+    def __init__(self) -> None:
         self.b1_offset = 0  # Block1: offset of the block in flight, its length and size exponent
         self.b1_sent = 0
         self.b1_szx = 0

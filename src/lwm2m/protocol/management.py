@@ -286,6 +286,11 @@ class ResponseDecoder:
             self._base = request.path
         self._decoders: dict[int, Callable[[bytes], list[Record]]] = {}
 
+    @property
+    def request(self) -> Request:
+        """The request whose answers it decodes."""
+        return self._request
+
     def __call__(self, message: Message) -> Response:
         code = as_code(message.code)
         if code >> 5 != 2 or self._base is None:

@@ -299,7 +299,19 @@ def _lifetime(params: Mapping[str, str | None]) -> int | None:
         raise RegistrationError(f"Lifetime lt={shown!r} is not a positive integer of seconds")
     if len(digits) > 19:  # more than LIFETIME_CEILING has
         return LIFETIME_CEILING
-    return min(int(digits), LIFETIME_CEILING)
+    lifetime = min(int(digits), LIFETIME_CEILING)
+    # A fleet's devices ask for a few lifetimes: each registration holds the one int of its
+    # value rather than an int of its own (28 bytes each above 256).
+    shared = _LIFETIMES.get(lifetime)
+    if shared is None:
+        if len(_LIFETIMES) >= _LIFETIMES_MAX:
+            return lifetime  # many distinct lifetimes are not a fleet's common case
+        shared = _LIFETIMES[lifetime] = lifetime
+    return shared
+
+
+_LIFETIMES: dict[int, int] = {}
+_LIFETIMES_MAX = 1024
 
 
 def _version(params: Mapping[str, str | None]) -> str:
@@ -314,7 +326,7 @@ def _version(params: Mapping[str, str | None]) -> str:
             f"LwM2M version lwm2m={text!r} is not supported: expected one of {', '.join(SUPPORTED_VERSIONS)}",
             Code.PRECONDITION_FAILED,
         )
-    return version
+    return SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.index(version)]  # shared, not the query's copy
 
 
 def _binding(text: str, version: str | None) -> tuple[str, bool]:
@@ -652,7 +664,7 @@ class Registration:
         return cls(
             endpoint=request.ep,
             registration_id=registration_id or new_registration_id(),
-            address=(address[0], address[1]),
+            address=_address(address),
             lifetime=request.lt,
             lwm2m_version=request.lwm2m,
             binding=request.b,
@@ -685,7 +697,7 @@ class Registration:
     ) -> Registration:
         """This registration after ``update`` (come over ``transport``, if given); an Update also
         refreshes the lifetime (§6.2.2)."""
-        changes: dict[str, Any] = {"address": (address[0], address[1]), "last_update": now}
+        changes: dict[str, Any] = {"address": _address(address), "last_update": now}
         if transport is not None:
             changes["transport"] = transport
         if update.lt is not None:
@@ -781,6 +793,14 @@ class Registration:
             transport=str(data.get("transport", "udp")),
             end_devices=tuple(EndDevice.from_dict(d) for d in data.get("end_devices", ())),
         )
+
+
+def _address(address: tuple[Any, ...]) -> tuple[str, int]:
+    """``(host, port)`` of a socket address: the address itself when it is that already (the
+    tuple the server keeps for the client is then shared, not copied), else its first two."""
+    if type(address) is tuple and len(address) == 2:
+        return address
+    return (address[0], address[1])
 
 
 def _object_to_json(o: ObjectLink) -> dict[str, Any]:

@@ -15,11 +15,11 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
 from typing import Any, Protocol
 
 from lwm2m.coap.message import Message
-from lwm2m.coap.numbers import as_code
+from lwm2m.coap.numbers import Code, as_code
 from lwm2m.codec.base import ContentFormat
 from lwm2m.errors import ConnectionAborted, ResponseError
 from lwm2m.model.path import Path
@@ -47,6 +47,7 @@ from lwm2m.transport.udp import CoapObservation
 log = logging.getLogger(__name__)
 
 _END = object()
+_CONTENT = int(Code.CONTENT)
 BACKLOG = 256  # unread notifications kept per observation
 SHAPES = 1024  # requests (and their decoders) kept for the observations to share
 
@@ -71,6 +72,18 @@ class _Context:
     ended: Callable[[ServerObservation], None] | None = None
 
 
+class _Ending:
+    """How an observation ends, made when its end comes (or is prepared): the few that end hold
+    it, not every running one (three slots fewer each)."""
+
+    __slots__ = ("keep_record", "reason", "task")
+
+    def __init__(self) -> None:
+        self.keep_record = False  # closed by a stopping server: a restart resumes it
+        self.reason: str | None = None  # why the server ended it, when it did
+        self.task: asyncio.Task[None] | None = None  # the end under way
+
+
 class ServerObservation:
     """``response`` is the first answer (the current value); iterate for later notifications.
 
@@ -84,17 +97,14 @@ class ServerObservation:
     __slots__ = (
         "_context",
         "_decode",
-        "_end_reason",
         "_ending",
         "_first",
-        "_keep_record",
         "_relation",
         "_state",
         "_unread",
         "address",
         "notifications",
         "record",
-        "request",
     )
 
     def __init__(
@@ -114,22 +124,27 @@ class ServerObservation:
         is kept, dormant, until ``rebind``; ``relation`` None starts it so."""
         self.record = record
         self.address = address  # where the client sends its notifications from, as last known
-        self.request = request
-        # The first answer as it came (a tuple, which the garbage collector stops tracking),
-        # decoded again when asked for: it is read once, when the observation starts.
-        self._first = (
-            None if response is None else (int(response.code), response.content_format, response.payload)
-        )
+        # The first answer as it came, decoded again when asked for: it is read once, when the
+        # observation starts. A 2.05 in the record's format (as nearly every first answer is)
+        # keeps only its payload; another, a tuple (which the garbage collector stops tracking).
+        self._first: bytes | tuple[int, int | None, bytes] | None = None
+        if response is not None:
+            code, fmt = int(response.code), response.content_format
+            if code == _CONTENT and fmt == record.content_format:
+                self._first = response.payload
+            else:
+                self._first = (code, fmt, response.payload)
         self._context = context
-        self._decode = decoder if decoder is not None else ResponseDecoder(request, context.models)
+        # The decoder also holds the request (``request``): one slot for both.
+        if decoder is None or decoder.request is not request:
+            decoder = ResponseDecoder(request, context.models)
+        self._decode = decoder
         # Only the newest notifications wait for a reader: every one also goes to the
         # history and the event stream, so a caller that never iterates costs bounded memory.
         # Until a reader comes, a list (None while empty); a Backlog it waits on from then on.
         self._unread: list[Any] | Backlog[Any] | None = None
-        self._keep_record = False  # closed by a stopping server: a restart resumes it
-        self._end_reason: str | None = None  # why the server ended it, when it did
         self.notifications = 0  # notifications received so far (read by the metrics export)
-        self._ending: asyncio.Task[None] | None = None
+        self._ending: _Ending | None = None  # made when its end comes (or is prepared)
         self._relation = relation
         if relation is None:
             self._state = _DORMANT  # over a connection that ended: kept until the client is back
@@ -138,11 +153,22 @@ class ServerObservation:
             relation.deliver_to(self)
 
     @property
+    def request(self) -> ObserveRequest | ReadCompositeRequest:
+        """The Observe (or Observe-Composite) it was made with."""
+        request = self._decode.request
+        assert isinstance(request, ObserveRequest | ReadCompositeRequest)
+        return request
+
+    @property
     def response(self) -> Response | None:
         """The first answer: the value when the observation started (None once resumed)."""
-        if self._first is None:
+        first = self._first
+        if first is None:
             return None
-        return self._decoded(self._first)
+        if type(first) is bytes:
+            return self._decoded((_CONTENT, self.record.content_format, first))
+        assert isinstance(first, tuple)
+        return self._decoded(first)
 
     def _decoded(self, item: tuple[int, int | None, bytes]) -> Response:
         code, fmt, payload = item
@@ -233,7 +259,13 @@ class ServerObservation:
         if self._state == _ENDING:
             return
         self._state = _ENDING
-        self._ending = asyncio.get_running_loop().create_task(self._finish(reason))
+        self._end_state().task = asyncio.get_running_loop().create_task(self._finish(reason))
+
+    def _end_state(self) -> _Ending:
+        ending = self._ending
+        if ending is None:
+            ending = self._ending = _Ending()
+        return ending
 
     def _let_go(self) -> None:
         relation, self._relation = self._relation, None
@@ -244,9 +276,10 @@ class ServerObservation:
         context = self._context
         try:
             self._let_go()
-            if self._end_reason is not None:
-                reason = self._end_reason
-            if self._keep_record:
+            ending = self._end_state()
+            if ending.reason is not None:
+                reason = ending.reason
+            if ending.keep_record:
                 reason = "server stopped"
             else:
                 with contextlib.suppress(Exception):
@@ -315,7 +348,7 @@ class ServerObservation:
         active cancel also sends a GET with Observe=1."""
         self._end("cancelled")
         self._let_go()
-        ending = self._ending
+        ending = self._end_state().task
         assert ending is not None
         try:
             await asyncio.shield(ending)  # a caller cancelled meanwhile does not stop the end
@@ -330,20 +363,28 @@ class ServerObservation:
         """End it here because the client no longer holds it: it registered anew, de-registered
         or expired (LwM2M-TS-Core 1.2 §6.4: the relations end with the registration). Nothing
         is sent; iteration stops and ObservationEnded carries ``reason`` once the end is done."""
-        self._end_reason = reason
+        self._end_state().reason = reason
         self._end(reason)
         self._let_go()
 
     async def close(self) -> None:
         """Stop delivering here but keep the stored record, so that the server, started again,
         resumes the observation: the client still holds it (RFC 7641 §3.6 needs a cancel)."""
-        self._keep_record = True
+        self._end_state().keep_record = True
         await self.cancel()
+
+
+def _canonical(addr: Any) -> Any:
+    """``addr`` in the form the transport reports senders: ``addr`` itself when it is in that
+    form already (as the address a client's last Register or Update came from is), so that an
+    observation shares it rather than holding an equal copy (a tuple, a host string, a port)."""
+    canonical = normalize(addr) or addr
+    return addr if canonical == addr else canonical
 
 
 def address_of(registration: Registration) -> Any:
     """The registration's address in the form the transport reports senders."""
-    return normalize(registration.address) or registration.address
+    return _canonical(registration.address)
 
 
 def stored_request(record: Observation) -> ObserveRequest | ReadCompositeRequest:
@@ -424,10 +465,11 @@ class ObservationManager:
         # One request and its decoder per shape of request (path, format): the observations made
         # with an equal request share them (a decoder keeps no state of one observation).
         self._shapes: dict[ObserveRequest | ReadCompositeRequest, _Shape] = {}
-        self._running: dict[bytes, ServerObservation] = {}  # by token, until they end
-        # The same by endpoint: an expiry, Register or Update looks at its own, not at them all.
-        # The observation itself while the endpoint has one (as most have: a dict each would
-        # cost more than the observation).
+        # The running observations by endpoint (an expiry, Register or Update looks at its own,
+        # not at them all), then by token: the observation itself while the endpoint has one
+        # (as most have: a dict each would cost more than the observation). The one index: a
+        # second by token would cost ~40 bytes an observation at a million, for lookups that
+        # know the endpoint anyway.
         self._by_endpoint: dict[str, ServerObservation | dict[bytes, ServerObservation]] = {}
         self._ended_notifications = 0  # those of observations no longer running
         self._reobserving: set[asyncio.Future[object]] = set()  # observe again over new connections
@@ -435,15 +477,28 @@ class ObservationManager:
     def notifications_received(self) -> int:
         """Notifications received so far by the observations this manager ran (counted by each
         as it takes them, summed here when asked: nothing is shared on the way in)."""
-        return self._ended_notifications + sum(o.notifications for o in self._running.values())
+        return self._ended_notifications + sum(o.notifications for o in self._all())
+
+    def _all(self) -> Iterator[ServerObservation]:
+        for mine in self._by_endpoint.values():
+            if type(mine) is dict:
+                yield from mine.values()
+            else:
+                assert isinstance(mine, ServerObservation)
+                yield mine
 
     def running(self) -> list[ServerObservation]:
-        """The observations running now: started here or resumed."""
-        return list(self._running.values())
+        """The observations running now: started here or resumed (an endpoint's together)."""
+        return list(self._all())
 
-    def runs(self, token: bytes) -> bool:
-        """Whether the observation with ``token`` runs here."""
-        return token in self._running
+    def runs(self, endpoint: str, token: bytes) -> bool:
+        """Whether the observation of ``endpoint`` with ``token`` runs here."""
+        mine = self._by_endpoint.get(endpoint)
+        if mine is None:
+            return False
+        if isinstance(mine, ServerObservation):
+            return mine.token == token
+        return token in mine
 
     def of(self, endpoint: str) -> list[ServerObservation]:
         """The endpoint's running observations."""
@@ -487,7 +542,7 @@ class ObservationManager:
         binding = relation.oscore
         record = Observation(
             relation.token,
-            endpoint,
+            registration.endpoint,  # the stored name, shared rather than the caller's copy
             registration.registration_id,
             paths,
             composite=composite,
@@ -499,7 +554,7 @@ class ObservationManager:
         )
         await self._store.add(record)
         over_tcp = isinstance(channel, CoapTcpEndpoint)
-        return self._track(record, request, response, relation, normalize(addr) or addr, over_tcp)
+        return self._track(record, request, response, relation, _canonical(addr), over_tcp)
 
     def _shape(self, request: ObserveRequest | ReadCompositeRequest) -> _Shape:
         """The request equal to ``request`` already in use (else ``request``), its decoder, its
@@ -534,7 +589,6 @@ class ObservationManager:
             decoder=decoder,
         )
         token = record.token
-        self._running[token] = observation
         mine = self._by_endpoint.get(record.endpoint)
         if mine is None:
             self._by_endpoint[record.endpoint] = observation
@@ -547,9 +601,6 @@ class ObservationManager:
     def _forget(self, observation: ServerObservation) -> None:
         """``observation`` ended: it leaves the indexes."""
         token, endpoint = observation.token, observation.endpoint
-        if self._running.get(token) is observation:
-            del self._running[token]
-            self._ended_notifications += observation.notifications
         mine = self._by_endpoint.get(endpoint)
         if mine is observation:
             del self._by_endpoint[endpoint]
@@ -557,6 +608,9 @@ class ObservationManager:
             del mine[token]
             if not mine:
                 del self._by_endpoint[endpoint]
+        else:
+            return  # replaced meanwhile by one with its token: its count is the other's
+        self._ended_notifications += observation.notifications
 
     async def resume(self, registration_of: Callable[[str], Awaitable[Registration | None]]) -> None:
         """Take up the observations stored before a restart. The clients still hold them
@@ -582,13 +636,13 @@ class ObservationManager:
         its observations, LwM2M-TS-Core 1.2 §6.4). Idempotent: an observation running here
         already only follows ``addr``. A record of an older registration is dropped."""
         endpoint = registration.endpoint
-        addr = normalize(addr) or addr
+        addr = _canonical(addr)
         for record in await self._store.for_endpoint(endpoint):
             if record.registration_id != registration.registration_id:
                 await self._store.remove(record.token)  # made under a registration since replaced
                 continue
             await self._oscore(record)
-            if record.token not in self._running:  # (asked after the await: adoptions may race)
+            if not self.runs(endpoint, record.token):  # (asked after the await: adoptions may race)
                 self._resume(record, registration, addr)
         self.follow(endpoint, addr)
 
@@ -623,7 +677,7 @@ class ObservationManager:
             addr is not None
             and isinstance(channel, CoapTcpEndpoint)
             and channel.connected(addr)
-            and (normalize(addr) or addr) != observation.address
+            and (_canonical(addr)) != observation.address
         ):
             self._spawn(self.reobserve(endpoint))
 
@@ -653,7 +707,7 @@ class ObservationManager:
         channel = self._relations(endpoint)
         if addr is None or not isinstance(channel, CoapTcpEndpoint) or not channel.connected(addr):
             return 0
-        address = normalize(addr) or addr
+        address = _canonical(addr)
         sent = 0
         for observation in self.of(endpoint):
             if not observation.dormant or observation.record.registration_id != registration.registration_id:
@@ -695,7 +749,7 @@ class ObservationManager:
         mine = self.of(endpoint)
         if not mine:
             return
-        addr = normalize(addr) or addr
+        addr = _canonical(addr)
         relations = self._relations(endpoint)
         for observation in mine:
             if observation.address == addr:
@@ -711,5 +765,5 @@ class ObservationManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for observation in list(self._running.values()):
+        for observation in self.running():
             await observation.close()

@@ -495,9 +495,7 @@ class Registrar:
         lifetime = self._lifetime(request.lt, request.ep, addr)
         if lifetime != request.lt:
             request = dataclasses.replace(request, lt=lifetime)
-        registration = Registration.from_request(
-            request, (addr[0], addr[1]), self._clock(), transport=transport
-        )
+        registration = Registration.from_request(request, addr, self._clock(), transport=transport)
         replaced = await self.registrations.add(registration)
         if replaced is not None:
             await self.observations.remove_endpoint(replaced.endpoint)
@@ -528,7 +526,7 @@ class Registrar:
             lifetime = self._lifetime(request.lt, registration.endpoint, addr)
             if lifetime != request.lt:
                 request = dataclasses.replace(request, lt=lifetime)
-        updated = registration.updated(request, (addr[0], addr[1]), self._clock(), transport)
+        updated = registration.updated(request, addr, self._clock(), transport)
         if await self.registrations.update(updated) is None:
             return self._unknown("Update", addr, message)
         arrived = updated.endpoint not in self.peers  # registered at another node of the store

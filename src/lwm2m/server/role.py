@@ -1059,7 +1059,7 @@ class Server:
                     registration = await self.store.registrations.get(record.endpoint)
                     if registration is not None and registration.registration_id == record.registration_id:
                         await self._adopt(registration, addr)
-                        adopted = self.observation_manager.runs(token)
+                        adopted = self.observation_manager.runs(record.endpoint, token)
         except Exception as exc:
             # No answer then, not the RST that would end an observation the client may well have
             # with us: a confirmable notification comes again and is looked up anew.

@@ -39,7 +39,7 @@ from lwm2m.storage.campaigns import MemoryCampaignStore
 from lwm2m.storage.firmware import MemoryPackageStore
 from lwm2m.storage.labels import MemoryLabelStore
 from lwm2m.storage.requests import MemoryQueuedRequestStore
-from lwm2m.storage.sortedkeys import SortedKeys
+from lwm2m.storage.sortedkeys import SortedKeys, TimedKeys
 from lwm2m.storage.webhooks import MemoryWebhookStore
 
 # Registrations a page walks between two yields to the event loop (~0.2 ms with a filter).
@@ -54,7 +54,7 @@ class MemoryRegistrationStore:
         # (expiry, endpoint) of every registration, soonest first: a sweep reads only what
         # expired, never the live ones. Kept exact (no stale entries to purge later), so an
         # Update flood grows nothing and no change ever rebuilds the index.
-        self._expiry: SortedKeys[tuple[float, str]] = SortedKeys()
+        self._expiry = TimedKeys()
 
     async def add(self, registration: Registration) -> Registration | None:
         old = self._by_endpoint.get(registration.endpoint)
@@ -63,10 +63,10 @@ class MemoryRegistrationStore:
             raise ValueError(f"registration ID {registration.registration_id!r} is in use by {clash!r}")
         if old is not None:
             del self._by_id[old.registration_id]
-            self._expiry.discard((old.expires_at, old.endpoint))
+            self._expiry.discard(old.expires_at, old.endpoint)
         self._by_endpoint[registration.endpoint] = registration
         self._by_id[registration.registration_id] = registration.endpoint
-        self._expiry.add((registration.expires_at, registration.endpoint))
+        self._expiry.add(registration.expires_at, registration.endpoint)
         if old is None:
             self._order.add(registration.endpoint)
         return old
@@ -84,8 +84,8 @@ class MemoryRegistrationStore:
             return None
         self._by_endpoint[registration.endpoint] = registration
         if registration.expires_at != old.expires_at:
-            self._expiry.discard((old.expires_at, old.endpoint))
-            self._expiry.add((registration.expires_at, registration.endpoint))
+            self._expiry.discard(old.expires_at, old.endpoint)
+            self._expiry.add(registration.expires_at, registration.endpoint)
         return old
 
     async def remove(self, endpoint: str, *, registration_id: str | None = None) -> Registration | None:
@@ -95,7 +95,7 @@ class MemoryRegistrationStore:
         del self._by_endpoint[endpoint]
         del self._by_id[old.registration_id]
         self._order.discard(endpoint)
-        self._expiry.discard((old.expires_at, endpoint))
+        self._expiry.discard(old.expires_at, endpoint)
         return old
 
     async def all(self) -> list[Registration]:
@@ -162,7 +162,7 @@ class MemoryRegistrationStore:
             del self._by_endpoint[r.endpoint]
             del self._by_id[r.registration_id]
             self._order.discard(r.endpoint)
-            self._expiry.discard((r.expires_at, r.endpoint))
+            self._expiry.discard(r.expires_at, r.endpoint)
         return found
 
 

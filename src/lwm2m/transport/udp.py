@@ -111,6 +111,19 @@ class RelationSink(Protocol):
         ...
 
 
+class _Held:
+    """A registration whose empty ACK someone waits for (``lwm2m.transport.separate``): what to
+    call then, how the endpoint forgets it otherwise, and the timeout of the ``next()`` under
+    way, which the empty ACK lifts. Made for those only, not held by every relation."""
+
+    __slots__ = ("forget", "heard", "scope")
+
+    def __init__(self, heard: Callable[[], None], forget: Callable[[], None]) -> None:
+        self.heard = heard
+        self.forget = forget
+        self.scope: asyncio.Timeout | None = None
+
+
 class CoapObservation:
     """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
 
@@ -123,7 +136,7 @@ class CoapObservation:
     (``deliver_to``): a server holds many relations that way, with no queue or waiter each.
     """
 
-    __slots__ = ("_done", "_held", "_items", "_owner", "_scope", "_sink", "_waiter", "oscore", "token")
+    __slots__ = ("_done", "_held", "_items", "_owner", "_sink", "_waiter", "oscore", "token")
 
     def __init__(self, owner: _Owner, token: bytes) -> None:
         self._owner = owner
@@ -136,27 +149,25 @@ class CoapObservation:
         self._waiter: asyncio.Future[None] | None = None
         self._sink: RelationSink | None = None
         self._done = False
-        # A registration whose empty ACK someone waits for (lwm2m.transport.separate): what to
-        # call then, and how the endpoint forgets it otherwise; the timeout of next() under way.
-        self._held: tuple[Callable[[], None], Callable[[], None]] | None = None
-        self._scope: asyncio.Timeout | None = None
+        # A registration whose empty ACK someone waits for (lwm2m.transport.separate).
+        self._held: _Held | None = None
 
     def _hold(self, heard: Callable[[], None], forget: Callable[[], None]) -> None:
-        self._held = (heard, forget)
+        self._held = _Held(heard, forget)
 
     def _acknowledged(self) -> None:
         """The peer acknowledged the registration with an empty ACK: its answer follows as a
         separate response (RFC 7252 §5.2.2), awaited within the endpoint's response_timeout."""
         held, self._held = self._held, None
-        if self._scope is not None:
-            self._scope.reschedule(None)
         if held is not None:
-            held[0]()
+            if held.scope is not None:
+                held.scope.reschedule(None)
+            held.heard()
 
     def _unhold(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            held[1]()
+            held.forget()
 
     def _push(self, item: Message | BaseException, last: bool = False) -> None:
         if self._done:
@@ -213,11 +224,14 @@ class CoapObservation:
         """The next notification, waiting at most ``timeout`` seconds (for the first, no longer
         once the peer acknowledged a registration made under SEPARATE_RESPONSE)."""
         async with asyncio.timeout(timeout) as scope:
-            self._scope = scope
+            held = self._held  # (only a held registration's wait is lifted: no scope kept else)
+            if held is not None:
+                held.scope = scope
             try:
                 return await self.__anext__()
             finally:
-                self._scope = None
+                if held is not None:
+                    held.scope = None
 
     def cancel(self) -> None:
         """End the relation here; the endpoint answers the next notification with RST (RFC 7641 §3.6)."""
