@@ -178,14 +178,20 @@ class Exchanges:
     def kill_tx(self, tx: Transmission) -> None:
         tx.live = False
         key = (tx.addr, tx.mid)
-        if self.tx.get(key) is tx:
-            del self.tx[key]
+        txs = self.tx
+        if txs.get(key) is tx:
+            del txs[key]
+            if not txs:
+                txs.clear()  # an emptied dict keeps its table (160 bytes) until cleared
 
     def pop_tx(self, addr: Any, mid: int) -> Transmission | None:
         """The transmission an empty ACK or RST for ``mid`` ends, taken out (None if unknown)."""
-        tx = self.tx.pop((addr, mid), None)
+        txs = self.tx
+        tx = txs.pop((addr, mid), None)
         if tx is not None:
             tx.live = False
+            if not txs:
+                txs.clear()
         return tx
 
     def back_off(self, tx: Transmission, now: float) -> bool:
@@ -308,8 +314,11 @@ class Exchanges:
         return None
 
     def forget_idle(self, addr: Any, peer: PeerState) -> None:
-        if peer.inflight <= 0 and not peer.queue and self.peers.get(addr) is peer:
-            del self.peers[addr]
+        peers = self.peers
+        if peer.inflight <= 0 and not peer.queue and peers.get(addr) is peer:
+            del peers[addr]
+            if not peers:
+                peers.clear()
 
     def unqueue(self, req: OutgoingRequest) -> None:
         """Take ``req`` (holding no slot) off its peer's queue, if it waits there."""

@@ -579,8 +579,11 @@ class CoapUdpEndpoint:
             except TimeoutError:
                 raise RequestTimeout(f"no response from {format_addr(addr)} within {timeout:g} s") from None
         finally:
-            if self._pending.pop(token, None) is not None:
+            pending = self._pending
+            if pending.pop(token, None) is not None:
                 self._cancel(token)  # given up by the caller: stop retransmitting
+            if not pending:
+                pending.clear()  # an emptied dict keeps its table (160 bytes) until cleared
 
     async def _answered_later(
         self,
