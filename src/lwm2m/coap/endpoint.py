@@ -795,7 +795,7 @@ class Endpoint:
             "dedup": len(self._dedup),
             "unacked": 0 if un is None else len(un),
             "tx": len(exchanges.tx),
-            "non_sent": len(exchanges.non_sent),
+            "non_sent": len(exchanges.non_sent or ()),
             "requests": len(exchanges.requests),
             "peers": len(exchanges.peers),
             "reassembly": 0 if blocks is None else len(blocks.reassembly),

@@ -143,7 +143,8 @@ class Exchanges:
         self._token_length = token_length
         self._next_mid = rng.randrange(0x10000)
         self.tx: dict[tuple[Any, int], Transmission] = {}
-        self.non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] = OrderedDict()
+        # Made for the first NON message kept (an empty OrderedDict is 128 bytes, per endpoint).
+        self.non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] | None = None
         self.requests: dict[tuple[Any, bytes], OutgoingRequest] = {}
         self.peers: dict[Any, PeerState] = {}
         self.heap: list[tuple[float, int, Any]] = []
@@ -254,6 +255,8 @@ class Exchanges:
         if owner is None:
             return None
         non_sent = self.non_sent
+        if non_sent is None:
+            non_sent = self.non_sent = OrderedDict()
         if len(non_sent) >= self._max_non_sent:
             non_sent.popitem(last=False)
         expires = now + self._non_lifetime
@@ -262,13 +265,14 @@ class Exchanges:
 
     def pop_non(self, addr: Any, mid: int) -> Any:
         """The owner of our NON message ``mid`` to ``addr``, forgotten (None if unknown)."""
-        entry = self.non_sent.pop((addr, mid), None)
+        non_sent = self.non_sent
+        entry = None if non_sent is None else non_sent.pop((addr, mid), None)
         return None if entry is None else entry[1]
 
     def expire(self, now: float) -> None:
         """Forget NON messages whose lifetime is over."""
         non_sent = self.non_sent
-        while non_sent:
+        while non_sent:  # (None until the first NON kept)
             key, entry = non_sent.popitem(last=False)
             if entry[0] > now:
                 non_sent[key] = entry

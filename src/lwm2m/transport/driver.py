@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
-from lwm2m.transport.memory import Trimmer
+from lwm2m.transport.memory import TRIM_AFTER, Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 from lwm2m.transport.shared import SharedRoute
 from lwm2m.transport.tap import MessageSink, Receive, ToSend, tapped_receive, tapped_send
@@ -85,20 +85,21 @@ class UdpDriver:
         self._timer_at: float | None = None
         self._closed = False
         self._receiving = True
-        self._trimmer = Trimmer()
+        # Made once the endpoint has released TRIM_AFTER bytes: most never do.
+        self._trimmer: Trimmer | None = None
         self._trim_handle: asyncio.TimerHandle | None = None
 
     def _own(self, loop: asyncio.AbstractEventLoop, socks: Sequence[socket.socket], receive: Receive) -> None:
         self.sockets: tuple[socket.socket, ...] = tuple(socks)
-        self._readers: list[DatagramReader | SharedRoute] = [
+        self._readers: tuple[DatagramReader | SharedRoute, ...] = tuple(
             DatagramReader(loop, s, receive, self._on_batch) for s in self.sockets
-        ]
+        )
         senders = {s.family: DatagramSender(loop, s) for s in self.sockets}
         first = next(iter(senders.values()))
         # Route by the shape of the address: IPv6 socket addresses have four fields.
         self._send4 = senders.get(socket.AF_INET, first).send
         self._send6 = senders.get(socket.AF_INET6, first).send
-        self._senders: list[DatagramSender | SharedRoute] = list(senders.values())
+        self._senders: tuple[DatagramSender | SharedRoute, ...] = tuple(senders.values())
         # One socket (the usual case): every datagram goes through it, no routing.
         self._send_all: Callable[[list[tuple[bytes, Addr]]], None] | None = (
             first.send_all if len(self._senders) == 1 else None
@@ -109,8 +110,7 @@ class UdpDriver:
         self.sockets = ()
         self._route = route
         route.attach(receive, self._on_batch)
-        self._readers = [route]
-        self._senders = [route]
+        self._readers = self._senders = (route,)
         self._send4 = self._send6 = route.send
         self._send_all = route.send_all
 
@@ -230,7 +230,12 @@ class UdpDriver:
         released = getattr(self._endpoint, "released", None)
         if released is None:
             return
-        wait = self._trimmer.check(released, now)
+        trimmer = self._trimmer
+        if trimmer is None:
+            if released < TRIM_AFTER:
+                return  # (a trimmer's first check with less does nothing)
+            trimmer = self._trimmer = Trimmer()
+        wait = trimmer.check(released, now)
         if wait is not None and self._trim_handle is None:
             self._trim_handle = self._loop.call_later(wait, self._trim_later)
 
