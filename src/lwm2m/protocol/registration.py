@@ -173,7 +173,30 @@ class ObjectList:
         return out
 
     def to_payload(self) -> bytes:
+        if self.root_path == "/" and not self.content_formats:
+            plain = _plain_payload(self.objects)
+            if plain is not None:
+                return plain
         return serialize_links(self.links()).encode()
+
+
+_PLAIN_VERSION = re.compile(r"[0-9]+\.[0-9]+")
+
+
+def _plain_payload(objects: tuple[ObjectLink, ...]) -> bytes | None:
+    """The payload of a plain object list (no root link; versions ``major.minor``), written
+    as the link-format serializer would, without a Link per entry (every Register and Update
+    of a client carries one); None for anything else."""
+    parts: list[str] = []
+    for o in objects:
+        text = f"</{o.object_id}>" if o.instance_id is None else f"</{o.object_id}/{o.instance_id}>"
+        version = o.version
+        if version is not None:
+            if not _PLAIN_VERSION.fullmatch(version):
+                return None
+            text += ";ver=" + version
+        parts.append(text)
+    return ",".join(parts).encode()
 
 
 # The payload most clients send: object and instance links, each with a ``ver`` at most
