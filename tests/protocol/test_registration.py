@@ -612,9 +612,13 @@ def test_a_plain_object_list_is_written_as_the_link_format_serializer_writes_it(
             ObjectLink(rng.randrange(65535), rng.choice([None, rng.randrange(65535)]), rng.choice(versions))
             for _ in range(rng.randrange(12))
         )
-        plain = ObjectList(objects)
+        root = rng.choice(["/", "/", "/lwm2m"])
+        plain = ObjectList(objects, root, rng.choice([(), (), (112,), (112, 11543)]))
         assert plain.to_payload() == serialize_links(plain.links()).encode()
         if all(o.version in (None, "1.0", "1.1", "2.12") for o in objects):
-            assert ObjectList.parse(plain.to_payload()).objects == objects
+            assert ObjectList.parse(plain.to_payload()) == plain
     two = ObjectList((ObjectLink(1, 0), ObjectLink(3303, None, "1.1")))
     assert two.to_payload() == b"</1/0>,</3303>;ver=1.1"
+    announced = ObjectList(two.objects, content_formats=(112,))
+    assert announced.to_payload() == b'</>;rt="oma.lwm2m";ct=112,</1/0>,</3303>;ver=1.1'
+    assert ObjectList((), content_formats=(112,)).to_payload() == b'</>;rt="oma.lwm2m";ct=112'
