@@ -599,7 +599,10 @@ class Endpoint:
         mid = req.mid
         key = (addr, mid)
         un = self._unanswered
-        seen = un.fresh.pop(key, None)
+        fresh = un.fresh
+        seen = fresh.pop(key, None)
+        if seen is not None and not fresh:
+            fresh.clear()  # an emptied dict keeps its table (160 bytes) until cleared
         if seen is not None or (un.unacked and un.unacked.pop(key, None) is not None):
             # The common case: piggybacked in the ACK, which is also cached for duplicates (§4.5).
             data = encode_parts(_ACK, code, mid, req.token, options, payload)
