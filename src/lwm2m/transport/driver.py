@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
+from lwm2m.transport.alarms import Alarms, alarms_of
 from lwm2m.transport.memory import TRIM_AFTER, Trimmer
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 from lwm2m.transport.shared import SharedRoute
@@ -77,12 +78,16 @@ class UdpDriver:
         self._receive: Receive = receive
         self._to_send: ToSend = endpoint.datagrams_to_send
         self._route: SharedRoute | None = None
+        self._alarms: Alarms | None = None
         if isinstance(socks, SharedRoute):
             self._shared(socks, receive)
         else:
             self._own(loop, socks, receive)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # On a shared socket (a simulated fleet's): the deadline waits on the loop's heap of
+        # alarms, under this token (0: none), rather than in a timer handle of its own.
+        self._alarm = 0
         self._closed = False
         self._receiving = True
         # Made once the endpoint has released TRIM_AFTER bytes: most never do.
@@ -109,6 +114,7 @@ class UdpDriver:
         """An address on a socket many endpoints share: it reads and sends for this one."""
         self.sockets = ()
         self._route = route
+        self._alarms = alarms_of(self._loop)
         route.attach(receive, self._on_batch)
         self._readers = self._senders = (route,)
         self._send4 = self._send6 = route.send
@@ -197,10 +203,22 @@ class UdpDriver:
             return
         if at is not None and at <= when:
             return  # fires early at worst, then re-arms for the real deadline
+        self._timer_at = when
+        alarms = self._alarms
+        if alarms is not None:
+            if self._alarm:
+                alarms.cancel(self._alarm)
+            self._alarm = alarms.add(when, self)
+            return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = when
         self._timer = self._loop.call_at(when, self._on_timer)
+
+    def alarm(self, token: int) -> None:
+        """The deadline on the shared heap of alarms has come (``Sleeper``)."""
+        if token == self._alarm:
+            self._alarm = 0
+            self._on_timer()
 
     def _on_timer(self) -> None:
         at = self._timer_at
@@ -276,6 +294,9 @@ class UdpDriver:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._alarm and self._alarms is not None:
+            self._alarms.cancel(self._alarm)
+            self._alarm = 0
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None
