@@ -800,3 +800,50 @@ def test_an_endpoint_is_freed_without_the_garbage_collector() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_parts_an_exchange_does_not_use_are_made_when_first_needed(net: Any) -> None:
+    # A simulated fleet holds one endpoint per device: answers pending, relations, block-wise
+    # transfers, held notifications and the refusal log are made only for an endpoint using them.
+    lazy = ("_un", "_rel", "_blk", "_held", "_refusals")  # None until made
+    net.c.request(get(), S, 0.0)
+    net.deliver()
+    net.s.respond(served_request(net), content(b"42"), 0.0)
+    net.deliver()
+    assert [type(ev).__name__ for ev in net.events(net.c)] == ["ResponseReceived"]
+    net.c.handle_timer(300.0)
+    assert net.c.get_timer() is None and net.c.observations() == []
+    assert net.c.state_sizes()["relations"] == 0
+    assert [part for part in lazy if getattr(net.c, part) is not None] == []
+    # A CON request served makes the pending answers; an Observe registration, the relations.
+    assert net.s._un is not None and net.s._rel is None
+    net.c.request(get(observe=0).replace(token=b"obs"), S, 301.0)
+    net.deliver()
+    net.s.respond(served_request(net), content(b"43", observe=1), 301.0)
+    assert net.s.observations() == [(C, b"obs")]
+    assert net.s._rel is not None
+
+
+def test_a_new_generation_of_duplicate_detection_arms_the_timer(net: Any) -> None:
+    net.s.receive_datagram(get().replace(mid=1, token=b"t").encode(), C, 10.0)
+    net.s.respond(served_request(net), content(), 10.0)
+    net.s.datagrams_to_send(10.0)
+    assert net.s.get_timer() == pytest.approx(10.0 + EndpointConfig().exchange_lifetime)
+    net.s.handle_timer(10.0 + EndpointConfig().exchange_lifetime)
+    assert net.s.state_sizes()["dedup"] == 0 and net.s.get_timer() is None
+
+
+def test_tables_emptied_by_an_exchange_give_their_memory_back(net: Any) -> None:
+    # A dict keeps the table it grew until cleared: for every endpoint of a simulated fleet,
+    # 160 bytes each for the requests, transmissions, peers and answers pending of one exchange.
+    import sys
+
+    empty_size = sys.getsizeof({})
+    net.c.request(get(), S, 0.0)
+    net.deliver()
+    net.s.respond(served_request(net), content(b"42"), 0.0)
+    net.deliver()
+    assert [type(ev).__name__ for ev in net.events(net.c)] == ["ResponseReceived"]
+    exchanges = net.c._exchanges
+    for table in (exchanges.requests, exchanges.tx, exchanges.peers, net.s._un.fresh):
+        assert not table and sys.getsizeof(table) == empty_size

@@ -613,3 +613,29 @@ def test_a_redis_registration_of_the_form_before_the_transport_reads_as_udp() ->
     assert _registration(old).transport == "udp"
     with pytest.raises(msgspec.DecodeError):
         _registration(msgspec.msgpack.encode([9, *form[1:]]))
+
+
+def test_a_plain_object_list_is_written_as_the_link_format_serializer_writes_it() -> None:
+    # The payload of every Register and Update is written without a Link per entry; fuzzed
+    # against the serializer, with versions it cannot write plainly (then the serializer's).
+    import random
+
+    from lwm2m.codec.linkformat import serialize_links
+
+    rng = random.Random(7)
+    versions = [None, None, "1.0", "1.1", "2.12", "1.x", "1 .1", '1"2', ""]
+    for _ in range(500):
+        objects = tuple(
+            ObjectLink(rng.randrange(65535), rng.choice([None, rng.randrange(65535)]), rng.choice(versions))
+            for _ in range(rng.randrange(12))
+        )
+        root = rng.choice(["/", "/", "/lwm2m"])
+        plain = ObjectList(objects, root, rng.choice([(), (), (112,), (112, 11543)]))
+        assert plain.to_payload() == serialize_links(plain.links()).encode()
+        if all(o.version in (None, "1.0", "1.1", "2.12") for o in objects):
+            assert ObjectList.parse(plain.to_payload()) == plain
+    two = ObjectList((ObjectLink(1, 0), ObjectLink(3303, None, "1.1")))
+    assert two.to_payload() == b"</1/0>,</3303>;ver=1.1"
+    announced = ObjectList(two.objects, content_formats=(112,))
+    assert announced.to_payload() == b'</>;rt="oma.lwm2m";ct=112,</1/0>,</3303>;ver=1.1'
+    assert ObjectList((), content_formats=(112,)).to_payload() == b'</>;rt="oma.lwm2m";ct=112'

@@ -78,3 +78,28 @@ async def test_the_addresses_run_out_and_a_bad_network_is_named() -> None:
         shared.close()
     with pytest.raises(ValueError, match=r"network .10\.0\.0\.0/33."):
         await SharedUdp.create("10.0.0.0/33")
+
+
+@pytest.mark.both_loops
+async def test_an_endpoint_on_a_shared_socket_waits_on_the_heap_of_alarms() -> None:
+    # Tens of thousands of simulated devices: a deadline each on one heap of the loop, not a
+    # timer handle each (some 400 bytes with uvloop).
+    from lwm2m.coap.config import EndpointConfig
+
+    shared = await SharedUdp.create("127.79.3.0/24")
+    config = EndpointConfig(exchange_lifetime=0.3, non_lifetime=0.3)
+    ep = CoapUdpEndpoint.on_route(shared.route(), handler=answering(b"here"), config=config)  # type: ignore[arg-type]
+    driver = ep._driver
+    try:
+        async with open_udp_endpoint() as peer:
+            assert (await peer.request(get("/x"), ep.addresses[0], timeout=5)).payload == b"here"
+        # The request is remembered for duplicates until its exchange lifetime is over.
+        assert ep.endpoint.state_sizes()["dedup"] == 1
+        assert driver._timer is None and driver._alarm != 0
+        async with asyncio.timeout(5):
+            while ep.endpoint.state_sizes()["dedup"]:
+                await asyncio.sleep(0.05)
+        assert driver._alarm == 0 and ep.endpoint.get_timer() is None
+    finally:
+        await ep.close()
+        shared.close()

@@ -135,6 +135,17 @@ class _Session:
             self.finished.set_exception(ClientBootstrapError(reason))
 
 
+def _usable(security: ObjectInstance) -> str | None:
+    """Every account is usable (no reason against it)."""
+    return None
+
+
+def _security_instance(instance_id: int) -> Security:
+    """A Security instance a Bootstrap-Write creates (one function for every client, not a
+    lambda each)."""
+    return Security(instance_id, short_server_id=None)
+
+
 class ClientBootstrap:
     """Bootstraps the client that owns ``tree`` and ``handler``."""
 
@@ -152,12 +163,12 @@ class ClientBootstrap:
         self.models = tree.models
         self.endpoint = endpoint
         self.lwm2m_version = lwm2m_version
-        self.unusable: Unusable = unusable or (lambda security: None)
+        self.unusable: Unusable = unusable or _usable
         self.session: _Session | None = None
         self.last_error: str | None = None
         # Instances a Bootstrap-Write creates are of the classes the client acts on.
         for oid, factory in (
-            (SECURITY_OBJECT, lambda i: Security(i, short_server_id=None)),
+            (SECURITY_OBJECT, _security_instance),
             (SERVER_OBJECT, ServerAccount),
         ):
             obj = tree.objects.get(oid)

@@ -127,8 +127,17 @@ class ObjectInstance:
         self._listener: ChangeListener | None = None
         family = _family(definition)
         initial = dict(family.zeros)  # the mandatory readable resources, at their zero values
-        for rid, v in (values or {}).items():
-            initial[rid] = self._checked(rid, v)
+        if values:
+            own = family.own
+            for rid, v in values.items():
+                # _own inline: a device's start sets dozens of values, nearly all of their
+                # resource's own type (the least an int of that resource may be beside it).
+                kind = type(v)
+                spec = own.get(rid)
+                if spec is not None and spec[0] is kind and (kind is not int or spec[1] <= v <= INT64_MAX):
+                    initial[rid] = v
+                else:
+                    initial[rid] = self._checked(rid, v)
         # The values sit in a list, in the order of a layout that instances holding the same
         # resources share (None: absent): a list of pointers is a third of a dict of the values.
         layout = self._layout = family.layout(initial)
@@ -372,7 +381,7 @@ class _Layout:
 class _Family:
     """The layouts of one definition's instances."""
 
-    __slots__ = ("definition", "full", "layouts", "zeros")
+    __slots__ = ("definition", "full", "layouts", "own", "zeros")
 
     def __init__(self, definition: ObjectDefinition) -> None:
         self.definition = definition
@@ -387,6 +396,13 @@ class _Family:
                 if zero is not None:
                     zeros[r.id] = _EMPTY if r.multiple else zero
         self.zeros: Mapping[int, ResourceValue] = zeros
+        # For each single resource with an own Python type (_own): that type, and the least
+        # value an int of it may have (0 when unsigned).
+        self.own: dict[int, tuple[type, int]] = {
+            r.id: (kind, 0 if r.type is _UNSIGNED else INT64_MIN)
+            for r in definition.resources.values()
+            if not r.multiple and (kind := _OWN_TYPE.get(r.type)) is not None
+        }
 
     def layout(self, resource_ids: Iterable[int]) -> _Layout:
         """The layout with a place for each of ``resource_ids`` (resources of the definition)."""

@@ -237,7 +237,7 @@ class ServerRegistration:
         self._own: CoapUdpEndpoint | CoapTcpEndpoint | None = None
         self._oscore: Any = None  # the account's OSCORE context (lwm2m.coap.oscore), made once
         self._task: asyncio.Task[None] | None = None
-        # The token of the loop's alarm (lwm2m.client.timer.Alarms) while the loop is parked
+        # The token of the loop's alarm (lwm2m.transport.alarms.Alarms) while the loop is parked
         # until its next Update, without a task; 0 otherwise.
         self._parked = 0
         self._wake = Flag()

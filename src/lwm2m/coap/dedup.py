@@ -42,7 +42,8 @@ class Deduplicator:
 
     ``rx_at`` is the time of the latest datagram, set by the endpoint for every one: no
     Message ID was recorded after it. ``on_rotate(now)`` is called after a new generation
-    started while recording, so that the owner can re-plan its expiry timer.
+    started while recording, so that the owner can re-plan its expiry timer; ``rotated`` is set
+    then too, for an owner that looks after recording instead (and clears it).
     """
 
     __slots__ = (
@@ -59,6 +60,7 @@ class Deduplicator:
         "old_count",
         "old_until",
         "older",
+        "rotated",
         "rx_at",
         "span",
     )
@@ -82,6 +84,7 @@ class Deduplicator:
         self.due = -_INF  # when the current generation has lived ``span``
         self.old_until = _INF  # when every entry of the older generation has expired
         self.rx_at = -_INF
+        self.rotated = False
         # The expiries of Message IDs recorded at _exp_at (CON, NON): one float object shared by
         # the entries of a batch of datagrams (the transport reads a batch at one ``now``), not
         # one per entry. Under a flood these entries are the bulk of the small objects alive at
@@ -101,6 +104,7 @@ class Deduplicator:
         duplicate is a NON, which is dropped silently."""
         if self.count >= self.half or now >= self.due:
             self.rotate(now)
+            self.rotated = True
             if self._on_rotate is not None:
                 self._on_rotate(now)
         seen = self.current.get(addr)

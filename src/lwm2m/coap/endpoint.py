@@ -158,7 +158,6 @@ from __future__ import annotations
 
 import logging
 import random
-import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -359,18 +358,13 @@ class Endpoint:
         self._events: list[Event] = []
         self.events = self._events  # the queue next_event() pops from, for drivers to drain directly
         # The parts, each owning its state (RFC 7252 §4.5 duplicate detection; §5.2.2 pending
-        # answers; §4.2-§4.7 our exchanges; RFC 7641 relations; RFC 7959 bodies).
-        # The deduplicator calls back through a weak reference: holding the bound method would
-        # make a reference cycle that only the garbage collector frees, for every endpoint.
-        sweep = weakref.WeakMethod(self._sweep)
-
-        def on_rotate(now: float) -> None:
-            method = sweep()
-            if method is not None:
-                method(now)
-
-        self._dedup = Deduplicator(lifetime, non_lifetime, config.max_dedup_entries, on_rotate)
-        self._unanswered = Unanswered(config.max_pending_requests, config.empty_ack_delay)
+        # answers; §4.2-§4.7 our exchanges; RFC 7641 relations; RFC 7959 bodies). Those most
+        # endpoints of a simulated fleet never use (answers pending, relations, block-wise
+        # transfers, held notifications, the refusal log) are made when first needed: some
+        # 1.5 KB per endpoint otherwise. Each is None here until its property makes it.
+        # A new generation of duplicate detection (``Deduplicator.rotated``) has the endpoint
+        # sweep after recording the message: no callback, so no reference cycle.
+        self._dedup = Deduplicator(lifetime, non_lifetime, config.max_dedup_entries)
         self._exchanges = Exchanges(
             self._rng,
             ack_timeout=config.ack_timeout,
@@ -381,20 +375,11 @@ class Endpoint:
             max_non_sent=config.max_dedup_entries,
             token_length=config.token_length,
         )
-        self._relations = Relations(
-            config.max_observations, config.max_observations_per_peer, config.max_peers
-        )
-        self._blocks = BlockTransfers(
-            szx=config.block_szx,
-            max_body_size=config.max_body_size,
-            max_bytes=config.max_block_bytes,
-            reassembly_lifetime=_lifetime(config.reassembly_lifetime),
-            served_lifetime=lifetime,
-            max_reassembly_buffers=config.max_reassembly_buffers,
-            max_reassembly_per_peer=config.max_reassembly_per_peer,
-            max_peers=config.max_peers,
-            max_served=config.max_block_cache,
-        )
+        self._un: Unanswered | None = None
+        self._rel: Relations | None = None
+        self._blk: BlockTransfers | None = None
+        self._held: HeldNotifications | None = None
+        self._refusals: LogBudget | None = None
         # When handle_timer next has state to forget (duplicate detection, reassembly, served
         # bodies, NON messages sent): the first expiry of what is held, so that it goes on
         # time without a datagram arriving, and no timer is armed while nothing is held.
@@ -407,9 +392,59 @@ class Endpoint:
         # Off: a notification with an unknown token gets RST (RFC 7641 §3.5), as a lone server
         # wants. On: it is held and raises UnknownNotification (see the module docstring).
         self.hold_unknown_notifications = False
-        self.held = HeldNotifications(HELD_NOTIFICATIONS, HELD_BYTES, HOLD_TIME)
-        # The requests the endpoint refuses itself (4.xx, 5.xx) are logged within a budget.
-        self._refusal_log = LogBudget(log)
+
+    # --- the parts made when first needed ---------------------------------------------------------
+
+    @property
+    def _unanswered(self) -> Unanswered:
+        un = self._un
+        if un is None:
+            un = self._un = Unanswered(self.config.max_pending_requests, self.config.empty_ack_delay)
+        return un
+
+    @property
+    def _relations(self) -> Relations:
+        rel = self._rel
+        if rel is None:
+            config = self.config
+            rel = self._rel = Relations(
+                config.max_observations, config.max_observations_per_peer, config.max_peers
+            )
+        return rel
+
+    @property
+    def _blocks(self) -> BlockTransfers:
+        blk = self._blk
+        if blk is None:
+            config = self.config
+            blk = self._blk = BlockTransfers(
+                szx=config.block_szx,
+                max_body_size=config.max_body_size,
+                max_bytes=config.max_block_bytes,
+                reassembly_lifetime=_lifetime(config.reassembly_lifetime),
+                served_lifetime=_lifetime(config.exchange_lifetime),
+                max_reassembly_buffers=config.max_reassembly_buffers,
+                max_reassembly_per_peer=config.max_reassembly_per_peer,
+                max_peers=config.max_peers,
+                max_served=config.max_block_cache,
+            )
+        return blk
+
+    @property
+    def held(self) -> HeldNotifications:
+        """Notifications with an unknown token held for the application (see the module docstring)."""
+        held = self._held
+        if held is None:
+            held = self._held = HeldNotifications(HELD_NOTIFICATIONS, HELD_BYTES, HOLD_TIME)
+        return held
+
+    @property
+    def _refusal_log(self) -> LogBudget:
+        """The requests the endpoint refuses itself (4.xx, 5.xx) are logged within a budget."""
+        budget = self._refusals
+        if budget is None:
+            budget = self._refusals = LogBudget(log)
+        return budget
 
     # === I/O side =================================================================================
 
@@ -431,8 +466,8 @@ class Endpoint:
         best = exchanges.next_deadline() if exchanges.heap else _INF
         if self._sweep_at < best:
             best = self._sweep_at
-        un = self._unanswered
-        if un.fresh or un.unacked:  # (the common case after a batch: every request answered)
+        un: Unanswered | None = self._un
+        if un is not None and (un.fresh or un.unacked):  # (the common case: every request answered)
             first = un.next_due()
             if first < best:
                 best = first
@@ -441,8 +476,10 @@ class Endpoint:
     def handle_timer(self, now: float) -> None:
         """Retransmit, send due empty ACKs, time out requests and forget expired state."""
         self._now = now
-        for key in self._unanswered.due(now):
-            self._send_empty_ack(key)
+        un: Unanswered | None = self._un
+        if un is not None:
+            for key in un.due(now):
+                self._send_empty_ack(key)
         exchanges = self._exchanges
         while (obj := exchanges.pop_due(now)) is not None:
             if isinstance(obj, Transmission):
@@ -450,9 +487,10 @@ class Endpoint:
             else:
                 self._request_expired(obj)
         dedup = self._dedup
-        held = self._blocks.bytes + _DEDUP_ENTRY * len(dedup)
+        blocks: BlockTransfers | None = self._blk
+        held = _DEDUP_ENTRY * len(dedup) + (blocks.bytes if blocks is not None else 0)
         self._sweep(now)
-        held -= self._blocks.bytes + _DEDUP_ENTRY * len(dedup)
+        held -= _DEDUP_ENTRY * len(dedup) + (blocks.bytes if blocks is not None else 0)
         if held > 0:
             self.released += held
 
@@ -475,13 +513,18 @@ class Endpoint:
             mid = msg.mid
             con = msg.type is _CON
             seen = dedup.record(addr, mid, con, now)
+            if dedup.rotated:  # a new generation: re-plan the sweep
+                dedup.rotated = False
+                self._sweep(now)
             if type(seen) is not _Seen:
                 if seen:  # a duplicate CON: the reply again (§4.5)
                     self._out.append((cast(bytes, seen), addr))
                 return
             addr = seen.addr
             if con:
-                un = self._unanswered
+                un = self._un
+                if un is None:
+                    un = self._unanswered
                 if now != un.fresh_at or len(un.fresh) >= un.room:
                     evicted = un.make_room(now)
                     if evicted is not None:
@@ -564,7 +607,10 @@ class Endpoint:
         mid = req.mid
         key = (addr, mid)
         un = self._unanswered
-        seen = un.fresh.pop(key, None)
+        fresh = un.fresh
+        seen = fresh.pop(key, None)
+        if seen is not None and not fresh:
+            fresh.clear()  # an emptied dict keeps its table (160 bytes) until cleared
         if seen is not None or (un.unacked and un.unacked.pop(key, None) is not None):
             # The common case: piggybacked in the ACK, which is also cached for duplicates (§4.5).
             data = encode_parts(_ACK, code, mid, req.token, options, payload)
@@ -746,24 +792,28 @@ class Endpoint:
 
     def observations(self) -> list[tuple[Any, bytes]]:
         """The server-side observation relations, as ``(addr, token)`` handles."""
-        return list(self._relations.table)
+        relations: Relations | None = self._rel
+        return [] if relations is None else list(relations.table)
 
     def state_sizes(self) -> dict[str, int]:
         """How much state the endpoint holds, by kind (for monitoring and tests)."""
         exchanges = self._exchanges
-        blocks = self._blocks
+        blocks: BlockTransfers | None = self._blk
+        un: Unanswered | None = self._un
+        relations: Relations | None = self._rel
+        held: HeldNotifications | None = self._held
         return {
             "dedup": len(self._dedup),
-            "unacked": len(self._unanswered),
+            "unacked": 0 if un is None else len(un),
             "tx": len(exchanges.tx),
-            "non_sent": len(exchanges.non_sent),
+            "non_sent": len(exchanges.non_sent or ()),
             "requests": len(exchanges.requests),
             "peers": len(exchanges.peers),
-            "reassembly": len(blocks.reassembly),
-            "block_bytes": blocks.bytes,
-            "served": len(blocks.served),
-            "relations": len(self._relations),
-            "held": len(self.held),
+            "reassembly": 0 if blocks is None else len(blocks.reassembly),
+            "block_bytes": 0 if blocks is None else blocks.bytes,
+            "served": 0 if blocks is None else len(blocks.served),
+            "relations": 0 if relations is None else len(relations),
+            "held": 0 if held is None else len(held),
             "heap": len(exchanges.heap),
             "events": len(self._events),
             "out": len(self._out),
@@ -791,7 +841,11 @@ class Endpoint:
                 self._out.append((empty(EMPTY_RST, msg.mid), addr))
             return
         mid = msg.mid
-        seen = self._dedup.record(addr, mid, mtype is _CON, now)
+        dedup = self._dedup
+        seen = dedup.record(addr, mid, mtype is _CON, now)
+        if dedup.rotated:  # a new generation: re-plan the sweep
+            dedup.rotated = False
+            self._sweep(now)
         if type(seen) is not _Seen:
             if seen:  # a duplicate CON: the reply again (§4.5)
                 self._out.append((cast(bytes, seen), addr))
@@ -1321,8 +1375,11 @@ class Endpoint:
             self._free_block2(req)
         exchanges = self._exchanges
         key = (req.addr, req.token)
-        if exchanges.requests.get(key) is req:
-            del exchanges.requests[key]
+        requests = exchanges.requests
+        if requests.get(key) is req:
+            del requests[key]
+            if not requests:
+                requests.clear()  # an emptied dict keeps its table (160 bytes) until cleared
         if req.tx is not None:
             exchanges.kill_tx(req.tx)
             req.tx = None
@@ -1363,22 +1420,25 @@ class Endpoint:
         ``handle_timer``, so that state goes on time whether or not datagrams keep coming."""
         dedup = self._dedup
         exchanges = self._exchanges
-        blocks = self._blocks
         dedup.expire(now)
         exchanges.expire(now)
-        blocks.expire(now)
-        at = min(dedup.next_expiry(), exchanges.next_expiry(), blocks.next_expiry())
-        held = self.held
-        if held.count:
+        at = min(dedup.next_expiry(), exchanges.next_expiry())
+        blocks: BlockTransfers | None = self._blk
+        if blocks is not None:
+            blocks.expire(now)
+            at = min(at, blocks.next_expiry())
+        held: HeldNotifications | None = self._held
+        if held is not None and held.count:
             # Held notifications nobody answered in time: the RST they would have had at once.
             for addr, msg in held.expire(now):
                 self._reset_unknown(addr, msg)
             at = min(at, held.next_expiry())
-        refusals = self._refusal_log
-        refusals.tick(now)
-        due = refusals.next_due()
-        if due is not None and due < at:
-            at = due
+        refusals: LogBudget | None = self._refusals
+        if refusals is not None:
+            refusals.tick(now)
+            due = refusals.next_due()
+            if due is not None and due < at:
+                at = due
         self._sweep_at = at
 
 

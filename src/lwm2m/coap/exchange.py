@@ -163,7 +163,8 @@ class Exchanges:
         self._token_length = token_length
         self._next_mid = rng.randrange(0x10000)
         self.tx: dict[tuple[Any, int], Transmission] = {}
-        self.non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] = OrderedDict()
+        # Made for the first NON message kept (an empty OrderedDict is 128 bytes, per endpoint).
+        self.non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] | None = None
         self.requests: dict[tuple[Any, bytes], OutgoingRequest] = {}
         self.peers: dict[Any, PeerState] = {}
         self.heap: list[tuple[float, int, Any]] = []
@@ -198,14 +199,20 @@ class Exchanges:
     def kill_tx(self, tx: Transmission) -> None:
         tx.live = False
         key = (tx.addr, tx.mid)
-        if self.tx.get(key) is tx:
-            del self.tx[key]
+        txs = self.tx
+        if txs.get(key) is tx:
+            del txs[key]
+            if not txs:
+                txs.clear()  # an emptied dict keeps its table (160 bytes) until cleared
 
     def pop_tx(self, addr: Any, mid: int) -> Transmission | None:
         """The transmission an empty ACK or RST for ``mid`` ends, taken out (None if unknown)."""
-        tx = self.tx.pop((addr, mid), None)
+        txs = self.tx
+        tx = txs.pop((addr, mid), None)
         if tx is not None:
             tx.live = False
+            if not txs:
+                txs.clear()
         return tx
 
     def back_off(self, tx: Transmission, now: float) -> bool:
@@ -268,6 +275,8 @@ class Exchanges:
         if owner is None:
             return None
         non_sent = self.non_sent
+        if non_sent is None:
+            non_sent = self.non_sent = OrderedDict()
         if len(non_sent) >= self._max_non_sent:
             non_sent.popitem(last=False)
         expires = now + self._non_lifetime
@@ -276,13 +285,14 @@ class Exchanges:
 
     def pop_non(self, addr: Any, mid: int) -> Any:
         """The owner of our NON message ``mid`` to ``addr``, forgotten (None if unknown)."""
-        entry = self.non_sent.pop((addr, mid), None)
+        non_sent = self.non_sent
+        entry = None if non_sent is None else non_sent.pop((addr, mid), None)
         return None if entry is None else entry[1]
 
     def expire(self, now: float) -> None:
         """Forget NON messages whose lifetime is over."""
         non_sent = self.non_sent
-        while non_sent:
+        while non_sent:  # (None until the first NON kept)
             key, entry = non_sent.popitem(last=False)
             if entry[0] > now:
                 non_sent[key] = entry
@@ -328,8 +338,11 @@ class Exchanges:
         return None
 
     def forget_idle(self, addr: Any, peer: PeerState) -> None:
-        if peer.inflight <= 0 and not peer.queue and self.peers.get(addr) is peer:
-            del self.peers[addr]
+        peers = self.peers
+        if peer.inflight <= 0 and not peer.queue and peers.get(addr) is peer:
+            del peers[addr]
+            if not peers:
+                peers.clear()
 
     def unqueue(self, req: OutgoingRequest) -> None:
         """Take ``req`` (holding no slot) off its peer's queue, if it waits there."""

@@ -163,17 +163,48 @@ class ObjectList:
         return cls(objects, root, formats)
 
     def links(self) -> list[Link]:
-        out: list[Link] = []
-        if self.root_path != "/" or self.content_formats:
-            attrs: list[tuple[str, str | None]] = [("rt", ROOT_RT)]
-            if self.content_formats:
-                attrs.append(("ct", " ".join(map(str, self.content_formats))))
-            out.append(Link(self.root_path, tuple(attrs)))
+        root = self._root_link()
+        out: list[Link] = [] if root is None else [root]
         out += [o.to_link(self.root_path) for o in self.objects]
         return out
 
+    def _root_link(self) -> Link | None:
+        """The root link (``</>;rt="oma.lwm2m";ct=...``), when there is one to send."""
+        if self.root_path == "/" and not self.content_formats:
+            return None
+        attrs: list[tuple[str, str | None]] = [("rt", ROOT_RT)]
+        if self.content_formats:
+            attrs.append(("ct", " ".join(map(str, self.content_formats))))
+        return Link(self.root_path, tuple(attrs))
+
     def to_payload(self) -> bytes:
+        if self.root_path == "/":
+            plain = _plain_payload(self.objects)
+            if plain is not None:
+                root = self._root_link()  # (a 1.1 client announces its content formats there)
+                if root is None:
+                    return plain.encode()
+                return f"{root},{plain}".encode() if plain else str(root).encode()
         return serialize_links(self.links()).encode()
+
+
+_PLAIN_VERSION = re.compile(r"[0-9]+\.[0-9]+")
+
+
+def _plain_payload(objects: tuple[ObjectLink, ...]) -> str | None:
+    """The object links of a plain object list (at the root path ``/``; versions
+    ``major.minor``), written as the link-format serializer would, without a Link per entry
+    (every Register and Update of a client carries them); None for anything else."""
+    parts: list[str] = []
+    for o in objects:
+        text = f"</{o.object_id}>" if o.instance_id is None else f"</{o.object_id}/{o.instance_id}>"
+        version = o.version
+        if version is not None:
+            if not _PLAIN_VERSION.fullmatch(version):
+                return None
+            text += ";ver=" + version
+        parts.append(text)
+    return ",".join(parts)
 
 
 # The payload most clients send: object and instance links, each with a ``ver`` at most

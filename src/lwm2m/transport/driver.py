@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from lwm2m.transport import wire
 from lwm2m.transport.address import Addr
-from lwm2m.transport.memory import Trimmer
+from lwm2m.transport.alarms import Alarms, alarms_of
+from lwm2m.transport.memory import TRIM_AFTER, Trimmer
 from lwm2m.transport.proxy import ProxySessions
 from lwm2m.transport.reader import DatagramReader, DatagramSender
 from lwm2m.transport.shared import SharedRoute
@@ -86,28 +87,33 @@ class UdpDriver:
             self._to_send = proxy.to_send(self._to_send)
         self._receive: Receive = receive
         self._route: SharedRoute | None = None
+        self._alarms: Alarms | None = None
         if isinstance(socks, SharedRoute):
             self._shared(socks, receive)
         else:
             self._own(loop, socks, receive)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # On a shared socket (a simulated fleet's): the deadline waits on the loop's heap of
+        # alarms, under this token (0: none), rather than in a timer handle of its own.
+        self._alarm = 0
         self._closed = False
         self._receiving = True
-        self._trimmer = Trimmer()
+        # Made once the endpoint has released TRIM_AFTER bytes: most never do.
+        self._trimmer: Trimmer | None = None
         self._trim_handle: asyncio.TimerHandle | None = None
 
     def _own(self, loop: asyncio.AbstractEventLoop, socks: Sequence[socket.socket], receive: Receive) -> None:
         self.sockets: tuple[socket.socket, ...] = tuple(socks)
-        self._readers: list[DatagramReader | SharedRoute] = [
+        self._readers: tuple[DatagramReader | SharedRoute, ...] = tuple(
             DatagramReader(loop, s, receive, self._on_batch) for s in self.sockets
-        ]
+        )
         senders = {s.family: DatagramSender(loop, s) for s in self.sockets}
         first = next(iter(senders.values()))
         # Route by the shape of the address: IPv6 socket addresses have four fields.
         self._send4 = senders.get(socket.AF_INET, first).send
         self._send6 = senders.get(socket.AF_INET6, first).send
-        self._senders: list[DatagramSender | SharedRoute] = list(senders.values())
+        self._senders: tuple[DatagramSender | SharedRoute, ...] = tuple(senders.values())
         # One socket (the usual case): every datagram goes through it, no routing.
         self._send_all: Callable[[list[tuple[bytes, Addr]]], None] | None = (
             first.send_all if len(self._senders) == 1 else None
@@ -117,9 +123,9 @@ class UdpDriver:
         """An address on a socket many endpoints share: it reads and sends for this one."""
         self.sockets = ()
         self._route = route
+        self._alarms = alarms_of(self._loop)
         route.attach(receive, self._on_batch)
-        self._readers = [route]
-        self._senders = [route]
+        self._readers = self._senders = (route,)
         self._send4 = self._send6 = route.send
         self._send_all = route.send_all
 
@@ -209,10 +215,22 @@ class UdpDriver:
             return
         if at is not None and at <= when:
             return  # fires early at worst, then re-arms for the real deadline
+        self._timer_at = when
+        alarms = self._alarms
+        if alarms is not None:
+            if self._alarm:
+                alarms.cancel(self._alarm)
+            self._alarm = alarms.add(when, self)
+            return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = when
         self._timer = self._loop.call_at(when, self._on_timer)
+
+    def alarm(self, token: int) -> None:
+        """The deadline on the shared heap of alarms has come (``Sleeper``)."""
+        if token == self._alarm:
+            self._alarm = 0
+            self._on_timer()
 
     def _on_timer(self) -> None:
         at = self._timer_at
@@ -242,7 +260,12 @@ class UdpDriver:
         released = getattr(self._endpoint, "released", None)
         if released is None:
             return
-        wait = self._trimmer.check(released, now)
+        trimmer = self._trimmer
+        if trimmer is None:
+            if released < TRIM_AFTER:
+                return  # (a trimmer's first check with less does nothing)
+            trimmer = self._trimmer = Trimmer()
+        wait = trimmer.check(released, now)
         if wait is not None and self._trim_handle is None:
             self._trim_handle = self._loop.call_later(wait, self._trim_later)
 
@@ -283,6 +306,9 @@ class UdpDriver:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._alarm and self._alarms is not None:
+            self._alarms.cancel(self._alarm)
+            self._alarm = 0
         if self._trim_handle is not None:
             self._trim_handle.cancel()
             self._trim_handle = None

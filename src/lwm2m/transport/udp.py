@@ -273,8 +273,9 @@ class CoapUdpEndpoint:
         self._handler = handler
         self._extra = on_event
         self._pending: dict[bytes, asyncio.Future[Message]] = {}
-        # Requests whose empty ACK someone waits for (lwm2m.transport.separate), by token.
-        self._acknowledged: dict[bytes, Callable[[], None]] = {}
+        # Requests whose empty ACK someone waits for (lwm2m.transport.separate), by token; made
+        # for the first (most endpoints of a simulated fleet never wait for one).
+        self._acknowledged: dict[bytes, Callable[[], None]] | None = None
         self._observations: dict[bytes, CoapObservation] = {}
         self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
         self._respond = endpoint.respond  # bound once: the per-request path
@@ -410,7 +411,8 @@ class CoapUdpEndpoint:
             if self._fail(event.token, RequestTimeout(f"no response from {format_addr(event.addr)}")):
                 return
         elif type(event) is RequestAcknowledged:
-            acknowledged = self._acknowledged.pop(event.token, None)
+            waiting = self._acknowledged
+            acknowledged = None if waiting is None else waiting.pop(event.token, None)
             if acknowledged is not None:
                 acknowledged()
                 return
@@ -604,8 +606,11 @@ class CoapUdpEndpoint:
             except TimeoutError:
                 raise RequestTimeout(f"no response from {format_addr(addr)} within {timeout:g} s") from None
         finally:
-            if self._pending.pop(token, None) is not None:
+            pending = self._pending
+            if pending.pop(token, None) is not None:
                 self._cancel(token)  # given up by the caller: stop retransmitting
+            if not pending:
+                pending.clear()  # an emptied dict keeps its table (160 bytes) until cleared
 
     async def _answered_later(
         self,
@@ -624,12 +629,12 @@ class CoapUdpEndpoint:
                     scope.reschedule(None)
                     heard()
 
-                self._acknowledged[token] = acknowledged
+                self._await_acknowledgement(token, acknowledged)
                 return await fut
         except TimeoutError:
             raise RequestTimeout(f"no response from {format_addr(addr)} within {timeout:g} s") from None
         finally:
-            self._acknowledged.pop(token, None)
+            self._forget_acknowledgement(token)
 
     def observe(self, message: Message, addr: Addr) -> CoapObservation:
         """Register an observation (``message`` gets Observe: 0 if it lacks it); iterate for notifications."""
@@ -647,12 +652,18 @@ class CoapUdpEndpoint:
         heard = SEPARATE_RESPONSE.get()
         if heard is not None and self._driver.endpoint.report_empty_ack(addr, token):
             obs._hold(heard, partial(self._forget_acknowledgement, token))
-            self._acknowledged[token] = obs._acknowledged
+            self._await_acknowledgement(token, obs._acknowledged)
         self._driver.flush(now)
         return obs
 
+    def _await_acknowledgement(self, token: bytes, acknowledged: Callable[[], None]) -> None:
+        if self._acknowledged is None:
+            self._acknowledged = {}
+        self._acknowledged[token] = acknowledged
+
     def _forget_acknowledgement(self, token: bytes) -> None:
-        self._acknowledged.pop(token, None)
+        if self._acknowledged is not None:
+            self._acknowledged.pop(token, None)
 
     def _send_request(self, message: Message, addr: Addr, now: float) -> bytes:
         """Hand ``message`` to the endpoint, protected first when OSCORE binds ``addr``."""
