@@ -152,8 +152,9 @@ class Devices(asyncio.DatagramProtocol):
     """Many devices behind one socket: 2.01s counted, each confirmable GET (an Observe)
     answered 2.05 with an Observe option and a plain-text value."""
 
-    def __init__(self) -> None:
+    def __init__(self, answered: bytearray) -> None:
         self.created = 0
+        self.answered = answered  # a bit per device (its token is its number): 2.01 seen
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -162,7 +163,10 @@ class Devices(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         kind, tkl, code = (data[0] >> 4) & 3, data[0] & 15, data[1]
         if code == 0x41:
-            self.created += 1
+            i = int.from_bytes(data[4 : 4 + tkl], "big")
+            if not self.answered[i >> 3] & (1 << (i & 7)):
+                self.answered[i >> 3] |= 1 << (i & 7)
+                self.created += 1
         elif code == 0x01 and kind == 0 and self.transport is not None:  # CON GET
             head = bytes((0x60 | tkl, 0x45)) + data[2:4] + data[4 : 4 + tkl]
             self.transport.sendto(head + option(6, b"\x01") + option(6, b"") + b"\xff21.5", addr)
@@ -188,21 +192,44 @@ async def observation_phase(args: argparse.Namespace) -> None:
     limits = RegistrationLimits(rate=None)  # every device registers from 127.0.0.1 at once
     server = Server(ServerConfig(host=HOST, port=0, registration_limits=limits))
     await server.start()
-    lanes = [await loop.create_datagram_endpoint(Devices, local_addr=(HOST, 0)) for _ in range(50)]
+    answered = bytearray(args.observed // 8 + 1)  # 125 kB for a million
+    lanes = [
+        await loop.create_datagram_endpoint(lambda: Devices(answered), local_addr=(HOST, 0))
+        for _ in range(50)
+    ]
     peer = (HOST, server.port)
     gc.collect()
-    empty = rss()
+    start_rss = empty = rss()
+
+    def created() -> int:
+        return sum(p.created for _, p in lanes)
+
+    def send(i: int, mid: int) -> None:
+        transport, _ = lanes[i % len(lanes)]
+        transport.sendto(register_datagram(mid & 0xFFFF, i.to_bytes(4, "big"), name(i)), peer)
+
     try:
+        # At most WINDOW Registers unanswered at once (more would overflow the socket's buffer
+        # and be lost), then those still unanswered sent again (a new Message ID) until every
+        # device has its 2.01.
+        window = 2000
         for i in range(args.observed):
-            transport, _ = lanes[i % len(lanes)]
-            transport.sendto(register_datagram(i & 0xFFFF, i.to_bytes(4, "big"), name(i)), peer)
+            send(i, i)
             if i % 200 == 199:
-                await asyncio.sleep(0.005)
-        deadline = time.monotonic() + 120
-        while sum(p.created for _, p in lanes) < args.observed:
+                while i + 1 - created() > window:
+                    await asyncio.sleep(0.002)
+        deadline = time.monotonic() + max(120.0, args.observed / 1000)
+        round_ = 1
+        while created() < args.observed:
             if time.monotonic() > deadline:
-                raise TimeoutError("registrations missing")
-            await asyncio.sleep(0.05)
+                raise TimeoutError(f"registrations missing: {args.observed - created():,}")
+            before_wait = created()
+            await asyncio.sleep(1.0)
+            if created() == before_wait:  # quiet for a second: send the rest again
+                for i in range(args.observed):
+                    if not answered[i >> 3] & (1 << (i & 7)):
+                        send(i, i + round_ * 7919)
+                round_ += 1
         gc.collect()
         before = rss()
         print(
@@ -226,6 +253,10 @@ async def observation_phase(args: argparse.Namespace) -> None:
             f"observe  {args.observed:,} observations (one per registered device): "
             f"{grown / 1e6:,.0f} MB of RSS, {grown / args.observed:,.0f} B each"
             + (" (traced: tracemalloc's own memory counts in the RSS)" if args.trace else "")
+        )
+        print(
+            f"process  RSS {rss() / 1e6:,.0f} MB with the {args.observed:,} registrations and observations "
+            f"({start_rss / 1e6:,.0f} MB with the server started and none)"
         )
         if args.trace:
             key = "traceback" if args.trace_depth > 1 else "lineno"
