@@ -606,7 +606,9 @@ class Endpoint:
             code, options, payload = self._shape_response(event, code, options, payload, now, szx)
         mid = req.mid
         key = (addr, mid)
-        un = self._unanswered
+        un = self._un
+        if un is None:
+            un = self._unanswered
         fresh = un.fresh
         seen = fresh.pop(key, None)
         if seen is not None and not fresh:
@@ -917,7 +919,10 @@ class Endpoint:
                     self._answer(msg, addr, record, *answer, now)
                     return
         if msg.type is _CON:
-            evicted = self._unanswered.add((addr, msg.mid), peer, now)
+            un = self._un
+            if un is None:  # the first request (the property makes it): no call on the hot path
+                un = self._unanswered
+            evicted = un.add((addr, msg.mid), peer, now)
             if evicted is not None:
                 self._send_empty_ack(evicted)
         self._events.append(RequestReceived(addr, msg, observe, block1, block2))
