@@ -476,6 +476,20 @@ def test_cancel_a_queued_request(net: Any) -> None:
     assert served_request(net).message.token == third
 
 
+def test_a_cancel_near_an_address_looks_there_first() -> None:
+    # The same token at two peers (a token is ours to choose): near one, only that one goes; the
+    # look through every request (what a server with a million observations cannot afford per
+    # cancel) is left for a token not found there.
+    ep = Endpoint()
+    other = ("10.0.0.3", 5683)
+    for peer in (S, other):
+        ep.request(get(token=b"tk"), peer, 0.0)
+    ep.cancel(b"tk", near=other)
+    assert [a for (a, t) in ep._exchanges.requests] == [S]
+    ep.cancel(b"tk", near=other)  # not there any more: found by the look through all
+    assert not ep._exchanges.requests
+
+
 # --- token matching, RST, malformed input -------------------------------------------------------
 
 

@@ -79,8 +79,9 @@ class Relation:
         while not self.items.queue.empty():
             self.items.put_nowait(self.items.queue.get_nowait())
 
-    def cancel(self) -> None:
+    def cancel(self, near: Any = None) -> None:
         self.cancelled = True
+        self.near = near
         if self.items.sink is None:
             self.items.put_nowait(None)  # (a sink is not told: it cancelled)
 

@@ -693,12 +693,16 @@ class Endpoint:
         req.report_ack = True
         return True
 
-    def cancel(self, token: bytes, addr: Any = None) -> None:
-        """Forget our request or observation with ``token`` (at ``addr``, or at any peer)."""
+    def cancel(self, token: bytes, addr: Any = None, *, near: Any = None) -> None:
+        """Forget our request or observation with ``token`` (at ``addr``, or at any peer). ``near``:
+        where it most likely is (one look there first; a look through every request, which a
+        server with a million observations cannot afford per cancel, only when not there)."""
         requests = self._exchanges.requests
         if addr is not None:
             req = requests.get((addr, token))
             victims = [req] if req is not None else []
+        elif near is not None and (req := requests.get((near, token))) is not None:
+            victims = [req]
         else:
             victims = [r for (a, t), r in requests.items() if t == token]
         for req in victims:

@@ -270,7 +270,7 @@ class ServerObservation:
     def _let_go(self) -> None:
         relation, self._relation = self._relation, None
         if relation is not None:
-            relation.cancel()  # the next notification gets RST (RFC 7641 §3.6)
+            relation.cancel(self.address)  # the next notification gets RST (RFC 7641 §3.6)
 
     async def _finish(self, reason: str) -> None:
         context = self._context
@@ -533,10 +533,10 @@ class ObservationManager:
             stats.count(operation, first.code)
             response = decode_response(request, first, self._models)
         except BaseException:
-            relation.cancel()
+            relation.cancel(addr)
             raise
         if not response.success or first.observe is None:
-            relation.cancel()
+            relation.cancel(addr)
             return response
         composite = isinstance(request, ReadCompositeRequest)
         binding = relation.oscore
@@ -717,7 +717,7 @@ class ObservationManager:
             if observation.rebind(relation, address):
                 sent += 1
             else:
-                relation.cancel()
+                relation.cancel(address)
         if sent:
             log.info("observed %s again over its new connection: %d observations", endpoint, sent)
         return sent

@@ -1035,9 +1035,9 @@ class CoapTcpEndpoint:
         """A connection does not move: False (the device observed again over its new one)."""
         return False
 
-    def _cancel(self, token: bytes) -> None:
+    def _cancel(self, token: bytes, near: Addr | None = None) -> None:
         self._observations.pop(token, None)
-        addr = self._observed_at.pop(token, None)
+        addr = self._observed_at.pop(token, None)  # kept per token: no need of ``near``
         link = None if addr is None else self._links.get(addr)
         if link is not None and link.conn is not None:
             link.conn.cancel(token)

@@ -97,7 +97,7 @@ class _Owner(Protocol):
     _loop: asyncio.AbstractEventLoop
     _observations: dict[bytes, CoapObservation]
 
-    def _cancel(self, token: bytes) -> None: ...
+    def _cancel(self, token: bytes, near: Addr | None = None) -> None: ...
 
 
 class RelationSink(Protocol):
@@ -233,12 +233,13 @@ class CoapObservation:
                 if held is not None:
                     held.scope = None
 
-    def cancel(self) -> None:
-        """End the relation here; the endpoint answers the next notification with RST (RFC 7641 §3.6)."""
+    def cancel(self, near: Addr | None = None) -> None:
+        """End the relation here; the endpoint answers the next notification with RST (RFC 7641 §3.6).
+        ``near``: the peer's address as the caller knows it (the relation is looked up there first)."""
         self._unhold()
         if self._done:
             return
-        self._owner._cancel(self.token)
+        self._owner._cancel(self.token, near)
         self._done = True
         self._items = None
         w = self._waiter
@@ -721,11 +722,11 @@ class CoapUdpEndpoint:
             token, _literal(addr), self._reachable(_literal(new_addr))
         )
 
-    def _cancel(self, token: bytes) -> None:
+    def _cancel(self, token: bytes, near: Addr | None = None) -> None:
         self._observations.pop(token, None)
         if self._closed:
             return
-        self._driver.endpoint.cancel(token)
+        self._driver.endpoint.cancel(token, near=None if near is None else normalize(near))
         self._driver.flush()
 
     def _reachable(self, addr: Addr) -> Addr:

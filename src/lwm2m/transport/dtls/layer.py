@@ -168,7 +168,7 @@ class CoapSide(Protocol):
         self, relation: tuple[Any, bytes], message: Message, now: float, *, confirmable: bool = False
     ) -> bool: ...
 
-    def cancel(self, token: bytes, addr: Any = None) -> None: ...
+    def cancel(self, token: bytes, addr: Any = None, *, near: Any = None) -> None: ...
 
     def resume_observation(
         self, addr: Any, token: bytes, now: float, request: Message | None = None
@@ -538,8 +538,8 @@ class DtlsLayer:
     ) -> bool:
         return self._inner.notify(relation, message, now, confirmable=confirmable)
 
-    def cancel(self, token: bytes, addr: Addr = None) -> None:
-        self._inner.cancel(token, addr)
+    def cancel(self, token: bytes, addr: Addr = None, *, near: Addr = None) -> None:
+        self._inner.cancel(token, addr, near=near)
 
     def resume_observation(
         self, addr: Addr, token: bytes, now: float, request: Message | None = None
