@@ -593,8 +593,7 @@ class Server:
         if isinstance(registrations, AddressIndex):
             try:
                 async with self._lookups:
-                    endpoint = await registrations.endpoint_at(addr)
-                    registration = await registrations.get(endpoint) if endpoint is not None else None
+                    registration = await registrations.registration_at(addr)
                     if (
                         registration is not None
                         and registration.transport == "udp"

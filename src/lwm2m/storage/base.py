@@ -568,11 +568,11 @@ def reachable_of(registration: Registration) -> Reachable:
 
 @runtime_checkable
 class AddressIndex(Protocol):
-    """What a store that nodes share offers beside :class:`RegistrationStore`: the endpoint
-    registered from an address (its last Register or Update), for a Send that reaches a node
-    before anything naming its endpoint (docs/cluster.md)."""
+    """What a store that nodes share offers beside :class:`RegistrationStore`: the registration
+    made from an address (its last Register or Update), for a Send that reaches a node before
+    anything naming its endpoint (docs/cluster.md)."""
 
-    async def endpoint_at(self, address: tuple[str, int]) -> str | None: ...
+    async def registration_at(self, address: tuple[str, int]) -> Registration | None: ...
 
 
 class RegistrationStore(Protocol):

@@ -104,14 +104,14 @@ class MemoryRegistrationStore:
     async def reachable(self) -> list[Reachable]:
         return [reachable_of(r) for r in self._by_endpoint.values()]
 
-    async def endpoint_at(self, address: tuple[str, int]) -> str | None:
-        """The endpoint registered from ``address``, if any (``AddressIndex``). A look through
+    async def registration_at(self, address: tuple[str, int]) -> Registration | None:
+        """The registration made from ``address``, if any (``AddressIndex``). A look through
         every registration: a memory store is shared only by the nodes of one process (tests),
         and a node asks only for a Send from an address it does not know."""
         wanted = (address[0], address[1])
         for registration in self._by_endpoint.values():
             if (registration.address[0], registration.address[1]) == wanted:
-                return registration.endpoint
+                return registration
         return None
 
     async def page(

@@ -239,8 +239,8 @@ class RedisRegistrationStore:
         await pipe.execute()
 
     @guarded
-    async def endpoint_at(self, address: tuple[str, int]) -> str | None:
-        """The endpoint registered from ``address`` (its last Register or Update), if any: the
+    async def registration_at(self, address: tuple[str, int]) -> Registration | None:
+        """The registration made from ``address`` (its last Register or Update), if any: the
         index entry checked against the record (an entry outlives a device that moved on)."""
         owner = await self.link.client().get(index("at", _address_key(address)))
         if owner is None:
@@ -248,7 +248,7 @@ class RedisRegistrationStore:
         found = await self.get(text(owner))
         if found is None or (found.address[0], found.address[1]) != (address[0], address[1]):
             return None
-        return found.endpoint
+        return found
 
     async def _unindex(self, olds: list[Registration]) -> None:
         """Drop the index entries of ``olds`` after their records went, then put back those of
