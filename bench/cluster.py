@@ -18,9 +18,11 @@ Printed:
   also each node's idle CPU share, measured over ``--idle`` s once the devices registered and
   before any is observed, and what a value costs beyond it; and the Redis commands per value
   (``INFO commandstats`` over the window);
-- p50/p99 of a REST read (``GET /api/clients/{ep}/3/0/0``, ``--reads`` in a row) of one device
-  through its owner's API, and through another node's API (which sends it to the owner over
-  the request bus): the difference is what routing adds;
+- p50/p99 of a REST read (``GET /api/clients/{ep}/3/0/0``) of one device through its owner's
+  API, and through another node's API (which sends it to the owner over the request bus): the
+  difference is what routing adds. ``--reads`` pairs, the two reads of a pair one after the
+  other (which goes first alternates), spread over two periods of the devices' value moves:
+  both series meet the same bursts of notifications, which two series in a row would not;
 - Redis memory per registration with one observation: ``INFO memory`` ``used_memory`` once
   every device registered and is observed, minus before, over the devices; also without what
   does not grow with the fleet or is no registration: the connections' buffers
@@ -40,7 +42,7 @@ need 30,000 ports on the simulators' side and 30,000 at nginx (twice that for
 nginx hashes ``$remote_addr$remote_port`` here (deploy/README.md): the devices of one address
 spread over the nodes.
 
-    python bench/cluster.py [--devices 30000] [--processes 3] [--lifetime 300] [--reads 300]
+    python bench/cluster.py [--devices 30000] [--processes 3] [--lifetime 300] [--reads 600]
     python bench/cluster.py --devices 300        # a quick run
 """
 
@@ -360,17 +362,33 @@ def observed_line(name: str, observed: Observed, devices: int) -> str:
     )
 
 
-async def read_latencies(http: httpx.AsyncClient, api: str, endpoint: str, count: int) -> list[float]:
-    """Seconds of ``count`` reads in a row of the device's manufacturer (after 10 not counted)."""
-    took = []
+async def read_once(http: httpx.AsyncClient, api: str, endpoint: str) -> float:
+    """Seconds of one read of the device's manufacturer through ``api``."""
+    started = time.perf_counter()
+    answer = await http.get(f"{api}/api/clients/{endpoint}/3/0/0")
+    elapsed = time.perf_counter() - started
+    if answer.status_code != 200 or answer.json().get("code") != "2.05":
+        raise RuntimeError(f"read of {endpoint} at {api}: {answer.status_code} {answer.text[:200]}")
+    return elapsed
+
+
+async def paired_read_latencies(
+    http: httpx.AsyncClient, apis: tuple[str, str], endpoint: str, count: int, span: float
+) -> tuple[list[float], list[float]]:
+    """Seconds of ``count`` reads of the device through each of two APIs, in pairs (which API
+    goes first alternates), the pairs spread evenly over ``span`` seconds; 10 pairs first not
+    counted."""
+    took: tuple[list[float], list[float]] = ([], [])
+    gap = span / max(count, 1)
     for index in range(count + 10):
         started = time.perf_counter()
-        answer = await http.get(f"{api}/api/clients/{endpoint}/3/0/0")
-        elapsed = time.perf_counter() - started
-        if answer.status_code != 200 or answer.json().get("code") != "2.05":
-            raise RuntimeError(f"read of {endpoint} at {api}: {answer.status_code} {answer.text[:200]}")
+        order = (0, 1) if index % 2 else (1, 0)
+        for which in order:
+            elapsed = await read_once(http, apis[which], endpoint)
+            if index >= 10:
+                took[which].append(elapsed)
         if index >= 10:
-            took.append(elapsed)
+            await asyncio.sleep(max(0.0, gap - (time.perf_counter() - started)))
     return took
 
 
@@ -510,8 +528,10 @@ async def cluster_run(args: argparse.Namespace, folder: Path) -> tuple[Registeri
         device = next(ep for ep, node in sorted(owned.items()) if node == owner)
         elsewhere = next(n for n in sorted(by_id) if n != owner)
         async with httpx.AsyncClient(timeout=30) as http:
-            same = await read_latencies(http, by_id[owner].api, device, args.reads)
-            other = await read_latencies(http, by_id[elsewhere].api, device, args.reads)
+            apis = (by_id[owner].api, by_id[elsewhere].api)
+            same, other = await paired_read_latencies(
+                http, apis, device, args.reads, 2 * args.update_interval
+            )
         for name, took in (("same node ", same), ("other node", other)):
             say(
                 f"read     {name} p50 {percentile(took, 0.5) * 1e3:6.2f} ms  p99 "
@@ -690,7 +710,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle", type=float, default=5.0, help="seconds the nodes' idle CPU is measured before observing"
     )
-    parser.add_argument("--reads", type=int, default=300, help="REST reads per measurement")
+    parser.add_argument(
+        "--reads", type=int, default=600, help="REST read pairs (one read at the owner, one at another node)"
+    )
     parser.add_argument("--state", type=Path, help="keep the processes' state and logs in this folder")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds any phase may take")
     args = parser.parse_args(argv)

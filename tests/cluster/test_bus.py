@@ -174,6 +174,40 @@ async def test_a_reclaimed_request_past_its_deadline_is_dropped_unhandled(
     assert await redis.xlen(reply_stream("a")) == 0  # nobody was waiting: no answer sent
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {b"m": b"no line of its own"},
+        {b"m": b"rid a 1e99\n"},  # three words where four go
+        {b"m": b"rid a never j\n{}"},  # a deadline that is no number
+        {b"m": b"rid {a} 1e99 j\n{}"},  # a sender that is no node id
+        {b"m": b"rid a 1e99 j\n\xff"},  # JSON that is not even text
+        {b"m": b"\xff a 1e99 b\n"},  # a head that is not text
+        {b"id": b"rid", b"from": b"a"},  # no field m
+    ],
+)
+async def test_a_malformed_request_entry_is_acknowledged_and_the_next_one_served(
+    buses: BusFactory, clients: Callable[[], RedisClient], fields: dict[bytes, bytes]
+) -> None:
+    redis = clients()
+    await buses("b")
+    await redis.xadd(request_stream("b"), fields)  # type: ignore[arg-type]
+    a = await buses("a")
+    assert await a.request("b", b"ok", timeout=5) == b"ko"
+    await _acknowledged(redis, "b")
+
+
+async def test_a_malformed_reply_is_dropped_and_the_next_one_answers(
+    buses: BusFactory, clients: Callable[[], RedisClient]
+) -> None:
+    redis = clients()
+    a = await buses("a")
+    for fields in ({b"m": b"rid"}, {b"m": b"\xff b 1 b\n"}, {b"x": b"y"}):
+        await redis.xadd(reply_stream("a"), fields)  # type: ignore[arg-type]
+    await buses("b")
+    assert await a.request("b", b"ok", timeout=5) == b"ko"
+
+
 async def test_payloads_are_bytes_or_json_dicts(buses: BusFactory) -> None:
     a = await buses("a")
     with pytest.raises(ClusterPayloadError):

@@ -97,3 +97,41 @@ async def test_the_loop_runs_between_slices_and_an_update_meanwhile_counts(
     assert saved not in gone
     assert len(gone) == expired - 1
     assert await store.registrations.get(saved) is not None
+
+
+class _RegisteredMeanwhile:
+    """The store's registrations, where the device of ``endpoint`` registers again right after
+    a sweep took its expired registration (before the sweep handles it)."""
+
+    def __init__(self, store: Store, endpoint: str) -> None:
+        self._store = store
+        self._endpoint = endpoint
+        self.registrar: Registrar | None = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store.registrations, name)
+
+    async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
+        taken = await self._store.registrations.remove_expired(now, grace, limit=limit)
+        if any(r.endpoint == self._endpoint for r in taken):
+            again = dataclasses.replace(reg(0, at=NOW), registration_id="new")
+            await self._store.registrations.add(again)
+            await self._store.observations.add(Observation(b"new", again.endpoint, "new", (REBOOT,)))
+            assert self.registrar is not None
+            self.registrar.remember(again.endpoint, again.address)  # as its Register does
+        return taken
+
+
+async def test_a_registration_made_while_the_sweep_takes_the_old_one_is_left_alone(store: Store) -> None:
+    _, events = await _fill(store, 3, 1)  # dev-00000 expired, with observation t0
+    registrations = _RegisteredMeanwhile(store, "dev-00000")
+    sweeping = Registrar(registrations, store.observations, events.append, clock=lambda: NOW)  # type: ignore[arg-type]
+    registrations.registrar = sweeping
+    for i in range(3):
+        sweeping.remember(f"dev-{i:05d}", reg(i, at=NOW).address)
+    assert await sweeping.expire() == ["dev-00000"]
+    expired = [e.registration for e in events if isinstance(e, RegistrationExpired)]
+    assert [r.registration_id for r in expired] == ["r0"]
+    assert (await store.registrations.get("dev-00000")).registration_id == "new"  # type: ignore[union-attr]
+    assert [o.token for o in await store.observations.for_endpoint("dev-00000")] == [b"new"]
+    assert "dev-00000" in sweeping.peers

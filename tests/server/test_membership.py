@@ -30,7 +30,7 @@ from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import ROOT, Path
 from lwm2m.model.record import Record
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.events import ClientUpdated, SendReceived
+from lwm2m.server.events import ClientUpdated, RegistrationExpired, SendReceived
 from lwm2m.server.membership import ClusterMember, MembershipConfig
 from lwm2m.server.role import Server
 from lwm2m.storage import open_store
@@ -232,6 +232,23 @@ async def test_deregister_releases_the_endpoint_and_keeps_its_epoch(redis_url: s
         assert await a.redis.hget(owner_key("dev-1"), "epoch") == b"1"
         await a.register("dev-1")  # a later claim still fences the released one
         await a.claimed("dev-1", 2)
+
+
+async def test_the_expiry_of_a_replaced_registration_keeps_the_new_ones_claim(redis_url: str) -> None:
+    # An expiry sweep takes the old registration, the device registers again before the sweep
+    # reports it: the report comes after the new registration's claim.
+    async with node_a(redis_url) as a:
+        await a.register("dev-1")
+        await a.claimed("dev-1", 1)
+        old = await a.server.registration("dev-1")
+        await a.register("dev-1")
+        await a.claimed("dev-1", 2)
+        a.server._emit(RegistrationExpired(old))
+        await a.register("dev-2")  # events are handled in order: dev-1's expiry before this claim
+        await a.claimed("dev-2", 1)
+        owner = await a.owner("dev-1")
+        assert owner is not None and (owner.node, owner.epoch) == ("a", 2)
+        assert "dev-1" in a.member.owned
 
 
 async def test_owner_elsewhere_names_a_live_owner_only(redis_url: str) -> None:

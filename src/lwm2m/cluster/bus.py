@@ -5,20 +5,25 @@ timeout; never a fire-and-forget message.
 Requests: one stream per node, ``lwm2m:bus:{node}``, read by that node's consumer group
 ``node`` with XREADGROUP and acknowledged (XACK) once the answer is on its way. Each entry
 carries the request id, the sender's node id, a deadline (seconds on the sender's clock) and
-the payload. A node restarted under the same id first reclaims (XAUTOCLAIM) what its previous
+the payload, in one field (``m``: a line of the first three and the payload's kind, then the
+payload), since the parsing of every further field of each entry costs both ends CPU on the
+path of every routed request. A node restarted under the same id first reclaims (XAUTOCLAIM) what its previous
 incarnation read and never acknowledged, handles it, then reads new requests. A request whose
 deadline has passed when it is taken is acknowledged without being handled: its caller has
 given up already. Delivery is at least once: a node that dies after answering and before
 acknowledging handles that request again after its restart.
 
 Replies: one reply stream per sending node, ``lwm2m:reply:{node}``, which one task of the
-sender reads with XREAD and routes to the waiting caller by request id. One reply key per
+sender reads with XREAD and routes to the waiting caller by request id (the field ``m`` again:
+a line of the request id, the answering node, ``1`` or ``0`` for an answer or an error and the
+payload's kind or the error's name, then the payload or the error's text). One reply key per
 request would need one blocking read (one connection) per waiting request; the per-node
 stream needs one, however many requests are in flight. Replies nobody waits for any more
 (after a timeout) are dropped on arrival.
 
 Bounded: both streams are trimmed to about ``maxlen`` entries (XADD MAXLEN ~), and each
-expires ``stream_ttl`` seconds after its last entry; a running node also refreshes its
+expires ``stream_ttl`` seconds after its last entry (the XADD and the PEXPIRE are one script:
+one command, one answer); a running node also refreshes its
 request stream's TTL while it waits for requests. So a node that is gone for good (a
 generated id is new at every start) leaves nothing behind. Payloads are bytes or a dict that
 encodes as JSON.
@@ -59,6 +64,28 @@ Handler: TypeAlias = Callable[[Payload], Awaitable[Payload]]
 to the caller as :class:`~lwm2m.errors.RemoteHandlerError`."""
 
 GROUP = "node"
+FIELD = b"m"
+
+# KEYS[1] the stream; ARGV maxlen, TTL in ms, the entry's one field value. Answers the entry id.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return id
+"""
+
+
+def _message(head: str, data: bytes) -> bytes:
+    return head.encode() + b"\n" + data
+
+
+def _parts(fields: dict[bytes, bytes], count: int) -> tuple[list[str], bytes]:
+    """The head's ``count`` words and the payload of an entry's one field; ValueError for an
+    entry that is not one."""
+    head, newline, data = fields[FIELD].partition(b"\n")
+    words = head.decode().split(" ")
+    if not newline or len(words) != count:
+        raise ValueError("not a bus entry")
+    return words, data
 
 
 def request_stream(node_id: str) -> str:
@@ -118,17 +145,16 @@ class RequestBus:
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._handler: Handler | None = None
         self._started = False
+        self._append_script = redis.register_script(_APPEND)
 
     @property
     def _block_ms(self) -> int:
         return max(1, round(self.config.block * 1000))
 
-    async def _append(self, key: str, fields: dict[EncodableT, EncodableT]) -> None:
-        """XADD, trimmed, and the stream's TTL refreshed: one round trip (one key, one slot)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xadd(key, fields, maxlen=self.config.maxlen, approximate=True)
-        pipe.pexpire(key, round(self.config.stream_ttl * 1000))
-        await pipe.execute()
+    async def _append(self, key: str, message: bytes) -> None:
+        """XADD, trimmed, and the stream's TTL refreshed: one command (one key, one slot)."""
+        args: list[EncodableT] = [self.config.maxlen, round(self.config.stream_ttl * 1000), message]
+        await self._append_script(keys=[key], args=args)
 
     async def start(self, handler: Handler | None = None) -> None:
         """Start reading replies, and, with a ``handler``, serving this node's requests:
@@ -179,16 +205,10 @@ class RequestBus:
         rid = secrets.token_hex(8)
         future: asyncio.Future[Payload] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
-        fields: dict[EncodableT, EncodableT] = {
-            "id": rid,
-            "from": self.node_id,
-            "deadline": repr(self._clock() + timeout),
-            "k": kind,
-            "p": data,
-        }
+        message = _message(f"{rid} {self.node_id} {self._clock() + timeout!r} {kind}", data)
         try:
             async with asyncio.timeout(timeout):
-                await self._append(request_stream(check_node_id(node)), fields)
+                await self._append(request_stream(check_node_id(node)), message)
                 honour_cancellation()  # a timeout that redis-py swallowed still ends the wait
                 return await future
         except TimeoutError:
@@ -207,23 +227,29 @@ class RequestBus:
                 await asyncio.sleep(self.config.block)
                 continue
             honour_cancellation()
-            for entry_id, fields in stream_entries(response):
+            entries = stream_entries(response)
+            for entry_id, fields in entries:
                 last = text(entry_id)
                 self._answer(fields)
+            if entries:
+                # The callers answered run first: the next read's command is not on their path.
+                await asyncio.sleep(0)
 
     def _answer(self, fields: dict[bytes, bytes]) -> None:
-        future = self._waiting.get(text(fields.get(b"id", b"")))
+        try:
+            (rid, node, ok, kind), data = _parts(fields, 4)
+        except (KeyError, ValueError):
+            log.warning("node %s: dropped a malformed bus reply", self.node_id)
+            return
+        future = self._waiting.get(rid)
         if future is None or future.done():
             return  # its caller gave up
+        if ok != "1":
+            future.set_exception(RemoteHandlerError(node, kind, data.decode(errors="replace")))
+            return
         try:
-            if fields.get(b"ok") == b"1":
-                future.set_result(decode_payload(text(fields[b"k"]), fields[b"p"]))
-            else:
-                error = fields.get(b"p", b"").decode(errors="replace")
-                future.set_exception(
-                    RemoteHandlerError(text(fields.get(b"node", b"?")), text(fields.get(b"k", b"?")), error)
-                )
-        except (KeyError, ClusterPayloadError) as exc:
+            future.set_result(decode_payload(kind, data))
+        except ClusterPayloadError as exc:
             future.set_exception(ClusterPayloadError(f"a reply that cannot be read: {exc}"))
 
     async def _reclaim(self) -> None:
@@ -266,8 +292,13 @@ class RequestBus:
                     await self._make_group()  # the stream was lost (a Redis restart without AOF)
                 continue
             honour_cancellation()
-            for entry_id, fields in stream_entries(response):
+            entries = stream_entries(response)
+            for entry_id, fields in entries:
                 await self._dispatch(entry_id, fields)
+            if entries:
+                # The handlers just started run first: the next read's command is not on the
+                # path of the requests they answer.
+                await asyncio.sleep(0)
 
     async def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         await self._slots.acquire()
@@ -284,24 +315,18 @@ class RequestBus:
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         assert self._handler is not None
         try:
-            rid, sender = text(fields[b"id"]), text(fields[b"from"])
-            deadline = float(fields[b"deadline"])
-        except (KeyError, ValueError, UnicodeDecodeError):
+            (rid, sender, deadline_text, kind), data = _parts(fields, 4)
+            deadline = float(deadline_text)
+            check_node_id(sender)
+        except (KeyError, ValueError, ConfigError):  # UnicodeDecodeError is a ValueError
             log.warning("node %s: dropped a malformed bus entry %s", self.node_id, text(entry_id))
             await self._redis.xack(request_stream(self.node_id), GROUP, entry_id)
             return
         if self._clock() < deadline:
             try:
-                payload = decode_payload(text(fields.get(b"k", b"")), fields.get(b"p", b""))
-                kind, data = encode_payload(await self._handler(payload))
-                reply: dict[EncodableT, EncodableT] = {
-                    "id": rid,
-                    "node": self.node_id,
-                    "ok": "1",
-                    "k": kind,
-                    "p": data,
-                }
+                answer_kind, answer = encode_payload(await self._handler(decode_payload(kind, data)))
+                reply = _message(f"{rid} {self.node_id} 1 {answer_kind}", answer)
             except Exception as exc:  # the caller gets it as RemoteHandlerError
-                reply = {"id": rid, "node": self.node_id, "ok": "0", "k": type(exc).__name__, "p": str(exc)}
+                reply = _message(f"{rid} {self.node_id} 0 {type(exc).__name__}", str(exc).encode())
             await self._append(reply_stream(sender), reply)
         await self._redis.xack(request_stream(self.node_id), GROUP, entry_id)

@@ -80,6 +80,7 @@ class ClusterMember:
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
         self._claiming: set[str] = set()  # endpoints whose claim is under way
+        self._server: Server | None = None
         self._joined = False
 
     @property
@@ -101,6 +102,7 @@ class ClusterMember:
         events for claims, renewals and releases."""
         await self.join()
         await self.bus.start(handler)
+        self._server = server
         events = server.events()
         self._tasks.append(asyncio.create_task(self._follow(events)))
         self._tasks.append(asyncio.create_task(self._renewals()))
@@ -201,7 +203,7 @@ class ClusterMember:
                     # this node serves it, so it claims it, as on an Update.
                     self._claim(event.endpoint)
             elif isinstance(event, (ClientDeregistered, RegistrationExpired)):
-                self._release(event.registration.endpoint)
+                self._release(event.registration.endpoint, event.registration.registration_id)
 
     def _claim(self, endpoint: str) -> None:
         self._claiming.add(endpoint)
@@ -217,7 +219,7 @@ class ClusterMember:
 
         self._spawn(claim())
 
-    def _release(self, endpoint: str) -> None:
+    def _release(self, endpoint: str, registration_id: str) -> None:
         epoch = self._epochs.pop(endpoint, None)
         self._heard.discard(endpoint)
         if epoch is None:
@@ -225,6 +227,15 @@ class ClusterMember:
 
         async def release() -> None:
             try:
+                # An expiry sweep that took the old registration may report it after the
+                # device registered again (here, in the meantime): the claim of the new
+                # registration, whose epoch this may be, stays.
+                if self._server is not None:
+                    current = await self._server.store.registrations.get(endpoint)
+                    if current is not None and current.registration_id != registration_id:
+                        if endpoint not in self._epochs:
+                            self._epochs[endpoint] = epoch
+                        return
                 await self.ownership.release(endpoint, epoch)
             except Exception as exc:  # the lease runs out by itself
                 log.warning("cluster: releasing %s failed: %s", endpoint, exc)

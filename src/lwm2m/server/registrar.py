@@ -288,6 +288,9 @@ class Registrar:
         self._by_connection: dict[tuple[str, Any], str] = {}
         self._log = LogBudget(log)  # refusals and shortened lifetimes: bounded under a flood
         self._handling = 0  # Registration Interface requests being handled (limits.in_flight)
+        # While an expiry sweep takes a batch: the endpoints that registered, updated or moved
+        # here meanwhile, whose new registration the sweep must leave alone.
+        self._seen_in_sweep: set[str] | None = None
 
     def busy(self, message: Message, addr: Any) -> Message | None:
         """5.03 with Max-Age when ``limits.in_flight`` requests are being handled already (see
@@ -364,6 +367,8 @@ class Registrar:
         return endpoint
 
     def _remember(self, endpoint: str, addr: Any, transport: str = "udp") -> None:
+        if self._seen_in_sweep is not None:
+            self._seen_in_sweep.add(endpoint)
         self._forget(endpoint)
         self.peers[endpoint] = addr
         if transport in CONNECTIONS:
@@ -580,6 +585,12 @@ class Registrar:
             reason,
         )
 
+    async def _remove_observations_of(self, registration: Registration) -> None:
+        """The observations made under ``registration`` (not those of a newer one)."""
+        for observation in await self.observations.for_endpoint(registration.endpoint):
+            if observation.registration_id == registration.registration_id:
+                await self.observations.remove(observation.token)
+
     async def expire(self) -> list[str]:
         """Remove every registration past its lifetime, with its observations (§6.2.1); forget
         the source addresses that stopped registering. Answers the endpoints, soonest expired
@@ -601,18 +612,28 @@ class Registrar:
         while True:
             # Taken from the store in one step: an Update racing the sweep is either seen (the
             # registration is no longer expired) or finds it gone (4.04: register again).
-            batch = await self.registrations.remove_expired(now, limit=EXPIRY_BATCH)
-            for removed in batch:
-                await self.observations.remove_endpoint(removed.endpoint)
-                self._forget(removed.endpoint)
-                log.info(
-                    "registration of %s (last from %s) expired after %d s without an update",
-                    _shown(removed.endpoint),
-                    _host_port(removed.address),
-                    removed.lifetime,
-                )
-                self._emit(RegistrationExpired(removed))
-                gone.append(removed.endpoint)
+            seen: set[str] = set()
+            self._seen_in_sweep = seen
+            try:
+                batch = await self.registrations.remove_expired(now, limit=EXPIRY_BATCH)
+                for removed in batch:
+                    if removed.endpoint in seen:
+                        # Registered again here since the batch was taken (its Register found
+                        # nothing to replace): only what the expired registration held goes.
+                        await self._remove_observations_of(removed)
+                    else:
+                        await self.observations.remove_endpoint(removed.endpoint)
+                        self._forget(removed.endpoint)
+                    log.info(
+                        "registration of %s (last from %s) expired after %d s without an update",
+                        _shown(removed.endpoint),
+                        _host_port(removed.address),
+                        removed.lifetime,
+                    )
+                    self._emit(RegistrationExpired(removed))
+                    gone.append(removed.endpoint)
+            finally:
+                self._seen_in_sweep = None
             if len(batch) < EXPIRY_BATCH:
                 return gone
             if time.perf_counter() - started > EXPIRY_SLICE:
