@@ -243,6 +243,7 @@ async def test_a_shared_network_needs_an_ipv4_server() -> None:
 
 async def test_the_value_loop_moves_a_tick_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fleet_module, "STEP_SLICE", 2)
+    monkeypatch.setattr(fleet_module, "TICK_PARTS", 1)
     options = {"count": 5, "profile": "ipso-weather", "tick": 60.0, "update_interval": 60.0}
     async with fleet_and_server(**options) as (_server, fleet):
         stepped: list[str] = []
@@ -253,9 +254,16 @@ async def test_the_value_loop_moves_a_tick_in_slices(monkeypatch: pytest.MonkeyP
             step(device, now, hour, rng)
 
         monkeypatch.setattr(fleet, "_step", recording)
-        seen = [len(stepped) for _ in fleet._steps()]
-        assert seen == [2, 4]  # a pause after every second device
+        seen = [(len(stepped), done) for done in fleet._steps()]
+        assert seen == [(2, 0.4), (4, 0.8)]  # a pause after every second device
         assert sorted(stepped) == sorted(d.endpoint for d in fleet.devices)  # and all of them moved
+
+
+async def test_the_value_loop_spreads_a_tick_over_its_parts() -> None:
+    options = {"count": 20, "profile": "ipso-weather", "tick": 60.0, "update_interval": 60.0}
+    async with fleet_and_server(**options) as (_server, fleet):
+        # Twenty devices in one bucket: ten parts of two, nine pauses at 10 %, 20 %, … of it.
+        assert list(fleet._steps()) == [pytest.approx(k / 10) for k in range(1, 10)]
 
 
 @pytest.mark.parametrize(

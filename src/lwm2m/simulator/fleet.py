@@ -70,6 +70,9 @@ log = logging.getLogger(__name__)
 _PREFIX = re.compile(r"[A-Za-z0-9._~:-]+")  # endpoint names travel in a URI query: keep them plain
 STOP_CONCURRENCY = 100  # de-registrations in flight at once when the fleet stops
 STEP_SLICE = 250  # devices the value loop moves before it lets the sockets in again
+# Parts of a tick over which its devices move, evenly spaced: a real fleet's devices do not
+# notify in step, and a whole bucket at once makes a burst at the server every tick.
+TICK_PARTS = 10
 SECURITY_MODES = ("nosec", "psk", "oscore")
 # The schemes a device reaches with its PSK: DTLS (RFC 9147) or TLS over TCP (RFC 8323 §9).
 PSK_SCHEMES = ("coaps", "coaps+tcp")
@@ -733,12 +736,13 @@ class Fleet:
                 await asyncio.sleep(0)
             clock = time.perf_counter
             t = clock()
-            for _ in self._steps():
-                # A slice at a time: a tick of 5,000 devices would keep the loop from the
-                # sockets for a good part of a second.
+            started = loop.time()
+            for done in self._steps():
+                # A slice at a time, spread over the tick: a tick of 5,000 devices would keep
+                # the loop from the sockets for a good part of a second.
                 now = clock()
                 self.step_seconds += now - t
-                await asyncio.sleep(0)
+                await asyncio.sleep(max(0.0, started + done * self.tick - loop.time()))
                 t = clock()
             self.step_seconds += clock() - t
 
@@ -747,19 +751,23 @@ class Fleet:
         for _ in self._steps():
             pass
 
-    def _steps(self) -> Iterator[None]:
-        """One tick, pausing (a ``yield``) after every ``STEP_SLICE`` devices."""
+    def _steps(self) -> Iterator[float]:
+        """One tick, pausing after every ``STEP_SLICE`` devices, or every ``TICK_PARTS``-th
+        part of the bucket when that is fewer; each pause yields the share of the bucket moved
+        so far, which the value loop spreads over the tick (the next part moves at that share
+        of it)."""
         now = self.now()
         hour = self.hour(now)
         rng = self.rng
         bucket = self._buckets[self.ticks % len(self._buckets)]
         self.ticks += 1
         dirty, self._dirty = self._dirty, set()
+        pause_every = min(STEP_SLICE, max(1, -(-len(bucket) // TICK_PARTS)))
         for stepped, device in enumerate(bucket, 1):
             dirty.discard(device)
             self._step(device, now, hour, rng)
-            if stepped % STEP_SLICE == 0:
-                yield
+            if stepped % pause_every == 0 and stepped < len(bucket):
+                yield stepped / len(bucket)
         for device in dirty:
             self._step(device, now, hour, rng)
         for device in self._gateways:
