@@ -216,6 +216,25 @@ async def test_history_index_lets_age_retention_read_only_old_endpoints(redis_ur
         store.close()
 
 
+async def test_a_history_list_is_trimmed_beyond_its_slack_and_reads_show_the_limit(redis_url: str) -> None:
+    limit = 40  # a slack of 5 (an eighth)
+    store = RedisStore(redis_url, history_retention=HistoryRetention(max_records=limit))
+    h = store.history
+    c = store.link.client()
+    lengths = []
+    try:
+        for i in range(100):
+            await h.append("dev", [Record(Path.parse("/1/0/1"), i)], received_at=float(i))
+            lengths.append(await c.llen("lwm2m:hist:{dev}"))
+            assert [e.record.value for e in await h.query("dev")] == list(range(i, max(-1, i - limit), -1))
+        assert max(lengths) == limit + 5  # never more
+        assert lengths[limit + 5] == limit  # the write beyond the slack trimmed it
+        assert lengths.count(limit) == 1 + len(range(45, 100, 6))  # trimmed once per six writes from then on
+        assert await h.clear("dev") == limit  # what reads showed, not the slack
+    finally:
+        store.close()
+
+
 async def test_a_restarted_redis_with_aof_keeps_everything(tmp_path: FsPath) -> None:
     with redis_server(tmp_path / "aof", appendonly=True) as server:
         store = RedisStore(server.url)

@@ -52,6 +52,15 @@ MAX_PENDING = 2048
 PUSH_CHUNK = 1000  # entries per RPUSH
 FLUSH_GROUP = 500  # endpoints per pipeline of a history flush: what one failed round trip restores
 MAX_KEPT = 16 * MAX_PENDING  # values add() keeps at most while Redis cannot be reached
+# Values a list may hold beyond ``max_records`` (an eighth of it at most) before a flush trims
+# it: a trim at every write would cost a command per value; reads take the newest
+# ``max_records`` only, so no reader sees the slack.
+TRIM_SLACK = 256
+
+
+def trim_slack(limit: int) -> int:
+    return max(1, min(TRIM_SLACK, limit // 8))
+
 
 # KEYS[1] hist:{ep}; ARGV[1] max records ('' none), ARGV[2..] entries in arrival order. Answers
 # the received_at of the oldest entry kept (each entry starts "received_at|").
@@ -80,9 +89,12 @@ if not head then return {removed, ''} end
 return {removed, string.match(head, '^([^|]*)|')}
 """
 
+# ARGV[1] max records ('' none): a list may hold more until a flush trims it; those are no
+# values of the history (reads skip them) and are not counted.
 _HIST_CLEAR = """
 local n = redis.call('LLEN', KEYS[1])
 redis.call('DEL', KEYS[1])
+if ARGV[1] ~= '' then n = math.min(n, tonumber(ARGV[1])) end
 return n
 """
 
@@ -96,13 +108,17 @@ return 0
 """
 
 
-def _push(pipe: Any, hist: str, entries: list[bytes], limit: int | None) -> None:
+def _push(pipe: Any, hist: str, entries: list[bytes], limit: int | None) -> int:
     """Queue on ``pipe`` the RPUSHes of ``entries`` to the list ``hist`` and its trim to the
-    newest ``limit`` (None: all kept)."""
+    newest ``limit`` (None: no trim); answers how many commands were queued."""
+    queued = 0
     for i in range(0, len(entries), PUSH_CHUNK):
         pipe.rpush(hist, *entries[i : i + PUSH_CHUNK])
+        queued += 1
     if limit is not None:
         pipe.ltrim(hist, -limit, -1)
+        queued += 1
+    return queued
 
 
 def history_entry(record: Record, source: str, received_at: float) -> bytes:
@@ -119,8 +135,9 @@ def entry_from_history(endpoint: str, entry: bytes) -> HistoryEntry:
 
 
 class RedisHistoryStore:
-    """Per endpoint, a list in arrival order (``hist:{ep}``), trimmed to ``max_records`` at each
-    write; the index ``history`` gives each endpoint with entries a score never later than its
+    """Per endpoint, a list in arrival order (``hist:{ep}``), trimmed to ``max_records`` by the
+    write that takes it beyond :func:`trim_slack` more (reads see the newest ``max_records``);
+    the index ``history`` gives each endpoint with entries a score never later than its
     oldest entry's arrival, so that age retention reads only the endpoints it trims."""
 
     def __init__(self, link: RedisLink, retention: HistoryRetention | None = None) -> None:
@@ -172,9 +189,11 @@ class RedisHistoryStore:
     @guarded
     async def flush(self) -> None:
         """The pending entries written, a pipeline (one round trip) per :data:`FLUSH_GROUP`
-        endpoints: their index entries (one ZADD), then each one's RPUSH and its LTRIM to
-        ``max_records``. Only the owner of an endpoint writes its list, so the push and trim
-        need no script."""
+        endpoints: their index entries (one ZADD), then each one's RPUSH. A list that the push
+        took more than :func:`trim_slack` beyond ``max_records`` is trimmed to ``max_records``
+        in a second round trip (one LTRIM per such list, every few hundred values of a full
+        one). Only the owner of an endpoint writes its list, so the push and trim need no
+        script."""
         batches = self._batches()
         if not batches:
             return
@@ -187,10 +206,23 @@ class RedisHistoryStore:
                 # The index first, one command for the group (each command costs the client more
                 # than Redis: a cluster node writes a value per notification).
                 pipe.zadd(index("history"), {endpoint: first for endpoint, first, _ in group}, lt=True)
+                lengths_at: list[int] = []  # per endpoint, where its last RPUSH's answer is
+                at = 0
                 for endpoint, _, entries in group:
-                    _push(pipe, key("hist", endpoint), entries, limit)
-                await pipe.execute()
+                    at += _push(pipe, key("hist", endpoint), entries, None)
+                    lengths_at.append(at)
+                answers = await pipe.execute()
                 done += len(group)
+                if limit is not None:
+                    most = limit + trim_slack(limit)
+                    over = [
+                        ep for (ep, _, _), i in zip(group, lengths_at, strict=True) if int(answers[i]) > most
+                    ]
+                    if over:
+                        trim = self.link.client().pipeline(transaction=False)
+                        for endpoint in over:
+                            trim.ltrim(key("hist", endpoint), -limit, -1)
+                        await trim.execute()
         except BaseException:
             self._restore(batches[done:])
             raise
@@ -242,7 +274,9 @@ class RedisHistoryStore:
     ) -> list[HistoryEntry]:
         check_query(limit)
         await self.flush()
-        rows = [raw(r) for r in await self.link.client().lrange(key("hist", endpoint), 0, -1)]
+        # The newest max_records: a list may hold a few more until a flush trims it.
+        newest = self.retention.max_records
+        rows = [raw(r) for r in await self.link.client().lrange(key("hist", endpoint), -(newest or 0), -1)]
         under = None if path.is_root and not path.prefix else str(path).encode()
         below = None if under is None else under + b"/"
         found: list[tuple[float, bytes]] = []
@@ -263,7 +297,8 @@ class RedisHistoryStore:
     async def prune(self, now: float) -> int:
         """Apply the retention. By age, values go from the oldest arrival on while they are too
         old (as in the memory store), reading only the endpoints the index says hold such
-        values: the cost grows with what goes. ``max_records`` holds at every write; without a
+        values: the cost grows with what goes. ``max_records`` holds at every write (the count
+        includes what a list held beyond it, within its slack, not yet trimmed); without a
         ``max_age`` this walks every endpoint with history (ZSCAN), for a limit lowered since."""
         await self.flush()
         limit = "" if self.retention.max_records is None else str(self.retention.max_records)
@@ -297,7 +332,8 @@ class RedisHistoryStore:
     @guarded
     async def clear(self, endpoint: str) -> int:
         await self.flush()
-        n = int(await self.link.run(_HIST_CLEAR, [key("hist", endpoint)], []))
+        limit = "" if self.retention.max_records is None else str(self.retention.max_records)
+        n = int(await self.link.run(_HIST_CLEAR, [key("hist", endpoint)], [limit]))
         c = self.link.client()
         await c.zrem(index("history"), endpoint)
         if await c.exists(key("hist", endpoint)):
