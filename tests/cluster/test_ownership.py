@@ -9,6 +9,7 @@ import pytest
 from tests.cluster.fakes import FakeClock
 
 from lwm2m.cluster import Owner, Ownership, OwnershipConfig
+from lwm2m.cluster import ownership as ownership_module
 from lwm2m.cluster.ownership import owner_key
 from lwm2m.errors import ConfigError
 from lwm2m.storage.redisconn import RedisClient
@@ -111,9 +112,11 @@ async def test_unknown_endpoints_have_no_owner_and_fence_every_epoch(
     assert not await a.release("nobody", 1)
 
 
-async def test_renewals_batch_in_one_pipeline_across_slots(
-    clients: Callable[[], RedisClient], clock: FakeClock
+@pytest.mark.parametrize("chunk", [256, 7])  # one pipeline; several, the last one short
+async def test_renewals_batch_in_pipelines_across_slots(
+    clients: Callable[[], RedisClient], clock: FakeClock, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ownership_module, "RENEW_CHUNK", chunk)
     a, b = _nodes(clients, clock, "node-a", "node-b")
     names = [f"dev-{i}" for i in range(40)]  # spread over the cluster's three masters
     epochs = {name: await a.claim(name) for name in names}
