@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -48,12 +49,15 @@ def _management(
     *,
     peers: dict[str, Any] | None = None,
     timeout: float | None = 5.0,
+    lookups: list[str] | None = None,
 ) -> tuple[DeviceManagement, Presence, list[ServerEvent]]:
     events: list[ServerEvent] = []
     presence = Presence(events.append, awake_time=60.0)
     registrations = {registration.endpoint: registration}
 
     async def lookup(endpoint: str) -> Registration:
+        if lookups is not None:
+            lookups.append(endpoint)
         return registrations[endpoint]
 
     management = DeviceManagement(
@@ -129,3 +133,31 @@ async def test_a_client_that_never_wakes_times_the_request_out() -> None:
     with pytest.raises(QueueTimeout):
         await management.read("dev-1", "/3/0/0")
     assert channel.sent == []
+
+
+async def test_an_operation_looks_its_client_up_once_and_again_only_after_it_slept() -> None:
+    lookups: list[str] = []
+    channel = Channel(CONTENT)
+    management, _, _ = _management(_registration(lwm2m_version="1.1"), channel, lookups=lookups)
+    record = [Record(Path.parse("/1/0/1"), 300)]
+    operations: list[tuple[Callable[[], Awaitable[object]], int]] = [
+        (lambda: management.read("dev-1", "/3/0/0"), Code.CONTENT),
+        (lambda: management.write("dev-1", "/1/0", record), Code.CHANGED),
+        (lambda: management.create("dev-1", "/1", record), Code.CREATED),
+        (lambda: management.read_composite("dev-1", ["/3/0/0"]), Code.BAD_REQUEST),
+        (lambda: management.execute("dev-1", "/3/0/4"), Code.CHANGED),
+    ]
+    for operation, code in operations:
+        channel.answer = CONTENT if code == Code.CONTENT else Message.build(Type.ACK, code)
+        lookups.clear()
+        await operation()
+        assert lookups == ["dev-1"]  # a store read each: a shared store's is a round trip
+    channel.answer = CONTENT
+    sleeper, presence, _ = _management(_registration(queue_mode=True), channel, lookups=lookups)
+    lookups.clear()
+    read = asyncio.ensure_future(sleeper.read("dev-1", "/3/0/0"))
+    await asyncio.sleep(0)
+    presence.seen("dev-1")
+    await read
+    assert lookups == ["dev-1", "dev-1"]  # again once awake: it may have moved meanwhile
+    presence.close()

@@ -129,10 +129,13 @@ class DeviceManagement:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         token: bytes = b"",
+        registration: Registration | None = None,
     ) -> Response:
         """Send ``request`` to the client and decode its answer; ``token``, when given, is the
-        request's CoAP token (an active Observe cancel reuses the observation's, RFC 7641 §3.6)."""
-        registration = await self.reachable(endpoint)
+        request's CoAP token (an active Observe cancel reuses the observation's, RFC 7641 §3.6);
+        ``registration``, the client's as the caller has just looked it up (not looked up
+        again unless the client sleeps)."""
+        registration = await self.reachable(endpoint, registration)
         message = rooted(registration, request.to_message(self._models))
         if token:
             message = message.replace(token=token)
@@ -162,11 +165,12 @@ class DeviceManagement:
         stats.count(operation, answer.code)
         return answer
 
-    async def reachable(self, endpoint: str) -> Registration:
+    async def reachable(self, endpoint: str, known: Registration | None = None) -> Registration:
         """The client's registration once it can be reached: a sleeping queue-mode client is
         waited for (LwM2M-TS-Core 1.2 §6.5), then looked up again, since it may have registered
-        anew, moved (its Update came from a new address) or left meanwhile."""
-        registration = await self._lookup(endpoint)
+        anew, moved (its Update came from a new address) or left meanwhile. ``known``: the
+        registration as just looked up, to start from (one store read less)."""
+        registration = known if known is not None else await self._lookup(endpoint)
         if registration.queue_mode and not self._presence.is_awake(endpoint):
             await self._presence.wait_awake(endpoint, self.queue_timeout)
             registration = await self._lookup(endpoint)
@@ -198,8 +202,10 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self.accept_for(await self._lookup(endpoint), format)
-        return await self.send(endpoint, ReadRequest(Path.parse(path), fmt), timeout=timeout)
+        registration = await self._lookup(endpoint)
+        fmt = self.accept_for(registration, format)
+        request = ReadRequest(Path.parse(path), fmt)
+        return await self.send(endpoint, request, timeout=timeout, registration=registration)
 
     async def discover(
         self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
@@ -216,9 +222,10 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self.format_for(await self._lookup(endpoint), format)
+        registration = await self._lookup(endpoint)
+        fmt = self.format_for(registration, format)
         request = WriteRequest(Path.parse(path), tuple(records), fmt, replace=replace)
-        return await self.send(endpoint, request, timeout=timeout)
+        return await self.send(endpoint, request, timeout=timeout, registration=registration)
 
     async def execute(
         self, endpoint: str, path: str | Path, arguments: str = "", *, timeout: float | None = DEFAULT_TIMEOUT
@@ -234,10 +241,10 @@ class DeviceManagement:
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Response:
-        fmt = self.format_for(await self._lookup(endpoint), format)
-        return await self.send(
-            endpoint, CreateRequest(Path.parse(path), tuple(records), fmt), timeout=timeout
-        )
+        registration = await self._lookup(endpoint)
+        fmt = self.format_for(registration, format)
+        request = CreateRequest(Path.parse(path), tuple(records), fmt)
+        return await self.send(endpoint, request, timeout=timeout, registration=registration)
 
     async def delete(
         self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
@@ -265,9 +272,10 @@ class DeviceManagement:
     ) -> Response:
         fmt = ContentFormat.SENML_CBOR if format is None else get_codec(format).content_format
         # The format asked for is the answer's (Accept); the path list goes in SenML (§6.3.2).
-        body = path_list_format(fmt, (await self._lookup(endpoint)).content_formats)
+        registration = await self._lookup(endpoint)
+        body = path_list_format(fmt, registration.content_formats)
         request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt)
-        return await self.send(endpoint, request, timeout=timeout)
+        return await self.send(endpoint, request, timeout=timeout, registration=registration)
 
     async def write_composite(
         self,
