@@ -7,8 +7,9 @@ Requests: one stream per node, ``lwm2m:bus:{node}``, read by that node's consume
 carries the request id, the sender's node id, a deadline (seconds on the sender's clock) and
 the payload, in one field (``m``: a line of the first three and the payload's kind, then the
 payload), since the parsing of every further field of each entry costs both ends CPU on the
-path of every routed request. A node restarted under the same id first reclaims (XAUTOCLAIM) what its previous
-incarnation read and never acknowledged, handles it, then reads new requests. A request whose
+path of every routed request. A node restarted under the same id first reclaims (XAUTOCLAIM)
+what its previous incarnation read and never acknowledged, handles it, then reads new
+requests. A request whose
 deadline has passed when it is taken is acknowledged without being handled: its caller has
 given up already. Delivery is at least once: a node that dies after answering and before
 acknowledging handles that request again after its restart.
@@ -23,8 +24,8 @@ stream needs one, however many requests are in flight. Replies nobody waits for 
 
 Bounded: both streams are trimmed to about ``maxlen`` entries (XADD MAXLEN ~), and each
 expires ``stream_ttl`` seconds after its last entry (the XADD and the PEXPIRE are one script:
-one command, one answer); a running node also refreshes its
-request stream's TTL while it waits for requests. So a node that is gone for good (a
+one command, one answer); a running node also refreshes its request stream's TTL while it
+waits for requests. So a node that is gone for good (a
 generated id is new at every start) leaves nothing behind. Payloads are bytes or a dict that
 encodes as JSON.
 """
