@@ -11,7 +11,7 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.errors import QueueTimeout
 from lwm2m.server.config import ServerConfig
-from lwm2m.server.events import ClientAwake, ClientRegistered, ClientSleeping
+from lwm2m.server.events import ClientAwake, ClientRegistered, ClientSleeping, RegistrationExpired
 from lwm2m.server.role import Server
 from lwm2m.transport.udp import open_udp_endpoint
 
@@ -47,3 +47,21 @@ async def test_a_queued_request_expires() -> None:
             await next_event(events, ClientSleeping)
             with pytest.raises(QueueTimeout, match="sleepy-2"):
                 await server.read("sleepy-2", "/3/0/9")
+
+
+async def test_the_late_expiry_of_a_replaced_registration_leaves_the_new_one_queued() -> None:
+    # An expiry sweep that took a client's registration reports it after the client registered
+    # again (tests/server/test_expiry_sweep.py makes the race): the report is about the old one.
+    async with Server(ServerConfig(port=0, awake_time=60)) as server:
+        events = server.events()
+        async with open_udp_endpoint("127.0.0.1", 0, handler=Device()) as client:
+            peer = ("127.0.0.1", server.port)
+            await client.request(register_queued("sleepy"), peer)
+            old = (await next_event(events, ClientRegistered)).registration
+            await client.request(register_queued("sleepy"), peer)
+            assert (
+                await next_event(events, ClientRegistered)
+            ).registration.registration_id != old.registration_id
+            assert server.registration_counts() == {"registered": 1, "awake": 1, "sleeping": 0}
+            server._emit(RegistrationExpired(old))
+            assert server.registration_counts() == {"registered": 1, "awake": 1, "sleeping": 0}

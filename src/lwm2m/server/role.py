@@ -445,7 +445,8 @@ class Server:
             self._forget_dtls_session(event.registration)
         elif isinstance(event, RegistrationExpired):
             self._end_observations(event.registration, "registration expired")
-            self._forget_dtls_session(event.registration)
+            if not self._registered_again(event.registration):
+                self._forget_dtls_session(event.registration)
         if isinstance(event, ClientRegistered):
             self._share_dtls_session(event.registration)
         if isinstance(event, ClientRegistered | ClientUpdated):
@@ -460,10 +461,18 @@ class Server:
                 return
             self._queue_mode.discard(endpoint)
             self.presence.forget(endpoint)
-        elif isinstance(event, ClientDeregistered | RegistrationExpired):
+        elif isinstance(event, ClientDeregistered | RegistrationExpired) and not self._registered_again(
+            event.registration
+        ):
             self._queue_mode.discard(event.registration.endpoint)
             self.presence.forget(event.registration.endpoint)
         self._publish(event)
+
+    def _registered_again(self, gone: Registration) -> bool:
+        """Whether the client of ``gone`` (expired, de-registered) holds a newer registration
+        here: an expiry sweep reports a registration it took after the client registered again
+        (the registrar keeps the new one's address, and forgets it for any other removal)."""
+        return gone.endpoint in self.registrar.peers
 
     def _share_dtls_session(self, registration: Registration) -> None:
         """A client registered: its DTLS session is shared, if it has one and is not yet (it
