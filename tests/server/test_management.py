@@ -161,3 +161,19 @@ async def test_an_operation_looks_its_client_up_once_and_again_only_after_it_sle
     await read
     assert lookups == ["dev-1", "dev-1"]  # again once awake: it may have moved meanwhile
     presence.close()
+
+
+async def test_an_operation_given_the_registration_does_not_look_it_up() -> None:
+    lookups: list[str] = []
+    registration = _registration(lwm2m_version="1.1")
+    channel = Channel(CONTENT)
+    management, _, _ = _management(registration, channel, lookups=lookups)
+    await management.read("dev-1", "/3/0/0", known=registration)
+    channel.answer = Message.build(Type.ACK, Code.CHANGED)
+    await management.execute("dev-1", "/3/0/4", known=registration)
+    channel.answer = Message.build(Type.ACK, Code.DELETED)
+    await management.delete("dev-1", "/1/1", known=registration)
+    assert lookups == [] and len(channel.sent) == 3
+    with pytest.raises(ValueError, match="dev-2"):
+        await management.read("dev-1", "/3/0/0", known=_registration(endpoint="dev-2"))
+    assert len(channel.sent) == 3

@@ -176,6 +176,14 @@ class DeviceManagement:
             registration = await self._lookup(endpoint)
         return registration
 
+    async def _known(self, endpoint: str, known: Registration | None) -> Registration:
+        """``known`` when the caller gave the client's registration, else the store's."""
+        if known is None:
+            return await self._lookup(endpoint)
+        if known.endpoint != endpoint:
+            raise ValueError(f"known: the registration of {known.endpoint!r}, not of {endpoint!r}")
+        return known
+
     # --- formats ----------------------------------------------------------------------------
 
     @staticmethod
@@ -201,8 +209,12 @@ class DeviceManagement:
         *,
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        known: Registration | None = None,
     ) -> Response:
-        registration = await self._lookup(endpoint)
+        """Read ``path`` (§6.3.1). ``known``: the client's registration as the caller has just
+        looked it up (the REST API's route has), so that it is not read from the store again;
+        this and the other operations take it."""
+        registration = await self._known(endpoint, known)
         fmt = self.accept_for(registration, format)
         request = ReadRequest(Path.parse(path), fmt)
         return await self.send(endpoint, request, timeout=timeout, registration=registration)
@@ -221,16 +233,26 @@ class DeviceManagement:
         replace: bool = True,
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        known: Registration | None = None,
     ) -> Response:
-        registration = await self._lookup(endpoint)
+        registration = await self._known(endpoint, known)
         fmt = self.format_for(registration, format)
         request = WriteRequest(Path.parse(path), tuple(records), fmt, replace=replace)
         return await self.send(endpoint, request, timeout=timeout, registration=registration)
 
     async def execute(
-        self, endpoint: str, path: str | Path, arguments: str = "", *, timeout: float | None = DEFAULT_TIMEOUT
+        self,
+        endpoint: str,
+        path: str | Path,
+        arguments: str = "",
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        known: Registration | None = None,
     ) -> Response:
-        return await self.send(endpoint, ExecuteRequest(Path.parse(path), arguments), timeout=timeout)
+        request = ExecuteRequest(Path.parse(path), arguments)
+        return await self.send(
+            endpoint, request, timeout=timeout, registration=await self._known(endpoint, known)
+        )
 
     async def create(
         self,
@@ -240,16 +262,25 @@ class DeviceManagement:
         *,
         format: int | str | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
+        known: Registration | None = None,
     ) -> Response:
-        registration = await self._lookup(endpoint)
+        registration = await self._known(endpoint, known)
         fmt = self.format_for(registration, format)
         request = CreateRequest(Path.parse(path), tuple(records), fmt)
         return await self.send(endpoint, request, timeout=timeout, registration=registration)
 
     async def delete(
-        self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
+        self,
+        endpoint: str,
+        path: str | Path,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        known: Registration | None = None,
     ) -> Response:
-        return await self.send(endpoint, DeleteRequest(Path.parse(path)), timeout=timeout)
+        request = DeleteRequest(Path.parse(path))
+        return await self.send(
+            endpoint, request, timeout=timeout, registration=await self._known(endpoint, known)
+        )
 
     async def write_attributes(
         self,

@@ -43,7 +43,7 @@ async def operation(request: Request, registration: Registration, path: Path) ->
     fmt = query_format(request)
     call: Callable[[], Awaitable[DeviceAnswer]]
     if request.method == "GET":
-        call = partial(server.read, ep, path, format=fmt, timeout=wait)
+        call = partial(server.read, ep, path, format=fmt, timeout=wait, known=registration)
         # Values of an object without a model: say what they are and how to add the model.
         work = answer(call, lambda got: model_hint(server.models, path, got.records))
         return await run(request, registration, work)
@@ -51,19 +51,21 @@ async def operation(request: Request, registration: Registration, path: Path) ->
         records = write_records(await json_body(request), path, server.models)
         # replace=false is a partial update: a CoAP POST (LwM2M-TS-Core 1.2 §6.3.3).
         replace = flag(request, "replace", True)
-        call = partial(server.write, ep, path, records, replace=replace, format=fmt, timeout=wait)
+        call = partial(
+            server.write, ep, path, records, replace=replace, format=fmt, timeout=wait, known=registration
+        )
     elif request.method == "POST":
         body = await json_body(request)
         if path.is_object:
             records = on_device(body_records(body, server.models), path) if body else []
-            call = partial(server.create, ep, path, records, format=fmt, timeout=wait)
+            call = partial(server.create, ep, path, records, format=fmt, timeout=wait, known=registration)
         else:  # a resource: path_methods lets POST through only for an object or a resource
             args = body.get("args", "")
             if not isinstance(args, str):
                 raise InvalidRequest(f"args: {args!r} is not a string like \"0='x',1\"")
-            call = partial(server.execute, ep, path, args, timeout=wait)
+            call = partial(server.execute, ep, path, args, timeout=wait, known=registration)
     else:  # DELETE
-        call = partial(server.delete, ep, path, timeout=wait)
+        call = partial(server.delete, ep, path, timeout=wait, known=registration)
     return await run(request, registration, answer(call))
 
 
