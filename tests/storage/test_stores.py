@@ -390,7 +390,14 @@ async def test_observations(store: Store) -> None:
 
     assert await os_.remove(b"\x00\xff") == composite
     assert await os_.remove(b"\x00\xff") is None
-    assert await os_.remove_endpoint("dev") == [again]
+    # Only those of one registration: the client registered again (r2) before r1 went.
+    newer = dataclasses.replace(obs(b"n1", "dev", at=10.0), registration_id="r2")
+    assert await os_.add(newer) is None
+    assert await os_.remove_endpoint("dev", registration_id="r1") == [again]
+    assert await os_.remove_endpoint("dev", registration_id="r1") == []
+    assert await os_.for_endpoint("dev") == [newer]
+    assert await os_.get(b"n1") == newer
+    assert await os_.remove_endpoint("dev") == [newer]
     assert await os_.remove_endpoint("dev") == []
     assert await os_.for_endpoint("other") == [other]
     assert await os_.all() == [other]

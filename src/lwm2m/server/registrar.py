@@ -289,7 +289,7 @@ class Registrar:
         self._log = LogBudget(log)  # refusals and shortened lifetimes: bounded under a flood
         self._handling = 0  # Registration Interface requests being handled (limits.in_flight)
         # While an expiry sweep takes a batch: the endpoints that registered, updated or moved
-        # here meanwhile, whose new registration the sweep must leave alone.
+        # here meanwhile, whose new registration's address the sweep must not forget.
         self._seen_in_sweep: set[str] | None = None
 
     def busy(self, message: Message, addr: Any) -> Message | None:
@@ -585,12 +585,6 @@ class Registrar:
             reason,
         )
 
-    async def _remove_observations_of(self, registration: Registration) -> None:
-        """The observations made under ``registration`` (not those of a newer one)."""
-        for observation in await self.observations.for_endpoint(registration.endpoint):
-            if observation.registration_id == registration.registration_id:
-                await self.observations.remove(observation.token)
-
     async def expire(self) -> list[str]:
         """Remove every registration past its lifetime, with its observations (§6.2.1); forget
         the source addresses that stopped registering. Answers the endpoints, soonest expired
@@ -617,12 +611,12 @@ class Registrar:
             try:
                 batch = await self.registrations.remove_expired(now, limit=EXPIRY_BATCH)
                 for removed in batch:
-                    if removed.endpoint in seen:
-                        # Registered again here since the batch was taken (its Register found
-                        # nothing to replace): only what the expired registration held goes.
-                        await self._remove_observations_of(removed)
-                    else:
-                        await self.observations.remove_endpoint(removed.endpoint)
+                    # Only what the expired registration held: the client may have registered
+                    # again since the batch was taken, here or at another node of the store.
+                    await self.observations.remove_endpoint(
+                        removed.endpoint, registration_id=removed.registration_id
+                    )
+                    if removed.endpoint not in seen:  # not registered again here meanwhile
                         self._forget(removed.endpoint)
                     log.info(
                         "registration of %s (last from %s) expired after %d s without an update",

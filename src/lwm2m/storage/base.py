@@ -659,8 +659,10 @@ class ObservationStore(Protocol):
 
     async def remove(self, token: bytes) -> Observation | None: ...
 
-    async def remove_endpoint(self, endpoint: str) -> list[Observation]:
-        """Forget every observation of the endpoint (it re-registered or left); answer them."""
+    async def remove_endpoint(self, endpoint: str, registration_id: str | None = None) -> list[Observation]:
+        """Forget every observation of the endpoint (it re-registered or left), or with
+        ``registration_id`` only those made under that registration (it expired, and the
+        client may have registered again meanwhile, here or at another node); answer them."""
         ...
 
 

@@ -199,8 +199,14 @@ class MemoryObservationStore:
     async def remove(self, token: bytes) -> Observation | None:
         return self._drop(token)
 
-    async def remove_endpoint(self, endpoint: str) -> list[Observation]:
-        return [self._by_token.pop(t) for t in self._tokens(self._by_endpoint.pop(endpoint, None))]
+    async def remove_endpoint(self, endpoint: str, registration_id: str | None = None) -> list[Observation]:
+        if registration_id is None:
+            return [self._by_token.pop(t) for t in self._tokens(self._by_endpoint.pop(endpoint, None))]
+        mine = [self._by_token[t] for t in self._tokens(self._by_endpoint.get(endpoint))]
+        gone = [o for o in mine if o.registration_id == registration_id]
+        for o in gone:
+            self._drop(o.token)
+        return gone
 
     @staticmethod
     def _tokens(mine: bytes | dict[bytes, None] | None) -> Iterable[bytes]:

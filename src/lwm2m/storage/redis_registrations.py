@@ -549,13 +549,28 @@ class RedisObservationStore:
         return None if old_data is None else _observation(hexed, ep, old_data)[1]
 
     @guarded
-    async def remove_endpoint(self, endpoint: str) -> list[Observation]:
+    async def remove_endpoint(self, endpoint: str, registration_id: str | None = None) -> list[Observation]:
+        if registration_id is not None:
+            return await self._remove_registration(endpoint, registration_id)
         flat = await self.link.run(HASH_TAKE, [key("obs", endpoint)], [])
         rows = sorted(
             (_observation(flat[i], endpoint, flat[i + 1]) for i in range(0, len(flat), 2)), key=_seq
         )
         await self._unindex([text(flat[i]) for i in range(0, len(flat), 2)], endpoint)
         return [o for _, o in rows]
+
+    async def _remove_registration(self, endpoint: str, registration_id: str) -> list[Observation]:
+        """The endpoint's observations made under ``registration_id``: read, then each taken
+        by its token (HDEL), so that one added meanwhile (a newer registration's) stays."""
+        c = self.link.client()
+        hash_key = key("obs", endpoint)
+        found = await c.hgetall(hash_key)
+        rows = sorted((_observation(field, endpoint, data), text(field)) for field, data in found.items())
+        gone = [(field, o) for (_, o), field in rows if o.registration_id == registration_id]
+        if gone:
+            await c.hdel(hash_key, *(token for token, _ in gone))
+            await self._unindex([token for token, _ in gone], endpoint)
+        return [o for _, o in gone]
 
     async def _unindex(self, tokens: list[str], endpoint: str) -> None:
         """Drop the tokens' index entries after their observations went, but not those an

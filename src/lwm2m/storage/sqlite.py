@@ -536,12 +536,13 @@ class SqliteObservationStore:
         row = _one(cur)
         return None if row is None else _observation(row[0])
 
-    async def remove_endpoint(self, endpoint: str) -> list[Observation]:
+    async def remove_endpoint(self, endpoint: str, registration_id: str | None = None) -> list[Observation]:
+        where, args = "endpoint = ?", [endpoint]
+        if registration_id is not None:
+            where, args = "endpoint = ? AND registration_id = ?", [endpoint, registration_id]
         with _transaction(self._conn) as c:
-            rows = c.execute(
-                "SELECT data FROM observations WHERE endpoint = ? ORDER BY seq", (endpoint,)
-            ).fetchall()
-            c.execute("DELETE FROM observations WHERE endpoint = ?", (endpoint,))
+            rows = c.execute(f"SELECT data FROM observations WHERE {where} ORDER BY seq", args).fetchall()
+            c.execute(f"DELETE FROM observations WHERE {where}", args)
         return [_observation(d) for (d,) in rows]
 
 
