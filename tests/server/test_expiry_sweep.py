@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path as FsPath
 
 import pytest
+from tests.helpers.server import register
 
+from lwm2m.coap.numbers import Code
 from lwm2m.model.path import Path
 from lwm2m.protocol.registration import Registration
 from lwm2m.server import registrar as registrar_module
@@ -107,6 +109,7 @@ class _RegisteredMeanwhile:
         self._store = store
         self._endpoint = endpoint
         self.registrar: Registrar | None = None
+        self.again = ""  # the new registration's ID
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store.registrations, name)
@@ -114,11 +117,11 @@ class _RegisteredMeanwhile:
     async def remove_expired(self, now: float, grace: float = 0.0, *, limit: int) -> list[Registration]:
         taken = await self._store.registrations.remove_expired(now, grace, limit=limit)
         if any(r.endpoint == self._endpoint for r in taken):
-            again = dataclasses.replace(reg(0, at=NOW), registration_id="new")
-            await self._store.registrations.add(again)
-            await self._store.observations.add(Observation(b"new", again.endpoint, "new", (REBOOT,)))
             assert self.registrar is not None
-            self.registrar.remember(again.endpoint, again.address)  # as its Register does
+            created = await self.registrar.handle(register(self._endpoint), reg(0, at=NOW).address)
+            assert created.code == Code.CREATED
+            self.again = created.location_path[-1]
+            await self._store.observations.add(Observation(b"new", self._endpoint, self.again, (REBOOT,)))
         return taken
 
 
@@ -132,6 +135,7 @@ async def test_a_registration_made_while_the_sweep_takes_the_old_one_is_left_alo
     assert await sweeping.expire() == ["dev-00000"]
     expired = [e.registration for e in events if isinstance(e, RegistrationExpired)]
     assert [r.registration_id for r in expired] == ["r0"]
-    assert (await store.registrations.get("dev-00000")).registration_id == "new"  # type: ignore[union-attr]
+    assert (await store.registrations.get("dev-00000")).registration_id == registrations.again  # type: ignore[union-attr]
     assert [o.token for o in await store.observations.for_endpoint("dev-00000")] == [b"new"]
     assert "dev-00000" in sweeping.peers
+    assert [type(e).__name__ for e in events] == ["ClientRegistered", "RegistrationExpired"]

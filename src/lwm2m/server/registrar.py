@@ -288,8 +288,9 @@ class Registrar:
         self._by_connection: dict[tuple[str, Any], str] = {}
         self._log = LogBudget(log)  # refusals and shortened lifetimes: bounded under a flood
         self._handling = 0  # Registration Interface requests being handled (limits.in_flight)
-        # While an expiry sweep takes a batch: the endpoints that registered, updated or moved
-        # here meanwhile, whose new registration's address the sweep must not forget.
+        # While an expiry sweep takes a batch: the endpoints that registered here meanwhile
+        # (an Update finds the registration the sweep took gone), whose new registration's
+        # address the sweep must not forget.
         self._seen_in_sweep: set[str] | None = None
 
     def busy(self, message: Message, addr: Any) -> Message | None:
@@ -367,8 +368,6 @@ class Registrar:
         return endpoint
 
     def _remember(self, endpoint: str, addr: Any, transport: str = "udp") -> None:
-        if self._seen_in_sweep is not None:
-            self._seen_in_sweep.add(endpoint)
         self._forget(endpoint)
         self.peers[endpoint] = addr
         if transport in CONNECTIONS:
@@ -505,6 +504,8 @@ class Registrar:
         if replaced is not None:
             await self.observations.remove_endpoint(replaced.endpoint)
         self._remember(registration.endpoint, addr, transport)
+        if self._seen_in_sweep is not None:
+            self._seen_in_sweep.add(registration.endpoint)
         if log.isEnabledFor(logging.INFO):  # the arguments cost more than the check: storms matter
             log.info(
                 "registered %s from %s at /%s/%s (lifetime %d s, LwM2M %s, binding %s%s)",
