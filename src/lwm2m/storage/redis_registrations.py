@@ -565,7 +565,8 @@ class RedisObservationStore:
         c = self.link.client()
         hash_key = key("obs", endpoint)
         found = await c.hgetall(hash_key)
-        rows = sorted((_observation(field, endpoint, data), text(field)) for field, data in found.items())
+        rows = [(_observation(field, endpoint, data), text(field)) for field, data in found.items()]
+        rows.sort(key=lambda row: row[0][0])  # creation order (an Observation has no order of its own)
         gone = [(field, o) for (_, o), field in rows if o.registration_id == registration_id]
         if gone:
             await c.hdel(hash_key, *(token for token, _ in gone))
