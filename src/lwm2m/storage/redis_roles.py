@@ -297,8 +297,8 @@ class RedisHistoryStore:
     async def prune(self, now: float) -> int:
         """Apply the retention. By age, values go from the oldest arrival on while they are too
         old (as in the memory store), reading only the endpoints the index says hold such
-        values: the cost grows with what goes. ``max_records`` holds at every write (the count
-        includes what a list held beyond it, within its slack, not yet trimmed); without a
+        values: the cost grows with what goes. ``max_records`` the writes keep, within a slack
+        (what a list held beyond it, not yet trimmed, counts as removed here); without a
         ``max_age`` this walks every endpoint with history (ZSCAN), for a limit lowered since."""
         await self.flush()
         limit = "" if self.retention.max_records is None else str(self.retention.max_records)
