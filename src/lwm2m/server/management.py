@@ -129,13 +129,13 @@ class DeviceManagement:
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
         token: bytes = b"",
-        registration: Registration | None = None,
+        known: Registration | None = None,
     ) -> Response:
         """Send ``request`` to the client and decode its answer; ``token``, when given, is the
         request's CoAP token (an active Observe cancel reuses the observation's, RFC 7641 §3.6);
-        ``registration``, the client's as the caller has just looked it up (not looked up
-        again unless the client sleeps)."""
-        registration = await self.reachable(endpoint, registration)
+        ``known``, the client's registration as the caller has just looked it up (not looked
+        up again unless the client sleeps)."""
+        registration = await self.reachable(endpoint, known)
         message = rooted(registration, request.to_message(self._models))
         if token:
             message = message.replace(token=token)
@@ -170,7 +170,7 @@ class DeviceManagement:
         waited for (LwM2M-TS-Core 1.2 §6.5), then looked up again, since it may have registered
         anew, moved (its Update came from a new address) or left meanwhile. ``known``: the
         registration as just looked up, to start from (one store read less)."""
-        registration = known if known is not None else await self._lookup(endpoint)
+        registration = await self._known(endpoint, known)
         if registration.queue_mode and not self._presence.is_awake(endpoint):
             await self._presence.wait_awake(endpoint, self.queue_timeout)
             registration = await self._lookup(endpoint)
@@ -217,7 +217,7 @@ class DeviceManagement:
         registration = await self._known(endpoint, known)
         fmt = self.accept_for(registration, format)
         request = ReadRequest(Path.parse(path), fmt)
-        return await self.send(endpoint, request, timeout=timeout, registration=registration)
+        return await self.send(endpoint, request, timeout=timeout, known=registration)
 
     async def discover(
         self, endpoint: str, path: str | Path, *, timeout: float | None = DEFAULT_TIMEOUT
@@ -238,7 +238,7 @@ class DeviceManagement:
         registration = await self._known(endpoint, known)
         fmt = self.format_for(registration, format)
         request = WriteRequest(Path.parse(path), tuple(records), fmt, replace=replace)
-        return await self.send(endpoint, request, timeout=timeout, registration=registration)
+        return await self.send(endpoint, request, timeout=timeout, known=registration)
 
     async def execute(
         self,
@@ -250,9 +250,7 @@ class DeviceManagement:
         known: Registration | None = None,
     ) -> Response:
         request = ExecuteRequest(Path.parse(path), arguments)
-        return await self.send(
-            endpoint, request, timeout=timeout, registration=await self._known(endpoint, known)
-        )
+        return await self.send(endpoint, request, timeout=timeout, known=known)
 
     async def create(
         self,
@@ -267,7 +265,7 @@ class DeviceManagement:
         registration = await self._known(endpoint, known)
         fmt = self.format_for(registration, format)
         request = CreateRequest(Path.parse(path), tuple(records), fmt)
-        return await self.send(endpoint, request, timeout=timeout, registration=registration)
+        return await self.send(endpoint, request, timeout=timeout, known=registration)
 
     async def delete(
         self,
@@ -278,9 +276,7 @@ class DeviceManagement:
         known: Registration | None = None,
     ) -> Response:
         request = DeleteRequest(Path.parse(path))
-        return await self.send(
-            endpoint, request, timeout=timeout, registration=await self._known(endpoint, known)
-        )
+        return await self.send(endpoint, request, timeout=timeout, known=known)
 
     async def write_attributes(
         self,
@@ -306,7 +302,7 @@ class DeviceManagement:
         registration = await self._lookup(endpoint)
         body = path_list_format(fmt, registration.content_formats)
         request = ReadCompositeRequest(tuple(Path.parse(p) for p in paths), body, fmt)
-        return await self.send(endpoint, request, timeout=timeout, registration=registration)
+        return await self.send(endpoint, request, timeout=timeout, known=registration)
 
     async def write_composite(
         self,
