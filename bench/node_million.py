@@ -22,14 +22,14 @@ Targets (LwM2M server at fleet scale): memory store ≤ 1.5 GB for a million reg
 one observation each, SQLite ≤ 1 GB; lookups and pages under 5 ms; CoAP served again within
 30 s of a restart on a million.
 
-Measured (2 cores, Python 3.11): a registration ~490 B in the memory store at a million (its
+Measured (2 cores, Python 3.11): a registration ~470-490 B in the memory store at a million (its
 record, the (host, port), the name and ID, the two dicts and the page and expiry indexes, each
-(expiry, name) pair 16 B in ``TimedKeys``), an observation 940-1,040 B at 20,000 over runs (840
-B traced: the store's record, the server's observation, the CoAP relation and its request, the
-token, the first answer), and ~57 B more at a million, where the tables of the five dicts it is
-in take ~42 B (bytes or tuple keys) and ~31 B (names) an entry instead of ~29 B and ~21 B:
-~1.5 GB for a million devices with one observation each, at the target's edge (from 568 B and
-1,270-1,310 B, ~1.9 GB).
+(expiry, name) pair 16 B in ``TimedKeys``), an observation ~885 B at a million (760 B traced at
+20,000: the store's record, the server's observation, the CoAP relation and its request, the
+token, the first answer; the request itself is shared by the relations made with an equal one),
+where the tables of the five dicts it is in take ~42 B (bytes or tuple keys) and ~31 B (names)
+an entry instead of ~29 B and ~21 B: 1,413 MB for a million devices with one observation each
+(from 568 B and 1,270-1,310 B, ~1.9 GB, and then 1,519 MB with a request kept per relation).
 ``--trace`` shows where; each device here registers from one of 50 sockets, where a fleet's
 devices have an address each (the observation shares the registration's: no copy).
 

@@ -72,10 +72,25 @@ def test_an_observation_s_request_holds_no_block_state(net: Any) -> None:
     assert isinstance(answered, ResponseReceived) and answered.request.mid == 4321  # as it was sent
     (req,) = net.c._exchanges.requests.values()
     assert req.observing and req.token == token and req.blocks is None
-    assert req.request.mid == 0 and req.request.token == token  # kept from then on without it
+    # Kept from then on without Message ID and token (the relation's own: ``req.token``)...
+    assert req.request.mid == 0 and req.request.token == b""
+    assert req.request.options == answered.request.options and req.request.code == Code.GET
     net.s.notify(ev.relation, content(b"1"), net.now)
     net.deliver()
     assert [n.response.payload for n in notifications(net)] == [b"1"] and req.blocks is None
+    # ... and shared with another observation made with an equal request.
+    del net.c._exchanges.alloc_mid
+    other = net.c.request(Message.build(Type.CON, Code.GET, uri_path="/3303/0/5700", observe=0), S, net.now)
+    net.deliver()
+    (ev2,) = net.events(net.s)
+    net.s.respond(ev2, content(b"0", observe=0), net.now)
+    net.deliver()
+    net.events(net.c)
+    second = net.c._exchanges.requests[(S, other)]
+    assert second.observing and other != token and second.request is req.request
+    net.s.notify(ev2.relation, content(b"2"), net.now)
+    net.deliver()
+    assert [(n.token, n.response.payload) for n in notifications(net)] == [(other, b"2")]
 
 
 def test_con_notifications_are_acknowledged(net: Any) -> None:

@@ -211,6 +211,30 @@ _BLOCK2 = OptionNumber.BLOCK2
 _SIZE1 = OptionNumber.SIZE1
 _KNOWN_OPTIONS = frozenset(int(o) for o in OptionNumber)
 _INF = float("inf")
+# The requests of running observations, each kept once for all relations made with an equal
+# one (a server observing a million devices the same way keeps one): without token and Message
+# ID, which are the relation's own (``OutgoingRequest.token``) or read by nothing from then on.
+# Messages are immutable, so the table is shared by the endpoints of a process; bounded, it
+# starts over when full (relations keep what they hold).
+_KEPT: dict[tuple[int, int, Options, bytes], Message] = {}
+_KEPT_MAX = 256
+_UNKNOWN_REGISTRATION = Message(Type.CON, 0)  # a resumed observation whose request is not known
+
+
+def _kept(r: Message) -> Message:
+    """``r`` as a running observation keeps it: without token and Message ID, shared."""
+    key = (r.type, r.code, r.options, r.payload)
+    try:
+        kept = _KEPT.get(key)
+    except TypeError:  # options given as a list: not shared
+        return Message(r.type, r.code, 0, b"", r.options, r.payload)
+    if kept is None:
+        if len(_KEPT) >= _KEPT_MAX:
+            _KEPT.clear()
+        kept = _KEPT[key] = Message(r.type, r.code, 0, b"", r.options, r.payload)
+    return kept
+
+
 _DEDUP_ENTRY = 200  # bytes a duplicate-detection entry holds, roughly (key, expiry, cached reply)
 _decode = decode_message
 _new = object.__new__
@@ -713,9 +737,9 @@ class Endpoint:
         self._now = now
         if request is None:
             # Code 0 marks "registration unknown": no Block2 follow-up can be built from it.
-            request = Message(_CON, 0, 0, token, (), b"")
+            request = _UNKNOWN_REGISTRATION
         else:
-            request = Message(_CON, request.code, 0, token, request.options, request.payload)
+            request = _kept(Message(_CON, request.code, 0, b"", request.options, request.payload))
         requests = self._exchanges.requests
         old = requests.get((addr, token))
         if old is not None:
@@ -1152,10 +1176,9 @@ class Endpoint:
                     self._spawn_fetch(req, msg, None, now)
                 else:
                     self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
-                # Kept as long as the observation runs: without its Message ID (an int object
-                # of its own), which nothing reads from now on; a resumed one has none either.
-                r = req.request
-                req.request = Message(r.type, r.code, 0, r.token, r.options, r.payload)
+                # Kept as long as the observation runs, shared with every relation made with
+                # an equal request (``_kept``): the relation's token is ``req.token``.
+                req.request = _kept(req.request)
                 return
             b2 = msg.block2 if code >> 5 == 2 else None
         except ValueError:
