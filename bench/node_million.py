@@ -42,12 +42,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import gc
+import ipaddress
 import os
 import random
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -148,34 +151,77 @@ async def memory_phase(args: argparse.Namespace) -> None:
     print(f"         a page of {args.limit:<5}     {figures(pages)}")
 
 
-class Devices(asyncio.DatagramProtocol):
-    """Many devices behind one socket: 2.01s counted, each confirmable GET (an Observe)
-    answered 2.05 with an Observe option and a plain-text value."""
+# Each device sends from an address of its own, 127.64.0.0 + its number (127.0.0.0/8 is local
+# as a whole on Linux), through one of a few sockets bound to the wildcard address: the source
+# address of each datagram chosen with IP_PKTINFO on ``sendmsg``, the address a datagram came
+# to read with it on ``recvmsg`` (as lwm2m.transport.shared does for the simulator). So the
+# server holds an address per device, as with a real fleet, and no state per device is kept
+# here beyond a bit.
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_PKTINFO = struct.Struct("@i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+_ANCILLARY = socket.CMSG_SPACE(_PKTINFO.size)
+FIRST_ADDRESS = int(ipaddress.IPv4Address("127.64.0.0"))
 
-    def __init__(self, answered: bytearray) -> None:
+
+def device_address(i: int) -> bytes:
+    return (FIRST_ADDRESS + i).to_bytes(4, "big")
+
+
+class Devices:
+    """Many devices behind one socket, each at an address of its own: 2.01s counted, each
+    confirmable GET (an Observe) answered 2.05 with an Observe option and a plain-text value,
+    from the address it was sent to."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, answered: bytearray) -> None:
         self.created = 0
         self.answered = answered  # a bit per device (its token is its number): 2.01 seen
-        self.transport: Any = None
+        sock = self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.bind(("0.0.0.0", 0))
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        loop.add_reader(sock.fileno(), self._readable)
+        self._loop = loop
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+    def send(self, data: bytes, source: bytes, to: tuple[str, int]) -> None:
+        ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(0, source, b"\0\0\0\0"))]
+        with contextlib.suppress(BlockingIOError):  # lost as UDP may be: sent again
+            self.sock.sendmsg([data], ancillary, 0, to)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+    def close(self) -> None:
+        self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _readable(self) -> None:
+        for _ in range(64):
+            try:
+                data, ancdata, _, addr = self.sock.recvmsg(2048, _ANCILLARY)
+            except (BlockingIOError, InterruptedError):
+                return
+            to = b"\x7f\0\0\x01"
+            for level, kind, value in ancdata:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                    to = _PKTINFO.unpack(value[: _PKTINFO.size])[1]  # the address it came to
+            self._received(data, to, addr)
+
+    def _received(self, data: bytes, to: bytes, addr: tuple[str, int]) -> None:
         kind, tkl, code = (data[0] >> 4) & 3, data[0] & 15, data[1]
         if code == 0x41:
             i = int.from_bytes(data[4 : 4 + tkl], "big")
             if not self.answered[i >> 3] & (1 << (i & 7)):
                 self.answered[i >> 3] |= 1 << (i & 7)
                 self.created += 1
-        elif code == 0x01 and kind == 0 and self.transport is not None:  # CON GET
+        elif code == 0x01 and kind == 0:  # CON GET
             head = bytes((0x60 | tkl, 0x45)) + data[2:4] + data[4 : 4 + tkl]
-            self.transport.sendto(head + option(6, b"\x01") + option(6, b"") + b"\xff21.5", addr)
+            self.send(head + option(6, b"\x01") + option(6, b"") + b"\xff21.5", to, addr)
 
 
-def top(diff: list[tracemalloc.StatisticDiff], count: int, per: int) -> None:
-    """The ``count`` places that allocated most over the observations, in bytes per observation."""
+def top(diff: list[tracemalloc.StatisticDiff], count: int, per: int, what: str) -> None:
+    """The ``count`` places that allocated most over the registrations or the observations, in
+    bytes per ``what``."""
     total = sum(d.size_diff for d in diff)
-    print(f"         tracemalloc: {total / per:,.0f} B per observation in all; the top {count}:")
+    print(f"         tracemalloc: {total / per:,.0f} B per {what} in all; the top {count}:")
     for d in sorted(diff, key=lambda d: d.size_diff, reverse=True)[:count]:
         frame = d.traceback[0]
         where = frame.filename
@@ -188,26 +234,39 @@ def top(diff: list[tracemalloc.StatisticDiff], count: int, per: int) -> None:
 
 
 async def observation_phase(args: argparse.Namespace) -> None:
+    if args.observe_store == "sqlite":
+        with (
+            tempfile.TemporaryDirectory(prefix="node-million-", dir=args.state) as folder,
+            SqliteStore(FsPath(folder) / "lwm2m.db") as store,
+        ):
+            await _observations(args, store)
+    else:
+        await _observations(args, None)
+
+
+async def _observations(args: argparse.Namespace, store: SqliteStore | None) -> None:
     loop = asyncio.get_running_loop()
     limits = RegistrationLimits(rate=None)  # every device registers from 127.0.0.1 at once
-    server = Server(ServerConfig(host=HOST, port=0, registration_limits=limits))
+    server = Server(ServerConfig(host=HOST, port=0, registration_limits=limits), store)
+    print(f"observe  the server's store: {args.observe_store}")
     await server.start()
     answered = bytearray(args.observed // 8 + 1)  # 125 kB for a million
-    lanes = [
-        await loop.create_datagram_endpoint(lambda: Devices(answered), local_addr=(HOST, 0))
-        for _ in range(50)
-    ]
+    lanes = [Devices(loop, answered) for _ in range(50)]
     peer = (HOST, server.port)
     gc.collect()
     start_rss = empty = rss()
 
     def created() -> int:
-        return sum(p.created for _, p in lanes)
+        return sum(lane.created for lane in lanes)
 
     def send(i: int, mid: int) -> None:
-        transport, _ = lanes[i % len(lanes)]
-        transport.sendto(register_datagram(mid & 0xFFFF, i.to_bytes(4, "big"), name(i)), peer)
+        data = register_datagram(mid & 0xFFFF, i.to_bytes(4, "big"), name(i))
+        lanes[i % len(lanes)].send(data, device_address(i), peer)
 
+    if args.trace:
+        tracemalloc.start(args.trace_depth)
+        traced = tracemalloc.take_snapshot()
+    key = "traceback" if args.trace_depth > 1 else "lineno"
     try:
         # At most WINDOW Registers unanswered at once (more would overflow the socket's buffer
         # and be lost), then those still unanswered sent again (a new Message ID) until every
@@ -236,10 +295,11 @@ async def observation_phase(args: argparse.Namespace) -> None:
             f"register {args.observed:,} registrations over CoAP (the server's own, beside the store's): "
             f"{(before - empty) / 1e6:,.0f} MB of RSS, {(before - empty) / args.observed:,.0f} B each"
         )
-        kept = []
         if args.trace:
-            tracemalloc.start(args.trace_depth)
+            registered = tracemalloc.take_snapshot().compare_to(traced, key)
+            top(registered, args.trace, args.observed, "registration")
             traced = tracemalloc.take_snapshot()
+        kept = []
         devices = iter(range(args.observed))
 
         async def observe() -> None:  # 200 at a time, and no task per observation made here
@@ -259,13 +319,12 @@ async def observation_phase(args: argparse.Namespace) -> None:
             f"({start_rss / 1e6:,.0f} MB with the server started and none)"
         )
         if args.trace:
-            key = "traceback" if args.trace_depth > 1 else "lineno"
-            top(tracemalloc.take_snapshot().compare_to(traced, key), args.trace, args.observed)
+            top(tracemalloc.take_snapshot().compare_to(traced, key), args.trace, args.observed, "observation")
             tracemalloc.stop()
     finally:
         await server.stop()
-        for transport, _ in lanes:
-            transport.close()
+        for lane in lanes:
+            lane.close()
 
 
 async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
@@ -364,11 +423,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="memory,observe,sqlite", help="which phases, comma-separated")
     parser.add_argument("--state", help="folder to make the SQLite phase's folder in")
     parser.add_argument(
+        "--observe-store",
+        choices=("memory", "sqlite"),
+        default="memory",
+        help="the store of the observe phase's server (sqlite: a file in a fresh folder)",
+    )
+    parser.add_argument(
         "--trace",
         type=int,
         default=0,
         metavar="N",
-        help="observe phase: also the N places that allocate most per observation (tracemalloc)",
+        help="observe phase: also the N places that allocate most per registration and per "
+        "observation (tracemalloc)",
     )
     parser.add_argument("--trace-depth", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

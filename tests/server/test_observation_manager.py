@@ -117,7 +117,7 @@ class Socket:
 
 
 class Parts:
-    def __init__(self, registration: Registration) -> None:
+    def __init__(self, registration: Registration, name: Any = None) -> None:
         self.registration = registration
         self.store = MemoryStore.create()
         self.socket = Socket()
@@ -143,6 +143,7 @@ class Parts:
             emit=self.events.append,
             relations=lambda endpoint: self.socket,  # type: ignore[arg-type,return-value]
             peers={},
+            name=name,
         )
 
 
@@ -227,6 +228,26 @@ async def test_stored_observations_are_resumed_and_orphans_dropped() -> None:
     assert [o.token for o in await parts.store.observations.all()] == [b"\x0a"]
     await parts.manager.close()
     assert [o.token for o in await parts.store.observations.all()] == [b"\x0a"]  # kept for a restart
+
+
+async def test_a_record_holds_the_servers_own_copy_of_the_clients_name() -> None:
+    # A registration read back from a file store, and a stored observation, carry copies of
+    # the name: the records keep the one the server holds (Registrar.name), not one more each.
+    held = "dev-1"
+    copies = ["".join(["dev", "-1"]) for _ in range(3)]
+    assert all(c == held and c is not held for c in copies)
+    parts = Parts(dataclasses.replace(_registration(), endpoint=copies[0]), name=lambda ep: held)
+    started = await parts.manager.start(copies[1], ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)
+    assert isinstance(started, ServerObservation) and started.record.endpoint is held
+    await parts.store.observations.add(Observation(b"\x0a", copies[2], "r1", (Path.parse("/3/0/13"),)))
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        return parts.registration
+
+    await parts.manager.resume(registration_of)
+    (resumed,) = [o for o in parts.manager.running() if o.token == b"\x0a"]
+    assert resumed.record.endpoint is held and resumed.endpoint is held
+    await parts.manager.close()
 
 
 async def test_an_active_cancel_sends_observe_1_with_the_token() -> None:

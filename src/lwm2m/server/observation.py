@@ -434,6 +434,7 @@ class ObservationManager:
         emit: Callable[[ServerEvent], None],
         relations: Callable[[str], ObserveChannel],
         peers: Mapping[str, Any],
+        name: Callable[[str], str] | None = None,
         listeners: Collection[object] | None = None,
         history_added: Callable[[], None] | None = None,
         oscore_resumed: Callable[[Observation], Awaitable[None]] | None = None,
@@ -448,6 +449,9 @@ class ObservationManager:
         self._emit = emit
         self._relations = relations
         self._peers = peers
+        # The server's own copy of a registered client's name (``Registrar.name``): a
+        # registration read from a file store holds a copy of its own.
+        self._name = name
         self._listeners = listeners
         self._history_added = history_added
         # What the observations share: one context over datagrams, one over connections.
@@ -540,9 +544,10 @@ class ObservationManager:
             return response
         composite = isinstance(request, ReadCompositeRequest)
         binding = relation.oscore
+        name = registration.endpoint  # the stored name, shared rather than the caller's copy
         record = Observation(
             relation.token,
-            registration.endpoint,  # the stored name, shared rather than the caller's copy
+            name if self._name is None else self._name(name),
             registration.registration_id,
             paths,
             composite=composite,
@@ -654,6 +659,8 @@ class ObservationManager:
         """Match the notifications of the stored observation ``record`` from ``addr`` again; over
         TCP or TLS, where the relation ended with the client's old connection (RFC 8323 §7.2),
         keep it dormant until the client connects again (``reconnected``)."""
+        if self._name is not None and (name := self._name(record.endpoint)) is not record.endpoint:
+            record = dataclasses.replace(record, endpoint=name)  # the server's copy, not the store's
         request = stored_request(record)
         if registration.transport in CONNECTIONS:
             self._track(record, request, None, None, addr, over_tcp=True)

@@ -367,6 +367,24 @@ class Registrar:
         log.info("%s moved from %s to %s", _shown(endpoint), _host_port(old), _host_port(new))
         return endpoint
 
+    def name(self, endpoint: str) -> str:
+        """The registrar's own copy of the name ``endpoint`` (the string its tables hold), else
+        ``endpoint``: for what keeps the name of a client as long as it is registered (an
+        observation), where a name read back from a store would be one more copy."""
+        addr = self.peers.get(endpoint)
+        if addr is None:
+            return endpoint
+        try:
+            held = self._by_addr.get(addr)
+            if held is None and self._by_connection:
+                for transport in CONNECTIONS:
+                    held = self._by_connection.get((transport, addr))
+                    if held is not None:
+                        break
+        except TypeError:  # an address that is no key
+            return endpoint
+        return held if held is not None and held == endpoint else endpoint
+
     def _remember(self, endpoint: str, addr: Any, transport: str = "udp") -> None:
         self._forget(endpoint)
         self.peers[endpoint] = addr

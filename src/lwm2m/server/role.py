@@ -166,6 +166,7 @@ class Server:
             emit=self._emit,
             relations=self._transport,
             peers=self.registrar.peers,
+            name=self.registrar.name,
             listeners=self._subscribers,
             history_added=self._history_added,
             oscore_resumed=self.security.oscore.resume if self.security.oscore is not None else None,

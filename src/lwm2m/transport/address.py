@@ -32,7 +32,20 @@ def _numeric(host: str, port: int) -> Addr | None:
 
 
 def normalize(addr: Addr) -> Addr | None:
-    """The canonical form of an address whose host is an IP literal; None for names."""
+    """The canonical form of an address whose host is an IP literal; None for names.
+
+    An IPv4 address already in that form (as ``recvfrom`` reported it: a server's requests go
+    to the address a client registered from) is handed back as it is, not resolved into a copy:
+    a server at a million clients keeps one tuple per client, and the cache of resolved
+    literals holds only so many."""
+    if len(addr) == 2:
+        host, port = addr
+        if type(host) is str and type(port) is int and 0 <= port <= 0xFFFF:
+            try:
+                if socket.inet_ntoa(socket.inet_aton(host)) == host:
+                    return addr
+            except OSError:  # not an IPv4 literal: a name, IPv6 or nonsense
+                pass
     if len(addr) == 4:
         host, port, flowinfo, scope_id = addr
         base = _numeric(host, int(port))

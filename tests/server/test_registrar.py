@@ -1,0 +1,27 @@
+"""The registrar on its own: the names it holds for registered clients."""
+
+from __future__ import annotations
+
+from tests.helpers.server import register
+
+from lwm2m.coap.numbers import Code
+from lwm2m.server.registrar import Registrar
+from lwm2m.storage.memory import MemoryStore
+
+
+async def test_name_hands_back_the_registrars_own_copy_of_a_registered_clients_name() -> None:
+    store = MemoryStore.create()
+    registrar = Registrar(store.registrations, store.observations, lambda event: None)
+    for i, addr in enumerate((("10.0.0.1", 40001), ("10.0.0.2", 40002))):
+        answer = await registrar.handle(register(f"dev-{i}"), addr)
+        assert answer.code == Code.CREATED
+    (held,) = [k for k in registrar.peers if k == "dev-0"]
+    copy = "".join(["dev", "-0"])  # equal, another object (as a name read back from a store)
+    assert copy == held and copy is not held
+    assert registrar.name(copy) is held
+    unknown = "".join(["dev", "-9"])
+    assert registrar.name(unknown) is unknown
+    # An address taken over by another client (its last Register came from there): the name
+    # given is kept rather than another client's.
+    await registrar.handle(register("dev-1"), ("10.0.0.1", 40001))
+    assert registrar.name(copy) is copy
