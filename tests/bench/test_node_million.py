@@ -44,6 +44,19 @@ def test_the_observe_phase_tells_where_the_memory_goes() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
-    assert "tracemalloc: " in out and "B per observation in all; the top 3:" in out, out
+    assert "B per registration in all; the top 3:" in out, out
+    assert "B per observation in all; the top 3:" in out, out
     places = [line for line in out.splitlines() if " blocks  " in line]
-    assert len(places) == 3 and all(".py:" in line for line in places), out
+    assert len(places) == 6 and all(".py:" in line for line in places), out
+
+
+def test_the_observe_phase_runs_on_sqlite_too(tmp_path: Path) -> None:
+    argv = [sys.executable, str(SCRIPT), "--count", "50", "--observed", "50", "--phases", "observe"]
+    argv += ["--observe-store", "sqlite", "--state", str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "observe  the server's store: sqlite" in out, out
+    assert "observe  50 observations (one per registered device):" in out, out
+    assert list(tmp_path.iterdir()) == []  # its folder went with it

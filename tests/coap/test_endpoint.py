@@ -485,8 +485,8 @@ def test_a_cancel_near_an_address_looks_there_first() -> None:
     for peer in (S, other):
         ep.request(get(token=b"tk"), peer, 0.0)
     ep.cancel(b"tk", near=other)
-    assert [a for (a, t) in ep._exchanges.requests] == [S]
-    ep.cancel(b"tk", near=other)  # not there any more: found by the look through all
+    assert [r.addr for r in ep._exchanges.requests.values()] == [S]
+    ep.cancel(b"tk", near=other)  # not there any more: found by its token alone
     assert not ep._exchanges.requests
 
 

@@ -34,15 +34,36 @@ def test_message_ids_count_up_from_a_random_start_and_wrap() -> None:
     assert len(ids) == 0x10000
 
 
-def test_tokens_are_random_and_unique_per_peer() -> None:
+def test_tokens_are_random_and_unique_among_all_peers() -> None:
     ex = make(token_length=1)
     seen = set()
-    for _ in range(200):
-        token = ex.new_token(A)
+    for i in range(200):
+        peer = (f"10.0.0.{i % 3}", 5683)  # a token made for one peer is in use with none
+        token = ex.new_token(peer)
         assert len(token) == 1 and token not in seen
         seen.add(token)
-        ex.requests[(A, token)] = request(token)
+        ex.put(OutgoingRequest(peer, token, Message(Type.CON, Code.GET, 0, token)))
     assert make(token_length=0).new_token(A) == b""
+
+
+def test_requests_are_found_by_token_and_peer_whatever_they_are_kept_under() -> None:
+    ex = make()
+    b = ("10.0.0.2", 5683)
+    mine = request(b"tk")  # kept by its token alone
+    theirs = OutgoingRequest(b, b"tk", Message(Type.CON, Code.GET, 0, b"tk"))  # the same token
+    empty_a, empty_b = request(b""), OutgoingRequest(b, b"", Message(Type.CON, Code.GET))
+    for req in (mine, theirs, empty_a, empty_b):
+        ex.put(req)
+    assert set(ex.requests) == {b"tk", (b, b"tk"), (A, b""), (b, b"")}
+    assert ex.find(A, b"tk") is mine and ex.find(b, b"tk") is theirs
+    assert ex.find(A, b"") is empty_a and ex.find(b, b"") is empty_b
+    assert ex.find(("10.0.0.9", 5683), b"tk") is None  # §5.3.2: the token and the peer
+    ex.take(mine)
+    assert ex.find(A, b"tk") is None and ex.find(b, b"tk") is theirs
+    ex.take(mine)  # not kept: nothing happens
+    for req in (theirs, empty_a, empty_b):
+        ex.take(req)
+    assert ex.requests == {}
 
 
 def test_retransmission_backs_off_exponentially_then_gives_up() -> None:

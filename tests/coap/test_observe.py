@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 from tests.helpers.coap import BIG, C, S, content, notifications, register
 
-from lwm2m.coap.endpoint import EndpointConfig
+from lwm2m.coap.endpoint import Endpoint, EndpointConfig
 from lwm2m.coap.events import (
+    CoapNotificationReceived,
     ObservationCancelled,
     RequestReceived,
     ResponseReceived,
@@ -86,7 +88,8 @@ def test_an_observation_s_request_holds_no_block_state(net: Any) -> None:
     net.s.respond(ev2, content(b"0", observe=0), net.now)
     net.deliver()
     net.events(net.c)
-    second = net.c._exchanges.requests[(S, other)]
+    second = net.c._exchanges.find(S, other)
+    assert second is not None
     assert second.observing and other != token and second.request is req.request
     net.s.notify(ev2.relation, content(b"2"), net.now)
     net.deliver()
@@ -372,3 +375,36 @@ def test_relation_sequence_numbers_wrap_at_24_bits() -> None:
     rel = Relation("a", b"t", (1, ()), 0.0)
     rel.seq = 0xFFFFFF
     assert rel.next_seq() == 0 and rel.next_seq() == 1
+
+
+def test_observations_with_the_same_token_at_two_peers_each_take_their_own_notifications() -> None:
+    # A token the application chose may be in use with several peers: one relation is kept by
+    # its token, the other by (peer, token); a notification matches the token and its sender
+    # (RFC 7252 §5.3.2), also after one relation moved to a new address.
+    ep = Endpoint(EndpointConfig(), rng=random.Random(4))
+    p1, p2, p3, p4 = ((f"10.0.0.{i}", 5683) for i in (1, 2, 3, 4))
+    for peer in (p1, p2):
+        ep.request(Message.build(Type.CON, Code.GET, token=b"tk", uri_path="/3/0/9", observe=0), peer, 0.0)
+    sent = {addr: Message.decode(data) for data, addr in ep.datagrams_to_send(0.0)}
+    for peer in (p1, p2):
+        ack = Message(Type.ACK, Code.CONTENT, sent[peer].mid, b"tk", ((OptionNumber.OBSERVE, b"\x01"),), b"9")
+        ep.receive_datagram(ack.encode(), peer, 0.1)
+    while ep.next_event() is not None:
+        pass
+
+    def notify(sender: tuple[str, int], seq: int, value: bytes) -> list[Any]:
+        observe = ((OptionNumber.OBSERVE, bytes((seq,))),)
+        note = Message(Type.NON, Code.CONTENT, 100 + seq, b"tk", observe, value)
+        ep.receive_datagram(note.encode(), sender, 0.2 + seq)
+        events = []
+        while (e := ep.next_event()) is not None:
+            events.append(e)
+        return [(e.addr, e.response.payload) for e in events if isinstance(e, CoapNotificationReceived)]
+
+    assert notify(p1, 2, b"1") == [(p1, b"1")]
+    assert notify(p2, 3, b"2") == [(p2, b"2")]
+    assert notify(p3, 4, b"3") == []  # nobody observes there with that token
+    assert ep.move_observation(b"tk", p1, p4)
+    assert notify(p4, 5, b"4") == [(p4, b"4")]
+    assert notify(p1, 6, b"5") == []
+    assert notify(p2, 7, b"6") == [(p2, b"6")]

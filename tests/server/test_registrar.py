@@ -25,3 +25,14 @@ async def test_name_hands_back_the_registrars_own_copy_of_a_registered_clients_n
     # given is kept rather than another client's.
     await registrar.handle(register("dev-1"), ("10.0.0.1", 40001))
     assert registrar.name(copy) is copy
+
+
+async def test_the_addresses_kept_share_their_port_objects() -> None:
+    store = MemoryStore.create()
+    registrar = Registrar(store.registrations, store.observations, lambda event: None)
+    for i in range(3):  # the ports as a socket reports them: an int object each
+        await registrar.handle(register(f"dev-{i}"), (f"10.0.0.{i}", int("40123")))
+    ports = [registrar.peers[f"dev-{i}"][1] for i in range(3)]
+    assert ports == [40123] * 3 and ports[0] is ports[1] is ports[2]
+    stored = await store.registrations.get("dev-2")
+    assert stored is not None and stored.address is registrar.peers["dev-2"]

@@ -580,13 +580,12 @@ class Endpoint:
         """Send a request (see the module docstring); returns its token."""
         self._now = now
         exchanges = self._exchanges
-        token = message.token
-        if not token:
-            token = exchanges.new_token(addr)
-        key = (addr, token)
-        old = exchanges.requests.get(key)
-        if old is not None:
-            self._drop_request(old)
+        given = message.token
+        token = given or exchanges.new_token(addr)
+        if given or not token:  # (a token made here is in use with no peer)
+            old = exchanges.find(addr, token)
+            if old is not None:
+                self._drop_request(old)
         if message.type is not _CON and message.type is not _NON:
             message = Message(_CON, message.code, 0, token, message.options, message.payload)
         elif message.token != token:
@@ -594,12 +593,12 @@ class Endpoint:
                 message.type, message.code, message.mid, token, message.options, message.payload
             )
         req = OutgoingRequest(addr, token, message)
-        exchanges.requests[key] = req
+        exchanges.put(req)
         if req.con:
             peer = exchanges.peer(addr)
             if peer.inflight >= self.config.nstart:
                 if len(peer.queue) >= self.config.max_queued_requests_per_peer:
-                    del exchanges.requests[key]
+                    exchanges.take(req)
                     req.live = False
                     self._events.append(RequestFailed(addr, token, message, "too many queued requests"))
                     return token
@@ -711,7 +710,7 @@ class Endpoint:
         """Raise RequestAcknowledged if the peer acknowledges our CON request ``token`` at ``addr``
         with an empty ACK (its answer then follows as a separate response, §5.2.2); False if there
         is no such request waiting for its answer (answered, or not confirmable)."""
-        req = self._exchanges.requests.get((addr, token))
+        req = self._exchanges.find(addr, token)
         if req is None or not req.live or not req.con or req.observing:
             return False
         req.report_ack = True
@@ -721,14 +720,16 @@ class Endpoint:
         """Forget our request or observation with ``token`` (at ``addr``, or at any peer). ``near``:
         where it most likely is (one look there first; a look through every request, which a
         server with a million observations cannot afford per cancel, only when not there)."""
-        requests = self._exchanges.requests
+        exchanges = self._exchanges
         if addr is not None:
-            req = requests.get((addr, token))
+            req = exchanges.find(addr, token)
             victims = [req] if req is not None else []
-        elif near is not None and (req := requests.get((near, token))) is not None:
+        elif near is not None and (req := exchanges.find(near, token)) is not None:
             victims = [req]
+        elif (req := exchanges.requests.get(token)) is not None:
+            victims = [req]  # kept by its token: the one request with it
         else:
-            victims = [r for (a, t), r in requests.items() if t == token]
+            victims = [r for r in exchanges.requests.values() if r.token == token]
         for req in victims:
             self._drop_request(req)
 
@@ -740,8 +741,8 @@ class Endpoint:
             request = _UNKNOWN_REGISTRATION
         else:
             request = _kept(Message(_CON, request.code, 0, b"", request.options, request.payload))
-        requests = self._exchanges.requests
-        old = requests.get((addr, token))
+        exchanges = self._exchanges
+        old = exchanges.find(addr, token)
         if old is not None:
             self._drop_request(old)
         req = OutgoingRequest(addr, token, request)
@@ -749,24 +750,24 @@ class Endpoint:
         # Nothing is known of the sequence numbers sent so far: any notification is newer
         # than "long ago" (RFC 7641 §3.4, the 128 s rule), after which the rule applies.
         req.obs_time = -_INF
-        requests[(addr, token)] = req
+        exchanges.put(req)
 
     def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool:
         """Match notifications of observation ``token`` on ``new_addr`` (see the module docstring)."""
-        requests = self._exchanges.requests
-        req = requests.get((addr, token))
+        exchanges = self._exchanges
+        req = exchanges.find(addr, token)
         if req is None or not req.live or not req.observing:
             return False
         if new_addr == addr:
             return True
-        other = requests.get((new_addr, token))
+        other = exchanges.find(new_addr, token)
         if other is not None:
             self._drop_request(other)
-        del requests[(addr, token)]
+        exchanges.take(req)
         # An accepted observation holds no transmission nor NSTART slot (both released with
         # the registration's answer), so the address is only its key and the peer it names.
         req.addr = new_addr
-        requests[(new_addr, token)] = req
+        exchanges.put(req)
         return True
 
     def adopt_notification(self, addr: Any, token: bytes, now: float, request: Message | None = None) -> bool:
@@ -776,11 +777,12 @@ class Endpoint:
         if messages is None:
             return False
         self._now = now
-        requests = self._exchanges.requests
-        req = requests.get((addr, token))
+        exchanges = self._exchanges
+        req = exchanges.find(addr, token)
         if req is None or not req.live or not req.observing:
             self.resume_observation(addr, token, now, request)
-            req = requests[(addr, token)]
+            req = exchanges.find(addr, token)
+            assert req is not None
         for msg in messages:
             if msg.type is _CON:
                 ack = empty(EMPTY_ACK, msg.mid)
@@ -1124,7 +1126,12 @@ class Endpoint:
         self._events.append(ResetReceived(addr, token, mid))
 
     def _on_separate_response(self, msg: Message, addr: Any, record: list[bytes | None], now: float) -> None:
-        req = self._exchanges.requests.get((addr, msg.token))
+        # Exchanges.find inline: every notification comes this way.
+        requests = self._exchanges.requests
+        token = msg.token
+        req = requests.get(token)
+        if req is None or req.addr != addr:
+            req = requests.get((addr, token))
         if req is None or not req.live or (req.tx is None and req.deadline == _INF and not req.observing):
             if (
                 req is None
@@ -1272,7 +1279,7 @@ class Endpoint:
         self._blocks.hold(len(first.payload))
         blocks.b2_first = first
         blocks.b2_etag = first.option(OptionNumber.ETAG)
-        exchanges.requests[(parent.addr, token)] = child
+        exchanges.put(child)
         b2 = first.block2
         assert b2 is not None
         blocks.b2_szx = b2.szx
@@ -1406,12 +1413,7 @@ class Endpoint:
         if req.blocks is not None:
             self._free_block2(req)
         exchanges = self._exchanges
-        key = (req.addr, req.token)
-        requests = exchanges.requests
-        if requests.get(key) is req:
-            del requests[key]
-            if not requests:
-                requests.clear()  # an emptied dict keeps its table (160 bytes) until cleared
+        exchanges.take(req)
         if req.tx is not None:
             exchanges.kill_tx(req.tx)
             req.tx = None

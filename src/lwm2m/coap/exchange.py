@@ -165,7 +165,11 @@ class Exchanges:
         self.tx: dict[tuple[Any, int], Transmission] = {}
         # Made for the first NON message kept (an empty OrderedDict is 128 bytes, per endpoint).
         self.non_sent: OrderedDict[tuple[Any, int], tuple[float, Any]] | None = None
-        self.requests: dict[tuple[Any, bytes], OutgoingRequest] = {}
+        # Our requests by token where the token is ours alone (every token we make is: see
+        # new_token), else by (address, token): a token the application chose, or an empty one.
+        # A request at a million observations is then one key less (the tuple is 56 bytes);
+        # find() checks the address, so a response from another peer matches nothing.
+        self.requests: dict[bytes | tuple[Any, bytes], OutgoingRequest] = {}
         self.peers: dict[Any, PeerState] = {}
         self.heap: list[tuple[float, int, Any]] = []
         self._seq = 0  # heap tie-breaker
@@ -178,13 +182,46 @@ class Exchanges:
         return mid
 
     def new_token(self, addr: Any) -> bytes:
-        """A random token not in use with ``addr`` (empty when tokens are configured off)."""
+        """A random token not in use with any peer (empty when tokens are configured off)."""
         n = self._token_length
         requests = self.requests
         while True:
             token = self._rng.getrandbits(8 * n).to_bytes(n, "big") if n else b""
-            if (addr, token) not in requests or not n:
+            if not n or (token not in requests and (addr, token) not in requests):
                 return token
+
+    # --- our requests by token (RFC 7252 §5.3.2: a response matches the token and the peer) -----
+
+    def find(self, addr: Any, token: bytes) -> OutgoingRequest | None:
+        """Our request with ``token`` at ``addr``, if any."""
+        requests = self.requests
+        req = requests.get(token)
+        if req is not None and req.addr == addr:
+            return req
+        return requests.get((addr, token))
+
+    def put(self, req: OutgoingRequest) -> None:
+        """Keep ``req`` (none with its token at its address is kept: the caller dropped it)."""
+        token = req.token
+        requests = self.requests
+        if token and token not in requests:
+            requests[token] = req
+        else:
+            requests[(req.addr, token)] = req
+
+    def take(self, req: OutgoingRequest) -> None:
+        """Forget ``req`` (if it is kept)."""
+        requests = self.requests
+        token = req.token
+        if requests.get(token) is req:
+            del requests[token]
+        else:
+            key = (req.addr, token)
+            if requests.get(key) is not req:
+                return
+            del requests[key]
+        if not requests:
+            requests.clear()  # an emptied dict keeps its table (160 bytes) until cleared
 
     # --- CON transmissions (RFC 7252 §4.2) -------------------------------------------------------
 

@@ -51,6 +51,7 @@ from lwm2m.server.events import (
     ServerEvent,
 )
 from lwm2m.storage.base import ObservationStore, RegistrationStore
+from lwm2m.transport.address import interned
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +458,7 @@ class Registrar:
     async def handle(self, message: Message, addr: Any, transport: str = "udp") -> Message:
         """A Registration Interface request from ``addr``, come over ``transport`` ("udp",
         "dtls", "tcp" or "tls": kept with the registration)."""
+        addr = interned(addr)  # kept while the client is registered: one port object of each
         segments = _segments(message)
         try:
             if segments == 1:

@@ -58,6 +58,23 @@ def normalize(addr: Addr) -> Addr | None:
     return _numeric(host, int(port))
 
 
+# One int object per port number (a port above 256 read from a socket is an object of its own
+# each time): a server keeps the address of every client, a million of them at most.
+_PORTS: dict[int, int] = {}
+
+
+def interned(addr: Addr) -> Addr:
+    """``addr``, or an equal address whose port is the process's one int object of that value:
+    for an address kept as long as a client is registered."""
+    if len(addr) == 2:
+        host, port = addr
+        if type(port) is int:
+            held = _PORTS.setdefault(port, port)
+            if held is not port:
+                return (host, held)
+    return addr
+
+
 async def resolve(addr: Addr, family: int = socket.AF_UNSPEC) -> Addr:
     """``normalize`` for literals; a name goes through the loop's resolver (first answer wins)."""
     found = normalize(addr)
