@@ -7,10 +7,13 @@ a SQLite file that holds them.
    the store's lookup by endpoint and a page of ``--limit`` from a random place, each timed
    ``--samples`` times (p50, p99, max);
 2. observations: ``--observed`` devices register over CoAP with a ``Server`` in this process
-   (raw UDP sockets in this process answer its Observe with 2.05 and an Observe option), and
-   the server observes ``/3303/0/5700`` on each; the VmRSS grown over the observations, per
-   observation (what one costs in the server: the store's record, the CoAP relation, the task
-   that takes its notifications and the backlog kept for a reader);
+   (its store in memory, or with ``--observe-store sqlite`` in a fresh file), each from an
+   address of its own as a fleet's devices are (127.64.0.0 plus its number, sent through one of
+   50 sockets with that source address chosen by ``IP_PKTINFO``); the sockets answer the
+   server's Observe with 2.05 and an Observe option, and the server observes ``/3303/0/5700``
+   on each; the VmRSS grown over the registrations, per registration (the registrar's and the
+   store's part, the client's address among them), and over the observations, per observation
+   (the store's record, the CoAP relation, the server's observation and the first answer);
 3. SQLite: ``--count`` registrations written into a fresh file (``lwm2m.db`` in a folder, as
    ``lwm2m server --data`` keeps it) through ``SqliteStore``; then ``lwm2m server --data`` is
    started on it and timed from its start to the first 2.01 to a Register sent to it (the
@@ -22,20 +25,23 @@ Targets (LwM2M server at fleet scale): memory store ≤ 1.5 GB for a million reg
 one observation each, SQLite ≤ 1 GB; lookups and pages under 5 ms; CoAP served again within
 30 s of a restart on a million.
 
-Measured (2 cores, Python 3.11): a registration ~470-490 B in the memory store at a million (its
-record, the (host, port), the name and ID, the two dicts and the page and expiry indexes, each
-(expiry, name) pair 16 B in ``TimedKeys``), an observation ~885 B at a million (760 B traced at
-20,000: the store's record, the server's observation, the CoAP relation and its request, the
-token, the first answer; the request itself is shared by the relations made with an equal one),
-where the tables of the five dicts it is in take ~42 B (bytes or tuple keys) and ~31 B (names)
-an entry instead of ~29 B and ~21 B: 1,413 MB for a million devices with one observation each
-(from 568 B and 1,270-1,310 B, ~1.9 GB, and then 1,519 MB with a request kept per relation).
-``--trace`` shows where; each device here registers from one of 50 sockets, where a fleet's
-devices have an address each (the observation shares the registration's: no copy).
+Measured (2 cores, Python 3.11), a million devices with an address each: a registration 701 B
+and an observation 863 B with the memory store, 1,622 MB in all; SQLite: MEASURE_SQLITE.
+Where it goes (``--trace``): a registration is its record (160 B), the client's address (a
+tuple and its host, ~118 B), its name and ID (~60 B each), its time, and the entries of the
+registrar's and the store's tables (by name, by address, by ID, the page and expiry indexes);
+an observation is the CoAP relation's request (144 B, the request message itself shared by
+the relations made with an equal one), the store's record (112 B), the server's observation
+(104 B), the transport's handle (96 B), the token, the first answer, and the entries of five
+tables; at a million, each table entry takes ~42 B. Duplicate detection keeps at most
+``max_dedup_entries`` (100,000) messages, ~650 B each with a peer of its own. Until this
+bench gave each device an address of its own (all came from 50), the address and the tables
+keyed by it were counted once for 20,000 devices: 1,413 MB measured that way.
 
     python bench/node_million.py [--count 1000000] [--observed 20000] [--samples 200]
     python bench/node_million.py --count 20000 --observed 2000     # a quick run
     python bench/node_million.py --phases observe --observed 20000 --trace 12   # where it goes
+    python bench/node_million.py --phases observe --observed 1000000 --observe-store sqlite
 """
 
 from __future__ import annotations

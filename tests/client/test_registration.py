@@ -39,6 +39,7 @@ class Interface:
         self.register_times: list[float] = []
         self.registers: list[RegisterRequest] = []
         self.updates: list[tuple[tuple[str, ...], UpdateRequest]] = []
+        self.update_times: list[float] = []
         self.deletes: list[tuple[str, ...]] = []
 
     def __call__(self, event: RequestReceived) -> Message:
@@ -54,6 +55,10 @@ class Interface:
             self.deletes.append(msg.uri_path)
             return Message(Type.ACK, Code.DELETED)
         self.updates.append((msg.uri_path, UpdateRequest.from_message(msg)))
+        self.update_times.append(time.monotonic())
+        if self.update_code >> 5 != 2 and self.max_age is not None:
+            max_age = ((OptionNumber.MAX_AGE, encode_uint(self.max_age)),)
+            return Message(Type.ACK, self.update_code, options=max_age)
         return Message(Type.ACK, self.update_code)
 
 
@@ -173,6 +178,47 @@ async def test_a_4_29_or_5_03_is_not_retried_before_its_max_age(code: Code) -> N
         await registration.wait_registered(5)
         first, second = interface.register_times[:2]
         assert second - first >= 0.95  # the back-off alone would have retried within 0.07 s
+        await registration.stop(deregister=False)
+
+
+@pytest.mark.parametrize("code", [Code.TOO_MANY_REQUESTS, Code.SERVICE_UNAVAILABLE])
+async def test_an_update_answered_4_29_or_5_03_is_sent_again_after_its_max_age(code: Code) -> None:
+    # The server is busy, and still holds the registration: the same Update later, not a new
+    # Register (which would cost the server more and end the observations it holds).
+    interface = Interface()
+    async with open_udp_endpoint(handler=interface) as rd, open_udp_endpoint(config=FAST) as own:
+        host = Host(own, retry_initial=0.05, retry_max=0.1)
+        server, security = account(f"coap://127.0.0.1:{rd.port}")
+        registration = ServerRegistration(host, server, security)  # type: ignore[arg-type]
+        await registration.start()
+        await registration.wait_registered(5)
+        interface.update_code, interface.max_age = code, 1
+        registration.objects_changed()
+        await until(lambda: registration.failed_in_a_row >= 1)
+        assert isinstance(registration.last_error, RegistrationFailed)
+        assert registration.last_error.retry_after == 1.0 and registration.location == "r1"
+        interface.update_code = Code.CHANGED
+        await until(lambda: registration.updates == 1, timeout=5)
+        assert len(interface.registers) == 1 and registration.location == "r1"
+        (first_path, first), (second_path, second) = interface.updates
+        assert first_path == second_path == ("rd", "r1")
+        assert first.objects is not None and second.objects is not None  # the change carried again
+        assert interface.update_times[1] - interface.update_times[0] >= 0.95  # not before Max-Age
+        await registration.stop(deregister=False)
+
+
+async def test_another_refused_update_registers_again() -> None:
+    interface = Interface()
+    async with open_udp_endpoint(handler=interface) as rd, open_udp_endpoint(config=FAST) as own:
+        host = Host(own, retry_initial=0.05, retry_max=0.1)
+        server, security = account(f"coap://127.0.0.1:{rd.port}")
+        registration = ServerRegistration(host, server, security)  # type: ignore[arg-type]
+        await registration.start()
+        await registration.wait_registered(5)
+        interface.update_code = Code.BAD_REQUEST  # the registration is in doubt
+        registration.trigger_update()
+        await until(lambda: len(interface.registers) == 2 and registration.registered)
+        assert registration.location == "r2"
         await registration.stop(deregister=False)
 
 

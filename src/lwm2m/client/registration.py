@@ -90,6 +90,10 @@ def register_request(client: Host, account: ServerAccount) -> RegisterRequest:
     )
 
 
+# Answers that say "not now" (the server busy), not "not you": the request is sent again later.
+_TRY_LATER = frozenset({Code.SERVICE_UNAVAILABLE, Code.TOO_MANY_REQUESTS})
+
+
 def retry_after(response: Message) -> float | None:
     """The seconds a 4.29 Too Many Requests asks to wait: its Max-Age, 60 when it has none
     (RFC 8516 §3, RFC 7252 §5.10.5); those of a 5.03 Service Unavailable's Max-Age (RFC 7252
@@ -612,7 +616,13 @@ class ServerRegistration:
         if response.code >> 5 != 2:
             self.objects_dirty |= objects is not None
             self.params_dirty |= params
-            self.forget()  # a refused Update leaves the registration in doubt: register again
+            if response.code in _TRY_LATER:
+                # The server is busy, not done with us (RFC 7252 §5.9.3.4, RFC 8516 §3): the
+                # same Update after its Max-Age; registering again would cost it more and end
+                # the observations the registration holds.
+                self.update_now = True
+            else:
+                self.forget()  # a refused Update leaves the registration in doubt: register again
             raise RegistrationFailed(
                 f"Update refused: {describe(response)}",
                 response.code,
