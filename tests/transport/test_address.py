@@ -20,6 +20,7 @@ def test_an_ipv4_address_as_recvfrom_reports_it_is_handed_back_itself() -> None:
         (("127.1", 5683), ("127.0.0.1", 5683)),  # a short form of a literal
         (("10.0.0.01", 5683), ("10.0.0.1", 5683)),  # a leading zero
         (("1.2.3.4", "5683"), ("1.2.3.4", 5683)),  # the port as text
+        (["1.2.3.4", 5683], ("1.2.3.4", 5683)),  # a list: a tuple back (a key)
         (("::1", 5683), ("::1", 5683, 0, 0)),
         (("[::1]", 5683), ("::1", 5683, 0, 0)),
     ],

@@ -38,7 +38,7 @@ def normalize(addr: Addr) -> Addr | None:
     to the address a client registered from) is handed back as it is, not resolved into a copy:
     a server at a million clients keeps one tuple per client, and the cache of resolved
     literals holds only so many."""
-    if len(addr) == 2:
+    if type(addr) is tuple and len(addr) == 2:
         host, port = addr
         if type(host) is str and type(port) is int and 0 <= port <= 0xFFFF:
             try:
@@ -66,7 +66,7 @@ _PORTS: dict[int, int] = {}
 def interned(addr: Addr) -> Addr:
     """``addr``, or an equal address whose port is the process's one int object of that value:
     for an address kept as long as a client is registered."""
-    if len(addr) == 2:
+    if type(addr) is tuple and len(addr) == 2:
         host, port = addr
         if type(port) is int:
             held = _PORTS.setdefault(port, port)
