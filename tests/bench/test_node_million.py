@@ -15,13 +15,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "node_million.py"
 
 
-def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> None:
-    argv = [sys.executable, str(SCRIPT), "--count", "500", "--observed", "50", "--samples", "5"]
-    argv += ["--limit", "10", "--state", str(tmp_path)]
+def run(*args: str) -> str:
+    """What the bench prints, run with ``args``; it must end well."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    argv = [sys.executable, str(SCRIPT), *args]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> None:
+    out = run(
+        "--count", "500", "--observed", "50", "--samples", "5", "--limit", "10", "--state", str(tmp_path)
+    )
     for figure in (
         "memory   500 registrations in the store:",
         "lookup by endpoint   p50",
@@ -38,12 +44,7 @@ def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> 
 
 
 def test_the_observe_phase_tells_where_the_memory_goes() -> None:
-    argv = [sys.executable, str(SCRIPT), "--count", "50", "--observed", "50", "--phases", "observe"]
-    argv += ["--trace", "3"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    out = run("--count", "50", "--observed", "50", "--phases", "observe", "--trace", "3")
     assert "B per registration in all; the top 3:" in out, out
     assert "B per observation in all; the top 3:" in out, out
     places = [line for line in out.splitlines() if " blocks  " in line]
@@ -51,12 +52,18 @@ def test_the_observe_phase_tells_where_the_memory_goes() -> None:
 
 
 def test_the_observe_phase_runs_on_sqlite_too(tmp_path: Path) -> None:
-    argv = [sys.executable, str(SCRIPT), "--count", "50", "--observed", "50", "--phases", "observe"]
-    argv += ["--observe-store", "sqlite", "--state", str(tmp_path)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    out = run(
+        "--count",
+        "50",
+        "--observed",
+        "50",
+        "--phases",
+        "observe",
+        "--observe-store",
+        "sqlite",
+        "--state",
+        str(tmp_path),
+    )
     assert "observe  the server's store: sqlite" in out, out
     assert "observe  50 observations (one per registered device):" in out, out
     assert list(tmp_path.iterdir()) == []  # its folder went with it

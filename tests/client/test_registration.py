@@ -5,7 +5,9 @@ De-register, and what the first registration does for queue mode."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -181,17 +183,27 @@ async def test_a_4_29_or_5_03_is_not_retried_before_its_max_age(code: Code) -> N
         await registration.stop(deregister=False)
 
 
-@pytest.mark.parametrize("code", [Code.TOO_MANY_REQUESTS, Code.SERVICE_UNAVAILABLE])
-async def test_an_update_answered_4_29_or_5_03_is_sent_again_after_its_max_age(code: Code) -> None:
-    # The server is busy, and still holds the registration: the same Update later, not a new
-    # Register (which would cost the server more and end the observations it holds).
-    interface = Interface()
+@contextlib.asynccontextmanager
+async def registered(interface: Interface) -> AsyncIterator[ServerRegistration]:
+    """A registration with ``interface``, registered, backing off briefly; stopped at the end."""
     async with open_udp_endpoint(handler=interface) as rd, open_udp_endpoint(config=FAST) as own:
         host = Host(own, retry_initial=0.05, retry_max=0.1)
         server, security = account(f"coap://127.0.0.1:{rd.port}")
         registration = ServerRegistration(host, server, security)  # type: ignore[arg-type]
         await registration.start()
         await registration.wait_registered(5)
+        try:
+            yield registration
+        finally:
+            await registration.stop(deregister=False)
+
+
+@pytest.mark.parametrize("code", [Code.TOO_MANY_REQUESTS, Code.SERVICE_UNAVAILABLE])
+async def test_an_update_answered_4_29_or_5_03_is_sent_again_after_its_max_age(code: Code) -> None:
+    # The server is busy, and still holds the registration: the same Update later, not a new
+    # Register (which would cost the server more and end the observations it holds).
+    interface = Interface()
+    async with registered(interface) as registration:
         interface.update_code, interface.max_age = code, 1
         registration.objects_changed()
         await until(lambda: registration.failed_in_a_row >= 1)
@@ -204,22 +216,15 @@ async def test_an_update_answered_4_29_or_5_03_is_sent_again_after_its_max_age(c
         assert first_path == second_path == ("rd", "r1")
         assert first.objects is not None and second.objects is not None  # the change carried again
         assert interface.update_times[1] - interface.update_times[0] >= 0.95  # not before Max-Age
-        await registration.stop(deregister=False)
 
 
 async def test_another_refused_update_registers_again() -> None:
     interface = Interface()
-    async with open_udp_endpoint(handler=interface) as rd, open_udp_endpoint(config=FAST) as own:
-        host = Host(own, retry_initial=0.05, retry_max=0.1)
-        server, security = account(f"coap://127.0.0.1:{rd.port}")
-        registration = ServerRegistration(host, server, security)  # type: ignore[arg-type]
-        await registration.start()
-        await registration.wait_registered(5)
+    async with registered(interface) as registration:
         interface.update_code = Code.BAD_REQUEST  # the registration is in doubt
         registration.trigger_update()
         await until(lambda: len(interface.registers) == 2 and registration.registered)
         assert registration.location == "r2"
-        await registration.stop(deregister=False)
 
 
 async def test_the_first_registration_wakes_the_client_and_flushes_held_notifications() -> None:
