@@ -68,8 +68,10 @@ class Phase:
         return self.worker_cpu / self.notifications if self.notifications else 0.0
 
 
-def receiver_main(port: int, ready) -> None:  # type: ignore[no-untyped-def]
-    """A webhook receiver: every POST answered 200, kept-alive connections."""
+def receiver_main(ready, bound) -> None:  # type: ignore[no-untyped-def]
+    """A webhook receiver: every POST answered 200, kept-alive connections. It listens on a
+    port the system picks, put in ``bound`` (a shared int) before ``ready`` is set: a port
+    picked free beforehand may be another's by the time it binds."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
@@ -83,7 +85,8 @@ def receiver_main(port: int, ready) -> None:  # type: ignore[no-untyped-def]
         writer.close()
 
     async def serve() -> None:
-        server = await asyncio.start_server(handle, HOST, port, backlog=256)
+        server = await asyncio.start_server(handle, HOST, 0, backlog=256)
+        bound.value = server.sockets[0].getsockname()[1]
         ready.set()
         async with server:
             await server.serve_forever()
@@ -179,9 +182,8 @@ async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tupl
         await export.start()
         await export.wait_ready()
     ctx = mp.get_context("spawn")
-    hook_port = free_port()
-    ready = ctx.Event()
-    receiver = ctx.Process(target=receiver_main, args=(hook_port, ready), daemon=True)
+    ready, bound = ctx.Event(), ctx.Value("i", 0)
+    receiver = ctx.Process(target=receiver_main, args=(ready, bound), daemon=True)
     receiver.start()
     conn, child = ctx.Pipe()
     proc = ctx.Process(target=clients_main, args=(server.port, child), daemon=True)
@@ -195,7 +197,9 @@ async def run(args: argparse.Namespace, folder: Path) -> tuple[list[Phase], tupl
 
     phases: list[Phase] = []
     try:
-        await loop.run_in_executor(None, ready.wait, 30)
+        if not await loop.run_in_executor(None, ready.wait, 30):
+            raise RuntimeError("the webhook receiver did not start")
+        hook_port = bound.value
         await recv(30)
         conn.send(("observers", args.observers))
         _, names, _ = await recv(60)

@@ -525,13 +525,13 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir(parents=True, exist_ok=True)
         mqtt_port = stack.enter_context(broker(folder))
         ctx = mp.get_context("spawn")
-        hook_port = free_port()
-        ready = ctx.Event()
-        receiver = ctx.Process(target=receiver_main, args=(hook_port, ready), daemon=True)
+        ready, bound = ctx.Event(), ctx.Value("i", 0)
+        receiver = ctx.Process(target=receiver_main, args=(ready, bound), daemon=True)
         receiver.start()
         try:
             if not ready.wait(30):
                 raise RuntimeError("the webhook receiver did not start")
+            hook_port = bound.value
             counts, result = count(opts, folder, hook_port, mqtt_port)
         finally:
             receiver.kill()
