@@ -14,10 +14,11 @@ a SQLite file that holds them.
    on each; the VmRSS grown over the registrations, per registration (the registrar's and the
    store's part, the client's address among them), and over the observations, per observation
    (the store's record, the CoAP relation, the server's observation and the first answer);
-3. SQLite: ``--count`` registrations written into a fresh file (``lwm2m.db`` in a folder, as
-   ``lwm2m server --data`` keeps it) through ``SqliteStore``; then ``lwm2m server --data`` is
-   started on it and timed from its start to the first 2.01 to a Register sent to it (the
-   server serves CoAP again), its VmRSS then, and a lookup (``GET /api/clients/{ep}``) and a
+3. SQLite: ``--count`` registrations, and an observation of each (``--no-stored-observations``:
+   none), written into a fresh file (``lwm2m.db`` in a folder, as ``lwm2m server --data`` keeps
+   it) through ``SqliteStore``; then ``lwm2m server --data`` is started on it (it resumes the
+   stored observations) and timed from its start to the first 2.01 to a Register sent to it
+   (the server serves CoAP again), its VmRSS then, and a lookup (``GET /api/clients/{ep}``) and a
    paged listing (``GET /api/clients?limit=&cursor=``, from a random place) through its REST
    API, each ``--samples`` times.
 
@@ -73,10 +74,12 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from registration_storm import option, register_datagram  # noqa: E402  (bench/, beside this file)
 
+from lwm2m.model.path import Path  # noqa: E402
 from lwm2m.protocol.registration import ObjectLink, Registration  # noqa: E402
 from lwm2m.server.config import ServerConfig  # noqa: E402
 from lwm2m.server.registrar import RegistrationLimits  # noqa: E402
 from lwm2m.server.role import Server  # noqa: E402
+from lwm2m.storage.base import Observation  # noqa: E402
 from lwm2m.storage.memory import MemoryStore  # noqa: E402
 from lwm2m.storage.sqlite import SqliteStore  # noqa: E402
 from lwm2m.web.listing import encode_cursor  # noqa: E402
@@ -84,6 +87,7 @@ from lwm2m.web.listing import encode_cursor  # noqa: E402
 HOST = "127.0.0.1"
 LIFETIME = 86400  # none expires during the run
 OBJECTS = (ObjectLink(1, 0), ObjectLink(3, 0), ObjectLink(3303, 0))
+OBSERVED = Path.parse("/3303/0/5700")  # what each stored observation of the SQLite phase observes
 
 
 def rss(pid: int | str = "self") -> int:
@@ -337,14 +341,19 @@ async def _observations(args: argparse.Namespace, store: SqliteStore | None) -> 
 async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
     now = time.time()
     started = time.monotonic()
+    observed = args.count if args.stored_observations else 0
     with SqliteStore(folder / "lwm2m.db") as store:
         add = store.registrations.add
         for i in range(args.count):
             await add(registration(i, now))
+        observe = store.observations.add
+        for i in range(observed):
+            token = i.to_bytes(4, "big")
+            await observe(Observation(token, name(i), f"r{i:07x}", (OBSERVED,), content_format=0))
     size = (folder / "lwm2m.db").stat().st_size
     print(
-        f"sqlite   {args.count:,} registrations written in {time.monotonic() - started:,.1f} s "
-        f"({size / 1e6:,.0f} MB file)"
+        f"sqlite   {args.count:,} registrations and {observed:,} observations written in "
+        f"{time.monotonic() - started:,.1f} s ({size / 1e6:,.0f} MB file)"
     )
     coap, http = free_port(), free_port(socket.SOCK_STREAM)
     argv = [sys.executable, "-m", "lwm2m", "server", "--data", str(folder), "--host", HOST]
@@ -389,7 +398,15 @@ async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
             pick = random.Random(2)
             base = f"http://{HOST}:{http}/api/clients"
             async with httpx.AsyncClient(timeout=30) as client:
-                await client.get(base, params={"limit": "1"})
+                # The REST API starts after the server: waited for as the CoAP answer was.
+                while True:
+                    try:
+                        await client.get(base, params={"limit": "1"})
+                        break
+                    except httpx.TransportError:
+                        if proc.poll() is not None or time.monotonic() - start > args.timeout:
+                            raise
+                        await asyncio.sleep(0.1)
 
                 async def lookup(i: int) -> None:
                     answer = await client.get(f"{base}/{name(i)}")
@@ -429,6 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the restarted server may take")
     parser.add_argument("--phases", default="memory,observe,sqlite", help="which phases, comma-separated")
     parser.add_argument("--state", help="folder to make the SQLite phase's folder in")
+    parser.add_argument(
+        "--stored-observations",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="SQLite phase: one stored observation per registration, which the restart resumes",
+    )
     parser.add_argument(
         "--observe-store",
         choices=("memory", "sqlite"),

@@ -34,7 +34,7 @@ def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> 
         "a page of 10",
         "register 50 registrations over CoAP",
         "observe  50 observations (one per registered device):",
-        "sqlite   500 registrations written in",
+        "sqlite   500 registrations and 500 observations written in",
         "restart  lwm2m server on them answers CoAP",
         "GET /api/clients/{ep}",
         "GET /api/clients?limit=10&cursor=",
