@@ -230,6 +230,25 @@ async def test_stored_observations_are_resumed_and_orphans_dropped() -> None:
     assert [o.token for o in await parts.store.observations.all()] == [b"\x0a"]  # kept for a restart
 
 
+async def test_a_resume_reads_a_registration_once_for_the_records_of_one_endpoint_in_a_row() -> None:
+    # Not once per endpoint for the whole resume: a million registrations kept until its end
+    # would hold gigabytes.
+    parts = Parts(_registration())
+    path = (Path.parse("/3/0/9"),)
+    for token, endpoint in ((b"\x01", "dev-1"), (b"\x02", "dev-1"), (b"\x03", "dev-2"), (b"\x04", "dev-1")):
+        await parts.store.observations.add(Observation(token, endpoint, "r1", path))
+    asked: list[str] = []
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        asked.append(endpoint)
+        return parts.registration if endpoint == "dev-1" else None
+
+    await parts.manager.resume(registration_of)
+    assert asked == ["dev-1", "dev-2", "dev-1"]
+    assert sorted(o.token for o in parts.manager.running()) == [b"\x01", b"\x02", b"\x04"]
+    await parts.manager.close()
+
+
 async def test_a_record_holds_the_servers_own_copy_of_the_clients_name() -> None:
     # A registration read back from a file store, and a stored observation, carry copies of
     # the name: the records keep the one the server holds (Registrar.name), not one more each.

@@ -621,14 +621,17 @@ class ObservationManager:
         """Take up the observations stored before a restart. The clients still hold them
         (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
         sent to the same token, are decoded and delivered again instead of rejected with RST.
-        ``registration_of`` answers an endpoint's stored registration (read once per endpoint
-        with observations); a record whose registration is gone is dropped."""
-        known: dict[str, Registration | None] = {}
+        ``registration_of`` answers an endpoint's stored registration (read once for the records
+        of one endpoint that come one after the other, as an endpoint's observations made at
+        once do: a million registrations kept for the whole resume would hold gigabytes); a
+        record whose registration is gone is dropped."""
+        last: tuple[str, Registration | None] | None = None
         for record in await self._store.all():
-            if record.endpoint in known:
-                registration = known[record.endpoint]
+            if last is not None and last[0] == record.endpoint:
+                registration = last[1]
             else:
-                registration = known[record.endpoint] = await registration_of(record.endpoint)
+                registration = await registration_of(record.endpoint)
+                last = (record.endpoint, registration)
             if registration is None or registration.registration_id != record.registration_id:
                 await self._store.remove(record.token)  # its registration is gone
                 continue
