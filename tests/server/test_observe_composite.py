@@ -104,3 +104,39 @@ async def test_a_refused_observe_composite_raises_and_keeps_nothing() -> None:
             raise AssertionError("the refusal was not raised")
         await asyncio.sleep(0)
         assert server.observations() == [] and await server.store.observations.all() == []
+
+
+async def test_a_restart_takes_up_the_stored_observations_reading_no_registration_whole(
+    tmp_path: FsPath,
+) -> None:
+    # A start on a million registrations with an observation each read every registration whole
+    # to resume its observations (most of a 49-s start): what they need comes with the light
+    # list the start reads anyway (``Reachable``: the registration ID, the root path).
+    device = Composite()
+    store = SqliteStore(tmp_path / "lwm2m.db")
+    try:
+        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+            async with Server(ServerConfig(port=0), store) as server:
+                port = server.port
+                for ep in ("lite-1", "lite-2"):
+                    await client.request(register(ep), ("127.0.0.1", port))
+                    await server.observe_composite(ep, [BATTERY, TEMPERATURE])
+            read: list[str] = []
+            whole = store.registrations.get
+
+            async def counted(endpoint: str) -> object:
+                read.append(endpoint)
+                return await whole(endpoint)
+
+            store.registrations.get = counted  # type: ignore[method-assign]
+            async with Server(ServerConfig(port=port), store) as server:
+                assert sorted(o.endpoint for o in server.observations()) == ["lite-1", "lite-2"]
+                assert read == []
+                (relation, _) = device.relations
+                device.values[BATTERY] = 42
+                assert client.notify(relation.relation, device.notification(relation))
+                resumed = next(o for o in server.observations() if o.token == relation.message.token)
+                got = await resumed.next(timeout=5)
+                assert Record(BATTERY, 42) in got.records
+    finally:
+        store.close()

@@ -699,15 +699,16 @@ async def test_the_transport_is_kept_with_the_registration(store: Store, transpo
 
 
 async def test_reachable_gives_each_registrations_address_transport_and_queue_mode(store: Store) -> None:
+    # With its ID and root path: what taking up its stored observations after a restart needs.
     rs = store.registrations
     await rs.add(reg("a", "r1"))
     tls = dataclasses.replace(
-        reg("b", "r2"), address=("2001:db8::1", 5684), transport="tls", queue_mode=False
+        reg("b", "r2"), address=("2001:db8::1", 5684), transport="tls", queue_mode=False, root_path="/lwm2m"
     )
     await rs.add(tls)
     assert sorted(await rs.reachable(), key=lambda r: r.endpoint) == [
-        Reachable("a", ("192.0.2.1", 5683), "udp", True),
-        Reachable("b", ("2001:db8::1", 5684), "tls", False),
+        Reachable("a", ("192.0.2.1", 5683), "udp", True, "r1", "/"),
+        Reachable("b", ("2001:db8::1", 5684), "tls", False, "r2", "/lwm2m"),
     ]
     await rs.remove("a")
     assert [r.endpoint for r in await rs.reachable()] == ["b"]

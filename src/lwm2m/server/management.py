@@ -40,6 +40,7 @@ from lwm2m.protocol.management import (
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.presence import Presence
 from lwm2m.server.stats import RequestStats, sent_operation
+from lwm2m.storage.base import Reachable
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -79,7 +80,7 @@ class Channel(Protocol):
     async def request(self, message: Message, addr: Any, *, timeout: float | None = None) -> Message: ...
 
 
-def rooted(registration: Registration, message: Message) -> Message:
+def rooted(registration: Registration | Reachable, message: Message) -> Message:
     """The request under the client's alternate root path, if it has one (§6.2.1)."""
     if registration.root_path in ("", "/"):
         return message

@@ -39,7 +39,7 @@ from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEv
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
 from lwm2m.server.registrar import CONNECTIONS
 from lwm2m.server.stats import sent_operation
-from lwm2m.storage.base import HistoryStore, Observation, ObservationBinding, ObservationStore
+from lwm2m.storage.base import HistoryStore, Observation, ObservationBinding, ObservationStore, Reachable
 from lwm2m.transport.address import normalize
 from lwm2m.transport.tcp import CoapTcpEndpoint
 from lwm2m.transport.udp import CoapObservation
@@ -382,7 +382,7 @@ def _canonical(addr: Any) -> Any:
     return addr if canonical == addr else canonical
 
 
-def address_of(registration: Registration) -> Any:
+def address_of(registration: Registration | Reachable) -> Any:
     """The registration's address in the form the transport reports senders."""
     return _canonical(registration.address)
 
@@ -617,7 +617,9 @@ class ObservationManager:
             return  # replaced meanwhile by one with its token: its count is the other's
         self._ended_notifications += observation.notifications
 
-    async def resume(self, registration_of: Callable[[str], Awaitable[Registration | None]]) -> None:
+    async def resume(
+        self, registration_of: Callable[[str], Awaitable[Registration | Reachable | None]]
+    ) -> None:
         """Take up the observations stored before a restart. The clients still hold them
         (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
         sent to the same token, are decoded and delivered again instead of rejected with RST.
@@ -625,7 +627,7 @@ class ObservationManager:
         of one endpoint that come one after the other, as an endpoint's observations made at
         once do: a million registrations kept for the whole resume would hold gigabytes); a
         record whose registration is gone is dropped."""
-        last: tuple[str, Registration | None] | None = None
+        last: tuple[str, Registration | Reachable | None] | None = None
         for record in await self._store.all():
             if last is not None and last[0] == record.endpoint:
                 registration = last[1]
@@ -658,7 +660,7 @@ class ObservationManager:
         if record.oscore is not None and self._oscore_resumed is not None:
             await self._oscore_resumed(record)
 
-    def _resume(self, record: Observation, registration: Registration, addr: Any) -> None:
+    def _resume(self, record: Observation, registration: Registration | Reachable, addr: Any) -> None:
         """Match the notifications of the stored observation ``record`` from ``addr`` again; over
         TCP or TLS, where the relation ended with the client's old connection (RFC 8323 §7.2),
         keep it dormant until the client connects again (``reconnected``)."""

@@ -977,12 +977,23 @@ class Server:
         Of the stored registrations only what routes requests is read (``reachable``): a start
         on a million registrations builds none of them whole."""
         assert self._endpoint is not None
+        # What taking up the observations needs of each registration, kept from this list:
+        # none is read whole for them (a million, each read and decoded, took most of a start).
+        light: dict[str, Reachable] = {}
         for reachable in await self.store.registrations.reachable():
             # After a restart requests and Send are matched to the address kept in storage.
             addr = normalize(reachable.address) or reachable.address
             self.registrar.remember(reachable.endpoint, addr, reachable.transport)
             self._reconnecting(reachable)
-        await self.observation_manager.resume(self.store.registrations.get)
+            if reachable.registration_id:
+                light[reachable.endpoint] = reachable
+        whole = self.store.registrations.get
+
+        async def registration_of(endpoint: str) -> Registration | Reachable | None:
+            found = light.get(endpoint)
+            return found if found is not None else await whole(endpoint)
+
+        await self.observation_manager.resume(registration_of)
 
     def _reconnecting(self, registration: Registration | Reachable) -> None:
         """A client over TCP or TLS known from the store (a restart, another node's): its old

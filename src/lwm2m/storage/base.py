@@ -555,11 +555,20 @@ class Reachable(msgspec.Struct, frozen=True):
     address: tuple[str, int]
     transport: str = "udp"
     queue_mode: bool = False
+    # What taking up its stored observations needs beside (``ObservationManager.resume``): a
+    # restart on a million reads no registration whole for them. Empty: not given.
+    registration_id: str = ""
+    root_path: str = "/"
 
 
 def reachable_of(registration: Registration) -> Reachable:
     return Reachable(
-        registration.endpoint, registration.address, registration.transport, registration.queue_mode
+        registration.endpoint,
+        registration.address,
+        registration.transport,
+        registration.queue_mode,
+        registration.registration_id,
+        registration.root_path,
     )
 
 
