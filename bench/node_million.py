@@ -39,8 +39,8 @@ tables; at a million, each table entry takes ~42 B. Duplicate detection keeps at
 ``max_dedup_entries`` (100,000) messages, ~650 B each with a peer of its own. Until this
 bench gave each device an address of its own (all came from 50), the address and the tables
 keyed by it were counted once for 20,000 devices: 1,413 MB measured that way. A restart of
-``lwm2m server`` on a million registrations with an observation each answered CoAP after 44 s
-with 1,567 MB (without the observations, as this phase wrote them before: 9.3 s, 651 MB): the
+``lwm2m server`` on a million registrations with an observation each answered CoAP after 29.7 s
+with 1,680 MB (without the observations, as this phase wrote them before: 9.3 s, 651 MB): the
 observations are resumed before the server serves.
 
     python bench/node_million.py [--count 1000000] [--observed 20000] [--samples 200]
