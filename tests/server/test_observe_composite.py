@@ -4,6 +4,8 @@ Observe 0 and a SenML list of paths; notifications carry the values of all of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 
 from tests.helpers.composite import BATTERY, TEMPERATURE, Composite
@@ -18,7 +20,7 @@ from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import NotificationReceived, ObservationEnded
 from lwm2m.server.role import Server
 from lwm2m.storage.sqlite import SqliteStore
-from lwm2m.transport.udp import open_udp_endpoint
+from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
 
 async def test_observe_composite_notifications_history_and_active_cancel() -> None:
@@ -58,31 +60,38 @@ async def test_observe_composite_notifications_history_and_active_cancel() -> No
             assert await server.store.observations.for_endpoint("multi") == []
 
 
-async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> None:
+@contextlib.asynccontextmanager
+async def device_and_file(tmp_path: FsPath) -> AsyncIterator[tuple[Composite, SqliteStore, CoapUdpEndpoint]]:
+    """A device on loopback and a SQLite store that outlives the servers a test starts on it."""
     device = Composite()
     store = SqliteStore(tmp_path / "lwm2m.db")
     try:
         async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
-            async with Server(ServerConfig(port=0), store) as server:
-                port = server.port
-                await client.request(register("multi-2"), ("127.0.0.1", port))
-                first = await server.observe_composite("multi-2", [BATTERY, TEMPERATURE], format="senml-json")
-                assert first.response is not None and first.response.content_format == CF.SENML_JSON
-            assert len(await store.observations.all()) == 1  # a clean stop keeps the record
-
-            async with Server(ServerConfig(port=port), store) as server:
-                (resumed,) = server.observations()
-                assert resumed.token == first.token and resumed.record.composite
-                (relation,) = device.relations
-                device.values[BATTERY] = 50
-                assert client.notify(relation.relation, device.notification(relation))
-                got = await resumed.next(timeout=5)
-                assert set(got.records) == {Record(BATTERY, 50), Record(TEMPERATURE, 20.0)}
-                await resumed.cancel(active=True)
-                assert device.cancels[0].message.accept == CF.SENML_JSON
-                assert client.endpoint.observations() == []
+            yield device, store, client
     finally:
         store.close()
+
+
+async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> None:
+    async with device_and_file(tmp_path) as (device, store, client):
+        async with Server(ServerConfig(port=0), store) as server:
+            port = server.port
+            await client.request(register("multi-2"), ("127.0.0.1", port))
+            first = await server.observe_composite("multi-2", [BATTERY, TEMPERATURE], format="senml-json")
+            assert first.response is not None and first.response.content_format == CF.SENML_JSON
+        assert len(await store.observations.all()) == 1  # a clean stop keeps the record
+
+        async with Server(ServerConfig(port=port), store) as server:
+            (resumed,) = server.observations()
+            assert resumed.token == first.token and resumed.record.composite
+            (relation,) = device.relations
+            device.values[BATTERY] = 50
+            assert client.notify(relation.relation, device.notification(relation))
+            got = await resumed.next(timeout=5)
+            assert set(got.records) == {Record(BATTERY, 50), Record(TEMPERATURE, 20.0)}
+            await resumed.cancel(active=True)
+            assert device.cancels[0].message.accept == CF.SENML_JSON
+            assert client.endpoint.observations() == []
 
 
 async def test_a_refused_observe_composite_raises_and_keeps_nothing() -> None:
@@ -112,31 +121,26 @@ async def test_a_restart_takes_up_the_stored_observations_reading_no_registratio
     # A start on a million registrations with an observation each read every registration whole
     # to resume its observations (most of a 49-s start): what they need comes with the light
     # list the start reads anyway (``Reachable``: the registration ID, the root path).
-    device = Composite()
-    store = SqliteStore(tmp_path / "lwm2m.db")
-    try:
-        async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
-            async with Server(ServerConfig(port=0), store) as server:
-                port = server.port
-                for ep in ("lite-1", "lite-2"):
-                    await client.request(register(ep), ("127.0.0.1", port))
-                    await server.observe_composite(ep, [BATTERY, TEMPERATURE])
-            read: list[str] = []
-            whole = store.registrations.get
+    async with device_and_file(tmp_path) as (device, store, client):
+        async with Server(ServerConfig(port=0), store) as server:
+            port = server.port
+            for ep in ("lite-1", "lite-2"):
+                await client.request(register(ep), ("127.0.0.1", port))
+                await server.observe_composite(ep, [BATTERY, TEMPERATURE])
+        read: list[str] = []
+        whole = store.registrations.get
 
-            async def counted(endpoint: str) -> object:
-                read.append(endpoint)
-                return await whole(endpoint)
+        async def counted(endpoint: str) -> object:
+            read.append(endpoint)
+            return await whole(endpoint)
 
-            store.registrations.get = counted  # type: ignore[method-assign]
-            async with Server(ServerConfig(port=port), store) as server:
-                assert sorted(o.endpoint for o in server.observations()) == ["lite-1", "lite-2"]
-                assert read == []
-                (relation, _) = device.relations
-                device.values[BATTERY] = 42
-                assert client.notify(relation.relation, device.notification(relation))
-                resumed = next(o for o in server.observations() if o.token == relation.message.token)
-                got = await resumed.next(timeout=5)
-                assert Record(BATTERY, 42) in got.records
-    finally:
-        store.close()
+        store.registrations.get = counted  # type: ignore[method-assign]
+        async with Server(ServerConfig(port=port), store) as server:
+            assert sorted(o.endpoint for o in server.observations()) == ["lite-1", "lite-2"]
+            assert read == []
+            (relation, _) = device.relations
+            device.values[BATTERY] = 42
+            assert client.notify(relation.relation, device.notification(relation))
+            resumed = next(o for o in server.observations() if o.token == relation.message.token)
+            got = await resumed.next(timeout=5)
+            assert Record(BATTERY, 42) in got.records
