@@ -9,10 +9,9 @@ the payload, in one field (``m``: a line of the first three and the payload's ki
 payload), since the parsing of every further field of each entry costs both ends CPU on the
 path of every routed request. A node restarted under the same id first reclaims (XAUTOCLAIM)
 what its previous incarnation read and never acknowledged, handles it, then reads new
-requests. A request whose
-deadline has passed when it is taken is acknowledged without being handled: its caller has
-given up already. Delivery is at least once: a node that dies after answering and before
-acknowledging handles that request again after its restart.
+requests. A request whose deadline has passed when it is taken is acknowledged without being
+handled: its caller has given up already. Delivery is at least once: a node that dies after
+answering and before acknowledging handles that request again after its restart.
 
 Replies: one reply stream per sending node, ``lwm2m:reply:{node}``, which one task of the
 sender reads with XREAD and routes to the waiting caller by request id (the field ``m`` again:
@@ -25,9 +24,8 @@ stream needs one, however many requests are in flight. Replies nobody waits for 
 Bounded: both streams are trimmed to about ``maxlen`` entries (XADD MAXLEN ~), and each
 expires ``stream_ttl`` seconds after its last entry (the XADD and the PEXPIRE are one script:
 one command, one answer); a running node also refreshes its request stream's TTL while it
-waits for requests. So a node that is gone for good (a
-generated id is new at every start) leaves nothing behind. Payloads are bytes or a dict that
-encodes as JSON.
+waits for requests. So a node that is gone for good (a generated id is new at every start)
+leaves nothing behind. Payloads are bytes or a dict that encodes as JSON.
 """
 
 from __future__ import annotations
