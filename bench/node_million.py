@@ -91,6 +91,7 @@ HOST = "127.0.0.1"
 LIFETIME = 86400  # none expires during the run
 OBJECTS = (ObjectLink(1, 0), ObjectLink(3, 0), ObjectLink(3303, 0))
 OBSERVED = Path.parse("/3303/0/5700")  # what each stored observation of the SQLite phase observes
+TAKEN_UP = "stored observations taken up in"  # the server's log line once it has taken them all up
 
 
 def rss(pid: int | str = "self") -> int:
@@ -367,7 +368,9 @@ async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
         probe.bind((HOST, 0))
         probe.settimeout(0.05)
         start = time.monotonic()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        log_path = folder / "server.log"  # its INFO lines: when the stored observations are all taken up
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
         try:
             mid = 0
             answers: dict[str, int] = {}  # codes answered before the 2.01, and how often
@@ -398,6 +401,19 @@ async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
                 f"({resident / args.count:,.0f} B per registration)"
                 + (f"; answered before: {answers}" if answers else "")
             )
+            if observed:
+                # Taken up while CoAP is served: when the last is, and the RSS then.
+                while TAKEN_UP not in log_path.read_text(errors="replace"):
+                    if proc.poll() is not None or time.monotonic() - start > args.timeout:
+                        raise TimeoutError(f"stored observations not all taken up within {args.timeout} s")
+                    time.sleep(0.1)
+                line = next(x for x in log_path.read_text(errors="replace").splitlines() if TAKEN_UP in x)
+                resident = rss(proc.pid)
+                print(
+                    f"         its {observed:,} stored observations all taken up "
+                    f"{time.monotonic() - start:,.1f} s after its start; RSS then {resident / 1e6:,.0f} MB"
+                    f" (its log: {line.split(': ', 1)[-1].strip()!r})"
+                )
             pick = random.Random(2)
             base = f"http://{HOST}:{http}/api/clients"
             async with httpx.AsyncClient(timeout=30) as client:
@@ -427,6 +443,7 @@ async def sqlite_phase(args: argparse.Namespace, folder: FsPath) -> None:
                 pages = await timed([functools.partial(page, i) for i in picks])
             print(f"         GET /api/clients/{{ep}}               {figures(lookups)}")
             print(f"         GET /api/clients?limit={args.limit}&cursor=  {figures(pages)}")
+            print(f"         RSS at the end {rss(proc.pid) / 1e6:,.0f} MB")
         finally:
             proc.terminate()
             try:

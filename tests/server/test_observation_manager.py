@@ -17,6 +17,7 @@ from lwm2m.model.catalogue import load_catalogue
 from lwm2m.model.path import Path
 from lwm2m.protocol.management import ObserveRequest, ReadCompositeRequest, Response
 from lwm2m.protocol.registration import Registration
+from lwm2m.server import observation as observation_module
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.server.management import DeviceManagement
 from lwm2m.server.observation import BACKLOG, ObservationManager, ServerObservation, stored_request
@@ -246,6 +247,59 @@ async def test_a_resume_reads_a_registration_once_for_the_records_of_one_endpoin
     await parts.manager.resume(registration_of)
     assert asked == ["dev-1", "dev-2", "dev-1"]
     assert sorted(o.token for o in parts.manager.running()) == [b"\x01", b"\x02", b"\x04"]
+    await parts.manager.close()
+
+
+async def _resuming(parts: Parts, count: int, monkeypatch: pytest.MonkeyPatch) -> asyncio.Task[None]:
+    """``count`` stored observations of dev-1, a resume of them under way that takes up one
+    record per turn of the loop; returned after its first turn."""
+    monkeypatch.setattr(observation_module, "RESUME_SLICE", 1)
+    path = (Path.parse("/3/0/9"),)
+    for n in range(count):
+        await parts.store.observations.add(Observation(bytes([n + 1]), "dev-1", "r1", path))
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        return parts.registration
+
+    at_hand = {"dev-1": parts.registration}.get
+    task = asyncio.create_task(parts.manager.resume(registration_of, at_hand=at_hand))
+    await asyncio.sleep(0)
+    assert parts.manager.resuming and len(parts.manager.running()) < count
+    return task
+
+
+async def test_a_notification_during_a_resume_takes_its_observation_up_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parts = Parts(_registration())
+    assert parts.manager.take_up(b"\x05", ADDR) is False  # no records read: nothing to tell yet
+    task = await _resuming(parts, 5, monkeypatch)
+    assert parts.manager.take_up(b"\x05", ("10.0.0.7", 6000)) is True  # the last record, first
+    assert parts.manager.runs("dev-1", b"\x05") and parts.manager.resuming
+    (taken,) = [o for o in parts.manager.running() if o.token == b"\x05"]
+    assert taken.address == ("10.0.0.7", 6000)  # where its notification came from
+    assert parts.manager.take_up(b"\x05", ADDR) is None  # taken: not waiting any more
+    assert parts.manager.take_up(b"\x77", ADDR) is None  # no such stored observation: RST
+    await task
+    assert not parts.manager.resuming
+    assert sorted(o.token for o in parts.manager.running()) == [bytes([n + 1]) for n in range(5)]
+    assert len(parts.socket.relations) == 5  # the one taken up first is not taken up again
+    await parts.manager.close()
+
+
+async def test_a_registration_that_ends_during_a_resume_takes_its_records_read_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The client registered again (or left) while the resume ran: the observations it held are
+    # gone with the old registration (LwM2M-TS-Core 1.2 §6.4), whatever the records read before say.
+    parts = Parts(_registration())
+    task = await _resuming(parts, 4, monkeypatch)
+    parts.manager.end_registration(_registration("r1"), "registered again")
+    assert parts.manager.take_up(b"\x04", ADDR) is None
+    await task
+    assert len(parts.manager.running()) <= 1  # the first turn's, ended below
+    await _settle()
+    assert parts.manager.running() == []
     await parts.manager.close()
 
 

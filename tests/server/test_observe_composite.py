@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 
+import pytest
 from tests.helpers.composite import BATTERY, TEMPERATURE, Composite
 from tests.helpers.server import next_event, register
 
@@ -16,9 +17,12 @@ from lwm2m.coap.message import Message
 from lwm2m.coap.numbers import Code, Type
 from lwm2m.codec.base import ContentFormat as CF
 from lwm2m.model.record import Record
+from lwm2m.server import observation as observation_module
 from lwm2m.server.config import ServerConfig
 from lwm2m.server.events import NotificationReceived, ObservationEnded
 from lwm2m.server.role import Server
+from lwm2m.storage.base import Observation
+from lwm2m.storage.memory import MemoryStore
 from lwm2m.storage.sqlite import SqliteStore
 from lwm2m.transport.udp import CoapUdpEndpoint, open_udp_endpoint
 
@@ -82,6 +86,7 @@ async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> No
         assert len(await store.observations.all()) == 1  # a clean stop keeps the record
 
         async with Server(ServerConfig(port=port), store) as server:
+            await server.resumed()
             (resumed,) = server.observations()
             assert resumed.token == first.token and resumed.record.composite
             (relation,) = device.relations
@@ -92,6 +97,39 @@ async def test_observe_composite_resumes_after_a_restart(tmp_path: FsPath) -> No
             await resumed.cancel(active=True)
             assert device.cancels[0].message.accept == CF.SENML_JSON
             assert client.endpoint.observations() == []
+
+
+async def test_a_restarted_server_serves_coap_and_takes_notifications_while_it_resumes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Taking up a million stored observations takes most of a restart: CoAP is served meanwhile,
+    # and a notification whose observation the resume has not reached yet is taken, not RST.
+    monkeypatch.setattr(observation_module, "RESUME_SLICE", 1)  # one record per turn of the loop
+    store, device = MemoryStore.create(), Composite()
+    async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:
+        async with Server(ServerConfig(port=0), store) as server:
+            port = server.port
+            await client.request(register("slow-1"), ("127.0.0.1", port))
+            registration = await store.registrations.get("slow-1")
+            assert registration is not None
+            rid = registration.registration_id
+            for n in range(500):  # stored before the one the device holds: the resume reaches it last
+                token = b"\xee" + n.to_bytes(2, "big")
+                await store.observations.add(Observation(token, "slow-1", rid, (BATTERY,)))
+            real = await server.observe_composite("slow-1", [BATTERY, TEMPERATURE])
+
+        async with Server(ServerConfig(port=port), store) as server:
+            events = server.events()
+            answer = await client.request(register("slow-2"), ("127.0.0.1", port))
+            assert answer.code == Code.CREATED and server.observation_manager.resuming
+            (relation,) = device.relations
+            device.values[BATTERY] = 50
+            assert client.notify(relation.relation, device.notification(relation))
+            event = await next_event(events, NotificationReceived)
+            assert event.token == real.token and server.observation_manager.resuming
+            await server.resumed()
+            assert len(server.observations()) == 501
+            assert [o.token for o in server.observations()].count(real.token) == 1
 
 
 async def test_a_refused_observe_composite_raises_and_keeps_nothing() -> None:
@@ -136,6 +174,7 @@ async def test_a_restart_takes_up_the_stored_observations_reading_no_registratio
 
         store.registrations.get = counted  # type: ignore[method-assign]
         async with Server(ServerConfig(port=port), store) as server:
+            await server.resumed()
             assert sorted(o.endpoint for o in server.observations()) == ["lite-1", "lite-2"]
             assert read == []
             (relation, _) = device.relations

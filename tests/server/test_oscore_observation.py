@@ -53,6 +53,7 @@ async def test_a_restarted_server_accepts_the_notifications_of_an_observation_ov
                 await server.stop()  # the observation stays stored; the device keeps it
             async with Server(ServerConfig(port=port), store) as again:
                 events = again.events()
+                await again.resumed()
                 (resumed,) = again.observations()
                 for value in (23.0, 23.5):
                     sensor.set(5700, value)

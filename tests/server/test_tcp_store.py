@@ -41,6 +41,7 @@ async def test_a_restarted_server_serves_a_tcp_device_when_it_reconnects(tmp_pat
         # The same port again: the device comes back where it was.
         async with Server(ServerConfig(port=0, tcp_port=tcp_port), store) as server:
             assert server.transport_of("tcp-r") == "tcp"
+            await server.resumed()
             (resumed,) = server.observations()
             assert resumed.token == token
             await until(lambda: resumed.dormant)

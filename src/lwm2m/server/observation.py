@@ -47,9 +47,11 @@ from lwm2m.transport.udp import CoapObservation
 log = logging.getLogger(__name__)
 
 _END = object()
+_DISCARDED = ()  # an observation's unread notifications when nobody reads them (``discard_unread``)
 _CONTENT = int(Code.CONTENT)
 BACKLOG = 256  # unread notifications kept per observation
 SHAPES = 1024  # requests (and their decoders) kept for the observations to share
+RESUME_SLICE = 500  # stored observations taken up before a resume lets other work in
 
 # An observation's state: taking notifications, waiting for its client's next connection
 # (over TCP or TLS, RFC 8323 §7.2), or ending (its end is under way or done).
@@ -142,7 +144,7 @@ class ServerObservation:
         # Only the newest notifications wait for a reader: every one also goes to the
         # history and the event stream, so a caller that never iterates costs bounded memory.
         # Until a reader comes, a list (None while empty); a Backlog it waits on from then on.
-        self._unread: list[Any] | Backlog[Any] | None = None
+        self._unread: list[Any] | Backlog[Any] | tuple[()] | None = None
         self.notifications = 0  # notifications received so far (read by the metrics export)
         self._ending: _Ending | None = None  # made when its end comes (or is prepared)
         self._relation = relation
@@ -225,6 +227,8 @@ class ServerObservation:
         unread = self._unread
         if unread is None:
             self._unread = [(code, fmt, item.payload)]
+        elif unread is _DISCARDED:
+            pass  # nobody reads it (``discard_unread``)
         elif type(unread) is list:
             # Kept for a reader to come, maybe for long: as a tuple of bytes and numbers, which
             # the garbage collector stops tracking, instead of a Response with its records,
@@ -288,15 +292,27 @@ class ServerObservation:
             unread = self._unread
             if isinstance(unread, Backlog):
                 unread.put(_END)
-            elif unread is None:
-                self._unread = [_END]
-            else:
+            elif type(unread) is list:
                 unread.append(_END)
                 if len(unread) > BACKLOG:
                     del unread[0]
+            else:  # none, or nobody reads them
+                self._unread = [_END]
         finally:
             if context.ended is not None:
                 context.ended(self)
+
+    @property
+    def running(self) -> bool:
+        """Whether it runs (or waits, dormant, for its client's next connection): not ended."""
+        return self._state != _ENDING
+
+    def discard_unread(self) -> None:
+        """Keep no notification for a reader from now on: whoever holds it reads none (the
+        REST API, whose users have them as events and in the history). Iterating it later
+        gives the notifications from then on, and its end."""
+        if not isinstance(self._unread, Backlog):
+            self._unread = _DISCARDED
 
     @property
     def dormant(self) -> bool:
@@ -477,6 +493,11 @@ class ObservationManager:
         self._by_endpoint: dict[str, ServerObservation | dict[bytes, ServerObservation]] = {}
         self._ended_notifications = 0  # those of observations no longer running
         self._reobserving: set[asyncio.Future[object]] = set()  # observe again over new connections
+        # While ``resume`` runs: the stored observations not taken up yet, by token; what answers
+        # their registrations without I/O; the endpoints whose registration ended meanwhile.
+        self._waiting: dict[bytes, Observation] | None = None
+        self._at_hand: Callable[[str], Registration | Reachable | None] | None = None
+        self._ended_meanwhile: set[str] | None = None
 
     def notifications_received(self) -> int:
         """Notifications received so far by the observations this manager ran (counted by each
@@ -618,7 +639,10 @@ class ObservationManager:
         self._ended_notifications += observation.notifications
 
     async def resume(
-        self, registration_of: Callable[[str], Awaitable[Registration | Reachable | None]]
+        self,
+        registration_of: Callable[[str], Awaitable[Registration | Reachable | None]],
+        *,
+        at_hand: Callable[[str], Registration | Reachable | None] | None = None,
     ) -> None:
         """Take up the observations stored before a restart. The clients still hold them
         (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
@@ -626,19 +650,78 @@ class ObservationManager:
         ``registration_of`` answers an endpoint's stored registration (read once for the records
         of one endpoint that come one after the other, as an endpoint's observations made at
         once do: a million registrations kept for the whole resume would hold gigabytes); a
-        record whose registration is gone is dropped."""
-        last: tuple[str, Registration | Reachable | None] | None = None
-        for record in await self._store.all():
-            if last is not None and last[0] == record.endpoint:
-                registration = last[1]
-            else:
-                registration = await registration_of(record.endpoint)
-                last = (record.endpoint, registration)
-            if registration is None or registration.registration_id != record.registration_id:
-                await self._store.remove(record.token)  # its registration is gone
-                continue
-            await self._oscore(record)
-            self._resume(record, registration, address_of(registration))
+        record whose registration is gone is dropped.
+
+        The loop lets the server's other work in every ``RESUME_SLICE`` records, so a server
+        serves CoAP while it resumes a million. Meanwhile a notification of an observation not
+        taken up yet is taken up at once (``take_up``, with the registration ``at_hand``
+        answers without I/O); a registration that ends meanwhile (a new Register, a
+        De-register, an expiry) takes the records of its endpoint read before with it."""
+        records = await self._store.all()
+        self._waiting = {record.token: record for record in records}
+        self._at_hand = at_hand
+        self._ended_meanwhile = set()
+        try:
+            last: tuple[str, Registration | Reachable | None] | None = None
+            for done, record in enumerate(records, 1):
+                if done % RESUME_SLICE == 0:
+                    await asyncio.sleep(0)
+                if self._waiting.pop(record.token, None) is None:
+                    continue  # taken up already: its notification came first
+                if last is not None and last[0] == record.endpoint:
+                    registration = last[1]
+                else:
+                    registration = await registration_of(record.endpoint)
+                    last = (record.endpoint, registration)
+                if registration is None or registration.registration_id != record.registration_id:
+                    await self._store.remove(record.token)  # its registration is gone
+                    continue
+                await self._oscore(record)
+                if record.endpoint in self._ended_meanwhile or self.runs(record.endpoint, record.token):
+                    continue  # (asked after the awaits) its registration ended, or it runs already
+                self._resume(record, registration, self._address(record.endpoint, registration))
+        finally:
+            self._waiting = None
+            self._at_hand = None
+            self._ended_meanwhile = None
+
+    @property
+    def resuming(self) -> bool:
+        """Whether ``resume`` is under way (stored observations are still to be taken up)."""
+        return self._waiting is not None
+
+    def take_up(self, token: bytes, addr: Any) -> bool | None:
+        """A notification with ``token`` came from ``addr`` while ``resume`` runs, before the
+        resume reached its record: take the observation up now. True: it runs now (deliver
+        the notification); None: no stored observation waits with that token (reject it, as
+        any unknown token, RFC 7641 §3.5); False: it cannot be told or done without I/O (the
+        records are still being read; one made over OSCORE; its registration not at hand):
+        leave the notification unanswered, the resume takes it up soon and a confirmable one
+        comes again (RFC 7252 §4.2)."""
+        waiting = self._waiting
+        if waiting is None:
+            return False  # the stored records are still being read (or the resume is over)
+        record = waiting.get(token)
+        if record is None:
+            return None
+        if self._ended_meanwhile is not None and record.endpoint in self._ended_meanwhile:
+            del waiting[token]
+            return None
+        registration = None if self._at_hand is None else self._at_hand(record.endpoint)
+        if registration is None or record.oscore is not None:
+            return False
+        if registration.registration_id != record.registration_id:
+            return None  # its registration is gone (the resume removes the record)
+        del waiting[token]
+        if not self.runs(record.endpoint, token):
+            self._resume(record, registration, _canonical(addr))
+        return True
+
+    def _address(self, endpoint: str, registration: Registration | Reachable) -> Any:
+        """Where ``endpoint``'s notifications come from: its last Register or Update's address
+        (an Update during a resume may have moved it), else its stored registration's."""
+        addr = self._peers.get(endpoint)
+        return _canonical(addr) if addr is not None else address_of(registration)
 
     async def resume_endpoint(self, registration: Registration, addr: Any) -> None:
         """Take up the stored observations of one client, whose notifications come from ``addr``:
@@ -749,7 +832,10 @@ class ObservationManager:
 
     def end_registration(self, registration: Registration, reason: str) -> None:
         """End the live observations made under ``registration``: the client dropped them with
-        it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records."""
+        it (LwM2M-TS-Core 1.2 §6.4); the registrar already removed their stored records (and
+        ``resume``, under way, leaves the endpoint's records it read before)."""
+        if self._ended_meanwhile is not None:
+            self._ended_meanwhile.add(registration.endpoint)
         for observation in self.of(registration.endpoint):
             if observation.record.registration_id == registration.registration_id:
                 observation.end(reason)

@@ -189,6 +189,7 @@ class Server:
         self._endpoint: CoapUdpEndpoint | None = None
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
+        self._resuming: asyncio.Task[None] | None = None  # taking up stored observations (``resumed``)
         # Look-ups of held notifications with unknown tokens (shared store): one per notification
         # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
         # does not make them pile up: beyond, a notification is rejected at once).
@@ -226,7 +227,7 @@ class Server:
                 self.host,
                 self.port,
                 handler=self._on_request,
-                on_event=self._on_coap_event if shared else None,
+                on_event=self._on_coap_event,
                 config=self.config.coap,
                 oscore=self.security.oscore.layer if self.security.oscore is not None else None,
                 proxy=ProxySessions(self.config.proxy) if self.config.proxy is not None else None,
@@ -251,7 +252,7 @@ class Server:
                     self.coaps_port,
                     server=config,
                     handler=self._on_secure_request,
-                    on_event=self._on_secure_coap_event if shared else None,
+                    on_event=self._on_secure_coap_event,
                     on_session=self._on_dtls_session,
                     config=self.config.coap,
                     forwarding=self._forwarding,
@@ -264,11 +265,29 @@ class Server:
                 self._dtls_share = SharedDtlsSessions(self._coaps, self.store.dtls_sessions, config.limits)
         await self._open_tcp()
         if not shared:  # on a shared store the other nodes hold theirs: adopted as clients come
-            await self._resume_observations()
+            # Each client's address first (requests and Send are matched to it), then the stored
+            # observations are taken up while CoAP is served (``resumed``): a start on a million
+            # would otherwise answer nothing for the time it takes.
+            light = await self._reachable()
+            self._hold_unknown_notifications(True)
+            self._resuming = asyncio.create_task(self._resume_observations(light))
         self._expiry = asyncio.create_task(self._expire_loop())
+
+    async def resumed(self) -> None:
+        """Wait until the observations stored before a restart are all taken up again (``start``
+        returns before: CoAP is served meanwhile, and a notification of one not taken up yet is
+        accepted at once). ``observations()`` lists them all from then on. Returns at once on a
+        shared store (whose nodes adopt the clients they come to) or when there were none."""
+        if self._resuming is not None:
+            await asyncio.shield(self._resuming)
 
     async def stop(self) -> None:
         self.trace.close()
+        if self._resuming is not None:
+            self._resuming.cancel()  # the records not taken up stay stored for the next start
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resuming
+            self._resuming = None
         await self.end_devices.close()
         if self._expiry is not None:
             self._expiry.cancel()
@@ -968,32 +987,52 @@ class Server:
         return started
 
     def observations(self) -> list[ServerObservation]:
-        """The observations running now: made by ``observe()``, resumed at ``start()`` or adopted
-        (``adopt``)."""
+        """The observations running now: made by ``observe()``, taken up after ``start()``
+        (all of them once ``resumed()`` returns) or adopted (``adopt``)."""
         return self.observation_manager.running()
 
-    async def _resume_observations(self) -> None:
-        """Take up the observations stored before a restart (``ObservationManager.resume``).
-        Of the stored registrations only what routes requests is read (``reachable``): a start
-        on a million registrations builds none of them whole."""
-        assert self._endpoint is not None
-        # What taking up the observations needs of each registration, kept from this list:
-        # none is read whole for them (a million, each read and decoded, took most of a start).
+    async def _reachable(self) -> dict[str, Reachable]:
+        """Learn where each stored registration's client is (after a restart requests and Send
+        are matched to the address kept in storage); answers them by endpoint. Of the stored
+        registrations only what routes requests is read (``reachable``): a start on a million
+        registrations builds none of them whole."""
         light: dict[str, Reachable] = {}
         for reachable in await self.store.registrations.reachable():
-            # After a restart requests and Send are matched to the address kept in storage.
             addr = normalize(reachable.address) or reachable.address
             self.registrar.remember(reachable.endpoint, addr, reachable.transport)
             self._reconnecting(reachable)
             if reachable.registration_id:
                 light[reachable.endpoint] = reachable
+        return light
+
+    async def _resume_observations(self, light: dict[str, Reachable]) -> None:
+        """Take up the observations stored before a restart (``ObservationManager.resume``),
+        with what ``light`` (``_reachable``) holds of their registrations: none is read whole
+        for them (a million, each read and decoded, took most of a start)."""
         whole = self.store.registrations.get
+        at_hand = light.get
 
         async def registration_of(endpoint: str) -> Registration | Reachable | None:
-            found = light.get(endpoint)
+            found = at_hand(endpoint)
             return found if found is not None else await whole(endpoint)
 
-        await self.observation_manager.resume(registration_of)
+        started = time.monotonic()
+        try:
+            await self.observation_manager.resume(registration_of, at_hand=at_hand)
+        except Exception:
+            log.exception("taking up the stored observations failed")
+        else:
+            if taken := len(self.observation_manager.running()):
+                log.info("%d stored observations taken up in %.1f s", taken, time.monotonic() - started)
+        finally:
+            self._hold_unknown_notifications(self.config.shared_store)
+
+    def _hold_unknown_notifications(self, hold: bool) -> None:
+        """Hold notifications with a token not running here for a look-up (``_on_coap_event``),
+        instead of answering them with RST at once."""
+        for coap in (self._endpoint, self._coaps):
+            if coap is not None:
+                coap.endpoint.hold_unknown_notifications = hold
 
     def _reconnecting(self, registration: Registration | Reachable) -> None:
         """A client over TCP or TLS known from the store (a restart, another node's): its old
@@ -1044,8 +1083,13 @@ class Server:
         self._on_coap_event(event, secure=True)
 
     def _on_coap_event(self, event: Event, *, secure: bool = False) -> None:
-        """The CoAP endpoint's events that no request or observation took (shared store only)."""
-        if type(event) is UnknownNotification:
+        """The CoAP endpoint's events that no request or observation took: notifications with
+        a token not running here, held while stored observations are taken up after a restart
+        (``resumed``) and on a shared store."""
+        if type(event) is UnknownNotification and not self.config.shared_store:
+            # After this batch of events: the endpoint holds the notification meanwhile.
+            asyncio.get_running_loop().call_soon(self._take_up, event, secure)
+        elif type(event) is UnknownNotification:
             coap = self._coaps if secure else self._endpoint
             if len(self._takeovers) >= HELD_NOTIFICATIONS:
                 assert coap is not None
@@ -1055,6 +1099,27 @@ class Server:
             task = asyncio.create_task(self._take_over(event, secure=secure))
             self._takeovers.add(task)
             task.add_done_callback(self._takeovers.discard)
+
+    def _take_up(self, event: UnknownNotification, secure: bool) -> None:
+        """A notification came before the restart's resume reached its stored observation: taken
+        up now and the notification delivered (ACKed); RST when no stored observation has its
+        token (RFC 7641 §3.5); unanswered when it cannot be taken up without I/O (a confirmable
+        one comes again, by when the resume has taken it up)."""
+        coap = self._coaps if secure else self._endpoint
+        if coap is None:
+            return  # stopped meanwhile
+        addr, token = event.addr, event.token
+        try:
+            taken = self.observation_manager.take_up(token, addr)
+        except Exception:
+            log.exception("could not take up the observation of a notification from %s", format_addr(addr))
+            taken = False
+        if taken:
+            coap.adopt_notification(addr, token)
+        elif taken is None:
+            coap.reject_notification(addr, token)
+        else:
+            coap.drop_notification(addr, token)
 
     @staticmethod
     def _endpoint_now() -> float:

@@ -44,7 +44,6 @@ from lwm2m.web.context import ApiContext
 from lwm2m.web.docs import swagger_ui_dir
 from lwm2m.web.errors import EXCEPTION_HANDLERS
 from lwm2m.web.guard import LocalApiGuard
-from lwm2m.web.observations import observation_key
 from lwm2m.web.openapi import openapi_document
 from lwm2m.web.requests import RequestTable, awaited_query
 from lwm2m.web.routes import ROUTES, starlette_routes
@@ -116,10 +115,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if metrics is not None:
             metrics.start()
-        # Observations the server resumed after a restart: kept like API-started ones, so
-        # that DELETE cancels them and their notifications are drained.
-        for observation in server.observations():
-            await api.observations.keep(observation.endpoint, observation_key(observation), observation)
+        # Observations the server takes up after a restart: kept like API-started ones.
+        api.observations.keep_resumed(server.resumed, server.observations)
         api.recent.follow_server(server, api.requests)
         await hooks.start()
         if export is not None:
