@@ -261,29 +261,26 @@ async def _resuming(parts: Parts, count: int, monkeypatch: pytest.MonkeyPatch) -
     async def registration_of(endpoint: str) -> Registration | None:
         return parts.registration
 
-    at_hand = {"dev-1": parts.registration}.get
-    task = asyncio.create_task(parts.manager.resume(registration_of, at_hand=at_hand))
+    task = asyncio.create_task(parts.manager.resume(registration_of))
     await asyncio.sleep(0)
-    assert parts.manager.resuming and len(parts.manager.running()) < count
+    assert parts.manager.resuming and 0 < len(parts.manager.running()) < count
     return task
 
 
-async def test_a_notification_during_a_resume_takes_its_observation_up_at_once(
+async def test_a_resume_lets_other_work_in_and_leaves_what_a_client_took_up_meanwhile(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A notification of an observation the resume has not reached yet: the server takes its
+    # client's observations up at once (resume_endpoint); the resume then leaves them.
     parts = Parts(_registration())
-    assert parts.manager.take_up(b"\x05", ADDR) is False  # no records read: nothing to tell yet
     task = await _resuming(parts, 5, monkeypatch)
-    assert parts.manager.take_up(b"\x05", ("10.0.0.7", 6000)) is True  # the last record, first
-    assert parts.manager.runs("dev-1", b"\x05") and parts.manager.resuming
-    (taken,) = [o for o in parts.manager.running() if o.token == b"\x05"]
-    assert taken.address == ("10.0.0.7", 6000)  # where its notification came from
-    assert parts.manager.take_up(b"\x05", ADDR) is None  # taken: not waiting any more
-    assert parts.manager.take_up(b"\x77", ADDR) is None  # no such stored observation: RST
+    await parts.manager.resume_endpoint(parts.registration, ("10.0.0.7", 6000))
+    assert len(parts.manager.running()) == 5 and parts.manager.resuming
     await task
     assert not parts.manager.resuming
     assert sorted(o.token for o in parts.manager.running()) == [bytes([n + 1]) for n in range(5)]
-    assert len(parts.socket.relations) == 5  # the one taken up first is not taken up again
+    assert len(parts.socket.relations) == 5  # none taken up twice
+    assert {o.address for o in parts.manager.running()} == {("10.0.0.7", 6000)}
     await parts.manager.close()
 
 
@@ -295,11 +292,10 @@ async def test_a_registration_that_ends_during_a_resume_takes_its_records_read_b
     parts = Parts(_registration())
     task = await _resuming(parts, 4, monkeypatch)
     parts.manager.end_registration(_registration("r1"), "registered again")
-    assert parts.manager.take_up(b"\x04", ADDR) is None
     await task
-    assert len(parts.manager.running()) <= 1  # the first turn's, ended below
     await _settle()
     assert parts.manager.running() == []
+    assert len(parts.socket.relations) == 1  # the first turn's, ended
     await parts.manager.close()
 
 

@@ -103,7 +103,8 @@ async def test_a_restarted_server_serves_coap_and_takes_notifications_while_it_r
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Taking up a million stored observations takes most of a restart: CoAP is served meanwhile,
-    # and a notification whose observation the resume has not reached yet is taken, not RST.
+    # and a notification whose observation the resume has not reached yet is taken, not RST
+    # (its client's observations are taken up at once).
     monkeypatch.setattr(observation_module, "RESUME_SLICE", 1)  # one record per turn of the loop
     store, device = MemoryStore.create(), Composite()
     async with open_udp_endpoint("127.0.0.1", 0, handler=device) as client:

@@ -387,6 +387,8 @@ async def test_observations(store: Store) -> None:
     assert await os_.add(again) == single
     assert await os_.for_endpoint("dev") == [composite, again]
     assert await os_.all() == [composite, other, again]  # a replaced token counts as new
+    assert [chunk async for chunk in os_.chunks(2)] == [[composite, other], [again]]
+    assert [chunk async for chunk in os_.chunks(3)] == [[composite, other, again]]
 
     assert await os_.remove(b"\x00\xff") == composite
     assert await os_.remove(b"\x00\xff") is None
@@ -401,6 +403,8 @@ async def test_observations(store: Store) -> None:
     assert await os_.remove_endpoint("dev") == []
     assert await os_.for_endpoint("other") == [other]
     assert await os_.all() == [other]
+    await os_.remove(b"b2")
+    assert [chunk async for chunk in os_.chunks(2)] == []
 
 
 async def test_an_observation_made_over_oscore_keeps_its_binding(store: Store) -> None:

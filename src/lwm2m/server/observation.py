@@ -51,7 +51,7 @@ _DISCARDED = ()  # an observation's unread notifications when nobody reads them 
 _CONTENT = int(Code.CONTENT)
 BACKLOG = 256  # unread notifications kept per observation
 SHAPES = 1024  # requests (and their decoders) kept for the observations to share
-RESUME_SLICE = 500  # stored observations taken up before a resume lets other work in
+RESUME_SLICE = 1000  # stored observations read and taken up before a resume lets other work in
 
 # An observation's state: taking notifications, waiting for its client's next connection
 # (over TCP or TLS, RFC 8323 §7.2), or ending (its end is under way or done).
@@ -493,10 +493,7 @@ class ObservationManager:
         self._by_endpoint: dict[str, ServerObservation | dict[bytes, ServerObservation]] = {}
         self._ended_notifications = 0  # those of observations no longer running
         self._reobserving: set[asyncio.Future[object]] = set()  # observe again over new connections
-        # While ``resume`` runs: the stored observations not taken up yet, by token; what answers
-        # their registrations without I/O; the endpoints whose registration ended meanwhile.
-        self._waiting: dict[bytes, Observation] | None = None
-        self._at_hand: Callable[[str], Registration | Reachable | None] | None = None
+        # While ``resume`` runs: the endpoints whose registration ended meanwhile.
         self._ended_meanwhile: set[str] | None = None
 
     def notifications_received(self) -> int:
@@ -639,10 +636,7 @@ class ObservationManager:
         self._ended_notifications += observation.notifications
 
     async def resume(
-        self,
-        registration_of: Callable[[str], Awaitable[Registration | Reachable | None]],
-        *,
-        at_hand: Callable[[str], Registration | Reachable | None] | None = None,
+        self, registration_of: Callable[[str], Awaitable[Registration | Reachable | None]]
     ) -> None:
         """Take up the observations stored before a restart. The clients still hold them
         (LwM2M-TS-Core 1.2 §6.4: until cancelled or a new Register), so their notifications,
@@ -652,70 +646,37 @@ class ObservationManager:
         once do: a million registrations kept for the whole resume would hold gigabytes); a
         record whose registration is gone is dropped.
 
-        The loop lets the server's other work in every ``RESUME_SLICE`` records, so a server
-        serves CoAP while it resumes a million. Meanwhile a notification of an observation not
-        taken up yet is taken up at once (``take_up``, with the registration ``at_hand``
-        answers without I/O); a registration that ends meanwhile (a new Register, a
+        The records are read ``RESUME_SLICE`` at a time, and other work goes on between two
+        slices: a server serves CoAP while it takes up a million. Meanwhile a client may come
+        first (``resume_endpoint``, for a notification of one not reached yet): what runs
+        already is left as it is; and a registration that ends meanwhile (a new Register, a
         De-register, an expiry) takes the records of its endpoint read before with it."""
-        records = await self._store.all()
-        self._waiting = {record.token: record for record in records}
-        self._at_hand = at_hand
         self._ended_meanwhile = set()
         try:
             last: tuple[str, Registration | Reachable | None] | None = None
-            for done, record in enumerate(records, 1):
-                if done % RESUME_SLICE == 0:
-                    await asyncio.sleep(0)
-                if self._waiting.pop(record.token, None) is None:
-                    continue  # taken up already: its notification came first
-                if last is not None and last[0] == record.endpoint:
-                    registration = last[1]
-                else:
-                    registration = await registration_of(record.endpoint)
-                    last = (record.endpoint, registration)
-                if registration is None or registration.registration_id != record.registration_id:
-                    await self._store.remove(record.token)  # its registration is gone
-                    continue
-                await self._oscore(record)
-                if record.endpoint in self._ended_meanwhile or self.runs(record.endpoint, record.token):
-                    continue  # (asked after the awaits) its registration ended, or it runs already
-                self._resume(record, registration, self._address(record.endpoint, registration))
+            async for records in self._store.chunks(RESUME_SLICE):
+                for record in records:
+                    if last is not None and last[0] == record.endpoint:
+                        registration = last[1]
+                    else:
+                        registration = await registration_of(record.endpoint)
+                        last = (record.endpoint, registration)
+                    if registration is None or registration.registration_id != record.registration_id:
+                        await self._store.remove(record.token)  # its registration is gone
+                        continue
+                    await self._oscore(record)
+                    endpoint = record.endpoint
+                    if endpoint in self._ended_meanwhile or self.runs(endpoint, record.token):
+                        continue  # (asked after the awaits) its registration ended, or it runs already
+                    self._resume(record, registration, self._address(endpoint, registration))
+                await asyncio.sleep(0)
         finally:
-            self._waiting = None
-            self._at_hand = None
             self._ended_meanwhile = None
 
     @property
     def resuming(self) -> bool:
         """Whether ``resume`` is under way (stored observations are still to be taken up)."""
-        return self._waiting is not None
-
-    def take_up(self, token: bytes, addr: Any) -> bool | None:
-        """A notification with ``token`` came from ``addr`` while ``resume`` runs, before the
-        resume reached its record: take the observation up now. True: it runs now (deliver
-        the notification); None: no stored observation waits with that token (reject it, as
-        any unknown token, RFC 7641 §3.5); False: it cannot be told or done without I/O (the
-        records are still being read; one made over OSCORE; its registration not at hand):
-        leave the notification unanswered, the resume takes it up soon and a confirmable one
-        comes again (RFC 7252 §4.2)."""
-        waiting = self._waiting
-        if waiting is None:
-            return False  # the stored records are still being read (or the resume is over)
-        record = waiting.get(token)
-        if record is None:
-            return None
-        if self._ended_meanwhile is not None and record.endpoint in self._ended_meanwhile:
-            del waiting[token]
-            return None
-        registration = None if self._at_hand is None else self._at_hand(record.endpoint)
-        if registration is None or record.oscore is not None:
-            return False
-        if registration.registration_id != record.registration_id:
-            return None  # its registration is gone (the resume removes the record)
-        del waiting[token]
-        if not self.runs(record.endpoint, token):
-            self._resume(record, registration, _canonical(addr))
-        return True
+        return self._ended_meanwhile is not None
 
     def _address(self, endpoint: str, registration: Registration | Reachable) -> Any:
         """Where ``endpoint``'s notifications come from: its last Register or Update's address

@@ -81,7 +81,7 @@ HISTORY_FLUSH_DELAY = 0.1
 # Retention by age (HistoryRetention.max_age) is applied this often, seconds; retention by
 # count is applied as values are added.
 HISTORY_PRUNE_INTERVAL = 60.0
-TAKEOVER_LOOKUPS = 64  # look-ups of unknown notifications' observations at once (shared store)
+TAKEOVER_LOOKUPS = 64  # look-ups of unknown notifications' observations at once (shared store, or resuming)
 
 if TYPE_CHECKING:  # our TLS engine needs cryptography: imported where TLS is served
     from lwm2m.transport.tls_engine import StreamTlsFactory
@@ -1008,17 +1008,17 @@ class Server:
     async def _resume_observations(self, light: dict[str, Reachable]) -> None:
         """Take up the observations stored before a restart (``ObservationManager.resume``),
         with what ``light`` (``_reachable``) holds of their registrations: none is read whole
-        for them (a million, each read and decoded, took most of a start)."""
+        for them (a million, each read and decoded, took most of a start). Meanwhile the
+        notifications of those not taken up yet are held and looked up (``_take_over``)."""
         whole = self.store.registrations.get
-        at_hand = light.get
 
         async def registration_of(endpoint: str) -> Registration | Reachable | None:
-            found = at_hand(endpoint)
+            found = light.get(endpoint)
             return found if found is not None else await whole(endpoint)
 
         started = time.monotonic()
         try:
-            await self.observation_manager.resume(registration_of, at_hand=at_hand)
+            await self.observation_manager.resume(registration_of)
         except Exception:
             log.exception("taking up the stored observations failed")
         else:
@@ -1070,7 +1070,10 @@ class Server:
         if registration.queue_mode:
             self._queue_mode.add(endpoint)  # it is awake: it just sent something (§6.5)
             self.presence.seen(endpoint)
-        log.info(
+        log.log(
+            # After a restart, a client whose notification came before the resume reached it:
+            # one line each for as many as a fleet sends meanwhile, not worth an INFO each.
+            logging.INFO if self.config.shared_store else logging.DEBUG,
             "took over %s at %s with %d observations",
             endpoint,
             format_addr(addr),
@@ -1086,40 +1089,21 @@ class Server:
         """The CoAP endpoint's events that no request or observation took: notifications with
         a token not running here, held while stored observations are taken up after a restart
         (``resumed``) and on a shared store."""
-        if type(event) is UnknownNotification and not self.config.shared_store:
-            # After this batch of events: the endpoint holds the notification meanwhile.
-            asyncio.get_running_loop().call_soon(self._take_up, event, secure)
-        elif type(event) is UnknownNotification:
+        if type(event) is UnknownNotification:
             coap = self._coaps if secure else self._endpoint
             if len(self._takeovers) >= HELD_NOTIFICATIONS:
                 assert coap is not None
+                if not self.config.shared_store:
+                    # Resuming: maybe an observation not taken up yet, whose confirmable
+                    # notification comes again (RFC 7252 §4.2); RST would end it at the client.
+                    coap.endpoint.drop_notification(event.addr, event.token)
+                    return
                 # Sent with what the transport sends after this call's batch of events.
                 coap.endpoint.reject_notification(event.addr, event.token, self._endpoint_now())
                 return
             task = asyncio.create_task(self._take_over(event, secure=secure))
             self._takeovers.add(task)
             task.add_done_callback(self._takeovers.discard)
-
-    def _take_up(self, event: UnknownNotification, secure: bool) -> None:
-        """A notification came before the restart's resume reached its stored observation: taken
-        up now and the notification delivered (ACKed); RST when no stored observation has its
-        token (RFC 7641 §3.5); unanswered when it cannot be taken up without I/O (a confirmable
-        one comes again, by when the resume has taken it up)."""
-        coap = self._coaps if secure else self._endpoint
-        if coap is None:
-            return  # stopped meanwhile
-        addr, token = event.addr, event.token
-        try:
-            taken = self.observation_manager.take_up(token, addr)
-        except Exception:
-            log.exception("could not take up the observation of a notification from %s", format_addr(addr))
-            taken = False
-        if taken:
-            coap.adopt_notification(addr, token)
-        elif taken is None:
-            coap.reject_notification(addr, token)
-        else:
-            coap.drop_notification(addr, token)
 
     @staticmethod
     def _endpoint_now() -> float:
@@ -1128,8 +1112,9 @@ class Server:
 
     async def _take_over(self, event: UnknownNotification, *, secure: bool = False) -> None:
         """A notification with a token this node does not run: the observation of a client
-        whose node is gone, if the store holds it under the client's current registration
-        (LwM2M-TS-Core 1.2 §6.4: the client keeps its observations until a new Register).
+        whose node is gone, or, after a restart, one the resume has not reached yet, if the
+        store holds it under the client's current registration (LwM2M-TS-Core 1.2 §6.4: the
+        client keeps its observations until a new Register).
         Then the client is adopted and the notification accepted; else it gets the RST an
         unknown token gets (RFC 7641 §3.5)."""
         addr, token = event.addr, event.token

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -663,7 +663,12 @@ class ObservationStore(Protocol):
         ...
 
     async def all(self) -> list[Observation]:
-        """Every observation, oldest first (a restarted server resumes them)."""
+        """Every observation, oldest first."""
+        ...
+
+    def chunks(self, size: int) -> AsyncIterator[list[Observation]]:
+        """Every observation, oldest first, in lists of at most ``size``, each read when asked
+        for: a restarted server takes up a million this way and serves between two."""
         ...
 
     async def remove(self, token: bytes) -> Observation | None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -195,6 +195,11 @@ class MemoryObservationStore:
 
     async def all(self) -> list[Observation]:
         return list(self._by_token.values())
+
+    async def chunks(self, size: int) -> AsyncIterator[list[Observation]]:
+        records = await self.all()
+        for start in range(0, len(records), size):
+            yield records[start : start + size]
 
     async def remove(self, token: bytes) -> Observation | None:
         return self._drop(token)

@@ -536,6 +536,11 @@ class RedisObservationStore:
                 return found
             low = f"({got[-1][1]}"
 
+    async def chunks(self, size: int) -> AsyncIterator[list[Observation]]:
+        records = await self.all()
+        for start in range(0, len(records), size):
+            yield records[start : start + size]
+
     @guarded
     async def remove(self, token: bytes) -> Observation | None:
         c = self.link.client()

@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -530,6 +530,17 @@ class SqliteObservationStore:
     async def all(self) -> list[Observation]:
         rows = self._conn.execute("SELECT data FROM observations ORDER BY seq").fetchall()
         return [_observation(d) for (d,) in rows]
+
+    async def chunks(self, size: int) -> AsyncIterator[list[Observation]]:
+        after = 0
+        while True:
+            rows = self._conn.execute(
+                "SELECT seq, data FROM observations WHERE seq > ? ORDER BY seq LIMIT ?", (after, size)
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [_observation(d) for _, d in rows]
 
     async def remove(self, token: bytes) -> Observation | None:
         cur = self._conn.execute("DELETE FROM observations WHERE token = ? RETURNING data", (token,))
