@@ -319,6 +319,23 @@ async def test_a_record_holds_the_servers_own_copy_of_the_clients_name() -> None
     await parts.manager.close()
 
 
+async def test_observations_taken_up_with_equal_requests_share_their_paths() -> None:
+    # Each record read back from a store holds paths of its own (~200 bytes): those taken up
+    # hold the paths of the first equal request instead, as observations made here do.
+    parts = Parts(_registration())
+    for token in (b"\x0a", b"\x0b"):
+        record = Observation(token, "dev-1", "r1", (Path.parse("/3303/0/5700"),), content_format=0)
+        await parts.store.observations.add(Observation.from_dict(record.to_dict()))
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        return parts.registration
+
+    await parts.manager.resume(registration_of)
+    first, second = parts.manager.running()
+    assert first.record.paths is second.record.paths and first.record.paths == (Path.parse("/3303/0/5700"),)
+    await parts.manager.close()
+
+
 async def test_an_active_cancel_sends_observe_1_with_the_token() -> None:
     parts = Parts(_registration())
     started = await parts.manager.start("dev-1", ObserveRequest(Path.parse("/3/0/9"), CF.TEXT), 1.0)

@@ -708,13 +708,17 @@ class ObservationManager:
         """Match the notifications of the stored observation ``record`` from ``addr`` again; over
         TCP or TLS, where the relation ended with the client's old connection (RFC 8323 §7.2),
         keep it dormant until the client connects again (``reconnected``)."""
-        if self._name is not None and (name := self._name(record.endpoint)) is not record.endpoint:
-            record = dataclasses.replace(record, endpoint=name)  # the server's copy, not the store's
         request = stored_request(record)
+        request, _, paths, shared = self._shape(request)
+        # The server's copy of the name, not the store's, and the paths of the observations made
+        # with an equal request (a record read back holds ~200 bytes of paths of its own).
+        name = record.endpoint if self._name is None else self._name(record.endpoint)
+        if name is not record.endpoint or paths is not record.paths:
+            record = dataclasses.replace(record, endpoint=name, paths=paths)
         if registration.transport in CONNECTIONS:
             self._track(record, request, None, None, addr, over_tcp=True)
             return
-        message = rooted(registration, self._shape(request)[3])
+        message = rooted(registration, shared)
         try:
             relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
         except ValueError:

@@ -115,8 +115,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if metrics is not None:
             metrics.start()
-        # Observations the server takes up after a restart: kept like API-started ones.
-        api.observations.keep_resumed(server.resumed, server.observations)
+        # Observations the server takes up after a restart: cancelled like API-started ones.
+        api.observations.serve(server.observation_manager.of, server.resumed)
         api.recent.follow_server(server, api.requests)
         await hooks.start()
         if export is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 
 from lwm2m.model.path import Path
@@ -30,56 +28,55 @@ class ObservationKeeper:
 
     Notifications reach API users as SSE events and in the history store; the observations
     kept here keep none for a reader (``ServerObservation.discard_unread``): no task or queue
-    per observation, which at a million observations taken up after a restart would be a
-    gigabyte. An ended observation (its client dropped it, or its registration ended) counts
-    as not kept; the entries of ended ones are swept whenever the table has doubled.
+    per observation. Those a restarted server takes up are found through it (``serve``), not
+    kept in a table of their own here: a million of them would take a hundred megabytes. An
+    ended observation (its client dropped it, or its registration ended) is not kept; the
+    entries of ended ones are swept whenever the table has doubled.
     """
 
     def __init__(self) -> None:
         self._held: dict[tuple[str, ObservationKey], ServerObservation] = {}
         self._swept_at = SWEEP_AT_LEAST  # the table's size that makes the next sweep
-        self._resumed: asyncio.Task[None] | None = None  # keeping those a restarted server takes up
+        self._running_of: Callable[[str], Iterable[ServerObservation]] | None = None
+        self._resumed: Callable[[], Awaitable[None]] | None = None
 
-    def keep_resumed(
-        self, resumed: Callable[[], Awaitable[None]], observations: Callable[[], Iterable[ServerObservation]]
+    def serve(
+        self, running_of: Callable[[str], Iterable[ServerObservation]], resumed: Callable[[], Awaitable[None]]
     ) -> None:
-        """Keep the observations a restarted server takes up (``Server.resumed``, then
-        ``Server.observations``) like API-started ones, so that DELETE cancels them; one kept
-        already under the same key (started through the API meanwhile) stays."""
-
-        async def keep_them() -> None:
-            await resumed()
-            for observation in observations():
-                key = (observation.endpoint, observation_key(observation))
-                if key not in self:
-                    self._put(key, observation)
-
-        self._resumed = asyncio.create_task(keep_them())
+        """Find also the observations the server runs, as ``running_of(endpoint)`` answers them
+        (those it took up after a restart, once ``resumed()`` has returned)."""
+        self._running_of = running_of
+        self._resumed = resumed
 
     async def settled(self) -> None:
-        """Wait until the observations of ``keep_resumed`` are kept (a cancel looks for them)."""
-        if self._resumed is not None and not self._resumed.done():
-            await asyncio.shield(self._resumed)
+        """Wait until the server has taken up what it stored before a restart (``serve``)."""
+        if self._resumed is not None:
+            await self._resumed()
 
     def __contains__(self, key: tuple[str, ObservationKey]) -> bool:
         return self.get(*key) is not None
 
     def __len__(self) -> int:
-        """Entries held: the running observations, and ended ones not swept yet."""
+        """Entries held: the running observations started here, and ended ones not swept yet."""
         return len(self._held)
 
     def get(self, endpoint: str, key: ObservationKey) -> ServerObservation | None:
         observation = self._held.get((endpoint, key))
-        return observation if observation is not None and observation.running else None
+        if observation is not None and observation.running:
+            return observation
+        if self._running_of is not None:
+            for observation in self._running_of(endpoint):
+                if observation.running and observation_key(observation) == key:
+                    return observation
+        return None
 
     async def keep(self, endpoint: str, key: ObservationKey, observation: ServerObservation) -> None:
-        await self.cancel(endpoint, key)
-        self._put((endpoint, key), observation)
-
-    def _put(self, key: tuple[str, ObservationKey], observation: ServerObservation) -> None:
+        old = self.get(endpoint, key)
+        if old is not None and old is not observation:
+            await self.cancel(endpoint, key)
         observation.discard_unread()
         held = self._held
-        held[key] = observation
+        held[endpoint, key] = observation
         if len(held) >= self._swept_at:
             for gone in [k for k, o in held.items() if not o.running]:
                 del held[gone]
@@ -87,8 +84,9 @@ class ObservationKeeper:
 
     async def cancel(self, endpoint: str, key: ObservationKey, *, active: bool = False) -> bool:
         """Cancel the observation kept under ``key``; False when none is kept."""
-        observation = self._held.pop((endpoint, key), None)
-        if observation is None or not observation.running:
+        observation = self.get(endpoint, key)
+        self._held.pop((endpoint, key), None)
+        if observation is None:
             return False
         await observation.cancel(active=active)
         return True
@@ -96,12 +94,4 @@ class ObservationKeeper:
     async def close(self) -> None:
         """Let the observations run on: they belong to the server, whose ``stop()`` keeps their
         records for the next start (a clean stop loses none of them)."""
-        if self._resumed is not None:
-            await _stop(self._resumed)
         self._held = {}
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

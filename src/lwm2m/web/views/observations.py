@@ -52,7 +52,8 @@ async def cancel(
     ep = registration.endpoint
     active = flag(request, "active", False)
     missing = f"no observation of {', '.join(named) if isinstance(named, list) else named} on {ep!r}"
-    await keeper.settled()  # after a restart: once those the server takes up are kept
+    if (ep, key) not in keeper:
+        await keeper.settled()  # after a restart: maybe one the server has not taken up yet
     if (ep, key) not in keeper:
         raise ResourceNotFound(missing)
 
