@@ -319,6 +319,30 @@ async def test_a_record_holds_the_servers_own_copy_of_the_clients_name() -> None
     await parts.manager.close()
 
 
+async def test_an_observation_taken_up_keeps_no_notification_until_it_is_read() -> None:
+    # Its reader went with the process that made it: a million taken up after a restart, each
+    # keeping 256 unread notifications nobody reads, would grow without end.
+    parts = Parts(_registration())
+    await parts.store.observations.add(Observation(b"\x0a", "dev-1", "r1", (Path.parse("/3303/0/5700"),)))
+
+    async def registration_of(endpoint: str) -> Registration | None:
+        return parts.registration
+
+    await parts.manager.resume(registration_of)
+    (observation,) = parts.manager.running()
+    (_, _, relation) = parts.socket.relations[0]
+    for value in (b"21.0", b"21.5"):
+        relation.items.put_nowait(_value(value, 1))
+    assert observation.notifications == 2
+    assert [e.record.value for e in await parts.store.history.query("dev-1")] == [21.5, 21.0]
+    reading = asyncio.ensure_future(observation.next(1.0))
+    await _settle()
+    assert not reading.done()  # none of those came before the reader
+    relation.items.put_nowait(_value(b"22.0", 2))
+    assert [r.value for r in (await reading).records] == [22.0]
+    await parts.manager.close()
+
+
 async def test_observations_taken_up_with_equal_requests_share_their_paths() -> None:
     # Each record read back from a store holds paths of its own (~200 bytes): those taken up
     # hold the paths of the first equal request instead, as observations made here do.
@@ -516,6 +540,8 @@ async def test_a_dormant_observation_goes_on_over_its_client_s_next_connection()
     await parts.manager.resume(registration_of)
     (observation,) = parts.manager.running()
     assert observation.dormant  # its connection is gone: no relation until the client is back
+    reading = asyncio.ensure_future(observation.next(1.0))  # (taken up: it keeps none unread)
+    await _settle()
     first = Relation(b"\x0c")
     assert observation.rebind(first, ("10.0.0.9", 7000)) and not observation.dormant
     assert not observation.rebind(Relation(b"\x0c"), ("10.0.0.9", 7001))  # not dormant: refused
@@ -527,7 +553,8 @@ async def test_a_dormant_observation_goes_on_over_its_client_s_next_connection()
     second = Relation(b"\x0c")
     second.items.put_nowait(_value(b"23.5", 2))  # the answer to the Observe sent again
     assert observation.rebind(second, ("10.0.0.9", 7002))
-    assert [[r.value for r in (await observation.next(1.0)).records] for _ in range(2)] == [[21.5], [23.5]]
+    got = [await reading, await observation.next(1.0)]
+    assert [[r.value for r in response.records] for response in got] == [[21.5], [23.5]]
     assert observation.notifications == 2
     observation.end("registered again")
     assert await _ended(parts, observation) == "registered again"

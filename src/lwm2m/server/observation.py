@@ -716,14 +716,17 @@ class ObservationManager:
         if name is not record.endpoint or paths is not record.paths:
             record = dataclasses.replace(record, endpoint=name, paths=paths)
         if registration.transport in CONNECTIONS:
-            self._track(record, request, None, None, addr, over_tcp=True)
-            return
-        message = rooted(registration, shared)
-        try:
-            relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
-        except ValueError:
-            return  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
-        self._track(record, request, None, relation, addr)
+            observation = self._track(record, request, None, None, addr, over_tcp=True)
+        else:
+            message = rooted(registration, shared)
+            try:
+                relation = self._relations(record.endpoint).resume_observation(addr, record.token, message)
+            except ValueError:
+                return  # an address no socket of ours reaches (e.g. IPv6 on an IPv4 server)
+            observation = self._track(record, request, None, relation, addr)
+        # Nobody reads it (its reader went with the process that made it): its notifications
+        # go to the history and the events, none kept for a reader until one comes.
+        observation.discard_unread()
 
     # --- over TCP and TLS: observations outlive the client's connections ----------------------
 

@@ -190,9 +190,10 @@ class Server:
         self._stack = contextlib.AsyncExitStack()
         self._expiry: asyncio.Task[None] | None = None
         self._resuming: asyncio.Task[None] | None = None  # taking up stored observations (``resumed``)
-        # Look-ups of held notifications with unknown tokens (shared store): one per notification
-        # the CoAP endpoint holds, at most as many as it may hold (a store that does not answer
-        # does not make them pile up: beyond, a notification is rejected at once).
+        # Look-ups of held notifications with unknown tokens (shared store, or resuming after a
+        # restart): one per notification the CoAP endpoint holds, at most as many as it may hold
+        # (a store that does not answer does not make them pile up: beyond, a notification is
+        # rejected at once, or left unanswered while resuming).
         self._takeovers: set[asyncio.Task[None]] = set()
         self._lookups = asyncio.Semaphore(TAKEOVER_LOOKUPS)  # of those, at the store at once
         self._forwarding: Forwarding | None = None  # a cluster node's DTLS forwarding (forward_dtls)
@@ -274,10 +275,11 @@ class Server:
         self._expiry = asyncio.create_task(self._expire_loop())
 
     async def resumed(self) -> None:
-        """Wait until the observations stored before a restart are all taken up again (``start``
+        """Wait until the observations stored before a restart are all taken up again. ``start``
         returns before: CoAP is served meanwhile, and a notification of one not taken up yet is
-        accepted at once). ``observations()`` lists them all from then on. Returns at once on a
-        shared store (whose nodes adopt the clients they come to) or when there were none."""
+        looked up in the store and its client's observations taken up at once. ``observations()``
+        lists them all from then on. Returns at once on a shared store (whose nodes adopt the
+        clients they come to) or when there were none."""
         if self._resuming is not None:
             await asyncio.shield(self._resuming)
 
