@@ -273,6 +273,9 @@ class Simulators:
 
 
 def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nan for none)."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
@@ -465,6 +468,8 @@ async def cluster_run(args: argparse.Namespace, folder: Path) -> tuple[Registeri
             f"{registering.seconds:.1f} s: {registering.rate:,.0f} registrations/s "
             f"(Redis lists {len(endpoints):,})"
         )
+        if not registering.registered:
+            raise SystemExit(f"no device registered within --timeout {args.timeout:g} s: nothing to measure")
         # A node claims a device after its Register (an event the node follows): let them land.
         settled = time.monotonic()
         while True:
