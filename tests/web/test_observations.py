@@ -65,3 +65,32 @@ async def test_a_kept_observation_costs_no_task_and_an_ended_one_is_no_longer_ke
         assert not device.cancels
         assert await keeper.cancel("keep-2", again, active=True) and len(device.cancels) == 1
         await keeper.close()
+
+
+async def test_the_servers_own_observations_are_not_the_apis_but_those_it_took_up_are() -> None:
+    # A firmware campaign's observation, made in the process, is neither cancelled nor replaced
+    # through the API; one the server took up after a restart (no first answer) is.
+    keeper, device = ObservationKeeper(), Composite()
+    async with (
+        Server(ServerConfig(port=0)) as server,
+        open_udp_endpoint("127.0.0.1", 0, handler=device) as client,
+    ):
+        keeper.serve(server.observation_manager.of, server.resumed)
+        await client.request(register("own-1"), ("127.0.0.1", server.port))
+        key = composite_key([BATTERY])
+        own = await server.observe_composite("own-1", [BATTERY])
+        assert ("own-1", key) not in keeper and not await keeper.cancel("own-1", key)
+        api = await server.observe_composite("own-1", [BATTERY])
+        await keeper.keep("own-1", key, api)
+        assert own.running and keeper.get("own-1", key) is api
+
+        (record,) = [o.record for o in server.observations() if o is own]
+        await own.close()  # as a stop does: the record stays, and is taken up as after a restart
+        registration = await server.store.registrations.get("own-1")
+        assert registration is not None
+        await server.observation_manager.resume_endpoint(registration, server.registrar.peers["own-1"])
+        (again,) = [o for o in server.observations() if o.token == record.token]
+        assert again.response is None
+        await keeper.cancel("own-1", key)  # the API's
+        assert keeper.get("own-1", key) is again
+        assert await keeper.cancel("own-1", key) and not again.running

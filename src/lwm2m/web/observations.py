@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from lwm2m.model.path import Path
 from lwm2m.server.observation import ServerObservation
@@ -28,8 +28,9 @@ class ObservationKeeper:
 
     Notifications reach API users as SSE events and in the history store; the observations
     kept here keep none for a reader (``ServerObservation.discard_unread``): no task or queue
-    per observation. Those a restarted server takes up are found through it (``serve``), not
-    kept in a table of their own here: a million of them would take a hundred megabytes. An
+    per observation. Those a restarted server takes up are found through it (``serve``), as
+    if kept here, not in a table of their own: a million of them would take a hundred
+    megabytes. An
     ended observation (its client dropped it, or its registration ended) is not kept; the
     entries of ended ones are swept whenever the table has doubled.
     """
@@ -61,19 +62,29 @@ class ObservationKeeper:
         return len(self._held)
 
     def get(self, endpoint: str, key: ObservationKey) -> ServerObservation | None:
-        observation = self._held.get((endpoint, key))
-        if observation is not None and observation.running:
-            return observation
+        return next(self._matching(endpoint, key), None)
+
+    def _matching(self, endpoint: str, key: ObservationKey) -> Iterator[ServerObservation]:
+        """The running observations under ``key``: the one kept here, then those the server
+        took up (after a restart, or from another node), which have no first answer; not those
+        others made in this process (a firmware campaign's)."""
+        held = self._held.get((endpoint, key))
+        if held is not None and held.running:
+            yield held
         if self._running_of is not None:
-            for observation in self._running_of(endpoint):
-                if observation.running and observation_key(observation) == key:
-                    return observation
-        return None
+            for observation in list(self._running_of(endpoint)):
+                if (
+                    observation is not held
+                    and observation.running
+                    and observation.response is None
+                    and observation_key(observation) == key
+                ):
+                    yield observation
 
     async def keep(self, endpoint: str, key: ObservationKey, observation: ServerObservation) -> None:
-        old = self.get(endpoint, key)
-        if old is not None and old is not observation:
-            await self.cancel(endpoint, key)
+        for old in list(self._matching(endpoint, key)):
+            if old is not observation:
+                await old.cancel()  # replaced
         observation.discard_unread()
         held = self._held
         held[endpoint, key] = observation
