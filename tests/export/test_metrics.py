@@ -102,9 +102,11 @@ async def test_a_device_through_register_read_notify_send_and_deregister() -> No
             await m.scrape()
             assert m("lwm2m_requests_sent_total", operation="observe", code="2.05") == 1
             assert m("lwm2m_notifications_received_total") == 2
+            assert m("lwm2m_observations") == 1
             await observation.cancel()
             await m.scrape()
             assert m("lwm2m_notifications_received_total") == 2  # kept when the observation ends
+            assert m("lwm2m_observations") == 0
 
             assert (await client.send(["/3303/0/5700"])).code == Code.CHANGED
             await m.scrape()

@@ -17,7 +17,8 @@ The metrics (prefix ``lwm2m_``):
   ``write_partial``, ``execute``, ``observe``, …) by the code of the answer, or ``timeout``,
   ``reset``, ``error`` when none came; ``request_duration_seconds{operation}`` (histogram):
   from sending to the answer;
-- ``notifications_received_total``; ``sends_received_total`` (Sends taken, §6.4.6);
+- ``observations``: observations running (after a restart, growing as the stored ones are
+  taken up); ``notifications_received_total``; ``sends_received_total`` (Sends taken, §6.4.6);
 - ``queued_requests``: requests waiting for a sleeping client to wake;
 - ``dtls_handshakes_total{result}`` (``completed``, ``failed``), ``dtls_handshakes_resumed_total``,
   ``dtls_alerts_total{direction}`` (``sent``, ``received``), ``dtls_sessions{state}``
@@ -205,10 +206,14 @@ class ServerCollector(Collector):
             duration.add_metric([operation], _buckets(histogram.cumulative()), histogram.sum)
         yield duration
 
+        running, notifications = server.observation_manager.counts()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_observations",
+            "Observations running (after a restart, growing as the stored ones are taken up)",
+            running,
+        )
         yield CounterMetricFamily(
-            f"{PREFIX}_notifications_received",
-            "Notifications of observations received",
-            server.observation_manager.notifications_received(),
+            f"{PREFIX}_notifications_received", "Notifications of observations received", notifications
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_queued_requests",

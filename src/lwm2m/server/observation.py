@@ -499,7 +499,17 @@ class ObservationManager:
     def notifications_received(self) -> int:
         """Notifications received so far by the observations this manager ran (counted by each
         as it takes them, summed here when asked: nothing is shared on the way in)."""
-        return self._ended_notifications + sum(o.notifications for o in self._all())
+        return self.counts()[1]
+
+    def counts(self) -> tuple[int, int]:
+        """The observations running, and the notifications received so far (as
+        ``notifications_received``), in one pass over them (a scrape of the metrics asks)."""
+        running = 0
+        notifications = self._ended_notifications
+        for observation in self._all():
+            running += 1
+            notifications += observation.notifications
+        return running, notifications
 
     def _all(self) -> Iterator[ServerObservation]:
         for mine in self._by_endpoint.values():
