@@ -41,8 +41,8 @@ tables; at a million, each table entry takes ~42 B. Duplicate detection keeps at
 bench gave each device an address of its own (all came from 50), the address and the tables
 keyed by it were counted once for 20,000 devices: 1,413 MB measured that way. A restart of
 ``lwm2m server`` on a million registrations with an observation each answers a Register with
-2.01 after 6.6 s, with 687 MB, and has taken all the observations up after 31.6 s, with
-1,513 MB: it serves while it reads and takes them up, a thousand at a time (it used to take
+2.01 after 6.5 s, with 687 MB, and has taken all the observations up after 32.7 s, with
+1,481 MB: it serves while it reads and takes them up, a thousand at a time (it used to take
 them all up first: 29.7 s to the first answer; without the observations, as this phase wrote
 them before: 9.3 s, 651 MB).
 
