@@ -76,8 +76,8 @@ class ObservationKeeper:
                 if (
                     observation is not held
                     and observation.running
-                    and observation.response is None
                     and observation_key(observation) == key
+                    and observation.response is None  # (decodes the first answer: asked last)
                 ):
                     yield observation
 
