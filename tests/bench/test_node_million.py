@@ -36,6 +36,8 @@ def test_a_tiny_run_prints_every_figure_and_stops_the_server(tmp_path: Path) -> 
         "observe  50 observations (one per registered device):",
         "sqlite   500 registrations and 500 observations written in",
         "restart  lwm2m server on them answers CoAP",
+        "its 500 stored observations all taken up",
+        "RSS at the end",
         "GET /api/clients/{ep}",
         "GET /api/clients?limit=10&cursor=",
     ):
