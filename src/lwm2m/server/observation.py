@@ -496,10 +496,14 @@ class ObservationManager:
         # While ``resume`` runs: the endpoints whose registration ended meanwhile.
         self._ended_meanwhile: set[str] | None = None
 
+    def notifications_received(self) -> int:
+        """Notifications received so far by the observations this manager ran (counted by each
+        as it takes them, summed here when asked: nothing is shared on the way in)."""
+        return self.counts()[1]
+
     def counts(self) -> tuple[int, int]:
-        """The observations running, and the notifications received so far by all this manager
-        ran (counted by each as it takes them, summed here when asked: nothing is shared on the
-        way in), in one pass over them (a scrape of the metrics asks)."""
+        """The observations running, and ``notifications_received()``, in one pass over them (a
+        scrape of the metrics asks for both)."""
         running = 0
         notifications = self._ended_notifications
         for observation in self._all():
