@@ -61,6 +61,7 @@ NODES = 3
 SIMULATORS = 3  # processes of simulated devices, each from its own loopback address
 START_TIMEOUT = 60.0  # seconds a process may take to listen
 STOP_TIMEOUT = 15.0  # seconds a process may take to stop before it is killed
+PORT_ATTEMPTS = 5  # starts of a process whose free port another process took meanwhile
 
 
 class DemoError(Exception):
@@ -216,6 +217,22 @@ def wait_tcp(port: int, proc: subprocess.Popen[bytes], name: str, log: Path) -> 
     raise DemoError(f"{name} did not listen on {port} within {START_TIMEOUT:g} s: {tail(log)}")
 
 
+def port_taken(log: Path, since: int) -> bool:
+    """Whether the process that wrote ``log`` from byte ``since`` on stopped because a port was
+    taken between our choosing it (free then) and its binding it: the message of ``lwm2m
+    server``, redis-server and nginx alike."""
+    try:
+        with log.open("rb") as f:
+            f.seek(since)
+            return b"already in use" in f.read()
+    except OSError:
+        return False
+
+
+def log_size(log: Path) -> int:
+    return log.stat().st_size if log.exists() else 0
+
+
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
 
@@ -298,60 +315,80 @@ class ClusterDemo:
     def _start_redis(self) -> None:
         folder = self.state / "redis"
         folder.mkdir(exist_ok=True)
-        port = self.ports["redis"]
-        argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-        argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        self.redis = self._spawn(argv, "redis.log")
-        wait_tcp(port, self.redis, "redis-server", self.logs / "redis.log")
+        log = self.logs / "redis.log"
+        for attempt in range(PORT_ATTEMPTS):
+            since = log_size(log)
+            port = self.ports["redis"]
+            argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
+            argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+            self.redis = self._spawn(argv, "redis.log")
+            try:
+                wait_tcp(port, self.redis, "redis-server", log)
+                return
+            except DemoError:
+                if self.config.redis_port or attempt + 1 == PORT_ATTEMPTS or not port_taken(log, since):
+                    raise
+                self.ports["redis"] = free_port(socket.SOCK_STREAM)
 
     def _start_nodes(self) -> None:
-        c = self.config
         for index in range(1, NODES + 1):
-            self.nodes.append(
-                Node(
-                    f"n{index}",
-                    free_port(socket.SOCK_DGRAM),
-                    free_port(socket.SOCK_DGRAM),
-                    free_port(socket.SOCK_STREAM),
-                )
-            )
-        for node in self.nodes:
-            argv = [
-                *lwm2m_command(),
-                "server",
-                "--node-id",
-                node.node_id,
-                "--store",
-                self.store_url,
-                "--host",
-                "127.0.0.1",
-                "--coap-port",
-                str(node.coap_port),
-                "--coaps-port",
-                str(node.coaps_port),
-                "--http-host",
-                "127.0.0.1",
-                "--http-port",
-                str(node.http_port),
-                "--data",
-                str(self.state / node.node_id),
-                # As deploy/lwm2m-server@.service: nginx names each device's own address in a
-                # PROXY protocol header, and many devices share an address here.
-                "--registration-rate",
-                "0",
-                "--max-lifetime",
-                "86400",
-                "--proxy-protocol-from",
-                "127.0.0.0/8",
-                "--log-level",
-                c.log_level,
-                *c.node_args,
-            ]
-            node.proc = self._spawn(argv, f"{node.node_id}.log")
+            self.nodes.append(Node(f"n{index}", *self._node_ports()))
         # Started together (each takes a few seconds to import), waited for in turn.
+        since = {node.node_id: self._spawn_node(node) for node in self.nodes}
         for node in self.nodes:
-            assert node.proc is not None
-            wait_http(f"{node.api}/api/clients", node.proc, f"node {node.node_id}", self._log(node))
+            for attempt in range(PORT_ATTEMPTS):
+                assert node.proc is not None
+                try:
+                    wait_http(f"{node.api}/api/clients", node.proc, f"node {node.node_id}", self._log(node))
+                    break
+                except DemoError:
+                    # Its ports were free when chosen; another process may have bound one since.
+                    if attempt + 1 == PORT_ATTEMPTS or not port_taken(self._log(node), since[node.node_id]):
+                        raise
+                    node.coap_port, node.coaps_port, node.http_port = self._node_ports()
+                    since[node.node_id] = self._spawn_node(node)
+
+    @staticmethod
+    def _node_ports() -> tuple[int, int, int]:
+        return free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+
+    def _spawn_node(self, node: Node) -> int:
+        """Start ``node``'s process; the size its log had before (where this start's lines begin)."""
+        c = self.config
+        since = log_size(self._log(node))
+        argv = [
+            *lwm2m_command(),
+            "server",
+            "--node-id",
+            node.node_id,
+            "--store",
+            self.store_url,
+            "--host",
+            "127.0.0.1",
+            "--coap-port",
+            str(node.coap_port),
+            "--coaps-port",
+            str(node.coaps_port),
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            str(node.http_port),
+            "--data",
+            str(self.state / node.node_id),
+            # As deploy/lwm2m-server@.service: nginx names each device's own address in a
+            # PROXY protocol header, and many devices share an address here.
+            "--registration-rate",
+            "0",
+            "--max-lifetime",
+            "86400",
+            "--proxy-protocol-from",
+            "127.0.0.0/8",
+            "--log-level",
+            c.log_level,
+            *c.node_args,
+        ]
+        node.proc = self._spawn(argv, f"{node.node_id}.log")
+        return since
 
     def _log(self, node: Node) -> Path:
         return self.logs / f"{node.node_id}.log"
@@ -384,11 +421,25 @@ class ClusterDemo:
         return conf
 
     def _start_nginx(self) -> None:
-        conf = self._write_nginx()
-        argv = [NGINX, "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
-        self.nginx = self._spawn(argv, "nginx.log")
-        api = f"http://127.0.0.1:{self.ports['http']}/api/clients"
-        wait_http(api, self.nginx, "nginx", self.logs / "nginx.log")
+        log = self.logs / "nginx.log"
+        c = self.config
+        given = {"coap": c.coap_port, "coaps": c.coaps_port, "http": c.http_port}
+        for attempt in range(PORT_ATTEMPTS):
+            since = log_size(log)
+            conf = self._write_nginx()
+            argv = [NGINX, "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
+            self.nginx = self._spawn(argv, "nginx.log")
+            try:
+                wait_http(f"http://127.0.0.1:{self.ports['http']}/api/clients", self.nginx, "nginx", log)
+                return
+            except DemoError:
+                if all(given.values()) or attempt + 1 == PORT_ATTEMPTS or not port_taken(log, since):
+                    raise
+                stop_process(self.nginx)
+                for name, port in given.items():
+                    if not port:
+                        kind = socket.SOCK_STREAM if name == "http" else socket.SOCK_DGRAM
+                        self.ports[name] = free_port(kind, self.config.host)
 
     def reload_nginx(self, without: tuple[Node, ...]) -> None:
         """Balance over the nodes but those in ``without`` (as an operator does when a node is

@@ -6,10 +6,13 @@ process the script started."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
+import socket
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Any
@@ -127,3 +130,68 @@ async def test_a_device_registered_through_nginx_is_served_by_every_node_and_ctr
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     assert await asyncio.wait_for(proc.wait(), 60) == 0
     assert await wait_gone(started, 10) == set()
+
+
+def load_script() -> Any:
+    spec = importlib.util.spec_from_file_location("cluster_demo_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_ports_taken_between_their_choice_and_their_binding_are_chosen_again(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script chooses free ports, and its processes bind them a moment later: a port
+    another process binds meanwhile makes that process (Redis, a node, nginx) start again on
+    another port, instead of ending the try-out."""
+    script = load_script()
+    held_tcp = socket.socket()
+    held_tcp.bind(("127.0.0.1", 0))  # bound, not listening: a connection to it is refused
+    held_udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held_udp.bind(("127.0.0.1", 0))
+    taken = {socket.SOCK_STREAM: held_tcp.getsockname()[1], socket.SOCK_DGRAM: held_udp.getsockname()[1]}
+    chosen = script.free_port
+    handed: list[int] = []
+
+    def free_port(kind: int, host: str = "127.0.0.1") -> int:
+        # The held ports are handed out first: to Redis (TCP), the CoAP port of nginx (UDP).
+        port = taken.pop(kind, None) or chosen(kind, host)
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(script, "free_port", free_port)
+    env_path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    monkeypatch.setenv("PYTHONPATH", env_path)
+    demo = script.ClusterDemo(script.DemoConfig(state=tmp_path))
+    real_node_ports = script.ClusterDemo._node_ports
+    first = [True]  # n1's first CoAP port is the held UDP port (nginx's CoAP port has moved)
+
+    def node_ports() -> tuple[int, int, int]:
+        if first[0]:
+            first[0] = False
+            return held_udp.getsockname()[1], *real_node_ports()[1:]
+        return real_node_ports()  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(script.ClusterDemo, "_node_ports", staticmethod(node_ports))
+    try:
+        demo.start()
+        assert demo.ports["redis"] != held_tcp.getsockname()[1]
+        assert demo.ports["coap"] != held_udp.getsockname()[1]
+        assert held_udp.getsockname()[1] not in {node.coap_port for node in demo.nodes}
+        assert demo.dead() == []
+        # Each of the three was started twice: its log holds the first start's error.
+        assert "already in use" in (tmp_path / "logs" / "redis.log").read_text()
+        assert "already in use" in (tmp_path / "logs" / "n1.log").read_text()
+        assert "already in use" in (tmp_path / "logs" / "nginx.log").read_text()
+        with urllib.request.urlopen(f"{demo.console}api/clients", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        demo.stop()
+        held_tcp.close()
+        held_udp.close()
