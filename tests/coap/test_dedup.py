@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from lwm2m.coap.dedup import Deduplicator, SeenMessages
 
 A, B = ("10.0.0.1", 5683), ("10.0.0.2", 5683)
@@ -22,7 +25,7 @@ def test_a_new_message_is_recorded_and_returns_the_peer_record() -> None:
     d = make()
     seen = receive(d, A, 7, True, 0.0)
     assert isinstance(seen, SeenMessages) and seen.addr == A
-    assert seen.expires[7] == CON_LIFE
+    assert seen.expiry(7) == CON_LIFE
     assert len(d) == 1
 
 
@@ -50,7 +53,7 @@ def test_an_id_is_new_again_after_its_lifetime_and_the_old_reply_is_forgotten() 
     assert receive(d, A, 8, False, NON_LIFE - 1) is None
     seen = receive(d, A, 8, True, NON_LIFE)
     assert isinstance(seen, SeenMessages)
-    assert 8 not in seen.replies
+    assert seen.reply_for(8) == b""
 
 
 def test_a_full_generation_rotates_and_the_older_one_still_answers() -> None:
@@ -97,3 +100,69 @@ def test_cache_reply_for_an_unknown_id_keeps_nothing() -> None:
     receive(d, A, 1, True, 0.0)
     d.cache_reply(A, 9, b"x")
     assert isinstance(receive(d, A, 9, True, 1.0), SeenMessages)
+
+
+def test_a_peers_first_message_is_held_without_dicts_and_its_second_brings_them() -> None:
+    """Most peers send one message in a generation: it is kept in the record's own slots."""
+    d = make()
+    seen = receive(d, A, 7, True, 0.0)
+    assert isinstance(seen, SeenMessages) and seen.expires is None and seen.replies is None
+    d.cache_reply(A, 7, b"ack7")
+    assert seen.expires is None and receive(d, A, 7, True, 1.0) == b"ack7"
+    # The second message: both are kept in the dicts from now on, the first's reply too.
+    assert receive(d, A, 9, True, 2.0) is seen
+    assert seen.expires == {7: CON_LIFE, 9: 2.0 + CON_LIFE} and seen.replies == {7: b"ack7"}
+    assert seen.mid == -1 and seen.reply is None
+    d.cache_reply(A, 9, b"ack9")
+    assert receive(d, A, 9, True, 3.0) == b"ack9" and receive(d, A, 7, True, 3.0) == b"ack7"
+    # Forgotten, a message is new again, in either form.
+    d.forget(A, 9)
+    assert isinstance(receive(d, A, 9, True, 4.0), SeenMessages)
+    other = receive(d, B, 5, False, 4.0)
+    assert isinstance(other, SeenMessages) and other.expires is None
+    d.forget(B, 5)
+    assert other.expiry(5) is None and receive(d, B, 5, False, 5.0) is other
+    # A reply for a message not held is not kept.
+    d.cache_reply(B, 6, b"stray")
+    assert other.reply_for(6) == b"" and other.reply is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["record", "reply", "forget"]),
+            st.sampled_from([A, B]),
+            st.integers(0, 3),
+            st.booleans(),
+            st.floats(0.0, 200.0),
+        ),
+        max_size=40,
+    )
+)
+def test_records_answer_as_a_plain_table_of_ids_would(
+    steps: list[tuple[str, object, int, bool, float]],
+) -> None:
+    """Within one generation (no rotation), the records with their compact first message answer
+    every record, reply and forget as a plain table of (peer, Message ID) does."""
+    d = make(max_entries=1000)
+    table: dict[tuple[object, int], tuple[float, bytes]] = {}  # (peer, mid) -> (expiry, reply)
+    now = 0.0
+    for action, addr, mid, con, dt in sorted(steps, key=lambda step: step[4]):
+        now = max(now, dt)
+        key = (addr, mid)
+        if action == "reply":
+            d.cache_reply(addr, mid, b"r%d" % mid)
+            if key in table:
+                table[key] = (table[key][0], b"r%d" % mid)
+        elif action == "forget":
+            d.forget(addr, mid)
+            table.pop(key, None)
+        else:
+            got = receive(d, addr, mid, con, now)
+            held = table.get(key)
+            if held is not None and held[0] > now:
+                assert got == (held[1] if con else None)
+            else:
+                assert isinstance(got, SeenMessages)
+                table[key] = ((now + CON_LIFE) if con else (now + NON_LIFE), b"")

@@ -36,3 +36,22 @@ async def test_the_addresses_kept_share_their_port_objects() -> None:
     assert ports == [40123] * 3 and ports[0] is ports[1] is ports[2]
     stored = await store.registrations.get("dev-2")
     assert stored is not None and stored.address is registrar.peers["dev-2"]
+
+
+async def test_clients_registered_within_a_millisecond_share_their_time_objects() -> None:
+    store = MemoryStore.create()
+    times = iter([1000.0, 1000.0004, 1000.0009, 1000.0012, 1000.0012, 999.5])
+
+    def clock() -> float:
+        return next(times) + 0.0  # a float object of its own each time, as time.time() gives
+
+    registrar = Registrar(store.registrations, store.observations, lambda event: None, clock=clock)
+    for i in range(6):
+        await registrar.handle(register(f"dev-{i}"), (f"10.0.0.{i}", 40000 + i))
+    stamps = [(await store.registrations.get(f"dev-{i}")) for i in range(6)]
+    at = [r.registered_at for r in stamps if r is not None]
+    assert at == [1000.0, 1000.0, 1000.0, 1000.0012, 1000.0012, 999.5]
+    assert at[0] is at[1] is at[2] and at[3] is at[4]
+    # A clock set back is taken as it is, not held at the later stamp.
+    assert at[5] is not at[4]
+    assert all(r is not None and r.last_update is r.registered_at for r in stamps)

@@ -69,6 +69,9 @@ class Layer:
     def observations(self) -> list[Any]:
         return []
 
+    def handles(self) -> list[Any]:
+        return []
+
 
 def router(config: ForwardingConfig | None = None) -> tuple[DtlsRouter, Layer, list[tuple[bytes, Any]]]:
     layer = Layer()

@@ -186,14 +186,14 @@ async def test_a_relation_hands_its_notifications_to_a_sink_as_they_come(resourc
 
 async def test_a_relation_that_ended_tells_its_sink_once(resources: Any) -> None:
     async with open_udp_endpoint() as server, open_udp_endpoint() as client:
-        # Ended by an exception: handed over as the last item, and the relation is forgotten.
+        # Ended by an exception: handed over as the last item, once.
         obs = client.observe(get("/x"), server.addresses[0])
         sink = Sink()
         obs.deliver_to(sink)
-        client._fail(obs.token, RequestTimeout("gone"))
+        client._fail(obs.token, RequestTimeout("gone"), obs)
         ((err, last),) = sink.items
-        assert isinstance(err, RequestTimeout) and last and obs.token not in client._observations
-        client._fail(obs.token, RequestTimeout("again"))
+        assert isinstance(err, RequestTimeout) and last
+        client._fail(obs.token, RequestTimeout("again"), obs)
         assert len(sink.items) == 1
         # Ended before the sink came, with nothing left to read: the sink hears of the end.
         ended = client.observe(get("/y"), server.addresses[0])

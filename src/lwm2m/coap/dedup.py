@@ -21,20 +21,85 @@ _INF = float("inf")
 class SeenMessages:
     """One peer's recent Message IDs in one generation of duplicate detection.
 
-    ``expires`` maps a Message ID to the time its exchange ends; ``replies`` holds the
-    ACK or RST to send again for a duplicate CON. ``older`` is the same peer's record in
-    the older generation, while that generation lasts. Ints, floats and bytes only: the
+    ``older`` is the same peer's record in the older generation, while that generation lasts.
+    Most peers send one message in a generation (a device's Register, an Update): its Message
+    ID, expiry and reply are slots of the record (``mid``, ``exp``, ``reply``). From the second
+    message on, ``expires`` maps each Message ID to the time its exchange ends and ``replies``
+    holds the ACK or RST to send again for a duplicate CON: two dicts, ~450 bytes, that a
+    million peers with a message each would otherwise hold. Ints, floats and bytes only: the
     garbage collector has nothing to follow per message.
     """
 
-    __slots__ = ("addr", "expires", "older", "replies")
+    __slots__ = ("addr", "exp", "expires", "mid", "older", "replies", "reply")
 
     def __init__(self, addr: Any, older: SeenMessages | None) -> None:
         # The peer's address as first seen: one tuple per peer for every event and key.
         self.addr: Any = addr if older is None else older.addr
-        self.expires: dict[int, float] = {}
-        self.replies: dict[int, bytes] = {}
         self.older = older
+        self.mid = -1  # the one Message ID held while ``expires`` is None (-1: none yet)
+        self.exp = _INF
+        self.reply: bytes | None = None
+        self.expires: dict[int, float] | None = None
+        self.replies: dict[int, bytes] | None = None
+
+    def expiry(self, mid: int) -> float | None:
+        """When the exchange of message ``mid`` ends, if it is held."""
+        expires = self.expires
+        if expires is None:
+            return self.exp if mid == self.mid else None
+        return expires.get(mid)
+
+    def add(self, mid: int, exp: float) -> None:
+        expires = self.expires
+        if expires is not None:
+            expires[mid] = exp
+        elif self.mid < 0 or self.mid == mid:
+            self.mid, self.exp = mid, exp
+        else:  # a second message: the dicts from now on
+            self.expires = {self.mid: self.exp, mid: exp}
+            self.replies = {} if self.reply is None else {self.mid: self.reply}
+            self.mid, self.reply = -1, None
+
+    def keep_reply(self, mid: int, reply: bytes) -> bool:
+        """Hold ``reply`` for message ``mid``; False when ``mid`` is not held here."""
+        expires = self.expires
+        if expires is None:
+            if mid != self.mid:
+                return False
+            self.reply = reply
+            return True
+        if mid not in expires:
+            return False
+        assert self.replies is not None
+        self.replies[mid] = reply
+        return True
+
+    def reply_for(self, mid: int) -> bytes:
+        """The reply held for message ``mid`` (``b""``: none)."""
+        if self.expires is None:
+            reply = self.reply if mid == self.mid else None
+        else:
+            assert self.replies is not None
+            reply = self.replies.get(mid)
+        return b"" if reply is None else reply
+
+    def drop_reply(self, mid: int) -> None:
+        if self.expires is None:
+            if mid == self.mid:
+                self.reply = None
+        else:
+            assert self.replies is not None
+            self.replies.pop(mid, None)
+
+    def forget(self, mid: int) -> None:
+        """Message ``mid`` as if never seen here."""
+        if self.expires is None:
+            if mid == self.mid:
+                self.mid, self.exp, self.reply = -1, _INF, None
+        else:
+            assert self.replies is not None
+            self.expires.pop(mid, None)
+            self.replies.pop(mid, None)
 
 
 class Deduplicator:
@@ -111,32 +176,37 @@ class Deduplicator:
         if seen is None:
             seen = self.current[addr] = SeenMessages(addr, self.older.get(addr))
         expires = seen.expires
-        if mid in expires or ((older := seen.older) is not None and mid in older.expires):
+        if (mid in expires if expires is not None else mid == seen.mid) or (
+            (older := seen.older) is not None and older.expiry(mid) is not None
+        ):
             reply = self._duplicate(seen, mid, now)
             if reply is not None:
                 return reply if con else None
         self.count += 1
         if now != self._exp_at:
             self._expiries(now)
-        expires[mid] = self._exp_con if con else self._exp_non
+        if expires is not None:
+            expires[mid] = self._exp_con if con else self._exp_non
+        else:
+            seen.add(mid, self._exp_con if con else self._exp_non)
         return seen
 
     def _duplicate(self, seen: SeenMessages, mid: int, now: float) -> bytes | None:
         """The reply to replay if ``mid`` came within its lifetime (``b""``: none yet), else None."""
         holder = seen
-        expires = seen.expires.get(mid)
+        expires = seen.expiry(mid)
         if expires is None:
             if seen.older is None:
                 return None
             holder = seen.older
-            expires = holder.expires.get(mid)
+            expires = holder.expiry(mid)
             if expires is None:
                 return None
         if expires <= now:
             # Over: the ID is new again, and the reply to the old message must not answer it.
-            holder.replies.pop(mid, None)
+            holder.drop_reply(mid)
             return None
-        return holder.replies.get(mid, b"")
+        return holder.reply_for(mid)
 
     def _expiries(self, now: float) -> None:
         """The expiries of the Message IDs recorded at ``now`` (§4.5: EXCHANGE_LIFETIME for a CON,
@@ -151,8 +221,7 @@ class Deduplicator:
         if seen is None:
             seen = self.older.get(addr)
         while seen is not None:
-            if mid in seen.expires:
-                seen.replies[mid] = reply
+            if seen.keep_reply(mid, reply):
                 return
             seen = seen.older
         # Gone with its generation already: nothing to replay.
@@ -164,8 +233,7 @@ class Deduplicator:
         if seen is None:
             seen = self.older.get(addr)
         while seen is not None:
-            seen.expires.pop(mid, None)
-            seen.replies.pop(mid, None)
+            seen.forget(mid)
             seen = seen.older
 
     def rotate(self, now: float) -> None:

@@ -49,7 +49,7 @@ I/O side (the transport loop)::
 
 Application side::
 
-    request(message: Message, addr, now: float) -> bytes
+    request(message: Message, addr, now: float, handle=None) -> bytes
         Send a request. Type CON (retransmitted with exponential back-off, at most
         ``nstart`` outstanding per peer, the rest queued) or NON (sent once; any other
         type is sent as CON). The endpoint assigns the message ID, and a token if
@@ -79,11 +79,16 @@ Application side::
         notifications carry the first block (RFC 7959 §2.6). A non-2.xx message ends
         the observation. Returns False when the relation no longer exists.
 
+    Every event of a request (its answer, notifications, failure, timeout, RST) carries the
+    ``handle`` it was sent with (``event.handle``): a transport's own object for the request,
+    such as its observation, found without a table of its own (a million observations held).
+    ``handles()`` lists those of the requests still held.
+
     cancel(token: bytes, addr=None) -> None
         Forget an outstanding request or a client-side observation (later
         notifications for it are answered with RST). No event follows.
 
-    resume_observation(addr, token: bytes, now: float, request: Message | None = None) -> None
+    resume_observation(addr, token: bytes, now: float, request: Message | None = None, handle=None)
         Take up a client-side observation this endpoint did not register (e.g. one made
         before a restart and kept in storage): later notifications from ``addr`` with
         ``token`` become ``CoapNotificationReceived`` events, the first one taken as fresh
@@ -576,8 +581,9 @@ class Endpoint:
 
     # === application side =========================================================================
 
-    def request(self, message: Message, addr: Any, now: float) -> bytes:
-        """Send a request (see the module docstring); returns its token."""
+    def request(self, message: Message, addr: Any, now: float, handle: Any = None) -> bytes:
+        """Send a request (see the module docstring); returns its token. ``handle`` (anything
+        but None) comes back with each of its events: a transport's own object for it."""
         self._now = now
         exchanges = self._exchanges
         given = message.token
@@ -593,6 +599,7 @@ class Endpoint:
                 message.type, message.code, message.mid, token, message.options, message.payload
             )
         req = OutgoingRequest(addr, token, message)
+        req.handle = handle
         exchanges.put(req)
         if req.con:
             peer = exchanges.peer(addr)
@@ -600,7 +607,8 @@ class Endpoint:
                 if len(peer.queue) >= self.config.max_queued_requests_per_peer:
                     exchanges.take(req)
                     req.live = False
-                    self._events.append(RequestFailed(addr, token, message, "too many queued requests"))
+                    failed = RequestFailed(addr, token, message, "too many queued requests", handle)
+                    self._events.append(failed)
                     return token
                 peer.queue.append(req)
                 return token
@@ -640,7 +648,12 @@ class Endpoint:
             # The common case: piggybacked in the ACK, which is also cached for duplicates (§4.5).
             data = encode_parts(_ACK, code, mid, req.token, options, payload)
             if seen is not None:
-                seen.replies[mid] = data
+                # (SeenMessages.keep_reply inline: the path of every answer)
+                replies = seen.replies
+                if replies is not None:
+                    replies[mid] = data
+                elif seen.mid == mid:
+                    seen.reply = data
             else:
                 self._dedup.cache_reply(addr, mid, data)
             self._out.append((data, addr))
@@ -733,8 +746,11 @@ class Endpoint:
         for req in victims:
             self._drop_request(req)
 
-    def resume_observation(self, addr: Any, token: bytes, now: float, request: Message | None = None) -> None:
-        """Deliver notifications from ``addr`` with ``token`` again (see the module docstring)."""
+    def resume_observation(
+        self, addr: Any, token: bytes, now: float, request: Message | None = None, handle: Any = None
+    ) -> None:
+        """Deliver notifications from ``addr`` with ``token`` again (see the module docstring);
+        ``handle`` comes back with them, as with ``request``."""
         self._now = now
         if request is None:
             # Code 0 marks "registration unknown": no Block2 follow-up can be built from it.
@@ -746,11 +762,16 @@ class Endpoint:
         if old is not None:
             self._drop_request(old)
         req = OutgoingRequest(addr, token, request)
+        req.handle = handle
         req.observing = True
         # Nothing is known of the sequence numbers sent so far: any notification is newer
         # than "long ago" (RFC 7641 §3.4, the 128 s rule), after which the rule applies.
         req.obs_time = -_INF
         exchanges.put(req)
+
+    def handles(self) -> list[Any]:
+        """The handles of the requests (and observations) still held, as given to ``request``."""
+        return [req.handle for req in self._exchanges.requests.values() if req.handle is not None]
 
     def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool:
         """Match notifications of observation ``token`` on ``new_addr`` (see the module docstring)."""
@@ -1120,10 +1141,11 @@ class Endpoint:
             if parent is not None:
                 if parent.live:
                     self._events.append(
-                        RequestFailed(addr, parent.token, parent.request, "block fetch reset")
+                        RequestFailed(addr, parent.token, parent.request, "block fetch reset", parent.handle)
                     )
                 return
-        self._events.append(ResetReceived(addr, token, mid))
+        handle = owner.handle if isinstance(owner, OutgoingRequest) else None
+        self._events.append(ResetReceived(addr, token, mid, handle))
 
     def _on_separate_response(self, msg: Message, addr: Any, record: list[bytes | None], now: float) -> None:
         # Exchanges.find inline: every notification comes this way.
@@ -1182,7 +1204,7 @@ class Endpoint:
                 if b2 is not None and b2.more:
                     self._spawn_fetch(req, msg, None, now)
                 else:
-                    self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
+                    self._events.append(ResponseReceived(req.addr, req.token, req.request, msg, req.handle))
                 # Kept as long as the observation runs, shared with every relation made with
                 # an equal request (``_kept``): the relation's token is ``req.token``.
                 req.request = _kept(req.request)
@@ -1295,7 +1317,7 @@ class Endpoint:
         if seq is None:
             # RFC 7641 §3.2: an error or a response without Observe ends the observation.
             self._drop_request(req)
-            self._events.append(CoapNotificationReceived(req.addr, req.token, msg, None))
+            self._events.append(CoapNotificationReceived(req.addr, req.token, msg, None, req.handle))
             return
         if not is_fresh(req.obs_seq, req.obs_time, seq, now):
             return  # reordered: older than what we already have (RFC 7641 §3.4)
@@ -1308,21 +1330,23 @@ class Endpoint:
             # A resumed observation without its registration: nothing to fetch the rest with.
         elif b2 is not None:
             msg = Message(msg.type, code, msg.mid, msg.token, tuple(strip(msg.options)), msg.payload)
-        self._events.append(CoapNotificationReceived(req.addr, req.token, msg, seq))
+        self._events.append(CoapNotificationReceived(req.addr, req.token, msg, seq, req.handle))
 
     def _finish(self, req: OutgoingRequest, msg: Message, now: float) -> None:
         self._drop_request(req, now)
         blocks = req.blocks
         parent = None if blocks is None else blocks.parent
         if parent is None:
-            self._events.append(ResponseReceived(req.addr, req.token, req.request, msg))
+            self._events.append(ResponseReceived(req.addr, req.token, req.request, msg, req.handle))
         elif parent.live:
             assert blocks is not None
             if blocks.parent_seq is None:
-                self._events.append(ResponseReceived(parent.addr, parent.token, parent.request, msg))
+                self._events.append(
+                    ResponseReceived(parent.addr, parent.token, parent.request, msg, parent.handle)
+                )
             else:
                 self._events.append(
-                    CoapNotificationReceived(parent.addr, parent.token, msg, blocks.parent_seq)
+                    CoapNotificationReceived(parent.addr, parent.token, msg, blocks.parent_seq, parent.handle)
                 )
 
     def _fail(self, req: OutgoingRequest, reason: str) -> None:
@@ -1330,7 +1354,7 @@ class Endpoint:
         parent = None if req.blocks is None else req.blocks.parent
         target = parent if parent is not None else req
         if target.live or target is req:
-            self._events.append(RequestFailed(req.addr, target.token, target.request, reason))
+            self._events.append(RequestFailed(req.addr, target.token, target.request, reason, target.handle))
 
     def _request_expired(self, req: OutgoingRequest) -> None:
         if req.observing:
@@ -1338,10 +1362,10 @@ class Endpoint:
         self._drop_request(req)
         parent = None if req.blocks is None else req.blocks.parent
         if parent is None:
-            self._events.append(RequestTimedOut(req.addr, req.token, req.request))
+            self._events.append(RequestTimedOut(req.addr, req.token, req.request, req.handle))
         elif parent.live:
             self._events.append(
-                RequestFailed(req.addr, parent.token, parent.request, "block fetch timed out")
+                RequestFailed(req.addr, parent.token, parent.request, "block fetch timed out", parent.handle)
             )
 
     # --- sending our requests -------------------------------------------------------------------

@@ -6,7 +6,7 @@ The endpoint queues them; the application drains them with ``Endpoint.next_event
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lwm2m.coap.message import Message
@@ -78,6 +78,9 @@ class ResponseReceived(Event):
     token: bytes
     request: Message
     response: Message
+    # What the application attached to the request (``Endpoint.attach``), handed back with its
+    # answers: the transport finds the relation a notification is for without a table of its own.
+    handle: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,9 @@ class CoapNotificationReceived(Event):
     token: bytes
     response: Message
     sequence: int | None
+    # What the application attached to the request (``Endpoint.attach``), handed back with its
+    # answers: the transport finds the relation a notification is for without a table of its own.
+    handle: Any = field(default=None, compare=False, repr=False)
 
     @property
     def final(self) -> bool:
@@ -105,6 +111,9 @@ class RequestTimedOut(Event):
     addr: Addr
     token: bytes
     request: Message
+    # What the application attached to the request (``Endpoint.attach``), handed back with its
+    # answers: the transport finds the relation a notification is for without a table of its own.
+    handle: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,9 @@ class RequestFailed(Event):
     token: bytes
     request: Message
     reason: str
+    # What the application attached to the request (``Endpoint.attach``), handed back with its
+    # answers: the transport finds the relation a notification is for without a table of its own.
+    handle: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +149,9 @@ class ResetReceived(Event):
     addr: Addr
     token: bytes | None
     mid: int
+    # What the application attached to the request (``Endpoint.attach``), handed back with its
+    # answers: the transport finds the relation a notification is for without a table of its own.
+    handle: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ class OutgoingRequest:
         "con",
         "counted",
         "deadline",
+        "handle",
         "live",
         "obs_seq",
         "obs_time",
@@ -83,6 +84,7 @@ class OutgoingRequest:
         self.obs_seq = 0
         self.obs_time = 0.0
         self.blocks: BlockState | None = None  # made by the first block-wise transfer it has
+        self.handle: Any = None  # the application's, handed back with its events (Endpoint.attach)
 
     def transfer(self) -> BlockState:
         """The state of its block-wise transfer, made now if it had none."""

@@ -35,6 +35,7 @@ from lwm2m.protocol.management import (
 )
 from lwm2m.protocol.registration import Registration
 from lwm2m.server.backlog import Backlog
+from lwm2m.server.clock import SharedStamps
 from lwm2m.server.events import NotificationReceived, ObservationEnded, ServerEvent
 from lwm2m.server.management import DEFAULT_TIMEOUT, DeviceManagement, rooted
 from lwm2m.server.registrar import CONNECTIONS
@@ -471,6 +472,7 @@ class ObservationManager:
         self._listeners = listeners
         self._history_added = history_added
         # What the observations share: one context over datagrams, one over connections.
+        self._stamp = SharedStamps()  # when each observation began (created_at)
         self._context = _Context(
             models,
             observations,
@@ -580,7 +582,7 @@ class ObservationManager:
             paths,
             composite=composite,
             content_format=response.content_format,
-            created_at=time.time(),
+            created_at=self._stamp(),
             oscore=None
             if binding is None
             else ObservationBinding(binding.kid, binding.piv, binding.kid_context),

@@ -43,6 +43,7 @@ from lwm2m.protocol.registration import (
     UpdateRequest,
     rd_segments,
 )
+from lwm2m.server.clock import SharedStamps
 from lwm2m.server.events import (
     ClientDeregistered,
     ClientRegistered,
@@ -273,7 +274,7 @@ class Registrar:
         self.registrations = registrations
         self.observations = observations
         self._emit = emit
-        self._clock = clock
+        self._clock = SharedStamps(clock)  # a float object per millisecond, not per client
         self.limits = limits if limits is not None else RegistrationLimits()
         self._monotonic = monotonic
         self._adopt = adopt

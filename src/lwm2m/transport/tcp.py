@@ -1035,6 +1035,10 @@ class CoapTcpEndpoint:
         """A connection does not move: False (the device observed again over its new one)."""
         return False
 
+    def _relation_ended(self, relation: CoapObservation) -> None:
+        if self._observations.get(relation.token) is relation:
+            del self._observations[relation.token]
+
     def _cancel(self, token: bytes, near: Addr | None = None) -> None:
         self._observations.pop(token, None)
         addr = self._observed_at.pop(token, None)  # kept per token: no need of ``near``

@@ -95,9 +95,11 @@ class _Owner(Protocol):
     """The endpoint an observation belongs to: ``CoapUdpEndpoint`` or ``CoapTcpEndpoint``."""
 
     _loop: asyncio.AbstractEventLoop
-    _observations: dict[bytes, CoapObservation]
 
     def _cancel(self, token: bytes, near: Addr | None = None) -> None: ...
+
+    def _relation_ended(self, relation: CoapObservation) -> None:
+        """``relation`` handed over its last item: the owner lets it go."""
 
 
 class RelationSink(Protocol):
@@ -176,7 +178,7 @@ class CoapObservation:
             self._unhold()  # answered (or failed) without an empty ACK first
         if last:
             self._done = True
-            self._owner._observations.pop(self.token, None)
+            self._owner._relation_ended(self)
         sink = self._sink
         if sink is not None:
             sink.deliver(item, last)
@@ -277,7 +279,6 @@ class CoapUdpEndpoint:
         # Requests whose empty ACK someone waits for (lwm2m.transport.separate), by token; made
         # for the first (most endpoints of a simulated fleet never wait for one).
         self._acknowledged: dict[bytes, Callable[[], None]] | None = None
-        self._observations: dict[bytes, CoapObservation] = {}
         self._tasks: dict[asyncio.Task[Any], None] = {}  # a set (an empty one is 216 bytes, a dict 64)
         self._respond = endpoint.respond  # bound once: the per-request path
         # Behind a balancer speaking the PROXY protocol, the devices' own addresses (lwm2m.transport.proxy).
@@ -397,19 +398,20 @@ class CoapUdpEndpoint:
                 if not fut.done():
                     fut.set_result(event.response)
                 return
-            obs = self._observations.get(event.token)
+            obs = event.handle
             if obs is not None:
                 # The registration's answer: without Observe, the server declined (RFC 7641 §3.1).
                 response = event.response
                 obs._push(response, last=response.observe is None or not _success(response.code))
                 return
         elif type(event) is CoapNotificationReceived:
-            obs = self._observations.get(event.token)
+            obs = event.handle
             if obs is not None:
                 obs._push(event.response, last=event.final)
                 return
         elif type(event) is RequestTimedOut:
-            if self._fail(event.token, RequestTimeout(f"no response from {format_addr(event.addr)}")):
+            timeout = RequestTimeout(f"no response from {format_addr(event.addr)}")
+            if self._fail(event.token, timeout, event.handle):
                 return
         elif type(event) is RequestAcknowledged:
             waiting = self._acknowledged
@@ -418,12 +420,12 @@ class CoapUdpEndpoint:
                 acknowledged()
                 return
         elif type(event) is RequestFailed:
-            if self._fail(event.token, RequestAborted(event.reason)):
+            if self._fail(event.token, RequestAborted(event.reason), event.handle):
                 return
         elif (
             type(event) is ResetReceived
             and event.token is not None
-            and self._fail(event.token, RequestReset("peer answered with RST"))
+            and self._fail(event.token, RequestReset("peer answered with RST"), event.handle)
         ):
             return
         if not self._own_event(event) and self._extra is not None:
@@ -491,14 +493,14 @@ class CoapUdpEndpoint:
             log.info("OSCORE response from %s discarded: %s", format_addr(event.addr), exc)
             if type(event) is ResponseReceived:
                 layer.pending.pop(token, None)
-                self._fail(token, oscore_failure(event.response, exc))
+                self._fail(token, oscore_failure(event.response, exc), event.handle)
             return True  # a notification that does not verify is dropped (§8.4)
         if type(event) is ResponseReceived:
             retry = layer.echo_retry(token, inner)
             if retry is not None and token in self._pending:
-                self._repeat(event.addr, token, retry)
+                self._repeat(event.addr, token, retry, event.handle)
                 return True
-            obs = self._observations.get(token)
+            obs = event.handle
             if obs is None or inner.observe is None or not _success(inner.code):
                 layer.pending.pop(token, None)
             fut = self._pending.pop(token, None)
@@ -511,12 +513,12 @@ class CoapUdpEndpoint:
         assert isinstance(event, CoapNotificationReceived)
         if event.final:
             layer.pending.pop(token, None)
-        obs = self._observations.get(token)
+        obs = event.handle
         if obs is not None:
             obs._push(inner, last=event.final)
         return True
 
-    def _repeat(self, addr: Addr, token: bytes, request: Message) -> None:
+    def _repeat(self, addr: Addr, token: bytes, request: Message, handle: CoapObservation | None) -> None:
         """Send ``request`` again under ``token``, protected anew (the Echo of RFC 9175 §2.4)."""
         assert self.oscore is not None
         protected = self.oscore.protect_request(request, addr)
@@ -524,7 +526,7 @@ class CoapUdpEndpoint:
             return
         outer, pending = protected
         now = self._driver.now()
-        self._driver.endpoint.request(outer.replace(token=token), addr, now)
+        self._driver.endpoint.request(outer.replace(token=token), addr, now, handle)
         self.oscore.track(token, pending)
 
     def _own_event(self, event: Event) -> bool:
@@ -533,13 +535,12 @@ class CoapUdpEndpoint:
         the request path pays nothing for it."""
         return False
 
-    def _fail(self, token: bytes, exc: BaseException) -> bool:
+    def _fail(self, token: bytes, exc: BaseException, obs: CoapObservation | None) -> bool:
         fut = self._pending.pop(token, None)
         if fut is not None:
             if not fut.done():
                 fut.set_exception(exc)
             return True
-        obs = self._observations.get(token)
         if obs is not None:
             obs._push(exc, last=True)
             return True
@@ -644,12 +645,12 @@ class CoapUdpEndpoint:
             message = message.with_option(OptionNumber.OBSERVE, 0)
         addr = self._reachable(_literal(addr))
         now = self._driver.now()
-        token = self._send_request(message, addr, now)
-        obs = CoapObservation(self, token)
+        # The endpoint keeps the relation with its request and hands it back with each event.
+        obs = CoapObservation(self, b"")
+        obs.token = token = self._send_request(message, addr, now, obs)
         if self.oscore is not None:
             pending = self.oscore.pending.get(token)
             obs.oscore = None if pending is None else pending.binding
-        self._observations[token] = obs
         heard = SEPARATE_RESPONSE.get()
         if heard is not None and self._driver.endpoint.report_empty_ack(addr, token):
             obs._hold(heard, partial(self._forget_acknowledgement, token))
@@ -666,15 +667,18 @@ class CoapUdpEndpoint:
         if self._acknowledged is not None:
             self._acknowledged.pop(token, None)
 
-    def _send_request(self, message: Message, addr: Addr, now: float) -> bytes:
-        """Hand ``message`` to the endpoint, protected first when OSCORE binds ``addr``."""
+    def _send_request(
+        self, message: Message, addr: Addr, now: float, relation: CoapObservation | None = None
+    ) -> bytes:
+        """Hand ``message`` to the endpoint, protected first when OSCORE binds ``addr``;
+        ``relation``, an observation's, comes back with the events of its request."""
         if self.oscore is None:
-            return self._driver.endpoint.request(message, addr, now)
+            return self._driver.endpoint.request(message, addr, now, relation)
         protected = self.oscore.protect_request(message, addr)
         if protected is None:
-            return self._driver.endpoint.request(message, addr, now)
+            return self._driver.endpoint.request(message, addr, now, relation)
         outer, pending = protected
-        token = self._driver.endpoint.request(outer, addr, now)
+        token = self._driver.endpoint.request(outer, addr, now, relation)
         self.oscore.track(token, pending)
         return token
 
@@ -688,9 +692,8 @@ class CoapUdpEndpoint:
         self._check_open()
         addr = self._reachable(_literal(addr))
         now = self._driver.now()
-        self._driver.endpoint.resume_observation(addr, token, now, request)
         obs = CoapObservation(self, token)
-        self._observations[token] = obs
+        self._driver.endpoint.resume_observation(addr, token, now, request, obs)
         return obs
 
     def adopt_notification(self, addr: Addr, token: bytes) -> bool:
@@ -723,11 +726,13 @@ class CoapUdpEndpoint:
         )
 
     def _cancel(self, token: bytes, near: Addr | None = None) -> None:
-        self._observations.pop(token, None)
         if self._closed:
             return
         self._driver.endpoint.cancel(token, near=None if near is None else normalize(near))
         self._driver.flush()
+
+    def _relation_ended(self, relation: CoapObservation) -> None:
+        """Nothing to let go: the endpoint dropped the relation's request with its last event."""
 
     def _reachable(self, addr: Addr) -> Addr:
         """``addr`` if one of our sockets can send there (else the request could only time out)."""
@@ -755,9 +760,8 @@ class CoapUdpEndpoint:
             if not fut.done():
                 fut.set_exception(err)
         self._pending.clear()
-        for obs in list(self._observations.values()):
+        for obs in self._driver.endpoint.handles():
             obs._push(err, last=True)
-        self._observations.clear()
 
     async def __aenter__(self) -> CoapUdpEndpoint:
         return self

@@ -148,6 +148,7 @@ class DtlsRouter:
         self.resume_observation = layer.resume_observation
         self.move_observation = layer.move_observation
         self.observations = layer.observations
+        self.handles = layer.handles
 
     # --- the driver's side ---------------------------------------------------------------------
 

@@ -160,7 +160,9 @@ class CoapSide(Protocol):
 
     def respond(self, event: RequestReceived, response: Message, now: float) -> None: ...
 
-    def request(self, message: Message, addr: Any, now: float) -> bytes: ...
+    def request(self, message: Message, addr: Any, now: float, handle: Any = None) -> bytes: ...
+
+    def handles(self) -> list[Any]: ...
 
     def report_empty_ack(self, addr: Any, token: bytes) -> bool: ...
 
@@ -171,7 +173,7 @@ class CoapSide(Protocol):
     def cancel(self, token: bytes, addr: Any = None, *, near: Any = None) -> None: ...
 
     def resume_observation(
-        self, addr: Any, token: bytes, now: float, request: Message | None = None
+        self, addr: Any, token: bytes, now: float, request: Message | None = None, handle: Any = None
     ) -> None: ...
 
     def move_observation(self, token: bytes, addr: Any, new_addr: Any) -> bool: ...
@@ -527,8 +529,11 @@ class DtlsLayer:
     # === the application's side =================================================================
     # The CoAP endpoint's calls, passed on: what they send goes out through the peer's session.
 
-    def request(self, message: Message, addr: Addr, now: float) -> bytes:
-        return self._inner.request(message, addr, now)
+    def request(self, message: Message, addr: Addr, now: float, handle: Any = None) -> bytes:
+        return self._inner.request(message, addr, now, handle)
+
+    def handles(self) -> list[Any]:
+        return self._inner.handles()
 
     def report_empty_ack(self, addr: Addr, token: bytes) -> bool:
         return self._inner.report_empty_ack(addr, token)
@@ -542,9 +547,9 @@ class DtlsLayer:
         self._inner.cancel(token, addr, near=near)
 
     def resume_observation(
-        self, addr: Addr, token: bytes, now: float, request: Message | None = None
+        self, addr: Addr, token: bytes, now: float, request: Message | None = None, handle: Any = None
     ) -> None:
-        self._inner.resume_observation(addr, token, now, request)
+        self._inner.resume_observation(addr, token, now, request, handle)
 
     def move_observation(self, token: bytes, addr: Addr, new_addr: Addr) -> bool:
         return self._inner.move_observation(token, addr, new_addr)
