@@ -171,7 +171,7 @@ async def test_a_relation_hands_its_notifications_to_a_sink_as_they_come(resourc
         first = await obs.next(timeout=5)  # read as an iterator first
         assert first.payload == b"0"
         resources.set("/counter", b"1")
-        while not obs._items:  # came and not read: handed over first
+        while obs._extra is None or not obs._extra.items:  # came and not read: handed over first
             await asyncio.sleep(0.01)
         sink = Sink()
         obs.deliver_to(sink)
@@ -179,9 +179,24 @@ async def test_a_relation_hands_its_notifications_to_a_sink_as_they_come(resourc
         resources.set("/counter", b"2")
         await sink.wait(2)
         assert [(m.payload, last) for m, last in sink.items] == [(b"1", False), (b"2", False)]  # type: ignore[union-attr]
-        assert obs._items is None and obs._waiter is None  # nothing queued, nobody waits
+        extra = obs._extra  # made for the reader that came first
+        assert extra is not None and extra.items is None and extra.waiter is None  # none queued or waiting
         obs.cancel()  # the sink's own doing: nothing handed over
         assert len(sink.items) == 2
+
+
+async def test_a_relation_handing_over_to_a_sink_holds_nothing_for_a_reader(resources: Any) -> None:
+    """A server's relations go straight to a sink: no queue, waiter or binding is made."""
+    async with await serve(resources) as server, open_udp_endpoint() as client:
+        obs = client.observe(get("/counter"), server.addresses[0])
+        sink = Sink()
+        obs.deliver_to(sink)
+        await sink.wait(1)
+        resources.set("/counter", b"1")
+        await sink.wait(2)
+        assert [m.payload for m, _ in sink.items] == [b"0", b"1"]  # type: ignore[union-attr]
+        assert obs._extra is None and obs.oscore is None
+        obs.cancel()
 
 
 async def test_a_relation_that_ended_tells_its_sink_once(resources: Any) -> None:

@@ -3,7 +3,9 @@
 A server keeps when each client registered and last updated, and when each observation began:
 a float object each, 24 bytes, a million of them at a million clients. Stamps taken within
 ``resolution`` of the one before are that one, the same object: in a registration storm a few
-thousand objects serve a million clients. A stamp is at most ``resolution`` early.
+thousand objects serve a million clients. A stamp is at most ``resolution`` early: a
+millisecond for the registrar's times (an expiry a millisecond early), ten for when an
+observation began (shown, never computed with).
 """
 
 from __future__ import annotations

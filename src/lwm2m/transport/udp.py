@@ -126,6 +126,22 @@ class _Held:
         self.scope: asyncio.Timeout | None = None
 
 
+class _Extra:
+    """What a few relations need, made for those only: the queue and waiter of an iterating
+    reader, a registration whose empty ACK someone waits for, an OSCORE binding. A server
+    holds a million relations that hand their notifications to a sink and need none of it."""
+
+    __slots__ = ("held", "items", "oscore", "waiter")
+
+    def __init__(self) -> None:
+        # What came and nobody took yet, for an iterating reader: made at the first item.
+        self.items: deque[Message | BaseException] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        # A registration whose empty ACK someone waits for (lwm2m.transport.separate).
+        self.held: _Held | None = None
+        self.oscore: RequestBinding | None = None
+
+
 class CoapObservation:
     """Notifications of one observe relation (RFC 7641), as an async iterator of ``Message``.
 
@@ -138,43 +154,61 @@ class CoapObservation:
     (``deliver_to``): a server holds many relations that way, with no queue or waiter each.
     """
 
-    __slots__ = ("_done", "_held", "_items", "_owner", "_sink", "_waiter", "oscore", "token")
+    __slots__ = ("_done", "_extra", "_owner", "_sink", "token")
 
     def __init__(self, owner: _Owner, token: bytes) -> None:
         self._owner = owner
         self.token = token
-        # Registered OSCORE-protected: its request's binding, which the notifications are
-        # verified against (RFC 8613 §8.4); the server stores it with the observation.
-        self.oscore: RequestBinding | None = None
-        # What came and nobody took yet, for an iterating reader: made at the first item.
-        self._items: deque[Message | BaseException] | None = None
-        self._waiter: asyncio.Future[None] | None = None
         self._sink: RelationSink | None = None
         self._done = False
-        # A registration whose empty ACK someone waits for (lwm2m.transport.separate).
-        self._held: _Held | None = None
+        self._extra: _Extra | None = None
+
+    def _more(self) -> _Extra:
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = _Extra()
+        return extra
+
+    @property
+    def oscore(self) -> RequestBinding | None:
+        """Registered OSCORE-protected: its request's binding, which the notifications are
+        verified against (RFC 8613 §8.4); the server stores it with the observation."""
+        extra = self._extra
+        return None if extra is None else extra.oscore
+
+    @oscore.setter
+    def oscore(self, binding: RequestBinding | None) -> None:
+        if binding is not None or self._extra is not None:
+            self._more().oscore = binding
 
     def _hold(self, heard: Callable[[], None], forget: Callable[[], None]) -> None:
-        self._held = _Held(heard, forget)
+        self._more().held = _Held(heard, forget)
 
     def _acknowledged(self) -> None:
         """The peer acknowledged the registration with an empty ACK: its answer follows as a
         separate response (RFC 7252 §5.2.2), awaited within the endpoint's response_timeout."""
-        held, self._held = self._held, None
+        extra = self._extra
+        if extra is None:
+            return
+        held, extra.held = extra.held, None
         if held is not None:
             if held.scope is not None:
                 held.scope.reschedule(None)
             held.heard()
 
     def _unhold(self) -> None:
-        held, self._held = self._held, None
+        extra = self._extra
+        if extra is None:
+            return
+        held, extra.held = extra.held, None
         if held is not None:
             held.forget()
 
     def _push(self, item: Message | BaseException, last: bool = False) -> None:
         if self._done:
             return
-        if self._held is not None:
+        extra = self._extra
+        if extra is not None and extra.held is not None:
             self._unhold()  # answered (or failed) without an empty ACK first
         if last:
             self._done = True
@@ -183,11 +217,13 @@ class CoapObservation:
         if sink is not None:
             sink.deliver(item, last)
             return
-        items = self._items
+        if extra is None:
+            extra = self._extra = _Extra()
+        items = extra.items
         if items is None:
-            items = self._items = deque()
+            items = extra.items = deque()
         items.append(item)
-        w = self._waiter
+        w = extra.waiter
         if w is not None and not w.done():
             w.set_result(None)
 
@@ -195,7 +231,10 @@ class CoapObservation:
         """Hand every notification to ``sink`` from now on, as it comes, those that came and
         were not read yet first; the relation is not iterated any more."""
         self._sink = sink
-        items, self._items = self._items, None
+        extra = self._extra
+        items = None
+        if extra is not None:
+            items, extra.items = extra.items, None
         while items:
             item = items.popleft()
             last = self._done and not items  # (an exception is always the last)
@@ -209,15 +248,16 @@ class CoapObservation:
         return self
 
     async def __anext__(self) -> Message:
-        while not self._items:
+        extra = self._more()
+        while not extra.items:
             if self._done:
                 raise StopAsyncIteration
-            self._waiter = self._owner._loop.create_future()
+            waiter = extra.waiter = self._owner._loop.create_future()
             try:
-                await self._waiter
+                await waiter
             finally:
-                self._waiter = None
-        item = self._items.popleft()
+                extra.waiter = None
+        item = extra.items.popleft()
         if isinstance(item, BaseException):
             raise item
         return item
@@ -226,7 +266,8 @@ class CoapObservation:
         """The next notification, waiting at most ``timeout`` seconds (for the first, no longer
         once the peer acknowledged a registration made under SEPARATE_RESPONSE)."""
         async with asyncio.timeout(timeout) as scope:
-            held = self._held  # (only a held registration's wait is lifted: no scope kept else)
+            # (only a held registration's wait is lifted: no scope kept else)
+            held = None if self._extra is None else self._extra.held
             if held is not None:
                 held.scope = scope
             try:
@@ -243,10 +284,12 @@ class CoapObservation:
             return
         self._owner._cancel(self.token, near)
         self._done = True
-        self._items = None
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)  # a waiting reader sees the end
+        extra = self._extra
+        if extra is not None:
+            extra.items = None
+            w = extra.waiter
+            if w is not None and not w.done():
+                w.set_result(None)  # a waiting reader sees the end
 
     async def __aenter__(self) -> CoapObservation:
         return self
