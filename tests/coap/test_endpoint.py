@@ -142,6 +142,27 @@ def test_an_empty_ack_is_reported_for_a_request_that_asked(net: Any) -> None:
     assert not net.c.report_empty_ack(S, non)  # a NON request gets no ACK at all
 
 
+def test_requests_that_asked_for_their_empty_ack_leave_nothing_once_answered_or_dropped(net: Any) -> None:
+    """What a request asked for (``report_empty_ack``) goes with its answer, its empty ACK, its
+    cancel or its timeout: a client that asks for every request holds nothing for them after."""
+    answered = net.c.request(get("/3/0/0"), S, net.now)
+    assert net.c.report_empty_ack(S, answered)
+    net.deliver()
+    net.s.respond(served_request(net), content(b"at once"), net.now)  # piggybacked
+    net.deliver()
+    (resp,) = net.events(net.c)
+    assert resp.token == answered
+    cancelled = net.c.request(get("/3/0/1"), S, net.now)
+    assert net.c.report_empty_ack(S, cancelled)
+    net.c.cancel(cancelled)
+    net.drop = lambda sender, msg: sender == C  # nothing reaches the server any more
+    lost = net.c.request(get("/3/0/2"), S, net.now)
+    assert net.c.report_empty_ack(S, lost)
+    net.advance(net.now + 300.0)
+    assert [type(e) for e in net.events(net.c)] == [RequestTimedOut]
+    assert not net.c._acks_wanted
+
+
 def test_separate_response_is_retransmitted_until_acknowledged(net: Any) -> None:
     net.c.request(get(), S, 0.0)
     net.deliver()

@@ -367,6 +367,9 @@ class Endpoint:
         self._block_size = config.block_size
         # The transport's largest message to a peer (DTLS: what one record may carry, RFC 8449
         # §4), or None for no bound beyond the block size; blocks to that peer are cut to fit.
+        # Our requests whose empty ACK raises RequestAcknowledged (report_empty_ack), until it
+        # comes or they are answered: a few, so a set rather than a slot on every request.
+        self._acks_wanted: set[OutgoingRequest] | None = None
         self.payload_limit: Callable[[Any], int | None] | None = None
         lifetime = _lifetime(config.exchange_lifetime)
         non_lifetime = _lifetime(config.non_lifetime)
@@ -726,7 +729,10 @@ class Endpoint:
         req = self._exchanges.find(addr, token)
         if req is None or not req.live or not req.con or req.observing:
             return False
-        req.report_ack = True
+        wanted = self._acks_wanted
+        if wanted is None:
+            wanted = self._acks_wanted = set()
+        wanted.add(req)
         return True
 
     def cancel(self, token: bytes, addr: Any = None, *, near: Any = None) -> None:
@@ -1104,6 +1110,8 @@ class Endpoint:
         owner = tx.owner
         if isinstance(owner, OutgoingRequest):
             # §5.2.2: the response comes separately; the exchange no longer counts for NSTART.
+            wanted = self._acks_wanted
+            report = wanted is not None and owner in wanted
             owner.tx = None
             self._release(owner, now)
             if not owner.observing:
@@ -1111,8 +1119,7 @@ class Endpoint:
                 assert timeout is not None  # derived by EndpointConfig
                 owner.deadline = now + timeout
                 self._exchanges.push(owner.deadline, owner)
-            if owner.report_ack:
-                owner.report_ack = False
+            if report:
                 self._events.append(RequestAcknowledged(addr, owner.token))
         elif isinstance(owner, Relation) and owner.tx is tx:
             owner.tx = None
@@ -1414,6 +1421,8 @@ class Endpoint:
 
     def _release(self, req: OutgoingRequest, now: float | None = None) -> None:
         """Give back the request's NSTART slot and start queued requests (RFC 7252 §4.7)."""
+        if self._acks_wanted:  # acknowledged or answered: no empty ACK to report any more
+            self._acks_wanted.discard(req)
         exchanges = self._exchanges
         peer = exchanges.release_slot(req)
         if peer is None:
@@ -1434,6 +1443,8 @@ class Endpoint:
 
     def _drop_request(self, req: OutgoingRequest, now: float | None = None) -> None:
         req.live = False
+        if self._acks_wanted:
+            self._acks_wanted.discard(req)
         if req.blocks is not None:
             self._free_block2(req)
         exchanges = self._exchanges

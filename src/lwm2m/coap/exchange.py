@@ -63,7 +63,6 @@ class OutgoingRequest:
         "obs_time",
         "observe",
         "observing",
-        "report_ack",
         "request",
         "token",
         "tx",
@@ -78,7 +77,6 @@ class OutgoingRequest:
         self.counted = False  # holds one of the peer's NSTART slots
         self.deadline = INF  # response wait (NON request, or after an empty ACK)
         self.live = True
-        self.report_ack = False  # an empty ACK raises RequestAcknowledged (report_empty_ack)
         self.observe = request.code in (Code.GET, Code.FETCH) and request.observe == 0
         self.observing = False  # the registration was accepted: later responses are notifications
         self.obs_seq = 0
