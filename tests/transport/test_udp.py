@@ -347,6 +347,28 @@ async def test_coroutine_handler_and_separate_response() -> None:
         assert late.payload == b"slow" and late.type == Type.CON
 
 
+async def test_an_observation_registered_under_separate_response_keeps_nothing_once_answered(
+    resources: Any,
+) -> None:
+    """A server registers its observations under SEPARATE_RESPONSE: what it holds for the
+    registration's empty ACK goes with the first answer, and the relation keeps no side object."""
+    async with await serve(resources) as server, open_udp_endpoint() as client:
+        context = SEPARATE_RESPONSE.set(lambda: None)
+        try:
+            obs = client.observe(get("/counter"), server.addresses[0])
+        finally:
+            SEPARATE_RESPONSE.reset(context)
+        assert obs._extra is not None and obs._extra.held is not None  # held until answered
+        sink = Sink()
+        obs.deliver_to(sink)
+        await sink.wait(1)
+        assert obs._extra is None and not client.endpoint._acks_wanted
+        resources.set("/counter", b"1")
+        await sink.wait(2)
+        assert [m.payload for m, _ in sink.items] == [b"0", b"1"]  # type: ignore[union-attr]
+        obs.cancel()
+
+
 async def test_a_separate_response_awaited_past_the_callers_timeout() -> None:
     """Under SEPARATE_RESPONSE, the peer's empty ACK is heard and lifts the caller's timeout: the
     separate response is awaited within the endpoint's response_timeout (RFC 7252 §5.2.2)."""

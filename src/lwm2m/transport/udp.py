@@ -187,22 +187,27 @@ class CoapObservation:
     def _acknowledged(self) -> None:
         """The peer acknowledged the registration with an empty ACK: its answer follows as a
         separate response (RFC 7252 §5.2.2), awaited within the endpoint's response_timeout."""
-        extra = self._extra
-        if extra is None:
-            return
-        held, extra.held = extra.held, None
+        held = self._take_held()
         if held is not None:
             if held.scope is not None:
                 held.scope.reschedule(None)
             held.heard()
 
     def _unhold(self) -> None:
-        extra = self._extra
-        if extra is None:
-            return
-        held, extra.held = extra.held, None
+        held = self._take_held()
         if held is not None:
             held.forget()
+
+    def _take_held(self) -> _Held | None:
+        """The held registration, no longer held; the side object goes too when it held only
+        that (a server's observation is made so, and runs for months)."""
+        extra = self._extra
+        if extra is None:
+            return None
+        held, extra.held = extra.held, None
+        if extra.items is None and extra.waiter is None and extra.oscore is None:
+            self._extra = None
+        return held
 
     def _push(self, item: Message | BaseException, last: bool = False) -> None:
         if self._done:
@@ -210,6 +215,7 @@ class CoapObservation:
         extra = self._extra
         if extra is not None and extra.held is not None:
             self._unhold()  # answered (or failed) without an empty ACK first
+            extra = self._extra
         if last:
             self._done = True
             self._owner._relation_ended(self)
