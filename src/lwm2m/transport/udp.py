@@ -241,6 +241,8 @@ class CoapObservation:
         items = None
         if extra is not None:
             items, extra.items = extra.items, None
+            if extra.waiter is None and extra.held is None and extra.oscore is None:
+                self._extra = None  # read first as an iterator (a server reads its first answer so)
         while items:
             item = items.popleft()
             last = self._done and not items  # (an exception is always the last)
