@@ -27,22 +27,24 @@ Targets (LwM2M server at fleet scale): memory store ≤ 1.5 GB for a million reg
 one observation each, SQLite ≤ 1 GB; lookups and pages under 5 ms; CoAP served again within
 30 s of a restart on a million.
 
-Measured (2 cores, Python 3.11), a million devices with an address each: a registration 701 B
-and an observation 863 B with the memory store, 1,622 MB in all; with SQLite 383 B and 773 B,
-1,214 MB (the registrations in the file; the server's tables and the observations in memory).
+Measured (2 cores, Python 3.11), a million devices with an address each: a registration 628 B
+and an observation 737 B with the memory store, 1,424 MB in all; with SQLite 341 B and 704 B,
+1,104 MB (the registrations in the file; the server's tables and the observations in memory).
 Where it goes (``--trace``): a registration is its record (160 B), the client's address (a
-tuple and its host, ~118 B), its name and ID (~60 B each), its time, and the entries of the
-registrar's and the store's tables (by name, by address, by ID, the page and expiry indexes);
-an observation is the CoAP relation's request (144 B, the request message itself shared by
-the relations made with an equal one), the store's record (112 B), the server's observation
-(104 B), the transport's handle (96 B), the token, the first answer, and the entries of five
-tables; at a million, each table entry takes ~42 B. Duplicate detection keeps at most
-``max_dedup_entries`` (100,000) messages, ~650 B each with a peer of its own. Until this
-bench gave each device an address of its own (all came from 50), the address and the tables
-keyed by it were counted once for 20,000 devices: 1,413 MB measured that way. A restart of
+tuple and its host, ~118 B), its name and ID (~60 B each), and the entries of the registrar's
+and the store's tables (by name, by address, by ID, the page and expiry indexes); its times
+are shared with the registrations of the same millisecond. An observation is the CoAP
+relation's request (144 B, the request message itself shared by the relations made with an
+equal one), the store's record (112 B), the server's observation (104 B), the transport's
+relation (72 B), the token, the first answer, and the entries of four tables; at a million,
+each table entry takes ~42 B. Duplicate detection keeps at most ``max_dedup_entries``
+(100,000) messages, ~250 B each with a peer of its own (its one message in the record's own
+slots). Until this bench gave each device an address of its own (all came from 50), the
+address and the tables keyed by it were counted once for 20,000 devices: 1,413 MB measured
+that way. A restart of
 ``lwm2m server`` on a million registrations with an observation each answers a Register with
-2.01 after 6.5 s, with 687 MB, and has taken all the observations up after 32.7 s, with
-1,481 MB: it serves while it reads and takes them up, a thousand at a time (it used to take
+2.01 after 5.9 s, with 687 MB, and has taken all the observations up after 30.6 s, with
+1,431 MB: it serves while it reads and takes them up, a thousand at a time (it used to take
 them all up first: 29.7 s to the first answer; without the observations, as this phase wrote
 them before: 9.3 s, 651 MB).
 
