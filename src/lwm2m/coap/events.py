@@ -78,7 +78,7 @@ class ResponseReceived(Event):
     token: bytes
     request: Message
     response: Message
-    # What the application attached to the request (``Endpoint.attach``), handed back with its
+    # The ``handle`` the request was sent with (``Endpoint.request``), handed back with its
     # answers: the transport finds the relation a notification is for without a table of its own.
     handle: Any = field(default=None, compare=False, repr=False)
 
@@ -95,8 +95,7 @@ class CoapNotificationReceived(Event):
     token: bytes
     response: Message
     sequence: int | None
-    # What the application attached to the request (``Endpoint.attach``), handed back with its
-    # answers: the transport finds the relation a notification is for without a table of its own.
+    # (the request's handle, as above)
     handle: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -111,8 +110,7 @@ class RequestTimedOut(Event):
     addr: Addr
     token: bytes
     request: Message
-    # What the application attached to the request (``Endpoint.attach``), handed back with its
-    # answers: the transport finds the relation a notification is for without a table of its own.
+    # (the request's handle, as above)
     handle: Any = field(default=None, compare=False, repr=False)
 
 
@@ -134,8 +132,7 @@ class RequestFailed(Event):
     token: bytes
     request: Message
     reason: str
-    # What the application attached to the request (``Endpoint.attach``), handed back with its
-    # answers: the transport finds the relation a notification is for without a table of its own.
+    # (the request's handle, as above)
     handle: Any = field(default=None, compare=False, repr=False)
 
 
@@ -149,8 +146,7 @@ class ResetReceived(Event):
     addr: Addr
     token: bytes | None
     mid: int
-    # What the application attached to the request (``Endpoint.attach``), handed back with its
-    # answers: the transport finds the relation a notification is for without a table of its own.
+    # (the request's handle, as above)
     handle: Any = field(default=None, compare=False, repr=False)
 
 

@@ -82,7 +82,7 @@ class OutgoingRequest:
         self.obs_seq = 0
         self.obs_time = 0.0
         self.blocks: BlockState | None = None  # made by the first block-wise transfer it has
-        self.handle: Any = None  # the application's, handed back with its events (Endpoint.attach)
+        self.handle: Any = None  # the application's, handed back with its events (Endpoint.request)
 
     def transfer(self) -> BlockState:
         """The state of its block-wise transfer, made now if it had none."""
