@@ -48,7 +48,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -233,6 +235,34 @@ def log_size(log: Path) -> int:
     return log.stat().st_size if log.exists() else 0
 
 
+def serve_on_free_ports(
+    spawn: Callable[[], object],
+    wait: Callable[[], None],
+    log: Path,
+    repick: Callable[[], None] | None,
+    *,
+    spawned_at: int | None = None,
+) -> None:
+    """``spawn()`` a process on ports chosen free (unless it was, its log then ``spawned_at``
+    bytes long) and ``wait()`` until it serves. When it stopped because another process bound
+    one of its ports meanwhile, as its log says from where that start began, ``repick()``
+    chooses others and it starts again, PORT_ATTEMPTS times at most; without ``repick`` (ports
+    the user gave) the error stands."""
+    since = spawned_at
+    for attempt in range(PORT_ATTEMPTS):
+        if since is None:
+            since = log_size(log)
+            spawn()
+        try:
+            wait()
+            return
+        except DemoError:
+            if repick is None or attempt + 1 == PORT_ATTEMPTS or not port_taken(log, since):
+                raise
+            repick()
+            since = None
+
+
 def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
 
@@ -316,19 +346,21 @@ class ClusterDemo:
         folder = self.state / "redis"
         folder.mkdir(exist_ok=True)
         log = self.logs / "redis.log"
-        for attempt in range(PORT_ATTEMPTS):
-            since = log_size(log)
-            port = self.ports["redis"]
-            argv = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder)]
-            argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+
+        def spawn() -> None:
+            argv = [REDIS_SERVER, "--port", str(self.ports["redis"]), "--bind", "127.0.0.1"]
+            argv += ["--dir", str(folder), "--save", "", "--appendonly", "no", "--daemonize", "no"]
             self.redis = self._spawn(argv, "redis.log")
-            try:
-                wait_tcp(port, self.redis, "redis-server", log)
-                return
-            except DemoError:
-                if self.config.redis_port or attempt + 1 == PORT_ATTEMPTS or not port_taken(log, since):
-                    raise
-                self.ports["redis"] = free_port(socket.SOCK_STREAM)
+
+        def wait() -> None:
+            assert self.redis is not None
+            wait_tcp(self.ports["redis"], self.redis, "redis-server", log)
+
+        def repick() -> None:
+            stop_process(self.redis)
+            self.ports["redis"] = free_port(socket.SOCK_STREAM)
+
+        serve_on_free_ports(spawn, wait, log, None if self.config.redis_port else repick)
 
     def _start_nodes(self) -> None:
         for index in range(1, NODES + 1):
@@ -336,17 +368,18 @@ class ClusterDemo:
         # Started together (each takes a few seconds to import), waited for in turn.
         since = {node.node_id: self._spawn_node(node) for node in self.nodes}
         for node in self.nodes:
-            for attempt in range(PORT_ATTEMPTS):
+
+            def wait(node: Node = node) -> None:
                 assert node.proc is not None
-                try:
-                    wait_http(f"{node.api}/api/clients", node.proc, f"node {node.node_id}", self._log(node))
-                    break
-                except DemoError:
-                    # Its ports were free when chosen; another process may have bound one since.
-                    if attempt + 1 == PORT_ATTEMPTS or not port_taken(self._log(node), since[node.node_id]):
-                        raise
-                    node.coap_port, node.coaps_port, node.http_port = self._node_ports()
-                    since[node.node_id] = self._spawn_node(node)
+                wait_http(f"{node.api}/api/clients", node.proc, f"node {node.node_id}", self._log(node))
+
+            def repick(node: Node = node) -> None:
+                stop_process(node.proc)
+                node.coap_port, node.coaps_port, node.http_port = self._node_ports()
+
+            serve_on_free_ports(
+                partial(self._spawn_node, node), wait, self._log(node), repick, spawned_at=since[node.node_id]
+            )
 
     @staticmethod
     def _node_ports() -> tuple[int, int, int]:
@@ -424,22 +457,24 @@ class ClusterDemo:
         log = self.logs / "nginx.log"
         c = self.config
         given = {"coap": c.coap_port, "coaps": c.coaps_port, "http": c.http_port}
-        for attempt in range(PORT_ATTEMPTS):
-            since = log_size(log)
+
+        def spawn() -> None:
             conf = self._write_nginx()
             argv = [NGINX, "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"]
             self.nginx = self._spawn(argv, "nginx.log")
-            try:
-                wait_http(f"http://127.0.0.1:{self.ports['http']}/api/clients", self.nginx, "nginx", log)
-                return
-            except DemoError:
-                if all(given.values()) or attempt + 1 == PORT_ATTEMPTS or not port_taken(log, since):
-                    raise
-                stop_process(self.nginx)
-                for name, port in given.items():
-                    if not port:
-                        kind = socket.SOCK_STREAM if name == "http" else socket.SOCK_DGRAM
-                        self.ports[name] = free_port(kind, self.config.host)
+
+        def wait() -> None:
+            assert self.nginx is not None
+            wait_http(f"http://127.0.0.1:{self.ports['http']}/api/clients", self.nginx, "nginx", log)
+
+        def repick() -> None:
+            stop_process(self.nginx)
+            for name, port in given.items():
+                if not port:
+                    kind = socket.SOCK_STREAM if name == "http" else socket.SOCK_DGRAM
+                    self.ports[name] = free_port(kind, c.host)
+
+        serve_on_free_ports(spawn, wait, log, None if all(given.values()) else repick)
 
     def reload_nginx(self, without: tuple[Node, ...]) -> None:
         """Balance over the nodes but those in ``without`` (as an operator does when a node is

@@ -30,9 +30,8 @@ class ObservationKeeper:
     kept here keep none for a reader (``ServerObservation.discard_unread``): no task or queue
     per observation. Those a restarted server takes up are found through it (``serve``), as
     if kept here, not in a table of their own: a million of them would take a hundred
-    megabytes. An
-    ended observation (its client dropped it, or its registration ended) is not kept; the
-    entries of ended ones are swept whenever the table has doubled.
+    megabytes. An ended observation (its client dropped it, or its registration ended) is not
+    kept; the entries of ended ones are swept whenever the table has doubled.
     """
 
     def __init__(self) -> None:
